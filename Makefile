@@ -1,0 +1,144 @@
+# palaver: build, test, install.  `make help` lists the targets.
+
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BUILD      ?= build
+CC         ?= cc
+ARCH_FLAGS ?= -march=native
+OPT        ?= -O2
+CUDA       ?= 0
+SAN        ?= 0
+
+PKGS := ncursesw readline yaml-0.1 sqlite3
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Debian's readline.pc may be absent on older releases: fall back to -lreadline.
+ifeq ($(PKG_LIBS),)
+PKG_LIBS := -lncursesw -lreadline -lyaml -lsqlite3
+endif
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CPPFLAGS += -D_GNU_SOURCE -Iapp/lib -Iapp -Iengine -Iui -Ihistory -I$(BUILD)/gen
+CFLAGS   ?=
+CFLAGS   += -std=c11 $(OPT) -g $(WARN) $(ARCH_FLAGS) -pthread -MMD -MP $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lm -pthread
+
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# Every .c file in the module folders is part of the program; the tests link
+# the same objects less app/main.o.  Files named *_avx2.c / *_avx512.c hold
+# SIMD kernels chosen at run time and get their instruction set here.
+SRCS := $(wildcard app/lib/*.c app/*.c engine/*.c ui/*.c history/*.c)
+OBJS := $(SRCS:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(BUILD)/app/main.o
+LIB_OBJS := $(filter-out $(MAIN_OBJ),$(OBJS))
+
+ifeq ($(CUDA),1)
+NVCC       ?= nvcc
+CUDA_HOME  ?= /usr/local/cuda
+CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+CU_SRCS    := $(wildcard gpu/cuda/*.cu)
+CU_OBJS    := $(CU_SRCS:%.cu=$(BUILD)/%.o)
+LIB_OBJS   += $(CU_OBJS)
+CPPFLAGS   += -DPALAVER_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS     += -L$(CUDA_HOME)/lib64 -lcudart -lcublas
+endif
+
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
+AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+
+.PHONY: all run test test-unit test-integration bench lint asan install uninstall \
+	clean deps fuzz help
+.DEFAULT_GOAL := all
+
+all: palaver
+
+palaver: $(BUILD)/palaver
+	@ln -sf $(BUILD)/palaver palaver
+
+$(BUILD)/palaver: $(MAIN_OBJ) $(BUILD)/libpalaver.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libpalaver.a: $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX2_FLAGS) -c -o $@ $<
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX512_FLAGS) -c -o $@ $<
+
+$(BUILD)/gpu/cuda/%.o: gpu/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 $(CUDA_ARCHS) -Iengine -Iapp/lib -Xcompiler -Wall -c -o $@ $<
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libpalaver.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS)
+
+# ---- set-up --------------------------------------------------------------
+deps:
+	@sh tools/deps.sh $(PKGS) cmocka
+
+run: deps all
+	./palaver $(ARGS)
+
+# ---- tests ---------------------------------------------------------------
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-integration
+
+test-unit: $(TEST_BINS)
+	@sh tests/run-unit.sh $(TEST_BINS)
+
+test-integration: $(BUILD)/palaver
+	@PALAVER=$(CURDIR)/$(BUILD)/palaver sh tests/run-integration.sh
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 test-unit
+
+bench: all
+	./palaver bench $(ARGS)
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
+		--suppress=missingIncludeSystem --inline-suppr -D_GNU_SOURCE \
+		-Iapp/lib -Iapp -Iengine -Iui -Ihistory app engine ui history
+	clang-format --dry-run --Werror $(SRCS) $(wildcard app/lib/*.h app/*.h engine/*.h ui/*.h history/*.h)
+
+# ---- install -------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/palaver
+	install -m 755 $(BUILD)/palaver $(DESTDIR)$(PREFIX)/bin/palaver
+	install -m 644 man/palaver.1 $(DESTDIR)$(PREFIX)/share/man/man1/palaver.1
+	install -m 644 config.yaml $(DESTDIR)$(PREFIX)/share/palaver/config.yaml
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/palaver $(DESTDIR)$(PREFIX)/share/man/man1/palaver.1 \
+		$(DESTDIR)$(PREFIX)/share/palaver/config.yaml
+	-rmdir $(DESTDIR)$(PREFIX)/share/palaver 2>/dev/null
+
+clean:
+	rm -rf build build-asan build-fuzz palaver
+
+help:
+	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz"
+	@echo "variables: PREFIX DESTDIR ARCH_FLAGS CUDA=1 ARGS='...' (for run/bench)"
+
+-include $(OBJS:.o=.d) $(TEST_BINS:=.d)

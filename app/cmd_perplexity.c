@@ -1,0 +1,14 @@
+/* palaver perplexity: not built yet (issue 5). */
+#include "commands.h"
+#include "report.h"
+
+#include <stdio.h>
+
+int cmd_perplexity(int argc, char **argv, struct config *cfg)
+{
+	(void)argc;
+	(void)argv;
+	(void)cfg;
+	fprintf(stderr, "palaver: 'perplexity' is not built yet\n");
+	return EXIT_RUNTIME;
+}

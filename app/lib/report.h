@@ -1,0 +1,38 @@
+/* error()-style reporting: library layers record a message and return -1. */
+#ifndef PALAVER_REPORT_H
+#define PALAVER_REPORT_H
+
+/*
+ * Library code (engine/, history/, gpu/) never prints and never exits.  It
+ * calls error("cannot open '%s': %s", path, strerror(errno)) which records
+ * the message in a per-thread buffer and returns -1, so that
+ *
+ *	if (gguf_check(g) < 0)
+ *		return -1;          // message already recorded
+ *
+ * propagates both the failure and its reason.  The caller at the edge shows
+ * error_message() (or copies it with error_take()).  Messages follow git:
+ * lowercase, no full stop, subject in quotes.
+ *
+ * error_prefix() prepends context ("'x.gguf': ") to the recorded message, so
+ * an inner layer need not know the file name.
+ */
+int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *error_message(void); /* "" when none recorded */
+char *error_take(void);          /* malloc'd copy; clears the record */
+void error_clear(void);
+
+/* CLI edge only (app/): print "palaver: msg" to stderr and exit. */
+enum {
+	EXIT_OK = 0,
+	EXIT_RUNTIME = 1, /* runtime failure */
+	EXIT_USAGE = 2,   /* usage or configuration error */
+};
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Called before die() prints, e.g. to endwin() while curses is active. */
+void set_die_hook(void (*hook)(void));
+
+#endif

@@ -1,0 +1,50 @@
+/* strbuf: a growable byte string (after git's strbuf). */
+#ifndef PALAVER_STRBUF_H
+#define PALAVER_STRBUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+/*
+ * Invariants:
+ *  - buf is never NULL: an empty strbuf points at a shared "" (alloc == 0);
+ *  - buf[len] == '\0' always, so buf can be passed where a C string is wanted;
+ *  - len < alloc whenever alloc != 0;
+ *  - the content may hold NUL bytes; len is the truth.
+ */
+struct strbuf {
+	size_t alloc; /* bytes allocated, 0 while buf is the shared slopbuf */
+	size_t len;   /* bytes used, not counting the terminating NUL */
+	char *buf;    /* the bytes, NUL-terminated */
+};
+
+extern char strbuf_slopbuf[];
+#define STRBUF_INIT { 0, 0, strbuf_slopbuf }
+
+void strbuf_init(struct strbuf *sb, size_t hint);
+void strbuf_release(struct strbuf *sb);
+/* Hand the buffer to the caller (always malloc'd) and reset sb. */
+char *strbuf_detach(struct strbuf *sb, size_t *len);
+void strbuf_grow(struct strbuf *sb, size_t extra);
+void strbuf_setlen(struct strbuf *sb, size_t len);
+static inline void strbuf_reset(struct strbuf *sb) { strbuf_setlen(sb, 0); }
+
+void strbuf_add(struct strbuf *sb, const void *data, size_t len);
+void strbuf_addstr(struct strbuf *sb, const char *s);
+void strbuf_addch(struct strbuf *sb, int c);
+void strbuf_addf(struct strbuf *sb, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+/* Append s with JSON string escaping (no surrounding quotes). */
+void strbuf_add_json_escaped(struct strbuf *sb, const char *s, size_t len);
+
+void strbuf_trim(struct strbuf *sb);
+void strbuf_rtrim(struct strbuf *sb);
+int strbuf_starts_with(const struct strbuf *sb, const char *prefix);
+
+/* Read a whole file (or stream) into sb; returns 0 or -1 with errno set. */
+int strbuf_read_file(struct strbuf *sb, const char *path);
+int strbuf_read_fd(struct strbuf *sb, int fd);
+
+#endif

@@ -1,0 +1,165 @@
+/* The engine service: one background thread that owns the model; requests in, events out. */
+#ifndef PALAVER_ENGINE_H
+#define PALAVER_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * THREAD-SAFETY CONTRACT
+ *  - engine_open() and engine_close() are called by one owner thread (the UI
+ *    or batch thread).  engine_close() may be called in any state (loading,
+ *    prefilling, generating, idle, failed): it cancels, joins the engine
+ *    thread and frees everything.
+ *  - engine_submit(), engine_next_event(), engine_info() are called from the
+ *    owner thread only.
+ *  - engine_cancel() is safe from any thread and from a signal handler (it
+ *    only stores to an atomic flag and writes nothing else).
+ *  - Events are produced by the engine thread and consumed by the owner:
+ *    wait until engine_wakeup_fd() is readable (poll()), then drain with
+ *    engine_next_event() until it returns 0.  The queue is bounded
+ *    (max_buffered_tokens): a consumer that stops draining makes the engine
+ *    wait, never grow.
+ */
+
+enum engine_overflow { ENGINE_OVERFLOW_STOP, ENGINE_OVERFLOW_DROP_OLDEST, ENGINE_OVERFLOW_SHIFT };
+enum engine_backend { ENGINE_BACKEND_AUTO, ENGINE_BACKEND_CPU, ENGINE_BACKEND_CUDA };
+enum engine_kv_type { ENGINE_KV_F16, ENGINE_KV_F32 };
+
+struct engine_config {
+	const char *model_path;
+	int n_threads;             /* 0 = online cores */
+	int n_ctx;                 /* 0 = the model's context length */
+	int n_batch;               /* prefill chunk, 0 = default */
+	enum engine_kv_type kv_type;
+	enum engine_backend backend;
+	const char *chat_template; /* "auto", a name, or a file path */
+	enum engine_overflow overflow;
+	int keep;                  /* tokens kept on a context shift (after BOS/system) */
+	int max_buffered_tokens;   /* event queue bound, 0 = default */
+	uint64_t memory_limit;     /* bytes, 0 = none */
+	int memory_strict;         /* refuse (1) or warn (0) when over the limit */
+	int pre_fallback;          /* unknown tokenizer.ggml.pre: fall back to gpt-2 rules */
+};
+
+struct engine_sampling {
+	float temperature;
+	int top_k;
+	float top_p;
+	float min_p;
+	float typical_p;
+	float repeat_penalty;
+	int repeat_last_n;
+	float presence_penalty;
+	float frequency_penalty;
+	uint64_t seed;
+};
+
+enum engine_role { ENGINE_ROLE_SYSTEM, ENGINE_ROLE_USER, ENGINE_ROLE_ASSISTANT };
+
+struct engine_message {
+	enum engine_role role;
+	const char *text;
+};
+
+#define ENGINE_MAX_STOP 16
+
+struct engine_request {
+	/* Either a conversation (rendered with the chat template) ... */
+	const struct engine_message *messages;
+	int n_messages;
+	int add_generation_prompt; /* normally 1 */
+	/* ... or raw token ids (messages == NULL). */
+	const int32_t *tokens;
+	int n_tokens;
+
+	struct engine_sampling sampling;
+	int max_tokens;            /* -1 = until the context is full */
+	double max_time;           /* seconds, 0 = unlimited */
+	const char *stop[ENGINE_MAX_STOP];
+	int n_stop;
+};
+
+enum engine_stop_reason {
+	ENGINE_STOP_NONE,
+	ENGINE_STOP_EOS,
+	ENGINE_STOP_MAX_TOKENS,
+	ENGINE_STOP_STOP_STRING,
+	ENGINE_STOP_CANCELLED,
+	ENGINE_STOP_CONTEXT_FULL,
+	ENGINE_STOP_ERROR,
+	ENGINE_STOP_TIMEOUT,
+};
+const char *engine_stop_reason_name(enum engine_stop_reason r);
+
+struct engine_stats {
+	int prompt_tokens;     /* tokens in the rendered prompt */
+	int reused_tokens;     /* of those, taken from the KV cache */
+	int dropped_turns;     /* drop-oldest: whole turns removed to fit */
+	int shifts;            /* context shifts during generation */
+	double prefill_ms;
+	double prefill_tps;
+	double ttft_ms;        /* submit to first token */
+	int gen_tokens;
+	double decode_ms;
+	double decode_tps;
+	int n_ctx_used;        /* tokens in the cache at the end */
+	int n_ctx;
+	uint64_t peak_rss;
+	enum engine_stop_reason stop_reason;
+};
+
+enum engine_event_type {
+	ENGINE_EV_LOAD_PROGRESS,    /* done / total (bytes) */
+	ENGINE_EV_READY,            /* the model is loaded; engine_info() is valid */
+	ENGINE_EV_PREFILL_PROGRESS, /* done / total (tokens) */
+	ENGINE_EV_TOKEN,            /* text: complete UTF-8, never part of a stop string */
+	ENGINE_EV_DONE,             /* stats; text: the whole reply */
+	ENGINE_EV_ERROR,            /* text: the message (loading, or a request) */
+};
+
+struct engine_event {
+	enum engine_event_type type;
+	uint64_t done, total;
+	char *text;               /* owned by the event; freed by engine_event_free */
+	size_t len;
+	struct engine_stats stats;
+};
+
+struct engine_info {
+	char name[128];           /* general.name or the file's base name */
+	char arch[32];
+	char type_name[32];       /* dominant weight type, e.g. "Q4_K" */
+	uint64_t file_bytes;
+	uint64_t n_params;
+	int n_ctx;                /* the context in use */
+	int n_ctx_train;
+	int n_vocab;
+	int n_threads;
+	char backend[16];         /* "cpu" or "cuda" */
+	char chat_template[32];   /* the template in use; "none" for raw completion */
+	int template_defaulted;   /* 1 when no template was found and none was asked for */
+	uint64_t kv_bytes;
+};
+
+struct engine;
+
+/* Returns at once; loading runs on the engine thread and reports
+ * LOAD_PROGRESS then READY or ERROR.  NULL (with error()) only when the
+ * thread cannot be started. */
+struct engine *engine_open(const struct engine_config *cfg);
+void engine_close(struct engine *e);
+
+int engine_wakeup_fd(const struct engine *e);
+/* 1 and an event (free with engine_event_free), or 0 when the queue is empty. */
+int engine_next_event(struct engine *e, struct engine_event *ev);
+void engine_event_free(struct engine_event *ev);
+
+/* Queue a request; the engine copies everything it needs.  -1 (error())
+ * when one is already running or the engine failed to load. */
+int engine_submit(struct engine *e, const struct engine_request *req);
+void engine_cancel(struct engine *e);
+/* NULL until READY. */
+const struct engine_info *engine_info(const struct engine *e);
+
+#endif

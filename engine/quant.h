@@ -1,0 +1,168 @@
+/* Tensor element types: block layouts (shared with gpu/), conversion and dot products. */
+#ifndef PALAVER_QUANT_H
+#define PALAVER_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Type ids are GGUF's (ggml's) numbering, so a tensor's type field maps directly. */
+enum quant_type {
+	QT_F32 = 0,
+	QT_F16 = 1,
+	QT_Q4_0 = 2,
+	QT_Q4_1 = 3,
+	QT_Q5_0 = 6,
+	QT_Q5_1 = 7,
+	QT_Q8_0 = 8,
+	QT_Q8_1 = 9,
+	QT_Q2_K = 10,
+	QT_Q3_K = 11,
+	QT_Q4_K = 12,
+	QT_Q5_K = 13,
+	QT_Q6_K = 14,
+	QT_Q8_K = 15,
+	QT_BF16 = 30,
+	QT_COUNT = 40 /* ids at or above this are unknown */
+};
+
+typedef uint16_t quant_half; /* IEEE binary16 bits */
+typedef uint16_t quant_bf16; /* bfloat16 bits */
+
+#define QK4_0 32
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
+#define QK8_0 32
+#define QK8_1 32
+#define QK_K 256
+#define K_SCALE_SIZE 12
+
+struct block_q4_0 {
+	quant_half d;          /* scale */
+	uint8_t qs[QK4_0 / 2]; /* nibbles: low = elements 0..15, high = 16..31 */
+};
+_Static_assert(sizeof(struct block_q4_0) == 2 + QK4_0 / 2, "q4_0 size");
+
+struct block_q4_1 {
+	quant_half d, m;
+	uint8_t qs[QK4_1 / 2];
+};
+_Static_assert(sizeof(struct block_q4_1) == 4 + QK4_1 / 2, "q4_1 size");
+
+struct block_q5_0 {
+	quant_half d;
+	uint8_t qh[4];         /* 5th bits */
+	uint8_t qs[QK5_0 / 2];
+};
+_Static_assert(sizeof(struct block_q5_0) == 2 + 4 + QK5_0 / 2, "q5_0 size");
+
+struct block_q5_1 {
+	quant_half d, m;
+	uint8_t qh[4];
+	uint8_t qs[QK5_1 / 2];
+};
+_Static_assert(sizeof(struct block_q5_1) == 4 + 4 + QK5_1 / 2, "q5_1 size");
+
+struct block_q8_0 {
+	quant_half d;
+	int8_t qs[QK8_0];
+};
+_Static_assert(sizeof(struct block_q8_0) == 2 + QK8_0, "q8_0 size");
+
+struct block_q8_1 {
+	quant_half d; /* scale */
+	quant_half s; /* d * sum(qs) */
+	int8_t qs[QK8_1];
+};
+_Static_assert(sizeof(struct block_q8_1) == 4 + QK8_1, "q8_1 size");
+
+struct block_q2_K {
+	uint8_t scales[QK_K / 16]; /* 4-bit scale and 4-bit min per 16 elements */
+	uint8_t qs[QK_K / 4];      /* 2-bit quants */
+	quant_half d, dmin;
+};
+_Static_assert(sizeof(struct block_q2_K) == 2 * 2 + QK_K / 16 + QK_K / 4, "q2_K size");
+
+struct block_q3_K {
+	uint8_t hmask[QK_K / 8]; /* high bit */
+	uint8_t qs[QK_K / 4];    /* low 2 bits */
+	uint8_t scales[12];      /* 6-bit scales, packed */
+	quant_half d;
+};
+_Static_assert(sizeof(struct block_q3_K) == 2 + QK_K / 4 + QK_K / 8 + 12, "q3_K size");
+
+struct block_q4_K {
+	quant_half d, dmin;
+	uint8_t scales[K_SCALE_SIZE]; /* 6-bit scales and mins, packed */
+	uint8_t qs[QK_K / 2];
+};
+_Static_assert(sizeof(struct block_q4_K) == 2 * 2 + K_SCALE_SIZE + QK_K / 2, "q4_K size");
+
+struct block_q5_K {
+	quant_half d, dmin;
+	uint8_t scales[K_SCALE_SIZE];
+	uint8_t qh[QK_K / 8];
+	uint8_t qs[QK_K / 2];
+};
+_Static_assert(sizeof(struct block_q5_K) == 2 * 2 + K_SCALE_SIZE + QK_K / 2 + QK_K / 8,
+	       "q5_K size");
+
+struct block_q6_K {
+	uint8_t ql[QK_K / 2];     /* low 4 bits */
+	uint8_t qh[QK_K / 4];     /* high 2 bits */
+	int8_t scales[QK_K / 16]; /* 8-bit scales */
+	quant_half d;
+};
+_Static_assert(sizeof(struct block_q6_K) == 2 + QK_K / 16 + 3 * QK_K / 4, "q6_K size");
+
+struct block_q8_K {
+	float d;
+	int8_t qs[QK_K];
+	int16_t bsums[QK_K / 16]; /* sums of qs in groups of 16 */
+};
+_Static_assert(sizeof(struct block_q8_K) == 4 + QK_K + QK_K / 16 * 2, "q8_K size");
+
+struct quant_traits {
+	const char *name;          /* "Q4_K", ... */
+	int block_elems;           /* elements per block */
+	size_t block_bytes;        /* bytes per block */
+	enum quant_type dot_type;  /* activation format its vec_dot takes */
+	int supported;             /* palaver can dequantize and dot it */
+};
+
+/* Traits for a type id; NULL for an id palaver has never heard of.
+ * Known-but-unsupported types (IQ*, TQ*, ...) have a name and supported == 0. */
+const struct quant_traits *quant_traits(int type);
+const char *quant_type_name(int type); /* "type 99" style for unknown ids (static buffer per thread) */
+
+/* Bytes for a row of n elements; -1 if n is not a multiple of the block size. */
+int quant_row_bytes(int type, int64_t n, size_t *out);
+
+/* Plain conversions (exact IEEE rounding). */
+float quant_f16_to_f32(quant_half h);
+quant_half quant_f32_to_f16(float f);
+float quant_bf16_to_f32(quant_bf16 h);
+quant_bf16 quant_f32_to_bf16(float f);
+
+/* Dequantize n elements (a multiple of the block size). */
+void quant_dequantize_row(int type, const void *src, float *dst, int64_t n);
+/* Quantize n floats: F32, F16, BF16, Q8_0, Q8_1, Q8_K (activations) and
+ * Q4_0, Q8_0, Q4_K, Q6_K (for writing models).  Returns -1 for other types. */
+int quant_quantize_row(int type, const float *src, void *dst, int64_t n);
+
+/* Dot product of one weight row (type) with activations already in that
+ * type's dot_type format.  n is the row length. */
+float quant_vec_dot(int type, int64_t n, const void *w, const void *act);
+/* out[r] = dot(row r, act) for nrows rows laid out row_bytes apart. */
+void quant_gemv(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
+		const void *act, float *out);
+
+/* Kernel selection: the best the CPU has is chosen at first use from cpuid;
+ * tests force a level to compare SIMD kernels with their plain C twins. */
+enum quant_isa { QUANT_ISA_SCALAR, QUANT_ISA_AVX2, QUANT_ISA_AVX512, QUANT_ISA_AVX512_VNNI };
+enum quant_isa quant_isa_best(void);            /* what this CPU supports */
+enum quant_isa quant_isa_current(void);
+int quant_isa_set(enum quant_isa isa);          /* -1 if the CPU lacks it */
+const char *quant_isa_name(enum quant_isa isa);
+
+#endif

@@ -1,0 +1,117 @@
+/* strbuf: the invariants of strbuf.h hold after every operation. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+#include <stdlib.h>
+
+#include "strbuf.h"
+
+static void check_invariants(const struct strbuf *sb)
+{
+	assert_non_null(sb->buf);
+	assert_int_equal(sb->buf[sb->len], '\0');
+	if (sb->alloc)
+		assert_true(sb->len < sb->alloc);
+	else
+		assert_int_equal(sb->len, 0);
+}
+
+static void test_init_empty(void **state)
+{
+	struct strbuf sb = STRBUF_INIT;
+	(void)state;
+	check_invariants(&sb);
+	assert_string_equal(sb.buf, "");
+	strbuf_release(&sb);
+	check_invariants(&sb);
+}
+
+static void test_add_and_grow(void **state)
+{
+	struct strbuf sb = STRBUF_INIT;
+	(void)state;
+	for (int i = 0; i < 1000; i++) {
+		strbuf_addch(&sb, 'a' + i % 26);
+		check_invariants(&sb);
+	}
+	assert_int_equal(sb.len, 1000);
+	assert_int_equal(sb.buf[27], 'b');
+	strbuf_addstr(&sb, "xyz");
+	assert_memory_equal(sb.buf + 1000, "xyz", 4);
+	strbuf_release(&sb);
+}
+
+static void test_addf_long(void **state)
+{
+	struct strbuf sb = STRBUF_INIT;
+	char big[5000];
+	(void)state;
+	memset(big, 'q', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	strbuf_addf(&sb, "<%s|%d>", big, 42);
+	check_invariants(&sb);
+	assert_int_equal(sb.len, 4999 + 5);
+	assert_memory_equal(sb.buf + sb.len - 4, "|42>", 4);
+	strbuf_release(&sb);
+}
+
+static void test_embedded_nul_and_detach(void **state)
+{
+	struct strbuf sb = STRBUF_INIT;
+	size_t len;
+	char *s;
+	(void)state;
+	strbuf_add(&sb, "a\0b", 3);
+	check_invariants(&sb);
+	assert_int_equal(sb.len, 3);
+	s = strbuf_detach(&sb, &len);
+	assert_int_equal(len, 3);
+	assert_memory_equal(s, "a\0b", 4);
+	check_invariants(&sb);
+	free(s);
+	/* detaching an empty strbuf still hands out a malloc'd "" */
+	s = strbuf_detach(&sb, &len);
+	assert_int_equal(len, 0);
+	assert_string_equal(s, "");
+	free(s);
+}
+
+static void test_trim(void **state)
+{
+	struct strbuf sb = STRBUF_INIT;
+	(void)state;
+	strbuf_addstr(&sb, "  \t hello world \n ");
+	strbuf_trim(&sb);
+	check_invariants(&sb);
+	assert_string_equal(sb.buf, "hello world");
+	strbuf_reset(&sb);
+	strbuf_addstr(&sb, "   ");
+	strbuf_trim(&sb);
+	assert_int_equal(sb.len, 0);
+	strbuf_release(&sb);
+}
+
+static void test_json_escape(void **state)
+{
+	struct strbuf sb = STRBUF_INIT;
+	(void)state;
+	strbuf_add_json_escaped(&sb, "a\"b\\c\n\x01", 7);
+	assert_string_equal(sb.buf, "a\\\"b\\\\c\\n\\u0001");
+	strbuf_release(&sb);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_init_empty),
+		cmocka_unit_test(test_add_and_grow),
+		cmocka_unit_test(test_addf_long),
+		cmocka_unit_test(test_embedded_nul_and_detach),
+		cmocka_unit_test(test_trim),
+		cmocka_unit_test(test_json_escape),
+	};
+	return cmocka_run_group_tests_name("strbuf", tests, NULL, NULL);
+}

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Check the build and test dependencies with pkg-config; install the missing
+# Debian -dev packages with apt-get when we can, else say what to run.
+missing=
+for pc in "$@"; do
+	pkg-config --exists "$pc" 2>/dev/null && continue
+	case $pc in
+	ncursesw) deb=libncurses-dev ;;
+	readline) deb=libreadline-dev ;;
+	yaml-0.1) deb=libyaml-dev ;;
+	sqlite3)  deb=libsqlite3-dev ;;
+	cmocka)   deb=libcmocka-dev ;;
+	*)        deb=$pc ;;
+	esac
+	missing="$missing $deb"
+done
+command -v pkg-config >/dev/null 2>&1 || missing="pkg-config$missing"
+[ -z "$missing" ] && exit 0
+
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+	echo "deps: installing with apt-get:$missing"
+	apt-get update -qq >/dev/null 2>&1
+	# shellcheck disable=SC2086
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null || {
+		echo "deps: apt-get install failed; run: apt-get install$missing" >&2
+		exit 1
+	}
+	exit 0
+fi
+for deb in $missing; do
+	echo "deps: missing $deb" >&2
+done
+if command -v sudo >/dev/null 2>&1; then
+	echo "deps: run: sudo apt-get install$missing" >&2
+else
+	echo "deps: run (as root): apt-get install$missing" >&2
+fi
+exit 1
