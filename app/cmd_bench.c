@@ -1,14 +1,20 @@
-/* palaver bench: not built yet (issue 5). */
+/* palaver bench: dispatch to the model, tokenizer, history or engine benchmark. */
+#include "bench.h"
 #include "commands.h"
-#include "report.h"
 
-#include <stdio.h>
+#include <string.h>
 
 int cmd_bench(int argc, char **argv, struct config *cfg)
 {
-	(void)argc;
-	(void)argv;
-	(void)cfg;
-	fprintf(stderr, "palaver: 'bench' is not built yet\n");
-	return EXIT_RUNTIME;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--tokenizer"))
+			return bench_tokenizer(argc, argv, cfg);
+		if (!strcmp(argv[i], "--history"))
+			return bench_history(argc, argv, cfg);
+		if (!strcmp(argv[i], "--cancel") || !strcmp(argv[i], "--reuse"))
+			return bench_engine(argc, argv, cfg);
+	}
+	return bench_model(argc, argv, cfg);
 }

@@ -1,0 +1,49 @@
+/* Helpers shared by the cmocka tests: reference data and scratch files. */
+#ifndef PALAVER_TESTUTIL_H
+#define PALAVER_TESTUTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* $PALAVER_REF_DIR, else ../shared/ref (relative to the repository root,
+ * where make runs the tests); NULL when absent.  The first call that finds
+ * nothing prints one skip line naming what it looked for. */
+static inline const char *test_ref_dir(void)
+{
+	static const char *dir;
+	static int looked;
+	struct stat st;
+	if (looked)
+		return dir;
+	looked = 1;
+	dir = getenv("PALAVER_REF_DIR");
+	if (!dir || !*dir)
+		dir = "../shared/ref";
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		printf("skip: reference data not found at '%s' (set PALAVER_REF_DIR)\n", dir);
+		dir = NULL;
+	}
+	return dir;
+}
+
+/* ref_path("models/stories260K.gguf") -> static buffer, NULL without ref data. */
+static inline const char *test_ref_path(const char *rel)
+{
+	static char buf[4096];
+	const char *d = test_ref_dir();
+	if (!d)
+		return NULL;
+	snprintf(buf, sizeof(buf), "%s/%s", d, rel);
+	return buf;
+}
+
+/* Skip the current cmocka test when the reference data is missing. */
+#define REQUIRE_REF()                                                          \
+	do {                                                                   \
+		if (!test_ref_dir())                                           \
+			skip();                                                \
+	} while (0)
+
+#endif
