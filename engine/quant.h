@@ -157,6 +157,12 @@ float quant_vec_dot(int type, int64_t n, const void *w, const void *act);
 void quant_gemv(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
 		const void *act, float *out);
 
+/* Prefill: out[t * out_stride + r] = dot(row r, activation row t) for ntok
+ * activation rows laid out act_stride bytes apart (each in dot_type format).
+ * Loads each weight block once for many tokens. */
+void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
+		const void *act, size_t act_stride, int ntok, float *out, size_t out_stride);
+
 /* Kernel selection: the best the CPU has is chosen at first use from cpuid;
  * tests force a level to compare SIMD kernels with their plain C twins. */
 enum quant_isa { QUANT_ISA_SCALAR, QUANT_ISA_AVX2, QUANT_ISA_AVX512, QUANT_ISA_AVX512_VNNI };
