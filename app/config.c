@@ -296,7 +296,10 @@ int config_edit_distance(const char *a, const char *b)
 static int is_close(const char *typed, const char *cand, int *best)
 {
 	int d = config_edit_distance(typed, cand);
-	int limit = strlen(typed) <= 4 ? 1 : strlen(typed) <= 8 ? 2 : 3;
+	size_t n = strlen(typed);
+	/* "gpu" is one letter from "cpu" but means something else: short words
+	 * get no suggestion */
+	int limit = n <= 3 ? 0 : n <= 4 ? 1 : n <= 8 ? 2 : 3;
 	if (d > limit || d >= *best)
 		return 0;
 	*best = d;
