@@ -9,20 +9,19 @@
 
 static void config_usage(FILE *fp)
 {
-	fprintf(fp,
-		"usage: palaver [options] config [--no-origin] [KEY]\n"
-		"\n"
-		"Print the configuration palaver would run with, as YAML, after the\n"
-		"built-in defaults, " CONFIG_SYSTEM_PATH ",\n"
-		"$XDG_CONFIG_HOME/palaver/config.yaml, --config FILE, the PALAVER_*\n"
-		"environment variables and the options.  After each key a comment says\n"
-		"where its value came from: default, FILE:LINE, $PALAVER_NAME or --option.\n"
-		"\n"
-		"  KEY           print only this key's value (dotted: sampling.top_p)\n"
-		"  --no-origin   leave out the comments (the output is a valid config.yaml)\n"
-		"  -h, --help    print this help\n"
-		"\n"
-		"The model and sampling options of 'palaver --help' are accepted here too.\n");
+	fprintf(fp, "usage: palaver [options] config [--no-origin] [KEY]\n"
+		    "\n"
+		    "Print the configuration palaver would run with, as YAML, after the\n"
+		    "built-in defaults, " CONFIG_SYSTEM_PATH ",\n"
+		    "$XDG_CONFIG_HOME/palaver/config.yaml, --config FILE, the PALAVER_*\n"
+		    "environment variables and the options.  After each key a comment says\n"
+		    "where its value came from: default, FILE:LINE, $PALAVER_NAME or --option.\n"
+		    "\n"
+		    "  KEY           print only this key's value (dotted: sampling.top_p)\n"
+		    "  --no-origin   leave out the comments (the output is a valid config.yaml)\n"
+		    "  -h, --help    print this help\n"
+		    "\n"
+		    "The model and sampling options of 'palaver --help' are accepted here too.\n");
 }
 
 int cmd_config(int argc, char **argv, struct config *cfg)
@@ -49,8 +48,9 @@ int cmd_config(int argc, char **argv, struct config *cfg)
 		if (r > 0)
 			continue;
 		if (argv[i][0] == '-' || key) {
-			fprintf(stderr, "palaver: config: unexpected argument '%s'\n"
-					"usage: palaver config [--no-origin] [KEY]\n",
+			fprintf(stderr,
+				"palaver: config: unexpected argument '%s'\n"
+				"usage: palaver config [--no-origin] [KEY]\n",
 				argv[i]);
 			return EXIT_USAGE;
 		}

@@ -41,20 +41,20 @@ enum key_type {
 	K_DOUBLE,
 	K_BOOL,
 	K_ENUM,
-	K_SIZE,    /* bytes: 8GiB, 512M, 1000000; 0 = unlimited */
-	K_SEED,    /* unsigned 64-bit integer or "random" */
-	K_LIST,    /* list of strings (stop) */
+	K_SIZE, /* bytes: 8GiB, 512M, 1000000; 0 = unlimited */
+	K_SEED, /* unsigned 64-bit integer or "random" */
+	K_LIST, /* list of strings (stop) */
 };
 
 struct key {
-	const char *name;          /* dotted: "sampling.temperature" */
-	const char *alias;         /* another leaf name accepted ("ctx"), or NULL */
+	const char *name;  /* dotted: "sampling.temperature" */
+	const char *alias; /* another leaf name accepted ("ctx"), or NULL */
 	enum key_type type;
-	size_t off;                /* offset of the field in struct config */
-	double min, max;           /* K_INT, K_DOUBLE: inclusive range */
-	int min_open;              /* K_DOUBLE: min itself is not allowed */
-	const char *const *names;  /* K_ENUM: NULL-terminated, index = value */
-	const char *env;           /* environment variable, NULL = none */
+	size_t off;               /* offset of the field in struct config */
+	double min, max;          /* K_INT, K_DOUBLE: inclusive range */
+	int min_open;             /* K_DOUBLE: min itself is not allowed */
+	const char *const *names; /* K_ENUM: NULL-terminated, index = value */
+	const char *env;          /* environment variable, NULL = none */
 };
 
 static const char *const backend_names[] = { "auto", "cpu", "cuda", NULL };
@@ -82,8 +82,8 @@ static const struct key keys[] = {
 	  "PALAVER_REPEAT_PENALTY" },
 	{ "sampling.repeat_last_n", NULL, K_INT, F(sampling.repeat_last_n), -1, BIG, 0, NULL,
 	  "PALAVER_REPEAT_LAST_N" },
-	{ "sampling.presence_penalty", NULL, K_DOUBLE, F(sampling.presence_penalty), -2, 2, 0,
-	  NULL, "PALAVER_PRESENCE_PENALTY" },
+	{ "sampling.presence_penalty", NULL, K_DOUBLE, F(sampling.presence_penalty), -2, 2, 0, NULL,
+	  "PALAVER_PRESENCE_PENALTY" },
 	{ "sampling.frequency_penalty", NULL, K_DOUBLE, F(sampling.frequency_penalty), -2, 2, 0,
 	  NULL, "PALAVER_FREQUENCY_PENALTY" },
 	{ "sampling.seed", NULL, K_SEED, F(sampling.seed), 0, 0, 0, NULL, "PALAVER_SEED" },
@@ -317,8 +317,8 @@ static const char *suggest_from(const char *typed, const char *const *names)
 	return found;
 }
 
-static const char *const section_names[] = { "sampling", "engine", "memory", "history", "ui",
-					     "log", NULL };
+static const char *const section_names[] = { "sampling", "engine", "memory", "history",
+					     "ui",       "log",    NULL };
 
 static int is_section(const char *s, size_t n)
 {
@@ -495,7 +495,8 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 		errno = 0;
 		v = (plain && *text >= '0' && *text <= '9') ? strtoull(text, &end, 10) : 0;
 		if (!plain || !(*text >= '0' && *text <= '9') || errno || *end) {
-			strbuf_addf(msg, "'%s' must be an integer from 0 to %llu or random, not '%s'",
+			strbuf_addf(msg,
+				    "'%s' must be an integer from 0 to %llu or random, not '%s'",
 				    key->name, (unsigned long long)UINT64_MAX, text);
 			return -1;
 		}
@@ -542,10 +543,10 @@ int config_set(struct config *cfg, const char *key, const char *value, const cha
 /* ---- YAML ---------------------------------------------------------------- */
 
 struct walk {
-	const char *path;      /* the file name, for messages and origins */
+	const char *path; /* the file name, for messages and origins */
 	yaml_document_t *doc;
-	struct config *cfg;    /* the scratch copy */
-	struct strbuf origin;  /* "FILE:LINE" under construction */
+	struct config *cfg;   /* the scratch copy */
+	struct strbuf origin; /* "FILE:LINE" under construction */
 };
 
 static int fail_at(struct walk *w, yaml_mark_t mark, const char *msg)
@@ -556,12 +557,9 @@ static int fail_at(struct walk *w, yaml_mark_t mark, const char *msg)
 static const char *kind_name(const yaml_node_t *node)
 {
 	switch (node->type) {
-	case YAML_MAPPING_NODE:
-		return "a mapping";
-	case YAML_SEQUENCE_NODE:
-		return "a list";
-	default:
-		return "a scalar";
+	case YAML_MAPPING_NODE: return "a mapping";
+	case YAML_SEQUENCE_NODE: return "a list";
+	default: return "a scalar";
 	}
 }
 
@@ -590,13 +588,14 @@ static int walk_list(struct walk *w, int k, yaml_node_t *node)
 	     it < node->data.sequence.items.top; it++) {
 		yaml_node_t *item = yaml_document_get_node(w->doc, *it);
 		struct strbuf msg = STRBUF_INIT;
-		const char *text = item && item->type == YAML_SCALAR_NODE ? scalar_text(item) : NULL;
+		const char *text =
+			item && item->type == YAML_SCALAR_NODE ? scalar_text(item) : NULL;
 		int rc;
 
 		if (!text || !*text || n == CONFIG_MAX_STOP) {
 			if (!item || item->type != YAML_SCALAR_NODE)
-				strbuf_addf(&msg, "'%s' items must be strings, not %s", keys[k].name,
-					    item ? kind_name(item) : "nothing");
+				strbuf_addf(&msg, "'%s' items must be strings, not %s",
+					    keys[k].name, item ? kind_name(item) : "nothing");
 			else if (n == CONFIG_MAX_STOP)
 				strbuf_addf(&msg, "'%s' holds at most %d strings", keys[k].name,
 					    CONFIG_MAX_STOP);
@@ -743,8 +742,8 @@ static int apply_yaml(struct config *cfg, const char *path, FILE *fp)
 		return rc;
 	}
 	root = yaml_document_get_root_node(&doc);
-	if (root && root->type == YAML_SCALAR_NODE && scalar_plain(root) &&
-	    scalar_text(root) && is_null_word(scalar_text(root)))
+	if (root && root->type == YAML_SCALAR_NODE && scalar_plain(root) && scalar_text(root) &&
+	    is_null_word(scalar_text(root)))
 		root = NULL; /* a file holding only comments or "~" */
 	if (root && root->type != YAML_MAPPING_NODE)
 		rc = fail_at(&w, root->start_mark,
@@ -909,8 +908,14 @@ static void add_double(struct strbuf *out, double d)
 
 static void add_size(struct strbuf *out, uint64_t v)
 {
-	static const struct { const char *sfx; int shift; } u[] = {
-		{ "TiB", 40 }, { "GiB", 30 }, { "MiB", 20 }, { "KiB", 10 },
+	static const struct {
+		const char *sfx;
+		int shift;
+	} u[] = {
+		{ "TiB", 40 },
+		{ "GiB", 30 },
+		{ "MiB", 20 },
+		{ "KiB", 10 },
 	};
 	if (v)
 		for (size_t i = 0; i < sizeof(u) / sizeof(u[0]); i++)
@@ -934,15 +939,9 @@ void config_format_value(const struct config *cfg, int k, struct strbuf *out)
 			strbuf_addstr(out, "null");
 		break;
 	}
-	case K_INT:
-		strbuf_addf(out, "%d", *CFIELD(cfg, k, int));
-		break;
-	case K_DOUBLE:
-		add_double(out, *CFIELD(cfg, k, double));
-		break;
-	case K_BOOL:
-		strbuf_addstr(out, *CFIELD(cfg, k, int) ? "true" : "false");
-		break;
+	case K_INT: strbuf_addf(out, "%d", *CFIELD(cfg, k, int)); break;
+	case K_DOUBLE: add_double(out, *CFIELD(cfg, k, double)); break;
+	case K_BOOL: strbuf_addstr(out, *CFIELD(cfg, k, int) ? "true" : "false"); break;
 	case K_ENUM: {
 		int v = *CFIELD(cfg, k, int), n = 0;
 		while (keys[k].names[n])
@@ -950,9 +949,7 @@ void config_format_value(const struct config *cfg, int k, struct strbuf *out)
 		strbuf_addstr(out, v >= 0 && v < n ? keys[k].names[v] : "?");
 		break;
 	}
-	case K_SIZE:
-		add_size(out, *CFIELD(cfg, k, uint64_t));
-		break;
+	case K_SIZE: add_size(out, *CFIELD(cfg, k, uint64_t)); break;
 	case K_SEED:
 		if (cfg->sampling.seed_random)
 			strbuf_addstr(out, "random");

@@ -20,18 +20,18 @@ enum config_memory_mode { MEMORY_STRICT, MEMORY_WARN };
 #define CONFIG_SYSTEM_PATH PALAVER_SYSCONFDIR "/palaver/config.yaml"
 
 struct config_sampling {
-	double temperature;      /* 0 = greedy */
-	int top_k;               /* 0 = off */
-	double top_p;            /* 1 = off */
-	double min_p;            /* 0 = off */
-	double typical_p;        /* 1 = off */
-	double repeat_penalty;   /* 1 = off */
-	int repeat_last_n;       /* tokens the penalties look back over; -1 = whole context */
-	double presence_penalty; /* 0 = off */
-	double frequency_penalty;/* 0 = off */
-	uint64_t seed;           /* fixed seed: same input, same output */
-	int max_tokens;          /* per reply; -1 = until context is full */
-	int seed_random;         /* 1: `seed: random` (the default); config_finish() then
+	double temperature;       /* 0 = greedy */
+	int top_k;                /* 0 = off */
+	double top_p;             /* 1 = off */
+	double min_p;             /* 0 = off */
+	double typical_p;         /* 1 = off */
+	double repeat_penalty;    /* 1 = off */
+	int repeat_last_n;        /* tokens the penalties look back over; -1 = whole context */
+	double presence_penalty;  /* 0 = off */
+	double frequency_penalty; /* 0 = off */
+	uint64_t seed;            /* fixed seed: same input, same output */
+	int max_tokens;           /* per reply; -1 = until context is full */
+	int seed_random;          /* 1: `seed: random` (the default); config_finish() then
 				    draws seed from the clock, so consumers always read seed */
 };
 
@@ -42,40 +42,42 @@ struct config_sampling {
  * or a malloc'd description of where key k's value came from.
  */
 struct config {
-	char *model;             /* path to the GGUF file, NULL = none configured */
-	int ctx;                 /* context length, 0 = the model's */
-	int threads;             /* 0 = online cores */
-	enum config_backend backend;
-	int batch_size;          /* prefill chunk in tokens */
-	struct config_sampling sampling;
-	char *system_prompt;     /* NULL = none */
-	char *chat_template;     /* "auto", a template name, or a file path */
-	enum config_overflow context_overflow;
-	int keep;                /* tokens kept at the start on a context shift */
-	char *stop[CONFIG_MAX_STOP];
-	int n_stop;
-	int max_buffered_tokens; /* engine event queue bound */
-	double max_time;         /* seconds per reply, 0 = unlimited */
-	uint64_t memory_limit;   /* bytes, 0 = unlimited */
-	enum config_memory_mode memory_mode;
-	char *history_path;      /* NULL = $XDG_DATA_HOME/palaver/history.db */
-	int history_enabled;
-	char *ui_theme;          /* "default", "mono", ... */
-	int ui_status_pane;
-	int ui_word_wrap;
-	char *log_file;          /* NULL = $XDG_STATE_HOME/palaver/palaver.log */
-	int log_level;           /* enum log_level */
+	char *model;                           /* path to the GGUF file, NULL = none configured */
+	int ctx;                               /* context length, 0 = the model's */
+	int threads;                           /* 0 = online cores */
+	enum config_backend backend;           /* auto, cpu, cuda */
+	int batch_size;                        /* prefill chunk in tokens */
+	struct config_sampling sampling;       /* the sampling: section */
+	char *system_prompt;                   /* NULL = none */
+	char *chat_template;                   /* "auto", a template name, or a file path */
+	enum config_overflow context_overflow; /* when the conversation outgrows ctx */
+	int keep;                              /* tokens kept at the start on a context shift */
+	char *stop[CONFIG_MAX_STOP];           /* (n_stop) strings that end a reply */
+	int n_stop;                            /* 0..CONFIG_MAX_STOP */
+	int max_buffered_tokens;               /* engine event queue bound */
+	double max_time;                       /* seconds per reply, 0 = unlimited */
+	uint64_t memory_limit;                 /* bytes, 0 = unlimited */
+	enum config_memory_mode memory_mode;   /* strict: refuse; warn: go on */
+	char *history_path;                    /* NULL = $XDG_DATA_HOME/palaver/history.db */
+	int history_enabled;                   /* 0: save nothing */
+	char *ui_theme;                        /* "default", "mono", ... */
+	int ui_status_pane;                    /* 1: show the status pane */
+	int ui_word_wrap;                      /* 1: wrap at word boundaries */
+	char *log_file;                        /* NULL = $XDG_STATE_HOME/palaver/palaver.log */
+	int log_level;                         /* enum log_level */
 
 	/* run-time only, from flags */
-	char *prompt;            /* -p: one-shot prompt */
-	int batch;               /* --batch */
-	int json;                /* --json */
-	int verbose;             /* -v, repeatable */
-	char *session;           /* --session ID */
+	char *prompt;  /* -p: one-shot prompt */
+	int batch;     /* --batch */
+	int json;      /* --json */
+	int verbose;   /* -v, repeatable */
+	char *session; /* --session ID */
 
-	/* bookkeeping for `palaver config` */
-	char *origin[CONFIG_MAX_KEYS]; /* per key index: "FILE:LINE", "$PALAVER_X", "--flag"; NULL = default */
-	char *config_files;      /* the files read, "a, b" (NULL = none), for `palaver config` */
+	/* bookkeeping for `palaver config`: origin[k] for key index k is where
+	 * its value came from ("FILE:LINE", "$PALAVER_X", "--flag"), NULL for
+	 * the built-in default; config_files lists the files read ("a, b") */
+	char *origin[CONFIG_MAX_KEYS];
+	char *config_files;
 };
 
 /* Built-in defaults (no files read).  Every field is set; origins are NULL. */
@@ -116,9 +118,9 @@ int config_set(struct config *cfg, const char *key, const char *value, const cha
 
 /* The key table, for `palaver config` and the tests. */
 int config_key_count(void);
-const char *config_key_name(int k);  /* dotted name, NULL past the end */
+const char *config_key_name(int k);    /* dotted name, NULL past the end */
 int config_key_index(const char *key); /* -1 when unknown */
-const char *config_env_name(int k);  /* "PALAVER_THREADS", NULL = none */
+const char *config_env_name(int k);    /* "PALAVER_THREADS", NULL = none */
 /* Append key k's value as YAML text (a scalar, or a flow sequence). */
 void config_format_value(const struct config *cfg, int k, struct strbuf *out);
 /* The whole configuration as YAML; with_origin adds "# origin" to each key. */

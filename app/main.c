@@ -38,8 +38,9 @@ const struct command *command_find(const char *name)
 
 static int usage_error(const char *msg)
 {
-	fprintf(stderr, "palaver: %s\n"
-			"usage: palaver [options] [COMMAND [ARGS]]; see 'palaver --help'\n",
+	fprintf(stderr,
+		"palaver: %s\n"
+		"usage: palaver [options] [COMMAND [ARGS]]; see 'palaver --help'\n",
 		msg);
 	return EXIT_USAGE;
 }

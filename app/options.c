@@ -10,18 +10,19 @@
 #include <string.h>
 
 struct flag {
-	char short_name;    /* 0 = none */
-	const char *name;   /* long name without the dashes */
-	const char *arg;    /* value's name in --help, NULL = takes none */
-	const char *key;    /* configuration key it sets, NULL = run-time flag */
-	const char *fixed;  /* value for key when the flag takes none */
-	int common;         /* also accepted after a subcommand's name */
-	const char *help;   /* one line for --help */
+	char short_name;   /* 0 = none */
+	const char *name;  /* long name without the dashes */
+	const char *arg;   /* value's name in --help, NULL = takes none */
+	const char *key;   /* configuration key it sets, NULL = run-time flag */
+	const char *fixed; /* value for key when the flag takes none */
+	int common;        /* also accepted after a subcommand's name */
+	const char *help;  /* one line for --help */
 };
 
 static const struct flag flags[] = {
 	{ 'm', "model", "FILE", "model", NULL, 1, "the GGUF model file" },
-	{ 'c', "config", "FILE", NULL, NULL, 0, "read FILE after the system and user config files" },
+	{ 'c', "config", "FILE", NULL, NULL, 0,
+	  "read FILE after the system and user config files" },
 	{ 't', "threads", "N", "threads", NULL, 1, "compute threads (0 = online cores)" },
 	{ 0, "ctx", "N", "context", NULL, 1, "context length in tokens (0 = the model's)" },
 	{ 'n', "max-tokens", "N", "sampling.max_tokens", NULL, 1,
@@ -29,7 +30,8 @@ static const struct flag flags[] = {
 	{ 0, "temp", "T", "sampling.temperature", NULL, 1, "sampling temperature (0 = greedy)" },
 	{ 0, "top-k", "N", "sampling.top_k", NULL, 1, "keep the N likeliest tokens (0 = off)" },
 	{ 0, "top-p", "P", "sampling.top_p", NULL, 1, "nucleus sampling threshold (1 = off)" },
-	{ 0, "min-p", "P", "sampling.min_p", NULL, 1, "drop tokens below P times the top one (0 = off)" },
+	{ 0, "min-p", "P", "sampling.min_p", NULL, 1,
+	  "drop tokens below P times the top one (0 = off)" },
 	{ 0, "seed", "N", "sampling.seed", NULL, 1, "random seed, or 'random'" },
 	{ 's', "system", "TEXT", "system_prompt", NULL, 1, "the system prompt" },
 	{ 0, "backend", "NAME", "backend", NULL, 1, "compute backend: auto, cpu or cuda" },
@@ -42,8 +44,7 @@ static const struct flag flags[] = {
 	{ 0, "history", "FILE", "history.path", NULL, 1, "the chat history database" },
 	{ 0, "no-history", NULL, "history.enabled", "false", 1, "do not save this chat" },
 	{ 0, "session", "ID", NULL, NULL, 0, "continue the saved chat ID" },
-	{ 0, "log-level", "LEVEL", "log.level", NULL, 0,
-	  "trace, debug, info, warn, error or off" },
+	{ 0, "log-level", "LEVEL", "log.level", NULL, 0, "trace, debug, info, warn, error or off" },
 	{ 0, "log-file", "FILE", "log.file", NULL, 0, "write the log to FILE" },
 	{ 'v', "verbose", NULL, NULL, NULL, 0, "more detail on stderr (repeatable)" },
 	{ 0, "version", NULL, NULL, NULL, 0, "print the version and exit" },
@@ -299,16 +300,17 @@ void cli_print_help(FILE *fp, const struct command *cmds)
 	fprintf(fp, "\nCommands (each answers 'palaver COMMAND --help'):\n");
 	for (const struct command *c = cmds; c->name; c++)
 		fprintf(fp, "  %-12s %s\n", c->name, c->summary);
-	fprintf(fp, "\n"
-		    "Commands also take -m, -t, --ctx, -n, --temp, --top-k, --top-p, --min-p,\n"
-		    "--seed, -s, --backend, --batch-size, --chat-template, --history and\n"
-		    "--no-history after their name.\n"
-		    "\n"
-		    "Configuration, lowest precedence first: built-in defaults,\n"
-		    CONFIG_SYSTEM_PATH ", $XDG_CONFIG_HOME/palaver/config.yaml,\n"
-		    "--config FILE, PALAVER_* environment variables, options.\n"
-		    "'palaver config' shows the result and where each value came from.\n"
-		    "\n"
-		    "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n"
-		    "See man palaver for the details.\n");
+	fprintf(fp,
+		"\n"
+		"Commands also take -m, -t, --ctx, -n, --temp, --top-k, --top-p, --min-p,\n"
+		"--seed, -s, --backend, --batch-size, --chat-template, --history and\n"
+		"--no-history after their name.\n"
+		"\n"
+		"Configuration, lowest precedence first: built-in defaults,\n" CONFIG_SYSTEM_PATH
+		", $XDG_CONFIG_HOME/palaver/config.yaml,\n"
+		"--config FILE, PALAVER_* environment variables, options.\n"
+		"'palaver config' shows the result and where each value came from.\n"
+		"\n"
+		"Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n"
+		"See man palaver for the details.\n");
 }

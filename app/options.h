@@ -15,20 +15,20 @@ struct command;
  * read once --config is known.  Pointers point into argv.
  */
 struct cli {
-	const char *config_path;   /* -c/--config FILE, NULL = none */
-	int help;                  /* --help */
-	int version;               /* --version */
-	int verbose;               /* -v count */
-	int batch;                 /* --batch */
-	int json;                  /* --json */
-	const char *prompt;        /* -p/--prompt TEXT */
-	const char *session;       /* --session ID */
+	const char *config_path; /* -c/--config FILE, NULL = none */
+	int help;                /* --help */
+	int version;             /* --version */
+	int verbose;             /* -v count */
+	int batch;               /* --batch */
+	int json;                /* --json */
+	const char *prompt;      /* -p/--prompt TEXT */
+	const char *session;     /* --session ID */
 	struct {
 		int flag;          /* index in the flag table */
 		const char *value; /* the text given, or the flag's fixed value */
 	} set[CLI_MAX_SET];        /* configuration flags in command-line order */
 	int n_set;
-	int command;               /* argv index of the subcommand, 0 = none */
+	int command; /* argv index of the subcommand, 0 = none */
 };
 
 /* Parse the options before the subcommand.  0, or -1 with error() holding

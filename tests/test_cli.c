@@ -18,9 +18,9 @@
 
 static void test_parse_global(void **state)
 {
-	char *argv[] = { "palaver", "-m", "x.gguf", "-t4", "--temp=0.5", "--ctx", "2048", "-vv",
-			 "--json", "-c", "my.yaml", "--session", "abc", "inspect", "--temp", "9",
-			 NULL };
+	char *argv[] = { "palaver", "-m",      "x.gguf", "-t4", "--temp=0.5", "--ctx",
+			 "2048",    "-vv",     "--json", "-c",  "my.yaml",    "--session",
+			 "abc",     "inspect", "--temp", "9",   NULL };
 	struct cli cli;
 	(void)state;
 	assert_int_equal(cli_parse(&cli, ARGC(argv), argv), 0);
@@ -89,8 +89,9 @@ static void test_parse_errors(void **state)
 
 static void test_apply(void **state)
 {
-	char *argv[] = { "palaver", "-m", "a.gguf", "-m", "b.gguf", "--history", "h.db", "-n",
-			 "64", "--log-level", "debug", "-s", "be brief", "-p", "hi", "-v", NULL };
+	char *argv[] = { "palaver",  "-m", "a.gguf", "-m",          "b.gguf", "--history",
+			 "h.db",     "-n", "64",     "--log-level", "debug",  "-s",
+			 "be brief", "-p", "hi",     "-v",          NULL };
 	char *bad[] = { "palaver", "--top-k", "many", NULL };
 	char *order[] = { "palaver", "--history", "h.db", "--no-history", NULL };
 	struct config cfg;
@@ -126,9 +127,9 @@ static void test_apply(void **state)
 /* The helper subcommands call in their own option loops. */
 static void test_common_flag(void **state)
 {
-	char *argv[] = { "inspect", "--mine", "-m", "x.gguf", "file", "--ctx=512", "-t8",
-			 "--seed", "5", "--config", "c.yaml", "-p", "x", "--no-history",
-			 "--threads", NULL };
+	char *argv[] = { "inspect", "--mine",       "-m",        "x.gguf",   "file",   "--ctx=512",
+			 "-t8",     "--seed",       "5",         "--config", "c.yaml", "-p",
+			 "x",       "--no-history", "--threads", NULL };
 	struct config cfg;
 	int i = 1;
 	(void)state;
@@ -219,12 +220,9 @@ static void test_help(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_global),
-		cmocka_unit_test(test_parse_no_command),
-		cmocka_unit_test(test_parse_errors),
-		cmocka_unit_test(test_apply),
-		cmocka_unit_test(test_common_flag),
-		cmocka_unit_test(test_suggest_command),
+		cmocka_unit_test(test_parse_global), cmocka_unit_test(test_parse_no_command),
+		cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_apply),
+		cmocka_unit_test(test_common_flag),  cmocka_unit_test(test_suggest_command),
 		cmocka_unit_test(test_help),
 	};
 	return cmocka_run_group_tests_name("cli", tests, NULL, NULL);

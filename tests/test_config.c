@@ -187,7 +187,8 @@ static void test_error_bad_yaml(void **state)
 {
 	(void)state;
 	expect_error("threads: 4\nmodel: [a\n", "3:1: bad YAML: did not find expected ',' or ']'");
-	expect_error("threads: 4\n  model: x\n", "2:8: bad YAML: mapping values are not allowed in this context");
+	expect_error("threads: 4\n  model: x\n",
+		     "2:8: bad YAML: mapping values are not allowed in this context");
 	expect_error("- a\n- b\n", "1:1: the configuration must be a mapping of keys to values");
 	expect_error("threads: 1\n---\nthreads: 2\n", "3:1: only one YAML document is allowed");
 }
@@ -195,7 +196,8 @@ static void test_error_bad_yaml(void **state)
 static void test_error_unknown_key(void **state)
 {
 	(void)state;
-	expect_error("threads: 2\nthread: 4\n", "2:1: unknown key 'thread'; did you mean 'threads'?");
+	expect_error("threads: 2\nthread: 4\n",
+		     "2:1: unknown key 'thread'; did you mean 'threads'?");
 	expect_error("sampling:\n  temprature: 0.3\n",
 		     "2:3: unknown key 'temprature' in 'sampling'; did you mean 'temperature'?");
 	/* a key in the wrong section points at the right one */
@@ -203,7 +205,8 @@ static void test_error_unknown_key(void **state)
 		     "1:1: unknown key 'temperature'; did you mean 'sampling.temperature'?");
 	expect_error("sampling:\n  threads: 3\n",
 		     "2:3: unknown key 'threads' in 'sampling'; did you mean 'threads'?");
-	expect_error("samplnig:\n  top_k: 3\n", "1:1: unknown key 'samplnig'; did you mean 'sampling'?");
+	expect_error("samplnig:\n  top_k: 3\n",
+		     "1:1: unknown key 'samplnig'; did you mean 'sampling'?");
 	/* nothing close: no suggestion */
 	expect_error("colour: red\n", "1:1: unknown key 'colour'");
 }
@@ -213,7 +216,8 @@ static void test_error_duplicate_key(void **state)
 	(void)state;
 	expect_error("threads: 2\nmodel: a\nthreads: 4\n",
 		     "3:1: duplicate key 'threads' (first given on line 1)");
-	expect_error("context: 512\nctx: 1024\n", "2:1: duplicate key 'ctx' (first given on line 1)");
+	expect_error("context: 512\nctx: 1024\n",
+		     "2:1: duplicate key 'ctx' (first given on line 1)");
 	expect_error("sampling:\n  top_k: 1\n  top_k: 2\n",
 		     "3:3: duplicate key 'top_k' (first given on line 2)");
 	expect_error("ui:\n  theme: a\nui:\n  word_wrap: true\n",
@@ -232,8 +236,9 @@ static void test_error_wrong_type(void **state)
 	expect_error("sampling: 3\n", "1:11: 'sampling' must be a mapping of keys, not a scalar");
 	expect_error("history:\n  enabled: maybe\n",
 		     "2:12: 'history.enabled' must be true or false, not 'maybe'");
-	expect_error("backend: cdua\n",
-		     "1:10: 'backend' must be one of auto, cpu, cuda, not 'cdua'; did you mean 'cuda'?");
+	expect_error(
+		"backend: cdua\n",
+		"1:10: 'backend' must be one of auto, cpu, cuda, not 'cdua'; did you mean 'cuda'?");
 	expect_error("stop: [a, [b]]\n", "1:11: 'stop' items must be strings, not a list");
 	expect_error("stop: </s>\n",
 		     "1:7: 'stop' must be a list of strings, such as [\"</s>\", \"User:\"]");
@@ -268,7 +273,8 @@ static void test_nothing_half_applied(void **state)
 	struct config cfg;
 	const char *path;
 	(void)state;
-	path = write_file("half.yaml", "model: a.gguf\nthreads: 8\nsampling:\n  top_k: 0\n  top_q: 1\n");
+	path = write_file("half.yaml",
+			  "model: a.gguf\nthreads: 8\nsampling:\n  top_k: 0\n  top_q: 1\n");
 	config_init(&cfg);
 	assert_int_equal(config_load_file(&cfg, path, 1), -1);
 	assert_null(cfg.model);
@@ -305,7 +311,8 @@ static void test_missing_and_empty_files(void **state)
 	assert_non_null(strstr(error_message(), "cannot read config file"));
 	assert_non_null(strstr(error_message(), "No such file or directory"));
 	assert_int_equal(config_load_file(&cfg, write_file("e.yaml", ""), 1), 0);
-	assert_int_equal(config_load_file(&cfg, write_file("c.yaml", "# only\n# comments\n"), 1), 0);
+	assert_int_equal(config_load_file(&cfg, write_file("c.yaml", "# only\n# comments\n"), 1),
+			 0);
 	assert_int_equal(config_load_file(&cfg, write_file("s.yaml", "sampling:\n"), 1), 0);
 	assert_true(cfg.sampling.temperature == 0.8);
 	config_free(&cfg);
@@ -327,7 +334,8 @@ static void test_precedence_all_layers(void **state)
 					"sampling:\n  top_k: 11\n  seed: 1\n");
 	user = write_file("palaver/config.yaml", "model: user.gguf\nthreads: 2\nctx: 200\n"
 						 "sampling:\n  seed: 2\n");
-	expl = write_file("explicit.yaml", "model: explicit.gguf\nthreads: 3\nsampling:\n  seed: 3\n");
+	expl = write_file("explicit.yaml",
+			  "model: explicit.gguf\nthreads: 3\nsampling:\n  seed: 3\n");
 	setenv("PALAVER_MODEL", "env.gguf", 1);
 	setenv("PALAVER_SEED", "4", 1);
 
@@ -337,12 +345,12 @@ static void test_precedence_all_layers(void **state)
 	assert_int_equal(cli_parse(&cli, 5, argv), 0);
 	assert_int_equal(cli_apply(&cli, &cfg), 0);
 
-	assert_int_equal(cfg.batch_size, 10);        /* system only */
-	assert_int_equal(cfg.sampling.top_k, 11);    /* system only */
-	assert_int_equal(cfg.ctx, 200);              /* user over system */
-	assert_int_equal(cfg.threads, 3);            /* --config over user */
-	assert_string_equal(cfg.model, "flag.gguf"); /* flag over env */
-	assert_int_equal(cfg.sampling.seed, 99);     /* flag over env */
+	assert_int_equal(cfg.batch_size, 10);         /* system only */
+	assert_int_equal(cfg.sampling.top_k, 11);     /* system only */
+	assert_int_equal(cfg.ctx, 200);               /* user over system */
+	assert_int_equal(cfg.threads, 3);             /* --config over user */
+	assert_string_equal(cfg.model, "flag.gguf");  /* flag over env */
+	assert_int_equal(cfg.sampling.seed, 99);      /* flag over env */
 	assert_true(cfg.sampling.temperature == 0.8); /* default */
 
 	{
@@ -391,8 +399,9 @@ static void test_env_override(void **state)
 
 	setenv("PALAVER_BACKEND", "gpu", 1);
 	assert_int_equal(config_load_env(&cfg), -1);
-	assert_string_equal(error_message(),
-			    "$PALAVER_BACKEND: 'backend' must be one of auto, cpu, cuda, not 'gpu'");
+	assert_string_equal(
+		error_message(),
+		"$PALAVER_BACKEND: 'backend' must be one of auto, cpu, cuda, not 'gpu'");
 	config_free(&cfg);
 	/* every key but stop has a variable, all named PALAVER_* */
 	for (int k = 0; k < config_key_count(); k++) {

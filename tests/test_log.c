@@ -214,8 +214,10 @@ static void test_threads(void **state)
 		int id, n, end = 0;
 		const char *msg = strstr(line, ": thread ");
 		assert_non_null(msg);
-		assert_int_equal(sscanf(msg, ": thread %d line %d abcdefghijklmnopqrstuvwxyz0123456789%n",
-					&id, &n, &end), 2);
+		assert_int_equal(
+			sscanf(msg, ": thread %d line %d abcdefghijklmnopqrstuvwxyz0123456789%n",
+			       &id, &n, &end),
+			2);
 		assert_int_equal(msg[end], '\0');
 		assert_true(id >= 0 && id < THREADS);
 		/* each thread's lines arrive in its own order */
