@@ -222,7 +222,7 @@ static void free_strings(struct config *cfg)
 void config_free(struct config *cfg)
 {
 	free_strings(cfg);
-	config_init(cfg);
+	memset(cfg, 0, sizeof(*cfg));
 }
 
 static char *dup_or_null(const char *s)

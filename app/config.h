@@ -82,7 +82,7 @@ struct config {
 
 /* Built-in defaults (no files read).  Every field is set; origins are NULL. */
 void config_init(struct config *cfg);
-/* Free every owned string and leave cfg as after config_init(). */
+/* Free every owned string; cfg is left zeroed (config_init() it to reuse it). */
 void config_free(struct config *cfg);
 /* Deep copy: dst must not own anything yet (fresh or after config_free). */
 void config_copy(struct config *dst, const struct config *src);
