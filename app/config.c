@@ -120,8 +120,9 @@ static const struct key keys[] = {
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= CONFIG_MAX_KEYS, "raise CONFIG_MAX_KEYS");
 _Static_assert(sizeof(enum config_backend) == sizeof(int), "enums are stored as int");
 
-#define FIELD(cfg, k, type) ((type *)((char *)(cfg) + keys[k].off))
-#define CFIELD(cfg, k, type) ((const type *)((const char *)(cfg) + keys[k].off))
+/* The field of key k: offsetof arithmetic, through void * to the field's own type. */
+#define FIELD(cfg, k, type) ((type *)(void *)((char *)(cfg) + keys[k].off))
+#define CFIELD(cfg, k, type) ((const type *)(const void *)((const char *)(cfg) + keys[k].off))
 
 int config_key_count(void)
 {
@@ -370,6 +371,24 @@ static int is_null_word(const char *s)
 	return !*s || !strcmp(s, "~") || !strcasecmp(s, "null");
 }
 
+/* File keys may start with "~/" (config files get no shell to expand it). */
+static char *expand_home(int k, const char *text)
+{
+	static const char *const path_keys[] = { "model", "history.path", "log.file", NULL };
+	const char *home = getenv("HOME");
+	struct strbuf sb = STRBUF_INIT;
+
+	if (strncmp(text, "~/", 2) || !home || !*home)
+		return xstrdup(text);
+	for (int i = 0; path_keys[i]; i++) {
+		if (!strcmp(keys[k].name, path_keys[i])) {
+			strbuf_addf(&sb, "%s%s", home, text + 1);
+			return strbuf_detach(&sb, NULL);
+		}
+	}
+	return xstrdup(text);
+}
+
 /*
  * Set key k from scalar text.  plain: the YAML scalar was unquoted (or the
  * text comes from a flag or the environment), so it may be a number, bool
@@ -407,7 +426,7 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 			return 0;
 		}
 		free(*field);
-		*field = xstrdup(text);
+		*field = expand_home(k, text);
 		return 0;
 	}
 	case K_INT:
@@ -581,7 +600,7 @@ static const char *scalar_text(const yaml_node_t *node)
 static int walk_list(struct walk *w, int k, yaml_node_t *node)
 {
 	struct config *cfg = w->cfg;
-	char *items[CONFIG_MAX_STOP];
+	char *items[CONFIG_MAX_STOP] = { NULL };
 	int n = 0;
 
 	for (yaml_node_item_t *it = node->data.sequence.items.start;

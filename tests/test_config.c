@@ -445,6 +445,12 @@ static void test_config_set(void **state)
 	assert_true(cfg.sampling.seed == UINT64_MAX);
 	assert_false(cfg.sampling.seed_random);
 	assert_int_equal(config_set(&cfg, "sampling.seed", "18446744073709551616", "--seed"), -1);
+	/* "~/" in file keys is the home directory; elsewhere it is text */
+	setenv("HOME", "/home/someone", 1);
+	assert_int_equal(config_set(&cfg, "model", "~/m.gguf", "x"), 0);
+	assert_string_equal(cfg.model, "/home/someone/m.gguf");
+	assert_int_equal(config_set(&cfg, "system_prompt", "~/m.gguf", "x"), 0);
+	assert_string_equal(cfg.system_prompt, "~/m.gguf");
 	assert_int_equal(config_set(&cfg, "log.level", "warning", "--log-level"), 0);
 	assert_int_equal(cfg.log_level, LOG_WARN);
 	config_free(&cfg);
