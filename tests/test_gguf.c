@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "gguf.h"
+#include "gguf_write.h"
 #include "report.h"
 #include "testutil.h"
 
@@ -688,6 +689,105 @@ static void test_not_a_file(void **state)
 	assert_non_null(strstr(error_message(), "cannot open '/nonexistent/x.gguf'"));
 }
 
+/* ---- writer round trip ------------------------------------------------------ */
+
+static void test_writer_round_trip(void **state)
+{
+	char path[512];
+	(void)state;
+	snprintf(path, sizeof(path), "%s/w.gguf", tmpdir);
+	struct gguf_writer *w = gguf_writer_new();
+	struct gguf_str strs[2] = { { 2, "hi" }, { 0, "" } };
+	int32_t arr[3] = { 7, -8, 9 };
+	int64_t ne_a[2] = { 64, 3 }, ne_b[1] = { 5 };
+	assert_int_equal(gguf_writer_add_u32(w, "general.alignment", 64), 0);
+	assert_int_equal(gguf_writer_add_str(w, "general.architecture", "llama", 5), 0);
+	assert_int_equal(gguf_writer_add_u32(w, "u32", 5), 0);
+	assert_int_equal(gguf_writer_add_i32(w, "i32", -5), 0);
+	assert_int_equal(gguf_writer_add_u64(w, "u64", 1ull << 33), 0);
+	assert_int_equal(gguf_writer_add_f32(w, "f32", 0.5f), 0);
+	assert_int_equal(gguf_writer_add_bool(w, "bool", 1), 0);
+	assert_int_equal(gguf_writer_add_arr(w, "arr", GGUF_TYPE_INT32, 3, arr), 0);
+	assert_int_equal(gguf_writer_add_arr_str(w, "strs", strs, 2), 0);
+	assert_int_equal(gguf_writer_add_u32(w, "u32", 6), -1);
+	assert_non_null(strstr(error_message(), "duplicate key 'u32'"));
+	assert_int_equal(gguf_writer_add_arr(w, "bad", GGUF_TYPE_STRING, 1, arr), -1);
+	assert_int_equal(gguf_writer_add_tensor(w, "a", 2, ne_a, 8), 0);
+	assert_int_equal(gguf_writer_add_tensor(w, "b", 1, ne_b, 0), 0);
+	assert_int_equal(gguf_writer_add_tensor(w, "a", 1, ne_b, 0), -1);
+	assert_int_equal(gguf_writer_add_tensor(w, "c", 1, ne_b, 2), -1); /* 5 % 32 */
+	assert_int_equal(gguf_writer_add_tensor(w, "d", 1, ne_b, 4), -1); /* retired id */
+	assert_int_equal(gguf_writer_tensor_bytes(w, 0), 3 * 2 * 34);
+	assert_int_equal(gguf_writer_begin(w, path), 0);
+	uint8_t qa[204];
+	for (int i = 0; i < 204; i++)
+		qa[i] = (uint8_t)i;
+	float fb[5] = { 1, 2, 3, 4, 5 };
+	assert_int_equal(gguf_writer_write_tensor(w, qa, 100), -1); /* wrong size */
+	assert_int_equal(gguf_writer_write_part(w, qa, 100), 0);
+	assert_int_equal(gguf_writer_write_part(w, qa + 100, 104), 0);
+	assert_int_equal(gguf_writer_finish(w), -1); /* 'b' missing */
+	assert_int_equal(gguf_writer_write_tensor(w, fb, sizeof(fb)), 0);
+	assert_int_equal(gguf_writer_finish(w), 0);
+	gguf_writer_free(w);
+
+	struct gguf *g = gguf_open(path);
+	if (!g)
+		fail_msg("%s", error_message());
+	check_consistent(g);
+	uint32_t u;
+	int32_t i;
+	assert_int_equal(gguf_alignment(g), 64);
+	assert_int_equal(gguf_n_kv(g), 9);
+	assert_int_equal(gguf_get_u32(g, "u32", &u), 0);
+	assert_int_equal(u, 5);
+	assert_int_equal(gguf_get_i32(g, "i32", &i), 0);
+	assert_int_equal(i, -5);
+	const struct gguf_str *rs;
+	uint64_t n;
+	assert_int_equal(gguf_get_arr_str(g, "strs", &rs, &n), 0);
+	assert_int_equal(n, 2);
+	assert_memory_equal(rs[0].data, "hi", 2);
+	const struct gguf_tensor *a = gguf_find_tensor(g, "a"), *b = gguf_find_tensor(g, "b");
+	assert_memory_equal(a->data, qa, 204);
+	assert_memory_equal(b->data, fb, sizeof(fb));
+	assert_int_equal(b->offset % 64, 0);
+
+	/* copy every entry of a real vocab file into a new one: identical values */
+	if (test_ref_dir()) {
+		struct gguf *v = gguf_open(test_ref_path("vocab/ggml-vocab-llama-spm.gguf"));
+		char path2[600];
+		assert_non_null(v);
+		snprintf(path2, sizeof(path2), "%s/copy.gguf", tmpdir);
+		w = gguf_writer_new();
+		for (int64_t k = 0; k < gguf_n_kv(v); k++)
+			assert_int_equal(gguf_writer_copy_kv(w, v, gguf_kv_at(v, k)), 0);
+		assert_int_equal(gguf_writer_begin(w, path2), 0);
+		assert_int_equal(gguf_writer_finish(w), 0);
+		gguf_writer_free(w);
+		struct gguf *c = gguf_open(path2);
+		assert_non_null(c);
+		assert_int_equal(gguf_n_kv(c), gguf_n_kv(v));
+		const struct gguf_str *t1, *t2;
+		uint64_t n1, n2;
+		assert_int_equal(gguf_get_arr_str(v, "tokenizer.ggml.tokens", &t1, &n1), 0);
+		assert_int_equal(gguf_get_arr_str(c, "tokenizer.ggml.tokens", &t2, &n2), 0);
+		assert_int_equal(n1, n2);
+		for (uint64_t k = 0; k < n1; k++) {
+			assert_int_equal(t1[k].len, t2[k].len);
+			assert_memory_equal(t1[k].data, t2[k].data, t1[k].len);
+		}
+		enum gguf_vtype ty;
+		const void *d1, *d2;
+		assert_int_equal(gguf_get_arr(v, "tokenizer.ggml.scores", &ty, &n1, &d1), 0);
+		assert_int_equal(gguf_get_arr(c, "tokenizer.ggml.scores", &ty, &n2, &d2), 0);
+		assert_memory_equal(d1, d2, n1 * 4);
+		gguf_close(c);
+		gguf_close(v);
+	}
+	gguf_close(g);
+}
+
 /* Inputs the fuzzer once found troublesome: each opens or fails cleanly. */
 static void test_fuzz_regressions(void **state)
 {
@@ -733,6 +833,7 @@ int main(void)
 		cmocka_unit_test(test_bad_metadata),
 		cmocka_unit_test(test_bad_tensors),
 		cmocka_unit_test(test_not_a_file),
+		cmocka_unit_test(test_writer_round_trip),
 		cmocka_unit_test(test_fuzz_regressions),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
