@@ -53,4 +53,29 @@ head -c 5000 "$model" >"$tmp/cut.gguf"
 check_bad "$tmp/cut.gguf" "past end of file"
 "$PALAVER" inspect >/dev/null 2>&1; [ $? -eq 2 ] || fail "no argument: expected exit 2"
 "$PALAVER" inspect --bogus "$model" >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad option: expected exit 2"
+# mkmodel: a qwen2 model with a copied tokenizer reads back with the asked shape
+vocab=$ref/vocab/ggml-vocab-gpt-2.gguf
+"$PALAVER" mkmodel --arch qwen2 --dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 96 \
+	--ctx 512 --type F16 --seed 7 --vocab "$vocab" "$tmp/q.gguf" 2>"$tmp/err" \
+	|| fail "mkmodel exited $?: $(cat "$tmp/err")"
+"$PALAVER" inspect "$tmp/q.gguf" >"$tmp/out" || fail "inspect of the mkmodel output"
+grep -q '^tensors: 39$' "$tmp/out" || fail "qwen2 tensor count (3 + 3 x 12)"
+grep -q '^  layers  *3  (qwen2.block_count)$' "$tmp/out" || fail "qwen2 layers"
+grep -q '^  kv heads  *2  (qwen2.attention.head_count_kv)$' "$tmp/out" || fail "qwen2 kv heads"
+grep -q '^  vocab  *50257 ' "$tmp/out" || fail "the vocabulary follows the copied tokenizer"
+grep -q '^  tokenizer.ggml.merges ' "$tmp/out" || fail "tokenizer.ggml.merges not copied"
+grep -Eq '^  blk.2.attn_k.bias +F32 +32 ' "$tmp/out" || fail "qwen2 k bias"
+grep -Eq '^  blk.2.ffn_down.weight +F16 +96 x 64 ' "$tmp/out" || fail "ffn_down shape/type"
+# the same seed gives the same file, another seed another one
+"$PALAVER" mkmodel --arch qwen2 --dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 96 \
+	--ctx 512 --type F16 --seed 7 --vocab "$vocab" "$tmp/q2.gguf" 2>/dev/null || fail "mkmodel again"
+cmp -s "$tmp/q.gguf" "$tmp/q2.gguf" || fail "mkmodel is not deterministic"
+"$PALAVER" mkmodel --dim 64 --heads 4 --seed 8 "$tmp/l.gguf" 2>/dev/null || fail "mkmodel llama"
+"$PALAVER" mkmodel --dim 64 --heads 4 --seed 9 "$tmp/l2.gguf" 2>/dev/null || fail "mkmodel llama"
+cmp -s "$tmp/l.gguf" "$tmp/l2.gguf" && fail "the seed does not change the weights"
+"$PALAVER" mkmodel --dim 60 --heads 7 "$tmp/x.gguf" 2>/dev/null; [ $? -eq 2 ] || fail "bad heads: exit 2"
+"$PALAVER" mkmodel --type Q9 "$tmp/x.gguf" 2>/dev/null; [ $? -eq 2 ] || fail "bad type: exit 2"
+"$PALAVER" mkmodel --vocab "$tmp/missing.gguf" "$tmp/x.gguf" 2>"$tmp/err"; [ $? -eq 1 ] || fail "missing vocab: exit 1"
+[ ! -e "$tmp/x.gguf" ] && [ ! -e "$tmp/x.gguf.tmp" ] || fail "a failed mkmodel left a file"
+"$PALAVER" mkmodel --help | grep -q '^usage: palaver mkmodel' || fail "mkmodel --help"
 echo "inspect: ok"
