@@ -108,13 +108,15 @@ struct gguf {
 	uint32_t alignment;       /* power of two */
 	uint64_t data_offset;     /* file offset of the data section, aligned */
 
-	int64_t n_kv;
+	int64_t n_kv;             /* entries parsed so far (all, once open) */
+	int64_t kv_cap, kv_str_cap, kv_arr_cap; /* allocated entries of each array */
 	struct gguf_kv *kv;       /* (n_kv) */
 	struct gguf_str *kv_str;  /* (n_kv) string scalars' views; kv[i].value points here */
 	struct gguf_str **kv_arr; /* (n_kv) string arrays' element views, else NULL */
 	struct name_index kv_index;
 
-	int64_t n_tensors;
+	int64_t n_tensors;           /* infos parsed so far (all, once open) */
+	int64_t tensors_cap;
 	struct gguf_tensor *tensors; /* (n_tensors) */
 	struct name_index tensor_index;
 };
@@ -206,17 +208,56 @@ static uint64_t hash_name(const char *s)
 	return h;
 }
 
-static int index_init(struct name_index *ix, int64_t n)
+/* Grow an array of elem-sized entries to hold `need`, zeroing the new part.
+ * Growth follows entries actually parsed, never a count read from the file. */
+static int grow_array(void **arr, int64_t *cap, int64_t need, size_t elem)
 {
-	uint64_t cap = 16;
+	int64_t ncap;
+	void *p;
+	if (need <= *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 16;
+	if (ncap < need)
+		ncap = need;
+	if (ncap > INT64_MAX / 2 || (uint64_t)ncap > SIZE_MAX / elem)
+		return -1;
+	p = realloc(*arr, (size_t)ncap * elem);
+	if (!p)
+		return -1;
+	memset((char *)p + (size_t)*cap * elem, 0, (size_t)(ncap - *cap) * elem);
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+static uint64_t hash_name(const char *s);
+
+/* Make room for n entries (load at most one half), rehashing the n_old
+ * entries already indexed; names[i] is at (char *)names + i * stride. */
+static int index_reserve(struct name_index *ix, int64_t n, char *const *names, size_t stride,
+			 int64_t n_old)
+{
+	uint64_t cap = ix->cap ? ix->cap : 16;
+	int64_t *slot;
 	while (cap < (uint64_t)n * 2)
 		cap *= 2;
-	ix->slot = try_alloc_array(cap, sizeof(*ix->slot));
-	if (!ix->slot)
+	if (cap == ix->cap)
+		return 0;
+	slot = try_alloc_array(cap, sizeof(*slot));
+	if (!slot)
 		return -1;
-	ix->cap = cap;
 	for (uint64_t i = 0; i < cap; i++)
-		ix->slot[i] = -1;
+		slot[i] = -1;
+	for (int64_t e = 0; e < n_old; e++) {
+		const char *nm = *(char *const *)((const char *)names + (size_t)e * stride);
+		uint64_t h = hash_name(nm) & (cap - 1);
+		while (slot[h] >= 0)
+			h = (h + 1) & (cap - 1);
+		slot[h] = e;
+	}
+	free(ix->slot);
+	ix->slot = slot;
+	ix->cap = cap;
 	return 0;
 }
 
@@ -375,16 +416,22 @@ static int read_kv_value(struct gguf *g, struct rd *r, int64_t i, const char *ke
 	return 0;
 }
 
-static int read_kvs(struct gguf *g, struct rd *r)
+static int read_kvs(struct gguf *g, struct rd *r, int64_t n_kv)
 {
 	char nb[300];
-	for (int64_t i = 0; i < g->n_kv; i++) {
+	for (int64_t i = 0; i < n_kv; i++) {
 		struct gguf_str key;
 		uint32_t t;
 		char what[64];
 		snprintf(what, sizeof(what), "key of metadata entry %lld", (long long)i);
 		if (rd_str(r, &key, what) < 0)
 			return -1;
+		if (grow_array((void **)&g->kv, &g->kv_cap, i + 1, sizeof(*g->kv)) < 0 ||
+		    grow_array((void **)&g->kv_str, &g->kv_str_cap, i + 1, sizeof(*g->kv_str)) < 0 ||
+		    grow_array((void **)&g->kv_arr, &g->kv_arr_cap, i + 1, sizeof(*g->kv_arr)) < 0 ||
+		    index_reserve(&g->kv_index, i + 1, &g->kv[0].key, sizeof(g->kv[0]), i) < 0)
+			return error("'%s': out of memory", g->path);
+		g->n_kv = i + 1;
 		g->kv[i].key = copy_name(g, &key, "key");
 		if (!g->kv[i].key)
 			return -1;
@@ -401,6 +448,10 @@ static int read_kvs(struct gguf *g, struct rd *r)
 		if (read_kv_value(g, r, i, g->kv[i].key) < 0)
 			return -1;
 	}
+	/* kv_str may have moved while growing: point string values at it now */
+	for (int64_t i = 0; i < g->n_kv; i++)
+		if (g->kv[i].type == GGUF_TYPE_STRING)
+			g->kv[i].value = &g->kv_str[i];
 	return 0;
 }
 
@@ -426,17 +477,23 @@ static int tensor_size(struct gguf *g, struct gguf_tensor *t, const char *nm)
 	return 0;
 }
 
-static int read_tensor_infos(struct gguf *g, struct rd *r)
+static int read_tensor_infos(struct gguf *g, struct rd *r, int64_t n_tensors)
 {
 	char nb[300];
-	for (int64_t i = 0; i < g->n_tensors; i++) {
-		struct gguf_tensor *t = &g->tensors[i];
+	for (int64_t i = 0; i < n_tensors; i++) {
+		struct gguf_tensor *t;
 		struct gguf_str name;
 		uint32_t nd, type;
 		char what[400];
 		snprintf(what, sizeof(what), "name of tensor %lld", (long long)i);
 		if (rd_str(r, &name, what) < 0)
 			return -1;
+		if (grow_array((void **)&g->tensors, &g->tensors_cap, i + 1, sizeof(*g->tensors)) < 0 ||
+		    index_reserve(&g->tensor_index, i + 1, &g->tensors[0].name,
+				  sizeof(g->tensors[0]), i) < 0)
+			return error("'%s': out of memory", g->path);
+		g->n_tensors = i + 1;
+		t = &g->tensors[i];
 		t->name = copy_name(g, &name, "tensor name");
 		if (!t->name)
 			return -1;
@@ -575,22 +632,8 @@ static int parse(struct gguf *g)
 	if (n_tensors > rd_left(&r) / TENSOR_MIN_BYTES)
 		return error("'%s': tensor count %llu is impossible for a file of %llu bytes",
 			     g->path, (unsigned long long)n_tensors, (unsigned long long)g->size);
-	g->n_kv = (int64_t)n_kv;
-	g->n_tensors = (int64_t)n_tensors;
-
-	g->kv = try_alloc_array(n_kv ? n_kv : 1, sizeof(*g->kv));
-	g->kv_str = try_alloc_array(n_kv ? n_kv : 1, sizeof(*g->kv_str));
-	g->kv_arr = try_alloc_array(n_kv ? n_kv : 1, sizeof(*g->kv_arr));
-	g->tensors = try_alloc_array(n_tensors ? n_tensors : 1, sizeof(*g->tensors));
-	if (!g->kv || !g->kv_str || !g->kv_arr || !g->tensors ||
-	    index_init(&g->kv_index, g->n_kv) < 0 ||
-	    index_init(&g->tensor_index, g->n_tensors) < 0)
-		return error("'%s': out of memory", g->path);
-	memset(g->kv, 0, (size_t)(n_kv ? n_kv : 1) * sizeof(*g->kv));
-	memset(g->kv_arr, 0, (size_t)(n_kv ? n_kv : 1) * sizeof(*g->kv_arr));
-	memset(g->tensors, 0, (size_t)(n_tensors ? n_tensors : 1) * sizeof(*g->tensors));
-
-	if (read_kvs(g, &r) < 0 || read_alignment(g) < 0 || read_tensor_infos(g, &r) < 0)
+	if (read_kvs(g, &r, (int64_t)n_kv) < 0 || read_alignment(g) < 0 ||
+	    read_tensor_infos(g, &r, (int64_t)n_tensors) < 0)
 		return -1;
 	end = r.pos;
 	/* r.pos <= size < 2^63 in practice; alignment <= 2^31: no overflow. */
@@ -732,6 +775,8 @@ const struct gguf_kv *gguf_kv_at(const struct gguf *g, int64_t i)
 
 const struct gguf_kv *gguf_find_kv(const struct gguf *g, const char *key)
 {
+	if (g->n_kv == 0)
+		return NULL;
 	int64_t i = index_lookup(&g->kv_index, key, &g->kv[0].key, sizeof(g->kv[0]), -1);
 	return i < 0 ? NULL : &g->kv[i];
 }
@@ -750,6 +795,8 @@ const struct gguf_tensor *gguf_tensor_at(const struct gguf *g, int64_t i)
 
 const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *name)
 {
+	if (g->n_tensors == 0)
+		return NULL;
 	int64_t i = index_lookup(&g->tensor_index, name, &g->tensors[0].name,
 				 sizeof(g->tensors[0]), -1);
 	return i < 0 ? NULL : &g->tensors[i];
