@@ -966,6 +966,12 @@ static void tables_init(void)
 	tables[QUANT_ISA_AVX2] = tables[QUANT_ISA_SCALAR];
 	tables[QUANT_ISA_AVX512] = tables[QUANT_ISA_SCALAR];
 	tables[QUANT_ISA_AVX512_VNNI] = tables[QUANT_ISA_SCALAR];
+#if defined(__x86_64__)
+	if (isa_best >= QUANT_ISA_AVX512_VNNI) {
+		quant_avx512_register(&tables[QUANT_ISA_AVX512], 0);
+		quant_avx512_register(&tables[QUANT_ISA_AVX512_VNNI], 1);
+	}
+#endif
 	active_isa = isa_best;
 	active = &tables[isa_best];
 }

@@ -683,6 +683,17 @@ static void test_kernels_vs_scalar(void **state)
 	}
 }
 
+/* Shapes that cross the kernels' internal chunking: rows longer than one
+ * prepared activation chunk, and more rows than one gemm panel holds. */
+static void test_kernels_large_shapes(void **state)
+{
+	(void)state;
+	check_kernels_against_scalar(QT_Q4_0, 16384 + 160, 5, 5);
+	check_kernels_against_scalar(QT_Q8_0, 16384 + 32 * 4, 3, 2);
+	check_kernels_against_scalar(QT_F32, 4096, 37, 5);
+	check_kernels_against_scalar(QT_Q4_K, 4096 * 2, 120, 3);
+}
+
 /* Activation quantizers: SIMD versions produce the same blocks as C. */
 static void test_activation_quantizers(void **state)
 {
@@ -746,6 +757,7 @@ int main(void)
 		cmocka_unit_test(test_q8_1_sum),
 		cmocka_unit_test(test_vec_dot_all_types),
 		cmocka_unit_test(test_kernels_vs_scalar),
+		cmocka_unit_test(test_kernels_large_shapes),
 		cmocka_unit_test(test_activation_quantizers),
 	};
 	return cmocka_run_group_tests_name("quant", tests, NULL, NULL);
