@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -198,6 +200,44 @@ struct store {
 
 /* ---- errors ------------------------------------------------------------- */
 
+/*
+ * SQLite reports a failed write as SQLITE_IOERR_WRITE but its errno is often
+ * lost by then (it reads the global errno later).  Find the usual causes
+ * ourselves: no space left, or the file size limit (RLIMIT_FSIZE) reached by
+ * the database or its WAL.  0 when neither.
+ */
+static int guess_write_errno(const char *path)
+{
+	struct strbuf sb = STRBUF_INIT;
+	struct statvfs vfs;
+	struct rlimit rl;
+	struct stat st;
+	char *slash;
+	int e = 0;
+	strbuf_addstr(&sb, path);
+	slash = strrchr(sb.buf, '/');
+	if (slash)
+		strbuf_setlen(&sb, (size_t)(slash - sb.buf) + 1);
+	else
+	{
+		strbuf_reset(&sb);
+		strbuf_addstr(&sb, ".");
+	}
+	if (statvfs(sb.buf, &vfs) == 0 && vfs.f_bavail == 0)
+		e = ENOSPC;
+	if (!e && getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		static const char *const suffix[] = { "", "-wal", "-journal" };
+		for (int i = 0; i < 3 && !e; i++) {
+			strbuf_reset(&sb);
+			strbuf_addf(&sb, "%s%s", path, suffix[i]);
+			if (stat(sb.buf, &st) == 0 && (rlim_t)st.st_size + 65536 >= rl.rlim_cur)
+				e = EFBIG;
+		}
+	}
+	strbuf_release(&sb);
+	return e;
+}
+
 /* Turn SQLite's state into one clear message; always returns -1. */
 static int db_fail(struct store *st, sqlite3 *db, const char *path, int rc)
 {
@@ -224,6 +264,9 @@ static int db_fail(struct store *st, sqlite3 *db, const char *path, int rc)
 		return error("cannot open history database '%s': %s", path,
 			     sys ? strerror(sys) : msg);
 	case SQLITE_IOERR:
+		if (!sys && (ext == SQLITE_IOERR_WRITE || ext == SQLITE_IOERR_FSYNC ||
+			     ext == SQLITE_IOERR_TRUNCATE))
+			sys = guess_write_errno(path);
 		if (sys == ENOSPC || sys == EFBIG || sys == EDQUOT)
 			return error("cannot write history database '%s': %s", path,
 				     strerror(sys));
