@@ -1,8 +1,10 @@
 /* Status pane formatting: turns a status_info into styled lines for a column or a bar. */
 #include "status_pane.h"
+#include "theme.h"
 #include "wrap.h"
 #include "util.h"
 
+#include <curses.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -366,4 +368,50 @@ int status_format_bar(const struct status_info *s, int width, int rows, struct s
 			row = rows - 1; /* later, shorter items may still fit */
 	}
 	return rows;
+}
+
+/* ---- drawing ------------------------------------------------------------ */
+
+
+static enum theme_slot slot_of(int style)
+{
+	switch (style) {
+	case SS_LABEL: return TH_S_LABEL;
+	case SS_TITLE: return TH_S_TITLE;
+	case SS_OK: return TH_S_OK;
+	case SS_WARN: return TH_S_WARN;
+	case SS_BAD: return TH_S_BAD;
+	case SS_BAR: return TH_S_BAR;
+	default: return TH_S_VALUE;
+	}
+}
+
+static void draw_line(WINDOW *win, int y, int x, const struct status_line *l)
+{
+	wmove(win, y, x);
+	for (int i = 0; i < l->n_spans; i++) {
+		wattrset(win, (attr_t)theme_attr(slot_of(l->spans[i].style)));
+		waddnstr(win, l->text + l->spans[i].start, l->spans[i].len);
+	}
+	wattrset(win, A_NORMAL);
+}
+
+void status_pane_draw(const struct status_info *s, WINDOW *win, int column, int height, int width)
+{
+	struct status_line lines[40];
+	werase(win);
+	if (column) {
+		wattrset(win, (attr_t)theme_attr(TH_RULE));
+		for (int y = 0; y < height; y++)
+			mvwaddstr(win, y, 0, "\xe2\x94\x82"); /* │ */
+		wattrset(win, A_NORMAL);
+		int n = status_format_column(s, width - 3, lines, height < 40 ? height : 40);
+		for (int i = 0; i < n; i++)
+			draw_line(win, i, 2, &lines[i]);
+	} else {
+		int rows = height > 2 ? 2 : height;
+		status_format_bar(s, width - 2, rows, lines);
+		for (int i = 0; i < rows; i++)
+			draw_line(win, i, 1, &lines[i]);
+	}
 }

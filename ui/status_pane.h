@@ -83,4 +83,8 @@ int status_format_column(const struct status_info *s, int width, struct status_l
 /* 1 or 2 lines for the bar; returns the count. */
 int status_format_bar(const struct status_info *s, int width, int rows, struct status_line *out);
 
+struct _win_st;
+/* Draw into win: as a column (a separator at the left edge) or a bar. */
+void status_pane_draw(const struct status_info *s, struct _win_st *win, int column, int height,
+		      int width);
 #endif
