@@ -127,6 +127,25 @@ lint:
 		-Iapp/lib -Iapp -Iengine -Iui -Ihistory app engine ui history
 	clang-format --dry-run --Werror $(SRCS) $(wildcard app/lib/*.h app/*.h engine/*.h ui/*.h history/*.h)
 
+# ---- fuzzing (issue 3): libFuzzer on the GGUF reader ----------------------
+# `make fuzz` builds build-fuzz/fuzz_gguf, seeds build-fuzz/corpus with the
+# reference models and runs for FUZZ_TIME seconds; crashes land in build-fuzz/.
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 60
+FUZZ_SRCS := tests/fuzz/fuzz_gguf.c engine/gguf.c $(wildcard app/lib/*.c)
+
+build-fuzz/fuzz_gguf: $(FUZZ_SRCS) engine/gguf.h
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Iapp/lib -Iengine \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $@ $(FUZZ_SRCS)
+
+fuzz: build-fuzz/fuzz_gguf
+	@mkdir -p build-fuzz/corpus
+	@cp -n ../shared/ref/models/*.gguf ../shared/ref/vocab/*.gguf build-fuzz/corpus/ 2>/dev/null || true
+	cd build-fuzz && ./fuzz_gguf -max_total_time=$(FUZZ_TIME) -max_len=1200000 \
+		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus ../tests/fuzz/regress
+
 # ---- install -------------------------------------------------------------
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
