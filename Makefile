@@ -1,5 +1,6 @@
 # palaver: build, test, install.  `make help` lists the targets.
 
+VERSION    := 0.1.0
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD      ?= build
@@ -19,7 +20,7 @@ endif
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CPPFLAGS += -D_GNU_SOURCE -Iapp/lib -Iapp -Iengine -Iui -Ihistory -I$(BUILD)/gen
+CPPFLAGS += -DPALAVER_VERSION='"$(VERSION)"' -D_GNU_SOURCE -Iapp/lib -Iapp -Iengine -Iui -Ihistory -I$(BUILD)/gen
 CFLAGS   ?=
 CFLAGS   += -std=c11 $(OPT) -g $(WARN) $(ARCH_FLAGS) -pthread -MMD -MP $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lm -pthread
@@ -65,6 +66,9 @@ palaver: $(BUILD)/palaver
 
 $(BUILD)/palaver: $(MAIN_OBJ) $(BUILD)/libpalaver.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# the version string is compiled into main.o
+$(MAIN_OBJ): Makefile
 
 $(BUILD)/libpalaver.a: $(LIB_OBJS)
 	@rm -f $@
@@ -116,6 +120,8 @@ bench: all
 	./palaver bench $(ARGS)
 
 lint:
+	@command -v cppcheck >/dev/null && command -v clang-format >/dev/null || \
+		{ echo "lint: needs cppcheck and clang-format: apt-get install cppcheck clang-format" >&2; exit 1; }
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
 		--suppress=missingIncludeSystem --inline-suppr -D_GNU_SOURCE \
 		-Iapp/lib -Iapp -Iengine -Iui -Ihistory app engine ui history
@@ -158,6 +164,6 @@ clean:
 
 help:
 	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz"
-	@echo "variables: PREFIX DESTDIR ARCH_FLAGS CUDA=1 ARGS='...' (for run/bench)"
+	@echo "variables: PREFIX DESTDIR ARCH_FLAGS OPT CUDA=1 ARGS='...' (for run/bench)"
 
 -include $(OBJS:.o=.d) $(TEST_BINS:=.d)
