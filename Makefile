@@ -1,5 +1,6 @@
 # palaver: build, test, install.  `make help` lists the targets.
 
+VERSION    := 0.1.0
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD      ?= build
@@ -19,7 +20,7 @@ endif
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CPPFLAGS += -D_GNU_SOURCE -Iapp/lib -Iapp -Iengine -Iui -Ihistory -I$(BUILD)/gen
+CPPFLAGS += -DPALAVER_VERSION='"$(VERSION)"' -D_GNU_SOURCE -Iapp/lib -Iapp -Iengine -Iui -Ihistory -I$(BUILD)/gen
 CFLAGS   ?=
 CFLAGS   += -std=c11 $(OPT) -g $(WARN) $(ARCH_FLAGS) -pthread -MMD -MP $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lm -pthread
@@ -65,6 +66,9 @@ palaver: $(BUILD)/palaver
 
 $(BUILD)/palaver: $(MAIN_OBJ) $(BUILD)/libpalaver.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# the version string is compiled into main.o
+$(MAIN_OBJ): Makefile
 
 $(BUILD)/libpalaver.a: $(LIB_OBJS)
 	@rm -f $@
@@ -116,10 +120,31 @@ bench: all
 	./palaver bench $(ARGS)
 
 lint:
+	@command -v cppcheck >/dev/null && command -v clang-format >/dev/null || \
+		{ echo "lint: needs cppcheck and clang-format: apt-get install cppcheck clang-format" >&2; exit 1; }
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
 		--suppress=missingIncludeSystem --inline-suppr -D_GNU_SOURCE \
 		-Iapp/lib -Iapp -Iengine -Iui -Ihistory app engine ui history
 	clang-format --dry-run --Werror $(SRCS) $(wildcard app/lib/*.h app/*.h engine/*.h ui/*.h history/*.h)
+
+# ---- fuzzing (issue 3): libFuzzer on the GGUF reader ----------------------
+# `make fuzz` builds build-fuzz/fuzz_gguf, seeds build-fuzz/corpus with the
+# reference models and runs for FUZZ_TIME seconds; crashes land in build-fuzz/.
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 60
+FUZZ_SRCS := tests/fuzz/fuzz_gguf.c engine/gguf.c $(wildcard app/lib/*.c)
+
+build-fuzz/fuzz_gguf: $(FUZZ_SRCS) engine/gguf.h
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Iapp/lib -Iengine \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $@ $(FUZZ_SRCS)
+
+fuzz: build-fuzz/fuzz_gguf
+	@mkdir -p build-fuzz/corpus
+	@cp -n ../shared/ref/models/*.gguf ../shared/ref/vocab/*.gguf build-fuzz/corpus/ 2>/dev/null || true
+	cd build-fuzz && ./fuzz_gguf -max_total_time=$(FUZZ_TIME) -max_len=1200000 \
+		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus ../tests/fuzz/regress
 
 # ---- install -------------------------------------------------------------
 install: all
@@ -139,6 +164,6 @@ clean:
 
 help:
 	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz"
-	@echo "variables: PREFIX DESTDIR ARCH_FLAGS CUDA=1 ARGS='...' (for run/bench)"
+	@echo "variables: PREFIX DESTDIR ARCH_FLAGS OPT CUDA=1 ARGS='...' (for run/bench)"
 
 -include $(OBJS:.o=.d) $(TEST_BINS:=.d)

@@ -1,14 +1,452 @@
-/* palaver mkmodel: not built yet (issue 3). */
+/* palaver mkmodel: write a llama- or qwen2-shaped GGUF with seeded random weights. */
 #include "commands.h"
+#include "gguf.h"
+#include "gguf_write.h"
 #include "report.h"
+#include "util.h"
+#include "xalloc.h"
 
+#include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/*
+ * DESIGN
+ *
+ * The header (metadata and every tensor's shape and type) is known up front,
+ * so the writer emits it first and then each tensor's data is generated and
+ * converted in chunks of rows and streamed to disk: memory stays at a few
+ * megabytes whatever the model size.  Each tensor has its own random stream
+ * (seed mixed with the tensor's index), so a tensor's float values do not
+ * depend on the target type or on the other tensors' sizes.
+ *
+ * Weights are approximately normal with std 0.02 (a sum of four uniforms,
+ * cheap and close enough), norms are 1.0 and biases small, so that a forward
+ * pass through the model stays numerically tame.  Type mixes follow what
+ * llama.cpp's quantizer does for the same name, so benchmark models look like
+ * real ones: Q4_0 files keep output.weight in Q6_K; Q4_K means a Q4_K_M-like
+ * mix (output.weight Q6_K; attn_v and ffn_down Q6_K in the first and last
+ * eighth of the layers and every third one between); norms stay F32.
+ */
+
+static const char usage[] =
+	"usage: palaver mkmodel [options] OUTPUT.gguf\n"
+	"\n"
+	"Write a model with seeded random weights (for tests and benchmarks).\n"
+	"\n"
+	"  --arch A        llama or qwen2 (q/k/v biases, rope base 1e6)  [llama]\n"
+	"  --dim N         embedding length                              [256]\n"
+	"  --layers N      blocks                                        [2]\n"
+	"  --heads N       attention heads                               [4]\n"
+	"  --kv-heads N    key/value heads (grouped-query attention)     [heads]\n"
+	"  --ffn N         feed-forward length                           [3 x dim]\n"
+	"  --ctx N         context length                                [2048]\n"
+	"  --vocab FILE    copy the tokenizer (all tokenizer.* keys) of a GGUF file;\n"
+	"                  the vocabulary size follows it\n"
+	"  --vocab N       vocabulary size without a tokenizer           [512]\n"
+	"  --type T        F32, F16, Q8_0, Q4_0, Q4_K (a Q4_K_M-like mix) or Q6_K  [F32]\n"
+	"  --seed N        random seed                                   [1]\n"
+	"  -h, --help      show this help\n";
+
+struct mk_opts {
+	const char *arch;   /* "llama" or "qwen2" */
+	long dim, layers, heads, kv_heads, ffn, ctx, vocab;
+	const char *vocab_file; /* NULL: no tokenizer */
+	int type;               /* ggml type id of the weight matrices */
+	uint64_t seed;
+	const char *out;
+};
+
+/* llama.cpp's general.file_type numbers for the mixes written here. */
+static uint32_t file_type_of(int type)
+{
+	switch (type) {
+	case 0: return 0;   /* ALL_F32 */
+	case 1: return 1;   /* MOSTLY_F16 */
+	case 2: return 2;   /* MOSTLY_Q4_0 */
+	case 8: return 7;   /* MOSTLY_Q8_0 */
+	case 12: return 15; /* MOSTLY_Q4_K_M */
+	default: return 18; /* MOSTLY_Q6_K */
+	}
+}
+
+/* ---- random numbers -------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Approximately N(0, std^2): the sum of four 16-bit uniforms has variance 1/3. */
+static void fill_normal(uint64_t *s, float *x, int64_t n, float std)
+{
+	const float k = std * 1.7320508f / 65536.0f; /* sqrt(3) / 2^16 */
+	for (int64_t i = 0; i < n; i++) {
+		uint64_t r = splitmix64(s);
+		float sum = (float)(r & 0xffff) + (float)((r >> 16) & 0xffff) +
+			    (float)((r >> 32) & 0xffff) + (float)(r >> 48);
+		x[i] = (sum - 2.0f * 65535.0f) * k;
+	}
+}
+
+/* ---- conversion ------------------------------------------------------------- */
+
+/* IEEE binary16 from float, round to nearest even (weights here are small and finite). */
+static uint16_t f32_to_f16(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, 4);
+	uint32_t sign = (x >> 16) & 0x8000, exp = (x >> 23) & 0xff, man = x & 0x7fffff;
+	if (exp == 0xff)
+		return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
+	int e = (int)exp - 127 + 15;
+	if (e >= 31)
+		return (uint16_t)(sign | 0x7c00);
+	if (e <= 0) {
+		if (e < -10)
+			return (uint16_t)sign;
+		man |= 0x800000;
+		int shift = 14 - e;
+		uint32_t h = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+		if (rem > half || (rem == half && (h & 1)))
+			h++;
+		return (uint16_t)(sign | h);
+	}
+	uint32_t h = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1fff;
+	if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
+		h++; /* may carry into the exponent: still correct */
+	return (uint16_t)(sign | h);
+}
+
+/* Convert n floats (one row) to type t at dst. */
+static int convert_row(int t, const float *src, void *dst, int64_t n)
+{
+	if (t == 0) {
+		memcpy(dst, src, (size_t)n * 4);
+		return 0;
+	}
+	if (t == 1) {
+		uint16_t *h = dst;
+		for (int64_t i = 0; i < n; i++)
+			h[i] = f32_to_f16(src[i]);
+		return 0;
+	}
+	return error("mkmodel: type %s needs the quantizer, which this build lacks",
+		     gguf_type_name(t));
+}
+
+/* ---- the model's tensors ---------------------------------------------------- */
+
+enum init_kind { INIT_WEIGHT, INIT_NORM, INIT_BIAS };
+
+struct mk_tensor {
+	char name[64];
+	int n_dims;
+	int64_t ne[2];
+	int type;
+	enum init_kind init;
+};
+
+static int use_more_bits(long i, long n)
+{
+	return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+/* Type of a weight matrix under the file's type mix. */
+static int weight_type(const struct mk_opts *o, const char *name, long layer)
+{
+	if (o->type == 2 && !strcmp(name, "output.weight"))
+		return 14;
+	if (o->type == 12) {
+		if (!strcmp(name, "output.weight"))
+			return 14;
+		if ((strstr(name, "attn_v.weight") || strstr(name, "ffn_down.weight")) &&
+		    use_more_bits(layer, o->layers))
+			return 14;
+	}
+	return o->type;
+}
+
+static void add(struct mk_tensor *ts, int *n, const struct mk_opts *o, long layer,
+		const char *suffix, int nd, int64_t ne0, int64_t ne1, enum init_kind init)
+{
+	struct mk_tensor *t = &ts[(*n)++];
+	if (layer >= 0)
+		snprintf(t->name, sizeof(t->name), "blk.%ld.%s", layer, suffix);
+	else
+		snprintf(t->name, sizeof(t->name), "%s", suffix);
+	t->n_dims = nd;
+	t->ne[0] = ne0;
+	t->ne[1] = ne1;
+	t->init = init;
+	t->type = init == INIT_WEIGHT ? weight_type(o, t->name, layer) : 0;
+}
+
+/* The tensor list in file order; *n set to its length. */
+static struct mk_tensor *plan(const struct mk_opts *o, int *n)
+{
+	int64_t hd = o->dim / o->heads, q = hd * o->heads, kv = hd * o->kv_heads;
+	int qwen = !strcmp(o->arch, "qwen2");
+	struct mk_tensor *ts = xcalloc((size_t)o->layers * 12 + 3, sizeof(*ts));
+	*n = 0;
+	add(ts, n, o, -1, "token_embd.weight", 2, o->dim, o->vocab, INIT_WEIGHT);
+	add(ts, n, o, -1, "output_norm.weight", 1, o->dim, 1, INIT_NORM);
+	add(ts, n, o, -1, "output.weight", 2, o->dim, o->vocab, INIT_WEIGHT);
+	for (long l = 0; l < o->layers; l++) {
+		add(ts, n, o, l, "attn_norm.weight", 1, o->dim, 1, INIT_NORM);
+		add(ts, n, o, l, "attn_q.weight", 2, o->dim, q, INIT_WEIGHT);
+		if (qwen)
+			add(ts, n, o, l, "attn_q.bias", 1, q, 1, INIT_BIAS);
+		add(ts, n, o, l, "attn_k.weight", 2, o->dim, kv, INIT_WEIGHT);
+		if (qwen)
+			add(ts, n, o, l, "attn_k.bias", 1, kv, 1, INIT_BIAS);
+		add(ts, n, o, l, "attn_v.weight", 2, o->dim, kv, INIT_WEIGHT);
+		if (qwen)
+			add(ts, n, o, l, "attn_v.bias", 1, kv, 1, INIT_BIAS);
+		add(ts, n, o, l, "attn_output.weight", 2, q, o->dim, INIT_WEIGHT);
+		add(ts, n, o, l, "ffn_norm.weight", 1, o->dim, 1, INIT_NORM);
+		add(ts, n, o, l, "ffn_gate.weight", 2, o->dim, o->ffn, INIT_WEIGHT);
+		add(ts, n, o, l, "ffn_up.weight", 2, o->dim, o->ffn, INIT_WEIGHT);
+		add(ts, n, o, l, "ffn_down.weight", 2, o->ffn, o->dim, INIT_WEIGHT);
+	}
+	return ts;
+}
+
+static int add_metadata(struct gguf_writer *w, const struct mk_opts *o, const struct gguf *voc)
+{
+	char key[128], name[160];
+	const char *a = o->arch;
+	int qwen = !strcmp(a, "qwen2");
+	int rc = 0;
+#define KEY(suffix) (snprintf(key, sizeof(key), "%s." suffix, a), key)
+	snprintf(name, sizeof(name), "palaver-mkmodel %s %ldx%ld %s seed %" PRIu64, a, o->dim,
+		 o->layers, o->type == 12 ? "Q4_K_M" : gguf_type_name(o->type), o->seed);
+	rc |= gguf_writer_add_str(w, "general.architecture", a, strlen(a));
+	rc |= gguf_writer_add_str(w, "general.name", name, strlen(name));
+	rc |= gguf_writer_add_u32(w, "general.file_type", file_type_of(o->type));
+	if (o->type >= 2)
+		rc |= gguf_writer_add_u32(w, "general.quantization_version", 2);
+	rc |= gguf_writer_add_u32(w, KEY("context_length"), (uint32_t)o->ctx);
+	rc |= gguf_writer_add_u32(w, KEY("embedding_length"), (uint32_t)o->dim);
+	rc |= gguf_writer_add_u32(w, KEY("block_count"), (uint32_t)o->layers);
+	rc |= gguf_writer_add_u32(w, KEY("feed_forward_length"), (uint32_t)o->ffn);
+	rc |= gguf_writer_add_u32(w, KEY("attention.head_count"), (uint32_t)o->heads);
+	rc |= gguf_writer_add_u32(w, KEY("attention.head_count_kv"), (uint32_t)o->kv_heads);
+	rc |= gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t)(o->dim / o->heads));
+	rc |= gguf_writer_add_f32(w, KEY("rope.freq_base"), qwen ? 1000000.0f : 10000.0f);
+	rc |= gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), qwen ? 1e-6f : 1e-5f);
+	rc |= gguf_writer_add_u32(w, KEY("vocab_size"), (uint32_t)o->vocab);
+#undef KEY
+	for (int64_t i = 0; voc && i < gguf_n_kv(voc); i++) {
+		const struct gguf_kv *kv = gguf_kv_at(voc, i);
+		if (!strncmp(kv->key, "tokenizer.", 10))
+			rc |= gguf_writer_copy_kv(w, voc, kv);
+	}
+	return rc ? -1 : 0;
+}
+
+/* Generate, convert and stream one tensor in chunks of rows. */
+static int write_tensor(struct gguf_writer *w, const struct mk_tensor *t, uint64_t seed,
+			int index, float *rowf, void *rowq, size_t row_bytes)
+{
+	uint64_t s = seed ^ ((uint64_t)(index + 1) * 0xd1342543de82ef95ull);
+	for (int64_t r = 0; r < t->ne[1]; r++) {
+		if (t->init == INIT_NORM) {
+			for (int64_t i = 0; i < t->ne[0]; i++)
+				rowf[i] = 1.0f;
+		} else {
+			fill_normal(&s, rowf, t->ne[0], t->init == INIT_BIAS ? 0.01f : 0.02f);
+		}
+		if (convert_row(t->type, rowf, rowq, t->ne[0]) < 0 ||
+		    gguf_writer_write_part(w, rowq, row_bytes) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int mkmodel(const struct mk_opts *o)
+{
+	struct gguf *voc = NULL;
+	struct gguf_writer *w = NULL;
+	struct mk_tensor *ts = NULL;
+	float *rowf = NULL;
+	void *rowq = NULL;
+	int n = 0, rc = -1;
+	uint64_t params = 0;
+	double t0 = time_now_ms();
+	struct mk_opts opts = *o;
+
+	if (opts.vocab_file) {
+		const struct gguf_str *toks;
+		uint64_t nv;
+		if (!(voc = gguf_open(opts.vocab_file)))
+			goto out;
+		if (gguf_get_arr_str(voc, "tokenizer.ggml.tokens", &toks, &nv) < 0)
+			goto out;
+		if (nv == 0 || nv > INT32_MAX) {
+			error("'%s': tokenizer has %" PRIu64 " tokens", opts.vocab_file, nv);
+			goto out;
+		}
+		opts.vocab = (long)nv;
+	}
+	ts = plan(&opts, &n);
+	w = gguf_writer_new();
+	if (add_metadata(w, &opts, voc) < 0)
+		goto out;
+	int64_t max_row = opts.dim > opts.ffn ? opts.dim : opts.ffn;
+	for (int i = 0; i < n; i++) {
+		if (gguf_writer_add_tensor(w, ts[i].name, ts[i].n_dims, ts[i].ne, ts[i].type) < 0)
+			goto out;
+		params += (uint64_t)ts[i].ne[0] * (uint64_t)ts[i].ne[1];
+		if (ts[i].ne[0] > max_row)
+			max_row = ts[i].ne[0];
+	}
+	rowf = try_alloc_array((size_t)max_row, sizeof(float));
+	rowq = try_alloc_array((size_t)max_row, sizeof(float));
+	if (!rowf || !rowq) {
+		error("mkmodel: out of memory");
+		goto out;
+	}
+	if (gguf_writer_begin(w, opts.out) < 0)
+		goto out;
+	for (int i = 0; i < n; i++) {
+		size_t row_bytes = (size_t)(gguf_writer_tensor_bytes(w, i) / (uint64_t)ts[i].ne[1]);
+		if (write_tensor(w, &ts[i], opts.seed, i, rowf, rowq, row_bytes) < 0)
+			goto out;
+	}
+	if (gguf_writer_finish(w) < 0)
+		goto out;
+	fprintf(stderr, "palaver: wrote '%s': %s %ld layers, dim %ld, %d tensors, %" PRIu64
+		" parameters, %s%s in %.1f s\n",
+		opts.out, opts.arch, opts.layers, opts.dim, n, params,
+		opts.type == 12 ? "Q4_K_M" : gguf_type_name(opts.type),
+		voc ? "" : ", no tokenizer", (time_now_ms() - t0) / 1000.0);
+	rc = 0;
+out:
+	free(rowf);
+	free(rowq);
+	free(ts);
+	gguf_writer_free(w);
+	gguf_close(voc);
+	return rc;
+}
+
+/* ---- options ------------------------------------------------------------------ */
+
+static int parse_count(const char *opt, const char *v, long max, long *out)
+{
+	if (!v || parse_long(v, out) < 0 || *out < 1 || *out > max) {
+		fprintf(stderr, "palaver: mkmodel: %s needs a number from 1 to %ld\n", opt, max);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_type(const char *v, int *out)
+{
+	static const struct { const char *name; int id; } types[] = {
+		{ "F32", 0 }, { "F16", 1 }, { "Q4_0", 2 }, { "Q8_0", 8 },
+		{ "Q4_K", 12 }, { "Q4_K_M", 12 }, { "Q6_K", 14 },
+	};
+	for (size_t i = 0; v && i < sizeof(types) / sizeof(types[0]); i++) {
+		if (!strcasecmp(v, types[i].name)) {
+			*out = types[i].id;
+			return 0;
+		}
+	}
+	fprintf(stderr, "palaver: mkmodel: --type must be F32, F16, Q8_0, Q4_0, Q4_K or Q6_K\n");
+	return -1;
+}
 
 int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 {
-	(void)argc;
-	(void)argv;
+	struct mk_opts o = { .arch = "llama", .dim = 256, .layers = 2, .heads = 4, .ctx = 2048,
+			     .vocab = 512, .seed = 1 };
+	long v;
 	(void)cfg;
-	fprintf(stderr, "palaver: 'mkmodel' is not built yet\n");
-	return EXIT_RUNTIME;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+		int rc = 0, takes = 1;
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(usage, stdout);
+			return EXIT_OK;
+		} else if (!strcmp(a, "--arch")) {
+			if (!val || (strcmp(val, "llama") && strcmp(val, "qwen2"))) {
+				fprintf(stderr, "palaver: mkmodel: --arch must be llama or qwen2\n");
+				return EXIT_USAGE;
+			}
+			o.arch = val;
+		} else if (!strcmp(a, "--dim")) {
+			rc = parse_count(a, val, 1 << 20, &o.dim);
+		} else if (!strcmp(a, "--layers")) {
+			rc = parse_count(a, val, 1024, &o.layers);
+		} else if (!strcmp(a, "--heads")) {
+			rc = parse_count(a, val, 4096, &o.heads);
+		} else if (!strcmp(a, "--kv-heads")) {
+			rc = parse_count(a, val, 4096, &o.kv_heads);
+		} else if (!strcmp(a, "--ffn")) {
+			rc = parse_count(a, val, 1 << 22, &o.ffn);
+		} else if (!strcmp(a, "--ctx")) {
+			rc = parse_count(a, val, 1 << 24, &o.ctx);
+		} else if (!strcmp(a, "--vocab")) {
+			if (val && parse_long(val, &v) == 0)
+				rc = parse_count(a, val, 1 << 24, &o.vocab);
+			else if (val)
+				o.vocab_file = val;
+			else
+				rc = parse_count(a, val, 1 << 24, &o.vocab);
+		} else if (!strcmp(a, "--seed")) {
+			if (!val || parse_long(val, &v) < 0 || v < 0) {
+				fprintf(stderr, "palaver: mkmodel: --seed needs a number\n");
+				return EXIT_USAGE;
+			}
+			o.seed = (uint64_t)v;
+		} else if (!strcmp(a, "--type")) {
+			rc = parse_type(val, &o.type);
+		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+			if (!val) {
+				fprintf(stderr, "palaver: mkmodel: %s needs a file name\n", a);
+				return EXIT_USAGE;
+			}
+			o.out = val;
+		} else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "palaver: mkmodel: unknown option '%s'\n%s", a, usage);
+			return EXIT_USAGE;
+		} else {
+			takes = 0;
+			if (o.out) {
+				fprintf(stderr, "palaver: mkmodel: one output file only\n");
+				return EXIT_USAGE;
+			}
+			o.out = a;
+		}
+		if (rc < 0)
+			return EXIT_USAGE;
+		i += takes;
+	}
+	if (!o.out) {
+		fprintf(stderr, "palaver: mkmodel: no output file given\n%s", usage);
+		return EXIT_USAGE;
+	}
+	if (!o.kv_heads)
+		o.kv_heads = o.heads;
+	if (!o.ffn)
+		o.ffn = 3 * o.dim;
+	if (o.dim % o.heads || o.heads % o.kv_heads || (o.dim / o.heads) % 2) {
+		fprintf(stderr, "palaver: mkmodel: --dim %ld, --heads %ld, --kv-heads %ld: the "
+			"heads must divide dim into an even head size and be a multiple of the "
+			"kv heads\n", o.dim, o.heads, o.kv_heads);
+		return EXIT_USAGE;
+	}
+	if (mkmodel(&o) < 0) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		return EXIT_RUNTIME;
+	}
+	return EXIT_OK;
 }

@@ -1,14 +1,481 @@
-/* palaver sessions: not built yet (issue 7). */
+/* palaver sessions: list, show, search, export, import, rename and delete saved chats. */
 #include "commands.h"
+#include "config.h"
 #include "report.h"
+#include "store.h"
+#include "strbuf.h"
+#include "xalloc.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage_all[] =
+	"usage: palaver sessions [list] [--limit N]\n"
+	"       palaver sessions show ID\n"
+	"       palaver sessions search QUERY...\n"
+	"       palaver sessions export ID [--format md|json] [-o FILE]\n"
+	"       palaver sessions import FILE\n"
+	"       palaver sessions rename ID TITLE...\n"
+	"       palaver sessions delete ID [--yes]\n"
+	"\n"
+	"Every chat is saved as it happens in the history database\n"
+	"($XDG_DATA_HOME/palaver/history.db unless --history FILE or history.path\n"
+	"says otherwise).  ID is a session's 8-digit id or the start of its title,\n"
+	"when only one session's title starts so.  --history FILE may follow the\n"
+	"subcommand too.\n";
+
+struct sub {
+	const char *name;
+	const char *usage; /* first line of --help */
+	const char *help;  /* the rest */
+	int min_args, max_args; /* operands, -1 = any */
+	int (*fn)(struct store *st, int argc, char **argv);
+};
+
+/* Options shared by the subcommands, filled by parse_args. */
+static struct {
+	const char *history;  /* --history FILE */
+	const char *format;   /* --format md|json */
+	const char *output;   /* -o FILE */
+	long limit;           /* --limit N, 0 = all */
+	int yes;              /* --yes */
+} opt;
+
+static void format_time(char *buf, size_t n, int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	if (!localtime_r(&t, &tm) || !strftime(buf, n, "%Y-%m-%d %H:%M", &tm))
+		snprintf(buf, n, "?");
+}
+
+static int resolve(struct store *st, const char *arg, char id[STORE_ID_SIZE])
+{
+	if (store_session_resolve(st, arg, id) < 0) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		return -1;
+	}
+	return 0;
+}
+
+static int runtime_error(void)
+{
+	fprintf(stderr, "palaver: %s\n", error_message());
+	return EXIT_RUNTIME;
+}
+
+static int do_list(struct store *st, int argc, char **argv)
+{
+	struct store_session *s;
+	size_t n;
+	(void)argc;
+	(void)argv;
+	if (store_session_list(st, (size_t)opt.limit, &s, &n) < 0)
+		return runtime_error();
+	if (!n) {
+		fprintf(stderr, "palaver: no saved sessions in '%s'\n", store_path(st));
+		return EXIT_OK;
+	}
+	printf("%-8s  %-16s  %5s  %s\n", "ID", "UPDATED", "MSGS", "TITLE");
+	for (size_t i = 0; i < n; i++) {
+		char when[32];
+		format_time(when, sizeof(when), s[i].updated_ms);
+		printf("%-8s  %-16s  %5" PRId64 "  %s", s[i].id, when, s[i].message_count,
+		       *s[i].title ? s[i].title : "(untitled)");
+		if (*s[i].preview && strcmp(s[i].preview, s[i].title))
+			printf(" — %s", s[i].preview);
+		putchar('\n');
+	}
+	store_sessions_free(s, n);
+	return EXIT_OK;
+}
+
+static int do_show(struct store *st, int argc, char **argv)
+{
+	char id[STORE_ID_SIZE], when[32];
+	struct store_session ss;
+	struct store_message *m;
+	size_t n;
+	(void)argc;
+	if (resolve(st, argv[0], id) < 0)
+		return EXIT_RUNTIME;
+	if (store_session_get(st, id, &ss) < 0)
+		return runtime_error();
+	if (store_messages_load(st, id, &m, &n) < 0) {
+		store_session_free(&ss);
+		return runtime_error();
+	}
+	printf("session %s: %s\n", ss.id, *ss.title ? ss.title : "(untitled)");
+	format_time(when, sizeof(when), ss.created_ms);
+	printf("created %s", when);
+	format_time(when, sizeof(when), ss.updated_ms);
+	printf(", updated %s, %" PRId64 " messages\n", when, ss.message_count);
+	if (ss.model)
+		printf("model: %s\n", ss.model);
+	if (ss.sampling)
+		printf("sampling: %s\n", ss.sampling);
+	if (ss.system_prompt)
+		printf("system prompt: %s\n", ss.system_prompt);
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(m[i].content);
+		printf("\n%s", m[i].role);
+		if (m[i].status != STORE_COMPLETE)
+			printf(" (%s)", store_status_name(m[i].status));
+		if (m[i].stats.gen_tokens && m[i].stats.gen_ms > 0)
+			printf(" [%d tokens, %.1f tokens/s]", m[i].stats.gen_tokens,
+			       m[i].stats.gen_tokens * 1000.0 / m[i].stats.gen_ms);
+		printf(":\n%s%s", m[i].content, len && m[i].content[len - 1] == '\n' ? "" : "\n");
+	}
+	store_messages_free(m, n);
+	store_session_free(&ss);
+	return EXIT_OK;
+}
+
+static int do_search(struct store *st, int argc, char **argv)
+{
+	struct strbuf q = STRBUF_INIT;
+	struct store_hit *h;
+	size_t n;
+	int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+	for (int i = 0; i < argc; i++) {
+		if (i)
+			strbuf_addch(&q, ' ');
+		strbuf_addstr(&q, argv[i]);
+	}
+	if (store_search(st, q.buf, (size_t)opt.limit, color ? "\033[1m" : "[",
+			 color ? "\033[0m" : "]", &h, &n) < 0) {
+		strbuf_release(&q);
+		return runtime_error();
+	}
+	if (!n)
+		fprintf(stderr, "palaver: nothing matches '%s'\n", q.buf);
+	for (size_t i = 0; i < n; i++) {
+		char when[32];
+		format_time(when, sizeof(when), h[i].updated_ms);
+		printf("%s  %s  #%" PRId64 " %s  %s\n    %s\n", h[i].session_id, when, h[i].seq,
+		       h[i].role, *h[i].title ? h[i].title : "(untitled)", h[i].snippet);
+	}
+	store_hits_free(h, n);
+	strbuf_release(&q);
+	return n ? EXIT_OK : EXIT_RUNTIME;
+}
+
+static int write_all(FILE *f, const char *buf, size_t len, const char *name)
+{
+	if (fwrite(buf, 1, len, f) != len || fflush(f) != 0) {
+		fprintf(stderr, "palaver: cannot write '%s': %s\n", name, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int do_export(struct store *st, int argc, char **argv)
+{
+	char id[STORE_ID_SIZE];
+	struct strbuf out = STRBUF_INIT;
+	enum store_format fmt;
+	int rc = EXIT_OK;
+	(void)argc;
+	if (!opt.format || !strcmp(opt.format, "md") || !strcmp(opt.format, "markdown")) {
+		fmt = STORE_FORMAT_MARKDOWN;
+	} else if (!strcmp(opt.format, "json")) {
+		fmt = STORE_FORMAT_JSON;
+	} else {
+		fprintf(stderr, "palaver: unknown export format '%s' (md or json)\n", opt.format);
+		return EXIT_USAGE;
+	}
+	if (resolve(st, argv[0], id) < 0)
+		return EXIT_RUNTIME;
+	if (store_export(st, id, fmt, &out) < 0) {
+		strbuf_release(&out);
+		return runtime_error();
+	}
+	if (opt.output && strcmp(opt.output, "-")) {
+		FILE *f = fopen(opt.output, "w");
+		if (!f) {
+			fprintf(stderr, "palaver: cannot open '%s': %s\n", opt.output, strerror(errno));
+			rc = EXIT_RUNTIME;
+		} else {
+			if (write_all(f, out.buf, out.len, opt.output) < 0)
+				rc = EXIT_RUNTIME;
+			if (fclose(f) != 0 && rc == EXIT_OK) {
+				fprintf(stderr, "palaver: cannot write '%s': %s\n", opt.output,
+					strerror(errno));
+				rc = EXIT_RUNTIME;
+			}
+		}
+	} else if (write_all(stdout, out.buf, out.len, "standard output") < 0) {
+		rc = EXIT_RUNTIME;
+	}
+	strbuf_release(&out);
+	return rc;
+}
+
+static int do_import(struct store *st, int argc, char **argv)
+{
+	struct strbuf in = STRBUF_INIT;
+	char id[STORE_ID_SIZE];
+	int r;
+	(void)argc;
+	r = !strcmp(argv[0], "-") ? strbuf_read_fd(&in, STDIN_FILENO) : strbuf_read_file(&in, argv[0]);
+	if (r < 0) {
+		fprintf(stderr, "palaver: cannot read '%s': %s\n", argv[0], strerror(errno));
+		strbuf_release(&in);
+		return EXIT_RUNTIME;
+	}
+	if (store_import(st, in.buf, in.len, id) < 0) {
+		fprintf(stderr, "palaver: '%s': %s\n", argv[0], error_message());
+		strbuf_release(&in);
+		return EXIT_RUNTIME;
+	}
+	printf("%s\n", id);
+	strbuf_release(&in);
+	return EXIT_OK;
+}
+
+static int do_rename(struct store *st, int argc, char **argv)
+{
+	char id[STORE_ID_SIZE];
+	struct strbuf title = STRBUF_INIT;
+	int rc = EXIT_OK;
+	if (resolve(st, argv[0], id) < 0)
+		return EXIT_RUNTIME;
+	for (int i = 1; i < argc; i++) {
+		if (i > 1)
+			strbuf_addch(&title, ' ');
+		strbuf_addstr(&title, argv[i]);
+	}
+	if (store_session_rename(st, id, title.buf) < 0)
+		rc = runtime_error();
+	strbuf_release(&title);
+	return rc;
+}
+
+static int do_delete(struct store *st, int argc, char **argv)
+{
+	char id[STORE_ID_SIZE];
+	struct store_session ss;
+	(void)argc;
+	if (resolve(st, argv[0], id) < 0)
+		return EXIT_RUNTIME;
+	if (store_session_get(st, id, &ss) < 0)
+		return runtime_error();
+	if (!opt.yes) {
+		char line[64];
+		if (!isatty(STDIN_FILENO)) {
+			fprintf(stderr, "palaver: not deleting session %s without confirmation; "
+				"use --yes\n", id);
+			store_session_free(&ss);
+			return EXIT_USAGE;
+		}
+		fprintf(stderr, "Delete session %s '%s' (%" PRId64 " messages)? [y/N] ", id,
+			*ss.title ? ss.title : "(untitled)", ss.message_count);
+		fflush(stderr);
+		if (!fgets(line, sizeof(line), stdin) || (line[0] != 'y' && line[0] != 'Y')) {
+			fprintf(stderr, "palaver: session %s kept\n", id);
+			store_session_free(&ss);
+			return EXIT_OK;
+		}
+	}
+	store_session_free(&ss);
+	if (store_session_delete(st, id) < 0)
+		return runtime_error();
+	fprintf(stderr, "palaver: deleted session %s\n", id);
+	return EXIT_OK;
+}
+
+static const struct sub subs[] = {
+	{ "list", "palaver sessions [list] [--limit N]",
+	  "List saved sessions, most recently updated first: id, last update, number of\n"
+	  "messages, title and a preview of the last message.\n",
+	  0, 0, do_list },
+	{ "show", "palaver sessions show ID",
+	  "Print a session's messages with their status and speed.\n", 1, 1, do_show },
+	{ "search", "palaver sessions search [--limit N] QUERY...",
+	  "Full-text search over every message, best match first.  The words are\n"
+	  "matched as plain words (all must occur; quotes and operators are text); a\n"
+	  "word ending in '*' matches as a prefix.  Exit status 1 when nothing matches.\n",
+	  1, -1, do_search },
+	{ "export", "palaver sessions export ID [--format md|json] [-o FILE]",
+	  "Write a session as Markdown (default) or JSON to standard output or FILE.\n"
+	  "The JSON form can be read back with 'palaver sessions import'.\n",
+	  1, 1, do_export },
+	{ "import", "palaver sessions import FILE",
+	  "Read a session exported as JSON ('-' for standard input) and print its id.\n"
+	  "It keeps its id unless that id is already in use.\n",
+	  1, 1, do_import },
+	{ "rename", "palaver sessions rename ID TITLE...",
+	  "Give a session a title; it no longer follows the first user message.\n", 2, -1,
+	  do_rename },
+	{ "delete", "palaver sessions delete ID [--yes]",
+	  "Delete a session and its messages.  Asks for confirmation on a terminal;\n"
+	  "without a terminal it refuses unless --yes is given.\n",
+	  1, 1, do_delete },
+	{ NULL, NULL, NULL, 0, 0, NULL },
+};
+
+static void print_sub_help(const struct sub *s)
+{
+	printf("usage: %s\n\n%s\nOptions:\n  --history FILE   use this history database\n"
+	       "  -h, --help       show this help\n", s->usage, s->help);
+}
+
+/* "--name VALUE", "--name=VALUE" or "-x VALUE" at argv[*i]: 1 (val set,
+ * *i moved past it), 0 (another option), -1 (value missing, said so). */
+static int take(int argc, char **argv, int *i, const char *name, const char *short_name,
+		const char **val)
+{
+	const char *a = argv[*i];
+	size_t len = strlen(name);
+	if (!strncmp(a, name, len) && a[len] == '=') {
+		*val = a + len + 1;
+		return 1;
+	}
+	if (strcmp(a, name) && (!short_name || strcmp(a, short_name)))
+		return 0;
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "palaver: '%s' needs a value\n", a);
+		return -1;
+	}
+	*val = argv[++*i];
+	return 1;
+}
+
+/* Does this option take the next argument as its value? */
+static int takes_value(const char *a)
+{
+	static const char *const names[] = { "--history", "--format", "-f", "--output", "-o",
+					     "--limit", "-n", NULL };
+	for (int i = 0; names[i]; i++)
+		if (!strcmp(a, names[i]))
+			return 1;
+	return 0;
+}
+
+/* Options may come anywhere after the subcommand; "--" ends them.  Operands
+ * are compacted to the front of argv; returns their count or -1. */
+static int parse_args(int argc, char **argv, const struct sub *s, int *help)
+{
+	int n = 0, no_more = 0;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *val = NULL;
+		if (no_more || a[0] != '-' || !strcmp(a, "-")) {
+			argv[n++] = argv[i];
+			continue;
+		}
+		if (!strcmp(a, "--")) {
+			no_more = 1;
+			continue;
+		}
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			*help = 1;
+			continue;
+		}
+		if (!strcmp(a, "--yes") || !strcmp(a, "-y")) {
+			opt.yes = 1;
+			continue;
+		}
+		int r;
+		if ((r = take(argc, argv, &i, "--history", NULL, &val)) != 0) {
+			if (r < 0)
+				return -1;
+			opt.history = val;
+		} else if ((r = take(argc, argv, &i, "--format", "-f", &val)) != 0) {
+			if (r < 0)
+				return -1;
+			opt.format = val;
+		} else if ((r = take(argc, argv, &i, "--output", "-o", &val)) != 0) {
+			if (r < 0)
+				return -1;
+			opt.output = val;
+		} else if ((r = take(argc, argv, &i, "--limit", "-n", &val)) != 0) {
+			char *end;
+			if (r < 0)
+				return -1;
+			opt.limit = strtol(val, &end, 10);
+			if (*end || opt.limit < 0 || !*val) {
+				fprintf(stderr, "palaver: '--limit' wants a count, not '%s'\n", val);
+				return -1;
+			}
+		} else {
+			fprintf(stderr, "palaver: unknown option '%s' for 'sessions %s'\n", a,
+				s ? s->name : "");
+			return -1;
+		}
+	}
+	return n;
+}
 
 int cmd_sessions(int argc, char **argv, struct config *cfg)
 {
-	(void)argc;
-	(void)argv;
-	(void)cfg;
-	fprintf(stderr, "palaver: 'sessions' is not built yet\n");
-	return EXIT_RUNTIME;
+	const struct sub *s = NULL;
+	struct store *st;
+	int help = 0, n, rc;
+	const char *path;
+
+	memset(&opt, 0, sizeof(opt));
+	argc--;
+	argv++;
+	/* The subcommand is the first operand (options may come before it). */
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (argv[i][0] == '-' && strcmp(argv[i], "-")) {
+			i += takes_value(argv[i]);
+			continue;
+		}
+		for (const struct sub *t = subs; t->name; t++)
+			if (!strcmp(argv[i], t->name))
+				s = t;
+		if (!s) {
+			fprintf(stderr, "palaver: '%s' is not a sessions command\n%s", argv[i],
+				usage_all);
+			return EXIT_USAGE;
+		}
+		memmove(argv + i, argv + i + 1, (size_t)(argc - i - 1) * sizeof(*argv));
+		argc--;
+		break;
+	}
+	n = parse_args(argc, argv, s, &help);
+	if (n < 0)
+		return EXIT_USAGE;
+	if (help) {
+		if (s)
+			print_sub_help(s);
+		else
+			printf("%s\nOptions:\n  --history FILE   use this history database\n"
+			       "  -h, --help       show this help (also after a subcommand)\n",
+			       usage_all);
+		return EXIT_OK;
+	}
+	if (!s)
+		s = &subs[0];
+	if (n < s->min_args || (s->max_args >= 0 && n > s->max_args)) {
+		fprintf(stderr, "palaver: %s 'sessions %s'\nusage: %s\n",
+			n < s->min_args ? "too few arguments for" : "too many arguments for", s->name,
+			s->usage);
+		return EXIT_USAGE;
+	}
+
+	/* An explicit --history after the subcommand names the file to use even
+	 * when history is turned off for chats. */
+	path = opt.history ? opt.history : cfg->history_path;
+	if (!opt.history && !cfg->history_enabled) {
+		fprintf(stderr, "palaver: history is disabled (history.enabled: false or "
+			"--no-history); use 'palaver sessions --history FILE' to read a database\n");
+		return EXIT_RUNTIME;
+	}
+	st = store_open(path);
+	if (!st) {
+		fprintf(stderr, "palaver: history is unavailable: %s\n", error_message());
+		return EXIT_RUNTIME;
+	}
+	rc = s->fn(st, n, argv);
+	store_close(st);
+	return rc;
 }

@@ -4,57 +4,158 @@
 
 #include <stdint.h>
 
+struct strbuf;
+
 enum config_backend { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
 enum config_overflow { OVERFLOW_STOP, OVERFLOW_DROP_OLDEST, OVERFLOW_SHIFT };
 enum config_memory_mode { MEMORY_STRICT, MEMORY_WARN };
 
 #define CONFIG_MAX_STOP 16
+#define CONFIG_MAX_KEYS 48 /* room for the key table in config.c (checked there) */
+
+/* The system-wide file; a build may move it with -DPALAVER_SYSCONFDIR=/dir. */
+#ifndef PALAVER_SYSCONFDIR
+#define PALAVER_SYSCONFDIR "/etc"
+#endif
+#define CONFIG_SYSTEM_PATH PALAVER_SYSCONFDIR "/palaver/config.yaml"
 
 struct config_sampling {
-	double temperature;      /* 0 = greedy */
-	int top_k;               /* 0 = off */
-	double top_p;            /* 1 = off */
-	double min_p;            /* 0 = off */
-	double typical_p;        /* 1 = off */
-	double repeat_penalty;   /* 1 = off */
-	int repeat_last_n;       /* tokens the penalties look back over */
-	double presence_penalty; /* 0 = off */
-	double frequency_penalty;/* 0 = off */
-	uint64_t seed;           /* fixed seed: same input, same output */
-	int max_tokens;          /* per reply; -1 = until context is full */
+	double temperature;       /* 0 = greedy */
+	int top_k;                /* 0 = off */
+	double top_p;             /* 1 = off */
+	double min_p;             /* 0 = off */
+	double typical_p;         /* 1 = off */
+	double repeat_penalty;    /* 1 = off */
+	int repeat_last_n;        /* tokens the penalties look back over; -1 = whole context */
+	double presence_penalty;  /* 0 = off */
+	double frequency_penalty; /* 0 = off */
+	uint64_t seed;            /* fixed seed: same input, same output */
+	int max_tokens;           /* per reply; -1 = until context is full */
+	int seed_random;          /* 1: `seed: random` (the default); config_finish() then
+				    draws seed from the clock, so consumers always read seed */
 };
 
+/*
+ * Invariants: every char * field is NULL or a malloc'd string owned by the
+ * config (config_free() frees them; use config_set() or xstrdup to change
+ * one); stop[0..n_stop) are malloc'd; origin[k] is NULL (built-in default)
+ * or a malloc'd description of where key k's value came from.
+ */
 struct config {
-	char *model;             /* path to the GGUF file, NULL = none configured */
-	int ctx;                 /* context length, 0 = the model's */
-	int threads;             /* 0 = online cores */
-	enum config_backend backend;
-	int batch_size;          /* prefill chunk in tokens */
-	struct config_sampling sampling;
-	char *system_prompt;     /* NULL = none */
-	char *chat_template;     /* "auto", a template name, or a file path */
-	enum config_overflow context_overflow;
-	int keep;                /* tokens kept at the start on a context shift */
-	char *stop[CONFIG_MAX_STOP];
-	int n_stop;
-	int max_buffered_tokens; /* engine event queue bound */
-	double max_time;         /* seconds per reply, 0 = unlimited */
-	uint64_t memory_limit;   /* bytes, 0 = unlimited */
-	enum config_memory_mode memory_mode;
-	char *history_path;      /* NULL = $XDG_DATA_HOME/palaver/history.db */
-	int history_enabled;
-	char *ui_theme;          /* "default", "mono", ... */
-	int ui_status_pane;
-	int ui_word_wrap;
-	char *log_file;          /* NULL = $XDG_STATE_HOME/palaver/palaver.log */
-	int log_level;           /* enum log_level */
+	char *model;                           /* path to the GGUF file, NULL = none configured */
+	int ctx;                               /* context length, 0 = the model's */
+	int threads;                           /* 0 = online cores */
+	enum config_backend backend;           /* auto, cpu, cuda */
+	int batch_size;                        /* prefill chunk in tokens */
+	struct config_sampling sampling;       /* the sampling: section */
+	char *system_prompt;                   /* NULL = none */
+	char *chat_template;                   /* "auto", a template name, or a file path */
+	enum config_overflow context_overflow; /* when the conversation outgrows ctx */
+	int keep;                              /* tokens kept at the start on a context shift */
+	char *stop[CONFIG_MAX_STOP];           /* (n_stop) strings that end a reply */
+	int n_stop;                            /* 0..CONFIG_MAX_STOP */
+	int max_buffered_tokens;               /* engine event queue bound */
+	double max_time;                       /* seconds per reply, 0 = unlimited */
+	uint64_t memory_limit;                 /* bytes, 0 = unlimited */
+	enum config_memory_mode memory_mode;   /* strict: refuse; warn: go on */
+	char *history_path;                    /* NULL = $XDG_DATA_HOME/palaver/history.db */
+	int history_enabled;                   /* 0: save nothing */
+	char *ui_theme;                        /* "default", "mono", ... */
+	int ui_status_pane;                    /* 1: show the status pane */
+	int ui_word_wrap;                      /* 1: wrap at word boundaries */
+	char *log_file;                        /* NULL = $XDG_STATE_HOME/palaver/palaver.log */
+	int log_level;                         /* enum log_level */
 
 	/* run-time only, from flags */
-	char *prompt;            /* -p: one-shot prompt */
-	int batch;               /* --batch */
-	int json;                /* --json */
-	int verbose;             /* -v, repeatable */
-	char *session;           /* --session ID */
+	char *prompt;  /* -p: one-shot prompt */
+	int batch;     /* --batch */
+	int json;      /* --json */
+	int verbose;   /* -v, repeatable */
+	char *session; /* --session ID */
+
+	/* bookkeeping for `palaver config`: origin[k] for key index k is where
+	 * its value came from ("FILE:LINE", "$PALAVER_X", "--flag"), NULL for
+	 * the built-in default; config_files lists the files read ("a, b") */
+	char *origin[CONFIG_MAX_KEYS];
+	char *config_files;
 };
+
+/* Built-in defaults (no files read).  Every field is set; origins are NULL. */
+void config_init(struct config *cfg);
+/* Free every owned string; cfg is left zeroed (config_init() it to reuse it). */
+void config_free(struct config *cfg);
+/* Deep copy: dst must not own anything yet (fresh or after config_free). */
+void config_copy(struct config *dst, const struct config *src);
+
+/*
+ * Apply one YAML file on top of cfg.  The file is read into a scratch copy
+ * and committed only when every key in it is valid, so on failure cfg is
+ * untouched.  A missing file is skipped (returns 0) unless must_exist.
+ * Returns 0, or -1 with error() holding one line "FILE:LINE:COL: message"
+ * (1-based), or "cannot read config file 'FILE': reason".
+ */
+int config_load_file(struct config *cfg, const char *path, int must_exist);
+/* Apply the PALAVER_* variables of the environment (see config_env_name()).
+ * -1 with error() "$PALAVER_X: message"; cfg untouched on failure. */
+int config_load_env(struct config *cfg);
+/*
+ * All file and environment layers in order: system_path (NULL skips it;
+ * main passes CONFIG_SYSTEM_PATH), $XDG_CONFIG_HOME/palaver/config.yaml
+ * (~/.config fallback), explicit_path (--config; must exist), then the
+ * environment.  Nothing is applied unless all of them are valid.
+ */
+int config_load(struct config *cfg, const char *system_path, const char *explicit_path);
+/* After all layers and flags: draw a random seed if asked for.  Call once. */
+void config_finish(struct config *cfg);
+
+/*
+ * Set one key by its dotted name ("threads", "sampling.temperature",
+ * "memory.limit") from text, as a flag or environment variable would;
+ * origin (copied) says where it came from.  The stop list cannot be set this
+ * way.  Returns 0, or -1 with error() "'KEY' must be ..." and cfg untouched.
+ */
+int config_set(struct config *cfg, const char *key, const char *value, const char *origin);
+
+/* The key table, for `palaver config` and the tests. */
+int config_key_count(void);
+const char *config_key_name(int k);    /* dotted name, NULL past the end */
+int config_key_index(const char *key); /* -1 when unknown */
+const char *config_env_name(int k);    /* "PALAVER_THREADS", NULL = none */
+/* Append key k's value as YAML text (a scalar, or a flow sequence). */
+void config_format_value(const struct config *cfg, int k, struct strbuf *out);
+/* The whole configuration as YAML; with_origin adds "# origin" to each key. */
+void config_print(const struct config *cfg, struct strbuf *out, int with_origin);
+
+/* Edit distance (Levenshtein, with adjacent transposition as one edit). */
+int config_edit_distance(const char *a, const char *b);
+
+/*
+ * Subcommands accept the model-ish global flags after their name too:
+ * -m/--model, -t/--threads, --ctx, -n/--max-tokens, --temp, --top-k,
+ * --top-p, --min-p, --seed, -s/--system, --backend, --batch-size,
+ * --chat-template, --history FILE, --no-history (both "--flag VALUE" and
+ * "--flag=VALUE"; "-mVALUE" for short ones).  Call it in your option loop
+ * after checking your own flags (so that a flag of yours with the same name
+ * wins):
+ *
+ *	for (int i = 1; i < argc; i++) {
+ *		int r;
+ *		if (!strcmp(argv[i], "--mine")) { ...; continue; }
+ *		r = config_parse_common_flag(cfg, &i, argc, argv);
+ *		if (r < 0) {
+ *			fprintf(stderr, "palaver: %s\n", error_message());
+ *			return EXIT_USAGE;
+ *		}
+ *		if (r > 0)
+ *			continue;
+ *		... positional argument or unknown option ...
+ *	}
+ *
+ * Returns 1 when argv[*i] was a common flag: it is applied to cfg (origin
+ * "--flag") and *i is left on the last argument consumed.  0 when argv[*i]
+ * is not one (nothing changed).  -1 when it is one but its value is missing
+ * or invalid (error() holds "option '--threads': ...").
+ */
+int config_parse_common_flag(struct config *cfg, int *i, int argc, char **argv);
 
 #endif

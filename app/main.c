@@ -1,11 +1,16 @@
 /* palaver: start-up order and dispatch to the chat, batch mode or a subcommand. */
 #include "commands.h"
 #include "config.h"
+#include "log.h"
+#include "modes.h"
+#include "options.h"
 #include "report.h"
 
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef PALAVER_VERSION
 #define PALAVER_VERSION "0.1.0"
@@ -31,25 +36,96 @@ const struct command *command_find(const char *name)
 	return NULL;
 }
 
+static int usage_error(const char *msg)
+{
+	fprintf(stderr,
+		"palaver: %s\n"
+		"usage: palaver [options] [COMMAND [ARGS]]; see 'palaver --help'\n",
+		msg);
+	return EXIT_USAGE;
+}
+
+/* The log goes to a file only: the terminal belongs to the chat. */
+static void start_log(const struct config *cfg)
+{
+	if (cfg->log_level == LOG_OFF)
+		return;
+	if (log_open(cfg->log_file, (enum log_level)cfg->log_level) < 0) {
+		/* a path the user chose must work; the default may be unwritable */
+		if (cfg->log_file)
+			die("%s", error_message());
+		log_set_level(LOG_OFF);
+		error_clear();
+		return;
+	}
+	log_info("palaver %s starting, pid %ld", PALAVER_VERSION, (long)getpid());
+}
+
 int main(int argc, char **argv)
 {
+	const struct command *cmd = NULL;
 	struct config cfg;
-	memset(&cfg, 0, sizeof(cfg));
+	struct cli cli;
+	int rc;
 
-	if (argc > 1 && !strcmp(argv[1], "--version")) {
+	/* characters only: numbers keep the C locale, so "0.7" parses everywhere */
+	setlocale(LC_CTYPE, "");
+
+	if (cli_parse(&cli, argc, argv) < 0)
+		return usage_error(error_message());
+	if (cli.help) {
+		cli_print_help(stdout, commands);
+		return EXIT_OK;
+	}
+	if (cli.version) {
 		printf("palaver %s\n", PALAVER_VERSION);
 		return EXIT_OK;
 	}
-	if (argc > 1 && argv[1][0] != '-') {
-		const struct command *c = command_find(argv[1]);
-		if (!c) {
-			fprintf(stderr, "palaver: '%s' is not a palaver command\n"
-				"usage: palaver [options] [COMMAND [ARGS]]; see 'palaver --help'\n",
-				argv[1]);
+	if (cli.command) {
+		const char *name = argv[cli.command];
+		cmd = command_find(name);
+		if (!cmd) {
+			const char *near = cli_suggest_command(name, commands);
+			fprintf(stderr, "palaver: '%s' is not a palaver command", name);
+			if (near)
+				fprintf(stderr, "; did you mean '%s'?", near);
+			fprintf(stderr, "\nusage: palaver [options] [COMMAND [ARGS]]; "
+					"see 'palaver --help'\n");
 			return EXIT_USAGE;
 		}
-		return c->fn(argc - 1, argv + 1, &cfg);
 	}
-	fprintf(stderr, "palaver: the chat is not built yet\n");
-	return EXIT_RUNTIME;
+
+	config_init(&cfg);
+	if (config_load(&cfg, CONFIG_SYSTEM_PATH, cli.config_path) < 0) {
+		const char *msg = error_message();
+		/* FILE:LINE:COL messages stand alone, like a compiler's */
+		if (!strncmp(msg, "cannot", 6) || msg[0] == '$')
+			fprintf(stderr, "palaver: %s\n", msg);
+		else
+			fprintf(stderr, "%s\n", msg);
+		config_free(&cfg);
+		return EXIT_USAGE;
+	}
+	if (cli_apply(&cli, &cfg) < 0) {
+		rc = usage_error(error_message());
+		config_free(&cfg);
+		return rc;
+	}
+	config_finish(&cfg);
+	start_log(&cfg);
+
+	if (cmd) {
+		log_info("command '%s'", cmd->name);
+		rc = cmd->fn(argc - cli.command, argv + cli.command, &cfg);
+	} else if (cfg.batch || cfg.prompt || !isatty(STDIN_FILENO)) {
+		log_info("batch mode");
+		rc = batch_run(&cfg);
+	} else {
+		log_info("chat mode");
+		rc = chat_run(&cfg);
+	}
+	log_info("exit %d", rc);
+	log_close();
+	config_free(&cfg);
+	return rc;
 }

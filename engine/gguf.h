@@ -100,4 +100,13 @@ const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *nam
 
 const char *gguf_vtype_name(enum gguf_vtype t);
 
+/* Tensor type ids as ggml numbers them, including the ones palaver cannot
+ * compute (IQ*, TQ*, MXFP4): name ("Q4_K") and block geometry.  The name is
+ * NULL and the block call returns -1 for ids ggml never had or retired. */
+const char *gguf_type_name(int type);
+int gguf_type_block(int type, int *block_elems, size_t *block_bytes);
+
+/* Note: scalar and array values point into the mapping and are generally
+ * unaligned: read them with memcpy, not by dereferencing a typed pointer. */
+
 #endif

@@ -1,0 +1,316 @@
+/* Global flags: one table drives parsing, --help and the flags subcommands share. */
+#include "options.h"
+#include "commands.h"
+#include "config.h"
+#include "report.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct flag {
+	char short_name;   /* 0 = none */
+	const char *name;  /* long name without the dashes */
+	const char *arg;   /* value's name in --help, NULL = takes none */
+	const char *key;   /* configuration key it sets, NULL = run-time flag */
+	const char *fixed; /* value for key when the flag takes none */
+	int common;        /* also accepted after a subcommand's name */
+	const char *help;  /* one line for --help */
+};
+
+static const struct flag flags[] = {
+	{ 'm', "model", "FILE", "model", NULL, 1, "the GGUF model file" },
+	{ 'c', "config", "FILE", NULL, NULL, 0,
+	  "read FILE after the system and user config files" },
+	{ 't', "threads", "N", "threads", NULL, 1, "compute threads (0 = online cores)" },
+	{ 0, "ctx", "N", "context", NULL, 1, "context length in tokens (0 = the model's)" },
+	{ 'n', "max-tokens", "N", "sampling.max_tokens", NULL, 1,
+	  "tokens per reply at most (-1 = until the context is full)" },
+	{ 0, "temp", "T", "sampling.temperature", NULL, 1, "sampling temperature (0 = greedy)" },
+	{ 0, "top-k", "N", "sampling.top_k", NULL, 1, "keep the N likeliest tokens (0 = off)" },
+	{ 0, "top-p", "P", "sampling.top_p", NULL, 1, "nucleus sampling threshold (1 = off)" },
+	{ 0, "min-p", "P", "sampling.min_p", NULL, 1,
+	  "drop tokens below P times the top one (0 = off)" },
+	{ 0, "seed", "N", "sampling.seed", NULL, 1, "random seed, or 'random'" },
+	{ 's', "system", "TEXT", "system_prompt", NULL, 1, "the system prompt" },
+	{ 0, "backend", "NAME", "backend", NULL, 1, "compute backend: auto, cpu or cuda" },
+	{ 0, "batch-size", "N", "batch_size", NULL, 1, "prompt tokens per prefill step" },
+	{ 0, "chat-template", "NAME", "chat_template", NULL, 1,
+	  "chat template: auto, a template name or a file" },
+	{ 'p', "prompt", "TEXT", NULL, NULL, 0, "answer TEXT once and exit (batch mode)" },
+	{ 0, "batch", NULL, NULL, NULL, 0, "batch mode even when stdin is a terminal" },
+	{ 0, "json", NULL, NULL, NULL, 0, "batch mode writes JSON lines" },
+	{ 0, "history", "FILE", "history.path", NULL, 1, "the chat history database" },
+	{ 0, "no-history", NULL, "history.enabled", "false", 1, "do not save this chat" },
+	{ 0, "session", "ID", NULL, NULL, 0, "continue the saved chat ID" },
+	{ 0, "log-level", "LEVEL", "log.level", NULL, 0, "trace, debug, info, warn, error or off" },
+	{ 0, "log-file", "FILE", "log.file", NULL, 0, "write the log to FILE" },
+	{ 'v', "verbose", NULL, NULL, NULL, 0, "more detail on stderr (repeatable)" },
+	{ 0, "version", NULL, NULL, NULL, 0, "print the version and exit" },
+	{ 'h', "help", NULL, NULL, NULL, 0, "print this help and exit" },
+};
+
+#define N_FLAGS ((int)(sizeof(flags) / sizeof(flags[0])))
+
+/*
+ * Which flag is arg?  Sets *value to the text after '=' (long) or after the
+ * letter (short, "-m.gguf"), else NULL.  -1 when arg names no flag.
+ */
+static int flag_find(const char *arg, const char **value)
+{
+	*value = NULL;
+	if (arg[0] != '-' || !arg[1])
+		return -1;
+	if (arg[1] == '-') {
+		const char *name = arg + 2, *eq = strchr(name, '=');
+		size_t n = eq ? (size_t)(eq - name) : strlen(name);
+		for (int f = 0; f < N_FLAGS; f++) {
+			if (strlen(flags[f].name) == n && !strncmp(flags[f].name, name, n)) {
+				*value = eq ? eq + 1 : NULL;
+				return f;
+			}
+		}
+		return -1;
+	}
+	for (int f = 0; f < N_FLAGS; f++) {
+		if (flags[f].short_name && flags[f].short_name == arg[1]) {
+			*value = arg[2] ? arg + 2 : NULL;
+			return f;
+		}
+	}
+	return -1;
+}
+
+/* "--name" as typed, for messages and origins. */
+static const char *flag_label(int f, const char *arg, char *buf, size_t n)
+{
+	if (arg[1] == '-')
+		snprintf(buf, n, "--%s", flags[f].name);
+	else
+		snprintf(buf, n, "-%c", flags[f].short_name);
+	return buf;
+}
+
+/*
+ * Fetch the value of flag f found at argv[*i] (inline or the next argument)
+ * into *value; 0 or -1 with error().  *i moves past a separate value.
+ */
+static int flag_value(int f, const char *inline_value, int *i, int argc, char **argv,
+		      const char **value)
+{
+	char label[64];
+
+	flag_label(f, argv[*i], label, sizeof(label));
+	if (!flags[f].arg) {
+		if (inline_value && argv[*i][1] == '-')
+			return error("option '%s' takes no value", label);
+		*value = flags[f].fixed;
+		return 0;
+	}
+	if (inline_value) {
+		*value = inline_value;
+		return 0;
+	}
+	if (*i + 1 >= argc)
+		return error("option '%s' needs a value (%s)", label, flags[f].arg);
+	*value = argv[++*i];
+	return 0;
+}
+
+/* Set flag f's key to value; origin "--name".  0 or -1 with error(). */
+static int flag_apply(struct config *cfg, int f, const char *value)
+{
+	char origin[64];
+
+	snprintf(origin, sizeof(origin), "--%s", flags[f].name);
+	if (config_set(cfg, flags[f].key, value, origin) < 0) {
+		error_prefix("option '--%s': ", flags[f].name);
+		return -1;
+	}
+	/* naming a history file means saving to it */
+	if (!strcmp(flags[f].name, "history") &&
+	    config_set(cfg, "history.enabled", "true", origin) < 0)
+		return -1;
+	return 0;
+}
+
+static void suggest_flag(struct strbuf *msg, const char *arg)
+{
+	const char *name = arg + strspn(arg, "-"), *eq = strchr(name, '=');
+	char typed[64];
+	const char *best = NULL;
+	int bestd = 1000;
+
+	snprintf(typed, sizeof(typed), "%.*s", (int)(eq ? (size_t)(eq - name) : strlen(name)),
+		 name);
+	if (!typed[0])
+		return;
+	for (int f = 0; f < N_FLAGS; f++) {
+		int d = config_edit_distance(typed, flags[f].name);
+		if (d < bestd) {
+			bestd = d;
+			best = flags[f].name;
+		}
+	}
+	if (best && bestd <= (strlen(typed) <= 4 ? 1 : 2))
+		strbuf_addf(msg, "; did you mean '--%s'?", best);
+}
+
+static int unknown_option(const char *arg)
+{
+	struct strbuf msg = STRBUF_INIT;
+	strbuf_addf(&msg, "unknown option '%s'", arg);
+	if (arg[1] == '-')
+		suggest_flag(&msg, arg);
+	error("%s", msg.buf);
+	strbuf_release(&msg);
+	return -1;
+}
+
+int cli_parse(struct cli *cli, int argc, char **argv)
+{
+	memset(cli, 0, sizeof(*cli));
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i], *inline_value, *value;
+		int f;
+
+		if (!strcmp(arg, "--")) {
+			if (i + 1 < argc)
+				cli->command = i + 1;
+			return 0;
+		}
+		if (arg[0] != '-' || !arg[1]) {
+			cli->command = i;
+			return 0;
+		}
+		/* -vv... */
+		if (arg[1] == 'v' && strspn(arg + 1, "v") == strlen(arg + 1)) {
+			cli->verbose += (int)strlen(arg + 1);
+			continue;
+		}
+		f = flag_find(arg, &inline_value);
+		if (f < 0)
+			return unknown_option(arg);
+		if (arg[1] != '-' && inline_value && !flags[f].arg)
+			return unknown_option(arg); /* "-hx" */
+		if (flag_value(f, inline_value, &i, argc, argv, &value) < 0)
+			return -1;
+		if (flags[f].key) {
+			if (cli->n_set == CLI_MAX_SET)
+				return error("too many options");
+			cli->set[cli->n_set].flag = f;
+			cli->set[cli->n_set].value = value;
+			cli->n_set++;
+			continue;
+		}
+		if (!strcmp(flags[f].name, "config"))
+			cli->config_path = value;
+		else if (!strcmp(flags[f].name, "prompt"))
+			cli->prompt = value;
+		else if (!strcmp(flags[f].name, "session"))
+			cli->session = value;
+		else if (!strcmp(flags[f].name, "verbose"))
+			cli->verbose++;
+		else if (!strcmp(flags[f].name, "version"))
+			cli->version = 1;
+		else if (!strcmp(flags[f].name, "help"))
+			cli->help = 1;
+		else if (!strcmp(flags[f].name, "batch"))
+			cli->batch = 1;
+		else if (!strcmp(flags[f].name, "json"))
+			cli->json = 1;
+		else
+			return error("option '%s' is not handled", arg);
+	}
+	return 0;
+}
+
+int cli_apply(const struct cli *cli, struct config *cfg)
+{
+	for (int j = 0; j < cli->n_set; j++)
+		if (flag_apply(cfg, cli->set[j].flag, cli->set[j].value) < 0)
+			return -1;
+	if (cli->prompt) {
+		free(cfg->prompt);
+		cfg->prompt = xstrdup(cli->prompt);
+	}
+	if (cli->session) {
+		free(cfg->session);
+		cfg->session = xstrdup(cli->session);
+	}
+	cfg->batch |= cli->batch;
+	cfg->json |= cli->json;
+	cfg->verbose += cli->verbose;
+	return 0;
+}
+
+int config_parse_common_flag(struct config *cfg, int *i, int argc, char **argv)
+{
+	const char *inline_value, *value;
+	int j = *i;
+	int f = flag_find(argv[j], &inline_value);
+
+	if (f < 0 || !flags[f].common)
+		return 0;
+	if (argv[j][1] != '-' && inline_value && !flags[f].arg)
+		return 0;
+	if (flag_value(f, inline_value, &j, argc, argv, &value) < 0)
+		return -1;
+	if (flag_apply(cfg, f, value) < 0)
+		return -1;
+	*i = j;
+	return 1;
+}
+
+const char *cli_suggest_command(const char *typed, const struct command *cmds)
+{
+	const char *best = NULL;
+	int bestd = 1000;
+	for (const struct command *c = cmds; c->name; c++) {
+		int d = config_edit_distance(typed, c->name);
+		if (d < bestd) {
+			bestd = d;
+			best = c->name;
+		}
+	}
+	return best && bestd <= (strlen(typed) <= 4 ? 1 : 2) ? best : NULL;
+}
+
+void cli_print_help(FILE *fp, const struct command *cmds)
+{
+	fprintf(fp, "usage: palaver [options] [COMMAND [ARGS]]\n"
+		    "\n"
+		    "Chat with a language model from a GGUF file, locally, in the terminal.\n"
+		    "Without COMMAND: the chat when stdin is a terminal; batch mode (stdin to\n"
+		    "stdout) when it is not, or with --batch or -p.\n"
+		    "\n"
+		    "Options:\n");
+	for (int f = 0; f < N_FLAGS; f++) {
+		char left[64];
+		if (flags[f].short_name)
+			snprintf(left, sizeof(left), "-%c, --%s%s%s", flags[f].short_name,
+				 flags[f].name, flags[f].arg ? " " : "",
+				 flags[f].arg ? flags[f].arg : "");
+		else
+			snprintf(left, sizeof(left), "    --%s%s%s", flags[f].name,
+				 flags[f].arg ? " " : "", flags[f].arg ? flags[f].arg : "");
+		fprintf(fp, "  %-26s %s\n", left, flags[f].help);
+	}
+	fprintf(fp, "\nCommands (each answers 'palaver COMMAND --help'):\n");
+	for (const struct command *c = cmds; c->name; c++)
+		fprintf(fp, "  %-12s %s\n", c->name, c->summary);
+	fprintf(fp,
+		"\n"
+		"Commands also take -m, -t, --ctx, -n, --temp, --top-k, --top-p, --min-p,\n"
+		"--seed, -s, --backend, --batch-size, --chat-template, --history and\n"
+		"--no-history after their name.\n"
+		"\n"
+		"Configuration, lowest precedence first: built-in defaults,\n" CONFIG_SYSTEM_PATH
+		", $XDG_CONFIG_HOME/palaver/config.yaml,\n"
+		"--config FILE, PALAVER_* environment variables, options.\n"
+		"'palaver config' shows the result and where each value came from.\n"
+		"\n"
+		"Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n"
+		"See man palaver for the details.\n");
+}

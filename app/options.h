@@ -1,0 +1,45 @@
+/* The global command line: `palaver [options] [COMMAND [ARGS]]`. */
+#ifndef PALAVER_OPTIONS_H
+#define PALAVER_OPTIONS_H
+
+#include <stdio.h>
+
+struct config;
+struct command;
+
+#define CLI_MAX_SET 128
+
+/*
+ * What cli_parse() found.  Settings are kept, not applied, because flags
+ * outrank every file and environment variable, and the files can only be
+ * read once --config is known.  Pointers point into argv.
+ */
+struct cli {
+	const char *config_path; /* -c/--config FILE, NULL = none */
+	int help;                /* --help */
+	int version;             /* --version */
+	int verbose;             /* -v count */
+	int batch;               /* --batch */
+	int json;                /* --json */
+	const char *prompt;      /* -p/--prompt TEXT */
+	const char *session;     /* --session ID */
+	struct {
+		int flag;          /* index in the flag table */
+		const char *value; /* the text given, or the flag's fixed value */
+	} set[CLI_MAX_SET];        /* configuration flags in command-line order */
+	int n_set;
+	int command; /* argv index of the subcommand, 0 = none */
+};
+
+/* Parse the options before the subcommand.  0, or -1 with error() holding
+ * "unknown option '--x'; did you mean '--y'?" and the like. */
+int cli_parse(struct cli *cli, int argc, char **argv);
+/* Apply the configuration flags and run-time fields to cfg (after the files
+ * and the environment).  0, or -1 with error() "option '--x': ...". */
+int cli_apply(const struct cli *cli, struct config *cfg);
+/* `palaver --help`: options from the flag table, then the commands. */
+void cli_print_help(FILE *fp, const struct command *cmds);
+/* The closest command name to a mistyped one, or NULL. */
+const char *cli_suggest_command(const char *typed, const struct command *cmds);
+
+#endif

@@ -1,0 +1,1086 @@
+/* The transformer forward pass for llama and qwen2 GGUF models on the CPU. */
+#include "model.h"
+
+#include "gguf.h"
+#include "quant.h"
+#include "report.h"
+#include "threadpool.h"
+#include "xalloc.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+#include <immintrin.h>
+#define MODEL_AVX2 1
+#endif
+
+/*
+ * DESIGN
+ * Weights are views into the GGUF mapping (struct mat); nothing is copied
+ * except 1-D norm/bias vectors that are not F32 (converted once at load).
+ *
+ * A forward chunk of ntok tokens runs layer by layer as a fixed sequence of
+ * thread-pool runs, each split so that all threads finish together:
+ *   prep     x += tmp (residual), RMS norm, quantize to the weights' dot type
+ *   matmul   Q,K,V (one run for the three) -- every thread takes its share
+ *            of each matrix's rows; gemv for one token, gemm for a batch
+ *   rope     biases, RoPE on q and k, store k and v into the cache
+ *   attend   one item per (token, head): online softmax over the cache in
+ *            blocks of ATT_BLOCK positions, causal (position <= own)
+ *   prep + matmul (wo), prep (residual + ffn norm) + matmul (gate, up),
+ *   swiglu   silu(gate) * up, quantized for down
+ *   matmul (down)
+ * The activations are quantized once per matmul group (one buffer per
+ * distinct dot type, shared read-only by all threads).  With one token the
+ * row-wise steps run on the caller alone (no pool round trip).
+ *
+ * Results do not depend on the thread count: every output element is
+ * computed by exactly one thread with the same code and order.
+ */
+
+#define ATT_BLOCK 32
+#define MAX_ROT 512
+
+struct mat {
+	const struct gguf_tensor *t;
+	const void *data;
+	int type;
+	int k;            /* input length (ne[0]) */
+	int n;            /* output rows (ne[1]) */
+	size_t row_bytes;
+};
+
+struct layer {
+	const float *attn_norm; /* (n_embd) */
+	const float *ffn_norm;  /* (n_embd) */
+	const float *bq;        /* (n_head * head_dim) or NULL */
+	const float *bk;        /* (n_head_kv * head_dim) or NULL */
+	const float *bv;        /* (n_head_kv * head_dim_v) or NULL */
+	struct mat wq, wk, wv, wo, gate, up, down;
+};
+
+enum arch { ARCH_LLAMA, ARCH_QWEN2 };
+
+struct model {
+	struct gguf *g;
+	struct model_info info;
+	struct model_params params;
+	enum arch arch;
+	int neox;                   /* rope pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
+	int head_dim_v;
+	float freq_scale;           /* linear rope scaling: 1 / factor */
+	const float *rope_freqs;    /* (n_rot / 2) llama 3.1 frequency factors, or NULL */
+
+	struct mat tok_embd;        /* (n_vocab rows of n_embd) */
+	struct mat output;          /* tok_embd when tied */
+	const float *output_norm;   /* (n_embd) */
+	struct layer *layers;       /* (n_layer) */
+
+	float **owned;              /* converted 1-D tensors */
+	int n_owned;
+
+	struct kv_cache kv;
+	struct threadpool *pool;
+
+	/* scratch, sized for n_batch tokens */
+	int n_batch;
+	float *x;     /* (n_batch, n_embd) residual stream */
+	float *xn;    /* (n_batch, max(n_embd, n_head*head_dim_v)) normed input / attention output */
+	float *q;     /* (n_batch, n_head * head_dim) */
+	float *k;     /* (n_batch, n_head_kv * head_dim) */
+	float *v;     /* (n_batch, n_head_kv * head_dim_v) */
+	float *tmp;   /* (n_batch, n_embd) wo / down output */
+	float *gate;  /* (n_batch, n_ff) */
+	float *up;    /* (n_batch, n_ff) */
+	void *act[2]; /* (n_batch, act_row_max bytes) quantized activations, per dot type */
+	size_t act_row_max;
+	float *att;   /* (nth, ATT_BLOCK + head_dim_v) per-thread attention scratch */
+	int att_nth;
+};
+
+static const char supported_archs[] = "llama, qwen2";
+
+const char *model_supported_archs(void)
+{
+	return supported_archs;
+}
+
+void model_params_default(struct model_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->kv_type = KV_F16;
+	p->prefault = 1;
+}
+
+/* ---- small vector kernels ------------------------------------------------------------- */
+
+static float dot_f32(const float *a, const float *b, int n)
+{
+	int i = 0;
+	float s = 0;
+#ifdef MODEL_AVX2
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	for (; i + 16 <= n; i += 16) {
+		acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+		acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+	}
+	acc0 = _mm256_add_ps(acc0, acc1);
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	s = _mm_cvtss_f32(h);
+#endif
+	for (; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+static float dot_f16(const float *a, const quant_half *b, int n)
+{
+	int i = 0;
+	float s = 0;
+#ifdef MODEL_AVX2
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	for (; i + 16 <= n; i += 16) {
+		__m256 b0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
+		__m256 b1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8)));
+		acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), b0, acc0);
+		acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), b1, acc1);
+	}
+	acc0 = _mm256_add_ps(acc0, acc1);
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	s = _mm_cvtss_f32(h);
+#endif
+	for (; i < n; i++)
+		s += a[i] * quant_f16_to_f32(b[i]);
+	return s;
+}
+
+/* y = y * c + w * x */
+static void scale_axpy_f32(float *y, float c, float w, const float *x, int n)
+{
+	int i = 0;
+#ifdef MODEL_AVX2
+	__m256 vc = _mm256_set1_ps(c), vw = _mm256_set1_ps(w);
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(vw, _mm256_loadu_ps(x + i),
+							_mm256_mul_ps(vc, _mm256_loadu_ps(y + i))));
+#endif
+	for (; i < n; i++)
+		y[i] = y[i] * c + w * x[i];
+}
+
+static void scale_axpy_f16(float *y, float c, float w, const quant_half *x, int n)
+{
+	int i = 0;
+#ifdef MODEL_AVX2
+	__m256 vc = _mm256_set1_ps(c), vw = _mm256_set1_ps(w);
+	for (; i + 8 <= n; i += 8) {
+		__m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+		_mm256_storeu_ps(y + i,
+				 _mm256_fmadd_ps(vw, xv, _mm256_mul_ps(vc, _mm256_loadu_ps(y + i))));
+	}
+#endif
+	for (; i < n; i++)
+		y[i] = y[i] * c + w * quant_f16_to_f32(x[i]);
+}
+
+static void rms_norm(float *out, const float *x, const float *w, int n, float eps)
+{
+	double ss = 0;
+	for (int i = 0; i < n; i++)
+		ss += (double)x[i] * x[i];
+	float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+	for (int i = 0; i < n; i++)
+		out[i] = x[i] * scale * w[i];
+}
+
+/* ---- loading -------------------------------------------------------------------------- */
+
+static void shape_str(char *buf, size_t n, const int64_t *ne, int nd)
+{
+	size_t o = 0;
+	o += (size_t)snprintf(buf + o, n - o, "[");
+	for (int i = 0; i < nd && o < n; i++)
+		o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)ne[i]);
+	if (o < n)
+		snprintf(buf + o, n - o, "]");
+}
+
+/* Find a tensor, check its shape (nd dims: ne0, ne1) and that palaver can compute its type. */
+static const struct gguf_tensor *tensor_get(struct model *m, const char *name, int nd,
+					    int64_t ne0, int64_t ne1, int required)
+{
+	const struct gguf_tensor *t = gguf_find_tensor(m->g, name);
+	if (!t) {
+		if (required)
+			error("'%s': tensor '%s' is missing", gguf_path(m->g), name);
+		else
+			error_clear();
+		return NULL;
+	}
+	int64_t want[2] = { ne0, ne1 };
+	int ok = t->ne[0] == ne0 && (nd == 1 ? 1 : t->ne[1] == ne1) && t->ne[2] == 1 &&
+		 t->ne[3] == 1 && (nd == 2 || t->ne[1] == 1);
+	if (!ok) {
+		char have[96], exp[64];
+		shape_str(have, sizeof(have), t->ne, t->n_dims);
+		shape_str(exp, sizeof(exp), want, nd);
+		error("'%s': tensor '%s' has shape %s, expected %s", gguf_path(m->g), name, have,
+		      exp);
+		return NULL;
+	}
+	const struct quant_traits *tr = quant_traits(t->type);
+	if (!tr || !tr->supported) {
+		error("'%s': tensor '%s' has type %s, which palaver cannot compute",
+		      gguf_path(m->g), name, quant_type_name(t->type));
+		return NULL;
+	}
+	if (quant_row_bytes(t->type, t->ne[0], &(size_t){ 0 }) < 0) {
+		error("'%s': tensor '%s' has rows of %lld elements, not a multiple of %s's block",
+		      gguf_path(m->g), name, (long long)t->ne[0], tr->name);
+		return NULL;
+	}
+	return t;
+}
+
+static int mat_get(struct model *m, struct mat *w, const char *name, int64_t k, int64_t n,
+		   int required)
+{
+	memset(w, 0, sizeof(*w));
+	const struct gguf_tensor *t = tensor_get(m, name, 2, k, n, required);
+	if (!t)
+		return required ? -1 : 0;
+	w->t = t;
+	w->data = t->data;
+	w->type = t->type;
+	w->k = (int)k;
+	w->n = (int)n;
+	quant_row_bytes(t->type, k, &w->row_bytes);
+	return 0;
+}
+
+/* A 1-D float vector: a view when F32, else converted into an owned buffer. */
+static int vec_get(struct model *m, const float **out, const char *name, int64_t n,
+		   int required)
+{
+	*out = NULL;
+	const struct gguf_tensor *t = tensor_get(m, name, 1, n, 1, required);
+	if (!t)
+		return required ? -1 : 0;
+	if (t->type == QT_F32) {
+		*out = t->data;
+		return 0;
+	}
+	float *buf = try_alloc_array((size_t)n, sizeof(float));
+	if (!buf)
+		return error("out of memory converting tensor '%s'", name);
+	quant_dequantize_row(t->type, t->data, buf, n);
+	m->owned = xrealloc_array(m->owned, (size_t)m->n_owned + 1, sizeof(*m->owned));
+	m->owned[m->n_owned++] = buf;
+	*out = buf;
+	return 0;
+}
+
+static int key_u32(struct model *m, const char *suffix, uint32_t *out, int required,
+		   uint32_t def)
+{
+	char key[128];
+	snprintf(key, sizeof(key), "%s.%s", m->info.arch, suffix);
+	if (!required)
+		return gguf_get_u32_or(m->g, key, def, out);
+	if (!gguf_find_kv(m->g, key))
+		return error("'%s': metadata key '%s' is missing", gguf_path(m->g), key);
+	return gguf_get_u32(m->g, key, out);
+}
+
+static int key_f32(struct model *m, const char *suffix, float *out, float def)
+{
+	char key[128];
+	snprintf(key, sizeof(key), "%s.%s", m->info.arch, suffix);
+	return gguf_get_f32_or(m->g, key, def, out);
+}
+
+static int load_hparams(struct model *m)
+{
+	struct model_info *in = &m->info;
+	struct gguf_str s;
+	if (!gguf_find_kv(m->g, "general.architecture"))
+		return error("'%s': metadata key 'general.architecture' is missing; supported "
+			     "architectures: %s", gguf_path(m->g), supported_archs);
+	if (gguf_get_str(m->g, "general.architecture", &s) < 0)
+		return -1;
+	if (s.len >= sizeof(in->arch))
+		s.len = sizeof(in->arch) - 1;
+	memcpy(in->arch, s.data, s.len);
+	in->arch[s.len] = 0;
+	if (!strcmp(in->arch, "llama")) {
+		m->arch = ARCH_LLAMA;
+	} else if (!strcmp(in->arch, "qwen2")) {
+		m->arch = ARCH_QWEN2;
+		m->neox = 1;
+	} else {
+		return error("'%s': architecture '%s' is not supported (supported: %s)",
+			     gguf_path(m->g), in->arch, supported_archs);
+	}
+
+	uint32_t ctx, embd, nl, ff, nh, nkv, hk, hv, rot;
+	if (key_u32(m, "context_length", &ctx, 1, 0) < 0 ||
+	    key_u32(m, "embedding_length", &embd, 1, 0) < 0 ||
+	    key_u32(m, "block_count", &nl, 1, 0) < 0 ||
+	    key_u32(m, "feed_forward_length", &ff, 1, 0) < 0 ||
+	    key_u32(m, "attention.head_count", &nh, 1, 0) < 0)
+		return -1;
+	if (embd == 0 || nl == 0 || ff == 0 || nh == 0 || embd > (1u << 20) || nl > 4096 ||
+	    ff > (1u << 22) || nh > 4096 || ctx == 0 || ctx > (1u << 24))
+		return error("'%s': implausible hyperparameters (embedding %u, layers %u, ffn %u, "
+			     "heads %u, context %u)", gguf_path(m->g), embd, nl, ff, nh, ctx);
+	if (key_u32(m, "attention.head_count_kv", &nkv, 0, nh) < 0 ||
+	    key_u32(m, "attention.key_length", &hk, 0, embd / nh) < 0 ||
+	    key_u32(m, "attention.value_length", &hv, 0, embd / nh) < 0)
+		return -1;
+	if (key_u32(m, "rope.dimension_count", &rot, 0, hk) < 0)
+		return -1;
+	if (nkv == 0 || nh % nkv)
+		return error("'%s': %u attention heads cannot share %u KV heads", gguf_path(m->g),
+			     nh, nkv);
+	if (hk == 0 || hv == 0 || hk > 1024 || hv > 1024)
+		return error("'%s': implausible head size %u/%u", gguf_path(m->g), hk, hv);
+	if (rot > hk || rot % 2 || rot > MAX_ROT)
+		return error("'%s': rope dimension %u does not fit head size %u", gguf_path(m->g),
+			     rot, hk);
+	if (key_f32(m, "rope.freq_base", &in->rope_freq_base, 10000.0f) < 0 ||
+	    key_f32(m, "attention.layer_norm_rms_epsilon", &in->norm_eps, 1e-5f) < 0)
+		return -1;
+
+	/* rope scaling: rope.scaling.type + factor, or the older rope.scale_linear */
+	m->freq_scale = 1.0f;
+	char key[128];
+	snprintf(key, sizeof(key), "%s.rope.scaling.type", in->arch);
+	float factor = 1.0f;
+	if (gguf_find_kv(m->g, key)) {
+		if (gguf_get_str(m->g, key, &s) < 0)
+			return -1;
+		if (key_f32(m, "rope.scaling.factor", &factor, 1.0f) < 0)
+			return -1;
+		if (s.len == 6 && !memcmp(s.data, "linear", 6)) {
+			if (factor > 0)
+				m->freq_scale = 1.0f / factor;
+		} else if (!(s.len == 4 && !memcmp(s.data, "none", 4))) {
+			return error("'%s': rope scaling '%.*s' is not supported (supported: none, "
+				     "linear, llama3 frequency factors)", gguf_path(m->g),
+				     (int)s.len, s.data);
+		}
+	} else {
+		if (key_f32(m, "rope.scale_linear", &factor, 1.0f) < 0)
+			return -1;
+		if (factor > 0)
+			m->freq_scale = 1.0f / factor;
+	}
+
+	in->n_ctx_train = (int)ctx;
+	in->n_embd = (int)embd;
+	in->n_layer = (int)nl;
+	in->n_ff = (int)ff;
+	in->n_head = (int)nh;
+	in->n_head_kv = (int)nkv;
+	in->head_dim = (int)hk;
+	m->head_dim_v = (int)hv;
+	in->n_rot = (int)rot;
+
+	if (gguf_find_kv(m->g, "general.name") && gguf_get_str(m->g, "general.name", &s) == 0) {
+		size_t n = s.len < sizeof(in->name) - 1 ? s.len : sizeof(in->name) - 1;
+		memcpy(in->name, s.data, n);
+		in->name[n] = 0;
+	} else {
+		error_clear();
+		const char *p = gguf_path(m->g), *b = strrchr(p, '/');
+		snprintf(in->name, sizeof(in->name), "%s", b ? b + 1 : p);
+	}
+	return 0;
+}
+
+static int load_tensors(struct model *m)
+{
+	struct model_info *in = &m->info;
+	int64_t E = in->n_embd, hd = in->head_dim, hv = m->head_dim_v;
+	int64_t nq = in->n_head * hd, nk = in->n_head_kv * hd, nv = in->n_head_kv * hv;
+	int64_t F = in->n_ff;
+	const struct gguf_tensor *te = gguf_find_tensor(m->g, "token_embd.weight");
+	if (!te)
+		return error("'%s': tensor 'token_embd.weight' is missing", gguf_path(m->g));
+	if (te->ne[1] <= 0 || te->ne[1] > (1 << 24))
+		return error("'%s': tensor 'token_embd.weight' has an implausible vocabulary of "
+			     "%lld", gguf_path(m->g), (long long)te->ne[1]);
+	in->n_vocab = (int)te->ne[1];
+	if (mat_get(m, &m->tok_embd, "token_embd.weight", E, in->n_vocab, 1) < 0)
+		return -1;
+	if (vec_get(m, &m->output_norm, "output_norm.weight", E, 1) < 0)
+		return -1;
+	if (mat_get(m, &m->output, "output.weight", E, in->n_vocab, 0) < 0)
+		return -1;
+	if (!m->output.t)
+		m->output = m->tok_embd; /* tied embeddings */
+	const struct gguf_tensor *rf = gguf_find_tensor(m->g, "rope_freqs.weight");
+	if (rf && vec_get(m, &m->rope_freqs, "rope_freqs.weight", in->n_rot / 2, 1) < 0)
+		return -1;
+
+	m->layers = xcalloc((size_t)in->n_layer, sizeof(*m->layers));
+	for (int i = 0; i < in->n_layer; i++) {
+		struct layer *L = &m->layers[i];
+		char nm[96];
+#define NAME(s) (snprintf(nm, sizeof(nm), "blk.%d.%s", i, s), nm)
+		if (vec_get(m, &L->attn_norm, NAME("attn_norm.weight"), E, 1) < 0 ||
+		    vec_get(m, &L->ffn_norm, NAME("ffn_norm.weight"), E, 1) < 0 ||
+		    mat_get(m, &L->wq, NAME("attn_q.weight"), E, nq, 1) < 0 ||
+		    mat_get(m, &L->wk, NAME("attn_k.weight"), E, nk, 1) < 0 ||
+		    mat_get(m, &L->wv, NAME("attn_v.weight"), E, nv, 1) < 0 ||
+		    mat_get(m, &L->wo, NAME("attn_output.weight"), in->n_head * hv, E, 1) < 0 ||
+		    mat_get(m, &L->gate, NAME("ffn_gate.weight"), E, F, 1) < 0 ||
+		    mat_get(m, &L->up, NAME("ffn_up.weight"), E, F, 1) < 0 ||
+		    mat_get(m, &L->down, NAME("ffn_down.weight"), F, E, 1) < 0)
+			return -1;
+		int need_bias = m->arch == ARCH_QWEN2;
+		if (vec_get(m, &L->bq, NAME("attn_q.bias"), nq, need_bias) < 0 ||
+		    vec_get(m, &L->bk, NAME("attn_k.bias"), nk, need_bias) < 0 ||
+		    vec_get(m, &L->bv, NAME("attn_v.bias"), nv, need_bias) < 0)
+			return -1;
+#undef NAME
+	}
+	return 0;
+}
+
+/* Sizes, dominant type and the bytes a decode step reads. */
+static void count_tensors(struct model *m)
+{
+	struct model_info *in = &m->info;
+	uint64_t by_type[QT_COUNT] = { 0 };
+	for (int64_t i = 0; i < gguf_n_tensors(m->g); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(m->g, i);
+		in->n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+		in->weight_bytes += t->nbytes;
+		if (t != m->tok_embd.t || m->output.t == m->tok_embd.t)
+			in->decode_bytes += t->nbytes;
+		if (t->n_dims >= 2 && !strncmp(t->name, "blk.", 4) && t->type >= 0 &&
+		    t->type < QT_COUNT)
+			by_type[t->type] += t->nbytes;
+	}
+	int best = m->tok_embd.type;
+	for (int t = 0; t < QT_COUNT; t++)
+		if (by_type[t] > by_type[best])
+			best = t;
+	in->weight_type = best;
+	snprintf(in->type_name, sizeof(in->type_name), "%s", quant_type_name(best));
+	in->file_bytes = gguf_file_size(m->g);
+}
+
+static int cancelled(const struct model *m)
+{
+	return m->params.cancel && atomic_load(m->params.cancel);
+}
+
+/* Read one byte per page of every tensor so the first token does not fault them in. */
+static int prefault(struct model *m)
+{
+	uint64_t total = m->info.weight_bytes, done = 0;
+	volatile unsigned char sink = 0;
+	for (int64_t i = 0; i < gguf_n_tensors(m->g); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(m->g, i);
+		if (cancelled(m))
+			return error("cancelled");
+		if (m->params.prefault) {
+			const unsigned char *p = t->data;
+			for (uint64_t o = 0; o < t->nbytes; o += 4096)
+				sink ^= p[o];
+		}
+		done += t->nbytes;
+		if (m->params.progress && (m->params.prefault || i + 1 == gguf_n_tensors(m->g)))
+			m->params.progress(m->params.progress_ud, done, total);
+	}
+	(void)sink;
+	return 0;
+}
+
+static int alloc_scratch(struct model *m)
+{
+	struct model_info *in = &m->info;
+	size_t B = (size_t)m->n_batch;
+	int att_w = in->n_head * m->head_dim_v > in->n_embd ? in->n_head * m->head_dim_v
+							     : in->n_embd;
+	struct {
+		float **p;
+		size_t n;
+	} bufs[] = {
+		{ &m->x, (size_t)in->n_embd },
+		{ &m->xn, (size_t)att_w },
+		{ &m->q, (size_t)in->n_head * in->head_dim },
+		{ &m->k, (size_t)in->n_head_kv * in->head_dim },
+		{ &m->v, (size_t)in->n_head_kv * m->head_dim_v },
+		{ &m->tmp, (size_t)in->n_embd },
+		{ &m->gate, (size_t)in->n_ff },
+		{ &m->up, (size_t)in->n_ff },
+	};
+	for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
+		size_t n;
+		if (size_mul(B, bufs[i].n, &n) || !(*bufs[i].p = try_alloc_aligned(n, sizeof(float))))
+			return error("cannot allocate scratch buffers for a batch of %zu tokens", B);
+	}
+	/* the widest activation row any matmul takes, in its dot type */
+	struct mat *all[8];
+	size_t mx = 0;
+	for (int l = 0; l <= in->n_layer; l++) {
+		int n = 0;
+		if (l == in->n_layer) {
+			all[n++] = &m->output;
+		} else {
+			struct layer *L = &m->layers[l];
+			all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv, all[n++] = &L->wo;
+			all[n++] = &L->gate, all[n++] = &L->up, all[n++] = &L->down;
+		}
+		for (int i = 0; i < n; i++) {
+			size_t rb;
+			int dt = quant_traits(all[i]->type)->dot_type;
+			if (quant_row_bytes(dt, all[i]->k, &rb) < 0)
+				return error("'%s': tensor '%s' rows do not fit its activation type %s",
+					     gguf_path(m->g), all[i]->t->name, quant_type_name(dt));
+			if (rb > mx)
+				mx = rb;
+		}
+	}
+	m->act_row_max = (mx + 63) & ~(size_t)63;
+	for (int i = 0; i < 2; i++)
+		if (!(m->act[i] = try_alloc_aligned(B, m->act_row_max)))
+			return error("cannot allocate activation buffers for %zu tokens", B);
+	return 0;
+}
+
+static int alloc_att(struct model *m, int nth)
+{
+	free(m->att);
+	m->att = try_alloc_aligned((size_t)nth * (ATT_BLOCK + (size_t)m->head_dim_v + 16),
+				   sizeof(float));
+	if (!m->att)
+		return error("out of memory");
+	m->att_nth = nth;
+	return 0;
+}
+
+struct model *model_load(const char *path, const struct model_params *p)
+{
+	struct model *m = xcalloc(1, sizeof(*m));
+	if (p)
+		m->params = *p;
+	else
+		model_params_default(&m->params);
+	m->g = gguf_open(path);
+	if (!m->g)
+		goto fail;
+	if (load_hparams(m) < 0 || load_tensors(m) < 0)
+		goto fail;
+	count_tensors(m);
+	struct model_info *in = &m->info;
+
+	int n_ctx = m->params.n_ctx ? m->params.n_ctx : in->n_ctx_train;
+	if (n_ctx < 0 || n_ctx > in->n_ctx_train) {
+		error("'%s': context of %d tokens is larger than the model's %d", path, n_ctx,
+		      in->n_ctx_train);
+		goto fail;
+	}
+	m->n_batch = m->params.n_batch > 0 ? m->params.n_batch : 256;
+	if (m->n_batch > n_ctx)
+		m->n_batch = n_ctx;
+	in->n_ctx = n_ctx;
+	in->n_batch = m->n_batch;
+	in->kv_type = m->params.kv_type;
+	if (prefault(m) < 0)
+		goto fail;
+	if (kv_cache_init(&m->kv, m->params.kv_type, in->n_layer, n_ctx, in->n_head_kv,
+			  in->head_dim, m->head_dim_v) < 0) {
+		error_prefix("'%s': ", path);
+		goto fail;
+	}
+	in->kv_bytes = m->kv.bytes;
+	if (alloc_scratch(m) < 0)
+		goto fail;
+	m->pool = threadpool_create(m->params.n_threads);
+	if (!m->pool || alloc_att(m, threadpool_size(m->pool)) < 0)
+		goto fail;
+	in->n_threads = threadpool_size(m->pool);
+	return m;
+fail:
+	model_free(m);
+	return NULL;
+}
+
+void model_free(struct model *m)
+{
+	if (!m)
+		return;
+	threadpool_free(m->pool);
+	kv_cache_free(&m->kv);
+	float *bufs[] = { m->x, m->xn, m->q, m->k, m->v, m->tmp, m->gate, m->up, m->att };
+	for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+		free(bufs[i]);
+	free(m->act[0]);
+	free(m->act[1]);
+	for (int i = 0; i < m->n_owned; i++)
+		free(m->owned[i]);
+	free(m->owned);
+	free(m->layers);
+	if (m->g)
+		gguf_close(m->g);
+	free(m);
+}
+
+const struct model_info *model_info(const struct model *m)
+{
+	return &m->info;
+}
+
+const struct gguf *model_gguf(const struct model *m)
+{
+	return m->g;
+}
+
+int model_n_past(const struct model *m)
+{
+	return m->kv.n;
+}
+
+const int32_t *model_kv_tokens(const struct model *m)
+{
+	return m->kv.tokens;
+}
+
+int model_kv_truncate(struct model *m, int n)
+{
+	return kv_cache_truncate(&m->kv, n);
+}
+
+int model_n_threads(const struct model *m)
+{
+	return threadpool_size(m->pool);
+}
+
+int model_set_threads(struct model *m, int n_threads)
+{
+	struct threadpool *tp = threadpool_create(n_threads);
+	if (!tp)
+		return -1;
+	if (alloc_att(m, threadpool_size(tp)) < 0) {
+		threadpool_free(tp);
+		return -1;
+	}
+	threadpool_free(m->pool);
+	m->pool = tp;
+	m->info.n_threads = threadpool_size(tp);
+	return 0;
+}
+
+/* ---- RoPE ----------------------------------------------------------------------------- */
+
+/* cos/sin for each rotated pair at position pos (llama.cpp's recurrence for theta). */
+static void rope_table(const struct model *m, float pos, float *cs, float *sn)
+{
+	int half = m->info.n_rot / 2;
+	float theta_scale = powf(m->info.rope_freq_base, -2.0f / (float)m->info.n_rot);
+	float theta = pos;
+	for (int i = 0; i < half; i++) {
+		float t = theta;
+		if (m->rope_freqs)
+			t /= m->rope_freqs[i];
+		t *= m->freq_scale;
+		cs[i] = cosf(t);
+		sn[i] = sinf(t);
+		theta *= theta_scale;
+	}
+}
+
+static void rope_apply(const struct model *m, float *x, int n_heads, int hd, const float *cs,
+		       const float *sn)
+{
+	int half = m->info.n_rot / 2;
+	for (int h = 0; h < n_heads; h++) {
+		float *v = x + (size_t)h * hd;
+		if (m->neox) {
+			for (int i = 0; i < half; i++) {
+				float a = v[i], b = v[i + half];
+				v[i] = a * cs[i] - b * sn[i];
+				v[i + half] = a * sn[i] + b * cs[i];
+			}
+		} else {
+			for (int i = 0; i < half; i++) {
+				float a = v[2 * i], b = v[2 * i + 1];
+				v[2 * i] = a * cs[i] - b * sn[i];
+				v[2 * i + 1] = a * sn[i] + b * cs[i];
+			}
+		}
+	}
+}
+
+int model_kv_shift(struct model *m, int keep, int n_discard)
+{
+	struct kv_cache *kv = &m->kv;
+	if (kv_cache_shift(kv, keep, n_discard) < 0)
+		return -1;
+	if (n_discard == 0)
+		return 0;
+	float cs[MAX_ROT / 2], sn[MAX_ROT / 2], row[1024];
+	rope_table(m, (float)-n_discard, cs, sn);
+	int hd = kv->head_dim_k;
+	for (int l = 0; l < kv->n_layer; l++)
+		for (int h = 0; h < kv->n_head_kv; h++)
+			for (int p = keep; p < kv->n; p++) {
+				void *k = kv_cache_k(kv, l, h, p);
+				if (kv->type == KV_F32) {
+					rope_apply(m, k, 1, hd, cs, sn);
+					continue;
+				}
+				quant_half *kh = k;
+				for (int i = 0; i < hd; i++)
+					row[i] = quant_f16_to_f32(kh[i]);
+				rope_apply(m, row, 1, hd, cs, sn);
+				for (int i = 0; i < hd; i++)
+					kh[i] = quant_f32_to_f16(row[i]);
+			}
+	return 0;
+}
+
+/* ---- forward -------------------------------------------------------------------------- */
+
+/* Rows t0..t1 of the activations: optional residual add, optional norm, then quantize. */
+struct prep_job {
+	struct model *m;
+	int ntok;
+	const float *add;     /* (ntok, width) added into x first, or NULL */
+	const float *norm;    /* norm weights (width) applied x -> xn, or NULL: src is used as is */
+	const float *src;     /* (ntok, width) when norm is NULL */
+	int width;
+	int src_stride;       /* floats between rows of src (and of x/xn) */
+	int dot_types[2];     /* quantize into act[0], act[1] (-1 = unused) */
+	int swiglu;           /* src = gate: gate = silu(gate) * up first */
+};
+
+static void prep_rows(void *arg, int ith, int nth)
+{
+	struct prep_job *j = arg;
+	struct model *m = j->m;
+	int t0, t1;
+	threadpool_split(j->ntok, ith, nth, 1, &t0, &t1);
+	for (int t = t0; t < t1; t++) {
+		const float *row;
+		if (j->add) {
+			float *x = m->x + (size_t)t * m->info.n_embd;
+			const float *a = j->add + (size_t)t * m->info.n_embd;
+			for (int i = 0; i < m->info.n_embd; i++)
+				x[i] += a[i];
+		}
+		if (j->norm) {
+			float *xn = m->xn + (size_t)t * j->width;
+			rms_norm(xn, m->x + (size_t)t * m->info.n_embd, j->norm, j->width,
+				 m->info.norm_eps);
+			row = xn;
+		} else {
+			row = j->src + (size_t)t * j->src_stride;
+		}
+		if (j->swiglu) {
+			float *g = m->gate + (size_t)t * m->info.n_ff;
+			const float *u = m->up + (size_t)t * m->info.n_ff;
+			for (int i = 0; i < m->info.n_ff; i++)
+				g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+			row = g;
+		}
+		for (int d = 0; d < 2; d++)
+			if (j->dot_types[d] >= 0)
+				quant_quantize_row(j->dot_types[d], row,
+						   (char *)m->act[d] + (size_t)t * m->act_row_max,
+						   j->width);
+	}
+}
+
+static void run_rows(struct model *m, threadpool_fn fn, void *arg, int ntok)
+{
+	if (ntok == 1)
+		fn(arg, 0, 1);
+	else
+		threadpool_run(m->pool, fn, arg);
+}
+
+/* Up to three matrices with one input, each output (ntok, w->n) with row stride out_stride. */
+struct mm_job {
+	struct model *m;
+	int n;
+	const struct mat *w[3];
+	float *out[3];
+	size_t out_stride[3];
+	int slot[3];          /* which act[] buffer holds the input in w's dot type */
+	int ntok;
+};
+
+static void mm_rows(void *arg, int ith, int nth)
+{
+	struct mm_job *j = arg;
+	for (int i = 0; i < j->n; i++) {
+		const struct mat *w = j->w[i];
+		int r0, r1;
+		threadpool_split(w->n, ith, nth, 16, &r0, &r1);
+		if (r1 <= r0)
+			continue;
+		const char *wd = (const char *)w->data + (size_t)r0 * w->row_bytes;
+		const void *act = j->m->act[j->slot[i]];
+		if (j->ntok == 1)
+			quant_gemv(w->type, w->k, wd, w->row_bytes, r1 - r0, act, j->out[i] + r0);
+		else
+			quant_gemm(w->type, w->k, wd, w->row_bytes, r1 - r0, act,
+				   j->m->act_row_max, j->ntok, j->out[i] + r0, j->out_stride[i]);
+	}
+}
+
+/*
+ * out_i = W_i * input for the group: prepare (add/norm/swiglu as in pj) and
+ * quantize the input once per distinct dot type, then one pool run.
+ */
+static void matmul_group(struct model *m, struct prep_job *pj, int n, const struct mat **w,
+			 float **out, int ntok)
+{
+	struct mm_job mj;
+	memset(&mj, 0, sizeof(mj));
+	mj.m = m;
+	mj.ntok = ntok;
+	pj->dot_types[0] = pj->dot_types[1] = -1;
+	for (int i = 0; i < n; i++) {
+		int dt = quant_traits(w[i]->type)->dot_type, s;
+		for (s = 0; s < 2; s++)
+			if (pj->dot_types[s] == dt || pj->dot_types[s] < 0)
+				break;
+		if (s == 2) { /* a third dot type: quantize separately (never seen in practice) */
+			run_rows(m, prep_rows, pj, ntok);
+			threadpool_run(m->pool, mm_rows, &mj);
+			memset(&mj, 0, sizeof(mj));
+			mj.m = m;
+			mj.ntok = ntok;
+			pj->dot_types[0] = pj->dot_types[1] = -1;
+			pj->add = NULL; /* already added */
+			if (pj->norm) { /* xn holds the normed rows now */
+				pj->src = m->xn;
+				pj->src_stride = pj->width;
+				pj->norm = NULL;
+			}
+			if (pj->swiglu) {
+				pj->swiglu = 0;
+				pj->src = m->gate;
+				pj->src_stride = m->info.n_ff;
+			}
+			s = 0;
+		}
+		pj->dot_types[s] = dt;
+		mj.w[mj.n] = w[i];
+		mj.out[mj.n] = out[i];
+		mj.out_stride[mj.n] = (size_t)w[i]->n;
+		mj.slot[mj.n] = s;
+		mj.n++;
+	}
+	run_rows(m, prep_rows, pj, ntok);
+	threadpool_run(m->pool, mm_rows, &mj);
+}
+
+/* Biases, RoPE, store k/v for tokens at positions pos0 .. pos0+ntok-1. */
+struct rope_job {
+	struct model *m;
+	int layer;
+	int pos0;
+	int ntok;
+};
+
+static void rope_rows(void *arg, int ith, int nth)
+{
+	struct rope_job *j = arg;
+	struct model *m = j->m;
+	const struct layer *L = &m->layers[j->layer];
+	int nq = m->info.n_head * m->info.head_dim, nk = m->info.n_head_kv * m->info.head_dim;
+	int nv = m->info.n_head_kv * m->head_dim_v;
+	float cs[MAX_ROT / 2], sn[MAX_ROT / 2];
+	int t0, t1;
+	threadpool_split(j->ntok, ith, nth, 1, &t0, &t1);
+	for (int t = t0; t < t1; t++) {
+		float *q = m->q + (size_t)t * nq, *k = m->k + (size_t)t * nk,
+		      *v = m->v + (size_t)t * nv;
+		if (L->bq)
+			for (int i = 0; i < nq; i++)
+				q[i] += L->bq[i];
+		if (L->bk)
+			for (int i = 0; i < nk; i++)
+				k[i] += L->bk[i];
+		if (L->bv)
+			for (int i = 0; i < nv; i++)
+				v[i] += L->bv[i];
+		rope_table(m, (float)(j->pos0 + t), cs, sn);
+		rope_apply(m, q, m->info.n_head, m->info.head_dim, cs, sn);
+		rope_apply(m, k, m->info.n_head_kv, m->info.head_dim, cs, sn);
+		kv_cache_store(&m->kv, j->layer, j->pos0 + t, k, v);
+	}
+}
+
+struct attn_job {
+	struct model *m;
+	int layer;
+	int pos0;
+	int ntok;
+};
+
+/* One (token, head): online softmax over positions 0 .. pos, in blocks. */
+static void attend_one(struct model *m, int layer, int t, int h, int pos, float *scratch)
+{
+	const struct kv_cache *kv = &m->kv;
+	int hd = m->info.head_dim, hv = m->head_dim_v;
+	int g = h / (m->info.n_head / m->info.n_head_kv);
+	const float *q = m->q + (size_t)t * m->info.n_head * hd + (size_t)h * hd;
+	float *out = m->xn + (size_t)t * m->info.n_head * hv + (size_t)h * hv;
+	float *sc = scratch, *acc = scratch + ATT_BLOCK;
+	float scale = 1.0f / sqrtf((float)hd);
+	float mx = -INFINITY, sum = 0;
+	memset(acc, 0, (size_t)hv * sizeof(float));
+	int f16 = kv->type == KV_F16;
+	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
+	size_t kstride = (size_t)hd * kv->elem, vstride = (size_t)hv * kv->elem;
+	for (int p0 = 0; p0 <= pos; p0 += ATT_BLOCK) {
+		int n = pos + 1 - p0 < ATT_BLOCK ? pos + 1 - p0 : ATT_BLOCK;
+		float bmax = -INFINITY;
+		for (int i = 0; i < n; i++) {
+			const void *k = kb + (size_t)(p0 + i) * kstride;
+			float s = (f16 ? dot_f16(q, k, hd) : dot_f32(q, k, hd)) * scale;
+			sc[i] = s;
+			if (s > bmax)
+				bmax = s;
+		}
+		if (bmax > mx) {
+			float c = expf(mx - bmax); /* 0 on the first block */
+			sum *= c;
+			for (int i = 0; i < hv; i++)
+				acc[i] *= c;
+			mx = bmax;
+		}
+		for (int i = 0; i < n; i++) {
+			float w = expf(sc[i] - mx);
+			sum += w;
+			const void *v = vb + (size_t)(p0 + i) * vstride;
+			if (f16)
+				scale_axpy_f16(acc, 1.0f, w, v, hv);
+			else
+				scale_axpy_f32(acc, 1.0f, w, v, hv);
+		}
+	}
+	float inv = 1.0f / sum;
+	for (int i = 0; i < hv; i++)
+		out[i] = acc[i] * inv;
+}
+
+static void attn_rows(void *arg, int ith, int nth)
+{
+	struct attn_job *j = arg;
+	struct model *m = j->m;
+	int nh = m->info.n_head, i0, i1;
+	float *scratch = m->att + (size_t)ith * (ATT_BLOCK + (size_t)m->head_dim_v + 16);
+	threadpool_split(j->ntok * nh, ith, nth, 1, &i0, &i1);
+	for (int i = i0; i < i1; i++)
+		attend_one(m, j->layer, i / nh, i % nh, j->pos0 + i / nh, scratch);
+}
+
+/* One chunk of at most n_batch tokens. logits: (ntok or 1, n_vocab) or NULL. */
+static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int pos0,
+			  float *logits, int all)
+{
+	struct model_info *in = &m->info;
+	int E = in->n_embd;
+	for (int t = 0; t < ntok; t++)
+		quant_dequantize_row(m->tok_embd.type,
+				     (const char *)m->tok_embd.data +
+					     (size_t)tokens[t] * m->tok_embd.row_bytes,
+				     m->x + (size_t)t * E, E);
+	for (int t = 0; t < ntok; t++)
+		m->kv.tokens[pos0 + t] = tokens[t];
+
+	const float *pending = NULL; /* residual still to add into x */
+	for (int l = 0; l < in->n_layer; l++) {
+		struct layer *L = &m->layers[l];
+		struct prep_job pj = { .m = m, .ntok = ntok, .add = pending, .norm = L->attn_norm,
+				       .width = E, .src_stride = E };
+		const struct mat *qkv[3] = { &L->wq, &L->wk, &L->wv };
+		float *qkv_out[3] = { m->q, m->k, m->v };
+		matmul_group(m, &pj, 3, qkv, qkv_out, ntok);
+
+		struct rope_job rj = { m, l, pos0, ntok };
+		run_rows(m, rope_rows, &rj, ntok);
+		m->kv.n = pos0 + ntok; /* attention may now read these cells */
+		struct attn_job aj = { m, l, pos0, ntok };
+		threadpool_run(m->pool, attn_rows, &aj);
+
+		int aw = in->n_head * m->head_dim_v;
+		struct prep_job po = { .m = m, .ntok = ntok, .src = m->xn, .width = aw,
+				       .src_stride = aw };
+		const struct mat *wo[1] = { &L->wo };
+		float *wo_out[1] = { m->tmp };
+		matmul_group(m, &po, 1, wo, wo_out, ntok);
+
+		struct prep_job pf = { .m = m, .ntok = ntok, .add = m->tmp, .norm = L->ffn_norm,
+				       .width = E, .src_stride = E };
+		const struct mat *gu[2] = { &L->gate, &L->up };
+		float *gu_out[2] = { m->gate, m->up };
+		matmul_group(m, &pf, 2, gu, gu_out, ntok);
+
+		struct prep_job pd = { .m = m, .ntok = ntok, .src = m->gate, .width = in->n_ff,
+				       .src_stride = in->n_ff, .swiglu = 1 };
+		const struct mat *dn[1] = { &L->down };
+		float *dn_out[1] = { m->tmp };
+		matmul_group(m, &pd, 1, dn, dn_out, ntok);
+		pending = m->tmp;
+	}
+	if (!logits)
+		return;
+	/* final residual, norm and the output matrix for the rows wanted */
+	int first = all ? 0 : ntok - 1, nout = all ? ntok : 1;
+	if (!all) {
+		/* move the last row to row 0 so the row-wise helpers see one token */
+		memmove(m->x, m->x + (size_t)first * E, (size_t)E * sizeof(float));
+		memmove(m->tmp, m->tmp + (size_t)first * E, (size_t)E * sizeof(float));
+	}
+	struct prep_job pn = { .m = m, .ntok = nout, .add = pending, .norm = m->output_norm,
+			       .width = E, .src_stride = E };
+	const struct mat *ow[1] = { &m->output };
+	float *o_out[1] = { logits };
+	matmul_group(m, &pn, 1, ow, o_out, nout);
+}
+
+int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float *logits,
+		  int all)
+{
+	if (pos != m->kv.n)
+		return error("forward at position %d, but the cache holds %d positions", pos,
+			     m->kv.n);
+	if (n <= 0)
+		return error("forward of %d tokens", n);
+	if (n > m->kv.n_ctx - pos)
+		return error("context is full: %d + %d tokens exceed %d", pos, n, m->kv.n_ctx);
+	for (int i = 0; i < n; i++)
+		if (tokens[i] < 0 || tokens[i] >= m->info.n_vocab)
+			return error("token id %d is out of range (vocabulary of %d)", tokens[i],
+				     m->info.n_vocab);
+	for (int done = 0; done < n;) {
+		if (done && cancelled(m))
+			return error("cancelled");
+		int c = n - done < m->n_batch ? n - done : m->n_batch;
+		int last = done + c == n;
+		float *out = NULL;
+		if (logits && all)
+			out = logits + (size_t)done * m->info.n_vocab;
+		else if (logits && last)
+			out = logits;
+		forward_chunk(m, tokens + done, c, pos + done, out, all);
+		done += c;
+	}
+	return 0;
+}

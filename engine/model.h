@@ -1,0 +1,112 @@
+/* A loaded transformer (llama, qwen2): hyperparameters, mmapped weights, KV cache, forward pass. */
+#ifndef PALAVER_MODEL_H
+#define PALAVER_MODEL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv_cache.h"
+
+struct gguf;
+
+/*
+ * One model = the GGUF mapping (weights stay in it, nothing is copied), the
+ * hyperparameters, one KV cache (one sequence), the scratch buffers and a
+ * persistent thread pool.  It is used by one thread at a time (the engine
+ * thread); the pool's workers are internal.
+ *
+ * Sequence model: the cache holds positions 0 .. n_past-1.  model_forward()
+ * appends n tokens at positions n_past .. n_past+n-1.  model_kv_truncate()
+ * drops a suffix (prefix reuse), model_kv_shift() drops a middle part
+ * (llama.cpp's context shift).
+ */
+
+struct model_params {
+	int n_ctx;                 /* 0 = the model's context_length */
+	int n_threads;             /* 0 = online cores */
+	int n_batch;               /* prefill chunk in tokens, 0 = 512 */
+	enum kv_type kv_type;      /* KV_F16 (default) or KV_F32 */
+	int prefault;              /* touch every weight page at load (progress is then real) */
+	/* Load progress: bytes of tensor data done / total; may be NULL. */
+	void (*progress)(void *ud, uint64_t done, uint64_t total);
+	void *progress_ud;
+	/* Checked during load and between prefill chunks; non-zero = stop with
+	 * error "cancelled".  May be NULL. */
+	const atomic_int *cancel;
+};
+
+void model_params_default(struct model_params *p);
+
+struct model_info {
+	char arch[32];            /* "llama", "qwen2" */
+	char name[128];           /* general.name or the file's base name */
+	char type_name[32];       /* dominant weight type by bytes, e.g. "Q4_K" */
+	int weight_type;          /* enum quant_type of that type */
+	uint64_t file_bytes;
+	uint64_t n_params;        /* elements of all tensors */
+	uint64_t weight_bytes;    /* bytes of all tensors */
+	uint64_t decode_bytes;    /* weight bytes read per decoded token (no token_embd) */
+	int n_vocab;
+	int n_ctx_train;          /* <arch>.context_length */
+	int n_ctx;                /* the context in use (cache cells) */
+	int n_embd;
+	int n_layer;
+	int n_head;
+	int n_head_kv;
+	int head_dim;             /* key_length (== value_length) */
+	int n_ff;
+	int n_rot;                /* rope.dimension_count */
+	float rope_freq_base;
+	float norm_eps;
+	int n_threads;
+	int n_batch;
+	enum kv_type kv_type;
+	uint64_t kv_bytes;        /* bytes of the KV cache */
+};
+
+struct model;
+
+/* Open, validate and prepare a model.  NULL with error() ('x.gguf': ...) on
+ * any problem: unsupported architecture (the message lists the supported
+ * ones), a tensor missing, of the wrong shape (named, with the expected
+ * shape) or of an unsupported type, n_ctx above the model's, no memory. */
+struct model *model_load(const char *path, const struct model_params *p);
+void model_free(struct model *m);
+
+const struct model_info *model_info(const struct model *m);
+/* The GGUF handle (for the tokenizer and chat template); owned by the model. */
+const struct gguf *model_gguf(const struct model *m);
+
+/*
+ * Run n tokens at positions pos .. pos+n-1, appending their keys/values to
+ * the cache; pos must equal model_n_past() (else error).  n is split into
+ * chunks of n_batch internally (the cancel flag is checked between them).
+ * Output: with all == 0, logits (n_vocab floats) for the last token; with
+ * all == 1, n rows of n_vocab floats.  logits may be NULL (prefill only).
+ * -1 with error() on a bad token id, a full context, or cancellation (the
+ * cache then holds the chunks completed so far).
+ */
+int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float *logits,
+		  int all);
+
+int model_n_past(const struct model *m);
+/* Tokens whose keys/values the cache holds, oldest first (n_past of them). */
+const int32_t *model_kv_tokens(const struct model *m);
+/* Keep the first n positions; -1 if n > n_past. */
+int model_kv_truncate(struct model *m, int n);
+/*
+ * Context shift: keep positions 0 .. keep-1, discard the next n_discard,
+ * move the rest down by n_discard and re-rotate their keys (RoPE by
+ * -n_discard), so generation continues at n_past - n_discard.
+ */
+int model_kv_shift(struct model *m, int keep, int n_discard);
+
+/* Thread count in use; change it (recreates the pool) for benchmarks. */
+int model_n_threads(const struct model *m);
+int model_set_threads(struct model *m, int n_threads);
+
+/* Supported architectures, comma-separated, for messages. */
+const char *model_supported_archs(void);
+
+#endif

@@ -1,0 +1,212 @@
+/* history/store: every chat saved to SQLite as it happens; list, resume, search, export. */
+#ifndef PALAVER_STORE_H
+#define PALAVER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "strbuf.h"
+
+/*
+ * One SQLite database holds every session (a conversation) and its messages.
+ * Every function returns 0 (or a row id / count >= 0) on success and -1 (or
+ * NULL) after error("...") on failure: locked beyond the busy timeout, disk
+ * full, read-only file, corrupt database, not a database.  Nothing here
+ * prints or exits.  On any failure the caller says "history is unavailable:
+ * <error_message()>" and keeps the chat in memory.
+ *
+ * A struct store is used by one thread at a time (the UI thread).  Several
+ * processes may share one database: it runs in WAL mode with a busy timeout
+ * (STORE_BUSY_TIMEOUT_MS), and every write is one short transaction.
+ *
+ * Sessions are named by a short stable id: 8 lowercase hex digits, random,
+ * kept by export/import ("3f9a0c1e").  store_session_resolve() also accepts
+ * an unambiguous title prefix (or id prefix of 4+ digits).
+ *
+ * One turn, as the TUI and batch mode record it (see docs/notes/hist.md):
+ *
+ *	store_session_create(st, &params, id)            once, first turn
+ *	store_message_append(st, id, "user", text, STORE_COMPLETE, NULL)
+ *	m = store_message_begin(st, id, "assistant")      generation starts
+ *	store_message_update(st, m, text_so_far, len)     at least every second
+ *	store_message_finish(st, m, text, len, STORE_COMPLETE, &stats)
+ *
+ * A process killed while streaming leaves its row in STORE_STREAMING with the
+ * text of the last update; the next store_open() (by any process) marks it
+ * STORE_INTERRUPTED, text kept.
+ */
+
+#define STORE_SCHEMA_VERSION 2     /* PRAGMA user_version this code writes */
+#define STORE_ID_LEN 8             /* hex digits in a session id */
+#define STORE_ID_SIZE (STORE_ID_LEN + 1)
+#define STORE_BUSY_TIMEOUT_MS 5000 /* default wait on another process's lock */
+#define STORE_TITLE_MAX 60         /* characters in an automatic title */
+#define STORE_PREVIEW_MAX 80       /* characters in a list preview */
+
+struct store;
+
+/* A message's state.  Stored as text ("complete", ...); enums grow at the end. */
+enum store_status {
+	STORE_COMPLETE,    /* finished normally */
+	STORE_CANCELLED,   /* the user stopped it; text so far kept */
+	STORE_INTERRUPTED, /* the process died while it streamed; text so far kept */
+	STORE_ERROR,       /* generation failed; text so far kept */
+	STORE_STREAMING,   /* being generated right now */
+};
+const char *store_status_name(enum store_status s); /* "complete", ... */
+int store_status_parse(const char *name);          /* enum value or -1 */
+
+/* Token counts and timings of one message (all 0 when unknown). */
+struct store_stats {
+	int prompt_tokens; /* tokens of context evaluated for this reply */
+	int gen_tokens;    /* tokens generated */
+	double prefill_ms; /* time to evaluate the prompt */
+	double gen_ms;     /* time spent generating */
+};
+
+/* What a new session is created with; NULL fields are stored as NULL. */
+struct store_session_params {
+	const char *title;         /* NULL: taken from the first user message */
+	const char *model;         /* model file or name */
+	const char *system_prompt; /* NULL: none */
+	const char *sampling;      /* sampling parameters as a JSON object text */
+};
+
+/* A session as listed.  Strings are malloc'd (NULL where the column is). */
+struct store_session {
+	char id[STORE_ID_SIZE]; /* "3f9a0c1e" */
+	char *title;            /* "" until the first user message names it */
+	int title_auto;         /* 1 while the title comes from the first user message */
+	char *model;
+	char *system_prompt;
+	char *sampling;         /* JSON object text */
+	int64_t created_ms;     /* Unix time in milliseconds */
+	int64_t updated_ms;     /* last message added or changed */
+	int64_t message_count;  /* messages in the session */
+	char *preview;          /* first line of the last message, <= STORE_PREVIEW_MAX chars */
+};
+
+/* A message.  Strings are malloc'd. */
+struct store_message {
+	int64_t id;     /* database row id: the handle for update/finish */
+	int64_t seq;    /* 1, 2, ... order within its session */
+	char *role;     /* "system", "user", "assistant" */
+	char *content;  /* UTF-8 text, may be "" */
+	enum store_status status;
+	struct store_stats stats;
+	int64_t created_ms;
+	int64_t updated_ms;
+};
+
+/* A search result, best first. */
+struct store_hit {
+	char session_id[STORE_ID_SIZE];
+	char *title;      /* the session's title */
+	int64_t message_id;
+	int64_t seq;
+	char *role;
+	char *snippet;    /* a few words around the match, matches between the marks */
+	double rank;      /* bm25: lower is better */
+	int64_t updated_ms; /* the message's */
+};
+
+enum store_format { STORE_FORMAT_MARKDOWN, STORE_FORMAT_JSON };
+
+/* ---- opening ------------------------------------------------------------ */
+
+/* $XDG_DATA_HOME/palaver/history.db (or ~/.local/share/...).  0 or -1. */
+int store_default_path(struct strbuf *out);
+
+/*
+ * Open (creating it and its directories) the database at path; NULL picks
+ * store_default_path().  Runs the migrations up to STORE_SCHEMA_VERSION and
+ * marks rows left streaming by dead processes as interrupted.  A database
+ * written by a newer palaver (user_version above ours) is refused and left
+ * byte for byte untouched; so is a file that is not a database or is
+ * read-only.  Returns NULL after error().
+ */
+struct store *store_open(const char *path);
+void store_close(struct store *st);
+const char *store_path(const struct store *st);
+/* How long a write waits on another process's lock before failing. */
+void store_set_busy_timeout(struct store *st, int ms);
+
+/* Group many writes in one transaction (bulk import, benchmarks).  Not
+ * nested.  Every function above also works inside one. */
+int store_transaction_begin(struct store *st);
+int store_transaction_commit(struct store *st);
+int store_transaction_rollback(struct store *st);
+
+/* ---- sessions ----------------------------------------------------------- */
+
+/* New empty session; its id is written to id_out.  0 or -1. */
+int store_session_create(struct store *st, const struct store_session_params *p,
+			 char id_out[STORE_ID_SIZE]);
+/* Set the title (one line, trimmed; "" is refused).  It no longer follows
+ * the first user message. */
+int store_session_rename(struct store *st, const char *id, const char *title);
+/* Delete the session and all its messages. */
+int store_session_delete(struct store *st, const char *id);
+/* Fill *out (free with store_session_free). -1 if there is no such session. */
+int store_session_get(struct store *st, const char *id, struct store_session *out);
+/* Most recently updated first; limit 0 = all.  *out is malloc'd (free with
+ * store_sessions_free); *n may be 0. */
+int store_session_list(struct store *st, size_t limit, struct store_session **out, size_t *n);
+/*
+ * Turn what a user typed into a session id: an exact id, else the sessions
+ * whose title starts with query (case-insensitive for ASCII) or whose id
+ * starts with it (4+ characters).  Exactly one match -> 0; none or several
+ * -> -1 with an error naming the candidates.
+ */
+int store_session_resolve(struct store *st, const char *query, char id_out[STORE_ID_SIZE]);
+void store_session_free(struct store_session *s);
+void store_sessions_free(struct store_session *s, size_t n);
+
+/* ---- messages ----------------------------------------------------------- */
+
+/*
+ * Append a finished message (a user turn, a system message, a complete
+ * reply); stats may be NULL.  The first user message of a session names it
+ * while its title is automatic.  Returns the message id (> 0) or -1.
+ */
+int64_t store_message_append(struct store *st, const char *session_id, const char *role,
+			     const char *content, enum store_status status,
+			     const struct store_stats *stats);
+/* Start a streamed message: empty, STORE_STREAMING.  Returns its id or -1. */
+int64_t store_message_begin(struct store *st, const char *session_id, const char *role);
+/* Replace the streamed text so far (len bytes; call at least every second
+ * while streaming: each call is one small transaction, well under 2 ms). */
+int store_message_update(struct store *st, int64_t message_id, const char *content, size_t len);
+/* Final text, status and stats (stats may be NULL). */
+int store_message_finish(struct store *st, int64_t message_id, const char *content, size_t len,
+			 enum store_status status, const struct store_stats *stats);
+/* A session's messages in order; *out malloc'd (store_messages_free). */
+int store_messages_load(struct store *st, const char *session_id, struct store_message **out,
+			size_t *n);
+void store_messages_free(struct store_message *m, size_t n);
+
+/* ---- search, export, import -------------------------------------------- */
+
+/*
+ * Full-text search over message content, best match first, at most limit
+ * (0 = 50) hits.  The query is plain words: each is quoted, so quotes, stars,
+ * parentheses, AND/OR/NOT or any FTS5 syntax in it are searched for as text,
+ * never an error; a word ending in '*' matches as a prefix.  All words must
+ * occur.  An empty query gives no hits.  Matches in snippets are wrapped in
+ * open/close (NULL: "[" and "]").
+ */
+int store_search(struct store *st, const char *query, size_t limit, const char *open,
+		 const char *close, struct store_hit **out, size_t *n);
+void store_hits_free(struct store_hit *h, size_t n);
+
+/* Append the session as Markdown or JSON to out. */
+int store_export(struct store *st, const char *session_id, enum store_format fmt,
+		 struct strbuf *out);
+/*
+ * Import one session from the JSON that store_export writes.  It keeps its
+ * id unless that id is taken (then it gets a new one), its title, times,
+ * statuses and stats.  id_out receives the id.  All or nothing.
+ */
+int store_import(struct store *st, const char *json, size_t len, char id_out[STORE_ID_SIZE]);
+
+#endif

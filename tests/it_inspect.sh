@@ -1,0 +1,81 @@
+#!/bin/sh
+# palaver inspect: the stories260K summary, JSON that parses, one-line errors with exit 1.
+ref=${PALAVER_REF_DIR:-../shared/ref}
+model=$ref/models/stories260K.gguf
+if [ ! -f "$model" ]; then
+	echo "skip: reference model not found at '$model' (set PALAVER_REF_DIR)"
+	exit 77
+fi
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$PALAVER" inspect "$model" >"$tmp/out" 2>"$tmp/err" || fail "inspect exited $?: $(cat "$tmp/err")"
+grep -q '^tensors: 48$' "$tmp/out" || fail "tensor count is not 48"
+grep -q '^  dim  *64  (llama.embedding_length)$' "$tmp/out" || fail "dim is not 64"
+grep -q '^  layers  *5  (llama.block_count)$' "$tmp/out" || fail "layers is not 5"
+grep -q '^  heads  *8  (llama.attention.head_count)$' "$tmp/out" || fail "heads is not 8"
+grep -q '^  kv heads  *4  (llama.attention.head_count_kv)$' "$tmp/out" || fail "kv heads is not 4"
+grep -q '^  vocab  *512 ' "$tmp/out" || fail "vocab is not 512"
+grep -q '^totals: 48 tensors, 292800 parameters' "$tmp/out" || fail "totals"
+grep -q 'tokenizer.ggml.tokens .*\[string x 512\] "<unk>", "<s>", "</s>", .*\.\.\.$' "$tmp/out" \
+	|| fail "the token list is not summarised"
+grep -Eq '^  blk.4.ffn_down.weight +F32 +172 x 64 +44032 +1082880$' "$tmp/out" \
+	|| fail "tensor row for blk.4.ffn_down.weight"
+
+"$PALAVER" inspect --json "$model" >"$tmp/json" || fail "inspect --json exited $?"
+if command -v python3 >/dev/null 2>&1; then
+	python3 - "$tmp/json" <<'PY' || fail "JSON check"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert len(d["tensors"]) == 48
+h = d["hyperparameters"]
+assert (h["embedding_length"], h["block_count"], h["attention.head_count"],
+        h["attention.head_count_kv"], h["vocab_size"]) == (64, 5, 8, 4, 512), h
+assert d["metadata"]["tokenizer.ggml.tokens"]["count"] == 512
+assert d["totals"]["parameters"] == 292800
+PY
+fi
+
+"$PALAVER" inspect --help | grep -q '^usage: palaver inspect' || fail "--help"
+
+# bad input: one line on stderr, exit 1
+check_bad() {
+	"$PALAVER" inspect "$1" >/dev/null 2>"$tmp/err"; rc=$?
+	[ $rc -eq 1 ] || fail "'$1': exit $rc, expected 1"
+	[ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "'$1': not one line: $(cat "$tmp/err")"
+	grep -q "$2" "$tmp/err" || fail "'$1': '$(cat "$tmp/err")' lacks '$2'"
+}
+check_bad "$tmp/missing.gguf" "cannot open '$tmp/missing.gguf'"
+printf 'hello, this is not a model file\n' >"$tmp/text.gguf"
+check_bad "$tmp/text.gguf" "not a GGUF file"
+head -c 5000 "$model" >"$tmp/cut.gguf"
+check_bad "$tmp/cut.gguf" "past end of file"
+"$PALAVER" inspect >/dev/null 2>&1; [ $? -eq 2 ] || fail "no argument: expected exit 2"
+"$PALAVER" inspect --bogus "$model" >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad option: expected exit 2"
+# mkmodel: a qwen2 model with a copied tokenizer reads back with the asked shape
+vocab=$ref/vocab/ggml-vocab-gpt-2.gguf
+"$PALAVER" mkmodel --arch qwen2 --dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 96 \
+	--ctx 512 --type F16 --seed 7 --vocab "$vocab" "$tmp/q.gguf" 2>"$tmp/err" \
+	|| fail "mkmodel exited $?: $(cat "$tmp/err")"
+"$PALAVER" inspect "$tmp/q.gguf" >"$tmp/out" || fail "inspect of the mkmodel output"
+grep -q '^tensors: 39$' "$tmp/out" || fail "qwen2 tensor count (3 + 3 x 12)"
+grep -q '^  layers  *3  (qwen2.block_count)$' "$tmp/out" || fail "qwen2 layers"
+grep -q '^  kv heads  *2  (qwen2.attention.head_count_kv)$' "$tmp/out" || fail "qwen2 kv heads"
+grep -q '^  vocab  *50257 ' "$tmp/out" || fail "the vocabulary follows the copied tokenizer"
+grep -q '^  tokenizer.ggml.merges ' "$tmp/out" || fail "tokenizer.ggml.merges not copied"
+grep -Eq '^  blk.2.attn_k.bias +F32 +32 ' "$tmp/out" || fail "qwen2 k bias"
+grep -Eq '^  blk.2.ffn_down.weight +F16 +96 x 64 ' "$tmp/out" || fail "ffn_down shape/type"
+# the same seed gives the same file, another seed another one
+"$PALAVER" mkmodel --arch qwen2 --dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 96 \
+	--ctx 512 --type F16 --seed 7 --vocab "$vocab" "$tmp/q2.gguf" 2>/dev/null || fail "mkmodel again"
+cmp -s "$tmp/q.gguf" "$tmp/q2.gguf" || fail "mkmodel is not deterministic"
+"$PALAVER" mkmodel --dim 64 --heads 4 --seed 8 "$tmp/l.gguf" 2>/dev/null || fail "mkmodel llama"
+"$PALAVER" mkmodel --dim 64 --heads 4 --seed 9 "$tmp/l2.gguf" 2>/dev/null || fail "mkmodel llama"
+cmp -s "$tmp/l.gguf" "$tmp/l2.gguf" && fail "the seed does not change the weights"
+"$PALAVER" mkmodel --dim 60 --heads 7 "$tmp/x.gguf" 2>/dev/null; [ $? -eq 2 ] || fail "bad heads: exit 2"
+"$PALAVER" mkmodel --type Q9 "$tmp/x.gguf" 2>/dev/null; [ $? -eq 2 ] || fail "bad type: exit 2"
+"$PALAVER" mkmodel --vocab "$tmp/missing.gguf" "$tmp/x.gguf" 2>"$tmp/err"; [ $? -eq 1 ] || fail "missing vocab: exit 1"
+[ ! -e "$tmp/x.gguf" ] && [ ! -e "$tmp/x.gguf.tmp" ] || fail "a failed mkmodel left a file"
+"$PALAVER" mkmodel --help | grep -q '^usage: palaver mkmodel' || fail "mkmodel --help"
+echo "inspect: ok"

@@ -1,0 +1,764 @@
+/* quant: type traits, half/bfloat16 conversions, (de)quantization and every dot kernel against its reference. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd_u32(void)
+{
+	/* xorshift64*: deterministic across runs */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 32);
+}
+
+static float rnd_uniform(void)
+{
+	return (float)(rnd_u32() >> 8) / (float)(1u << 24);
+}
+
+static float rnd_normal(void)
+{
+	float u = rnd_uniform() + 1e-7f, v = rnd_uniform();
+	return sqrtf(-2 * logf(u)) * cosf(6.2831853f * v);
+}
+
+static void fill_normal(float *x, int64_t n, float scale)
+{
+	for (int64_t i = 0; i < n; i++)
+		x[i] = rnd_normal() * scale;
+}
+
+static size_t row_bytes(int type, int64_t n)
+{
+	size_t b = 0;
+	assert_int_equal(quant_row_bytes(type, n, &b), 0);
+	return b;
+}
+
+static float rnd_scale_half_bits(float lo, float hi, quant_half *out)
+{
+	*out = quant_f32_to_f16(lo + (hi - lo) * rnd_uniform());
+	return quant_f16_to_f32(*out);
+}
+
+/* Random weight row of a type: random quant bits, sane scales. */
+static void fill_random_weights(int type, void *row, int64_t n)
+{
+	const struct quant_traits *t = quant_traits(type);
+	int64_t nb = n / t->block_elems;
+	uint8_t *p = row;
+	size_t bytes = row_bytes(type, n);
+	if (type == QT_F32) {
+		fill_normal(row, n, 1);
+		return;
+	}
+	if (type == QT_F16 || type == QT_BF16) {
+		for (int64_t i = 0; i < n; i++) {
+			float v = rnd_normal();
+			if (type == QT_F16)
+				((quant_half *)row)[i] = quant_f32_to_f16(v);
+			else
+				((quant_bf16 *)row)[i] = quant_f32_to_bf16(v);
+		}
+		return;
+	}
+	for (size_t i = 0; i < bytes; i++)
+		p[i] = (uint8_t)rnd_u32();
+	for (int64_t i = 0; i < nb; i++) {
+		switch (type) {
+		case QT_Q4_0: {
+			struct block_q4_0 *b = (struct block_q4_0 *)row + i;
+			rnd_scale_half_bits(-0.1f, 0.1f, &b->d);
+			break;
+		}
+		case QT_Q4_1: {
+			struct block_q4_1 *b = (struct block_q4_1 *)row + i;
+			rnd_scale_half_bits(0.001f, 0.1f, &b->d);
+			rnd_scale_half_bits(-0.8f, 0.0f, &b->m);
+			break;
+		}
+		case QT_Q5_0: {
+			struct block_q5_0 *b = (struct block_q5_0 *)row + i;
+			rnd_scale_half_bits(-0.05f, 0.05f, &b->d);
+			break;
+		}
+		case QT_Q5_1: {
+			struct block_q5_1 *b = (struct block_q5_1 *)row + i;
+			rnd_scale_half_bits(0.001f, 0.05f, &b->d);
+			rnd_scale_half_bits(-0.8f, 0.0f, &b->m);
+			break;
+		}
+		case QT_Q8_0: {
+			struct block_q8_0 *b = (struct block_q8_0 *)row + i;
+			rnd_scale_half_bits(-0.01f, 0.01f, &b->d);
+			break;
+		}
+		case QT_Q2_K: {
+			struct block_q2_K *b = (struct block_q2_K *)row + i;
+			rnd_scale_half_bits(0.001f, 0.05f, &b->d);
+			rnd_scale_half_bits(0.001f, 0.05f, &b->dmin);
+			break;
+		}
+		case QT_Q3_K: {
+			struct block_q3_K *b = (struct block_q3_K *)row + i;
+			rnd_scale_half_bits(-0.01f, 0.01f, &b->d);
+			break;
+		}
+		case QT_Q4_K: {
+			struct block_q4_K *b = (struct block_q4_K *)row + i;
+			rnd_scale_half_bits(0.0001f, 0.01f, &b->d);
+			rnd_scale_half_bits(0.0001f, 0.01f, &b->dmin);
+			break;
+		}
+		case QT_Q5_K: {
+			struct block_q5_K *b = (struct block_q5_K *)row + i;
+			rnd_scale_half_bits(0.0001f, 0.005f, &b->d);
+			rnd_scale_half_bits(0.0001f, 0.01f, &b->dmin);
+			break;
+		}
+		case QT_Q6_K: {
+			struct block_q6_K *b = (struct block_q6_K *)row + i;
+			rnd_scale_half_bits(-0.001f, 0.001f, &b->d);
+			break;
+		}
+		default:
+			fail_msg("no random filler for %s", quant_type_name(type));
+		}
+	}
+}
+
+static const int weight_types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1,
+				   QT_Q5_0, QT_Q5_1, QT_Q8_0, QT_Q2_K, QT_Q3_K,
+				   QT_Q4_K, QT_Q5_K, QT_Q6_K};
+#define N_WEIGHT_TYPES ((int)(sizeof(weight_types) / sizeof(weight_types[0])))
+
+static double rel_rms(const float *a, const float *ref, int64_t n)
+{
+	double e = 0, r = 0;
+	for (int64_t i = 0; i < n; i++) {
+		e += (double)(a[i] - ref[i]) * (a[i] - ref[i]);
+		r += (double)ref[i] * ref[i];
+	}
+	return sqrt(e / (r > 0 ? r : 1));
+}
+
+/* ---- traits ------------------------------------------------------------------ */
+
+static void test_traits(void **state)
+{
+	static const struct {
+		int id;
+		const char *name;
+		int elems;
+		size_t bytes;
+		int supported;
+	} want[] = {
+		{0, "F32", 1, 4, 1},         {1, "F16", 1, 2, 1},
+		{2, "Q4_0", 32, 18, 1},      {3, "Q4_1", 32, 20, 1},
+		{6, "Q5_0", 32, 22, 1},      {7, "Q5_1", 32, 24, 1},
+		{8, "Q8_0", 32, 34, 1},      {9, "Q8_1", 32, 36, 0},
+		{10, "Q2_K", 256, 84, 1},    {11, "Q3_K", 256, 110, 1},
+		{12, "Q4_K", 256, 144, 1},   {13, "Q5_K", 256, 176, 1},
+		{14, "Q6_K", 256, 210, 1},   {15, "Q8_K", 256, 292, 0},
+		{16, "IQ2_XXS", 256, 66, 0}, {17, "IQ2_XS", 256, 74, 0},
+		{18, "IQ3_XXS", 256, 98, 0}, {19, "IQ1_S", 256, 50, 0},
+		{20, "IQ4_NL", 32, 18, 0},   {21, "IQ3_S", 256, 110, 0},
+		{22, "IQ2_S", 256, 82, 0},   {23, "IQ4_XS", 256, 136, 0},
+		{24, "I8", 1, 1, 0},         {25, "I16", 1, 2, 0},
+		{26, "I32", 1, 4, 0},        {27, "I64", 1, 8, 0},
+		{28, "F64", 1, 8, 0},        {29, "IQ1_M", 256, 56, 0},
+		{30, "BF16", 1, 2, 1},       {31, "Q4_0_4_4", 32, 18, 0},
+		{32, "Q4_0_4_8", 32, 18, 0}, {33, "Q4_0_8_8", 32, 18, 0},
+		{34, "TQ1_0", 256, 54, 0},   {35, "TQ2_0", 256, 66, 0},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct quant_traits *t = quant_traits(want[i].id);
+		assert_non_null(t);
+		assert_string_equal(t->name, want[i].name);
+		assert_string_equal(quant_type_name(want[i].id), want[i].name);
+		assert_int_equal(t->block_elems, want[i].elems);
+		assert_int_equal(t->block_bytes, want[i].bytes);
+		assert_int_equal(t->supported, want[i].supported);
+	}
+	assert_null(quant_traits(4));
+	assert_null(quant_traits(5));
+	assert_null(quant_traits(-1));
+	assert_null(quant_traits(QT_COUNT));
+	assert_null(quant_traits(1000));
+	assert_string_equal(quant_type_name(99), "type 99");
+	assert_int_equal(quant_traits(QT_Q4_0)->dot_type, QT_Q8_0);
+	assert_int_equal(quant_traits(QT_Q5_1)->dot_type, QT_Q8_1);
+	assert_int_equal(quant_traits(QT_Q6_K)->dot_type, QT_Q8_K);
+}
+
+static void test_row_bytes(void **state)
+{
+	size_t b = 0;
+	(void)state;
+	assert_int_equal(quant_row_bytes(QT_Q4_0, 4096, &b), 0);
+	assert_int_equal(b, 4096 / 32 * 18);
+	assert_int_equal(quant_row_bytes(QT_Q4_K, 2048, &b), 0);
+	assert_int_equal(b, 8 * 144);
+	assert_int_equal(quant_row_bytes(QT_F16, 7, &b), 0);
+	assert_int_equal(b, 14);
+	assert_int_equal(quant_row_bytes(QT_Q4_K, 100, &b), -1);
+	assert_int_equal(quant_row_bytes(QT_Q8_0, 33, &b), -1);
+	assert_int_equal(quant_row_bytes(99, 32, &b), -1);
+	assert_int_equal(quant_row_bytes(QT_F32, -4, &b), -1);
+	/* overflow of blocks * bytes is refused, not wrapped */
+	assert_int_equal(quant_row_bytes(QT_F32, INT64_MAX / 2 + 1, &b), -1);
+}
+
+/* ---- conversions ------------------------------------------------------------- */
+
+static uint32_t bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+static float from_bits(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+static void test_f16_known(void **state)
+{
+	(void)state;
+	assert_int_equal(quant_f32_to_f16(1.0f), 0x3c00);
+	assert_int_equal(quant_f32_to_f16(-2.0f), 0xc000);
+	assert_int_equal(quant_f32_to_f16(0.0f), 0x0000);
+	assert_int_equal(quant_f32_to_f16(-0.0f), 0x8000);
+	assert_int_equal(quant_f32_to_f16(65504.0f), 0x7bff);
+	assert_int_equal(quant_f32_to_f16(65519.0f), 0x7bff); /* below the midpoint */
+	assert_int_equal(quant_f32_to_f16(65520.0f), 0x7c00); /* tie rounds to even: inf */
+	assert_int_equal(quant_f32_to_f16(1e10f), 0x7c00);
+	assert_int_equal(quant_f32_to_f16(-INFINITY), 0xfc00);
+	assert_int_equal(quant_f32_to_f16(0x1p-24f), 0x0001);    /* smallest subnormal */
+	assert_int_equal(quant_f32_to_f16(0x1p-25f), 0x0000);    /* tie to even: zero */
+	assert_int_equal(quant_f32_to_f16(0x1.8p-24f), 0x0002);  /* tie to even: 2 */
+	assert_int_equal(quant_f32_to_f16(0x1.01p-25f), 0x0001); /* above the tie */
+	assert_int_equal(quant_f32_to_f16(0x1p-14f), 0x0400);    /* smallest normal */
+	assert_int_equal(quant_f32_to_f16(0x1.ffcp-15f), 0x0400); /* rounds up into normals */
+	assert_int_equal(quant_f32_to_f16(1.0f + 0x1p-11f), 0x3c00); /* tie to even */
+	assert_int_equal(quant_f32_to_f16(1.0f + 0x1.8p-10f), 0x3c02);
+	assert_int_equal(quant_f32_to_f16(1e-30f), 0x0000);
+	assert_int_equal(quant_f32_to_f16(from_bits(1)), 0x0000); /* float subnormal */
+	assert_true(isnan(quant_f16_to_f32(quant_f32_to_f16(NAN))));
+	assert_true((quant_f32_to_f16(NAN) & 0x7c00) == 0x7c00 && (quant_f32_to_f16(NAN) & 0x3ff));
+	/* a NaN whose payload sits in the low bits still stays NaN */
+	assert_true(isnan(quant_f16_to_f32(quant_f32_to_f16(from_bits(0x7f800001)))));
+	assert_true(quant_f16_to_f32(0x0001) == 0x1p-24f);
+	assert_true(quant_f16_to_f32(0x03ff) == 0x1.ff8p-15f);
+	assert_true(quant_f16_to_f32(0x3555) == 0x1.554p-2f);
+	assert_true(isinf(quant_f16_to_f32(0x7c00)) && quant_f16_to_f32(0x7c00) > 0);
+	assert_true(quant_f16_to_f32(0x8000) == 0 && signbit(quant_f16_to_f32(0x8000)));
+}
+
+static void test_f16_round_trip_all(void **state)
+{
+	(void)state;
+	/* every half survives half -> float -> half; NaNs stay NaN */
+	for (uint32_t h = 0; h < 0x10000; h++) {
+		float f = quant_f16_to_f32((quant_half)h);
+		quant_half back = quant_f32_to_f16(f);
+		if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) {
+			assert_true(isnan(f));
+			assert_true((back & 0x7c00) == 0x7c00 && (back & 0x3ff));
+		} else {
+			assert_int_equal(back, h);
+		}
+	}
+}
+
+static void test_f16_matches_hardware(void **state)
+{
+	(void)state;
+#if defined(__F16C__)
+	/* random float bit patterns and values near half's range, against F16C */
+	for (int i = 0; i < 200000; i++) {
+		float f;
+		if (i & 1)
+			f = from_bits(rnd_u32());
+		else
+			f = ldexpf(rnd_normal(), (int)(rnd_u32() % 50) - 30);
+		if (isnan(f))
+			continue;
+		uint16_t hw = _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+		if (quant_f32_to_f16(f) != hw)
+			fail_msg("f32 %a (0x%08x): got 0x%04x, F16C 0x%04x", (double)f, bits(f),
+				 quant_f32_to_f16(f), hw);
+	}
+	for (uint32_t h = 0; h < 0x10000; h++) {
+		float a = quant_f16_to_f32((quant_half)h), b = _cvtsh_ss((uint16_t)h);
+		if (!(isnan(a) && isnan(b)))
+			assert_int_equal(bits(a), bits(b));
+	}
+#else
+	skip();
+#endif
+}
+
+static void test_bf16(void **state)
+{
+	(void)state;
+	assert_int_equal(quant_f32_to_bf16(1.0f), 0x3f80);
+	assert_int_equal(quant_f32_to_bf16(-1.0f), 0xbf80);
+	/* 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even */
+	assert_int_equal(quant_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);
+	assert_int_equal(quant_f32_to_bf16(1.0f + 0x1.8p-7f), 0x3f82);
+	assert_int_equal(quant_f32_to_bf16(1.0f + 0x1.02p-8f), 0x3f81);
+	assert_int_equal(quant_f32_to_bf16(INFINITY), 0x7f80);
+	assert_int_equal(quant_f32_to_bf16(3.4e38f), 0x7f80); /* rounds up past the max */
+	assert_int_equal(quant_f32_to_bf16(from_bits(1)), 0x0000);
+	assert_int_equal(quant_f32_to_bf16(from_bits(0x00018000)), 0x0002);
+	assert_true(isnan(quant_bf16_to_f32(quant_f32_to_bf16(NAN))));
+	assert_true(isnan(quant_bf16_to_f32(quant_f32_to_bf16(from_bits(0x7f800001)))));
+	assert_true(quant_bf16_to_f32(0x4049) == 3.140625f);
+	for (uint32_t h = 0; h < 0x10000; h++) {
+		float f = quant_bf16_to_f32((quant_bf16)h);
+		if (isnan(f))
+			continue;
+		assert_int_equal(quant_f32_to_bf16(f), h);
+	}
+}
+
+/* ---- known dequantized values ---------------------------------------------------- */
+
+static void test_dequant_known(void **state)
+{
+	float y[QK_K];
+	(void)state;
+	{
+		struct block_q4_0 b = {0};
+		b.d = quant_f32_to_f16(0.5f);
+		b.qs[0] = 0x1F; /* element 0 = 15, element 16 = 1 */
+		b.qs[15] = 0x80;
+		quant_dequantize_row(QT_Q4_0, &b, y, 32);
+		assert_true(y[0] == 3.5f && y[16] == -3.5f && y[15] == -4.0f && y[31] == 0.0f);
+		assert_true(y[1] == -4.0f);
+	}
+	{
+		struct block_q4_1 b = {0};
+		b.d = quant_f32_to_f16(2.0f);
+		b.m = quant_f32_to_f16(-1.0f);
+		b.qs[3] = 0x52;
+		quant_dequantize_row(QT_Q4_1, &b, y, 32);
+		assert_true(y[3] == 3.0f && y[19] == 9.0f && y[0] == -1.0f);
+	}
+	{
+		struct block_q5_0 b = {0};
+		b.d = quant_f32_to_f16(1.0f);
+		b.qs[2] = 0x3F;
+		b.qh[0] = 0x04; /* bit 2: element 2 gets 16 */
+		b.qh[2] = 0x04; /* bit 18: element 18 gets 16 */
+		quant_dequantize_row(QT_Q5_0, &b, y, 32);
+		assert_true(y[2] == 15.0f && y[18] == 3.0f && y[0] == -16.0f);
+	}
+	{
+		struct block_q5_1 b = {0};
+		b.d = quant_f32_to_f16(1.0f);
+		b.m = quant_f32_to_f16(0.5f);
+		b.qs[31 - 16] = 0xF0;
+		b.qh[3] = 0x80; /* bit 31 */
+		quant_dequantize_row(QT_Q5_1, &b, y, 32);
+		assert_true(y[31] == 31.5f && y[15] == 0.5f);
+	}
+	{
+		struct block_q8_0 b = {0};
+		b.d = quant_f32_to_f16(0.25f);
+		b.qs[7] = -128;
+		b.qs[8] = 127;
+		quant_dequantize_row(QT_Q8_0, &b, y, 32);
+		assert_true(y[7] == -32.0f && y[8] == 31.75f && y[0] == 0.0f);
+	}
+	{
+		struct block_q2_K b = {0};
+		b.d = quant_f32_to_f16(1.0f);
+		b.dmin = quant_f32_to_f16(0.5f);
+		/* element 128 + 32*2 + 17 = 209: qs[32 + 17] bits 4..5, scale index 13 */
+		b.qs[49] = 3 << 4;
+		b.scales[13] = 0x25; /* scale 5, min 2 */
+		quant_dequantize_row(QT_Q2_K, &b, y, 256);
+		assert_true(y[209] == 14.0f && y[208] == -1.0f && y[0] == 0.0f);
+	}
+	{
+		struct block_q3_K b = {0};
+		b.d = quant_f32_to_f16(1.0f);
+		/* element 128 + 32*3 + 5 = 229: qs[32 + 5] bits 6..7, hmask[5] bit 7, scale 14 */
+		b.qs[37] = 2 << 6;
+		b.hmask[5] = 0x80;
+		/* scale 14: low nibble in byte 6 high half, high bits in byte 10 bits 6..7 */
+		b.scales[6] = 0x30;
+		b.scales[10] = 0x80; /* high 2 bits = 2 -> 32 + 3 = 35 -> 3 after bias */
+		quant_dequantize_row(QT_Q3_K, &b, y, 256);
+		assert_true(y[229] == 6.0f);
+		/* element 228 has no high bit: 0 - 4 = -4, same scale */
+		assert_true(y[228] == -12.0f);
+	}
+	{
+		struct block_q4_K b = {0};
+		b.d = quant_f32_to_f16(1.0f);
+		b.dmin = quant_f32_to_f16(1.0f);
+		/* sub-block 5 (elements 160..191): high nibbles of qs[64..95] */
+		b.qs[64 + 3] = 0x70;
+		/* scale 5: low 4 bits in scales[9] low, top 2 in scales[1] >> 6; min in scales[9] high */
+		b.scales[9] = 0x21; /* scale low 1, min low 2 */
+		b.scales[1] = 0x40; /* scale high bits 1 -> scale 17 */
+		b.scales[5] = 0x80; /* min high bits 2 -> min 34 */
+		quant_dequantize_row(QT_Q4_K, &b, y, 256);
+		assert_true(y[163] == 17.0f * 7 - 34.0f);
+		assert_true(y[160] == -34.0f);
+		assert_true(y[0] == 0.0f);
+	}
+	{
+		struct block_q5_K b = {0};
+		b.d = quant_f32_to_f16(1.0f);
+		b.dmin = quant_f32_to_f16(0.0f);
+		b.scales[0] = 2; /* sub-block 0 scale 2 */
+		b.scales[3] = 3; /* sub-block 3 scale 3 */
+		b.qs[32 + 4] = 0x50; /* element 64 + 32 + 4 = 100 low bits 5 */
+		b.qh[4] = 1 << 3;    /* its 5th bit: bit 2*1 + 1 */
+		b.qs[1] = 0x0F;
+		quant_dequantize_row(QT_Q5_K, &b, y, 256);
+		assert_true(y[100] == 3.0f * 21);
+		assert_true(y[1] == 2.0f * 15);
+	}
+	{
+		struct block_q6_K b = {0};
+		b.d = quant_f32_to_f16(0.5f);
+		for (int i = 0; i < 16; i++)
+			b.scales[i] = (int8_t)(i + 1);
+		/* element 128 + 64 + 7 = 199: ql[64 + 7] high nibble, qh[32 + 7] bits 4..5 */
+		b.ql[71] = 0xA0;
+		b.qh[39] = 0x30;
+		memset(b.ql, 0, 64);
+		quant_dequantize_row(QT_Q6_K, &b, y, 256);
+		/* q = 10 | 3 << 4 = 58 -> 26, scale index 12 -> 13 */
+		assert_true(y[199] == 0.5f * 13 * 26);
+		assert_true(y[0] == 0.5f * 1 * -32);
+	}
+	{
+		quant_half h[2] = {0x3c00, 0xc000};
+		quant_bf16 b[2] = {0x3f80, 0x4049};
+		quant_dequantize_row(QT_F16, h, y, 2);
+		assert_true(y[0] == 1.0f && y[1] == -2.0f);
+		quant_dequantize_row(QT_BF16, b, y, 2);
+		assert_true(y[0] == 1.0f && y[1] == 3.140625f);
+	}
+}
+
+/* ---- quantization round trips ---------------------------------------------------- */
+
+static void test_quantize_round_trip(void **state)
+{
+	static const struct {
+		int type;
+		double bound; /* relative RMS error for gaussian data */
+	} cases[] = {
+		{QT_F32, 0},     {QT_F16, 5e-4},  {QT_BF16, 4e-3}, {QT_Q8_0, 0.01},
+		{QT_Q8_1, 0.01}, {QT_Q8_K, 0.01}, {QT_Q4_0, 0.11}, {QT_Q4_K, 0.09},
+		{QT_Q6_K, 0.025},
+	};
+	enum { N = 4096 };
+	float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+	void *q = malloc(N * 4 + 4096);
+	(void)state;
+	fill_normal(x, N, 0.3f);
+	for (int i = 0; i < 64; i++) /* an all-zero stretch must survive */
+		x[1024 + i] = 0;
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		assert_int_equal(quant_quantize_row(cases[c].type, x, q, N), 0);
+		quant_dequantize_row(cases[c].type, q, y, N);
+		double e = rel_rms(y, x, N);
+		if (e > cases[c].bound)
+			fail_msg("%s: relative rms %g > %g", quant_type_name(cases[c].type), e,
+				 cases[c].bound);
+		/* a coarse type must still be much better than nothing */
+		assert_true(e < 0.2);
+		for (int i = 0; i < 64; i++)
+			assert_true(y[1024 + i] == 0.0f);
+	}
+	/* unsupported targets and bad lengths are refused */
+	assert_int_equal(quant_quantize_row(QT_Q2_K, x, q, 256), -1);
+	assert_int_equal(quant_quantize_row(QT_Q4_0, x, q, 33), -1);
+	assert_int_equal(quant_quantize_row(77, x, q, 32), -1);
+	free(x);
+	free(y);
+	free(q);
+}
+
+/* Q8_1's s field is d * sum(qs), as the Q4_1 / Q5_1 dots expect. */
+static void test_q8_1_sum(void **state)
+{
+	float x[64];
+	struct block_q8_1 b[2];
+	(void)state;
+	fill_normal(x, 64, 1);
+	quant_quantize_row(QT_Q8_1, x, b, 64);
+	for (int i = 0; i < 2; i++) {
+		int s = 0;
+		for (int j = 0; j < 32; j++)
+			s += b[i].qs[j];
+		assert_float_equal(quant_f16_to_f32(b[i].s), quant_f16_to_f32(b[i].d) * s,
+				   fabsf(quant_f16_to_f32(b[i].d) * s) * 1e-3f + 1e-6f);
+	}
+	struct block_q8_K k;
+	float z[256];
+	fill_normal(z, 256, 1);
+	quant_quantize_row(QT_Q8_K, z, &k, 256);
+	for (int g = 0; g < 16; g++) {
+		int s = 0;
+		for (int j = 0; j < 16; j++)
+			s += k.qs[16 * g + j];
+		assert_int_equal(k.bsums[g], s);
+	}
+}
+
+/* ---- dot products ------------------------------------------------------------------ */
+
+static void check_dot_against_dequant(int type, int64_t n)
+{
+	const struct quant_traits *t = quant_traits(type);
+	size_t wb = row_bytes(type, n), ab = row_bytes(t->dot_type, n);
+	void *w = malloc(wb), *a = malloc(ab);
+	float *wf = malloc(n * sizeof(float)), *af = malloc(n * sizeof(float));
+	float *x = malloc(n * sizeof(float));
+	fill_random_weights(type, w, n);
+	fill_normal(x, n, 1);
+	assert_int_equal(quant_quantize_row(t->dot_type, x, a, n), 0);
+	quant_dequantize_row(type, w, wf, n);
+	quant_dequantize_row(t->dot_type, a, af, n);
+	double ref = 0, mag = 0;
+	for (int64_t i = 0; i < n; i++) {
+		ref += (double)wf[i] * af[i];
+		mag += fabs((double)wf[i] * af[i]);
+	}
+	if (t->dot_type == QT_Q8_1) {
+		/* the kernel uses the half-rounded block sum s for the m term, as ggml does */
+		const struct block_q8_1 *ab8 = a;
+		for (int64_t b = 0; b < n / 32; b++) {
+			const quant_half *dm = (const quant_half *)((const uint8_t *)w + b * t->block_bytes);
+			int s = 0;
+			for (int j = 0; j < 32; j++)
+				s += ab8[b].qs[j];
+			ref += (double)quant_f16_to_f32(dm[1]) *
+			       ((double)quant_f16_to_f32(ab8[b].s) - (double)quant_f16_to_f32(ab8[b].d) * s);
+		}
+	}
+	float got = quant_vec_dot(type, n, w, a);
+	if (fabs(got - ref) > 2e-6 * mag + 1e-6)
+		fail_msg("%s n=%lld isa %s: dot %.9g, reference %.9g (mag %g)",
+			 quant_type_name(type), (long long)n, quant_isa_name(quant_isa_current()),
+			 (double)got, ref, mag);
+	free(w);
+	free(a);
+	free(wf);
+	free(af);
+	free(x);
+}
+
+/* every ISA level this CPU has, scalar first */
+static int isa_levels(enum quant_isa out[4])
+{
+	int k = 0;
+	for (int i = QUANT_ISA_SCALAR; i <= (int)quant_isa_best(); i++)
+		out[k++] = (enum quant_isa)i;
+	return k;
+}
+
+static void test_vec_dot_all_types(void **state)
+{
+	enum quant_isa isas[4];
+	int nisa = isa_levels(isas);
+	(void)state;
+	for (int k = 0; k < nisa; k++) {
+		assert_int_equal(quant_isa_set(isas[k]), 0);
+		for (int i = 0; i < N_WEIGHT_TYPES; i++) {
+			const struct quant_traits *t = quant_traits(weight_types[i]);
+			assert_true(t->supported);
+			check_dot_against_dequant(weight_types[i], t->block_elems == 1 ? 80 : 256);
+			check_dot_against_dequant(weight_types[i], 2048);
+			if (t->block_elems == 1)
+				check_dot_against_dequant(weight_types[i], 37);
+		}
+	}
+	quant_isa_set(quant_isa_best());
+}
+
+/* SIMD kernels (dot, gemv, gemm) against the plain C twin on the same data. */
+static void check_kernels_against_scalar(int type, int64_t n, int nrows, int ntok)
+{
+	const struct quant_traits *t = quant_traits(type);
+	size_t wb = row_bytes(type, n), ab = row_bytes(t->dot_type, n);
+	size_t wstride = wb + 64, astride = ab + 32; /* strides wider than a row */
+	size_t ostride = (size_t)nrows + 3;
+	uint8_t *w = malloc(wstride * nrows), *a = malloc(astride * ntok);
+	float *x = malloc(n * sizeof(float));
+	float *ref = malloc(sizeof(float) * ostride * ntok), *got = malloc(sizeof(float) * ostride * ntok);
+	float *gv = malloc(sizeof(float) * nrows);
+	enum quant_isa isas[4];
+	int nisa = isa_levels(isas);
+
+	for (int r = 0; r < nrows; r++)
+		fill_random_weights(type, w + r * wstride, n);
+	for (int tk = 0; tk < ntok; tk++) {
+		fill_normal(x, n, tk == 1 ? 0.001f : 1); /* one small-scale token */
+		assert_int_equal(quant_quantize_row(t->dot_type, x, a + tk * astride, n), 0);
+	}
+	quant_isa_set(QUANT_ISA_SCALAR);
+	for (int tk = 0; tk < ntok; tk++)
+		for (int r = 0; r < nrows; r++)
+			ref[tk * ostride + r] = quant_vec_dot(type, n, w + r * wstride, a + tk * astride);
+	for (int k = 0; k < nisa; k++) {
+		quant_isa_set(isas[k]);
+		for (int tk = 0; tk < ntok; tk++) {
+			quant_gemv(type, n, w, wstride, nrows, a + tk * astride, gv);
+			for (int r = 0; r < nrows; r++) {
+				float e = ref[tk * ostride + r];
+				float d1 = quant_vec_dot(type, n, w + r * wstride, a + tk * astride);
+				float tol = 1e-5f * fabsf(e) + 1e-4f * (tk == 1 ? 0.001f : 1);
+				if (fabsf(d1 - e) > tol || fabsf(gv[r] - e) > tol)
+					fail_msg("%s isa %s n=%lld row %d tok %d: dot %.9g gemv %.9g, C %.9g",
+						 quant_type_name(type), quant_isa_name(isas[k]),
+						 (long long)n, r, tk, (double)d1, (double)gv[r], (double)e);
+			}
+		}
+		for (size_t i = 0; i < ostride * ntok; i++)
+			got[i] = -12345.0f;
+		quant_gemm(type, n, w, wstride, nrows, a, astride, ntok, got, ostride);
+		for (int tk = 0; tk < ntok; tk++) {
+			for (int r = 0; r < nrows; r++) {
+				float e = ref[tk * ostride + r], g = got[tk * ostride + r];
+				float tol = 1e-5f * fabsf(e) + 1e-4f * (tk == 1 ? 0.001f : 1);
+				if (fabsf(g - e) > tol)
+					fail_msg("%s isa %s gemm row %d tok %d: %.9g, C %.9g",
+						 quant_type_name(type), quant_isa_name(isas[k]), r, tk,
+						 (double)g, (double)e);
+			}
+			for (size_t r = nrows; r < ostride; r++) /* padding untouched */
+				assert_true(got[tk * ostride + r] == -12345.0f);
+		}
+	}
+	quant_isa_set(quant_isa_best());
+	free(w);
+	free(a);
+	free(x);
+	free(ref);
+	free(got);
+	free(gv);
+}
+
+static void test_kernels_vs_scalar(void **state)
+{
+	(void)state;
+	for (int i = 0; i < N_WEIGHT_TYPES; i++) {
+		int type = weight_types[i];
+		int64_t blk = quant_traits(type)->block_elems;
+		int64_t n = blk == 1 ? 512 + 24 : blk * (blk == QK_K ? 3 : 9);
+		/* row and token counts that are not multiples of the register tiles */
+		check_kernels_against_scalar(type, n, 11, 7);
+		check_kernels_against_scalar(type, n, 1, 1);
+		check_kernels_against_scalar(type, blk == 1 ? 16 : blk, 4, 4);
+	}
+}
+
+/* Shapes that cross the kernels' internal chunking: rows longer than one
+ * prepared activation chunk, and more rows than one gemm panel holds. */
+static void test_kernels_large_shapes(void **state)
+{
+	(void)state;
+	check_kernels_against_scalar(QT_Q4_0, 16384 + 160, 5, 5);
+	check_kernels_against_scalar(QT_Q8_0, 16384 + 32 * 4, 3, 2);
+	check_kernels_against_scalar(QT_F32, 4096, 37, 5);
+	check_kernels_against_scalar(QT_Q4_K, 4096 * 2, 120, 3);
+}
+
+/* Activation quantizers: SIMD versions produce the same blocks as C. */
+static void test_activation_quantizers(void **state)
+{
+	static const int types[] = {QT_Q8_0, QT_Q8_1, QT_Q8_K};
+	enum { N = 2048 };
+	enum quant_isa isas[4];
+	int nisa = isa_levels(isas);
+	float *x = malloc(N * sizeof(float));
+	uint8_t *ref = malloc(N * 2), *got = malloc(N * 2);
+	(void)state;
+	fill_normal(x, N, 2);
+	for (int i = 0; i < 256; i++)
+		x[512 + i] = 0; /* a zero block */
+	x[5] = 1e-30f;
+	for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
+		size_t b = row_bytes(types[ti], N);
+		quant_isa_set(QUANT_ISA_SCALAR);
+		quant_quantize_row(types[ti], x, ref, N);
+		for (int k = 1; k < nisa; k++) {
+			quant_isa_set(isas[k]);
+			memset(got, 0x55, b);
+			quant_quantize_row(types[ti], x, got, N);
+			if (memcmp(ref, got, b))
+				fail_msg("%s quantizer differs at isa %s", quant_type_name(types[ti]),
+					 quant_isa_name(isas[k]));
+		}
+	}
+	quant_isa_set(quant_isa_best());
+	free(x);
+	free(ref);
+	free(got);
+}
+
+static void test_isa(void **state)
+{
+	(void)state;
+	enum quant_isa best = quant_isa_best();
+	assert_int_equal(quant_isa_current(), best);
+	assert_string_equal(quant_isa_name(QUANT_ISA_SCALAR), "scalar");
+	assert_int_equal(quant_isa_set(QUANT_ISA_SCALAR), 0);
+	assert_int_equal(quant_isa_current(), QUANT_ISA_SCALAR);
+	if (best < QUANT_ISA_AVX512_VNNI)
+		assert_int_equal(quant_isa_set(QUANT_ISA_AVX512_VNNI), -1);
+	assert_int_equal(quant_isa_set((enum quant_isa)17), -1);
+	assert_int_equal(quant_isa_set(best), 0);
+	printf("quant: best isa on this cpu: %s\n", quant_isa_name(best));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_isa),
+		cmocka_unit_test(test_traits),
+		cmocka_unit_test(test_row_bytes),
+		cmocka_unit_test(test_f16_known),
+		cmocka_unit_test(test_f16_round_trip_all),
+		cmocka_unit_test(test_f16_matches_hardware),
+		cmocka_unit_test(test_bf16),
+		cmocka_unit_test(test_dequant_known),
+		cmocka_unit_test(test_quantize_round_trip),
+		cmocka_unit_test(test_q8_1_sum),
+		cmocka_unit_test(test_vec_dot_all_types),
+		cmocka_unit_test(test_kernels_vs_scalar),
+		cmocka_unit_test(test_kernels_large_shapes),
+		cmocka_unit_test(test_activation_quantizers),
+	};
+	return cmocka_run_group_tests_name("quant", tests, NULL, NULL);
+}

@@ -1,0 +1,124 @@
+/* ui/chat_pane: transcript rendering into visual lines, and scrollback following. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <locale.h>
+#include <string.h>
+
+#include "chat_pane.h"
+
+static int setup(void **state)
+{
+	(void)state;
+	return setlocale(LC_CTYPE, "C.UTF-8") ? 0 : -1;
+}
+
+static int count_kind(const struct chat_msg *m, enum chat_vkind k)
+{
+	int n = 0;
+	for (size_t i = 0; i < m->n_vlines; i++)
+		n += m->vlines[i].kind == k;
+	return n;
+}
+
+static void test_layout_message(void **state)
+{
+	struct chat_pane p;
+	(void)state;
+	chat_pane_init(&p);
+	struct chat_msg *u = chat_pane_add(&p, CHAT_USER, "hello there friend");
+	chat_msg_layout(&p, u, 13);
+	/* header, "hello there" / "friend" wrapped at 11 (indent 2), blank */
+	assert_int_equal(u->n_vlines, 4);
+	assert_int_equal(u->vlines[0].kind, VL_HEADER);
+	assert_int_equal(count_kind(u, VL_TEXT), 2);
+	assert_int_equal(u->vlines[1].indent, 2);
+	assert_int_equal(u->vlines[3].kind, VL_BLANK);
+
+	struct chat_msg *a = chat_pane_add(&p, CHAT_ASSISTANT, "");
+	a->flags = CHAT_STREAMING;
+	chat_msg_layout(&p, a, 40);
+	assert_int_equal(count_kind(a, VL_TEXT), 1);
+	chat_pane_append(&p, a, "line one\n", 9);
+	chat_msg_layout(&p, a, 40);
+	/* a streaming reply shows the line its newline starts */
+	assert_int_equal(count_kind(a, VL_TEXT), 2);
+	chat_pane_append(&p, a, "- item\n```\ncode\n```\n", 20);
+	a->flags = CHAT_STOPPED;
+	chat_msg_layout(&p, a, 40);
+	assert_int_equal(count_kind(a, VL_TEXT), 5);
+	assert_int_equal(count_kind(a, VL_MARK), 1);
+	assert_int_equal(a->lines[3].code, 1);
+	/* the cache: same width and text, nothing changes; a new width rewraps */
+	assert_int_equal(chat_pane_total(&p, 40), 3 + 8);
+	assert_true(chat_pane_total(&p, 8) > 11);
+	chat_pane_release(&p);
+}
+
+static void test_follow_and_scroll(void **state)
+{
+	struct chat_pane p;
+	(void)state;
+	chat_pane_init(&p);
+	for (int i = 0; i < 10; i++)
+		chat_pane_addf(&p, CHAT_NOTICE, "notice %d", i); /* 2 lines each */
+	assert_int_equal(chat_pane_total(&p, 20), 20);
+	/* following: the view shows the bottom */
+	assert_int_equal(chat_pane_view_top(&p, 20, 5), 15);
+	chat_pane_scroll(&p, 3, 20, 5);
+	assert_int_equal(p.scroll, 3);
+	assert_int_equal(chat_pane_view_top(&p, 20, 5), 12);
+	/* text arriving below does not move the view, and is flagged */
+	chat_pane_add(&p, CHAT_NOTICE, "more");
+	assert_int_equal(chat_pane_view_top(&p, 20, 5), 12);
+	assert_int_equal(p.unseen, 1);
+	chat_pane_scroll_bottom(&p);
+	assert_int_equal(chat_pane_view_top(&p, 20, 5), 17);
+	assert_int_equal(p.unseen, 0);
+	/* clamped at the top */
+	chat_pane_scroll_top(&p, 20, 5);
+	assert_int_equal(chat_pane_view_top(&p, 20, 5), 0);
+	chat_pane_scroll(&p, -1000, 20, 5);
+	assert_int_equal(p.scroll, 0);
+	/* jump to a message */
+	chat_pane_scroll_to(&p, 4, 20, 5);
+	assert_int_equal(chat_pane_view_top(&p, 20, 5), 8);
+	/* everything fits: no scrolling at all */
+	chat_pane_scroll(&p, 5, 20, 100);
+	assert_int_equal(p.scroll, 0);
+	chat_pane_release(&p);
+}
+
+static void test_remove_and_last(void **state)
+{
+	struct chat_pane p;
+	size_t idx;
+	(void)state;
+	chat_pane_init(&p);
+	chat_pane_add(&p, CHAT_USER, "q1");
+	chat_pane_add(&p, CHAT_ASSISTANT, "a1");
+	chat_pane_add(&p, CHAT_USER, "q2");
+	chat_pane_add(&p, CHAT_NOTICE, "n");
+	assert_string_equal(chat_pane_last(&p, CHAT_USER, &idx)->text.buf, "q2");
+	assert_int_equal(idx, 2);
+	p.first_shown = 3;
+	chat_pane_remove(&p, 0);
+	assert_int_equal(p.first_shown, 2);
+	assert_int_equal(p.n_msgs, 3);
+	assert_string_equal(chat_pane_last(&p, CHAT_ASSISTANT, &idx)->text.buf, "a1");
+	assert_int_equal(idx, 0);
+	assert_null(chat_pane_last(&p, CHAT_SYSTEM, NULL));
+	chat_pane_release(&p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_layout_message),
+		cmocka_unit_test(test_follow_and_scroll),
+		cmocka_unit_test(test_remove_and_last),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}

@@ -1,0 +1,370 @@
+/* The transcript pane: message model, rendering into visual lines, scrollback and drawing. */
+#include "chat_pane.h"
+#include "theme.h"
+#include "wrap.h"
+#include "xalloc.h"
+
+#include <curses.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * DESIGN
+ * Each message keeps its raw text and a cache of its rendering at one
+ * width: logical lines (Markdown applied, see markdown.c) and visual lines
+ * (wrapped, see wrap.c).  A streaming reply changes length, so only that
+ * message re-renders as tokens arrive; a resize re-renders everything
+ * once.  The view is addressed from the bottom (`scroll` lines up), so
+ * following the stream is scroll == 0 and costs nothing; when scrolled up,
+ * lines added below raise `scroll` by as much so the view holds still.
+ */
+
+#define BODY_INDENT 2
+
+void chat_pane_init(struct chat_pane *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->markdown = 1;
+	p->last_width = -1;
+	strcpy(p->assistant_label, "assistant");
+	p->dirty = 1;
+}
+
+static void msg_free(struct chat_msg *m)
+{
+	strbuf_release(&m->text);
+	for (size_t i = 0; i < m->alloc_lines; i++)
+		md_line_release(&m->lines[i]);
+	free(m->lines);
+	free(m->vlines);
+	free(m);
+}
+
+void chat_pane_release(struct chat_pane *p)
+{
+	chat_pane_clear(p);
+	free(p->msgs);
+	p->msgs = NULL;
+	p->alloc_msgs = 0;
+}
+
+void chat_pane_clear(struct chat_pane *p)
+{
+	for (size_t i = 0; i < p->n_msgs; i++)
+		msg_free(p->msgs[i]);
+	p->n_msgs = 0;
+	p->first_shown = 0;
+	p->scroll = 0;
+	p->unseen = 0;
+	p->last_total = 0;
+	p->dirty = 1;
+}
+
+struct chat_msg *chat_pane_add(struct chat_pane *p, enum chat_role role, const char *text)
+{
+	struct chat_msg *m = xcalloc(1, sizeof(*m));
+	m->role = role;
+	strbuf_init(&m->text, 0);
+	strbuf_addstr(&m->text, text);
+	m->cache_width = -1;
+	ALLOC_GROW(p->msgs, p->n_msgs + 1, p->alloc_msgs);
+	p->msgs[p->n_msgs++] = m;
+	p->dirty = 1;
+	return m;
+}
+
+struct chat_msg *chat_pane_addf(struct chat_pane *p, enum chat_role role, const char *fmt, ...)
+{
+	struct strbuf sb = STRBUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	strbuf_vaddf(&sb, fmt, ap);
+	va_end(ap);
+	struct chat_msg *m = chat_pane_add(p, role, sb.buf);
+	strbuf_release(&sb);
+	return m;
+}
+
+void chat_pane_append(struct chat_pane *p, struct chat_msg *m, const char *text, size_t len)
+{
+	strbuf_add(&m->text, text, len);
+	p->dirty = 1;
+}
+
+void chat_pane_remove(struct chat_pane *p, size_t i)
+{
+	if (i >= p->n_msgs)
+		return;
+	msg_free(p->msgs[i]);
+	memmove(p->msgs + i, p->msgs + i + 1, (p->n_msgs - i - 1) * sizeof(*p->msgs));
+	p->n_msgs--;
+	if (p->first_shown > i)
+		p->first_shown--;
+	p->dirty = 1;
+}
+
+struct chat_msg *chat_pane_last(struct chat_pane *p, enum chat_role role, size_t *index)
+{
+	for (size_t i = p->n_msgs; i-- > 0;)
+		if (p->msgs[i]->role == role) {
+			if (index)
+				*index = i;
+			return p->msgs[i];
+		}
+	return NULL;
+}
+
+static void push_vline(struct chat_msg *m, enum chat_vkind kind, int ll, size_t start, size_t end,
+		       int indent)
+{
+	ALLOC_GROW(m->vlines, m->n_vlines + 1, m->alloc_vlines);
+	struct chat_vline *v = &m->vlines[m->n_vlines++];
+	v->kind = kind;
+	v->ll = ll;
+	v->start = start;
+	v->end = end;
+	v->indent = indent;
+}
+
+void chat_msg_layout(const struct chat_pane *p, struct chat_msg *m, int width)
+{
+	if (m->cache_width == width && m->cache_len == m->text.len && m->cache_flags == m->flags)
+		return;
+	m->n_vlines = 0;
+	m->n_lines = 0;
+
+	int labelled = m->role == CHAT_USER || m->role == CHAT_ASSISTANT || m->role == CHAT_SYSTEM;
+	int indent = labelled ? BODY_INDENT : 0;
+	int md = p->markdown && m->role == CHAT_ASSISTANT;
+	struct md_state st = { 0 };
+	struct wrap_span *spans = NULL;
+	size_t n_spans = 0, alloc_spans = 0;
+
+	if (labelled)
+		push_vline(m, VL_HEADER, 0, 0, 0, 0);
+	/* a streaming reply ending in '\n' shows the empty line it starts;
+	 * a finished one drops trailing newlines */
+	size_t len = m->text.len;
+	if (!(m->flags & CHAT_STREAMING))
+		while (len && m->text.buf[len - 1] == '\n')
+			len--;
+	const char *s = m->text.buf;
+	size_t pos = 0;
+	for (;;) {
+		const char *nl = memchr(s + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - s) : len;
+		if (m->n_lines == m->alloc_lines) {
+			size_t old = m->alloc_lines;
+			ALLOC_GROW(m->lines, m->n_lines + 1, m->alloc_lines);
+			for (size_t i = old; i < m->alloc_lines; i++)
+				md_line_init(&m->lines[i]);
+		}
+		struct md_line *l = &m->lines[m->n_lines];
+		md_render_line(&st, s + pos, end - pos, md, l);
+		n_spans = 0;
+		wrap_line(l->text.buf, l->text.len, width - indent, l->indent, !l->code, &spans,
+			  &n_spans, &alloc_spans);
+		for (size_t i = 0; i < n_spans; i++)
+			push_vline(m, VL_TEXT, (int)m->n_lines, spans[i].start, spans[i].end,
+				   indent + (i ? l->indent : 0));
+		m->n_lines++;
+		if (!nl)
+			break;
+		pos = end + 1;
+	}
+	free(spans);
+	if (m->flags & (CHAT_STOPPED | CHAT_FAILED))
+		push_vline(m, VL_MARK, 0, 0, 0, indent);
+	push_vline(m, VL_BLANK, 0, 0, 0, 0);
+
+	m->cache_width = width;
+	m->cache_len = m->text.len;
+	m->cache_flags = m->flags;
+}
+
+int chat_pane_total(struct chat_pane *p, int width)
+{
+	int total = 0;
+	for (size_t i = p->first_shown; i < p->n_msgs; i++) {
+		chat_msg_layout(p, p->msgs[i], width);
+		total += (int)p->msgs[i]->n_vlines;
+	}
+	return total;
+}
+
+static void clamp_scroll(struct chat_pane *p, int total, int height)
+{
+	int max = total - height;
+	if (max < 0)
+		max = 0;
+	if (p->scroll > max)
+		p->scroll = max;
+	if (p->scroll < 0)
+		p->scroll = 0;
+	if (p->scroll == 0)
+		p->unseen = 0;
+}
+
+int chat_pane_view_top(struct chat_pane *p, int width, int height)
+{
+	int total = chat_pane_total(p, width);
+	if (p->scroll > 0 && width == p->last_width && total > p->last_total) {
+		p->scroll += total - p->last_total;
+		p->unseen = 1;
+	}
+	p->last_total = total;
+	p->last_width = width;
+	clamp_scroll(p, total, height);
+	int top = total - height - p->scroll;
+	return top < 0 ? 0 : top;
+}
+
+void chat_pane_scroll(struct chat_pane *p, int lines, int width, int height)
+{
+	chat_pane_view_top(p, width, height); /* settle pending growth first */
+	p->scroll += lines;
+	clamp_scroll(p, p->last_total, height);
+	p->dirty = 1;
+}
+
+void chat_pane_scroll_top(struct chat_pane *p, int width, int height)
+{
+	chat_pane_scroll(p, 1 << 28, width, height);
+}
+
+void chat_pane_scroll_bottom(struct chat_pane *p)
+{
+	p->scroll = 0;
+	p->unseen = 0;
+	p->dirty = 1;
+}
+
+void chat_pane_scroll_to(struct chat_pane *p, size_t idx, int width, int height)
+{
+	int total = chat_pane_total(p, width), before = 0;
+	for (size_t i = p->first_shown; i < idx && i < p->n_msgs; i++)
+		before += (int)p->msgs[i]->n_vlines;
+	p->last_total = total;
+	p->last_width = width;
+	p->scroll = total - height - before;
+	clamp_scroll(p, total, height);
+	p->dirty = 1;
+}
+
+/* ---- drawing ------------------------------------------------------------ */
+
+static enum theme_slot md_slot(enum md_style s)
+{
+	switch (s) {
+	case MD_PLAIN: return TH_TEXT;
+	case MD_BOLD: return TH_BOLD;
+	case MD_CODE: return TH_CODE;
+	case MD_CODEBLOCK: return TH_CODEBLOCK;
+	case MD_FENCE: return TH_FENCE;
+	case MD_HEADING: return TH_HEADING;
+	case MD_BULLET: return TH_BULLET;
+	case MD_QUOTE: return TH_QUOTE;
+	}
+	return TH_TEXT;
+}
+
+static void draw_text(WINDOW *win, const struct chat_msg *m, const struct chat_vline *v, int width)
+{
+	const struct md_line *l = &m->lines[v->ll];
+	enum theme_slot base = m->role == CHAT_NOTICE ? TH_NOTICE
+			       : m->role == CHAT_ERROR ? TH_ERROR : TH_TEXT;
+	int col = v->indent;
+	wmove(win, getcury(win), col);
+	for (size_t r = 0; r < l->n_runs; r++) {
+		const struct md_run *run = &l->runs[r];
+		size_t a = run->start > v->start ? run->start : v->start;
+		size_t b = run->start + run->len < v->end ? run->start + run->len : v->end;
+		if (a >= b)
+			continue;
+		enum theme_slot slot = run->style == MD_PLAIN ? base : md_slot(run->style);
+		wattrset(win, (attr_t)theme_attr(slot));
+		waddnstr(win, l->text.buf + a, (int)(b - a));
+		col += wrap_width(l->text.buf + a, b - a);
+	}
+	if (l->code) {
+		/* code blocks are a filled block to the right edge */
+		wattrset(win, (attr_t)theme_attr(TH_CODEBLOCK));
+		for (; col < width; col++)
+			waddch(win, ' ');
+	}
+	wattrset(win, A_NORMAL);
+}
+
+static void draw_vline(struct chat_pane *p, WINDOW *win, const struct chat_msg *m,
+		       const struct chat_vline *v, int width)
+{
+	switch (v->kind) {
+	case VL_HEADER:
+		if (m->role == CHAT_USER) {
+			wattrset(win, (attr_t)theme_attr(TH_USER));
+			waddstr(win, "you");
+		} else if (m->role == CHAT_SYSTEM) {
+			wattrset(win, (attr_t)theme_attr(TH_SYSTEM));
+			waddstr(win, "system");
+		} else {
+			wattrset(win, (attr_t)theme_attr(TH_ASSISTANT));
+			waddnstr(win, p->assistant_label, width);
+			if (m->flags & CHAT_STREAMING) {
+				wattrset(win, (attr_t)theme_attr(TH_S_LABEL));
+				waddstr(win, " \xe2\x80\xa6"); /* … */
+			}
+		}
+		break;
+	case VL_TEXT:
+		draw_text(win, m, v, width);
+		break;
+	case VL_MARK:
+		wmove(win, getcury(win), v->indent);
+		wattrset(win, (attr_t)theme_attr(m->flags & CHAT_FAILED ? TH_ERROR : TH_STOPPED));
+		waddstr(win, m->flags & CHAT_FAILED ? "[failed]" : "[stopped]");
+		break;
+	case VL_BLANK:
+		break;
+	}
+	wattrset(win, A_NORMAL);
+}
+
+void chat_pane_draw(struct chat_pane *p, WINDOW *win, int height, int width)
+{
+	int top = chat_pane_view_top(p, width, height);
+	int line = 0, row = 0;
+
+	werase(win);
+	for (size_t i = p->first_shown; i < p->n_msgs && row < height; i++) {
+		struct chat_msg *m = p->msgs[i];
+		if (line + (int)m->n_vlines <= top) {
+			line += (int)m->n_vlines;
+			continue;
+		}
+		for (size_t k = 0; k < m->n_vlines && row < height; k++, line++) {
+			if (line < top)
+				continue;
+			wmove(win, row, 0);
+			draw_vline(p, win, m, &m->vlines[k], width);
+			row++;
+		}
+	}
+	if (p->scroll > 0 && height > 1) {
+		/* the indicator replaces the last row */
+		char buf[96];
+		if (p->unseen)
+			snprintf(buf, sizeof(buf), " \xe2\x96\xbc new text below \xc2\xb7 End to follow ");
+		else
+			snprintf(buf, sizeof(buf), " \xe2\x96\xb2 %d lines up \xc2\xb7 End to return ",
+				 p->scroll);
+		int w = wrap_width(buf, strlen(buf));
+		wmove(win, height - 1, 0);
+		wclrtoeol(win);
+		wmove(win, height - 1, w < width ? (width - w) / 2 : 0);
+		wattrset(win, (attr_t)theme_attr(TH_INDICATOR));
+		waddnstr(win, buf, (int)strlen(buf));
+		wattrset(win, A_NORMAL);
+	}
+	p->dirty = 0;
+}

@@ -1,0 +1,100 @@
+/* The transcript: messages, their wrapped and styled lines, scrollback. */
+#ifndef PALAVER_CHAT_PANE_H
+#define PALAVER_CHAT_PANE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "markdown.h"
+#include "strbuf.h"
+
+enum chat_role {
+	CHAT_USER,
+	CHAT_ASSISTANT,
+	CHAT_SYSTEM,
+	CHAT_NOTICE, /* palaver talking: help, command output; never sent to the model */
+	CHAT_ERROR,  /* like a notice, in the error colour */
+};
+
+enum chat_flag {
+	CHAT_STREAMING = 1, /* the reply is still arriving */
+	CHAT_STOPPED = 2,   /* cancelled by the user: the text is partial */
+	CHAT_FAILED = 4,    /* the engine reported an error */
+};
+
+/* What a visual line shows: a message's header, a piece of a logical line,
+ * the stopped mark or the blank line between messages. */
+enum chat_vkind { VL_HEADER, VL_TEXT, VL_MARK, VL_BLANK };
+
+struct chat_vline {
+	enum chat_vkind kind;
+	int ll;              /* VL_TEXT: index into the message's logical lines */
+	size_t start, end;   /* VL_TEXT: bytes of that line's text */
+	int indent;          /* columns before the text */
+};
+
+/*
+ * One message and its rendering cache.  The cache (lines, vlines) is valid
+ * for cache_width columns while text.len == cache_len and flags ==
+ * cache_flags; anything else re-renders it.
+ */
+struct chat_msg {
+	enum chat_role role;
+	struct strbuf text;   /* the raw text (Markdown for the assistant) */
+	int flags;            /* enum chat_flag */
+	int64_t id;           /* the history store's message id, 0 = not stored */
+	int cache_width;
+	size_t cache_len;
+	int cache_flags;
+	struct md_line *lines;     /* logical lines, n_lines */
+	size_t n_lines, alloc_lines;
+	struct chat_vline *vlines; /* visual lines, n_vlines */
+	size_t n_vlines, alloc_vlines;
+};
+
+struct chat_pane {
+	struct chat_msg **msgs;     /* n_msgs messages, oldest first */
+	size_t n_msgs, alloc_msgs;
+	size_t first_shown;         /* /clear hides the messages before this */
+	int markdown;               /* render assistant text as Markdown */
+	char assistant_label[64];   /* shown above replies: the model's name */
+	int scroll;                 /* lines scrolled up from the bottom; 0 = follow */
+	int unseen;                 /* text arrived below while scrolled up */
+	int last_total;             /* total lines at the last layout, to keep the view still */
+	int last_width;
+	int dirty;                  /* needs a redraw */
+};
+
+void chat_pane_init(struct chat_pane *p);
+void chat_pane_release(struct chat_pane *p);
+/* Add a message (text copied); returns it. */
+struct chat_msg *chat_pane_add(struct chat_pane *p, enum chat_role role, const char *text);
+struct chat_msg *chat_pane_addf(struct chat_pane *p, enum chat_role role, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void chat_pane_append(struct chat_pane *p, struct chat_msg *m, const char *text, size_t len);
+/* Remove message i (and free it). */
+void chat_pane_remove(struct chat_pane *p, size_t i);
+/* Remove every message. */
+void chat_pane_clear(struct chat_pane *p);
+/* The last message with this role, or NULL; *index gets its index. */
+struct chat_msg *chat_pane_last(struct chat_pane *p, enum chat_role role, size_t *index);
+
+/* Render message m for a pane `width` columns wide (uses the cache). */
+void chat_msg_layout(const struct chat_pane *p, struct chat_msg *m, int width);
+/* Total visual lines of the shown messages at this width. */
+int chat_pane_total(struct chat_pane *p, int width);
+
+/* Scrolling, in visual lines for a view `height` tall.  Positive = up. */
+void chat_pane_scroll(struct chat_pane *p, int lines, int width, int height);
+void chat_pane_scroll_top(struct chat_pane *p, int width, int height);
+void chat_pane_scroll_bottom(struct chat_pane *p);
+/* Scroll so that message i starts at the top of the view. */
+void chat_pane_scroll_to(struct chat_pane *p, size_t i, int width, int height);
+/* The index of the first visual line shown, given the view height; keeps
+ * the view still when lines were added below while scrolled up. */
+int chat_pane_view_top(struct chat_pane *p, int width, int height);
+
+struct _win_st;
+/* Draw into a curses window of the given size. */
+void chat_pane_draw(struct chat_pane *p, struct _win_st *win, int height, int width);
+
+#endif
