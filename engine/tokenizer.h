@@ -115,6 +115,15 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
 		     int32_t *out, int max);
 
 /*
+ * The words the pre-tokenizer cuts text[0..len) into before merging (gpt2
+ * models; a llama model's text is one word): their end offsets in bytes
+ * into ends, at most max.  Special tokens are not looked for.  Returns the
+ * number of words, its negative when more than max, -1 after error().
+ * For tests and diagnostics.
+ */
+int tokenizer_split(const struct tokenizer *t, const char *text, size_t len, size_t *ends, int max);
+
+/*
  * The bytes token id stands for (NULL with *len 0 for an id out of range).
  * Normal tokens give their text (U+2581 as a space, or the byte-level
  * alphabet undone); byte tokens give their byte; control, unknown and
