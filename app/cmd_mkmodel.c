@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "gguf.h"
 #include "gguf_write.h"
+#include "quant.h"
 #include "report.h"
 #include "util.h"
 #include "xalloc.h"
@@ -99,48 +100,12 @@ static void fill_normal(uint64_t *s, float *x, int64_t n, float std)
 
 /* ---- conversion ------------------------------------------------------------- */
 
-/* IEEE binary16 from float, round to nearest even (weights here are small and finite). */
-static uint16_t f32_to_f16(float f)
-{
-	uint32_t x;
-	memcpy(&x, &f, 4);
-	uint32_t sign = (x >> 16) & 0x8000, exp = (x >> 23) & 0xff, man = x & 0x7fffff;
-	if (exp == 0xff)
-		return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
-	int e = (int)exp - 127 + 15;
-	if (e >= 31)
-		return (uint16_t)(sign | 0x7c00);
-	if (e <= 0) {
-		if (e < -10)
-			return (uint16_t)sign;
-		man |= 0x800000;
-		int shift = 14 - e;
-		uint32_t h = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
-		if (rem > half || (rem == half && (h & 1)))
-			h++;
-		return (uint16_t)(sign | h);
-	}
-	uint32_t h = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1fff;
-	if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
-		h++; /* may carry into the exponent: still correct */
-	return (uint16_t)(sign | h);
-}
-
 /* Convert n floats (one row) to type t at dst. */
 static int convert_row(int t, const float *src, void *dst, int64_t n)
 {
-	if (t == 0) {
-		memcpy(dst, src, (size_t)n * 4);
-		return 0;
-	}
-	if (t == 1) {
-		uint16_t *h = dst;
-		for (int64_t i = 0; i < n; i++)
-			h[i] = f32_to_f16(src[i]);
-		return 0;
-	}
-	return error("mkmodel: type %s needs the quantizer, which this build lacks",
-		     gguf_type_name(t));
+	if (quant_quantize_row(t, src, dst, n) < 0)
+		return error("mkmodel: cannot quantize to %s", gguf_type_name(t));
+	return 0;
 }
 
 /* ---- the model's tensors ---------------------------------------------------- */

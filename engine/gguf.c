@@ -31,9 +31,11 @@
  *
  * Tensor sizes come from a private table of (block elements, block bytes)
  * for every ggml type id, including the ones palaver cannot compute (IQ*,
- * TQ*, MXFP4), so such files still open and can be inspected; the model
- * loader rejects them.  Ids that ggml has retired (4, 5, 31-33, 36-38) or
- * never had are errors.  After all infos are read, tensors are sorted by
+ * TQ*, MXFP4, the repacked Q4_0_4_4 family), so such files still open and
+ * can be inspected; the model loader rejects them.  Ids that GGUF never had
+ * (4 and 5, retired before GGUF; 40 and up) are errors.  The table agrees
+ * with quant_traits() (a test checks every id) but is kept here so that the
+ * reader, and its fuzzer, stand without the compute kernels.  After all infos are read, tensors are sorted by
  * offset to find overlaps.
  *
  * Values in the mapping are little-endian and may be unaligned: every read
@@ -88,8 +90,14 @@ static const struct type_size type_sizes[] = {
 	[28] = { 1, 8, "F64" },
 	[29] = { 256, 56, "IQ1_M" },
 	[30] = { 1, 2, "BF16" },
+	[31] = { 32, 18, "Q4_0_4_4" },   /* repacked Q4_0, written by 2024 llama.cpp */
+	[32] = { 32, 18, "Q4_0_4_8" },
+	[33] = { 32, 18, "Q4_0_8_8" },
 	[34] = { 256, 54, "TQ1_0" },
 	[35] = { 256, 66, "TQ2_0" },
+	[36] = { 32, 18, "IQ4_NL_4_4" }, /* repacked IQ4_NL */
+	[37] = { 32, 18, "IQ4_NL_4_8" },
+	[38] = { 32, 18, "IQ4_NL_8_8" },
 	[39] = { 32, 17, "MXFP4" },
 };
 #define N_TYPE_SIZES ((int)(sizeof(type_sizes) / sizeof(type_sizes[0])))
