@@ -54,7 +54,7 @@ static const char usage[] =
 	"  -h, --help      show this help\n";
 
 struct mk_opts {
-	const char *arch;   /* "llama" or "qwen2" */
+	const char *arch; /* "llama" or "qwen2" */
 	long dim, layers, heads, kv_heads, ffn, ctx, vocab;
 	const char *vocab_file; /* NULL: no tokenizer */
 	int type;               /* ggml type id of the weight matrices */
@@ -220,8 +220,8 @@ static int add_metadata(struct gguf_writer *w, const struct mk_opts *o, const st
 }
 
 /* Generate, convert and stream one tensor in chunks of rows. */
-static int write_tensor(struct gguf_writer *w, const struct mk_tensor *t, uint64_t seed,
-			int index, float *rowf, void *rowq, size_t row_bytes)
+static int write_tensor(struct gguf_writer *w, const struct mk_tensor *t, uint64_t seed, int index,
+			float *rowf, void *rowq, size_t row_bytes)
 {
 	uint64_t s = seed ^ ((uint64_t)(index + 1) * 0xd1342543de82ef95ull);
 	for (int64_t r = 0; r < t->ne[1]; r++) {
@@ -290,11 +290,12 @@ static int mkmodel(const struct mk_opts *o)
 	}
 	if (gguf_writer_finish(w) < 0)
 		goto out;
-	fprintf(stderr, "palaver: wrote '%s': %s %ld layers, dim %ld, %d tensors, %" PRIu64
+	fprintf(stderr,
+		"palaver: wrote '%s': %s %ld layers, dim %ld, %d tensors, %" PRIu64
 		" parameters, %s%s in %.1f s\n",
 		opts.out, opts.arch, opts.layers, opts.dim, n, params,
-		opts.type == 12 ? "Q4_K_M" : gguf_type_name(opts.type),
-		voc ? "" : ", no tokenizer", (time_now_ms() - t0) / 1000.0);
+		opts.type == 12 ? "Q4_K_M" : gguf_type_name(opts.type), voc ? "" : ", no tokenizer",
+		(time_now_ms() - t0) / 1000.0);
 	rc = 0;
 out:
 	free(rowf);
@@ -318,8 +319,11 @@ static int parse_count(const char *opt, const char *v, long max, long *out)
 
 static int parse_type(const char *v, int *out)
 {
-	static const struct { const char *name; int id; } types[] = {
-		{ "F32", 0 }, { "F16", 1 }, { "Q4_0", 2 }, { "Q8_0", 8 },
+	static const struct {
+		const char *name;
+		int id;
+	} types[] = {
+		{ "F32", 0 },   { "F16", 1 },     { "Q4_0", 2 },  { "Q8_0", 8 },
 		{ "Q4_K", 12 }, { "Q4_K_M", 12 }, { "Q6_K", 14 },
 	};
 	for (size_t i = 0; v && i < sizeof(types) / sizeof(types[0]); i++) {
@@ -334,8 +338,13 @@ static int parse_type(const char *v, int *out)
 
 int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 {
-	struct mk_opts o = { .arch = "llama", .dim = 256, .layers = 2, .heads = 4, .ctx = 2048,
-			     .vocab = 512, .seed = 1 };
+	struct mk_opts o = { .arch = "llama",
+			     .dim = 256,
+			     .layers = 2,
+			     .heads = 4,
+			     .ctx = 2048,
+			     .vocab = 512,
+			     .seed = 1 };
 	long v;
 	(void)cfg;
 	for (int i = 1; i < argc; i++) {
@@ -346,7 +355,8 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 			return EXIT_OK;
 		} else if (!strcmp(a, "--arch")) {
 			if (!val || (strcmp(val, "llama") && strcmp(val, "qwen2"))) {
-				fprintf(stderr, "palaver: mkmodel: --arch must be llama or qwen2\n");
+				fprintf(stderr,
+					"palaver: mkmodel: --arch must be llama or qwen2\n");
 				return EXIT_USAGE;
 			}
 			o.arch = val;
@@ -410,9 +420,11 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 	if (!o.ffn)
 		o.ffn = 3 * o.dim;
 	if (o.dim % o.heads || o.heads % o.kv_heads || (o.dim / o.heads) % 2) {
-		fprintf(stderr, "palaver: mkmodel: --dim %ld, --heads %ld, --kv-heads %ld: the "
+		fprintf(stderr,
+			"palaver: mkmodel: --dim %ld, --heads %ld, --kv-heads %ld: the "
 			"heads must divide dim into an even head size and be a multiple of the "
-			"kv heads\n", o.dim, o.heads, o.kv_heads);
+			"kv heads\n",
+			o.dim, o.heads, o.kv_heads);
 		return EXIT_USAGE;
 	}
 	if (mkmodel(&o) < 0) {
