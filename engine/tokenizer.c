@@ -291,6 +291,10 @@ struct tokenizer {
 	size_t *piece_off;        /* [n_vocab + 1] piece id is piece_buf[off[id] .. off[id + 1]) */
 	struct merge_map merges;  /* gpt2: merge rules; spm: token pairs that form a token */
 	struct merge_map joins;   /* spm: adjacent character pairs seen inside some token */
+	/* spm fast paths: ids of the one-byte characters and of U+2581, and the
+	 * joins among them as a bitmap (index 128 stands for U+2581) */
+	int32_t small_id[129];
+	uint8_t small_join[129][(129 + 7) / 8];
 	int32_t byte_sym[256];    /* gpt2: symbol of each byte's alphabet character, -1 = none */
 	int32_t byte_token[256];  /* spm: <0xNN> token (or the one-byte token), -1 = none */
 	struct trie_node *trie;   /* [n_trie] node 0 is the root */
@@ -356,7 +360,28 @@ struct encoder {
 	size_t cp_alloc, fl_alloc;
 	size_t *ends, *ends2;   /* chunk ends (code point offsets) */
 	size_t ends_n, ends_alloc;
+	struct wcache *wc;      /* BPE results of recent words, NULL until needed */
 	int oom;
+};
+
+/*
+ * Words repeat: a direct-mapped cache of word bytes -> token ids for one
+ * encode call (BPE of a word depends on nothing else).  Entries point into
+ * two append-only arenas; when those are full, nothing more is cached.
+ */
+#define WCACHE_SLOTS 8192
+#define WCACHE_MAX_WORD 64
+#define WCACHE_ARENA (1u << 22)
+struct wcache_slot {
+	uint64_t hash;       /* 0 = empty */
+	uint32_t woff, wlen; /* the word in words[] */
+	uint32_t ioff, n;    /* its ids in ids[] */
+};
+struct wcache {
+	struct wcache_slot slot[WCACHE_SLOTS];
+	char words[WCACHE_ARENA];
+	int32_t ids[WCACHE_ARENA / 4];
+	uint32_t words_n, ids_n;
 };
 
 static int grow(void **p, size_t *alloc, size_t need, size_t elem, int *oom)
@@ -487,6 +512,24 @@ static uint32_t spm_char_key(const char *s, size_t n)
 	return k;
 }
 
+/* 0..127 for an ASCII character, 128 for U+2581, -1 for anything else. */
+static int spm_small_index(const char *s, size_t n)
+{
+	if (n == 1 && !((unsigned char)s[0] & 0x80))
+		return (unsigned char)s[0];
+	if (n == 3 && !memcmp(s, "\xe2\x96\x81", 3))
+		return 128;
+	return -1;
+}
+
+static int spm_joins(const struct tokenizer *t, const char *a, size_t an, const char *b, size_t bn)
+{
+	int x = spm_small_index(a, an), y = spm_small_index(b, bn);
+	if (x >= 0 && y >= 0)
+		return (t->small_join[x][y / 8] >> (y % 8)) & 1;
+	return merge_find(&t->joins, (int32_t)spm_char_key(a, an), (int32_t)spm_char_key(b, bn)) != NULL;
+}
+
 /* Merge symbols [r0, r1), highest score first, ties leftmost. */
 static void spm_merge(struct encoder *e, int32_t r0, int32_t r1)
 {
@@ -547,7 +590,8 @@ static void spm_fragment(struct encoder *e, const char *text, size_t len, int pr
 		s->start = (uint32_t)off;
 		s->len = (uint32_t)cl;
 		off += cl;
-		s->id = symtab_find(&t->sym, e->buf + s->start, cl);
+		int k = spm_small_index(e->buf + s->start, cl);
+		s->id = k >= 0 ? t->small_id[k] : symtab_find(&t->sym, e->buf + s->start, cl);
 		ns++;
 	}
 
@@ -558,12 +602,9 @@ static void spm_fragment(struct encoder *e, const char *text, size_t len, int pr
 	 * keep the heap small (and in cache) on long texts.
 	 */
 	for (int32_t r0 = 0, r1; r0 < ns; r0 = r1) {
-		uint32_t prev_key = spm_char_key(e->buf + e->sym[r0].start, e->sym[r0].len);
 		for (r1 = r0 + 1; r1 < ns; r1++) {
-			uint32_t key = spm_char_key(e->buf + e->sym[r1].start, e->sym[r1].len);
-			int joins = merge_find(&t->joins, (int32_t)prev_key, (int32_t)key) != NULL;
-			prev_key = key;
-			if (!joins)
+			const struct symbol *a = &e->sym[r1 - 1], *b = &e->sym[r1];
+			if (!spm_joins(t, e->buf + a->start, a->len, e->buf + b->start, b->len))
 				break;
 		}
 		for (int32_t i = r0; i < r1; i++) {
@@ -779,6 +820,22 @@ static int in_ranges(uint32_t c, const struct cp_range *r, size_t n)
 	return 0;
 }
 
+/* The same for ranges sorted by lo and disjoint. */
+static int in_sorted_ranges(uint32_t c, const struct cp_range *r, size_t n)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (c < r[mid].lo)
+			hi = mid;
+		else if (c > r[mid].hi)
+			lo = mid + 1;
+		else
+			return 1;
+	}
+	return 0;
+}
+
 /* The character classes of deepseek's tokenizer.json, as code point ranges.
  * (They are the tokenizer's own definition, not Unicode data.) */
 static const struct cp_range ds_letters[] = {
@@ -818,7 +875,8 @@ static int wide_ds_letter(uint32_t c, unsigned f)
 {
 	if (c < 128)
 		return (c | 32) >= 'a' && (c | 32) <= 'z';
-	return !(f & UNICODE_WHITESPACE) && in_ranges(c, ds_letters, sizeof(ds_letters) / sizeof(ds_letters[0]));
+	return !(f & UNICODE_WHITESPACE) &&
+	       in_sorted_ranges(c, ds_letters, sizeof(ds_letters) / sizeof(ds_letters[0]));
 }
 
 static int wide_ds_punct(uint32_t c, unsigned f)
@@ -1225,8 +1283,37 @@ static void bpe_fragment(struct encoder *e, const char *text, size_t len)
 			return;
 		for (size_t i = start; i < stop; i++)
 			n += unicode_encode(e->cp[i], e->buf + n);
-		bpe_word(e, n);
 		start = stop;
+		if (n > WCACHE_MAX_WORD || len < 4096) { /* short texts: not worth a cache */
+			bpe_word(e, n);
+			continue;
+		}
+		if (!e->wc) {
+			e->wc = calloc(1, sizeof(*e->wc));
+			if (!e->wc) {
+				bpe_word(e, n);
+				continue;
+			}
+		}
+		struct wcache *wc = e->wc;
+		uint64_t h = hash_bytes(e->buf, n) | 1;
+		struct wcache_slot *sl = &wc->slot[h % WCACHE_SLOTS];
+		if (sl->hash == h && sl->wlen == n && !memcmp(wc->words + sl->woff, e->buf, n)) {
+			for (uint32_t j = 0; j < sl->n; j++)
+				ivec_push(&e->out, wc->ids[sl->ioff + j]);
+			continue;
+		}
+		size_t first = e->out.n;
+		bpe_word(e, n);
+		size_t got = e->out.n - first;
+		if (e->out.failed || wc->words_n + n > sizeof(wc->words) ||
+		    wc->ids_n + got > sizeof(wc->ids) / sizeof(wc->ids[0]))
+			continue;
+		memcpy(wc->words + wc->words_n, e->buf, n);
+		memcpy(wc->ids + wc->ids_n, e->out.v + first, got * sizeof(int32_t));
+		*sl = (struct wcache_slot){ h, wc->words_n, (uint32_t)n, wc->ids_n, (uint32_t)got };
+		wc->words_n += (uint32_t)n;
+		wc->ids_n += (uint32_t)got;
 	}
 }
 
@@ -1240,6 +1327,7 @@ static void encoder_release(struct encoder *e)
 	free(e->fl);
 	free(e->ends);
 	free(e->ends2);
+	free(e->wc);
 }
 
 int tokenizer_split(const struct tokenizer *t, const char *text, size_t len, size_t *ends, int max)
@@ -1577,6 +1665,10 @@ fail:
  */
 static int index_spm_pairs(struct tokenizer *t)
 {
+	for (int k = 0; k < 129; k++) {
+		char c = (char)k;
+		t->small_id[k] = k < 128 ? symtab_find(&t->sym, &c, 1) : symtab_find(&t->sym, "\xe2\x96\x81", 3);
+	}
 	for (int32_t id = 0; id < t->n_vocab; id++) {
 		const char *s = t->sym.buf + t->sym.off[id];
 		size_t n = t->sym.len[id];
@@ -1590,8 +1682,11 @@ static int index_spm_pairs(struct tokenizer *t)
 			size_t cl2 = unicode_utf8_len((unsigned char)s[at + cl]);
 			if (cl2 > n - at - cl)
 				cl2 = n - at - cl;
-			if (merge_insert(&t->joins, (int32_t)spm_char_key(s + at, cl),
-					 (int32_t)spm_char_key(s + at + cl, cl2), 0, 0) < 0)
+			int x = spm_small_index(s + at, cl), y = spm_small_index(s + at + cl, cl2);
+			if (x >= 0 && y >= 0)
+				t->small_join[x][y / 8] |= (uint8_t)(1u << (y % 8));
+			else if (merge_insert(&t->joins, (int32_t)spm_char_key(s + at, cl),
+					      (int32_t)spm_char_key(s + at + cl, cl2), 0, 0) < 0)
 				return -1;
 		}
 		for (size_t cut = unicode_utf8_len((unsigned char)s[0]); cut < n;
