@@ -75,34 +75,52 @@ struct symtab {
 	size_t *off;       /* [n] start of string id in buf */
 	uint32_t *len;     /* [n] its length */
 	uint32_t n, alloc; /* strings, capacity of off/len */
-	uint32_t *slot;    /* [mask + 1] open addressing, id + 1 or 0 */
+	uint64_t *slot;    /* [mask + 1] open addressing: high 32 bits of the
+			    * hash << 32 | (id + 1), or 0 when empty */
 	uint32_t mask;
 };
 
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	uint64_t h = 1469598103934665603ull; /* FNV-1a, then a final mix */
 	for (size_t i = 0; i < n; i++) {
 		h ^= (unsigned char)s[i];
 		h *= 1099511628211ull;
 	}
-	return h ^ (h >> 29);
+	h ^= h >> 32;
+	h *= 0xd6e8feb86659fd93ull;
+	h ^= h >> 32;
+	return h;
+}
+
+static int32_t symtab_find_hashed(const struct symtab *st, const char *s, size_t n, uint64_t h)
+{
+	if (!st->slot)
+		return -1;
+	uint32_t tag = (uint32_t)(h >> 32);
+	uint32_t i = (uint32_t)h & st->mask;
+	for (;;) {
+		uint64_t v = st->slot[i];
+		if (!v)
+			return -1;
+		uint32_t id = (uint32_t)v - 1;
+		if ((uint32_t)(v >> 32) == tag && st->len[id] == n && !memcmp(st->buf + st->off[id], s, n))
+			return (int32_t)id;
+		i = (i + 1) & st->mask;
+	}
 }
 
 static int32_t symtab_find(const struct symtab *st, const char *s, size_t n)
 {
-	if (!st->slot)
-		return -1;
-	uint32_t i = (uint32_t)hash_bytes(s, n) & st->mask;
-	for (;;) {
-		uint32_t v = st->slot[i];
-		if (!v)
-			return -1;
-		v--;
-		if (st->len[v] == n && !memcmp(st->buf + st->off[v], s, n))
-			return (int32_t)v;
+	return symtab_find_hashed(st, s, n, hash_bytes(s, n));
+}
+
+static void symtab_place(struct symtab *st, uint64_t h, uint32_t id)
+{
+	uint32_t i = (uint32_t)h & st->mask;
+	while (st->slot[i])
 		i = (i + 1) & st->mask;
-	}
+	st->slot[i] = (h & 0xFFFFFFFF00000000ull) | (id + 1);
 }
 
 static int symtab_rehash(struct symtab *st, uint32_t want)
@@ -113,18 +131,14 @@ static int symtab_rehash(struct symtab *st, uint32_t want)
 			return error("vocabulary too large");
 		size <<= 1;
 	}
-	uint32_t *slot = calloc(size, sizeof(*slot));
+	uint64_t *slot = calloc(size, sizeof(*slot));
 	if (!slot)
 		return error("out of memory for the vocabulary hash");
 	free(st->slot);
 	st->slot = slot;
 	st->mask = size - 1;
-	for (uint32_t id = 0; id < st->n; id++) {
-		uint32_t i = (uint32_t)hash_bytes(st->buf + st->off[id], st->len[id]) & st->mask;
-		while (slot[i])
-			i = (i + 1) & st->mask;
-		slot[i] = id + 1;
-	}
+	for (uint32_t id = 0; id < st->n; id++)
+		symtab_place(st, hash_bytes(st->buf + st->off[id], st->len[id]), id);
 	return 0;
 }
 
@@ -165,13 +179,10 @@ static int32_t symtab_add(struct symtab *st, const char *s, size_t n)
 	st->buf_len += n + 1;
 	uint32_t id = st->n++;
 	if (!st->slot || (uint64_t)st->n * 2 > (uint64_t)st->mask + 1) {
-		if (symtab_rehash(st, st->n + st->n / 2 + 16) < 0)
+		if (symtab_rehash(st, st->n * 2 + 16) < 0)
 			return -1;
 	} else {
-		uint32_t i = (uint32_t)hash_bytes(s, n) & st->mask;
-		while (st->slot[i])
-			i = (i + 1) & st->mask;
-		st->slot[i] = id + 1;
+		symtab_place(st, hash_bytes(s, n), id);
 	}
 	return (int32_t)id;
 }
@@ -360,6 +371,7 @@ struct encoder {
 	size_t cp_alloc, fl_alloc;
 	size_t *ends, *ends2;   /* chunk ends (code point offsets) */
 	size_t ends_n, ends_alloc;
+	size_t last_end;        /* the last boundary emitted (or the chunk's start) */
 	struct wcache *wc;      /* BPE results of recent words, NULL until needed */
 	int oom;
 };
@@ -731,8 +743,10 @@ typedef void (*pass_fn)(struct encoder *e, size_t s, size_t end);
 static void emit(struct encoder *e, size_t end)
 {
 	/* ends2 has room for one end per code point (checked by the driver) */
-	if (e->ends_n == 0 || e->ends2[e->ends_n - 1] != end)
+	if (end != e->last_end) {
 		e->ends2[e->ends_n++] = end;
+		e->last_end = end;
+	}
 }
 
 #define OOR UINT32_MAX /* "code point" past the end of a chunk */
@@ -1254,6 +1268,7 @@ static size_t pretokenize(struct encoder *e, const char *text, size_t len, size_
 		size_t start = 0;
 		e->ends_n = 0;
 		for (size_t k = 0; k < n_ends; k++) {
+			e->last_end = start;
 			(*p)(e, start, e->ends[k]);
 			start = e->ends[k];
 		}
@@ -1444,7 +1459,7 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
 		error("text of %zu bytes gives too many tokens", len);
 	} else {
 		size_t n = e.out.n;
-		if (max > 0)
+		if (max > 0 && n > 0)
 			memcpy(out, e.out.v, (n < (size_t)max ? n : (size_t)max) * sizeof(*out));
 		ret = n <= (size_t)(max > 0 ? max : 0) ? (int)n : -(int)n;
 	}
@@ -1810,8 +1825,8 @@ struct tokenizer *tokenizer_new(const struct tokenizer_spec *spec)
 
 	/* special ids and flags, with each model's defaults (as llama.cpp) */
 	int spm = t->kind == TOKENIZER_SPM;
-	t->bos = resolve_id(spec->bos, spm ? 1 : 11, n);
-	t->eos = resolve_id(spec->eos, spm ? 2 : 11, n);
+	t->bos = resolve_id(spec->bos, spm ? 1 : -1, n);
+	t->eos = resolve_id(spec->eos, spm ? 2 : -1, n);
 	t->unk = resolve_id(spec->unk, spm ? 0 : -1, n);
 	t->pad = resolve_id(spec->pad, -1, n);
 	t->eot = resolve_id(spec->eot, -1, n);

@@ -75,7 +75,9 @@ struct tokenizer_spec {
 	uint64_t n_merges;
 	const struct gguf_str *merges;  /* [n_merges] "left right", rank = index; gpt2 only */
 	/* Special ids: -1 = none; TOKENIZER_ID_DEFAULT = the model's default
-	 * (llama: bos 1, eos 2, unk 0; gpt2: bos = eos = 11, as llama.cpp). */
+	 * (llama: bos 1, eos 2, unk 0, as llama.cpp; gpt2: none, where
+	 * llama.cpp would guess 11).  eot and eom, when not given, are found
+	 * by their texts (<|eot_id|>, <|im_end|>, ... and <|eom_id|>). */
 	int64_t bos, eos, eot, eom, unk, pad;
 	/* Flags: -1 = the model's default (llama: add_bos 1, add_space_prefix 1;
 	 * gpt2: add_bos 0 except the llama3 pre-tokenizer; add_eos 0). */
