@@ -1414,17 +1414,17 @@ static void encode_fragment(struct encoder *e, const char *text, size_t len, int
 		bpe_fragment(e, text, len);
 }
 
-int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, int flags, int32_t *out,
-		     int max)
+/* The body of tokenizer_encode and tokenizer_encode_ranges: with ranges,
+ * control tokens are matched only inside them (flags has PARSE_SPECIAL). */
+static int encode(const struct tokenizer *t, const char *text, size_t len, int flags,
+		  const size_t (*ranges)[2], size_t n_ranges, int32_t *out, int max)
 {
 	struct encoder e;
-	unsigned mask = ATTR_USER;
 	int ret;
+	size_t r = 0; /* the first range that does not end before i */
 
 	memset(&e, 0, sizeof(e));
 	e.t = t;
-	if (flags & TOKENIZE_PARSE_SPECIAL)
-		mask |= ATTR_CONTROL | ATTR_UNKNOWN;
 	if ((flags & TOKENIZE_ADD_BOS) && t->add_bos && t->bos >= 0)
 		ivec_push(&e.out, t->bos);
 
@@ -1432,7 +1432,29 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
 	int after_special = 1; /* the start of the text counts as after a special */
 	for (size_t i = 0; i < len && !e.oom;) {
 		int32_t id = -1;
-		size_t n = t->n_trie ? special_match(t, text + i, len - i, mask, &id) : 0;
+		size_t n = 0;
+		if (t->n_trie && t->root_child[(unsigned char)text[i]] >= 0) {
+			/* user-defined tokens anywhere; control and unknown tokens
+			 * with PARSE_SPECIAL, inside a range when there are ranges */
+			n = special_match(t, text + i, len - i, ATTR_USER, &id);
+			size_t ctl_limit = 0;
+			if ((flags & TOKENIZE_PARSE_SPECIAL) && !ranges) {
+				ctl_limit = len - i;
+			} else if (flags & TOKENIZE_PARSE_SPECIAL) {
+				while (r < n_ranges && ranges[r][1] <= i)
+					r++;
+				if (r < n_ranges && ranges[r][0] <= i)
+					ctl_limit = ranges[r][1] - i;
+			}
+			int32_t cid = -1;
+			size_t nc = ctl_limit ? special_match(t, text + i, ctl_limit,
+							      ATTR_USER | ATTR_CONTROL | ATTR_UNKNOWN, &cid)
+					      : 0;
+			if (nc > n) {
+				n = nc;
+				id = cid;
+			}
+		}
 		if (!n) {
 			i++;
 			continue;
@@ -1465,6 +1487,25 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
 	}
 	encoder_release(&e);
 	return ret;
+}
+
+int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, int flags, int32_t *out,
+		     int max)
+{
+	return encode(t, text, len, flags, NULL, 0, out, max);
+}
+
+int tokenizer_encode_ranges(const struct tokenizer *t, const char *text, size_t len, int flags,
+			    const size_t (*ranges)[2], size_t n_ranges, int32_t *out, int max)
+{
+	for (size_t k = 0; k < n_ranges; k++) {
+		if (ranges[k][0] > ranges[k][1] || ranges[k][1] > len || (k && ranges[k][0] < ranges[k - 1][1])) {
+			error("bad special-token range %zu: [%zu, %zu) in %zu bytes", k, ranges[k][0],
+			      ranges[k][1], len);
+			return INT32_MIN;
+		}
+	}
+	return encode(t, text, len, flags | TOKENIZE_PARSE_SPECIAL, ranges, n_ranges, out, max);
 }
 
 /* ---- building ----------------------------------------------------------- */

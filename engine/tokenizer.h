@@ -117,6 +117,18 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
 		     int32_t *out, int max);
 
 /*
+ * Tokenize a prompt rendered by a chat template: control tokens are
+ * recognised only inside ranges (sorted, disjoint [start, end) byte
+ * offsets: the parts the template wrote), never in the rest (what users
+ * typed), as if TOKENIZE_PARSE_SPECIAL applied to the template's own text
+ * alone.  The text is otherwise tokenized as one piece, exactly as
+ * tokenizer_encode does.  Returns as tokenizer_encode; INT32_MIN after
+ * error() also for ranges out of order or past len.
+ */
+int tokenizer_encode_ranges(const struct tokenizer *t, const char *text, size_t len, int flags,
+			    const size_t (*ranges)[2], size_t n_ranges, int32_t *out, int max);
+
+/*
  * The words the pre-tokenizer cuts text[0..len) into before merging (gpt2
  * models; a llama model's text is one word): their end offsets in bytes
  * into ends, at most max.  Special tokens are not looked for.  Returns the
