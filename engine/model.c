@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 #include <immintrin.h>
 #define MODEL_AVX2 1
@@ -96,6 +97,8 @@ struct model {
 	float *up;   /* (n_batch, n_ff) */
 	void *act[2]; /* (n_batch, act_row_max bytes) quantized activations, per dot type */
 	size_t act_row_max;
+	int profile; /* collect prof */
+	struct model_profile prof;
 	float *att; /* (nth, ATT_BLOCK + head_dim_v) per-thread attention scratch */
 	int att_nth;
 };
@@ -760,6 +763,41 @@ int model_kv_shift(struct model *m, int keep, int n_discard)
 	return 0;
 }
 
+/* ---- profile --------------------------------------------------------------------------- */
+
+static const char *const prof_names[MODEL_PROF_N] = { "matmul", "norm+quantize", "attention",
+						      "other" };
+
+const char *model_prof_name(enum model_prof p)
+{
+	return (unsigned)p < MODEL_PROF_N ? prof_names[p] : "?";
+}
+
+void model_profile_enable(struct model *m, int on)
+{
+	m->profile = on;
+	if (on)
+		memset(&m->prof, 0, sizeof(m->prof));
+}
+
+void model_profile_get(const struct model *m, struct model_profile *out)
+{
+	*out = m->prof;
+}
+
+/* Charge the time since *t to kind k (only while profiling). */
+static inline void prof_tick(struct model *m, enum model_prof k, uint64_t *t)
+{
+	if (!m->profile)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (*t)
+		m->prof.ns[k] += now - *t;
+	*t = now;
+}
+
 /* ---- forward -------------------------------------------------------------------------- */
 
 /* Rows t0..t1 of the activations: optional residual add, optional norm, then quantize. */
@@ -868,8 +906,12 @@ static void matmul_group(struct model *m, struct prep_job *pj, int n, const stru
 			if (pj->dot_types[s] == dt || pj->dot_types[s] < 0)
 				break;
 		if (s == 2) { /* a third dot type: quantize separately (never seen in practice) */
+			uint64_t t = 0;
+			prof_tick(m, MODEL_PROF_OTHER, &t);
 			run_rows(m, prep_rows, pj, ntok);
+			prof_tick(m, MODEL_PROF_PREP, &t);
 			threadpool_run(m->pool, mm_rows, &mj);
+			prof_tick(m, MODEL_PROF_MATMUL, &t);
 			memset(&mj, 0, sizeof(mj));
 			mj.m = m;
 			mj.ntok = ntok;
@@ -894,8 +936,12 @@ static void matmul_group(struct model *m, struct prep_job *pj, int n, const stru
 		mj.slot[mj.n] = s;
 		mj.n++;
 	}
+	uint64_t t = 0;
+	prof_tick(m, MODEL_PROF_OTHER, &t);
 	run_rows(m, prep_rows, pj, ntok);
+	prof_tick(m, MODEL_PROF_PREP, &t);
 	threadpool_run(m->pool, mm_rows, &mj);
+	prof_tick(m, MODEL_PROF_MATMUL, &t);
 }
 
 /* Biases, RoPE, store k/v for tokens at positions pos0 .. pos0+ntok-1. */
@@ -1028,10 +1074,13 @@ static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int 
 		matmul_group(m, &pj, 3, qkv, qkv_out, ntok);
 
 		struct rope_job rj = { m, l, pos0, ntok };
+		uint64_t t = 0;
+		prof_tick(m, MODEL_PROF_OTHER, &t);
 		run_rows(m, rope_rows, &rj, ntok);
 		m->kv.n = pos0 + ntok; /* attention may now read these cells */
 		struct attn_job aj = { m, l, pos0, ntok };
 		threadpool_run(m->pool, attn_rows, &aj);
+		prof_tick(m, MODEL_PROF_ATTENTION, &t);
 
 		int aw = in->n_head * m->head_dim_v;
 		struct prep_job po = {
@@ -1105,7 +1154,20 @@ int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float 
 			out = logits + (size_t)done * m->info.n_vocab;
 		else if (logits && last)
 			out = logits;
+		uint64_t start = 0, end, claimed = 0;
+		prof_tick(m, MODEL_PROF_OTHER, &start); /* only reads the clock */
+		for (int k = 0; k < MODEL_PROF_N; k++)
+			claimed -= m->prof.ns[k];
 		forward_chunk(m, tokens + done, c, pos + done, out, all);
+		if (m->profile) {
+			/* whatever the steps did not claim is "other" */
+			end = 0;
+			prof_tick(m, MODEL_PROF_OTHER, &end);
+			for (int k = 0; k < MODEL_PROF_N; k++)
+				claimed += m->prof.ns[k];
+			m->prof.ns[MODEL_PROF_OTHER] += (end - start) - claimed;
+			m->prof.tokens += (uint64_t)c;
+		}
 		done += c;
 	}
 	return 0;

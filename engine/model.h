@@ -107,6 +107,23 @@ const struct kv_cache *model_kv(const struct model *m);
 int model_n_threads(const struct model *m);
 int model_set_threads(struct model *m, int n_threads);
 
+/* Where forward time goes (bench --profile): wall time of each kind of step. */
+enum model_prof {
+	MODEL_PROF_MATMUL,
+	MODEL_PROF_PREP,
+	MODEL_PROF_ATTENTION,
+	MODEL_PROF_OTHER,
+	MODEL_PROF_N
+};
+struct model_profile {
+	uint64_t ns[MODEL_PROF_N]; /* matmul; norm + quantize + swiglu; rope + attention; rest */
+	uint64_t tokens;           /* tokens run while profiling */
+};
+/* Start (on = 1, counters cleared) or stop collecting; off by default. */
+void model_profile_enable(struct model *m, int on);
+void model_profile_get(const struct model *m, struct model_profile *out);
+const char *model_prof_name(enum model_prof p);
+
 /* Supported architectures, comma-separated, for messages. */
 const char *model_supported_archs(void);
 
