@@ -63,9 +63,10 @@
  * same functions use savepoints, so each call stays all or nothing.
  */
 
-#define PREVIEW_SQL(col)                                                                     \
-	"substr(trim(replace(replace(replace(substr(" col ",1,400),char(10),' '),char(13),' ')," \
-	"char(9),' ')),1,80)"
+/* First 80 characters of a message with line breaks, tabs and escapes as spaces. */
+#define PREVIEW_SQL(col)                                                                   \
+	"substr(trim(replace(replace(replace(replace(substr(" col ",1,400),char(10),' '),"  \
+	"char(13),' '),char(9),' '),char(27),' ')),1,80)"
 
 static const char *const migrations[] = {
 	/* 0 -> 1: the first shape */
@@ -724,8 +725,13 @@ static size_t utf8_len(unsigned char c)
 	return 1;
 }
 
+static int is_blank(unsigned char c)
+{
+	return c <= 0x20 || c == 0x7f; /* white space and control characters */
+}
+
 /*
- * One line: whitespace runs (newlines included) become one space, trimmed,
+ * One line: runs of white space and control characters become one space, trimmed,
  * cut to at most max characters at a word boundary when one is near the end
  * (then "…" appended).  Malloc'd.
  */
@@ -735,10 +741,10 @@ static char *one_line(const char *text, size_t max)
 	size_t chars = 0, last_space_len = 0, last_space_chars = 0;
 	int cut = 0, space = 0;
 	const unsigned char *p = (const unsigned char *)text;
-	while (*p && isspace(*p))
+	while (*p && is_blank(*p))
 		p++;
 	while (*p) {
-		if (isspace(*p)) {
+		if (is_blank(*p)) {
 			space = 1;
 			p++;
 			continue;

@@ -305,7 +305,7 @@ static int readonly_child(void)
 {
 	struct store *st;
 	if (geteuid() == 0 && setuid(65534) < 0) /* root writes anything: become nobody */
-		return 10;
+		return 77;                          /* no such user in this namespace */
 	if (access(dbpath, W_OK) == 0)
 		return 11;
 	st = store_open(dbpath);
@@ -325,7 +325,11 @@ static void test_readonly(void **state)
 	chmod(tmpdir, 0755);
 	chmod(dbpath, 0444);
 	read_bytes(dbpath, &before);
-	assert_int_equal(in_child(readonly_child), 0);
+	int r = in_child(readonly_child);
+	chmod(dbpath, 0644);
+	if (r == 77)
+		skip(); /* root that cannot become another user */
+	assert_int_equal(r, 0);
 	read_bytes(dbpath, &after);
 	assert_int_equal(after.len, before.len);
 	assert_memory_equal(after.buf, before.buf, before.len);
