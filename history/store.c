@@ -347,12 +347,44 @@ static void bind_text(sqlite3_stmt *s, int i, const char *t)
 		sqlite3_bind_null(s, i);
 }
 
-static char *column_dup(sqlite3_stmt *s, int i)
+/*
+ * A text column as a malloc'd string; NULL for SQL NULL.  Contents are sized
+ * by the database, so running out of memory is reported (*oom = 1, NULL),
+ * never an abort.
+ */
+static char *column_dup(sqlite3_stmt *s, int i, int *oom)
 {
 	const unsigned char *t = sqlite3_column_text(s, i);
+	size_t n = (size_t)sqlite3_column_bytes(s, i);
+	char *copy;
 	if (!t)
 		return NULL;
-	return xstrndup((const char *)t, (size_t)sqlite3_column_bytes(s, i));
+	copy = try_alloc_array(n + 1, 1);
+	if (!copy) {
+		*oom = 1;
+		return NULL;
+	}
+	memcpy(copy, t, n);
+	copy[n] = '\0';
+	return copy;
+}
+
+/* Make room for need elements of size elem in *arr; -1 (error) when out of memory. */
+static int grow(void *arrp, size_t need, size_t *alloc, size_t elem)
+{
+	void **arr = arrp;
+	size_t cap, bytes;
+	void *p;
+	if (need <= *alloc)
+		return 0;
+	cap = *alloc < 16 ? 16 : *alloc + *alloc / 2;
+	if (cap < need)
+		cap = need;
+	if (size_mul(cap, elem, &bytes) < 0 || !(p = realloc(*arr, bytes)))
+		return error("out of memory reading the history");
+	*arr = p;
+	*alloc = cap;
+	return 0;
 }
 
 /* Transactions: the outermost is BEGIN IMMEDIATE, inner ones savepoints. */
@@ -634,15 +666,22 @@ struct store *store_open(const char *path)
 		      st->path, v, STORE_SCHEMA_VERSION);
 		goto out;
 	}
-	if (v == 0 && read_int(st, "SELECT count(*) FROM sqlite_master", &v) == 0 && v) {
-		error("'%s' is an SQLite database but not a palaver history", st->path);
-		goto out;
+	if (v == 0) {
+		int64_t tables;
+		if (read_int(st, "SELECT count(*) FROM sqlite_master", &tables) < 0)
+			goto out;
+		if (tables) {
+			error("'%s' is an SQLite database but not a palaver history", st->path);
+			goto out;
+		}
 	}
 	if (exec(st, "PRAGMA journal_mode = WAL") < 0 ||
 	    exec(st, "PRAGMA synchronous = NORMAL") < 0 ||
 	    exec(st, "PRAGMA foreign_keys = ON") < 0)
 		goto out;
-	if (migrate(st) < 0 || recover_streaming(st) < 0)
+	/* Only an old file takes the write lock to migrate: opening an up-to-date
+	 * one never waits for another process's write. */
+	if ((v < STORE_SCHEMA_VERSION && migrate(st) < 0) || recover_streaming(st) < 0)
 		goto out;
 	return st;
 
@@ -915,24 +954,31 @@ int store_session_delete(struct store *st, const char *id)
 	return tx_commit(st);
 }
 
-static void read_session(sqlite3_stmt *s, struct store_session *out)
+/* Fill out from a sessions row; -1 (error) when out of memory. */
+static int read_session(sqlite3_stmt *s, struct store_session *out)
 {
 	const unsigned char *uid = sqlite3_column_text(s, 0);
+	int oom = 0;
 	memset(out, 0, sizeof(*out));
 	snprintf(out->id, sizeof(out->id), "%s", uid ? (const char *)uid : "");
-	out->title = column_dup(s, 1);
-	if (!out->title)
-		out->title = xstrdup("");
+	out->title = column_dup(s, 1, &oom);
 	out->title_auto = sqlite3_column_int(s, 2);
-	out->model = column_dup(s, 3);
-	out->system_prompt = column_dup(s, 4);
-	out->sampling = column_dup(s, 5);
+	out->model = column_dup(s, 3, &oom);
+	out->system_prompt = column_dup(s, 4, &oom);
+	out->sampling = column_dup(s, 5, &oom);
 	out->created_ms = sqlite3_column_int64(s, 6);
 	out->updated_ms = sqlite3_column_int64(s, 7);
 	out->message_count = sqlite3_column_int64(s, 8);
-	out->preview = column_dup(s, 9);
+	out->preview = column_dup(s, 9, &oom);
+	if (oom) {
+		store_session_free(out);
+		return error("out of memory reading the history");
+	}
+	if (!out->title)
+		out->title = xstrdup("");
 	if (!out->preview)
 		out->preview = xstrdup("");
+	return 0;
 }
 
 int store_session_get(struct store *st, const char *id, struct store_session *out)
@@ -944,8 +990,10 @@ int store_session_get(struct store *st, const char *id, struct store_session *ou
 		return -1;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		read_session(s, out);
+	if (rc == SQLITE_ROW && read_session(s, out) < 0) {
+		done(s);
+		return -1;
+	}
 	done(s);
 	if (rc == SQLITE_ROW)
 		return 0;
@@ -966,8 +1014,13 @@ int store_session_list(struct store *st, size_t limit, struct store_session **ou
 		return -1;
 	sqlite3_bind_int64(s, 1, limit ? (int64_t)(limit > INT64_MAX ? INT64_MAX : limit) : -1);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ALLOC_GROW(arr, count + 1, alloc);
-		read_session(s, &arr[count++]);
+		if (grow(&arr, count + 1, &alloc, sizeof(*arr)) < 0 ||
+		    read_session(s, &arr[count]) < 0) {
+			done(s);
+			store_sessions_free(arr, count);
+			return -1;
+		}
+		count++;
 	}
 	done(s);
 	if (rc != SQLITE_DONE) {
@@ -1238,13 +1291,25 @@ int store_messages_load(struct store *st, const char *session_id, struct store_m
 	sqlite3_bind_int64(s, 1, row);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_message *m;
-		int status;
-		ALLOC_GROW(arr, count + 1, alloc);
+		int status, oom = 0;
+		if (grow(&arr, count + 1, &alloc, sizeof(*arr)) < 0) {
+			done(s);
+			store_messages_free(arr, count);
+			return -1;
+		}
 		m = &arr[count++];
+		memset(m, 0, sizeof(*m));
 		m->id = sqlite3_column_int64(s, 0);
 		m->seq = sqlite3_column_int64(s, 1);
-		m->role = column_dup(s, 2);
-		m->content = column_dup(s, 3);
+		m->role = column_dup(s, 2, &oom);
+		m->content = column_dup(s, 3, &oom);
+		if (oom) {
+			done(s);
+			store_messages_free(arr, count);
+			return error("out of memory reading the history");
+		}
+		if (!m->role)
+			m->role = xstrdup("");
 		if (!m->content)
 			m->content = xstrdup("");
 		status = store_status_parse((const char *)sqlite3_column_text(s, 4));
@@ -1344,15 +1409,31 @@ int store_search(struct store *st, const char *q, size_t limit, const char *open
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_hit *h;
 		const unsigned char *uid = sqlite3_column_text(s, 0);
-		ALLOC_GROW(arr, count + 1, alloc);
+		int oom = 0;
+		if (grow(&arr, count + 1, &alloc, sizeof(*arr)) < 0) {
+			done(s);
+			strbuf_release(&expr);
+			store_hits_free(arr, count);
+			return -1;
+		}
 		h = &arr[count++];
 		memset(h, 0, sizeof(*h));
 		snprintf(h->session_id, sizeof(h->session_id), "%s", uid ? (const char *)uid : "");
-		h->title = column_dup(s, 1);
+		h->title = column_dup(s, 1, &oom);
 		h->message_id = sqlite3_column_int64(s, 2);
 		h->seq = sqlite3_column_int64(s, 3);
-		h->role = column_dup(s, 4);
-		h->snippet = column_dup(s, 5);
+		h->role = column_dup(s, 4, &oom);
+		h->snippet = column_dup(s, 5, &oom);
+		if (oom) {
+			done(s);
+			strbuf_release(&expr);
+			store_hits_free(arr, count);
+			return error("out of memory reading the history");
+		}
+		if (!h->title)
+			h->title = xstrdup("");
+		if (!h->role)
+			h->role = xstrdup("");
 		if (!h->snippet)
 			h->snippet = xstrdup("");
 		h->rank = sqlite3_column_double(s, 6);

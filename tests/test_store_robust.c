@@ -282,6 +282,13 @@ static void test_locked(void **state)
 		assert_int_equal(store_session_list(st, 0, &list, &n), 0);
 		store_sessions_free(list, n);
 	}
+	/* opening an up-to-date database does not wait for the writer */
+	{
+		struct store *second = store_open(dbpath);
+		if (!second)
+			fail_msg("open beside a writer: %s", error_message());
+		store_close(second);
+	}
 	assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(other);
 	assert_true(store_message_append(st, id, "user", "now", STORE_COMPLETE, NULL) > 0);
