@@ -725,6 +725,9 @@ int store_transaction_begin(struct store *st)
 {
 	if (st->user_tx)
 		return error("history database '%s': a transaction is already open", st->path);
+	/* A bulk transaction outgrows SQLite's 2 MiB page cache and would spill
+	 * pages to the WAL over and over; give it 64 MiB until it ends. */
+	sqlite3_exec(st->db, "PRAGMA cache_size = -65536", NULL, NULL, NULL);
 	if (tx_begin(st) < 0)
 		return -1;
 	st->user_tx = 1;
@@ -733,10 +736,14 @@ int store_transaction_begin(struct store *st)
 
 int store_transaction_commit(struct store *st)
 {
+	int r;
 	if (!st->user_tx)
 		return error("history database '%s': no transaction is open", st->path);
 	st->user_tx = 0;
-	return tx_commit(st);
+	r = tx_commit(st);
+	sqlite3_exec(st->db, "PRAGMA cache_size = -2000", NULL, NULL, NULL);
+	sqlite3_db_release_memory(st->db);
+	return r;
 }
 
 int store_transaction_rollback(struct store *st)
@@ -747,6 +754,8 @@ int store_transaction_rollback(struct store *st)
 	error_clear();
 	tx_rollback(st);
 	error_clear();
+	sqlite3_exec(st->db, "PRAGMA cache_size = -2000", NULL, NULL, NULL);
+	sqlite3_db_release_memory(st->db);
 	return 0;
 }
 
