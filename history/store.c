@@ -1491,6 +1491,16 @@ static void json_str(struct strbuf *sb, const char *s)
 	strbuf_addch(sb, '"');
 }
 
+/* A double as JSON wants it, whatever LC_NUMERIC says. */
+static void json_double(struct strbuf *sb, double v)
+{
+	char buf[64], *comma;
+	snprintf(buf, sizeof(buf), "%.17g", v);
+	while ((comma = strchr(buf, ',')))
+		*comma = '.';
+	strbuf_addstr(sb, buf);
+}
+
 static const char *role_heading(const char *role)
 {
 	if (!strcmp(role, "user"))
@@ -1555,10 +1565,13 @@ static void export_json(const struct store_session *ss, const struct store_messa
 		strbuf_addstr(out, ", \"status\": ");
 		json_str(out, store_status_name(m[i].status));
 		strbuf_addf(out, ", \"created_ms\": %" PRId64 ", \"updated_ms\": %" PRId64
-			    ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"prefill_ms\": %.17g"
-			    ", \"gen_ms\": %.17g,\n     \"content\": ",
+			    ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"prefill_ms\": ",
 			    m[i].created_ms, m[i].updated_ms, m[i].stats.prompt_tokens,
-			    m[i].stats.gen_tokens, m[i].stats.prefill_ms, m[i].stats.gen_ms);
+			    m[i].stats.gen_tokens);
+		json_double(out, m[i].stats.prefill_ms);
+		strbuf_addstr(out, ", \"gen_ms\": ");
+		json_double(out, m[i].stats.gen_ms);
+		strbuf_addstr(out, ",\n     \"content\": ");
 		json_str(out, m[i].content);
 		strbuf_addch(out, '}');
 	}
