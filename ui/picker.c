@@ -77,7 +77,8 @@ void picker_refilter(struct picker *p)
 	p->sel = 0;
 	for (size_t i = 0; i < p->n_items; i++) {
 		const struct picker_item *it = &p->items[i];
-		if (!contains(it->title, p->filter.buf) && !contains(it->detail, p->filter.buf))
+		if (!contains(it->title, p->filter.buf) &&
+		    !(p->filter_detail && contains(it->detail, p->filter.buf)))
 			continue;
 		if (i == keep)
 			p->sel = p->n_shown; /* the selection stays on its item when still shown */

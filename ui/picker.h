@@ -25,6 +25,7 @@ struct picker_item {
 struct picker {
 	char heading[128];
 	int deletable;              /* 'd' deletes (with confirmation) */
+	int filter_detail;          /* the filter also looks at the detail line */
 	struct picker_item *items;
 	size_t n_items, alloc_items;
 	size_t *shown;
@@ -41,7 +42,8 @@ void picker_add(struct picker *p, const char *key, const char *title, const char
 		int64_t target);
 /* Remove the selected item (after a delete). */
 void picker_remove_selected(struct picker *p);
-/* Recompute shown[] from the filter (case-insensitive substring of title or detail). */
+/* Recompute shown[] from the filter: a case-insensitive substring of the
+ * title (or of the detail, with filter_detail). */
 void picker_refilter(struct picker *p);
 /* Move the selection by delta rows (clamped); keep it visible in `rows` rows of items. */
 void picker_move(struct picker *p, long delta, int rows);

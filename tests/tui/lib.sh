@@ -71,3 +71,12 @@ check() {
 	name=$1; shift
 	if "$@"; then ok "$name"; else fail "$name"; fi
 }
+
+# tui_send TEXT: type a message, press Enter, wait until it shows in the
+# transcript and the reply has finished (the idle hint is back).
+tui_send() {
+	tui_type "$1"
+	tui_keys Enter
+	tui_wait_gone "^› .*$(printf '%s' "$1" | sed 's/[][\\.*^$/]/\\&/g')" 10 || return 1
+	tui_wait "Enter send" "${2:-30}"
+}
