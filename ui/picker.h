@@ -11,7 +11,7 @@
 #define PICKER_MARK_CLOSE "\x02"
 
 struct picker_item {
-	char *key;      /* what Enter returns: a session id */
+	char *key; /* what Enter returns: a session id */
 	char *title;
 	char *detail;   /* second line: date, count, preview, or a snippet with marks */
 	int64_t target; /* a message id to scroll to (search), 0 = none */
@@ -24,16 +24,16 @@ struct picker_item {
  */
 struct picker {
 	char heading[128];
-	int deletable;              /* 'd' deletes (with confirmation) */
-	int filter_detail;          /* the filter also looks at the detail line */
+	int deletable;     /* 'd' deletes (with confirmation) */
+	int filter_detail; /* the filter also looks at the detail line */
 	struct picker_item *items;
 	size_t n_items, alloc_items;
 	size_t *shown;
 	size_t n_shown;
-	size_t sel, top;            /* selection and first row shown, indexes of shown[] */
+	size_t sel, top; /* selection and first row shown, indexes of shown[] */
 	struct strbuf filter;
-	int filtering;              /* keys go to the filter */
-	int confirm;                /* asking whether to delete the selection */
+	int filtering; /* keys go to the filter */
+	int confirm;   /* asking whether to delete the selection */
 };
 
 void picker_init(struct picker *p, const char *heading, int deletable);

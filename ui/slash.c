@@ -27,7 +27,8 @@ const struct slash_command slash_commands[SLASH_COUNT] = {
 static const struct slash_command *find(const char *name, size_t n)
 {
 	for (int i = 0; i < SLASH_COUNT; i++)
-		if (strlen(slash_commands[i].name) == n && !strncmp(slash_commands[i].name, name, n))
+		if (strlen(slash_commands[i].name) == n &&
+		    !strncmp(slash_commands[i].name, name, n))
 			return &slash_commands[i];
 	return NULL;
 }
