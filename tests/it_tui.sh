@@ -27,7 +27,7 @@ esac
 
 ENVS="HOME=$T XDG_CONFIG_HOME=$T/config XDG_STATE_HOME=$T/state XDG_DATA_HOME=$T/data LC_ALL=C.UTF-8"
 start() {
-	tui_start "${1:-100x30}" "cd $T && env $ENVS $PALAVER -m $MODEL --chat-template none --history $T/history.db"
+	tui_start "${1:-100x30}" "cd $T && env $ENVS $PALAVER -m $MODEL --chat-template none -n 40 --ctx 512 --history $T/history.db"
 	tui_wait "state +ready" 20 || { fail "the model loads and the status pane says ready"; return 1; }
 }
 
