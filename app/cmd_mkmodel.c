@@ -48,6 +48,7 @@ static const char usage[] =
 	"                  the vocabulary size follows it\n"
 	"  --vocab N       vocabulary size without a tokenizer           [512]\n"
 	"  --type T        F32, F16, Q8_0, Q4_0, Q4_K (a Q4_K_M-like mix) or Q6_K  [F32]\n"
+	"  --tied          no output.weight: the output reuses token_embd\n"
 	"  --seed N        random seed                                   [1]\n"
 	"  -h, --help      show this help\n";
 
@@ -56,6 +57,7 @@ struct mk_opts {
 	long dim, layers, heads, kv_heads, ffn, ctx, vocab;
 	const char *vocab_file; /* NULL: no tokenizer */
 	int type;               /* ggml type id of the weight matrices */
+	int tied;               /* omit output.weight */
 	uint64_t seed;
 	const char *out;
 };
@@ -197,7 +199,8 @@ static struct mk_tensor *plan(const struct mk_opts *o, int *n)
 	*n = 0;
 	add(ts, n, o, -1, "token_embd.weight", 2, o->dim, o->vocab, INIT_WEIGHT);
 	add(ts, n, o, -1, "output_norm.weight", 1, o->dim, 1, INIT_NORM);
-	add(ts, n, o, -1, "output.weight", 2, o->dim, o->vocab, INIT_WEIGHT);
+	if (!o->tied)
+		add(ts, n, o, -1, "output.weight", 2, o->dim, o->vocab, INIT_WEIGHT);
 	for (long l = 0; l < o->layers; l++) {
 		add(ts, n, o, l, "attn_norm.weight", 1, o->dim, 1, INIT_NORM);
 		add(ts, n, o, l, "attn_q.weight", 2, o->dim, q, INIT_WEIGHT);
@@ -407,6 +410,9 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 				return EXIT_USAGE;
 			}
 			o.seed = (uint64_t)v;
+		} else if (!strcmp(a, "--tied")) {
+			o.tied = 1;
+			takes = 0;
 		} else if (!strcmp(a, "--type")) {
 			rc = parse_type(val, &o.type);
 		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {

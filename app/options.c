@@ -40,7 +40,7 @@ static const struct flag flags[] = {
 	  "chat template: auto, a template name or a file" },
 	{ 'p', "prompt", "TEXT", NULL, NULL, 0, "answer TEXT once and exit (batch mode)" },
 	{ 0, "batch", NULL, NULL, NULL, 0, "batch mode even when stdin is a terminal" },
-	{ 0, "json", NULL, NULL, NULL, 0, "batch mode writes JSON lines" },
+	{ 0, "json", NULL, NULL, NULL, 0, "batch mode, writing JSON lines" },
 	{ 0, "split", "MODE", NULL, NULL, 0,
 	  "batch turns: blank (paragraphs, default), line or all" },
 	{ 0, "stats", NULL, NULL, NULL, 0, "batch mode prints timings to stderr at the end" },
@@ -301,7 +301,7 @@ void cli_print_help(FILE *fp, const struct command *cmds)
 		    "\n"
 		    "Chat with a language model from a GGUF file, locally, in the terminal.\n"
 		    "Without COMMAND: the chat when stdin is a terminal; batch mode (stdin to\n"
-		    "stdout) when it is not, or with --batch or -p.\n"
+		    "stdout) when it is not, or with --batch, --json or -p.\n"
 		    "\n"
 		    "Options:\n");
 	for (int f = 0; f < N_FLAGS; f++) {

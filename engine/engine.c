@@ -8,11 +8,7 @@
 #include "report.h"
 #include "sampler.h"
 #include "strbuf.h"
-#if __has_include("tokenizer.h")
 #include "tokenizer.h"
-#else
-#include "tok_fallback.h"
-#endif
 #include "util.h"
 #include "xalloc.h"
 

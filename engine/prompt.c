@@ -5,11 +5,7 @@
 #include "report.h"
 #include "strbuf.h"
 #include "xalloc.h"
-#if __has_include("tokenizer.h")
 #include "tokenizer.h"
-#else
-#include "tok_fallback.h"
-#endif
 
 #include <stdio.h>
 #include <stdlib.h>

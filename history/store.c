@@ -138,6 +138,7 @@ enum query {
 	Q_SESSION_GET,
 	Q_SESSION_LIST,
 	Q_SESSION_RENAME,
+	Q_SESSION_SET,
 	Q_SESSION_DELETE_MSGS,
 	Q_SESSION_DELETE,
 	Q_SESSION_TITLE_AUTO,
@@ -161,6 +162,9 @@ static const char *const query_sql[Q_COUNT] = {
 			   " created_at, updated_at, message_count, preview FROM sessions"
 			   " ORDER BY updated_at DESC, id DESC LIMIT ?1",
 	[Q_SESSION_RENAME] = "UPDATE sessions SET title = ?2, title_auto = 0 WHERE uid = ?1",
+	[Q_SESSION_SET] = "UPDATE sessions SET model = coalesce(?2, model),"
+			   " system_prompt = coalesce(?3, system_prompt),"
+			   " sampling = coalesce(?4, sampling) WHERE uid = ?1",
 	[Q_SESSION_DELETE_MSGS] = "DELETE FROM messages WHERE session_id = ?1",
 	[Q_SESSION_DELETE] = "DELETE FROM sessions WHERE id = ?1",
 	[Q_SESSION_TITLE_AUTO] = "SELECT title_auto AND title = '' FROM sessions WHERE id = ?1",
@@ -180,7 +184,10 @@ static const char *const query_sql[Q_COUNT] = {
 		     " snippet(messages_fts, 0, ?2, ?3, '…', 12), bm25(messages_fts), m.updated_at"
 		     " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
 		     " JOIN sessions s ON s.id = m.session_id"
-		     " WHERE messages_fts MATCH ?1 ORDER BY rank LIMIT ?4",
+		     " WHERE messages_fts MATCH ?1 AND messages_fts.rowid >= coalesce(("
+		     "   SELECT min(rowid) FROM (SELECT rowid FROM messages_fts"
+		     "   WHERE messages_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?5)), 0)"
+		     " ORDER BY rank LIMIT ?4",
 };
 
 /*
@@ -523,47 +530,56 @@ static int migrate(struct store *st)
 static int recover_streaming(struct store *st)
 {
 	sqlite3_stmt *sel, *upd;
-	int rc, n = 0;
-	int64_t ids[64];
+	int rc;
+	size_t n = 0, alloc = 0;
+	int64_t *ids = NULL;
 	int rcs = sqlite3_prepare_v2(st->db,
 				     "SELECT id, writer_pid FROM messages WHERE status = 'streaming'",
 				     -1, &sel, NULL);
 	if (rcs != SQLITE_OK)
 		return fail(st, rcs);
-	while ((rc = sqlite3_step(sel)) == SQLITE_ROW && n < 64) {
+	while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
 		int64_t pid = sqlite3_column_int64(sel, 1);
 		if (pid > 0 && pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
 			continue; /* its writer still runs */
 		if (pid == getpid())
 			continue;
+		ALLOC_GROW(ids, n + 1, alloc);
 		ids[n++] = sqlite3_column_int64(sel, 0);
 	}
 	sqlite3_finalize(sel);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		free(ids);
 		return fail(st, rc);
+	}
 	if (!n)
 		return 0;
 	rcs = sqlite3_prepare_v2(st->db,
 				 "UPDATE messages SET status = 'interrupted', writer_pid = 0"
 				 " WHERE id = ?1 AND status = 'streaming'",
 				 -1, &upd, NULL);
-	if (rcs != SQLITE_OK)
+	if (rcs != SQLITE_OK) {
+		free(ids);
 		return fail(st, rcs);
+	}
 	if (tx_begin(st) < 0) {
 		sqlite3_finalize(upd);
+		free(ids);
 		return -1;
 	}
-	for (int i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		sqlite3_bind_int64(upd, 1, ids[i]);
 		rc = sqlite3_step(upd);
 		sqlite3_reset(upd);
 		if (rc != SQLITE_DONE) {
 			fail(st, rc);
 			sqlite3_finalize(upd);
+			free(ids);
 			return tx_rollback(st);
 		}
 	}
 	sqlite3_finalize(upd);
+	free(ids);
 	return tx_commit(st);
 }
 
@@ -815,6 +831,34 @@ int store_session_create(struct store *st, const struct store_session_params *p,
 fail:
 	free(title);
 	return tx_rollback(st);
+}
+
+int store_session_set(struct store *st, const char *id, const struct store_session_params *p)
+{
+	sqlite3_stmt *s;
+	int rc;
+	if (p->sampling) {
+		struct json *j = json_parse(p->sampling, strlen(p->sampling));
+		int ok = j && j->type == JSON_OBJECT;
+		json_free(j);
+		if (!ok)
+			return error("sampling parameters for history must be a JSON object");
+	}
+	if (p->title && store_session_rename(st, id, p->title) < 0)
+		return -1;
+	if (!(s = query(st, Q_SESSION_SET)))
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	bind_text(s, 2, p->model);
+	bind_text(s, 3, p->system_prompt);
+	bind_text(s, 4, p->sampling);
+	rc = sqlite3_step(s);
+	done(s);
+	if (rc != SQLITE_DONE)
+		return fail(st, rc);
+	if (sqlite3_changes(st->db) == 0)
+		return error("no session '%s' in '%s'", id, st->path);
+	return 0;
 }
 
 int store_session_rename(struct store *st, const char *id, const char *title)
@@ -1290,6 +1334,7 @@ int store_search(struct store *st, const char *q, size_t limit, const char *open
 	sqlite3_bind_text(s, 2, open ? open : "[", -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, close ? close : "]", -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 4, limit ? (int64_t)(limit > INT64_MAX ? INT64_MAX : limit) : 50);
+	sqlite3_bind_int(s, 5, STORE_SEARCH_WINDOW);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_hit *h;
 		const unsigned char *uid = sqlite3_column_text(s, 0);

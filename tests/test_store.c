@@ -182,6 +182,20 @@ static void test_session_lifecycle(void **state)
 	assert_int_equal(store_session_rename(st, "00000000", "x"), -1);
 	assert_non_null(strstr(error_message(), "no session '00000000'"));
 
+	/* resumed with another model: only the given fields change */
+	struct store_session_params change = { NULL, "big.gguf", NULL, "{\"top_k\": 5}" };
+	assert_int_equal(store_session_set(st, a, &change), 0);
+	assert_int_equal(store_session_get(st, a, &ss), 0);
+	assert_string_equal(ss.model, "big.gguf");
+	assert_string_equal(ss.system_prompt, "be brief");
+	assert_string_equal(ss.sampling, "{\"top_k\": 5}");
+	assert_string_equal(ss.title, "New title");
+	store_session_free(&ss);
+	change.sampling = "[1]";
+	assert_int_equal(store_session_set(st, a, &change), -1);
+	change.sampling = NULL;
+	assert_int_equal(store_session_set(st, "00000000", &change), -1);
+
 	assert_int_equal(store_session_delete(st, a), 0);
 	assert_int_equal(store_session_get(st, a, &ss), -1);
 	assert_non_null(strstr(error_message(), "no session"));

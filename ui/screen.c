@@ -195,8 +195,7 @@ int screen_open(struct screen *s, const char *theme, int status_pane, int mouse)
 	nonl();
 	keypad(stdscr, FALSE);
 	curs_set(1);
-	if (theme_init(theme) < 0)
-		warning("unknown theme '%s'; using the default", theme);
+	s->bad_theme = theme_init(theme) < 0; /* nothing may print now: the caller says so */
 	set_handler(SIGWINCH, on_signal); /* replaces curses' own: we call resizeterm */
 	set_handler(SIGTERM, on_signal);
 	set_handler(SIGHUP, on_signal);

@@ -13,6 +13,7 @@ struct screen {
 	int status_enabled;   /* the user wants the status pane */
 	int input_rows;       /* rows the input asked for at the last layout */
 	int mouse;            /* mouse wheel reporting is on */
+	int bad_theme;        /* the theme asked for is unknown (the default is used) */
 };
 
 /*
