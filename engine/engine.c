@@ -50,6 +50,12 @@
 #define QUEUE_MAX (1 << 20)
 #define QUEUE_RESERVE 4
 #define WAIT_SLICE_MS 20 /* how often a blocked push looks at the flags */
+/* A prefill chunk is sized to take about this long (measured on the chunks
+ * before), so that a cancel lands soon even on a slow machine; at least
+ * CHUNK_MIN tokens so that the matrix kernels keep most of their speed. */
+#define CHUNK_TARGET_MS 40.0
+#define CHUNK_MIN 4
+#define CHUNK_START 16
 
 /* A copied request, as the engine thread runs it. */
 struct job {
@@ -63,6 +69,7 @@ struct job {
 	double max_time;
 	char *stop[ENGINE_MAX_STOP];
 	int n_stop;
+	int no_reuse;
 	double t_submit; /* time_now_ms() at engine_submit */
 };
 
@@ -71,7 +78,7 @@ struct engine {
 	struct engine_config cfg; /* strings below are our copies */
 	char *model_path;
 	char *chat_template;
-	int chunk; /* prefill tokens between cancel checks */
+	int chunk_max; /* the model's n_batch */
 	int pipe_r, pipe_w;
 	pthread_t thread;
 
@@ -96,6 +103,7 @@ struct engine {
 	struct tokenizer *tok;
 	struct prompt_template *tmpl;
 	float *logits; /* (n_vocab) */
+	int chunk;     /* prefill tokens between cancel checks, adapted to CHUNK_TARGET_MS */
 	uint64_t last_progress;
 };
 
@@ -372,7 +380,8 @@ static int engine_load(struct engine *e)
 	e->logits = try_alloc_array((size_t)mi->n_vocab, sizeof(float));
 	if (!e->logits)
 		return error("out of memory for the logits");
-	e->chunk = mi->n_batch;
+	e->chunk_max = mi->n_batch;
+	e->chunk = CHUNK_START < e->chunk_max ? CHUNK_START : e->chunk_max;
 
 	struct engine_info *in = &e->info;
 	snprintf(in->name, sizeof(in->name), "%s", mi->name);
@@ -605,6 +614,21 @@ static int make_room(struct engine *e, struct run *r)
 	return 0;
 }
 
+/* Size the next prefill chunk from how long c tokens took. */
+static void adapt_chunk(struct engine *e, int c, double ms)
+{
+	if (ms <= 0 || c < 1)
+		return;
+	double want = CHUNK_TARGET_MS / (ms / c);
+	int n = want > e->chunk_max ? e->chunk_max : (int)want;
+	if (n < CHUNK_MIN)
+		n = CHUNK_MIN;
+	/* grow gently: one fast chunk (a short one, a warm cache) proves little */
+	if (n > 2 * e->chunk)
+		n = 2 * e->chunk;
+	e->chunk = n > e->chunk_max ? e->chunk_max : n;
+}
+
 static void run_job(struct engine *e, struct job *j)
 {
 	struct run r = { 0 };
@@ -650,10 +674,12 @@ static void run_job(struct engine *e, struct job *j)
 	 * run at least the last prompt token to get its logits */
 	int n_past = model_n_past(e->m), lcp = 0;
 	const int32_t *held = model_kv_tokens(e->m);
-	while (lcp < n_past && lcp < n_prompt && held[lcp] == prompt[lcp])
+	while (!j->no_reuse && lcp < n_past && lcp < n_prompt && held[lcp] == prompt[lcp])
 		lcp++;
 	if (lcp == n_prompt)
 		lcp--;
+	if (lcp < 0)
+		lcp = 0;
 	model_kv_truncate(e->m, lcp);
 	r.st.prompt_tokens = n_prompt;
 	r.st.reused_tokens = lcp;
@@ -673,6 +699,7 @@ static void run_job(struct engine *e, struct job *j)
 			goto out;
 		}
 		int c = n_prompt - done < e->chunk ? n_prompt - done : e->chunk;
+		double tc = time_now_ms();
 		if (model_forward(e->m, prompt + done, c, done,
 				  done + c == n_prompt ? e->logits : NULL, 0) < 0) {
 			r.st.prefill_ms = time_now_ms() - t0;
@@ -685,6 +712,7 @@ static void run_job(struct engine *e, struct job *j)
 			goto out;
 		}
 		done += c;
+		adapt_chunk(e, c, time_now_ms() - tc);
 		push_simple(e, ENGINE_EV_PREFILL_PROGRESS, (uint64_t)done, (uint64_t)n_prompt,
 			    PUSH_DROP);
 	}
@@ -929,6 +957,7 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 	for (int i = 0; i < req->n_stop; i++)
 		j->stop[i] = xstrdup(req->stop[i]);
 	j->n_stop = req->n_stop;
+	j->no_reuse = req->no_reuse;
 	j->t_submit = time_now_ms();
 
 	pthread_mutex_lock(&e->mu);

@@ -109,6 +109,8 @@ struct engine_request {
 	double max_time;           /* seconds, 0 = unlimited */
 	const char *stop[ENGINE_MAX_STOP];
 	int n_stop;
+	int no_reuse;              /* 1: ignore the cache and prefill the whole prompt
+				      (benchmarks of prefix reuse) */
 };
 
 enum engine_stop_reason {

@@ -317,9 +317,9 @@ static void test_cancel_prefill(void **state)
 	assert_int_equal(ev.stats.stop_reason, ENGINE_STOP_CANCELLED);
 	assert_int_equal(ev.stats.gen_tokens, 0);
 	assert_int_equal(ev.len, 0);
-	/* stopped long before the end: the cache holds only whole chunks */
+	/* stopped long before the end: the cache holds the chunks done */
 	int held = ev.stats.n_ctx_used;
-	assert_true(held < 2000 && held % 16 == 0);
+	assert_true(held >= (int)seen && held < 2000);
 	engine_event_free(&ev);
 
 	/* the chunks done are reused by the next request */
