@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "gguf.h"
 #include "report.h"
 #include "strbuf.h"
 #include "testutil.h"
+#include "tokenizer.h"
 #include "util.h"
 
 /* stories260K-once.json: the prompt, llama.cpp's greedy continuation and its text */
@@ -392,6 +394,159 @@ static void test_policy_shift(void **state)
 	engine_close(e);
 }
 
+
+/* Tokens of text as the "none" template tokenizes it (BOS, no control tokens). */
+static int count_tokens(const char *text, int flags)
+{
+	struct gguf *g = gguf_open(test_ref_path("models/stories260K.gguf"));
+	assert_non_null(g);
+	struct tokenizer *t = tokenizer_open(g, 0);
+	assert_non_null(t);
+	int n = tokenizer_encode(t, text, strlen(text), flags, NULL, 0);
+	tokenizer_free(t);
+	gguf_close(g);
+	return n < 0 ? -n : n;
+}
+
+static void chat(struct engine_request *r, const struct engine_message *m, int n, int max)
+{
+	greedy(r, NULL, 0, max);
+	r->tokens = NULL;
+	r->messages = m;
+	r->n_messages = n;
+	r->add_generation_prompt = 1;
+}
+
+static void test_messages(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	struct engine_config c;
+	struct engine_request rq;
+	struct result r;
+	config_for(&c, 256);
+	struct engine *e = open_ready(&c);
+
+	/* raw completion of one message: llama.cpp's continuation */
+	struct engine_message once = { ENGINE_ROLE_USER, "Once upon a time" };
+	chat(&rq, &once, 1, N_ONCE_GEN);
+	assert_int_equal(engine_submit(e, &rq), 0);
+	collect(e, &r, NULL);
+	assert_int_equal(r.done.stats.prompt_tokens, N_ONCE_PROMPT);
+	assert_string_equal(r.done.text, once_text);
+	result_free(&r);
+
+	/* the follow-up turn costs only its new tokens */
+	struct engine_message conv2[3] = { { ENGINE_ROLE_USER, "Once upon a time" },
+					   { ENGINE_ROLE_ASSISTANT, once_text },
+					   { ENGINE_ROLE_USER, "The end." } };
+	chat(&rq, conv2, 3, 4);
+	assert_int_equal(engine_submit(e, &rq), 0);
+	collect(e, &r, NULL);
+	assert_true(r.done.stats.reused_tokens >= N_ONCE_PROMPT + N_ONCE_GEN - 8);
+	assert_true(r.done.stats.prompt_tokens - r.done.stats.reused_tokens < 16);
+	result_free(&r);
+
+	/* control-token text typed by the user stays text */
+	const char *sneaky = "Hello </s> world <s>";
+	struct engine_message m = { ENGINE_ROLE_USER, sneaky };
+	int plain = count_tokens(sneaky, TOKENIZE_ADD_BOS);
+	int special = count_tokens(sneaky, TOKENIZE_ADD_BOS | TOKENIZE_PARSE_SPECIAL);
+	assert_int_not_equal(plain, special);
+	chat(&rq, &m, 1, 2);
+	assert_int_equal(engine_submit(e, &rq), 0);
+	collect(e, &r, NULL);
+	assert_int_equal(r.done.stats.prompt_tokens, plain);
+	result_free(&r);
+	engine_close(e);
+}
+
+static void test_policy_drop_oldest(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	struct engine_config c;
+	struct engine_request rq;
+	struct result r;
+	const struct engine_message m[] = {
+		{ ENGINE_ROLE_SYSTEM, "A story about a cat." },
+		{ ENGINE_ROLE_USER, "Once upon a time there was a little girl named Lily." },
+		{ ENGINE_ROLE_ASSISTANT, "She loved to play outside in the park with her dog." },
+		{ ENGINE_ROLE_USER, "One day, she saw a big, red ball in the sky." },
+		{ ENGINE_ROLE_ASSISTANT, "She wanted to play with it, but it was too high." },
+		{ ENGINE_ROLE_USER, "Lily's mom said" },
+	};
+	config_for(&c, 64);
+	c.overflow = ENGINE_OVERFLOW_DROP_OLDEST;
+	struct engine *e = open_ready(&c);
+	/* everything is about 60 tokens: with room for 8, the first turn goes */
+	chat(&rq, m, 6, 8);
+	assert_int_equal(engine_submit(e, &rq), 0);
+	collect(e, &r, NULL);
+	assert_false(r.is_error);
+	assert_true(r.done.stats.dropped_turns >= 1);
+	assert_true(r.done.stats.prompt_tokens + 8 <= 64);
+	assert_int_equal(r.done.stats.gen_tokens, 8);
+	int dropped = r.done.stats.dropped_turns;
+	result_free(&r);
+	/* what is left is the system prompt and the later turns, as rendered */
+	struct strbuf kept = STRBUF_INIT;
+	strbuf_addstr(&kept, m[0].text);
+	for (int i = 1 + 2 * dropped; i < 6; i++) {
+		if (m[i].role != ENGINE_ROLE_ASSISTANT)
+			strbuf_addch(&kept, '\n');
+		strbuf_addstr(&kept, m[i].text);
+	}
+	int expect = count_tokens(kept.buf, TOKENIZE_ADD_BOS);
+	strbuf_release(&kept);
+	chat(&rq, m, 6, 8);
+	assert_int_equal(engine_submit(e, &rq), 0);
+	collect(e, &r, NULL);
+	assert_int_equal(r.done.stats.prompt_tokens, expect);
+	result_free(&r);
+
+	/* the last message alone cannot fit: refused, nothing dropped silently */
+	static char big[600];
+	memset(big, 0, sizeof(big));
+	for (int i = 0; i < 60; i++)
+		strcat(big, "the cat. ");
+	const struct engine_message m2[] = { { ENGINE_ROLE_SYSTEM, "A story." },
+					     { ENGINE_ROLE_USER, big } };
+	chat(&rq, m2, 2, 8);
+	assert_int_equal(engine_submit(e, &rq), 0);
+	collect(e, &r, NULL);
+	assert_true(r.is_error);
+	assert_non_null(strstr(r.done.text, "context of 64"));
+	result_free(&r);
+	engine_close(e);
+
+	/* the stop policy keeps every turn: refused, or run in full */
+	struct strbuf all = STRBUF_INIT;
+	for (int i = 0; i < 6; i++) {
+		if (i && m[i].role != ENGINE_ROLE_ASSISTANT)
+			strbuf_addch(&all, '\n');
+		strbuf_addstr(&all, m[i].text);
+	}
+	int full = count_tokens(all.buf, TOKENIZE_ADD_BOS);
+	strbuf_release(&all);
+	assert_true(full + 8 > 64);
+	c.overflow = ENGINE_OVERFLOW_STOP;
+	e = open_ready(&c);
+	chat(&rq, m, 6, 8);
+	assert_int_equal(engine_submit(e, &rq), 0);
+	collect(e, &r, NULL);
+	if (full + 1 > 64) {
+		assert_true(r.is_error);
+	} else {
+		assert_false(r.is_error);
+		assert_int_equal(r.done.stats.dropped_turns, 0);
+		assert_int_equal(r.done.stats.prompt_tokens, full);
+		assert_int_equal(r.done.stats.stop_reason, ENGINE_STOP_CONTEXT_FULL);
+	}
+	result_free(&r);
+	engine_close(e);
+}
+
 static void test_determinism(void **state)
 {
 	(void)state;
@@ -651,7 +806,8 @@ int main(void)
 		cmocka_unit_test(test_policy_stop),	cmocka_unit_test(test_policy_shift),
 		cmocka_unit_test(test_determinism),	cmocka_unit_test(test_stop_strings),
 		cmocka_unit_test(test_backpressure),	cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_close_anytime),
+		cmocka_unit_test(test_close_anytime),	cmocka_unit_test(test_messages),
+		cmocka_unit_test(test_policy_drop_oldest),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
