@@ -110,7 +110,7 @@ tui_wait_stable 5
 before=$(left)
 tui_tmux resize-window -t 0 -x 60 -y 20
 check "at 60 columns the status pane becomes a bar" tui_wait_gone "│" 5
-check "the hint line fits 60 columns" tui_wait "^ Enter send" 3
+check "the hint line fits 60 columns, quitting included" tui_wait "^ Enter send.*Ctrl-D quit" 3
 tui_tmux resize-window -t 0 -x 100 -y 30
 tui_wait "│ .*state" 5
 tui_wait_stable 5
