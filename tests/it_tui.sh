@@ -150,6 +150,26 @@ pid=$(pgrep -P "$pane_pid" -x "$(basename "$PALAVER")" | head -1)
 check "SIGTERM ends the chat" tui_wait "TUI-EXITED" 5
 check "... and leaves the alternate screen" sh -c "[ \"\$(tmux -L $TUI_SOCK display -p -t 0 '#{alternate_on}')\" = 0 ]"
 
+# ---- no model configured: the chat opens and says how to set one ---------
+tui_start 100x30 "cd $T && env $ENVS $PALAVER --history $T/history.db"
+check "without a model the chat opens and says how to set one" tui_wait "No model is configured" 5
+check "... naming -m and config.yaml" tui_wait "-m FILE.gguf, set model:" 1
+check "... and the status pane says so" tui_wait "state +no model" 3
+tui_send "hello" 10
+check "a message without a model gets the same advice" tui_wait "No model is loaded" 3
+tui_keys C-d
+check "... and Ctrl-D still quits" tui_wait "TUI-EXITED rc=0" 5
+
+# ---- a history that cannot be opened: the chat goes on in memory ----------
+: > "$T/not-a-dir"
+tui_start 100x30 "cd $T && env $ENVS $PALAVER -m $MODEL --chat-template none -n 8 --history $T/not-a-dir/h.db"
+check "a history that cannot be opened is reported" tui_wait "history is unavailable" 10
+check "... in the status pane too" tui_wait "history unavailable" 3
+tui_send "Once upon a time" || fail "the reply finishes without a history"
+check "... and the chat works in memory" tui_wait "^  Once upon a time" 3
+tui_keys C-d
+tui_wait "TUI-EXITED rc=0" 5
+
 tui_stop
 if [ "$TUI_FAILS" -ne 0 ]; then
 	echo "it_tui: $TUI_FAILS check(s) failed"
