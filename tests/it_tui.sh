@@ -86,6 +86,20 @@ tui_keys Enter
 tui_wait "Enter send" 30
 check "the edited message is sent again" tui_wait "^  héllo 世界 🙂" 3
 
+# ---- Alt-Enter and Ctrl-J insert newlines; Ctrl-C clears the input ----------
+tui_type "line a"; tui_keys M-Enter; tui_type "line b"; tui_keys C-j; tui_type "line c"
+check "Alt-Enter and Ctrl-J make a multi-line input" tui_wait "^· line c" 3
+check "... all lines shown" sh -c "tmux -L $TUI_SOCK capture-pane -p -t 0 | grep -q '^› line a' && tmux -L $TUI_SOCK capture-pane -p -t 0 | grep -q '^· line b'"
+tui_keys C-c
+check "Ctrl-C at an idle prompt clears the input" tui_wait_gone "^· line" 3
+
+# ---- /copy puts the last reply on the clipboard (OSC 52) -----------------
+tui_tmux set-option -s set-clipboard on
+tui_tmux delete-buffer 2>/dev/null
+tui_type "/copy"; tui_keys Enter
+check "/copy says it copied" tui_wait "copied the last reply" 3
+check "/copy reaches the terminal's clipboard" sh -c "[ -n \"\$(tmux -L $TUI_SOCK show-buffer 2>/dev/null)\" ]"
+
 # ---- /sessions and /search -----------------------------------------------
 tui_type "/sessions"; tui_keys Enter
 check "/sessions lists the sessions" tui_wait "Sessions +\([0-9]+\)" 3
