@@ -1391,6 +1391,18 @@ static void on_key(void *ctx, const struct key *k)
 	int tw = c->scr.lay.transcript.w, th = c->scr.lay.transcript.h;
 
 	if (c->picker_open) {
+		/* fast typing brings several keys in one run: one at a time here,
+		 * since "d" then "y" mean different things */
+		if (k->type == K_BYTES && k->len > 1 && k->bytes[0] != 0x1b) {
+			size_t i = 0;
+			for (; i < k->len && c->picker_open; i++) {
+				struct key one = { K_BYTES, k->bytes + i, 1 };
+				picker_key(c, &one);
+			}
+			if (i < k->len) /* the picker closed: the rest is typing */
+				input_feed(k->bytes + i, k->len - i);
+			return;
+		}
 		picker_key(c, k);
 		return;
 	}

@@ -119,6 +119,17 @@ check "... scrolled to the hit" tui_wait "^  héllo 世界 🙂" 3
 tui_type "/sesions"; tui_keys Enter
 check "an unknown command gets a suggestion" tui_wait "Did you mean /sessions" 3
 
+# ---- /rename, /set, /export ----------------------------------------------
+tui_type "/rename Wide chars"; tui_keys Enter
+check "/rename renames the session" tui_wait "session +Wide chars" 3
+tui_type "/set temperature 0.5"; tui_keys Enter
+check "/set changes a setting" tui_wait "temperature = 0.5" 3
+tui_type "/set"; tui_keys Enter
+check "/set lists the settings" tui_wait "^temperature +0.5" 3
+tui_type "/export $T/export.md"; tui_keys Enter
+check "/export writes the session" tui_wait "Wrote the session" 3
+check "... as Markdown with the messages" grep -q "héllo 世界 🙂" "$T/export.md"
+
 # ---- resizing mid-session leaves no stray characters ---------------------
 tui_wait_stable 5
 before=$(left)
@@ -155,6 +166,23 @@ check "the cursor is visible" sh -c "[ \"\$(tmux -L $TUI_SOCK display -p -t 0 '#
 check "the input history keeps wide characters" grep -q "héllo 世界 🙂" "$T/state/palaver/input_history"
 check "the history database keeps wide characters" sh -c \
 	"env $ENVS $PALAVER sessions search 世界 --history $T/history.db | grep -q 'héllo'"
+
+# ---- --session resumes a saved chat; the picker deletes with confirmation --
+tui_start 100x30 "cd $T && env $ENVS $PALAVER -m $MODEL --chat-template none -n 8 --history $T/history.db --session Wide"
+check "--session opens a saved chat by the start of its title" tui_wait "session +Wide chars" 10
+check "... with its messages" tui_wait "^  héllo 世界 🙂" 3
+tui_type "/sessions"; tui_keys Enter
+tui_wait "Sessions +\(2\)" 3 || fail "two sessions are listed"
+tui_keys d
+check "d asks before deleting" tui_wait "delete this session\? y = yes" 3
+tui_keys n
+check "any other key keeps it" tui_wait "Sessions +\(2\)" 3
+tui_keys d y
+check "y deletes it" tui_wait "Sessions +\(1\)" 3
+tui_keys Escape
+check "Esc closes the list" tui_wait_gone "Sessions +\(" 3
+tui_keys C-d
+tui_wait "TUI-EXITED rc=0" 5
 
 # ---- SIGTERM restores the terminal too -----------------------------------
 start || exit 1
