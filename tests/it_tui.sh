@@ -52,8 +52,10 @@ stopped=0
 for attempt in 1 2 3 4 5; do
 	tui_type "Once upon a time there was a dragon who"
 	tui_keys Enter Escape
+	# the input empties when the message is taken; then the reply ends
+	tui_wait_gone "^› Once upon a time there was a dragon" 10
+	if tui_wait "\[stopped\]" 10; then stopped=1; break; fi
 	tui_wait "Enter send" 30
-	if tui_screen | grep -q "\[stopped\]"; then stopped=1; break; fi
 done
 [ $stopped = 1 ] && ok "Esc mid-reply stops it and the partial reply stays, marked [stopped]" \
 	|| fail "Esc mid-reply leaves a [stopped] reply (5 attempts)"
@@ -211,6 +213,14 @@ tui_send "Once upon a time" || fail "the reply finishes without a history"
 check "... and the chat works in memory" tui_wait "^  Once upon a time" 3
 tui_keys C-d
 tui_wait "TUI-EXITED rc=0" 5
+
+# ---- SIGHUP (the terminal closing) restores it as well ---------------------
+start || exit 1
+pane_pid=$(tui_tmux display -p -t 0 '#{pane_pid}')
+pid=$(pgrep -P "$pane_pid" -x "$(basename "$PALAVER")" | head -1)
+[ -n "$pid" ] && kill -HUP "$pid"
+check "SIGHUP ends the chat" tui_wait "TUI-EXITED" 5
+check "... and leaves the alternate screen" sh -c "[ \"\$(tmux -L $TUI_SOCK display -p -t 0 '#{alternate_on}')\" = 0 ]"
 
 tui_stop
 if [ "$TUI_FAILS" -ne 0 ]; then
