@@ -24,6 +24,7 @@
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,8 @@ struct chat {
 
 	struct picker picker; /* /sessions and /search */
 	int picker_open;
+
+	double esc_since; /* when the keys decoder began waiting for more of a sequence */
 
 	int quit;
 };
@@ -1624,31 +1627,24 @@ static void draw(struct chat *c)
 		doupdate();
 }
 
-/* Milliseconds until something must be drawn or sampled without input. */
+/* Milliseconds until something must be drawn or sampled without input
+ * (-1: nothing, wait for input). */
 static int poll_timeout(struct chat *c)
 {
-	double now = time_now_ms(), t = -1;
-	if (keys_waiting(&c->keys))
-		t = KEYS_ESC_MS;
-	if (c->pane.dirty) {
-		double d = c->last_transcript_draw + TRANSCRIPT_MIN_MS - now;
-		t = t < 0 || d < t ? d : t;
-	}
-	if (c->status_dirty) {
-		double d = c->last_status_draw + STATUS_MIN_MS - now;
-		t = t < 0 || d < t ? d : t;
-	}
-	if (c->hint[0]) {
-		double d = c->hint_until - now;
-		t = t < 0 || d < t ? d : t;
-	}
-	if (c->busy) {
-		double d = SAMPLE_MS;
-		t = t < 0 || d < t ? d : t;
-	}
-	if (t < 0)
+	double now = time_now_ms(), t = 1e18;
+	if (keys_waiting(&c->keys) && c->esc_since + KEYS_ESC_MS - now < t)
+		t = c->esc_since + KEYS_ESC_MS - now;
+	if (c->pane.dirty && c->last_transcript_draw + TRANSCRIPT_MIN_MS - now < t)
+		t = c->last_transcript_draw + TRANSCRIPT_MIN_MS - now;
+	if (c->status_dirty && c->last_status_draw + STATUS_MIN_MS - now < t)
+		t = c->last_status_draw + STATUS_MIN_MS - now;
+	if (c->hint[0] && c->hint_until - now < t)
+		t = c->hint_until - now;
+	if (c->busy && SAMPLE_MS < t)
+		t = SAMPLE_MS;
+	if (t >= 1e17)
 		return -1;
-	return t < 1 ? 1 : (int)t + 1;
+	return t <= 0 ? 0 : (int)t + 1;
 }
 
 /* ---- set-up ------------------------------------------------------------- */
@@ -1733,8 +1729,8 @@ int chat_run(struct config *cfg)
 		       cfg->ui_theme);
 	welcome(&c);
 	open_history(&c);
-	c.pane.dirty = c.status_dirty = c.rule_dirty = c.hint_dirty =
-		1; /* the first frame draws all */
+	/* the first frame draws everything */
+	c.pane.dirty = c.status_dirty = c.rule_dirty = c.hint_dirty = 1;
 	if (cfg->model)
 		open_model(&c, cfg->model);
 
@@ -1769,13 +1765,19 @@ int chat_run(struct config *cfg)
 		if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			char buf[4096];
 			ssize_t r = read(STDIN_FILENO, buf, sizeof(buf));
-			if (r > 0)
+			if (r > 0) {
+				int was_waiting = keys_waiting(&c.keys);
 				keys_feed(&c.keys, buf, (size_t)r, on_key, &c);
-			else if (r == 0 || (errno != EINTR && errno != EAGAIN))
+				if (!was_waiting || !keys_waiting(&c.keys))
+					c.esc_since = time_now_ms();
+			} else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
 				c.quit = 1; /* the terminal went away */
-		} else if (n == 0 && keys_waiting(&c.keys)) {
-			keys_flush(&c.keys, on_key, &c);
+			}
 		}
+		/* a lone Esc is known when nothing followed it in time; the
+		 * engine's wakeups must not keep postponing that */
+		if (keys_waiting(&c.keys) && time_now_ms() - c.esc_since >= KEYS_ESC_MS)
+			keys_flush(&c.keys, on_key, &c);
 		if (c.busy)
 			sample_speed(&c, time_now_ms(), 0);
 	}
