@@ -1,14 +1,350 @@
-/* palaver bench (history): not built yet (issue 7). */
+/* palaver bench --history: fill a scratch history database and time open, list, load, append and search. */
 #include "bench.h"
 #include "report.h"
+#include "store.h"
+#include "strbuf.h"
+#include "util.h"
+#include "xalloc.h"
 
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/*
+ * The scratch database lives in a fresh directory under $TMPDIR (or /tmp)
+ * and is removed at the end.  Message text is made of pseudo-words drawn
+ * with a Zipf-like law (word of rank r has weight 1/r), so searches can be
+ * timed for a rare, a middling and a very common word.  Each latency is the
+ * median (and 95th percentile) of many runs.
+ */
+
+#define VOCAB 5000
+
+static uint64_t rng_state = 0x853c49e6748fea9bull;
+
+static uint64_t rng_next(void)
+{
+	uint64_t x = rng_state;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return rng_state = x;
+}
+
+static double rng_unit(void)
+{
+	return (double)(rng_next() >> 11) / 9007199254740992.0;
+}
+
+static char vocab[VOCAB][16];
+
+static void vocab_build(void)
+{
+	static const char *const syl[] = { "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze",
+					   "ba", "do", "fu", "gi", "ha", "je", "po" };
+	for (int i = 0; i < VOCAB; i++) {
+		int v = i, n = 0;
+		char *w = vocab[i];
+		/* distinct words: the syllables spell i in base 16, at least two of them */
+		do {
+			strcpy(w + n, syl[v % 16]);
+			n += 2;
+			v /= 16;
+		} while (v || n < 4);
+		w[n] = '\0';
+	}
+}
+
+/* Zipf-like rank: exp(u * ln VOCAB) is log-uniform, so P(r) ~ 1/r. */
+static int zipf_rank(void)
+{
+	int r = (int)(exp(rng_unit() * log((double)VOCAB))) - 1;
+	return r < 0 ? 0 : r >= VOCAB ? VOCAB - 1 : r;
+}
+
+static void make_text(struct strbuf *sb, int words)
+{
+	strbuf_reset(sb);
+	for (int i = 0; i < words; i++) {
+		if (i)
+			strbuf_addch(sb, i % 12 == 11 ? '\n' : ' ');
+		strbuf_addstr(sb, vocab[zipf_rank()]);
+	}
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct timing {
+	double median, p95; /* milliseconds */
+};
+
+static struct timing summarize(double *ms, int n)
+{
+	struct timing t;
+	qsort(ms, (size_t)n, sizeof(*ms), cmp_double);
+	t.median = ms[n / 2];
+	t.p95 = ms[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1];
+	return t;
+}
+
+static void print_row(const char *what, struct timing t, const char *goal, double goal_ms)
+{
+	printf("%-26s %9.3f ms %9.3f ms", what, t.median, t.p95);
+	if (goal)
+		printf("   %s %s", goal, t.median < goal_ms ? "ok" : "MISSED");
+	putchar('\n');
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static void usage(void)
+{
+	printf("usage: palaver bench --history [--sessions N] [--messages N]\n\n"
+	       "Fill a scratch history database (default 10000 sessions, 1000000 messages,\n"
+	       "in one transaction) and report the median and 95th percentile latency of\n"
+	       "open, list, load-session, append, streaming update and search.\n"
+	       "Goals: list < 20 ms, search < 50 ms, append < 2 ms.\n");
+}
 
 int bench_history(int argc, char **argv, struct config *cfg)
 {
-	(void)argc;
-	(void)argv;
+	long n_sessions = 10000, n_messages = 1000000;
+	char dir[] = "/tmp/palaver-bench-XXXXXX", *dirp;
+	struct strbuf path = STRBUF_INIT, text = STRBUF_INIT;
+	char (*ids)[STORE_ID_SIZE] = NULL;
+	struct store *st = NULL;
+	double t0, ms[400];
+	int rc = EXIT_RUNTIME;
+	struct stat sb;
+	char size_buf[32];
 	(void)cfg;
-	fprintf(stderr, "palaver: the history benchmark is not built yet\n");
-	return EXIT_RUNTIME;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--history"))
+			continue;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage();
+			return EXIT_OK;
+		}
+		if (i + 1 < argc && !strcmp(argv[i], "--sessions")) {
+			if (parse_long(argv[++i], &n_sessions) < 0 || n_sessions < 1 ||
+			    n_sessions > 10000000)
+				die_usage("'--sessions' wants a count from 1 to 10000000");
+			continue;
+		}
+		if (i + 1 < argc && !strcmp(argv[i], "--messages")) {
+			if (parse_long(argv[++i], &n_messages) < 0 || n_messages < 0 ||
+			    n_messages > 100000000)
+				die_usage("'--messages' wants a count from 0 to 100000000");
+			continue;
+		}
+		die_usage("unknown option '%s' for 'bench --history'", argv[i]);
+	}
+
+	{
+		const char *tmp = getenv("TMPDIR");
+		static char tdir[4096];
+		if (tmp && *tmp) {
+			snprintf(tdir, sizeof(tdir), "%s/palaver-bench-XXXXXX", tmp);
+			dirp = mkdtemp(tdir);
+		} else {
+			dirp = mkdtemp(dir);
+		}
+		if (!dirp)
+			die("cannot create a scratch directory: %s", strerror(errno));
+	}
+	strbuf_addf(&path, "%s/history.db", dirp);
+	vocab_build();
+	ids = try_alloc_array((size_t)n_sessions, sizeof(*ids));
+	if (!ids) {
+		fprintf(stderr, "palaver: out of memory for %ld session ids\n", n_sessions);
+		goto out;
+	}
+
+	/* ---- fill ---- */
+	t0 = time_now_ms();
+	if (!(st = store_open(path.buf)) || store_transaction_begin(st) < 0)
+		goto fail;
+	for (long s = 0; s < n_sessions; s++) {
+		long first = n_messages * s / n_sessions, last = n_messages * (s + 1) / n_sessions;
+		struct store_session_params p = { NULL, "bench.gguf", NULL, "{\"temperature\": 0.8}" };
+		if (store_session_create(st, &p, ids[s]) < 0)
+			goto fail;
+		for (long m = first; m < last; m++) {
+			int user = (m - first) % 2 == 0;
+			struct store_stats stats = { 0, 0, 0, 0 };
+			make_text(&text, user ? 6 + (int)(rng_next() % 20) : 10 + (int)(rng_next() % 50));
+			if (!user) {
+				stats.gen_tokens = 30;
+				stats.gen_ms = 300;
+			}
+			if (store_message_append(st, ids[s], user ? "user" : "assistant", text.buf,
+						 STORE_COMPLETE, user ? NULL : &stats) < 0)
+				goto fail;
+		}
+	}
+	if (store_transaction_commit(st) < 0)
+		goto fail;
+	store_close(st);
+	st = NULL;
+	stat(path.buf, &sb);
+	printf("history bench: %ld sessions, %ld messages, %s database, filled in %.1f s\n",
+	       n_sessions, n_messages, format_size(size_buf, sizeof(size_buf), (uint64_t)sb.st_size),
+	       (time_now_ms() - t0) / 1000);
+	printf("%-26s %12s %12s\n", "operation", "median", "p95");
+
+	/* ---- open ---- */
+	for (int i = 0; i < 20; i++) {
+		t0 = time_now_ms();
+		st = store_open(path.buf);
+		ms[i] = time_now_ms() - t0;
+		if (!st)
+			goto fail;
+		if (i < 19) {
+			store_close(st);
+			st = NULL;
+		}
+	}
+	print_row("open", summarize(ms, 20), NULL, 0);
+
+	/* ---- list ---- */
+	for (int pass = 0; pass < 2; pass++) {
+		size_t limit = pass ? 0 : 50, n;
+		struct store_session *list;
+		for (int i = 0; i < 50; i++) {
+			t0 = time_now_ms();
+			if (store_session_list(st, limit, &list, &n) < 0)
+				goto fail;
+			ms[i] = time_now_ms() - t0;
+			store_sessions_free(list, n);
+		}
+		print_row(pass ? "list (all sessions)" : "list (50 most recent)", summarize(ms, 50),
+			  "goal < 20 ms:", 20);
+	}
+
+	/* ---- load ---- */
+	for (int i = 0; i < 200; i++) {
+		struct store_message *m;
+		size_t n;
+		const char *id = ids[rng_next() % (uint64_t)n_sessions];
+		t0 = time_now_ms();
+		if (store_messages_load(st, id, &m, &n) < 0)
+			goto fail;
+		ms[i] = time_now_ms() - t0;
+		store_messages_free(m, n);
+	}
+	{
+		char what[64];
+		snprintf(what, sizeof(what), "load session (%ld msgs)", n_messages / n_sessions);
+		print_row(what, summarize(ms, 200), NULL, 0);
+	}
+
+	/* ---- resolve by title prefix ---- */
+	{
+		struct store_session ss;
+		char got[STORE_ID_SIZE];
+		if (store_session_get(st, ids[n_sessions / 2], &ss) < 0)
+			goto fail;
+		for (int i = 0; i < 20; i++) {
+			t0 = time_now_ms();
+			store_session_resolve(st, ss.title, got); /* may be ambiguous: timing only */
+			ms[i] = time_now_ms() - t0;
+		}
+		store_session_free(&ss);
+		print_row("resolve title prefix", summarize(ms, 20), NULL, 0);
+	}
+
+	/* ---- append and streaming ---- */
+	for (int i = 0; i < 200; i++) {
+		const char *id = ids[rng_next() % (uint64_t)n_sessions];
+		make_text(&text, 20);
+		t0 = time_now_ms();
+		if (store_message_append(st, id, "user", text.buf, STORE_COMPLETE, NULL) < 0)
+			goto fail;
+		ms[i] = time_now_ms() - t0;
+	}
+	print_row("append", summarize(ms, 200), "goal < 2 ms:", 2);
+	{
+		int64_t mid = store_message_begin(st, ids[0], "assistant");
+		if (mid < 0)
+			goto fail;
+		strbuf_reset(&text);
+		for (int i = 0; i < 200; i++) {
+			strbuf_addstr(&text, vocab[zipf_rank()]);
+			strbuf_addch(&text, ' ');
+			t0 = time_now_ms();
+			if (store_message_update(st, mid, text.buf, text.len) < 0)
+				goto fail;
+			ms[i] = time_now_ms() - t0;
+		}
+		if (store_message_finish(st, mid, text.buf, text.len, STORE_COMPLETE, NULL) < 0)
+			goto fail;
+		print_row("stream update (to 200 words)", summarize(ms, 200), NULL, 0);
+	}
+
+	/* ---- search ---- */
+	{
+		static const struct {
+			const char *what;
+			int rank;
+		} q[] = {
+			{ "search rare word", 3000 },
+			{ "search middling word", 300 },
+			{ "search common word", 5 },
+			{ "search most common word", 0 },
+		};
+		for (size_t k = 0; k < sizeof(q) / sizeof(q[0]); k++) {
+			struct store_hit *h;
+			size_t n;
+			for (int i = 0; i < 20; i++) {
+				t0 = time_now_ms();
+				if (store_search(st, vocab[q[k].rank], 20, NULL, NULL, &h, &n) < 0)
+					goto fail;
+				ms[i] = time_now_ms() - t0;
+				store_hits_free(h, n);
+			}
+			print_row(q[k].what, summarize(ms, 20), "goal < 50 ms:", 50);
+		}
+		struct strbuf two = STRBUF_INIT;
+		strbuf_addf(&two, "%s %s", vocab[40], vocab[400]);
+		for (int i = 0; i < 20; i++) {
+			struct store_hit *h;
+			size_t n;
+			t0 = time_now_ms();
+			if (store_search(st, two.buf, 20, NULL, NULL, &h, &n) < 0) {
+				strbuf_release(&two);
+				goto fail;
+			}
+			ms[i] = time_now_ms() - t0;
+			store_hits_free(h, n);
+		}
+		strbuf_release(&two);
+		print_row("search two words", summarize(ms, 20), "goal < 50 ms:", 50);
+	}
+	rc = EXIT_OK;
+	goto out;
+fail:
+	fprintf(stderr, "palaver: %s\n", error_message());
+out:
+	store_close(st);
+	free(ids);
+	nftw(dirp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	strbuf_release(&path);
+	strbuf_release(&text);
+	return rc;
 }

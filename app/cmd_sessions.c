@@ -39,7 +39,6 @@ struct sub {
 
 /* Options shared by the subcommands, filled by parse_args. */
 static struct {
-	const char *history;  /* --history FILE */
 	const char *format;   /* --format md|json */
 	const char *output;   /* -o FILE */
 	long limit;           /* --limit N, 0 = all */
@@ -349,8 +348,13 @@ static int take(int argc, char **argv, int *i, const char *name, const char *sho
 /* Does this option take the next argument as its value? */
 static int takes_value(const char *a)
 {
-	static const char *const names[] = { "--history", "--format", "-f", "--output", "-o",
-					     "--limit", "-n", NULL };
+	static const char *const names[] = {
+		"--format", "-f", "--output", "-o", "--limit",
+		/* the global flags config_parse_common_flag takes */
+		"--history", "-m", "--model", "-t", "--threads", "--ctx", "-n", "--max-tokens",
+		"--temp", "--top-k", "--top-p", "--min-p", "--seed", "-s", "--system", "--backend",
+		"--batch-size", "--chat-template", NULL,
+	};
 	for (int i = 0; names[i]; i++)
 		if (!strcmp(a, names[i]))
 			return 1;
@@ -359,7 +363,8 @@ static int takes_value(const char *a)
 
 /* Options may come anywhere after the subcommand; "--" ends them.  Operands
  * are compacted to the front of argv; returns their count or -1. */
-static int parse_args(int argc, char **argv, const struct sub *s, int *help)
+static int parse_args(int argc, char **argv, const struct sub *s, int *help,
+		      struct config *cfg)
 {
 	int n = 0, no_more = 0;
 	for (int i = 0; i < argc; i++) {
@@ -381,11 +386,7 @@ static int parse_args(int argc, char **argv, const struct sub *s, int *help)
 			continue;
 		}
 		int r;
-		if ((r = take(argc, argv, &i, "--history", NULL, &val)) != 0) {
-			if (r < 0)
-				return -1;
-			opt.history = val;
-		} else if ((r = take(argc, argv, &i, "--format", "-f", &val)) != 0) {
+		if ((r = take(argc, argv, &i, "--format", "-f", &val)) != 0) {
 			if (r < 0)
 				return -1;
 			opt.format = val;
@@ -393,13 +394,19 @@ static int parse_args(int argc, char **argv, const struct sub *s, int *help)
 			if (r < 0)
 				return -1;
 			opt.output = val;
-		} else if ((r = take(argc, argv, &i, "--limit", "-n", &val)) != 0) {
+		} else if ((r = take(argc, argv, &i, "--limit", NULL, &val)) != 0) {
 			char *end;
 			if (r < 0)
 				return -1;
 			opt.limit = strtol(val, &end, 10);
 			if (*end || opt.limit < 0 || !*val) {
 				fprintf(stderr, "palaver: '--limit' wants a count, not '%s'\n", val);
+				return -1;
+			}
+		} else if ((r = config_parse_common_flag(cfg, &i, argc, argv)) != 0) {
+			/* --history FILE, --no-history and the other global flags */
+			if (r < 0) {
+				fprintf(stderr, "palaver: %s\n", error_message());
 				return -1;
 			}
 		} else {
@@ -441,7 +448,7 @@ int cmd_sessions(int argc, char **argv, struct config *cfg)
 		argc--;
 		break;
 	}
-	n = parse_args(argc, argv, s, &help);
+	n = parse_args(argc, argv, s, &help, cfg);
 	if (n < 0)
 		return EXIT_USAGE;
 	if (help) {
@@ -462,10 +469,9 @@ int cmd_sessions(int argc, char **argv, struct config *cfg)
 		return EXIT_USAGE;
 	}
 
-	/* An explicit --history after the subcommand names the file to use even
-	 * when history is turned off for chats. */
-	path = opt.history ? opt.history : cfg->history_path;
-	if (!opt.history && !cfg->history_enabled) {
+	/* --history FILE (before or after the subcommand) also turns history on. */
+	path = cfg->history_path;
+	if (!cfg->history_enabled) {
 		fprintf(stderr, "palaver: history is disabled (history.enabled: false or "
 			"--no-history); use 'palaver sessions --history FILE' to read a database\n");
 		return EXIT_RUNTIME;

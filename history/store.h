@@ -42,6 +42,7 @@
 #define STORE_BUSY_TIMEOUT_MS 5000 /* default wait on another process's lock */
 #define STORE_TITLE_MAX 60         /* characters in an automatic title */
 #define STORE_PREVIEW_MAX 80       /* characters in a list preview */
+#define STORE_SEARCH_WINDOW 2000   /* search ranks at most this many most recent matches */
 
 struct store;
 
@@ -145,6 +146,9 @@ int store_session_create(struct store *st, const struct store_session_params *p,
 /* Set the title (one line, trimmed; "" is refused).  It no longer follows
  * the first user message. */
 int store_session_rename(struct store *st, const char *id, const char *title);
+/* Change what a resumed session runs with: each non-NULL field of p
+ * replaces the stored one (a title renames, as store_session_rename). */
+int store_session_set(struct store *st, const char *id, const struct store_session_params *p);
 /* Delete the session and all its messages. */
 int store_session_delete(struct store *st, const char *id);
 /* Fill *out (free with store_session_free). -1 if there is no such session. */
@@ -192,7 +196,10 @@ void store_messages_free(struct store_message *m, size_t n);
  * (0 = 50) hits.  The query is plain words: each is quoted, so quotes, stars,
  * parentheses, AND/OR/NOT or any FTS5 syntax in it are searched for as text,
  * never an error; a word ending in '*' matches as a prefix.  All words must
- * occur.  An empty query gives no hits.  Matches in snippets are wrapped in
+ * occur.  An empty query gives no hits.  Ranking (bm25) is over the
+ * STORE_SEARCH_WINDOW most recent matching messages, so that a word found in
+ * half the history still answers in milliseconds; rarer words are ranked
+ * over all their matches.  Matches in snippets are wrapped in
  * open/close (NULL: "[" and "]").
  */
 int store_search(struct store *st, const char *query, size_t limit, const char *open,

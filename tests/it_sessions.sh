@@ -132,11 +132,17 @@ if command -v sqlite3 >/dev/null 2>&1; then
 	cmp -s "$H" "$T/newer.orig" || fail "a newer database was modified"
 fi
 
-# history turned off: a clear message (once the global flags are parsed)
-"$P" --no-history sessions >"$T/out" 2>"$T/err"
-if ! grep -q "not built\|unknown option\|not a palaver command" "$T/err"; then
-	has err "history is disabled"
-fi
+# history turned off: a clear message, before or after the subcommand
+expect 1 "$P" --no-history sessions
+has err "history is disabled"
+expect 1 "$P" sessions list --no-history
+has err "history is disabled"
+# the default database is $XDG_DATA_HOME/palaver/history.db
+expect 0 env XDG_DATA_HOME="$T/xdg" "$P" sessions
+[ -f "$T/xdg/palaver/history.db" ] || fail "no database under \$XDG_DATA_HOME"
+# --history before the subcommand (a global flag)
+expect 0 "$P" --history "$T/h2.db" sessions show 0123abcd
+has out "Tell me more"
 
 [ "$fails" -eq 0 ] || { echo "it_sessions: $fails failure(s)"; exit 1; }
 echo "it_sessions: ok"

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <ftw.h>
+#include <locale.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +182,20 @@ static void test_session_lifecycle(void **state)
 	assert_int_equal(store_session_rename(st, a, " \n "), -1);
 	assert_int_equal(store_session_rename(st, "00000000", "x"), -1);
 	assert_non_null(strstr(error_message(), "no session '00000000'"));
+
+	/* resumed with another model: only the given fields change */
+	struct store_session_params change = { NULL, "big.gguf", NULL, "{\"top_k\": 5}" };
+	assert_int_equal(store_session_set(st, a, &change), 0);
+	assert_int_equal(store_session_get(st, a, &ss), 0);
+	assert_string_equal(ss.model, "big.gguf");
+	assert_string_equal(ss.system_prompt, "be brief");
+	assert_string_equal(ss.sampling, "{\"top_k\": 5}");
+	assert_string_equal(ss.title, "New title");
+	store_session_free(&ss);
+	change.sampling = "[1]";
+	assert_int_equal(store_session_set(st, a, &change), -1);
+	change.sampling = NULL;
+	assert_int_equal(store_session_set(st, "00000000", &change), -1);
 
 	assert_int_equal(store_session_delete(st, a), 0);
 	assert_int_equal(store_session_get(st, a, &ss), -1);
@@ -514,6 +529,18 @@ static void test_export_import(void **state)
 		memcpy(p, id, STORE_ID_LEN);
 		assert_string_equal(js3.buf, js.buf);
 	}
+
+	/* a comma decimal locale changes nothing in the JSON */
+	if (setlocale(LC_NUMERIC, "de_DE.UTF-8") || setlocale(LC_NUMERIC, "fr_FR.UTF-8")) {
+		struct strbuf js4 = STRBUF_INIT;
+		assert_int_equal(store_export(st, id, STORE_FORMAT_JSON, &js4), 0);
+		assert_string_equal(js4.buf, js.buf);
+		assert_int_equal(store_import(st, js4.buf, js4.len, id3), 0);
+		assert_int_equal(store_session_delete(st, id3), 0);
+		strbuf_release(&js4);
+		setlocale(LC_NUMERIC, "C");
+	}
+	assert_non_null(strstr(js.buf, "\"prefill_ms\": 3.25"));
 
 	/* refused imports change nothing */
 	struct store_session *list;
