@@ -27,6 +27,7 @@ static const char usage[] =
  * Cyrillic, Greek, CJK, Hangul, emoji, runs of spaces and newlines. */
 static void make_text(struct strbuf *sb, size_t size)
 {
+	/* clang-format off */
 	static const char *const words[] = {
 		"the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with",
 		"be", "by", "on", "not", "he", "I", "this", "are", "or", "his", "from", "at", "which",
@@ -40,7 +41,10 @@ static void make_text(struct strbuf *sb, size_t size)
 		"#include <stdio.h>", "def f(x): return x**2", "<div class=\"x\">", "$HOME/.config",
 		"...", "!!", "?", "—", "“quoted”", "(parenthesis)", "[1]", "a+b=c", "~/tmp",
 	};
-	static const char *const seps[] = { " ", " ", " ", " ", " ", ", ", ". ", "\n", "  ", "\t", "\n\n", "    " };
+	static const char *const seps[] = {
+		" ", " ", " ", " ", " ", ", ", ". ", "\n", "  ", "\t", "\n\n", "    ",
+	};
+	/* clang-format on */
 	uint64_t x = 0x9E3779B97F4A7C15ull;
 	strbuf_grow(sb, size + 64);
 	while (sb->len < size) {
@@ -101,8 +105,9 @@ static int bench_one(const char *path, const struct strbuf *text, int repeat)
 	base = base ? base + 1 : path;
 	printf("%-32s %-4s %-15s %8d %6.2f %8.1f %8.2f %8.1f %8.2f\n", base,
 	       tokenizer_kind(t) == TOKENIZER_SPM ? "spm" : "bpe", tokenizer_pre_name(t), n,
-	       (double)text->len / (n ? n : 1), best, best > 0 ? text->len / 1e6 / (best / 1e3) : 0.0,
-	       best_cpu, best_cpu > 0 ? text->len / 1e6 / (best_cpu / 1e3) : 0.0);
+	       (double)text->len / (n ? n : 1), best,
+	       best > 0 ? text->len / 1e6 / (best / 1e3) : 0.0, best_cpu,
+	       best_cpu > 0 ? text->len / 1e6 / (best_cpu / 1e3) : 0.0);
 	ret = 0;
 out:
 	tokenizer_free(t);
@@ -135,7 +140,8 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 		}
 		if (i + 1 >= argc || (strcmp(a, "-m") && strcmp(a, "--model") && strcmp(a, "-f") &&
 				      strcmp(a, "--size") && strcmp(a, "--repeat"))) {
-			fprintf(stderr, "palaver: bench --tokenizer: bad option '%s'\n%s", a, usage);
+			fprintf(stderr, "palaver: bench --tokenizer: bad option '%s'\n%s", a,
+				usage);
 			return EXIT_USAGE;
 		}
 		const char *v = argv[++i];
@@ -164,7 +170,8 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 	struct strbuf text = STRBUF_INIT;
 	if (textfile) {
 		if (strbuf_read_file(&text, textfile) < 0) {
-			fprintf(stderr, "palaver: cannot read '%s': %s\n", textfile, strerror(errno));
+			fprintf(stderr, "palaver: cannot read '%s': %s\n", textfile,
+				strerror(errno));
 			return EXIT_RUNTIME;
 		}
 	} else {
@@ -189,12 +196,14 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 		if (d)
 			closedir(d);
 		qsort(found, (size_t)n_found, sizeof(*found), cmp_str);
-		for (int i = 0; i < n_found && n_files < (int)(sizeof(files) / sizeof(files[0])); i++)
+		for (int i = 0; i < n_found && n_files < (int)(sizeof(files) / sizeof(files[0]));
+		     i++)
 			files[n_files++] = found[i];
 		if (!n_files && cfg && cfg->model)
 			files[n_files++] = cfg->model;
 		if (!n_files) {
-			fprintf(stderr, "palaver: no vocabulary found in '%s'; give -m FILE\n", dir.buf);
+			fprintf(stderr, "palaver: no vocabulary found in '%s'; give -m FILE\n",
+				dir.buf);
 			strbuf_release(&dir);
 			strbuf_release(&text);
 			return EXIT_USAGE;
@@ -204,8 +213,8 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 
 	printf("text: %zu bytes%s%s, best of %d\n", text.len, textfile ? " from " : " generated",
 	       textfile ? textfile : "", repeat);
-	printf("%-32s %-4s %-15s %8s %6s %8s %8s %8s %8s\n", "vocabulary", "kind", "pre", "tokens", "B/tok",
-	       "wall ms", "MB/s", "cpu ms", "cpu MB/s");
+	printf("%-32s %-4s %-15s %8s %6s %8s %8s %8s %8s\n", "vocabulary", "kind", "pre", "tokens",
+	       "B/tok", "wall ms", "MB/s", "cpu ms", "cpu MB/s");
 	int ret = EXIT_OK;
 	for (int i = 0; i < n_files; i++)
 		if (bench_one(files[i], &text, repeat) < 0)

@@ -120,7 +120,9 @@ int chat_template_detect(const char *t, size_t n)
 		return CHAT_TEMPLATE_ZEPHYR;
 	if (has(t, n, "### Instruction:"))
 		return CHAT_TEMPLATE_DEEPSEEK;
-	if (has(t, n, "<\xef\xbd\x9c" "User\xef\xbd\x9c>")) /* <｜User｜> */
+	if (has(t, n,
+		"<\xef\xbd\x9c"
+		"User\xef\xbd\x9c>")) /* <｜User｜> */
 		return CHAT_TEMPLATE_DEEPSEEK3;
 	if (has(t, n, "'User: '") || has(t, n, "\"User: \""))
 		return CHAT_TEMPLATE_DEEPSEEK2;
@@ -151,8 +153,9 @@ int chat_template_choose(const struct gguf *g, const char *setting, enum chat_te
 			int e = errno;
 			strbuf_release(&sb);
 			if (e == ENOENT)
-				return error("unknown chat template '%s' (not a file, nor one of: %s)", setting,
-					     chat_template_names());
+				return error(
+					"unknown chat template '%s' (not a file, nor one of: %s)",
+					setting, chat_template_names());
 			return error("cannot read chat template '%s': %s", setting, strerror(e));
 		}
 		/* a file holds a template name, or a Jinja template to recognise */
@@ -162,7 +165,8 @@ int chat_template_choose(const struct gguf *g, const char *setting, enum chat_te
 			id = chat_template_detect(sb.buf, sb.len);
 		strbuf_release(&sb);
 		if (id < 0)
-			return error("'%s': unrecognised chat template (known: %s)", setting, chat_template_names());
+			return error("'%s': unrecognised chat template (known: %s)", setting,
+				     chat_template_names());
 		*out = (enum chat_template_id)id;
 		return 0;
 	}
@@ -177,9 +181,10 @@ int chat_template_choose(const struct gguf *g, const char *setting, enum chat_te
 		return -1;
 	int id = chat_template_detect(s.data, s.len);
 	if (id < 0)
-		return error("'%s': unrecognised tokenizer.chat_template; choose one with --chat-template "
-			     "(%s)",
-			     gguf_path(g), chat_template_names());
+		return error(
+			"'%s': unrecognised tokenizer.chat_template; choose one with --chat-template "
+			"(%s)",
+			gguf_path(g), chat_template_names());
 	*out = (enum chat_template_id)id;
 	return 0;
 }
@@ -264,10 +269,12 @@ static const char deepseek_coder_system[] =
 	"questions, security and privacy issues, and other non-computer science questions, you will "
 	"refuse to answer\n";
 
-#define EOS_DEEPSEEK "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
+#define EOS_DEEPSEEK                                                                               \
+	"<\xef\xbd\x9c"                                                                            \
+	"end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
 
-int chat_template_render(enum chat_template_id id, const struct chat_message *m, size_t n,
-			 int gen, const struct chat_template_tokens *tok, struct chat_prompt *p)
+int chat_template_render(enum chat_template_id id, const struct chat_message *m, size_t n, int gen,
+			 const struct chat_template_tokens *tok, struct chat_prompt *p)
 {
 	const char *bos = tok && tok->bos ? tok->bos : "<s>";
 	const char *eos = tok && tok->eos ? tok->eos : "</s>";
@@ -348,7 +355,8 @@ int chat_template_render(enum chat_template_id id, const struct chat_message *m,
 	case CHAT_TEMPLATE_MISTRAL_V3_TEKKEN: {
 		/* v1 puts the system prompt into the first user turn, v3 and
 		 * v3-tekken into the last message when it is a user turn */
-		int v1 = id == CHAT_TEMPLATE_MISTRAL_V1, tekken = id == CHAT_TEMPLATE_MISTRAL_V3_TEKKEN;
+		int v1 = id == CHAT_TEMPLATE_MISTRAL_V1,
+		    tekken = id == CHAT_TEMPLATE_MISTRAL_V3_TEKKEN;
 		for (size_t i = 0; i < n; i++) {
 			if (m[i].role == CHAT_ROLE_SYSTEM)
 				continue;
@@ -501,13 +509,15 @@ int chat_template_render(enum chat_template_id id, const struct chat_message *m,
 				lit(p, "<\xef\xbd\x9cUser\xef\xbd\x9c>");
 				txt(p, m[i].content);
 			} else {
-				lit(p, "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>");
+				lit(p, "<\xef\xbd\x9c"
+				       "Assistant\xef\xbd\x9c>");
 				txt(p, m[i].content);
 				lit(p, tok && tok->eos ? eos : EOS_DEEPSEEK);
 			}
 		}
 		if (gen)
-			lit(p, "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>");
+			lit(p, "<\xef\xbd\x9c"
+			       "Assistant\xef\xbd\x9c>");
 		break;
 
 	case CHAT_TEMPLATE_VICUNA:
@@ -530,13 +540,13 @@ int chat_template_render(enum chat_template_id id, const struct chat_message *m,
 			lit(p, "ASSISTANT:");
 		break;
 
-	case CHAT_TEMPLATE_COUNT:
-		break;
+	case CHAT_TEMPLATE_COUNT: break;
 	}
 	return 0;
 }
 
-int chat_prompt_tokenize(const struct chat_prompt *p, const struct tokenizer *t, int32_t *out, int max)
+int chat_prompt_tokenize(const struct chat_prompt *p, const struct tokenizer *t, int32_t *out,
+			 int max)
 {
 	return tokenizer_encode_ranges(t, p->text.buf, p->text.len, TOKENIZE_ADD_BOS,
 				       (const size_t(*)[2])p->ranges, p->n_ranges, out, max);
@@ -547,49 +557,42 @@ int chat_prompt_tokenize(const struct chat_prompt *p, const struct tokenizer *t,
 static const char *const stops_none[] = { NULL };
 static const char *const stops_chatml[] = { "<|im_end|>", "<|im_start|>", NULL };
 static const char *const stops_inst[] = { "</s>", "[INST]", NULL };
-static const char *const stops_llama3[] = { "<|eot_id|>", "<|eom_id|>", "<|start_header_id|>", NULL };
+static const char *const stops_llama3[] = { "<|eot_id|>", "<|eom_id|>", "<|start_header_id|>",
+					    NULL };
 static const char *const stops_phi3[] = { "<|end|>", "<|user|>", "<|endoftext|>", NULL };
 static const char *const stops_gemma[] = { "<end_of_turn>", "<start_of_turn>", NULL };
 static const char *const stops_zephyr[] = { "</s>", "<|user|>", NULL };
 static const char *const stops_deepseek[] = { "<|EOT|>", "### Instruction:", NULL };
-static const char *const stops_deepseek23[] = { EOS_DEEPSEEK, "<\xef\xbd\x9cUser\xef\xbd\x9c>", NULL };
+static const char *const stops_deepseek23[] = { EOS_DEEPSEEK, "<\xef\xbd\x9cUser\xef\xbd\x9c>",
+						NULL };
 static const char *const stops_vicuna[] = { "</s>", "\nUSER:", NULL };
 
 const char *const *chat_template_stops(enum chat_template_id id)
 {
 	switch (id) {
 	case CHAT_TEMPLATE_CHATML:
-	case CHAT_TEMPLATE_PHI4:
-		return stops_chatml;
+	case CHAT_TEMPLATE_PHI4: return stops_chatml;
 	case CHAT_TEMPLATE_LLAMA2:
 	case CHAT_TEMPLATE_MISTRAL_V1:
 	case CHAT_TEMPLATE_MISTRAL_V3:
 	case CHAT_TEMPLATE_MISTRAL_V3_TEKKEN:
-	case CHAT_TEMPLATE_MISTRAL_V7:
-		return stops_inst;
-	case CHAT_TEMPLATE_LLAMA3:
-		return stops_llama3;
-	case CHAT_TEMPLATE_PHI3:
-		return stops_phi3;
-	case CHAT_TEMPLATE_GEMMA:
-		return stops_gemma;
-	case CHAT_TEMPLATE_ZEPHYR:
-		return stops_zephyr;
-	case CHAT_TEMPLATE_DEEPSEEK:
-		return stops_deepseek;
+	case CHAT_TEMPLATE_MISTRAL_V7: return stops_inst;
+	case CHAT_TEMPLATE_LLAMA3: return stops_llama3;
+	case CHAT_TEMPLATE_PHI3: return stops_phi3;
+	case CHAT_TEMPLATE_GEMMA: return stops_gemma;
+	case CHAT_TEMPLATE_ZEPHYR: return stops_zephyr;
+	case CHAT_TEMPLATE_DEEPSEEK: return stops_deepseek;
 	case CHAT_TEMPLATE_DEEPSEEK2:
-	case CHAT_TEMPLATE_DEEPSEEK3:
-		return stops_deepseek23;
-	case CHAT_TEMPLATE_VICUNA:
-		return stops_vicuna;
+	case CHAT_TEMPLATE_DEEPSEEK3: return stops_deepseek23;
+	case CHAT_TEMPLATE_VICUNA: return stops_vicuna;
 	case CHAT_TEMPLATE_NONE:
-	case CHAT_TEMPLATE_COUNT:
-		break;
+	case CHAT_TEMPLATE_COUNT: break;
 	}
 	return stops_none;
 }
 
-int chat_template_stop_ids(enum chat_template_id id, const struct tokenizer *t, int32_t *ids, int max)
+int chat_template_stop_ids(enum chat_template_id id, const struct tokenizer *t, int32_t *ids,
+			   int max)
 {
 	int n = 0;
 	int32_t nv = tokenizer_n_vocab(t);

@@ -25,22 +25,22 @@ struct tokenizer;
  * chat_prompt_tokenize().
  */
 enum chat_template_id {
-	CHAT_TEMPLATE_NONE,       /* raw completion: the texts concatenated as they are */
-	CHAT_TEMPLATE_CHATML,     /* <|im_start|>role\n...<|im_end|>\n (Qwen, SmolLM, Hermes, ...) */
-	CHAT_TEMPLATE_LLAMA2,     /* [INST] <<SYS>>\n...\n<</SYS>>\n\n... [/INST] ... </s><s>[INST] */
-	CHAT_TEMPLATE_LLAMA3,     /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
+	CHAT_TEMPLATE_NONE,   /* raw completion: the texts concatenated as they are */
+	CHAT_TEMPLATE_CHATML, /* <|im_start|>role\n...<|im_end|>\n (Qwen, SmolLM, Hermes, ...) */
+	CHAT_TEMPLATE_LLAMA2, /* [INST] <<SYS>>\n...\n<</SYS>>\n\n... [/INST] ... </s><s>[INST] */
+	CHAT_TEMPLATE_LLAMA3, /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
 	CHAT_TEMPLATE_MISTRAL_V1, /* " [INST] ... [/INST] ...</s>", system in the first user turn */
 	CHAT_TEMPLATE_MISTRAL_V3, /* "[INST] ...[/INST] ...</s>", system in the last user turn */
 	CHAT_TEMPLATE_MISTRAL_V3_TEKKEN, /* "[INST]...[/INST]...</s>" (Nemo), system in the last user turn */
 	CHAT_TEMPLATE_MISTRAL_V7, /* [SYSTEM_PROMPT] ...[/SYSTEM_PROMPT][INST] ...[/INST] ...</s> */
 	CHAT_TEMPLATE_PHI3,       /* <|role|>\n...<|end|>\n */
 	CHAT_TEMPLATE_PHI4,       /* <|im_start|>role<|im_sep|>...<|im_end|> */
-	CHAT_TEMPLATE_GEMMA,      /* <start_of_turn>user\n...<end_of_turn>\n; system into the first user turn */
-	CHAT_TEMPLATE_ZEPHYR,     /* <|role|>\n...</s>\n */
-	CHAT_TEMPLATE_DEEPSEEK,   /* deepseek-coder instruct: ### Instruction:\n...\n### Response:\n...\n<|EOT|>\n */
-	CHAT_TEMPLATE_DEEPSEEK2,  /* deepseek-llm chat / V2: User: ...\n\nAssistant: ...<｜end▁of▁sentence｜> */
-	CHAT_TEMPLATE_DEEPSEEK3,  /* DeepSeek V3 / R1: <｜User｜>...<｜Assistant｜>...<｜end▁of▁sentence｜> */
-	CHAT_TEMPLATE_VICUNA,     /* system\n\nUSER: ...\nASSISTANT: ...</s>\n */
+	CHAT_TEMPLATE_GEMMA, /* <start_of_turn>user\n...<end_of_turn>\n; system into the first user turn */
+	CHAT_TEMPLATE_ZEPHYR, /* <|role|>\n...</s>\n */
+	CHAT_TEMPLATE_DEEPSEEK, /* deepseek-coder instruct: ### Instruction:\n...\n### Response:\n...\n<|EOT|>\n */
+	CHAT_TEMPLATE_DEEPSEEK2, /* deepseek-llm chat / V2: User: ...\n\nAssistant: ...<｜end▁of▁sentence｜> */
+	CHAT_TEMPLATE_DEEPSEEK3, /* DeepSeek V3 / R1: <｜User｜>...<｜Assistant｜>...<｜end▁of▁sentence｜> */
+	CHAT_TEMPLATE_VICUNA, /* system\n\nUSER: ...\nASSISTANT: ...</s>\n */
 	CHAT_TEMPLATE_COUNT
 };
 
@@ -57,11 +57,14 @@ struct chat_message {
 
 /* A rendered prompt. */
 struct chat_prompt {
-	struct strbuf text;    /* the prompt (without the leading BOS) */
-	size_t (*ranges)[2];   /* [n_ranges] [start, end) byte ranges the template wrote */
+	struct strbuf text;  /* the prompt (without the leading BOS) */
+	size_t (*ranges)[2]; /* [n_ranges] [start, end) byte ranges the template wrote */
 	size_t n_ranges, alloc;
 };
-#define CHAT_PROMPT_INIT { STRBUF_INIT, NULL, 0, 0 }
+#define CHAT_PROMPT_INIT                                                                           \
+	{                                                                                          \
+		STRBUF_INIT, NULL, 0, 0                                                            \
+	}
 void chat_prompt_release(struct chat_prompt *p);
 
 /* Texts of the vocabulary's BOS and EOS tokens ("<s>", "</s>"); NULL
@@ -106,7 +109,8 @@ int chat_template_render(enum chat_template_id id, const struct chat_message *ms
 
 /* Render and tokenize (BOS added when the vocabulary wants one): ids as
  * tokenizer_encode returns them. */
-int chat_prompt_tokenize(const struct chat_prompt *p, const struct tokenizer *t, int32_t *out, int max);
+int chat_prompt_tokenize(const struct chat_prompt *p, const struct tokenizer *t, int32_t *out,
+			 int max);
 
 /* Strings that end the assistant's turn in this template's format (stop
  * generating when the reply contains one): a NULL-terminated list, empty
@@ -116,6 +120,7 @@ const char *const *chat_template_stops(enum chat_template_id id);
 /* The token ids that end a turn: the vocabulary's end-of-generation tokens
  * and every stop string that is a single token.  Returns the count (at most
  * max written). */
-int chat_template_stop_ids(enum chat_template_id id, const struct tokenizer *t, int32_t *ids, int max);
+int chat_template_stop_ids(enum chat_template_id id, const struct tokenizer *t, int32_t *ids,
+			   int max);
 
 #endif
