@@ -397,6 +397,7 @@ struct wcache {
 	uint32_t words_n, ids_n;
 };
 
+/* Make *p hold at least need elements (contents kept); -1 and *oom set on failure. */
 static int grow(void **p, size_t *alloc, size_t need, size_t elem, int *oom)
 {
 	if (need <= *alloc)
@@ -410,6 +411,8 @@ static int grow(void **p, size_t *alloc, size_t need, size_t elem, int *oom)
 	void *q = try_alloc_array(na, elem);
 	if (!q)
 		goto fail;
+	if (*p && *alloc)
+		memcpy(q, *p, *alloc * elem); /* keep what the buffer holds */
 	free(*p);
 	*p = q;
 	*alloc = na;

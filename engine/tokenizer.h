@@ -22,6 +22,10 @@ struct tokenizer;
  *    character, and pairs are merged by rank (tokenizer.ggml.merges).
  * Both merge with a priority queue: O(n log n) in the length of a word.
  *
+ * A tokenizer is immutable once built: any number of threads may encode
+ * and decode with it at once (each call has its own scratch memory; each
+ * decoder object belongs to one thread).
+ *
  * Special tokens: control (token_type 3) and unknown (2) tokens written in
  * the text become their ids only with TOKENIZE_PARSE_SPECIAL (used for text
  * rendered from a chat template, never for what a user typed).
