@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "gguf.h"
+#include "json.h"
 #include "report.h"
 #include "strbuf.h"
 #include "testutil.h"
@@ -231,6 +232,81 @@ static void test_parity_ref(void **state)
 	strbuf_release(&inp);
 	strbuf_release(&outp);
 	strbuf_release(&dec);
+}
+
+/* llama.cpp's reference cases: the prompt's tokens (with BOS) and the text
+ * of the generated tokens, for every model there. */
+static void test_reference_cases(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	static const char *const cases[] = {
+		"stories260K-once", "stories260K-zoo", "stories260K-empty", "rand-llama-spm-f32",
+		"rand-qwen2-gpt2-f16", "tinyrandom-f16", "rand-llama-256-F32",
+	};
+	struct strbuf sb = STRBUF_INIT, dec = STRBUF_INIT, raw = STRBUF_INIT;
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/cases/%s.json", test_ref_dir(), cases[c]);
+		assert_int_equal(read_all(path, &sb), 0);
+		struct json *j = json_parse(sb.buf, sb.len);
+		assert_non_null(j);
+		const struct json *model = json_get(j, "model"), *prompt = json_get(j, "prompt");
+		const struct json *ptoks = json_get(j, "prompt_tokens"), *gtoks = json_get(j, "gen_tokens");
+		assert_true(model && prompt && ptoks && gtoks);
+		snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), model->str);
+		struct gguf *g = gguf_open(path);
+		assert_non_null(g);
+		struct tokenizer *t = tokenizer_open(g, 0);
+		if (!t)
+			fail_msg("%s", error_message());
+
+		int n;
+		int32_t *ids = encode(t, prompt->str, prompt->str_len, TOKENIZE_ADD_BOS, &n);
+		if ((size_t)n != ptoks->n)
+			fail_msg("%s: %d prompt tokens, want %zu", cases[c], n, ptoks->n);
+		for (int i = 0; i < n; i++)
+			if (ids[i] != (int32_t)ptoks->items[i].number)
+				fail_msg("%s: prompt token %d is %d, want %d", cases[c], i, ids[i],
+					 (int)ptoks->items[i].number);
+		free(ids);
+
+		/* the generated tokens' bytes, and their text through the decoder */
+		strbuf_reset(&raw);
+		strbuf_reset(&dec);
+		struct tokenizer_decoder *d = tokenizer_decoder_new(t, 0);
+		for (size_t i = 0; i < gtoks->n; i++) {
+			int32_t id = (int32_t)gtoks->items[i].number;
+			size_t len;
+			const char *p = tokenizer_piece(t, id, &len);
+			if (!tokenizer_is_control(t, id))
+				strbuf_add(&raw, p, len);
+			assert_true(tokenizer_decoder_push(d, id, &dec) >= 0);
+		}
+		tokenizer_decoder_flush(d, &dec);
+		tokenizer_decoder_free(d);
+		const struct json *text = json_get(j, "gen_text"), *hex = json_get(j, "gen_bytes_hex");
+		if (text) {
+			assert_int_equal(raw.len, text->str_len);
+			assert_memory_equal(raw.buf, text->str, raw.len);
+			assert_int_equal(dec.len, text->str_len);
+			assert_memory_equal(dec.buf, text->str, dec.len);
+		} else {
+			assert_non_null(hex);
+			assert_int_equal(raw.len * 2, hex->str_len);
+			for (size_t i = 0; i < raw.len; i++) {
+				char h[3];
+				snprintf(h, sizeof(h), "%02x", (unsigned char)raw.buf[i]);
+				assert_memory_equal(h, hex->str + 2 * i, 2);
+			}
+		}
+		tokenizer_free(t);
+		gguf_close(g);
+		json_free(j);
+	}
+	strbuf_release(&sb);
+	strbuf_release(&dec);
+	strbuf_release(&raw);
 }
 
 static void test_stories260k(void **state)
@@ -720,6 +796,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parity_ref),
+		cmocka_unit_test(test_reference_cases),
 		cmocka_unit_test(test_stories260k),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_spm_rules),
