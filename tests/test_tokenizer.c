@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gguf.h"
+#include "gguf_write.h"
 #include "json.h"
 #include "report.h"
 #include "strbuf.h"
@@ -363,6 +365,73 @@ static void test_open_errors(void **state)
 	t = vocab_build(&v, "llama", NULL);
 	assert_null(t);
 	assert_non_null(strstr(error_message(), "duplicate token"));
+}
+
+/* GGUF files with a broken or unknown tokenizer: one error naming the file. */
+static void write_vocab_gguf(const char *path, const char *pre, int with_model, int bad_scores)
+{
+	static struct vocab v;
+	memset(&v, 0, sizeof(v));
+	vocab_add_gpt2_bytes(&v);
+	vocab_add(&v, "ab", 0, TOKEN_TYPE_NORMAL);
+	vocab_merge(&v, "a b");
+	struct gguf_writer *w = gguf_writer_new();
+	assert_non_null(w);
+	if (with_model)
+		assert_int_equal(gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2", 4), 0);
+	if (pre)
+		assert_int_equal(gguf_writer_add_str(w, "tokenizer.ggml.pre", pre, strlen(pre)), 0);
+	assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", v.tok, (uint64_t)v.n), 0);
+	assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", v.merge, 1), 0);
+	if (bad_scores)
+		assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.scores", v.tok, (uint64_t)v.n), 0);
+	else
+		assert_int_equal(gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32,
+						     (uint64_t)v.n, v.type),
+				 0);
+	assert_int_equal(gguf_writer_begin(w, path), 0);
+	assert_int_equal(gguf_writer_finish(w), 0);
+	gguf_writer_free(w);
+}
+
+static void test_open_gguf_errors(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/palaver-vocab-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+
+	write_vocab_gguf(path, "brand-new-llm", 1, 0);
+	struct gguf *g = gguf_open(path);
+	assert_non_null(g);
+	assert_null(tokenizer_open(g, 0));
+	assert_non_null(strstr(error_message(), path));
+	assert_non_null(strstr(error_message(), "unknown pre-tokenizer 'brand-new-llm'"));
+	struct tokenizer *t = tokenizer_open(g, 1);
+	assert_non_null(t);
+	assert_true(tokenizer_pre_fell_back(t));
+	assert_int_equal(tokenizer_n_vocab(t), 257);
+	int32_t ids[4];
+	assert_int_equal(tokenizer_encode(t, "ab", 2, TOKENIZE_ADD_BOS, ids, 4), 1); /* merged, no BOS */
+	assert_int_equal(ids[0], 256);
+	tokenizer_free(t);
+	gguf_close(g);
+
+	write_vocab_gguf(path, NULL, 0, 0);
+	g = gguf_open(path);
+	assert_non_null(g);
+	assert_null(tokenizer_open(g, 0));
+	assert_non_null(strstr(error_message(), "no tokenizer"));
+	gguf_close(g);
+
+	write_vocab_gguf(path, "gpt-2", 1, 1);
+	g = gguf_open(path);
+	assert_non_null(g);
+	assert_null(tokenizer_open(g, 0));
+	assert_non_null(strstr(error_message(), "tokenizer.ggml.scores"));
+	gguf_close(g);
+	unlink(path);
 }
 
 /* ---- SentencePiece on a small vocabulary -------------------------------- */
@@ -799,6 +868,7 @@ int main(void)
 		cmocka_unit_test(test_reference_cases),
 		cmocka_unit_test(test_stories260k),
 		cmocka_unit_test(test_open_errors),
+		cmocka_unit_test(test_open_gguf_errors),
 		cmocka_unit_test(test_spm_rules),
 		cmocka_unit_test(test_bpe_rules),
 		cmocka_unit_test(test_user_cannot_type_control),
