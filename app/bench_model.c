@@ -38,7 +38,7 @@
 
 static const char usage[] =
 	"usage: palaver bench -m FILE [-p N] [-n N] [-r N] [-t N] [-d DEPTH]\n"
-	"                     [--kv-type f16|f32] [--format md|json|csv]\n"
+	"                     [--kv-type f16|f32] [--format md|json|csv] [--profile]\n"
 	"\n"
 	"Measure prompt processing (ppN, tokens/s) and generation (tgN,\n"
 	"tokens/s) as llama-bench does, the machine's memory read bandwidth, and\n"
@@ -52,6 +52,8 @@ static const char usage[] =
 	"  -d, --depth N      tokens already in the KV cache for each test (default 0)\n"
 	"  --kv-type TYPE     KV cache element type: f16 (default) or f32\n"
 	"  --format FMT       md (default), json or csv\n"
+	"  --profile          also break each test's time into matmul, norm+quantize,\n"
+	"                     attention and other (to standard error)\n"
 	"  -h, --help         show this help\n"
 	"\n"
 	"Other benchmarks: palaver bench --tokenizer | --history | --cancel | --reuse\n";
@@ -205,6 +207,24 @@ static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int3
 	return (double)(time_now_ns() - t0) / 1e9;
 }
 
+/* Share of each kind of step, per token, to standard error. */
+static void print_profile(struct model *m, const char *test, int n)
+{
+	struct model_profile p;
+	model_profile_get(m, &p);
+	uint64_t tot = 0;
+	for (int k = 0; k < MODEL_PROF_N; k++)
+		tot += p.ns[k];
+	if (!tot || !p.tokens)
+		return;
+	fprintf(stderr, "profile %s%d (%llu tokens):", test, n, (unsigned long long)p.tokens);
+	for (int k = 0; k < MODEL_PROF_N; k++)
+		fprintf(stderr, " %s %.1f%% (%.3f ms/token)", model_prof_name((enum model_prof)k),
+			100.0 * (double)p.ns[k] / (double)tot,
+			(double)p.ns[k] / 1e6 / (double)p.tokens);
+	fprintf(stderr, "\n");
+}
+
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
 {
 	long l;
@@ -302,6 +322,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	int n_prompt = 512, n_gen = 128, reps = 5, threads = cfg ? cfg->threads : 0, depth = 0;
 	enum fmt f = FMT_MD;
 	enum kv_type kvt = KV_F16;
+	int profile = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -327,6 +348,9 @@ int bench_model(int argc, char **argv, struct config *cfg)
 		} else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) {
 			if (parse_int(a, v, 0, 1 << 24, &depth) < 0)
 				return EXIT_USAGE;
+		} else if (!strcmp(a, "--profile")) {
+			profile = 1;
+			continue;
 		} else if (!strcmp(a, "--kv-type")) {
 			if (v && !strcmp(v, "f16"))
 				kvt = KV_F16;
@@ -405,12 +429,16 @@ int bench_model(int argc, char **argv, struct config *cfg)
 		/* warm-up: page in weights, train branch predictors, wake the pool */
 		if (run_once(m, depth, np, ng ? 1 : 0, toks, logits) < 0)
 			goto fail;
+		model_profile_enable(m, profile);
 		for (int r = 0; r < reps; r++) {
 			double s = run_once(m, depth, np, ng, toks, logits);
 			if (s < 0)
 				goto fail;
 			times[r] = (np + ng) / s;
 		}
+		if (profile)
+			print_profile(m, np ? "pp" : "tg", np + ng);
+		model_profile_enable(m, 0);
 		struct result *x = &res[nr++];
 		memset(x, 0, sizeof(*x));
 		snprintf(x->test, sizeof(x->test), "%s%d", np ? "pp" : "tg", np ? np : ng);
