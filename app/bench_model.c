@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -34,6 +35,13 @@
  * RSS, which the benchmark also reports.  Decode's roofline is bandwidth /
  * bytes read per token (the weights a step reads plus the KV cache at the
  * test's mean depth); roofline_fraction = measured t/s / roofline t/s.
+ *
+ * On a shared machine the wall clock also counts the time other processes
+ * held the cores.  The benchmark therefore also reports tokens per second by
+ * CPU time: tokens / (process CPU time / threads).  On an idle machine the
+ * two agree (waiting threads spin, so their CPU time counts as busy); when
+ * they differ, the machine was oversubscribed and the CPU-time figure is the
+ * better estimate of what the code does on dedicated cores.
  */
 
 static const char usage[] =
@@ -64,6 +72,7 @@ struct result {
 	char test[32];
 	int n_prompt, n_gen, depth;
 	double mean, sd;      /* tokens/s */
+	double cpu_mean;      /* tokens/s from process CPU time / threads (see DESIGN) */
 	double roofline;      /* decode only, else < 0 */
 	double bytes_per_tok; /* decode only */
 };
@@ -184,9 +193,17 @@ static void mean_sd(const double *v, int n, double *mean, double *sd)
 }
 
 /* Seconds for one pp (n_prompt > 0) or tg run starting at depth; < 0 on error. */
-static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int32_t *toks,
-		       float *logits)
+static double cpu_seconds(void)
 {
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int32_t *toks,
+		       float *logits, double *cpu)
+{
+	double c0 = cpu_seconds();
 	int nv = model_info(m)->n_vocab;
 	if (model_kv_truncate(m, depth) < 0)
 		return -1;
@@ -204,7 +221,10 @@ static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int3
 			t = rand_token(nv); /* a real run would sample; the cost is the same */
 		}
 	}
-	return (double)(time_now_ns() - t0) / 1e9;
+	double wall = (double)(time_now_ns() - t0) / 1e9;
+	if (cpu)
+		*cpu = cpu_seconds() - c0;
+	return wall;
 }
 
 /* Share of each kind of step, per token, to standard error. */
@@ -251,8 +271,10 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 			strbuf_add_json_escaped(&sb, r[i].test, strlen(r[i].test));
 			strbuf_addf(&sb,
 				    "\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
-				    "\"t_s_mean\": %.3f, \"t_s_sd\": %.3f, \"model_file\": \"",
-				    r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd);
+				    "\"t_s_mean\": %.3f, \"t_s_sd\": %.3f, \"t_s_cpu\": %.3f, "
+				    "\"model_file\": \"",
+				    r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd,
+				    r[i].cpu_mean);
 			strbuf_add_json_escaped(&sb, path, strlen(path));
 			strbuf_addstr(&sb, "\", \"model_type\": \"");
 			strbuf_add_json_escaped(&sb, in->type_name, strlen(in->type_name));
@@ -280,28 +302,30 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 		return;
 	}
 	if (f == FMT_CSV) {
-		printf("test,n_prompt,n_gen,n_depth,t_s_mean,t_s_sd,model_file,model_type,model_bytes,"
+		printf("test,n_prompt,n_gen,n_depth,t_s_mean,t_s_sd,t_s_cpu,model_file,model_type,model_bytes,"
 		       "n_params,threads,backend,bandwidth_bytes_s,roofline_fraction,peak_rss_bytes\n");
 		for (int i = 0; i < nr; i++) {
-			printf("%s,%d,%d,%d,%.3f,%.3f,\"%s\",%s,%llu,%llu,%d,cpu,%.0f,", r[i].test,
-			       r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd, path,
-			       in->type_name, (unsigned long long)in->file_bytes,
-			       (unsigned long long)in->n_params, in->n_threads, bw);
+			printf("%s,%d,%d,%d,%.3f,%.3f,%.3f,\"%s\",%s,%llu,%llu,%d,cpu,%.0f,",
+			       r[i].test, r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd,
+			       r[i].cpu_mean, path, in->type_name,
+			       (unsigned long long)in->file_bytes, (unsigned long long)in->n_params,
+			       in->n_threads, bw);
 			if (r[i].roofline >= 0)
 				printf("%.4f", r[i].roofline);
 			printf(",%llu\n", (unsigned long long)peak);
 		}
 		return;
 	}
-	printf("| model | size | params | type | backend | threads | test | t/s | roofline |\n");
-	printf("| --- | ---: | ---: | --- | --- | ---: | --- | ---: | ---: |\n");
+	printf("| model | size | params | type | backend | threads | test | t/s | t/s by CPU time "
+	       "| roofline |\n");
+	printf("| --- | ---: | ---: | --- | --- | ---: | --- | ---: | ---: | ---: |\n");
 	for (int i = 0; i < nr; i++) {
 		char roof[32] = "";
 		if (r[i].roofline >= 0)
 			snprintf(roof, sizeof(roof), "%.0f%%", r[i].roofline * 100);
-		printf("| %s | %s | %.2f M | %s | cpu | %d | %s | %.2f ± %.2f | %s |\n", in->name,
-		       sz, (double)in->n_params / 1e6, in->type_name, in->n_threads, r[i].test,
-		       r[i].mean, r[i].sd, roof);
+		printf("| %s | %s | %.2f M | %s | cpu | %d | %s | %.2f ± %.2f | %.2f | %s |\n",
+		       in->name, sz, (double)in->n_params / 1e6, in->type_name, in->n_threads,
+		       r[i].test, r[i].mean, r[i].sd, r[i].cpu_mean, roof);
 	}
 	printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw / 1e9, in->n_threads);
 	for (int i = 0; i < nr; i++)
@@ -427,14 +451,16 @@ int bench_model(int argc, char **argv, struct config *cfg)
 		if (!np && !ng)
 			continue;
 		/* warm-up: page in weights, train branch predictors, wake the pool */
-		if (run_once(m, depth, np, ng ? 1 : 0, toks, logits) < 0)
+		if (run_once(m, depth, np, ng ? 1 : 0, toks, logits, NULL) < 0)
 			goto fail;
 		model_profile_enable(m, profile);
+		double cpu_total = 0;
 		for (int r = 0; r < reps; r++) {
-			double s = run_once(m, depth, np, ng, toks, logits);
+			double cpu, s = run_once(m, depth, np, ng, toks, logits, &cpu);
 			if (s < 0)
 				goto fail;
 			times[r] = (np + ng) / s;
+			cpu_total += cpu;
 		}
 		if (profile)
 			print_profile(m, np ? "pp" : "tg", np + ng);
@@ -449,6 +475,8 @@ int bench_model(int argc, char **argv, struct config *cfg)
 		x->n_gen = ng;
 		x->depth = depth;
 		mean_sd(times, reps, &x->mean, &x->sd);
+		x->cpu_mean =
+			cpu_total > 0 ? (double)(np + ng) * reps / (cpu_total / in->n_threads) : 0;
 		x->roofline = -1;
 		if (ng) {
 			/* weights + the KV cache read at the mean depth of the run */
