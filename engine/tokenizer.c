@@ -75,34 +75,52 @@ struct symtab {
 	size_t *off;       /* [n] start of string id in buf */
 	uint32_t *len;     /* [n] its length */
 	uint32_t n, alloc; /* strings, capacity of off/len */
-	uint32_t *slot;    /* [mask + 1] open addressing, id + 1 or 0 */
+	uint64_t *slot;    /* [mask + 1] open addressing: high 32 bits of the
+			    * hash << 32 | (id + 1), or 0 when empty */
 	uint32_t mask;
 };
 
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	uint64_t h = 1469598103934665603ull; /* FNV-1a, then a final mix */
 	for (size_t i = 0; i < n; i++) {
 		h ^= (unsigned char)s[i];
 		h *= 1099511628211ull;
 	}
-	return h ^ (h >> 29);
+	h ^= h >> 32;
+	h *= 0xd6e8feb86659fd93ull;
+	h ^= h >> 32;
+	return h;
+}
+
+static int32_t symtab_find_hashed(const struct symtab *st, const char *s, size_t n, uint64_t h)
+{
+	if (!st->slot)
+		return -1;
+	uint32_t tag = (uint32_t)(h >> 32);
+	uint32_t i = (uint32_t)h & st->mask;
+	for (;;) {
+		uint64_t v = st->slot[i];
+		if (!v)
+			return -1;
+		uint32_t id = (uint32_t)v - 1;
+		if ((uint32_t)(v >> 32) == tag && st->len[id] == n && !memcmp(st->buf + st->off[id], s, n))
+			return (int32_t)id;
+		i = (i + 1) & st->mask;
+	}
 }
 
 static int32_t symtab_find(const struct symtab *st, const char *s, size_t n)
 {
-	if (!st->slot)
-		return -1;
-	uint32_t i = (uint32_t)hash_bytes(s, n) & st->mask;
-	for (;;) {
-		uint32_t v = st->slot[i];
-		if (!v)
-			return -1;
-		v--;
-		if (st->len[v] == n && !memcmp(st->buf + st->off[v], s, n))
-			return (int32_t)v;
+	return symtab_find_hashed(st, s, n, hash_bytes(s, n));
+}
+
+static void symtab_place(struct symtab *st, uint64_t h, uint32_t id)
+{
+	uint32_t i = (uint32_t)h & st->mask;
+	while (st->slot[i])
 		i = (i + 1) & st->mask;
-	}
+	st->slot[i] = (h & 0xFFFFFFFF00000000ull) | (id + 1);
 }
 
 static int symtab_rehash(struct symtab *st, uint32_t want)
@@ -113,18 +131,14 @@ static int symtab_rehash(struct symtab *st, uint32_t want)
 			return error("vocabulary too large");
 		size <<= 1;
 	}
-	uint32_t *slot = calloc(size, sizeof(*slot));
+	uint64_t *slot = calloc(size, sizeof(*slot));
 	if (!slot)
 		return error("out of memory for the vocabulary hash");
 	free(st->slot);
 	st->slot = slot;
 	st->mask = size - 1;
-	for (uint32_t id = 0; id < st->n; id++) {
-		uint32_t i = (uint32_t)hash_bytes(st->buf + st->off[id], st->len[id]) & st->mask;
-		while (slot[i])
-			i = (i + 1) & st->mask;
-		slot[i] = id + 1;
-	}
+	for (uint32_t id = 0; id < st->n; id++)
+		symtab_place(st, hash_bytes(st->buf + st->off[id], st->len[id]), id);
 	return 0;
 }
 
@@ -165,13 +179,10 @@ static int32_t symtab_add(struct symtab *st, const char *s, size_t n)
 	st->buf_len += n + 1;
 	uint32_t id = st->n++;
 	if (!st->slot || (uint64_t)st->n * 2 > (uint64_t)st->mask + 1) {
-		if (symtab_rehash(st, st->n + st->n / 2 + 16) < 0)
+		if (symtab_rehash(st, st->n * 2 + 16) < 0)
 			return -1;
 	} else {
-		uint32_t i = (uint32_t)hash_bytes(s, n) & st->mask;
-		while (st->slot[i])
-			i = (i + 1) & st->mask;
-		st->slot[i] = id + 1;
+		symtab_place(st, hash_bytes(s, n), id);
 	}
 	return (int32_t)id;
 }
@@ -291,6 +302,10 @@ struct tokenizer {
 	size_t *piece_off;        /* [n_vocab + 1] piece id is piece_buf[off[id] .. off[id + 1]) */
 	struct merge_map merges;  /* gpt2: merge rules; spm: token pairs that form a token */
 	struct merge_map joins;   /* spm: adjacent character pairs seen inside some token */
+	/* spm fast paths: ids of the one-byte characters and of U+2581, and the
+	 * joins among them as a bitmap (index 128 stands for U+2581) */
+	int32_t small_id[129];
+	uint8_t small_join[129][(129 + 7) / 8];
 	int32_t byte_sym[256];    /* gpt2: symbol of each byte's alphabet character, -1 = none */
 	int32_t byte_token[256];  /* spm: <0xNN> token (or the one-byte token), -1 = none */
 	struct trie_node *trie;   /* [n_trie] node 0 is the root */
@@ -356,7 +371,29 @@ struct encoder {
 	size_t cp_alloc, fl_alloc;
 	size_t *ends, *ends2;   /* chunk ends (code point offsets) */
 	size_t ends_n, ends_alloc;
+	size_t last_end;        /* the last boundary emitted (or the chunk's start) */
+	struct wcache *wc;      /* BPE results of recent words, NULL until needed */
 	int oom;
+};
+
+/*
+ * Words repeat: a direct-mapped cache of word bytes -> token ids for one
+ * encode call (BPE of a word depends on nothing else).  Entries point into
+ * two append-only arenas; when those are full, nothing more is cached.
+ */
+#define WCACHE_SLOTS 8192
+#define WCACHE_MAX_WORD 64
+#define WCACHE_ARENA (1u << 22)
+struct wcache_slot {
+	uint64_t hash;       /* 0 = empty */
+	uint32_t woff, wlen; /* the word in words[] */
+	uint32_t ioff, n;    /* its ids in ids[] */
+};
+struct wcache {
+	struct wcache_slot slot[WCACHE_SLOTS];
+	char words[WCACHE_ARENA];
+	int32_t ids[WCACHE_ARENA / 4];
+	uint32_t words_n, ids_n;
 };
 
 static int grow(void **p, size_t *alloc, size_t need, size_t elem, int *oom)
@@ -487,6 +524,24 @@ static uint32_t spm_char_key(const char *s, size_t n)
 	return k;
 }
 
+/* 0..127 for an ASCII character, 128 for U+2581, -1 for anything else. */
+static int spm_small_index(const char *s, size_t n)
+{
+	if (n == 1 && !((unsigned char)s[0] & 0x80))
+		return (unsigned char)s[0];
+	if (n == 3 && !memcmp(s, "\xe2\x96\x81", 3))
+		return 128;
+	return -1;
+}
+
+static int spm_joins(const struct tokenizer *t, const char *a, size_t an, const char *b, size_t bn)
+{
+	int x = spm_small_index(a, an), y = spm_small_index(b, bn);
+	if (x >= 0 && y >= 0)
+		return (t->small_join[x][y / 8] >> (y % 8)) & 1;
+	return merge_find(&t->joins, (int32_t)spm_char_key(a, an), (int32_t)spm_char_key(b, bn)) != NULL;
+}
+
 /* Merge symbols [r0, r1), highest score first, ties leftmost. */
 static void spm_merge(struct encoder *e, int32_t r0, int32_t r1)
 {
@@ -547,7 +602,8 @@ static void spm_fragment(struct encoder *e, const char *text, size_t len, int pr
 		s->start = (uint32_t)off;
 		s->len = (uint32_t)cl;
 		off += cl;
-		s->id = symtab_find(&t->sym, e->buf + s->start, cl);
+		int k = spm_small_index(e->buf + s->start, cl);
+		s->id = k >= 0 ? t->small_id[k] : symtab_find(&t->sym, e->buf + s->start, cl);
 		ns++;
 	}
 
@@ -558,12 +614,9 @@ static void spm_fragment(struct encoder *e, const char *text, size_t len, int pr
 	 * keep the heap small (and in cache) on long texts.
 	 */
 	for (int32_t r0 = 0, r1; r0 < ns; r0 = r1) {
-		uint32_t prev_key = spm_char_key(e->buf + e->sym[r0].start, e->sym[r0].len);
 		for (r1 = r0 + 1; r1 < ns; r1++) {
-			uint32_t key = spm_char_key(e->buf + e->sym[r1].start, e->sym[r1].len);
-			int joins = merge_find(&t->joins, (int32_t)prev_key, (int32_t)key) != NULL;
-			prev_key = key;
-			if (!joins)
+			const struct symbol *a = &e->sym[r1 - 1], *b = &e->sym[r1];
+			if (!spm_joins(t, e->buf + a->start, a->len, e->buf + b->start, b->len))
 				break;
 		}
 		for (int32_t i = r0; i < r1; i++) {
@@ -690,8 +743,10 @@ typedef void (*pass_fn)(struct encoder *e, size_t s, size_t end);
 static void emit(struct encoder *e, size_t end)
 {
 	/* ends2 has room for one end per code point (checked by the driver) */
-	if (e->ends_n == 0 || e->ends2[e->ends_n - 1] != end)
+	if (end != e->last_end) {
 		e->ends2[e->ends_n++] = end;
+		e->last_end = end;
+	}
 }
 
 #define OOR UINT32_MAX /* "code point" past the end of a chunk */
@@ -779,6 +834,22 @@ static int in_ranges(uint32_t c, const struct cp_range *r, size_t n)
 	return 0;
 }
 
+/* The same for ranges sorted by lo and disjoint. */
+static int in_sorted_ranges(uint32_t c, const struct cp_range *r, size_t n)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (c < r[mid].lo)
+			hi = mid;
+		else if (c > r[mid].hi)
+			lo = mid + 1;
+		else
+			return 1;
+	}
+	return 0;
+}
+
 /* The character classes of deepseek's tokenizer.json, as code point ranges.
  * (They are the tokenizer's own definition, not Unicode data.) */
 static const struct cp_range ds_letters[] = {
@@ -818,7 +889,8 @@ static int wide_ds_letter(uint32_t c, unsigned f)
 {
 	if (c < 128)
 		return (c | 32) >= 'a' && (c | 32) <= 'z';
-	return !(f & UNICODE_WHITESPACE) && in_ranges(c, ds_letters, sizeof(ds_letters) / sizeof(ds_letters[0]));
+	return !(f & UNICODE_WHITESPACE) &&
+	       in_sorted_ranges(c, ds_letters, sizeof(ds_letters) / sizeof(ds_letters[0]));
 }
 
 static int wide_ds_punct(uint32_t c, unsigned f)
@@ -1196,6 +1268,7 @@ static size_t pretokenize(struct encoder *e, const char *text, size_t len, size_
 		size_t start = 0;
 		e->ends_n = 0;
 		for (size_t k = 0; k < n_ends; k++) {
+			e->last_end = start;
 			(*p)(e, start, e->ends[k]);
 			start = e->ends[k];
 		}
@@ -1225,8 +1298,37 @@ static void bpe_fragment(struct encoder *e, const char *text, size_t len)
 			return;
 		for (size_t i = start; i < stop; i++)
 			n += unicode_encode(e->cp[i], e->buf + n);
-		bpe_word(e, n);
 		start = stop;
+		if (n > WCACHE_MAX_WORD || len < 4096) { /* short texts: not worth a cache */
+			bpe_word(e, n);
+			continue;
+		}
+		if (!e->wc) {
+			e->wc = calloc(1, sizeof(*e->wc));
+			if (!e->wc) {
+				bpe_word(e, n);
+				continue;
+			}
+		}
+		struct wcache *wc = e->wc;
+		uint64_t h = hash_bytes(e->buf, n) | 1;
+		struct wcache_slot *sl = &wc->slot[h % WCACHE_SLOTS];
+		if (sl->hash == h && sl->wlen == n && !memcmp(wc->words + sl->woff, e->buf, n)) {
+			for (uint32_t j = 0; j < sl->n; j++)
+				ivec_push(&e->out, wc->ids[sl->ioff + j]);
+			continue;
+		}
+		size_t first = e->out.n;
+		bpe_word(e, n);
+		size_t got = e->out.n - first;
+		if (e->out.failed || wc->words_n + n > sizeof(wc->words) ||
+		    wc->ids_n + got > sizeof(wc->ids) / sizeof(wc->ids[0]))
+			continue;
+		memcpy(wc->words + wc->words_n, e->buf, n);
+		memcpy(wc->ids + wc->ids_n, e->out.v + first, got * sizeof(int32_t));
+		*sl = (struct wcache_slot){ h, wc->words_n, (uint32_t)n, wc->ids_n, (uint32_t)got };
+		wc->words_n += (uint32_t)n;
+		wc->ids_n += (uint32_t)got;
 	}
 }
 
@@ -1240,6 +1342,7 @@ static void encoder_release(struct encoder *e)
 	free(e->fl);
 	free(e->ends);
 	free(e->ends2);
+	free(e->wc);
 }
 
 int tokenizer_split(const struct tokenizer *t, const char *text, size_t len, size_t *ends, int max)
@@ -1311,17 +1414,17 @@ static void encode_fragment(struct encoder *e, const char *text, size_t len, int
 		bpe_fragment(e, text, len);
 }
 
-int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, int flags, int32_t *out,
-		     int max)
+/* The body of tokenizer_encode and tokenizer_encode_ranges: with ranges,
+ * control tokens are matched only inside them (flags has PARSE_SPECIAL). */
+static int encode(const struct tokenizer *t, const char *text, size_t len, int flags,
+		  const size_t (*ranges)[2], size_t n_ranges, int32_t *out, int max)
 {
 	struct encoder e;
-	unsigned mask = ATTR_USER;
 	int ret;
+	size_t r = 0; /* the first range that does not end before i */
 
 	memset(&e, 0, sizeof(e));
 	e.t = t;
-	if (flags & TOKENIZE_PARSE_SPECIAL)
-		mask |= ATTR_CONTROL | ATTR_UNKNOWN;
 	if ((flags & TOKENIZE_ADD_BOS) && t->add_bos && t->bos >= 0)
 		ivec_push(&e.out, t->bos);
 
@@ -1329,7 +1432,29 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
 	int after_special = 1; /* the start of the text counts as after a special */
 	for (size_t i = 0; i < len && !e.oom;) {
 		int32_t id = -1;
-		size_t n = t->n_trie ? special_match(t, text + i, len - i, mask, &id) : 0;
+		size_t n = 0;
+		if (t->n_trie && t->root_child[(unsigned char)text[i]] >= 0) {
+			/* user-defined tokens anywhere; control and unknown tokens
+			 * with PARSE_SPECIAL, inside a range when there are ranges */
+			n = special_match(t, text + i, len - i, ATTR_USER, &id);
+			size_t ctl_limit = 0;
+			if ((flags & TOKENIZE_PARSE_SPECIAL) && !ranges) {
+				ctl_limit = len - i;
+			} else if (flags & TOKENIZE_PARSE_SPECIAL) {
+				while (r < n_ranges && ranges[r][1] <= i)
+					r++;
+				if (r < n_ranges && ranges[r][0] <= i)
+					ctl_limit = ranges[r][1] - i;
+			}
+			int32_t cid = -1;
+			size_t nc = ctl_limit ? special_match(t, text + i, ctl_limit,
+							      ATTR_USER | ATTR_CONTROL | ATTR_UNKNOWN, &cid)
+					      : 0;
+			if (nc > n) {
+				n = nc;
+				id = cid;
+			}
+		}
 		if (!n) {
 			i++;
 			continue;
@@ -1356,12 +1481,31 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
 		error("text of %zu bytes gives too many tokens", len);
 	} else {
 		size_t n = e.out.n;
-		if (max > 0)
+		if (max > 0 && n > 0)
 			memcpy(out, e.out.v, (n < (size_t)max ? n : (size_t)max) * sizeof(*out));
 		ret = n <= (size_t)(max > 0 ? max : 0) ? (int)n : -(int)n;
 	}
 	encoder_release(&e);
 	return ret;
+}
+
+int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, int flags, int32_t *out,
+		     int max)
+{
+	return encode(t, text, len, flags, NULL, 0, out, max);
+}
+
+int tokenizer_encode_ranges(const struct tokenizer *t, const char *text, size_t len, int flags,
+			    const size_t (*ranges)[2], size_t n_ranges, int32_t *out, int max)
+{
+	for (size_t k = 0; k < n_ranges; k++) {
+		if (ranges[k][0] > ranges[k][1] || ranges[k][1] > len || (k && ranges[k][0] < ranges[k - 1][1])) {
+			error("bad special-token range %zu: [%zu, %zu) in %zu bytes", k, ranges[k][0],
+			      ranges[k][1], len);
+			return INT32_MIN;
+		}
+	}
+	return encode(t, text, len, flags | TOKENIZE_PARSE_SPECIAL, ranges, n_ranges, out, max);
 }
 
 /* ---- building ----------------------------------------------------------- */
@@ -1577,6 +1721,10 @@ fail:
  */
 static int index_spm_pairs(struct tokenizer *t)
 {
+	for (int k = 0; k < 129; k++) {
+		char c = (char)k;
+		t->small_id[k] = k < 128 ? symtab_find(&t->sym, &c, 1) : symtab_find(&t->sym, "\xe2\x96\x81", 3);
+	}
 	for (int32_t id = 0; id < t->n_vocab; id++) {
 		const char *s = t->sym.buf + t->sym.off[id];
 		size_t n = t->sym.len[id];
@@ -1590,8 +1738,11 @@ static int index_spm_pairs(struct tokenizer *t)
 			size_t cl2 = unicode_utf8_len((unsigned char)s[at + cl]);
 			if (cl2 > n - at - cl)
 				cl2 = n - at - cl;
-			if (merge_insert(&t->joins, (int32_t)spm_char_key(s + at, cl),
-					 (int32_t)spm_char_key(s + at + cl, cl2), 0, 0) < 0)
+			int x = spm_small_index(s + at, cl), y = spm_small_index(s + at + cl, cl2);
+			if (x >= 0 && y >= 0)
+				t->small_join[x][y / 8] |= (uint8_t)(1u << (y % 8));
+			else if (merge_insert(&t->joins, (int32_t)spm_char_key(s + at, cl),
+					      (int32_t)spm_char_key(s + at + cl, cl2), 0, 0) < 0)
 				return -1;
 		}
 		for (size_t cut = unicode_utf8_len((unsigned char)s[0]); cut < n;
@@ -1715,8 +1866,8 @@ struct tokenizer *tokenizer_new(const struct tokenizer_spec *spec)
 
 	/* special ids and flags, with each model's defaults (as llama.cpp) */
 	int spm = t->kind == TOKENIZER_SPM;
-	t->bos = resolve_id(spec->bos, spm ? 1 : 11, n);
-	t->eos = resolve_id(spec->eos, spm ? 2 : 11, n);
+	t->bos = resolve_id(spec->bos, spm ? 1 : -1, n);
+	t->eos = resolve_id(spec->eos, spm ? 2 : -1, n);
 	t->unk = resolve_id(spec->unk, spm ? 0 : -1, n);
 	t->pad = resolve_id(spec->pad, -1, n);
 	t->eot = resolve_id(spec->eot, -1, n);

@@ -75,7 +75,9 @@ struct tokenizer_spec {
 	uint64_t n_merges;
 	const struct gguf_str *merges;  /* [n_merges] "left right", rank = index; gpt2 only */
 	/* Special ids: -1 = none; TOKENIZER_ID_DEFAULT = the model's default
-	 * (llama: bos 1, eos 2, unk 0; gpt2: bos = eos = 11, as llama.cpp). */
+	 * (llama: bos 1, eos 2, unk 0, as llama.cpp; gpt2: none, where
+	 * llama.cpp would guess 11).  eot and eom, when not given, are found
+	 * by their texts (<|eot_id|>, <|im_end|>, ... and <|eom_id|>). */
 	int64_t bos, eos, eot, eom, unk, pad;
 	/* Flags: -1 = the model's default (llama: add_bos 1, add_space_prefix 1;
 	 * gpt2: add_bos 0 except the llama3 pre-tokenizer; add_eos 0). */
@@ -113,6 +115,18 @@ enum tokenize_flags {
  */
 int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, int flags,
 		     int32_t *out, int max);
+
+/*
+ * Tokenize a prompt rendered by a chat template: control tokens are
+ * recognised only inside ranges (sorted, disjoint [start, end) byte
+ * offsets: the parts the template wrote), never in the rest (what users
+ * typed), as if TOKENIZE_PARSE_SPECIAL applied to the template's own text
+ * alone.  The text is otherwise tokenized as one piece, exactly as
+ * tokenizer_encode does.  Returns as tokenizer_encode; INT32_MIN after
+ * error() also for ranges out of order or past len.
+ */
+int tokenizer_encode_ranges(const struct tokenizer *t, const char *text, size_t len, int flags,
+			    const size_t (*ranges)[2], size_t n_ranges, int32_t *out, int max);
 
 /*
  * The words the pre-tokenizer cuts text[0..len) into before merging (gpt2

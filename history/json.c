@@ -4,6 +4,7 @@
 #include "strbuf.h"
 #include "xalloc.h"
 
+#include <locale.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,6 +139,13 @@ static int parse_number(struct parser *p, struct json *out)
 		return fail(p, "bad number");
 	memcpy(buf, p->s + start, p->pos - start);
 	buf[p->pos - start] = '\0';
+	/* strtod follows LC_NUMERIC; JSON always uses '.' */
+	{
+		const char *dp = localeconv()->decimal_point;
+		char *dot = strchr(buf, '.');
+		if (dot && dp && dp[0] && dp[0] != '.' && !dp[1])
+			*dot = dp[0];
+	}
 	out->number = strtod(buf, &end);
 	if (*end || (buf[0] == '-' ? buf[1] : buf[0]) < '0' || (buf[0] == '-' ? buf[1] : buf[0]) > '9')
 		return fail(p, "bad number");

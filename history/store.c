@@ -63,9 +63,10 @@
  * same functions use savepoints, so each call stays all or nothing.
  */
 
-#define PREVIEW_SQL(col)                                                                     \
-	"substr(trim(replace(replace(replace(substr(" col ",1,400),char(10),' '),char(13),' ')," \
-	"char(9),' ')),1,80)"
+/* First 80 characters of a message with line breaks, tabs and escapes as spaces. */
+#define PREVIEW_SQL(col)                                                                   \
+	"substr(trim(replace(replace(replace(replace(substr(" col ",1,400),char(10),' '),"  \
+	"char(13),' '),char(9),' '),char(27),' ')),1,80)"
 
 static const char *const migrations[] = {
 	/* 0 -> 1: the first shape */
@@ -346,12 +347,44 @@ static void bind_text(sqlite3_stmt *s, int i, const char *t)
 		sqlite3_bind_null(s, i);
 }
 
-static char *column_dup(sqlite3_stmt *s, int i)
+/*
+ * A text column as a malloc'd string; NULL for SQL NULL.  Contents are sized
+ * by the database, so running out of memory is reported (*oom = 1, NULL),
+ * never an abort.
+ */
+static char *column_dup(sqlite3_stmt *s, int i, int *oom)
 {
 	const unsigned char *t = sqlite3_column_text(s, i);
+	size_t n = (size_t)sqlite3_column_bytes(s, i);
+	char *copy;
 	if (!t)
 		return NULL;
-	return xstrndup((const char *)t, (size_t)sqlite3_column_bytes(s, i));
+	copy = try_alloc_array(n + 1, 1);
+	if (!copy) {
+		*oom = 1;
+		return NULL;
+	}
+	memcpy(copy, t, n);
+	copy[n] = '\0';
+	return copy;
+}
+
+/* Make room for need elements of size elem in *arr; -1 (error) when out of memory. */
+static int grow(void *arrp, size_t need, size_t *alloc, size_t elem)
+{
+	void **arr = arrp;
+	size_t cap, bytes;
+	void *p;
+	if (need <= *alloc)
+		return 0;
+	cap = *alloc < 16 ? 16 : *alloc + *alloc / 2;
+	if (cap < need)
+		cap = need;
+	if (size_mul(cap, elem, &bytes) < 0 || !(p = realloc(*arr, bytes)))
+		return error("out of memory reading the history");
+	*arr = p;
+	*alloc = cap;
+	return 0;
 }
 
 /* Transactions: the outermost is BEGIN IMMEDIATE, inner ones savepoints. */
@@ -633,15 +666,22 @@ struct store *store_open(const char *path)
 		      st->path, v, STORE_SCHEMA_VERSION);
 		goto out;
 	}
-	if (v == 0 && read_int(st, "SELECT count(*) FROM sqlite_master", &v) == 0 && v) {
-		error("'%s' is an SQLite database but not a palaver history", st->path);
-		goto out;
+	if (v == 0) {
+		int64_t tables;
+		if (read_int(st, "SELECT count(*) FROM sqlite_master", &tables) < 0)
+			goto out;
+		if (tables) {
+			error("'%s' is an SQLite database but not a palaver history", st->path);
+			goto out;
+		}
 	}
 	if (exec(st, "PRAGMA journal_mode = WAL") < 0 ||
 	    exec(st, "PRAGMA synchronous = NORMAL") < 0 ||
 	    exec(st, "PRAGMA foreign_keys = ON") < 0)
 		goto out;
-	if (migrate(st) < 0 || recover_streaming(st) < 0)
+	/* Only an old file takes the write lock to migrate: opening an up-to-date
+	 * one never waits for another process's write. */
+	if ((v < STORE_SCHEMA_VERSION && migrate(st) < 0) || recover_streaming(st) < 0)
 		goto out;
 	return st;
 
@@ -685,6 +725,9 @@ int store_transaction_begin(struct store *st)
 {
 	if (st->user_tx)
 		return error("history database '%s': a transaction is already open", st->path);
+	/* A bulk transaction outgrows SQLite's 2 MiB page cache and would spill
+	 * pages to the WAL over and over; give it 64 MiB until it ends. */
+	sqlite3_exec(st->db, "PRAGMA cache_size = -65536", NULL, NULL, NULL);
 	if (tx_begin(st) < 0)
 		return -1;
 	st->user_tx = 1;
@@ -693,10 +736,14 @@ int store_transaction_begin(struct store *st)
 
 int store_transaction_commit(struct store *st)
 {
+	int r;
 	if (!st->user_tx)
 		return error("history database '%s': no transaction is open", st->path);
 	st->user_tx = 0;
-	return tx_commit(st);
+	r = tx_commit(st);
+	sqlite3_exec(st->db, "PRAGMA cache_size = -2000", NULL, NULL, NULL);
+	sqlite3_db_release_memory(st->db);
+	return r;
 }
 
 int store_transaction_rollback(struct store *st)
@@ -707,6 +754,8 @@ int store_transaction_rollback(struct store *st)
 	error_clear();
 	tx_rollback(st);
 	error_clear();
+	sqlite3_exec(st->db, "PRAGMA cache_size = -2000", NULL, NULL, NULL);
+	sqlite3_db_release_memory(st->db);
 	return 0;
 }
 
@@ -724,8 +773,13 @@ static size_t utf8_len(unsigned char c)
 	return 1;
 }
 
+static int is_blank(unsigned char c)
+{
+	return c <= 0x20 || c == 0x7f; /* white space and control characters */
+}
+
 /*
- * One line: whitespace runs (newlines included) become one space, trimmed,
+ * One line: runs of white space and control characters become one space, trimmed,
  * cut to at most max characters at a word boundary when one is near the end
  * (then "…" appended).  Malloc'd.
  */
@@ -735,10 +789,10 @@ static char *one_line(const char *text, size_t max)
 	size_t chars = 0, last_space_len = 0, last_space_chars = 0;
 	int cut = 0, space = 0;
 	const unsigned char *p = (const unsigned char *)text;
-	while (*p && isspace(*p))
+	while (*p && is_blank(*p))
 		p++;
 	while (*p) {
-		if (isspace(*p)) {
+		if (is_blank(*p)) {
 			space = 1;
 			p++;
 			continue;
@@ -909,24 +963,31 @@ int store_session_delete(struct store *st, const char *id)
 	return tx_commit(st);
 }
 
-static void read_session(sqlite3_stmt *s, struct store_session *out)
+/* Fill out from a sessions row; -1 (error) when out of memory. */
+static int read_session(sqlite3_stmt *s, struct store_session *out)
 {
 	const unsigned char *uid = sqlite3_column_text(s, 0);
+	int oom = 0;
 	memset(out, 0, sizeof(*out));
 	snprintf(out->id, sizeof(out->id), "%s", uid ? (const char *)uid : "");
-	out->title = column_dup(s, 1);
-	if (!out->title)
-		out->title = xstrdup("");
+	out->title = column_dup(s, 1, &oom);
 	out->title_auto = sqlite3_column_int(s, 2);
-	out->model = column_dup(s, 3);
-	out->system_prompt = column_dup(s, 4);
-	out->sampling = column_dup(s, 5);
+	out->model = column_dup(s, 3, &oom);
+	out->system_prompt = column_dup(s, 4, &oom);
+	out->sampling = column_dup(s, 5, &oom);
 	out->created_ms = sqlite3_column_int64(s, 6);
 	out->updated_ms = sqlite3_column_int64(s, 7);
 	out->message_count = sqlite3_column_int64(s, 8);
-	out->preview = column_dup(s, 9);
+	out->preview = column_dup(s, 9, &oom);
+	if (oom) {
+		store_session_free(out);
+		return error("out of memory reading the history");
+	}
+	if (!out->title)
+		out->title = xstrdup("");
 	if (!out->preview)
 		out->preview = xstrdup("");
+	return 0;
 }
 
 int store_session_get(struct store *st, const char *id, struct store_session *out)
@@ -938,8 +999,10 @@ int store_session_get(struct store *st, const char *id, struct store_session *ou
 		return -1;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		read_session(s, out);
+	if (rc == SQLITE_ROW && read_session(s, out) < 0) {
+		done(s);
+		return -1;
+	}
 	done(s);
 	if (rc == SQLITE_ROW)
 		return 0;
@@ -960,8 +1023,13 @@ int store_session_list(struct store *st, size_t limit, struct store_session **ou
 		return -1;
 	sqlite3_bind_int64(s, 1, limit ? (int64_t)(limit > INT64_MAX ? INT64_MAX : limit) : -1);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ALLOC_GROW(arr, count + 1, alloc);
-		read_session(s, &arr[count++]);
+		if (grow(&arr, count + 1, &alloc, sizeof(*arr)) < 0 ||
+		    read_session(s, &arr[count]) < 0) {
+			done(s);
+			store_sessions_free(arr, count);
+			return -1;
+		}
+		count++;
 	}
 	done(s);
 	if (rc != SQLITE_DONE) {
@@ -1232,13 +1300,25 @@ int store_messages_load(struct store *st, const char *session_id, struct store_m
 	sqlite3_bind_int64(s, 1, row);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_message *m;
-		int status;
-		ALLOC_GROW(arr, count + 1, alloc);
+		int status, oom = 0;
+		if (grow(&arr, count + 1, &alloc, sizeof(*arr)) < 0) {
+			done(s);
+			store_messages_free(arr, count);
+			return -1;
+		}
 		m = &arr[count++];
+		memset(m, 0, sizeof(*m));
 		m->id = sqlite3_column_int64(s, 0);
 		m->seq = sqlite3_column_int64(s, 1);
-		m->role = column_dup(s, 2);
-		m->content = column_dup(s, 3);
+		m->role = column_dup(s, 2, &oom);
+		m->content = column_dup(s, 3, &oom);
+		if (oom) {
+			done(s);
+			store_messages_free(arr, count);
+			return error("out of memory reading the history");
+		}
+		if (!m->role)
+			m->role = xstrdup("");
 		if (!m->content)
 			m->content = xstrdup("");
 		status = store_status_parse((const char *)sqlite3_column_text(s, 4));
@@ -1338,15 +1418,31 @@ int store_search(struct store *st, const char *q, size_t limit, const char *open
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_hit *h;
 		const unsigned char *uid = sqlite3_column_text(s, 0);
-		ALLOC_GROW(arr, count + 1, alloc);
+		int oom = 0;
+		if (grow(&arr, count + 1, &alloc, sizeof(*arr)) < 0) {
+			done(s);
+			strbuf_release(&expr);
+			store_hits_free(arr, count);
+			return -1;
+		}
 		h = &arr[count++];
 		memset(h, 0, sizeof(*h));
 		snprintf(h->session_id, sizeof(h->session_id), "%s", uid ? (const char *)uid : "");
-		h->title = column_dup(s, 1);
+		h->title = column_dup(s, 1, &oom);
 		h->message_id = sqlite3_column_int64(s, 2);
 		h->seq = sqlite3_column_int64(s, 3);
-		h->role = column_dup(s, 4);
-		h->snippet = column_dup(s, 5);
+		h->role = column_dup(s, 4, &oom);
+		h->snippet = column_dup(s, 5, &oom);
+		if (oom) {
+			done(s);
+			strbuf_release(&expr);
+			store_hits_free(arr, count);
+			return error("out of memory reading the history");
+		}
+		if (!h->title)
+			h->title = xstrdup("");
+		if (!h->role)
+			h->role = xstrdup("");
 		if (!h->snippet)
 			h->snippet = xstrdup("");
 		h->rank = sqlite3_column_double(s, 6);
@@ -1393,6 +1489,16 @@ static void json_str(struct strbuf *sb, const char *s)
 	strbuf_addch(sb, '"');
 	strbuf_add_json_escaped(sb, s, strlen(s));
 	strbuf_addch(sb, '"');
+}
+
+/* A double as JSON wants it, whatever LC_NUMERIC says. */
+static void json_double(struct strbuf *sb, double v)
+{
+	char buf[64], *comma;
+	snprintf(buf, sizeof(buf), "%.17g", v);
+	while ((comma = strchr(buf, ',')))
+		*comma = '.';
+	strbuf_addstr(sb, buf);
 }
 
 static const char *role_heading(const char *role)
@@ -1459,10 +1565,13 @@ static void export_json(const struct store_session *ss, const struct store_messa
 		strbuf_addstr(out, ", \"status\": ");
 		json_str(out, store_status_name(m[i].status));
 		strbuf_addf(out, ", \"created_ms\": %" PRId64 ", \"updated_ms\": %" PRId64
-			    ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"prefill_ms\": %.17g"
-			    ", \"gen_ms\": %.17g,\n     \"content\": ",
+			    ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"prefill_ms\": ",
 			    m[i].created_ms, m[i].updated_ms, m[i].stats.prompt_tokens,
-			    m[i].stats.gen_tokens, m[i].stats.prefill_ms, m[i].stats.gen_ms);
+			    m[i].stats.gen_tokens);
+		json_double(out, m[i].stats.prefill_ms);
+		strbuf_addstr(out, ", \"gen_ms\": ");
+		json_double(out, m[i].stats.gen_ms);
+		strbuf_addstr(out, ",\n     \"content\": ");
 		json_str(out, m[i].content);
 		strbuf_addch(out, '}');
 	}

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <ftw.h>
+#include <locale.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -528,6 +529,18 @@ static void test_export_import(void **state)
 		memcpy(p, id, STORE_ID_LEN);
 		assert_string_equal(js3.buf, js.buf);
 	}
+
+	/* a comma decimal locale changes nothing in the JSON */
+	if (setlocale(LC_NUMERIC, "de_DE.UTF-8") || setlocale(LC_NUMERIC, "fr_FR.UTF-8")) {
+		struct strbuf js4 = STRBUF_INIT;
+		assert_int_equal(store_export(st, id, STORE_FORMAT_JSON, &js4), 0);
+		assert_string_equal(js4.buf, js.buf);
+		assert_int_equal(store_import(st, js4.buf, js4.len, id3), 0);
+		assert_int_equal(store_session_delete(st, id3), 0);
+		strbuf_release(&js4);
+		setlocale(LC_NUMERIC, "C");
+	}
+	assert_non_null(strstr(js.buf, "\"prefill_ms\": 3.25"));
 
 	/* refused imports change nothing */
 	struct store_session *list;
