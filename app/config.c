@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -751,10 +752,23 @@ static int apply_yaml(struct config *cfg, const char *path, FILE *fp)
 	if (!yaml_parser_load(&parser, &doc)) {
 		yaml_mark_t m = parser.problem_mark;
 		const char *what = parser.problem ? parser.problem : "cannot parse";
-		if (parser.error == YAML_READER_ERROR)
-			rc = error("%s:1:1: bad YAML: %s at byte %zu", path, what,
-				   parser.problem_offset);
-		else
+		if (parser.error == YAML_READER_ERROR) {
+			/* the reader knows only a byte offset: count lines up to it */
+			size_t line = 1, col = 1;
+			rewind(fp);
+			for (size_t i = 0; i < parser.problem_offset; i++) {
+				int c = getc(fp);
+				if (c == EOF)
+					break;
+				if (c == '\n') {
+					line++;
+					col = 1;
+				} else {
+					col++;
+				}
+			}
+			rc = error("%s:%zu:%zu: bad YAML: %s", path, line, col, what);
+		} else
 			rc = error("%s:%zu:%zu: bad YAML: %s", path, m.line + 1, m.column + 1,
 				   what);
 		yaml_parser_delete(&parser);
@@ -804,6 +818,7 @@ int config_load_file(struct config *cfg, const char *path, int must_exist)
 {
 	struct config scratch;
 	FILE *fp = fopen(path, "re");
+	struct stat st;
 	int rc;
 
 	if (!fp) {
@@ -811,6 +826,10 @@ int config_load_file(struct config *cfg, const char *path, int must_exist)
 		if (e == ENOENT && !must_exist)
 			return 0;
 		return error("cannot read config file '%s': %s", path, strerror(e));
+	}
+	if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(fp);
+		return error("cannot read config file '%s': %s", path, strerror(EISDIR));
 	}
 	config_copy(&scratch, cfg);
 	rc = apply_yaml(&scratch, path, fp);

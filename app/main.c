@@ -5,6 +5,7 @@
 #include "modes.h"
 #include "options.h"
 #include "report.h"
+#include "strbuf.h"
 
 #include <locale.h>
 #include <stdio.h>
@@ -113,11 +114,17 @@ int main(int argc, char **argv)
 	}
 	config_finish(&cfg);
 	start_log(&cfg);
+	if (log_current_level <= LOG_DEBUG) {
+		struct strbuf sb = STRBUF_INIT;
+		config_print(&cfg, &sb, 1);
+		log_debug("configuration:\n%s", sb.buf);
+		strbuf_release(&sb);
+	}
 
 	if (cmd) {
 		log_info("command '%s'", cmd->name);
 		rc = cmd->fn(argc - cli.command, argv + cli.command, &cfg);
-	} else if (cfg.batch || cfg.prompt || !isatty(STDIN_FILENO)) {
+	} else if (cfg.batch || cfg.json || cfg.prompt || !isatty(STDIN_FILENO)) {
 		log_info("batch mode");
 		rc = batch_run(&cfg);
 	} else {

@@ -967,6 +967,12 @@ static void tables_init(void)
 	tables[QUANT_ISA_AVX512] = tables[QUANT_ISA_SCALAR];
 	tables[QUANT_ISA_AVX512_VNNI] = tables[QUANT_ISA_SCALAR];
 #if defined(__x86_64__)
+	if (isa_best >= QUANT_ISA_AVX2) {
+		/* the AVX-512 levels start from the AVX2 kernels and replace what they can */
+		quant_avx2_register(&tables[QUANT_ISA_AVX2]);
+		quant_avx2_register(&tables[QUANT_ISA_AVX512]);
+		quant_avx2_register(&tables[QUANT_ISA_AVX512_VNNI]);
+	}
 	if (isa_best >= QUANT_ISA_AVX512_VNNI) {
 		quant_avx512_register(&tables[QUANT_ISA_AVX512], 0);
 		quant_avx512_register(&tables[QUANT_ISA_AVX512_VNNI], 1);

@@ -31,6 +31,8 @@
 #include <string.h>
 
 #define INLINE static inline __attribute__((always_inline))
+/* Register tiles need their r/t loops fully unrolled to stay in registers. */
+#define UNROLL _Pragma("GCC unroll 16")
 
 /* Lane sums at the end of a row. */
 INLINE float hsum(__m512 v)
@@ -76,33 +78,33 @@ INLINE __m512 load_a_f32(const void *act, int64_t k, __mmask16 m)
 			 const uint8_t *a, size_t astride, float *out, size_t ostride)     \
 	{                                                                                  \
 		__m512 acc[4][4];                                                          \
-		for (int r = 0; r < R; r++)                                                \
-			for (int t = 0; t < T; t++)                                        \
+		UNROLL for (int r = 0; r < R; r++)                                                \
+			UNROLL for (int t = 0; t < T; t++)                                        \
 				acc[r][t] = _mm512_setzero_ps();                           \
 		int64_t k = 0;                                                             \
 		for (; k + 16 <= n; k += 16) {                                             \
 			__m512 av[4];                                                      \
-			for (int t = 0; t < T; t++)                                        \
+			UNROLL for (int t = 0; t < T; t++)                                        \
 				av[t] = LOADA(a + t * astride, k, 0xffff);                 \
-			for (int r = 0; r < R; r++) {                                      \
+			UNROLL for (int r = 0; r < R; r++) {                                      \
 				__m512 wv = LOADW(w + r * wstride, k, 0xffff);             \
-				for (int t = 0; t < T; t++)                                \
+				UNROLL for (int t = 0; t < T; t++)                                \
 					acc[r][t] = _mm512_fmadd_ps(wv, av[t], acc[r][t]); \
 			}                                                                  \
 		}                                                                          \
 		if (k < n) {                                                               \
 			__mmask16 m = (__mmask16)((1u << (n - k)) - 1);                    \
 			__m512 av[4];                                                      \
-			for (int t = 0; t < T; t++)                                        \
+			UNROLL for (int t = 0; t < T; t++)                                        \
 				av[t] = LOADA(a + t * astride, k, m);                      \
-			for (int r = 0; r < R; r++) {                                      \
+			UNROLL for (int r = 0; r < R; r++) {                                      \
 				__m512 wv = LOADW(w + r * wstride, k, m);                  \
-				for (int t = 0; t < T; t++)                                \
+				UNROLL for (int t = 0; t < T; t++)                                \
 					acc[r][t] = _mm512_fmadd_ps(wv, av[t], acc[r][t]); \
 			}                                                                  \
 		}                                                                          \
-		for (int r = 0; r < R; r++)                                                \
-			for (int t = 0; t < T; t++)                                        \
+		UNROLL for (int r = 0; r < R; r++)                                                \
+			UNROLL for (int t = 0; t < T; t++)                                        \
 				out[t * ostride + r] = hsum(acc[r][t]);                    \
 	}
 
@@ -135,15 +137,17 @@ _Static_assert(sizeof(struct act_group) == 256, "act_group size");
 static _Thread_local struct act_group prep_buf[GEMM_T][PREP_GROUPS]
 	__attribute__((aligned(64)));
 
-/* Prepare nb (<= PREP_GROUPS * 4) Q8_0 blocks; missing blocks of the last group are zero. */
-static void prep_q8_0(const struct block_q8_0 *y, int64_t nb, struct act_group *g)
+/* Prepare nb (<= PREP_GROUPS * 4) Q8_0 blocks; missing blocks of the last
+ * group are zero.  nsum holds -(lane sum) << shift: the weight offset (8 for
+ * Q4_0, 128 for Q8_0) paid back in the accumulator's start value. */
+static void prep_q8_0(const struct block_q8_0 *y, int64_t nb, struct act_group *g, int shift)
 {
 	const __m512i ones = _mm512_set1_epi8(1);
 	for (int64_t i = 0; i < nb; i += 4, g++) {
 		int m = nb - i < 4 ? (int)(nb - i) : 4;
 		__m128i lo[4], hi[4];
 		float d[4];
-		for (int b = 0; b < 4; b++) {
+		UNROLL for (int b = 0; b < 4; b++) {
 			if (b < m) {
 				lo[b] = _mm_loadu_si128((const __m128i *)y[i + b].qs);
 				hi[b] = _mm_loadu_si128((const __m128i *)(y[i + b].qs + 16));
@@ -166,6 +170,7 @@ static void prep_q8_0(const struct block_q8_0 *y, int64_t nb, struct act_group *
 		_mm512_store_si512(g->lo, vlo);
 		_mm512_store_si512(g->hi, vhi);
 		__m512i s = dpbusd(dpbusd(_mm512_setzero_si512(), ones, vlo), ones, vhi);
+		s = _mm512_sllv_epi32(s, _mm512_set1_epi32(shift));
 		_mm512_store_si512(g->nsum, _mm512_sub_epi32(_mm512_setzero_si512(), s));
 		__m128 d4 = _mm_loadu_ps(d);
 		__m512 dv = _mm512_permutexvar_ps(
@@ -187,12 +192,28 @@ INLINE __m512 wscale4(const uint8_t *p, size_t stride, int m)
 		_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), f);
 }
 
+/* Word permutations gathering 4 blocks' fields from 64-byte loads
+ * (indices >= 32 pick from the second load). */
+static const uint16_t q4_0_d_idx[32] __attribute__((aligned(64))) = {
+	0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
+static const uint16_t q8_0_lo_idx[32] __attribute__((aligned(64))) = {
+	/* A at byte 0 (words 0..31), B at byte 64 (words 32..63) */
+	1,  2,  3,  4,  5,  6,  7,  8,  18, 19, 20, 21, 22, 23, 24, 25,
+	35, 36, 37, 38, 39, 40, 41, 42, 52, 53, 54, 55, 56, 57, 58, 59};
+static const uint16_t q8_0_hi_idx[32] __attribute__((aligned(64))) = {
+	/* A at byte 8 (words 4..35), B at byte 72 (words 36..67) */
+	5,  6,  7,  8,  9,  10, 11, 12, 22, 23, 24, 25, 26, 27, 28, 29,
+	39, 40, 41, 42, 43, 44, 45, 46, 56, 57, 58, 59, 60, 61, 62, 63};
+static const uint16_t q8_0_d_idx[32] __attribute__((aligned(64))) = {
+	0, 0, 0, 0, 17, 17, 17, 17, 34, 34, 34, 34, 51, 51, 51, 51};
+
 /* Q4_0 weights of 4 blocks: nibbles as bytes in the act_group lane layout. */
 INLINE void load_q4_0(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 *d)
 {
 	const __m512i mask = _mm512_set1_epi8(0x0F);
 	__m512i q;
 	if (m == 4) {
+		__m512i a = _mm512_loadu_si512(p);
 		q = _mm512_inserti32x4(
 			_mm512_inserti32x4(
 				_mm512_inserti32x4(
@@ -200,11 +221,8 @@ INLINE void load_q4_0(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 					_mm_loadu_si128((const __m128i *)(p + 20)), 1),
 				_mm_loadu_si128((const __m128i *)(p + 38)), 2),
 			_mm_loadu_si128((const __m128i *)(p + 56)), 3);
-		/* the four scales sit at words 0, 9, 18 and 27 of the group */
-		__m512i all = _mm512_loadu_si512(p);
-		static const uint16_t widx[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
-		__m512i idx = _mm512_loadu_si512(widx);
-		*d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, all)));
+		*d = _mm512_cvtph_ps(_mm512_castsi512_si256(
+			_mm512_permutexvar_epi16(_mm512_load_si512(q4_0_d_idx), a)));
 	} else {
 		uint8_t tmp[64] = {0};
 		for (int b = 0; b < m; b++)
@@ -222,26 +240,12 @@ INLINE void load_q8_0(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 	const __m512i bias = _mm512_set1_epi8((char)0x80);
 	__m512i l, h;
 	if (m == 4) {
-		l = _mm512_inserti32x4(
-			_mm512_inserti32x4(
-				_mm512_inserti32x4(
-					_mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + 2))),
-					_mm_loadu_si128((const __m128i *)(p + 36)), 1),
-				_mm_loadu_si128((const __m128i *)(p + 70)), 2),
-			_mm_loadu_si128((const __m128i *)(p + 104)), 3);
-		h = _mm512_inserti32x4(
-			_mm512_inserti32x4(
-				_mm512_inserti32x4(
-					_mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + 18))),
-					_mm_loadu_si128((const __m128i *)(p + 52)), 1),
-				_mm_loadu_si128((const __m128i *)(p + 86)), 2),
-			_mm_loadu_si128((const __m128i *)(p + 120)), 3);
-		/* scales at words 0, 17, 34, 51 of the group: two loads, one permute */
 		__m512i a0 = _mm512_loadu_si512(p), a1 = _mm512_loadu_si512(p + 64);
-		static const uint16_t widx[32] = {0, 0, 0, 0, 17, 17, 17, 17, 34, 34, 34, 34, 51, 51, 51, 51};
-		__m512i idx = _mm512_loadu_si512(widx);
-		*d = _mm512_cvtph_ps(
-			_mm512_castsi512_si256(_mm512_permutex2var_epi16(a0, idx, a1)));
+		__m512i b0 = _mm512_loadu_si512(p + 8), b1 = _mm512_loadu_si512(p + 72);
+		l = _mm512_permutex2var_epi16(a0, _mm512_load_si512(q8_0_lo_idx), a1);
+		h = _mm512_permutex2var_epi16(b0, _mm512_load_si512(q8_0_hi_idx), b1);
+		*d = _mm512_cvtph_ps(_mm512_castsi512_si256(
+			_mm512_permutex2var_epi16(a0, _mm512_load_si512(q8_0_d_idx), a1)));
 	} else {
 		uint8_t tl[64], th[64];
 		memset(tl, 0x00, sizeof(tl));
@@ -258,42 +262,63 @@ INLINE void load_q8_0(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 	*hi = _mm512_xor_si512(h, bias);
 }
 
-/* R x T tile over prepared groups [0, ng); accumulates into acc. */
-#define Q80_TILE(NAME, LOADER, BSIZE, SHIFT)                                                  \
+/* R x T tile over prepared groups; out[t * os + r] = (add ? out : 0) + dot.
+ * Activations are read from L1 per use so that only the R*T accumulators
+ * and one row's decoded weights occupy registers. */
+#define Q80_TILE(NAME, LOADER, BSIZE)                                                         \
 	INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t wstride,          \
-			 const struct act_group *const *g, __m512 acc[4][4])                   \
+			 const struct act_group *const *g, float *out, size_t os, int add)     \
 	{                                                                                     \
+		__m512 acc[4][4];                                                             \
+		UNROLL for (int r = 0; r < R; r++)                                                   \
+			UNROLL for (int t = 0; t < T; t++)                                           \
+				acc[r][t] = _mm512_setzero_ps();                              \
 		int64_t ng = (nb + 3) / 4;                                                    \
 		for (int64_t i = 0; i < ng; i++) {                                            \
 			int m = (i * 4 + 4 <= nb) ? 4 : (int)(nb - i * 4);                    \
-			__m512i bias[4], alo[4], ahi[4];                                      \
-			__m512 ad[4];                                                         \
-			for (int t = 0; t < T; t++) {                                         \
-				const struct act_group *gt = g[t] + i;                        \
-				bias[t] = _mm512_slli_epi32(_mm512_load_si512(gt->nsum), SHIFT); \
-				alo[t] = _mm512_load_si512(gt->lo);                           \
-				ahi[t] = _mm512_load_si512(gt->hi);                           \
-				ad[t] = _mm512_load_ps(gt->d);                                \
+			/* few tokens: keep their activations in registers */                 \
+			__m512i an[2], al[2], ah[2];                                          \
+			__m512 ad[2];                                                         \
+			for (int t = 0; t < (T <= 2 ? T : 0); t++) {                          \
+				an[t] = _mm512_load_si512(g[t][i].nsum);                      \
+				al[t] = _mm512_load_si512(g[t][i].lo);                        \
+				ah[t] = _mm512_load_si512(g[t][i].hi);                        \
+				ad[t] = _mm512_load_ps(g[t][i].d);                            \
 			}                                                                     \
-			for (int r = 0; r < R; r++) {                                         \
+			UNROLL for (int r = 0; r < R; r++) {                                         \
 				const uint8_t *p = w + r * wstride + i * 4 * (BSIZE);         \
 				__m512i lo, hi;                                               \
 				__m512 wd;                                                    \
 				_mm_prefetch((const char *)p + 1024, _MM_HINT_T0);            \
 				LOADER(p, m, &lo, &hi, &wd);                                  \
-				for (int t = 0; t < T; t++) {                                 \
-					__m512i s = dpbusd(dpbusd(bias[t], lo, alo[t]), hi,   \
-							   ahi[t]);                           \
-					acc[r][t] = _mm512_fmadd_ps(                          \
-						_mm512_cvtepi32_ps(s),                        \
-						_mm512_mul_ps(wd, ad[t]), acc[r][t]);         \
+				UNROLL for (int t = 0; t < T; t++) {                                 \
+					const struct act_group *gt = g[t] + i;                \
+					__m512i s;                                            \
+					__m512 sd;                                            \
+					if (T <= 2) {                                         \
+						s = dpbusd(an[t & 1], lo, al[t & 1]);         \
+						s = dpbusd(s, hi, ah[t & 1]);                 \
+						sd = _mm512_mul_ps(wd, ad[t & 1]);            \
+					} else {                                              \
+						s = _mm512_load_si512(gt->nsum);              \
+						s = dpbusd(s, lo, _mm512_load_si512(gt->lo)); \
+						s = dpbusd(s, hi, _mm512_load_si512(gt->hi)); \
+						sd = _mm512_mul_ps(wd, _mm512_load_ps(gt->d)); \
+					}                                                     \
+					acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),    \
+								    sd, acc[r][t]);           \
 				}                                                             \
 			}                                                                     \
 		}                                                                             \
+		UNROLL for (int r = 0; r < R; r++)                                                   \
+			UNROLL for (int t = 0; t < T; t++) {                                         \
+				float v = hsum(acc[r][t]);                                    \
+				out[t * os + r] = add ? out[t * os + r] + v : v;              \
+			}                                                                     \
 	}
 
-Q80_TILE(tile_q4_0, load_q4_0, 18, 3)
-Q80_TILE(tile_q8_0, load_q8_0, 34, 7)
+Q80_TILE(tile_q4_0, load_q4_0, 18)
+Q80_TILE(tile_q8_0, load_q8_0, 34)
 
 /* ---- Q8_K activations: Q4_K and Q6_K ------------------------------------------------ */
 
@@ -345,9 +370,9 @@ INLINE void tile_q4_K(int R, int T, int64_t nb, const uint8_t *w, size_t wstride
 	const __m512i i3 = _mm512_setr_epi32(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7);
 	for (int64_t i = 0; i < nb; i++) {
 		struct q4k_act a[4];
-		for (int t = 0; t < T; t++)
+		UNROLL for (int t = 0; t < T; t++)
 			q4k_act_load((const struct block_q8_K *)(act + t * astride) + i, &a[t]);
-		for (int r = 0; r < R; r++) {
+		UNROLL for (int r = 0; r < R; r++) {
 			const struct block_q4_K *x = (const struct block_q4_K *)(w + r * wstride) + i;
 			_mm_prefetch((const char *)x + 1152, _MM_HINT_T0);
 			__m512i x0 = _mm512_loadu_si512(x->qs), x1 = _mm512_loadu_si512(x->qs + 64);
@@ -361,7 +386,7 @@ INLINE void tile_q4_K(int R, int T, int64_t nb, const uint8_t *w, size_t wstride
 			__m512i s2 = _mm512_permutexvar_epi32(i2, sm);
 			__m512i s3 = _mm512_permutexvar_epi32(i3, sm);
 			float d = _cvtsh_ss(x->d), dmin = _cvtsh_ss(x->dmin);
-			for (int t = 0; t < T; t++) {
+			UNROLL for (int t = 0; t < T; t++) {
 				const __m512i z = _mm512_setzero_si512();
 				__m512i p = _mm512_mullo_epi32(dpbusd(z, q0, a[t].y[0]), s0);
 				p = _mm512_add_epi32(p, _mm512_mullo_epi32(dpbusd(z, q1, a[t].y[1]), s1));
@@ -382,23 +407,23 @@ INLINE void tile_q6_K(int R, int T, int64_t nb, const uint8_t *w, size_t wstride
 {
 	const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
 	__m512i idx[4];
-	for (int c = 0; c < 4; c++)
+	UNROLL for (int c = 0; c < 4; c++)
 		idx[c] = _mm512_setr_epi32(4 * c, 4 * c, 4 * c, 4 * c, 4 * c + 1, 4 * c + 1,
 					   4 * c + 1, 4 * c + 1, 4 * c + 2, 4 * c + 2, 4 * c + 2,
 					   4 * c + 2, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3);
 	for (int64_t i = 0; i < nb; i++) {
 		const struct block_q8_K *y[4];
 		__m512i bs[4];
-		for (int t = 0; t < T; t++) {
+		UNROLL for (int t = 0; t < T; t++) {
 			y[t] = (const struct block_q8_K *)(act + t * astride) + i;
 			bs[t] = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)y[t]->bsums));
 		}
-		for (int r = 0; r < R; r++) {
+		UNROLL for (int r = 0; r < R; r++) {
 			const struct block_q6_K *x = (const struct block_q6_K *)(w + r * wstride) + i;
 			_mm_prefetch((const char *)x + 1260, _MM_HINT_T0);
 			_mm_prefetch((const char *)x + 1260 + 64, _MM_HINT_T0);
 			__m512i q[4];
-			for (int c = 0; c < 2; c++) {
+			UNROLL for (int c = 0; c < 2; c++) {
 				__m512i A = _mm512_loadu_si512(x->ql + 64 * c);
 				__m256i H = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
 				__m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(H),
@@ -411,15 +436,15 @@ INLINE void tile_q6_K(int R, int T, int64_t nb, const uint8_t *w, size_t wstride
 			}
 			__m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
 			__m512i s[4];
-			for (int c = 0; c < 4; c++)
+			UNROLL for (int c = 0; c < 4; c++)
 				s[c] = _mm512_permutexvar_epi32(idx[c], sc);
 			float d = _cvtsh_ss(x->d);
-			for (int t = 0; t < T; t++) {
+			UNROLL for (int t = 0; t < T; t++) {
 				const __m512i z = _mm512_setzero_si512();
 				const int8_t *yq = y[t]->qs;
 				__m512i p = _mm512_slli_epi32(_mm512_mullo_epi32(sc, bs[t]), 5);
 				p = _mm512_sub_epi32(z, p);
-				for (int c = 0; c < 4; c++)
+				UNROLL for (int c = 0; c < 4; c++)
 					p = _mm512_add_epi32(
 						p, _mm512_mullo_epi32(
 							   dpbusd(z, q[c], _mm512_loadu_si512(yq + 64 * c)),
@@ -534,12 +559,8 @@ typedef void (*int_tile_fn)(int R, int T, int64_t nb, const uint8_t *w, size_t w
 		DISPATCH_RT(CALLEXPR)                                                        \
 	}
 
-#define IT_Q4_0(r, t) tile_q4_0(r, t, nb, w, ws, (const struct act_group *const *)act, acc)
-#define IT_Q8_0(r, t) tile_q8_0(r, t, nb, w, ws, (const struct act_group *const *)act, acc)
 #define IT_Q4_K(r, t) tile_q4_K(r, t, nb, w, ws, (const uint8_t *)act[0], as, acc)
 #define IT_Q6_K(r, t) tile_q6_K(r, t, nb, w, ws, (const uint8_t *)act[0], as, acc)
-INT_DRIVER(q4_0, IT_Q4_0)
-INT_DRIVER(q8_0, IT_Q8_0)
 INT_DRIVER(q4_K, IT_Q4_K)
 INT_DRIVER(q6_K, IT_Q6_K)
 
@@ -552,18 +573,34 @@ INLINE void acc_zero(__m512 acc[4][4])
 
 INLINE void acc_store(int R, int T, __m512 acc[4][4], float *out, size_t os, int add)
 {
-	for (int r = 0; r < R; r++)
-		for (int t = 0; t < T; t++) {
+	UNROLL for (int r = 0; r < R; r++)
+		UNROLL for (int t = 0; t < T; t++) {
 			float v = hsum(acc[r][t]);
 			out[t * os + r] = add ? out[t * os + r] + v : v;
 		}
 }
 
+/* Q8_0-activation tiles, instantiated for every R, T in 1..4. */
+typedef void (*q80_tile_fn)(int R, int T, int64_t nb, const uint8_t *w, size_t ws,
+			    const struct act_group *const *g, float *out, size_t os, int add);
+
+#define Q80_DRIVER(TYPE)                                                                     \
+	static void qtile_##TYPE(int R, int T, int64_t nb, const uint8_t *w, size_t ws,      \
+				 const struct act_group *const *g, float *out, size_t os,    \
+				 int add)                                                    \
+	{                                                                                    \
+		DISPATCH_RT(QT_CALL_##TYPE)                                                  \
+	}
+#define QT_CALL_q4_0(r, t) tile_q4_0(r, t, nb, w, ws, g, out, os, add)
+#define QT_CALL_q8_0(r, t) tile_q8_0(r, t, nb, w, ws, g, out, os, add)
+Q80_DRIVER(q4_0)
+Q80_DRIVER(q8_0)
+
 /*
  * Q4_0 / Q8_0: activations prepared per chunk of PREP_MAX_ELEMS elements and
  * per tile of up to GEMM_T tokens; partial sums of later chunks are added.
  */
-static void q8_0_act_gemm(int_tile_fn tile, size_t bsize, int64_t n, const void *w,
+static void q8_0_act_gemm(q80_tile_fn tile, size_t bsize, int shift, int64_t n, const void *w,
 			  size_t row_bytes, int nrows, const void *act, size_t act_stride,
 			  int ntok, float *out, size_t out_stride)
 {
@@ -578,24 +615,21 @@ static void q8_0_act_gemm(int_tile_fn tile, size_t bsize, int64_t n, const void 
 			int r1 = r0 + panel < nrows ? r0 + panel : nrows;
 			for (int t = 0; t < ntok; t += GEMM_T) {
 				int T = ntok - t < GEMM_T ? ntok - t : GEMM_T;
-				const void *g[GEMM_T];
+				const struct act_group *g[GEMM_T];
 				for (int k = 0; k < T; k++) {
 					const struct block_q8_0 *y =
 						(const struct block_q8_0 *)((const uint8_t *)act +
 									    (size_t)(t + k) * act_stride) +
 						c0;
-					prep_q8_0(y, cb, prep_buf[k]);
+					prep_q8_0(y, cb, prep_buf[k], shift);
 					g[k] = prep_buf[k];
 				}
 				for (int r = r0; r < r1; r += 4) {
 					int R = r1 - r < 4 ? r1 - r : 4;
-					__m512 acc[4][4];
-					acc_zero(acc);
 					tile(R, T, cb,
 					     (const uint8_t *)w + (size_t)r * row_bytes + c0 * bsize,
-					     row_bytes, g, 0, acc);
-					acc_store(R, T, acc, out + (size_t)t * out_stride + r, out_stride,
-						  c0 > 0);
+					     row_bytes, g, out + (size_t)t * out_stride + r, out_stride,
+					     c0 > 0);
 				}
 			}
 		}
@@ -629,16 +663,17 @@ static void q8_K_act_gemm(int_tile_fn tile, int64_t n, const void *w, size_t row
 	}
 }
 
-#define Q80_ENTRY(TYPE, BSIZE)                                                               \
+#define Q80_ENTRY(TYPE, BSIZE, SHIFT)                                                               \
 	static void gemm_##TYPE(int64_t n, const void *w, size_t rb, int nrows,              \
 				const void *act, size_t as, int ntok, float *out, size_t os) \
 	{                                                                                    \
-		q8_0_act_gemm(itile_##TYPE, BSIZE, n, w, rb, nrows, act, as, ntok, out, os); \
+		q8_0_act_gemm(qtile_##TYPE, BSIZE, SHIFT, n, w, rb, nrows, act, as, ntok, out, \
+			      os);                                                           \
 	}                                                                                    \
 	static void gemv_##TYPE(int64_t n, const void *w, size_t rb, int nrows,              \
 				const void *act, float *out)                                 \
 	{                                                                                    \
-		q8_0_act_gemm(itile_##TYPE, BSIZE, n, w, rb, nrows, act, 0, 1, out, 1);      \
+		q8_0_act_gemm(qtile_##TYPE, BSIZE, SHIFT, n, w, rb, nrows, act, 0, 1, out, 1); \
 	}                                                                                    \
 	static float dot_##TYPE(int64_t n, const void *w, const void *act)                   \
 	{                                                                                    \
@@ -647,8 +682,8 @@ static void q8_K_act_gemm(int_tile_fn tile, int64_t n, const void *w, size_t row
 		return r;                                                                    \
 	}
 
-Q80_ENTRY(q4_0, 18)
-Q80_ENTRY(q8_0, 34)
+Q80_ENTRY(q4_0, 18, 3)
+Q80_ENTRY(q8_0, 34, 7)
 
 #define Q8K_ENTRY(TYPE)                                                                      \
 	static void gemm_##TYPE(int64_t n, const void *w, size_t rb, int nrows,              \

@@ -37,14 +37,14 @@ struct worker {
 };
 
 struct threadpool {
-	int nth;                     /* threads including the caller */
-	struct worker *workers;      /* (nth - 1) */
-	threadpool_fn fn;            /* the current run */
+	int nth;                /* threads including the caller */
+	struct worker *workers; /* (nth - 1) */
+	threadpool_fn fn;       /* the current run */
 	void *arg;
-	_Atomic uint32_t gen;        /* bumped per run; futex word for idle workers */
-	_Atomic uint32_t pending;    /* workers still in the current run; futex word for the caller */
-	atomic_int n_sleeping;       /* workers asleep (or about to be) on gen */
-	atomic_int caller_sleeping;  /* the caller asleep (or about to be) on pending */
+	_Atomic uint32_t gen;     /* bumped per run; futex word for idle workers */
+	_Atomic uint32_t pending; /* workers still in the current run; futex word for the caller */
+	atomic_int n_sleeping;    /* workers asleep (or about to be) on gen */
+	atomic_int caller_sleeping; /* the caller asleep (or about to be) on pending */
 	atomic_int quit;
 };
 

@@ -66,6 +66,8 @@ contains config-extra err "palaver: config: unexpected argument '--bogus'"
 # ---- bad config files: FILE:LINE:COL: message, exit 2
 printf 'threads: 4\nthreads: 5\n' >dup.yaml
 run dup-key 2 "dup.yaml:2:1: duplicate key 'threads' (first given on line 1)" --config dup.yaml config
+# before the chat or batch mode starts, too
+run dup-key-nocmd 2 "dup.yaml:2:1: duplicate key 'threads' (first given on line 1)" --config dup.yaml
 printf 'model: a.gguf\nsampling:\n  temprature: 0.3\n' >typo.yaml
 run unknown-key 2 "typo.yaml:3:3: unknown key 'temprature' in 'sampling'; did you mean 'temperature'?" -c typo.yaml config
 printf 'ctx: [1, 2\n' >broken.yaml

@@ -191,6 +191,10 @@ static void test_error_bad_yaml(void **state)
 		     "2:8: bad YAML: mapping values are not allowed in this context");
 	expect_error("- a\n- b\n", "1:1: the configuration must be a mapping of keys to values");
 	expect_error("threads: 1\n---\nthreads: 2\n", "3:1: only one YAML document is allowed");
+	expect_error("threads: 4\n\tmodel: x\n",
+		     "2:1: bad YAML: found a tab character that violates indentation");
+	expect_error("threads: 4\nmodel: \"ab\xff\"\n",
+		     "2:11: bad YAML: invalid leading UTF-8 octet");
 }
 
 static void test_error_unknown_key(void **state)
@@ -310,6 +314,8 @@ static void test_missing_and_empty_files(void **state)
 	assert_int_equal(config_load_file(&cfg, path, 1), -1);
 	assert_non_null(strstr(error_message(), "cannot read config file"));
 	assert_non_null(strstr(error_message(), "No such file or directory"));
+	assert_int_equal(config_load_file(&cfg, tmpdir, 1), -1);
+	assert_non_null(strstr(error_message(), "Is a directory"));
 	assert_int_equal(config_load_file(&cfg, write_file("e.yaml", ""), 1), 0);
 	assert_int_equal(config_load_file(&cfg, write_file("c.yaml", "# only\n# comments\n"), 1),
 			 0);
