@@ -24,6 +24,7 @@ out=$(HOME=$T XDG_CONFIG_HOME=$T/config XDG_STATE_HOME=$T/state XDG_DATA_HOME=$T
 case $out in
 *"not built"*) echo "skip: the engine is not built yet ($out)"; exit 77 ;;
 esac
+grep -q "the chat is not built yet" "$PALAVER" && { echo "skip: the chat is not built yet"; exit 77; }
 
 ENVS="HOME=$T XDG_CONFIG_HOME=$T/config XDG_STATE_HOME=$T/state XDG_DATA_HOME=$T/data LC_ALL=C.UTF-8"
 start() {
