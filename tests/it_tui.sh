@@ -139,6 +139,7 @@ before=$(left)
 tui_tmux resize-window -t 0 -x 60 -y 20
 check "at 60 columns the status pane becomes a bar" tui_wait_gone "│" 5
 check "the hint line fits 60 columns, quitting included" tui_wait "^ Enter send.*Ctrl-D quit" 3
+check "the bar shows the context" tui_wait "· ctx [0-9]+/[0-9]+" 3
 tui_tmux resize-window -t 0 -x 100 -y 30
 tui_wait "│ .*state" 5
 tui_wait_stable 5
@@ -149,6 +150,22 @@ else
 	printf '%s\n' "$before" > "$T/before"; printf '%s\n' "$after" > "$T/after"
 	diff "$T/before" "$T/after"
 fi
+
+# ---- resizing while a reply streams ---------------------------------------
+tui_type "Once upon a time there was a king"; tui_keys Enter
+tui_tmux resize-window -t 0 -x 60 -y 20
+tui_tmux resize-window -t 0 -x 100 -y 30
+tui_wait_gone "^› Once upon a time there was a king" 10
+tui_wait "Enter send" 30
+tui_wait_stable 5
+during=$(left)
+tui_tmux resize-window -t 0 -x 60 -y 20
+tui_wait_gone "│" 5
+tui_tmux resize-window -t 0 -x 100 -y 30
+tui_wait "│ .*state" 5
+tui_wait_stable 5
+if [ "$during" = "$(left)" ]; then ok "resizing mid-reply leaves the same screen as a fresh redraw"
+else fail "resizing mid-reply leaves the same screen as a fresh redraw"; fi
 
 # ---- a paste is text, even when a line of it is /quit --------------------
 printf 'pasted line one\n/quit\npasted line three' > "$T/paste.txt"
