@@ -648,6 +648,12 @@ static void cancel_reply(struct chat *c)
 
 static void send_message(struct chat *c, const char *text)
 {
+	if (c->busy) {
+		/* Enter is refused while streaming; this is a second line of defence */
+		input_set(text);
+		set_hint(c, "a reply is streaming: press Esc to stop it, or wait");
+		return;
+	}
 	if (!c->eng || c->st.state == STATE_FAILED) {
 		notice(c, "No model is loaded. Load one with /model FILE.gguf, or start palaver "
 			  "with -m FILE.gguf (or set model: in config.yaml).");
@@ -1436,7 +1442,8 @@ static void on_key(void *ctx, const struct key *k)
 			const char *t = input_text();
 			const char *args;
 			char *unknown = NULL;
-			const struct slash_command *cmd = slash_parse(t, &args, &unknown);
+			const struct slash_command *cmd =
+				input_pasted() ? NULL : slash_parse(t, &args, &unknown);
 			free(unknown);
 			if (!cmd || cmd->idle) {
 				set_hint(
