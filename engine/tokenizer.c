@@ -1519,6 +1519,11 @@ int tokenizer_encode_ranges(const struct tokenizer *t, const char *text, size_t 
 			return INT32_MIN;
 		}
 	}
+	/* encode() reads a NULL ranges as "special tokens anywhere": a prompt
+	 * with no template text (the none template) must mean "nowhere" */
+	static const size_t no_ranges[1][2];
+	if (!ranges)
+		ranges = no_ranges, n_ranges = 0;
 	return encode(t, text, len, flags | TOKENIZE_PARSE_SPECIAL, ranges, n_ranges, out, max);
 }
 
