@@ -355,7 +355,11 @@ static void test_choose_model(void **state)
 	chat_prompt_release(&p);
 
 	/* llama2 on an SPM vocabulary: the </s><s> between turns are tokens */
-	assert_int_equal(chat_template_render(CHAT_TEMPLATE_LLAMA2, conv, N_CONV, 1, NULL, &p), 0);
+	struct chat_template_tokens ct;
+	chat_template_tokens_init(&ct, t);
+	assert_string_equal(ct.bos, "<s>");
+	assert_string_equal(ct.eos, "</s>");
+	assert_int_equal(chat_template_render(CHAT_TEMPLATE_LLAMA2, conv, N_CONV, 1, &ct, &p), 0);
 	int n = chat_prompt_tokenize(&p, t, NULL, 0);
 	assert_true(n < 0);
 	n = -n;
