@@ -61,6 +61,15 @@
  * busy timeout) before reading the next seq: two processes appending to one
  * session cannot pick the same seq.  Inside store_transaction_begin() the
  * same functions use savepoints, so each call stays all or nothing.
+ * Opening an up-to-date file only reads, so it never waits for a writer.
+ *
+ * Search: user words are quoted one by one (no FTS syntax survives), and
+ * hits are ranked by palaver_rank(), an auxiliary function registered on
+ * each connection (BM25 without IDF, see rank_fn), restricted to the
+ * STORE_SEARCH_WINDOW most recent matches.  Both keep a word that occurs in
+ * half the history as fast as a rare one.  The rank is chosen per query
+ * (rank MATCH), so the file itself needs no palaver code to be read by the
+ * sqlite3 shell.
  */
 
 /* First 80 characters of a message with line breaks, tabs and escapes as spaces. */
