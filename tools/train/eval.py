@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--json")
     ap.add_argument("--ask", action="append", default=[])
+    ap.add_argument("--ppl-only", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     tok = Tok(os.path.join(a.out, "tokenizer.model"))
@@ -98,6 +99,8 @@ def main():
         return
     ppl, n_tok, n_scored = perplexity(m, tok, os.path.join(a.out, "heldout_plain.txt"), a.ctx)
     print("held-out perplexity %.4f (%d tokens, %d scored, windows of %d)" % (ppl, n_tok, n_scored, a.ctx))
+    if a.ppl_only:
+        return
     res = {"perplexity": ppl, "tokens": n_tok, "scored": n_scored, "ctx": a.ctx, "help": [], "words": []}
     right = 0
     with open(os.path.join(a.out, "heldout_help.tsv"), encoding="utf-8") as f:
