@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -34,11 +35,18 @@
  * RSS, which the benchmark also reports.  Decode's roofline is bandwidth /
  * bytes read per token (the weights a step reads plus the KV cache at the
  * test's mean depth); roofline_fraction = measured t/s / roofline t/s.
+ *
+ * On a shared machine the wall clock also counts the time other processes
+ * held the cores.  The benchmark therefore also reports tokens per second by
+ * CPU time: tokens / (process CPU time / threads).  On an idle machine the
+ * two agree (waiting threads spin, so their CPU time counts as busy); when
+ * they differ, the machine was oversubscribed and the CPU-time figure is the
+ * better estimate of what the code does on dedicated cores.
  */
 
 static const char usage[] =
 	"usage: palaver bench -m FILE [-p N] [-n N] [-r N] [-t N] [-d DEPTH]\n"
-	"                     [--kv-type f16|f32] [--format md|json|csv]\n"
+	"                     [--kv-type f16|f32] [--format md|json|csv] [--profile]\n"
 	"\n"
 	"Measure prompt processing (ppN, tokens/s) and generation (tgN,\n"
 	"tokens/s) as llama-bench does, the machine's memory read bandwidth, and\n"
@@ -52,6 +60,8 @@ static const char usage[] =
 	"  -d, --depth N      tokens already in the KV cache for each test (default 0)\n"
 	"  --kv-type TYPE     KV cache element type: f16 (default) or f32\n"
 	"  --format FMT       md (default), json or csv\n"
+	"  --profile          also break each test's time into matmul, norm+quantize,\n"
+	"                     attention and other (to standard error)\n"
 	"  -h, --help         show this help\n"
 	"\n"
 	"Other benchmarks: palaver bench --tokenizer | --history | --cancel | --reuse\n";
@@ -62,6 +72,7 @@ struct result {
 	char test[32];
 	int n_prompt, n_gen, depth;
 	double mean, sd;      /* tokens/s */
+	double cpu_mean;      /* tokens/s from process CPU time / threads (see DESIGN) */
 	double roofline;      /* decode only, else < 0 */
 	double bytes_per_tok; /* decode only */
 };
@@ -182,9 +193,17 @@ static void mean_sd(const double *v, int n, double *mean, double *sd)
 }
 
 /* Seconds for one pp (n_prompt > 0) or tg run starting at depth; < 0 on error. */
-static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int32_t *toks,
-		       float *logits)
+static double cpu_seconds(void)
 {
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int32_t *toks,
+		       float *logits, double *cpu)
+{
+	double c0 = cpu_seconds();
 	int nv = model_info(m)->n_vocab;
 	if (model_kv_truncate(m, depth) < 0)
 		return -1;
@@ -202,7 +221,28 @@ static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int3
 			t = rand_token(nv); /* a real run would sample; the cost is the same */
 		}
 	}
-	return (double)(time_now_ns() - t0) / 1e9;
+	double wall = (double)(time_now_ns() - t0) / 1e9;
+	if (cpu)
+		*cpu = cpu_seconds() - c0;
+	return wall;
+}
+
+/* Share of each kind of step, per token, to standard error. */
+static void print_profile(struct model *m, const char *test, int n)
+{
+	struct model_profile p;
+	model_profile_get(m, &p);
+	uint64_t tot = 0;
+	for (int k = 0; k < MODEL_PROF_N; k++)
+		tot += p.ns[k];
+	if (!tot || !p.tokens)
+		return;
+	fprintf(stderr, "profile %s%d (%llu tokens):", test, n, (unsigned long long)p.tokens);
+	for (int k = 0; k < MODEL_PROF_N; k++)
+		fprintf(stderr, " %s %.1f%% (%.3f ms/token)", model_prof_name((enum model_prof)k),
+			100.0 * (double)p.ns[k] / (double)tot,
+			(double)p.ns[k] / 1e6 / (double)p.tokens);
+	fprintf(stderr, "\n");
 }
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
@@ -231,8 +271,10 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 			strbuf_add_json_escaped(&sb, r[i].test, strlen(r[i].test));
 			strbuf_addf(&sb,
 				    "\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
-				    "\"t_s_mean\": %.3f, \"t_s_sd\": %.3f, \"model_file\": \"",
-				    r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd);
+				    "\"t_s_mean\": %.3f, \"t_s_sd\": %.3f, \"t_s_cpu\": %.3f, "
+				    "\"model_file\": \"",
+				    r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd,
+				    r[i].cpu_mean);
 			strbuf_add_json_escaped(&sb, path, strlen(path));
 			strbuf_addstr(&sb, "\", \"model_type\": \"");
 			strbuf_add_json_escaped(&sb, in->type_name, strlen(in->type_name));
@@ -260,28 +302,30 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 		return;
 	}
 	if (f == FMT_CSV) {
-		printf("test,n_prompt,n_gen,n_depth,t_s_mean,t_s_sd,model_file,model_type,model_bytes,"
+		printf("test,n_prompt,n_gen,n_depth,t_s_mean,t_s_sd,t_s_cpu,model_file,model_type,model_bytes,"
 		       "n_params,threads,backend,bandwidth_bytes_s,roofline_fraction,peak_rss_bytes\n");
 		for (int i = 0; i < nr; i++) {
-			printf("%s,%d,%d,%d,%.3f,%.3f,\"%s\",%s,%llu,%llu,%d,cpu,%.0f,", r[i].test,
-			       r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd, path,
-			       in->type_name, (unsigned long long)in->file_bytes,
-			       (unsigned long long)in->n_params, in->n_threads, bw);
+			printf("%s,%d,%d,%d,%.3f,%.3f,%.3f,\"%s\",%s,%llu,%llu,%d,cpu,%.0f,",
+			       r[i].test, r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd,
+			       r[i].cpu_mean, path, in->type_name,
+			       (unsigned long long)in->file_bytes, (unsigned long long)in->n_params,
+			       in->n_threads, bw);
 			if (r[i].roofline >= 0)
 				printf("%.4f", r[i].roofline);
 			printf(",%llu\n", (unsigned long long)peak);
 		}
 		return;
 	}
-	printf("| model | size | params | type | backend | threads | test | t/s | roofline |\n");
-	printf("| --- | ---: | ---: | --- | --- | ---: | --- | ---: | ---: |\n");
+	printf("| model | size | params | type | backend | threads | test | t/s | t/s by CPU time "
+	       "| roofline |\n");
+	printf("| --- | ---: | ---: | --- | --- | ---: | --- | ---: | ---: | ---: |\n");
 	for (int i = 0; i < nr; i++) {
 		char roof[32] = "";
 		if (r[i].roofline >= 0)
 			snprintf(roof, sizeof(roof), "%.0f%%", r[i].roofline * 100);
-		printf("| %s | %s | %.2f M | %s | cpu | %d | %s | %.2f ± %.2f | %s |\n", in->name,
-		       sz, (double)in->n_params / 1e6, in->type_name, in->n_threads, r[i].test,
-		       r[i].mean, r[i].sd, roof);
+		printf("| %s | %s | %.2f M | %s | cpu | %d | %s | %.2f ± %.2f | %.2f | %s |\n",
+		       in->name, sz, (double)in->n_params / 1e6, in->type_name, in->n_threads,
+		       r[i].test, r[i].mean, r[i].sd, r[i].cpu_mean, roof);
 	}
 	printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw / 1e9, in->n_threads);
 	for (int i = 0; i < nr; i++)
@@ -302,6 +346,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	int n_prompt = 512, n_gen = 128, reps = 5, threads = cfg ? cfg->threads : 0, depth = 0;
 	enum fmt f = FMT_MD;
 	enum kv_type kvt = KV_F16;
+	int profile = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -327,6 +372,9 @@ int bench_model(int argc, char **argv, struct config *cfg)
 		} else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) {
 			if (parse_int(a, v, 0, 1 << 24, &depth) < 0)
 				return EXIT_USAGE;
+		} else if (!strcmp(a, "--profile")) {
+			profile = 1;
+			continue;
 		} else if (!strcmp(a, "--kv-type")) {
 			if (v && !strcmp(v, "f16"))
 				kvt = KV_F16;
@@ -403,14 +451,20 @@ int bench_model(int argc, char **argv, struct config *cfg)
 		if (!np && !ng)
 			continue;
 		/* warm-up: page in weights, train branch predictors, wake the pool */
-		if (run_once(m, depth, np, ng ? 1 : 0, toks, logits) < 0)
+		if (run_once(m, depth, np, ng ? 1 : 0, toks, logits, NULL) < 0)
 			goto fail;
+		model_profile_enable(m, profile);
+		double cpu_total = 0;
 		for (int r = 0; r < reps; r++) {
-			double s = run_once(m, depth, np, ng, toks, logits);
+			double cpu, s = run_once(m, depth, np, ng, toks, logits, &cpu);
 			if (s < 0)
 				goto fail;
 			times[r] = (np + ng) / s;
+			cpu_total += cpu;
 		}
+		if (profile)
+			print_profile(m, np ? "pp" : "tg", np + ng);
+		model_profile_enable(m, 0);
 		struct result *x = &res[nr++];
 		memset(x, 0, sizeof(*x));
 		snprintf(x->test, sizeof(x->test), "%s%d", np ? "pp" : "tg", np ? np : ng);
@@ -421,6 +475,8 @@ int bench_model(int argc, char **argv, struct config *cfg)
 		x->n_gen = ng;
 		x->depth = depth;
 		mean_sd(times, reps, &x->mean, &x->sd);
+		x->cpu_mean =
+			cpu_total > 0 ? (double)(np + ng) * reps / (cpu_total / in->n_threads) : 0;
 		x->roofline = -1;
 		if (ng) {
 			/* weights + the KV cache read at the mean depth of the run */

@@ -101,6 +101,7 @@ struct model {
 	struct model_profile prof;
 	float *att; /* (nth, ATT_BLOCK + head_dim_v) per-thread attention scratch */
 	int att_nth;
+	size_t att_stride; /* floats of att per thread */
 };
 
 static const char supported_archs[] = "llama, qwen2";
@@ -568,9 +569,13 @@ static int alloc_scratch(struct model *m)
 
 static int alloc_att(struct model *m, int nth)
 {
+	/* per thread: scores and accumulators for a group of G heads sharing a KV
+	 * head, one converted K and V row, the running max and sum per head */
+	size_t G = (size_t)(m->info.n_head / m->info.n_head_kv);
+	size_t hv = (size_t)m->head_dim_v, hd = (size_t)m->info.head_dim;
+	m->att_stride = (G * (ATT_BLOCK + hv) + hd + hv + 2 * G + 16 + 15) & ~(size_t)15;
 	free(m->att);
-	m->att = try_alloc_aligned((size_t)nth * (ATT_BLOCK + (size_t)m->head_dim_v + 16),
-				   sizeof(float));
+	m->att = try_alloc_aligned((size_t)nth * m->att_stride, sizeof(float));
 	if (!m->att)
 		return error("out of memory");
 	m->att_nth = nth;
@@ -1035,12 +1040,108 @@ static void attend_one(struct model *m, int layer, int t, int h, int pos, float 
 		out[i] = acc[i] * inv;
 }
 
+static void f16_row(float *dst, const quant_half *src, int n)
+{
+	int i = 0;
+#ifdef MODEL_AVX2
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i,
+				 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+#endif
+	for (; i < n; i++)
+		dst[i] = quant_f16_to_f32(src[i]);
+}
+
+/*
+ * One (token, KV head): the G query heads that share the KV head together,
+ * so each K and V row is read (and converted from F16) once for all of them.
+ * Online softmax per head over positions 0 .. pos, in blocks.
+ */
+static void attend_group(struct model *m, int layer, int t, int g, int pos, float *scratch)
+{
+	const struct kv_cache *kv = &m->kv;
+	int hd = m->info.head_dim, hv = m->head_dim_v, nh = m->info.n_head;
+	int G = nh / m->info.n_head_kv;
+	const float *q0 = m->q + (size_t)t * nh * hd + (size_t)g * G * hd;
+	float *out0 = m->xn + (size_t)t * nh * hv + (size_t)g * G * hv;
+	float *sc = scratch;                     /* (G, ATT_BLOCK) */
+	float *acc = sc + (size_t)G * ATT_BLOCK; /* (G, hv) */
+	float *kf = acc + (size_t)G * hv;        /* (hd) */
+	float *vf = kf + hd;                     /* (hv) */
+	float *mx = vf + hv, *sum = mx + G;      /* (G) each */
+	float scale = 1.0f / sqrtf((float)hd);
+	int f16 = kv->type == KV_F16;
+	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
+	size_t kstride = (size_t)hd * kv->elem, vstride = (size_t)hv * kv->elem;
+	memset(acc, 0, (size_t)G * hv * sizeof(float));
+	for (int h = 0; h < G; h++) {
+		mx[h] = -INFINITY;
+		sum[h] = 0;
+	}
+	for (int p0 = 0; p0 <= pos; p0 += ATT_BLOCK) {
+		int n = pos + 1 - p0 < ATT_BLOCK ? pos + 1 - p0 : ATT_BLOCK;
+		for (int i = 0; i < n; i++) {
+			const void *k = kb + (size_t)(p0 + i) * kstride;
+			const float *kr = k;
+			if (f16) {
+				f16_row(kf, k, hd);
+				kr = kf;
+			}
+			for (int h = 0; h < G; h++)
+				sc[h * ATT_BLOCK + i] =
+					dot_f32(q0 + (size_t)h * hd, kr, hd) * scale;
+		}
+		for (int h = 0; h < G; h++) {
+			float bmax = -INFINITY;
+			for (int i = 0; i < n; i++)
+				if (sc[h * ATT_BLOCK + i] > bmax)
+					bmax = sc[h * ATT_BLOCK + i];
+			if (bmax > mx[h]) {
+				float c = expf(mx[h] - bmax); /* 0 on the first block */
+				sum[h] *= c;
+				float *a = acc + (size_t)h * hv;
+				for (int d = 0; d < hv; d++)
+					a[d] *= c;
+				mx[h] = bmax;
+			}
+			for (int i = 0; i < n; i++) {
+				float w = expf(sc[h * ATT_BLOCK + i] - mx[h]);
+				sc[h * ATT_BLOCK + i] = w;
+				sum[h] += w;
+			}
+		}
+		for (int i = 0; i < n; i++) {
+			const void *v = vb + (size_t)(p0 + i) * vstride;
+			const float *vr = v;
+			if (f16) {
+				f16_row(vf, v, hv);
+				vr = vf;
+			}
+			for (int h = 0; h < G; h++)
+				scale_axpy_f32(acc + (size_t)h * hv, 1.0f, sc[h * ATT_BLOCK + i],
+					       vr, hv);
+		}
+	}
+	for (int h = 0; h < G; h++) {
+		float inv = 1.0f / sum[h];
+		for (int d = 0; d < hv; d++)
+			out0[(size_t)h * hv + d] = acc[(size_t)h * hv + d] * inv;
+	}
+}
+
 static void attn_rows(void *arg, int ith, int nth)
 {
 	struct attn_job *j = arg;
 	struct model *m = j->m;
-	int nh = m->info.n_head, i0, i1;
-	float *scratch = m->att + (size_t)ith * (ATT_BLOCK + (size_t)m->head_dim_v + 16);
+	int nh = m->info.n_head, nkv = m->info.n_head_kv, i0, i1;
+	float *scratch = m->att + (size_t)ith * m->att_stride;
+	if (j->ntok * nkv >= nth) {
+		/* enough (token, KV head) items to keep every thread busy */
+		threadpool_split(j->ntok * nkv, ith, nth, 1, &i0, &i1);
+		for (int i = i0; i < i1; i++)
+			attend_group(m, j->layer, i / nkv, i % nkv, j->pos0 + i / nkv, scratch);
+		return;
+	}
 	threadpool_split(j->ntok * nh, ith, nth, 1, &i0, &i1);
 	for (int i = i0; i < i1; i++)
 		attend_one(m, j->layer, i / nh, i % nh, j->pos0 + i / nh, scratch);

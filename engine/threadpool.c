@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -86,6 +87,10 @@ static void wait_change(_Atomic uint32_t *word, uint32_t val, atomic_int *sleepi
 				start = t;
 			else if (t - start > SPIN_NS)
 				break;
+			/* past the first few microseconds, let a thread we may be
+			 * waiting for run when the cores are oversubscribed */
+			if (i >= 2048)
+				sched_yield();
 		}
 	}
 	for (;;) {

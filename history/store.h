@@ -107,7 +107,7 @@ struct store_hit {
 	int64_t seq;
 	char *role;
 	char *snippet;    /* a few words around the match, matches between the marks */
-	double rank;      /* bm25: lower is better */
+	double rank;      /* lower is better (negated BM25 term-frequency score) */
 	int64_t updated_ms; /* the message's */
 };
 
@@ -196,11 +196,14 @@ void store_messages_free(struct store_message *m, size_t n);
  * (0 = 50) hits.  The query is plain words: each is quoted, so quotes, stars,
  * parentheses, AND/OR/NOT or any FTS5 syntax in it are searched for as text,
  * never an error; a word ending in '*' matches as a prefix.  All words must
- * occur.  An empty query gives no hits.  Ranking (bm25) is over the
- * STORE_SEARCH_WINDOW most recent matching messages, so that a word found in
- * half the history still answers in milliseconds; rarer words are ranked
- * over all their matches.  Matches in snippets are wrapped in
- * open/close (NULL: "[" and "]").
+ * occur.  An empty query gives no hits.
+ *
+ * Ranking is BM25 without its IDF factor (every hit holds every word, and
+ * computing IDF walks all the matches of each word), over the
+ * STORE_SEARCH_WINDOW most recent matching messages: a word found in half of
+ * a million messages still answers in milliseconds, and rarer words are
+ * ranked over all their matches.  rank in the hits: lower is better.
+ * Matches in snippets are wrapped in open/close (NULL: "[" and "]").
  */
 int store_search(struct store *st, const char *query, size_t limit, const char *open,
 		 const char *close, struct store_hit **out, size_t *n);
