@@ -458,6 +458,16 @@ static void test_user_typed_control(void **state)
 	assert_string_equal(sb.buf, p.text.buf);
 	tokenizer_decoder_free(d);
 
+	/* raw completion writes no template text: nothing typed becomes a control token */
+	struct chat_prompt raw = CHAT_PROMPT_INIT;
+	assert_int_equal(chat_template_render(CHAT_TEMPLATE_NONE, m, 1, 1, NULL, &raw), 0);
+	assert_int_equal(raw.n_ranges, 0);
+	int32_t rids[512];
+	int nr = chat_prompt_tokenize(&raw, t, rids, 512);
+	assert_true(nr > 0);
+	assert_int_equal(count(rids, nr, im_start) + count(rids, nr, im_end), 0);
+	chat_prompt_release(&raw);
+
 	/* the same text parsed whole with PARSE_SPECIAL would obey the user */
 	int32_t all[512];
 	int n2 = tokenizer_encode(t, p.text.buf, p.text.len, TOKENIZE_PARSE_SPECIAL, all, 512);
