@@ -98,6 +98,7 @@ struct chat {
 
 	double esc_since; /* when the keys decoder began waiting for more of a sequence */
 
+	int redraw; /* Ctrl-L: repaint the whole screen */
 	int quit;
 };
 
@@ -690,6 +691,7 @@ static void show_help(struct chat *c)
 		      "  PgUp, PgDn, wheel    scroll the conversation\n"
 		      "  Home, End            top, bottom (when the input is empty)\n"
 		      "  Ctrl-D               quit (on an empty input)\n"
+		      "  Ctrl-L               redraw the screen\n"
 		      "Other readline keys work as in bash (Ctrl-A, Ctrl-E, Ctrl-W, Ctrl-R, ...).\n"
 		      "A line starting with // sends a message that starts with /.");
 	notice(c, "%s", sb.buf);
@@ -1399,6 +1401,10 @@ static void on_key(void *ctx, const struct key *k)
 	struct chat *c = ctx;
 	int tw = c->scr.lay.transcript.w, th = c->scr.lay.transcript.h;
 
+	if (k->type == K_REDRAW) {
+		c->redraw = 1;
+		return;
+	}
 	if (c->picker_open) {
 		/* fast typing brings several keys in one run: one at a time here,
 		 * since "d" then "y" mean different things */
@@ -1492,6 +1498,7 @@ static void on_key(void *ctx, const struct key *k)
 	case K_WHEEL_UP: chat_pane_scroll(&c->pane, 3, tw, th); break;
 	case K_WHEEL_DOWN: chat_pane_scroll(&c->pane, -3, tw, th); break;
 	case K_IGNORE: break;
+	case K_REDRAW: break; /* handled above */
 	}
 }
 
@@ -1569,6 +1576,11 @@ static void draw(struct chat *c)
 	struct screen *s = &c->scr;
 	double now = time_now_ms();
 	int all = screen_relayout(s, input_rows(COLS));
+	if (c->redraw) {
+		c->redraw = 0;
+		clearok(curscr, TRUE); /* the next doupdate repaints every cell */
+		all = 1;
+	}
 
 	if (s->lay.too_small) {
 		if (all || c->pane.dirty || c->status_dirty) {

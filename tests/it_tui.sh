@@ -151,6 +151,11 @@ else
 	diff "$T/before" "$T/after"
 fi
 
+tui_keys C-l
+tui_wait_stable 5
+if [ "$(left)" = "$after" ]; then ok "Ctrl-L redraws the same screen"
+else fail "Ctrl-L redraws the same screen"; fi
+
 # ---- resizing while a reply streams ---------------------------------------
 tui_type "Once upon a time there was a king"; tui_keys Enter
 tui_tmux resize-window -t 0 -x 60 -y 20
