@@ -803,14 +803,20 @@ static void cmd_stats(struct chat *c)
 static void cmd_model(struct chat *c, const char *args)
 {
 	if (*args) {
+		struct strbuf path = STRBUF_INIT;
 		if (!need_idle(c))
 			return;
-		if (access(args, R_OK) < 0) {
-			notice(c, "cannot read '%s': %s", args, strerror(errno));
-			return;
+		if (args[0] == '~' && args[1] == '/' && getenv("HOME"))
+			strbuf_addf(&path, "%s%s", getenv("HOME"), args + 1);
+		else
+			strbuf_addstr(&path, args);
+		if (access(path.buf, R_OK) < 0) {
+			notice(c, "cannot read '%s': %s", path.buf, strerror(errno));
+		} else {
+			close_model(c);
+			open_model(c, path.buf);
 		}
-		close_model(c);
-		open_model(c, args);
+		strbuf_release(&path);
 		return;
 	}
 	const struct engine_info *i = c->eng && c->ready ? engine_info(c->eng) : NULL;
@@ -1635,9 +1641,10 @@ static void draw(struct chat *c)
 	}
 	c->hint_dirty = 0;
 	if (s->input && (any || input_dirty())) {
-		const char *ph = c->busy   ? NULL
-				 : !c->eng ? "no model: /model FILE.gguf loads one"
-					   : "type a message, /help for help";
+		const char *ph = c->busy ? NULL
+				 : !c->eng || c->st.state == STATE_FAILED
+					 ? "no model: /model FILE.gguf loads one"
+					 : "type a message, /help for help";
 		input_draw(s->input, s->lay.input.h, s->lay.input.w, ph);
 		wnoutrefresh(s->input); /* last, so the cursor ends up in the input */
 		any = 1;

@@ -224,6 +224,10 @@ check "... naming -m and config.yaml" tui_wait "-m FILE.gguf, set model:" 1
 check "... and the status pane says so" tui_wait "state +no model" 3
 tui_send "hello" 10
 check "a message without a model gets the same advice" tui_wait "No model is loaded" 3
+tui_type "/model $MODEL"; tui_keys Enter
+check "/model FILE loads a model" tui_wait "state +ready" 20
+tui_send "Once upon a time" || fail "a reply after /model"
+check "... which then answers" tui_wait "gen +[0-9.]+ t/s" 3
 tui_keys C-d
 check "... and Ctrl-D still quits" tui_wait "TUI-EXITED rc=0" 5
 
