@@ -218,7 +218,7 @@ check "SIGTERM ends the chat" tui_wait "TUI-EXITED" 5
 check "... and leaves the alternate screen" sh -c "[ \"\$(tmux -L $TUI_SOCK display -p -t 0 '#{alternate_on}')\" = 0 ]"
 
 # ---- no model configured: the chat opens and says how to set one ---------
-tui_start 100x30 "cd $T && env $ENVS $PALAVER --history $T/history.db"
+tui_start 100x30 "cd $T && env $ENVS $PALAVER --chat-template none -n 40 --ctx 512 --history $T/history.db"
 check "without a model the chat opens and says how to set one" tui_wait "No model is configured" 5
 check "... naming -m and config.yaml" tui_wait "-m FILE.gguf, set model:" 1
 check "... and the status pane says so" tui_wait "state +no model" 3
