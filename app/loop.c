@@ -94,6 +94,7 @@ struct chat {
 	int64_t reuse_reply_row; /* overwrites them instead of appending */
 
 	struct picker picker; /* /sessions and /search */
+	char *search_query;   /* of the /search list open, to highlight the hit */
 	int picker_open;
 
 	double esc_since; /* when the keys decoder began waiting for more of a sequence */
@@ -1060,6 +1061,8 @@ static void load_session(struct chat *c, const char *id, int64_t target)
 	if (ss.model && c->model_path && strcmp(base_name(ss.model), base_name(c->model_path)))
 		notice(c, "This session was held with '%s'; replies now come from '%s'.",
 		       base_name(ss.model), base_name(c->model_path));
+	if (target_idx != (size_t)-1 && c->search_query)
+		chat_pane_mark(&c->pane, c->pane.msgs[target_idx], c->search_query);
 	if (target_idx != (size_t)-1)
 		chat_pane_scroll_to(&c->pane, target_idx, c->scr.lay.transcript.w,
 				    c->scr.lay.transcript.h);
@@ -1188,6 +1191,8 @@ static void cmd_search(struct chat *c, const char *query)
 	}
 	char heading[128];
 	snprintf(heading, sizeof(heading), "Search: %s", query);
+	free(c->search_query);
+	c->search_query = xstrdup(query);
 	picker_release(&c->picker);
 	picker_init(&c->picker, heading, 0);
 	c->picker.filter_detail = 1; /* titles repeat: the snippets tell hits apart */
@@ -1813,6 +1818,7 @@ int chat_run(struct config *cfg)
 		store_close(c.store);
 	picker_release(&c.picker);
 	free(c.pending_title);
+	free(c.search_query);
 	input_close();
 	screen_close(&c.scr);
 	keys_release(&c.keys);

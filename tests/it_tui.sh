@@ -119,6 +119,9 @@ check "the hit's snippet is shown" tui_wait "user: héllo 世界" 3
 tui_keys Enter
 check "Enter on a hit opens its session" tui_wait "session +Unicode" 3
 check "... scrolled to the hit" tui_wait "^  héllo 世界 🙂" 3
+ESC=$(printf '\033')
+check "... with the words searched for highlighted" sh -c \
+	"tmux -L $TUI_SOCK capture-pane -e -p -t 0 | grep -Eq '^  héllo (${ESC}\[[0-9;]*m)+世界'"
 tui_type "/sesions"; tui_keys Enter
 check "an unknown command gets a suggestion" tui_wait "Did you mean /sessions" 3
 
