@@ -1,12 +1,580 @@
-/* batch mode: not built yet (issue 6). */
+/* Batch mode: stdin (or -p TEXT) to stdout through the engine; replies only on stdout. */
+#include "config.h"
+#include "engine.h"
 #include "modes.h"
 #include "report.h"
+#include "store.h"
+#include "strbuf.h"
+#include "util.h"
+#include "xalloc.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/*
+ * DESIGN
+ * The input is cut into turns (--split: paragraphs, lines, or all of it);
+ * the turns are the user messages of one conversation, answered in order,
+ * each reply streamed to stdout as it comes and followed by a newline (a
+ * blank line between replies).  Nothing else goes to stdout: load progress,
+ * warnings, the session id and --stats go to stderr.  With --json, one
+ * object per turn instead (JSONL).  The output depends only on the input,
+ * the model and the settings (seed included): the engine is deterministic.
+ *
+ * SIGINT cancels the reply being generated (engine_cancel() stores an
+ * atomic flag, safe in a handler); what was produced is printed and saved
+ * as cancelled, and palaver exits 130.
+ */
+
+#define EXIT_INTERRUPTED 130
+
+static struct engine *volatile sig_engine;
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+	if (sig_engine)
+		engine_cancel(sig_engine);
+}
+
+/* A growable list of messages (texts owned). */
+struct convo {
+	struct engine_message *m;
+	int n, alloc;
+};
+
+static void convo_add(struct convo *c, enum engine_role role, const char *text, size_t len)
+{
+	if (c->n == c->alloc) {
+		c->alloc = c->alloc ? c->alloc * 2 : 16;
+		c->m = xrealloc_array(c->m, (size_t)c->alloc, sizeof(*c->m));
+	}
+	c->m[c->n].role = role;
+	c->m[c->n].text = xstrndup(text, len);
+	c->n++;
+}
+
+static void convo_free(struct convo *c)
+{
+	for (int i = 0; i < c->n; i++)
+		free((char *)c->m[i].text);
+	free(c->m);
+}
+
+/* ---- input ----------------------------------------------------------------------- */
+
+static int blank_line(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+			return 0;
+	return 1;
+}
+
+/* Drop trailing newlines (and the \r of CRLF input). */
+static size_t trim_newlines(const char *s, size_t n)
+{
+	while (n && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+		n--;
+	return n;
+}
+
+/* Cut the input into turns (each a malloc'd string in *turns). */
+static void split_input(const char *in, size_t len, int mode, struct convo *turns)
+{
+	if (mode == BATCH_SPLIT_ALL) {
+		size_t n = trim_newlines(in, len);
+		if (n && !blank_line(in, n))
+			convo_add(turns, ENGINE_ROLE_USER, in, n);
+		return;
+	}
+	size_t para = 0, para_end = 0; /* current paragraph [para, para_end) */
+	int in_para = 0;
+	for (size_t i = 0; i < len;) {
+		const char *nl = memchr(in + i, '\n', len - i);
+		size_t end = nl ? (size_t)(nl - in) : len;
+		size_t next = nl ? end + 1 : len;
+		int blank = blank_line(in + i, end - i);
+		if (mode == BATCH_SPLIT_LINE) {
+			size_t n = end - i;
+			if (n && in[i + n - 1] == '\r')
+				n--;
+			if (!blank)
+				convo_add(turns, ENGINE_ROLE_USER, in + i, n);
+		} else if (blank) {
+			if (in_para)
+				convo_add(turns, ENGINE_ROLE_USER, in + para,
+					  trim_newlines(in + para, para_end - para));
+			in_para = 0;
+		} else {
+			if (!in_para)
+				para = i;
+			in_para = 1;
+			para_end = end;
+		}
+		i = next;
+	}
+	if (in_para)
+		convo_add(turns, ENGINE_ROLE_USER, in + para, trim_newlines(in + para, para_end - para));
+}
+
+/* ---- history ---------------------------------------------------------------------- */
+
+/* The history store, or NULL once it failed (said once on stderr). */
+struct hist {
+	struct store *st;
+	char sid[STORE_ID_SIZE]; /* "" until the session exists */
+};
+
+static void hist_fail(struct hist *h)
+{
+	fprintf(stderr, "palaver: history is unavailable: %s\n", error_message());
+	error_clear();
+	if (h->st)
+		store_close(h->st);
+	h->st = NULL;
+}
+
+static void sampling_json(const struct config *cfg, struct strbuf *out)
+{
+	const struct config_sampling *s = &cfg->sampling;
+	strbuf_addf(out,
+		    "{\"temperature\":%g,\"top_k\":%d,\"top_p\":%g,\"min_p\":%g,\"typical_p\":%g,"
+		    "\"repeat_penalty\":%g,\"repeat_last_n\":%d,\"presence_penalty\":%g,"
+		    "\"frequency_penalty\":%g,\"seed\":%llu,\"max_tokens\":%d}",
+		    s->temperature, s->top_k, s->top_p, s->min_p, s->typical_p, s->repeat_penalty,
+		    s->repeat_last_n, s->presence_penalty, s->frequency_penalty,
+		    (unsigned long long)s->seed, s->max_tokens);
+}
+
+/* Create the session on the first turn. */
+static void hist_session(struct hist *h, const struct config *cfg, const char *system)
+{
+	struct strbuf js = STRBUF_INIT;
+	if (!h->st || h->sid[0])
+		return;
+	sampling_json(cfg, &js);
+	struct store_session_params p = { NULL, cfg->model, system, js.buf };
+	if (store_session_create(h->st, &p, h->sid) < 0) {
+		h->sid[0] = 0;
+		hist_fail(h);
+	} else {
+		fprintf(stderr, "palaver: session %s\n", h->sid);
+	}
+	strbuf_release(&js);
+}
+
+/*
+ * --session ID: the session's system prompt and messages become the
+ * conversation.  -1 when it cannot be resumed (message printed).
+ */
+static int hist_resume(struct hist *h, const char *query, struct convo *c, char **system)
+{
+	struct store_session ss;
+	struct store_message *msgs;
+	size_t n;
+	if (!h->st) {
+		fprintf(stderr, "palaver: cannot continue session '%s': history is unavailable\n",
+			query);
+		return -1;
+	}
+	if (store_session_resolve(h->st, query, h->sid) < 0 ||
+	    store_session_get(h->st, h->sid, &ss) < 0) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		return -1;
+	}
+	if (ss.system_prompt && *ss.system_prompt) {
+		free(*system);
+		*system = xstrdup(ss.system_prompt);
+	}
+	store_session_free(&ss);
+	if (store_messages_load(h->st, h->sid, &msgs, &n) < 0) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		enum engine_role role;
+		if (!strcmp(msgs[i].role, "user"))
+			role = ENGINE_ROLE_USER;
+		else if (!strcmp(msgs[i].role, "assistant"))
+			role = ENGINE_ROLE_ASSISTANT;
+		else if (!strcmp(msgs[i].role, "system"))
+			role = ENGINE_ROLE_SYSTEM;
+		else
+			continue;
+		if (msgs[i].status == STORE_ERROR && !*msgs[i].content)
+			continue;
+		if (msgs[i].status == STORE_STREAMING)
+			continue;
+		convo_add(c, role, msgs[i].content, strlen(msgs[i].content));
+	}
+	store_messages_free(msgs, n);
+	fprintf(stderr, "palaver: session %s\n", h->sid);
+	return 0;
+}
+
+/* ---- running ---------------------------------------------------------------------- */
+
+static void engine_config_from(const struct config *cfg, struct engine_config *ec)
+{
+	memset(ec, 0, sizeof(*ec));
+	ec->model_path = cfg->model;
+	ec->n_threads = cfg->threads;
+	ec->n_ctx = cfg->ctx;
+	ec->n_batch = cfg->batch_size;
+	ec->kv_type = ENGINE_KV_F16;
+	ec->backend = cfg->backend == BACKEND_CUDA  ? ENGINE_BACKEND_CUDA
+		      : cfg->backend == BACKEND_CPU ? ENGINE_BACKEND_CPU
+						    : ENGINE_BACKEND_AUTO;
+	ec->chat_template = cfg->chat_template;
+	ec->overflow = cfg->context_overflow == OVERFLOW_SHIFT	      ? ENGINE_OVERFLOW_SHIFT
+		       : cfg->context_overflow == OVERFLOW_DROP_OLDEST ? ENGINE_OVERFLOW_DROP_OLDEST
+								       : ENGINE_OVERFLOW_STOP;
+	ec->keep = cfg->keep;
+	ec->max_buffered_tokens = cfg->max_buffered_tokens;
+	ec->memory_limit = cfg->memory_limit;
+	ec->memory_strict = cfg->memory_mode == MEMORY_STRICT;
+}
+
+static void request_from(const struct config *cfg, struct engine_request *rq)
+{
+	const struct config_sampling *s = &cfg->sampling;
+	memset(rq, 0, sizeof(*rq));
+	rq->add_generation_prompt = 1;
+	rq->sampling.temperature = (float)s->temperature;
+	rq->sampling.top_k = s->top_k;
+	rq->sampling.top_p = (float)s->top_p;
+	rq->sampling.min_p = (float)s->min_p;
+	rq->sampling.typical_p = (float)s->typical_p;
+	rq->sampling.repeat_penalty = (float)s->repeat_penalty;
+	rq->sampling.repeat_last_n = s->repeat_last_n;
+	rq->sampling.presence_penalty = (float)s->presence_penalty;
+	rq->sampling.frequency_penalty = (float)s->frequency_penalty;
+	rq->sampling.seed = s->seed;
+	rq->max_tokens = s->max_tokens;
+	rq->max_time = cfg->max_time;
+	for (int i = 0; i < cfg->n_stop && i < ENGINE_MAX_STOP; i++)
+		rq->stop[rq->n_stop++] = cfg->stop[i];
+}
+
+/* Wait for the next event (poll on the wakeup fd; EINTR from SIGINT is fine). */
+static void wait_event(struct engine *e, struct engine_event *ev, int timeout_ms, int *got)
+{
+	*got = engine_next_event(e, ev);
+	if (*got)
+		return;
+	struct pollfd p = { engine_wakeup_fd(e), POLLIN, 0 };
+	if (poll(&p, 1, timeout_ms) < 0 && errno != EINTR)
+		return;
+	*got = engine_next_event(e, ev);
+}
+
+/* Totals for --stats. */
+struct totals {
+	double load_ms, t0;
+	int prompt_tokens, reused_tokens, gen_tokens, turns;
+	double prefill_ms, decode_ms;
+	uint64_t peak_rss;
+};
+
+static void print_stats(const struct totals *t)
+{
+	char rss[32];
+	double total = time_now_ms() - t->t0;
+	fprintf(stderr, "total duration:       %.3fs\n", total / 1000.0);
+	fprintf(stderr, "load duration:        %.3fs\n", t->load_ms / 1000.0);
+	fprintf(stderr, "turns:                %d\n", t->turns);
+	fprintf(stderr, "prompt eval count:    %d token(s)\n", t->prompt_tokens - t->reused_tokens);
+	fprintf(stderr, "prompt reused:        %d token(s) of %d\n", t->reused_tokens,
+		t->prompt_tokens);
+	fprintf(stderr, "prompt eval duration: %.3fs\n", t->prefill_ms / 1000.0);
+	fprintf(stderr, "prompt eval rate:     %.2f tokens/s\n",
+		t->prefill_ms > 0 ? (t->prompt_tokens - t->reused_tokens) * 1000.0 / t->prefill_ms
+				  : 0.0);
+	fprintf(stderr, "eval count:           %d token(s)\n", t->gen_tokens);
+	fprintf(stderr, "eval duration:        %.3fs\n", t->decode_ms / 1000.0);
+	fprintf(stderr, "eval rate:            %.2f tokens/s\n",
+		t->decode_ms > 0 ? t->gen_tokens * 1000.0 / t->decode_ms : 0.0);
+	fprintf(stderr, "peak memory:          %s\n", format_size(rss, sizeof(rss), t->peak_rss));
+}
+
+static void print_json(int turn, const char *prompt, const struct engine_event *done)
+{
+	const struct engine_stats *s = &done->stats;
+	struct strbuf o = STRBUF_INIT;
+	strbuf_addf(&o, "{\"turn\":%d,\"prompt\":\"", turn);
+	strbuf_add_json_escaped(&o, prompt, strlen(prompt));
+	strbuf_addstr(&o, "\",\"reply\":\"");
+	strbuf_add_json_escaped(&o, done->text ? done->text : "", done->len);
+	strbuf_addf(&o,
+		    "\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
+		    "\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
+		    "\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f}\n",
+		    engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
+		    s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
+		    s->ttft_ms, s->decode_ms, s->decode_tps);
+	fwrite(o.buf, 1, o.len, stdout);
+	fflush(stdout);
+	strbuf_release(&o);
+}
+
+/* Wait for READY; 0, or -1 after printing the error. */
+static int wait_ready(struct engine *e, int verbose)
+{
+	for (;;) {
+		struct engine_event ev;
+		int got;
+		wait_event(e, &ev, 1000, &got);
+		if (interrupted)
+			return -1;
+		if (!got)
+			continue;
+		enum engine_event_type t = ev.type;
+		if (t == ENGINE_EV_ERROR)
+			fprintf(stderr, "palaver: %s\n", ev.text);
+		else if (t == ENGINE_EV_WARNING)
+			fprintf(stderr, "palaver: warning: %s\n", ev.text);
+		else if (t == ENGINE_EV_LOAD_PROGRESS && verbose && ev.total)
+			fprintf(stderr, "palaver: loading %3d%%\r", (int)(ev.done * 100 / ev.total));
+		engine_event_free(&ev);
+		if (t == ENGINE_EV_READY)
+			return 0;
+		if (t == ENGINE_EV_ERROR)
+			return -1;
+	}
+}
+
+/*
+ * Answer the conversation's last message.  Streams to stdout unless json;
+ * *done gets the DONE event.  0, or -1 after printing an ERROR.
+ */
+static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
+		    struct hist *h, struct engine_event *done)
+{
+	struct engine_request rq;
+	struct strbuf shown = STRBUF_INIT;
+	int64_t mid = -1;
+	double last_save = time_now_ms();
+
+	request_from(cfg, &rq);
+	rq.messages = c->m;
+	rq.n_messages = c->n;
+	if (h->st) {
+		mid = store_message_begin(h->st, h->sid, "assistant");
+		if (mid < 0)
+			hist_fail(h);
+	}
+	if (engine_submit(e, &rq) < 0) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		return -1;
+	}
+	/* a SIGINT between the turn check and the submit: the submit cleared
+	 * its cancel, so cancel again */
+	if (interrupted)
+		engine_cancel(e);
+	for (;;) {
+		struct engine_event ev;
+		int got;
+		wait_event(e, &ev, 1000, &got);
+		if (h->st && mid > 0 && time_now_ms() - last_save >= 1000.0) {
+			if (store_message_update(h->st, mid, shown.buf, shown.len) < 0)
+				hist_fail(h);
+			last_save = time_now_ms();
+		}
+		if (!got)
+			continue;
+		if (ev.type == ENGINE_EV_TOKEN) {
+			strbuf_add(&shown, ev.text, ev.len);
+			if (!cfg->json) {
+				fwrite(ev.text, 1, ev.len, stdout);
+				fflush(stdout);
+			}
+		} else if (ev.type == ENGINE_EV_WARNING) {
+			fprintf(stderr, "palaver: warning: %s\n", ev.text);
+		} else if (ev.type == ENGINE_EV_ERROR) {
+			fprintf(stderr, "palaver: %s\n", ev.text);
+			if (h->st && mid > 0 &&
+			    store_message_finish(h->st, mid, "", 0, STORE_ERROR, NULL) < 0)
+				hist_fail(h);
+			engine_event_free(&ev);
+			strbuf_release(&shown);
+			return -1;
+		} else if (ev.type == ENGINE_EV_DONE) {
+			/* a reply cut short after a cancel: show the rest of it */
+			if (!cfg->json && ev.len > shown.len &&
+			    !memcmp(ev.text, shown.buf, shown.len))
+				fwrite(ev.text + shown.len, 1, ev.len - shown.len, stdout);
+			*done = ev;
+			break;
+		}
+		engine_event_free(&ev);
+	}
+	strbuf_release(&shown);
+	const struct engine_stats *s = &done->stats;
+	if (s->stop_reason == ENGINE_STOP_ERROR && done->message)
+		fprintf(stderr, "palaver: %s\n", done->message);
+	if (h->st && mid > 0) {
+		struct store_stats ss = { s->prompt_tokens, s->gen_tokens, s->prefill_ms,
+					  s->decode_ms };
+		enum store_status status = s->stop_reason == ENGINE_STOP_CANCELLED ? STORE_CANCELLED
+					   : s->stop_reason == ENGINE_STOP_ERROR   ? STORE_ERROR
+										   : STORE_COMPLETE;
+		if (store_message_finish(h->st, mid, done->text ? done->text : "", done->len, status,
+					 &ss) < 0)
+			hist_fail(h);
+	}
+	return 0;
+}
 
 int batch_run(struct config *cfg)
 {
-	(void)cfg;
-	fprintf(stderr, "palaver: batch mode is not built yet\n");
-	return EXIT_RUNTIME;
+	struct convo turns = { 0 }, c = { 0 };
+	struct strbuf input = STRBUF_INIT;
+	struct hist h = { 0 };
+	struct totals tot = { 0 };
+	struct engine_config ec;
+	struct engine *e = NULL;
+	char *system = cfg->system_prompt ? xstrdup(cfg->system_prompt) : NULL;
+	int rc = EXIT_OK;
+
+	tot.t0 = time_now_ms();
+	if (!cfg->model || !*cfg->model) {
+		fprintf(stderr, "palaver: no model configured; give one with -m FILE or 'model:' in "
+				"the config file\n");
+		free(system);
+		return EXIT_USAGE;
+	}
+	if (cfg->prompt) {
+		convo_add(&turns, ENGINE_ROLE_USER, cfg->prompt, strlen(cfg->prompt));
+	} else {
+		if (strbuf_read_fd(&input, STDIN_FILENO) < 0) {
+			fprintf(stderr, "palaver: cannot read standard input: %s\n", strerror(errno));
+			free(system);
+			strbuf_release(&input);
+			return EXIT_RUNTIME;
+		}
+		split_input(input.buf, input.len, cfg->split, &turns);
+		strbuf_release(&input);
+	}
+	if (!turns.n) {
+		fprintf(stderr, "palaver: no input: give text on standard input or -p TEXT\n");
+		free(system);
+		convo_free(&turns);
+		return EXIT_USAGE;
+	}
+
+	if (cfg->history_enabled) {
+		h.st = store_open(cfg->history_path);
+		if (!h.st)
+			hist_fail(&h);
+	}
+	if (cfg->session) {
+		if (hist_resume(&h, cfg->session, &c, &system) < 0) {
+			rc = EXIT_RUNTIME;
+			goto out;
+		}
+		/* the session's own system prompt leads the conversation */
+		if (system && (!c.n || c.m[0].role != ENGINE_ROLE_SYSTEM)) {
+			struct convo s = { 0 };
+			convo_add(&s, ENGINE_ROLE_SYSTEM, system, strlen(system));
+			for (int i = 0; i < c.n; i++)
+				convo_add(&s, c.m[i].role, c.m[i].text, strlen(c.m[i].text));
+			convo_free(&c);
+			c = s;
+		}
+	} else if (system) {
+		convo_add(&c, ENGINE_ROLE_SYSTEM, system, strlen(system));
+	}
+
+	engine_config_from(cfg, &ec);
+	e = engine_open(&ec);
+	if (!e) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		rc = EXIT_RUNTIME;
+		goto out;
+	}
+	sig_engine = e;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigint;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+
+	if (wait_ready(e, cfg->verbose) < 0) {
+		rc = interrupted ? EXIT_INTERRUPTED : EXIT_RUNTIME;
+		goto out;
+	}
+	tot.load_ms = time_now_ms() - tot.t0;
+	const struct engine_info *info = engine_info(e);
+	if (info->template_defaulted)
+		fprintf(stderr,
+			"palaver: '%s' has no chat template; continuing the text as written "
+			"(--chat-template none)\n",
+			cfg->model);
+
+	for (int t = 0; t < turns.n && !interrupted; t++) {
+		struct engine_event done = { 0 };
+		const char *text = turns.m[t].text;
+		convo_add(&c, ENGINE_ROLE_USER, text, strlen(text));
+		if (h.st) {
+			hist_session(&h, cfg, system);
+			if (h.st && store_message_append(h.st, h.sid, "user", text, STORE_COMPLETE,
+							 NULL) < 0)
+				hist_fail(&h);
+		}
+		if (run_turn(e, cfg, &c, &h, &done) < 0) {
+			rc = EXIT_RUNTIME;
+			break;
+		}
+		const struct engine_stats *s = &done.stats;
+		if (cfg->json) {
+			print_json(t + 1, text, &done);
+		} else {
+			fputs(t + 1 < turns.n && !interrupted ? "\n\n" : "\n", stdout);
+			fflush(stdout);
+		}
+		convo_add(&c, ENGINE_ROLE_ASSISTANT, done.text ? done.text : "", done.len);
+		tot.turns++;
+		tot.prompt_tokens += s->prompt_tokens;
+		tot.reused_tokens += s->reused_tokens;
+		tot.gen_tokens += s->gen_tokens;
+		tot.prefill_ms += s->prefill_ms;
+		tot.decode_ms += s->decode_ms;
+		tot.peak_rss = s->peak_rss;
+		if (cfg->verbose && s->stop_reason != ENGINE_STOP_EOS &&
+		    s->stop_reason != ENGINE_STOP_STOP_STRING)
+			fprintf(stderr, "palaver: reply %d stopped: %s\n", t + 1,
+				engine_stop_reason_name(s->stop_reason));
+		if (s->stop_reason == ENGINE_STOP_CONTEXT_FULL && t + 1 < turns.n)
+			fprintf(stderr, "palaver: warning: reply %d filled the context of %d tokens\n",
+				t + 1, s->n_ctx);
+		int failed = s->stop_reason == ENGINE_STOP_ERROR;
+		engine_event_free(&done);
+		if (failed) {
+			rc = EXIT_RUNTIME;
+			break;
+		}
+	}
+	if (interrupted && rc == EXIT_OK)
+		rc = EXIT_INTERRUPTED;
+	if (cfg->stats && tot.turns)
+		print_stats(&tot);
+out:
+	sig_engine = NULL;
+	engine_close(e);
+	if (h.st)
+		store_close(h.st);
+	convo_free(&turns);
+	convo_free(&c);
+	free(system);
+	fflush(stdout);
+	return rc;
 }

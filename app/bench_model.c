@@ -1,14 +1,502 @@
-/* palaver bench (model): not built yet (issue 5). */
+/* palaver bench (model): llama-bench's pp/tg tests, memory bandwidth and decode's roofline. */
 #include "bench.h"
+#include "config.h"
+#include "model.h"
+#include "quant.h"
 #include "report.h"
+#include "strbuf.h"
+#include "util.h"
+#include "xalloc.h"
 
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+/*
+ * DESIGN
+ * The tests follow llama-bench: ppN times one model_forward of N prompt
+ * tokens (logits of the last only), tgN times N single-token decode steps,
+ * each on a cache that already holds DEPTH tokens (prefilled once, untimed,
+ * and kept across repetitions by truncating back to DEPTH).  One warm-up
+ * run precedes the timed repetitions.  Tokens are pseudo-random ids.
+ *
+ * The bandwidth is measured in a forked child before the model is loaded:
+ * n threads sum a 512 MiB buffer (far above any cache) several times and the
+ * best pass counts.  The child keeps that buffer out of this process's peak
+ * RSS, which the benchmark also reports.  Decode's roofline is bandwidth /
+ * bytes read per token (the weights a step reads plus the KV cache at the
+ * test's mean depth); roofline_fraction = measured t/s / roofline t/s.
+ *
+ * On a shared machine the wall clock also counts the time other processes
+ * held the cores.  The benchmark therefore also reports tokens per second by
+ * CPU time: tokens / (process CPU time / threads).  On an idle machine the
+ * two agree (waiting threads spin, so their CPU time counts as busy); when
+ * they differ, the machine was oversubscribed and the CPU-time figure is the
+ * better estimate of what the code does on dedicated cores.
+ */
+
+static const char usage[] =
+	"usage: palaver bench -m FILE [-p N] [-n N] [-r N] [-t N] [-d DEPTH]\n"
+	"                     [--kv-type f16|f32] [--format md|json|csv] [--profile]\n"
+	"\n"
+	"Measure prompt processing (ppN, tokens/s) and generation (tgN,\n"
+	"tokens/s) as llama-bench does, the machine's memory read bandwidth, and\n"
+	"decode's fraction of the bandwidth roofline.\n"
+	"\n"
+	"  -m, --model FILE   the GGUF model\n"
+	"  -p, --n-prompt N   prompt tokens for the pp test (default 512, 0 = skip)\n"
+	"  -n, --n-gen N      generated tokens for the tg test (default 128, 0 = skip)\n"
+	"  -r, --repetitions N  timed runs per test (default 5)\n"
+	"  -t, --threads N    compute threads (default: online cores)\n"
+	"  -d, --depth N      tokens already in the KV cache for each test (default 0)\n"
+	"  --kv-type TYPE     KV cache element type: f16 (default) or f32\n"
+	"  --format FMT       md (default), json or csv\n"
+	"  --profile          also break each test's time into matmul, norm+quantize,\n"
+	"                     attention and other (to standard error)\n"
+	"  -h, --help         show this help\n"
+	"\n"
+	"Other benchmarks: palaver bench --tokenizer | --history | --cancel | --reuse\n";
+
+enum fmt { FMT_MD, FMT_JSON, FMT_CSV };
+
+struct result {
+	char test[32];
+	int n_prompt, n_gen, depth;
+	double mean, sd;      /* tokens/s */
+	double cpu_mean;      /* tokens/s from process CPU time / threads (see DESIGN) */
+	double roofline;      /* decode only, else < 0 */
+	double bytes_per_tok; /* decode only */
+};
+
+/* ---- bandwidth -------------------------------------------------------------------------- */
+
+struct bw_arg {
+	const uint64_t *p;
+	size_t n;     /* uint64 words */
+	uint64_t sum; /* keeps the loads alive */
+};
+
+static void *bw_reader(void *arg)
+{
+	struct bw_arg *a = arg;
+	uint64_t s = 0;
+	size_t i = 0;
+#if defined(__AVX2__)
+	__m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+	for (; i + 16 <= a->n; i += 16) {
+		const __m256i *v = (const __m256i *)(a->p + i);
+		acc0 = _mm256_xor_si256(acc0, _mm256_load_si256(v));
+		acc1 = _mm256_xor_si256(acc1, _mm256_load_si256(v + 1));
+		acc2 = _mm256_xor_si256(acc2, _mm256_load_si256(v + 2));
+		acc3 = _mm256_xor_si256(acc3, _mm256_load_si256(v + 3));
+	}
+	acc0 = _mm256_xor_si256(_mm256_xor_si256(acc0, acc1), _mm256_xor_si256(acc2, acc3));
+	uint64_t lanes[4];
+	_mm256_storeu_si256((__m256i *)lanes, acc0);
+	s = lanes[0] ^ lanes[1] ^ lanes[2] ^ lanes[3];
+#endif
+	for (; i < a->n; i++)
+		s ^= a->p[i];
+	a->sum = s;
+	return NULL;
+}
+
+/* Best read bandwidth in bytes/s over a few passes with nth threads; 0 on failure. */
+static double bandwidth_measure(int nth)
+{
+	const size_t bytes = (size_t)512 << 20;
+	uint64_t *buf = try_alloc_aligned(bytes / 8, 8);
+	if (!buf)
+		return 0;
+	for (size_t i = 0; i < bytes / 8; i++)
+		buf[i] = i * 0x9e3779b97f4a7c15ull;
+	double best = 0;
+	pthread_t *th = xcalloc((size_t)nth, sizeof(*th));
+	struct bw_arg *args = xcalloc((size_t)nth, sizeof(*args));
+	size_t words = bytes / 8, per = (words / (size_t)nth) & ~(size_t)15;
+	for (int pass = 0; pass < 5; pass++) {
+		uint64_t t0 = time_now_ns();
+		for (int t = 0; t < nth; t++) {
+			args[t].p = buf + (size_t)t * per;
+			args[t].n = t == nth - 1 ? words - (size_t)t * per : per;
+			if (t && pthread_create(&th[t], NULL, bw_reader, &args[t]))
+				nth = t;
+		}
+		bw_reader(&args[0]);
+		for (int t = 1; t < nth; t++)
+			pthread_join(th[t], NULL);
+		double s = (double)(time_now_ns() - t0) / 1e9;
+		if (s > 0 && bytes / s > best)
+			best = bytes / s;
+	}
+	free(th);
+	free(args);
+	free(buf);
+	return best;
+}
+
+/* Run the measurement in a child so its buffer never counts in our peak RSS. */
+static double bandwidth_forked(int nth)
+{
+	int fd[2];
+	if (pipe(fd) < 0)
+		return 0;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(fd[0]);
+		close(fd[1]);
+		return 0;
+	}
+	if (pid == 0) {
+		close(fd[0]);
+		double bw = bandwidth_measure(nth);
+		ssize_t w = write(fd[1], &bw, sizeof(bw));
+		_exit(w == (ssize_t)sizeof(bw) ? 0 : 1);
+	}
+	close(fd[1]);
+	double bw = 0;
+	if (read(fd[0], &bw, sizeof(bw)) != (ssize_t)sizeof(bw))
+		bw = 0;
+	close(fd[0]);
+	waitpid(pid, NULL, 0);
+	return bw;
+}
+
+/* ---- the tests -------------------------------------------------------------------------- */
+
+static uint32_t rng_state = 12345;
+
+static int32_t rand_token(int n_vocab)
+{
+	rng_state = rng_state * 1664525u + 1013904223u;
+	return (int32_t)((rng_state >> 8) % (uint32_t)n_vocab);
+}
+
+static void mean_sd(const double *v, int n, double *mean, double *sd)
+{
+	double s = 0, q = 0;
+	for (int i = 0; i < n; i++)
+		s += v[i];
+	*mean = s / n;
+	for (int i = 0; i < n; i++)
+		q += (v[i] - *mean) * (v[i] - *mean);
+	*sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+/* Seconds for one pp (n_prompt > 0) or tg run starting at depth; < 0 on error. */
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int32_t *toks,
+		       float *logits, double *cpu)
+{
+	double c0 = cpu_seconds();
+	int nv = model_info(m)->n_vocab;
+	if (model_kv_truncate(m, depth) < 0)
+		return -1;
+	uint64_t t0 = time_now_ns();
+	if (n_prompt > 0) {
+		for (int i = 0; i < n_prompt; i++)
+			toks[i] = rand_token(nv);
+		if (model_forward(m, toks, n_prompt, depth, logits, 0) < 0)
+			return -1;
+	} else {
+		int32_t t = rand_token(nv);
+		for (int i = 0; i < n_gen; i++) {
+			if (model_forward(m, &t, 1, depth + i, logits, 0) < 0)
+				return -1;
+			t = rand_token(nv); /* a real run would sample; the cost is the same */
+		}
+	}
+	double wall = (double)(time_now_ns() - t0) / 1e9;
+	if (cpu)
+		*cpu = cpu_seconds() - c0;
+	return wall;
+}
+
+/* Share of each kind of step, per token, to standard error. */
+static void print_profile(struct model *m, const char *test, int n)
+{
+	struct model_profile p;
+	model_profile_get(m, &p);
+	uint64_t tot = 0;
+	for (int k = 0; k < MODEL_PROF_N; k++)
+		tot += p.ns[k];
+	if (!tot || !p.tokens)
+		return;
+	fprintf(stderr, "profile %s%d (%llu tokens):", test, n, (unsigned long long)p.tokens);
+	for (int k = 0; k < MODEL_PROF_N; k++)
+		fprintf(stderr, " %s %.1f%% (%.3f ms/token)", model_prof_name((enum model_prof)k),
+			100.0 * (double)p.ns[k] / (double)tot,
+			(double)p.ns[k] / 1e6 / (double)p.tokens);
+	fprintf(stderr, "\n");
+}
+
+static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
+{
+	long l;
+	if (!v || parse_long(v, &l) < 0 || l < lo || l > hi) {
+		fprintf(stderr, "palaver: bench: %s needs a number from %d to %d\n", opt, lo, hi);
+		return -1;
+	}
+	*out = (int)l;
+	return 0;
+}
+
+static void print_results(enum fmt f, const struct model_info *in, const char *path,
+			  const struct result *r, int nr, double bw, uint64_t peak)
+{
+	char sz[32], rss[32], kv[32];
+	format_size(sz, sizeof(sz), in->file_bytes);
+	format_size(rss, sizeof(rss), peak);
+	format_size(kv, sizeof(kv), in->kv_bytes);
+	if (f == FMT_JSON) {
+		struct strbuf sb = STRBUF_INIT;
+		strbuf_addstr(&sb, "[\n");
+		for (int i = 0; i < nr; i++) {
+			strbuf_addstr(&sb, "  {\"test\": \"");
+			strbuf_add_json_escaped(&sb, r[i].test, strlen(r[i].test));
+			strbuf_addf(&sb,
+				    "\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
+				    "\"t_s_mean\": %.3f, \"t_s_sd\": %.3f, \"t_s_cpu\": %.3f, "
+				    "\"model_file\": \"",
+				    r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd,
+				    r[i].cpu_mean);
+			strbuf_add_json_escaped(&sb, path, strlen(path));
+			strbuf_addstr(&sb, "\", \"model_type\": \"");
+			strbuf_add_json_escaped(&sb, in->type_name, strlen(in->type_name));
+			strbuf_addf(&sb,
+				    "\", \"model_bytes\": %llu, \"n_params\": %llu, "
+				    "\"threads\": %d, \"backend\": \"cpu\", \"kv_type\": \"%s\", "
+				    "\"kv_bytes\": %llu, \"bandwidth_bytes_s\": %.0f, ",
+				    (unsigned long long)in->file_bytes,
+				    (unsigned long long)in->n_params, in->n_threads,
+				    kv_type_name(in->kv_type), (unsigned long long)in->kv_bytes,
+				    bw);
+			if (r[i].roofline >= 0)
+				strbuf_addf(
+					&sb,
+					"\"bytes_per_token\": %.0f, \"roofline_fraction\": %.4f, ",
+					r[i].bytes_per_tok, r[i].roofline);
+			else
+				strbuf_addstr(&sb, "\"roofline_fraction\": null, ");
+			strbuf_addf(&sb, "\"peak_rss_bytes\": %llu}%s\n", (unsigned long long)peak,
+				    i + 1 < nr ? "," : "");
+		}
+		strbuf_addstr(&sb, "]\n");
+		fputs(sb.buf, stdout);
+		strbuf_release(&sb);
+		return;
+	}
+	if (f == FMT_CSV) {
+		printf("test,n_prompt,n_gen,n_depth,t_s_mean,t_s_sd,t_s_cpu,model_file,model_type,model_bytes,"
+		       "n_params,threads,backend,bandwidth_bytes_s,roofline_fraction,peak_rss_bytes\n");
+		for (int i = 0; i < nr; i++) {
+			printf("%s,%d,%d,%d,%.3f,%.3f,%.3f,\"%s\",%s,%llu,%llu,%d,cpu,%.0f,",
+			       r[i].test, r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd,
+			       r[i].cpu_mean, path, in->type_name,
+			       (unsigned long long)in->file_bytes, (unsigned long long)in->n_params,
+			       in->n_threads, bw);
+			if (r[i].roofline >= 0)
+				printf("%.4f", r[i].roofline);
+			printf(",%llu\n", (unsigned long long)peak);
+		}
+		return;
+	}
+	printf("| model | size | params | type | backend | threads | test | t/s | t/s by CPU time "
+	       "| roofline |\n");
+	printf("| --- | ---: | ---: | --- | --- | ---: | --- | ---: | ---: | ---: |\n");
+	for (int i = 0; i < nr; i++) {
+		char roof[32] = "";
+		if (r[i].roofline >= 0)
+			snprintf(roof, sizeof(roof), "%.0f%%", r[i].roofline * 100);
+		printf("| %s | %s | %.2f M | %s | cpu | %d | %s | %.2f ± %.2f | %.2f | %s |\n",
+		       in->name, sz, (double)in->n_params / 1e6, in->type_name, in->n_threads,
+		       r[i].test, r[i].mean, r[i].sd, r[i].cpu_mean, roof);
+	}
+	printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw / 1e9, in->n_threads);
+	for (int i = 0; i < nr; i++)
+		if (r[i].roofline >= 0)
+			printf("%s: %.1f MB read per token, roofline %.1f t/s, reached %.0f%%\n",
+			       r[i].test, r[i].bytes_per_tok / 1e6, bw / r[i].bytes_per_tok,
+			       r[i].roofline * 100);
+	uint64_t target = in->file_bytes + in->kv_bytes + ((uint64_t)64 << 20);
+	char tg[32];
+	format_size(tg, sizeof(tg), target);
+	printf("peak RSS: %s (file + KV cache %s + 64 MiB = %s: %s)\n", rss, kv, tg,
+	       peak <= target ? "within" : "OVER");
+}
 
 int bench_model(int argc, char **argv, struct config *cfg)
 {
-	(void)argc;
-	(void)argv;
-	(void)cfg;
-	fprintf(stderr, "palaver: the model benchmark is not built yet\n");
-	return EXIT_RUNTIME;
+	const char *path = cfg ? cfg->model : NULL;
+	int n_prompt = 512, n_gen = 128, reps = 5, threads = cfg ? cfg->threads : 0, depth = 0;
+	enum fmt f = FMT_MD;
+	enum kv_type kvt = KV_F16;
+	int profile = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(usage, stdout);
+			return EXIT_OK;
+		}
+		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+			if (!v)
+				goto missing;
+			path = v;
+		} else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
+			if (parse_int(a, v, 0, 1 << 20, &n_prompt) < 0)
+				return EXIT_USAGE;
+		} else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
+			if (parse_int(a, v, 0, 1 << 20, &n_gen) < 0)
+				return EXIT_USAGE;
+		} else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
+			if (parse_int(a, v, 1, 1000, &reps) < 0)
+				return EXIT_USAGE;
+		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+			if (parse_int(a, v, 1, 1024, &threads) < 0)
+				return EXIT_USAGE;
+		} else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) {
+			if (parse_int(a, v, 0, 1 << 24, &depth) < 0)
+				return EXIT_USAGE;
+		} else if (!strcmp(a, "--profile")) {
+			profile = 1;
+			continue;
+		} else if (!strcmp(a, "--kv-type")) {
+			if (v && !strcmp(v, "f16"))
+				kvt = KV_F16;
+			else if (v && !strcmp(v, "f32"))
+				kvt = KV_F32;
+			else {
+				fprintf(stderr, "palaver: bench: --kv-type is f16 or f32\n");
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--format") || !strcmp(a, "-o")) {
+			if (v && !strcmp(v, "md"))
+				f = FMT_MD;
+			else if (v && !strcmp(v, "json"))
+				f = FMT_JSON;
+			else if (v && !strcmp(v, "csv"))
+				f = FMT_CSV;
+			else {
+				fprintf(stderr, "palaver: bench: --format is md, json or csv\n");
+				return EXIT_USAGE;
+			}
+		} else {
+			fprintf(stderr,
+				"palaver: bench: unknown option '%s' (see 'palaver bench --help')\n",
+				a);
+			return EXIT_USAGE;
+		}
+		i++;
+	}
+	if (!path) {
+		fprintf(stderr,
+			"palaver: bench: -m FILE is required (see 'palaver bench --help')\n");
+		return EXIT_USAGE;
+	}
+	if (!n_prompt && !n_gen) {
+		fprintf(stderr, "palaver: bench: nothing to do with -p 0 and -n 0\n");
+		return EXIT_USAGE;
+	}
+	int nth = threads                             ? threads
+		  : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? (int)sysconf(_SC_NPROCESSORS_ONLN)
+						      : 1;
+	double bw = bandwidth_forked(nth);
+
+	struct model_params mp;
+	model_params_default(&mp);
+	mp.n_threads = nth;
+	mp.kv_type = kvt;
+	int need = depth + (n_prompt > n_gen ? n_prompt : n_gen);
+	mp.n_ctx = need;
+	struct model *m = model_load(path, &mp);
+	if (!m) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		return EXIT_RUNTIME;
+	}
+	const struct model_info *in = model_info(m);
+	int rc = EXIT_RUNTIME;
+	int32_t *toks =
+		try_alloc_array((size_t)(depth > n_prompt ? depth : n_prompt) + 1, sizeof(int32_t));
+	float *logits = try_alloc_array((size_t)in->n_vocab, sizeof(float));
+	double *times = xcalloc((size_t)reps, sizeof(double));
+	struct result res[2];
+	int nr = 0;
+	if (!toks || !logits) {
+		fprintf(stderr, "palaver: out of memory\n");
+		goto out;
+	}
+	if (depth > 0) {
+		for (int i = 0; i < depth; i++)
+			toks[i] = rand_token(in->n_vocab);
+		if (model_forward(m, toks, depth, 0, NULL, 0) < 0)
+			goto fail;
+	}
+	for (int test = 0; test < 2; test++) {
+		int np = test == 0 ? n_prompt : 0, ng = test == 1 ? n_gen : 0;
+		if (!np && !ng)
+			continue;
+		/* warm-up: page in weights, train branch predictors, wake the pool */
+		if (run_once(m, depth, np, ng ? 1 : 0, toks, logits, NULL) < 0)
+			goto fail;
+		model_profile_enable(m, profile);
+		double cpu_total = 0;
+		for (int r = 0; r < reps; r++) {
+			double cpu, s = run_once(m, depth, np, ng, toks, logits, &cpu);
+			if (s < 0)
+				goto fail;
+			times[r] = (np + ng) / s;
+			cpu_total += cpu;
+		}
+		if (profile)
+			print_profile(m, np ? "pp" : "tg", np + ng);
+		model_profile_enable(m, 0);
+		struct result *x = &res[nr++];
+		memset(x, 0, sizeof(*x));
+		snprintf(x->test, sizeof(x->test), "%s%d", np ? "pp" : "tg", np ? np : ng);
+		if (depth)
+			snprintf(x->test + strlen(x->test), sizeof(x->test) - strlen(x->test),
+				 " @ d%d", depth);
+		x->n_prompt = np;
+		x->n_gen = ng;
+		x->depth = depth;
+		mean_sd(times, reps, &x->mean, &x->sd);
+		x->cpu_mean =
+			cpu_total > 0 ? (double)(np + ng) * reps / (cpu_total / in->n_threads) : 0;
+		x->roofline = -1;
+		if (ng) {
+			/* weights + the KV cache read at the mean depth of the run */
+			double kv_pos = (double)in->kv_bytes / in->n_ctx;
+			x->bytes_per_tok = (double)in->decode_bytes + kv_pos * (depth + ng / 2.0);
+			x->roofline = bw > 0 ? x->mean / (bw / x->bytes_per_tok) : 0;
+		}
+	}
+	print_results(f, in, path, res, nr, bw, rss_peak());
+	rc = EXIT_OK;
+	goto out;
+fail:
+	fprintf(stderr, "palaver: %s\n", error_message());
+out:
+	free(times);
+	free(toks);
+	free(logits);
+	model_free(m);
+	return rc;
+missing:
+	fprintf(stderr, "palaver: bench: -m needs a file\n");
+	return EXIT_USAGE;
 }

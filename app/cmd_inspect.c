@@ -24,15 +24,14 @@
 #define ARR_SHOW 5   /* otherwise this many elements are shown */
 #define STR_SHOW 100 /* text mode: longer strings are cut here */
 
-static const char usage[] =
-	"usage: palaver inspect [--json] FILE\n"
-	"\n"
-	"Show a GGUF file's metadata, tensor table (name, type, shape, bytes,\n"
-	"offset), totals (parameters, bytes per type) and the architecture's\n"
-	"hyperparameters.  Tensor data is never read.\n"
-	"\n"
-	"  --json    print one JSON object instead of text\n"
-	"  -h, --help  show this help\n";
+static const char usage[] = "usage: palaver inspect [--json] FILE\n"
+			    "\n"
+			    "Show a GGUF file's metadata, tensor table (name, type, shape, bytes,\n"
+			    "offset), totals (parameters, bytes per type) and the architecture's\n"
+			    "hyperparameters.  Tensor data is never read.\n"
+			    "\n"
+			    "  --json    print one JSON object instead of text\n"
+			    "  -h, --help  show this help\n";
 
 /* JSON string body: escapes, and invalid UTF-8 bytes become U+FFFD. */
 static void json_str(struct strbuf *sb, const char *s, uint64_t len)
@@ -41,8 +40,11 @@ static void json_str(struct strbuf *sb, const char *s, uint64_t len)
 	strbuf_addch(sb, '"');
 	for (uint64_t i = 0; i < len;) {
 		unsigned char c = p[i];
-		int n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-			: (c & 0xf8) == 0xf0 ? 4 : 0;
+		int n = c < 0x80             ? 1
+			: (c & 0xe0) == 0xc0 ? 2
+			: (c & 0xf0) == 0xe0 ? 3
+			: (c & 0xf8) == 0xf0 ? 4
+					     : 0;
 		int ok = n > 0 && i + (uint64_t)n <= len && !(n == 2 && c < 0xc2);
 		for (int k = 1; ok && k < n; k++)
 			ok = (p[i + k] & 0xc0) == 0x80;
@@ -106,42 +108,84 @@ static void add_double(struct strbuf *sb, double v, int json, int digits)
 static void add_scalar(struct strbuf *sb, enum gguf_vtype t, const void *p, int json)
 {
 	union {
-		uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32;
-		uint64_t u64; int64_t i64; float f32; double f64;
+		uint8_t u8;
+		int8_t i8;
+		uint16_t u16;
+		int16_t i16;
+		uint32_t u32;
+		int32_t i32;
+		uint64_t u64;
+		int64_t i64;
+		float f32;
+		double f64;
 	} v;
 	switch (t) {
-	case GGUF_TYPE_UINT8: memcpy(&v, p, 1); strbuf_addf(sb, "%u", v.u8); break;
-	case GGUF_TYPE_INT8: memcpy(&v, p, 1); strbuf_addf(sb, "%d", v.i8); break;
-	case GGUF_TYPE_UINT16: memcpy(&v, p, 2); strbuf_addf(sb, "%u", v.u16); break;
-	case GGUF_TYPE_INT16: memcpy(&v, p, 2); strbuf_addf(sb, "%d", v.i16); break;
-	case GGUF_TYPE_UINT32: memcpy(&v, p, 4); strbuf_addf(sb, "%" PRIu32, v.u32); break;
-	case GGUF_TYPE_INT32: memcpy(&v, p, 4); strbuf_addf(sb, "%" PRId32, v.i32); break;
-	case GGUF_TYPE_UINT64: memcpy(&v, p, 8); strbuf_addf(sb, "%" PRIu64, v.u64); break;
-	case GGUF_TYPE_INT64: memcpy(&v, p, 8); strbuf_addf(sb, "%" PRId64, v.i64); break;
-	case GGUF_TYPE_FLOAT32: memcpy(&v, p, 4); add_double(sb, v.f32, json, 9); break;
-	case GGUF_TYPE_FLOAT64: memcpy(&v, p, 8); add_double(sb, v.f64, json, 17); break;
+	case GGUF_TYPE_UINT8:
+		memcpy(&v, p, 1);
+		strbuf_addf(sb, "%u", v.u8);
+		break;
+	case GGUF_TYPE_INT8:
+		memcpy(&v, p, 1);
+		strbuf_addf(sb, "%d", v.i8);
+		break;
+	case GGUF_TYPE_UINT16:
+		memcpy(&v, p, 2);
+		strbuf_addf(sb, "%u", v.u16);
+		break;
+	case GGUF_TYPE_INT16:
+		memcpy(&v, p, 2);
+		strbuf_addf(sb, "%d", v.i16);
+		break;
+	case GGUF_TYPE_UINT32:
+		memcpy(&v, p, 4);
+		strbuf_addf(sb, "%" PRIu32, v.u32);
+		break;
+	case GGUF_TYPE_INT32:
+		memcpy(&v, p, 4);
+		strbuf_addf(sb, "%" PRId32, v.i32);
+		break;
+	case GGUF_TYPE_UINT64:
+		memcpy(&v, p, 8);
+		strbuf_addf(sb, "%" PRIu64, v.u64);
+		break;
+	case GGUF_TYPE_INT64:
+		memcpy(&v, p, 8);
+		strbuf_addf(sb, "%" PRId64, v.i64);
+		break;
+	case GGUF_TYPE_FLOAT32:
+		memcpy(&v, p, 4);
+		add_double(sb, v.f32, json, 9);
+		break;
+	case GGUF_TYPE_FLOAT64:
+		memcpy(&v, p, 8);
+		add_double(sb, v.f64, json, 17);
+		break;
 	case GGUF_TYPE_BOOL:
 		memcpy(&v, p, 1);
 		strbuf_addstr(sb, v.u8 ? "true" : "false");
 		break;
-	default:
-		strbuf_addstr(sb, json ? "null" : "?");
+	default: strbuf_addstr(sb, json ? "null" : "?");
 	}
 }
 
 static size_t scalar_size(enum gguf_vtype t)
 {
 	switch (t) {
-	case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
-	case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
-	case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_FLOAT32: return 4;
+	case GGUF_TYPE_UINT8:
+	case GGUF_TYPE_INT8:
+	case GGUF_TYPE_BOOL: return 1;
+	case GGUF_TYPE_UINT16:
+	case GGUF_TYPE_INT16: return 2;
+	case GGUF_TYPE_UINT32:
+	case GGUF_TYPE_INT32:
+	case GGUF_TYPE_FLOAT32: return 4;
 	default: return 8;
 	}
 }
 
 /* Elements [0, n) of an array entry, comma-separated. */
-static void add_elems(struct strbuf *sb, const struct gguf *g, const struct gguf_kv *kv,
-		      uint64_t n, int json)
+static void add_elems(struct strbuf *sb, const struct gguf *g, const struct gguf_kv *kv, uint64_t n,
+		      int json)
 {
 	const struct gguf_str *strs = NULL;
 	uint64_t count;
@@ -186,7 +230,8 @@ static void json_value(struct strbuf *sb, const struct gguf *g, const struct ggu
 		add_elems(sb, g, kv, kv->arr_n, 1);
 		strbuf_addch(sb, ']');
 	} else if (kv->type == GGUF_TYPE_ARRAY) {
-		strbuf_addf(sb, "{\"type\": \"array\", \"elem_type\": \"%s\", \"count\": %" PRIu64
+		strbuf_addf(sb,
+			    "{\"type\": \"array\", \"elem_type\": \"%s\", \"count\": %" PRIu64
 			    ", \"first\": [",
 			    gguf_vtype_name(kv->arr_type), kv->arr_n);
 		add_elems(sb, g, kv, ARR_SHOW, 1);
@@ -272,7 +317,7 @@ static int inspect(const char *path, int json)
 	for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
 		const struct gguf_tensor *t = gguf_tensor_at(g, i);
 		uint64_t e = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] *
-			     (uint64_t)t->ne[3]; /* checked by gguf_open */
+			     (uint64_t)t->ne[3];                 /* checked by gguf_open */
 		struct type_total *tt = &by_type[t->type & 255]; /* ids < 40 */
 		tt->tensors++;
 		tt->bytes += t->nbytes;
@@ -290,7 +335,8 @@ static int inspect(const char *path, int json)
 	if (json) {
 		strbuf_addstr(&out, "{\"file\": ");
 		json_str(&out, path, strlen(path));
-		strbuf_addf(&out, ", \"version\": %u, \"size\": %" PRIu64 ", \"alignment\": %u, "
+		strbuf_addf(&out,
+			    ", \"version\": %u, \"size\": %" PRIu64 ", \"alignment\": %u, "
 			    "\"data_offset\": %" PRIu64 ",\n\"metadata\": {",
 			    gguf_version(g), gguf_file_size(g), gguf_alignment(g),
 			    gguf_data_offset(g));
@@ -307,18 +353,21 @@ static int inspect(const char *path, int json)
 			shape_str(shape, sizeof(shape), t, ", ");
 			strbuf_addstr(&out, i ? ",\n  {\"name\": " : "\n  {\"name\": ");
 			json_str(&out, t->name, strlen(t->name));
-			strbuf_addf(&out, ", \"type\": \"%s\", \"shape\": [%s], \"bytes\": %" PRIu64
+			strbuf_addf(&out,
+				    ", \"type\": \"%s\", \"shape\": [%s], \"bytes\": %" PRIu64
 				    ", \"offset\": %" PRIu64 "}",
 				    gguf_type_name(t->type), shape, t->nbytes, t->offset);
 		}
-		strbuf_addf(&out, "],\n\"totals\": {\"tensors\": %" PRId64 ", \"parameters\": %" PRIu64
+		strbuf_addf(&out,
+			    "],\n\"totals\": {\"tensors\": %" PRId64 ", \"parameters\": %" PRIu64
 			    ", \"bytes\": %" PRIu64 ", \"by_type\": {",
 			    gguf_n_tensors(g), params, bytes);
 		int first = 1;
 		for (int ty = 0; ty < 256; ty++) {
 			if (!by_type[ty].tensors)
 				continue;
-			strbuf_addf(&out, "%s\"%s\": {\"tensors\": %" PRId64 ", \"parameters\": %" PRIu64
+			strbuf_addf(&out,
+				    "%s\"%s\": {\"tensors\": %" PRId64 ", \"parameters\": %" PRIu64
 				    ", \"bytes\": %" PRIu64 "}",
 				    first ? "" : ", ", gguf_type_name(ty), by_type[ty].tensors,
 				    by_type[ty].params, by_type[ty].bytes);
@@ -329,7 +378,8 @@ static int inspect(const char *path, int json)
 		for (size_t h = 0; *arch && h < N_HPARAMS; h++) {
 			const struct gguf_kv *kv;
 			snprintf(key, sizeof(key), "%s.%s", arch, hparams[h].suffix);
-			if (!(kv = gguf_find_kv(g, key)) || !strcmp(hparams[h].suffix, "vocab_size"))
+			if (!(kv = gguf_find_kv(g, key)) ||
+			    !strcmp(hparams[h].suffix, "vocab_size"))
 				continue;
 			strbuf_addf(&out, ", \"%s\": ", hparams[h].suffix);
 			json_value(&out, g, kv);
@@ -340,7 +390,8 @@ static int inspect(const char *path, int json)
 			strbuf_addf(&out, ", \"vocab_size\": %" PRId64, nv);
 		strbuf_addstr(&out, "}}\n");
 	} else {
-		strbuf_addf(&out, "%s: GGUF v%u, %s (%" PRIu64 " bytes), alignment %u, data at %" PRIu64
+		strbuf_addf(&out,
+			    "%s: GGUF v%u, %s (%" PRIu64 " bytes), alignment %u, data at %" PRIu64
 			    "\n",
 			    path, gguf_version(g), format_size(sz, sizeof(sz), gguf_file_size(g)),
 			    gguf_file_size(g), gguf_alignment(g), gguf_data_offset(g));
@@ -376,7 +427,8 @@ static int inspect(const char *path, int json)
 		for (int ty = 0; ty < 256; ty++) {
 			if (!by_type[ty].tensors)
 				continue;
-			strbuf_addf(&out, "  %-8s %4" PRId64 " tensors %14" PRIu64 " parameters %12s\n",
+			strbuf_addf(&out,
+				    "  %-8s %4" PRId64 " tensors %14" PRIu64 " parameters %12s\n",
 				    gguf_type_name(ty), by_type[ty].tensors, by_type[ty].params,
 				    format_size(sz, sizeof(sz), by_type[ty].bytes));
 		}
@@ -384,7 +436,8 @@ static int inspect(const char *path, int json)
 		for (size_t h = 0; *arch && h < N_HPARAMS; h++) {
 			const struct gguf_kv *kv;
 			snprintf(key, sizeof(key), "%s.%s", arch, hparams[h].suffix);
-			if (!(kv = gguf_find_kv(g, key)) || !strcmp(hparams[h].suffix, "vocab_size"))
+			if (!(kv = gguf_find_kv(g, key)) ||
+			    !strcmp(hparams[h].suffix, "vocab_size"))
 				continue;
 			strbuf_addf(&out, "  %-12s ", hparams[h].label);
 			text_value(&out, g, kv);
@@ -424,7 +477,8 @@ int cmd_inspect(int argc, char **argv, struct config *cfg)
 				return EXIT_USAGE;
 			}
 		} else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "palaver: inspect: unknown option '%s'\n%s", argv[i], usage);
+			fprintf(stderr, "palaver: inspect: unknown option '%s'\n%s", argv[i],
+				usage);
 			return EXIT_USAGE;
 		} else if (path) {
 			fprintf(stderr, "palaver: inspect takes one file\n");

@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "gguf.h"
 #include "gguf_write.h"
+#include "quant.h"
 #include "report.h"
 #include "util.h"
 #include "xalloc.h"
@@ -53,7 +54,7 @@ static const char usage[] =
 	"  -h, --help      show this help\n";
 
 struct mk_opts {
-	const char *arch;   /* "llama" or "qwen2" */
+	const char *arch; /* "llama" or "qwen2" */
 	long dim, layers, heads, kv_heads, ffn, ctx, vocab;
 	const char *vocab_file; /* NULL: no tokenizer */
 	int type;               /* ggml type id of the weight matrices */
@@ -99,48 +100,12 @@ static void fill_normal(uint64_t *s, float *x, int64_t n, float std)
 
 /* ---- conversion ------------------------------------------------------------- */
 
-/* IEEE binary16 from float, round to nearest even (weights here are small and finite). */
-static uint16_t f32_to_f16(float f)
-{
-	uint32_t x;
-	memcpy(&x, &f, 4);
-	uint32_t sign = (x >> 16) & 0x8000, exp = (x >> 23) & 0xff, man = x & 0x7fffff;
-	if (exp == 0xff)
-		return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
-	int e = (int)exp - 127 + 15;
-	if (e >= 31)
-		return (uint16_t)(sign | 0x7c00);
-	if (e <= 0) {
-		if (e < -10)
-			return (uint16_t)sign;
-		man |= 0x800000;
-		int shift = 14 - e;
-		uint32_t h = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
-		if (rem > half || (rem == half && (h & 1)))
-			h++;
-		return (uint16_t)(sign | h);
-	}
-	uint32_t h = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1fff;
-	if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
-		h++; /* may carry into the exponent: still correct */
-	return (uint16_t)(sign | h);
-}
-
 /* Convert n floats (one row) to type t at dst. */
 static int convert_row(int t, const float *src, void *dst, int64_t n)
 {
-	if (t == 0) {
-		memcpy(dst, src, (size_t)n * 4);
-		return 0;
-	}
-	if (t == 1) {
-		uint16_t *h = dst;
-		for (int64_t i = 0; i < n; i++)
-			h[i] = f32_to_f16(src[i]);
-		return 0;
-	}
-	return error("mkmodel: type %s needs the quantizer, which this build lacks",
-		     gguf_type_name(t));
+	if (quant_quantize_row(t, src, dst, n) < 0)
+		return error("mkmodel: cannot quantize to %s", gguf_type_name(t));
+	return 0;
 }
 
 /* ---- the model's tensors ---------------------------------------------------- */
@@ -255,8 +220,8 @@ static int add_metadata(struct gguf_writer *w, const struct mk_opts *o, const st
 }
 
 /* Generate, convert and stream one tensor in chunks of rows. */
-static int write_tensor(struct gguf_writer *w, const struct mk_tensor *t, uint64_t seed,
-			int index, float *rowf, void *rowq, size_t row_bytes)
+static int write_tensor(struct gguf_writer *w, const struct mk_tensor *t, uint64_t seed, int index,
+			float *rowf, void *rowq, size_t row_bytes)
 {
 	uint64_t s = seed ^ ((uint64_t)(index + 1) * 0xd1342543de82ef95ull);
 	for (int64_t r = 0; r < t->ne[1]; r++) {
@@ -325,11 +290,12 @@ static int mkmodel(const struct mk_opts *o)
 	}
 	if (gguf_writer_finish(w) < 0)
 		goto out;
-	fprintf(stderr, "palaver: wrote '%s': %s %ld layers, dim %ld, %d tensors, %" PRIu64
+	fprintf(stderr,
+		"palaver: wrote '%s': %s %ld layers, dim %ld, %d tensors, %" PRIu64
 		" parameters, %s%s in %.1f s\n",
 		opts.out, opts.arch, opts.layers, opts.dim, n, params,
-		opts.type == 12 ? "Q4_K_M" : gguf_type_name(opts.type),
-		voc ? "" : ", no tokenizer", (time_now_ms() - t0) / 1000.0);
+		opts.type == 12 ? "Q4_K_M" : gguf_type_name(opts.type), voc ? "" : ", no tokenizer",
+		(time_now_ms() - t0) / 1000.0);
 	rc = 0;
 out:
 	free(rowf);
@@ -353,8 +319,11 @@ static int parse_count(const char *opt, const char *v, long max, long *out)
 
 static int parse_type(const char *v, int *out)
 {
-	static const struct { const char *name; int id; } types[] = {
-		{ "F32", 0 }, { "F16", 1 }, { "Q4_0", 2 }, { "Q8_0", 8 },
+	static const struct {
+		const char *name;
+		int id;
+	} types[] = {
+		{ "F32", 0 },   { "F16", 1 },     { "Q4_0", 2 },  { "Q8_0", 8 },
 		{ "Q4_K", 12 }, { "Q4_K_M", 12 }, { "Q6_K", 14 },
 	};
 	for (size_t i = 0; v && i < sizeof(types) / sizeof(types[0]); i++) {
@@ -369,8 +338,13 @@ static int parse_type(const char *v, int *out)
 
 int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 {
-	struct mk_opts o = { .arch = "llama", .dim = 256, .layers = 2, .heads = 4, .ctx = 2048,
-			     .vocab = 512, .seed = 1 };
+	struct mk_opts o = { .arch = "llama",
+			     .dim = 256,
+			     .layers = 2,
+			     .heads = 4,
+			     .ctx = 2048,
+			     .vocab = 512,
+			     .seed = 1 };
 	long v;
 	(void)cfg;
 	for (int i = 1; i < argc; i++) {
@@ -381,7 +355,8 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 			return EXIT_OK;
 		} else if (!strcmp(a, "--arch")) {
 			if (!val || (strcmp(val, "llama") && strcmp(val, "qwen2"))) {
-				fprintf(stderr, "palaver: mkmodel: --arch must be llama or qwen2\n");
+				fprintf(stderr,
+					"palaver: mkmodel: --arch must be llama or qwen2\n");
 				return EXIT_USAGE;
 			}
 			o.arch = val;
@@ -445,9 +420,11 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 	if (!o.ffn)
 		o.ffn = 3 * o.dim;
 	if (o.dim % o.heads || o.heads % o.kv_heads || (o.dim / o.heads) % 2) {
-		fprintf(stderr, "palaver: mkmodel: --dim %ld, --heads %ld, --kv-heads %ld: the "
+		fprintf(stderr,
+			"palaver: mkmodel: --dim %ld, --heads %ld, --kv-heads %ld: the "
 			"heads must divide dim into an even head size and be a multiple of the "
-			"kv heads\n", o.dim, o.heads, o.kv_heads);
+			"kv heads\n",
+			o.dim, o.heads, o.kv_heads);
 		return EXIT_USAGE;
 	}
 	if (mkmodel(&o) < 0) {

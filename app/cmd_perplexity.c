@@ -1,14 +1,230 @@
-/* palaver perplexity: not built yet (issue 5). */
+/* palaver perplexity: llama.cpp-style perplexity of a model on a text file. */
 #include "commands.h"
+#include "config.h"
+#include "model.h"
 #include "report.h"
+#include "strbuf.h"
+#include "tokenizer.h"
+#include "util.h"
+#include "xalloc.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The text is tokenized once (with BOS when the vocabulary asks for it) and
+ * cut into consecutive windows of --ctx tokens.  Each window is evaluated
+ * from an empty cache with its first token replaced by BOS, and only its
+ * second half is scored: token j+1 given tokens 0..j for j from ctx/2 to
+ * ctx-2, so every scored token sees at least half a window of context.
+ * This is llama.cpp's perplexity, so the figures compare.
+ */
+
+static const char usage[] =
+	"usage: palaver perplexity -m FILE -f TEXT [--ctx N] [-t N] [--chunks N]\n"
+	"\n"
+	"Perplexity of the model on a text: windows of N tokens (default 512),\n"
+	"each scoring its second half; prints the running value per window and\n"
+	"the final estimate with its standard error.\n"
+	"\n"
+	"  -m, --model FILE   the GGUF model\n"
+	"  -f, --file TEXT    the text file\n"
+	"  --ctx N            window length in tokens (default 512)\n"
+	"  --chunks N         evaluate at most N windows (default: all)\n"
+	"  -t, --threads N    compute threads (default: online cores)\n"
+	"  -h, --help         show this help\n";
+
+#define SCORE_BATCH 64 /* rows of logits computed at once in the scored half */
+
+/* -log softmax(row)[target], in double. */
+static double nll_of(const float *row, int n, int32_t target)
+{
+	float mx = row[0];
+	for (int i = 1; i < n; i++)
+		if (row[i] > mx)
+			mx = row[i];
+	double s = 0;
+	for (int i = 0; i < n; i++)
+		s += exp((double)row[i] - mx);
+	return log(s) - ((double)row[target] - mx);
+}
 
 int cmd_perplexity(int argc, char **argv, struct config *cfg)
 {
-	(void)argc;
-	(void)argv;
-	(void)cfg;
-	fprintf(stderr, "palaver: 'perplexity' is not built yet\n");
-	return EXIT_RUNTIME;
+	const char *model_path = cfg ? cfg->model : NULL, *text_path = NULL;
+	int ctx = 512, threads = cfg ? cfg->threads : 0, max_chunks = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		long l;
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(usage, stdout);
+			return EXIT_OK;
+		}
+		if (!v) {
+			fprintf(stderr,
+				"palaver: perplexity: '%s' needs a value or is unknown (see 'palaver perplexity --help')\n",
+				a);
+			return EXIT_USAGE;
+		}
+		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+			model_path = v;
+		} else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+			text_path = v;
+		} else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
+			if (parse_long(v, &l) < 0 || l < 4 || l > (1L << 24)) {
+				fprintf(stderr,
+					"palaver: perplexity: invalid window '%s' (at least 4)\n",
+					v);
+				return EXIT_USAGE;
+			}
+			ctx = (int)l;
+		} else if (!strcmp(a, "--chunks")) {
+			if (parse_long(v, &l) < 0 || l < 1 || l > (1L << 30)) {
+				fprintf(stderr, "palaver: perplexity: invalid chunk count '%s'\n",
+					v);
+				return EXIT_USAGE;
+			}
+			max_chunks = (int)l;
+		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+			if (parse_long(v, &l) < 0 || l < 1 || l > 1024) {
+				fprintf(stderr, "palaver: perplexity: invalid thread count '%s'\n",
+					v);
+				return EXIT_USAGE;
+			}
+			threads = (int)l;
+		} else {
+			fprintf(stderr,
+				"palaver: perplexity: unknown option '%s' (see 'palaver perplexity --help')\n",
+				a);
+			return EXIT_USAGE;
+		}
+		i++;
+	}
+	if (!model_path || !text_path) {
+		fprintf(stderr,
+			"palaver: perplexity: %s is required (see 'palaver perplexity --help')\n",
+			!model_path ? "-m FILE" : "-f TEXT");
+		return EXIT_USAGE;
+	}
+	struct strbuf text = STRBUF_INIT;
+	if (strbuf_read_file(&text, text_path) < 0) {
+		fprintf(stderr, "palaver: cannot read '%s': %s\n", text_path, strerror(errno));
+		return EXIT_RUNTIME;
+	}
+
+	struct model_params mp;
+	model_params_default(&mp);
+	mp.n_ctx = ctx;
+	mp.n_threads = threads;
+	struct model *m = model_load(model_path, &mp);
+	if (!m) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		strbuf_release(&text);
+		return EXIT_RUNTIME;
+	}
+	int rc = EXIT_RUNTIME;
+	int32_t *toks = NULL;
+	float *logits = NULL;
+	struct tokenizer *tk = tokenizer_open(model_gguf(m), 0);
+	if (!tk) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		goto out;
+	}
+	const struct model_info *in = model_info(m);
+	if (tokenizer_n_vocab(tk) > in->n_vocab) {
+		fprintf(stderr,
+			"palaver: '%s': the vocabulary (%d) is larger than the output (%d)\n",
+			model_path, tokenizer_n_vocab(tk), in->n_vocab);
+		goto out;
+	}
+	if (text.len > (size_t)INT32_MAX) {
+		fprintf(stderr, "palaver: '%s' is too large\n", text_path);
+		goto out;
+	}
+	int need = tokenizer_encode(tk, text.buf, text.len, TOKENIZE_ADD_BOS, NULL, 0);
+	if (need == INT32_MIN) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		goto out;
+	}
+	int n_tok = need < 0 ? -need : need;
+	toks = try_alloc_array((size_t)n_tok + 1, sizeof(int32_t));
+	logits = try_alloc_array((size_t)SCORE_BATCH * in->n_vocab, sizeof(float));
+	if (!toks || !logits) {
+		fprintf(stderr, "palaver: out of memory for %d tokens\n", n_tok);
+		goto out;
+	}
+	n_tok = tokenizer_encode(tk, text.buf, text.len, TOKENIZE_ADD_BOS, toks, n_tok + 1);
+	if (n_tok < 0) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		goto out;
+	}
+	int n_chunks = n_tok / ctx;
+	if (n_chunks == 0) {
+		fprintf(stderr,
+			"palaver: '%s' has %d tokens, fewer than one window of %d; use a "
+			"longer text or a smaller --ctx\n",
+			text_path, n_tok, ctx);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (max_chunks && n_chunks > max_chunks)
+		n_chunks = max_chunks;
+	int32_t bos = tokenizer_bos(tk);
+	int add_bos = tokenizer_add_bos(tk) && bos >= 0;
+	fprintf(stderr, "perplexity: %d tokens, %d windows of %d, scoring %d tokens each\n", n_tok,
+		n_chunks, ctx, ctx - 1 - ctx / 2);
+
+	double nll = 0, nll2 = 0;
+	long count = 0;
+	double t0 = time_now_ms();
+	int first = ctx / 2;
+	for (int c = 0; c < n_chunks; c++) {
+		int32_t *w = toks + (size_t)c * ctx;
+		int32_t saved = w[0];
+		if (add_bos)
+			w[0] = bos;
+		int ok =
+			model_kv_truncate(m, 0) == 0 && model_forward(m, w, first, 0, NULL, 0) == 0;
+		/* the scored half, SCORE_BATCH rows of logits at a time */
+		for (int j = first; ok && j < ctx - 1; j += SCORE_BATCH) {
+			int nb = ctx - 1 - j < SCORE_BATCH ? ctx - 1 - j : SCORE_BATCH;
+			if (model_forward(m, w + j, nb, j, logits, 1) < 0) {
+				ok = 0;
+				break;
+			}
+			for (int r = 0; r < nb; r++) {
+				double v = nll_of(logits + (size_t)r * in->n_vocab, in->n_vocab,
+						  w[j + r + 1]);
+				nll += v;
+				nll2 += v * v;
+				count++;
+			}
+		}
+		w[0] = saved;
+		if (!ok) {
+			fprintf(stderr, "\npalaver: %s\n", error_message());
+			goto out;
+		}
+		printf("[%d]%.4f%s", c + 1, exp(nll / (double)count),
+		       c + 1 < n_chunks ? "," : "\n");
+		fflush(stdout);
+		if (c == 0)
+			fprintf(stderr, "perplexity: %.2f s per window\n",
+				(time_now_ms() - t0) / 1000);
+	}
+	double mean = nll / (double)count, var = nll2 / (double)count - mean * mean;
+	double err = count > 1 && var > 0 ? sqrt(var / (double)(count - 1)) : 0;
+	double ppl = exp(mean);
+	printf("Final estimate: PPL = %.4f +/- %.5f\n", ppl, ppl * err);
+	rc = EXIT_OK;
+out:
+	free(toks);
+	free(logits);
+	tokenizer_free(tk);
+	model_free(m);
+	strbuf_release(&text);
+	return rc;
 }

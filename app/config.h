@@ -9,6 +9,8 @@ struct strbuf;
 enum config_backend { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
 enum config_overflow { OVERFLOW_STOP, OVERFLOW_DROP_OLDEST, OVERFLOW_SHIFT };
 enum config_memory_mode { MEMORY_STRICT, MEMORY_WARN };
+/* --split: how batch mode cuts its input into turns */
+enum batch_split { BATCH_SPLIT_BLANK, BATCH_SPLIT_LINE, BATCH_SPLIT_ALL };
 
 #define CONFIG_MAX_STOP 16
 #define CONFIG_MAX_KEYS 48 /* room for the key table in config.c (checked there) */
@@ -72,6 +74,8 @@ struct config {
 	int json;      /* --json */
 	int verbose;   /* -v, repeatable */
 	char *session; /* --session ID */
+	int split;     /* --split: enum batch_split */
+	int stats;     /* --stats: batch timings on stderr */
 
 	/* bookkeeping for `palaver config`: origin[k] for key index k is where
 	 * its value came from ("FILE:LINE", "$PALAVER_X", "--flag"), NULL for

@@ -41,6 +41,9 @@ static const struct flag flags[] = {
 	{ 'p', "prompt", "TEXT", NULL, NULL, 0, "answer TEXT once and exit (batch mode)" },
 	{ 0, "batch", NULL, NULL, NULL, 0, "batch mode even when stdin is a terminal" },
 	{ 0, "json", NULL, NULL, NULL, 0, "batch mode, writing JSON lines" },
+	{ 0, "split", "MODE", NULL, NULL, 0,
+	  "batch turns: blank (paragraphs, default), line or all" },
+	{ 0, "stats", NULL, NULL, NULL, 0, "batch mode prints timings to stderr at the end" },
 	{ 0, "history", "FILE", "history.path", NULL, 1, "the chat history database" },
 	{ 0, "no-history", NULL, "history.enabled", "false", 1, "do not save this chat" },
 	{ 0, "session", "ID", NULL, NULL, 0, "continue the saved chat ID" },
@@ -220,6 +223,10 @@ int cli_parse(struct cli *cli, int argc, char **argv)
 			cli->batch = 1;
 		else if (!strcmp(flags[f].name, "json"))
 			cli->json = 1;
+		else if (!strcmp(flags[f].name, "split"))
+			cli->split = value;
+		else if (!strcmp(flags[f].name, "stats"))
+			cli->stats = 1;
 		else
 			return error("option '%s' is not handled", arg);
 	}
@@ -239,6 +246,17 @@ int cli_apply(const struct cli *cli, struct config *cfg)
 		free(cfg->session);
 		cfg->session = xstrdup(cli->session);
 	}
+	if (cli->split) {
+		if (!strcmp(cli->split, "blank"))
+			cfg->split = BATCH_SPLIT_BLANK;
+		else if (!strcmp(cli->split, "line"))
+			cfg->split = BATCH_SPLIT_LINE;
+		else if (!strcmp(cli->split, "all"))
+			cfg->split = BATCH_SPLIT_ALL;
+		else
+			return error("option '--split': '%s' must be blank, line or all", cli->split);
+	}
+	cfg->stats |= cli->stats;
 	cfg->batch |= cli->batch;
 	cfg->json |= cli->json;
 	cfg->verbose += cli->verbose;

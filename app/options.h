@@ -23,6 +23,8 @@ struct cli {
 	int json;                /* --json */
 	const char *prompt;      /* -p/--prompt TEXT */
 	const char *session;     /* --session ID */
+	const char *split;       /* --split MODE, NULL = blank */
+	int stats;               /* --stats */
 	struct {
 		int flag;          /* index in the flag table */
 		const char *value; /* the text given, or the flag's fixed value */

@@ -9,17 +9,48 @@
  * THREAD-SAFETY CONTRACT
  *  - engine_open() and engine_close() are called by one owner thread (the UI
  *    or batch thread).  engine_close() may be called in any state (loading,
- *    prefilling, generating, idle, failed): it cancels, joins the engine
- *    thread and frees everything.
+ *    prefilling, generating, idle, failed, with undrained events): it
+ *    cancels, joins the engine thread and frees everything, queued events
+ *    included.
  *  - engine_submit(), engine_next_event(), engine_info() are called from the
  *    owner thread only.
  *  - engine_cancel() is safe from any thread and from a signal handler (it
- *    only stores to an atomic flag and writes nothing else).
+ *    only stores to an atomic flag).  It cancels the request running or
+ *    queued; a cancel while idle is forgotten by the next engine_submit().
  *  - Events are produced by the engine thread and consumed by the owner:
  *    wait until engine_wakeup_fd() is readable (poll()), then drain with
- *    engine_next_event() until it returns 0.  The queue is bounded
- *    (max_buffered_tokens): a consumer that stops draining makes the engine
- *    wait, never grow.
+ *    engine_next_event() until it returns 0.  The fd is readable exactly
+ *    while events wait.  The queue is bounded (max_buffered_tokens): a
+ *    consumer that stops draining makes the engine wait, never grow;
+ *    progress events are dropped rather than waited for.
+ *
+ * EVENT ORDER
+ *  LOAD_PROGRESS* [WARNING*] then READY or ERROR (the engine is then dead:
+ *  engine_submit() fails).  Each request then gives PREFILL_PROGRESS*
+ *  TOKEN* and exactly one DONE, or one ERROR when it was refused before
+ *  any work (empty prompt, a token id out of range, a prompt that cannot
+ *  fit the context: the message has the numbers).  A request may be
+ *  submitted while the model loads: it runs after READY.
+ *  After a cancel, TOKEN events that found the queue full are dropped; the
+ *  DONE text (the whole reply, never a stop string) is authoritative.
+ *
+ * KV REUSE
+ *  The engine keeps the tokens its cache holds; a request reuses the longest
+ *  common prefix with its prompt and prefills only the rest (at least the
+ *  last prompt token, for its logits).  stats.reused_tokens counts them; a
+ *  follow-up turn, a regenerate and an edit of the last message cost only
+ *  their new tokens.
+ *
+ * CONTEXT POLICY (engine_config.overflow)
+ *  stop: a prompt that cannot fit with one more token is refused (ERROR);
+ *    generation that fills the context ends with context_full.
+ *  drop-oldest: whole turns (a user message and its replies) are dropped,
+ *    oldest first, never a system message nor the last user message, until
+ *    the prompt leaves room for an answer (max_tokens, at most a quarter of
+ *    the context); stats.dropped_turns.  Then as stop.  Token requests
+ *    have no turns: as stop.
+ *  shift: when the cache is full during generation, keep the first keep
+ *    tokens (plus BOS), discard half of the rest and re-rotate; stats.shifts.
  */
 
 enum engine_overflow { ENGINE_OVERFLOW_STOP, ENGINE_OVERFLOW_DROP_OLDEST, ENGINE_OVERFLOW_SHIFT };
@@ -30,7 +61,8 @@ struct engine_config {
 	const char *model_path;
 	int n_threads;             /* 0 = online cores */
 	int n_ctx;                 /* 0 = the model's context length */
-	int n_batch;               /* prefill chunk, 0 = default */
+	int n_batch;               /* largest prefill chunk, 0 = default; chunks are
+				      sized to ~40 ms so that a cancel lands soon */
 	enum engine_kv_type kv_type;
 	enum engine_backend backend;
 	const char *chat_template; /* "auto", a name, or a file path */
@@ -74,10 +106,14 @@ struct engine_request {
 	int n_tokens;
 
 	struct engine_sampling sampling;
-	int max_tokens;            /* -1 = until the context is full */
+	int max_tokens;            /* -1 = until the context is full, 0 = prefill only */
 	double max_time;           /* seconds, 0 = unlimited */
-	const char *stop[ENGINE_MAX_STOP];
+	const char *stop[ENGINE_MAX_STOP]; /* the reply ends before any of them (a
+					      conversation also ends at its template's
+					      turn markers) */
 	int n_stop;
+	int no_reuse;              /* 1: ignore the cache and prefill the whole prompt
+				      (benchmarks of prefix reuse) */
 };
 
 enum engine_stop_reason {
@@ -93,19 +129,20 @@ enum engine_stop_reason {
 const char *engine_stop_reason_name(enum engine_stop_reason r);
 
 struct engine_stats {
-	int prompt_tokens;     /* tokens in the rendered prompt */
-	int reused_tokens;     /* of those, taken from the KV cache */
+	int prompt_tokens;     /* tokens in the rendered prompt (after drop-oldest) */
+	int reused_tokens;     /* of those, kept from the KV cache (reuse rate =
+				  reused_tokens / prompt_tokens) */
 	int dropped_turns;     /* drop-oldest: whole turns removed to fit */
 	int shifts;            /* context shifts during generation */
-	double prefill_ms;
-	double prefill_tps;
-	double ttft_ms;        /* submit to first token */
-	int gen_tokens;
-	double decode_ms;
-	double decode_tps;
+	double prefill_ms;     /* prefill of the prompt_tokens - reused_tokens new ones */
+	double prefill_tps;    /* those tokens per second */
+	double ttft_ms;        /* engine_submit() to the first sampled token */
+	int gen_tokens;        /* tokens generated (an end-of-turn token not counted) */
+	double decode_ms;      /* from the end of prefill to the end of the reply */
+	double decode_tps;     /* gen_tokens per second of decode_ms */
 	int n_ctx_used;        /* tokens in the cache at the end */
-	int n_ctx;
-	uint64_t peak_rss;
+	int n_ctx;             /* the context size */
+	uint64_t peak_rss;     /* peak resident memory of the process, bytes */
 	enum engine_stop_reason stop_reason;
 };
 
@@ -116,6 +153,9 @@ enum engine_event_type {
 	ENGINE_EV_TOKEN,            /* text: complete UTF-8, never part of a stop string */
 	ENGINE_EV_DONE,             /* stats; text: the whole reply */
 	ENGINE_EV_ERROR,            /* text: the message (loading, or a request) */
+	ENGINE_EV_WARNING,          /* text: something to tell the user; work goes on
+				     * (memory over a memory.mode=warn limit, an
+				     * unknown pre-tokenizer) */
 };
 
 struct engine_event {
@@ -124,6 +164,8 @@ struct engine_event {
 	char *text;               /* owned by the event; freed by engine_event_free */
 	size_t len;
 	struct engine_stats stats;
+	char *message;            /* DONE with stop reason error: what went wrong; else NULL
+				   (owned by the event) */
 };
 
 struct engine_info {
@@ -140,6 +182,7 @@ struct engine_info {
 	char chat_template[32];   /* the template in use; "none" for raw completion */
 	int template_defaulted;   /* 1 when no template was found and none was asked for */
 	uint64_t kv_bytes;
+	uint64_t weight_bytes;    /* bytes of all tensors (mapped) */
 };
 
 struct engine;

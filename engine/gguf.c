@@ -31,9 +31,11 @@
  *
  * Tensor sizes come from a private table of (block elements, block bytes)
  * for every ggml type id, including the ones palaver cannot compute (IQ*,
- * TQ*, MXFP4), so such files still open and can be inspected; the model
- * loader rejects them.  Ids that ggml has retired (4, 5, 31-33, 36-38) or
- * never had are errors.  After all infos are read, tensors are sorted by
+ * TQ*, MXFP4, the repacked Q4_0_4_4 family), so such files still open and
+ * can be inspected; the model loader rejects them.  Ids that GGUF never had
+ * (4 and 5, retired before GGUF; 40 and up) are errors.  The table agrees
+ * with quant_traits() (a test checks every id) but is kept here so that the
+ * reader, and its fuzzer, stand without the compute kernels.  After all infos are read, tensors are sorted by
  * offset to find overlaps.
  *
  * Values in the mapping are little-endian and may be unaligned: every read
@@ -88,8 +90,14 @@ static const struct type_size type_sizes[] = {
 	[28] = { 1, 8, "F64" },
 	[29] = { 256, 56, "IQ1_M" },
 	[30] = { 1, 2, "BF16" },
+	[31] = { 32, 18, "Q4_0_4_4" }, /* repacked Q4_0, written by 2024 llama.cpp */
+	[32] = { 32, 18, "Q4_0_4_8" },
+	[33] = { 32, 18, "Q4_0_8_8" },
 	[34] = { 256, 54, "TQ1_0" },
 	[35] = { 256, 66, "TQ2_0" },
+	[36] = { 32, 18, "IQ4_NL_4_4" }, /* repacked IQ4_NL */
+	[37] = { 32, 18, "IQ4_NL_4_8" },
+	[38] = { 32, 18, "IQ4_NL_8_8" },
 	[39] = { 32, 17, "MXFP4" },
 };
 #define N_TYPE_SIZES ((int)(sizeof(type_sizes) / sizeof(type_sizes[0])))
@@ -101,21 +109,21 @@ struct name_index {
 };
 
 struct gguf {
-	char *path;               /* as given to gguf_open */
-	const uint8_t *map;       /* (size) read-only mapping of the whole file */
-	uint64_t size;            /* file size in bytes */
-	uint32_t version;         /* 2 or 3 */
-	uint32_t alignment;       /* power of two */
-	uint64_t data_offset;     /* file offset of the data section, aligned */
+	char *path;           /* as given to gguf_open */
+	const uint8_t *map;   /* (size) read-only mapping of the whole file */
+	uint64_t size;        /* file size in bytes */
+	uint32_t version;     /* 2 or 3 */
+	uint32_t alignment;   /* power of two */
+	uint64_t data_offset; /* file offset of the data section, aligned */
 
-	int64_t n_kv;             /* entries parsed so far (all, once open) */
+	int64_t n_kv;                           /* entries parsed so far (all, once open) */
 	int64_t kv_cap, kv_str_cap, kv_arr_cap; /* allocated entries of each array */
-	struct gguf_kv *kv;       /* (n_kv) */
+	struct gguf_kv *kv;                     /* (n_kv) */
 	struct gguf_str *kv_str;  /* (n_kv) string scalars' views; kv[i].value points here */
 	struct gguf_str **kv_arr; /* (n_kv) string arrays' element views, else NULL */
 	struct name_index kv_index;
 
-	int64_t n_tensors;           /* infos parsed so far (all, once open) */
+	int64_t n_tensors; /* infos parsed so far (all, once open) */
 	int64_t tensors_cap;
 	struct gguf_tensor *tensors; /* (n_tensors) */
 	struct name_index tensor_index;
@@ -158,8 +166,8 @@ static const char *safe_name(char *buf, size_t bufsz, const char *s, uint64_t le
 /* Error that names the file; `what` says what was being read. */
 static int rd_short(const struct rd *r, const char *what)
 {
-	return error("'%s': truncated file: %s at offset %llu runs past end of file",
-		     r->g->path, what, (unsigned long long)r->pos);
+	return error("'%s': truncated file: %s at offset %llu runs past end of file", r->g->path,
+		     what, (unsigned long long)r->pos);
 }
 
 static int rd_bytes(struct rd *r, void *dst, uint64_t n, const char *what)
@@ -263,8 +271,8 @@ static int index_reserve(struct name_index *ix, int64_t n, char *const *names, s
 
 /* Find `name` among names[] via the index; with insert_at >= 0, add that
  * entry when absent.  Returns the index found, or -1 when absent. */
-static int64_t index_lookup(const struct name_index *ix, const char *name,
-			    char *const *names, size_t stride, int64_t insert_at)
+static int64_t index_lookup(const struct name_index *ix, const char *name, char *const *names,
+			    size_t stride, int64_t insert_at)
 {
 	uint64_t mask = ix->cap - 1, h = hash_name(name) & mask;
 	if (!ix->slot)
@@ -308,28 +316,23 @@ static size_t vtype_size(enum gguf_vtype t)
 	switch (t) {
 	case GGUF_TYPE_UINT8:
 	case GGUF_TYPE_INT8:
-	case GGUF_TYPE_BOOL:
-		return 1;
+	case GGUF_TYPE_BOOL: return 1;
 	case GGUF_TYPE_UINT16:
-	case GGUF_TYPE_INT16:
-		return 2;
+	case GGUF_TYPE_INT16: return 2;
 	case GGUF_TYPE_UINT32:
 	case GGUF_TYPE_INT32:
-	case GGUF_TYPE_FLOAT32:
-		return 4;
+	case GGUF_TYPE_FLOAT32: return 4;
 	case GGUF_TYPE_UINT64:
 	case GGUF_TYPE_INT64:
-	case GGUF_TYPE_FLOAT64:
-		return 8;
-	default:
-		return 0; /* strings, arrays: variable */
+	case GGUF_TYPE_FLOAT64: return 8;
+	default: return 0; /* strings, arrays: variable */
 	}
 }
 
 const char *gguf_vtype_name(enum gguf_vtype t)
 {
 	static const char *const names[GGUF_TYPE_COUNT] = {
-		"u8", "i8", "u16", "i16", "u32", "i32", "f32",
+		"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
 		"bool", "string", "array", "u64", "i64", "f64",
 	};
 	if ((unsigned)t < GGUF_TYPE_COUNT)
@@ -358,7 +361,8 @@ static int read_kv_value(struct gguf *g, struct rd *r, int64_t i, const char *ke
 {
 	struct gguf_kv *kv = &g->kv[i];
 	char what[400], nb[300];
-	snprintf(what, sizeof(what), "value of key '%s'", safe_name(nb, sizeof(nb), key, strlen(key)));
+	snprintf(what, sizeof(what), "value of key '%s'",
+		 safe_name(nb, sizeof(nb), key, strlen(key)));
 
 	if (kv->type == GGUF_TYPE_STRING) {
 		if (rd_str(r, &g->kv_str[i], what) < 0)
@@ -393,9 +397,10 @@ static int read_kv_value(struct gguf *g, struct rd *r, int64_t i, const char *ke
 	if (at != GGUF_TYPE_STRING) {
 		size_t sz = vtype_size(kv->arr_type);
 		if (n > rd_left(r) / sz)
-			return error("'%s': key '%s': array of %llu %s elements extends past end of file",
-				     g->path, safe_name(nb, sizeof(nb), key, strlen(key)),
-				     (unsigned long long)n, gguf_vtype_name(kv->arr_type));
+			return error(
+				"'%s': key '%s': array of %llu %s elements extends past end of file",
+				g->path, safe_name(nb, sizeof(nb), key, strlen(key)),
+				(unsigned long long)n, gguf_vtype_name(kv->arr_type));
 		r->pos += n * sz;
 		return 0;
 	}
@@ -427,15 +432,18 @@ static int read_kvs(struct gguf *g, struct rd *r, int64_t n_kv)
 		if (rd_str(r, &key, what) < 0)
 			return -1;
 		if (grow_array((void **)&g->kv, &g->kv_cap, i + 1, sizeof(*g->kv)) < 0 ||
-		    grow_array((void **)&g->kv_str, &g->kv_str_cap, i + 1, sizeof(*g->kv_str)) < 0 ||
-		    grow_array((void **)&g->kv_arr, &g->kv_arr_cap, i + 1, sizeof(*g->kv_arr)) < 0 ||
+		    grow_array((void **)&g->kv_str, &g->kv_str_cap, i + 1, sizeof(*g->kv_str)) <
+			    0 ||
+		    grow_array((void **)&g->kv_arr, &g->kv_arr_cap, i + 1, sizeof(*g->kv_arr)) <
+			    0 ||
 		    index_reserve(&g->kv_index, i + 1, &g->kv[0].key, sizeof(g->kv[0]), i) < 0)
 			return error("'%s': out of memory", g->path);
 		g->n_kv = i + 1;
 		g->kv[i].key = copy_name(g, &key, "key");
 		if (!g->kv[i].key)
 			return -1;
-		if (index_lookup(&g->kv_index, g->kv[i].key, &g->kv[0].key, sizeof(g->kv[0]), i) >= 0)
+		if (index_lookup(&g->kv_index, g->kv[i].key, &g->kv[0].key, sizeof(g->kv[0]), i) >=
+		    0)
 			return error("'%s': duplicate key '%s'", g->path,
 				     safe_name(nb, sizeof(nb), key.data, key.len));
 		snprintf(what, sizeof(what), "type of metadata entry %lld", (long long)i);
@@ -488,7 +496,8 @@ static int read_tensor_infos(struct gguf *g, struct rd *r, int64_t n_tensors)
 		snprintf(what, sizeof(what), "name of tensor %lld", (long long)i);
 		if (rd_str(r, &name, what) < 0)
 			return -1;
-		if (grow_array((void **)&g->tensors, &g->tensors_cap, i + 1, sizeof(*g->tensors)) < 0 ||
+		if (grow_array((void **)&g->tensors, &g->tensors_cap, i + 1, sizeof(*g->tensors)) <
+			    0 ||
 		    index_reserve(&g->tensor_index, i + 1, &g->tensors[0].name,
 				  sizeof(g->tensors[0]), i) < 0)
 			return error("'%s': out of memory", g->path);
@@ -797,8 +806,8 @@ const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *nam
 {
 	if (g->n_tensors == 0)
 		return NULL;
-	int64_t i = index_lookup(&g->tensor_index, name, &g->tensors[0].name,
-				 sizeof(g->tensors[0]), -1);
+	int64_t i = index_lookup(&g->tensor_index, name, &g->tensors[0].name, sizeof(g->tensors[0]),
+				 -1);
 	return i < 0 ? NULL : &g->tensors[i];
 }
 
@@ -820,14 +829,50 @@ static int kv_integer(const struct gguf *g, const struct gguf_kv *kv, int *neg, 
 	uint64_t u = 0;
 	int is_signed = 0;
 	switch (kv->type) {
-	case GGUF_TYPE_UINT8: { uint8_t v; memcpy(&v, kv->value, 1); u = v; break; }
-	case GGUF_TYPE_UINT16: { uint16_t v; memcpy(&v, kv->value, 2); u = v; break; }
-	case GGUF_TYPE_UINT32: { uint32_t v; memcpy(&v, kv->value, 4); u = v; break; }
+	case GGUF_TYPE_UINT8: {
+		uint8_t v;
+		memcpy(&v, kv->value, 1);
+		u = v;
+		break;
+	}
+	case GGUF_TYPE_UINT16: {
+		uint16_t v;
+		memcpy(&v, kv->value, 2);
+		u = v;
+		break;
+	}
+	case GGUF_TYPE_UINT32: {
+		uint32_t v;
+		memcpy(&v, kv->value, 4);
+		u = v;
+		break;
+	}
 	case GGUF_TYPE_UINT64: memcpy(&u, kv->value, 8); break;
-	case GGUF_TYPE_INT8: { int8_t v; memcpy(&v, kv->value, 1); s = v; is_signed = 1; break; }
-	case GGUF_TYPE_INT16: { int16_t v; memcpy(&v, kv->value, 2); s = v; is_signed = 1; break; }
-	case GGUF_TYPE_INT32: { int32_t v; memcpy(&v, kv->value, 4); s = v; is_signed = 1; break; }
-	case GGUF_TYPE_INT64: memcpy(&s, kv->value, 8); is_signed = 1; break;
+	case GGUF_TYPE_INT8: {
+		int8_t v;
+		memcpy(&v, kv->value, 1);
+		s = v;
+		is_signed = 1;
+		break;
+	}
+	case GGUF_TYPE_INT16: {
+		int16_t v;
+		memcpy(&v, kv->value, 2);
+		s = v;
+		is_signed = 1;
+		break;
+	}
+	case GGUF_TYPE_INT32: {
+		int32_t v;
+		memcpy(&v, kv->value, 4);
+		s = v;
+		is_signed = 1;
+		break;
+	}
+	case GGUF_TYPE_INT64:
+		memcpy(&s, kv->value, 8);
+		is_signed = 1;
+		break;
 	default:
 		return error("'%s': key '%s' has type %s, expected %s", g->path, kv->key,
 			     gguf_vtype_name(kv->type), want);

@@ -38,7 +38,7 @@ struct gguf_str {
 };
 
 struct gguf_kv {
-	char *key;                /* NUL-terminated copy */
+	char *key; /* NUL-terminated copy */
 	enum gguf_vtype type;
 	/* scalars: value points at the little-endian value in the mapping;
 	 * strings: value points at a struct gguf_str held by the reader;
@@ -88,8 +88,8 @@ int gguf_get_u32_or(const struct gguf *g, const char *key, uint32_t def, uint32_
 int gguf_get_f32_or(const struct gguf *g, const char *key, float def, float *out);
 int gguf_get_bool_or(const struct gguf *g, const char *key, int def, int *out);
 /* Arrays: element type and count; data points at the first element (not for strings). */
-int gguf_get_arr(const struct gguf *g, const char *key, enum gguf_vtype *type,
-		 uint64_t *n, const void **data);
+int gguf_get_arr(const struct gguf *g, const char *key, enum gguf_vtype *type, uint64_t *n,
+		 const void **data);
 /* String arrays: all n elements as views (the reader indexes them at open). */
 int gguf_get_arr_str(const struct gguf *g, const char *key, const struct gguf_str **strs,
 		     uint64_t *n);

@@ -22,22 +22,22 @@ struct writer_tensor {
 };
 
 struct gguf_writer {
-	struct strbuf kv;         /* serialized metadata entries */
+	struct strbuf kv; /* serialized metadata entries */
 	int64_t n_kv;
-	char **keys;              /* (n_kv) for the duplicate check */
+	char **keys; /* (n_kv) for the duplicate check */
 	size_t keys_alloc;
-	struct writer_tensor *t;  /* (n_t) in file order */
+	struct writer_tensor *t; /* (n_t) in file order */
 	int64_t n_t;
 	size_t t_alloc;
-	uint64_t data_size;       /* end of the last tensor, unpadded */
+	uint64_t data_size; /* end of the last tensor, unpadded */
 	uint32_t alignment;
 
-	char *path;               /* final name; NULL before begin */
-	char *tmp_path;           /* PATH.tmp while writing */
+	char *path;     /* final name; NULL before begin */
+	char *tmp_path; /* PATH.tmp while writing */
 	FILE *f;
-	int64_t cur;              /* tensor being written */
-	uint64_t cur_done;        /* bytes of it written so far */
-	int failed;               /* a write failed: refuse the rest */
+	int64_t cur;       /* tensor being written */
+	uint64_t cur_done; /* bytes of it written so far */
+	int failed;        /* a write failed: refuse the rest */
 };
 
 struct gguf_writer *gguf_writer_new(void)
@@ -99,8 +99,8 @@ static int add_key(struct gguf_writer *w, const char *key, enum gguf_vtype type)
 	return 0;
 }
 
-static int add_scalar(struct gguf_writer *w, const char *key, enum gguf_vtype type,
-		      const void *v, size_t n)
+static int add_scalar(struct gguf_writer *w, const char *key, enum gguf_vtype type, const void *v,
+		      size_t n)
 {
 	if (add_key(w, key, type) < 0)
 		return -1;
@@ -152,16 +152,16 @@ int gguf_writer_add_str(struct gguf_writer *w, const char *key, const char *s, s
 static size_t elem_size(enum gguf_vtype t)
 {
 	static const size_t sz[GGUF_TYPE_COUNT] = {
-		[GGUF_TYPE_UINT8] = 1, [GGUF_TYPE_INT8] = 1, [GGUF_TYPE_UINT16] = 2,
-		[GGUF_TYPE_INT16] = 2, [GGUF_TYPE_UINT32] = 4, [GGUF_TYPE_INT32] = 4,
-		[GGUF_TYPE_FLOAT32] = 4, [GGUF_TYPE_BOOL] = 1, [GGUF_TYPE_UINT64] = 8,
-		[GGUF_TYPE_INT64] = 8, [GGUF_TYPE_FLOAT64] = 8,
+		[GGUF_TYPE_UINT8] = 1,   [GGUF_TYPE_INT8] = 1,    [GGUF_TYPE_UINT16] = 2,
+		[GGUF_TYPE_INT16] = 2,   [GGUF_TYPE_UINT32] = 4,  [GGUF_TYPE_INT32] = 4,
+		[GGUF_TYPE_FLOAT32] = 4, [GGUF_TYPE_BOOL] = 1,    [GGUF_TYPE_UINT64] = 8,
+		[GGUF_TYPE_INT64] = 8,   [GGUF_TYPE_FLOAT64] = 8,
 	};
 	return (unsigned)t < GGUF_TYPE_COUNT ? sz[t] : 0;
 }
 
-int gguf_writer_add_arr(struct gguf_writer *w, const char *key, enum gguf_vtype type,
-			uint64_t n, const void *data)
+int gguf_writer_add_arr(struct gguf_writer *w, const char *key, enum gguf_vtype type, uint64_t n,
+			const void *data)
 {
 	size_t es = elem_size(type), bytes;
 	if (!es)
@@ -218,8 +218,8 @@ static uint64_t align_up(uint64_t x, uint32_t a)
 	return (x + a - 1) / a * a;
 }
 
-int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int n_dims,
-			   const int64_t *ne, int type)
+int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int n_dims, const int64_t *ne,
+			   int type)
 {
 	struct writer_tensor t = { 0 };
 	int be;
@@ -352,8 +352,8 @@ int gguf_writer_write_tensor(struct gguf_writer *w, const void *data, size_t n)
 {
 	int64_t cur = w->cur;
 	if (w->f && cur < w->n_t && (w->cur_done != 0 || n != w->t[cur].nbytes))
-		return error("gguf writer: tensor '%s' takes %llu bytes, given %zu",
-			     w->t[cur].name, (unsigned long long)w->t[cur].nbytes, n);
+		return error("gguf writer: tensor '%s' takes %llu bytes, given %zu", w->t[cur].name,
+			     (unsigned long long)w->t[cur].nbytes, n);
 	return gguf_writer_write_part(w, data, n);
 }
 
@@ -370,8 +370,7 @@ int gguf_writer_finish(struct gguf_writer *w)
 		rc = error("cannot write '%s': %s", w->tmp_path, strerror(errno));
 	w->f = NULL;
 	if (rc == 0 && rename(w->tmp_path, w->path) < 0)
-		rc = error("cannot rename '%s' to '%s': %s", w->tmp_path, w->path,
-			   strerror(errno));
+		rc = error("cannot rename '%s' to '%s': %s", w->tmp_path, w->path, strerror(errno));
 	if (rc < 0)
 		unlink(w->tmp_path);
 	return rc;

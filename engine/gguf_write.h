@@ -32,16 +32,16 @@ int gguf_writer_add_f32(struct gguf_writer *w, const char *key, float v);
 int gguf_writer_add_bool(struct gguf_writer *w, const char *key, int v);
 int gguf_writer_add_str(struct gguf_writer *w, const char *key, const char *s, size_t len);
 /* An array of fixed-size elements (not strings, not arrays), n elements at data. */
-int gguf_writer_add_arr(struct gguf_writer *w, const char *key, enum gguf_vtype type,
-			uint64_t n, const void *data);
+int gguf_writer_add_arr(struct gguf_writer *w, const char *key, enum gguf_vtype type, uint64_t n,
+			const void *data);
 int gguf_writer_add_arr_str(struct gguf_writer *w, const char *key, const struct gguf_str *strs,
 			    uint64_t n);
 /* Copy one entry of an open file, of any type, under its own key. */
 int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf *src, const struct gguf_kv *kv);
 
 /* ne[0] innermost; n_dims 1..4; type a ggml type id known to gguf_type_block(). */
-int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int n_dims,
-			   const int64_t *ne, int type);
+int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int n_dims, const int64_t *ne,
+			   int type);
 /* Bytes the i-th added tensor takes (for the caller's buffer). */
 uint64_t gguf_writer_tensor_bytes(const struct gguf_writer *w, int64_t i);
 

@@ -16,8 +16,8 @@ const char *kv_type_name(enum kv_type t)
 static int plane_elems(int n_layer, int n_ctx, int n_head_kv, int head_dim, size_t *out)
 {
 	size_t a;
-	if (size_mul((size_t)n_layer, (size_t)n_head_kv, &a) ||
-	    size_mul(a, (size_t)n_ctx, &a) || size_mul(a, (size_t)head_dim, &a))
+	if (size_mul((size_t)n_layer, (size_t)n_head_kv, &a) || size_mul(a, (size_t)n_ctx, &a) ||
+	    size_mul(a, (size_t)head_dim, &a))
 		return -1;
 	*out = a;
 	return 0;
@@ -44,7 +44,8 @@ int kv_cache_init(struct kv_cache *kv, enum kv_type type, int n_layer, int n_ctx
 	if (n_layer <= 0 || n_ctx <= 0 || n_head_kv <= 0 || head_dim_k <= 0 || head_dim_v <= 0)
 		return error("invalid KV cache shape (%d layers, %d cells, %d heads, %d/%d dims)",
 			     n_layer, n_ctx, n_head_kv, head_dim_k, head_dim_v);
-	uint64_t bytes = kv_cache_bytes_for(type, n_layer, n_ctx, n_head_kv, head_dim_k, head_dim_v);
+	uint64_t bytes =
+		kv_cache_bytes_for(type, n_layer, n_ctx, n_head_kv, head_dim_k, head_dim_v);
 	if (!bytes || plane_elems(n_layer, n_ctx, n_head_kv, head_dim_k, &ek) ||
 	    plane_elems(n_layer, n_ctx, n_head_kv, head_dim_v, &ev))
 		return error("KV cache of %d cells is too large", n_ctx);

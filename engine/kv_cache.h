@@ -23,7 +23,7 @@ enum kv_type { KV_F16, KV_F32 };
 struct kv_cache {
 	enum kv_type type;
 	int n_layer;
-	int n_ctx;       /* cells */
+	int n_ctx; /* cells */
 	int n_head_kv;
 	int head_dim_k;
 	int head_dim_v;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 #include <immintrin.h>
 #define MODEL_AVX2 1
@@ -41,14 +42,15 @@
  */
 
 #define ATT_BLOCK 32
+#define ATT_QBLOCK 8 /* prefill tokens per attention item */
 #define MAX_ROT 512
 
 struct mat {
 	const struct gguf_tensor *t;
 	const void *data;
 	int type;
-	int k;            /* input length (ne[0]) */
-	int n;            /* output rows (ne[1]) */
+	int k; /* input length (ne[0]) */
+	int n; /* output rows (ne[1]) */
 	size_t row_bytes;
 };
 
@@ -68,17 +70,17 @@ struct model {
 	struct model_info info;
 	struct model_params params;
 	enum arch arch;
-	int neox;                   /* rope pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
+	int neox; /* rope pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
 	int head_dim_v;
-	float freq_scale;           /* linear rope scaling: 1 / factor */
-	const float *rope_freqs;    /* (n_rot / 2) llama 3.1 frequency factors, or NULL */
+	float freq_scale;        /* linear rope scaling: 1 / factor */
+	const float *rope_freqs; /* (n_rot / 2) llama 3.1 frequency factors, or NULL */
 
-	struct mat tok_embd;        /* (n_vocab rows of n_embd) */
-	struct mat output;          /* tok_embd when tied */
-	const float *output_norm;   /* (n_embd) */
-	struct layer *layers;       /* (n_layer) */
+	struct mat tok_embd;      /* (n_vocab rows of n_embd) */
+	struct mat output;        /* tok_embd when tied */
+	const float *output_norm; /* (n_embd) */
+	struct layer *layers;     /* (n_layer) */
 
-	float **owned;              /* converted 1-D tensors */
+	float **owned; /* converted 1-D tensors */
 	int n_owned;
 
 	struct kv_cache kv;
@@ -86,18 +88,21 @@ struct model {
 
 	/* scratch, sized for n_batch tokens */
 	int n_batch;
-	float *x;     /* (n_batch, n_embd) residual stream */
-	float *xn;    /* (n_batch, max(n_embd, n_head*head_dim_v)) normed input / attention output */
-	float *q;     /* (n_batch, n_head * head_dim) */
-	float *k;     /* (n_batch, n_head_kv * head_dim) */
-	float *v;     /* (n_batch, n_head_kv * head_dim_v) */
-	float *tmp;   /* (n_batch, n_embd) wo / down output */
-	float *gate;  /* (n_batch, n_ff) */
-	float *up;    /* (n_batch, n_ff) */
+	float *x;    /* (n_batch, n_embd) residual stream */
+	float *xn;   /* (n_batch, max(n_embd, n_head*head_dim_v)) normed input / attention output */
+	float *q;    /* (n_batch, n_head * head_dim) */
+	float *k;    /* (n_batch, n_head_kv * head_dim) */
+	float *v;    /* (n_batch, n_head_kv * head_dim_v) */
+	float *tmp;  /* (n_batch, n_embd) wo / down output */
+	float *gate; /* (n_batch, n_ff) */
+	float *up;   /* (n_batch, n_ff) */
 	void *act[2]; /* (n_batch, act_row_max bytes) quantized activations, per dot type */
 	size_t act_row_max;
-	float *att;   /* (nth, ATT_BLOCK + head_dim_v) per-thread attention scratch */
+	int profile; /* collect prof */
+	struct model_profile prof;
+	float *att; /* (nth, ATT_BLOCK + head_dim_v) per-thread attention scratch */
 	int att_nth;
+	size_t att_stride; /* floats of att per thread */
 };
 
 static const char supported_archs[] = "llama, qwen2";
@@ -124,7 +129,8 @@ static float dot_f32(const float *a, const float *b, int n)
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	for (; i + 16 <= n; i += 16) {
 		acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-		acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+		acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8),
+				       acc1);
 	}
 	acc0 = _mm256_add_ps(acc0, acc1);
 	__m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
@@ -181,8 +187,8 @@ static void scale_axpy_f16(float *y, float c, float w, const quant_half *x, int 
 	__m256 vc = _mm256_set1_ps(c), vw = _mm256_set1_ps(w);
 	for (; i + 8 <= n; i += 8) {
 		__m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
-		_mm256_storeu_ps(y + i,
-				 _mm256_fmadd_ps(vw, xv, _mm256_mul_ps(vc, _mm256_loadu_ps(y + i))));
+		_mm256_storeu_ps(
+			y + i, _mm256_fmadd_ps(vw, xv, _mm256_mul_ps(vc, _mm256_loadu_ps(y + i))));
 	}
 #endif
 	for (; i < n; i++)
@@ -212,8 +218,8 @@ static void shape_str(char *buf, size_t n, const int64_t *ne, int nd)
 }
 
 /* Find a tensor, check its shape (nd dims: ne0, ne1) and that palaver can compute its type. */
-static const struct gguf_tensor *tensor_get(struct model *m, const char *name, int nd,
-					    int64_t ne0, int64_t ne1, int required)
+static const struct gguf_tensor *tensor_get(struct model *m, const char *name, int nd, int64_t ne0,
+					    int64_t ne1, int required)
 {
 	const struct gguf_tensor *t = gguf_find_tensor(m->g, name);
 	if (!t) {
@@ -265,8 +271,7 @@ static int mat_get(struct model *m, struct mat *w, const char *name, int64_t k, 
 }
 
 /* A 1-D float vector: a view when F32, else converted into an owned buffer. */
-static int vec_get(struct model *m, const float **out, const char *name, int64_t n,
-		   int required)
+static int vec_get(struct model *m, const float **out, const char *name, int64_t n, int required)
 {
 	*out = NULL;
 	const struct gguf_tensor *t = tensor_get(m, name, 1, n, 1, required);
@@ -286,8 +291,7 @@ static int vec_get(struct model *m, const float **out, const char *name, int64_t
 	return 0;
 }
 
-static int key_u32(struct model *m, const char *suffix, uint32_t *out, int required,
-		   uint32_t def)
+static int key_u32(struct model *m, const char *suffix, uint32_t *out, int required, uint32_t def)
 {
 	char key[128];
 	snprintf(key, sizeof(key), "%s.%s", m->info.arch, suffix);
@@ -311,7 +315,8 @@ static int load_hparams(struct model *m)
 	struct gguf_str s;
 	if (!gguf_find_kv(m->g, "general.architecture"))
 		return error("'%s': metadata key 'general.architecture' is missing; supported "
-			     "architectures: %s", gguf_path(m->g), supported_archs);
+			     "architectures: %s",
+			     gguf_path(m->g), supported_archs);
 	if (gguf_get_str(m->g, "general.architecture", &s) < 0)
 		return -1;
 	if (s.len >= sizeof(in->arch))
@@ -338,7 +343,8 @@ static int load_hparams(struct model *m)
 	if (embd == 0 || nl == 0 || ff == 0 || nh == 0 || embd > (1u << 20) || nl > 4096 ||
 	    ff > (1u << 22) || nh > 4096 || ctx == 0 || ctx > (1u << 24))
 		return error("'%s': implausible hyperparameters (embedding %u, layers %u, ffn %u, "
-			     "heads %u, context %u)", gguf_path(m->g), embd, nl, ff, nh, ctx);
+			     "heads %u, context %u)",
+			     gguf_path(m->g), embd, nl, ff, nh, ctx);
 	if (key_u32(m, "attention.head_count_kv", &nkv, 0, nh) < 0 ||
 	    key_u32(m, "attention.key_length", &hk, 0, embd / nh) < 0 ||
 	    key_u32(m, "attention.value_length", &hv, 0, embd / nh) < 0)
@@ -372,8 +378,8 @@ static int load_hparams(struct model *m)
 				m->freq_scale = 1.0f / factor;
 		} else if (!(s.len == 4 && !memcmp(s.data, "none", 4))) {
 			return error("'%s': rope scaling '%.*s' is not supported (supported: none, "
-				     "linear, llama3 frequency factors)", gguf_path(m->g),
-				     (int)s.len, s.data);
+				     "linear, llama3 frequency factors)",
+				     gguf_path(m->g), (int)s.len, s.data);
 		}
 	} else {
 		if (key_f32(m, "rope.scale_linear", &factor, 1.0f) < 0)
@@ -415,7 +421,8 @@ static int load_tensors(struct model *m)
 		return error("'%s': tensor 'token_embd.weight' is missing", gguf_path(m->g));
 	if (te->ne[1] <= 0 || te->ne[1] > (1 << 24))
 		return error("'%s': tensor 'token_embd.weight' has an implausible vocabulary of "
-			     "%lld", gguf_path(m->g), (long long)te->ne[1]);
+			     "%lld",
+			     gguf_path(m->g), (long long)te->ne[1]);
 	in->n_vocab = (int)te->ne[1];
 	if (mat_get(m, &m->tok_embd, "token_embd.weight", E, in->n_vocab, 1) < 0)
 		return -1;
@@ -509,8 +516,8 @@ static int alloc_scratch(struct model *m)
 {
 	struct model_info *in = &m->info;
 	size_t B = (size_t)m->n_batch;
-	int att_w = in->n_head * m->head_dim_v > in->n_embd ? in->n_head * m->head_dim_v
-							     : in->n_embd;
+	int att_w =
+		in->n_head * m->head_dim_v > in->n_embd ? in->n_head * m->head_dim_v : in->n_embd;
 	struct {
 		float **p;
 		size_t n;
@@ -526,8 +533,10 @@ static int alloc_scratch(struct model *m)
 	};
 	for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
 		size_t n;
-		if (size_mul(B, bufs[i].n, &n) || !(*bufs[i].p = try_alloc_aligned(n, sizeof(float))))
-			return error("cannot allocate scratch buffers for a batch of %zu tokens", B);
+		if (size_mul(B, bufs[i].n, &n) ||
+		    !(*bufs[i].p = try_alloc_aligned(n, sizeof(float))))
+			return error("cannot allocate scratch buffers for a batch of %zu tokens",
+				     B);
 	}
 	/* the widest activation row any matmul takes, in its dot type */
 	struct mat *all[8];
@@ -545,8 +554,9 @@ static int alloc_scratch(struct model *m)
 			size_t rb;
 			int dt = quant_traits(all[i]->type)->dot_type;
 			if (quant_row_bytes(dt, all[i]->k, &rb) < 0)
-				return error("'%s': tensor '%s' rows do not fit its activation type %s",
-					     gguf_path(m->g), all[i]->t->name, quant_type_name(dt));
+				return error(
+					"'%s': tensor '%s' rows do not fit its activation type %s",
+					gguf_path(m->g), all[i]->t->name, quant_type_name(dt));
 			if (rb > mx)
 				mx = rb;
 		}
@@ -560,9 +570,16 @@ static int alloc_scratch(struct model *m)
 
 static int alloc_att(struct model *m, int nth)
 {
+	/* per thread, the larger of attend_group's and attend_block's needs:
+	 * scores and accumulators per query, converted K/V rows, max and sum */
+	size_t G = (size_t)(m->info.n_head / m->info.n_head_kv);
+	size_t hv = (size_t)m->head_dim_v, hd = (size_t)m->info.head_dim;
+	size_t grp = G * (ATT_BLOCK + hv) + hd + hv + 2 * G;
+	size_t nq = G * ATT_QBLOCK;
+	size_t blk = nq * (ATT_BLOCK + hv) + ATT_BLOCK * (hd + hv) + 2 * nq;
+	m->att_stride = ((grp > blk ? grp : blk) + 16 + 15) & ~(size_t)15;
 	free(m->att);
-	m->att = try_alloc_aligned((size_t)nth * (ATT_BLOCK + (size_t)m->head_dim_v + 16),
-				   sizeof(float));
+	m->att = try_alloc_aligned((size_t)nth * m->att_stride, sizeof(float));
 	if (!m->att)
 		return error("out of memory");
 	m->att_nth = nth;
@@ -654,6 +671,11 @@ int model_n_past(const struct model *m)
 const int32_t *model_kv_tokens(const struct model *m)
 {
 	return m->kv.tokens;
+}
+
+const struct kv_cache *model_kv(const struct model *m)
+{
+	return &m->kv;
 }
 
 int model_kv_truncate(struct model *m, int n)
@@ -750,19 +772,54 @@ int model_kv_shift(struct model *m, int keep, int n_discard)
 	return 0;
 }
 
+/* ---- profile --------------------------------------------------------------------------- */
+
+static const char *const prof_names[MODEL_PROF_N] = { "matmul", "norm+quantize", "attention",
+						      "other" };
+
+const char *model_prof_name(enum model_prof p)
+{
+	return (unsigned)p < MODEL_PROF_N ? prof_names[p] : "?";
+}
+
+void model_profile_enable(struct model *m, int on)
+{
+	m->profile = on;
+	if (on)
+		memset(&m->prof, 0, sizeof(m->prof));
+}
+
+void model_profile_get(const struct model *m, struct model_profile *out)
+{
+	*out = m->prof;
+}
+
+/* Charge the time since *t to kind k (only while profiling). */
+static inline void prof_tick(struct model *m, enum model_prof k, uint64_t *t)
+{
+	if (!m->profile)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (*t)
+		m->prof.ns[k] += now - *t;
+	*t = now;
+}
+
 /* ---- forward -------------------------------------------------------------------------- */
 
 /* Rows t0..t1 of the activations: optional residual add, optional norm, then quantize. */
 struct prep_job {
 	struct model *m;
 	int ntok;
-	const float *add;     /* (ntok, width) added into x first, or NULL */
-	const float *norm;    /* norm weights (width) applied x -> xn, or NULL: src is used as is */
-	const float *src;     /* (ntok, width) when norm is NULL */
+	const float *add;  /* (ntok, width) added into x first, or NULL */
+	const float *norm; /* norm weights (width) applied x -> xn, or NULL: src is used as is */
+	const float *src;  /* (ntok, width) when norm is NULL */
 	int width;
-	int src_stride;       /* floats between rows of src (and of x/xn) */
-	int dot_types[2];     /* quantize into act[0], act[1] (-1 = unused) */
-	int swiglu;           /* src = gate: gate = silu(gate) * up first */
+	int src_stride;   /* floats between rows of src (and of x/xn) */
+	int dot_types[2]; /* quantize into act[0], act[1] (-1 = unused) */
+	int swiglu;       /* src = gate: gate = silu(gate) * up first */
 };
 
 static void prep_rows(void *arg, int ith, int nth)
@@ -817,7 +874,7 @@ struct mm_job {
 	const struct mat *w[3];
 	float *out[3];
 	size_t out_stride[3];
-	int slot[3];          /* which act[] buffer holds the input in w's dot type */
+	int slot[3]; /* which act[] buffer holds the input in w's dot type */
 	int ntok;
 };
 
@@ -835,8 +892,8 @@ static void mm_rows(void *arg, int ith, int nth)
 		if (j->ntok == 1)
 			quant_gemv(w->type, w->k, wd, w->row_bytes, r1 - r0, act, j->out[i] + r0);
 		else
-			quant_gemm(w->type, w->k, wd, w->row_bytes, r1 - r0, act,
-				   j->m->act_row_max, j->ntok, j->out[i] + r0, j->out_stride[i]);
+			quant_gemm(w->type, w->k, wd, w->row_bytes, r1 - r0, act, j->m->act_row_max,
+				   j->ntok, j->out[i] + r0, j->out_stride[i]);
 	}
 }
 
@@ -858,8 +915,12 @@ static void matmul_group(struct model *m, struct prep_job *pj, int n, const stru
 			if (pj->dot_types[s] == dt || pj->dot_types[s] < 0)
 				break;
 		if (s == 2) { /* a third dot type: quantize separately (never seen in practice) */
+			uint64_t t = 0;
+			prof_tick(m, MODEL_PROF_OTHER, &t);
 			run_rows(m, prep_rows, pj, ntok);
+			prof_tick(m, MODEL_PROF_PREP, &t);
 			threadpool_run(m->pool, mm_rows, &mj);
+			prof_tick(m, MODEL_PROF_MATMUL, &t);
 			memset(&mj, 0, sizeof(mj));
 			mj.m = m;
 			mj.ntok = ntok;
@@ -884,8 +945,12 @@ static void matmul_group(struct model *m, struct prep_job *pj, int n, const stru
 		mj.slot[mj.n] = s;
 		mj.n++;
 	}
+	uint64_t t = 0;
+	prof_tick(m, MODEL_PROF_OTHER, &t);
 	run_rows(m, prep_rows, pj, ntok);
+	prof_tick(m, MODEL_PROF_PREP, &t);
 	threadpool_run(m->pool, mm_rows, &mj);
+	prof_tick(m, MODEL_PROF_MATMUL, &t);
 }
 
 /* Biases, RoPE, store k/v for tokens at positions pos0 .. pos0+ntok-1. */
@@ -979,20 +1044,204 @@ static void attend_one(struct model *m, int layer, int t, int h, int pos, float 
 		out[i] = acc[i] * inv;
 }
 
+static void f16_row(float *dst, const quant_half *src, int n)
+{
+	int i = 0;
+#ifdef MODEL_AVX2
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i,
+				 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+#endif
+	for (; i < n; i++)
+		dst[i] = quant_f16_to_f32(src[i]);
+}
+
+/*
+ * One (token, KV head): the G query heads that share the KV head together,
+ * so each K and V row is read (and converted from F16) once for all of them.
+ * Online softmax per head over positions 0 .. pos, in blocks.
+ */
+static void attend_group(struct model *m, int layer, int t, int g, int pos, float *scratch)
+{
+	const struct kv_cache *kv = &m->kv;
+	int hd = m->info.head_dim, hv = m->head_dim_v, nh = m->info.n_head;
+	int G = nh / m->info.n_head_kv;
+	const float *q0 = m->q + (size_t)t * nh * hd + (size_t)g * G * hd;
+	float *out0 = m->xn + (size_t)t * nh * hv + (size_t)g * G * hv;
+	float *sc = scratch;                     /* (G, ATT_BLOCK) */
+	float *acc = sc + (size_t)G * ATT_BLOCK; /* (G, hv) */
+	float *kf = acc + (size_t)G * hv;        /* (hd) */
+	float *vf = kf + hd;                     /* (hv) */
+	float *mx = vf + hv, *sum = mx + G;      /* (G) each */
+	float scale = 1.0f / sqrtf((float)hd);
+	int f16 = kv->type == KV_F16;
+	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
+	size_t kstride = (size_t)hd * kv->elem, vstride = (size_t)hv * kv->elem;
+	memset(acc, 0, (size_t)G * hv * sizeof(float));
+	for (int h = 0; h < G; h++) {
+		mx[h] = -INFINITY;
+		sum[h] = 0;
+	}
+	for (int p0 = 0; p0 <= pos; p0 += ATT_BLOCK) {
+		int n = pos + 1 - p0 < ATT_BLOCK ? pos + 1 - p0 : ATT_BLOCK;
+		for (int i = 0; i < n; i++) {
+			const void *k = kb + (size_t)(p0 + i) * kstride;
+			const float *kr = k;
+			if (f16) {
+				f16_row(kf, k, hd);
+				kr = kf;
+			}
+			for (int h = 0; h < G; h++)
+				sc[h * ATT_BLOCK + i] =
+					dot_f32(q0 + (size_t)h * hd, kr, hd) * scale;
+		}
+		for (int h = 0; h < G; h++) {
+			float bmax = -INFINITY;
+			for (int i = 0; i < n; i++)
+				if (sc[h * ATT_BLOCK + i] > bmax)
+					bmax = sc[h * ATT_BLOCK + i];
+			if (bmax > mx[h]) {
+				float c = expf(mx[h] - bmax); /* 0 on the first block */
+				sum[h] *= c;
+				float *a = acc + (size_t)h * hv;
+				for (int d = 0; d < hv; d++)
+					a[d] *= c;
+				mx[h] = bmax;
+			}
+			for (int i = 0; i < n; i++) {
+				float w = expf(sc[h * ATT_BLOCK + i] - mx[h]);
+				sc[h * ATT_BLOCK + i] = w;
+				sum[h] += w;
+			}
+		}
+		for (int i = 0; i < n; i++) {
+			const void *v = vb + (size_t)(p0 + i) * vstride;
+			const float *vr = v;
+			if (f16) {
+				f16_row(vf, v, hv);
+				vr = vf;
+			}
+			for (int h = 0; h < G; h++)
+				scale_axpy_f32(acc + (size_t)h * hv, 1.0f, sc[h * ATT_BLOCK + i],
+					       vr, hv);
+		}
+	}
+	for (int h = 0; h < G; h++) {
+		float inv = 1.0f / sum[h];
+		for (int d = 0; d < hv; d++)
+			out0[(size_t)h * hv + d] = acc[(size_t)h * hv + d] * inv;
+	}
+}
+
+/*
+ * Prefill: a block of up to ATT_QBLOCK tokens and the G heads of KV head g
+ * against the cache, ATT_BLOCK positions at a time: each K/V block is
+ * converted once for all nt * G queries (the causal mask limits each token
+ * to positions <= its own).
+ */
+static void attend_block(struct model *m, int layer, int t0, int nt, int g, int pos0,
+			 float *scratch)
+{
+	const struct kv_cache *kv = &m->kv;
+	int hd = m->info.head_dim, hv = m->head_dim_v, nh = m->info.n_head;
+	int G = nh / m->info.n_head_kv, nq = nt * G;
+	float *sc = scratch;                      /* (nq, ATT_BLOCK) */
+	float *acc = sc + (size_t)nq * ATT_BLOCK; /* (nq, hv) */
+	float *kf = acc + (size_t)nq * hv;        /* (ATT_BLOCK, hd) */
+	float *vf = kf + (size_t)ATT_BLOCK * hd;  /* (ATT_BLOCK, hv) */
+	float *mx = vf + (size_t)ATT_BLOCK * hv;  /* (nq) */
+	float *sum = mx + nq;                     /* (nq) */
+	float scale = 1.0f / sqrtf((float)hd);
+	int f16 = kv->type == KV_F16;
+	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
+	int last = pos0 + t0 + nt - 1; /* the last position any query sees */
+	memset(acc, 0, (size_t)nq * hv * sizeof(float));
+	for (int q = 0; q < nq; q++) {
+		mx[q] = -INFINITY;
+		sum[q] = 0;
+	}
+	for (int p0 = 0; p0 <= last; p0 += ATT_BLOCK) {
+		int n = last + 1 - p0 < ATT_BLOCK ? last + 1 - p0 : ATT_BLOCK;
+		const float *kr = (const float *)(kb + (size_t)p0 * hd * kv->elem);
+		const float *vr = (const float *)(vb + (size_t)p0 * hv * kv->elem);
+		if (f16) {
+			for (int i = 0; i < n; i++) {
+				f16_row(kf + (size_t)i * hd,
+					(const quant_half *)kb + (size_t)(p0 + i) * hd, hd);
+				f16_row(vf + (size_t)i * hv,
+					(const quant_half *)vb + (size_t)(p0 + i) * hv, hv);
+			}
+			kr = kf;
+			vr = vf;
+		}
+		for (int q = 0; q < nq; q++) {
+			int t = t0 + q / G, h = g * G + q % G;
+			int nv = pos0 + t + 1 - p0; /* causal: positions <= pos0 + t */
+			if (nv <= 0)
+				continue;
+			if (nv > n)
+				nv = n;
+			const float *qv = m->q + (size_t)t * nh * hd + (size_t)h * hd;
+			float *s = sc + (size_t)q * ATT_BLOCK, bmax = -INFINITY;
+			for (int i = 0; i < nv; i++) {
+				s[i] = dot_f32(qv, kr + (size_t)i * hd, hd) * scale;
+				if (s[i] > bmax)
+					bmax = s[i];
+			}
+			float *a = acc + (size_t)q * hv;
+			if (bmax > mx[q]) {
+				float c = expf(mx[q] - bmax); /* 0 on the first block */
+				sum[q] *= c;
+				for (int d = 0; d < hv; d++)
+					a[d] *= c;
+				mx[q] = bmax;
+			}
+			for (int i = 0; i < nv; i++) {
+				float w = expf(s[i] - mx[q]);
+				sum[q] += w;
+				scale_axpy_f32(a, 1.0f, w, vr + (size_t)i * hv, hv);
+			}
+		}
+	}
+	for (int q = 0; q < nq; q++) {
+		int t = t0 + q / G, h = g * G + q % G;
+		float inv = 1.0f / sum[q], *out = m->xn + (size_t)t * nh * hv + (size_t)h * hv;
+		const float *a = acc + (size_t)q * hv;
+		for (int d = 0; d < hv; d++)
+			out[d] = a[d] * inv;
+	}
+}
+
+/* Items are dealt round-robin: with a causal mask later tokens cost more,
+ * and contiguous ranges would leave the first thread idle half the time. */
 static void attn_rows(void *arg, int ith, int nth)
 {
 	struct attn_job *j = arg;
 	struct model *m = j->m;
-	int nh = m->info.n_head, i0, i1;
-	float *scratch = m->att + (size_t)ith * (ATT_BLOCK + (size_t)m->head_dim_v + 16);
-	threadpool_split(j->ntok * nh, ith, nth, 1, &i0, &i1);
-	for (int i = i0; i < i1; i++)
-		attend_one(m, j->layer, i / nh, i % nh, j->pos0 + i / nh, scratch);
+	int nh = m->info.n_head, nkv = m->info.n_head_kv;
+	float *scratch = m->att + (size_t)ith * m->att_stride;
+	if (j->ntok > 1) {
+		int nblk = (j->ntok + ATT_QBLOCK - 1) / ATT_QBLOCK;
+		for (int i = ith; i < nblk * nkv; i += nth) {
+			int b = i / nkv, t0 = b * ATT_QBLOCK;
+			int nt = j->ntok - t0 < ATT_QBLOCK ? j->ntok - t0 : ATT_QBLOCK;
+			attend_block(m, j->layer, t0, nt, i % nkv, j->pos0, scratch);
+		}
+		return;
+	}
+	if (nkv >= nth) {
+		/* enough KV heads to keep every thread busy */
+		for (int g = ith; g < nkv; g += nth)
+			attend_group(m, j->layer, 0, g, j->pos0, scratch);
+		return;
+	}
+	for (int h = ith; h < nh; h += nth)
+		attend_one(m, j->layer, 0, h, j->pos0, scratch);
 }
 
 /* One chunk of at most n_batch tokens. logits: (ntok or 1, n_vocab) or NULL. */
-static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int pos0,
-			  float *logits, int all)
+static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int pos0, float *logits,
+			  int all)
 {
 	struct model_info *in = &m->info;
 	int E = in->n_embd;
@@ -1007,33 +1256,49 @@ static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int 
 	const float *pending = NULL; /* residual still to add into x */
 	for (int l = 0; l < in->n_layer; l++) {
 		struct layer *L = &m->layers[l];
-		struct prep_job pj = { .m = m, .ntok = ntok, .add = pending, .norm = L->attn_norm,
-				       .width = E, .src_stride = E };
+		struct prep_job pj = { .m = m,
+				       .ntok = ntok,
+				       .add = pending,
+				       .norm = L->attn_norm,
+				       .width = E,
+				       .src_stride = E };
 		const struct mat *qkv[3] = { &L->wq, &L->wk, &L->wv };
 		float *qkv_out[3] = { m->q, m->k, m->v };
 		matmul_group(m, &pj, 3, qkv, qkv_out, ntok);
 
 		struct rope_job rj = { m, l, pos0, ntok };
+		uint64_t t = 0;
+		prof_tick(m, MODEL_PROF_OTHER, &t);
 		run_rows(m, rope_rows, &rj, ntok);
 		m->kv.n = pos0 + ntok; /* attention may now read these cells */
 		struct attn_job aj = { m, l, pos0, ntok };
 		threadpool_run(m->pool, attn_rows, &aj);
+		prof_tick(m, MODEL_PROF_ATTENTION, &t);
 
 		int aw = in->n_head * m->head_dim_v;
-		struct prep_job po = { .m = m, .ntok = ntok, .src = m->xn, .width = aw,
-				       .src_stride = aw };
+		struct prep_job po = {
+			.m = m, .ntok = ntok, .src = m->xn, .width = aw, .src_stride = aw
+		};
 		const struct mat *wo[1] = { &L->wo };
 		float *wo_out[1] = { m->tmp };
 		matmul_group(m, &po, 1, wo, wo_out, ntok);
 
-		struct prep_job pf = { .m = m, .ntok = ntok, .add = m->tmp, .norm = L->ffn_norm,
-				       .width = E, .src_stride = E };
+		struct prep_job pf = { .m = m,
+				       .ntok = ntok,
+				       .add = m->tmp,
+				       .norm = L->ffn_norm,
+				       .width = E,
+				       .src_stride = E };
 		const struct mat *gu[2] = { &L->gate, &L->up };
 		float *gu_out[2] = { m->gate, m->up };
 		matmul_group(m, &pf, 2, gu, gu_out, ntok);
 
-		struct prep_job pd = { .m = m, .ntok = ntok, .src = m->gate, .width = in->n_ff,
-				       .src_stride = in->n_ff, .swiglu = 1 };
+		struct prep_job pd = { .m = m,
+				       .ntok = ntok,
+				       .src = m->gate,
+				       .width = in->n_ff,
+				       .src_stride = in->n_ff,
+				       .swiglu = 1 };
 		const struct mat *dn[1] = { &L->down };
 		float *dn_out[1] = { m->tmp };
 		matmul_group(m, &pd, 1, dn, dn_out, ntok);
@@ -1048,15 +1313,18 @@ static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int 
 		memmove(m->x, m->x + (size_t)first * E, (size_t)E * sizeof(float));
 		memmove(m->tmp, m->tmp + (size_t)first * E, (size_t)E * sizeof(float));
 	}
-	struct prep_job pn = { .m = m, .ntok = nout, .add = pending, .norm = m->output_norm,
-			       .width = E, .src_stride = E };
+	struct prep_job pn = { .m = m,
+			       .ntok = nout,
+			       .add = pending,
+			       .norm = m->output_norm,
+			       .width = E,
+			       .src_stride = E };
 	const struct mat *ow[1] = { &m->output };
 	float *o_out[1] = { logits };
 	matmul_group(m, &pn, 1, ow, o_out, nout);
 }
 
-int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float *logits,
-		  int all)
+int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float *logits, int all)
 {
 	if (pos != m->kv.n)
 		return error("forward at position %d, but the cache holds %d positions", pos,
@@ -1079,7 +1347,20 @@ int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float 
 			out = logits + (size_t)done * m->info.n_vocab;
 		else if (logits && last)
 			out = logits;
+		uint64_t start = 0, end, claimed = 0;
+		prof_tick(m, MODEL_PROF_OTHER, &start); /* only reads the clock */
+		for (int k = 0; k < MODEL_PROF_N; k++)
+			claimed -= m->prof.ns[k];
 		forward_chunk(m, tokens + done, c, pos + done, out, all);
+		if (m->profile) {
+			/* whatever the steps did not claim is "other" */
+			end = 0;
+			prof_tick(m, MODEL_PROF_OTHER, &end);
+			for (int k = 0; k < MODEL_PROF_N; k++)
+				claimed += m->prof.ns[k];
+			m->prof.ns[MODEL_PROF_OTHER] += (end - start) - claimed;
+			m->prof.tokens += (uint64_t)c;
+		}
 		done += c;
 	}
 	return 0;

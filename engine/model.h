@@ -23,11 +23,11 @@ struct gguf;
  */
 
 struct model_params {
-	int n_ctx;                 /* 0 = the model's context_length */
-	int n_threads;             /* 0 = online cores */
-	int n_batch;               /* prefill chunk in tokens, 0 = 512 */
-	enum kv_type kv_type;      /* KV_F16 (default) or KV_F32 */
-	int prefault;              /* touch every weight page at load (progress is then real) */
+	int n_ctx;            /* 0 = the model's context_length */
+	int n_threads;        /* 0 = online cores */
+	int n_batch;          /* prefill chunk in tokens, 0 = 512 */
+	enum kv_type kv_type; /* KV_F16 (default) or KV_F32 */
+	int prefault;         /* touch every weight page at load (progress is then real) */
 	/* Load progress: bytes of tensor data done / total; may be NULL. */
 	void (*progress)(void *ud, uint64_t done, uint64_t total);
 	void *progress_ud;
@@ -39,30 +39,30 @@ struct model_params {
 void model_params_default(struct model_params *p);
 
 struct model_info {
-	char arch[32];            /* "llama", "qwen2" */
-	char name[128];           /* general.name or the file's base name */
-	char type_name[32];       /* dominant weight type by bytes, e.g. "Q4_K" */
-	int weight_type;          /* enum quant_type of that type */
+	char arch[32];      /* "llama", "qwen2" */
+	char name[128];     /* general.name or the file's base name */
+	char type_name[32]; /* dominant weight type by bytes, e.g. "Q4_K" */
+	int weight_type;    /* enum quant_type of that type */
 	uint64_t file_bytes;
-	uint64_t n_params;        /* elements of all tensors */
-	uint64_t weight_bytes;    /* bytes of all tensors */
-	uint64_t decode_bytes;    /* weight bytes read per decoded token (no token_embd) */
+	uint64_t n_params;     /* elements of all tensors */
+	uint64_t weight_bytes; /* bytes of all tensors */
+	uint64_t decode_bytes; /* weight bytes read per decoded token (no token_embd) */
 	int n_vocab;
-	int n_ctx_train;          /* <arch>.context_length */
-	int n_ctx;                /* the context in use (cache cells) */
+	int n_ctx_train; /* <arch>.context_length */
+	int n_ctx;       /* the context in use (cache cells) */
 	int n_embd;
 	int n_layer;
 	int n_head;
 	int n_head_kv;
-	int head_dim;             /* key_length (== value_length) */
+	int head_dim; /* key_length (== value_length) */
 	int n_ff;
-	int n_rot;                /* rope.dimension_count */
+	int n_rot; /* rope.dimension_count */
 	float rope_freq_base;
 	float norm_eps;
 	int n_threads;
 	int n_batch;
 	enum kv_type kv_type;
-	uint64_t kv_bytes;        /* bytes of the KV cache */
+	uint64_t kv_bytes; /* bytes of the KV cache */
 };
 
 struct model;
@@ -87,8 +87,7 @@ const struct gguf *model_gguf(const struct model *m);
  * -1 with error() on a bad token id, a full context, or cancellation (the
  * cache then holds the chunks completed so far).
  */
-int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float *logits,
-		  int all);
+int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float *logits, int all);
 
 int model_n_past(const struct model *m);
 /* Tokens whose keys/values the cache holds, oldest first (n_past of them). */
@@ -101,10 +100,29 @@ int model_kv_truncate(struct model *m, int n);
  * -n_discard), so generation continues at n_past - n_discard.
  */
 int model_kv_shift(struct model *m, int keep, int n_discard);
+/* The cache itself, read-only (tests, diagnostics). */
+const struct kv_cache *model_kv(const struct model *m);
 
 /* Thread count in use; change it (recreates the pool) for benchmarks. */
 int model_n_threads(const struct model *m);
 int model_set_threads(struct model *m, int n_threads);
+
+/* Where forward time goes (bench --profile): wall time of each kind of step. */
+enum model_prof {
+	MODEL_PROF_MATMUL,
+	MODEL_PROF_PREP,
+	MODEL_PROF_ATTENTION,
+	MODEL_PROF_OTHER,
+	MODEL_PROF_N
+};
+struct model_profile {
+	uint64_t ns[MODEL_PROF_N]; /* matmul; norm + quantize + swiglu; rope + attention; rest */
+	uint64_t tokens;           /* tokens run while profiling */
+};
+/* Start (on = 1, counters cleared) or stop collecting; off by default. */
+void model_profile_enable(struct model *m, int on);
+void model_profile_get(const struct model *m, struct model_profile *out);
+const char *model_prof_name(enum model_prof p);
 
 /* Supported architectures, comma-separated, for messages. */
 const char *model_supported_archs(void);

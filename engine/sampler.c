@@ -28,7 +28,7 @@ struct sampler {
 	int ring_cap;
 	int ring_n;
 	int ring_head;
-	int32_t *counts;            /* (n_vocab) occurrences in the ring */
+	int32_t *counts; /* (n_vocab) occurrences in the ring */
 };
 
 static const char *const stage_names[SAMPLER_N_STAGES] = {
@@ -63,12 +63,18 @@ static int stage_from_name(const char *s, size_t len)
 		const char *name;
 		enum sampler_stage st;
 	} names[] = {
-		{ "penalties", SAMPLER_PENALTIES }, { "top_k", SAMPLER_TOP_K },
-		{ "typical_p", SAMPLER_TYPICAL_P }, { "typical", SAMPLER_TYPICAL_P },
-		{ "top_p", SAMPLER_TOP_P },	    { "min_p", SAMPLER_MIN_P },
-		{ "temperature", SAMPLER_TEMPERATURE }, { "temp", SAMPLER_TEMPERATURE },
-		{ "k", SAMPLER_TOP_K },		    { "y", SAMPLER_TYPICAL_P },
-		{ "p", SAMPLER_TOP_P },		    { "m", SAMPLER_MIN_P },
+		{ "penalties", SAMPLER_PENALTIES },
+		{ "top_k", SAMPLER_TOP_K },
+		{ "typical_p", SAMPLER_TYPICAL_P },
+		{ "typical", SAMPLER_TYPICAL_P },
+		{ "top_p", SAMPLER_TOP_P },
+		{ "min_p", SAMPLER_MIN_P },
+		{ "temperature", SAMPLER_TEMPERATURE },
+		{ "temp", SAMPLER_TEMPERATURE },
+		{ "k", SAMPLER_TOP_K },
+		{ "y", SAMPLER_TYPICAL_P },
+		{ "p", SAMPLER_TOP_P },
+		{ "m", SAMPLER_MIN_P },
 		{ "t", SAMPLER_TEMPERATURE },
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -192,8 +198,8 @@ static int cmp_i32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-void sampler_apply_penalties(struct sampler_cands *c, const int32_t *hist, int n_hist,
-			     float repeat, float presence, float frequency)
+void sampler_apply_penalties(struct sampler_cands *c, const int32_t *hist, int n_hist, float repeat,
+			     float presence, float frequency)
 {
 	if (n_hist <= 0 || (repeat == 1.0f && presence == 0.0f && frequency == 0.0f))
 		return;
@@ -465,8 +471,8 @@ int32_t sampler_sample(struct sampler *s, const float *logits)
 		for (int i = 0; i < s->n_vocab; i++) {
 			float l = logits[i];
 			if (pen)
-				l = penalize(l, s->counts[i], p->repeat_penalty, p->presence_penalty,
-					     p->frequency_penalty);
+				l = penalize(l, s->counts[i], p->repeat_penalty,
+					     p->presence_penalty, p->frequency_penalty);
 			if (l > bl) {
 				bl = l;
 				best = i;
@@ -486,30 +492,18 @@ int32_t sampler_sample(struct sampler *s, const float *logits)
 		case SAMPLER_PENALTIES:
 			if (pen) /* the full list is in id order here or after other stages: use counts */
 				for (size_t j = 0; j < c.n; j++)
-					c.data[j].logit = penalize(c.data[j].logit,
-								   s->counts[c.data[j].id],
-								   p->repeat_penalty,
-								   p->presence_penalty,
-								   p->frequency_penalty);
+					c.data[j].logit =
+						penalize(c.data[j].logit, s->counts[c.data[j].id],
+							 p->repeat_penalty, p->presence_penalty,
+							 p->frequency_penalty);
 			c.sorted = 0;
 			break;
-		case SAMPLER_TOP_K:
-			sampler_apply_top_k(&c, p->top_k, p->min_keep);
-			break;
-		case SAMPLER_TYPICAL_P:
-			sampler_apply_typical(&c, p->typical_p, p->min_keep);
-			break;
-		case SAMPLER_TOP_P:
-			sampler_apply_top_p(&c, p->top_p, p->min_keep);
-			break;
-		case SAMPLER_MIN_P:
-			sampler_apply_min_p(&c, p->min_p, p->min_keep);
-			break;
-		case SAMPLER_TEMPERATURE:
-			sampler_apply_temperature(&c, p->temperature);
-			break;
-		case SAMPLER_N_STAGES:
-			break;
+		case SAMPLER_TOP_K: sampler_apply_top_k(&c, p->top_k, p->min_keep); break;
+		case SAMPLER_TYPICAL_P: sampler_apply_typical(&c, p->typical_p, p->min_keep); break;
+		case SAMPLER_TOP_P: sampler_apply_top_p(&c, p->top_p, p->min_keep); break;
+		case SAMPLER_MIN_P: sampler_apply_min_p(&c, p->min_p, p->min_keep); break;
+		case SAMPLER_TEMPERATURE: sampler_apply_temperature(&c, p->temperature); break;
+		case SAMPLER_N_STAGES: break;
 		}
 	}
 	return sampler_draw(&c, sampler_rng_uniform(&s->rng));

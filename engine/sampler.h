@@ -45,8 +45,8 @@ struct sampler_params {
 	float presence_penalty;  /* 0: off */
 	float frequency_penalty; /* 0: off */
 	uint64_t seed;
-	int min_keep;            /* the truncation stages keep at least this many (>= 1) */
-	int n_order;             /* stages in order[], each at most once */
+	int min_keep; /* the truncation stages keep at least this many (>= 1) */
+	int n_order;  /* stages in order[], each at most once */
 	enum sampler_stage order[SAMPLER_N_STAGES];
 };
 
@@ -77,7 +77,7 @@ int32_t sampler_sample(struct sampler *s, const float *logits);
 struct sampler_cand {
 	int32_t id;
 	float logit;
-	float p;    /* filled by sampler_softmax */
+	float p; /* filled by sampler_softmax */
 };
 
 struct sampler_cands {
@@ -89,8 +89,8 @@ struct sampler_cands {
 /* Sort descending by logit and fill p with the softmax. */
 void sampler_softmax(struct sampler_cands *c);
 /* hist: the last n_hist tokens, oldest first. */
-void sampler_apply_penalties(struct sampler_cands *c, const int32_t *hist, int n_hist,
-			     float repeat, float presence, float frequency);
+void sampler_apply_penalties(struct sampler_cands *c, const int32_t *hist, int n_hist, float repeat,
+			     float presence, float frequency);
 void sampler_apply_top_k(struct sampler_cands *c, int k, int min_keep);
 void sampler_apply_top_p(struct sampler_cands *c, float p, int min_keep);
 void sampler_apply_min_p(struct sampler_cands *c, float p, int min_keep);

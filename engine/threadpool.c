@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,14 +38,14 @@ struct worker {
 };
 
 struct threadpool {
-	int nth;                     /* threads including the caller */
-	struct worker *workers;      /* (nth - 1) */
-	threadpool_fn fn;            /* the current run */
+	int nth;                /* threads including the caller */
+	struct worker *workers; /* (nth - 1) */
+	threadpool_fn fn;       /* the current run */
 	void *arg;
-	_Atomic uint32_t gen;        /* bumped per run; futex word for idle workers */
-	_Atomic uint32_t pending;    /* workers still in the current run; futex word for the caller */
-	atomic_int n_sleeping;       /* workers asleep (or about to be) on gen */
-	atomic_int caller_sleeping;  /* the caller asleep (or about to be) on pending */
+	_Atomic uint32_t gen;     /* bumped per run; futex word for idle workers */
+	_Atomic uint32_t pending; /* workers still in the current run; futex word for the caller */
+	atomic_int n_sleeping;    /* workers asleep (or about to be) on gen */
+	atomic_int caller_sleeping; /* the caller asleep (or about to be) on pending */
 	atomic_int quit;
 };
 
@@ -86,6 +87,10 @@ static void wait_change(_Atomic uint32_t *word, uint32_t val, atomic_int *sleepi
 				start = t;
 			else if (t - start > SPIN_NS)
 				break;
+			/* past the first few microseconds, let a thread we may be
+			 * waiting for run when the cores are oversubscribed */
+			if (i >= 2048)
+				sched_yield();
 		}
 	}
 	for (;;) {

@@ -61,11 +61,21 @@
  * busy timeout) before reading the next seq: two processes appending to one
  * session cannot pick the same seq.  Inside store_transaction_begin() the
  * same functions use savepoints, so each call stays all or nothing.
+ * Opening an up-to-date file only reads, so it never waits for a writer.
+ *
+ * Search: user words are quoted one by one (no FTS syntax survives), and
+ * hits are ranked by palaver_rank(), an auxiliary function registered on
+ * each connection (BM25 without IDF, see rank_fn), restricted to the
+ * STORE_SEARCH_WINDOW most recent matches.  Both keep a word that occurs in
+ * half the history as fast as a rare one.  The rank is chosen per query
+ * (rank MATCH), so the file itself needs no palaver code to be read by the
+ * sqlite3 shell.
  */
 
-#define PREVIEW_SQL(col)                                                                     \
-	"substr(trim(replace(replace(replace(substr(" col ",1,400),char(10),' '),char(13),' ')," \
-	"char(9),' ')),1,80)"
+/* First 80 characters of a message with line breaks, tabs and escapes as spaces. */
+#define PREVIEW_SQL(col)                                                                           \
+	"substr(trim(replace(replace(replace(replace(substr(" col ",1,400),char(10),' '),"         \
+	"char(13),' '),char(9),' '),char(27),' ')),1,80)"
 
 static const char *const migrations[] = {
 	/* 0 -> 1: the first shape */
@@ -101,32 +111,33 @@ static const char *const migrations[] = {
 	"UPDATE messages SET updated_at = created_at;"
 	"UPDATE sessions SET title_auto = (title = ''),"
 	"  message_count = (SELECT count(*) FROM messages m WHERE m.session_id = sessions.id),"
-	"  preview = coalesce((SELECT " PREVIEW_SQL("m.content") " FROM messages m"
-	"    WHERE m.session_id = sessions.id ORDER BY m.seq DESC LIMIT 1), '');"
-	"CREATE INDEX sessions_updated ON sessions(updated_at DESC, id DESC);"
-	"CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming';"
-	"CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages',"
-	"  content_rowid='id', tokenize='unicode61 remove_diacritics 2');"
-	"INSERT INTO messages_fts(messages_fts) VALUES('rebuild');"
-	"CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN"
-	"  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);"
-	"  UPDATE sessions SET message_count = message_count + 1,"
-	"    updated_at = max(updated_at, new.updated_at),"
-	"    preview = " PREVIEW_SQL("new.content")
-	"    WHERE id = new.session_id;"
-	"END;"
-	"CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN"
-	"  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
-	"  UPDATE sessions SET message_count = message_count - 1 WHERE id = old.session_id;"
-	"END;"
-	"CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN"
-	"  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
-	"  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);"
-	"  UPDATE sessions SET updated_at = max(updated_at, new.updated_at),"
-	"    preview = " PREVIEW_SQL("new.content")
-	"    WHERE id = new.session_id AND NOT EXISTS (SELECT 1 FROM messages m"
-	"      WHERE m.session_id = new.session_id AND m.seq > new.seq);"
-	"END;",
+	"  preview = coalesce((SELECT " PREVIEW_SQL(
+		"m.content") " FROM messages m"
+			     "    WHERE m.session_id = sessions.id ORDER BY m.seq DESC LIMIT 1), '');"
+			     "CREATE INDEX sessions_updated ON sessions(updated_at DESC, id DESC);"
+			     "CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming';"
+			     "CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages',"
+			     "  content_rowid='id', tokenize='unicode61 remove_diacritics 2');"
+			     "INSERT INTO messages_fts(messages_fts) VALUES('rebuild');"
+			     "CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN"
+			     "  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);"
+			     "  UPDATE sessions SET message_count = message_count + 1,"
+			     "    updated_at = max(updated_at, new.updated_at),"
+			     "    preview = " PREVIEW_SQL(
+				     "new.content") "    WHERE id = new.session_id;"
+						    "END;"
+						    "CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN"
+						    "  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
+						    "  UPDATE sessions SET message_count = message_count - 1 WHERE id = old.session_id;"
+						    "END;"
+						    "CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN"
+						    "  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
+						    "  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);"
+						    "  UPDATE sessions SET updated_at = max(updated_at, new.updated_at),"
+						    "    preview = " PREVIEW_SQL(
+							    "new.content") "    WHERE id = new.session_id AND NOT EXISTS (SELECT 1 FROM messages m"
+									   "      WHERE m.session_id = new.session_id AND m.seq > new.seq);"
+									   "END;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -156,23 +167,25 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_SESSION_ROWID] = "SELECT id FROM sessions WHERE uid = ?1",
 	[Q_SESSION_INSERT] = "INSERT INTO sessions(uid, title, title_auto, model, system_prompt,"
 			     " sampling, created_at, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-	[Q_SESSION_GET] = "SELECT uid, title, title_auto, model, system_prompt, sampling, created_at,"
-			  " updated_at, message_count, preview FROM sessions WHERE uid = ?1",
+	[Q_SESSION_GET] =
+		"SELECT uid, title, title_auto, model, system_prompt, sampling, created_at,"
+		" updated_at, message_count, preview FROM sessions WHERE uid = ?1",
 	[Q_SESSION_LIST] = "SELECT uid, title, title_auto, model, system_prompt, sampling,"
 			   " created_at, updated_at, message_count, preview FROM sessions"
 			   " ORDER BY updated_at DESC, id DESC LIMIT ?1",
 	[Q_SESSION_RENAME] = "UPDATE sessions SET title = ?2, title_auto = 0 WHERE uid = ?1",
 	[Q_SESSION_SET] = "UPDATE sessions SET model = coalesce(?2, model),"
-			   " system_prompt = coalesce(?3, system_prompt),"
-			   " sampling = coalesce(?4, sampling) WHERE uid = ?1",
+			  " system_prompt = coalesce(?3, system_prompt),"
+			  " sampling = coalesce(?4, sampling) WHERE uid = ?1",
 	[Q_SESSION_DELETE_MSGS] = "DELETE FROM messages WHERE session_id = ?1",
 	[Q_SESSION_DELETE] = "DELETE FROM sessions WHERE id = ?1",
 	[Q_SESSION_TITLE_AUTO] = "SELECT title_auto AND title = '' FROM sessions WHERE id = ?1",
 	[Q_SESSION_SET_TITLE] = "UPDATE sessions SET title = ?2 WHERE id = ?1",
 	[Q_NEXT_SEQ] = "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session_id = ?1",
-	[Q_MSG_INSERT] = "INSERT INTO messages(session_id, seq, role, content, status, prompt_tokens,"
-			 " gen_tokens, prefill_ms, gen_ms, created_at, updated_at, writer_pid)"
-			 " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+	[Q_MSG_INSERT] =
+		"INSERT INTO messages(session_id, seq, role, content, status, prompt_tokens,"
+		" gen_tokens, prefill_ms, gen_ms, created_at, updated_at, writer_pid)"
+		" VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
 	[Q_MSG_UPDATE] = "UPDATE messages SET content = ?2, updated_at = ?3 WHERE id = ?1",
 	[Q_MSG_FINISH] = "UPDATE messages SET content = ?2, updated_at = ?3, status = ?4,"
 			 " prompt_tokens = ?5, gen_tokens = ?6, prefill_ms = ?7, gen_ms = ?8,"
@@ -181,10 +194,11 @@ static const char *const query_sql[Q_COUNT] = {
 		       " prefill_ms, gen_ms, created_at, updated_at FROM messages"
 		       " WHERE session_id = ?1 ORDER BY seq",
 	[Q_SEARCH] = "SELECT s.uid, s.title, m.id, m.seq, m.role,"
-		     " snippet(messages_fts, 0, ?2, ?3, '…', 12), bm25(messages_fts), m.updated_at"
+		     " snippet(messages_fts, 0, ?2, ?3, '…', 12), rank, m.updated_at"
 		     " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
 		     " JOIN sessions s ON s.id = m.session_id"
-		     " WHERE messages_fts MATCH ?1 AND messages_fts.rowid >= coalesce(("
+		     " WHERE messages_fts MATCH ?1 AND rank MATCH 'palaver_rank()'"
+		     " AND messages_fts.rowid >= coalesce(("
 		     "   SELECT min(rowid) FROM (SELECT rowid FROM messages_fts"
 		     "   WHERE messages_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?5)), 0)"
 		     " ORDER BY rank LIMIT ?4",
@@ -198,11 +212,11 @@ static const char *const query_sql[Q_COUNT] = {
  */
 struct store {
 	sqlite3 *db;
-	char *path;               /* as opened, for messages */
+	char *path; /* as opened, for messages */
 	sqlite3_stmt *stmts[Q_COUNT];
-	int depth;                /* open transaction levels */
-	int user_tx;              /* 1 while store_transaction_begin() is open */
-	int busy_ms;              /* busy timeout in effect */
+	int depth;   /* open transaction levels */
+	int user_tx; /* 1 while store_transaction_begin() is open */
+	int busy_ms; /* busy timeout in effect */
 };
 
 /* ---- errors ------------------------------------------------------------- */
@@ -225,8 +239,7 @@ static int guess_write_errno(const char *path)
 	slash = strrchr(sb.buf, '/');
 	if (slash)
 		strbuf_setlen(&sb, (size_t)(slash - sb.buf) + 1);
-	else
-	{
+	else {
 		strbuf_reset(&sb);
 		strbuf_addstr(&sb, ".");
 	}
@@ -258,15 +271,12 @@ static int db_fail(struct store *st, sqlite3 *db, const char *path, int rc)
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
 		return error("history database '%s' is locked by another process "
-			     "(waited %d ms)", path, busy_ms);
-	case SQLITE_FULL:
-		return error("cannot write history database '%s': disk full", path);
-	case SQLITE_READONLY:
-		return error("history database '%s' is read-only", path);
-	case SQLITE_CORRUPT:
-		return error("history database '%s' is corrupt (%s)", path, msg);
-	case SQLITE_NOTADB:
-		return error("'%s' is not a history database (%s)", path, msg);
+			     "(waited %d ms)",
+			     path, busy_ms);
+	case SQLITE_FULL: return error("cannot write history database '%s': disk full", path);
+	case SQLITE_READONLY: return error("history database '%s' is read-only", path);
+	case SQLITE_CORRUPT: return error("history database '%s' is corrupt (%s)", path, msg);
+	case SQLITE_NOTADB: return error("'%s' is not a history database (%s)", path, msg);
 	case SQLITE_CANTOPEN:
 		return error("cannot open history database '%s': %s", path,
 			     sys ? strerror(sys) : msg);
@@ -275,14 +285,11 @@ static int db_fail(struct store *st, sqlite3 *db, const char *path, int rc)
 			     ext == SQLITE_IOERR_TRUNCATE))
 			sys = guess_write_errno(path);
 		if (sys == ENOSPC || sys == EFBIG || sys == EDQUOT)
-			return error("cannot write history database '%s': %s", path,
-				     strerror(sys));
+			return error("cannot write history database '%s': %s", path, strerror(sys));
 		return error("history database '%s': i/o error (%s%s%s)", path, msg,
 			     sys ? ": " : "", sys ? strerror(sys) : "");
-	case SQLITE_NOMEM:
-		return error("history database '%s': out of memory", path);
-	default:
-		return error("history database '%s': %s", path, msg);
+	case SQLITE_NOMEM: return error("history database '%s': out of memory", path);
+	default: return error("history database '%s': %s", path, msg);
 	}
 }
 
@@ -346,12 +353,44 @@ static void bind_text(sqlite3_stmt *s, int i, const char *t)
 		sqlite3_bind_null(s, i);
 }
 
-static char *column_dup(sqlite3_stmt *s, int i)
+/*
+ * A text column as a malloc'd string; NULL for SQL NULL.  Contents are sized
+ * by the database, so running out of memory is reported (*oom = 1, NULL),
+ * never an abort.
+ */
+static char *column_dup(sqlite3_stmt *s, int i, int *oom)
 {
 	const unsigned char *t = sqlite3_column_text(s, i);
+	size_t n = (size_t)sqlite3_column_bytes(s, i);
+	char *copy;
 	if (!t)
 		return NULL;
-	return xstrndup((const char *)t, (size_t)sqlite3_column_bytes(s, i));
+	copy = try_alloc_array(n + 1, 1);
+	if (!copy) {
+		*oom = 1;
+		return NULL;
+	}
+	memcpy(copy, t, n);
+	copy[n] = '\0';
+	return copy;
+}
+
+/* Make room for need elements of size elem in *arr; -1 (error) when out of memory. */
+static int grow(void *arrp, size_t need, size_t *alloc, size_t elem)
+{
+	void **arr = arrp;
+	size_t cap, bytes;
+	void *p;
+	if (need <= *alloc)
+		return 0;
+	cap = *alloc < 16 ? 16 : *alloc + *alloc / 2;
+	if (cap < need)
+		cap = need;
+	if (size_mul(cap, elem, &bytes) < 0 || !(p = realloc(*arr, bytes)))
+		return error("out of memory reading the history");
+	*arr = p;
+	*alloc = cap;
+	return 0;
 }
 
 /* Transactions: the outermost is BEGIN IMMEDIATE, inner ones savepoints. */
@@ -447,10 +486,8 @@ static int64_t session_rowid(struct store *st, const char *id)
 const char *store_status_name(enum store_status s)
 {
 	static const char *const names[] = {
-		[STORE_COMPLETE] = "complete",
-		[STORE_CANCELLED] = "cancelled",
-		[STORE_INTERRUPTED] = "interrupted",
-		[STORE_ERROR] = "error",
+		[STORE_COMPLETE] = "complete",       [STORE_CANCELLED] = "cancelled",
+		[STORE_INTERRUPTED] = "interrupted", [STORE_ERROR] = "error",
 		[STORE_STREAMING] = "streaming",
 	};
 	if ((unsigned)s < sizeof(names) / sizeof(names[0]))
@@ -526,6 +563,8 @@ static int migrate(struct store *st)
 	return tx_commit(st);
 }
 
+static int rank_register(struct store *st);
+
 /* Rows left 'streaming' by a process that is gone become 'interrupted'. */
 static int recover_streaming(struct store *st)
 {
@@ -533,9 +572,9 @@ static int recover_streaming(struct store *st)
 	int rc;
 	size_t n = 0, alloc = 0;
 	int64_t *ids = NULL;
-	int rcs = sqlite3_prepare_v2(st->db,
-				     "SELECT id, writer_pid FROM messages WHERE status = 'streaming'",
-				     -1, &sel, NULL);
+	int rcs = sqlite3_prepare_v2(
+		st->db, "SELECT id, writer_pid FROM messages WHERE status = 'streaming'", -1, &sel,
+		NULL);
 	if (rcs != SQLITE_OK)
 		return fail(st, rcs);
 	while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
@@ -633,15 +672,22 @@ struct store *store_open(const char *path)
 		      st->path, v, STORE_SCHEMA_VERSION);
 		goto out;
 	}
-	if (v == 0 && read_int(st, "SELECT count(*) FROM sqlite_master", &v) == 0 && v) {
-		error("'%s' is an SQLite database but not a palaver history", st->path);
-		goto out;
+	if (v == 0) {
+		int64_t tables;
+		if (read_int(st, "SELECT count(*) FROM sqlite_master", &tables) < 0)
+			goto out;
+		if (tables) {
+			error("'%s' is an SQLite database but not a palaver history", st->path);
+			goto out;
+		}
 	}
 	if (exec(st, "PRAGMA journal_mode = WAL") < 0 ||
-	    exec(st, "PRAGMA synchronous = NORMAL") < 0 ||
-	    exec(st, "PRAGMA foreign_keys = ON") < 0)
+	    exec(st, "PRAGMA synchronous = NORMAL") < 0 || exec(st, "PRAGMA foreign_keys = ON") < 0)
 		goto out;
-	if (migrate(st) < 0 || recover_streaming(st) < 0)
+	/* Only an old file takes the write lock to migrate: opening an up-to-date
+	 * one never waits for another process's write. */
+	if ((v < STORE_SCHEMA_VERSION && migrate(st) < 0) || recover_streaming(st) < 0 ||
+	    rank_register(st) < 0)
 		goto out;
 	return st;
 
@@ -685,6 +731,9 @@ int store_transaction_begin(struct store *st)
 {
 	if (st->user_tx)
 		return error("history database '%s': a transaction is already open", st->path);
+	/* A bulk transaction outgrows SQLite's 2 MiB page cache and would spill
+	 * pages to the WAL over and over; give it 64 MiB until it ends. */
+	sqlite3_exec(st->db, "PRAGMA cache_size = -65536", NULL, NULL, NULL);
 	if (tx_begin(st) < 0)
 		return -1;
 	st->user_tx = 1;
@@ -693,10 +742,14 @@ int store_transaction_begin(struct store *st)
 
 int store_transaction_commit(struct store *st)
 {
+	int r;
 	if (!st->user_tx)
 		return error("history database '%s': no transaction is open", st->path);
 	st->user_tx = 0;
-	return tx_commit(st);
+	r = tx_commit(st);
+	sqlite3_exec(st->db, "PRAGMA cache_size = -2000", NULL, NULL, NULL);
+	sqlite3_db_release_memory(st->db);
+	return r;
 }
 
 int store_transaction_rollback(struct store *st)
@@ -707,6 +760,8 @@ int store_transaction_rollback(struct store *st)
 	error_clear();
 	tx_rollback(st);
 	error_clear();
+	sqlite3_exec(st->db, "PRAGMA cache_size = -2000", NULL, NULL, NULL);
+	sqlite3_db_release_memory(st->db);
 	return 0;
 }
 
@@ -724,8 +779,13 @@ static size_t utf8_len(unsigned char c)
 	return 1;
 }
 
+static int is_blank(unsigned char c)
+{
+	return c <= 0x20 || c == 0x7f; /* white space and control characters */
+}
+
 /*
- * One line: whitespace runs (newlines included) become one space, trimmed,
+ * One line: runs of white space and control characters become one space, trimmed,
  * cut to at most max characters at a word boundary when one is near the end
  * (then "…" appended).  Malloc'd.
  */
@@ -735,10 +795,10 @@ static char *one_line(const char *text, size_t max)
 	size_t chars = 0, last_space_len = 0, last_space_chars = 0;
 	int cut = 0, space = 0;
 	const unsigned char *p = (const unsigned char *)text;
-	while (*p && isspace(*p))
+	while (*p && is_blank(*p))
 		p++;
 	while (*p) {
-		if (isspace(*p)) {
+		if (is_blank(*p)) {
 			space = 1;
 			p++;
 			continue;
@@ -909,24 +969,31 @@ int store_session_delete(struct store *st, const char *id)
 	return tx_commit(st);
 }
 
-static void read_session(sqlite3_stmt *s, struct store_session *out)
+/* Fill out from a sessions row; -1 (error) when out of memory. */
+static int read_session(sqlite3_stmt *s, struct store_session *out)
 {
 	const unsigned char *uid = sqlite3_column_text(s, 0);
+	int oom = 0;
 	memset(out, 0, sizeof(*out));
 	snprintf(out->id, sizeof(out->id), "%s", uid ? (const char *)uid : "");
-	out->title = column_dup(s, 1);
-	if (!out->title)
-		out->title = xstrdup("");
+	out->title = column_dup(s, 1, &oom);
 	out->title_auto = sqlite3_column_int(s, 2);
-	out->model = column_dup(s, 3);
-	out->system_prompt = column_dup(s, 4);
-	out->sampling = column_dup(s, 5);
+	out->model = column_dup(s, 3, &oom);
+	out->system_prompt = column_dup(s, 4, &oom);
+	out->sampling = column_dup(s, 5, &oom);
 	out->created_ms = sqlite3_column_int64(s, 6);
 	out->updated_ms = sqlite3_column_int64(s, 7);
 	out->message_count = sqlite3_column_int64(s, 8);
-	out->preview = column_dup(s, 9);
+	out->preview = column_dup(s, 9, &oom);
+	if (oom) {
+		store_session_free(out);
+		return error("out of memory reading the history");
+	}
+	if (!out->title)
+		out->title = xstrdup("");
 	if (!out->preview)
 		out->preview = xstrdup("");
+	return 0;
 }
 
 int store_session_get(struct store *st, const char *id, struct store_session *out)
@@ -938,8 +1005,10 @@ int store_session_get(struct store *st, const char *id, struct store_session *ou
 		return -1;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		read_session(s, out);
+	if (rc == SQLITE_ROW && read_session(s, out) < 0) {
+		done(s);
+		return -1;
+	}
 	done(s);
 	if (rc == SQLITE_ROW)
 		return 0;
@@ -960,8 +1029,13 @@ int store_session_list(struct store *st, size_t limit, struct store_session **ou
 		return -1;
 	sqlite3_bind_int64(s, 1, limit ? (int64_t)(limit > INT64_MAX ? INT64_MAX : limit) : -1);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ALLOC_GROW(arr, count + 1, alloc);
-		read_session(s, &arr[count++]);
+		if (grow(&arr, count + 1, &alloc, sizeof(*arr)) < 0 ||
+		    read_session(s, &arr[count]) < 0) {
+			done(s);
+			store_sessions_free(arr, count);
+			return -1;
+		}
+		count++;
 	}
 	done(s);
 	if (rc != SQLITE_DONE) {
@@ -1232,13 +1306,25 @@ int store_messages_load(struct store *st, const char *session_id, struct store_m
 	sqlite3_bind_int64(s, 1, row);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_message *m;
-		int status;
-		ALLOC_GROW(arr, count + 1, alloc);
+		int status, oom = 0;
+		if (grow(&arr, count + 1, &alloc, sizeof(*arr)) < 0) {
+			done(s);
+			store_messages_free(arr, count);
+			return -1;
+		}
 		m = &arr[count++];
+		memset(m, 0, sizeof(*m));
 		m->id = sqlite3_column_int64(s, 0);
 		m->seq = sqlite3_column_int64(s, 1);
-		m->role = column_dup(s, 2);
-		m->content = column_dup(s, 3);
+		m->role = column_dup(s, 2, &oom);
+		m->content = column_dup(s, 3, &oom);
+		if (oom) {
+			done(s);
+			store_messages_free(arr, count);
+			return error("out of memory reading the history");
+		}
+		if (!m->role)
+			m->role = xstrdup("");
 		if (!m->content)
 			m->content = xstrdup("");
 		status = store_status_parse((const char *)sqlite3_column_text(s, 4));
@@ -1270,6 +1356,61 @@ void store_messages_free(struct store_message *m, size_t n)
 }
 
 /* ---- search ------------------------------------------------------------- */
+
+/*
+ * palaver_rank(messages_fts): BM25 without its IDF factor, negated (lower is
+ * better, like bm25()).  FTS5's bm25() finds each phrase's IDF by walking
+ * every row that contains it, once per query: 0.2 s for a word in half of a
+ * million messages, whatever the LIMIT.  Every hit contains every word (the
+ * words are ANDed), so IDF only shifts weight between the words' term
+ * frequencies; ranking by term frequency and length alone keeps the cost
+ * proportional to the rows ranked.
+ */
+static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int argc,
+		    sqlite3_value **argv)
+{
+	enum { MAX_PHRASES = 64 };
+	const double k1 = 1.2, b = 0.75;
+	int tf[MAX_PHRASES] = { 0 };
+	int nphrase = api->xPhraseCount(fts), ninst = 0, dl = 0;
+	sqlite3_int64 nrow = 0, total = 0;
+	double avgdl, score = 0;
+	(void)argc;
+	(void)argv;
+	if (api->xInstCount(fts, &ninst) != SQLITE_OK || api->xRowCount(fts, &nrow) != SQLITE_OK ||
+	    api->xColumnTotalSize(fts, 0, &total) != SQLITE_OK ||
+	    api->xColumnSize(fts, 0, &dl) != SQLITE_OK) {
+		sqlite3_result_error(ctx, "palaver_rank: cannot read the index", -1);
+		return;
+	}
+	for (int i = 0; i < ninst; i++) {
+		int phrase, col, off;
+		if (api->xInst(fts, i, &phrase, &col, &off) == SQLITE_OK && phrase >= 0 &&
+		    phrase < MAX_PHRASES)
+			tf[phrase]++;
+	}
+	avgdl = nrow > 0 && total > 0 ? (double)total / (double)nrow : 1.0;
+	for (int p = 0; p < nphrase && p < MAX_PHRASES; p++)
+		score += tf[p] * (k1 + 1) / (tf[p] + k1 * (1 - b + b * dl / avgdl));
+	sqlite3_result_double(ctx, -score);
+}
+
+/* Register palaver_rank() on this connection.  0 or -1. */
+static int rank_register(struct store *st)
+{
+	fts5_api *api = NULL;
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(st->db, "SELECT fts5(?1)", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return fail(st, rc);
+	sqlite3_bind_pointer(s, 1, (void *)&api, "fts5_api_ptr", NULL);
+	sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (!api || api->iVersion < 2)
+		return error("history database '%s': this SQLite has no usable FTS5", st->path);
+	rc = api->xCreateFunction(api, "palaver_rank", NULL, rank_fn, NULL);
+	return rc == SQLITE_OK ? 0 : fail(st, rc);
+}
 
 /*
  * Plain words -> an FTS5 expression that cannot be a syntax error: every
@@ -1312,8 +1453,8 @@ static size_t fts_quote(const char *q, struct strbuf *out)
 	return words;
 }
 
-int store_search(struct store *st, const char *q, size_t limit, const char *open,
-		 const char *close, struct store_hit **out, size_t *n)
+int store_search(struct store *st, const char *q, size_t limit, const char *open, const char *close,
+		 struct store_hit **out, size_t *n)
 {
 	struct strbuf expr = STRBUF_INIT;
 	struct store_hit *arr = NULL;
@@ -1338,15 +1479,31 @@ int store_search(struct store *st, const char *q, size_t limit, const char *open
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_hit *h;
 		const unsigned char *uid = sqlite3_column_text(s, 0);
-		ALLOC_GROW(arr, count + 1, alloc);
+		int oom = 0;
+		if (grow(&arr, count + 1, &alloc, sizeof(*arr)) < 0) {
+			done(s);
+			strbuf_release(&expr);
+			store_hits_free(arr, count);
+			return -1;
+		}
 		h = &arr[count++];
 		memset(h, 0, sizeof(*h));
 		snprintf(h->session_id, sizeof(h->session_id), "%s", uid ? (const char *)uid : "");
-		h->title = column_dup(s, 1);
+		h->title = column_dup(s, 1, &oom);
 		h->message_id = sqlite3_column_int64(s, 2);
 		h->seq = sqlite3_column_int64(s, 3);
-		h->role = column_dup(s, 4);
-		h->snippet = column_dup(s, 5);
+		h->role = column_dup(s, 4, &oom);
+		h->snippet = column_dup(s, 5, &oom);
+		if (oom) {
+			done(s);
+			strbuf_release(&expr);
+			store_hits_free(arr, count);
+			return error("out of memory reading the history");
+		}
+		if (!h->title)
+			h->title = xstrdup("");
+		if (!h->role)
+			h->role = xstrdup("");
 		if (!h->snippet)
 			h->snippet = xstrdup("");
 		h->rank = sqlite3_column_double(s, 6);
@@ -1395,6 +1552,16 @@ static void json_str(struct strbuf *sb, const char *s)
 	strbuf_addch(sb, '"');
 }
 
+/* A double as JSON wants it, whatever LC_NUMERIC says. */
+static void json_double(struct strbuf *sb, double v)
+{
+	char buf[64], *comma;
+	snprintf(buf, sizeof(buf), "%.17g", v);
+	while ((comma = strchr(buf, ',')))
+		*comma = '.';
+	strbuf_addstr(sb, buf);
+}
+
 static const char *role_heading(const char *role)
 {
 	if (!strcmp(role, "user"))
@@ -1406,8 +1573,8 @@ static const char *role_heading(const char *role)
 	return role;
 }
 
-static void export_markdown(const struct store_session *ss, const struct store_message *m,
-			    size_t n, struct strbuf *out)
+static void export_markdown(const struct store_session *ss, const struct store_message *m, size_t n,
+			    struct strbuf *out)
 {
 	strbuf_addf(out, "# %s\n\n", *ss->title ? ss->title : "(untitled)");
 	strbuf_addf(out, "- session: %s\n", ss->id);
@@ -1444,7 +1611,8 @@ static void export_json(const struct store_session *ss, const struct store_messa
 	json_str(out, ss->id);
 	strbuf_addstr(out, ",\n  \"title\": ");
 	json_str(out, ss->title);
-	strbuf_addf(out, ",\n  \"title_auto\": %s,\n  \"model\": ", ss->title_auto ? "true" : "false");
+	strbuf_addf(out,
+		    ",\n  \"title_auto\": %s,\n  \"model\": ", ss->title_auto ? "true" : "false");
 	json_str(out, ss->model);
 	strbuf_addstr(out, ",\n  \"system_prompt\": ");
 	json_str(out, ss->system_prompt);
@@ -1458,11 +1626,15 @@ static void export_json(const struct store_session *ss, const struct store_messa
 		json_str(out, m[i].role);
 		strbuf_addstr(out, ", \"status\": ");
 		json_str(out, store_status_name(m[i].status));
-		strbuf_addf(out, ", \"created_ms\": %" PRId64 ", \"updated_ms\": %" PRId64
-			    ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"prefill_ms\": %.17g"
-			    ", \"gen_ms\": %.17g,\n     \"content\": ",
+		strbuf_addf(out,
+			    ", \"created_ms\": %" PRId64 ", \"updated_ms\": %" PRId64
+			    ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"prefill_ms\": ",
 			    m[i].created_ms, m[i].updated_ms, m[i].stats.prompt_tokens,
-			    m[i].stats.gen_tokens, m[i].stats.prefill_ms, m[i].stats.gen_ms);
+			    m[i].stats.gen_tokens);
+		json_double(out, m[i].stats.prefill_ms);
+		strbuf_addstr(out, ", \"gen_ms\": ");
+		json_double(out, m[i].stats.gen_ms);
+		strbuf_addstr(out, ",\n     \"content\": ");
 		json_str(out, m[i].content);
 		strbuf_addch(out, '}');
 	}
@@ -1618,7 +1790,8 @@ static int import_session(struct store *st, const struct json *root, const char 
 		}
 		if (member_str(m, "role", &role) < 0 || member_str(m, "status", &status_name) < 0 ||
 		    member_num(m, "created_ms", &mc) < 0 || member_num(m, "updated_ms", &mu) < 0 ||
-		    member_num(m, "prompt_tokens", &pt) < 0 || member_num(m, "gen_tokens", &gt) < 0 ||
+		    member_num(m, "prompt_tokens", &pt) < 0 ||
+		    member_num(m, "gen_tokens", &gt) < 0 ||
 		    member_num(m, "prefill_ms", &stats.prefill_ms) < 0 ||
 		    member_num(m, "gen_ms", &stats.gen_ms) < 0)
 			goto fail;
@@ -1651,8 +1824,9 @@ static int import_session(struct store *st, const struct json *root, const char 
 	if (updated > 0) {
 		/* The triggers moved updated_at to the last message; restore the export's. */
 		char sql[128];
-		snprintf(sql, sizeof(sql), "UPDATE sessions SET updated_at = %" PRId64
-			 " WHERE id = %" PRId64, (int64_t)updated, row);
+		snprintf(sql, sizeof(sql),
+			 "UPDATE sessions SET updated_at = %" PRId64 " WHERE id = %" PRId64,
+			 (int64_t)updated, row);
 		if (exec(st, sql) < 0)
 			goto fail;
 	}

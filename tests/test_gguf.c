@@ -14,6 +14,9 @@
 
 #include "gguf.h"
 #include "gguf_write.h"
+#include "quant.h"
+#include "commands.h"
+#include <math.h>
 #include "report.h"
 #include "testutil.h"
 
@@ -476,6 +479,29 @@ static void test_unsupported_type_opens(void **state)
 	gguf_close(g);
 }
 
+/* The reader's block table and quant_traits() agree on every type id. */
+static void test_type_table_matches_quant(void **state)
+{
+	(void)state;
+	for (int t = -1; t <= QT_COUNT + 1; t++) {
+		const struct quant_traits *q = quant_traits(t);
+		int be;
+		size_t bb;
+		int rc = gguf_type_block(t, &be, &bb);
+		if (!q) {
+			if (rc == 0)
+				fail_msg("type %d: unknown to quant, known to gguf", t);
+			assert_null(gguf_type_name(t));
+			continue;
+		}
+		if (rc < 0)
+			fail_msg("type %d (%s): known to quant, unknown to gguf", t, q->name);
+		assert_int_equal(be, q->block_elems);
+		assert_int_equal(bb, q->block_bytes);
+		assert_string_equal(gguf_type_name(t), q->name);
+	}
+}
+
 /* ---- malformed files: one per error class ---------------------------------- */
 
 static void test_bad_header(void **state)
@@ -788,6 +814,96 @@ static void test_writer_round_trip(void **state)
 	gguf_close(g);
 }
 
+/* ---- mkmodel: every type holds the same seeded weights ---------------------- */
+
+static struct gguf *mk(const char *type, const char *name)
+{
+	static char path[600];
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	char *argv[] = { "mkmodel", "--dim", "256", "--layers", "2", "--heads", "4",
+			 "--kv-heads", "2", "--ffn", "512", "--seed", "5", "--type", (char *)type,
+			 path, NULL };
+	assert_int_equal(cmd_mkmodel(16, argv, NULL), 0);
+	struct gguf *g = gguf_open(path);
+	if (!g)
+		fail_msg("%s", error_message());
+	return g;
+}
+
+/* Relative RMS difference of a tensor against the same tensor in F32. */
+static double rel_rms(const struct gguf_tensor *ref, const struct gguf_tensor *t)
+{
+	int64_t n = ref->ne[0] * ref->ne[1];
+	float *a = malloc((size_t)n * sizeof(float)), *b = malloc((size_t)n * sizeof(float));
+	double num = 0, den = 0;
+	assert_non_null(a);
+	assert_non_null(b);
+	memcpy(a, ref->data, (size_t)n * sizeof(float));
+	quant_dequantize_row(t->type, t->data, b, n);
+	for (int64_t i = 0; i < n; i++) {
+		num += (a[i] - b[i]) * (double)(a[i] - b[i]);
+		den += (double)a[i] * a[i];
+	}
+	free(a);
+	free(b);
+	return sqrt(num / den);
+}
+
+static void test_mkmodel_types(void **state)
+{
+	static const struct {
+		const char *type;
+		int out_type;    /* ggml id of output.weight */
+		double max_err;  /* relative RMS bound for that type */
+	} cases[] = {
+		{ "F16", 1, 1e-3 }, { "Q8_0", 8, 1e-2 }, { "Q6_K", 14, 3e-2 },
+		{ "Q4_0", 14, 0.12 }, { "Q4_K", 14, 0.11 },
+	};
+	(void)state;
+	struct gguf *ref = mk("F32", "mk-F32.gguf");
+	const struct gguf_tensor *e = gguf_find_tensor(ref, "token_embd.weight");
+	const struct gguf_tensor *nrm = gguf_find_tensor(ref, "blk.1.ffn_norm.weight");
+	assert_non_null(e);
+	double s2 = 0;
+	for (int64_t i = 0; i < 4096; i++) {
+		float v;
+		memcpy(&v, (const float *)e->data + i, 4);
+		s2 += v * (double)v;
+	}
+	double sd = sqrt(s2 / 4096);
+	assert_true(sd > 0.018 && sd < 0.022); /* std 0.02 as documented */
+	float one;
+	memcpy(&one, nrm->data, 4);
+	assert_true(one == 1.0f);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		char name[64];
+		snprintf(name, sizeof(name), "mk-%s.gguf", cases[c].type);
+		struct gguf *g = mk(cases[c].type, name);
+		double worst = 0;
+		assert_int_equal(gguf_n_tensors(g), gguf_n_tensors(ref));
+		for (int64_t i = 0; i < gguf_n_tensors(ref); i++) {
+			const struct gguf_tensor *r = gguf_tensor_at(ref, i);
+			const struct gguf_tensor *t = gguf_find_tensor(g, r->name);
+			assert_non_null(t);
+			if (r->n_dims == 1) {
+				assert_int_equal(t->type, 0); /* norms stay F32 */
+				continue;
+			}
+			if (!strcmp(r->name, "output.weight"))
+				assert_int_equal(t->type, cases[c].out_type);
+			double err = rel_rms(r, t);
+			worst = err > worst ? err : worst;
+			if (err > cases[c].max_err)
+				fail_msg("%s %s (%s): relative RMS error %g", cases[c].type, r->name,
+					 gguf_type_name(t->type), err);
+		}
+		printf("mkmodel %s: worst relative RMS error %.3g (bound %g)\n", cases[c].type, worst,
+		       cases[c].max_err);
+		gguf_close(g);
+	}
+	gguf_close(ref);
+}
+
 /* Inputs the fuzzer once found troublesome: each opens or fails cleanly. */
 static void test_fuzz_regressions(void **state)
 {
@@ -829,11 +945,13 @@ int main(void)
 		cmocka_unit_test(test_all_types_v3),
 		cmocka_unit_test(test_all_types_v2),
 		cmocka_unit_test(test_unsupported_type_opens),
+		cmocka_unit_test(test_type_table_matches_quant),
 		cmocka_unit_test(test_bad_header),
 		cmocka_unit_test(test_bad_metadata),
 		cmocka_unit_test(test_bad_tensors),
 		cmocka_unit_test(test_not_a_file),
 		cmocka_unit_test(test_writer_round_trip),
+		cmocka_unit_test(test_mkmodel_types),
 		cmocka_unit_test(test_fuzz_regressions),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

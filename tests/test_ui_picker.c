@@ -29,7 +29,12 @@ static void test_filter(void **state)
 	assert_string_equal(picker_selected(&p)->key, "a1");
 	picker_move(&p, 1, 5);
 	assert_string_equal(picker_selected(&p)->key, "c3");
-	/* the marks do not break a match */
+	/* the detail counts only when asked; the marks do not break a match */
+	strbuf_reset(&p.filter);
+	strbuf_addstr(&p.filter, "borrow checker");
+	picker_refilter(&p);
+	assert_int_equal(p.n_shown, 0);
+	p.filter_detail = 1;
 	strbuf_reset(&p.filter);
 	strbuf_addstr(&p.filter, "borrow checker");
 	picker_refilter(&p);

@@ -26,6 +26,7 @@ void chat_pane_init(struct chat_pane *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->markdown = 1;
+	p->word_wrap = 1;
 	p->last_width = -1;
 	strcpy(p->assistant_label, "assistant");
 	p->dirty = 1;
@@ -149,7 +150,11 @@ void chat_msg_layout(const struct chat_pane *p, struct chat_msg *m, int width)
 	if (!(m->flags & CHAT_STREAMING))
 		while (len && m->text.buf[len - 1] == '\n')
 			len--;
+	/* leading newlines (models often start with one) would only push the
+	 * text away from its label */
 	const char *s = m->text.buf;
+	while (len && *s == '\n')
+		s++, len--;
 	size_t pos = 0;
 	for (;;) {
 		const char *nl = memchr(s + pos, '\n', len - pos);
@@ -163,8 +168,8 @@ void chat_msg_layout(const struct chat_pane *p, struct chat_msg *m, int width)
 		struct md_line *l = &m->lines[m->n_lines];
 		md_render_line(&st, s + pos, end - pos, md, l);
 		n_spans = 0;
-		wrap_line(l->text.buf, l->text.len, width - indent, l->indent, !l->code, &spans,
-			  &n_spans, &alloc_spans);
+		wrap_line(l->text.buf, l->text.len, width - indent, l->indent,
+			  !l->code && p->word_wrap, &spans, &n_spans, &alloc_spans);
 		for (size_t i = 0; i < n_spans; i++)
 			push_vline(m, VL_TEXT, (int)m->n_lines, spans[i].start, spans[i].end,
 				   indent + (i ? l->indent : 0));
@@ -272,8 +277,9 @@ static enum theme_slot md_slot(enum md_style s)
 static void draw_text(WINDOW *win, const struct chat_msg *m, const struct chat_vline *v, int width)
 {
 	const struct md_line *l = &m->lines[v->ll];
-	enum theme_slot base = m->role == CHAT_NOTICE ? TH_NOTICE
-			       : m->role == CHAT_ERROR ? TH_ERROR : TH_TEXT;
+	enum theme_slot base = m->role == CHAT_NOTICE  ? TH_NOTICE
+			       : m->role == CHAT_ERROR ? TH_ERROR
+						       : TH_TEXT;
 	int col = v->indent;
 	wmove(win, getcury(win), col);
 	for (size_t r = 0; r < l->n_runs; r++) {
@@ -316,16 +322,13 @@ static void draw_vline(struct chat_pane *p, WINDOW *win, const struct chat_msg *
 			}
 		}
 		break;
-	case VL_TEXT:
-		draw_text(win, m, v, width);
-		break;
+	case VL_TEXT: draw_text(win, m, v, width); break;
 	case VL_MARK:
 		wmove(win, getcury(win), v->indent);
 		wattrset(win, (attr_t)theme_attr(m->flags & CHAT_FAILED ? TH_ERROR : TH_STOPPED));
 		waddstr(win, m->flags & CHAT_FAILED ? "[failed]" : "[stopped]");
 		break;
-	case VL_BLANK:
-		break;
+	case VL_BLANK: break;
 	}
 	wattrset(win, A_NORMAL);
 }
@@ -354,10 +357,11 @@ void chat_pane_draw(struct chat_pane *p, WINDOW *win, int height, int width)
 		/* the indicator replaces the last row */
 		char buf[96];
 		if (p->unseen)
-			snprintf(buf, sizeof(buf), " \xe2\x96\xbc new text below \xc2\xb7 End to follow ");
+			snprintf(buf, sizeof(buf),
+				 " \xe2\x96\xbc new text below \xc2\xb7 End to follow ");
 		else
-			snprintf(buf, sizeof(buf), " \xe2\x96\xb2 %d lines up \xc2\xb7 End to return ",
-				 p->scroll);
+			snprintf(buf, sizeof(buf),
+				 " \xe2\x96\xb2 %d lines up \xc2\xb7 End to return ", p->scroll);
 		int w = wrap_width(buf, strlen(buf));
 		wmove(win, height - 1, 0);
 		wclrtoeol(win);

@@ -27,9 +27,9 @@ enum chat_vkind { VL_HEADER, VL_TEXT, VL_MARK, VL_BLANK };
 
 struct chat_vline {
 	enum chat_vkind kind;
-	int ll;              /* VL_TEXT: index into the message's logical lines */
-	size_t start, end;   /* VL_TEXT: bytes of that line's text */
-	int indent;          /* columns before the text */
+	int ll;            /* VL_TEXT: index into the message's logical lines */
+	size_t start, end; /* VL_TEXT: bytes of that line's text */
+	int indent;        /* columns before the text */
 };
 
 /*
@@ -39,29 +39,30 @@ struct chat_vline {
  */
 struct chat_msg {
 	enum chat_role role;
-	struct strbuf text;   /* the raw text (Markdown for the assistant) */
-	int flags;            /* enum chat_flag */
-	int64_t id;           /* the history store's message id, 0 = not stored */
+	struct strbuf text; /* the raw text (Markdown for the assistant) */
+	int flags;          /* enum chat_flag */
+	int64_t id;         /* the history store's message id, 0 = not stored */
 	int cache_width;
 	size_t cache_len;
 	int cache_flags;
-	struct md_line *lines;     /* logical lines, n_lines */
+	struct md_line *lines; /* logical lines, n_lines */
 	size_t n_lines, alloc_lines;
 	struct chat_vline *vlines; /* visual lines, n_vlines */
 	size_t n_vlines, alloc_vlines;
 };
 
 struct chat_pane {
-	struct chat_msg **msgs;     /* n_msgs messages, oldest first */
+	struct chat_msg **msgs; /* n_msgs messages, oldest first */
 	size_t n_msgs, alloc_msgs;
-	size_t first_shown;         /* /clear hides the messages before this */
-	int markdown;               /* render assistant text as Markdown */
-	char assistant_label[64];   /* shown above replies: the model's name */
-	int scroll;                 /* lines scrolled up from the bottom; 0 = follow */
-	int unseen;                 /* text arrived below while scrolled up */
-	int last_total;             /* total lines at the last layout, to keep the view still */
+	size_t first_shown;       /* /clear hides the messages before this */
+	int markdown;             /* render assistant text as Markdown */
+	int word_wrap;            /* 1: break lines at spaces; 0: at the edge */
+	char assistant_label[64]; /* shown above replies: the model's name */
+	int scroll;               /* lines scrolled up from the bottom; 0 = follow */
+	int unseen;               /* text arrived below while scrolled up */
+	int last_total;           /* total lines at the last layout, to keep the view still */
 	int last_width;
-	int dirty;                  /* needs a redraw */
+	int dirty; /* needs a redraw */
 };
 
 void chat_pane_init(struct chat_pane *p);

@@ -37,11 +37,11 @@ static struct {
 	void *ctx;
 	const char *queue; /* bytes readline has yet to read */
 	size_t queue_len;
-	char *accepted;    /* line from the handler, not yet given to fn */
+	char *accepted; /* line from the handler, not yet given to fn */
 	int got_line;
-	int pasted;        /* the current line began with a paste */
+	int pasted; /* the current line began with a paste */
 	int dirty;
-	FILE *devnull;     /* readline's output goes nowhere */
+	FILE *devnull; /* readline's output goes nowhere */
 } in;
 
 static int getc_fn(FILE *f)
@@ -70,9 +70,7 @@ static void prep_fn(int meta)
 	(void)meta;
 }
 
-static void deprep_fn(void)
-{
-}
+static void deprep_fn(void) {}
 
 static void handler(char *line)
 {
@@ -150,7 +148,8 @@ int input_open(const char *history_path, input_line_fn fn, void *ctx)
 	rl_readline_name = "palaver";
 	rl_catch_signals = 0;
 	rl_catch_sigwinch = 0;
-	rl_change_environment = 0; /* keep LINES/COLUMNS out of the environment: curses reads them */
+	rl_change_environment =
+		0; /* keep LINES/COLUMNS out of the environment: curses reads them */
 	rl_prep_term_function = prep_fn;
 	rl_deprep_term_function = deprep_fn;
 	rl_getc_function = getc_fn;
@@ -250,7 +249,8 @@ void input_history_add(const char *line)
 {
 	if (!line[0] || strspn(line, " \t\n") == strlen(line))
 		return;
-	HIST_ENTRY *last = history_length > 0 ? history_get(history_base + history_length - 1) : NULL;
+	HIST_ENTRY *last =
+		history_length > 0 ? history_get(history_base + history_length - 1) : NULL;
 	if (!last || strcmp(last->line, line))
 		add_history(line);
 	using_history();

@@ -54,8 +54,9 @@ static void csi(const char *s, size_t n, key_fn fn, void *ctx)
 		int b = 0;
 		for (size_t i = 1; i < pl && p[i] >= '0' && p[i] <= '9'; i++)
 			b = b * 10 + (p[i] - '0');
-		t = (b & ~(4 | 8 | 16)) == 64 ? K_WHEEL_UP
-		    : (b & ~(4 | 8 | 16)) == 65 ? K_WHEEL_DOWN : K_IGNORE;
+		t = (b & ~(4 | 8 | 16)) == 64   ? K_WHEEL_UP
+		    : (b & ~(4 | 8 | 16)) == 65 ? K_WHEEL_DOWN
+						: K_IGNORE;
 	} else if (final == '~') {
 		if (pl == 1 && (p[0] == '5'))
 			t = K_PGUP;
@@ -112,8 +113,11 @@ static size_t escape(struct keys *k, const char *s, size_t n, key_fn fn, void *c
 	if (s[1] == 'O') {
 		if (n < 3)
 			return 0;
-		enum key_type t = s[2] == 'H' ? K_HOME : s[2] == 'F' ? K_END
-				  : s[2] == 'A' ? K_UP : s[2] == 'B' ? K_DOWN : K_BYTES;
+		enum key_type t = s[2] == 'H'   ? K_HOME
+				  : s[2] == 'F' ? K_END
+				  : s[2] == 'A' ? K_UP
+				  : s[2] == 'B' ? K_DOWN
+						: K_BYTES;
 		emit(fn, ctx, t, s, 3);
 		return 3;
 	}

@@ -6,12 +6,12 @@
 #include "strbuf.h"
 
 enum key_type {
-	K_BYTES,      /* anything else: give the bytes to readline */
-	K_PASTE,      /* a bracketed paste: the text, CR/CRLF turned into LF */
-	K_ENTER,      /* CR */
-	K_NEWLINE,    /* Ctrl-J or Alt-Enter: a newline in the input */
+	K_BYTES,   /* anything else: give the bytes to readline */
+	K_PASTE,   /* a bracketed paste: the text, CR/CRLF turned into LF */
+	K_ENTER,   /* CR */
+	K_NEWLINE, /* Ctrl-J or Alt-Enter: a newline in the input */
 	K_TAB,
-	K_ESC,        /* a lone Escape (no sequence followed in time) */
+	K_ESC, /* a lone Escape (no sequence followed in time) */
 	K_CTRL_C,
 	K_CTRL_D,
 	K_PGUP,
@@ -23,7 +23,7 @@ enum key_type {
 	K_WHEEL_UP,
 	K_WHEEL_DOWN,
 	K_BACKSPACE,
-	K_IGNORE,     /* other mouse reports */
+	K_IGNORE, /* other mouse reports */
 };
 
 struct key {

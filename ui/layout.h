@@ -23,13 +23,13 @@ enum status_mode {
  */
 struct layout {
 	int lines, cols;
-	int too_small;        /* 1: the screen shows only a "too small" notice */
+	int too_small; /* 1: the screen shows only a "too small" notice */
 	enum status_mode status_mode;
 	struct rect transcript;
-	struct rect status;   /* includes the separator column or rule */
-	struct rect rule;     /* a horizontal line above the input (h 0 or 1) */
+	struct rect status; /* includes the separator column or rule */
+	struct rect rule;   /* a horizontal line above the input (h 0 or 1) */
 	struct rect input;
-	struct rect hint;     /* the one-line key hint (h 0 when too short) */
+	struct rect hint; /* the one-line key hint (h 0 when too short) */
 };
 
 /* input_rows: rows the input wants (clamped to 1..5 and to what fits);

@@ -31,7 +31,8 @@ static void emit(struct md_line *l, const char *s, size_t n, enum md_style style
 		size_t len = utf8_decode(s + i, n - i, &cp);
 		if (cp == '\t')
 			strbuf_add(&l->text, "    ", 4);
-		else if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0) || (cp == 0xfffd && len == 1))
+		else if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0) ||
+			 (cp == 0xfffd && len == 1))
 			strbuf_addstr(&l->text, "\xef\xbf\xbd"); /* U+FFFD */
 		else
 			strbuf_add(&l->text, s + i, len);
@@ -91,8 +92,8 @@ static void render_inline(struct md_line *l, const char *s, size_t n, enum md_st
 			i = lit = close + 1;
 			continue;
 		}
-		if (i + 1 < n && (s[i] == '*' || s[i] == '_') && s[i + 1] == s[i] &&
-		    i + 2 < n && s[i + 2] != ' ') {
+		if (i + 1 < n && (s[i] == '*' || s[i] == '_') && s[i + 1] == s[i] && i + 2 < n &&
+		    s[i + 2] != ' ') {
 			char delim[3] = { s[i], s[i], 0 };
 			if ((close = find_close(s, n, i + 2, delim)) && s[close - 1] != ' ') {
 				emit(l, s + lit, i - lit, base);

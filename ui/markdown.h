@@ -28,11 +28,11 @@ struct md_run {
  * characters (tabs become spaces, others U+FFFD).
  */
 struct md_line {
-	struct strbuf text;   /* what is drawn, markup removed */
-	struct md_run *runs;  /* n_runs sorted runs */
+	struct strbuf text;  /* what is drawn, markup removed */
+	struct md_run *runs; /* n_runs sorted runs */
 	size_t n_runs, alloc_runs;
-	int indent;           /* hanging indent for wrapped continuation lines */
-	int code;             /* 1: a code block line (cut at the edge, no word wrap) */
+	int indent; /* hanging indent for wrapped continuation lines */
+	int code;   /* 1: a code block line (cut at the edge, no word wrap) */
 };
 
 /* State carried from line to line of one message. */

@@ -77,7 +77,8 @@ void picker_refilter(struct picker *p)
 	p->sel = 0;
 	for (size_t i = 0; i < p->n_items; i++) {
 		const struct picker_item *it = &p->items[i];
-		if (!contains(it->title, p->filter.buf) && !contains(it->detail, p->filter.buf))
+		if (!contains(it->title, p->filter.buf) &&
+		    !(p->filter_detail && contains(it->detail, p->filter.buf)))
 			continue;
 		if (i == keep)
 			p->sel = p->n_shown; /* the selection stays on its item when still shown */
@@ -180,7 +181,8 @@ void picker_draw(struct picker *p, WINDOW *win, int height, int width)
 	picker_move(p, 0, rows);
 	if (!p->n_shown) {
 		wattrset(win, (attr_t)theme_attr(TH_NOTICE));
-		mvwaddstr(win, 2, 3, p->n_items ? "nothing matches the filter" : "nothing here yet");
+		mvwaddstr(win, 2, 3,
+			  p->n_items ? "nothing matches the filter" : "nothing here yet");
 		wattrset(win, A_NORMAL);
 	}
 	for (int r = 0; r < rows && p->top + (size_t)r < p->n_shown; r++) {
@@ -201,10 +203,12 @@ void picker_draw(struct picker *p, WINDOW *win, int height, int width)
 		wmove(win, y + 1, 3);
 		draw_marked(win, it->detail, width - 4, theme_attr(TH_S_LABEL));
 	}
-	const char *foot = p->confirm ? "delete this session? y = yes, any other key = no"
-			   : p->filtering ? "type to filter \xc2\xb7 Enter/Esc done"
-			   : p->deletable ? "\xe2\x86\x91\xe2\x86\x93 move \xc2\xb7 Enter open \xc2\xb7 d delete \xc2\xb7 / filter \xc2\xb7 Esc close"
-					  : "\xe2\x86\x91\xe2\x86\x93 move \xc2\xb7 Enter open \xc2\xb7 / filter \xc2\xb7 Esc close";
+	const char *foot =
+		p->confirm     ? "delete this session? y = yes, any other key = no"
+		: p->filtering ? "type to filter \xc2\xb7 Enter/Esc done"
+		: p->deletable
+			? "\xe2\x86\x91\xe2\x86\x93 move \xc2\xb7 Enter open \xc2\xb7 d delete \xc2\xb7 / filter \xc2\xb7 Esc close"
+			: "\xe2\x86\x91\xe2\x86\x93 move \xc2\xb7 Enter open \xc2\xb7 / filter \xc2\xb7 Esc close";
 	wattrset(win, (attr_t)theme_attr(p->confirm ? TH_S_WARN : TH_HINT));
 	mvwaddnstr(win, height - 1, 1, foot, -1);
 	wattrset(win, A_NORMAL);

@@ -11,7 +11,7 @@
 #define PICKER_MARK_CLOSE "\x02"
 
 struct picker_item {
-	char *key;      /* what Enter returns: a session id */
+	char *key; /* what Enter returns: a session id */
 	char *title;
 	char *detail;   /* second line: date, count, preview, or a snippet with marks */
 	int64_t target; /* a message id to scroll to (search), 0 = none */
@@ -24,15 +24,16 @@ struct picker_item {
  */
 struct picker {
 	char heading[128];
-	int deletable;              /* 'd' deletes (with confirmation) */
+	int deletable;     /* 'd' deletes (with confirmation) */
+	int filter_detail; /* the filter also looks at the detail line */
 	struct picker_item *items;
 	size_t n_items, alloc_items;
 	size_t *shown;
 	size_t n_shown;
-	size_t sel, top;            /* selection and first row shown, indexes of shown[] */
+	size_t sel, top; /* selection and first row shown, indexes of shown[] */
 	struct strbuf filter;
-	int filtering;              /* keys go to the filter */
-	int confirm;                /* asking whether to delete the selection */
+	int filtering; /* keys go to the filter */
+	int confirm;   /* asking whether to delete the selection */
 };
 
 void picker_init(struct picker *p, const char *heading, int deletable);
@@ -41,7 +42,8 @@ void picker_add(struct picker *p, const char *key, const char *title, const char
 		int64_t target);
 /* Remove the selected item (after a delete). */
 void picker_remove_selected(struct picker *p);
-/* Recompute shown[] from the filter (case-insensitive substring of title or detail). */
+/* Recompute shown[] from the filter: a case-insensitive substring of the
+ * title (or of the detail, with filter_detail). */
 void picker_refilter(struct picker *p);
 /* Move the selection by delta rows (clamped); keep it visible in `rows` rows of items. */
 void picker_move(struct picker *p, long delta, int rows);

@@ -82,7 +82,8 @@ static void die_hook(void)
 	if (!active)
 		return;
 	active = 0;
-	write_all(STDOUT_FILENO, MODES_OFF_PASTE MODES_OFF_MOUSE, sizeof(MODES_OFF_PASTE MODES_OFF_MOUSE) - 1);
+	write_all(STDOUT_FILENO, MODES_OFF_PASTE MODES_OFF_MOUSE,
+		  sizeof(MODES_OFF_PASTE MODES_OFF_MOUSE) - 1);
 	endwin();
 }
 
@@ -196,7 +197,7 @@ int screen_open(struct screen *s, const char *theme, int status_pane, int mouse)
 	keypad(stdscr, FALSE);
 	curs_set(1);
 	s->bad_theme = theme_init(theme) < 0; /* nothing may print now: the caller says so */
-	set_handler(SIGWINCH, on_signal); /* replaces curses' own: we call resizeterm */
+	set_handler(SIGWINCH, on_signal);     /* replaces curses' own: we call resizeterm */
 	set_handler(SIGTERM, on_signal);
 	set_handler(SIGHUP, on_signal);
 	set_handler(SIGINT, on_signal);
@@ -221,7 +222,8 @@ void screen_close(struct screen *s)
 	if (!active)
 		return;
 	active = 0;
-	screen_write_raw(MODES_OFF_PASTE MODES_OFF_MOUSE, sizeof(MODES_OFF_PASTE MODES_OFF_MOUSE) - 1);
+	screen_write_raw(MODES_OFF_PASTE MODES_OFF_MOUSE,
+			 sizeof(MODES_OFF_PASTE MODES_OFF_MOUSE) - 1);
 	endwin();
 	set_die_hook(NULL);
 	signal(SIGWINCH, SIG_DFL);

@@ -10,10 +10,10 @@ struct _win_st;
 struct screen {
 	struct layout lay;
 	struct _win_st *transcript, *status, *rule, *input, *hint; /* NULL when hidden */
-	int status_enabled;   /* the user wants the status pane */
-	int input_rows;       /* rows the input asked for at the last layout */
-	int mouse;            /* mouse wheel reporting is on */
-	int bad_theme;        /* the theme asked for is unknown (the default is used) */
+	int status_enabled; /* the user wants the status pane */
+	int input_rows;     /* rows the input asked for at the last layout */
+	int mouse;          /* mouse wheel reporting is on */
+	int bad_theme;      /* the theme asked for is unknown (the default is used) */
 };
 
 /*

@@ -5,29 +5,30 @@
 #include <string.h>
 
 const struct slash_command slash_commands[SLASH_COUNT] = {
-	{ SLASH_CLEAR, "clear", "", "clear the screen (the conversation goes on)" },
-	{ SLASH_COPY, "copy", "", "copy the last reply to the clipboard (OSC 52)" },
-	{ SLASH_DELETE, "delete", "", "delete this session" },
-	{ SLASH_EDIT, "edit", "", "put your last message back in the input to edit and resend" },
-	{ SLASH_EXPORT, "export", "[FILE]", "write this session as Markdown" },
-	{ SLASH_HELP, "help", "", "list commands and keys" },
-	{ SLASH_MODEL, "model", "[FILE]", "show the model, or load another GGUF file" },
-	{ SLASH_NEW, "new", "[TITLE]", "start a new session" },
-	{ SLASH_OPEN, "open", "ID", "open a saved session" },
-	{ SLASH_QUIT, "quit", "", "leave palaver (also Ctrl-D)" },
-	{ SLASH_REGEN, "regen", "", "regenerate the last reply" },
-	{ SLASH_RENAME, "rename", "TITLE", "rename this session" },
-	{ SLASH_SEARCH, "search", "QUERY", "search all sessions" },
-	{ SLASH_SESSIONS, "sessions", "", "pick a saved session (d deletes, / filters)" },
-	{ SLASH_SET, "set", "[KEY VALUE]", "show or change sampling settings" },
-	{ SLASH_STATS, "stats", "", "show the figures of the last reply" },
-	{ SLASH_SYSTEM, "system", "[TEXT]", "show or set the system prompt" },
+	{ SLASH_CLEAR, "clear", "", "clear the screen (the conversation goes on)", 0 },
+	{ SLASH_COPY, "copy", "", "copy the last reply to the clipboard (OSC 52)", 0 },
+	{ SLASH_DELETE, "delete", "", "delete this session", 1 },
+	{ SLASH_EDIT, "edit", "", "put your last message back in the input to edit and resend", 1 },
+	{ SLASH_EXPORT, "export", "[FILE]", "write this session as Markdown", 0 },
+	{ SLASH_HELP, "help", "", "list commands and keys", 0 },
+	{ SLASH_MODEL, "model", "[FILE]", "show the model, or load another GGUF file", 1 },
+	{ SLASH_NEW, "new", "[TITLE]", "start a new session", 1 },
+	{ SLASH_OPEN, "open", "ID", "open a saved session", 1 },
+	{ SLASH_QUIT, "quit", "", "leave palaver (also Ctrl-D)", 0 },
+	{ SLASH_REGEN, "regen", "", "regenerate the last reply", 1 },
+	{ SLASH_RENAME, "rename", "TITLE", "rename this session", 0 },
+	{ SLASH_SEARCH, "search", "QUERY", "search all sessions", 1 },
+	{ SLASH_SESSIONS, "sessions", "", "pick a saved session (d deletes, / filters)", 1 },
+	{ SLASH_SET, "set", "[KEY VALUE]", "show or change sampling settings", 0 },
+	{ SLASH_STATS, "stats", "", "show the figures of the last reply", 0 },
+	{ SLASH_SYSTEM, "system", "[TEXT]", "show or set the system prompt", 0 },
 };
 
 static const struct slash_command *find(const char *name, size_t n)
 {
 	for (int i = 0; i < SLASH_COUNT; i++)
-		if (strlen(slash_commands[i].name) == n && !strncmp(slash_commands[i].name, name, n))
+		if (strlen(slash_commands[i].name) == n &&
+		    !strncmp(slash_commands[i].name, name, n))
 			return &slash_commands[i];
 	return NULL;
 }

@@ -27,9 +27,10 @@ enum slash_id {
 
 struct slash_command {
 	enum slash_id id;
-	const char *name;  /* without the slash */
-	const char *args;  /* usage of the arguments, "" for none */
-	const char *help;  /* one line for /help */
+	const char *name; /* without the slash */
+	const char *args; /* usage of the arguments, "" for none */
+	const char *help; /* one line for /help */
+	int idle;         /* 1: refused while a reply streams (the input keeps the line) */
 };
 
 extern const struct slash_command slash_commands[]; /* SLASH_COUNT entries, sorted by name */

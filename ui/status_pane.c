@@ -10,8 +10,14 @@
 #include <string.h>
 
 static const char *const eighths[] = {
-	"", "\xe2\x96\x8f", "\xe2\x96\x8e", "\xe2\x96\x8d", "\xe2\x96\x8c",
-	"\xe2\x96\x8b", "\xe2\x96\x8a", "\xe2\x96\x89",
+	"",
+	"\xe2\x96\x8f",
+	"\xe2\x96\x8e",
+	"\xe2\x96\x8d",
+	"\xe2\x96\x8c",
+	"\xe2\x96\x8b",
+	"\xe2\x96\x8a",
+	"\xe2\x96\x89",
 };
 static const char *const full = "\xe2\x96\x88";  /* █ */
 static const char *const empty = "\xe2\x96\x91"; /* ░ */
@@ -211,12 +217,14 @@ int status_format_column(const struct status_info *s, int width, struct status_l
 		if (s->file_bytes)
 			span(l, width, SS_LABEL, "%s ", format_size(a, sizeof(a), s->file_bytes));
 		if (s->n_params)
-			span(l, width, SS_LABEL, "%s params", status_format_count(b, sizeof(b), s->n_params));
+			span(l, width, SS_LABEL, "%s params",
+			     status_format_count(b, sizeof(b), s->n_params));
 	}
 	if (s->backend[0] && (l = next(out, &n, max))) {
 		span(l, width, SS_VALUE, "%s", s->backend);
 		if (s->threads)
-			span(l, width, SS_LABEL, " \xc2\xb7 %d thread%s", s->threads, s->threads == 1 ? "" : "s");
+			span(l, width, SS_LABEL, " \xc2\xb7 %d thread%s", s->threads,
+			     s->threads == 1 ? "" : "s");
 	}
 	next(out, &n, max);
 
@@ -251,11 +259,13 @@ int status_format_column(const struct status_info *s, int width, struct status_l
 		}
 		if ((l = next(out, &n, max))) {
 			labelled(l, width, "prompt");
-			span(l, width, SS_VALUE, "%s t/s", status_format_rate(a, sizeof(a), s->prompt_tps));
+			span(l, width, SS_VALUE, "%s t/s",
+			     status_format_rate(a, sizeof(a), s->prompt_tps));
 		}
 		if ((l = next(out, &n, max))) {
 			labelled(l, width, "gen");
-			span(l, width, SS_VALUE, "%s t/s", status_format_rate(a, sizeof(a), s->gen_tps));
+			span(l, width, SS_VALUE, "%s t/s",
+			     status_format_rate(a, sizeof(a), s->gen_tps));
 		}
 		if (s->n_spark && (l = next(out, &n, max))) {
 			span(l, width, SS_LABEL, "%8s", "");
@@ -309,13 +319,15 @@ int status_format_bar(const struct status_info *s, int width, int rows, struct s
 			span(&item, width, SS_TITLE, "%s", s->model[0] ? s->model : "no model");
 			break;
 		case 1:
-			span(&item, width, state_style(s->state), "%s", status_state_name(s->state));
+			span(&item, width, state_style(s->state), "%s",
+			     status_state_name(s->state));
 			if ((s->state == STATE_LOADING || s->state == STATE_PREFILL) && s->total) {
 				double frac = (double)s->done / (double)s->total;
 				status_progress_bar(frac, 8, bar, sizeof(bar));
 				span(&item, width, SS_BAR, " %s", bar);
 				if (s->state == STATE_PREFILL)
-					span(&item, width, SS_LABEL, " %llu/%llu", (unsigned long long)s->done,
+					span(&item, width, SS_LABEL, " %llu/%llu",
+					     (unsigned long long)s->done,
 					     (unsigned long long)s->total);
 			}
 			break;
@@ -328,7 +340,8 @@ int status_format_bar(const struct status_info *s, int width, int rows, struct s
 			if (s->ctx_total) {
 				enum status_style st = status_ctx_style(s->ctx_used, s->ctx_total);
 				span(&item, width, SS_LABEL, "ctx ");
-				span(&item, width, st == SS_OK ? SS_VALUE : st, "%d/%d", s->ctx_used, s->ctx_total);
+				span(&item, width, st == SS_OK ? SS_VALUE : st, "%d/%d",
+				     s->ctx_used, s->ctx_total);
 			}
 			break;
 		case 4:
@@ -371,7 +384,6 @@ int status_format_bar(const struct status_info *s, int width, int rows, struct s
 }
 
 /* ---- drawing ------------------------------------------------------------ */
-
 
 static enum theme_slot slot_of(int style)
 {

@@ -7,9 +7,9 @@
 
 enum status_state {
 	STATE_NO_MODEL,
-	STATE_LOADING,    /* progress: bytes */
+	STATE_LOADING, /* progress: bytes */
 	STATE_READY,
-	STATE_PREFILL,    /* progress: prompt tokens */
+	STATE_PREFILL, /* progress: prompt tokens */
 	STATE_GENERATING,
 	STATE_FAILED,
 };
@@ -18,26 +18,26 @@ enum status_state {
 
 /* Everything the pane shows; the app loop fills it, the pane only draws. */
 struct status_info {
-	char model[128];      /* model name, "" when none */
-	char type[32];        /* dominant weight type, e.g. "Q4_K" */
+	char model[128]; /* model name, "" when none */
+	char type[32];   /* dominant weight type, e.g. "Q4_K" */
 	uint64_t file_bytes;
 	uint64_t n_params;
-	char backend[16];     /* "cpu", "cuda" */
+	char backend[16]; /* "cpu", "cuda" */
 	int threads;
 	enum status_state state;
 	uint64_t done, total; /* progress of LOADING / PREFILL */
 	int have_stats;       /* a reply finished: the figures below are valid */
 	double ttft_ms;
 	double prompt_tps;
-	double gen_tps;       /* during a reply: the running rate */
+	double gen_tps; /* during a reply: the running rate */
 	int gen_tokens;
 	float spark[STATUS_SPARK_MAX]; /* generation t/s samples of the last reply, oldest first */
 	int n_spark;
 	int ctx_used, ctx_total; /* tokens; ctx_total 0 = unknown */
-	int reused;           /* prompt tokens taken from the KV cache */
-	uint64_t rss;         /* bytes */
-	char title[128];      /* the session's title */
-	char notice[96];      /* e.g. "history unavailable"; "" for none */
+	int reused;              /* prompt tokens taken from the KV cache */
+	uint64_t rss;            /* bytes */
+	char title[128];         /* the session's title */
+	char notice[96];         /* e.g. "history unavailable"; "" for none */
 };
 
 /* Styles of the spans of a formatted line (mapped to attributes by theme.c). */

@@ -10,9 +10,9 @@ const char *const theme_names[] = { "default", "mono", "light", NULL };
 static attr_t attrs[TH_COUNT];
 
 struct slot_style {
-	short fg, bg;   /* -1 = terminal default */
-	attr_t attr;    /* added to the colour */
-	attr_t mono;    /* used instead when there are no colours */
+	short fg, bg; /* -1 = terminal default */
+	attr_t attr;  /* added to the colour */
+	attr_t mono;  /* used instead when there are no colours */
 };
 
 /* dark-background defaults */

@@ -4,10 +4,10 @@
 
 enum theme_slot {
 	TH_TEXT,
-	TH_USER,        /* the "you" label */
-	TH_ASSISTANT,   /* the model's label */
+	TH_USER,      /* the "you" label */
+	TH_ASSISTANT, /* the model's label */
 	TH_SYSTEM,
-	TH_NOTICE,      /* messages from palaver itself */
+	TH_NOTICE, /* messages from palaver itself */
 	TH_ERROR,
 	TH_BOLD,
 	TH_CODE,
@@ -16,7 +16,7 @@ enum theme_slot {
 	TH_HEADING,
 	TH_BULLET,
 	TH_QUOTE,
-	TH_STOPPED,     /* the "stopped" mark under a cancelled reply */
+	TH_STOPPED, /* the "stopped" mark under a cancelled reply */
 	TH_S_VALUE,
 	TH_S_LABEL,
 	TH_S_TITLE,
@@ -24,11 +24,11 @@ enum theme_slot {
 	TH_S_WARN,
 	TH_S_BAD,
 	TH_S_BAR,
-	TH_RULE,        /* separators */
+	TH_RULE, /* separators */
 	TH_HINT,
-	TH_INDICATOR,   /* "new text below" */
-	TH_SELECTED,    /* picker selection */
-	TH_MATCH,       /* search hit */
+	TH_INDICATOR, /* "new text below" */
+	TH_SELECTED,  /* picker selection */
+	TH_MATCH,     /* search hit */
 	TH_PROMPT,
 	TH_COUNT,
 };

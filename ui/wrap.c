@@ -94,8 +94,8 @@ static void push(struct wrap_span **out, size_t *n_out, size_t *alloc, size_t st
 	(*n_out)++;
 }
 
-size_t wrap_line(const char *s, size_t n, int width, int indent, int word,
-		 struct wrap_span **out, size_t *n_out, size_t *alloc)
+size_t wrap_line(const char *s, size_t n, int width, int indent, int word, struct wrap_span **out,
+		 size_t *n_out, size_t *alloc)
 {
 	size_t first = *n_out;
 	size_t start = 0;

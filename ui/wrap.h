@@ -36,7 +36,7 @@ struct wrap_span {
  * Appends to *out (capacity *alloc, grown with ALLOC_GROW) and returns the
  * number of spans appended.  `word` = 0 cuts at the edge instead (code).
  */
-size_t wrap_line(const char *s, size_t n, int width, int indent, int word,
-		 struct wrap_span **out, size_t *n_out, size_t *alloc);
+size_t wrap_line(const char *s, size_t n, int width, int indent, int word, struct wrap_span **out,
+		 size_t *n_out, size_t *alloc);
 
 #endif

@@ -7,10 +7,17 @@ TUI_FAILS=0
 tui_tmux() { tmux -L "$TUI_SOCK" "$@"; }
 
 # tui_start COLSxLINES command...: a fresh session running the command.
+# A tmux server now and then dies while it starts ("server exited
+# unexpectedly"): try again a few times.
 tui_start() {
 	size=$1; shift
 	tui_tmux kill-server 2>/dev/null
-	tui_tmux -f /dev/null new-session -d -x "${size%x*}" -y "${size#*x}" "$*; echo TUI-EXITED rc=\$?; sleep 600"
+	for try in 1 2 3 4 5; do
+		tui_tmux -f /dev/null new-session -d -x "${size%x*}" -y "${size#*x}" \
+			"$*; echo TUI-EXITED rc=\$?; sleep 600" 2>/dev/null &&
+			tui_tmux has-session 2>/dev/null && break
+		sleep 0.5
+	done
 	tui_tmux set-option -g status off
 }
 
@@ -70,4 +77,13 @@ ok() { echo "ok: $*"; }
 check() {
 	name=$1; shift
 	if "$@"; then ok "$name"; else fail "$name"; fi
+}
+
+# tui_send TEXT: type a message, press Enter, wait until it shows in the
+# transcript and the reply has finished (the idle hint is back).
+tui_send() {
+	tui_type "$1"
+	tui_keys Enter
+	tui_wait_gone "^› .*$(printf '%s' "$1" | sed 's/[][\\.*^$/]/\\&/g')" 10 || return 1
+	tui_wait "Enter send" "${2:-30}"
 }

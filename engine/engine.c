@@ -1,0 +1,988 @@
+/* The engine service: a background thread owning the model; requests in, events out. */
+#include "engine.h"
+
+#include "gguf.h"
+#include "kv_cache.h"
+#include "model.h"
+#include "prompt.h"
+#include "report.h"
+#include "sampler.h"
+#include "strbuf.h"
+#include "tokenizer.h"
+#include "util.h"
+#include "xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * DESIGN
+ * One engine = one worker thread that owns the model, the tokenizer, the
+ * sampler and the KV cache.  The owner (UI or batch thread) talks to it
+ * through two things guarded by one mutex:
+ *  - a request slot (at most one request pending or running: `busy`), and
+ *  - a ring of events, bounded: progress and token events use `cap` slots,
+ *    and a few more slots are reserved for READY / WARNING / DONE / ERROR so
+ *    that a full queue can never keep a request from ending.
+ * Every push writes one byte to a non-blocking pipe and the pop that empties
+ * the ring drains it, both under the mutex, so the pipe is readable exactly
+ * while events wait.  When the ring is full the engine waits on a condition
+ * variable (timed, because a signal handler's engine_cancel() cannot signal
+ * it) and never grows the ring; progress events are dropped instead.
+ *
+ * Two atomic flags stop work: `cancel` (the current request; cleared by
+ * engine_submit) and `stop` (engine_close; also handed to the model so that
+ * loading and long forward passes end early).
+ *
+ * The KV cache keeps the tokens it holds (model_kv_tokens), so each request
+ * starts with the longest common prefix of that and its prompt and prefills
+ * only the rest.
+ */
+
+#define QUEUE_DEFAULT 256
+#define QUEUE_MAX (1 << 20)
+#define QUEUE_RESERVE 4
+#define WAIT_SLICE_MS 20 /* how often a blocked push looks at the flags */
+/* A prefill chunk is sized to take about this long (measured on the chunks
+ * before), so that a cancel lands soon even on a slow machine; at least
+ * CHUNK_MIN tokens so that the matrix kernels keep most of their speed. */
+#define CHUNK_TARGET_MS 40.0
+#define CHUNK_MIN 4
+#define CHUNK_START 16
+
+/* A copied request, as the engine thread runs it. */
+struct job {
+	struct engine_message *msgs; /* (n_msgs) texts owned */
+	int n_msgs;
+	int add_generation_prompt;
+	int32_t *tokens; /* (n_tokens) raw ids, or NULL */
+	int n_tokens;
+	struct engine_sampling sampling;
+	int max_tokens;
+	double max_time;
+	char *stop[ENGINE_MAX_STOP];
+	int n_stop;
+	int no_reuse;
+	double t_submit; /* time_now_ms() at engine_submit */
+};
+
+struct engine {
+	/* set by engine_open, read-only afterwards */
+	struct engine_config cfg; /* strings below are our copies */
+	char *model_path;
+	char *chat_template;
+	int chunk_max; /* the model's n_batch */
+	int pipe_r, pipe_w;
+	pthread_t thread;
+
+	/* guarded by mu */
+	pthread_mutex_t mu;
+	pthread_cond_t cv_work;  /* a job arrived or close */
+	pthread_cond_t cv_space; /* the owner popped an event */
+	struct engine_event *ring; /* (cap + QUEUE_RESERVE) slots */
+	int cap, head, n;
+	struct job *job; /* submitted, not yet taken */
+	int busy;        /* a job is pending or running */
+	int failed;      /* loading failed: submits are refused */
+	int closing;
+
+	atomic_int cancel; /* the current request */
+	atomic_int stop;   /* engine_close */
+	atomic_int ready;  /* info is valid */
+	struct engine_info info;
+
+	/* engine thread only */
+	struct model *m;
+	struct tokenizer *tok;
+	struct prompt_template *tmpl;
+	float *logits; /* (n_vocab) */
+	int chunk;     /* prefill tokens between cancel checks, adapted to CHUNK_TARGET_MS */
+	uint64_t last_progress;
+};
+
+const char *engine_stop_reason_name(enum engine_stop_reason r)
+{
+	static const char *const names[] = { "none",	     "eos",	     "max_tokens",
+					     "stop_string",  "cancelled",    "context_full",
+					     "error",	     "timeout" };
+	if ((unsigned)r < sizeof(names) / sizeof(names[0]))
+		return names[r];
+	return "unknown";
+}
+
+/* ---- the event ring ---------------------------------------------------------------- */
+
+enum push_mode {
+	PUSH_DROP,  /* progress: skip when the ring is full */
+	PUSH_BLOCK, /* tokens: wait for room unless cancelled or closing */
+	PUSH_FINAL, /* ready, done, error, warning: may use the reserve */
+};
+
+static void wake_owner(struct engine *e)
+{
+	char c = 1;
+	/* EAGAIN (the pipe is full) is fine: the owner has bytes to read already */
+	while (write(e->pipe_w, &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)ms * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_cond_timedwait(cv, mu, &ts);
+}
+
+/* Queue ev (its text is handed over).  0, or -1 when it was dropped (freed). */
+static int push(struct engine *e, struct engine_event *ev, enum push_mode mode)
+{
+	pthread_mutex_lock(&e->mu);
+	for (;;) {
+		int limit = mode == PUSH_FINAL ? e->cap + QUEUE_RESERVE : e->cap;
+		if (e->n < limit)
+			break;
+		if (mode == PUSH_DROP || atomic_load(&e->stop) ||
+		    (mode == PUSH_BLOCK && atomic_load(&e->cancel))) {
+			pthread_mutex_unlock(&e->mu);
+			engine_event_free(ev);
+			return -1;
+		}
+		timed_wait(&e->cv_space, &e->mu, WAIT_SLICE_MS);
+	}
+	int slots = e->cap + QUEUE_RESERVE;
+	e->ring[(e->head + e->n) % slots] = *ev;
+	e->n++;
+	/* the request ends when its last event is queued, so the owner may
+	 * submit the next one as soon as it reads it */
+	if (ev->type == ENGINE_EV_DONE || ev->type == ENGINE_EV_ERROR)
+		e->busy = 0;
+	wake_owner(e);
+	pthread_mutex_unlock(&e->mu);
+	return 0;
+}
+
+static void push_simple(struct engine *e, enum engine_event_type type, uint64_t done,
+			uint64_t total, enum push_mode mode)
+{
+	struct engine_event ev = { 0 };
+	ev.type = type;
+	ev.done = done;
+	ev.total = total;
+	push(e, &ev, mode);
+}
+
+static void push_text(struct engine *e, enum engine_event_type type, const char *text)
+{
+	struct engine_event ev = { 0 };
+	ev.type = type;
+	ev.len = strlen(text);
+	ev.text = xstrdup(text);
+	push(e, &ev, PUSH_FINAL);
+}
+
+int engine_next_event(struct engine *e, struct engine_event *ev)
+{
+	int got = 0;
+	pthread_mutex_lock(&e->mu);
+	if (e->n) {
+		*ev = e->ring[e->head];
+		e->head = (e->head + 1) % (e->cap + QUEUE_RESERVE);
+		e->n--;
+		got = 1;
+		pthread_cond_signal(&e->cv_space);
+	}
+	if (!e->n) {
+		char buf[256];
+		while (read(e->pipe_r, buf, sizeof(buf)) > 0)
+			;
+	}
+	pthread_mutex_unlock(&e->mu);
+	return got;
+}
+
+void engine_event_free(struct engine_event *ev)
+{
+	if (!ev)
+		return;
+	free(ev->text);
+	free(ev->message);
+	ev->text = NULL;
+	ev->message = NULL;
+	ev->len = 0;
+}
+
+int engine_wakeup_fd(const struct engine *e)
+{
+	return e->pipe_r;
+}
+
+const struct engine_info *engine_info(const struct engine *e)
+{
+	return atomic_load(&e->ready) ? &e->info : NULL;
+}
+
+/* ---- loading ------------------------------------------------------------------------ */
+
+static void load_progress(void *ud, uint64_t done, uint64_t total)
+{
+	struct engine *e = ud;
+	/* at most ~100 events per load */
+	if (done != total && total && done - e->last_progress < total / 100)
+		return;
+	e->last_progress = done;
+	push_simple(e, ENGINE_EV_LOAD_PROGRESS, done, total, PUSH_DROP);
+}
+
+/* Hyperparameter arch.<name> as u32, or def. */
+static uint32_t hparam(const struct gguf *g, const char *arch, const char *name, uint32_t def)
+{
+	char key[160];
+	uint32_t v;
+	snprintf(key, sizeof(key), "%s.%s", arch, name);
+	if (gguf_get_u32_or(g, key, def, &v) < 0) {
+		error_clear();
+		return def;
+	}
+	return v;
+}
+
+/*
+ * Memory needed before loading: the weights (mapped, counted in full since
+ * every token reads them all), the KV cache and the scratch buffers.  Over
+ * cfg.memory_limit: -1 (strict) or a warning in *warn.
+ */
+static int memory_check(struct engine *e, struct strbuf *warn)
+{
+	struct gguf *g;
+	struct gguf_str s;
+	char arch[32] = "llama";
+	uint64_t weights = 0, kv, scratch, total;
+
+	if (!e->cfg.memory_limit)
+		return 0;
+	g = gguf_open(e->model_path);
+	if (!g)
+		return -1;
+	if (gguf_get_str(g, "general.architecture", &s) == 0 && s.len < sizeof(arch)) {
+		memcpy(arch, s.data, s.len);
+		arch[s.len] = 0;
+	}
+	error_clear();
+	for (int64_t i = 0; i < gguf_n_tensors(g); i++)
+		weights += gguf_tensor_at(g, i)->nbytes;
+	uint32_t embd = hparam(g, arch, "embedding_length", 0);
+	uint32_t nl = hparam(g, arch, "block_count", 0);
+	uint32_t nh = hparam(g, arch, "attention.head_count", 1);
+	uint32_t nkv = hparam(g, arch, "attention.head_count_kv", nh);
+	uint32_t hk = hparam(g, arch, "attention.key_length", nh ? embd / nh : 0);
+	uint32_t hv = hparam(g, arch, "attention.value_length", nh ? embd / nh : 0);
+	uint32_t ff = hparam(g, arch, "feed_forward_length", 0);
+	uint32_t ctx_train = hparam(g, arch, "context_length", 0);
+	uint64_t n_vocab = 0;
+	const struct gguf_kv *tk = gguf_find_kv(g, "tokenizer.ggml.tokens");
+	if (tk)
+		n_vocab = tk->arr_n;
+	gguf_close(g);
+
+	uint64_t n_ctx = e->cfg.n_ctx > 0 ? (uint64_t)e->cfg.n_ctx : ctx_train;
+	uint64_t B = e->cfg.n_batch > 0 ? (uint64_t)e->cfg.n_batch : 256;
+	if (B > n_ctx && n_ctx)
+		B = n_ctx;
+	kv = kv_cache_bytes_for(e->cfg.kv_type == ENGINE_KV_F32 ? KV_F32 : KV_F16, (int)nl,
+				(int)n_ctx, (int)nkv, (int)hk, (int)hv);
+	/* per batch token: x, xn, q, k, v, tmp, gate, up (floats) and two
+	 * activation rows; plus the logits row */
+	uint64_t wide = ff > embd ? ff : embd;
+	uint64_t per_tok = 4ull * (3ull * embd + (uint64_t)nh * hk + (uint64_t)nh * hv +
+				   2ull * nkv * hk + 2ull * ff) +
+			   2ull * 4ull * wide;
+	scratch = B * per_tok + 4ull * n_vocab;
+	total = weights + kv + scratch;
+	if (total <= e->cfg.memory_limit)
+		return 0;
+
+	char a[32], b[32], c[32], d[32], l[32];
+	struct strbuf msg = STRBUF_INIT;
+	strbuf_addf(&msg,
+		    "'%s' needs %s (weights %s, KV cache %s, scratch %s), over the memory limit "
+		    "of %s",
+		    e->model_path, format_size(a, sizeof(a), total),
+		    format_size(b, sizeof(b), weights), format_size(c, sizeof(c), kv),
+		    format_size(d, sizeof(d), scratch),
+		    format_size(l, sizeof(l), e->cfg.memory_limit));
+	if (e->cfg.memory_strict) {
+		error("%s; use a smaller context or memory.mode: warn", msg.buf);
+		strbuf_release(&msg);
+		return -1;
+	}
+	strbuf_addstr(warn, msg.buf);
+	strbuf_release(&msg);
+	return 0;
+}
+
+static int engine_load(struct engine *e)
+{
+	struct model_params mp;
+	struct strbuf warn = STRBUF_INIT;
+
+	if (e->cfg.backend == ENGINE_BACKEND_CUDA)
+		return error("the cuda backend is not available in this build");
+	if (memory_check(e, &warn) < 0)
+		return -1;
+	if (warn.len) {
+		struct engine_event ev = { 0 };
+		ev.type = ENGINE_EV_WARNING;
+		ev.text = strbuf_detach(&warn, &ev.len);
+		push(e, &ev, PUSH_FINAL);
+	}
+	model_params_default(&mp);
+	mp.n_ctx = e->cfg.n_ctx;
+	mp.n_threads = e->cfg.n_threads;
+	mp.n_batch = e->cfg.n_batch;
+	mp.kv_type = e->cfg.kv_type == ENGINE_KV_F32 ? KV_F32 : KV_F16;
+	mp.progress = load_progress;
+	mp.progress_ud = e;
+	mp.cancel = &e->stop;
+	e->m = model_load(e->model_path, &mp);
+	if (!e->m)
+		return -1;
+	const struct model_info *mi = model_info(e->m);
+	e->tok = tokenizer_open(model_gguf(e->m), e->cfg.pre_fallback);
+	if (!e->tok) {
+		error_prefix("'%s': ", e->model_path);
+		return -1;
+	}
+	if (tokenizer_n_vocab(e->tok) != mi->n_vocab)
+		return error("'%s': the vocabulary has %d tokens but the output layer %d",
+			     e->model_path, (int)tokenizer_n_vocab(e->tok), mi->n_vocab);
+	if (tokenizer_pre_fell_back(e->tok)) {
+		struct strbuf w = STRBUF_INIT;
+		strbuf_addf(&w, "'%s': unknown pre-tokenizer '%s', using the gpt-2 rules",
+			    e->model_path, tokenizer_pre_name(e->tok));
+		struct engine_event ev = { 0 };
+		ev.type = ENGINE_EV_WARNING;
+		ev.text = strbuf_detach(&w, &ev.len);
+		push(e, &ev, PUSH_FINAL);
+	}
+	e->tmpl = prompt_template_open(model_gguf(e->m), e->tok, e->chat_template);
+	if (!e->tmpl)
+		return -1;
+	e->logits = try_alloc_array((size_t)mi->n_vocab, sizeof(float));
+	if (!e->logits)
+		return error("out of memory for the logits");
+	e->chunk_max = mi->n_batch;
+	e->chunk = CHUNK_START < e->chunk_max ? CHUNK_START : e->chunk_max;
+
+	struct engine_info *in = &e->info;
+	snprintf(in->name, sizeof(in->name), "%s", mi->name);
+	snprintf(in->arch, sizeof(in->arch), "%s", mi->arch);
+	snprintf(in->type_name, sizeof(in->type_name), "%s", mi->type_name);
+	in->file_bytes = mi->file_bytes;
+	in->n_params = mi->n_params;
+	in->n_ctx = mi->n_ctx;
+	in->n_ctx_train = mi->n_ctx_train;
+	in->n_vocab = mi->n_vocab;
+	in->n_threads = mi->n_threads;
+	snprintf(in->backend, sizeof(in->backend), "cpu");
+	snprintf(in->chat_template, sizeof(in->chat_template), "%s",
+		 prompt_template_name(e->tmpl));
+	in->template_defaulted = prompt_template_defaulted(e->tmpl);
+	in->kv_bytes = mi->kv_bytes;
+	in->weight_bytes = mi->weight_bytes;
+	return 0;
+}
+
+/* ---- one request ----------------------------------------------------------------------- */
+
+/* Everything one request accumulates while it runs. */
+struct run {
+	struct job *job;
+	struct engine_stats st;
+	struct strbuf reply;   /* the reply so far (never holds a stop string) */
+	size_t emitted;        /* bytes of reply sent as TOKEN events */
+	struct tokenizer_decoder *dec;
+	struct sampler *smp;
+	double t_start;        /* the engine took the request */
+	double t_decode;       /* decode started */
+	char *fail;            /* DONE(error) message */
+};
+
+static int timed_out(const struct run *r)
+{
+	return r->job->max_time > 0 && time_now_ms() - r->t_start > r->job->max_time * 1000.0;
+}
+
+/* Longest suffix of s[0..n) that is a proper prefix of a stop string. */
+static size_t stop_hold(const struct job *j, const char *s, size_t n)
+{
+	size_t best = 0;
+	for (int i = 0; i < j->n_stop; i++) {
+		size_t sl = strlen(j->stop[i]);
+		size_t k = sl - 1 < n ? sl - 1 : n;
+		for (; k > best; k--)
+			if (!memcmp(s + n - k, j->stop[i], k)) {
+				best = k;
+				break;
+			}
+	}
+	return best;
+}
+
+/* Send reply[emitted .. upto) as a TOKEN event. */
+static void emit(struct engine *e, struct run *r, size_t upto)
+{
+	if (upto <= r->emitted)
+		return;
+	struct engine_event ev = { 0 };
+	ev.type = ENGINE_EV_TOKEN;
+	ev.len = upto - r->emitted;
+	ev.text = xstrndup(r->reply.buf + r->emitted, ev.len);
+	ev.done = (uint64_t)r->st.gen_tokens;
+	ev.total = r->job->max_tokens > 0 ? (uint64_t)r->job->max_tokens : 0;
+	r->emitted = upto;
+	push(e, &ev, PUSH_BLOCK);
+}
+
+/*
+ * New text was appended to the reply: end it at a stop string (1), or send
+ * what cannot be the start of one (0).
+ */
+static int scan_stop(struct engine *e, struct run *r, size_t old_len)
+{
+	const struct job *j = r->job;
+	size_t from = r->emitted < old_len ? r->emitted : old_len;
+	size_t cut = (size_t)-1;
+	for (int i = 0; i < j->n_stop; i++) {
+		size_t sl = strlen(j->stop[i]);
+		/* a match must end in the new text; start far enough back */
+		size_t start = old_len >= sl ? old_len - sl + 1 : 0;
+		if (start < from)
+			start = from;
+		const char *p = r->reply.buf + start;
+		while ((p = memmem(p, r->reply.len - (size_t)(p - r->reply.buf), j->stop[i],
+				   sl)) != NULL) {
+			size_t at = (size_t)(p - r->reply.buf);
+			if (at < cut)
+				cut = at;
+			break;
+		}
+	}
+	if (cut != (size_t)-1) {
+		strbuf_setlen(&r->reply, cut);
+		emit(e, r, cut);
+		return 1;
+	}
+	emit(e, r, r->reply.len - stop_hold(j, r->reply.buf + r->emitted,
+					    r->reply.len - r->emitted));
+	return 0;
+}
+
+static void finish(struct engine *e, struct run *r, enum engine_stop_reason why)
+{
+	if (r->dec && why != ENGINE_STOP_STOP_STRING) {
+		tokenizer_decoder_flush(r->dec, &r->reply);
+		emit(e, r, r->reply.len);
+	}
+	double now = time_now_ms();
+	r->st.stop_reason = why;
+	if (r->t_decode > 0) {
+		r->st.decode_ms = now - r->t_decode;
+		if (r->st.decode_ms > 0)
+			r->st.decode_tps = r->st.gen_tokens * 1000.0 / r->st.decode_ms;
+	}
+	r->st.n_ctx_used = model_n_past(e->m);
+	r->st.n_ctx = e->info.n_ctx;
+	r->st.peak_rss = rss_peak();
+	struct engine_event ev = { 0 };
+	ev.type = ENGINE_EV_DONE;
+	ev.stats = r->st;
+	ev.text = strbuf_detach(&r->reply, &ev.len);
+	ev.message = r->fail;
+	r->fail = NULL;
+	ev.done = (uint64_t)r->st.gen_tokens;
+	push(e, &ev, PUSH_FINAL);
+}
+
+/* Room the drop-oldest policy leaves for the reply. */
+static int answer_room(const struct engine *e, const struct job *j)
+{
+	int n_ctx = e->info.n_ctx;
+	int room = n_ctx / 4;
+	if (j->max_tokens > 0 && j->max_tokens < room)
+		room = j->max_tokens;
+	return room < 1 ? 1 : room;
+}
+
+/*
+ * Index of the first message of the oldest droppable turn (a user message
+ * and the replies after it), never a system message nor the last user turn;
+ * *len gets its message count.  -1 when nothing can go.
+ */
+static int oldest_turn(const struct engine_message *m, int n, int *len)
+{
+	int first = -1, last_user = -1;
+	for (int i = 0; i < n; i++)
+		if (m[i].role == ENGINE_ROLE_USER)
+			last_user = i;
+	for (int i = 0; i < n; i++)
+		if (m[i].role != ENGINE_ROLE_SYSTEM) {
+			first = i;
+			break;
+		}
+	if (first < 0 || first >= last_user)
+		return -1;
+	int k = first + 1;
+	while (k < last_user && m[k].role != ENGINE_ROLE_USER)
+		k++;
+	*len = k - first;
+	return first;
+}
+
+/* The prompt's token ids into *out (malloc'd), applying drop-oldest. */
+static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_out)
+{
+	struct job *j = r->job;
+	if (!j->msgs) {
+		*out = xmalloc(sizeof(int32_t) * (size_t)(j->n_tokens ? j->n_tokens : 1));
+		memcpy(*out, j->tokens, sizeof(int32_t) * (size_t)j->n_tokens);
+		*n_out = j->n_tokens;
+		return 0;
+	}
+	for (;;) {
+		if (prompt_render(e->tmpl, j->msgs, j->n_msgs, j->add_generation_prompt, out,
+				  n_out) < 0)
+			return -1;
+		if (e->cfg.overflow != ENGINE_OVERFLOW_DROP_OLDEST ||
+		    *n_out + answer_room(e, j) <= e->info.n_ctx)
+			return 0;
+		int len, at = oldest_turn(j->msgs, j->n_msgs, &len);
+		if (at < 0)
+			return 0; /* the fit check refuses it with the numbers */
+		free(*out);
+		*out = NULL;
+		for (int i = at; i < at + len; i++)
+			free((char *)j->msgs[i].text);
+		memmove(j->msgs + at, j->msgs + at + len,
+			sizeof(*j->msgs) * (size_t)(j->n_msgs - at - len));
+		j->n_msgs -= len;
+		r->st.dropped_turns++;
+	}
+}
+
+static void sampler_from(const struct engine_sampling *s, struct sampler_params *p)
+{
+	sampler_params_default(p);
+	p->temperature = s->temperature;
+	p->top_k = s->top_k;
+	p->top_p = s->top_p;
+	p->min_p = s->min_p;
+	p->typical_p = s->typical_p;
+	p->repeat_penalty = s->repeat_penalty;
+	p->repeat_last_n = s->repeat_last_n;
+	p->presence_penalty = s->presence_penalty;
+	p->frequency_penalty = s->frequency_penalty;
+	p->seed = s->seed;
+}
+
+/* Make room for one more token during generation: 0, or 1 when the context is full. */
+static int make_room(struct engine *e, struct run *r)
+{
+	int n_past = model_n_past(e->m), n_ctx = e->info.n_ctx;
+	if (n_past < n_ctx)
+		return 0;
+	if (e->cfg.overflow != ENGINE_OVERFLOW_SHIFT)
+		return 1;
+	int keep = e->cfg.keep + (tokenizer_add_bos(e->tok) ? 1 : 0);
+	if (keep > n_past - 2)
+		keep = n_past - 2;
+	if (keep < 0)
+		keep = 0;
+	int n_discard = (n_past - keep) / 2;
+	if (n_discard < 1 || model_kv_shift(e->m, keep, n_discard) < 0)
+		return 1;
+	r->st.shifts++;
+	return 0;
+}
+
+/* Size the next prefill chunk from how long c tokens took. */
+static void adapt_chunk(struct engine *e, int c, double ms)
+{
+	if (ms <= 0 || c < 1)
+		return;
+	double want = CHUNK_TARGET_MS / (ms / c);
+	int n = want > e->chunk_max ? e->chunk_max : (int)want;
+	if (n < CHUNK_MIN)
+		n = CHUNK_MIN;
+	/* grow gently: one fast chunk (a short one, a warm cache) proves little */
+	if (n > 2 * e->chunk)
+		n = 2 * e->chunk;
+	e->chunk = n > e->chunk_max ? e->chunk_max : n;
+}
+
+static void run_job(struct engine *e, struct job *j)
+{
+	struct run r = { 0 };
+	int32_t *prompt = NULL;
+	int n_prompt = 0, n_ctx = e->info.n_ctx, n_vocab = e->info.n_vocab;
+
+	r.job = j;
+	r.t_start = time_now_ms();
+	strbuf_init(&r.reply, 0);
+	if (build_prompt(e, &r, &prompt, &n_prompt) < 0) {
+		push_text(e, ENGINE_EV_ERROR, error_message());
+		goto out;
+	}
+	if (n_prompt < 1) {
+		push_text(e, ENGINE_EV_ERROR, "the prompt is empty");
+		goto out;
+	}
+	for (int i = 0; i < n_prompt; i++)
+		if (prompt[i] < 0 || prompt[i] >= n_vocab) {
+			error("token id %d is out of range (vocabulary of %d)", prompt[i], n_vocab);
+			push_text(e, ENGINE_EV_ERROR, error_message());
+			goto out;
+		}
+	if (n_prompt + 1 > n_ctx) {
+		error("the prompt of %d tokens does not fit the context of %d tokens with room "
+		      "for a reply (at least %d)",
+		      n_prompt, n_ctx, n_prompt + 1);
+		push_text(e, ENGINE_EV_ERROR, error_message());
+		goto out;
+	}
+	/* a conversation also ends where the template's turn ends */
+	if (j->msgs) {
+		const char *const *ts = prompt_template_stops(e->tmpl);
+		for (int i = 0; ts[i] && j->n_stop < ENGINE_MAX_STOP; i++)
+			j->stop[j->n_stop++] = xstrdup(ts[i]);
+	}
+	struct sampler_params sp;
+	sampler_from(&j->sampling, &sp);
+	r.smp = sampler_new(&sp, n_vocab);
+	r.dec = tokenizer_decoder_new(e->tok, 0);
+	if (!r.smp || !r.dec) {
+		push_text(e, ENGINE_EV_ERROR, error_message());
+		goto out;
+	}
+	for (int i = 0; i < n_prompt; i++)
+		sampler_accept(r.smp, prompt[i]);
+
+	/* prefix reuse: keep what the cache shares with the prompt, but always
+	 * run at least the last prompt token to get its logits */
+	int n_past = model_n_past(e->m), lcp = 0;
+	const int32_t *held = model_kv_tokens(e->m);
+	while (!j->no_reuse && lcp < n_past && lcp < n_prompt && held[lcp] == prompt[lcp])
+		lcp++;
+	if (lcp == n_prompt)
+		lcp--;
+	if (lcp < 0)
+		lcp = 0;
+	model_kv_truncate(e->m, lcp);
+	r.st.prompt_tokens = n_prompt;
+	r.st.reused_tokens = lcp;
+
+	/* prefill in chunks, checking the flags in between */
+	double t0 = time_now_ms();
+	push_simple(e, ENGINE_EV_PREFILL_PROGRESS, (uint64_t)lcp, (uint64_t)n_prompt, PUSH_DROP);
+	for (int done = lcp; done < n_prompt;) {
+		if (atomic_load(&e->cancel) || atomic_load(&e->stop)) {
+			r.st.prefill_ms = time_now_ms() - t0;
+			finish(e, &r, ENGINE_STOP_CANCELLED);
+			goto out;
+		}
+		if (timed_out(&r)) {
+			r.st.prefill_ms = time_now_ms() - t0;
+			finish(e, &r, ENGINE_STOP_TIMEOUT);
+			goto out;
+		}
+		int c = n_prompt - done < e->chunk ? n_prompt - done : e->chunk;
+		double tc = time_now_ms();
+		if (model_forward(e->m, prompt + done, c, done,
+				  done + c == n_prompt ? e->logits : NULL, 0) < 0) {
+			r.st.prefill_ms = time_now_ms() - t0;
+			if (atomic_load(&e->stop)) {
+				finish(e, &r, ENGINE_STOP_CANCELLED);
+			} else {
+				r.fail = xstrdup(error_message());
+				finish(e, &r, ENGINE_STOP_ERROR);
+			}
+			goto out;
+		}
+		done += c;
+		adapt_chunk(e, c, time_now_ms() - tc);
+		push_simple(e, ENGINE_EV_PREFILL_PROGRESS, (uint64_t)done, (uint64_t)n_prompt,
+			    PUSH_DROP);
+	}
+	r.st.prefill_ms = time_now_ms() - t0;
+	if (r.st.prefill_ms > 0)
+		r.st.prefill_tps = (n_prompt - lcp) * 1000.0 / r.st.prefill_ms;
+
+	/* decode */
+	r.t_decode = time_now_ms();
+	for (;;) {
+		if (atomic_load(&e->cancel) || atomic_load(&e->stop)) {
+			finish(e, &r, ENGINE_STOP_CANCELLED);
+			break;
+		}
+		if (j->max_tokens == 0) {
+			finish(e, &r, ENGINE_STOP_MAX_TOKENS);
+			break;
+		}
+		if (timed_out(&r)) {
+			finish(e, &r, ENGINE_STOP_TIMEOUT);
+			break;
+		}
+		int32_t t = sampler_sample(r.smp, e->logits);
+		if (r.st.gen_tokens == 0)
+			r.st.ttft_ms = time_now_ms() - j->t_submit;
+		if (prompt_template_is_stop(e->tmpl, t)) {
+			finish(e, &r, ENGINE_STOP_EOS);
+			break;
+		}
+		sampler_accept(r.smp, t);
+		r.st.gen_tokens++;
+		size_t old = r.reply.len;
+		tokenizer_decoder_push(r.dec, t, &r.reply);
+		if (j->n_stop && scan_stop(e, &r, old)) {
+			finish(e, &r, ENGINE_STOP_STOP_STRING);
+			break;
+		}
+		if (!j->n_stop)
+			emit(e, &r, r.reply.len);
+		if (j->max_tokens > 0 && r.st.gen_tokens >= j->max_tokens) {
+			finish(e, &r, ENGINE_STOP_MAX_TOKENS);
+			break;
+		}
+		if (make_room(e, &r)) {
+			finish(e, &r, ENGINE_STOP_CONTEXT_FULL);
+			break;
+		}
+		int pos = model_n_past(e->m);
+		if (model_forward(e->m, &t, 1, pos, e->logits, 0) < 0) {
+			if (atomic_load(&e->stop)) {
+				finish(e, &r, ENGINE_STOP_CANCELLED);
+			} else {
+				r.fail = xstrdup(error_message());
+				finish(e, &r, ENGINE_STOP_ERROR);
+			}
+			break;
+		}
+	}
+out:
+	error_clear();
+	free(prompt);
+	free(r.fail);
+	strbuf_release(&r.reply);
+	tokenizer_decoder_free(r.dec);
+	sampler_free(r.smp);
+}
+
+/* ---- the thread and the owner's calls ------------------------------------------------- */
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	for (int i = 0; i < j->n_msgs; i++)
+		free((char *)j->msgs[i].text);
+	free(j->msgs);
+	free(j->tokens);
+	for (int i = 0; i < j->n_stop; i++)
+		free(j->stop[i]);
+	free(j);
+}
+
+static void *engine_main(void *arg)
+{
+	struct engine *e = arg;
+	int ok = engine_load(e) == 0;
+	if (ok) {
+		atomic_store(&e->ready, 1);
+		push_simple(e, ENGINE_EV_READY, 0, 0, PUSH_FINAL);
+	} else {
+		/* refuse submits before the owner can see the ERROR */
+		pthread_mutex_lock(&e->mu);
+		e->failed = 1;
+		pthread_mutex_unlock(&e->mu);
+		push_text(e, ENGINE_EV_ERROR,
+			  atomic_load(&e->stop) ? "loading cancelled" : error_message());
+		error_clear();
+	}
+	pthread_mutex_lock(&e->mu);
+	if (!ok) {
+		job_free(e->job);
+		e->job = NULL;
+		e->busy = 0;
+	}
+	while (ok) {
+		while (!e->job && !e->closing)
+			pthread_cond_wait(&e->cv_work, &e->mu);
+		if (e->closing)
+			break;
+		struct job *j = e->job;
+		e->job = NULL;
+		pthread_mutex_unlock(&e->mu);
+		run_job(e, j); /* its DONE or ERROR cleared busy */
+		job_free(j);
+		pthread_mutex_lock(&e->mu);
+	}
+	pthread_mutex_unlock(&e->mu);
+	return NULL;
+}
+
+struct engine *engine_open(const struct engine_config *cfg)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+	int fds[2];
+
+	if (!cfg->model_path || !*cfg->model_path) {
+		free(e);
+		error("no model given");
+		return NULL;
+	}
+	e->cfg = *cfg;
+	e->model_path = xstrdup(cfg->model_path);
+	e->chat_template = xstrdup(cfg->chat_template ? cfg->chat_template : "auto");
+	e->cfg.model_path = e->model_path;
+	e->cfg.chat_template = e->chat_template;
+	e->cap = cfg->max_buffered_tokens > 0 ? cfg->max_buffered_tokens : QUEUE_DEFAULT;
+	if (e->cap > QUEUE_MAX)
+		e->cap = QUEUE_MAX;
+	e->ring = xcalloc((size_t)e->cap + QUEUE_RESERVE, sizeof(*e->ring));
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+		error("cannot create the engine's wakeup pipe: %s", strerror(errno));
+		goto fail;
+	}
+	e->pipe_r = fds[0];
+	e->pipe_w = fds[1];
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->cv_work, NULL);
+	pthread_cond_init(&e->cv_space, NULL);
+	atomic_init(&e->cancel, 0);
+	atomic_init(&e->stop, 0);
+	atomic_init(&e->ready, 0);
+	int rc = pthread_create(&e->thread, NULL, engine_main, e);
+	if (rc) {
+		error("cannot start the engine thread: %s", strerror(rc));
+		pthread_cond_destroy(&e->cv_space);
+		pthread_cond_destroy(&e->cv_work);
+		pthread_mutex_destroy(&e->mu);
+		close(e->pipe_r);
+		close(e->pipe_w);
+		goto fail;
+	}
+	return e;
+fail:
+	free(e->ring);
+	free(e->model_path);
+	free(e->chat_template);
+	free(e);
+	return NULL;
+}
+
+void engine_close(struct engine *e)
+{
+	if (!e)
+		return;
+	atomic_store(&e->stop, 1);
+	atomic_store(&e->cancel, 1);
+	pthread_mutex_lock(&e->mu);
+	e->closing = 1;
+	pthread_cond_broadcast(&e->cv_work);
+	pthread_cond_broadcast(&e->cv_space);
+	pthread_mutex_unlock(&e->mu);
+	pthread_join(e->thread, NULL);
+
+	for (int i = 0; i < e->n; i++)
+		engine_event_free(&e->ring[(e->head + i) % (e->cap + QUEUE_RESERVE)]);
+	free(e->ring);
+	job_free(e->job);
+	prompt_template_free(e->tmpl);
+	tokenizer_free(e->tok);
+	model_free(e->m);
+	free(e->logits);
+	pthread_cond_destroy(&e->cv_space);
+	pthread_cond_destroy(&e->cv_work);
+	pthread_mutex_destroy(&e->mu);
+	close(e->pipe_r);
+	close(e->pipe_w);
+	free(e->model_path);
+	free(e->chat_template);
+	free(e);
+}
+
+static char *dup_checked(const char *s)
+{
+	return xstrdup(s ? s : "");
+}
+
+int engine_submit(struct engine *e, const struct engine_request *req)
+{
+	struct job *j;
+
+	if (!req->messages && (!req->tokens || req->n_tokens <= 0))
+		return error("the request has neither messages nor tokens");
+	if (req->messages && req->n_messages <= 0)
+		return error("the request has no messages");
+	if (req->n_stop < 0 || req->n_stop > ENGINE_MAX_STOP)
+		return error("%d stop strings (at most %d)", req->n_stop, ENGINE_MAX_STOP);
+	for (int i = 0; i < req->n_stop; i++)
+		if (!req->stop[i] || !*req->stop[i])
+			return error("stop string %d is empty", i + 1);
+
+	j = xcalloc(1, sizeof(*j));
+	if (req->messages) {
+		j->msgs = xcalloc((size_t)req->n_messages, sizeof(*j->msgs));
+		for (int i = 0; i < req->n_messages; i++) {
+			j->msgs[i].role = req->messages[i].role;
+			j->msgs[i].text = dup_checked(req->messages[i].text);
+		}
+		j->n_msgs = req->n_messages;
+		j->add_generation_prompt = req->add_generation_prompt;
+	} else {
+		j->tokens = try_alloc_array((size_t)req->n_tokens, sizeof(int32_t));
+		if (!j->tokens) {
+			free(j);
+			return error("out of memory for a prompt of %d tokens", req->n_tokens);
+		}
+		memcpy(j->tokens, req->tokens, sizeof(int32_t) * (size_t)req->n_tokens);
+		j->n_tokens = req->n_tokens;
+	}
+	j->sampling = req->sampling;
+	j->max_tokens = req->max_tokens;
+	j->max_time = req->max_time;
+	for (int i = 0; i < req->n_stop; i++)
+		j->stop[i] = xstrdup(req->stop[i]);
+	j->n_stop = req->n_stop;
+	j->no_reuse = req->no_reuse;
+	j->t_submit = time_now_ms();
+
+	pthread_mutex_lock(&e->mu);
+	if (e->failed || e->busy || e->closing) {
+		int failed = e->failed;
+		pthread_mutex_unlock(&e->mu);
+		job_free(j);
+		return error(failed ? "the model failed to load"
+				    : "a request is already running");
+	}
+	atomic_store(&e->cancel, 0);
+	e->job = j;
+	e->busy = 1;
+	pthread_cond_signal(&e->cv_work);
+	pthread_mutex_unlock(&e->mu);
+	return 0;
+}
+
+void engine_cancel(struct engine *e)
+{
+	atomic_store(&e->cancel, 1);
+}

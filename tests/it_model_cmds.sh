@@ -1,0 +1,72 @@
+#!/bin/sh
+# palaver logits / bench / perplexity on the reference models: output shapes, agreement
+# between --all and the last row, and one-line errors with the right exit codes.
+ref=${PALAVER_REF_DIR:-../shared/ref}
+m=$ref/models/stories260K.gguf
+[ -f "$m" ] || { echo "skip: reference model '$m' not found (set PALAVER_REF_DIR)"; exit 77; }
+[ -n "$PALAVER" ] || { echo "PALAVER is not set"; exit 1; }
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+# expect CODE PATTERN CMD...: exit status CODE, a single stderr line matching PATTERN
+expect() {
+	code=$1; pat=$2; shift 2
+	"$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
+	[ "$rc" = "$code" ] || fail "$* exited $rc, expected $code: $(cat "$tmp/err")"
+	grep -q -- "$pat" "$tmp/err" || fail "$*: stderr lacks '$pat': $(cat "$tmp/err")"
+	[ "$(wc -l <"$tmp/err")" -le 1 ] || fail "$*: more than one error line: $(cat "$tmp/err")"
+}
+
+size() { wc -c <"$1" | tr -d ' '; }
+
+# logits: one row of 512 floats, or five with --all; the last --all row is the one row
+"$PALAVER" logits --help | grep -q "usage: palaver logits" || fail "logits --help"
+"$PALAVER" logits -m "$m" --tokens "1 403 407 261 378" -o "$tmp/last.f32" -t 2 || fail "logits"
+[ "$(size "$tmp/last.f32")" = 2048 ] || fail "logits wrote $(size "$tmp/last.f32") bytes"
+"$PALAVER" logits -m "$m" --tokens "1,403,407,261,378" --all -t 1 >"$tmp/all.f32" || fail "logits --all"
+[ "$(size "$tmp/all.f32")" = 10240 ] || fail "logits --all wrote $(size "$tmp/all.f32") bytes"
+tail -c 2048 "$tmp/all.f32" >"$tmp/all_last.f32"
+cmp -s "$tmp/last.f32" "$tmp/all_last.f32" || fail "last row differs between --all and default"
+
+expect 2 "out of range" "$PALAVER" logits -m "$m" --tokens "1 512"
+expect 2 "out of range" "$PALAVER" logits -m "$m" --tokens "-1"
+expect 2 "not a list of token ids" "$PALAVER" logits -m "$m" --tokens "1 x"
+expect 1 "nope.gguf" "$PALAVER" logits -m "$tmp/nope.gguf" --tokens "1"
+expect 1 "larger than the model's" "$PALAVER" logits -m "$m" --tokens "1" --ctx 4096
+expect 2 "required" "$PALAVER" logits --tokens "1"
+expect 2 "unknown option" "$PALAVER" logits -m "$m" --tokens 1 --bogus x
+
+# bench: JSON array with the llama-bench fields
+"$PALAVER" bench --help | grep -q "usage: palaver bench" || fail "bench --help"
+"$PALAVER" bench -m "$m" -p 32 -n 8 -r 2 -t 2 --format json >"$tmp/b.json" 2>"$tmp/err" ||
+	fail "bench: $(cat "$tmp/err")"
+head -c 1 "$tmp/b.json" | grep -q '\[' || fail "bench json is not an array"
+for k in '"test": "pp32"' '"test": "tg8"' t_s_mean t_s_sd model_file model_type model_bytes \
+	n_params '"threads": 2' '"backend": "cpu"' roofline_fraction; do
+	grep -q "$k" "$tmp/b.json" || fail "bench json lacks $k"
+done
+"$PALAVER" bench -m "$m" -p 16 -n 4 -r 1 -d 8 --format csv | grep -q "^tg4 @ d8,0,4,8," ||
+	fail "bench csv with depth"
+"$PALAVER" bench -m "$m" -p 16 -n 4 -r 1 | grep -q "| pp16 |" || fail "bench md"
+expect 1 "larger than the model's" "$PALAVER" bench -m "$m" -p 4096 -n 0 -r 1
+expect 2 "md, json or csv" "$PALAVER" bench -m "$m" --format xml
+
+# perplexity: windows of 64 over a repeated story; too short a text is a usage error
+i=0
+while [ $i -lt 40 ]; do
+	echo "Once upon a time, there was a little girl named Lily. She loved to play outside."
+	i=$((i + 1))
+done >"$tmp/story.txt"
+"$PALAVER" perplexity --help | grep -q "usage: palaver perplexity" || fail "perplexity --help"
+"$PALAVER" perplexity -m "$m" -f "$tmp/story.txt" --ctx 64 -t 2 >"$tmp/ppl" 2>"$tmp/err" ||
+	fail "perplexity: $(cat "$tmp/err")"
+grep -q '^\[1\][0-9.]*,\[2\]' "$tmp/ppl" || fail "no running values: $(cat "$tmp/ppl")"
+ppl=$(sed -n 's/^Final estimate: PPL = \([0-9.]*\) .*/\1/p' "$tmp/ppl")
+[ -n "$ppl" ] || fail "no final estimate: $(cat "$tmp/ppl")"
+# a repeated story is easy: far below the 512-token vocabulary's uniform perplexity
+awk -v p="$ppl" 'BEGIN { exit !(p > 1 && p < 20) }' || fail "implausible perplexity $ppl"
+echo "Once upon a time" >"$tmp/short.txt"
+expect 2 "fewer than one window" "$PALAVER" perplexity -m "$m" -f "$tmp/short.txt" --ctx 64
+expect 1 "cannot read" "$PALAVER" perplexity -m "$m" -f "$tmp/none.txt"
+echo "ok"

@@ -1,0 +1,376 @@
+/* conformance: palaver's logits against llama.cpp's on every reference case, greedy runs, threads. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "quant.h"
+#include "report.h"
+#include "strbuf.h"
+#include "testutil.h"
+
+/* One case file: NAME.json + NAME.logits.f32 (see ../shared/ref/README.md). */
+struct ref_case {
+	char name[256];
+	char model[256];
+	int n_vocab;
+	int32_t toks[4096]; /* prompt_tokens + gen_tokens */
+	int n_prompt;
+	int n_tok;
+	int rows;
+	float *logits;      /* (rows, n_vocab) */
+};
+
+/* The array of integers after "key": in a small JSON document. */
+static int json_ints(const char *doc, const char *key, int32_t *out, int max)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "\"%s\"", key);
+	const char *p = strstr(doc, pat);
+	if (!p || !(p = strchr(p + strlen(pat), '[')))
+		return -1;
+	int n = 0;
+	p++;
+	for (;;) {
+		while (*p == ' ' || *p == '\n' || *p == ',' || *p == '\r' || *p == '\t')
+			p++;
+		if (*p == ']')
+			return n;
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p || n >= max)
+			return -1;
+		out[n++] = (int32_t)v;
+		p = end;
+	}
+}
+
+static int json_int(const char *doc, const char *key, int *out)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "\"%s\"", key);
+	const char *p = strstr(doc, pat);
+	if (!p || !(p = strchr(p + strlen(pat), ':')))
+		return -1;
+	*out = (int)strtol(p + 1, NULL, 10);
+	return 0;
+}
+
+static int json_str(const char *doc, const char *key, char *out, size_t n)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "\"%s\"", key);
+	const char *p = strstr(doc, pat);
+	if (!p || !(p = strchr(p + strlen(pat), ':')) || !(p = strchr(p, '"')))
+		return -1;
+	const char *e = strchr(p + 1, '"');
+	if (!e || (size_t)(e - p - 1) >= n)
+		return -1;
+	memcpy(out, p + 1, (size_t)(e - p - 1));
+	out[e - p - 1] = 0;
+	return 0;
+}
+
+static int case_load(const char *dir, const char *name, struct ref_case *c)
+{
+	char path[4096];
+	struct strbuf sb = STRBUF_INIT;
+	memset(c, 0, sizeof(*c));
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	snprintf(path, sizeof(path), "%s/cases/%s.json", dir, name);
+	if (strbuf_read_file(&sb, path) < 0)
+		return -1;
+	char lf[256];
+	int np = json_ints(sb.buf, "prompt_tokens", c->toks, 4096);
+	int ng = np < 0 ? -1 : json_ints(sb.buf, "gen_tokens", c->toks + np, 4096 - np);
+	if (np < 0 || ng < 0 || json_int(sb.buf, "n_vocab", &c->n_vocab) < 0 ||
+	    json_int(sb.buf, "rows", &c->rows) < 0 ||
+	    json_str(sb.buf, "model", c->model, sizeof(c->model)) < 0 ||
+	    json_str(sb.buf, "logits_file", lf, sizeof(lf)) < 0) {
+		strbuf_release(&sb);
+		return -1;
+	}
+	strbuf_release(&sb);
+	c->n_prompt = np;
+	c->n_tok = np + ng;
+	snprintf(path, sizeof(path), "%s/cases/%s", dir, lf);
+	if (strbuf_read_file(&sb, path) < 0)
+		return -1;
+	if (sb.len != (size_t)c->rows * c->n_vocab * sizeof(float)) {
+		strbuf_release(&sb);
+		return -1;
+	}
+	c->logits = malloc(sb.len);
+	memcpy(c->logits, sb.buf, sb.len);
+	strbuf_release(&sb);
+	return 0;
+}
+
+static struct model *load(const char *model, enum kv_type kvt, int threads, int n_ctx)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), model);
+	struct model_params p;
+	model_params_default(&p);
+	p.kv_type = kvt;
+	p.n_threads = threads;
+	p.n_ctx = n_ctx;
+	p.prefault = 0;
+	struct model *m = model_load(path, &p);
+	if (!m)
+		fail_msg("%s: %s", model, error_message());
+	return m;
+}
+
+static double rel_l2(const float *a, const float *ref, int n)
+{
+	double d = 0, r = 0;
+	for (int i = 0; i < n; i++) {
+		d += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
+		r += (double)ref[i] * ref[i];
+	}
+	return r > 0 ? sqrt(d / r) : sqrt(d);
+}
+
+static int argmax(const float *v, int n)
+{
+	int b = 0;
+	for (int i = 1; i < n; i++)
+		if (v[i] > v[b])
+			b = i;
+	return b;
+}
+
+static double tolerance(int type)
+{
+	switch (type) {
+	case QT_F32:
+		return 1e-4;
+	case QT_F16:
+		return 2e-3;
+	case QT_BF16:
+		return 1e-2;
+	default:
+		return 3e-2;
+	}
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Case names (without .json), sorted. */
+static int list_cases(char ***names)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/cases", test_ref_dir());
+	DIR *d = opendir(dir);
+	int n = 0;
+	*names = NULL;
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len > 5 && !strcmp(e->d_name + len - 5, ".json")) {
+			*names = realloc(*names, sizeof(char *) * (size_t)(n + 1));
+			(*names)[n++] = strndup(e->d_name, len - 5);
+		}
+	}
+	closedir(d);
+	qsort(*names, (size_t)n, sizeof(char *), cmp_str);
+	return n;
+}
+
+/* Run every case once with the given KV type; fail if any row is over tol (or the type's). */
+static void run_cases(enum kv_type kvt, int use_type_tol)
+{
+	char **names;
+	int n = list_cases(&names), failed = 0;
+	assert_true(n > 0);
+	printf("%-28s %-6s %-4s %12s %10s %8s\n", "case", "type", "kv", "worst rel L2", "tolerance",
+	       "top-1");
+	for (int i = 0; i < n; i++) {
+		struct ref_case *c = malloc(sizeof(*c));
+		if (case_load(test_ref_dir(), names[i], c) < 0)
+			fail_msg("cannot read case '%s'", names[i]);
+		struct model *m = load(c->model, kvt, 2, c->n_tok);
+		const struct model_info *in = model_info(m);
+		assert_int_equal(in->n_vocab, c->n_vocab);
+		/* row i follows token i; the last generated token is never fed */
+		assert_int_equal(c->rows, c->n_tok - 1);
+		float *out = malloc(sizeof(float) * (size_t)c->rows * c->n_vocab);
+		if (model_forward(m, c->toks, c->rows, 0, out, 1) < 0)
+			fail_msg("%s: %s", c->name, error_message());
+		double worst = 0, tol = use_type_tol ? tolerance(in->weight_type) : 3e-2;
+		int agree = 0;
+		for (int r = 0; r < c->rows; r++) {
+			const float *a = out + (size_t)r * c->n_vocab, *b = c->logits + (size_t)r * c->n_vocab;
+			double e = rel_l2(a, b, c->n_vocab);
+			if (e > worst)
+				worst = e;
+			agree += argmax(a, c->n_vocab) == argmax(b, c->n_vocab);
+		}
+		printf("%-28s %-6s %-4s %12.3g %10.0e %4d/%-4d%s\n", c->name, in->type_name,
+		       kv_type_name(kvt), worst, tol, agree, c->rows, worst < tol ? "" : "  FAIL");
+		if (!(worst < tol))
+			failed++;
+		free(out);
+		model_free(m);
+		free(c->logits);
+		free(c);
+		free(names[i]);
+	}
+	free(names);
+	assert_int_equal(failed, 0);
+}
+
+/* Every case with an F32 KV cache (as llama.cpp made them) within its type's tolerance. */
+static void test_cases_f32_kv(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	run_cases(KV_F32, 1);
+}
+
+/* The F16 KV default still passes the quantized-type tolerance everywhere. */
+static void test_cases_f16_kv(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	run_cases(KV_F16, 0);
+}
+
+/* Greedy decode, one token at a time after the prompt prefill, equals gen_tokens. */
+static void greedy_case(const char *name, int expect_len)
+{
+	struct ref_case *c = malloc(sizeof(*c));
+	if (case_load(test_ref_dir(), name, c) < 0)
+		fail_msg("cannot read case '%s'", name);
+	int n_gen = c->n_tok - c->n_prompt;
+	assert_int_equal(n_gen, expect_len);
+	struct model *m = load(c->model, KV_F32, 2, c->n_tok);
+	float *logits = malloc(sizeof(float) * (size_t)c->n_vocab);
+	assert_int_equal(model_forward(m, c->toks, c->n_prompt, 0, logits, 0), 0);
+	for (int j = 0; j < n_gen; j++) {
+		int32_t t = argmax(logits, c->n_vocab);
+		if (t != c->toks[c->n_prompt + j])
+			fail_msg("%s: token %d is %d, llama.cpp chose %d", name, j, t,
+				 c->toks[c->n_prompt + j]);
+		if (j + 1 < n_gen)
+			assert_int_equal(model_forward(m, &t, 1, c->n_prompt + j, logits, 0), 0);
+	}
+	printf("%s: %d greedy tokens equal llama.cpp's\n", name, n_gen);
+	free(logits);
+	model_free(m);
+	free(c->logits);
+	free(c);
+}
+
+static void test_greedy_once(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	greedy_case("stories260K-once", 64);
+}
+
+static void test_greedy_empty(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	greedy_case("stories260K-empty", 64);
+}
+
+/* -t 1 and -t 2 give the same logits (each element is computed by one thread). */
+static void test_thread_invariance(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	const char *models[] = { "rand-llama-256-Q4_K_M.gguf", "stories260K.gguf" };
+	int32_t toks[24];
+	for (int i = 0; i < 24; i++)
+		toks[i] = (int32_t)(1 + (i * 37) % 500);
+	for (size_t k = 0; k < sizeof(models) / sizeof(models[0]); k++) {
+		float *out[2];
+		int nv = 0;
+		for (int t = 0; t < 2; t++) {
+			struct model *m = load(models[k], KV_F16, t + 1, 64);
+			nv = model_info(m)->n_vocab;
+			out[t] = malloc(sizeof(float) * 24 * (size_t)nv);
+			assert_int_equal(model_forward(m, toks, 20, 0, out[t], 1), 0);
+			/* and decode steps */
+			for (int i = 20; i < 24; i++)
+				assert_int_equal(model_forward(m, &toks[i], 1, i,
+							       out[t] + (size_t)i * nv, 0), 0);
+			model_free(m);
+		}
+		double worst = rel_l2(out[0], out[1], 24 * nv);
+		printf("%s: -t 1 vs -t 2 relative L2 %.3g\n", models[k], worst);
+		assert_true(worst < 1e-6);
+		free(out[0]);
+		free(out[1]);
+	}
+}
+
+/* Prefill in one batch, in small chunks, and token by token agree. */
+static void test_chunking(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	struct ref_case *c = malloc(sizeof(*c));
+	if (case_load(test_ref_dir(), "stories260K-zoo", c) < 0)
+		fail_msg("cannot read case");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), c->model);
+	struct model_params p;
+	model_params_default(&p);
+	p.kv_type = KV_F32;
+	p.n_threads = 2;
+	p.n_batch = 3; /* chunks of 3 inside one model_forward call */
+	p.prefault = 0;
+	struct model *m = model_load(path, &p);
+	assert_non_null(m);
+	float *out = malloc(sizeof(float) * (size_t)c->rows * c->n_vocab);
+	assert_int_equal(model_forward(m, c->toks, c->rows, 0, out, 1), 0);
+	double worst = 0;
+	for (int r = 0; r < c->rows; r++) {
+		double e = rel_l2(out + (size_t)r * c->n_vocab, c->logits + (size_t)r * c->n_vocab,
+				  c->n_vocab);
+		worst = e > worst ? e : worst;
+	}
+	assert_true(worst < 1e-4);
+	/* truncate and redo the tail: same numbers (prefix reuse) */
+	assert_int_equal(model_kv_truncate(m, 4), 0);
+	assert_int_equal(model_n_past(m), 4);
+	float *tail = malloc(sizeof(float) * (size_t)c->n_vocab);
+	assert_int_equal(model_forward(m, c->toks + 4, c->rows - 4, 4, tail, 0), 0);
+	assert_true(rel_l2(tail, c->logits + (size_t)(c->rows - 1) * c->n_vocab, c->n_vocab) <
+		    1e-4);
+	/* wrong position and bad token ids are errors */
+	assert_int_equal(model_forward(m, c->toks, 1, 3, tail, 0), -1);
+	int32_t bad = c->n_vocab;
+	assert_int_equal(model_forward(m, &bad, 1, model_n_past(m), tail, 0), -1);
+	free(tail);
+	free(out);
+	model_free(m);
+	free(c->logits);
+	free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cases_f32_kv),	cmocka_unit_test(test_cases_f16_kv),
+		cmocka_unit_test(test_greedy_once),	cmocka_unit_test(test_greedy_empty),
+		cmocka_unit_test(test_thread_invariance), cmocka_unit_test(test_chunking),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

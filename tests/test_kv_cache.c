@@ -1,0 +1,169 @@
+/* kv_cache: layout, F16/F32 stores, truncation, the shift, and the model's re-rotation on a shift. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_cache.h"
+#include "model.h"
+#include "quant.h"
+#include "report.h"
+#include "testutil.h"
+
+static float kval(const struct kv_cache *kv, int l, int h, int p, int i)
+{
+	const void *r = kv_cache_k(kv, l, h, p);
+	return kv->type == KV_F32 ? ((const float *)r)[i] : quant_f16_to_f32(((const quant_half *)r)[i]);
+}
+
+static float vval(const struct kv_cache *kv, int l, int h, int p, int i)
+{
+	const void *r = kv_cache_v(kv, l, h, p);
+	return kv->type == KV_F32 ? ((const float *)r)[i] : quant_f16_to_f32(((const quant_half *)r)[i]);
+}
+
+/* Fill positions 0..n-1 with values that encode (layer, head, pos, i). */
+static void fill(struct kv_cache *kv, int n)
+{
+	float k[2 * 4], v[2 * 3];
+	for (int l = 0; l < kv->n_layer; l++)
+		for (int p = 0; p < n; p++) {
+			for (int h = 0; h < 2; h++) {
+				for (int i = 0; i < 4; i++)
+					k[h * 4 + i] = (float)(l * 1000 + h * 100 + p) + i * 0.25f;
+				for (int i = 0; i < 3; i++)
+					v[h * 3 + i] = -(float)(l * 1000 + h * 100 + p) - i * 0.5f;
+			}
+			kv_cache_store(kv, l, p, k, v);
+			kv->tokens[p] = p + 7;
+		}
+	kv->n = n;
+}
+
+static void check_layout(enum kv_type t)
+{
+	struct kv_cache kv;
+	assert_int_equal(kv_cache_init(&kv, t, 3, 16, 2, 4, 3), 0);
+	size_t e = t == KV_F32 ? 4 : 2;
+	assert_int_equal(kv.bytes, (uint64_t)3 * 2 * 16 * (4 + 3) * e);
+	assert_int_equal(kv.bytes, kv_cache_bytes_for(t, 3, 16, 2, 4, 3));
+	fill(&kv, 10);
+	for (int l = 0; l < 3; l++)
+		for (int h = 0; h < 2; h++)
+			for (int p = 0; p < 10; p++) {
+				assert_float_equal(kval(&kv, l, h, p, 3), l * 1000 + h * 100 + p + 0.75f,
+						   t == KV_F32 ? 0 : 1.0);
+				assert_float_equal(vval(&kv, l, h, p, 2), -(l * 1000 + h * 100 + p) - 1.0f,
+						   t == KV_F32 ? 0 : 1.0);
+			}
+	/* positions of one head are contiguous */
+	assert_ptr_equal((char *)kv_cache_k(&kv, 1, 1, 1), (char *)kv_cache_k(&kv, 1, 1, 0) + 4 * e);
+
+	assert_int_equal(kv_cache_truncate(&kv, 11), -1);
+	assert_int_equal(kv_cache_truncate(&kv, 6), 0);
+	assert_int_equal(kv.n, 6);
+
+	/* shift: keep 1, discard 2 -> old 3..5 now at 1..3 */
+	assert_int_equal(kv_cache_shift(&kv, 1, 6), -1);
+	assert_int_equal(kv_cache_shift(&kv, 1, 2), 0);
+	assert_int_equal(kv.n, 4);
+	int want[4] = { 0, 3, 4, 5 };
+	for (int l = 0; l < 3; l++)
+		for (int h = 0; h < 2; h++)
+			for (int p = 0; p < 4; p++) {
+				assert_float_equal(kval(&kv, l, h, p, 0), l * 1000 + h * 100 + want[p],
+						   t == KV_F32 ? 0 : 1.0);
+				assert_float_equal(vval(&kv, l, h, p, 0), -(l * 1000 + h * 100 + want[p]),
+						   t == KV_F32 ? 0 : 1.0);
+			}
+	for (int p = 0; p < 4; p++)
+		assert_int_equal(kv.tokens[p], want[p] + 7);
+	kv_cache_free(&kv);
+}
+
+static void test_layout_f32(void **state)
+{
+	(void)state;
+	check_layout(KV_F32);
+}
+
+static void test_layout_f16(void **state)
+{
+	(void)state;
+	check_layout(KV_F16);
+}
+
+static void test_bad_sizes(void **state)
+{
+	(void)state;
+	struct kv_cache kv;
+	assert_int_equal(kv_cache_init(&kv, KV_F16, 0, 16, 2, 4, 4), -1);
+	assert_int_equal(kv_cache_init(&kv, KV_F16, 1 << 20, 1 << 24, 1 << 10, 1 << 10, 1 << 10), -1);
+	assert_non_null(strstr(error_message(), "too large"));
+	assert_int_equal(kv_cache_bytes_for(KV_F32, 1 << 30, 1 << 30, 1 << 30, 1 << 30, 1), 0);
+}
+
+/*
+ * Layer 0's keys depend only on the token and its position, so after a
+ * shift they must equal a fresh run of the remaining tokens at their new
+ * positions: that checks the move and the re-rotation together.
+ */
+static void test_model_shift(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	const char *p = test_ref_path("models/stories260K.gguf");
+	struct model_params mp;
+	model_params_default(&mp);
+	mp.kv_type = KV_F32;
+	mp.n_threads = 1;
+	mp.n_ctx = 64;
+	mp.prefault = 0;
+	struct model *a = model_load(p, &mp), *b = model_load(p, &mp);
+	assert_non_null(a);
+	assert_non_null(b);
+	int32_t toks[40], kept[40];
+	for (int i = 0; i < 40; i++)
+		toks[i] = (int32_t)(1 + (i * 53) % 500);
+	assert_int_equal(model_forward(a, toks, 40, 0, NULL, 0), 0);
+	assert_int_equal(model_kv_shift(a, 4, 10), 0);
+	assert_int_equal(model_n_past(a), 30);
+	int n = 0;
+	for (int i = 0; i < 40; i++)
+		if (i < 4 || i >= 14)
+			kept[n++] = toks[i];
+	assert_int_equal(model_forward(b, kept, n, 0, NULL, 0), 0);
+	assert_memory_equal(model_kv_tokens(a), kept, sizeof(int32_t) * (size_t)n);
+	const struct kv_cache *ka = model_kv(a), *kb = model_kv(b);
+	double worst = 0;
+	for (int h = 0; h < ka->n_head_kv; h++)
+		for (int pos = 0; pos < n; pos++)
+			for (int i = 0; i < ka->head_dim_k; i++) {
+				double d = fabs(kval(ka, 0, h, pos, i) - kval(kb, 0, h, pos, i));
+				worst = d > worst ? d : worst;
+			}
+	assert_true(worst < 1e-4);
+	/* and generation continues from there */
+	float *logits = malloc(sizeof(float) * (size_t)model_info(a)->n_vocab);
+	assert_int_equal(model_forward(a, toks, 1, 30, logits, 0), 0);
+	assert_int_equal(model_n_past(a), 31);
+	free(logits);
+	model_free(a);
+	model_free(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_layout_f32),
+		cmocka_unit_test(test_layout_f16),
+		cmocka_unit_test(test_bad_sizes),
+		cmocka_unit_test(test_model_shift),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
