@@ -376,6 +376,10 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		fprintf(stderr, "palaver: %s\n", error_message());
 		return -1;
 	}
+	/* a SIGINT between the turn check and the submit: the submit cleared
+	 * its cancel, so cancel again */
+	if (interrupted)
+		engine_cancel(e);
 	for (;;) {
 		struct engine_event ev;
 		int got;

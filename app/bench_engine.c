@@ -262,8 +262,12 @@ static void make_text(struct strbuf *sb, int n_words, uint64_t seed)
 	uint64_t s = seed;
 	for (int i = 0; i < n_words; i++) {
 		strbuf_addstr(sb, words[rng_next(&s) % (sizeof(words) / sizeof(words[0]))]);
-		strbuf_addstr(sb, i % 12 == 11 ? ". " : " ");
+		if (i + 1 < n_words)
+			strbuf_addstr(sb, i % 12 == 11 ? ". " : " ");
 	}
+	/* no trailing space: it would merge with the reply's first word when
+	 * the second turn is tokenized, and cost the reuse of one token */
+	strbuf_addch(sb, '.');
 }
 
 static int bench_reuse(const struct config *cfg, int trials, int n_prompt)

@@ -101,7 +101,8 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 	if (!model)
 		model = cfg ? cfg->model : NULL;
 	if (!model) {
-		fprintf(stderr, "palaver: no model: give -m FILE or set 'model' in the configuration\n");
+		fprintf(stderr,
+			"palaver: no model: give -m FILE or set 'model' in the configuration\n");
 		return EXIT_USAGE;
 	}
 
@@ -128,10 +129,12 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 		goto out;
 	}
 	if (tokenizer_pre_fell_back(t))
-		fprintf(stderr, "palaver: warning: '%s': unknown pre-tokenizer '%s', using gpt-2 rules\n",
+		fprintf(stderr,
+			"palaver: warning: '%s': unknown pre-tokenizer '%s', using gpt-2 rules\n",
 			model, tokenizer_pre_name(t));
 
-	int flags = (no_bos ? 0 : TOKENIZE_ADD_BOS | TOKENIZE_ADD_EOS) | (special ? TOKENIZE_PARSE_SPECIAL : 0);
+	int flags = (no_bos ? 0 : TOKENIZE_ADD_BOS | TOKENIZE_ADD_EOS) |
+		    (special ? TOKENIZE_PARSE_SPECIAL : 0);
 	int n = tokenizer_encode(t, in.buf, in.len, flags, NULL, 0);
 	if (n == INT32_MIN) {
 		fprintf(stderr, "palaver: %s\n", error_message());

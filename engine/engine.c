@@ -374,7 +374,7 @@ static int engine_load(struct engine *e)
 		ev.text = strbuf_detach(&w, &ev.len);
 		push(e, &ev, PUSH_FINAL);
 	}
-	e->tmpl = prompt_template_open(model_gguf(e->m), e->chat_template);
+	e->tmpl = prompt_template_open(model_gguf(e->m), e->tok, e->chat_template);
 	if (!e->tmpl)
 		return -1;
 	e->logits = try_alloc_array((size_t)mi->n_vocab, sizeof(float));
@@ -559,8 +559,8 @@ static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_o
 		return 0;
 	}
 	for (;;) {
-		if (prompt_render(e->tmpl, e->tok, j->msgs, j->n_msgs, j->add_generation_prompt,
-				  out, n_out) < 0)
+		if (prompt_render(e->tmpl, j->msgs, j->n_msgs, j->add_generation_prompt, out,
+				  n_out) < 0)
 			return -1;
 		if (e->cfg.overflow != ENGINE_OVERFLOW_DROP_OLDEST ||
 		    *n_out + answer_room(e, j) <= e->info.n_ctx)
@@ -659,6 +659,12 @@ static void run_job(struct engine *e, struct job *j)
 		push_text(e, ENGINE_EV_ERROR, error_message());
 		goto out;
 	}
+	/* a conversation also ends where the template's turn ends */
+	if (j->msgs) {
+		const char *const *ts = prompt_template_stops(e->tmpl);
+		for (int i = 0; ts[i] && j->n_stop < ENGINE_MAX_STOP; i++)
+			j->stop[j->n_stop++] = xstrdup(ts[i]);
+	}
 	struct sampler_params sp;
 	sampler_from(&j->sampling, &sp);
 	r.smp = sampler_new(&sp, n_vocab);
@@ -738,7 +744,7 @@ static void run_job(struct engine *e, struct job *j)
 		int32_t t = sampler_sample(r.smp, e->logits);
 		if (r.st.gen_tokens == 0)
 			r.st.ttft_ms = time_now_ms() - j->t_submit;
-		if (tokenizer_is_eog(e->tok, t)) {
+		if (prompt_template_is_stop(e->tmpl, t)) {
 			finish(e, &r, ENGINE_STOP_EOS);
 			break;
 		}

@@ -61,7 +61,8 @@ struct engine_config {
 	const char *model_path;
 	int n_threads;             /* 0 = online cores */
 	int n_ctx;                 /* 0 = the model's context length */
-	int n_batch;               /* prefill chunk, 0 = default */
+	int n_batch;               /* largest prefill chunk, 0 = default; chunks are
+				      sized to ~40 ms so that a cancel lands soon */
 	enum engine_kv_type kv_type;
 	enum engine_backend backend;
 	const char *chat_template; /* "auto", a name, or a file path */
@@ -105,9 +106,11 @@ struct engine_request {
 	int n_tokens;
 
 	struct engine_sampling sampling;
-	int max_tokens;            /* -1 = until the context is full */
+	int max_tokens;            /* -1 = until the context is full, 0 = prefill only */
 	double max_time;           /* seconds, 0 = unlimited */
-	const char *stop[ENGINE_MAX_STOP];
+	const char *stop[ENGINE_MAX_STOP]; /* the reply ends before any of them (a
+					      conversation also ends at its template's
+					      turn markers) */
 	int n_stop;
 	int no_reuse;              /* 1: ignore the cache and prefill the whole prompt
 				      (benchmarks of prefix reuse) */
@@ -126,19 +129,20 @@ enum engine_stop_reason {
 const char *engine_stop_reason_name(enum engine_stop_reason r);
 
 struct engine_stats {
-	int prompt_tokens;     /* tokens in the rendered prompt */
-	int reused_tokens;     /* of those, taken from the KV cache */
+	int prompt_tokens;     /* tokens in the rendered prompt (after drop-oldest) */
+	int reused_tokens;     /* of those, kept from the KV cache (reuse rate =
+				  reused_tokens / prompt_tokens) */
 	int dropped_turns;     /* drop-oldest: whole turns removed to fit */
 	int shifts;            /* context shifts during generation */
-	double prefill_ms;
-	double prefill_tps;
-	double ttft_ms;        /* submit to first token */
-	int gen_tokens;
-	double decode_ms;
-	double decode_tps;
+	double prefill_ms;     /* prefill of the prompt_tokens - reused_tokens new ones */
+	double prefill_tps;    /* those tokens per second */
+	double ttft_ms;        /* engine_submit() to the first sampled token */
+	int gen_tokens;        /* tokens generated (an end-of-turn token not counted) */
+	double decode_ms;      /* from the end of prefill to the end of the reply */
+	double decode_tps;     /* gen_tokens per second of decode_ms */
 	int n_ctx_used;        /* tokens in the cache at the end */
-	int n_ctx;
-	uint64_t peak_rss;
+	int n_ctx;             /* the context size */
+	uint64_t peak_rss;     /* peak resident memory of the process, bytes */
 	enum engine_stop_reason stop_reason;
 };
 

@@ -1,44 +1,102 @@
-/* Conversation to prompt token ids: raw completion ("none"); chat templates join when they land. */
+/* Conversation to prompt token ids: the chat template renders, the tokenizer parses its ranges. */
 #include "prompt.h"
 
 #include "gguf.h"
 #include "report.h"
 #include "strbuf.h"
-#include "xalloc.h"
 #include "tokenizer.h"
+#include "xalloc.h"
+#if __has_include("chat_template.h")
+#include "chat_template.h"
+#define HAVE_CHAT_TEMPLATE 1
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct prompt_template {
+	const struct tokenizer *tok;
 	char name[32];
 	int defaulted;
+	int id;                   /* enum chat_template_id */
+	unsigned char *stop_tok;  /* (n_vocab) 1 = the token ends the turn */
+	char *bos_text, *eos_text; /* the vocabulary's BOS/EOS texts, or NULL */
+	int32_t n_vocab;
 };
 
-struct prompt_template *prompt_template_open(const struct gguf *g, const char *want)
+
+struct prompt_template *prompt_template_open(const struct gguf *g, const struct tokenizer *tok,
+					     const char *want)
 {
 	struct prompt_template *t;
+	int32_t nv = tokenizer_n_vocab(tok);
 	if (!want || !*want)
 		want = "auto";
+	t = xcalloc(1, sizeof(*t));
+	t->tok = tok;
+	t->n_vocab = nv;
+	t->stop_tok = try_alloc_array((size_t)nv, 1);
+	if (!t->stop_tok) {
+		free(t);
+		error("out of memory for a vocabulary of %d tokens", (int)nv);
+		return NULL;
+	}
+	memset(t->stop_tok, 0, (size_t)nv);
+#ifdef HAVE_CHAT_TEMPLATE
+	enum chat_template_id id;
+	const char *why = NULL;
+	if (chat_template_choose(g, want, &id, &why) < 0) {
+		prompt_template_free(t);
+		return NULL;
+	}
+	t->id = (int)id;
+	t->defaulted = why != NULL;
+	snprintf(t->name, sizeof(t->name), "%s", chat_template_name(id));
+	int32_t *ids = try_alloc_array((size_t)nv, sizeof(int32_t));
+	if (!ids) {
+		prompt_template_free(t);
+		error("out of memory for a vocabulary of %d tokens", (int)nv);
+		return NULL;
+	}
+	int n = chat_template_stop_ids(id, tok, ids, nv);
+	for (int i = 0; i < n && i < nv; i++)
+		if (ids[i] >= 0 && ids[i] < nv)
+			t->stop_tok[ids[i]] = 1;
+	free(ids);
+#else
 	if (strcmp(want, "none") && strcmp(want, "auto")) {
+		prompt_template_free(t);
 		error("chat template '%s' is not available (this build knows only 'none')", want);
 		return NULL;
 	}
-	t = xcalloc(1, sizeof(*t));
 	snprintf(t->name, sizeof(t->name), "none");
-	/* auto without a template in the model: raw completion, said so */
 	t->defaulted = !strcmp(want, "auto") && !gguf_find_kv(g, "tokenizer.chat_template");
 	if (!strcmp(want, "auto") && !t->defaulted) {
-		free(t);
+		prompt_template_free(t);
 		error("the model's chat template cannot be used yet; use --chat-template none");
 		return NULL;
 	}
+#endif
+	size_t len;
+	const char *s;
+	if (tokenizer_bos(tok) >= 0 && (s = tokenizer_text(tok, tokenizer_bos(tok), &len)))
+		t->bos_text = xstrndup(s, len);
+	if (tokenizer_eos(tok) >= 0 && (s = tokenizer_text(tok, tokenizer_eos(tok), &len)))
+		t->eos_text = xstrndup(s, len);
+	for (int32_t i = 0; i < nv; i++)
+		if (tokenizer_is_eog(tok, i))
+			t->stop_tok[i] = 1;
 	return t;
 }
 
 void prompt_template_free(struct prompt_template *t)
 {
+	if (!t)
+		return;
+	free(t->stop_tok);
+	free(t->bos_text);
+	free(t->eos_text);
 	free(t);
 }
 
@@ -52,52 +110,108 @@ int prompt_template_defaulted(const struct prompt_template *t)
 	return t->defaulted;
 }
 
-/* Tokenize text (plain, or with control tokens when special) onto *ids. */
-static int encode_append(const struct tokenizer *tok, const char *text, size_t len, int flags,
-			 int32_t **ids, int *n, int *alloc)
+const char *const *prompt_template_stops(const struct prompt_template *t)
 {
+#ifdef HAVE_CHAT_TEMPLATE
+	return chat_template_stops((enum chat_template_id)t->id);
+#else
+	static const char *const no_stops[] = { NULL };
+	(void)t;
+	return no_stops;
+#endif
+}
+
+int prompt_template_is_stop(const struct prompt_template *t, int32_t id)
+{
+	return id >= 0 && id < t->n_vocab && t->stop_tok[id];
+}
+
+/* Tokenize with enc(arg, out, max), growing the buffer as told. */
+static int encode_all(int (*enc)(const void *, int32_t *, int), const void *arg, int32_t **out,
+		      int *n_out)
+{
+	int alloc = 256;
+	int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)alloc);
 	for (;;) {
-		int room = *alloc - *n;
-		int r = tokenizer_encode(tok, text, len, flags, *ids + *n, room);
-		if (r == INT32_MIN)
+		int r = enc(arg, ids, alloc);
+		if (r == INT32_MIN) {
+			free(ids);
 			return -1;
+		}
 		if (r >= 0) {
-			*n += r;
+			*out = ids;
+			*n_out = r;
 			return 0;
 		}
-		size_t need = (size_t)*n + (size_t)(-(int64_t)r);
-		if (need > INT32_MAX / 2)
-			return error("the prompt is too long (%zu tokens)", need);
-		int32_t *p = realloc(*ids, need * sizeof(int32_t));
-		if (!p)
-			return error("out of memory for a prompt of %zu tokens", need);
-		*ids = p;
-		*alloc = (int)need;
+		if (-(int64_t)r > INT32_MAX / 8) {
+			free(ids);
+			return error("the prompt is too long (%lld tokens)", -(long long)r);
+		}
+		alloc = -r;
+		int32_t *p = try_alloc_array((size_t)alloc, sizeof(int32_t));
+		if (!p) {
+			free(ids);
+			return error("out of memory for a prompt of %d tokens", alloc);
+		}
+		free(ids);
+		ids = p;
 	}
 }
 
-int prompt_render(const struct prompt_template *t, const struct tokenizer *tok,
-		  const struct engine_message *msgs, int n, int add_generation_prompt,
-		  int32_t **out, int *n_out)
+#ifdef HAVE_CHAT_TEMPLATE
+struct enc_arg {
+	const struct chat_prompt *p;
+	const struct tokenizer *tok;
+};
+
+static int enc_chat(const void *arg, int32_t *out, int max)
 {
-	struct strbuf text = STRBUF_INIT;
-	int32_t *ids = NULL;
-	int n_ids = 0, alloc = 0;
-	(void)t;
-	(void)add_generation_prompt;
+	const struct enc_arg *a = arg;
+	return chat_prompt_tokenize(a->p, a->tok, out, max);
+}
+#else
+struct enc_arg {
+	const struct strbuf *text;
+	const struct tokenizer *tok;
+};
+
+static int enc_plain(const void *arg, int32_t *out, int max)
+{
+	const struct enc_arg *a = arg;
+	return tokenizer_encode(a->tok, a->text->buf, a->text->len, TOKENIZE_ADD_BOS, out, max);
+}
+#endif
+
+int prompt_render(const struct prompt_template *t, const struct engine_message *msgs, int n,
+		  int add_generation_prompt, int32_t **out, int *n_out)
+{
+	int rc;
+#ifdef HAVE_CHAT_TEMPLATE
+	struct chat_prompt p = CHAT_PROMPT_INIT;
+	struct chat_message *cm = xcalloc((size_t)(n ? n : 1), sizeof(*cm));
+	struct chat_template_tokens tt = { t->bos_text, t->eos_text };
 	for (int i = 0; i < n; i++) {
-		if (i && msgs[i].role != ENGINE_ROLE_ASSISTANT && text.len &&
-		    text.buf[text.len - 1] != '\n')
-			strbuf_addch(&text, '\n');
+		cm[i].role = msgs[i].role == ENGINE_ROLE_SYSTEM ? CHAT_ROLE_SYSTEM
+			     : msgs[i].role == ENGINE_ROLE_USER	 ? CHAT_ROLE_USER
+								 : CHAT_ROLE_ASSISTANT;
+		cm[i].content = msgs[i].text;
+	}
+	rc = chat_template_render((enum chat_template_id)t->id, cm, (size_t)n,
+				  add_generation_prompt, &tt, &p);
+	if (rc == 0) {
+		struct enc_arg a = { &p, t->tok };
+		rc = encode_all(enc_chat, &a, out, n_out);
+	}
+	chat_prompt_release(&p);
+	free(cm);
+#else
+	struct strbuf text = STRBUF_INIT;
+	(void)add_generation_prompt;
+	for (int i = 0; i < n; i++)
 		strbuf_addstr(&text, msgs[i].text);
-	}
-	if (encode_append(tok, text.buf, text.len, TOKENIZE_ADD_BOS, &ids, &n_ids, &alloc) < 0) {
-		strbuf_release(&text);
-		free(ids);
-		return -1;
-	}
+	struct enc_arg a = { &text, t->tok };
+	rc = encode_all(enc_plain, &a, out, n_out);
 	strbuf_release(&text);
-	*out = ids;
-	*n_out = n_ids;
-	return 0;
+#endif
+	return rc;
 }

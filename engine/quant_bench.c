@@ -5,9 +5,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "report.h"
-#include "util.h"
 #include "xalloc.h"
 
 struct bench_job {
@@ -19,19 +19,31 @@ struct bench_job {
 	const uint8_t *act; /* ntok activation rows, act_stride apart */
 	size_t act_stride;
 	float *out;         /* (ntok, nrows) */
+	double cpu_s;       /* thread CPU seconds of the timed passes */
 };
+
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static void *bench_thread(void *arg)
 {
 	struct bench_job *j = arg;
+	double t0 = 0;
 	for (int it = 0; it < j->iters; it++) {
 		pthread_barrier_wait(j->bar);
+		if (it == 1) /* pass 0 is the warm-up */
+			t0 = thread_cpu_s();
 		if (j->ntok == 1)
 			quant_gemv(j->type, j->n, j->w, j->row_bytes, j->nrows, j->act, j->out);
 		else
 			quant_gemm(j->type, j->n, j->w, j->row_bytes, j->nrows, j->act,
 				   j->act_stride, j->ntok, j->out, (size_t)j->nrows);
 	}
+	j->cpu_s = thread_cpu_s() - t0;
 	return NULL;
 }
 
@@ -101,21 +113,20 @@ double quant_bench(int type, int64_t n, int nrows, int ntok, int threads, int it
 						    row_bytes,
 						    act,
 						    act_bytes,
-						    out + (size_t)r0 * (size_t)ntok};
+						    out + (size_t)r0 * (size_t)ntok,
+						    0};
 			pthread_create(&tid[i], NULL, bench_thread, &job[i]);
 		}
-		/* one warm-up pass, then time iters passes (each starts at a barrier) */
-		pthread_barrier_wait(&bar);
-		double t0 = 0;
-		for (int it = 0; it < iters; it++) {
+		/* one warm-up pass, then iters timed passes, each started at a barrier */
+		for (int it = 0; it < iters + 1; it++)
 			pthread_barrier_wait(&bar);
-			if (it == 0)
-				t0 = time_now_ms();
-		}
-		for (int i = 0; i < threads; i++)
+		secs = 0;
+		for (int i = 0; i < threads; i++) {
 			pthread_join(tid[i], NULL);
-		/* the first timed pass started at t0; the last ended at the joins */
-		secs = (time_now_ms() - t0) / 1000.0 / iters;
+			if (job[i].cpu_s > secs)
+				secs = job[i].cpu_s;
+		}
+		secs /= iters;
 		pthread_barrier_destroy(&bar);
 	}
 done:

@@ -70,7 +70,7 @@
  * the same bytes.
  */
 struct symtab {
-	char *buf;         /* [buf_len] all strings, back to back */
+	char *buf; /* [buf_len] all strings, back to back */
 	size_t buf_len, buf_alloc;
 	size_t *off;       /* [n] start of string id in buf */
 	uint32_t *len;     /* [n] its length */
@@ -104,7 +104,8 @@ static int32_t symtab_find_hashed(const struct symtab *st, const char *s, size_t
 		if (!v)
 			return -1;
 		uint32_t id = (uint32_t)v - 1;
-		if ((uint32_t)(v >> 32) == tag && st->len[id] == n && !memcmp(st->buf + st->off[id], s, n))
+		if ((uint32_t)(v >> 32) == tag && st->len[id] == n &&
+		    !memcmp(st->buf + st->off[id], s, n))
 			return (int32_t)id;
 		i = (i + 1) & st->mask;
 	}
@@ -290,27 +291,27 @@ struct trie_node {
 struct tokenizer {
 	enum tokenizer_kind kind;
 	enum tokenizer_pre pre;
-	char *pre_name;           /* as given, or "default" */
-	int pre_fell_back;        /* unknown pre: gpt-2 rules in use */
-	int ignore_merges;        /* a word that is a whole token is taken as is (llama3) */
+	char *pre_name;    /* as given, or "default" */
+	int pre_fell_back; /* unknown pre: gpt-2 rules in use */
+	int ignore_merges; /* a word that is a whole token is taken as is (llama3) */
 	int32_t n_vocab;
-	struct symtab sym;        /* tokens [0, n_vocab), then merge-only strings */
-	float *score;             /* [n_vocab] */
-	unsigned char *type;      /* [n_vocab] enum token_type */
-	unsigned char *attr;      /* [n_vocab] ATTR_* */
-	char *piece_buf;          /* all pieces back to back */
-	size_t *piece_off;        /* [n_vocab + 1] piece id is piece_buf[off[id] .. off[id + 1]) */
-	struct merge_map merges;  /* gpt2: merge rules; spm: token pairs that form a token */
-	struct merge_map joins;   /* spm: adjacent character pairs seen inside some token */
+	struct symtab sym;       /* tokens [0, n_vocab), then merge-only strings */
+	float *score;            /* [n_vocab] */
+	unsigned char *type;     /* [n_vocab] enum token_type */
+	unsigned char *attr;     /* [n_vocab] ATTR_* */
+	char *piece_buf;         /* all pieces back to back */
+	size_t *piece_off;       /* [n_vocab + 1] piece id is piece_buf[off[id] .. off[id + 1]) */
+	struct merge_map merges; /* gpt2: merge rules; spm: token pairs that form a token */
+	struct merge_map joins;  /* spm: adjacent character pairs seen inside some token */
 	/* spm fast paths: ids of the one-byte characters and of U+2581, and the
 	 * joins among them as a bitmap (index 128 stands for U+2581) */
 	int32_t small_id[129];
 	uint8_t small_join[129][(129 + 7) / 8];
-	int32_t byte_sym[256];    /* gpt2: symbol of each byte's alphabet character, -1 = none */
-	int32_t byte_token[256];  /* spm: <0xNN> token (or the one-byte token), -1 = none */
-	struct trie_node *trie;   /* [n_trie] node 0 is the root */
+	int32_t byte_sym[256];   /* gpt2: symbol of each byte's alphabet character, -1 = none */
+	int32_t byte_token[256]; /* spm: <0xNN> token (or the one-byte token), -1 = none */
+	struct trie_node *trie;  /* [n_trie] node 0 is the root */
 	int32_t n_trie, trie_alloc;
-	int32_t root_child[256];  /* root's child for each first byte, -1 = none */
+	int32_t root_child[256];              /* root's child for each first byte, -1 = none */
 	int32_t bos, eos, eot, eom, unk, pad; /* -1 = none */
 	int add_bos, add_eos, add_space_prefix;
 };
@@ -360,19 +361,19 @@ struct bigram {
 struct encoder {
 	const struct tokenizer *t;
 	struct ivec out;
-	char *buf;              /* escaped SPM text or a BPE word */
+	char *buf; /* escaped SPM text or a BPE word */
 	size_t buf_alloc;
 	struct symbol *sym;
 	size_t sym_alloc;
 	struct bigram *heap;
 	size_t heap_n, heap_alloc;
-	uint32_t *cp;           /* code points of a BPE fragment */
-	unsigned char *fl;      /* their unicode_flags */
+	uint32_t *cp;      /* code points of a BPE fragment */
+	unsigned char *fl; /* their unicode_flags */
 	size_t cp_alloc, fl_alloc;
-	size_t *ends, *ends2;   /* chunk ends (code point offsets) */
+	size_t *ends, *ends2; /* chunk ends (code point offsets) */
 	size_t ends_n, ends_alloc;
-	size_t last_end;        /* the last boundary emitted (or the chunk's start) */
-	struct wcache *wc;      /* BPE results of recent words, NULL until needed */
+	size_t last_end;   /* the last boundary emitted (or the chunk's start) */
+	struct wcache *wc; /* BPE results of recent words, NULL until needed */
 	int oom;
 };
 
@@ -396,6 +397,7 @@ struct wcache {
 	uint32_t words_n, ids_n;
 };
 
+/* Make *p hold at least need elements (contents kept); -1 and *oom set on failure. */
 static int grow(void **p, size_t *alloc, size_t need, size_t elem, int *oom)
 {
 	if (need <= *alloc)
@@ -409,6 +411,8 @@ static int grow(void **p, size_t *alloc, size_t need, size_t elem, int *oom)
 	void *q = try_alloc_array(na, elem);
 	if (!q)
 		goto fail;
+	if (*p && *alloc)
+		memcpy(q, *p, *alloc * elem); /* keep what the buffer holds */
 	free(*p);
 	*p = q;
 	*alloc = na;
@@ -539,7 +543,8 @@ static int spm_joins(const struct tokenizer *t, const char *a, size_t an, const 
 	int x = spm_small_index(a, an), y = spm_small_index(b, bn);
 	if (x >= 0 && y >= 0)
 		return (t->small_join[x][y / 8] >> (y % 8)) & 1;
-	return merge_find(&t->joins, (int32_t)spm_char_key(a, an), (int32_t)spm_char_key(b, bn)) != NULL;
+	return merge_find(&t->joins, (int32_t)spm_char_key(a, an), (int32_t)spm_char_key(b, bn)) !=
+	       NULL;
 }
 
 /* Merge symbols [r0, r1), highest score first, ties leftmost. */
@@ -722,7 +727,8 @@ static void bpe_word(struct encoder *e, size_t n)
 		/* not a token: each byte of its alphabet form, as a one-byte token if any */
 		for (uint32_t k = 0; k < s->len; k++) {
 			char enc[4];
-			size_t el = unicode_encode(unicode_byte_to_cp((unsigned char)e->buf[s->start + k]), enc);
+			size_t el = unicode_encode(
+				unicode_byte_to_cp((unsigned char)e->buf[s->start + k]), enc);
 			for (size_t j = 0; j < el; j++) {
 				int32_t id = symtab_find(&t->sym, enc + j, 1);
 				if (id >= 0 && id < t->n_vocab)
@@ -853,26 +859,26 @@ static int in_sorted_ranges(uint32_t c, const struct cp_range *r, size_t n)
 /* The character classes of deepseek's tokenizer.json, as code point ranges.
  * (They are the tokenizer's own definition, not Unicode data.) */
 static const struct cp_range ds_letters[] = {
-	{ 0x0041, 0x005A }, { 0x0061, 0x007A }, { 0x00B5, 0x00B5 }, { 0x00C0, 0x00D6 },
-	{ 0x00D8, 0x00F6 }, { 0x00F8, 0x01BA }, { 0x01BC, 0x01BF }, { 0x01C4, 0x0293 },
-	{ 0x0295, 0x02AF }, { 0x0370, 0x0373 }, { 0x0376, 0x0377 }, { 0x037B, 0x037D },
-	{ 0x037F, 0x037F }, { 0x0386, 0x0386 }, { 0x0388, 0x038A }, { 0x038C, 0x038C },
-	{ 0x038E, 0x03A1 }, { 0x03A3, 0x03F5 }, { 0x03F7, 0x0481 }, { 0x048A, 0x052F },
-	{ 0x0531, 0x0556 }, { 0x10A0, 0x10C5 }, { 0x13A0, 0x13F5 }, { 0x13F8, 0x13FD },
-	{ 0x1C90, 0x1CBA }, { 0x1CBD, 0x1CBF }, { 0x1D00, 0x1D2B }, { 0x1D6B, 0x1D77 },
-	{ 0x1D79, 0x1D9A }, { 0x1E00, 0x1F15 }, { 0x1F18, 0x1F1D }, { 0x1F20, 0x1F45 },
-	{ 0x1F48, 0x1F4D }, { 0x1F50, 0x1F57 }, { 0x1F59, 0x1F59 }, { 0x1F5B, 0x1F5B },
-	{ 0x1F5D, 0x1F5D }, { 0x1F5F, 0x1F7D }, { 0x1F80, 0x1FB4 }, { 0x1FB6, 0x1FBC },
-	{ 0x1FBE, 0x1FBE }, { 0x1FC2, 0x1FC4 }, { 0x1FC6, 0x1FCC }, { 0x1FD0, 0x1FD3 },
-	{ 0x1FD6, 0x1FDB }, { 0x1FE0, 0x1FEC }, { 0x1FF2, 0x1FF4 }, { 0x1FF6, 0x1FFC },
-	{ 0x2102, 0x2102 }, { 0x2107, 0x2107 }, { 0x210A, 0x2113 }, { 0x2115, 0x2115 },
-	{ 0x2119, 0x211D }, { 0x2124, 0x2124 }, { 0x2126, 0x2126 }, { 0x2128, 0x2128 },
-	{ 0x212A, 0x212D }, { 0x212F, 0x2134 }, { 0x2139, 0x2139 }, { 0x213C, 0x213F },
-	{ 0x2145, 0x2149 }, { 0x214E, 0x214E }, { 0x2183, 0x2184 }, { 0x2C00, 0x2C7B },
-	{ 0x2C7E, 0x2CE4 }, { 0x2CEB, 0x2CEE }, { 0x2CF2, 0x2CF3 }, { 0xA640, 0xA66D },
-	{ 0xA680, 0xA69B }, { 0xA722, 0xA76F }, { 0xA771, 0xA787 }, { 0xA78B, 0xA78E },
-	{ 0xAB70, 0xABBF }, { 0xFB00, 0xFB06 }, { 0xFB13, 0xFB17 }, { 0xFF21, 0xFF3A },
-	{ 0xFF41, 0xFF5A }, { 0x10400, 0x1044F }, { 0x104B0, 0x104D3 }, { 0x104D8, 0x104FB },
+	{ 0x0041, 0x005A },   { 0x0061, 0x007A },   { 0x00B5, 0x00B5 },   { 0x00C0, 0x00D6 },
+	{ 0x00D8, 0x00F6 },   { 0x00F8, 0x01BA },   { 0x01BC, 0x01BF },   { 0x01C4, 0x0293 },
+	{ 0x0295, 0x02AF },   { 0x0370, 0x0373 },   { 0x0376, 0x0377 },   { 0x037B, 0x037D },
+	{ 0x037F, 0x037F },   { 0x0386, 0x0386 },   { 0x0388, 0x038A },   { 0x038C, 0x038C },
+	{ 0x038E, 0x03A1 },   { 0x03A3, 0x03F5 },   { 0x03F7, 0x0481 },   { 0x048A, 0x052F },
+	{ 0x0531, 0x0556 },   { 0x10A0, 0x10C5 },   { 0x13A0, 0x13F5 },   { 0x13F8, 0x13FD },
+	{ 0x1C90, 0x1CBA },   { 0x1CBD, 0x1CBF },   { 0x1D00, 0x1D2B },   { 0x1D6B, 0x1D77 },
+	{ 0x1D79, 0x1D9A },   { 0x1E00, 0x1F15 },   { 0x1F18, 0x1F1D },   { 0x1F20, 0x1F45 },
+	{ 0x1F48, 0x1F4D },   { 0x1F50, 0x1F57 },   { 0x1F59, 0x1F59 },   { 0x1F5B, 0x1F5B },
+	{ 0x1F5D, 0x1F5D },   { 0x1F5F, 0x1F7D },   { 0x1F80, 0x1FB4 },   { 0x1FB6, 0x1FBC },
+	{ 0x1FBE, 0x1FBE },   { 0x1FC2, 0x1FC4 },   { 0x1FC6, 0x1FCC },   { 0x1FD0, 0x1FD3 },
+	{ 0x1FD6, 0x1FDB },   { 0x1FE0, 0x1FEC },   { 0x1FF2, 0x1FF4 },   { 0x1FF6, 0x1FFC },
+	{ 0x2102, 0x2102 },   { 0x2107, 0x2107 },   { 0x210A, 0x2113 },   { 0x2115, 0x2115 },
+	{ 0x2119, 0x211D },   { 0x2124, 0x2124 },   { 0x2126, 0x2126 },   { 0x2128, 0x2128 },
+	{ 0x212A, 0x212D },   { 0x212F, 0x2134 },   { 0x2139, 0x2139 },   { 0x213C, 0x213F },
+	{ 0x2145, 0x2149 },   { 0x214E, 0x214E },   { 0x2183, 0x2184 },   { 0x2C00, 0x2C7B },
+	{ 0x2C7E, 0x2CE4 },   { 0x2CEB, 0x2CEE },   { 0x2CF2, 0x2CF3 },   { 0xA640, 0xA66D },
+	{ 0xA680, 0xA69B },   { 0xA722, 0xA76F },   { 0xA771, 0xA787 },   { 0xA78B, 0xA78E },
+	{ 0xAB70, 0xABBF },   { 0xFB00, 0xFB06 },   { 0xFB13, 0xFB17 },   { 0xFF21, 0xFF3A },
+	{ 0xFF41, 0xFF5A },   { 0x10400, 0x1044F }, { 0x104B0, 0x104D3 }, { 0x104D8, 0x104FB },
 	{ 0x10C80, 0x10CB2 }, { 0x10CC0, 0x10CF2 }, { 0x118A0, 0x118DF }, { 0x1E900, 0x1E943 },
 };
 static const struct cp_range ds_punct[] = {
@@ -880,7 +886,9 @@ static const struct cp_range ds_punct[] = {
 	{ 0xFF1A, 0xFF5E }, { 0x2018, 0x201F }, { 0x3000, 0x3002 },
 };
 static const struct cp_range ds_cjk[] = {
-	{ 0x4E00, 0x9FA5 }, { 0x0800, 0x4E00 }, { 0xAC00, 0xD7FF },
+	{ 0x4E00, 0x9FA5 },
+	{ 0x0800, 0x4E00 },
+	{ 0xAC00, 0xD7FF },
 };
 
 /* Wide (std::wregex) classes: non-ASCII white space was replaced, so it
@@ -897,7 +905,8 @@ static int wide_ds_punct(uint32_t c, unsigned f)
 {
 	if (c < 128)
 		return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x7E);
-	return !(f & UNICODE_WHITESPACE) && in_ranges(c, ds_punct, sizeof(ds_punct) / sizeof(ds_punct[0]));
+	return !(f & UNICODE_WHITESPACE) &&
+	       in_ranges(c, ds_punct, sizeof(ds_punct) / sizeof(ds_punct[0]));
 }
 
 static int wide_cjk(uint32_t c, unsigned f)
@@ -994,9 +1003,9 @@ static void split_digit3(struct encoder *e, size_t s, size_t end)
 /* flags inside the chunk, 0 past it (as llama.cpp's custom matchers) */
 #define FL(i) ((i) < end ? (unsigned)e->fl[i] : 0u)
 #define CP(i) ((i) < end ? e->cp[i] : OOR)
-#define IS_L(f) (((f) & UNICODE_CLASS_MASK) == UNICODE_LETTER)
-#define IS_N(f) (((f) & UNICODE_CLASS_MASK) == UNICODE_NUMBER)
-#define IS_WS(f) (((f) & UNICODE_WHITESPACE) != 0)
+#define IS_L(f) (((f)&UNICODE_CLASS_MASK) == UNICODE_LETTER)
+#define IS_N(f) (((f)&UNICODE_CLASS_MASK) == UNICODE_NUMBER)
+#define IS_WS(f) (((f)&UNICODE_WHITESPACE) != 0)
 
 /* 's|'t|'re|'ve|'m|'ll|'d (case-insensitive when ci): length matched or 0 */
 static size_t contraction(struct encoder *e, size_t i, size_t end, int ci)
@@ -1084,7 +1093,8 @@ static void split_gpt2(struct encoder *e, size_t s, size_t end)
  * an unassigned code point is in none), D = 1 for qwen2 (std::regex on the
  * collapsed text: an unassigned code point is "other").
  */
-static void split_llama3_like(struct encoder *e, size_t s, size_t end, size_t max_digits, int collapsed)
+static void split_llama3_like(struct encoder *e, size_t s, size_t end, size_t max_digits,
+			      int collapsed)
 {
 	size_t pos = s;
 	while (pos < end) {
@@ -1219,12 +1229,13 @@ static void pass_punct_sym(struct encoder *e, size_t s, size_t end)
 
 #define MAX_PASSES 6
 static const pass_fn pre_passes[][MAX_PASSES + 1] = {
-	[TOKENIZER_PRE_DEFAULT] = { pass_punct_sym, pass_gpt2, pass_number_runs, split_digit3, NULL },
+	[TOKENIZER_PRE_DEFAULT] = { pass_punct_sym, pass_gpt2, pass_number_runs, split_digit3,
+				    NULL },
 	[TOKENIZER_PRE_GPT2] = { pass_gpt2, NULL },
 	[TOKENIZER_PRE_LLAMA3] = { pass_llama3, NULL },
 	[TOKENIZER_PRE_QWEN2] = { pass_qwen2, NULL },
-	[TOKENIZER_PRE_DEEPSEEK_LLM] = { pass_each_crlf, pass_ds_letters, pass_ds_punct, split_trailing_ws,
-					 pass_cjk, pass_number_runs, NULL },
+	[TOKENIZER_PRE_DEEPSEEK_LLM] = { pass_each_crlf, pass_ds_letters, pass_ds_punct,
+					 split_trailing_ws, pass_cjk, pass_number_runs, NULL },
 	[TOKENIZER_PRE_DEEPSEEK_CODER] = { pass_each_crlf, pass_ws_letters, pass_ws_punct, pass_cjk,
 					   pass_each_number, NULL },
 	[TOKENIZER_PRE_MPT] = { pass_gpt2, NULL },
@@ -1417,7 +1428,7 @@ static void encode_fragment(struct encoder *e, const char *text, size_t len, int
 /* The body of tokenizer_encode and tokenizer_encode_ranges: with ranges,
  * control tokens are matched only inside them (flags has PARSE_SPECIAL). */
 static int encode(const struct tokenizer *t, const char *text, size_t len, int flags,
-		  const size_t (*ranges)[2], size_t n_ranges, int32_t *out, int max)
+		  int use_ranges, const size_t (*ranges)[2], size_t n_ranges, int32_t *out, int max)
 {
 	struct encoder e;
 	int ret;
@@ -1438,7 +1449,7 @@ static int encode(const struct tokenizer *t, const char *text, size_t len, int f
 			 * with PARSE_SPECIAL, inside a range when there are ranges */
 			n = special_match(t, text + i, len - i, ATTR_USER, &id);
 			size_t ctl_limit = 0;
-			if ((flags & TOKENIZE_PARSE_SPECIAL) && !ranges) {
+			if ((flags & TOKENIZE_PARSE_SPECIAL) && !use_ranges) {
 				ctl_limit = len - i;
 			} else if (flags & TOKENIZE_PARSE_SPECIAL) {
 				while (r < n_ranges && ranges[r][1] <= i)
@@ -1447,9 +1458,11 @@ static int encode(const struct tokenizer *t, const char *text, size_t len, int f
 					ctl_limit = ranges[r][1] - i;
 			}
 			int32_t cid = -1;
-			size_t nc = ctl_limit ? special_match(t, text + i, ctl_limit,
-							      ATTR_USER | ATTR_CONTROL | ATTR_UNKNOWN, &cid)
-					      : 0;
+			size_t nc = ctl_limit
+					    ? special_match(t, text + i, ctl_limit,
+							    ATTR_USER | ATTR_CONTROL | ATTR_UNKNOWN,
+							    &cid)
+					    : 0;
 			if (nc > n) {
 				n = nc;
 				id = cid;
@@ -1489,23 +1502,24 @@ static int encode(const struct tokenizer *t, const char *text, size_t len, int f
 	return ret;
 }
 
-int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, int flags, int32_t *out,
-		     int max)
+int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, int flags,
+		     int32_t *out, int max)
 {
-	return encode(t, text, len, flags, NULL, 0, out, max);
+	return encode(t, text, len, flags, 0, NULL, 0, out, max);
 }
 
 int tokenizer_encode_ranges(const struct tokenizer *t, const char *text, size_t len, int flags,
 			    const size_t (*ranges)[2], size_t n_ranges, int32_t *out, int max)
 {
 	for (size_t k = 0; k < n_ranges; k++) {
-		if (ranges[k][0] > ranges[k][1] || ranges[k][1] > len || (k && ranges[k][0] < ranges[k - 1][1])) {
-			error("bad special-token range %zu: [%zu, %zu) in %zu bytes", k, ranges[k][0],
-			      ranges[k][1], len);
+		if (ranges[k][0] > ranges[k][1] || ranges[k][1] > len ||
+		    (k && ranges[k][0] < ranges[k - 1][1])) {
+			error("bad special-token range %zu: [%zu, %zu) in %zu bytes", k,
+			      ranges[k][0], ranges[k][1], len);
 			return INT32_MIN;
 		}
 	}
-	return encode(t, text, len, flags | TOKENIZE_PARSE_SPECIAL, ranges, n_ranges, out, max);
+	return encode(t, text, len, flags | TOKENIZE_PARSE_SPECIAL, 1, ranges, n_ranges, out, max);
 }
 
 /* ---- building ----------------------------------------------------------- */
@@ -1559,14 +1573,15 @@ static const struct pre_name pre_names[] = {
 
 /* Texts that end a turn (llama.cpp's list), in the order tried for eot. */
 static const char *const eog_texts[] = {
-	"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-	"<|end_of_text|>", "<EOT>", "_<EOT>", "<end_of_utterance>", "<|eom_id|>",
+	"<|eot_id|>",      "<|im_end|>", "<|end|>", "<end_of_turn>",      "<|endoftext|>",
+	"<|end_of_text|>", "<EOT>",      "_<EOT>",  "<end_of_utterance>", "<|eom_id|>",
 };
 
 void tokenizer_spec_init(struct tokenizer_spec *spec)
 {
 	memset(spec, 0, sizeof(*spec));
-	spec->bos = spec->eos = spec->eot = spec->eom = spec->unk = spec->pad = TOKENIZER_ID_DEFAULT;
+	spec->bos = spec->eos = spec->eot = spec->eom = spec->unk = spec->pad =
+		TOKENIZER_ID_DEFAULT;
 	spec->add_bos = spec->add_eos = spec->add_space_prefix = -1;
 }
 
@@ -1592,7 +1607,8 @@ static int trie_insert(struct tokenizer *t, const char *s, size_t n, int32_t id)
 			if (t->n_trie == t->trie_alloc) {
 				if (t->trie_alloc > INT32_MAX / 2)
 					return error("too many special tokens");
-				struct trie_node *nt = realloc(t->trie, (size_t)t->trie_alloc * 2 * sizeof(*nt));
+				struct trie_node *nt =
+					realloc(t->trie, (size_t)t->trie_alloc * 2 * sizeof(*nt));
 				if (!nt)
 					return error("out of memory for special tokens");
 				t->trie = nt;
@@ -1670,7 +1686,8 @@ static void piece_of(const struct tokenizer *t, int32_t id, struct strbuf *sb)
 			if (b >= 0)
 				strbuf_addch(sb, b);
 			else
-				strbuf_add(sb, s + p0, pos - p0); /* not in the alphabet: as written */
+				strbuf_add(sb, s + p0,
+					   pos - p0); /* not in the alphabet: as written */
 		}
 	}
 }
@@ -1723,7 +1740,8 @@ static int index_spm_pairs(struct tokenizer *t)
 {
 	for (int k = 0; k < 129; k++) {
 		char c = (char)k;
-		t->small_id[k] = k < 128 ? symtab_find(&t->sym, &c, 1) : symtab_find(&t->sym, "\xe2\x96\x81", 3);
+		t->small_id[k] = k < 128 ? symtab_find(&t->sym, &c, 1)
+					 : symtab_find(&t->sym, "\xe2\x96\x81", 3);
 	}
 	for (int32_t id = 0; id < t->n_vocab; id++) {
 		const char *s = t->sym.buf + t->sym.off[id];
@@ -1895,8 +1913,8 @@ struct tokenizer *tokenizer_new(const struct tokenizer_spec *spec)
 		t->attr[t->eom] |= ATTR_EOG;
 	for (int32_t i = 0; i < n; i++) {
 		/* llama.cpp makes turn-ending tokens control tokens when they are not */
-		if ((t->attr[i] & ATTR_EOG) && !(t->attr[i] & (ATTR_CONTROL | ATTR_USER | ATTR_UNKNOWN)) &&
-		    i != t->eos)
+		if ((t->attr[i] & ATTR_EOG) &&
+		    !(t->attr[i] & (ATTR_CONTROL | ATTR_USER | ATTR_UNKNOWN)) && i != t->eos)
 			t->attr[i] |= ATTR_CONTROL;
 	}
 
@@ -1976,7 +1994,8 @@ static int get_flag_opt(const struct gguf *g, const char *key, int *out)
 
 /* A numeric array of n elements converted to float or int32 (copied: the
  * mapping is unaligned). */
-static int get_num_array(const struct gguf *g, const char *key, uint64_t n, int want_float, void **out)
+static int get_num_array(const struct gguf *g, const char *key, uint64_t n, int want_float,
+			 void **out)
 {
 	enum gguf_vtype type;
 	uint64_t count;
@@ -2197,7 +2216,8 @@ void tokenizer_decoder_free(struct tokenizer_decoder *d)
 static const char replacement[] = "\xef\xbf\xbd";
 
 /* Feed bytes; append complete characters, keep an incomplete tail. */
-static size_t decoder_feed(struct tokenizer_decoder *d, const unsigned char *p, size_t n, struct strbuf *out)
+static size_t decoder_feed(struct tokenizer_decoder *d, const unsigned char *p, size_t n,
+			   struct strbuf *out)
 {
 	size_t before = out->len;
 	size_t i = 0;

@@ -22,6 +22,10 @@ struct tokenizer;
  *    character, and pairs are merged by rank (tokenizer.ggml.merges).
  * Both merge with a priority queue: O(n log n) in the length of a word.
  *
+ * A tokenizer is immutable once built: any number of threads may encode
+ * and decode with it at once (each call has its own scratch memory; each
+ * decoder object belongs to one thread).
+ *
  * Special tokens: control (token_type 3) and unknown (2) tokens written in
  * the text become their ids only with TOKENIZE_PARSE_SPECIAL (used for text
  * rendered from a chat template, never for what a user typed).
@@ -37,15 +41,15 @@ enum tokenizer_kind {
 
 /* Pre-tokenizers selectable by tokenizer.ggml.pre (names as llama.cpp). */
 enum tokenizer_pre {
-	TOKENIZER_PRE_DEFAULT,        /* "default", or the key absent */
-	TOKENIZER_PRE_GPT2,           /* gpt-2, phi-2, jina-*, roberta-bpe, ... */
-	TOKENIZER_PRE_LLAMA3,         /* llama3, llama-v3, llama-bpe, falcon3, pixtral, dbrx, smaug-bpe */
-	TOKENIZER_PRE_QWEN2,          /* qwen2, deepseek-r1-qwen, stablelm2, megrez */
+	TOKENIZER_PRE_DEFAULT, /* "default", or the key absent */
+	TOKENIZER_PRE_GPT2,    /* gpt-2, phi-2, jina-*, roberta-bpe, ... */
+	TOKENIZER_PRE_LLAMA3,  /* llama3, llama-v3, llama-bpe, falcon3, pixtral, dbrx, smaug-bpe */
+	TOKENIZER_PRE_QWEN2,   /* qwen2, deepseek-r1-qwen, stablelm2, megrez */
 	TOKENIZER_PRE_DEEPSEEK_LLM,   /* deepseek-llm */
 	TOKENIZER_PRE_DEEPSEEK_CODER, /* deepseek-coder */
 	TOKENIZER_PRE_MPT,            /* mpt, olmo, jais */
-	TOKENIZER_PRE_STARCODER,      /* starcoder, refact, smollm, command-r, codeshell, exaone, minerva-7b */
-	TOKENIZER_PRE_FALCON,         /* falcon */
+	TOKENIZER_PRE_STARCODER, /* starcoder, refact, smollm, command-r, codeshell, exaone, minerva-7b */
+	TOKENIZER_PRE_FALCON, /* falcon */
 };
 
 /* Token types of tokenizer.ggml.token_type. */
@@ -65,15 +69,15 @@ enum token_type {
  * one by hand.  The arrays are copied: they need not outlive the call.
  */
 struct tokenizer_spec {
-	const char *model;              /* "llama" or "gpt2" */
-	const char *pre;                /* tokenizer.ggml.pre; NULL = absent ("default") */
-	int pre_fallback;               /* unknown pre: 1 = use gpt-2 rules, 0 = error */
+	const char *model; /* "llama" or "gpt2" */
+	const char *pre;   /* tokenizer.ggml.pre; NULL = absent ("default") */
+	int pre_fallback;  /* unknown pre: 1 = use gpt-2 rules, 0 = error */
 	uint64_t n_tokens;
-	const struct gguf_str *tokens;  /* [n_tokens] token texts */
-	const float *scores;            /* [n_tokens] or NULL (all 0) */
-	const int32_t *types;           /* [n_tokens] enum token_type, or NULL (all normal) */
+	const struct gguf_str *tokens; /* [n_tokens] token texts */
+	const float *scores;           /* [n_tokens] or NULL (all 0) */
+	const int32_t *types;          /* [n_tokens] enum token_type, or NULL (all normal) */
 	uint64_t n_merges;
-	const struct gguf_str *merges;  /* [n_merges] "left right", rank = index; gpt2 only */
+	const struct gguf_str *merges; /* [n_merges] "left right", rank = index; gpt2 only */
 	/* Special ids: -1 = none; TOKENIZER_ID_DEFAULT = the model's default
 	 * (llama: bos 1, eos 2, unk 0, as llama.cpp; gpt2: none, where
 	 * llama.cpp would guess 11).  eot and eom, when not given, are found
@@ -145,7 +149,7 @@ int tokenizer_split(const struct tokenizer *t, const char *text, size_t len, siz
  * may be an incomplete UTF-8 sequence.  Valid until tokenizer_free().
  */
 const char *tokenizer_piece(const struct tokenizer *t, int32_t id, size_t *len);
-/* The token's text as stored in the vocabulary (for display). */
+/* The token's text as stored in the vocabulary (NUL-terminated as well). */
 const char *tokenizer_text(const struct tokenizer *t, int32_t id, size_t *len);
 /* The id of a token whose vocabulary text is exactly s[0..n), or -1. */
 int32_t tokenizer_find(const struct tokenizer *t, const char *s, size_t n);
@@ -154,8 +158,8 @@ int32_t tokenizer_n_vocab(const struct tokenizer *t);
 enum tokenizer_kind tokenizer_kind(const struct tokenizer *t);
 enum tokenizer_pre tokenizer_pre_type(const struct tokenizer *t);
 const char *tokenizer_pre_name(const struct tokenizer *t); /* as given, or "default" */
-int tokenizer_pre_fell_back(const struct tokenizer *t);   /* unknown pre, gpt-2 rules used */
-int32_t tokenizer_bos(const struct tokenizer *t);         /* -1 when none */
+int tokenizer_pre_fell_back(const struct tokenizer *t);    /* unknown pre, gpt-2 rules used */
+int32_t tokenizer_bos(const struct tokenizer *t);          /* -1 when none */
 int32_t tokenizer_eos(const struct tokenizer *t);
 int32_t tokenizer_eot(const struct tokenizer *t);
 int32_t tokenizer_pad(const struct tokenizer *t);

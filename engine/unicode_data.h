@@ -3,6 +3,8 @@
 #ifndef PALAVER_UNICODE_DATA_H
 #define PALAVER_UNICODE_DATA_H
 
+/* clang-format off */
+
 #include <stdint.h>
 
 #define UNICODE_DATA_VERSION "15.0.0"
@@ -1471,5 +1473,7 @@ static const uint8_t unicode_stage2[37888] = {
 	7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,
 	7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,0,0,
 };
+
+/* clang-format on */
 
 #endif

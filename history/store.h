@@ -36,8 +36,8 @@
  * STORE_INTERRUPTED, text kept.
  */
 
-#define STORE_SCHEMA_VERSION 2     /* PRAGMA user_version this code writes */
-#define STORE_ID_LEN 8             /* hex digits in a session id */
+#define STORE_SCHEMA_VERSION 2 /* PRAGMA user_version this code writes */
+#define STORE_ID_LEN 8         /* hex digits in a session id */
 #define STORE_ID_SIZE (STORE_ID_LEN + 1)
 #define STORE_BUSY_TIMEOUT_MS 5000 /* default wait on another process's lock */
 #define STORE_TITLE_MAX 60         /* characters in an automatic title */
@@ -55,7 +55,7 @@ enum store_status {
 	STORE_STREAMING,   /* being generated right now */
 };
 const char *store_status_name(enum store_status s); /* "complete", ... */
-int store_status_parse(const char *name);          /* enum value or -1 */
+int store_status_parse(const char *name);           /* enum value or -1 */
 
 /* Token counts and timings of one message (all 0 when unknown). */
 struct store_stats {
@@ -78,9 +78,9 @@ struct store_session {
 	char id[STORE_ID_SIZE]; /* "3f9a0c1e" */
 	char *title;            /* "" until the first user message names it */
 	int title_auto;         /* 1 while the title comes from the first user message */
-	char *model;
-	char *system_prompt;
-	char *sampling;         /* JSON object text */
+	char *model;            /* model file or name it was created with (may be NULL) */
+	char *system_prompt;    /* NULL: none */
+	char *sampling;         /* JSON object text (may be NULL) */
 	int64_t created_ms;     /* Unix time in milliseconds */
 	int64_t updated_ms;     /* last message added or changed */
 	int64_t message_count;  /* messages in the session */
@@ -89,25 +89,25 @@ struct store_session {
 
 /* A message.  Strings are malloc'd. */
 struct store_message {
-	int64_t id;     /* database row id: the handle for update/finish */
-	int64_t seq;    /* 1, 2, ... order within its session */
-	char *role;     /* "system", "user", "assistant" */
-	char *content;  /* UTF-8 text, may be "" */
-	enum store_status status;
-	struct store_stats stats;
-	int64_t created_ms;
-	int64_t updated_ms;
+	int64_t id;               /* database row id: the handle for update/finish */
+	int64_t seq;              /* 1, 2, ... order within its session */
+	char *role;               /* "system", "user", "assistant" */
+	char *content;            /* UTF-8 text, may be "" */
+	enum store_status status; /* complete, cancelled, ... */
+	struct store_stats stats; /* token counts and timings, 0 when unknown */
+	int64_t created_ms;       /* Unix time in milliseconds */
+	int64_t updated_ms;       /* last change (streaming updates included) */
 };
 
 /* A search result, best first. */
 struct store_hit {
-	char session_id[STORE_ID_SIZE];
-	char *title;      /* the session's title */
-	int64_t message_id;
-	int64_t seq;
-	char *role;
-	char *snippet;    /* a few words around the match, matches between the marks */
-	double rank;      /* bm25: lower is better */
+	char session_id[STORE_ID_SIZE]; /* the session holding the match */
+	char *title;                    /* the session's title */
+	int64_t message_id;             /* the matching message */
+	int64_t seq;                    /* its place in the session */
+	char *role;                     /* its role */
+	char *snippet;      /* a few words around the match, matches between the marks */
+	double rank;        /* lower is better (negated BM25 term-frequency score) */
 	int64_t updated_ms; /* the message's */
 };
 
@@ -196,11 +196,14 @@ void store_messages_free(struct store_message *m, size_t n);
  * (0 = 50) hits.  The query is plain words: each is quoted, so quotes, stars,
  * parentheses, AND/OR/NOT or any FTS5 syntax in it are searched for as text,
  * never an error; a word ending in '*' matches as a prefix.  All words must
- * occur.  An empty query gives no hits.  Ranking (bm25) is over the
- * STORE_SEARCH_WINDOW most recent matching messages, so that a word found in
- * half the history still answers in milliseconds; rarer words are ranked
- * over all their matches.  Matches in snippets are wrapped in
- * open/close (NULL: "[" and "]").
+ * occur.  An empty query gives no hits.
+ *
+ * Ranking is BM25 without its IDF factor (every hit holds every word, and
+ * computing IDF walks all the matches of each word), over the
+ * STORE_SEARCH_WINDOW most recent matching messages: a word found in half of
+ * a million messages still answers in milliseconds, and rarer words are
+ * ranked over all their matches.  rank in the hits: lower is better.
+ * Matches in snippets are wrapped in open/close (NULL: "[" and "]").
  */
 int store_search(struct store *st, const char *query, size_t limit, const char *open,
 		 const char *close, struct store_hit **out, size_t *n);

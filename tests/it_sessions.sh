@@ -99,6 +99,12 @@ second=$(cat "$T/out")
 expect 1 "$P" sessions show hello --history "$H"
 has err "matches 2 sessions"
 has err "0123abcd"
+# from standard input, and --limit
+"$P" sessions import - --history "$T/h3.db" <"$T/e1.json" >"$T/out" 2>"$T/err" || fail "import -: $(cat "$T/err")"
+has out 0123abcd
+expect 0 "$P" sessions list --limit 1 --history "$H"
+[ "$(wc -l <"$T/out")" -eq 2 ] || fail "--limit 1 listed $(wc -l <"$T/out") lines"
+expect 2 "$P" sessions list --limit x --history "$H"
 expect 1 "$P" sessions import "$T/s.json.missing" --history "$H"
 printf '{"format": "nope"}' >"$T/bad.json"
 expect 1 "$P" sessions import "$T/bad.json" --history "$H"

@@ -24,6 +24,7 @@ out=$(HOME=$T XDG_CONFIG_HOME=$T/config XDG_STATE_HOME=$T/state XDG_DATA_HOME=$T
 case $out in
 *"not built"*) echo "skip: the engine is not built yet ($out)"; exit 77 ;;
 esac
+grep -q "the chat is not built yet" "$PALAVER" && { echo "skip: the chat is not built yet"; exit 77; }
 
 ENVS="HOME=$T XDG_CONFIG_HOME=$T/config XDG_STATE_HOME=$T/state XDG_DATA_HOME=$T/data LC_ALL=C.UTF-8"
 start() {
@@ -52,8 +53,10 @@ stopped=0
 for attempt in 1 2 3 4 5; do
 	tui_type "Once upon a time there was a dragon who"
 	tui_keys Enter Escape
+	# the input empties when the message is taken; then the reply ends
+	tui_wait_gone "^› Once upon a time there was a dragon" 10
+	if tui_wait "\[stopped\]" 10; then stopped=1; break; fi
 	tui_wait "Enter send" 30
-	if tui_screen | grep -q "\[stopped\]"; then stopped=1; break; fi
 done
 [ $stopped = 1 ] && ok "Esc mid-reply stops it and the partial reply stays, marked [stopped]" \
 	|| fail "Esc mid-reply leaves a [stopped] reply (5 attempts)"
@@ -86,6 +89,20 @@ tui_keys Enter
 tui_wait "Enter send" 30
 check "the edited message is sent again" tui_wait "^  héllo 世界 🙂" 3
 
+# ---- Alt-Enter and Ctrl-J insert newlines; Ctrl-C clears the input ----------
+tui_type "line a"; tui_keys M-Enter; tui_type "line b"; tui_keys C-j; tui_type "line c"
+check "Alt-Enter and Ctrl-J make a multi-line input" tui_wait "^· line c" 3
+check "... all lines shown" sh -c "tmux -L $TUI_SOCK capture-pane -p -t 0 | grep -q '^› line a' && tmux -L $TUI_SOCK capture-pane -p -t 0 | grep -q '^· line b'"
+tui_keys C-c
+check "Ctrl-C at an idle prompt clears the input" tui_wait_gone "^· line" 3
+
+# ---- /copy puts the last reply on the clipboard (OSC 52) -----------------
+tui_tmux set-option -s set-clipboard on
+tui_tmux delete-buffer 2>/dev/null
+tui_type "/copy"; tui_keys Enter
+check "/copy says it copied" tui_wait "copied the last reply" 3
+check "/copy reaches the terminal's clipboard" sh -c "[ -n \"\$(tmux -L $TUI_SOCK show-buffer 2>/dev/null)\" ]"
+
 # ---- /sessions and /search -----------------------------------------------
 tui_type "/sessions"; tui_keys Enter
 check "/sessions lists the sessions" tui_wait "Sessions +\([0-9]+\)" 3
@@ -105,12 +122,23 @@ check "... scrolled to the hit" tui_wait "^  héllo 世界 🙂" 3
 tui_type "/sesions"; tui_keys Enter
 check "an unknown command gets a suggestion" tui_wait "Did you mean /sessions" 3
 
+# ---- /rename, /set, /export ----------------------------------------------
+tui_type "/rename Wide chars"; tui_keys Enter
+check "/rename renames the session" tui_wait "session +Wide chars" 3
+tui_type "/set temperature 0.5"; tui_keys Enter
+check "/set changes a setting" tui_wait "temperature = 0.5" 3
+tui_type "/set"; tui_keys Enter
+check "/set lists the settings" tui_wait "^temperature +0.5" 3
+tui_type "/export $T/export.md"; tui_keys Enter
+check "/export writes the session" tui_wait "Wrote the session" 3
+check "... as Markdown with the messages" grep -q "héllo 世界 🙂" "$T/export.md"
+
 # ---- resizing mid-session leaves no stray characters ---------------------
 tui_wait_stable 5
 before=$(left)
 tui_tmux resize-window -t 0 -x 60 -y 20
 check "at 60 columns the status pane becomes a bar" tui_wait_gone "│" 5
-check "the hint line fits 60 columns" tui_wait "^ Enter send" 3
+check "the hint line fits 60 columns, quitting included" tui_wait "^ Enter send.*Ctrl-D quit" 3
 tui_tmux resize-window -t 0 -x 100 -y 30
 tui_wait "│ .*state" 5
 tui_wait_stable 5
@@ -142,12 +170,57 @@ check "the input history keeps wide characters" grep -q "héllo 世界 🙂" "$T
 check "the history database keeps wide characters" sh -c \
 	"env $ENVS $PALAVER sessions search 世界 --history $T/history.db | grep -q 'héllo'"
 
+# ---- --session resumes a saved chat; the picker deletes with confirmation --
+tui_start 100x30 "cd $T && env $ENVS $PALAVER -m $MODEL --chat-template none -n 8 --history $T/history.db --session Wide"
+check "--session opens a saved chat by the start of its title" tui_wait "session +Wide chars" 10
+check "... with its messages" tui_wait "^  héllo 世界 🙂" 3
+tui_type "/sessions"; tui_keys Enter
+tui_wait "Sessions +\(2\)" 3 || fail "two sessions are listed"
+tui_keys d
+check "d asks before deleting" tui_wait "delete this session\? y = yes" 3
+tui_keys n
+check "any other key keeps it" tui_wait "Sessions +\(2\)" 3
+tui_keys d y
+check "y deletes it" tui_wait "Sessions +\(1\)" 3
+tui_keys Escape
+check "Esc closes the list" tui_wait_gone "Sessions +\(" 3
+tui_keys C-d
+tui_wait "TUI-EXITED rc=0" 5
+
 # ---- SIGTERM restores the terminal too -----------------------------------
 start || exit 1
 pane_pid=$(tui_tmux display -p -t 0 '#{pane_pid}')
 pid=$(pgrep -P "$pane_pid" -x "$(basename "$PALAVER")" | head -1)
 [ -n "$pid" ] && kill -TERM "$pid"
 check "SIGTERM ends the chat" tui_wait "TUI-EXITED" 5
+check "... and leaves the alternate screen" sh -c "[ \"\$(tmux -L $TUI_SOCK display -p -t 0 '#{alternate_on}')\" = 0 ]"
+
+# ---- no model configured: the chat opens and says how to set one ---------
+tui_start 100x30 "cd $T && env $ENVS $PALAVER --history $T/history.db"
+check "without a model the chat opens and says how to set one" tui_wait "No model is configured" 5
+check "... naming -m and config.yaml" tui_wait "-m FILE.gguf, set model:" 1
+check "... and the status pane says so" tui_wait "state +no model" 3
+tui_send "hello" 10
+check "a message without a model gets the same advice" tui_wait "No model is loaded" 3
+tui_keys C-d
+check "... and Ctrl-D still quits" tui_wait "TUI-EXITED rc=0" 5
+
+# ---- a history that cannot be opened: the chat goes on in memory ----------
+: > "$T/not-a-dir"
+tui_start 100x30 "cd $T && env $ENVS $PALAVER -m $MODEL --chat-template none -n 8 --history $T/not-a-dir/h.db"
+check "a history that cannot be opened is reported" tui_wait "history is unavailable" 10
+check "... in the status pane too" tui_wait "history unavailable" 3
+tui_send "Once upon a time" || fail "the reply finishes without a history"
+check "... and the chat works in memory" tui_wait "^  Once upon a time" 3
+tui_keys C-d
+tui_wait "TUI-EXITED rc=0" 5
+
+# ---- SIGHUP (the terminal closing) restores it as well ---------------------
+start || exit 1
+pane_pid=$(tui_tmux display -p -t 0 '#{pane_pid}')
+pid=$(pgrep -P "$pane_pid" -x "$(basename "$PALAVER")" | head -1)
+[ -n "$pid" ] && kill -HUP "$pid"
+check "SIGHUP ends the chat" tui_wait "TUI-EXITED" 5
 check "... and leaves the alternate screen" sh -c "[ \"\$(tmux -L $TUI_SOCK display -p -t 0 '#{alternate_on}')\" = 0 ]"
 
 tui_stop

@@ -492,11 +492,8 @@ static void test_policy_drop_oldest(void **state)
 	/* what is left is the system prompt and the later turns, as rendered */
 	struct strbuf kept = STRBUF_INIT;
 	strbuf_addstr(&kept, m[0].text);
-	for (int i = 1 + 2 * dropped; i < 6; i++) {
-		if (m[i].role != ENGINE_ROLE_ASSISTANT)
-			strbuf_addch(&kept, '\n');
+	for (int i = 1 + 2 * dropped; i < 6; i++)
 		strbuf_addstr(&kept, m[i].text);
-	}
 	int expect = count_tokens(kept.buf, TOKENIZE_ADD_BOS);
 	strbuf_release(&kept);
 	chat(&rq, m, 6, 8);
@@ -522,11 +519,8 @@ static void test_policy_drop_oldest(void **state)
 
 	/* the stop policy keeps every turn: refused, or run in full */
 	struct strbuf all = STRBUF_INIT;
-	for (int i = 0; i < 6; i++) {
-		if (i && m[i].role != ENGINE_ROLE_ASSISTANT)
-			strbuf_addch(&all, '\n');
+	for (int i = 0; i < 6; i++)
 		strbuf_addstr(&all, m[i].text);
-	}
 	int full = count_tokens(all.buf, TOKENIZE_ADD_BOS);
 	strbuf_release(&all);
 	assert_true(full + 8 > 64);

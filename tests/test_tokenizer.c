@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gguf.h"
+#include "gguf_write.h"
+#include "json.h"
 #include "report.h"
 #include "strbuf.h"
 #include "testutil.h"
@@ -233,6 +236,81 @@ static void test_parity_ref(void **state)
 	strbuf_release(&dec);
 }
 
+/* llama.cpp's reference cases: the prompt's tokens (with BOS) and the text
+ * of the generated tokens, for every model there. */
+static void test_reference_cases(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	static const char *const cases[] = {
+		"stories260K-once", "stories260K-zoo", "stories260K-empty", "rand-llama-spm-f32",
+		"rand-qwen2-gpt2-f16", "tinyrandom-f16", "rand-llama-256-F32",
+	};
+	struct strbuf sb = STRBUF_INIT, dec = STRBUF_INIT, raw = STRBUF_INIT;
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/cases/%s.json", test_ref_dir(), cases[c]);
+		assert_int_equal(read_all(path, &sb), 0);
+		struct json *j = json_parse(sb.buf, sb.len);
+		assert_non_null(j);
+		const struct json *model = json_get(j, "model"), *prompt = json_get(j, "prompt");
+		const struct json *ptoks = json_get(j, "prompt_tokens"), *gtoks = json_get(j, "gen_tokens");
+		assert_true(model && prompt && ptoks && gtoks);
+		snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), model->str);
+		struct gguf *g = gguf_open(path);
+		assert_non_null(g);
+		struct tokenizer *t = tokenizer_open(g, 0);
+		if (!t)
+			fail_msg("%s", error_message());
+
+		int n;
+		int32_t *ids = encode(t, prompt->str, prompt->str_len, TOKENIZE_ADD_BOS, &n);
+		if ((size_t)n != ptoks->n)
+			fail_msg("%s: %d prompt tokens, want %zu", cases[c], n, ptoks->n);
+		for (int i = 0; i < n; i++)
+			if (ids[i] != (int32_t)ptoks->items[i].number)
+				fail_msg("%s: prompt token %d is %d, want %d", cases[c], i, ids[i],
+					 (int)ptoks->items[i].number);
+		free(ids);
+
+		/* the generated tokens' bytes, and their text through the decoder */
+		strbuf_reset(&raw);
+		strbuf_reset(&dec);
+		struct tokenizer_decoder *d = tokenizer_decoder_new(t, 0);
+		for (size_t i = 0; i < gtoks->n; i++) {
+			int32_t id = (int32_t)gtoks->items[i].number;
+			size_t len;
+			const char *p = tokenizer_piece(t, id, &len);
+			if (!tokenizer_is_control(t, id))
+				strbuf_add(&raw, p, len);
+			assert_true(tokenizer_decoder_push(d, id, &dec) >= 0);
+		}
+		tokenizer_decoder_flush(d, &dec);
+		tokenizer_decoder_free(d);
+		const struct json *text = json_get(j, "gen_text"), *hex = json_get(j, "gen_bytes_hex");
+		if (text) {
+			assert_int_equal(raw.len, text->str_len);
+			assert_memory_equal(raw.buf, text->str, raw.len);
+			assert_int_equal(dec.len, text->str_len);
+			assert_memory_equal(dec.buf, text->str, dec.len);
+		} else {
+			assert_non_null(hex);
+			assert_int_equal(raw.len * 2, hex->str_len);
+			for (size_t i = 0; i < raw.len; i++) {
+				char h[3];
+				snprintf(h, sizeof(h), "%02x", (unsigned char)raw.buf[i]);
+				assert_memory_equal(h, hex->str + 2 * i, 2);
+			}
+		}
+		tokenizer_free(t);
+		gguf_close(g);
+		json_free(j);
+	}
+	strbuf_release(&sb);
+	strbuf_release(&dec);
+	strbuf_release(&raw);
+}
+
 static void test_stories260k(void **state)
 {
 	(void)state;
@@ -287,6 +365,73 @@ static void test_open_errors(void **state)
 	t = vocab_build(&v, "llama", NULL);
 	assert_null(t);
 	assert_non_null(strstr(error_message(), "duplicate token"));
+}
+
+/* GGUF files with a broken or unknown tokenizer: one error naming the file. */
+static void write_vocab_gguf(const char *path, const char *pre, int with_model, int bad_scores)
+{
+	static struct vocab v;
+	memset(&v, 0, sizeof(v));
+	vocab_add_gpt2_bytes(&v);
+	vocab_add(&v, "ab", 0, TOKEN_TYPE_NORMAL);
+	vocab_merge(&v, "a b");
+	struct gguf_writer *w = gguf_writer_new();
+	assert_non_null(w);
+	if (with_model)
+		assert_int_equal(gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2", 4), 0);
+	if (pre)
+		assert_int_equal(gguf_writer_add_str(w, "tokenizer.ggml.pre", pre, strlen(pre)), 0);
+	assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", v.tok, (uint64_t)v.n), 0);
+	assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", v.merge, 1), 0);
+	if (bad_scores)
+		assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.scores", v.tok, (uint64_t)v.n), 0);
+	else
+		assert_int_equal(gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32,
+						     (uint64_t)v.n, v.type),
+				 0);
+	assert_int_equal(gguf_writer_begin(w, path), 0);
+	assert_int_equal(gguf_writer_finish(w), 0);
+	gguf_writer_free(w);
+}
+
+static void test_open_gguf_errors(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/palaver-vocab-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+
+	write_vocab_gguf(path, "brand-new-llm", 1, 0);
+	struct gguf *g = gguf_open(path);
+	assert_non_null(g);
+	assert_null(tokenizer_open(g, 0));
+	assert_non_null(strstr(error_message(), path));
+	assert_non_null(strstr(error_message(), "unknown pre-tokenizer 'brand-new-llm'"));
+	struct tokenizer *t = tokenizer_open(g, 1);
+	assert_non_null(t);
+	assert_true(tokenizer_pre_fell_back(t));
+	assert_int_equal(tokenizer_n_vocab(t), 257);
+	int32_t ids[4];
+	assert_int_equal(tokenizer_encode(t, "ab", 2, TOKENIZE_ADD_BOS, ids, 4), 1); /* merged, no BOS */
+	assert_int_equal(ids[0], 256);
+	tokenizer_free(t);
+	gguf_close(g);
+
+	write_vocab_gguf(path, NULL, 0, 0);
+	g = gguf_open(path);
+	assert_non_null(g);
+	assert_null(tokenizer_open(g, 0));
+	assert_non_null(strstr(error_message(), "no tokenizer"));
+	gguf_close(g);
+
+	write_vocab_gguf(path, "gpt-2", 1, 1);
+	g = gguf_open(path);
+	assert_non_null(g);
+	assert_null(tokenizer_open(g, 0));
+	assert_non_null(strstr(error_message(), "tokenizer.ggml.scores"));
+	gguf_close(g);
+	unlink(path);
 }
 
 /* ---- SentencePiece on a small vocabulary -------------------------------- */
@@ -461,6 +606,14 @@ static void test_user_cannot_type_control(void **state)
 	decode(t, ids, n, TOKENIZER_DECODE_SPECIAL, &sb);
 	assert_string_equal(sb.buf, typed);
 	free(ids);
+
+	/* a rendered prompt with no template text at all (the none template):
+	 * nothing in it may become a control token */
+	int32_t buf[32];
+	int m = tokenizer_encode_ranges(t, typed, strlen(typed), 0, NULL, 0, buf, 32);
+	assert_true(m > 0);
+	for (int i = 0; i < m; i++)
+		assert_false(tokenizer_is_control(t, buf[i]));
 
 	/* user-defined tokens are words of the vocabulary: always matched */
 	ids = encode(t, "a<tool>b", 8, 0, &n);
@@ -720,8 +873,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parity_ref),
+		cmocka_unit_test(test_reference_cases),
 		cmocka_unit_test(test_stories260k),
 		cmocka_unit_test(test_open_errors),
+		cmocka_unit_test(test_open_gguf_errors),
 		cmocka_unit_test(test_spm_rules),
 		cmocka_unit_test(test_bpe_rules),
 		cmocka_unit_test(test_user_cannot_type_control),

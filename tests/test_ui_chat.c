@@ -51,6 +51,11 @@ static void test_layout_message(void **state)
 	assert_int_equal(count_kind(a, VL_TEXT), 5);
 	assert_int_equal(count_kind(a, VL_MARK), 1);
 	assert_int_equal(a->lines[3].code, 1);
+	/* leading and (once finished) trailing newlines take no lines */
+	struct chat_msg *nl = chat_pane_add(&p, CHAT_ASSISTANT, "\n\nhi\n\n");
+	chat_msg_layout(&p, nl, 40);
+	assert_int_equal(count_kind(nl, VL_TEXT), 1);
+	chat_pane_remove(&p, p.n_msgs - 1);
 	/* the cache: same width and text, nothing changes; a new width rewraps */
 	assert_int_equal(chat_pane_total(&p, 40), 3 + 8);
 	assert_true(chat_pane_total(&p, 8) > 11);

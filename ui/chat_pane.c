@@ -150,7 +150,11 @@ void chat_msg_layout(const struct chat_pane *p, struct chat_msg *m, int width)
 	if (!(m->flags & CHAT_STREAMING))
 		while (len && m->text.buf[len - 1] == '\n')
 			len--;
+	/* leading newlines (models often start with one) would only push the
+	 * text away from its label */
 	const char *s = m->text.buf;
+	while (len && *s == '\n')
+		s++, len--;
 	size_t pos = 0;
 	for (;;) {
 		const char *nl = memchr(s + pos, '\n', len - pos);

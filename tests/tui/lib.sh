@@ -14,7 +14,8 @@ tui_start() {
 	tui_tmux kill-server 2>/dev/null
 	for try in 1 2 3 4 5; do
 		tui_tmux -f /dev/null new-session -d -x "${size%x*}" -y "${size#*x}" \
-			"$*; echo TUI-EXITED rc=\$?; sleep 600" && tui_tmux has-session 2>/dev/null && break
+			"$*; echo TUI-EXITED rc=\$?; sleep 600" 2>/dev/null &&
+			tui_tmux has-session 2>/dev/null && break
 		sleep 0.5
 	done
 	tui_tmux set-option -g status off
