@@ -123,7 +123,8 @@ static void split_input(const char *in, size_t len, int mode, struct convo *turn
 		i = next;
 	}
 	if (in_para)
-		convo_add(turns, ENGINE_ROLE_USER, in + para, trim_newlines(in + para, para_end - para));
+		convo_add(turns, ENGINE_ROLE_USER, in + para,
+			  trim_newlines(in + para, para_end - para));
 }
 
 /* ---- history ---------------------------------------------------------------------- */
@@ -235,7 +236,7 @@ static void engine_config_from(const struct config *cfg, struct engine_config *e
 		      : cfg->backend == BACKEND_CPU ? ENGINE_BACKEND_CPU
 						    : ENGINE_BACKEND_AUTO;
 	ec->chat_template = cfg->chat_template;
-	ec->overflow = cfg->context_overflow == OVERFLOW_SHIFT	      ? ENGINE_OVERFLOW_SHIFT
+	ec->overflow = cfg->context_overflow == OVERFLOW_SHIFT         ? ENGINE_OVERFLOW_SHIFT
 		       : cfg->context_overflow == OVERFLOW_DROP_OLDEST ? ENGINE_OVERFLOW_DROP_OLDEST
 								       : ENGINE_OVERFLOW_STOP;
 	ec->keep = cfg->keep;
@@ -314,13 +315,14 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
 	strbuf_add_json_escaped(&o, prompt, strlen(prompt));
 	strbuf_addstr(&o, "\",\"reply\":\"");
 	strbuf_add_json_escaped(&o, done->text ? done->text : "", done->len);
-	strbuf_addf(&o,
-		    "\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
-		    "\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
-		    "\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f}\n",
-		    engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
-		    s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
-		    s->ttft_ms, s->decode_ms, s->decode_tps);
+	strbuf_addf(
+		&o,
+		"\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
+		"\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
+		"\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f}\n",
+		engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
+		s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
+		s->ttft_ms, s->decode_ms, s->decode_tps);
 	fwrite(o.buf, 1, o.len, stdout);
 	fflush(stdout);
 	strbuf_release(&o);
@@ -343,7 +345,8 @@ static int wait_ready(struct engine *e, int verbose)
 		else if (t == ENGINE_EV_WARNING)
 			fprintf(stderr, "palaver: warning: %s\n", ev.text);
 		else if (t == ENGINE_EV_LOAD_PROGRESS && verbose && ev.total)
-			fprintf(stderr, "palaver: loading %3d%%\r", (int)(ev.done * 100 / ev.total));
+			fprintf(stderr, "palaver: loading %3d%%\r",
+				(int)(ev.done * 100 / ev.total));
 		engine_event_free(&ev);
 		if (t == ENGINE_EV_READY)
 			return 0;
@@ -356,8 +359,8 @@ static int wait_ready(struct engine *e, int verbose)
  * Answer the conversation's last message.  Streams to stdout unless json;
  * *done gets the DONE event.  0, or -1 after printing an ERROR.
  */
-static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
-		    struct hist *h, struct engine_event *done)
+static int run_turn(struct engine *e, const struct config *cfg, struct convo *c, struct hist *h,
+		    struct engine_event *done)
 {
 	struct engine_request rq;
 	struct strbuf shown = STRBUF_INIT;
@@ -427,8 +430,8 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		enum store_status status = s->stop_reason == ENGINE_STOP_CANCELLED ? STORE_CANCELLED
 					   : s->stop_reason == ENGINE_STOP_ERROR   ? STORE_ERROR
 										   : STORE_COMPLETE;
-		if (store_message_finish(h->st, mid, done->text ? done->text : "", done->len, status,
-					 &ss) < 0)
+		if (store_message_finish(h->st, mid, done->text ? done->text : "", done->len,
+					 status, &ss) < 0)
 			hist_fail(h);
 	}
 	return 0;
@@ -447,8 +450,9 @@ int batch_run(struct config *cfg)
 
 	tot.t0 = time_now_ms();
 	if (!cfg->model || !*cfg->model) {
-		fprintf(stderr, "palaver: no model configured; give one with -m FILE or 'model:' in "
-				"the config file\n");
+		fprintf(stderr,
+			"palaver: no model configured; give one with -m FILE or 'model:' in "
+			"the config file\n");
 		free(system);
 		return EXIT_USAGE;
 	}
@@ -456,7 +460,8 @@ int batch_run(struct config *cfg)
 		convo_add(&turns, ENGINE_ROLE_USER, cfg->prompt, strlen(cfg->prompt));
 	} else {
 		if (strbuf_read_fd(&input, STDIN_FILENO) < 0) {
-			fprintf(stderr, "palaver: cannot read standard input: %s\n", strerror(errno));
+			fprintf(stderr, "palaver: cannot read standard input: %s\n",
+				strerror(errno));
 			free(system);
 			strbuf_release(&input);
 			return EXIT_RUNTIME;
@@ -554,7 +559,8 @@ int batch_run(struct config *cfg)
 			fprintf(stderr, "palaver: reply %d stopped: %s\n", t + 1,
 				engine_stop_reason_name(s->stop_reason));
 		if (s->stop_reason == ENGINE_STOP_CONTEXT_FULL && t + 1 < turns.n)
-			fprintf(stderr, "palaver: warning: reply %d filled the context of %d tokens\n",
+			fprintf(stderr,
+				"palaver: warning: reply %d filled the context of %d tokens\n",
 				t + 1, s->n_ctx);
 		int failed = s->stop_reason == ENGINE_STOP_ERROR;
 		engine_event_free(&done);

@@ -84,8 +84,8 @@ struct engine {
 
 	/* guarded by mu */
 	pthread_mutex_t mu;
-	pthread_cond_t cv_work;  /* a job arrived or close */
-	pthread_cond_t cv_space; /* the owner popped an event */
+	pthread_cond_t cv_work;    /* a job arrived or close */
+	pthread_cond_t cv_space;   /* the owner popped an event */
 	struct engine_event *ring; /* (cap + QUEUE_RESERVE) slots */
 	int cap, head, n;
 	struct job *job; /* submitted, not yet taken */
@@ -109,9 +109,9 @@ struct engine {
 
 const char *engine_stop_reason_name(enum engine_stop_reason r)
 {
-	static const char *const names[] = { "none",	     "eos",	     "max_tokens",
-					     "stop_string",  "cancelled",    "context_full",
-					     "error",	     "timeout" };
+	static const char *const names[] = { "none",        "eos",       "max_tokens",
+					     "stop_string", "cancelled", "context_full",
+					     "error",       "timeout" };
 	if ((unsigned)r < sizeof(names) / sizeof(names[0]))
 		return names[r];
 	return "unknown";
@@ -394,8 +394,7 @@ static int engine_load(struct engine *e)
 	in->n_vocab = mi->n_vocab;
 	in->n_threads = mi->n_threads;
 	snprintf(in->backend, sizeof(in->backend), "cpu");
-	snprintf(in->chat_template, sizeof(in->chat_template), "%s",
-		 prompt_template_name(e->tmpl));
+	snprintf(in->chat_template, sizeof(in->chat_template), "%s", prompt_template_name(e->tmpl));
 	in->template_defaulted = prompt_template_defaulted(e->tmpl);
 	in->kv_bytes = mi->kv_bytes;
 	in->weight_bytes = mi->weight_bytes;
@@ -408,13 +407,13 @@ static int engine_load(struct engine *e)
 struct run {
 	struct job *job;
 	struct engine_stats st;
-	struct strbuf reply;   /* the reply so far (never holds a stop string) */
-	size_t emitted;        /* bytes of reply sent as TOKEN events */
+	struct strbuf reply; /* the reply so far (never holds a stop string) */
+	size_t emitted;      /* bytes of reply sent as TOKEN events */
 	struct tokenizer_decoder *dec;
 	struct sampler *smp;
-	double t_start;        /* the engine took the request */
-	double t_decode;       /* decode started */
-	char *fail;            /* DONE(error) message */
+	double t_start;  /* the engine took the request */
+	double t_decode; /* decode started */
+	char *fail;      /* DONE(error) message */
 };
 
 static int timed_out(const struct run *r)
@@ -469,8 +468,8 @@ static int scan_stop(struct engine *e, struct run *r, size_t old_len)
 		if (start < from)
 			start = from;
 		const char *p = r->reply.buf + start;
-		while ((p = memmem(p, r->reply.len - (size_t)(p - r->reply.buf), j->stop[i],
-				   sl)) != NULL) {
+		while ((p = memmem(p, r->reply.len - (size_t)(p - r->reply.buf), j->stop[i], sl)) !=
+		       NULL) {
 			size_t at = (size_t)(p - r->reply.buf);
 			if (at < cut)
 				cut = at;
@@ -482,8 +481,8 @@ static int scan_stop(struct engine *e, struct run *r, size_t old_len)
 		emit(e, r, cut);
 		return 1;
 	}
-	emit(e, r, r->reply.len - stop_hold(j, r->reply.buf + r->emitted,
-					    r->reply.len - r->emitted));
+	emit(e, r,
+	     r->reply.len - stop_hold(j, r->reply.buf + r->emitted, r->reply.len - r->emitted));
 	return 0;
 }
 
@@ -971,8 +970,7 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 		int failed = e->failed;
 		pthread_mutex_unlock(&e->mu);
 		job_free(j);
-		return error(failed ? "the model failed to load"
-				    : "a request is already running");
+		return error(failed ? "the model failed to load" : "a request is already running");
 	}
 	atomic_store(&e->cancel, 0);
 	e->job = j;

@@ -16,12 +16,11 @@ struct prompt_template {
 	const struct tokenizer *tok;
 	char name[32];
 	int defaulted;
-	int id;                   /* enum chat_template_id */
-	unsigned char *stop_tok;  /* (n_vocab) 1 = the token ends the turn */
+	int id;                    /* enum chat_template_id */
+	unsigned char *stop_tok;   /* (n_vocab) 1 = the token ends the turn */
 	char *bos_text, *eos_text; /* the vocabulary's BOS/EOS texts, or NULL */
 	int32_t n_vocab;
 };
-
 
 struct prompt_template *prompt_template_open(const struct gguf *g, const struct tokenizer *tok,
 					     const char *want)
@@ -154,8 +153,8 @@ int prompt_render(const struct prompt_template *t, const struct engine_message *
 	struct chat_template_tokens tt = { t->bos_text, t->eos_text };
 	for (int i = 0; i < n; i++) {
 		cm[i].role = msgs[i].role == ENGINE_ROLE_SYSTEM ? CHAT_ROLE_SYSTEM
-			     : msgs[i].role == ENGINE_ROLE_USER	 ? CHAT_ROLE_USER
-								 : CHAT_ROLE_ASSISTANT;
+			     : msgs[i].role == ENGINE_ROLE_USER ? CHAT_ROLE_USER
+								: CHAT_ROLE_ASSISTANT;
 		cm[i].content = msgs[i].text;
 	}
 	rc = chat_template_render((enum chat_template_id)t->id, cm, (size_t)n,

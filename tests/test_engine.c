@@ -129,8 +129,7 @@ static void collect(struct engine *e, struct result *res,
 			res->is_error = ev.type == ENGINE_EV_ERROR;
 			res->done = ev;
 			return;
-		default:
-			fail_msg("unexpected event %d during a request", ev.type);
+		default: fail_msg("unexpected event %d during a request", ev.type);
 		}
 		engine_event_free(&ev);
 	}
@@ -395,7 +394,6 @@ static void test_policy_shift(void **state)
 	engine_close(e);
 }
 
-
 /* Tokens of text as the "none" template tokenizes it (BOS, no control tokens). */
 static int count_tokens(const char *text, int flags)
 {
@@ -541,7 +539,6 @@ static void test_policy_drop_oldest(void **state)
 	result_free(&r);
 	engine_close(e);
 }
-
 
 /* The prompt length chat_template renders and tokenizes for m[0..n). */
 static int template_tokens(enum chat_template_id id, const struct chat_message *m, size_t n)
@@ -866,12 +863,12 @@ static void test_close_anytime(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_events_and_text), cmocka_unit_test(test_kv_reuse),
-		cmocka_unit_test(test_cancel_decode),	cmocka_unit_test(test_cancel_prefill),
-		cmocka_unit_test(test_policy_stop),	cmocka_unit_test(test_policy_shift),
-		cmocka_unit_test(test_determinism),	cmocka_unit_test(test_stop_strings),
-		cmocka_unit_test(test_backpressure),	cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_close_anytime),	cmocka_unit_test(test_messages),
+		cmocka_unit_test(test_events_and_text),    cmocka_unit_test(test_kv_reuse),
+		cmocka_unit_test(test_cancel_decode),      cmocka_unit_test(test_cancel_prefill),
+		cmocka_unit_test(test_policy_stop),        cmocka_unit_test(test_policy_shift),
+		cmocka_unit_test(test_determinism),        cmocka_unit_test(test_stop_strings),
+		cmocka_unit_test(test_backpressure),       cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_close_anytime),      cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_policy_drop_oldest), cmocka_unit_test(test_templates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
