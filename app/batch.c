@@ -156,14 +156,23 @@ static void sampling_json(const struct config *cfg, struct strbuf *out)
 		    (unsigned long long)s->seed, s->max_tokens);
 }
 
+/* The model as sessions record it: an absolute path, so that --session
+ * finds it from any directory (malloc'd). */
+static char *model_path_abs(const char *path)
+{
+	char *abs = realpath(path, NULL);
+	return abs ? abs : xstrdup(path);
+}
+
 /* Create the session on the first turn. */
-static void hist_session(struct hist *h, const struct config *cfg, const char *system)
+static void hist_session(struct hist *h, const struct config *cfg, const char *model,
+			 const char *system)
 {
 	struct strbuf js = STRBUF_INIT;
 	if (!h->st || h->sid[0])
 		return;
 	sampling_json(cfg, &js);
-	struct store_session_params p = { NULL, cfg->model, system, js.buf };
+	struct store_session_params p = { NULL, model, system, js.buf };
 	if (store_session_create(h->st, &p, h->sid) < 0) {
 		h->sid[0] = 0;
 		hist_fail(h);
@@ -175,10 +184,14 @@ static void hist_session(struct hist *h, const struct config *cfg, const char *s
 
 /*
  * --session ID: the session's system prompt and messages become the
- * conversation.  -1 when it cannot be resumed (message printed).
+ * conversation, and its model is used when none is configured (*model, a
+ * malloc'd copy).  A different model or sampling is recorded on the
+ * session.  -1 when it cannot be resumed (message printed).
  */
-static int hist_resume(struct hist *h, const char *query, struct convo *c, char **system)
+static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c, char **system,
+		       char **model)
 {
+	const char *query = cfg->session;
 	struct store_session ss;
 	struct store_message *msgs;
 	size_t n;
@@ -196,9 +209,18 @@ static int hist_resume(struct hist *h, const char *query, struct convo *c, char 
 		free(*system);
 		*system = xstrdup(ss.system_prompt);
 	}
+	if (cfg->model && *cfg->model)
+		*model = model_path_abs(cfg->model);
+	else
+		*model = xstrdup(ss.model ? ss.model : "");
+	struct strbuf js = STRBUF_INIT;
+	sampling_json(cfg, &js);
+	int changed = **model && (!ss.model || strcmp(ss.model, *model) || !ss.sampling ||
+				  strcmp(ss.sampling, js.buf));
 	store_session_free(&ss);
 	if (store_messages_load(h->st, h->sid, &msgs, &n) < 0) {
 		fprintf(stderr, "palaver: %s\n", error_message());
+		strbuf_release(&js);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -219,15 +241,23 @@ static int hist_resume(struct hist *h, const char *query, struct convo *c, char 
 	}
 	store_messages_free(msgs, n);
 	fprintf(stderr, "palaver: session %s\n", h->sid);
+	/* run with another model or sampling: the session says so from now on */
+	if (changed) {
+		struct store_session_params p = { NULL, *model, NULL, js.buf };
+		if (store_session_set(h->st, h->sid, &p) < 0)
+			hist_fail(h);
+	}
+	strbuf_release(&js);
 	return 0;
 }
 
 /* ---- running ---------------------------------------------------------------------- */
 
-static void engine_config_from(const struct config *cfg, struct engine_config *ec)
+static void engine_config_from(const struct config *cfg, const char *model,
+			       struct engine_config *ec)
 {
 	memset(ec, 0, sizeof(*ec));
-	ec->model_path = cfg->model;
+	ec->model_path = model;
 	ec->n_threads = cfg->threads;
 	ec->n_ctx = cfg->ctx;
 	ec->n_batch = cfg->batch_size;
@@ -446,10 +476,12 @@ int batch_run(struct config *cfg)
 	struct engine_config ec;
 	struct engine *e = NULL;
 	char *system = cfg->system_prompt ? xstrdup(cfg->system_prompt) : NULL;
+	char *model = NULL;
 	int rc = EXIT_OK;
 
 	tot.t0 = time_now_ms();
-	if (!cfg->model || !*cfg->model) {
+	/* --session may name the model */
+	if ((!cfg->model || !*cfg->model) && !cfg->session) {
 		fprintf(stderr,
 			"palaver: no model configured; give one with -m FILE or 'model:' in "
 			"the config file\n");
@@ -482,7 +514,7 @@ int batch_run(struct config *cfg)
 			hist_fail(&h);
 	}
 	if (cfg->session) {
-		if (hist_resume(&h, cfg->session, &c, &system) < 0) {
+		if (hist_resume(&h, cfg, &c, &system, &model) < 0) {
 			rc = EXIT_RUNTIME;
 			goto out;
 		}
@@ -498,8 +530,18 @@ int batch_run(struct config *cfg)
 	} else if (system) {
 		convo_add(&c, ENGINE_ROLE_SYSTEM, system, strlen(system));
 	}
+	if (!model)
+		model = model_path_abs(cfg->model);
+	if (!*model) {
+		fprintf(stderr,
+			"palaver: no model configured, and session '%s' names none; give one "
+			"with -m FILE\n",
+			cfg->session);
+		rc = EXIT_USAGE;
+		goto out;
+	}
 
-	engine_config_from(cfg, &ec);
+	engine_config_from(cfg, model, &ec);
 	e = engine_open(&ec);
 	if (!e) {
 		fprintf(stderr, "palaver: %s\n", error_message());
@@ -523,14 +565,14 @@ int batch_run(struct config *cfg)
 		fprintf(stderr,
 			"palaver: '%s' has no chat template; continuing the text as written "
 			"(--chat-template none)\n",
-			cfg->model);
+			model);
 
 	for (int t = 0; t < turns.n && !interrupted; t++) {
 		struct engine_event done = { 0 };
 		const char *text = turns.m[t].text;
 		convo_add(&c, ENGINE_ROLE_USER, text, strlen(text));
 		if (h.st) {
-			hist_session(&h, cfg, system);
+			hist_session(&h, cfg, model, system);
 			if (h.st && store_message_append(h.st, h.sid, "user", text, STORE_COMPLETE,
 							 NULL) < 0)
 				hist_fail(&h);
@@ -581,6 +623,7 @@ out:
 	convo_free(&turns);
 	convo_free(&c);
 	free(system);
+	free(model);
 	fflush(stdout);
 	return rc;
 }

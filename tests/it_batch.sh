@@ -116,7 +116,9 @@ r2=$(sed -n 3p "$T/hello-out")
 has out "$r1"
 has out "$r2"
 [ "$(grep -c '^## Assistant' "$T/out")" -eq 2 ] || fail "export lacks two replies"
-run 0 /dev/null "$P" $G --temp 0 -n 12 --history "$H" --session "$id" -p 'and then?'
+# the session names its model (an absolute path): no -m needed, from any directory
+(cd "$T" && "$P" --temp 0 -n 12 --threads 1 --history "$H" --session "$id" \
+	-p 'and then?' </dev/null >"$T/out" 2>"$T/err") || fail "--session without -m: $(cat "$T/err")"
 [ -s "$T/out" ] || fail "--session: no reply"
 has err "palaver: session $id"
 run 0 /dev/null "$P" sessions export "$id" --format md --history "$H"
