@@ -35,7 +35,8 @@
  * the ring drains it, both under the mutex, so the pipe is readable exactly
  * while events wait.  When the ring is full the engine waits on a condition
  * variable (timed, because a signal handler's engine_cancel() cannot signal
- * it) and never grows the ring; progress events are dropped instead.
+ * it) and never grows the ring; a progress event instead updates the last
+ * one queued (or is dropped), so the final figure is not lost.
  *
  * Two atomic flags stop work: `cancel` (the current request; cleared by
  * engine_submit) and `stop` (engine_close; also handed to the model so that
@@ -120,7 +121,7 @@ const char *engine_stop_reason_name(enum engine_stop_reason r)
 /* ---- the event ring ---------------------------------------------------------------- */
 
 enum push_mode {
-	PUSH_DROP,  /* progress: skip when the ring is full */
+	PUSH_DROP,  /* progress: when the ring is full, update the last progress queued */
 	PUSH_BLOCK, /* tokens: wait for room unless cancelled or closing */
 	PUSH_FINAL, /* ready, done, error, warning: may use the reserve */
 };
@@ -151,6 +152,19 @@ static int push(struct engine *e, struct engine_event *ev, enum push_mode mode)
 		int limit = mode == PUSH_FINAL ? e->cap + QUEUE_RESERVE : e->cap;
 		if (e->n < limit)
 			break;
+		if (mode == PUSH_DROP && e->n) {
+			/* progress: the newest figure replaces the last one queued
+			 * if that is progress too, else it is dropped */
+			int slots = e->cap + QUEUE_RESERVE;
+			struct engine_event *tail = &e->ring[(e->head + e->n - 1) % slots];
+			if (tail->type == ev->type) {
+				tail->done = ev->done;
+				tail->total = ev->total;
+			}
+			pthread_mutex_unlock(&e->mu);
+			engine_event_free(ev);
+			return -1;
+		}
 		if (mode == PUSH_DROP || atomic_load(&e->stop) ||
 		    (mode == PUSH_BLOCK && atomic_load(&e->cancel))) {
 			pthread_mutex_unlock(&e->mu);
@@ -350,6 +364,10 @@ static int engine_load(struct engine *e)
 	mp.n_threads = e->cfg.n_threads;
 	mp.n_batch = e->cfg.n_batch;
 	mp.kv_type = e->cfg.kv_type == ENGINE_KV_F32 ? KV_F32 : KV_F16;
+	/* read every weight page now: the load progress is real, a close
+	 * during it is seen per tensor, and the first reply does not pay for
+	 * page faults */
+	mp.prefault = 1;
 	mp.progress = load_progress;
 	mp.progress_ud = e;
 	mp.cancel = &e->stop;

@@ -22,7 +22,8 @@
  *    engine_next_event() until it returns 0.  The fd is readable exactly
  *    while events wait.  The queue is bounded (max_buffered_tokens): a
  *    consumer that stops draining makes the engine wait, never grow;
- *    progress events are dropped rather than waited for.
+ *    progress events are never waited for: when the queue is full the
+ *    newest figure replaces the last progress event queued (or is dropped).
  *
  * EVENT ORDER
  *  LOAD_PROGRESS* [WARNING*] then READY or ERROR (the engine is then dead:

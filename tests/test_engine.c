@@ -72,6 +72,7 @@ static struct engine *open_ready(const struct engine_config *c)
 {
 	struct engine *e = engine_open(c);
 	struct engine_event ev;
+	uint64_t last = 0, total = 0;
 	assert_non_null(e);
 	for (;;) {
 		next(e, &ev);
@@ -81,8 +82,14 @@ static struct engine *open_ready(const struct engine_config *c)
 			fail_msg("load failed: %s", ev.text);
 		assert_int_equal(ev.type, ENGINE_EV_LOAD_PROGRESS);
 		assert_true(ev.done <= ev.total);
+		assert_true(ev.done >= last);
+		last = ev.done;
+		total = ev.total;
 		engine_event_free(&ev);
 	}
+	/* the progress reached the end (the last one is never dropped: the
+	 * queue is empty while loading) */
+	assert_true(total > 0 && last == total);
 	assert_non_null(engine_info(e));
 	return e;
 }
