@@ -42,6 +42,7 @@
  */
 
 #define ATT_BLOCK 32
+#define ATT_QBLOCK 8 /* prefill tokens per attention item */
 #define MAX_ROT 512
 
 struct mat {
@@ -569,11 +570,14 @@ static int alloc_scratch(struct model *m)
 
 static int alloc_att(struct model *m, int nth)
 {
-	/* per thread: scores and accumulators for a group of G heads sharing a KV
-	 * head, one converted K and V row, the running max and sum per head */
+	/* per thread, the larger of attend_group's and attend_block's needs:
+	 * scores and accumulators per query, converted K/V rows, max and sum */
 	size_t G = (size_t)(m->info.n_head / m->info.n_head_kv);
 	size_t hv = (size_t)m->head_dim_v, hd = (size_t)m->info.head_dim;
-	m->att_stride = (G * (ATT_BLOCK + hv) + hd + hv + 2 * G + 16 + 15) & ~(size_t)15;
+	size_t grp = G * (ATT_BLOCK + hv) + hd + hv + 2 * G;
+	size_t nq = G * ATT_QBLOCK;
+	size_t blk = nq * (ATT_BLOCK + hv) + ATT_BLOCK * (hd + hv) + 2 * nq;
+	m->att_stride = ((grp > blk ? grp : blk) + 16 + 15) & ~(size_t)15;
 	free(m->att);
 	m->att = try_alloc_aligned((size_t)nth * m->att_stride, sizeof(float));
 	if (!m->att)
@@ -1129,22 +1133,110 @@ static void attend_group(struct model *m, int layer, int t, int g, int pos, floa
 	}
 }
 
+/*
+ * Prefill: a block of up to ATT_QBLOCK tokens and the G heads of KV head g
+ * against the cache, ATT_BLOCK positions at a time: each K/V block is
+ * converted once for all nt * G queries (the causal mask limits each token
+ * to positions <= its own).
+ */
+static void attend_block(struct model *m, int layer, int t0, int nt, int g, int pos0,
+			 float *scratch)
+{
+	const struct kv_cache *kv = &m->kv;
+	int hd = m->info.head_dim, hv = m->head_dim_v, nh = m->info.n_head;
+	int G = nh / m->info.n_head_kv, nq = nt * G;
+	float *sc = scratch;                      /* (nq, ATT_BLOCK) */
+	float *acc = sc + (size_t)nq * ATT_BLOCK; /* (nq, hv) */
+	float *kf = acc + (size_t)nq * hv;        /* (ATT_BLOCK, hd) */
+	float *vf = kf + (size_t)ATT_BLOCK * hd;  /* (ATT_BLOCK, hv) */
+	float *mx = vf + (size_t)ATT_BLOCK * hv;  /* (nq) */
+	float *sum = mx + nq;                     /* (nq) */
+	float scale = 1.0f / sqrtf((float)hd);
+	int f16 = kv->type == KV_F16;
+	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
+	int last = pos0 + t0 + nt - 1; /* the last position any query sees */
+	memset(acc, 0, (size_t)nq * hv * sizeof(float));
+	for (int q = 0; q < nq; q++) {
+		mx[q] = -INFINITY;
+		sum[q] = 0;
+	}
+	for (int p0 = 0; p0 <= last; p0 += ATT_BLOCK) {
+		int n = last + 1 - p0 < ATT_BLOCK ? last + 1 - p0 : ATT_BLOCK;
+		const float *kr = (const float *)(kb + (size_t)p0 * hd * kv->elem);
+		const float *vr = (const float *)(vb + (size_t)p0 * hv * kv->elem);
+		if (f16) {
+			for (int i = 0; i < n; i++) {
+				f16_row(kf + (size_t)i * hd,
+					(const quant_half *)kb + (size_t)(p0 + i) * hd, hd);
+				f16_row(vf + (size_t)i * hv,
+					(const quant_half *)vb + (size_t)(p0 + i) * hv, hv);
+			}
+			kr = kf;
+			vr = vf;
+		}
+		for (int q = 0; q < nq; q++) {
+			int t = t0 + q / G, h = g * G + q % G;
+			int nv = pos0 + t + 1 - p0; /* causal: positions <= pos0 + t */
+			if (nv <= 0)
+				continue;
+			if (nv > n)
+				nv = n;
+			const float *qv = m->q + (size_t)t * nh * hd + (size_t)h * hd;
+			float *s = sc + (size_t)q * ATT_BLOCK, bmax = -INFINITY;
+			for (int i = 0; i < nv; i++) {
+				s[i] = dot_f32(qv, kr + (size_t)i * hd, hd) * scale;
+				if (s[i] > bmax)
+					bmax = s[i];
+			}
+			float *a = acc + (size_t)q * hv;
+			if (bmax > mx[q]) {
+				float c = expf(mx[q] - bmax); /* 0 on the first block */
+				sum[q] *= c;
+				for (int d = 0; d < hv; d++)
+					a[d] *= c;
+				mx[q] = bmax;
+			}
+			for (int i = 0; i < nv; i++) {
+				float w = expf(s[i] - mx[q]);
+				sum[q] += w;
+				scale_axpy_f32(a, 1.0f, w, vr + (size_t)i * hv, hv);
+			}
+		}
+	}
+	for (int q = 0; q < nq; q++) {
+		int t = t0 + q / G, h = g * G + q % G;
+		float inv = 1.0f / sum[q], *out = m->xn + (size_t)t * nh * hv + (size_t)h * hv;
+		const float *a = acc + (size_t)q * hv;
+		for (int d = 0; d < hv; d++)
+			out[d] = a[d] * inv;
+	}
+}
+
+/* Items are dealt round-robin: with a causal mask later tokens cost more,
+ * and contiguous ranges would leave the first thread idle half the time. */
 static void attn_rows(void *arg, int ith, int nth)
 {
 	struct attn_job *j = arg;
 	struct model *m = j->m;
-	int nh = m->info.n_head, nkv = m->info.n_head_kv, i0, i1;
+	int nh = m->info.n_head, nkv = m->info.n_head_kv;
 	float *scratch = m->att + (size_t)ith * m->att_stride;
-	if (j->ntok * nkv >= nth) {
-		/* enough (token, KV head) items to keep every thread busy */
-		threadpool_split(j->ntok * nkv, ith, nth, 1, &i0, &i1);
-		for (int i = i0; i < i1; i++)
-			attend_group(m, j->layer, i / nkv, i % nkv, j->pos0 + i / nkv, scratch);
+	if (j->ntok > 1) {
+		int nblk = (j->ntok + ATT_QBLOCK - 1) / ATT_QBLOCK;
+		for (int i = ith; i < nblk * nkv; i += nth) {
+			int b = i / nkv, t0 = b * ATT_QBLOCK;
+			int nt = j->ntok - t0 < ATT_QBLOCK ? j->ntok - t0 : ATT_QBLOCK;
+			attend_block(m, j->layer, t0, nt, i % nkv, j->pos0, scratch);
+		}
 		return;
 	}
-	threadpool_split(j->ntok * nh, ith, nth, 1, &i0, &i1);
-	for (int i = i0; i < i1; i++)
-		attend_one(m, j->layer, i / nh, i % nh, j->pos0 + i / nh, scratch);
+	if (nkv >= nth) {
+		/* enough KV heads to keep every thread busy */
+		for (int g = ith; g < nkv; g += nth)
+			attend_group(m, j->layer, 0, g, j->pos0, scratch);
+		return;
+	}
+	for (int h = ith; h < nh; h += nth)
+		attend_one(m, j->layer, 0, h, j->pos0, scratch);
 }
 
 /* One chunk of at most n_batch tokens. logits: (ntok or 1, n_vocab) or NULL. */
