@@ -69,7 +69,7 @@ struct engine_config {
 	enum engine_backend backend;
 	const char *chat_template; /* "auto", a name, or a file path */
 	enum engine_overflow overflow;
-	int keep;                /* tokens kept on a context shift (after BOS/system) */
+	int keep;                /* tokens kept at the start on a context shift, after BOS */
 	int max_buffered_tokens; /* event queue bound, 0 = default */
 	uint64_t memory_limit;   /* bytes, 0 = none */
 	int memory_strict;       /* refuse (1) or warn (0) when over the limit */
