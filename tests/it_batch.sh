@@ -89,7 +89,10 @@ has err "no input"
 PALAVER_CONTEXT_OVERFLOW=shift "$P" $G --ctx 64 -n -1 --no-history \
 	<"$T/once" >"$T/out" 2>"$T/err" &
 pid=$!
-sleep 1
+# interrupt once the reply is streaming (at most 20 s from now)
+i=0
+while [ ! -s "$T/out" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 0.2
 kill -INT $pid
 wait $pid
 rc=$?
