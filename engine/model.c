@@ -143,58 +143,6 @@ static float dot_f32(const float *a, const float *b, int n)
 	return s;
 }
 
-static float dot_f16(const float *a, const quant_half *b, int n)
-{
-	int i = 0;
-	float s = 0;
-#ifdef MODEL_AVX2
-	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-	for (; i + 16 <= n; i += 16) {
-		__m256 b0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
-		__m256 b1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8)));
-		acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), b0, acc0);
-		acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), b1, acc1);
-	}
-	acc0 = _mm256_add_ps(acc0, acc1);
-	__m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
-	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-	h = _mm_add_ss(h, _mm_movehdup_ps(h));
-	s = _mm_cvtss_f32(h);
-#endif
-	for (; i < n; i++)
-		s += a[i] * quant_f16_to_f32(b[i]);
-	return s;
-}
-
-/* y = y * c + w * x */
-static void scale_axpy_f32(float *y, float c, float w, const float *x, int n)
-{
-	int i = 0;
-#ifdef MODEL_AVX2
-	__m256 vc = _mm256_set1_ps(c), vw = _mm256_set1_ps(w);
-	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(vw, _mm256_loadu_ps(x + i),
-							_mm256_mul_ps(vc, _mm256_loadu_ps(y + i))));
-#endif
-	for (; i < n; i++)
-		y[i] = y[i] * c + w * x[i];
-}
-
-static void scale_axpy_f16(float *y, float c, float w, const quant_half *x, int n)
-{
-	int i = 0;
-#ifdef MODEL_AVX2
-	__m256 vc = _mm256_set1_ps(c), vw = _mm256_set1_ps(w);
-	for (; i + 8 <= n; i += 8) {
-		__m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
-		_mm256_storeu_ps(
-			y + i, _mm256_fmadd_ps(vw, xv, _mm256_mul_ps(vc, _mm256_loadu_ps(y + i))));
-	}
-#endif
-	for (; i < n; i++)
-		y[i] = y[i] * c + w * quant_f16_to_f32(x[i]);
-}
-
 static void rms_norm(float *out, const float *x, const float *w, int n, float eps)
 {
 	double ss = 0;
@@ -574,7 +522,7 @@ static int alloc_att(struct model *m, int nth)
 	 * scores and accumulators per query, converted K/V rows, max and sum */
 	size_t G = (size_t)(m->info.n_head / m->info.n_head_kv);
 	size_t hv = (size_t)m->head_dim_v, hd = (size_t)m->info.head_dim;
-	size_t grp = G * (ATT_BLOCK + hv) + hd + hv + 2 * G;
+	size_t grp = G * (ATT_BLOCK + hv) + hd + ATT_BLOCK * hv + 2 * G;
 	size_t nq = G * ATT_QBLOCK;
 	size_t blk = nq * (ATT_BLOCK + hv) + ATT_BLOCK * (hd + hv) + 2 * nq;
 	m->att_stride = ((grp > blk ? grp : blk) + 16 + 15) & ~(size_t)15;
@@ -997,53 +945,6 @@ struct attn_job {
 	int ntok;
 };
 
-/* One (token, head): online softmax over positions 0 .. pos, in blocks. */
-static void attend_one(struct model *m, int layer, int t, int h, int pos, float *scratch)
-{
-	const struct kv_cache *kv = &m->kv;
-	int hd = m->info.head_dim, hv = m->head_dim_v;
-	int g = h / (m->info.n_head / m->info.n_head_kv);
-	const float *q = m->q + (size_t)t * m->info.n_head * hd + (size_t)h * hd;
-	float *out = m->xn + (size_t)t * m->info.n_head * hv + (size_t)h * hv;
-	float *sc = scratch, *acc = scratch + ATT_BLOCK;
-	float scale = 1.0f / sqrtf((float)hd);
-	float mx = -INFINITY, sum = 0;
-	memset(acc, 0, (size_t)hv * sizeof(float));
-	int f16 = kv->type == KV_F16;
-	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
-	size_t kstride = (size_t)hd * kv->elem, vstride = (size_t)hv * kv->elem;
-	for (int p0 = 0; p0 <= pos; p0 += ATT_BLOCK) {
-		int n = pos + 1 - p0 < ATT_BLOCK ? pos + 1 - p0 : ATT_BLOCK;
-		float bmax = -INFINITY;
-		for (int i = 0; i < n; i++) {
-			const void *k = kb + (size_t)(p0 + i) * kstride;
-			float s = (f16 ? dot_f16(q, k, hd) : dot_f32(q, k, hd)) * scale;
-			sc[i] = s;
-			if (s > bmax)
-				bmax = s;
-		}
-		if (bmax > mx) {
-			float c = expf(mx - bmax); /* 0 on the first block */
-			sum *= c;
-			for (int i = 0; i < hv; i++)
-				acc[i] *= c;
-			mx = bmax;
-		}
-		for (int i = 0; i < n; i++) {
-			float w = expf(sc[i] - mx);
-			sum += w;
-			const void *v = vb + (size_t)(p0 + i) * vstride;
-			if (f16)
-				scale_axpy_f16(acc, 1.0f, w, v, hv);
-			else
-				scale_axpy_f32(acc, 1.0f, w, v, hv);
-		}
-	}
-	float inv = 1.0f / sum;
-	for (int i = 0; i < hv; i++)
-		out[i] = acc[i] * inv;
-}
-
 static void f16_row(float *dst, const quant_half *src, int n)
 {
 	int i = 0;
@@ -1054,6 +955,110 @@ static void f16_row(float *dst, const quant_half *src, int n)
 #endif
 	for (; i < n; i++)
 		dst[i] = quant_f16_to_f32(src[i]);
+}
+
+/*
+ * x[i] = exp(x[i] - m) for i < n (all x[i] <= m), returning their sum.
+ * Eight at a time with a Cephes-style polynomial (relative error ~2e-7, as
+ * expf for softmax weights), the tail with expf; the result for an element
+ * depends only on its index, never on the thread that computes it.
+ */
+static float exp_sub_sum(float *x, int n, float m)
+{
+	int i = 0;
+	float sum = 0;
+#ifdef MODEL_AVX2
+	const __m256 vm = _mm256_set1_ps(m), lo = _mm256_set1_ps(-87.3f);
+	const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+	const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
+	__m256 vs = _mm256_setzero_ps();
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), lo);
+		__m256 k = _mm256_round_ps(_mm256_mul_ps(v, log2e),
+					   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+		__m256 r = _mm256_fnmadd_ps(k, c1, v);
+		r = _mm256_fnmadd_ps(k, c2, r);
+		__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+		__m256 y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r,
+					   _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+		__m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
+		y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
+		_mm256_storeu_ps(x + i, y);
+		vs = _mm256_add_ps(vs, y);
+	}
+	float lanes[8];
+	_mm256_storeu_ps(lanes, vs);
+	for (int l = 0; l < 8; l++)
+		sum += lanes[l];
+#endif
+	for (; i < n; i++) {
+		x[i] = expf(x[i] - m);
+		sum += x[i];
+	}
+	return sum;
+}
+
+/*
+ * a[d] += sum over i < n of w[i] * rows[i][d] (rows hv floats apart), one
+ * fused multiply-add per term in key order, whatever the vector width: the
+ * accumulators stay in registers across the keys of a block.
+ */
+static void accumulate_rows(float *a, const float *w, const float *rows, int n, int hv)
+{
+	int d = 0;
+#if defined(__AVX512F__)
+	for (; d + 64 <= hv; d += 64) {
+		__m512 s0 = _mm512_loadu_ps(a + d), s1 = _mm512_loadu_ps(a + d + 16);
+		__m512 s2 = _mm512_loadu_ps(a + d + 32), s3 = _mm512_loadu_ps(a + d + 48);
+		for (int i = 0; i < n; i++) {
+			const float *r = rows + (size_t)i * hv + d;
+			__m512 wi = _mm512_set1_ps(w[i]);
+			s0 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r), s0);
+			s1 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 16), s1);
+			s2 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 32), s2);
+			s3 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 48), s3);
+		}
+		_mm512_storeu_ps(a + d, s0);
+		_mm512_storeu_ps(a + d + 16, s1);
+		_mm512_storeu_ps(a + d + 32, s2);
+		_mm512_storeu_ps(a + d + 48, s3);
+	}
+	for (; d + 16 <= hv; d += 16) {
+		__m512 s0 = _mm512_loadu_ps(a + d);
+		for (int i = 0; i < n; i++)
+			s0 = _mm512_fmadd_ps(_mm512_set1_ps(w[i]),
+					     _mm512_loadu_ps(rows + (size_t)i * hv + d), s0);
+		_mm512_storeu_ps(a + d, s0);
+	}
+#elif defined(MODEL_AVX2)
+	for (; d + 32 <= hv; d += 32) {
+		__m256 s0 = _mm256_loadu_ps(a + d), s1 = _mm256_loadu_ps(a + d + 8);
+		__m256 s2 = _mm256_loadu_ps(a + d + 16), s3 = _mm256_loadu_ps(a + d + 24);
+		for (int i = 0; i < n; i++) {
+			const float *r = rows + (size_t)i * hv + d;
+			__m256 wi = _mm256_set1_ps(w[i]);
+			s0 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r), s0);
+			s1 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 8), s1);
+			s2 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 16), s2);
+			s3 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 24), s3);
+		}
+		_mm256_storeu_ps(a + d, s0);
+		_mm256_storeu_ps(a + d + 8, s1);
+		_mm256_storeu_ps(a + d + 16, s2);
+		_mm256_storeu_ps(a + d + 24, s3);
+	}
+#endif
+	for (; d < hv; d++) {
+		float s0 = a[d];
+		for (int i = 0; i < n; i++)
+			s0 = fmaf(w[i], rows[(size_t)i * hv + d], s0);
+		a[d] = s0;
+	}
 }
 
 /*
@@ -1108,23 +1113,17 @@ static void attend_group(struct model *m, int layer, int t, int g, int pos, floa
 					a[d] *= c;
 				mx[h] = bmax;
 			}
-			for (int i = 0; i < n; i++) {
-				float w = expf(sc[h * ATT_BLOCK + i] - mx[h]);
-				sc[h * ATT_BLOCK + i] = w;
-				sum[h] += w;
-			}
+			sum[h] += exp_sub_sum(sc + h * ATT_BLOCK, n, mx[h]);
 		}
-		for (int i = 0; i < n; i++) {
-			const void *v = vb + (size_t)(p0 + i) * vstride;
-			const float *vr = v;
-			if (f16) {
-				f16_row(vf, v, hv);
-				vr = vf;
-			}
-			for (int h = 0; h < G; h++)
-				scale_axpy_f32(acc + (size_t)h * hv, 1.0f, sc[h * ATT_BLOCK + i],
-					       vr, hv);
+		const float *vr = (const float *)(vb + (size_t)p0 * vstride);
+		if (f16) {
+			for (int i = 0; i < n; i++)
+				f16_row(vf + (size_t)i * hv,
+					(const quant_half *)(vb + (size_t)(p0 + i) * vstride), hv);
+			vr = vf;
 		}
+		for (int h = 0; h < G; h++)
+			accumulate_rows(acc + (size_t)h * hv, sc + h * ATT_BLOCK, vr, n, hv);
 	}
 	for (int h = 0; h < G; h++) {
 		float inv = 1.0f / sum[h];
@@ -1196,11 +1195,8 @@ static void attend_block(struct model *m, int layer, int t0, int nt, int g, int 
 					a[d] *= c;
 				mx[q] = bmax;
 			}
-			for (int i = 0; i < nv; i++) {
-				float w = expf(s[i] - mx[q]);
-				sum[q] += w;
-				scale_axpy_f32(a, 1.0f, w, vr + (size_t)i * hv, hv);
-			}
+			sum[q] += exp_sub_sum(s, nv, mx[q]);
+			accumulate_rows(a, s, vr, nv, hv);
 		}
 	}
 	for (int q = 0; q < nq; q++) {
@@ -1218,7 +1214,7 @@ static void attn_rows(void *arg, int ith, int nth)
 {
 	struct attn_job *j = arg;
 	struct model *m = j->m;
-	int nh = m->info.n_head, nkv = m->info.n_head_kv;
+	int nkv = m->info.n_head_kv;
 	float *scratch = m->att + (size_t)ith * m->att_stride;
 	if (j->ntok > 1) {
 		int nblk = (j->ntok + ATT_QBLOCK - 1) / ATT_QBLOCK;
@@ -1229,14 +1225,10 @@ static void attn_rows(void *arg, int ith, int nth)
 		}
 		return;
 	}
-	if (nkv >= nth) {
-		/* enough KV heads to keep every thread busy */
-		for (int g = ith; g < nkv; g += nth)
-			attend_group(m, j->layer, 0, g, j->pos0, scratch);
-		return;
-	}
-	for (int h = ith; h < nh; h += nth)
-		attend_one(m, j->layer, 0, h, j->pos0, scratch);
+	/* decode: one item per KV head (with more threads than KV heads some
+	 * idle here; splitting the positions would need a merge step) */
+	for (int g = ith; g < nkv; g += nth)
+		attend_group(m, j->layer, 0, g, j->pos0, scratch);
 }
 
 /* One chunk of at most n_batch tokens. logits: (ntok or 1, n_vocab) or NULL. */

@@ -437,7 +437,8 @@ INLINE __m512i q4k_scales(const uint8_t *s)
 	u[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
 	u[2] = aux;
 	u[0] &= 0x3f3f3f3f;
-	return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)u));
+	/* from registers: reloading u as one vector would stall on store forwarding */
+	return _mm512_cvtepu8_epi32(_mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]));
 }
 
 /* Q3_K: 16 six-bit scales (biased by 32) as int32 lanes. */
@@ -450,7 +451,8 @@ INLINE __m512i q3k_scales(const uint8_t *s)
 	u[1] = (a[1] & 0x0f0f0f0f) | (((a[2] >> 2) & 0x03030303) << 4);
 	u[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((a[2] >> 4) & 0x03030303) << 4);
 	u[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((a[2] >> 6) & 0x03030303) << 4);
-	return _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)u)),
+	return _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_setr_epi32((int)u[0], (int)u[1], (int)u[2],
+								     (int)u[3])),
 				_mm512_set1_epi32(32));
 }
 
