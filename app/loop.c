@@ -21,6 +21,7 @@
 
 #include <curses.h>
 #include <errno.h>
+#include <langinfo.h>
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
@@ -1713,6 +1714,15 @@ static void open_history(struct chat *c)
 	}
 }
 
+/* The screen is drawn in UTF-8 and measured with wcwidth().  An unset or
+ * "C" locale (containers, ssh) would garble it on what is nearly always a
+ * UTF-8 terminal: take a UTF-8 LC_CTYPE then. */
+static void utf8_ctype(void)
+{
+	if (strcmp(nl_langinfo(CODESET), "UTF-8") && !setlocale(LC_CTYPE, "C.UTF-8"))
+		setlocale(LC_CTYPE, "en_US.UTF-8");
+}
+
 static char *input_history_path(void)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -1735,6 +1745,7 @@ int chat_run(struct config *cfg)
 	if (cfg->system_prompt)
 		c.system_prompt = xstrdup(cfg->system_prompt);
 	setlocale(LC_ALL, "");
+	utf8_ctype();
 	chat_pane_init(&c.pane);
 	c.pane.markdown = 1;
 	c.pane.word_wrap = cfg->ui_word_wrap;
@@ -1755,6 +1766,7 @@ int chat_run(struct config *cfg)
 		return EXIT_RUNTIME;
 	}
 	free(hist);
+	utf8_ctype(); /* readline sets LC_CTYPE from the environment again */
 	if (c.scr.bad_theme)
 		notice(&c, "Unknown theme '%s'; using the default (themes: default, light, mono).",
 		       cfg->ui_theme);

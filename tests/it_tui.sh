@@ -244,6 +244,14 @@ check "... and the chat works in memory" tui_wait "^  Once upon a time" 3
 tui_keys C-d
 tui_wait "TUI-EXITED rc=0" 5
 
+# ---- a "C" locale still draws (and reads) UTF-8 ------------------------------
+tui_start 100x30 "cd $T && env $ENVS LC_ALL=C LANG= $PALAVER -m $MODEL --chat-template none -n 8 --no-history"
+check "under LC_ALL=C the chat still draws its rules and borders" tui_wait "^──.*│|│ .*state +ready" 20
+tui_type "héllo 世界"
+check "... and wide characters echo in the input" tui_wait "^› héllo 世界" 3
+tui_keys C-c C-d
+tui_wait "TUI-EXITED rc=0" 5
+
 # ---- SIGHUP (the terminal closing) restores it as well ---------------------
 start || exit 1
 pane_pid=$(tui_tmux display -p -t 0 '#{pane_pid}')
