@@ -7,6 +7,7 @@
 #include "util.h"
 #include "xalloc.h"
 
+#include "json.h"
 #include "store.h"
 
 #include "chat_pane.h"
@@ -21,6 +22,7 @@
 
 #include <curses.h>
 #include <errno.h>
+#include <stddef.h>
 #include <langinfo.h>
 #include <locale.h>
 #include <poll.h>
@@ -1012,6 +1014,51 @@ static int need_store(struct chat *c)
 	return 0;
 }
 
+/* A resumed session keeps the sampling it was held with, except what the
+ * user set for this run (in a config file, the environment or a flag). */
+static void restore_sampling(struct chat *c, const char *text)
+{
+	static const struct {
+		const char *name; /* in the session's JSON and after "sampling." */
+		char type;        /* 'd' double, 'i' int (the seed is not restored: a
+				     JSON number cannot hold all 64 bits) */
+		size_t off;       /* in struct config_sampling */
+	} keys[] = {
+		{ "temperature", 'd', offsetof(struct config_sampling, temperature) },
+		{ "top_k", 'i', offsetof(struct config_sampling, top_k) },
+		{ "top_p", 'd', offsetof(struct config_sampling, top_p) },
+		{ "min_p", 'd', offsetof(struct config_sampling, min_p) },
+		{ "typical_p", 'd', offsetof(struct config_sampling, typical_p) },
+		{ "repeat_penalty", 'd', offsetof(struct config_sampling, repeat_penalty) },
+		{ "repeat_last_n", 'i', offsetof(struct config_sampling, repeat_last_n) },
+		{ "presence_penalty", 'd', offsetof(struct config_sampling, presence_penalty) },
+		{ "frequency_penalty", 'd', offsetof(struct config_sampling, frequency_penalty) },
+		{ "max_tokens", 'i', offsetof(struct config_sampling, max_tokens) },
+	};
+	if (!text || !*text)
+		return;
+	struct json *j = json_parse(text, strlen(text));
+	if (!j) {
+		error_clear(); /* an unreadable record: keep the current settings */
+		return;
+	}
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		char name[64];
+		const struct json *v = json_get(j, keys[i].name);
+		snprintf(name, sizeof(name), "sampling.%s", keys[i].name);
+		int k = config_key_index(name);
+		if (!v || v->type != JSON_NUMBER || (k >= 0 && c->cfg->origin[k]))
+			continue;
+		char *field = (char *)&c->sampling + keys[i].off;
+		double d = v->number;
+		if (keys[i].type == 'd')
+			*(double *)field = d;
+		else if (keys[i].type == 'i' && d >= -1 && d <= 1e9)
+			*(int *)field = (int)d;
+	}
+	json_free(j);
+}
+
 /* Replace the transcript with a saved session; scroll to message row
  * `target` when not 0. */
 static void load_session(struct chat *c, const char *id, int64_t target)
@@ -1036,6 +1083,7 @@ static void load_session(struct chat *c, const char *id, int64_t target)
 	memcpy(c->sid, ss.id, sizeof(c->sid));
 	free(c->system_prompt);
 	c->system_prompt = ss.system_prompt && *ss.system_prompt ? xstrdup(ss.system_prompt) : NULL;
+	restore_sampling(c, ss.sampling);
 
 	size_t target_idx = (size_t)-1;
 	for (size_t i = 0; i < n; i++) {
