@@ -696,6 +696,7 @@ static void show_help(struct chat *c)
 		      "  Home, End            top, bottom (when the input is empty)\n"
 		      "  Ctrl-D               quit (on an empty input)\n"
 		      "  Ctrl-L               redraw the screen\n"
+		      "  Ctrl-Z               suspend (fg resumes)\n"
 		      "Other readline keys work as in bash (Ctrl-A, Ctrl-E, Ctrl-W, Ctrl-R, ...).\n"
 		      "A line starting with // sends a message that starts with /.");
 	notice(c, "%s", sb.buf);
@@ -1465,6 +1466,11 @@ static void on_key(void *ctx, const struct key *k)
 		c->redraw = 1;
 		return;
 	}
+	if (k->type == K_SUSPEND) {
+		screen_suspend(&c->scr);
+		c->redraw = 1;
+		return;
+	}
 	if (c->picker_open) {
 		/* fast typing brings several keys in one run: one at a time here,
 		 * since "d" then "y" mean different things */
@@ -1558,7 +1564,8 @@ static void on_key(void *ctx, const struct key *k)
 	case K_WHEEL_UP: chat_pane_scroll(&c->pane, 3, tw, th); break;
 	case K_WHEEL_DOWN: chat_pane_scroll(&c->pane, -3, tw, th); break;
 	case K_IGNORE: break;
-	case K_REDRAW: break; /* handled above */
+	case K_REDRAW:
+	case K_SUSPEND: break; /* handled above */
 	}
 }
 
