@@ -256,8 +256,7 @@ tui_wait "TUI-EXITED rc=0" 5
 
 # ---- Ctrl-Z suspends to the shell, fg comes back ----------------------------
 if command -v bash >/dev/null 2>&1; then
-	tui_stop
-	tui_tmux -f /dev/null new-session -d -x 100 -y 30 "env $ENVS PS1='SHELL\$ ' bash --norc -i"
+	tui_start_raw 100x30 "env $ENVS PS1='SHELL\$ ' bash --norc -i"
 	tui_wait 'SHELL\$' 5
 	tui_type "$PALAVER -m $MODEL --chat-template none -n 8 --no-history"; tui_keys Enter
 	tui_wait "state +ready" 20
