@@ -148,6 +148,14 @@ fuzz: build-fuzz/fuzz_gguf
 	cd build-fuzz && ./fuzz_gguf -max_total_time=$(FUZZ_TIME) -max_len=$(FUZZ_MAXLEN) \
 		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus ../tests/fuzz/regress
 
+# ---- palaver-tiny (issue 11): retrain models/palaver-tiny.gguf from scratch ----
+$(BUILD)/tiny_gguf: tools/train/tiny_gguf.c $(BUILD)/libpalaver.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(LDLIBS)
+
+.PHONY: tiny-model
+tiny-model: all $(BUILD)/tiny_gguf
+	@sh tools/train/make_tiny.sh $(BUILD)
+
 # ---- install -------------------------------------------------------------
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \

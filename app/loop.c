@@ -94,10 +94,12 @@ struct chat {
 	int64_t reuse_reply_row; /* overwrites them instead of appending */
 
 	struct picker picker; /* /sessions and /search */
+	char *search_query;   /* of the /search list open, to highlight the hit */
 	int picker_open;
 
 	double esc_since; /* when the keys decoder began waiting for more of a sequence */
 
+	int redraw; /* Ctrl-L: repaint the whole screen */
 	int quit;
 };
 
@@ -648,6 +650,12 @@ static void cancel_reply(struct chat *c)
 
 static void send_message(struct chat *c, const char *text)
 {
+	if (c->busy) {
+		/* Enter is refused while streaming; this is a second line of defence */
+		input_set(text);
+		set_hint(c, "a reply is streaming: press Esc to stop it, or wait");
+		return;
+	}
 	if (!c->eng || c->st.state == STATE_FAILED) {
 		notice(c, "No model is loaded. Load one with /model FILE.gguf, or start palaver "
 			  "with -m FILE.gguf (or set model: in config.yaml).");
@@ -684,6 +692,7 @@ static void show_help(struct chat *c)
 		      "  PgUp, PgDn, wheel    scroll the conversation\n"
 		      "  Home, End            top, bottom (when the input is empty)\n"
 		      "  Ctrl-D               quit (on an empty input)\n"
+		      "  Ctrl-L               redraw the screen\n"
 		      "Other readline keys work as in bash (Ctrl-A, Ctrl-E, Ctrl-W, Ctrl-R, ...).\n"
 		      "A line starting with // sends a message that starts with /.");
 	notice(c, "%s", sb.buf);
@@ -795,14 +804,20 @@ static void cmd_stats(struct chat *c)
 static void cmd_model(struct chat *c, const char *args)
 {
 	if (*args) {
+		struct strbuf path = STRBUF_INIT;
 		if (!need_idle(c))
 			return;
-		if (access(args, R_OK) < 0) {
-			notice(c, "cannot read '%s': %s", args, strerror(errno));
-			return;
+		if (args[0] == '~' && args[1] == '/' && getenv("HOME"))
+			strbuf_addf(&path, "%s%s", getenv("HOME"), args + 1);
+		else
+			strbuf_addstr(&path, args);
+		if (access(path.buf, R_OK) < 0) {
+			notice(c, "cannot read '%s': %s", path.buf, strerror(errno));
+		} else {
+			close_model(c);
+			open_model(c, path.buf);
 		}
-		close_model(c);
-		open_model(c, args);
+		strbuf_release(&path);
 		return;
 	}
 	const struct engine_info *i = c->eng && c->ready ? engine_info(c->eng) : NULL;
@@ -1046,6 +1061,8 @@ static void load_session(struct chat *c, const char *id, int64_t target)
 	if (ss.model && c->model_path && strcmp(base_name(ss.model), base_name(c->model_path)))
 		notice(c, "This session was held with '%s'; replies now come from '%s'.",
 		       base_name(ss.model), base_name(c->model_path));
+	if (target_idx != (size_t)-1 && c->search_query)
+		chat_pane_mark(&c->pane, c->pane.msgs[target_idx], c->search_query);
 	if (target_idx != (size_t)-1)
 		chat_pane_scroll_to(&c->pane, target_idx, c->scr.lay.transcript.w,
 				    c->scr.lay.transcript.h);
@@ -1174,6 +1191,8 @@ static void cmd_search(struct chat *c, const char *query)
 	}
 	char heading[128];
 	snprintf(heading, sizeof(heading), "Search: %s", query);
+	free(c->search_query);
+	c->search_query = xstrdup(query);
 	picker_release(&c->picker);
 	picker_init(&c->picker, heading, 0);
 	c->picker.filter_detail = 1; /* titles repeat: the snippets tell hits apart */
@@ -1393,6 +1412,10 @@ static void on_key(void *ctx, const struct key *k)
 	struct chat *c = ctx;
 	int tw = c->scr.lay.transcript.w, th = c->scr.lay.transcript.h;
 
+	if (k->type == K_REDRAW) {
+		c->redraw = 1;
+		return;
+	}
 	if (c->picker_open) {
 		/* fast typing brings several keys in one run: one at a time here,
 		 * since "d" then "y" mean different things */
@@ -1436,7 +1459,8 @@ static void on_key(void *ctx, const struct key *k)
 			const char *t = input_text();
 			const char *args;
 			char *unknown = NULL;
-			const struct slash_command *cmd = slash_parse(t, &args, &unknown);
+			const struct slash_command *cmd =
+				input_pasted() ? NULL : slash_parse(t, &args, &unknown);
 			free(unknown);
 			if (!cmd || cmd->idle) {
 				set_hint(
@@ -1485,6 +1509,7 @@ static void on_key(void *ctx, const struct key *k)
 	case K_WHEEL_UP: chat_pane_scroll(&c->pane, 3, tw, th); break;
 	case K_WHEEL_DOWN: chat_pane_scroll(&c->pane, -3, tw, th); break;
 	case K_IGNORE: break;
+	case K_REDRAW: break; /* handled above */
 	}
 }
 
@@ -1562,6 +1587,11 @@ static void draw(struct chat *c)
 	struct screen *s = &c->scr;
 	double now = time_now_ms();
 	int all = screen_relayout(s, input_rows(COLS));
+	if (c->redraw) {
+		c->redraw = 0;
+		clearok(curscr, TRUE); /* the next doupdate repaints every cell */
+		all = 1;
+	}
 
 	if (s->lay.too_small) {
 		if (all || c->pane.dirty || c->status_dirty) {
@@ -1616,9 +1646,10 @@ static void draw(struct chat *c)
 	}
 	c->hint_dirty = 0;
 	if (s->input && (any || input_dirty())) {
-		const char *ph = c->busy   ? NULL
-				 : !c->eng ? "no model: /model FILE.gguf loads one"
-					   : "type a message, /help for help";
+		const char *ph = c->busy ? NULL
+				 : !c->eng || c->st.state == STATE_FAILED
+					 ? "no model: /model FILE.gguf loads one"
+					 : "type a message, /help for help";
 		input_draw(s->input, s->lay.input.h, s->lay.input.w, ph);
 		wnoutrefresh(s->input); /* last, so the cursor ends up in the input */
 		any = 1;
@@ -1787,6 +1818,7 @@ int chat_run(struct config *cfg)
 		store_close(c.store);
 	picker_release(&c.picker);
 	free(c.pending_title);
+	free(c.search_query);
 	input_close();
 	screen_close(&c.scr);
 	keys_release(&c.keys);

@@ -27,6 +27,10 @@
 
 #include "xalloc.h"
 
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
 /* ---- traits ------------------------------------------------------------ */
 
 static const struct quant_traits traits[QT_COUNT] = {
@@ -117,7 +121,7 @@ static inline uint32_t f32_bits(float f)
 	return u;
 }
 
-float quant_f16_to_f32(quant_half h)
+float quant_f16_to_f32_soft(quant_half h)
 {
 	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
 	uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
@@ -131,7 +135,7 @@ float quant_f16_to_f32(quant_half h)
 	return f32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
 }
 
-quant_half quant_f32_to_f16(float f)
+quant_half quant_f32_to_f16_soft(float f)
 {
 	uint32_t x = f32_bits(f);
 	uint32_t sign = (x >> 16) & 0x8000;
@@ -167,6 +171,31 @@ quant_half quant_f32_to_f16(float f)
 		return (quant_half)(sign | r);
 	}
 }
+
+/* The public conversions use F16C where the build has it (attention and the
+ * KV cache convert per element); the portable versions above are the
+ * reference, tested against the hardware bit for bit. */
+#if defined(__F16C__)
+float quant_f16_to_f32(quant_half h)
+{
+	return _cvtsh_ss(h);
+}
+
+quant_half quant_f32_to_f16(float f)
+{
+	return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+}
+#else
+float quant_f16_to_f32(quant_half h)
+{
+	return quant_f16_to_f32_soft(h);
+}
+
+quant_half quant_f32_to_f16(float f)
+{
+	return quant_f32_to_f16_soft(f);
+}
+#endif
 
 float quant_bf16_to_f32(quant_bf16 h)
 {

@@ -21,6 +21,15 @@
 /* Register tiles need their r/t loops fully unrolled to stay in registers. */
 #define UNROLL _Pragma("GCC unroll 16")
 
+/* Software prefetch distance in each weight row, as in quant_avx512.c. */
+#define PF_DIST 4096
+
+INLINE void prefetch_span(const void *p, size_t len)
+{
+	for (size_t o = 0; o < len; o += 64)
+		_mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+}
+
 INLINE float hsum8(__m256 v)
 {
 	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -69,7 +78,7 @@ INLINE __m256 ld_bf16(const void *row, int64_t k, int tail)
 	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-#define FLOAT_TILE(NAME, LOADW, LOADA)                                                      \
+#define FLOAT_TILE(NAME, LOADW, LOADA, ES)                                                      \
 	INLINE void NAME(int R, int T, int64_t n, const uint8_t *w, size_t ws,                \
 			 const uint8_t *a, size_t as, float *out, size_t os)                  \
 	{                                                                                     \
@@ -83,6 +92,8 @@ INLINE __m256 ld_bf16(const void *row, int64_t k, int tail)
 			UNROLL for (int t = 0; t < T; t++)                                    \
 				av[t] = LOADA(a + t * as, k, tail);                           \
 			UNROLL for (int r = 0; r < R; r++) {                                  \
+				_mm_prefetch((const char *)(w + r * ws) + PF_DIST + k * ES,   \
+					     _MM_HINT_T0);                                    \
 				__m256 wv = LOADW(w + r * ws, k, tail);                       \
 				UNROLL for (int t = 0; t < T; t++)                            \
 					acc[r][t] = _mm256_fmadd_ps(wv, av[t], acc[r][t]);    \
@@ -93,9 +104,9 @@ INLINE __m256 ld_bf16(const void *row, int64_t k, int tail)
 				out[t * os + r] = hsum8(acc[r][t]);                           \
 	}
 
-FLOAT_TILE(tile_f32, ld_f32, ld_f32)
-FLOAT_TILE(tile_f16, ld_f16, ld_f32)
-FLOAT_TILE(tile_bf16, ld_bf16, ld_bf16)
+FLOAT_TILE(tile_f32, ld_f32, ld_f32, 4)
+FLOAT_TILE(tile_f16, ld_f16, ld_f32, 2)
+FLOAT_TILE(tile_bf16, ld_bf16, ld_bf16, 2)
 
 /* ---- Q4_0 / Q8_0 with Q8_0 activations --------------------------------------------------- */
 
@@ -134,6 +145,8 @@ INLINE __m256i q4_0_bytes(const struct block_q4_0 *b)
 			}                                                                     \
 			UNROLL for (int r = 0; r < R; r++) {                                  \
 				const BLOCK *x = (const BLOCK *)(w + r * ws) + i;             \
+				if (!(i & 1))                                                 \
+					prefetch_span(x, 2 * sizeof(*x));                     \
 				__m256i xq = BYTES(x);                                        \
 				float xd = h2f(x->d);                                         \
 				UNROLL for (int t = 0; t < T; t++)                            \
@@ -182,6 +195,7 @@ INLINE void tile_q4_K(int R, int T, int64_t nb, const uint8_t *w, size_t ws, con
 	for (int64_t i = 0; i < nb; i++) {
 		UNROLL for (int r = 0; r < R; r++) {
 			const struct block_q4_K *x = (const struct block_q4_K *)(w + r * ws) + i;
+			prefetch_span(x, sizeof(*x));
 			uint8_t sc[16];
 			q4k_unpack(x->scales, sc);
 			float d = h2f(x->d), dmin = h2f(x->dmin);
@@ -230,6 +244,7 @@ INLINE void tile_q6_K(int R, int T, int64_t nb, const uint8_t *w, size_t ws, con
 	for (int64_t i = 0; i < nb; i++) {
 		UNROLL for (int r = 0; r < R; r++) {
 			const struct block_q6_K *x = (const struct block_q6_K *)(w + r * ws) + i;
+			prefetch_span(x, sizeof(*x));
 			__m256i isum[4];
 			UNROLL for (int t = 0; t < T; t++)
 				isum[t] = _mm256_setzero_si256();

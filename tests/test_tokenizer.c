@@ -607,6 +607,14 @@ static void test_user_cannot_type_control(void **state)
 	assert_string_equal(sb.buf, typed);
 	free(ids);
 
+	/* a rendered prompt with no template text at all (the none template):
+	 * nothing in it may become a control token */
+	int32_t buf[32];
+	int m = tokenizer_encode_ranges(t, typed, strlen(typed), 0, NULL, 0, buf, 32);
+	assert_true(m > 0);
+	for (int i = 0; i < m; i++)
+		assert_false(tokenizer_is_control(t, buf[i]));
+
 	/* user-defined tokens are words of the vocabulary: always matched */
 	ids = encode(t, "a<tool>b", 8, 0, &n);
 	assert_int_equal(n, 3);

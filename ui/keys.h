@@ -24,6 +24,7 @@ enum key_type {
 	K_WHEEL_DOWN,
 	K_BACKSPACE,
 	K_IGNORE, /* other mouse reports */
+	K_REDRAW, /* Ctrl-L */
 };
 
 struct key {

@@ -1,0 +1,45 @@
+#!/usr/bin/python3
+"""Markdown tables for docs/MODEL.md from eval.py's JSON (held-out help questions and words).
+
+Usage: report.py EVAL.json [JUDGED.tsv]
+JUDGED.tsv (optional): word, y/n per line: the reader's judgement whether the
+answer is recognisably a definition of the word; without it that column is
+left out.
+"""
+
+import json
+import sys
+
+
+def cell(s):
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def main():
+    res = json.load(open(sys.argv[1], encoding="utf-8"))
+    judged = {}
+    if len(sys.argv) > 2:
+        for line in open(sys.argv[2], encoding="utf-8"):
+            w, v = line.rstrip("\n").split("\t")[:2]
+            judged[w] = v == "y"
+    ok = sum(h["ok"] for h in res["help"])
+    print("### Held-out help questions: %d/%d right\n" % (ok, len(res["help"])))
+    print("| # | question | expected | greedy answer | right |")
+    print("|---|---|---|---|---|")
+    for i, h in enumerate(res["help"], 1):
+        print("| %d | %s | %s | %s | %s |" % (i, cell(h["q"]), cell(h["expect"].replace("|", ", ")),
+                                             cell(h["a"]), "yes" if h["ok"] else "no"))
+    ov = sum(w["overlap"] for w in res["words"])
+    jd = sum(judged.get(w["word"], False) for w in res["words"])
+    print("\n### Held-out WordNet words: %d/%d share a content word with the gloss%s\n"
+          % (ov, len(res["words"]), "; %d/%d judged a recognisable definition" % (jd, len(res["words"])) if judged else ""))
+    print("| # | word | WordNet gloss | greedy answer to \"What does WORD mean?\" | overlap |%s" % (" definition |" if judged else ""))
+    print("|---|---|---|---|---|%s" % ("---|" if judged else ""))
+    for i, w in enumerate(res["words"], 1):
+        print("| %d | %s | %s | %s | %s |%s" % (i, w["word"], cell(w["gloss"]), cell(w["a"]),
+                                             "yes" if w["overlap"] else "no",
+                                             (" %s |" % ("yes" if judged.get(w["word"]) else "no")) if judged else ""))
+
+
+if __name__ == "__main__":
+    main()
