@@ -796,7 +796,8 @@ static void q8x_gemm(q8x_tile_fn tile, size_t bsize, const struct act_fmt *f, in
 	if (panel < 4)
 		panel = 4;
 	panel &= ~3;
-	for (int64_t c0 = 0; c0 < nb; c0 += PREP_GROUPS * 4) {
+	/* at least one pass, so that empty rows still write their zero results */
+	for (int64_t c0 = 0; c0 < nb || c0 == 0; c0 += PREP_GROUPS * 4) {
 		int64_t cb = nb - c0 < PREP_GROUPS * 4 ? nb - c0 : PREP_GROUPS * 4;
 		for (int r0 = 0; r0 < nrows; r0 += panel) {
 			int r1 = r0 + panel < nrows ? r0 + panel : nrows;

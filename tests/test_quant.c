@@ -706,6 +706,31 @@ static void test_kernels_large_shapes(void **state)
 	check_kernels_against_scalar(QT_Q4_K, 4096 * 2, 120, 3);
 }
 
+/* Empty rows give zero dots at every level (nothing is read). */
+static void test_empty_rows(void **state)
+{
+	enum quant_isa isas[4];
+	int nisa = isa_levels(isas);
+	uint8_t dummy[64] = {0};
+	float out[6];
+	(void)state;
+	for (int k = 0; k < nisa; k++) {
+		quant_isa_set(isas[k]);
+		for (int i = 0; i < N_WEIGHT_TYPES; i++) {
+			for (int j = 0; j < 6; j++)
+				out[j] = 1;
+			quant_gemv(weight_types[i], 0, dummy, 0, 3, dummy, out);
+			quant_gemm(weight_types[i], 0, dummy, 0, 1, dummy, 0, 3, out + 3, 1);
+			for (int j = 0; j < 6; j++)
+				if (out[j] != 0)
+					fail_msg("%s isa %s: empty row gives %g", quant_type_name(weight_types[i]),
+						 quant_isa_name(isas[k]), (double)out[j]);
+			assert_true(quant_vec_dot(weight_types[i], 0, dummy, dummy) == 0);
+		}
+	}
+	quant_isa_set(quant_isa_best());
+}
+
 /* Activation quantizers: SIMD versions produce the same blocks as C. */
 static void test_activation_quantizers(void **state)
 {
@@ -770,6 +795,7 @@ int main(void)
 		cmocka_unit_test(test_vec_dot_all_types),
 		cmocka_unit_test(test_kernels_vs_scalar),
 		cmocka_unit_test(test_kernels_large_shapes),
+		cmocka_unit_test(test_empty_rows),
 		cmocka_unit_test(test_activation_quantizers),
 	};
 	return cmocka_run_group_tests_name("quant", tests, NULL, NULL);
