@@ -15,6 +15,7 @@
 #include "quant_internal.h"
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <string.h>
 
 #define INLINE static inline __attribute__((always_inline))
@@ -126,22 +127,25 @@ INLINE __m256i q4_0_bytes(const struct block_q4_0 *b)
 	return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
 }
 
-#define Q80_TILE(NAME, BLOCK, BYTES)                                                         \
+/* BLOCK weights as signed bytes (BYTES) against Q8_0 or Q8_1 (ABLOCK)
+ * activations; HAS_MIN adds the weight min times Q8_1's block sum s. */
+#define Q8X_TILE(NAME, BLOCK, BYTES, ABLOCK, HAS_MIN)                                        \
 	INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t ws,               \
 			 const uint8_t *a, size_t as, float *out, size_t os)                  \
 	{                                                                                     \
 		__m256 acc[4][4];                                                             \
+		float mins[4][4] = {{0}};                                                     \
 		UNROLL for (int r = 0; r < R; r++)                                            \
 			UNROLL for (int t = 0; t < T; t++)                                    \
 				acc[r][t] = _mm256_setzero_ps();                              \
 		for (int64_t i = 0; i < nb; i++) {                                            \
 			__m256i y[4];                                                         \
-			float yd[4];                                                          \
+			float yd[4], ys[4];                                                   \
 			UNROLL for (int t = 0; t < T; t++) {                                  \
-				const struct block_q8_0 *b =                                  \
-					(const struct block_q8_0 *)(a + t * as) + i;          \
+				const ABLOCK *b = (const ABLOCK *)(a + t * as) + i;           \
 				y[t] = _mm256_loadu_si256((const __m256i *)b->qs);            \
 				yd[t] = h2f(b->d);                                            \
+				ys[t] = HAS_MIN ? h2f(((const quant_half *)b)[1]) : 0;        \
 			}                                                                     \
 			UNROLL for (int r = 0; r < R; r++) {                                  \
 				const BLOCK *x = (const BLOCK *)(w + r * ws) + i;             \
@@ -149,15 +153,19 @@ INLINE __m256i q4_0_bytes(const struct block_q4_0 *b)
 					prefetch_span(x, 2 * sizeof(*x));                     \
 				__m256i xq = BYTES(x);                                        \
 				float xd = h2f(x->d);                                         \
-				UNROLL for (int t = 0; t < T; t++)                            \
+				float xm = HAS_MIN ? h2f(((const quant_half *)x)[1]) : 0;     \
+				UNROLL for (int t = 0; t < T; t++) {                          \
 					acc[r][t] = _mm256_fmadd_ps(                          \
 						_mm256_cvtepi32_ps(dot_s8(xq, y[t])),         \
 						_mm256_set1_ps(xd * yd[t]), acc[r][t]);       \
+					if (HAS_MIN)                                          \
+						mins[r][t] += xm * ys[t];                     \
+				}                                                             \
 			}                                                                     \
 		}                                                                             \
 		UNROLL for (int r = 0; r < R; r++)                                            \
 			UNROLL for (int t = 0; t < T; t++)                                    \
-				out[t * os + r] = hsum8(acc[r][t]);                           \
+				out[t * os + r] = hsum8(acc[r][t]) + mins[r][t];              \
 	}
 
 INLINE __m256i q8_0_bytes(const struct block_q8_0 *b)
@@ -165,8 +173,47 @@ INLINE __m256i q8_0_bytes(const struct block_q8_0 *b)
 	return _mm256_loadu_si256((const __m256i *)b->qs);
 }
 
-Q80_TILE(tile_q4_0, struct block_q4_0, q4_0_bytes)
-Q80_TILE(tile_q8_0, struct block_q8_0, q8_0_bytes)
+/* 32 bits -> 32 bytes of 0x10 where the bit is set (element order). */
+INLINE __m256i q5_high(const uint8_t qh[4])
+{
+	uint32_t h;
+	memcpy(&h, qh, 4);
+	const __m256i rep = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2,
+					     2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+	const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+	__m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), rep);
+	v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+	return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+INLINE __m256i nibbles(const uint8_t qs[16])
+{
+	__m128i q = _mm_loadu_si128((const __m128i *)qs);
+	__m256i v = _mm256_insertf128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+	return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+INLINE __m256i q4_1_bytes(const struct block_q4_1 *b)
+{
+	return nibbles(b->qs);
+}
+
+INLINE __m256i q5_0_bytes(const struct block_q5_0 *b)
+{
+	return _mm256_sub_epi8(_mm256_or_si256(nibbles(b->qs), q5_high(b->qh)),
+			       _mm256_set1_epi8(16));
+}
+
+INLINE __m256i q5_1_bytes(const struct block_q5_1 *b)
+{
+	return _mm256_or_si256(nibbles(b->qs), q5_high(b->qh));
+}
+
+Q8X_TILE(tile_q4_0, struct block_q4_0, q4_0_bytes, struct block_q8_0, 0)
+Q8X_TILE(tile_q8_0, struct block_q8_0, q8_0_bytes, struct block_q8_0, 0)
+Q8X_TILE(tile_q5_0, struct block_q5_0, q5_0_bytes, struct block_q8_0, 0)
+Q8X_TILE(tile_q4_1, struct block_q4_1, q4_1_bytes, struct block_q8_1, 1)
+Q8X_TILE(tile_q5_1, struct block_q5_1, q5_1_bytes, struct block_q8_1, 1)
 
 /* ---- Q4_K / Q6_K with Q8_K activations ----------------------------------------------------- */
 
@@ -183,8 +230,19 @@ INLINE void q4k_unpack(const uint8_t *s, uint8_t sc[16])
 	memcpy(sc, u, 16);
 }
 
-INLINE void tile_q4_K(int R, int T, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a,
-		      size_t as, float *out, size_t os)
+/* Q4_K and Q5_K (QH: the 5th bits, bit 2j / 2j+1 of qh[l] for chunk j) */
+#define K4_TILE(NAME, BLOCK, QH)                                                              \
+	INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t ws,               \
+			 const uint8_t *a, size_t as, float *out, size_t os)                  \
+	{                                                                                     \
+		tile_k4(R, T, nb, w, ws, sizeof(BLOCK), offsetof(BLOCK, scales),              \
+			offsetof(BLOCK, qs), QH ? (int)offsetof(struct block_q5_K, qh) : -1, a, as, \
+			out, os);                                                             \
+	}
+
+INLINE void tile_k4(int R, int T, int64_t nb, const uint8_t *w, size_t ws, size_t bsize,
+		    size_t scoff, size_t qsoff, int qhoff, const uint8_t *a, size_t as, float *out,
+		    size_t os)
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0F);
 	__m256 acc[4][4];
@@ -194,18 +252,30 @@ INLINE void tile_q4_K(int R, int T, int64_t nb, const uint8_t *w, size_t ws, con
 			acc[r][t] = _mm256_setzero_ps();
 	for (int64_t i = 0; i < nb; i++) {
 		UNROLL for (int r = 0; r < R; r++) {
-			const struct block_q4_K *x = (const struct block_q4_K *)(w + r * ws) + i;
-			prefetch_span(x, sizeof(*x));
+			const uint8_t *x = w + r * ws + i * bsize;
+			prefetch_span(x, bsize);
 			uint8_t sc[16];
-			q4k_unpack(x->scales, sc);
-			float d = h2f(x->d), dmin = h2f(x->dmin);
+			quant_half hd, hm;
+			q4k_unpack(x + scoff, sc);
+			memcpy(&hd, x, 2);
+			memcpy(&hm, x + 2, 2);
+			float d = h2f(hd), dmin = h2f(hm);
+			__m256i H = qhoff >= 0 ? _mm256_loadu_si256((const __m256i *)(x + qhoff))
+					       : _mm256_setzero_si256();
 			__m256i isum[4];
 			UNROLL for (int t = 0; t < T; t++)
 				isum[t] = _mm256_setzero_si256();
 			for (int j = 0; j < 4; j++) {
-				__m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
+				__m256i q = _mm256_loadu_si256((const __m256i *)(x + qsoff + 32 * j));
 				__m256i lo = _mm256_and_si256(q, m4);
 				__m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+				if (qhoff >= 0) {
+					const __m256i b1 = _mm256_set1_epi8(1);
+					__m256i h0 = _mm256_srl_epi16(H, _mm_cvtsi32_si128(2 * j));
+					__m256i h1 = _mm256_srl_epi16(H, _mm_cvtsi32_si128(2 * j + 1));
+					lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(h0, b1), 4));
+					hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(h1, b1), 4));
+				}
 				__m256i s0 = _mm256_set1_epi16(sc[2 * j]), s1 = _mm256_set1_epi16(sc[2 * j + 1]);
 				UNROLL for (int t = 0; t < T; t++) {
 					const int8_t *yq = ((const struct block_q8_K *)(a + t * as) + i)->qs;
@@ -232,6 +302,9 @@ INLINE void tile_q4_K(int R, int T, int64_t nb, const uint8_t *w, size_t ws, con
 		UNROLL for (int t = 0; t < T; t++)
 			out[t * os + r] = hsum8(acc[r][t]) - mins[r][t];
 }
+
+K4_TILE(tile_q4_K, struct block_q4_K, 0)
+K4_TILE(tile_q5_K, struct block_q5_K, 1)
 
 INLINE void tile_q6_K(int R, int T, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a,
 		      size_t as, float *out, size_t os)
@@ -332,6 +405,10 @@ typedef void (*tile_fn)(int R, int T, int64_t len, const uint8_t *w, size_t ws, 
 #define CALL_q4_0(r, t) tile_q4_0(r, t, len, w, ws, a, as, out, os)
 #define CALL_q8_0(r, t) tile_q8_0(r, t, len, w, ws, a, as, out, os)
 #define CALL_q4_K(r, t) tile_q4_K(r, t, len, w, ws, a, as, out, os)
+#define CALL_q5_K(r, t) tile_q5_K(r, t, len, w, ws, a, as, out, os)
+#define CALL_q5_0(r, t) tile_q5_0(r, t, len, w, ws, a, as, out, os)
+#define CALL_q4_1(r, t) tile_q4_1(r, t, len, w, ws, a, as, out, os)
+#define CALL_q5_1(r, t) tile_q5_1(r, t, len, w, ws, a, as, out, os)
 #define CALL_q6_K(r, t) tile_q6_K(r, t, len, w, ws, a, as, out, os)
 TILE_DRIVER(f32)
 TILE_DRIVER(f16)
@@ -339,6 +416,10 @@ TILE_DRIVER(bf16)
 TILE_DRIVER(q4_0)
 TILE_DRIVER(q8_0)
 TILE_DRIVER(q4_K)
+TILE_DRIVER(q5_K)
+TILE_DRIVER(q5_0)
+TILE_DRIVER(q4_1)
+TILE_DRIVER(q5_1)
 TILE_DRIVER(q6_K)
 
 /* Rows per gemm panel, sized to stay in L2 while the token tiles pass. */
@@ -389,6 +470,10 @@ ENTRY(bf16, 1)
 ENTRY(q4_0, QK4_0)
 ENTRY(q8_0, QK8_0)
 ENTRY(q4_K, QK_K)
+ENTRY(q5_K, QK_K)
+ENTRY(q5_0, QK5_0)
+ENTRY(q4_1, QK4_1)
+ENTRY(q5_1, QK5_1)
 ENTRY(q6_K, QK_K)
 
 /* ---- activation quantizers (bit-identical to the C versions) ------------------------------- */
@@ -470,7 +555,11 @@ void quant_avx2_register(struct quant_kernel_table *t)
 	t->k[QT_BF16] = (struct quant_kernels){dot_bf16, gemv_bf16, gemm_bf16};
 	t->k[QT_Q4_0] = (struct quant_kernels){dot_q4_0, gemv_q4_0, gemm_q4_0};
 	t->k[QT_Q8_0] = (struct quant_kernels){dot_q8_0, gemv_q8_0, gemm_q8_0};
+	t->k[QT_Q4_1] = (struct quant_kernels){dot_q4_1, gemv_q4_1, gemm_q4_1};
+	t->k[QT_Q5_0] = (struct quant_kernels){dot_q5_0, gemv_q5_0, gemm_q5_0};
+	t->k[QT_Q5_1] = (struct quant_kernels){dot_q5_1, gemv_q5_1, gemm_q5_1};
 	t->k[QT_Q4_K] = (struct quant_kernels){dot_q4_K, gemv_q4_K, gemm_q4_K};
+	t->k[QT_Q5_K] = (struct quant_kernels){dot_q5_K, gemv_q5_K, gemm_q5_K};
 	t->k[QT_Q6_K] = (struct quant_kernels){dot_q6_K, gemv_q6_K, gemm_q6_K};
 	t->from_float[QT_Q8_0] = quantize_q8_0_avx2;
 	t->from_float[QT_Q8_K] = quantize_q8_K_avx2;
