@@ -1,4 +1,4 @@
-/* AVX2 dot products, gemv and gemm for CPUs without AVX-512 (and the integer kernels of the plain AVX-512 level). */
+/* AVX2 dot products, gemv and gemm for every weight type, for CPUs without AVX-512 (and the integer kernels of the plain AVX-512 level). */
 
 /*
  * DESIGN
@@ -367,6 +367,99 @@ INLINE void tile_q6_K(int R, int T, int64_t nb, const uint8_t *w, size_t ws, con
 			out[t * os + r] = hsum8(acc[r][t]);
 }
 
+/* Q2_K and Q3_K: 8 x 32 unsigned quants in element order, 16 scales for
+ * 16-element sub-blocks; Q3_K's offset of 4 and Q2_K's mins are paid through
+ * the activation bsums. */
+struct k16 {
+	__m256i q[8];
+	int16_t sc[16];  /* scale per 16 elements */
+	int16_t sb[16];  /* multiplier of bsums[j] */
+	float d, dsb;    /* result = d * yd * sum(sc * dot) - dsb * yd * sum(sb * bsums) */
+};
+
+INLINE void k16_q2_K(const struct block_q2_K *x, struct k16 *k)
+{
+	const __m256i m3 = _mm256_set1_epi8(3);
+	for (int n = 0; n < 2; n++) {
+		__m256i Q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * n));
+		for (int j = 0; j < 4; j++)
+			k->q[4 * n + j] = _mm256_and_si256(_mm256_srl_epi16(Q, _mm_cvtsi32_si128(2 * j)), m3);
+	}
+	for (int j = 0; j < 16; j++) {
+		k->sc[j] = x->scales[j] & 0xF;
+		k->sb[j] = x->scales[j] >> 4;
+	}
+	k->d = h2f(x->d);
+	k->dsb = h2f(x->dmin);
+}
+
+INLINE void k16_q3_K(const struct block_q3_K *x, struct k16 *k)
+{
+	const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
+	__m256i HM = _mm256_loadu_si256((const __m256i *)x->hmask);
+	int8_t sc[16];
+	for (int n = 0; n < 2; n++) {
+		__m256i Q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * n));
+		for (int j = 0; j < 4; j++) {
+			__m256i lo = _mm256_and_si256(_mm256_srl_epi16(Q, _mm_cvtsi32_si128(2 * j)), m3);
+			__m256i hb = _mm256_and_si256(_mm256_srl_epi16(HM, _mm_cvtsi32_si128(4 * n + j)), m1);
+			k->q[4 * n + j] = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 2));
+		}
+	}
+	quant_k3_scales(x->scales, sc);
+	for (int j = 0; j < 16; j++) {
+		k->sc[j] = sc[j];
+		k->sb[j] = (int16_t)(4 * sc[j]);
+	}
+	k->d = k->dsb = h2f(x->d);
+}
+
+#define K16_TILE(NAME, BLOCK, DEC)                                                            \
+	INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t ws,               \
+			 const uint8_t *a, size_t as, float *out, size_t os)                  \
+	{                                                                                     \
+		__m256 acc[4][4];                                                             \
+		float sub[4][4] = {{0}};                                                      \
+		UNROLL for (int r = 0; r < R; r++)                                            \
+			UNROLL for (int t = 0; t < T; t++)                                    \
+				acc[r][t] = _mm256_setzero_ps();                              \
+		for (int64_t i = 0; i < nb; i++) {                                            \
+			UNROLL for (int r = 0; r < R; r++) {                                  \
+				const BLOCK *x = (const BLOCK *)(w + r * ws) + i;             \
+				struct k16 k;                                                 \
+				prefetch_span(x, sizeof(*x));                                 \
+				DEC(x, &k);                                                   \
+				UNROLL for (int t = 0; t < T; t++) {                          \
+					const struct block_q8_K *y =                          \
+						(const struct block_q8_K *)(a + t * as) + i;  \
+					__m256i isum = _mm256_setzero_si256();                \
+					for (int c = 0; c < 8; c++) {                         \
+						__m256i sv = _mm256_setr_m128i(               \
+							_mm_set1_epi16(k.sc[2 * c]),          \
+							_mm_set1_epi16(k.sc[2 * c + 1]));     \
+						__m256i p = _mm256_maddubs_epi16(             \
+							k.q[c], _mm256_loadu_si256(           \
+									(const __m256i *)(y->qs + 32 * c))); \
+						isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, sv)); \
+					}                                                     \
+					int sb = 0;                                           \
+					for (int j = 0; j < 16; j++)                          \
+						sb += k.sb[j] * y->bsums[j];                  \
+					acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), \
+								    _mm256_set1_ps(k.d * y->d), \
+								    acc[r][t]);               \
+					sub[r][t] += k.dsb * y->d * (float)sb;                \
+				}                                                             \
+			}                                                                     \
+		}                                                                             \
+		UNROLL for (int r = 0; r < R; r++)                                            \
+			UNROLL for (int t = 0; t < T; t++)                                    \
+				out[t * os + r] = hsum8(acc[r][t]) - sub[r][t];               \
+	}
+
+K16_TILE(tile_q2_K, struct block_q2_K, k16_q2_K)
+K16_TILE(tile_q3_K, struct block_q3_K, k16_q3_K)
+
 /* ---- drivers -------------------------------------------------------------------------------- */
 
 #define DISPATCH_RT(CALL)                                                                    \
@@ -406,6 +499,8 @@ typedef void (*tile_fn)(int R, int T, int64_t len, const uint8_t *w, size_t ws, 
 #define CALL_q8_0(r, t) tile_q8_0(r, t, len, w, ws, a, as, out, os)
 #define CALL_q4_K(r, t) tile_q4_K(r, t, len, w, ws, a, as, out, os)
 #define CALL_q5_K(r, t) tile_q5_K(r, t, len, w, ws, a, as, out, os)
+#define CALL_q2_K(r, t) tile_q2_K(r, t, len, w, ws, a, as, out, os)
+#define CALL_q3_K(r, t) tile_q3_K(r, t, len, w, ws, a, as, out, os)
 #define CALL_q5_0(r, t) tile_q5_0(r, t, len, w, ws, a, as, out, os)
 #define CALL_q4_1(r, t) tile_q4_1(r, t, len, w, ws, a, as, out, os)
 #define CALL_q5_1(r, t) tile_q5_1(r, t, len, w, ws, a, as, out, os)
@@ -417,6 +512,8 @@ TILE_DRIVER(q4_0)
 TILE_DRIVER(q8_0)
 TILE_DRIVER(q4_K)
 TILE_DRIVER(q5_K)
+TILE_DRIVER(q2_K)
+TILE_DRIVER(q3_K)
 TILE_DRIVER(q5_0)
 TILE_DRIVER(q4_1)
 TILE_DRIVER(q5_1)
@@ -471,6 +568,8 @@ ENTRY(q4_0, QK4_0)
 ENTRY(q8_0, QK8_0)
 ENTRY(q4_K, QK_K)
 ENTRY(q5_K, QK_K)
+ENTRY(q2_K, QK_K)
+ENTRY(q3_K, QK_K)
 ENTRY(q5_0, QK5_0)
 ENTRY(q4_1, QK4_1)
 ENTRY(q5_1, QK5_1)
@@ -558,6 +657,8 @@ void quant_avx2_register(struct quant_kernel_table *t)
 	t->k[QT_Q4_1] = (struct quant_kernels){dot_q4_1, gemv_q4_1, gemm_q4_1};
 	t->k[QT_Q5_0] = (struct quant_kernels){dot_q5_0, gemv_q5_0, gemm_q5_0};
 	t->k[QT_Q5_1] = (struct quant_kernels){dot_q5_1, gemv_q5_1, gemm_q5_1};
+	t->k[QT_Q2_K] = (struct quant_kernels){dot_q2_K, gemv_q2_K, gemm_q2_K};
+	t->k[QT_Q3_K] = (struct quant_kernels){dot_q3_K, gemv_q3_K, gemm_q3_K};
 	t->k[QT_Q4_K] = (struct quant_kernels){dot_q4_K, gemv_q4_K, gemm_q4_K};
 	t->k[QT_Q5_K] = (struct quant_kernels){dot_q5_K, gemv_q5_K, gemm_q5_K};
 	t->k[QT_Q6_K] = (struct quant_kernels){dot_q6_K, gemv_q6_K, gemm_q6_K};
