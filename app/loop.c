@@ -7,6 +7,7 @@
 #include "util.h"
 #include "xalloc.h"
 
+#include "json.h"
 #include "store.h"
 
 #include "chat_pane.h"
@@ -21,6 +22,8 @@
 
 #include <curses.h>
 #include <errno.h>
+#include <stddef.h>
+#include <langinfo.h>
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
@@ -693,6 +696,7 @@ static void show_help(struct chat *c)
 		      "  Home, End            top, bottom (when the input is empty)\n"
 		      "  Ctrl-D               quit (on an empty input)\n"
 		      "  Ctrl-L               redraw the screen\n"
+		      "  Ctrl-Z               suspend (fg resumes)\n"
 		      "Other readline keys work as in bash (Ctrl-A, Ctrl-E, Ctrl-W, Ctrl-R, ...).\n"
 		      "A line starting with // sends a message that starts with /.");
 	notice(c, "%s", sb.buf);
@@ -1011,6 +1015,51 @@ static int need_store(struct chat *c)
 	return 0;
 }
 
+/* A resumed session keeps the sampling it was held with, except what the
+ * user set for this run (in a config file, the environment or a flag). */
+static void restore_sampling(struct chat *c, const char *text)
+{
+	static const struct {
+		const char *name; /* in the session's JSON and after "sampling." */
+		char type;        /* 'd' double, 'i' int (the seed is not restored: a
+				     JSON number cannot hold all 64 bits) */
+		size_t off;       /* in struct config_sampling */
+	} keys[] = {
+		{ "temperature", 'd', offsetof(struct config_sampling, temperature) },
+		{ "top_k", 'i', offsetof(struct config_sampling, top_k) },
+		{ "top_p", 'd', offsetof(struct config_sampling, top_p) },
+		{ "min_p", 'd', offsetof(struct config_sampling, min_p) },
+		{ "typical_p", 'd', offsetof(struct config_sampling, typical_p) },
+		{ "repeat_penalty", 'd', offsetof(struct config_sampling, repeat_penalty) },
+		{ "repeat_last_n", 'i', offsetof(struct config_sampling, repeat_last_n) },
+		{ "presence_penalty", 'd', offsetof(struct config_sampling, presence_penalty) },
+		{ "frequency_penalty", 'd', offsetof(struct config_sampling, frequency_penalty) },
+		{ "max_tokens", 'i', offsetof(struct config_sampling, max_tokens) },
+	};
+	if (!text || !*text)
+		return;
+	struct json *j = json_parse(text, strlen(text));
+	if (!j) {
+		error_clear(); /* an unreadable record: keep the current settings */
+		return;
+	}
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		char name[64];
+		const struct json *v = json_get(j, keys[i].name);
+		snprintf(name, sizeof(name), "sampling.%s", keys[i].name);
+		int k = config_key_index(name);
+		if (!v || v->type != JSON_NUMBER || (k >= 0 && c->cfg->origin[k]))
+			continue;
+		char *field = (char *)&c->sampling + keys[i].off;
+		double d = v->number;
+		if (keys[i].type == 'd')
+			*(double *)field = d;
+		else if (keys[i].type == 'i' && d >= -1 && d <= 1e9)
+			*(int *)field = (int)d;
+	}
+	json_free(j);
+}
+
 /* Replace the transcript with a saved session; scroll to message row
  * `target` when not 0. */
 static void load_session(struct chat *c, const char *id, int64_t target)
@@ -1035,6 +1084,7 @@ static void load_session(struct chat *c, const char *id, int64_t target)
 	memcpy(c->sid, ss.id, sizeof(c->sid));
 	free(c->system_prompt);
 	c->system_prompt = ss.system_prompt && *ss.system_prompt ? xstrdup(ss.system_prompt) : NULL;
+	restore_sampling(c, ss.sampling);
 
 	size_t target_idx = (size_t)-1;
 	for (size_t i = 0; i < n; i++) {
@@ -1416,6 +1466,11 @@ static void on_key(void *ctx, const struct key *k)
 		c->redraw = 1;
 		return;
 	}
+	if (k->type == K_SUSPEND) {
+		screen_suspend(&c->scr);
+		c->redraw = 1;
+		return;
+	}
 	if (c->picker_open) {
 		/* fast typing brings several keys in one run: one at a time here,
 		 * since "d" then "y" mean different things */
@@ -1509,7 +1564,8 @@ static void on_key(void *ctx, const struct key *k)
 	case K_WHEEL_UP: chat_pane_scroll(&c->pane, 3, tw, th); break;
 	case K_WHEEL_DOWN: chat_pane_scroll(&c->pane, -3, tw, th); break;
 	case K_IGNORE: break;
-	case K_REDRAW: break; /* handled above */
+	case K_REDRAW:
+	case K_SUSPEND: break; /* handled above */
 	}
 }
 
@@ -1713,6 +1769,15 @@ static void open_history(struct chat *c)
 	}
 }
 
+/* The screen is drawn in UTF-8 and measured with wcwidth().  An unset or
+ * "C" locale (containers, ssh) would garble it on what is nearly always a
+ * UTF-8 terminal: take a UTF-8 LC_CTYPE then. */
+static void utf8_ctype(void)
+{
+	if (strcmp(nl_langinfo(CODESET), "UTF-8") && !setlocale(LC_CTYPE, "C.UTF-8"))
+		setlocale(LC_CTYPE, "en_US.UTF-8");
+}
+
 static char *input_history_path(void)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -1735,6 +1800,7 @@ int chat_run(struct config *cfg)
 	if (cfg->system_prompt)
 		c.system_prompt = xstrdup(cfg->system_prompt);
 	setlocale(LC_ALL, "");
+	utf8_ctype();
 	chat_pane_init(&c.pane);
 	c.pane.markdown = 1;
 	c.pane.word_wrap = cfg->ui_word_wrap;
@@ -1755,6 +1821,7 @@ int chat_run(struct config *cfg)
 		return EXIT_RUNTIME;
 	}
 	free(hist);
+	utf8_ctype(); /* readline sets LC_CTYPE from the environment again */
 	if (c.scr.bad_theme)
 		notice(&c, "Unknown theme '%s'; using the default (themes: default, light, mono).",
 		       cfg->ui_theme);

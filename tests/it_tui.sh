@@ -62,7 +62,9 @@ done
 	|| fail "Esc mid-reply leaves a [stopped] reply (5 attempts)"
 
 # ---- Ctrl-C at an empty prompt says how to quit -------------------------
-tui_keys C-c
+# (idle first; the first Ctrl-C clears an input left by a refused Enter)
+tui_wait_gone "typing is kept for later" 30
+tui_keys C-c C-c
 check "Ctrl-C at an empty prompt says how to quit" tui_wait "to quit, press Ctrl-D" 3
 
 # ---- Unicode through input, transcript and history ----------------------
@@ -243,6 +245,31 @@ tui_send "Once upon a time" || fail "the reply finishes without a history"
 check "... and the chat works in memory" tui_wait "^  Once upon a time" 3
 tui_keys C-d
 tui_wait "TUI-EXITED rc=0" 5
+
+# ---- a "C" locale still draws (and reads) UTF-8 ------------------------------
+tui_start 100x30 "cd $T && env $ENVS LC_ALL=C LANG= $PALAVER -m $MODEL --chat-template none -n 8 --no-history"
+check "under LC_ALL=C the chat still draws its rules and borders" tui_wait "^──.*│|│ .*state +ready" 20
+tui_type "héllo 世界"
+check "... and wide characters echo in the input" tui_wait "^› héllo 世界" 3
+tui_keys C-c C-d
+tui_wait "TUI-EXITED rc=0" 5
+
+# ---- Ctrl-Z suspends to the shell, fg comes back ----------------------------
+if command -v bash >/dev/null 2>&1; then
+	tui_stop
+	tui_tmux -f /dev/null new-session -d -x 100 -y 30 "env $ENVS PS1='SHELL\$ ' bash --norc -i"
+	tui_wait 'SHELL\$' 5
+	tui_type "$PALAVER -m $MODEL --chat-template none -n 8 --no-history"; tui_keys Enter
+	tui_wait "state +ready" 20
+	tui_type "draft text"
+	tui_keys C-z
+	check "Ctrl-Z gives the shell back" tui_wait "Stopped" 5
+	check "... with the alternate screen left" sh -c "[ \"\$(tmux -L $TUI_SOCK display -p -t 0 '#{alternate_on}')\" = 0 ]"
+	tui_type "fg"; tui_keys Enter
+	check "fg brings the chat back, input intact" tui_wait "^› draft text" 5
+	tui_keys C-c C-d
+	check "... and it still quits cleanly" tui_wait 'SHELL\$ *$' 5
+fi
 
 # ---- SIGHUP (the terminal closing) restores it as well ---------------------
 start || exit 1
