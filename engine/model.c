@@ -1076,8 +1076,9 @@ static void attend_group(struct model *m, int layer, int t, int g, int pos, floa
 	float *sc = scratch;                     /* (G, ATT_BLOCK) */
 	float *acc = sc + (size_t)G * ATT_BLOCK; /* (G, hv) */
 	float *kf = acc + (size_t)G * hv;        /* (hd) */
-	float *vf = kf + hd;                     /* (hv) */
-	float *mx = vf + hv, *sum = mx + G;      /* (G) each */
+	float *vf = kf + hd;                     /* (ATT_BLOCK, hv) */
+	float *mx = vf + (size_t)ATT_BLOCK * hv; /* (G) */
+	float *sum = mx + G;                     /* (G) */
 	float scale = 1.0f / sqrtf((float)hd);
 	int f16 = kv->type == KV_F16;
 	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
