@@ -1300,6 +1300,12 @@ static void on_line(void *ctx, char *line, int pasted)
 		free(line);
 		return;
 	}
+	if (!pasted && !strcmp(line, "/")) {
+		/* a lone slash: the user is looking for the commands */
+		show_help(c);
+		free(line);
+		return;
+	}
 	const struct slash_command *k = pasted ? NULL : slash_parse(line, &args, &unknown);
 	if (k) {
 		run_command(c, k, args);
