@@ -1805,7 +1805,9 @@ int chat_run(struct config *cfg)
 	c.sampling = cfg->sampling;
 	if (cfg->system_prompt)
 		c.system_prompt = xstrdup(cfg->system_prompt);
-	setlocale(LC_ALL, "");
+	/* characters from the environment; numbers stay in the C locale that
+	 * main() left (config values, /set, the sampling JSON in the history) */
+	setlocale(LC_CTYPE, "");
 	utf8_ctype();
 	chat_pane_init(&c.pane);
 	c.pane.markdown = 1;
