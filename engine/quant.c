@@ -1076,16 +1076,32 @@ int quant_quantize_row(int type, const float *src, void *dst, int64_t n)
 	}
 }
 
+/* Kernels of a weight type; NULL for ids without a dot product (activation
+ * formats, unsupported or unknown types), whose results are NaN. */
+static const struct quant_kernels *kernels(int type)
+{
+	const struct quant_kernels *k;
+	if (type < 0 || type >= QT_COUNT)
+		return NULL;
+	k = &table()->k[type];
+	return k->dot ? k : NULL;
+}
+
 float quant_vec_dot(int type, int64_t n, const void *w, const void *act)
 {
-	const struct quant_kernels *k = &table()->k[type];
-	return k->dot(n, w, act);
+	const struct quant_kernels *k = kernels(type);
+	return k ? k->dot(n, w, act) : NAN;
 }
 
 void quant_gemv(int type, int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
 		float *out)
 {
-	const struct quant_kernels *k = &table()->k[type];
+	const struct quant_kernels *k = kernels(type);
+	if (!k) {
+		for (int r = 0; r < nrows; r++)
+			out[r] = NAN;
+		return;
+	}
 	if (k->gemv) {
 		k->gemv(n, w, row_bytes, nrows, act, out);
 		return;
@@ -1097,7 +1113,13 @@ void quant_gemv(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
 void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
 		size_t act_stride, int ntok, float *out, size_t out_stride)
 {
-	const struct quant_kernels *k = &table()->k[type];
+	const struct quant_kernels *k = kernels(type);
+	if (!k) {
+		for (int t = 0; t < ntok; t++)
+			for (int r = 0; r < nrows; r++)
+				out[(size_t)t * out_stride + r] = NAN;
+		return;
+	}
 	if (k->gemm) {
 		k->gemm(n, w, row_bytes, nrows, act, act_stride, ntok, out, out_stride);
 		return;

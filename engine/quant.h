@@ -151,7 +151,8 @@ void quant_dequantize_row(int type, const void *src, float *dst, int64_t n);
 int quant_quantize_row(int type, const float *src, void *dst, int64_t n);
 
 /* Dot product of one weight row (type) with activations already in that
- * type's dot_type format.  n is the row length. */
+ * type's dot_type format.  n is the row length.  A type without a dot
+ * product (not supported, or an activation format) gives NaN results. */
 float quant_vec_dot(int type, int64_t n, const void *w, const void *act);
 /* out[r] = dot(row r, act) for nrows rows laid out row_bytes apart. */
 void quant_gemv(int type, int64_t n, const void *w, size_t row_bytes, int nrows,

@@ -19,7 +19,9 @@
  * activations are "prepared" once per call into a lane layout matching four
  * weight blocks (low halves, high halves, shifted negated lane sums, per-lane
  * scales, Q8_1's s); Q8_K activations already carry bsums.  Mins (Q4_1,
- * Q5_1, Q2_K, Q4_K, Q5_K) go through the same sums.
+ * Q5_1, Q2_K, Q4_K, Q5_K) go through the same sums.  K-quants multiply by
+ * their sub-block scales inside the dot: vpmaddubsw (u8 x s8 pairs, no
+ * saturation at these ranges) then vpdpwssd against per-lane scale pairs.
  * Each block's int32 lanes are converted to float and scaled per lane, and
  * a row's lanes are summed once at the end, so results differ from the plain
  * C twins only by float rounding order.
@@ -474,11 +476,21 @@ static const int32_t k32_idx[4][16] __attribute__((aligned(64))) = {
 	{ 5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7 },
 };
 
+/* Per-lane int16 scale pairs for vpdpwssd: lane i of s[c] holds scale
+ * sc32[idx[c][i]] in both of its words. */
+INLINE void kscales16(__m512i sc32, const int32_t idx[4][16], __m512i s[4])
+{
+	__m512i pair = _mm512_or_si512(_mm512_and_si512(sc32, _mm512_set1_epi32(0xFFFF)),
+				       _mm512_slli_epi32(sc32, 16));
+	UNROLL for (int c = 0; c < 4; c++) s[c] =
+		_mm512_permutexvar_epi32(_mm512_load_si512(idx[c]), pair);
+}
+
 /* Decoded weight block: 4 x 64 unsigned quants, scales per dpbusd lane, and
  * the terms that go with the activation block sums. */
 struct kblock {
 	__m512i q[4];  /* quants, lane order matching kact.y */
-	__m512i s[4];  /* int32 scale per lane of each q */
+	__m512i s[4];  /* scale per lane of each q, as the same int16 in both words */
 	__m512i sb;    /* int32 multiplier of the activation sums vector (per lane) */
 	float d, dmin; /* d: of sum(s * dot); dmin: of sum(sb * sums), subtracted */
 };
@@ -525,8 +537,7 @@ INLINE void kdec_q4_K(const struct block_q4_K *x, struct kblock *k)
 	k->q[2] = _mm512_and_si512(x1, mask);
 	k->q[3] = _mm512_and_si512(_mm512_srli_epi16(x1, 4), mask);
 	__m512i sm = q4k_scales(x->scales);
-	UNROLL for (int c = 0; c < 4; c++) k->s[c] =
-		_mm512_permutexvar_epi32(_mm512_load_si512(k32_idx[c]), sm);
+	kscales16(sm, k32_idx, k->s);
 	k->sb = sm; /* lanes 8..15: mins, against pair sums in lanes 8..15 */
 	k->d = _cvtsh_ss(x->d);
 	k->dmin = _cvtsh_ss(x->dmin);
@@ -549,8 +560,7 @@ INLINE void kdec_q5_K(const struct block_q5_K *x, struct kblock *k)
 	k->q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(x1, 4), mask),
 				  _mm512_srli_epi16(_mm512_and_si512(h, b5), 1));
 	__m512i sm = q4k_scales(x->scales);
-	UNROLL for (int c = 0; c < 4; c++) k->s[c] =
-		_mm512_permutexvar_epi32(_mm512_load_si512(k32_idx[c]), sm);
+	kscales16(sm, k32_idx, k->s);
 	k->sb = sm;
 	k->d = _cvtsh_ss(x->d);
 	k->dmin = _cvtsh_ss(x->dmin);
@@ -571,8 +581,7 @@ INLINE void kdec_q6_K(const struct block_q6_K *x, struct kblock *k)
 						  _mm512_and_si512(h, m2));
 	}
 	__m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
-	UNROLL for (int c = 0; c < 4; c++) k->s[c] =
-		_mm512_permutexvar_epi32(_mm512_load_si512(k16_idx[c]), sc);
+	kscales16(sc, k16_idx, k->s);
 	k->sb = _mm512_slli_epi32(sc, 5); /* quants carry an offset of 32 */
 	k->d = k->dmin = _cvtsh_ss(x->d);
 }
@@ -597,8 +606,7 @@ INLINE void kdec_q3_K(const struct block_q3_K *x, struct kblock *k)
 					  _mm512_slli_epi16(_mm512_and_si512(h, m1), 2));
 	}
 	__m512i sc = q3k_scales(x->scales);
-	UNROLL for (int c = 0; c < 4; c++) k->s[c] =
-		_mm512_permutexvar_epi32(_mm512_load_si512(k16_idx[c]), sc);
+	kscales16(sc, k16_idx, k->s);
 	k->sb = _mm512_slli_epi32(sc, 2); /* quants 0..7 carry an offset of 4 */
 	k->d = k->dmin = _cvtsh_ss(x->d);
 }
@@ -616,8 +624,7 @@ INLINE void kdec_q2_K(const struct block_q2_K *x, struct kblock *k)
 	}
 	__m512i sm = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
 	__m512i sc = _mm512_and_si512(sm, _mm512_set1_epi32(0xF));
-	UNROLL for (int c = 0; c < 4; c++) k->s[c] =
-		_mm512_permutexvar_epi32(_mm512_load_si512(k16_idx[c]), sc);
+	kscales16(sc, k16_idx, k->s);
 	k->sb = _mm512_srli_epi32(sm, 4);
 	k->d = _cvtsh_ss(x->d);
 	k->dmin = _cvtsh_ss(x->dmin);
@@ -644,13 +651,14 @@ INLINE void kdec_q2_K(const struct block_q2_K *x, struct kblock *k)
 				DEC(x, &kb);                                                       \
 				UNROLL for (int t = 0; t < T; t++)                                 \
 				{                                                                  \
-					const __m512i z = _mm512_setzero_si512();                  \
-					__m512i p = _mm512_mullo_epi32(                            \
-						dpbusd(z, kb.q[0], ya[t].y[0]), kb.s[0]);          \
-					UNROLL for (int c = 1; c < 4; c++) p = _mm512_add_epi32(   \
-						p,                                                 \
-						_mm512_mullo_epi32(dpbusd(z, kb.q[c], ya[t].y[c]), \
-								   kb.s[c]));                      \
+					/* u8 x s8 pairs (no saturation: |q| <= 63), then   \
+					 * times the scale pairs into int32 */      \
+					__m512i p = _mm512_setzero_si512();                        \
+					UNROLL for (int c = 0; c < 4; c++) p =                     \
+						_mm512_dpwssd_epi32(                               \
+							p,                                         \
+							_mm512_maddubs_epi16(kb.q[c], ya[t].y[c]), \
+							kb.s[c]);                                  \
 					__m512i mn = _mm512_mullo_epi32(kb.sb, ya[t].sums);        \
 					acc[r][t] = _mm512_fmadd_ps(                               \
 						_mm512_cvtepi32_ps(p),                             \

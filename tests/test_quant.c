@@ -737,6 +737,22 @@ static void test_empty_rows(void **state)
 	quant_isa_set(quant_isa_best());
 }
 
+/* Types without a dot product give NaN instead of reading a NULL kernel. */
+static void test_unsupported_dot_is_nan(void **state)
+{
+	static const int bad[] = { QT_Q8_K, QT_Q8_1, 16, 4, -1, QT_COUNT, 1000 };
+	uint8_t dummy[512] = { 0 };
+	float out[4];
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_true(isnan(quant_vec_dot(bad[i], 256, dummy, dummy)));
+		quant_gemv(bad[i], 256, dummy, 0, 2, dummy, out);
+		quant_gemm(bad[i], 256, dummy, 0, 1, dummy, 0, 2, out + 2, 1);
+		for (int j = 0; j < 4; j++)
+			assert_true(isnan(out[j]));
+	}
+}
+
 /* Activation quantizers: SIMD versions produce the same blocks as C. */
 static void test_activation_quantizers(void **state)
 {
@@ -802,6 +818,7 @@ int main(void)
 		cmocka_unit_test(test_kernels_vs_scalar),
 		cmocka_unit_test(test_kernels_large_shapes),
 		cmocka_unit_test(test_empty_rows),
+		cmocka_unit_test(test_unsupported_dot_is_nan),
 		cmocka_unit_test(test_activation_quantizers),
 	};
 	return cmocka_run_group_tests_name("quant", tests, NULL, NULL);
