@@ -86,41 +86,41 @@ INLINE __m512 load_a_f32(const void *act, int64_t k, __mmask16 m)
 	return _mm512_maskz_loadu_ps(m, (const float *)act + k);
 }
 
-#define FLOAT_TILE(NAME, LOADW, LOADA, ESIZE)                                                   \
-	INLINE void NAME(int R, int T, int64_t n, const uint8_t *w, size_t wstride,        \
-			 const uint8_t *a, size_t astride, float *out, size_t ostride)     \
-	{                                                                                  \
-		__m512 acc[4][4];                                                          \
-		UNROLL for (int r = 0; r < R; r++)                                                \
-			UNROLL for (int t = 0; t < T; t++)                                        \
-				acc[r][t] = _mm512_setzero_ps();                           \
-		int64_t k = 0;                                                             \
-		for (; k + 16 <= n; k += 16) {                                             \
-			__m512 av[4];                                                      \
-			UNROLL for (int t = 0; t < T; t++)                                        \
-				av[t] = LOADA(a + t * astride, k, 0xffff);                 \
-			UNROLL for (int r = 0; r < R; r++) {                                      \
-				_mm_prefetch((const char *)(w + r * wstride) + k * ESIZE + PF_DIST, \
-					     _MM_HINT_T0);                                          \
-				__m512 wv = LOADW(w + r * wstride, k, 0xffff);             \
-				UNROLL for (int t = 0; t < T; t++)                                \
-					acc[r][t] = _mm512_fmadd_ps(wv, av[t], acc[r][t]); \
-			}                                                                  \
-		}                                                                          \
-		if (k < n) {                                                               \
-			__mmask16 m = (__mmask16)((1u << (n - k)) - 1);                    \
-			__m512 av[4];                                                      \
-			UNROLL for (int t = 0; t < T; t++)                                        \
-				av[t] = LOADA(a + t * astride, k, m);                      \
-			UNROLL for (int r = 0; r < R; r++) {                                      \
-				__m512 wv = LOADW(w + r * wstride, k, m);                  \
-				UNROLL for (int t = 0; t < T; t++)                                \
-					acc[r][t] = _mm512_fmadd_ps(wv, av[t], acc[r][t]); \
-			}                                                                  \
-		}                                                                          \
-		UNROLL for (int r = 0; r < R; r++)                                                \
-			UNROLL for (int t = 0; t < T; t++)                                        \
-				out[t * ostride + r] = hsum(acc[r][t]);                    \
+#define FLOAT_TILE(NAME, LOADW, LOADA, ESIZE)                                                      \
+	INLINE void NAME(int R, int T, int64_t n, const uint8_t *w, size_t wstride,                \
+			 const uint8_t *a, size_t astride, float *out, size_t ostride)             \
+	{                                                                                          \
+		__m512 acc[4][4];                                                                  \
+		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] =  \
+			_mm512_setzero_ps();                                                       \
+		int64_t k = 0;                                                                     \
+		for (; k + 16 <= n; k += 16) {                                                     \
+			__m512 av[4];                                                              \
+			UNROLL for (int t = 0; t < T; t++) av[t] =                                 \
+				LOADA(a + t * astride, k, 0xffff);                                 \
+			UNROLL for (int r = 0; r < R; r++)                                         \
+			{                                                                          \
+				_mm_prefetch((const char *)(w + r * wstride) + k * ESIZE +         \
+						     PF_DIST,                                      \
+					     _MM_HINT_T0);                                         \
+				__m512 wv = LOADW(w + r * wstride, k, 0xffff);                     \
+				UNROLL for (int t = 0; t < T; t++) acc[r][t] =                     \
+					_mm512_fmadd_ps(wv, av[t], acc[r][t]);                     \
+			}                                                                          \
+		}                                                                                  \
+		if (k < n) {                                                                       \
+			__mmask16 m = (__mmask16)((1u << (n - k)) - 1);                            \
+			__m512 av[4];                                                              \
+			UNROLL for (int t = 0; t < T; t++) av[t] = LOADA(a + t * astride, k, m);   \
+			UNROLL for (int r = 0; r < R; r++)                                         \
+			{                                                                          \
+				__m512 wv = LOADW(w + r * wstride, k, m);                          \
+				UNROLL for (int t = 0; t < T; t++) acc[r][t] =                     \
+					_mm512_fmadd_ps(wv, av[t], acc[r][t]);                     \
+			}                                                                          \
+		}                                                                                  \
+		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)              \
+			out[t * ostride + r] = hsum(acc[r][t]);                                    \
 	}
 
 FLOAT_TILE(tile_f32, load_w_f32, load_a_f32, 4)
@@ -150,8 +150,7 @@ _Static_assert(sizeof(struct act_group) == 320, "act_group size");
 /* gemm prepares this many tokens at a time */
 #define GEMM_T 4
 
-static _Thread_local struct act_group prep_buf[GEMM_T][PREP_GROUPS]
-	__attribute__((aligned(64)));
+static _Thread_local struct act_group prep_buf[GEMM_T][PREP_GROUPS] __attribute__((aligned(64)));
 
 /* Activation block formats: Q8_0 (d, qs) or Q8_1 (d, s, qs). */
 struct act_fmt {
@@ -193,13 +192,13 @@ static void prep_act(const uint8_t *y, const struct act_fmt *f, int64_t nb, stru
 		}
 		__m512i vlo = _mm512_inserti32x4(
 			_mm512_inserti32x4(
-				_mm512_inserti32x4(_mm512_castsi128_si512(lo[0]), lo[1], 1),
-				lo[2], 2),
+				_mm512_inserti32x4(_mm512_castsi128_si512(lo[0]), lo[1], 1), lo[2],
+				2),
 			lo[3], 3);
 		__m512i vhi = _mm512_inserti32x4(
 			_mm512_inserti32x4(
-				_mm512_inserti32x4(_mm512_castsi128_si512(hi[0]), hi[1], 1),
-				hi[2], 2),
+				_mm512_inserti32x4(_mm512_castsi128_si512(hi[0]), hi[1], 1), hi[2],
+				2),
 			hi[3], 3);
 		_mm512_store_si512(g->lo, vlo);
 		_mm512_store_si512(g->hi, vhi);
@@ -243,7 +242,7 @@ INLINE __m512i gather16x4(const uint8_t *p, size_t off, size_t stride, int m)
 					_mm_loadu_si128((const __m128i *)(p + off + stride)), 1),
 				_mm_loadu_si128((const __m128i *)(p + off + 2 * stride)), 2),
 			_mm_loadu_si128((const __m128i *)(p + off + 3 * stride)), 3);
-	uint8_t tmp[64] = {0};
+	uint8_t tmp[64] = { 0 };
 	for (int b = 0; b < m; b++)
 		memcpy(tmp + 16 * b, p + off + b * stride, 16);
 	return _mm512_loadu_si512(tmp);
@@ -263,24 +262,27 @@ INLINE void q5_masks(const uint8_t *p, size_t off, size_t stride, int m, __mmask
 		memcpy(&q3, p + off + 3 * stride, 4);
 	__m128i v = _mm_setr_epi32((int)q0, (int)q1, (int)q2, (int)q3);
 	/* low 16 bits of each block's word, then the high 16 bits */
-	v = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+	v = _mm_shuffle_epi8(v,
+			     _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
 	uint64_t l = (uint64_t)_mm_cvtsi128_si64(v), h = (uint64_t)_mm_extract_epi64(v, 1);
 	*ml = (__mmask64)l;
 	*mh = (__mmask64)h;
 }
 
-static const uint16_t q4_0_d_idx[32] __attribute__((aligned(64))) = {
-	0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
+static const uint16_t q4_0_d_idx[32]
+	__attribute__((aligned(64))) = { 0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27 };
 static const uint16_t q8_0_lo_idx[32] __attribute__((aligned(64))) = {
 	/* A at byte 0 (words 0..31), B at byte 64 (words 32..63) */
 	1,  2,  3,  4,  5,  6,  7,  8,  18, 19, 20, 21, 22, 23, 24, 25,
-	35, 36, 37, 38, 39, 40, 41, 42, 52, 53, 54, 55, 56, 57, 58, 59};
+	35, 36, 37, 38, 39, 40, 41, 42, 52, 53, 54, 55, 56, 57, 58, 59
+};
 static const uint16_t q8_0_hi_idx[32] __attribute__((aligned(64))) = {
 	/* A at byte 8 (words 4..35), B at byte 72 (words 36..67) */
 	5,  6,  7,  8,  9,  10, 11, 12, 22, 23, 24, 25, 26, 27, 28, 29,
-	39, 40, 41, 42, 43, 44, 45, 46, 56, 57, 58, 59, 60, 61, 62, 63};
-static const uint16_t q8_0_d_idx[32] __attribute__((aligned(64))) = {
-	0, 0, 0, 0, 17, 17, 17, 17, 34, 34, 34, 34, 51, 51, 51, 51};
+	39, 40, 41, 42, 43, 44, 45, 46, 56, 57, 58, 59, 60, 61, 62, 63
+};
+static const uint16_t q8_0_d_idx[32] __attribute__((
+	aligned(64))) = { 0, 0, 0, 0, 17, 17, 17, 17, 34, 34, 34, 34, 51, 51, 51, 51 };
 
 /*
  * Weight loaders for 4 blocks at p (m of them present): unsigned quants in
@@ -292,8 +294,8 @@ INLINE void load_q4_0(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 	const __m512i mask = _mm512_set1_epi8(0x0F);
 	__m512i q = gather16x4(p, 2, 18, m);
 	if (m == 4) /* the four scales sit at words 0, 9, 18 and 27 of the group */
-		*wd = _mm512_cvtph_ps(_mm512_castsi512_si256(
-			_mm512_permutexvar_epi16(_mm512_load_si512(q4_0_d_idx), _mm512_loadu_si512(p))));
+		*wd = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(
+			_mm512_load_si512(q4_0_d_idx), _mm512_loadu_si512(p))));
 	else
 		*wd = wscale4(p, 18, m);
 	*lo = _mm512_and_si512(q, mask);
@@ -364,58 +366,59 @@ INLINE void load_q5_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 /* R x T tile over prepared groups; out[t * os + r] = (add ? out : 0) + dot.
  * With few tokens their activations stay in registers; with more they are
  * read from L1 per use so the R*T accumulators keep the registers. */
-#define Q8X_TILE(NAME, LOADER, BSIZE, HAS_MIN)                                                \
-	INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t wstride,          \
-			 const struct act_group *const *g, float *out, size_t os, int add)     \
-	{                                                                                     \
-		__m512 acc[4][4];                                                             \
-		UNROLL for (int r = 0; r < R; r++)                                            \
-			UNROLL for (int t = 0; t < T; t++)                                    \
-				acc[r][t] = _mm512_setzero_ps();                              \
-		int64_t ng = (nb + 3) / 4;                                                    \
-		for (int64_t i = 0; i < ng; i++) {                                            \
-			int m = (i * 4 + 4 <= nb) ? 4 : (int)(nb - i * 4);                    \
-			__m512i an[2], al[2], ah[2];                                          \
-			__m512 ad[2];                                                         \
-			for (int t = 0; t < (T <= 2 ? T : 0); t++) {                          \
-				an[t] = _mm512_load_si512(g[t][i].nsum);                      \
-				al[t] = _mm512_load_si512(g[t][i].lo);                        \
-				ah[t] = _mm512_load_si512(g[t][i].hi);                        \
-				ad[t] = _mm512_load_ps(g[t][i].d);                            \
-			}                                                                     \
-			UNROLL for (int r = 0; r < R; r++) {                                  \
-				const uint8_t *p = w + r * wstride + i * 4 * (BSIZE);         \
-				__m512i lo, hi;                                               \
-				__m512 wd, wm = _mm512_setzero_ps();                          \
-				prefetch_span(p, 4 * (BSIZE));                                \
-				LOADER(p, m, &lo, &hi, &wd, &wm);                             \
-				UNROLL for (int t = 0; t < T; t++) {                          \
-					const struct act_group *gt = g[t] + i;                \
-					__m512i s;                                            \
-					__m512 sd;                                            \
-					if (T <= 2) {                                         \
-						s = dpbusd(an[t & 1], lo, al[t & 1]);         \
-						s = dpbusd(s, hi, ah[t & 1]);                 \
-						sd = _mm512_mul_ps(wd, ad[t & 1]);            \
-					} else {                                              \
-						s = _mm512_load_si512(gt->nsum);              \
-						s = dpbusd(s, lo, _mm512_load_si512(gt->lo)); \
-						s = dpbusd(s, hi, _mm512_load_si512(gt->hi)); \
-						sd = _mm512_mul_ps(wd, _mm512_load_ps(gt->d)); \
-					}                                                     \
-					acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),    \
-								    sd, acc[r][t]);           \
-					if (HAS_MIN)                                          \
-						acc[r][t] = _mm512_fmadd_ps(                  \
-							wm, _mm512_load_ps(gt->s4), acc[r][t]); \
-				}                                                             \
-			}                                                                     \
-		}                                                                             \
-		UNROLL for (int r = 0; r < R; r++)                                            \
-			UNROLL for (int t = 0; t < T; t++) {                                  \
-				float v = hsum(acc[r][t]);                                    \
-				out[t * os + r] = add ? out[t * os + r] + v : v;              \
-			}                                                                     \
+#define Q8X_TILE(NAME, LOADER, BSIZE, HAS_MIN)                                                     \
+	INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t wstride,               \
+			 const struct act_group *const *g, float *out, size_t os, int add)         \
+	{                                                                                          \
+		__m512 acc[4][4];                                                                  \
+		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] =  \
+			_mm512_setzero_ps();                                                       \
+		int64_t ng = (nb + 3) / 4;                                                         \
+		for (int64_t i = 0; i < ng; i++) {                                                 \
+			int m = (i * 4 + 4 <= nb) ? 4 : (int)(nb - i * 4);                         \
+			__m512i an[2], al[2], ah[2];                                               \
+			__m512 ad[2];                                                              \
+			for (int t = 0; t < (T <= 2 ? T : 0); t++) {                               \
+				an[t] = _mm512_load_si512(g[t][i].nsum);                           \
+				al[t] = _mm512_load_si512(g[t][i].lo);                             \
+				ah[t] = _mm512_load_si512(g[t][i].hi);                             \
+				ad[t] = _mm512_load_ps(g[t][i].d);                                 \
+			}                                                                          \
+			UNROLL for (int r = 0; r < R; r++)                                         \
+			{                                                                          \
+				const uint8_t *p = w + r * wstride + i * 4 * (BSIZE);              \
+				__m512i lo, hi;                                                    \
+				__m512 wd, wm = _mm512_setzero_ps();                               \
+				prefetch_span(p, 4 * (BSIZE));                                     \
+				LOADER(p, m, &lo, &hi, &wd, &wm);                                  \
+				UNROLL for (int t = 0; t < T; t++)                                 \
+				{                                                                  \
+					const struct act_group *gt = g[t] + i;                     \
+					__m512i s;                                                 \
+					__m512 sd;                                                 \
+					if (T <= 2) {                                              \
+						s = dpbusd(an[t & 1], lo, al[t & 1]);              \
+						s = dpbusd(s, hi, ah[t & 1]);                      \
+						sd = _mm512_mul_ps(wd, ad[t & 1]);                 \
+					} else {                                                   \
+						s = _mm512_load_si512(gt->nsum);                   \
+						s = dpbusd(s, lo, _mm512_load_si512(gt->lo));      \
+						s = dpbusd(s, hi, _mm512_load_si512(gt->hi));      \
+						sd = _mm512_mul_ps(wd, _mm512_load_ps(gt->d));     \
+					}                                                          \
+					acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sd,     \
+								    acc[r][t]);                    \
+					if (HAS_MIN)                                               \
+						acc[r][t] = _mm512_fmadd_ps(                       \
+							wm, _mm512_load_ps(gt->s4), acc[r][t]);    \
+				}                                                                  \
+			}                                                                          \
+		}                                                                                  \
+		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)              \
+		{                                                                                  \
+			float v = hsum(acc[r][t]);                                                 \
+			out[t * os + r] = add ? out[t * os + r] + v : v;                           \
+		}                                                                                  \
 	}
 
 Q8X_TILE(tile_q4_0, load_q4_0, 18, 0)
@@ -437,7 +440,8 @@ INLINE __m512i q4k_scales(const uint8_t *s)
 	u[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
 	u[2] = aux;
 	u[0] &= 0x3f3f3f3f;
-	return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)u));
+	/* from registers: reloading u as one vector would stall on store forwarding */
+	return _mm512_cvtepu8_epi32(_mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]));
 }
 
 /* Q3_K: 16 six-bit scales (biased by 32) as int32 lanes. */
@@ -450,23 +454,24 @@ INLINE __m512i q3k_scales(const uint8_t *s)
 	u[1] = (a[1] & 0x0f0f0f0f) | (((a[2] >> 2) & 0x03030303) << 4);
 	u[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((a[2] >> 4) & 0x03030303) << 4);
 	u[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((a[2] >> 6) & 0x03030303) << 4);
-	return _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)u)),
-				_mm512_set1_epi32(32));
+	return _mm512_sub_epi32(
+		_mm512_cvtepu8_epi32(_mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3])),
+		_mm512_set1_epi32(32));
 }
 
 /* lane i <- scale of elements 64c + 4i .. +3, for 16-element sub-blocks */
 static const int32_t k16_idx[4][16] __attribute__((aligned(64))) = {
-	{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
-	{4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7},
-	{8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
-	{12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15},
+	{ 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3 },
+	{ 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7 },
+	{ 8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11 },
+	{ 12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15 },
 };
 /* Q4_K / Q5_K lane order: lo(x0) = [sub0 | sub2], hi(x0) = [sub1 | sub3], ... */
 static const int32_t k32_idx[4][16] __attribute__((aligned(64))) = {
-	{0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2},
-	{1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3},
-	{4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6},
-	{5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7},
+	{ 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2 },
+	{ 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3 },
+	{ 4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6 },
+	{ 5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7 },
 };
 
 /* Decoded weight block: 4 x 64 unsigned quants, scales per dpbusd lane, and
@@ -489,8 +494,8 @@ struct kact {
 INLINE void kact_split(const struct block_q8_K *b, struct kact *a)
 {
 	const int8_t *q = b->qs;
-#define Y2(o1, o2)                                                                          \
-	_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + o1))), \
+#define Y2(o1, o2)                                                                                 \
+	_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + o1))),  \
 			   _mm256_loadu_si256((const __m256i *)(q + o2)), 1)
 	a->y[0] = Y2(0, 64);
 	a->y[1] = Y2(32, 96);
@@ -520,8 +525,8 @@ INLINE void kdec_q4_K(const struct block_q4_K *x, struct kblock *k)
 	k->q[2] = _mm512_and_si512(x1, mask);
 	k->q[3] = _mm512_and_si512(_mm512_srli_epi16(x1, 4), mask);
 	__m512i sm = q4k_scales(x->scales);
-	UNROLL for (int c = 0; c < 4; c++)
-		k->s[c] = _mm512_permutexvar_epi32(_mm512_load_si512(k32_idx[c]), sm);
+	UNROLL for (int c = 0; c < 4; c++) k->s[c] =
+		_mm512_permutexvar_epi32(_mm512_load_si512(k32_idx[c]), sm);
 	k->sb = sm; /* lanes 8..15: mins, against pair sums in lanes 8..15 */
 	k->d = _cvtsh_ss(x->d);
 	k->dmin = _cvtsh_ss(x->dmin);
@@ -544,8 +549,8 @@ INLINE void kdec_q5_K(const struct block_q5_K *x, struct kblock *k)
 	k->q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(x1, 4), mask),
 				  _mm512_srli_epi16(_mm512_and_si512(h, b5), 1));
 	__m512i sm = q4k_scales(x->scales);
-	UNROLL for (int c = 0; c < 4; c++)
-		k->s[c] = _mm512_permutexvar_epi32(_mm512_load_si512(k32_idx[c]), sm);
+	UNROLL for (int c = 0; c < 4; c++) k->s[c] =
+		_mm512_permutexvar_epi32(_mm512_load_si512(k32_idx[c]), sm);
 	k->sb = sm;
 	k->d = _cvtsh_ss(x->d);
 	k->dmin = _cvtsh_ss(x->dmin);
@@ -554,18 +559,20 @@ INLINE void kdec_q5_K(const struct block_q5_K *x, struct kblock *k)
 INLINE void kdec_q6_K(const struct block_q6_K *x, struct kblock *k)
 {
 	const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
-	UNROLL for (int c = 0; c < 2; c++) {
+	UNROLL for (int c = 0; c < 2; c++)
+	{
 		__m512i A = _mm512_loadu_si512(x->ql + 64 * c);
 		__m256i H = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
-		__m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(H), _mm256_srli_epi16(H, 2), 1);
+		__m512i h =
+			_mm512_inserti64x4(_mm512_castsi256_si512(H), _mm256_srli_epi16(H, 2), 1);
 		k->q[2 * c] = _mm512_or_si512(_mm512_and_si512(A, m4),
 					      _mm512_and_si512(_mm512_slli_epi16(h, 4), m2));
 		k->q[2 * c + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(A, 4), m4),
 						  _mm512_and_si512(h, m2));
 	}
 	__m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
-	UNROLL for (int c = 0; c < 4; c++)
-		k->s[c] = _mm512_permutexvar_epi32(_mm512_load_si512(k16_idx[c]), sc);
+	UNROLL for (int c = 0; c < 4; c++) k->s[c] =
+		_mm512_permutexvar_epi32(_mm512_load_si512(k16_idx[c]), sc);
 	k->sb = _mm512_slli_epi32(sc, 5); /* quants carry an offset of 32 */
 	k->d = k->dmin = _cvtsh_ss(x->d);
 }
@@ -574,11 +581,13 @@ INLINE void kdec_q3_K(const struct block_q3_K *x, struct kblock *k)
 {
 	const __m512i m3 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
 	__m256i HM = _mm256_loadu_si256((const __m256i *)x->hmask);
-	UNROLL for (int c = 0; c < 4; c++) {
+	UNROLL for (int c = 0; c < 4; c++)
+	{
 		/* elements 64c .. 64c+63: 2-bit planes 2(c%2), 2(c%2)+1 of qs half c/2,
 		 * high bits from hmask bits 2c and 2c+1 */
 		__m256i Q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (c / 2)));
-		__m128i s0 = _mm_cvtsi32_si128(4 * (c % 2)), s1 = _mm_cvtsi32_si128(4 * (c % 2) + 2);
+		__m128i s0 = _mm_cvtsi32_si128(4 * (c % 2)),
+			s1 = _mm_cvtsi32_si128(4 * (c % 2) + 2);
 		__m128i h0 = _mm_cvtsi32_si128(2 * c), h1 = _mm_cvtsi32_si128(2 * c + 1);
 		__m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srl_epi16(Q, s0)),
 					       _mm256_srl_epi16(Q, s1), 1);
@@ -588,8 +597,8 @@ INLINE void kdec_q3_K(const struct block_q3_K *x, struct kblock *k)
 					  _mm512_slli_epi16(_mm512_and_si512(h, m1), 2));
 	}
 	__m512i sc = q3k_scales(x->scales);
-	UNROLL for (int c = 0; c < 4; c++)
-		k->s[c] = _mm512_permutexvar_epi32(_mm512_load_si512(k16_idx[c]), sc);
+	UNROLL for (int c = 0; c < 4; c++) k->s[c] =
+		_mm512_permutexvar_epi32(_mm512_load_si512(k16_idx[c]), sc);
 	k->sb = _mm512_slli_epi32(sc, 2); /* quants 0..7 carry an offset of 4 */
 	k->d = k->dmin = _cvtsh_ss(x->d);
 }
@@ -597,16 +606,18 @@ INLINE void kdec_q3_K(const struct block_q3_K *x, struct kblock *k)
 INLINE void kdec_q2_K(const struct block_q2_K *x, struct kblock *k)
 {
 	const __m512i m3 = _mm512_set1_epi8(3);
-	UNROLL for (int n = 0; n < 2; n++) {
+	UNROLL for (int n = 0; n < 2; n++)
+	{
 		__m256i Q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * n));
-		__m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(Q), _mm256_srli_epi16(Q, 2), 1);
+		__m512i z =
+			_mm512_inserti64x4(_mm512_castsi256_si512(Q), _mm256_srli_epi16(Q, 2), 1);
 		k->q[2 * n] = _mm512_and_si512(z, m3);
 		k->q[2 * n + 1] = _mm512_and_si512(_mm512_srli_epi16(z, 4), m3);
 	}
 	__m512i sm = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
 	__m512i sc = _mm512_and_si512(sm, _mm512_set1_epi32(0xF));
-	UNROLL for (int c = 0; c < 4; c++)
-		k->s[c] = _mm512_permutexvar_epi32(_mm512_load_si512(k16_idx[c]), sc);
+	UNROLL for (int c = 0; c < 4; c++) k->s[c] =
+		_mm512_permutexvar_epi32(_mm512_load_si512(k16_idx[c]), sc);
 	k->sb = _mm512_srli_epi32(sm, 4);
 	k->d = _cvtsh_ss(x->d);
 	k->dmin = _cvtsh_ss(x->dmin);
@@ -614,45 +625,44 @@ INLINE void kdec_q2_K(const struct block_q2_K *x, struct kblock *k)
 
 /* R x T tile for one K-quant type: DEC decodes a weight block, ACT loads an
  * activation block in the matching order. */
-#define K_TILE(NAME, BLOCK, DEC, ACT)                                                         \
-	INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t ws,               \
-			 const uint8_t *a, size_t as, float *out, size_t os)                  \
-	{                                                                                     \
-		__m512 acc[4][4];                                                             \
-		UNROLL for (int r = 0; r < R; r++)                                            \
-			UNROLL for (int t = 0; t < T; t++)                                    \
-				acc[r][t] = _mm512_setzero_ps();                              \
-		for (int64_t i = 0; i < nb; i++) {                                            \
-			struct kact ya[4];                                                    \
-			UNROLL for (int t = 0; t < T; t++)                                    \
-				ACT((const struct block_q8_K *)(a + t * as) + i, &ya[t]);     \
-			UNROLL for (int r = 0; r < R; r++) {                                  \
-				const BLOCK *x = (const BLOCK *)(w + r * ws) + i;             \
-				struct kblock kb;                                             \
-				prefetch_span(x, sizeof(*x));                                 \
-				DEC(x, &kb);                                                  \
-				UNROLL for (int t = 0; t < T; t++) {                          \
-					const __m512i z = _mm512_setzero_si512();             \
-					__m512i p = _mm512_mullo_epi32(                       \
-						dpbusd(z, kb.q[0], ya[t].y[0]), kb.s[0]);     \
-					UNROLL for (int c = 1; c < 4; c++)                    \
-						p = _mm512_add_epi32(                         \
-							p, _mm512_mullo_epi32(                \
-								   dpbusd(z, kb.q[c], ya[t].y[c]), \
-								   kb.s[c]));                 \
-					__m512i mn = _mm512_mullo_epi32(kb.sb, ya[t].sums);   \
-					acc[r][t] = _mm512_fmadd_ps(                          \
-						_mm512_cvtepi32_ps(p),                        \
-						_mm512_set1_ps(kb.d * ya[t].d), acc[r][t]);   \
-					acc[r][t] = _mm512_fmadd_ps(                          \
-						_mm512_cvtepi32_ps(mn),                       \
-						_mm512_set1_ps(-kb.dmin * ya[t].d), acc[r][t]); \
-				}                                                             \
-			}                                                                     \
-		}                                                                             \
-		UNROLL for (int r = 0; r < R; r++)                                            \
-			UNROLL for (int t = 0; t < T; t++)                                    \
-				out[t * os + r] = hsum(acc[r][t]);                            \
+#define K_TILE(NAME, BLOCK, DEC, ACT)                                                              \
+	INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a,  \
+			 size_t as, float *out, size_t os)                                         \
+	{                                                                                          \
+		__m512 acc[4][4];                                                                  \
+		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] =  \
+			_mm512_setzero_ps();                                                       \
+		for (int64_t i = 0; i < nb; i++) {                                                 \
+			struct kact ya[4];                                                         \
+			UNROLL for (int t = 0; t < T; t++)                                         \
+				ACT((const struct block_q8_K *)(a + t * as) + i, &ya[t]);          \
+			UNROLL for (int r = 0; r < R; r++)                                         \
+			{                                                                          \
+				const BLOCK *x = (const BLOCK *)(w + r * ws) + i;                  \
+				struct kblock kb;                                                  \
+				prefetch_span(x, sizeof(*x));                                      \
+				DEC(x, &kb);                                                       \
+				UNROLL for (int t = 0; t < T; t++)                                 \
+				{                                                                  \
+					const __m512i z = _mm512_setzero_si512();                  \
+					__m512i p = _mm512_mullo_epi32(                            \
+						dpbusd(z, kb.q[0], ya[t].y[0]), kb.s[0]);          \
+					UNROLL for (int c = 1; c < 4; c++) p = _mm512_add_epi32(   \
+						p,                                                 \
+						_mm512_mullo_epi32(dpbusd(z, kb.q[c], ya[t].y[c]), \
+								   kb.s[c]));                      \
+					__m512i mn = _mm512_mullo_epi32(kb.sb, ya[t].sums);        \
+					acc[r][t] = _mm512_fmadd_ps(                               \
+						_mm512_cvtepi32_ps(p),                             \
+						_mm512_set1_ps(kb.d * ya[t].d), acc[r][t]);        \
+					acc[r][t] = _mm512_fmadd_ps(                               \
+						_mm512_cvtepi32_ps(mn),                            \
+						_mm512_set1_ps(-kb.dmin * ya[t].d), acc[r][t]);    \
+				}                                                                  \
+			}                                                                          \
+		}                                                                                  \
+		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)              \
+			out[t * os + r] = hsum(acc[r][t]);                                         \
 	}
 
 K_TILE(tile_q2_K, struct block_q2_K, kdec_q2_K, kact_natural)
@@ -664,35 +674,35 @@ K_TILE(tile_q6_K, struct block_q6_K, kdec_q6_K, kact_natural)
 /* ---- drivers ---------------------------------------------------------------------------- */
 
 /* Instantiate a tile body for every R, T in 1..4 so tails need no scalar code. */
-#define DISPATCH_RT(CALL)                                                                    \
-	switch ((R - 1) * 4 + (T - 1)) {                                                     \
-	case 0: CALL(1, 1); break;                                                           \
-	case 1: CALL(1, 2); break;                                                           \
-	case 2: CALL(1, 3); break;                                                           \
-	case 3: CALL(1, 4); break;                                                           \
-	case 4: CALL(2, 1); break;                                                           \
-	case 5: CALL(2, 2); break;                                                           \
-	case 6: CALL(2, 3); break;                                                           \
-	case 7: CALL(2, 4); break;                                                           \
-	case 8: CALL(3, 1); break;                                                           \
-	case 9: CALL(3, 2); break;                                                           \
-	case 10: CALL(3, 3); break;                                                          \
-	case 11: CALL(3, 4); break;                                                          \
-	case 12: CALL(4, 1); break;                                                          \
-	case 13: CALL(4, 2); break;                                                          \
-	case 14: CALL(4, 3); break;                                                          \
-	default: CALL(4, 4); break;                                                          \
+#define DISPATCH_RT(CALL)                                                                          \
+	switch ((R - 1) * 4 + (T - 1)) {                                                           \
+	case 0: CALL(1, 1); break;                                                                 \
+	case 1: CALL(1, 2); break;                                                                 \
+	case 2: CALL(1, 3); break;                                                                 \
+	case 3: CALL(1, 4); break;                                                                 \
+	case 4: CALL(2, 1); break;                                                                 \
+	case 5: CALL(2, 2); break;                                                                 \
+	case 6: CALL(2, 3); break;                                                                 \
+	case 7: CALL(2, 4); break;                                                                 \
+	case 8: CALL(3, 1); break;                                                                 \
+	case 9: CALL(3, 2); break;                                                                 \
+	case 10: CALL(3, 3); break;                                                                \
+	case 11: CALL(3, 4); break;                                                                \
+	case 12: CALL(4, 1); break;                                                                \
+	case 13: CALL(4, 2); break;                                                                \
+	case 14: CALL(4, 3); break;                                                                \
+	default: CALL(4, 4); break;                                                                \
 	}
 
 /* Tiles reading activations in place (float types: len = elements; K-quants: blocks). */
 typedef void (*tile_fn)(int R, int T, int64_t len, const uint8_t *w, size_t ws, const uint8_t *a,
 			size_t as, float *out, size_t os);
 
-#define TILE_DRIVER(TYPE)                                                                    \
-	static void rt_##TYPE(int R, int T, int64_t len, const uint8_t *w, size_t ws,        \
-			      const uint8_t *a, size_t as, float *out, size_t os)            \
-	{                                                                                    \
-		DISPATCH_RT(CALL_##TYPE)                                                     \
+#define TILE_DRIVER(TYPE)                                                                          \
+	static void rt_##TYPE(int R, int T, int64_t len, const uint8_t *w, size_t ws,              \
+			      const uint8_t *a, size_t as, float *out, size_t os)                  \
+	{                                                                                          \
+		DISPATCH_RT(CALL_##TYPE)                                                           \
 	}
 #define CALL_f32(r, t) tile_f32(r, t, len, w, ws, a, as, out, os)
 #define CALL_f16(r, t) tile_f16(r, t, len, w, ws, a, as, out, os)
@@ -725,30 +735,30 @@ static void run_gemm(tile_fn tile, int64_t len, const void *w, size_t row_bytes,
 			int T = ntok - t < 4 ? ntok - t : 4;
 			for (int r = r0; r < r1; r += 4) {
 				int R = r1 - r < 4 ? r1 - r : 4;
-				tile(R, T, len, (const uint8_t *)w + (size_t)r * row_bytes, row_bytes,
-				     (const uint8_t *)act + (size_t)t * act_stride, act_stride,
-				     out + (size_t)t * out_stride + r, out_stride);
+				tile(R, T, len, (const uint8_t *)w + (size_t)r * row_bytes,
+				     row_bytes, (const uint8_t *)act + (size_t)t * act_stride,
+				     act_stride, out + (size_t)t * out_stride + r, out_stride);
 			}
 		}
 	}
 }
 
-#define ENTRY(TYPE, BLK)                                                                     \
-	static float dot_##TYPE(int64_t n, const void *w, const void *act)                   \
-	{                                                                                    \
-		float r;                                                                     \
-		rt_##TYPE(1, 1, n / (BLK), w, 0, act, 0, &r, 1);                             \
-		return r;                                                                    \
-	}                                                                                    \
-	static void gemv_##TYPE(int64_t n, const void *w, size_t rb, int nrows,              \
-				const void *act, float *out)                                 \
-	{                                                                                    \
-		run_gemm(rt_##TYPE, n / (BLK), w, rb, nrows, act, 0, 1, out, 1);             \
-	}                                                                                    \
-	static void gemm_##TYPE(int64_t n, const void *w, size_t rb, int nrows,              \
-				const void *act, size_t as, int ntok, float *out, size_t os) \
-	{                                                                                    \
-		run_gemm(rt_##TYPE, n / (BLK), w, rb, nrows, act, as, ntok, out, os);        \
+#define ENTRY(TYPE, BLK)                                                                           \
+	static float dot_##TYPE(int64_t n, const void *w, const void *act)                         \
+	{                                                                                          \
+		float r;                                                                           \
+		rt_##TYPE(1, 1, n / (BLK), w, 0, act, 0, &r, 1);                                   \
+		return r;                                                                          \
+	}                                                                                          \
+	static void gemv_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
+				float *out)                                                        \
+	{                                                                                          \
+		run_gemm(rt_##TYPE, n / (BLK), w, rb, nrows, act, 0, 1, out, 1);                   \
+	}                                                                                          \
+	static void gemm_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
+				size_t as, int ntok, float *out, size_t os)                        \
+	{                                                                                          \
+		run_gemm(rt_##TYPE, n / (BLK), w, rb, nrows, act, as, ntok, out, os);              \
 	}
 
 ENTRY(f32, 1)
@@ -764,11 +774,11 @@ ENTRY(q6_K, QK_K)
 typedef void (*q8x_tile_fn)(int R, int T, int64_t nb, const uint8_t *w, size_t ws,
 			    const struct act_group *const *g, float *out, size_t os, int add);
 
-#define Q8X_DRIVER(TYPE)                                                                     \
-	static void qt_##TYPE(int R, int T, int64_t nb, const uint8_t *w, size_t ws,         \
-			      const struct act_group *const *g, float *out, size_t os, int add) \
-	{                                                                                    \
-		DISPATCH_RT(QCALL_##TYPE)                                                    \
+#define Q8X_DRIVER(TYPE)                                                                           \
+	static void qt_##TYPE(int R, int T, int64_t nb, const uint8_t *w, size_t ws,               \
+			      const struct act_group *const *g, float *out, size_t os, int add)    \
+	{                                                                                          \
+		DISPATCH_RT(QCALL_##TYPE)                                                          \
 	}
 #define QCALL_q4_0(r, t) tile_q4_0(r, t, nb, w, ws, g, out, os, add)
 #define QCALL_q8_0(r, t) tile_q8_0(r, t, nb, w, ws, g, out, os, add)
@@ -786,15 +796,16 @@ Q8X_DRIVER(q5_1)
  * up to GEMM_T tokens; partial sums of later chunks are added.
  */
 static void q8x_gemm(q8x_tile_fn tile, size_t bsize, const struct act_fmt *f, int64_t n,
-		     const void *w, size_t row_bytes, int nrows, const void *act,
-		     size_t act_stride, int ntok, float *out, size_t out_stride)
+		     const void *w, size_t row_bytes, int nrows, const void *act, size_t act_stride,
+		     int ntok, float *out, size_t out_stride)
 {
 	int64_t nb = n / 32;
 	int panel = (int)(PANEL_BYTES / (row_bytes ? row_bytes : 1));
 	if (panel < 4)
 		panel = 4;
 	panel &= ~3;
-	for (int64_t c0 = 0; c0 < nb; c0 += PREP_GROUPS * 4) {
+	/* at least one pass, so that empty rows still write their zero results */
+	for (int64_t c0 = 0; c0 < nb || c0 == 0; c0 += PREP_GROUPS * 4) {
 		int64_t cb = nb - c0 < PREP_GROUPS * 4 ? nb - c0 : PREP_GROUPS * 4;
 		for (int r0 = 0; r0 < nrows; r0 += panel) {
 			int r1 = r0 + panel < nrows ? r0 + panel : nrows;
@@ -811,9 +822,10 @@ static void q8x_gemm(q8x_tile_fn tile, size_t bsize, const struct act_fmt *f, in
 				for (int r = r0; r < r1; r += 4) {
 					int R = r1 - r < 4 ? r1 - r : 4;
 					tile(R, T, cb,
-					     (const uint8_t *)w + (size_t)r * row_bytes + c0 * bsize,
-					     row_bytes, g, out + (size_t)t * out_stride + r, out_stride,
-					     c0 > 0);
+					     (const uint8_t *)w + (size_t)r * row_bytes +
+						     c0 * bsize,
+					     row_bytes, g, out + (size_t)t * out_stride + r,
+					     out_stride, c0 > 0);
 				}
 			}
 		}
@@ -821,29 +833,28 @@ static void q8x_gemm(q8x_tile_fn tile, size_t bsize, const struct act_fmt *f, in
 }
 
 /* weight offsets paid back through activation sums: 2^shift */
-static const struct act_fmt fmt_q4_0 = {sizeof(struct block_q8_0), 2, 3};
-static const struct act_fmt fmt_q8_0 = {sizeof(struct block_q8_0), 2, 7};
-static const struct act_fmt fmt_q5_0 = {sizeof(struct block_q8_0), 2, 4};
-static const struct act_fmt fmt_q4_1 = {sizeof(struct block_q8_1), 4, 0};
-static const struct act_fmt fmt_q5_1 = {sizeof(struct block_q8_1), 4, 0};
+static const struct act_fmt fmt_q4_0 = { sizeof(struct block_q8_0), 2, 3 };
+static const struct act_fmt fmt_q8_0 = { sizeof(struct block_q8_0), 2, 7 };
+static const struct act_fmt fmt_q5_0 = { sizeof(struct block_q8_0), 2, 4 };
+static const struct act_fmt fmt_q4_1 = { sizeof(struct block_q8_1), 4, 0 };
+static const struct act_fmt fmt_q5_1 = { sizeof(struct block_q8_1), 4, 0 };
 
-#define Q8X_ENTRY(TYPE, BSIZE)                                                               \
-	static void gemm_##TYPE(int64_t n, const void *w, size_t rb, int nrows,              \
-				const void *act, size_t as, int ntok, float *out, size_t os) \
-	{                                                                                    \
-		q8x_gemm(qt_##TYPE, BSIZE, &fmt_##TYPE, n, w, rb, nrows, act, as, ntok, out, \
-			 os);                                                                \
-	}                                                                                    \
-	static void gemv_##TYPE(int64_t n, const void *w, size_t rb, int nrows,              \
-				const void *act, float *out)                                 \
-	{                                                                                    \
-		q8x_gemm(qt_##TYPE, BSIZE, &fmt_##TYPE, n, w, rb, nrows, act, 0, 1, out, 1); \
-	}                                                                                    \
-	static float dot_##TYPE(int64_t n, const void *w, const void *act)                   \
-	{                                                                                    \
-		float r;                                                                     \
-		gemv_##TYPE(n, w, 0, 1, act, &r);                                            \
-		return r;                                                                    \
+#define Q8X_ENTRY(TYPE, BSIZE)                                                                     \
+	static void gemm_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
+				size_t as, int ntok, float *out, size_t os)                        \
+	{                                                                                          \
+		q8x_gemm(qt_##TYPE, BSIZE, &fmt_##TYPE, n, w, rb, nrows, act, as, ntok, out, os);  \
+	}                                                                                          \
+	static void gemv_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
+				float *out)                                                        \
+	{                                                                                          \
+		q8x_gemm(qt_##TYPE, BSIZE, &fmt_##TYPE, n, w, rb, nrows, act, 0, 1, out, 1);       \
+	}                                                                                          \
+	static float dot_##TYPE(int64_t n, const void *w, const void *act)                         \
+	{                                                                                          \
+		float r;                                                                           \
+		gemv_##TYPE(n, w, 0, 1, act, &r);                                                  \
+		return r;                                                                          \
 	}
 
 Q8X_ENTRY(q4_0, 18)
@@ -860,7 +871,8 @@ static void quantize_q8_0_avx512(const float *x, void *dst, int64_t n)
 	const __m512 signbit = _mm512_set1_ps(-0.0f);
 	for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
 		__m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
-		__m512 m = _mm512_max_ps(_mm512_andnot_ps(signbit, a), _mm512_andnot_ps(signbit, b));
+		__m512 m =
+			_mm512_max_ps(_mm512_andnot_ps(signbit, a), _mm512_andnot_ps(signbit, b));
 		float amax = _mm512_reduce_max_ps(m);
 		float d = amax / 127, id = d ? 1 / d : 0;
 		y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
@@ -878,7 +890,8 @@ static void quantize_q8_1_avx512(const float *x, void *dst, int64_t n)
 	const __m512 signbit = _mm512_set1_ps(-0.0f);
 	for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
 		__m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
-		__m512 m = _mm512_max_ps(_mm512_andnot_ps(signbit, a), _mm512_andnot_ps(signbit, b));
+		__m512 m =
+			_mm512_max_ps(_mm512_andnot_ps(signbit, a), _mm512_andnot_ps(signbit, b));
 		float amax = _mm512_reduce_max_ps(m);
 		float d = amax / 127, id = d ? 1 / d : 0;
 		y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
@@ -918,22 +931,22 @@ static void quantize_q8_K_avx512(const float *x, void *dst, int64_t n)
 
 void quant_avx512_register(struct quant_kernel_table *t, int vnni)
 {
-	t->k[QT_F32] = (struct quant_kernels){dot_f32, gemv_f32, gemm_f32};
-	t->k[QT_F16] = (struct quant_kernels){dot_f16, gemv_f16, gemm_f16};
-	t->k[QT_BF16] = (struct quant_kernels){dot_bf16, gemv_bf16, gemm_bf16};
+	t->k[QT_F32] = (struct quant_kernels){ dot_f32, gemv_f32, gemm_f32 };
+	t->k[QT_F16] = (struct quant_kernels){ dot_f16, gemv_f16, gemm_f16 };
+	t->k[QT_BF16] = (struct quant_kernels){ dot_bf16, gemv_bf16, gemm_bf16 };
 	t->from_float[QT_Q8_0] = quantize_q8_0_avx512;
 	t->from_float[QT_Q8_1] = quantize_q8_1_avx512;
 	t->from_float[QT_Q8_K] = quantize_q8_K_avx512;
 	if (!vnni)
 		return; /* the integer kernels below are built on vpdpbusd */
-	t->k[QT_Q4_0] = (struct quant_kernels){dot_q4_0, gemv_q4_0, gemm_q4_0};
-	t->k[QT_Q4_1] = (struct quant_kernels){dot_q4_1, gemv_q4_1, gemm_q4_1};
-	t->k[QT_Q5_0] = (struct quant_kernels){dot_q5_0, gemv_q5_0, gemm_q5_0};
-	t->k[QT_Q5_1] = (struct quant_kernels){dot_q5_1, gemv_q5_1, gemm_q5_1};
-	t->k[QT_Q8_0] = (struct quant_kernels){dot_q8_0, gemv_q8_0, gemm_q8_0};
-	t->k[QT_Q2_K] = (struct quant_kernels){dot_q2_K, gemv_q2_K, gemm_q2_K};
-	t->k[QT_Q3_K] = (struct quant_kernels){dot_q3_K, gemv_q3_K, gemm_q3_K};
-	t->k[QT_Q4_K] = (struct quant_kernels){dot_q4_K, gemv_q4_K, gemm_q4_K};
-	t->k[QT_Q5_K] = (struct quant_kernels){dot_q5_K, gemv_q5_K, gemm_q5_K};
-	t->k[QT_Q6_K] = (struct quant_kernels){dot_q6_K, gemv_q6_K, gemm_q6_K};
+	t->k[QT_Q4_0] = (struct quant_kernels){ dot_q4_0, gemv_q4_0, gemm_q4_0 };
+	t->k[QT_Q4_1] = (struct quant_kernels){ dot_q4_1, gemv_q4_1, gemm_q4_1 };
+	t->k[QT_Q5_0] = (struct quant_kernels){ dot_q5_0, gemv_q5_0, gemm_q5_0 };
+	t->k[QT_Q5_1] = (struct quant_kernels){ dot_q5_1, gemv_q5_1, gemm_q5_1 };
+	t->k[QT_Q8_0] = (struct quant_kernels){ dot_q8_0, gemv_q8_0, gemm_q8_0 };
+	t->k[QT_Q2_K] = (struct quant_kernels){ dot_q2_K, gemv_q2_K, gemm_q2_K };
+	t->k[QT_Q3_K] = (struct quant_kernels){ dot_q3_K, gemv_q3_K, gemm_q3_K };
+	t->k[QT_Q4_K] = (struct quant_kernels){ dot_q4_K, gemv_q4_K, gemm_q4_K };
+	t->k[QT_Q5_K] = (struct quant_kernels){ dot_q5_K, gemv_q5_K, gemm_q5_K };
+	t->k[QT_Q6_K] = (struct quant_kernels){ dot_q6_K, gemv_q6_K, gemm_q6_K };
 }
