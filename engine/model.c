@@ -1116,7 +1116,7 @@ static void attend_group(struct model *m, int layer, int t, int g, int pos, floa
 			}
 			sum[h] += exp_sub_sum(sc + h * ATT_BLOCK, n, mx[h]);
 		}
-		const float *vr = (const float *)(vb + (size_t)p0 * vstride);
+		const float *vr = kv_cache_v(kv, layer, g, p0);
 		if (f16) {
 			for (int i = 0; i < n; i++)
 				f16_row(vf + (size_t)i * hv,
@@ -1162,8 +1162,8 @@ static void attend_block(struct model *m, int layer, int t0, int nt, int g, int 
 	}
 	for (int p0 = 0; p0 <= last; p0 += ATT_BLOCK) {
 		int n = last + 1 - p0 < ATT_BLOCK ? last + 1 - p0 : ATT_BLOCK;
-		const float *kr = (const float *)(kb + (size_t)p0 * hd * kv->elem);
-		const float *vr = (const float *)(vb + (size_t)p0 * hv * kv->elem);
+		const float *kr = kv_cache_k(kv, layer, g, p0);
+		const float *vr = kv_cache_v(kv, layer, g, p0);
 		if (f16) {
 			for (int i = 0; i < n; i++) {
 				f16_row(kf + (size_t)i * hd,
