@@ -435,7 +435,8 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		} else if (ev.type == ENGINE_EV_ERROR) {
 			fprintf(stderr, "palaver: %s\n", ev.text);
 			if (h->st && mid > 0 &&
-			    store_message_finish(h->st, mid, shown.buf, shown.len, STORE_ERROR, NULL) < 0)
+			    store_message_finish(h->st, mid, shown.buf, shown.len, STORE_ERROR,
+						 NULL) < 0)
 				hist_fail(h);
 			engine_event_free(&ev);
 			strbuf_release(&shown);

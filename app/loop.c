@@ -1052,10 +1052,12 @@ static void restore_sampling(struct chat *c, const char *text)
 			continue;
 		char *field = (char *)&c->sampling + keys[i].off;
 		double d = v->number;
-		if (keys[i].type == 'd')
-			*(double *)field = d;
-		else if (keys[i].type == 'i' && d >= -1 && d <= 1e9)
-			*(int *)field = (int)d;
+		if (keys[i].type == 'd') {
+			memcpy(field, &d, sizeof(d));
+		} else if (keys[i].type == 'i' && d >= -1 && d <= 1e9) {
+			int iv = (int)d;
+			memcpy(field, &iv, sizeof(iv));
+		}
 	}
 	json_free(j);
 }

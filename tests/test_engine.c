@@ -734,7 +734,11 @@ static void test_backpressure(void **state)
 		got_done |= ev.type == ENGINE_EV_DONE;
 		engine_event_free(&ev);
 	}
-	assert_true(n_events <= 4);
+	/* the engine refills a slot for each event taken while we drain, so a
+	 * consumer descheduled mid-drain (ASan on a busy machine) sees a few
+	 * more than the bound; an unbounded queue would hand over the whole
+	 * reply (64 tokens and DONE) here */
+	assert_true(n_events <= 4 + 8);
 	assert_false(got_done);
 	/* draining lets it finish; nothing was lost */
 	for (;;) {
