@@ -129,9 +129,11 @@ lint:
 
 # ---- fuzzing (issue 3): libFuzzer on the GGUF reader ----------------------
 # `make fuzz` builds build-fuzz/fuzz_gguf, seeds build-fuzz/corpus with the
-# reference models and runs for FUZZ_TIME seconds; crashes land in build-fuzz/.
+# reference models and runs for FUZZ_TIME seconds (inputs up to FUZZ_MAXLEN
+# bytes); crashes land in build-fuzz/ (keep small ones in tests/fuzz/regress/).
 FUZZ_CC   ?= clang
 FUZZ_TIME ?= 60
+FUZZ_MAXLEN ?= 1200000
 FUZZ_SRCS := tests/fuzz/fuzz_gguf.c engine/gguf.c $(wildcard app/lib/*.c)
 
 build-fuzz/fuzz_gguf: $(FUZZ_SRCS) engine/gguf.h
@@ -141,9 +143,9 @@ build-fuzz/fuzz_gguf: $(FUZZ_SRCS) engine/gguf.h
 		-o $@ $(FUZZ_SRCS)
 
 fuzz: build-fuzz/fuzz_gguf
-	@mkdir -p build-fuzz/corpus
+	@mkdir -p build-fuzz/corpus tests/fuzz/regress
 	@cp -n ../shared/ref/models/*.gguf ../shared/ref/vocab/*.gguf build-fuzz/corpus/ 2>/dev/null || true
-	cd build-fuzz && ./fuzz_gguf -max_total_time=$(FUZZ_TIME) -max_len=1200000 \
+	cd build-fuzz && ./fuzz_gguf -max_total_time=$(FUZZ_TIME) -max_len=$(FUZZ_MAXLEN) \
 		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus ../tests/fuzz/regress
 
 # ---- palaver-tiny (issue 11): retrain models/palaver-tiny.gguf from scratch ----

@@ -123,7 +123,8 @@ static void split_input(const char *in, size_t len, int mode, struct convo *turn
 		i = next;
 	}
 	if (in_para)
-		convo_add(turns, ENGINE_ROLE_USER, in + para, trim_newlines(in + para, para_end - para));
+		convo_add(turns, ENGINE_ROLE_USER, in + para,
+			  trim_newlines(in + para, para_end - para));
 }
 
 /* ---- history ---------------------------------------------------------------------- */
@@ -155,14 +156,23 @@ static void sampling_json(const struct config *cfg, struct strbuf *out)
 		    (unsigned long long)s->seed, s->max_tokens);
 }
 
+/* The model as sessions record it: an absolute path, so that --session
+ * finds it from any directory (malloc'd). */
+static char *model_path_abs(const char *path)
+{
+	char *abs = realpath(path, NULL);
+	return abs ? abs : xstrdup(path);
+}
+
 /* Create the session on the first turn. */
-static void hist_session(struct hist *h, const struct config *cfg, const char *system)
+static void hist_session(struct hist *h, const struct config *cfg, const char *model,
+			 const char *system)
 {
 	struct strbuf js = STRBUF_INIT;
 	if (!h->st || h->sid[0])
 		return;
 	sampling_json(cfg, &js);
-	struct store_session_params p = { NULL, cfg->model, system, js.buf };
+	struct store_session_params p = { NULL, model, system, js.buf };
 	if (store_session_create(h->st, &p, h->sid) < 0) {
 		h->sid[0] = 0;
 		hist_fail(h);
@@ -174,10 +184,14 @@ static void hist_session(struct hist *h, const struct config *cfg, const char *s
 
 /*
  * --session ID: the session's system prompt and messages become the
- * conversation.  -1 when it cannot be resumed (message printed).
+ * conversation, and its model is used when none is configured (*model, a
+ * malloc'd copy).  A different model or sampling is recorded on the
+ * session.  -1 when it cannot be resumed (message printed).
  */
-static int hist_resume(struct hist *h, const char *query, struct convo *c, char **system)
+static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c, char **system,
+		       char **model)
 {
+	const char *query = cfg->session;
 	struct store_session ss;
 	struct store_message *msgs;
 	size_t n;
@@ -195,9 +209,18 @@ static int hist_resume(struct hist *h, const char *query, struct convo *c, char 
 		free(*system);
 		*system = xstrdup(ss.system_prompt);
 	}
+	if (cfg->model && *cfg->model)
+		*model = model_path_abs(cfg->model);
+	else
+		*model = xstrdup(ss.model ? ss.model : "");
+	struct strbuf js = STRBUF_INIT;
+	sampling_json(cfg, &js);
+	int changed = **model && (!ss.model || strcmp(ss.model, *model) || !ss.sampling ||
+				  strcmp(ss.sampling, js.buf));
 	store_session_free(&ss);
 	if (store_messages_load(h->st, h->sid, &msgs, &n) < 0) {
 		fprintf(stderr, "palaver: %s\n", error_message());
+		strbuf_release(&js);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -218,15 +241,23 @@ static int hist_resume(struct hist *h, const char *query, struct convo *c, char 
 	}
 	store_messages_free(msgs, n);
 	fprintf(stderr, "palaver: session %s\n", h->sid);
+	/* run with another model or sampling: the session says so from now on */
+	if (changed) {
+		struct store_session_params p = { NULL, *model, NULL, js.buf };
+		if (store_session_set(h->st, h->sid, &p) < 0)
+			hist_fail(h);
+	}
+	strbuf_release(&js);
 	return 0;
 }
 
 /* ---- running ---------------------------------------------------------------------- */
 
-static void engine_config_from(const struct config *cfg, struct engine_config *ec)
+static void engine_config_from(const struct config *cfg, const char *model,
+			       struct engine_config *ec)
 {
 	memset(ec, 0, sizeof(*ec));
-	ec->model_path = cfg->model;
+	ec->model_path = model;
 	ec->n_threads = cfg->threads;
 	ec->n_ctx = cfg->ctx;
 	ec->n_batch = cfg->batch_size;
@@ -235,7 +266,7 @@ static void engine_config_from(const struct config *cfg, struct engine_config *e
 		      : cfg->backend == BACKEND_CPU ? ENGINE_BACKEND_CPU
 						    : ENGINE_BACKEND_AUTO;
 	ec->chat_template = cfg->chat_template;
-	ec->overflow = cfg->context_overflow == OVERFLOW_SHIFT	      ? ENGINE_OVERFLOW_SHIFT
+	ec->overflow = cfg->context_overflow == OVERFLOW_SHIFT         ? ENGINE_OVERFLOW_SHIFT
 		       : cfg->context_overflow == OVERFLOW_DROP_OLDEST ? ENGINE_OVERFLOW_DROP_OLDEST
 								       : ENGINE_OVERFLOW_STOP;
 	ec->keep = cfg->keep;
@@ -314,13 +345,14 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
 	strbuf_add_json_escaped(&o, prompt, strlen(prompt));
 	strbuf_addstr(&o, "\",\"reply\":\"");
 	strbuf_add_json_escaped(&o, done->text ? done->text : "", done->len);
-	strbuf_addf(&o,
-		    "\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
-		    "\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
-		    "\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f}\n",
-		    engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
-		    s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
-		    s->ttft_ms, s->decode_ms, s->decode_tps);
+	strbuf_addf(
+		&o,
+		"\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
+		"\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
+		"\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f}\n",
+		engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
+		s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
+		s->ttft_ms, s->decode_ms, s->decode_tps);
 	fwrite(o.buf, 1, o.len, stdout);
 	fflush(stdout);
 	strbuf_release(&o);
@@ -343,7 +375,8 @@ static int wait_ready(struct engine *e, int verbose)
 		else if (t == ENGINE_EV_WARNING)
 			fprintf(stderr, "palaver: warning: %s\n", ev.text);
 		else if (t == ENGINE_EV_LOAD_PROGRESS && verbose && ev.total)
-			fprintf(stderr, "palaver: loading %3d%%\r", (int)(ev.done * 100 / ev.total));
+			fprintf(stderr, "palaver: loading %3d%%\r",
+				(int)(ev.done * 100 / ev.total));
 		engine_event_free(&ev);
 		if (t == ENGINE_EV_READY)
 			return 0;
@@ -356,8 +389,8 @@ static int wait_ready(struct engine *e, int verbose)
  * Answer the conversation's last message.  Streams to stdout unless json;
  * *done gets the DONE event.  0, or -1 after printing an ERROR.
  */
-static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
-		    struct hist *h, struct engine_event *done)
+static int run_turn(struct engine *e, const struct config *cfg, struct convo *c, struct hist *h,
+		    struct engine_event *done)
 {
 	struct engine_request rq;
 	struct strbuf shown = STRBUF_INIT;
@@ -402,7 +435,8 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		} else if (ev.type == ENGINE_EV_ERROR) {
 			fprintf(stderr, "palaver: %s\n", ev.text);
 			if (h->st && mid > 0 &&
-			    store_message_finish(h->st, mid, "", 0, STORE_ERROR, NULL) < 0)
+			    store_message_finish(h->st, mid, shown.buf, shown.len, STORE_ERROR,
+						 NULL) < 0)
 				hist_fail(h);
 			engine_event_free(&ev);
 			strbuf_release(&shown);
@@ -427,8 +461,8 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		enum store_status status = s->stop_reason == ENGINE_STOP_CANCELLED ? STORE_CANCELLED
 					   : s->stop_reason == ENGINE_STOP_ERROR   ? STORE_ERROR
 										   : STORE_COMPLETE;
-		if (store_message_finish(h->st, mid, done->text ? done->text : "", done->len, status,
-					 &ss) < 0)
+		if (store_message_finish(h->st, mid, done->text ? done->text : "", done->len,
+					 status, &ss) < 0)
 			hist_fail(h);
 	}
 	return 0;
@@ -443,12 +477,15 @@ int batch_run(struct config *cfg)
 	struct engine_config ec;
 	struct engine *e = NULL;
 	char *system = cfg->system_prompt ? xstrdup(cfg->system_prompt) : NULL;
+	char *model = NULL;
 	int rc = EXIT_OK;
 
 	tot.t0 = time_now_ms();
-	if (!cfg->model || !*cfg->model) {
-		fprintf(stderr, "palaver: no model configured; give one with -m FILE or 'model:' in "
-				"the config file\n");
+	/* --session may name the model */
+	if ((!cfg->model || !*cfg->model) && !cfg->session) {
+		fprintf(stderr,
+			"palaver: no model configured; give one with -m FILE or 'model:' in "
+			"the config file\n");
 		free(system);
 		return EXIT_USAGE;
 	}
@@ -456,7 +493,8 @@ int batch_run(struct config *cfg)
 		convo_add(&turns, ENGINE_ROLE_USER, cfg->prompt, strlen(cfg->prompt));
 	} else {
 		if (strbuf_read_fd(&input, STDIN_FILENO) < 0) {
-			fprintf(stderr, "palaver: cannot read standard input: %s\n", strerror(errno));
+			fprintf(stderr, "palaver: cannot read standard input: %s\n",
+				strerror(errno));
 			free(system);
 			strbuf_release(&input);
 			return EXIT_RUNTIME;
@@ -477,7 +515,7 @@ int batch_run(struct config *cfg)
 			hist_fail(&h);
 	}
 	if (cfg->session) {
-		if (hist_resume(&h, cfg->session, &c, &system) < 0) {
+		if (hist_resume(&h, cfg, &c, &system, &model) < 0) {
 			rc = EXIT_RUNTIME;
 			goto out;
 		}
@@ -493,8 +531,18 @@ int batch_run(struct config *cfg)
 	} else if (system) {
 		convo_add(&c, ENGINE_ROLE_SYSTEM, system, strlen(system));
 	}
+	if (!model)
+		model = model_path_abs(cfg->model);
+	if (!*model) {
+		fprintf(stderr,
+			"palaver: no model configured, and session '%s' names none; give one "
+			"with -m FILE\n",
+			cfg->session);
+		rc = EXIT_USAGE;
+		goto out;
+	}
 
-	engine_config_from(cfg, &ec);
+	engine_config_from(cfg, model, &ec);
 	e = engine_open(&ec);
 	if (!e) {
 		fprintf(stderr, "palaver: %s\n", error_message());
@@ -518,14 +566,14 @@ int batch_run(struct config *cfg)
 		fprintf(stderr,
 			"palaver: '%s' has no chat template; continuing the text as written "
 			"(--chat-template none)\n",
-			cfg->model);
+			model);
 
 	for (int t = 0; t < turns.n && !interrupted; t++) {
 		struct engine_event done = { 0 };
 		const char *text = turns.m[t].text;
 		convo_add(&c, ENGINE_ROLE_USER, text, strlen(text));
 		if (h.st) {
-			hist_session(&h, cfg, system);
+			hist_session(&h, cfg, model, system);
 			if (h.st && store_message_append(h.st, h.sid, "user", text, STORE_COMPLETE,
 							 NULL) < 0)
 				hist_fail(&h);
@@ -554,7 +602,8 @@ int batch_run(struct config *cfg)
 			fprintf(stderr, "palaver: reply %d stopped: %s\n", t + 1,
 				engine_stop_reason_name(s->stop_reason));
 		if (s->stop_reason == ENGINE_STOP_CONTEXT_FULL && t + 1 < turns.n)
-			fprintf(stderr, "palaver: warning: reply %d filled the context of %d tokens\n",
+			fprintf(stderr,
+				"palaver: warning: reply %d filled the context of %d tokens\n",
 				t + 1, s->n_ctx);
 		int failed = s->stop_reason == ENGINE_STOP_ERROR;
 		engine_event_free(&done);
@@ -575,6 +624,7 @@ out:
 	convo_free(&turns);
 	convo_free(&c);
 	free(system);
+	free(model);
 	fflush(stdout);
 	return rc;
 }

@@ -255,9 +255,10 @@ out:
 static void make_text(struct strbuf *sb, int n_words, uint64_t seed)
 {
 	static const char *const words[] = {
-		"the", "little", "dog", "ran", "to", "a", "big", "tree", "and", "saw", "bird", "that",
-		"was", "very", "happy", "with", "her", "friend", "in", "park", "one", "day", "she",
-		"wanted", "play", "ball", "but", "it", "too", "high", "mom", "said", "let", "us", "go",
+		"the", "little", "dog",  "ran", "to",   "a",      "big",  "tree", "and",
+		"saw", "bird",   "that", "was", "very", "happy",  "with", "her",  "friend",
+		"in",  "park",   "one",  "day", "she",  "wanted", "play", "ball", "but",
+		"it",  "too",    "high", "mom", "said", "let",    "us",   "go",
 	};
 	uint64_t s = seed;
 	for (int i = 0; i < n_words; i++) {
@@ -382,8 +383,10 @@ int bench_engine(int argc, char **argv, struct config *cfg)
 		} else if (!strcmp(argv[i], "--reuse")) {
 			reuse = 1;
 		} else if (!strcmp(argv[i], "--trials") || !strcmp(argv[i], "--prompt")) {
-			if (i + 1 >= argc || parse_long(argv[i + 1], &v) < 0 || v < 1 || v > 100000) {
-				fprintf(stderr, "palaver: option '%s' needs a number from 1 to 100000\n",
+			if (i + 1 >= argc || parse_long(argv[i + 1], &v) < 0 || v < 1 ||
+			    v > 100000) {
+				fprintf(stderr,
+					"palaver: option '%s' needs a number from 1 to 100000\n",
 					argv[i]);
 				return EXIT_USAGE;
 			}

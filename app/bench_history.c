@@ -46,8 +46,8 @@ static char vocab[VOCAB][16];
 
 static void vocab_build(void)
 {
-	static const char *const syl[] = { "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze",
-					   "ba", "do", "fu", "gi", "ha", "je", "po" };
+	static const char *const syl[] = { "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo",
+					   "ze", "ba", "do", "fu", "gi", "ha", "je", "po" };
 	for (int i = 0; i < VOCAB; i++) {
 		int v = i, n = 0;
 		char *w = vocab[i];
@@ -153,7 +153,7 @@ int bench_history(int argc, char **argv, struct config *cfg)
 	int reuse = 0;
 	char dir[] = "/tmp/palaver-bench-XXXXXX", *dirp;
 	struct strbuf path = STRBUF_INIT, text = STRBUF_INIT;
-	char (*ids)[STORE_ID_SIZE] = NULL;
+	char(*ids)[STORE_ID_SIZE] = NULL;
 	struct store *st = NULL;
 	double fill_t0;
 	int rc = EXIT_RUNTIME;
@@ -245,13 +245,15 @@ int bench_history(int argc, char **argv, struct config *cfg)
 		goto fail;
 	for (long s = 0; s < n_sessions; s++) {
 		long first = n_messages * s / n_sessions, last = n_messages * (s + 1) / n_sessions;
-		struct store_session_params p = { NULL, "bench.gguf", NULL, "{\"temperature\": 0.8}" };
+		struct store_session_params p = { NULL, "bench.gguf", NULL,
+						  "{\"temperature\": 0.8}" };
 		if (store_session_create(st, &p, ids[s]) < 0)
 			goto fail;
 		for (long m = first; m < last; m++) {
 			int user = (m - first) % 2 == 0;
 			struct store_stats stats = { 0, 0, 0, 0 };
-			make_text(&text, user ? 6 + (int)(rng_next() % 20) : 10 + (int)(rng_next() % 50));
+			make_text(&text,
+				  user ? 6 + (int)(rng_next() % 20) : 10 + (int)(rng_next() % 50));
 			if (!user) {
 				stats.gen_tokens = 30;
 				stats.gen_ms = 300;
@@ -267,7 +269,8 @@ int bench_history(int argc, char **argv, struct config *cfg)
 	st = NULL;
 	stat(path.buf, &sb);
 	printf("history bench: %ld sessions, %ld messages, %s database, filled in %.1f s\n",
-	       n_sessions, n_messages, format_size(size_buf, sizeof(size_buf), (uint64_t)sb.st_size),
+	       n_sessions, n_messages,
+	       format_size(size_buf, sizeof(size_buf), (uint64_t)sb.st_size),
 	       (time_now_ms() - fill_t0) / 1000);
 measure:
 	printf("%-28s %9s %9s %9s   (milliseconds)\n", "operation", "median", "p95", "cpu");
@@ -326,7 +329,8 @@ measure:
 			goto fail;
 		for (int i = 0; i < 20; i++) {
 			tick();
-			store_session_resolve(st, ss.title, got); /* may be ambiguous: timing only */
+			store_session_resolve(st, ss.title,
+					      got); /* may be ambiguous: timing only */
 			tock(i);
 		}
 		store_session_free(&ss);

@@ -46,8 +46,8 @@ static double nll_of(const float *row, int n, int32_t target)
 	for (int i = 1; i < n; i++)
 		if (row[i] > mx)
 			mx = row[i];
-	double s = 0;
-	for (int i = 0; i < n; i++)
+	double s = exp((double)row[0] - mx); /* n >= 1: s > 0 */
+	for (int i = 1; i < n; i++)
 		s += exp((double)row[i] - mx);
 	return log(s) - ((double)row[target] - mx);
 }

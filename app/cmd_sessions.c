@@ -31,18 +31,18 @@ static const char usage_all[] =
 
 struct sub {
 	const char *name;
-	const char *usage; /* first line of --help */
-	const char *help;  /* the rest */
+	const char *usage;      /* first line of --help */
+	const char *help;       /* the rest */
 	int min_args, max_args; /* operands, -1 = any */
 	int (*fn)(struct store *st, int argc, char **argv);
 };
 
 /* Options shared by the subcommands, filled by parse_args. */
 static struct {
-	const char *format;   /* --format md|json */
-	const char *output;   /* -o FILE */
-	long limit;           /* --limit N, 0 = all */
-	int yes;              /* --yes */
+	const char *format; /* --format md|json */
+	const char *output; /* -o FILE */
+	long limit;         /* --limit N, 0 = all */
+	int yes;            /* --yes */
 } opt;
 
 static void format_time(char *buf, size_t n, int64_t ms)
@@ -197,7 +197,8 @@ static int do_export(struct store *st, int argc, char **argv)
 	if (opt.output && strcmp(opt.output, "-")) {
 		FILE *f = fopen(opt.output, "w");
 		if (!f) {
-			fprintf(stderr, "palaver: cannot open '%s': %s\n", opt.output, strerror(errno));
+			fprintf(stderr, "palaver: cannot open '%s': %s\n", opt.output,
+				strerror(errno));
 			rc = EXIT_RUNTIME;
 		} else {
 			if (write_all(f, out.buf, out.len, opt.output) < 0)
@@ -221,7 +222,8 @@ static int do_import(struct store *st, int argc, char **argv)
 	char id[STORE_ID_SIZE];
 	int r;
 	(void)argc;
-	r = !strcmp(argv[0], "-") ? strbuf_read_fd(&in, STDIN_FILENO) : strbuf_read_file(&in, argv[0]);
+	r = !strcmp(argv[0], "-") ? strbuf_read_fd(&in, STDIN_FILENO)
+				  : strbuf_read_file(&in, argv[0]);
 	if (r < 0) {
 		fprintf(stderr, "palaver: cannot read '%s': %s\n", argv[0], strerror(errno));
 		strbuf_release(&in);
@@ -267,8 +269,10 @@ static int do_delete(struct store *st, int argc, char **argv)
 	if (!opt.yes) {
 		char line[64];
 		if (!isatty(STDIN_FILENO)) {
-			fprintf(stderr, "palaver: not deleting session %s without confirmation; "
-				"use --yes\n", id);
+			fprintf(stderr,
+				"palaver: not deleting session %s without confirmation; "
+				"use --yes\n",
+				id);
 			store_session_free(&ss);
 			return EXIT_USAGE;
 		}
@@ -321,7 +325,8 @@ static const struct sub subs[] = {
 static void print_sub_help(const struct sub *s)
 {
 	printf("usage: %s\n\n%s\nOptions:\n  --history FILE   use this history database\n"
-	       "  -h, --help       show this help\n", s->usage, s->help);
+	       "  -h, --help       show this help\n",
+	       s->usage, s->help);
 }
 
 /* "--name VALUE", "--name=VALUE" or "-x VALUE" at argv[*i]: 1 (val set,
@@ -349,11 +354,31 @@ static int take(int argc, char **argv, int *i, const char *name, const char *sho
 static int takes_value(const char *a)
 {
 	static const char *const names[] = {
-		"--format", "-f", "--output", "-o", "--limit",
+		"--format",
+		"-f",
+		"--output",
+		"-o",
+		"--limit",
 		/* the global flags config_parse_common_flag takes */
-		"--history", "-m", "--model", "-t", "--threads", "--ctx", "-n", "--max-tokens",
-		"--temp", "--top-k", "--top-p", "--min-p", "--seed", "-s", "--system", "--backend",
-		"--batch-size", "--chat-template", NULL,
+		"--history",
+		"-m",
+		"--model",
+		"-t",
+		"--threads",
+		"--ctx",
+		"-n",
+		"--max-tokens",
+		"--temp",
+		"--top-k",
+		"--top-p",
+		"--min-p",
+		"--seed",
+		"-s",
+		"--system",
+		"--backend",
+		"--batch-size",
+		"--chat-template",
+		NULL,
 	};
 	for (int i = 0; names[i]; i++)
 		if (!strcmp(a, names[i]))
@@ -363,8 +388,7 @@ static int takes_value(const char *a)
 
 /* Options may come anywhere after the subcommand; "--" ends them.  Operands
  * are compacted to the front of argv; returns their count or -1. */
-static int parse_args(int argc, char **argv, const struct sub *s, int *help,
-		      struct config *cfg)
+static int parse_args(int argc, char **argv, const struct sub *s, int *help, struct config *cfg)
 {
 	int n = 0, no_more = 0;
 	for (int i = 0; i < argc; i++) {
@@ -400,7 +424,8 @@ static int parse_args(int argc, char **argv, const struct sub *s, int *help,
 				return -1;
 			opt.limit = strtol(val, &end, 10);
 			if (*end || opt.limit < 0 || !*val) {
-				fprintf(stderr, "palaver: '--limit' wants a count, not '%s'\n", val);
+				fprintf(stderr, "palaver: '--limit' wants a count, not '%s'\n",
+					val);
 				return -1;
 			}
 		} else if ((r = config_parse_common_flag(cfg, &i, argc, argv)) != 0) {
@@ -464,15 +489,16 @@ int cmd_sessions(int argc, char **argv, struct config *cfg)
 		s = &subs[0];
 	if (n < s->min_args || (s->max_args >= 0 && n > s->max_args)) {
 		fprintf(stderr, "palaver: %s 'sessions %s'\nusage: %s\n",
-			n < s->min_args ? "too few arguments for" : "too many arguments for", s->name,
-			s->usage);
+			n < s->min_args ? "too few arguments for" : "too many arguments for",
+			s->name, s->usage);
 		return EXIT_USAGE;
 	}
 
 	/* --history FILE (before or after the subcommand) also turns history on. */
 	path = cfg->history_path;
 	if (!cfg->history_enabled) {
-		fprintf(stderr, "palaver: history is disabled (history.enabled: false or "
+		fprintf(stderr,
+			"palaver: history is disabled (history.enabled: false or "
 			"--no-history); use 'palaver sessions --history FILE' to read a database\n");
 		return EXIT_RUNTIME;
 	}

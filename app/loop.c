@@ -7,6 +7,7 @@
 #include "util.h"
 #include "xalloc.h"
 
+#include "json.h"
 #include "store.h"
 
 #include "chat_pane.h"
@@ -21,6 +22,8 @@
 
 #include <curses.h>
 #include <errno.h>
+#include <stddef.h>
+#include <langinfo.h>
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
@@ -94,10 +97,12 @@ struct chat {
 	int64_t reuse_reply_row; /* overwrites them instead of appending */
 
 	struct picker picker; /* /sessions and /search */
+	char *search_query;   /* of the /search list open, to highlight the hit */
 	int picker_open;
 
 	double esc_since; /* when the keys decoder began waiting for more of a sequence */
 
+	int redraw; /* Ctrl-L: repaint the whole screen */
 	int quit;
 };
 
@@ -648,6 +653,12 @@ static void cancel_reply(struct chat *c)
 
 static void send_message(struct chat *c, const char *text)
 {
+	if (c->busy) {
+		/* Enter is refused while streaming; this is a second line of defence */
+		input_set(text);
+		set_hint(c, "a reply is streaming: press Esc to stop it, or wait");
+		return;
+	}
 	if (!c->eng || c->st.state == STATE_FAILED) {
 		notice(c, "No model is loaded. Load one with /model FILE.gguf, or start palaver "
 			  "with -m FILE.gguf (or set model: in config.yaml).");
@@ -684,6 +695,8 @@ static void show_help(struct chat *c)
 		      "  PgUp, PgDn, wheel    scroll the conversation\n"
 		      "  Home, End            top, bottom (when the input is empty)\n"
 		      "  Ctrl-D               quit (on an empty input)\n"
+		      "  Ctrl-L               redraw the screen\n"
+		      "  Ctrl-Z               suspend (fg resumes)\n"
 		      "Other readline keys work as in bash (Ctrl-A, Ctrl-E, Ctrl-W, Ctrl-R, ...).\n"
 		      "A line starting with // sends a message that starts with /.");
 	notice(c, "%s", sb.buf);
@@ -795,14 +808,20 @@ static void cmd_stats(struct chat *c)
 static void cmd_model(struct chat *c, const char *args)
 {
 	if (*args) {
+		struct strbuf path = STRBUF_INIT;
 		if (!need_idle(c))
 			return;
-		if (access(args, R_OK) < 0) {
-			notice(c, "cannot read '%s': %s", args, strerror(errno));
-			return;
+		if (args[0] == '~' && args[1] == '/' && getenv("HOME"))
+			strbuf_addf(&path, "%s%s", getenv("HOME"), args + 1);
+		else
+			strbuf_addstr(&path, args);
+		if (access(path.buf, R_OK) < 0) {
+			notice(c, "cannot read '%s': %s", path.buf, strerror(errno));
+		} else {
+			close_model(c);
+			open_model(c, path.buf);
 		}
-		close_model(c);
-		open_model(c, args);
+		strbuf_release(&path);
 		return;
 	}
 	const struct engine_info *i = c->eng && c->ready ? engine_info(c->eng) : NULL;
@@ -996,6 +1015,53 @@ static int need_store(struct chat *c)
 	return 0;
 }
 
+/* A resumed session keeps the sampling it was held with, except what the
+ * user set for this run (in a config file, the environment or a flag). */
+static void restore_sampling(struct chat *c, const char *text)
+{
+	static const struct {
+		const char *name; /* in the session's JSON and after "sampling." */
+		char type;        /* 'd' double, 'i' int (the seed is not restored: a
+				     JSON number cannot hold all 64 bits) */
+		size_t off;       /* in struct config_sampling */
+	} keys[] = {
+		{ "temperature", 'd', offsetof(struct config_sampling, temperature) },
+		{ "top_k", 'i', offsetof(struct config_sampling, top_k) },
+		{ "top_p", 'd', offsetof(struct config_sampling, top_p) },
+		{ "min_p", 'd', offsetof(struct config_sampling, min_p) },
+		{ "typical_p", 'd', offsetof(struct config_sampling, typical_p) },
+		{ "repeat_penalty", 'd', offsetof(struct config_sampling, repeat_penalty) },
+		{ "repeat_last_n", 'i', offsetof(struct config_sampling, repeat_last_n) },
+		{ "presence_penalty", 'd', offsetof(struct config_sampling, presence_penalty) },
+		{ "frequency_penalty", 'd', offsetof(struct config_sampling, frequency_penalty) },
+		{ "max_tokens", 'i', offsetof(struct config_sampling, max_tokens) },
+	};
+	if (!text || !*text)
+		return;
+	struct json *j = json_parse(text, strlen(text));
+	if (!j) {
+		error_clear(); /* an unreadable record: keep the current settings */
+		return;
+	}
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		char name[64];
+		const struct json *v = json_get(j, keys[i].name);
+		snprintf(name, sizeof(name), "sampling.%s", keys[i].name);
+		int k = config_key_index(name);
+		if (!v || v->type != JSON_NUMBER || (k >= 0 && c->cfg->origin[k]))
+			continue;
+		char *field = (char *)&c->sampling + keys[i].off;
+		double d = v->number;
+		if (keys[i].type == 'd') {
+			memcpy(field, &d, sizeof(d));
+		} else if (keys[i].type == 'i' && d >= -1 && d <= 1e9) {
+			int iv = (int)d;
+			memcpy(field, &iv, sizeof(iv));
+		}
+	}
+	json_free(j);
+}
+
 /* Replace the transcript with a saved session; scroll to message row
  * `target` when not 0. */
 static void load_session(struct chat *c, const char *id, int64_t target)
@@ -1020,6 +1086,7 @@ static void load_session(struct chat *c, const char *id, int64_t target)
 	memcpy(c->sid, ss.id, sizeof(c->sid));
 	free(c->system_prompt);
 	c->system_prompt = ss.system_prompt && *ss.system_prompt ? xstrdup(ss.system_prompt) : NULL;
+	restore_sampling(c, ss.sampling);
 
 	size_t target_idx = (size_t)-1;
 	for (size_t i = 0; i < n; i++) {
@@ -1046,6 +1113,8 @@ static void load_session(struct chat *c, const char *id, int64_t target)
 	if (ss.model && c->model_path && strcmp(base_name(ss.model), base_name(c->model_path)))
 		notice(c, "This session was held with '%s'; replies now come from '%s'.",
 		       base_name(ss.model), base_name(c->model_path));
+	if (target_idx != (size_t)-1 && c->search_query)
+		chat_pane_mark(&c->pane, c->pane.msgs[target_idx], c->search_query);
 	if (target_idx != (size_t)-1)
 		chat_pane_scroll_to(&c->pane, target_idx, c->scr.lay.transcript.w,
 				    c->scr.lay.transcript.h);
@@ -1174,6 +1243,8 @@ static void cmd_search(struct chat *c, const char *query)
 	}
 	char heading[128];
 	snprintf(heading, sizeof(heading), "Search: %s", query);
+	free(c->search_query);
+	c->search_query = xstrdup(query);
 	picker_release(&c->picker);
 	picker_init(&c->picker, heading, 0);
 	c->picker.filter_detail = 1; /* titles repeat: the snippets tell hits apart */
@@ -1228,6 +1299,12 @@ static void on_line(void *ctx, char *line, int pasted)
 
 	input_history_add(line);
 	if (!line[0] || strspn(line, " \t\n") == strlen(line)) {
+		free(line);
+		return;
+	}
+	if (!pasted && !strcmp(line, "/")) {
+		/* a lone slash: the user is looking for the commands */
+		show_help(c);
 		free(line);
 		return;
 	}
@@ -1393,6 +1470,15 @@ static void on_key(void *ctx, const struct key *k)
 	struct chat *c = ctx;
 	int tw = c->scr.lay.transcript.w, th = c->scr.lay.transcript.h;
 
+	if (k->type == K_REDRAW) {
+		c->redraw = 1;
+		return;
+	}
+	if (k->type == K_SUSPEND) {
+		screen_suspend(&c->scr);
+		c->redraw = 1;
+		return;
+	}
 	if (c->picker_open) {
 		/* fast typing brings several keys in one run: one at a time here,
 		 * since "d" then "y" mean different things */
@@ -1436,7 +1522,8 @@ static void on_key(void *ctx, const struct key *k)
 			const char *t = input_text();
 			const char *args;
 			char *unknown = NULL;
-			const struct slash_command *cmd = slash_parse(t, &args, &unknown);
+			const struct slash_command *cmd =
+				input_pasted() ? NULL : slash_parse(t, &args, &unknown);
 			free(unknown);
 			if (!cmd || cmd->idle) {
 				set_hint(
@@ -1485,6 +1572,8 @@ static void on_key(void *ctx, const struct key *k)
 	case K_WHEEL_UP: chat_pane_scroll(&c->pane, 3, tw, th); break;
 	case K_WHEEL_DOWN: chat_pane_scroll(&c->pane, -3, tw, th); break;
 	case K_IGNORE: break;
+	case K_REDRAW:
+	case K_SUSPEND: break; /* handled above */
 	}
 }
 
@@ -1562,6 +1651,11 @@ static void draw(struct chat *c)
 	struct screen *s = &c->scr;
 	double now = time_now_ms();
 	int all = screen_relayout(s, input_rows(COLS));
+	if (c->redraw) {
+		c->redraw = 0;
+		clearok(curscr, TRUE); /* the next doupdate repaints every cell */
+		all = 1;
+	}
 
 	if (s->lay.too_small) {
 		if (all || c->pane.dirty || c->status_dirty) {
@@ -1616,9 +1710,10 @@ static void draw(struct chat *c)
 	}
 	c->hint_dirty = 0;
 	if (s->input && (any || input_dirty())) {
-		const char *ph = c->busy   ? NULL
-				 : !c->eng ? "no model: /model FILE.gguf loads one"
-					   : "type a message, /help for help";
+		const char *ph = c->busy ? NULL
+				 : !c->eng || c->st.state == STATE_FAILED
+					 ? "no model: /model FILE.gguf loads one"
+					 : "type a message, /help for help";
 		input_draw(s->input, s->lay.input.h, s->lay.input.w, ph);
 		wnoutrefresh(s->input); /* last, so the cursor ends up in the input */
 		any = 1;
@@ -1682,6 +1777,15 @@ static void open_history(struct chat *c)
 	}
 }
 
+/* The screen is drawn in UTF-8 and measured with wcwidth().  An unset or
+ * "C" locale (containers, ssh) would garble it on what is nearly always a
+ * UTF-8 terminal: take a UTF-8 LC_CTYPE then. */
+static void utf8_ctype(void)
+{
+	if (strcmp(nl_langinfo(CODESET), "UTF-8") && !setlocale(LC_CTYPE, "C.UTF-8"))
+		setlocale(LC_CTYPE, "en_US.UTF-8");
+}
+
 static char *input_history_path(void)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -1703,7 +1807,10 @@ int chat_run(struct config *cfg)
 	c.sampling = cfg->sampling;
 	if (cfg->system_prompt)
 		c.system_prompt = xstrdup(cfg->system_prompt);
-	setlocale(LC_ALL, "");
+	/* characters from the environment; numbers stay in the C locale that
+	 * main() left (config values, /set, the sampling JSON in the history) */
+	setlocale(LC_CTYPE, "");
+	utf8_ctype();
 	chat_pane_init(&c.pane);
 	c.pane.markdown = 1;
 	c.pane.word_wrap = cfg->ui_word_wrap;
@@ -1724,6 +1831,7 @@ int chat_run(struct config *cfg)
 		return EXIT_RUNTIME;
 	}
 	free(hist);
+	utf8_ctype(); /* readline sets LC_CTYPE from the environment again */
 	if (c.scr.bad_theme)
 		notice(&c, "Unknown theme '%s'; using the default (themes: default, light, mono).",
 		       cfg->ui_theme);
@@ -1787,6 +1895,7 @@ int chat_run(struct config *cfg)
 		store_close(c.store);
 	picker_release(&c.picker);
 	free(c.pending_title);
+	free(c.search_query);
 	input_close();
 	screen_close(&c.scr);
 	keys_release(&c.keys);

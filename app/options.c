@@ -254,7 +254,8 @@ int cli_apply(const struct cli *cli, struct config *cfg)
 		else if (!strcmp(cli->split, "all"))
 			cfg->split = BATCH_SPLIT_ALL;
 		else
-			return error("option '--split': '%s' must be blank, line or all", cli->split);
+			return error("option '--split': '%s' must be blank, line or all",
+				     cli->split);
 	}
 	cfg->stats |= cli->stats;
 	cfg->batch |= cli->batch;

@@ -545,6 +545,13 @@ int chat_template_render(enum chat_template_id id, const struct chat_message *m,
 	return 0;
 }
 
+void chat_template_tokens_init(struct chat_template_tokens *ct, const struct tokenizer *t)
+{
+	size_t len;
+	ct->bos = tokenizer_bos(t) >= 0 ? tokenizer_text(t, tokenizer_bos(t), &len) : NULL;
+	ct->eos = tokenizer_eos(t) >= 0 ? tokenizer_text(t, tokenizer_eos(t), &len) : NULL;
+}
+
 int chat_prompt_tokenize(const struct chat_prompt *p, const struct tokenizer *t, int32_t *out,
 			 int max)
 {

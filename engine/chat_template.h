@@ -74,6 +74,9 @@ struct chat_template_tokens {
 	const char *eos;
 };
 
+/* The BOS and EOS texts of a vocabulary (NULL members where it has none). */
+void chat_template_tokens_init(struct chat_template_tokens *ct, const struct tokenizer *t);
+
 const char *chat_template_name(enum chat_template_id id);
 /* The id for a name ("chatml", "llama3", "mistral-v7", "none", ...; "mistral"
  * means mistral-v3, "llama-2" llama2, "phi-3" phi3), or -1. */

@@ -35,7 +35,8 @@
  * the ring drains it, both under the mutex, so the pipe is readable exactly
  * while events wait.  When the ring is full the engine waits on a condition
  * variable (timed, because a signal handler's engine_cancel() cannot signal
- * it) and never grows the ring; progress events are dropped instead.
+ * it) and never grows the ring; a progress event instead updates the last
+ * one queued (or is dropped), so the final figure is not lost.
  *
  * Two atomic flags stop work: `cancel` (the current request; cleared by
  * engine_submit) and `stop` (engine_close; also handed to the model so that
@@ -84,8 +85,8 @@ struct engine {
 
 	/* guarded by mu */
 	pthread_mutex_t mu;
-	pthread_cond_t cv_work;  /* a job arrived or close */
-	pthread_cond_t cv_space; /* the owner popped an event */
+	pthread_cond_t cv_work;    /* a job arrived or close */
+	pthread_cond_t cv_space;   /* the owner popped an event */
 	struct engine_event *ring; /* (cap + QUEUE_RESERVE) slots */
 	int cap, head, n;
 	struct job *job; /* submitted, not yet taken */
@@ -109,9 +110,9 @@ struct engine {
 
 const char *engine_stop_reason_name(enum engine_stop_reason r)
 {
-	static const char *const names[] = { "none",	     "eos",	     "max_tokens",
-					     "stop_string",  "cancelled",    "context_full",
-					     "error",	     "timeout" };
+	static const char *const names[] = { "none",        "eos",       "max_tokens",
+					     "stop_string", "cancelled", "context_full",
+					     "error",       "timeout" };
 	if ((unsigned)r < sizeof(names) / sizeof(names[0]))
 		return names[r];
 	return "unknown";
@@ -120,7 +121,7 @@ const char *engine_stop_reason_name(enum engine_stop_reason r)
 /* ---- the event ring ---------------------------------------------------------------- */
 
 enum push_mode {
-	PUSH_DROP,  /* progress: skip when the ring is full */
+	PUSH_DROP,  /* progress: when the ring is full, update the last progress queued */
 	PUSH_BLOCK, /* tokens: wait for room unless cancelled or closing */
 	PUSH_FINAL, /* ready, done, error, warning: may use the reserve */
 };
@@ -151,6 +152,19 @@ static int push(struct engine *e, struct engine_event *ev, enum push_mode mode)
 		int limit = mode == PUSH_FINAL ? e->cap + QUEUE_RESERVE : e->cap;
 		if (e->n < limit)
 			break;
+		if (mode == PUSH_DROP && e->n) {
+			/* progress: the newest figure replaces the last one queued
+			 * if that is progress too, else it is dropped */
+			int slots = e->cap + QUEUE_RESERVE;
+			struct engine_event *tail = &e->ring[(e->head + e->n - 1) % slots];
+			if (tail->type == ev->type) {
+				tail->done = ev->done;
+				tail->total = ev->total;
+			}
+			pthread_mutex_unlock(&e->mu);
+			engine_event_free(ev);
+			return -1;
+		}
 		if (mode == PUSH_DROP || atomic_load(&e->stop) ||
 		    (mode == PUSH_BLOCK && atomic_load(&e->cancel))) {
 			pthread_mutex_unlock(&e->mu);
@@ -350,6 +364,10 @@ static int engine_load(struct engine *e)
 	mp.n_threads = e->cfg.n_threads;
 	mp.n_batch = e->cfg.n_batch;
 	mp.kv_type = e->cfg.kv_type == ENGINE_KV_F32 ? KV_F32 : KV_F16;
+	/* read every weight page now: the load progress is real, a close
+	 * during it is seen per tensor, and the first reply does not pay for
+	 * page faults */
+	mp.prefault = 1;
 	mp.progress = load_progress;
 	mp.progress_ud = e;
 	mp.cancel = &e->stop;
@@ -394,8 +412,7 @@ static int engine_load(struct engine *e)
 	in->n_vocab = mi->n_vocab;
 	in->n_threads = mi->n_threads;
 	snprintf(in->backend, sizeof(in->backend), "cpu");
-	snprintf(in->chat_template, sizeof(in->chat_template), "%s",
-		 prompt_template_name(e->tmpl));
+	snprintf(in->chat_template, sizeof(in->chat_template), "%s", prompt_template_name(e->tmpl));
 	in->template_defaulted = prompt_template_defaulted(e->tmpl);
 	in->kv_bytes = mi->kv_bytes;
 	in->weight_bytes = mi->weight_bytes;
@@ -408,13 +425,13 @@ static int engine_load(struct engine *e)
 struct run {
 	struct job *job;
 	struct engine_stats st;
-	struct strbuf reply;   /* the reply so far (never holds a stop string) */
-	size_t emitted;        /* bytes of reply sent as TOKEN events */
+	struct strbuf reply; /* the reply so far (never holds a stop string) */
+	size_t emitted;      /* bytes of reply sent as TOKEN events */
 	struct tokenizer_decoder *dec;
 	struct sampler *smp;
-	double t_start;        /* the engine took the request */
-	double t_decode;       /* decode started */
-	char *fail;            /* DONE(error) message */
+	double t_start;  /* the engine took the request */
+	double t_decode; /* decode started */
+	char *fail;      /* DONE(error) message */
 };
 
 static int timed_out(const struct run *r)
@@ -469,8 +486,8 @@ static int scan_stop(struct engine *e, struct run *r, size_t old_len)
 		if (start < from)
 			start = from;
 		const char *p = r->reply.buf + start;
-		while ((p = memmem(p, r->reply.len - (size_t)(p - r->reply.buf), j->stop[i],
-				   sl)) != NULL) {
+		while ((p = memmem(p, r->reply.len - (size_t)(p - r->reply.buf), j->stop[i], sl)) !=
+		       NULL) {
 			size_t at = (size_t)(p - r->reply.buf);
 			if (at < cut)
 				cut = at;
@@ -482,8 +499,8 @@ static int scan_stop(struct engine *e, struct run *r, size_t old_len)
 		emit(e, r, cut);
 		return 1;
 	}
-	emit(e, r, r->reply.len - stop_hold(j, r->reply.buf + r->emitted,
-					    r->reply.len - r->emitted));
+	emit(e, r,
+	     r->reply.len - stop_hold(j, r->reply.buf + r->emitted, r->reply.len - r->emitted));
 	return 0;
 }
 
@@ -971,8 +988,7 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 		int failed = e->failed;
 		pthread_mutex_unlock(&e->mu);
 		job_free(j);
-		return error(failed ? "the model failed to load"
-				    : "a request is already running");
+		return error(failed ? "the model failed to load" : "a request is already running");
 	}
 	atomic_store(&e->cancel, 0);
 	e->job = j;

@@ -22,7 +22,8 @@
  *    engine_next_event() until it returns 0.  The fd is readable exactly
  *    while events wait.  The queue is bounded (max_buffered_tokens): a
  *    consumer that stops draining makes the engine wait, never grow;
- *    progress events are dropped rather than waited for.
+ *    progress events are never waited for: when the queue is full the
+ *    newest figure replaces the last progress event queued (or is dropped).
  *
  * EVENT ORDER
  *  LOAD_PROGRESS* [WARNING*] then READY or ERROR (the engine is then dead:
@@ -59,19 +60,20 @@ enum engine_kv_type { ENGINE_KV_F16, ENGINE_KV_F32 };
 
 struct engine_config {
 	const char *model_path;
-	int n_threads;             /* 0 = online cores */
-	int n_ctx;                 /* 0 = the model's context length */
-	int n_batch;               /* largest prefill chunk, 0 = default; chunks are
-				      sized to ~40 ms so that a cancel lands soon */
+	int n_threads; /* 0 = online cores */
+	int n_ctx;     /* 0 = the model's context length */
+	/* largest prefill chunk, 0 = default; chunks are sized to take about
+	 * 40 ms so that a cancel lands soon */
+	int n_batch;
 	enum engine_kv_type kv_type;
 	enum engine_backend backend;
 	const char *chat_template; /* "auto", a name, or a file path */
 	enum engine_overflow overflow;
-	int keep;                  /* tokens kept on a context shift (after BOS/system) */
-	int max_buffered_tokens;   /* event queue bound, 0 = default */
-	uint64_t memory_limit;     /* bytes, 0 = none */
-	int memory_strict;         /* refuse (1) or warn (0) when over the limit */
-	int pre_fallback;          /* unknown tokenizer.ggml.pre: fall back to gpt-2 rules */
+	int keep;                /* tokens kept at the start on a context shift, after BOS */
+	int max_buffered_tokens; /* event queue bound, 0 = default */
+	uint64_t memory_limit;   /* bytes, 0 = none */
+	int memory_strict;       /* refuse (1) or warn (0) when over the limit */
+	int pre_fallback;        /* unknown tokenizer.ggml.pre: fall back to gpt-2 rules */
 };
 
 struct engine_sampling {
@@ -106,14 +108,14 @@ struct engine_request {
 	int n_tokens;
 
 	struct engine_sampling sampling;
-	int max_tokens;            /* -1 = until the context is full, 0 = prefill only */
-	double max_time;           /* seconds, 0 = unlimited */
-	const char *stop[ENGINE_MAX_STOP]; /* the reply ends before any of them (a
-					      conversation also ends at its template's
-					      turn markers) */
+	int max_tokens;  /* -1 = until the context is full, 0 = prefill only */
+	double max_time; /* seconds, 0 = unlimited */
+	/* the reply ends before any of them (a conversation also ends at its
+	 * template's turn markers) */
+	const char *stop[ENGINE_MAX_STOP];
 	int n_stop;
-	int no_reuse;              /* 1: ignore the cache and prefill the whole prompt
-				      (benchmarks of prefix reuse) */
+	/* 1: ignore the cache and prefill the whole prompt (benchmarks) */
+	int no_reuse;
 };
 
 enum engine_stop_reason {
@@ -129,20 +131,20 @@ enum engine_stop_reason {
 const char *engine_stop_reason_name(enum engine_stop_reason r);
 
 struct engine_stats {
-	int prompt_tokens;     /* tokens in the rendered prompt (after drop-oldest) */
-	int reused_tokens;     /* of those, kept from the KV cache (reuse rate =
-				  reused_tokens / prompt_tokens) */
-	int dropped_turns;     /* drop-oldest: whole turns removed to fit */
-	int shifts;            /* context shifts during generation */
-	double prefill_ms;     /* prefill of the prompt_tokens - reused_tokens new ones */
-	double prefill_tps;    /* those tokens per second */
-	double ttft_ms;        /* engine_submit() to the first sampled token */
-	int gen_tokens;        /* tokens generated (an end-of-turn token not counted) */
-	double decode_ms;      /* from the end of prefill to the end of the reply */
-	double decode_tps;     /* gen_tokens per second of decode_ms */
-	int n_ctx_used;        /* tokens in the cache at the end */
-	int n_ctx;             /* the context size */
-	uint64_t peak_rss;     /* peak resident memory of the process, bytes */
+	int prompt_tokens; /* tokens in the rendered prompt (after drop-oldest) */
+	/* of those, kept from the KV cache (reuse rate = reused / prompt) */
+	int reused_tokens;
+	int dropped_turns;  /* drop-oldest: whole turns removed to fit */
+	int shifts;         /* context shifts during generation */
+	double prefill_ms;  /* prefill of the prompt_tokens - reused_tokens new ones */
+	double prefill_tps; /* those tokens per second */
+	double ttft_ms;     /* engine_submit() to the first sampled token */
+	int gen_tokens;     /* tokens generated (an end-of-turn token not counted) */
+	double decode_ms;   /* from the end of prefill to the end of the reply */
+	double decode_tps;  /* gen_tokens per second of decode_ms */
+	int n_ctx_used;     /* tokens in the cache at the end */
+	int n_ctx;          /* the context size */
+	uint64_t peak_rss;  /* peak resident memory of the process, bytes */
 	enum engine_stop_reason stop_reason;
 };
 
@@ -153,36 +155,36 @@ enum engine_event_type {
 	ENGINE_EV_TOKEN,            /* text: complete UTF-8, never part of a stop string */
 	ENGINE_EV_DONE,             /* stats; text: the whole reply */
 	ENGINE_EV_ERROR,            /* text: the message (loading, or a request) */
-	ENGINE_EV_WARNING,          /* text: something to tell the user; work goes on
-				     * (memory over a memory.mode=warn limit, an
-				     * unknown pre-tokenizer) */
+	/* text: something to tell the user; work goes on (memory over a
+	 * memory.mode=warn limit, an unknown pre-tokenizer) */
+	ENGINE_EV_WARNING,
 };
 
 struct engine_event {
 	enum engine_event_type type;
 	uint64_t done, total;
-	char *text;               /* owned by the event; freed by engine_event_free */
+	char *text; /* owned by the event; freed by engine_event_free */
 	size_t len;
 	struct engine_stats stats;
-	char *message;            /* DONE with stop reason error: what went wrong; else NULL
-				   (owned by the event) */
+	/* DONE with stop reason error: what went wrong, else NULL (owned) */
+	char *message;
 };
 
 struct engine_info {
-	char name[128];           /* general.name or the file's base name */
+	char name[128]; /* general.name or the file's base name */
 	char arch[32];
-	char type_name[32];       /* dominant weight type, e.g. "Q4_K" */
+	char type_name[32]; /* dominant weight type, e.g. "Q4_K" */
 	uint64_t file_bytes;
 	uint64_t n_params;
-	int n_ctx;                /* the context in use */
+	int n_ctx; /* the context in use */
 	int n_ctx_train;
 	int n_vocab;
 	int n_threads;
-	char backend[16];         /* "cpu" or "cuda" */
-	char chat_template[32];   /* the template in use; "none" for raw completion */
-	int template_defaulted;   /* 1 when no template was found and none was asked for */
+	char backend[16];       /* "cpu" or "cuda" */
+	char chat_template[32]; /* the template in use; "none" for raw completion */
+	int template_defaulted; /* 1 when no template was found and none was asked for */
 	uint64_t kv_bytes;
-	uint64_t weight_bytes;    /* bytes of all tensors (mapped) */
+	uint64_t weight_bytes; /* bytes of all tensors (mapped) */
 };
 
 struct engine;

@@ -42,6 +42,7 @@
  */
 
 #define ATT_BLOCK 32
+#define ATT_QBLOCK 8 /* prefill tokens per attention item */
 #define MAX_ROT 512
 
 struct mat {
@@ -140,58 +141,6 @@ static float dot_f32(const float *a, const float *b, int n)
 	for (; i < n; i++)
 		s += a[i] * b[i];
 	return s;
-}
-
-static float dot_f16(const float *a, const quant_half *b, int n)
-{
-	int i = 0;
-	float s = 0;
-#ifdef MODEL_AVX2
-	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-	for (; i + 16 <= n; i += 16) {
-		__m256 b0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
-		__m256 b1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8)));
-		acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), b0, acc0);
-		acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), b1, acc1);
-	}
-	acc0 = _mm256_add_ps(acc0, acc1);
-	__m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
-	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-	h = _mm_add_ss(h, _mm_movehdup_ps(h));
-	s = _mm_cvtss_f32(h);
-#endif
-	for (; i < n; i++)
-		s += a[i] * quant_f16_to_f32(b[i]);
-	return s;
-}
-
-/* y = y * c + w * x */
-static void scale_axpy_f32(float *y, float c, float w, const float *x, int n)
-{
-	int i = 0;
-#ifdef MODEL_AVX2
-	__m256 vc = _mm256_set1_ps(c), vw = _mm256_set1_ps(w);
-	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(vw, _mm256_loadu_ps(x + i),
-							_mm256_mul_ps(vc, _mm256_loadu_ps(y + i))));
-#endif
-	for (; i < n; i++)
-		y[i] = y[i] * c + w * x[i];
-}
-
-static void scale_axpy_f16(float *y, float c, float w, const quant_half *x, int n)
-{
-	int i = 0;
-#ifdef MODEL_AVX2
-	__m256 vc = _mm256_set1_ps(c), vw = _mm256_set1_ps(w);
-	for (; i + 8 <= n; i += 8) {
-		__m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
-		_mm256_storeu_ps(
-			y + i, _mm256_fmadd_ps(vw, xv, _mm256_mul_ps(vc, _mm256_loadu_ps(y + i))));
-	}
-#endif
-	for (; i < n; i++)
-		y[i] = y[i] * c + w * quant_f16_to_f32(x[i]);
 }
 
 static void rms_norm(float *out, const float *x, const float *w, int n, float eps)
@@ -569,11 +518,14 @@ static int alloc_scratch(struct model *m)
 
 static int alloc_att(struct model *m, int nth)
 {
-	/* per thread: scores and accumulators for a group of G heads sharing a KV
-	 * head, one converted K and V row, the running max and sum per head */
+	/* per thread, the larger of attend_group's and attend_block's needs:
+	 * scores and accumulators per query, converted K/V rows, max and sum */
 	size_t G = (size_t)(m->info.n_head / m->info.n_head_kv);
 	size_t hv = (size_t)m->head_dim_v, hd = (size_t)m->info.head_dim;
-	m->att_stride = (G * (ATT_BLOCK + hv) + hd + hv + 2 * G + 16 + 15) & ~(size_t)15;
+	size_t grp = G * (ATT_BLOCK + hv) + hd + ATT_BLOCK * hv + 2 * G;
+	size_t nq = G * ATT_QBLOCK;
+	size_t blk = nq * (ATT_BLOCK + hv) + ATT_BLOCK * (hd + hv) + 2 * nq;
+	m->att_stride = ((grp > blk ? grp : blk) + 16 + 15) & ~(size_t)15;
 	free(m->att);
 	m->att = try_alloc_aligned((size_t)nth * m->att_stride, sizeof(float));
 	if (!m->att)
@@ -993,53 +945,6 @@ struct attn_job {
 	int ntok;
 };
 
-/* One (token, head): online softmax over positions 0 .. pos, in blocks. */
-static void attend_one(struct model *m, int layer, int t, int h, int pos, float *scratch)
-{
-	const struct kv_cache *kv = &m->kv;
-	int hd = m->info.head_dim, hv = m->head_dim_v;
-	int g = h / (m->info.n_head / m->info.n_head_kv);
-	const float *q = m->q + (size_t)t * m->info.n_head * hd + (size_t)h * hd;
-	float *out = m->xn + (size_t)t * m->info.n_head * hv + (size_t)h * hv;
-	float *sc = scratch, *acc = scratch + ATT_BLOCK;
-	float scale = 1.0f / sqrtf((float)hd);
-	float mx = -INFINITY, sum = 0;
-	memset(acc, 0, (size_t)hv * sizeof(float));
-	int f16 = kv->type == KV_F16;
-	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
-	size_t kstride = (size_t)hd * kv->elem, vstride = (size_t)hv * kv->elem;
-	for (int p0 = 0; p0 <= pos; p0 += ATT_BLOCK) {
-		int n = pos + 1 - p0 < ATT_BLOCK ? pos + 1 - p0 : ATT_BLOCK;
-		float bmax = -INFINITY;
-		for (int i = 0; i < n; i++) {
-			const void *k = kb + (size_t)(p0 + i) * kstride;
-			float s = (f16 ? dot_f16(q, k, hd) : dot_f32(q, k, hd)) * scale;
-			sc[i] = s;
-			if (s > bmax)
-				bmax = s;
-		}
-		if (bmax > mx) {
-			float c = expf(mx - bmax); /* 0 on the first block */
-			sum *= c;
-			for (int i = 0; i < hv; i++)
-				acc[i] *= c;
-			mx = bmax;
-		}
-		for (int i = 0; i < n; i++) {
-			float w = expf(sc[i] - mx);
-			sum += w;
-			const void *v = vb + (size_t)(p0 + i) * vstride;
-			if (f16)
-				scale_axpy_f16(acc, 1.0f, w, v, hv);
-			else
-				scale_axpy_f32(acc, 1.0f, w, v, hv);
-		}
-	}
-	float inv = 1.0f / sum;
-	for (int i = 0; i < hv; i++)
-		out[i] = acc[i] * inv;
-}
-
 static void f16_row(float *dst, const quant_half *src, int n)
 {
 	int i = 0;
@@ -1050,6 +955,110 @@ static void f16_row(float *dst, const quant_half *src, int n)
 #endif
 	for (; i < n; i++)
 		dst[i] = quant_f16_to_f32(src[i]);
+}
+
+/*
+ * x[i] = exp(x[i] - m) for i < n (all x[i] <= m), returning their sum.
+ * Eight at a time with a Cephes-style polynomial (relative error ~2e-7, as
+ * expf for softmax weights), the tail with expf; the result for an element
+ * depends only on its index, never on the thread that computes it.
+ */
+static float exp_sub_sum(float *x, int n, float m)
+{
+	int i = 0;
+	float sum = 0;
+#ifdef MODEL_AVX2
+	const __m256 vm = _mm256_set1_ps(m), lo = _mm256_set1_ps(-87.3f);
+	const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+	const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
+	__m256 vs = _mm256_setzero_ps();
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), lo);
+		__m256 k = _mm256_round_ps(_mm256_mul_ps(v, log2e),
+					   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+		__m256 r = _mm256_fnmadd_ps(k, c1, v);
+		r = _mm256_fnmadd_ps(k, c2, r);
+		__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+		__m256 y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r,
+					   _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+		__m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
+		y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
+		_mm256_storeu_ps(x + i, y);
+		vs = _mm256_add_ps(vs, y);
+	}
+	float lanes[8];
+	_mm256_storeu_ps(lanes, vs);
+	for (int l = 0; l < 8; l++)
+		sum += lanes[l];
+#endif
+	for (; i < n; i++) {
+		x[i] = expf(x[i] - m);
+		sum += x[i];
+	}
+	return sum;
+}
+
+/*
+ * a[d] += sum over i < n of w[i] * rows[i][d] (rows hv floats apart), one
+ * fused multiply-add per term in key order, whatever the vector width: the
+ * accumulators stay in registers across the keys of a block.
+ */
+static void accumulate_rows(float *a, const float *w, const float *rows, int n, int hv)
+{
+	int d = 0;
+#if defined(__AVX512F__)
+	for (; d + 64 <= hv; d += 64) {
+		__m512 s0 = _mm512_loadu_ps(a + d), s1 = _mm512_loadu_ps(a + d + 16);
+		__m512 s2 = _mm512_loadu_ps(a + d + 32), s3 = _mm512_loadu_ps(a + d + 48);
+		for (int i = 0; i < n; i++) {
+			const float *r = rows + (size_t)i * hv + d;
+			__m512 wi = _mm512_set1_ps(w[i]);
+			s0 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r), s0);
+			s1 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 16), s1);
+			s2 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 32), s2);
+			s3 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 48), s3);
+		}
+		_mm512_storeu_ps(a + d, s0);
+		_mm512_storeu_ps(a + d + 16, s1);
+		_mm512_storeu_ps(a + d + 32, s2);
+		_mm512_storeu_ps(a + d + 48, s3);
+	}
+	for (; d + 16 <= hv; d += 16) {
+		__m512 s0 = _mm512_loadu_ps(a + d);
+		for (int i = 0; i < n; i++)
+			s0 = _mm512_fmadd_ps(_mm512_set1_ps(w[i]),
+					     _mm512_loadu_ps(rows + (size_t)i * hv + d), s0);
+		_mm512_storeu_ps(a + d, s0);
+	}
+#elif defined(MODEL_AVX2)
+	for (; d + 32 <= hv; d += 32) {
+		__m256 s0 = _mm256_loadu_ps(a + d), s1 = _mm256_loadu_ps(a + d + 8);
+		__m256 s2 = _mm256_loadu_ps(a + d + 16), s3 = _mm256_loadu_ps(a + d + 24);
+		for (int i = 0; i < n; i++) {
+			const float *r = rows + (size_t)i * hv + d;
+			__m256 wi = _mm256_set1_ps(w[i]);
+			s0 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r), s0);
+			s1 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 8), s1);
+			s2 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 16), s2);
+			s3 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 24), s3);
+		}
+		_mm256_storeu_ps(a + d, s0);
+		_mm256_storeu_ps(a + d + 8, s1);
+		_mm256_storeu_ps(a + d + 16, s2);
+		_mm256_storeu_ps(a + d + 24, s3);
+	}
+#endif
+	for (; d < hv; d++) {
+		float s0 = a[d];
+		for (int i = 0; i < n; i++)
+			s0 = fmaf(w[i], rows[(size_t)i * hv + d], s0);
+		a[d] = s0;
+	}
 }
 
 /*
@@ -1067,8 +1076,9 @@ static void attend_group(struct model *m, int layer, int t, int g, int pos, floa
 	float *sc = scratch;                     /* (G, ATT_BLOCK) */
 	float *acc = sc + (size_t)G * ATT_BLOCK; /* (G, hv) */
 	float *kf = acc + (size_t)G * hv;        /* (hd) */
-	float *vf = kf + hd;                     /* (hv) */
-	float *mx = vf + hv, *sum = mx + G;      /* (G) each */
+	float *vf = kf + hd;                     /* (ATT_BLOCK, hv) */
+	float *mx = vf + (size_t)ATT_BLOCK * hv; /* (G) */
+	float *sum = mx + G;                     /* (G) */
 	float scale = 1.0f / sqrtf((float)hd);
 	int f16 = kv->type == KV_F16;
 	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
@@ -1104,23 +1114,17 @@ static void attend_group(struct model *m, int layer, int t, int g, int pos, floa
 					a[d] *= c;
 				mx[h] = bmax;
 			}
-			for (int i = 0; i < n; i++) {
-				float w = expf(sc[h * ATT_BLOCK + i] - mx[h]);
-				sc[h * ATT_BLOCK + i] = w;
-				sum[h] += w;
-			}
+			sum[h] += exp_sub_sum(sc + h * ATT_BLOCK, n, mx[h]);
 		}
-		for (int i = 0; i < n; i++) {
-			const void *v = vb + (size_t)(p0 + i) * vstride;
-			const float *vr = v;
-			if (f16) {
-				f16_row(vf, v, hv);
-				vr = vf;
-			}
-			for (int h = 0; h < G; h++)
-				scale_axpy_f32(acc + (size_t)h * hv, 1.0f, sc[h * ATT_BLOCK + i],
-					       vr, hv);
+		const float *vr = kv_cache_v(kv, layer, g, p0);
+		if (f16) {
+			for (int i = 0; i < n; i++)
+				f16_row(vf + (size_t)i * hv,
+					(const quant_half *)(vb + (size_t)(p0 + i) * vstride), hv);
+			vr = vf;
 		}
+		for (int h = 0; h < G; h++)
+			accumulate_rows(acc + (size_t)h * hv, sc + h * ATT_BLOCK, vr, n, hv);
 	}
 	for (int h = 0; h < G; h++) {
 		float inv = 1.0f / sum[h];
@@ -1129,22 +1133,103 @@ static void attend_group(struct model *m, int layer, int t, int g, int pos, floa
 	}
 }
 
+/*
+ * Prefill: a block of up to ATT_QBLOCK tokens and the G heads of KV head g
+ * against the cache, ATT_BLOCK positions at a time: each K/V block is
+ * converted once for all nt * G queries (the causal mask limits each token
+ * to positions <= its own).
+ */
+static void attend_block(struct model *m, int layer, int t0, int nt, int g, int pos0,
+			 float *scratch)
+{
+	const struct kv_cache *kv = &m->kv;
+	int hd = m->info.head_dim, hv = m->head_dim_v, nh = m->info.n_head;
+	int G = nh / m->info.n_head_kv, nq = nt * G;
+	float *sc = scratch;                      /* (nq, ATT_BLOCK) */
+	float *acc = sc + (size_t)nq * ATT_BLOCK; /* (nq, hv) */
+	float *kf = acc + (size_t)nq * hv;        /* (ATT_BLOCK, hd) */
+	float *vf = kf + (size_t)ATT_BLOCK * hd;  /* (ATT_BLOCK, hv) */
+	float *mx = vf + (size_t)ATT_BLOCK * hv;  /* (nq) */
+	float *sum = mx + nq;                     /* (nq) */
+	float scale = 1.0f / sqrtf((float)hd);
+	int f16 = kv->type == KV_F16;
+	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
+	int last = pos0 + t0 + nt - 1; /* the last position any query sees */
+	memset(acc, 0, (size_t)nq * hv * sizeof(float));
+	for (int q = 0; q < nq; q++) {
+		mx[q] = -INFINITY;
+		sum[q] = 0;
+	}
+	for (int p0 = 0; p0 <= last; p0 += ATT_BLOCK) {
+		int n = last + 1 - p0 < ATT_BLOCK ? last + 1 - p0 : ATT_BLOCK;
+		const float *kr = kv_cache_k(kv, layer, g, p0);
+		const float *vr = kv_cache_v(kv, layer, g, p0);
+		if (f16) {
+			for (int i = 0; i < n; i++) {
+				f16_row(kf + (size_t)i * hd,
+					(const quant_half *)kb + (size_t)(p0 + i) * hd, hd);
+				f16_row(vf + (size_t)i * hv,
+					(const quant_half *)vb + (size_t)(p0 + i) * hv, hv);
+			}
+			kr = kf;
+			vr = vf;
+		}
+		for (int q = 0; q < nq; q++) {
+			int t = t0 + q / G, h = g * G + q % G;
+			int nv = pos0 + t + 1 - p0; /* causal: positions <= pos0 + t */
+			if (nv <= 0)
+				continue;
+			if (nv > n)
+				nv = n;
+			const float *qv = m->q + (size_t)t * nh * hd + (size_t)h * hd;
+			float *s = sc + (size_t)q * ATT_BLOCK, bmax = -INFINITY;
+			for (int i = 0; i < nv; i++) {
+				s[i] = dot_f32(qv, kr + (size_t)i * hd, hd) * scale;
+				if (s[i] > bmax)
+					bmax = s[i];
+			}
+			float *a = acc + (size_t)q * hv;
+			if (bmax > mx[q]) {
+				float c = expf(mx[q] - bmax); /* 0 on the first block */
+				sum[q] *= c;
+				for (int d = 0; d < hv; d++)
+					a[d] *= c;
+				mx[q] = bmax;
+			}
+			sum[q] += exp_sub_sum(s, nv, mx[q]);
+			accumulate_rows(a, s, vr, nv, hv);
+		}
+	}
+	for (int q = 0; q < nq; q++) {
+		int t = t0 + q / G, h = g * G + q % G;
+		float inv = 1.0f / sum[q], *out = m->xn + (size_t)t * nh * hv + (size_t)h * hv;
+		const float *a = acc + (size_t)q * hv;
+		for (int d = 0; d < hv; d++)
+			out[d] = a[d] * inv;
+	}
+}
+
+/* Items are dealt round-robin: with a causal mask later tokens cost more,
+ * and contiguous ranges would leave the first thread idle half the time. */
 static void attn_rows(void *arg, int ith, int nth)
 {
 	struct attn_job *j = arg;
 	struct model *m = j->m;
-	int nh = m->info.n_head, nkv = m->info.n_head_kv, i0, i1;
+	int nkv = m->info.n_head_kv;
 	float *scratch = m->att + (size_t)ith * m->att_stride;
-	if (j->ntok * nkv >= nth) {
-		/* enough (token, KV head) items to keep every thread busy */
-		threadpool_split(j->ntok * nkv, ith, nth, 1, &i0, &i1);
-		for (int i = i0; i < i1; i++)
-			attend_group(m, j->layer, i / nkv, i % nkv, j->pos0 + i / nkv, scratch);
+	if (j->ntok > 1) {
+		int nblk = (j->ntok + ATT_QBLOCK - 1) / ATT_QBLOCK;
+		for (int i = ith; i < nblk * nkv; i += nth) {
+			int b = i / nkv, t0 = b * ATT_QBLOCK;
+			int nt = j->ntok - t0 < ATT_QBLOCK ? j->ntok - t0 : ATT_QBLOCK;
+			attend_block(m, j->layer, t0, nt, i % nkv, j->pos0, scratch);
+		}
 		return;
 	}
-	threadpool_split(j->ntok * nh, ith, nth, 1, &i0, &i1);
-	for (int i = i0; i < i1; i++)
-		attend_one(m, j->layer, i / nh, i % nh, j->pos0 + i / nh, scratch);
+	/* decode: one item per KV head (with more threads than KV heads some
+	 * idle here; splitting the positions would need a merge step) */
+	for (int g = ith; g < nkv; g += nth)
+		attend_group(m, j->layer, 0, g, j->pos0, scratch);
 }
 
 /* One chunk of at most n_batch tokens. logits: (ntok or 1, n_vocab) or NULL. */

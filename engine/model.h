@@ -25,7 +25,7 @@ struct gguf;
 struct model_params {
 	int n_ctx;            /* 0 = the model's context_length */
 	int n_threads;        /* 0 = online cores */
-	int n_batch;          /* prefill chunk in tokens, 0 = 512 */
+	int n_batch;          /* prefill chunk in tokens, 0 = 256 (scratch grows with it) */
 	enum kv_type kv_type; /* KV_F16 (default) or KV_F32 */
 	int prefault;         /* touch every weight page at load (progress is then real) */
 	/* Load progress: bytes of tensor data done / total; may be NULL. */

@@ -6,10 +6,7 @@
 #include "strbuf.h"
 #include "tokenizer.h"
 #include "xalloc.h"
-#if __has_include("chat_template.h")
 #include "chat_template.h"
-#define HAVE_CHAT_TEMPLATE 1
-#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,12 +16,11 @@ struct prompt_template {
 	const struct tokenizer *tok;
 	char name[32];
 	int defaulted;
-	int id;                   /* enum chat_template_id */
-	unsigned char *stop_tok;  /* (n_vocab) 1 = the token ends the turn */
+	int id;                    /* enum chat_template_id */
+	unsigned char *stop_tok;   /* (n_vocab) 1 = the token ends the turn */
 	char *bos_text, *eos_text; /* the vocabulary's BOS/EOS texts, or NULL */
 	int32_t n_vocab;
 };
-
 
 struct prompt_template *prompt_template_open(const struct gguf *g, const struct tokenizer *tok,
 					     const char *want)
@@ -43,7 +39,6 @@ struct prompt_template *prompt_template_open(const struct gguf *g, const struct 
 		return NULL;
 	}
 	memset(t->stop_tok, 0, (size_t)nv);
-#ifdef HAVE_CHAT_TEMPLATE
 	enum chat_template_id id;
 	const char *why = NULL;
 	if (chat_template_choose(g, want, &id, &why) < 0) {
@@ -64,20 +59,6 @@ struct prompt_template *prompt_template_open(const struct gguf *g, const struct 
 		if (ids[i] >= 0 && ids[i] < nv)
 			t->stop_tok[ids[i]] = 1;
 	free(ids);
-#else
-	if (strcmp(want, "none") && strcmp(want, "auto")) {
-		prompt_template_free(t);
-		error("chat template '%s' is not available (this build knows only 'none')", want);
-		return NULL;
-	}
-	snprintf(t->name, sizeof(t->name), "none");
-	t->defaulted = !strcmp(want, "auto") && !gguf_find_kv(g, "tokenizer.chat_template");
-	if (!strcmp(want, "auto") && !t->defaulted) {
-		prompt_template_free(t);
-		error("the model's chat template cannot be used yet; use --chat-template none");
-		return NULL;
-	}
-#endif
 	size_t len;
 	const char *s;
 	if (tokenizer_bos(tok) >= 0 && (s = tokenizer_text(tok, tokenizer_bos(tok), &len)))
@@ -112,13 +93,7 @@ int prompt_template_defaulted(const struct prompt_template *t)
 
 const char *const *prompt_template_stops(const struct prompt_template *t)
 {
-#ifdef HAVE_CHAT_TEMPLATE
 	return chat_template_stops((enum chat_template_id)t->id);
-#else
-	static const char *const no_stops[] = { NULL };
-	(void)t;
-	return no_stops;
-#endif
 }
 
 int prompt_template_is_stop(const struct prompt_template *t, int32_t id)
@@ -158,7 +133,6 @@ static int encode_all(int (*enc)(const void *, int32_t *, int), const void *arg,
 	}
 }
 
-#ifdef HAVE_CHAT_TEMPLATE
 struct enc_arg {
 	const struct chat_prompt *p;
 	const struct tokenizer *tok;
@@ -169,31 +143,18 @@ static int enc_chat(const void *arg, int32_t *out, int max)
 	const struct enc_arg *a = arg;
 	return chat_prompt_tokenize(a->p, a->tok, out, max);
 }
-#else
-struct enc_arg {
-	const struct strbuf *text;
-	const struct tokenizer *tok;
-};
-
-static int enc_plain(const void *arg, int32_t *out, int max)
-{
-	const struct enc_arg *a = arg;
-	return tokenizer_encode(a->tok, a->text->buf, a->text->len, TOKENIZE_ADD_BOS, out, max);
-}
-#endif
 
 int prompt_render(const struct prompt_template *t, const struct engine_message *msgs, int n,
 		  int add_generation_prompt, int32_t **out, int *n_out)
 {
 	int rc;
-#ifdef HAVE_CHAT_TEMPLATE
 	struct chat_prompt p = CHAT_PROMPT_INIT;
 	struct chat_message *cm = xcalloc((size_t)(n ? n : 1), sizeof(*cm));
 	struct chat_template_tokens tt = { t->bos_text, t->eos_text };
 	for (int i = 0; i < n; i++) {
 		cm[i].role = msgs[i].role == ENGINE_ROLE_SYSTEM ? CHAT_ROLE_SYSTEM
-			     : msgs[i].role == ENGINE_ROLE_USER	 ? CHAT_ROLE_USER
-								 : CHAT_ROLE_ASSISTANT;
+			     : msgs[i].role == ENGINE_ROLE_USER ? CHAT_ROLE_USER
+								: CHAT_ROLE_ASSISTANT;
 		cm[i].content = msgs[i].text;
 	}
 	rc = chat_template_render((enum chat_template_id)t->id, cm, (size_t)n,
@@ -204,14 +165,5 @@ int prompt_render(const struct prompt_template *t, const struct engine_message *
 	}
 	chat_prompt_release(&p);
 	free(cm);
-#else
-	struct strbuf text = STRBUF_INIT;
-	(void)add_generation_prompt;
-	for (int i = 0; i < n; i++)
-		strbuf_addstr(&text, msgs[i].text);
-	struct enc_arg a = { &text, t->tok };
-	rc = encode_all(enc_plain, &a, out, n_out);
-	strbuf_release(&text);
-#endif
 	return rc;
 }

@@ -27,49 +27,53 @@
 
 #include "xalloc.h"
 
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
 /* ---- traits ------------------------------------------------------------ */
 
 static const struct quant_traits traits[QT_COUNT] = {
-	[QT_F32] = {"F32", 1, 4, QT_F32, 1},
-	[QT_F16] = {"F16", 1, 2, QT_F32, 1},
-	[QT_Q4_0] = {"Q4_0", QK4_0, sizeof(struct block_q4_0), QT_Q8_0, 1},
-	[QT_Q4_1] = {"Q4_1", QK4_1, sizeof(struct block_q4_1), QT_Q8_1, 1},
-	[QT_Q5_0] = {"Q5_0", QK5_0, sizeof(struct block_q5_0), QT_Q8_0, 1},
-	[QT_Q5_1] = {"Q5_1", QK5_1, sizeof(struct block_q5_1), QT_Q8_1, 1},
-	[QT_Q8_0] = {"Q8_0", QK8_0, sizeof(struct block_q8_0), QT_Q8_0, 1},
+	[QT_F32] = { "F32", 1, 4, QT_F32, 1 },
+	[QT_F16] = { "F16", 1, 2, QT_F32, 1 },
+	[QT_Q4_0] = { "Q4_0", QK4_0, sizeof(struct block_q4_0), QT_Q8_0, 1 },
+	[QT_Q4_1] = { "Q4_1", QK4_1, sizeof(struct block_q4_1), QT_Q8_1, 1 },
+	[QT_Q5_0] = { "Q5_0", QK5_0, sizeof(struct block_q5_0), QT_Q8_0, 1 },
+	[QT_Q5_1] = { "Q5_1", QK5_1, sizeof(struct block_q5_1), QT_Q8_1, 1 },
+	[QT_Q8_0] = { "Q8_0", QK8_0, sizeof(struct block_q8_0), QT_Q8_0, 1 },
 	/* Q8_1 and Q8_K are activation formats: no weight dot product */
-	[QT_Q8_1] = {"Q8_1", QK8_1, sizeof(struct block_q8_1), QT_Q8_1, 0},
-	[QT_Q2_K] = {"Q2_K", QK_K, sizeof(struct block_q2_K), QT_Q8_K, 1},
-	[QT_Q3_K] = {"Q3_K", QK_K, sizeof(struct block_q3_K), QT_Q8_K, 1},
-	[QT_Q4_K] = {"Q4_K", QK_K, sizeof(struct block_q4_K), QT_Q8_K, 1},
-	[QT_Q5_K] = {"Q5_K", QK_K, sizeof(struct block_q5_K), QT_Q8_K, 1},
-	[QT_Q6_K] = {"Q6_K", QK_K, sizeof(struct block_q6_K), QT_Q8_K, 1},
-	[QT_Q8_K] = {"Q8_K", QK_K, sizeof(struct block_q8_K), QT_Q8_K, 0},
+	[QT_Q8_1] = { "Q8_1", QK8_1, sizeof(struct block_q8_1), QT_Q8_1, 0 },
+	[QT_Q2_K] = { "Q2_K", QK_K, sizeof(struct block_q2_K), QT_Q8_K, 1 },
+	[QT_Q3_K] = { "Q3_K", QK_K, sizeof(struct block_q3_K), QT_Q8_K, 1 },
+	[QT_Q4_K] = { "Q4_K", QK_K, sizeof(struct block_q4_K), QT_Q8_K, 1 },
+	[QT_Q5_K] = { "Q5_K", QK_K, sizeof(struct block_q5_K), QT_Q8_K, 1 },
+	[QT_Q6_K] = { "Q6_K", QK_K, sizeof(struct block_q6_K), QT_Q8_K, 1 },
+	[QT_Q8_K] = { "Q8_K", QK_K, sizeof(struct block_q8_K), QT_Q8_K, 0 },
 	/* known to ggml, not computed by palaver: sizes from ggml's type table */
-	[16] = {"IQ2_XXS", QK_K, 66, 16, 0},
-	[17] = {"IQ2_XS", QK_K, 74, 17, 0},
-	[18] = {"IQ3_XXS", QK_K, 98, 18, 0},
-	[19] = {"IQ1_S", QK_K, 50, 19, 0},
-	[20] = {"IQ4_NL", 32, 18, 20, 0},
-	[21] = {"IQ3_S", QK_K, 110, 21, 0},
-	[22] = {"IQ2_S", QK_K, 82, 22, 0},
-	[23] = {"IQ4_XS", QK_K, 136, 23, 0},
-	[24] = {"I8", 1, 1, 24, 0},
-	[25] = {"I16", 1, 2, 25, 0},
-	[26] = {"I32", 1, 4, 26, 0},
-	[27] = {"I64", 1, 8, 27, 0},
-	[28] = {"F64", 1, 8, 28, 0},
-	[29] = {"IQ1_M", QK_K, 56, 29, 0},
-	[QT_BF16] = {"BF16", 1, 2, QT_BF16, 1},
-	[31] = {"Q4_0_4_4", 32, 18, 31, 0},
-	[32] = {"Q4_0_4_8", 32, 18, 32, 0},
-	[33] = {"Q4_0_8_8", 32, 18, 33, 0},
-	[34] = {"TQ1_0", QK_K, 54, 34, 0},
-	[35] = {"TQ2_0", QK_K, 66, 35, 0},
-	[36] = {"IQ4_NL_4_4", 32, 18, 36, 0},
-	[37] = {"IQ4_NL_4_8", 32, 18, 37, 0},
-	[38] = {"IQ4_NL_8_8", 32, 18, 38, 0},
-	[39] = {"MXFP4", 32, 17, 39, 0},
+	[16] = { "IQ2_XXS", QK_K, 66, 16, 0 },
+	[17] = { "IQ2_XS", QK_K, 74, 17, 0 },
+	[18] = { "IQ3_XXS", QK_K, 98, 18, 0 },
+	[19] = { "IQ1_S", QK_K, 50, 19, 0 },
+	[20] = { "IQ4_NL", 32, 18, 20, 0 },
+	[21] = { "IQ3_S", QK_K, 110, 21, 0 },
+	[22] = { "IQ2_S", QK_K, 82, 22, 0 },
+	[23] = { "IQ4_XS", QK_K, 136, 23, 0 },
+	[24] = { "I8", 1, 1, 24, 0 },
+	[25] = { "I16", 1, 2, 25, 0 },
+	[26] = { "I32", 1, 4, 26, 0 },
+	[27] = { "I64", 1, 8, 27, 0 },
+	[28] = { "F64", 1, 8, 28, 0 },
+	[29] = { "IQ1_M", QK_K, 56, 29, 0 },
+	[QT_BF16] = { "BF16", 1, 2, QT_BF16, 1 },
+	[31] = { "Q4_0_4_4", 32, 18, 31, 0 },
+	[32] = { "Q4_0_4_8", 32, 18, 32, 0 },
+	[33] = { "Q4_0_8_8", 32, 18, 33, 0 },
+	[34] = { "TQ1_0", QK_K, 54, 34, 0 },
+	[35] = { "TQ2_0", QK_K, 66, 35, 0 },
+	[36] = { "IQ4_NL_4_4", 32, 18, 36, 0 },
+	[37] = { "IQ4_NL_4_8", 32, 18, 37, 0 },
+	[38] = { "IQ4_NL_8_8", 32, 18, 38, 0 },
+	[39] = { "MXFP4", 32, 17, 39, 0 },
 };
 
 const struct quant_traits *quant_traits(int type)
@@ -117,7 +121,7 @@ static inline uint32_t f32_bits(float f)
 	return u;
 }
 
-float quant_f16_to_f32(quant_half h)
+float quant_f16_to_f32_soft(quant_half h)
 {
 	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
 	uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
@@ -131,7 +135,7 @@ float quant_f16_to_f32(quant_half h)
 	return f32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
 }
 
-quant_half quant_f32_to_f16(float f)
+quant_half quant_f32_to_f16_soft(float f)
 {
 	uint32_t x = f32_bits(f);
 	uint32_t sign = (x >> 16) & 0x8000;
@@ -167,6 +171,31 @@ quant_half quant_f32_to_f16(float f)
 		return (quant_half)(sign | r);
 	}
 }
+
+/* The public conversions use F16C where the build has it (attention and the
+ * KV cache convert per element); the portable versions above are the
+ * reference, tested against the hardware bit for bit. */
+#if defined(__F16C__)
+float quant_f16_to_f32(quant_half h)
+{
+	return _cvtsh_ss(h);
+}
+
+quant_half quant_f32_to_f16(float f)
+{
+	return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+}
+#else
+float quant_f16_to_f32(quant_half h)
+{
+	return quant_f16_to_f32_soft(h);
+}
+
+quant_half quant_f32_to_f16(float f)
+{
+	return quant_f32_to_f16_soft(f);
+}
+#endif
 
 float quant_bf16_to_f32(quant_bf16 h)
 {
@@ -416,9 +445,7 @@ void quant_dequantize_row(int type, const void *src, float *dst, int64_t n)
 		return;
 	nb = n / t->block_elems;
 	switch (type) {
-	case QT_F32:
-		memcpy(dst, src, (size_t)n * sizeof(float));
-		break;
+	case QT_F32: memcpy(dst, src, (size_t)n * sizeof(float)); break;
 	case QT_F16:
 		for (int64_t i = 0; i < n; i++)
 			dst[i] = H2F(((const quant_half *)src)[i]);
@@ -439,8 +466,7 @@ void quant_dequantize_row(int type, const void *src, float *dst, int64_t n)
 	case QT_Q5_K: dequant_q5_K(src, dst, nb); break;
 	case QT_Q6_K: dequant_q6_K(src, dst, nb); break;
 	case QT_Q8_K: dequant_q8_K(src, dst, nb); break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -579,14 +605,16 @@ static void quantize_q4_K_c(const float *x, struct block_q4_K *y, int64_t nb)
 		d = H2F(y[i].d);
 		dmin = H2F(y[i].dmin);
 		for (int s = 0; s < 8; s++) {
-			int a = d ? round_int(sc[s] / d) : 0, b = dmin ? round_int(mn[s] / dmin) : 0;
+			int a = d ? round_int(sc[s] / d) : 0,
+			    b = dmin ? round_int(mn[s] / dmin) : 0;
 			ls[s] = (uint8_t)(a > 63 ? 63 : a);
 			lm[s] = (uint8_t)(b > 63 ? 63 : b);
 		}
 		for (int j = 0; j < 4; j++) {
 			y[i].scales[j] = (uint8_t)(ls[j] | ((ls[j + 4] >> 4) << 6));
 			y[i].scales[j + 4] = (uint8_t)(lm[j] | ((lm[j + 4] >> 4) << 6));
-			y[i].scales[j + 8] = (uint8_t)((ls[j + 4] & 0xF) | ((lm[j + 4] & 0xF) << 4));
+			y[i].scales[j + 8] =
+				(uint8_t)((ls[j + 4] & 0xF) | ((lm[j + 4] & 0xF) << 4));
 		}
 		uint8_t q[QK_K];
 		for (int s = 0; s < 8; s++) {
@@ -598,7 +626,8 @@ static void quantize_q4_K_c(const float *x, struct block_q4_K *y, int64_t nb)
 		}
 		for (int j = 0; j < 4; j++)
 			for (int l = 0; l < 32; l++)
-				y[i].qs[32 * j + l] = (uint8_t)(q[64 * j + l] | (q[64 * j + 32 + l] << 4));
+				y[i].qs[32 * j + l] =
+					(uint8_t)(q[64 * j + l] | (q[64 * j + 32 + l] << 4));
 	}
 }
 
@@ -657,7 +686,7 @@ static float dot_f32_c(int64_t n, const void *w, const void *act)
 {
 	const float *x = w, *y = act;
 	/* 8 partial sums: keeps rounding comparable with the SIMD twins */
-	float s[8] = {0};
+	float s[8] = { 0 };
 	int64_t i = 0;
 	for (; i + 8 <= n; i += 8)
 		for (int k = 0; k < 8; k++)
@@ -671,7 +700,7 @@ static float dot_f16_c(int64_t n, const void *w, const void *act)
 {
 	const quant_half *x = w;
 	const float *y = act;
-	float s[8] = {0};
+	float s[8] = { 0 };
 	int64_t i = 0;
 	for (; i + 8 <= n; i += 8)
 		for (int k = 0; k < 8; k++)
@@ -684,7 +713,7 @@ static float dot_f16_c(int64_t n, const void *w, const void *act)
 static float dot_bf16_c(int64_t n, const void *w, const void *act)
 {
 	const quant_bf16 *x = w, *y = act;
-	float s[8] = {0};
+	float s[8] = { 0 };
 	int64_t i = 0;
 	for (; i + 8 <= n; i += 8)
 		for (int k = 0; k < 8; k++)
@@ -1028,9 +1057,7 @@ int quant_quantize_row(int type, const float *src, void *dst, int64_t n)
 	if (!t || n < 0 || n % t->block_elems)
 		return -1;
 	switch (type) {
-	case QT_F32:
-		memcpy(dst, src, (size_t)n * sizeof(float));
-		return 0;
+	case QT_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return 0;
 	case QT_F16:
 		for (int64_t i = 0; i < n; i++)
 			((quant_half *)dst)[i] = F2H(src[i]);
@@ -1041,33 +1068,40 @@ int quant_quantize_row(int type, const float *src, void *dst, int64_t n)
 		return 0;
 	case QT_Q8_0:
 	case QT_Q8_1:
-	case QT_Q8_K:
-		table()->from_float[type](src, dst, n);
-		return 0;
-	case QT_Q4_0:
-		quantize_q4_0_c(src, dst, n / QK4_0);
-		return 0;
-	case QT_Q4_K:
-		quantize_q4_K_c(src, dst, n / QK_K);
-		return 0;
-	case QT_Q6_K:
-		quantize_q6_K_c(src, dst, n / QK_K);
-		return 0;
-	default:
-		return -1;
+	case QT_Q8_K: table()->from_float[type](src, dst, n); return 0;
+	case QT_Q4_0: quantize_q4_0_c(src, dst, n / QK4_0); return 0;
+	case QT_Q4_K: quantize_q4_K_c(src, dst, n / QK_K); return 0;
+	case QT_Q6_K: quantize_q6_K_c(src, dst, n / QK_K); return 0;
+	default: return -1;
 	}
+}
+
+/* Kernels of a weight type; NULL for ids without a dot product (activation
+ * formats, unsupported or unknown types), whose results are NaN. */
+static const struct quant_kernels *kernels(int type)
+{
+	const struct quant_kernels *k;
+	if (type < 0 || type >= QT_COUNT)
+		return NULL;
+	k = &table()->k[type];
+	return k->dot ? k : NULL;
 }
 
 float quant_vec_dot(int type, int64_t n, const void *w, const void *act)
 {
-	const struct quant_kernels *k = &table()->k[type];
-	return k->dot(n, w, act);
+	const struct quant_kernels *k = kernels(type);
+	return k ? k->dot(n, w, act) : NAN;
 }
 
-void quant_gemv(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
-		const void *act, float *out)
+void quant_gemv(int type, int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
+		float *out)
 {
-	const struct quant_kernels *k = &table()->k[type];
+	const struct quant_kernels *k = kernels(type);
+	if (!k) {
+		for (int r = 0; r < nrows; r++)
+			out[r] = NAN;
+		return;
+	}
 	if (k->gemv) {
 		k->gemv(n, w, row_bytes, nrows, act, out);
 		return;
@@ -1076,10 +1110,16 @@ void quant_gemv(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
 		out[r] = k->dot(n, (const char *)w + (size_t)r * row_bytes, act);
 }
 
-void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
-		const void *act, size_t act_stride, int ntok, float *out, size_t out_stride)
+void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
+		size_t act_stride, int ntok, float *out, size_t out_stride)
 {
-	const struct quant_kernels *k = &table()->k[type];
+	const struct quant_kernels *k = kernels(type);
+	if (!k) {
+		for (int t = 0; t < ntok; t++)
+			for (int r = 0; r < nrows; r++)
+				out[(size_t)t * out_stride + r] = NAN;
+		return;
+	}
 	if (k->gemm) {
 		k->gemm(n, w, row_bytes, nrows, act, act_stride, ntok, out, out_stride);
 		return;

@@ -51,7 +51,7 @@ _Static_assert(sizeof(struct block_q4_1) == 4 + QK4_1 / 2, "q4_1 size");
 
 struct block_q5_0 {
 	quant_half d;
-	uint8_t qh[4];         /* 5th bits */
+	uint8_t qh[4]; /* 5th bits */
 	uint8_t qs[QK5_0 / 2];
 };
 _Static_assert(sizeof(struct block_q5_0) == 2 + 4 + QK5_0 / 2, "q5_0 size");
@@ -123,17 +123,18 @@ struct block_q8_K {
 _Static_assert(sizeof(struct block_q8_K) == 4 + QK_K + QK_K / 16 * 2, "q8_K size");
 
 struct quant_traits {
-	const char *name;          /* "Q4_K", ... */
-	int block_elems;           /* elements per block */
-	size_t block_bytes;        /* bytes per block */
-	enum quant_type dot_type;  /* activation format its vec_dot takes */
-	int supported;             /* palaver can dequantize and dot it */
+	const char *name;         /* "Q4_K", ... */
+	int block_elems;          /* elements per block */
+	size_t block_bytes;       /* bytes per block */
+	enum quant_type dot_type; /* activation format its vec_dot takes */
+	int supported;            /* palaver can dequantize and dot it */
 };
 
 /* Traits for a type id; NULL for an id palaver has never heard of.
  * Known-but-unsupported types (IQ*, TQ*, ...) have a name and supported == 0. */
 const struct quant_traits *quant_traits(int type);
-const char *quant_type_name(int type); /* "type 99" style for unknown ids (static buffer per thread) */
+const char *
+quant_type_name(int type); /* "type 99" style for unknown ids (static buffer per thread) */
 
 /* Bytes for a row of n elements; -1 if n is not a multiple of the block size. */
 int quant_row_bytes(int type, int64_t n, size_t *out);
@@ -151,24 +152,25 @@ void quant_dequantize_row(int type, const void *src, float *dst, int64_t n);
 int quant_quantize_row(int type, const float *src, void *dst, int64_t n);
 
 /* Dot product of one weight row (type) with activations already in that
- * type's dot_type format.  n is the row length. */
+ * type's dot_type format.  n is the row length.  A type without a dot
+ * product (not supported, or an activation format) gives NaN results. */
 float quant_vec_dot(int type, int64_t n, const void *w, const void *act);
 /* out[r] = dot(row r, act) for nrows rows laid out row_bytes apart. */
-void quant_gemv(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
-		const void *act, float *out);
+void quant_gemv(int type, int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
+		float *out);
 
 /* Prefill: out[t * out_stride + r] = dot(row r, activation row t) for ntok
  * activation rows laid out act_stride bytes apart (each in dot_type format).
  * Loads each weight block once for many tokens. */
-void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
-		const void *act, size_t act_stride, int ntok, float *out, size_t out_stride);
+void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
+		size_t act_stride, int ntok, float *out, size_t out_stride);
 
 /* Kernel selection: the best the CPU has is chosen at first use from cpuid;
  * tests force a level to compare SIMD kernels with their plain C twins. */
 enum quant_isa { QUANT_ISA_SCALAR, QUANT_ISA_AVX2, QUANT_ISA_AVX512, QUANT_ISA_AVX512_VNNI };
-enum quant_isa quant_isa_best(void);            /* what this CPU supports */
+enum quant_isa quant_isa_best(void); /* what this CPU supports */
 enum quant_isa quant_isa_current(void);
-int quant_isa_set(enum quant_isa isa);          /* -1 if the CPU lacks it */
+int quant_isa_set(enum quant_isa isa); /* -1 if the CPU lacks it */
 const char *quant_isa_name(enum quant_isa isa);
 
 /* Kernel micro-benchmark (for `palaver bench` and tools/bench_quant.c): runs

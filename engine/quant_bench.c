@@ -14,12 +14,12 @@ struct bench_job {
 	pthread_barrier_t *bar;
 	int type, nrows, ntok, iters;
 	int64_t n;
-	const uint8_t *w;   /* this thread's rows */
+	const uint8_t *w; /* this thread's rows */
 	size_t row_bytes;
 	const uint8_t *act; /* ntok activation rows, act_stride apart */
 	size_t act_stride;
-	float *out;         /* (ntok, nrows) */
-	double cpu_s;       /* thread CPU seconds of the timed passes */
+	float *out;   /* (ntok, nrows) */
+	double cpu_s; /* thread CPU seconds of the timed passes */
 };
 
 static double thread_cpu_s(void)
@@ -103,18 +103,18 @@ double quant_bench(int type, int64_t n, int nrows, int ntok, int threads, int it
 		pthread_barrier_init(&bar, NULL, (unsigned)threads + 1);
 		for (int i = 0; i < threads; i++) {
 			int r0 = i * per, r1 = i == threads - 1 ? nrows : r0 + per;
-			job[i] = (struct bench_job){&bar,
-						    type,
-						    r1 - r0,
-						    ntok,
-						    iters + 1,
-						    n,
-						    w + (size_t)r0 * row_bytes,
-						    row_bytes,
-						    act,
-						    act_bytes,
-						    out + (size_t)r0 * (size_t)ntok,
-						    0};
+			job[i] = (struct bench_job){ &bar,
+						     type,
+						     r1 - r0,
+						     ntok,
+						     iters + 1,
+						     n,
+						     w + (size_t)r0 * row_bytes,
+						     row_bytes,
+						     act,
+						     act_bytes,
+						     out + (size_t)r0 * (size_t)ntok,
+						     0 };
 			pthread_create(&tid[i], NULL, bench_thread, &job[i]);
 		}
 		/* one warm-up pass, then iters timed passes, each started at a barrier */

@@ -35,6 +35,11 @@ struct quant_kernel_table {
 void quant_avx2_register(struct quant_kernel_table *t);
 void quant_avx512_register(struct quant_kernel_table *t, int vnni);
 
+/* Portable half conversions (quant_f16_to_f32 & co. use F16C when built
+ * with it); exported for the tests that hold them to the hardware. */
+float quant_f16_to_f32_soft(quant_half h);
+quant_half quant_f32_to_f16_soft(float f);
+
 /* Shared scalar helpers. */
 static inline void quant_k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 {

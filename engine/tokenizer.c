@@ -1428,7 +1428,7 @@ static void encode_fragment(struct encoder *e, const char *text, size_t len, int
 /* The body of tokenizer_encode and tokenizer_encode_ranges: with ranges,
  * control tokens are matched only inside them (flags has PARSE_SPECIAL). */
 static int encode(const struct tokenizer *t, const char *text, size_t len, int flags,
-		  const size_t (*ranges)[2], size_t n_ranges, int32_t *out, int max)
+		  int use_ranges, const size_t (*ranges)[2], size_t n_ranges, int32_t *out, int max)
 {
 	struct encoder e;
 	int ret;
@@ -1449,7 +1449,7 @@ static int encode(const struct tokenizer *t, const char *text, size_t len, int f
 			 * with PARSE_SPECIAL, inside a range when there are ranges */
 			n = special_match(t, text + i, len - i, ATTR_USER, &id);
 			size_t ctl_limit = 0;
-			if ((flags & TOKENIZE_PARSE_SPECIAL) && !ranges) {
+			if ((flags & TOKENIZE_PARSE_SPECIAL) && !use_ranges) {
 				ctl_limit = len - i;
 			} else if (flags & TOKENIZE_PARSE_SPECIAL) {
 				while (r < n_ranges && ranges[r][1] <= i)
@@ -1505,7 +1505,7 @@ static int encode(const struct tokenizer *t, const char *text, size_t len, int f
 int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, int flags,
 		     int32_t *out, int max)
 {
-	return encode(t, text, len, flags, NULL, 0, out, max);
+	return encode(t, text, len, flags, 0, NULL, 0, out, max);
 }
 
 int tokenizer_encode_ranges(const struct tokenizer *t, const char *text, size_t len, int flags,
@@ -1519,12 +1519,7 @@ int tokenizer_encode_ranges(const struct tokenizer *t, const char *text, size_t 
 			return INT32_MIN;
 		}
 	}
-	/* encode() reads a NULL ranges as "special tokens anywhere": a prompt
-	 * with no template text (the none template) must mean "nowhere" */
-	static const size_t no_ranges[1][2];
-	if (!ranges)
-		ranges = no_ranges, n_ranges = 0;
-	return encode(t, text, len, flags | TOKENIZE_PARSE_SPECIAL, ranges, n_ranges, out, max);
+	return encode(t, text, len, flags | TOKENIZE_PARSE_SPECIAL, 1, ranges, n_ranges, out, max);
 }
 
 /* ---- building ----------------------------------------------------------- */

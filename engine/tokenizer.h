@@ -149,7 +149,7 @@ int tokenizer_split(const struct tokenizer *t, const char *text, size_t len, siz
  * may be an incomplete UTF-8 sequence.  Valid until tokenizer_free().
  */
 const char *tokenizer_piece(const struct tokenizer *t, int32_t id, size_t *len);
-/* The token's text as stored in the vocabulary (for display). */
+/* The token's text as stored in the vocabulary (NUL-terminated as well). */
 const char *tokenizer_text(const struct tokenizer *t, int32_t id, size_t *len);
 /* The id of a token whose vocabulary text is exactly s[0..n), or -1. */
 int32_t tokenizer_find(const struct tokenizer *t, const char *s, size_t n);

@@ -13,7 +13,7 @@
 struct parser {
 	const char *s; /* source, len bytes */
 	size_t len;
-	size_t pos;    /* next byte to read */
+	size_t pos; /* next byte to read */
 };
 
 static int parse_value(struct parser *p, struct json *out, int depth);
@@ -106,7 +106,8 @@ static int parse_string(struct parser *p, struct strbuf *sb)
 			if (hex4(p, &cp) < 0)
 				return -1;
 			if (cp >= 0xd800 && cp < 0xdc00) {
-				if (p->len - p->pos < 6 || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u')
+				if (p->len - p->pos < 6 || p->s[p->pos] != '\\' ||
+				    p->s[p->pos + 1] != 'u')
 					return fail(p, "lone surrogate");
 				p->pos += 2;
 				if (hex4(p, &lo) < 0)
@@ -120,8 +121,7 @@ static int parse_string(struct parser *p, struct strbuf *sb)
 			add_utf8(sb, cp);
 			break;
 		}
-		default:
-			return fail(p, "bad escape");
+		default: return fail(p, "bad escape");
 		}
 	}
 }
@@ -147,7 +147,8 @@ static int parse_number(struct parser *p, struct json *out)
 			*dot = dp[0];
 	}
 	out->number = strtod(buf, &end);
-	if (*end || (buf[0] == '-' ? buf[1] : buf[0]) < '0' || (buf[0] == '-' ? buf[1] : buf[0]) > '9')
+	if (*end || (buf[0] == '-' ? buf[1] : buf[0]) < '0' ||
+	    (buf[0] == '-' ? buf[1] : buf[0]) > '9')
 		return fail(p, "bad number");
 	out->type = JSON_NUMBER;
 	return 0;
@@ -225,12 +226,8 @@ static int parse_value(struct parser *p, struct json *out, int depth)
 	if (p->pos >= p->len)
 		return fail(p, "unexpected end");
 	switch (p->s[p->pos]) {
-	case '{':
-		r = parse_container(p, out, depth, 1);
-		break;
-	case '[':
-		r = parse_container(p, out, depth, 0);
-		break;
+	case '{': r = parse_container(p, out, depth, 1); break;
+	case '[': r = parse_container(p, out, depth, 0); break;
 	case '"': {
 		struct strbuf sb = STRBUF_INIT;
 		r = parse_string(p, &sb);
@@ -252,9 +249,7 @@ static int parse_value(struct parser *p, struct json *out, int depth)
 		r = literal(p, "null");
 		out->type = JSON_NULL;
 		break;
-	default:
-		r = parse_number(p, out);
-		break;
+	default: r = parse_number(p, out); break;
 	}
 	out->end = p->pos;
 	return r;

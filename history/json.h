@@ -14,14 +14,14 @@ enum json_type { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSO
  */
 struct json {
 	enum json_type type;
-	int boolean;        /* JSON_BOOL */
-	double number;      /* JSON_NUMBER */
-	char *str;          /* JSON_STRING, malloc'd */
+	int boolean;   /* JSON_BOOL */
+	double number; /* JSON_NUMBER */
+	char *str;     /* JSON_STRING, malloc'd */
 	size_t str_len;
 	struct json *items; /* JSON_ARRAY / JSON_OBJECT: n values */
 	char **keys;        /* JSON_OBJECT: n keys */
 	size_t n;
-	size_t start, end;  /* byte span of this value in the source */
+	size_t start, end; /* byte span of this value in the source */
 };
 
 /* Parse exactly one value (surrounding white space allowed).  NULL after

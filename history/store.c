@@ -61,11 +61,20 @@
  * busy timeout) before reading the next seq: two processes appending to one
  * session cannot pick the same seq.  Inside store_transaction_begin() the
  * same functions use savepoints, so each call stays all or nothing.
+ * Opening an up-to-date file only reads, so it never waits for a writer.
+ *
+ * Search: user words are quoted one by one (no FTS syntax survives), and
+ * hits are ranked by palaver_rank(), an auxiliary function registered on
+ * each connection (BM25 without IDF, see rank_fn), restricted to the
+ * STORE_SEARCH_WINDOW most recent matches.  Both keep a word that occurs in
+ * half the history as fast as a rare one.  The rank is chosen per query
+ * (rank MATCH), so the file itself needs no palaver code to be read by the
+ * sqlite3 shell.
  */
 
 /* First 80 characters of a message with line breaks, tabs and escapes as spaces. */
-#define PREVIEW_SQL(col)                                                                   \
-	"substr(trim(replace(replace(replace(replace(substr(" col ",1,400),char(10),' '),"  \
+#define PREVIEW_SQL(col)                                                                           \
+	"substr(trim(replace(replace(replace(replace(substr(" col ",1,400),char(10),' '),"         \
 	"char(13),' '),char(9),' '),char(27),' ')),1,80)"
 
 static const char *const migrations[] = {
@@ -102,32 +111,33 @@ static const char *const migrations[] = {
 	"UPDATE messages SET updated_at = created_at;"
 	"UPDATE sessions SET title_auto = (title = ''),"
 	"  message_count = (SELECT count(*) FROM messages m WHERE m.session_id = sessions.id),"
-	"  preview = coalesce((SELECT " PREVIEW_SQL("m.content") " FROM messages m"
-	"    WHERE m.session_id = sessions.id ORDER BY m.seq DESC LIMIT 1), '');"
-	"CREATE INDEX sessions_updated ON sessions(updated_at DESC, id DESC);"
-	"CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming';"
-	"CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages',"
-	"  content_rowid='id', tokenize='unicode61 remove_diacritics 2');"
-	"INSERT INTO messages_fts(messages_fts) VALUES('rebuild');"
-	"CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN"
-	"  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);"
-	"  UPDATE sessions SET message_count = message_count + 1,"
-	"    updated_at = max(updated_at, new.updated_at),"
-	"    preview = " PREVIEW_SQL("new.content")
-	"    WHERE id = new.session_id;"
-	"END;"
-	"CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN"
-	"  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
-	"  UPDATE sessions SET message_count = message_count - 1 WHERE id = old.session_id;"
-	"END;"
-	"CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN"
-	"  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
-	"  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);"
-	"  UPDATE sessions SET updated_at = max(updated_at, new.updated_at),"
-	"    preview = " PREVIEW_SQL("new.content")
-	"    WHERE id = new.session_id AND NOT EXISTS (SELECT 1 FROM messages m"
-	"      WHERE m.session_id = new.session_id AND m.seq > new.seq);"
-	"END;",
+	"  preview = coalesce((SELECT " PREVIEW_SQL(
+		"m.content") " FROM messages m"
+			     "    WHERE m.session_id = sessions.id ORDER BY m.seq DESC LIMIT 1), '');"
+			     "CREATE INDEX sessions_updated ON sessions(updated_at DESC, id DESC);"
+			     "CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming';"
+			     "CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages',"
+			     "  content_rowid='id', tokenize='unicode61 remove_diacritics 2');"
+			     "INSERT INTO messages_fts(messages_fts) VALUES('rebuild');"
+			     "CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN"
+			     "  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);"
+			     "  UPDATE sessions SET message_count = message_count + 1,"
+			     "    updated_at = max(updated_at, new.updated_at),"
+			     "    preview = " PREVIEW_SQL(
+				     "new.content") "    WHERE id = new.session_id;"
+						    "END;"
+						    "CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN"
+						    "  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
+						    "  UPDATE sessions SET message_count = message_count - 1 WHERE id = old.session_id;"
+						    "END;"
+						    "CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN"
+						    "  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
+						    "  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);"
+						    "  UPDATE sessions SET updated_at = max(updated_at, new.updated_at),"
+						    "    preview = " PREVIEW_SQL(
+							    "new.content") "    WHERE id = new.session_id AND NOT EXISTS (SELECT 1 FROM messages m"
+									   "      WHERE m.session_id = new.session_id AND m.seq > new.seq);"
+									   "END;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -157,23 +167,25 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_SESSION_ROWID] = "SELECT id FROM sessions WHERE uid = ?1",
 	[Q_SESSION_INSERT] = "INSERT INTO sessions(uid, title, title_auto, model, system_prompt,"
 			     " sampling, created_at, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-	[Q_SESSION_GET] = "SELECT uid, title, title_auto, model, system_prompt, sampling, created_at,"
-			  " updated_at, message_count, preview FROM sessions WHERE uid = ?1",
+	[Q_SESSION_GET] =
+		"SELECT uid, title, title_auto, model, system_prompt, sampling, created_at,"
+		" updated_at, message_count, preview FROM sessions WHERE uid = ?1",
 	[Q_SESSION_LIST] = "SELECT uid, title, title_auto, model, system_prompt, sampling,"
 			   " created_at, updated_at, message_count, preview FROM sessions"
 			   " ORDER BY updated_at DESC, id DESC LIMIT ?1",
 	[Q_SESSION_RENAME] = "UPDATE sessions SET title = ?2, title_auto = 0 WHERE uid = ?1",
 	[Q_SESSION_SET] = "UPDATE sessions SET model = coalesce(?2, model),"
-			   " system_prompt = coalesce(?3, system_prompt),"
-			   " sampling = coalesce(?4, sampling) WHERE uid = ?1",
+			  " system_prompt = coalesce(?3, system_prompt),"
+			  " sampling = coalesce(?4, sampling) WHERE uid = ?1",
 	[Q_SESSION_DELETE_MSGS] = "DELETE FROM messages WHERE session_id = ?1",
 	[Q_SESSION_DELETE] = "DELETE FROM sessions WHERE id = ?1",
 	[Q_SESSION_TITLE_AUTO] = "SELECT title_auto AND title = '' FROM sessions WHERE id = ?1",
 	[Q_SESSION_SET_TITLE] = "UPDATE sessions SET title = ?2 WHERE id = ?1",
 	[Q_NEXT_SEQ] = "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session_id = ?1",
-	[Q_MSG_INSERT] = "INSERT INTO messages(session_id, seq, role, content, status, prompt_tokens,"
-			 " gen_tokens, prefill_ms, gen_ms, created_at, updated_at, writer_pid)"
-			 " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+	[Q_MSG_INSERT] =
+		"INSERT INTO messages(session_id, seq, role, content, status, prompt_tokens,"
+		" gen_tokens, prefill_ms, gen_ms, created_at, updated_at, writer_pid)"
+		" VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
 	[Q_MSG_UPDATE] = "UPDATE messages SET content = ?2, updated_at = ?3 WHERE id = ?1",
 	[Q_MSG_FINISH] = "UPDATE messages SET content = ?2, updated_at = ?3, status = ?4,"
 			 " prompt_tokens = ?5, gen_tokens = ?6, prefill_ms = ?7, gen_ms = ?8,"
@@ -200,11 +212,11 @@ static const char *const query_sql[Q_COUNT] = {
  */
 struct store {
 	sqlite3 *db;
-	char *path;               /* as opened, for messages */
+	char *path; /* as opened, for messages */
 	sqlite3_stmt *stmts[Q_COUNT];
-	int depth;                /* open transaction levels */
-	int user_tx;              /* 1 while store_transaction_begin() is open */
-	int busy_ms;              /* busy timeout in effect */
+	int depth;   /* open transaction levels */
+	int user_tx; /* 1 while store_transaction_begin() is open */
+	int busy_ms; /* busy timeout in effect */
 };
 
 /* ---- errors ------------------------------------------------------------- */
@@ -227,8 +239,7 @@ static int guess_write_errno(const char *path)
 	slash = strrchr(sb.buf, '/');
 	if (slash)
 		strbuf_setlen(&sb, (size_t)(slash - sb.buf) + 1);
-	else
-	{
+	else {
 		strbuf_reset(&sb);
 		strbuf_addstr(&sb, ".");
 	}
@@ -260,15 +271,12 @@ static int db_fail(struct store *st, sqlite3 *db, const char *path, int rc)
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
 		return error("history database '%s' is locked by another process "
-			     "(waited %d ms)", path, busy_ms);
-	case SQLITE_FULL:
-		return error("cannot write history database '%s': disk full", path);
-	case SQLITE_READONLY:
-		return error("history database '%s' is read-only", path);
-	case SQLITE_CORRUPT:
-		return error("history database '%s' is corrupt (%s)", path, msg);
-	case SQLITE_NOTADB:
-		return error("'%s' is not a history database (%s)", path, msg);
+			     "(waited %d ms)",
+			     path, busy_ms);
+	case SQLITE_FULL: return error("cannot write history database '%s': disk full", path);
+	case SQLITE_READONLY: return error("history database '%s' is read-only", path);
+	case SQLITE_CORRUPT: return error("history database '%s' is corrupt (%s)", path, msg);
+	case SQLITE_NOTADB: return error("'%s' is not a history database (%s)", path, msg);
 	case SQLITE_CANTOPEN:
 		return error("cannot open history database '%s': %s", path,
 			     sys ? strerror(sys) : msg);
@@ -277,14 +285,11 @@ static int db_fail(struct store *st, sqlite3 *db, const char *path, int rc)
 			     ext == SQLITE_IOERR_TRUNCATE))
 			sys = guess_write_errno(path);
 		if (sys == ENOSPC || sys == EFBIG || sys == EDQUOT)
-			return error("cannot write history database '%s': %s", path,
-				     strerror(sys));
+			return error("cannot write history database '%s': %s", path, strerror(sys));
 		return error("history database '%s': i/o error (%s%s%s)", path, msg,
 			     sys ? ": " : "", sys ? strerror(sys) : "");
-	case SQLITE_NOMEM:
-		return error("history database '%s': out of memory", path);
-	default:
-		return error("history database '%s': %s", path, msg);
+	case SQLITE_NOMEM: return error("history database '%s': out of memory", path);
+	default: return error("history database '%s': %s", path, msg);
 	}
 }
 
@@ -481,10 +486,8 @@ static int64_t session_rowid(struct store *st, const char *id)
 const char *store_status_name(enum store_status s)
 {
 	static const char *const names[] = {
-		[STORE_COMPLETE] = "complete",
-		[STORE_CANCELLED] = "cancelled",
-		[STORE_INTERRUPTED] = "interrupted",
-		[STORE_ERROR] = "error",
+		[STORE_COMPLETE] = "complete",       [STORE_CANCELLED] = "cancelled",
+		[STORE_INTERRUPTED] = "interrupted", [STORE_ERROR] = "error",
 		[STORE_STREAMING] = "streaming",
 	};
 	if ((unsigned)s < sizeof(names) / sizeof(names[0]))
@@ -569,9 +572,9 @@ static int recover_streaming(struct store *st)
 	int rc;
 	size_t n = 0, alloc = 0;
 	int64_t *ids = NULL;
-	int rcs = sqlite3_prepare_v2(st->db,
-				     "SELECT id, writer_pid FROM messages WHERE status = 'streaming'",
-				     -1, &sel, NULL);
+	int rcs = sqlite3_prepare_v2(
+		st->db, "SELECT id, writer_pid FROM messages WHERE status = 'streaming'", -1, &sel,
+		NULL);
 	if (rcs != SQLITE_OK)
 		return fail(st, rcs);
 	while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
@@ -679,8 +682,7 @@ struct store *store_open(const char *path)
 		}
 	}
 	if (exec(st, "PRAGMA journal_mode = WAL") < 0 ||
-	    exec(st, "PRAGMA synchronous = NORMAL") < 0 ||
-	    exec(st, "PRAGMA foreign_keys = ON") < 0)
+	    exec(st, "PRAGMA synchronous = NORMAL") < 0 || exec(st, "PRAGMA foreign_keys = ON") < 0)
 		goto out;
 	/* Only an old file takes the write lock to migrate: opening an up-to-date
 	 * one never waits for another process's write. */
@@ -1364,8 +1366,8 @@ void store_messages_free(struct store_message *m, size_t n)
  * frequencies; ranking by term frequency and length alone keeps the cost
  * proportional to the rows ranked.
  */
-static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx,
-		    int argc, sqlite3_value **argv)
+static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int argc,
+		    sqlite3_value **argv)
 {
 	enum { MAX_PHRASES = 64 };
 	const double k1 = 1.2, b = 0.75;
@@ -1451,8 +1453,8 @@ static size_t fts_quote(const char *q, struct strbuf *out)
 	return words;
 }
 
-int store_search(struct store *st, const char *q, size_t limit, const char *open,
-		 const char *close, struct store_hit **out, size_t *n)
+int store_search(struct store *st, const char *q, size_t limit, const char *open, const char *close,
+		 struct store_hit **out, size_t *n)
 {
 	struct strbuf expr = STRBUF_INIT;
 	struct store_hit *arr = NULL;
@@ -1571,8 +1573,8 @@ static const char *role_heading(const char *role)
 	return role;
 }
 
-static void export_markdown(const struct store_session *ss, const struct store_message *m,
-			    size_t n, struct strbuf *out)
+static void export_markdown(const struct store_session *ss, const struct store_message *m, size_t n,
+			    struct strbuf *out)
 {
 	strbuf_addf(out, "# %s\n\n", *ss->title ? ss->title : "(untitled)");
 	strbuf_addf(out, "- session: %s\n", ss->id);
@@ -1609,7 +1611,8 @@ static void export_json(const struct store_session *ss, const struct store_messa
 	json_str(out, ss->id);
 	strbuf_addstr(out, ",\n  \"title\": ");
 	json_str(out, ss->title);
-	strbuf_addf(out, ",\n  \"title_auto\": %s,\n  \"model\": ", ss->title_auto ? "true" : "false");
+	strbuf_addf(out,
+		    ",\n  \"title_auto\": %s,\n  \"model\": ", ss->title_auto ? "true" : "false");
 	json_str(out, ss->model);
 	strbuf_addstr(out, ",\n  \"system_prompt\": ");
 	json_str(out, ss->system_prompt);
@@ -1623,7 +1626,8 @@ static void export_json(const struct store_session *ss, const struct store_messa
 		json_str(out, m[i].role);
 		strbuf_addstr(out, ", \"status\": ");
 		json_str(out, store_status_name(m[i].status));
-		strbuf_addf(out, ", \"created_ms\": %" PRId64 ", \"updated_ms\": %" PRId64
+		strbuf_addf(out,
+			    ", \"created_ms\": %" PRId64 ", \"updated_ms\": %" PRId64
 			    ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"prefill_ms\": ",
 			    m[i].created_ms, m[i].updated_ms, m[i].stats.prompt_tokens,
 			    m[i].stats.gen_tokens);
@@ -1786,7 +1790,8 @@ static int import_session(struct store *st, const struct json *root, const char 
 		}
 		if (member_str(m, "role", &role) < 0 || member_str(m, "status", &status_name) < 0 ||
 		    member_num(m, "created_ms", &mc) < 0 || member_num(m, "updated_ms", &mu) < 0 ||
-		    member_num(m, "prompt_tokens", &pt) < 0 || member_num(m, "gen_tokens", &gt) < 0 ||
+		    member_num(m, "prompt_tokens", &pt) < 0 ||
+		    member_num(m, "gen_tokens", &gt) < 0 ||
 		    member_num(m, "prefill_ms", &stats.prefill_ms) < 0 ||
 		    member_num(m, "gen_ms", &stats.gen_ms) < 0)
 			goto fail;
@@ -1819,8 +1824,9 @@ static int import_session(struct store *st, const struct json *root, const char 
 	if (updated > 0) {
 		/* The triggers moved updated_at to the last message; restore the export's. */
 		char sql[128];
-		snprintf(sql, sizeof(sql), "UPDATE sessions SET updated_at = %" PRId64
-			 " WHERE id = %" PRId64, (int64_t)updated, row);
+		snprintf(sql, sizeof(sql),
+			 "UPDATE sessions SET updated_at = %" PRId64 " WHERE id = %" PRId64,
+			 (int64_t)updated, row);
 		if (exec(st, sql) < 0)
 			goto fail;
 	}

@@ -36,8 +36,8 @@
  * STORE_INTERRUPTED, text kept.
  */
 
-#define STORE_SCHEMA_VERSION 2     /* PRAGMA user_version this code writes */
-#define STORE_ID_LEN 8             /* hex digits in a session id */
+#define STORE_SCHEMA_VERSION 2 /* PRAGMA user_version this code writes */
+#define STORE_ID_LEN 8         /* hex digits in a session id */
 #define STORE_ID_SIZE (STORE_ID_LEN + 1)
 #define STORE_BUSY_TIMEOUT_MS 5000 /* default wait on another process's lock */
 #define STORE_TITLE_MAX 60         /* characters in an automatic title */
@@ -55,7 +55,7 @@ enum store_status {
 	STORE_STREAMING,   /* being generated right now */
 };
 const char *store_status_name(enum store_status s); /* "complete", ... */
-int store_status_parse(const char *name);          /* enum value or -1 */
+int store_status_parse(const char *name);           /* enum value or -1 */
 
 /* Token counts and timings of one message (all 0 when unknown). */
 struct store_stats {
@@ -78,9 +78,9 @@ struct store_session {
 	char id[STORE_ID_SIZE]; /* "3f9a0c1e" */
 	char *title;            /* "" until the first user message names it */
 	int title_auto;         /* 1 while the title comes from the first user message */
-	char *model;
-	char *system_prompt;
-	char *sampling;         /* JSON object text */
+	char *model;            /* model file or name it was created with (may be NULL) */
+	char *system_prompt;    /* NULL: none */
+	char *sampling;         /* JSON object text (may be NULL) */
 	int64_t created_ms;     /* Unix time in milliseconds */
 	int64_t updated_ms;     /* last message added or changed */
 	int64_t message_count;  /* messages in the session */
@@ -89,25 +89,25 @@ struct store_session {
 
 /* A message.  Strings are malloc'd. */
 struct store_message {
-	int64_t id;     /* database row id: the handle for update/finish */
-	int64_t seq;    /* 1, 2, ... order within its session */
-	char *role;     /* "system", "user", "assistant" */
-	char *content;  /* UTF-8 text, may be "" */
-	enum store_status status;
-	struct store_stats stats;
-	int64_t created_ms;
-	int64_t updated_ms;
+	int64_t id;               /* database row id: the handle for update/finish */
+	int64_t seq;              /* 1, 2, ... order within its session */
+	char *role;               /* "system", "user", "assistant" */
+	char *content;            /* UTF-8 text, may be "" */
+	enum store_status status; /* complete, cancelled, ... */
+	struct store_stats stats; /* token counts and timings, 0 when unknown */
+	int64_t created_ms;       /* Unix time in milliseconds */
+	int64_t updated_ms;       /* last change (streaming updates included) */
 };
 
 /* A search result, best first. */
 struct store_hit {
-	char session_id[STORE_ID_SIZE];
-	char *title;      /* the session's title */
-	int64_t message_id;
-	int64_t seq;
-	char *role;
-	char *snippet;    /* a few words around the match, matches between the marks */
-	double rank;      /* lower is better (negated BM25 term-frequency score) */
+	char session_id[STORE_ID_SIZE]; /* the session holding the match */
+	char *title;                    /* the session's title */
+	int64_t message_id;             /* the matching message */
+	int64_t seq;                    /* its place in the session */
+	char *role;                     /* its role */
+	char *snippet;      /* a few words around the match, matches between the marks */
+	double rank;        /* lower is better (negated BM25 term-frequency score) */
 	int64_t updated_ms; /* the message's */
 };
 

@@ -89,7 +89,10 @@ has err "no input"
 PALAVER_CONTEXT_OVERFLOW=shift "$P" $G --ctx 64 -n -1 --no-history \
 	<"$T/once" >"$T/out" 2>"$T/err" &
 pid=$!
-sleep 1
+# interrupt once the reply is streaming (at most 20 s from now)
+i=0
+while [ ! -s "$T/out" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 0.2
 kill -INT $pid
 wait $pid
 rc=$?
@@ -116,7 +119,9 @@ r2=$(sed -n 3p "$T/hello-out")
 has out "$r1"
 has out "$r2"
 [ "$(grep -c '^## Assistant' "$T/out")" -eq 2 ] || fail "export lacks two replies"
-run 0 /dev/null "$P" $G --temp 0 -n 12 --history "$H" --session "$id" -p 'and then?'
+# the session names its model (an absolute path): no -m needed, from any directory
+(cd "$T" && "$P" --temp 0 -n 12 --threads 1 --history "$H" --session "$id" \
+	-p 'and then?' </dev/null >"$T/out" 2>"$T/err") || fail "--session without -m: $(cat "$T/err")"
 [ -s "$T/out" ] || fail "--session: no reply"
 has err "palaver: session $id"
 run 0 /dev/null "$P" sessions export "$id" --format md --history "$H"

@@ -39,7 +39,7 @@ grep -qE '^palaver [0-9]+\.[0-9]+\.[0-9]+' out || fail "version: got '$(cat out)
 run help 0 "" --help
 contains help out "usage: palaver [options] [COMMAND [ARGS]]"
 contains help out "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error"
-for c in inspect tokenize logits bench perplexity sessions config; do
+for c in inspect tokenize logits bench perplexity sessions config mkmodel; do
 	grep -qE "^  $c " out || fail "help: command '$c' not listed"
 done
 run help-short 0 "" -h
@@ -110,14 +110,27 @@ run config-badkey 2 "palaver: unknown configuration key 'thread'" config thread
 run config-help 0 "" config --help
 contains config-help out "usage: palaver [options] config"
 
-# ---- every command answers --help (or says plainly that it is not built yet)
+# ---- every command is built and answers --help (and -h) with its usage on
+# stdout, exit 0, nothing on stderr
 "$PALAVER" --help >help.txt
+ncmd=0
 for c in $(sed -n '/^Commands/,/^$/s/^  \([a-z][a-z]*\) .*/\1/p' help.txt); do
-	"$PALAVER" "$c" --help >out 2>err </dev/null
-	rc=$?
-	if [ $rc -ne 0 ] && ! grep -q "not built yet" err; then
-		fail "$c --help: exit $rc: $(head -c 200 err)"
-	fi
+	ncmd=$((ncmd + 1))
+	for h in --help -h; do
+		run "$c-$h" 0 "" "$c" "$h"
+		grep -q "usage: palaver .*$c" out || fail "$c $h: no usage line: $(head -c 200 out)"
+		! grep -qi "not built" out || fail "$c $h: says it is not built"
+	done
+done
+[ "$ncmd" -ge 8 ] || fail "help: $ncmd commands listed, want at least 8"
+# the benchmark families and the sessions subcommands answer --help too
+for f in --tokenizer --history --cancel --reuse; do
+	run "bench$f-help" 0 "" bench "$f" --help
+	contains "bench$f-help" out "usage: palaver bench"
+done
+for s in list show search export import rename delete; do
+	run "sessions-$s-help" 0 "" sessions "$s" --help
+	contains "sessions-$s-help" out "usage: palaver sessions"
 done
 
 # ---- logging goes to the file, never to the terminal

@@ -1,7 +1,9 @@
 #!/bin/sh
-# The manual and --help agree: every long option of `palaver --help` is in
-# man/palaver.1, every long option of the man page's OPTIONS section is in
-# --help, and groff finds nothing to warn about.
+# The manual and the binary agree: every long option of `palaver --help` is
+# in man/palaver.1 and every long option of the man page's OPTIONS section in
+# --help; every command has its subsection with every option its --help
+# lists; every chat command and every configuration key is described; and
+# groff finds nothing to warn about.
 [ -x "$PALAVER" ] || { echo "skip: \$PALAVER is not set to the binary"; exit 77; }
 command -v groff >/dev/null 2>&1 || { echo "skip: groff is not installed"; exit 77; }
 man=$(dirname "$0")/../man/palaver.1
@@ -36,10 +38,46 @@ for o in $(comm -13 "$tmp/help.opts" "$tmp/man.opts"); do
 	echo "FAIL: $o is in the man page's OPTIONS but not in --help"
 	fails=$((fails + 1))
 done
-# the commands of --help are in the COMMANDS section
+# the commands of --help each have a subsection of COMMANDS, and every long
+# option of `palaver COMMAND --help` is in the manual
+sed -n '/^\.SH COMMANDS/,/^\.SH /p' "$man" >"$tmp/man.cmds"
 for c in $(sed -n '/^Commands/,/^$/s/^  \([a-z][a-z]*\) .*/\1/p' "$tmp/help"); do
-	sed -n '/^\.SH COMMANDS/,/^\.SH /p' "$man" | grep -qE "^\.BR? $c( |\$)" || {
+	grep -qE "^\.(SS|BR?) \"?$c( |\"|\$)" "$tmp/man.cmds" || {
 		echo "FAIL: command '$c' is not in the man page's COMMANDS section"
+		fails=$((fails + 1))
+	}
+	"$PALAVER" "$c" --help >"$tmp/cmd.help" 2>&1 </dev/null || {
+		echo "FAIL: palaver $c --help exits $?"
+		fails=$((fails + 1))
+	}
+	for o in $(grep -o -- '--[a-z][a-z-]*' "$tmp/cmd.help" | grep -vx -- --option | sort -u); do
+		grep -qxF -- "$o" "$tmp/man.all" || {
+			echo "FAIL: $o of 'palaver $c --help' is not in man/palaver.1"
+			fails=$((fails + 1))
+		}
+	done
+done
+# the slash commands of the chat's table are in CHAT COMMANDS AND KEYS
+slash=$(dirname "$0")/../ui/slash.c
+if [ -r "$slash" ]; then
+	sed -n '/^\.SH CHAT COMMANDS/,/^\.SH /p' "$man" >"$tmp/man.chat"
+	for k in $(sed -n 's/^\t{ SLASH_[A-Z]*, "\([a-z]*\)".*/\1/p' "$slash"); do
+		grep -qE "^\.B[IR]? /$k( |\$)" "$tmp/man.chat" || {
+			echo "FAIL: chat command /$k is not in CHAT COMMANDS AND KEYS"
+			fails=$((fails + 1))
+		}
+	done
+fi
+# every configuration key is in the CONFIGURATION section
+sed -n '/^\.SH CONFIGURATION/,/^\.SH /p' "$man" | sed 's/\\-/-/g' >"$tmp/man.conf"
+"$PALAVER" --log-level off config --no-origin </dev/null | awk '
+	/^[a-z_]+:$/ { sect = substr($1, 1, length($1) - 1); next }
+	/^[a-z_]+:/ { sect = ""; k = $1; sub(/:$/, "", k); print k; next }
+	/^  [a-z_]+:/ { k = $1; sub(/:$/, "", k); print sect "." k }' >"$tmp/keys"
+[ -s "$tmp/keys" ] || { echo "FAIL: no keys from palaver config"; fails=$((fails + 1)); }
+for k in $(cat "$tmp/keys"); do
+	grep -qE "^\.BR? $k( |\$)" "$tmp/man.conf" || {
+		echo "FAIL: configuration key '$k' is not in the man page's CONFIGURATION section"
 		fails=$((fails + 1))
 	}
 done

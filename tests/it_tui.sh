@@ -62,7 +62,9 @@ done
 	|| fail "Esc mid-reply leaves a [stopped] reply (5 attempts)"
 
 # ---- Ctrl-C at an empty prompt says how to quit -------------------------
-tui_keys C-c
+# (idle first; the first Ctrl-C clears an input left by a refused Enter)
+tui_wait_gone "typing is kept for later" 30
+tui_keys C-c C-c
 check "Ctrl-C at an empty prompt says how to quit" tui_wait "to quit, press Ctrl-D" 3
 
 # ---- Unicode through input, transcript and history ----------------------
@@ -119,6 +121,9 @@ check "the hit's snippet is shown" tui_wait "user: héllo 世界" 3
 tui_keys Enter
 check "Enter on a hit opens its session" tui_wait "session +Unicode" 3
 check "... scrolled to the hit" tui_wait "^  héllo 世界 🙂" 3
+ESC=$(printf '\033')
+check "... with the words searched for highlighted" sh -c \
+	"tmux -L $TUI_SOCK capture-pane -e -p -t 0 | grep -Eq '^  héllo (${ESC}\[[0-9;]*m)+世界'"
 tui_type "/sesions"; tui_keys Enter
 check "an unknown command gets a suggestion" tui_wait "Did you mean /sessions" 3
 
@@ -139,6 +144,7 @@ before=$(left)
 tui_tmux resize-window -t 0 -x 60 -y 20
 check "at 60 columns the status pane becomes a bar" tui_wait_gone "│" 5
 check "the hint line fits 60 columns, quitting included" tui_wait "^ Enter send.*Ctrl-D quit" 3
+check "the bar shows the context" tui_wait "· ctx [0-9]+/[0-9]+" 3
 tui_tmux resize-window -t 0 -x 100 -y 30
 tui_wait "│ .*state" 5
 tui_wait_stable 5
@@ -149,6 +155,27 @@ else
 	printf '%s\n' "$before" > "$T/before"; printf '%s\n' "$after" > "$T/after"
 	diff "$T/before" "$T/after"
 fi
+
+tui_keys C-l
+tui_wait_stable 5
+if [ "$(left)" = "$after" ]; then ok "Ctrl-L redraws the same screen"
+else fail "Ctrl-L redraws the same screen"; fi
+
+# ---- resizing while a reply streams ---------------------------------------
+tui_type "Once upon a time there was a king"; tui_keys Enter
+tui_tmux resize-window -t 0 -x 60 -y 20
+tui_tmux resize-window -t 0 -x 100 -y 30
+tui_wait_gone "^› Once upon a time there was a king" 10
+tui_wait "Enter send" 30
+tui_wait_stable 5
+during=$(left)
+tui_tmux resize-window -t 0 -x 60 -y 20
+tui_wait_gone "│" 5
+tui_tmux resize-window -t 0 -x 100 -y 30
+tui_wait "│ .*state" 5
+tui_wait_stable 5
+if [ "$during" = "$(left)" ]; then ok "resizing mid-reply leaves the same screen as a fresh redraw"
+else fail "resizing mid-reply leaves the same screen as a fresh redraw"; fi
 
 # ---- a paste is text, even when a line of it is /quit --------------------
 printf 'pasted line one\n/quit\npasted line three' > "$T/paste.txt"
@@ -196,12 +223,16 @@ check "SIGTERM ends the chat" tui_wait "TUI-EXITED" 5
 check "... and leaves the alternate screen" sh -c "[ \"\$(tmux -L $TUI_SOCK display -p -t 0 '#{alternate_on}')\" = 0 ]"
 
 # ---- no model configured: the chat opens and says how to set one ---------
-tui_start 100x30 "cd $T && env $ENVS $PALAVER --history $T/history.db"
+tui_start 100x30 "cd $T && env $ENVS $PALAVER --chat-template none -n 40 --ctx 512 --history $T/history.db"
 check "without a model the chat opens and says how to set one" tui_wait "No model is configured" 5
 check "... naming -m and config.yaml" tui_wait "-m FILE.gguf, set model:" 1
 check "... and the status pane says so" tui_wait "state +no model" 3
 tui_send "hello" 10
 check "a message without a model gets the same advice" tui_wait "No model is loaded" 3
+tui_type "/model $MODEL"; tui_keys Enter
+check "/model FILE loads a model" tui_wait "state +ready" 20
+tui_send "Once upon a time" || fail "a reply after /model"
+check "... which then answers" tui_wait "gen +[0-9.]+ t/s" 3
 tui_keys C-d
 check "... and Ctrl-D still quits" tui_wait "TUI-EXITED rc=0" 5
 
@@ -214,6 +245,30 @@ tui_send "Once upon a time" || fail "the reply finishes without a history"
 check "... and the chat works in memory" tui_wait "^  Once upon a time" 3
 tui_keys C-d
 tui_wait "TUI-EXITED rc=0" 5
+
+# ---- a "C" locale still draws (and reads) UTF-8 ------------------------------
+tui_start 100x30 "cd $T && env $ENVS LC_ALL=C LANG= $PALAVER -m $MODEL --chat-template none -n 8 --no-history"
+check "under LC_ALL=C the chat still draws its rules and borders" tui_wait "^──.*│|│ .*state +ready" 20
+tui_type "héllo 世界"
+check "... and wide characters echo in the input" tui_wait "^› héllo 世界" 3
+tui_keys C-c C-d
+tui_wait "TUI-EXITED rc=0" 5
+
+# ---- Ctrl-Z suspends to the shell, fg comes back ----------------------------
+if command -v bash >/dev/null 2>&1; then
+	tui_start_raw 100x30 "env $ENVS PS1='SHELL\$ ' bash --norc -i"
+	tui_wait 'SHELL\$' 5
+	tui_type "$PALAVER -m $MODEL --chat-template none -n 8 --no-history"; tui_keys Enter
+	tui_wait "state +ready" 20
+	tui_type "draft text"
+	tui_keys C-z
+	check "Ctrl-Z gives the shell back" tui_wait "Stopped" 5
+	check "... with the alternate screen left" sh -c "[ \"\$(tmux -L $TUI_SOCK display -p -t 0 '#{alternate_on}')\" = 0 ]"
+	tui_type "fg"; tui_keys Enter
+	check "fg brings the chat back, input intact" tui_wait "^› draft text" 5
+	tui_keys C-c C-d
+	check "... and it still quits cleanly" tui_wait 'SHELL\$ *$' 5
+fi
 
 # ---- SIGHUP (the terminal closing) restores it as well ---------------------
 start || exit 1

@@ -355,7 +355,11 @@ static void test_choose_model(void **state)
 	chat_prompt_release(&p);
 
 	/* llama2 on an SPM vocabulary: the </s><s> between turns are tokens */
-	assert_int_equal(chat_template_render(CHAT_TEMPLATE_LLAMA2, conv, N_CONV, 1, NULL, &p), 0);
+	struct chat_template_tokens ct;
+	chat_template_tokens_init(&ct, t);
+	assert_string_equal(ct.bos, "<s>");
+	assert_string_equal(ct.eos, "</s>");
+	assert_int_equal(chat_template_render(CHAT_TEMPLATE_LLAMA2, conv, N_CONV, 1, &ct, &p), 0);
 	int n = chat_prompt_tokenize(&p, t, NULL, 0);
 	assert_true(n < 0);
 	n = -n;
@@ -453,6 +457,16 @@ static void test_user_typed_control(void **state)
 	tokenizer_decoder_flush(d, &sb);
 	assert_string_equal(sb.buf, p.text.buf);
 	tokenizer_decoder_free(d);
+
+	/* raw completion writes no template text: nothing typed becomes a control token */
+	struct chat_prompt raw = CHAT_PROMPT_INIT;
+	assert_int_equal(chat_template_render(CHAT_TEMPLATE_NONE, m, 1, 1, NULL, &raw), 0);
+	assert_int_equal(raw.n_ranges, 0);
+	int32_t rids[512];
+	int nr = chat_prompt_tokenize(&raw, t, rids, 512);
+	assert_true(nr > 0);
+	assert_int_equal(count(rids, nr, im_start) + count(rids, nr, im_end), 0);
+	chat_prompt_release(&raw);
 
 	/* the same text parsed whole with PARSE_SPECIAL would obey the user */
 	int32_t all[512];

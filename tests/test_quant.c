@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "quant_internal.h"
 #if defined(__F16C__)
 #include <immintrin.h>
 #endif
@@ -137,15 +138,13 @@ static void fill_random_weights(int type, void *row, int64_t n)
 			rnd_scale_half_bits(-0.001f, 0.001f, &b->d);
 			break;
 		}
-		default:
-			fail_msg("no random filler for %s", quant_type_name(type));
+		default: fail_msg("no random filler for %s", quant_type_name(type));
 		}
 	}
 }
 
-static const int weight_types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1,
-				   QT_Q5_0, QT_Q5_1, QT_Q8_0, QT_Q2_K, QT_Q3_K,
-				   QT_Q4_K, QT_Q5_K, QT_Q6_K};
+static const int weight_types[] = { QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
+				    QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K };
 #define N_WEIGHT_TYPES ((int)(sizeof(weight_types) / sizeof(weight_types[0])))
 
 static double rel_rms(const float *a, const float *ref, int64_t n)
@@ -169,23 +168,23 @@ static void test_traits(void **state)
 		size_t bytes;
 		int supported;
 	} want[] = {
-		{0, "F32", 1, 4, 1},         {1, "F16", 1, 2, 1},
-		{2, "Q4_0", 32, 18, 1},      {3, "Q4_1", 32, 20, 1},
-		{6, "Q5_0", 32, 22, 1},      {7, "Q5_1", 32, 24, 1},
-		{8, "Q8_0", 32, 34, 1},      {9, "Q8_1", 32, 36, 0},
-		{10, "Q2_K", 256, 84, 1},    {11, "Q3_K", 256, 110, 1},
-		{12, "Q4_K", 256, 144, 1},   {13, "Q5_K", 256, 176, 1},
-		{14, "Q6_K", 256, 210, 1},   {15, "Q8_K", 256, 292, 0},
-		{16, "IQ2_XXS", 256, 66, 0}, {17, "IQ2_XS", 256, 74, 0},
-		{18, "IQ3_XXS", 256, 98, 0}, {19, "IQ1_S", 256, 50, 0},
-		{20, "IQ4_NL", 32, 18, 0},   {21, "IQ3_S", 256, 110, 0},
-		{22, "IQ2_S", 256, 82, 0},   {23, "IQ4_XS", 256, 136, 0},
-		{24, "I8", 1, 1, 0},         {25, "I16", 1, 2, 0},
-		{26, "I32", 1, 4, 0},        {27, "I64", 1, 8, 0},
-		{28, "F64", 1, 8, 0},        {29, "IQ1_M", 256, 56, 0},
-		{30, "BF16", 1, 2, 1},       {31, "Q4_0_4_4", 32, 18, 0},
-		{32, "Q4_0_4_8", 32, 18, 0}, {33, "Q4_0_8_8", 32, 18, 0},
-		{34, "TQ1_0", 256, 54, 0},   {35, "TQ2_0", 256, 66, 0},
+		{ 0, "F32", 1, 4, 1 },         { 1, "F16", 1, 2, 1 },
+		{ 2, "Q4_0", 32, 18, 1 },      { 3, "Q4_1", 32, 20, 1 },
+		{ 6, "Q5_0", 32, 22, 1 },      { 7, "Q5_1", 32, 24, 1 },
+		{ 8, "Q8_0", 32, 34, 1 },      { 9, "Q8_1", 32, 36, 0 },
+		{ 10, "Q2_K", 256, 84, 1 },    { 11, "Q3_K", 256, 110, 1 },
+		{ 12, "Q4_K", 256, 144, 1 },   { 13, "Q5_K", 256, 176, 1 },
+		{ 14, "Q6_K", 256, 210, 1 },   { 15, "Q8_K", 256, 292, 0 },
+		{ 16, "IQ2_XXS", 256, 66, 0 }, { 17, "IQ2_XS", 256, 74, 0 },
+		{ 18, "IQ3_XXS", 256, 98, 0 }, { 19, "IQ1_S", 256, 50, 0 },
+		{ 20, "IQ4_NL", 32, 18, 0 },   { 21, "IQ3_S", 256, 110, 0 },
+		{ 22, "IQ2_S", 256, 82, 0 },   { 23, "IQ4_XS", 256, 136, 0 },
+		{ 24, "I8", 1, 1, 0 },         { 25, "I16", 1, 2, 0 },
+		{ 26, "I32", 1, 4, 0 },        { 27, "I64", 1, 8, 0 },
+		{ 28, "F64", 1, 8, 0 },        { 29, "IQ1_M", 256, 56, 0 },
+		{ 30, "BF16", 1, 2, 1 },       { 31, "Q4_0_4_4", 32, 18, 0 },
+		{ 32, "Q4_0_4_8", 32, 18, 0 }, { 33, "Q4_0_8_8", 32, 18, 0 },
+		{ 34, "TQ1_0", 256, 54, 0 },   { 35, "TQ2_0", 256, 66, 0 },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -245,6 +244,17 @@ static float from_bits(uint32_t u)
 static void test_f16_known(void **state)
 {
 	(void)state;
+	/* the portable versions agree with the public ones on every half and
+	 * on a spread of floats (the public ones may be F16C) */
+	for (uint32_t h = 0; h < 0x10000; h++) {
+		float a = quant_f16_to_f32_soft((quant_half)h), b = quant_f16_to_f32((quant_half)h);
+		assert_true(bits(a) == bits(b) || (isnan(a) && isnan(b)));
+	}
+	for (int i = -200; i <= 200; i++) {
+		float f = ldexpf(1.0f + 0.0371f * (float)(i & 31), i / 8);
+		assert_int_equal(quant_f32_to_f16_soft(f), quant_f32_to_f16(f));
+		assert_int_equal(quant_f32_to_f16_soft(-f), quant_f32_to_f16(-f));
+	}
 	assert_int_equal(quant_f32_to_f16(1.0f), 0x3c00);
 	assert_int_equal(quant_f32_to_f16(-2.0f), 0xc000);
 	assert_int_equal(quant_f32_to_f16(0.0f), 0x0000);
@@ -254,12 +264,12 @@ static void test_f16_known(void **state)
 	assert_int_equal(quant_f32_to_f16(65520.0f), 0x7c00); /* tie rounds to even: inf */
 	assert_int_equal(quant_f32_to_f16(1e10f), 0x7c00);
 	assert_int_equal(quant_f32_to_f16(-INFINITY), 0xfc00);
-	assert_int_equal(quant_f32_to_f16(0x1p-24f), 0x0001);    /* smallest subnormal */
-	assert_int_equal(quant_f32_to_f16(0x1p-25f), 0x0000);    /* tie to even: zero */
-	assert_int_equal(quant_f32_to_f16(0x1.8p-24f), 0x0002);  /* tie to even: 2 */
-	assert_int_equal(quant_f32_to_f16(0x1.01p-25f), 0x0001); /* above the tie */
-	assert_int_equal(quant_f32_to_f16(0x1p-14f), 0x0400);    /* smallest normal */
-	assert_int_equal(quant_f32_to_f16(0x1.ffcp-15f), 0x0400); /* rounds up into normals */
+	assert_int_equal(quant_f32_to_f16(0x1p-24f), 0x0001);        /* smallest subnormal */
+	assert_int_equal(quant_f32_to_f16(0x1p-25f), 0x0000);        /* tie to even: zero */
+	assert_int_equal(quant_f32_to_f16(0x1.8p-24f), 0x0002);      /* tie to even: 2 */
+	assert_int_equal(quant_f32_to_f16(0x1.01p-25f), 0x0001);     /* above the tie */
+	assert_int_equal(quant_f32_to_f16(0x1p-14f), 0x0400);        /* smallest normal */
+	assert_int_equal(quant_f32_to_f16(0x1.ffcp-15f), 0x0400);    /* rounds up into normals */
 	assert_int_equal(quant_f32_to_f16(1.0f + 0x1p-11f), 0x3c00); /* tie to even */
 	assert_int_equal(quant_f32_to_f16(1.0f + 0x1.8p-10f), 0x3c02);
 	assert_int_equal(quant_f32_to_f16(1e-30f), 0x0000);
@@ -305,12 +315,12 @@ static void test_f16_matches_hardware(void **state)
 		if (isnan(f))
 			continue;
 		uint16_t hw = _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
-		if (quant_f32_to_f16(f) != hw)
+		if (quant_f32_to_f16_soft(f) != hw)
 			fail_msg("f32 %a (0x%08x): got 0x%04x, F16C 0x%04x", (double)f, bits(f),
-				 quant_f32_to_f16(f), hw);
+				 quant_f32_to_f16_soft(f), hw);
 	}
 	for (uint32_t h = 0; h < 0x10000; h++) {
-		float a = quant_f16_to_f32((quant_half)h), b = _cvtsh_ss((uint16_t)h);
+		float a = quant_f16_to_f32_soft((quant_half)h), b = _cvtsh_ss((uint16_t)h);
 		if (!(isnan(a) && isnan(b)))
 			assert_int_equal(bits(a), bits(b));
 	}
@@ -350,7 +360,7 @@ static void test_dequant_known(void **state)
 	float y[QK_K];
 	(void)state;
 	{
-		struct block_q4_0 b = {0};
+		struct block_q4_0 b = { 0 };
 		b.d = quant_f32_to_f16(0.5f);
 		b.qs[0] = 0x1F; /* element 0 = 15, element 16 = 1 */
 		b.qs[15] = 0x80;
@@ -359,7 +369,7 @@ static void test_dequant_known(void **state)
 		assert_true(y[1] == -4.0f);
 	}
 	{
-		struct block_q4_1 b = {0};
+		struct block_q4_1 b = { 0 };
 		b.d = quant_f32_to_f16(2.0f);
 		b.m = quant_f32_to_f16(-1.0f);
 		b.qs[3] = 0x52;
@@ -367,7 +377,7 @@ static void test_dequant_known(void **state)
 		assert_true(y[3] == 3.0f && y[19] == 9.0f && y[0] == -1.0f);
 	}
 	{
-		struct block_q5_0 b = {0};
+		struct block_q5_0 b = { 0 };
 		b.d = quant_f32_to_f16(1.0f);
 		b.qs[2] = 0x3F;
 		b.qh[0] = 0x04; /* bit 2: element 2 gets 16 */
@@ -376,7 +386,7 @@ static void test_dequant_known(void **state)
 		assert_true(y[2] == 15.0f && y[18] == 3.0f && y[0] == -16.0f);
 	}
 	{
-		struct block_q5_1 b = {0};
+		struct block_q5_1 b = { 0 };
 		b.d = quant_f32_to_f16(1.0f);
 		b.m = quant_f32_to_f16(0.5f);
 		b.qs[31 - 16] = 0xF0;
@@ -385,7 +395,7 @@ static void test_dequant_known(void **state)
 		assert_true(y[31] == 31.5f && y[15] == 0.5f);
 	}
 	{
-		struct block_q8_0 b = {0};
+		struct block_q8_0 b = { 0 };
 		b.d = quant_f32_to_f16(0.25f);
 		b.qs[7] = -128;
 		b.qs[8] = 127;
@@ -393,7 +403,7 @@ static void test_dequant_known(void **state)
 		assert_true(y[7] == -32.0f && y[8] == 31.75f && y[0] == 0.0f);
 	}
 	{
-		struct block_q2_K b = {0};
+		struct block_q2_K b = { 0 };
 		b.d = quant_f32_to_f16(1.0f);
 		b.dmin = quant_f32_to_f16(0.5f);
 		/* element 128 + 32*2 + 17 = 209: qs[32 + 17] bits 4..5, scale index 13 */
@@ -403,7 +413,7 @@ static void test_dequant_known(void **state)
 		assert_true(y[209] == 14.0f && y[208] == -1.0f && y[0] == 0.0f);
 	}
 	{
-		struct block_q3_K b = {0};
+		struct block_q3_K b = { 0 };
 		b.d = quant_f32_to_f16(1.0f);
 		/* element 128 + 32*3 + 5 = 229: qs[32 + 5] bits 6..7, hmask[5] bit 7, scale 14 */
 		b.qs[37] = 2 << 6;
@@ -417,7 +427,7 @@ static void test_dequant_known(void **state)
 		assert_true(y[228] == -12.0f);
 	}
 	{
-		struct block_q4_K b = {0};
+		struct block_q4_K b = { 0 };
 		b.d = quant_f32_to_f16(1.0f);
 		b.dmin = quant_f32_to_f16(1.0f);
 		/* sub-block 5 (elements 160..191): high nibbles of qs[64..95] */
@@ -432,11 +442,11 @@ static void test_dequant_known(void **state)
 		assert_true(y[0] == 0.0f);
 	}
 	{
-		struct block_q5_K b = {0};
+		struct block_q5_K b = { 0 };
 		b.d = quant_f32_to_f16(1.0f);
 		b.dmin = quant_f32_to_f16(0.0f);
-		b.scales[0] = 2; /* sub-block 0 scale 2 */
-		b.scales[3] = 3; /* sub-block 3 scale 3 */
+		b.scales[0] = 2;     /* sub-block 0 scale 2 */
+		b.scales[3] = 3;     /* sub-block 3 scale 3 */
 		b.qs[32 + 4] = 0x50; /* element 64 + 32 + 4 = 100 low bits 5 */
 		b.qh[4] = 1 << 3;    /* its 5th bit: bit 2*1 + 1 */
 		b.qs[1] = 0x0F;
@@ -445,7 +455,7 @@ static void test_dequant_known(void **state)
 		assert_true(y[1] == 2.0f * 15);
 	}
 	{
-		struct block_q6_K b = {0};
+		struct block_q6_K b = { 0 };
 		b.d = quant_f32_to_f16(0.5f);
 		for (int i = 0; i < 16; i++)
 			b.scales[i] = (int8_t)(i + 1);
@@ -459,8 +469,8 @@ static void test_dequant_known(void **state)
 		assert_true(y[0] == 0.5f * 1 * -32);
 	}
 	{
-		quant_half h[2] = {0x3c00, 0xc000};
-		quant_bf16 b[2] = {0x3f80, 0x4049};
+		quant_half h[2] = { 0x3c00, 0xc000 };
+		quant_bf16 b[2] = { 0x3f80, 0x4049 };
 		quant_dequantize_row(QT_F16, h, y, 2);
 		assert_true(y[0] == 1.0f && y[1] == -2.0f);
 		quant_dequantize_row(QT_BF16, b, y, 2);
@@ -476,9 +486,9 @@ static void test_quantize_round_trip(void **state)
 		int type;
 		double bound; /* relative RMS error for gaussian data */
 	} cases[] = {
-		{QT_F32, 0},     {QT_F16, 5e-4},  {QT_BF16, 4e-3}, {QT_Q8_0, 0.01},
-		{QT_Q8_1, 0.01}, {QT_Q8_K, 0.01}, {QT_Q4_0, 0.11}, {QT_Q4_K, 0.09},
-		{QT_Q6_K, 0.025},
+		{ QT_F32, 0 },     { QT_F16, 5e-4 },  { QT_BF16, 4e-3 },
+		{ QT_Q8_0, 0.01 }, { QT_Q8_1, 0.01 }, { QT_Q8_K, 0.01 },
+		{ QT_Q4_0, 0.11 }, { QT_Q4_K, 0.09 }, { QT_Q6_K, 0.025 },
 	};
 	enum { N = 4096 };
 	float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
@@ -558,12 +568,14 @@ static void check_dot_against_dequant(int type, int64_t n)
 		/* the kernel uses the half-rounded block sum s for the m term, as ggml does */
 		const struct block_q8_1 *ab8 = a;
 		for (int64_t b = 0; b < n / 32; b++) {
-			const quant_half *dm = (const quant_half *)((const uint8_t *)w + b * t->block_bytes);
+			const quant_half *dm =
+				(const quant_half *)((const uint8_t *)w + b * t->block_bytes);
 			int s = 0;
 			for (int j = 0; j < 32; j++)
 				s += ab8[b].qs[j];
 			ref += (double)quant_f16_to_f32(dm[1]) *
-			       ((double)quant_f16_to_f32(ab8[b].s) - (double)quant_f16_to_f32(ab8[b].d) * s);
+			       ((double)quant_f16_to_f32(ab8[b].s) -
+				(double)quant_f16_to_f32(ab8[b].d) * s);
 		}
 	}
 	float got = quant_vec_dot(type, n, w, a);
@@ -615,7 +627,8 @@ static void check_kernels_against_scalar(int type, int64_t n, int nrows, int nto
 	size_t ostride = (size_t)nrows + 3;
 	uint8_t *w = malloc(wstride * nrows), *a = malloc(astride * ntok);
 	float *x = malloc(n * sizeof(float));
-	float *ref = malloc(sizeof(float) * ostride * ntok), *got = malloc(sizeof(float) * ostride * ntok);
+	float *ref = malloc(sizeof(float) * ostride * ntok),
+	      *got = malloc(sizeof(float) * ostride * ntok);
 	float *gv = malloc(sizeof(float) * nrows);
 	enum quant_isa isas[4];
 	int nisa = isa_levels(isas);
@@ -629,19 +642,23 @@ static void check_kernels_against_scalar(int type, int64_t n, int nrows, int nto
 	quant_isa_set(QUANT_ISA_SCALAR);
 	for (int tk = 0; tk < ntok; tk++)
 		for (int r = 0; r < nrows; r++)
-			ref[tk * ostride + r] = quant_vec_dot(type, n, w + r * wstride, a + tk * astride);
+			ref[tk * ostride + r] =
+				quant_vec_dot(type, n, w + r * wstride, a + tk * astride);
 	for (int k = 0; k < nisa; k++) {
 		quant_isa_set(isas[k]);
 		for (int tk = 0; tk < ntok; tk++) {
 			quant_gemv(type, n, w, wstride, nrows, a + tk * astride, gv);
 			for (int r = 0; r < nrows; r++) {
 				float e = ref[tk * ostride + r];
-				float d1 = quant_vec_dot(type, n, w + r * wstride, a + tk * astride);
+				float d1 =
+					quant_vec_dot(type, n, w + r * wstride, a + tk * astride);
 				float tol = 1e-5f * fabsf(e) + 1e-4f * (tk == 1 ? 0.001f : 1);
 				if (fabsf(d1 - e) > tol || fabsf(gv[r] - e) > tol)
-					fail_msg("%s isa %s n=%lld row %d tok %d: dot %.9g gemv %.9g, C %.9g",
-						 quant_type_name(type), quant_isa_name(isas[k]),
-						 (long long)n, r, tk, (double)d1, (double)gv[r], (double)e);
+					fail_msg(
+						"%s isa %s n=%lld row %d tok %d: dot %.9g gemv %.9g, C %.9g",
+						quant_type_name(type), quant_isa_name(isas[k]),
+						(long long)n, r, tk, (double)d1, (double)gv[r],
+						(double)e);
 			}
 		}
 		for (size_t i = 0; i < ostride * ntok; i++)
@@ -653,8 +670,8 @@ static void check_kernels_against_scalar(int type, int64_t n, int nrows, int nto
 				float tol = 1e-5f * fabsf(e) + 1e-4f * (tk == 1 ? 0.001f : 1);
 				if (fabsf(g - e) > tol)
 					fail_msg("%s isa %s gemm row %d tok %d: %.9g, C %.9g",
-						 quant_type_name(type), quant_isa_name(isas[k]), r, tk,
-						 (double)g, (double)e);
+						 quant_type_name(type), quant_isa_name(isas[k]), r,
+						 tk, (double)g, (double)e);
 			}
 			for (size_t r = nrows; r < ostride; r++) /* padding untouched */
 				assert_true(got[tk * ostride + r] == -12345.0f);
@@ -694,10 +711,52 @@ static void test_kernels_large_shapes(void **state)
 	check_kernels_against_scalar(QT_Q4_K, 4096 * 2, 120, 3);
 }
 
+/* Empty rows give zero dots at every level (nothing is read). */
+static void test_empty_rows(void **state)
+{
+	enum quant_isa isas[4];
+	int nisa = isa_levels(isas);
+	uint8_t dummy[64] = { 0 };
+	float out[6];
+	(void)state;
+	for (int k = 0; k < nisa; k++) {
+		quant_isa_set(isas[k]);
+		for (int i = 0; i < N_WEIGHT_TYPES; i++) {
+			for (int j = 0; j < 6; j++)
+				out[j] = 1;
+			quant_gemv(weight_types[i], 0, dummy, 0, 3, dummy, out);
+			quant_gemm(weight_types[i], 0, dummy, 0, 1, dummy, 0, 3, out + 3, 1);
+			for (int j = 0; j < 6; j++)
+				if (out[j] != 0)
+					fail_msg("%s isa %s: empty row gives %g",
+						 quant_type_name(weight_types[i]),
+						 quant_isa_name(isas[k]), (double)out[j]);
+			assert_true(quant_vec_dot(weight_types[i], 0, dummy, dummy) == 0);
+		}
+	}
+	quant_isa_set(quant_isa_best());
+}
+
+/* Types without a dot product give NaN instead of reading a NULL kernel. */
+static void test_unsupported_dot_is_nan(void **state)
+{
+	static const int bad[] = { QT_Q8_K, QT_Q8_1, 16, 4, -1, QT_COUNT, 1000 };
+	uint8_t dummy[512] = { 0 };
+	float out[4];
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_true(isnan(quant_vec_dot(bad[i], 256, dummy, dummy)));
+		quant_gemv(bad[i], 256, dummy, 0, 2, dummy, out);
+		quant_gemm(bad[i], 256, dummy, 0, 1, dummy, 0, 2, out + 2, 1);
+		for (int j = 0; j < 4; j++)
+			assert_true(isnan(out[j]));
+	}
+}
+
 /* Activation quantizers: SIMD versions produce the same blocks as C. */
 static void test_activation_quantizers(void **state)
 {
-	static const int types[] = {QT_Q8_0, QT_Q8_1, QT_Q8_K};
+	static const int types[] = { QT_Q8_0, QT_Q8_1, QT_Q8_K };
 	enum { N = 2048 };
 	enum quant_isa isas[4];
 	int nisa = isa_levels(isas);
@@ -717,8 +776,8 @@ static void test_activation_quantizers(void **state)
 			memset(got, 0x55, b);
 			quant_quantize_row(types[ti], x, got, N);
 			if (memcmp(ref, got, b))
-				fail_msg("%s quantizer differs at isa %s", quant_type_name(types[ti]),
-					 quant_isa_name(isas[k]));
+				fail_msg("%s quantizer differs at isa %s",
+					 quant_type_name(types[ti]), quant_isa_name(isas[k]));
 		}
 	}
 	quant_isa_set(quant_isa_best());
@@ -758,6 +817,8 @@ int main(void)
 		cmocka_unit_test(test_vec_dot_all_types),
 		cmocka_unit_test(test_kernels_vs_scalar),
 		cmocka_unit_test(test_kernels_large_shapes),
+		cmocka_unit_test(test_empty_rows),
+		cmocka_unit_test(test_unsupported_dot_is_nan),
 		cmocka_unit_test(test_activation_quantizers),
 	};
 	return cmocka_run_group_tests_name("quant", tests, NULL, NULL);

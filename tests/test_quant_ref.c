@@ -27,15 +27,15 @@ static const struct {
 	int type;
 	double lo, hi;
 } bands[] = {
-	{QT_F32, 0, 1e-7},         {QT_F16, 1e-4, 4e-4},      {QT_BF16, 8e-4, 3e-3},
-	{QT_Q8_0, 2.5e-3, 8e-3},   {QT_Q6_K, 9e-3, 0.025},    {QT_Q5_1, 0.02, 0.05},
-	{QT_Q5_0, 0.02, 0.06},     {QT_Q4_K, 0.04, 0.095},    {QT_Q4_1, 0.04, 0.10},
-	{QT_Q4_0, 0.045, 0.11},    {QT_Q3_K, 0.08, 0.20},     {QT_Q2_K, 0.15, 0.40},
-	{QT_Q5_K, 0.015, 0.05},
+	{ QT_F32, 0, 1e-7 },       { QT_F16, 1e-4, 4e-4 },   { QT_BF16, 8e-4, 3e-3 },
+	{ QT_Q8_0, 2.5e-3, 8e-3 }, { QT_Q6_K, 9e-3, 0.025 }, { QT_Q5_1, 0.02, 0.05 },
+	{ QT_Q5_0, 0.02, 0.06 },   { QT_Q4_K, 0.04, 0.095 }, { QT_Q4_1, 0.04, 0.10 },
+	{ QT_Q4_0, 0.045, 0.11 },  { QT_Q3_K, 0.08, 0.20 },  { QT_Q2_K, 0.15, 0.40 },
+	{ QT_Q5_K, 0.015, 0.05 },
 };
 
-static const char *files[] = {"F16",  "BF16", "Q8_0", "Q4_0",   "Q4_1", "Q5_0",
-			      "Q5_1", "Q2_K", "Q6_K", "Q4_K_M"};
+static const char *files[] = { "F16",  "BF16", "Q8_0", "Q4_0", "Q4_1",
+			       "Q5_0", "Q5_1", "Q2_K", "Q6_K", "Q4_K_M" };
 
 static int band_of(int type, double *lo, double *hi)
 {
@@ -88,7 +88,8 @@ static void test_dequantize_vs_f32(void **state)
 			assert_non_null(tr);
 			assert_true(tr->supported);
 			if (band_of(t->type, &lo, &hi) < 0)
-				fail_msg("%s: no error band for %s", files[f], quant_type_name(t->type));
+				fail_msg("%s: no error band for %s", files[f],
+					 quant_type_name(t->type));
 			float *x = dequant_tensor(t, &n), *y = dequant_tensor(r, &nr);
 			assert_int_equal(n, nr);
 			for (int64_t k = 0; k < n; k++) {
@@ -97,8 +98,9 @@ static void test_dequantize_vs_f32(void **state)
 			}
 			e = sqrt(e / s);
 			if (e < lo || e > hi)
-				fail_msg("%s: tensor '%s' (%s): relative rms error %.3g outside [%g, %g]",
-					 files[f], t->name, quant_type_name(t->type), e, lo, hi);
+				fail_msg(
+					"%s: tensor '%s' (%s): relative rms error %.3g outside [%g, %g]",
+					files[f], t->name, quant_type_name(t->type), e, lo, hi);
 			seen_quant |= t->type != QT_F32;
 			free(x);
 			free(y);
@@ -150,7 +152,8 @@ static void check_products(const struct gguf_tensor *t, const struct gguf_tensor
 	float *wf = dequant_tensor(t, &nel), *wr = dequant_tensor(r, &nel);
 	for (int k = 0; k < NTOK; k++) {
 		for (int64_t i = 0; i < n; i++)
-			x[k * n + i] = sinf(0.37f * (float)i + k) + 0.1f * cosf(1.3f * (float)i * (k + 1));
+			x[k * n + i] =
+				sinf(0.37f * (float)i + k) + 0.1f * cosf(1.3f * (float)i * (k + 1));
 		assert_int_equal(quant_quantize_row(tr->dot_type, x + k * n, act + k * ab, n), 0);
 		quant_dequantize_row(tr->dot_type, act + k * ab, ax + k * n, n);
 	}
@@ -168,16 +171,18 @@ static void check_products(const struct gguf_tensor *t, const struct gguf_tensor
 					f += (double)wr[row * n + i] * x[k * n + i];
 				}
 				if (tr->dot_type == QT_Q8_1)
-					d += q8_1_correction((const uint8_t *)t->data + (size_t)row * rb, tr->block_bytes,
-							     (const struct block_q8_1 *)(act + k * ab),
-							     n / 32);
+					d += q8_1_correction(
+						(const uint8_t *)t->data + (size_t)row * rb,
+						tr->block_bytes,
+						(const struct block_q8_1 *)(act + k * ab), n / 32);
 				double tol = 1e-5 * mag + 1e-6;
 				if (fabs(out[k * rows + row] - d) > tol || fabs(gv[row] - d) > tol)
-					fail_msg("%s '%s' (%s) isa %s row %d tok %d: gemm %.7g gemv %.7g, "
-						 "dequantized dot %.7g",
-						 file, t->name, quant_type_name(t->type),
-						 quant_isa_name((enum quant_isa)isa), row, k,
-						 (double)out[k * rows + row], (double)gv[row], d);
+					fail_msg(
+						"%s '%s' (%s) isa %s row %d tok %d: gemm %.7g gemv %.7g, "
+						"dequantized dot %.7g",
+						file, t->name, quant_type_name(t->type),
+						quant_isa_name((enum quant_isa)isa), row, k,
+						(double)out[k * rows + row], (double)gv[row], d);
 				e += (out[k * rows + row] - f) * (out[k * rows + row] - f);
 				s += f * f;
 			}
@@ -188,8 +193,8 @@ static void check_products(const struct gguf_tensor *t, const struct gguf_tensor
 		e = sqrt(e / s);
 		if (e > hi + 0.01)
 			fail_msg("%s '%s' (%s) isa %s: product error %.3g vs F32 above %.3g", file,
-				 t->name, quant_type_name(t->type), quant_isa_name((enum quant_isa)isa),
-				 e, hi + 0.01);
+				 t->name, quant_type_name(t->type),
+				 quant_isa_name((enum quant_isa)isa), e, hi + 0.01);
 	}
 	quant_isa_set(quant_isa_best());
 	free(x);
@@ -233,7 +238,8 @@ static void test_type_table_matches_gguf(void **state)
 		int retired = (id >= 31 && id <= 33) || (id >= 36 && id <= 38);
 		if (!known) {
 			if (t && !retired)
-				fail_msg("type %d (%s): quant knows it, gguf does not", id, t->name);
+				fail_msg("type %d (%s): quant knows it, gguf does not", id,
+					 t->name);
 			if (t)
 				assert_false(t->supported);
 			continue;

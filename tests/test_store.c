@@ -361,6 +361,45 @@ static void test_interrupted_on_reopen(void **state)
 	assert_string_equal(m[1].content, "partial text");
 	store_messages_free(m, n);
 	store_close(st);
+
+	/* another live palaver's streaming row is left alone */
+	int ready[2], go[2];
+	char c = 0;
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *cs = store_open(dbpath);
+		int64_t mid = cs ? store_message_begin(cs, id, "assistant") : -1;
+		if (mid < 0 || store_message_update(cs, mid, "live", 4) < 0)
+			_exit(1);
+		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(2);
+		if (store_message_finish(cs, mid, "live and done", 13, STORE_COMPLETE, NULL) < 0)
+			_exit(3);
+		store_close(cs);
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	st = open_ok(dbpath);
+	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(m[2].status, STORE_STREAMING);
+	assert_string_equal(m[2].content, "live");
+	store_messages_free(m, n);
+	assert_int_equal(write(go[1], "g", 1), 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
+	assert_int_equal(m[2].status, STORE_COMPLETE);
+	assert_string_equal(m[2].content, "live and done");
+	store_messages_free(m, n);
+	store_close(st);
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
 }
 
 static void test_resolve(void **state)

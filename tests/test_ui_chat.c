@@ -118,12 +118,37 @@ static void test_remove_and_last(void **state)
 	chat_pane_release(&p);
 }
 
+static void test_mark(void **state)
+{
+	struct chat_pane p;
+	size_t len;
+	(void)state;
+	chat_pane_init(&p);
+	struct chat_msg *m = chat_pane_add(&p, CHAT_USER, "Pasta with tomato");
+	chat_pane_mark(&p, m, "\"TOMATO\" past*");
+	assert_int_equal(p.n_mark_words, 2);
+	const char *s = "My pasta, my Tomato";
+	assert_int_equal(chat_pane_find_mark(&p, s, strlen(s), 0, &len), 3);
+	assert_int_equal(len, 4); /* "past" */
+	assert_int_equal(chat_pane_find_mark(&p, s, strlen(s), 4, &len), 13);
+	assert_int_equal(len, 6);
+	/* a match may not run past the end given (a visual line's end) */
+	assert_int_equal(chat_pane_find_mark(&p, s, 16, 4, &len), 16);
+	assert_int_equal(len, 0);
+	/* removing the marked message forgets the mark */
+	chat_pane_remove(&p, 0);
+	assert_null(p.marked);
+	assert_int_equal(p.n_mark_words, 0);
+	chat_pane_release(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_layout_message),
 		cmocka_unit_test(test_follow_and_scroll),
 		cmocka_unit_test(test_remove_and_last),
+		cmocka_unit_test(test_mark),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -16,7 +16,7 @@ static int last_was_bytes;
 
 static const char *names[] = {
 	"BYTES", "PASTE", "ENTER", "NL", "TAB", "ESC", "C-C", "C-D", "PGUP", "PGDN",
-	"HOME", "END", "UP", "DOWN", "WUP", "WDOWN", "BS", "IGN",
+	"HOME", "END", "UP", "DOWN", "WUP", "WDOWN", "BS", "IGN", "REDRAW", "SUSPEND",
 };
 
 static void rec(void *ctx, const struct key *k)
@@ -80,6 +80,7 @@ static void test_plain_and_controls(void **state)
 	(void)state;
 	assert_string_equal(decode_all("hi\r"), "BYTES:hi ENTER");
 	assert_string_equal(decode_all("a\nb\t\x03\x04\x7f"), "BYTES:a NL BYTES:b TAB C-C C-D BS");
+	assert_string_equal(decode_all("x\x0cy\x1a"), "BYTES:x REDRAW BYTES:y SUSPEND");
 	assert_string_equal(decode_all("h\xc3\xa9llo"), "BYTES:h\xc3\xa9llo");
 }
 

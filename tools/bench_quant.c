@@ -15,7 +15,7 @@
  */
 int main(int argc, char **argv)
 {
-	static const int types[] = {QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_K, QT_Q6_K};
+	static const int types[] = { QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_K, QT_Q6_K };
 	enum quant_isa isa = quant_isa_best();
 	if (argc > 1)
 		for (int i = QUANT_ISA_SCALAR; i <= QUANT_ISA_AVX512_VNNI; i++)
@@ -44,8 +44,8 @@ int main(int argc, char **argv)
 			gv[th - 1] = (double)rb * rows / s / 1e9;
 			gm[th - 1] = 2.0 * n * 2048 * 128 / g / 1e9;
 		}
-		printf("%-6s %7.1f GB/s %5.1f GB/s %6.0f GOP/s %6.0f GOP/s\n", quant_type_name(type),
-		       gv[0], gv[1], gm[0], gm[1]);
+		printf("%-6s %7.1f GB/s %5.1f GB/s %6.0f GOP/s %6.0f GOP/s\n",
+		       quant_type_name(type), gv[0], gv[1], gm[0], gm[1]);
 	}
 	return 0;
 }

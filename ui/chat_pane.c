@@ -4,6 +4,7 @@
 #include "wrap.h"
 #include "xalloc.h"
 
+#include <ctype.h>
 #include <curses.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -50,8 +51,62 @@ void chat_pane_release(struct chat_pane *p)
 	p->alloc_msgs = 0;
 }
 
+void chat_pane_mark(struct chat_pane *p, struct chat_msg *m, const char *query)
+{
+	for (size_t i = 0; i < p->n_mark_words; i++)
+		free(p->mark_words[i]);
+	free(p->mark_words);
+	p->mark_words = NULL;
+	p->n_mark_words = 0;
+	p->marked = m;
+	p->dirty = 1;
+	if (!m || !query)
+		return;
+	size_t alloc = 0;
+	const char *q = query;
+	while (*q) {
+		while (*q == ' ' || *q == '"' || *q == '\'' || *q == '\t')
+			q++;
+		size_t n = strcspn(q, " \t\"'");
+		size_t keep = n;
+		while (keep && q[keep - 1] == '*')
+			keep--;
+		if (keep) {
+			ALLOC_GROW(p->mark_words, p->n_mark_words + 1, alloc);
+			p->mark_words[p->n_mark_words++] = xstrndup(q, keep);
+		}
+		q += n;
+	}
+}
+
+static int same_ci(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+		if (x < 0x80 && y < 0x80 ? tolower(x) != tolower(y) : x != y)
+			return 0;
+	}
+	return 1;
+}
+
+size_t chat_pane_find_mark(const struct chat_pane *p, const char *s, size_t n, size_t from,
+			   size_t *len)
+{
+	for (size_t i = from; i < n; i++)
+		for (size_t w = 0; w < p->n_mark_words; w++) {
+			size_t wl = strlen(p->mark_words[w]);
+			if (wl && i + wl <= n && same_ci(s + i, p->mark_words[w], wl)) {
+				*len = wl;
+				return i;
+			}
+		}
+	*len = 0;
+	return n;
+}
+
 void chat_pane_clear(struct chat_pane *p)
 {
+	chat_pane_mark(p, NULL, NULL);
 	for (size_t i = 0; i < p->n_msgs; i++)
 		msg_free(p->msgs[i]);
 	p->n_msgs = 0;
@@ -97,6 +152,8 @@ void chat_pane_remove(struct chat_pane *p, size_t i)
 {
 	if (i >= p->n_msgs)
 		return;
+	if (p->msgs[i] == p->marked)
+		chat_pane_mark(p, NULL, NULL);
 	msg_free(p->msgs[i]);
 	memmove(p->msgs + i, p->msgs + i + 1, (p->n_msgs - i - 1) * sizeof(*p->msgs));
 	p->n_msgs--;
@@ -274,7 +331,8 @@ static enum theme_slot md_slot(enum md_style s)
 	return TH_TEXT;
 }
 
-static void draw_text(WINDOW *win, const struct chat_msg *m, const struct chat_vline *v, int width)
+static void draw_text(const struct chat_pane *p, WINDOW *win, const struct chat_msg *m,
+		      const struct chat_vline *v, int width)
 {
 	const struct md_line *l = &m->lines[v->ll];
 	enum theme_slot base = m->role == CHAT_NOTICE  ? TH_NOTICE
@@ -292,6 +350,17 @@ static void draw_text(WINDOW *win, const struct chat_msg *m, const struct chat_v
 		wattrset(win, (attr_t)theme_attr(slot));
 		waddnstr(win, l->text.buf + a, (int)(b - a));
 		col += wrap_width(l->text.buf + a, b - a);
+	}
+	if (m == p->marked) {
+		/* search words: drawn again over the line in the match colour */
+		size_t len, at = v->start;
+		while ((at = chat_pane_find_mark(p, l->text.buf, v->end, at, &len)) < v->end) {
+			int x = v->indent + wrap_width(l->text.buf + v->start, at - v->start);
+			wattrset(win, (attr_t)theme_attr(TH_MATCH));
+			mvwaddnstr(win, getcury(win), x, l->text.buf + at, (int)len);
+			at += len;
+		}
+		wmove(win, getcury(win), col);
 	}
 	if (l->code) {
 		/* code blocks are a filled block to the right edge */
@@ -322,7 +391,7 @@ static void draw_vline(struct chat_pane *p, WINDOW *win, const struct chat_msg *
 			}
 		}
 		break;
-	case VL_TEXT: draw_text(win, m, v, width); break;
+	case VL_TEXT: draw_text(p, win, m, v, width); break;
 	case VL_MARK:
 		wmove(win, getcury(win), v->indent);
 		wattrset(win, (attr_t)theme_attr(m->flags & CHAT_FAILED ? TH_ERROR : TH_STOPPED));

@@ -54,7 +54,10 @@ struct chat_msg {
 struct chat_pane {
 	struct chat_msg **msgs; /* n_msgs messages, oldest first */
 	size_t n_msgs, alloc_msgs;
-	size_t first_shown;       /* /clear hides the messages before this */
+	size_t first_shown;      /* /clear hides the messages before this */
+	struct chat_msg *marked; /* the message a search opened at, or NULL */
+	char **mark_words;       /* n_mark_words words highlighted in it */
+	size_t n_mark_words;
 	int markdown;             /* render assistant text as Markdown */
 	int word_wrap;            /* 1: break lines at spaces; 0: at the edge */
 	char assistant_label[64]; /* shown above replies: the model's name */
@@ -74,6 +77,14 @@ struct chat_msg *chat_pane_addf(struct chat_pane *p, enum chat_role role, const 
 void chat_pane_append(struct chat_pane *p, struct chat_msg *m, const char *text, size_t len);
 /* Remove message i (and free it). */
 void chat_pane_remove(struct chat_pane *p, size_t i);
+/* Highlight the words of a search query (quotes and a trailing '*'
+ * dropped) in message m; m NULL clears. */
+void chat_pane_mark(struct chat_pane *p, struct chat_msg *m, const char *query);
+/* Where the next occurrence of one of the marked words starts in s[0..n)
+ * at or after `from` (ASCII case-insensitive), its length in *len; n when
+ * none.  Pure, for tests. */
+size_t chat_pane_find_mark(const struct chat_pane *p, const char *s, size_t n, size_t from,
+			   size_t *len);
 /* Remove every message. */
 void chat_pane_clear(struct chat_pane *p);
 /* The last message with this role, or NULL; *index gets its index. */

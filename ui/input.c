@@ -39,7 +39,8 @@ static struct {
 	size_t queue_len;
 	char *accepted; /* line from the handler, not yet given to fn */
 	int got_line;
-	int pasted; /* the current line began with a paste */
+	int pasted;          /* the current line began with a paste */
+	int accepted_pasted; /* ... the accepted line did */
 	int dirty;
 	FILE *devnull; /* readline's output goes nowhere */
 } in;
@@ -62,6 +63,8 @@ static int available_fn(void)
 
 static void redisplay_fn(void)
 {
+	if (rl_end == 0)
+		in.pasted = 0; /* emptied: what comes next is typed */
 	in.dirty = 1;
 }
 
@@ -76,6 +79,7 @@ static void handler(char *line)
 {
 	free(in.accepted);
 	in.accepted = line;
+	in.accepted_pasted = in.pasted;
 	in.got_line = 1;
 }
 
@@ -192,7 +196,7 @@ static void deliver(void)
 {
 	while (in.got_line) {
 		char *line = in.accepted;
-		int pasted = in.pasted;
+		int pasted = in.accepted_pasted;
 		in.accepted = NULL;
 		in.got_line = 0;
 		in.pasted = 0;
@@ -216,8 +220,8 @@ void input_feed(const char *bytes, size_t n)
 
 void input_insert(const char *text, int pasted)
 {
-	if (pasted && rl_end == 0)
-		in.pasted = 1;
+	if (rl_end == 0)
+		in.pasted = pasted;
 	rl_insert_text(text);
 	in.dirty = 1;
 }
@@ -233,6 +237,11 @@ void input_set(const char *text)
 const char *input_text(void)
 {
 	return rl_line_buffer ? rl_line_buffer : "";
+}
+
+int input_pasted(void)
+{
+	return in.pasted;
 }
 
 int input_empty(void)

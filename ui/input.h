@@ -26,6 +26,8 @@ void input_insert(const char *text, int pasted);
 /* Replace the whole line. */
 void input_set(const char *text);
 const char *input_text(void);
+/* The line began with a paste (so a leading '/' is text). */
+int input_pasted(void);
 int input_empty(void);
 /* Accept the line as if Enter were pressed. */
 void input_accept(void);

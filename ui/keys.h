@@ -23,7 +23,9 @@ enum key_type {
 	K_WHEEL_UP,
 	K_WHEEL_DOWN,
 	K_BACKSPACE,
-	K_IGNORE, /* other mouse reports */
+	K_IGNORE,  /* other mouse reports */
+	K_REDRAW,  /* Ctrl-L */
+	K_SUSPEND, /* Ctrl-Z */
 };
 
 struct key {

@@ -216,6 +216,22 @@ int screen_open(struct screen *s, const char *theme, int status_pane, int mouse)
 	return 0;
 }
 
+void screen_suspend(struct screen *s)
+{
+	if (!active)
+		return;
+	screen_write_raw(MODES_OFF_PASTE MODES_OFF_MOUSE,
+			 sizeof(MODES_OFF_PASTE MODES_OFF_MOUSE) - 1);
+	endwin();
+	signal(SIGTSTP, SIG_DFL);
+	raise(SIGTSTP); /* stops here until fg */
+	screen_write_raw(MODES_ON_PASTE, sizeof(MODES_ON_PASTE) - 1);
+	if (s->mouse)
+		screen_write_raw(MODES_ON_MOUSE, sizeof(MODES_ON_MOUSE) - 1);
+	reset_prog_mode();
+	screen_resize(s); /* the size may have changed meanwhile */
+}
+
 void screen_close(struct screen *s)
 {
 	free_windows(s);

@@ -38,6 +38,10 @@ void screen_resize(struct screen *s);
  * when anything moved.  Returns 1 when it did (everything must redraw). */
 int screen_relayout(struct screen *s, int input_rows);
 
+/* Ctrl-Z: give the terminal back, stop the process (SIGTSTP), and take the
+ * terminal again when continued.  The caller redraws everything. */
+void screen_suspend(struct screen *s);
+
 /* Write raw bytes to the terminal (OSC 52 and such), outside curses. */
 void screen_write_raw(const char *s, size_t n);
 

@@ -27,10 +27,10 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 	__attribute__((format(printf, 4, 5)));
 
 /* The level is checked before the arguments are evaluated. */
-#define LOG_AT(lvl, ...)                                                       \
-	do {                                                                   \
-		if ((lvl) >= log_current_level)                                \
-			log_write((lvl), __FILE__, __LINE__, __VA_ARGS__);     \
+#define LOG_AT(lvl, ...)                                                                           \
+	do {                                                                                       \
+		if ((lvl) >= log_current_level)                                                    \
+			log_write((lvl), __FILE__, __LINE__, __VA_ARGS__);                         \
 	} while (0)
 #define log_trace(...) LOG_AT(LOG_TRACE, __VA_ARGS__)
 #define log_debug(...) LOG_AT(LOG_DEBUG, __VA_ARGS__)

@@ -25,7 +25,8 @@ int xdg_path(struct strbuf *out, const char *var, const char *fallback, const ch
 	}
 	base = getenv("HOME");
 	if (!base || !*base)
-		return error("cannot find a place for '%s': neither $%s nor $HOME is set", name, var);
+		return error("cannot find a place for '%s': neither $%s nor $HOME is set", name,
+			     var);
 	strbuf_addf(out, "%s/%s/palaver/%s", base, fallback, name);
 	return 0;
 }
@@ -91,12 +92,24 @@ int parse_double(const char *s, double *out)
 
 int parse_size(const char *s, uint64_t *out)
 {
-	static const struct { const char *sfx; uint64_t mul; } units[] = {
-		{ "", 1 }, { "b", 1 },
-		{ "k", 1000ull }, { "kb", 1000ull }, { "kib", 1ull << 10 },
-		{ "m", 1000000ull }, { "mb", 1000000ull }, { "mib", 1ull << 20 },
-		{ "g", 1000000000ull }, { "gb", 1000000000ull }, { "gib", 1ull << 30 },
-		{ "t", 1000000000000ull }, { "tb", 1000000000000ull }, { "tib", 1ull << 40 },
+	static const struct {
+		const char *sfx;
+		uint64_t mul;
+	} units[] = {
+		{ "", 1 },
+		{ "b", 1 },
+		{ "k", 1000ull },
+		{ "kb", 1000ull },
+		{ "kib", 1ull << 10 },
+		{ "m", 1000000ull },
+		{ "mb", 1000000ull },
+		{ "mib", 1ull << 20 },
+		{ "g", 1000000000ull },
+		{ "gb", 1000000000ull },
+		{ "gib", 1ull << 30 },
+		{ "t", 1000000000000ull },
+		{ "tb", 1000000000000ull },
+		{ "tib", 1ull << 40 },
 	};
 	char *end;
 	double v;

@@ -16,15 +16,15 @@ char *xstrndup(const char *s, size_t n);
 
 /* Grow *arr (element size sz) so that it holds at least `need` elements;
  * *alloc is the current capacity.  Growth is geometric. */
-#define ALLOC_GROW(arr, need, alloc)                                           \
-	do {                                                                   \
-		if ((size_t)(need) > (size_t)(alloc)) {                        \
-			size_t alloc_new_ = ((size_t)(alloc) + 16) * 3 / 2;    \
-			if (alloc_new_ < (size_t)(need))                       \
-				alloc_new_ = (size_t)(need);                   \
-			(arr) = xrealloc_array((arr), alloc_new_, sizeof(*(arr))); \
-			(alloc) = alloc_new_;                                  \
-		}                                                              \
+#define ALLOC_GROW(arr, need, alloc)                                                               \
+	do {                                                                                       \
+		if ((size_t)(need) > (size_t)(alloc)) {                                            \
+			size_t alloc_new_ = ((size_t)(alloc) + 16) * 3 / 2;                        \
+			if (alloc_new_ < (size_t)(need))                                           \
+				alloc_new_ = (size_t)(need);                                       \
+			(arr) = xrealloc_array((arr), alloc_new_, sizeof(*(arr)));                 \
+			(alloc) = alloc_new_;                                                      \
+		}                                                                                  \
 	} while (0)
 
 void *xrealloc_array(void *p, size_t nmemb, size_t size);

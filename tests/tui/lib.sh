@@ -6,19 +6,26 @@ TUI_FAILS=0
 
 tui_tmux() { tmux -L "$TUI_SOCK" "$@"; }
 
-# tui_start COLSxLINES command...: a fresh session running the command.
-# A tmux server now and then dies while it starts ("server exited
-# unexpectedly"): try again a few times.
-tui_start() {
+# tui_start_raw COLSxLINES COMMAND: a fresh server and session running
+# COMMAND as it is.  A tmux server now and then dies while it starts
+# ("server exited unexpectedly"), more so right after the last one was
+# killed: try again a few times.
+tui_start_raw() {
 	size=$1; shift
 	tui_tmux kill-server 2>/dev/null
 	for try in 1 2 3 4 5; do
-		tui_tmux -f /dev/null new-session -d -x "${size%x*}" -y "${size#*x}" \
-			"$*; echo TUI-EXITED rc=\$?; sleep 600" 2>/dev/null &&
+		tui_tmux -f /dev/null new-session -d -x "${size%x*}" -y "${size#*x}" "$*" 2>/dev/null &&
 			tui_tmux has-session 2>/dev/null && break
 		sleep 0.5
 	done
 	tui_tmux set-option -g status off
+}
+
+# tui_start COLSxLINES COMMAND: the same, and the pane says TUI-EXITED rc=N
+# when COMMAND ends, then stays open for capture-pane.
+tui_start() {
+	size=$1; shift
+	tui_start_raw "$size" "$*; echo TUI-EXITED rc=\$?; sleep 600"
 }
 
 tui_stop() { tui_tmux kill-server 2>/dev/null; }
