@@ -63,8 +63,13 @@ def roff_text(s):
 
 
 def man_sections(path):
-    """{section: [(term, description)]} for every .TP entry of the page."""
-    out, sec, term, desc, state = {}, None, None, [], None
+    """({section: [(term, description)]}, {section: first paragraph}) for the page.
+
+    A .SS subsection is its own section, named "SECTION/subsection" (the
+    COMMANDS section has one per command, with the command's options as .TP
+    entries and its description as the first paragraph)."""
+    out, paras, top, sec, term, desc, state = {}, {}, None, None, None, [], None
+    para = []
 
     def flush():
         if sec and term is not None:
@@ -72,27 +77,45 @@ def man_sections(path):
             d = re.sub(r'\s+([.,;:)])', r'\1', d)
             d = re.sub(r'\(\s+', '(', d)
             out.setdefault(sec, []).append((term.strip(), d))
+        if sec and para and sec not in paras:
+            paras[sec] = ' '.join(para).strip()
 
     with open(path, encoding='utf-8') as f:
         for line in f:
             line = line.rstrip('\n')
-            if line.startswith('.SH'):
+            if line.startswith('.SH') or line.startswith('.SS'):
                 flush()
-                sec, term, desc, state = line[4:].strip().strip('"'), None, [], None
+                name = line[4:].strip().strip('"')
+                if line.startswith('.SH'):
+                    top = sec = name
+                else:
+                    sec = "%s/%s" % (top, name)
+                term, desc, state, para = None, [], 'para', []
+            elif line.startswith('.SY'):
+                state = 'syn'  # a synopsis: not part of the description
+            elif line.startswith('.YS'):
+                state = 'para'
+            elif state == 'syn':
+                continue
             elif line.startswith('.TP'):
                 flush()
-                term, desc, state = None, [], 'term'
-            elif line.startswith(('.PP', '.SH', '.IP', '.RS', '.RE', '.nf', '.fi', '.EX', '.EE')):
+                term, desc, state, para = None, [], 'term', []
+            elif line.startswith(('.PP', '.IP', '.RS', '.RE', '.nf', '.fi', '.EX', '.EE')):
                 flush()
-                term, desc, state = None, [], None
+                term, desc = None, []
+                state = 'para' if state == 'para' and not para else None
             elif state == 'term':
                 term, state = roff_text(line) or '', 'desc'
             elif state == 'desc':
                 t = roff_text(line)
                 if t is not None:
                     desc.append(t)
+            elif state == 'para':
+                t = roff_text(line)
+                if t is not None:
+                    para.append(t)
         flush()
-    return out
+    return out, paras
 
 
 def first_sentence(d):
@@ -271,14 +294,29 @@ def option_facts(man):
     return facts
 
 
-def command_facts(man):
+def command_facts(man, paras):
     facts = []
-    for term, desc in man.get('COMMANDS', []):
-        name = term.split()[0]
-        d = first_sentence(desc) if name == 'config' else desc
+    cmds = [(t.split()[0], d) for t, d in man.get('COMMANDS', []) if re.fullmatch(r'[a-z]+( .*)?', t)
+            and not any(k.startswith('COMMANDS/') for k in man)]
+    cmds += [(k.split('/', 1)[1].split()[0], paras.get(k, ''))
+             for k in list(man) + list(paras) if k.startswith('COMMANDS/')]
+    seen = set()
+    for name, desc in cmds:
+        if name in seen or not desc:
+            continue
+        seen.add(name)
+        d = re.sub(r'\s+([.,;:)])', r'\1', desc)
+        d = ' '.join(re.findall(r'.+?\.(?=\s|$)', d)[:2]) or d
         ans = "palaver %s: %s Run 'palaver %s --help' for its options." % (name, d, name)
         facts.append(Fact('command', ["palaver %s" % name, "the %s command" % name], ans,
                           CMD_TOPICS.get(name, []), ["palaver %s" % name]))
+        for term, od in man.get('COMMANDS/' + name, []):
+            opt = term.split()[0]
+            if name == 'sessions' or not opt.startswith('-'):
+                continue  # the sessions subcommands come from session_facts
+            use = "palaver %s %s" % (name, term.split(', ')[-1])
+            facts.append(Fact('command', ["palaver %s %s" % (name, opt.rstrip(','))],
+                              "%s: %s" % (use, od), [], ["palaver %s" % name]))
     return facts
 
 
@@ -503,18 +541,24 @@ def main():
     palaver = os.environ.get('PALAVER', os.path.join(ROOT, 'build', 'palaver'))
     os.makedirs(out, exist_ok=True)
     rng = random.Random(SEED)
-    man = man_sections(os.path.join(ROOT, 'man', 'palaver.1'))
+    man, paras = man_sections(os.path.join(ROOT, 'man', 'palaver.1'))
     opts = option_facts(man)
     covered = {n for f in opts for n in f.names if not n.startswith('-')}
-    facts = (opts + command_facts(man) + config_facts(man, os.path.join(ROOT, 'config.yaml'), covered)
+    facts = (opts + command_facts(man, paras) + config_facts(man, os.path.join(ROOT, 'config.yaml'), covered)
              + slash_facts(os.path.join(ROOT, 'ui', 'slash.c')) + session_facts(palaver))
     # chat commands and keys from the man page, once it describes them
-    for term, desc in man.get('CHAT COMMANDS AND KEYS', []):
-        facts.append(Fact('key', [term], "%s: %s" % (term, desc), [], [term]))
+    # (slash commands come from ui/slash.c; the keys from here)
+    keys = [e for k in man if k.split('/')[0] == 'CHAT COMMANDS AND KEYS' for e in man[k]]
+    for term, desc in keys:
+        if term.startswith('/'):
+            continue
+        facts.append(Fact('key', [term], "In the chat, %s: %s" % (term, desc), [],
+                          [k.strip() for k in term.split(',')]))
 
     train, held, held_help = [], [], []
     # The held-out help questions: 30 facts, each asked once with a HELD phrasing.
-    askable = [(f, 'name') for f in facts if f.kind in ('option', 'slash', 'command')]
+    askable = [(f, 'name') for f in facts if f.kind in ('option', 'slash', 'command')
+               and len(f.names[0].split()) <= 2]
     askable += [(f, 'topic') for f in facts if f.topics]
     rng.shuffle(askable)
     picked = askable[:N_HELD_HELP]

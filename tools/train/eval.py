@@ -8,7 +8,8 @@ control tokens parsed), cut into windows of ctx tokens; each window starts
 from an empty context with its first token replaced by <s>, and tokens
 ctx/2+1 .. ctx-1 are scored (app/cmd_perplexity.c, llama.cpp's method).
 Greedy answers: the question in chatml with the generation prompt, argmax
-until <|im_end|> or 120 tokens.  A help answer is right when it names one of
+until <|im_end|> or <|im_start|> (palaver's chatml stops) or
+120 tokens.  A help answer is right when it names one of
 the expected options/keys/commands; a word answer counts as a definition
 when it shares a content word with the WordNet gloss (a rough automatic
 proxy; docs/MODEL.md also gives a judgement by reading).
@@ -57,12 +58,13 @@ def perplexity(m, tok, path, ctx):
 @torch.no_grad()
 def greedy(m, tok, question, max_new=120):
     ids = tok.encode("<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n" % question)
-    end = tok.special["<|im_end|>"]
+    # palaver's chatml stops: <|im_end|> (eos, eot) and <|im_start|>
+    stops = {tok.special["<|im_end|>"], tok.special["<|im_start|>"], tok.sp.eos_id()}
     out = []
     for _ in range(max_new):
         x = torch.tensor([(ids + out)[-m.cfg.ctx:]])
         nxt = int(m(x)[0, -1].argmax())
-        if nxt == end:
+        if nxt in stops:
             break
         out.append(nxt)
     return tok.decode(out).strip()
