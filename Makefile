@@ -173,7 +173,7 @@ clean:
 	rm -rf build build-asan build-fuzz palaver
 
 help:
-	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz"
+	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz tiny-model"
 	@echo "variables: PREFIX DESTDIR ARCH_FLAGS OPT CUDA=1 ARGS='...' (for run/bench)"
 
 -include $(OBJS:.o=.d) $(TEST_BINS:=.d)

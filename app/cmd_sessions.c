@@ -140,7 +140,8 @@ static int do_search(struct store *st, int argc, char **argv)
 	struct strbuf q = STRBUF_INIT;
 	struct store_hit *h;
 	size_t n;
-	int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+	const char *no_color = getenv("NO_COLOR"); /* set and non-empty, as no-color.org says */
+	int color = isatty(STDOUT_FILENO) && !(no_color && *no_color);
 	for (int i = 0; i < argc; i++) {
 		if (i)
 			strbuf_addch(&q, ' ');

@@ -5,6 +5,7 @@
 #include "strbuf.h"
 #include "util.h"
 #include "xalloc.h"
+#include "theme.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -107,7 +108,7 @@ static const struct key keys[] = {
 	{ "history.path", NULL, K_NSTRING, F(history_path), 0, 0, 0, NULL, "PALAVER_HISTORY_PATH" },
 	{ "history.enabled", NULL, K_BOOL, F(history_enabled), 0, 0, 0, NULL,
 	  "PALAVER_HISTORY_ENABLED" },
-	{ "ui.theme", NULL, K_STRING, F(ui_theme), 0, 0, 0, NULL, "PALAVER_UI_THEME" },
+	{ "ui.theme", NULL, K_STRING, F(ui_theme), 0, 0, 0, theme_names, "PALAVER_UI_THEME" },
 	{ "ui.status_pane", NULL, K_BOOL, F(ui_status_pane), 0, 0, 0, NULL,
 	  "PALAVER_UI_STATUS_PANE" },
 	{ "ui.word_wrap", NULL, K_BOOL, F(ui_word_wrap), 0, 0, 0, NULL, "PALAVER_UI_WORD_WRAP" },
@@ -396,6 +397,20 @@ static char *expand_home(int k, const char *text)
  * or null; a quoted scalar is always a string.  On error, returns -1 with
  * the message (no location) in msg.
  */
+/* "'KEY' must be one of a, b, c, not 'x'; did you mean 'b'?" and -1. */
+static int not_one_of(const struct key *key, const char *text, struct strbuf *msg)
+{
+	const char *near;
+	strbuf_addf(msg, "'%s' must be one of ", key->name);
+	for (int i = 0; key->names[i]; i++)
+		strbuf_addf(msg, "%s%s", i ? ", " : "", key->names[i]);
+	strbuf_addf(msg, ", not '%s'", text);
+	near = suggest_from(text, key->names);
+	if (near)
+		strbuf_addf(msg, "; did you mean '%s'?", near);
+	return -1;
+}
+
 static int set_scalar(struct config *cfg, int k, const char *text, int plain, struct strbuf *msg)
 {
 	const struct key *key = &keys[k];
@@ -425,6 +440,14 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 			free(*field);
 			*field = NULL;
 			return 0;
+		}
+		/* a string key with a fixed set of values (ui.theme) */
+		if (key->names) {
+			int i = 0;
+			while (key->names[i] && strcmp(text, key->names[i]))
+				i++;
+			if (!key->names[i])
+				return not_one_of(key, text, msg);
 		}
 		free(*field);
 		*field = expand_home(k, text);
@@ -472,7 +495,6 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 		strbuf_addf(msg, "'%s' must be true or false, not '%s'", key->name, text);
 		return -1;
 	case K_ENUM: {
-		const char *near;
 		for (int i = 0; key->names[i]; i++) {
 			if (!strcmp(text, key->names[i])) {
 				*FIELD(cfg, k, int) = i;
@@ -483,14 +505,7 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 			*FIELD(cfg, k, int) = LOG_WARN;
 			return 0;
 		}
-		strbuf_addf(msg, "'%s' must be one of ", key->name);
-		for (int i = 0; key->names[i]; i++)
-			strbuf_addf(msg, "%s%s", i ? ", " : "", key->names[i]);
-		strbuf_addf(msg, ", not '%s'", text);
-		near = suggest_from(text, key->names);
-		if (near)
-			strbuf_addf(msg, "; did you mean '%s'?", near);
-		return -1;
+		return not_one_of(key, text, msg);
 	}
 	case K_SIZE:
 		if (!strcmp(text, "unlimited") || (plain && is_null_word(text))) {

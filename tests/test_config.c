@@ -224,7 +224,7 @@ static void test_error_duplicate_key(void **state)
 		     "2:1: duplicate key 'ctx' (first given on line 1)");
 	expect_error("sampling:\n  top_k: 1\n  top_k: 2\n",
 		     "3:3: duplicate key 'top_k' (first given on line 2)");
-	expect_error("ui:\n  theme: a\nui:\n  word_wrap: true\n",
+	expect_error("ui:\n  theme: mono\nui:\n  word_wrap: true\n",
 		     "3:1: duplicate key 'ui' (first given on line 1)");
 }
 
@@ -243,6 +243,9 @@ static void test_error_wrong_type(void **state)
 	expect_error(
 		"backend: cdua\n",
 		"1:10: 'backend' must be one of auto, cpu, cuda, not 'cdua'; did you mean 'cuda'?");
+	expect_error("ui:\n  theme: mnoo\n",
+		     "2:10: 'ui.theme' must be one of default, mono, light, not 'mnoo'; did you mean "
+		     "'mono'?");
 	expect_error("stop: [a, [b]]\n", "1:11: 'stop' items must be strings, not a list");
 	expect_error("stop: </s>\n",
 		     "1:7: 'stop' must be a list of strings, such as [\"</s>\", \"User:\"]");
