@@ -49,6 +49,11 @@ check "the status pane shows the context used" tui_wait "context .* [0-9]+/[0-9]
 check "the status pane names the session" tui_wait "session +Once upon a time" 3
 
 # ---- Esc while streaming stops the reply and keeps it -------------------
+# On an idle machine stories260K writes thousands of tokens a second: a
+# 40-token reply is over before the Esc arrives, so let this one run until
+# the context is full (hundreds of tokens) and put the cap back after.
+tui_type "/set max_tokens -1"; tui_keys Enter
+tui_wait "max_tokens = -1" 3 || fail "/set max_tokens -1 for the Esc check"
 stopped=0
 for attempt in 1 2 3 4 5; do
 	tui_type "Once upon a time there was a dragon who"
@@ -60,6 +65,9 @@ for attempt in 1 2 3 4 5; do
 done
 [ $stopped = 1 ] && ok "Esc mid-reply stops it and the partial reply stays, marked [stopped]" \
 	|| fail "Esc mid-reply leaves a [stopped] reply (5 attempts)"
+tui_wait "Enter send" 30
+tui_type "/set max_tokens 40"; tui_keys Enter
+tui_wait "max_tokens = 40" 3 || fail "/set max_tokens 40 after the Esc check"
 
 # ---- Ctrl-C at an empty prompt says how to quit -------------------------
 # (idle first; the first Ctrl-C clears an input left by a refused Enter)
