@@ -5,7 +5,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <locale.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -18,17 +17,10 @@
 #include "report.h"
 #include "store.h"
 #include "strbuf.h"
+#include "testutil.h"
 
 static char tmpdir[64];
 static char dbpath[128];
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
 
 static int setup(void **state)
 {
@@ -43,7 +35,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rmtree(tmpdir);
 	return 0;
 }
 

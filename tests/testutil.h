@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
 
 /* $PALAVER_REF_DIR, else ../shared/ref (relative to the repository root,
@@ -45,5 +46,19 @@ static inline const char *test_ref_path(const char *rel)
 		if (!test_ref_dir())                                           \
 			skip();                                                \
 	} while (0)
+
+static inline int test_rmtree_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+/* Remove a scratch directory and everything under it. */
+static inline void test_rmtree(const char *dir)
+{
+	nftw(dir, test_rmtree_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 #endif
