@@ -19,7 +19,7 @@ words are held out entirely.  Output (in OUT, default tools/train/out):
   train.jsonl      one dialogue per line: {"messages": [{"role", "content"}]}
   heldout.jsonl    held-out dialogues (help and words), same format
   heldout_help.tsv question, expected names (|-separated), reference answer
-  heldout_words.tsv word, gloss
+  heldout_words.tsv trained|unseen, question, word, part of speech, gloss
   heldout.txt      the held-out dialogues as chatml text
   heldout_plain.txt the held-out messages as plain lines (for perplexity)
 Everything is deterministic (seeded shuffles).
@@ -216,7 +216,10 @@ SLASH_TOPICS = {
 NAME_Q = [
     "What does {n} do?", "What is {n} for?", "what does {n} mean", "Explain {n}.",
     "Tell me about {n}.", "What is {n}?", "how does {n} work?", "{n}?",
-    "Can you explain {n}?", "what's {n}",
+    "Can you explain {n}?", "what's {n}", "Help with {n}.", "What is the purpose of {n}?",
+    "Please explain {n} to me.", "When would I use {n}?", "{n} - what is that?",
+    "I need help with {n}.", "Info on {n}?", "What happens with {n}?",
+    "Why would I use {n}?", "what is {n} good for",
 ]
 NAME_Q_HELD = [
     "I keep seeing {n} mentioned. What is it about?",
@@ -225,7 +228,10 @@ NAME_Q_HELD = [
 TOPIC_Q = [
     "How do I set {t}?", "How can I change {t}?", "how do i change {t}",
     "Which option controls {t}?", "Where do I configure {t}?", "How do I control {t}?",
-    "What sets {t}?", "How to change {t}?",
+    "What sets {t}?", "How to change {t}?", "What do I use for {t}?",
+    "Which setting is {t}?", "I want to set {t}.", "Where is {t} set?",
+    "What controls {t}?", "Can I change {t}?", "How is {t} chosen?",
+    "Which flag sets {t}?", "Is there an option for {t}?", "how do I pick {t}",
 ]
 TOPIC_Q_HELD = [
     "Is there a way to adjust {t}?",
@@ -233,7 +239,9 @@ TOPIC_Q_HELD = [
 ]
 DO_Q = [
     "How do I {t}?", "How can I {t}?", "how do i {t}", "How to {t}?", "I want to {t}.",
-    "Can I {t}?", "what command lets me {t}?",
+    "Can I {t}?", "what command lets me {t}?", "I need to {t}.", "Which command will {t}?",
+    "Help me {t}.", "How would I {t}?", "Tell me how to {t}.", "Is there a command to {t}?",
+    "What should I type to {t}?", "how can i {t}", "I'd like to {t}.",
 ]
 DO_Q_HELD = [
     "Is it possible to {t} somehow?",
@@ -464,6 +472,10 @@ WORD_Q = [
     "define {w}", "Meaning of {w}?", "What's the definition of {w}?", "{w}: what does it mean?",
     "Explain the word {w}.", "What does the word {w} mean?",
 ]
+WORD_Q_HELD = [
+    "I came across the word {w}. What does it mean?",
+    "Can you tell me what {w} means?",
+]
 
 
 def wordnet_words():
@@ -575,11 +587,11 @@ def main():
     # Training dialogues: every fact under its names and topics, TRAIN phrasings.
     for f in facts:
         for n in f.names:
-            for tpl in rng.sample(NAME_Q, 4):
+            for tpl in NAME_Q:
                 train.append(dialogue(tpl.format(n=n), f.answer, rng))
         for t in f.topics:
             qs = DO_Q if f.kind in ('slash', 'command', 'session') else TOPIC_Q
-            for tpl in rng.sample(qs, 5):
+            for tpl in qs:
                 train.append(dialogue(tpl.format(t=t), f.answer, rng))
     for qs, answers in SMALL_TALK:
         for q in qs:
@@ -599,11 +611,17 @@ def main():
     trained = [w for w in words[:N_WORDS + N_HELD_WORDS] if w[0] not in held_set][:N_WORDS]
     for lemma, pos, d, ex, _ in trained:
         a = word_answer(lemma, pos, d, ex)
-        for tpl in rng.sample(WORD_Q, 2):
+        for tpl in rng.sample(WORD_Q, 5):
             train.append(dialogue(tpl.format(w=lemma), a, rng))
     for lemma, pos, d, ex, _ in held_words:
         held.append(dialogue(rng.choice(WORD_Q).format(w=lemma), word_answer(lemma, pos, d, ex), rng,
                              system_ok=False))
+    # Held-out word questions: 30 trained words asked with phrasings that no
+    # training question uses (the dictionary as it is meant to be used), and
+    # the 30 held-out words themselves (never seen: a stricter test).
+    asked = rng.sample(trained, N_HELD_WORDS)
+    word_qs = [(rng.choice(WORD_Q_HELD).format(w=w[0]), w, 'trained') for w in asked]
+    word_qs += [(rng.choice(WORD_Q_HELD).format(w=w[0]), w, 'unseen') for w in held_words]
 
     rng.shuffle(train)
     with open(os.path.join(out, 'train.jsonl'), 'w', encoding='utf-8') as f:
@@ -625,8 +643,8 @@ def main():
         for q, exp, a in held_help:
             f.write("%s\t%s\t%s\n" % (q, '|'.join(exp), a))
     with open(os.path.join(out, 'heldout_words.tsv'), 'w', encoding='utf-8') as f:
-        for lemma, pos, d, ex, _ in held_words:
-            f.write("%s\t%s\t%s\n" % (lemma, pos, d))
+        for q, (lemma, pos, d, ex, _), kind in word_qs:
+            f.write("%s\t%s\t%s\t%s\t%s\n" % (kind, q, lemma, pos, d))
     kinds = {}
     for fct in facts:
         kinds[fct.kind] = kinds.get(fct.kind, 0) + 1

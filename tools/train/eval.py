@@ -114,17 +114,19 @@ def main():
             res["help"].append({"q": q, "expect": exp, "a": ans, "ok": ok})
             print("[%s] %s\n    -> %s" % ("ok" if ok else "--", q, ans))
     print("help: %d/%d name the right command, key or config key" % (right, len(res["help"])))
-    good = 0
+    good = {"trained": 0, "unseen": 0}
     with open(os.path.join(a.out, "heldout_words.tsv"), encoding="utf-8") as f:
         for line in f:
-            w, pos, gloss = line.rstrip("\n").split("\t")
-            ans = greedy(m, tok, "What does %s mean?" % w)
+            kind, q, w, pos, gloss = line.rstrip("\n").split("\t")
+            ans = greedy(m, tok, q)
             body = ans.split(":", 1)[1] if ":" in ans else ans
             ok = bool(content_words(body, w) & content_words(gloss, w))
-            good += ok
-            res["words"].append({"word": w, "gloss": gloss, "a": ans, "overlap": ok})
-            print("[%s] %s (%s)\n    -> %s" % ("ov" if ok else "--", w, gloss, ans))
-    print("words: %d/%d share a content word with the gloss" % (good, len(res["words"])))
+            good[kind] += ok
+            res["words"].append({"kind": kind, "q": q, "word": w, "gloss": gloss, "a": ans, "overlap": ok})
+            print("[%s] %s %s (%s)\n    -> %s" % ("ov" if ok else "--", kind, q, gloss, ans))
+    for kind in ("trained", "unseen"):
+        n = sum(1 for r in res["words"] if r["kind"] == kind)
+        print("words (%s): %d/%d share a content word with the gloss" % (kind, good[kind], n))
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:
             json.dump(res, f, indent=1)

@@ -4,8 +4,8 @@
 # Usage (from the repository root, through `make tiny-model`):
 #   sh tools/train/make_tiny.sh BUILD_DIR
 # Environment: TINY_OUT (work folder, default tools/train/out), TINY_STEPS
-# (720), TINY_THREADS (1: the committed model was trained with one thread;
-# more is faster but changes the numerics), TINY_MODEL (the output GGUF,
+# (2700), TINY_THREADS (2: the committed model was trained with two threads;
+# another count changes the numerics slightly), TINY_MODEL (the output GGUF,
 # default models/palaver-tiny.gguf).  The training runs under nice -n 19.
 # An interrupted run resumes from OUT/ckpt.pt when the regenerated corpus is
 # the one the checkpoint was trained on; otherwise it starts over.
@@ -13,8 +13,8 @@ set -e
 BUILD=${1:-build}
 PY=${PYTHON:-/usr/bin/python3}
 OUT=${TINY_OUT:-tools/train/out}
-STEPS=${TINY_STEPS:-720}
-THREADS=${TINY_THREADS:-1}
+STEPS=${TINY_STEPS:-2700}
+THREADS=${TINY_THREADS:-2}
 MODEL=${TINY_MODEL:-models/palaver-tiny.gguf}
 T=tools/train
 
@@ -30,8 +30,8 @@ else
 	mv "$OUT.new" "$OUT"
 	nice -n 19 "$PY" $T/tokenizer.py "$OUT"
 fi
-OMP_NUM_THREADS=$THREADS nice -n 19 "$PY" $T/train.py "$OUT" --steps "$STEPS" --batch 4 \
-	--lr 3e-3 --warmup 20 --save-every 20
+OMP_NUM_THREADS=$THREADS nice -n 19 "$PY" $T/train.py "$OUT" --steps "$STEPS" --batch 8 \
+	--lr 2e-3 --warmup 100 --save-every 50
 OMP_NUM_THREADS=$THREADS nice -n 19 "$PY" $T/eval.py "$OUT" --json "$OUT/eval.json" > "$OUT/eval.txt"
 tail -n 1 "$OUT/eval.txt"
 

@@ -11,8 +11,10 @@ speed without saving anything (to choose the step count).
 
 Batches: every dialogue is rendered in chatml, tokenized as palaver does
 (<s> first), the dialogues of an epoch are shuffled and concatenated, and
-the stream is cut into sequences of ctx+1 tokens.  The loss is over every
-token (so it is comparable to `palaver perplexity`).
+the stream is cut into sequences of ctx+1 tokens.  The loss is over the
+assistant's answers only (its words and the <|im_end|> that ends them): the
+questions are context, not something to learn to write.  eval.py measures
+the held-out perplexity over every token, as `palaver perplexity` does.
 """
 
 import argparse
@@ -31,30 +33,58 @@ from model import Config, Tiny  # noqa: E402
 from tokenizer import Tok  # noqa: E402
 
 SEED = 1234
-HYPER = dict(dim=128, layers=4, heads=4, kv_heads=2, ffn=384, ctx=256)
+HYPER = dict(dim=256, layers=6, heads=8, kv_heads=4, ffn=768, ctx=256)
 
 
 def chatml(msgs):
     return "".join("<|im_start|>%s\n%s<|im_end|>\n" % (m["role"], m["content"]) for m in msgs)
 
 
+def answer_mask(ids, tok):
+    """1 for the tokens the loss is taken on: the assistant's words and its <|im_end|>."""
+    start, end = tok.special["<|im_start|>"], tok.special["<|im_end|>"]
+    nl = tok.sp.piece_to_id("<0x0A>")
+    mask, i = [0] * len(ids), 0
+    while i < len(ids):
+        if ids[i] != start:
+            i += 1
+            continue
+        j = i + 1                       # the role, up to and including the newline
+        while j < len(ids) and ids[j] != nl:
+            j += 1
+        role = tok.decode(ids[i + 1: j + 1]).strip()
+        k = j + 1
+        while k < len(ids) and ids[k] != end:
+            k += 1
+        if role == "assistant":
+            for t in range(j + 1, min(k + 1, len(ids))):
+                mask[t] = 1
+        i = k
+    return mask
+
+
 def load_dialogues(path, tok):
     out = []
     with open(path, encoding="utf-8") as f:
         for line in f:
-            out.append(tok.encode(chatml(json.loads(line)["messages"])))
+            ids = tok.encode(chatml(json.loads(line)["messages"]))
+            out.append((ids, answer_mask(ids, tok)))
     return out
 
 
 def epoch_batches(dialogues, seq, epoch):
+    """(sequences, targets): targets are -100 (no loss) outside the answers."""
     rng = random.Random(SEED + epoch)
     order = list(range(len(dialogues)))
     rng.shuffle(order)
-    stream = []
+    stream, mask = [], []
     for i in order:
-        stream.extend(dialogues[i])
+        stream.extend(dialogues[i][0])
+        mask.extend(dialogues[i][1])
     n = len(stream) // (seq + 1)
-    return torch.tensor(stream[: n * (seq + 1)], dtype=torch.long).view(n, seq + 1)
+    x = torch.tensor(stream[: n * (seq + 1)], dtype=torch.long).view(n, seq + 1)
+    m = torch.tensor(mask[: n * (seq + 1)], dtype=torch.bool).view(n, seq + 1)
+    return x, torch.where(m, x, torch.full_like(x, -100))
 
 
 def main():
@@ -95,7 +125,7 @@ def main():
         step, epoch, pos = st["step"], st["epoch"], st["pos"]
         torch.set_rng_state(st["rng"])
         print("train: resumed at step %d" % step, flush=True)
-    data = epoch_batches(dialogues, cfg.ctx, epoch)
+    data, targets = epoch_batches(dialogues, cfg.ctx, epoch)
     print("train: %d parameters, %d dialogues, %d sequences of %d per epoch, %d steps"
           % (n_params, len(dialogues), data.shape[0], cfg.ctx, a.steps), flush=True)
     log = None if a.bench else open(os.path.join(a.out, "train.log"), "a")
@@ -105,8 +135,9 @@ def main():
     while step < total:
         if pos + a.batch > data.shape[0]:
             epoch, pos = epoch + 1, 0
-            data = epoch_batches(dialogues, cfg.ctx, epoch)
+            data, targets = epoch_batches(dialogues, cfg.ctx, epoch)
         xy = data[pos: pos + a.batch]
+        ty = targets[pos: pos + a.batch]
         pos += a.batch
         lr = a.lr * min(1.0, (step + 1) / a.warmup)
         if step >= a.warmup:
@@ -114,7 +145,7 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         logits = model(xy[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab), xy[:, 1:].reshape(-1))
+        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab), ty[:, 1:].reshape(-1), ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
