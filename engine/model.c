@@ -3,14 +3,19 @@
 
 #include "gguf.h"
 #include "quant.h"
+#include "readahead.h"
 #include "report.h"
 #include "threadpool.h"
+#include "util.h"
 #include "xalloc.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 #include <immintrin.h>
@@ -39,6 +44,11 @@
  *
  * Results do not depend on the thread count: every output element is
  * computed by exactly one thread with the same code and order.
+ *
+ * Read-ahead (readahead.c): layer_begin() queues the next layer's weight
+ * pages for a helper thread, so that a model whose pages are not (or no
+ * longer) in the page cache reads layer i+1 from disk while layer i
+ * computes.  It only gives the kernel advice: results never depend on it.
  */
 
 #define ATT_BLOCK 32
@@ -85,6 +95,10 @@ struct model {
 
 	struct kv_cache kv;
 	struct threadpool *pool;
+	struct readahead *ra;       /* per-layer page ranges; its helper runs when info.readahead */
+	int ra_stats;               /* count resident pages at each layer start */
+	struct model_ra_stats ras;  /* those counts */
+	char *warning;              /* model_warning(), or NULL */
 
 	/* scratch, sized for n_batch tokens */
 	int n_batch;
@@ -117,6 +131,7 @@ void model_params_default(struct model_params *p)
 	memset(p, 0, sizeof(*p));
 	p->kv_type = KV_F16;
 	p->prefault = 1;
+	p->readahead = 1;
 }
 
 /* ---- small vector kernels ------------------------------------------------------------- */
@@ -460,6 +475,30 @@ static int prefault(struct model *m)
 	return 0;
 }
 
+/* mlock the mapping; a failure leaves a warning naming the file, the size, the
+ * reason and the limit (llama.cpp also warns and goes on). */
+static void lock_weights(struct model *m)
+{
+	const void *p = gguf_map(m->g);
+	uint64_t n = gguf_file_size(m->g);
+	if (mlock(p, (size_t)n) == 0) {
+		m->info.locked = 1;
+		return;
+	}
+	int e = errno;
+	char sz[32], lim[32] = "unlimited";
+	struct rlimit rl;
+	format_size(sz, sizeof(sz), n);
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		format_size(lim, sizeof(lim), (uint64_t)rl.rlim_cur);
+	char buf[1024];
+	snprintf(buf, sizeof(buf),
+		 "cannot lock '%s' (%s) in memory: %s; the weights stay unpinned (locked-memory "
+		 "limit %s: raise it with 'ulimit -l')",
+		 gguf_path(m->g), sz, strerror(e), lim);
+	m->warning = xstrdup(buf);
+}
+
 static int alloc_scratch(struct model *m)
 {
 	struct model_info *in = &m->info;
@@ -563,6 +602,16 @@ struct model *model_load(const char *path, const struct model_params *p)
 	in->kv_type = m->params.kv_type;
 	if (prefault(m) < 0)
 		goto fail;
+	if (m->params.mlock)
+		lock_weights(m);
+	m->ra = readahead_create(m->g, in->n_layer, m->output.t == m->tok_embd.t);
+	if (!m->ra)
+		goto fail;
+	if (m->params.readahead && !in->locked) {
+		if (readahead_start(m->ra) < 0)
+			goto fail;
+		in->readahead = 1;
+	}
 	if (kv_cache_init(&m->kv, m->params.kv_type, in->n_layer, n_ctx, in->n_head_kv,
 			  in->head_dim, m->head_dim_v) < 0) {
 		error_prefix("'%s': ", path);
@@ -585,6 +634,8 @@ void model_free(struct model *m)
 {
 	if (!m)
 		return;
+	readahead_free(m->ra);
+	free(m->warning);
 	threadpool_free(m->pool);
 	kv_cache_free(&m->kv);
 	float *bufs[] = { m->x, m->xn, m->q, m->k, m->v, m->tmp, m->gate, m->up, m->att };
@@ -1232,6 +1283,24 @@ static void attn_rows(void *arg, int ith, int nth)
 		attend_group(m, j->layer, 0, g, j->pos0, scratch);
 }
 
+/* Layer l starts: count its resident pages (when asked), then queue the next
+ * layer (the output matrix after the last, and layer 0 of the next pass). */
+static void layer_begin(struct model *m, int l)
+{
+	if (m->ra_stats) {
+		uint64_t r = 0, p = 0;
+		if (readahead_resident(m->ra, l, &r, &p) == 0) {
+			m->ras.resident += r;
+			m->ras.pages += p;
+			m->ras.layers++;
+			m->ras.layers_full += r == p;
+		}
+	}
+	readahead_request(m->ra, l + 1);
+	if (l + 1 == m->info.n_layer)
+		readahead_request(m->ra, 0);
+}
+
 /* One chunk of at most n_batch tokens. logits: (ntok or 1, n_vocab) or NULL. */
 static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int pos0, float *logits,
 			  int all)
@@ -1247,8 +1316,11 @@ static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int 
 		m->kv.tokens[pos0 + t] = tokens[t];
 
 	const float *pending = NULL; /* residual still to add into x */
+	if (m->ra)
+		readahead_request(m->ra, 0);
 	for (int l = 0; l < in->n_layer; l++) {
 		struct layer *L = &m->layers[l];
+		layer_begin(m, l);
 		struct prep_job pj = { .m = m,
 				       .ntok = ntok,
 				       .add = pending,
@@ -1357,4 +1429,22 @@ int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float 
 		done += c;
 	}
 	return 0;
+}
+
+const char *model_warning(const struct model *m)
+{
+	return m->warning;
+}
+
+void model_ra_stats_enable(struct model *m, int on)
+{
+	m->ra_stats = on;
+	if (on)
+		memset(&m->ras, 0, sizeof(m->ras));
+}
+
+void model_ra_stats_get(const struct model *m, struct model_ra_stats *out)
+{
+	*out = m->ras;
+	out->requested = readahead_pages_requested(m->ra);
 }

@@ -28,6 +28,12 @@ struct model_params {
 	int n_batch;          /* prefill chunk in tokens, 0 = 256 (scratch grows with it) */
 	enum kv_type kv_type; /* KV_F16 (default) or KV_F32 */
 	int prefault;         /* touch every weight page at load (progress is then real) */
+	/* 1 (default): while layer i computes, a helper thread asks the kernel
+	 * to read layer i+1's weights (madvise WILLNEED); 0 = off */
+	int readahead;
+	/* Pin the mapping in RAM after load (mlock).  Failing is no error:
+	 * model_warning() says why and the weights stay unpinned. */
+	int mlock;
 	/* Load progress: bytes of tensor data done / total; may be NULL. */
 	void (*progress)(void *ud, uint64_t done, uint64_t total);
 	void *progress_ud;
@@ -63,6 +69,8 @@ struct model_info {
 	int n_batch;
 	enum kv_type kv_type;
 	uint64_t kv_bytes; /* bytes of the KV cache */
+	int locked;        /* the mapping is pinned by mlock */
+	int readahead;     /* the read-ahead helper runs (readahead asked, not locked) */
 };
 
 struct model;
@@ -123,6 +131,23 @@ struct model_profile {
 void model_profile_enable(struct model *m, int on);
 void model_profile_get(const struct model *m, struct model_profile *out);
 const char *model_prof_name(enum model_prof p);
+
+/* A non-fatal problem found at load ("cannot lock ... in memory"), or NULL. */
+const char *model_warning(const struct model *m);
+
+/* Prefetch hit counts (bench --cold): at the start of each layer of each
+ * forward chunk, how many of that layer's weight pages were resident
+ * (mincore; it costs a system call per layer, hence off by default). */
+struct model_ra_stats {
+	uint64_t resident;    /* resident pages, summed over the layers checked */
+	uint64_t pages;       /* pages of those layers, summed */
+	uint64_t layers;      /* layers checked */
+	uint64_t layers_full; /* of those, layers with every page resident */
+	uint64_t requested;   /* pages the read-ahead helper asked the kernel for, since load */
+};
+/* Start (on = 1, counters cleared) or stop counting; off by default. */
+void model_ra_stats_enable(struct model *m, int on);
+void model_ra_stats_get(const struct model *m, struct model_ra_stats *out);
 
 /* Supported architectures, comma-separated, for messages. */
 const char *model_supported_archs(void);

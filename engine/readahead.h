@@ -1,0 +1,52 @@
+/* Read-ahead of mapped weights by layer: page ranges per layer and a helper thread that madvises them. */
+#ifndef PALAVER_READAHEAD_H
+#define PALAVER_READAHEAD_H
+
+#include <stdint.h>
+
+struct gguf;
+
+/*
+ * The tensors of a GGUF mapping sorted into groups: group i (0 <= i <
+ * n_layer) holds every tensor named "blk.i.*", group n_layer (the "output"
+ * group) every other tensor except token_embd.weight, which joins it only
+ * when tied (the output matrix reads all of it; otherwise a pass reads a
+ * few rows).  Each group is a sorted list of page-aligned ranges inside the
+ * mapping, adjacent or overlapping extents merged, so that one group costs
+ * few system calls.
+ *
+ * readahead_request() is asynchronous: a helper thread checks with
+ * mincore() which pages of the group are missing and asks the kernel to
+ * read those (madvise MADV_WILLNEED, in chunks no larger than the kernel
+ * reads per call).  On a resident group the helper's cost is one mincore
+ * call per range, and the caller's is a mutex and a condition signal.
+ */
+
+struct readahead_range {
+	uintptr_t start; /* page-aligned address in the mapping */
+	uintptr_t end;   /* page-aligned, exclusive; start < end */
+};
+
+struct readahead;
+
+/* Build the table for g with n_layer layer groups.  tied: token_embd is
+ * also the output matrix.  NULL with error() on out of memory. */
+struct readahead *readahead_create(const struct gguf *g, int n_layer, int tied);
+/* Stops and joins the helper thread if it runs. */
+void readahead_free(struct readahead *ra);
+
+int readahead_n_groups(const struct readahead *ra); /* n_layer + 1 */
+/* The ranges of group i (sorted, disjoint, not touching); returns their count. */
+int readahead_ranges(const struct readahead *ra, int group, const struct readahead_range **out);
+
+/* Start the helper thread; 0, or -1 with error(). */
+int readahead_start(struct readahead *ra);
+/* Queue group i for the helper (ignored when not started or already queued). */
+void readahead_request(struct readahead *ra, int group);
+/* Count group i's pages resident now (mincore, on the caller's thread):
+ * adds to *resident and *pages.  0, or -1 when mincore failed. */
+int readahead_resident(struct readahead *ra, int group, uint64_t *resident, uint64_t *pages);
+/* Pages the helper found missing and asked the kernel for, since creation. */
+uint64_t readahead_pages_requested(struct readahead *ra);
+
+#endif
