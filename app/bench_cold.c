@@ -60,6 +60,7 @@ static const char usage[] =
 struct run {
 	double drop_resident; /* share of the file's pages resident after the drop */
 	double load_ms, first_ms, decode_ms, tg_ts;
+	int active;                  /* the read-ahead helper ran (model_info readahead) */
 	struct model_ra_stats first; /* during the first-token forward */
 	struct model_ra_stats tg;    /* during the decode steps (first decode + tgN) */
 };
@@ -169,6 +170,7 @@ static int run_cold(const char *path, int readahead, int nth, int np, int ng, st
 	if (!m)
 		return -1;
 	r->load_ms = ms_since(t0);
+	r->active = model_info(m)->readahead;
 	int nv = model_info(m)->n_vocab, rc = -1;
 	int32_t *toks = try_alloc_array((size_t)np, sizeof(int32_t));
 	float *logits = try_alloc_array((size_t)nv, sizeof(float));
@@ -233,6 +235,7 @@ static struct model_ra_stats hits(const struct setting *s, int which)
 		h.layers += x->layers;
 		h.layers_full += x->layers_full;
 		h.requested += x->requested;
+		h.evictions += x->evictions;
 	}
 	return h;
 }
@@ -244,6 +247,15 @@ static double max_drop(const struct setting *s)
 		if (s->runs[i].drop_resident > mx)
 			mx = s->runs[i].drop_resident;
 	return mx;
+}
+
+/* Runs whose read-ahead helper ran. */
+static int n_active(const struct setting *s)
+{
+	int n = 0;
+	for (int i = 0; i < s->n; i++)
+		n += s->runs[i].active;
+	return n;
 }
 
 static double pct(uint64_t a, uint64_t b)
@@ -272,9 +284,9 @@ static void print_json(const struct setting *set, int nset, const char *path, co
 		strbuf_addf(&sb,
 			    "\", \"model_type\": \"%s\", \"model_bytes\": %llu, \"threads\": %d, "
 			    "\"n_prompt\": %d, \"n_gen\": %d, \"repetitions\": %d, "
-			    "\"drop_resident_max\": %.4f, \"cold\": %s, ",
+			    "\"drop_resident_max\": %.4f, \"cold\": %s, \"readahead_runs\": %d, ",
 			    type, (unsigned long long)bytes, nth, np, ng, s->n, max_drop(s),
-			    max_drop(s) <= DROP_MAX_RESIDENT ? "true" : "false");
+			    max_drop(s) <= DROP_MAX_RESIDENT ? "true" : "false", n_active(s));
 		for (int c = 0; c < C_N; c++) {
 			double mean, sd;
 			stat_of(s, col_off[c], &mean, &sd);
@@ -291,8 +303,10 @@ static void print_json(const struct setting *set, int nset, const char *path, co
 				    (unsigned long long)h.layers, (unsigned long long)h.layers_full);
 		}
 		/* the helper's count is cumulative per load: the decode figure is the run's total */
-		strbuf_addf(&sb, "\"readahead_pages_requested\": %llu}%s\n",
-			    (unsigned long long)hits(s, 1).requested, k + 1 < nset ? "," : "");
+		strbuf_addf(&sb,
+			    "\"readahead_pages_requested\": %llu, \"readahead_pauses\": %llu}%s\n",
+			    (unsigned long long)hits(s, 1).requested,
+			    (unsigned long long)hits(s, 1).evictions, k + 1 < nset ? "," : "");
 	}
 	strbuf_addstr(&sb, "]\n");
 	fputs(sb.buf, stdout);
@@ -327,10 +341,18 @@ static void print_md(const struct setting *set, int nset, const char *name, cons
 	       "the largest share of the file's pages still cached after posix_fadvise(DONTNEED).\n",
 	       set[0].n);
 	for (int k = 0; k < nset; k++)
-		if (set[k].readahead)
-			printf("read-ahead asked the kernel for %.1f MiB per run (pages found missing)\n",
+		if (set[k].readahead && n_active(&set[k]) < set[k].n)
+			printf("read-ahead was declined in %d of %d runs: the weights do not fit in the "
+			       "memory available (MemAvailable or the memory cgroup's limit), where "
+			       "reading ahead evicts the layers about to be used\n",
+			       set[k].n - n_active(&set[k]), set[k].n);
+	for (int k = 0; k < nset; k++)
+		if (set[k].readahead && n_active(&set[k]))
+			printf("read-ahead asked the kernel for %.1f MiB per run (pages found missing)"
+			       " and paused %.1f times per run (pages it read were evicted before use)\n",
 			       (double)hits(&set[k], 1).requested * (double)sysconf(_SC_PAGESIZE) /
-				       set[k].n / 1048576.0);
+				       set[k].n / 1048576.0,
+			       (double)hits(&set[k], 1).evictions / set[k].n);
 	for (int k = 0; k < nset; k++)
 		if (max_drop(&set[k]) > DROP_MAX_RESIDENT) {
 			printf("warning: the page-cache drop did not take (up to %.0f%% of the file "

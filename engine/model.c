@@ -45,10 +45,10 @@
  * Results do not depend on the thread count: every output element is
  * computed by exactly one thread with the same code and order.
  *
- * Read-ahead (readahead.c): layer_begin() queues the next layer's weight
- * pages for a helper thread, so that a model whose pages are not (or no
- * longer) in the page cache reads layer i+1 from disk while layer i
- * computes.  It only gives the kernel advice: results never depend on it.
+ * Read-ahead (readahead.c): layer_begin() tells a helper thread where the
+ * pass is, and the helper reads the next layer's weight pages, so that a
+ * model whose pages are not (or no longer) in the page cache reads layer
+ * i+1 from disk while layer i computes.  It only gives the kernel advice: results never depend on it.
  */
 
 #define ATT_BLOCK 32
@@ -608,9 +608,10 @@ struct model *model_load(const char *path, const struct model_params *p)
 	if (!m->ra)
 		goto fail;
 	if (m->params.readahead && !in->locked) {
-		if (readahead_start(m->ra) < 0)
+		int rc = readahead_start(m->ra);
+		if (rc < 0)
 			goto fail;
-		in->readahead = 1;
+		in->readahead = rc;
 	}
 	if (kv_cache_init(&m->kv, m->params.kv_type, in->n_layer, n_ctx, in->n_head_kv,
 			  in->head_dim, m->head_dim_v) < 0) {
@@ -1283,8 +1284,9 @@ static void attn_rows(void *arg, int ith, int nth)
 		attend_group(m, j->layer, 0, g, j->pos0, scratch);
 }
 
-/* Layer l starts: count its resident pages (when asked), then queue the next
- * layer (the output matrix after the last, and layer 0 of the next pass). */
+/* Layer l starts: count its resident pages (when asked), then let the
+ * read-ahead helper read the next layer (after the last, the output group
+ * and layer 0 of the next pass). */
 static void layer_begin(struct model *m, int l)
 {
 	if (m->ra_stats) {
@@ -1296,9 +1298,7 @@ static void layer_begin(struct model *m, int l)
 			m->ras.layers_full += r == p;
 		}
 	}
-	readahead_request(m->ra, l + 1);
-	if (l + 1 == m->info.n_layer)
-		readahead_request(m->ra, 0);
+	readahead_advance(m->ra, l);
 }
 
 /* One chunk of at most n_batch tokens. logits: (ntok or 1, n_vocab) or NULL. */
@@ -1316,8 +1316,7 @@ static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int 
 		m->kv.tokens[pos0 + t] = tokens[t];
 
 	const float *pending = NULL; /* residual still to add into x */
-	if (m->ra)
-		readahead_request(m->ra, 0);
+	readahead_advance(m->ra, -1);
 	for (int l = 0; l < in->n_layer; l++) {
 		struct layer *L = &m->layers[l];
 		layer_begin(m, l);
@@ -1447,4 +1446,5 @@ void model_ra_stats_get(const struct model *m, struct model_ra_stats *out)
 {
 	*out = m->ras;
 	out->requested = readahead_pages_requested(m->ra);
+	out->evictions = readahead_evictions(m->ra);
 }

@@ -29,7 +29,8 @@ struct model_params {
 	enum kv_type kv_type; /* KV_F16 (default) or KV_F32 */
 	int prefault;         /* touch every weight page at load (progress is then real) */
 	/* 1 (default): while layer i computes, a helper thread asks the kernel
-	 * to read layer i+1's weights (madvise WILLNEED); 0 = off */
+	 * to read layer i+1's weights (madvise WILLNEED); 0 = off.  It stays
+	 * off when the weights exceed the memory available (info.readahead). */
 	int readahead;
 	/* Pin the mapping in RAM after load (mlock).  Failing is no error:
 	 * model_warning() says why and the weights stay unpinned. */
@@ -70,7 +71,9 @@ struct model_info {
 	enum kv_type kv_type;
 	uint64_t kv_bytes; /* bytes of the KV cache */
 	int locked;        /* the mapping is pinned by mlock */
-	int readahead;     /* the read-ahead helper runs (readahead asked, not locked) */
+	/* the read-ahead helper runs: asked for, not locked, and the weights
+	 * fit in the memory available (see readahead.h) */
+	int readahead;
 };
 
 struct model;
@@ -144,6 +147,7 @@ struct model_ra_stats {
 	uint64_t layers;      /* layers checked */
 	uint64_t layers_full; /* of those, layers with every page resident */
 	uint64_t requested;   /* pages the read-ahead helper asked the kernel for, since load */
+	uint64_t evictions;   /* times it found pages it read evicted and paused, since load */
 };
 /* Start (on = 1, counters cleared) or stop counting; off by default. */
 void model_ra_stats_enable(struct model *m, int on);

@@ -113,8 +113,8 @@ static void test_ranges_cover_layers(void **state)
 		check_model(models[i]);
 }
 
-/* The helper thread starts, takes requests (repeated, out of range) and
- * stops cleanly, also with work still queued. */
+/* The helper thread starts, follows positions (repeated, out of range) and
+ * stops cleanly, also with work pending. */
 static void test_helper_lifecycle(void **state)
 {
 	(void)state;
@@ -123,11 +123,11 @@ static void test_helper_lifecycle(void **state)
 	assert_non_null(g);
 	struct readahead *ra = readahead_create(g, 5, 1);
 	assert_non_null(ra);
-	readahead_request(ra, 0); /* not started: ignored */
-	assert_int_equal(readahead_start(ra), 0);
+	readahead_advance(ra, 0); /* not started: ignored */
+	assert_int_equal(readahead_start(ra), 1); /* a small file fits */
 	for (int rep = 0; rep < 3; rep++)
-		for (int i = -1; i <= 7; i++)
-			readahead_request(ra, i);
+		for (int i = -2; i <= 7; i++) /* out of range ones are ignored */
+			readahead_advance(ra, i);
 	uint64_t res = 0, pages = 0;
 	assert_int_equal(readahead_resident(ra, 0, &res, &pages), 0);
 	assert_true(pages > 0);
@@ -244,6 +244,9 @@ static void test_mlock_refused(void **state)
 {
 	(void)state;
 	REQUIRE_REF();
+#if defined(__SANITIZE_ADDRESS__)
+	skip(); /* ASan's mlock() does nothing and reports success */
+#endif
 	const char *p = test_ref_path("models/stories260K.gguf");
 	fflush(NULL);
 	pid_t pid = fork();
@@ -268,8 +271,9 @@ static void test_mlock_refused(void **state)
 			 strstr(w, "limit 0 B");
 		int32_t t = 1;
 		ok = ok && model_forward(m, &t, 1, 0, NULL, 0) == 0;
-		if (!ok && w)
-			fprintf(stderr, "warning was: %s\n", w);
+		if (!ok)
+			fprintf(stderr, "locked %d, read-ahead %d, warning '%s'\n",
+				model_info(m)->locked, model_info(m)->readahead, w ? w : "(none)");
 		model_free(m);
 		_exit(ok ? 0 : 1);
 	}
