@@ -55,12 +55,21 @@ INLINE __m512i dpbusd(__m512i acc, __m512i u, __m512i s)
 #define PF_DIST 4096 /* bytes ahead in each weight row: measured best of 1-16 KiB */
 #endif
 
-/* Software prefetch of the bytes PF_DIST ahead of [p, p + len): one per cache
- * line, as the blocks (18 to 210 bytes) do not line up with lines. */
-INLINE void prefetch_span(const void *p, size_t len)
+/*
+ * Software prefetch of the bytes PF_DIST ahead of [p, p + len), one per
+ * cache line (blocks of 18 to 210 bytes do not line up with lines).  A tile
+ * reads four rows side by side, so "ahead" past the end of a row is the same
+ * row of the next tile: left is the bytes from p to the end of p's row and
+ * skip (4 * row stride - row bytes) moves an address past that end to the
+ * next tile.  Without the skip, rows shorter than PF_DIST (2048 F16 weights
+ * are 4 KiB) would prefetch the rows the tile is already reading.
+ */
+INLINE void prefetch_span(const void *p, size_t len, int64_t left, int64_t skip)
 {
-	for (size_t o = 0; o < len; o += 64)
-		_mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+	for (size_t o = 0; o < len; o += 64) {
+		int64_t d = PF_DIST + (int64_t)o;
+		_mm_prefetch((const char *)p + d + (d >= left ? skip : 0), _MM_HINT_T0);
+	}
 }
 
 /* ---- F32 / F16 / BF16 ------------------------------------------------------- */
@@ -102,9 +111,8 @@ INLINE __m512 load_a_f32(const void *act, int64_t k, __mmask16 m)
 				LOADA(a + t * astride, k, 0xffff);                                 \
 			UNROLL for (int r = 0; r < R; r++)                                         \
 			{                                                                          \
-				_mm_prefetch((const char *)(w + r * wstride) + k * ESIZE +         \
-						     PF_DIST,                                      \
-					     _MM_HINT_T0);                                         \
+				prefetch_span(w + r * wstride + k * ESIZE, 1, (n - k) * ESIZE,     \
+					      4 * (int64_t)wstride - n * ESIZE);                   \
 				__m512 wv = LOADW(w + r * wstride, k, 0xffff);                     \
 				UNROLL for (int t = 0; t < T; t++) acc[r][t] =                     \
 					_mm512_fmadd_ps(wv, av[t], acc[r][t]);                     \
@@ -391,7 +399,8 @@ INLINE void load_q5_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 				const uint8_t *p = w + r * wstride + i * 4 * (BSIZE);              \
 				__m512i lo, hi;                                                    \
 				__m512 wd, wm = _mm512_setzero_ps();                               \
-				prefetch_span(p, 4 * (BSIZE));                                     \
+				prefetch_span(p, 4 * (BSIZE), (nb - i * 4) * (BSIZE),              \
+					      4 * (int64_t)wstride - nb * (BSIZE));                \
 				LOADER(p, m, &lo, &hi, &wd, &wm);                                  \
 				UNROLL for (int t = 0; t < T; t++)                                 \
 				{                                                                  \
@@ -647,7 +656,8 @@ INLINE void kdec_q2_K(const struct block_q2_K *x, struct kblock *k)
 			{                                                                          \
 				const BLOCK *x = (const BLOCK *)(w + r * ws) + i;                  \
 				struct kblock kb;                                                  \
-				prefetch_span(x, sizeof(*x));                                      \
+				prefetch_span(x, sizeof(*x), (nb - i) * (int64_t)sizeof(*x),       \
+					      4 * (int64_t)ws - nb * (int64_t)sizeof(*x));         \
 				DEC(x, &kb);                                                       \
 				UNROLL for (int t = 0; t < T; t++)                                 \
 				{                                                                  \
