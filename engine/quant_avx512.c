@@ -396,8 +396,12 @@ INLINE void load_q5_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 }
 
 /* R x T tile over prepared groups; out[t * os + r] = (add ? out : 0) + dot.
- * With few tokens their activations stay in registers; with more they are
- * read from L1 per use so the R*T accumulators keep the registers. */
+ * Per group of four blocks the R rows are decoded into registers first
+ * (3R vectors), then each token's activation vectors are loaded once and
+ * meet every row: 16 accumulators + 12 weight + 4 activation vectors.  The
+ * row-outer order it replaced loaded each activation vector R times, and
+ * with 4 loads per (row, token) the tile waited on the load ports (one core,
+ * gemm of 64 tokens: Q8_0 238 -> 278, Q4_0 337 -> 361 GOP/s). */
 #define Q8X_TILE(NAME, LOADER, BSIZE, HAS_MIN)                                                     \
 	INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t wstride,               \
 			 const struct act_group *const *g, float *out, size_t os, int add)         \
@@ -408,42 +412,34 @@ INLINE void load_q5_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 		int64_t ng = (nb + 3) / 4;                                                         \
 		for (int64_t i = 0; i < ng; i++) {                                                 \
 			int m = (i * 4 + 4 <= nb) ? 4 : (int)(nb - i * 4);                         \
-			__m512i an[2], al[2], ah[2];                                               \
-			__m512 ad[2];                                                              \
-			for (int t = 0; t < (T <= 2 ? T : 0); t++) {                               \
-				an[t] = _mm512_load_si512(g[t][i].nsum);                           \
-				al[t] = _mm512_load_si512(g[t][i].lo);                             \
-				ah[t] = _mm512_load_si512(g[t][i].hi);                             \
-				ad[t] = _mm512_load_ps(g[t][i].d);                                 \
-			}                                                                          \
+			__m512i lo[4], hi[4];                                                      \
+			__m512 wd[4], wm[4];                                                       \
 			UNROLL for (int r = 0; r < R; r++)                                         \
 			{                                                                          \
 				const uint8_t *p = w + r * wstride + i * 4 * (BSIZE);              \
-				__m512i lo, hi;                                                    \
-				__m512 wd, wm = _mm512_setzero_ps();                               \
+				wm[r] = _mm512_setzero_ps();                                       \
 				prefetch_span(p, 4 * (BSIZE), (nb - i * 4) * (BSIZE),              \
 					      nb * (BSIZE), 4 * (int64_t)wstride);                 \
-				LOADER(p, m, &lo, &hi, &wd, &wm);                                  \
-				UNROLL for (int t = 0; t < T; t++)                                 \
+				LOADER(p, m, &lo[r], &hi[r], &wd[r], &wm[r]);                      \
+			}                                                                          \
+			/* token-outer: each activation vector is loaded once per group */        \
+			UNROLL for (int t = 0; t < T; t++)                                         \
+			{                                                                          \
+				const struct act_group *gt = g[t] + i;                             \
+				__m512i an = _mm512_load_si512(gt->nsum);                          \
+				__m512i al = _mm512_load_si512(gt->lo);                            \
+				__m512i ah = _mm512_load_si512(gt->hi);                            \
+				__m512 ad = _mm512_load_ps(gt->d);                                 \
+				UNROLL for (int r = 0; r < R; r++)                                 \
 				{                                                                  \
-					const struct act_group *gt = g[t] + i;                     \
-					__m512i s;                                                 \
-					__m512 sd;                                                 \
-					if (T <= 2) {                                              \
-						s = dpbusd(an[t & 1], lo, al[t & 1]);              \
-						s = dpbusd(s, hi, ah[t & 1]);                      \
-						sd = _mm512_mul_ps(wd, ad[t & 1]);                 \
-					} else {                                                   \
-						s = _mm512_load_si512(gt->nsum);                   \
-						s = dpbusd(s, lo, _mm512_load_si512(gt->lo));      \
-						s = dpbusd(s, hi, _mm512_load_si512(gt->hi));      \
-						sd = _mm512_mul_ps(wd, _mm512_load_ps(gt->d));     \
-					}                                                          \
-					acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sd,     \
+					__m512i s = dpbusd(an, lo[r], al);                         \
+					s = dpbusd(s, hi[r], ah);                                  \
+					acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),         \
+								    _mm512_mul_ps(wd[r], ad),      \
 								    acc[r][t]);                    \
 					if (HAS_MIN)                                               \
 						acc[r][t] = _mm512_fmadd_ps(                       \
-							wm, _mm512_load_ps(gt->s4), acc[r][t]);    \
+							wm[r], _mm512_load_ps(gt->s4), acc[r][t]); \
 				}                                                                  \
 			}                                                                          \
 		}                                                                                  \
