@@ -912,8 +912,47 @@ fail:
 	return -1;
 }
 
+#define BUILTIN_MODEL "palaver-tiny.gguf"
+
+char *config_builtin_model(void)
+{
+	/* relative to the binary: build/palaver in a source tree (models/ is
+	 * its sibling), PREFIX/bin/palaver when installed (share/palaver/) */
+	static const char *const rel[] = { "/../models/" BUILTIN_MODEL,
+					   "/../share/palaver/" BUILTIN_MODEL, NULL };
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	char *slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	for (int i = 0; rel[i]; i++) {
+		struct strbuf p = STRBUF_INIT;
+		strbuf_addf(&p, "%s%s", exe, rel[i]);
+		char *real = realpath(p.buf, NULL);
+		strbuf_release(&p);
+		if (real && access(real, R_OK) == 0)
+			return real;
+		free(real);
+	}
+	return NULL;
+}
+
 void config_finish(struct config *cfg)
 {
+	int mk = config_key_index("model");
+	/* nothing named a model (a layer that sets it to null counts as naming
+	 * none on purpose) and no session will name one: palaver-tiny */
+	if (!cfg->model && mk >= 0 && !cfg->origin[mk] && !cfg->session) {
+		char *path = config_builtin_model();
+		if (path) {
+			cfg->model = path;
+			set_origin(cfg, mk, CONFIG_BUILTIN_ORIGIN);
+		}
+	}
 	if (cfg->sampling.seed_random) {
 		uint64_t x = time_now_ns() ^ ((uint64_t)getpid() << 32);
 		/* splitmix64 finaliser: nearby clock readings give unrelated seeds */
