@@ -432,7 +432,10 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 	case K_STRING:
 	case K_NSTRING: {
 		char **field = FIELD(cfg, k, char *);
-		if ((plain && is_null_word(text)) || !*text) {
+		/* model: null means "the built-in model", "" means none at all
+		 * (config_finish() turns it into NULL after choosing) */
+		int keep_empty = !*text && !strcmp(key->name, "model");
+		if (!keep_empty && ((plain && is_null_word(text)) || !*text)) {
 			if (key->type == K_STRING) {
 				strbuf_addf(msg, "'%s' must be a non-empty string", key->name);
 				return -1;
@@ -944,9 +947,11 @@ char *config_builtin_model(void)
 void config_finish(struct config *cfg)
 {
 	int mk = config_key_index("model");
-	/* nothing named a model (a layer that sets it to null counts as naming
-	 * none on purpose) and no session will name one: palaver-tiny */
-	if (!cfg->model && mk >= 0 && !cfg->origin[mk] && !cfg->session) {
+	if (cfg->model && !*cfg->model) { /* "": no model, on purpose */
+		free(cfg->model);
+		cfg->model = NULL;
+	} else if (!cfg->model && !cfg->session && mk >= 0) {
+		/* none named and no session will name one: palaver-tiny */
 		char *path = config_builtin_model();
 		if (path) {
 			cfg->model = path;

@@ -109,9 +109,10 @@ int config_load_env(struct config *cfg);
  * environment.  Nothing is applied unless all of them are valid.
  */
 int config_load(struct config *cfg, const char *system_path, const char *explicit_path);
-/* After all layers and flags: draw a random seed if asked for, and when no
- * layer named a model and no session is resumed, use the built-in one
- * (config_builtin_model(); its origin is CONFIG_BUILTIN_ORIGIN).  Call once. */
+/* After all layers and flags: draw a random seed if asked for; when the
+ * model is null and no session is resumed, use the built-in one
+ * (config_builtin_model(); its origin is CONFIG_BUILTIN_ORIGIN); a model set
+ * to "" becomes NULL (no model, on purpose).  Call once. */
 void config_finish(struct config *cfg);
 /* Where palaver-tiny is: ../models/palaver-tiny.gguf or
  * ../share/palaver/palaver-tiny.gguf from the binary's folder; a malloc'd
