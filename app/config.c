@@ -105,6 +105,7 @@ static const struct key keys[] = {
 	{ "memory.limit", NULL, K_SIZE, F(memory_limit), 0, 0, 0, NULL, "PALAVER_MEMORY_LIMIT" },
 	{ "memory.mode", NULL, K_ENUM, F(memory_mode), 0, 0, 0, memory_mode_names,
 	  "PALAVER_MEMORY_MODE" },
+	{ "repack", NULL, K_BOOL, F(repack), 0, 0, 0, NULL, "PALAVER_REPACK" },
 	{ "history.path", NULL, K_NSTRING, F(history_path), 0, 0, 0, NULL, "PALAVER_HISTORY_PATH" },
 	{ "history.enabled", NULL, K_BOOL, F(history_enabled), 0, 0, 0, NULL,
 	  "PALAVER_HISTORY_ENABLED" },
@@ -201,6 +202,7 @@ void config_init(struct config *cfg)
 	cfg->memory_mode = MEMORY_STRICT;
 	cfg->history_path = NULL;
 	cfg->history_enabled = 1;
+	cfg->repack = 1;
 	cfg->ui_theme = xstrdup("default");
 	cfg->ui_status_pane = 1;
 	cfg->ui_word_wrap = 1;

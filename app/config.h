@@ -62,6 +62,7 @@ struct config {
 	enum config_memory_mode memory_mode;   /* strict: refuse; warn: go on */
 	char *history_path;                    /* NULL = $XDG_DATA_HOME/palaver/history.db */
 	int history_enabled;                   /* 0: save nothing */
+	int repack;                            /* copy weights into faster layouts at load */
 	char *ui_theme;                        /* "default", "mono", ... */
 	int ui_status_pane;                    /* 1: show the status pane */
 	int ui_word_wrap;                      /* 1: wrap at word boundaries */

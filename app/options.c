@@ -46,6 +46,8 @@ static const struct flag flags[] = {
 	{ 0, "stats", NULL, NULL, NULL, 0, "batch mode prints timings to stderr at the end" },
 	{ 0, "history", "FILE", "history.path", NULL, 1, "the chat history database" },
 	{ 0, "no-history", NULL, "history.enabled", "false", 1, "do not save this chat" },
+	{ 0, "no-repack", NULL, "repack", "false", 1,
+	  "keep weights in the file's layout (no load-time repacking)" },
 	{ 0, "session", "ID", NULL, NULL, 0, "continue the saved chat ID" },
 	{ 0, "log-level", "LEVEL", "log.level", NULL, 0, "trace, debug, info, warn, error or off" },
 	{ 0, "log-file", "FILE", "log.file", NULL, 0, "write the log to FILE" },

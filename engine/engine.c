@@ -368,6 +368,7 @@ static int engine_load(struct engine *e)
 	 * during it is seen per tensor, and the first reply does not pay for
 	 * page faults */
 	mp.prefault = 1;
+	mp.repack = !e->cfg.no_repack;
 	mp.progress = load_progress;
 	mp.progress_ud = e;
 	mp.cancel = &e->stop;

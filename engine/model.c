@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 #include <immintrin.h>
@@ -47,8 +48,9 @@
 
 struct mat {
 	const struct gguf_tensor *t;
-	const void *data;
-	int type;
+	const void *data; /* the file's bytes, or a repacked copy (model->repacked) */
+	int type;         /* the file's type, or the repacked one (QT_Q8_0_R4) */
+	int dot_type;     /* activation format its dot products take */
 	int k; /* input length (ne[0]) */
 	int n; /* output rows (ne[1]) */
 	size_t row_bytes;
@@ -82,6 +84,8 @@ struct model {
 
 	float **owned; /* converted 1-D tensors */
 	int n_owned;
+	void **repacked; /* weight copies in a load-time layout (struct mat.data) */
+	int n_repacked;
 
 	struct kv_cache kv;
 	struct threadpool *pool;
@@ -117,6 +121,7 @@ void model_params_default(struct model_params *p)
 	memset(p, 0, sizeof(*p));
 	p->kv_type = KV_F16;
 	p->prefault = 1;
+	p->repack = 1;
 }
 
 /* ---- small vector kernels ------------------------------------------------------------- */
@@ -212,6 +217,7 @@ static int mat_get(struct model *m, struct mat *w, const char *name, int64_t k, 
 	w->t = t;
 	w->data = t->data;
 	w->type = t->type;
+	w->dot_type = quant_traits(t->type)->dot_type;
 	w->k = (int)k;
 	w->n = (int)n;
 	quant_row_bytes(t->type, k, &w->row_bytes);
@@ -460,6 +466,66 @@ static int prefault(struct model *m)
 	return 0;
 }
 
+/*
+ * Copy the weight matrices that have a faster load-time layout
+ * (quant_repack_type: Q8_0 with AVX-512 VNNI) into it.  The copy is as large
+ * as the tensor; the file's pages of it are then released from this
+ * process (MADV_DONTNEED on a read-only private mapping drops them, the
+ * page cache keeps them), so the resident size stays about the same.
+ */
+static int repack_weights(struct model *m)
+{
+	struct model_info *in = &m->info;
+	for (int l = 0; l <= in->n_layer; l++) {
+		struct mat *all[7];
+		int n = 0;
+		if (l == in->n_layer) {
+			all[n++] = &m->output;
+		} else {
+			struct layer *L = &m->layers[l];
+			all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv, all[n++] = &L->wo;
+			all[n++] = &L->gate, all[n++] = &L->up, all[n++] = &L->down;
+		}
+		for (int i = 0; i < n; i++) {
+			struct mat *w = all[i];
+			int rt = quant_repack_type(w->type, w->k);
+			if (rt < 0 || w->data != w->t->data)
+				continue;
+			if (cancelled(m))
+				return error("cancelled");
+			size_t bytes = w->row_bytes * (size_t)w->n;
+			void *buf = try_alloc_aligned(bytes, 1);
+			if (!buf)
+				return error("'%s': cannot allocate %zu bytes to repack tensor '%s'",
+					     gguf_path(m->g), bytes, w->t->name);
+			m->repacked = xrealloc_array(m->repacked, (size_t)m->n_repacked + 1,
+						     sizeof(*m->repacked));
+			m->repacked[m->n_repacked++] = buf;
+			/* a few MiB at a time, releasing the file's pages as they are
+			 * done, so that the peak holds one chunk twice, not a tensor */
+			int step = (int)((4u << 20) / w->row_bytes) + 1;
+			uintptr_t done = (uintptr_t)w->data; /* released up to here */
+			for (int r = 0; r < w->n; r += step) {
+				int nr = w->n - r < step ? w->n - r : step;
+				size_t off = (size_t)r * w->row_bytes;
+				quant_repack_rows(w->type, w->k, (const char *)w->data + off,
+						  w->row_bytes, nr, (char *)buf + off);
+				uintptr_t a = (done + 4095) & ~(uintptr_t)4095;
+				uintptr_t b = ((uintptr_t)w->data + off + (size_t)nr * w->row_bytes) &
+					      ~(uintptr_t)4095;
+				if (b > a) {
+					madvise((void *)a, b - a, MADV_DONTNEED);
+					done = b;
+				}
+			}
+			w->data = buf;
+			w->type = rt;
+			in->repacked_bytes += bytes;
+		}
+	}
+	return 0;
+}
+
 static int alloc_scratch(struct model *m)
 {
 	struct model_info *in = &m->info;
@@ -500,7 +566,7 @@ static int alloc_scratch(struct model *m)
 		}
 		for (int i = 0; i < n; i++) {
 			size_t rb;
-			int dt = quant_traits(all[i]->type)->dot_type;
+			int dt = all[i]->dot_type;
 			if (quant_row_bytes(dt, all[i]->k, &rb) < 0)
 				return error(
 					"'%s': tensor '%s' rows do not fit its activation type %s",
@@ -571,6 +637,8 @@ struct model *model_load(const char *path, const struct model_params *p)
 	in->kv_bytes = m->kv.bytes;
 	if (alloc_scratch(m) < 0)
 		goto fail;
+	if (m->params.repack && repack_weights(m) < 0)
+		goto fail;
 	m->pool = threadpool_create(m->params.n_threads);
 	if (!m->pool || alloc_att(m, threadpool_size(m->pool)) < 0)
 		goto fail;
@@ -595,6 +663,9 @@ void model_free(struct model *m)
 	for (int i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
 	free(m->owned);
+	for (int i = 0; i < m->n_repacked; i++)
+		free(m->repacked[i]);
+	free(m->repacked);
 	free(m->layers);
 	if (m->g)
 		gguf_close(m->g);
@@ -858,7 +929,7 @@ static void matmul_group(struct model *m, struct prep_job *pj, int n, const stru
 	mj.ntok = ntok;
 	pj->dot_types[0] = pj->dot_types[1] = -1;
 	for (int i = 0; i < n; i++) {
-		int dt = quant_traits(w[i]->type)->dot_type, s;
+		int dt = w[i]->dot_type, s;
 		for (s = 0; s < 2; s++)
 			if (pj->dot_types[s] == dt || pj->dot_types[s] < 0)
 				break;

@@ -28,6 +28,8 @@ struct model_params {
 	int n_batch;          /* prefill chunk in tokens, 0 = 256 (scratch grows with it) */
 	enum kv_type kv_type; /* KV_F16 (default) or KV_F32 */
 	int prefault;         /* touch every weight page at load (progress is then real) */
+	int repack;           /* copy weights into faster load-time layouts where the CPU has
+			       * kernels for them (Q8_0 with AVX-512 VNNI); info.repacked_bytes */
 	/* Load progress: bytes of tensor data done / total; may be NULL. */
 	void (*progress)(void *ud, uint64_t done, uint64_t total);
 	void *progress_ud;
@@ -63,6 +65,9 @@ struct model_info {
 	int n_batch;
 	enum kv_type kv_type;
 	uint64_t kv_bytes; /* bytes of the KV cache */
+	uint64_t repacked_bytes; /* weights copied into a load-time layout (params.repack);
+				  * their file pages are released, so memory use is about
+				  * the same, but it is anonymous memory, not page cache */
 };
 
 struct model;
