@@ -49,7 +49,7 @@
 struct mat {
 	const struct gguf_tensor *t;
 	const void *data; /* the file's bytes, or a repacked copy (model->repacked) */
-	int type;         /* the file's type, or the repacked one (QT_Q8_0_R4) */
+	int type;         /* the file's type, or the repacked one (QT_Q8_0_R4, QT_Q4_0_R4) */
 	int dot_type;     /* activation format its dot products take */
 	int k; /* input length (ne[0]) */
 	int n; /* output rows (ne[1]) */
@@ -468,7 +468,7 @@ static int prefault(struct model *m)
 
 /*
  * Copy the weight matrices that have a faster load-time layout
- * (quant_repack_type: Q8_0 with AVX-512 VNNI) into it.  The copy is as large
+ * (quant_repack_type: Q8_0, Q4_0 with AVX-512 VNNI) into it.  The copy is as large
  * as the tensor; the file's pages of it are then released from this
  * process (MADV_DONTNEED on a read-only private mapping drops them, the
  * page cache keeps them), so the resident size stays about the same.

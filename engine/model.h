@@ -29,7 +29,7 @@ struct model_params {
 	enum kv_type kv_type; /* KV_F16 (default) or KV_F32 */
 	int prefault;         /* touch every weight page at load (progress is then real) */
 	int repack;           /* copy weights into faster load-time layouts where the CPU has
-			       * kernels for them (Q8_0 with AVX-512 VNNI); info.repacked_bytes */
+			       * kernels for them (Q8_0, Q4_0 with AVX-512 VNNI); info.repacked_bytes */
 	/* Load progress: bytes of tensor data done / total; may be NULL. */
 	void (*progress)(void *ud, uint64_t done, uint64_t total);
 	void *progress_ud;

@@ -1133,20 +1133,30 @@ void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
 
 int quant_repack_type(int type, int64_t n)
 {
-	if (type != QT_Q8_0 || n <= 0 || n % (4 * QK8_0) || !kernels(QT_Q8_0_R4))
+	int rt = type == QT_Q8_0 ? QT_Q8_0_R4 : type == QT_Q4_0 ? QT_Q4_0_R4 : -1;
+	if (rt < 0 || n <= 0 || n % (4 * 32) || !kernels(rt))
 		return -1;
-	return QT_Q8_0_R4;
+	return rt;
 }
 
 void quant_repack_rows(int type, int64_t n, const void *src, size_t row_bytes, int nrows,
 		       void *dst)
 {
-	(void)type; /* only Q8_0 so far (quant_repack_type) */
-	int64_t ng = n / (4 * QK8_0);
+	int64_t ng = n / (4 * 32);
 	for (int r = 0; r < nrows; r++) {
-		const struct block_q8_0 *x =
-			(const struct block_q8_0 *)((const char *)src + (size_t)r * row_bytes);
+		const uint8_t *in = (const uint8_t *)src + (size_t)r * row_bytes;
 		uint8_t *o = (uint8_t *)dst + (size_t)r * row_bytes;
+		if (type == QT_Q4_0) {
+			const struct block_q4_0 *x = (const struct block_q4_0 *)in;
+			for (int64_t g = 0; g < ng; g++, x += 4, o += 4 * sizeof(*x)) {
+				for (int b = 0; b < 4; b++) {
+					memcpy(o + 16 * b, x[b].qs, 16);
+					memcpy(o + 64 + 2 * b, &x[b].d, 2);
+				}
+			}
+			continue;
+		}
+		const struct block_q8_0 *x = (const struct block_q8_0 *)in;
 		for (int64_t g = 0; g < ng; g++, x += 4, o += 4 * sizeof(*x)) {
 			for (int b = 0; b < 4; b++) {
 				for (int j = 0; j < 16; j++) {

@@ -371,6 +371,21 @@ INLINE void load_q8_0r(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512
 	(void)wm;
 }
 
+/* Q4_0 repacked at load: the four blocks' nibbles side by side, then the
+ * four scales. */
+INLINE void load_q4_0r(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 *wd, __m512 *wm)
+{
+	const __m512i mask = _mm512_set1_epi8(0x0F);
+	__m512i q = _mm512_loadu_si512(p);
+	*wd = _mm512_cvtph_ps(_mm256_permutexvar_epi16(
+		_mm256_loadu_si256((const __m256i *)q8_0r_d_idx),
+		_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(p + 64)))));
+	*lo = _mm512_and_si512(q, mask);
+	*hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
+	(void)m;
+	(void)wm;
+}
+
 INLINE void load_q4_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 *wd, __m512 *wm)
 {
 	const __m512i mask = _mm512_set1_epi8(0x0F);
@@ -467,6 +482,7 @@ INLINE void load_q5_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 Q8X_TILE(tile_q4_0, load_q4_0, 18, 0)
 Q8X_TILE(tile_q8_0, load_q8_0, 34, 0)
 Q8X_TILE(tile_q8_0r, load_q8_0r, 34, 0)
+Q8X_TILE(tile_q4_0r, load_q4_0r, 18, 0)
 Q8X_TILE(tile_q5_0, load_q5_0, 22, 0)
 Q8X_TILE(tile_q4_1, load_q4_1, 20, 1)
 Q8X_TILE(tile_q5_1, load_q5_1, 24, 1)
@@ -835,12 +851,14 @@ typedef void (*q8x_tile_fn)(int R, int T, int64_t nb, const uint8_t *w, size_t w
 #define QCALL_q4_0(r, t) tile_q4_0(r, t, nb, w, ws, g, out, os, add)
 #define QCALL_q8_0(r, t) tile_q8_0(r, t, nb, w, ws, g, out, os, add)
 #define QCALL_q8_0r(r, t) tile_q8_0r(r, t, nb, w, ws, g, out, os, add)
+#define QCALL_q4_0r(r, t) tile_q4_0r(r, t, nb, w, ws, g, out, os, add)
 #define QCALL_q5_0(r, t) tile_q5_0(r, t, nb, w, ws, g, out, os, add)
 #define QCALL_q4_1(r, t) tile_q4_1(r, t, nb, w, ws, g, out, os, add)
 #define QCALL_q5_1(r, t) tile_q5_1(r, t, nb, w, ws, g, out, os, add)
 Q8X_DRIVER(q4_0)
 Q8X_DRIVER(q8_0)
 Q8X_DRIVER(q8_0r)
+Q8X_DRIVER(q4_0r)
 Q8X_DRIVER(q5_0)
 Q8X_DRIVER(q4_1)
 Q8X_DRIVER(q5_1)
@@ -891,6 +909,7 @@ static void q8x_gemm(q8x_tile_fn tile, size_t bsize, const struct act_fmt *f, in
 static const struct act_fmt fmt_q4_0 = { sizeof(struct block_q8_0), 2, 3 };
 static const struct act_fmt fmt_q8_0 = { sizeof(struct block_q8_0), 2, 7 };
 static const struct act_fmt fmt_q8_0r = { sizeof(struct block_q8_0), 2, 7 };
+static const struct act_fmt fmt_q4_0r = { sizeof(struct block_q8_0), 2, 3 };
 static const struct act_fmt fmt_q5_0 = { sizeof(struct block_q8_0), 2, 4 };
 static const struct act_fmt fmt_q4_1 = { sizeof(struct block_q8_1), 4, 0 };
 static const struct act_fmt fmt_q5_1 = { sizeof(struct block_q8_1), 4, 0 };
@@ -916,6 +935,7 @@ static const struct act_fmt fmt_q5_1 = { sizeof(struct block_q8_1), 4, 0 };
 Q8X_ENTRY(q4_0, 18)
 Q8X_ENTRY(q8_0, 34)
 Q8X_ENTRY(q8_0r, 34)
+Q8X_ENTRY(q4_0r, 18)
 Q8X_ENTRY(q5_0, 22)
 Q8X_ENTRY(q4_1, 20)
 Q8X_ENTRY(q5_1, 24)
@@ -1002,6 +1022,7 @@ void quant_avx512_register(struct quant_kernel_table *t, int vnni)
 	t->k[QT_Q5_1] = (struct quant_kernels){ dot_q5_1, gemv_q5_1, gemm_q5_1 };
 	t->k[QT_Q8_0] = (struct quant_kernels){ dot_q8_0, gemv_q8_0, gemm_q8_0 };
 	t->k[QT_Q8_0_R4] = (struct quant_kernels){ dot_q8_0r, gemv_q8_0r, gemm_q8_0r };
+	t->k[QT_Q4_0_R4] = (struct quant_kernels){ dot_q4_0r, gemv_q4_0r, gemm_q4_0r };
 	t->k[QT_Q2_K] = (struct quant_kernels){ dot_q2_K, gemv_q2_K, gemm_q2_K };
 	t->k[QT_Q3_K] = (struct quant_kernels){ dot_q3_K, gemv_q3_K, gemm_q3_K };
 	t->k[QT_Q4_K] = (struct quant_kernels){ dot_q4_K, gemv_q4_K, gemm_q4_K };
