@@ -163,10 +163,13 @@ install: all
 	install -m 755 $(BUILD)/palaver $(DESTDIR)$(PREFIX)/bin/palaver
 	install -m 644 man/palaver.1 $(DESTDIR)$(PREFIX)/share/man/man1/palaver.1
 	install -m 644 config.yaml $(DESTDIR)$(PREFIX)/share/palaver/config.yaml
+	install -m 644 models/palaver-tiny.gguf models/LICENSE.WordNet $(DESTDIR)$(PREFIX)/share/palaver/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/palaver $(DESTDIR)$(PREFIX)/share/man/man1/palaver.1 \
-		$(DESTDIR)$(PREFIX)/share/palaver/config.yaml
+		$(DESTDIR)$(PREFIX)/share/palaver/config.yaml \
+		$(DESTDIR)$(PREFIX)/share/palaver/palaver-tiny.gguf \
+		$(DESTDIR)$(PREFIX)/share/palaver/LICENSE.WordNet
 	-rmdir $(DESTDIR)$(PREFIX)/share/palaver 2>/dev/null
 
 clean:

@@ -36,7 +36,7 @@
 
 static const char usage[] =
 	"usage: palaver bench --cold -m FILE [-p N] [-n N] [-r N] [-t N]\n"
-	"                     [--readahead on|off|both] [--format md|json]\n"
+	"                     [--readahead on|off|both] [--format md|json] [--no-repack]\n"
 	"\n"
 	"Start a model from a cold page cache: before each run the file is dropped\n"
 	"from the page cache (posix_fadvise DONTNEED; the report says how much of\n"
@@ -52,6 +52,8 @@ static const char usage[] =
 	"  -t, --threads N    compute threads (default: online cores)\n"
 	"  --readahead MODE   on, off or both (default both)\n"
 	"  --format FMT       md (default) or json\n"
+	"  --no-repack        keep the weights in the file's layout: repacked weights\n"
+	"                     are copied at load, which then reads them all\n"
 	"  -h, --help         show this help\n";
 
 /* A drop that leaves more than this share resident did not take. */
@@ -61,6 +63,7 @@ struct run {
 	double drop_resident; /* share of the file's pages resident after the drop */
 	double load_ms, first_ms, decode_ms, tg_ts;
 	int active;                  /* the read-ahead helper ran (model_info readahead) */
+	uint64_t repacked;           /* bytes copied into a load-time layout */
 	struct model_ra_stats first; /* during the first-token forward */
 	struct model_ra_stats tg;    /* during the decode steps (first decode + tgN) */
 };
@@ -153,7 +156,8 @@ static double ms_since(uint64_t t0)
 }
 
 /* One cold run; 0 or -1 with error(). */
-static int run_cold(const char *path, int readahead, int nth, int np, int ng, struct run *r)
+static int run_cold(const char *path, int readahead, int repack, int nth, int np, int ng,
+		    struct run *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->drop_resident = drop_cache(path);
@@ -165,12 +169,14 @@ static int run_cold(const char *path, int readahead, int nth, int np, int ng, st
 	mp.n_ctx = np + ng + 1;
 	mp.prefault = 0;
 	mp.readahead = readahead;
+	mp.repack = repack;
 	uint64_t t0 = time_now_ns();
 	struct model *m = model_load(path, &mp);
 	if (!m)
 		return -1;
 	r->load_ms = ms_since(t0);
 	r->active = model_info(m)->readahead;
+	r->repacked = model_info(m)->repacked_bytes;
 	int nv = model_info(m)->n_vocab, rc = -1;
 	int32_t *toks = try_alloc_array((size_t)np, sizeof(int32_t));
 	float *logits = try_alloc_array((size_t)nv, sizeof(float));
@@ -303,6 +309,8 @@ static void print_json(const struct setting *set, int nset, const char *path, co
 				    (unsigned long long)h.layers, (unsigned long long)h.layers_full);
 		}
 		/* the helper's count is cumulative per load: the decode figure is the run's total */
+		strbuf_addf(&sb, "\"repacked_bytes\": %llu, ",
+			    (unsigned long long)s->runs[0].repacked);
 		strbuf_addf(&sb,
 			    "\"readahead_pages_requested\": %llu, \"readahead_pauses\": %llu}%s\n",
 			    (unsigned long long)hits(s, 1).requested,
@@ -318,8 +326,11 @@ static void print_md(const struct setting *set, int nset, const char *name, cons
 {
 	char sz[32];
 	format_size(sz, sizeof(sz), bytes);
-	printf("cold start: %s (%s, %s), %d threads, prompt %d tokens, tg%d\n\n", name, sz, type,
-	       nth, np, ng);
+	char rp[32];
+	format_size(rp, sizeof(rp), set[0].runs[0].repacked);
+	printf("cold start: %s (%s, %s), %d threads, prompt %d tokens, tg%d, repacked at load: "
+	       "%s\n\n",
+	       name, sz, type, nth, np, ng, set[0].runs[0].repacked ? rp : "none");
 	printf("| read-ahead | resident after drop | load ms | first token ms | first decode ms "
 	       "| tg%d t/s | layer pages resident at layer start: first token | decode |\n",
 	       ng);
@@ -367,11 +378,16 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 {
 	const char *path = cfg ? cfg->model : NULL;
 	int np = 8, ng = 16, reps = 3, threads = cfg ? cfg->threads : 0, json = 0;
+	int repack = cfg ? cfg->repack : 1;
 	int modes[2] = { 1, 0 }, nmodes = 2;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--cold"))
 			continue;
+		if (!strcmp(a, "--no-repack")) {
+			repack = 0;
+			continue;
+		}
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			fputs(usage, stdout);
 			return EXIT_OK;
@@ -456,7 +472,7 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 	for (int r = 0; r < reps && rc == EXIT_OK; r++) {
 		for (int j = 0; j < nmodes; j++) {
 			int k = (r % 2 && nmodes == 2) ? 1 - j : j; /* alternate the order */
-			if (run_cold(path, set[k].readahead, nth, np, ng,
+			if (run_cold(path, set[k].readahead, repack, nth, np, ng,
 				     &set[k].runs[set[k].n]) < 0) {
 				fprintf(stderr, "palaver: %s\n", error_message());
 				rc = EXIT_RUNTIME;

@@ -47,7 +47,7 @@
 static const char usage[] =
 	"usage: palaver bench -m FILE [-p N] [-n N] [-r N] [-t N] [-d DEPTH]\n"
 	"                     [--kv-type f16|f32] [--format md|json|csv] [--profile]\n"
-	"                     [--readahead on|off]\n"
+	"                     [--readahead on|off] [--no-repack]\n"
 	"\n"
 	"Measure prompt processing (ppN, tokens/s) and generation (tgN,\n"
 	"tokens/s) as llama-bench does, the machine's memory read bandwidth, and\n"
@@ -64,6 +64,8 @@ static const char usage[] =
 	"  --profile          also break each test's time into matmul, norm+quantize,\n"
 	"                     attention and other (to standard error)\n"
 	"  --readahead on|off read the next layer's weights ahead (default on)\n"
+	"  --no-repack        keep the weights in the file's layout (no load-time\n"
+	"                     repacking; see palaver --help)\n"
 	"  -h, --help         show this help\n"
 	"\n"
 	"Other benchmarks: palaver bench --tokenizer | --history | --cancel | --reuse\n"
@@ -284,11 +286,12 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 			strbuf_addf(&sb,
 				    "\", \"model_bytes\": %llu, \"n_params\": %llu, "
 				    "\"threads\": %d, \"backend\": \"cpu\", \"kv_type\": \"%s\", "
-				    "\"kv_bytes\": %llu, \"bandwidth_bytes_s\": %.0f, ",
+				    "\"kv_bytes\": %llu, \"repacked_bytes\": %llu, "
+				    "\"bandwidth_bytes_s\": %.0f, ",
 				    (unsigned long long)in->file_bytes,
 				    (unsigned long long)in->n_params, in->n_threads,
 				    kv_type_name(in->kv_type), (unsigned long long)in->kv_bytes,
-				    bw);
+				    (unsigned long long)in->repacked_bytes, bw);
 			if (r[i].roofline >= 0)
 				strbuf_addf(
 					&sb,
@@ -341,6 +344,13 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 	format_size(tg, sizeof(tg), target);
 	printf("peak RSS: %s (file + KV cache %s + 64 MiB = %s: %s)\n", rss, kv, tg,
 	       peak <= target ? "within" : "OVER");
+	if (in->repacked_bytes) {
+		char rp[32];
+		format_size(rp, sizeof(rp), in->repacked_bytes);
+		printf("repacked at load: %s of weights copied into the kernels' layout "
+		       "(their file pages released; --no-repack keeps the file's layout)\n",
+		       rp);
+	}
 }
 
 int bench_model(int argc, char **argv, struct config *cfg)
@@ -385,6 +395,10 @@ int bench_model(int argc, char **argv, struct config *cfg)
 				fprintf(stderr, "palaver: bench: --readahead is on or off\n");
 				return EXIT_USAGE;
 			}
+		} else if (!strcmp(a, "--no-repack")) {
+			if (cfg)
+				cfg->repack = 0;
+			continue;
 		} else if (!strcmp(a, "--kv-type")) {
 			if (v && !strcmp(v, "f16"))
 				kvt = KV_F16;
@@ -432,6 +446,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	mp.n_threads = nth;
 	mp.kv_type = kvt;
 	mp.readahead = readahead;
+	mp.repack = cfg ? cfg->repack : 1;
 	int need = depth + (n_prompt > n_gen ? n_prompt : n_gen);
 	mp.n_ctx = need;
 	struct model *m = model_load(path, &mp);

@@ -144,6 +144,7 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 	mp.n_threads = threads;
 	mp.kv_type = kvt;
 	mp.prefault = 0;
+	mp.repack = cfg ? cfg->repack : 1;
 	/* the smallest context that holds the tokens, unless asked (then checked) */
 	mp.n_ctx = ctx ? ctx : n;
 	struct model *m = model_load(model_path, &mp);

@@ -119,6 +119,7 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 	model_params_default(&mp);
 	mp.n_ctx = ctx;
 	mp.n_threads = threads;
+	mp.repack = cfg ? cfg->repack : 1;
 	struct model *m = model_load(model_path, &mp);
 	if (!m) {
 		fprintf(stderr, "palaver: %s\n", error_message());

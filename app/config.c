@@ -106,6 +106,7 @@ static const struct key keys[] = {
 	{ "memory.mode", NULL, K_ENUM, F(memory_mode), 0, 0, 0, memory_mode_names,
 	  "PALAVER_MEMORY_MODE" },
 	{ "memory.lock", NULL, K_BOOL, F(memory_lock), 0, 0, 0, NULL, "PALAVER_MEMORY_LOCK" },
+	{ "repack", NULL, K_BOOL, F(repack), 0, 0, 0, NULL, "PALAVER_REPACK" },
 	{ "history.path", NULL, K_NSTRING, F(history_path), 0, 0, 0, NULL, "PALAVER_HISTORY_PATH" },
 	{ "history.enabled", NULL, K_BOOL, F(history_enabled), 0, 0, 0, NULL,
 	  "PALAVER_HISTORY_ENABLED" },
@@ -203,6 +204,7 @@ void config_init(struct config *cfg)
 	cfg->memory_lock = 0;
 	cfg->history_path = NULL;
 	cfg->history_enabled = 1;
+	cfg->repack = 1;
 	cfg->ui_theme = xstrdup("default");
 	cfg->ui_status_pane = 1;
 	cfg->ui_word_wrap = 1;
@@ -434,7 +436,10 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 	case K_STRING:
 	case K_NSTRING: {
 		char **field = FIELD(cfg, k, char *);
-		if ((plain && is_null_word(text)) || !*text) {
+		/* model: null means "the built-in model", "" means none at all
+		 * (config_finish() turns it into NULL after choosing) */
+		int keep_empty = !*text && !strcmp(key->name, "model");
+		if (!keep_empty && ((plain && is_null_word(text)) || !*text)) {
 			if (key->type == K_STRING) {
 				strbuf_addf(msg, "'%s' must be a non-empty string", key->name);
 				return -1;
@@ -914,8 +919,49 @@ fail:
 	return -1;
 }
 
+#define BUILTIN_MODEL "palaver-tiny.gguf"
+
+char *config_builtin_model(void)
+{
+	/* relative to the binary: build/palaver in a source tree (models/ is
+	 * its sibling), PREFIX/bin/palaver when installed (share/palaver/) */
+	static const char *const rel[] = { "/../models/" BUILTIN_MODEL,
+					   "/../share/palaver/" BUILTIN_MODEL, NULL };
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	char *slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	for (int i = 0; rel[i]; i++) {
+		struct strbuf p = STRBUF_INIT;
+		strbuf_addf(&p, "%s%s", exe, rel[i]);
+		char *real = realpath(p.buf, NULL);
+		strbuf_release(&p);
+		if (real && access(real, R_OK) == 0)
+			return real;
+		free(real);
+	}
+	return NULL;
+}
+
 void config_finish(struct config *cfg)
 {
+	int mk = config_key_index("model");
+	if (cfg->model && !*cfg->model) { /* "": no model, on purpose */
+		free(cfg->model);
+		cfg->model = NULL;
+	} else if (!cfg->model && !cfg->session && mk >= 0) {
+		/* none named and no session will name one: palaver-tiny */
+		char *path = config_builtin_model();
+		if (path) {
+			cfg->model = path;
+			set_origin(cfg, mk, CONFIG_BUILTIN_ORIGIN);
+		}
+	}
 	if (cfg->sampling.seed_random) {
 		uint64_t x = time_now_ns() ^ ((uint64_t)getpid() << 32);
 		/* splitmix64 finaliser: nearby clock readings give unrelated seeds */

@@ -63,6 +63,7 @@ struct config {
 	int memory_lock;                       /* 1: pin the weights in RAM (mlock) */
 	char *history_path;                    /* NULL = $XDG_DATA_HOME/palaver/history.db */
 	int history_enabled;                   /* 0: save nothing */
+	int repack;                            /* copy weights into faster layouts at load */
 	char *ui_theme;                        /* "default", "mono", ... */
 	int ui_status_pane;                    /* 1: show the status pane */
 	int ui_word_wrap;                      /* 1: wrap at word boundaries */
@@ -110,8 +111,16 @@ int config_load_env(struct config *cfg);
  * environment.  Nothing is applied unless all of them are valid.
  */
 int config_load(struct config *cfg, const char *system_path, const char *explicit_path);
-/* After all layers and flags: draw a random seed if asked for.  Call once. */
+/* After all layers and flags: draw a random seed if asked for; when the
+ * model is null and no session is resumed, use the built-in one
+ * (config_builtin_model(); its origin is CONFIG_BUILTIN_ORIGIN); a model set
+ * to "" becomes NULL (no model, on purpose).  Call once. */
 void config_finish(struct config *cfg);
+/* Where palaver-tiny is: ../models/palaver-tiny.gguf or
+ * ../share/palaver/palaver-tiny.gguf from the binary's folder; a malloc'd
+ * absolute path, or NULL when neither is readable. */
+char *config_builtin_model(void);
+#define CONFIG_BUILTIN_ORIGIN "built-in model"
 
 /*
  * Set one key by its dotted name ("threads", "sampling.temperature",

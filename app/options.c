@@ -20,7 +20,7 @@ struct flag {
 };
 
 static const struct flag flags[] = {
-	{ 'm', "model", "FILE", "model", NULL, 1, "the GGUF model file" },
+	{ 'm', "model", "FILE", "model", NULL, 1, "the GGUF model file (default: palaver-tiny, built in)" },
 	{ 'c', "config", "FILE", NULL, NULL, 0,
 	  "read FILE after the system and user config files" },
 	{ 't', "threads", "N", "threads", NULL, 1, "compute threads (0 = online cores)" },
@@ -47,6 +47,8 @@ static const struct flag flags[] = {
 	{ 0, "mlock", NULL, "memory.lock", "true", 1, "pin the model's weights in RAM (mlock)" },
 	{ 0, "history", "FILE", "history.path", NULL, 1, "the chat history database" },
 	{ 0, "no-history", NULL, "history.enabled", "false", 1, "do not save this chat" },
+	{ 0, "no-repack", NULL, "repack", "false", 1,
+	  "keep weights in the file's layout (no load-time repacking)" },
 	{ 0, "session", "ID", NULL, NULL, 0, "continue the saved chat ID" },
 	{ 0, "log-level", "LEVEL", "log.level", NULL, 0, "trace, debug, info, warn, error or off" },
 	{ 0, "log-file", "FILE", "log.file", NULL, 0, "write the log to FILE" },

@@ -369,6 +369,7 @@ static int engine_load(struct engine *e)
 	 * page faults */
 	mp.prefault = 1;
 	mp.mlock = e->cfg.mlock;
+	mp.repack = !e->cfg.no_repack;
 	mp.progress = load_progress;
 	mp.progress_ud = e;
 	mp.cancel = &e->stop;

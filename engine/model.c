@@ -57,8 +57,9 @@
 
 struct mat {
 	const struct gguf_tensor *t;
-	const void *data;
-	int type;
+	const void *data; /* the file's bytes, or a repacked copy (model->repacked) */
+	int type;         /* the file's type, or the repacked one (QT_Q8_0_R4, QT_Q4_0_R4) */
+	int dot_type;     /* activation format its dot products take */
 	int k; /* input length (ne[0]) */
 	int n; /* output rows (ne[1]) */
 	size_t row_bytes;
@@ -92,6 +93,8 @@ struct model {
 
 	float **owned; /* converted 1-D tensors */
 	int n_owned;
+	void **repacked; /* weight copies in a load-time layout (struct mat.data) */
+	int n_repacked;
 
 	struct kv_cache kv;
 	struct threadpool *pool;
@@ -132,6 +135,7 @@ void model_params_default(struct model_params *p)
 	p->kv_type = KV_F16;
 	p->prefault = 1;
 	p->readahead = 1;
+	p->repack = 1;
 }
 
 /* ---- small vector kernels ------------------------------------------------------------- */
@@ -227,6 +231,7 @@ static int mat_get(struct model *m, struct mat *w, const char *name, int64_t k, 
 	w->t = t;
 	w->data = t->data;
 	w->type = t->type;
+	w->dot_type = quant_traits(t->type)->dot_type;
 	w->k = (int)k;
 	w->n = (int)n;
 	quant_row_bytes(t->type, k, &w->row_bytes);
@@ -475,20 +480,170 @@ static int prefault(struct model *m)
 	return 0;
 }
 
-/* mlock the mapping; a failure leaves a warning naming the file, the size, the
- * reason and the limit (llama.cpp also warns and goes on). */
-static void lock_weights(struct model *m)
+/*
+ * Copy the weight matrices that have a faster load-time layout
+ * (quant_repack_type: Q8_0, Q4_0 with AVX-512 VNNI) into it.  The copy is as large
+ * as the tensor; the file's pages of it are then released from this
+ * process (MADV_DONTNEED on a read-only private mapping drops them, the
+ * page cache keeps them), so the resident size stays about the same.
+ */
+static int repack_weights(struct model *m)
 {
-	const void *p = gguf_map(m->g);
-	uint64_t n = gguf_file_size(m->g);
-	if (mlock(p, (size_t)n) == 0) {
+	struct model_info *in = &m->info;
+	for (int l = 0; l <= in->n_layer; l++) {
+		struct mat *all[7];
+		int n = 0;
+		if (l == in->n_layer) {
+			all[n++] = &m->output;
+		} else {
+			struct layer *L = &m->layers[l];
+			all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv, all[n++] = &L->wo;
+			all[n++] = &L->gate, all[n++] = &L->up, all[n++] = &L->down;
+		}
+		for (int i = 0; i < n; i++) {
+			struct mat *w = all[i];
+			int rt = quant_repack_type(w->type, w->k);
+			if (rt < 0 || w->data != w->t->data)
+				continue;
+			if (cancelled(m))
+				return error("cancelled");
+			size_t bytes = w->row_bytes * (size_t)w->n;
+			void *buf = try_alloc_aligned(bytes, 1);
+			if (!buf)
+				return error("'%s': cannot allocate %zu bytes to repack tensor '%s'",
+					     gguf_path(m->g), bytes, w->t->name);
+			m->repacked = xrealloc_array(m->repacked, (size_t)m->n_repacked + 1,
+						     sizeof(*m->repacked));
+			m->repacked[m->n_repacked++] = buf;
+			/* a few MiB at a time, releasing the file's pages as they are
+			 * done, so that the peak holds one chunk twice, not a tensor */
+			int step = (int)((4u << 20) / w->row_bytes) + 1;
+			uintptr_t done = (uintptr_t)w->data; /* released up to here */
+			for (int r = 0; r < w->n; r += step) {
+				int nr = w->n - r < step ? w->n - r : step;
+				size_t off = (size_t)r * w->row_bytes;
+				quant_repack_rows(w->type, w->k, (const char *)w->data + off,
+						  w->row_bytes, nr, (char *)buf + off);
+				uintptr_t a = (done + 4095) & ~(uintptr_t)4095;
+				uintptr_t b = ((uintptr_t)w->data + off + (size_t)nr * w->row_bytes) &
+					      ~(uintptr_t)4095;
+				if (b > a) {
+					madvise((void *)a, b - a, MADV_DONTNEED);
+					done = b;
+				}
+			}
+			w->data = buf;
+			w->type = rt;
+			in->repacked_bytes += bytes;
+		}
+	}
+	return 0;
+}
+
+/* The matrices of layer l (n_layer: the output), into all[7]; their count. */
+static int layer_mats(struct model *m, int l, struct mat **all)
+{
+	int n = 0;
+	if (l == m->info.n_layer) {
+		all[n++] = &m->output;
+	} else {
+		struct layer *L = &m->layers[l];
+		all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv, all[n++] = &L->wo;
+		all[n++] = &L->gate, all[n++] = &L->up, all[n++] = &L->down;
+	}
+	return n;
+}
+
+/* Per tensor index: 1 when the forward pass no longer reads it from the
+ * mapping (repacked into a copy).  NULL on out of memory. */
+static unsigned char *unmapped_tensors(struct model *m)
+{
+	int64_t nt = gguf_n_tensors(m->g);
+	unsigned char *skip = try_alloc_array((size_t)(nt > 0 ? nt : 1), 1);
+	if (!skip)
+		return NULL;
+	memset(skip, 0, (size_t)(nt > 0 ? nt : 1));
+	const struct gguf_tensor *t0 = gguf_tensor_at(m->g, 0);
+	for (int l = 0; l <= m->info.n_layer; l++) {
+		struct mat *all[7];
+		int n = layer_mats(m, l, all);
+		for (int i = 0; i < n; i++)
+			if (all[i]->t && all[i]->data != all[i]->t->data)
+				skip[all[i]->t - t0] = 1;
+	}
+	/* tied embeddings: the output's copy does not replace the rows the
+	 * embedding lookup reads */
+	skip[m->tok_embd.t - t0] = 0;
+	return skip;
+}
+
+/*
+ * Lock (op = mlock) or unlock the first `count` pieces of what the forward
+ * pass reads: each tensor still read from the mapping (page-aligned), then
+ * each repacked copy.  Returns the pieces done before a failure (errno
+ * set), or all of them; *bytes sums their sizes.
+ */
+static int lock_pieces(struct model *m, const unsigned char *skip, int (*op)(const void *, size_t),
+		       int count, uint64_t *bytes)
+{
+	int k = 0;
+	*bytes = 0;
+	for (int64_t i = 0; i < gguf_n_tensors(m->g) && k < count; i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(m->g, i);
+		if (skip[i] || !t->nbytes)
+			continue;
+		uintptr_t a = (uintptr_t)t->data & ~(uintptr_t)4095;
+		size_t len = (size_t)((uintptr_t)t->data + t->nbytes - a);
+		if (op((const void *)a, len) < 0)
+			return k;
+		*bytes += t->nbytes;
+		k++;
+	}
+	for (int l = 0; l <= m->info.n_layer && k < count; l++) {
+		struct mat *all[7];
+		int n = layer_mats(m, l, all);
+		for (int i = 0; i < n && k < count; i++) {
+			if (!all[i]->t || all[i]->data == all[i]->t->data)
+				continue;
+			size_t len = all[i]->row_bytes * (size_t)all[i]->n;
+			if (op(all[i]->data, len) < 0)
+				return k;
+			*bytes += len;
+			k++;
+		}
+	}
+	return k;
+}
+
+static int op_count(const void *p, size_t n)
+{
+	(void)p;
+	(void)n;
+	return 0;
+}
+
+/*
+ * mlock what the forward pass reads (the tensors still in the mapping and
+ * the repacked copies: pinning file pages that a copy replaced would only
+ * waste memory).  A failure undoes the locks taken and leaves a warning
+ * naming the file, the size, the reason and the limit; the model goes on
+ * unpinned, as llama.cpp does.
+ */
+static void lock_weights(struct model *m, const unsigned char *skip)
+{
+	uint64_t bytes, total;
+	int all = lock_pieces(m, skip, op_count, INT32_MAX, &total);
+	int done = lock_pieces(m, skip, mlock, all, &bytes);
+	if (done == all) {
 		m->info.locked = 1;
+		m->info.locked_bytes = bytes;
 		return;
 	}
 	int e = errno;
+	lock_pieces(m, skip, munlock, done, &bytes);
 	char sz[32], lim[32] = "unlimited";
 	struct rlimit rl;
-	format_size(sz, sizeof(sz), n);
+	format_size(sz, sizeof(sz), total);
 	if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
 		format_size(lim, sizeof(lim), (uint64_t)rl.rlim_cur);
 	char buf[1024];
@@ -539,7 +694,7 @@ static int alloc_scratch(struct model *m)
 		}
 		for (int i = 0; i < n; i++) {
 			size_t rb;
-			int dt = quant_traits(all[i]->type)->dot_type;
+			int dt = all[i]->dot_type;
 			if (quant_row_bytes(dt, all[i]->k, &rb) < 0)
 				return error(
 					"'%s': tensor '%s' rows do not fit its activation type %s",
@@ -573,6 +728,29 @@ static int alloc_att(struct model *m, int nth)
 	return 0;
 }
 
+/* After repacking: pin (params.mlock) and the read-ahead table and helper,
+ * both over what the forward pass still reads from the mapping. */
+static int mapped_setup(struct model *m)
+{
+	struct model_info *in = &m->info;
+	unsigned char *skip = unmapped_tensors(m);
+	if (!skip)
+		return error("out of memory");
+	if (m->params.mlock)
+		lock_weights(m, skip);
+	m->ra = readahead_create(m->g, in->n_layer, m->output.t == m->tok_embd.t, skip);
+	free(skip);
+	if (!m->ra)
+		return -1;
+	if (m->params.readahead && !in->locked) {
+		int rc = readahead_start(m->ra);
+		if (rc < 0)
+			return -1;
+		in->readahead = rc;
+	}
+	return 0;
+}
+
 struct model *model_load(const char *path, const struct model_params *p)
 {
 	struct model *m = xcalloc(1, sizeof(*m));
@@ -602,17 +780,6 @@ struct model *model_load(const char *path, const struct model_params *p)
 	in->kv_type = m->params.kv_type;
 	if (prefault(m) < 0)
 		goto fail;
-	if (m->params.mlock)
-		lock_weights(m);
-	m->ra = readahead_create(m->g, in->n_layer, m->output.t == m->tok_embd.t);
-	if (!m->ra)
-		goto fail;
-	if (m->params.readahead && !in->locked) {
-		int rc = readahead_start(m->ra);
-		if (rc < 0)
-			goto fail;
-		in->readahead = rc;
-	}
 	if (kv_cache_init(&m->kv, m->params.kv_type, in->n_layer, n_ctx, in->n_head_kv,
 			  in->head_dim, m->head_dim_v) < 0) {
 		error_prefix("'%s': ", path);
@@ -620,6 +787,10 @@ struct model *model_load(const char *path, const struct model_params *p)
 	}
 	in->kv_bytes = m->kv.bytes;
 	if (alloc_scratch(m) < 0)
+		goto fail;
+	if (m->params.repack && repack_weights(m) < 0)
+		goto fail;
+	if (mapped_setup(m) < 0)
 		goto fail;
 	m->pool = threadpool_create(m->params.n_threads);
 	if (!m->pool || alloc_att(m, threadpool_size(m->pool)) < 0)
@@ -647,6 +818,9 @@ void model_free(struct model *m)
 	for (int i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
 	free(m->owned);
+	for (int i = 0; i < m->n_repacked; i++)
+		free(m->repacked[i]);
+	free(m->repacked);
 	free(m->layers);
 	if (m->g)
 		gguf_close(m->g);
@@ -910,7 +1084,7 @@ static void matmul_group(struct model *m, struct prep_job *pj, int n, const stru
 	mj.ntok = ntok;
 	pj->dot_types[0] = pj->dot_types[1] = -1;
 	for (int i = 0; i < n; i++) {
-		int dt = quant_traits(w[i]->type)->dot_type, s;
+		int dt = w[i]->dot_type, s;
 		for (s = 0; s < 2; s++)
 			if (pj->dot_types[s] == dt || pj->dot_types[s] < 0)
 				break;

@@ -1081,7 +1081,7 @@ int quant_quantize_row(int type, const float *src, void *dst, int64_t n)
 static const struct quant_kernels *kernels(int type)
 {
 	const struct quant_kernels *k;
-	if (type < 0 || type >= QT_COUNT)
+	if (type < 0 || type >= QT_KERNEL_COUNT)
 		return NULL;
 	k = &table()->k[type];
 	return k->dot ? k : NULL;
@@ -1127,4 +1127,44 @@ void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
 	for (int t = 0; t < ntok; t++)
 		quant_gemv(type, n, w, row_bytes, nrows, (const char *)act + (size_t)t * act_stride,
 			   out + (size_t)t * out_stride);
+}
+
+/* ---- load-time repacking ------------------------------------------------------ */
+
+int quant_repack_type(int type, int64_t n)
+{
+	int rt = type == QT_Q8_0 ? QT_Q8_0_R4 : type == QT_Q4_0 ? QT_Q4_0_R4 : -1;
+	if (rt < 0 || n <= 0 || n % (4 * 32) || !kernels(rt))
+		return -1;
+	return rt;
+}
+
+void quant_repack_rows(int type, int64_t n, const void *src, size_t row_bytes, int nrows,
+		       void *dst)
+{
+	int64_t ng = n / (4 * 32);
+	for (int r = 0; r < nrows; r++) {
+		const uint8_t *in = (const uint8_t *)src + (size_t)r * row_bytes;
+		uint8_t *o = (uint8_t *)dst + (size_t)r * row_bytes;
+		if (type == QT_Q4_0) {
+			const struct block_q4_0 *x = (const struct block_q4_0 *)in;
+			for (int64_t g = 0; g < ng; g++, x += 4, o += 4 * sizeof(*x)) {
+				for (int b = 0; b < 4; b++) {
+					memcpy(o + 16 * b, x[b].qs, 16);
+					memcpy(o + 64 + 2 * b, &x[b].d, 2);
+				}
+			}
+			continue;
+		}
+		const struct block_q8_0 *x = (const struct block_q8_0 *)in;
+		for (int64_t g = 0; g < ng; g++, x += 4, o += 4 * sizeof(*x)) {
+			for (int b = 0; b < 4; b++) {
+				for (int j = 0; j < 16; j++) {
+					o[16 * b + j] = (uint8_t)x[b].qs[j] ^ 0x80;
+					o[64 + 16 * b + j] = (uint8_t)x[b].qs[16 + j] ^ 0x80;
+				}
+				memcpy(o + 128 + 2 * b, &x[b].d, 2);
+			}
+		}
+	}
 }

@@ -22,7 +22,12 @@ enum quant_type {
 	QT_Q6_K = 14,
 	QT_Q8_K = 15,
 	QT_BF16 = 30,
-	QT_COUNT = 40 /* ids at or above this are unknown */
+	QT_COUNT = 40, /* ids at or above this are unknown */
+	/* Internal layouts made at load time (never in a file, unknown to
+	 * quant_traits()): see quant_repack(). */
+	QT_Q8_0_R4 = 64,
+	QT_Q4_0_R4 = 65,
+	QT_KERNEL_COUNT = 66 /* size of the kernel tables */
 };
 
 typedef uint16_t quant_half; /* IEEE binary16 bits */
@@ -164,6 +169,24 @@ void quant_gemv(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
  * Loads each weight block once for many tokens. */
 void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
 		size_t act_stride, int ntok, float *out, size_t out_stride);
+
+/*
+ * Load-time repacking.  Q8_0 and Q4_0 rows are regrouped four blocks at a
+ * time into the lane layout the AVX-512 VNNI kernels otherwise build with
+ * shuffles on every load.  Q8_0: 64 bytes of the blocks' first 16 quants,
+ * 64 of their last 16 (both made unsigned with an xor of 0x80), then the
+ * four F16 scales (136 bytes).  Q4_0: the four blocks' 16 nibble bytes side
+ * by side, then the four scales (72 bytes).  Each group is the size of its
+ * four blocks, so a repacked tensor is as large as the file's.  Results are
+ * bit-identical; prefill is faster (no shuffles per block).
+ * quant_repack_type() is the type a row of n elements of `type` repacks to
+ * with the current kernels, or -1 (no kernel for it on this CPU, or n not a
+ * multiple of 128).  quant_repack_rows() writes nrows rows (row_bytes apart
+ * in src, packed in dst: the same row_bytes).
+ */
+int quant_repack_type(int type, int64_t n);
+void quant_repack_rows(int type, int64_t n, const void *src, size_t row_bytes, int nrows,
+		       void *dst);
 
 /* Kernel selection: the best the CPU has is chosen at first use from cpuid;
  * tests force a level to compare SIMD kernels with their plain C twins. */

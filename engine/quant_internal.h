@@ -26,7 +26,7 @@ struct quant_kernels {
 
 /* The whole table for one ISA level, indexed by type id. */
 struct quant_kernel_table {
-	struct quant_kernels k[QT_COUNT];
+	struct quant_kernels k[QT_KERNEL_COUNT];
 	quant_from_float_fn from_float[QT_COUNT]; /* activation quantizers, optional */
 };
 

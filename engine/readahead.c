@@ -92,7 +92,8 @@ static int cmp_range(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-struct readahead *readahead_create(const struct gguf *g, int n_layer, int tied)
+struct readahead *readahead_create(const struct gguf *g, int n_layer, int tied,
+				   const unsigned char *skip)
 {
 	struct readahead *ra = calloc(1, sizeof(*ra));
 	int64_t nt = gguf_n_tensors(g);
@@ -125,7 +126,7 @@ struct readahead *readahead_create(const struct gguf *g, int n_layer, int tied)
 		int l = layer_of(t->name, n_layer);
 		if (l < 0)
 			l = !strcmp(t->name, "token_embd.weight") && !tied ? -1 : n_layer;
-		grp[i] = t->nbytes ? l : -1;
+		grp[i] = t->nbytes && !(skip && skip[i]) ? l : -1;
 		if (grp[i] >= 0)
 			count[grp[i] + 1]++;
 	}

@@ -34,8 +34,11 @@ struct readahead_range {
 struct readahead;
 
 /* Build the table for g with n_layer layer groups.  tied: token_embd is
- * also the output matrix.  NULL with error() on out of memory. */
-struct readahead *readahead_create(const struct gguf *g, int n_layer, int tied);
+ * also the output matrix.  skip (per tensor index, may be NULL): tensors
+ * left out, e.g. repacked into a copy the forward pass reads instead.
+ * NULL with error() on out of memory. */
+struct readahead *readahead_create(const struct gguf *g, int n_layer, int tied,
+				   const unsigned char *skip);
 /* Stops and joins the helper thread if it runs. */
 void readahead_free(struct readahead *ra);
 

@@ -75,7 +75,8 @@ run 0 "$T/lines" "$P" $G --temp 0 -n 4 --no-history
 [ "$(grep -c '^$' "$T/out")" -ge 1 ] || fail "no blank line between replies"
 
 # 4. exit codes
-run 2 "$T/once" "$P" --no-history
+# PALAVER_MODEL set to nothing: no model at all, not the built-in one
+run 2 "$T/once" env PALAVER_MODEL= "$P" --no-history
 has err "no model"
 run 2 "$T/once" "$P" $G --split words --no-history
 has err "--split"

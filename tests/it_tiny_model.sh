@@ -56,5 +56,16 @@ elif ! grep -q -x -F -- "$WANT" "$T/out"; then
 	fail "greedy answer to '$Q' is '$(cat "$T/out")', wanted '$WANT'"
 fi
 
+# 5. with no model named, palaver uses this one (found next to the binary)
+"$P" config >"$T/cfgout" 2>"$T/err" || fail "config failed: $(cat "$T/err")"
+has cfgout 'palaver-tiny.gguf" # built-in model'
+cp "$T/out" "$T/out_m"
+"$P" --temp 0 -n 60 --no-history --threads 1 -p "$Q" >"$T/out" 2>"$T/err" ||
+	fail "batch mode without -m failed: $(head -c 400 "$T/err")"
+cmp -s "$T/out" "$T/out_m" || fail "without -m the answer is '$(cat "$T/out")', not the built-in model's"
+# ... and an empty model means none
+"$P" -m '' -p "$Q" --no-history >"$T/out" 2>"$T/err" && fail "-m '' ran a model"
+has err "no model"
+
 [ "$fails" -eq 0 ] || exit 1
 exit 0

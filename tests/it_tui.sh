@@ -231,7 +231,8 @@ check "SIGTERM ends the chat" tui_wait "TUI-EXITED" 5
 check "... and leaves the alternate screen" sh -c "[ \"\$(tmux -L $TUI_SOCK display -p -t 0 '#{alternate_on}')\" = 0 ]"
 
 # ---- no model configured: the chat opens and says how to set one ---------
-tui_start 100x30 "cd $T && env $ENVS $PALAVER --chat-template none -n 40 --ctx 512 --history $T/history.db"
+# (PALAVER_MODEL set to nothing: no model, not even the built-in palaver-tiny)
+tui_start 100x30 "cd $T && env $ENVS PALAVER_MODEL= $PALAVER --chat-template none -n 40 --ctx 512 --history $T/history.db"
 check "without a model the chat opens and says how to set one" tui_wait "No model is configured" 5
 check "... naming -m and config.yaml" tui_wait "-m FILE.gguf, set model:" 1
 check "... and the status pane says so" tui_wait "state +no model" 3
@@ -243,6 +244,15 @@ tui_send "Once upon a time" || fail "a reply after /model"
 check "... which then answers" tui_wait "gen +[0-9.]+ t/s" 3
 tui_keys C-d
 check "... and Ctrl-D still quits" tui_wait "TUI-EXITED rc=0" 5
+
+# ---- no model named: palaver-tiny, the built-in model, answers ----------
+tui_start 100x30 "cd $T && env $ENVS $PALAVER -n 60 --history $T/history.db"
+check "without -m the chat opens with palaver-tiny and says what it is" tui_wait "This is palaver-tiny" 5
+check "... and loads it" tui_wait "state +ready" 20
+tui_send "how do I search my old chats?" || fail "palaver-tiny's reply finishes"
+check "... which answers a question about palaver with the command" tui_wait "^  .*/search" 3
+tui_keys C-d
+tui_wait "TUI-EXITED rc=0" 5
 
 # ---- a history that cannot be opened: the chat goes on in memory ----------
 : > "$T/not-a-dir"

@@ -281,7 +281,10 @@ static void test_cancel_decode(void **state)
 	/* stopped within a few tokens; the text so far is kept, all of it shown */
 	assert_true(r.done.stats.gen_tokens >= 3 && r.done.stats.gen_tokens < 1000);
 	assert_string_equal(r.done.text, r.tokens.buf);
-	assert_int_equal(strncmp(r.done.text, once_text, r.done.len), 0);
+	/* the reference covers N_ONCE_GEN tokens; on a busy machine the engine
+	 * may run past them before the cancel lands */
+	size_t cmp = r.done.len < strlen(once_text) ? r.done.len : strlen(once_text);
+	assert_int_equal(strncmp(r.done.text, once_text, cmp), 0);
 	result_free(&r);
 
 	/* a cancel while idle does not touch the next request */
@@ -723,34 +726,29 @@ static void test_backpressure(void **state)
 	struct engine *e = open_ready(&c);
 	greedy(&rq, once_prompt, N_ONCE_PROMPT, N_ONCE_GEN);
 	assert_int_equal(engine_submit(e, &rq), 0);
-	/* do not drain: the engine must stop at the bound */
-	usleep(400 * 1000);
+	/* Do not drain for a second: the engine must stop at the bound and
+	 * wait.  (Counting the events found after the pause is racy: the engine
+	 * refills a slot for each one taken, and a consumer descheduled while
+	 * draining sees many more.)  The reply's decode time tells instead: held
+	 * at the bound it lasts past the pause; an unbounded queue lets the 64
+	 * tokens of this 260K-parameter model finish in milliseconds. */
+	usleep(1000 * 1000);
 	struct strbuf text = STRBUF_INIT;
-	int n_events = 0, got_done = 0;
-	while (engine_next_event(e, &ev)) {
-		n_events++;
-		if (ev.type == ENGINE_EV_TOKEN)
-			strbuf_add(&text, ev.text, ev.len);
-		got_done |= ev.type == ENGINE_EV_DONE;
-		engine_event_free(&ev);
-	}
-	/* the engine refills a slot for each event taken while we drain, so a
-	 * consumer descheduled mid-drain (ASan on a busy machine) sees a few
-	 * more than the bound; an unbounded queue would hand over the whole
-	 * reply (64 tokens and DONE) here */
-	assert_true(n_events <= 4 + 8);
-	assert_false(got_done);
-	/* draining lets it finish; nothing was lost */
+	int n_events = 0;
 	for (;;) {
 		next(e, &ev);
+		n_events++;
 		if (ev.type == ENGINE_EV_TOKEN)
 			strbuf_add(&text, ev.text, ev.len);
 		if (ev.type == ENGINE_EV_DONE)
 			break;
 		engine_event_free(&ev);
 	}
+	/* nothing was lost */
 	assert_string_equal(text.buf, once_text);
 	assert_string_equal(ev.text, once_text);
+	assert_true(n_events >= N_ONCE_GEN / 2);
+	assert_true(ev.stats.decode_ms >= 900);
 	engine_event_free(&ev);
 	strbuf_release(&text);
 	engine_close(e);

@@ -786,6 +786,76 @@ static void test_activation_quantizers(void **state)
 	free(got);
 }
 
+/* Rows repacked at load give exactly the results of the file's layout:
+ * gemv, gemm with token tails, and dot; rows that are not whole groups of
+ * four blocks, other types and CPUs without the kernels are not repacked. */
+static void repack_check(int type, int rtype)
+{
+	static const int64_t lens[] = { 128, 2048, 16384 + 512 }; /* the last spans two chunks */
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		int64_t n = lens[li];
+		const int nrows = 11, ntok = 7;
+		assert_int_equal(quant_repack_type(type, n), rtype);
+		size_t rb = row_bytes(type, n), ab = row_bytes(QT_Q8_0, n);
+		uint8_t *w = malloc(rb * nrows), *wr = malloc(rb * nrows), *act = malloc(ab * ntok);
+		float *x = malloc(sizeof(float) * (size_t)n);
+		float *o1 = malloc(sizeof(float) * nrows * ntok), *o2 = malloc(sizeof(float) * nrows * ntok);
+		assert_true(w && wr && act && x && o1 && o2);
+		for (int r = 0; r < nrows; r++) {
+			fill_normal(x, n, 0.05f);
+			assert_int_equal(quant_quantize_row(type, x, w + (size_t)r * rb, n), 0);
+		}
+		for (int t = 0; t < ntok; t++) {
+			fill_normal(x, n, 1.0f);
+			assert_int_equal(quant_quantize_row(QT_Q8_0, x, act + (size_t)t * ab, n), 0);
+		}
+		quant_repack_rows(type, n, w, rb, nrows, wr);
+		assert_memory_not_equal(w, wr, rb * nrows);
+		quant_gemv(type, n, w, rb, nrows, act, o1);
+		quant_gemv(rtype, n, wr, rb, nrows, act, o2);
+		assert_memory_equal(o1, o2, sizeof(float) * nrows);
+		quant_gemm(type, n, w, rb, nrows, act, ab, ntok, o1, nrows);
+		quant_gemm(rtype, n, wr, rb, nrows, act, ab, ntok, o2, nrows);
+		assert_memory_equal(o1, o2, sizeof(float) * nrows * ntok);
+		assert_true(quant_vec_dot(type, n, w, act) == quant_vec_dot(rtype, n, wr, act));
+		/* and they are the scalar reference's results up to float rounding */
+		for (int r = 0; r < nrows; r++) {
+			float ref = 0;
+			quant_dequantize_row(type, w + (size_t)r * rb, x, n);
+			float *y = malloc(sizeof(float) * (size_t)n);
+			assert_non_null(y);
+			quant_dequantize_row(QT_Q8_0, act, y, n);
+			for (int64_t i = 0; i < n; i++)
+				ref += x[i] * y[i];
+			free(y);
+			assert_true(fabsf(o2[r] - ref) <= 1e-3f * (1 + fabsf(ref)));
+		}
+		free(w);
+		free(wr);
+		free(act);
+		free(x);
+		free(o1);
+		free(o2);
+	}
+}
+
+static void test_repack(void **state)
+{
+	(void)state;
+	assert_int_equal(quant_repack_type(QT_Q8_0, 96), -1);
+	assert_int_equal(quant_repack_type(QT_Q4_K, 256), -1);
+	assert_int_equal(quant_isa_set(QUANT_ISA_SCALAR), 0);
+	assert_int_equal(quant_repack_type(QT_Q8_0, 256), -1);
+	assert_int_equal(quant_isa_set(quant_isa_best()), 0);
+	if (quant_repack_type(QT_Q8_0, 256) < 0) {
+		printf("repack: no repacking kernels on this CPU (%s)\n",
+		       quant_isa_name(quant_isa_best()));
+		return;
+	}
+	repack_check(QT_Q8_0, QT_Q8_0_R4);
+	repack_check(QT_Q4_0, QT_Q4_0_R4);
+}
+
 static void test_isa(void **state)
 {
 	(void)state;
@@ -820,6 +890,7 @@ int main(void)
 		cmocka_unit_test(test_empty_rows),
 		cmocka_unit_test(test_unsupported_dot_is_nan),
 		cmocka_unit_test(test_activation_quantizers),
+		cmocka_unit_test(test_repack),
 	};
 	return cmocka_run_group_tests_name("quant", tests, NULL, NULL);
 }

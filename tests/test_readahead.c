@@ -52,7 +52,7 @@ static void check_model(const char *rel)
 	uint32_t nl;
 	assert_int_equal(gguf_get_u32(g, key, &nl), 0);
 	int tied = gguf_find_tensor(g, "output.weight") == NULL;
-	struct readahead *ra = readahead_create(g, (int)nl, tied);
+	struct readahead *ra = readahead_create(g, (int)nl, tied, NULL);
 	assert_non_null(ra);
 	assert_int_equal(readahead_n_groups(ra), (int)nl + 1);
 
@@ -121,7 +121,7 @@ static void test_helper_lifecycle(void **state)
 	REQUIRE_REF();
 	struct gguf *g = gguf_open(test_ref_path("models/stories260K.gguf"));
 	assert_non_null(g);
-	struct readahead *ra = readahead_create(g, 5, 1);
+	struct readahead *ra = readahead_create(g, 5, 1, NULL);
 	assert_non_null(ra);
 	readahead_advance(ra, 0); /* not started: ignored */
 	assert_int_equal(readahead_start(ra), 1); /* a small file fits */
