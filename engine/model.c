@@ -1622,3 +1622,8 @@ void model_ra_stats_get(const struct model *m, struct model_ra_stats *out)
 	out->requested = readahead_pages_requested(m->ra);
 	out->evictions = readahead_evictions(m->ra);
 }
+
+const struct readahead *model_readahead(const struct model *m)
+{
+	return m->ra;
+}

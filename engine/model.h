@@ -9,6 +9,7 @@
 #include "kv_cache.h"
 
 struct gguf;
+struct readahead;
 
 /*
  * One model = the GGUF mapping (weights stay in it, nothing is copied), the
@@ -157,6 +158,9 @@ struct model_ra_stats {
 };
 /* Start (on = 1, counters cleared) or stop counting; off by default. */
 void model_ra_stats_enable(struct model *m, int on);
+/* The read-ahead table: what the forward pass reads from the mapping, by
+ * layer (readahead.h; tests and diagnostics). */
+const struct readahead *model_readahead(const struct model *m);
 void model_ra_stats_get(const struct model *m, struct model_ra_stats *out);
 
 /* Supported architectures, comma-separated, for messages. */

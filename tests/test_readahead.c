@@ -202,6 +202,55 @@ static void test_readahead_bit_identical(void **state)
 	}
 }
 
+static uint64_t table_bytes(const struct readahead *ra)
+{
+	uint64_t b = 0;
+	for (int g = 0; g < readahead_n_groups(ra); g++) {
+		const struct readahead_range *r;
+		int n = readahead_ranges(ra, g, &r);
+		for (int i = 0; i < n; i++)
+			b += r[i].end - r[i].start;
+	}
+	return b;
+}
+
+/* Weights repacked into copies at load leave the read-ahead table (the
+ * forward pass no longer reads their file pages), and mlock pins the
+ * copies instead: the pinned bytes stay about the weights' size. */
+static void test_repacked_left_out(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	const char *rel = "models/rand-llama-256-Q8_0.gguf";
+	struct model_params mp;
+	model_params_default(&mp);
+	mp.n_threads = 1;
+	mp.n_ctx = 16;
+	mp.prefault = 0;
+	mp.repack = 0;
+	struct model *plain = model_load(test_ref_path(rel), &mp);
+	mp.repack = 1;
+	mp.mlock = 1;
+	struct model *rp = model_load(test_ref_path(rel), &mp);
+	assert_non_null(plain);
+	assert_non_null(rp);
+	uint64_t a = table_bytes(model_readahead(plain)), b = table_bytes(model_readahead(rp));
+	const struct model_info *in = model_info(rp);
+	assert_true(a > 0 && a <= model_info(plain)->file_bytes + 4096);
+	if (in->repacked_bytes == 0) {
+		assert_true(a == b); /* no repacking kernels on this CPU */
+	} else {
+		assert_true(b < a);
+		assert_true(b + in->repacked_bytes >= a - 4096 * 2 * (uint64_t)in->n_layer);
+	}
+	if (in->locked) {
+		assert_true(in->locked_bytes >= in->weight_bytes);
+		assert_true(in->locked_bytes <= in->weight_bytes + in->repacked_bytes);
+	}
+	model_free(plain);
+	model_free(rp);
+}
+
 /* mlock either pins the mapping (then no read-ahead helper runs) or leaves
  * one warning naming the file, the reason and the limit; the model works
  * either way and gives the same logits. */
@@ -292,6 +341,7 @@ int main(void)
 		cmocka_unit_test(test_helper_lifecycle),
 		cmocka_unit_test(test_readahead_bit_identical),
 		cmocka_unit_test(test_mlock),
+		cmocka_unit_test(test_repacked_left_out),
 		cmocka_unit_test(test_mlock_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
