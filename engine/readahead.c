@@ -66,6 +66,9 @@ struct readahead {
 	atomic_ullong evictions; /* pressure findings (see serve()) */
 	/* the helper's own state (see read_group()) */
 	unsigned char *whole;  /* (n_groups) 1 once group i was found all resident */
+	unsigned *asked_pass;  /* (n_groups) pass in which group i's missing pages were asked for */
+	uint64_t *asked;       /* (n_groups) how many pages that was */
+	unsigned pass;         /* passes begun (starts at 1) */
 	int pause_left;        /* passes to skip before reading ahead again */
 	int pause_next;        /* the next pause's length */
 	uint64_t weights;      /* bytes of all groups' ranges */
@@ -113,8 +116,12 @@ struct readahead *readahead_create(const struct gguf *g, int n_layer, int tied,
 	ra->cvec = malloc(RA_WINDOW);
 	ra->hvec = malloc(RA_WINDOW);
 	ra->whole = calloc((size_t)ra->n_groups, 1);
+	ra->asked_pass = calloc((size_t)ra->n_groups, sizeof(*ra->asked_pass));
+	ra->asked = calloc((size_t)ra->n_groups, sizeof(*ra->asked));
+	ra->pass = 1;
 	int *grp = calloc((size_t)(nt > 0 ? nt : 1), sizeof(*grp));
 	if (!ra->ranges || !ra->first || !ra->cvec || !ra->hvec || !ra->whole ||
+	    !ra->asked_pass || !ra->asked ||
 	    !grp) {
 		free(grp);
 		goto oom;
@@ -193,6 +200,8 @@ void readahead_free(struct readahead *ra)
 	free(ra->cvec);
 	free(ra->hvec);
 	free(ra->whole);
+	free(ra->asked_pass);
+	free(ra->asked);
 	free(ra);
 }
 
@@ -254,6 +263,8 @@ static uint64_t fetch_range(struct readahead *ra, const struct readahead_range *
  */
 static uint64_t read_group(struct readahead *ra, int g)
 {
+	if (ra->asked_pass[g] == ra->pass)
+		return ra->asked[g]; /* asked this pass already: the reads are in flight */
 	uint64_t asked = 0;
 	for (int i = ra->first[g]; i < ra->first[g + 1] && !atomic_load(&ra->stop); i++)
 		asked += fetch_range(ra, &ra->ranges[i]);
@@ -267,6 +278,9 @@ static uint64_t read_group(struct readahead *ra, int g)
 	}
 	if (!asked)
 		ra->whole[g] = 1; /* found whole: reads still in flight do not count */
+	else
+		ra->asked_pass[g] = ra->pass;
+	ra->asked[g] = asked;
 	return asked;
 }
 
@@ -293,6 +307,7 @@ static int moved(struct readahead *ra, unsigned seen)
 static void serve(struct readahead *ra, int c, unsigned seen)
 {
 	if (c < 0) {
+		ra->pass++;
 		if (ra->pause_left > 0)
 			ra->pause_left--;
 		else if (!ra->evicted_this_pass)
