@@ -69,6 +69,9 @@ struct readahead {
 	unsigned *asked_pass;  /* (n_groups) pass in which group i's missing pages were asked for */
 	uint64_t *asked;       /* (n_groups) how many pages that was */
 	unsigned pass;         /* passes begun (starts at 1) */
+	int pass_checked;      /* groups checked in this pass */
+	uint64_t pass_asked;   /* pages asked for in this pass */
+	atomic_int steady;     /* every group resident: only pass starts are signalled */
 	int pause_left;        /* passes to skip before reading ahead again */
 	int pause_next;        /* the next pause's length */
 	uint64_t weights;      /* bytes of all groups' ranges */
@@ -281,6 +284,8 @@ static uint64_t read_group(struct readahead *ra, int g)
 	else
 		ra->asked_pass[g] = ra->pass;
 	ra->asked[g] = asked;
+	ra->pass_checked++;
+	ra->pass_asked += asked;
 	return asked;
 }
 
@@ -307,12 +312,30 @@ static int moved(struct readahead *ra, unsigned seen)
 static void serve(struct readahead *ra, int c, unsigned seen)
 {
 	if (c < 0) {
+		/* steady: a whole pass found every group resident; then the
+		 * compute threads signal only pass starts, and this check of
+		 * every group (a mincore each) replaces the per-layer ones */
+		int steady = ra->pass_checked >= ra->n_groups && !ra->pass_asked &&
+			     !ra->pause_left;
 		ra->pass++;
+		ra->pass_checked = 0;
+		ra->pass_asked = 0;
 		if (ra->pause_left > 0)
 			ra->pause_left--;
 		else if (!ra->evicted_this_pass)
 			ra->pause_next = 1;
 		ra->evicted_this_pass = 0;
+		if (steady || atomic_load(&ra->steady)) {
+			for (int g = 0; g < ra->n_groups && !atomic_load(&ra->stop); g++)
+				if (read_group(ra, g)) {
+					atomic_store(&ra->steady, 0); /* cold again: follow layers */
+					ra->pass_checked = ra->n_groups;
+					return;
+				}
+			ra->pass_checked = ra->n_groups;
+			atomic_store(&ra->steady, 1);
+			return;
+		}
 	}
 	uint64_t lead = 0;
 	for (int g = c + 1, n = 0; n < ra->n_groups && ra->pause_left == 0; n++) {
@@ -431,6 +454,8 @@ void readahead_advance(struct readahead *ra, int cur)
 {
 	if (!ra->started || cur < -1 || cur >= ra->n_groups - 1)
 		return;
+	if (cur >= 0 && atomic_load_explicit(&ra->steady, memory_order_relaxed))
+		return; /* nothing to read: spare the helper's wake-up (see serve()) */
 	pthread_mutex_lock(&ra->mu);
 	ra->cur = cur;
 	ra->seq++;
