@@ -176,6 +176,9 @@ static int run_cold(const char *path, int readahead, int repack, int nth, int np
 		return -1;
 	r->load_ms = ms_since(t0);
 	r->active = model_info(m)->readahead;
+	static int warned;
+	if (model_warning(m) && !warned++)
+		fprintf(stderr, "palaver: warning: %s\n", model_warning(m));
 	r->repacked = model_info(m)->repacked_bytes;
 	int nv = model_info(m)->n_vocab, rc = -1;
 	int32_t *toks = try_alloc_array((size_t)np, sizeof(int32_t));
@@ -451,6 +454,7 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 	mp.n_ctx = 1;
 	mp.prefault = 0;
 	mp.readahead = 0;
+	mp.repack = 0; /* a copy would read the whole file (and need its size in memory) */
 	struct model *probe = model_load(path, &mp);
 	if (!probe) {
 		fprintf(stderr, "palaver: %s\n", error_message());

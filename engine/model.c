@@ -615,6 +615,19 @@ static int lock_pieces(struct model *m, const unsigned char *skip, int (*op)(con
 	return k;
 }
 
+/* model_warning() holds every warning of the load, "; "-separated. */
+static void add_warning(struct model *m, const char *w)
+{
+	if (!m->warning) {
+		m->warning = xstrdup(w);
+		return;
+	}
+	size_t a = strlen(m->warning), b = strlen(w);
+	m->warning = xrealloc(m->warning, a + b + 3);
+	memcpy(m->warning + a, "; ", 2);
+	memcpy(m->warning + a + 2, w, b + 1);
+}
+
 static int op_count(const void *p, size_t n)
 {
 	(void)p;
@@ -651,7 +664,7 @@ static void lock_weights(struct model *m, const unsigned char *skip)
 		 "cannot lock '%s' (%s) in memory: %s; the weights stay unpinned (locked-memory "
 		 "limit %s: raise it with 'ulimit -l')",
 		 gguf_path(m->g), sz, strerror(e), lim);
-	m->warning = xstrdup(buf);
+	add_warning(m, buf);
 }
 
 static int alloc_scratch(struct model *m)
@@ -728,6 +741,25 @@ static int alloc_att(struct model *m, int nth)
 	return 0;
 }
 
+/* Repacked copies are anonymous memory, which nothing can evict: with
+ * weights larger than the memory available they would end the process,
+ * while the mapping still runs (slowly).  Then keep the file's layout. */
+static int repack_fits(struct model *m)
+{
+	uint64_t avail = readahead_memory_available();
+	if (!avail || m->info.weight_bytes <= avail)
+		return 1;
+	char w[32], a[32], buf[512];
+	format_size(w, sizeof(w), m->info.weight_bytes);
+	format_size(a, sizeof(a), avail);
+	snprintf(buf, sizeof(buf),
+		 "'%s': not repacking the weights (%s) at load: they exceed the memory "
+		 "available (%s), so they stay memory-mapped",
+		 gguf_path(m->g), w, a);
+	add_warning(m, buf);
+	return 0;
+}
+
 /* After repacking: pin (params.mlock) and the read-ahead table and helper,
  * both over what the forward pass still reads from the mapping. */
 static int mapped_setup(struct model *m)
@@ -788,7 +820,7 @@ struct model *model_load(const char *path, const struct model_params *p)
 	in->kv_bytes = m->kv.bytes;
 	if (alloc_scratch(m) < 0)
 		goto fail;
-	if (m->params.repack && repack_weights(m) < 0)
+	if (m->params.repack && repack_fits(m) && repack_weights(m) < 0)
 		goto fail;
 	if (mapped_setup(m) < 0)
 		goto fail;

@@ -383,12 +383,12 @@ static uint64_t read_u64_file(const char *path)
 }
 
 /*
- * Bytes of memory this process may fill with page cache, roughly: the
+ * Bytes of memory this process may fill, roughly: the
  * system's MemAvailable, lowered to the memory cgroup's limit (v2
  * memory.max or v1 memory.limit_in_bytes of the cgroup in /proc/self/cgroup).
  * 0 when nothing could be read.
  */
-static uint64_t memory_available(void)
+uint64_t readahead_memory_available(void)
 {
 	uint64_t avail = 0;
 	char line[512];
@@ -429,7 +429,7 @@ int readahead_start(struct readahead *ra)
 {
 	if (ra->started)
 		return 0;
-	ra->avail = memory_available();
+	ra->avail = readahead_memory_available();
 	if (ra->avail && ra->weights > ra->avail)
 		return 0;
 	ra->lead = ra->avail && ra->weights <= ra->avail / 2 ? RA_LEAD : 0;

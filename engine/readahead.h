@@ -50,6 +50,9 @@ int readahead_ranges(const struct readahead *ra, int group, const struct readahe
  * the memory available (read-ahead would then evict the layers about to
  * be used: see readahead.c); -1 with error(). */
 int readahead_start(struct readahead *ra);
+/* Bytes of memory this process may fill, roughly: MemAvailable, lowered
+ * to the memory cgroup's limit; 0 when unknown. */
+uint64_t readahead_memory_available(void);
 /* The memory available that readahead_start() saw (0 = unknown), and the
  * bytes of all ranges, for messages. */
 uint64_t readahead_memory(const struct readahead *ra);
