@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 #include <immintrin.h>
 #define MODEL_AVX2 1
@@ -48,7 +49,8 @@
  * Read-ahead (readahead.c): layer_begin() tells a helper thread where the
  * pass is, and the helper reads the next layer's weight pages, so that a
  * model whose pages are not (or no longer) in the page cache reads layer
- * i+1 from disk while layer i computes.  It only gives the kernel advice: results never depend on it.
+ * i+1 from disk while layer i computes.  It only gives the kernel advice:
+ * results never depend on it.
  */
 
 #define ATT_BLOCK 32
@@ -587,12 +589,14 @@ static int lock_pieces(struct model *m, const unsigned char *skip, int (*op)(con
 		       int count, uint64_t *bytes)
 {
 	int k = 0;
+	long ps = sysconf(_SC_PAGESIZE);
+	uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096;
 	*bytes = 0;
 	for (int64_t i = 0; i < gguf_n_tensors(m->g) && k < count; i++) {
 		const struct gguf_tensor *t = gguf_tensor_at(m->g, i);
 		if (skip[i] || !t->nbytes)
 			continue;
-		uintptr_t a = (uintptr_t)t->data & ~(uintptr_t)4095;
+		uintptr_t a = (uintptr_t)t->data & ~(page - 1);
 		size_t len = (size_t)((uintptr_t)t->data + t->nbytes - a);
 		if (op((const void *)a, len) < 0)
 			return k;
