@@ -23,7 +23,9 @@
  * call still walks the page cache (about 0.2 ms per 40 MB), which would
  * cost a decode step a few percent.  The helper therefore first asks
  * mincore() (microseconds per layer) and madvises only runs of missing
- * pages, in RA_CHUNK pieces, while the compute threads go on.
+ * pages, in RA_CHUNK pieces, while the compute threads go on.  On a cold
+ * start it runs further ahead than the next layer, and once everything is
+ * resident it is woken once per pass instead of once per layer (serve()).
  *
  * Why it pauses, and declines to start: when the model does not fit in
  * the memory it may use, every layer is read again each token, and reading
@@ -63,7 +65,7 @@ struct readahead {
 	unsigned seq;            /* readahead_advance() calls; under mu */
 	atomic_int stop;         /* readahead_free() asks the helper to end */
 	atomic_ullong requested; /* pages madvised by the helper */
-	atomic_ullong evictions; /* pressure findings (see serve()) */
+	atomic_ullong evictions; /* pressure findings (see read_group()) */
 	/* the helper's own state (see read_group()) */
 	unsigned char *whole;  /* (n_groups) 1 once group i was found all resident */
 	unsigned *asked_pass;  /* (n_groups) pass in which group i's missing pages were asked for */
@@ -76,7 +78,7 @@ struct readahead {
 	int pause_next;        /* the next pause's length */
 	uint64_t weights;      /* bytes of all groups' ranges */
 	uint64_t lead;         /* bytes serve() may ask ahead; 0 = the next group only */
-	uint64_t avail;        /* memory_available() when started */
+	uint64_t avail;        /* readahead_memory_available() when started */
 	int evicted_this_pass; /* a pressure finding since the pass began */
 };
 
