@@ -273,6 +273,7 @@ static void engine_config_from(const struct config *cfg, const char *model,
 	ec->max_buffered_tokens = cfg->max_buffered_tokens;
 	ec->memory_limit = cfg->memory_limit;
 	ec->memory_strict = cfg->memory_mode == MEMORY_STRICT;
+	ec->mlock = cfg->memory_lock;
 	ec->no_repack = !cfg->repack;
 }
 

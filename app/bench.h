@@ -8,5 +8,6 @@ int bench_model(int argc, char **argv, struct config *cfg);     /* pp/tg (defaul
 int bench_tokenizer(int argc, char **argv, struct config *cfg); /* --tokenizer */
 int bench_history(int argc, char **argv, struct config *cfg);   /* --history */
 int bench_engine(int argc, char **argv, struct config *cfg);    /* --cancel, --reuse */
+int bench_cold(int argc, char **argv, struct config *cfg);      /* --cold */
 
 #endif

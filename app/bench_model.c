@@ -47,7 +47,7 @@
 static const char usage[] =
 	"usage: palaver bench -m FILE [-p N] [-n N] [-r N] [-t N] [-d DEPTH]\n"
 	"                     [--kv-type f16|f32] [--format md|json|csv] [--profile]\n"
-	"                     [--no-repack]\n"
+	"                     [--readahead on|off] [--no-repack]\n"
 	"\n"
 	"Measure prompt processing (ppN, tokens/s) and generation (tgN,\n"
 	"tokens/s) as llama-bench does, the machine's memory read bandwidth, and\n"
@@ -63,11 +63,13 @@ static const char usage[] =
 	"  --format FMT       md (default), json or csv\n"
 	"  --profile          also break each test's time into matmul, norm+quantize,\n"
 	"                     attention and other (to standard error)\n"
+	"  --readahead on|off read the next layer's weights ahead (default on)\n"
 	"  --no-repack        keep the weights in the file's layout (no load-time\n"
 	"                     repacking; see palaver --help)\n"
 	"  -h, --help         show this help\n"
 	"\n"
-	"Other benchmarks: palaver bench --tokenizer | --history | --cancel | --reuse\n";
+	"Other benchmarks: palaver bench --tokenizer | --history | --cancel | --reuse\n"
+	"                  | --cold (load and first token from a cold page cache)\n";
 
 enum fmt { FMT_MD, FMT_JSON, FMT_CSV };
 
@@ -357,7 +359,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	int n_prompt = 512, n_gen = 128, reps = 5, threads = cfg ? cfg->threads : 0, depth = 0;
 	enum fmt f = FMT_MD;
 	enum kv_type kvt = KV_F16;
-	int profile = 0;
+	int profile = 0, readahead = 1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -386,6 +388,13 @@ int bench_model(int argc, char **argv, struct config *cfg)
 		} else if (!strcmp(a, "--profile")) {
 			profile = 1;
 			continue;
+		} else if (!strcmp(a, "--readahead")) {
+			if (v && (!strcmp(v, "on") || !strcmp(v, "off")))
+				readahead = !strcmp(v, "on");
+			else {
+				fprintf(stderr, "palaver: bench: --readahead is on or off\n");
+				return EXIT_USAGE;
+			}
 		} else if (!strcmp(a, "--no-repack")) {
 			if (cfg)
 				cfg->repack = 0;
@@ -436,6 +445,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	model_params_default(&mp);
 	mp.n_threads = nth;
 	mp.kv_type = kvt;
+	mp.readahead = readahead;
 	mp.repack = cfg ? cfg->repack : 1;
 	int need = depth + (n_prompt > n_gen ? n_prompt : n_gen);
 	mp.n_ctx = need;

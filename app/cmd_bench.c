@@ -1,4 +1,4 @@
-/* palaver bench: dispatch to the model, tokenizer, history or engine benchmark. */
+/* palaver bench: dispatch to the model, cold-start, tokenizer, history or engine benchmark. */
 #include "bench.h"
 #include "commands.h"
 
@@ -13,6 +13,8 @@ int cmd_bench(int argc, char **argv, struct config *cfg)
 			return bench_tokenizer(argc, argv, cfg);
 		if (!strcmp(argv[i], "--history"))
 			return bench_history(argc, argv, cfg);
+		if (!strcmp(argv[i], "--cold"))
+			return bench_cold(argc, argv, cfg);
 		if (!strcmp(argv[i], "--cancel") || !strcmp(argv[i], "--reuse"))
 			return bench_engine(argc, argv, cfg);
 	}

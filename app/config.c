@@ -105,6 +105,7 @@ static const struct key keys[] = {
 	{ "memory.limit", NULL, K_SIZE, F(memory_limit), 0, 0, 0, NULL, "PALAVER_MEMORY_LIMIT" },
 	{ "memory.mode", NULL, K_ENUM, F(memory_mode), 0, 0, 0, memory_mode_names,
 	  "PALAVER_MEMORY_MODE" },
+	{ "memory.lock", NULL, K_BOOL, F(memory_lock), 0, 0, 0, NULL, "PALAVER_MEMORY_LOCK" },
 	{ "repack", NULL, K_BOOL, F(repack), 0, 0, 0, NULL, "PALAVER_REPACK" },
 	{ "history.path", NULL, K_NSTRING, F(history_path), 0, 0, 0, NULL, "PALAVER_HISTORY_PATH" },
 	{ "history.enabled", NULL, K_BOOL, F(history_enabled), 0, 0, 0, NULL,
@@ -200,6 +201,7 @@ void config_init(struct config *cfg)
 	cfg->max_time = 0;
 	cfg->memory_limit = 0;
 	cfg->memory_mode = MEMORY_STRICT;
+	cfg->memory_lock = 0;
 	cfg->history_path = NULL;
 	cfg->history_enabled = 1;
 	cfg->repack = 1;

@@ -60,6 +60,7 @@ struct config {
 	double max_time;                       /* seconds per reply, 0 = unlimited */
 	uint64_t memory_limit;                 /* bytes, 0 = unlimited */
 	enum config_memory_mode memory_mode;   /* strict: refuse; warn: go on */
+	int memory_lock;                       /* 1: pin the weights in RAM (mlock) */
 	char *history_path;                    /* NULL = $XDG_DATA_HOME/palaver/history.db */
 	int history_enabled;                   /* 0: save nothing */
 	int repack;                            /* copy weights into faster layouts at load */

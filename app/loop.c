@@ -343,6 +343,7 @@ static void open_model(struct chat *c, const char *path)
 	ec.max_buffered_tokens = cfg->max_buffered_tokens;
 	ec.memory_limit = cfg->memory_limit;
 	ec.memory_strict = cfg->memory_mode == MEMORY_STRICT;
+	ec.mlock = cfg->memory_lock;
 	ec.no_repack = !cfg->repack;
 
 	c->ready = 0;

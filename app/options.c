@@ -44,6 +44,7 @@ static const struct flag flags[] = {
 	{ 0, "split", "MODE", NULL, NULL, 0,
 	  "batch turns: blank (paragraphs, default), line or all" },
 	{ 0, "stats", NULL, NULL, NULL, 0, "batch mode prints timings to stderr at the end" },
+	{ 0, "mlock", NULL, "memory.lock", "true", 1, "pin the model's weights in RAM (mlock)" },
 	{ 0, "history", "FILE", "history.path", NULL, 1, "the chat history database" },
 	{ 0, "no-history", NULL, "history.enabled", "false", 1, "do not save this chat" },
 	{ 0, "no-repack", NULL, "repack", "false", 1,

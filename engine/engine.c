@@ -368,6 +368,7 @@ static int engine_load(struct engine *e)
 	 * during it is seen per tensor, and the first reply does not pay for
 	 * page faults */
 	mp.prefault = 1;
+	mp.mlock = e->cfg.mlock;
 	mp.repack = !e->cfg.no_repack;
 	mp.progress = load_progress;
 	mp.progress_ud = e;
@@ -375,6 +376,13 @@ static int engine_load(struct engine *e)
 	e->m = model_load(e->model_path, &mp);
 	if (!e->m)
 		return -1;
+	if (model_warning(e->m)) {
+		struct engine_event ev = { 0 };
+		ev.type = ENGINE_EV_WARNING;
+		ev.text = xstrdup(model_warning(e->m));
+		ev.len = strlen(ev.text);
+		push(e, &ev, PUSH_FINAL);
+	}
 	const struct model_info *mi = model_info(e->m);
 	e->tok = tokenizer_open(model_gguf(e->m), e->cfg.pre_fallback);
 	if (!e->tok) {

@@ -73,6 +73,7 @@ struct engine_config {
 	int max_buffered_tokens; /* event queue bound, 0 = default */
 	uint64_t memory_limit;   /* bytes, 0 = none */
 	int memory_strict;       /* refuse (1) or warn (0) when over the limit */
+	int mlock;               /* pin the weights in RAM; failing is a warning */
 	int pre_fallback;        /* unknown tokenizer.ggml.pre: fall back to gpt-2 rules */
 	int no_repack;           /* keep weights in the file's layout (model_params.repack) */
 };

@@ -770,6 +770,11 @@ uint64_t gguf_data_offset(const struct gguf *g)
 	return g->data_offset;
 }
 
+const void *gguf_map(const struct gguf *g)
+{
+	return g->map;
+}
+
 int64_t gguf_n_kv(const struct gguf *g)
 {
 	return g->n_kv;

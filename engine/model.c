@@ -3,16 +3,21 @@
 
 #include "gguf.h"
 #include "quant.h"
+#include "readahead.h"
 #include "report.h"
 #include "threadpool.h"
+#include "util.h"
 #include "xalloc.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 #include <immintrin.h>
 #define MODEL_AVX2 1
@@ -40,6 +45,12 @@
  *
  * Results do not depend on the thread count: every output element is
  * computed by exactly one thread with the same code and order.
+ *
+ * Read-ahead (readahead.c): layer_begin() tells a helper thread where the
+ * pass is, and the helper reads the next layer's weight pages, so that a
+ * model whose pages are not (or no longer) in the page cache reads layer
+ * i+1 from disk while layer i computes.  It only gives the kernel advice:
+ * results never depend on it.
  */
 
 #define ATT_BLOCK 32
@@ -89,6 +100,10 @@ struct model {
 
 	struct kv_cache kv;
 	struct threadpool *pool;
+	struct readahead *ra;       /* per-layer page ranges; its helper runs when info.readahead */
+	int ra_stats;               /* count resident pages at each layer start */
+	struct model_ra_stats ras;  /* those counts */
+	char *warning;              /* model_warning(), or NULL */
 
 	/* scratch, sized for n_batch tokens */
 	int n_batch;
@@ -121,6 +136,7 @@ void model_params_default(struct model_params *p)
 	memset(p, 0, sizeof(*p));
 	p->kv_type = KV_F16;
 	p->prefault = 1;
+	p->readahead = 1;
 	p->repack = 1;
 }
 
@@ -526,6 +542,135 @@ static int repack_weights(struct model *m)
 	return 0;
 }
 
+/* The matrices of layer l (n_layer: the output), into all[7]; their count. */
+static int layer_mats(struct model *m, int l, struct mat **all)
+{
+	int n = 0;
+	if (l == m->info.n_layer) {
+		all[n++] = &m->output;
+	} else {
+		struct layer *L = &m->layers[l];
+		all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv, all[n++] = &L->wo;
+		all[n++] = &L->gate, all[n++] = &L->up, all[n++] = &L->down;
+	}
+	return n;
+}
+
+/* Per tensor index: 1 when the forward pass no longer reads it from the
+ * mapping (repacked into a copy).  NULL on out of memory. */
+static unsigned char *unmapped_tensors(struct model *m)
+{
+	int64_t nt = gguf_n_tensors(m->g);
+	unsigned char *skip = try_alloc_array((size_t)(nt > 0 ? nt : 1), 1);
+	if (!skip)
+		return NULL;
+	memset(skip, 0, (size_t)(nt > 0 ? nt : 1));
+	const struct gguf_tensor *t0 = gguf_tensor_at(m->g, 0);
+	for (int l = 0; l <= m->info.n_layer; l++) {
+		struct mat *all[7];
+		int n = layer_mats(m, l, all);
+		for (int i = 0; i < n; i++)
+			if (all[i]->t && all[i]->data != all[i]->t->data)
+				skip[all[i]->t - t0] = 1;
+	}
+	/* tied embeddings: the output's copy does not replace the rows the
+	 * embedding lookup reads */
+	skip[m->tok_embd.t - t0] = 0;
+	return skip;
+}
+
+/*
+ * Lock (op = mlock) or unlock the first `count` pieces of what the forward
+ * pass reads: each tensor still read from the mapping (page-aligned), then
+ * each repacked copy.  Returns the pieces done before a failure (errno
+ * set), or all of them; *bytes sums their sizes.
+ */
+static int lock_pieces(struct model *m, const unsigned char *skip, int (*op)(const void *, size_t),
+		       int count, uint64_t *bytes)
+{
+	int k = 0;
+	long ps = sysconf(_SC_PAGESIZE);
+	uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096;
+	*bytes = 0;
+	for (int64_t i = 0; i < gguf_n_tensors(m->g) && k < count; i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(m->g, i);
+		if (skip[i] || !t->nbytes)
+			continue;
+		uintptr_t a = (uintptr_t)t->data & ~(page - 1);
+		size_t len = (size_t)((uintptr_t)t->data + t->nbytes - a);
+		if (op((const void *)a, len) < 0)
+			return k;
+		*bytes += t->nbytes;
+		k++;
+	}
+	for (int l = 0; l <= m->info.n_layer && k < count; l++) {
+		struct mat *all[7];
+		int n = layer_mats(m, l, all);
+		for (int i = 0; i < n && k < count; i++) {
+			if (!all[i]->t || all[i]->data == all[i]->t->data)
+				continue;
+			size_t len = all[i]->row_bytes * (size_t)all[i]->n;
+			if (op(all[i]->data, len) < 0)
+				return k;
+			*bytes += len;
+			k++;
+		}
+	}
+	return k;
+}
+
+/* model_warning() holds every warning of the load, "; "-separated. */
+static void add_warning(struct model *m, const char *w)
+{
+	if (!m->warning) {
+		m->warning = xstrdup(w);
+		return;
+	}
+	size_t a = strlen(m->warning), b = strlen(w);
+	m->warning = xrealloc(m->warning, a + b + 3);
+	memcpy(m->warning + a, "; ", 2);
+	memcpy(m->warning + a + 2, w, b + 1);
+}
+
+static int op_count(const void *p, size_t n)
+{
+	(void)p;
+	(void)n;
+	return 0;
+}
+
+/*
+ * mlock what the forward pass reads (the tensors still in the mapping and
+ * the repacked copies: pinning file pages that a copy replaced would only
+ * waste memory).  A failure undoes the locks taken and leaves a warning
+ * naming the file, the size, the reason and the limit; the model goes on
+ * unpinned, as llama.cpp does.
+ */
+static void lock_weights(struct model *m, const unsigned char *skip)
+{
+	uint64_t bytes, total;
+	int all = lock_pieces(m, skip, op_count, INT32_MAX, &total);
+	int done = lock_pieces(m, skip, mlock, all, &bytes);
+	if (done == all) {
+		m->info.locked = 1;
+		m->info.locked_bytes = bytes;
+		return;
+	}
+	int e = errno;
+	lock_pieces(m, skip, munlock, done, &bytes);
+	char sz[32], lim[32] = "unlimited";
+	struct rlimit rl;
+	format_size(sz, sizeof(sz), total);
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		format_size(lim, sizeof(lim), (uint64_t)rl.rlim_cur);
+	char buf[1024];
+	snprintf(buf, sizeof(buf),
+		 "cannot lock '%s' (%s) in memory: %s; the weights stay unpinned (locked-memory "
+		 "limit %s: raise it with 'ulimit -l')",
+		 gguf_path(m->g), sz, strerror(e), lim);
+	add_warning(m, buf);
+}
+
 static int alloc_scratch(struct model *m)
 {
 	struct model_info *in = &m->info;
@@ -600,6 +745,48 @@ static int alloc_att(struct model *m, int nth)
 	return 0;
 }
 
+/* Repacked copies are anonymous memory, which nothing can evict: with
+ * weights larger than the memory available they would end the process,
+ * while the mapping still runs (slowly).  Then keep the file's layout. */
+static int repack_fits(struct model *m)
+{
+	uint64_t avail = readahead_memory_available();
+	if (!avail || m->info.weight_bytes <= avail)
+		return 1;
+	char w[32], a[32], buf[512];
+	format_size(w, sizeof(w), m->info.weight_bytes);
+	format_size(a, sizeof(a), avail);
+	snprintf(buf, sizeof(buf),
+		 "'%s': not repacking the weights (%s) at load: they exceed the memory "
+		 "available (%s), so they stay memory-mapped",
+		 gguf_path(m->g), w, a);
+	add_warning(m, buf);
+	return 0;
+}
+
+/* After repacking: pin (params.mlock) and the read-ahead table and helper,
+ * both over what the forward pass still reads from the mapping. */
+static int mapped_setup(struct model *m)
+{
+	struct model_info *in = &m->info;
+	unsigned char *skip = unmapped_tensors(m);
+	if (!skip)
+		return error("out of memory");
+	if (m->params.mlock)
+		lock_weights(m, skip);
+	m->ra = readahead_create(m->g, in->n_layer, m->output.t == m->tok_embd.t, skip);
+	free(skip);
+	if (!m->ra)
+		return -1;
+	if (m->params.readahead && !in->locked) {
+		int rc = readahead_start(m->ra);
+		if (rc < 0)
+			return -1;
+		in->readahead = rc;
+	}
+	return 0;
+}
+
 struct model *model_load(const char *path, const struct model_params *p)
 {
 	struct model *m = xcalloc(1, sizeof(*m));
@@ -637,7 +824,9 @@ struct model *model_load(const char *path, const struct model_params *p)
 	in->kv_bytes = m->kv.bytes;
 	if (alloc_scratch(m) < 0)
 		goto fail;
-	if (m->params.repack && repack_weights(m) < 0)
+	if (m->params.repack && repack_fits(m) && repack_weights(m) < 0)
+		goto fail;
+	if (mapped_setup(m) < 0)
 		goto fail;
 	m->pool = threadpool_create(m->params.n_threads);
 	if (!m->pool || alloc_att(m, threadpool_size(m->pool)) < 0)
@@ -653,6 +842,8 @@ void model_free(struct model *m)
 {
 	if (!m)
 		return;
+	readahead_free(m->ra);
+	free(m->warning);
 	threadpool_free(m->pool);
 	kv_cache_free(&m->kv);
 	float *bufs[] = { m->x, m->xn, m->q, m->k, m->v, m->tmp, m->gate, m->up, m->att };
@@ -1303,6 +1494,23 @@ static void attn_rows(void *arg, int ith, int nth)
 		attend_group(m, j->layer, 0, g, j->pos0, scratch);
 }
 
+/* Layer l starts: count its resident pages (when asked), then let the
+ * read-ahead helper read the next layer (after the last, the output group
+ * and layer 0 of the next pass). */
+static void layer_begin(struct model *m, int l)
+{
+	if (m->ra_stats) {
+		uint64_t r = 0, p = 0;
+		if (readahead_resident(m->ra, l, &r, &p) == 0) {
+			m->ras.resident += r;
+			m->ras.pages += p;
+			m->ras.layers++;
+			m->ras.layers_full += r == p;
+		}
+	}
+	readahead_advance(m->ra, l);
+}
+
 /* One chunk of at most n_batch tokens. logits: (ntok or 1, n_vocab) or NULL. */
 static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int pos0, float *logits,
 			  int all)
@@ -1318,8 +1526,10 @@ static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int 
 		m->kv.tokens[pos0 + t] = tokens[t];
 
 	const float *pending = NULL; /* residual still to add into x */
+	readahead_advance(m->ra, -1);
 	for (int l = 0; l < in->n_layer; l++) {
 		struct layer *L = &m->layers[l];
+		layer_begin(m, l);
 		struct prep_job pj = { .m = m,
 				       .ntok = ntok,
 				       .add = pending,
@@ -1428,4 +1638,28 @@ int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float 
 		done += c;
 	}
 	return 0;
+}
+
+const char *model_warning(const struct model *m)
+{
+	return m->warning;
+}
+
+void model_ra_stats_enable(struct model *m, int on)
+{
+	m->ra_stats = on;
+	if (on)
+		memset(&m->ras, 0, sizeof(m->ras));
+}
+
+void model_ra_stats_get(const struct model *m, struct model_ra_stats *out)
+{
+	*out = m->ras;
+	out->requested = readahead_pages_requested(m->ra);
+	out->evictions = readahead_evictions(m->ra);
+}
+
+const struct readahead *model_readahead(const struct model *m)
+{
+	return m->ra;
 }

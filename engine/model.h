@@ -9,6 +9,7 @@
 #include "kv_cache.h"
 
 struct gguf;
+struct readahead;
 
 /*
  * One model = the GGUF mapping (weights stay in it, nothing is copied), the
@@ -28,6 +29,13 @@ struct model_params {
 	int n_batch;          /* prefill chunk in tokens, 0 = 256 (scratch grows with it) */
 	enum kv_type kv_type; /* KV_F16 (default) or KV_F32 */
 	int prefault;         /* touch every weight page at load (progress is then real) */
+	/* 1 (default): while layer i computes, a helper thread asks the kernel
+	 * to read layer i+1's weights (madvise WILLNEED); 0 = off.  It stays
+	 * off when the weights exceed the memory available (info.readahead). */
+	int readahead;
+	/* Pin the mapping in RAM after load (mlock).  Failing is no error:
+	 * model_warning() says why and the weights stay unpinned. */
+	int mlock;
 	int repack;           /* copy weights into faster load-time layouts where the CPU has
 			       * kernels for them (Q8_0, Q4_0 with AVX-512 VNNI); info.repacked_bytes */
 	/* Load progress: bytes of tensor data done / total; may be NULL. */
@@ -65,6 +73,11 @@ struct model_info {
 	int n_batch;
 	enum kv_type kv_type;
 	uint64_t kv_bytes; /* bytes of the KV cache */
+	int locked;            /* the weights are pinned by mlock */
+	uint64_t locked_bytes; /* bytes pinned */
+	/* the read-ahead helper runs: asked for, not locked, and the weights
+	 * fit in the memory available (see readahead.h) */
+	int readahead;
 	uint64_t repacked_bytes; /* weights copied into a load-time layout (params.repack);
 				  * their file pages are released, so memory use is about
 				  * the same, but it is anonymous memory, not page cache */
@@ -128,6 +141,27 @@ struct model_profile {
 void model_profile_enable(struct model *m, int on);
 void model_profile_get(const struct model *m, struct model_profile *out);
 const char *model_prof_name(enum model_prof p);
+
+/* A non-fatal problem found at load ("cannot lock ... in memory"), or NULL. */
+const char *model_warning(const struct model *m);
+
+/* Prefetch hit counts (bench --cold): at the start of each layer of each
+ * forward chunk, how many of that layer's weight pages were resident
+ * (mincore; it costs a system call per layer, hence off by default). */
+struct model_ra_stats {
+	uint64_t resident;    /* resident pages, summed over the layers checked */
+	uint64_t pages;       /* pages of those layers, summed */
+	uint64_t layers;      /* layers checked */
+	uint64_t layers_full; /* of those, layers with every page resident */
+	uint64_t requested;   /* pages the read-ahead helper asked the kernel for, since load */
+	uint64_t evictions;   /* times it found pages it read evicted and paused, since load */
+};
+/* Start (on = 1, counters cleared) or stop counting; off by default. */
+void model_ra_stats_enable(struct model *m, int on);
+/* The read-ahead table: what the forward pass reads from the mapping, by
+ * layer (readahead.h; tests and diagnostics). */
+const struct readahead *model_readahead(const struct model *m);
+void model_ra_stats_get(const struct model *m, struct model_ra_stats *out);
 
 /* Supported architectures, comma-separated, for messages. */
 const char *model_supported_archs(void);
