@@ -29,17 +29,21 @@ def main():
     for i, h in enumerate(res["help"], 1):
         print("| %d | %s | %s | %s | %s |" % (i, cell(h["q"]), cell(h["expect"].replace("|", ", ")),
                                              cell(h["a"]), "yes" if h["ok"] else "no"))
-    ov = sum(w["overlap"] for w in res["words"])
-    jd = sum(judged.get(w["word"], False) for w in res["words"])
-    print("\n### Held-out WordNet words: %d/%d share a content word with the gloss%s\n"
-          % (ov, len(res["words"]), "; %d/%d judged a recognisable definition" % (jd, len(res["words"])) if judged else ""))
-    print("| # | word | WordNet gloss | greedy answer to \"What does WORD mean?\" | overlap |%s" % (" definition |" if judged else ""))
-    print("|---|---|---|---|---|%s" % ("---|" if judged else ""))
-    for i, w in enumerate(res["words"], 1):
-        print("| %d | %s | %s | %s | %s |%s" % (i, w["word"], cell(w["gloss"]), cell(w["a"]),
-                                             "yes" if w["overlap"] else "no",
-                                             (" %s |" % ("yes" if judged.get(w["word"]) else "no")) if judged else ""))
-
+    for kind, title in (("trained", "WordNet words of the training set, asked with unseen phrasings"),
+                        ("unseen", "WordNet words held out of training entirely")):
+        ws = [w for w in res["words"] if w.get("kind", "unseen") == kind]
+        if not ws:
+            continue
+        ov = sum(w["overlap"] for w in ws)
+        jd = sum(judged.get(w["word"], False) for w in ws)
+        print("\n### %s: %d/%d share a content word with the gloss%s\n"
+              % (title, ov, len(ws), "; %d/%d judged a recognisable definition" % (jd, len(ws)) if judged else ""))
+        print("| # | question | WordNet gloss | greedy answer | overlap |%s" % (" definition |" if judged else ""))
+        print("|---|---|---|---|---|%s" % ("---|" if judged else ""))
+        for i, w in enumerate(ws, 1):
+            print("| %d | %s | %s | %s | %s |%s" % (i, cell(w.get("q", w["word"])), cell(w["gloss"]), cell(w["a"]),
+                                                 "yes" if w["overlap"] else "no",
+                                                 (" %s |" % ("yes" if judged.get(w["word"]) else "no")) if judged else ""))
 
 if __name__ == "__main__":
     main()
