@@ -439,7 +439,7 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 		}
 		i++;
 	}
-	if (!path) {
+	if (!path || !*path) {
 		fprintf(stderr, "palaver: bench: -m FILE is required (see 'palaver bench --cold "
 				"--help')\n");
 		return EXIT_USAGE;

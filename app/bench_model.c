@@ -427,7 +427,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 		}
 		i++;
 	}
-	if (!path) {
+	if (!path || !*path) {
 		fprintf(stderr,
 			"palaver: bench: -m FILE is required (see 'palaver bench --help')\n");
 		return EXIT_USAGE;

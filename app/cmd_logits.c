@@ -127,6 +127,8 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 		}
 		i++;
 	}
+	if (model_path && !*model_path)
+		model_path = NULL; /* -m '': no model */
 	if (!model_path || !tokens_arg) {
 		fprintf(stderr, "palaver: logits: %s is required (see 'palaver logits --help')\n",
 			!model_path ? "-m FILE" : "--tokens");

@@ -103,6 +103,8 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 		}
 		i++;
 	}
+	if (model_path && !*model_path)
+		model_path = NULL; /* -m '': no model */
 	if (!model_path || !text_path) {
 		fprintf(stderr,
 			"palaver: perplexity: %s is required (see 'palaver perplexity --help')\n",

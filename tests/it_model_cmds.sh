@@ -34,7 +34,8 @@ expect 2 "out of range" "$PALAVER" logits -m "$m" --tokens "-1"
 expect 2 "not a list of token ids" "$PALAVER" logits -m "$m" --tokens "1 x"
 expect 1 "nope.gguf" "$PALAVER" logits -m "$tmp/nope.gguf" --tokens "1"
 expect 1 "larger than the model's" "$PALAVER" logits -m "$m" --tokens "1" --ctx 4096
-expect 2 "required" "$PALAVER" logits --tokens "1"
+# no model: -m '' (without -m the built-in palaver-tiny would answer)
+expect 2 "required" "$PALAVER" logits -m "" --tokens "1"
 expect 2 "unknown option" "$PALAVER" logits -m "$m" --tokens 1 --bogus x
 
 # bench: JSON array with the llama-bench fields
