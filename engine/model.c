@@ -492,51 +492,73 @@ static int prefault(struct model *m)
 static int repack_weights(struct model *m)
 {
 	struct model_info *in = &m->info;
-	for (int l = 0; l <= in->n_layer; l++) {
-		struct mat *all[7];
-		int n = 0;
-		if (l == in->n_layer) {
-			all[n++] = &m->output;
-		} else {
-			struct layer *L = &m->layers[l];
-			all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv, all[n++] = &L->wo;
-			all[n++] = &L->gate, all[n++] = &L->up, all[n++] = &L->down;
-		}
-		for (int i = 0; i < n; i++) {
-			struct mat *w = all[i];
-			int rt = quant_repack_type(w->type, w->k);
-			if (rt < 0 || w->data != w->t->data)
-				continue;
-			if (cancelled(m))
-				return error("cancelled");
-			size_t bytes = w->row_bytes * (size_t)w->n;
-			void *buf = try_alloc_aligned(bytes, 1);
-			if (!buf)
-				return error("'%s': cannot allocate %zu bytes to repack tensor '%s'",
-					     gguf_path(m->g), bytes, w->t->name);
-			m->repacked = xrealloc_array(m->repacked, (size_t)m->n_repacked + 1,
-						     sizeof(*m->repacked));
-			m->repacked[m->n_repacked++] = buf;
-			/* a few MiB at a time, releasing the file's pages as they are
-			 * done, so that the peak holds one chunk twice, not a tensor */
-			int step = (int)((4u << 20) / w->row_bytes) + 1;
-			uintptr_t done = (uintptr_t)w->data; /* released up to here */
-			for (int r = 0; r < w->n; r += step) {
-				int nr = w->n - r < step ? w->n - r : step;
-				size_t off = (size_t)r * w->row_bytes;
-				quant_repack_rows(w->type, w->k, (const char *)w->data + off,
-						  w->row_bytes, nr, (char *)buf + off);
-				uintptr_t a = (done + 4095) & ~(uintptr_t)4095;
-				uintptr_t b = ((uintptr_t)w->data + off + (size_t)nr * w->row_bytes) &
-					      ~(uintptr_t)4095;
-				if (b > a) {
-					madvise((void *)a, b - a, MADV_DONTNEED);
-					done = b;
-				}
+	/* Pass 0 sizes one arena for every copy, pass 1 fills it.  One arena,
+	 * 2 MiB aligned and advised as huge pages: decode streams these bytes,
+	 * and with 4 KiB pages the hardware prefetchers stop at every page
+	 * boundary (a huge page per tensor would waste up to 2 MiB on each). */
+	size_t total = 0, hp = (size_t)2 << 20;
+	char *arena = NULL;
+	for (int pass = 0; pass < 2; pass++) {
+		size_t off = 0;
+		for (int l = 0; l <= in->n_layer; l++) {
+			struct mat *all[7];
+			int n = 0;
+			if (l == in->n_layer) {
+				all[n++] = &m->output;
+			} else {
+				struct layer *L = &m->layers[l];
+				all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv;
+				all[n++] = &L->wo, all[n++] = &L->gate, all[n++] = &L->up;
+				all[n++] = &L->down;
 			}
-			w->data = buf;
-			w->type = rt;
-			in->repacked_bytes += bytes;
+			for (int i = 0; i < n; i++) {
+				struct mat *w = all[i];
+				int rt = quant_repack_type(w->type, w->k);
+				if (rt < 0 || w->data != w->t->data)
+					continue;
+				size_t bytes = w->row_bytes * (size_t)w->n;
+				size_t at = off;
+				off += (bytes + 63) & ~(size_t)63;
+				if (pass == 0)
+					continue;
+				char *buf = arena + at;
+				if (cancelled(m))
+					return error("cancelled");
+				/* a few MiB at a time, releasing the file's pages as they
+				 * are done, so that the peak holds one chunk twice */
+				int step = (int)((4u << 20) / w->row_bytes) + 1;
+				uintptr_t done = (uintptr_t)w->data; /* released up to here */
+				for (int r = 0; r < w->n; r += step) {
+					int nr = w->n - r < step ? w->n - r : step;
+					size_t ro = (size_t)r * w->row_bytes;
+					quant_repack_rows(w->type, w->k, (const char *)w->data + ro,
+							  w->row_bytes, nr, buf + ro);
+					uintptr_t a = (done + 4095) & ~(uintptr_t)4095;
+					uintptr_t b = ((uintptr_t)w->data + ro +
+						       (size_t)nr * w->row_bytes) &
+						      ~(uintptr_t)4095;
+					if (b > a) {
+						madvise((void *)a, b - a, MADV_DONTNEED);
+						done = b;
+					}
+				}
+				w->data = buf;
+				w->type = rt;
+				in->repacked_bytes += bytes;
+			}
+		}
+		if (pass == 0) {
+			if (!off)
+				return 0;
+			total = (off + hp - 1) / hp * hp;
+			void *p = NULL;
+			if (posix_memalign(&p, hp, total) != 0)
+				return error("'%s': cannot allocate %zu bytes to repack the weights",
+					     gguf_path(m->g), off);
+			madvise(p, total, MADV_HUGEPAGE);
+			arena = p;
+			m->repacked = xcalloc(1, sizeof(*m->repacked));
+			m->repacked[m->n_repacked++] = arena;
 		}
 	}
 	return 0;
