@@ -471,6 +471,10 @@ WORD_Q = [
     "What does {w} mean?", "what does {w} mean", "What is the meaning of {w}?", "Define {w}.",
     "define {w}", "Meaning of {w}?", "What's the definition of {w}?", "{w}: what does it mean?",
     "Explain the word {w}.", "What does the word {w} mean?",
+    "Give me the definition of {w}.", "What do people mean by {w}?", "Could you define {w}?",
+    "Meaning of the word {w}, please.", "What is meant by {w}?", "Please define the word {w}.",
+    "I don't know the word {w}. What is it?", "Dictionary: {w}", "Explain what {w} means.",
+    "What's the meaning of the word {w}?",
 ]
 WORD_Q_HELD = [
     "I came across the word {w}. What does it mean?",
@@ -611,7 +615,7 @@ def main():
     trained = [w for w in words[:N_WORDS + N_HELD_WORDS] if w[0] not in held_set][:N_WORDS]
     for lemma, pos, d, ex, _ in trained:
         a = word_answer(lemma, pos, d, ex)
-        for tpl in rng.sample(WORD_Q, 5):
+        for tpl in rng.sample(WORD_Q, 10):
             train.append(dialogue(tpl.format(w=lemma), a, rng))
     for lemma, pos, d, ex, _ in held_words:
         held.append(dialogue(rng.choice(WORD_Q).format(w=lemma), word_answer(lemma, pos, d, ex), rng,

@@ -4,7 +4,7 @@
 # Usage (from the repository root, through `make tiny-model`):
 #   sh tools/train/make_tiny.sh BUILD_DIR
 # Environment: TINY_OUT (work folder, default tools/train/out), TINY_STEPS
-# (1800), TINY_THREADS (2: the committed model was trained with two threads;
+# (2200), TINY_THREADS (2: the committed model was trained with two threads;
 # another count changes the numerics slightly), TINY_MODEL (the output GGUF,
 # default models/palaver-tiny.gguf).  The training runs under nice -n 19.
 # An interrupted run resumes from OUT/ckpt.pt when the regenerated corpus is
@@ -13,7 +13,7 @@ set -e
 BUILD=${1:-build}
 PY=${PYTHON:-/usr/bin/python3}
 OUT=${TINY_OUT:-tools/train/out}
-STEPS=${TINY_STEPS:-1800}
+STEPS=${TINY_STEPS:-2200}
 THREADS=${TINY_THREADS:-2}
 MODEL=${TINY_MODEL:-models/palaver-tiny.gguf}
 T=tools/train
