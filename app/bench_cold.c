@@ -135,7 +135,8 @@ static double drop_cache(const char *path)
 		share = resident_share(fd, path, (size_t)st.st_size);
 		if (share < 0 || share <= DROP_MAX_RESIDENT || attempt)
 			break;
-		(void)fdatasync(fd); /* may fail on a read-only descriptor: then the report says so */
+		(void)fdatasync(
+			fd); /* may fail on a read-only descriptor: then the report says so */
 	}
 out:
 	close(fd);
@@ -309,7 +310,8 @@ static void print_json(const struct setting *set, int nset, const char *path, co
 				    "\"layers\": %llu, \"layers_full\": %llu}, ",
 				    w ? "hits_decode" : "hits_first_token",
 				    (unsigned long long)h.resident, (unsigned long long)h.pages,
-				    (unsigned long long)h.layers, (unsigned long long)h.layers_full);
+				    (unsigned long long)h.layers,
+				    (unsigned long long)h.layers_full);
 		}
 		/* the helper's count is cumulative per load: the decode figure is the run's total */
 		strbuf_addf(&sb, "\"repacked_bytes\": %llu, ",

@@ -1751,12 +1751,13 @@ static void welcome(struct chat *c)
 	int mk = config_key_index("model");
 	if (c->cfg->model && mk >= 0 && c->cfg->origin[mk] &&
 	    !strcmp(c->cfg->origin[mk], CONFIG_BUILTIN_ORIGIN)) {
-		notice(c, "Welcome to palaver. This is palaver-tiny, the small model palaver ships: "
-			  "ask it about palaver's commands, keys and settings, or what an English "
-			  "word means. It is not a general assistant: for real conversations start "
-			  "palaver with -m FILE.gguf, set model: in ~/.config/palaver/config.yaml, "
-			  "or load one now with /model FILE.gguf.\n"
-			  "/help lists the commands; Ctrl-D quits.");
+		notice(c,
+		       "Welcome to palaver. This is palaver-tiny, the small model palaver ships: "
+		       "ask it about palaver's commands, keys and settings, or what an English "
+		       "word means. It is not a general assistant: for real conversations start "
+		       "palaver with -m FILE.gguf, set model: in ~/.config/palaver/config.yaml, "
+		       "or load one now with /model FILE.gguf.\n"
+		       "/help lists the commands; Ctrl-D quits.");
 	}
 	if (!c->cfg->model) {
 		notice(c, "Welcome to palaver. No model is configured yet.\n"

@@ -20,7 +20,8 @@ struct flag {
 };
 
 static const struct flag flags[] = {
-	{ 'm', "model", "FILE", "model", NULL, 1, "the GGUF model file (default: palaver-tiny, built in)" },
+	{ 'm', "model", "FILE", "model", NULL, 1,
+	  "the GGUF model file (default: palaver-tiny, built in)" },
 	{ 'c', "config", "FILE", NULL, NULL, 0,
 	  "read FILE after the system and user config files" },
 	{ 't', "threads", "N", "threads", NULL, 1, "compute threads (0 = online cores)" },

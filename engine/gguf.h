@@ -69,7 +69,7 @@ uint32_t gguf_version(const struct gguf *g);
 uint64_t gguf_file_size(const struct gguf *g);
 uint32_t gguf_alignment(const struct gguf *g);
 uint64_t gguf_data_offset(const struct gguf *g); /* file offset of the data section */
-const void *gguf_map(const struct gguf *g);      /* the whole file's mapping (gguf_file_size bytes) */
+const void *gguf_map(const struct gguf *g); /* the whole file's mapping (gguf_file_size bytes) */
 
 int64_t gguf_n_kv(const struct gguf *g);
 const struct gguf_kv *gguf_kv_at(const struct gguf *g, int64_t i);

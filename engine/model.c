@@ -62,8 +62,8 @@ struct mat {
 	const void *data; /* the file's bytes, or a repacked copy (model->repacked) */
 	int type;         /* the file's type, or the repacked one (QT_Q8_0_R4, QT_Q4_0_R4) */
 	int dot_type;     /* activation format its dot products take */
-	int k; /* input length (ne[0]) */
-	int n; /* output rows (ne[1]) */
+	int k;            /* input length (ne[0]) */
+	int n;            /* output rows (ne[1]) */
 	size_t row_bytes;
 };
 
@@ -100,10 +100,10 @@ struct model {
 
 	struct kv_cache kv;
 	struct threadpool *pool;
-	struct readahead *ra;       /* per-layer page ranges; its helper runs when info.readahead */
-	int ra_stats;               /* count resident pages at each layer start */
-	struct model_ra_stats ras;  /* those counts */
-	char *warning;              /* model_warning(), or NULL */
+	struct readahead *ra;      /* per-layer page ranges; its helper runs when info.readahead */
+	int ra_stats;              /* count resident pages at each layer start */
+	struct model_ra_stats ras; /* those counts */
+	char *warning;             /* model_warning(), or NULL */
 
 	/* scratch, sized for n_batch tokens */
 	int n_batch;
@@ -553,8 +553,9 @@ static int repack_weights(struct model *m)
 			total = (off + hp - 1) / hp * hp;
 			void *p = NULL;
 			if (posix_memalign(&p, hp, total) != 0)
-				return error("'%s': cannot allocate %zu bytes to repack the weights",
-					     gguf_path(m->g), off);
+				return error(
+					"'%s': cannot allocate %zu bytes to repack the weights",
+					gguf_path(m->g), off);
 			madvise(p, total, MADV_HUGEPAGE);
 			arena = p;
 			m->repacked = xcalloc(1, sizeof(*m->repacked));

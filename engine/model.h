@@ -36,7 +36,7 @@ struct model_params {
 	/* Pin the mapping in RAM after load (mlock).  Failing is no error:
 	 * model_warning() says why and the weights stay unpinned. */
 	int mlock;
-	int repack;           /* copy weights into faster load-time layouts where the CPU has
+	int repack; /* copy weights into faster load-time layouts where the CPU has
 			       * kernels for them (Q8_0, Q4_0 with AVX-512 VNNI); info.repacked_bytes */
 	/* Load progress: bytes of tensor data done / total; may be NULL. */
 	void (*progress)(void *ud, uint64_t done, uint64_t total);
@@ -72,7 +72,7 @@ struct model_info {
 	int n_threads;
 	int n_batch;
 	enum kv_type kv_type;
-	uint64_t kv_bytes; /* bytes of the KV cache */
+	uint64_t kv_bytes;     /* bytes of the KV cache */
 	int locked;            /* the weights are pinned by mlock */
 	uint64_t locked_bytes; /* bytes pinned */
 	/* the read-ahead helper runs: asked for, not locked, and the weights

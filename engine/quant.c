@@ -1139,8 +1139,7 @@ int quant_repack_type(int type, int64_t n)
 	return rt;
 }
 
-void quant_repack_rows(int type, int64_t n, const void *src, size_t row_bytes, int nrows,
-		       void *dst)
+void quant_repack_rows(int type, int64_t n, const void *src, size_t row_bytes, int nrows, void *dst)
 {
 	int64_t ng = n / (4 * 32);
 	for (int r = 0; r < nrows; r++) {

@@ -451,7 +451,7 @@ INLINE void load_q5_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 					      nb * (BSIZE), 4 * (int64_t)wstride);                 \
 				LOADER(p, m, &lo[r], &hi[r], &wd[r], &wm[r]);                      \
 			}                                                                          \
-			/* token-outer: each activation vector is loaded once per group */        \
+			/* token-outer: each activation vector is loaded once per group */         \
 			UNROLL for (int t = 0; t < T; t++)                                         \
 			{                                                                          \
 				const struct act_group *gt = g[t] + i;                             \
@@ -811,7 +811,7 @@ static void run_gemm(tile_fn tile, int pf_all, int64_t len, const void *w, size_
 	}
 }
 
-#define ENTRY(TYPE, BLK, PF_ALL)                                                                         \
+#define ENTRY(TYPE, BLK, PF_ALL)                                                                   \
 	static float dot_##TYPE(int64_t n, const void *w, const void *act)                         \
 	{                                                                                          \
 		float r;                                                                           \

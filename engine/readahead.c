@@ -43,9 +43,9 @@
  * the helper works for position cur while seq equals the value it saw.
  */
 
-#define RA_CHUNK ((size_t)2 << 20) /* bytes per madvise call */
-#define RA_WINDOW ((size_t)16384)   /* pages per mincore call (the vectors' size) */
-#define RA_PAUSE_MAX 64             /* passes read-ahead pauses at most under memory pressure */
+#define RA_CHUNK ((size_t)2 << 20)    /* bytes per madvise call */
+#define RA_WINDOW ((size_t)16384)     /* pages per mincore call (the vectors' size) */
+#define RA_PAUSE_MAX 64               /* passes read-ahead pauses at most under memory pressure */
 #define RA_LEAD ((uint64_t)256 << 20) /* bytes asked ahead on a cold start at most */
 
 struct readahead {
@@ -125,9 +125,8 @@ struct readahead *readahead_create(const struct gguf *g, int n_layer, int tied,
 	ra->asked = calloc((size_t)ra->n_groups, sizeof(*ra->asked));
 	ra->pass = 1;
 	int *grp = calloc((size_t)(nt > 0 ? nt : 1), sizeof(*grp));
-	if (!ra->ranges || !ra->first || !ra->cvec || !ra->hvec || !ra->whole ||
-	    !ra->asked_pass || !ra->asked ||
-	    !grp) {
+	if (!ra->ranges || !ra->first || !ra->cvec || !ra->hvec || !ra->whole || !ra->asked_pass ||
+	    !ra->asked || !grp) {
 		free(grp);
 		goto oom;
 	}
@@ -278,7 +277,8 @@ static uint64_t read_group(struct readahead *ra, int g)
 		atomic_fetch_add(&ra->evictions, 1);
 		ra->evicted_this_pass = 1;
 		ra->pause_left = ra->pause_next;
-		ra->pause_next = ra->pause_next * 2 < RA_PAUSE_MAX ? ra->pause_next * 2 : RA_PAUSE_MAX;
+		ra->pause_next =
+			ra->pause_next * 2 < RA_PAUSE_MAX ? ra->pause_next * 2 : RA_PAUSE_MAX;
 		return 0;
 	}
 	if (!asked)
@@ -317,8 +317,7 @@ static void serve(struct readahead *ra, int c, unsigned seen)
 		/* steady: a whole pass found every group resident; then the
 		 * compute threads signal only pass starts, and this check of
 		 * every group (a mincore each) replaces the per-layer ones */
-		int steady = ra->pass_checked >= ra->n_groups && !ra->pass_asked &&
-			     !ra->pause_left;
+		int steady = ra->pass_checked >= ra->n_groups && !ra->pass_asked && !ra->pause_left;
 		ra->pass++;
 		ra->pass_checked = 0;
 		ra->pass_asked = 0;
@@ -330,7 +329,8 @@ static void serve(struct readahead *ra, int c, unsigned seen)
 		if (steady || atomic_load(&ra->steady)) {
 			for (int g = 0; g < ra->n_groups && !atomic_load(&ra->stop); g++)
 				if (read_group(ra, g)) {
-					atomic_store(&ra->steady, 0); /* cold again: follow layers */
+					atomic_store(&ra->steady,
+						     0); /* cold again: follow layers */
 					ra->pass_checked = ra->n_groups;
 					return;
 				}
