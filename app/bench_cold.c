@@ -74,17 +74,6 @@ struct setting {
 	int n;
 };
 
-static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
-{
-	long l;
-	if (!v || parse_long(v, &l) < 0 || l < lo || l > hi) {
-		fprintf(stderr, "palaver: bench: %s needs a number from %d to %d\n", opt, lo, hi);
-		return -1;
-	}
-	*out = (int)l;
-	return 0;
-}
-
 /* Share of the file's pages resident on a fresh mapping of fd (mincore
  * does not fault pages in), or -1 with error(). */
 static double resident_share(int fd, const char *path, size_t size)
@@ -143,14 +132,6 @@ out:
 	return share;
 }
 
-static uint32_t rng = 12345;
-
-static int32_t rand_token(int n_vocab)
-{
-	rng = rng * 1664525u + 1013904223u;
-	return (int32_t)((rng >> 8) % (uint32_t)n_vocab);
-}
-
 static double ms_since(uint64_t t0)
 {
 	return (double)(time_now_ns() - t0) / 1e6;
@@ -189,7 +170,7 @@ static int run_cold(const char *path, int readahead, int repack, int nth, int np
 		goto out;
 	}
 	for (int i = 0; i < np; i++)
-		toks[i] = rand_token(nv);
+		toks[i] = bench_rand_token(nv);
 	model_ra_stats_enable(m, 1);
 	t0 = time_now_ns();
 	if (model_forward(m, toks, np, 0, logits, 0) < 0)
@@ -197,14 +178,14 @@ static int run_cold(const char *path, int readahead, int repack, int nth, int np
 	r->first_ms = ms_since(t0);
 	model_ra_stats_get(m, &r->first);
 	model_ra_stats_enable(m, 1);
-	int32_t t = rand_token(nv);
+	int32_t t = bench_rand_token(nv);
 	t0 = time_now_ns();
 	if (model_forward(m, &t, 1, np, logits, 0) < 0)
 		goto out;
 	r->decode_ms = ms_since(t0);
 	t0 = time_now_ns();
 	for (int i = 0; i < ng; i++) {
-		t = rand_token(nv); /* a real run would sample; the cost is the same */
+		t = bench_rand_token(nv); /* a real run would sample; the cost is the same */
 		if (model_forward(m, &t, 1, np + 1 + i, logits, 0) < 0)
 			goto out;
 	}
@@ -404,16 +385,16 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 			}
 			path = v;
 		} else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
-			if (parse_int(a, v, 1, 1 << 16, &np) < 0)
+			if (bench_parse_int(a, v, 1, 1 << 16, &np) < 0)
 				return EXIT_USAGE;
 		} else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
-			if (parse_int(a, v, 0, 1 << 16, &ng) < 0)
+			if (bench_parse_int(a, v, 0, 1 << 16, &ng) < 0)
 				return EXIT_USAGE;
 		} else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
-			if (parse_int(a, v, 1, 1000, &reps) < 0)
+			if (bench_parse_int(a, v, 1, 1000, &reps) < 0)
 				return EXIT_USAGE;
 		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (parse_int(a, v, 1, 1024, &threads) < 0)
+			if (bench_parse_int(a, v, 1, 1024, &threads) < 0)
 				return EXIT_USAGE;
 		} else if (!strcmp(a, "--readahead")) {
 			if (v && !strcmp(v, "both"))

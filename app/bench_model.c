@@ -180,7 +180,7 @@ static double bandwidth_forked(int nth)
 
 static uint32_t rng_state = 12345;
 
-static int32_t rand_token(int n_vocab)
+int32_t bench_rand_token(int n_vocab)
 {
 	rng_state = rng_state * 1664525u + 1013904223u;
 	return (int32_t)((rng_state >> 8) % (uint32_t)n_vocab);
@@ -215,15 +215,16 @@ static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int3
 	uint64_t t0 = time_now_ns();
 	if (n_prompt > 0) {
 		for (int i = 0; i < n_prompt; i++)
-			toks[i] = rand_token(nv);
+			toks[i] = bench_rand_token(nv);
 		if (model_forward(m, toks, n_prompt, depth, logits, 0) < 0)
 			return -1;
 	} else {
-		int32_t t = rand_token(nv);
+		int32_t t = bench_rand_token(nv);
 		for (int i = 0; i < n_gen; i++) {
 			if (model_forward(m, &t, 1, depth + i, logits, 0) < 0)
 				return -1;
-			t = rand_token(nv); /* a real run would sample; the cost is the same */
+			t = bench_rand_token(
+				nv); /* a real run would sample; the cost is the same */
 		}
 	}
 	double wall = (double)(time_now_ns() - t0) / 1e9;
@@ -250,7 +251,7 @@ static void print_profile(struct model *m, const char *test, int n)
 	fprintf(stderr, "\n");
 }
 
-static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
+int bench_parse_int(const char *opt, const char *v, int lo, int hi, int *out)
 {
 	long l;
 	if (!v || parse_long(v, &l) < 0 || l < lo || l > hi) {
@@ -371,19 +372,19 @@ int bench_model(int argc, char **argv, struct config *cfg)
 				goto missing;
 			path = v;
 		} else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
-			if (parse_int(a, v, 0, 1 << 20, &n_prompt) < 0)
+			if (bench_parse_int(a, v, 0, 1 << 20, &n_prompt) < 0)
 				return EXIT_USAGE;
 		} else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
-			if (parse_int(a, v, 0, 1 << 20, &n_gen) < 0)
+			if (bench_parse_int(a, v, 0, 1 << 20, &n_gen) < 0)
 				return EXIT_USAGE;
 		} else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
-			if (parse_int(a, v, 1, 1000, &reps) < 0)
+			if (bench_parse_int(a, v, 1, 1000, &reps) < 0)
 				return EXIT_USAGE;
 		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (parse_int(a, v, 1, 1024, &threads) < 0)
+			if (bench_parse_int(a, v, 1, 1024, &threads) < 0)
 				return EXIT_USAGE;
 		} else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) {
-			if (parse_int(a, v, 0, 1 << 24, &depth) < 0)
+			if (bench_parse_int(a, v, 0, 1 << 24, &depth) < 0)
 				return EXIT_USAGE;
 		} else if (!strcmp(a, "--profile")) {
 			profile = 1;
@@ -468,7 +469,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	}
 	if (depth > 0) {
 		for (int i = 0; i < depth; i++)
-			toks[i] = rand_token(in->n_vocab);
+			toks[i] = bench_rand_token(in->n_vocab);
 		if (model_forward(m, toks, depth, 0, NULL, 0) < 0)
 			goto fail;
 	}

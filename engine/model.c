@@ -482,6 +482,20 @@ static int prefault(struct model *m)
 	return 0;
 }
 
+/* The matrices of layer l (n_layer: the output), into all[7]; their count. */
+static int layer_mats(struct model *m, int l, struct mat **all)
+{
+	int n = 0;
+	if (l == m->info.n_layer) {
+		all[n++] = &m->output;
+	} else {
+		struct layer *L = &m->layers[l];
+		all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv, all[n++] = &L->wo;
+		all[n++] = &L->gate, all[n++] = &L->up, all[n++] = &L->down;
+	}
+	return n;
+}
+
 /*
  * Copy the weight matrices that have a faster load-time layout
  * (quant_repack_type: Q8_0, Q4_0 with AVX-512 VNNI) into it.  The copy is as large
@@ -502,15 +516,7 @@ static int repack_weights(struct model *m)
 		size_t off = 0;
 		for (int l = 0; l <= in->n_layer; l++) {
 			struct mat *all[7];
-			int n = 0;
-			if (l == in->n_layer) {
-				all[n++] = &m->output;
-			} else {
-				struct layer *L = &m->layers[l];
-				all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv;
-				all[n++] = &L->wo, all[n++] = &L->gate, all[n++] = &L->up;
-				all[n++] = &L->down;
-			}
+			int n = layer_mats(m, l, all);
 			for (int i = 0; i < n; i++) {
 				struct mat *w = all[i];
 				int rt = quant_repack_type(w->type, w->k);
@@ -563,20 +569,6 @@ static int repack_weights(struct model *m)
 		}
 	}
 	return 0;
-}
-
-/* The matrices of layer l (n_layer: the output), into all[7]; their count. */
-static int layer_mats(struct model *m, int l, struct mat **all)
-{
-	int n = 0;
-	if (l == m->info.n_layer) {
-		all[n++] = &m->output;
-	} else {
-		struct layer *L = &m->layers[l];
-		all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv, all[n++] = &L->wo;
-		all[n++] = &L->gate, all[n++] = &L->up, all[n++] = &L->down;
-	}
-	return n;
 }
 
 /* Per tensor index: 1 when the forward pass no longer reads it from the
@@ -721,17 +713,10 @@ static int alloc_scratch(struct model *m)
 				     B);
 	}
 	/* the widest activation row any matmul takes, in its dot type */
-	struct mat *all[8];
+	struct mat *all[7];
 	size_t mx = 0;
 	for (int l = 0; l <= in->n_layer; l++) {
-		int n = 0;
-		if (l == in->n_layer) {
-			all[n++] = &m->output;
-		} else {
-			struct layer *L = &m->layers[l];
-			all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv, all[n++] = &L->wo;
-			all[n++] = &L->gate, all[n++] = &L->up, all[n++] = &L->down;
-		}
+		int n = layer_mats(m, l, all);
 		for (int i = 0; i < n; i++) {
 			size_t rb;
 			int dt = all[i]->dot_type;

@@ -908,22 +908,20 @@ static void q8x_gemm(q8x_tile_fn tile, size_t bsize, const struct act_fmt *f, in
 /* weight offsets paid back through activation sums: 2^shift */
 static const struct act_fmt fmt_q4_0 = { sizeof(struct block_q8_0), 2, 3 };
 static const struct act_fmt fmt_q8_0 = { sizeof(struct block_q8_0), 2, 7 };
-static const struct act_fmt fmt_q8_0r = { sizeof(struct block_q8_0), 2, 7 };
-static const struct act_fmt fmt_q4_0r = { sizeof(struct block_q8_0), 2, 3 };
 static const struct act_fmt fmt_q5_0 = { sizeof(struct block_q8_0), 2, 4 };
 static const struct act_fmt fmt_q4_1 = { sizeof(struct block_q8_1), 4, 0 };
 static const struct act_fmt fmt_q5_1 = { sizeof(struct block_q8_1), 4, 0 };
 
-#define Q8X_ENTRY(TYPE, BSIZE)                                                                     \
+#define Q8X_ENTRY(TYPE, BSIZE, FMT)                                                                \
 	static void gemm_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
 				size_t as, int ntok, float *out, size_t os)                        \
 	{                                                                                          \
-		q8x_gemm(qt_##TYPE, BSIZE, &fmt_##TYPE, n, w, rb, nrows, act, as, ntok, out, os);  \
+		q8x_gemm(qt_##TYPE, BSIZE, &FMT, n, w, rb, nrows, act, as, ntok, out, os);         \
 	}                                                                                          \
 	static void gemv_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
 				float *out)                                                        \
 	{                                                                                          \
-		q8x_gemm(qt_##TYPE, BSIZE, &fmt_##TYPE, n, w, rb, nrows, act, 0, 1, out, 1);       \
+		q8x_gemm(qt_##TYPE, BSIZE, &FMT, n, w, rb, nrows, act, 0, 1, out, 1);              \
 	}                                                                                          \
 	static float dot_##TYPE(int64_t n, const void *w, const void *act)                         \
 	{                                                                                          \
@@ -932,13 +930,13 @@ static const struct act_fmt fmt_q5_1 = { sizeof(struct block_q8_1), 4, 0 };
 		return r;                                                                          \
 	}
 
-Q8X_ENTRY(q4_0, 18)
-Q8X_ENTRY(q8_0, 34)
-Q8X_ENTRY(q8_0r, 34)
-Q8X_ENTRY(q4_0r, 18)
-Q8X_ENTRY(q5_0, 22)
-Q8X_ENTRY(q4_1, 20)
-Q8X_ENTRY(q5_1, 24)
+Q8X_ENTRY(q4_0, 18, fmt_q4_0)
+Q8X_ENTRY(q8_0, 34, fmt_q8_0)
+Q8X_ENTRY(q8_0r, 34, fmt_q8_0) /* repacked: same activations */
+Q8X_ENTRY(q4_0r, 18, fmt_q4_0)
+Q8X_ENTRY(q5_0, 22, fmt_q5_0)
+Q8X_ENTRY(q4_1, 20, fmt_q4_1)
+Q8X_ENTRY(q5_1, 24, fmt_q5_1)
 
 /* ---- activation quantizers (bit-identical to the C versions) -------------------------- */
 
