@@ -38,15 +38,19 @@ OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/app/main.o
 LIB_OBJS := $(filter-out $(MAIN_OBJ),$(OBJS))
 
+# CUDA=1: gpu/cuda/*.cu compiled by nvcc into the library: machine code for
+# sm_80 and sm_90 (the tiled matmul uses BF16 tensor cores, which start with
+# sm_80) and sm_90 PTX that newer GPUs compile when loading.
 ifeq ($(CUDA),1)
-NVCC       ?= nvcc
 CUDA_HOME  ?= /usr/local/cuda
-CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVCC       ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+	-gencode arch=compute_90,code=compute_90
 CU_SRCS    := $(wildcard gpu/cuda/*.cu)
 CU_OBJS    := $(CU_SRCS:%.cu=$(BUILD)/%.o)
 LIB_OBJS   += $(CU_OBJS)
 CPPFLAGS   += -DPALAVER_CUDA=1 -I$(CUDA_HOME)/include
-LDLIBS     += -L$(CUDA_HOME)/lib64 -lcudart -lcublas
+LDLIBS     += -L$(CUDA_HOME)/lib64 -lcudart -lstdc++
 endif
 
 TEST_SRCS := $(wildcard tests/test_*.c)
@@ -88,11 +92,44 @@ $(BUILD)/%_avx512.o: %_avx512.c
 
 $(BUILD)/gpu/cuda/%.o: gpu/cuda/%.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 $(CUDA_ARCHS) -Iengine -Iapp/lib -Xcompiler -Wall -c -o $@ $<
+	$(NVCC) -O3 -std=c++17 $(CUDA_ARCHS) -Igpu/cuda -Iengine -Werror all-warnings \
+		-Xcompiler -Wall,-Wextra,-Werror -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libpalaver.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS)
+
+# ---- CUDA kernels under emulation (issue 21) --------------------------------
+# The same gpu/cuda/*.cu, compiled by the host C++ compiler against
+# gpu/cuda/emu/ into libpalaver_cuda_emu.a, which the tests test_cuda_*
+# link before the library: `make test` runs every kernel without a GPU.
+EMU_SRCS := $(wildcard gpu/cuda/*.cu) gpu/cuda/emu/emu.cpp
+EMU_OBJS := $(patsubst %,$(BUILD)/emu/%.o,$(basename $(EMU_SRCS)))
+EMU_LIB  := $(BUILD)/libpalaver_cuda_emu.a
+EMU_CXXFLAGS := -std=c++17 $(OPT) -g $(WARN) -MMD -MP -Igpu/cuda -Iengine \
+	$(filter -fsanitize% -fno-omit-frame-pointer -fno-sanitize-recover%,$(CFLAGS))
+# test-only kernels (deliberately broken ones among them) for test_cuda_emu
+EMU_TEST_OBJS := $(BUILD)/emu/tests/cuda_emu_kernels.o
+
+$(BUILD)/emu/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(BUILD)/emu/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(EMU_TEST_OBJS): tests/cuda_emu_kernels.cu
+
+$(EMU_LIB): $(EMU_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/tests/test_cuda_%: tests/test_cuda_%.c $(EMU_LIB) $(EMU_TEST_OBJS) $(BUILD)/libpalaver.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests -Igpu/cuda $(CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_TEST_OBJS) \
+		$(EMU_LIB) $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS) -lstdc++
+
 
 # ---- set-up --------------------------------------------------------------
 deps:
@@ -126,6 +163,8 @@ lint:
 		--suppress=missingIncludeSystem --inline-suppr -D_GNU_SOURCE \
 		-Iapp/lib -Iapp -Iengine -Iui -Ihistory app engine ui history
 	clang-format --dry-run --Werror $(SRCS) $(wildcard app/lib/*.h app/*.h engine/*.h ui/*.h history/*.h)
+	clang-format --dry-run --Werror $(wildcard gpu/cuda/*.cu gpu/cuda/*.cuh gpu/cuda/*.h \
+		gpu/cuda/emu/*.h gpu/cuda/emu/*.cpp)
 
 # ---- fuzzing (issue 3): libFuzzer on the GGUF reader ----------------------
 # `make fuzz` builds build-fuzz/fuzz_gguf, seeds build-fuzz/corpus with the
@@ -179,4 +218,4 @@ help:
 	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz tiny-model"
 	@echo "variables: PREFIX DESTDIR ARCH_FLAGS OPT CUDA=1 ARGS='...' (for run/bench)"
 
--include $(OBJS:.o=.d) $(TEST_BINS:=.d)
+-include $(OBJS:.o=.d) $(TEST_BINS:=.d) $(EMU_OBJS:.o=.d) $(EMU_TEST_OBJS:.o=.d) $(CU_OBJS:.o=.d)

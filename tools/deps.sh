@@ -15,6 +15,8 @@ for pc in "$@"; do
 	missing="$missing $deb"
 done
 command -v pkg-config >/dev/null 2>&1 || missing="pkg-config$missing"
+# the tests build the CUDA kernels with the host C++ compiler (gpu/cuda/emu)
+command -v "${CXX:-g++}" >/dev/null 2>&1 || missing="$missing g++"
 [ -z "$missing" ] && exit 0
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
