@@ -130,6 +130,15 @@ $(BUILD)/tests/test_cuda_%: tests/test_cuda_%.c $(EMU_LIB) $(EMU_TEST_OBJS) $(BU
 	$(CC) $(CPPFLAGS) -Itests -Igpu/cuda $(CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_TEST_OBJS) \
 		$(EMU_LIB) $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS) -lstdc++
 
+ifeq ($(CUDA),1)
+# The kernel tests against the real backend, for a machine with a GPU
+# (built by `make CUDA=1`, not run by `make test`).
+all: $(BUILD)/tests/gpu_test_cuda_ops
+$(BUILD)/tests/gpu_test_cuda_ops: tests/test_cuda_ops.c $(BUILD)/libpalaver.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DPALAVER_CUDA_DEVICE=1 -Itests -Igpu/cuda $(CFLAGS) $(LDFLAGS) -o $@ $< \
+		$(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS)
+endif
 
 # ---- set-up --------------------------------------------------------------
 deps:

@@ -223,7 +223,8 @@ size_t ops_row_size(int type, int64_t n)
 	return (size_t)(n / e) * (size_t)b;
 }
 
-int ops_check_rows(struct cuda_ctx *c, const char *what, int type, int64_t n, size_t row_bytes)
+int ops_check_rows(struct cuda_ctx *c, const char *what, int type, const void *w, int64_t n,
+		   size_t row_bytes)
 {
 	int e, b;
 	if (block_of(type, &e, &b) < 0)
@@ -236,8 +237,8 @@ int ops_check_rows(struct cuda_ctx *c, const char *what, int type, int64_t n, si
 		return ops_fail(c, "%s: row stride %zu is less than a row's %zu bytes", what,
 				row_bytes, ops_row_size(type, n));
 	/* F32 rows are read as floats, all others in 16-bit or byte loads */
-	if (row_bytes % (type == QT_F32 ? 4 : 2))
-		return ops_fail(c, "%s: row stride %zu is not a multiple of %d", what, row_bytes,
-				type == QT_F32 ? 4 : 2);
+	size_t align = type == QT_F32 ? 4 : 2;
+	if (row_bytes % align || (uintptr_t)w % align)
+		return ops_fail(c, "%s: rows are not %zu-byte aligned", what, align);
 	return 0;
 }

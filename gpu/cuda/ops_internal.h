@@ -24,11 +24,12 @@ int ops_launched(struct cuda_ctx *c, const char *what);
 /* Device scratch of at least `bytes` (its contents are not kept); NULL with
  * a message when it cannot grow. */
 void *ops_scratch(struct cuda_ctx *c, size_t bytes);
-/* Checks a weight matrix's description: a supported type, rows of n
- * elements in whole blocks (chunks of 8 for the float types), row_bytes at
- * least the row's size and a multiple of 4 (F32) or 2.  -1 with a message
- * naming `what`.  (The matrix itself must be as aligned as its rows.) */
-int ops_check_rows(struct cuda_ctx *c, const char *what, int type, int64_t n, size_t row_bytes);
+/* Checks a weight matrix w: a supported type, rows of n elements in whole
+ * blocks (chunks of 8 for the float types), row_bytes at least the row's
+ * size, w and row_bytes multiples of 4 (F32) or 2.  -1 with a message
+ * naming `what`. */
+int ops_check_rows(struct cuda_ctx *c, const char *what, int type, const void *w, int64_t n,
+		   size_t row_bytes);
 /* Bytes of a row of n elements of a supported type (0 if not whole blocks). */
 size_t ops_row_size(int type, int64_t n);
 
