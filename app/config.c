@@ -116,6 +116,13 @@ static const struct key keys[] = {
 	{ "ui.word_wrap", NULL, K_BOOL, F(ui_word_wrap), 0, 0, 0, NULL, "PALAVER_UI_WORD_WRAP" },
 	{ "log.file", NULL, K_NSTRING, F(log_file), 0, 0, 0, NULL, "PALAVER_LOG_FILE" },
 	{ "log.level", NULL, K_ENUM, F(log_level), 0, 0, 0, level_names, "PALAVER_LOG_LEVEL" },
+	{ "remote.url", NULL, K_NSTRING, F(remote_url), 0, 0, 0, NULL, "PALAVER_REMOTE_URL" },
+	{ "remote.model", NULL, K_NSTRING, F(remote_model), 0, 0, 0, NULL, "PALAVER_REMOTE_MODEL" },
+	{ "remote.api_key_env", NULL, K_NSTRING, F(remote_api_key_env), 0, 0, 0, NULL,
+	  "PALAVER_REMOTE_API_KEY_ENV" },
+	{ "remote.timeout", NULL, K_DOUBLE, F(remote_timeout), 0, 1e6, 0, NULL,
+	  "PALAVER_REMOTE_TIMEOUT" },
+	{ "remote.retries", NULL, K_INT, F(remote_retries), 0, 10, 0, NULL, "PALAVER_REMOTE_RETRIES" },
 };
 
 #undef F
@@ -210,6 +217,11 @@ void config_init(struct config *cfg)
 	cfg->ui_word_wrap = 1;
 	cfg->log_file = NULL;
 	cfg->log_level = LOG_INFO;
+	cfg->remote_url = NULL;
+	cfg->remote_model = NULL;
+	cfg->remote_api_key_env = NULL;
+	cfg->remote_timeout = 300;
+	cfg->remote_retries = 2;
 }
 
 static void free_strings(struct config *cfg)
@@ -325,7 +337,7 @@ static const char *suggest_from(const char *typed, const char *const *names)
 }
 
 static const char *const section_names[] = { "sampling", "engine", "memory", "history",
-					     "ui",       "log",    NULL };
+					     "ui",       "log",    "remote", NULL };
 
 static int is_section(const char *s, size_t n)
 {

@@ -69,6 +69,11 @@ struct config {
 	int ui_word_wrap;                      /* 1: wrap at word boundaries */
 	char *log_file;                        /* NULL = $XDG_STATE_HOME/palaver/palaver.log */
 	int log_level;                         /* enum log_level */
+	char *remote_url;         /* an OpenAI-compatible server instead of model, NULL = none */
+	char *remote_model;       /* the model there, NULL = the first it lists */
+	char *remote_api_key_env; /* the environment variable holding the API key, NULL = none */
+	double remote_timeout;    /* seconds of silence from the server, 0 = none */
+	int remote_retries;       /* tries again before the first text */
 
 	/* run-time only, from flags */
 	char *prompt;  /* -p: one-shot prompt */
