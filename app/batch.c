@@ -310,7 +310,7 @@ static void engine_config_from(const struct config *cfg, const char *model,
 		ec->remote_model = rc->model;
 		/* the key lives in the environment only: never in the config,
 		 * the history or the log */
-		ec->remote_api_key = cfg->remote_api_key_env ? getenv(cfg->remote_api_key_env) : NULL;
+		ec->remote_api_key = config_remote_api_key(cfg);
 		ec->remote_timeout = cfg->remote_timeout;
 		ec->remote_retries = cfg->remote_retries;
 	}
@@ -526,6 +526,9 @@ int batch_run(struct config *cfg)
 	if (cfg->remote_url) {
 		remote.url = xstrdup(cfg->remote_url);
 		remote.model = cfg->remote_model ? xstrdup(cfg->remote_model) : NULL;
+		if (cfg->remote_api_key_env && !config_remote_api_key(cfg))
+			fprintf(stderr, "palaver: warning: $%s (remote.api_key_env) is not set: "
+					"no API key is sent\n", cfg->remote_api_key_env);
 	}
 	/* --session may name the model */
 	if (!remote.url && (!cfg->model || !*cfg->model) && !cfg->session) {

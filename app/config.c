@@ -460,6 +460,14 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 			*field = NULL;
 			return 0;
 		}
+		/* the server's address: refused here, where the message can say
+		 * which file and line, not when the chat starts */
+		if (!strcmp(key->name, "remote.url") && strncasecmp(text, "http://", 7) &&
+		    strncasecmp(text, "https://", 8)) {
+			strbuf_addf(msg, "'%s' must be an http:// or https:// URL, not '%s'",
+				    key->name, text);
+			return -1;
+		}
 		/* a string key with a fixed set of values (ui.theme) */
 		if (key->names) {
 			int i = 0;
@@ -933,6 +941,12 @@ fail:
 
 #define BUILTIN_MODEL "palaver-tiny.gguf"
 
+const char *config_remote_api_key(const struct config *cfg)
+{
+	const char *v = cfg->remote_api_key_env ? getenv(cfg->remote_api_key_env) : NULL;
+	return v && *v ? v : NULL;
+}
+
 char *config_builtin_model(void)
 {
 	/* relative to the binary: build/palaver in a source tree (models/ is
@@ -1011,6 +1025,11 @@ static void add_quoted(struct strbuf *out, const char *s)
 static void add_double(struct strbuf *out, double d)
 {
 	char buf[40];
+	/* whole numbers as written (300, not the shortest %g form 3e+02) */
+	if (d == (double)(long long)d && d > -1e15 && d < 1e15) {
+		strbuf_addf(out, "%lld", (long long)d);
+		return;
+	}
 	for (int prec = 1; prec <= 17; prec++) {
 		snprintf(buf, sizeof(buf), "%.*g", prec, d);
 		if (strtod(buf, NULL) == d)

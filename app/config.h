@@ -135,6 +135,11 @@ char *config_builtin_model(void);
  */
 int config_set(struct config *cfg, const char *key, const char *value, const char *origin);
 
+/* The remote server's API key: the value of the variable remote.api_key_env
+ * names, NULL when none is named or it is unset or empty.  The key is read
+ * from the environment only, when it is used, and kept nowhere. */
+const char *config_remote_api_key(const struct config *cfg);
+
 /* The key table, for `palaver config` and the tests. */
 int config_key_count(void);
 const char *config_key_name(int k);    /* dotted name, NULL past the end */

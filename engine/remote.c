@@ -186,6 +186,7 @@ struct xfer {
 	double deadline;        /* 0 = none */
 	size_t received;        /* body bytes */
 	CURLcode result;
+	long os_errno; /* the system's reason for a failed connect */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -300,6 +301,7 @@ static enum xfer_end perform(struct remote *r, struct xfer *x)
 	}
 	if (!x->status)
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &x->status);
+	curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &x->os_errno);
 	/* removing the handle mid-transfer closes its connection: the stream ends */
 	curl_multi_remove_handle(r->multi, r->easy);
 	return end;
@@ -352,7 +354,9 @@ static void network_message(const struct remote *r, const struct xfer *x, int mi
 	case CURLE_COULDNT_RESOLVE_HOST:
 	case CURLE_COULDNT_RESOLVE_PROXY:
 	case CURLE_COULDNT_CONNECT:
-		strbuf_addf(out, "cannot reach '%s': %s", r->display, why);
+		/* "Connection refused" says more than curl's "Couldn't connect" */
+		strbuf_addf(out, "cannot reach '%s': %s", r->display,
+			    x->os_errno ? strerror((int)x->os_errno) : why);
 		break;
 	case CURLE_OPERATION_TIMEDOUT:
 		strbuf_addf(out, "cannot reach '%s' in %g s (remote.timeout): %s", r->display,

@@ -426,6 +426,7 @@ SCENARIOS = {
     "reset": sc_reset,
     "flaky": sc_flaky,
     "silent": sc_silent,
+    "silentchat": sc_silent,
     "garbage": sc_garbage,
     "html": sc_html,
     "badutf8": sc_badutf8,
