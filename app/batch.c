@@ -133,6 +133,8 @@ static void split_input(const char *in, size_t len, int mode, struct convo *turn
 struct hist {
 	struct store *st;
 	char sid[STORE_ID_SIZE]; /* "" until the session exists */
+	const char *backend;     /* recorded with each reply: "cpu", "remote" */
+	const char *model;       /* its GGUF path or URL#MODEL */
 };
 
 static void hist_fail(struct hist *h)
@@ -443,7 +445,8 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	rq.n_messages = c->n;
 	if (h->st) {
 		mid = store_message_begin(h->st, h->sid, "assistant");
-		if (mid < 0)
+		if (mid < 0 ||
+		    (h->model && store_message_set_model(h->st, mid, h->backend, h->model) < 0))
 			hist_fail(h);
 	}
 	if (engine_submit(e, &rq) < 0) {
@@ -627,6 +630,8 @@ int batch_run(struct config *cfg)
 				hist_fail(&h);
 		}
 	}
+	h.backend = info->backend;
+	h.model = model;
 	if (info->template_defaulted)
 		fprintf(stderr,
 			"palaver: '%s' has no chat template; continuing the text as written "

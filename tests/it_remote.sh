@@ -87,6 +87,13 @@ tail -1 "$T/srv.log" | grep -q '"role": "assistant", "content": "Hello' ||
 	fail "--session did not send the earlier reply"
 run 0 "$P" sessions list --history "$H"
 has out "hi"
+# each reply is saved with the backend and model that wrote it
+python3 -c 'import sqlite3, sys
+for r in sqlite3.connect(sys.argv[1]).execute("SELECT role, backend, model FROM messages ORDER BY id"):
+    print("|".join("" if v is None else v for v in r))' "$H" >"$T/rows"
+[ "$(grep -c "^assistant|remote|$U/vllm/v1#Qwen/Qwen2.5-7B-Instruct$" "$T/rows")" -eq 2 ] ||
+	fail "replies are not saved with their model: $(cat "$T/rows")"
+grep -q '^user||$' "$T/rows" || fail "a user turn has a model: $(cat "$T/rows")"
 
 # 5. the key is never shown or stored
 MYKEY=sk-secret-4242 PALAVER_REMOTE_API_KEY_ENV=MYKEY run 0 "$P" --remote "$U/vllm/v1" config
