@@ -530,8 +530,10 @@ int batch_run(struct config *cfg)
 		remote.url = xstrdup(cfg->remote_url);
 		remote.model = cfg->remote_model ? xstrdup(cfg->remote_model) : NULL;
 		if (cfg->remote_api_key_env && !config_remote_api_key(cfg))
-			fprintf(stderr, "palaver: warning: $%s (remote.api_key_env) is not set: "
-					"no API key is sent\n", cfg->remote_api_key_env);
+			fprintf(stderr,
+				"palaver: warning: $%s (remote.api_key_env) is not set: "
+				"no API key is sent\n",
+				cfg->remote_api_key_env);
 	}
 	/* --session may name the model */
 	if (!remote.url && (!cfg->model || !*cfg->model) && !cfg->session) {

@@ -390,8 +390,9 @@ void chat_engine_send(struct chat *c, const char *text)
 	}
 	if (!c->eng || c->st.state == STATE_FAILED) {
 		if (c->cfg->remote_url && !c->eng) {
-			chat_notice(c, "The server is not connected; /model FILE.gguf loads a local "
-				       "model instead.");
+			chat_notice(c,
+				    "The server is not connected; /model FILE.gguf loads a local "
+				    "model instead.");
 			return;
 		}
 		chat_notice(c,

@@ -51,14 +51,17 @@ int cmd_models(int argc, char **argv, struct config *cfg)
 		return EXIT_USAGE;
 	}
 	if (!cfg->remote_url) {
-		fprintf(stderr, "palaver: models: no server given; use --remote URL or 'remote.url' "
-				"in the config file\n");
+		fprintf(stderr,
+			"palaver: models: no server given; use --remote URL or 'remote.url' "
+			"in the config file\n");
 		return EXIT_USAGE;
 	}
 
 	if (cfg->remote_api_key_env && !config_remote_api_key(cfg))
-		fprintf(stderr, "palaver: warning: $%s (remote.api_key_env) is not set: no API key "
-				"is sent\n", cfg->remote_api_key_env);
+		fprintf(stderr,
+			"palaver: warning: $%s (remote.api_key_env) is not set: no API key "
+			"is sent\n",
+			cfg->remote_api_key_env);
 	struct engine_config ec;
 	struct engine_model_entry *m;
 	int n;

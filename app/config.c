@@ -122,7 +122,8 @@ static const struct key keys[] = {
 	  "PALAVER_REMOTE_API_KEY_ENV" },
 	{ "remote.timeout", NULL, K_DOUBLE, F(remote_timeout), 0, 1e6, 0, NULL,
 	  "PALAVER_REMOTE_TIMEOUT" },
-	{ "remote.retries", NULL, K_INT, F(remote_retries), 0, 10, 0, NULL, "PALAVER_REMOTE_RETRIES" },
+	{ "remote.retries", NULL, K_INT, F(remote_retries), 0, 10, 0, NULL,
+	  "PALAVER_REMOTE_RETRIES" },
 };
 
 #undef F

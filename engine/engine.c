@@ -704,10 +704,8 @@ static int remote_text(void *ud, int reasoning, const char *text, size_t len)
 	/* TOKEN events carry no reasoning yet: it is not part of the reply */
 	if (reasoning)
 		return 0;
-	if (!r->st.gen_tokens++) {
+	if (!r->st.gen_tokens++)
 		r->st.ttft_ms = time_now_ms() - j->t_submit;
-		push_simple(rr->e, ENGINE_EV_PREFILL_PROGRESS, 1, 1, PUSH_DROP);
-	}
 	size_t old = r->reply.len;
 	strbuf_add(&r->reply, text, len);
 	if (j->n_stop)
@@ -730,7 +728,8 @@ static void run_remote(struct engine *e, struct run *r)
 		finish(e, r, ENGINE_STOP_MAX_TOKENS);
 		return;
 	}
-	push_simple(e, ENGINE_EV_PREFILL_PROGRESS, 0, 1, PUSH_DROP);
+	/* the server says nothing of its prefill: 0 of an unknown total */
+	push_simple(e, ENGINE_EV_PREFILL_PROGRESS, 0, 0, PUSH_DROP);
 	struct remote_request q = { 0 };
 	q.messages = j->msgs;
 	q.n_messages = j->n_msgs;

@@ -35,9 +35,9 @@
  *  After a cancel, TOKEN events that found the queue full are dropped; the
  *  DONE text (the whole reply, never a stop string) is authoritative.
  *  A remote engine keeps this order: READY once the server listed its
- *  models; each request gives PREFILL_PROGRESS 0/1 when sent and 1/1 with
- *  the first text; a network, HTTP or stream failure is a DONE with stop
- *  reason error and the partial reply (never an ERROR).
+ *  models; each request gives one PREFILL_PROGRESS 0/0 (the server tells
+ *  nothing of its prefill) when sent; a network, HTTP or stream failure is
+ *  a DONE with stop reason error and the partial reply (never an ERROR).
  *
  * KV REUSE
  *  The engine keeps the tokens its cache holds; a request reuses the longest

@@ -51,9 +51,9 @@ struct remote {
 	double timeout;
 	int retries;
 	atomic_int *cancel, *stop;
-	int connecting; /* remote_connect() runs: only stop counts, not a request's cancel */
+	int connecting;   /* remote_connect() runs: only stop counts, not a request's cancel */
 	long last_status; /* of the last GET, 0 = no answer */
-	CURL *easy; /* kept between requests: its connection cache */
+	CURL *easy;       /* kept between requests: its connection cache */
 	CURLM *multi;
 };
 
@@ -173,18 +173,18 @@ enum { HANDLER_DONE = 1, HANDLER_STOP, HANDLER_FAIL };
 
 struct xfer {
 	struct remote *r;
-	long status;            /* HTTP status of the final answer */
-	char content_type[64];  /* its Content-Type, lowercase */
-	double retry_after;     /* seconds, 0 = not sent */
-	struct strbuf body;     /* a non-stream answer (at most BODY_MAX) */
-	int too_big;            /* ... that was larger */
-	int mode;               /* 0 undecided, 1 stream, 2 body */
-	struct sse_parser sse;  /* mode 1 */
-	int handler_rc;         /* what stopped sse_feed(): HANDLER_*, or -1 */
-	struct chat_state *cs;  /* NULL: no stream expected (GET) */
-	double last_byte;       /* time_now_ms() of the last byte or header */
-	double deadline;        /* 0 = none */
-	size_t received;        /* body bytes */
+	long status;           /* HTTP status of the final answer */
+	char content_type[64]; /* its Content-Type, lowercase */
+	double retry_after;    /* seconds, 0 = not sent */
+	struct strbuf body;    /* a non-stream answer (at most BODY_MAX) */
+	int too_big;           /* ... that was larger */
+	int mode;              /* 0 undecided, 1 stream, 2 body */
+	struct sse_parser sse; /* mode 1 */
+	int handler_rc;        /* what stopped sse_feed(): HANDLER_*, or -1 */
+	struct chat_state *cs; /* NULL: no stream expected (GET) */
+	double last_byte;      /* time_now_ms() of the last byte or header */
+	double deadline;       /* 0 = none */
+	size_t received;       /* body bytes */
 	CURLcode result;
 	long os_errno; /* the system's reason for a failed connect */
 	char errbuf[CURL_ERROR_SIZE];
@@ -568,7 +568,8 @@ static int get_json(struct remote *r, const char *prefix, const char *path, json
 		json_error_t je;
 		*out = json_loadb(x.body.buf, x.body.len, 0, &je);
 		if (!*out)
-			error("'%s' answered %s with malformed JSON: %s", r->display, path, je.text);
+			error("'%s' answered %s with malformed JSON: %s", r->display, path,
+			      je.text);
 		else
 			rc = 0;
 	}
@@ -818,7 +819,8 @@ static int handle_chunk(struct chat_state *cs, json_t *o, const char *data, size
 			json_t *rs = json_object_get(d, "reasoning_content");
 			if (!rs)
 				rs = json_object_get(d, "reasoning");
-			if ((rc = give_text(cs, rs, 1)) || (rc = give_text(cs, json_object_get(d, "content"), 0)))
+			if ((rc = give_text(cs, rs, 1)) ||
+			    (rc = give_text(cs, json_object_get(d, "content"), 0)))
 				return rc;
 		}
 		json_t *fin = json_object_get(c, "finish_reason");
@@ -849,7 +851,8 @@ static int parse_and_handle(struct chat_state *cs, const char *data, size_t len)
 		struct strbuf head = STRBUF_INIT;
 		clean_message(data, len < 60 ? len : 60, &head);
 		strbuf_addf(&cs->fail, "malformed stream from '%s': %s in '%s%s'", cs->r->display,
-			    o ? "not a JSON object" : je.text, head.buf, len > 60 ? "\xe2\x80\xa6" : "");
+			    o ? "not a JSON object" : je.text, head.buf,
+			    len > 60 ? "\xe2\x80\xa6" : "");
 		strbuf_release(&head);
 		rc = HANDLER_FAIL;
 	} else {
@@ -879,7 +882,7 @@ static void add_real(json_t *o, const char *key, double v)
 	json_object_set_new(o, key, json_real(v));
 }
 
-/* The request body (malloc'd). */
+/* The request body (malloc'd), or NULL when out of memory. */
 static char *chat_body(const struct remote *r, const struct remote_request *q)
 {
 	json_t *o = json_object();
@@ -935,9 +938,7 @@ static char *chat_body(const struct remote *r, const struct remote_request *q)
 	}
 	char *body = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
 	json_decref(o);
-	if (!body)
-		die("out of memory for a request");
-	return body;
+	return body; /* NULL: out of memory */
 }
 
 static int retryable(const struct xfer *x)
@@ -947,14 +948,11 @@ static int retryable(const struct xfer *x)
 	case CURLE_GOT_NOTHING:
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
-	case CURLE_PARTIAL_FILE:
-		return 1;
+	case CURLE_PARTIAL_FILE: return 1;
 	case CURLE_OK:
 	case CURLE_WRITE_ERROR:
-		return x->status == 429 || x->status == 502 || x->status == 503 ||
-		       x->status == 504;
-	default:
-		return 0;
+		return x->status == 429 || x->status == 502 || x->status == 503 || x->status == 504;
+	default: return 0;
 	}
 }
 
@@ -1026,14 +1024,15 @@ static int attempt(struct remote *r, const char *url, const char *body,
 			strbuf_addf(&msg, "'%s' went silent for %g s mid-reply (remote.timeout)",
 				    r->display, r->timeout);
 		else
-			strbuf_addf(&msg, "no answer from '%s' in %g s (remote.timeout)", r->display,
-				    r->timeout);
+			strbuf_addf(&msg, "no answer from '%s' in %g s (remote.timeout)",
+				    r->display, r->timeout);
 		set_failure(res, &msg);
 	} else if (end == END_HANDLER) {
 		if (x.handler_rc == HANDLER_FAIL) {
 			set_failure(res, &cs->fail);
 		} else if (x.handler_rc == HANDLER_STOP) {
-			res->stop = cs->client_stop ? ENGINE_STOP_STOP_STRING : ENGINE_STOP_CANCELLED;
+			res->stop =
+				cs->client_stop ? ENGINE_STOP_STOP_STRING : ENGINE_STOP_CANCELLED;
 		} else if (x.handler_rc == HANDLER_DONE) {
 			if (res->stop == ENGINE_STOP_NONE)
 				res->stop = ENGINE_STOP_EOS;
@@ -1065,12 +1064,15 @@ static int attempt(struct remote *r, const char *url, const char *body,
 			res->stop = ENGINE_STOP_STOP_STRING;
 		} else if (!cs->done) {
 			if (x.mode == 1 && !x.sse.events && x.received)
-				strbuf_addf(&msg, "malformed stream from '%s': %zu bytes without an event",
-					    r->display, x.received);
+				strbuf_addf(
+					&msg,
+					"malformed stream from '%s': %zu bytes without an event",
+					r->display, x.received);
 			else
-				strbuf_addf(&msg,
-					    "the stream from '%s' ended before the reply was complete",
-					    r->display);
+				strbuf_addf(
+					&msg,
+					"the stream from '%s' ended before the reply was complete",
+					r->display);
 			again = !shown;
 			set_failure(res, &msg);
 		} else if (res->stop == ENGINE_STOP_NONE) {
@@ -1079,8 +1081,9 @@ static int attempt(struct remote *r, const char *url, const char *body,
 	}
 	if (again) {
 		/* the pause before the next try honours the server's Retry-After */
-		double wait = x.retry_after > 0 ? x.retry_after * 1000.0
-						: RETRY_PAUSE_MS * (double)(1 << (res->attempts - 1));
+		double wait = x.retry_after > 0
+				      ? x.retry_after * 1000.0
+				      : RETRY_PAUSE_MS * (double)(1 << (res->attempts - 1));
 		if (wait > RETRY_PAUSE_MAX_MS)
 			wait = RETRY_PAUSE_MAX_MS;
 		if (res->attempts > r->retries || pause_ms(r, wait) < 0)
@@ -1108,6 +1111,14 @@ int remote_chat(struct remote *r, const struct remote_request *q, remote_text_fn
 	strbuf_init(&cs.clean, 0);
 	strbuf_addf(&url, "%s/chat/completions", r->base);
 	char *body = chat_body(r, q);
+	if (!body) {
+		res->stop = ENGINE_STOP_ERROR;
+		res->message = xstrdup("out of memory for the request");
+		strbuf_release(&url);
+		strbuf_release(&cs.fail);
+		strbuf_release(&cs.clean);
+		return 0;
+	}
 	while (attempt(r, url.buf, body, q, &cs)) {
 		/* a failed try that is tried again leaves no trace but the count */
 		free(res->message);

@@ -252,7 +252,7 @@ static void check_flavor(const char *path, const char *model, int n_ctx, int pro
 	assert_string_equal(r.done.text, HELLO);
 	assert_string_equal(r.tokens.buf, HELLO);
 	assert_int_equal(r.n_tokens, 8);
-	assert_int_equal(r.prefill_events, 2);
+	assert_int_equal(r.prefill_events, 1);
 	assert_int_equal(r.done.stats.server_usage, 1);
 	assert_int_equal(r.done.stats.prompt_tokens, prompt_tokens);
 	assert_int_equal(r.done.stats.gen_tokens, 8);

@@ -40,9 +40,9 @@ struct status_info {
 	 * its own generation speed when it sends one, else 0 */
 	int server_usage;
 	double server_tps;
-	uint64_t rss;            /* bytes */
-	char title[128];         /* the session's title */
-	char notice[96];         /* e.g. "history unavailable"; "" for none */
+	uint64_t rss;    /* bytes */
+	char title[128]; /* the session's title */
+	char notice[96]; /* e.g. "history unavailable"; "" for none */
 };
 
 /* Styles of the spans of a formatted line (mapped to attributes by theme.c). */
