@@ -10,17 +10,17 @@ OPT        ?= -O2
 CUDA       ?= 0
 SAN        ?= 0
 
-PKGS := ncursesw readline yaml-0.1 sqlite3
+PKGS := ncursesw readline yaml-0.1 sqlite3 libcurl jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian's readline.pc may be absent on older releases: fall back to -lreadline.
 ifeq ($(PKG_LIBS),)
-PKG_LIBS := -lncursesw -lreadline -lyaml -lsqlite3
+PKG_LIBS := -lncursesw -lreadline -lyaml -lsqlite3 -lcurl -ljansson
 endif
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CPPFLAGS += -DPALAVER_VERSION='"$(VERSION)"' -D_GNU_SOURCE -Iapp/lib -Iapp -Iengine -Iui -Ihistory -I$(BUILD)/gen
+CPPFLAGS += -DPALAVER_VERSION='"$(VERSION)"' -D_GNU_SOURCE
 CFLAGS   ?=
 CFLAGS   += -std=c11 $(OPT) -g $(WARN) $(ARCH_FLAGS) -pthread -MMD -MP $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lm -pthread
@@ -33,7 +33,24 @@ endif
 # Every .c file in the module folders is part of the program; the tests link
 # the same objects less app/main.o.  Files named *_avx2.c / *_avx512.c hold
 # SIMD kernels chosen at run time and get their instruction set here.
-SRCS := $(wildcard app/lib/*.c app/*.c engine/*.c ui/*.c history/*.c)
+SRCS := $(wildcard lib/*.c app/*.c engine/*.c ui/*.c history/*.c)
+HDRS := $(wildcard lib/*.h app/*.h engine/*.h ui/*.h history/*.h)
+
+# The layers of docs/ARCHITECTURE.md, enforced: each folder is compiled with
+# only the include folders it may use, so a header from a layer above (or
+# an engine internal) does not compile.  app/ sees the engine through
+# engine.h alone ($(BUILD)/api holds a link to it); the commands listed in
+# ENGINE_INTERNAL drive the engine's parts directly (ARCHITECTURE.md says why).
+API_DIR     := $(BUILD)/api
+INC_lib     := -Ilib
+INC_engine  := -Ilib -Iengine
+INC_history := -Ilib -Ihistory
+INC_ui      := -Ilib -Iui
+INC_app     := -Ilib -Iapp -Iui -Ihistory -I$(API_DIR)
+INC_tests   := -Ilib -Iapp -Iengine -Iui -Ihistory -Itests
+ENGINE_INTERNAL := app/bench_cold.c app/bench_model.c app/bench_tokenizer.c app/cmd_inspect.c \
+	app/cmd_logits.c app/cmd_mkmodel.c app/cmd_perplexity.c app/cmd_tokenize.c
+layer_inc = $(INC_$(firstword $(subst /, ,$(1)))) $(if $(filter $(1),$(ENGINE_INTERNAL)),-Iengine)
 OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/app/main.o
 LIB_OBJS := $(filter-out $(MAIN_OBJ),$(OBJS))
@@ -78,26 +95,39 @@ $(BUILD)/libpalaver.a: $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | $(API_DIR)/engine.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX2_FLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) $(AVX2_FLAGS) -c -o $@ $<
 
 $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX512_FLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) $(AVX512_FLAGS) -c -o $@ $<
 
-$(BUILD)/gpu/cuda/%.o: gpu/cuda/%.cu
+$(API_DIR)/engine.h:
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 $(CUDA_ARCHS) -Igpu/cuda -Iengine -Werror all-warnings \
+	ln -sf $(CURDIR)/engine/engine.h $@
+
+# gpu/ may include engine/quant.h and nothing else of the project: it sees
+# it through a link of its own.
+GPU_API_DIR := $(BUILD)/api-gpu
+INC_gpu     := -Igpu/cuda -I$(GPU_API_DIR)
+
+$(GPU_API_DIR)/quant.h:
+	@mkdir -p $(dir $@)
+	ln -sf $(CURDIR)/engine/quant.h $@
+
+$(BUILD)/gpu/cuda/%.o: gpu/cuda/%.cu | $(GPU_API_DIR)/quant.h
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 $(CUDA_ARCHS) $(INC_gpu) -Werror all-warnings \
 		-Xcompiler -Wall,-Wextra,-Werror -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libpalaver.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(INC_tests) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS)
 
 # ---- CUDA kernels under emulation (issue 21) --------------------------------
 # The same gpu/cuda/*.cu, compiled by the host C++ compiler against
@@ -106,16 +136,16 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libpalaver.a
 EMU_SRCS := $(wildcard gpu/cuda/*.cu) gpu/cuda/emu/emu.cpp
 EMU_OBJS := $(patsubst %,$(BUILD)/emu/%.o,$(basename $(EMU_SRCS)))
 EMU_LIB  := $(BUILD)/libpalaver_cuda_emu.a
-EMU_CXXFLAGS := -std=c++17 $(OPT) -g $(WARN) -MMD -MP -Igpu/cuda -Iengine \
+EMU_CXXFLAGS := -std=c++17 $(OPT) -g $(WARN) -MMD -MP $(INC_gpu) \
 	$(filter -fsanitize% -fno-omit-frame-pointer -fno-sanitize-recover%,$(CFLAGS))
 # test-only kernels (deliberately broken ones among them) for test_cuda_emu
 EMU_TEST_OBJS := $(BUILD)/emu/tests/cuda_emu_kernels.o
 
-$(BUILD)/emu/%.o: %.cu
+$(BUILD)/emu/%.o: %.cu | $(GPU_API_DIR)/quant.h
 	@mkdir -p $(dir $@)
 	$(CXX) -x c++ $(EMU_CXXFLAGS) -c -o $@ $<
 
-$(BUILD)/emu/%.o: %.cpp
+$(BUILD)/emu/%.o: %.cpp | $(GPU_API_DIR)/quant.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
 
@@ -127,7 +157,7 @@ $(EMU_LIB): $(EMU_OBJS)
 
 $(BUILD)/tests/test_cuda_%: tests/test_cuda_%.c $(EMU_LIB) $(EMU_TEST_OBJS) $(BUILD)/libpalaver.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests -Igpu/cuda $(CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_TEST_OBJS) \
+	$(CC) $(CPPFLAGS) $(INC_tests) -Igpu/cuda $(CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_TEST_OBJS) \
 		$(EMU_LIB) $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS) -lstdc++
 
 ifeq ($(CUDA),1)
@@ -136,8 +166,8 @@ ifeq ($(CUDA),1)
 all: $(BUILD)/tests/gpu_test_cuda_ops
 $(BUILD)/tests/gpu_test_cuda_ops: tests/test_cuda_ops.c $(BUILD)/libpalaver.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -DPALAVER_CUDA_DEVICE=1 -Itests -Igpu/cuda $(CFLAGS) $(LDFLAGS) -o $@ $< \
-		$(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) -DPALAVER_CUDA_DEVICE=1 $(INC_tests) -Igpu/cuda $(CFLAGS) $(LDFLAGS) \
+		-o $@ $< $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS)
 endif
 
 # ---- set-up --------------------------------------------------------------
@@ -170,8 +200,8 @@ lint:
 		{ echo "lint: needs cppcheck and clang-format: apt-get install cppcheck clang-format" >&2; exit 1; }
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
 		--suppress=missingIncludeSystem --inline-suppr -D_GNU_SOURCE \
-		-Iapp/lib -Iapp -Iengine -Iui -Ihistory app engine ui history
-	clang-format --dry-run --Werror $(SRCS) $(wildcard app/lib/*.h app/*.h engine/*.h ui/*.h history/*.h)
+		-Ilib -Iapp -Iengine -Iui -Ihistory lib app engine ui history
+	clang-format --dry-run --Werror $(SRCS) $(HDRS)
 	clang-format --dry-run --Werror $(wildcard gpu/cuda/*.cu gpu/cuda/*.cuh gpu/cuda/*.h \
 		gpu/cuda/emu/*.h gpu/cuda/emu/*.cpp)
 
@@ -182,11 +212,11 @@ lint:
 FUZZ_CC   ?= clang
 FUZZ_TIME ?= 60
 FUZZ_MAXLEN ?= 1200000
-FUZZ_SRCS := tests/fuzz/fuzz_gguf.c engine/gguf.c $(wildcard app/lib/*.c)
+FUZZ_SRCS := tests/fuzz/fuzz_gguf.c engine/gguf.c $(wildcard lib/*.c)
 
 build-fuzz/fuzz_gguf: $(FUZZ_SRCS) engine/gguf.h
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Iapp/lib -Iengine \
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Ilib -Iengine \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-o $@ $(FUZZ_SRCS)
 
@@ -198,7 +228,7 @@ fuzz: build-fuzz/fuzz_gguf
 
 # ---- palaver-tiny (issue 11): retrain models/palaver-tiny.gguf from scratch ----
 $(BUILD)/tiny_gguf: tools/train/tiny_gguf.c $(BUILD)/libpalaver.a
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Ilib -Iengine $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(LDLIBS)
 
 .PHONY: tiny-model
 tiny-model: all $(BUILD)/tiny_gguf
