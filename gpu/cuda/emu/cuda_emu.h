@@ -39,6 +39,10 @@
  * several seeds and compare the results bit for bit, which catches a kernel
  * whose result depends on timing through global memory.
  *
+ * The emulation serves one host thread at a time (the engine thread, or a
+ * test); launches run to completion before they return, so streams and
+ * events only keep order and time.
+ *
  * Kernel code must not hold a shared-memory element in an `auto` variable
  * (it would be a checked reference, not a value), and must use
  * PV_SPTR(T) for pointers into shared memory.
