@@ -425,8 +425,8 @@ static void rope_op(void *arg)
 	OK(cuda_rope(ctx, &c->p, c->x, c->stride, c->ntok, c->n_head, c->hd, c->pos0, c->step));
 }
 
-static void check_rope(int neox, int n_rot, int hd, int with_ff, float freq_scale, int pos0,
-		       int step)
+static void check_rope(int neox, int n_rot, int hd, int with_ff, float freq_scale, float mscale,
+		       int pos0, int step)
 {
 	int ntok = 7, nh = 3;
 	size_t stride = (size_t)nh * hd + 4, total = (size_t)ntok * stride;
@@ -434,15 +434,17 @@ static void check_rope(int neox, int n_rot, int hd, int with_ff, float freq_scal
 	float ff[128];
 	for (int i = 0; i < n_rot / 2; i++)
 		ff[i] = 1.0f + 7.0f * rnd_uniform();
-	struct rope_case c = { { n_rot, neox, 10000.0f, freq_scale, NULL },
-			       ntok,
-			       nh,
-			       hd,
-			       pos0,
-			       step,
-			       stride,
-			       x,
-			       dev_alloc(total * 4) };
+	struct rope_case c;
+	memset(&c, 0, sizeof(c));
+	c.p = (struct cuda_rope_params){ n_rot, neox, 10000.0f, freq_scale, mscale, NULL };
+	c.ntok = ntok;
+	c.n_head = nh;
+	c.hd = hd;
+	c.pos0 = pos0;
+	c.step = step;
+	c.stride = stride;
+	c.x_host = x;
+	c.x = dev_alloc(total * 4);
 	float *dff = with_ff ? dev_copy(ff, sizeof(ff)) : NULL;
 	c.p.freq_factors = dff;
 	run_op(rope_op, &c, c.x, out, total * sizeof(float));
@@ -457,10 +459,12 @@ static void check_rope(int neox, int n_rot, int hd, int with_ff, float freq_scal
 					th /= ff[i];
 				th *= freq_scale;
 				int ia = neox ? i : 2 * i, ib = neox ? i + n_rot / 2 : 2 * i + 1;
-				near("rope", (size_t)(o - out) + ia, o[ia],
-				     v[ia] * cos(th) - v[ib] * sin(th), 3e-5);
-				near("rope", (size_t)(o - out) + ib, o[ib],
-				     v[ia] * sin(th) + v[ib] * cos(th), 3e-5);
+				double ms = mscale > 0 ? mscale : 1, cs = cos(th) * ms,
+				       sn = sin(th) * ms;
+				near("rope", (size_t)(o - out) + ia, o[ia], v[ia] * cs - v[ib] * sn,
+				     3e-5);
+				near("rope", (size_t)(o - out) + ib, o[ib], v[ia] * sn + v[ib] * cs,
+				     3e-5);
 			}
 			for (int i = n_rot; i < hd; i++) /* beyond n_rot: untouched */
 				near("rope tail", (size_t)(o - out) + i, o[i], v[i], 0);
@@ -474,11 +478,12 @@ static void check_rope(int neox, int n_rot, int hd, int with_ff, float freq_scal
 static void test_rope(void **state)
 {
 	(void)state;
-	check_rope(0, 64, 64, 0, 1.0f, 3, 1); /* llama */
-	check_rope(1, 64, 64, 0, 1.0f, 0, 1); /* NEOX (qwen2, phi3) */
-	check_rope(1, 32, 80, 1, 0.25f, 20,
-		   1); /* partial rotation, llama 3.1 factors, linear scaling */
-	check_rope(0, 16, 16, 0, 1.0f, -5, 0); /* the KV shift: every row by -5 */
+	check_rope(0, 64, 64, 0, 1.0f, 0.0f, 3, 1); /* llama */
+	check_rope(1, 64, 64, 0, 1.0f, 1.0f, 0, 1); /* NEOX (qwen2, phi3) */
+	/* partial rotation, llama 3.1 factors, linear scaling */
+	check_rope(1, 32, 80, 1, 0.25f, 0.0f, 20, 1);
+	check_rope(1, 64, 96, 1, 1.0f, 1.19f, 9, 1); /* LongRoPE: factors and mscale */
+	check_rope(0, 16, 16, 0, 1.0f, 0.0f, -5, 0); /* the KV shift: every row by -5 */
 }
 
 /* ---- KV cache and attention ---------------------------------------------------------------- */

@@ -89,6 +89,7 @@ struct cuda_rope_params {
 	int neox;                  /* pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
 	float base;                /* theta base, e.g. 10000 */
 	float freq_scale;          /* linear scaling: 1 / factor */
+	float mscale;              /* cos and sin times this (LongRoPE); 0 or 1: none */
 	const float *freq_factors; /* device, n_rot/2 divisors of the angles, or NULL */
 };
 /* In place on ntok rows (tok_stride apart) of n_head heads of head_dim;

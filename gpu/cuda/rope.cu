@@ -2,7 +2,8 @@
 
 /*
  * The angle of pair i at position p is p * base^(-2i/n_rot), divided by
- * the pair's frequency factor (llama 3.1) and multiplied by freq_scale, as
+ * the pair's frequency factor (llama 3.1, LongRoPE) and multiplied by
+ * freq_scale; cos and sin are multiplied by mscale (LongRoPE), as
  * llama.cpp computes it on the GPU (a power per pair; its CPU code uses a
  * running product, which differs in the last bits at large positions).
  */
@@ -11,8 +12,8 @@
 #define ROPE_THREADS 64
 
 __global__ void rope_kernel(float *x, size_t tok_stride, int head_dim, int n_rot, int neox,
-			    float theta_scale, float freq_scale, const float *ff, int pos0,
-			    int pos_step)
+			    float theta_scale, float freq_scale, float mscale, const float *ff,
+			    int pos0, int pos_step)
 {
 	int t = blockIdx.x, h = blockIdx.y, half_rot = n_rot / 2;
 	float *v = x + (size_t)t * tok_stride + (size_t)h * head_dim;
@@ -22,7 +23,7 @@ __global__ void rope_kernel(float *x, size_t tok_stride, int head_dim, int n_rot
 		if (ff)
 			theta /= ff[i];
 		theta *= freq_scale;
-		float cs = cosf(theta), sn = sinf(theta);
+		float cs = cosf(theta) * mscale, sn = sinf(theta) * mscale;
 		int ia = neox ? i : 2 * i, ib = neox ? i + half_rot : 2 * i + 1;
 		float a = v[ia], b = v[ib];
 		v[ia] = a * cs - b * sn;
@@ -42,7 +43,8 @@ int cuda_rope(struct cuda_ctx *c, const struct cuda_rope_params *r, float *x, si
 				head_dim);
 	float theta_scale = powf(r->base, -2.0f / (float)r->n_rot);
 	dim3 grid((unsigned)ntok, (unsigned)n_head);
+	float mscale = r->mscale > 0.0f ? r->mscale : 1.0f;
 	PV_LAUNCH(rope_kernel, grid, ROPE_THREADS, 0, c->stream, x, tok_stride, head_dim, r->n_rot,
-		  r->neox, theta_scale, r->freq_scale, r->freq_factors, pos0, pos_step);
+		  r->neox, theta_scale, r->freq_scale, mscale, r->freq_factors, pos0, pos_step);
 	return ops_launched(c, "rope");
 }
