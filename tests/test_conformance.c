@@ -601,7 +601,9 @@ static void test_thread_invariance(void **state)
 {
 	(void)state;
 	REQUIRE_REF();
-	const char *models[] = { "rand-llama-256-Q4_K_M.gguf", "stories260K.gguf" };
+	const char *models[] = { "rand-llama-256-Q4_K_M.gguf", "stories260K.gguf",
+				 "rand-qwen3-f32.gguf",	       "rand-gemma2-f32.gguf",
+				 "rand-gemma3-f32.gguf",       "rand-phi3-f16.gguf" };
 	int32_t toks[24];
 	for (int i = 0; i < 24; i++)
 		toks[i] = (int32_t)(1 + (i * 37) % 500);
