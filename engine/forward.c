@@ -1,6 +1,7 @@
 /* The forward pass: any family of the architecture table, in chunks of tokens, on the thread pool. */
 #include "attention.h"
 #include "model_internal.h"
+#include "moe.h"
 #include "ops.h"
 #include "quant.h"
 #include "readahead.h"
@@ -29,7 +30,8 @@
  *   matmul (down)
  * Fused tensors (phi3's attn_qkv, ffn_up) are views split at load, so the
  * families differ here only by the flags and tensors of their table row:
- * there is one block.  The activations are quantized once per matmul group
+ * there is one block.  Its FFN is either the dense one above or, in a layer
+ * with a router, the mixture of experts (moe_ffn(), below).  The activations are quantized once per matmul group
  * (one buffer per distinct dot type, shared read-only by all threads).
  * With one token the row-wise steps run on the caller alone (no pool round
  * trip).
@@ -322,6 +324,184 @@ static void layer_begin(struct model *m, int l)
 	readahead_advance(m->ra, l);
 }
 
+/* ---- the FFN ---------------------------------------------------------------------------- */
+
+/* gate and up on the prepared input (pf: residual add, FFN norm), the
+ * activation, down: the output in m->tmp. */
+static void dense_ffn(struct model *m, const struct layer *L, struct prep_job *pf, int ntok)
+{
+	const struct mat *gu[2] = { &L->gate, &L->up };
+	float *gu_out[2] = { m->gate, m->up };
+	matmul_group(m, pf, 2, gu, gu_out, ntok);
+
+	struct prep_job pd = { .m = m,
+			       .ntok = ntok,
+			       .src = m->gate,
+			       .width = m->info.n_ff,
+			       .src_stride = m->info.n_ff,
+			       .glu = 1 + (int)m->arch->act };
+	const struct mat *dn[1] = { &L->down };
+	float *dn_out[1] = { m->tmp };
+	matmul_group(m, &pd, 1, dn, dn_out, ntok);
+}
+
+/*
+ * The mixture of experts works on the chunk's (token, expert) pairs,
+ * grouped by expert (moe.h): pair row r of the group holds its token's
+ * input, quantized, in moe_act row r, and gets gate, up and down outputs in
+ * row r of moe_gate, moe_up and moe_out.  Every thread takes a share of the
+ * rows of every routed expert's matrices, so each expert's weights are
+ * read once per chunk and only the routed experts are read at all.
+ */
+struct moe_job {
+	struct model *m;
+	const struct layer *L;
+	int ntok, k;
+	int step;               /* MOE_QUANT_IN, MOE_GATE_UP, MOE_GLU, MOE_DOWN, MOE_COMBINE */
+	int dot_type;           /* MOE_QUANT_IN: the format to quantize the inputs into */
+	const struct mat *w[2]; /* MOE_GATE_UP: gate and/or up (NULL: skip); MOE_DOWN: down */
+	float *out[2];
+};
+
+enum { MOE_QUANT_IN, MOE_GATE_UP, MOE_GLU, MOE_DOWN, MOE_COMBINE };
+
+/* Rows r0 .. r1-1 of expert e's matrix w for the expert's pairs: one gemm
+ * over them, or with moe_group off (a benchmark's baseline) one gemv per
+ * pair, as a forward pass that does not group would. */
+static void moe_matmul(const struct moe_job *j, const struct mat *w, int e, int r0, int r1,
+		       float *out, int out_stride)
+{
+	struct model *m = j->m;
+	const struct moe_groups *g = m->moe_g;
+	int first = g->start[e], cnt = moe_rows(g, e);
+	const char *wd = mat_expert(w, e) + (size_t)r0 * w->row_bytes;
+	const char *act = (const char *)m->moe_act + (size_t)first * m->act_row_max;
+	float *o = out + (size_t)first * out_stride + r0;
+	if (cnt == 1 || !m->moe_group) {
+		for (int i = 0; i < cnt; i++)
+			quant_gemv(w->type, w->k, wd, w->row_bytes, r1 - r0,
+				   act + (size_t)i * m->act_row_max, o + (size_t)i * out_stride);
+		return;
+	}
+	quant_gemm(w->type, w->k, wd, w->row_bytes, r1 - r0, act, m->act_row_max, cnt, o,
+		   (size_t)out_stride);
+}
+
+static void moe_rows_run(void *arg, int ith, int nth)
+{
+	struct moe_job *j = arg;
+	struct model *m = j->m;
+	const struct moe_groups *g = m->moe_g;
+	const struct model_info *in = &m->info;
+	int E = in->n_embd, F = in->n_ff_exp, P = g->n_pairs, r0, r1;
+	switch (j->step) {
+	case MOE_QUANT_IN: /* each pair's row: its token's normed input */
+		threadpool_split(P, ith, nth, 1, &r0, &r1);
+		for (int r = r0; r < r1; r++)
+			quant_quantize_row(j->dot_type, m->xn + (size_t)(g->pair[r] / j->k) * E,
+					   (char *)m->moe_act + (size_t)r * m->act_row_max, E);
+		break;
+	case MOE_GATE_UP:
+	case MOE_DOWN: {
+		int n = j->step == MOE_DOWN ? E : F;
+		threadpool_split(n, ith, nth, 16, &r0, &r1);
+		if (r1 <= r0)
+			break;
+		for (int a = 0; a < g->n_active; a++)
+			for (int i = 0; i < 2; i++)
+				if (j->w[i])
+					moe_matmul(j, j->w[i], g->active[a], r0, r1, j->out[i], n);
+		break;
+	}
+	case MOE_GLU: /* act(gate) * up, quantized for down */
+		threadpool_split(P, ith, nth, 1, &r0, &r1);
+		for (int r = r0; r < r1; r++) {
+			float *gr = m->moe_gate + (size_t)r * F;
+			if (m->arch->act == ACT_GELU)
+				glu_gelu(gr, m->moe_up + (size_t)r * F, F);
+			else
+				glu_silu(gr, m->moe_up + (size_t)r * F, F);
+			quant_quantize_row(j->dot_type, gr,
+					   (char *)m->moe_act + (size_t)r * m->act_row_max, F);
+		}
+		break;
+	case MOE_COMBINE: /* each token: its experts' outputs, weighted, in routing order */
+		threadpool_split(j->ntok, ith, nth, 1, &r0, &r1);
+		for (int t = r0; t < r1; t++) {
+			float *o = m->tmp + (size_t)t * E;
+			memset(o, 0, sizeof(float) * (size_t)E);
+			for (int s = 0; s < j->k; s++) {
+				float w = m->moe_w[t * j->k + s];
+				const float *x = m->moe_out + (size_t)g->row[t * j->k + s] * E;
+				for (int i = 0; i < E; i++)
+					o[i] += w * x[i];
+			}
+		}
+		break;
+	}
+}
+
+/* One step over the pairs: on the caller for a single token, else the pool. */
+static void moe_step(struct model *m, struct moe_job *j, int step, enum model_prof kind)
+{
+	uint64_t t = 0;
+	j->step = step;
+	prof_tick(m, MODEL_PROF_OTHER, &t);
+	if (j->ntok == 1 && (step == MOE_QUANT_IN || step == MOE_GLU || step == MOE_COMBINE))
+		moe_rows_run(j, 0, 1);
+	else
+		threadpool_run(m->pool, moe_rows_run, j);
+	prof_tick(m, kind, &t);
+}
+
+/*
+ * The FFN of a layer with a router: prepare the input (pf), the router's
+ * logits, each token's experts and weights (moe_route), the pairs grouped
+ * by expert, then gate and up of each routed expert on its pairs, the
+ * activation, down, and each token's weighted sum of its experts' outputs
+ * into m->tmp.
+ */
+static void moe_ffn(struct model *m, int l, struct prep_job *pf, int ntok)
+{
+	const struct layer *L = &m->layers[l];
+	const struct model_info *in = &m->info;
+	int k = in->n_expert_used, ne = in->n_expert;
+	const struct mat *router[1] = { &L->gate_inp };
+	float *logits[1] = { m->moe_logits };
+	matmul_group(m, pf, 1, router, logits, ntok); /* also leaves the normed input in xn */
+
+	uint64_t t = 0;
+	prof_tick(m, MODEL_PROF_OTHER, &t);
+	for (int i = 0; i < ntok; i++)
+		moe_route(m->moe_logits + (size_t)i * ne, ne, k, m->moe_renorm,
+			  m->moe_ids + (size_t)i * k, m->moe_w + (size_t)i * k);
+	/* cannot fail: the ids are in range and the buffers hold n_batch tokens */
+	(void)moe_group(m->moe_g, m->moe_ids, ntok, k);
+	prof_tick(m, MODEL_PROF_OTHER, &t);
+
+	struct moe_job j = { .m = m, .L = L, .ntok = ntok, .k = k };
+	/* gate and up, each quantized input shared when their formats agree */
+	const struct mat *gu[2] = { &L->gate_exps, &L->up_exps };
+	float *gu_out[2] = { m->moe_gate, m->moe_up };
+	int same = gu[0]->dot_type == gu[1]->dot_type;
+	for (int pass = 0; pass < (same ? 1 : 2); pass++) {
+		j.dot_type = gu[pass]->dot_type;
+		moe_step(m, &j, MOE_QUANT_IN, MODEL_PROF_PREP);
+		for (int i = 0; i < 2; i++) {
+			j.w[i] = same || i == pass ? gu[i] : NULL;
+			j.out[i] = gu_out[i];
+		}
+		moe_step(m, &j, MOE_GATE_UP, MODEL_PROF_MATMUL);
+	}
+	j.dot_type = L->down_exps.dot_type;
+	moe_step(m, &j, MOE_GLU, MODEL_PROF_PREP);
+	j.w[0] = &L->down_exps;
+	j.w[1] = NULL;
+	j.out[0] = m->moe_out;
+	moe_step(m, &j, MOE_DOWN, MODEL_PROF_MATMUL);
+	moe_step(m, &j, MOE_COMBINE, MODEL_PROF_OTHER);
+}
+
 /* ---- one chunk ---------------------------------------------------------------------------- */
 
 /* The block of layer l on x; its output (the residual still to add into
@@ -365,19 +545,10 @@ static void block(struct model *m, int l, int pos0, int ntok, struct prep_job *p
 			       .norm = L->ffn_norm,
 			       .width = E,
 			       .src_stride = E };
-	const struct mat *gu[2] = { &L->gate, &L->up };
-	float *gu_out[2] = { m->gate, m->up };
-	matmul_group(m, &pf, 2, gu, gu_out, ntok);
-
-	struct prep_job pd = { .m = m,
-			       .ntok = ntok,
-			       .src = m->gate,
-			       .width = in->n_ff,
-			       .src_stride = in->n_ff,
-			       .glu = 1 + (int)m->arch->act };
-	const struct mat *dn[1] = { &L->down };
-	float *dn_out[1] = { m->tmp };
-	matmul_group(m, &pd, 1, dn, dn_out, ntok);
+	if (L->gate_inp.t)
+		moe_ffn(m, l, &pf, ntok);
+	else
+		dense_ffn(m, L, &pf, ntok);
 
 	memset(pend, 0, sizeof(*pend));
 	pend->m = m;

@@ -42,6 +42,10 @@ struct model_params {
 	int ring_slack;
 	int repack; /* copy weights into faster load-time layouts where the CPU has
 			       * kernels for them (Q8_0, Q4_0 with AVX-512 VNNI); info.repacked_bytes */
+	/* Prefill of a mixture of experts runs each token's experts one gemv at
+	 * a time instead of one gemm per expert over the chunk's tokens routed
+	 * to it (only for measuring what grouping brings: bench --no-moe-group). */
+	int moe_per_token;
 	/* Load progress: bytes of tensor data done / total; may be NULL. */
 	void (*progress)(void *ud, uint64_t done, uint64_t total);
 	void *progress_ud;
@@ -60,7 +64,9 @@ struct model_info {
 	uint64_t file_bytes;
 	uint64_t n_params;     /* elements of all tensors */
 	uint64_t weight_bytes; /* bytes of all tensors */
-	uint64_t decode_bytes; /* weight bytes read per decoded token (no token_embd) */
+	uint64_t decode_bytes; /* weight bytes read per decoded token (no token_embd): the
+				* active parameters (a mixture reads n_expert_used of its
+				* n_expert experts per layer) */
 	int n_vocab;
 	int n_ctx_train; /* <arch>.context_length */
 	int n_ctx;       /* the context in use (cache cells) */
@@ -71,7 +77,11 @@ struct model_info {
 	int head_dim;   /* key_length */
 	int head_dim_v; /* value_length */
 	int n_ff;
-	int n_rot; /* rope.dimension_count */
+	int n_expert;          /* experts of each mixture-of-experts layer, 0 = dense */
+	int n_expert_used;     /* experts each token goes through */
+	int n_ff_exp;          /* one expert's hidden width */
+	uint64_t expert_bytes; /* one expert's gate, up and down in one layer */
+	int n_rot;             /* rope.dimension_count */
 	float rope_freq_base;
 	float rope_freq_base_swa; /* of the sliding-window layers */
 	float norm_eps;

@@ -81,7 +81,7 @@ cmp -s "$tmp/l.gguf" "$tmp/l2.gguf" && fail "the seed does not change the weight
 [ ! -e "$tmp/x.gguf" ] && [ ! -e "$tmp/x.gguf.tmp" ] || fail "a failed mkmodel left a file"
 "$PALAVER" mkmodel --help | grep -q '^usage: palaver mkmodel' || fail "mkmodel --help"
 "$PALAVER" mkmodel --arch mamba "$tmp/x.gguf" 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad arch: exit 2"
-grep -q "must be one of llama, qwen2, qwen3, gemma2, gemma3, phi3" "$tmp/err" || fail "bad arch: $(cat "$tmp/err")"
+grep -q "must be one of llama, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3" "$tmp/err" || fail "bad arch: $(cat "$tmp/err")"
 
 # every family: mkmodel writes it, inspect names its own keys, and it runs
 for a in llama qwen2 qwen3 gemma2 gemma3 phi3; do
