@@ -477,6 +477,12 @@ static void moe_ffn(struct model *m, int l, struct prep_job *pf, int ntok)
 			  m->moe_ids + (size_t)i * k, m->moe_w + (size_t)i * k);
 	/* cannot fail: the ids are in range and the buffers hold n_batch tokens */
 	(void)moe_group(m->moe_g, m->moe_ids, ntok, k);
+	const struct moe_groups *g = m->moe_g;
+	if (m->ra_stats)
+		for (int a = 0; a < g->n_active; a++)
+			readahead_expert_resident(m->ra, l, g->active[a], &m->ras.expert_resident,
+						  &m->ras.expert_pages);
+	readahead_experts(m->ra, l, g->active, g->n_active);
 	prof_tick(m, MODEL_PROF_OTHER, &t);
 
 	struct moe_job j = { .m = m, .L = L, .ntok = ntok, .k = k };

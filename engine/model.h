@@ -30,8 +30,10 @@ struct model_params {
 	enum kv_type kv_type; /* KV_F16 (default) or KV_F32 */
 	int prefault;         /* touch every weight page at load (progress is then real) */
 	/* 1 (default): while layer i computes, a helper thread asks the kernel
-	 * to read layer i+1's weights (madvise WILLNEED); 0 = off.  It stays
-	 * off when the weights exceed the memory available (info.readahead). */
+	 * to read layer i+1's weights (madvise WILLNEED), and a mixture's
+	 * chosen experts once its router has run; 0 = off.  It stays off when
+	 * the weights (experts left out) exceed the memory available
+	 * (info.readahead). */
 	int readahead;
 	/* Pin the mapping in RAM after load (mlock).  Failing is no error:
 	 * model_warning() says why and the weights stay unpinned. */
@@ -176,8 +178,13 @@ struct model_ra_stats {
 	uint64_t pages;       /* pages of those layers, summed */
 	uint64_t layers;      /* layers checked */
 	uint64_t layers_full; /* of those, layers with every page resident */
-	uint64_t requested;   /* pages the read-ahead helper asked the kernel for, since load */
-	uint64_t evictions;   /* times it found pages it read evicted and paused, since load */
+	/* a mixture of experts: pages of the experts a router chose (each
+	 * once per layer and chunk) that were resident when it chose them;
+	 * the layers' counts above leave the experts out */
+	uint64_t expert_resident;
+	uint64_t expert_pages;
+	uint64_t requested; /* pages the read-ahead helper asked the kernel for, since load */
+	uint64_t evictions; /* times it found pages it read evicted and paused, since load */
 };
 /* Start (on = 1, counters cleared) or stop counting; off by default. */
 void model_ra_stats_enable(struct model *m, int on);
