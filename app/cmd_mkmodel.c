@@ -32,7 +32,16 @@
  *
  * Weights are approximately normal with std 0.02 (a sum of four uniforms,
  * cheap and close enough), norms are 1.0 and biases small, so that a forward
- * pass through the model stays numerically tame.  Type mixes follow what
+ * pass through the model stays numerically tame.  Token embeddings have unit
+ * RMS per row (std 1, or 1/sqrt(dim) where the family multiplies them by
+ * sqrt(dim)), so that each token's residual stream stays its own: with std
+ * 0.02 the blocks' outputs -- in a random model mostly the attention's
+ * near-uniform average over the context -- swamp the embeddings, every
+ * token looks alike to the layers after the first, and a mixture's routers
+ * send nearly all tokens to the same few experts (measured with 128
+ * experts, 8 used, 256 tokens: 35 experts in use by layer 5 against 128
+ * with unit embeddings), which no trained model does and which would make
+ * the benchmarks of decode and of grouping by expert meaningless.  Type mixes follow what
  * llama.cpp's quantizer does for the same name, so benchmark models look like
  * real ones: Q4_0 files keep output.weight in Q6_K; Q4_K means a Q4_K_M-like
  * mix (output.weight Q6_K; attn_v and ffn_down Q6_K in the first and last
@@ -126,7 +135,7 @@ static int convert_row(int t, const float *src, void *dst, int64_t n)
 
 /* ---- the model's tensors ---------------------------------------------------- */
 
-enum init_kind { INIT_WEIGHT, INIT_NORM, INIT_BIAS };
+enum init_kind { INIT_WEIGHT, INIT_NORM, INIT_BIAS, INIT_EMBD };
 
 struct mk_tensor {
 	char name[64];
@@ -173,7 +182,7 @@ static void add(struct mk_tensor *ts, int *n, const struct mk_opts *o, long laye
 	t->ne[1] = ne1;
 	t->ne[2] = ne2;
 	t->init = init;
-	t->type = init == INIT_WEIGHT ? weight_type(o, t->name, layer) : 0;
+	t->type = init == INIT_WEIGHT || init == INIT_EMBD ? weight_type(o, t->name, layer) : 0;
 }
 
 static int64_t dim_of(const struct mk_opts *o, int d)
@@ -219,7 +228,7 @@ static struct mk_tensor *plan(const struct mk_opts *o, int *n)
 	const struct arch *a = o->arch;
 	struct mk_tensor *ts = xcalloc((size_t)o->layers * (size_t)a->n_tensors + 3, sizeof(*ts));
 	*n = 0;
-	add(ts, n, o, -1, "token_embd.weight", 2, o->dim, o->vocab, 1, INIT_WEIGHT);
+	add(ts, n, o, -1, "token_embd.weight", 2, o->dim, o->vocab, 1, INIT_EMBD);
 	add(ts, n, o, -1, "output_norm.weight", 1, o->dim, 1, 1, INIT_NORM);
 	if (!o->tied)
 		add(ts, n, o, -1, "output.weight", 2, o->dim, o->vocab, 1, INIT_WEIGHT);
@@ -289,16 +298,22 @@ static int add_metadata(struct gguf_writer *w, const struct mk_opts *o, const st
 }
 
 /* Generate, convert and stream one tensor in chunks of rows. */
-static int write_tensor(struct gguf_writer *w, const struct mk_tensor *t, uint64_t seed, int index,
-			float *rowf, void *rowq, size_t row_bytes)
+static int write_tensor(const struct mk_opts *o, struct gguf_writer *w, const struct mk_tensor *t,
+			uint64_t seed, int index, float *rowf, void *rowq, size_t row_bytes)
 {
+	/* embeddings of unit RMS (after the family's sqrt(dim) scale): see DESIGN */
+	float std =
+		t->init == INIT_BIAS ? 0.01f
+		: t->init == INIT_EMBD
+			? (o->arch->flags & ARCH_EMBD_SCALE ? 1.0f / sqrtf((float)o->dim) : 1.0f)
+			: 0.02f;
 	uint64_t s = seed ^ ((uint64_t)(index + 1) * 0xd1342543de82ef95ull);
 	for (int64_t r = 0; r < t->ne[1] * t->ne[2]; r++) {
 		if (t->init == INIT_NORM) {
 			for (int64_t i = 0; i < t->ne[0]; i++)
 				rowf[i] = 1.0f;
 		} else {
-			fill_normal(&s, rowf, t->ne[0], t->init == INIT_BIAS ? 0.01f : 0.02f);
+			fill_normal(&s, rowf, t->ne[0], std);
 		}
 		if (convert_row(t->type, rowf, rowq, t->ne[0]) < 0 ||
 		    gguf_writer_write_part(w, rowq, row_bytes) < 0)
@@ -357,7 +372,7 @@ static int mkmodel(const struct mk_opts *o)
 	for (int i = 0; i < n; i++) {
 		size_t row_bytes = (size_t)(gguf_writer_tensor_bytes(w, i) /
 					    ((uint64_t)ts[i].ne[1] * (uint64_t)ts[i].ne[2]));
-		if (write_tensor(w, &ts[i], opts.seed, i, rowf, rowq, row_bytes) < 0)
+		if (write_tensor(&opts, w, &ts[i], opts.seed, i, rowf, rowq, row_bytes) < 0)
 			goto out;
 	}
 	if (gguf_writer_finish(w) < 0)

@@ -366,8 +366,7 @@ struct moe_job {
 enum { MOE_QUANT_IN, MOE_GATE_UP, MOE_GLU, MOE_DOWN, MOE_COMBINE };
 
 /* Rows r0 .. r1-1 of expert e's matrix w for the expert's pairs: one gemm
- * over them, or with moe_group off (a benchmark's baseline) one gemv per
- * pair, as a forward pass that does not group would. */
+ * over them (a gemv for a single pair). */
 static void moe_matmul(const struct moe_job *j, const struct mat *w, int e, int r0, int r1,
 		       float *out, int out_stride)
 {
@@ -377,14 +376,33 @@ static void moe_matmul(const struct moe_job *j, const struct mat *w, int e, int 
 	const char *wd = mat_expert(w, e) + (size_t)r0 * w->row_bytes;
 	const char *act = (const char *)m->moe_act + (size_t)first * m->act_row_max;
 	float *o = out + (size_t)first * out_stride + r0;
-	if (cnt == 1 || !m->moe_group) {
-		for (int i = 0; i < cnt; i++)
-			quant_gemv(w->type, w->k, wd, w->row_bytes, r1 - r0,
-				   act + (size_t)i * m->act_row_max, o + (size_t)i * out_stride);
-		return;
+	if (cnt == 1)
+		quant_gemv(w->type, w->k, wd, w->row_bytes, r1 - r0, act, o);
+	else
+		quant_gemm(w->type, w->k, wd, w->row_bytes, r1 - r0, act, m->act_row_max, cnt, o,
+			   (size_t)out_stride);
+}
+
+/* Without grouping (params.moe_per_token: the baseline grouping is measured
+ * against), rows r0 .. r1-1 of every pair's expert, the pairs in token
+ * order, a gemv each: what running each token through its experts, as
+ * decode does, costs. */
+static void moe_matmul_per_token(const struct moe_job *j, int r0, int r1, int out_stride)
+{
+	struct model *m = j->m;
+	const struct moe_groups *g = m->moe_g;
+	for (int p = 0; p < g->n_pairs; p++) {
+		int e = m->moe_ids[p], r = g->row[p];
+		const char *act = (const char *)m->moe_act + (size_t)r * m->act_row_max;
+		for (int i = 0; i < 2; i++) {
+			const struct mat *w = j->w[i];
+			if (w)
+				quant_gemv(w->type, w->k,
+					   mat_expert(w, e) + (size_t)r0 * w->row_bytes,
+					   w->row_bytes, r1 - r0, act,
+					   j->out[i] + (size_t)r * out_stride + r0);
+		}
 	}
-	quant_gemm(w->type, w->k, wd, w->row_bytes, r1 - r0, act, m->act_row_max, cnt, o,
-		   (size_t)out_stride);
 }
 
 static void moe_rows_run(void *arg, int ith, int nth)
@@ -407,6 +425,10 @@ static void moe_rows_run(void *arg, int ith, int nth)
 		threadpool_split(n, ith, nth, 16, &r0, &r1);
 		if (r1 <= r0)
 			break;
+		if (!m->moe_group) {
+			moe_matmul_per_token(j, r0, r1, n);
+			break;
+		}
 		for (int a = 0; a < g->n_active; a++)
 			for (int i = 0; i < 2; i++)
 				if (j->w[i])
