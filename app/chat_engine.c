@@ -29,9 +29,24 @@ void chat_engine_open(struct chat *c, const char *path)
 {
 	struct config *cfg = c->cfg;
 	struct engine_config ec;
+	/* no path: the configured server; the label is what messages and the
+	 * history say until the server names its model (on_ready) */
+	struct strbuf label = STRBUF_INIT;
+	if (!path) {
+		strbuf_addf(&label, "%s#%s", cfg->remote_url,
+			    cfg->remote_model ? cfg->remote_model : "");
+		path = label.buf;
+	}
 
 	memset(&ec, 0, sizeof(ec));
 	ec.model_path = path;
+	if (label.len) {
+		ec.remote_url = cfg->remote_url;
+		ec.remote_model = cfg->remote_model;
+		ec.remote_api_key = config_remote_api_key(cfg);
+		ec.remote_timeout = cfg->remote_timeout;
+		ec.remote_retries = cfg->remote_retries;
+	}
 	ec.n_threads = cfg->threads;
 	ec.n_ctx = cfg->ctx;
 	ec.n_batch = cfg->batch_size;
@@ -45,8 +60,9 @@ void chat_engine_open(struct chat *c, const char *path)
 	ec.memory_strict = cfg->memory_mode == MEMORY_STRICT;
 	ec.mlock = cfg->memory_lock;
 	ec.no_repack = !cfg->repack;
+	/* saved states belong to a local model (a server keeps its own cache) */
 	struct strbuf kv_dir = STRBUF_INIT;
-	if (config_kv_enabled(cfg) && config_kv_dir(&kv_dir) < 0) {
+	if (!label.len && config_kv_enabled(cfg) && config_kv_dir(&kv_dir) < 0) {
 		/* no folder for them: the chat works without saved states */
 		log_warn("no saved KV states: %s", error_message());
 		error_clear();
@@ -69,10 +85,12 @@ void chat_engine_open(struct chat *c, const char *path)
 		c->st.state = STATE_FAILED;
 		chat_error(c, "cannot load '%s': %s", path, error_message());
 		error_clear();
+		strbuf_release(&label);
 		return;
 	}
 	free(c->model_path);
 	c->model_path = xstrdup(path);
+	strbuf_release(&label);
 }
 
 void chat_engine_close(struct chat *c)
@@ -193,6 +211,14 @@ static void on_ready(struct chat *c)
 		chat_copy_str(c->st.model, sizeof(c->st.model), info->name);
 		chat_copy_str(c->st.type, sizeof(c->st.type), info->type_name);
 		chat_copy_str(c->st.backend, sizeof(c->st.backend), info->backend);
+		chat_copy_str(c->st.server, sizeof(c->st.server), info->server);
+		if (info->server[0]) {
+			/* replies are recorded as coming from URL#MODEL */
+			struct strbuf sb = STRBUF_INIT;
+			strbuf_addf(&sb, "%s#%s", info->server, info->name);
+			free(c->model_path);
+			c->model_path = strbuf_detach(&sb, NULL);
+		}
 		c->st.file_bytes = info->file_bytes;
 		c->st.n_params = info->n_params;
 		c->st.threads = info->n_threads;
@@ -232,6 +258,8 @@ static void on_done(struct chat *c, const struct engine_event *ev)
 	if (s->n_ctx)
 		c->st.ctx_total = s->n_ctx;
 	c->st.reused = s->reused_tokens;
+	c->st.server_usage = s->server_usage;
+	c->st.server_tps = s->server_decode_tps;
 	c->st.state = STATE_READY;
 	c->status_dirty = 1;
 
@@ -392,6 +420,12 @@ void chat_engine_send(struct chat *c, const char *text)
 		return;
 	}
 	if (!c->eng || c->st.state == STATE_FAILED) {
+		if (c->cfg->remote_url && !c->eng) {
+			chat_notice(c,
+				    "The server is not connected; /model FILE.gguf loads a local "
+				    "model instead.");
+			return;
+		}
 		chat_notice(c,
 			    "No model is loaded. Load one with /model FILE.gguf, or start palaver "
 			    "with -m FILE.gguf (or set model: in config.yaml).");
