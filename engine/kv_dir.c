@@ -172,7 +172,8 @@ static void evict(const char *dir, uint64_t budget, const char *keep)
 		error_clear(); /* nothing evicted: the save may still fit */
 		return;
 	}
-	qsort(e, n, sizeof(*e), by_mtime_desc);
+	if (n) /* qsort wants an array, even of nothing */
+		qsort(e, n, sizeof(*e), by_mtime_desc);
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(e[i].name, keep))
 			total += e[i].bytes;
@@ -301,7 +302,8 @@ int engine_kv_list(const char *dir, struct engine_kv_file **out, size_t *n_out)
 	*n_out = 0;
 	if (scan(dir, &e, &n) < 0)
 		return -1;
-	qsort(e, n, sizeof(*e), by_mtime_desc);
+	if (n) /* qsort wants an array, even of nothing */
+		qsort(e, n, sizeof(*e), by_mtime_desc);
 	struct engine_kv_file *f = xcalloc(n ? n : 1, sizeof(*f));
 	for (size_t i = 0; i < n; i++) {
 		struct strbuf p = STRBUF_INIT;
