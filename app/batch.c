@@ -144,18 +144,6 @@ static void hist_fail(struct hist *h)
 	h->st = NULL;
 }
 
-static void sampling_json(const struct config *cfg, struct strbuf *out)
-{
-	const struct config_sampling *s = &cfg->sampling;
-	strbuf_addf(out,
-		    "{\"temperature\":%g,\"top_k\":%d,\"top_p\":%g,\"min_p\":%g,\"typical_p\":%g,"
-		    "\"repeat_penalty\":%g,\"repeat_last_n\":%d,\"presence_penalty\":%g,"
-		    "\"frequency_penalty\":%g,\"seed\":%llu,\"max_tokens\":%d}",
-		    s->temperature, s->top_k, s->top_p, s->min_p, s->typical_p, s->repeat_penalty,
-		    s->repeat_last_n, s->presence_penalty, s->frequency_penalty,
-		    (unsigned long long)s->seed, s->max_tokens);
-}
-
 /* The model as sessions record it: an absolute path, so that --session
  * finds it from any directory (malloc'd). */
 static char *model_path_abs(const char *path)
@@ -171,7 +159,7 @@ static void hist_session(struct hist *h, const struct config *cfg, const char *m
 	struct strbuf js = STRBUF_INIT;
 	if (!h->st || h->sid[0])
 		return;
-	sampling_json(cfg, &js);
+	config_sampling_json(&cfg->sampling, &js);
 	struct store_session_params p = { NULL, model, system, js.buf };
 	if (store_session_create(h->st, &p, h->sid) < 0) {
 		h->sid[0] = 0;
@@ -214,7 +202,7 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 	else
 		*model = xstrdup(ss.model ? ss.model : "");
 	struct strbuf js = STRBUF_INIT;
-	sampling_json(cfg, &js);
+	config_sampling_json(&cfg->sampling, &js);
 	int changed = **model && (!ss.model || strcmp(ss.model, *model) || !ss.sampling ||
 				  strcmp(ss.sampling, js.buf));
 	store_session_free(&ss);
@@ -252,51 +240,6 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 }
 
 /* ---- running ---------------------------------------------------------------------- */
-
-static void engine_config_from(const struct config *cfg, const char *model,
-			       struct engine_config *ec)
-{
-	memset(ec, 0, sizeof(*ec));
-	ec->model_path = model;
-	ec->n_threads = cfg->threads;
-	ec->n_ctx = cfg->ctx;
-	ec->n_batch = cfg->batch_size;
-	ec->kv_type = ENGINE_KV_F16;
-	ec->backend = cfg->backend == BACKEND_CUDA  ? ENGINE_BACKEND_CUDA
-		      : cfg->backend == BACKEND_CPU ? ENGINE_BACKEND_CPU
-						    : ENGINE_BACKEND_AUTO;
-	ec->chat_template = cfg->chat_template;
-	ec->overflow = cfg->context_overflow == OVERFLOW_SHIFT         ? ENGINE_OVERFLOW_SHIFT
-		       : cfg->context_overflow == OVERFLOW_DROP_OLDEST ? ENGINE_OVERFLOW_DROP_OLDEST
-								       : ENGINE_OVERFLOW_STOP;
-	ec->keep = cfg->keep;
-	ec->max_buffered_tokens = cfg->max_buffered_tokens;
-	ec->memory_limit = cfg->memory_limit;
-	ec->memory_strict = cfg->memory_mode == MEMORY_STRICT;
-	ec->mlock = cfg->memory_lock;
-	ec->no_repack = !cfg->repack;
-}
-
-static void request_from(const struct config *cfg, struct engine_request *rq)
-{
-	const struct config_sampling *s = &cfg->sampling;
-	memset(rq, 0, sizeof(*rq));
-	rq->add_generation_prompt = 1;
-	rq->sampling.temperature = (float)s->temperature;
-	rq->sampling.top_k = s->top_k;
-	rq->sampling.top_p = (float)s->top_p;
-	rq->sampling.min_p = (float)s->min_p;
-	rq->sampling.typical_p = (float)s->typical_p;
-	rq->sampling.repeat_penalty = (float)s->repeat_penalty;
-	rq->sampling.repeat_last_n = s->repeat_last_n;
-	rq->sampling.presence_penalty = (float)s->presence_penalty;
-	rq->sampling.frequency_penalty = (float)s->frequency_penalty;
-	rq->sampling.seed = s->seed;
-	rq->max_tokens = s->max_tokens;
-	rq->max_time = cfg->max_time;
-	for (int i = 0; i < cfg->n_stop && i < ENGINE_MAX_STOP; i++)
-		rq->stop[rq->n_stop++] = cfg->stop[i];
-}
 
 /* Wait for the next event (poll on the wakeup fd; EINTR from SIGINT is fine). */
 static void wait_event(struct engine *e, struct engine_event *ev, int timeout_ms, int *got)
@@ -399,11 +342,14 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	int64_t mid = -1;
 	double last_save = time_now_ms();
 
-	request_from(cfg, &rq);
+	if (config_to_request(cfg, &cfg->sampling, &rq) < 0) {
+		fprintf(stderr, "palaver: %s\n", error_message());
+		return -1;
+	}
 	rq.messages = c->m;
 	rq.n_messages = c->n;
 	if (h->st) {
-		mid = store_message_begin(h->st, h->sid, "assistant");
+		mid = store_message_begin(h->st, h->sid, "assistant", engine_info(e)->name);
 		if (mid < 0)
 			hist_fail(h);
 	}
@@ -544,7 +490,7 @@ int batch_run(struct config *cfg)
 		goto out;
 	}
 
-	engine_config_from(cfg, model, &ec);
+	config_to_engine(cfg, model, &ec);
 	e = engine_open(&ec);
 	if (!e) {
 		fprintf(stderr, "palaver: %s\n", error_message());

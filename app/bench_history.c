@@ -348,7 +348,7 @@ measure:
 	}
 	print_row("append", 200, "goal < 2 ms:", 2);
 	{
-		int64_t mid = store_message_begin(st, ids[0], "assistant");
+		int64_t mid = store_message_begin(st, ids[0], "assistant", "bench");
 		if (mid < 0)
 			goto fail;
 		strbuf_reset(&text);

@@ -123,11 +123,13 @@ static int do_show(struct store *st, int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(m[i].content);
 		printf("\n%s", m[i].role);
+		if (m[i].model)
+			printf(" (%s)", m[i].model);
 		if (m[i].status != STORE_COMPLETE)
 			printf(" (%s)", store_status_name(m[i].status));
 		if (m[i].stats.gen_tokens && m[i].stats.gen_ms > 0)
 			printf(" [%d tokens, %.1f tokens/s]", m[i].stats.gen_tokens,
-			       m[i].stats.gen_tokens * 1000.0 / m[i].stats.gen_ms);
+			       store_stats_tps(&m[i].stats));
 		printf(":\n%s%s", m[i].content, len && m[i].content[len - 1] == '\n' ? "" : "\n");
 	}
 	store_messages_free(m, n);

@@ -640,6 +640,18 @@ static int make_room(struct engine *e, struct run *r)
 	return 0;
 }
 
+/* PREFILL_PROGRESS, with the figures known before the reply (prompt and
+ * reused tokens, turns dropped to fit), so that the owner can say so first. */
+static void push_prefill(struct engine *e, const struct run *r, int done, int total)
+{
+	struct engine_event ev = { 0 };
+	ev.type = ENGINE_EV_PREFILL_PROGRESS;
+	ev.done = (uint64_t)done;
+	ev.total = (uint64_t)total;
+	ev.stats = r->st;
+	push(e, &ev, PUSH_DROP);
+}
+
 /* Size the next prefill chunk from how long c tokens took. */
 static void adapt_chunk(struct engine *e, int c, double ms)
 {
@@ -712,13 +724,16 @@ static void run_job(struct engine *e, struct job *j)
 		lcp--;
 	if (lcp < 0)
 		lcp = 0;
-	model_kv_truncate(e->m, lcp);
+	if (model_kv_truncate(e->m, lcp) < 0) {
+		push_text(e, ENGINE_EV_ERROR, error_message());
+		goto out;
+	}
 	r.st.prompt_tokens = n_prompt;
 	r.st.reused_tokens = lcp;
 
 	/* prefill in chunks, checking the flags in between */
 	double t0 = time_now_ms();
-	push_simple(e, ENGINE_EV_PREFILL_PROGRESS, (uint64_t)lcp, (uint64_t)n_prompt, PUSH_DROP);
+	push_prefill(e, &r, lcp, n_prompt);
 	for (int done = lcp; done < n_prompt;) {
 		if (atomic_load(&e->cancel) || atomic_load(&e->stop)) {
 			r.st.prefill_ms = time_now_ms() - t0;
@@ -745,8 +760,7 @@ static void run_job(struct engine *e, struct job *j)
 		}
 		done += c;
 		adapt_chunk(e, c, time_now_ms() - tc);
-		push_simple(e, ENGINE_EV_PREFILL_PROGRESS, (uint64_t)done, (uint64_t)n_prompt,
-			    PUSH_DROP);
+		push_prefill(e, &r, done, n_prompt);
 	}
 	r.st.prefill_ms = time_now_ms() - t0;
 	if (r.st.prefill_ms > 0)

@@ -138,6 +138,9 @@ static const char *const migrations[] = {
 							    "new.content") "    WHERE id = new.session_id AND NOT EXISTS (SELECT 1 FROM messages m"
 									   "      WHERE m.session_id = new.session_id AND m.seq > new.seq);"
 									   "END;",
+
+	/* 2 -> 3: the model that wrote each reply (NULL: not recorded) */
+	"ALTER TABLE messages ADD COLUMN model TEXT;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -158,6 +161,7 @@ enum query {
 	Q_MSG_INSERT,
 	Q_MSG_UPDATE,
 	Q_MSG_FINISH,
+	Q_MSG_RESTART,
 	Q_MSG_LOAD,
 	Q_SEARCH,
 	Q_COUNT,
@@ -184,14 +188,17 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_NEXT_SEQ] = "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session_id = ?1",
 	[Q_MSG_INSERT] =
 		"INSERT INTO messages(session_id, seq, role, content, status, prompt_tokens,"
-		" gen_tokens, prefill_ms, gen_ms, created_at, updated_at, writer_pid)"
-		" VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+		" gen_tokens, prefill_ms, gen_ms, created_at, updated_at, writer_pid, model)"
+		" VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
 	[Q_MSG_UPDATE] = "UPDATE messages SET content = ?2, updated_at = ?3 WHERE id = ?1",
 	[Q_MSG_FINISH] = "UPDATE messages SET content = ?2, updated_at = ?3, status = ?4,"
 			 " prompt_tokens = ?5, gen_tokens = ?6, prefill_ms = ?7, gen_ms = ?8,"
 			 " writer_pid = 0 WHERE id = ?1",
+	[Q_MSG_RESTART] = "UPDATE messages SET content = '', updated_at = ?2, status = 'streaming',"
+			  " prompt_tokens = 0, gen_tokens = 0, prefill_ms = 0, gen_ms = 0,"
+			  " writer_pid = ?3, model = ?4 WHERE id = ?1",
 	[Q_MSG_LOAD] = "SELECT id, seq, role, content, status, prompt_tokens, gen_tokens,"
-		       " prefill_ms, gen_ms, created_at, updated_at FROM messages"
+		       " prefill_ms, gen_ms, created_at, updated_at, model FROM messages"
 		       " WHERE session_id = ?1 ORDER BY seq",
 	[Q_SEARCH] = "SELECT s.uid, s.title, m.id, m.seq, m.role,"
 		     " snippet(messages_fts, 0, ?2, ?3, '…', 12), rank, m.updated_at"
@@ -1140,7 +1147,7 @@ int store_session_resolve(struct store *st, const char *query_text, char id_out[
 
 static int64_t insert_message(struct store *st, int64_t row, const char *role, const char *content,
 			      size_t len, enum store_status status, const struct store_stats *stats,
-			      int64_t created, int64_t updated, int64_t pid)
+			      int64_t created, int64_t updated, int64_t pid, const char *model)
 {
 	sqlite3_stmt *s = query(st, Q_NEXT_SEQ);
 	int64_t seq;
@@ -1167,6 +1174,7 @@ static int64_t insert_message(struct store *st, int64_t row, const char *role, c
 	sqlite3_bind_int64(s, 10, created);
 	sqlite3_bind_int64(s, 11, updated);
 	sqlite3_bind_int64(s, 12, pid);
+	bind_text(s, 13, model);
 	if (run(st, s) < 0)
 		return -1;
 	return sqlite3_last_insert_rowid(st->db);
@@ -1211,9 +1219,9 @@ static int check_role(const char *role)
 	return 0;
 }
 
-int64_t store_message_append(struct store *st, const char *session_id, const char *role,
-			     const char *content, enum store_status status,
-			     const struct store_stats *stats)
+static int64_t append_message(struct store *st, const char *session_id, const char *role,
+			      const char *content, enum store_status status,
+			      const struct store_stats *stats, const char *model)
 {
 	int64_t row, id, now = now_ms();
 	if (check_role(role) < 0)
@@ -1225,7 +1233,7 @@ int64_t store_message_append(struct store *st, const char *session_id, const cha
 	if ((row = session_rowid(st, session_id)) < 0)
 		return tx_rollback(st);
 	id = insert_message(st, row, role, content, strlen(content), status, stats, now, now,
-			    status == STORE_STREAMING ? getpid() : 0);
+			    status == STORE_STREAMING ? getpid() : 0, model);
 	if (id < 0)
 		return tx_rollback(st);
 	if (!strcmp(role, "user") && auto_title(st, row, content) < 0)
@@ -1235,9 +1243,44 @@ int64_t store_message_append(struct store *st, const char *session_id, const cha
 	return id;
 }
 
-int64_t store_message_begin(struct store *st, const char *session_id, const char *role)
+int64_t store_message_append(struct store *st, const char *session_id, const char *role,
+			     const char *content, enum store_status status,
+			     const struct store_stats *stats)
 {
-	return store_message_append(st, session_id, role, "", STORE_STREAMING, NULL);
+	return append_message(st, session_id, role, content, status, stats, NULL);
+}
+
+int64_t store_message_begin(struct store *st, const char *session_id, const char *role,
+			    const char *model)
+{
+	return append_message(st, session_id, role, "", STORE_STREAMING, NULL, model);
+}
+
+int store_message_restart(struct store *st, int64_t message_id, const char *model)
+{
+	sqlite3_stmt *s = query(st, Q_MSG_RESTART);
+	int rc;
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, message_id);
+	sqlite3_bind_int64(s, 2, now_ms());
+	sqlite3_bind_int64(s, 3, getpid());
+	bind_text(s, 4, model);
+	if (tx_begin(st) < 0) {
+		done(s);
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	done(s);
+	if (rc != SQLITE_DONE) {
+		fail(st, rc);
+		return tx_rollback(st);
+	}
+	if (sqlite3_changes(st->db) == 0) {
+		error("no message %" PRId64 " in '%s'", message_id, st->path);
+		return tx_rollback(st);
+	}
+	return tx_commit(st);
 }
 
 static int update_message(struct store *st, int64_t message_id, const char *content, size_t len,
@@ -1318,6 +1361,7 @@ int store_messages_load(struct store *st, const char *session_id, struct store_m
 		m->seq = sqlite3_column_int64(s, 1);
 		m->role = column_dup(s, 2, &oom);
 		m->content = column_dup(s, 3, &oom);
+		m->model = column_dup(s, 11, &oom);
 		if (oom) {
 			done(s);
 			store_messages_free(arr, count);
@@ -1351,6 +1395,7 @@ void store_messages_free(struct store_message *m, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(m[i].role);
 		free(m[i].content);
+		free(m[i].model);
 	}
 	free(m);
 }
@@ -1573,11 +1618,12 @@ static const char *role_heading(const char *role)
 	return role;
 }
 
-static void export_markdown(const struct store_session *ss, const struct store_message *m, size_t n,
-			    struct strbuf *out)
+void store_format_markdown(const struct store_session *ss, const struct store_message *m, size_t n,
+			   struct strbuf *out)
 {
-	strbuf_addf(out, "# %s\n\n", *ss->title ? ss->title : "(untitled)");
-	strbuf_addf(out, "- session: %s\n", ss->id);
+	strbuf_addf(out, "# %s\n\n", ss->title && *ss->title ? ss->title : "(untitled)");
+	if (*ss->id)
+		strbuf_addf(out, "- session: %s\n", ss->id);
 	if (ss->model)
 		strbuf_addf(out, "- model: %s\n", ss->model);
 	strbuf_addstr(out, "- created: ");
@@ -1591,17 +1637,25 @@ static void export_markdown(const struct store_session *ss, const struct store_m
 		strbuf_addch(out, '\n');
 	}
 	for (size_t i = 0; i < n; i++) {
+		int complete = m[i].status == STORE_COMPLETE;
 		strbuf_addf(out, "\n## %s", role_heading(m[i].role));
-		if (m[i].status != STORE_COMPLETE)
-			strbuf_addf(out, " (%s)", store_status_name(m[i].status));
+		if (m[i].model || !complete)
+			strbuf_addf(out, " (%s%s%s)", m[i].model ? m[i].model : "",
+				    m[i].model && !complete ? ", " : "",
+				    complete ? "" : store_status_name(m[i].status));
 		strbuf_addstr(out, "\n\n");
 		strbuf_addstr(out, m[i].content);
 		if (out->len && out->buf[out->len - 1] != '\n')
 			strbuf_addch(out, '\n');
 		if (m[i].stats.gen_tokens && m[i].stats.gen_ms > 0)
 			strbuf_addf(out, "\n*%d tokens, %.1f tokens/s*\n", m[i].stats.gen_tokens,
-				    m[i].stats.gen_tokens * 1000.0 / m[i].stats.gen_ms);
+				    store_stats_tps(&m[i].stats));
 	}
+}
+
+double store_stats_tps(const struct store_stats *s)
+{
+	return s->gen_ms > 0 ? s->gen_tokens * 1000.0 / s->gen_ms : 0;
 }
 
 static void export_json(const struct store_session *ss, const struct store_message *m, size_t n,
@@ -1624,6 +1678,10 @@ static void export_json(const struct store_session *ss, const struct store_messa
 	for (size_t i = 0; i < n; i++) {
 		strbuf_addstr(out, i ? ",\n    {\"role\": " : "\n    {\"role\": ");
 		json_str(out, m[i].role);
+		if (m[i].model) {
+			strbuf_addstr(out, ", \"model\": ");
+			json_str(out, m[i].model);
+		}
 		strbuf_addstr(out, ", \"status\": ");
 		json_str(out, store_status_name(m[i].status));
 		strbuf_addf(out,
@@ -1656,7 +1714,7 @@ int store_export(struct store *st, const char *session_id, enum store_format fmt
 	if (fmt == STORE_FORMAT_JSON)
 		export_json(&ss, m, n, out);
 	else
-		export_markdown(&ss, m, n, out);
+		store_format_markdown(&ss, m, n, out);
 	store_messages_free(m, n);
 	store_session_free(&ss);
 	return 0;
@@ -1779,7 +1837,7 @@ static int import_session(struct store *st, const struct json *root, const char 
 	row = sqlite3_last_insert_rowid(st->db);
 	for (size_t i = 0; i < msgs->n; i++) {
 		const struct json *m = &msgs->items[i];
-		const char *role, *status_name;
+		const char *role, *status_name, *writer;
 		const struct json *content = json_get(m, "content");
 		struct store_stats stats;
 		double mc, mu, pt, gt;
@@ -1789,7 +1847,8 @@ static int import_session(struct store *st, const struct json *root, const char 
 			goto fail;
 		}
 		if (member_str(m, "role", &role) < 0 || member_str(m, "status", &status_name) < 0 ||
-		    member_num(m, "created_ms", &mc) < 0 || member_num(m, "updated_ms", &mu) < 0 ||
+		    member_str(m, "model", &writer) < 0 || member_num(m, "created_ms", &mc) < 0 ||
+		    member_num(m, "updated_ms", &mu) < 0 ||
 		    member_num(m, "prompt_tokens", &pt) < 0 ||
 		    member_num(m, "gen_tokens", &gt) < 0 ||
 		    member_num(m, "prefill_ms", &stats.prefill_ms) < 0 ||
@@ -1818,7 +1877,7 @@ static int import_session(struct store *st, const struct json *root, const char 
 			mc = created;
 		if (insert_message(st, row, role, content->str, content->str_len,
 				   (enum store_status)status, &stats, (int64_t)mc,
-				   (int64_t)(mu ? mu : mc), 0) < 0)
+				   (int64_t)(mu ? mu : mc), 0, writer) < 0)
 			goto fail;
 	}
 	if (updated > 0) {

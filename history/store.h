@@ -27,7 +27,7 @@
  *
  *	store_session_create(st, &params, id)            once, first turn
  *	store_message_append(st, id, "user", text, STORE_COMPLETE, NULL)
- *	m = store_message_begin(st, id, "assistant")      generation starts
+ *	m = store_message_begin(st, id, "assistant", model) generation starts
  *	store_message_update(st, m, text_so_far, len)     at least every second
  *	store_message_finish(st, m, text, len, STORE_COMPLETE, &stats)
  *
@@ -36,7 +36,7 @@
  * STORE_INTERRUPTED, text kept.
  */
 
-#define STORE_SCHEMA_VERSION 2 /* PRAGMA user_version this code writes */
+#define STORE_SCHEMA_VERSION 3 /* PRAGMA user_version this code writes */
 #define STORE_ID_LEN 8         /* hex digits in a session id */
 #define STORE_ID_SIZE (STORE_ID_LEN + 1)
 #define STORE_BUSY_TIMEOUT_MS 5000 /* default wait on another process's lock */
@@ -93,6 +93,7 @@ struct store_message {
 	int64_t seq;              /* 1, 2, ... order within its session */
 	char *role;               /* "system", "user", "assistant" */
 	char *content;            /* UTF-8 text, may be "" */
+	char *model;              /* the model that wrote it (replies), NULL when not recorded */
 	enum store_status status; /* complete, cancelled, ... */
 	struct store_stats stats; /* token counts and timings, 0 when unknown */
 	int64_t created_ms;       /* Unix time in milliseconds */
@@ -176,8 +177,14 @@ void store_sessions_free(struct store_session *s, size_t n);
 int64_t store_message_append(struct store *st, const char *session_id, const char *role,
 			     const char *content, enum store_status status,
 			     const struct store_stats *stats);
-/* Start a streamed message: empty, STORE_STREAMING.  Returns its id or -1. */
-int64_t store_message_begin(struct store *st, const char *session_id, const char *role);
+/* Start a streamed message: empty, STORE_STREAMING, written by model (a
+ * name to show; NULL: not recorded).  Returns its id or -1. */
+int64_t store_message_begin(struct store *st, const char *session_id, const char *role,
+			    const char *model);
+/* Stream into an existing message again, as store_message_begin would start
+ * it (empty, STORE_STREAMING, stats cleared, this model): /regen and /edit
+ * overwrite the reply they replace. */
+int store_message_restart(struct store *st, int64_t message_id, const char *model);
 /* Replace the streamed text so far (len bytes; call at least every second
  * while streaming: each call is one small transaction, well under 2 ms). */
 int store_message_update(struct store *st, int64_t message_id, const char *content, size_t len);
@@ -208,6 +215,18 @@ void store_messages_free(struct store_message *m, size_t n);
 int store_search(struct store *st, const char *query, size_t limit, const char *open,
 		 const char *close, struct store_hit **out, size_t *n);
 void store_hits_free(struct store_hit *h, size_t n);
+
+/* A reply's generation speed, the one definition palaver shows everywhere
+ * (sessions show, exports, --json's decode_tps, /stats): generated tokens
+ * divided by the decode time, from the end of the prompt's prefill to the
+ * end of the reply; 0 when unknown. */
+double store_stats_tps(const struct store_stats *s);
+
+/* The Markdown that store_export writes, from a session and its messages
+ * held in memory (the chat's /export when the history is off).  An empty
+ * ss->id is left out. */
+void store_format_markdown(const struct store_session *ss, const struct store_message *m, size_t n,
+			   struct strbuf *out);
 
 /* Append the session as Markdown or JSON to out. */
 int store_export(struct store *st, const char *session_id, enum store_format fmt,

@@ -289,7 +289,7 @@ static void test_streaming(void **state)
 	(void)state;
 	new_session(st, id);
 	assert_true(store_message_append(st, id, "user", "tell me", STORE_COMPLETE, NULL) > 0);
-	mid = store_message_begin(st, id, "assistant");
+	mid = store_message_begin(st, id, "assistant", NULL);
 	assert_true(mid > 0);
 	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
 	assert_int_equal(m[1].status, STORE_STREAMING);
@@ -330,14 +330,14 @@ static void test_interrupted_on_reopen(void **state)
 	(void)state;
 	new_session(st, id);
 	/* our own streaming row: we are alive, reopening leaves it */
-	own = store_message_begin(st, id, "assistant");
+	own = store_message_begin(st, id, "assistant", NULL);
 	assert_int_equal(store_message_update(st, own, "mine", 4), 0);
 	store_close(st);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct store *c = store_open(dbpath);
-		int64_t mid = c ? store_message_begin(c, id, "assistant") : -1;
+		int64_t mid = c ? store_message_begin(c, id, "assistant", NULL) : -1;
 		if (mid < 0 || store_message_update(c, mid, "partial text", 12) < 0)
 			_exit(1);
 		_exit(0); /* dies without finishing */
@@ -363,7 +363,7 @@ static void test_interrupted_on_reopen(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct store *cs = store_open(dbpath);
-		int64_t mid = cs ? store_message_begin(cs, id, "assistant") : -1;
+		int64_t mid = cs ? store_message_begin(cs, id, "assistant", NULL) : -1;
 		if (mid < 0 || store_message_update(cs, mid, "live", 4) < 0)
 			_exit(1);
 		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
@@ -524,7 +524,7 @@ static void test_export_import(void **state)
 	store_message_append(st, id, "user", "Hello \"there\"\n\ttab ✓ \x01", STORE_COMPLETE, NULL);
 	store_message_append(st, id, "assistant", "General Kenobi", STORE_COMPLETE, &stats);
 	store_message_append(st, id, "user", "Tell me more", STORE_COMPLETE, NULL);
-	mid = store_message_begin(st, id, "assistant");
+	mid = store_message_begin(st, id, "assistant", NULL);
 	store_message_finish(st, mid, "I was cut", 9, STORE_CANCELLED, NULL);
 
 	assert_int_equal(store_export(st, id, STORE_FORMAT_MARKDOWN, &md), 0);
@@ -604,6 +604,55 @@ static void test_export_import(void **state)
 	store_close(st);
 }
 
+/* Each reply records the model that wrote it; /regen's restart changes it. */
+static void test_message_model(void **state)
+{
+	struct store *st = open_ok(dbpath);
+	char id[STORE_ID_SIZE], id2[STORE_ID_SIZE], other[256];
+	struct strbuf md = STRBUF_INIT, js = STRBUF_INIT, js2 = STRBUF_INIT;
+	struct store_stats stats = { 5, 6, 1.0, 12.0 };
+	struct store_message *m;
+	size_t n;
+	(void)state;
+	new_session(st, id);
+	store_message_append(st, id, "user", "hi", STORE_COMPLETE, NULL);
+	int64_t a = store_message_begin(st, id, "assistant", "model-one");
+	assert_int_equal(store_message_finish(st, a, "first", 5, STORE_COMPLETE, &stats), 0);
+	store_message_append(st, id, "user", "again", STORE_COMPLETE, NULL);
+	int64_t b = store_message_begin(st, id, "assistant", "model-one");
+	assert_int_equal(store_message_finish(st, b, "old", 3, STORE_COMPLETE, &stats), 0);
+	/* /regen after /model: the row streams again, written by the new model */
+	assert_int_equal(store_message_restart(st, b, "model-two"), 0);
+	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
+	assert_string_equal(m[1].model, "model-one");
+	assert_string_equal(m[3].model, "model-two");
+	assert_int_equal(m[3].status, STORE_STREAMING);
+	assert_string_equal(m[3].content, "");
+	assert_int_equal(m[3].stats.gen_tokens, 0);
+	assert_null(m[0].model);
+	store_messages_free(m, n);
+	assert_int_equal(store_message_finish(st, b, "new", 3, STORE_COMPLETE, &stats), 0);
+	assert_int_equal(store_message_restart(st, 999999, "x"), -1);
+
+	assert_int_equal(store_export(st, id, STORE_FORMAT_MARKDOWN, &md), 0);
+	assert_non_null(strstr(md.buf, "## Assistant (model-one)\n\nfirst\n"));
+	assert_non_null(strstr(md.buf, "## Assistant (model-two)\n\nnew\n"));
+	assert_non_null(strstr(md.buf, "*6 tokens, 500.0 tokens/s*"));
+	assert_true(store_stats_tps(&stats) == 500.0);
+	assert_int_equal(store_export(st, id, STORE_FORMAT_JSON, &js), 0);
+	assert_non_null(strstr(js.buf, "\"role\": \"assistant\", \"model\": \"model-two\""));
+	snprintf(other, sizeof(other), "%s/other.db", tmpdir);
+	struct store *st2 = open_ok(other);
+	assert_int_equal(store_import(st2, js.buf, js.len, id2), 0);
+	assert_int_equal(store_export(st2, id2, STORE_FORMAT_JSON, &js2), 0);
+	assert_string_equal(js2.buf, js.buf);
+	store_close(st2);
+	strbuf_release(&md);
+	strbuf_release(&js);
+	strbuf_release(&js2);
+	store_close(st);
+}
+
 static void test_transactions(void **state)
 {
 	struct store *st = open_ok(dbpath);
@@ -677,6 +726,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_message_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 		cmocka_unit_test(test_json_reader),
 	};
