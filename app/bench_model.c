@@ -80,9 +80,22 @@ struct result {
 	double cpu_mean;      /* tokens/s from process CPU time / threads (see DESIGN) */
 	double roofline;      /* decode only, else < 0 */
 	double bytes_per_tok; /* decode only */
+	int in_cache;         /* decode's bytes fit in the CPU caches: no memory roofline */
 };
 
 /* ---- bandwidth -------------------------------------------------------------------------- */
+
+/* The last-level cache's size in bytes (0 when the system does not say). */
+static uint64_t cache_bytes(void)
+{
+	long v = 0;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+	v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+	if (v <= 0)
+		v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+	return v > 0 ? (uint64_t)v : 0;
+}
 
 struct bw_arg {
 	const uint64_t *p;
@@ -301,7 +314,13 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 				    (unsigned long long)in->n_params, in->n_threads,
 				    kv_type_name(in->kv_type), (unsigned long long)in->kv_bytes,
 				    (unsigned long long)in->repacked_bytes, bw);
-			if (r[i].roofline >= 0)
+			if (r[i].roofline >= 0 && r[i].in_cache)
+				strbuf_addf(
+					&sb,
+					"\"bytes_per_token\": %.0f, \"roofline_fraction\": null, "
+					"\"in_cache\": true, ",
+					r[i].bytes_per_tok);
+			else if (r[i].roofline >= 0)
 				strbuf_addf(
 					&sb,
 					"\"bytes_per_token\": %.0f, \"roofline_fraction\": %.4f, ",
@@ -325,7 +344,7 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 			       r[i].cpu_mean, path, in->type_name,
 			       (unsigned long long)in->file_bytes, (unsigned long long)in->n_params,
 			       in->n_threads, bw);
-			if (r[i].roofline >= 0)
+			if (r[i].roofline >= 0 && !r[i].in_cache)
 				printf("%.4f", r[i].roofline);
 			printf(",%llu\n", (unsigned long long)peak);
 		}
@@ -337,14 +356,19 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 	for (int i = 0; i < nr; i++) {
 		char roof[32] = "";
 		if (r[i].roofline >= 0)
-			snprintf(roof, sizeof(roof), "%.0f%%", r[i].roofline * 100);
+			snprintf(roof, sizeof(roof), r[i].in_cache ? "in cache" : "%.0f%%",
+				 r[i].roofline * 100);
 		printf("| %s | %s | %.2f M | %s | cpu | %d | %s | %.2f ± %.2f | %.2f | %s |\n",
 		       in->name, sz, (double)in->n_params / 1e6, in->type_name, in->n_threads,
 		       r[i].test, r[i].mean, r[i].sd, r[i].cpu_mean, roof);
 	}
 	printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw / 1e9, in->n_threads);
 	for (int i = 0; i < nr; i++)
-		if (r[i].roofline >= 0)
+		if (r[i].roofline >= 0 && r[i].in_cache)
+			printf("%s: %.1f MB read per token fit in the CPU caches, so main memory's "
+			       "bandwidth does not bound it: no roofline\n",
+			       r[i].test, r[i].bytes_per_tok / 1e6);
+		else if (r[i].roofline >= 0)
 			printf("%s: %.1f MB read per token, roofline %.1f t/s, reached %.0f%%\n",
 			       r[i].test, r[i].bytes_per_tok / 1e6, bw / r[i].bytes_per_tok,
 			       r[i].roofline * 100);
@@ -520,6 +544,10 @@ int bench_model(int argc, char **argv, struct config *cfg)
 				kv += (double)model_kv_read_bytes(m, depth + i);
 			x->bytes_per_tok = (double)in->decode_bytes + kv / ng;
 			x->roofline = bw > 0 ? x->mean / (bw / x->bytes_per_tok) : 0;
+			/* above 100% the weights came from a cache, not from memory:
+			 * main memory's bandwidth bounds nothing then */
+			uint64_t llc = cache_bytes();
+			x->in_cache = x->roofline > 1.0 || (llc && x->bytes_per_tok <= (double)llc);
 		}
 	}
 	print_results(f, in, path, res, nr, bw, rss_peak());

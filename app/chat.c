@@ -664,10 +664,6 @@ int chat_run(struct config *cfg)
 	}
 	free(hist);
 	utf8_ctype(); /* readline sets LC_CTYPE from the environment again */
-	if (c.scr.bad_theme)
-		chat_notice(&c,
-			    "Unknown theme '%s'; using the default (themes: default, light, mono).",
-			    cfg->ui_theme);
 	char *session_model = chat_session_open_history(&c);
 	start_model(&c, session_model);
 	free(session_model);

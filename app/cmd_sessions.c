@@ -17,7 +17,7 @@
 static const char usage_all[] =
 	"usage: palaver sessions [list] [--limit N]\n"
 	"       palaver sessions show ID\n"
-	"       palaver sessions search QUERY...\n"
+	"       palaver sessions search [--limit N] QUERY...\n"
 	"       palaver sessions export ID [--format md|json] [-o FILE]\n"
 	"       palaver sessions import FILE\n"
 	"       palaver sessions rename ID TITLE...\n"

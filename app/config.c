@@ -929,12 +929,8 @@ fail:
 
 #define BUILTIN_MODEL "palaver-tiny.gguf"
 
-char *config_builtin_model(void)
+char *config_near_binary(const char *const *rel)
 {
-	/* relative to the binary: build/palaver in a source tree (models/ is
-	 * its sibling), PREFIX/bin/palaver when installed (share/palaver/) */
-	static const char *const rel[] = { "/../models/" BUILTIN_MODEL,
-					   "/../share/palaver/" BUILTIN_MODEL, NULL };
 	char exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0)
@@ -946,7 +942,7 @@ char *config_builtin_model(void)
 	*slash = 0;
 	for (int i = 0; rel[i]; i++) {
 		struct strbuf p = STRBUF_INIT;
-		strbuf_addf(&p, "%s%s", exe, rel[i]);
+		strbuf_addf(&p, "%s/%s", exe, rel[i]);
 		char *real = realpath(p.buf, NULL);
 		strbuf_release(&p);
 		if (real && access(real, R_OK) == 0)
@@ -954,6 +950,15 @@ char *config_builtin_model(void)
 		free(real);
 	}
 	return NULL;
+}
+
+char *config_builtin_model(void)
+{
+	/* relative to the binary: build/palaver in a source tree (models/ is
+	 * its sibling), PREFIX/bin/palaver when installed (share/palaver/) */
+	static const char *const rel[] = { "../models/" BUILTIN_MODEL,
+					   "../share/palaver/" BUILTIN_MODEL, NULL };
+	return config_near_binary(rel);
 }
 
 static uint64_t random_seed(void)
@@ -1105,13 +1110,20 @@ void config_print(const struct config *cfg, struct strbuf *out, int with_origin)
 		}
 		start = out->len;
 		strbuf_addf(out, "%s%s: ", n ? "  " : "", key_leaf(k));
-		config_format_value(cfg, k, out);
+		/* the built-in model is null in a file (its path is this build's) */
+		int builtin = cfg->origin[k] && !strcmp(cfg->origin[k], CONFIG_BUILTIN_ORIGIN);
+		if (builtin)
+			strbuf_addstr(out, "null");
+		else
+			config_format_value(cfg, k, out);
 		if (with_origin) {
 			size_t w = out->len - start;
 			do
 				strbuf_addch(out, ' ');
 			while (++w < 40);
 			strbuf_addf(out, "# %s", cfg->origin[k] ? cfg->origin[k] : "default");
+			if (builtin)
+				strbuf_addf(out, ": %s", *FIELD(cfg, k, char *));
 		}
 		strbuf_addch(out, '\n');
 	}

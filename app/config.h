@@ -121,6 +121,9 @@ void config_finish(struct config *cfg);
  * absolute path, or NULL when neither is readable. */
 char *config_builtin_model(void);
 #define CONFIG_BUILTIN_ORIGIN "built-in model"
+/* The first of the paths rel (NULL-terminated, relative to the folder of
+ * the running binary) that is readable: a malloc'd absolute path, or NULL. */
+char *config_near_binary(const char *const *rel);
 
 /*
  * Set one key by its dotted name ("threads", "sampling.temperature",

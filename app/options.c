@@ -334,6 +334,11 @@ void cli_print_help(FILE *fp, const struct command *cmds)
 		"--config FILE, PALAVER_* environment variables, options.\n"
 		"'palaver config' shows the result and where each value came from.\n"
 		"\n"
-		"Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n"
-		"See man palaver for the details.\n");
+		"Exit status: 0 success, 1 runtime failure, 2 usage or configuration error,\n"
+		"130 interrupted (Ctrl-C in batch mode).\n");
+	/* from a source tree the manual is not installed: name the file */
+	static const char *const man[] = { "../man/palaver.1", NULL };
+	char *page = config_near_binary(man);
+	fprintf(fp, "See 'man %s' for the details.\n", page ? page : "palaver");
+	free(page);
 }

@@ -49,7 +49,13 @@ for k in '"test": "pp32"' '"test": "tg8"' t_s_mean t_s_sd model_file model_type 
 done
 "$PALAVER" bench -m "$m" -p 16 -n 4 -r 1 -d 8 --format csv | grep -q "^tg4 @ d8,0,4,8," ||
 	fail "bench csv with depth"
-"$PALAVER" bench -m "$m" -p 16 -n 4 -r 1 | grep -q "| pp16 |" || fail "bench md"
+"$PALAVER" bench -m "$m" -p 16 -n 4 -r 1 >"$tmp/b.md" || fail "bench md"
+grep -q "| pp16 |" "$tmp/b.md" || fail "bench md"
+# a model whose bytes fit in the caches has no memory roofline: never "over 100%"
+grep -Eq "reached ([1-9][0-9]{2,})%|\| [1-9][0-9]{2,}% \|" "$tmp/b.md" &&
+	fail "bench claims a roofline of 100% or more: $(cat "$tmp/b.md")"
+grep -Eq '"roofline_fraction": (1\.[0-9]*[1-9]|[2-9])' "$tmp/b.json" &&
+	fail "bench json has a roofline fraction above 1"
 expect 1 "larger than the model's" "$PALAVER" bench -m "$m" -p 4096 -n 0 -r 1
 expect 2 "md, json or csv" "$PALAVER" bench -m "$m" --format xml
 
