@@ -1,6 +1,7 @@
 /* palaver sessions: list, show, search, export, import, rename and delete saved chats. */
 #include "commands.h"
 #include "config.h"
+#include "json.h"
 #include "report.h"
 #include "store.h"
 #include "strbuf.h"
@@ -219,9 +220,32 @@ static int do_export(struct store *st, int argc, char **argv)
 	return rc;
 }
 
+/*
+ * The sampling settings of an import are checked with the key table that
+ * checks config.yaml (app/config.c); values it refuses are left out, each
+ * said on stderr, so the chat never applies them.  0, or -1 when the file
+ * is no JSON (store_import says so).
+ */
+static int import_sampling(const char *name, const struct strbuf *in, struct strbuf *fixed)
+{
+	struct strbuf problems = STRBUF_INIT;
+	struct json *root = json_parse(in->buf, in->len);
+	if (!root) {
+		error_clear(); /* store_import reports it, with the file's context */
+		return 0;
+	}
+	if (config_sampling_check_json(json_get(root, "sampling"), in->buf, fixed, &problems) > 0) {
+		for (char *line = strtok(problems.buf, "\n"); line; line = strtok(NULL, "\n"))
+			fprintf(stderr, "palaver: warning: '%s': %s; left out\n", name, line);
+	}
+	strbuf_release(&problems);
+	json_free(root);
+	return 0;
+}
+
 static int do_import(struct store *st, int argc, char **argv)
 {
-	struct strbuf in = STRBUF_INIT;
+	struct strbuf in = STRBUF_INIT, fixed = STRBUF_INIT;
 	char id[STORE_ID_SIZE];
 	int r;
 	(void)argc;
@@ -232,13 +256,20 @@ static int do_import(struct store *st, int argc, char **argv)
 		strbuf_release(&in);
 		return EXIT_RUNTIME;
 	}
-	if (store_import(st, in.buf, in.len, id) < 0) {
+	import_sampling(argv[0], &in, &fixed);
+	/* the import and its repaired sampling: all or nothing */
+	struct store_session_params p = { NULL, NULL, NULL, fixed.len ? fixed.buf : NULL };
+	if (store_transaction_begin(st) < 0 || store_import(st, in.buf, in.len, id) < 0 ||
+	    (fixed.len && store_session_set(st, id, &p) < 0) || store_transaction_commit(st) < 0) {
 		fprintf(stderr, "palaver: '%s': %s\n", argv[0], error_message());
+		store_transaction_rollback(st);
 		strbuf_release(&in);
+		strbuf_release(&fixed);
 		return EXIT_RUNTIME;
 	}
 	printf("%s\n", id);
 	strbuf_release(&in);
+	strbuf_release(&fixed);
 	return EXIT_OK;
 }
 

@@ -1735,14 +1735,36 @@ static int member_str(const struct json *o, const char *key, const char **out)
 	return 0;
 }
 
-static int member_num(const struct json *o, const char *key, double *out)
+/* The ranges an import is held to: times up to the year 9999, counts that
+ * fit an int, durations up to a year.  Anything else would be stored as
+ * garbage (or be undefined to convert). */
+#define TIME_MAX_MS 253402300799999.0
+#define COUNT_MAX 2147483647.0
+#define DURATION_MAX_MS 31536000000.0
+
+/* A number member within [0, max] (an integer unless fractions are
+ * allowed), 0 when absent or null; -1 with a message naming it otherwise.
+ * where: "" for the session, "message N: " for a message. */
+static int member_num(const struct json *o, const char *where, const char *key, double max,
+		      int fractions, double *out)
 {
 	const struct json *v = json_get(o, key);
 	*out = 0;
 	if (!v || v->type == JSON_NULL)
 		return 0;
 	if (v->type != JSON_NUMBER)
-		return error("session JSON: '%s' must be a number", key);
+		return error("session JSON: %s'%s' must be a number", where, key);
+	if (!(v->number >= 0 && v->number <= max) ||
+	    (!fractions && v->number != (double)(int64_t)v->number)) {
+		char text[40];
+		for (int prec = 1; prec <= 17; prec++) { /* the shortest that reads back */
+			snprintf(text, sizeof(text), "%.*g", prec, v->number);
+			if (strtod(text, NULL) == v->number)
+				break;
+		}
+		return error("session JSON: %s'%s' must be %s from 0 to %.15g, not %s", where, key,
+			     fractions ? "a number" : "an integer", max, text);
+	}
 	*out = v->number;
 	return 0;
 }
@@ -1780,8 +1802,8 @@ static int import_session(struct store *st, const struct json *root, const char 
 	if (member_str(root, "id", &id) < 0 || member_str(root, "title", &title) < 0 ||
 	    member_str(root, "model", &model) < 0 ||
 	    member_str(root, "system_prompt", &system) < 0 ||
-	    member_num(root, "created_ms", &created) < 0 ||
-	    member_num(root, "updated_ms", &updated) < 0)
+	    member_num(root, "", "created_ms", TIME_MAX_MS, 0, &created) < 0 ||
+	    member_num(root, "", "updated_ms", TIME_MAX_MS, 0, &updated) < 0)
 		return -1;
 	if (!msgs || msgs->type != JSON_ARRAY)
 		return error("session JSON: 'messages' must be an array");
@@ -1841,25 +1863,37 @@ static int import_session(struct store *st, const struct json *root, const char 
 		const struct json *content = json_get(m, "content");
 		struct store_stats stats;
 		double mc, mu, pt, gt;
+		char where[48];
 		int status;
+		snprintf(where, sizeof(where), "message %zu: ", i + 1);
 		if (m->type != JSON_OBJECT) {
 			error("session JSON: message %zu is not an object", i + 1);
 			goto fail;
 		}
 		if (member_str(m, "role", &role) < 0 || member_str(m, "status", &status_name) < 0 ||
-		    member_str(m, "model", &writer) < 0 || member_num(m, "created_ms", &mc) < 0 ||
-		    member_num(m, "updated_ms", &mu) < 0 ||
-		    member_num(m, "prompt_tokens", &pt) < 0 ||
-		    member_num(m, "gen_tokens", &gt) < 0 ||
-		    member_num(m, "prefill_ms", &stats.prefill_ms) < 0 ||
-		    member_num(m, "gen_ms", &stats.gen_ms) < 0)
+		    member_str(m, "model", &writer) < 0 ||
+		    member_num(m, where, "created_ms", TIME_MAX_MS, 0, &mc) < 0 ||
+		    member_num(m, where, "updated_ms", TIME_MAX_MS, 0, &mu) < 0 ||
+		    member_num(m, where, "prompt_tokens", COUNT_MAX, 0, &pt) < 0 ||
+		    member_num(m, where, "gen_tokens", COUNT_MAX, 0, &gt) < 0 ||
+		    member_num(m, where, "prefill_ms", DURATION_MAX_MS, 1, &stats.prefill_ms) < 0 ||
+		    member_num(m, where, "gen_ms", DURATION_MAX_MS, 1, &stats.gen_ms) < 0)
 			goto fail;
-		if (!role || !*role) {
-			error("session JSON: message %zu has no role", i + 1);
+		if (!role ||
+		    (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system"))) {
+			error("session JSON: message %zu has %s role%s%s%s (user, assistant or system)",
+			      i + 1, role ? "the unknown" : "no", role ? " '" : "",
+			      role ? role : "", role ? "'" : "");
 			goto fail;
 		}
 		if (!content || content->type != JSON_STRING) {
 			error("session JSON: message %zu has no string 'content'", i + 1);
+			goto fail;
+		}
+		/* the history holds C strings: what follows a NUL would be lost */
+		if (strlen(content->str) != content->str_len) {
+			error("session JSON: message %zu's content holds a NUL character (\\u0000)",
+			      i + 1);
 			goto fail;
 		}
 		status = status_name ? store_status_parse(status_name) : STORE_COMPLETE;

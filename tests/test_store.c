@@ -586,6 +586,18 @@ static void test_export_import(void **state)
 		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"user\"}]}",
 		"{\"format\": \"palaver-session\", \"sampling\": 3, \"messages\": []}",
 		"{\"format\": \"palaver-session\", \"messages\": []} x",
+		/* hostile values (issue 16): refused, not stored as garbage */
+		"{\"format\": \"palaver-session\", \"created_ms\": 1e300, \"messages\": []}",
+		"{\"format\": \"palaver-session\", \"updated_ms\": -1e300, \"messages\": []}",
+		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"user\", \"content\": "
+		"\"a\\u0000b\"}]}",
+		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"x\", \"content\": \"a\"}]}",
+		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"user\", \"content\": \"a\", "
+		"\"gen_tokens\": 1e10}]}",
+		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"user\", \"content\": \"a\", "
+		"\"gen_ms\": -0.5}]}",
+		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"user\", \"content\": \"a\", "
+		"\"created_ms\": 1.5}]}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		error_clear();
