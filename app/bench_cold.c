@@ -204,15 +204,11 @@ out:
 /* Mean and sample standard deviation of field off (a double) of the runs. */
 static void stat_of(const struct setting *s, size_t off, double *mean, double *sd)
 {
-	double sum = 0, q = 0;
+	double *v = xcalloc((size_t)s->n + 1, sizeof(*v));
 	for (int i = 0; i < s->n; i++)
-		sum += *(const double *)(const void *)((const char *)&s->runs[i] + off);
-	*mean = sum / s->n;
-	for (int i = 0; i < s->n; i++) {
-		double d = *(const double *)(const void *)((const char *)&s->runs[i] + off) - *mean;
-		q += d * d;
-	}
-	*sd = s->n > 1 ? sqrt(q / (s->n - 1)) : 0;
+		v[i] = *(const double *)(const void *)((const char *)&s->runs[i] + off);
+	bench_mean_sd(v, s->n, mean, sd);
+	free(v);
 }
 
 /* Hit counts summed over the runs: which = 0 first token, 1 decode. */
@@ -362,66 +358,26 @@ static void print_md(const struct setting *set, int nset, const char *name, cons
 
 int bench_cold(int argc, char **argv, struct config *cfg)
 {
-	const char *path = cfg ? cfg->model : NULL;
-	int np = 8, ng = 16, reps = 3, threads = cfg ? cfg->threads : 0, json = 0;
-	int repack = cfg ? cfg->repack : 1;
-	int modes[2] = { 1, 0 }, nmodes = 2;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "--cold"))
-			continue;
-		if (!strcmp(a, "--no-repack")) {
-			repack = 0;
-			continue;
-		}
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		}
-		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-			if (!v) {
-				fprintf(stderr, "palaver: bench: -m needs a file\n");
-				return EXIT_USAGE;
-			}
-			path = v;
-		} else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
-			if (bench_parse_int(a, v, 1, 1 << 16, &np) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
-			if (bench_parse_int(a, v, 0, 1 << 16, &ng) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
-			if (bench_parse_int(a, v, 1, 1000, &reps) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (bench_parse_int(a, v, 1, 1024, &threads) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "--readahead")) {
-			if (v && !strcmp(v, "both"))
-				nmodes = 2;
-			else if (v && (!strcmp(v, "on") || !strcmp(v, "off"))) {
-				nmodes = 1;
-				modes[0] = !strcmp(v, "on");
-			} else {
-				fprintf(stderr, "palaver: bench: --readahead is on, off or both\n");
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--format") || !strcmp(a, "-o")) {
-			if (v && (!strcmp(v, "md") || !strcmp(v, "json")))
-				json = !strcmp(v, "json");
-			else {
-				fprintf(stderr, "palaver: bench: --cold --format is md or json\n");
-				return EXIT_USAGE;
-			}
-		} else {
-			fprintf(stderr,
-				"palaver: bench: unknown option '%s' (see 'palaver bench --cold "
-				"--help')\n",
-				a);
-			return EXIT_USAGE;
-		}
-		i++;
-	}
+	static const char *const settings[] = { "on", "off", "both", NULL };
+	static const char *const formats[] = { "md", "json", NULL };
+	int np = 8, ng = 16, reps = 3, json = 0, no_repack = 0, setting = 2; /* both */
+	const struct bench_opt opts[] = {
+		{ "--cold", NULL, BENCH_FLAG, NULL, 0, 0, NULL },
+		{ "--n-prompt", "-p", BENCH_INT, &np, 1, 1 << 16, NULL },
+		{ "--n-gen", "-n", BENCH_INT, &ng, 0, 1 << 16, NULL },
+		{ "--repetitions", "-r", BENCH_INT, &reps, 1, 1000, NULL },
+		{ "--readahead", NULL, BENCH_CHOICE, &setting, 0, 0, settings },
+		{ "--no-repack", NULL, BENCH_FLAG, &no_repack, 0, 0, NULL },
+		{ "--format", "-o", BENCH_CHOICE, &json, 0, 0, formats },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = bench_options(argc, argv, opts, usage, "palaver bench --cold --help", cfg);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
+	const char *path = cfg->model; /* -m and -t, as the other commands take them */
+	int threads = cfg->threads, repack = cfg->repack && !no_repack;
+	/* both: read-ahead on, then off, alternating */
+	int modes[2] = { setting != 1, 0 }, nmodes = setting == 2 ? 2 : 1;
 	if (!path || !*path) {
 		fprintf(stderr, "palaver: bench: -m FILE is required (see 'palaver bench --cold "
 				"--help')\n");

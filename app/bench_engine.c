@@ -27,15 +27,6 @@ static const char usage[] =
 	"--trials N: trials per phase (default 20 for --cancel, 3 for --reuse).\n"
 	"Also takes -m, -t, --ctx, --batch-size and the other common options.\n";
 
-/* xorshift64: the random points are the same on every run */
-static uint64_t rng_next(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static int wait_event(struct engine *e, struct engine_event *ev)
 {
 	while (!engine_next_event(e, ev)) {
@@ -111,32 +102,15 @@ static void greedy(struct engine_request *rq)
 	rq->sampling.repeat_penalty = 1;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted v[0..n). */
-static double pct(const double *v, int n, double p)
-{
-	int k = (int)(p / 100.0 * n + 0.999999) - 1;
-	if (k < 0)
-		k = 0;
-	if (k >= n)
-		k = n - 1;
-	return v[k];
-}
-
 static void report(const char *phase, double *v, int n, int missed)
 {
 	if (!n) {
 		printf("%-8s no cancel landed (%d finished first)\n", phase, missed);
 		return;
 	}
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	printf("%-8s n=%-3d p50 %7.2f ms   p99 %7.2f ms   max %7.2f ms", phase, n, pct(v, n, 50),
-	       pct(v, n, 99), v[n - 1]);
+	bench_sort(v, n);
+	printf("%-8s n=%-3d p50 %7.2f ms   p99 %7.2f ms   max %7.2f ms", phase, n,
+	       bench_percentile(v, n, 50), bench_percentile(v, n, 99), v[n - 1]);
 	if (missed)
 		printf("   (%d finished before the cancel)", missed);
 	printf("\n");
@@ -196,7 +170,7 @@ static int bench_cancel(const struct config *cfg, int trials, int n_prompt)
 
 	/* how long one full prefill takes, to spread the cancel points over it */
 	for (int i = 0; i < n_prompt; i++)
-		toks[i] = (int32_t)(3 + rng_next(&s) % (uint64_t)(in->n_vocab - 3));
+		toks[i] = (int32_t)(3 + bench_rng(&s) % (uint64_t)(in->n_vocab - 3));
 	greedy(&rq);
 	rq.tokens = toks;
 	rq.n_tokens = n_prompt;
@@ -213,7 +187,7 @@ static int bench_cancel(const struct config *cfg, int trials, int n_prompt)
 
 	for (int t = 0; t < trials; t++) {
 		double lat;
-		int r = cancel_once(e, &rq, prefill_ms * (double)(rng_next(&s) % 1000) / 1000.0, 0,
+		int r = cancel_once(e, &rq, prefill_ms * (double)(bench_rng(&s) % 1000) / 1000.0, 0,
 				    &lat);
 		if (r < 0) {
 			rc = EXIT_RUNTIME;
@@ -230,7 +204,7 @@ static int bench_cancel(const struct config *cfg, int trials, int n_prompt)
 	rq.no_reuse = 0;
 	for (int t = 0; t < trials; t++) {
 		double lat;
-		int r = cancel_once(e, &rq, (double)(rng_next(&s) % 300), 1, &lat);
+		int r = cancel_once(e, &rq, (double)(bench_rng(&s) % 300), 1, &lat);
 		if (r < 0) {
 			rc = EXIT_RUNTIME;
 			goto out;
@@ -251,7 +225,7 @@ out:
 	return rc;
 }
 
-/* Deterministic English-ish text of about n_words words. */
+/* Deterministic English-ish text of n_words words, a sentence every 12 or so. */
 static void make_text(struct strbuf *sb, int n_words, uint64_t seed)
 {
 	static const char *const words[] = {
@@ -260,12 +234,12 @@ static void make_text(struct strbuf *sb, int n_words, uint64_t seed)
 		"in",  "park",   "one",  "day", "she",  "wanted", "play", "ball", "but",
 		"it",  "too",    "high", "mom", "said", "let",    "us",   "go",
 	};
+	static const char *const seps[] = { " ", " ", " ", " ", " ", " ",
+					    " ", " ", " ", " ", " ", ". " };
+	const struct bench_words w = { words, sizeof(words) / sizeof(words[0]), seps,
+				       sizeof(seps) / sizeof(seps[0]), 0 };
 	uint64_t s = seed;
-	for (int i = 0; i < n_words; i++) {
-		strbuf_addstr(sb, words[rng_next(&s) % (sizeof(words) / sizeof(words[0]))]);
-		if (i + 1 < n_words)
-			strbuf_addstr(sb, i % 12 == 11 ? ". " : " ");
-	}
+	bench_text(sb, &w, (size_t)n_words, (size_t)-1, &s);
 	/* no trailing space: it would merge with the reply's first word when
 	 * the second turn is tokenized, and cost the reuse of one token */
 	strbuf_addch(sb, '.');
@@ -347,21 +321,22 @@ static int bench_reuse(const struct config *cfg, int trials, int n_prompt)
 		reused = ev.stats.reused_tokens;
 		engine_event_free(&ev);
 	}
-	qsort(with, (size_t)trials, sizeof(double), cmp_double);
-	qsort(without, (size_t)trials, sizeof(double), cmp_double);
-	qsort(ttft_with, (size_t)trials, sizeof(double), cmp_double);
-	qsort(ttft_without, (size_t)trials, sizeof(double), cmp_double);
+	bench_sort(with, trials);
+	bench_sort(without, trials);
+	bench_sort(ttft_with, trials);
+	bench_sort(ttft_without, trials);
 	printf("model %s (%s), %d threads; turn 1: %d prompt tokens + 32 generated\n", in->name,
 	       in->type_name, in->n_threads, prompt1);
 	printf("turn 2: %d prompt tokens, %d reused (%.1f%%), median of %d\n", prompt2, reused,
 	       prompt2 ? 100.0 * reused / prompt2 : 0.0, trials);
 	printf("  with reuse:    prefill %8.1f ms   time to first token %8.1f ms\n",
-	       pct(with, trials, 50), pct(ttft_with, trials, 50));
+	       bench_percentile(with, trials, 50), bench_percentile(ttft_with, trials, 50));
 	printf("  without reuse: prefill %8.1f ms   time to first token %8.1f ms\n",
-	       pct(without, trials, 50), pct(ttft_without, trials, 50));
-	if (pct(ttft_with, trials, 50) > 0)
+	       bench_percentile(without, trials, 50), bench_percentile(ttft_without, trials, 50));
+	if (bench_percentile(ttft_with, trials, 50) > 0)
 		printf("  speed-up of the second turn: %.1fx\n",
-		       pct(ttft_without, trials, 50) / pct(ttft_with, trials, 50));
+		       bench_percentile(ttft_without, trials, 50) /
+			       bench_percentile(ttft_with, trials, 50));
 out:
 	free(reply);
 	free(with);
@@ -376,40 +351,16 @@ out:
 int bench_engine(int argc, char **argv, struct config *cfg)
 {
 	int cancel = 0, reuse = 0, trials = 0, n_prompt = 512;
-	for (int i = 1; i < argc; i++) {
-		long v;
-		if (!strcmp(argv[i], "--cancel")) {
-			cancel = 1;
-		} else if (!strcmp(argv[i], "--reuse")) {
-			reuse = 1;
-		} else if (!strcmp(argv[i], "--trials") || !strcmp(argv[i], "--prompt")) {
-			if (i + 1 >= argc || parse_long(argv[i + 1], &v) < 0 || v < 1 ||
-			    v > 100000) {
-				fprintf(stderr,
-					"palaver: option '%s' needs a number from 1 to 100000\n",
-					argv[i]);
-				return EXIT_USAGE;
-			}
-			if (!strcmp(argv[i], "--trials"))
-				trials = (int)v;
-			else
-				n_prompt = (int)v;
-			i++;
-		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		} else {
-			int r = config_parse_common_flag(cfg, &i, argc, argv);
-			if (r < 0) {
-				fprintf(stderr, "palaver: %s\n", error_message());
-				return EXIT_USAGE;
-			}
-			if (r == 0) {
-				fprintf(stderr, "palaver: unknown option '%s'\n%s", argv[i], usage);
-				return EXIT_USAGE;
-			}
-		}
-	}
+	const struct bench_opt opts[] = {
+		{ "--cancel", NULL, BENCH_FLAG, &cancel, 0, 0, NULL },
+		{ "--reuse", NULL, BENCH_FLAG, &reuse, 0, 0, NULL },
+		{ "--trials", NULL, BENCH_INT, &trials, 1, 100000, NULL },
+		{ "--prompt", NULL, BENCH_INT, &n_prompt, 1, 100000, NULL },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = bench_options(argc, argv, opts, usage, "palaver bench --cancel --help", cfg);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	if (cancel == reuse) {
 		fprintf(stderr, "palaver: give one of --cancel and --reuse\n%s", usage);
 		return EXIT_USAGE;

@@ -30,19 +30,15 @@ static uint64_t rng_state = 0x853c49e6748fea9bull;
 
 static uint64_t rng_next(void)
 {
-	uint64_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return rng_state = x;
-}
-
-static double rng_unit(void)
-{
-	return (double)(rng_next() >> 11) / 9007199254740992.0;
+	return bench_rng(&rng_state);
 }
 
 static char vocab[VOCAB][16];
+static const char *vocab_words[VOCAB];
+static const char *const seps[] = { " ", " ", " ", " ", " ", " ", " ", " ", " ", " ", " ", "\n" };
+/* Zipf-distributed words, as in real prose: rare words are rare */
+static const struct bench_words prose = { vocab_words, VOCAB, seps, sizeof(seps) / sizeof(seps[0]),
+					  1 };
 
 static void vocab_build(void)
 {
@@ -58,30 +54,14 @@ static void vocab_build(void)
 			v /= 16;
 		} while (v || n < 4);
 		w[n] = '\0';
+		vocab_words[i] = w;
 	}
-}
-
-/* Zipf-like rank: exp(u * ln VOCAB) is log-uniform, so P(r) ~ 1/r. */
-static int zipf_rank(void)
-{
-	int r = (int)(exp(rng_unit() * log((double)VOCAB))) - 1;
-	return r < 0 ? 0 : r >= VOCAB ? VOCAB - 1 : r;
 }
 
 static void make_text(struct strbuf *sb, int words)
 {
 	strbuf_reset(sb);
-	for (int i = 0; i < words; i++) {
-		if (i)
-			strbuf_addch(sb, i % 12 == 11 ? '\n' : ' ');
-		strbuf_addstr(sb, vocab[zipf_rank()]);
-	}
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
+	bench_text(sb, &prose, (size_t)words, (size_t)-1, &rng_state);
 }
 
 /* Latencies of the current operation: wall clock, and this thread's CPU
@@ -89,31 +69,24 @@ static int cmp_double(const void *a, const void *b)
 static double wall_ms[400], cpu_ms[400];
 static double wall_t0, cpu_t0;
 
-static double cpu_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void tick(void)
 {
 	wall_t0 = time_now_ms();
-	cpu_t0 = cpu_now_ms();
+	cpu_t0 = bench_cpu_ms(0);
 }
 
 static void tock(int i)
 {
 	wall_ms[i] = time_now_ms() - wall_t0;
-	cpu_ms[i] = cpu_now_ms() - cpu_t0;
+	cpu_ms[i] = bench_cpu_ms(0) - cpu_t0;
 }
 
 /* Median and 95th percentile of the n latencies (sorts them). */
 static void summarize(double *ms, int n, double *median, double *p95)
 {
-	qsort(ms, (size_t)n, sizeof(*ms), cmp_double);
-	*median = ms[n / 2];
-	*p95 = ms[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1];
+	bench_sort(ms, n);
+	*median = bench_percentile(ms, n, 50);
+	*p95 = bench_percentile(ms, n, 95);
 }
 
 static void print_row(const char *what, int n, const char *goal, double goal_ms)
@@ -135,20 +108,18 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
 	return remove(p);
 }
 
-static void usage(void)
-{
-	printf("usage: palaver bench --history [--sessions N] [--messages N] [--db FILE]\n\n"
-	       "Fill a scratch history database (default 10000 sessions, 1000000 messages,\n"
-	       "in one transaction) and report the median and 95th percentile latency of\n"
-	       "open, list, load-session, append, streaming update and search.\n"
-	       "--db FILE keeps the database in FILE, and measures FILE as it is when it\n"
-	       "exists (it gains a few hundred messages per run).\n"
-	       "Goals: list < 20 ms, search < 50 ms, append < 2 ms.\n");
-}
+static const char usage[] =
+	"usage: palaver bench --history [--sessions N] [--messages N] [--db FILE]\n\n"
+	"Fill a scratch history database (default 10000 sessions, 1000000 messages,\n"
+	"in one transaction) and report the median and 95th percentile latency of\n"
+	"open, list, load-session, append, streaming update and search.\n"
+	"--db FILE keeps the database in FILE, and measures FILE as it is when it\n"
+	"exists (it gains a few hundred messages per run).\n"
+	"Goals: list < 20 ms, search < 50 ms, append < 2 ms.\n";
 
 int bench_history(int argc, char **argv, struct config *cfg)
 {
-	long n_sessions = 10000, n_messages = 1000000;
+	int sessions_opt = 10000, messages_opt = 1000000;
 	const char *db_file = NULL; /* --db: kept, and reused when it exists */
 	int reuse = 0;
 	char dir[] = "/tmp/palaver-bench-XXXXXX", *dirp;
@@ -161,31 +132,17 @@ int bench_history(int argc, char **argv, struct config *cfg)
 	char size_buf[32];
 	(void)cfg;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--history"))
-			continue;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage();
-			return EXIT_OK;
-		}
-		if (i + 1 < argc && !strcmp(argv[i], "--sessions")) {
-			if (parse_long(argv[++i], &n_sessions) < 0 || n_sessions < 1 ||
-			    n_sessions > 10000000)
-				die_usage("'--sessions' wants a count from 1 to 10000000");
-			continue;
-		}
-		if (i + 1 < argc && !strcmp(argv[i], "--db")) {
-			db_file = argv[++i];
-			continue;
-		}
-		if (i + 1 < argc && !strcmp(argv[i], "--messages")) {
-			if (parse_long(argv[++i], &n_messages) < 0 || n_messages < 0 ||
-			    n_messages > 100000000)
-				die_usage("'--messages' wants a count from 0 to 100000000");
-			continue;
-		}
-		die_usage("unknown option '%s' for 'bench --history'", argv[i]);
-	}
+	const struct bench_opt opts[] = {
+		{ "--history", NULL, BENCH_FLAG, NULL, 0, 0, NULL },
+		{ "--sessions", NULL, BENCH_INT, &sessions_opt, 1, 10000000, NULL },
+		{ "--messages", NULL, BENCH_INT, &messages_opt, 0, 100000000, NULL },
+		{ "--db", NULL, BENCH_TEXT, &db_file, 0, 0, NULL },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = bench_options(argc, argv, opts, usage, "palaver bench --history --help", NULL);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
+	long n_sessions = sessions_opt, n_messages = messages_opt;
 
 	if (db_file) {
 		dirp = NULL;
@@ -353,7 +310,7 @@ measure:
 			goto fail;
 		strbuf_reset(&text);
 		for (int i = 0; i < 200; i++) {
-			strbuf_addstr(&text, vocab[zipf_rank()]);
+			bench_text(&text, &prose, 1, (size_t)-1, &rng_state);
 			strbuf_addch(&text, ' ');
 			tick();
 			if (store_message_update(st, mid, text.buf, text.len) < 0)

@@ -191,33 +191,12 @@ static double bandwidth_forked(int nth)
 
 /* ---- the tests -------------------------------------------------------------------------- */
 
-static uint32_t rng_state = 12345;
-
-int32_t bench_rand_token(int n_vocab)
+static double cpu_seconds(void)
 {
-	rng_state = rng_state * 1664525u + 1013904223u;
-	return (int32_t)((rng_state >> 8) % (uint32_t)n_vocab);
-}
-
-static void mean_sd(const double *v, int n, double *mean, double *sd)
-{
-	double s = 0, q = 0;
-	for (int i = 0; i < n; i++)
-		s += v[i];
-	*mean = s / n;
-	for (int i = 0; i < n; i++)
-		q += (v[i] - *mean) * (v[i] - *mean);
-	*sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+	return bench_cpu_ms(1) / 1e3;
 }
 
 /* Seconds for one pp (n_prompt > 0) or tg run starting at depth; < 0 on error. */
-static double cpu_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int32_t *toks,
 		       float *logits, double *cpu)
 {
@@ -270,17 +249,6 @@ static void print_profile(struct model *m, const char *test, int n)
 			100.0 * (double)p.ns[k] / (double)tot,
 			(double)p.ns[k] / 1e6 / (double)p.tokens);
 	fprintf(stderr, "\n");
-}
-
-int bench_parse_int(const char *opt, const char *v, int lo, int hi, int *out)
-{
-	long l;
-	if (!v || parse_long(v, &l) < 0 || l < lo || l > hi) {
-		fprintf(stderr, "palaver: bench: %s needs a number from %d to %d\n", opt, lo, hi);
-		return -1;
-	}
-	*out = (int)l;
-	return 0;
 }
 
 static void print_results(enum fmt f, const struct model_info *in, const char *path,
@@ -388,78 +356,30 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 
 int bench_model(int argc, char **argv, struct config *cfg)
 {
-	const char *path = cfg ? cfg->model : NULL;
-	int n_prompt = 512, n_gen = 128, reps = 5, threads = cfg ? cfg->threads : 0, depth = 0;
-	enum fmt f = FMT_MD;
-	enum kv_type kvt = KV_F16;
-	int profile = 0, readahead = 1;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		}
-		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-			if (!v)
-				goto missing;
-			path = v;
-		} else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
-			if (bench_parse_int(a, v, 0, 1 << 20, &n_prompt) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
-			if (bench_parse_int(a, v, 0, 1 << 20, &n_gen) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
-			if (bench_parse_int(a, v, 1, 1000, &reps) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (bench_parse_int(a, v, 1, 1024, &threads) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) {
-			if (bench_parse_int(a, v, 0, 1 << 24, &depth) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "--profile")) {
-			profile = 1;
-			continue;
-		} else if (!strcmp(a, "--readahead")) {
-			if (v && (!strcmp(v, "on") || !strcmp(v, "off")))
-				readahead = !strcmp(v, "on");
-			else {
-				fprintf(stderr, "palaver: bench: --readahead is on or off\n");
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--no-repack")) {
-			if (cfg)
-				cfg->repack = 0;
-			continue;
-		} else if (!strcmp(a, "--kv-type")) {
-			if (v && !strcmp(v, "f16"))
-				kvt = KV_F16;
-			else if (v && !strcmp(v, "f32"))
-				kvt = KV_F32;
-			else {
-				fprintf(stderr, "palaver: bench: --kv-type is f16 or f32\n");
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--format") || !strcmp(a, "-o")) {
-			if (v && !strcmp(v, "md"))
-				f = FMT_MD;
-			else if (v && !strcmp(v, "json"))
-				f = FMT_JSON;
-			else if (v && !strcmp(v, "csv"))
-				f = FMT_CSV;
-			else {
-				fprintf(stderr, "palaver: bench: --format is md, json or csv\n");
-				return EXIT_USAGE;
-			}
-		} else {
-			fprintf(stderr,
-				"palaver: bench: unknown option '%s' (see 'palaver bench --help')\n",
-				a);
-			return EXIT_USAGE;
-		}
-		i++;
-	}
+	static const char *const on_off[] = { "on", "off", NULL };
+	static const char *const kv_types[] = { "f16", "f32", NULL };
+	static const char *const formats[] = { "md", "json", "csv", NULL };
+	int n_prompt = 512, n_gen = 128, reps = 5, depth = 0;
+	int f = FMT_MD, kvt = KV_F16, profile = 0, off = 0, no_repack = 0;
+	const struct bench_opt opts[] = {
+		{ "--n-prompt", "-p", BENCH_INT, &n_prompt, 0, 1 << 20, NULL },
+		{ "--n-gen", "-n", BENCH_INT, &n_gen, 0, 1 << 20, NULL },
+		{ "--repetitions", "-r", BENCH_INT, &reps, 1, 1000, NULL },
+		{ "--depth", "-d", BENCH_INT, &depth, 0, 1 << 24, NULL },
+		{ "--profile", NULL, BENCH_FLAG, &profile, 0, 0, NULL },
+		{ "--readahead", NULL, BENCH_CHOICE, &off, 0, 0, on_off },
+		{ "--no-repack", NULL, BENCH_FLAG, &no_repack, 0, 0, NULL },
+		{ "--kv-type", NULL, BENCH_CHOICE, &kvt, 0, 0, kv_types },
+		{ "--format", "-o", BENCH_CHOICE, &f, 0, 0, formats },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = bench_options(argc, argv, opts, usage, "palaver bench --help", cfg);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
+	if (no_repack)
+		cfg->repack = 0;
+	const char *path = cfg->model; /* -m and -t, as the other commands take them */
+	int threads = cfg->threads;
 	if (!path || !*path) {
 		fprintf(stderr,
 			"palaver: bench: -m FILE is required (see 'palaver bench --help')\n");
@@ -477,8 +397,8 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	struct model_params mp;
 	model_params_default(&mp);
 	mp.n_threads = nth;
-	mp.kv_type = kvt;
-	mp.readahead = readahead;
+	mp.kv_type = (enum kv_type)kvt;
+	mp.readahead = !off;
 	mp.repack = cfg ? cfg->repack : 1;
 	int need = depth + (n_prompt > n_gen ? n_prompt : n_gen);
 	mp.n_ctx = need;
@@ -533,7 +453,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 		x->n_prompt = np;
 		x->n_gen = ng;
 		x->depth = depth;
-		mean_sd(times, reps, &x->mean, &x->sd);
+		bench_mean_sd(times, reps, &x->mean, &x->sd);
 		x->cpu_mean =
 			cpu_total > 0 ? (double)(np + ng) * reps / (cpu_total / in->n_threads) : 0;
 		x->roofline = -1;
@@ -550,7 +470,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 			x->in_cache = x->roofline > 1.0 || (llc && x->bytes_per_tok <= (double)llc);
 		}
 	}
-	print_results(f, in, path, res, nr, bw, rss_peak());
+	print_results((enum fmt)f, in, path, res, nr, bw, rss_peak());
 	rc = EXIT_OK;
 	goto out;
 fail:
@@ -561,7 +481,4 @@ out:
 	free(logits);
 	model_free(m);
 	return rc;
-missing:
-	fprintf(stderr, "palaver: bench: -m needs a file\n");
-	return EXIT_USAGE;
 }

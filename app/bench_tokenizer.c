@@ -45,23 +45,11 @@ static void make_text(struct strbuf *sb, size_t size)
 		" ", " ", " ", " ", " ", ", ", ". ", "\n", "  ", "\t", "\n\n", "    ",
 	};
 	/* clang-format on */
+	const struct bench_words w = { words, sizeof(words) / sizeof(words[0]), seps,
+				       sizeof(seps) / sizeof(seps[0]), 0 };
 	uint64_t x = 0x9E3779B97F4A7C15ull;
 	strbuf_grow(sb, size + 64);
-	while (sb->len < size) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		strbuf_addstr(sb, words[x % (sizeof(words) / sizeof(words[0]))]);
-		strbuf_addstr(sb, seps[(x >> 32) % (sizeof(seps) / sizeof(seps[0]))]);
-	}
-}
-
-/* CPU time of this thread: less disturbed than wall time on a busy machine. */
-static double cpu_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+	bench_text(sb, &w, (size_t)-1, size, &x);
 }
 
 /* One vocabulary: best of `repeat` runs.  0, or -1 with a message printed. */
@@ -87,9 +75,9 @@ static int bench_one(const char *path, const struct strbuf *text, int repeat)
 	}
 	double best = 0, best_cpu = 0;
 	for (int r = 0; r < repeat; r++) {
-		double t0 = time_now_ms(), c0 = cpu_ms();
+		double t0 = time_now_ms(), c0 = bench_cpu_ms(0);
 		int got = tokenizer_encode(t, text->buf, text->len, 0, ids, n + 1);
-		double ms = time_now_ms() - t0, cms = cpu_ms() - c0;
+		double ms = time_now_ms() - t0, cms = bench_cpu_ms(0) - c0;
 		if (got != n) {
 			fprintf(stderr, "palaver: '%s': token count changed between runs\n", path);
 			free(ids);
@@ -123,49 +111,26 @@ static int cmp_str(const void *a, const void *b)
 
 int bench_tokenizer(int argc, char **argv, struct config *cfg)
 {
-	const char *files[64];
-	int n_files = 0, repeat = 3;
+	struct bench_list models = { { NULL }, 0 };
+	int repeat = 3;
 	const char *textfile = NULL;
 	uint64_t size = 1000000;
 	char **found = NULL;
 	int n_found = 0;
-
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--tokenizer"))
-			continue;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		}
-		if (i + 1 >= argc || (strcmp(a, "-m") && strcmp(a, "--model") && strcmp(a, "-f") &&
-				      strcmp(a, "--size") && strcmp(a, "--repeat"))) {
-			fprintf(stderr, "palaver: bench --tokenizer: bad option '%s'\n%s", a,
-				usage);
-			return EXIT_USAGE;
-		}
-		const char *v = argv[++i];
-		long l;
-		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-			if (n_files == (int)(sizeof(files) / sizeof(files[0]))) {
-				fprintf(stderr, "palaver: too many -m files\n");
-				return EXIT_USAGE;
-			}
-			files[n_files++] = v;
-		} else if (!strcmp(a, "-f")) {
-			textfile = v;
-		} else if (!strcmp(a, "--size")) {
-			if (parse_size(v, &size) < 0 || size == 0 || size > ((uint64_t)1 << 30)) {
-				fprintf(stderr, "palaver: bad --size '%s'\n", v);
-				return EXIT_USAGE;
-			}
-		} else if (parse_long(v, &l) < 0 || l < 1 || l > 1000) {
-			fprintf(stderr, "palaver: bad --repeat '%s'\n", v);
-			return EXIT_USAGE;
-		} else {
-			repeat = (int)l;
-		}
-	}
+	const struct bench_opt opts[] = {
+		{ "--tokenizer", NULL, BENCH_FLAG, NULL, 0, 0, NULL },
+		{ "--model", "-m", BENCH_LIST, &models, 0, 0, NULL },
+		{ "-f", NULL, BENCH_TEXT, &textfile, 0, 0, NULL },
+		{ "--size", NULL, BENCH_SIZE, &size, 1, 1L << 30, NULL },
+		{ "--repeat", NULL, BENCH_INT, &repeat, 1, 1000, NULL },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed =
+		bench_options(argc, argv, opts, usage, "palaver bench --tokenizer --help", NULL);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
+	const char **files = models.items;
+	int n_files = models.n;
 
 	struct strbuf text = STRBUF_INIT;
 	if (textfile) {
@@ -196,8 +161,7 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 		if (d)
 			closedir(d);
 		qsort(found, (size_t)n_found, sizeof(*found), cmp_str);
-		for (int i = 0; i < n_found && n_files < (int)(sizeof(files) / sizeof(files[0]));
-		     i++)
+		for (int i = 0; i < n_found && n_files < BENCH_LIST_MAX; i++)
 			files[n_files++] = found[i];
 		if (!n_files && cfg && cfg->model)
 			files[n_files++] = cfg->model;
