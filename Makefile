@@ -10,12 +10,12 @@ OPT        ?= -O2
 CUDA       ?= 0
 SAN        ?= 0
 
-PKGS := ncursesw readline yaml-0.1 sqlite3
+PKGS := ncursesw readline yaml-0.1 sqlite3 libcurl jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian's readline.pc may be absent on older releases: fall back to -lreadline.
 ifeq ($(PKG_LIBS),)
-PKG_LIBS := -lncursesw -lreadline -lyaml -lsqlite3
+PKG_LIBS := -lncursesw -lreadline -lyaml -lsqlite3 -lcurl -ljansson
 endif
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 

@@ -305,7 +305,7 @@ measure:
 	}
 	print_row("append", 200, "goal < 2 ms:", 2);
 	{
-		int64_t mid = store_message_begin(st, ids[0], "assistant", "bench");
+		int64_t mid = store_message_begin(st, ids[0], "assistant");
 		if (mid < 0)
 			goto fail;
 		strbuf_reset(&text);

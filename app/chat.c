@@ -122,6 +122,10 @@ void chat_copy_str(char *dst, size_t cap, const char *src)
 
 const char *chat_base_name(const char *path)
 {
+	/* a server's URL#MODEL: the model ("Qwen/Qwen2.5-7B-Instruct" whole) */
+	const char *hash = strchr(path, '#');
+	if (hash && strstr(path, "://"))
+		return hash + 1;
 	const char *s = strrchr(path, '/');
 	return s ? s + 1 : path;
 }
@@ -558,6 +562,8 @@ static void utf8_ctype(void)
 static void welcome(struct chat *c, const char *model, int fresh)
 {
 	int mk = config_key_index("model");
+	if (c->cfg->remote_url)
+		return; /* the model is the server's: nothing to explain */
 	if (fresh && model && c->cfg->origin[mk] &&
 	    !strcmp(c->cfg->origin[mk], CONFIG_BUILTIN_ORIGIN)) {
 		chat_notice(
@@ -599,6 +605,10 @@ static void start_model(struct chat *c, const char *session_model)
 	int mk = config_key_index("model");
 	int none_on_purpose = !model && c->cfg->origin[mk]; /* -m '' */
 
+	if (c->cfg->remote_url) {
+		chat_engine_open(c, NULL); /* the server instead of a model */
+		return;
+	}
 	if (!model && !none_on_purpose && c->cfg->session) {
 		int readable = session_model && *session_model && access(session_model, R_OK) == 0;
 		int why = errno;

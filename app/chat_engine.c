@@ -28,6 +28,7 @@ static void status_from_info(struct chat *c, const struct engine_info *info)
 	chat_copy_str(c->st.model, sizeof(c->st.model), info->name);
 	chat_copy_str(c->st.type, sizeof(c->st.type), info->type_name);
 	chat_copy_str(c->st.backend, sizeof(c->st.backend), info->backend);
+	chat_copy_str(c->st.server, sizeof(c->st.server), info->server);
 	c->st.file_bytes = info->file_bytes;
 	c->st.n_params = info->n_params;
 	c->st.threads = info->n_threads;
@@ -38,7 +39,16 @@ static void status_from_info(struct chat *c, const struct engine_info *info)
 
 void chat_engine_open(struct chat *c, const char *path)
 {
+	const struct config *cfg = c->cfg;
 	struct engine_config ec;
+	/* no path: the configured server; the label is what messages and the
+	 * history say until the server names its model (on_ready) */
+	struct strbuf label = STRBUF_INIT;
+	if (!path) {
+		strbuf_addf(&label, "%s#%s", cfg->remote_url,
+			    cfg->remote_model ? cfg->remote_model : "");
+		path = label.buf;
+	}
 
 	if (c->next) { /* a newer /model replaces a load in progress */
 		engine_close(c->next);
@@ -46,13 +56,17 @@ void chat_engine_open(struct chat *c, const char *path)
 		c->next = NULL;
 		c->next_path = NULL;
 	}
-	config_to_engine(c->cfg, path, &ec);
+	if (label.len)
+		config_to_engine(cfg, path, cfg->remote_url, cfg->remote_model, &ec);
+	else
+		config_to_engine(cfg, path, NULL, NULL, &ec);
 	log_info("chat: loading model '%s'", path);
 	c->next = engine_open(&ec);
 	if (!c->next) {
 		log_error("chat: cannot load '%s': %s", path, error_message());
 		chat_error(c, "cannot load '%s': %s", path, error_message());
 		error_clear();
+		strbuf_release(&label);
 		return;
 	}
 	c->next_path = xstrdup(path);
@@ -60,6 +74,7 @@ void chat_engine_open(struct chat *c, const char *path)
 	c->st.state = STATE_LOADING;
 	c->st.done = c->st.total = 0;
 	c->status_dirty = 1;
+	strbuf_release(&label);
 }
 
 /* Let go of the reply streaming (the engine is going away). */
@@ -134,7 +149,8 @@ void chat_engine_submit(struct chat *c)
 	c->dropped_told = 0;
 	c->reply = chat_pane_add(&c->pane, CHAT_ASSISTANT, "");
 	c->reply->flags = CHAT_STREAMING;
-	chat_msg_set_label(c->reply, engine_info(c->eng)->name);
+	char name[128];
+	chat_msg_set_label(c->reply, store_model_name(c->model_path, name, sizeof(name)));
 	chat_session_reply_begin(c, c->reply);
 	chat_pane_scroll_bottom(&c->pane);
 	c->t_submit = time_now_ms();
@@ -189,6 +205,13 @@ static void on_next_ready(struct chat *c)
 	free(c->model_path);
 	c->model_path = c->next_path;
 	c->next_path = NULL;
+	if (info->server[0]) {
+		/* replies are recorded as coming from URL#MODEL */
+		struct strbuf sb = STRBUF_INIT;
+		strbuf_addf(&sb, "%s#%s", info->server, info->name);
+		free(c->model_path);
+		c->model_path = strbuf_detach(&sb, NULL);
+	}
 	log_info("chat: model '%s' ready (%s, %s)", c->model_path, info->name, info->type_name);
 	chat_state_changed(c);
 	status_from_info(c, info);
@@ -298,6 +321,8 @@ static void on_done(struct chat *c, const struct engine_event *ev)
 	if (s->n_ctx)
 		c->st.ctx_total = s->n_ctx;
 	c->st.reused = s->reused_tokens;
+	c->st.server_usage = s->server_usage;
+	c->st.server_tps = s->server_decode_tps;
 	c->st.state = STATE_READY;
 	c->status_dirty = 1;
 
@@ -452,6 +477,12 @@ void chat_engine_send(struct chat *c, const char *text)
 		return;
 	}
 	if (!c->eng && !c->next) {
+		if (c->cfg->remote_url) {
+			chat_notice(c,
+				    "The server is not connected; /model FILE.gguf loads a local "
+				    "model instead.");
+			return;
+		}
 		chat_notice(c,
 			    "No model is loaded. Load one with /model FILE.gguf, or start palaver "
 			    "with -m FILE.gguf (or set model: in config.yaml).");

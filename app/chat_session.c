@@ -98,15 +98,20 @@ void chat_session_reply_begin(struct chat *c, struct chat_msg *m)
 	if (c->reuse_reply_row) {
 		m->id = c->reuse_reply_row;
 		c->reuse_reply_row = 0;
-		if (store_message_restart(c->store, m->id, m->label) < 0)
+		if (store_message_restart(c->store, m->id) < 0)
 			chat_session_fail(c);
-		return;
+	} else {
+		m->id = store_message_begin(c->store, c->sid, "assistant");
+		if (m->id < 0) {
+			m->id = 0;
+			chat_session_fail(c);
+		}
 	}
-	m->id = store_message_begin(c->store, c->sid, "assistant", m->label);
-	if (m->id < 0) {
-		m->id = 0;
+	/* which backend and model wrote it: a local file or URL#MODEL */
+	const struct engine_info *info = c->eng ? engine_info(c->eng) : NULL;
+	if (c->store && m->id && info && c->model_path &&
+	    store_message_set_model(c->store, m->id, info->backend, c->model_path) < 0)
 		chat_session_fail(c);
-	}
 }
 
 void chat_session_reply_progress(struct chat *c, struct chat_msg *m, double now)
@@ -227,8 +232,11 @@ void chat_session_load(struct chat *c, const char *id, int64_t target)
 		struct chat_msg *m = chat_pane_add(&c->pane, role, sm->content);
 		m->id = sm->id;
 		/* replies from before palaver recorded their model: the session's */
-		if (role == CHAT_ASSISTANT && (sm->model || ss.model))
-			chat_msg_set_label(m, sm->model ? sm->model : chat_base_name(ss.model));
+		if (role == CHAT_ASSISTANT && (sm->model || ss.model)) {
+			char name[128];
+			chat_msg_set_label(m, store_model_name(sm->model ? sm->model : ss.model,
+							       name, sizeof(name)));
+		}
 		if (sm->status == STORE_CANCELLED || sm->status == STORE_INTERRUPTED ||
 		    sm->status == STORE_STREAMING)
 			m->flags |= CHAT_STOPPED;

@@ -69,6 +69,11 @@ struct config {
 	int ui_word_wrap;                      /* 1: wrap at word boundaries */
 	char *log_file;                        /* NULL = $XDG_STATE_HOME/palaver/palaver.log */
 	int log_level;                         /* enum log_level */
+	char *remote_url;         /* an OpenAI-compatible server instead of model, NULL = none */
+	char *remote_model;       /* the model there, NULL = the first it lists */
+	char *remote_api_key_env; /* the environment variable holding the API key, NULL = none */
+	double remote_timeout;    /* seconds of silence from the server, 0 = none */
+	int remote_retries;       /* tries again before the first text */
 
 	/* run-time only, from flags */
 	char *prompt;  /* -p: one-shot prompt */
@@ -133,6 +138,11 @@ char *config_near_binary(const char *const *rel);
  */
 int config_set(struct config *cfg, const char *key, const char *value, const char *origin);
 
+/* The remote server's API key: the value of the variable remote.api_key_env
+ * names, NULL when none is named or it is unset or empty.  The key is read
+ * from the environment only, when it is used, and kept nowhere. */
+const char *config_remote_api_key(const struct config *cfg);
+
 /* The key table, for `palaver config` and the tests. */
 int config_key_count(void);
 const char *config_key_name(int k);    /* dotted name, NULL past the end */
@@ -181,8 +191,10 @@ int config_sampling_from_json(struct config_sampling *s, const struct json *obj,
 int config_sampling_check_json(const struct json *obj, const char *src, struct strbuf *fixed,
 			       struct strbuf *problems);
 
-/* The engine configuration the settings ask for, to load model. */
-void config_to_engine(const struct config *cfg, const char *model, struct engine_config *ec);
+/* The engine configuration the settings ask for, to load model, or to talk
+ * to the server at remote_url (NULL: a local model) about remote_model. */
+void config_to_engine(const struct config *cfg, const char *model, const char *remote_url,
+		      const char *remote_model, struct engine_config *ec);
 /*
  * A request with the sampling s (the chat's copy, changed by /set, or
  * cfg->sampling), cfg's max_time and stop strings; the messages or tokens

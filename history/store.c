@@ -24,7 +24,7 @@
 /*
  * DESIGN
  *
- * Schema (user_version 2):
+ * Schema (user_version 3):
  *   sessions(id INTEGER PRIMARY KEY, uid TEXT UNIQUE, title, title_auto,
  *            model, system_prompt, sampling, created_at, updated_at,
  *            message_count, preview)
@@ -139,7 +139,9 @@ static const char *const migrations[] = {
 									   "      WHERE m.session_id = new.session_id AND m.seq > new.seq);"
 									   "END;",
 
-	/* 2 -> 3: the model that wrote each reply (NULL: not recorded) */
+	/* 2 -> 3: which backend and model wrote each reply ("cpu" and a GGUF
+	 * path, or "remote" and URL#MODEL); NULL for older rows and user turns */
+	"ALTER TABLE messages ADD COLUMN backend TEXT;"
 	"ALTER TABLE messages ADD COLUMN model TEXT;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -163,6 +165,7 @@ enum query {
 	Q_MSG_FINISH,
 	Q_MSG_RESTART,
 	Q_MSG_LOAD,
+	Q_MSG_MODEL,
 	Q_SEARCH,
 	Q_COUNT,
 };
@@ -188,18 +191,19 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_NEXT_SEQ] = "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session_id = ?1",
 	[Q_MSG_INSERT] =
 		"INSERT INTO messages(session_id, seq, role, content, status, prompt_tokens,"
-		" gen_tokens, prefill_ms, gen_ms, created_at, updated_at, writer_pid, model)"
-		" VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+		" gen_tokens, prefill_ms, gen_ms, created_at, updated_at, writer_pid, backend,"
+		" model) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
 	[Q_MSG_UPDATE] = "UPDATE messages SET content = ?2, updated_at = ?3 WHERE id = ?1",
 	[Q_MSG_FINISH] = "UPDATE messages SET content = ?2, updated_at = ?3, status = ?4,"
 			 " prompt_tokens = ?5, gen_tokens = ?6, prefill_ms = ?7, gen_ms = ?8,"
 			 " writer_pid = 0 WHERE id = ?1",
 	[Q_MSG_RESTART] = "UPDATE messages SET content = '', updated_at = ?2, status = 'streaming',"
 			  " prompt_tokens = 0, gen_tokens = 0, prefill_ms = 0, gen_ms = 0,"
-			  " writer_pid = ?3, model = ?4 WHERE id = ?1",
+			  " writer_pid = ?3, backend = NULL, model = NULL WHERE id = ?1",
 	[Q_MSG_LOAD] = "SELECT id, seq, role, content, status, prompt_tokens, gen_tokens,"
-		       " prefill_ms, gen_ms, created_at, updated_at, model FROM messages"
+		       " prefill_ms, gen_ms, created_at, updated_at, backend, model FROM messages"
 		       " WHERE session_id = ?1 ORDER BY seq",
+	[Q_MSG_MODEL] = "UPDATE messages SET backend = ?2, model = ?3 WHERE id = ?1",
 	[Q_SEARCH] = "SELECT s.uid, s.title, m.id, m.seq, m.role,"
 		     " snippet(messages_fts, 0, ?2, ?3, '…', 12), rank, m.updated_at"
 		     " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
@@ -1147,7 +1151,8 @@ int store_session_resolve(struct store *st, const char *query_text, char id_out[
 
 static int64_t insert_message(struct store *st, int64_t row, const char *role, const char *content,
 			      size_t len, enum store_status status, const struct store_stats *stats,
-			      int64_t created, int64_t updated, int64_t pid, const char *model)
+			      int64_t created, int64_t updated, int64_t pid, const char *backend,
+			      const char *model)
 {
 	sqlite3_stmt *s = query(st, Q_NEXT_SEQ);
 	int64_t seq;
@@ -1174,7 +1179,8 @@ static int64_t insert_message(struct store *st, int64_t row, const char *role, c
 	sqlite3_bind_int64(s, 10, created);
 	sqlite3_bind_int64(s, 11, updated);
 	sqlite3_bind_int64(s, 12, pid);
-	bind_text(s, 13, model);
+	bind_text(s, 13, backend);
+	bind_text(s, 14, model);
 	if (run(st, s) < 0)
 		return -1;
 	return sqlite3_last_insert_rowid(st->db);
@@ -1219,9 +1225,9 @@ static int check_role(const char *role)
 	return 0;
 }
 
-static int64_t append_message(struct store *st, const char *session_id, const char *role,
-			      const char *content, enum store_status status,
-			      const struct store_stats *stats, const char *model)
+int64_t store_message_append(struct store *st, const char *session_id, const char *role,
+			     const char *content, enum store_status status,
+			     const struct store_stats *stats)
 {
 	int64_t row, id, now = now_ms();
 	if (check_role(role) < 0)
@@ -1233,7 +1239,7 @@ static int64_t append_message(struct store *st, const char *session_id, const ch
 	if ((row = session_rowid(st, session_id)) < 0)
 		return tx_rollback(st);
 	id = insert_message(st, row, role, content, strlen(content), status, stats, now, now,
-			    status == STORE_STREAMING ? getpid() : 0, model);
+			    status == STORE_STREAMING ? getpid() : 0, NULL, NULL);
 	if (id < 0)
 		return tx_rollback(st);
 	if (!strcmp(role, "user") && auto_title(st, row, content) < 0)
@@ -1243,29 +1249,16 @@ static int64_t append_message(struct store *st, const char *session_id, const ch
 	return id;
 }
 
-int64_t store_message_append(struct store *st, const char *session_id, const char *role,
-			     const char *content, enum store_status status,
-			     const struct store_stats *stats)
+int64_t store_message_begin(struct store *st, const char *session_id, const char *role)
 {
-	return append_message(st, session_id, role, content, status, stats, NULL);
+	return store_message_append(st, session_id, role, "", STORE_STREAMING, NULL);
 }
 
-int64_t store_message_begin(struct store *st, const char *session_id, const char *role,
-			    const char *model)
+/* Run the UPDATE s (bound) of one message in a transaction: 0, or -1 when
+ * it failed or there is no such message. */
+static int update_row(struct store *st, sqlite3_stmt *s, int64_t message_id)
 {
-	return append_message(st, session_id, role, "", STORE_STREAMING, NULL, model);
-}
-
-int store_message_restart(struct store *st, int64_t message_id, const char *model)
-{
-	sqlite3_stmt *s = query(st, Q_MSG_RESTART);
 	int rc;
-	if (!s)
-		return -1;
-	sqlite3_bind_int64(s, 1, message_id);
-	sqlite3_bind_int64(s, 2, now_ms());
-	sqlite3_bind_int64(s, 3, getpid());
-	bind_text(s, 4, model);
 	if (tx_begin(st) < 0) {
 		done(s);
 		return -1;
@@ -1283,11 +1276,33 @@ int store_message_restart(struct store *st, int64_t message_id, const char *mode
 	return tx_commit(st);
 }
 
+int store_message_restart(struct store *st, int64_t message_id)
+{
+	sqlite3_stmt *s = query(st, Q_MSG_RESTART);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, message_id);
+	sqlite3_bind_int64(s, 2, now_ms());
+	sqlite3_bind_int64(s, 3, getpid());
+	return update_row(st, s, message_id);
+}
+
+int store_message_set_model(struct store *st, int64_t message_id, const char *backend,
+			    const char *model)
+{
+	sqlite3_stmt *s = query(st, Q_MSG_MODEL);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, message_id);
+	sqlite3_bind_text(s, 2, backend, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, model, -1, SQLITE_STATIC);
+	return update_row(st, s, message_id);
+}
+
 static int update_message(struct store *st, int64_t message_id, const char *content, size_t len,
 			  int finish, enum store_status status, const struct store_stats *stats)
 {
 	sqlite3_stmt *s = query(st, finish ? Q_MSG_FINISH : Q_MSG_UPDATE);
-	int rc;
 	if (!s)
 		return -1;
 	if (!content) {
@@ -1304,21 +1319,7 @@ static int update_message(struct store *st, int64_t message_id, const char *cont
 		sqlite3_bind_double(s, 7, stats ? stats->prefill_ms : 0);
 		sqlite3_bind_double(s, 8, stats ? stats->gen_ms : 0);
 	}
-	if (tx_begin(st) < 0) {
-		done(s);
-		return -1;
-	}
-	rc = sqlite3_step(s);
-	done(s);
-	if (rc != SQLITE_DONE) {
-		fail(st, rc);
-		return tx_rollback(st);
-	}
-	if (sqlite3_changes(st->db) == 0) {
-		error("no message %" PRId64 " in '%s'", message_id, st->path);
-		return tx_rollback(st);
-	}
-	return tx_commit(st);
+	return update_row(st, s, message_id);
 }
 
 int store_message_update(struct store *st, int64_t message_id, const char *content, size_t len)
@@ -1361,7 +1362,8 @@ int store_messages_load(struct store *st, const char *session_id, struct store_m
 		m->seq = sqlite3_column_int64(s, 1);
 		m->role = column_dup(s, 2, &oom);
 		m->content = column_dup(s, 3, &oom);
-		m->model = column_dup(s, 11, &oom);
+		m->backend = column_dup(s, 11, &oom);
+		m->model = column_dup(s, 12, &oom);
 		if (oom) {
 			done(s);
 			store_messages_free(arr, count);
@@ -1395,6 +1397,7 @@ void store_messages_free(struct store_message *m, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(m[i].role);
 		free(m[i].content);
+		free(m[i].backend);
 		free(m[i].model);
 	}
 	free(m);
@@ -1639,10 +1642,13 @@ void store_format_markdown(const struct store_session *ss, const struct store_me
 	for (size_t i = 0; i < n; i++) {
 		int complete = m[i].status == STORE_COMPLETE;
 		strbuf_addf(out, "\n## %s", role_heading(m[i].role));
-		if (m[i].model || !complete)
-			strbuf_addf(out, " (%s%s%s)", m[i].model ? m[i].model : "",
-				    m[i].model && !complete ? ", " : "",
+		if (m[i].model || !complete) {
+			char name[128] = "";
+			if (m[i].model)
+				store_model_name(m[i].model, name, sizeof(name));
+			strbuf_addf(out, " (%s%s%s)", name, m[i].model && !complete ? ", " : "",
 				    complete ? "" : store_status_name(m[i].status));
+		}
 		strbuf_addstr(out, "\n\n");
 		strbuf_addstr(out, m[i].content);
 		if (out->len && out->buf[out->len - 1] != '\n')
@@ -1651,6 +1657,22 @@ void store_format_markdown(const struct store_session *ss, const struct store_me
 			strbuf_addf(out, "\n*%d tokens, %.1f tokens/s*\n", m[i].stats.gen_tokens,
 				    store_stats_tps(&m[i].stats));
 	}
+}
+
+const char *store_model_name(const char *model, char *buf, size_t cap)
+{
+	/* a server's URL#MODEL: the model, whole ("Qwen/Qwen2.5-7B-Instruct") */
+	const char *hash = strstr(model, "://") ? strchr(model, '#') : NULL;
+	const char *slash = strrchr(model, '/');
+	const char *name = hash ? hash + 1 : slash ? slash + 1 : model;
+	size_t n = strlen(name);
+	if (!hash && n > 5 && !strcmp(name + n - 5, ".gguf"))
+		n -= 5;
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(buf, name, n);
+	buf[n] = '\0';
+	return buf;
 }
 
 double store_stats_tps(const struct store_stats *s)
@@ -1678,6 +1700,10 @@ static void export_json(const struct store_session *ss, const struct store_messa
 	for (size_t i = 0; i < n; i++) {
 		strbuf_addstr(out, i ? ",\n    {\"role\": " : "\n    {\"role\": ");
 		json_str(out, m[i].role);
+		if (m[i].backend) {
+			strbuf_addstr(out, ", \"backend\": ");
+			json_str(out, m[i].backend);
+		}
 		if (m[i].model) {
 			strbuf_addstr(out, ", \"model\": ");
 			json_str(out, m[i].model);
@@ -1859,7 +1885,7 @@ static int import_session(struct store *st, const struct json *root, const char 
 	row = sqlite3_last_insert_rowid(st->db);
 	for (size_t i = 0; i < msgs->n; i++) {
 		const struct json *m = &msgs->items[i];
-		const char *role, *status_name, *writer;
+		const char *role, *status_name, *backend, *writer;
 		const struct json *content = json_get(m, "content");
 		struct store_stats stats;
 		double mc, mu, pt, gt;
@@ -1871,7 +1897,7 @@ static int import_session(struct store *st, const struct json *root, const char 
 			goto fail;
 		}
 		if (member_str(m, "role", &role) < 0 || member_str(m, "status", &status_name) < 0 ||
-		    member_str(m, "model", &writer) < 0 ||
+		    member_str(m, "backend", &backend) < 0 || member_str(m, "model", &writer) < 0 ||
 		    member_num(m, where, "created_ms", TIME_MAX_MS, 0, &mc) < 0 ||
 		    member_num(m, where, "updated_ms", TIME_MAX_MS, 0, &mu) < 0 ||
 		    member_num(m, where, "prompt_tokens", COUNT_MAX, 0, &pt) < 0 ||
@@ -1911,7 +1937,7 @@ static int import_session(struct store *st, const struct json *root, const char 
 			mc = created;
 		if (insert_message(st, row, role, content->str, content->str_len,
 				   (enum store_status)status, &stats, (int64_t)mc,
-				   (int64_t)(mu ? mu : mc), 0, writer) < 0)
+				   (int64_t)(mu ? mu : mc), 0, backend, writer) < 0)
 			goto fail;
 	}
 	if (updated > 0) {

@@ -27,7 +27,8 @@
  *
  *	store_session_create(st, &params, id)            once, first turn
  *	store_message_append(st, id, "user", text, STORE_COMPLETE, NULL)
- *	m = store_message_begin(st, id, "assistant", model) generation starts
+ *	m = store_message_begin(st, id, "assistant")      generation starts
+ *	store_message_set_model(st, m, "cpu", path)       which model writes it
  *	store_message_update(st, m, text_so_far, len)     at least every second
  *	store_message_finish(st, m, text, len, STORE_COMPLETE, &stats)
  *
@@ -93,11 +94,12 @@ struct store_message {
 	int64_t seq;              /* 1, 2, ... order within its session */
 	char *role;               /* "system", "user", "assistant" */
 	char *content;            /* UTF-8 text, may be "" */
-	char *model;              /* the model that wrote it (replies), NULL when not recorded */
 	enum store_status status; /* complete, cancelled, ... */
 	struct store_stats stats; /* token counts and timings, 0 when unknown */
 	int64_t created_ms;       /* Unix time in milliseconds */
 	int64_t updated_ms;       /* last change (streaming updates included) */
+	char *backend;            /* a reply's "cpu", "remote", ...; NULL when not recorded */
+	char *model;              /* its GGUF path or URL#MODEL; NULL when not recorded */
 };
 
 /* A search result, best first. */
@@ -177,20 +179,22 @@ void store_sessions_free(struct store_session *s, size_t n);
 int64_t store_message_append(struct store *st, const char *session_id, const char *role,
 			     const char *content, enum store_status status,
 			     const struct store_stats *stats);
-/* Start a streamed message: empty, STORE_STREAMING, written by model (a
- * name to show; NULL: not recorded).  Returns its id or -1. */
-int64_t store_message_begin(struct store *st, const char *session_id, const char *role,
-			    const char *model);
+/* Start a streamed message: empty, STORE_STREAMING.  Returns its id or -1. */
+int64_t store_message_begin(struct store *st, const char *session_id, const char *role);
 /* Stream into an existing message again, as store_message_begin would start
- * it (empty, STORE_STREAMING, stats cleared, this model): /regen and /edit
- * overwrite the reply they replace. */
-int store_message_restart(struct store *st, int64_t message_id, const char *model);
+ * it (empty, STORE_STREAMING, stats, backend and model cleared): /regen and
+ * /edit overwrite the reply they replace. */
+int store_message_restart(struct store *st, int64_t message_id);
 /* Replace the streamed text so far (len bytes; call at least every second
  * while streaming: each call is one small transaction, well under 2 ms). */
 int store_message_update(struct store *st, int64_t message_id, const char *content, size_t len);
 /* Final text, status and stats (stats may be NULL). */
 int store_message_finish(struct store *st, int64_t message_id, const char *content, size_t len,
 			 enum store_status status, const struct store_stats *stats);
+/* Record which backend ("cpu", "remote") and model (a GGUF path, or a
+ * server's URL#MODEL) wrote a reply. */
+int store_message_set_model(struct store *st, int64_t message_id, const char *backend,
+			    const char *model);
 /* A session's messages in order; *out malloc'd (store_messages_free). */
 int store_messages_load(struct store *st, const char *session_id, struct store_message **out,
 			size_t *n);
@@ -215,6 +219,10 @@ void store_messages_free(struct store_message *m, size_t n);
 int store_search(struct store *st, const char *query, size_t limit, const char *open,
 		 const char *close, struct store_hit **out, size_t *n);
 void store_hits_free(struct store_hit *h, size_t n);
+
+/* The name to show for a recorded model: a GGUF path's file name without
+ * ".gguf", the MODEL of a server's URL#MODEL.  Written to buf, returned. */
+const char *store_model_name(const char *model, char *buf, size_t cap);
 
 /* A reply's generation speed, the one definition palaver shows everywhere
  * (sessions show, exports, --json's decode_tps, /stats): generated tokens

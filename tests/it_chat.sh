@@ -46,7 +46,7 @@ chat 100x30 --session "$sid"
 check "--session with no model configured loads the session's model" tui_wait "ready" 20
 tui_type "and then"; tui_keys Enter
 idle
-check "... a reply to the resumed session" sh -c "[ \$(tmux -L $TUI_SOCK capture-pane -p -t 0 | cut -c1-69 | grep -c '^llama') -ge 2 ]"
+check "... a reply to the resumed session, headed with the model's name" sh -c "[ \$(tmux -L $TUI_SOCK capture-pane -p -t 0 | cut -c1-69 | grep -c '^copy') -ge 2 ]"
 quit
 rm -f "$T/copy.gguf"
 chat 100x30 --session "$sid"
@@ -66,7 +66,7 @@ check "... and that the old model is still in use" tui_wait "llama is still the 
 check "... the status pane says ready" tui_wait "llama · ready|state +ready" 3
 tui_type "Once upon a time"; tui_keys Enter
 idle
-check "... and the next message gets a reply" sh -c "[ \$(tmux -L $TUI_SOCK capture-pane -p -t 0 | grep -c '^llama') -ge 1 ]"
+check "... and the next message gets a reply" sh -c "[ \$(tmux -L $TUI_SOCK capture-pane -p -t 0 | grep -c '^stories260K') -ge 1 ]"
 check "... not 'No model is loaded'" tui_wait_gone "No model is loaded" 1
 
 # ---- bug 3: replies keep the name of the model that wrote them --------------
@@ -79,7 +79,7 @@ tui_type "Hello"; tui_keys Enter
 idle
 tui_type "/export $T/both.md"; tui_keys Enter
 tui_wait "Wrote the session" 5
-grep -q "^## Assistant (llama)" "$T/both.md" && grep -q "^## Assistant (random-llama-256x2)" "$T/both.md" &&
+grep -q "^## Assistant (stories260K)" "$T/both.md" && grep -q "^## Assistant (rand-llama-256-Q8_0)" "$T/both.md" &&
 	ok "/export heads each reply with the model that wrote it" ||
 	{ cat "$T/both.md"; fail "/export heads each reply with the model that wrote it"; }
 sid2=$(sed -n 's/^- session: //p' "$T/both.md")
@@ -89,8 +89,8 @@ cmp -s "$T/both.md" "$T/cli.md" && ok "/export writes what 'sessions export' wri
 quit
 chat 100x40 -m "$MODEL" --session "$sid2"
 ready
-check "a reopened session shows the first reply under its own model" tui_wait "^llama" 3
-check "... and the second under the other" tui_wait "^random-llama-256x2" 3
+check "a reopened session shows the first reply under its own model" tui_wait "^stories260K" 3
+check "... and the second under the other" tui_wait "^rand-llama-256-Q8_0" 3
 quit
 
 # ---- bug 4: /help pages at 80x24 -----------------------------------------
@@ -118,7 +118,7 @@ tui_type "The end"; tui_keys Enter
 idle
 tui_screen >"$T/screen"
 notice=$(grep -n "no longer fit" "$T/screen" | head -1 | cut -d: -f1)
-reply=$(grep -n "^llama" "$T/screen" | tail -1 | cut -d: -f1)
+reply=$(grep -n "^stories260K" "$T/screen" | tail -1 | cut -d: -f1)
 [ -n "$notice" ] && [ -n "$reply" ] && [ "$notice" -lt "$reply" ] &&
 	ok "the 'old turns no longer fit' notice comes before the reply it applies to" ||
 	{ cat "$T/screen"; fail "the 'old turns no longer fit' notice comes before the reply it applies to"; }

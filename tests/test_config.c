@@ -647,11 +647,15 @@ static void test_to_engine_and_request(void **state)
 	config_init(&cfg);
 	config_set(&cfg, "context_overflow", "shift", "test");
 	config_set(&cfg, "threads", "3", "test");
-	config_to_engine(&cfg, "m.gguf", &ec);
+	config_to_engine(&cfg, "m.gguf", NULL, NULL, &ec);
 	assert_string_equal(ec.model_path, "m.gguf");
+	assert_null(ec.remote_url);
 	assert_int_equal(ec.overflow, ENGINE_OVERFLOW_SHIFT);
 	assert_int_equal(ec.n_threads, 3);
 	assert_string_equal(ec.chat_template, "auto");
+	config_to_engine(&cfg, "", "http://localhost:8080", "qwen", &ec);
+	assert_string_equal(ec.remote_url, "http://localhost:8080");
+	assert_string_equal(ec.remote_model, "qwen");
 
 	struct config_sampling s = cfg.sampling;
 	s.top_k = 5;

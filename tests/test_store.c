@@ -289,7 +289,7 @@ static void test_streaming(void **state)
 	(void)state;
 	new_session(st, id);
 	assert_true(store_message_append(st, id, "user", "tell me", STORE_COMPLETE, NULL) > 0);
-	mid = store_message_begin(st, id, "assistant", NULL);
+	mid = store_message_begin(st, id, "assistant");
 	assert_true(mid > 0);
 	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
 	assert_int_equal(m[1].status, STORE_STREAMING);
@@ -305,7 +305,20 @@ static void test_streaming(void **state)
 	assert_int_equal(m[1].status, STORE_COMPLETE);
 	assert_string_equal(m[1].content, "Once upon a time.");
 	assert_int_equal(m[1].stats.gen_tokens, 4);
+	/* which backend and model wrote it: not recorded yet */
+	assert_null(m[1].backend);
+	assert_null(m[1].model);
 	store_messages_free(m, n);
+	assert_int_equal(store_message_set_model(st, mid, "remote",
+						 "http://127.0.0.1:8080/v1#qwen2.5:7b"),
+			 0);
+	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
+	assert_string_equal(m[1].backend, "remote");
+	assert_string_equal(m[1].model, "http://127.0.0.1:8080/v1#qwen2.5:7b");
+	assert_null(m[0].model);
+	store_messages_free(m, n);
+	assert_int_equal(store_message_set_model(st, 999999, "cpu", "x.gguf"), -1);
+	error_clear();
 	assert_int_equal(store_message_update(st, 999999, "x", 1), -1);
 	assert_non_null(strstr(error_message(), "no message"));
 	/* the FTS index follows updates */
@@ -330,14 +343,14 @@ static void test_interrupted_on_reopen(void **state)
 	(void)state;
 	new_session(st, id);
 	/* our own streaming row: we are alive, reopening leaves it */
-	own = store_message_begin(st, id, "assistant", NULL);
+	own = store_message_begin(st, id, "assistant");
 	assert_int_equal(store_message_update(st, own, "mine", 4), 0);
 	store_close(st);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct store *c = store_open(dbpath);
-		int64_t mid = c ? store_message_begin(c, id, "assistant", NULL) : -1;
+		int64_t mid = c ? store_message_begin(c, id, "assistant") : -1;
 		if (mid < 0 || store_message_update(c, mid, "partial text", 12) < 0)
 			_exit(1);
 		_exit(0); /* dies without finishing */
@@ -363,7 +376,7 @@ static void test_interrupted_on_reopen(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct store *cs = store_open(dbpath);
-		int64_t mid = cs ? store_message_begin(cs, id, "assistant", NULL) : -1;
+		int64_t mid = cs ? store_message_begin(cs, id, "assistant") : -1;
 		if (mid < 0 || store_message_update(cs, mid, "live", 4) < 0)
 			_exit(1);
 		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
@@ -524,7 +537,7 @@ static void test_export_import(void **state)
 	store_message_append(st, id, "user", "Hello \"there\"\n\ttab ✓ \x01", STORE_COMPLETE, NULL);
 	store_message_append(st, id, "assistant", "General Kenobi", STORE_COMPLETE, &stats);
 	store_message_append(st, id, "user", "Tell me more", STORE_COMPLETE, NULL);
-	mid = store_message_begin(st, id, "assistant", NULL);
+	mid = store_message_begin(st, id, "assistant");
 	store_message_finish(st, mid, "I was cut", 9, STORE_CANCELLED, NULL);
 
 	assert_int_equal(store_export(st, id, STORE_FORMAT_MARKDOWN, &md), 0);
@@ -616,11 +629,12 @@ static void test_export_import(void **state)
 	store_close(st);
 }
 
-/* Each reply records the model that wrote it; /regen's restart changes it. */
+/* Each reply records the model that wrote it; /regen's restart clears it
+ * for the next writer; exports name it and carry it through an import. */
 static void test_message_model(void **state)
 {
 	struct store *st = open_ok(dbpath);
-	char id[STORE_ID_SIZE], id2[STORE_ID_SIZE], other[256];
+	char id[STORE_ID_SIZE], id2[STORE_ID_SIZE], other[256], name[64];
 	struct strbuf md = STRBUF_INIT, js = STRBUF_INIT, js2 = STRBUF_INIT;
 	struct store_stats stats = { 5, 6, 1.0, 12.0 };
 	struct store_message *m;
@@ -628,31 +642,41 @@ static void test_message_model(void **state)
 	(void)state;
 	new_session(st, id);
 	store_message_append(st, id, "user", "hi", STORE_COMPLETE, NULL);
-	int64_t a = store_message_begin(st, id, "assistant", "model-one");
+	int64_t a = store_message_begin(st, id, "assistant");
+	assert_int_equal(store_message_set_model(st, a, "cpu", "/m/model-one.gguf"), 0);
 	assert_int_equal(store_message_finish(st, a, "first", 5, STORE_COMPLETE, &stats), 0);
 	store_message_append(st, id, "user", "again", STORE_COMPLETE, NULL);
-	int64_t b = store_message_begin(st, id, "assistant", "model-one");
+	int64_t b = store_message_begin(st, id, "assistant");
+	assert_int_equal(store_message_set_model(st, b, "cpu", "/m/model-one.gguf"), 0);
 	assert_int_equal(store_message_finish(st, b, "old", 3, STORE_COMPLETE, &stats), 0);
 	/* /regen after /model: the row streams again, written by the new model */
-	assert_int_equal(store_message_restart(st, b, "model-two"), 0);
+	assert_int_equal(store_message_restart(st, b), 0);
 	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
-	assert_string_equal(m[1].model, "model-one");
-	assert_string_equal(m[3].model, "model-two");
 	assert_int_equal(m[3].status, STORE_STREAMING);
 	assert_string_equal(m[3].content, "");
 	assert_int_equal(m[3].stats.gen_tokens, 0);
+	assert_null(m[3].model);
+	store_messages_free(m, n);
+	assert_int_equal(store_message_set_model(st, b, "remote", "http://h:8080#org/two"), 0);
+	assert_int_equal(store_message_finish(st, b, "new", 3, STORE_COMPLETE, &stats), 0);
+	assert_int_equal(store_message_restart(st, 999999), -1);
+	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
+	assert_string_equal(m[1].model, "/m/model-one.gguf");
+	assert_string_equal(m[3].backend, "remote");
 	assert_null(m[0].model);
 	store_messages_free(m, n);
-	assert_int_equal(store_message_finish(st, b, "new", 3, STORE_COMPLETE, &stats), 0);
-	assert_int_equal(store_message_restart(st, 999999, "x"), -1);
+	assert_string_equal(store_model_name("/m/model-one.gguf", name, sizeof(name)), "model-one");
+	assert_string_equal(store_model_name("http://h:8080#org/two", name, sizeof(name)),
+			    "org/two");
 
 	assert_int_equal(store_export(st, id, STORE_FORMAT_MARKDOWN, &md), 0);
 	assert_non_null(strstr(md.buf, "## Assistant (model-one)\n\nfirst\n"));
-	assert_non_null(strstr(md.buf, "## Assistant (model-two)\n\nnew\n"));
+	assert_non_null(strstr(md.buf, "## Assistant (org/two)\n\nnew\n"));
 	assert_non_null(strstr(md.buf, "*6 tokens, 500.0 tokens/s*"));
 	assert_true(store_stats_tps(&stats) == 500.0);
 	assert_int_equal(store_export(st, id, STORE_FORMAT_JSON, &js), 0);
-	assert_non_null(strstr(js.buf, "\"role\": \"assistant\", \"model\": \"model-two\""));
+	assert_non_null(strstr(js.buf, "\"role\": \"assistant\", \"backend\": \"remote\", "
+				       "\"model\": \"http://h:8080#org/two\""));
 	snprintf(other, sizeof(other), "%s/other.db", tmpdir);
 	struct store *st2 = open_ok(other);
 	assert_int_equal(store_import(st2, js.buf, js.len, id2), 0);

@@ -436,7 +436,7 @@ static void test_crash_safety(void **state)
 			close(p[0]);
 			if (!c)
 				_exit(1);
-			mid = store_message_begin(c, id, "assistant", NULL);
+			mid = store_message_begin(c, id, "assistant");
 			if (mid < 0)
 				_exit(2);
 			for (k = 1;; k++) {
