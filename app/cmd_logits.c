@@ -67,6 +67,23 @@ static int write_all(FILE *f, const float *v, size_t n)
 	return fwrite(v, sizeof(float), n, f) == n ? 0 : -1;
 }
 
+/* The context the model was trained for, from a load that reads no
+ * weights; 0 when the file does not load at all. */
+static int trained_context(const char *path)
+{
+	struct model_params mp;
+	model_params_default(&mp);
+	mp.n_threads = 1;
+	mp.n_ctx = 1;
+	mp.prefault = 0;
+	mp.repack = 0;
+	struct model *m = model_load(path, &mp);
+	int n = m ? model_info(m)->n_ctx_train : 0;
+	model_free(m);
+	error_clear();
+	return n;
+}
+
 int cmd_logits(int argc, char **argv, struct config *cfg)
 {
 	const char *model_path = cfg ? cfg->model : NULL, *tokens_arg = NULL, *out_path = NULL;
@@ -150,15 +167,16 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 	/* the smallest context that holds the tokens, unless asked (then checked) */
 	mp.n_ctx = ctx ? ctx : n;
 	struct model *m = model_load(model_path, &mp);
-	if (!m && !ctx && strstr(error_message(), "is larger than the model's")) {
-		fprintf(stderr, "palaver: %d tokens do not fit: %s\n", n, error_message());
-		free(ids);
-		return EXIT_USAGE;
-	}
 	if (!m) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		/* more tokens than the model was trained for is the caller's
+		 * mistake (exit 2); any other failure is the file's (exit 1) */
+		char *why = error_take();
+		int train = ctx ? 0 : trained_context(model_path);
+		fprintf(stderr, "palaver: %s%s\n",
+			train > 0 && n > train ? "the tokens do not fit: " : "", why);
+		free(why);
 		free(ids);
-		return EXIT_RUNTIME;
+		return train > 0 && n > train ? EXIT_USAGE : EXIT_RUNTIME;
 	}
 	const struct model_info *in = model_info(m);
 	int rc = EXIT_OK;

@@ -570,7 +570,9 @@ static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_o
 {
 	struct job *j = r->job;
 	if (!j->msgs) {
-		*out = xmalloc(sizeof(int32_t) * (size_t)(j->n_tokens ? j->n_tokens : 1));
+		*out = try_alloc_array((size_t)(j->n_tokens ? j->n_tokens : 1), sizeof(int32_t));
+		if (!*out)
+			return error("out of memory for a prompt of %d tokens", j->n_tokens);
 		memcpy(*out, j->tokens, sizeof(int32_t) * (size_t)j->n_tokens);
 		*n_out = j->n_tokens;
 		return 0;
@@ -1053,9 +1055,18 @@ void engine_close(struct engine *e)
 	free(e);
 }
 
+/* A copy of a message's text, whose size is the caller's: NULL when there
+ * is no memory for it (the request is refused, nothing aborts). */
 static char *dup_checked(const char *s)
 {
-	return xstrdup(s ? s : "");
+	size_t n = s ? strlen(s) : 0;
+	char *d = try_alloc_array(n + 1, 1);
+	if (d) {
+		if (n)
+			memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
 }
 
 int engine_submit(struct engine *e, const struct engine_request *req)
@@ -1074,12 +1085,20 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 
 	j = xcalloc(1, sizeof(*j));
 	if (req->messages) {
-		j->msgs = xcalloc((size_t)req->n_messages, sizeof(*j->msgs));
+		j->msgs = try_alloc_array((size_t)req->n_messages, sizeof(*j->msgs));
+		if (!j->msgs) {
+			free(j);
+			return error("out of memory for a request of %d messages", req->n_messages);
+		}
 		for (int i = 0; i < req->n_messages; i++) {
 			j->msgs[i].role = req->messages[i].role;
 			j->msgs[i].text = dup_checked(req->messages[i].text);
+			j->n_msgs = i + 1;
+			if (!j->msgs[i].text) {
+				job_free(j);
+				return error("out of memory for message %d of the request", i + 1);
+			}
 		}
-		j->n_msgs = req->n_messages;
 		j->add_generation_prompt = req->add_generation_prompt;
 	} else {
 		j->tokens = try_alloc_array((size_t)req->n_tokens, sizeof(int32_t));

@@ -34,5 +34,8 @@ void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Called before die() prints, e.g. to endwin() while curses is active. */
 void set_die_hook(void (*hook)(void));
+/* Run that hook now (once): for fatal paths that do not go through die(),
+ * such as running out of memory, so that the terminal is restored first. */
+void run_die_hook(void);
 
 #endif

@@ -34,6 +34,9 @@ expect 2 "out of range" "$PALAVER" logits -m "$m" --tokens "-1"
 expect 2 "not a list of token ids" "$PALAVER" logits -m "$m" --tokens "1 x"
 expect 1 "nope.gguf" "$PALAVER" logits -m "$tmp/nope.gguf" --tokens "1"
 expect 1 "larger than the model's" "$PALAVER" logits -m "$m" --tokens "1" --ctx 4096
+# more tokens than the model's context (2048) is the caller's mistake
+expect 2 "the tokens do not fit" "$PALAVER" logits -m "$m" --tokens "$(yes 1 | head -n 2100 | tr '\n' ' ')"
+expect 1 "nope.gguf" "$PALAVER" logits -m "$tmp/nope.gguf" --tokens "$(yes 1 | head -n 2100 | tr '\n' ' ')"
 # no model: -m '' (without -m the built-in palaver-tiny would answer)
 expect 2 "required" "$PALAVER" logits -m "" --tokens "1"
 expect 2 "unknown option" "$PALAVER" logits -m "$m" --tokens 1 --bogus x
