@@ -139,7 +139,7 @@ struct hist {
 
 static void hist_fail(struct hist *h)
 {
-	fprintf(stderr, "palaver: history is unavailable: %s\n", error_message());
+	report("history is unavailable: %s", error_message());
 	error_clear();
 	if (h->st)
 		store_close(h->st);
@@ -190,7 +190,7 @@ static void hist_session(struct hist *h, const struct config *cfg, const char *m
 		h->sid[0] = 0;
 		hist_fail(h);
 	} else {
-		fprintf(stderr, "palaver: session %s\n", h->sid);
+		report("session %s", h->sid);
 	}
 	strbuf_release(&js);
 }
@@ -209,13 +209,12 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 	struct store_message *msgs;
 	size_t n;
 	if (!h->st) {
-		fprintf(stderr, "palaver: cannot continue session '%s': history is unavailable\n",
-			query);
+		report("cannot continue session '%s': history is unavailable", query);
 		return -1;
 	}
 	if (store_session_resolve(h->st, query, h->sid) < 0 ||
 	    store_session_get(h->st, h->sid, &ss) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		return -1;
 	}
 	if (ss.system_prompt && *ss.system_prompt) {
@@ -234,7 +233,7 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 				  strcmp(ss.sampling, js.buf));
 	store_session_free(&ss);
 	if (store_messages_load(h->st, h->sid, &msgs, &n) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		strbuf_release(&js);
 		return -1;
 	}
@@ -255,7 +254,7 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 		convo_add(c, role, msgs[i].content, strlen(msgs[i].content));
 	}
 	store_messages_free(msgs, n);
-	fprintf(stderr, "palaver: session %s\n", h->sid);
+	report("session %s", h->sid);
 	/* run with another model or sampling: the session says so from now on */
 	if (changed) {
 		struct store_session_params p = { NULL, *model, NULL, js.buf };
@@ -348,9 +347,9 @@ static int wait_ready(struct engine *e, int verbose)
 			continue;
 		enum engine_event_type t = ev.type;
 		if (t == ENGINE_EV_ERROR)
-			fprintf(stderr, "palaver: %s\n", ev.text);
+			report("%s", ev.text);
 		else if (t == ENGINE_EV_WARNING)
-			fprintf(stderr, "palaver: warning: %s\n", ev.text);
+			warning("%s", ev.text);
 		else if (t == ENGINE_EV_LOAD_PROGRESS && verbose && ev.total)
 			fprintf(stderr, "palaver: loading %3d%%\r",
 				(int)(ev.done * 100 / ev.total));
@@ -375,7 +374,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	double last_save = time_now_ms();
 
 	if (config_to_request(cfg, &cfg->sampling, &rq) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		return -1;
 	}
 	rq.messages = c->m;
@@ -387,7 +386,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 			hist_fail(h);
 	}
 	if (engine_submit(e, &rq) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		return -1;
 	}
 	/* a SIGINT between the turn check and the submit: the submit cleared
@@ -412,9 +411,9 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 				fflush(stdout);
 			}
 		} else if (ev.type == ENGINE_EV_WARNING) {
-			fprintf(stderr, "palaver: warning: %s\n", ev.text);
+			warning("%s", ev.text);
 		} else if (ev.type == ENGINE_EV_ERROR) {
-			fprintf(stderr, "palaver: %s\n", ev.text);
+			report("%s", ev.text);
 			if (h->st && mid > 0 &&
 			    store_message_finish(h->st, mid, shown.buf, shown.len, STORE_ERROR,
 						 NULL) < 0)
@@ -435,7 +434,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	strbuf_release(&shown);
 	const struct engine_stats *s = &done->stats;
 	if (s->stop_reason == ENGINE_STOP_ERROR && done->message)
-		fprintf(stderr, "palaver: %s\n", done->message);
+		report("%s", done->message);
 	if (h->st && mid > 0) {
 		struct store_stats ss = { s->prompt_tokens, s->gen_tokens, s->prefill_ms,
 					  s->decode_ms };
@@ -467,16 +466,12 @@ int batch_run(struct config *cfg)
 		remote.url = xstrdup(cfg->remote_url);
 		remote.model = cfg->remote_model ? xstrdup(cfg->remote_model) : NULL;
 		if (cfg->remote_api_key_env && !config_remote_api_key(cfg))
-			fprintf(stderr,
-				"palaver: warning: $%s (remote.api_key_env) is not set: "
-				"no API key is sent\n",
+			warning("$%s (remote.api_key_env) is not set: no API key is sent",
 				cfg->remote_api_key_env);
 	}
 	/* --session may name the model */
 	if (!remote.url && (!cfg->model || !*cfg->model) && !cfg->session) {
-		fprintf(stderr,
-			"palaver: no model configured; give one with -m FILE or 'model:' in "
-			"the config file\n");
+		report("no model configured; give one with -m FILE or 'model:' in the config file");
 		free(system);
 		return EXIT_USAGE;
 	}
@@ -484,8 +479,7 @@ int batch_run(struct config *cfg)
 		convo_add(&turns, ENGINE_ROLE_USER, cfg->prompt, strlen(cfg->prompt));
 	} else {
 		if (strbuf_read_fd(&input, STDIN_FILENO) < 0) {
-			fprintf(stderr, "palaver: cannot read standard input: %s\n",
-				strerror(errno));
+			report("cannot read standard input: %s", strerror(errno));
 			free(system);
 			strbuf_release(&input);
 			return EXIT_RUNTIME;
@@ -494,7 +488,7 @@ int batch_run(struct config *cfg)
 		strbuf_release(&input);
 	}
 	if (!turns.n) {
-		fprintf(stderr, "palaver: no input: give text on standard input or -p TEXT\n");
+		report("no input: give text on standard input or -p TEXT");
 		free(system);
 		convo_free(&turns);
 		return EXIT_USAGE;
@@ -530,10 +524,8 @@ int batch_run(struct config *cfg)
 	if (!model)
 		model = remote.url ? xstrdup("") : model_path_abs(cfg->model);
 	if (!*model && !remote.url) {
-		fprintf(stderr,
-			"palaver: no model configured, and session '%s' names none; give one "
-			"with -m FILE\n",
-			cfg->session);
+		report("no model configured, and session '%s' names none; give one with -m FILE",
+		       cfg->session);
 		rc = EXIT_USAGE;
 		goto out;
 	}
@@ -541,7 +533,7 @@ int batch_run(struct config *cfg)
 	config_to_engine(cfg, model, remote.url, remote.model, &ec);
 	e = engine_open(&ec);
 	if (!e) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		/* with a server, only its URL can be refused here */
 		rc = remote.url ? EXIT_USAGE : EXIT_RUNTIME;
 		goto out;
@@ -572,10 +564,8 @@ int batch_run(struct config *cfg)
 	h.backend = info->backend;
 	h.model = model;
 	if (info->template_defaulted)
-		fprintf(stderr,
-			"palaver: '%s' has no chat template; continuing the text as written "
-			"(--chat-template none)\n",
-			model);
+		report("'%s' has no chat template; continuing the text as written (--chat-template none)",
+		       model);
 
 	for (int t = 0; t < turns.n && !interrupted; t++) {
 		struct engine_event done = { 0 };
@@ -608,12 +598,10 @@ int batch_run(struct config *cfg)
 		tot.peak_rss = s->peak_rss;
 		if (cfg->verbose && s->stop_reason != ENGINE_STOP_EOS &&
 		    s->stop_reason != ENGINE_STOP_STOP_STRING)
-			fprintf(stderr, "palaver: reply %d stopped: %s\n", t + 1,
-				engine_stop_reason_name(s->stop_reason));
+			report("reply %d stopped: %s", t + 1,
+			       engine_stop_reason_name(s->stop_reason));
 		if (s->stop_reason == ENGINE_STOP_CONTEXT_FULL && t + 1 < turns.n)
-			fprintf(stderr,
-				"palaver: warning: reply %d filled the context of %d tokens\n",
-				t + 1, s->n_ctx);
+			warning("reply %d filled the context of %d tokens", t + 1, s->n_ctx);
 		int failed = s->stop_reason == ENGINE_STOP_ERROR;
 		engine_event_free(&done);
 		if (failed) {

@@ -160,7 +160,7 @@ static int run_cold(const char *path, int readahead, int repack, int nth, int np
 	r->active = model_info(m)->readahead;
 	static int warned;
 	if (model_warning(m) && !warned++)
-		fprintf(stderr, "palaver: warning: %s\n", model_warning(m));
+		warning("%s", model_warning(m));
 	r->repacked = model_info(m)->repacked_bytes;
 	int nv = model_info(m)->n_vocab, rc = -1;
 	int32_t *toks = try_alloc_array((size_t)np, sizeof(int32_t));
@@ -379,9 +379,8 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 	/* both: read-ahead on, then off, alternating */
 	int modes[2] = { setting != 1, 0 }, nmodes = setting == 2 ? 2 : 1;
 	if (!path || !*path) {
-		fprintf(stderr, "palaver: bench: -m FILE is required (see 'palaver bench --cold "
-				"--help')\n");
-		return EXIT_USAGE;
+		return report_usage(
+			"bench: -m FILE is required (see 'palaver bench --cold --help')");
 	}
 	int nth = threads                             ? threads
 		  : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? (int)sysconf(_SC_NPROCESSORS_ONLN)
@@ -396,8 +395,7 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 	mp.repack = 0; /* a copy would read the whole file (and need its size in memory) */
 	struct model *probe = model_load(path, &mp);
 	if (!probe) {
-		fprintf(stderr, "palaver: %s\n", error_message());
-		return EXIT_RUNTIME;
+		return report_failure(EXIT_RUNTIME);
 	}
 	char name[128], type[32];
 	snprintf(name, sizeof(name), "%s", model_info(probe)->name);
@@ -417,7 +415,7 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 			int k = (r % 2 && nmodes == 2) ? 1 - j : j; /* alternate the order */
 			if (run_cold(path, set[k].readahead, repack, nth, np, ng,
 				     &set[k].runs[set[k].n]) < 0) {
-				fprintf(stderr, "palaver: %s\n", error_message());
+				report("%s", error_message());
 				rc = EXIT_RUNTIME;
 				break;
 			}

@@ -44,7 +44,7 @@ static int wait_done(struct engine *e, struct engine_event *done)
 		if (t == ENGINE_EV_DONE)
 			return 0;
 		if (t == ENGINE_EV_ERROR) {
-			fprintf(stderr, "palaver: %s\n", done->text);
+			report("%s", done->text);
 			engine_event_free(done);
 			return -1;
 		}
@@ -56,7 +56,7 @@ static int wait_done(struct engine *e, struct engine_event *done)
 static int run_request(struct engine *e, const struct engine_request *rq, struct engine_event *done)
 {
 	if (engine_submit(e, rq) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		return -1;
 	}
 	return wait_done(e, done);
@@ -75,14 +75,14 @@ static struct engine *open_engine(const struct config *cfg)
 	ec.max_buffered_tokens = 1024;
 	struct engine *e = engine_open(&ec);
 	if (!e) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		return NULL;
 	}
 	for (;;) {
 		struct engine_event ev;
 		int t = wait_event(e, &ev);
 		if (t == ENGINE_EV_ERROR)
-			fprintf(stderr, "palaver: %s\n", ev.text);
+			report("%s", ev.text);
 		engine_event_free(&ev);
 		if (t == ENGINE_EV_READY)
 			return e;
@@ -102,7 +102,7 @@ static void greedy(struct engine_request *rq)
 	rq->sampling.repeat_penalty = 1;
 }
 
-static void report(const char *phase, double *v, int n, int missed)
+static void print_latency(const char *phase, double *v, int n, int missed)
 {
 	if (!n) {
 		printf("%-8s no cancel landed (%d finished first)\n", phase, missed);
@@ -123,7 +123,7 @@ static int cancel_once(struct engine *e, const struct engine_request *rq, double
 {
 	struct engine_event ev;
 	if (engine_submit(e, rq) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		return -1;
 	}
 	if (after_first_token) {
@@ -156,7 +156,7 @@ static int bench_cancel(const struct config *cfg, int trials, int n_prompt)
 	if (n_prompt > in->n_ctx - 64)
 		n_prompt = in->n_ctx - 64;
 	if (n_prompt < 8) {
-		fprintf(stderr, "palaver: the context of %d tokens is too small\n", in->n_ctx);
+		report("the context of %d tokens is too small", in->n_ctx);
 		engine_close(e);
 		return EXIT_USAGE;
 	}
@@ -215,8 +215,8 @@ static int bench_cancel(const struct config *cfg, int trials, int n_prompt)
 			miss_dec++;
 	}
 	printf("cancel latency, engine_cancel() to DONE:\n");
-	report("prefill", pre, n_pre, miss_pre);
-	report("decode", dec, n_dec, miss_dec);
+	print_latency("prefill", pre, n_pre, miss_pre);
+	print_latency("decode", dec, n_dec, miss_dec);
 out:
 	free(toks);
 	free(pre);
@@ -362,12 +362,10 @@ int bench_engine(int argc, char **argv, struct config *cfg)
 	if (parsed)
 		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	if (cancel == reuse) {
-		fprintf(stderr, "palaver: give one of --cancel and --reuse\n%s", usage);
-		return EXIT_USAGE;
+		return report_usage_with(usage, "give one of --cancel and --reuse");
 	}
 	if (!cfg->model || !*cfg->model) {
-		fprintf(stderr, "palaver: no model configured; give one with -m FILE\n");
-		return EXIT_USAGE;
+		return report_usage("no model configured; give one with -m FILE");
 	}
 	if (cancel)
 		return bench_cancel(cfg, trials ? trials : 20, n_prompt);

@@ -164,7 +164,7 @@ int bench_history(int argc, char **argv, struct config *cfg)
 	vocab_build();
 	ids = try_alloc_array((size_t)n_sessions, sizeof(*ids));
 	if (!ids) {
-		fprintf(stderr, "palaver: out of memory for %ld session ids\n", n_sessions);
+		report("out of memory for %ld session ids", n_sessions);
 		goto out;
 	}
 
@@ -364,7 +364,7 @@ measure:
 	rc = EXIT_OK;
 	goto out;
 fail:
-	fprintf(stderr, "palaver: %s\n", error_message());
+	report("%s", error_message());
 out:
 	store_close(st);
 	free(ids);

@@ -381,13 +381,10 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	const char *path = cfg->model; /* -m and -t, as the other commands take them */
 	int threads = cfg->threads;
 	if (!path || !*path) {
-		fprintf(stderr,
-			"palaver: bench: -m FILE is required (see 'palaver bench --help')\n");
-		return EXIT_USAGE;
+		return report_usage("bench: -m FILE is required (see 'palaver bench --help')");
 	}
 	if (!n_prompt && !n_gen) {
-		fprintf(stderr, "palaver: bench: nothing to do with -p 0 and -n 0\n");
-		return EXIT_USAGE;
+		return report_usage("bench: nothing to do with -p 0 and -n 0");
 	}
 	int nth = threads                             ? threads
 		  : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? (int)sysconf(_SC_NPROCESSORS_ONLN)
@@ -404,8 +401,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	mp.n_ctx = need;
 	struct model *m = model_load(path, &mp);
 	if (!m) {
-		fprintf(stderr, "palaver: %s\n", error_message());
-		return EXIT_RUNTIME;
+		return report_failure(EXIT_RUNTIME);
 	}
 	const struct model_info *in = model_info(m);
 	int rc = EXIT_RUNTIME;
@@ -416,7 +412,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	struct result res[2];
 	int nr = 0;
 	if (!toks || !logits) {
-		fprintf(stderr, "palaver: out of memory\n");
+		report("out of memory");
 		goto out;
 	}
 	if (depth > 0) {
@@ -474,7 +470,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	rc = EXIT_OK;
 	goto out;
 fail:
-	fprintf(stderr, "palaver: %s\n", error_message());
+	report("%s", error_message());
 out:
 	free(times);
 	free(toks);

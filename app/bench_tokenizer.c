@@ -59,18 +59,18 @@ static int bench_one(const char *path, const struct strbuf *text, int repeat)
 	struct tokenizer *t = g ? tokenizer_open(g, 1) : NULL;
 	int ret = -1;
 	if (!t) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		goto out;
 	}
 	int n = tokenizer_encode(t, text->buf, text->len, 0, NULL, 0);
 	if (n == INT32_MIN) {
-		fprintf(stderr, "palaver: '%s': %s\n", path, error_message());
+		report("'%s': %s", path, error_message());
 		goto out;
 	}
 	n = -n;
 	int32_t *ids = try_alloc_array((size_t)n + 1, sizeof(*ids));
 	if (!ids) {
-		fprintf(stderr, "palaver: out of memory\n");
+		report("out of memory");
 		goto out;
 	}
 	double best = 0, best_cpu = 0;
@@ -79,7 +79,7 @@ static int bench_one(const char *path, const struct strbuf *text, int repeat)
 		int got = tokenizer_encode(t, text->buf, text->len, 0, ids, n + 1);
 		double ms = time_now_ms() - t0, cms = bench_cpu_ms(0) - c0;
 		if (got != n) {
-			fprintf(stderr, "palaver: '%s': token count changed between runs\n", path);
+			report("'%s': token count changed between runs", path);
 			free(ids);
 			goto out;
 		}
@@ -135,9 +135,7 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 	struct strbuf text = STRBUF_INIT;
 	if (textfile) {
 		if (strbuf_read_file(&text, textfile) < 0) {
-			fprintf(stderr, "palaver: cannot read '%s': %s\n", textfile,
-				strerror(errno));
-			return EXIT_RUNTIME;
+			return report_runtime("cannot read '%s': %s", textfile, strerror(errno));
 		}
 	} else {
 		make_text(&text, (size_t)size);
@@ -166,8 +164,7 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 		if (!n_files && cfg && cfg->model)
 			files[n_files++] = cfg->model;
 		if (!n_files) {
-			fprintf(stderr, "palaver: no vocabulary found in '%s'; give -m FILE\n",
-				dir.buf);
+			report("no vocabulary found in '%s'; give -m FILE", dir.buf);
 			strbuf_release(&dir);
 			strbuf_release(&text);
 			return EXIT_USAGE;

@@ -100,7 +100,7 @@ int bench_parse_int(const char *opt, const char *v, int lo, int hi, int *out)
 {
 	long l;
 	if (!v || parse_long(v, &l) < 0 || l < lo || l > hi) {
-		fprintf(stderr, "palaver: bench: %s needs a number from %d to %d\n", opt, lo, hi);
+		report("bench: %s needs a number from %d to %d", opt, lo, hi);
 		return -1;
 	}
 	*out = (int)l;
@@ -162,7 +162,7 @@ static int take_value(const struct bench_opt *o, const char *v)
 	if (v)
 		strbuf_addf(&msg, ", not '%s'", v);
 	error_clear();
-	fprintf(stderr, "palaver: bench: %s\n", msg.buf);
+	report("bench: %s", msg.buf);
 	strbuf_release(&msg);
 	return -1;
 }
@@ -191,12 +191,11 @@ int bench_options(int argc, char **argv, const struct bench_opt *opts, const cha
 		}
 		int r = cfg ? config_parse_common_flag(cfg, &i, argc, argv) : 0;
 		if (r < 0) {
-			fprintf(stderr, "palaver: bench: %s\n", error_message());
+			report("bench: %s", error_message());
 			return -1;
 		}
 		if (r == 0) {
-			fprintf(stderr, "palaver: bench: unknown option '%s' (see '%s')\n", a,
-				help);
+			report("bench: unknown option '%s' (see '%s')", a, help);
 			return -1;
 		}
 	}

@@ -662,13 +662,12 @@ int chat_run(struct config *cfg)
 
 	if (screen_open(&c.scr, cfg->ui_theme, cfg->ui_status_pane, 1) < 0) {
 		screen_close(&c.scr);
-		fprintf(stderr, "palaver: %s\n", error_message());
-		return EXIT_RUNTIME;
+		return report_failure(EXIT_RUNTIME);
 	}
 	char *hist = input_history_path();
 	if (input_open(hist, chat_commands_on_line, &c) < 0) {
 		screen_close(&c.scr);
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		free(hist);
 		return EXIT_RUNTIME;
 	}

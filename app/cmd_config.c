@@ -42,17 +42,14 @@ int cmd_config(int argc, char **argv, struct config *cfg)
 		}
 		r = config_parse_common_flag(cfg, &i, argc, argv);
 		if (r < 0) {
-			fprintf(stderr, "palaver: %s\n", error_message());
-			return EXIT_USAGE;
+			return report_failure(EXIT_USAGE);
 		}
 		if (r > 0)
 			continue;
 		if (argv[i][0] == '-' || key) {
-			fprintf(stderr,
-				"palaver: config: unexpected argument '%s'\n"
-				"usage: palaver config [--no-origin] [KEY]\n",
+			return report_usage(
+				"config: unexpected argument '%s'\nusage: palaver config [--no-origin] [KEY]",
 				argv[i]);
-			return EXIT_USAGE;
 		}
 		key = argv[i];
 	}
@@ -60,8 +57,7 @@ int cmd_config(int argc, char **argv, struct config *cfg)
 	if (key) {
 		int k = config_key_index(key);
 		if (k < 0) {
-			fprintf(stderr, "palaver: unknown configuration key '%s'\n", key);
-			return EXIT_USAGE;
+			return report_usage("unknown configuration key '%s'", key);
 		}
 		config_format_value(cfg, k, &out);
 		strbuf_addch(&out, '\n');
@@ -71,8 +67,7 @@ int cmd_config(int argc, char **argv, struct config *cfg)
 	fwrite(out.buf, 1, out.len, stdout);
 	strbuf_release(&out);
 	if (fflush(stdout) != 0) {
-		fprintf(stderr, "palaver: cannot write the configuration\n");
-		return EXIT_RUNTIME;
+		return report_runtime("cannot write the configuration");
 	}
 	return EXIT_OK;
 }

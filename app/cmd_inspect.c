@@ -310,8 +310,7 @@ static int inspect(const char *path, int json)
 	char sz[32], key[300], shape[128];
 
 	if (!g) {
-		fprintf(stderr, "palaver: %s\n", error_message());
-		return EXIT_RUNTIME;
+		return report_failure(EXIT_RUNTIME);
 	}
 	memset(by_type, 0, sizeof(by_type));
 	for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
@@ -452,8 +451,7 @@ static int inspect(const char *path, int json)
 	strbuf_release(&out);
 	gguf_close(g);
 	if (fflush(stdout) != 0) {
-		fprintf(stderr, "palaver: cannot write the output\n");
-		return EXIT_RUNTIME;
+		return report_runtime("cannot write the output");
 	}
 	return EXIT_OK;
 }
@@ -473,23 +471,18 @@ int cmd_inspect(int argc, char **argv, struct config *cfg)
 			if (i + 1 < argc && !path)
 				path = argv[++i];
 			if (i + 1 < argc) {
-				fprintf(stderr, "palaver: inspect takes one file\n");
-				return EXIT_USAGE;
+				return report_usage("inspect takes one file");
 			}
 		} else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "palaver: inspect: unknown option '%s'\n%s", argv[i],
-				usage);
-			return EXIT_USAGE;
+			return report_usage_with(usage, "inspect: unknown option '%s'", argv[i]);
 		} else if (path) {
-			fprintf(stderr, "palaver: inspect takes one file\n");
-			return EXIT_USAGE;
+			return report_usage("inspect takes one file");
 		} else {
 			path = argv[i];
 		}
 	}
 	if (!path) {
-		fprintf(stderr, "palaver: inspect: no file given\n%s", usage);
-		return EXIT_USAGE;
+		return report_usage_with(usage, "inspect: no file given");
 	}
 	return inspect(path, json);
 }

@@ -101,10 +101,9 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 			continue;
 		}
 		if (!val) {
-			fprintf(stderr,
-				"palaver: logits: '%s' needs a value or is unknown (see 'palaver logits --help')\n",
+			return report_usage(
+				"logits: '%s' needs a value or is unknown (see 'palaver logits --help')",
 				a);
-			return EXIT_USAGE;
 		}
 		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
 			model_path = val;
@@ -114,16 +113,12 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 			out_path = val;
 		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
 			if (parse_long(val, &lv) < 0 || lv < 1 || lv > 1024) {
-				fprintf(stderr, "palaver: logits: invalid thread count '%s'\n",
-					val);
-				return EXIT_USAGE;
+				return report_usage("logits: invalid thread count '%s'", val);
 			}
 			threads = (int)lv;
 		} else if (!strcmp(a, "--ctx")) {
 			if (parse_long(val, &lv) < 0 || lv < 1 || lv > (1L << 24)) {
-				fprintf(stderr, "palaver: logits: invalid context length '%s'\n",
-					val);
-				return EXIT_USAGE;
+				return report_usage("logits: invalid context length '%s'", val);
 			}
 			ctx = (int)lv;
 		} else if (!strcmp(a, "--kv-type")) {
@@ -132,30 +127,24 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 			else if (!strcmp(val, "f32"))
 				kvt = KV_F32;
 			else {
-				fprintf(stderr, "palaver: logits: KV type '%s' is not f16 or f32\n",
-					val);
-				return EXIT_USAGE;
+				return report_usage("logits: KV type '%s' is not f16 or f32", val);
 			}
 		} else {
-			fprintf(stderr,
-				"palaver: logits: unknown option '%s' (see 'palaver logits --help')\n",
-				a);
-			return EXIT_USAGE;
+			return report_usage(
+				"logits: unknown option '%s' (see 'palaver logits --help')", a);
 		}
 		i++;
 	}
 	if (model_path && !*model_path)
 		model_path = NULL; /* -m '': no model */
 	if (!model_path || !tokens_arg) {
-		fprintf(stderr, "palaver: logits: %s is required (see 'palaver logits --help')\n",
-			!model_path ? "-m FILE" : "--tokens");
-		return EXIT_USAGE;
+		return report_usage("logits: %s is required (see 'palaver logits --help')",
+				    !model_path ? "-m FILE" : "--tokens");
 	}
 	int32_t *ids = NULL;
 	int n = 0;
 	if (parse_tokens(tokens_arg, &ids, &n) < 0) {
-		fprintf(stderr, "palaver: logits: %s\n", error_message());
-		return EXIT_USAGE;
+		return report_usage("logits: %s", error_message());
 	}
 
 	struct model_params mp;
@@ -172,8 +161,7 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 		 * mistake (exit 2); any other failure is the file's (exit 1) */
 		char *why = error_take();
 		int train = ctx ? 0 : trained_context(model_path);
-		fprintf(stderr, "palaver: %s%s\n",
-			train > 0 && n > train ? "the tokens do not fit: " : "", why);
+		report("%s%s", train > 0 && n > train ? "the tokens do not fit: " : "", why);
 		free(why);
 		free(ids);
 		return train > 0 && n > train ? EXIT_USAGE : EXIT_RUNTIME;
@@ -182,13 +170,13 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 	int rc = EXIT_OK;
 	for (int i = 0; i < n; i++)
 		if (ids[i] < 0 || ids[i] >= in->n_vocab) {
-			fprintf(stderr, "palaver: token id %d is out of range (vocabulary of %d)\n",
-				ids[i], in->n_vocab);
+			report("token id %d is out of range (vocabulary of %d)", ids[i],
+			       in->n_vocab);
 			rc = EXIT_USAGE;
 			goto out;
 		}
 	if (n > in->n_ctx) {
-		fprintf(stderr, "palaver: %d tokens do not fit a context of %d\n", n, in->n_ctx);
+		report("%d tokens do not fit a context of %d", n, in->n_ctx);
 		rc = EXIT_USAGE;
 		goto out;
 	}
@@ -196,20 +184,19 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 	float *logits = NULL;
 	if (size_mul(rows, (size_t)in->n_vocab, &cells) ||
 	    !(logits = try_alloc_array(cells, sizeof(float)))) {
-		fprintf(stderr, "palaver: cannot allocate %zu rows of logits\n", rows);
+		report("cannot allocate %zu rows of logits", rows);
 		rc = EXIT_RUNTIME;
 		goto out;
 	}
 	if (model_forward(m, ids, n, 0, logits, all) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		rc = EXIT_RUNTIME;
 	} else {
 		FILE *f = stdout;
 		if (out_path && strcmp(out_path, "-")) {
 			f = fopen(out_path, "wb");
 			if (!f) {
-				fprintf(stderr, "palaver: cannot open '%s': %s\n", out_path,
-					strerror(errno));
+				report("cannot open '%s': %s", out_path, strerror(errno));
 				rc = EXIT_RUNTIME;
 			}
 		}
@@ -220,8 +207,8 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 			else
 				bad |= fflush(f) != 0;
 			if (bad) {
-				fprintf(stderr, "palaver: cannot write '%s': %s\n",
-					out_path ? out_path : "standard output", strerror(errno));
+				report("cannot write '%s': %s",
+				       out_path ? out_path : "standard output", strerror(errno));
 				rc = EXIT_RUNTIME;
 			}
 		}

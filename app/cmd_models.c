@@ -39,28 +39,21 @@ int cmd_models(int argc, char **argv, struct config *cfg)
 		}
 		r = config_parse_common_flag(cfg, &i, argc, argv);
 		if (r < 0) {
-			fprintf(stderr, "palaver: %s\n", error_message());
-			return EXIT_USAGE;
+			return report_failure(EXIT_USAGE);
 		}
 		if (r > 0)
 			continue;
-		fprintf(stderr,
-			"palaver: models: unexpected argument '%s'\n"
-			"usage: palaver models [--remote URL] [--json]\n",
+		return report_usage(
+			"models: unexpected argument '%s'\nusage: palaver models [--remote URL] [--json]",
 			argv[i]);
-		return EXIT_USAGE;
 	}
 	if (!cfg->remote_url) {
-		fprintf(stderr,
-			"palaver: models: no server given; use --remote URL or 'remote.url' "
-			"in the config file\n");
-		return EXIT_USAGE;
+		return report_usage(
+			"models: no server given; use --remote URL or 'remote.url' in the config file");
 	}
 
 	if (cfg->remote_api_key_env && !config_remote_api_key(cfg))
-		fprintf(stderr,
-			"palaver: warning: $%s (remote.api_key_env) is not set: no API key "
-			"is sent\n",
+		warning("$%s (remote.api_key_env) is not set: no API key is sent",
 			cfg->remote_api_key_env);
 	struct engine_config ec;
 	struct engine_model_entry *m;
@@ -70,8 +63,7 @@ int cmd_models(int argc, char **argv, struct config *cfg)
 	ec.remote_api_key = config_remote_api_key(cfg);
 	ec.remote_timeout = cfg->remote_timeout;
 	if (engine_list_models(&ec, &m, &n) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
-		return EXIT_RUNTIME;
+		return report_failure(EXIT_RUNTIME);
 	}
 	struct strbuf out = STRBUF_INIT;
 	for (int i = 0; i < n; i++) {
@@ -95,8 +87,7 @@ int cmd_models(int argc, char **argv, struct config *cfg)
 	fwrite(out.buf, 1, out.len, stdout);
 	strbuf_release(&out);
 	if (fflush(stdout) != 0) {
-		fprintf(stderr, "palaver: cannot write the list of models\n");
-		return EXIT_RUNTIME;
+		return report_runtime("cannot write the list of models");
 	}
 	return EXIT_OK;
 }

@@ -105,3 +105,46 @@ void warning(const char *fmt, ...)
 	vreport("palaver: warning: ", fmt, ap);
 	va_end(ap);
 }
+
+void report(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+}
+
+int report_usage(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+	return EXIT_USAGE;
+}
+
+int report_usage_with(const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+	fputs(usage, stderr);
+	return EXIT_USAGE;
+}
+
+int report_runtime(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+	return EXIT_RUNTIME;
+}
+
+int report_failure(int status)
+{
+	report("%s", error_message());
+	error_clear();
+	return status;
+}
