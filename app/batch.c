@@ -1,6 +1,7 @@
 /* Batch mode: stdin (or -p TEXT) to stdout through the engine; replies only on stdout. */
 #include "config.h"
 #include "engine.h"
+#include "log.h"
 #include "modes.h"
 #include "report.h"
 #include "store.h"
@@ -139,6 +140,7 @@ struct hist {
 
 static void hist_fail(struct hist *h)
 {
+	log_error("batch: history is unavailable: %s", error_message());
 	report("history is unavailable: %s", error_message());
 	error_clear();
 	if (h->st)
@@ -346,11 +348,13 @@ static int wait_ready(struct engine *e, int verbose)
 		if (!got)
 			continue;
 		enum engine_event_type t = ev.type;
-		if (t == ENGINE_EV_ERROR)
+		if (t == ENGINE_EV_ERROR) {
+			log_error("batch: the model did not load: %s", ev.text);
 			report("%s", ev.text);
-		else if (t == ENGINE_EV_WARNING)
+		} else if (t == ENGINE_EV_WARNING) {
+			log_warn("batch: %s", ev.text);
 			warning("%s", ev.text);
-		else if (t == ENGINE_EV_LOAD_PROGRESS && verbose && ev.total)
+		} else if (t == ENGINE_EV_LOAD_PROGRESS && verbose && ev.total)
 			fprintf(stderr, "palaver: loading %3d%%\r",
 				(int)(ev.done * 100 / ev.total));
 		engine_event_free(&ev);
@@ -386,9 +390,11 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 			hist_fail(h);
 	}
 	if (engine_submit(e, &rq) < 0) {
+		log_error("batch: request refused: %s", error_message());
 		report("%s", error_message());
 		return -1;
 	}
+	log_debug("batch: request of %d messages", rq.n_messages);
 	/* a SIGINT between the turn check and the submit: the submit cleared
 	 * its cancel, so cancel again */
 	if (interrupted)
@@ -433,8 +439,14 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	}
 	strbuf_release(&shown);
 	const struct engine_stats *s = &done->stats;
-	if (s->stop_reason == ENGINE_STOP_ERROR && done->message)
+	log_debug("batch: reply done: %s, %d prompt tokens (%d reused, %d turns dropped), %d "
+		  "generated",
+		  engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
+		  s->dropped_turns, s->gen_tokens);
+	if (s->stop_reason == ENGINE_STOP_ERROR && done->message) {
+		log_error("batch: the reply failed: %s", done->message);
 		report("%s", done->message);
+	}
 	if (h->st && mid > 0) {
 		struct store_stats ss = { s->prompt_tokens, s->gen_tokens, s->prefill_ms,
 					  s->decode_ms };
@@ -531,8 +543,11 @@ int batch_run(struct config *cfg)
 	}
 
 	config_to_engine(cfg, model, remote.url, remote.model, &ec);
+	log_info("batch: loading '%s'%s%s", remote.url ? remote.url : model,
+		 remote.url ? " for " : "", remote.url && remote.model ? remote.model : "");
 	e = engine_open(&ec);
 	if (!e) {
+		log_error("batch: cannot start the engine: %s", error_message());
 		report("%s", error_message());
 		/* with a server, only its URL can be refused here */
 		rc = remote.url ? EXIT_USAGE : EXIT_RUNTIME;
@@ -551,6 +566,8 @@ int batch_run(struct config *cfg)
 	}
 	tot.load_ms = time_now_ms() - tot.t0;
 	const struct engine_info *info = engine_info(e);
+	log_info("batch: ready: %s (%s, %s), context %d, in %.0f ms", info->name, info->type_name,
+		 info->backend, info->n_ctx, tot.load_ms);
 	if (remote.url) {
 		free(model);
 		model = remote_label(info);

@@ -1,6 +1,7 @@
 /* The chat's history: saving turns as they happen, resuming and exporting sessions. */
 #include "chat.h"
 #include "json.h"
+#include "log.h"
 #include "report.h"
 #include "strbuf.h"
 #include "util.h"
@@ -16,6 +17,7 @@
 /* Any store failure: say so once, then go on in memory only. */
 void chat_session_fail(struct chat *c)
 {
+	log_error("chat: history is unavailable: %s", error_message());
 	chat_error(c, "history is unavailable: %s (this chat stays in memory only)",
 		   error_message());
 	error_clear();

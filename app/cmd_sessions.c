@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "config.h"
 #include "json.h"
+#include "log.h"
 #include "report.h"
 #include "store.h"
 #include "strbuf.h"
@@ -65,6 +66,7 @@ static int resolve(struct store *st, const char *arg, char id[STORE_ID_SIZE])
 
 static int runtime_error(void)
 {
+	log_error("sessions: %s", error_message());
 	return report_failure(EXIT_RUNTIME);
 }
 
@@ -526,6 +528,7 @@ int cmd_sessions(int argc, char **argv, struct config *cfg)
 	}
 	st = store_open(path);
 	if (!st) {
+		log_error("sessions: history is unavailable: %s", error_message());
 		return report_runtime("history is unavailable: %s", error_message());
 	}
 	rc = s->fn(st, n, argv);

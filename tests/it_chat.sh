@@ -63,6 +63,8 @@ printf 'not a model at all' >"$T/bad.gguf"
 tui_type "/model $T/bad.gguf"; tui_keys Enter
 check "a /model that fails says why" tui_wait "Cannot load the model: .*bad.gguf" 10
 check "... and that the old model is still in use" tui_wait "llama is still the model in use" 3
+# a bug report has the story in the log: the loads and the failure
+check "the log records the model loads and the failure" sh -c "grep -q \"chat: model '.*stories260K.gguf' ready\" $T/state/palaver/palaver.log && grep -q \"chat: cannot load '.*bad.gguf'\" $T/state/palaver/palaver.log"
 check "... the status pane says ready" tui_wait "llama · ready|state +ready" 3
 tui_type "Once upon a time"; tui_keys Enter
 idle
