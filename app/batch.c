@@ -460,13 +460,149 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	return 0;
 }
 
+/* The turns to answer, from -p or standard input; EXIT_OK or the status. */
+static int read_turns(const struct config *cfg, struct convo *turns)
+{
+	struct strbuf input = STRBUF_INIT;
+	if (cfg->prompt) {
+		convo_add(turns, ENGINE_ROLE_USER, cfg->prompt, strlen(cfg->prompt));
+	} else {
+		if (strbuf_read_fd(&input, STDIN_FILENO) < 0) {
+			strbuf_release(&input);
+			return report_runtime("cannot read standard input: %s", strerror(errno));
+		}
+		split_input(input.buf, input.len, cfg->split, turns);
+		strbuf_release(&input);
+	}
+	if (!turns->n)
+		return report_usage("no input: give text on standard input or -p TEXT");
+	return EXIT_OK;
+}
+
+/*
+ * The conversation so far (a resumed session's, or the system prompt) and
+ * the model to run it with: a local file (*model, malloc'd), or a server
+ * (remote, *model ""), a resumed session's own unless one is configured.
+ * EXIT_OK or the status (said).
+ */
+static int prepare(const struct config *cfg, struct hist *h, struct convo *c, char **system,
+		   char **model, struct remote_cfg *remote)
+{
+	if (cfg->session) {
+		if (hist_resume(h, cfg, c, system, model) < 0)
+			return EXIT_RUNTIME;
+		/* the session's own system prompt leads the conversation */
+		if (*system && (!c->n || c->m[0].role != ENGINE_ROLE_SYSTEM)) {
+			struct convo s = { 0 };
+			convo_add(&s, ENGINE_ROLE_SYSTEM, *system, strlen(*system));
+			for (int i = 0; i < c->n; i++)
+				convo_add(&s, c->m[i].role, c->m[i].text, strlen(c->m[i].text));
+			convo_free(c);
+			*c = s;
+		}
+	} else if (*system) {
+		convo_add(c, ENGINE_ROLE_SYSTEM, *system, strlen(*system));
+	}
+	/* a session that ran on a remote server continues there */
+	if (*model && !remote->url && remote_split(*model, &remote->url, &remote->model)) {
+		free(*model);
+		*model = xstrdup("");
+	}
+	if (!*model)
+		*model = remote->url ? xstrdup("") : model_path_abs(cfg->model);
+	if (!**model && !remote->url)
+		return report_usage(
+			"no model configured, and session '%s' names none; give one with -m FILE",
+			cfg->session);
+	return EXIT_OK;
+}
+
+/* Load the model (or reach the server) with SIGINT cancelling; NULL and
+ * *rc set when it did not get ready. */
+static struct engine *start_engine(const struct config *cfg, const char *model,
+				   const struct remote_cfg *remote, int *rc)
+{
+	struct engine_config ec;
+	config_to_engine(cfg, model, remote->url, remote->model, &ec);
+	log_info("batch: loading '%s'%s%s", remote->url ? remote->url : model,
+		 remote->url ? " for " : "", remote->url && remote->model ? remote->model : "");
+	struct engine *e = engine_open(&ec);
+	if (!e) {
+		log_error("batch: cannot start the engine: %s", error_message());
+		/* with a server, only its URL can be refused here */
+		*rc = report_failure(remote->url ? EXIT_USAGE : EXIT_RUNTIME);
+		return NULL;
+	}
+	sig_engine = e;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigint;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	if (wait_ready(e, cfg->verbose) < 0) {
+		*rc = interrupted ? EXIT_INTERRUPTED : EXIT_RUNTIME;
+		sig_engine = NULL;
+		engine_close(e);
+		return NULL;
+	}
+	return e;
+}
+
+static void add_totals(struct totals *tot, const struct engine_stats *s)
+{
+	tot->turns++;
+	tot->prompt_tokens += s->prompt_tokens;
+	tot->reused_tokens += s->reused_tokens;
+	tot->gen_tokens += s->gen_tokens;
+	tot->prefill_ms += s->prefill_ms;
+	tot->decode_ms += s->decode_ms;
+	tot->peak_rss = s->peak_rss;
+}
+
+/* Answer the turns one after the other; EXIT_OK or the status. */
+static int answer_turns(struct engine *e, const struct config *cfg, const struct convo *turns,
+			struct convo *c, struct hist *h, const char *system, struct totals *tot)
+{
+	for (int t = 0; t < turns->n && !interrupted; t++) {
+		struct engine_event done = { 0 };
+		const char *text = turns->m[t].text;
+		convo_add(c, ENGINE_ROLE_USER, text, strlen(text));
+		if (h->st) {
+			hist_session(h, cfg, h->model, system);
+			if (h->st && store_message_append(h->st, h->sid, "user", text,
+							  STORE_COMPLETE, NULL) < 0)
+				hist_fail(h);
+		}
+		if (run_turn(e, cfg, c, h, &done) < 0)
+			return EXIT_RUNTIME;
+		const struct engine_stats *s = &done.stats;
+		if (cfg->json) {
+			print_json(t + 1, text, &done);
+		} else {
+			fputs(t + 1 < turns->n && !interrupted ? "\n\n" : "\n", stdout);
+			fflush(stdout);
+		}
+		convo_add(c, ENGINE_ROLE_ASSISTANT, done.text ? done.text : "", done.len);
+		add_totals(tot, s);
+		if (cfg->verbose && s->stop_reason != ENGINE_STOP_EOS &&
+		    s->stop_reason != ENGINE_STOP_STOP_STRING)
+			report("reply %d stopped: %s", t + 1,
+			       engine_stop_reason_name(s->stop_reason));
+		if (s->stop_reason == ENGINE_STOP_CONTEXT_FULL && t + 1 < turns->n)
+			warning("reply %d filled the context of %d tokens", t + 1, s->n_ctx);
+		int failed = s->stop_reason == ENGINE_STOP_ERROR;
+		engine_event_free(&done);
+		if (failed)
+			return EXIT_RUNTIME;
+	}
+	return interrupted ? EXIT_INTERRUPTED : EXIT_OK;
+}
+
 int batch_run(struct config *cfg)
 {
 	struct convo turns = { 0 }, c = { 0 };
-	struct strbuf input = STRBUF_INIT;
 	struct hist h = { 0 };
 	struct totals tot = { 0 };
-	struct engine_config ec;
 	struct engine *e = NULL;
 	char *system = cfg->system_prompt ? xstrdup(cfg->system_prompt) : NULL;
 	char *model = NULL;
@@ -482,88 +618,22 @@ int batch_run(struct config *cfg)
 				cfg->remote_api_key_env);
 	}
 	/* --session may name the model */
-	if (!remote.url && (!cfg->model || !*cfg->model) && !cfg->session) {
-		report("no model configured; give one with -m FILE or 'model:' in the config file");
-		free(system);
-		return EXIT_USAGE;
-	}
-	if (cfg->prompt) {
-		convo_add(&turns, ENGINE_ROLE_USER, cfg->prompt, strlen(cfg->prompt));
-	} else {
-		if (strbuf_read_fd(&input, STDIN_FILENO) < 0) {
-			report("cannot read standard input: %s", strerror(errno));
-			free(system);
-			strbuf_release(&input);
-			return EXIT_RUNTIME;
-		}
-		split_input(input.buf, input.len, cfg->split, &turns);
-		strbuf_release(&input);
-	}
-	if (!turns.n) {
-		report("no input: give text on standard input or -p TEXT");
-		free(system);
-		convo_free(&turns);
-		return EXIT_USAGE;
-	}
-
-	if (cfg->history_enabled) {
+	if (!remote.url && (!cfg->model || !*cfg->model) && !cfg->session)
+		rc = report_usage(
+			"no model configured; give one with -m FILE or 'model:' in the config file");
+	if (rc == EXIT_OK)
+		rc = read_turns(cfg, &turns);
+	if (rc == EXIT_OK && cfg->history_enabled) {
 		h.st = store_open(cfg->history_path);
 		if (!h.st)
 			hist_fail(&h);
 	}
-	if (cfg->session) {
-		if (hist_resume(&h, cfg, &c, &system, &model) < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
-		/* the session's own system prompt leads the conversation */
-		if (system && (!c.n || c.m[0].role != ENGINE_ROLE_SYSTEM)) {
-			struct convo s = { 0 };
-			convo_add(&s, ENGINE_ROLE_SYSTEM, system, strlen(system));
-			for (int i = 0; i < c.n; i++)
-				convo_add(&s, c.m[i].role, c.m[i].text, strlen(c.m[i].text));
-			convo_free(&c);
-			c = s;
-		}
-	} else if (system) {
-		convo_add(&c, ENGINE_ROLE_SYSTEM, system, strlen(system));
-	}
-	/* a session that ran on a remote server continues there */
-	if (model && !remote.url && remote_split(model, &remote.url, &remote.model)) {
-		free(model);
-		model = xstrdup("");
-	}
-	if (!model)
-		model = remote.url ? xstrdup("") : model_path_abs(cfg->model);
-	if (!*model && !remote.url) {
-		report("no model configured, and session '%s' names none; give one with -m FILE",
-		       cfg->session);
-		rc = EXIT_USAGE;
+	if (rc == EXIT_OK)
+		rc = prepare(cfg, &h, &c, &system, &model, &remote);
+	if (rc == EXIT_OK)
+		e = start_engine(cfg, model, &remote, &rc);
+	if (!e)
 		goto out;
-	}
-
-	config_to_engine(cfg, model, remote.url, remote.model, &ec);
-	log_info("batch: loading '%s'%s%s", remote.url ? remote.url : model,
-		 remote.url ? " for " : "", remote.url && remote.model ? remote.model : "");
-	e = engine_open(&ec);
-	if (!e) {
-		log_error("batch: cannot start the engine: %s", error_message());
-		report("%s", error_message());
-		/* with a server, only its URL can be refused here */
-		rc = remote.url ? EXIT_USAGE : EXIT_RUNTIME;
-		goto out;
-	}
-	sig_engine = e;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sigint;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-
-	if (wait_ready(e, cfg->verbose) < 0) {
-		rc = interrupted ? EXIT_INTERRUPTED : EXIT_RUNTIME;
-		goto out;
-	}
 	tot.load_ms = time_now_ms() - tot.t0;
 	const struct engine_info *info = engine_info(e);
 	log_info("batch: ready: %s (%s, %s), context %d, in %.0f ms", info->name, info->type_name,
@@ -583,51 +653,7 @@ int batch_run(struct config *cfg)
 	if (info->template_defaulted)
 		report("'%s' has no chat template; continuing the text as written (--chat-template none)",
 		       model);
-
-	for (int t = 0; t < turns.n && !interrupted; t++) {
-		struct engine_event done = { 0 };
-		const char *text = turns.m[t].text;
-		convo_add(&c, ENGINE_ROLE_USER, text, strlen(text));
-		if (h.st) {
-			hist_session(&h, cfg, model, system);
-			if (h.st && store_message_append(h.st, h.sid, "user", text, STORE_COMPLETE,
-							 NULL) < 0)
-				hist_fail(&h);
-		}
-		if (run_turn(e, cfg, &c, &h, &done) < 0) {
-			rc = EXIT_RUNTIME;
-			break;
-		}
-		const struct engine_stats *s = &done.stats;
-		if (cfg->json) {
-			print_json(t + 1, text, &done);
-		} else {
-			fputs(t + 1 < turns.n && !interrupted ? "\n\n" : "\n", stdout);
-			fflush(stdout);
-		}
-		convo_add(&c, ENGINE_ROLE_ASSISTANT, done.text ? done.text : "", done.len);
-		tot.turns++;
-		tot.prompt_tokens += s->prompt_tokens;
-		tot.reused_tokens += s->reused_tokens;
-		tot.gen_tokens += s->gen_tokens;
-		tot.prefill_ms += s->prefill_ms;
-		tot.decode_ms += s->decode_ms;
-		tot.peak_rss = s->peak_rss;
-		if (cfg->verbose && s->stop_reason != ENGINE_STOP_EOS &&
-		    s->stop_reason != ENGINE_STOP_STOP_STRING)
-			report("reply %d stopped: %s", t + 1,
-			       engine_stop_reason_name(s->stop_reason));
-		if (s->stop_reason == ENGINE_STOP_CONTEXT_FULL && t + 1 < turns.n)
-			warning("reply %d filled the context of %d tokens", t + 1, s->n_ctx);
-		int failed = s->stop_reason == ENGINE_STOP_ERROR;
-		engine_event_free(&done);
-		if (failed) {
-			rc = EXIT_RUNTIME;
-			break;
-		}
-	}
-	if (interrupted && rc == EXIT_OK)
-		rc = EXIT_INTERRUPTED;
+	rc = answer_turns(e, cfg, &turns, &c, &h, system, &tot);
 	if (cfg->stats && tot.turns)
 		print_stats(&tot);
 out:

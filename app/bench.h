@@ -34,38 +34,6 @@ void bench_mean_sd(const double *v, int n, double *mean, double *sd);
 void bench_sort(double *v, int n);
 double bench_percentile(const double *sorted, int n, double p);
 
-/* A benchmark's own options, as a table (ended by a NULL name). */
-enum bench_opt_type {
-	BENCH_FLAG,   /* int *out = 1; with out NULL, the family's flag (--cold) */
-	BENCH_INT,    /* int *out within [lo, hi] */
-	BENCH_SIZE,   /* uint64_t *out, "1M" or bytes, within [lo, hi] */
-	BENCH_CHOICE, /* int *out = the index of the value in choices */
-	BENCH_TEXT,   /* const char **out */
-	BENCH_LIST,   /* struct bench_list *out: each use adds one */
-};
-#define BENCH_LIST_MAX 64
-struct bench_list {
-	const char *items[BENCH_LIST_MAX];
-	int n;
-};
-struct bench_opt {
-	const char *name;  /* "--n-prompt" */
-	const char *alias; /* "-p", or NULL */
-	enum bench_opt_type type;
-	void *out;                  /* see the type */
-	long lo, hi;                /* BENCH_INT, BENCH_SIZE */
-	const char *const *choices; /* BENCH_CHOICE: NULL-terminated */
-};
-/*
- * Parse argv[1..argc) by opts.  -h/--help prints usage and returns 1.  An
- * option not in opts goes to config_parse_common_flag() when cfg is given
- * (-m, -t, --ctx, ... then land in cfg); anything else is refused, pointing
- * at help ("palaver bench --cold --help").  0 when all parsed; -1 after
- * printing the problem on stderr (exit 2).
- */
-int bench_options(int argc, char **argv, const struct bench_opt *opts, const char *usage,
-		  const char *help, struct config *cfg);
-
 /* Text to tokenize or store: words joined by separators. */
 struct bench_words {
 	const char *const *words; /* n_words to draw from */

@@ -1,5 +1,6 @@
 /* palaver bench --cold: load and first token from a cold page cache, with and without read-ahead. */
 #include "bench.h"
+#include "options.h"
 #include "config.h"
 #include "model.h"
 #include "report.h"
@@ -361,17 +362,18 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 	static const char *const settings[] = { "on", "off", "both", NULL };
 	static const char *const formats[] = { "md", "json", NULL };
 	int np = 8, ng = 16, reps = 3, json = 0, no_repack = 0, setting = 2; /* both */
-	const struct bench_opt opts[] = {
-		{ "--cold", NULL, BENCH_FLAG, NULL, 0, 0, NULL },
-		{ "--n-prompt", "-p", BENCH_INT, &np, 1, 1 << 16, NULL },
-		{ "--n-gen", "-n", BENCH_INT, &ng, 0, 1 << 16, NULL },
-		{ "--repetitions", "-r", BENCH_INT, &reps, 1, 1000, NULL },
-		{ "--readahead", NULL, BENCH_CHOICE, &setting, 0, 0, settings },
-		{ "--no-repack", NULL, BENCH_FLAG, &no_repack, 0, 0, NULL },
-		{ "--format", "-o", BENCH_CHOICE, &json, 0, 0, formats },
+	const struct opt_spec opts[] = {
+		{ "--cold", NULL, OPT_FLAG, NULL, 0, 0, NULL },
+		{ "--n-prompt", "-p", OPT_INT, &np, 1, 1 << 16, NULL },
+		{ "--n-gen", "-n", OPT_INT, &ng, 0, 1 << 16, NULL },
+		{ "--repetitions", "-r", OPT_INT, &reps, 1, 1000, NULL },
+		{ "--readahead", NULL, OPT_CHOICE, &setting, 0, 0, settings },
+		{ "--no-repack", NULL, OPT_FLAG, &no_repack, 0, 0, NULL },
+		{ "--format", "-o", OPT_CHOICE, &json, 0, 0, formats },
 		{ NULL, NULL, 0, NULL, 0, 0, NULL },
 	};
-	int parsed = bench_options(argc, argv, opts, usage, "palaver bench --cold --help", cfg);
+	int parsed =
+		options_parse(argc, argv, opts, usage, "bench", "palaver bench --cold --help", cfg);
 	if (parsed)
 		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	const char *path = cfg->model; /* -m and -t, as the other commands take them */

@@ -1,5 +1,6 @@
 /* palaver bench --cancel / --reuse: cancellation latency and the second turn with and without prefix reuse. */
 #include "bench.h"
+#include "options.h"
 #include "config.h"
 #include "engine.h"
 #include "report.h"
@@ -351,14 +352,15 @@ out:
 int bench_engine(int argc, char **argv, struct config *cfg)
 {
 	int cancel = 0, reuse = 0, trials = 0, n_prompt = 512;
-	const struct bench_opt opts[] = {
-		{ "--cancel", NULL, BENCH_FLAG, &cancel, 0, 0, NULL },
-		{ "--reuse", NULL, BENCH_FLAG, &reuse, 0, 0, NULL },
-		{ "--trials", NULL, BENCH_INT, &trials, 1, 100000, NULL },
-		{ "--prompt", NULL, BENCH_INT, &n_prompt, 1, 100000, NULL },
+	const struct opt_spec opts[] = {
+		{ "--cancel", NULL, OPT_FLAG, &cancel, 0, 0, NULL },
+		{ "--reuse", NULL, OPT_FLAG, &reuse, 0, 0, NULL },
+		{ "--trials", NULL, OPT_INT, &trials, 1, 100000, NULL },
+		{ "--prompt", NULL, OPT_INT, &n_prompt, 1, 100000, NULL },
 		{ NULL, NULL, 0, NULL, 0, 0, NULL },
 	};
-	int parsed = bench_options(argc, argv, opts, usage, "palaver bench --cancel --help", cfg);
+	int parsed = options_parse(argc, argv, opts, usage, "bench",
+				   "palaver bench --cancel --help", cfg);
 	if (parsed)
 		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	if (cancel == reuse) {

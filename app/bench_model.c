@@ -1,5 +1,6 @@
 /* palaver bench (model): llama-bench's pp/tg tests, memory bandwidth and decode's roofline. */
 #include "bench.h"
+#include "options.h"
 #include "config.h"
 #include "model.h"
 #include "quant.h"
@@ -361,19 +362,19 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	static const char *const formats[] = { "md", "json", "csv", NULL };
 	int n_prompt = 512, n_gen = 128, reps = 5, depth = 0;
 	int f = FMT_MD, kvt = KV_F16, profile = 0, off = 0, no_repack = 0;
-	const struct bench_opt opts[] = {
-		{ "--n-prompt", "-p", BENCH_INT, &n_prompt, 0, 1 << 20, NULL },
-		{ "--n-gen", "-n", BENCH_INT, &n_gen, 0, 1 << 20, NULL },
-		{ "--repetitions", "-r", BENCH_INT, &reps, 1, 1000, NULL },
-		{ "--depth", "-d", BENCH_INT, &depth, 0, 1 << 24, NULL },
-		{ "--profile", NULL, BENCH_FLAG, &profile, 0, 0, NULL },
-		{ "--readahead", NULL, BENCH_CHOICE, &off, 0, 0, on_off },
-		{ "--no-repack", NULL, BENCH_FLAG, &no_repack, 0, 0, NULL },
-		{ "--kv-type", NULL, BENCH_CHOICE, &kvt, 0, 0, kv_types },
-		{ "--format", "-o", BENCH_CHOICE, &f, 0, 0, formats },
+	const struct opt_spec opts[] = {
+		{ "--n-prompt", "-p", OPT_INT, &n_prompt, 0, 1 << 20, NULL },
+		{ "--n-gen", "-n", OPT_INT, &n_gen, 0, 1 << 20, NULL },
+		{ "--repetitions", "-r", OPT_INT, &reps, 1, 1000, NULL },
+		{ "--depth", "-d", OPT_INT, &depth, 0, 1 << 24, NULL },
+		{ "--profile", NULL, OPT_FLAG, &profile, 0, 0, NULL },
+		{ "--readahead", NULL, OPT_CHOICE, &off, 0, 0, on_off },
+		{ "--no-repack", NULL, OPT_FLAG, &no_repack, 0, 0, NULL },
+		{ "--kv-type", NULL, OPT_CHOICE, &kvt, 0, 0, kv_types },
+		{ "--format", "-o", OPT_CHOICE, &f, 0, 0, formats },
 		{ NULL, NULL, 0, NULL, 0, 0, NULL },
 	};
-	int parsed = bench_options(argc, argv, opts, usage, "palaver bench --help", cfg);
+	int parsed = options_parse(argc, argv, opts, usage, "bench", "palaver bench --help", cfg);
 	if (parsed)
 		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	if (no_repack)

@@ -1,5 +1,6 @@
 /* palaver bench --tokenizer: tokenizer throughput (MB/s) for each vocabulary family. */
 #include "bench.h"
+#include "options.h"
 #include "config.h"
 #include "gguf.h"
 #include "report.h"
@@ -111,22 +112,22 @@ static int cmp_str(const void *a, const void *b)
 
 int bench_tokenizer(int argc, char **argv, struct config *cfg)
 {
-	struct bench_list models = { { NULL }, 0 };
+	struct opt_list models = { { NULL }, 0 };
 	int repeat = 3;
 	const char *textfile = NULL;
 	uint64_t size = 1000000;
 	char **found = NULL;
 	int n_found = 0;
-	const struct bench_opt opts[] = {
-		{ "--tokenizer", NULL, BENCH_FLAG, NULL, 0, 0, NULL },
-		{ "--model", "-m", BENCH_LIST, &models, 0, 0, NULL },
-		{ "-f", NULL, BENCH_TEXT, &textfile, 0, 0, NULL },
-		{ "--size", NULL, BENCH_SIZE, &size, 1, 1L << 30, NULL },
-		{ "--repeat", NULL, BENCH_INT, &repeat, 1, 1000, NULL },
+	const struct opt_spec opts[] = {
+		{ "--tokenizer", NULL, OPT_FLAG, NULL, 0, 0, NULL },
+		{ "--model", "-m", OPT_LIST, &models, 0, 0, NULL },
+		{ "-f", NULL, OPT_TEXT, &textfile, 0, 0, NULL },
+		{ "--size", NULL, OPT_SIZE, &size, 1, 1L << 30, NULL },
+		{ "--repeat", NULL, OPT_INT, &repeat, 1, 1000, NULL },
 		{ NULL, NULL, 0, NULL, 0, 0, NULL },
 	};
-	int parsed =
-		bench_options(argc, argv, opts, usage, "palaver bench --tokenizer --help", NULL);
+	int parsed = options_parse(argc, argv, opts, usage, "bench",
+				   "palaver bench --tokenizer --help", NULL);
 	if (parsed)
 		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	const char **files = models.items;
@@ -159,7 +160,7 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 		if (d)
 			closedir(d);
 		qsort(found, (size_t)n_found, sizeof(*found), cmp_str);
-		for (int i = 0; i < n_found && n_files < BENCH_LIST_MAX; i++)
+		for (int i = 0; i < n_found && n_files < OPT_LIST_MAX; i++)
 			files[n_files++] = found[i];
 		if (!n_files && cfg && cfg->model)
 			files[n_files++] = cfg->model;

@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "config.h"
 #include "model.h"
+#include "options.h"
 #include "report.h"
 #include "util.h"
 #include "xalloc.h"
@@ -86,55 +87,23 @@ static int trained_context(const char *path)
 
 int cmd_logits(int argc, char **argv, struct config *cfg)
 {
+	static const char *const kv_types[] = { "f16", "f32", NULL };
 	const char *model_path = cfg ? cfg->model : NULL, *tokens_arg = NULL, *out_path = NULL;
-	int all = 0, threads = cfg ? cfg->threads : 0, ctx = 0;
-	enum kv_type kvt = KV_F16;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-		long lv;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		} else if (!strcmp(a, "--all")) {
-			all = 1;
-			continue;
-		}
-		if (!val) {
-			return report_usage(
-				"logits: '%s' needs a value or is unknown (see 'palaver logits --help')",
-				a);
-		}
-		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-			model_path = val;
-		} else if (!strcmp(a, "--tokens")) {
-			tokens_arg = val;
-		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-			out_path = val;
-		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (parse_long(val, &lv) < 0 || lv < 1 || lv > 1024) {
-				return report_usage("logits: invalid thread count '%s'", val);
-			}
-			threads = (int)lv;
-		} else if (!strcmp(a, "--ctx")) {
-			if (parse_long(val, &lv) < 0 || lv < 1 || lv > (1L << 24)) {
-				return report_usage("logits: invalid context length '%s'", val);
-			}
-			ctx = (int)lv;
-		} else if (!strcmp(a, "--kv-type")) {
-			if (!strcmp(val, "f16"))
-				kvt = KV_F16;
-			else if (!strcmp(val, "f32"))
-				kvt = KV_F32;
-			else {
-				return report_usage("logits: KV type '%s' is not f16 or f32", val);
-			}
-		} else {
-			return report_usage(
-				"logits: unknown option '%s' (see 'palaver logits --help')", a);
-		}
-		i++;
-	}
+	int all = 0, threads = cfg ? cfg->threads : 0, ctx = 0, kvt = KV_F16;
+	const struct opt_spec opts[] = {
+		{ "--model", "-m", OPT_TEXT, &model_path, 0, 0, NULL },
+		{ "--tokens", NULL, OPT_TEXT, &tokens_arg, 0, 0, NULL },
+		{ "--output", "-o", OPT_TEXT, &out_path, 0, 0, NULL },
+		{ "--all", NULL, OPT_FLAG, &all, 0, 0, NULL },
+		{ "--threads", "-t", OPT_INT, &threads, 1, 1024, NULL },
+		{ "--ctx", NULL, OPT_INT, &ctx, 1, 1L << 24, NULL },
+		{ "--kv-type", NULL, OPT_CHOICE, &kvt, 0, 0, kv_types },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed =
+		options_parse(argc, argv, opts, usage, "logits", "palaver logits --help", NULL);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	if (model_path && !*model_path)
 		model_path = NULL; /* -m '': no model */
 	if (!model_path || !tokens_arg) {
@@ -150,7 +119,7 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 	struct model_params mp;
 	model_params_default(&mp);
 	mp.n_threads = threads;
-	mp.kv_type = kvt;
+	mp.kv_type = (enum kv_type)kvt;
 	mp.prefault = 0;
 	mp.repack = cfg ? cfg->repack : 1;
 	/* the smallest context that holds the tokens, unless asked (then checked) */

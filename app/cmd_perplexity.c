@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "config.h"
 #include "model.h"
+#include "options.h"
 #include "report.h"
 #include "strbuf.h"
 #include "tokenizer.h"
@@ -56,45 +57,18 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 {
 	const char *model_path = cfg ? cfg->model : NULL, *text_path = NULL;
 	int ctx = 512, threads = cfg ? cfg->threads : 0, max_chunks = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		long l;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		}
-		if (!v) {
-			return report_usage(
-				"perplexity: '%s' needs a value or is unknown (see 'palaver perplexity --help')",
-				a);
-		}
-		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-			model_path = v;
-		} else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
-			text_path = v;
-		} else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-			if (parse_long(v, &l) < 0 || l < 4 || l > (1L << 24)) {
-				return report_usage("perplexity: invalid window '%s' (at least 4)",
-						    v);
-			}
-			ctx = (int)l;
-		} else if (!strcmp(a, "--chunks")) {
-			if (parse_long(v, &l) < 0 || l < 1 || l > (1L << 30)) {
-				return report_usage("perplexity: invalid chunk count '%s'", v);
-			}
-			max_chunks = (int)l;
-		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (parse_long(v, &l) < 0 || l < 1 || l > 1024) {
-				return report_usage("perplexity: invalid thread count '%s'", v);
-			}
-			threads = (int)l;
-		} else {
-			return report_usage(
-				"perplexity: unknown option '%s' (see 'palaver perplexity --help')",
-				a);
-		}
-		i++;
-	}
+	const struct opt_spec opts[] = {
+		{ "--model", "-m", OPT_TEXT, &model_path, 0, 0, NULL },
+		{ "--file", "-f", OPT_TEXT, &text_path, 0, 0, NULL },
+		{ "--ctx", "-c", OPT_INT, &ctx, 4, 1L << 24, NULL },
+		{ "--chunks", NULL, OPT_INT, &max_chunks, 1, 1L << 30, NULL },
+		{ "--threads", "-t", OPT_INT, &threads, 1, 1024, NULL },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = options_parse(argc, argv, opts, usage, "perplexity",
+				   "palaver perplexity --help", NULL);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	if (model_path && !*model_path)
 		model_path = NULL; /* -m '': no model */
 	if (!model_path || !text_path) {
