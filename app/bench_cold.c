@@ -389,12 +389,7 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 						      : 1;
 	/* the model's name and type, from a load that also checks the file early */
 	struct model_params mp;
-	model_params_default(&mp);
-	mp.n_threads = 1;
-	mp.n_ctx = 1;
-	mp.prefault = 0;
-	mp.readahead = 0;
-	mp.repack = 0; /* a copy would read the whole file (and need its size in memory) */
+	model_params_probe(&mp);
 	struct model *probe = model_load(path, &mp);
 	if (!probe) {
 		return report_failure(EXIT_RUNTIME);

@@ -148,6 +148,26 @@ static int cancel_once(struct engine *e, const struct engine_request *rq, double
 	return landed;
 }
 
+/* trials cancels at random points up to max_ms into the request (or into
+ * generation, decode); the latencies of those that landed into lat[*n],
+ * the others counted in *missed.  0, or -1 on error. */
+static int cancel_trials(struct engine *e, const struct engine_request *rq, int trials,
+			 double max_ms, int decode, double *lat, int *n, int *missed, uint64_t *rng)
+{
+	for (int t = 0; t < trials; t++) {
+		double ms;
+		int r = cancel_once(e, rq, max_ms * (double)(bench_rng(rng) % 1000) / 1000.0,
+				    decode, &ms);
+		if (r < 0)
+			return -1;
+		if (r)
+			lat[(*n)++] = ms;
+		else
+			(*missed)++;
+	}
+	return 0;
+}
+
 static int bench_cancel(const struct config *cfg, int trials, int n_prompt)
 {
 	struct engine *e = open_engine(cfg);
@@ -186,34 +206,17 @@ static int bench_cancel(const struct config *cfg, int trials, int n_prompt)
 	printf("model %s (%s), %d threads, context %d; prefill of %d tokens: %.1f ms\n", in->name,
 	       in->type_name, in->n_threads, in->n_ctx, n_prompt, prefill_ms);
 
-	for (int t = 0; t < trials; t++) {
-		double lat;
-		int r = cancel_once(e, &rq, prefill_ms * (double)(bench_rng(&s) % 1000) / 1000.0, 0,
-				    &lat);
-		if (r < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
-		if (r)
-			pre[n_pre++] = lat;
-		else
-			miss_pre++;
+	if (cancel_trials(e, &rq, trials, prefill_ms, 0, pre, &n_pre, &miss_pre, &s) < 0) {
+		rc = EXIT_RUNTIME;
+		goto out;
 	}
 	/* decode: a short prompt, generation until the context is full */
 	rq.n_tokens = 16;
 	rq.max_tokens = -1;
 	rq.no_reuse = 0;
-	for (int t = 0; t < trials; t++) {
-		double lat;
-		int r = cancel_once(e, &rq, (double)(bench_rng(&s) % 300), 1, &lat);
-		if (r < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
-		if (r)
-			dec[n_dec++] = lat;
-		else
-			miss_dec++;
+	if (cancel_trials(e, &rq, trials, 300, 1, dec, &n_dec, &miss_dec, &s) < 0) {
+		rc = EXIT_RUNTIME;
+		goto out;
 	}
 	printf("cancel latency, engine_cancel() to DONE:\n");
 	print_latency("prefill", pre, n_pre, miss_pre);
@@ -244,6 +247,17 @@ static void make_text(struct strbuf *sb, int n_words, uint64_t seed)
 	/* no trailing space: it would merge with the reply's first word when
 	 * the second turn is tokenized, and cost the reuse of one token */
 	strbuf_addch(sb, '.');
+}
+
+/* rq with its first n_messages, a reply of max_tokens, the cache reused or
+ * not; DONE in *ev.  0, or -1 after saying why. */
+static int turn(struct engine *e, struct engine_request *rq, int n_messages, int max_tokens,
+		int no_reuse, struct engine_event *ev)
+{
+	rq->n_messages = n_messages;
+	rq->max_tokens = max_tokens;
+	rq->no_reuse = no_reuse;
+	return run_request(e, rq, ev);
 }
 
 static int bench_reuse(const struct config *cfg, int trials, int n_prompt)
@@ -291,31 +305,18 @@ static int bench_reuse(const struct config *cfg, int trials, int n_prompt)
 	rq.max_tokens = 1;
 
 	for (int t = 0; t < trials; t++) {
-		/* without: the whole conversation again */
-		rq.no_reuse = 1;
-		if (run_request(e, &rq, &ev) < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
+		/* without: the whole conversation again; then the cache put back
+		 * where the first turn left it; with: only what is new */
+		if (turn(e, &rq, 3, 1, 1, &ev) < 0)
+			goto fail;
 		without[t] = ev.stats.prefill_ms;
 		ttft_without[t] = ev.stats.ttft_ms;
 		engine_event_free(&ev);
-		/* put the cache back where the first turn left it */
-		rq.n_messages = 1;
-		rq.max_tokens = 32;
-		if (run_request(e, &rq, &ev) < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
+		if (turn(e, &rq, 1, 32, 1, &ev) < 0)
+			goto fail;
 		engine_event_free(&ev);
-		rq.n_messages = 3;
-		rq.max_tokens = 1;
-		/* with: only what is new */
-		rq.no_reuse = 0;
-		if (run_request(e, &rq, &ev) < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
+		if (turn(e, &rq, 3, 1, 0, &ev) < 0)
+			goto fail;
 		with[t] = ev.stats.prefill_ms;
 		ttft_with[t] = ev.stats.ttft_ms;
 		prompt2 = ev.stats.prompt_tokens;
@@ -338,6 +339,9 @@ static int bench_reuse(const struct config *cfg, int trials, int n_prompt)
 		printf("  speed-up of the second turn: %.1fx\n",
 		       bench_percentile(ttft_without, trials, 50) /
 			       bench_percentile(ttft_with, trials, 50));
+	goto out;
+fail:
+	rc = EXIT_RUNTIME;
 out:
 	free(reply);
 	free(with);

@@ -222,16 +222,21 @@ static void do_export(struct chat *c, const char *args)
 	chat_session_export(c, path);
 }
 
+/* The last message of the user, when no reply streams; else NULL, said. */
+static struct chat_msg *last_user(struct chat *c, size_t *at, const char *none)
+{
+	struct chat_msg *u = chat_need_idle(c) ? chat_pane_last(&c->pane, CHAT_USER, at) : NULL;
+	if (!u && !c->busy)
+		chat_notice(c, "%s", none);
+	return u;
+}
+
 static void do_regen(struct chat *c)
 {
 	size_t ia, iu;
-	if (!chat_need_idle(c))
+	struct chat_msg *u = last_user(c, &iu, "Nothing to regenerate yet.");
+	if (!u)
 		return;
-	struct chat_msg *u = chat_pane_last(&c->pane, CHAT_USER, &iu);
-	if (!u) {
-		chat_notice(c, "Nothing to regenerate yet.");
-		return;
-	}
 	struct chat_msg *a = chat_pane_last(&c->pane, CHAT_ASSISTANT, &ia);
 	if (a && ia > iu) {
 		if (a->id)
@@ -248,13 +253,9 @@ static void do_regen(struct chat *c)
 static void do_edit(struct chat *c)
 {
 	size_t iu;
-	if (!chat_need_idle(c))
+	struct chat_msg *u = last_user(c, &iu, "No message to edit yet.");
+	if (!u)
 		return;
-	struct chat_msg *u = chat_pane_last(&c->pane, CHAT_USER, &iu);
-	if (!u) {
-		chat_notice(c, "No message to edit yet.");
-		return;
-	}
 	char *text = xstrdup(u->text.buf);
 	/* the message and everything after it go; the input holds it again, and
 	 * the next turn overwrites their rows in the history */

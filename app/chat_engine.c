@@ -406,15 +406,21 @@ static void on_error(struct chat *c, const struct engine_event *ev)
 	c->status_dirty = 1;
 }
 
+/* A progress event (loading: bytes; prefill: tokens) into the status pane. */
+static void progress(struct chat *c, enum status_state state, const struct engine_event *ev)
+{
+	c->st.state = state;
+	c->st.done = ev->done;
+	c->st.total = ev->total;
+	c->status_dirty = 1;
+}
+
 static void on_event(struct chat *c, struct engine_event *ev)
 {
 	switch (ev->type) {
 	case ENGINE_EV_PREFILL_PROGRESS:
-		c->st.state = STATE_PREFILL;
-		c->st.done = ev->done;
-		c->st.total = ev->total;
+		progress(c, STATE_PREFILL, ev);
 		c->prompt_total = (int)ev->total;
-		c->status_dirty = 1;
 		tell_dropped(c, ev->stats.dropped_turns);
 		break;
 	case ENGINE_EV_TOKEN: on_token(c, ev, time_now_ms()); break;
@@ -432,12 +438,7 @@ static void on_event(struct chat *c, struct engine_event *ev)
 static void on_next_event(struct chat *c, struct engine_event *ev)
 {
 	switch (ev->type) {
-	case ENGINE_EV_LOAD_PROGRESS:
-		c->st.state = STATE_LOADING;
-		c->st.done = ev->done;
-		c->st.total = ev->total;
-		c->status_dirty = 1;
-		break;
+	case ENGINE_EV_LOAD_PROGRESS: progress(c, STATE_LOADING, ev); break;
 	case ENGINE_EV_WARNING:
 		chat_notice(c, "%.*s", (int)ev->len, ev->text ? ev->text : "");
 		break;

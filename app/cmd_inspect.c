@@ -242,6 +242,17 @@ static const struct {
 };
 #define N_HPARAMS (sizeof(hparams) / sizeof(hparams[0]))
 
+/* Hyperparameter h of the architecture, its key in key; NULL when the file
+ * has none (vocab_size is reported on its own, from vocab_size()). */
+static const struct gguf_kv *hparam(const struct gguf *g, const char *arch, size_t h, char *key,
+				    size_t cap)
+{
+	if (!*arch || !strcmp(hparams[h].suffix, "vocab_size"))
+		return NULL;
+	snprintf(key, cap, "%s.%s", arch, hparams[h].suffix);
+	return gguf_find_kv(g, key);
+}
+
 /* Vocabulary size: <arch>.vocab_size, else the token list, else token_embd's rows. */
 static int64_t vocab_size(const struct gguf *g, const char *arch, const char **from)
 {
@@ -352,13 +363,12 @@ static void inspect_json(struct strbuf *out, const struct gguf *g, const char *p
 	}
 	strbuf_addstr(out, "}},\n\"hyperparameters\": {\"architecture\": ");
 	json_str(out, arch, strlen(arch));
-	for (size_t h = 0; *arch && h < N_HPARAMS; h++) {
-		const struct gguf_kv *kv;
-		snprintf(key, sizeof(key), "%s.%s", arch, hparams[h].suffix);
-		if (!(kv = gguf_find_kv(g, key)) || !strcmp(hparams[h].suffix, "vocab_size"))
-			continue;
-		strbuf_addf(out, ", \"%s\": ", hparams[h].suffix);
-		json_value(out, g, kv);
+	for (size_t h = 0; h < N_HPARAMS; h++) {
+		const struct gguf_kv *kv = hparam(g, arch, h, key, sizeof(key));
+		if (kv) {
+			strbuf_addf(out, ", \"%s\": ", hparams[h].suffix);
+			json_value(out, g, kv);
+		}
 	}
 	const char *from = NULL;
 	int64_t nv = vocab_size(g, arch, &from);
@@ -415,14 +425,13 @@ static void inspect_text(struct strbuf *out, const struct gguf *g, const char *p
 			    format_size(sz, sizeof(sz), by_type[ty].bytes));
 	}
 	strbuf_addf(out, "\narchitecture: %s\n", *arch ? arch : "(none)");
-	for (size_t h = 0; *arch && h < N_HPARAMS; h++) {
-		const struct gguf_kv *kv;
-		snprintf(key, sizeof(key), "%s.%s", arch, hparams[h].suffix);
-		if (!(kv = gguf_find_kv(g, key)) || !strcmp(hparams[h].suffix, "vocab_size"))
-			continue;
-		strbuf_addf(out, "  %-12s ", hparams[h].label);
-		text_value(out, g, kv);
-		strbuf_addf(out, "  (%s)\n", key);
+	for (size_t h = 0; h < N_HPARAMS; h++) {
+		const struct gguf_kv *kv = hparam(g, arch, h, key, sizeof(key));
+		if (kv) {
+			strbuf_addf(out, "  %-12s ", hparams[h].label);
+			text_value(out, g, kv);
+			strbuf_addf(out, "  (%s)\n", key);
+		}
 	}
 	const char *from = NULL;
 	int64_t nv = vocab_size(g, arch, &from);

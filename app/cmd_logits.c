@@ -73,11 +73,7 @@ static int write_all(FILE *f, const float *v, size_t n)
 static int trained_context(const char *path)
 {
 	struct model_params mp;
-	model_params_default(&mp);
-	mp.n_threads = 1;
-	mp.n_ctx = 1;
-	mp.prefault = 0;
-	mp.repack = 0;
+	model_params_probe(&mp);
 	struct model *m = model_load(path, &mp);
 	int n = m ? model_info(m)->n_ctx_train : 0;
 	model_free(m);

@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "config.h"
 #include "engine.h"
+#include "options.h"
 #include "report.h"
 #include "strbuf.h"
 
@@ -9,44 +10,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void models_usage(FILE *fp)
-{
-	fprintf(fp, "usage: palaver [options] models [--remote URL] [--json]\n"
-		    "\n"
-		    "List the models an OpenAI-compatible server (llama-server, ollama, vLLM)\n"
-		    "offers, one name a line: the names --remote-model takes.\n"
-		    "\n"
-		    "  --remote URL  the server (default: remote.url of the configuration)\n"
-		    "  --json        one JSON object a line: id, owned_by, context (0 = unknown)\n"
-		    "  -h, --help    print this help\n"
-		    "\n"
-		    "The API key is read from the variable named by remote.api_key_env.\n");
-}
+static const char usage[] =
+	"usage: palaver [options] models [--remote URL] [--json]\n"
+	"\n"
+	"List the models an OpenAI-compatible server (llama-server, ollama, vLLM)\n"
+	"offers, one name a line: the names --remote-model takes.\n"
+	"\n"
+	"  --remote URL  the server (default: remote.url of the configuration)\n"
+	"  --json        one JSON object a line: id, owned_by, context (0 = unknown)\n"
+	"  -h, --help    print this help\n"
+	"\n"
+	"The API key is read from the variable named by remote.api_key_env.\n";
 
 int cmd_models(int argc, char **argv, struct config *cfg)
 {
 	int json = 0;
 
-	for (int i = 1; i < argc; i++) {
-		int r;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			models_usage(stdout);
-			return EXIT_OK;
-		}
-		if (!strcmp(argv[i], "--json")) {
-			json = 1;
-			continue;
-		}
-		r = config_parse_common_flag(cfg, &i, argc, argv);
-		if (r < 0) {
-			return report_failure(EXIT_USAGE);
-		}
-		if (r > 0)
-			continue;
-		return report_usage(
-			"models: unexpected argument '%s'\nusage: palaver models [--remote URL] [--json]",
-			argv[i]);
-	}
+	const struct opt_spec opts[] = {
+		{ "--json", NULL, OPT_FLAG, &json, 0, 0, NULL },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = options_parse(argc, argv, opts, usage, "models", "palaver models --help", cfg);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	if (!cfg->remote_url) {
 		return report_usage(
 			"models: no server given; use --remote URL or 'remote.url' in the config file");

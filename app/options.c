@@ -417,10 +417,16 @@ static int take_value(const struct opt_spec *o, const char *v, const char *name)
 int options_parse(int argc, char **argv, const struct opt_spec *opts, const char *usage,
 		  const char *name, const char *help, struct config *cfg)
 {
+	const struct opt_spec *operand = NULL; /* the spec named "", if any */
+	int taken = 0;
+	for (const struct opt_spec *o = opts; o->name; o++)
+		if (!*o->name)
+			operand = o;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const struct opt_spec *o = opts;
-		while (o->name && strcmp(a, o->name) && !(o->alias && !strcmp(a, o->alias)))
+		while (o->name &&
+		       (!*o->name || (strcmp(a, o->name) && !(o->alias && !strcmp(a, o->alias)))))
 			o++;
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			fputs(usage, stdout);
@@ -436,9 +442,17 @@ int options_parse(int argc, char **argv, const struct opt_spec *opts, const char
 				return -1;
 			continue;
 		}
+		if (a[0] != '-' || !a[1]) {
+			if (!operand || taken++) {
+				report("%s: unexpected argument '%s' (see '%s')", name, a, help);
+				return -1;
+			}
+			*(const char **)operand->out = a;
+			continue;
+		}
 		int r = cfg ? config_parse_common_flag(cfg, &i, argc, argv) : 0;
-		if (r < 0) {
-			report("%s: %s", name, error_message());
+		if (r < 0) { /* "option '--seed': ..." names it already */
+			report_failure(-1);
 			return -1;
 		}
 		if (r == 0) {

@@ -67,7 +67,7 @@ run bad-command2 2 "palaver: 'frobnicate' is not a palaver command
 $usage" frobnicate
 run bad-sub-flag 2 "palaver: option '--seed': 'sampling.seed' must be an integer from 0 to 18446744073709551615 or random, not 'x'" config --seed x
 run config-extra 2 - config --bogus
-contains config-extra err "palaver: config: unexpected argument '--bogus'"
+contains config-extra err "palaver: config: unknown option '--bogus'"
 
 # ---- bad config files: FILE:LINE:COL: message, exit 2
 printf 'threads: 4\nthreads: 5\n' >dup.yaml
