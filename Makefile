@@ -56,7 +56,7 @@ AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
 
 .PHONY: all run test test-unit test-integration bench lint asan install uninstall \
-	clean deps fuzz help
+	clean deps fuzz fuzz-jinja help
 .DEFAULT_GOAL := all
 
 all: palaver
@@ -96,7 +96,7 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libpalaver.a
 
 # ---- set-up --------------------------------------------------------------
 deps:
-	@sh tools/deps.sh $(PKGS) cmocka
+	@sh tools/deps.sh $(PKGS) cmocka python3-jinja2
 
 run: deps all
 	./palaver $(ARGS)
@@ -148,6 +148,32 @@ fuzz: build-fuzz/fuzz_gguf
 	cd build-fuzz && ./fuzz_gguf -max_total_time=$(FUZZ_TIME) -max_len=$(FUZZ_MAXLEN) \
 		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus ../tests/fuzz/regress
 
+# ---- fuzzing (issue 20): libFuzzer on the Jinja interpreter ------------------
+# `make fuzz-jinja` builds build-fuzz/fuzz_jinja, seeds build-fuzz/corpus-jinja
+# with every test template over a few conversations (template, NUL, JSON)
+# and runs for FUZZ_TIME seconds; crashes land in build-fuzz/.
+FUZZ_JINJA_SRCS := tests/fuzz/fuzz_jinja.c engine/jinja.c engine/jinja_value.c \
+	engine/jinja_eval.c engine/unicode.c history/json.c $(wildcard app/lib/*.c)
+JINJA_SEED_CONVS := 03-turns 06-awkward-text 10-tools
+
+build-fuzz/fuzz_jinja: $(FUZZ_JINJA_SRCS) engine/jinja.h engine/jinja_int.h engine/jinja_case.h
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Iapp/lib -Iengine -Ihistory \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $@ $(FUZZ_JINJA_SRCS)
+
+fuzz-jinja: build-fuzz/fuzz_jinja
+	@mkdir -p build-fuzz/corpus-jinja
+	@for t in tests/jinja/templates/*.jinja ../shared/ref/templates/*.jinja; do \
+		[ -r "$$t" ] || continue; \
+		for c in $(JINJA_SEED_CONVS); do \
+			{ cat "$$t"; printf '\0001'; cat tests/jinja/conversations/$$c.json; } \
+				>"build-fuzz/corpus-jinja/$$(basename "$$t" .jinja).$$c"; \
+		done; \
+	done
+	cd build-fuzz && ./fuzz_jinja -max_total_time=$(FUZZ_TIME) -max_len=65536 \
+		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus-jinja
+
 # ---- palaver-tiny (issue 11): retrain models/palaver-tiny.gguf from scratch ----
 $(BUILD)/tiny_gguf: tools/train/tiny_gguf.c $(BUILD)/libpalaver.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(LDLIBS)
@@ -176,7 +202,7 @@ clean:
 	rm -rf build build-asan build-fuzz palaver
 
 help:
-	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz tiny-model"
+	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz fuzz-jinja tiny-model"
 	@echo "variables: PREFIX DESTDIR ARCH_FLAGS OPT CUDA=1 ARGS='...' (for run/bench)"
 
 -include $(OBJS:.o=.d) $(TEST_BINS:=.d)
