@@ -26,6 +26,7 @@ const struct command commands[] = {
 	{ "sessions", cmd_sessions, "list, show, search, export saved chats" },
 	{ "config", cmd_config, "print the effective configuration" },
 	{ "mkmodel", cmd_mkmodel, "write a random-weight GGUF model" },
+	{ "template", cmd_template, "print the prompt a chat template makes" },
 	{ NULL, NULL, NULL },
 };
 

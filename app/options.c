@@ -38,7 +38,7 @@ static const struct flag flags[] = {
 	{ 0, "backend", "NAME", "backend", NULL, 1, "compute backend: auto, cpu or cuda" },
 	{ 0, "batch-size", "N", "batch_size", NULL, 1, "prompt tokens per prefill step" },
 	{ 0, "chat-template", "NAME", "chat_template", NULL, 1,
-	  "chat template: auto, a template name or a file" },
+	  "chat template: auto, a format name or a .jinja file" },
 	{ 'p', "prompt", "TEXT", NULL, NULL, 0, "answer TEXT once and exit (batch mode)" },
 	{ 0, "batch", NULL, NULL, NULL, 0, "batch mode even when stdin is a terminal" },
 	{ 0, "json", NULL, NULL, NULL, 0, "batch mode, writing JSON lines" },

@@ -71,6 +71,7 @@ struct job {
 	char *stop[ENGINE_MAX_STOP];
 	int n_stop;
 	int no_reuse;
+	enum engine_think think;
 	double t_submit; /* time_now_ms() at engine_submit */
 };
 
@@ -404,6 +405,8 @@ static int engine_load(struct engine *e)
 	e->tmpl = prompt_template_open(model_gguf(e->m), e->tok, e->chat_template);
 	if (!e->tmpl)
 		return -1;
+	if (prompt_template_note(e->tmpl))
+		push_text(e, ENGINE_EV_WARNING, prompt_template_note(e->tmpl));
 	e->logits = try_alloc_array((size_t)mi->n_vocab, sizeof(float));
 	if (!e->logits)
 		return error("out of memory for the logits");
@@ -423,6 +426,7 @@ static int engine_load(struct engine *e)
 	snprintf(in->backend, sizeof(in->backend), "cpu");
 	snprintf(in->chat_template, sizeof(in->chat_template), "%s", prompt_template_name(e->tmpl));
 	in->template_defaulted = prompt_template_defaulted(e->tmpl);
+	in->template_thinks = prompt_template_thinks(e->tmpl);
 	in->kv_bytes = mi->kv_bytes;
 	in->weight_bytes = mi->weight_bytes;
 	return 0;
@@ -584,9 +588,19 @@ static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_o
 		*n_out = j->n_tokens;
 		return 0;
 	}
+	struct prompt_opts po = { j->add_generation_prompt,
+				  j->think == ENGINE_THINK_ON    ? 1
+				  : j->think == ENGINE_THINK_OFF ? 0
+								 : -1,
+				  NULL };
 	for (;;) {
-		if (prompt_render(e->tmpl, j->msgs, j->n_msgs, j->add_generation_prompt, out,
-				  n_out) < 0)
+		char *note = NULL;
+		int rc = prompt_render(e->tmpl, j->msgs, j->n_msgs, &po, out, n_out, &note);
+		if (note) {
+			push_text(e, ENGINE_EV_WARNING, note);
+			free(note);
+		}
+		if (rc < 0)
 			return -1;
 		if (e->cfg.overflow != ENGINE_OVERFLOW_DROP_OLDEST ||
 		    *n_out + answer_room(e, j) <= e->info.n_ctx)
@@ -990,6 +1004,7 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 		j->stop[i] = xstrdup(req->stop[i]);
 	j->n_stop = req->n_stop;
 	j->no_reuse = req->no_reuse;
+	j->think = req->think;
 	j->t_submit = time_now_ms();
 
 	pthread_mutex_lock(&e->mu);

@@ -100,6 +100,12 @@ struct engine_message {
 
 #define ENGINE_MAX_STOP 16
 
+enum engine_think {
+	ENGINE_THINK_DEFAULT, /* as the template decides */
+	ENGINE_THINK_ON,
+	ENGINE_THINK_OFF,
+};
+
 struct engine_request {
 	/* Either a conversation (rendered with the chat template) ... */
 	const struct engine_message *messages;
@@ -118,6 +124,8 @@ struct engine_request {
 	int n_stop;
 	/* 1: ignore the cache and prefill the whole prompt (benchmarks) */
 	int no_reuse;
+	/* thinking, for templates that switch it (enable_thinking, as Qwen3's) */
+	enum engine_think think;
 };
 
 enum engine_stop_reason {
@@ -185,6 +193,7 @@ struct engine_info {
 	char backend[16];       /* "cpu" or "cuda" */
 	char chat_template[32]; /* the template in use; "none" for raw completion */
 	int template_defaulted; /* 1 when no template was found and none was asked for */
+	int template_thinks;    /* 1 when the template switches thinking (engine_request.think) */
 	uint64_t kv_bytes;
 	uint64_t weight_bytes; /* bytes of all tensors (mapped) */
 };
