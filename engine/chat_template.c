@@ -1,6 +1,7 @@
 /* Chat templates: render a conversation in each model family's prompt format, detect the family from a GGUF. */
 #include "chat_template.h"
 
+#include "reasoning.h"
 #include "report.h"
 #include "tokenizer.h"
 #include "xalloc.h"
@@ -638,6 +639,7 @@ static void set_note(struct chat_template *t, const char *fmt, ...)
 static int use_jinja(struct chat_template *t, const char *text, size_t len, const char *what)
 {
 	t->family = chat_template_detect(text, len);
+	reasoning_markers(text, len, &t->think_open, &t->think_close);
 	t->jinja = jinja_parse(text, len);
 	if (t->jinja) {
 		t->thinks = jinja_uses(t->jinja, "enable_thinking");
@@ -663,6 +665,7 @@ struct chat_template *chat_template_open(const struct gguf *g, const char *setti
 {
 	struct chat_template *t = xcalloc(1, sizeof(*t));
 	t->family = -1;
+	reasoning_markers(NULL, 0, &t->think_open, &t->think_close);
 	if (setting && *setting && strcmp(setting, "auto")) {
 		int id = chat_template_from_name(setting);
 		if (id >= 0) {

@@ -131,7 +131,9 @@ struct chat_template {
 	int defaulted;                /* the model has no template: raw completion */
 	int thinks;                   /* the Jinja template reads enable_thinking */
 	char name[32];                /* "jinja" or the family's name */
-	char *note;                   /* to tell the user once (malloc'd), or NULL */
+	const char *think_open;       /* the markers of a thinking block in replies */
+	const char *think_close;
+	char *note; /* to tell the user once (malloc'd), or NULL */
 };
 
 /*

@@ -33,7 +33,17 @@
  *  fit the context: the message has the numbers).  A request may be
  *  submitted while the model loads: it runs after READY.
  *  After a cancel, TOKEN events that found the queue full are dropped; the
- *  DONE text (the whole reply, never a stop string) is authoritative.
+ *  DONE text (the whole answer, never a stop string) is authoritative.
+ *
+ * REASONING
+ *  A reply that thinks first (it opens with <think>, or the template's own
+ *  marker, or the prompt opened the block) is split as it streams: each
+ *  TOKEN event is either thinking (reasoning = 1) or answer, the markers
+ *  and the blank lines after them never sent, even when a marker arrives
+ *  in pieces.  DONE's text is the answer alone; its reasoning_text holds the
+ *  thinking.  engine_stop_thinking() ends a thinking block early: the
+ *  engine writes the close marker itself and the model answers.  A remote
+ *  server's reasoning_content arrives as thinking.
  *  A remote engine keeps this order: READY once the server listed its
  *  models; each request gives one PREFILL_PROGRESS 0/0 (the server tells
  *  nothing of its prefill) when sent; a network, HTTP or stream failure is
@@ -160,17 +170,18 @@ struct engine_stats {
 	int prompt_tokens; /* tokens in the rendered prompt (after drop-oldest) */
 	/* of those, kept from the KV cache (reuse rate = reused / prompt) */
 	int reused_tokens;
-	int dropped_turns;  /* drop-oldest: whole turns removed to fit */
-	int shifts;         /* context shifts during generation */
-	double prefill_ms;  /* prefill of the prompt_tokens - reused_tokens new ones */
-	double prefill_tps; /* those tokens per second */
-	double ttft_ms;     /* engine_submit() to the first sampled token */
-	int gen_tokens;     /* tokens generated (an end-of-turn token not counted) */
-	double decode_ms;   /* from the end of prefill to the end of the reply */
-	double decode_tps;  /* gen_tokens per second of decode_ms */
-	int n_ctx_used;     /* tokens in the cache at the end */
-	int n_ctx;          /* the context size */
-	uint64_t peak_rss;  /* peak resident memory of the process, bytes */
+	int dropped_turns;    /* drop-oldest: whole turns removed to fit */
+	int shifts;           /* context shifts during generation */
+	double prefill_ms;    /* prefill of the prompt_tokens - reused_tokens new ones */
+	double prefill_tps;   /* those tokens per second */
+	double ttft_ms;       /* engine_submit() to the first sampled token */
+	int gen_tokens;       /* tokens generated (an end-of-turn token not counted) */
+	int reasoning_tokens; /* of those, generated while thinking */
+	double decode_ms;     /* from the end of prefill to the end of the reply */
+	double decode_tps;    /* gen_tokens per second of decode_ms */
+	int n_ctx_used;       /* tokens in the cache at the end */
+	int n_ctx;            /* the context size */
+	uint64_t peak_rss;    /* peak resident memory of the process, bytes */
 	enum engine_stop_reason stop_reason;
 	/* remote: prompt_tokens and gen_tokens are the server's usage figures
 	 * (1), or gen_tokens counts the chunks that carried text (0); ttft,
@@ -196,9 +207,13 @@ struct engine_event {
 	uint64_t done, total;
 	char *text; /* owned by the event; freed by engine_event_free */
 	size_t len;
+	int reasoning; /* TOKEN: 1 when the text is thinking, not answer */
 	struct engine_stats stats;
 	/* DONE with stop reason error: what went wrong, else NULL (owned) */
 	char *message;
+	/* DONE: the reply's thinking (owned), or NULL when it did not think */
+	char *reasoning_text;
+	size_t reasoning_len;
 };
 
 struct engine_info {
@@ -240,6 +255,10 @@ void engine_event_free(struct engine_event *ev);
  * when one is already running or the engine failed to load. */
 int engine_submit(struct engine *e, const struct engine_request *req);
 void engine_cancel(struct engine *e);
+/* End the running reply's thinking now: the engine closes the block and
+ * the model answers (a remote engine cancels instead).  Safe from any
+ * thread; forgotten when the reply is not thinking. */
+void engine_stop_thinking(struct engine *e);
 /* NULL until READY. */
 const struct engine_info *engine_info(const struct engine *e);
 

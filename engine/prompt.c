@@ -1,5 +1,6 @@
 /* Conversation to prompt token ids: the chat template renders, the tokenizer parses its ranges. */
 #include "prompt.h"
+#include "reasoning.h"
 
 #include "gguf.h"
 #include "report.h"
@@ -193,11 +194,20 @@ int prompt_tokenize(const struct prompt_template *t, const struct chat_prompt *p
 	return encode_all(enc_chat, &a, out, n_out);
 }
 
+void prompt_template_markers(const struct prompt_template *t, const char **open, const char **close)
+{
+	*open = t->ct->think_open;
+	*close = t->ct->think_close;
+}
+
 int prompt_render(struct prompt_template *t, const struct engine_message *msgs, int n,
-		  const struct prompt_opts *o, int32_t **out, int *n_out, char **note)
+		  const struct prompt_opts *o, int32_t **out, int *n_out, int *thinking,
+		  char **note)
 {
 	struct chat_prompt p = CHAT_PROMPT_INIT;
 	int rc = prompt_render_text(t, msgs, n, o, &p, note);
+	*thinking = rc == 0 && reasoning_prompt_opens(p.text.buf, p.text.len, t->ct->think_open,
+						      t->ct->think_close);
 	if (rc == 0)
 		rc = prompt_tokenize(t, &p, out, n_out);
 	chat_prompt_release(&p);

@@ -56,9 +56,15 @@ struct prompt_opts {
  */
 int prompt_render_text(struct prompt_template *t, const struct engine_message *msgs, int n,
 		       const struct prompt_opts *o, struct chat_prompt *out, char **note);
-/* The prompt's token ids into *out (malloc'd) and *n_out; *note as above. */
+/* The prompt's token ids into *out (malloc'd) and *n_out; *thinking 1
+ * when the prompt ends inside a thinking block the template opened
+ * (DeepSeek-R1's "<think>\n"); *note as above. */
 int prompt_render(struct prompt_template *t, const struct engine_message *msgs, int n,
-		  const struct prompt_opts *o, int32_t **out, int *n_out, char **note);
+		  const struct prompt_opts *o, int32_t **out, int *n_out, int *thinking,
+		  char **note);
+/* The markers of a thinking block in this template's replies. */
+void prompt_template_markers(const struct prompt_template *t, const char **open,
+			     const char **close);
 /* Tokenize a rendered prompt (control tokens only where the template wrote them). */
 int prompt_tokenize(const struct prompt_template *t, const struct chat_prompt *p, int32_t **out,
 		    int *n_out);
