@@ -24,14 +24,14 @@
 /*
  * DESIGN
  *
- * Schema (user_version 3):
+ * Schema (user_version 4):
  *   sessions(id INTEGER PRIMARY KEY, uid TEXT UNIQUE, title, title_auto,
  *            model, system_prompt, sampling, created_at, updated_at,
  *            message_count, preview)
  *   messages(id INTEGER PRIMARY KEY, session_id -> sessions ON DELETE
  *            CASCADE, seq, role, content, status, prompt_tokens, gen_tokens,
- *            prefill_ms, gen_ms, created_at, updated_at, writer_pid,
- *            UNIQUE(session_id, seq))
+ *            prefill_ms, gen_ms, created_at, updated_at, writer_pid, backend,
+ *            model, reasoning, UNIQUE(session_id, seq))
  *   messages_fts: FTS5 over messages.content (external content), kept in
  *            sync by triggers on messages.
  * Times are Unix milliseconds.  uid is the short public id; the integer
@@ -143,6 +143,10 @@ static const char *const migrations[] = {
 	 * path, or "remote" and URL#MODEL); NULL for older rows and user turns */
 	"ALTER TABLE messages ADD COLUMN backend TEXT;"
 	"ALTER TABLE messages ADD COLUMN model TEXT;",
+
+	/* 3 -> 4: a reply's thinking, apart from its content (the answer, which
+	 * later turns send back); NULL when it did not think */
+	"ALTER TABLE messages ADD COLUMN reasoning TEXT;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -165,6 +169,7 @@ enum query {
 	Q_MSG_FINISH,
 	Q_MSG_LOAD,
 	Q_MSG_MODEL,
+	Q_MSG_REASONING,
 	Q_SEARCH,
 	Q_COUNT,
 };
@@ -197,9 +202,10 @@ static const char *const query_sql[Q_COUNT] = {
 			 " prompt_tokens = ?5, gen_tokens = ?6, prefill_ms = ?7, gen_ms = ?8,"
 			 " writer_pid = 0 WHERE id = ?1",
 	[Q_MSG_LOAD] = "SELECT id, seq, role, content, status, prompt_tokens, gen_tokens,"
-		       " prefill_ms, gen_ms, created_at, updated_at, backend, model FROM messages"
-		       " WHERE session_id = ?1 ORDER BY seq",
+		       " prefill_ms, gen_ms, created_at, updated_at, backend, model, reasoning"
+		       " FROM messages WHERE session_id = ?1 ORDER BY seq",
 	[Q_MSG_MODEL] = "UPDATE messages SET backend = ?2, model = ?3 WHERE id = ?1",
+	[Q_MSG_REASONING] = "UPDATE messages SET reasoning = ?2 WHERE id = ?1",
 	[Q_SEARCH] = "SELECT s.uid, s.title, m.id, m.seq, m.role,"
 		     " snippet(messages_fts, 0, ?2, ?3, '…', 12), rank, m.updated_at"
 		     " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
@@ -1274,6 +1280,35 @@ int store_message_set_model(struct store *st, int64_t message_id, const char *ba
 	return tx_commit(st);
 }
 
+int store_message_set_reasoning(struct store *st, int64_t message_id, const char *reasoning,
+				size_t len)
+{
+	sqlite3_stmt *s = query(st, Q_MSG_REASONING);
+	int rc;
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, message_id);
+	if (reasoning && len)
+		sqlite3_bind_text64(s, 2, reasoning, len, SQLITE_STATIC, SQLITE_UTF8);
+	else
+		sqlite3_bind_null(s, 2);
+	if (tx_begin(st) < 0) {
+		done(s);
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	done(s);
+	if (rc != SQLITE_DONE) {
+		fail(st, rc);
+		return tx_rollback(st);
+	}
+	if (sqlite3_changes(st->db) == 0) {
+		error("no message %" PRId64 " in '%s'", message_id, st->path);
+		return tx_rollback(st);
+	}
+	return tx_commit(st);
+}
+
 static int update_message(struct store *st, int64_t message_id, const char *content, size_t len,
 			  int finish, enum store_status status, const struct store_stats *stats)
 {
@@ -1354,6 +1389,7 @@ int store_messages_load(struct store *st, const char *session_id, struct store_m
 		m->content = column_dup(s, 3, &oom);
 		m->backend = column_dup(s, 11, &oom);
 		m->model = column_dup(s, 12, &oom);
+		m->reasoning = column_dup(s, 13, &oom);
 		if (oom) {
 			done(s);
 			store_messages_free(arr, count);
@@ -1389,6 +1425,7 @@ void store_messages_free(struct store_message *m, size_t n)
 		free(m[i].content);
 		free(m[i].backend);
 		free(m[i].model);
+		free(m[i].reasoning);
 	}
 	free(m);
 }
@@ -1633,6 +1670,12 @@ static void export_markdown(const struct store_session *ss, const struct store_m
 		if (m[i].status != STORE_COMPLETE)
 			strbuf_addf(out, " (%s)", store_status_name(m[i].status));
 		strbuf_addstr(out, "\n\n");
+		if (m[i].reasoning) {
+			/* collapsed where Markdown renders HTML (GitHub, most viewers) */
+			strbuf_addstr(out, "<details>\n<summary>Thinking</summary>\n\n");
+			strbuf_addstr(out, m[i].reasoning);
+			strbuf_addstr(out, "\n\n</details>\n\n");
+		}
 		strbuf_addstr(out, m[i].content);
 		if (out->len && out->buf[out->len - 1] != '\n')
 			strbuf_addch(out, '\n');
@@ -1674,6 +1717,10 @@ static void export_json(const struct store_session *ss, const struct store_messa
 		json_double(out, m[i].stats.gen_ms);
 		strbuf_addstr(out, ",\n     \"content\": ");
 		json_str(out, m[i].content);
+		if (m[i].reasoning) {
+			strbuf_addstr(out, ",\n     \"reasoning\": ");
+			json_str(out, m[i].reasoning);
+		}
 		strbuf_addch(out, '}');
 	}
 	strbuf_addstr(out, n ? "\n  ]\n}\n" : "]\n}\n");
@@ -1819,6 +1866,7 @@ static int import_session(struct store *st, const struct json *root, const char 
 		const struct json *m = &msgs->items[i];
 		const char *role, *status_name;
 		const struct json *content = json_get(m, "content");
+		const struct json *reasoning = json_get(m, "reasoning");
 		struct store_stats stats;
 		double mc, mu, pt, gt;
 		int status;
@@ -1841,6 +1889,11 @@ static int import_session(struct store *st, const struct json *root, const char 
 			error("session JSON: message %zu has no string 'content'", i + 1);
 			goto fail;
 		}
+		if (reasoning && reasoning->type != JSON_STRING && reasoning->type != JSON_NULL) {
+			error("session JSON: message %zu has a 'reasoning' that is not a string",
+			      i + 1);
+			goto fail;
+		}
 		status = status_name ? store_status_parse(status_name) : STORE_COMPLETE;
 		if (status < 0) {
 			error("session JSON: message %zu has an unknown status '%s'", i + 1,
@@ -1854,9 +1907,13 @@ static int import_session(struct store *st, const struct json *root, const char 
 		stats.gen_tokens = (int)gt;
 		if (!mc)
 			mc = created;
-		if (insert_message(st, row, role, content->str, content->str_len,
-				   (enum store_status)status, &stats, (int64_t)mc,
-				   (int64_t)(mu ? mu : mc), 0) < 0)
+		int64_t mid = insert_message(st, row, role, content->str, content->str_len,
+					     (enum store_status)status, &stats, (int64_t)mc,
+					     (int64_t)(mu ? mu : mc), 0);
+		if (mid < 0)
+			goto fail;
+		if (reasoning && reasoning->type == JSON_STRING &&
+		    store_message_set_reasoning(st, mid, reasoning->str, reasoning->str_len) < 0)
 			goto fail;
 	}
 	if (updated > 0) {
