@@ -26,6 +26,9 @@
  * warnings, the session id and --stats go to stderr.  With --json, one
  * object per turn instead (JSONL).  The output depends only on the input,
  * the model and the settings (seed included): the engine is deterministic.
+ * A reply's thinking is left out (--reasoning hide), printed before its
+ * answer with a blank line between (show) or sent to stderr (stderr); the
+ * JSON has it in "reasoning".  Later turns send answers without thinking.
  *
  * SIGINT cancels the reply being generated (engine_cancel() stores an
  * atomic flag, safe in a handler); what was produced is printed and saved
@@ -335,6 +338,9 @@ static void request_from(const struct config *cfg, struct engine_request *rq)
 	rq->sampling.seed = s->seed;
 	rq->max_tokens = s->max_tokens;
 	rq->max_time = cfg->max_time;
+	rq->think = cfg->think == THINK_ON    ? ENGINE_THINK_ON
+		    : cfg->think == THINK_OFF ? ENGINE_THINK_OFF
+					      : ENGINE_THINK_DEFAULT;
 	for (int i = 0; i < cfg->n_stop && i < ENGINE_MAX_STOP; i++)
 		rq->stop[rq->n_stop++] = cfg->stop[i];
 }
@@ -388,9 +394,17 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
 	strbuf_add_json_escaped(&o, prompt, strlen(prompt));
 	strbuf_addstr(&o, "\",\"reply\":\"");
 	strbuf_add_json_escaped(&o, done->text ? done->text : "", done->len);
+	strbuf_addstr(&o, "\",\"reasoning\":");
+	if (done->reasoning_text) {
+		strbuf_addch(&o, '"');
+		strbuf_add_json_escaped(&o, done->reasoning_text, done->reasoning_len);
+		strbuf_addch(&o, '"');
+	} else {
+		strbuf_addstr(&o, "null");
+	}
 	strbuf_addf(
 		&o,
-		"\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
+		",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
 		"\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
 		"\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f}\n",
 		engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
@@ -436,7 +450,8 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		    struct engine_event *done)
 {
 	struct engine_request rq;
-	struct strbuf shown = STRBUF_INIT;
+	struct strbuf shown = STRBUF_INIT, thought = STRBUF_INIT;
+	size_t saved_thought = 0;
 	int64_t mid = -1;
 	double last_save = time_now_ms();
 
@@ -462,18 +477,38 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		int got;
 		wait_event(e, &ev, 1000, &got);
 		if (h->st && mid > 0 && time_now_ms() - last_save >= 1000.0) {
-			if (store_message_update(h->st, mid, shown.buf, shown.len) < 0)
+			if (store_message_update(h->st, mid, shown.buf, shown.len) < 0 ||
+			    (thought.len != saved_thought &&
+			     store_message_set_reasoning(h->st, mid, thought.buf, thought.len) < 0))
 				hist_fail(h);
+			saved_thought = thought.len;
 			last_save = time_now_ms();
 		}
 		if (!got)
 			continue;
-		if (ev.type == ENGINE_EV_TOKEN) {
-			strbuf_add(&shown, ev.text, ev.len);
+		if (ev.type == ENGINE_EV_TOKEN && ev.reasoning) {
+			strbuf_add(&thought, ev.text, ev.len);
+			if (!cfg->json && cfg->reasoning != BATCH_REASONING_HIDE) {
+				FILE *f =
+					cfg->reasoning == BATCH_REASONING_STDERR ? stderr : stdout;
+				fwrite(ev.text, 1, ev.len, f);
+				fflush(f);
+			}
+		} else if (ev.type == ENGINE_EV_TOKEN) {
 			if (!cfg->json) {
+				/* shown thinking ends; a blank line, then the answer */
+				if (!shown.len && thought.len &&
+				    cfg->reasoning != BATCH_REASONING_HIDE) {
+					FILE *f = cfg->reasoning == BATCH_REASONING_STDERR ? stderr
+											   : stdout;
+					fputs(thought.buf[thought.len - 1] == '\n' ? "\n" : "\n\n",
+					      f);
+					fflush(f);
+				}
 				fwrite(ev.text, 1, ev.len, stdout);
 				fflush(stdout);
 			}
+			strbuf_add(&shown, ev.text, ev.len);
 		} else if (ev.type == ENGINE_EV_WARNING) {
 			fprintf(stderr, "palaver: warning: %s\n", ev.text);
 		} else if (ev.type == ENGINE_EV_ERROR) {
@@ -484,6 +519,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 				hist_fail(h);
 			engine_event_free(&ev);
 			strbuf_release(&shown);
+			strbuf_release(&thought);
 			return -1;
 		} else if (ev.type == ENGINE_EV_DONE) {
 			/* a reply cut short after a cancel: show the rest of it */
@@ -495,7 +531,12 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		}
 		engine_event_free(&ev);
 	}
+	/* thinking on stderr ends its line, as the answer on stdout does */
+	if (!cfg->json && cfg->reasoning == BATCH_REASONING_STDERR && thought.len &&
+	    thought.buf[thought.len - 1] != '\n')
+		fputc('\n', stderr);
 	strbuf_release(&shown);
+	strbuf_release(&thought);
 	const struct engine_stats *s = &done->stats;
 	if (s->stop_reason == ENGINE_STOP_ERROR && done->message)
 		fprintf(stderr, "palaver: %s\n", done->message);
@@ -506,7 +547,9 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 					   : s->stop_reason == ENGINE_STOP_ERROR   ? STORE_ERROR
 										   : STORE_COMPLETE;
 		if (store_message_finish(h->st, mid, done->text ? done->text : "", done->len,
-					 status, &ss) < 0)
+					 status, &ss) < 0 ||
+		    store_message_set_reasoning(h->st, mid, done->reasoning_text,
+						done->reasoning_len) < 0)
 			hist_fail(h);
 	}
 	return 0;

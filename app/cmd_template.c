@@ -34,6 +34,7 @@ static const char usage[] =
 	"      --no-generation-prompt  end after the last message (no open\n"
 	"                            assistant turn)\n"
 	"      --think on|off        set enable_thinking for templates that read it\n"
+	"                            (auto, the default, leaves it to the template)\n"
 	"      --tokens              print the token ids instead, one per line with\n"
 	"                            the piece; control tokens are marked\n"
 	"  -h, --help                show this help\n";
@@ -152,7 +153,7 @@ static int read_conversation(const struct strbuf *in, const char *name, struct j
 int cmd_template(int argc, char **argv, struct config *cfg)
 {
 	const char *file = NULL;
-	int gen = 1, tokens = 0, think = -1;
+	int gen = 1, tokens = 0;
 	int i;
 
 	for (i = 1; i < argc; i++) {
@@ -170,14 +171,6 @@ int cmd_template(int argc, char **argv, struct config *cfg)
 			gen = 0;
 		} else if (!strcmp(a, "--tokens")) {
 			tokens = 1;
-		} else if (!strcmp(a, "--think")) {
-			const char *v = i + 1 < argc ? argv[++i] : NULL;
-			if (!v || (strcmp(v, "on") && strcmp(v, "off"))) {
-				fprintf(stderr, "palaver: '--think' needs 'on' or 'off'\n%s",
-					usage);
-				return EXIT_USAGE;
-			}
-			think = !strcmp(v, "on");
 		} else {
 			int r = config_parse_common_flag(cfg, &i, argc, argv);
 			if (r < 0) {
@@ -273,6 +266,7 @@ int cmd_template(int argc, char **argv, struct config *cfg)
 		ret = EXIT_USAGE;
 		goto out;
 	}
+	int think = cfg->think == THINK_ON ? 1 : cfg->think == THINK_OFF ? 0 : -1;
 	struct prompt_opts po = { gen, think, ctx };
 	if (prompt_render_text(pt, em, (int)msgs->n, &po, &p, &note) < 0) {
 		fprintf(stderr, "palaver: %s\n", error_message());
