@@ -135,6 +135,9 @@ void chat_engine_submit(struct chat *c)
 	req.sampling.seed = c->sampling.seed;
 	req.max_tokens = c->sampling.max_tokens;
 	req.max_time = c->cfg->max_time;
+	req.think = c->think == THINK_ON    ? ENGINE_THINK_ON
+		    : c->think == THINK_OFF ? ENGINE_THINK_OFF
+					    : ENGINE_THINK_DEFAULT;
 	for (int i = 0; i < c->cfg->n_stop && i < ENGINE_MAX_STOP; i++)
 		req.stop[req.n_stop++] = c->cfg->stop[i];
 
@@ -146,6 +149,8 @@ void chat_engine_submit(struct chat *c)
 		return;
 	}
 	c->busy = 1;
+	c->t_think = 0;
+	c->stop_thinking_put = 0;
 	c->reply = chat_pane_add(&c->pane, CHAT_ASSISTANT, "");
 	c->reply->flags = CHAT_STREAMING;
 	chat_session_reply_begin(c, c->reply);
@@ -251,7 +256,15 @@ static void on_done(struct chat *c, const struct engine_event *ev)
 	c->status_dirty = 1;
 
 	if (c->reply) {
-		c->reply->flags &= ~CHAT_STREAMING;
+		c->reply->flags &= ~(CHAT_STREAMING | CHAT_THINKING);
+		/* the thinking as the engine has it (authoritative, as the text) */
+		strbuf_reset(&c->reply->thinking);
+		if (ev->reasoning_text)
+			strbuf_add(&c->reply->thinking, ev->reasoning_text, ev->reasoning_len);
+		if (s->reasoning_tokens)
+			c->reply->think_tokens = s->reasoning_tokens;
+		if (c->t_think > 0 && c->reply->think_ms <= 0)
+			c->reply->think_ms = now - c->t_think;
 		if (s->stop_reason == ENGINE_STOP_CANCELLED)
 			c->reply->flags |= CHAT_STOPPED;
 		else if (s->stop_reason == ENGINE_STOP_ERROR)
@@ -323,7 +336,22 @@ static void on_event(struct chat *c, struct engine_event *ev)
 				c->st.prompt_tps = c->prompt_total * 1000.0 / (now - c->t_submit);
 			c->st.state = STATE_GENERATING;
 		}
-		chat_pane_append(&c->pane, c->reply, ev->text, ev->len);
+		if (ev->reasoning) {
+			/* thinking: dimmed under a line that counts it */
+			if (!c->t_think)
+				c->t_think = now;
+			c->reply->flags |= CHAT_THINKING;
+			c->reply->think_tokens = ev->done > 0 ? (int)ev->done : c->gen_tokens + 1;
+			c->reply->think_ms = now - c->t_think;
+			chat_pane_append_thinking(&c->pane, c->reply, ev->text, ev->len);
+		} else {
+			if (c->reply->flags & CHAT_THINKING) {
+				/* the answer begins: the thinking folds away */
+				c->reply->flags &= ~CHAT_THINKING;
+				c->reply->think_ms = now - c->t_think;
+			}
+			chat_pane_append(&c->pane, c->reply, ev->text, ev->len);
+		}
 		c->gen_tokens++;
 		c->sample_tokens++;
 		c->st.gen_tokens = c->gen_tokens;
@@ -378,6 +406,20 @@ void chat_engine_cancel(struct chat *c)
 		engine_cancel(c->eng);
 		chat_hint(c, "stopping\xe2\x80\xa6");
 	}
+}
+
+void chat_engine_escape(struct chat *c)
+{
+	if (!c->busy || !c->eng)
+		return;
+	if (c->reply && (c->reply->flags & CHAT_THINKING) && !c->stop_thinking_put) {
+		/* the model stops thinking and answers; Esc again stops it all */
+		engine_stop_thinking(c->eng);
+		c->stop_thinking_put = 1;
+		chat_hint(c, "ending the thinking: the answer comes next (Esc again stops)");
+		return;
+	}
+	chat_engine_cancel(c);
 }
 
 void chat_engine_send(struct chat *c, const char *text)

@@ -107,7 +107,8 @@ void chat_session_reply_begin(struct chat *c, struct chat_msg *m)
 	if (c->reuse_reply_row) {
 		m->id = c->reuse_reply_row;
 		c->reuse_reply_row = 0;
-		if (store_message_update(c->store, m->id, "", 0) < 0)
+		if (store_message_update(c->store, m->id, "", 0) < 0 ||
+		    store_message_set_reasoning(c->store, m->id, NULL, 0) < 0)
 			chat_session_fail(c);
 	} else {
 		m->id = store_message_begin(c->store, c->sid, "assistant");
@@ -128,7 +129,9 @@ void chat_session_reply_progress(struct chat *c, struct chat_msg *m, double now)
 	if (!c->store || !m->id || now - c->last_store_write < 1000)
 		return;
 	c->last_store_write = now;
-	if (store_message_update(c->store, m->id, m->text.buf, m->text.len) < 0)
+	if (store_message_update(c->store, m->id, m->text.buf, m->text.len) < 0 ||
+	    (m->thinking.len &&
+	     store_message_set_reasoning(c->store, m->id, m->thinking.buf, m->thinking.len) < 0))
 		chat_session_fail(c);
 }
 
@@ -145,7 +148,8 @@ void chat_session_reply_end(struct chat *c, struct chat_msg *m, enum store_statu
 		ss.gen_ms = es->decode_ms;
 	}
 	if (store_message_finish(c->store, m->id, m->text.buf, m->text.len, status,
-				 es ? &ss : NULL) < 0)
+				 es ? &ss : NULL) < 0 ||
+	    store_message_set_reasoning(c->store, m->id, m->thinking.buf, m->thinking.len) < 0)
 		chat_session_fail(c);
 }
 
@@ -261,6 +265,8 @@ void chat_session_load(struct chat *c, const char *id, int64_t target)
 			continue;
 		struct chat_msg *m = chat_pane_add(&c->pane, role, sm->content);
 		m->id = sm->id;
+		if (sm->reasoning)
+			strbuf_addstr(&m->thinking, sm->reasoning);
 		if (sm->status == STORE_CANCELLED || sm->status == STORE_INTERRUPTED ||
 		    sm->status == STORE_STREAMING)
 			m->flags |= CHAT_STOPPED;
@@ -322,9 +328,12 @@ int chat_session_export(struct chat *c, const char *path)
 		struct chat_msg *m = c->pane.msgs[i];
 		if (m->role != CHAT_USER && m->role != CHAT_ASSISTANT)
 			continue;
-		fprintf(f, "**%s:**%s\n\n%s\n\n",
-			m->role == CHAT_USER ? "You" : c->pane.assistant_label,
-			m->flags & CHAT_STOPPED ? " (stopped)" : "", m->text.buf);
+		fprintf(f, "**%s:**%s\n\n", m->role == CHAT_USER ? "You" : c->pane.assistant_label,
+			m->flags & CHAT_STOPPED ? " (stopped)" : "");
+		if (m->thinking.len)
+			fprintf(f, "<details>\n<summary>Thinking</summary>\n\n%s\n\n</details>\n\n",
+				m->thinking.buf);
+		fprintf(f, "%s\n\n", m->text.buf);
 	}
 	return fclose(f);
 }
