@@ -66,6 +66,9 @@ void chat_engine_open(struct chat *c, const char *path)
 	memset(&c->st, 0, sizeof(c->st));
 	memcpy(c->st.title, keep.title, sizeof(c->st.title));
 	memcpy(c->st.notice, keep.notice, sizeof(c->st.notice));
+	/* the last model's template fallback is not this one's */
+	if (!strcmp(c->st.notice, "template: fallback"))
+		c->st.notice[0] = '\0';
 	chat_copy_str(c->st.model, sizeof(c->st.model), chat_base_name(path));
 	c->st.state = STATE_LOADING;
 	c->status_dirty = 1;
@@ -366,6 +369,11 @@ static void on_event(struct chat *c, struct engine_event *ev)
 	case ENGINE_EV_DONE: on_done(c, ev); break;
 	case ENGINE_EV_WARNING:
 		chat_notice(c, "%.*s", (int)ev->len, ev->text ? ev->text : "");
+		if (ev->done == 1 && !c->st.notice[0]) {
+			/* a template fallback stays in view in the status pane */
+			chat_copy_str(c->st.notice, sizeof(c->st.notice), "template: fallback");
+			c->status_dirty = 1;
+		}
 		break;
 	case ENGINE_EV_ERROR:
 		if (c->reply || c->busy) {

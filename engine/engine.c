@@ -214,6 +214,17 @@ static void push_text(struct engine *e, enum engine_event_type type, const char 
 	push(e, &ev, PUSH_FINAL);
 }
 
+/* A WARNING about the chat template (a built-in format renders instead). */
+static void push_template_warning(struct engine *e, const char *text)
+{
+	struct engine_event ev = { 0 };
+	ev.type = ENGINE_EV_WARNING;
+	ev.len = strlen(text);
+	ev.text = xstrdup(text);
+	ev.done = 1;
+	push(e, &ev, PUSH_FINAL);
+}
+
 int engine_next_event(struct engine *e, struct engine_event *ev)
 {
 	int got = 0;
@@ -399,7 +410,7 @@ static int engine_load(struct engine *e)
 	if (!e->tmpl)
 		return -1;
 	if (prompt_template_note(e->tmpl))
-		push_text(e, ENGINE_EV_WARNING, prompt_template_note(e->tmpl));
+		push_template_warning(e, prompt_template_note(e->tmpl));
 	e->logits = try_alloc_array((size_t)mi->n_vocab, sizeof(float));
 	if (!e->logits)
 		return error("out of memory for the logits");
@@ -614,7 +625,7 @@ static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_o
 		int rc = prompt_render(e->tmpl, j->msgs, j->n_msgs, &po, out, n_out, thinking,
 				       &note);
 		if (note) {
-			push_text(e, ENGINE_EV_WARNING, note);
+			push_template_warning(e, note);
 			free(note);
 		}
 		if (rc < 0)

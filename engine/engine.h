@@ -198,7 +198,8 @@ enum engine_event_type {
 	ENGINE_EV_DONE,             /* stats; text: the whole reply */
 	ENGINE_EV_ERROR,            /* text: the message (loading, or a request) */
 	/* text: something to tell the user; work goes on (memory over a
-	 * memory.mode=warn limit, an unknown pre-tokenizer) */
+	 * memory.mode=warn limit, an unknown pre-tokenizer); done 1: about the
+	 * chat template (one that cannot be used, a built-in format instead) */
 	ENGINE_EV_WARNING,
 };
 

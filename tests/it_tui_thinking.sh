@@ -4,7 +4,8 @@
 # starts or the reply ends; Ctrl-T and /think show|hide|collapse change how
 # it shows; Esc while it thinks makes the model answer; /think on|off; the
 # history and /export keep it apart.  The model is stories260K under a
-# template that opens the thinking block (DeepSeek-R1's way).
+# template that opens the thinking block (DeepSeek-R1's way).  Last, a
+# template the interpreter refuses: its format renders, said once.
 cd "$(dirname "$0")/.." || exit 1
 PALAVER=${PALAVER:-$PWD/build/palaver}
 REF=${PALAVER_REF_DIR:-../shared/ref}
@@ -99,6 +100,19 @@ id=$(printf '%s\n' "$out" | awk '/Once upon a time/ && !/dragon/ { print $1; exi
 js=$(env HOME=$T "$PALAVER" --history "$T/history.db" sessions export "$id" --format json 2>&1)
 case $js in *'"reasoning": "'*) ok "the history saved the reasoning apart" ;;
 *) fail "the saved session has no reasoning: $(printf '%s' "$js" | head -c 400)" ;; esac
+
+# ---- a template the interpreter refuses: its format, said once ----------
+printf '%s' '{% for m in messages %}<|im_start|>{{ m.role|groupby("x") }}{% endfor %}' >"$T/bad.jinja"
+tui_start 100x30 "cd $T && env $ENVS $PALAVER -m $MODEL --chat-template $T/bad.jinja -n 8 --no-history"
+check "a refused template is said in the transcript" tui_wait "cannot be interpreted" 20
+check "... naming why" tui_wait "named 'groupby'" 3
+check "... and the format used instead" tui_wait "using the 'chatml' format" 3
+check "... and stays in view in the status pane" tui_wait "template: fallback" 3
+tui_type "Once"; tui_keys Enter
+check "the chat goes on with the format" tui_wait "Enter send" 30
+n=$(tui_screen | grep -c "cannot be interpreted")
+[ "$n" = 1 ] && ok "it is said once" || fail "the fallback is said $n times"
+tui_keys C-d
 
 [ "$TUI_FAILS" -eq 0 ] || { echo "it_tui_thinking: $TUI_FAILS failed"; exit 1; }
 echo "it_tui_thinking: ok"
