@@ -394,15 +394,14 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
 	strbuf_add_json_escaped(&o, prompt, strlen(prompt));
 	strbuf_addstr(&o, "\",\"reply\":\"");
 	strbuf_add_json_escaped(&o, done->text ? done->text : "", done->len);
-	strbuf_addf(
-		&o,
-		"\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
-		"\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
-		"\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f,"
-		"\"reasoning\":",
-		engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
-		s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
-		s->ttft_ms, s->decode_ms, s->decode_tps);
+	strbuf_addf(&o,
+		    "\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
+		    "\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
+		    "\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f,"
+		    "\"reasoning\":",
+		    engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
+		    s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
+		    s->ttft_ms, s->decode_ms, s->decode_tps);
 	/* the reply's thinking, null when it did not think */
 	if (done->reasoning_text) {
 		strbuf_addch(&o, '"');
