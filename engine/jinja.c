@@ -1303,15 +1303,18 @@ static const char *dotted_name(struct parser *p)
 	struct tok *t = expect_name(p);
 	if (!is_op(cur(p), O_DOT))
 		return t->s;
-	struct strbuf sb = STRBUF_INIT;
-	strbuf_addstr(&sb, t->s);
+	/* in the arena: a syntax error unwinds from expect_name() */
+	const char *r = t->s;
 	while (is_op(cur(p), O_DOT)) {
 		next(p);
-		strbuf_addch(&sb, '.');
-		strbuf_addstr(&sb, expect_name(p)->s);
+		const char *part = expect_name(p)->s;
+		size_t a = strlen(r), b = strlen(part);
+		char *joined = palloc(p, a + b + 2);
+		memcpy(joined, r, a);
+		joined[a] = '.';
+		memcpy(joined + a + 1, part, b + 1);
+		r = joined;
 	}
-	const char *r = pdup(p, sb.buf, sb.len);
-	strbuf_release(&sb);
 	return r;
 }
 

@@ -2780,13 +2780,14 @@ static struct jval *strftime_now(struct render *r, const struct args *a, int lin
 	struct tm tm;
 	time_t now = r->now;
 	localtime_r(&now, &tm);
-	locale_t c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-	if (!c)
-		rfail(r, line, "strftime_now(): no C locale");
 	size_t cap = f->u.str.len * 8 + 64;
 	if (cap > 4096)
 		cap = 4096;
 	char *buf = ralloc(r, cap, line);
+	/* nothing may unwind (rfail) while the locale is held */
+	locale_t c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+	if (!c)
+		rfail(r, line, "strftime_now(): no C locale");
 	size_t n = f->u.str.len ? strftime_l(buf, cap, f->u.str.s, &tm, c) : 0;
 	freelocale(c);
 	if (f->u.str.len && !n)
