@@ -194,7 +194,8 @@ fuzz-jinja: build-fuzz/fuzz_jinja
 		done; \
 	done
 	cd build-fuzz && ./fuzz_jinja -max_total_time=$(FUZZ_TIME) -max_len=65536 \
-		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus-jinja
+		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus-jinja \
+		../tests/fuzz/regress-jinja
 
 # ---- palaver-tiny (issue 11): retrain models/palaver-tiny.gguf from scratch ----
 $(BUILD)/tiny_gguf: tools/train/tiny_gguf.c $(BUILD)/libpalaver.a
