@@ -1,4 +1,5 @@
 /* jinja: the interpreter renders as Jinja2 does (expected outputs recorded from python3-jinja2 set up as Hugging Face does), fails with one line naming the line, stays within its limits, and marks which bytes the template wrote. */
+#include <dirent.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -460,11 +461,54 @@ static void test_reuse(void **state)
 	jinja_free(t);
 }
 
+/* Inputs the fuzzer found (tests/fuzz/regress-jinja: template, NUL, JSON
+ * conversation): each renders or fails with one line, without a leak (make
+ * asan checks that). */
+static void test_fuzz_regress(void **state)
+{
+	(void)state;
+	DIR *d = opendir("tests/fuzz/regress-jinja");
+	if (!d)
+		skip();
+	struct dirent *de;
+	int n = 0;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char path[512];
+		snprintf(path, sizeof(path), "tests/fuzz/regress-jinja/%s", de->d_name);
+		struct strbuf in = STRBUF_INIT;
+		assert_int_equal(strbuf_read_file(&in, path), 0);
+		const char *nul = memchr(in.buf, 0, in.len);
+		size_t tlen = nul ? (size_t)(nul - in.buf) : in.len;
+		error_clear();
+		struct jinja_template *t = jinja_parse(in.buf, tlen);
+		if (t) {
+			struct jinja_ctx *c = jinja_ctx_new();
+			struct jinja_limits lim = { 200000, 1 << 20, 64 << 20, 200 };
+			struct jinja_output o = JINJA_OUTPUT_INIT;
+			if (jinja_render(t, c, NOW, &lim, &o) < 0)
+				assert_null(strchr(error_message(), '\n'));
+			jinja_output_release(&o);
+			jinja_ctx_free(c);
+			jinja_free(t);
+		} else {
+			assert_true(error_message()[0] != 0);
+			assert_null(strchr(error_message(), '\n'));
+		}
+		strbuf_release(&in);
+		n++;
+	}
+	closedir(d);
+	assert_true(n > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cases),  cmocka_unit_test(test_errors), cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_origins), cmocka_unit_test(test_uses),   cmocka_unit_test(test_reuse),
+		cmocka_unit_test(test_fuzz_regress),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
