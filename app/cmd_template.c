@@ -189,7 +189,7 @@ int cmd_template(int argc, char **argv, struct config *cfg)
 		fprintf(stderr, "palaver: give one conversation file\n%s", usage);
 		return EXIT_USAGE;
 	}
-	const char *model = cfg->model;
+	const char *model = cfg->model && *cfg->model ? cfg->model : NULL; /* -m '': none */
 	const char *setting = cfg->chat_template ? cfg->chat_template : "auto";
 	if (!model && tokens) {
 		fprintf(stderr, "palaver: --tokens needs a model (-m FILE)\n");
@@ -243,6 +243,11 @@ int cmd_template(int argc, char **argv, struct config *cfg)
 	}
 	if (prompt_template_note(pt))
 		fprintf(stderr, "palaver: warning: %s\n", prompt_template_note(pt));
+	if (prompt_template_defaulted(pt))
+		fprintf(stderr,
+			"palaver: '%s' has no chat template: the texts as they are (raw "
+			"completion)\n",
+			model);
 
 	const char *odd;
 	em = to_messages(msgs, &odd);
