@@ -1065,6 +1065,11 @@ const struct kv_cache *model_kv(const struct model *m)
 	return &m->kv;
 }
 
+struct kv_cache *model_kv_writable(struct model *m)
+{
+	return &m->kv;
+}
+
 uint64_t model_kv_read_bytes(const struct model *m, int pos)
 {
 	const struct kv_cache *kv = &m->kv;
