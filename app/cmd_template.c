@@ -125,37 +125,36 @@ static int read_conversation(const struct strbuf *in, const char *name, struct j
 {
 	*root = json_parse(in->buf, in->len);
 	if (!*root) {
-		fprintf(stderr, "palaver: '%s': %s\n", name, error_message());
+		report("'%s': %s", name, error_message());
 		return -1;
 	}
 	*msgs = *root;
 	if ((*root)->type == JSON_OBJECT) {
 		*msgs = json_get(*root, "messages");
 		if (!*msgs) {
-			fprintf(stderr, "palaver: '%s': the object has no \"messages\" member\n",
-				name);
+			report("'%s': the object has no \"messages\" member", name);
 			return -1;
 		}
 	}
 	if ((*msgs)->type != JSON_ARRAY) {
-		fprintf(stderr, "palaver: '%s': the messages are not a list\n", name);
+		report("'%s': the messages are not a list", name);
 		return -1;
 	}
 	for (size_t i = 0; i < (*msgs)->n; i++)
 		if ((*msgs)->items[i].type != JSON_OBJECT) {
-			fprintf(stderr, "palaver: '%s': message %zu is not an object\n", name,
-				i + 1);
+			report("'%s': message %zu is not an object", name, i + 1);
 			return -1;
 		}
 	return 0;
 }
 
-int cmd_template(int argc, char **argv, struct config *cfg)
+/* The command line: 0 to render, 1 after --help, or -1 after saying what
+ * is wrong (exit 2).  -m, --chat-template, --think and the other common
+ * flags land in cfg. */
+static int parse_args(int argc, char **argv, struct config *cfg, const char **file, int *gen,
+		      int *tokens)
 {
-	const char *file = NULL;
-	int gen = 1, tokens = 0;
 	int i;
-
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--")) {
@@ -166,46 +165,80 @@ int cmd_template(int argc, char **argv, struct config *cfg)
 			break;
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			fputs(usage, stdout);
-			return EXIT_OK;
+			return 1;
 		} else if (!strcmp(a, "--no-generation-prompt")) {
-			gen = 0;
+			*gen = 0;
 		} else if (!strcmp(a, "--tokens")) {
-			tokens = 1;
+			*tokens = 1;
 		} else {
 			int r = config_parse_common_flag(cfg, &i, argc, argv);
-			if (r < 0) {
-				fprintf(stderr, "palaver: %s\n", error_message());
-				return EXIT_USAGE;
-			}
+			if (r < 0)
+				return report_failure(-1);
 			if (r == 0) {
-				fprintf(stderr, "palaver: unknown option '%s'\n%s", a, usage);
-				return EXIT_USAGE;
+				report_usage_with(usage, "unknown option '%s'", a);
+				return -1;
 			}
 		}
 	}
 	if (i < argc)
-		file = argv[i++];
+		*file = argv[i++];
 	if (i < argc) {
-		fprintf(stderr, "palaver: give one conversation file\n%s", usage);
-		return EXIT_USAGE;
+		report_usage_with(usage, "give one conversation file");
+		return -1;
 	}
+	return 0;
+}
+
+/* The template's variables: messages, and the conversation object's other
+ * members (tools, documents, ...).  0, or -1 with error(). */
+static int set_variables(struct jinja_ctx *ctx, const struct json *root, const struct json *msgs,
+			 const char *src)
+{
+	struct jinja_value *mv = ctx ? from_json(ctx, msgs, src) : NULL;
+	if (!mv || jinja_ctx_set(ctx, "messages", mv) < 0)
+		return -1;
+	if (root->type == JSON_OBJECT)
+		for (size_t k = 0; k < root->n; k++)
+			if (strcmp(root->keys[k], "messages") &&
+			    jinja_ctx_set(ctx, root->keys[k],
+					  from_json(ctx, &root->items[k], src)) < 0)
+				return -1;
+	return 0;
+}
+
+/* One token a line: its id, its piece quoted, and whether it is a control token. */
+static void print_tokens(const struct tokenizer *tok, const int32_t *ids, int n)
+{
+	for (int k = 0; k < n; k++) {
+		size_t len;
+		const char *s = tokenizer_piece(tok, ids[k], &len);
+		printf("%6d -> ", ids[k]);
+		print_piece(s, len);
+		if (tokenizer_is_control(tok, ids[k]))
+			fputs("  (control)", stdout);
+		putchar('\n');
+	}
+}
+
+int cmd_template(int argc, char **argv, struct config *cfg)
+{
+	const char *file = NULL;
+	int gen = 1, tokens = 0;
+	int parsed = parse_args(argc, argv, cfg, &file, &gen, &tokens);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	const char *model = cfg->model && *cfg->model ? cfg->model : NULL; /* -m '': none */
 	const char *setting = cfg->chat_template ? cfg->chat_template : "auto";
-	if (!model && tokens) {
-		fprintf(stderr, "palaver: --tokens needs a model (-m FILE)\n");
-		return EXIT_USAGE;
-	}
-	if (!model && (!strcmp(setting, "auto") || !*setting)) {
-		fprintf(stderr,
-			"palaver: no model and no --chat-template: nothing to render with\n");
-		return EXIT_USAGE;
-	}
+	if (!model && tokens)
+		return report_usage("--tokens needs a model (-m FILE)");
+	if (!model && (!strcmp(setting, "auto") || !*setting))
+		return report_usage("no model and no --chat-template: nothing to render with");
 
 	struct strbuf in = STRBUF_INIT;
 	const char *name = file && strcmp(file, "-") ? file : "standard input";
 	if (file && strcmp(file, "-") ? strbuf_read_file(&in, file) < 0
 				      : strbuf_read_fd(&in, STDIN_FILENO) < 0) {
-		fprintf(stderr, "palaver: cannot read '%s': %s\n", name, strerror(errno));
+		report("cannot read '%s': %s", name, strerror(errno));
 		strbuf_release(&in);
 		return EXIT_RUNTIME;
 	}
@@ -231,75 +264,54 @@ int cmd_template(int argc, char **argv, struct config *cfg)
 		g = gguf_open(model);
 		tok = g ? tokenizer_open(g, 1) : NULL;
 		if (!tok) {
-			fprintf(stderr, "palaver: %s\n", error_message());
+			report("%s", error_message());
 			goto out;
 		}
 	}
 	pt = prompt_template_open(g, tok, setting);
 	if (!pt) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		ret = EXIT_USAGE;
 		goto out;
 	}
 	if (prompt_template_note(pt))
-		fprintf(stderr, "palaver: warning: %s\n", prompt_template_note(pt));
+		warning("%s", prompt_template_note(pt));
 	if (prompt_template_defaulted(pt))
-		fprintf(stderr,
-			"palaver: '%s' has no chat template: the texts as they are (raw "
-			"completion)\n",
-			model);
+		report("'%s' has no chat template: the texts as they are (raw completion)", model);
 
 	const char *odd;
 	em = to_messages(msgs, &odd);
 	ctx = jinja_ctx_new();
-	struct jinja_value *mv = ctx ? from_json(ctx, msgs, in.buf) : NULL;
-	if (!mv || jinja_ctx_set(ctx, "messages", mv) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+	if (set_variables(ctx, root, msgs, in.buf) < 0) {
+		report("%s", error_message());
 		goto out;
 	}
-	if (root->type == JSON_OBJECT)
-		for (size_t k = 0; k < root->n; k++)
-			if (strcmp(root->keys[k], "messages") &&
-			    jinja_ctx_set(ctx, root->keys[k],
-					  from_json(ctx, &root->items[k], in.buf)) < 0) {
-				fprintf(stderr, "palaver: %s\n", error_message());
-				goto out;
-			}
 	if (odd && !prompt_template_is_jinja(pt)) {
-		fprintf(stderr, "palaver: the '%s' format has no role '%s'\n",
-			prompt_template_name(pt), odd);
+		report("the '%s' format has no role '%s'", prompt_template_name(pt), odd);
 		ret = EXIT_USAGE;
 		goto out;
 	}
 	int think = cfg->think == THINK_ON ? 1 : cfg->think == THINK_OFF ? 0 : -1;
 	struct prompt_opts po = { gen, think, ctx };
 	if (prompt_render_text(pt, em, (int)msgs->n, &po, &p, &note) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		goto out;
 	}
 	if (note) {
 		if (odd) {
-			fprintf(stderr, "palaver: %s, which has no role '%s'\n", note, odd);
+			report("%s, which has no role '%s'", note, odd);
 			goto out;
 		}
-		fprintf(stderr, "palaver: warning: %s\n", note);
+		warning("%s", note);
 	}
 	if (!tokens) {
 		fwrite(p.text.buf, 1, p.text.len, stdout);
 	} else {
 		if (prompt_tokenize(pt, &p, &ids, &n_ids) < 0) {
-			fprintf(stderr, "palaver: %s\n", error_message());
+			report("%s", error_message());
 			goto out;
 		}
-		for (int k = 0; k < n_ids; k++) {
-			size_t len;
-			const char *s = tokenizer_piece(tok, ids[k], &len);
-			printf("%6d -> ", ids[k]);
-			print_piece(s, len);
-			if (tokenizer_is_control(tok, ids[k]))
-				fputs("  (control)", stdout);
-			putchar('\n');
-		}
+		print_tokens(tok, ids, n_ids);
 	}
 	ret = fflush(stdout) ? EXIT_RUNTIME : EXIT_OK;
 out:

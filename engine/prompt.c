@@ -164,12 +164,14 @@ static int enc_chat(const void *arg, int32_t *out, int max)
 int prompt_render_text(struct prompt_template *t, const struct engine_message *msgs, int n,
 		       const struct prompt_opts *o, struct chat_prompt *out, char **note)
 {
-	struct chat_message *cm = xcalloc((size_t)(n > 0 ? n : 1), sizeof(*cm));
+	struct chat_message *cm = try_alloc_array((size_t)(n > 0 ? n : 1), sizeof(*cm));
 	struct chat_template_tokens tt = { t->bos_text, t->eos_text };
 	struct chat_render_opts ro = { o->add_generation_prompt, o->think, o->ctx,
 				       chat_template_now() };
 	char *fell_back = NULL;
 	*note = NULL;
+	if (!cm)
+		return error("out of memory for a conversation of %d messages", n);
 	for (int i = 0; i < n; i++) {
 		cm[i].role = msgs[i].role == ENGINE_ROLE_SYSTEM ? CHAT_ROLE_SYSTEM
 			     : msgs[i].role == ENGINE_ROLE_USER ? CHAT_ROLE_USER

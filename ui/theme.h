@@ -31,6 +31,9 @@ enum theme_slot {
 	TH_MATCH,     /* search hit */
 	TH_PROMPT,
 	TH_THINKING, /* a reply's thinking, and its "thinking..." line */
+	TH_ITALIC,
+	TH_LINK, /* a link's text */
+	TH_URL,  /* its address; table borders */
 	TH_COUNT,
 };
 
