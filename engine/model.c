@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include "arch.h"
+#include "backend.h"
 #include "gguf.h"
 #include "model_internal.h"
 #include "quant.h"
@@ -962,6 +963,7 @@ struct model *model_load(const char *path, const struct model_params *p)
 	if (!m->pool || model_alloc_att(m, threadpool_size(m->pool)) < 0)
 		goto fail;
 	in->n_threads = threadpool_size(m->pool);
+	m->backend = backend_cpu_create(m);
 	hparams_free(&h);
 	return m;
 fail:
@@ -1029,6 +1031,7 @@ void model_free(struct model *m)
 {
 	if (!m)
 		return;
+	backend_free(m->backend);
 	readahead_free(m->ra);
 	free(m->warning);
 	threadpool_free(m->pool);
