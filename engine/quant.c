@@ -517,12 +517,9 @@ static void quantize_q8_K_c(const float *x, void *dst, int64_t n)
 		float amax = 0;
 		for (int j = 0; j < QK_K; j++)
 			amax = fmaxf(amax, fabsf(x[j]));
-		if (amax == 0) {
-			memset(&y[i], 0, sizeof(y[i]));
+		float id = quant_q8_K_start(&y[i], amax);
+		if (id == 0)
 			continue;
-		}
-		float id = 127 / amax;
-		y[i].d = amax / 127;
 		for (int j = 0; j < QK_K; j++)
 			y[i].qs[j] = (int8_t)round_int(x[j] * id);
 		for (int g = 0; g < QK_K / 16; g++) {

@@ -196,13 +196,4 @@ enum quant_isa quant_isa_current(void);
 int quant_isa_set(enum quant_isa isa); /* -1 if the CPU lacks it */
 const char *quant_isa_name(enum quant_isa isa);
 
-/* Kernel micro-benchmark (for `palaver bench` and tools/bench_quant.c): runs
- * quant_gemv (ntok == 1) or quant_gemm over nrows x n weights of a type that
- * quant_quantize_row can write, rows split over `threads` threads, iters
- * timed passes after one warm-up.  Returns seconds per pass, or -1 (error()).
- * The time is the busiest thread's CPU time, not wall time, so that a
- * machine shared with other work still gives the kernels' own speed (on an
- * idle machine the two agree). */
-double quant_bench(int type, int64_t n, int nrows, int ntok, int threads, int iters);
-
 #endif

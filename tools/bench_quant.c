@@ -1,50 +1,233 @@
 /* Kernel throughput table: weight GB/s of gemv and GOP/s of gemm per type, ISA and thread count. */
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "quant.h"
 #include "report.h"
+#include "xalloc.h"
 
 /*
  * Build and run from the repository root:
- *   make && cc -O2 -march=native -Iengine -Iapp/lib tools/bench_quant.c \
- *      build/libpalaver.a -lm -pthread -o build/bench_quant && build/bench_quant [isa]
+ *   make build/bench_quant && build/bench_quant [isa]
  * gemv: 2048-wide rows, enough of them for ~400 MB of weights (past every
  * cache, as in decode).  gemm: 2048 x 2048 weights by 128 tokens (prefill).
  */
+
+struct bench_job {
+	pthread_barrier_t *bar;
+	int type, nrows, ntok, iters;
+	int64_t n;
+	const uint8_t *w; /* this thread's rows */
+	size_t row_bytes;
+	const uint8_t *act; /* ntok activation rows, act_stride apart */
+	size_t act_stride;
+	float *out;   /* (ntok, nrows) */
+	double cpu_s; /* thread CPU seconds of the timed passes */
+};
+
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *bench_thread(void *arg)
+{
+	struct bench_job *j = arg;
+	double t0 = 0;
+	for (int it = 0; it < j->iters; it++) {
+		pthread_barrier_wait(j->bar);
+		if (it == 1) /* pass 0 is the warm-up */
+			t0 = thread_cpu_s();
+		if (j->ntok == 1)
+			quant_gemv(j->type, j->n, j->w, j->row_bytes, j->nrows, j->act, j->out);
+		else
+			quant_gemm(j->type, j->n, j->w, j->row_bytes, j->nrows, j->act,
+				   j->act_stride, j->ntok, j->out, (size_t)j->nrows);
+	}
+	j->cpu_s = thread_cpu_s() - t0;
+	return NULL;
+}
+
+/* Random but valid weights: quantize gaussian rows (or copy random bits with
+ * sane scales for types palaver cannot quantize to). */
+static int fill_weights(int type, int64_t n, int nrows, uint8_t *w, size_t row_bytes)
+{
+	float *x = malloc((size_t)n * sizeof(float));
+	uint32_t s = 12345;
+	if (!x)
+		return error("out of memory");
+	for (int64_t i = 0; i < n; i++) {
+		s = s * 1664525u + 1013904223u;
+		x[i] = ((float)(s >> 8) / (float)(1u << 24) - 0.5f) * 0.1f;
+	}
+	if (quant_quantize_row(type, x, w, n) < 0) {
+		free(x);
+		return error("cannot quantize to %s", quant_type_name(type));
+	}
+	free(x);
+	/* other rows repeat row 0: same work, and memory still streams */
+	for (int r = 1; r < nrows; r++)
+		memcpy(w + (size_t)r * row_bytes, w, row_bytes);
+	return 0;
+}
+
+/*
+ * Runs quant_gemv (ntok == 1) or quant_gemm over nrows x n weights of a
+ * type that quant_quantize_row can write, rows split over `threads`
+ * threads, iters timed passes after one warm-up.  Returns seconds per pass,
+ * or -1 (error()).  The time is the busiest thread's CPU time, not wall
+ * time, so that a machine shared with other work still gives the kernels'
+ * own speed (on an idle machine the two agree).
+ */
+static double quant_bench(int type, int64_t n, int nrows, int ntok, int threads, int iters)
+{
+	const struct quant_traits *t = quant_traits(type);
+	size_t row_bytes, act_bytes, wbytes;
+	uint8_t *w = NULL, *act = NULL;
+	float *out = NULL, *x = NULL;
+	double secs = -1;
+	if (!t || !t->supported || nrows < threads || threads < 1 || threads > 64 || ntok < 1 ||
+	    iters < 1 || quant_row_bytes(type, n, &row_bytes) < 0 ||
+	    quant_row_bytes(t->dot_type, n, &act_bytes) < 0)
+		return error("bad benchmark shape for %s", quant_type_name(type));
+	if (size_mul(row_bytes, (size_t)nrows, &wbytes) < 0 || !(w = malloc(wbytes)) ||
+	    !(act = malloc(act_bytes * (size_t)ntok)) ||
+	    !(out = malloc(sizeof(float) * (size_t)nrows * (size_t)ntok)) ||
+	    !(x = malloc(sizeof(float) * (size_t)n))) {
+		error("out of memory for a %s benchmark of %d rows", quant_type_name(type), nrows);
+		goto done;
+	}
+	if (fill_weights(type, n, nrows, w, row_bytes) < 0)
+		goto done;
+	for (int k = 0; k < ntok; k++) {
+		for (int64_t i = 0; i < n; i++)
+			x[i] = sinf((float)(i * (k + 1)) * 0.01f);
+		quant_quantize_row(t->dot_type, x, act + (size_t)k * act_bytes, n);
+	}
+	{
+		pthread_t tid[64];
+		struct bench_job job[64];
+		pthread_barrier_t bar;
+		int per = nrows / threads;
+		pthread_barrier_init(&bar, NULL, (unsigned)threads + 1);
+		for (int i = 0; i < threads; i++) {
+			int r0 = i * per, r1 = i == threads - 1 ? nrows : r0 + per;
+			job[i] = (struct bench_job){ &bar,
+						     type,
+						     r1 - r0,
+						     ntok,
+						     iters + 1,
+						     n,
+						     w + (size_t)r0 * row_bytes,
+						     row_bytes,
+						     act,
+						     act_bytes,
+						     out + (size_t)r0 * (size_t)ntok,
+						     0 };
+			if (pthread_create(&tid[i], NULL, bench_thread, &job[i]) != 0) {
+				/* the threads already started wait at the barrier for
+				 * a count that cannot be reached: cannot go on */
+				fprintf(stderr, "bench_quant: cannot start thread %d of %d\n",
+					i + 1, threads);
+				exit(1);
+			}
+		}
+		/* one warm-up pass, then iters timed passes, each started at a barrier */
+		for (int it = 0; it < iters + 1; it++)
+			pthread_barrier_wait(&bar);
+		secs = 0;
+		for (int i = 0; i < threads; i++) {
+			pthread_join(tid[i], NULL);
+			if (job[i].cpu_s > secs)
+				secs = job[i].cpu_s;
+		}
+		secs /= iters;
+		pthread_barrier_destroy(&bar);
+	}
+done:
+	free(w);
+	free(act);
+	free(out);
+	free(x);
+	return secs;
+}
+
+static int type_by_name(const char *name)
+{
+	for (int t = 0; t < QT_COUNT; t++) {
+		const struct quant_traits *tr = quant_traits(t);
+		if (tr && tr->supported && !strcmp(tr->name, name))
+			return t;
+	}
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
-	static const int types[] = { QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_K, QT_Q6_K };
+	static const int default_types[] = { QT_F32,  QT_F16,  QT_BF16, QT_Q8_0,
+					     QT_Q4_0, QT_Q4_K, QT_Q6_K };
+	int types[QT_COUNT], ntypes = 0, in_cache = 0;
 	enum quant_isa isa = quant_isa_best();
-	if (argc > 1)
+	for (int a = 1; a < argc; a++) {
+		int known = 0;
 		for (int i = QUANT_ISA_SCALAR; i <= QUANT_ISA_AVX512_VNNI; i++)
-			if (!strcmp(argv[1], quant_isa_name((enum quant_isa)i)))
+			if (!strcmp(argv[a], quant_isa_name((enum quant_isa)i))) {
 				isa = (enum quant_isa)i;
+				known = 1;
+			}
+		if (!strcmp(argv[a], "--cache")) {
+			in_cache = known = 1;
+		} else if (!known && ntypes < QT_COUNT &&
+			   (types[ntypes] = type_by_name(argv[a])) >= 0) {
+			ntypes++;
+			known = 1;
+		}
+		if (!known) {
+			fprintf(stderr,
+				"usage: bench_quant [ISA] [--cache] [TYPE...]\n"
+				"bench_quant: '%s' is not an ISA level or a supported type\n",
+				argv[a]);
+			return 2;
+		}
+	}
+	if (!ntypes)
+		for (size_t i = 0; i < sizeof(default_types) / sizeof(default_types[0]); i++)
+			types[ntypes++] = default_types[i];
 	if (quant_isa_set(isa) < 0) {
 		fprintf(stderr, "bench_quant: this cpu lacks %s\n", quant_isa_name(isa));
 		return 1;
 	}
-	printf("isa %s\n%-6s %10s %10s %12s %12s\n", quant_isa_name(isa), "type", "gemv 1t",
-	       "gemv 2t", "gemm 1t", "gemm 2t");
-	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+	/* --cache: the compute-bound figures (weights in L2: 128 rows for gemv,
+	 * 64 tokens for gemm), else the memory-bound ones of decode and prefill */
+	printf("isa %s%s\n%-7s %10s %10s %12s %12s\n", quant_isa_name(isa),
+	       in_cache ? ", weights in cache" : "", "type", "gemv 1t", "gemv 2t", "gemm 1t",
+	       "gemm 2t");
+	for (int i = 0; i < ntypes; i++) {
 		int type = types[i];
 		const int64_t n = 2048;
+		const int ntok = in_cache ? 64 : 128;
 		size_t rb;
 		quant_row_bytes(type, n, &rb);
-		int rows = (int)((400u << 20) / rb);
+		int rows = in_cache ? 128 : (int)((400u << 20) / rb);
+		int grows = in_cache ? 128 : 2048;
 		double gv[2], gm[2];
 		for (int th = 1; th <= 2; th++) {
-			double s = quant_bench(type, n, rows, 1, th, 10);
-			double g = quant_bench(type, n, 2048, 128, th, 3);
+			double s = quant_bench(type, n, rows, 1, th, in_cache ? 2000 : 10);
+			double g = quant_bench(type, n, grows, ntok, th, in_cache ? 50 : 3);
 			if (s < 0 || g < 0) {
 				fprintf(stderr, "bench_quant: %s\n", error_message());
 				return 1;
 			}
 			gv[th - 1] = (double)rb * rows / s / 1e9;
-			gm[th - 1] = 2.0 * n * 2048 * 128 / g / 1e9;
+			gm[th - 1] = 2.0 * n * grows * ntok / g / 1e9;
 		}
-		printf("%-6s %7.1f GB/s %5.1f GB/s %6.0f GOP/s %6.0f GOP/s\n",
+		printf("%-7s %7.1f GB/s %5.1f GB/s %6.0f GOP/s %6.0f GOP/s\n",
 		       quant_type_name(type), gv[0], gv[1], gm[0], gm[1]);
 	}
 	return 0;
