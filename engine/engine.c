@@ -257,19 +257,6 @@ static void load_progress(void *ud, uint64_t done, uint64_t total)
 	push_simple(e, ENGINE_EV_LOAD_PROGRESS, done, total, PUSH_DROP);
 }
 
-/* Hyperparameter arch.<name> as u32, or def. */
-static uint32_t hparam(const struct gguf *g, const char *arch, const char *name, uint32_t def)
-{
-	char key[160];
-	uint32_t v;
-	snprintf(key, sizeof(key), "%s.%s", arch, name);
-	if (gguf_get_u32_or(g, key, def, &v) < 0) {
-		error_clear();
-		return def;
-	}
-	return v;
-}
-
 /*
  * Memory needed before loading: the weights (mapped, counted in full since
  * every token reads them all), the KV cache and the scratch buffers.  Over
@@ -277,50 +264,21 @@ static uint32_t hparam(const struct gguf *g, const char *arch, const char *name,
  */
 static int memory_check(struct engine *e, struct strbuf *warn)
 {
-	struct gguf *g;
-	struct gguf_str s;
-	char arch[32] = "llama";
-	uint64_t weights = 0, kv, scratch, total;
+	struct model_params mp;
+	struct model_memory mm;
+	uint64_t weights, kv, scratch, total;
 
 	if (!e->cfg.memory_limit)
 		return 0;
-	g = gguf_open(e->model_path);
-	if (!g)
+	model_params_default(&mp);
+	mp.n_ctx = e->cfg.n_ctx;
+	mp.n_batch = e->cfg.n_batch;
+	mp.kv_type = e->cfg.kv_type == ENGINE_KV_F32 ? KV_F32 : KV_F16;
+	if (model_memory_estimate(e->model_path, &mp, &mm) < 0)
 		return -1;
-	if (gguf_get_str(g, "general.architecture", &s) == 0 && s.len < sizeof(arch)) {
-		memcpy(arch, s.data, s.len);
-		arch[s.len] = 0;
-	}
-	error_clear();
-	for (int64_t i = 0; i < gguf_n_tensors(g); i++)
-		weights += gguf_tensor_at(g, i)->nbytes;
-	uint32_t embd = hparam(g, arch, "embedding_length", 0);
-	uint32_t nl = hparam(g, arch, "block_count", 0);
-	uint32_t nh = hparam(g, arch, "attention.head_count", 1);
-	uint32_t nkv = hparam(g, arch, "attention.head_count_kv", nh);
-	uint32_t hk = hparam(g, arch, "attention.key_length", nh ? embd / nh : 0);
-	uint32_t hv = hparam(g, arch, "attention.value_length", nh ? embd / nh : 0);
-	uint32_t ff = hparam(g, arch, "feed_forward_length", 0);
-	uint32_t ctx_train = hparam(g, arch, "context_length", 0);
-	uint64_t n_vocab = 0;
-	const struct gguf_kv *tk = gguf_find_kv(g, "tokenizer.ggml.tokens");
-	if (tk)
-		n_vocab = tk->arr_n;
-	gguf_close(g);
-
-	uint64_t n_ctx = e->cfg.n_ctx > 0 ? (uint64_t)e->cfg.n_ctx : ctx_train;
-	uint64_t B = e->cfg.n_batch > 0 ? (uint64_t)e->cfg.n_batch : 256;
-	if (B > n_ctx && n_ctx)
-		B = n_ctx;
-	kv = kv_cache_bytes_for(e->cfg.kv_type == ENGINE_KV_F32 ? KV_F32 : KV_F16, (int)nl,
-				(int)n_ctx, (int)nkv, (int)hk, (int)hv);
-	/* per batch token: x, xn, q, k, v, tmp, gate, up (floats) and two
-	 * activation rows; plus the logits row */
-	uint64_t wide = ff > embd ? ff : embd;
-	uint64_t per_tok = 4ull * (3ull * embd + (uint64_t)nh * hk + (uint64_t)nh * hv +
-				   2ull * nkv * hk + 2ull * ff) +
-			   2ull * 4ull * wide;
-	scratch = B * per_tok + 4ull * n_vocab;
+	weights = mm.weights;
+	kv = mm.kv;
+	scratch = mm.scratch;
 	total = weights + kv + scratch;
 	if (total <= e->cfg.memory_limit)
 		return 0;
@@ -712,7 +670,10 @@ static void run_job(struct engine *e, struct job *j)
 		lcp--;
 	if (lcp < 0)
 		lcp = 0;
-	model_kv_truncate(e->m, lcp);
+	/* a sliding-window model may keep less than asked (kv_cache_truncate) */
+	lcp = model_kv_truncate(e->m, lcp);
+	if (lcp < 0)
+		lcp = 0;
 	r.st.prompt_tokens = n_prompt;
 	r.st.reused_tokens = lcp;
 

@@ -12,7 +12,7 @@
 
 /*
  * Build and run from the repository root:
- *   make build/bench_quant && build/bench_quant [isa]
+ *   make build/bench_quant && build/bench_quant [ISA] [--cache] [TYPE...]
  * gemv: 2048-wide rows, enough of them for ~400 MB of weights (past every
  * cache, as in decode).  gemm: 2048 x 2048 weights by 128 tokens (prefill).
  */
