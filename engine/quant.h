@@ -21,7 +21,10 @@ enum quant_type {
 	QT_Q5_K = 13,
 	QT_Q6_K = 14,
 	QT_Q8_K = 15,
+	QT_IQ4_NL = 20,
+	QT_IQ4_XS = 23,
 	QT_BF16 = 30,
+	QT_MXFP4 = 39,
 	QT_COUNT = 40, /* ids at or above this are unknown */
 	/* Internal layouts made at load time (never in a file, unknown to
 	 * quant_traits()): see quant_repack(). */
@@ -41,6 +44,8 @@ typedef uint16_t quant_bf16; /* bfloat16 bits */
 #define QK8_1 32
 #define QK_K 256
 #define K_SCALE_SIZE 12
+#define QK4_NL 32
+#define QK_MXFP4 32
 
 struct block_q4_0 {
 	quant_half d;          /* scale */
@@ -127,6 +132,40 @@ struct block_q8_K {
 };
 _Static_assert(sizeof(struct block_q8_K) == 4 + QK_K + QK_K / 16 * 2, "q8_K size");
 
+/*
+ * Non-linear 4-bit: each nibble indexes a 16-entry table of int8 values
+ * (-127 .. 113, denser near zero: quant_iq4nl_values in quant.c), times a
+ * scale.  IQ4_NL: one F16 scale per 32, nibbles as Q4_0 (low = elements
+ * 0..15, high = 16..31).
+ */
+struct block_iq4_nl {
+	quant_half d;
+	uint8_t qs[QK4_NL / 2];
+};
+_Static_assert(sizeof(struct block_iq4_nl) == 2 + QK4_NL / 2, "iq4_nl size");
+
+/* IQ4_XS: 256 values in 8 sub-blocks of 32, each with a 6-bit scale ls
+ * (value d * (ls - 32)): low 4 bits in scales_l (sub-block 2k in the low
+ * nibble of byte k, 2k+1 in the high one), high 2 bits at bits 2j..2j+1 of
+ * scales_h; sub-block j's nibbles are qs[16j .. 16j+15], laid out as IQ4_NL. */
+struct block_iq4_xs {
+	quant_half d;
+	uint16_t scales_h;
+	uint8_t scales_l[QK_K / 64];
+	uint8_t qs[QK_K / 2];
+};
+_Static_assert(sizeof(struct block_iq4_xs) == 2 + 2 + QK_K / 64 + QK_K / 2, "iq4_xs size");
+
+/* MXFP4 (OCP Microscaling): 32 FP4 E2M1 values (sign, 2-bit exponent,
+ * 1-bit mantissa: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives) sharing
+ * an E8M0 scale e (2^(e - 127); 0xFF is NaN); nibbles as Q4_0.  The scale
+ * byte comes first, as ggml stores it (gpt-oss's experts). */
+struct block_mxfp4 {
+	uint8_t e;
+	uint8_t qs[QK_MXFP4 / 2];
+};
+_Static_assert(sizeof(struct block_mxfp4) == 1 + QK_MXFP4 / 2, "mxfp4 size");
+
 struct quant_traits {
 	const char *name;         /* "Q4_K", ... */
 	int block_elems;          /* elements per block */
@@ -153,7 +192,8 @@ quant_bf16 quant_f32_to_bf16(float f);
 /* Dequantize n elements (a multiple of the block size). */
 void quant_dequantize_row(int type, const void *src, float *dst, int64_t n);
 /* Quantize n floats: F32, F16, BF16, Q8_0, Q8_1, Q8_K (activations) and
- * Q4_0, Q8_0, Q4_K, Q6_K (for writing models).  Returns -1 for other types. */
+ * Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4 (for writing models).
+ * Returns -1 for other types. */
 int quant_quantize_row(int type, const float *src, void *dst, int64_t n);
 
 /* Dot product of one weight row (type) with activations already in that

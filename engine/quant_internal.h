@@ -229,6 +229,35 @@ static inline void quant_run_panels(quant_tile_fn tile, size_t panel_bytes, int 
 
 /* ---- shared scalar helpers ------------------------------------------------- */
 
+/* The value of each IQ4_NL / IQ4_XS nibble (ggml's table: a non-uniform
+ * grid, denser near zero, fitted to the distribution of weights). */
+static const int8_t quant_iq4nl_values[16] = { -127, -104, -83, -65, -49, -35, -22, -10,
+					       1,    13,   25,  38,  53,  69,  89,  113 };
+
+/* The E2M1 value of each MXFP4 nibble, doubled so that every value is an
+ * integer (0.5 -> 1); quant_e8m0_half() halves the block scale to match. */
+static const int8_t quant_mxfp4_values2[16] = { 0, 1,  2,  3,  4,  6,  8,  12,
+						0, -1, -2, -3, -4, -6, -8, -12 };
+
+/* Half of an E8M0 scale, 2^(e - 128), built from its bits (exact also for
+ * e = 0 and 1, where it is subnormal); NaN for e = 0xFF, as the OCP spec
+ * says (ggml would give 2^127). */
+static inline float quant_e8m0_half(uint8_t e)
+{
+	uint32_t bits = e == 0xFF ? 0x7fc00000u
+			: e < 2   ? 0x00200000u << e
+				  : (uint32_t)(e - 1) << 23;
+	float f;
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+/* IQ4_XS: the 6-bit scale of sub-block j (0..63; the value is ls - 32). */
+static inline int quant_iq4xs_scale(const struct block_iq4_xs *x, int j)
+{
+	return ((x->scales_l[j / 2] >> 4 * (j % 2)) & 0xF) | (((x->scales_h >> 2 * j) & 3) << 4);
+}
+
 /* Starts a Q8_K activation block from its largest magnitude: sets d and
  * returns the multiplier 127 / amax, or zeroes the block and returns 0.
  * Every quantizer (C and SIMD) goes through it so that they stay
