@@ -165,14 +165,17 @@ QUANT_INLINE void q8x_mac(const struct q8x_w *x, const struct q8x_act *y, struct
 			prefetch_span(x, 2 * (bytes));                                             \
 	} while (0)
 
-/* BLOCK weights as signed bytes (BYTES) against Q8_0 or Q8_1 activations
- * (ACT); HAS_MIN: the block has a min after d, met by Q8_1's s. */
-#define Q8X_KERNEL(TYPE, BYTES, ABLOCK, HAS_MIN)                                                   \
+/* Weights of block_TYPE as signed bytes (BYTES) and their scale (SCALE)
+ * against Q8_0 or Q8_1 activations (ABLOCK); HAS_MIN: the block has a min
+ * after d, met by Q8_1's s. */
+#define HALF_D(b) h2f((b)->d)
+#define E8M0_D(b) quant_e8m0_half((b)->e)
+#define Q8X_KERNEL(TYPE, BYTES, SCALE, ABLOCK, HAS_MIN)                                            \
 	QUANT_INLINE void dec_##TYPE(const void *p, struct q8x_w *x)                               \
 	{                                                                                          \
 		const struct block_##TYPE *b = p;                                                  \
 		x->q = BYTES(b);                                                                   \
-		x->d = h2f(b->d);                                                                  \
+		x->d = SCALE(b);                                                                   \
 		x->m = HAS_MIN ? h2f(((const quant_half *)b)[1]) : 0;                              \
 	}                                                                                          \
 	QUANT_BLOCK_TILE(tile_##TYPE, struct vacc, vacc_zero, vacc_sum,                            \
@@ -221,11 +224,31 @@ QUANT_INLINE __m256i q5_1_bytes(const struct block_q5_1 *b)
 	return _mm256_or_si256(nibbles(b->qs), q5_high(b->qh));
 }
 
-Q8X_KERNEL(q4_0, q4_0_bytes, q8_0, 0)
-Q8X_KERNEL(q8_0, q8_0_bytes, q8_0, 0)
-Q8X_KERNEL(q5_0, q5_0_bytes, q8_0, 0)
-Q8X_KERNEL(q4_1, q4_1_bytes, q8_1, 1)
-Q8X_KERNEL(q5_1, q5_1_bytes, q8_1, 1)
+/* IQ4_NL and MXFP4: nibbles (Q4_0 order) through a table of int8 values. */
+QUANT_INLINE __m256i lut16(__m256i nib, const int8_t values[16])
+{
+	return _mm256_shuffle_epi8(
+		_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)values)), nib);
+}
+
+QUANT_INLINE __m256i iq4_nl_bytes(const struct block_iq4_nl *b)
+{
+	return lut16(nibbles(b->qs), quant_iq4nl_values);
+}
+
+/* MXFP4's doubled E2M1 values; E8M0_D halves the scale to match. */
+QUANT_INLINE __m256i mxfp4_bytes(const struct block_mxfp4 *b)
+{
+	return lut16(nibbles(b->qs), quant_mxfp4_values2);
+}
+
+Q8X_KERNEL(q4_0, q4_0_bytes, HALF_D, q8_0, 0)
+Q8X_KERNEL(q8_0, q8_0_bytes, HALF_D, q8_0, 0)
+Q8X_KERNEL(q5_0, q5_0_bytes, HALF_D, q8_0, 0)
+Q8X_KERNEL(q4_1, q4_1_bytes, HALF_D, q8_1, 1)
+Q8X_KERNEL(q5_1, q5_1_bytes, HALF_D, q8_1, 1)
+Q8X_KERNEL(iq4_nl, iq4_nl_bytes, HALF_D, q8_0, 0)
+Q8X_KERNEL(mxfp4, mxfp4_bytes, E8M0_D, q8_0, 0)
 
 /* ---- Q4_K / Q6_K with Q8_K activations ----------------------------------------------------- */
 
@@ -483,6 +506,45 @@ QUANT_INLINE void k16_mac(const struct k16 *k, const struct block_q8_K *const *y
 K16_KERNEL(q2_K)
 K16_KERNEL(q3_K)
 
+/* ---- IQ4_XS with Q8_K activations ----------------------------------------------------------- */
+
+/* A block as 8 sub-blocks of 32 signed table values and their scales. */
+struct xs8 {
+	__m256i q[8];
+	int16_t sc[8]; /* ls - 32 */
+	float d;
+};
+
+QUANT_INLINE void xs8_iq4_xs(const void *p, struct xs8 *k)
+{
+	const struct block_iq4_xs *x = p;
+	for (int j = 0; j < 8; j++) {
+		k->q[j] = lut16(nibbles(x->qs + 16 * j), quant_iq4nl_values);
+		k->sc[j] = (int16_t)(quant_iq4xs_scale(x, j) - 32);
+	}
+	k->d = h2f(x->d);
+}
+
+/* Signed values: the sign moves onto the activation (|q| <= 127, so the
+ * vpmaddubsw pairs stay below 2^15), and vpmaddwd applies the sub-block scale. */
+QUANT_INLINE void xs8_mac(const struct xs8 *k, const struct block_q8_K *const *yp, struct vacc *acc)
+{
+	const struct block_q8_K *y = *yp;
+	__m256i isum = _mm256_setzero_si256();
+	for (int j = 0; j < 8; j++) {
+		__m256i yv = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * j));
+		__m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(k->q[j], k->q[j]),
+						 _mm256_sign_epi8(yv, k->q[j]));
+		isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16(k->sc[j])));
+	}
+	acc->v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(k->d * y->d), acc->v);
+}
+
+QUANT_BLOCK_TILE(tile_iq4_xs, struct vacc, vacc_zero, vacc_sum, sizeof(struct block_iq4_xs),
+		 struct xs8, xs8_iq4_xs, PF_BLOCK, sizeof(struct block_q8_K),
+		 const struct block_q8_K *, act_q8_K, xs8_mac)
+QUANT_KERNEL(iq4_xs, QK_K, RUN_PANELS, 0)
+
 /* ---- activation quantizers (bit-identical to the C versions) ------------------------------- */
 
 QUANT_INLINE float amax8(__m256 m)
@@ -574,6 +636,9 @@ void quant_avx2_register(struct quant_kernel_table *t)
 	t->k[QT_Q4_K] = QUANT_KERNELS(q4_K);
 	t->k[QT_Q5_K] = QUANT_KERNELS(q5_K);
 	t->k[QT_Q6_K] = QUANT_KERNELS(q6_K);
+	t->k[QT_IQ4_NL] = QUANT_KERNELS(iq4_nl);
+	t->k[QT_IQ4_XS] = QUANT_KERNELS(iq4_xs);
+	t->k[QT_MXFP4] = QUANT_KERNELS(mxfp4);
 	t->from_float[QT_Q8_0] = quantize_q8_0_avx2;
 	t->from_float[QT_Q8_K] = quantize_q8_K_avx2;
 }
