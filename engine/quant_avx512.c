@@ -281,6 +281,7 @@ static const struct act_fmt fmt_q4_0 = { sizeof(struct block_q8_0), 2, 1, 3 };
 static const struct act_fmt fmt_q8_0 = { sizeof(struct block_q8_0), 2, 1, 7 };
 static const struct act_fmt fmt_q5_0 = { sizeof(struct block_q8_0), 2, 1, 4 };
 static const struct act_fmt fmt_q8_1 = { sizeof(struct block_q8_1), 4, 1, 0 };
+static const struct act_fmt fmt_q8_K = { sizeof(struct block_q8_K), 4, 8, 7 };
 
 /* Halves of 4 blocks (`stride` bytes apart, m present) spread over their
  * lanes.  Built in registers: a store-then-reload through a small array
@@ -359,18 +360,90 @@ static const uint16_t q8_0_d_idx[32] __attribute__((
  * the act_group lane layout (lo: elements 0..15, hi: 16..31 of each block),
  * per-lane scale wd and, for the types with a min, per-lane min wm.
  */
-QUANT_INLINE void load_q4_0(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
-			    __m512 *wd, __m512 *wm)
+/* The nibbles of 4 blocks laid out as Q4_0 (d, then 16 bytes; 18 bytes a
+ * block: Q4_0, IQ4_NL) and their scales. */
+QUANT_INLINE __m512i nibbles18x4(const uint8_t *p, int m, __m512 *wd)
 {
-	const __m512i mask = _mm512_set1_epi8(0x0F);
-	__m512i q = gather16x4(p, 2, 18, m);
 	if (m == 4) /* the four scales sit at words 0, 9, 18 and 27 of the group */
 		*wd = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(
 			_mm512_load_si512(q4_0_d_idx), _mm512_loadu_si512(p))));
 	else
 		*wd = wscale4(p, 18, m);
+	return gather16x4(p, 2, 18, m);
+}
+
+QUANT_INLINE void load_q4_0(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			    __m512 *wd, __m512 *wm)
+{
+	const __m512i mask = _mm512_set1_epi8(0x0F);
+	__m512i q = nibbles18x4(p, m, wd);
 	*lo = _mm512_and_si512(q, mask);
 	*hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
+	(void)wm;
+}
+
+/*
+ * Table types (IQ4_NL, IQ4_XS, MXFP4): each nibble looks up its int8 value
+ * plus 128 (unsigned for vpdpbusd; the activation sums pay the 128 back,
+ * shift 7), the table repeated in every 128-bit lane for vpshufb.
+ */
+QUANT_INLINE __m512i lut_u8(const int8_t values[16])
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)values);
+	return _mm512_broadcast_i32x4(_mm_xor_si128(v, _mm_set1_epi8((char)0x80)));
+}
+
+QUANT_INLINE void lut_nibbles(__m512i q, const int8_t values[16], __m512i *lo, __m512i *hi)
+{
+	const __m512i mask = _mm512_set1_epi8(0x0F), lut = lut_u8(values);
+	*lo = _mm512_shuffle_epi8(lut, _mm512_and_si512(q, mask));
+	*hi = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(q, 4), mask));
+}
+
+QUANT_INLINE void load_iq4_nl(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			      __m512 *wd, __m512 *wm)
+{
+	lut_nibbles(nibbles18x4(p, m, wd), quant_iq4nl_values, lo, hi);
+	(void)wm;
+}
+
+/* MXFP4: 17-byte blocks, the E8M0 scale byte first.  Half scales (the
+ * table holds doubled values) from the exponent bits: (e - 1) << 23, or a
+ * subnormal for e < 2, NaN for 0xFF (see quant_e8m0_half). */
+QUANT_INLINE void load_mxfp4(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			     __m512 *wd, __m512 *wm)
+{
+	int e1 = m > 1 ? p[17] : 0, e2 = m > 2 ? p[34] : 0, e3 = m > 3 ? p[51] : 0;
+	__m128i e = _mm_setr_epi32(p[0], e1, e2, e3);
+	__m128i bits = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
+	bits = _mm_blendv_epi8(bits, _mm_sllv_epi32(_mm_set1_epi32(0x00200000), e),
+			       _mm_cmplt_epi32(e, _mm_set1_epi32(2)));
+	bits = _mm_blendv_epi8(bits, _mm_set1_epi32(0x7fc00000),
+			       _mm_cmpeq_epi32(e, _mm_set1_epi32(0xFF)));
+	*wd = spread4(_mm_castsi128_ps(bits));
+	lut_nibbles(gather16x4(p, 1, 17, m), quant_mxfp4_values2, lo, hi);
+	(void)wm;
+}
+
+/* IQ4_XS: group i is half h = i % 2 of a 136-byte block (p is 68 h bytes
+ * into it): sub-blocks 4h .. 4h + 3, whose 64 nibble bytes are contiguous
+ * and already in the lane layout (16 bytes a sub-block, as Q4_0).  Their
+ * 6-bit scales: low nibbles from scales_l bytes 2h, 2h + 1, high bit pairs
+ * from scales_h bits 8h .. 8h + 7, deposited into one byte each. */
+QUANT_INLINE void load_iq4_xs(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			      __m512 *wd, __m512 *wm)
+{
+	int h = (int)(i & 1);
+	const struct block_iq4_xs *x = (const struct block_iq4_xs *)(p - 68 * h);
+	uint16_t sl;
+	memcpy(&sl, x->scales_l + 2 * h, 2);
+	uint32_t ls = _pdep_u32(sl, 0x0F0F0F0Fu) |
+		      _pdep_u32((uint32_t)x->scales_h >> (8 * h), 0x30303030u);
+	__m128i sc =
+		_mm_sub_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)ls)), _mm_set1_epi32(32));
+	*wd = spread4(_mm_mul_ps(_mm_cvtepi32_ps(sc), _mm_set1_ps(_cvtsh_ss(x->d))));
+	lut_nibbles(_mm512_loadu_si512(x->qs + 64 * h), quant_iq4nl_values, lo, hi);
+	(void)m;
 	(void)wm;
 }
 
@@ -559,6 +632,9 @@ Q8X_KERNEL(q4_0r, load_q4_0r, 1, 18, fmt_q4_0, 0)
 Q8X_KERNEL(q5_0, load_q5_0, 1, 22, fmt_q5_0, 0)
 Q8X_KERNEL(q4_1, load_q4_1, 1, 20, fmt_q8_1, 1)
 Q8X_KERNEL(q5_1, load_q5_1, 1, 24, fmt_q8_1, 1)
+Q8X_KERNEL(iq4_nl, load_iq4_nl, 1, 18, fmt_q8_0, 0)
+Q8X_KERNEL(mxfp4, load_mxfp4, 1, 17, fmt_q8_0, 0)
+Q8X_KERNEL(iq4_xs, load_iq4_xs, 8, 136, fmt_q8_K, 0)
 
 /* ---- Q8_K activations: K-quants ---------------------------------------------------- */
 
@@ -869,4 +945,7 @@ void quant_avx512_register(struct quant_kernel_table *t, int vnni)
 	t->k[QT_Q4_K] = QUANT_KERNELS(q4_K);
 	t->k[QT_Q5_K] = QUANT_KERNELS(q5_K);
 	t->k[QT_Q6_K] = QUANT_KERNELS(q6_K);
+	t->k[QT_IQ4_NL] = QUANT_KERNELS(iq4_nl);
+	t->k[QT_IQ4_XS] = QUANT_KERNELS(iq4_xs);
+	t->k[QT_MXFP4] = QUANT_KERNELS(mxfp4);
 }

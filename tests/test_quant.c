@@ -851,6 +851,43 @@ static void test_kernels_large_shapes(void **state)
 	check_kernels_against_scalar(QT_Q8_0, 16384 + 32 * 4, 3, 2);
 	check_kernels_against_scalar(QT_F32, 4096, 37, 5);
 	check_kernels_against_scalar(QT_Q4_K, 4096 * 2, 120, 3);
+	check_kernels_against_scalar(QT_IQ4_XS, 16384 + 512, 3, 5);
+	check_kernels_against_scalar(QT_IQ4_NL, 16384 + 96, 3, 2);
+	check_kernels_against_scalar(QT_MXFP4, 16384 + 160, 2, 5);
+}
+
+/* An MXFP4 block with scale 0xFF (NaN in the spec) makes its row's results
+ * NaN at every level, and only its row's. */
+static void test_mxfp4_nan_scale(void **state)
+{
+	enum { N = 256, ROWS = 3 };
+	enum quant_isa isas[4];
+	int nisa = isa_levels(isas);
+	size_t rb = row_bytes(QT_MXFP4, N);
+	uint8_t *w = malloc(rb * ROWS), *a = malloc(row_bytes(QT_Q8_0, N) * 2);
+	float x[N], out[2 * ROWS];
+	(void)state;
+	for (int r = 0; r < ROWS; r++)
+		fill_random_weights(QT_MXFP4, w + r * rb, N);
+	((struct block_mxfp4 *)(w + rb))[5].e = 0xFF; /* row 1, block 5 */
+	fill_normal(x, N, 1);
+	quant_quantize_row(QT_Q8_0, x, a, N);
+	quant_quantize_row(QT_Q8_0, x, a + row_bytes(QT_Q8_0, N), N);
+	for (int k = 0; k < nisa; k++) {
+		quant_isa_set(isas[k]);
+		quant_gemm(QT_MXFP4, N, w, rb, ROWS, a, row_bytes(QT_Q8_0, N), 2, out, ROWS);
+		for (int t = 0; t < 2; t++)
+			for (int r = 0; r < ROWS; r++)
+				if (!!isnan(out[t * ROWS + r]) != (r == 1))
+					fail_msg("isa %s: row %d token %d gives %g",
+						 quant_isa_name(isas[k]), r, t,
+						 (double)out[t * ROWS + r]);
+		quant_gemv(QT_MXFP4, N, w, rb, ROWS, a, out);
+		assert_true(!isnan(out[0]) && isnan(out[1]) && !isnan(out[2]));
+	}
+	quant_isa_set(quant_isa_best());
+	free(w);
+	free(a);
 }
 
 /* Empty rows give zero dots at every level (nothing is read). */
@@ -1032,6 +1069,7 @@ int main(void)
 		cmocka_unit_test(test_vec_dot_all_types),
 		cmocka_unit_test(test_kernels_vs_scalar),
 		cmocka_unit_test(test_kernels_large_shapes),
+		cmocka_unit_test(test_mxfp4_nan_scale),
 		cmocka_unit_test(test_empty_rows),
 		cmocka_unit_test(test_unsupported_dot_is_nan),
 		cmocka_unit_test(test_activation_quantizers),
