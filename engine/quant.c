@@ -21,6 +21,7 @@
 #include "quant_internal.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -1384,7 +1385,10 @@ void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
 
 int quant_repack_type(int type, int64_t n)
 {
-	int rt = type == QT_Q8_0 ? QT_Q8_0_R4 : type == QT_Q4_0 ? QT_Q4_0_R4 : -1;
+	int rt = type == QT_Q8_0     ? QT_Q8_0_R4
+		 : type == QT_Q4_0   ? QT_Q4_0_R4
+		 : type == QT_IQ4_NL ? QT_IQ4_NL_R4
+				     : -1;
 	if (rt < 0 || n <= 0 || n % (4 * 32) || !kernels(rt))
 		return -1;
 	return rt;
@@ -1396,7 +1400,12 @@ void quant_repack_rows(int type, int64_t n, const void *src, size_t row_bytes, i
 	for (int r = 0; r < nrows; r++) {
 		const uint8_t *in = (const uint8_t *)src + (size_t)r * row_bytes;
 		uint8_t *o = (uint8_t *)dst + (size_t)r * row_bytes;
-		if (type == QT_Q4_0) {
+		if (type == QT_Q4_0 || type == QT_IQ4_NL) {
+			/* one layout: F16 d, then 16 nibble bytes */
+			_Static_assert(sizeof(struct block_iq4_nl) == sizeof(struct block_q4_0) &&
+					       offsetof(struct block_iq4_nl, qs) ==
+						       offsetof(struct block_q4_0, qs),
+				       "iq4_nl and q4_0 share a layout");
 			const struct block_q4_0 *x = (const struct block_q4_0 *)in;
 			for (int64_t g = 0; g < ng; g++, x += 4, o += 4 * sizeof(*x)) {
 				for (int b = 0; b < 4; b++) {

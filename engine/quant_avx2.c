@@ -623,22 +623,8 @@ static void quantize_q8_K_avx2(const float *x, void *dst, int64_t n)
 
 void quant_avx2_register(struct quant_kernel_table *t)
 {
-	t->k[QT_F32] = QUANT_KERNELS(f32);
-	t->k[QT_F16] = QUANT_KERNELS(f16);
-	t->k[QT_BF16] = QUANT_KERNELS(bf16);
-	t->k[QT_Q4_0] = QUANT_KERNELS(q4_0);
-	t->k[QT_Q8_0] = QUANT_KERNELS(q8_0);
-	t->k[QT_Q4_1] = QUANT_KERNELS(q4_1);
-	t->k[QT_Q5_0] = QUANT_KERNELS(q5_0);
-	t->k[QT_Q5_1] = QUANT_KERNELS(q5_1);
-	t->k[QT_Q2_K] = QUANT_KERNELS(q2_K);
-	t->k[QT_Q3_K] = QUANT_KERNELS(q3_K);
-	t->k[QT_Q4_K] = QUANT_KERNELS(q4_K);
-	t->k[QT_Q5_K] = QUANT_KERNELS(q5_K);
-	t->k[QT_Q6_K] = QUANT_KERNELS(q6_K);
-	t->k[QT_IQ4_NL] = QUANT_KERNELS(iq4_nl);
-	t->k[QT_IQ4_XS] = QUANT_KERNELS(iq4_xs);
-	t->k[QT_MXFP4] = QUANT_KERNELS(mxfp4);
+	QUANT_SIMD_FLOAT_TYPES(QUANT_SET_KERNELS)
+	QUANT_SIMD_INT_TYPES(QUANT_SET_KERNELS)
 	t->from_float[QT_Q8_0] = quantize_q8_0_avx2;
 	t->from_float[QT_Q8_K] = quantize_q8_K_avx2;
 }

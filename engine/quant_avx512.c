@@ -485,18 +485,31 @@ QUANT_INLINE void load_q8_0r(const uint8_t *p, int64_t i, int m, __m512i *lo, __
 	(void)wm;
 }
 
-/* Q4_0 repacked at load: the four blocks' nibbles side by side, then the
- * four scales. */
+/* Q4_0 and IQ4_NL repacked at load: the four blocks' nibbles side by side,
+ * then the four scales. */
+QUANT_INLINE __m512i nibbles_r4(const uint8_t *p, __m512 *wd)
+{
+	*wd = _mm512_cvtph_ps(_mm256_permutexvar_epi16(
+		_mm256_loadu_si256((const __m256i *)q8_0r_d_idx),
+		_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(p + 64)))));
+	return _mm512_loadu_si512(p);
+}
+
 QUANT_INLINE void load_q4_0r(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
 			     __m512 *wd, __m512 *wm)
 {
 	const __m512i mask = _mm512_set1_epi8(0x0F);
-	__m512i q = _mm512_loadu_si512(p);
-	*wd = _mm512_cvtph_ps(_mm256_permutexvar_epi16(
-		_mm256_loadu_si256((const __m256i *)q8_0r_d_idx),
-		_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(p + 64)))));
+	__m512i q = nibbles_r4(p, wd);
 	*lo = _mm512_and_si512(q, mask);
 	*hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
+	(void)m;
+	(void)wm;
+}
+
+QUANT_INLINE void load_iq4_nlr(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			       __m512 *wd, __m512 *wm)
+{
+	lut_nibbles(nibbles_r4(p, wd), quant_iq4nl_values, lo, hi);
 	(void)m;
 	(void)wm;
 }
@@ -633,6 +646,7 @@ Q8X_KERNEL(q5_0, load_q5_0, 1, 22, fmt_q5_0, 0)
 Q8X_KERNEL(q4_1, load_q4_1, 1, 20, fmt_q8_1, 1)
 Q8X_KERNEL(q5_1, load_q5_1, 1, 24, fmt_q8_1, 1)
 Q8X_KERNEL(iq4_nl, load_iq4_nl, 1, 18, fmt_q8_0, 0)
+Q8X_KERNEL(iq4_nlr, load_iq4_nlr, 1, 18, fmt_q8_0, 0)
 Q8X_KERNEL(mxfp4, load_mxfp4, 1, 17, fmt_q8_0, 0)
 Q8X_KERNEL(iq4_xs, load_iq4_xs, 8, 136, fmt_q8_K, 0)
 
@@ -925,27 +939,14 @@ static void quantize_q8_K_avx512(const float *x, void *dst, int64_t n)
 
 void quant_avx512_register(struct quant_kernel_table *t, int vnni)
 {
-	t->k[QT_F32] = QUANT_KERNELS(f32);
-	t->k[QT_F16] = QUANT_KERNELS(f16);
-	t->k[QT_BF16] = QUANT_KERNELS(bf16);
+	QUANT_SIMD_FLOAT_TYPES(QUANT_SET_KERNELS)
 	t->from_float[QT_Q8_0] = quantize_q8_0_avx512;
 	t->from_float[QT_Q8_1] = quantize_q8_1_avx512;
 	t->from_float[QT_Q8_K] = quantize_q8_K_avx512;
 	if (!vnni)
 		return; /* the integer kernels below are built on vpdpbusd */
-	t->k[QT_Q4_0] = QUANT_KERNELS(q4_0);
-	t->k[QT_Q4_1] = QUANT_KERNELS(q4_1);
-	t->k[QT_Q5_0] = QUANT_KERNELS(q5_0);
-	t->k[QT_Q5_1] = QUANT_KERNELS(q5_1);
-	t->k[QT_Q8_0] = QUANT_KERNELS(q8_0);
+	QUANT_SIMD_INT_TYPES(QUANT_SET_KERNELS)
 	t->k[QT_Q8_0_R4] = QUANT_KERNELS(q8_0r);
 	t->k[QT_Q4_0_R4] = QUANT_KERNELS(q4_0r);
-	t->k[QT_Q2_K] = QUANT_KERNELS(q2_K);
-	t->k[QT_Q3_K] = QUANT_KERNELS(q3_K);
-	t->k[QT_Q4_K] = QUANT_KERNELS(q4_K);
-	t->k[QT_Q5_K] = QUANT_KERNELS(q5_K);
-	t->k[QT_Q6_K] = QUANT_KERNELS(q6_K);
-	t->k[QT_IQ4_NL] = QUANT_KERNELS(iq4_nl);
-	t->k[QT_IQ4_XS] = QUANT_KERNELS(iq4_xs);
-	t->k[QT_MXFP4] = QUANT_KERNELS(mxfp4);
+	t->k[QT_IQ4_NL_R4] = QUANT_KERNELS(iq4_nlr);
 }

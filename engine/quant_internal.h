@@ -224,6 +224,25 @@ static inline void quant_run_panels(quant_tile_fn tile, size_t panel_bytes, int 
 	QUANT_KERNEL(f16, 1, RUN, 0)                                                               \
 	QUANT_KERNEL(bf16, 1, RUN, 0)
 
+/* The weight types both SIMD files implement, as X(type id, kernel name):
+ * a file's register function sets t->k[id] = QUANT_KERNELS(name) for each. */
+#define QUANT_SIMD_FLOAT_TYPES(X) X(QT_F32, f32) X(QT_F16, f16) X(QT_BF16, bf16)
+#define QUANT_SIMD_INT_TYPES(X)                                                                    \
+	X(QT_Q4_0, q4_0)                                                                           \
+	X(QT_Q4_1, q4_1)                                                                           \
+	X(QT_Q5_0, q5_0)                                                                           \
+	X(QT_Q5_1, q5_1)                                                                           \
+	X(QT_Q8_0, q8_0)                                                                           \
+	X(QT_Q2_K, q2_K)                                                                           \
+	X(QT_Q3_K, q3_K)                                                                           \
+	X(QT_Q4_K, q4_K)                                                                           \
+	X(QT_Q5_K, q5_K)                                                                           \
+	X(QT_Q6_K, q6_K)                                                                           \
+	X(QT_IQ4_NL, iq4_nl)                                                                       \
+	X(QT_IQ4_XS, iq4_xs)                                                                       \
+	X(QT_MXFP4, mxfp4)
+#define QUANT_SET_KERNELS(ID, NAME) t->k[ID] = QUANT_KERNELS(NAME);
+
 /* The kernel table entry of TYPE from the three functions above. */
 #define QUANT_KERNELS(TYPE) ((struct quant_kernels){ dot_##TYPE, gemv_##TYPE, gemm_##TYPE })
 

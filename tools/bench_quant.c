@@ -79,13 +79,15 @@ static int fill_weights(int type, int64_t n, int nrows, uint8_t *w, size_t row_b
 
 /*
  * Runs quant_gemv (ntok == 1) or quant_gemm over nrows x n weights of a
- * type that quant_quantize_row can write, rows split over `threads`
+ * type that quant_quantize_row can write (repack: in the layout
+ * quant_repack_rows makes at load), rows split over `threads`
  * threads, iters timed passes after one warm-up.  Returns seconds per pass,
  * or -1 (error()).  The time is the busiest thread's CPU time, not wall
  * time, so that a machine shared with other work still gives the kernels'
  * own speed (on an idle machine the two agree).
  */
-static double quant_bench(int type, int64_t n, int nrows, int ntok, int threads, int iters)
+static double quant_bench(int type, int repack, int64_t n, int nrows, int ntok, int threads,
+			  int iters)
 {
 	const struct quant_traits *t = quant_traits(type);
 	size_t row_bytes, act_bytes, wbytes;
@@ -105,6 +107,20 @@ static double quant_bench(int type, int64_t n, int nrows, int ntok, int threads,
 	}
 	if (fill_weights(type, n, nrows, w, row_bytes) < 0)
 		goto done;
+	if (repack) {
+		uint8_t *rw = malloc(wbytes);
+		int rt = quant_repack_type(type, n);
+		if (rt < 0 || !rw) {
+			free(rw);
+			error("%s rows of %lld are not repacked here", quant_type_name(type),
+			      (long long)n);
+			goto done;
+		}
+		quant_repack_rows(type, n, w, row_bytes, nrows, rw);
+		free(w);
+		w = rw;
+		type = rt;
+	}
 	for (int k = 0; k < ntok; k++) {
 		for (int64_t i = 0; i < n; i++)
 			x[i] = sinf((float)(i * (k + 1)) * 0.01f);
@@ -158,6 +174,31 @@ done:
 	return secs;
 }
 
+/* One row of the table: gemv and gemm of 2048-wide rows on 1 and 2 threads. */
+static int bench_row(int type, int rp, int in_cache)
+{
+	const int64_t n = 2048;
+	const int ntok = in_cache ? 64 : 128;
+	size_t rb;
+	quant_row_bytes(type, n, &rb);
+	int rows = in_cache ? 128 : (int)((400u << 20) / rb);
+	int grows = in_cache ? 128 : 2048;
+	double gv[2], gm[2];
+	for (int th = 1; th <= 2; th++) {
+		double s = quant_bench(type, rp, n, rows, 1, th, in_cache ? 2000 : 10);
+		double g = quant_bench(type, rp, n, grows, ntok, th, in_cache ? 50 : 3);
+		if (s < 0 || g < 0) {
+			fprintf(stderr, "bench_quant: %s\n", error_message());
+			return -1;
+		}
+		gv[th - 1] = (double)rb * rows / s / 1e9;
+		gm[th - 1] = 2.0 * n * grows * ntok / g / 1e9;
+	}
+	printf("%-7s%s %7.1f GB/s %5.1f GB/s %6.0f GOP/s %6.0f GOP/s\n", quant_type_name(type),
+	       rp ? " r4" : "   ", gv[0], gv[1], gm[0], gm[1]);
+	return 0;
+}
+
 static int type_by_name(const char *name)
 {
 	for (int t = 0; t < QT_COUNT; t++) {
@@ -205,30 +246,13 @@ int main(int argc, char **argv)
 	}
 	/* --cache: the compute-bound figures (weights in L2: 128 rows for gemv,
 	 * 64 tokens for gemm), else the memory-bound ones of decode and prefill */
-	printf("isa %s%s\n%-7s %10s %10s %12s %12s\n", quant_isa_name(isa),
+	printf("isa %s%s\n%-10s %10s %10s %12s %12s\n", quant_isa_name(isa),
 	       in_cache ? ", weights in cache" : "", "type", "gemv 1t", "gemv 2t", "gemm 1t",
 	       "gemm 2t");
-	for (int i = 0; i < ntypes; i++) {
-		int type = types[i];
-		const int64_t n = 2048;
-		const int ntok = in_cache ? 64 : 128;
-		size_t rb;
-		quant_row_bytes(type, n, &rb);
-		int rows = in_cache ? 128 : (int)((400u << 20) / rb);
-		int grows = in_cache ? 128 : 2048;
-		double gv[2], gm[2];
-		for (int th = 1; th <= 2; th++) {
-			double s = quant_bench(type, n, rows, 1, th, in_cache ? 2000 : 10);
-			double g = quant_bench(type, n, grows, ntok, th, in_cache ? 50 : 3);
-			if (s < 0 || g < 0) {
-				fprintf(stderr, "bench_quant: %s\n", error_message());
+	/* a type that repacks at load gets a second row, "TYPE r4" */
+	for (int i = 0; i < ntypes; i++)
+		for (int rp = 0; rp <= (quant_repack_type(types[i], 2048) >= 0); rp++)
+			if (bench_row(types[i], rp, in_cache) < 0)
 				return 1;
-			}
-			gv[th - 1] = (double)rb * rows / s / 1e9;
-			gm[th - 1] = 2.0 * n * grows * ntok / g / 1e9;
-		}
-		printf("%-7s %7.1f GB/s %5.1f GB/s %6.0f GOP/s %6.0f GOP/s\n",
-		       quant_type_name(type), gv[0], gv[1], gm[0], gm[1]);
-	}
 	return 0;
 }
