@@ -32,8 +32,8 @@ struct ref_case {
 	int n_prompt;
 	int n_tok;
 	int rows;
-	int logprobs;  /* the rows are log-probabilities, not logits */
-	float *logits; /* (rows, n_vocab) */
+	int logprobs;       /* the rows are log-probabilities, not logits */
+	float *logits;      /* (rows, n_vocab) */
 };
 
 /* The array of integers after "key": in a small JSON document. */
@@ -168,10 +168,14 @@ static int argmax(const float *v, int n)
 static double tolerance(int type)
 {
 	switch (type) {
-	case QT_F32: return 1e-4;
-	case QT_F16: return 2e-3;
-	case QT_BF16: return 1e-2;
-	default: return 3e-2;
+	case QT_F32:
+		return 1e-4;
+	case QT_F16:
+		return 2e-3;
+	case QT_BF16:
+		return 1e-2;
+	default:
+		return 3e-2;
 	}
 }
 
@@ -231,8 +235,7 @@ static void run_cases(enum kv_type kvt, int use_type_tol)
 		double worst = 0, tol = use_type_tol ? tolerance(in->weight_type) : 3e-2;
 		int agree = 0;
 		for (int r = 0; r < c->rows; r++) {
-			const float *a = out + (size_t)r * c->n_vocab,
-				    *b = c->logits + (size_t)r * c->n_vocab;
+			const float *a = out + (size_t)r * c->n_vocab, *b = c->logits + (size_t)r * c->n_vocab;
 			double e = rel_l2(a, b, c->n_vocab);
 			if (e > worst)
 				worst = e;
@@ -291,8 +294,8 @@ static void greedy_case(const char *name, int expect_len, enum kv_type kvt)
 		double e = rel_l2(logits, c->logits + (size_t)row * c->n_vocab, c->n_vocab);
 		worst = e > worst ? e : worst;
 		if (!(e < tol))
-			fail_msg("%s (%s KV): decode row %d is off by %.3g", name,
-				 kv_type_name(kvt), row, e);
+			fail_msg("%s (%s KV): decode row %d is off by %.3g", name, kv_type_name(kvt),
+				 row, e);
 		int32_t t = argmax(logits, c->n_vocab);
 		if (kvt == KV_F32 && t != c->toks[c->n_prompt + j])
 			fail_msg("%s: token %d is %d, llama.cpp chose %d", name, j, t,
@@ -334,7 +337,7 @@ static const struct {
 	const char *name;
 	const char *why; /* what the load error must say */
 } waiting[] = {
-	{ "rand-qwen3moe-f32", "architecture 'qwen3moe' is not supported" },   /* issue 18 */
+	{ "rand-qwen3moe-f32", "architecture 'qwen3moe' is not supported" }, /* issue 18 */
 	{ "rand-llama-moe-f32", "tensor 'blk.0.ffn_gate.weight' is missing" }, /* issue 18 */
 	{ "rand-gpt-oss-f32", "architecture 'gpt-oss' is not supported" },     /* issue 24 */
 };
@@ -387,8 +390,7 @@ static int run_logprob_case(const struct ref_case *c, enum kv_type kvt)
 		fail_msg("%s: %s", c->name, error_message());
 	int agree = 0, bad = 0;
 	for (int r = 0; r < c->rows; r++) {
-		const float *a = out + (size_t)r * c->n_vocab,
-			    *b = c->logits + (size_t)r * c->n_vocab;
+		const float *a = out + (size_t)r * c->n_vocab, *b = c->logits + (size_t)r * c->n_vocab;
 		double e = prob_diff(a, b, c->n_vocab, tmp);
 		worst = e > worst ? e : worst;
 		agree += argmax(a, c->n_vocab) == argmax(b, c->n_vocab);
@@ -464,14 +466,12 @@ static void test_pending_cases(void **state)
 			if (m)
 				fail_msg("%s loads now: take it off the waiting list", c->name);
 			if (!strstr(error_message(), why))
-				fail_msg("%s: error '%s' lacks '%s'", c->name, error_message(),
-					 why);
+				fail_msg("%s: error '%s' lacks '%s'", c->name, error_message(), why);
 			printf("%-24s waits for its issue: %s\n", c->name, error_message());
 		} else {
 			for (int k = 0; k < 2; k++) {
 				enum kv_type kvt = k ? KV_F32 : KV_F16;
-				failed += c->logprobs ? run_logprob_case(c, kvt)
-						      : run_logit_case(c, kvt);
+				failed += c->logprobs ? run_logprob_case(c, kvt) : run_logit_case(c, kvt);
 			}
 			ran++;
 		}
@@ -612,8 +612,7 @@ static void test_thread_invariance(void **state)
 			/* and decode steps */
 			for (int i = 20; i < 24; i++)
 				assert_int_equal(model_forward(m, &toks[i], 1, i,
-							       out[t] + (size_t)i * nv, 0),
-						 0);
+							       out[t] + (size_t)i * nv, 0), 0);
 			model_free(m);
 		}
 		double worst = rel_l2(out[0], out[1], 24 * nv);
@@ -710,15 +709,13 @@ static void write_model(const char *path, enum mutation mut)
 	};
 	int nt = (int)(sizeof(t) / sizeof(t[0])) - (mut == MUT_MISSING);
 	for (int i = 0; i < nt; i++)
-		assert_int_equal(gguf_writer_add_tensor(w, t[i].name, t[i].nd, t[i].ne, t[i].type),
-				 0);
+		assert_int_equal(gguf_writer_add_tensor(w, t[i].name, t[i].nd, t[i].ne, t[i].type), 0);
 	assert_int_equal(gguf_writer_begin(w, path), 0);
 	for (int i = 0; i < nt; i++) {
 		size_t n = gguf_writer_tensor_bytes(w, i);
 		float *buf = malloc(n);
 		for (size_t k = 0; k < n / sizeof(float); k++)
-			buf[k] = t[i].nd == 1 ? 1.0f
-					      : (float)((k * 2654435761u) % 1000) / 1000.0f - 0.5f;
+			buf[k] = t[i].nd == 1 ? 1.0f : (float)((k * 2654435761u) % 1000) / 1000.0f - 0.5f;
 		if (t[i].type != QT_F32)
 			memset(buf, 0, n);
 		assert_int_equal(gguf_writer_write_tensor(w, buf, n), 0);
@@ -766,9 +763,8 @@ static void test_load_errors(void **state)
 	expect_load_error(MUT_NONE, NULL);
 	expect_load_error(MUT_SHAPE,
 			  "tensor 'blk.0.attn_k.weight' has shape [256, 256], expected [256, 128]");
-	expect_load_error(MUT_ARCH,
-			  "architecture 'mamba' is not supported (supported: llama, qwen2, "
-			  "qwen3, gemma2, gemma3, phi3)");
+	expect_load_error(MUT_ARCH, "architecture 'mamba' is not supported (supported: llama, qwen2, "
+				    "qwen3, gemma2, gemma3, phi3)");
 	expect_load_error(MUT_TYPE, "tensor 'blk.0.attn_q.weight' has type IQ2_XXS");
 	expect_load_error(MUT_MISSING, "tensor 'blk.0.ffn_up.weight' is missing");
 	expect_load_error(MUT_HEADS, "4 attention heads cannot share 3 KV heads");
@@ -777,10 +773,10 @@ static void test_load_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cases_f32_kv),      cmocka_unit_test(test_cases_f16_kv),
-		cmocka_unit_test(test_greedy_once),       cmocka_unit_test(test_greedy_empty),
+		cmocka_unit_test(test_cases_f32_kv),	cmocka_unit_test(test_cases_f16_kv),
+		cmocka_unit_test(test_greedy_once),	cmocka_unit_test(test_greedy_empty),
 		cmocka_unit_test(test_thread_invariance), cmocka_unit_test(test_chunking),
-		cmocka_unit_test(test_load_errors),       cmocka_unit_test(test_pending_cases),
+		cmocka_unit_test(test_load_errors),	cmocka_unit_test(test_pending_cases),
 		cmocka_unit_test(test_swa_ring),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
