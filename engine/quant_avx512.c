@@ -425,28 +425,6 @@ QUANT_INLINE void load_mxfp4(const uint8_t *p, int64_t i, int m, __m512i *lo, __
 	(void)wm;
 }
 
-/* IQ4_XS: group i is half h = i % 2 of a 136-byte block (p is 68 h bytes
- * into it): sub-blocks 4h .. 4h + 3, whose 64 nibble bytes are contiguous
- * and already in the lane layout (16 bytes a sub-block, as Q4_0).  Their
- * 6-bit scales: low nibbles from scales_l bytes 2h, 2h + 1, high bit pairs
- * from scales_h bits 8h .. 8h + 7, deposited into one byte each. */
-QUANT_INLINE void load_iq4_xs(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
-			      __m512 *wd, __m512 *wm)
-{
-	int h = (int)(i & 1);
-	const struct block_iq4_xs *x = (const struct block_iq4_xs *)(p - 68 * h);
-	uint16_t sl;
-	memcpy(&sl, x->scales_l + 2 * h, 2);
-	uint32_t ls = _pdep_u32(sl, 0x0F0F0F0Fu) |
-		      _pdep_u32((uint32_t)x->scales_h >> (8 * h), 0x30303030u);
-	__m128i sc =
-		_mm_sub_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)ls)), _mm_set1_epi32(32));
-	*wd = spread4(_mm_mul_ps(_mm_cvtepi32_ps(sc), _mm_set1_ps(_cvtsh_ss(x->d))));
-	lut_nibbles(_mm512_loadu_si512(x->qs + 64 * h), quant_iq4nl_values, lo, hi);
-	(void)m;
-	(void)wm;
-}
-
 /* Q8_0 is biased to unsigned by an xor with 0x80. */
 QUANT_INLINE void load_q8_0(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
 			    __m512 *wd, __m512 *wm)
@@ -555,7 +533,42 @@ QUANT_INLINE void load_q5_1(const uint8_t *p, int64_t i, int m, __m512i *lo, __m
 	*hi = _mm512_mask_blend_epi8(mh, h, _mm512_or_si512(h, b4));
 }
 
-/* R x T tile over prepared groups; out[t * os + r] = (add ? out : 0) + dot.
+/* Group i of each of T tokens meets R rows already decoded (lo, hi, wd, wm):
+ * token-outer, so that each activation vector is loaded once per group. */
+QUANT_INLINE void group_mac(int R, int T, const struct act_group *const *g, int64_t i,
+			    const __m512i *lo, const __m512i *hi, const __m512 *wd,
+			    const __m512 *wm, int has_min, __m512 (*acc)[4])
+{
+	QUANT_UNROLL for (int t = 0; t < T; t++)
+	{
+		const struct act_group *gt = g[t] + i;
+		__m512i an = _mm512_load_si512(gt->nsum);
+		__m512i al = _mm512_load_si512(gt->lo);
+		__m512i ah = _mm512_load_si512(gt->hi);
+		__m512 ad = _mm512_load_ps(gt->d);
+		QUANT_UNROLL for (int r = 0; r < R; r++)
+		{
+			__m512i s = dpbusd(dpbusd(an, lo[r], al), hi[r], ah);
+			acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(wd[r], ad),
+						    acc[r][t]);
+			if (has_min)
+				acc[r][t] =
+					_mm512_fmadd_ps(wm[r], _mm512_load_ps(gt->s4), acc[r][t]);
+		}
+	}
+}
+
+/* out[t * os + r] = (add ? out : 0) + the row's sum. */
+QUANT_INLINE void group_out(int R, int T, __m512 (*acc)[4], float *out, size_t os, int add)
+{
+	QUANT_UNROLL for (int r = 0; r < R; r++) QUANT_UNROLL for (int t = 0; t < T; t++)
+	{
+		float v = hsum(acc[r][t]);
+		out[t * os + r] = add ? out[t * os + r] + v : v;
+	}
+}
+
+/* R x T tile over prepared groups.
  * Per group of four blocks the R rows are decoded into registers first
  * (3R vectors), then each token's activation vectors are loaded once and
  * meet every row: 16 accumulators + 12 weight + 4 activation vectors.  The
@@ -582,39 +595,14 @@ QUANT_INLINE void load_q5_1(const uint8_t *p, int64_t i, int m, __m512i *lo, __m
 					      nb * (BSIZE), 4 * (int64_t)wstride);                 \
 				LOADER(p, i, m, &lo[r], &hi[r], &wd[r], &wm[r]);                   \
 			}                                                                          \
-			/* token-outer: each activation vector is loaded once per group */         \
-			QUANT_UNROLL for (int t = 0; t < T; t++)                                   \
-			{                                                                          \
-				const struct act_group *gt = g[t] + i;                             \
-				__m512i an = _mm512_load_si512(gt->nsum);                          \
-				__m512i al = _mm512_load_si512(gt->lo);                            \
-				__m512i ah = _mm512_load_si512(gt->hi);                            \
-				__m512 ad = _mm512_load_ps(gt->d);                                 \
-				QUANT_UNROLL for (int r = 0; r < R; r++)                           \
-				{                                                                  \
-					__m512i s = dpbusd(an, lo[r], al);                         \
-					s = dpbusd(s, hi[r], ah);                                  \
-					acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),         \
-								    _mm512_mul_ps(wd[r], ad),      \
-								    acc[r][t]);                    \
-					if (HAS_MIN)                                               \
-						acc[r][t] = _mm512_fmadd_ps(                       \
-							wm[r], _mm512_load_ps(gt->s4), acc[r][t]); \
-				}                                                                  \
-			}                                                                          \
+			group_mac(R, T, g, i, lo, hi, wd, wm, HAS_MIN, acc);                       \
 		}                                                                                  \
-		QUANT_UNROLL for (int r = 0; r < R; r++) QUANT_UNROLL for (int t = 0; t < T; t++)  \
-		{                                                                                  \
-			float v = hsum(acc[r][t]);                                                 \
-			out[t * os + r] = add ? out[t * os + r] + v : v;                           \
-		}                                                                                  \
+		group_out(R, T, acc, out, os, add);                                                \
 	}
 
-/* The tile of TYPE (LOADER: four blocks' lanes of 32-element units, weight
- * blocks of WUNITS units in WBYTES) and its dot, gemv and gemm over
- * activations prepared in format FMT. */
-#define Q8X_KERNEL(TYPE, LOADER, WUNITS, WBYTES, FMT, HAS_MIN)                                     \
-	Q8X_TILE(tile_##TYPE, LOADER, (WBYTES) / (WUNITS), HAS_MIN)                                \
+/* dot, gemv and gemm of TYPE from tile_TYPE over activations prepared in
+ * format FMT; weight blocks of WUNITS units of 32 in WBYTES. */
+#define Q8X_ENTRIES(TYPE, WUNITS, WBYTES, FMT)                                                     \
 	static void qt_##TYPE(int R, int T, int64_t nu, const uint8_t *w, size_t ws,               \
 			      const struct act_group *const *g, float *out, size_t os, int add)    \
 	{                                                                                          \
@@ -638,6 +626,11 @@ QUANT_INLINE void load_q5_1(const uint8_t *p, int64_t i, int m, __m512i *lo, __m
 		return r;                                                                          \
 	}
 
+/* The tile of TYPE (LOADER: four blocks' lanes, see above) and its entries. */
+#define Q8X_KERNEL(TYPE, LOADER, WUNITS, WBYTES, FMT, HAS_MIN)                                     \
+	Q8X_TILE(tile_##TYPE, LOADER, (WBYTES) / (WUNITS), HAS_MIN)                                \
+	Q8X_ENTRIES(TYPE, WUNITS, WBYTES, FMT)
+
 Q8X_KERNEL(q4_0, load_q4_0, 1, 18, fmt_q4_0, 0)
 Q8X_KERNEL(q8_0, load_q8_0, 1, 34, fmt_q8_0, 0)
 Q8X_KERNEL(q8_0r, load_q8_0r, 1, 34, fmt_q8_0, 0) /* repacked: same activations */
@@ -648,7 +641,68 @@ Q8X_KERNEL(q5_1, load_q5_1, 1, 24, fmt_q8_1, 1)
 Q8X_KERNEL(iq4_nl, load_iq4_nl, 1, 18, fmt_q8_0, 0)
 Q8X_KERNEL(iq4_nlr, load_iq4_nlr, 1, 18, fmt_q8_0, 0)
 Q8X_KERNEL(mxfp4, load_mxfp4, 1, 17, fmt_q8_0, 0)
-Q8X_KERNEL(iq4_xs, load_iq4_xs, 8, 136, fmt_q8_K, 0)
+
+/*
+ * IQ4_XS: a whole 136-byte block a step (two groups: sub-blocks 0..3 and
+ * 4..7, each one's 64 nibble bytes contiguous and already in the lane
+ * layout, as four Q4_0 blocks), so that its 8 scales are decoded once: the
+ * block's first 8 bytes are d, scales_h and scales_l, and two bit deposits
+ * put each sub-block's 6-bit scale in a byte (low nibble from scales_l, the
+ * high bit pair from scales_h).  Decoding them per group, as a loader of
+ * the tile above would, cost a fifth more per byte in decode.
+ */
+QUANT_INLINE __m256 iq4_xs_scales(const uint8_t *x)
+{
+	uint64_t h;
+	memcpy(&h, x, 8);
+	uint64_t ls = _pdep_u64(h >> 32, 0x0F0F0F0F0F0F0F0Full) |
+		      _pdep_u64((h >> 16) & 0xFFFF, 0x3030303030303030ull);
+	__m256i v = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)ls)),
+				     _mm256_set1_epi32(32));
+	return _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(_cvtsh_ss((uint16_t)h)));
+}
+
+static const int32_t iq4_xs_half_idx[2][16] __attribute__((aligned(64))) = {
+	{ 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3 },
+	{ 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7 },
+};
+
+QUANT_INLINE void tile_iq4_xs(int R, int T, int64_t nu, const uint8_t *w, size_t ws,
+			      const struct act_group *const *g, float *out, size_t os, int add)
+{
+	const int bs = sizeof(struct block_iq4_xs);
+	__m512 acc[4][4];
+	QUANT_UNROLL for (int r = 0; r < R; r++) QUANT_UNROLL for (int t = 0; t < T; t++)
+		acc[r][t] = _mm512_setzero_ps();
+	int64_t nb = nu / 8;
+	for (int64_t i = 0; i < nb; i++) {
+		__m256 sc[4];
+		QUANT_UNROLL for (int r = 0; r < R; r++)
+		{
+			const uint8_t *x = w + r * ws + i * bs;
+			prefetch_span(x, bs, (nb - i) * bs, nb * bs, 4 * (int64_t)ws);
+			sc[r] = iq4_xs_scales(x);
+		}
+		QUANT_UNROLL for (int h = 0; h < 2; h++)
+		{
+			__m512i lo[4], hi[4];
+			__m512 wd[4];
+			QUANT_UNROLL for (int r = 0; r < R; r++)
+			{
+				const struct block_iq4_xs *x =
+					(const struct block_iq4_xs *)(w + r * ws) + i;
+				lut_nibbles(_mm512_loadu_si512(x->qs + 64 * h), quant_iq4nl_values,
+					    &lo[r], &hi[r]);
+				wd[r] = _mm512_permutexvar_ps(_mm512_load_si512(iq4_xs_half_idx[h]),
+							      _mm512_castps256_ps512(sc[r]));
+			}
+			group_mac(R, T, g, 2 * i + h, lo, hi, wd, wd, 0, acc);
+		}
+	}
+	group_out(R, T, acc, out, os, add);
+}
+
+Q8X_ENTRIES(iq4_xs, 8, 136, fmt_q8_K)
 
 /* ---- Q8_K activations: K-quants ---------------------------------------------------- */
 
