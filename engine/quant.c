@@ -1400,6 +1400,7 @@ int quant_repack_type(int type, int64_t n)
 	int rt = type == QT_Q8_0     ? QT_Q8_0_R4
 		 : type == QT_Q4_0   ? QT_Q4_0_R4
 		 : type == QT_IQ4_NL ? QT_IQ4_NL_R4
+		 : type == QT_MXFP4  ? QT_MXFP4_R4
 				     : -1;
 	if (rt < 0 || n <= 0 || n % (4 * 32) || !kernels(rt))
 		return -1;
@@ -1423,6 +1424,16 @@ void quant_repack_rows(int type, int64_t n, const void *src, size_t row_bytes, i
 				for (int b = 0; b < 4; b++) {
 					memcpy(o + 16 * b, x[b].qs, 16);
 					memcpy(o + 64 + 2 * b, &x[b].d, 2);
+				}
+			}
+			continue;
+		}
+		if (type == QT_MXFP4) {
+			const struct block_mxfp4 *x = (const struct block_mxfp4 *)in;
+			for (int64_t g = 0; g < ng; g++, x += 4, o += 4 * sizeof(*x)) {
+				for (int b = 0; b < 4; b++) {
+					memcpy(o + 16 * b, x[b].qs, 16);
+					o[64 + b] = x[b].e;
 				}
 			}
 			continue;

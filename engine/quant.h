@@ -31,7 +31,8 @@ enum quant_type {
 	QT_Q8_0_R4 = 64,
 	QT_Q4_0_R4 = 65,
 	QT_IQ4_NL_R4 = 66,
-	QT_KERNEL_COUNT = 67 /* size of the kernel tables */
+	QT_MXFP4_R4 = 67,
+	QT_KERNEL_COUNT = 68 /* size of the kernel tables */
 };
 
 typedef uint16_t quant_half; /* IEEE binary16 bits */
@@ -212,13 +213,13 @@ void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
 		size_t act_stride, int ntok, float *out, size_t out_stride);
 
 /*
- * Load-time repacking.  Q8_0, Q4_0 and IQ4_NL rows are regrouped four blocks at a
+ * Load-time repacking.  Q8_0, Q4_0, IQ4_NL and MXFP4 rows are regrouped four blocks at a
  * time into the lane layout the AVX-512 VNNI kernels otherwise build with
  * shuffles on every load.  Q8_0: 64 bytes of the blocks' first 16 quants,
  * 64 of their last 16 (both made unsigned with an xor of 0x80), then the
  * four F16 scales (136 bytes).  Q4_0 and IQ4_NL (the same block layout):
  * the four blocks' 16 nibble bytes side by side, then the four scales
- * (72 bytes).  Each group is the size of its
+ * (72 bytes); MXFP4 likewise with its four scale bytes (68 bytes).  Each group is the size of its
  * four blocks, so a repacked tensor is as large as the file's.  Results are
  * bit-identical; prefill is faster (no shuffles per block).
  * quant_repack_type() is the type a row of n elements of `type` repacks to

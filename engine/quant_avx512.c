@@ -407,21 +407,38 @@ QUANT_INLINE void load_iq4_nl(const uint8_t *p, int64_t i, int m, __m512i *lo, _
 	(void)wm;
 }
 
-/* MXFP4: 17-byte blocks, the E8M0 scale byte first.  Half scales (the
- * table holds doubled values) from the exponent bits: (e - 1) << 23, or a
- * subnormal for e < 2, NaN for 0xFF (see quant_e8m0_half). */
-QUANT_INLINE void load_mxfp4(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
-			     __m512 *wd, __m512 *wm)
+/* Half scales of four MXFP4 blocks (the table holds doubled values) from
+ * the E8M0 exponents: (e - 1) << 23, or a subnormal for e < 2, NaN for
+ * 0xFF (see quant_e8m0_half). */
+QUANT_INLINE __m512 e8m0x4(__m128i e)
 {
-	int e1 = m > 1 ? p[17] : 0, e2 = m > 2 ? p[34] : 0, e3 = m > 3 ? p[51] : 0;
-	__m128i e = _mm_setr_epi32(p[0], e1, e2, e3);
 	__m128i bits = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
 	bits = _mm_blendv_epi8(bits, _mm_sllv_epi32(_mm_set1_epi32(0x00200000), e),
 			       _mm_cmplt_epi32(e, _mm_set1_epi32(2)));
 	bits = _mm_blendv_epi8(bits, _mm_set1_epi32(0x7fc00000),
 			       _mm_cmpeq_epi32(e, _mm_set1_epi32(0xFF)));
-	*wd = spread4(_mm_castsi128_ps(bits));
+	return spread4(_mm_castsi128_ps(bits));
+}
+
+/* MXFP4: 17-byte blocks, the E8M0 scale byte first. */
+QUANT_INLINE void load_mxfp4(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			     __m512 *wd, __m512 *wm)
+{
+	int e1 = m > 1 ? p[17] : 0, e2 = m > 2 ? p[34] : 0, e3 = m > 3 ? p[51] : 0;
+	*wd = e8m0x4(_mm_setr_epi32(p[0], e1, e2, e3));
 	lut_nibbles(gather16x4(p, 1, 17, m), quant_mxfp4_values2, lo, hi);
+	(void)wm;
+}
+
+/* MXFP4 repacked at load: 64 nibble bytes, then the four scale bytes. */
+QUANT_INLINE void load_mxfp4r(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			      __m512 *wd, __m512 *wm)
+{
+	int e;
+	memcpy(&e, p + 64, 4);
+	*wd = e8m0x4(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(e)));
+	lut_nibbles(_mm512_loadu_si512(p), quant_mxfp4_values2, lo, hi);
+	(void)m;
 	(void)wm;
 }
 
@@ -641,6 +658,7 @@ Q8X_KERNEL(q5_1, load_q5_1, 1, 24, fmt_q8_1, 1)
 Q8X_KERNEL(iq4_nl, load_iq4_nl, 1, 18, fmt_q8_0, 0)
 Q8X_KERNEL(iq4_nlr, load_iq4_nlr, 1, 18, fmt_q8_0, 0)
 Q8X_KERNEL(mxfp4, load_mxfp4, 1, 17, fmt_q8_0, 0)
+Q8X_KERNEL(mxfp4r, load_mxfp4r, 1, 17, fmt_q8_0, 0)
 
 /*
  * IQ4_XS: a whole 136-byte block a step (two groups: sub-blocks 0..3 and
@@ -1003,4 +1021,5 @@ void quant_avx512_register(struct quant_kernel_table *t, int vnni)
 	t->k[QT_Q8_0_R4] = QUANT_KERNELS(q8_0r);
 	t->k[QT_Q4_0_R4] = QUANT_KERNELS(q4_0r);
 	t->k[QT_IQ4_NL_R4] = QUANT_KERNELS(iq4_nlr);
+	t->k[QT_MXFP4_R4] = QUANT_KERNELS(mxfp4r);
 }

@@ -1036,6 +1036,7 @@ static void test_repack(void **state)
 	repack_check(QT_Q8_0, QT_Q8_0_R4);
 	repack_check(QT_Q4_0, QT_Q4_0_R4);
 	repack_check(QT_IQ4_NL, QT_IQ4_NL_R4);
+	repack_check(QT_MXFP4, QT_MXFP4_R4);
 }
 
 static void test_isa(void **state)
