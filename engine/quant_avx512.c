@@ -159,7 +159,7 @@ static _Thread_local struct act_group prep_buf[GEMM_T][PREP_GROUPS] __attribute_
 struct act_fmt {
 	size_t bytes; /* block size */
 	size_t qoff;  /* offset of qs */
-	int units;    /* 32-element units per block */
+	int ushift;   /* log2 of the 32-element units per block (0 or 3) */
 	int shift;    /* log2 of the weight offset to pay back (0: none) */
 };
 
@@ -175,9 +175,9 @@ QUANT_INLINE __m512 spread4(__m128 v)
 QUANT_INLINE const uint8_t *act_unit(const uint8_t *y, const struct act_fmt *f, int64_t u, float *d,
 				     float *s4)
 {
-	const uint8_t *blk = y + (size_t)(u / f->units) * f->bytes;
+	const uint8_t *blk = y + (size_t)(u >> f->ushift) * f->bytes;
 	quant_half h;
-	if (f->units > 1) {
+	if (f->ushift) {
 		memcpy(d, blk, 4);
 		*s4 = 0;
 	} else {
@@ -186,7 +186,7 @@ QUANT_INLINE const uint8_t *act_unit(const uint8_t *y, const struct act_fmt *f, 
 		memcpy(&h, blk + 2, 2);
 		*s4 = f->qoff == 4 ? _cvtsh_ss(h) * 0.25f : 0;
 	}
-	return blk + f->qoff + (size_t)(u % f->units) * 32;
+	return blk + f->qoff + (size_t)(u & ((1 << f->ushift) - 1)) * 32;
 }
 
 /* Prepare nu (<= PREP_GROUPS * 4) units; missing units of the last group are zero. */
@@ -250,7 +250,7 @@ static void q8x_gemm(q8x_tile_fn tile, int wunits, size_t wbytes, const struct a
 	/* at least one pass, so that empty rows still write their zero results */
 	for (int64_t c0 = 0; c0 < nu || c0 == 0; c0 += PREP_GROUPS * 4) {
 		int64_t cu = nu - c0 < PREP_GROUPS * 4 ? nu - c0 : PREP_GROUPS * 4;
-		size_t aoff = (size_t)(c0 / f->units) * f->bytes;
+		size_t aoff = (size_t)(c0 >> f->ushift) * f->bytes;
 		size_t woff = (size_t)(c0 / wunits) * wbytes;
 		for (int r0 = 0; r0 < nrows; r0 += panel) {
 			int r1 = r0 + panel < nrows ? r0 + panel : nrows;
@@ -277,11 +277,11 @@ static void q8x_gemm(q8x_tile_fn tile, int wunits, size_t wbytes, const struct a
 }
 
 /* Activation formats; the shift pays back weight offsets of 2^shift. */
-static const struct act_fmt fmt_q4_0 = { sizeof(struct block_q8_0), 2, 1, 3 };
-static const struct act_fmt fmt_q8_0 = { sizeof(struct block_q8_0), 2, 1, 7 };
-static const struct act_fmt fmt_q5_0 = { sizeof(struct block_q8_0), 2, 1, 4 };
-static const struct act_fmt fmt_q8_1 = { sizeof(struct block_q8_1), 4, 1, 0 };
-static const struct act_fmt fmt_q8_K = { sizeof(struct block_q8_K), 4, 8, 7 };
+static const struct act_fmt fmt_q4_0 = { sizeof(struct block_q8_0), 2, 0, 3 };
+static const struct act_fmt fmt_q8_0 = { sizeof(struct block_q8_0), 2, 0, 7 };
+static const struct act_fmt fmt_q5_0 = { sizeof(struct block_q8_0), 2, 0, 4 };
+static const struct act_fmt fmt_q8_1 = { sizeof(struct block_q8_1), 4, 0, 0 };
+static const struct act_fmt fmt_q8_K = { sizeof(struct block_q8_K), 4, 3, 7 };
 
 /* Halves of 4 blocks (`stride` bytes apart, m present) spread over their
  * lanes.  Built in registers: a store-then-reload through a small array
