@@ -133,6 +133,10 @@ static void split_input(const char *in, size_t len, int mode, struct convo *turn
 struct hist {
 	struct store *st;
 	char sid[STORE_ID_SIZE]; /* "" until the session exists */
+	const char *backend;     /* recorded with each reply: "cpu", "remote" */
+	const char *model;       /* its GGUF path or URL#MODEL */
+	int kv;                  /* saved KV states are on */
+	int kv_pending;          /* a KV_SAVED is still to come */
 };
 
 static void hist_fail(struct hist *h)
@@ -162,6 +166,29 @@ static char *model_path_abs(const char *path)
 {
 	char *abs = realpath(path, NULL);
 	return abs ? abs : xstrdup(path);
+}
+
+/* A reply from a remote server is recorded with "URL#MODEL" as its model:
+ * the URL is the server's display form (no credentials), and --session
+ * finds the server again from it (malloc'd). */
+static char *remote_label(const struct engine_info *in)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addf(&sb, "%s#%s", in->server, in->name);
+	return strbuf_detach(&sb, NULL);
+}
+
+/* Is model a remote label?  Then 1 and its URL and model (malloc'd). */
+static int remote_split(const char *model, char **url, char **name)
+{
+	const char *hash = strrchr(model, '#');
+	if (strncmp(model, "http://", 7) && strncmp(model, "https://", 8))
+		return 0;
+	if (!hash)
+		return 0;
+	*url = xstrndup(model, (size_t)(hash - model));
+	*name = xstrdup(hash + 1);
+	return 1;
 }
 
 /* Create the session on the first turn. */
@@ -209,7 +236,9 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 		free(*system);
 		*system = xstrdup(ss.system_prompt);
 	}
-	if (cfg->model && *cfg->model)
+	if (cfg->remote_url)
+		*model = xstrdup(""); /* known once the server answers: remote_session() */
+	else if (cfg->model && *cfg->model)
 		*model = model_path_abs(cfg->model);
 	else
 		*model = xstrdup(ss.model ? ss.model : "");
@@ -253,8 +282,13 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 
 /* ---- running ---------------------------------------------------------------------- */
 
-static void engine_config_from(const struct config *cfg, const char *model,
-			       struct engine_config *ec)
+/* The remote server's settings (url: NULL = a local model). */
+struct remote_cfg {
+	char *url, *model;
+};
+
+static void engine_config_from(const struct config *cfg, const char *model, const char *kv_dir,
+			       const struct remote_cfg *rc, struct engine_config *ec)
 {
 	memset(ec, 0, sizeof(*ec));
 	ec->model_path = model;
@@ -275,6 +309,17 @@ static void engine_config_from(const struct config *cfg, const char *model,
 	ec->memory_strict = cfg->memory_mode == MEMORY_STRICT;
 	ec->mlock = cfg->memory_lock;
 	ec->no_repack = !cfg->repack;
+	ec->kv_dir = kv_dir;
+	ec->kv_max_disk = cfg->kv_max_disk;
+	if (rc && rc->url) {
+		ec->remote_url = rc->url;
+		ec->remote_model = rc->model;
+		/* the key lives in the environment only: never in the config,
+		 * the history or the log */
+		ec->remote_api_key = config_remote_api_key(cfg);
+		ec->remote_timeout = cfg->remote_timeout;
+		ec->remote_retries = cfg->remote_retries;
+	}
 }
 
 static void request_from(const struct config *cfg, struct engine_request *rq)
@@ -298,6 +343,19 @@ static void request_from(const struct config *cfg, struct engine_request *rq)
 		rq->stop[rq->n_stop++] = cfg->stop[i];
 }
 
+/* The engine saved (or could not save) the session's KV state: the row points at it. */
+static void on_kv_saved(struct hist *h, const struct engine_event *ev)
+{
+	h->kv_pending = 0;
+	if (ev->message)
+		fprintf(stderr, "palaver: warning: the KV cache was not saved: %s\n", ev->message);
+	/* only a pointer (the engine finds the file by its name): a failure to
+	 * record it is no reason to give up the history */
+	if (ev->path && h->st && ev->text &&
+	    store_session_set_kv_state(h->st, ev->text, ev->path) < 0)
+		error_clear();
+}
+
 /* Wait for the next event (poll on the wakeup fd; EINTR from SIGINT is fine). */
 static void wait_event(struct engine *e, struct engine_event *ev, int timeout_ms, int *got)
 {
@@ -313,8 +371,8 @@ static void wait_event(struct engine *e, struct engine_event *ev, int timeout_ms
 /* Totals for --stats. */
 struct totals {
 	double load_ms, t0;
-	int prompt_tokens, reused_tokens, gen_tokens, turns;
-	double prefill_ms, decode_ms;
+	int prompt_tokens, reused_tokens, restored_tokens, gen_tokens, turns;
+	double prefill_ms, decode_ms, restore_ms;
 	uint64_t peak_rss;
 };
 
@@ -328,6 +386,8 @@ static void print_stats(const struct totals *t)
 	fprintf(stderr, "prompt eval count:    %d token(s)\n", t->prompt_tokens - t->reused_tokens);
 	fprintf(stderr, "prompt reused:        %d token(s) of %d\n", t->reused_tokens,
 		t->prompt_tokens);
+	fprintf(stderr, "prompt restored:      %d token(s) in %.3fs (saved KV cache)\n",
+		t->restored_tokens, t->restore_ms / 1000.0);
 	fprintf(stderr, "prompt eval duration: %.3fs\n", t->prefill_ms / 1000.0);
 	fprintf(stderr, "prompt eval rate:     %.2f tokens/s\n",
 		t->prefill_ms > 0 ? (t->prompt_tokens - t->reused_tokens) * 1000.0 / t->prefill_ms
@@ -347,14 +407,14 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
 	strbuf_add_json_escaped(&o, prompt, strlen(prompt));
 	strbuf_addstr(&o, "\",\"reply\":\"");
 	strbuf_add_json_escaped(&o, done->text ? done->text : "", done->len);
-	strbuf_addf(
-		&o,
-		"\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
-		"\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
-		"\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f}\n",
-		engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
-		s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
-		s->ttft_ms, s->decode_ms, s->decode_tps);
+	strbuf_addf(&o,
+		    "\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
+		    "\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
+		    "\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f,"
+		    "\"restored_tokens\":%d,\"restore_ms\":%.3f}\n",
+		    engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
+		    s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
+		    s->ttft_ms, s->decode_ms, s->decode_tps, s->restored_tokens, s->restore_ms);
 	fwrite(o.buf, 1, o.len, stdout);
 	fflush(stdout);
 	strbuf_release(&o);
@@ -402,9 +462,12 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	request_from(cfg, &rq);
 	rq.messages = c->m;
 	rq.n_messages = c->n;
+	if (h->st && h->kv && h->sid[0])
+		rq.session = h->sid;
 	if (h->st) {
 		mid = store_message_begin(h->st, h->sid, "assistant");
-		if (mid < 0)
+		if (mid < 0 ||
+		    (h->model && store_message_set_model(h->st, mid, h->backend, h->model) < 0))
 			hist_fail(h);
 	}
 	if (engine_submit(e, &rq) < 0) {
@@ -434,6 +497,8 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 			}
 		} else if (ev.type == ENGINE_EV_WARNING) {
 			fprintf(stderr, "palaver: warning: %s\n", ev.text);
+		} else if (ev.type == ENGINE_EV_KV_SAVED) {
+			on_kv_saved(h, &ev); /* the previous turn's */
 		} else if (ev.type == ENGINE_EV_ERROR) {
 			fprintf(stderr, "palaver: %s\n", ev.text);
 			if (h->st && mid > 0 &&
@@ -449,6 +514,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 			    !memcmp(ev.text, shown.buf, shown.len))
 				fwrite(ev.text + shown.len, 1, ev.len - shown.len, stdout);
 			*done = ev;
+			h->kv_pending = rq.session != NULL;
 			break;
 		}
 		engine_event_free(&ev);
@@ -480,11 +546,22 @@ int batch_run(struct config *cfg)
 	struct engine *e = NULL;
 	char *system = cfg->system_prompt ? xstrdup(cfg->system_prompt) : NULL;
 	char *model = NULL;
+	struct remote_cfg remote = { NULL, NULL };
+	struct strbuf kv_dir = STRBUF_INIT;
 	int rc = EXIT_OK;
 
 	tot.t0 = time_now_ms();
+	if (cfg->remote_url) {
+		remote.url = xstrdup(cfg->remote_url);
+		remote.model = cfg->remote_model ? xstrdup(cfg->remote_model) : NULL;
+		if (cfg->remote_api_key_env && !config_remote_api_key(cfg))
+			fprintf(stderr,
+				"palaver: warning: $%s (remote.api_key_env) is not set: "
+				"no API key is sent\n",
+				cfg->remote_api_key_env);
+	}
 	/* --session may name the model */
-	if ((!cfg->model || !*cfg->model) && !cfg->session) {
+	if (!remote.url && (!cfg->model || !*cfg->model) && !cfg->session) {
 		fprintf(stderr,
 			"palaver: no model configured; give one with -m FILE or 'model:' in "
 			"the config file\n");
@@ -533,9 +610,14 @@ int batch_run(struct config *cfg)
 	} else if (system) {
 		convo_add(&c, ENGINE_ROLE_SYSTEM, system, strlen(system));
 	}
+	/* a session that ran on a remote server continues there */
+	if (model && !remote.url && remote_split(model, &remote.url, &remote.model)) {
+		free(model);
+		model = xstrdup("");
+	}
 	if (!model)
-		model = model_path_abs(cfg->model);
-	if (!*model) {
+		model = remote.url ? xstrdup("") : model_path_abs(cfg->model);
+	if (!*model && !remote.url) {
 		fprintf(stderr,
 			"palaver: no model configured, and session '%s' names none; give one "
 			"with -m FILE\n",
@@ -544,11 +626,19 @@ int batch_run(struct config *cfg)
 		goto out;
 	}
 
-	engine_config_from(cfg, model, &ec);
+	/* a server keeps no KV cache of ours: states are for the local engine */
+	if (h.st && !remote.url && config_kv_enabled(cfg) && config_kv_dir(&kv_dir) < 0) {
+		/* no folder for them: the replies come without saved states */
+		fprintf(stderr, "palaver: warning: no saved KV states: %s\n", error_message());
+		error_clear();
+	}
+	h.kv = kv_dir.len > 0;
+	engine_config_from(cfg, model, kv_dir.buf, &remote, &ec);
 	e = engine_open(&ec);
 	if (!e) {
 		fprintf(stderr, "palaver: %s\n", error_message());
-		rc = EXIT_RUNTIME;
+		/* with a server, only its URL can be refused here */
+		rc = remote.url ? EXIT_USAGE : EXIT_RUNTIME;
 		goto out;
 	}
 	sig_engine = e;
@@ -564,6 +654,18 @@ int batch_run(struct config *cfg)
 	}
 	tot.load_ms = time_now_ms() - tot.t0;
 	const struct engine_info *info = engine_info(e);
+	if (remote.url) {
+		free(model);
+		model = remote_label(info);
+		/* a resumed session says where it runs now */
+		if (h.st && h.sid[0]) {
+			struct store_session_params p = { NULL, model, NULL, NULL };
+			if (store_session_set(h.st, h.sid, &p) < 0)
+				hist_fail(&h);
+		}
+	}
+	h.backend = info->backend;
+	h.model = model;
 	if (info->template_defaulted)
 		fprintf(stderr,
 			"palaver: '%s' has no chat template; continuing the text as written "
@@ -595,6 +697,8 @@ int batch_run(struct config *cfg)
 		tot.turns++;
 		tot.prompt_tokens += s->prompt_tokens;
 		tot.reused_tokens += s->reused_tokens;
+		tot.restored_tokens += s->restored_tokens;
+		tot.restore_ms += s->restore_ms;
 		tot.gen_tokens += s->gen_tokens;
 		tot.prefill_ms += s->prefill_ms;
 		tot.decode_ms += s->decode_ms;
@@ -614,6 +718,17 @@ int batch_run(struct config *cfg)
 			break;
 		}
 	}
+	/* the last reply's state: its row points at the file once it is written */
+	while (h.kv_pending && !interrupted) {
+		struct engine_event ev;
+		int got;
+		wait_event(e, &ev, 1000, &got);
+		if (!got)
+			continue;
+		if (ev.type == ENGINE_EV_KV_SAVED)
+			on_kv_saved(&h, &ev);
+		engine_event_free(&ev);
+	}
 	if (interrupted && rc == EXIT_OK)
 		rc = EXIT_INTERRUPTED;
 	if (cfg->stats && tot.turns)
@@ -627,6 +742,9 @@ out:
 	convo_free(&c);
 	free(system);
 	free(model);
+	strbuf_release(&kv_dir);
+	free(remote.url);
+	free(remote.model);
 	fflush(stdout);
 	return rc;
 }

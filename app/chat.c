@@ -97,6 +97,10 @@ void chat_copy_str(char *dst, size_t cap, const char *src)
 
 const char *chat_base_name(const char *path)
 {
+	/* a server's URL#MODEL: the model ("Qwen/Qwen2.5-7B-Instruct" whole) */
+	const char *hash = strchr(path, '#');
+	if (hash && strstr(path, "://"))
+		return hash + 1;
 	const char *s = strrchr(path, '/');
 	return s ? s + 1 : path;
 }
@@ -512,6 +516,8 @@ static int poll_timeout(struct chat *c)
 static void welcome(struct chat *c)
 {
 	int mk = config_key_index("model");
+	if (c->cfg->remote_url)
+		return; /* the model is the server's: nothing to explain */
 	if (c->cfg->model && mk >= 0 && c->cfg->origin[mk] &&
 	    !strcmp(c->cfg->origin[mk], CONFIG_BUILTIN_ORIGIN)) {
 		chat_notice(
@@ -595,7 +601,9 @@ int chat_run(struct config *cfg)
 	chat_session_open_history(&c);
 	/* the first frame draws everything */
 	c.pane.dirty = c.status_dirty = c.rule_dirty = c.hint_dirty = 1;
-	if (cfg->model)
+	if (cfg->remote_url)
+		chat_engine_open(&c, NULL); /* the server instead of a model */
+	else if (cfg->model)
 		chat_engine_open(&c, cfg->model);
 
 	while (!c.quit) {

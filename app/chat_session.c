@@ -109,13 +109,18 @@ void chat_session_reply_begin(struct chat *c, struct chat_msg *m)
 		c->reuse_reply_row = 0;
 		if (store_message_update(c->store, m->id, "", 0) < 0)
 			chat_session_fail(c);
-		return;
+	} else {
+		m->id = store_message_begin(c->store, c->sid, "assistant");
+		if (m->id < 0) {
+			m->id = 0;
+			chat_session_fail(c);
+		}
 	}
-	m->id = store_message_begin(c->store, c->sid, "assistant");
-	if (m->id < 0) {
-		m->id = 0;
+	/* which backend and model wrote it: a local file or URL#MODEL */
+	const struct engine_info *info = c->eng ? engine_info(c->eng) : NULL;
+	if (c->store && m->id && info && c->model_path &&
+	    store_message_set_model(c->store, m->id, info->backend, c->model_path) < 0)
 		chat_session_fail(c);
-	}
 }
 
 void chat_session_reply_progress(struct chat *c, struct chat_msg *m, double now)

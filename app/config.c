@@ -110,12 +110,22 @@ static const struct key keys[] = {
 	{ "history.path", NULL, K_NSTRING, F(history_path), 0, 0, 0, NULL, "PALAVER_HISTORY_PATH" },
 	{ "history.enabled", NULL, K_BOOL, F(history_enabled), 0, 0, 0, NULL,
 	  "PALAVER_HISTORY_ENABLED" },
+	{ "kv_cache.max_disk", NULL, K_SIZE, F(kv_max_disk), 0, 0, 0, NULL,
+	  "PALAVER_KV_CACHE_MAX_DISK" },
 	{ "ui.theme", NULL, K_STRING, F(ui_theme), 0, 0, 0, theme_names, "PALAVER_UI_THEME" },
 	{ "ui.status_pane", NULL, K_BOOL, F(ui_status_pane), 0, 0, 0, NULL,
 	  "PALAVER_UI_STATUS_PANE" },
 	{ "ui.word_wrap", NULL, K_BOOL, F(ui_word_wrap), 0, 0, 0, NULL, "PALAVER_UI_WORD_WRAP" },
 	{ "log.file", NULL, K_NSTRING, F(log_file), 0, 0, 0, NULL, "PALAVER_LOG_FILE" },
 	{ "log.level", NULL, K_ENUM, F(log_level), 0, 0, 0, level_names, "PALAVER_LOG_LEVEL" },
+	{ "remote.url", NULL, K_NSTRING, F(remote_url), 0, 0, 0, NULL, "PALAVER_REMOTE_URL" },
+	{ "remote.model", NULL, K_NSTRING, F(remote_model), 0, 0, 0, NULL, "PALAVER_REMOTE_MODEL" },
+	{ "remote.api_key_env", NULL, K_NSTRING, F(remote_api_key_env), 0, 0, 0, NULL,
+	  "PALAVER_REMOTE_API_KEY_ENV" },
+	{ "remote.timeout", NULL, K_DOUBLE, F(remote_timeout), 0, 1e6, 0, NULL,
+	  "PALAVER_REMOTE_TIMEOUT" },
+	{ "remote.retries", NULL, K_INT, F(remote_retries), 0, 10, 0, NULL,
+	  "PALAVER_REMOTE_RETRIES" },
 };
 
 #undef F
@@ -204,12 +214,18 @@ void config_init(struct config *cfg)
 	cfg->memory_lock = 0;
 	cfg->history_path = NULL;
 	cfg->history_enabled = 1;
+	cfg->kv_max_disk = 2ull << 30;
 	cfg->repack = 1;
 	cfg->ui_theme = xstrdup("default");
 	cfg->ui_status_pane = 1;
 	cfg->ui_word_wrap = 1;
 	cfg->log_file = NULL;
 	cfg->log_level = LOG_INFO;
+	cfg->remote_url = NULL;
+	cfg->remote_model = NULL;
+	cfg->remote_api_key_env = NULL;
+	cfg->remote_timeout = 300;
+	cfg->remote_retries = 2;
 }
 
 static void free_strings(struct config *cfg)
@@ -324,8 +340,8 @@ static const char *suggest_from(const char *typed, const char *const *names)
 	return found;
 }
 
-static const char *const section_names[] = { "sampling", "engine", "memory", "history",
-					     "ui",       "log",    NULL };
+static const char *const section_names[] = { "sampling", "engine", "memory",   "history", "ui",
+					     "log",      "remote", "kv_cache", NULL };
 
 static int is_section(const char *s, size_t n)
 {
@@ -447,6 +463,14 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 			free(*field);
 			*field = NULL;
 			return 0;
+		}
+		/* the server's address: refused here, where the message can say
+		 * which file and line, not when the chat starts */
+		if (!strcmp(key->name, "remote.url") && strncasecmp(text, "http://", 7) &&
+		    strncasecmp(text, "https://", 8)) {
+			strbuf_addf(msg, "'%s' must be an http:// or https:// URL, not '%s'",
+				    key->name, text);
+			return -1;
 		}
 		/* a string key with a fixed set of values (ui.theme) */
 		if (key->names) {
@@ -919,7 +943,23 @@ fail:
 	return -1;
 }
 
+int config_kv_dir(struct strbuf *out)
+{
+	return xdg_path(out, "XDG_CACHE_HOME", ".cache", "kv");
+}
+
+int config_kv_enabled(const struct config *cfg)
+{
+	return cfg->kv_max_disk > 0 && cfg->history_enabled;
+}
+
 #define BUILTIN_MODEL "palaver-tiny.gguf"
+
+const char *config_remote_api_key(const struct config *cfg)
+{
+	const char *v = cfg->remote_api_key_env ? getenv(cfg->remote_api_key_env) : NULL;
+	return v && *v ? v : NULL;
+}
 
 char *config_builtin_model(void)
 {
@@ -999,6 +1039,11 @@ static void add_quoted(struct strbuf *out, const char *s)
 static void add_double(struct strbuf *out, double d)
 {
 	char buf[40];
+	/* whole numbers as written (300, not the shortest %g form 3e+02) */
+	if (d == (double)(long long)d && d > -1e15 && d < 1e15) {
+		strbuf_addf(out, "%lld", (long long)d);
+		return;
+	}
 	for (int prec = 1; prec <= 17; prec++) {
 		snprintf(buf, sizeof(buf), "%.*g", prec, d);
 		if (strtod(buf, NULL) == d)

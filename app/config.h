@@ -63,12 +63,18 @@ struct config {
 	int memory_lock;                       /* 1: pin the weights in RAM (mlock) */
 	char *history_path;                    /* NULL = $XDG_DATA_HOME/palaver/history.db */
 	int history_enabled;                   /* 0: save nothing */
+	uint64_t kv_max_disk;                  /* bytes of saved KV states; 0 = none saved */
 	int repack;                            /* copy weights into faster layouts at load */
 	char *ui_theme;                        /* "default", "mono", ... */
 	int ui_status_pane;                    /* 1: show the status pane */
 	int ui_word_wrap;                      /* 1: wrap at word boundaries */
 	char *log_file;                        /* NULL = $XDG_STATE_HOME/palaver/palaver.log */
 	int log_level;                         /* enum log_level */
+	char *remote_url;         /* an OpenAI-compatible server instead of model, NULL = none */
+	char *remote_model;       /* the model there, NULL = the first it lists */
+	char *remote_api_key_env; /* the environment variable holding the API key, NULL = none */
+	double remote_timeout;    /* seconds of silence from the server, 0 = none */
+	int remote_retries;       /* tries again before the first text */
 
 	/* run-time only, from flags */
 	char *prompt;  /* -p: one-shot prompt */
@@ -130,6 +136,11 @@ char *config_builtin_model(void);
  */
 int config_set(struct config *cfg, const char *key, const char *value, const char *origin);
 
+/* The remote server's API key: the value of the variable remote.api_key_env
+ * names, NULL when none is named or it is unset or empty.  The key is read
+ * from the environment only, when it is used, and kept nowhere. */
+const char *config_remote_api_key(const struct config *cfg);
+
 /* The key table, for `palaver config` and the tests. */
 int config_key_count(void);
 const char *config_key_name(int k);    /* dotted name, NULL past the end */
@@ -139,6 +150,13 @@ const char *config_env_name(int k);    /* "PALAVER_THREADS", NULL = none */
 void config_format_value(const struct config *cfg, int k, struct strbuf *out);
 /* The whole configuration as YAML; with_origin adds "# origin" to each key. */
 void config_print(const struct config *cfg, struct strbuf *out, int with_origin);
+
+/* The folder of saved KV states, $XDG_CACHE_HOME/palaver/kv (~/.cache
+ * fallback), into out.  0 or -1 (error()). */
+int config_kv_dir(struct strbuf *out);
+/* 1 when replies save and resume KV states: kv_cache.max_disk is not 0 and
+ * the history is on (a state belongs to a session). */
+int config_kv_enabled(const struct config *cfg);
 
 /* Edit distance (Levenshtein, with adjacent transposition as one edit). */
 int config_edit_distance(const char *a, const char *b);
