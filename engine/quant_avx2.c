@@ -8,7 +8,9 @@
  * with 256-bit vectors and no VNNI: integer blocks use vpmaddubsw (u8 x s8
  * pairs to s16) then vpmaddwd against ones or against the sub-block scales.
  * Signed weights become unsigned by moving their sign onto the activation
- * (vpsignb), so Q8_0-style activations are used in place, unprepared.
+ * (vpsignb), so Q8_0-style activations are used in place, unprepared;
+ * the table types (IQ4_NL, IQ4_XS, MXFP4) look their signed values up with
+ * vpshufb first.
  * Every vpmaddubsw pair sum stays below 2^15 for these ranges (|q| <= 128,
  * |y| <= 127), so nothing saturates.
  */

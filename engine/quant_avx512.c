@@ -19,7 +19,11 @@
  * activations are "prepared" once per call into a lane layout matching four
  * weight blocks (low halves, high halves, shifted negated lane sums, per-lane
  * scales, Q8_1's s); Q8_K activations already carry bsums.  Mins (Q4_1,
- * Q5_1, Q2_K, Q4_K, Q5_K) go through the same sums.  K-quants multiply by
+ * Q5_1, Q2_K, Q4_K, Q5_K) go through the same sums.  The table types
+ * (IQ4_NL, IQ4_XS, MXFP4) look each nibble's value + 128 up with vpshufb
+ * and run on the prepared tiles too, IQ4_XS with Q8_K activations prepared
+ * the same way (its sub-blocks of 32 are the groups' blocks, scaled per
+ * lane like Q4_0's).  K-quants multiply by
  * their sub-block scales inside the dot: vpmaddubsw (u8 x s8 pairs, no
  * saturation at these ranges) then vpdpwssd against per-lane scale pairs.
  * Each block's int32 lanes are converted to float and scaled per lane, and
@@ -81,13 +85,21 @@ QUANT_INLINE void prefetch_span(const void *p, size_t len, int64_t left, int64_t
 	}
 }
 
-/* K-quant blocks: plain PF_DIST ahead, which measured faster for them (Q4_K
- * gemv 28-30 against 26 GB/s, gemm of 64 tokens 220 against 190 GOP/s on
- * one core) than the tile-aware span above. */
+/*
+ * K-quant and IQ4_XS blocks: plainly PF_BLOCK_DIST ahead, which measured
+ * faster for them (Q4_K gemv 28-30 against 26 GB/s, gemm of 64 tokens 220
+ * against 190 GOP/s on one core) than the tile-aware span above.  16 KiB
+ * rather than 4: on the weights of a 1B-shape file as decode maps them
+ * (4 KiB pages; `bench_quant --file`, one core, shared machine) Q4_K went
+ * from 17.4-18.8 to 17.7-22.2 GB/s, Q6_K from 17.6-19.2 to 22.1-24.7,
+ * IQ4_XS from 16.6 to 17.8-18.6, and the 1B Q4_K_M model's decode on two
+ * threads from 42.9 to 47.6 t/s by CPU time (median of 4 interleaved pairs).
+ */
+#define PF_BLOCK_DIST 16384
 QUANT_INLINE void prefetch_plain(const void *p, size_t len)
 {
 	for (size_t o = 0; o < len; o += 64)
-		_mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+		_mm_prefetch((const char *)p + PF_BLOCK_DIST + o, _MM_HINT_T0);
 }
 
 /* Panels of PANEL_BYTES; PF_ALL: prefetch in every token tile of a panel,
@@ -680,13 +692,6 @@ QUANT_INLINE __m256 iq4_xs_scales(const uint8_t *x)
 	return _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(_cvtsh_ss((uint16_t)h)));
 }
 
-/* IQ4_XS prefetches further ahead than PF_DIST, measured on the weights of
- * a 1B-shape file as decode maps them (4 KiB pages), one core, shared
- * machine, GB/s: the tile-aware span 13.0-16.4, 4 KiB ahead 16.6, 8 KiB
- * 14.3-18.9, 16 KiB 17.8-18.6, 24 KiB 17.4-19.2 (Q4_K in the same runs
- * 16.4-19.9). */
-#define PF_DIST_XS 16384
-
 static const int32_t iq4_xs_half_idx[2][16] __attribute__((aligned(64))) = {
 	{ 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3 },
 	{ 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7 },
@@ -708,8 +713,7 @@ QUANT_INLINE void tile_iq4_xs(int R, int T, int64_t nu, const uint8_t *w, size_t
 			/* plain PF_DIST ahead, as the K-quants: memory-bound gemv on one
 			 * core 18.7-19.2 GB/s with the tile-aware span, 20.0-21.4 with this */
 			if (prefetch_on)
-				for (int o = 0; o < bs; o += 64)
-					_mm_prefetch((const char *)x + PF_DIST_XS + o, _MM_HINT_T0);
+				prefetch_plain(x, bs);
 			sc[r] = iq4_xs_scales(x);
 		}
 		QUANT_UNROLL for (int h = 0; h < 2; h++)
