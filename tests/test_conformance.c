@@ -337,8 +337,6 @@ static const struct {
 	const char *why; /* what the load error must say */
 } waiting[] = {
 	{ "rand-gpt-oss-f32", "architecture 'gpt-oss' is not supported" }, /* issue 24 */
-	{ "rand-llama-256-IQ4_NL", "which palaver cannot compute" },       /* issue 18 */
-	{ "rand-llama-256-IQ4_XS", "which palaver cannot compute" },       /* issue 18 */
 };
 
 static const char *waiting_for(const char *name)
