@@ -70,7 +70,8 @@ static const char usage[] =
 	"  -h, --help         show this help\n"
 	"\n"
 	"Other benchmarks: palaver bench --tokenizer | --history | --cancel | --reuse\n"
-	"                  | --cold (load and first token from a cold page cache)\n";
+	"                  | --cold (load and first token from a cold page cache)\n"
+	"                  | --kernels (the CPU kernel levels chosen on this CPU)\n";
 
 enum fmt { FMT_MD, FMT_JSON, FMT_CSV };
 

@@ -6,6 +6,7 @@
 #include "gguf.h"
 #include "model_internal.h"
 #include "quant.h"
+#include "quant_select.h"
 #include "readahead.h"
 #include "report.h"
 #include "threadpool.h"
@@ -906,6 +907,8 @@ struct model *model_load(const char *path, const struct model_params *p)
 {
 	struct model *m = xcalloc(1, sizeof(*m));
 	struct hparams h = { 0 };
+	/* the kernel levels decide which layouts repacking makes: first */
+	quant_select_ensure(NULL);
 	if (p)
 		m->params = *p;
 	else
