@@ -76,8 +76,8 @@ static void print_json(const struct quant_selection *s, const char *source)
 				    quant_isa_name(op ? row->gemm_level : row->gemv_level));
 			for (int l = 1; l < QUANT_ISA_COUNT; l++)
 				if (v[l] > 0)
-					strbuf_addf(&sb, ", \"%s\": %.2f", quant_isa_name((enum quant_isa)l),
-						    v[l]);
+					strbuf_addf(&sb, ", \"%s\": %.2f",
+						    quant_isa_name((enum quant_isa)l), v[l]);
 			strbuf_addch(&sb, '}');
 		}
 		strbuf_addch(&sb, '}');
@@ -126,7 +126,8 @@ int bench_kernels(int argc, char **argv, struct config *cfg)
 		strbuf_addf(&source, "read from %s", path);
 	else
 		strbuf_addf(&source, "measured now in %.0f ms of CPU time%s%s", s.measure_ms,
-			    path ? ", saved to " : " (not saved: no cache folder)", path ? path : "");
+			    path ? ", saved to " : " (not saved: no cache folder)",
+			    path ? path : "");
 	if (f == 1)
 		print_json(&s, source.buf);
 	else

@@ -64,8 +64,8 @@ struct key {
 static const char *const backend_names[] = { "auto", "cpu", "cuda", NULL };
 static const char *const overflow_names[] = { "stop", "drop-oldest", "shift", NULL };
 static const char *const memory_mode_names[] = { "strict", "warn", NULL };
-const char *const config_isa_names[] = { "auto",   "scalar", "avx2", "avx512-256",
-					  "avx512", "avx512-vnni", NULL };
+const char *const config_isa_names[] = { "auto",   "scalar",      "avx2", "avx512-256",
+					 "avx512", "avx512-vnni", NULL };
 static const char *const level_names[] = { "trace", "debug", "info", "warn", "error", "off", NULL };
 
 #define F(field) offsetof(struct config, field)

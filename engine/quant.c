@@ -1205,7 +1205,8 @@ static void rebuild_active(void)
 			active.k[t] = tables[level[base][1]].k[t];
 			continue;
 		}
-		const struct quant_kernels *v = &tables[level[t][0]].k[t], *m = &tables[level[t][1]].k[t];
+		const struct quant_kernels *v = &tables[level[t][0]].k[t],
+					   *m = &tables[level[t][1]].k[t];
 		active.k[t].dot = v->dot;
 		active.k[t].gemv = v->gemv;
 		active.k[t].gemm = m->gemm;
@@ -1358,8 +1359,8 @@ int quant_isa_set(enum quant_isa isa)
 }
 
 static const char *const isa_names[QUANT_ISA_COUNT] = {
-	[QUANT_ISA_SCALAR] = "scalar",		[QUANT_ISA_AVX2] = "avx2",
-	[QUANT_ISA_AVX512] = "avx512",		[QUANT_ISA_AVX512_VNNI] = "avx512-vnni",
+	[QUANT_ISA_SCALAR] = "scalar",         [QUANT_ISA_AVX2] = "avx2",
+	[QUANT_ISA_AVX512] = "avx512",         [QUANT_ISA_AVX512_VNNI] = "avx512-vnni",
 	[QUANT_ISA_AVX512_256] = "avx512-256",
 };
 

@@ -106,18 +106,18 @@ void quant_select_file_name(const char *key, char *buf, size_t n)
 
 /* ---- measuring -------------------------------------------------------------------------- */
 
-static const int cal_types[] = { QT_F16,  QT_BF16,  QT_Q8_0,   QT_Q4_0,   QT_Q4_K,
+static const int cal_types[] = { QT_F16,  QT_BF16, QT_Q8_0,   QT_Q4_0,   QT_Q4_K,
 				 QT_Q5_K, QT_Q6_K, QT_IQ4_NL, QT_IQ4_XS, QT_MXFP4 };
 #define N_CAL ((int)(sizeof(cal_types) / sizeof(cal_types[0])))
 _Static_assert(N_CAL <= QUANT_SELECT_MAX, "room for every calibrated type");
 
-#define CAL_N 4096               /* elements per row */
-#define CAL_WBYTES (4u << 20)    /* gemv's weights: past L2 */
-#define CAL_GEMM_ROWS 128        /* gemm's panel: in L2 */
-#define CAL_TOK 64               /* gemm's tokens */
+#define CAL_N 4096            /* elements per row */
+#define CAL_WBYTES (4u << 20) /* gemv's weights: past L2 */
+#define CAL_GEMM_ROWS 128     /* gemm's panel: in L2 */
+#define CAL_TOK 64            /* gemm's tokens */
 #define CAL_ROUNDS 3
 #define CAL_GEMV_REPS 3
-#define CAL_MARGIN 1.05          /* another level must beat the widest by this */
+#define CAL_MARGIN 1.05 /* another level must beat the widest by this */
 
 /* This thread's CPU time: on a shared machine the time it was not running
  * is left out, which wall-clock time would charge to whichever level ran. */
@@ -226,8 +226,8 @@ void quant_select_measure(struct quant_selection *s)
 	uint8_t *w4 = try_alloc_aligned(CAL_WBYTES, 1);
 	/* activations: the widest format is F32, 4 bytes an element */
 	uint8_t *act = try_alloc_aligned((size_t)CAL_TOK * CAL_N, 4);
-	float *out = try_alloc_aligned((size_t)CAL_WBYTES / 16 + CAL_GEMM_ROWS * CAL_TOK,
-				       sizeof(float));
+	float *out =
+		try_alloc_aligned((size_t)CAL_WBYTES / 16 + CAL_GEMM_ROWS * CAL_TOK, sizeof(float));
 	float *x = xmalloc(CAL_N * sizeof(float));
 	if (w && w4 && act && out) {
 		for (int i = 0; i < N_CAL; i++) {
@@ -278,7 +278,8 @@ int quant_select_save(const struct quant_selection *s, const char *path)
 		strbuf_release(&tmp);
 		return -1;
 	}
-	fprintf(f, "# kernel levels measured on this CPU by palaver; delete this file to measure again\n");
+	fprintf(f,
+		"# kernel levels measured on this CPU by palaver; delete this file to measure again\n");
 	fprintf(f, "# type op chosen, then GB/s (gemv) or GOP/s (gemm) per level:");
 	for (int l = 0; l < QUANT_ISA_COUNT; l++)
 		fprintf(f, " %s", quant_isa_name((enum quant_isa)l));
@@ -341,8 +342,8 @@ int quant_select_load(struct quant_selection *s, const char *path)
 		char tname[32], op[8], lname[32];
 		double v[QUANT_ISA_COUNT];
 		_Static_assert(QUANT_ISA_COUNT == 5, "the line format lists five levels");
-		if (sscanf(line, "%31s %7s %31s %lf %lf %lf %lf %lf", tname, op, lname, &v[0], &v[1],
-			   &v[2], &v[3], &v[4]) != 8)
+		if (sscanf(line, "%31s %7s %31s %lf %lf %lf %lf %lf", tname, op, lname, &v[0],
+			   &v[1], &v[2], &v[3], &v[4]) != 8)
 			goto bad;
 		int type = type_from_name(tname), lv = quant_isa_from_name(lname);
 		int gemm = !strcmp(op, "gemm");

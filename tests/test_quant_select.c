@@ -44,8 +44,8 @@ static void test_file_name(void **state)
 	(void)state;
 	quant_select_file_name("AMD EPYC 9R14 96-Core Processor family 25 model 17 stepping 1",
 			       name, sizeof(name));
-	assert_string_equal(name,
-			    "kernels-AMD-EPYC-9R14-96-Core-Processor-family-25-model-17-stepping-1.txt");
+	assert_string_equal(
+		name, "kernels-AMD-EPYC-9R14-96-Core-Processor-family-25-model-17-stepping-1.txt");
 	quant_select_file_name("a/../b", name, sizeof(name));
 	assert_null(strchr(name + 8, '/'));
 	quant_cpu_key(name, sizeof(name));
@@ -104,7 +104,8 @@ static void test_load_stale_and_bad(void **state)
 	write_file(path, "palaver-kernels 1 0.0.0-other\ncpu x\n");
 	assert_int_equal(quant_select_load(&s, path), 0); /* another version */
 
-	snprintf(text, sizeof(text), "palaver-kernels 1 %s\ncpu Some Other CPU family 1 model 2 stepping 3\n",
+	snprintf(text, sizeof(text),
+		 "palaver-kernels 1 %s\ncpu Some Other CPU family 1 model 2 stepping 3\n",
 		 PALAVER_VERSION);
 	write_file(path, text);
 	assert_int_equal(quant_select_load(&s, path), 0); /* another CPU */
