@@ -236,11 +236,6 @@ fuzz: build-fuzz/fuzz_gguf
 	cd build-fuzz && ./fuzz_gguf -max_total_time=$(FUZZ_TIME) -max_len=$(FUZZ_MAXLEN) \
 		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus ../tests/fuzz/regress
 
-# ---- tools ---------------------------------------------------------------
-# Kernel throughput table (docs/notes/quant.md): build/bench_quant [isa]
-$(BUILD)/bench_quant: tools/bench_quant.c $(BUILD)/libpalaver.a
-	$(CC) $(CPPFLAGS) -Ilib -Iengine $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(LDLIBS)
-
 # ---- fuzzing (issue 20): libFuzzer on the Jinja interpreter ------------------
 # `make fuzz-jinja` builds build-fuzz/fuzz_jinja, seeds build-fuzz/corpus-jinja
 # with every test template over a few conversations (template, NUL, JSON)
@@ -267,6 +262,11 @@ fuzz-jinja: build-fuzz/fuzz_jinja
 	cd build-fuzz && ./fuzz_jinja -max_total_time=$(FUZZ_TIME) -max_len=65536 \
 		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus-jinja \
 		../tests/fuzz/regress-jinja
+
+# ---- tools ---------------------------------------------------------------
+# Kernel throughput table (docs/notes/quant.md): build/bench_quant [isa]
+$(BUILD)/bench_quant: tools/bench_quant.c $(BUILD)/libpalaver.a
+	$(CC) $(CPPFLAGS) -Ilib -Iengine $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(LDLIBS)
 
 # ---- palaver-tiny (issue 11): retrain models/palaver-tiny.gguf from scratch ----
 $(BUILD)/tiny_gguf: tools/train/tiny_gguf.c $(BUILD)/libpalaver.a
