@@ -31,7 +31,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 # Every .c file in the module folders is part of the program; the tests link
-# the same objects less app/main.o.  Files named *_avx2.c / *_avx512.c hold
+# the same objects less app/main.o.  Files named *_avx2.c / *_avx512vl.c / *_avx512.c hold
 # SIMD kernels chosen at run time and get their instruction set here.
 SRCS := $(wildcard lib/*.c app/*.c engine/*.c ui/*.c history/*.c)
 HDRS := $(wildcard lib/*.h app/*.h engine/*.h ui/*.h history/*.h)
@@ -48,8 +48,8 @@ INC_history := -Ilib -Ihistory
 INC_ui      := -Ilib -Iui
 INC_app     := -Ilib -Iapp -Iui -Ihistory -I$(API_DIR)
 INC_tests   := -Ilib -Iapp -Iengine -Iui -Ihistory -Itests
-ENGINE_INTERNAL := app/bench_cold.c app/bench_model.c app/bench_tokenizer.c app/cmd_inspect.c \
-	app/cmd_logits.c app/cmd_mkmodel.c app/cmd_perplexity.c app/cmd_tokenize.c \
+ENGINE_INTERNAL := app/bench_cold.c app/bench_kernels.c app/bench_model.c app/bench_tokenizer.c \
+	app/cmd_inspect.c app/cmd_logits.c app/cmd_mkmodel.c app/cmd_perplexity.c app/cmd_tokenize.c \
 	app/cmd_template.c
 layer_inc = $(INC_$(firstword $(subst /, ,$(1)))) $(if $(filter $(1),$(ENGINE_INTERNAL)),-Iengine)
 OBJS := $(SRCS:%.c=$(BUILD)/%.o)
@@ -76,6 +76,8 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
 AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+# the 256-bit AVX-512 level needs VL and VNNI only (Ice Lake has no BF16)
+AVX512VL_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 
 .PHONY: all run test test-unit test-integration bench lint asan install uninstall \
 	clean deps fuzz fuzz-jinja help
@@ -103,6 +105,12 @@ $(BUILD)/%.o: %.c | $(API_DIR)/engine.h
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) $(AVX2_FLAGS) -c -o $@ $<
+
+# 256-bit AVX-512 (VL, VNNI): the compiler must not widen anything to zmm
+$(BUILD)/%_avx512vl.o: %_avx512vl.c %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) $(AVX512VL_FLAGS) -mprefer-vector-width=256 \
+		-c -o $@ $<
 
 $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)

@@ -64,6 +64,8 @@ struct key {
 static const char *const backend_names[] = { "auto", "cpu", "cuda", NULL };
 static const char *const overflow_names[] = { "stop", "drop-oldest", "shift", NULL };
 static const char *const memory_mode_names[] = { "strict", "warn", NULL };
+const char *const config_isa_names[] = { "auto",   "scalar",      "avx2", "avx512-256",
+					 "avx512", "avx512-vnni", NULL };
 static const char *const level_names[] = { "trace", "debug", "info", "warn", "error", "off", NULL };
 static const char *const think_names[] = { "auto", "on", "off", NULL };
 static const char *const reasoning_names[] = { "hide", "show", "stderr", NULL };
@@ -114,6 +116,7 @@ static const struct key keys[] = {
 	  "PALAVER_MEMORY_MODE" },
 	{ "memory.lock", NULL, K_BOOL, F(memory_lock), 0, 0, 0, NULL, "PALAVER_MEMORY_LOCK" },
 	{ "repack", NULL, K_BOOL, F(repack), 0, 0, 0, NULL, "PALAVER_REPACK" },
+	{ "isa", NULL, K_ENUM, F(isa), 0, 0, 0, config_isa_names, "PALAVER_ISA" },
 	{ "history.path", NULL, K_NSTRING, F(history_path), 0, 0, 0, NULL, "PALAVER_HISTORY_PATH" },
 	{ "history.enabled", NULL, K_BOOL, F(history_enabled), 0, 0, 0, NULL,
 	  "PALAVER_HISTORY_ENABLED" },
@@ -964,6 +967,21 @@ fail:
 int config_kv_dir(struct strbuf *out)
 {
 	return xdg_path(out, "XDG_CACHE_HOME", ".cache", "kv");
+}
+
+int config_select_kernels(const struct config *cfg)
+{
+	struct strbuf dir = STRBUF_INIT;
+	/* no place for the cache (no $HOME) is no failure: measured each run */
+	if (xdg_path(&dir, "XDG_CACHE_HOME", ".cache", "") < 0) {
+		error_clear();
+		strbuf_reset(&dir);
+	}
+	while (dir.len > 1 && dir.buf[dir.len - 1] == '/')
+		dir.buf[--dir.len] = '\0';
+	int rc = engine_kernels_configure(config_isa_names[cfg->isa], dir.buf);
+	strbuf_release(&dir);
+	return rc;
 }
 
 int config_kv_enabled(const struct config *cfg)

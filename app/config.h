@@ -73,6 +73,7 @@ struct config {
 	int history_enabled;                   /* 0: save nothing */
 	uint64_t kv_max_disk;                  /* bytes of saved KV states; 0 = none saved */
 	int repack;                            /* copy weights into faster layouts at load */
+	int isa;                               /* index in config_isa_names: 0 = auto */
 	char *ui_theme;                        /* "default", "mono", ... */
 	int ui_status_pane;                    /* 1: show the status pane */
 	int ui_word_wrap;                      /* 1: wrap at word boundaries */
@@ -166,6 +167,10 @@ void config_print(const struct config *cfg, struct strbuf *out, int with_origin)
 /* The folder of saved KV states, $XDG_CACHE_HOME/palaver/kv (~/.cache
  * fallback), into out.  0 or -1 (error()). */
 int config_kv_dir(struct strbuf *out);
+/* Hand the engine the isa key and the folder of its per-CPU kernel choice
+ * ($XDG_CACHE_HOME/palaver); measured at the first model load.  -1
+ * (error()) for a level this CPU lacks. */
+int config_select_kernels(const struct config *cfg);
 /* 1 when replies save and resume KV states: kv_cache.max_disk is not 0 and
  * the history is on (a state belongs to a session). */
 int config_kv_enabled(const struct config *cfg);
@@ -220,6 +225,9 @@ void config_to_engine(const struct config *cfg, const char *model, const char *r
  */
 int config_to_request(const struct config *cfg, const struct config_sampling *s,
 		      struct engine_request *rq);
+
+/* The kernel levels "isa" takes (NULL-terminated; 0 = auto: measured per CPU). */
+extern const char *const config_isa_names[];
 
 /* Edit distance (Levenshtein, with adjacent transposition as one edit). */
 int config_edit_distance(const char *a, const char *b);

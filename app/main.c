@@ -114,6 +114,11 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	config_finish(&cfg);
+	if (config_select_kernels(&cfg) < 0) {
+		rc = usage_error(error_message());
+		config_free(&cfg);
+		return rc;
+	}
 	start_log(&cfg);
 	if (log_current_level <= LOG_DEBUG) {
 		struct strbuf sb = STRBUF_INIT;

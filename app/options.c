@@ -59,6 +59,8 @@ static const struct flag flags[] = {
 	{ 0, "no-history", NULL, "history.enabled", "false", 1, "do not save this chat" },
 	{ 0, "no-repack", NULL, "repack", "false", 1,
 	  "keep weights in the file's layout (no load-time repacking)" },
+	{ 0, "isa", "NAME", "isa", NULL, 1,
+	  "CPU kernels: auto (measured once per CPU), avx2, avx512-256, ..." },
 	{ 0, "session", "ID", NULL, NULL, 0, "continue the saved chat ID" },
 	{ 0, "log-level", "LEVEL", "log.level", NULL, 0, "trace, debug, info, warn, error or off" },
 	{ 0, "log-file", "FILE", "log.file", NULL, 0, "write the log to FILE" },

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "model.h"
 #include "prompt.h"
+#include "quant_select.h"
 #include "reasoning.h"
 #include "remote.h"
 #include "report.h"
@@ -1284,6 +1285,11 @@ static void *engine_main(void *arg)
 	}
 	pthread_mutex_unlock(&e->mu);
 	return NULL;
+}
+
+int engine_kernels_configure(const char *isa, const char *cache_dir)
+{
+	return quant_select_configure(isa, cache_dir);
 }
 
 struct engine *engine_open(const struct engine_config *cfg)

@@ -287,6 +287,16 @@ struct engine;
 /* Returns at once; loading runs on the engine thread and reports
  * LOAD_PROGRESS then READY or ERROR.  NULL (with error()) only when the
  * thread cannot be started. */
+/*
+ * CPU kernels for the models this process loads: isa "auto" (each weight
+ * type's fastest level, measured once per CPU at the first load and cached
+ * in cache_dir, NULL or "" = not kept) or a level's name ("avx2",
+ * "avx512-256", "avx512", "avx512-vnni", "scalar") for every type.  -1
+ * (error()) for an unknown name or a level this CPU lacks.  Call before the
+ * first model loads; without it every type runs the widest level.
+ */
+int engine_kernels_configure(const char *isa, const char *cache_dir);
+
 struct engine *engine_open(const struct engine_config *cfg);
 void engine_close(struct engine *e);
 

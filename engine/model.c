@@ -7,6 +7,7 @@
 #include "model_internal.h"
 #include "moe.h"
 #include "quant.h"
+#include "quant_select.h"
 #include "readahead.h"
 #include "report.h"
 #include "threadpool.h"
@@ -1013,6 +1014,8 @@ struct model *model_load(const char *path, const struct model_params *p)
 {
 	struct model *m = xcalloc(1, sizeof(*m));
 	struct hparams h = { 0 };
+	/* the kernel levels decide which layouts repacking makes: first */
+	quant_select_ensure(NULL);
 	if (p)
 		m->params = *p;
 	else

@@ -6,12 +6,14 @@
  * Block layouts are ggml's (engine/quant.h), so GGUF tensors are used in
  * place from the mapping.  Every weight type has a plain C dot product with
  * activations in its dot_type (Q8_0, Q8_1, Q8_K or float); these are the
- * reference twins of the SIMD kernels in quant_avx2.c / quant_avx512.c.
+ * reference twins of the SIMD kernels in quant_avx2.c (also built as
+ * quant_avx512vl.c) and quant_avx512.c.
  *
  * Dispatch: a kernel table per ISA level is built once (pthread_once) from
  * the scalar entries, then the SIMD files overwrite what they implement.
- * quant_isa_set() swaps the active table; it is meant for tests and bench
- * set-up, not to be called while other threads compute.
+ * The active table takes each type's gemv and gemm from the level chosen
+ * for it (quant_select.c measures which); quant_isa_set() puts every type
+ * at one level.  Both are for set-up, not while other threads compute.
  *
  * The integer kernels accumulate each block (or sub-block) exactly in int32
  * and apply the float scales per block, the same order the SIMD versions
@@ -1166,11 +1168,52 @@ static float dot_mxfp4_c(int64_t n, const void *w, const void *act)
 
 /* ---- dispatch ----------------------------------------------------------------- */
 
-static struct quant_kernel_table tables[4];
+/*
+ * tables[] holds every level's kernels (the C twins where a level has
+ * none); active is what runs: per type, the gemv level's dot and gemv and
+ * the gemm level's gemm, copied in by rebuild_active().  A repacked layout
+ * (QT_*_R4) exists only at the 512-bit VNNI level, so it is offered
+ * (quant_repack_type) only while its file type's gemm runs there: prefill
+ * is what repacking is for, and the repacked rows' gemv then runs there too.
+ */
+static struct quant_kernel_table tables[QUANT_ISA_COUNT];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+static unsigned isa_mask = 1u << QUANT_ISA_SCALAR; /* levels this CPU has */
 static enum quant_isa isa_best = QUANT_ISA_SCALAR;
-static const struct quant_kernel_table *active;
+static struct quant_kernel_table active;
 static enum quant_isa active_isa;
+static unsigned char level[QT_KERNEL_COUNT][2]; /* [type][gemm] */
+
+/* The file type whose repacked layout rt is, or -1. */
+static int repack_base(int rt)
+{
+	switch (rt) {
+	case QT_Q8_0_R4: return QT_Q8_0;
+	case QT_Q4_0_R4: return QT_Q4_0;
+	case QT_IQ4_NL_R4: return QT_IQ4_NL;
+	case QT_MXFP4_R4: return QT_MXFP4;
+	default: return -1;
+	}
+}
+
+static void rebuild_active(void)
+{
+	for (int t = 0; t < QT_KERNEL_COUNT; t++) {
+		int base = repack_base(t);
+		if (base >= 0) {
+			/* the repacked rows' gemv and gemm both run at their file type's gemm level */
+			active.k[t] = tables[level[base][1]].k[t];
+			continue;
+		}
+		const struct quant_kernels *v = &tables[level[t][0]].k[t],
+					   *m = &tables[level[t][1]].k[t];
+		active.k[t].dot = v->dot;
+		active.k[t].gemv = v->gemv;
+		active.k[t].gemm = m->gemm;
+	}
+	/* the activation formats are the same at every level: the widest quantizers */
+	memcpy(active.from_float, tables[isa_best].from_float, sizeof(active.from_float));
+}
 
 static void fill_scalar(struct quant_kernel_table *t)
 {
@@ -1206,81 +1249,97 @@ static uint64_t read_xcr0(void)
 	return (uint64_t)hi << 32 | lo;
 }
 
-static enum quant_isa detect_isa(void)
+/* The levels this CPU (and OS) can run, as a mask of 1 << level. */
+static unsigned detect_isas(void)
 {
-	unsigned a, b, c, d;
+	unsigned a, b, c, d, m = 1u << QUANT_ISA_SCALAR;
 	uint64_t xcr0;
-	int avx2, avx512, vnni, f16c, fma, osxsave;
+	int avx2, avx512, vnni, f16c, fma, osxsave, bf16;
 	if (!__get_cpuid(1, &a, &b, &c, &d))
-		return QUANT_ISA_SCALAR;
+		return m;
 	osxsave = (c >> 27) & 1;
 	fma = (c >> 12) & 1;
 	f16c = (c >> 29) & 1;
 	if (!osxsave)
-		return QUANT_ISA_SCALAR;
+		return m;
 	xcr0 = read_xcr0();
 	if ((xcr0 & 6) != 6) /* the OS saves SSE and AVX state */
-		return QUANT_ISA_SCALAR;
+		return m;
 	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
-		return QUANT_ISA_SCALAR;
+		return m;
 	avx2 = (b >> 5) & 1;
 	/* AVX-512 F, DQ, BW, VL and the OS saving opmask/ZMM state */
 	avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1) &&
 		 (xcr0 & 0xe0) == 0xe0;
 	vnni = (c >> 11) & 1;
 	if (!(avx2 && fma && f16c))
-		return QUANT_ISA_SCALAR;
-	if (!avx512)
-		return QUANT_ISA_AVX2;
-	{
-		/* our AVX-512 file is built with BF16 as well */
-		unsigned a1, b1, c1, d1;
-		int bf16 = __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1) && ((a1 >> 5) & 1);
-		if (vnni && bf16)
-			return QUANT_ISA_AVX512_VNNI;
-	}
-	return QUANT_ISA_AVX2;
+		return m;
+	m |= 1u << QUANT_ISA_AVX2;
+	if (!avx512 || !vnni)
+		return m;
+	m |= 1u << QUANT_ISA_AVX512_256;
+	/* quant_avx512.c is built with BF16 as well */
+	bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);
+	if (bf16)
+		m |= 1u << QUANT_ISA_AVX512 | 1u << QUANT_ISA_AVX512_VNNI;
+	return m;
 }
 #else
-static enum quant_isa detect_isa(void)
+static unsigned detect_isas(void)
 {
-	return QUANT_ISA_SCALAR;
+	return 1u << QUANT_ISA_SCALAR;
 }
 #endif
 
 static void tables_init(void)
 {
-	isa_best = detect_isa();
+	static const enum quant_isa widest_first[] = { QUANT_ISA_AVX512_VNNI, QUANT_ISA_AVX512_256,
+						       QUANT_ISA_AVX2, QUANT_ISA_SCALAR };
+	isa_mask = detect_isas();
+	for (size_t i = 0; i < sizeof(widest_first) / sizeof(widest_first[0]); i++)
+		if (isa_mask & 1u << widest_first[i]) {
+			isa_best = widest_first[i];
+			break;
+		}
 	fill_scalar(&tables[QUANT_ISA_SCALAR]);
-	tables[QUANT_ISA_AVX2] = tables[QUANT_ISA_SCALAR];
-	tables[QUANT_ISA_AVX512] = tables[QUANT_ISA_SCALAR];
-	tables[QUANT_ISA_AVX512_VNNI] = tables[QUANT_ISA_SCALAR];
+	for (int l = 1; l < QUANT_ISA_COUNT; l++)
+		tables[l] = tables[QUANT_ISA_SCALAR];
 #if defined(__x86_64__)
-	if (isa_best >= QUANT_ISA_AVX2) {
+	if (isa_mask & 1u << QUANT_ISA_AVX2) {
 		/* the AVX-512 levels start from the AVX2 kernels and replace what they can */
 		quant_avx2_register(&tables[QUANT_ISA_AVX2]);
 		quant_avx2_register(&tables[QUANT_ISA_AVX512]);
 		quant_avx2_register(&tables[QUANT_ISA_AVX512_VNNI]);
+		quant_avx2_register(&tables[QUANT_ISA_AVX512_256]);
 	}
-	if (isa_best >= QUANT_ISA_AVX512_VNNI) {
+	if (isa_mask & 1u << QUANT_ISA_AVX512_256)
+		quant_avx512vl_register(&tables[QUANT_ISA_AVX512_256]);
+	if (isa_mask & 1u << QUANT_ISA_AVX512_VNNI) {
 		quant_avx512_register(&tables[QUANT_ISA_AVX512], 0);
 		quant_avx512_register(&tables[QUANT_ISA_AVX512_VNNI], 1);
 	}
 #endif
 	active_isa = isa_best;
-	active = &tables[isa_best];
+	memset(level, isa_best, sizeof(level));
+	rebuild_active();
 }
 
 static const struct quant_kernel_table *table(void)
 {
 	pthread_once(&tables_once, tables_init);
-	return active;
+	return &active;
 }
 
 enum quant_isa quant_isa_best(void)
 {
 	pthread_once(&tables_once, tables_init);
 	return isa_best;
+}
+
+int quant_isa_supported(enum quant_isa isa)
+{
+	pthread_once(&tables_once, tables_init);
+	return (int)isa >= 0 && isa < QUANT_ISA_COUNT && (isa_mask >> isa & 1);
 }
 
 enum quant_isa quant_isa_current(void)
@@ -1291,24 +1350,57 @@ enum quant_isa quant_isa_current(void)
 
 int quant_isa_set(enum quant_isa isa)
 {
-	pthread_once(&tables_once, tables_init);
-	if ((int)isa < 0 || isa > isa_best)
+	if (!quant_isa_supported(isa))
 		return -1;
-	/* plain AVX-512 without VNNI is built only where the VNNI level is */
 	active_isa = isa;
-	active = &tables[isa];
+	memset(level, isa, sizeof(level));
+	rebuild_active();
 	return 0;
 }
 
+static const char *const isa_names[QUANT_ISA_COUNT] = {
+	[QUANT_ISA_SCALAR] = "scalar",         [QUANT_ISA_AVX2] = "avx2",
+	[QUANT_ISA_AVX512] = "avx512",         [QUANT_ISA_AVX512_VNNI] = "avx512-vnni",
+	[QUANT_ISA_AVX512_256] = "avx512-256",
+};
+
 const char *quant_isa_name(enum quant_isa isa)
 {
-	switch (isa) {
-	case QUANT_ISA_SCALAR: return "scalar";
-	case QUANT_ISA_AVX2: return "avx2";
-	case QUANT_ISA_AVX512: return "avx512";
-	case QUANT_ISA_AVX512_VNNI: return "avx512-vnni";
-	}
-	return "unknown";
+	return (int)isa >= 0 && isa < QUANT_ISA_COUNT ? isa_names[isa] : "unknown";
+}
+
+int quant_isa_from_name(const char *name)
+{
+	for (int l = 0; l < QUANT_ISA_COUNT; l++)
+		if (!strcmp(name, isa_names[l]))
+			return l;
+	return -1;
+}
+
+enum quant_isa quant_kernel_level(int type, int gemm)
+{
+	pthread_once(&tables_once, tables_init);
+	if (type < 0 || type >= QT_KERNEL_COUNT)
+		return isa_best;
+	int base = repack_base(type);
+	return (enum quant_isa)(base >= 0 ? level[base][1] : level[type][gemm != 0]);
+}
+
+int quant_kernel_choose(int type, int gemm, enum quant_isa isa)
+{
+	if (!quant_isa_supported(isa) || type < 0 || type >= QT_KERNEL_COUNT)
+		return -1;
+	level[type][gemm != 0] = (unsigned char)isa;
+	rebuild_active();
+	return 0;
+}
+
+int quant_kernel_has(int type, int gemm, enum quant_isa isa)
+{
+	if (!quant_isa_supported(isa) || type < 0 || type >= QT_KERNEL_COUNT)
+		return 0;
+	const struct quant_kernels *k = &tables[isa].k[type];
+	return isa != QUANT_ISA_SCALAR && (gemm ? k->gemm != NULL : k->gemv != NULL);
 }
 
 int quant_quantize_row(int type, const float *src, void *dst, int64_t n)

@@ -231,12 +231,39 @@ int quant_repack_type(int type, int64_t n);
 void quant_repack_rows(int type, int64_t n, const void *src, size_t row_bytes, int nrows,
 		       void *dst);
 
-/* Kernel selection: the best the CPU has is chosen at first use from cpuid;
- * tests force a level to compare SIMD kernels with their plain C twins. */
-enum quant_isa { QUANT_ISA_SCALAR, QUANT_ISA_AVX2, QUANT_ISA_AVX512, QUANT_ISA_AVX512_VNNI };
-enum quant_isa quant_isa_best(void); /* what this CPU supports */
+/*
+ * Kernel selection.  Levels: plain C, AVX2, AVX-512 on 256-bit registers
+ * with VNNI (the AVX2 kernels rebuilt with vpdpbusd: for CPUs whose 512-bit
+ * operations are split in two), AVX-512 without VNNI (its float kernels
+ * only) and AVX-512 on 512-bit registers with VNNI.  Every weight type has
+ * its own level for gemv (decode, and its dot product) and for gemm
+ * (prefill): quant_select.c measures them on this CPU.  Until then, and
+ * after quant_isa_set(), every type runs the widest level the CPU has.
+ * None of these may be called while other threads compute.
+ */
+enum quant_isa {
+	QUANT_ISA_SCALAR,
+	QUANT_ISA_AVX2,
+	QUANT_ISA_AVX512,
+	QUANT_ISA_AVX512_VNNI,
+	QUANT_ISA_AVX512_256,
+	QUANT_ISA_COUNT
+};
+enum quant_isa quant_isa_best(void); /* the widest level this CPU has */
+int quant_isa_supported(enum quant_isa isa);
+/* The level quant_isa_set() last forced (the widest at start); per-type
+ * choices may differ since (quant_kernel_level). */
 enum quant_isa quant_isa_current(void);
-int quant_isa_set(enum quant_isa isa); /* -1 if the CPU lacks it */
+int quant_isa_set(enum quant_isa isa); /* every type at isa; -1 if the CPU lacks it */
 const char *quant_isa_name(enum quant_isa isa);
+/* The level named name ("avx2", ...); -1 for an unknown name. */
+int quant_isa_from_name(const char *name);
+/* The level running type's gemv (gemm = 0) or gemm (gemm = 1). */
+enum quant_isa quant_kernel_level(int type, int gemm);
+/* Run type's gemv or gemm at isa; -1 if the CPU lacks it or the type id is
+ * out of range.  A level without a kernel for the type runs its C twin. */
+int quant_kernel_choose(int type, int gemm, enum quant_isa isa);
+/* Whether isa has its own SIMD gemv (gemm = 0) or gemm for type, not the C twin's loop. */
+int quant_kernel_has(int type, int gemm, enum quant_isa isa);
 
 #endif

@@ -13,6 +13,12 @@
  * vpshufb first.
  * Every vpmaddubsw pair sum stays below 2^15 for these ranges (|q| <= 128,
  * |y| <= 127), so nothing saturates.
+ *
+ * quant_avx512vl.c builds this file a second time with QUANT_AVX2_VNNI:
+ * the same 256-bit kernels with AVX-512VL VNNI (vpdpbusd for the plain
+ * byte dots, vpdpwssd for the scaled pairs) and EVEX's 32 registers, for
+ * CPUs whose 512-bit operations are split in two (Zen 4) or slow the clock.
+ * The integer sums are exact either way, so results are bit-identical.
  */
 #include "quant_internal.h"
 
@@ -89,11 +95,26 @@ QUANT_FLOAT_KERNELS(__m256, 8, _mm256_setzero_ps, _mm256_fmadd_ps, hsum8, ld_f32
 
 /* ---- Q4_0 / Q8_0 with Q8_0 activations --------------------------------------------------- */
 
+/* acc + the pairwise products of s16 lanes p and s: one vpdpwssd with VNNI. */
+QUANT_INLINE __m256i madd_acc(__m256i acc, __m256i p, __m256i s)
+{
+#ifdef QUANT_AVX2_VNNI
+	return _mm256_dpwssd_epi32(acc, p, s);
+#else
+	return _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
+#endif
+}
+
 /* Signed weight bytes x signed activation bytes: 8 int32 lane sums. */
 QUANT_INLINE __m256i dot_s8(__m256i x, __m256i y)
 {
+#ifdef QUANT_AVX2_VNNI
+	return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x, x),
+				   _mm256_sign_epi8(y, x));
+#else
 	__m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
 	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+#endif
 }
 
 /* Q4_0 block as 32 signed bytes in element order (-8..7). */
@@ -317,10 +338,8 @@ QUANT_INLINE void tile_k4(int R, int T, int64_t nb, const uint8_t *w, size_t ws,
 					__m256i p1 = _mm256_maddubs_epi16(
 						hi, _mm256_loadu_si256(
 							    (const __m256i *)(yq + 64 * j + 32)));
-					isum[t] = _mm256_add_epi32(isum[t],
-								   _mm256_madd_epi16(p0, s0));
-					isum[t] = _mm256_add_epi32(isum[t],
-								   _mm256_madd_epi16(p1, s1));
+					isum[t] = madd_acc(isum[t], p0, s0);
+					isum[t] = madd_acc(isum[t], p1, s1);
 				}
 			}
 			QUANT_UNROLL for (int t = 0; t < T; t++)
@@ -395,8 +414,7 @@ QUANT_INLINE void tile_q6_K(int R, int T, int64_t nb, const uint8_t *w, size_t w
 							_mm256_loadu_si256(
 								(const __m256i *)(yq + 128 * c +
 										  32 * k)));
-						isum[t] = _mm256_add_epi32(
-							isum[t], _mm256_madd_epi16(p, sv));
+						isum[t] = madd_acc(isum[t], p, sv);
 					}
 				}
 			}
@@ -489,7 +507,7 @@ QUANT_INLINE void k16_mac(const struct k16 *k, const struct block_q8_K *const *y
 					       _mm_set1_epi16(k->sc[2 * c + 1]));
 		__m256i p = _mm256_maddubs_epi16(
 			k->q[c], _mm256_loadu_si256((const __m256i *)(y->qs + 32 * c)));
-		isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, sv));
+		isum = madd_acc(isum, p, sv);
 	}
 	int sb = 0;
 	for (int j = 0; j < 16; j++)
@@ -537,7 +555,7 @@ QUANT_INLINE void xs8_mac(const struct xs8 *k, const struct block_q8_K *const *y
 		__m256i yv = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * j));
 		__m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(k->q[j], k->q[j]),
 						 _mm256_sign_epi8(yv, k->q[j]));
-		isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16(k->sc[j])));
+		isum = madd_acc(isum, p, _mm256_set1_epi16(k->sc[j]));
 	}
 	acc->v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(k->d * y->d), acc->v);
 }
@@ -623,7 +641,11 @@ static void quantize_q8_K_avx2(const float *x, void *dst, int64_t n)
 	}
 }
 
+#ifdef QUANT_AVX2_VNNI
+void quant_avx512vl_register(struct quant_kernel_table *t)
+#else
 void quant_avx2_register(struct quant_kernel_table *t)
+#endif
 {
 	QUANT_SIMD_FLOAT_TYPES(QUANT_SET_KERNELS)
 	QUANT_SIMD_INT_TYPES(QUANT_SET_KERNELS)

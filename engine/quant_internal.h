@@ -36,6 +36,7 @@ struct quant_kernel_table {
  * only called when cpuid says the instructions exist). */
 void quant_avx2_register(struct quant_kernel_table *t);
 void quant_avx512_register(struct quant_kernel_table *t, int vnni);
+void quant_avx512vl_register(struct quant_kernel_table *t);
 
 /* Portable half conversions (quant_f16_to_f32 & co. use F16C when built
  * with it); exported for the tests that hold them to the hardware. */

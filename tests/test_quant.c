@@ -732,18 +732,19 @@ static void check_dot_against_dequant(int type, int64_t n)
 	free(x);
 }
 
-/* every ISA level this CPU has, scalar first */
-static int isa_levels(enum quant_isa out[4])
+/* every ISA level this CPU has, scalar first: each SIMD variant meets its C twin */
+static int isa_levels(enum quant_isa out[QUANT_ISA_COUNT])
 {
 	int k = 0;
-	for (int i = QUANT_ISA_SCALAR; i <= (int)quant_isa_best(); i++)
-		out[k++] = (enum quant_isa)i;
+	for (int i = QUANT_ISA_SCALAR; i < QUANT_ISA_COUNT; i++)
+		if (quant_isa_supported((enum quant_isa)i))
+			out[k++] = (enum quant_isa)i;
 	return k;
 }
 
 static void test_vec_dot_all_types(void **state)
 {
-	enum quant_isa isas[4];
+	enum quant_isa isas[QUANT_ISA_COUNT];
 	int nisa = isa_levels(isas);
 	(void)state;
 	for (int k = 0; k < nisa; k++) {
@@ -772,7 +773,7 @@ static void check_kernels_against_scalar(int type, int64_t n, int nrows, int nto
 	float *ref = malloc(sizeof(float) * ostride * ntok),
 	      *got = malloc(sizeof(float) * ostride * ntok);
 	float *gv = malloc(sizeof(float) * nrows);
-	enum quant_isa isas[4];
+	enum quant_isa isas[QUANT_ISA_COUNT];
 	int nisa = isa_levels(isas);
 
 	for (int r = 0; r < nrows; r++)
@@ -861,7 +862,7 @@ static void test_kernels_large_shapes(void **state)
 static void test_mxfp4_nan_scale(void **state)
 {
 	enum { N = 256, ROWS = 3 };
-	enum quant_isa isas[4];
+	enum quant_isa isas[QUANT_ISA_COUNT];
 	int nisa = isa_levels(isas);
 	size_t rb = row_bytes(QT_MXFP4, N);
 	uint8_t *w = malloc(rb * ROWS), *a = malloc(row_bytes(QT_Q8_0, N) * 2);
@@ -893,7 +894,7 @@ static void test_mxfp4_nan_scale(void **state)
 /* Empty rows give zero dots at every level (nothing is read). */
 static void test_empty_rows(void **state)
 {
-	enum quant_isa isas[4];
+	enum quant_isa isas[QUANT_ISA_COUNT];
 	int nisa = isa_levels(isas);
 	uint8_t dummy[64] = { 0 };
 	float out[6];
@@ -937,7 +938,7 @@ static void test_activation_quantizers(void **state)
 {
 	static const int types[] = { QT_Q8_0, QT_Q8_1, QT_Q8_K };
 	enum { N = 2048 };
-	enum quant_isa isas[4];
+	enum quant_isa isas[QUANT_ISA_COUNT];
 	int nisa = isa_levels(isas);
 	float *x = malloc(N * sizeof(float));
 	uint8_t *ref = malloc(N * 2), *got = malloc(N * 2);
@@ -1051,13 +1052,53 @@ static void test_isa(void **state)
 		assert_int_equal(quant_isa_set(QUANT_ISA_AVX512_VNNI), -1);
 	assert_int_equal(quant_isa_set((enum quant_isa)17), -1);
 	assert_int_equal(quant_isa_set(best), 0);
+	for (int l = 0; l < QUANT_ISA_COUNT; l++)
+		assert_int_equal(quant_isa_from_name(quant_isa_name((enum quant_isa)l)), l);
+	assert_int_equal(quant_isa_from_name("avx1024"), -1);
+	assert_true(quant_isa_supported(QUANT_ISA_SCALAR));
+	assert_false(quant_isa_supported(QUANT_ISA_COUNT));
 	printf("quant: best isa on this cpu: %s\n", quant_isa_name(best));
+}
+
+/* Per-type levels: each type's gemv and gemm run where they were put, the
+ * others stay, and a repacked layout is offered only while its file type's
+ * gemm runs at the level that has it. */
+static void test_kernel_choice(void **state)
+{
+	(void)state;
+	enum quant_isa best = quant_isa_best(), isas[QUANT_ISA_COUNT];
+	int nisa = isa_levels(isas);
+	assert_int_equal(quant_kernel_choose(QT_Q4_K, 0, (enum quant_isa)17), -1);
+	assert_int_equal(quant_kernel_choose(-1, 0, QUANT_ISA_SCALAR), -1);
+	assert_int_equal(quant_kernel_choose(QT_Q4_K, 0, QUANT_ISA_SCALAR), 0);
+	assert_int_equal(quant_kernel_level(QT_Q4_K, 0), QUANT_ISA_SCALAR);
+	assert_int_equal(quant_kernel_level(QT_Q4_K, 1), best);
+	assert_int_equal(quant_kernel_level(QT_Q6_K, 0), best);
+	assert_false(quant_kernel_has(QT_Q4_K, 0, QUANT_ISA_SCALAR));
+	/* mixed levels still agree with the C twins */
+	for (int a = 0; a < nisa; a++)
+		for (int b = 0; b < nisa; b++) {
+			assert_int_equal(quant_kernel_choose(QT_Q4_K, 0, isas[a]), 0);
+			assert_int_equal(quant_kernel_choose(QT_Q4_K, 1, isas[b]), 0);
+			check_dot_against_dequant(QT_Q4_K, 512);
+		}
+	if (quant_isa_supported(QUANT_ISA_AVX512_VNNI)) {
+		assert_int_equal(quant_kernel_choose(QT_Q8_0, 1, QUANT_ISA_AVX512_256), 0);
+		assert_int_equal(quant_repack_type(QT_Q8_0, 256), -1);
+		assert_int_equal(quant_kernel_choose(QT_Q8_0, 1, QUANT_ISA_AVX512_VNNI), 0);
+		assert_int_equal(quant_repack_type(QT_Q8_0, 256), QT_Q8_0_R4);
+		assert_int_equal(quant_kernel_level(QT_Q8_0_R4, 0), QUANT_ISA_AVX512_VNNI);
+		assert_true(quant_kernel_has(QT_Q4_K, 1, QUANT_ISA_AVX512_256));
+	}
+	assert_int_equal(quant_isa_set(best), 0);
+	assert_int_equal(quant_kernel_level(QT_Q4_K, 0), best);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_isa),
+		cmocka_unit_test(test_kernel_choice),
 		cmocka_unit_test(test_traits),
 		cmocka_unit_test(test_row_bytes),
 		cmocka_unit_test(test_f16_known),

@@ -301,11 +301,10 @@ int main(int argc, char **argv)
 	enum quant_isa isa = quant_isa_best();
 	for (int a = 1; a < argc; a++) {
 		int known = 0;
-		for (int i = QUANT_ISA_SCALAR; i <= QUANT_ISA_AVX512_VNNI; i++)
-			if (!strcmp(argv[a], quant_isa_name((enum quant_isa)i))) {
-				isa = (enum quant_isa)i;
-				known = 1;
-			}
+		if (quant_isa_from_name(argv[a]) >= 0) {
+			isa = (enum quant_isa)quant_isa_from_name(argv[a]);
+			known = 1;
+		}
 		if (!strcmp(argv[a], "--cache")) {
 			in_cache = known = 1;
 		} else if (!strcmp(argv[a], "--file") && a + 1 < argc) {
