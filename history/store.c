@@ -47,7 +47,8 @@
  * first shape (no status, stats, FTS or denormalised columns); a fresh file
  * runs both.  A database with a higher user_version came from a newer
  * palaver and is refused before anything writes to it (WAL is switched on
- * only after that check: it rewrites the header).
+ * only after that check: it rewrites the header); so is a negative one,
+ * which no palaver writes (the version indexes the migrations).
  *
  * Durability: WAL with synchronous=NORMAL.  A committed transaction survives
  * the process being killed (it is in the WAL, in the OS cache); only a power
@@ -527,6 +528,24 @@ static int read_int(struct store *st, const char *sql, int64_t *out)
 	return 0;
 }
 
+/*
+ * The header's version indexes the migrations, so only the versions this
+ * code wrote may pass: a negative one (a flipped bit) would run unrelated
+ * strings as SQL.  0 or -1, leaving the file untouched.
+ */
+static int version_check(struct store *st, int64_t v)
+{
+	if (v > STORE_SCHEMA_VERSION)
+		return error("history database '%s' was written by a newer palaver (schema version "
+			     "%" PRId64 ", this one reads up to %d); leaving it untouched",
+			     st->path, v, STORE_SCHEMA_VERSION);
+	if (v < 0)
+		return error("history database '%s' has an unknown schema version %" PRId64
+			     " (this palaver knows 0 to %d); leaving it untouched",
+			     st->path, v, STORE_SCHEMA_VERSION);
+	return 0;
+}
+
 static int migrate(struct store *st)
 {
 	int64_t v, foreign;
@@ -536,12 +555,8 @@ static int migrate(struct store *st)
 	/* Another process may have migrated while we waited for the lock. */
 	if (read_int(st, "PRAGMA user_version", &v) < 0)
 		return tx_rollback(st);
-	if (v > STORE_SCHEMA_VERSION) {
-		error("history database '%s' was written by a newer palaver (schema version "
-		      "%" PRId64 ", this one reads up to %d); leaving it untouched",
-		      st->path, v, STORE_SCHEMA_VERSION);
+	if (version_check(st, v) < 0)
 		return tx_rollback(st);
-	}
 	if (v == 0) {
 		/* Someone else's SQLite file must not be taken over. */
 		if (read_int(st, "SELECT count(*) FROM sqlite_master", &foreign) < 0)
@@ -664,14 +679,8 @@ struct store *store_open(const char *path)
 		goto out;
 	}
 	/* Read the version before anything can write (journal_mode=WAL does). */
-	if (read_int(st, "PRAGMA user_version", &v) < 0)
+	if (read_int(st, "PRAGMA user_version", &v) < 0 || version_check(st, v) < 0)
 		goto out;
-	if (v > STORE_SCHEMA_VERSION) {
-		error("history database '%s' was written by a newer palaver (schema version "
-		      "%" PRId64 ", this one reads up to %d); leaving it untouched",
-		      st->path, v, STORE_SCHEMA_VERSION);
-		goto out;
-	}
 	if (v == 0) {
 		int64_t tables;
 		if (read_int(st, "SELECT count(*) FROM sqlite_master", &tables) < 0)

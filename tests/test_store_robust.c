@@ -175,6 +175,40 @@ static void test_newer_refused_untouched(void **state)
 	strbuf_release(&after);
 }
 
+/*
+ * A header version this code does not know, below 0 or above the newest (one
+ * flipped byte makes it negative), is refused before anything reads the
+ * migrations by it or writes the file.
+ */
+static void test_unknown_version_refused_untouched(void **state)
+{
+	static const char *const versions[] = { "-1", "-2", "-1000000", "-2147483648", "3",
+						"2147483647" };
+	struct strbuf before = STRBUF_INIT, after = STRBUF_INIT;
+	struct store *st = open_ok(dbpath);
+	char id[STORE_ID_SIZE], sql[64];
+	(void)state;
+	assert_int_equal(store_session_create(st, NULL, id), 0);
+	store_message_append(st, id, "user", "keep me", STORE_COMPLETE, NULL);
+	store_close(st);
+	exec_sql(dbpath, "PRAGMA journal_mode = DELETE");
+	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %s", versions[i]);
+		exec_sql(dbpath, sql);
+		read_bytes(dbpath, &before);
+		error_clear();
+		assert_null(store_open(dbpath));
+		if (!strstr(error_message(), "schema version") || !strstr(error_message(), versions[i]) ||
+		    !strstr(error_message(), "untouched"))
+			fail_msg("version %s: %s", versions[i], error_message());
+		read_bytes(dbpath, &after);
+		assert_int_equal(after.len, before.len);
+		assert_memory_equal(after.buf, before.buf, before.len);
+	}
+	strbuf_release(&before);
+	strbuf_release(&after);
+}
+
 static void test_not_a_database(void **state)
 {
 	struct strbuf before = STRBUF_INIT, after = STRBUF_INIT;
@@ -555,6 +589,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_refused_untouched, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_version_refused_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
