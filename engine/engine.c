@@ -284,7 +284,7 @@ static int memory_check(struct engine *e, struct strbuf *warn)
 
 	if (!e->cfg.memory_limit)
 		return 0;
-	g = gguf_open(e->model_path);
+	g = gguf_open_cancellable(e->model_path, &e->stop);
 	if (!g)
 		return -1;
 	if (gguf_get_str(g, "general.architecture", &s) == 0 && s.len < sizeof(arch)) {
@@ -384,7 +384,7 @@ static int engine_load(struct engine *e)
 		push(e, &ev, PUSH_FINAL);
 	}
 	const struct model_info *mi = model_info(e->m);
-	e->tok = tokenizer_open(model_gguf(e->m), e->cfg.pre_fallback);
+	e->tok = tokenizer_open_cancellable(model_gguf(e->m), e->cfg.pre_fallback, &e->stop);
 	if (!e->tok) {
 		error_prefix("'%s': ", e->model_path);
 		return -1;

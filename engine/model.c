@@ -470,9 +470,14 @@ static int prefault(struct model *m)
 		if (cancelled(m))
 			return error("cancelled");
 		if (m->params.prefault) {
+			/* a large tensor from a slow disk takes seconds: look at the
+			 * flag every 16 MiB too */
 			const unsigned char *p = t->data;
-			for (uint64_t o = 0; o < t->nbytes; o += 4096)
+			for (uint64_t o = 0; o < t->nbytes; o += 4096) {
+				if (!(o & ((16u << 20) - 1)) && o && cancelled(m))
+					return error("cancelled");
 				sink ^= p[o];
+			}
 		}
 		done += t->nbytes;
 		if (m->params.progress && (m->params.prefault || i + 1 == gguf_n_tensors(m->g)))
@@ -535,6 +540,8 @@ static int repack_weights(struct model *m)
 				int step = (int)((4u << 20) / w->row_bytes) + 1;
 				uintptr_t done = (uintptr_t)w->data; /* released up to here */
 				for (int r = 0; r < w->n; r += step) {
+					if (r && cancelled(m))
+						return error("cancelled");
 					int nr = w->n - r < step ? w->n - r : step;
 					size_t ro = (size_t)r * w->row_bytes;
 					quant_repack_rows(w->type, w->k, (const char *)w->data + ro,
@@ -802,7 +809,7 @@ struct model *model_load(const char *path, const struct model_params *p)
 		m->params = *p;
 	else
 		model_params_default(&m->params);
-	m->g = gguf_open(path);
+	m->g = gguf_open_cancellable(path, m->params.cancel);
 	if (!m->g)
 		goto fail;
 	if (load_hparams(m) < 0 || load_tensors(m) < 0)

@@ -5,12 +5,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "chat_template.h"
 #include "engine.h"
 #include "gguf.h"
+#include "gguf_write.h"
+#include "model.h"
 #include "report.h"
 #include "strbuf.h"
 #include "testutil.h"
@@ -869,6 +873,98 @@ static void test_close_anytime(void **state)
 	engine_close(NULL);
 }
 
+/*
+ * Quitting during a load quits (issue 16): a model whose vocabulary has
+ * 500 tokens of 16 KiB, which took minutes to index and could not be
+ * stopped; the child closes the engine 50 ms after opening it and must be
+ * gone long before its 60 s alarm.  A model load cancelled before it
+ * starts ends at once with "cancelled".
+ */
+static int hostile_child(const char *path)
+{
+	struct engine_config c;
+	config_for(&c, 256);
+	c.model_path = path;
+	alarm(60);
+	struct engine *e = engine_open(&c);
+	if (!e)
+		return 2;
+	usleep(50 * 1000);
+	engine_close(e);
+	return 0;
+}
+
+static void test_close_during_hostile_load(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	char dir[] = "/tmp/palaver-test-engine-XXXXXX", path[64];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/long-tokens.gguf", dir);
+	struct gguf *src = gguf_open(test_ref_path("models/stories260K.gguf"));
+	assert_non_null(src);
+	const struct gguf_str *tok;
+	uint64_t n;
+	assert_int_equal(gguf_get_arr_str(src, "tokenizer.ggml.tokens", &tok, &n), 0);
+	struct gguf_str *mine = calloc(n, sizeof(*mine));
+	char *text = malloc(n * 16384);
+	assert_true(mine && text);
+	for (uint64_t i = 0; i < n; i++) {
+		mine[i] = tok[i];
+		if (i < 12)
+			continue;
+		char *p = text + i * 16384;
+		memset(p, 'a', 16384);
+		snprintf(p, 16, "%08d", (int)i);
+		p[8] = 'a';
+		mine[i].data = p;
+		mine[i].len = 16384;
+	}
+	struct gguf_writer *w = gguf_writer_new();
+	for (int64_t i = 0; i < gguf_n_kv(src); i++) {
+		const struct gguf_kv *kv = gguf_kv_at(src, i);
+		if (!strcmp(kv->key, "tokenizer.ggml.tokens"))
+			assert_int_equal(gguf_writer_add_arr_str(w, kv->key, mine, n), 0);
+		else if (strcmp(kv->key, "general.alignment"))
+			assert_int_equal(gguf_writer_copy_kv(w, src, kv), 0);
+	}
+	for (int64_t i = 0; i < gguf_n_tensors(src); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(src, i);
+		assert_int_equal(gguf_writer_add_tensor(w, t->name, t->n_dims, t->ne, t->type), 0);
+	}
+	assert_int_equal(gguf_writer_begin(w, path), 0);
+	for (int64_t i = 0; i < gguf_n_tensors(src); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(src, i);
+		assert_int_equal(gguf_writer_write_tensor(w, t->data, t->nbytes), 0);
+	}
+	assert_int_equal(gguf_writer_finish(w), 0);
+	gguf_writer_free(w);
+	gguf_close(src);
+	free(mine);
+	free(text);
+
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(hostile_child(path));
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		fail_msg("closing the engine during the load %s",
+			 WIFSIGNALED(st) ? "did not return within 60 s" : "failed");
+
+	struct model_params mp;
+	atomic_int stop;
+	atomic_init(&stop, 1);
+	model_params_default(&mp);
+	mp.cancel = &stop;
+	error_clear();
+	assert_null(model_load(path, &mp));
+	assert_non_null(strstr(error_message(), "cancelled"));
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -879,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_backpressure),       cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_close_anytime),      cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_policy_drop_oldest), cmocka_unit_test(test_templates),
+		cmocka_unit_test(test_close_during_hostile_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
