@@ -8,6 +8,7 @@
 #include "strbuf.h"
 
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,10 @@ int main(int argc, char **argv)
 
 	/* characters only: numbers keep the C locale, so "0.7" parses everywhere */
 	setlocale(LC_CTYPE, "");
+	/* A write past the file size limit (ulimit -f) then fails with EFBIG,
+	 * reported like a full disk, instead of killing palaver with replies
+	 * still unwritten. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	if (cli_parse(&cli, argc, argv) < 0)
 		return usage_error(error_message());

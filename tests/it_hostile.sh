@@ -39,5 +39,16 @@ for v in -1 -7 -100000000 3; do
 	has err "schema version $v"
 done
 
+# 3. a file size limit (ulimit -f): writes past it fail with EFBIG, as on a
+# full disk, instead of SIGXFSZ killing palaver with the reply unprinted
+H=$T/fsize.db
+sh -c "ulimit -f 16; exec \"\$@\"" sh "$P" $G -n 16 --history "$H" -p 'Once upon a time' \
+	</dev/null >"$T/out" 2>"$T/err"
+rc=$?
+[ "$rc" -eq 0 ] || fail "ulimit -f: exit $rc, wanted 0: $(cat "$T/err")"
+cmp -s "$T/out" "$T/want" || fail "ulimit -f: the reply was not printed"
+[ "$(grep -c 'history is unavailable: .*File too large' "$T/err")" -eq 1 ] ||
+	fail "ulimit -f: no single 'File too large' message: $(cat "$T/err")"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"
