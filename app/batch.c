@@ -355,8 +355,7 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
 		engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
 		s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
 		s->ttft_ms, s->decode_ms, s->decode_tps);
-	fwrite(o.buf, 1, o.len, stdout);
-	fflush(stdout);
+	out_write(o.buf, o.len);
 	strbuf_release(&o);
 }
 
@@ -429,8 +428,11 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		if (ev.type == ENGINE_EV_TOKEN) {
 			strbuf_add(&shown, ev.text, ev.len);
 			if (!cfg->json) {
-				fwrite(ev.text, 1, ev.len, stdout);
-				fflush(stdout);
+				/* nobody can read the rest: stop (the reply so
+				 * far is saved as cancelled) */
+				out_write(ev.text, ev.len);
+				if (out_gone())
+					engine_cancel(e);
 			}
 		} else if (ev.type == ENGINE_EV_WARNING) {
 			fprintf(stderr, "palaver: warning: %s\n", ev.text);
@@ -589,7 +591,7 @@ int batch_run(struct config *cfg)
 			print_json(t + 1, text, &done);
 		} else {
 			fputs(t + 1 < turns.n && !interrupted ? "\n\n" : "\n", stdout);
-			fflush(stdout);
+			out_check();
 		}
 		convo_add(&c, ENGINE_ROLE_ASSISTANT, done.text ? done.text : "", done.len);
 		tot.turns++;
@@ -613,6 +615,9 @@ int batch_run(struct config *cfg)
 			rc = EXIT_RUNTIME;
 			break;
 		}
+		/* the output is gone: no use answering the other turns */
+		if (out_check() < 0 || out_gone())
+			break;
 	}
 	if (interrupted && rc == EXIT_OK)
 		rc = EXIT_INTERRUPTED;

@@ -448,13 +448,11 @@ static int inspect(const char *path, int json)
 		if (nv >= 0)
 			strbuf_addf(&out, "  %-12s %" PRId64 "  (%s)\n", "vocab", nv, from);
 	}
-	fwrite(out.buf, 1, out.len, stdout);
+	int bad = out_write(out.buf, out.len) < 0;
 	strbuf_release(&out);
 	gguf_close(g);
-	if (fflush(stdout) != 0) {
-		fprintf(stderr, "palaver: cannot write the output\n");
+	if (bad)
 		return EXIT_RUNTIME;
-	}
 	return EXIT_OK;
 }
 

@@ -210,8 +210,9 @@ static int do_export(struct store *st, int argc, char **argv)
 				rc = EXIT_RUNTIME;
 			}
 		}
-	} else if (write_all(stdout, out.buf, out.len, "standard output") < 0) {
-		rc = EXIT_RUNTIME;
+	} else {
+		if (out_write(out.buf, out.len) < 0)
+			rc = EXIT_RUNTIME;
 	}
 	strbuf_release(&out);
 	return rc;

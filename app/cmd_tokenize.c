@@ -165,7 +165,7 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 	if (ids_only)
 		putchar('\n');
 	free(ids);
-	ret = fflush(stdout) ? EXIT_RUNTIME : EXIT_OK;
+	ret = out_check() < 0 ? EXIT_RUNTIME : EXIT_OK;
 out:
 	tokenizer_free(t);
 	if (g)

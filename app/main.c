@@ -63,7 +63,18 @@ static void start_log(const struct config *cfg)
 	log_info("palaver %s starting, pid %ld", PALAVER_VERSION, (long)getpid());
 }
 
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+	int rc = run(argc, argv);
+	/* a command whose output could not be written has failed */
+	if (out_close() < 0 && rc == EXIT_OK)
+		rc = EXIT_RUNTIME;
+	return rc;
+}
+
+static int run(int argc, char **argv)
 {
 	const struct command *cmd = NULL;
 	struct config cfg;

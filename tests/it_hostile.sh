@@ -50,5 +50,36 @@ cmp -s "$T/out" "$T/want" || fail "ulimit -f: the reply was not printed"
 [ "$(grep -c 'history is unavailable: .*File too large' "$T/err")" -eq 1 ] ||
 	fail "ulimit -f: no single 'File too large' message: $(cat "$T/err")"
 
+# 4. output that cannot be written: every command says so and exits 1;
+# a reader that left (EPIPE, with SIGPIPE ignored) is not an error
+H=$T/out.db
+run 0 "$T/once" "$P" $G -n 4 --history "$H"
+id=$(sed -n 's/^palaver: session \([0-9a-f]*\)$/\1/p' "$T/err")
+full() {
+	"$@" </dev/null >/dev/full 2>"$T/err"; got=$?
+	[ "$got" -eq 1 ] || fail "'$*' >/dev/full exited $got, wanted 1"
+	grep -q 'cannot write standard output: No space left on device' "$T/err" ||
+		fail "'$*' >/dev/full did not say so: $(cat "$T/err")"
+}
+full "$P" $G -n 4 --no-history -p hi
+full "$P" $G -n 4 --no-history --json -p hi
+full "$P" $G -n 4 --no-history --split line -p "$(printf 'a\nb')"
+full "$P" sessions list --history "$H"
+full "$P" sessions show "$id" --history "$H"
+full "$P" sessions export "$id" --history "$H"
+full "$P" sessions export "$id" --format json --history "$H"
+full "$P" sessions search Once --history "$H"
+full "$P" inspect "$M"
+full "$P" tokenize -m "$M" hello
+full "$P" config
+full "$P" --help
+full "$P" --version
+(
+	trap '' PIPE
+	{ "$P" inspect "$M" 2>"$T/err"; echo $? >"$T/rc"; } | head -c 10 >/dev/null
+)
+[ "$(cat "$T/rc")" -eq 0 ] || fail "EPIPE: exit $(cat "$T/rc"), wanted 0"
+[ -s "$T/err" ] && fail "EPIPE was reported: $(cat "$T/err")"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"

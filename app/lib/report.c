@@ -3,6 +3,7 @@
 #include "strbuf.h"
 #include "xalloc.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,4 +99,58 @@ void warning(const char *fmt, ...)
 	va_start(ap, fmt);
 	vreport("palaver: warning: ", fmt, ap);
 	va_end(ap);
+}
+
+/* 0: fine; EPIPE: the reader left; else the first failure, said once. */
+static int out_err;
+
+static int out_fail(int err)
+{
+	if (!out_err) {
+		out_err = err ? err : EIO;
+		if (err == EPIPE)
+			return 0;
+		if (err)
+			fprintf(stderr, "palaver: cannot write standard output: %s\n", strerror(err));
+		else
+			fprintf(stderr, "palaver: cannot write standard output\n");
+	}
+	return out_err == EPIPE ? 0 : -1;
+}
+
+int out_gone(void)
+{
+	return out_err != 0;
+}
+
+int out_check(void)
+{
+	if (out_err)
+		return out_fail(out_err);
+	errno = 0;
+	if (fflush(stdout) != 0)
+		return out_fail(errno);
+	/* an earlier flush failed and its errno is gone */
+	if (ferror(stdout))
+		return out_fail(0);
+	return 0;
+}
+
+int out_close(void)
+{
+	int rc = out_check();
+	errno = 0;
+	if (fclose(stdout) != 0 && !out_err)
+		rc = out_fail(errno);
+	return rc;
+}
+
+int out_write(const void *buf, size_t len)
+{
+	if (out_err)
+		return out_fail(out_err);
+	errno = 0;
+	if (len && fwrite(buf, 1, len, stdout) != len)
+		return out_fail(errno);
+	return out_check();
 }
