@@ -5,6 +5,7 @@
 #include "report.h"
 #include "store.h"
 #include "strbuf.h"
+#include "untrusted.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -33,6 +34,32 @@
  */
 
 #define EXIT_INTERRUPTED 130
+
+/* Engine texts may quote the model file (its names, token pieces): made
+ * safe for the terminal like every message. */
+static void say(const char *prefix, const char *text)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, prefix);
+	untrusted_add(&sb, text, strlen(text), 0);
+	strbuf_addch(&sb, '\n');
+	fwrite(sb.buf, 1, sb.len, stderr);
+	strbuf_release(&sb);
+}
+
+/* A reply's text, as the model wrote it (its pieces come from the file):
+ * sanitized when stdout is a terminal, else unchanged. */
+static void put_reply(const char *s, size_t n, int tty)
+{
+	if (!tty) {
+		out_write(s, n);
+		return;
+	}
+	struct strbuf sb = STRBUF_INIT;
+	untrusted_add(&sb, s, n, UNTRUSTED_MULTILINE);
+	out_write(sb.buf, sb.len);
+	strbuf_release(&sb);
+}
 
 static struct engine *volatile sig_engine;
 static volatile sig_atomic_t interrupted;
@@ -372,9 +399,9 @@ static int wait_ready(struct engine *e, int verbose)
 			continue;
 		enum engine_event_type t = ev.type;
 		if (t == ENGINE_EV_ERROR)
-			fprintf(stderr, "palaver: %s\n", ev.text);
+			say("palaver: ", ev.text);
 		else if (t == ENGINE_EV_WARNING)
-			fprintf(stderr, "palaver: warning: %s\n", ev.text);
+			say("palaver: warning: ", ev.text);
 		else if (t == ENGINE_EV_LOAD_PROGRESS && verbose && ev.total)
 			fprintf(stderr, "palaver: loading %3d%%\r",
 				(int)(ev.done * 100 / ev.total));
@@ -397,6 +424,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	struct strbuf shown = STRBUF_INIT;
 	int64_t mid = -1;
 	double last_save = time_now_ms();
+	int tty = untrusted_tty(stdout);
 
 	request_from(cfg, &rq);
 	rq.messages = c->m;
@@ -430,14 +458,14 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 			if (!cfg->json) {
 				/* nobody can read the rest: stop (the reply so
 				 * far is saved as cancelled) */
-				out_write(ev.text, ev.len);
+				put_reply(ev.text, ev.len, tty);
 				if (out_gone())
 					engine_cancel(e);
 			}
 		} else if (ev.type == ENGINE_EV_WARNING) {
-			fprintf(stderr, "palaver: warning: %s\n", ev.text);
+			say("palaver: warning: ", ev.text);
 		} else if (ev.type == ENGINE_EV_ERROR) {
-			fprintf(stderr, "palaver: %s\n", ev.text);
+			say("palaver: ", ev.text);
 			if (h->st && mid > 0 &&
 			    store_message_finish(h->st, mid, shown.buf, shown.len, STORE_ERROR,
 						 NULL) < 0)
@@ -449,7 +477,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 			/* a reply cut short after a cancel: show the rest of it */
 			if (!cfg->json && ev.len > shown.len &&
 			    !memcmp(ev.text, shown.buf, shown.len))
-				fwrite(ev.text + shown.len, 1, ev.len - shown.len, stdout);
+				put_reply(ev.text + shown.len, ev.len - shown.len, tty);
 			*done = ev;
 			break;
 		}
@@ -458,7 +486,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	strbuf_release(&shown);
 	const struct engine_stats *s = &done->stats;
 	if (s->stop_reason == ENGINE_STOP_ERROR && done->message)
-		fprintf(stderr, "palaver: %s\n", done->message);
+		say("palaver: ", done->message);
 	if (h->st && mid > 0) {
 		struct store_stats ss = { s->prompt_tokens, s->gen_tokens, s->prefill_ms,
 					  s->decode_ms };

@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "gguf.h"
 #include "report.h"
+#include "untrusted.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -62,20 +63,29 @@ static void json_str(struct strbuf *sb, const char *s, uint64_t len)
 	strbuf_addch(sb, '"');
 }
 
-/* Text mode: quoted, escaped, cut after `max` bytes. */
+/* Text mode: quoted, escaped, cut after `max` bytes.  Control characters
+ * (C1 included) and bytes that are not UTF-8 become \xNN: nothing from the
+ * file reaches the terminal as an escape sequence. */
 static void text_str(struct strbuf *sb, const char *s, uint64_t len, uint64_t max)
 {
 	strbuf_addch(sb, '"');
-	for (uint64_t i = 0; i < len && i < max; i++) {
+	for (uint64_t i = 0; i < len && i < max;) {
 		unsigned char c = (unsigned char)s[i];
+		uint32_t cp = 0;
+		size_t n = utf8_valid(s + i, (size_t)(len - i), &cp);
 		if (c == '\n')
 			strbuf_addstr(sb, "\\n");
 		else if (c == '"' || c == '\\')
 			strbuf_addf(sb, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			strbuf_addf(sb, "\\x%02x", c);
-		else
-			strbuf_addch(sb, c);
+		else if (!n || cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
+			for (size_t k = 0; k < (n ? n : 1); k++)
+				strbuf_addf(sb, "\\x%02x", (unsigned char)s[i + k]);
+		} else {
+			strbuf_add(sb, s + i, n);
+			i += n;
+			continue;
+		}
+		i += n ? n : 1;
 	}
 	strbuf_addch(sb, '"');
 	if (len > max)
@@ -432,7 +442,9 @@ static int inspect(const char *path, int json)
 				    gguf_type_name(ty), by_type[ty].tensors, by_type[ty].params,
 				    format_size(sz, sizeof(sz), by_type[ty].bytes));
 		}
-		strbuf_addf(&out, "\narchitecture: %s\n", *arch ? arch : "(none)");
+		strbuf_addstr(&out, "\narchitecture: ");
+		untrusted_add(&out, *arch ? arch : "(none)", strlen(*arch ? arch : "(none)"), 0);
+		strbuf_addch(&out, '\n');
 		for (size_t h = 0; *arch && h < N_HPARAMS; h++) {
 			const struct gguf_kv *kv;
 			snprintf(key, sizeof(key), "%s.%s", arch, hparams[h].suffix);
@@ -441,7 +453,9 @@ static int inspect(const char *path, int json)
 				continue;
 			strbuf_addf(&out, "  %-12s ", hparams[h].label);
 			text_value(&out, g, kv);
-			strbuf_addf(&out, "  (%s)\n", key);
+			strbuf_addstr(&out, "  (");
+			untrusted_add(&out, key, strlen(key), 0);
+			strbuf_addstr(&out, ")\n");
 		}
 		const char *from = NULL;
 		int64_t nv = vocab_size(g, arch, &from);

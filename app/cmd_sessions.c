@@ -4,6 +4,7 @@
 #include "report.h"
 #include "store.h"
 #include "strbuf.h"
+#include "untrusted.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -68,6 +69,31 @@ static int runtime_error(void)
 	return EXIT_RUNTIME;
 }
 
+/* Titles, previews and messages may come from an imported file: on a
+ * terminal they go through the sanitizing printer. */
+static void put(const char *s, unsigned flags)
+{
+	untrusted_print(stdout, s, strlen(s), flags);
+}
+
+/* A search snippet: the highlight marks store_search() put in are ours,
+ * the text between them is the message's. */
+static void put_snippet(const char *s, const char *on, const char *off)
+{
+	while (*s) {
+		const char *a = strstr(s, on), *b = strstr(s, off);
+		const char *mark = a && (!b || a < b) ? a : b;
+		size_t ml = mark == a ? strlen(on) : strlen(off);
+		if (!mark) {
+			put(s, 0);
+			return;
+		}
+		untrusted_print(stdout, s, (size_t)(mark - s), 0);
+		fwrite(mark, 1, ml, stdout);
+		s = mark + ml;
+	}
+}
+
 static int do_list(struct store *st, int argc, char **argv)
 {
 	struct store_session *s;
@@ -84,10 +110,12 @@ static int do_list(struct store *st, int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		char when[32];
 		format_time(when, sizeof(when), s[i].updated_ms);
-		printf("%-8s  %-16s  %5" PRId64 "  %s", s[i].id, when, s[i].message_count,
-		       *s[i].title ? s[i].title : "(untitled)");
-		if (*s[i].preview && strcmp(s[i].preview, s[i].title))
-			printf(" — %s", s[i].preview);
+		printf("%-8s  %-16s  %5" PRId64 "  ", s[i].id, when, s[i].message_count);
+		put(*s[i].title ? s[i].title : "(untitled)", 0);
+		if (*s[i].preview && strcmp(s[i].preview, s[i].title)) {
+			printf(" — ");
+			put(s[i].preview, 0);
+		}
 		putchar('\n');
 	}
 	store_sessions_free(s, n);
@@ -109,26 +137,41 @@ static int do_show(struct store *st, int argc, char **argv)
 		store_session_free(&ss);
 		return runtime_error();
 	}
-	printf("session %s: %s\n", ss.id, *ss.title ? ss.title : "(untitled)");
+	printf("session %s: ", ss.id);
+	put(*ss.title ? ss.title : "(untitled)", 0);
+	putchar('\n');
 	format_time(when, sizeof(when), ss.created_ms);
 	printf("created %s", when);
 	format_time(when, sizeof(when), ss.updated_ms);
 	printf(", updated %s, %" PRId64 " messages\n", when, ss.message_count);
-	if (ss.model)
-		printf("model: %s\n", ss.model);
-	if (ss.sampling)
-		printf("sampling: %s\n", ss.sampling);
-	if (ss.system_prompt)
-		printf("system prompt: %s\n", ss.system_prompt);
+	if (ss.model) {
+		printf("model: ");
+		put(ss.model, 0);
+		putchar('\n');
+	}
+	if (ss.sampling) {
+		printf("sampling: ");
+		put(ss.sampling, 0);
+		putchar('\n');
+	}
+	if (ss.system_prompt) {
+		printf("system prompt: ");
+		put(ss.system_prompt, UNTRUSTED_MULTILINE);
+		putchar('\n');
+	}
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(m[i].content);
-		printf("\n%s", m[i].role);
+		putchar('\n');
+		put(m[i].role, 0);
 		if (m[i].status != STORE_COMPLETE)
 			printf(" (%s)", store_status_name(m[i].status));
 		if (m[i].stats.gen_tokens && m[i].stats.gen_ms > 0)
 			printf(" [%d tokens, %.1f tokens/s]", m[i].stats.gen_tokens,
 			       m[i].stats.gen_tokens * 1000.0 / m[i].stats.gen_ms);
-		printf(":\n%s%s", m[i].content, len && m[i].content[len - 1] == '\n' ? "" : "\n");
+		printf(":\n");
+		put(m[i].content, UNTRUSTED_MULTILINE);
+		if (!len || m[i].content[len - 1] != '\n')
+			putchar('\n');
 	}
 	store_messages_free(m, n);
 	store_session_free(&ss);
@@ -147,8 +190,8 @@ static int do_search(struct store *st, int argc, char **argv)
 			strbuf_addch(&q, ' ');
 		strbuf_addstr(&q, argv[i]);
 	}
-	if (store_search(st, q.buf, (size_t)opt.limit, color ? "\033[1m" : "[",
-			 color ? "\033[0m" : "]", &h, &n) < 0) {
+	const char *on = color ? "\033[1m" : "[", *off = color ? "\033[0m" : "]";
+	if (store_search(st, q.buf, (size_t)opt.limit, on, off, &h, &n) < 0) {
 		strbuf_release(&q);
 		return runtime_error();
 	}
@@ -157,8 +200,13 @@ static int do_search(struct store *st, int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		char when[32];
 		format_time(when, sizeof(when), h[i].updated_ms);
-		printf("%s  %s  #%" PRId64 " %s  %s\n    %s\n", h[i].session_id, when, h[i].seq,
-		       h[i].role, *h[i].title ? h[i].title : "(untitled)", h[i].snippet);
+		printf("%s  %s  #%" PRId64 " ", h[i].session_id, when, h[i].seq);
+		put(h[i].role, 0);
+		printf("  ");
+		put(*h[i].title ? h[i].title : "(untitled)", 0);
+		printf("\n    ");
+		put_snippet(h[i].snippet, on, off);
+		putchar('\n');
 	}
 	store_hits_free(h, n);
 	strbuf_release(&q);
@@ -210,6 +258,12 @@ static int do_export(struct store *st, int argc, char **argv)
 				rc = EXIT_RUNTIME;
 			}
 		}
+	} else if (fmt == STORE_FORMAT_MARKDOWN && untrusted_tty(stdout)) {
+		struct strbuf safe = STRBUF_INIT;
+		untrusted_add(&safe, out.buf, out.len, UNTRUSTED_MULTILINE);
+		if (out_write(safe.buf, safe.len) < 0)
+			rc = EXIT_RUNTIME;
+		strbuf_release(&safe);
 	} else {
 		if (out_write(out.buf, out.len) < 0)
 			rc = EXIT_RUNTIME;
@@ -278,8 +332,12 @@ static int do_delete(struct store *st, int argc, char **argv)
 			store_session_free(&ss);
 			return EXIT_USAGE;
 		}
-		fprintf(stderr, "Delete session %s '%s' (%" PRId64 " messages)? [y/N] ", id,
-			*ss.title ? ss.title : "(untitled)", ss.message_count);
+		struct strbuf t = STRBUF_INIT;
+		untrusted_add(&t, *ss.title ? ss.title : "(untitled)",
+			      strlen(*ss.title ? ss.title : "(untitled)"), 0);
+		fprintf(stderr, "Delete session %s '%s' (%" PRId64 " messages)? [y/N] ", id, t.buf,
+			ss.message_count);
+		strbuf_release(&t);
 		fflush(stderr);
 		if (!fgets(line, sizeof(line), stdin) || (line[0] != 'y' && line[0] != 'Y')) {
 			fprintf(stderr, "palaver: session %s kept\n", id);

@@ -81,5 +81,49 @@ full "$P" --version
 [ "$(cat "$T/rc")" -eq 0 ] || fail "EPIPE: exit $(cat "$T/rc"), wanted 0"
 [ -s "$T/err" ] && fail "EPIPE was reported: $(cat "$T/err")"
 
+# 5. escape sequences from files never reach a terminal raw: a GGUF whose
+# architecture retitles the window, a session whose title and text clear
+# the screen; on a terminal (script(1) gives a pty) they show as ^[ and
+# U+FFFD, into a pipe or a file they stay as they are
+ESC=$(printf '\033')
+# tty CMD...: run CMD on a pty, its output in $T/tty
+tty_run() {
+	script -qec "$*" /dev/null </dev/null >"$T/tty" 2>&1
+}
+raw_esc() { grep -q "$ESC" "$T/$1"; }
+# a header-only GGUF: general.architecture = "ll<ESC>]0;PWNED<BEL>ama"
+{
+	printf 'GGUF\003\000\000\000'
+	printf '\000\000\000\000\000\000\000\000\001\000\000\000\000\000\000\000'
+	printf '\024\000\000\000\000\000\000\000general.architecture\010\000\000\000'
+	printf '\017\000\000\000\000\000\000\000ll\033]0;PWNED\007ama'
+} >"$T/esc.gguf"
+tty_run "$P" inspect "$T/esc.gguf"
+raw_esc tty && fail "inspect wrote an escape sequence to the terminal: $(od -c "$T/tty" | head -5)"
+grep -q 'architecture: ll^\[\]0;PWNED^Gama' "$T/tty" || fail "inspect: no visible architecture: $(cat "$T/tty")"
+run 1 /dev/null "$P" -m "$T/esc.gguf" -p hi --no-history
+raw_esc err && fail "an error message carried an escape sequence: $(od -c "$T/err" | head -5)"
+cat >"$T/esc.json" <<'EOF2'
+{"format": "palaver-session", "version": 1, "id": "0badc0de", "title": "t\u001b]0;PWNED\u0007",
+ "model": "m\u001b[2J", "system_prompt": "s\u009b31m",
+ "messages": [{"role": "user", "content": "hello \u001b[2J\u001b[H world"},
+  {"role": "assistant", "content": "reply \u001b]2;x\u0007 there"}]}
+EOF2
+H=$T/esc.db
+run 0 /dev/null "$P" sessions import "$T/esc.json" --history "$H"
+for sub in list "show 0badc0de" "export 0badc0de" "search world"; do
+	tty_run "$P" sessions $sub --history "$H"
+	# search highlights its matches in bold on a terminal: those are ours
+	sed 's/\x1b\[1m//g; s/\x1b\[0m//g' "$T/tty" >"$T/tty2"
+	raw_esc tty2 && fail "sessions $sub wrote an escape sequence to the terminal: $(od -c "$T/tty" | head -5)"
+	grep -q '\^\[' "$T/tty" || fail "sessions $sub: no visible ^[: $(cat "$T/tty")"
+done
+# into a file the export keeps the bytes (the format may need them)
+run 0 /dev/null "$P" sessions export 0badc0de --history "$H"
+raw_esc out || fail "export to a file lost the message's bytes"
+# replies on a terminal too (a token's piece comes from the file)
+tty_run "$P" $G -n 16 --no-history -p "'Once upon a time'"
+raw_esc tty && fail "batch mode wrote an escape sequence to the terminal"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"

@@ -1,6 +1,7 @@
 /* Per-thread error records for library layers, die()/warning() for the CLI edge. */
 #include "report.h"
 #include "strbuf.h"
+#include "untrusted.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -14,12 +15,40 @@
 static _Thread_local char err_buf[ERROR_MAX];
 static void (*die_hook)(void);
 
+/*
+ * Messages quote what files hold (a GGUF's architecture, a session's
+ * title), and every message ends up on a terminal or in the chat's status
+ * line: control characters and bytes that are not UTF-8 are made visible
+ * here, once, for every caller (see untrusted.h).
+ */
+static void make_safe(char *buf, size_t size)
+{
+	size_t n = strlen(buf), i;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)buf[i];
+		if (c < 0x20 || c >= 0x7f)
+			break;
+	}
+	if (i == n)
+		return; /* plain ASCII: the common case */
+	struct strbuf sb = STRBUF_INIT;
+	untrusted_add(&sb, buf, n, 0);
+	n = sb.len < size - 1 ? sb.len : size - 1;
+	/* do not cut a UTF-8 sequence in two */
+	while (n && n < sb.len && ((unsigned char)sb.buf[n] & 0xc0) == 0x80)
+		n--;
+	memcpy(buf, sb.buf, n);
+	buf[n] = '\0';
+	strbuf_release(&sb);
+}
+
 int error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(err_buf, sizeof(err_buf), fmt, ap);
 	va_end(ap);
+	make_safe(err_buf, sizeof(err_buf));
 	return -1;
 }
 
@@ -36,6 +65,7 @@ void error_prefix(const char *fmt, ...)
 	memcpy(err_buf, pre, n);
 	memcpy(err_buf + n, old, strnlen(old, sizeof(err_buf) - 1 - n));
 	err_buf[n + strnlen(old, sizeof(err_buf) - 1 - n)] = '\0';
+	make_safe(err_buf, sizeof(err_buf));
 }
 
 const char *error_message(void)
@@ -62,9 +92,11 @@ void set_die_hook(void (*hook)(void))
 
 static void vreport(const char *prefix, const char *fmt, va_list ap)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct strbuf sb = STRBUF_INIT, msg = STRBUF_INIT;
 	strbuf_addstr(&sb, prefix);
-	strbuf_vaddf(&sb, fmt, ap);
+	strbuf_vaddf(&msg, fmt, ap);
+	untrusted_add(&sb, msg.buf, msg.len, 0);
+	strbuf_release(&msg);
 	strbuf_addch(&sb, '\n');
 	fflush(stdout);
 	fwrite(sb.buf, 1, sb.len, stderr);
