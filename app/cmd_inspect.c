@@ -34,32 +34,11 @@ static const char usage[] = "usage: palaver inspect [--json] FILE\n"
 			    "  --json    print one JSON object instead of text\n"
 			    "  -h, --help  show this help\n";
 
-/* JSON string body: escapes, and invalid UTF-8 bytes become U+FFFD. */
+/* JSON string: escapes, and bytes that are not UTF-8 become U+FFFD. */
 static void json_str(struct strbuf *sb, const char *s, uint64_t len)
 {
-	const unsigned char *p = (const unsigned char *)s;
 	strbuf_addch(sb, '"');
-	for (uint64_t i = 0; i < len;) {
-		unsigned char c = p[i];
-		int n = c < 0x80             ? 1
-			: (c & 0xe0) == 0xc0 ? 2
-			: (c & 0xf0) == 0xe0 ? 3
-			: (c & 0xf8) == 0xf0 ? 4
-					     : 0;
-		int ok = n > 0 && i + (uint64_t)n <= len && !(n == 2 && c < 0xc2);
-		for (int k = 1; ok && k < n; k++)
-			ok = (p[i + k] & 0xc0) == 0x80;
-		if (!ok) {
-			strbuf_addstr(sb, "\\ufffd");
-			i++;
-		} else if (n == 1) {
-			strbuf_add_json_escaped(sb, s + i, 1);
-			i++;
-		} else {
-			strbuf_add(sb, s + i, (size_t)n);
-			i += (uint64_t)n;
-		}
-	}
+	strbuf_add_json_escaped(sb, s, (size_t)len);
 	strbuf_addch(sb, '"');
 }
 

@@ -125,5 +125,20 @@ raw_esc out || fail "export to a file lost the message's bytes"
 tty_run "$P" $G -n 16 --no-history -p "'Once upon a time'"
 raw_esc tty && fail "batch mode wrote an escape sequence to the terminal"
 
+# 6. bytes that are not UTF-8 never make JSON that is not: --json and
+# sessions export --format json write U+FFFD for them (iconv checks UTF-8,
+# sessions import parses the export again)
+utf8_ok() { iconv -f UTF-8 -t UTF-8 "$T/$1" >/dev/null 2>&1; }
+printf 'bad \377\376 bytes \300\200 end\n\nhalf \342\202\n' >"$T/bad-utf8"
+H=$T/utf8.db
+run 0 "$T/bad-utf8" "$P" $G -n 4 --json --history "$H"
+utf8_ok out || fail "--json wrote invalid UTF-8: $(od -c "$T/out" | head -3)"
+has out '"prompt":"bad \ufffd\ufffd bytes \ufffd\ufffd end"'
+id=$(sed -n 's/^palaver: session \([0-9a-f]*\)$/\1/p' "$T/err")
+run 0 /dev/null "$P" sessions export "$id" --format json --history "$H"
+utf8_ok out || fail "export --format json wrote invalid UTF-8: $(od -c "$T/out" | head -3)"
+cp "$T/out" "$T/exported.json"
+run 0 /dev/null "$P" sessions import "$T/exported.json" --history "$T/utf8-2.db"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"

@@ -510,6 +510,29 @@ static void test_search(void **state)
 	store_close(st);
 }
 
+/* Messages with bytes that are not UTF-8 (piped input, a model's partial
+ * character) still export as valid JSON (invalid bytes as U+FFFD), which
+ * imports again. */
+static void test_export_invalid_utf8(void **state)
+{
+	struct store *st = open_ok(dbpath);
+	char id[STORE_ID_SIZE], id2[STORE_ID_SIZE];
+	struct strbuf js = STRBUF_INIT;
+	const char *why = "";
+	(void)state;
+	new_session(st, id);
+	store_message_append(st, id, "user", "bad \xff\xfe bytes \xc0\x80 and \xed\xa0\x80",
+			     STORE_COMPLETE, NULL);
+	store_message_append(st, id, "assistant", "half a char \xe2\x82", STORE_COMPLETE, NULL);
+	assert_int_equal(store_export(st, id, STORE_FORMAT_JSON, &js), 0);
+	if (test_json_strict(js.buf, js.len, &why) < 0)
+		fail_msg("export: %s: %s", why, js.buf);
+	assert_non_null(strstr(js.buf, "bad \\ufffd\\ufffd bytes"));
+	assert_int_equal(store_import(st, js.buf, js.len, id2), 0);
+	strbuf_release(&js);
+	store_close(st);
+}
+
 static void test_export_import(void **state)
 {
 	struct store *st = open_ok(dbpath);
@@ -677,6 +700,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_export_invalid_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 		cmocka_unit_test(test_json_reader),
 	};

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "strbuf.h"
+#include "testutil.h"
 
 static void check_invariants(const struct strbuf *sb)
 {
@@ -100,6 +101,25 @@ static void test_json_escape(void **state)
 	(void)state;
 	strbuf_add_json_escaped(&sb, "a\"b\\c\n\x01", 7);
 	assert_string_equal(sb.buf, "a\\\"b\\\\c\\n\\u0001");
+	strbuf_release(&sb);
+
+	/* bytes that are not UTF-8 become \ufffd: the text stays valid JSON */
+	static const char *const bad[] = {
+		"\xff", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "ok \x9b end",
+		"caf\xc3\xa9 \xf0\x9f\x98\x80", "\xf0\x9f\x98",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *why = "";
+		strbuf_reset(&sb);
+		strbuf_addch(&sb, '"');
+		strbuf_add_json_escaped(&sb, bad[i], strlen(bad[i]));
+		strbuf_addch(&sb, '"');
+		if (test_json_strict(sb.buf, sb.len, &why) < 0)
+			fail_msg("case %zu: %s: %s", i, why, sb.buf);
+	}
+	strbuf_reset(&sb);
+	strbuf_add_json_escaped(&sb, "a\xff" "b\xc3\xa9", 5);
+	assert_string_equal(sb.buf, "a\\ufffdb\xc3" "\xa9");
 	strbuf_release(&sb);
 }
 

@@ -8,6 +8,9 @@
 #include <ftw.h>
 #include <sys/stat.h>
 
+#include "json.h"
+#include "untrusted.h"
+
 /* $PALAVER_REF_DIR, else ../shared/ref (relative to the repository root,
  * where make runs the tests); NULL when absent.  The first call that finds
  * nothing prints one skip line naming what it looked for. */
@@ -46,6 +49,30 @@ static inline const char *test_ref_path(const char *rel)
 		if (!test_ref_dir())                                           \
 			skip();                                                \
 	} while (0)
+
+/*
+ * Strict JSON: text[0..n) is well-formed UTF-8 throughout (RFC 8259 8.1)
+ * and one JSON value (json_parse).  0, or -1 with *why set.
+ */
+static inline int test_json_strict(const char *text, size_t n, const char **why)
+{
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t l = utf8_valid(text + i, n - i, &cp);
+		if (!l) {
+			*why = "not UTF-8";
+			return -1;
+		}
+		i += l;
+	}
+	struct json *j = json_parse(text, n);
+	if (!j) {
+		*why = "not one JSON value";
+		return -1;
+	}
+	json_free(j);
+	return 0;
+}
 
 static inline int test_rmtree_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {

@@ -1,5 +1,6 @@
 /* strbuf: growable byte strings; see strbuf.h for the invariants. */
 #include "strbuf.h"
+#include "untrusted.h"
 #include "xalloc.h"
 
 #include <ctype.h>
@@ -117,6 +118,19 @@ void strbuf_add_json_escaped(struct strbuf *sb, const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x80) {
+			/* JSON text is UTF-8: a byte that is not (untrusted input, a
+			 * model's partial character) becomes U+FFFD */
+			uint32_t cp;
+			size_t n = utf8_valid(s + i, len - i, &cp);
+			if (!n) {
+				strbuf_addstr(sb, "\\ufffd");
+			} else {
+				strbuf_add(sb, s + i, n);
+				i += n - 1;
+			}
+			continue;
+		}
 		switch (c) {
 		case '"': strbuf_addstr(sb, "\\\""); break;
 		case '\\': strbuf_addstr(sb, "\\\\"); break;

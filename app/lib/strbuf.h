@@ -41,7 +41,8 @@ void strbuf_addch(struct strbuf *sb, int c);
 void strbuf_addf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
-/* Append s with JSON string escaping (no surrounding quotes). */
+/* Append s with JSON string escaping (no surrounding quotes).  Bytes that
+ * are not UTF-8 become \ufffd: the result is always valid JSON text. */
 void strbuf_add_json_escaped(struct strbuf *sb, const char *s, size_t len);
 
 void strbuf_trim(struct strbuf *sb);
