@@ -524,9 +524,10 @@ int batch_run(struct config *cfg)
 	if (cfg->prompt) {
 		convo_add(&turns, ENGINE_ROLE_USER, cfg->prompt, strlen(cfg->prompt));
 	} else {
-		if (strbuf_read_fd(&input, STDIN_FILENO) < 0) {
+		if (strbuf_read_fd(&input, STDIN_FILENO, READ_MAX_STDIN) < 0) {
+			char why[64];
 			fprintf(stderr, "palaver: cannot read standard input: %s\n",
-				strerror(errno));
+				strbuf_read_failure(errno, READ_MAX_STDIN, why, sizeof(why)));
 			free(system);
 			strbuf_release(&input);
 			return EXIT_RUNTIME;

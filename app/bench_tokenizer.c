@@ -169,9 +169,10 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 
 	struct strbuf text = STRBUF_INIT;
 	if (textfile) {
-		if (strbuf_read_file(&text, textfile) < 0) {
+		if (strbuf_read_file(&text, textfile, READ_MAX_TEXT) < 0) {
+			char why[64];
 			fprintf(stderr, "palaver: cannot read '%s': %s\n", textfile,
-				strerror(errno));
+				strbuf_read_failure(errno, READ_MAX_TEXT, why, sizeof(why)));
 			return EXIT_RUNTIME;
 		}
 	} else {

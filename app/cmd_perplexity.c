@@ -112,8 +112,10 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 		return EXIT_USAGE;
 	}
 	struct strbuf text = STRBUF_INIT;
-	if (strbuf_read_file(&text, text_path) < 0) {
-		fprintf(stderr, "palaver: cannot read '%s': %s\n", text_path, strerror(errno));
+	if (strbuf_read_file(&text, text_path, READ_MAX_TEXT) < 0) {
+		char why[64];
+		fprintf(stderr, "palaver: cannot read '%s': %s\n", text_path,
+			strbuf_read_failure(errno, READ_MAX_TEXT, why, sizeof(why)));
 		return EXIT_RUNTIME;
 	}
 

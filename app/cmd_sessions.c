@@ -278,10 +278,12 @@ static int do_import(struct store *st, int argc, char **argv)
 	char id[STORE_ID_SIZE];
 	int r;
 	(void)argc;
-	r = !strcmp(argv[0], "-") ? strbuf_read_fd(&in, STDIN_FILENO)
-				  : strbuf_read_file(&in, argv[0]);
+	r = !strcmp(argv[0], "-") ? strbuf_read_fd(&in, STDIN_FILENO, READ_MAX_IMPORT)
+				  : strbuf_read_file(&in, argv[0], READ_MAX_IMPORT);
 	if (r < 0) {
-		fprintf(stderr, "palaver: cannot read '%s': %s\n", argv[0], strerror(errno));
+		char why[64];
+		fprintf(stderr, "palaver: cannot read '%s': %s\n", argv[0],
+			strbuf_read_failure(errno, READ_MAX_IMPORT, why, sizeof(why)));
 		strbuf_release(&in);
 		return EXIT_RUNTIME;
 	}

@@ -121,13 +121,17 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 	if (text) {
 		strbuf_addstr(&in, text);
 	} else if (file && strcmp(file, "-")) {
-		if (strbuf_read_file(&in, file) < 0) {
-			fprintf(stderr, "palaver: cannot read '%s': %s\n", file, strerror(errno));
+		if (strbuf_read_file(&in, file, READ_MAX_TEXT) < 0) {
+			char why[64];
+			fprintf(stderr, "palaver: cannot read '%s': %s\n", file,
+				strbuf_read_failure(errno, READ_MAX_TEXT, why, sizeof(why)));
 			strbuf_release(&in);
 			return EXIT_RUNTIME;
 		}
-	} else if (strbuf_read_fd(&in, STDIN_FILENO) < 0) {
-		fprintf(stderr, "palaver: cannot read standard input: %s\n", strerror(errno));
+	} else if (strbuf_read_fd(&in, STDIN_FILENO, READ_MAX_TEXT) < 0) {
+		char why[64];
+		fprintf(stderr, "palaver: cannot read standard input: %s\n",
+			strbuf_read_failure(errno, READ_MAX_TEXT, why, sizeof(why)));
 		strbuf_release(&in);
 		return EXIT_RUNTIME;
 	}

@@ -8,6 +8,7 @@
 #include "theme.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -759,8 +760,8 @@ static int walk_mapping(struct walk *w, yaml_node_t *map, const char *section)
 	return 0;
 }
 
-/* Parse the file at path (open as fp) into cfg; -1 with error(). */
-static int apply_yaml(struct config *cfg, const char *path, FILE *fp)
+/* Parse the text of the file at path into cfg; -1 with error(). */
+static int apply_yaml(struct config *cfg, const char *path, const char *text, size_t len)
 {
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -770,19 +771,15 @@ static int apply_yaml(struct config *cfg, const char *path, FILE *fp)
 
 	if (!yaml_parser_initialize(&parser))
 		return error("cannot initialise the YAML parser");
-	yaml_parser_set_input_file(&parser, fp);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &doc)) {
 		yaml_mark_t m = parser.problem_mark;
 		const char *what = parser.problem ? parser.problem : "cannot parse";
 		if (parser.error == YAML_READER_ERROR) {
 			/* the reader knows only a byte offset: count lines up to it */
 			size_t line = 1, col = 1;
-			rewind(fp);
-			for (size_t i = 0; i < parser.problem_offset; i++) {
-				int c = getc(fp);
-				if (c == EOF)
-					break;
-				if (c == '\n') {
+			for (size_t i = 0; i < parser.problem_offset && i < len; i++) {
+				if (text[i] == '\n') {
 					line++;
 					col = 1;
 				} else {
@@ -839,25 +836,29 @@ static void note_file(struct config *cfg, const char *path)
 int config_load_file(struct config *cfg, const char *path, int must_exist)
 {
 	struct config scratch;
-	FILE *fp = fopen(path, "re");
-	struct stat st;
+	struct strbuf text = STRBUF_INIT;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int rc;
 
-	if (!fp) {
+	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT && !must_exist)
 			return 0;
 		return error("cannot read config file '%s': %s", path, strerror(e));
 	}
-	if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
-		fclose(fp);
-		return error("cannot read config file '%s': %s", path, strerror(EISDIR));
+	/* read whole, with a limit: --config /dev/zero must end */
+	if (strbuf_read_fd(&text, fd, READ_MAX_CONFIG) < 0) {
+		int e = errno;
+		char why[64];
+		close(fd);
+		strbuf_release(&text);
+		return error("cannot read config file '%s': %s", path,
+			     strbuf_read_failure(e, READ_MAX_CONFIG, why, sizeof(why)));
 	}
+	close(fd);
 	config_copy(&scratch, cfg);
-	rc = apply_yaml(&scratch, path, fp);
-	if (!rc && ferror(fp))
-		rc = error("cannot read config file '%s': %s", path, strerror(errno));
-	fclose(fp);
+	rc = apply_yaml(&scratch, path, text.buf, text.len);
+	strbuf_release(&text);
 	if (rc < 0) {
 		config_free(&scratch);
 		return -1;

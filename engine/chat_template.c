@@ -133,7 +133,7 @@ int chat_template_detect(const char *t, size_t n)
 
 static int read_setting_file(const char *path, struct strbuf *sb)
 {
-	if (strbuf_read_file(sb, path) < 0)
+	if (strbuf_read_file(sb, path, READ_MAX_TEMPLATE) < 0)
 		return -1;
 	return 0;
 }
@@ -156,7 +156,9 @@ int chat_template_choose(const struct gguf *g, const char *setting, enum chat_te
 				return error(
 					"unknown chat template '%s' (not a file, nor one of: %s)",
 					setting, chat_template_names());
-			return error("cannot read chat template '%s': %s", setting, strerror(e));
+			char reason[64];
+			return error("cannot read chat template '%s': %s", setting,
+				     strbuf_read_failure(e, READ_MAX_TEMPLATE, reason, sizeof(reason)));
 		}
 		/* a file holds a template name, or a Jinja template to recognise */
 		strbuf_trim(&sb);

@@ -140,5 +140,22 @@ utf8_ok out || fail "export --format json wrote invalid UTF-8: $(od -c "$T/out" 
 cp "$T/out" "$T/exported.json"
 run 0 /dev/null "$P" sessions import "$T/exported.json" --history "$T/utf8-2.db"
 
+# 7. every whole-file reader has a limit: /dev/zero (or an endless pipe) is
+# refused with the limit named, in bounded memory and time
+bounded() {
+	want=$1; shift
+	timeout 60 sh -c 'ulimit -v 4000000; exec "$@"' sh "$@" >"$T/out" 2>"$T/err"; got=$?
+	[ "$got" -eq "$want" ] || fail "'$*' exited $got, wanted $want: $(head -c 300 "$T/err")"
+	grep -q 'larger than' "$T/err" || fail "'$*' did not name the limit: $(head -c 300 "$T/err")"
+}
+bounded 1 "$P" $G --no-history --chat-template /dev/zero -p hi </dev/null
+bounded 2 "$P" --config /dev/zero config </dev/null
+bounded 1 "$P" $G --no-history </dev/zero
+bounded 1 "$P" tokenize -m "$M" -f /dev/zero </dev/null
+bounded 1 "$P" tokenize -m "$M" </dev/zero
+bounded 1 "$P" perplexity -m "$M" -f /dev/zero </dev/null
+bounded 1 "$P" sessions import /dev/zero --history "$T/z.db" </dev/null
+bounded 1 "$P" sessions import - --history "$T/z.db" </dev/zero
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"

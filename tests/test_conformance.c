@@ -88,7 +88,7 @@ static int case_load(const char *dir, const char *name, struct ref_case *c)
 	memset(c, 0, sizeof(*c));
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	snprintf(path, sizeof(path), "%s/cases/%s.json", dir, name);
-	if (strbuf_read_file(&sb, path) < 0)
+	if (strbuf_read_file(&sb, path, (size_t)1 << 30) < 0)
 		return -1;
 	char lf[256];
 	int np = json_ints(sb.buf, "prompt_tokens", c->toks, 4096);
@@ -104,7 +104,7 @@ static int case_load(const char *dir, const char *name, struct ref_case *c)
 	c->n_prompt = np;
 	c->n_tok = np + ng;
 	snprintf(path, sizeof(path), "%s/cases/%s", dir, lf);
-	if (strbuf_read_file(&sb, path) < 0)
+	if (strbuf_read_file(&sb, path, (size_t)1 << 30) < 0)
 		return -1;
 	if (sb.len != (size_t)c->rows * c->n_vocab * sizeof(float)) {
 		strbuf_release(&sb);

@@ -4,6 +4,8 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
+#include <unistd.h>
 #include <string.h>
 #include <stdlib.h>
 
@@ -123,6 +125,52 @@ static void test_json_escape(void **state)
 	strbuf_release(&sb);
 }
 
+/* The whole-file reader stops one byte past its limit (EFBIG, sb as it
+ * was) and refuses a larger regular file by its size. */
+static void test_read_limit(void **state)
+{
+	(void)state;
+	int fds[2];
+	struct strbuf sb = STRBUF_INIT;
+	char buf[5000];
+	memset(buf, 'z', sizeof(buf));
+	for (int extra = 0; extra < 2; extra++) {
+		assert_int_equal(pipe(fds), 0);
+		assert_int_equal(write(fds[1], buf, 4096 + (size_t)extra), 4096 + extra);
+		close(fds[1]);
+		strbuf_reset(&sb);
+		strbuf_addstr(&sb, "keep");
+		errno = 0;
+		int r = strbuf_read_fd(&sb, fds[0], 4096);
+		close(fds[0]);
+		if (extra) {
+			assert_int_equal(r, -1);
+			assert_int_equal(errno, EFBIG);
+			assert_string_equal(sb.buf, "keep");
+		} else {
+			assert_int_equal(r, 0);
+			assert_int_equal(sb.len, 4 + 4096);
+		}
+	}
+	char path[] = "/tmp/palaver-test-strbuf-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, sizeof(buf)), sizeof(buf));
+	close(fd);
+	strbuf_reset(&sb);
+	errno = 0;
+	assert_int_equal(strbuf_read_file(&sb, path, 100), -1);
+	assert_int_equal(errno, EFBIG);
+	assert_int_equal(sb.len, 0);
+	char why[64];
+	assert_string_equal(strbuf_read_failure(EFBIG, 1 << 20, why, sizeof(why)),
+			    "larger than 1.00 MiB");
+	assert_int_equal(strbuf_read_file(&sb, path, sizeof(buf)), 0);
+	assert_int_equal(sb.len, sizeof(buf));
+	unlink(path);
+	strbuf_release(&sb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -132,6 +180,7 @@ int main(void)
 		cmocka_unit_test(test_embedded_nul_and_detach),
 		cmocka_unit_test(test_trim),
 		cmocka_unit_test(test_json_escape),
+		cmocka_unit_test(test_read_limit),
 	};
 	return cmocka_run_group_tests_name("strbuf", tests, NULL, NULL);
 }

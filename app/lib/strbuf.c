@@ -1,6 +1,7 @@
 /* strbuf: growable byte strings; see strbuf.h for the invariants. */
 #include "strbuf.h"
 #include "untrusted.h"
+#include "util.h"
 #include "xalloc.h"
 
 #include <ctype.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 char strbuf_slopbuf[1];
@@ -175,13 +177,19 @@ int strbuf_starts_with(const struct strbuf *sb, const char *prefix)
 	return sb->len >= n && !memcmp(sb->buf, prefix, n);
 }
 
-int strbuf_read_fd(struct strbuf *sb, int fd)
+int strbuf_read_fd(struct strbuf *sb, int fd, size_t max)
 {
 	size_t oldlen = sb->len;
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max) {
+		errno = EFBIG;
+		return -1;
+	}
 	for (;;) {
 		ssize_t n;
 		strbuf_grow(sb, 8192);
-		n = read(fd, sb->buf + sb->len, sb->alloc - sb->len - 1);
+		size_t room = sb->alloc - sb->len - 1, left = max - (sb->len - oldlen) + 1;
+		n = read(fd, sb->buf + sb->len, room < left ? room : left);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -191,17 +199,31 @@ int strbuf_read_fd(struct strbuf *sb, int fd)
 		if (n == 0)
 			break;
 		strbuf_setlen(sb, sb->len + (size_t)n);
+		if (sb->len - oldlen > max) {
+			strbuf_setlen(sb, oldlen);
+			errno = EFBIG;
+			return -1;
+		}
 	}
 	return 0;
 }
 
-int strbuf_read_file(struct strbuf *sb, const char *path)
+const char *strbuf_read_failure(int err, size_t max, char *buf, size_t n)
+{
+	if (err != EFBIG)
+		return strerror(err);
+	char sz[32];
+	snprintf(buf, n, "larger than %s", format_size(sz, sizeof(sz), max));
+	return buf;
+}
+
+int strbuf_read_file(struct strbuf *sb, const char *path, size_t max)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int ret, saved;
 	if (fd < 0)
 		return -1;
-	ret = strbuf_read_fd(sb, fd);
+	ret = strbuf_read_fd(sb, fd, max);
 	saved = errno;
 	close(fd);
 	errno = saved;
