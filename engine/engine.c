@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -655,6 +656,17 @@ static void adapt_chunk(struct engine *e, int c, double ms)
 	e->chunk = n > e->chunk_max ? e->chunk_max : n;
 }
 
+/* The first logit that is NaN or infinite, or -1.  A model file with such
+ * weights (or scales) loads, and without this check its replies are
+ * whatever the sampler makes of NaN. */
+static int nonfinite_at(const float *l, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!isfinite(l[i]))
+			return i;
+	return -1;
+}
+
 static void run_job(struct engine *e, struct job *j)
 {
 	struct run r = { 0 };
@@ -765,6 +777,15 @@ static void run_job(struct engine *e, struct job *j)
 		}
 		if (timed_out(&r)) {
 			finish(e, &r, ENGINE_STOP_TIMEOUT);
+			break;
+		}
+		int bad = nonfinite_at(e->logits, n_vocab);
+		if (bad >= 0) {
+			error("the model computed a logit that is not a number (token %d at position "
+			      "%d is %g): the model file's weights or hyperparameters are broken",
+			      bad, model_n_past(e->m) - 1, (double)e->logits[bad]);
+			r.fail = xstrdup(error_message());
+			finish(e, &r, ENGINE_STOP_ERROR);
 			break;
 		}
 		int32_t t = sampler_sample(r.smp, e->logits);

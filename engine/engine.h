@@ -34,6 +34,9 @@
  *  submitted while the model loads: it runs after READY.
  *  After a cancel, TOKEN events that found the queue full are dropped; the
  *  DONE text (the whole reply, never a stop string) is authoritative.
+ *  A forward pass that yields a logit that is NaN or infinite (a model file
+ *  with broken weights) ends the reply with DONE, stop_reason error and a
+ *  message, rather than sampling from garbage.
  *
  * KV REUSE
  *  The engine keeps the tokens its cache holds; a request reuses the longest

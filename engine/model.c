@@ -332,6 +332,14 @@ static int load_hparams(struct model *m)
 	if (key_f32(m, "rope.freq_base", &in->rope_freq_base, 10000.0f) < 0 ||
 	    key_f32(m, "attention.layer_norm_rms_epsilon", &in->norm_eps, 1e-5f) < 0)
 		return -1;
+	/* a base that is not positive makes NaN angles, an epsilon that is
+	 * negative or NaN NaN norms: garbage with exit 0 unless refused here */
+	if (!isfinite(in->rope_freq_base) || in->rope_freq_base <= 0)
+		return error("'%s': %s.rope.freq_base is %g, not a positive number",
+			     gguf_path(m->g), in->arch, (double)in->rope_freq_base);
+	if (!isfinite(in->norm_eps) || in->norm_eps < 0 || in->norm_eps >= 1)
+		return error("'%s': %s.attention.layer_norm_rms_epsilon is %g, not between 0 and 1",
+			     gguf_path(m->g), in->arch, (double)in->norm_eps);
 
 	/* rope scaling: rope.scaling.type + factor, or the older rope.scale_linear */
 	m->freq_scale = 1.0f;
@@ -343,6 +351,9 @@ static int load_hparams(struct model *m)
 			return -1;
 		if (key_f32(m, "rope.scaling.factor", &factor, 1.0f) < 0)
 			return -1;
+		if (!isfinite(factor) || factor < 0)
+			return error("'%s': %s.rope.scaling.factor is %g, not a positive number",
+				     gguf_path(m->g), in->arch, (double)factor);
 		if (s.len == 6 && !memcmp(s.data, "linear", 6)) {
 			if (factor > 0)
 				m->freq_scale = 1.0f / factor;
@@ -354,6 +365,9 @@ static int load_hparams(struct model *m)
 	} else {
 		if (key_f32(m, "rope.scale_linear", &factor, 1.0f) < 0)
 			return -1;
+		if (!isfinite(factor) || factor < 0)
+			return error("'%s': %s.rope.scale_linear is %g, not a positive number",
+				     gguf_path(m->g), in->arch, (double)factor);
 		if (factor > 0)
 			m->freq_scale = 1.0f / factor;
 	}
