@@ -30,10 +30,10 @@
  *
  * SIGINT cancels the reply being generated (engine_cancel() stores an
  * atomic flag, safe in a handler); what was produced is printed and saved
- * as cancelled, and palaver exits 130.
+ * as cancelled, and palaver exits 130.  SIGTERM and SIGHUP (a shutdown, a
+ * closed terminal) do the same with 143 and 129: killed outright, the
+ * reply's last second was lost and its row left 'streaming'.
  */
-
-#define EXIT_INTERRUPTED 130
 
 /* Engine texts may quote the model file (its names, token pieces): made
  * safe for the terminal like every message. */
@@ -62,12 +62,12 @@ static void put_reply(const char *s, size_t n, int tty)
 }
 
 static struct engine *volatile sig_engine;
-static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t interrupted; /* the first signal that stopped us, or 0 */
 
-static void on_sigint(int sig)
+static void on_signal(int sig)
 {
-	(void)sig;
-	interrupted = 1;
+	if (!interrupted)
+		interrupted = sig;
 	if (sig_engine)
 		engine_cancel(sig_engine);
 }
@@ -585,12 +585,14 @@ int batch_run(struct config *cfg)
 	sig_engine = e;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sigint;
+	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 
 	if (wait_ready(e, cfg->verbose) < 0) {
-		rc = interrupted ? EXIT_INTERRUPTED : EXIT_RUNTIME;
+		rc = interrupted ? 128 + interrupted : EXIT_RUNTIME;
 		goto out;
 	}
 	tot.load_ms = time_now_ms() - tot.t0;
@@ -649,7 +651,7 @@ int batch_run(struct config *cfg)
 			break;
 	}
 	if (interrupted && rc == EXIT_OK)
-		rc = EXIT_INTERRUPTED;
+		rc = 128 + interrupted;
 	if (cfg->stats && tot.turns)
 		print_stats(&tot);
 out:

@@ -157,5 +157,27 @@ bounded 1 "$P" perplexity -m "$M" -f /dev/zero </dev/null
 bounded 1 "$P" sessions import /dev/zero --history "$T/z.db" </dev/null
 bounded 1 "$P" sessions import - --history "$T/z.db" </dev/zero
 
+# 9. SIGTERM and SIGHUP in batch mode are SIGINT: the text shown is the
+# text saved, as cancelled, and the exit status is 128 + the signal
+for sig in TERM HUP INT; do
+	H=$T/sig-$sig.db
+	PALAVER_CONTEXT_OVERFLOW=shift "$P" $G --ctx 64 -n -1 --history "$H" \
+		<"$T/once" >"$T/out" 2>"$T/err" &
+	pid=$!
+	i=0
+	while [ "$(wc -c <"$T/out")" -lt 200 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+	kill -$sig $pid
+	wait $pid
+	rc=$?
+	case $sig in TERM) want=143 ;; HUP) want=129 ;; INT) want=130 ;; esac
+	[ "$rc" -eq "$want" ] || fail "SIG$sig: exit $rc, wanted $want: $(head -c 300 "$T/err")"
+	st=$(sqlite3 "$H" "SELECT status FROM messages WHERE role = 'assistant'")
+	[ "$st" = cancelled ] || fail "SIG$sig: the reply is '$st', not cancelled"
+	sqlite3 "$H" "SELECT writefile('$T/saved', content) FROM messages WHERE role = 'assistant'" >/dev/null
+	printf '\n' >>"$T/saved"
+	cmp -s "$T/out" "$T/saved" ||
+		fail "SIG$sig: shown $(wc -c <"$T/out") bytes, saved $(wc -c <"$T/saved")"
+done
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"
