@@ -36,6 +36,7 @@ struct sub {
 	const char *help;       /* the rest */
 	int min_args, max_args; /* operands, -1 = any */
 	int (*fn)(struct store *st, int argc, char **argv);
+	int reads_only; /* opens the history read-only: works without write access */
 };
 
 /* Options shared by the subcommands, filled by parse_args. */
@@ -358,30 +359,30 @@ static const struct sub subs[] = {
 	{ "list", "palaver sessions [list] [--limit N]",
 	  "List saved sessions, most recently updated first: id, last update, number of\n"
 	  "messages, title and a preview of the last message.\n",
-	  0, 0, do_list },
+	  0, 0, do_list, 1 },
 	{ "show", "palaver sessions show ID",
-	  "Print a session's messages with their status and speed.\n", 1, 1, do_show },
+	  "Print a session's messages with their status and speed.\n", 1, 1, do_show, 1 },
 	{ "search", "palaver sessions search [--limit N] QUERY...",
 	  "Full-text search over every message, best match first.  The words are\n"
 	  "matched as plain words (all must occur; quotes and operators are text); a\n"
 	  "word ending in '*' matches as a prefix.  Exit status 1 when nothing matches.\n",
-	  1, -1, do_search },
+	  1, -1, do_search, 1 },
 	{ "export", "palaver sessions export ID [--format md|json] [-o FILE]",
 	  "Write a session as Markdown (default) or JSON to standard output or FILE.\n"
 	  "The JSON form can be read back with 'palaver sessions import'.\n",
-	  1, 1, do_export },
+	  1, 1, do_export, 1 },
 	{ "import", "palaver sessions import FILE",
 	  "Read a session exported as JSON ('-' for standard input) and print its id.\n"
 	  "It keeps its id unless that id is already in use.\n",
-	  1, 1, do_import },
+	  1, 1, do_import, 0 },
 	{ "rename", "palaver sessions rename ID TITLE...",
 	  "Give a session a title; it no longer follows the first user message.\n", 2, -1,
-	  do_rename },
+	  do_rename, 0 },
 	{ "delete", "palaver sessions delete ID [--yes]",
 	  "Delete a session and its messages.  Asks for confirmation on a terminal;\n"
 	  "without a terminal it refuses unless --yes is given.\n",
-	  1, 1, do_delete },
-	{ NULL, NULL, NULL, 0, 0, NULL },
+	  1, 1, do_delete, 0 },
+	{ NULL, NULL, NULL, 0, 0, NULL, 0 },
 };
 
 static void print_sub_help(const struct sub *s)
@@ -564,7 +565,7 @@ int cmd_sessions(int argc, char **argv, struct config *cfg)
 			"--no-history); use 'palaver sessions --history FILE' to read a database\n");
 		return EXIT_RUNTIME;
 	}
-	st = store_open(path);
+	st = s->reads_only ? store_open_readonly(path) : store_open(path);
 	if (!st) {
 		fprintf(stderr, "palaver: history is unavailable: %s\n", error_message());
 		return EXIT_RUNTIME;

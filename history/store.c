@@ -259,6 +259,34 @@ static int guess_write_errno(const char *path)
 	return e;
 }
 
+/*
+ * A database SQLite cannot write: say which permission is missing, the
+ * file's or its directory's (where the WAL and its index must be made).
+ * Always -1.
+ */
+static int readonly_error(const char *path)
+{
+	struct strbuf dir = STRBUF_INIT;
+	const char *slash = strrchr(path, '/');
+	int rc;
+	if (slash)
+		strbuf_add(&dir, path, slash == path ? 1 : (size_t)(slash - path));
+	else
+		strbuf_addstr(&dir, ".");
+	if (access(path, W_OK) < 0 && errno == EACCES)
+		rc = error("history database '%s' is read-only (no permission to write it)", path);
+	else if (access(path, W_OK) < 0 && errno == EROFS)
+		rc = error("history database '%s' is read-only (a read-only file system)", path);
+	else if (access(dir.buf, W_OK) < 0)
+		rc = error("history database '%s' is read-only: its directory '%s' is not "
+			   "writable (%s)",
+			   path, dir.buf, strerror(errno));
+	else
+		rc = error("history database '%s' is read-only", path);
+	strbuf_release(&dir);
+	return rc;
+}
+
 /* Turn SQLite's state into one clear message; always returns -1. */
 static int db_fail(struct store *st, sqlite3 *db, const char *path, int rc)
 {
@@ -275,7 +303,7 @@ static int db_fail(struct store *st, sqlite3 *db, const char *path, int rc)
 			     "(waited %d ms)",
 			     path, busy_ms);
 	case SQLITE_FULL: return error("cannot write history database '%s': disk full", path);
-	case SQLITE_READONLY: return error("history database '%s' is read-only", path);
+	case SQLITE_READONLY: return readonly_error(path);
 	case SQLITE_CORRUPT: return error("history database '%s' is corrupt (%s)", path, msg);
 	case SQLITE_NOTADB: return error("'%s' is not a history database (%s)", path, msg);
 	case SQLITE_CANTOPEN:
@@ -675,7 +703,7 @@ struct store *store_open(const char *path)
 	sqlite3_extended_result_codes(st->db, 1);
 	sqlite3_busy_timeout(st->db, st->busy_ms);
 	if (sqlite3_db_readonly(st->db, "main") == 1) {
-		error("history database '%s' is read-only", st->path);
+		readonly_error(st->path);
 		goto out;
 	}
 	/* Read the version before anything can write (journal_mode=WAL does). */
@@ -706,6 +734,106 @@ fail:
 	else
 		db_fail(st, NULL, st->path, rc);
 out:
+	store_close(st);
+	return NULL;
+}
+
+/* "file:" URI for path with the query q ("immutable=1"): SQLite reads
+ * %-escapes, so every byte that is not plain is escaped. */
+static void uri_for(struct strbuf *sb, const char *path, const char *q)
+{
+	strbuf_addstr(sb, "file:");
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+		if (isalnum(*p) || strchr("/._-~", *p))
+			strbuf_addch(sb, (char)*p);
+		else
+			strbuf_addf(sb, "%%%02X", *p);
+	}
+	strbuf_addf(sb, "?%s", q);
+}
+
+struct store *store_open_readonly(const char *path)
+{
+	struct strbuf def = STRBUF_INIT, uri = STRBUF_INIT;
+	struct store *st;
+	struct stat sb;
+	int64_t v;
+	int rc;
+
+	if (!path) {
+		if (store_default_path(&def) < 0)
+			return NULL;
+		path = def.buf;
+	}
+	if (!*path || stat(path, &sb) < 0) {
+		/* nothing to read yet: created (and empty), as before */
+		st = store_open(path);
+		strbuf_release(&def);
+		return st;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		error("history database '%s' is not a regular file", path);
+		strbuf_release(&def);
+		return NULL;
+	}
+	st = xcalloc(1, sizeof(*st));
+	st->path = xstrdup(path);
+	st->busy_ms = STORE_BUSY_TIMEOUT_MS;
+	strbuf_release(&def);
+	/* Plainly first: a reader sharing the file with writers sees their
+	 * commits.  Where the WAL index cannot be made (a read-only
+	 * directory), as immutable: no writer can be there either. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (attempt) {
+			sqlite3_close_v2(st->db);
+			st->db = NULL;
+			uri_for(&uri, st->path, "immutable=1");
+		}
+		rc = sqlite3_open_v2(attempt ? uri.buf : st->path, &st->db,
+				     SQLITE_OPEN_READONLY | (attempt ? SQLITE_OPEN_URI : 0), NULL);
+		if (rc != SQLITE_OK) {
+			if (st->db)
+				fail(st, rc);
+			else
+				db_fail(st, NULL, st->path, rc);
+			goto out;
+		}
+		sqlite3_extended_result_codes(st->db, 1);
+		sqlite3_busy_timeout(st->db, st->busy_ms);
+		rc = read_int(st, "SELECT count(*) FROM sqlite_master", &v);
+		if (rc == 0 || attempt)
+			break;
+		int ext = sqlite3_extended_errcode(st->db);
+		if ((ext & 0xff) != SQLITE_READONLY && (ext & 0xff) != SQLITE_CANTOPEN)
+			goto out;
+		error_clear();
+	}
+	if (rc < 0)
+		goto out;
+	int64_t tables = v;
+	if (read_int(st, "PRAGMA user_version", &v) < 0 || version_check(st, v) < 0)
+		goto out;
+	if (v == 0 && tables == 0) {
+		/* an empty file: made a history as store_open() would */
+		char *p = xstrdup(st->path);
+		store_close(st);
+		strbuf_release(&uri);
+		st = store_open(p);
+		free(p);
+		return st;
+	}
+	if (v < STORE_SCHEMA_VERSION) {
+		error("history database '%s' is from an older palaver (schema version %" PRId64
+		      ") and needs upgrading, which needs write access",
+		      st->path, v);
+		goto out;
+	}
+	if (rank_register(st) < 0)
+		goto out;
+	strbuf_release(&uri);
+	return st;
+out:
+	strbuf_release(&uri);
 	store_close(st);
 	return NULL;
 }

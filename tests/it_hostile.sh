@@ -179,5 +179,38 @@ for sig in TERM HUP INT; do
 		fail "SIG$sig: shown $(wc -c <"$T/out") bytes, saved $(wc -c <"$T/saved")"
 done
 
+# 11. read-only commands need no write access: list, show, search and
+# export work on a read-only file in a read-only directory; writing says
+# which permission is missing (as root, run as nobody: root writes anyway)
+if [ "$(id -u)" -eq 0 ]; then
+	as_user() { setpriv --reuid=65534 --regid=65534 --clear-groups \
+		env HOME=/nonexistent XDG_CONFIG_HOME=/nonexistent XDG_STATE_HOME=/nonexistent "$@"; }
+else
+	as_user() { "$@"; }
+fi
+chmod 755 "$T"
+mkdir "$T/ro"
+H=$T/ro/h.db
+run 0 "$T/once" "$P" $G -n 4 --history "$H"
+id=$(sed -n 's/^palaver: session \([0-9a-f]*\)$/\1/p' "$T/err")
+chmod 444 "$H"
+chmod 555 "$T/ro"
+for sub in list "show $id" "export $id" "export $id --format json" "search Once"; do
+	as_user "$P" sessions $sub --history "$H" </dev/null >"$T/out" 2>"$T/err" ||
+		fail "sessions $sub on a read-only history: $(cat "$T/err")"
+	grep -q 'Once' "$T/out" || fail "sessions $sub on a read-only history printed nothing"
+done
+as_user "$P" sessions rename "$id" new --history "$H" </dev/null >"$T/out" 2>"$T/err"
+grep -q "read-only (no permission to write it)" "$T/err" || fail "rename: $(cat "$T/err")"
+chmod 666 "$H"
+as_user "$P" sessions rename "$id" new --history "$H" </dev/null >"$T/out" 2>"$T/err"
+grep -q "its directory '$T/ro' is not writable" "$T/err" || fail "rename: $(cat "$T/err")"
+chmod 755 "$T/ro"
+chmod 000 "$H"
+as_user "$P" sessions list --history "$H" </dev/null >"$T/out" 2>"$T/err"
+grep -q "Permission denied" "$T/err" || fail "an unreadable history: $(cat "$T/err")"
+chmod 644 "$H"
+chmod 700 "$T"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"

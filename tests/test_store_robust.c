@@ -372,6 +372,87 @@ static void test_readonly(void **state)
 	strbuf_release(&after);
 }
 
+/*
+ * Reading needs no write access (issue 16): a read-only file in a read-only
+ * directory (WAL mode, no -shm file to create) is listed, searched and
+ * exported through store_open_readonly(); a file that cannot be read is a
+ * permission error said as such.
+ */
+static char ro_session[STORE_ID_SIZE];
+
+static int read_only_child(void)
+{
+	struct store *st;
+	struct store_session *list;
+	struct store_message *m;
+	struct store_hit *hits;
+	struct strbuf out = STRBUF_INIT;
+	size_t n;
+	if (geteuid() == 0 && setuid(65534) < 0)
+		return 77;
+	if (access(dbpath, W_OK) == 0 || access(tmpdir, W_OK) == 0)
+		return 11;
+	if (!(st = store_open_readonly(dbpath))) {
+		fprintf(stderr, "read-only open: %s\n", error_message());
+		return 12;
+	}
+	if (store_session_list(st, 0, &list, &n) < 0 || n != 1)
+		return 13;
+	store_sessions_free(list, n);
+	if (store_messages_load(st, ro_session, &m, &n) < 0 || n != 2)
+		return 14;
+	store_messages_free(m, n);
+	if (store_search(st, "readable", 10, "[", "]", &hits, &n) < 0 || n != 1)
+		return 15;
+	store_hits_free(hits, n);
+	if (store_export(st, ro_session, STORE_FORMAT_JSON, &out) < 0 ||
+	    !strstr(out.buf, "readable"))
+		return 16;
+	strbuf_release(&out);
+	/* writing says why it cannot */
+	if (store_message_append(st, ro_session, "user", "x", STORE_COMPLETE, NULL) >= 0 ||
+	    !strstr(error_message(), "read-only"))
+		return 17;
+	store_close(st);
+	return 0;
+}
+
+static int unreadable_child(void)
+{
+	if (geteuid() == 0 && setuid(65534) < 0)
+		return 77;
+	if (store_open_readonly(dbpath) || !strstr(error_message(), "Permission denied")) {
+		fprintf(stderr, "unreadable: %s\n", error_message());
+		return 21;
+	}
+	if (store_open(dbpath) || !strstr(error_message(), "Permission denied"))
+		return 22;
+	return 0;
+}
+
+static void test_read_only_access(void **state)
+{
+	struct store *st = open_ok(dbpath);
+	(void)state;
+	assert_int_equal(store_session_create(st, NULL, ro_session), 0);
+	store_message_append(st, ro_session, "user", "readable text", STORE_COMPLETE, NULL);
+	store_message_append(st, ro_session, "assistant", "yes", STORE_COMPLETE, NULL);
+	store_close(st);
+	chmod(dbpath, 0444);
+	chmod(tmpdir, 0555);
+	int r = in_child(read_only_child);
+	if (r == 0) {
+		chmod(dbpath, 0);
+		r = in_child(unreadable_child);
+	}
+	chmod(tmpdir, 0755);
+	chmod(dbpath, 0644);
+	if (r == 77)
+		skip(); /* root that cannot become another user */
+	assert_int_equal(r, 0);
+	integrity_ok(dbpath);
+}
+
 static char full_session[STORE_ID_SIZE];
 static int full_pipe[2];
 
@@ -594,6 +675,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_only_access, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_safety, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
