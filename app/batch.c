@@ -386,6 +386,39 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
 	strbuf_release(&o);
 }
 
+/*
+ * Turns from..n-1 of a batch that stopped (a turn refused, e.g. its prompt
+ * no longer fits the context with context_overflow: stop): each gets its
+ * outcome, so that no turn is silently dropped.  With --json, one line per
+ * turn still, its reply null and the reason in "error"; on stderr, which
+ * turns are not answered.
+ */
+static void unanswered(const struct config *cfg, const struct convo *turns, int from,
+		       int failed, const char *why)
+{
+	if (from >= turns->n)
+		return;
+	if (from + 1 == turns->n)
+		fprintf(stderr, "palaver: turn %d is not answered\n", from + 1);
+	else
+		fprintf(stderr, "palaver: turns %d to %d are not answered\n", from + 1, turns->n);
+	if (!cfg->json)
+		return;
+	for (int t = from; t < turns->n && !out_gone(); t++) {
+		struct strbuf o = STRBUF_INIT;
+		strbuf_addf(&o, "{\"turn\":%d,\"prompt\":\"", t + 1);
+		strbuf_add_json_escaped(&o, turns->m[t].text, strlen(turns->m[t].text));
+		strbuf_addstr(&o, "\",\"reply\":null,\"error\":\"");
+		if (t + 1 == failed && why && *why)
+			strbuf_add_json_escaped(&o, why, strlen(why));
+		else
+			strbuf_addf(&o, "not run: turn %d failed", failed);
+		strbuf_addstr(&o, "\"}\n");
+		out_write(o.buf, o.len);
+		strbuf_release(&o);
+	}
+}
+
 /* Wait for READY; 0, or -1 after printing the error. */
 static int wait_ready(struct engine *e, int verbose)
 {
@@ -418,7 +451,7 @@ static int wait_ready(struct engine *e, int verbose)
  * *done gets the DONE event.  0, or -1 after printing an ERROR.
  */
 static int run_turn(struct engine *e, const struct config *cfg, struct convo *c, struct hist *h,
-		    struct engine_event *done)
+		    struct engine_event *done, struct strbuf *why)
 {
 	struct engine_request rq;
 	struct strbuf shown = STRBUF_INIT;
@@ -436,6 +469,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	}
 	if (engine_submit(e, &rq) < 0) {
 		fprintf(stderr, "palaver: %s\n", error_message());
+		strbuf_addstr(why, error_message());
 		return -1;
 	}
 	/* a SIGINT between the turn check and the submit: the submit cleared
@@ -466,6 +500,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 			say("palaver: warning: ", ev.text);
 		} else if (ev.type == ENGINE_EV_ERROR) {
 			say("palaver: ", ev.text);
+			strbuf_addstr(why, ev.text);
 			if (h->st && mid > 0 &&
 			    store_message_finish(h->st, mid, shown.buf, shown.len, STORE_ERROR,
 						 NULL) < 0)
@@ -603,6 +638,7 @@ int batch_run(struct config *cfg)
 			"(--chat-template none)\n",
 			model);
 
+	struct strbuf why = STRBUF_INIT;
 	for (int t = 0; t < turns.n && !interrupted; t++) {
 		struct engine_event done = { 0 };
 		const char *text = turns.m[t].text;
@@ -613,8 +649,9 @@ int batch_run(struct config *cfg)
 							 NULL) < 0)
 				hist_fail(&h);
 		}
-		if (run_turn(e, cfg, &c, &h, &done) < 0) {
+		if (run_turn(e, cfg, &c, &h, &done, &why) < 0) {
 			rc = EXIT_RUNTIME;
+			unanswered(cfg, &turns, t, t + 1, why.buf);
 			break;
 		}
 		const struct engine_stats *s = &done.stats;
@@ -644,12 +681,14 @@ int batch_run(struct config *cfg)
 		engine_event_free(&done);
 		if (failed) {
 			rc = EXIT_RUNTIME;
+			unanswered(cfg, &turns, t + 1, t + 1, NULL);
 			break;
 		}
 		/* the output is gone: no use answering the other turns */
 		if (out_check() < 0 || out_gone())
 			break;
 	}
+	strbuf_release(&why);
 	if (interrupted && rc == EXIT_OK)
 		rc = 128 + interrupted;
 	if (cfg->stats && tot.turns)

@@ -575,7 +575,34 @@ static int oldest_turn(const struct engine_message *m, int n, int *len)
 	return first;
 }
 
-/* The prompt's token ids into *out (malloc'd), applying drop-oldest. */
+/*
+ * shift: a prompt too long for the context loses tokens as the cache would
+ * have in a shift: the first keep (plus BOS) stay, and whole blocks of half
+ * the rest go from just after them, oldest first, until the reply has the
+ * room drop-oldest leaves (llama.cpp's server cuts prompts this way).
+ * Without it every turn after the context filled was refused.
+ */
+static void shift_prompt(struct engine *e, struct run *r, int32_t *p, int *n)
+{
+	int n_ctx = e->info.n_ctx, target = n_ctx - answer_room(e, r->job);
+	if (e->cfg.overflow != ENGINE_OVERFLOW_SHIFT || *n + answer_room(e, r->job) <= n_ctx ||
+	    target < 2)
+		return;
+	int keep = e->cfg.keep + (tokenizer_add_bos(e->tok) ? 1 : 0);
+	if (keep > target / 2)
+		keep = target / 2;
+	int block = (target - keep) / 2 > 0 ? (target - keep) / 2 : 1;
+	int erase = (*n - target + block - 1) / block * block;
+	if (erase > *n - keep - 1)
+		erase = *n - keep - 1;
+	if (erase <= 0)
+		return;
+	memmove(p + keep, p + keep + erase, sizeof(*p) * (size_t)(*n - keep - erase));
+	*n -= erase;
+	r->st.shifts++;
+}
+
+/* The prompt's token ids into *out (malloc'd), applying drop-oldest or shift. */
 static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_out)
 {
 	struct job *j = r->job;
@@ -583,12 +610,14 @@ static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_o
 		*out = xmalloc(sizeof(int32_t) * (size_t)(j->n_tokens ? j->n_tokens : 1));
 		memcpy(*out, j->tokens, sizeof(int32_t) * (size_t)j->n_tokens);
 		*n_out = j->n_tokens;
+		shift_prompt(e, r, *out, n_out);
 		return 0;
 	}
 	for (;;) {
 		if (prompt_render(e->tmpl, j->msgs, j->n_msgs, j->add_generation_prompt, out,
 				  n_out) < 0)
 			return -1;
+		shift_prompt(e, r, *out, n_out);
 		if (e->cfg.overflow != ENGINE_OVERFLOW_DROP_OLDEST ||
 		    *n_out + answer_room(e, j) <= e->info.n_ctx)
 			return 0;

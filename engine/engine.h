@@ -55,6 +55,9 @@
  *    have no turns: as stop.
  *  shift: when the cache is full during generation, keep the first keep
  *    tokens (plus BOS), discard half of the rest and re-rotate; stats.shifts.
+ *    A prompt that does not fit with room for a reply (as drop-oldest
+ *    leaves) is cut the same way: the first keep tokens stay, whole blocks
+ *    of half the rest go from after them (one more stats.shifts).
  */
 
 enum engine_overflow { ENGINE_OVERFLOW_STOP, ENGINE_OVERFLOW_DROP_OLDEST, ENGINE_OVERFLOW_SHIFT };

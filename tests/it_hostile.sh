@@ -212,5 +212,21 @@ grep -q "Permission denied" "$T/err" || fail "an unreadable history: $(cat "$T/e
 chmod 644 "$H"
 chmod 700 "$T"
 
+# 12a. a long batch in a small context: drop-oldest and shift answer every
+# turn; stop refuses the turn that no longer fits and names the turns left
+# unanswered (with --json one line per turn all the same), exit 1
+i=1
+while [ $i -le 300 ]; do echo "Once upon a time number $i"; i=$((i + 1)); done >"$T/300"
+for pol in drop-oldest shift; do
+	run 0 "$T/300" env PALAVER_CONTEXT_OVERFLOW=$pol "$P" $G -n 8 --ctx 256 --split line --json --no-history
+	[ "$(grep -c '"reply":"' "$T/out")" -eq 300 ] || fail "$pol: $(grep -c '"reply":"' "$T/out") of 300 turns answered"
+done
+run 1 "$T/300" env PALAVER_CONTEXT_OVERFLOW=stop "$P" $G -n 8 --ctx 256 --split line --json --no-history
+[ "$(wc -l <"$T/out")" -eq 300 ] || fail "stop: $(wc -l <"$T/out") JSON lines for 300 turns"
+k=$(grep -c '"reply":"' "$T/out")
+[ "$k" -gt 0 ] && [ "$k" -lt 300 ] || fail "stop: $k turns answered"
+has out '"turn":300,"prompt":"Once upon a time number 300","reply":null,"error":'
+has err "turns $((k + 1)) to 300 are not answered"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"
