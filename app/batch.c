@@ -567,6 +567,17 @@ int batch_run(struct config *cfg)
 			strbuf_release(&input);
 			return EXIT_RUNTIME;
 		}
+		/* turns are C strings: a NUL would cut one short, silently */
+		const char *nul = memchr(input.buf, '\0', input.len);
+		if (nul) {
+			fprintf(stderr,
+				"palaver: standard input has a NUL byte (at byte %zu); batch mode "
+				"reads text\n",
+				(size_t)(nul - input.buf));
+			free(system);
+			strbuf_release(&input);
+			return EXIT_USAGE;
+		}
 		split_input(input.buf, input.len, cfg->split, &turns);
 		strbuf_release(&input);
 	}

@@ -228,5 +228,10 @@ k=$(grep -c '"reply":"' "$T/out")
 has out '"turn":300,"prompt":"Once upon a time number 300","reply":null,"error":'
 has err "turns $((k + 1)) to 300 are not answered"
 
+# 12b. a NUL byte on standard input is refused, not a turn cut short
+printf 'Once upon\000 a time' >"$T/nul"
+run 2 "$T/nul" "$P" $G -n 4 --no-history
+has err "standard input has a NUL byte (at byte 9)"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"
