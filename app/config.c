@@ -869,9 +869,58 @@ int config_load_file(struct config *cfg, const char *path, int must_exist)
 	return 0;
 }
 
+/* PALAVER_* variables that are not configuration keys. */
+static const char *const other_env[] = {
+	"PALAVER_REF_DIR",      /* tests and benchmarks: the reference data */
+	"PALAVER_TEST_TIMEOUT", /* tests: seconds a test binary may run */
+	NULL,
+};
+
+/*
+ * A PALAVER_* variable that names no key is most likely a typo, which
+ * would otherwise change nothing without a word: say so, with the nearest
+ * name.
+ */
+static void warn_unknown_env(void)
+{
+	extern char **environ;
+	for (char **e = environ; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+		if (n <= 8 || strncmp(*e, "PALAVER_", 8) || n > 200)
+			continue;
+		char name[208];
+		memcpy(name, *e, n);
+		name[n] = 0;
+		int known = 0;
+		const char *near = NULL;
+		int best = 1000;
+		for (int k = 0; k < N_KEYS && !known; k++) {
+			if (!keys[k].env)
+				continue;
+			known = !strcmp(keys[k].env, name);
+			/* compare what follows the prefix: every name shares it */
+			if (is_close(name + 8, keys[k].env + 8, &best))
+				near = keys[k].env;
+		}
+		for (int i = 0; other_env[i] && !known; i++)
+			known = !strcmp(other_env[i], name);
+		if (known)
+			continue;
+		if (near)
+			warning("unknown environment variable $%s is ignored; did you mean $%s?", name,
+				near);
+		else
+			warning("unknown environment variable $%s is ignored (see 'palaver config')",
+				name);
+	}
+}
+
 int config_load_env(struct config *cfg)
 {
 	struct config scratch;
+
+	warn_unknown_env();
 
 	config_copy(&scratch, cfg);
 	for (int k = 0; k < N_KEYS; k++) {

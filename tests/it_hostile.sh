@@ -233,5 +233,13 @@ printf 'Once upon\000 a time' >"$T/nul"
 run 2 "$T/nul" "$P" $G -n 4 --no-history
 has err "standard input has a NUL byte (at byte 9)"
 
+# 12c. a PALAVER_* variable that names no setting is said, with the
+# nearest name
+run 0 /dev/null env PALAVER_TEMPRATURE=0.5 PALAVER_FROBNICATE=1 "$P" config
+has err "warning: unknown environment variable \$PALAVER_TEMPRATURE is ignored; did you mean \$PALAVER_TEMPERATURE?"
+has err "warning: unknown environment variable \$PALAVER_FROBNICATE is ignored"
+run 0 /dev/null env PALAVER_REF_DIR=/x PALAVER_TEMPERATURE=0.5 "$P" config
+[ -s "$T/err" ] && fail "known variables were warned about: $(cat "$T/err")"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"
