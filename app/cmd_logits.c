@@ -23,7 +23,7 @@ static const char usage[] =
 	"  --tokens LIST      token ids separated by spaces or commas\n"
 	"  -o, --output FILE  write here instead of standard output\n"
 	"  --all              one row per input token, not only the last\n"
-	"  -t, --threads N    compute threads (default: online cores)\n"
+	"  -t, --threads N    compute threads (0, the default: online cores)\n"
 	"  --ctx N            context length (default: the number of tokens)\n"
 	"  --kv-type TYPE     KV cache element type: f16 (default) or f32\n"
 	"  -h, --help         show this help\n";
@@ -96,7 +96,8 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
 			out_path = val;
 		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (parse_long(val, &lv) < 0 || lv < 1 || lv > 1024) {
+			/* 0: the online cores, as everywhere else */
+			if (parse_long(val, &lv) < 0 || lv < 0 || lv > 1024) {
 				fprintf(stderr, "palaver: logits: invalid thread count '%s'\n",
 					val);
 				return EXIT_USAGE;

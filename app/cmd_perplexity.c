@@ -34,7 +34,7 @@ static const char usage[] =
 	"  -f, --file TEXT    the text file\n"
 	"  --ctx N            window length in tokens (default 512)\n"
 	"  --chunks N         evaluate at most N windows (default: all)\n"
-	"  -t, --threads N    compute threads (default: online cores)\n"
+	"  -t, --threads N    compute threads (0, the default: online cores)\n"
 	"  -h, --help         show this help\n";
 
 #define SCORE_BATCH 64 /* rows of logits computed at once in the scored half */
@@ -89,7 +89,8 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 			}
 			max_chunks = (int)l;
 		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (parse_long(v, &l) < 0 || l < 1 || l > 1024) {
+			/* 0: the online cores, as everywhere else */
+			if (parse_long(v, &l) < 0 || l < 0 || l > 1024) {
 				fprintf(stderr, "palaver: perplexity: invalid thread count '%s'\n",
 					v);
 				return EXIT_USAGE;

@@ -241,5 +241,10 @@ has err "warning: unknown environment variable \$PALAVER_FROBNICATE is ignored"
 run 0 /dev/null env PALAVER_REF_DIR=/x PALAVER_TEMPERATURE=0.5 "$P" config
 [ -s "$T/err" ] && fail "known variables were warned about: $(cat "$T/err")"
 
+# 12d. -t 0 means the online cores for every command, as in the chat
+run 0 /dev/null "$P" logits -m "$M" -t 0 --tokens '1 403 407' -o "$T/logits.f32"
+run 0 /dev/null "$P" perplexity -m "$M" -t 0 --ctx 64 --chunks 1 -f "$T/300"
+run 0 /dev/null "$P" $G -t 0 -n 2 --no-history -p Once
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"
