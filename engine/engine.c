@@ -386,10 +386,8 @@ static int engine_load(struct engine *e)
 	}
 	const struct model_info *mi = model_info(e->m);
 	e->tok = tokenizer_open_cancellable(model_gguf(e->m), e->cfg.pre_fallback, &e->stop);
-	if (!e->tok) {
-		error_prefix("'%s': ", e->model_path);
-		return -1;
-	}
+	if (!e->tok)
+		return -1; /* the message names the file */
 	if (tokenizer_n_vocab(e->tok) != mi->n_vocab)
 		return error("'%s': the vocabulary has %d tokens but the output layer %d",
 			     e->model_path, (int)tokenizer_n_vocab(e->tok), mi->n_vocab);

@@ -246,5 +246,10 @@ run 0 /dev/null "$P" logits -m "$M" -t 0 --tokens '1 403 407' -o "$T/logits.f32"
 run 0 /dev/null "$P" perplexity -m "$M" -t 0 --ctx 64 --chunks 1 -f "$T/300"
 run 0 /dev/null "$P" $G -t 0 -n 2 --no-history -p Once
 
+# 12e. an error names the file once: a model without a tokenizer
+perl -pe 's/tokenizer\.ggml\.model/tokenizer.ggml.modex/g' "$M" >"$T/notok.gguf"
+run 1 /dev/null "$P" -m "$T/notok.gguf" --chat-template none -p hi --no-history
+[ "$(grep -o "$T/notok.gguf" "$T/err" | wc -l)" -eq 1 ] || fail "the path is said twice: $(cat "$T/err")"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"

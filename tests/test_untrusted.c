@@ -86,12 +86,26 @@ static void test_error_messages(void **state)
 	error_clear();
 }
 
+/* A message that already names the file is not prefixed with it again. */
+static void test_prefix_once(void **state)
+{
+	(void)state;
+	error("'/m/x.gguf': no tokenizer");
+	error_prefix("'%s': ", "/m/x.gguf");
+	assert_string_equal(error_message(), "'/m/x.gguf': no tokenizer");
+	error("no tokenizer");
+	error_prefix("'%s': ", "/m/x.gguf");
+	assert_string_equal(error_message(), "'/m/x.gguf': no tokenizer");
+	error_clear();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_controls),
 		cmocka_unit_test(test_utf8_valid),
 		cmocka_unit_test(test_error_messages),
+		cmocka_unit_test(test_prefix_once),
 	};
 	return cmocka_run_group_tests_name("untrusted", tests, NULL, NULL);
 }

@@ -60,6 +60,10 @@ void error_prefix(const char *fmt, ...)
 	vsnprintf(pre, sizeof(pre), fmt, ap);
 	va_end(ap);
 	size_t n;
+	/* a message that names its subject already is not given it twice
+	 * ("'x.gguf': 'x.gguf': no tokenizer") */
+	if (*pre && strstr(err_buf, pre))
+		return;
 	memcpy(old, err_buf, sizeof(old));
 	n = strnlen(pre, sizeof(pre) - 1);
 	memcpy(err_buf, pre, n);

@@ -17,7 +17,8 @@
  * lowercase, no full stop, subject in quotes.
  *
  * error_prefix() prepends context ("'x.gguf': ") to the recorded message, so
- * an inner layer need not know the file name.
+ * an inner layer need not know the file name; a message that already holds
+ * that text is left as it is, so a path is never said twice.
  */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
