@@ -169,6 +169,15 @@ static void test_read_limit(void **state)
 	assert_int_equal(sb.len, sizeof(buf));
 	unlink(path);
 	strbuf_release(&sb);
+
+	/* a failed read into an empty buffer leaves no memory behind (the
+	 * callers return at once: perplexity -f DIR lost 8 KiB) */
+	struct strbuf fresh = STRBUF_INIT;
+	errno = 0;
+	assert_int_equal(strbuf_read_file(&fresh, "/", 100), -1);
+	assert_int_equal(errno, EISDIR);
+	assert_int_equal(fresh.alloc, 0);
+	assert_int_equal(fresh.len, 0);
 }
 
 int main(void)

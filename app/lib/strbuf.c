@@ -177,9 +177,22 @@ int strbuf_starts_with(const struct strbuf *sb, const char *prefix)
 	return sb->len >= n && !memcmp(sb->buf, prefix, n);
 }
 
+/* A failed read leaves sb as it was; one that was empty holds no memory,
+ * so a caller that gives up at once leaks nothing. */
+static void read_undo(struct strbuf *sb, size_t oldlen, int was_empty)
+{
+	int e = errno;
+	if (was_empty)
+		strbuf_release(sb);
+	else
+		strbuf_setlen(sb, oldlen);
+	errno = e;
+}
+
 int strbuf_read_fd(struct strbuf *sb, int fd, size_t max)
 {
 	size_t oldlen = sb->len;
+	int was_empty = !sb->alloc;
 	struct stat st;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max) {
 		errno = EFBIG;
@@ -193,15 +206,15 @@ int strbuf_read_fd(struct strbuf *sb, int fd, size_t max)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			strbuf_setlen(sb, oldlen);
+			read_undo(sb, oldlen, was_empty);
 			return -1;
 		}
 		if (n == 0)
 			break;
 		strbuf_setlen(sb, sb->len + (size_t)n);
 		if (sb->len - oldlen > max) {
-			strbuf_setlen(sb, oldlen);
 			errno = EFBIG;
+			read_undo(sb, oldlen, was_empty);
 			return -1;
 		}
 	}
