@@ -497,9 +497,15 @@ static int parse_args(int argc, char **argv, const struct sub *s, int *help, str
 				fprintf(stderr, "palaver: %s\n", error_message());
 				return -1;
 			}
+		} else if (s && (s->fn == do_search || s->fn == do_rename) && a[1] != '-') {
+			/* words of a query or a title may start with '-' ("-dog"):
+			 * what is no option of ours is one of them */
+			argv[n++] = argv[i];
 		} else {
-			fprintf(stderr, "palaver: unknown option '%s' for 'sessions %s'\n", a,
-				s ? s->name : "");
+			fprintf(stderr,
+				"palaver: unknown option '%s' for 'sessions %s' (put '--' before "
+				"an operand that starts with '-')\n",
+				a, s ? s->name : "");
 			return -1;
 		}
 	}

@@ -251,5 +251,16 @@ perl -pe 's/tokenizer\.ggml\.model/tokenizer.ggml.modex/g' "$M" >"$T/notok.gguf"
 run 1 /dev/null "$P" -m "$T/notok.gguf" --chat-template none -p hi --no-history
 [ "$(grep -o "$T/notok.gguf" "$T/err" | wc -l)" -eq 1 ] || fail "the path is said twice: $(cat "$T/err")"
 
+# 12h. a search word that starts with '-' is a word, not an option
+H=$T/dash.db
+printf 'the -dog barked\n' >"$T/dog"
+run 0 "$T/dog" "$P" $G -n 2 --history "$H"
+run 0 /dev/null "$P" sessions search -dog --history "$H"
+has out "dog"
+run 0 /dev/null "$P" sessions search --history "$H" -- -dog
+has out "dog"
+run 2 /dev/null "$P" sessions list -dog --history "$H"
+has err "unknown option '-dog' for 'sessions list' (put '--' before"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"
