@@ -760,6 +760,46 @@ static int walk_mapping(struct walk *w, yaml_node_t *map, const char *section)
 	return 0;
 }
 
+/*
+ * Nesting deeper than this is refused before the document is built:
+ * libyaml's scanner slows down quadratically with depth (100,000 nested
+ * '[' took 53 s) and a configuration needs three levels.  The events are
+ * read one by one and the check stops at the first one too deep, before
+ * the scanner has gone far.
+ */
+#define CONFIG_MAX_DEPTH 32
+
+static int yaml_depth_check(const char *path, const char *text, size_t len)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	int depth = 0, rc = 0;
+	if (!yaml_parser_initialize(&p))
+		return error("cannot initialise the YAML parser");
+	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+	for (;;) {
+		if (!yaml_parser_parse(&p, &ev))
+			break; /* syntax errors are reported by the full parse */
+		yaml_event_type_t t = ev.type;
+		if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+			if (++depth > CONFIG_MAX_DEPTH) {
+				rc = error("%s:%zu:%zu: bad YAML: nested deeper than %d levels", path,
+					   ev.start_mark.line + 1, ev.start_mark.column + 1,
+					   CONFIG_MAX_DEPTH);
+				yaml_event_delete(&ev);
+				break;
+			}
+		} else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+			depth--;
+		}
+		yaml_event_delete(&ev);
+		if (t == YAML_STREAM_END_EVENT)
+			break;
+	}
+	yaml_parser_delete(&p);
+	return rc;
+}
+
 /* Parse the text of the file at path into cfg; -1 with error(). */
 static int apply_yaml(struct config *cfg, const char *path, const char *text, size_t len)
 {
@@ -769,6 +809,8 @@ static int apply_yaml(struct config *cfg, const char *path, const char *text, si
 	struct walk w = { path, &doc, cfg, STRBUF_INIT };
 	int rc = 0;
 
+	if (yaml_depth_check(path, text, len) < 0)
+		return -1;
 	if (!yaml_parser_initialize(&parser))
 		return error("cannot initialise the YAML parser");
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);

@@ -262,5 +262,13 @@ has out "dog"
 run 2 /dev/null "$P" sessions list -dog --history "$H"
 has err "unknown option '-dog' for 'sessions list' (put '--' before"
 
+# 12i. hostile YAML nesting is refused at once (100,000 levels took 53 s)
+awk 'BEGIN { printf "model: "; for (i = 0; i < 100000; i++) printf "["; for (i = 0; i < 100000; i++) printf "]"; print "" }' >"$T/deep.yaml"
+timeout 20 "$P" --config "$T/deep.yaml" config </dev/null >"$T/out" 2>"$T/err"
+rc=$?
+[ "$rc" -eq 2 ] || fail "deep YAML: exit $rc, wanted 2: $(head -c 300 "$T/err")"
+has err "deep.yaml:1:"
+has err "nested deeper than 32 levels"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"
