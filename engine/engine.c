@@ -551,26 +551,52 @@ static int answer_room(const struct engine *e, const struct job *j)
 /*
  * Index of the first message of the oldest droppable turn (a user message
  * and the replies after it), never a system message nor the last user turn;
- * *len gets its message count.  -1 when nothing can go.
+ * *len gets its message count (messages already marked gone are passed
+ * over).  -1 when nothing can go.
  */
-static int oldest_turn(const struct engine_message *m, int n, int *len)
+static int oldest_turn_skipping(const struct engine_message *m, int n, const unsigned char *gone,
+				int *len)
 {
 	int first = -1, last_user = -1;
 	for (int i = 0; i < n; i++)
-		if (m[i].role == ENGINE_ROLE_USER)
+		if (!gone[i] && m[i].role == ENGINE_ROLE_USER)
 			last_user = i;
 	for (int i = 0; i < n; i++)
-		if (m[i].role != ENGINE_ROLE_SYSTEM) {
+		if (!gone[i] && m[i].role != ENGINE_ROLE_SYSTEM) {
 			first = i;
 			break;
 		}
 	if (first < 0 || first >= last_user)
 		return -1;
 	int k = first + 1;
-	while (k < last_user && m[k].role != ENGINE_ROLE_USER)
+	while (k < last_user && (gone[k] || m[k].role != ENGINE_ROLE_USER))
 		k++;
 	*len = k - first;
 	return first;
+}
+
+/* A droppable turn: its first message and how many. */
+struct span {
+	int at, len;
+};
+
+/* 1 when the conversation without all but the newest `kept` of the n
+ * droppable turns fits with room for a reply, 0 when not, -1 on error. */
+static int keeps_fit(struct engine *e, struct run *r, const struct span *span, int n, int kept,
+		     unsigned char *gone, struct engine_message *tmp)
+{
+	struct job *j = r->job;
+	int m = 0, len, *ids;
+	memset(gone, 0, (size_t)j->n_msgs);
+	for (int t = 0; t < n - kept; t++)
+		memset(gone + span[t].at, 1, (size_t)span[t].len);
+	for (int i = 0; i < j->n_msgs; i++)
+		if (!gone[i])
+			tmp[m++] = j->msgs[i];
+	if (prompt_render(e->tmpl, tmp, m, j->add_generation_prompt, &ids, &len) < 0)
+		return -1;
+	free(ids);
+	return len + answer_room(e, j) <= e->info.n_ctx;
 }
 
 /*
@@ -611,26 +637,72 @@ static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_o
 		shift_prompt(e, r, *out, n_out);
 		return 0;
 	}
-	for (;;) {
-		if (prompt_render(e->tmpl, j->msgs, j->n_msgs, j->add_generation_prompt, out,
-				  n_out) < 0)
-			return -1;
-		shift_prompt(e, r, *out, n_out);
-		if (e->cfg.overflow != ENGINE_OVERFLOW_DROP_OLDEST ||
-		    *n_out + answer_room(e, j) <= e->info.n_ctx)
-			return 0;
-		int len, at = oldest_turn(j->msgs, j->n_msgs, &len);
-		if (at < 0)
-			return 0; /* the fit check refuses it with the numbers */
+	if (prompt_render(e->tmpl, j->msgs, j->n_msgs, j->add_generation_prompt, out, n_out) < 0)
+		return -1;
+	shift_prompt(e, r, *out, n_out);
+	if (e->cfg.overflow != ENGINE_OVERFLOW_DROP_OLDEST ||
+	    *n_out + answer_room(e, j) <= e->info.n_ctx)
+		return 0;
+
+	/*
+	 * drop-oldest: turns go oldest first, as oldest_turn_skipping() picks them one
+	 * after the other (span[t] is the t-th: its first message and count).
+	 * Rendering the conversation again after each turn dropped made a
+	 * batch of 300 turns take half a minute; instead the most turns that
+	 * can be kept are found by rendering only candidates: 1, 2, 4, ...
+	 * kept turns (small prompts, cheap), then bisection.
+	 */
+	int n_spans = 0, len;
+	struct span *span = xmalloc(sizeof(*span) * (size_t)(j->n_msgs + 1));
+	unsigned char *gone = xcalloc((size_t)j->n_msgs + 1, 1);
+	struct engine_message *tmp = xmalloc(sizeof(*tmp) * (size_t)(j->n_msgs + 1));
+	for (int at; (at = oldest_turn_skipping(j->msgs, j->n_msgs, gone, &len)) >= 0;) {
+		span[n_spans++] = (struct span){ at, len };
+		memset(gone + at, 1, (size_t)len);
+	}
+	/* the most turns that can be kept: keeping them all does not fit */
+	int good = 0, bad = n_spans, rc = 0, f;
+	for (int kept = 1; kept < bad; kept *= 2) {
+		if ((f = keeps_fit(e, r, span, n_spans, kept, gone, tmp)) < 0)
+			rc = -1;
+		if (f <= 0) {
+			if (f == 0)
+				bad = kept;
+			break;
+		}
+		good = kept;
+	}
+	while (rc == 0 && bad - good > 1) {
+		int mid = good + (bad - good) / 2;
+		if ((f = keeps_fit(e, r, span, n_spans, mid, gone, tmp)) < 0)
+			rc = -1;
+		else if (f)
+			good = mid;
+		else
+			bad = mid;
+	}
+	if (rc == 0) {
+		int drop = n_spans - good, n = 0;
+		memset(gone, 0, (size_t)j->n_msgs);
+		for (int t = 0; t < drop; t++)
+			memset(gone + span[t].at, 1, (size_t)span[t].len);
+		for (int i = 0; i < j->n_msgs; i++) {
+			if (gone[i])
+				free((char *)j->msgs[i].text);
+			else
+				j->msgs[n++] = j->msgs[i];
+		}
+		j->n_msgs = n;
+		r->st.dropped_turns += drop;
 		free(*out);
 		*out = NULL;
-		for (int i = at; i < at + len; i++)
-			free((char *)j->msgs[i].text);
-		memmove(j->msgs + at, j->msgs + at + len,
-			sizeof(*j->msgs) * (size_t)(j->n_msgs - at - len));
-		j->n_msgs -= len;
-		r->st.dropped_turns++;
+		rc = prompt_render(e->tmpl, j->msgs, j->n_msgs, j->add_generation_prompt, out,
+				   n_out);
 	}
+	free(span);
+	free(gone);
+	free(tmp);
+	return rc;
 }
 
 static void sampler_from(const struct engine_sampling *s, struct sampler_params *p)
