@@ -10,17 +10,17 @@ OPT        ?= -O2
 CUDA       ?= 0
 SAN        ?= 0
 
-PKGS := ncursesw readline yaml-0.1 sqlite3
+PKGS := ncursesw readline yaml-0.1 sqlite3 libcurl jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian's readline.pc may be absent on older releases: fall back to -lreadline.
 ifeq ($(PKG_LIBS),)
-PKG_LIBS := -lncursesw -lreadline -lyaml -lsqlite3
+PKG_LIBS := -lncursesw -lreadline -lyaml -lsqlite3 -lcurl -ljansson
 endif
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CPPFLAGS += -DPALAVER_VERSION='"$(VERSION)"' -D_GNU_SOURCE -Iapp/lib -Iapp -Iengine -Iui -Ihistory -I$(BUILD)/gen
+CPPFLAGS += -DPALAVER_VERSION='"$(VERSION)"' -D_GNU_SOURCE
 CFLAGS   ?=
 CFLAGS   += -std=c11 $(OPT) -g $(WARN) $(ARCH_FLAGS) -pthread -MMD -MP $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lm -pthread
@@ -33,7 +33,24 @@ endif
 # Every .c file in the module folders is part of the program; the tests link
 # the same objects less app/main.o.  Files named *_avx2.c / *_avx512.c hold
 # SIMD kernels chosen at run time and get their instruction set here.
-SRCS := $(wildcard app/lib/*.c app/*.c engine/*.c ui/*.c history/*.c)
+SRCS := $(wildcard lib/*.c app/*.c engine/*.c ui/*.c history/*.c)
+HDRS := $(wildcard lib/*.h app/*.h engine/*.h ui/*.h history/*.h)
+
+# The layers of docs/ARCHITECTURE.md, enforced: each folder is compiled with
+# only the include folders it may use, so a header from a layer above (or
+# an engine internal) does not compile.  app/ sees the engine through
+# engine.h alone ($(BUILD)/api holds a link to it); the commands listed in
+# ENGINE_INTERNAL drive the engine's parts directly (ARCHITECTURE.md says why).
+API_DIR     := $(BUILD)/api
+INC_lib     := -Ilib
+INC_engine  := -Ilib -Iengine
+INC_history := -Ilib -Ihistory
+INC_ui      := -Ilib -Iui
+INC_app     := -Ilib -Iapp -Iui -Ihistory -I$(API_DIR)
+INC_tests   := -Ilib -Iapp -Iengine -Iui -Ihistory -Itests
+ENGINE_INTERNAL := app/bench_cold.c app/bench_model.c app/bench_tokenizer.c app/cmd_inspect.c \
+	app/cmd_logits.c app/cmd_mkmodel.c app/cmd_perplexity.c app/cmd_tokenize.c
+layer_inc = $(INC_$(firstword $(subst /, ,$(1)))) $(if $(filter $(1),$(ENGINE_INTERNAL)),-Iengine)
 OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/app/main.o
 LIB_OBJS := $(filter-out $(MAIN_OBJ),$(OBJS))
@@ -74,25 +91,29 @@ $(BUILD)/libpalaver.a: $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | $(API_DIR)/engine.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX2_FLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) $(AVX2_FLAGS) -c -o $@ $<
 
 $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX512_FLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) $(AVX512_FLAGS) -c -o $@ $<
+
+$(API_DIR)/engine.h:
+	@mkdir -p $(dir $@)
+	ln -sf $(CURDIR)/engine/engine.h $@
 
 $(BUILD)/gpu/cuda/%.o: gpu/cuda/%.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 $(CUDA_ARCHS) -Iengine -Iapp/lib -Xcompiler -Wall -c -o $@ $<
+	$(NVCC) -O3 -std=c++17 $(CUDA_ARCHS) -Iengine -Ilib -Xcompiler -Wall -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libpalaver.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(INC_tests) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS)
 
 # ---- set-up --------------------------------------------------------------
 deps:
@@ -124,8 +145,8 @@ lint:
 		{ echo "lint: needs cppcheck and clang-format: apt-get install cppcheck clang-format" >&2; exit 1; }
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
 		--suppress=missingIncludeSystem --inline-suppr -D_GNU_SOURCE \
-		-Iapp/lib -Iapp -Iengine -Iui -Ihistory app engine ui history
-	clang-format --dry-run --Werror $(SRCS) $(wildcard app/lib/*.h app/*.h engine/*.h ui/*.h history/*.h)
+		-Ilib -Iapp -Iengine -Iui -Ihistory lib app engine ui history
+	clang-format --dry-run --Werror $(SRCS) $(HDRS)
 
 # ---- fuzzing (issue 3): libFuzzer on the GGUF reader ----------------------
 # `make fuzz` builds build-fuzz/fuzz_gguf, seeds build-fuzz/corpus with the
@@ -134,11 +155,11 @@ lint:
 FUZZ_CC   ?= clang
 FUZZ_TIME ?= 60
 FUZZ_MAXLEN ?= 1200000
-FUZZ_SRCS := tests/fuzz/fuzz_gguf.c engine/gguf.c $(wildcard app/lib/*.c)
+FUZZ_SRCS := tests/fuzz/fuzz_gguf.c engine/gguf.c $(wildcard lib/*.c)
 
 build-fuzz/fuzz_gguf: $(FUZZ_SRCS) engine/gguf.h
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Iapp/lib -Iengine \
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Ilib -Iengine \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-o $@ $(FUZZ_SRCS)
 
@@ -150,7 +171,7 @@ fuzz: build-fuzz/fuzz_gguf
 
 # ---- palaver-tiny (issue 11): retrain models/palaver-tiny.gguf from scratch ----
 $(BUILD)/tiny_gguf: tools/train/tiny_gguf.c $(BUILD)/libpalaver.a
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Ilib -Iengine $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(LDLIBS)
 
 .PHONY: tiny-model
 tiny-model: all $(BUILD)/tiny_gguf

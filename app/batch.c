@@ -160,6 +160,8 @@ static void split_input(const char *in, size_t len, int mode, struct convo *turn
 struct hist {
 	struct store *st;
 	char sid[STORE_ID_SIZE]; /* "" until the session exists */
+	const char *backend;     /* recorded with each reply: "cpu", "remote" */
+	const char *model;       /* its GGUF path or URL#MODEL */
 };
 
 static void hist_fail(struct hist *h)
@@ -189,6 +191,29 @@ static char *model_path_abs(const char *path)
 {
 	char *abs = realpath(path, NULL);
 	return abs ? abs : xstrdup(path);
+}
+
+/* A reply from a remote server is recorded with "URL#MODEL" as its model:
+ * the URL is the server's display form (no credentials), and --session
+ * finds the server again from it (malloc'd). */
+static char *remote_label(const struct engine_info *in)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addf(&sb, "%s#%s", in->server, in->name);
+	return strbuf_detach(&sb, NULL);
+}
+
+/* Is model a remote label?  Then 1 and its URL and model (malloc'd). */
+static int remote_split(const char *model, char **url, char **name)
+{
+	const char *hash = strrchr(model, '#');
+	if (strncmp(model, "http://", 7) && strncmp(model, "https://", 8))
+		return 0;
+	if (!hash)
+		return 0;
+	*url = xstrndup(model, (size_t)(hash - model));
+	*name = xstrdup(hash + 1);
+	return 1;
 }
 
 /* Create the session on the first turn. */
@@ -236,7 +261,9 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 		free(*system);
 		*system = xstrdup(ss.system_prompt);
 	}
-	if (cfg->model && *cfg->model)
+	if (cfg->remote_url)
+		*model = xstrdup(""); /* known once the server answers: remote_session() */
+	else if (cfg->model && *cfg->model)
 		*model = model_path_abs(cfg->model);
 	else
 		*model = xstrdup(ss.model ? ss.model : "");
@@ -280,8 +307,13 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 
 /* ---- running ---------------------------------------------------------------------- */
 
+/* The remote server's settings (url: NULL = a local model). */
+struct remote_cfg {
+	char *url, *model;
+};
+
 static void engine_config_from(const struct config *cfg, const char *model,
-			       struct engine_config *ec)
+			       const struct remote_cfg *rc, struct engine_config *ec)
 {
 	memset(ec, 0, sizeof(*ec));
 	ec->model_path = model;
@@ -302,6 +334,15 @@ static void engine_config_from(const struct config *cfg, const char *model,
 	ec->memory_strict = cfg->memory_mode == MEMORY_STRICT;
 	ec->mlock = cfg->memory_lock;
 	ec->no_repack = !cfg->repack;
+	if (rc && rc->url) {
+		ec->remote_url = rc->url;
+		ec->remote_model = rc->model;
+		/* the key lives in the environment only: never in the config,
+		 * the history or the log */
+		ec->remote_api_key = config_remote_api_key(cfg);
+		ec->remote_timeout = cfg->remote_timeout;
+		ec->remote_retries = cfg->remote_retries;
+	}
 }
 
 static void request_from(const struct config *cfg, struct engine_request *rq)
@@ -464,7 +505,8 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	rq.n_messages = c->n;
 	if (h->st) {
 		mid = store_message_begin(h->st, h->sid, "assistant");
-		if (mid < 0)
+		if (mid < 0 ||
+		    (h->model && store_message_set_model(h->st, mid, h->backend, h->model) < 0))
 			hist_fail(h);
 	}
 	if (engine_submit(e, &rq) < 0) {
@@ -545,11 +587,21 @@ int batch_run(struct config *cfg)
 	struct engine *e = NULL;
 	char *system = cfg->system_prompt ? xstrdup(cfg->system_prompt) : NULL;
 	char *model = NULL;
+	struct remote_cfg remote = { NULL, NULL };
 	int rc = EXIT_OK;
 
 	tot.t0 = time_now_ms();
+	if (cfg->remote_url) {
+		remote.url = xstrdup(cfg->remote_url);
+		remote.model = cfg->remote_model ? xstrdup(cfg->remote_model) : NULL;
+		if (cfg->remote_api_key_env && !config_remote_api_key(cfg))
+			fprintf(stderr,
+				"palaver: warning: $%s (remote.api_key_env) is not set: "
+				"no API key is sent\n",
+				cfg->remote_api_key_env);
+	}
 	/* --session may name the model */
-	if ((!cfg->model || !*cfg->model) && !cfg->session) {
+	if (!remote.url && (!cfg->model || !*cfg->model) && !cfg->session) {
 		fprintf(stderr,
 			"palaver: no model configured; give one with -m FILE or 'model:' in "
 			"the config file\n");
@@ -610,9 +662,14 @@ int batch_run(struct config *cfg)
 	} else if (system) {
 		convo_add(&c, ENGINE_ROLE_SYSTEM, system, strlen(system));
 	}
+	/* a session that ran on a remote server continues there */
+	if (model && !remote.url && remote_split(model, &remote.url, &remote.model)) {
+		free(model);
+		model = xstrdup("");
+	}
 	if (!model)
-		model = model_path_abs(cfg->model);
-	if (!*model) {
+		model = remote.url ? xstrdup("") : model_path_abs(cfg->model);
+	if (!*model && !remote.url) {
 		fprintf(stderr,
 			"palaver: no model configured, and session '%s' names none; give one "
 			"with -m FILE\n",
@@ -621,11 +678,12 @@ int batch_run(struct config *cfg)
 		goto out;
 	}
 
-	engine_config_from(cfg, model, &ec);
+	engine_config_from(cfg, model, &remote, &ec);
 	e = engine_open(&ec);
 	if (!e) {
 		fprintf(stderr, "palaver: %s\n", error_message());
-		rc = EXIT_RUNTIME;
+		/* with a server, only its URL can be refused here */
+		rc = remote.url ? EXIT_USAGE : EXIT_RUNTIME;
 		goto out;
 	}
 	sig_engine = e;
@@ -643,6 +701,18 @@ int batch_run(struct config *cfg)
 	}
 	tot.load_ms = time_now_ms() - tot.t0;
 	const struct engine_info *info = engine_info(e);
+	if (remote.url) {
+		free(model);
+		model = remote_label(info);
+		/* a resumed session says where it runs now */
+		if (h.st && h.sid[0]) {
+			struct store_session_params p = { NULL, model, NULL, NULL };
+			if (store_session_set(h.st, h.sid, &p) < 0)
+				hist_fail(&h);
+		}
+	}
+	h.backend = info->backend;
+	h.model = model;
 	if (info->template_defaulted)
 		fprintf(stderr,
 			"palaver: '%s' has no chat template; continuing the text as written "
@@ -713,6 +783,8 @@ out:
 	convo_free(&c);
 	free(system);
 	free(model);
+	free(remote.url);
+	free(remote.model);
 	fflush(stdout);
 	return rc;
 }

@@ -210,8 +210,16 @@ static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int3
 {
 	double c0 = cpu_seconds();
 	int nv = model_info(m)->n_vocab;
-	if (model_kv_truncate(m, depth) < 0)
+	int kept = model_kv_truncate(m, depth);
+	if (kept < 0)
 		return -1;
+	if (kept < depth) { /* a sliding-window ring lost the window: refill */
+		for (int i = kept; i < depth; i++)
+			toks[i] = bench_rand_token(nv);
+		if (model_forward(m, toks + kept, depth - kept, kept, NULL, 0) < 0)
+			return -1;
+		c0 = cpu_seconds();
+	}
 	uint64_t t0 = time_now_ns();
 	if (n_prompt > 0) {
 		for (int i = 0; i < n_prompt; i++)
@@ -506,9 +514,11 @@ int bench_model(int argc, char **argv, struct config *cfg)
 			cpu_total > 0 ? (double)(np + ng) * reps / (cpu_total / in->n_threads) : 0;
 		x->roofline = -1;
 		if (ng) {
-			/* weights + the KV cache read at the mean depth of the run */
-			double kv_pos = (double)in->kv_bytes / in->n_ctx;
-			x->bytes_per_tok = (double)in->decode_bytes + kv_pos * (depth + ng / 2.0);
+			/* weights + the KV cache each token reads, averaged over the run */
+			double kv = 0;
+			for (int i = 0; i < ng; i++)
+				kv += (double)model_kv_read_bytes(m, depth + i);
+			x->bytes_per_tok = (double)in->decode_bytes + kv / ng;
 			x->roofline = bw > 0 ? x->mean / (bw / x->bytes_per_tok) : 0;
 		}
 	}

@@ -25,6 +25,7 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg);
 int cmd_sessions(int argc, char **argv, struct config *cfg);
 int cmd_config(int argc, char **argv, struct config *cfg);
 int cmd_mkmodel(int argc, char **argv, struct config *cfg);
+int cmd_models(int argc, char **argv, struct config *cfg);
 
 extern const struct command commands[];
 const struct command *command_find(const char *name);

@@ -117,6 +117,14 @@ static const struct key keys[] = {
 	{ "ui.word_wrap", NULL, K_BOOL, F(ui_word_wrap), 0, 0, 0, NULL, "PALAVER_UI_WORD_WRAP" },
 	{ "log.file", NULL, K_NSTRING, F(log_file), 0, 0, 0, NULL, "PALAVER_LOG_FILE" },
 	{ "log.level", NULL, K_ENUM, F(log_level), 0, 0, 0, level_names, "PALAVER_LOG_LEVEL" },
+	{ "remote.url", NULL, K_NSTRING, F(remote_url), 0, 0, 0, NULL, "PALAVER_REMOTE_URL" },
+	{ "remote.model", NULL, K_NSTRING, F(remote_model), 0, 0, 0, NULL, "PALAVER_REMOTE_MODEL" },
+	{ "remote.api_key_env", NULL, K_NSTRING, F(remote_api_key_env), 0, 0, 0, NULL,
+	  "PALAVER_REMOTE_API_KEY_ENV" },
+	{ "remote.timeout", NULL, K_DOUBLE, F(remote_timeout), 0, 1e6, 0, NULL,
+	  "PALAVER_REMOTE_TIMEOUT" },
+	{ "remote.retries", NULL, K_INT, F(remote_retries), 0, 10, 0, NULL,
+	  "PALAVER_REMOTE_RETRIES" },
 };
 
 #undef F
@@ -211,6 +219,11 @@ void config_init(struct config *cfg)
 	cfg->ui_word_wrap = 1;
 	cfg->log_file = NULL;
 	cfg->log_level = LOG_INFO;
+	cfg->remote_url = NULL;
+	cfg->remote_model = NULL;
+	cfg->remote_api_key_env = NULL;
+	cfg->remote_timeout = 300;
+	cfg->remote_retries = 2;
 }
 
 static void free_strings(struct config *cfg)
@@ -326,7 +339,7 @@ static const char *suggest_from(const char *typed, const char *const *names)
 }
 
 static const char *const section_names[] = { "sampling", "engine", "memory", "history",
-					     "ui",       "log",    NULL };
+					     "ui",       "log",    "remote", NULL };
 
 static int is_section(const char *s, size_t n)
 {
@@ -448,6 +461,14 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 			free(*field);
 			*field = NULL;
 			return 0;
+		}
+		/* the server's address: refused here, where the message can say
+		 * which file and line, not when the chat starts */
+		if (!strcmp(key->name, "remote.url") && strncasecmp(text, "http://", 7) &&
+		    strncasecmp(text, "https://", 8)) {
+			strbuf_addf(msg, "'%s' must be an http:// or https:// URL, not '%s'",
+				    key->name, text);
+			return -1;
 		}
 		/* a string key with a fixed set of values (ui.theme) */
 		if (key->names) {
@@ -1013,6 +1034,12 @@ fail:
 
 #define BUILTIN_MODEL "palaver-tiny.gguf"
 
+const char *config_remote_api_key(const struct config *cfg)
+{
+	const char *v = cfg->remote_api_key_env ? getenv(cfg->remote_api_key_env) : NULL;
+	return v && *v ? v : NULL;
+}
+
 char *config_builtin_model(void)
 {
 	/* relative to the binary: build/palaver in a source tree (models/ is
@@ -1091,6 +1118,11 @@ static void add_quoted(struct strbuf *out, const char *s)
 static void add_double(struct strbuf *out, double d)
 {
 	char buf[40];
+	/* whole numbers as written (300, not the shortest %g form 3e+02) */
+	if (d == (double)(long long)d && d > -1e15 && d < 1e15) {
+		strbuf_addf(out, "%lld", (long long)d);
+		return;
+	}
 	for (int prec = 1; prec <= 17; prec++) {
 		snprintf(buf, sizeof(buf), "%.*g", prec, d);
 		if (strtod(buf, NULL) == d)

@@ -69,6 +69,11 @@ struct config {
 	int ui_word_wrap;                      /* 1: wrap at word boundaries */
 	char *log_file;                        /* NULL = $XDG_STATE_HOME/palaver/palaver.log */
 	int log_level;                         /* enum log_level */
+	char *remote_url;         /* an OpenAI-compatible server instead of model, NULL = none */
+	char *remote_model;       /* the model there, NULL = the first it lists */
+	char *remote_api_key_env; /* the environment variable holding the API key, NULL = none */
+	double remote_timeout;    /* seconds of silence from the server, 0 = none */
+	int remote_retries;       /* tries again before the first text */
 
 	/* run-time only, from flags */
 	char *prompt;  /* -p: one-shot prompt */
@@ -129,6 +134,11 @@ char *config_builtin_model(void);
  * way.  Returns 0, or -1 with error() "'KEY' must be ..." and cfg untouched.
  */
 int config_set(struct config *cfg, const char *key, const char *value, const char *origin);
+
+/* The remote server's API key: the value of the variable remote.api_key_env
+ * names, NULL when none is named or it is unset or empty.  The key is read
+ * from the environment only, when it is used, and kept nowhere. */
+const char *config_remote_api_key(const struct config *cfg);
 
 /* The key table, for `palaver config` and the tests. */
 int config_key_count(void);

@@ -27,6 +27,7 @@ const struct command commands[] = {
 	{ "sessions", cmd_sessions, "list, show, search, export saved chats" },
 	{ "config", cmd_config, "print the effective configuration" },
 	{ "mkmodel", cmd_mkmodel, "write a random-weight GGUF model" },
+	{ "models", cmd_models, "list the models of a remote server" },
 	{ NULL, NULL, NULL },
 };
 

@@ -4,7 +4,7 @@
 
 struct config;
 
-int chat_run(struct config *cfg);  /* app/loop.c: the TUI (stdin and stdout are a terminal) */
+int chat_run(struct config *cfg);  /* app/chat.c: the TUI (stdin and stdout are a terminal) */
 int batch_run(struct config *cfg); /* app/batch.c: stdin to stdout, or -p TEXT */
 
 #endif

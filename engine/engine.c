@@ -5,6 +5,7 @@
 #include "kv_cache.h"
 #include "model.h"
 #include "prompt.h"
+#include "remote.h"
 #include "report.h"
 #include "sampler.h"
 #include "strbuf.h"
@@ -46,6 +47,11 @@
  * The KV cache keeps the tokens it holds (model_kv_tokens), so each request
  * starts with the longest common prefix of that and its prompt and prefills
  * only the rest.
+ *
+ * With cfg.remote_url the same thread, ring and flags serve a remote
+ * server instead (engine/remote.c): loading asks it for its models, and a
+ * request streams a chat completion whose text goes through the same stop
+ * string scan and TOKEN events.  The UI and the history cannot tell.
  */
 
 #define QUEUE_DEFAULT 256
@@ -83,6 +89,7 @@ struct engine {
 	int chunk_max; /* the model's n_batch */
 	int pipe_r, pipe_w;
 	pthread_t thread;
+	struct remote *remote; /* cfg.remote_url: a server instead of a model */
 
 	/* guarded by mu */
 	pthread_mutex_t mu;
@@ -258,19 +265,6 @@ static void load_progress(void *ud, uint64_t done, uint64_t total)
 	push_simple(e, ENGINE_EV_LOAD_PROGRESS, done, total, PUSH_DROP);
 }
 
-/* Hyperparameter arch.<name> as u32, or def. */
-static uint32_t hparam(const struct gguf *g, const char *arch, const char *name, uint32_t def)
-{
-	char key[160];
-	uint32_t v;
-	snprintf(key, sizeof(key), "%s.%s", arch, name);
-	if (gguf_get_u32_or(g, key, def, &v) < 0) {
-		error_clear();
-		return def;
-	}
-	return v;
-}
-
 /*
  * Memory needed before loading: the weights (mapped, counted in full since
  * every token reads them all), the KV cache and the scratch buffers.  Over
@@ -278,50 +272,22 @@ static uint32_t hparam(const struct gguf *g, const char *arch, const char *name,
  */
 static int memory_check(struct engine *e, struct strbuf *warn)
 {
-	struct gguf *g;
-	struct gguf_str s;
-	char arch[32] = "llama";
-	uint64_t weights = 0, kv, scratch, total;
+	struct model_params mp;
+	struct model_memory mm;
+	uint64_t weights, kv, scratch, total;
 
 	if (!e->cfg.memory_limit)
 		return 0;
-	g = gguf_open_cancellable(e->model_path, &e->stop);
-	if (!g)
+	model_params_default(&mp);
+	mp.n_ctx = e->cfg.n_ctx;
+	mp.n_batch = e->cfg.n_batch;
+	mp.kv_type = e->cfg.kv_type == ENGINE_KV_F32 ? KV_F32 : KV_F16;
+	mp.cancel = &e->stop;
+	if (model_memory_estimate(e->model_path, &mp, &mm) < 0)
 		return -1;
-	if (gguf_get_str(g, "general.architecture", &s) == 0 && s.len < sizeof(arch)) {
-		memcpy(arch, s.data, s.len);
-		arch[s.len] = 0;
-	}
-	error_clear();
-	for (int64_t i = 0; i < gguf_n_tensors(g); i++)
-		weights += gguf_tensor_at(g, i)->nbytes;
-	uint32_t embd = hparam(g, arch, "embedding_length", 0);
-	uint32_t nl = hparam(g, arch, "block_count", 0);
-	uint32_t nh = hparam(g, arch, "attention.head_count", 1);
-	uint32_t nkv = hparam(g, arch, "attention.head_count_kv", nh);
-	uint32_t hk = hparam(g, arch, "attention.key_length", nh ? embd / nh : 0);
-	uint32_t hv = hparam(g, arch, "attention.value_length", nh ? embd / nh : 0);
-	uint32_t ff = hparam(g, arch, "feed_forward_length", 0);
-	uint32_t ctx_train = hparam(g, arch, "context_length", 0);
-	uint64_t n_vocab = 0;
-	const struct gguf_kv *tk = gguf_find_kv(g, "tokenizer.ggml.tokens");
-	if (tk)
-		n_vocab = tk->arr_n;
-	gguf_close(g);
-
-	uint64_t n_ctx = e->cfg.n_ctx > 0 ? (uint64_t)e->cfg.n_ctx : ctx_train;
-	uint64_t B = e->cfg.n_batch > 0 ? (uint64_t)e->cfg.n_batch : 256;
-	if (B > n_ctx && n_ctx)
-		B = n_ctx;
-	kv = kv_cache_bytes_for(e->cfg.kv_type == ENGINE_KV_F32 ? KV_F32 : KV_F16, (int)nl,
-				(int)n_ctx, (int)nkv, (int)hk, (int)hv);
-	/* per batch token: x, xn, q, k, v, tmp, gate, up (floats) and two
-	 * activation rows; plus the logits row */
-	uint64_t wide = ff > embd ? ff : embd;
-	uint64_t per_tok = 4ull * (3ull * embd + (uint64_t)nh * hk + (uint64_t)nh * hv +
-				   2ull * nkv * hk + 2ull * ff) +
-			   2ull * 4ull * wide;
-	scratch = B * per_tok + 4ull * n_vocab;
+	weights = mm.weights;
+	kv = mm.kv;
+	scratch = mm.scratch;
 	total = weights + kv + scratch;
 	if (total <= e->cfg.memory_limit)
 		return 0;
@@ -345,10 +311,33 @@ static int memory_check(struct engine *e, struct strbuf *warn)
 	return 0;
 }
 
+/* A remote server: its models instead of a file's tensors. */
+static int remote_load(struct engine *e)
+{
+	struct strbuf warn = STRBUF_INIT;
+	struct engine_info info;
+	if (remote_connect(e->remote, &info, &warn) < 0) {
+		strbuf_release(&warn);
+		return -1;
+	}
+	if (warn.len) {
+		struct engine_event ev = { 0 };
+		ev.type = ENGINE_EV_WARNING;
+		ev.text = strbuf_detach(&warn, &ev.len);
+		push(e, &ev, PUSH_FINAL);
+	}
+	strbuf_release(&warn);
+	e->info = info;
+	return 0;
+}
+
 static int engine_load(struct engine *e)
 {
 	struct model_params mp;
 	struct strbuf warn = STRBUF_INIT;
+
+	if (e->remote)
+		return remote_load(e);
 
 	if (e->cfg.backend == ENGINE_BACKEND_CUDA)
 		return error("the cuda backend is not available in this build");
@@ -514,8 +503,10 @@ static int scan_stop(struct engine *e, struct run *r, size_t old_len)
 
 static void finish(struct engine *e, struct run *r, enum engine_stop_reason why)
 {
-	if (r->dec && why != ENGINE_STOP_STOP_STRING) {
-		tokenizer_decoder_flush(r->dec, &r->reply);
+	if (why != ENGINE_STOP_STOP_STRING) {
+		/* what was held back as a possible stop string start is text */
+		if (r->dec)
+			tokenizer_decoder_flush(r->dec, &r->reply);
 		emit(e, r, r->reply.len);
 	}
 	double now = time_now_ms();
@@ -525,7 +516,8 @@ static void finish(struct engine *e, struct run *r, enum engine_stop_reason why)
 		if (r->st.decode_ms > 0)
 			r->st.decode_tps = r->st.gen_tokens * 1000.0 / r->st.decode_ms;
 	}
-	r->st.n_ctx_used = model_n_past(e->m);
+	if (e->m)
+		r->st.n_ctx_used = model_n_past(e->m);
 	r->st.n_ctx = e->info.n_ctx;
 	r->st.peak_rss = rss_peak();
 	struct engine_event ev = { 0 };
@@ -766,6 +758,84 @@ static int nonfinite_at(const float *l, int n)
 	return -1;
 }
 
+/* ---- one request to a remote server ------------------------------------------------- */
+
+struct remote_run {
+	struct engine *e;
+	struct run *r;
+};
+
+/* Text from the server: the reply grows as a local one would. */
+static int remote_text(void *ud, int reasoning, const char *text, size_t len)
+{
+	struct remote_run *rr = ud;
+	struct run *r = rr->r;
+	const struct job *j = r->job;
+	/* TOKEN events carry no reasoning yet: it is not part of the reply */
+	if (reasoning)
+		return 0;
+	if (!r->st.gen_tokens++)
+		r->st.ttft_ms = time_now_ms() - j->t_submit;
+	size_t old = r->reply.len;
+	strbuf_add(&r->reply, text, len);
+	if (j->n_stop)
+		return scan_stop(rr->e, r, old);
+	emit(rr->e, r, r->reply.len);
+	return 0;
+}
+
+static void run_remote(struct engine *e, struct run *r)
+{
+	struct job *j = r->job;
+	struct remote_result res;
+	struct remote_run rr = { e, r };
+
+	if (!j->msgs) {
+		push_text(e, ENGINE_EV_ERROR, "a remote server takes conversations, not token ids");
+		return;
+	}
+	if (j->max_tokens == 0) {
+		finish(e, r, ENGINE_STOP_MAX_TOKENS);
+		return;
+	}
+	/* the server says nothing of its prefill: 0 of an unknown total */
+	push_simple(e, ENGINE_EV_PREFILL_PROGRESS, 0, 0, PUSH_DROP);
+	struct remote_request q = { 0 };
+	q.messages = j->msgs;
+	q.n_messages = j->n_msgs;
+	q.sampling = &j->sampling;
+	q.max_tokens = j->max_tokens;
+	q.deadline = j->max_time > 0 ? r->t_start + j->max_time * 1000.0 : 0;
+	q.stop = j->stop;
+	q.n_stop = j->n_stop;
+	remote_chat(e->remote, &q, remote_text, &rr, &res);
+
+	double end = time_now_ms();
+	struct engine_stats *st = &r->st;
+	if (res.t_first > 0) {
+		st->prefill_ms = res.prompt_ms > 0 ? res.prompt_ms : res.t_first - r->t_start;
+		st->decode_ms = end - res.t_first;
+	} else {
+		st->prefill_ms = end - r->t_start;
+	}
+	if (res.usage) {
+		st->server_usage = 1;
+		st->prompt_tokens = res.prompt_tokens;
+		st->gen_tokens = res.completion_tokens;
+		st->reused_tokens = res.cached_tokens;
+		st->n_ctx_used = res.prompt_tokens + res.completion_tokens;
+	}
+	st->prefill_tps = res.prompt_tps;
+	if (!st->prefill_tps && res.usage && st->prefill_ms > 0)
+		st->prefill_tps = (st->prompt_tokens - st->reused_tokens) * 1000.0 / st->prefill_ms;
+	/* the first token's time is the prefill's: the rest came in decode_ms */
+	if (st->gen_tokens > 1 && st->decode_ms > 0)
+		st->decode_tps = (st->gen_tokens - 1) * 1000.0 / st->decode_ms;
+	st->server_decode_tps = res.decode_tps;
+	r->fail = res.message;
+	finish(e, r, res.stop == ENGINE_STOP_NONE ? ENGINE_STOP_EOS : res.stop);
+}
+
 static void run_job(struct engine *e, struct job *j)
 {
 	struct run r = { 0 };
@@ -775,6 +845,10 @@ static void run_job(struct engine *e, struct job *j)
 	r.job = j;
 	r.t_start = time_now_ms();
 	strbuf_init(&r.reply, 0);
+	if (e->remote) {
+		run_remote(e, &r);
+		goto out;
+	}
 	if (build_prompt(e, &r, &prompt, &n_prompt) < 0) {
 		push_text(e, ENGINE_EV_ERROR, error_message());
 		goto out;
@@ -823,7 +897,10 @@ static void run_job(struct engine *e, struct job *j)
 		lcp--;
 	if (lcp < 0)
 		lcp = 0;
-	model_kv_truncate(e->m, lcp);
+	/* a sliding-window model may keep less than asked (kv_cache_truncate) */
+	lcp = model_kv_truncate(e->m, lcp);
+	if (lcp < 0)
+		lcp = 0;
 	r.st.prompt_tokens = n_prompt;
 	r.st.reused_tokens = lcp;
 
@@ -990,13 +1067,31 @@ struct engine *engine_open(const struct engine_config *cfg)
 	struct engine *e = xcalloc(1, sizeof(*e));
 	int fds[2];
 
-	if (!cfg->model_path || !*cfg->model_path) {
+	int remote = cfg->remote_url && *cfg->remote_url;
+	if (!remote && (!cfg->model_path || !*cfg->model_path)) {
 		free(e);
 		error("no model given");
 		return NULL;
 	}
 	e->cfg = *cfg;
-	e->model_path = xstrdup(cfg->model_path);
+	if (remote) {
+		struct remote_params rp = { 0 };
+		rp.url = cfg->remote_url;
+		rp.model = cfg->remote_model;
+		rp.api_key = cfg->remote_api_key;
+		rp.timeout = cfg->remote_timeout;
+		rp.retries = cfg->remote_retries;
+		rp.cancel = &e->cancel;
+		rp.stop = &e->stop;
+		e->remote = remote_open(&rp);
+		if (!e->remote) {
+			free(e);
+			return NULL;
+		}
+	}
+	/* the remote strings are the remote's copies now */
+	e->cfg.remote_url = e->cfg.remote_model = e->cfg.remote_api_key = NULL;
+	e->model_path = xstrdup(cfg->model_path ? cfg->model_path : "");
 	e->chat_template = xstrdup(cfg->chat_template ? cfg->chat_template : "auto");
 	e->cfg.model_path = e->model_path;
 	e->cfg.chat_template = e->chat_template;
@@ -1028,6 +1123,7 @@ struct engine *engine_open(const struct engine_config *cfg)
 	}
 	return e;
 fail:
+	remote_close(e->remote);
 	free(e->ring);
 	free(e->model_path);
 	free(e->chat_template);
@@ -1055,6 +1151,7 @@ void engine_close(struct engine *e)
 	prompt_template_free(e->tmpl);
 	tokenizer_free(e->tok);
 	model_free(e->m);
+	remote_close(e->remote);
 	free(e->logits);
 	pthread_cond_destroy(&e->cv_space);
 	pthread_cond_destroy(&e->cv_work);

@@ -37,6 +37,10 @@
  *  A forward pass that yields a logit that is NaN or infinite (a model file
  *  with broken weights) ends the reply with DONE, stop_reason error and a
  *  message, rather than sampling from garbage.
+ *  A remote engine keeps this order: READY once the server listed its
+ *  models; each request gives one PREFILL_PROGRESS 0/0 (the server tells
+ *  nothing of its prefill) when sent; a network, HTTP or stream failure is
+ *  a DONE with stop reason error and the partial reply (never an ERROR).
  *
  * KV REUSE
  *  The engine keeps the tokens its cache holds; a request reuses the longest
@@ -82,6 +86,18 @@ struct engine_config {
 	int mlock;               /* pin the weights in RAM; failing is a warning */
 	int pre_fallback;        /* unknown tokenizer.ggml.pre: fall back to gpt-2 rules */
 	int no_repack;           /* keep weights in the file's layout (model_params.repack) */
+
+	/* A remote server instead of model_path (engine/remote.c): the same
+	 * events from an OpenAI-compatible chat-completions API.  "Loading" is
+	 * asking the server for its models; conversations only (token
+	 * requests are refused); the server applies the chat template, the
+	 * context and the sampling, so the local-model fields above are
+	 * unused. */
+	const char *remote_url;     /* NULL = run model_path here */
+	const char *remote_model;   /* NULL or "" = the first the server lists */
+	const char *remote_api_key; /* the key itself, NULL = none; never shown */
+	double remote_timeout;      /* seconds of silence from the server, 0 = none */
+	int remote_retries;         /* tries again before the first text */
 };
 
 struct engine_sampling {
@@ -154,6 +170,11 @@ struct engine_stats {
 	int n_ctx;          /* the context size */
 	uint64_t peak_rss;  /* peak resident memory of the process, bytes */
 	enum engine_stop_reason stop_reason;
+	/* remote: prompt_tokens and gen_tokens are the server's usage figures
+	 * (1), or gen_tokens counts the chunks that carried text (0); ttft,
+	 * decode_ms and decode_tps are measured here, on the client */
+	int server_usage;
+	double server_decode_tps; /* remote: the server's own figure (llama-server), 0 = not sent */
 };
 
 enum engine_event_type {
@@ -188,11 +209,15 @@ struct engine_info {
 	int n_ctx_train;
 	int n_vocab;
 	int n_threads;
-	char backend[16];       /* "cpu" or "cuda" */
+	char backend[16];       /* "cpu", "cuda" or "remote" */
 	char chat_template[32]; /* the template in use; "none" for raw completion */
 	int template_defaulted; /* 1 when no template was found and none was asked for */
 	uint64_t kv_bytes;
 	uint64_t weight_bytes; /* bytes of all tensors (mapped) */
+	/* remote: the server (scheme://host:port/path, no credentials); "" for
+	 * a local model.  name is the model's id there; n_ctx the context the
+	 * server reports, 0 when it says none (ollama) */
+	char server[160];
 };
 
 struct engine;
@@ -214,5 +239,16 @@ int engine_submit(struct engine *e, const struct engine_request *req);
 void engine_cancel(struct engine *e);
 /* NULL until READY. */
 const struct engine_info *engine_info(const struct engine *e);
+
+/* The models a remote server (cfg->remote_url) offers, asked from the
+ * calling thread: 0 and a malloc'd array (engine_models_free), or -1 with
+ * error(). */
+struct engine_model_entry {
+	char *id;
+	char *owner; /* NULL when the server does not say */
+	int n_ctx;   /* 0 = not reported */
+};
+int engine_list_models(const struct engine_config *cfg, struct engine_model_entry **out, int *n);
+void engine_models_free(struct engine_model_entry *m, int n);
 
 #endif

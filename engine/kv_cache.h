@@ -6,43 +6,76 @@
 #include <stdint.h>
 
 /*
- * Cell p holds the keys and values of the token at position p; the cache
- * holds positions 0 .. n-1 (always a prefix: decode appends, truncation and
- * the context shift shorten it).  Layout, per layer and per KV head, with
- * the positions contiguous so that attention streams through memory:
- *	k: (n_layer, n_head_kv, n_ctx, head_dim_k)
- *	v: (n_layer, n_head_kv, n_ctx, head_dim_v)
+ * The cache holds positions 0 .. n-1 (always a prefix: decode appends,
+ * truncation and the context shift shorten it).  Per layer and per KV head
+ * the cells are contiguous so that attention streams through memory:
+ *	k: per layer (n_head_kv, cells, head_dim_k)
+ *	v: per layer (n_head_kv, cells, head_dim_v)
  * Keys are stored after RoPE (rotated by their position).
  *
+ * A full layer has n_ctx cells and cell p holds position p.  A layer with a
+ * sliding window W (gemma2/3: a query at p sees only p-W+1 .. p) keeps a
+ * ring of `ring` cells (at least W - 1 + the largest forward chunk): cell
+ * p % ring holds position p, and pos[l][cell] says which position a cell
+ * holds (-1: none), so that truncation and the shift know what is still
+ * there.  A 128k-context Gemma 3 thus holds 128k positions only in its
+ * global layers.
+ *
  * Invariants: 0 <= n <= n_ctx; tokens[0..n-1] are the tokens whose K/V the
- * cells hold (for prefix reuse by the caller).
+ * cells hold (for prefix reuse by the caller); in a ring layer every cell
+ * tagged p >= 0 holds position p < n, and p >= n - ring.
  */
 
 enum kv_type { KV_F16, KV_F32 };
 
-struct kv_cache {
-	enum kv_type type;
+/* The cache's shape: one KV geometry for all layers, windows per layer. */
+struct kv_shape {
 	int n_layer;
-	int n_ctx; /* cells */
+	int n_ctx; /* positions */
 	int n_head_kv;
 	int head_dim_k;
 	int head_dim_v;
-	int n;           /* cells in use: positions 0 .. n-1 */
+	const int *window; /* (n_layer) sliding window of each layer, 0 = full; NULL: all full */
+	int ring;          /* cells of a windowed layer (ignored when none is) */
+};
+
+struct kv_cache {
+	enum kv_type type;
+	int n_layer;
+	int n_ctx; /* positions */
+	int n_head_kv;
+	int head_dim_k;
+	int head_dim_v;
+	int n;           /* positions in use: 0 .. n-1 */
 	size_t elem;     /* bytes per element: 2 (F16) or 4 (F32) */
-	void *k;         /* (n_layer, n_head_kv, n_ctx, head_dim_k) elements of `type` */
-	void *v;         /* (n_layer, n_head_kv, n_ctx, head_dim_v) */
-	int32_t *tokens; /* (n_ctx) token in each cell */
+	int *cells;      /* (n_layer) cells of each layer: n_ctx, or the ring */
+	int *window;     /* (n_layer) sliding window, 0 = full */
+	size_t *off_k;   /* (n_layer) element offset of each layer's keys in k */
+	size_t *off_v;   /* (n_layer) ... values in v */
+	int32_t **pos;   /* (n_layer) position held by each cell of a ring layer; NULL if full */
+	void *k;         /* keys, elements of `type` */
+	void *v;         /* values */
+	int32_t *tokens; /* (n_ctx) token at each position */
 	uint64_t bytes;  /* k + v bytes */
 };
 
 /* Allocate (overflow-checked); -1 with error() naming the size when it fails. */
+int kv_cache_init_shape(struct kv_cache *kv, enum kv_type type, const struct kv_shape *s);
+/* All layers full. */
 int kv_cache_init(struct kv_cache *kv, enum kv_type type, int n_layer, int n_ctx, int n_head_kv,
 		  int head_dim_k, int head_dim_v);
 void kv_cache_free(struct kv_cache *kv);
 
-/* Bytes that kv_cache_init would allocate (0 on overflow). */
+/* Bytes that kv_cache_init_shape / kv_cache_init would allocate (0 on overflow). */
+uint64_t kv_cache_bytes_shape(enum kv_type type, const struct kv_shape *s);
 uint64_t kv_cache_bytes_for(enum kv_type type, int n_layer, int n_ctx, int n_head_kv,
 			    int head_dim_k, int head_dim_v);
+
+/* The cell of position pos in a layer. */
+static inline int kv_cache_cell(const struct kv_cache *kv, int layer, int pos)
+{
+	return kv->pos[layer] ? pos % kv->cells[layer] : pos;
+}
 
 /* Row of one layer / KV head / position (not bounds checked: callers know). */
 void *kv_cache_k(const struct kv_cache *kv, int layer, int head, int pos);
@@ -51,13 +84,19 @@ void *kv_cache_v(const struct kv_cache *kv, int layer, int head, int pos);
 /* Write one position's keys/values for a layer: n_head_kv * head_dim floats each. */
 void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, const float *v);
 
-/* Keep positions 0 .. n-1 (prefix reuse); n larger than the current fill is an error. */
+/*
+ * Keep positions 0 .. n-1 (prefix reuse).  Returns the positions kept: n,
+ * or 0 when a sliding-window layer no longer holds the window that position
+ * n needs (its ring has moved past it; everything is recomputed then); -1
+ * if n is larger than the current fill.
+ */
 int kv_cache_truncate(struct kv_cache *kv, int n);
 
 /*
  * Discard positions keep .. keep+n_discard-1 and move the rest down by
- * n_discard (memmove per layer and head).  Keys are NOT re-rotated here:
- * model_kv_shift() does that, since only the model knows its RoPE.
+ * n_discard.  Keys are NOT re-rotated here: model_kv_shift() does that,
+ * since only the model knows its RoPE.  In a ring layer only the positions
+ * it still holds move (a kept position it no longer holds stays absent).
  */
 int kv_cache_shift(struct kv_cache *kv, int keep, int n_discard);
 

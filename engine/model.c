@@ -1,7 +1,9 @@
-/* The transformer forward pass for llama and qwen2 GGUF models on the CPU. */
+/* Loading a model of any family in the architecture table: metadata, tensors, cache, scratch. */
 #include "model.h"
 
+#include "arch.h"
 #include "gguf.h"
+#include "model_internal.h"
 #include "quant.h"
 #include "readahead.h"
 #include "report.h"
@@ -11,124 +13,42 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
-#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-#include <immintrin.h>
-#define MODEL_AVX2 1
-#endif
 
 /*
  * DESIGN
- * Weights are views into the GGUF mapping (struct mat); nothing is copied
- * except 1-D norm/bias vectors that are not F32 (converted once at load).
+ * model_load() reads general.architecture, finds its row in the table
+ * (arch.c), reads the common hyperparameters and the family's own keys,
+ * then binds every tensor of the row to a field of struct layer, checking
+ * presence, shape and type before anything runs, so a wrong file fails
+ * with one line naming the tensor.  Weights are views into the GGUF
+ * mapping (struct mat); nothing is copied except 1-D norm/bias vectors that
+ * are not F32 (converted once) and the matrices repacked into a faster
+ * layout.  Fused tensors are cut into views of their rows: phi3's attn_qkv
+ * gives wq, wk, wv and its ffn_up gives gate and up, so the forward pass
+ * (forward.c) never knows.
  *
- * A forward chunk of ntok tokens runs layer by layer as a fixed sequence of
- * thread-pool runs, each split so that all threads finish together:
- *   prep     x += tmp (residual), RMS norm, quantize to the weights' dot type
- *   matmul   Q,K,V (one run for the three) -- every thread takes its share
- *            of each matrix's rows; gemv for one token, gemm for a batch
- *   rope     biases, RoPE on q and k, store k and v into the cache
- *   attend   one item per (token, head): online softmax over the cache in
- *            blocks of ATT_BLOCK positions, causal (position <= own)
- *   prep + matmul (wo), prep (residual + ffn norm) + matmul (gate, up),
- *   swiglu   silu(gate) * up, quantized for down
- *   matmul (down)
- * The activations are quantized once per matmul group (one buffer per
- * distinct dot type, shared read-only by all threads).  With one token the
- * row-wise steps run on the caller alone (no pool round trip).
- *
- * Results do not depend on the thread count: every output element is
- * computed by exactly one thread with the same code and order.
- *
- * Read-ahead (readahead.c): layer_begin() tells a helper thread where the
- * pass is, and the helper reads the next layer's weight pages, so that a
- * model whose pages are not (or no longer) in the page cache reads layer
- * i+1 from disk while layer i computes.  It only gives the kernel advice:
- * results never depend on it.
+ * Read-ahead (readahead.c): the forward pass tells a helper thread where it
+ * is, and the helper reads the next layer's weight pages, so that a model
+ * whose pages are not (or no longer) in the page cache reads layer i+1 from
+ * disk while layer i computes.  It only gives the kernel advice.
  */
 
-#define ATT_BLOCK 32
-#define ATT_QBLOCK 8 /* prefill tokens per attention item */
-#define MAX_ROT 512
-
-struct mat {
-	const struct gguf_tensor *t;
-	const void *data; /* the file's bytes, or a repacked copy (model->repacked) */
-	int type;         /* the file's type, or the repacked one (QT_Q8_0_R4, QT_Q4_0_R4) */
-	int dot_type;     /* activation format its dot products take */
-	int k;            /* input length (ne[0]) */
-	int n;            /* output rows (ne[1]) */
-	size_t row_bytes;
-};
-
-struct layer {
-	const float *attn_norm; /* (n_embd) */
-	const float *ffn_norm;  /* (n_embd) */
-	const float *bq;        /* (n_head * head_dim) or NULL */
-	const float *bk;        /* (n_head_kv * head_dim) or NULL */
-	const float *bv;        /* (n_head_kv * head_dim_v) or NULL */
-	struct mat wq, wk, wv, wo, gate, up, down;
-};
-
-enum arch { ARCH_LLAMA, ARCH_QWEN2 };
-
-struct model {
-	struct gguf *g;
-	struct model_info info;
-	struct model_params params;
-	enum arch arch;
-	int neox; /* rope pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
-	int head_dim_v;
-	float freq_scale;        /* linear rope scaling: 1 / factor */
-	const float *rope_freqs; /* (n_rot / 2) llama 3.1 frequency factors, or NULL */
-
-	struct mat tok_embd;      /* (n_vocab rows of n_embd) */
-	struct mat output;        /* tok_embd when tied */
-	const float *output_norm; /* (n_embd) */
-	struct layer *layers;     /* (n_layer) */
-
-	float **owned; /* converted 1-D tensors */
-	int n_owned;
-	void **repacked; /* weight copies in a load-time layout (struct mat.data) */
-	int n_repacked;
-
-	struct kv_cache kv;
-	struct threadpool *pool;
-	struct readahead *ra;      /* per-layer page ranges; its helper runs when info.readahead */
-	int ra_stats;              /* count resident pages at each layer start */
-	struct model_ra_stats ras; /* those counts */
-	char *warning;             /* model_warning(), or NULL */
-
-	/* scratch, sized for n_batch tokens */
-	int n_batch;
-	float *x;    /* (n_batch, n_embd) residual stream */
-	float *xn;   /* (n_batch, max(n_embd, n_head*head_dim_v)) normed input / attention output */
-	float *q;    /* (n_batch, n_head * head_dim) */
-	float *k;    /* (n_batch, n_head_kv * head_dim) */
-	float *v;    /* (n_batch, n_head_kv * head_dim_v) */
-	float *tmp;  /* (n_batch, n_embd) wo / down output */
-	float *gate; /* (n_batch, n_ff) */
-	float *up;   /* (n_batch, n_ff) */
-	void *act[2]; /* (n_batch, act_row_max bytes) quantized activations, per dot type */
-	size_t act_row_max;
-	int profile; /* collect prof */
-	struct model_profile prof;
-	float *att; /* (nth, ATT_BLOCK + head_dim_v) per-thread attention scratch */
-	int att_nth;
-	size_t att_stride; /* floats of att per thread */
-};
-
-static const char supported_archs[] = "llama, qwen2";
+/* Extra cells of a sliding-window layer's ring beyond window + chunk, so
+ * that a follow-up turn that rewrites up to this many tokens (a /regen of a
+ * short reply) still reuses the cache. */
+#define RING_SLACK 1024
 
 const char *model_supported_archs(void)
 {
-	return supported_archs;
+	return arch_names();
 }
 
 void model_params_default(struct model_params *p)
@@ -140,41 +60,254 @@ void model_params_default(struct model_params *p)
 	p->repack = 1;
 }
 
-/* ---- small vector kernels ------------------------------------------------------------- */
+/* ---- hyperparameters -------------------------------------------------------------------- */
 
-static float dot_f32(const float *a, const float *b, int n)
+/* What the metadata says, before any tensor is looked at. */
+struct hparams {
+	const struct arch *arch;
+	char arch_name[32];
+	uint32_t ctx, embd, nl, ff, nh, nkv, hk, hv, rot;
+	float rope_base, norm_eps, freq_scale, mscale;
+	uint32_t ctx_orig;  /* rope.scaling.original_context_length */
+	float hp[HP_COUNT]; /* the family's keys (arch_key), or their defaults */
+	unsigned char *swa; /* (nl) layer slides, or NULL */
+	int n_swa;          /* layers that slide */
+};
+
+static void hparams_free(struct hparams *h)
 {
-	int i = 0;
-	float s = 0;
-#ifdef MODEL_AVX2
-	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-	for (; i + 16 <= n; i += 16) {
-		acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-		acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8),
-				       acc1);
+	free(h->swa);
+	h->swa = NULL;
+}
+
+static int key_u32(const struct gguf *g, const char *arch, const char *suffix, uint32_t *out,
+		   int required, uint32_t def)
+{
+	char key[128];
+	snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+	if (!required)
+		return gguf_get_u32_or(g, key, def, out);
+	if (!gguf_find_kv(g, key))
+		return error("'%s': metadata key '%s' is missing", gguf_path(g), key);
+	return gguf_get_u32(g, key, out);
+}
+
+static int key_f32(const struct gguf *g, const char *arch, const char *suffix, float *out,
+		   float def)
+{
+	char key[128];
+	snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+	return gguf_get_f32_or(g, key, def, out);
+}
+
+/* rope.scaling.type + factor, or the older rope.scale_linear: h->freq_scale. */
+static int load_rope_scaling(const struct gguf *g, struct hparams *h)
+{
+	const char *a = h->arch_name;
+	char key[128];
+	struct gguf_str s;
+	float factor = 1.0f;
+	h->freq_scale = 1.0f;
+	snprintf(key, sizeof(key), "%s.rope.scaling.type", a);
+	if (gguf_find_kv(g, key)) {
+		if (gguf_get_str(g, key, &s) < 0 ||
+		    key_f32(g, a, "rope.scaling.factor", &factor, 1.0f) < 0)
+			return -1;
+		if (!isfinite(factor) || factor < 0)
+			return error("'%s': %s.rope.scaling.factor is %g, not a positive number",
+				     gguf_path(g), a, (double)factor);
+		if (s.len == 6 && !memcmp(s.data, "linear", 6)) {
+			if (factor > 0)
+				h->freq_scale = 1.0f / factor;
+		} else if (!(s.len == 4 && !memcmp(s.data, "none", 4))) {
+			return error("'%s': rope scaling '%.*s' is not supported (supported: none, "
+				     "linear, llama3 frequency factors, LongRoPE factors)",
+				     gguf_path(g), (int)s.len, s.data);
+		}
+	} else {
+		if (key_f32(g, a, "rope.scale_linear", &factor, 1.0f) < 0)
+			return -1;
+		if (!isfinite(factor) || factor < 0)
+			return error("'%s': %s.rope.scale_linear is %g, not a positive number",
+				     gguf_path(g), a, (double)factor);
+		if (factor > 0)
+			h->freq_scale = 1.0f / factor;
 	}
-	acc0 = _mm256_add_ps(acc0, acc1);
-	__m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
-	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-	h = _mm_add_ss(h, _mm_movehdup_ps(h));
-	s = _mm_cvtss_f32(h);
-#endif
-	for (; i < n; i++)
-		s += a[i] * b[i];
-	return s;
+	if (key_f32(g, a, "rope.scaling.attn_factor", &h->mscale, 1.0f) < 0 ||
+	    key_u32(g, a, "rope.scaling.original_context_length", &h->ctx_orig, 0, h->ctx) < 0)
+		return -1;
+	if (!(h->mscale > 0 && h->mscale < 100))
+		return error("'%s': rope.scaling.attn_factor %g is not a usable scale",
+			     gguf_path(g), h->mscale);
+	return 0;
 }
 
-static void rms_norm(float *out, const float *x, const float *w, int n, float eps)
+/* Which layers slide: the file's attention.sliding_window_pattern (a period
+ * or one flag per layer), else the family's period. */
+static int load_swa(const struct gguf *g, struct hparams *h)
 {
-	double ss = 0;
-	for (int i = 0; i < n; i++)
-		ss += (double)x[i] * x[i];
-	float scale = 1.0f / sqrtf((float)(ss / n) + eps);
-	for (int i = 0; i < n; i++)
-		out[i] = x[i] * scale * w[i];
+	const struct arch *ar = h->arch;
+	if (!ar->swa_pattern || h->hp[HP_SWA_WINDOW] <= 0)
+		return 0;
+	char key[128];
+	snprintf(key, sizeof(key), "%s.attention.sliding_window_pattern", h->arch_name);
+	const struct gguf_kv *kv = gguf_find_kv(g, key);
+	h->swa = xcalloc(h->nl, 1);
+	uint32_t period = (uint32_t)ar->swa_pattern;
+	if (kv && kv->type == GGUF_TYPE_ARRAY) {
+		enum gguf_vtype t;
+		uint64_t n;
+		const void *d;
+		if (gguf_get_arr(g, key, &t, &n, &d) < 0)
+			return -1;
+		if (n != h->nl ||
+		    (t != GGUF_TYPE_BOOL && t != GGUF_TYPE_UINT8 && t != GGUF_TYPE_INT8))
+			return error("'%s': '%s' must hold one flag per layer (%u)", gguf_path(g),
+				     key, h->nl);
+		for (uint32_t l = 0; l < h->nl; l++)
+			h->swa[l] = ((const unsigned char *)d)[l] != 0;
+	} else {
+		if (kv && gguf_get_u32(g, key, &period) < 0)
+			return -1;
+		for (uint32_t l = 0; l < h->nl; l++)
+			h->swa[l] = period > 0 && l % period < period - 1;
+	}
+	for (uint32_t l = 0; l < h->nl; l++)
+		h->n_swa += h->swa[l];
+	return 0;
 }
 
-/* ---- loading -------------------------------------------------------------------------- */
+static int load_hparams(const struct gguf *g, struct hparams *h)
+{
+	struct gguf_str s;
+	memset(h, 0, sizeof(*h));
+	if (!gguf_find_kv(g, "general.architecture"))
+		return error("'%s': metadata key 'general.architecture' is missing; supported "
+			     "architectures: %s",
+			     gguf_path(g), arch_names());
+	if (gguf_get_str(g, "general.architecture", &s) < 0)
+		return -1;
+	if (s.len >= sizeof(h->arch_name))
+		s.len = sizeof(h->arch_name) - 1;
+	memcpy(h->arch_name, s.data, s.len);
+	h->arch_name[s.len] = 0;
+	if (!(h->arch = arch_find(h->arch_name)))
+		return error("'%s': architecture '%s' is not supported (supported: %s)",
+			     gguf_path(g), h->arch_name, arch_names());
+	const char *a = h->arch_name;
+	if (key_u32(g, a, "context_length", &h->ctx, 1, 0) < 0 ||
+	    key_u32(g, a, "embedding_length", &h->embd, 1, 0) < 0 ||
+	    key_u32(g, a, "block_count", &h->nl, 1, 0) < 0 ||
+	    key_u32(g, a, "feed_forward_length", &h->ff, 1, 0) < 0 ||
+	    key_u32(g, a, "attention.head_count", &h->nh, 1, 0) < 0)
+		return -1;
+	if (h->embd == 0 || h->nl == 0 || h->ff == 0 || h->nh == 0 || h->embd > (1u << 20) ||
+	    h->nl > 4096 || h->ff > (1u << 22) || h->nh > 4096 || h->ctx == 0 ||
+	    h->ctx > (1u << 24))
+		return error("'%s': implausible hyperparameters (embedding %u, layers %u, ffn %u, "
+			     "heads %u, context %u)",
+			     gguf_path(g), h->embd, h->nl, h->ff, h->nh, h->ctx);
+	if (key_u32(g, a, "attention.head_count_kv", &h->nkv, 0, h->nh) < 0 ||
+	    key_u32(g, a, "attention.key_length", &h->hk, 0, h->embd / h->nh) < 0 ||
+	    key_u32(g, a, "attention.value_length", &h->hv, 0, h->embd / h->nh) < 0)
+		return -1;
+	if (key_u32(g, a, "rope.dimension_count", &h->rot, 0, h->hk) < 0)
+		return -1;
+	if (h->nkv == 0 || h->nh % h->nkv)
+		return error("'%s': %u attention heads cannot share %u KV heads", gguf_path(g),
+			     h->nh, h->nkv);
+	if (h->hk == 0 || h->hv == 0 || h->hk > 1024 || h->hv > 1024)
+		return error("'%s': implausible head size %u/%u", gguf_path(g), h->hk, h->hv);
+	if (h->rot > h->hk || h->rot % 2 || h->rot > ROPE_MAX)
+		return error("'%s': rope dimension %u does not fit head size %u", gguf_path(g),
+			     h->rot, h->hk);
+	if (key_f32(g, a, "rope.freq_base", &h->rope_base, 10000.0f) < 0 ||
+	    key_f32(g, a, "attention.layer_norm_rms_epsilon", &h->norm_eps, 1e-5f) < 0)
+		return -1;
+	/* a base that is not positive makes NaN angles, an epsilon that is
+	 * negative or NaN NaN norms: garbage with exit 0 unless refused here */
+	if (!isfinite(h->rope_base) || h->rope_base <= 0)
+		return error("'%s': %s.rope.freq_base is %g, not a positive number", gguf_path(g),
+			     a, (double)h->rope_base);
+	if (!isfinite(h->norm_eps) || h->norm_eps < 0 || h->norm_eps >= 1)
+		return error("'%s': %s.attention.layer_norm_rms_epsilon is %g, not between 0 and 1",
+			     gguf_path(g), a, (double)h->norm_eps);
+	for (int i = 0; i < h->arch->n_keys; i++) {
+		const struct arch_key *k = &h->arch->keys[i];
+		uint32_t u;
+		if (k->is_float) {
+			if (key_f32(g, a, k->suffix, &h->hp[k->hp], k->def) < 0)
+				return -1;
+		} else {
+			if (key_u32(g, a, k->suffix, &u, 0, (uint32_t)k->def) < 0)
+				return -1;
+			h->hp[k->hp] = (float)u;
+		}
+		if (!isfinite(h->hp[k->hp]) || h->hp[k->hp] < 0)
+			return error("'%s': metadata key '%s.%s' is %g, which is not usable",
+				     gguf_path(g), a, k->suffix, h->hp[k->hp]);
+	}
+	if (load_rope_scaling(g, h) < 0 || load_swa(g, h) < 0)
+		return -1;
+	return 0;
+}
+
+/* The family's RoPE for full layers and for sliding ones, scales and caps. */
+static void setup_family(struct model *m, const struct hparams *h)
+{
+	struct model_info *in = &m->info;
+	m->rope = (struct rope){ .n_rot = (int)h->rot,
+				 .neox = h->arch->rope == ROPE_NEOX,
+				 .base = h->rope_base,
+				 .freq_scale = h->freq_scale,
+				 .mscale = h->mscale };
+	m->rope_swa = m->rope;
+	if (h->hp[HP_ROPE_BASE_SWA] > 0) { /* its own base, unscaled (gemma3) */
+		m->rope_swa.base = h->hp[HP_ROPE_BASE_SWA];
+		m->rope_swa.freq_scale = 1.0f;
+	}
+	if (h->arch->query_scale_embd_layers && (int)h->nl == h->arch->query_scale_embd_layers)
+		m->attn_scale = 1.0f / sqrtf((float)(h->embd / h->nh));
+	else
+		m->attn_scale = 1.0f / sqrtf((float)h->hk);
+	m->attn_softcap = h->hp[HP_ATTN_SOFTCAP];
+	m->final_softcap = h->hp[HP_FINAL_SOFTCAP];
+	m->embd_scale = h->arch->flags & ARCH_EMBD_SCALE ? sqrtf((float)h->embd) : 0.0f;
+	m->n_ctx_orig = (int)h->ctx_orig;
+	in->swa_window = h->n_swa ? (int)h->hp[HP_SWA_WINDOW] : 0;
+	in->n_swa_layers = h->n_swa;
+	in->rope_freq_base_swa = m->rope_swa.base;
+}
+
+static void info_from(struct model *m, const struct hparams *h)
+{
+	struct model_info *in = &m->info;
+	snprintf(in->arch, sizeof(in->arch), "%s", h->arch_name);
+	in->n_ctx_train = (int)h->ctx;
+	in->n_embd = (int)h->embd;
+	in->n_layer = (int)h->nl;
+	in->n_ff = (int)h->ff;
+	in->n_head = (int)h->nh;
+	in->n_head_kv = (int)h->nkv;
+	in->head_dim = (int)h->hk;
+	in->head_dim_v = (int)h->hv;
+	m->head_dim_v = (int)h->hv;
+	in->n_rot = (int)h->rot;
+	in->rope_freq_base = h->rope_base;
+	in->norm_eps = h->norm_eps;
+	struct gguf_str s;
+	if (gguf_find_kv(m->g, "general.name") && gguf_get_str(m->g, "general.name", &s) == 0) {
+		size_t n = s.len < sizeof(in->name) - 1 ? s.len : sizeof(in->name) - 1;
+		memcpy(in->name, s.data, n);
+		in->name[n] = 0;
+	} else {
+		error_clear();
+		const char *p = gguf_path(m->g), *b = strrchr(p, '/');
+		snprintf(in->name, sizeof(in->name), "%s", b ? b + 1 : p);
+	}
+}
+
+/* ---- tensors ---------------------------------------------------------------------------- */
 
 static void shape_str(char *buf, size_t n, const int64_t *ne, int nd)
 {
@@ -231,13 +364,22 @@ static int mat_get(struct model *m, struct mat *w, const char *name, int64_t k, 
 	if (!t)
 		return required ? -1 : 0;
 	w->t = t;
-	w->data = t->data;
+	w->mapped = w->data = t->data;
 	w->type = t->type;
 	w->dot_type = quant_traits(t->type)->dot_type;
 	w->k = (int)k;
 	w->n = (int)n;
 	quant_row_bytes(t->type, k, &w->row_bytes);
 	return 0;
+}
+
+/* Rows r0 .. r0+n-1 of a fused matrix, as a matrix of its own. */
+static struct mat mat_rows(const struct mat *w, int r0, int n)
+{
+	struct mat v = *w;
+	v.mapped = v.data = (const char *)w->data + (size_t)r0 * w->row_bytes;
+	v.n = n;
+	return v;
 }
 
 /* A 1-D float vector: a view when F32, else converted into an owned buffer. */
@@ -261,145 +403,106 @@ static int vec_get(struct model *m, const float **out, const char *name, int64_t
 	return 0;
 }
 
-static int key_u32(struct model *m, const char *suffix, uint32_t *out, int required, uint32_t def)
+static int64_t dim_of(const struct model *m, int d)
 {
-	char key[128];
-	snprintf(key, sizeof(key), "%s.%s", m->info.arch, suffix);
-	if (!required)
-		return gguf_get_u32_or(m->g, key, def, out);
-	if (!gguf_find_kv(m->g, key))
-		return error("'%s': metadata key '%s' is missing", gguf_path(m->g), key);
-	return gguf_get_u32(m->g, key, out);
-}
-
-static int key_f32(struct model *m, const char *suffix, float *out, float def)
-{
-	char key[128];
-	snprintf(key, sizeof(key), "%s.%s", m->info.arch, suffix);
-	return gguf_get_f32_or(m->g, key, def, out);
-}
-
-static int load_hparams(struct model *m)
-{
-	struct model_info *in = &m->info;
-	struct gguf_str s;
-	if (!gguf_find_kv(m->g, "general.architecture"))
-		return error("'%s': metadata key 'general.architecture' is missing; supported "
-			     "architectures: %s",
-			     gguf_path(m->g), supported_archs);
-	if (gguf_get_str(m->g, "general.architecture", &s) < 0)
-		return -1;
-	if (s.len >= sizeof(in->arch))
-		s.len = sizeof(in->arch) - 1;
-	memcpy(in->arch, s.data, s.len);
-	in->arch[s.len] = 0;
-	if (!strcmp(in->arch, "llama")) {
-		m->arch = ARCH_LLAMA;
-	} else if (!strcmp(in->arch, "qwen2")) {
-		m->arch = ARCH_QWEN2;
-		m->neox = 1;
-	} else {
-		return error("'%s': architecture '%s' is not supported (supported: %s)",
-			     gguf_path(m->g), in->arch, supported_archs);
+	const struct model_info *in = &m->info;
+	int64_t q = (int64_t)in->n_head * in->head_dim, k = (int64_t)in->n_head_kv * in->head_dim,
+		v = (int64_t)in->n_head_kv * m->head_dim_v;
+	switch (d) {
+	case DIM_EMBD: return in->n_embd;
+	case DIM_Q: return q;
+	case DIM_K: return k;
+	case DIM_V: return v;
+	case DIM_ATT: return (int64_t)in->n_head * m->head_dim_v;
+	case DIM_QKV: return q + k + v;
+	case DIM_FF: return in->n_ff;
+	case DIM_FF2: return 2 * (int64_t)in->n_ff;
+	case DIM_HEAD_K: return in->head_dim;
+	default: return 0;
 	}
+}
 
-	uint32_t ctx, embd, nl, ff, nh, nkv, hk, hv, rot;
-	if (key_u32(m, "context_length", &ctx, 1, 0) < 0 ||
-	    key_u32(m, "embedding_length", &embd, 1, 0) < 0 ||
-	    key_u32(m, "block_count", &nl, 1, 0) < 0 ||
-	    key_u32(m, "feed_forward_length", &ff, 1, 0) < 0 ||
-	    key_u32(m, "attention.head_count", &nh, 1, 0) < 0)
-		return -1;
-	if (embd == 0 || nl == 0 || ff == 0 || nh == 0 || embd > (1u << 20) || nl > 4096 ||
-	    ff > (1u << 22) || nh > 4096 || ctx == 0 || ctx > (1u << 24))
-		return error("'%s': implausible hyperparameters (embedding %u, layers %u, ffn %u, "
-			     "heads %u, context %u)",
-			     gguf_path(m->g), embd, nl, ff, nh, ctx);
-	if (key_u32(m, "attention.head_count_kv", &nkv, 0, nh) < 0 ||
-	    key_u32(m, "attention.key_length", &hk, 0, embd / nh) < 0 ||
-	    key_u32(m, "attention.value_length", &hv, 0, embd / nh) < 0)
-		return -1;
-	if (key_u32(m, "rope.dimension_count", &rot, 0, hk) < 0)
-		return -1;
-	if (nkv == 0 || nh % nkv)
-		return error("'%s': %u attention heads cannot share %u KV heads", gguf_path(m->g),
-			     nh, nkv);
-	if (hk == 0 || hv == 0 || hk > 1024 || hv > 1024)
-		return error("'%s': implausible head size %u/%u", gguf_path(m->g), hk, hv);
-	if (rot > hk || rot % 2 || rot > MAX_ROT)
-		return error("'%s': rope dimension %u does not fit head size %u", gguf_path(m->g),
-			     rot, hk);
-	if (key_f32(m, "rope.freq_base", &in->rope_freq_base, 10000.0f) < 0 ||
-	    key_f32(m, "attention.layer_norm_rms_epsilon", &in->norm_eps, 1e-5f) < 0)
-		return -1;
-	/* a base that is not positive makes NaN angles, an epsilon that is
-	 * negative or NaN NaN norms: garbage with exit 0 unless refused here */
-	if (!isfinite(in->rope_freq_base) || in->rope_freq_base <= 0)
-		return error("'%s': %s.rope.freq_base is %g, not a positive number",
-			     gguf_path(m->g), in->arch, (double)in->rope_freq_base);
-	if (!isfinite(in->norm_eps) || in->norm_eps < 0 || in->norm_eps >= 1)
-		return error("'%s': %s.attention.layer_norm_rms_epsilon is %g, not between 0 and 1",
-			     gguf_path(m->g), in->arch, (double)in->norm_eps);
+/* Where a slot's tensor goes in a layer: a matrix or a vector. */
+static struct mat *slot_mat(struct layer *L, int slot)
+{
+	switch (slot) {
+	case SLOT_WQ: return &L->wq;
+	case SLOT_WK: return &L->wk;
+	case SLOT_WV: return &L->wv;
+	case SLOT_WQKV: return &L->wqkv;
+	case SLOT_WO: return &L->wo;
+	case SLOT_GATE: return &L->gate;
+	case SLOT_UP: return &L->up;
+	case SLOT_GATE_UP: return &L->gate_up;
+	case SLOT_DOWN: return &L->down;
+	default: return NULL;
+	}
+}
 
-	/* rope scaling: rope.scaling.type + factor, or the older rope.scale_linear */
-	m->freq_scale = 1.0f;
-	char key[128];
-	snprintf(key, sizeof(key), "%s.rope.scaling.type", in->arch);
-	float factor = 1.0f;
-	if (gguf_find_kv(m->g, key)) {
-		if (gguf_get_str(m->g, key, &s) < 0)
-			return -1;
-		if (key_f32(m, "rope.scaling.factor", &factor, 1.0f) < 0)
-			return -1;
-		if (!isfinite(factor) || factor < 0)
-			return error("'%s': %s.rope.scaling.factor is %g, not a positive number",
-				     gguf_path(m->g), in->arch, (double)factor);
-		if (s.len == 6 && !memcmp(s.data, "linear", 6)) {
-			if (factor > 0)
-				m->freq_scale = 1.0f / factor;
-		} else if (!(s.len == 4 && !memcmp(s.data, "none", 4))) {
-			return error("'%s': rope scaling '%.*s' is not supported (supported: none, "
-				     "linear, llama3 frequency factors)",
-				     gguf_path(m->g), (int)s.len, s.data);
+static const float **slot_vec(struct layer *L, int slot)
+{
+	switch (slot) {
+	case SLOT_ATTN_NORM: return &L->attn_norm;
+	case SLOT_Q_NORM: return &L->q_norm;
+	case SLOT_K_NORM: return &L->k_norm;
+	case SLOT_ATTN_POST_NORM: return &L->attn_post_norm;
+	case SLOT_FFN_NORM: return &L->ffn_norm;
+	case SLOT_FFN_POST_NORM: return &L->ffn_post_norm;
+	case SLOT_BQ: return &L->bq;
+	case SLOT_BK: return &L->bk;
+	case SLOT_BV: return &L->bv;
+	case SLOT_BO: return &L->bo;
+	default: return NULL;
+	}
+}
+
+/* Bind layer i's tensors from the family's table row. */
+static int load_layer(struct model *m, int i)
+{
+	struct layer *L = &m->layers[i];
+	unsigned found = 0; /* bit per slot */
+	char nm[96];
+	for (int j = 0; j < m->arch->n_tensors; j++) {
+		const struct arch_tensor *at = &m->arch->tensors[j];
+		int required = at->need == NEED_REQ;
+		if (at->need == NEED_ALT) {
+			if (found & (1u << at->alt))
+				continue;
+			required = 1;
 		}
-	} else {
-		if (key_f32(m, "rope.scale_linear", &factor, 1.0f) < 0)
-			return -1;
-		if (!isfinite(factor) || factor < 0)
-			return error("'%s': %s.rope.scale_linear is %g, not a positive number",
-				     gguf_path(m->g), in->arch, (double)factor);
-		if (factor > 0)
-			m->freq_scale = 1.0f / factor;
+		snprintf(nm, sizeof(nm), "blk.%d.%s", i, at->name);
+		int64_t d0 = dim_of(m, at->dim[0]), d1 = at->nd == 2 ? dim_of(m, at->dim[1]) : 1;
+		if (at->nd == 2) {
+			struct mat *w = slot_mat(L, at->slot);
+			if (mat_get(m, w, nm, d0, d1, required) < 0)
+				return -1;
+			if (w->t)
+				found |= 1u << at->slot;
+		} else {
+			const float **v = slot_vec(L, at->slot);
+			if (vec_get(m, v, nm, d0, required) < 0)
+				return -1;
+			if (*v)
+				found |= 1u << at->slot;
+		}
 	}
-
-	in->n_ctx_train = (int)ctx;
-	in->n_embd = (int)embd;
-	in->n_layer = (int)nl;
-	in->n_ff = (int)ff;
-	in->n_head = (int)nh;
-	in->n_head_kv = (int)nkv;
-	in->head_dim = (int)hk;
-	m->head_dim_v = (int)hv;
-	in->n_rot = (int)rot;
-
-	if (gguf_find_kv(m->g, "general.name") && gguf_get_str(m->g, "general.name", &s) == 0) {
-		size_t n = s.len < sizeof(in->name) - 1 ? s.len : sizeof(in->name) - 1;
-		memcpy(in->name, s.data, n);
-		in->name[n] = 0;
-	} else {
-		error_clear();
-		const char *p = gguf_path(m->g), *b = strrchr(p, '/');
-		snprintf(in->name, sizeof(in->name), "%s", b ? b + 1 : p);
+	if (L->wqkv.t) { /* q | k | v rows */
+		int q = (int)dim_of(m, DIM_Q), k = (int)dim_of(m, DIM_K), v = (int)dim_of(m, DIM_V);
+		L->wq = mat_rows(&L->wqkv, 0, q);
+		L->wk = mat_rows(&L->wqkv, q, k);
+		L->wv = mat_rows(&L->wqkv, q + k, v);
+	}
+	if (L->gate_up.t) { /* gate | up rows */
+		L->gate = mat_rows(&L->gate_up, 0, m->info.n_ff);
+		L->up = mat_rows(&L->gate_up, m->info.n_ff, m->info.n_ff);
 	}
 	return 0;
 }
 
-static int load_tensors(struct model *m)
+static int load_tensors(struct model *m, const struct hparams *h)
 {
 	struct model_info *in = &m->info;
-	int64_t E = in->n_embd, hd = in->head_dim, hv = m->head_dim_v;
-	int64_t nq = in->n_head * hd, nk = in->n_head_kv * hd, nv = in->n_head_kv * hv;
-	int64_t F = in->n_ff;
+	int64_t E = in->n_embd;
 	const struct gguf_tensor *te = gguf_find_tensor(m->g, "token_embd.weight");
 	if (!te)
 		return error("'%s': tensor 'token_embd.weight' is missing", gguf_path(m->g));
@@ -416,31 +519,27 @@ static int load_tensors(struct model *m)
 		return -1;
 	if (!m->output.t)
 		m->output = m->tok_embd; /* tied embeddings */
-	const struct gguf_tensor *rf = gguf_find_tensor(m->g, "rope_freqs.weight");
-	if (rf && vec_get(m, &m->rope_freqs, "rope_freqs.weight", in->n_rot / 2, 1) < 0)
+
+	/* frequency factors: llama 3's rope_freqs, or LongRoPE's long and
+	 * short sets, chosen as llama.cpp does by the context in use */
+	const float *ff = NULL, *fl = NULL, *fs = NULL;
+	int half = in->n_rot / 2;
+	if (vec_get(m, &ff, "rope_freqs.weight", half, 0) < 0 ||
+	    vec_get(m, &fl, "rope_factors_long.weight", half, 0) < 0 ||
+	    vec_get(m, &fs, "rope_factors_short.weight", half, 0) < 0)
 		return -1;
+	if (!ff && (fl || fs))
+		ff = m->params.n_ctx > m->n_ctx_orig && fl ? fl : fs ? fs : fl;
+	m->rope.factors = ff;
+	if (h->hp[HP_ROPE_BASE_SWA] <= 0)
+		m->rope_swa.factors = ff;
 
 	m->layers = xcalloc((size_t)in->n_layer, sizeof(*m->layers));
 	for (int i = 0; i < in->n_layer; i++) {
-		struct layer *L = &m->layers[i];
-		char nm[96];
-#define NAME(s) (snprintf(nm, sizeof(nm), "blk.%d.%s", i, s), nm)
-		if (vec_get(m, &L->attn_norm, NAME("attn_norm.weight"), E, 1) < 0 ||
-		    vec_get(m, &L->ffn_norm, NAME("ffn_norm.weight"), E, 1) < 0 ||
-		    mat_get(m, &L->wq, NAME("attn_q.weight"), E, nq, 1) < 0 ||
-		    mat_get(m, &L->wk, NAME("attn_k.weight"), E, nk, 1) < 0 ||
-		    mat_get(m, &L->wv, NAME("attn_v.weight"), E, nv, 1) < 0 ||
-		    mat_get(m, &L->wo, NAME("attn_output.weight"), in->n_head * hv, E, 1) < 0 ||
-		    mat_get(m, &L->gate, NAME("ffn_gate.weight"), E, F, 1) < 0 ||
-		    mat_get(m, &L->up, NAME("ffn_up.weight"), E, F, 1) < 0 ||
-		    mat_get(m, &L->down, NAME("ffn_down.weight"), F, E, 1) < 0)
+		if (load_layer(m, i) < 0)
 			return -1;
-		int need_bias = m->arch == ARCH_QWEN2;
-		if (vec_get(m, &L->bq, NAME("attn_q.bias"), nq, need_bias) < 0 ||
-		    vec_get(m, &L->bk, NAME("attn_k.bias"), nk, need_bias) < 0 ||
-		    vec_get(m, &L->bv, NAME("attn_v.bias"), nv, need_bias) < 0)
-			return -1;
-#undef NAME
+		m->layers[i].window = h->swa && h->swa[i] ? in->swa_window : 0;
+		m->layers[i].rope = m->layers[i].window ? &m->rope_swa : &m->rope;
 	}
 	return 0;
 }
@@ -501,8 +600,7 @@ static int prefault(struct model *m)
 	return 0;
 }
 
-/* The matrices of layer l (n_layer: the output), into all[7]; their count. */
-static int layer_mats(struct model *m, int l, struct mat **all)
+int model_layer_mats(struct model *m, int l, struct mat **all)
 {
 	int n = 0;
 	if (l == m->info.n_layer) {
@@ -535,11 +633,11 @@ static int repack_weights(struct model *m)
 		size_t off = 0;
 		for (int l = 0; l <= in->n_layer; l++) {
 			struct mat *all[7];
-			int n = layer_mats(m, l, all);
+			int n = model_layer_mats(m, l, all);
 			for (int i = 0; i < n; i++) {
 				struct mat *w = all[i];
 				int rt = quant_repack_type(w->type, w->k);
-				if (rt < 0 || w->data != w->t->data)
+				if (rt < 0 || w->data != w->mapped)
 					continue;
 				size_t bytes = w->row_bytes * (size_t)w->n;
 				size_t at = off;
@@ -593,22 +691,36 @@ static int repack_weights(struct model *m)
 }
 
 /* Per tensor index: 1 when the forward pass no longer reads it from the
- * mapping (repacked into a copy).  NULL on out of memory. */
+ * mapping (every view of it repacked into a copy).  NULL on out of memory. */
 static unsigned char *unmapped_tensors(struct model *m)
 {
 	int64_t nt = gguf_n_tensors(m->g);
-	unsigned char *skip = try_alloc_array((size_t)(nt > 0 ? nt : 1), 1);
-	if (!skip)
+	size_t n0 = (size_t)(nt > 0 ? nt : 1);
+	unsigned char *skip = try_alloc_array(n0, 1), *mapped = try_alloc_array(n0, 1);
+	if (!skip || !mapped) {
+		free(skip);
+		free(mapped);
 		return NULL;
-	memset(skip, 0, (size_t)(nt > 0 ? nt : 1));
+	}
+	memset(skip, 0, n0);
+	memset(mapped, 0, n0);
 	const struct gguf_tensor *t0 = gguf_tensor_at(m->g, 0);
 	for (int l = 0; l <= m->info.n_layer; l++) {
 		struct mat *all[7];
-		int n = layer_mats(m, l, all);
-		for (int i = 0; i < n; i++)
-			if (all[i]->t && all[i]->data != all[i]->t->data)
+		int n = model_layer_mats(m, l, all);
+		for (int i = 0; i < n; i++) {
+			if (!all[i]->t)
+				continue;
+			if (all[i]->data != all[i]->mapped)
 				skip[all[i]->t - t0] = 1;
+			else
+				mapped[all[i]->t - t0] = 1;
+		}
 	}
+	for (size_t i = 0; i < n0; i++)
+		if (mapped[i])
+			skip[i] = 0;
+	free(mapped);
 	/* tied embeddings: the output's copy does not replace the rows the
 	 * embedding lookup reads */
 	skip[m->tok_embd.t - t0] = 0;
@@ -641,9 +753,9 @@ static int lock_pieces(struct model *m, const unsigned char *skip, int (*op)(con
 	}
 	for (int l = 0; l <= m->info.n_layer && k < count; l++) {
 		struct mat *all[7];
-		int n = layer_mats(m, l, all);
+		int n = model_layer_mats(m, l, all);
 		for (int i = 0; i < n && k < count; i++) {
-			if (!all[i]->t || all[i]->data == all[i]->t->data)
+			if (!all[i]->t || all[i]->data == all[i]->mapped)
 				continue;
 			size_t len = all[i]->row_bytes * (size_t)all[i]->n;
 			if (op(all[i]->data, len) < 0)
@@ -737,7 +849,7 @@ static int alloc_scratch(struct model *m)
 	struct mat *all[7];
 	size_t mx = 0;
 	for (int l = 0; l <= in->n_layer; l++) {
-		int n = layer_mats(m, l, all);
+		int n = model_layer_mats(m, l, all);
 		for (int i = 0; i < n; i++) {
 			size_t rb;
 			int dt = all[i]->dot_type;
@@ -753,24 +865,6 @@ static int alloc_scratch(struct model *m)
 	for (int i = 0; i < 2; i++)
 		if (!(m->act[i] = try_alloc_aligned(B, m->act_row_max)))
 			return error("cannot allocate activation buffers for %zu tokens", B);
-	return 0;
-}
-
-static int alloc_att(struct model *m, int nth)
-{
-	/* per thread, the larger of attend_group's and attend_block's needs:
-	 * scores and accumulators per query, converted K/V rows, max and sum */
-	size_t G = (size_t)(m->info.n_head / m->info.n_head_kv);
-	size_t hv = (size_t)m->head_dim_v, hd = (size_t)m->info.head_dim;
-	size_t grp = G * (ATT_BLOCK + hv) + hd + ATT_BLOCK * hv + 2 * G;
-	size_t nq = G * ATT_QBLOCK;
-	size_t blk = nq * (ATT_BLOCK + hv) + ATT_BLOCK * (hd + hv) + 2 * nq;
-	m->att_stride = ((grp > blk ? grp : blk) + 16 + 15) & ~(size_t)15;
-	free(m->att);
-	m->att = try_alloc_aligned((size_t)nth * m->att_stride, sizeof(float));
-	if (!m->att)
-		return error("out of memory");
-	m->att_nth = nth;
 	return 0;
 }
 
@@ -819,24 +913,28 @@ static int mapped_setup(struct model *m)
 struct model *model_load(const char *path, const struct model_params *p)
 {
 	struct model *m = xcalloc(1, sizeof(*m));
+	struct hparams h = { 0 };
 	if (p)
 		m->params = *p;
 	else
 		model_params_default(&m->params);
 	m->g = gguf_open_cancellable(path, m->params.cancel);
-	if (!m->g)
+	if (!m->g || load_hparams(m->g, &h) < 0)
 		goto fail;
-	if (load_hparams(m) < 0 || load_tensors(m) < 0)
-		goto fail;
-	count_tensors(m);
+	m->arch = h.arch;
+	info_from(m, &h);
+	setup_family(m, &h);
 	struct model_info *in = &m->info;
-
 	int n_ctx = m->params.n_ctx ? m->params.n_ctx : in->n_ctx_train;
 	if (n_ctx < 0 || n_ctx > in->n_ctx_train) {
 		error("'%s': context of %d tokens is larger than the model's %d", path, n_ctx,
 		      in->n_ctx_train);
 		goto fail;
 	}
+	m->params.n_ctx = n_ctx;
+	if (load_tensors(m, &h) < 0)
+		goto fail;
+	count_tensors(m);
 	m->n_batch = m->params.n_batch > 0 ? m->params.n_batch : 256;
 	if (m->n_batch > n_ctx)
 		m->n_batch = n_ctx;
@@ -845,8 +943,20 @@ struct model *model_load(const char *path, const struct model_params *p)
 	in->kv_type = m->params.kv_type;
 	if (prefault(m) < 0)
 		goto fail;
-	if (kv_cache_init(&m->kv, m->params.kv_type, in->n_layer, n_ctx, in->n_head_kv,
-			  in->head_dim, m->head_dim_v) < 0) {
+	int *win = xcalloc((size_t)in->n_layer, sizeof(int));
+	for (int l = 0; l < in->n_layer; l++)
+		win[l] = m->layers[l].window;
+	struct kv_shape ks = { .n_layer = in->n_layer,
+			       .n_ctx = n_ctx,
+			       .n_head_kv = in->n_head_kv,
+			       .head_dim_k = in->head_dim,
+			       .head_dim_v = m->head_dim_v,
+			       .window = win,
+			       .ring = model_ring_cells(in->swa_window, m->n_batch,
+							m->params.ring_slack) };
+	int rc = kv_cache_init_shape(&m->kv, m->params.kv_type, &ks);
+	free(win);
+	if (rc < 0) {
 		error_prefix("'%s': ", path);
 		goto fail;
 	}
@@ -858,13 +968,70 @@ struct model *model_load(const char *path, const struct model_params *p)
 	if (mapped_setup(m) < 0)
 		goto fail;
 	m->pool = threadpool_create(m->params.n_threads);
-	if (!m->pool || alloc_att(m, threadpool_size(m->pool)) < 0)
+	if (!m->pool || model_alloc_att(m, threadpool_size(m->pool)) < 0)
 		goto fail;
 	in->n_threads = threadpool_size(m->pool);
+	hparams_free(&h);
 	return m;
 fail:
+	hparams_free(&h);
 	model_free(m);
 	return NULL;
+}
+
+int model_ring_cells(int window, int n_batch, int slack)
+{
+	if (window <= 0)
+		return 0;
+	int r = window - 1 + n_batch + (slack > 0 ? slack : RING_SLACK);
+	return (r + ATT_BLOCK - 1) / ATT_BLOCK * ATT_BLOCK;
+}
+
+int model_memory_estimate(const char *path, const struct model_params *p, struct model_memory *out)
+{
+	struct hparams h;
+	memset(out, 0, sizeof(*out));
+	struct gguf *g = gguf_open_cancellable(path, p->cancel);
+	if (!g)
+		return -1;
+	if (load_hparams(g, &h) < 0) {
+		hparams_free(&h);
+		gguf_close(g);
+		return -1;
+	}
+	for (int64_t i = 0; i < gguf_n_tensors(g); i++)
+		out->weights += gguf_tensor_at(g, i)->nbytes;
+	uint64_t n_vocab = 0;
+	const struct gguf_kv *tk = gguf_find_kv(g, "tokenizer.ggml.tokens");
+	if (tk)
+		n_vocab = tk->arr_n;
+	gguf_close(g);
+	uint64_t n_ctx = p->n_ctx > 0 ? (uint64_t)p->n_ctx : h.ctx;
+	uint64_t B = p->n_batch > 0 ? (uint64_t)p->n_batch : 256;
+	if (B > n_ctx && n_ctx)
+		B = n_ctx;
+	int *win = xcalloc(h.nl, sizeof(int));
+	for (uint32_t l = 0; l < h.nl; l++)
+		win[l] = h.swa && h.swa[l] ? (int)h.hp[HP_SWA_WINDOW] : 0;
+	struct kv_shape ks = { .n_layer = (int)h.nl,
+			       .n_ctx = (int)n_ctx,
+			       .n_head_kv = (int)h.nkv,
+			       .head_dim_k = (int)h.hk,
+			       .head_dim_v = (int)h.hv,
+			       .window = win,
+			       .ring = model_ring_cells((int)h.hp[HP_SWA_WINDOW], (int)B,
+							p->ring_slack) };
+	out->kv = kv_cache_bytes_shape(p->kv_type, &ks);
+	free(win);
+	/* per batch token: x, xn, q, k, v, tmp, gate, up (floats) and two
+	 * activation rows; plus the logits row */
+	uint64_t embd = h.embd, ff = h.ff, wide = ff > embd ? ff : embd;
+	uint64_t per_tok = 4ull * (3ull * embd + (uint64_t)h.nh * h.hk + (uint64_t)h.nh * h.hv +
+				   2ull * h.nkv * h.hk + 2ull * ff) +
+			   2ull * 4ull * wide;
+	out->scratch = B * per_tok + 4ull * n_vocab;
+	hparams_free(&h);
+	return 0;
 }
 
 void model_free(struct model *m)
@@ -917,756 +1084,23 @@ const struct kv_cache *model_kv(const struct model *m)
 	return &m->kv;
 }
 
+uint64_t model_kv_read_bytes(const struct model *m, int pos)
+{
+	const struct kv_cache *kv = &m->kv;
+	uint64_t per = (uint64_t)kv->n_head_kv * (kv->head_dim_k + kv->head_dim_v) * kv->elem,
+		 b = 0;
+	for (int l = 0; l < kv->n_layer; l++) {
+		int n = pos + 1;
+		if (kv->window[l] && n > kv->window[l])
+			n = kv->window[l];
+		b += per * (uint64_t)n;
+	}
+	return b;
+}
+
 int model_kv_truncate(struct model *m, int n)
 {
 	return kv_cache_truncate(&m->kv, n);
-}
-
-int model_n_threads(const struct model *m)
-{
-	return threadpool_size(m->pool);
-}
-
-int model_set_threads(struct model *m, int n_threads)
-{
-	struct threadpool *tp = threadpool_create(n_threads);
-	if (!tp)
-		return -1;
-	if (alloc_att(m, threadpool_size(tp)) < 0) {
-		threadpool_free(tp);
-		return -1;
-	}
-	threadpool_free(m->pool);
-	m->pool = tp;
-	m->info.n_threads = threadpool_size(tp);
-	return 0;
-}
-
-/* ---- RoPE ----------------------------------------------------------------------------- */
-
-/* cos/sin for each rotated pair at position pos (llama.cpp's recurrence for theta). */
-static void rope_table(const struct model *m, float pos, float *cs, float *sn)
-{
-	int half = m->info.n_rot / 2;
-	float theta_scale = powf(m->info.rope_freq_base, -2.0f / (float)m->info.n_rot);
-	float theta = pos;
-	for (int i = 0; i < half; i++) {
-		float t = theta;
-		if (m->rope_freqs)
-			t /= m->rope_freqs[i];
-		t *= m->freq_scale;
-		cs[i] = cosf(t);
-		sn[i] = sinf(t);
-		theta *= theta_scale;
-	}
-}
-
-static void rope_apply(const struct model *m, float *x, int n_heads, int hd, const float *cs,
-		       const float *sn)
-{
-	int half = m->info.n_rot / 2;
-	for (int h = 0; h < n_heads; h++) {
-		float *v = x + (size_t)h * hd;
-		if (m->neox) {
-			for (int i = 0; i < half; i++) {
-				float a = v[i], b = v[i + half];
-				v[i] = a * cs[i] - b * sn[i];
-				v[i + half] = a * sn[i] + b * cs[i];
-			}
-		} else {
-			for (int i = 0; i < half; i++) {
-				float a = v[2 * i], b = v[2 * i + 1];
-				v[2 * i] = a * cs[i] - b * sn[i];
-				v[2 * i + 1] = a * sn[i] + b * cs[i];
-			}
-		}
-	}
-}
-
-int model_kv_shift(struct model *m, int keep, int n_discard)
-{
-	struct kv_cache *kv = &m->kv;
-	if (kv_cache_shift(kv, keep, n_discard) < 0)
-		return -1;
-	if (n_discard == 0)
-		return 0;
-	float cs[MAX_ROT / 2], sn[MAX_ROT / 2], row[1024];
-	rope_table(m, (float)-n_discard, cs, sn);
-	int hd = kv->head_dim_k;
-	for (int l = 0; l < kv->n_layer; l++)
-		for (int h = 0; h < kv->n_head_kv; h++)
-			for (int p = keep; p < kv->n; p++) {
-				void *k = kv_cache_k(kv, l, h, p);
-				if (kv->type == KV_F32) {
-					rope_apply(m, k, 1, hd, cs, sn);
-					continue;
-				}
-				quant_half *kh = k;
-				for (int i = 0; i < hd; i++)
-					row[i] = quant_f16_to_f32(kh[i]);
-				rope_apply(m, row, 1, hd, cs, sn);
-				for (int i = 0; i < hd; i++)
-					kh[i] = quant_f32_to_f16(row[i]);
-			}
-	return 0;
-}
-
-/* ---- profile --------------------------------------------------------------------------- */
-
-static const char *const prof_names[MODEL_PROF_N] = { "matmul", "norm+quantize", "attention",
-						      "other" };
-
-const char *model_prof_name(enum model_prof p)
-{
-	return (unsigned)p < MODEL_PROF_N ? prof_names[p] : "?";
-}
-
-void model_profile_enable(struct model *m, int on)
-{
-	m->profile = on;
-	if (on)
-		memset(&m->prof, 0, sizeof(m->prof));
-}
-
-void model_profile_get(const struct model *m, struct model_profile *out)
-{
-	*out = m->prof;
-}
-
-/* Charge the time since *t to kind k (only while profiling). */
-static inline void prof_tick(struct model *m, enum model_prof k, uint64_t *t)
-{
-	if (!m->profile)
-		return;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	if (*t)
-		m->prof.ns[k] += now - *t;
-	*t = now;
-}
-
-/* ---- forward -------------------------------------------------------------------------- */
-
-/* Rows t0..t1 of the activations: optional residual add, optional norm, then quantize. */
-struct prep_job {
-	struct model *m;
-	int ntok;
-	const float *add;  /* (ntok, width) added into x first, or NULL */
-	const float *norm; /* norm weights (width) applied x -> xn, or NULL: src is used as is */
-	const float *src;  /* (ntok, width) when norm is NULL */
-	int width;
-	int src_stride;   /* floats between rows of src (and of x/xn) */
-	int dot_types[2]; /* quantize into act[0], act[1] (-1 = unused) */
-	int swiglu;       /* src = gate: gate = silu(gate) * up first */
-};
-
-static void prep_rows(void *arg, int ith, int nth)
-{
-	struct prep_job *j = arg;
-	struct model *m = j->m;
-	int t0, t1;
-	threadpool_split(j->ntok, ith, nth, 1, &t0, &t1);
-	for (int t = t0; t < t1; t++) {
-		const float *row;
-		if (j->add) {
-			float *x = m->x + (size_t)t * m->info.n_embd;
-			const float *a = j->add + (size_t)t * m->info.n_embd;
-			for (int i = 0; i < m->info.n_embd; i++)
-				x[i] += a[i];
-		}
-		if (j->norm) {
-			float *xn = m->xn + (size_t)t * j->width;
-			rms_norm(xn, m->x + (size_t)t * m->info.n_embd, j->norm, j->width,
-				 m->info.norm_eps);
-			row = xn;
-		} else {
-			row = j->src + (size_t)t * j->src_stride;
-		}
-		if (j->swiglu) {
-			float *g = m->gate + (size_t)t * m->info.n_ff;
-			const float *u = m->up + (size_t)t * m->info.n_ff;
-			for (int i = 0; i < m->info.n_ff; i++)
-				g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-			row = g;
-		}
-		for (int d = 0; d < 2; d++)
-			if (j->dot_types[d] >= 0)
-				quant_quantize_row(j->dot_types[d], row,
-						   (char *)m->act[d] + (size_t)t * m->act_row_max,
-						   j->width);
-	}
-}
-
-static void run_rows(struct model *m, threadpool_fn fn, void *arg, int ntok)
-{
-	if (ntok == 1)
-		fn(arg, 0, 1);
-	else
-		threadpool_run(m->pool, fn, arg);
-}
-
-/* Up to three matrices with one input, each output (ntok, w->n) with row stride out_stride. */
-struct mm_job {
-	struct model *m;
-	int n;
-	const struct mat *w[3];
-	float *out[3];
-	size_t out_stride[3];
-	int slot[3]; /* which act[] buffer holds the input in w's dot type */
-	int ntok;
-};
-
-static void mm_rows(void *arg, int ith, int nth)
-{
-	struct mm_job *j = arg;
-	for (int i = 0; i < j->n; i++) {
-		const struct mat *w = j->w[i];
-		int r0, r1;
-		threadpool_split(w->n, ith, nth, 16, &r0, &r1);
-		if (r1 <= r0)
-			continue;
-		const char *wd = (const char *)w->data + (size_t)r0 * w->row_bytes;
-		const void *act = j->m->act[j->slot[i]];
-		if (j->ntok == 1)
-			quant_gemv(w->type, w->k, wd, w->row_bytes, r1 - r0, act, j->out[i] + r0);
-		else
-			quant_gemm(w->type, w->k, wd, w->row_bytes, r1 - r0, act, j->m->act_row_max,
-				   j->ntok, j->out[i] + r0, j->out_stride[i]);
-	}
-}
-
-/*
- * out_i = W_i * input for the group: prepare (add/norm/swiglu as in pj) and
- * quantize the input once per distinct dot type, then one pool run.
- */
-static void matmul_group(struct model *m, struct prep_job *pj, int n, const struct mat **w,
-			 float **out, int ntok)
-{
-	struct mm_job mj;
-	memset(&mj, 0, sizeof(mj));
-	mj.m = m;
-	mj.ntok = ntok;
-	pj->dot_types[0] = pj->dot_types[1] = -1;
-	for (int i = 0; i < n; i++) {
-		int dt = w[i]->dot_type, s;
-		for (s = 0; s < 2; s++)
-			if (pj->dot_types[s] == dt || pj->dot_types[s] < 0)
-				break;
-		if (s == 2) { /* a third dot type: quantize separately (never seen in practice) */
-			uint64_t t = 0;
-			prof_tick(m, MODEL_PROF_OTHER, &t);
-			run_rows(m, prep_rows, pj, ntok);
-			prof_tick(m, MODEL_PROF_PREP, &t);
-			threadpool_run(m->pool, mm_rows, &mj);
-			prof_tick(m, MODEL_PROF_MATMUL, &t);
-			memset(&mj, 0, sizeof(mj));
-			mj.m = m;
-			mj.ntok = ntok;
-			pj->dot_types[0] = pj->dot_types[1] = -1;
-			pj->add = NULL; /* already added */
-			if (pj->norm) { /* xn holds the normed rows now */
-				pj->src = m->xn;
-				pj->src_stride = pj->width;
-				pj->norm = NULL;
-			}
-			if (pj->swiglu) {
-				pj->swiglu = 0;
-				pj->src = m->gate;
-				pj->src_stride = m->info.n_ff;
-			}
-			s = 0;
-		}
-		pj->dot_types[s] = dt;
-		mj.w[mj.n] = w[i];
-		mj.out[mj.n] = out[i];
-		mj.out_stride[mj.n] = (size_t)w[i]->n;
-		mj.slot[mj.n] = s;
-		mj.n++;
-	}
-	uint64_t t = 0;
-	prof_tick(m, MODEL_PROF_OTHER, &t);
-	run_rows(m, prep_rows, pj, ntok);
-	prof_tick(m, MODEL_PROF_PREP, &t);
-	threadpool_run(m->pool, mm_rows, &mj);
-	prof_tick(m, MODEL_PROF_MATMUL, &t);
-}
-
-/* Biases, RoPE, store k/v for tokens at positions pos0 .. pos0+ntok-1. */
-struct rope_job {
-	struct model *m;
-	int layer;
-	int pos0;
-	int ntok;
-};
-
-static void rope_rows(void *arg, int ith, int nth)
-{
-	struct rope_job *j = arg;
-	struct model *m = j->m;
-	const struct layer *L = &m->layers[j->layer];
-	int nq = m->info.n_head * m->info.head_dim, nk = m->info.n_head_kv * m->info.head_dim;
-	int nv = m->info.n_head_kv * m->head_dim_v;
-	float cs[MAX_ROT / 2], sn[MAX_ROT / 2];
-	int t0, t1;
-	threadpool_split(j->ntok, ith, nth, 1, &t0, &t1);
-	for (int t = t0; t < t1; t++) {
-		float *q = m->q + (size_t)t * nq, *k = m->k + (size_t)t * nk,
-		      *v = m->v + (size_t)t * nv;
-		if (L->bq)
-			for (int i = 0; i < nq; i++)
-				q[i] += L->bq[i];
-		if (L->bk)
-			for (int i = 0; i < nk; i++)
-				k[i] += L->bk[i];
-		if (L->bv)
-			for (int i = 0; i < nv; i++)
-				v[i] += L->bv[i];
-		rope_table(m, (float)(j->pos0 + t), cs, sn);
-		rope_apply(m, q, m->info.n_head, m->info.head_dim, cs, sn);
-		rope_apply(m, k, m->info.n_head_kv, m->info.head_dim, cs, sn);
-		kv_cache_store(&m->kv, j->layer, j->pos0 + t, k, v);
-	}
-}
-
-struct attn_job {
-	struct model *m;
-	int layer;
-	int pos0;
-	int ntok;
-};
-
-static void f16_row(float *dst, const quant_half *src, int n)
-{
-	int i = 0;
-#ifdef MODEL_AVX2
-	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(dst + i,
-				 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-#endif
-	for (; i < n; i++)
-		dst[i] = quant_f16_to_f32(src[i]);
-}
-
-/*
- * x[i] = exp(x[i] - m) for i < n (all x[i] <= m), returning their sum.
- * Eight at a time with a Cephes-style polynomial (relative error ~2e-7, as
- * expf for softmax weights), the tail with expf; the result for an element
- * depends only on its index, never on the thread that computes it.
- */
-static float exp_sub_sum(float *x, int n, float m)
-{
-	int i = 0;
-	float sum = 0;
-#ifdef MODEL_AVX2
-	const __m256 vm = _mm256_set1_ps(m), lo = _mm256_set1_ps(-87.3f);
-	const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
-	const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
-	__m256 vs = _mm256_setzero_ps();
-	for (; i + 8 <= n; i += 8) {
-		__m256 v = _mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), lo);
-		__m256 k = _mm256_round_ps(_mm256_mul_ps(v, log2e),
-					   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-		__m256 r = _mm256_fnmadd_ps(k, c1, v);
-		r = _mm256_fnmadd_ps(k, c2, r);
-		__m256 p = _mm256_set1_ps(1.9875691500e-4f);
-		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-		__m256 y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r,
-					   _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-		__m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
-		y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
-		_mm256_storeu_ps(x + i, y);
-		vs = _mm256_add_ps(vs, y);
-	}
-	float lanes[8];
-	_mm256_storeu_ps(lanes, vs);
-	for (int l = 0; l < 8; l++)
-		sum += lanes[l];
-#endif
-	for (; i < n; i++) {
-		x[i] = expf(x[i] - m);
-		sum += x[i];
-	}
-	return sum;
-}
-
-/*
- * a[d] += sum over i < n of w[i] * rows[i][d] (rows hv floats apart), one
- * fused multiply-add per term in key order, whatever the vector width: the
- * accumulators stay in registers across the keys of a block.
- */
-static void accumulate_rows(float *a, const float *w, const float *rows, int n, int hv)
-{
-	int d = 0;
-#if defined(__AVX512F__)
-	for (; d + 64 <= hv; d += 64) {
-		__m512 s0 = _mm512_loadu_ps(a + d), s1 = _mm512_loadu_ps(a + d + 16);
-		__m512 s2 = _mm512_loadu_ps(a + d + 32), s3 = _mm512_loadu_ps(a + d + 48);
-		for (int i = 0; i < n; i++) {
-			const float *r = rows + (size_t)i * hv + d;
-			__m512 wi = _mm512_set1_ps(w[i]);
-			s0 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r), s0);
-			s1 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 16), s1);
-			s2 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 32), s2);
-			s3 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 48), s3);
-		}
-		_mm512_storeu_ps(a + d, s0);
-		_mm512_storeu_ps(a + d + 16, s1);
-		_mm512_storeu_ps(a + d + 32, s2);
-		_mm512_storeu_ps(a + d + 48, s3);
-	}
-	for (; d + 16 <= hv; d += 16) {
-		__m512 s0 = _mm512_loadu_ps(a + d);
-		for (int i = 0; i < n; i++)
-			s0 = _mm512_fmadd_ps(_mm512_set1_ps(w[i]),
-					     _mm512_loadu_ps(rows + (size_t)i * hv + d), s0);
-		_mm512_storeu_ps(a + d, s0);
-	}
-#elif defined(MODEL_AVX2)
-	for (; d + 32 <= hv; d += 32) {
-		__m256 s0 = _mm256_loadu_ps(a + d), s1 = _mm256_loadu_ps(a + d + 8);
-		__m256 s2 = _mm256_loadu_ps(a + d + 16), s3 = _mm256_loadu_ps(a + d + 24);
-		for (int i = 0; i < n; i++) {
-			const float *r = rows + (size_t)i * hv + d;
-			__m256 wi = _mm256_set1_ps(w[i]);
-			s0 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r), s0);
-			s1 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 8), s1);
-			s2 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 16), s2);
-			s3 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 24), s3);
-		}
-		_mm256_storeu_ps(a + d, s0);
-		_mm256_storeu_ps(a + d + 8, s1);
-		_mm256_storeu_ps(a + d + 16, s2);
-		_mm256_storeu_ps(a + d + 24, s3);
-	}
-#endif
-	for (; d < hv; d++) {
-		float s0 = a[d];
-		for (int i = 0; i < n; i++)
-			s0 = fmaf(w[i], rows[(size_t)i * hv + d], s0);
-		a[d] = s0;
-	}
-}
-
-/*
- * One (token, KV head): the G query heads that share the KV head together,
- * so each K and V row is read (and converted from F16) once for all of them.
- * Online softmax per head over positions 0 .. pos, in blocks.
- */
-static void attend_group(struct model *m, int layer, int t, int g, int pos, float *scratch)
-{
-	const struct kv_cache *kv = &m->kv;
-	int hd = m->info.head_dim, hv = m->head_dim_v, nh = m->info.n_head;
-	int G = nh / m->info.n_head_kv;
-	const float *q0 = m->q + (size_t)t * nh * hd + (size_t)g * G * hd;
-	float *out0 = m->xn + (size_t)t * nh * hv + (size_t)g * G * hv;
-	float *sc = scratch;                     /* (G, ATT_BLOCK) */
-	float *acc = sc + (size_t)G * ATT_BLOCK; /* (G, hv) */
-	float *kf = acc + (size_t)G * hv;        /* (hd) */
-	float *vf = kf + hd;                     /* (ATT_BLOCK, hv) */
-	float *mx = vf + (size_t)ATT_BLOCK * hv; /* (G) */
-	float *sum = mx + G;                     /* (G) */
-	float scale = 1.0f / sqrtf((float)hd);
-	int f16 = kv->type == KV_F16;
-	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
-	size_t kstride = (size_t)hd * kv->elem, vstride = (size_t)hv * kv->elem;
-	memset(acc, 0, (size_t)G * hv * sizeof(float));
-	for (int h = 0; h < G; h++) {
-		mx[h] = -INFINITY;
-		sum[h] = 0;
-	}
-	for (int p0 = 0; p0 <= pos; p0 += ATT_BLOCK) {
-		int n = pos + 1 - p0 < ATT_BLOCK ? pos + 1 - p0 : ATT_BLOCK;
-		for (int i = 0; i < n; i++) {
-			const void *k = kb + (size_t)(p0 + i) * kstride;
-			const float *kr = k;
-			if (f16) {
-				f16_row(kf, k, hd);
-				kr = kf;
-			}
-			for (int h = 0; h < G; h++)
-				sc[h * ATT_BLOCK + i] =
-					dot_f32(q0 + (size_t)h * hd, kr, hd) * scale;
-		}
-		for (int h = 0; h < G; h++) {
-			float bmax = -INFINITY;
-			for (int i = 0; i < n; i++)
-				if (sc[h * ATT_BLOCK + i] > bmax)
-					bmax = sc[h * ATT_BLOCK + i];
-			if (bmax > mx[h]) {
-				float c = expf(mx[h] - bmax); /* 0 on the first block */
-				sum[h] *= c;
-				float *a = acc + (size_t)h * hv;
-				for (int d = 0; d < hv; d++)
-					a[d] *= c;
-				mx[h] = bmax;
-			}
-			sum[h] += exp_sub_sum(sc + h * ATT_BLOCK, n, mx[h]);
-		}
-		const float *vr = kv_cache_v(kv, layer, g, p0);
-		if (f16) {
-			for (int i = 0; i < n; i++)
-				f16_row(vf + (size_t)i * hv,
-					(const quant_half *)(vb + (size_t)(p0 + i) * vstride), hv);
-			vr = vf;
-		}
-		for (int h = 0; h < G; h++)
-			accumulate_rows(acc + (size_t)h * hv, sc + h * ATT_BLOCK, vr, n, hv);
-	}
-	for (int h = 0; h < G; h++) {
-		float inv = 1.0f / sum[h];
-		for (int d = 0; d < hv; d++)
-			out0[(size_t)h * hv + d] = acc[(size_t)h * hv + d] * inv;
-	}
-}
-
-/*
- * Prefill: a block of up to ATT_QBLOCK tokens and the G heads of KV head g
- * against the cache, ATT_BLOCK positions at a time: each K/V block is
- * converted once for all nt * G queries (the causal mask limits each token
- * to positions <= its own).
- */
-static void attend_block(struct model *m, int layer, int t0, int nt, int g, int pos0,
-			 float *scratch)
-{
-	const struct kv_cache *kv = &m->kv;
-	int hd = m->info.head_dim, hv = m->head_dim_v, nh = m->info.n_head;
-	int G = nh / m->info.n_head_kv, nq = nt * G;
-	float *sc = scratch;                      /* (nq, ATT_BLOCK) */
-	float *acc = sc + (size_t)nq * ATT_BLOCK; /* (nq, hv) */
-	float *kf = acc + (size_t)nq * hv;        /* (ATT_BLOCK, hd) */
-	float *vf = kf + (size_t)ATT_BLOCK * hd;  /* (ATT_BLOCK, hv) */
-	float *mx = vf + (size_t)ATT_BLOCK * hv;  /* (nq) */
-	float *sum = mx + nq;                     /* (nq) */
-	float scale = 1.0f / sqrtf((float)hd);
-	int f16 = kv->type == KV_F16;
-	const char *kb = kv_cache_k(kv, layer, g, 0), *vb = kv_cache_v(kv, layer, g, 0);
-	int last = pos0 + t0 + nt - 1; /* the last position any query sees */
-	memset(acc, 0, (size_t)nq * hv * sizeof(float));
-	for (int q = 0; q < nq; q++) {
-		mx[q] = -INFINITY;
-		sum[q] = 0;
-	}
-	for (int p0 = 0; p0 <= last; p0 += ATT_BLOCK) {
-		int n = last + 1 - p0 < ATT_BLOCK ? last + 1 - p0 : ATT_BLOCK;
-		const float *kr = kv_cache_k(kv, layer, g, p0);
-		const float *vr = kv_cache_v(kv, layer, g, p0);
-		if (f16) {
-			for (int i = 0; i < n; i++) {
-				f16_row(kf + (size_t)i * hd,
-					(const quant_half *)kb + (size_t)(p0 + i) * hd, hd);
-				f16_row(vf + (size_t)i * hv,
-					(const quant_half *)vb + (size_t)(p0 + i) * hv, hv);
-			}
-			kr = kf;
-			vr = vf;
-		}
-		for (int q = 0; q < nq; q++) {
-			int t = t0 + q / G, h = g * G + q % G;
-			int nv = pos0 + t + 1 - p0; /* causal: positions <= pos0 + t */
-			if (nv <= 0)
-				continue;
-			if (nv > n)
-				nv = n;
-			const float *qv = m->q + (size_t)t * nh * hd + (size_t)h * hd;
-			float *s = sc + (size_t)q * ATT_BLOCK, bmax = -INFINITY;
-			for (int i = 0; i < nv; i++) {
-				s[i] = dot_f32(qv, kr + (size_t)i * hd, hd) * scale;
-				if (s[i] > bmax)
-					bmax = s[i];
-			}
-			float *a = acc + (size_t)q * hv;
-			if (bmax > mx[q]) {
-				float c = expf(mx[q] - bmax); /* 0 on the first block */
-				sum[q] *= c;
-				for (int d = 0; d < hv; d++)
-					a[d] *= c;
-				mx[q] = bmax;
-			}
-			sum[q] += exp_sub_sum(s, nv, mx[q]);
-			accumulate_rows(a, s, vr, nv, hv);
-		}
-	}
-	for (int q = 0; q < nq; q++) {
-		int t = t0 + q / G, h = g * G + q % G;
-		float inv = 1.0f / sum[q], *out = m->xn + (size_t)t * nh * hv + (size_t)h * hv;
-		const float *a = acc + (size_t)q * hv;
-		for (int d = 0; d < hv; d++)
-			out[d] = a[d] * inv;
-	}
-}
-
-/* Items are dealt round-robin: with a causal mask later tokens cost more,
- * and contiguous ranges would leave the first thread idle half the time. */
-static void attn_rows(void *arg, int ith, int nth)
-{
-	struct attn_job *j = arg;
-	struct model *m = j->m;
-	int nkv = m->info.n_head_kv;
-	float *scratch = m->att + (size_t)ith * m->att_stride;
-	if (j->ntok > 1) {
-		int nblk = (j->ntok + ATT_QBLOCK - 1) / ATT_QBLOCK;
-		for (int i = ith; i < nblk * nkv; i += nth) {
-			int b = i / nkv, t0 = b * ATT_QBLOCK;
-			int nt = j->ntok - t0 < ATT_QBLOCK ? j->ntok - t0 : ATT_QBLOCK;
-			attend_block(m, j->layer, t0, nt, i % nkv, j->pos0, scratch);
-		}
-		return;
-	}
-	/* decode: one item per KV head (with more threads than KV heads some
-	 * idle here; splitting the positions would need a merge step) */
-	for (int g = ith; g < nkv; g += nth)
-		attend_group(m, j->layer, 0, g, j->pos0, scratch);
-}
-
-/* Layer l starts: count its resident pages (when asked), then let the
- * read-ahead helper read the next layer (after the last, the output group
- * and layer 0 of the next pass). */
-static void layer_begin(struct model *m, int l)
-{
-	if (m->ra_stats) {
-		uint64_t r = 0, p = 0;
-		if (readahead_resident(m->ra, l, &r, &p) == 0) {
-			m->ras.resident += r;
-			m->ras.pages += p;
-			m->ras.layers++;
-			m->ras.layers_full += r == p;
-		}
-	}
-	readahead_advance(m->ra, l);
-}
-
-/* One chunk of at most n_batch tokens. logits: (ntok or 1, n_vocab) or NULL. */
-static void forward_chunk(struct model *m, const int32_t *tokens, int ntok, int pos0, float *logits,
-			  int all)
-{
-	struct model_info *in = &m->info;
-	int E = in->n_embd;
-	for (int t = 0; t < ntok; t++)
-		quant_dequantize_row(m->tok_embd.type,
-				     (const char *)m->tok_embd.data +
-					     (size_t)tokens[t] * m->tok_embd.row_bytes,
-				     m->x + (size_t)t * E, E);
-	for (int t = 0; t < ntok; t++)
-		m->kv.tokens[pos0 + t] = tokens[t];
-
-	const float *pending = NULL; /* residual still to add into x */
-	readahead_advance(m->ra, -1);
-	for (int l = 0; l < in->n_layer; l++) {
-		struct layer *L = &m->layers[l];
-		layer_begin(m, l);
-		struct prep_job pj = { .m = m,
-				       .ntok = ntok,
-				       .add = pending,
-				       .norm = L->attn_norm,
-				       .width = E,
-				       .src_stride = E };
-		const struct mat *qkv[3] = { &L->wq, &L->wk, &L->wv };
-		float *qkv_out[3] = { m->q, m->k, m->v };
-		matmul_group(m, &pj, 3, qkv, qkv_out, ntok);
-
-		struct rope_job rj = { m, l, pos0, ntok };
-		uint64_t t = 0;
-		prof_tick(m, MODEL_PROF_OTHER, &t);
-		run_rows(m, rope_rows, &rj, ntok);
-		m->kv.n = pos0 + ntok; /* attention may now read these cells */
-		struct attn_job aj = { m, l, pos0, ntok };
-		threadpool_run(m->pool, attn_rows, &aj);
-		prof_tick(m, MODEL_PROF_ATTENTION, &t);
-
-		int aw = in->n_head * m->head_dim_v;
-		struct prep_job po = {
-			.m = m, .ntok = ntok, .src = m->xn, .width = aw, .src_stride = aw
-		};
-		const struct mat *wo[1] = { &L->wo };
-		float *wo_out[1] = { m->tmp };
-		matmul_group(m, &po, 1, wo, wo_out, ntok);
-
-		struct prep_job pf = { .m = m,
-				       .ntok = ntok,
-				       .add = m->tmp,
-				       .norm = L->ffn_norm,
-				       .width = E,
-				       .src_stride = E };
-		const struct mat *gu[2] = { &L->gate, &L->up };
-		float *gu_out[2] = { m->gate, m->up };
-		matmul_group(m, &pf, 2, gu, gu_out, ntok);
-
-		struct prep_job pd = { .m = m,
-				       .ntok = ntok,
-				       .src = m->gate,
-				       .width = in->n_ff,
-				       .src_stride = in->n_ff,
-				       .swiglu = 1 };
-		const struct mat *dn[1] = { &L->down };
-		float *dn_out[1] = { m->tmp };
-		matmul_group(m, &pd, 1, dn, dn_out, ntok);
-		pending = m->tmp;
-	}
-	if (!logits)
-		return;
-	/* final residual, norm and the output matrix for the rows wanted */
-	int first = all ? 0 : ntok - 1, nout = all ? ntok : 1;
-	if (!all) {
-		/* move the last row to row 0 so the row-wise helpers see one token */
-		memmove(m->x, m->x + (size_t)first * E, (size_t)E * sizeof(float));
-		memmove(m->tmp, m->tmp + (size_t)first * E, (size_t)E * sizeof(float));
-	}
-	struct prep_job pn = { .m = m,
-			       .ntok = nout,
-			       .add = pending,
-			       .norm = m->output_norm,
-			       .width = E,
-			       .src_stride = E };
-	const struct mat *ow[1] = { &m->output };
-	float *o_out[1] = { logits };
-	matmul_group(m, &pn, 1, ow, o_out, nout);
-}
-
-int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float *logits, int all)
-{
-	if (pos != m->kv.n)
-		return error("forward at position %d, but the cache holds %d positions", pos,
-			     m->kv.n);
-	if (n <= 0)
-		return error("forward of %d tokens", n);
-	if (n > m->kv.n_ctx - pos)
-		return error("context is full: %d + %d tokens exceed %d", pos, n, m->kv.n_ctx);
-	for (int i = 0; i < n; i++)
-		if (tokens[i] < 0 || tokens[i] >= m->info.n_vocab)
-			return error("token id %d is out of range (vocabulary of %d)", tokens[i],
-				     m->info.n_vocab);
-	for (int done = 0; done < n;) {
-		if (done && cancelled(m))
-			return error("cancelled");
-		int c = n - done < m->n_batch ? n - done : m->n_batch;
-		int last = done + c == n;
-		float *out = NULL;
-		if (logits && all)
-			out = logits + (size_t)done * m->info.n_vocab;
-		else if (logits && last)
-			out = logits;
-		uint64_t start = 0, end, claimed = 0;
-		prof_tick(m, MODEL_PROF_OTHER, &start); /* only reads the clock */
-		for (int k = 0; k < MODEL_PROF_N; k++)
-			claimed -= m->prof.ns[k];
-		forward_chunk(m, tokens + done, c, pos + done, out, all);
-		if (m->profile) {
-			/* whatever the steps did not claim is "other" */
-			end = 0;
-			prof_tick(m, MODEL_PROF_OTHER, &end);
-			for (int k = 0; k < MODEL_PROF_N; k++)
-				claimed += m->prof.ns[k];
-			m->prof.ns[MODEL_PROF_OTHER] += (end - start) - claimed;
-			m->prof.tokens += (uint64_t)c;
-		}
-		done += c;
-	}
-	return 0;
 }
 
 const char *model_warning(const struct model *m)

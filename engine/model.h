@@ -1,4 +1,4 @@
-/* A loaded transformer (llama, qwen2): hyperparameters, mmapped weights, KV cache, forward pass. */
+/* A loaded transformer of any family in arch.c: hyperparameters, mmapped weights, KV cache, forward pass. */
 #ifndef PALAVER_MODEL_H
 #define PALAVER_MODEL_H
 
@@ -36,6 +36,10 @@ struct model_params {
 	/* Pin the mapping in RAM after load (mlock).  Failing is no error:
 	 * model_warning() says why and the weights stay unpinned. */
 	int mlock;
+	/* Extra cells in a sliding-window layer's ring beyond window + n_batch,
+	 * so that rewriting up to that many recent tokens keeps the cache
+	 * (kv_cache_truncate); 0 = 1024. */
+	int ring_slack;
 	int repack; /* copy weights into faster load-time layouts where the CPU has
 			       * kernels for them (Q8_0, Q4_0 with AVX-512 VNNI); info.repacked_bytes */
 	/* Load progress: bytes of tensor data done / total; may be NULL. */
@@ -49,7 +53,7 @@ struct model_params {
 void model_params_default(struct model_params *p);
 
 struct model_info {
-	char arch[32];      /* "llama", "qwen2" */
+	char arch[32];      /* general.architecture: "llama", "qwen3", "gemma3" ... */
 	char name[128];     /* general.name or the file's base name */
 	char type_name[32]; /* dominant weight type by bytes, e.g. "Q4_K" */
 	int weight_type;    /* enum quant_type of that type */
@@ -64,11 +68,15 @@ struct model_info {
 	int n_layer;
 	int n_head;
 	int n_head_kv;
-	int head_dim; /* key_length (== value_length) */
+	int head_dim;   /* key_length */
+	int head_dim_v; /* value_length */
 	int n_ff;
 	int n_rot; /* rope.dimension_count */
 	float rope_freq_base;
+	float rope_freq_base_swa; /* of the sliding-window layers */
 	float norm_eps;
+	int swa_window;   /* sliding window of the windowed layers, 0 = none */
+	int n_swa_layers; /* layers with a sliding window (their KV cache holds only a ring) */
 	int n_threads;
 	int n_batch;
 	enum kv_type kv_type;
@@ -110,7 +118,9 @@ int model_forward(struct model *m, const int32_t *tokens, int n, int pos, float 
 int model_n_past(const struct model *m);
 /* Tokens whose keys/values the cache holds, oldest first (n_past of them). */
 const int32_t *model_kv_tokens(const struct model *m);
-/* Keep the first n positions; -1 if n > n_past. */
+/* Keep the first n positions; returns the positions kept: n, or 0 when a
+ * sliding-window layer no longer holds what position n needs (see
+ * kv_cache_truncate); -1 if n > n_past. */
 int model_kv_truncate(struct model *m, int n);
 /*
  * Context shift: keep positions 0 .. keep-1, discard the next n_discard,
@@ -118,6 +128,9 @@ int model_kv_truncate(struct model *m, int n);
  * -n_discard), so generation continues at n_past - n_discard.
  */
 int model_kv_shift(struct model *m, int keep, int n_discard);
+/* Bytes of keys and values attention reads for one query at position pos
+ * (a sliding-window layer reads only its window). */
+uint64_t model_kv_read_bytes(const struct model *m, int pos);
 /* The cache itself, read-only (tests, diagnostics). */
 const struct kv_cache *model_kv(const struct model *m);
 
@@ -162,6 +175,18 @@ void model_ra_stats_enable(struct model *m, int on);
  * layer (readahead.h; tests and diagnostics). */
 const struct readahead *model_readahead(const struct model *m);
 void model_ra_stats_get(const struct model *m, struct model_ra_stats *out);
+
+/* Memory a model would take, from its metadata alone (for the memory limit). */
+struct model_memory {
+	uint64_t weights; /* bytes of all tensors */
+	uint64_t kv;      /* the KV cache for params->n_ctx (sliding layers: their ring) */
+	uint64_t scratch; /* activations for params->n_batch tokens and the logits */
+};
+int model_memory_estimate(const char *path, const struct model_params *p, struct model_memory *out);
+
+/* Cells of a sliding-window layer's ring for a window, a prefill chunk and
+ * the reuse slack (model_params.ring_slack); 0 without a window. */
+int model_ring_cells(int window, int n_batch, int slack);
 
 /* Supported architectures, comma-separated, for messages. */
 const char *model_supported_archs(void);

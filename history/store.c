@@ -24,7 +24,7 @@
 /*
  * DESIGN
  *
- * Schema (user_version 2):
+ * Schema (user_version 3):
  *   sessions(id INTEGER PRIMARY KEY, uid TEXT UNIQUE, title, title_auto,
  *            model, system_prompt, sampling, created_at, updated_at,
  *            message_count, preview)
@@ -139,6 +139,11 @@ static const char *const migrations[] = {
 							    "new.content") "    WHERE id = new.session_id AND NOT EXISTS (SELECT 1 FROM messages m"
 									   "      WHERE m.session_id = new.session_id AND m.seq > new.seq);"
 									   "END;",
+
+	/* 2 -> 3: which backend and model wrote each reply ("cpu" and a GGUF
+	 * path, or "remote" and URL#MODEL); NULL for older rows and user turns */
+	"ALTER TABLE messages ADD COLUMN backend TEXT;"
+	"ALTER TABLE messages ADD COLUMN model TEXT;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -160,6 +165,7 @@ enum query {
 	Q_MSG_UPDATE,
 	Q_MSG_FINISH,
 	Q_MSG_LOAD,
+	Q_MSG_MODEL,
 	Q_SEARCH,
 	Q_COUNT,
 };
@@ -192,8 +198,9 @@ static const char *const query_sql[Q_COUNT] = {
 			 " prompt_tokens = ?5, gen_tokens = ?6, prefill_ms = ?7, gen_ms = ?8,"
 			 " writer_pid = 0 WHERE id = ?1",
 	[Q_MSG_LOAD] = "SELECT id, seq, role, content, status, prompt_tokens, gen_tokens,"
-		       " prefill_ms, gen_ms, created_at, updated_at FROM messages"
+		       " prefill_ms, gen_ms, created_at, updated_at, backend, model FROM messages"
 		       " WHERE session_id = ?1 ORDER BY seq",
+	[Q_MSG_MODEL] = "UPDATE messages SET backend = ?2, model = ?3 WHERE id = ?1",
 	[Q_SEARCH] = "SELECT s.uid, s.title, m.id, m.seq, m.role,"
 		     " snippet(messages_fts, 0, ?2, ?3, '…', 12), rank, m.updated_at"
 		     " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
@@ -1377,6 +1384,33 @@ int64_t store_message_begin(struct store *st, const char *session_id, const char
 	return store_message_append(st, session_id, role, "", STORE_STREAMING, NULL);
 }
 
+int store_message_set_model(struct store *st, int64_t message_id, const char *backend,
+			    const char *model)
+{
+	sqlite3_stmt *s = query(st, Q_MSG_MODEL);
+	int rc;
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, message_id);
+	sqlite3_bind_text(s, 2, backend, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, model, -1, SQLITE_STATIC);
+	if (tx_begin(st) < 0) {
+		done(s);
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	done(s);
+	if (rc != SQLITE_DONE) {
+		fail(st, rc);
+		return tx_rollback(st);
+	}
+	if (sqlite3_changes(st->db) == 0) {
+		error("no message %" PRId64 " in '%s'", message_id, st->path);
+		return tx_rollback(st);
+	}
+	return tx_commit(st);
+}
+
 static int update_message(struct store *st, int64_t message_id, const char *content, size_t len,
 			  int finish, enum store_status status, const struct store_stats *stats)
 {
@@ -1455,6 +1489,8 @@ int store_messages_load(struct store *st, const char *session_id, struct store_m
 		m->seq = sqlite3_column_int64(s, 1);
 		m->role = column_dup(s, 2, &oom);
 		m->content = column_dup(s, 3, &oom);
+		m->backend = column_dup(s, 11, &oom);
+		m->model = column_dup(s, 12, &oom);
 		if (oom) {
 			done(s);
 			store_messages_free(arr, count);
@@ -1488,6 +1524,8 @@ void store_messages_free(struct store_message *m, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(m[i].role);
 		free(m[i].content);
+		free(m[i].backend);
+		free(m[i].model);
 	}
 	free(m);
 }

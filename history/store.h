@@ -36,7 +36,7 @@
  * STORE_INTERRUPTED, text kept.
  */
 
-#define STORE_SCHEMA_VERSION 2 /* PRAGMA user_version this code writes */
+#define STORE_SCHEMA_VERSION 3 /* PRAGMA user_version this code writes */
 #define STORE_ID_LEN 8         /* hex digits in a session id */
 #define STORE_ID_SIZE (STORE_ID_LEN + 1)
 #define STORE_BUSY_TIMEOUT_MS 5000 /* default wait on another process's lock */
@@ -97,6 +97,8 @@ struct store_message {
 	struct store_stats stats; /* token counts and timings, 0 when unknown */
 	int64_t created_ms;       /* Unix time in milliseconds */
 	int64_t updated_ms;       /* last change (streaming updates included) */
+	char *backend;            /* a reply's "cpu", "remote", ...; NULL when not recorded */
+	char *model;              /* its GGUF path or URL#MODEL; NULL when not recorded */
 };
 
 /* A search result, best first. */
@@ -193,6 +195,10 @@ int store_message_update(struct store *st, int64_t message_id, const char *conte
 /* Final text, status and stats (stats may be NULL). */
 int store_message_finish(struct store *st, int64_t message_id, const char *content, size_t len,
 			 enum store_status status, const struct store_stats *stats);
+/* Record which backend ("cpu", "remote") and model (a GGUF path, or a
+ * server's URL#MODEL) wrote a reply. */
+int store_message_set_model(struct store *st, int64_t message_id, const char *backend,
+			    const char *model);
 /* A session's messages in order; *out malloc'd (store_messages_free). */
 int store_messages_load(struct store *st, const char *session_id, struct store_message **out,
 			size_t *n);

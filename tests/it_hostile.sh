@@ -27,7 +27,7 @@ cp "$T/out" "$T/want"
 H=$T/h.db
 run 0 "$T/once" "$P" $G -n 4 --history "$H"
 sqlite3 "$H" 'PRAGMA journal_mode = DELETE' >/dev/null || fail "sqlite3 failed"
-for v in -1 -7 -100000000 3; do
+for v in -1 -7 -100000000 99; do
 	sqlite3 "$H" "PRAGMA user_version = $v" || fail "sqlite3 failed"
 	cp "$H" "$T/h.before"
 	run 0 "$T/once" "$P" $G -n 16 --history "$H"

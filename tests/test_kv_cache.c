@@ -65,7 +65,7 @@ static void check_layout(enum kv_type t)
 	assert_ptr_equal((char *)kv_cache_k(&kv, 1, 1, 1), (char *)kv_cache_k(&kv, 1, 1, 0) + 4 * e);
 
 	assert_int_equal(kv_cache_truncate(&kv, 11), -1);
-	assert_int_equal(kv_cache_truncate(&kv, 6), 0);
+	assert_int_equal(kv_cache_truncate(&kv, 6), 6);
 	assert_int_equal(kv.n, 6);
 
 	/* shift: keep 1, discard 2 -> old 3..5 now at 1..3 */
@@ -106,6 +106,73 @@ static void test_bad_sizes(void **state)
 	assert_int_equal(kv_cache_init(&kv, KV_F16, 1 << 20, 1 << 24, 1 << 10, 1 << 10, 1 << 10), -1);
 	assert_non_null(strstr(error_message(), "too large"));
 	assert_int_equal(kv_cache_bytes_for(KV_F32, 1 << 30, 1 << 30, 1 << 30, 1 << 30, 1), 0);
+}
+
+/* A cache whose layer 1 has a window of 4 in a ring of 8 cells. */
+static void ring_init(struct kv_cache *kv)
+{
+	static const int window[3] = { 0, 4, 0 };
+	struct kv_shape s = { 3, 32, 2, 4, 3, window, 8 };
+	assert_int_equal(kv_cache_init_shape(kv, KV_F32, &s), 0);
+	assert_int_equal(kv->cells[0], 32);
+	assert_int_equal(kv->cells[1], 8);
+	assert_int_equal(kv->bytes, (uint64_t)2 * (32 + 8 + 32) * (4 + 3) * 4);
+	assert_int_equal(kv->bytes, kv_cache_bytes_shape(KV_F32, &s));
+}
+
+static void test_ring_layout(void **state)
+{
+	(void)state;
+	struct kv_cache kv;
+	ring_init(&kv);
+	fill(&kv, 20);
+	/* the ring holds the last 8 positions, each at cell pos % 8 */
+	for (int p = 12; p < 20; p++) {
+		assert_int_equal(kv.pos[1][p % 8], p);
+		assert_float_equal(kval(&kv, 1, 1, p, 0), 1000 + 100 + p, 0);
+		assert_float_equal(vval(&kv, 1, 0, p, 2), -(1000 + p) - 1.0f, 0);
+	}
+	/* full layers are untouched by the ring */
+	for (int p = 0; p < 20; p++)
+		assert_float_equal(kval(&kv, 2, 1, p, 1), 2000 + 100 + p + 0.25f, 0);
+	/* truncating to 17 keeps the window 14..16 it needs; to 10 it cannot
+	 * (9 was overwritten by 17), so nothing is kept */
+	assert_int_equal(kv_cache_truncate(&kv, 17), 17);
+	for (int c = 0; c < 8; c++)
+		assert_true(kv.pos[1][c] < 17);
+	assert_int_equal(kv_cache_truncate(&kv, 10), 0);
+	assert_int_equal(kv.n, 0);
+	for (int c = 0; c < 8; c++)
+		assert_int_equal(kv.pos[1][c], -1);
+	kv_cache_free(&kv);
+}
+
+static void test_ring_shift(void **state)
+{
+	(void)state;
+	struct kv_cache kv;
+	ring_init(&kv);
+	fill(&kv, 20); /* ring holds 12..19 */
+	/* keep 2, discard 6: old 8..19 become 2..13; the ring held 12..19,
+	 * now 6..13 at their new cells */
+	assert_int_equal(kv_cache_shift(&kv, 2, 6), 0);
+	assert_int_equal(kv.n, 14);
+	int held = 0;
+	for (int c = 0; c < 8; c++) {
+		int p = kv.pos[1][c];
+		if (p < 0)
+			continue;
+		held++;
+		assert_int_equal(p % 8, c);
+		assert_true(p >= 6 && p < 14);
+		assert_float_equal(kval(&kv, 1, 1, p, 0), 1000 + 100 + p + 6, 0);
+		assert_float_equal(vval(&kv, 1, 1, p, 0), -(1000 + 100 + p + 6), 0);
+	}
+	assert_int_equal(held, 8);
+	/* the full layers moved as before */
+	assert_float_equal(kval(&kv, 0, 0, 2, 0), 8, 0);
+	assert_int_equal(kv.tokens[2], 8 + 7);
+	kv_cache_free(&kv);
 }
 
 /*
@@ -163,6 +230,8 @@ int main(void)
 		cmocka_unit_test(test_layout_f32),
 		cmocka_unit_test(test_layout_f16),
 		cmocka_unit_test(test_bad_sizes),
+		cmocka_unit_test(test_ring_layout),
+		cmocka_unit_test(test_ring_shift),
 		cmocka_unit_test(test_model_shift),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -305,7 +305,20 @@ static void test_streaming(void **state)
 	assert_int_equal(m[1].status, STORE_COMPLETE);
 	assert_string_equal(m[1].content, "Once upon a time.");
 	assert_int_equal(m[1].stats.gen_tokens, 4);
+	/* which backend and model wrote it: not recorded yet */
+	assert_null(m[1].backend);
+	assert_null(m[1].model);
 	store_messages_free(m, n);
+	assert_int_equal(store_message_set_model(st, mid, "remote",
+						 "http://127.0.0.1:8080/v1#qwen2.5:7b"),
+			 0);
+	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
+	assert_string_equal(m[1].backend, "remote");
+	assert_string_equal(m[1].model, "http://127.0.0.1:8080/v1#qwen2.5:7b");
+	assert_null(m[0].model);
+	store_messages_free(m, n);
+	assert_int_equal(store_message_set_model(st, 999999, "cpu", "x.gguf"), -1);
+	error_clear();
 	assert_int_equal(store_message_update(st, 999999, "x", 1), -1);
 	assert_non_null(strstr(error_message(), "no message"));
 	/* the FTS index follows updates */

@@ -182,8 +182,9 @@ static void test_newer_refused_untouched(void **state)
  */
 static void test_unknown_version_refused_untouched(void **state)
 {
-	static const char *const versions[] = { "-1", "-2", "-1000000", "-2147483648", "3",
-						"2147483647" };
+	char newer[16];
+	snprintf(newer, sizeof(newer), "%d", STORE_SCHEMA_VERSION + 1);
+	const char *const versions[] = { "-1", "-2", "-1000000", "-2147483648", newer, "2147483647" };
 	struct strbuf before = STRBUF_INIT, after = STRBUF_INIT;
 	struct store *st = open_ok(dbpath);
 	char id[STORE_ID_SIZE], sql[64];

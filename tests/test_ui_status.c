@@ -159,6 +159,48 @@ static void test_bar(void **state)
 	assert_non_null(strstr(lines[0].text, "no model"));
 }
 
+/* A remote server: its address without the scheme, the server's own speed,
+ * and whose token count it is; no empty line where a file's size would be. */
+static void test_remote(void **state)
+{
+	struct status_line lines[32];
+	struct status_info s;
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	strcpy(s.model, "Qwen/Qwen2.5-7B-Instruct");
+	strcpy(s.backend, "remote");
+	strcpy(s.server, "http://gpu-box:8000/v1");
+	s.state = STATE_READY;
+	s.have_stats = 1;
+	s.gen_tps = 40;
+	s.server_tps = 83.2;
+	s.gen_tokens = 8;
+	s.server_usage = 1;
+	int n = status_format_column(&s, 30, lines, 32);
+	for (int i = 0; i < n; i++)
+		check_spans(&lines[i], 30);
+	assert_int_equal(find_line(lines, n, "Qwen/Qwen2.5-7B-Instruct"), 0);
+	assert_int_equal(find_line(lines, n, "gpu-box:8000/v1"), 1);
+	assert_int_equal(find_line(lines, n, "http://"), -1);
+	assert_true(find_line(lines, n, "83.2 t/s") >= 0);
+	assert_true(find_line(lines, n, "8 (server)") >= 0);
+	/* no context reported (ollama): no gauge */
+	assert_int_equal(find_line(lines, n, "context"), -1);
+	s.server_usage = 0;
+	s.server_tps = 0;
+	n = status_format_column(&s, 30, lines, 32);
+	assert_true(find_line(lines, n, "8 (chunks)") >= 0);
+	assert_int_equal(find_line(lines, n, "server"), -1);
+	/* a local model shows neither */
+	struct status_info l = sample();
+	n = status_format_column(&l, 30, lines, 32);
+	assert_int_equal(find_line(lines, n, "(server)"), -1);
+	assert_int_equal(find_line(lines, n, "(chunks)"), -1);
+	status_format_bar(&s, 100, 2, lines);
+	assert_true(strstr(lines[0].text, "http://gpu-box:8000/v1") ||
+		    strstr(lines[1].text, "http://gpu-box:8000/v1"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -167,6 +209,7 @@ int main(void)
 		cmocka_unit_test(test_formats),
 		cmocka_unit_test(test_column),
 		cmocka_unit_test(test_bar),
+		cmocka_unit_test(test_remote),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

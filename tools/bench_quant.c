@@ -8,7 +8,7 @@
 
 /*
  * Build and run from the repository root:
- *   make && cc -O2 -march=native -Iengine -Iapp/lib tools/bench_quant.c \
+ *   make && cc -O2 -march=native -Iengine -Ilib tools/bench_quant.c \
  *      build/libpalaver.a -lm -pthread -o build/bench_quant && build/bench_quant [isa]
  * gemv: 2048-wide rows, enough of them for ~400 MB of weights (past every
  * cache, as in decode).  gemm: 2048 x 2048 weights by 128 tokens (prefill).

@@ -12,7 +12,7 @@ and reports every difference.
 
 usage: tools/check_pretokenizers.py [N [SEED]]   (needs: pip install regex)
 build the driver first:
-  make && cc -Iengine -Iapp/lib -o pretok_split tools/pretok_split.c build/libpalaver.a -lm -pthread
+  make && cc -Iengine -Ilib -o pretok_split tools/pretok_split.c build/libpalaver.a -lm -pthread
 """
 import os
 import random

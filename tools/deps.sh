@@ -10,11 +10,15 @@ for pc in "$@"; do
 	yaml-0.1) deb=libyaml-dev ;;
 	sqlite3)  deb=libsqlite3-dev ;;
 	cmocka)   deb=libcmocka-dev ;;
+	libcurl)  deb=libcurl4-openssl-dev ;;
+	jansson)  deb=libjansson-dev ;;
 	*)        deb=$pc ;;
 	esac
 	missing="$missing $deb"
 done
 command -v pkg-config >/dev/null 2>&1 || missing="pkg-config$missing"
+# the remote backend's tests run a loopback server on Python's http.server
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 [ -z "$missing" ] && exit 0
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

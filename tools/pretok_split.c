@@ -9,7 +9,7 @@
 /*
  * usage: pretok_split PRE < strings, each ended by a NUL byte
  * Prints one line per string: the byte offsets where its words end.
- * Build: make && cc -Iengine -Iapp/lib -o pretok_split tools/pretok_split.c build/libpalaver.a -lm -pthread
+ * Build: make && cc -Iengine -Ilib -o pretok_split tools/pretok_split.c build/libpalaver.a -lm -pthread
  */
 int main(int argc, char **argv)
 {

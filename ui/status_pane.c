@@ -211,7 +211,8 @@ int status_format_column(const struct status_info *s, int width, struct status_l
 
 	if ((l = next(out, &n, max)))
 		span(l, width, SS_TITLE, "%s", s->model[0] ? s->model : "no model");
-	if (s->model[0] && (l = next(out, &n, max))) {
+	if (s->model[0] && (s->type[0] || s->file_bytes || s->n_params) &&
+	    (l = next(out, &n, max))) {
 		if (s->type[0])
 			span(l, width, SS_VALUE, "%s ", s->type);
 		if (s->file_bytes)
@@ -219,6 +220,11 @@ int status_format_column(const struct status_info *s, int width, struct status_l
 		if (s->n_params)
 			span(l, width, SS_LABEL, "%s params",
 			     status_format_count(b, sizeof(b), s->n_params));
+	}
+	if (s->server[0] && (l = next(out, &n, max))) {
+		/* the column is narrow: the scheme says least */
+		const char *at = strstr(s->server, "://");
+		span(l, width, SS_LABEL, "%s", at ? at + 3 : s->server);
 	}
 	if (s->backend[0] && (l = next(out, &n, max))) {
 		span(l, width, SS_VALUE, "%s", s->backend);
@@ -267,6 +273,17 @@ int status_format_column(const struct status_info *s, int width, struct status_l
 			span(l, width, SS_VALUE, "%s t/s",
 			     status_format_rate(a, sizeof(a), s->gen_tps));
 		}
+		/* a server's own figures, marked as such */
+		if (s->server_tps > 0 && (l = next(out, &n, max))) {
+			labelled(l, width, "server");
+			span(l, width, SS_VALUE, "%s t/s",
+			     status_format_rate(a, sizeof(a), s->server_tps));
+		}
+		if (s->have_stats && s->server[0] && (l = next(out, &n, max))) {
+			labelled(l, width, "tokens");
+			span(l, width, SS_VALUE, "%d", s->gen_tokens);
+			span(l, width, SS_LABEL, s->server_usage ? " (server)" : " (chunks)");
+		}
 		if (s->n_spark && (l = next(out, &n, max))) {
 			span(l, width, SS_LABEL, "%8s", "");
 			status_sparkline(s->spark, s->n_spark, width - 8, bar, sizeof(bar));
@@ -312,7 +329,7 @@ int status_format_bar(const struct status_info *s, int width, int rows, struct s
 	if (rows > 1)
 		line_reset(&out[1]);
 
-	for (int k = 0; k < 8; k++) {
+	for (int k = 0; k < 9; k++) {
 		line_reset(&item);
 		switch (k) {
 		case 0:
@@ -360,6 +377,10 @@ int status_format_bar(const struct status_info *s, int width, int rows, struct s
 		case 7:
 			if (s->title[0])
 				span(&item, width, SS_LABEL, "%s", s->title);
+			break;
+		case 8:
+			if (s->server[0])
+				span(&item, width, SS_LABEL, "%s", s->server);
 			break;
 		}
 		if (!item.len)

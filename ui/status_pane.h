@@ -22,7 +22,8 @@ struct status_info {
 	char type[32];   /* dominant weight type, e.g. "Q4_K" */
 	uint64_t file_bytes;
 	uint64_t n_params;
-	char backend[16]; /* "cpu", "cuda" */
+	char backend[16]; /* "cpu", "cuda", "remote" */
+	char server[96];  /* remote: the server's URL, "" for a local model */
 	int threads;
 	enum status_state state;
 	uint64_t done, total; /* progress of LOADING / PREFILL */
@@ -35,9 +36,13 @@ struct status_info {
 	int n_spark;
 	int ctx_used, ctx_total; /* tokens; ctx_total 0 = unknown */
 	int reused;              /* prompt tokens taken from the KV cache */
-	uint64_t rss;            /* bytes */
-	char title[128];         /* the session's title */
-	char notice[96];         /* e.g. "history unavailable"; "" for none */
+	/* remote: the token counts are the server's (1) or counted here (0);
+	 * its own generation speed when it sends one, else 0 */
+	int server_usage;
+	double server_tps;
+	uint64_t rss;    /* bytes */
+	char title[128]; /* the session's title */
+	char notice[96]; /* e.g. "history unavailable"; "" for none */
 };
 
 /* Styles of the spans of a formatted line (mapped to attributes by theme.c). */

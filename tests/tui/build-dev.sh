@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.."
 make -s build/libpalaver.a
 flags=$(pkg-config --cflags ncursesw)
 libs=$(pkg-config --libs ncursesw readline yaml-0.1 sqlite3 2>/dev/null || echo -lncursesw -lreadline -lyaml -lsqlite3)
-cc -std=c11 -g -O1 -D_GNU_SOURCE $flags -Iapp/lib -Iapp -Iengine -Iui -pthread \
+cc -std=c11 -g -O1 -D_GNU_SOURCE $flags -Ilib -Iapp -Iengine -Iui -Ihistory -pthread \
 	-o build/palaver-dev tests/tui/dev_main.c tests/tui/fake_engine.c \
-	build/app/loop.o build/libpalaver.a $libs -lm -pthread
+	build/app/chat.o build/app/chat_engine.o build/app/chat_session.o build/app/chat_commands.o build/libpalaver.a $libs -lm -pthread
 echo build/palaver-dev

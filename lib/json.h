@@ -1,4 +1,4 @@
-/* history/json: a small JSON reader for session import (a tree, with raw spans). */
+/* lib/json: a small JSON reader (session import, resumed sampling): a tree with raw spans. */
 #ifndef PALAVER_JSON_H
 #define PALAVER_JSON_H
 

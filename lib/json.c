@@ -1,4 +1,4 @@
-/* history/json: a recursive-descent JSON reader (RFC 8259) building a small tree. */
+/* lib/json: a recursive-descent JSON reader (RFC 8259) building a small tree. */
 #include "json.h"
 #include "report.h"
 #include "strbuf.h"

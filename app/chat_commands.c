@@ -1,0 +1,530 @@
+/* The chat's slash commands (/help, /set, /model, /sessions, ...) and the line handler. */
+#include "chat.h"
+#include "report.h"
+#include "strbuf.h"
+#include "util.h"
+#include "xalloc.h"
+
+#include "input.h"
+#include "slash.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *const chat_set_keys[] = {
+	"temperature",       "top_k",          "top_p",         "min_p",
+	"typical_p",         "repeat_penalty", "repeat_last_n", "presence_penalty",
+	"frequency_penalty", "seed",           "max_tokens",    NULL,
+};
+
+static void show_help(struct chat *c)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, "Commands (Tab completes):\n");
+	for (int i = 0; i < SLASH_COUNT; i++) {
+		const struct slash_command *k = &slash_commands[i];
+		char head[64];
+		snprintf(head, sizeof(head), "/%s %s", k->name, k->args);
+		strbuf_addf(&sb, "  %-20s %s\n", head, k->help);
+	}
+	strbuf_addstr(&sb,
+		      "Keys:\n"
+		      "  Enter                send the message\n"
+		      "  Alt-Enter, Ctrl-J    new line in the message\n"
+		      "  Esc, Ctrl-C          stop the reply (the partial reply stays)\n"
+		      "  Ctrl-C               clear the input when idle\n"
+		      "  Up, Down             input history\n"
+		      "  PgUp, PgDn, wheel    scroll the conversation\n"
+		      "  Home, End            top, bottom (when the input is empty)\n"
+		      "  Ctrl-D               quit (on an empty input)\n"
+		      "  Ctrl-L               redraw the screen\n"
+		      "  Ctrl-Z               suspend (fg resumes)\n"
+		      "Other readline keys work as in bash (Ctrl-A, Ctrl-E, Ctrl-W, Ctrl-R, ...).\n"
+		      "A line starting with // sends a message that starts with /.");
+	chat_notice(c, "%s", sb.buf);
+	strbuf_release(&sb);
+}
+
+static void show_settings(struct chat *c)
+{
+	const struct config_sampling *s = &c->sampling;
+	chat_notice(c,
+		    "temperature        %g\ntop_k              %d\ntop_p              %g\n"
+		    "min_p              %g\ntypical_p          %g\nrepeat_penalty     %g\n"
+		    "repeat_last_n      %d\npresence_penalty   %g\nfrequency_penalty  %g\n"
+		    "seed               %llu\nmax_tokens         %d\n"
+		    "Change one with /set KEY VALUE.",
+		    s->temperature, s->top_k, s->top_p, s->min_p, s->typical_p, s->repeat_penalty,
+		    s->repeat_last_n, s->presence_penalty, s->frequency_penalty,
+		    (unsigned long long)s->seed, s->max_tokens);
+}
+
+static void do_set(struct chat *c, const char *args)
+{
+	char key[32];
+	const char *v = args;
+	size_t n = strcspn(args, " \t");
+	if (!*args) {
+		show_settings(c);
+		return;
+	}
+	if (n >= sizeof(key)) {
+		chat_notice(c, "unknown setting; /set lists them");
+		return;
+	}
+	memcpy(key, args, n);
+	key[n] = '\0';
+	v = args + n;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	struct config_sampling *s = &c->sampling;
+	double d = 0;
+	long l = 0;
+	int is_int = !strcmp(key, "top_k") || !strcmp(key, "repeat_last_n") ||
+		     !strcmp(key, "max_tokens") || !strcmp(key, "seed");
+	int known = 0;
+	for (int i = 0; chat_set_keys[i]; i++)
+		known |= !strcmp(chat_set_keys[i], key);
+	if (!known) {
+		chat_notice(
+			c,
+			"unknown setting '%s'; one of: temperature, top_k, top_p, min_p, typical_p, "
+			"repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty, seed, "
+			"max_tokens",
+			key);
+		return;
+	}
+	if (!*v) {
+		chat_notice(c, "usage: /set %s VALUE", key);
+		return;
+	}
+	if (is_int ? parse_long(v, &l) < 0 : parse_double(v, &d) < 0) {
+		chat_notice(c, "'%s' is not a valid value for %s", v, key);
+		error_clear();
+		return;
+	}
+	if (!strcmp(key, "temperature") && d >= 0)
+		s->temperature = d;
+	else if (!strcmp(key, "top_k") && l >= 0)
+		s->top_k = (int)l;
+	else if (!strcmp(key, "top_p") && d > 0 && d <= 1)
+		s->top_p = d;
+	else if (!strcmp(key, "min_p") && d >= 0 && d <= 1)
+		s->min_p = d;
+	else if (!strcmp(key, "typical_p") && d > 0 && d <= 1)
+		s->typical_p = d;
+	else if (!strcmp(key, "repeat_penalty") && d > 0)
+		s->repeat_penalty = d;
+	else if (!strcmp(key, "repeat_last_n") && l >= 0 && l < (1 << 20))
+		s->repeat_last_n = (int)l;
+	else if (!strcmp(key, "presence_penalty"))
+		s->presence_penalty = d;
+	else if (!strcmp(key, "frequency_penalty"))
+		s->frequency_penalty = d;
+	else if (!strcmp(key, "seed") && l >= 0)
+		s->seed = (uint64_t)l;
+	else if (!strcmp(key, "max_tokens") && l >= -1 && l < (1 << 30))
+		s->max_tokens = (int)l;
+	else {
+		chat_notice(c, "%s is out of range: %s", key, v);
+		return;
+	}
+	chat_hint(c, "%s = %s", key, v);
+}
+
+static void do_stats(struct chat *c)
+{
+	const struct engine_stats *s = &c->last_stats;
+	if (!c->have_last_stats) {
+		chat_notice(c, "No reply yet.");
+		return;
+	}
+	chat_notice(c,
+		    "prompt: %d tokens (%d reused from the cache) in %.0f ms, %.1f t/s\n"
+		    "reply: %d tokens in %.0f ms, %.1f t/s; first token after %.0f ms\n"
+		    "context: %d of %d tokens; stopped by %s%s",
+		    s->prompt_tokens, s->reused_tokens, s->prefill_ms, s->prefill_tps,
+		    s->gen_tokens, s->decode_ms, s->decode_tps, s->ttft_ms, s->n_ctx_used, s->n_ctx,
+		    engine_stop_reason_name(s->stop_reason),
+		    s->shifts ? "; the context shifted" : "");
+}
+
+static void do_model(struct chat *c, const char *args)
+{
+	if (*args) {
+		struct strbuf path = STRBUF_INIT;
+		if (!chat_need_idle(c))
+			return;
+		if (args[0] == '~' && args[1] == '/' && getenv("HOME"))
+			strbuf_addf(&path, "%s%s", getenv("HOME"), args + 1);
+		else
+			strbuf_addstr(&path, args);
+		if (access(path.buf, R_OK) < 0) {
+			chat_notice(c, "cannot read '%s': %s", path.buf, strerror(errno));
+		} else {
+			chat_engine_close(c);
+			chat_engine_open(c, path.buf);
+		}
+		strbuf_release(&path);
+		return;
+	}
+	const struct engine_info *i = c->eng && c->ready ? engine_info(c->eng) : NULL;
+	if (!i) {
+		chat_notice(c, c->model_path ? "Loading '%s'\xe2\x80\xa6" : "No model is loaded.%s",
+			    c->model_path ? c->model_path : "");
+		return;
+	}
+	char size[32], params[32];
+	chat_notice(c,
+		    "%s (%s)\nfile: %s, %s\n%s parameters, %s weights, vocabulary %d\n"
+		    "context %d tokens (trained %d), KV cache %s\nbackend %s, %d threads, "
+		    "chat template %s",
+		    i->name, i->arch, c->model_path, format_size(size, sizeof(size), i->file_bytes),
+		    status_format_count(params, sizeof(params), i->n_params), i->type_name,
+		    i->n_vocab, i->n_ctx, i->n_ctx_train,
+		    format_size(size, sizeof(size), i->kv_bytes), i->backend, i->n_threads,
+		    i->chat_template);
+}
+
+static void do_system(struct chat *c, const char *args)
+{
+	if (!*args) {
+		if (c->system_prompt && *c->system_prompt)
+			chat_notice(
+				c,
+				"System prompt:\n%s\n(/system TEXT changes it, /system off removes it)",
+				c->system_prompt);
+		else
+			chat_notice(c, "No system prompt. /system TEXT sets one.");
+		return;
+	}
+	free(c->system_prompt);
+	c->system_prompt = NULL;
+	if (strcmp(args, "off") && strcmp(args, "none"))
+		c->system_prompt = xstrdup(args);
+	chat_hint(c, c->system_prompt ? "system prompt set: it applies from the next reply"
+				      : "system prompt removed");
+}
+
+static void b64(struct strbuf *out, const unsigned char *s, size_t n)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)s[i] << 16;
+		if (i + 1 < n)
+			v |= (unsigned)s[i + 1] << 8;
+		if (i + 2 < n)
+			v |= s[i + 2];
+		strbuf_addch(out, tab[(v >> 18) & 63]);
+		strbuf_addch(out, tab[(v >> 12) & 63]);
+		strbuf_addch(out, i + 1 < n ? tab[(v >> 6) & 63] : '=');
+		strbuf_addch(out, i + 2 < n ? tab[v & 63] : '=');
+	}
+}
+
+static void do_copy(struct chat *c)
+{
+	struct chat_msg *m = chat_pane_last(&c->pane, CHAT_ASSISTANT, NULL);
+	if (!m || !m->text.len) {
+		chat_notice(c, "No reply to copy yet.");
+		return;
+	}
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, "\x1b]52;c;");
+	b64(&sb, (const unsigned char *)m->text.buf, m->text.len);
+	strbuf_addstr(&sb, "\x07");
+	screen_write_raw(sb.buf, sb.len);
+	strbuf_release(&sb);
+	chat_hint(c, "copied the last reply (%zu bytes) with OSC 52; the terminal must allow it",
+		  m->text.len);
+}
+
+static void do_export(struct chat *c, const char *args)
+{
+	char name[64];
+	const char *path = args;
+	if (!*path) {
+		time_t t = time(NULL);
+		struct tm tm;
+		localtime_r(&t, &tm);
+		strftime(name, sizeof(name), "palaver-%Y%m%d-%H%M%S.md", &tm);
+		path = name;
+	}
+	if (chat_session_export(c, path) < 0) {
+		chat_notice(c, "cannot write '%s': %s", path, strerror(errno));
+		return;
+	}
+	chat_notice(c, "Wrote the session to '%s'.", path);
+}
+
+static void do_regen(struct chat *c)
+{
+	size_t ia, iu;
+	if (!chat_need_idle(c))
+		return;
+	struct chat_msg *u = chat_pane_last(&c->pane, CHAT_USER, &iu);
+	if (!u) {
+		chat_notice(c, "Nothing to regenerate yet.");
+		return;
+	}
+	struct chat_msg *a = chat_pane_last(&c->pane, CHAT_ASSISTANT, &ia);
+	if (a && ia > iu) {
+		if (a->id)
+			c->reuse_reply_row = a->id; /* the new reply overwrites it in the history */
+		chat_pane_remove(&c->pane, ia);
+	}
+	if (!c->eng || !c->ready) {
+		chat_notice(c, "No model is loaded.");
+		return;
+	}
+	chat_engine_submit(c);
+}
+
+static void do_edit(struct chat *c)
+{
+	size_t iu;
+	if (!chat_need_idle(c))
+		return;
+	struct chat_msg *u = chat_pane_last(&c->pane, CHAT_USER, &iu);
+	if (!u) {
+		chat_notice(c, "No message to edit yet.");
+		return;
+	}
+	char *text = xstrdup(u->text.buf);
+	/* the message and everything after it go; the input holds it again, and
+	 * the next turn overwrites their rows in the history */
+	c->reuse_user_row = u->id;
+	c->reuse_reply_row = 0;
+	for (size_t i = iu + 1; i < c->pane.n_msgs; i++)
+		if (c->pane.msgs[i]->role == CHAT_ASSISTANT && c->pane.msgs[i]->id) {
+			c->reuse_reply_row = c->pane.msgs[i]->id;
+			break;
+		}
+	while (c->pane.n_msgs > iu)
+		chat_pane_remove(&c->pane, c->pane.n_msgs - 1);
+	input_set(text);
+	free(text);
+	chat_hint(c, "edit the message and press Enter to send it again");
+}
+
+static void do_new(struct chat *c, const char *title)
+{
+	if (!chat_need_idle(c))
+		return;
+	chat_session_reset(c, title);
+	free(c->system_prompt); /* a loaded session's system prompt goes with it */
+	c->system_prompt = c->cfg->system_prompt ? xstrdup(c->cfg->system_prompt) : NULL;
+	chat_hint(c, "new session%s%s", *title ? ": " : "", title);
+}
+
+static void do_open(struct chat *c, const char *args)
+{
+	char id[STORE_ID_SIZE];
+	if (!chat_need_idle(c) || !chat_session_need_store(c))
+		return;
+	if (!*args) {
+		chat_notice(
+			c, "usage: /open ID (an id or the start of a title; /sessions lists them)");
+		return;
+	}
+	if (store_session_resolve(c->store, args, id) < 0) {
+		chat_notice(c, "%s", error_message());
+		error_clear();
+		return;
+	}
+	chat_session_load(c, id, 0);
+}
+
+static void do_rename(struct chat *c, const char *args)
+{
+	if (!*args) {
+		chat_notice(c, "usage: /rename TITLE");
+		return;
+	}
+	if (c->store && c->sid[0]) {
+		if (store_session_rename(c->store, c->sid, args) < 0) {
+			chat_notice(c, "%s", error_message());
+			error_clear();
+			return;
+		}
+		chat_session_refresh_title(c);
+	} else {
+		free(c->pending_title);
+		c->pending_title = xstrdup(args);
+		chat_copy_str(c->st.title, sizeof(c->st.title), args);
+	}
+	c->status_dirty = c->rule_dirty = 1;
+	chat_hint(c, "renamed to '%s'", c->st.title);
+}
+
+static void do_delete(struct chat *c, const char *args)
+{
+	if (!chat_need_idle(c) || !chat_session_need_store(c))
+		return;
+	if (!c->sid[0]) {
+		chat_notice(c, "This session is not saved yet; /new starts over.");
+		return;
+	}
+	if (strcmp(args, "yes")) {
+		chat_notice(
+			c,
+			"Delete the session '%s' and all its messages? Type /delete yes to confirm.",
+			c->st.title[0] ? c->st.title : c->sid);
+		return;
+	}
+	if (store_session_delete(c->store, c->sid) < 0) {
+		chat_session_fail(c);
+		return;
+	}
+	chat_session_reset(c, "");
+	chat_hint(c, "session deleted");
+}
+
+static void format_when(char *buf, size_t cap, int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, cap, "%Y-%m-%d %H:%M", &tm);
+}
+
+static void do_sessions(struct chat *c)
+{
+	struct store_session *list = NULL;
+	size_t n = 0;
+	if (!chat_need_idle(c) || !chat_session_need_store(c))
+		return;
+	if (store_session_list(c->store, 500, &list, &n) < 0) {
+		chat_session_fail(c);
+		return;
+	}
+	picker_release(&c->picker);
+	picker_init(&c->picker, "Sessions", 1);
+	for (size_t i = 0; i < n; i++) {
+		char when[32];
+		struct strbuf d = STRBUF_INIT;
+		format_when(when, sizeof(when), list[i].updated_ms);
+		strbuf_addf(&d, "%s \xc2\xb7 %lld message%s \xc2\xb7 %s%s", when,
+			    (long long)list[i].message_count, list[i].message_count == 1 ? "" : "s",
+			    list[i].id, !strcmp(list[i].id, c->sid) ? " (this one)" : "");
+		if (list[i].preview && *list[i].preview)
+			strbuf_addf(&d, " \xc2\xb7 %s", list[i].preview);
+		picker_add(&c->picker, list[i].id,
+			   list[i].title && *list[i].title ? list[i].title : "(untitled)", d.buf,
+			   0);
+		strbuf_release(&d);
+	}
+	store_sessions_free(list, n);
+	c->picker_open = 1;
+	c->pane.dirty = 1;
+}
+
+static void do_search(struct chat *c, const char *query)
+{
+	struct store_hit *hits = NULL;
+	size_t n = 0;
+	if (!chat_need_idle(c) || !chat_session_need_store(c))
+		return;
+	if (!*query) {
+		chat_notice(c, "usage: /search WORDS (all must occur; word* matches a prefix)");
+		return;
+	}
+	if (store_search(c->store, query, 100, PICKER_MARK_OPEN, PICKER_MARK_CLOSE, &hits, &n) <
+	    0) {
+		chat_notice(c, "%s", error_message());
+		error_clear();
+		return;
+	}
+	char heading[128];
+	snprintf(heading, sizeof(heading), "Search: %s", query);
+	free(c->search_query);
+	c->search_query = xstrdup(query);
+	picker_release(&c->picker);
+	picker_init(&c->picker, heading, 0);
+	c->picker.filter_detail = 1; /* titles repeat: the snippets tell hits apart */
+	for (size_t i = 0; i < n; i++) {
+		char when[32];
+		struct strbuf d = STRBUF_INIT;
+		format_when(when, sizeof(when), hits[i].updated_ms);
+		strbuf_addf(&d, "%s \xc2\xb7 %s: %s", when, hits[i].role, hits[i].snippet);
+		picker_add(&c->picker, hits[i].session_id,
+			   hits[i].title && *hits[i].title ? hits[i].title : "(untitled)", d.buf,
+			   hits[i].message_id);
+		strbuf_release(&d);
+	}
+	store_hits_free(hits, n);
+	c->picker_open = 1;
+	c->pane.dirty = 1;
+}
+
+static void run_command(struct chat *c, const struct slash_command *k, const char *args)
+{
+	switch (k->id) {
+	case SLASH_HELP: show_help(c); break;
+	case SLASH_QUIT: c->quit = 1; break;
+	case SLASH_SET: do_set(c, args); break;
+	case SLASH_STATS: do_stats(c); break;
+	case SLASH_MODEL: do_model(c, args); break;
+	case SLASH_SYSTEM: do_system(c, args); break;
+	case SLASH_COPY: do_copy(c); break;
+	case SLASH_EXPORT: do_export(c, args); break;
+	case SLASH_REGEN: do_regen(c); break;
+	case SLASH_EDIT: do_edit(c); break;
+	case SLASH_NEW: do_new(c, args); break;
+	case SLASH_CLEAR:
+		c->pane.first_shown = c->pane.n_msgs;
+		c->pane.scroll = 0;
+		c->pane.dirty = 1;
+		break;
+	case SLASH_SESSIONS: do_sessions(c); break;
+	case SLASH_OPEN: do_open(c, args); break;
+	case SLASH_RENAME: do_rename(c, args); break;
+	case SLASH_DELETE: do_delete(c, args); break;
+	case SLASH_SEARCH: do_search(c, args); break;
+	case SLASH_COUNT: break;
+	}
+}
+
+void chat_commands_on_line(void *ctx, char *line, int pasted)
+{
+	struct chat *c = ctx;
+	const char *args;
+	char *unknown = NULL;
+
+	input_history_add(line);
+	if (!line[0] || strspn(line, " \t\n") == strlen(line)) {
+		free(line);
+		return;
+	}
+	if (!pasted && !strcmp(line, "/")) {
+		/* a lone slash: the user is looking for the commands */
+		show_help(c);
+		free(line);
+		return;
+	}
+	const struct slash_command *k = pasted ? NULL : slash_parse(line, &args, &unknown);
+	if (k) {
+		run_command(c, k, args);
+	} else if (unknown) {
+		const char *s = slash_suggest(unknown);
+		if (s)
+			chat_notice(c,
+				    "Unknown command /%s. Did you mean /%s? (/help lists them; // "
+				    "starts a message with /)",
+				    unknown, s);
+		else
+			chat_notice(c,
+				    "Unknown command /%s. /help lists the commands; // starts a "
+				    "message with /.",
+				    unknown);
+		free(unknown);
+	} else {
+		chat_engine_send(c, !pasted && line[0] == '/' && line[1] == '/' ? line + 1 : line);
+	}
+	free(line);
+}

@@ -1,0 +1,193 @@
+/* The table of model families palaver runs. */
+#include "arch.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <string.h>
+
+#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* Tensors shared by the llama-like blocks, as table rows. */
+#define T_ATTN_NORM                                                                                \
+	{                                                                                          \
+		"attn_norm.weight", SLOT_ATTN_NORM, 1, { DIM_EMBD, 0 }, NEED_REQ, 0                \
+	}
+#define T_FFN_NORM                                                                                 \
+	{                                                                                          \
+		"ffn_norm.weight", SLOT_FFN_NORM, 1, { DIM_EMBD, 0 }, NEED_REQ, 0                  \
+	}
+#define T_WQ                                                                                       \
+	{                                                                                          \
+		"attn_q.weight", SLOT_WQ, 2, { DIM_EMBD, DIM_Q }, NEED_REQ, 0                      \
+	}
+#define T_WK                                                                                       \
+	{                                                                                          \
+		"attn_k.weight", SLOT_WK, 2, { DIM_EMBD, DIM_K }, NEED_REQ, 0                      \
+	}
+#define T_WV                                                                                       \
+	{                                                                                          \
+		"attn_v.weight", SLOT_WV, 2, { DIM_EMBD, DIM_V }, NEED_REQ, 0                      \
+	}
+#define T_WO                                                                                       \
+	{                                                                                          \
+		"attn_output.weight", SLOT_WO, 2, { DIM_ATT, DIM_EMBD }, NEED_REQ, 0               \
+	}
+#define T_GATE                                                                                     \
+	{                                                                                          \
+		"ffn_gate.weight", SLOT_GATE, 2, { DIM_EMBD, DIM_FF }, NEED_REQ, 0                 \
+	}
+#define T_UP                                                                                       \
+	{                                                                                          \
+		"ffn_up.weight", SLOT_UP, 2, { DIM_EMBD, DIM_FF }, NEED_REQ, 0                     \
+	}
+#define T_DOWN                                                                                     \
+	{                                                                                          \
+		"ffn_down.weight", SLOT_DOWN, 2, { DIM_FF, DIM_EMBD }, NEED_REQ, 0                 \
+	}
+#define T_Q_NORM                                                                                   \
+	{                                                                                          \
+		"attn_q_norm.weight", SLOT_Q_NORM, 1, { DIM_HEAD_K, 0 }, NEED_REQ, 0               \
+	}
+#define T_K_NORM                                                                                   \
+	{                                                                                          \
+		"attn_k_norm.weight", SLOT_K_NORM, 1, { DIM_HEAD_K, 0 }, NEED_REQ, 0               \
+	}
+#define T_POST_ATTN                                                                                \
+	{                                                                                          \
+		"post_attention_norm.weight", SLOT_ATTN_POST_NORM, 1, { DIM_EMBD, 0 }, NEED_REQ, 0 \
+	}
+#define T_POST_FFW                                                                                 \
+	{                                                                                          \
+		"post_ffw_norm.weight", SLOT_FFN_POST_NORM, 1, { DIM_EMBD, 0 }, NEED_REQ, 0        \
+	}
+#define T_BQ(need)                                                                                 \
+	{                                                                                          \
+		"attn_q.bias", SLOT_BQ, 1, { DIM_Q, 0 }, need, 0                                   \
+	}
+#define T_BK(need)                                                                                 \
+	{                                                                                          \
+		"attn_k.bias", SLOT_BK, 1, { DIM_K, 0 }, need, 0                                   \
+	}
+#define T_BV(need)                                                                                 \
+	{                                                                                          \
+		"attn_v.bias", SLOT_BV, 1, { DIM_V, 0 }, need, 0                                   \
+	}
+#define T_BO(need)                                                                                 \
+	{                                                                                          \
+		"attn_output.bias", SLOT_BO, 1, { DIM_EMBD, 0 }, need, 0                           \
+	}
+
+static const struct arch_tensor llama_tensors[] = {
+	T_ATTN_NORM, T_WQ,           T_BQ(NEED_OPT), T_WK,   T_BK(NEED_OPT), T_WV,   T_BV(NEED_OPT),
+	T_WO,        T_BO(NEED_OPT), T_FFN_NORM,     T_GATE, T_UP,           T_DOWN,
+};
+
+static const struct arch_tensor qwen2_tensors[] = {
+	T_ATTN_NORM,    T_WQ, T_BQ(NEED_REQ), T_WK,   T_BK(NEED_REQ), T_WV,
+	T_BV(NEED_REQ), T_WO, T_FFN_NORM,     T_GATE, T_UP,           T_DOWN,
+};
+
+static const struct arch_tensor qwen3_tensors[] = {
+	T_ATTN_NORM, T_WQ, T_WK, T_WV, T_Q_NORM, T_K_NORM, T_WO, T_FFN_NORM, T_GATE, T_UP, T_DOWN,
+};
+
+static const struct arch_tensor gemma2_tensors[] = {
+	T_ATTN_NORM, T_WQ,   T_WK, T_WV,   T_WO,       T_POST_ATTN,
+	T_FFN_NORM,  T_GATE, T_UP, T_DOWN, T_POST_FFW,
+};
+
+static const struct arch_tensor gemma3_tensors[] = {
+	T_ATTN_NORM, T_WQ,       T_WK,   T_WV, T_Q_NORM, T_K_NORM,   T_WO,
+	T_POST_ATTN, T_FFN_NORM, T_GATE, T_UP, T_DOWN,   T_POST_FFW,
+};
+
+/* Phi-3/3.5/4: q, k, v in one matrix and gate, up in another (files with
+ * separate q, k, v matrices load too). */
+static const struct arch_tensor phi3_tensors[] = {
+	T_ATTN_NORM,
+	{ "attn_qkv.weight", SLOT_WQKV, 2, { DIM_EMBD, DIM_QKV }, NEED_OPT, 0 },
+	{ "attn_q.weight", SLOT_WQ, 2, { DIM_EMBD, DIM_Q }, NEED_ALT, SLOT_WQKV },
+	{ "attn_k.weight", SLOT_WK, 2, { DIM_EMBD, DIM_K }, NEED_ALT, SLOT_WQKV },
+	{ "attn_v.weight", SLOT_WV, 2, { DIM_EMBD, DIM_V }, NEED_ALT, SLOT_WQKV },
+	T_WO,
+	T_FFN_NORM,
+	{ "ffn_up.weight", SLOT_GATE_UP, 2, { DIM_EMBD, DIM_FF2 }, NEED_REQ, 0 },
+	T_DOWN,
+};
+
+static const struct arch_key gemma2_keys[] = {
+	{ "attention.sliding_window", "sliding window", HP_SWA_WINDOW, 0, 4096, 4096 },
+	{ "attn_logit_softcapping", "attn softcap", HP_ATTN_SOFTCAP, 1, 50.0f, 50.0f },
+	{ "final_logit_softcapping", "final softcap", HP_FINAL_SOFTCAP, 1, 30.0f, 30.0f },
+};
+
+static const struct arch_key gemma3_keys[] = {
+	{ "attention.sliding_window", "sliding window", HP_SWA_WINDOW, 0, 0, 512 },
+	{ "attention.sliding_window_pattern", "swa pattern", HP_SWA_PATTERN, 0, 0, 0 },
+	{ "rope.freq_base_swa", "swa rope base", HP_ROPE_BASE_SWA, 1, 10000.0f, 0 },
+	{ "final_logit_softcapping", "final softcap", HP_FINAL_SOFTCAP, 1, 0, 0 },
+};
+
+static const struct arch table[] = {
+	{ "llama", "the reference block: RMS norms, SwiGLU, RoPE on pairs (2i, 2i+1)", ROPE_NORM,
+	  ACT_SILU, 0, 0, 0, NULL, 0, llama_tensors, N(llama_tensors), 10000.0f, 1e-5f },
+	{ "qwen2", "llama with q/k/v biases and NEOX RoPE", ROPE_NEOX, ACT_SILU, 0, 0, 0, NULL, 0,
+	  qwen2_tensors, N(qwen2_tensors), 1000000.0f, 1e-6f },
+	{ "qwen3", "llama with per-head q/k RMS norms before NEOX RoPE, no biases", ROPE_NEOX,
+	  ACT_SILU, ARCH_QK_NORM, 0, 0, NULL, 0, qwen3_tensors, N(qwen3_tensors), 1000000.0f,
+	  1e-6f },
+	{ "gemma2",
+	  "embeddings times sqrt(dim), GeGLU, post-norms, soft-capped attention and logits, "
+	  "sliding window on even layers",
+	  ROPE_NEOX, ACT_GELU, ARCH_POST_NORMS | ARCH_EMBD_SCALE, 2, 46, gemma2_keys,
+	  N(gemma2_keys), gemma2_tensors, N(gemma2_tensors), 10000.0f, 1e-6f },
+	{ "gemma3",
+	  "gemma2 without soft-caps, with q/k norms; five sliding layers (RoPE base 10000) to "
+	  "one global",
+	  ROPE_NEOX, ACT_GELU, ARCH_POST_NORMS | ARCH_EMBD_SCALE | ARCH_QK_NORM, 6, 62, gemma3_keys,
+	  N(gemma3_keys), gemma3_tensors, N(gemma3_tensors), 1000000.0f, 1e-6f },
+	{ "phi3", "llama with fused qkv and gate+up matrices, NEOX RoPE, LongRoPE factors",
+	  ROPE_NEOX, ACT_SILU, 0, 0, 0, NULL, 0, phi3_tensors, N(phi3_tensors), 10000.0f, 1e-5f },
+};
+
+const struct arch *arch_find(const char *name)
+{
+	for (int i = 0; i < N(table); i++)
+		if (!strcmp(table[i].name, name))
+			return &table[i];
+	return NULL;
+}
+
+const struct arch *arch_at(int i)
+{
+	return i >= 0 && i < N(table) ? &table[i] : NULL;
+}
+
+static char names_buf[256];
+
+static void names_init(void)
+{
+	char *buf = names_buf;
+	{
+		size_t o = 0;
+		for (int i = 0; i < N(table); i++) {
+			size_t n = strlen(table[i].name);
+			if (o + n + 3 > sizeof(names_buf))
+				break;
+			if (i) {
+				memcpy(buf + o, ", ", 2);
+				o += 2;
+			}
+			memcpy(buf + o, table[i].name, n);
+			o += n;
+		}
+		buf[o] = 0;
+	}
+}
+
+const char *arch_names(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, names_init);
+	return names_buf;
+}

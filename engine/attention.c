@@ -1,0 +1,231 @@
+/* Attention over the KV cache (see attention.h). */
+#include "attention.h"
+
+#include "kv_cache.h"
+#include "model_internal.h"
+#include "ops.h"
+
+#include <math.h>
+#include <string.h>
+
+/*
+ * DESIGN
+ * Online softmax in blocks of ATT_BLOCK positions: each block's scores,
+ * their maximum, the running sum and the value accumulators rescaled when
+ * the maximum grows.  The K/V rows of a block are converted from F16 once
+ * for every query that reads them: in decode the G query heads of a KV head
+ * go together, in prefill a block of up to ATT_QBLOCK tokens times G heads.
+ *
+ * A block's rows are contiguous cells.  In a sliding-window layer the cells
+ * are a ring (kv_cache.h), so a block also ends where the ring wraps; a
+ * full layer's blocks start at position 0 every ATT_BLOCK positions, as
+ * they always have, so its results do not change with the windows of
+ * other layers.
+ */
+
+size_t attn_scratch_floats(int n_head, int n_head_kv, int head_dim, int head_dim_v)
+{
+	size_t G = (size_t)(n_head / n_head_kv), hv = (size_t)head_dim_v, hd = (size_t)head_dim;
+	size_t grp = G * (ATT_BLOCK + hv) + hd + ATT_BLOCK * hv + 2 * G;
+	size_t nq = G * ATT_QBLOCK;
+	size_t blk = nq * (ATT_BLOCK + hv) + ATT_BLOCK * (hd + hv) + 2 * nq;
+	return ((grp > blk ? grp : blk) + 16 + 15) & ~(size_t)15;
+}
+
+/* Positions in the block starting at p0 (at most ATT_BLOCK, up to last). */
+static int block_len(const struct kv_cache *kv, int layer, int p0, int last)
+{
+	int n = last + 1 - p0 < ATT_BLOCK ? last + 1 - p0 : ATT_BLOCK;
+	if (kv->pos[layer]) {
+		int room = kv->cells[layer] - p0 % kv->cells[layer];
+		if (n > room)
+			n = room;
+	}
+	return n;
+}
+
+/* The first position a query at pos sees. */
+static int first_pos(const struct attn_args *a, int pos)
+{
+	return a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
+}
+
+static void scores_cap(const struct attn_args *a, float *s, int n)
+{
+	if (a->softcap > 0)
+		softcap(s, n, a->softcap);
+}
+
+/*
+ * One (token, KV head): the G query heads that share the KV head together,
+ * so each K and V row is read (and converted from F16) once for all of them.
+ */
+static void attend_group(const struct attn_args *a, int t, int g, int pos, float *scratch)
+{
+	const struct kv_cache *kv = a->kv;
+	int hd = a->head_dim, hv = a->head_dim_v, nh = a->n_head;
+	int G = nh / a->n_head_kv;
+	const float *q0 = a->q + (size_t)t * nh * hd + (size_t)g * G * hd;
+	float *out0 = a->out + (size_t)t * nh * hv + (size_t)g * G * hv;
+	float *sc = scratch;                     /* (G, ATT_BLOCK) */
+	float *acc = sc + (size_t)G * ATT_BLOCK; /* (G, hv) */
+	float *kf = acc + (size_t)G * hv;        /* (hd) */
+	float *vf = kf + hd;                     /* (ATT_BLOCK, hv) */
+	float *mx = vf + (size_t)ATT_BLOCK * hv; /* (G) */
+	float *sum = mx + G;                     /* (G) */
+	int f16 = kv->type == KV_F16;
+	size_t kstride = (size_t)hd * kv->elem, vstride = (size_t)hv * kv->elem;
+	memset(acc, 0, (size_t)G * hv * sizeof(float));
+	for (int h = 0; h < G; h++) {
+		mx[h] = -INFINITY;
+		sum[h] = 0;
+	}
+	for (int p0 = first_pos(a, pos); p0 <= pos;) {
+		int n = block_len(kv, a->layer, p0, pos);
+		const char *kb = kv_cache_k(kv, a->layer, g, p0);
+		const void *vp = kv_cache_v(kv, a->layer, g, p0);
+		const char *vb = vp;
+		for (int i = 0; i < n; i++) {
+			const void *k = kb + (size_t)i * kstride;
+			const float *kr = k;
+			if (f16) {
+				f16_row(kf, k, hd);
+				kr = kf;
+			}
+			for (int h = 0; h < G; h++)
+				sc[h * ATT_BLOCK + i] =
+					dot_f32(q0 + (size_t)h * hd, kr, hd) * a->scale;
+		}
+		for (int h = 0; h < G; h++) {
+			float *s = sc + h * ATT_BLOCK, bmax = -INFINITY;
+			scores_cap(a, s, n);
+			for (int i = 0; i < n; i++)
+				if (s[i] > bmax)
+					bmax = s[i];
+			if (bmax > mx[h]) {
+				float c = expf(mx[h] - bmax); /* 0 on the first block */
+				sum[h] *= c;
+				float *ac = acc + (size_t)h * hv;
+				for (int d = 0; d < hv; d++)
+					ac[d] *= c;
+				mx[h] = bmax;
+			}
+			sum[h] += exp_sub_sum(s, n, mx[h]);
+		}
+		const float *vr = vp;
+		if (f16) {
+			for (int i = 0; i < n; i++)
+				f16_row(vf + (size_t)i * hv,
+					(const quant_half *)(vb + (size_t)i * vstride), hv);
+			vr = vf;
+		}
+		for (int h = 0; h < G; h++)
+			accumulate_rows(acc + (size_t)h * hv, sc + h * ATT_BLOCK, vr, n, hv);
+		p0 += n;
+	}
+	for (int h = 0; h < G; h++) {
+		float inv = 1.0f / sum[h];
+		for (int d = 0; d < hv; d++)
+			out0[(size_t)h * hv + d] = acc[(size_t)h * hv + d] * inv;
+	}
+}
+
+/*
+ * Prefill: a block of up to ATT_QBLOCK tokens and the G heads of KV head g
+ * against the cache, ATT_BLOCK positions at a time: each K/V block is
+ * converted once for all nt * G queries (the causal mask and the window
+ * limit each query to its own positions).
+ */
+static void attend_block(const struct attn_args *a, int t0, int nt, int g, float *scratch)
+{
+	const struct kv_cache *kv = a->kv;
+	int hd = a->head_dim, hv = a->head_dim_v, nh = a->n_head;
+	int G = nh / a->n_head_kv, nq = nt * G, pos0 = a->pos0;
+	float *sc = scratch;                      /* (nq, ATT_BLOCK) */
+	float *acc = sc + (size_t)nq * ATT_BLOCK; /* (nq, hv) */
+	float *kf = acc + (size_t)nq * hv;        /* (ATT_BLOCK, hd) */
+	float *vf = kf + (size_t)ATT_BLOCK * hd;  /* (ATT_BLOCK, hv) */
+	float *mx = vf + (size_t)ATT_BLOCK * hv;  /* (nq) */
+	float *sum = mx + nq;                     /* (nq) */
+	int f16 = kv->type == KV_F16;
+	int last = pos0 + t0 + nt - 1; /* the last position any query sees */
+	memset(acc, 0, (size_t)nq * hv * sizeof(float));
+	for (int q = 0; q < nq; q++) {
+		mx[q] = -INFINITY;
+		sum[q] = 0;
+	}
+	for (int p0 = first_pos(a, pos0 + t0); p0 <= last;) {
+		int n = block_len(kv, a->layer, p0, last);
+		const void *kp = kv_cache_k(kv, a->layer, g, p0),
+			   *vp = kv_cache_v(kv, a->layer, g, p0);
+		const char *kb = kp, *vb = vp;
+		const float *kr = kp, *vr = vp;
+		if (f16) {
+			for (int i = 0; i < n; i++) {
+				f16_row(kf + (size_t)i * hd,
+					(const quant_half *)(kb + (size_t)i * hd * kv->elem), hd);
+				f16_row(vf + (size_t)i * hv,
+					(const quant_half *)(vb + (size_t)i * hv * kv->elem), hv);
+			}
+			kr = kf;
+			vr = vf;
+		}
+		for (int q = 0; q < nq; q++) {
+			int t = t0 + q / G, h = g * G + q % G;
+			int nv = pos0 + t + 1 - p0; /* causal: positions <= pos0 + t */
+			int lo = first_pos(a, pos0 + t) - p0;
+			if (lo < 0)
+				lo = 0;
+			if (nv > n)
+				nv = n;
+			if (nv <= lo)
+				continue;
+			const float *qv = a->q + (size_t)t * nh * hd + (size_t)h * hd;
+			float *s = sc + (size_t)q * ATT_BLOCK, bmax = -INFINITY;
+			for (int i = lo; i < nv; i++)
+				s[i] = dot_f32(qv, kr + (size_t)i * hd, hd) * a->scale;
+			scores_cap(a, s + lo, nv - lo);
+			for (int i = lo; i < nv; i++)
+				if (s[i] > bmax)
+					bmax = s[i];
+			float *ac = acc + (size_t)q * hv;
+			if (bmax > mx[q]) {
+				float c = expf(mx[q] - bmax); /* 0 on the first block */
+				sum[q] *= c;
+				for (int d = 0; d < hv; d++)
+					ac[d] *= c;
+				mx[q] = bmax;
+			}
+			sum[q] += exp_sub_sum(s + lo, nv - lo, mx[q]);
+			accumulate_rows(ac, s + lo, vr + (size_t)lo * hv, nv - lo, hv);
+		}
+		p0 += n;
+	}
+	for (int q = 0; q < nq; q++) {
+		int t = t0 + q / G, h = g * G + q % G;
+		float inv = 1.0f / sum[q], *out = a->out + (size_t)t * nh * hv + (size_t)h * hv;
+		const float *ac = acc + (size_t)q * hv;
+		for (int d = 0; d < hv; d++)
+			out[d] = ac[d] * inv;
+	}
+}
+
+/* Items are dealt round-robin: with a causal mask later tokens cost more,
+ * and contiguous ranges would leave the first thread idle half the time. */
+void attn_run(const struct attn_args *a, int ith, int nth, float *scratch)
+{
+	int nkv = a->n_head_kv;
+	if (a->ntok > 1) {
+		int nblk = (a->ntok + ATT_QBLOCK - 1) / ATT_QBLOCK;
+		for (int i = ith; i < nblk * nkv; i += nth) {
+			int b = i / nkv, t0 = b * ATT_QBLOCK;
+			int nt = a->ntok - t0 < ATT_QBLOCK ? a->ntok - t0 : ATT_QBLOCK;
+			attend_block(a, t0, nt, i % nkv, scratch);
+		}
+		return;
+	}
+	/* decode: one item per KV head (with more threads than KV heads some
+	 * idle here; splitting the positions would need a merge step) */
+	for (int g = ith; g < nkv; g += nth)
+		attend_group(a, 0, g, a->pos0, scratch);
+}

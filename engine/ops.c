@@ -1,0 +1,225 @@
+/* The row operations of the forward pass (see ops.h). */
+#include "ops.h"
+
+#include <math.h>
+#include <stddef.h>
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+#include <immintrin.h>
+#define OPS_AVX2 1
+#endif
+
+/*
+ * Every function here gives a result that depends only on its inputs and
+ * the element's index, never on the thread that runs it: the forward pass
+ * splits rows between threads and its results must not depend on how.
+ */
+
+void rope_table(const struct rope *r, float pos, float *cs, float *sn)
+{
+	int half = r->n_rot / 2;
+	float theta_scale = powf(r->base, -2.0f / (float)r->n_rot);
+	float theta = pos;
+	for (int i = 0; i < half; i++) {
+		float t = theta;
+		if (r->factors)
+			t /= r->factors[i];
+		t *= r->freq_scale;
+		cs[i] = cosf(t);
+		sn[i] = sinf(t);
+		theta *= theta_scale;
+	}
+	if (r->mscale != 1.0f)
+		for (int i = 0; i < half; i++) {
+			cs[i] *= r->mscale;
+			sn[i] *= r->mscale;
+		}
+}
+
+void rope_apply(const struct rope *r, float *x, int n_heads, int hd, const float *cs,
+		const float *sn)
+{
+	int half = r->n_rot / 2;
+	for (int h = 0; h < n_heads; h++) {
+		float *v = x + (size_t)h * hd;
+		if (r->neox) {
+			for (int i = 0; i < half; i++) {
+				float a = v[i], b = v[i + half];
+				v[i] = a * cs[i] - b * sn[i];
+				v[i + half] = a * sn[i] + b * cs[i];
+			}
+		} else {
+			for (int i = 0; i < half; i++) {
+				float a = v[2 * i], b = v[2 * i + 1];
+				v[2 * i] = a * cs[i] - b * sn[i];
+				v[2 * i + 1] = a * sn[i] + b * cs[i];
+			}
+		}
+	}
+}
+
+void rms_norm(float *out, const float *x, const float *w, int n, float eps)
+{
+	double ss = 0;
+	for (int i = 0; i < n; i++)
+		ss += (double)x[i] * x[i];
+	float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+	for (int i = 0; i < n; i++)
+		out[i] = x[i] * scale * w[i];
+}
+
+void glu_silu(float *g, const float *u, int n)
+{
+	for (int i = 0; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void glu_gelu(float *g, const float *u, int n)
+{
+	const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
+	for (int i = 0; i < n; i++) {
+		float x = g[i];
+		g[i] = 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x))) * u[i];
+	}
+}
+
+void softcap(float *x, int n, float c)
+{
+	float inv = 1.0f / c;
+	for (int i = 0; i < n; i++)
+		x[i] = c * tanhf(x[i] * inv);
+}
+
+float dot_f32(const float *a, const float *b, int n)
+{
+	int i = 0;
+	float s = 0;
+#ifdef OPS_AVX2
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	for (; i + 16 <= n; i += 16) {
+		acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+		acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8),
+				       acc1);
+	}
+	acc0 = _mm256_add_ps(acc0, acc1);
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	s = _mm_cvtss_f32(h);
+#endif
+	for (; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+void f16_row(float *dst, const quant_half *src, int n)
+{
+	int i = 0;
+#ifdef OPS_AVX2
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i,
+				 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+#endif
+	for (; i < n; i++)
+		dst[i] = quant_f16_to_f32(src[i]);
+}
+
+/*
+ * Eight at a time with a Cephes-style polynomial (relative error ~2e-7, as
+ * expf for softmax weights), the tail with expf.
+ */
+float exp_sub_sum(float *x, int n, float m)
+{
+	int i = 0;
+	float sum = 0;
+#ifdef OPS_AVX2
+	const __m256 vm = _mm256_set1_ps(m), lo = _mm256_set1_ps(-87.3f);
+	const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+	const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
+	__m256 vs = _mm256_setzero_ps();
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), lo);
+		__m256 k = _mm256_round_ps(_mm256_mul_ps(v, log2e),
+					   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+		__m256 r = _mm256_fnmadd_ps(k, c1, v);
+		r = _mm256_fnmadd_ps(k, c2, r);
+		__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+		p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+		__m256 y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r,
+					   _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+		__m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
+		y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
+		_mm256_storeu_ps(x + i, y);
+		vs = _mm256_add_ps(vs, y);
+	}
+	float lanes[8];
+	_mm256_storeu_ps(lanes, vs);
+	for (int l = 0; l < 8; l++)
+		sum += lanes[l];
+#endif
+	for (; i < n; i++) {
+		x[i] = expf(x[i] - m);
+		sum += x[i];
+	}
+	return sum;
+}
+
+/*
+ * One fused multiply-add per term in key order, whatever the vector width:
+ * the accumulators stay in registers across the keys of a block.
+ */
+void accumulate_rows(float *a, const float *w, const float *rows, int n, int hv)
+{
+	int d = 0;
+#if defined(__AVX512F__)
+	for (; d + 64 <= hv; d += 64) {
+		__m512 s0 = _mm512_loadu_ps(a + d), s1 = _mm512_loadu_ps(a + d + 16);
+		__m512 s2 = _mm512_loadu_ps(a + d + 32), s3 = _mm512_loadu_ps(a + d + 48);
+		for (int i = 0; i < n; i++) {
+			const float *r = rows + (size_t)i * hv + d;
+			__m512 wi = _mm512_set1_ps(w[i]);
+			s0 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r), s0);
+			s1 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 16), s1);
+			s2 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 32), s2);
+			s3 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r + 48), s3);
+		}
+		_mm512_storeu_ps(a + d, s0);
+		_mm512_storeu_ps(a + d + 16, s1);
+		_mm512_storeu_ps(a + d + 32, s2);
+		_mm512_storeu_ps(a + d + 48, s3);
+	}
+	for (; d + 16 <= hv; d += 16) {
+		__m512 s0 = _mm512_loadu_ps(a + d);
+		for (int i = 0; i < n; i++)
+			s0 = _mm512_fmadd_ps(_mm512_set1_ps(w[i]),
+					     _mm512_loadu_ps(rows + (size_t)i * hv + d), s0);
+		_mm512_storeu_ps(a + d, s0);
+	}
+#elif defined(OPS_AVX2)
+	for (; d + 32 <= hv; d += 32) {
+		__m256 s0 = _mm256_loadu_ps(a + d), s1 = _mm256_loadu_ps(a + d + 8);
+		__m256 s2 = _mm256_loadu_ps(a + d + 16), s3 = _mm256_loadu_ps(a + d + 24);
+		for (int i = 0; i < n; i++) {
+			const float *r = rows + (size_t)i * hv + d;
+			__m256 wi = _mm256_set1_ps(w[i]);
+			s0 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r), s0);
+			s1 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 8), s1);
+			s2 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 16), s2);
+			s3 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 24), s3);
+		}
+		_mm256_storeu_ps(a + d, s0);
+		_mm256_storeu_ps(a + d + 8, s1);
+		_mm256_storeu_ps(a + d + 16, s2);
+		_mm256_storeu_ps(a + d + 24, s3);
+	}
+#endif
+	for (; d < hv; d++) {
+		float s0 = a[d];
+		for (int i = 0; i < n; i++)
+			s0 = fmaf(w[i], rows[(size_t)i * hv + d], s0);
+		a[d] = s0;
+	}
+}

@@ -1,0 +1,47 @@
+/* The row operations of the forward pass: norms, RoPE, activations, soft-capping, small dots. */
+#ifndef PALAVER_OPS_H
+#define PALAVER_OPS_H
+
+#include "quant.h"
+
+#define ROPE_MAX 512 /* rotated dimensions at most */
+
+/*
+ * One layer's rotary embedding.  Pair i (of n_rot / 2) of a head turns by
+ * pos * base^(-2i / n_rot) / factors[i] * freq_scale; NEOX pairs element i
+ * with i + n_rot/2, the normal kind 2i with 2i+1.  Dimensions past n_rot
+ * are left alone.
+ */
+struct rope {
+	int n_rot;
+	int neox;
+	float base;
+	float freq_scale;     /* linear scaling: 1 / factor */
+	float mscale;         /* cos and sin times this (LongRoPE's attention factor); 1: none */
+	const float *factors; /* (n_rot / 2) frequency divisors (llama 3, LongRoPE), or NULL */
+};
+
+/* cos/sin of each rotated pair at position pos (llama.cpp's recurrence for theta). */
+void rope_table(const struct rope *r, float pos, float *cs, float *sn);
+/* Rotate n_heads heads of hd floats by a table from rope_table. */
+void rope_apply(const struct rope *r, float *x, int n_heads, int hd, const float *cs,
+		const float *sn);
+
+/* out = x / rms(x) * w over n floats (out may be x). */
+void rms_norm(float *out, const float *x, const float *w, int n, float eps);
+
+/* g[i] = act(g[i]) * u[i]: SiLU (SwiGLU) or GELU with the tanh approximation (GeGLU). */
+void glu_silu(float *g, const float *u, int n);
+void glu_gelu(float *g, const float *u, int n);
+
+/* x[i] = c * tanh(x[i] / c) */
+void softcap(float *x, int n, float c);
+
+float dot_f32(const float *a, const float *b, int n);
+void f16_row(float *dst, const quant_half *src, int n);
+/* x[i] = exp(x[i] - m) for i < n (all x[i] <= m); their sum. */
+float exp_sub_sum(float *x, int n, float m);
+/* a[d] += sum over i < n of w[i] * rows[i][d] (rows hv floats apart), in key order. */
+void accumulate_rows(float *a, const float *w, const float *rows, int n, int hv);
+
+#endif
