@@ -434,8 +434,8 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
  * turn still, its reply null and the reason in "error"; on stderr, which
  * turns are not answered.
  */
-static void unanswered(const struct config *cfg, const struct convo *turns, int from,
-		       int failed, const char *why)
+static void unanswered(const struct config *cfg, const struct convo *turns, int from, int failed,
+		       const char *why)
 {
 	if (from >= turns->n)
 		return;

@@ -804,8 +804,8 @@ static int yaml_depth_check(const char *path, const char *text, size_t len)
 		yaml_event_type_t t = ev.type;
 		if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
 			if (++depth > CONFIG_MAX_DEPTH) {
-				rc = error("%s:%zu:%zu: bad YAML: nested deeper than %d levels", path,
-					   ev.start_mark.line + 1, ev.start_mark.column + 1,
+				rc = error("%s:%zu:%zu: bad YAML: nested deeper than %d levels",
+					   path, ev.start_mark.line + 1, ev.start_mark.column + 1,
 					   CONFIG_MAX_DEPTH);
 				yaml_event_delete(&ev);
 				break;
@@ -971,8 +971,8 @@ static void warn_unknown_env(void)
 		if (known)
 			continue;
 		if (near)
-			warning("unknown environment variable $%s is ignored; did you mean $%s?", name,
-				near);
+			warning("unknown environment variable $%s is ignored; did you mean $%s?",
+				name, near);
 		else
 			warning("unknown environment variable $%s is ignored (see 'palaver config')",
 				name);

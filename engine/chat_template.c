@@ -157,8 +157,9 @@ int chat_template_choose(const struct gguf *g, const char *setting, enum chat_te
 					"unknown chat template '%s' (not a file, nor one of: %s)",
 					setting, chat_template_names());
 			char reason[64];
-			return error("cannot read chat template '%s': %s", setting,
-				     strbuf_read_failure(e, READ_MAX_TEMPLATE, reason, sizeof(reason)));
+			return error(
+				"cannot read chat template '%s': %s", setting,
+				strbuf_read_failure(e, READ_MAX_TEMPLATE, reason, sizeof(reason)));
 		}
 		/* a file holds a template name, or a Jinja template to recognise */
 		strbuf_trim(&sb);

@@ -101,7 +101,8 @@ static void poly_init(void)
 {
 	uint64_t r = 0;
 	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-		r = time_now_ns() * 0x9e3779b97f4a7c15ull; /* no entropy yet: still unknown to a file */
+		r = time_now_ns() *
+		    0x9e3779b97f4a7c15ull; /* no entropy yet: still unknown to a file */
 	poly_base = (r % (POLY_P - 512)) + 256;
 }
 
@@ -1799,8 +1800,7 @@ static int load_work_add(struct load_work *w, size_t bytes)
 	return 0;
 }
 
-static int parse_merges(struct tokenizer *t, const struct tokenizer_spec *spec,
-			struct load_work *w)
+static int parse_merges(struct tokenizer *t, const struct tokenizer_spec *spec, struct load_work *w)
 {
 	struct strbuf cat = STRBUF_INIT;
 
@@ -1893,7 +1893,8 @@ static int index_spm_pairs(struct tokenizer *t, struct load_work *w)
 		pre[0] = 0;
 		pw[0] = 1;
 		for (size_t i = 0; i < n; i++) {
-			pre[i + 1] = poly_reduce(poly_mul(pre[i], poly_base) + (unsigned char)s[i] + 1);
+			pre[i + 1] =
+				poly_reduce(poly_mul(pre[i], poly_base) + (unsigned char)s[i] + 1);
 			pw[i + 1] = poly_mul(pw[i], poly_base);
 		}
 		for (size_t cut = unicode_utf8_len((unsigned char)s[0]); cut < n;
@@ -1902,7 +1903,8 @@ static int index_spm_pairs(struct tokenizer *t, struct load_work *w)
 			if (a < 0)
 				continue;
 			/* h(s[cut..n)) = h(s) - h(s[0..cut)) * base^(n - cut) */
-			uint64_t hb = poly_reduce(pre[n] + POLY_P - poly_mul(pre[cut], pw[n - cut]));
+			uint64_t hb =
+				poly_reduce(pre[n] + POLY_P - poly_mul(pre[cut], pw[n - cut]));
 			int32_t b = symtab_find_hashed(&t->sym, s + cut, n - cut, hb, 0);
 			if (b >= 0 && merge_insert(&t->merges, a, b, 0, id) < 0)
 				goto out;

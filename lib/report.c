@@ -147,7 +147,8 @@ static int out_fail(int err)
 		if (err == EPIPE)
 			return 0;
 		if (err)
-			fprintf(stderr, "palaver: cannot write standard output: %s\n", strerror(err));
+			fprintf(stderr, "palaver: cannot write standard output: %s\n",
+				strerror(err));
 		else
 			fprintf(stderr, "palaver: cannot write standard output\n");
 	}

@@ -56,11 +56,11 @@ int strbuf_starts_with(const struct strbuf *sb, const char *prefix);
  * Every input palaver reads whole has its limit here, so that /dev/zero or
  * an endless pipe ends in a clear error, not in all of memory:
  */
-#define READ_MAX_TEMPLATE ((size_t)1 << 20) /* --chat-template FILE: 1 MiB */
-#define READ_MAX_CONFIG ((size_t)1 << 20)   /* a config.yaml (app/config.c): 1 MiB */
-#define READ_MAX_STDIN ((size_t)64 << 20)   /* batch mode's standard input: 64 MiB */
-#define READ_MAX_TEXT ((size_t)256 << 20)   /* tokenize, perplexity, bench -f: 256 MiB */
-#define READ_MAX_IMPORT ((size_t)256 << 20) /* sessions import: 256 MiB */
+#define READ_MAX_TEMPLATE ((size_t)1 << 20)       /* --chat-template FILE: 1 MiB */
+#define READ_MAX_CONFIG ((size_t)1 << 20)         /* a config.yaml (app/config.c): 1 MiB */
+#define READ_MAX_STDIN ((size_t)64 << 20)         /* batch mode's standard input: 64 MiB */
+#define READ_MAX_TEXT ((size_t)256 << 20)         /* tokenize, perplexity, bench -f: 256 MiB */
+#define READ_MAX_IMPORT ((size_t)256 << 20)       /* sessions import: 256 MiB */
 #define READ_MAX_INPUT_HISTORY ((size_t)16 << 20) /* the chat's input history: 16 MiB */
 int strbuf_read_file(struct strbuf *sb, const char *path, size_t max);
 int strbuf_read_fd(struct strbuf *sb, int fd, size_t max);
