@@ -270,5 +270,13 @@ rc=$?
 has err "deep.yaml:1:"
 has err "nested deeper than 32 levels"
 
+# 12g. a terminal that cannot move the cursor gets a clear refusal, not an
+# unusable full-screen chat
+TERM=dumb script -qec "$P -m $M --chat-template none --no-history" /dev/null </dev/null >"$T/tty" 2>&1
+rc=$?
+[ "$rc" -eq 1 ] || fail "TERM=dumb: exit $rc, wanted 1: $(head -c 300 "$T/tty")"
+grep -q "the terminal 'dumb' cannot move the cursor" "$T/tty" || fail "TERM=dumb: $(head -c 300 "$T/tty")"
+raw_esc tty && fail "TERM=dumb: escape sequences were written: $(od -c "$T/tty" | head -3)"
+
 [ "$fails" -eq 0 ] || exit 1
 echo "it_hostile: ok"
