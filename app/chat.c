@@ -316,6 +316,12 @@ static void on_key(void *ctx, const struct key *k)
 	case K_CTRL_C:
 		if (c->busy) {
 			chat_engine_cancel(c);
+		} else if (c->eng && !c->ready && c->st.state == STATE_LOADING) {
+			/* every phase of a load stops within moments of engine_close */
+			chat_engine_close(c);
+			c->st.state = STATE_NO_MODEL;
+			c->status_dirty = 1;
+			chat_notice(c, "Loading stopped. /model FILE.gguf loads a model; Ctrl-D quits.");
 		} else if (!input_empty()) {
 			input_set("");
 		} else {
