@@ -72,7 +72,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
 
-.PHONY: all run test test-unit test-integration bench lint asan install uninstall \
+.PHONY: all run test test-unit test-integration testdata bench lint asan install uninstall \
 	clean deps fuzz help
 .DEFAULT_GOAL := all
 
@@ -128,11 +128,22 @@ test: deps
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-integration
 
-test-unit: $(TEST_BINS)
+test-unit: $(TEST_BINS) testdata
 	@sh tests/run-unit.sh $(TEST_BINS)
 
-test-integration: $(BUILD)/palaver
+test-integration: $(BUILD)/palaver testdata
 	@PALAVER=$(CURDIR)/$(BUILD)/palaver sh tests/run-integration.sh
+
+# The reference data a clone has: tests/data (the layout of ../shared/ref,
+# large files as NAME.xz) unpacked into build/testdata, one folder whatever
+# BUILD is.  The tests read $PALAVER_REF_DIR, else ../shared/ref, else this
+# (tests/testutil.h, tests/refdata.sh); tests/data/README.md says what is there.
+TESTDATA     := build/testdata
+TESTDATA_SRC := $(shell find tests/data -type f 2>/dev/null)
+$(TESTDATA)/.stamp: $(TESTDATA_SRC) tools/testdata.sh
+	@sh tools/testdata.sh tests/data $(TESTDATA)
+
+testdata: $(TESTDATA)/.stamp
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 test-unit

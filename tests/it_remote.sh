@@ -2,7 +2,8 @@
 # A remote server through the real binary: batch replies and exit codes, SIGINT, history and
 # --session, `palaver models`, and the API key kept out of config output, history and log.
 P=${PALAVER:-./palaver}
-command -v python3 >/dev/null 2>&1 || { echo "skip: python3 is not installed (make deps)"; exit 77; }
+. "$(dirname "$0")/refdata.sh"
+need_cmd python3
 T=$(mktemp -d /tmp/palaver-it-remote.XXXXXX) || exit 1
 export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state"
 unset PALAVER_MODEL PALAVER_HISTORY_PATH PALAVER_REMOTE_URL PALAVER_REMOTE_MODEL \

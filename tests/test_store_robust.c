@@ -362,7 +362,7 @@ static void test_readonly(void **state)
 	int r = in_child(readonly_child);
 	chmod(dbpath, 0644);
 	if (r == 77)
-		skip(); /* root that cannot become another user */
+		TEST_SKIP("root cannot become another user here");
 	assert_int_equal(r, 0);
 	read_bytes(dbpath, &after);
 	assert_int_equal(after.len, before.len);
@@ -449,7 +449,7 @@ static void test_read_only_access(void **state)
 	chmod(tmpdir, 0755);
 	chmod(dbpath, 0644);
 	if (r == 77)
-		skip(); /* root that cannot become another user */
+		TEST_SKIP("root cannot become another user here");
 	assert_int_equal(r, 0);
 	integrity_ok(dbpath);
 }

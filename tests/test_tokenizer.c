@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,11 @@ static const char *const ref_vocabs[] = {
 	"llama-spm", "phi-3", "gpt-2", "deepseek-llm", "deepseek-coder", "mpt", "starcoder",
 };
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int read_all(const char *path, struct strbuf *sb)
 {
 	strbuf_reset(sb);
@@ -237,18 +243,45 @@ static void test_parity_ref(void **state)
 	strbuf_release(&dec);
 }
 
+/* The case names (NAME of cases/NAME.json) in the reference data, sorted;
+ * malloc'd, *n of them. */
+static char **list_cases(size_t *n)
+{
+	char dir[4096];
+	char **names = NULL;
+	size_t alloc = 0;
+	*n = 0;
+	snprintf(dir, sizeof(dir), "%s/cases", test_ref_dir());
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	for (struct dirent *e; (e = readdir(d));) {
+		size_t l = strlen(e->d_name);
+		if (l <= 5 || strcmp(e->d_name + l - 5, ".json"))
+			continue;
+		if (*n == alloc) {
+			alloc = alloc ? 2 * alloc : 16;
+			names = realloc(names, alloc * sizeof(*names));
+			assert_non_null(names);
+		}
+		names[(*n)++] = strndup(e->d_name, l - 5);
+	}
+	closedir(d);
+	qsort(names, *n, sizeof(*names), cmp_str);
+	return names;
+}
+
 /* llama.cpp's reference cases: the prompt's tokens (with BOS) and the text
- * of the generated tokens, for every model there. */
+ * of the generated tokens, for every case in cases/ (SentencePiece and
+ * byte-level BPE vocabularies; a clone's tests/data holds fewer). */
 static void test_reference_cases(void **state)
 {
 	(void)state;
 	REQUIRE_REF();
-	static const char *const cases[] = {
-		"stories260K-once", "stories260K-zoo", "stories260K-empty", "rand-llama-spm-f32",
-		"rand-qwen2-gpt2-f16", "tinyrandom-f16", "rand-llama-256-F32",
-	};
+	size_t n_cases;
+	char **cases = list_cases(&n_cases);
+	assert_true(n_cases > 0);
 	struct strbuf sb = STRBUF_INIT, dec = STRBUF_INIT, raw = STRBUF_INIT;
-	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+	for (size_t c = 0; c < n_cases; c++) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/cases/%s.json", test_ref_dir(), cases[c]);
 		assert_int_equal(read_all(path, &sb), 0);
@@ -306,7 +339,9 @@ static void test_reference_cases(void **state)
 		tokenizer_free(t);
 		gguf_close(g);
 		json_free(j);
+		free(cases[c]);
 	}
+	free(cases);
 	strbuf_release(&sb);
 	strbuf_release(&dec);
 	strbuf_release(&raw);
