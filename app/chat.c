@@ -321,7 +321,9 @@ static void on_key(void *ctx, const struct key *k)
 			chat_engine_close(c);
 			c->st.state = STATE_NO_MODEL;
 			c->status_dirty = 1;
-			chat_notice(c, "Loading stopped. /model FILE.gguf loads a model; Ctrl-D quits.");
+			chat_notice(
+				c,
+				"Loading stopped. /model FILE.gguf loads a model; Ctrl-D quits.");
 		} else if (!input_empty()) {
 			input_set("");
 		} else {

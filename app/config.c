@@ -898,7 +898,6 @@ static void note_file(struct config *cfg, const char *path)
 
 int config_load_file(struct config *cfg, const char *path, int must_exist)
 {
-	struct config scratch;
 	struct strbuf text = STRBUF_INIT;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int rc;
@@ -919,9 +918,22 @@ int config_load_file(struct config *cfg, const char *path, int must_exist)
 			     strbuf_read_failure(e, READ_MAX_CONFIG, why, sizeof(why)));
 	}
 	close(fd);
-	config_copy(&scratch, cfg);
-	rc = apply_yaml(&scratch, path, text.buf, text.len);
+	rc = config_load_text(cfg, path, text.buf, text.len);
 	strbuf_release(&text);
+	return rc;
+}
+
+int config_load_text(struct config *cfg, const char *path, const char *text, size_t len)
+{
+	struct config scratch;
+	int rc;
+	if (len > READ_MAX_CONFIG) {
+		char why[64];
+		return error("cannot read config file '%s': %s", path,
+			     strbuf_read_failure(EFBIG, READ_MAX_CONFIG, why, sizeof(why)));
+	}
+	config_copy(&scratch, cfg);
+	rc = apply_yaml(&scratch, path, text, len);
 	if (rc < 0) {
 		config_free(&scratch);
 		return -1;

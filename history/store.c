@@ -2,6 +2,7 @@
 #include "store.h"
 #include "json.h"
 #include "report.h"
+#include "untrusted.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -9,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -335,6 +338,24 @@ static int fail(struct store *st, int rc)
 }
 
 /* ---- small helpers ------------------------------------------------------ */
+
+/* JSON text copied as is, except bytes that are not UTF-8, which become
+ * the escape \ufffd (they can only stand inside a string). */
+static void add_json_text(struct strbuf *out, const char *s)
+{
+	size_t n = strlen(s);
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t l = utf8_valid(s + i, n - i, &cp);
+		if (l) {
+			strbuf_add(out, s + i, l);
+			i += l;
+		} else {
+			strbuf_addstr(out, "\\ufffd");
+			i++;
+		}
+	}
+}
 
 static int64_t now_ms(void)
 {
@@ -1791,8 +1812,14 @@ static void export_json(const struct store_session *ss, const struct store_messa
 	json_str(out, ss->model);
 	strbuf_addstr(out, ",\n  \"system_prompt\": ");
 	json_str(out, ss->system_prompt);
-	/* sampling was checked to be a JSON object when it was stored */
-	strbuf_addf(out, ",\n  \"sampling\": %s", ss->sampling ? ss->sampling : "null");
+	/* sampling was checked to be a JSON object when it was stored, but an
+	 * imported one is kept as written: bytes that are not UTF-8 (inside
+	 * its strings, where JSON allows anything above 0x7f) become \ufffd */
+	strbuf_addstr(out, ",\n  \"sampling\": ");
+	if (ss->sampling)
+		add_json_text(out, ss->sampling);
+	else
+		strbuf_addstr(out, "null");
 	strbuf_addf(out, ",\n  \"created_ms\": %" PRId64 ",\n  \"updated_ms\": %" PRId64,
 		    ss->created_ms, ss->updated_ms);
 	strbuf_addstr(out, ",\n  \"messages\": [");
@@ -1860,6 +1887,11 @@ static int member_num(const struct json *o, const char *key, double *out)
 		return 0;
 	if (v->type != JSON_NUMBER)
 		return error("session JSON: '%s' must be a number", key);
+	/* the values become integers (times, token counts): one that no
+	 * integer holds would be undefined behaviour (fuzz_import found
+	 * created_ms -1e300); the ranges of each key are item 10's */
+	if (!isfinite(v->number) || fabs(v->number) > 1e15)
+		return error("session JSON: '%s' is %g, out of range", key, v->number);
 	*out = v->number;
 	return 0;
 }
@@ -1987,6 +2019,10 @@ static int import_session(struct store *st, const struct json *root, const char 
 		/* Nothing streams into an imported session. */
 		if (status == STORE_STREAMING)
 			status = STORE_INTERRUPTED;
+		if (fabs(pt) > INT_MAX || fabs(gt) > INT_MAX) {
+			error("session JSON: message %zu: a token count is out of range", i + 1);
+			goto fail;
+		}
 		stats.prompt_tokens = (int)pt;
 		stats.gen_tokens = (int)gt;
 		if (!mc)
