@@ -55,15 +55,19 @@ OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/app/main.o
 LIB_OBJS := $(filter-out $(MAIN_OBJ),$(OBJS))
 
+# CUDA=1: gpu/cuda/*.cu compiled by nvcc into the library: machine code for
+# sm_80 and sm_90 (the tiled matmul uses BF16 tensor cores, which start with
+# sm_80) and sm_90 PTX that newer GPUs compile when loading.
 ifeq ($(CUDA),1)
-NVCC       ?= nvcc
 CUDA_HOME  ?= /usr/local/cuda
-CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVCC       ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+	-gencode arch=compute_90,code=compute_90
 CU_SRCS    := $(wildcard gpu/cuda/*.cu)
 CU_OBJS    := $(CU_SRCS:%.cu=$(BUILD)/%.o)
 LIB_OBJS   += $(CU_OBJS)
 CPPFLAGS   += -DPALAVER_CUDA=1 -I$(CUDA_HOME)/include
-LDLIBS     += -L$(CUDA_HOME)/lib64 -lcudart -lcublas
+LDLIBS     += -L$(CUDA_HOME)/lib64 -lcudart -lstdc++
 endif
 
 TEST_SRCS := $(wildcard tests/test_*.c)
@@ -107,13 +111,64 @@ $(API_DIR)/engine.h:
 	@mkdir -p $(dir $@)
 	ln -sf $(CURDIR)/engine/engine.h $@
 
-$(BUILD)/gpu/cuda/%.o: gpu/cuda/%.cu
+# gpu/ may include engine/quant.h and nothing else of the project: it sees
+# it through a link of its own.
+GPU_API_DIR := $(BUILD)/api-gpu
+INC_gpu     := -Igpu/cuda -I$(GPU_API_DIR)
+
+$(GPU_API_DIR)/quant.h:
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 $(CUDA_ARCHS) -Iengine -Ilib -Xcompiler -Wall -c -o $@ $<
+	ln -sf $(CURDIR)/engine/quant.h $@
+
+$(BUILD)/gpu/cuda/%.o: gpu/cuda/%.cu | $(GPU_API_DIR)/quant.h
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 $(CUDA_ARCHS) $(INC_gpu) -Werror all-warnings \
+		-Xcompiler -Wall,-Wextra,-Werror -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libpalaver.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(INC_tests) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS)
+
+# ---- CUDA kernels under emulation (issue 21) --------------------------------
+# The same gpu/cuda/*.cu, compiled by the host C++ compiler against
+# gpu/cuda/emu/ into libpalaver_cuda_emu.a, which the tests test_cuda_*
+# link before the library: `make test` runs every kernel without a GPU.
+EMU_SRCS := $(wildcard gpu/cuda/*.cu) gpu/cuda/emu/emu.cpp
+EMU_OBJS := $(patsubst %,$(BUILD)/emu/%.o,$(basename $(EMU_SRCS)))
+EMU_LIB  := $(BUILD)/libpalaver_cuda_emu.a
+EMU_CXXFLAGS := -std=c++17 $(OPT) -g $(WARN) -MMD -MP $(INC_gpu) \
+	$(filter -fsanitize% -fno-omit-frame-pointer -fno-sanitize-recover%,$(CFLAGS))
+# test-only kernels (deliberately broken ones among them) for test_cuda_emu
+EMU_TEST_OBJS := $(BUILD)/emu/tests/cuda_emu_kernels.o
+
+$(BUILD)/emu/%.o: %.cu | $(GPU_API_DIR)/quant.h
+	@mkdir -p $(dir $@)
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(BUILD)/emu/%.o: %.cpp | $(GPU_API_DIR)/quant.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(EMU_TEST_OBJS): tests/cuda_emu_kernels.cu
+
+$(EMU_LIB): $(EMU_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/tests/test_cuda_%: tests/test_cuda_%.c $(EMU_LIB) $(EMU_TEST_OBJS) $(BUILD)/libpalaver.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(INC_tests) -Igpu/cuda $(CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_TEST_OBJS) \
+		$(EMU_LIB) $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS) -lstdc++
+
+ifeq ($(CUDA),1)
+# The kernel tests against the real backend, for a machine with a GPU
+# (built by `make CUDA=1`, not run by `make test`).
+all: $(BUILD)/tests/gpu_test_cuda_ops
+$(BUILD)/tests/gpu_test_cuda_ops: tests/test_cuda_ops.c $(BUILD)/libpalaver.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DPALAVER_CUDA_DEVICE=1 $(INC_tests) -Igpu/cuda $(CFLAGS) $(LDFLAGS) \
+		-o $@ $< $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS)
+endif
 
 # ---- set-up --------------------------------------------------------------
 deps:
@@ -158,6 +213,8 @@ lint:
 		--suppress=missingIncludeSystem --inline-suppr -D_GNU_SOURCE \
 		-Ilib -Iapp -Iengine -Iui -Ihistory lib app engine ui history
 	clang-format --dry-run --Werror $(SRCS) $(HDRS)
+	clang-format --dry-run --Werror $(wildcard gpu/cuda/*.cu gpu/cuda/*.cuh gpu/cuda/*.h \
+		gpu/cuda/emu/*.h gpu/cuda/emu/*.cpp)
 
 # ---- fuzzing: libFuzzer on every untrusted input format ---------------------
 # `make fuzz` builds build-fuzz/fuzz_gguf, seeds build-fuzz/corpus with the
@@ -232,4 +289,4 @@ help:
 	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz fuzz-all testdata tiny-model"
 	@echo "variables: PREFIX DESTDIR ARCH_FLAGS OPT CUDA=1 ARGS='...' (for run/bench)"
 
--include $(OBJS:.o=.d) $(TEST_BINS:=.d)
+-include $(OBJS:.o=.d) $(TEST_BINS:=.d) $(EMU_OBJS:.o=.d) $(EMU_TEST_OBJS:.o=.d) $(CU_OBJS:.o=.d)

@@ -162,6 +162,8 @@ struct hist {
 	char sid[STORE_ID_SIZE]; /* "" until the session exists */
 	const char *backend;     /* recorded with each reply: "cpu", "remote" */
 	const char *model;       /* its GGUF path or URL#MODEL */
+	int kv;                  /* saved KV states are on */
+	int kv_pending;          /* a KV_SAVED is still to come */
 };
 
 static void hist_fail(struct hist *h)
@@ -312,7 +314,7 @@ struct remote_cfg {
 	char *url, *model;
 };
 
-static void engine_config_from(const struct config *cfg, const char *model,
+static void engine_config_from(const struct config *cfg, const char *model, const char *kv_dir,
 			       const struct remote_cfg *rc, struct engine_config *ec)
 {
 	memset(ec, 0, sizeof(*ec));
@@ -334,6 +336,8 @@ static void engine_config_from(const struct config *cfg, const char *model,
 	ec->memory_strict = cfg->memory_mode == MEMORY_STRICT;
 	ec->mlock = cfg->memory_lock;
 	ec->no_repack = !cfg->repack;
+	ec->kv_dir = kv_dir;
+	ec->kv_max_disk = cfg->kv_max_disk;
 	if (rc && rc->url) {
 		ec->remote_url = rc->url;
 		ec->remote_model = rc->model;
@@ -366,6 +370,19 @@ static void request_from(const struct config *cfg, struct engine_request *rq)
 		rq->stop[rq->n_stop++] = cfg->stop[i];
 }
 
+/* The engine saved (or could not save) the session's KV state: the row points at it. */
+static void on_kv_saved(struct hist *h, const struct engine_event *ev)
+{
+	h->kv_pending = 0;
+	if (ev->message)
+		fprintf(stderr, "palaver: warning: the KV cache was not saved: %s\n", ev->message);
+	/* only a pointer (the engine finds the file by its name): a failure to
+	 * record it is no reason to give up the history */
+	if (ev->path && h->st && ev->text &&
+	    store_session_set_kv_state(h->st, ev->text, ev->path) < 0)
+		error_clear();
+}
+
 /* Wait for the next event (poll on the wakeup fd; EINTR from SIGINT is fine). */
 static void wait_event(struct engine *e, struct engine_event *ev, int timeout_ms, int *got)
 {
@@ -381,8 +398,8 @@ static void wait_event(struct engine *e, struct engine_event *ev, int timeout_ms
 /* Totals for --stats. */
 struct totals {
 	double load_ms, t0;
-	int prompt_tokens, reused_tokens, gen_tokens, turns;
-	double prefill_ms, decode_ms;
+	int prompt_tokens, reused_tokens, restored_tokens, gen_tokens, turns;
+	double prefill_ms, decode_ms, restore_ms;
 	uint64_t peak_rss;
 };
 
@@ -396,6 +413,8 @@ static void print_stats(const struct totals *t)
 	fprintf(stderr, "prompt eval count:    %d token(s)\n", t->prompt_tokens - t->reused_tokens);
 	fprintf(stderr, "prompt reused:        %d token(s) of %d\n", t->reused_tokens,
 		t->prompt_tokens);
+	fprintf(stderr, "prompt restored:      %d token(s) in %.3fs (saved KV cache)\n",
+		t->restored_tokens, t->restore_ms / 1000.0);
 	fprintf(stderr, "prompt eval duration: %.3fs\n", t->prefill_ms / 1000.0);
 	fprintf(stderr, "prompt eval rate:     %.2f tokens/s\n",
 		t->prefill_ms > 0 ? (t->prompt_tokens - t->reused_tokens) * 1000.0 / t->prefill_ms
@@ -415,14 +434,14 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
 	strbuf_add_json_escaped(&o, prompt, strlen(prompt));
 	strbuf_addstr(&o, "\",\"reply\":\"");
 	strbuf_add_json_escaped(&o, done->text ? done->text : "", done->len);
-	strbuf_addf(
-		&o,
-		"\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
-		"\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
-		"\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f}\n",
-		engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
-		s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
-		s->ttft_ms, s->decode_ms, s->decode_tps);
+	strbuf_addf(&o,
+		    "\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
+		    "\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
+		    "\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f,"
+		    "\"restored_tokens\":%d,\"restore_ms\":%.3f}\n",
+		    engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
+		    s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
+		    s->ttft_ms, s->decode_ms, s->decode_tps, s->restored_tokens, s->restore_ms);
 	out_write(o.buf, o.len);
 	strbuf_release(&o);
 }
@@ -503,6 +522,8 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	request_from(cfg, &rq);
 	rq.messages = c->m;
 	rq.n_messages = c->n;
+	if (h->st && h->kv && h->sid[0])
+		rq.session = h->sid;
 	if (h->st) {
 		mid = store_message_begin(h->st, h->sid, "assistant");
 		if (mid < 0 ||
@@ -540,6 +561,8 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 			}
 		} else if (ev.type == ENGINE_EV_WARNING) {
 			say("palaver: warning: ", ev.text);
+		} else if (ev.type == ENGINE_EV_KV_SAVED) {
+			on_kv_saved(h, &ev); /* the previous turn's */
 		} else if (ev.type == ENGINE_EV_ERROR) {
 			say("palaver: ", ev.text);
 			strbuf_addstr(why, ev.text);
@@ -556,6 +579,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 			    !memcmp(ev.text, shown.buf, shown.len))
 				put_reply(ev.text + shown.len, ev.len - shown.len, tty);
 			*done = ev;
+			h->kv_pending = rq.session != NULL;
 			break;
 		}
 		engine_event_free(&ev);
@@ -588,6 +612,7 @@ int batch_run(struct config *cfg)
 	char *system = cfg->system_prompt ? xstrdup(cfg->system_prompt) : NULL;
 	char *model = NULL;
 	struct remote_cfg remote = { NULL, NULL };
+	struct strbuf kv_dir = STRBUF_INIT;
 	int rc = EXIT_OK;
 
 	tot.t0 = time_now_ms();
@@ -678,7 +703,14 @@ int batch_run(struct config *cfg)
 		goto out;
 	}
 
-	engine_config_from(cfg, model, &remote, &ec);
+	/* a server keeps no KV cache of ours: states are for the local engine */
+	if (h.st && !remote.url && config_kv_enabled(cfg) && config_kv_dir(&kv_dir) < 0) {
+		/* no folder for them: the replies come without saved states */
+		fprintf(stderr, "palaver: warning: no saved KV states: %s\n", error_message());
+		error_clear();
+	}
+	h.kv = kv_dir.len > 0;
+	engine_config_from(cfg, model, kv_dir.buf, &remote, &ec);
 	e = engine_open(&ec);
 	if (!e) {
 		fprintf(stderr, "palaver: %s\n", error_message());
@@ -746,6 +778,8 @@ int batch_run(struct config *cfg)
 		tot.turns++;
 		tot.prompt_tokens += s->prompt_tokens;
 		tot.reused_tokens += s->reused_tokens;
+		tot.restored_tokens += s->restored_tokens;
+		tot.restore_ms += s->restore_ms;
 		tot.gen_tokens += s->gen_tokens;
 		tot.prefill_ms += s->prefill_ms;
 		tot.decode_ms += s->decode_ms;
@@ -770,6 +804,17 @@ int batch_run(struct config *cfg)
 			break;
 	}
 	strbuf_release(&why);
+	/* the last reply's state: its row points at the file once it is written */
+	while (h.kv_pending && !interrupted) {
+		struct engine_event ev;
+		int got;
+		wait_event(e, &ev, 1000, &got);
+		if (!got)
+			continue;
+		if (ev.type == ENGINE_EV_KV_SAVED)
+			on_kv_saved(&h, &ev);
+		engine_event_free(&ev);
+	}
 	if (interrupted && rc == EXIT_OK)
 		rc = 128 + interrupted;
 	if (cfg->stats && tot.turns)
@@ -783,6 +828,7 @@ out:
 	convo_free(&c);
 	free(system);
 	free(model);
+	strbuf_release(&kv_dir);
 	free(remote.url);
 	free(remote.model);
 	fflush(stdout);

@@ -67,8 +67,10 @@ static double cpu_ms(void)
 /* One vocabulary: best of `repeat` runs.  0, or -1 with a message printed. */
 static int bench_one(const char *path, const struct strbuf *text, int repeat)
 {
+	double l0 = time_now_ms();
 	struct gguf *g = gguf_open(path);
 	struct tokenizer *t = g ? tokenizer_open(g, 1) : NULL;
+	double load = time_now_ms() - l0; /* opening the file and indexing the vocabulary */
 	int ret = -1;
 	if (!t) {
 		fprintf(stderr, "palaver: %s\n", error_message());
@@ -103,9 +105,9 @@ static int bench_one(const char *path, const struct strbuf *text, int repeat)
 	free(ids);
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
-	printf("%-32s %-4s %-15s %8d %6.2f %8.1f %8.2f %8.1f %8.2f\n", base,
-	       tokenizer_kind(t) == TOKENIZER_SPM ? "spm" : "bpe", tokenizer_pre_name(t), n,
-	       (double)text->len / (n ? n : 1), best,
+	printf("%-32s %-4s %-15s %7d %8.1f %8d %6.2f %8.1f %8.2f %8.1f %8.2f\n", base,
+	       tokenizer_kind(t) == TOKENIZER_SPM ? "spm" : "bpe", tokenizer_pre_name(t),
+	       (int)tokenizer_n_vocab(t), load, n, (double)text->len / (n ? n : 1), best,
 	       best > 0 ? text->len / 1e6 / (best / 1e3) : 0.0, best_cpu,
 	       best_cpu > 0 ? text->len / 1e6 / (best_cpu / 1e3) : 0.0);
 	ret = 0;
@@ -214,8 +216,8 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 
 	printf("text: %zu bytes%s%s, best of %d\n", text.len, textfile ? " from " : " generated",
 	       textfile ? textfile : "", repeat);
-	printf("%-32s %-4s %-15s %8s %6s %8s %8s %8s %8s\n", "vocabulary", "kind", "pre", "tokens",
-	       "B/tok", "wall ms", "MB/s", "cpu ms", "cpu MB/s");
+	printf("%-32s %-4s %-15s %7s %8s %8s %6s %8s %8s %8s %8s\n", "vocabulary", "kind", "pre",
+	       "vocab", "load ms", "tokens", "B/tok", "wall ms", "MB/s", "cpu ms", "cpu MB/s");
 	int ret = EXIT_OK;
 	for (int i = 0; i < n_files; i++)
 		if (bench_one(files[i], &text, repeat) < 0)

@@ -1,5 +1,6 @@
 /* The chat's side of the engine: loading a model, sending requests, handling events. */
 #include "chat.h"
+#include "log.h"
 #include "report.h"
 #include "strbuf.h"
 #include "util.h"
@@ -59,6 +60,15 @@ void chat_engine_open(struct chat *c, const char *path)
 	ec.memory_strict = cfg->memory_mode == MEMORY_STRICT;
 	ec.mlock = cfg->memory_lock;
 	ec.no_repack = !cfg->repack;
+	/* saved states belong to a local model (a server keeps its own cache) */
+	struct strbuf kv_dir = STRBUF_INIT;
+	if (!label.len && config_kv_enabled(cfg) && config_kv_dir(&kv_dir) < 0) {
+		/* no folder for them: the chat works without saved states */
+		log_warn("no saved KV states: %s", error_message());
+		error_clear();
+	}
+	ec.kv_dir = kv_dir.buf;
+	ec.kv_max_disk = cfg->kv_max_disk;
 
 	c->ready = 0;
 	c->pending_send = 0;
@@ -70,6 +80,7 @@ void chat_engine_open(struct chat *c, const char *path)
 	c->st.state = STATE_LOADING;
 	c->status_dirty = 1;
 	c->eng = engine_open(&ec);
+	strbuf_release(&kv_dir);
 	if (!c->eng) {
 		c->st.state = STATE_FAILED;
 		chat_error(c, "cannot load '%s': %s", path, error_message());
@@ -137,6 +148,8 @@ void chat_engine_submit(struct chat *c)
 	req.max_time = c->cfg->max_time;
 	for (int i = 0; i < c->cfg->n_stop && i < ENGINE_MAX_STOP; i++)
 		req.stop[req.n_stop++] = c->cfg->stop[i];
+	/* the session's saved KV state is read before and written after */
+	req.session = c->store && c->sid[0] ? c->sid : NULL;
 
 	int rc = engine_submit(c->eng, &req);
 	free(msgs);
@@ -271,6 +284,9 @@ static void on_done(struct chat *c, const struct engine_event *ev)
 	}
 	c->reply = NULL;
 	c->busy = 0;
+	if (s->restored_tokens > 0)
+		chat_hint(c, "resumed from the saved KV cache: %d tokens read, not recomputed",
+			  s->restored_tokens);
 	if (s->stop_reason == ENGINE_STOP_CANCELLED)
 		chat_hint(c, "stopped: the partial reply stays; /regen tries again");
 
@@ -292,6 +308,20 @@ static void on_done(struct chat *c, const struct engine_event *ev)
 	if (s->dropped_turns > 0)
 		chat_notice(c, "%d old turn%s no longer fit in the context and were left out.",
 			    s->dropped_turns, s->dropped_turns == 1 ? "" : "s");
+}
+
+/* The engine wrote (or could not write) a session's KV state after a reply. */
+static void on_kv_saved(struct chat *c, const struct engine_event *ev)
+{
+	/* the row only points at the file: failing to record it loses nothing
+	 * (the engine finds the file by its name), so it is no history failure */
+	if (ev->path && c->store && ev->text &&
+	    store_session_set_kv_state(c->store, ev->text, ev->path) < 0) {
+		log_warn("cannot record the KV state of session %s: %s", ev->text, error_message());
+		error_clear();
+	}
+	if (ev->message)
+		chat_hint(c, "the KV cache was not saved: %s", ev->message);
 }
 
 static void on_event(struct chat *c, struct engine_event *ev)
@@ -336,6 +366,7 @@ static void on_event(struct chat *c, struct engine_event *ev)
 		c->status_dirty = 1;
 		break;
 	case ENGINE_EV_DONE: on_done(c, ev); break;
+	case ENGINE_EV_KV_SAVED: on_kv_saved(c, ev); break;
 	case ENGINE_EV_WARNING:
 		chat_notice(c, "%.*s", (int)ev->len, ev->text ? ev->text : "");
 		break;

@@ -1,4 +1,5 @@
 /* palaver inspect: print a GGUF file's metadata, tensor table and totals, as text or JSON. */
+#include "arch.h"
 #include "commands.h"
 #include "gguf.h"
 #include "report.h"
@@ -248,6 +249,8 @@ static const struct {
 	{ "kv heads", "attention.head_count_kv" },
 	{ "ctx", "context_length" },
 	{ "ffn", "feed_forward_length" },
+	{ "head dim", "attention.key_length" },
+	{ "head dim v", "attention.value_length" },
 	{ "rope dim", "rope.dimension_count" },
 	{ "rope base", "rope.freq_base" },
 	{ "rope scaling", "rope.scaling.type" },
@@ -373,11 +376,20 @@ static int inspect(const char *path, int json)
 			strbuf_addf(&out, ", \"%s\": ", hparams[h].suffix);
 			json_value(&out, g, kv);
 		}
+		const struct arch *fam = arch_find(arch);
+		for (int h = 0; fam && h < fam->n_keys; h++) {
+			const struct gguf_kv *kv;
+			snprintf(key, sizeof(key), "%s.%s", arch, fam->keys[h].suffix);
+			if (!(kv = gguf_find_kv(g, key)))
+				continue;
+			strbuf_addf(&out, ", \"%s\": ", fam->keys[h].suffix);
+			json_value(&out, g, kv);
+		}
 		const char *from = NULL;
 		int64_t nv = vocab_size(g, arch, &from);
 		if (nv >= 0)
 			strbuf_addf(&out, ", \"vocab_size\": %" PRId64, nv);
-		strbuf_addstr(&out, "}}\n");
+		strbuf_addf(&out, ", \"supported\": %s}}\n", fam ? "true" : "false");
 	} else {
 		strbuf_addf(&out,
 			    "%s: GGUF v%u, %s (%" PRIu64 " bytes), alignment %u, data at %" PRIu64
@@ -421,9 +433,15 @@ static int inspect(const char *path, int json)
 				    gguf_type_name(ty), by_type[ty].tensors, by_type[ty].params,
 				    format_size(sz, sizeof(sz), by_type[ty].bytes));
 		}
+		const struct arch *fam = arch_find(arch);
 		strbuf_addstr(&out, "\narchitecture: ");
 		untrusted_add(&out, *arch ? arch : "(none)", strlen(*arch ? arch : "(none)"), 0);
 		strbuf_addch(&out, '\n');
+		if (fam)
+			strbuf_addf(&out, "  %-12s %s\n", "family", fam->desc);
+		else
+			strbuf_addf(&out, "  %-12s not one palaver runs (it runs %s)\n", "family",
+				    arch_names());
 		for (size_t h = 0; *arch && h < N_HPARAMS; h++) {
 			const struct gguf_kv *kv;
 			snprintf(key, sizeof(key), "%s.%s", arch, hparams[h].suffix);
@@ -435,6 +453,22 @@ static int inspect(const char *path, int json)
 			strbuf_addstr(&out, "  (");
 			untrusted_add(&out, key, strlen(key), 0);
 			strbuf_addstr(&out, ")\n");
+		}
+		/* the family's own keys, with the value palaver uses when absent */
+		for (int h = 0; fam && h < fam->n_keys; h++) {
+			const struct arch_key *k = &fam->keys[h];
+			const struct gguf_kv *kv;
+			snprintf(key, sizeof(key), "%s.%s", arch, k->suffix);
+			strbuf_addf(&out, "  %-12s ", k->label);
+			if ((kv = gguf_find_kv(g, key))) {
+				text_value(&out, g, kv);
+				strbuf_addf(&out, "  (%s)\n", key);
+			} else if (k->def) {
+				strbuf_addf(&out, "%g  (%s: absent, the family's default)\n",
+					    k->def, key);
+			} else {
+				strbuf_addf(&out, "none  (%s: absent)\n", key);
+			}
 		}
 		const char *from = NULL;
 		int64_t nv = vocab_size(g, arch, &from);

@@ -1,4 +1,5 @@
-/* palaver mkmodel: write a llama- or qwen2-shaped GGUF with seeded random weights. */
+/* palaver mkmodel: write a GGUF of any family in the architecture table with seeded random weights. */
+#include "arch.h"
 #include "commands.h"
 #include "gguf.h"
 #include "gguf_write.h"
@@ -24,6 +25,11 @@
  * (seed mixed with the tensor's index), so a tensor's float values do not
  * depend on the target type or on the other tensors' sizes.
  *
+ * The tensors and family keys come from the architecture table (arch.c), so
+ * every family palaver runs can be written: the required tensors of a
+ * block, and a fused tensor where the family allows it instead of its
+ * parts (phi3's attn_qkv), as real files hold them.
+ *
  * Weights are approximately normal with std 0.02 (a sum of four uniforms,
  * cheap and close enough), norms are 1.0 and biases small, so that a forward
  * pass through the model stays numerically tame.  Type mixes follow what
@@ -38,11 +44,13 @@ static const char usage[] =
 	"\n"
 	"Write a model with seeded random weights (for tests and benchmarks).\n"
 	"\n"
-	"  --arch A        llama or qwen2 (q/k/v biases, rope base 1e6)  [llama]\n"
+	"  --arch A        a model family (below)                        [llama]\n"
 	"  --dim N         embedding length                              [256]\n"
 	"  --layers N      blocks                                        [2]\n"
 	"  --heads N       attention heads                               [4]\n"
 	"  --kv-heads N    key/value heads (grouped-query attention)     [heads]\n"
+	"  --head-dim N    size of one head (qwen3 and gemma3 use more than\n"
+	"                  dim / heads)                                  [dim / heads]\n"
 	"  --ffn N         feed-forward length                           [3 x dim]\n"
 	"  --ctx N         context length                                [2048]\n"
 	"  --vocab FILE    copy the tokenizer (all tokenizer.* keys) of a GGUF file;\n"
@@ -51,11 +59,13 @@ static const char usage[] =
 	"  --type T        F32, F16, Q8_0, Q4_0, Q4_K (a Q4_K_M-like mix) or Q6_K  [F32]\n"
 	"  --tied          no output.weight: the output reuses token_embd\n"
 	"  --seed N        random seed                                   [1]\n"
-	"  -h, --help      show this help\n";
+	"  -h, --help      show this help\n"
+	"\n"
+	"Families: %s.\n";
 
 struct mk_opts {
-	const char *arch; /* "llama" or "qwen2" */
-	long dim, layers, heads, kv_heads, ffn, ctx, vocab;
+	const struct arch *arch;
+	long dim, layers, heads, kv_heads, head_dim, ffn, ctx, vocab;
 	const char *vocab_file; /* NULL: no tokenizer */
 	int type;               /* ggml type id of the weight matrices */
 	int tied;               /* omit output.weight */
@@ -155,42 +165,64 @@ static void add(struct mk_tensor *ts, int *n, const struct mk_opts *o, long laye
 	t->type = init == INIT_WEIGHT ? weight_type(o, t->name, layer) : 0;
 }
 
+static int64_t dim_of(const struct mk_opts *o, int d)
+{
+	int64_t hd = o->head_dim, q = hd * o->heads, kv = hd * o->kv_heads;
+	switch (d) {
+	case DIM_EMBD: return o->dim;
+	case DIM_Q: return q;
+	case DIM_K:
+	case DIM_V: return kv;
+	case DIM_ATT: return q;
+	case DIM_QKV: return q + 2 * kv;
+	case DIM_FF: return o->ffn;
+	case DIM_FF2: return 2 * o->ffn;
+	case DIM_HEAD_K: return hd;
+	default: return 0;
+	}
+}
+
+/* A file of the family holds this tensor: the required ones, and an
+ * optional fused tensor that others are the alternative to. */
+static int written(const struct arch *a, const struct arch_tensor *t)
+{
+	if (t->need == NEED_REQ)
+		return 1;
+	if (t->need == NEED_ALT)
+		return 0;
+	for (int i = 0; i < a->n_tensors; i++)
+		if (a->tensors[i].need == NEED_ALT && a->tensors[i].alt == t->slot)
+			return 1;
+	return 0;
+}
+
 /* The tensor list in file order; *n set to its length. */
 static struct mk_tensor *plan(const struct mk_opts *o, int *n)
 {
-	int64_t hd = o->dim / o->heads, q = hd * o->heads, kv = hd * o->kv_heads;
-	int qwen = !strcmp(o->arch, "qwen2");
-	struct mk_tensor *ts = xcalloc((size_t)o->layers * 12 + 3, sizeof(*ts));
+	const struct arch *a = o->arch;
+	struct mk_tensor *ts = xcalloc((size_t)o->layers * (size_t)a->n_tensors + 3, sizeof(*ts));
 	*n = 0;
 	add(ts, n, o, -1, "token_embd.weight", 2, o->dim, o->vocab, INIT_WEIGHT);
 	add(ts, n, o, -1, "output_norm.weight", 1, o->dim, 1, INIT_NORM);
 	if (!o->tied)
 		add(ts, n, o, -1, "output.weight", 2, o->dim, o->vocab, INIT_WEIGHT);
-	for (long l = 0; l < o->layers; l++) {
-		add(ts, n, o, l, "attn_norm.weight", 1, o->dim, 1, INIT_NORM);
-		add(ts, n, o, l, "attn_q.weight", 2, o->dim, q, INIT_WEIGHT);
-		if (qwen)
-			add(ts, n, o, l, "attn_q.bias", 1, q, 1, INIT_BIAS);
-		add(ts, n, o, l, "attn_k.weight", 2, o->dim, kv, INIT_WEIGHT);
-		if (qwen)
-			add(ts, n, o, l, "attn_k.bias", 1, kv, 1, INIT_BIAS);
-		add(ts, n, o, l, "attn_v.weight", 2, o->dim, kv, INIT_WEIGHT);
-		if (qwen)
-			add(ts, n, o, l, "attn_v.bias", 1, kv, 1, INIT_BIAS);
-		add(ts, n, o, l, "attn_output.weight", 2, q, o->dim, INIT_WEIGHT);
-		add(ts, n, o, l, "ffn_norm.weight", 1, o->dim, 1, INIT_NORM);
-		add(ts, n, o, l, "ffn_gate.weight", 2, o->dim, o->ffn, INIT_WEIGHT);
-		add(ts, n, o, l, "ffn_up.weight", 2, o->dim, o->ffn, INIT_WEIGHT);
-		add(ts, n, o, l, "ffn_down.weight", 2, o->ffn, o->dim, INIT_WEIGHT);
-	}
+	for (long l = 0; l < o->layers; l++)
+		for (int i = 0; i < a->n_tensors; i++) {
+			const struct arch_tensor *t = &a->tensors[i];
+			if (!written(a, t))
+				continue;
+			int bias = strstr(t->name, ".bias") != NULL;
+			enum init_kind k = t->nd == 2 ? INIT_WEIGHT : bias ? INIT_BIAS : INIT_NORM;
+			add(ts, n, o, l, t->name, t->nd, dim_of(o, t->dim[0]),
+			    t->nd == 2 ? dim_of(o, t->dim[1]) : 1, k);
+		}
 	return ts;
 }
 
 static int add_metadata(struct gguf_writer *w, const struct mk_opts *o, const struct gguf *voc)
 {
 	char key[128], name[160];
-	const char *a = o->arch;
-	int qwen = !strcmp(a, "qwen2");
+	const char *a = o->arch->name;
 	int rc = 0;
 #define KEY(suffix) (snprintf(key, sizeof(key), "%s." suffix, a), key)
 	snprintf(name, sizeof(name), "palaver-mkmodel %s %ldx%ld %s seed %" PRIu64, a, o->dim,
@@ -206,11 +238,23 @@ static int add_metadata(struct gguf_writer *w, const struct mk_opts *o, const st
 	rc |= gguf_writer_add_u32(w, KEY("feed_forward_length"), (uint32_t)o->ffn);
 	rc |= gguf_writer_add_u32(w, KEY("attention.head_count"), (uint32_t)o->heads);
 	rc |= gguf_writer_add_u32(w, KEY("attention.head_count_kv"), (uint32_t)o->kv_heads);
-	rc |= gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t)(o->dim / o->heads));
-	rc |= gguf_writer_add_f32(w, KEY("rope.freq_base"), qwen ? 1000000.0f : 10000.0f);
-	rc |= gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), qwen ? 1e-6f : 1e-5f);
+	if (o->head_dim * o->heads != o->dim) {
+		rc |= gguf_writer_add_u32(w, KEY("attention.key_length"), (uint32_t)o->head_dim);
+		rc |= gguf_writer_add_u32(w, KEY("attention.value_length"), (uint32_t)o->head_dim);
+	}
+	rc |= gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t)o->head_dim);
+	rc |= gguf_writer_add_f32(w, KEY("rope.freq_base"), o->arch->mk_rope_base);
+	rc |= gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->arch->mk_norm_eps);
 	rc |= gguf_writer_add_u32(w, KEY("vocab_size"), (uint32_t)o->vocab);
 #undef KEY
+	for (int i = 0; i < o->arch->n_keys; i++) {
+		const struct arch_key *k = &o->arch->keys[i];
+		if (!k->mk)
+			continue;
+		snprintf(key, sizeof(key), "%s.%s", a, k->suffix);
+		rc |= k->is_float ? gguf_writer_add_f32(w, key, k->mk)
+				  : gguf_writer_add_u32(w, key, (uint32_t)k->mk);
+	}
 	for (int64_t i = 0; voc && i < gguf_n_kv(voc); i++) {
 		const struct gguf_kv *kv = gguf_kv_at(voc, i);
 		if (!strncmp(kv->key, "tokenizer.", 10))
@@ -293,7 +337,7 @@ static int mkmodel(const struct mk_opts *o)
 	fprintf(stderr,
 		"palaver: wrote '%s': %s %ld layers, dim %ld, %d tensors, %" PRIu64
 		" parameters, %s%s in %.1f s\n",
-		opts.out, opts.arch, opts.layers, opts.dim, n, params,
+		opts.out, opts.arch->name, opts.layers, opts.dim, n, params,
 		opts.type == 12 ? "Q4_K_M" : gguf_type_name(opts.type), voc ? "" : ", no tokenizer",
 		(time_now_ms() - t0) / 1000.0);
 	rc = 0;
@@ -338,7 +382,7 @@ static int parse_type(const char *v, int *out)
 
 int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 {
-	struct mk_opts o = { .arch = "llama",
+	struct mk_opts o = { .arch = arch_find("llama"),
 			     .dim = 256,
 			     .layers = 2,
 			     .heads = 4,
@@ -351,15 +395,17 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 		int rc = 0, takes = 1;
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
+			printf(usage, arch_names());
 			return EXIT_OK;
 		} else if (!strcmp(a, "--arch")) {
-			if (!val || (strcmp(val, "llama") && strcmp(val, "qwen2"))) {
-				fprintf(stderr,
-					"palaver: mkmodel: --arch must be llama or qwen2\n");
+			if (!val || !arch_find(val)) {
+				fprintf(stderr, "palaver: mkmodel: --arch must be one of %s\n",
+					arch_names());
 				return EXIT_USAGE;
 			}
-			o.arch = val;
+			o.arch = arch_find(val);
+		} else if (!strcmp(a, "--head-dim")) {
+			rc = parse_count(a, val, 1024, &o.head_dim);
 		} else if (!strcmp(a, "--dim")) {
 			rc = parse_count(a, val, 1 << 20, &o.dim);
 		} else if (!strcmp(a, "--layers")) {
@@ -397,7 +443,8 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 			}
 			o.out = val;
 		} else if (a[0] == '-' && a[1]) {
-			fprintf(stderr, "palaver: mkmodel: unknown option '%s'\n%s", a, usage);
+			fprintf(stderr, "palaver: mkmodel: unknown option '%s'\n", a);
+			fprintf(stderr, usage, arch_names());
 			return EXIT_USAGE;
 		} else {
 			takes = 0;
@@ -412,19 +459,26 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 		i += takes;
 	}
 	if (!o.out) {
-		fprintf(stderr, "palaver: mkmodel: no output file given\n%s", usage);
+		fprintf(stderr, "palaver: mkmodel: no output file given\n");
+		fprintf(stderr, usage, arch_names());
 		return EXIT_USAGE;
 	}
 	if (!o.kv_heads)
 		o.kv_heads = o.heads;
 	if (!o.ffn)
 		o.ffn = 3 * o.dim;
-	if (o.dim % o.heads || o.heads % o.kv_heads || (o.dim / o.heads) % 2) {
+	if ((!o.head_dim && o.dim % o.heads) || o.heads % o.kv_heads) {
 		fprintf(stderr,
 			"palaver: mkmodel: --dim %ld, --heads %ld, --kv-heads %ld: the "
-			"heads must divide dim into an even head size and be a multiple of the "
+			"heads must divide dim (or give --head-dim) and be a multiple of the "
 			"kv heads\n",
 			o.dim, o.heads, o.kv_heads);
+		return EXIT_USAGE;
+	}
+	if (!o.head_dim)
+		o.head_dim = o.dim / o.heads;
+	if (o.head_dim % 2) {
+		fprintf(stderr, "palaver: mkmodel: the head size %ld must be even\n", o.head_dim);
 		return EXIT_USAGE;
 	}
 	if (mkmodel(&o) < 0) {

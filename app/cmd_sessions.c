@@ -1,10 +1,12 @@
 /* palaver sessions: list, show, search, export, import, rename and delete saved chats. */
 #include "commands.h"
 #include "config.h"
+#include "engine.h"
 #include "report.h"
 #include "store.h"
 #include "strbuf.h"
 #include "untrusted.h"
+#include "util.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +48,7 @@ static struct {
 	const char *output; /* -o FILE */
 	long limit;         /* --limit N, 0 = all */
 	int yes;            /* --yes */
+	const struct config *cfg;
 } opt;
 
 static void format_time(char *buf, size_t n, int64_t ms)
@@ -160,6 +164,22 @@ static int do_show(struct store *st, int argc, char **argv)
 		put(ss.system_prompt, UNTRUSTED_MULTILINE);
 		putchar('\n');
 	}
+	struct strbuf kv = STRBUF_INIT;
+	struct stat kst;
+	if (store_session_kv_state(st, id, &kv) == 0 && kv.len) {
+		char size[32];
+		if (stat(kv.buf, &kst) == 0) {
+			printf("saved KV cache: ");
+			put(kv.buf, 0);
+			printf(" (%s)\n", format_size(size, sizeof(size), (uint64_t)kst.st_size));
+		} else {
+			printf("saved KV cache: ");
+			put(kv.buf, 0);
+			printf(" (gone: evicted or cleared)\n");
+		}
+	}
+	error_clear();
+	strbuf_release(&kv);
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(m[i].content);
 		putchar('\n');
@@ -316,6 +336,35 @@ static int do_rename(struct store *st, int argc, char **argv)
 	return rc;
 }
 
+/* Remove a deleted session's saved KV states: those in the cache folder,
+ * and the file its row named if that lies elsewhere (XDG_CACHE_HOME was
+ * another then).  Only files named as the session's states are touched. */
+static void delete_states(const char *id, const char *row_path)
+{
+	struct strbuf dir = STRBUF_INIT, prefix = STRBUF_INIT;
+	int n = 0;
+	if (config_kv_dir(&dir) == 0) {
+		int r = engine_kv_remove(dir.buf, id);
+		if (r < 0)
+			fprintf(stderr, "palaver: warning: %s\n", error_message());
+		else
+			n += r;
+	}
+	error_clear();
+	const char *base = strrchr(row_path, '/');
+	base = base ? base + 1 : row_path;
+	size_t bl = strlen(base);
+	strbuf_addf(&prefix, "%s-", id);
+	if (*row_path && !strncmp(base, prefix.buf, prefix.len) && bl > 3 &&
+	    !strcmp(base + bl - 3, ".kv") && unlink(row_path) == 0)
+		n++;
+	if (n)
+		fprintf(stderr, "palaver: removed %d saved KV cache%s of session %s\n", n,
+			n == 1 ? "" : "s", id);
+	strbuf_release(&dir);
+	strbuf_release(&prefix);
+}
+
 static int do_delete(struct store *st, int argc, char **argv)
 {
 	char id[STORE_ID_SIZE];
@@ -349,9 +398,16 @@ static int do_delete(struct store *st, int argc, char **argv)
 		}
 	}
 	store_session_free(&ss);
-	if (store_session_delete(st, id) < 0)
+	struct strbuf kv = STRBUF_INIT;
+	if (store_session_kv_state(st, id, &kv) < 0)
+		error_clear(); /* its states in the cache folder still go */
+	if (store_session_delete(st, id) < 0) {
+		strbuf_release(&kv);
 		return runtime_error();
+	}
 	fprintf(stderr, "palaver: deleted session %s\n", id);
+	delete_states(id, kv.buf);
+	strbuf_release(&kv);
 	return EXIT_OK;
 }
 
@@ -379,8 +435,9 @@ static const struct sub subs[] = {
 	  "Give a session a title; it no longer follows the first user message.\n", 2, -1,
 	  do_rename, 0 },
 	{ "delete", "palaver sessions delete ID [--yes]",
-	  "Delete a session and its messages.  Asks for confirmation on a terminal;\n"
-	  "without a terminal it refuses unless --yes is given.\n",
+	  "Delete a session, its messages and its saved KV caches.  Asks for\n"
+	  "confirmation on a terminal; without a terminal it refuses unless --yes is\n"
+	  "given.\n",
 	  1, 1, do_delete, 0 },
 	{ NULL, NULL, NULL, 0, 0, NULL, 0 },
 };
@@ -520,6 +577,7 @@ int cmd_sessions(int argc, char **argv, struct config *cfg)
 	const char *path;
 
 	memset(&opt, 0, sizeof(opt));
+	opt.cfg = cfg;
 	argc--;
 	argv++;
 	/* The subcommand is the first operand (options may come before it). */

@@ -111,6 +111,8 @@ static const struct key keys[] = {
 	{ "history.path", NULL, K_NSTRING, F(history_path), 0, 0, 0, NULL, "PALAVER_HISTORY_PATH" },
 	{ "history.enabled", NULL, K_BOOL, F(history_enabled), 0, 0, 0, NULL,
 	  "PALAVER_HISTORY_ENABLED" },
+	{ "kv_cache.max_disk", NULL, K_SIZE, F(kv_max_disk), 0, 0, 0, NULL,
+	  "PALAVER_KV_CACHE_MAX_DISK" },
 	{ "ui.theme", NULL, K_STRING, F(ui_theme), 0, 0, 0, theme_names, "PALAVER_UI_THEME" },
 	{ "ui.status_pane", NULL, K_BOOL, F(ui_status_pane), 0, 0, 0, NULL,
 	  "PALAVER_UI_STATUS_PANE" },
@@ -213,6 +215,7 @@ void config_init(struct config *cfg)
 	cfg->memory_lock = 0;
 	cfg->history_path = NULL;
 	cfg->history_enabled = 1;
+	cfg->kv_max_disk = 2ull << 30;
 	cfg->repack = 1;
 	cfg->ui_theme = xstrdup("default");
 	cfg->ui_status_pane = 1;
@@ -338,8 +341,8 @@ static const char *suggest_from(const char *typed, const char *const *names)
 	return found;
 }
 
-static const char *const section_names[] = { "sampling", "engine", "memory", "history",
-					     "ui",       "log",    "remote", NULL };
+static const char *const section_names[] = { "sampling", "engine", "memory",   "history", "ui",
+					     "log",      "remote", "kv_cache", NULL };
 
 static int is_section(const char *s, size_t n)
 {
@@ -1042,6 +1045,16 @@ fail:
 	strbuf_release(&user);
 	config_free(&scratch);
 	return -1;
+}
+
+int config_kv_dir(struct strbuf *out)
+{
+	return xdg_path(out, "XDG_CACHE_HOME", ".cache", "kv");
+}
+
+int config_kv_enabled(const struct config *cfg)
+{
+	return cfg->kv_max_disk > 0 && cfg->history_enabled;
 }
 
 #define BUILTIN_MODEL "palaver-tiny.gguf"

@@ -64,6 +64,7 @@ struct config {
 	int memory_lock;                       /* 1: pin the weights in RAM (mlock) */
 	char *history_path;                    /* NULL = $XDG_DATA_HOME/palaver/history.db */
 	int history_enabled;                   /* 0: save nothing */
+	uint64_t kv_max_disk;                  /* bytes of saved KV states; 0 = none saved */
 	int repack;                            /* copy weights into faster layouts at load */
 	char *ui_theme;                        /* "default", "mono", ... */
 	int ui_status_pane;                    /* 1: show the status pane */
@@ -153,6 +154,13 @@ const char *config_env_name(int k);    /* "PALAVER_THREADS", NULL = none */
 void config_format_value(const struct config *cfg, int k, struct strbuf *out);
 /* The whole configuration as YAML; with_origin adds "# origin" to each key. */
 void config_print(const struct config *cfg, struct strbuf *out, int with_origin);
+
+/* The folder of saved KV states, $XDG_CACHE_HOME/palaver/kv (~/.cache
+ * fallback), into out.  0 or -1 (error()). */
+int config_kv_dir(struct strbuf *out);
+/* 1 when replies save and resume KV states: kv_cache.max_disk is not 0 and
+ * the history is on (a state belongs to a session). */
+int config_kv_enabled(const struct config *cfg);
 
 /* Edit distance (Levenshtein, with adjacent transposition as one edit). */
 int config_edit_distance(const char *a, const char *b);

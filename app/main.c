@@ -25,6 +25,7 @@ const struct command commands[] = {
 	{ "bench", cmd_bench, "measure prompt and generation speed" },
 	{ "perplexity", cmd_perplexity, "measure perplexity on a text" },
 	{ "sessions", cmd_sessions, "list, show, search, export saved chats" },
+	{ "cache", cmd_cache, "list and clear the KV caches saved with sessions" },
 	{ "config", cmd_config, "print the effective configuration" },
 	{ "mkmodel", cmd_mkmodel, "write a random-weight GGUF model" },
 	{ "models", cmd_models, "list the models of a remote server" },

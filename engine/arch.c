@@ -115,17 +115,19 @@ static const struct arch_tensor phi3_tensors[] = {
 	T_DOWN,
 };
 
+/* The pattern keys' defaults repeat the row's swa_pattern, for inspect. */
 static const struct arch_key gemma2_keys[] = {
-	{ "attention.sliding_window", "sliding window", HP_SWA_WINDOW, 0, 4096, 4096 },
-	{ "attn_logit_softcapping", "attn softcap", HP_ATTN_SOFTCAP, 1, 50.0f, 50.0f },
-	{ "final_logit_softcapping", "final softcap", HP_FINAL_SOFTCAP, 1, 30.0f, 30.0f },
+	{ "attention.sliding_window", "swa window", HP_SWA_WINDOW, 0, 4096, 4096 },
+	{ "attention.sliding_window_pattern", "swa pattern", HP_SWA_PATTERN, 0, 2, 0 },
+	{ "attn_logit_softcapping", "attn cap", HP_ATTN_SOFTCAP, 1, 50.0f, 50.0f },
+	{ "final_logit_softcapping", "logit cap", HP_FINAL_SOFTCAP, 1, 30.0f, 30.0f },
 };
 
 static const struct arch_key gemma3_keys[] = {
-	{ "attention.sliding_window", "sliding window", HP_SWA_WINDOW, 0, 0, 512 },
-	{ "attention.sliding_window_pattern", "swa pattern", HP_SWA_PATTERN, 0, 0, 0 },
-	{ "rope.freq_base_swa", "swa rope base", HP_ROPE_BASE_SWA, 1, 10000.0f, 0 },
-	{ "final_logit_softcapping", "final softcap", HP_FINAL_SOFTCAP, 1, 0, 0 },
+	{ "attention.sliding_window", "swa window", HP_SWA_WINDOW, 0, 0, 512 },
+	{ "attention.sliding_window_pattern", "swa pattern", HP_SWA_PATTERN, 0, 6, 0 },
+	{ "rope.freq_base_swa", "swa rope", HP_ROPE_BASE_SWA, 1, 10000.0f, 0 },
+	{ "final_logit_softcapping", "logit cap", HP_FINAL_SOFTCAP, 1, 0, 0 },
 };
 
 static const struct arch table[] = {

@@ -235,6 +235,8 @@ static int load_hparams(const struct gguf *g, struct hparams *h)
 	for (int i = 0; i < h->arch->n_keys; i++) {
 		const struct arch_key *k = &h->arch->keys[i];
 		uint32_t u;
+		if (k->hp == HP_SWA_PATTERN) /* a period or an array: load_swa() */
+			continue;
 		if (k->is_float) {
 			if (key_f32(g, a, k->suffix, &h->hp[k->hp], k->def) < 0)
 				return -1;
@@ -1080,6 +1082,11 @@ const int32_t *model_kv_tokens(const struct model *m)
 }
 
 const struct kv_cache *model_kv(const struct model *m)
+{
+	return &m->kv;
+}
+
+struct kv_cache *model_kv_writable(struct model *m)
 {
 	return &m->kv;
 }

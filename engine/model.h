@@ -133,6 +133,9 @@ int model_kv_shift(struct model *m, int keep, int n_discard);
 uint64_t model_kv_read_bytes(const struct model *m, int pos);
 /* The cache itself, read-only (tests, diagnostics). */
 const struct kv_cache *model_kv(const struct model *m);
+/* The cache, writable: only to read a saved state into it (kv_state_read,
+ * which leaves it consistent, full or empty). */
+struct kv_cache *model_kv_writable(struct model *m);
 
 /* Thread count in use; change it (recreates the pool) for benchmarks. */
 int model_n_threads(const struct model *m);

@@ -27,18 +27,20 @@
 /*
  * DESIGN
  *
- * Schema (user_version 3):
+ * Schema (user_version 4):
  *   sessions(id INTEGER PRIMARY KEY, uid TEXT UNIQUE, title, title_auto,
  *            model, system_prompt, sampling, created_at, updated_at,
- *            message_count, preview)
+ *            message_count, preview, kv_state)
  *   messages(id INTEGER PRIMARY KEY, session_id -> sessions ON DELETE
  *            CASCADE, seq, role, content, status, prompt_tokens, gen_tokens,
  *            prefill_ms, gen_ms, created_at, updated_at, writer_pid,
- *            UNIQUE(session_id, seq))
+ *            backend, model, UNIQUE(session_id, seq))
  *   messages_fts: FTS5 over messages.content (external content), kept in
  *            sync by triggers on messages.
  * Times are Unix milliseconds.  uid is the short public id; the integer
- * keys never leave this file except as message handles.
+ * keys never leave this file except as message handles.  kv_state is the
+ * path of the file last saved with the session's KV cache (the engine's;
+ * a cache that may have been evicted since), not exported.
  *
  * Listing must not count the messages of every session on each call, so
  * message_count, preview and updated_at live on the session row and the
@@ -147,6 +149,9 @@ static const char *const migrations[] = {
 	 * path, or "remote" and URL#MODEL); NULL for older rows and user turns */
 	"ALTER TABLE messages ADD COLUMN backend TEXT;"
 	"ALTER TABLE messages ADD COLUMN model TEXT;",
+
+	/* 3 -> 4: the file holding the session's saved KV cache (a cache: it may be gone) */
+	"ALTER TABLE sessions ADD COLUMN kv_state TEXT;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -170,6 +175,8 @@ enum query {
 	Q_MSG_LOAD,
 	Q_MSG_MODEL,
 	Q_SEARCH,
+	Q_SESSION_SET_KV,
+	Q_SESSION_GET_KV,
 	Q_COUNT,
 };
 
@@ -213,6 +220,8 @@ static const char *const query_sql[Q_COUNT] = {
 		     "   SELECT min(rowid) FROM (SELECT rowid FROM messages_fts"
 		     "   WHERE messages_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?5)), 0)"
 		     " ORDER BY rank LIMIT ?4",
+	[Q_SESSION_SET_KV] = "UPDATE sessions SET kv_state = ?2 WHERE uid = ?1",
+	[Q_SESSION_GET_KV] = "SELECT kv_state FROM sessions WHERE uid = ?1",
 };
 
 /*
@@ -1132,6 +1141,40 @@ int store_session_delete(struct store *st, const char *id)
 	if (run(st, s) < 0)
 		return tx_rollback(st);
 	return tx_commit(st);
+}
+
+int store_session_set_kv_state(struct store *st, const char *id, const char *path)
+{
+	sqlite3_stmt *s = query(st, Q_SESSION_SET_KV);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	bind_text(s, 2, path && *path ? path : NULL);
+	int rc = sqlite3_step(s);
+	done(s);
+	if (rc != SQLITE_DONE)
+		return fail(st, rc);
+	if (sqlite3_changes(st->db) == 0)
+		return error("no session '%s' in '%s'", id, st->path);
+	return 0;
+}
+
+int store_session_kv_state(struct store *st, const char *id, struct strbuf *out)
+{
+	sqlite3_stmt *s = query(st, Q_SESSION_GET_KV);
+	if (!s)
+		return -1;
+	strbuf_reset(out);
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && sqlite3_column_text(s, 0))
+		strbuf_addstr(out, (const char *)sqlite3_column_text(s, 0));
+	done(s);
+	if (rc == SQLITE_DONE)
+		return error("no session '%s' in '%s'", id, st->path);
+	if (rc != SQLITE_ROW)
+		return fail(st, rc);
+	return 0;
 }
 
 /* Fill out from a sessions row; -1 (error) when out of memory. */

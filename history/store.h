@@ -36,7 +36,7 @@
  * STORE_INTERRUPTED, text kept.
  */
 
-#define STORE_SCHEMA_VERSION 3 /* PRAGMA user_version this code writes */
+#define STORE_SCHEMA_VERSION 4 /* PRAGMA user_version this code writes */
 #define STORE_ID_LEN 8         /* hex digits in a session id */
 #define STORE_ID_SIZE (STORE_ID_LEN + 1)
 #define STORE_BUSY_TIMEOUT_MS 5000 /* default wait on another process's lock */
@@ -162,6 +162,11 @@ int store_session_rename(struct store *st, const char *id, const char *title);
 int store_session_set(struct store *st, const char *id, const struct store_session_params *p);
 /* Delete the session and all its messages. */
 int store_session_delete(struct store *st, const char *id);
+/* The file holding the session's saved KV cache (engine.h, SAVED STATES):
+ * record it (NULL or "" forgets it; the session's updated time is kept),
+ * or read it into out ("" when none).  -1 when there is no such session. */
+int store_session_set_kv_state(struct store *st, const char *id, const char *path);
+int store_session_kv_state(struct store *st, const char *id, struct strbuf *out);
 /* Fill *out (free with store_session_free). -1 if there is no such session. */
 int store_session_get(struct store *st, const char *id, struct store_session *out);
 /* Most recently updated first; limit 0 = all.  *out is malloc'd (free with

@@ -78,4 +78,26 @@ cmp -s "$tmp/l.gguf" "$tmp/l2.gguf" && fail "the seed does not change the weight
 "$PALAVER" mkmodel --vocab "$tmp/missing.gguf" "$tmp/x.gguf" 2>"$tmp/err"; [ $? -eq 1 ] || fail "missing vocab: exit 1"
 [ ! -e "$tmp/x.gguf" ] && [ ! -e "$tmp/x.gguf.tmp" ] || fail "a failed mkmodel left a file"
 "$PALAVER" mkmodel --help | grep -q '^usage: palaver mkmodel' || fail "mkmodel --help"
+"$PALAVER" mkmodel --arch mamba "$tmp/x.gguf" 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad arch: exit 2"
+grep -q "must be one of llama, qwen2, qwen3, gemma2, gemma3, phi3" "$tmp/err" || fail "bad arch: $(cat "$tmp/err")"
+
+# every family: mkmodel writes it, inspect names its own keys, and it runs
+for a in llama qwen2 qwen3 gemma2 gemma3 phi3; do
+	"$PALAVER" mkmodel --arch "$a" --dim 256 --layers 2 --heads 4 --kv-heads 2 --head-dim 128 \
+		--ffn 256 --ctx 4096 --type Q4_K --vocab "$vocab" "$tmp/$a.gguf" 2>"$tmp/err" \
+		|| fail "mkmodel --arch $a: $(cat "$tmp/err")"
+	"$PALAVER" inspect "$tmp/$a.gguf" >"$tmp/out" || fail "inspect $a"
+	grep -q "^architecture: $a\$" "$tmp/out" || fail "$a: architecture line"
+	grep -q "^  family " "$tmp/out" || fail "$a: family line"
+	grep -q "^  head dim     128  ($a.attention.key_length)" "$tmp/out" || fail "$a: head dim"
+	printf 'Once upon a time' | "$PALAVER" -m "$tmp/$a.gguf" --no-history --chat-template none \
+		-n 8 --temp 0 --ctx 512 >"$tmp/gen" 2>"$tmp/err" || fail "$a does not run: $(cat "$tmp/err")"
+done
+"$PALAVER" inspect "$tmp/gemma3.gguf" | grep -q '^  swa window   512  (gemma3.attention.sliding_window)' ||
+	fail "gemma3: sliding window key"
+"$PALAVER" inspect "$tmp/gemma2.gguf" | grep -q '^  attn cap     50  (gemma2.attn_logit_softcapping)' ||
+	fail "gemma2: soft-cap key"
+"$PALAVER" inspect "$tmp/phi3.gguf" | grep -q '^  blk.0.attn_qkv.weight ' || fail "phi3: fused qkv"
+"$PALAVER" inspect "$tmp/phi3.gguf" | grep -q '^  blk.0.ffn_gate.weight ' && fail "phi3: a separate gate"
+"$PALAVER" inspect --json "$tmp/qwen3.gguf" | grep -q '"supported": true' || fail "inspect --json supported"
 echo "inspect: ok"

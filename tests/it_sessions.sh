@@ -3,6 +3,8 @@
 P=${PALAVER:-./palaver}
 T=$(mktemp -d /tmp/palaver-it-sessions.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
+# deleting a session removes its saved KV caches: only in the scratch folder
+export XDG_CACHE_HOME="$T/cache"
 H=$T/h.db
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }

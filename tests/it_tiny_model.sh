@@ -5,7 +5,7 @@ DIR=$(cd "$(dirname "$0")/.." && pwd)
 M=$DIR/models/palaver-tiny.gguf
 T=$(mktemp -d /tmp/palaver-it-tiny.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
-export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state"
+export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state" XDG_CACHE_HOME="$T/cache"
 unset PALAVER_MODEL PALAVER_HISTORY_PATH PALAVER_CHAT_TEMPLATE PALAVER_SEED
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }

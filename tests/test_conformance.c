@@ -13,7 +13,9 @@
 
 #include "gguf.h"
 #include "gguf_write.h"
+#include "arch.h"
 #include "model.h"
+#include "model_internal.h"
 #include "quant.h"
 #include "report.h"
 #include "strbuf.h"
@@ -32,8 +34,8 @@ struct ref_case {
 	int n_prompt;
 	int n_tok;
 	int rows;
-	int logprobs;       /* the rows are log-probabilities, not logits */
-	float *logits;      /* (rows, n_vocab) */
+	int logprobs;  /* the rows are log-probabilities, not logits */
+	float *logits; /* (rows, n_vocab) */
 };
 
 /* The array of integers after "key": in a small JSON document. */
@@ -168,14 +170,10 @@ static int argmax(const float *v, int n)
 static double tolerance(int type)
 {
 	switch (type) {
-	case QT_F32:
-		return 1e-4;
-	case QT_F16:
-		return 2e-3;
-	case QT_BF16:
-		return 1e-2;
-	default:
-		return 3e-2;
+	case QT_F32: return 1e-4;
+	case QT_F16: return 2e-3;
+	case QT_BF16: return 1e-2;
+	default: return 3e-2;
 	}
 }
 
@@ -235,7 +233,8 @@ static void run_cases(enum kv_type kvt, int use_type_tol)
 		double worst = 0, tol = use_type_tol ? tolerance(in->weight_type) : 3e-2;
 		int agree = 0;
 		for (int r = 0; r < c->rows; r++) {
-			const float *a = out + (size_t)r * c->n_vocab, *b = c->logits + (size_t)r * c->n_vocab;
+			const float *a = out + (size_t)r * c->n_vocab,
+				    *b = c->logits + (size_t)r * c->n_vocab;
 			double e = rel_l2(a, b, c->n_vocab);
 			if (e > worst)
 				worst = e;
@@ -294,8 +293,8 @@ static void greedy_case(const char *name, int expect_len, enum kv_type kvt)
 		double e = rel_l2(logits, c->logits + (size_t)row * c->n_vocab, c->n_vocab);
 		worst = e > worst ? e : worst;
 		if (!(e < tol))
-			fail_msg("%s (%s KV): decode row %d is off by %.3g", name, kv_type_name(kvt),
-				 row, e);
+			fail_msg("%s (%s KV): decode row %d is off by %.3g", name,
+				 kv_type_name(kvt), row, e);
 		int32_t t = argmax(logits, c->n_vocab);
 		if (kvt == KV_F32 && t != c->toks[c->n_prompt + j])
 			fail_msg("%s: token %d is %d, llama.cpp chose %d", name, j, t,
@@ -337,11 +336,11 @@ static const struct {
 	const char *name;
 	const char *why; /* what the load error must say */
 } waiting[] = {
-	{ "rand-qwen3moe-f32", "architecture 'qwen3moe' is not supported" }, /* issue 18 */
+	{ "rand-qwen3moe-f32", "architecture 'qwen3moe' is not supported" },   /* issue 18 */
 	{ "rand-llama-moe-f32", "tensor 'blk.0.ffn_gate.weight' is missing" }, /* issue 18 */
 	{ "rand-gpt-oss-f32", "architecture 'gpt-oss' is not supported" },     /* issue 24 */
-	{ "rand-llama-256-IQ4_NL", "which palaver cannot compute" },         /* issue 18 */
-	{ "rand-llama-256-IQ4_XS", "which palaver cannot compute" },         /* issue 18 */
+	{ "rand-llama-256-IQ4_NL", "which palaver cannot compute" },           /* issue 18 */
+	{ "rand-llama-256-IQ4_XS", "which palaver cannot compute" },           /* issue 18 */
 };
 
 static const char *waiting_for(const char *name)
@@ -392,7 +391,8 @@ static int run_logprob_case(const struct ref_case *c, enum kv_type kvt)
 		fail_msg("%s: %s", c->name, error_message());
 	int agree = 0, bad = 0;
 	for (int r = 0; r < c->rows; r++) {
-		const float *a = out + (size_t)r * c->n_vocab, *b = c->logits + (size_t)r * c->n_vocab;
+		const float *a = out + (size_t)r * c->n_vocab,
+			    *b = c->logits + (size_t)r * c->n_vocab;
 		double e = prob_diff(a, b, c->n_vocab, tmp);
 		worst = e > worst ? e : worst;
 		agree += argmax(a, c->n_vocab) == argmax(b, c->n_vocab);
@@ -468,12 +468,14 @@ static void test_pending_cases(void **state)
 			if (m)
 				fail_msg("%s loads now: take it off the waiting list", c->name);
 			if (!strstr(error_message(), why))
-				fail_msg("%s: error '%s' lacks '%s'", c->name, error_message(), why);
+				fail_msg("%s: error '%s' lacks '%s'", c->name, error_message(),
+					 why);
 			printf("%-24s waits for its issue: %s\n", c->name, error_message());
 		} else {
 			for (int k = 0; k < 2; k++) {
 				enum kv_type kvt = k ? KV_F32 : KV_F16;
-				failed += c->logprobs ? run_logprob_case(c, kvt) : run_logit_case(c, kvt);
+				failed += c->logprobs ? run_logprob_case(c, kvt)
+						      : run_logit_case(c, kvt);
 			}
 			ran++;
 		}
@@ -599,7 +601,9 @@ static void test_thread_invariance(void **state)
 {
 	(void)state;
 	REQUIRE_REF();
-	const char *models[] = { "rand-llama-256-Q4_K_M.gguf", "stories260K.gguf" };
+	const char *models[] = { "rand-llama-256-Q4_K_M.gguf", "stories260K.gguf",
+				 "rand-qwen3-f32.gguf",	       "rand-gemma2-f32.gguf",
+				 "rand-gemma3-f32.gguf",       "rand-phi3-f16.gguf" };
 	int32_t toks[24];
 	for (int i = 0; i < 24; i++)
 		toks[i] = (int32_t)(1 + (i * 37) % 500);
@@ -614,7 +618,8 @@ static void test_thread_invariance(void **state)
 			/* and decode steps */
 			for (int i = 20; i < 24; i++)
 				assert_int_equal(model_forward(m, &toks[i], 1, i,
-							       out[t] + (size_t)i * nv, 0), 0);
+							       out[t] + (size_t)i * nv, 0),
+						 0);
 			model_free(m);
 		}
 		double worst = rel_l2(out[0], out[1], 24 * nv);
@@ -711,13 +716,15 @@ static void write_model(const char *path, enum mutation mut)
 	};
 	int nt = (int)(sizeof(t) / sizeof(t[0])) - (mut == MUT_MISSING);
 	for (int i = 0; i < nt; i++)
-		assert_int_equal(gguf_writer_add_tensor(w, t[i].name, t[i].nd, t[i].ne, t[i].type), 0);
+		assert_int_equal(gguf_writer_add_tensor(w, t[i].name, t[i].nd, t[i].ne, t[i].type),
+				 0);
 	assert_int_equal(gguf_writer_begin(w, path), 0);
 	for (int i = 0; i < nt; i++) {
 		size_t n = gguf_writer_tensor_bytes(w, i);
 		float *buf = malloc(n);
 		for (size_t k = 0; k < n / sizeof(float); k++)
-			buf[k] = t[i].nd == 1 ? 1.0f : (float)((k * 2654435761u) % 1000) / 1000.0f - 0.5f;
+			buf[k] = t[i].nd == 1 ? 1.0f
+					      : (float)((k * 2654435761u) % 1000) / 1000.0f - 0.5f;
 		if (t[i].type != QT_F32)
 			memset(buf, 0, n);
 		assert_int_equal(gguf_writer_write_tensor(w, buf, n), 0);
@@ -765,21 +772,172 @@ static void test_load_errors(void **state)
 	expect_load_error(MUT_NONE, NULL);
 	expect_load_error(MUT_SHAPE,
 			  "tensor 'blk.0.attn_k.weight' has shape [256, 256], expected [256, 128]");
-	expect_load_error(MUT_ARCH, "architecture 'mamba' is not supported (supported: llama, qwen2, "
-				    "qwen3, gemma2, gemma3, phi3)");
+	expect_load_error(MUT_ARCH,
+			  "architecture 'mamba' is not supported (supported: llama, qwen2, "
+			  "qwen3, gemma2, gemma3, phi3)");
 	expect_load_error(MUT_TYPE, "tensor 'blk.0.attn_q.weight' has type IQ2_XXS");
 	expect_load_error(MUT_MISSING, "tensor 'blk.0.ffn_up.weight' is missing");
 	expect_load_error(MUT_HEADS, "4 attention heads cannot share 3 KV heads");
 }
 
+/* ---- family keys on small generated files ------------------------------------------- */
+
+enum family_variant { FV_PERIOD, FV_FLAGS, FV_LONGROPE };
+
+/*
+ * A 6-layer gemma3 whose sliding pattern is the u32 period 3 (FV_PERIOD) or
+ * a flag per layer (FV_FLAGS), or a 1-layer phi3 with LongRoPE factors
+ * (long 2.0, short 1.0 per pair) and an attention factor (FV_LONGROPE).
+ * Every tensor of the family's table row is written, from the table.
+ */
+static void write_family(const char *path, enum family_variant v)
+{
+	enum { E = 64, F = 128, V = 16, NH = 4, HD = 16 };
+	const char *name = v == FV_LONGROPE ? "phi3" : "gemma3";
+	const struct arch *a = arch_find(name);
+	int nl = v == FV_LONGROPE ? 1 : 6;
+	struct gguf_writer *w = gguf_writer_new();
+	char key[96];
+	assert_int_equal(gguf_writer_add_str(w, "general.architecture", name, strlen(name)), 0);
+#define KEY(k) (snprintf(key, sizeof(key), "%s.%s", name, k), key)
+	gguf_writer_add_u32(w, KEY("context_length"), 4096);
+	gguf_writer_add_u32(w, KEY("embedding_length"), E);
+	gguf_writer_add_u32(w, KEY("block_count"), (uint32_t)nl);
+	gguf_writer_add_u32(w, KEY("feed_forward_length"), F);
+	gguf_writer_add_u32(w, KEY("attention.head_count"), NH);
+	gguf_writer_add_u32(w, KEY("attention.head_count_kv"), NH);
+	if (v == FV_LONGROPE) {
+		gguf_writer_add_u32(w, KEY("rope.scaling.original_context_length"), 1024);
+		gguf_writer_add_f32(w, KEY("rope.scaling.attn_factor"), 1.25f);
+	} else {
+		gguf_writer_add_u32(w, KEY("attention.sliding_window"), 4);
+		if (v == FV_PERIOD) {
+			gguf_writer_add_u32(w, KEY("attention.sliding_window_pattern"), 3);
+		} else {
+			uint8_t flags[6] = { 1, 0, 0, 1, 1, 0 };
+			gguf_writer_add_arr(w, KEY("attention.sliding_window_pattern"),
+					    GGUF_TYPE_BOOL, 6, flags);
+		}
+	}
+#undef KEY
+	struct {
+		char name[64];
+		int nd;
+		int64_t ne[2];
+		float fill;
+	} t[128];
+	int n = 0;
+#define T(nm, d, a0, a1, f)                                                                        \
+	do {                                                                                       \
+		snprintf(t[n].name, sizeof(t[n].name), "%s", nm);                                  \
+		t[n].nd = d, t[n].ne[0] = a0, t[n].ne[1] = a1, t[n].fill = f, n++;                 \
+	} while (0)
+	T("token_embd.weight", 2, E, V, 0);
+	T("output_norm.weight", 1, E, 1, 1);
+	if (v == FV_LONGROPE) {
+		T("rope_factors_long.weight", 1, HD / 2, 1, 2);
+		T("rope_factors_short.weight", 1, HD / 2, 1, 1);
+	}
+	for (int l = 0; l < nl; l++)
+		for (int i = 0; i < a->n_tensors; i++) {
+			const struct arch_tensor *at = &a->tensors[i];
+			if (at->need == NEED_ALT)
+				continue;
+			int64_t d[2];
+			for (int k = 0; k < 2; k++)
+				d[k] = at->dim[k] == DIM_EMBD     ? E
+				       : at->dim[k] == DIM_QKV    ? 3 * E
+				       : at->dim[k] == DIM_FF     ? F
+				       : at->dim[k] == DIM_FF2    ? 2 * F
+				       : at->dim[k] == DIM_HEAD_K ? HD
+								  : E;
+			char nm[64];
+			assert_true(n < 128);
+			snprintf(nm, sizeof(nm), "blk.%d.%s", l, at->name);
+			T(nm, at->nd, d[0], at->nd == 2 ? d[1] : 1, at->nd == 1 ? 1 : 0);
+		}
+#undef T
+	for (int i = 0; i < n; i++)
+		assert_int_equal(gguf_writer_add_tensor(w, t[i].name, t[i].nd, t[i].ne, QT_F32), 0);
+	assert_int_equal(gguf_writer_begin(w, path), 0);
+	for (int i = 0; i < n; i++) {
+		size_t bytes = gguf_writer_tensor_bytes(w, i);
+		float *buf = malloc(bytes);
+		for (size_t k = 0; k < bytes / sizeof(float); k++)
+			buf[k] = t[i].fill ? t[i].fill
+					   : (float)((k * 2654435761u) % 1000) / 1000.0f - 0.5f;
+		assert_int_equal(gguf_writer_write_tensor(w, buf, bytes), 0);
+		free(buf);
+	}
+	assert_int_equal(gguf_writer_finish(w), 0);
+	gguf_writer_free(w);
+}
+
+static struct model *load_family(enum family_variant v, int n_ctx)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/palaver-family-%d-%d.gguf",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid(), (int)v);
+	write_family(path, v);
+	struct model_params p;
+	model_params_default(&p);
+	p.n_threads = 1;
+	p.n_ctx = n_ctx;
+	struct model *m = model_load(path, &p);
+	unlink(path);
+	if (!m)
+		fail_msg("%s", error_message());
+	return m;
+}
+
+/* The sliding pattern as a period or as flags, and LongRoPE's choice of
+ * factors by the context in use (llama.cpp's rule) with its factor. */
+static void test_family_keys(void **state)
+{
+	(void)state;
+	struct model *m = load_family(FV_PERIOD, 64);
+	const struct kv_cache *kv = model_kv(m);
+	int want_p[6] = { 4, 4, 0, 4, 4, 0 }, want_f[6] = { 4, 0, 0, 4, 4, 0 };
+	for (int l = 0; l < 6; l++)
+		assert_int_equal(kv->window[l], want_p[l]);
+	assert_int_equal(model_info(m)->n_swa_layers, 4);
+	model_free(m);
+	m = load_family(FV_FLAGS, 64);
+	kv = model_kv(m);
+	for (int l = 0; l < 6; l++)
+		assert_int_equal(kv->window[l], want_f[l]);
+	int32_t toks[5] = { 1, 2, 3, 4, 5 };
+	float logits[16];
+	assert_int_equal(model_forward(m, toks, 5, 0, logits, 0), 0);
+	model_free(m);
+
+	/* short factors up to the original context, long ones past it */
+	for (int k = 0; k < 2; k++) {
+		m = load_family(FV_LONGROPE, k ? 2048 : 1024);
+		const struct rope *r = m->layers[0].rope;
+		assert_non_null(r->factors);
+		assert_float_equal(r->factors[0], k ? 2.0f : 1.0f, 0);
+		assert_float_equal(r->mscale, 1.25f, 0);
+		float cs[8], sn[8];
+		rope_table(r, 3.0f, cs, sn);
+		float th = 3.0f / r->factors[0];
+		assert_float_equal(cs[0], cosf(th) * 1.25f, 1e-6);
+		assert_float_equal(sn[0], sinf(th) * 1.25f, 1e-6);
+		assert_int_equal(model_forward(m, toks, 5, 0, logits, 0), 0);
+		for (int i = 0; i < 16; i++)
+			assert_true(isfinite(logits[i]));
+		model_free(m);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cases_f32_kv),	cmocka_unit_test(test_cases_f16_kv),
-		cmocka_unit_test(test_greedy_once),	cmocka_unit_test(test_greedy_empty),
+		cmocka_unit_test(test_cases_f32_kv),      cmocka_unit_test(test_cases_f16_kv),
+		cmocka_unit_test(test_greedy_once),       cmocka_unit_test(test_greedy_empty),
 		cmocka_unit_test(test_thread_invariance), cmocka_unit_test(test_chunking),
-		cmocka_unit_test(test_load_errors),	cmocka_unit_test(test_pending_cases),
-		cmocka_unit_test(test_swa_ring),
+		cmocka_unit_test(test_load_errors),       cmocka_unit_test(test_pending_cases),
+		cmocka_unit_test(test_swa_ring),          cmocka_unit_test(test_family_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

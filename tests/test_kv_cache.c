@@ -18,13 +18,15 @@
 static float kval(const struct kv_cache *kv, int l, int h, int p, int i)
 {
 	const void *r = kv_cache_k(kv, l, h, p);
-	return kv->type == KV_F32 ? ((const float *)r)[i] : quant_f16_to_f32(((const quant_half *)r)[i]);
+	return kv->type == KV_F32 ? ((const float *)r)[i]
+				  : quant_f16_to_f32(((const quant_half *)r)[i]);
 }
 
 static float vval(const struct kv_cache *kv, int l, int h, int p, int i)
 {
 	const void *r = kv_cache_v(kv, l, h, p);
-	return kv->type == KV_F32 ? ((const float *)r)[i] : quant_f16_to_f32(((const quant_half *)r)[i]);
+	return kv->type == KV_F32 ? ((const float *)r)[i]
+				  : quant_f16_to_f32(((const quant_half *)r)[i]);
 }
 
 /* Fill positions 0..n-1 with values that encode (layer, head, pos, i). */
@@ -56,13 +58,16 @@ static void check_layout(enum kv_type t)
 	for (int l = 0; l < 3; l++)
 		for (int h = 0; h < 2; h++)
 			for (int p = 0; p < 10; p++) {
-				assert_float_equal(kval(&kv, l, h, p, 3), l * 1000 + h * 100 + p + 0.75f,
+				assert_float_equal(kval(&kv, l, h, p, 3),
+						   l * 1000 + h * 100 + p + 0.75f,
 						   t == KV_F32 ? 0 : 1.0);
-				assert_float_equal(vval(&kv, l, h, p, 2), -(l * 1000 + h * 100 + p) - 1.0f,
+				assert_float_equal(vval(&kv, l, h, p, 2),
+						   -(l * 1000 + h * 100 + p) - 1.0f,
 						   t == KV_F32 ? 0 : 1.0);
 			}
 	/* positions of one head are contiguous */
-	assert_ptr_equal((char *)kv_cache_k(&kv, 1, 1, 1), (char *)kv_cache_k(&kv, 1, 1, 0) + 4 * e);
+	assert_ptr_equal((char *)kv_cache_k(&kv, 1, 1, 1),
+			 (char *)kv_cache_k(&kv, 1, 1, 0) + 4 * e);
 
 	assert_int_equal(kv_cache_truncate(&kv, 11), -1);
 	assert_int_equal(kv_cache_truncate(&kv, 6), 6);
@@ -76,9 +81,11 @@ static void check_layout(enum kv_type t)
 	for (int l = 0; l < 3; l++)
 		for (int h = 0; h < 2; h++)
 			for (int p = 0; p < 4; p++) {
-				assert_float_equal(kval(&kv, l, h, p, 0), l * 1000 + h * 100 + want[p],
+				assert_float_equal(kval(&kv, l, h, p, 0),
+						   l * 1000 + h * 100 + want[p],
 						   t == KV_F32 ? 0 : 1.0);
-				assert_float_equal(vval(&kv, l, h, p, 0), -(l * 1000 + h * 100 + want[p]),
+				assert_float_equal(vval(&kv, l, h, p, 0),
+						   -(l * 1000 + h * 100 + want[p]),
 						   t == KV_F32 ? 0 : 1.0);
 			}
 	for (int p = 0; p < 4; p++)
@@ -103,7 +110,8 @@ static void test_bad_sizes(void **state)
 	(void)state;
 	struct kv_cache kv;
 	assert_int_equal(kv_cache_init(&kv, KV_F16, 0, 16, 2, 4, 4), -1);
-	assert_int_equal(kv_cache_init(&kv, KV_F16, 1 << 20, 1 << 24, 1 << 10, 1 << 10, 1 << 10), -1);
+	assert_int_equal(kv_cache_init(&kv, KV_F16, 1 << 20, 1 << 24, 1 << 10, 1 << 10, 1 << 10),
+			 -1);
 	assert_non_null(strstr(error_message(), "too large"));
 	assert_int_equal(kv_cache_bytes_for(KV_F32, 1 << 30, 1 << 30, 1 << 30, 1 << 30, 1), 0);
 }
@@ -227,12 +235,9 @@ static void test_model_shift(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_layout_f32),
-		cmocka_unit_test(test_layout_f16),
-		cmocka_unit_test(test_bad_sizes),
-		cmocka_unit_test(test_ring_layout),
-		cmocka_unit_test(test_ring_shift),
-		cmocka_unit_test(test_model_shift),
+		cmocka_unit_test(test_layout_f32), cmocka_unit_test(test_layout_f16),
+		cmocka_unit_test(test_bad_sizes),  cmocka_unit_test(test_ring_layout),
+		cmocka_unit_test(test_ring_shift), cmocka_unit_test(test_model_shift),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -738,6 +738,41 @@ static void test_json_reader(void **state)
 	assert_non_null(strstr(error_message(), "deep"));
 }
 
+/* The session's row points at its saved KV state: set, read, forgotten; not exported. */
+static void test_kv_state(void **state)
+{
+	(void)state;
+	struct store *st = open_ok(dbpath);
+	struct strbuf kv = STRBUF_INIT, js = STRBUF_INIT;
+	struct store_session before, after;
+	char id[STORE_ID_SIZE];
+	new_session(st, id);
+	assert_true(store_message_append(st, id, "user", "hi", STORE_COMPLETE, NULL) > 0);
+	assert_int_equal(store_session_kv_state(st, id, &kv), 0);
+	assert_string_equal(kv.buf, "");
+	assert_int_equal(store_session_get(st, id, &before), 0);
+	assert_int_equal(store_session_set_kv_state(st, id, "/c/kv/x-0123456789abcdef.kv"), 0);
+	assert_int_equal(store_session_kv_state(st, id, &kv), 0);
+	assert_string_equal(kv.buf, "/c/kv/x-0123456789abcdef.kv");
+	/* it does not move the session in the list */
+	assert_int_equal(store_session_get(st, id, &after), 0);
+	assert_true(after.updated_ms == before.updated_ms);
+	assert_int_equal(store_export(st, id, STORE_FORMAT_JSON, &js), 0);
+	assert_null(strstr(js.buf, "0123456789abcdef"));
+	assert_int_equal(store_session_set_kv_state(st, id, NULL), 0);
+	assert_int_equal(store_session_kv_state(st, id, &kv), 0);
+	assert_string_equal(kv.buf, "");
+	assert_int_equal(store_session_set_kv_state(st, "deadbeef", "/x.kv"), -1);
+	assert_non_null(strstr(error_message(), "no session 'deadbeef'"));
+	assert_int_equal(store_session_kv_state(st, "deadbeef", &kv), -1);
+	store_session_free(&before);
+	store_session_free(&after);
+	strbuf_release(&kv);
+	strbuf_release(&js);
+	store_close(st);
+	error_clear();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -753,6 +788,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_invalid_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kv_state, setup, teardown),
 		cmocka_unit_test(test_json_reader),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

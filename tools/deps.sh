@@ -26,6 +26,8 @@ for pair in tmux:tmux sqlite3:sqlite3 xz:xz-utils groff:groff script:bsdutils \
 done
 # the Unicode tables are checked against the installed Unicode data
 [ -r /usr/share/unicode/UnicodeData.txt ] || missing="$missing unicode-data"
+# the tests build the CUDA kernels with the host C++ compiler (gpu/cuda/emu)
+command -v "${CXX:-g++}" >/dev/null 2>&1 || missing="$missing g++"
 [ -z "$missing" ] && exit 0
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
