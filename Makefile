@@ -237,7 +237,7 @@ FUZZ_DEPS_import    := history/store.c
 FUZZ_DEPS_config    := app/config.c ui/theme.c
 FUZZ_DEPS_tokenizer := engine/tokenizer.c engine/unicode.c engine/gguf.c
 FUZZ_INC_import     := -Ilib -Ihistory
-FUZZ_INC_config     := -Ilib -Iapp -Iui
+FUZZ_INC_config     := -Ilib -Iapp -Iui -Iengine
 FUZZ_INC_tokenizer  := -Ilib -Iengine
 
 build-fuzz/fuzz_gguf: $(FUZZ_SRCS) engine/gguf.h

@@ -815,7 +815,9 @@ static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_o
 {
 	struct job *j = r->job;
 	if (!j->msgs) {
-		*out = xmalloc(sizeof(int32_t) * (size_t)(j->n_tokens ? j->n_tokens : 1));
+		*out = try_alloc_array((size_t)(j->n_tokens ? j->n_tokens : 1), sizeof(int32_t));
+		if (!*out)
+			return error("out of memory for a prompt of %d tokens", j->n_tokens);
 		memcpy(*out, j->tokens, sizeof(int32_t) * (size_t)j->n_tokens);
 		*n_out = j->n_tokens;
 		shift_prompt(e, r, *out, n_out);
@@ -922,6 +924,18 @@ static int make_room(struct engine *e, struct run *r)
 		return 1;
 	r->st.shifts++;
 	return 0;
+}
+
+/* PREFILL_PROGRESS, with the figures known before the reply (prompt and
+ * reused tokens, turns dropped to fit), so that the owner can say so first. */
+static void push_prefill(struct engine *e, const struct run *r, int done, int total)
+{
+	struct engine_event ev = { 0 };
+	ev.type = ENGINE_EV_PREFILL_PROGRESS;
+	ev.done = (uint64_t)done;
+	ev.total = (uint64_t)total;
+	ev.stats = r->st;
+	push(e, &ev, PUSH_DROP);
 }
 
 /* Size the next prefill chunk from how long c tokens took. */
@@ -1103,7 +1117,7 @@ static void run_job(struct engine *e, struct job *j)
 
 	/* prefill in chunks, checking the flags in between */
 	double t0 = time_now_ms();
-	push_simple(e, ENGINE_EV_PREFILL_PROGRESS, (uint64_t)lcp, (uint64_t)n_prompt, PUSH_DROP);
+	push_prefill(e, &r, lcp, n_prompt);
 	for (int done = lcp; done < n_prompt;) {
 		if (atomic_load(&e->cancel) || atomic_load(&e->stop)) {
 			r.st.prefill_ms = time_now_ms() - t0;
@@ -1130,8 +1144,7 @@ static void run_job(struct engine *e, struct job *j)
 		}
 		done += c;
 		adapt_chunk(e, c, time_now_ms() - tc);
-		push_simple(e, ENGINE_EV_PREFILL_PROGRESS, (uint64_t)done, (uint64_t)n_prompt,
-			    PUSH_DROP);
+		push_prefill(e, &r, done, n_prompt);
 	}
 	r.st.prefill_ms = time_now_ms() - t0;
 	if (r.st.prefill_ms > 0)
@@ -1369,9 +1382,18 @@ void engine_close(struct engine *e)
 	free(e);
 }
 
+/* A copy of a message's text, whose size is the caller's: NULL when there
+ * is no memory for it (the request is refused, nothing aborts). */
 static char *dup_checked(const char *s)
 {
-	return xstrdup(s ? s : "");
+	size_t n = s ? strlen(s) : 0;
+	char *d = try_alloc_array(n + 1, 1);
+	if (d) {
+		if (n)
+			memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
 }
 
 int engine_submit(struct engine *e, const struct engine_request *req)
@@ -1393,12 +1415,20 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 
 	j = xcalloc(1, sizeof(*j));
 	if (req->messages) {
-		j->msgs = xcalloc((size_t)req->n_messages, sizeof(*j->msgs));
+		j->msgs = try_alloc_array((size_t)req->n_messages, sizeof(*j->msgs));
+		if (!j->msgs) {
+			free(j);
+			return error("out of memory for a request of %d messages", req->n_messages);
+		}
 		for (int i = 0; i < req->n_messages; i++) {
 			j->msgs[i].role = req->messages[i].role;
 			j->msgs[i].text = dup_checked(req->messages[i].text);
+			j->n_msgs = i + 1;
+			if (!j->msgs[i].text) {
+				job_free(j);
+				return error("out of memory for message %d of the request", i + 1);
+			}
 		}
-		j->n_msgs = req->n_messages;
 		j->add_generation_prompt = req->add_generation_prompt;
 	} else {
 		j->tokens = try_alloc_array((size_t)req->n_tokens, sizeof(int32_t));

@@ -213,12 +213,14 @@ struct engine_stats {
 };
 
 enum engine_event_type {
-	ENGINE_EV_LOAD_PROGRESS,    /* done / total (bytes) */
-	ENGINE_EV_READY,            /* the model is loaded; engine_info() is valid */
-	ENGINE_EV_PREFILL_PROGRESS, /* done / total (tokens) */
-	ENGINE_EV_TOKEN,            /* text: complete UTF-8, never part of a stop string */
-	ENGINE_EV_DONE,             /* stats; text: the whole reply */
-	ENGINE_EV_ERROR,            /* text: the message (loading, or a request) */
+	ENGINE_EV_LOAD_PROGRESS, /* done / total (bytes) */
+	ENGINE_EV_READY,         /* the model is loaded; engine_info() is valid */
+	/* done / total (tokens); stats holds what is known before the reply:
+	 * prompt_tokens, reused_tokens, dropped_turns */
+	ENGINE_EV_PREFILL_PROGRESS,
+	ENGINE_EV_TOKEN, /* text: complete UTF-8, never part of a stop string */
+	ENGINE_EV_DONE,  /* stats; text: the whole reply */
+	ENGINE_EV_ERROR, /* text: the message (loading, or a request) */
 	/* text: something to tell the user; work goes on (memory over a
 	 * memory.mode=warn limit, an unknown pre-tokenizer) */
 	ENGINE_EV_WARNING,

@@ -50,6 +50,9 @@ struct model_params {
 	const atomic_int *cancel;
 };
 
+/* Parameters for a load that only looks: the file checked, its info known,
+ * no weight page read (one thread, a context of one token, no repacking). */
+void model_params_probe(struct model_params *p);
 void model_params_default(struct model_params *p);
 
 struct model_info {

@@ -28,6 +28,7 @@
  *	store_session_create(st, &params, id)            once, first turn
  *	store_message_append(st, id, "user", text, STORE_COMPLETE, NULL)
  *	m = store_message_begin(st, id, "assistant")      generation starts
+ *	store_message_set_model(st, m, "cpu", path)       which model writes it
  *	store_message_update(st, m, text_so_far, len)     at least every second
  *	store_message_finish(st, m, text, len, STORE_COMPLETE, &stats)
  *
@@ -194,6 +195,10 @@ int64_t store_message_append(struct store *st, const char *session_id, const cha
 			     const struct store_stats *stats);
 /* Start a streamed message: empty, STORE_STREAMING.  Returns its id or -1. */
 int64_t store_message_begin(struct store *st, const char *session_id, const char *role);
+/* Stream into an existing message again, as store_message_begin would start
+ * it (empty, STORE_STREAMING, stats, backend and model cleared): /regen and
+ * /edit overwrite the reply they replace. */
+int store_message_restart(struct store *st, int64_t message_id);
 /* Replace the streamed text so far (len bytes; call at least every second
  * while streaming: each call is one small transaction, well under 2 ms). */
 int store_message_update(struct store *st, int64_t message_id, const char *content, size_t len);
@@ -228,6 +233,22 @@ void store_messages_free(struct store_message *m, size_t n);
 int store_search(struct store *st, const char *query, size_t limit, const char *open,
 		 const char *close, struct store_hit **out, size_t *n);
 void store_hits_free(struct store_hit *h, size_t n);
+
+/* The name to show for a recorded model: a GGUF path's file name without
+ * ".gguf", the MODEL of a server's URL#MODEL.  Written to buf, returned. */
+const char *store_model_name(const char *model, char *buf, size_t cap);
+
+/* A reply's generation speed, the one definition palaver shows everywhere
+ * (sessions show, exports, --json's decode_tps, /stats): generated tokens
+ * divided by the decode time, from the end of the prompt's prefill to the
+ * end of the reply; 0 when unknown. */
+double store_stats_tps(const struct store_stats *s);
+
+/* The Markdown that store_export writes, from a session and its messages
+ * held in memory (the chat's /export when the history is off).  An empty
+ * ss->id is left out. */
+void store_format_markdown(const struct store_session *ss, const struct store_message *m, size_t n,
+			   struct strbuf *out);
 
 /* Append the session as Markdown or JSON to out. */
 int store_export(struct store *st, const char *session_id, enum store_format fmt,

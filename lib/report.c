@@ -94,12 +94,21 @@ void set_die_hook(void (*hook)(void))
 	die_hook = hook;
 }
 
+void run_die_hook(void)
+{
+	void (*hook)(void) = die_hook;
+	die_hook = NULL; /* a hook that fails must not run itself again */
+	if (hook)
+		hook();
+}
+
 static void vreport(const char *prefix, const char *fmt, va_list ap)
 {
 	struct strbuf sb = STRBUF_INIT, msg = STRBUF_INIT;
 	strbuf_addstr(&sb, prefix);
 	strbuf_vaddf(&msg, fmt, ap);
-	untrusted_add(&sb, msg.buf, msg.len, 0);
+	/* the format's own newlines stay (a usage after the message) */
+	untrusted_add(&sb, msg.buf, msg.len, UNTRUSTED_MULTILINE);
 	strbuf_release(&msg);
 	strbuf_addch(&sb, '\n');
 	fflush(stdout);
@@ -110,8 +119,7 @@ static void vreport(const char *prefix, const char *fmt, va_list ap)
 void die(const char *fmt, ...)
 {
 	va_list ap;
-	if (die_hook)
-		die_hook();
+	run_die_hook();
 	va_start(ap, fmt);
 	vreport("palaver: ", fmt, ap);
 	va_end(ap);
@@ -121,8 +129,7 @@ void die(const char *fmt, ...)
 void die_usage(const char *fmt, ...)
 {
 	va_list ap;
-	if (die_hook)
-		die_hook();
+	run_die_hook();
 	va_start(ap, fmt);
 	vreport("palaver: ", fmt, ap);
 	va_end(ap);
@@ -190,4 +197,47 @@ int out_write(const void *buf, size_t len)
 	if (len && fwrite(buf, 1, len, stdout) != len)
 		return out_fail(errno);
 	return out_check();
+}
+
+void report(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+}
+
+int report_usage(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+	return EXIT_USAGE;
+}
+
+int report_usage_with(const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+	fputs(usage, stderr);
+	return EXIT_USAGE;
+}
+
+int report_runtime(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+	return EXIT_RUNTIME;
+}
+
+int report_failure(int status)
+{
+	report("%s", error_message());
+	error_clear();
+	return status;
 }

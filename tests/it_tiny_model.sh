@@ -58,7 +58,8 @@ fi
 
 # 5. with no model named, palaver uses this one (found next to the binary)
 "$P" config >"$T/cfgout" 2>"$T/err" || fail "config failed: $(cat "$T/err")"
-has cfgout 'palaver-tiny.gguf" # built-in model'
+has cfgout '# built-in model: '
+has cfgout 'palaver-tiny.gguf'
 cp "$T/out" "$T/out_m"
 "$P" --temp 0 -n 60 --no-history --threads 1 -p "$Q" >"$T/out" 2>"$T/err" ||
 	fail "batch mode without -m failed: $(head -c 400 "$T/err")"
