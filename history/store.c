@@ -864,10 +864,23 @@ struct store *store_open_readonly(const char *path)
 		return st;
 	}
 	if (v < STORE_SCHEMA_VERSION) {
-		error("history database '%s' is from an older palaver (schema version %" PRId64
-		      ") and needs upgrading, which needs write access",
-		      st->path, v);
-		goto out;
+		/* an older palaver's: upgraded as store_open() would where it can
+		 * be written (a read-only command after an upgrade of palaver),
+		 * refused where it cannot */
+		char *p = xstrdup(st->path);
+		int64_t old = v;
+		store_close(st);
+		strbuf_release(&uri);
+		st = store_open(p);
+		if (!st) {
+			char why[512];
+			snprintf(why, sizeof(why), "%s", error_message());
+			error("history database '%s' is from an older palaver (schema version %" PRId64
+			      ") and needs upgrading, which needs write access (%s)",
+			      p, old, why);
+		}
+		free(p);
+		return st;
 	}
 	if (rank_register(st) < 0)
 		goto out;

@@ -97,15 +97,8 @@ static void read_bytes(const char *path, struct strbuf *sb)
 }
 
 /* A database as the first palaver (schema 1) left it, made by hand. */
-static void test_migrate_from_v1(void **state)
+static void make_v1(void)
 {
-	struct store *st;
-	struct store_session *list;
-	struct store_message *m;
-	struct store_hit *h;
-	size_t n;
-	char id[STORE_ID_SIZE];
-	(void)state;
 	exec_sql(dbpath,
 		 "CREATE TABLE sessions (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE,"
 		 "  title TEXT NOT NULL DEFAULT '', model TEXT, system_prompt TEXT,"
@@ -120,6 +113,19 @@ static void test_migrate_from_v1(void **state)
 		 "INSERT INTO messages VALUES (2, 1, 2, 'assistant', 'ancient\nanswer', 1001);"
 		 "INSERT INTO messages VALUES (3, 2, 1, 'user', 'other', 2000);"
 		 "PRAGMA user_version = 1;");
+}
+
+/* Such a database, opened by store_open(): migrated, nothing lost. */
+static void test_migrate_from_v1(void **state)
+{
+	struct store *st;
+	struct store_session *list;
+	struct store_message *m;
+	struct store_hit *h;
+	size_t n;
+	char id[STORE_ID_SIZE];
+	(void)state;
+	make_v1();
 	st = open_ok(dbpath);
 	assert_int_equal(store_session_list(st, 0, &list, &n), 0);
 	assert_int_equal(n, 2);
@@ -371,6 +377,56 @@ static void test_readonly(void **state)
 	integrity_ok(dbpath);
 	strbuf_release(&before);
 	strbuf_release(&after);
+}
+
+/* An older database that cannot be written: refused, saying why. */
+static int old_read_only_child(void)
+{
+	if (geteuid() == 0 && setuid(65534) < 0)
+		return 77;
+	if (access(dbpath, W_OK) == 0)
+		return 31;
+	if (store_open_readonly(dbpath) || !strstr(error_message(), "needs upgrading")) {
+		fprintf(stderr, "old and read-only: %s\n", error_message());
+		return 32;
+	}
+	return 0;
+}
+
+/* A read-only command (sessions list) on an older database: refused
+ * untouched without write access; upgraded as the chat would where it can
+ * be written, not refused for want of access it has. */
+static void test_readonly_open_migrates(void **state)
+{
+	struct strbuf before = STRBUF_INIT, after = STRBUF_INIT;
+	struct store_session *list;
+	struct store *st;
+	size_t n;
+	(void)state;
+	make_v1();
+	chmod(dbpath, 0444);
+	chmod(tmpdir, 0555);
+	read_bytes(dbpath, &before);
+	int r = in_child(old_read_only_child);
+	read_bytes(dbpath, &after);
+	chmod(tmpdir, 0755);
+	chmod(dbpath, 0644);
+	if (r != 77) {
+		assert_int_equal(r, 0);
+		assert_true(before.len == after.len && !memcmp(before.buf, after.buf, before.len));
+	}
+	strbuf_release(&before);
+	strbuf_release(&after);
+
+	st = store_open_readonly(dbpath);
+	if (!st)
+		fail_msg("read-only open of a schema 1 database: %s", error_message());
+	assert_int_equal(store_session_list(st, 0, &list, &n), 0);
+	assert_int_equal(n, 2);
+	store_sessions_free(list, n);
+	store_close(st);
+	assert_int_equal(db_int(dbpath, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+	integrity_ok(dbpath);
 }
 
 /*
@@ -670,6 +726,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_open_migrates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_refused_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_version_refused_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
