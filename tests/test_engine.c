@@ -642,6 +642,10 @@ static void test_reasoning(void **state)
 	struct engine_config c;
 	config_for(&c, 256);
 	c.chat_template = path;
+	/* the worker waits for the reader: the stop after 6 pieces read comes
+	 * while it still thinks (with 256 queued it could finish all 24
+	 * pieces first on a busy machine, and the test failed now and then) */
+	c.max_buffered_tokens = 1;
 	struct engine *e = open_ready(&c);
 	assert_string_equal(engine_info(e)->chat_template, "jinja");
 	const struct engine_message m[] = { { ENGINE_ROLE_USER, "Once upon a time" } };
