@@ -184,7 +184,8 @@ test: deps
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-integration
 
-test-unit: $(TEST_BINS) testdata
+# tools/bench_quant.c is built with the tests so that it keeps compiling.
+test-unit: $(TEST_BINS) $(BUILD)/bench_quant testdata
 	@sh tests/run-unit.sh $(TEST_BINS)
 
 test-integration: $(BUILD)/palaver testdata
@@ -285,6 +286,11 @@ fuzz-jinja: build-fuzz/fuzz_jinja
 	cd build-fuzz && ./fuzz_jinja -max_total_time=$(FUZZ_TIME) -max_len=65536 \
 		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus-jinja \
 		../tests/fuzz/regress-jinja
+
+# ---- tools ---------------------------------------------------------------
+# Kernel throughput table (docs/notes/quant.md): build/bench_quant [isa]
+$(BUILD)/bench_quant: tools/bench_quant.c $(BUILD)/libpalaver.a
+	$(CC) $(CPPFLAGS) -Ilib -Iengine $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(LDLIBS)
 
 # ---- palaver-tiny (issue 11): retrain models/palaver-tiny.gguf from scratch ----
 $(BUILD)/tiny_gguf: tools/train/tiny_gguf.c $(BUILD)/libpalaver.a

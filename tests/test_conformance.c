@@ -340,8 +340,6 @@ static const struct {
 	{ "rand-qwen3moe-f32", "architecture 'qwen3moe' is not supported" },   /* issue 18 */
 	{ "rand-llama-moe-f32", "tensor 'blk.0.ffn_gate.weight' is missing" }, /* issue 18 */
 	{ "rand-gpt-oss-f32", "architecture 'gpt-oss' is not supported" },     /* issue 24 */
-	{ "rand-llama-256-IQ4_NL", "which palaver cannot compute" },           /* issue 18 */
-	{ "rand-llama-256-IQ4_XS", "which palaver cannot compute" },           /* issue 18 */
 };
 
 static const char *waiting_for(const char *name)
