@@ -224,6 +224,9 @@ static const struct {
 	{ "kv heads", "attention.head_count_kv" },
 	{ "ctx", "context_length" },
 	{ "ffn", "feed_forward_length" },
+	{ "experts", "expert_count" },
+	{ "experts used", "expert_used_count" },
+	{ "expert ffn", "expert_feed_forward_length" },
 	{ "head dim", "attention.key_length" },
 	{ "head dim v", "attention.value_length" },
 	{ "rope dim", "rope.dimension_count" },
@@ -267,6 +270,36 @@ static int64_t vocab_size(const struct gguf *g, const char *arch, const char **f
 		return t->ne[1];
 	}
 	return -1;
+}
+
+/* One expert's size: the bytes of the 3-D expert tensors (blk.N.*_exps.*,
+ * one matrix per expert along ne[2]) over their layers and experts; 0 when
+ * the file has none.  *experts: ne[2] of the first one. */
+static uint64_t expert_bytes(const struct gguf *g, int64_t *experts)
+{
+	uint64_t bytes = 0, layers = 0;
+	int64_t last = -1;
+	*experts = 0;
+	for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(g, i);
+		long l;
+		char *end;
+		if (strncmp(t->name, "blk.", 4) || t->n_dims != 3 || !strstr(t->name, "_exps."))
+			continue;
+		l = strtol(t->name + 4, &end, 10);
+		if (end == t->name + 4 || *end != '.')
+			continue;
+		if (!*experts)
+			*experts = t->ne[2];
+		if (t->ne[2] != *experts)
+			continue; /* not one mixture: leave it out rather than mix sizes */
+		bytes += t->nbytes;
+		if (l != last) {
+			layers++;
+			last = l;
+		}
+	}
+	return layers && *experts > 0 ? bytes / layers / (uint64_t)*experts : 0;
 }
 
 static void shape_str(char *buf, size_t n, const struct gguf_tensor *t, const char *sep)
@@ -372,9 +405,12 @@ static void inspect_json(struct strbuf *out, const struct gguf *g, const char *p
 		json_value(out, g, kv);
 	}
 	const char *from = NULL;
-	int64_t nv = vocab_size(g, arch, &from);
+	int64_t nv = vocab_size(g, arch, &from), n_exp;
+	uint64_t eb = expert_bytes(g, &n_exp);
 	if (nv >= 0)
 		strbuf_addf(out, ", \"vocab_size\": %" PRId64, nv);
+	if (eb)
+		strbuf_addf(out, ", \"expert_bytes\": %" PRIu64, eb);
 	strbuf_addf(out, ", \"supported\": %s}}\n", fam ? "true" : "false");
 }
 
@@ -460,9 +496,15 @@ static void inspect_text(struct strbuf *out, const struct gguf *g, const char *p
 		}
 	}
 	const char *from = NULL;
-	int64_t nv = vocab_size(g, arch, &from);
+	int64_t nv = vocab_size(g, arch, &from), n_exp;
+	uint64_t eb = expert_bytes(g, &n_exp);
 	if (nv >= 0)
 		strbuf_addf(out, "  %-12s %" PRId64 "  (%s)\n", "vocab", nv, from);
+	if (eb)
+		strbuf_addf(out,
+			    "  %-12s %s  (one of %" PRId64
+			    " experts' gate, up and down in a layer)\n",
+			    "expert size", format_size(sz, sizeof(sz), eb), n_exp);
 }
 
 static int inspect(const char *path, int json)

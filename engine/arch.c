@@ -77,9 +77,47 @@
 		"attn_output.bias", SLOT_BO, 1, { DIM_EMBD, 0 }, need, 0                           \
 	}
 
+/* A mixture of experts' FFN: the router, then gate, up and down of every
+ * expert as one 3-D tensor each (llama.cpp's layout). */
+#define T_GATE_INP                                                                                 \
+	{                                                                                          \
+		"ffn_gate_inp.weight", SLOT_GATE_INP, 2, { DIM_EMBD, DIM_EXPERT }, NEED_MOE, 0     \
+	}
+#define T_GATE_EXPS                                                                                \
+	{                                                                                          \
+		"ffn_gate_exps.weight", SLOT_GATE_EXPS, 3, { DIM_EMBD, DIM_FF_EXP, DIM_EXPERT },   \
+			NEED_MOE, 0                                                                \
+	}
+#define T_UP_EXPS                                                                                  \
+	{                                                                                          \
+		"ffn_up_exps.weight", SLOT_UP_EXPS, 3, { DIM_EMBD, DIM_FF_EXP, DIM_EXPERT },       \
+			NEED_MOE, 0                                                                \
+	}
+#define T_DOWN_EXPS                                                                                \
+	{                                                                                          \
+		"ffn_down_exps.weight", SLOT_DOWN_EXPS, 3, { DIM_FF_EXP, DIM_EMBD, DIM_EXPERT },   \
+			NEED_MOE, 0                                                                \
+	}
+
+/* llama, or Mixtral when the file has experts (llama.expert_count). */
 static const struct arch_tensor llama_tensors[] = {
-	T_ATTN_NORM, T_WQ,           T_BQ(NEED_OPT), T_WK,   T_BK(NEED_OPT), T_WV,   T_BV(NEED_OPT),
-	T_WO,        T_BO(NEED_OPT), T_FFN_NORM,     T_GATE, T_UP,           T_DOWN,
+	T_ATTN_NORM,
+	T_WQ,
+	T_BQ(NEED_OPT),
+	T_WK,
+	T_BK(NEED_OPT),
+	T_WV,
+	T_BV(NEED_OPT),
+	T_WO,
+	T_BO(NEED_OPT),
+	T_FFN_NORM,
+	{ "ffn_gate.weight", SLOT_GATE, 2, { DIM_EMBD, DIM_FF }, NEED_DENSE, 0 },
+	{ "ffn_up.weight", SLOT_UP, 2, { DIM_EMBD, DIM_FF }, NEED_DENSE, 0 },
+	{ "ffn_down.weight", SLOT_DOWN, 2, { DIM_FF, DIM_EMBD }, NEED_DENSE, 0 },
+	T_GATE_INP,
+	T_GATE_EXPS,
+	T_UP_EXPS,
+	T_DOWN_EXPS,
 };
 
 static const struct arch_tensor qwen2_tensors[] = {
@@ -89,6 +127,11 @@ static const struct arch_tensor qwen2_tensors[] = {
 
 static const struct arch_tensor qwen3_tensors[] = {
 	T_ATTN_NORM, T_WQ, T_WK, T_WV, T_Q_NORM, T_K_NORM, T_WO, T_FFN_NORM, T_GATE, T_UP, T_DOWN,
+};
+
+static const struct arch_tensor qwen3moe_tensors[] = {
+	T_ATTN_NORM, T_WQ,       T_WK,       T_WV,        T_Q_NORM,  T_K_NORM,
+	T_WO,        T_FFN_NORM, T_GATE_INP, T_GATE_EXPS, T_UP_EXPS, T_DOWN_EXPS,
 };
 
 static const struct arch_tensor gemma2_tensors[] = {
@@ -131,13 +174,19 @@ static const struct arch_key gemma3_keys[] = {
 };
 
 static const struct arch table[] = {
-	{ "llama", "the reference block: RMS norms, SwiGLU, RoPE on pairs (2i, 2i+1)", ROPE_NORM,
-	  ACT_SILU, 0, 0, 0, NULL, 0, llama_tensors, N(llama_tensors), 10000.0f, 1e-5f },
+	{ "llama",
+	  "the reference block: RMS norms, SwiGLU, RoPE on pairs (2i, 2i+1); Mixtral's experts "
+	  "when the file has them",
+	  ROPE_NORM, ACT_SILU, ARCH_MOE_RENORM, 0, 0, NULL, 0, llama_tensors, N(llama_tensors),
+	  10000.0f, 1e-5f },
 	{ "qwen2", "llama with q/k/v biases and NEOX RoPE", ROPE_NEOX, ACT_SILU, 0, 0, 0, NULL, 0,
 	  qwen2_tensors, N(qwen2_tensors), 1000000.0f, 1e-6f },
 	{ "qwen3", "llama with per-head q/k RMS norms before NEOX RoPE, no biases", ROPE_NEOX,
 	  ACT_SILU, ARCH_QK_NORM, 0, 0, NULL, 0, qwen3_tensors, N(qwen3_tensors), 1000000.0f,
 	  1e-6f },
+	{ "qwen3moe", "qwen3 with a mixture of experts in place of the FFN", ROPE_NEOX, ACT_SILU,
+	  ARCH_QK_NORM | ARCH_MOE | ARCH_MOE_RENORM, 0, 0, NULL, 0, qwen3moe_tensors,
+	  N(qwen3moe_tensors), 1000000.0f, 1e-6f },
 	{ "gemma2",
 	  "embeddings times sqrt(dim), GeGLU, post-norms, soft-capped attention and logits, "
 	  "sliding window on even layers",

@@ -5,6 +5,7 @@
 #include "backend.h"
 #include "gguf.h"
 #include "model_internal.h"
+#include "moe.h"
 #include "quant.h"
 #include "readahead.h"
 #include "report.h"
@@ -78,6 +79,7 @@ struct hparams {
 	const struct arch *arch;
 	char arch_name[32];
 	uint32_t ctx, embd, nl, ff, nh, nkv, hk, hv, rot;
+	uint32_t n_exp, n_exp_used, ff_exp; /* experts (0: dense), per token, their width */
 	float rope_base, norm_eps, freq_scale, mscale;
 	uint32_t ctx_orig;  /* rope.scaling.original_context_length */
 	float hp[HP_COUNT]; /* the family's keys (arch_key), or their defaults */
@@ -188,6 +190,38 @@ static int load_swa(const struct gguf *g, struct hparams *h)
 	return 0;
 }
 
+/* The mixture of experts: <arch>.expert_count (0 or absent: dense, unless
+ * the family is always a mixture), expert_used_count, and one expert's
+ * width, expert_feed_forward_length (absent: the FFN width; for families
+ * that are always mixtures, where that key gives no dense width, it divided
+ * by the experts used, as llama.cpp reads Qwen's files). */
+static int load_experts(const struct gguf *g, struct hparams *h)
+{
+	const char *a = h->arch_name;
+	int always = (h->arch->flags & ARCH_MOE) != 0;
+	if (key_u32(g, a, "expert_count", &h->n_exp, always, 0) < 0)
+		return -1;
+	if (!h->n_exp) {
+		if (always)
+			return error("'%s': metadata key '%s.expert_count' is 0: a %s model needs "
+				     "experts",
+				     gguf_path(g), a, a);
+		return 0;
+	}
+	if (key_u32(g, a, "expert_used_count", &h->n_exp_used, 1, 0) < 0)
+		return -1;
+	if (h->n_exp > 4096 || h->n_exp_used == 0 || h->n_exp_used > h->n_exp)
+		return error("'%s': %u experts of which %u are used per token is not a usable "
+			     "mixture",
+			     gguf_path(g), h->n_exp, h->n_exp_used);
+	if (key_u32(g, a, "expert_feed_forward_length", &h->ff_exp, 0,
+		    always ? h->ff / h->n_exp_used : h->ff) < 0)
+		return -1;
+	if (h->ff_exp == 0 || h->ff_exp > (1u << 22))
+		return error("'%s': implausible expert width %u", gguf_path(g), h->ff_exp);
+	return 0;
+}
+
 static int load_hparams(const struct gguf *g, struct hparams *h)
 {
 	struct gguf_str s;
@@ -260,7 +294,7 @@ static int load_hparams(const struct gguf *g, struct hparams *h)
 			return error("'%s': metadata key '%s.%s' is %g, which is not usable",
 				     gguf_path(g), a, k->suffix, h->hp[k->hp]);
 	}
-	if (load_rope_scaling(g, h) < 0 || load_swa(g, h) < 0)
+	if (load_rope_scaling(g, h) < 0 || load_swa(g, h) < 0 || load_experts(g, h) < 0)
 		return -1;
 	return 0;
 }
@@ -286,6 +320,8 @@ static void setup_family(struct model *m, const struct hparams *h)
 	m->attn_softcap = h->hp[HP_ATTN_SOFTCAP];
 	m->final_softcap = h->hp[HP_FINAL_SOFTCAP];
 	m->embd_scale = h->arch->flags & ARCH_EMBD_SCALE ? sqrtf((float)h->embd) : 0.0f;
+	m->moe_renorm = (h->arch->flags & ARCH_MOE_RENORM) != 0;
+	m->moe_group = !m->params.moe_per_token;
 	m->n_ctx_orig = (int)h->ctx_orig;
 	in->swa_window = h->n_swa ? (int)h->hp[HP_SWA_WINDOW] : 0;
 	in->n_swa_layers = h->n_swa;
@@ -300,6 +336,9 @@ static void info_from(struct model *m, const struct hparams *h)
 	in->n_embd = (int)h->embd;
 	in->n_layer = (int)h->nl;
 	in->n_ff = (int)h->ff;
+	in->n_expert = (int)h->n_exp;
+	in->n_expert_used = (int)h->n_exp_used;
+	in->n_ff_exp = (int)h->ff_exp;
 	in->n_head = (int)h->nh;
 	in->n_head_kv = (int)h->nkv;
 	in->head_dim = (int)h->hk;
@@ -332,9 +371,9 @@ static void shape_str(char *buf, size_t n, const int64_t *ne, int nd)
 		snprintf(buf + o, n - o, "]");
 }
 
-/* Find a tensor, check its shape (nd dims: ne0, ne1) and that palaver can compute its type. */
-static const struct gguf_tensor *tensor_get(struct model *m, const char *name, int nd, int64_t ne0,
-					    int64_t ne1, int required)
+/* Find a tensor, check its shape (nd dims of want) and that palaver can compute its type. */
+static const struct gguf_tensor *tensor_get(struct model *m, const char *name, int nd,
+					    const int64_t *want, int required)
 {
 	const struct gguf_tensor *t = gguf_find_tensor(m->g, name);
 	if (!t) {
@@ -344,9 +383,9 @@ static const struct gguf_tensor *tensor_get(struct model *m, const char *name, i
 			error_clear();
 		return NULL;
 	}
-	int64_t want[2] = { ne0, ne1 };
-	int ok = t->ne[0] == ne0 && (nd == 1 ? 1 : t->ne[1] == ne1) && t->ne[2] == 1 &&
-		 t->ne[3] == 1 && (nd == 2 || t->ne[1] == 1);
+	int ok = t->ne[3] == 1;
+	for (int d = 0; d < 3; d++)
+		ok &= t->ne[d] == (d < nd ? want[d] : 1);
 	if (!ok) {
 		char have[96], exp[64];
 		shape_str(have, sizeof(have), t->ne, t->n_dims);
@@ -369,11 +408,13 @@ static const struct gguf_tensor *tensor_get(struct model *m, const char *name, i
 	return t;
 }
 
+/* A matrix of n rows of k (n_exp = 1), or a 3-D tensor of n_exp of them. */
 static int mat_get(struct model *m, struct mat *w, const char *name, int64_t k, int64_t n,
-		   int required)
+		   int64_t n_exp, int required)
 {
 	memset(w, 0, sizeof(*w));
-	const struct gguf_tensor *t = tensor_get(m, name, 2, k, n, required);
+	int64_t want[3] = { k, n, n_exp };
+	const struct gguf_tensor *t = tensor_get(m, name, n_exp > 1 ? 3 : 2, want, required);
 	if (!t)
 		return required ? -1 : 0;
 	w->t = t;
@@ -382,7 +423,9 @@ static int mat_get(struct model *m, struct mat *w, const char *name, int64_t k, 
 	w->dot_type = quant_traits(t->type)->dot_type;
 	w->k = (int)k;
 	w->n = (int)n;
+	w->n_exp = (int)n_exp;
 	quant_row_bytes(t->type, k, &w->row_bytes);
+	w->exp_bytes = w->row_bytes * (size_t)n;
 	return 0;
 }
 
@@ -392,6 +435,7 @@ static struct mat mat_rows(const struct mat *w, int r0, int n)
 	struct mat v = *w;
 	v.mapped = v.data = (const char *)w->data + (size_t)r0 * w->row_bytes;
 	v.n = n;
+	v.exp_bytes = (size_t)n * w->row_bytes;
 	return v;
 }
 
@@ -399,7 +443,8 @@ static struct mat mat_rows(const struct mat *w, int r0, int n)
 static int vec_get(struct model *m, const float **out, const char *name, int64_t n, int required)
 {
 	*out = NULL;
-	const struct gguf_tensor *t = tensor_get(m, name, 1, n, 1, required);
+	int64_t want[1] = { n };
+	const struct gguf_tensor *t = tensor_get(m, name, 1, want, required);
 	if (!t)
 		return required ? -1 : 0;
 	if (t->type == QT_F32) {
@@ -431,6 +476,8 @@ static int64_t dim_of(const struct model *m, int d)
 	case DIM_FF: return in->n_ff;
 	case DIM_FF2: return 2 * (int64_t)in->n_ff;
 	case DIM_HEAD_K: return in->head_dim;
+	case DIM_EXPERT: return in->n_expert;
+	case DIM_FF_EXP: return in->n_ff_exp;
 	default: return 0;
 	}
 }
@@ -448,6 +495,10 @@ static struct mat *slot_mat(struct layer *L, int slot)
 	case SLOT_UP: return &L->up;
 	case SLOT_GATE_UP: return &L->gate_up;
 	case SLOT_DOWN: return &L->down;
+	case SLOT_GATE_INP: return &L->gate_inp;
+	case SLOT_GATE_EXPS: return &L->gate_exps;
+	case SLOT_UP_EXPS: return &L->up_exps;
+	case SLOT_DOWN_EXPS: return &L->down_exps;
 	default: return NULL;
 	}
 }
@@ -475,6 +526,7 @@ static int load_layer(struct model *m, int i)
 	struct layer *L = &m->layers[i];
 	unsigned found = 0; /* bit per slot */
 	char nm[96];
+	int moe = m->info.n_expert > 0;
 	for (int j = 0; j < m->arch->n_tensors; j++) {
 		const struct arch_tensor *at = &m->arch->tensors[j];
 		int required = at->need == NEED_REQ;
@@ -483,11 +535,17 @@ static int load_layer(struct model *m, int i)
 				continue;
 			required = 1;
 		}
+		if (at->need == NEED_DENSE || at->need == NEED_MOE) {
+			if (moe != (at->need == NEED_MOE))
+				continue; /* the other kind of FFN */
+			required = 1;
+		}
 		snprintf(nm, sizeof(nm), "blk.%d.%s", i, at->name);
-		int64_t d0 = dim_of(m, at->dim[0]), d1 = at->nd == 2 ? dim_of(m, at->dim[1]) : 1;
-		if (at->nd == 2) {
+		int64_t d0 = dim_of(m, at->dim[0]), d1 = at->nd >= 2 ? dim_of(m, at->dim[1]) : 1;
+		if (at->nd >= 2) {
 			struct mat *w = slot_mat(L, at->slot);
-			if (mat_get(m, w, nm, d0, d1, required) < 0)
+			int64_t ne = at->nd == 3 ? dim_of(m, at->dim[2]) : 1;
+			if (mat_get(m, w, nm, d0, d1, ne, required) < 0)
 				return -1;
 			if (w->t)
 				found |= 1u << at->slot;
@@ -524,11 +582,11 @@ static int load_tensors(struct model *m, const struct hparams *h)
 			     "%lld",
 			     gguf_path(m->g), (long long)te->ne[1]);
 	in->n_vocab = (int)te->ne[1];
-	if (mat_get(m, &m->tok_embd, "token_embd.weight", E, in->n_vocab, 1) < 0)
+	if (mat_get(m, &m->tok_embd, "token_embd.weight", E, in->n_vocab, 1, 1) < 0)
 		return -1;
 	if (vec_get(m, &m->output_norm, "output_norm.weight", E, 1) < 0)
 		return -1;
-	if (mat_get(m, &m->output, "output.weight", E, in->n_vocab, 0) < 0)
+	if (mat_get(m, &m->output, "output.weight", E, in->n_vocab, 1, 0) < 0)
 		return -1;
 	if (!m->output.t)
 		m->output = m->tok_embd; /* tied embeddings */
@@ -572,6 +630,23 @@ static void count_tensors(struct model *m)
 		    t->type < QT_COUNT)
 			by_type[t->type] += t->nbytes;
 	}
+	/* a token reads n_expert_used of each mixture's n_expert matrices */
+	uint64_t exp_total = 0;
+	int moe_layers = 0;
+	for (int l = 0; l < in->n_layer; l++) {
+		struct layer *L = &m->layers[l];
+		const struct mat *ex[3] = { &L->gate_exps, &L->up_exps, &L->down_exps };
+		moe_layers += L->gate_inp.t != NULL;
+		for (int i = 0; i < 3; i++) {
+			if (!ex[i]->t)
+				continue;
+			exp_total += ex[i]->t->nbytes;
+			in->decode_bytes -= ex[i]->t->nbytes;
+			in->decode_bytes += ex[i]->exp_bytes * (uint64_t)in->n_expert_used;
+		}
+	}
+	if (moe_layers)
+		in->expert_bytes = exp_total / ((uint64_t)moe_layers * (uint64_t)in->n_expert);
 	int best = m->tok_embd.type;
 	for (int t = 0; t < QT_COUNT; t++)
 		if (by_type[t] > by_type[best])
@@ -618,11 +693,15 @@ int model_layer_mats(struct model *m, int l, struct mat **all)
 	int n = 0;
 	if (l == m->info.n_layer) {
 		all[n++] = &m->output;
-	} else {
-		struct layer *L = &m->layers[l];
-		all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv, all[n++] = &L->wo;
-		all[n++] = &L->gate, all[n++] = &L->up, all[n++] = &L->down;
+		return n;
 	}
+	struct layer *L = &m->layers[l];
+	struct mat *each[] = { &L->wq,        &L->wk,      &L->wv,       &L->wo,
+			       &L->gate,      &L->up,      &L->down,     &L->gate_inp,
+			       &L->gate_exps, &L->up_exps, &L->down_exps };
+	for (size_t i = 0; i < sizeof(each) / sizeof(each[0]); i++)
+		if (each[i]->t)
+			all[n++] = each[i];
 	return n;
 }
 
@@ -645,14 +724,15 @@ static int repack_weights(struct model *m)
 	for (int pass = 0; pass < 2; pass++) {
 		size_t off = 0;
 		for (int l = 0; l <= in->n_layer; l++) {
-			struct mat *all[7];
+			struct mat *all[MODEL_LAYER_MATS];
 			int n = model_layer_mats(m, l, all);
 			for (int i = 0; i < n; i++) {
 				struct mat *w = all[i];
 				int rt = quant_repack_type(w->type, w->k);
 				if (rt < 0 || w->data != w->mapped)
 					continue;
-				size_t bytes = w->row_bytes * (size_t)w->n;
+				size_t bytes = mat_bytes(w);
+				int rows = w->n * w->n_exp;
 				size_t at = off;
 				off += (bytes + 63) & ~(size_t)63;
 				if (pass == 0)
@@ -664,10 +744,10 @@ static int repack_weights(struct model *m)
 				 * are done, so that the peak holds one chunk twice */
 				int step = (int)((4u << 20) / w->row_bytes) + 1;
 				uintptr_t done = (uintptr_t)w->data; /* released up to here */
-				for (int r = 0; r < w->n; r += step) {
+				for (int r = 0; r < rows; r += step) {
 					if (r && cancelled(m))
 						return error("cancelled");
-					int nr = w->n - r < step ? w->n - r : step;
+					int nr = rows - r < step ? rows - r : step;
 					size_t ro = (size_t)r * w->row_bytes;
 					quant_repack_rows(w->type, w->k, (const char *)w->data + ro,
 							  w->row_bytes, nr, buf + ro);
@@ -719,7 +799,7 @@ static unsigned char *unmapped_tensors(struct model *m)
 	memset(mapped, 0, n0);
 	const struct gguf_tensor *t0 = gguf_tensor_at(m->g, 0);
 	for (int l = 0; l <= m->info.n_layer; l++) {
-		struct mat *all[7];
+		struct mat *all[MODEL_LAYER_MATS];
 		int n = model_layer_mats(m, l, all);
 		for (int i = 0; i < n; i++) {
 			if (!all[i]->t)
@@ -765,12 +845,12 @@ static int lock_pieces(struct model *m, const unsigned char *skip, int (*op)(con
 		k++;
 	}
 	for (int l = 0; l <= m->info.n_layer && k < count; l++) {
-		struct mat *all[7];
+		struct mat *all[MODEL_LAYER_MATS];
 		int n = model_layer_mats(m, l, all);
 		for (int i = 0; i < n && k < count; i++) {
 			if (!all[i]->t || all[i]->data == all[i]->mapped)
 				continue;
-			size_t len = all[i]->row_bytes * (size_t)all[i]->n;
+			size_t len = mat_bytes(all[i]);
 			if (op(all[i]->data, len) < 0)
 				return k;
 			*bytes += len;
@@ -859,7 +939,7 @@ static int alloc_scratch(struct model *m)
 				     B);
 	}
 	/* the widest activation row any matmul takes, in its dot type */
-	struct mat *all[7];
+	struct mat *all[MODEL_LAYER_MATS];
 	size_t mx = 0;
 	for (int l = 0; l <= in->n_layer; l++) {
 		int n = model_layer_mats(m, l, all);
@@ -878,6 +958,33 @@ static int alloc_scratch(struct model *m)
 	for (int i = 0; i < 2; i++)
 		if (!(m->act[i] = try_alloc_aligned(B, m->act_row_max)))
 			return error("cannot allocate activation buffers for %zu tokens", B);
+	if (!in->n_expert)
+		return 0;
+	/* the mixture's (token, expert) pairs of a chunk */
+	size_t P = B * (size_t)in->n_expert_used, n;
+	struct {
+		float **p;
+		size_t per; /* floats per token, or per pair */
+		size_t rows;
+	} moe[] = {
+		{ &m->moe_logits, (size_t)in->n_expert, B },
+		{ &m->moe_w, (size_t)in->n_expert_used, B },
+		{ &m->moe_gate, (size_t)in->n_ff_exp, P },
+		{ &m->moe_up, (size_t)in->n_ff_exp, P },
+		{ &m->moe_out, (size_t)in->n_embd, P },
+	};
+	for (size_t i = 0; i < sizeof(moe) / sizeof(moe[0]); i++)
+		if (size_mul(moe[i].rows, moe[i].per, &n) ||
+		    !(*moe[i].p = try_alloc_aligned(n, sizeof(float))))
+			return error(
+				"cannot allocate the experts' buffers for a batch of %zu tokens",
+				B);
+	m->moe_ids = try_alloc_array(P, sizeof(int32_t));
+	m->moe_act = try_alloc_aligned(P, m->act_row_max);
+	if (!m->moe_ids || !m->moe_act || P > INT32_MAX)
+		return error("cannot allocate the experts' buffers for a batch of %zu tokens", B);
+	if (!(m->moe_g = moe_groups_new(in->n_expert, (int)P)))
+		return -1;
 	return 0;
 }
 
@@ -985,6 +1092,12 @@ struct model *model_load(const char *path, const struct model_params *p)
 		goto fail;
 	in->n_threads = threadpool_size(m->pool);
 	m->backend = backend_cpu_create(m);
+	if (in->n_expert && !m->backend->ops->moe_ffn) {
+		/* a device backend that has not learnt mixtures says so here */
+		error("'%s': the %s backend cannot run a mixture of experts", path,
+		      m->backend->ops->name);
+		goto fail;
+	}
 	hparams_free(&h);
 	return m;
 fail:
@@ -1043,6 +1156,12 @@ int model_memory_estimate(const char *path, const struct model_params *p, struct
 	uint64_t per_tok = 4ull * (3ull * embd + (uint64_t)h.nh * h.hk + (uint64_t)h.nh * h.hv +
 				   2ull * h.nkv * h.hk + 2ull * ff) +
 			   2ull * 4ull * wide;
+	if (h.n_exp) { /* router logits, and per (token, expert) pair: gate, up,
+			* down's output, an activation row, its id and weight */
+		uint64_t fe = h.ff_exp, wide_e = fe > embd ? fe : embd;
+		per_tok += 4ull * h.n_exp +
+			   (uint64_t)h.n_exp_used * (4ull * (2ull * fe + embd) + 4ull * wide_e + 8);
+	}
 	out->scratch = B * per_tok + 4ull * n_vocab;
 	hparams_free(&h);
 	return 0;
@@ -1062,6 +1181,12 @@ void model_free(struct model *m)
 		free(bufs[i]);
 	free(m->act[0]);
 	free(m->act[1]);
+	float *moe[] = { m->moe_logits, m->moe_w, m->moe_gate, m->moe_up, m->moe_out };
+	for (size_t i = 0; i < sizeof(moe) / sizeof(moe[0]); i++)
+		free(moe[i]);
+	free(m->moe_ids);
+	free(m->moe_act);
+	moe_groups_free(m->moe_g);
 	for (int i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
 	free(m->owned);

@@ -337,9 +337,7 @@ static const struct {
 	const char *name;
 	const char *why; /* what the load error must say */
 } waiting[] = {
-	{ "rand-qwen3moe-f32", "architecture 'qwen3moe' is not supported" },   /* issue 18 */
-	{ "rand-llama-moe-f32", "tensor 'blk.0.ffn_gate.weight' is missing" }, /* issue 18 */
-	{ "rand-gpt-oss-f32", "architecture 'gpt-oss' is not supported" },     /* issue 24 */
+	{ "rand-gpt-oss-f32", "architecture 'gpt-oss' is not supported" }, /* issue 24 */
 };
 
 static const char *waiting_for(const char *name)
@@ -601,8 +599,9 @@ static void test_thread_invariance(void **state)
 	(void)state;
 	REQUIRE_REF();
 	const char *models[] = { "rand-llama-256-Q4_K_M.gguf", "stories260K.gguf",
-				 "rand-qwen3-f32.gguf",	       "rand-gemma2-f32.gguf",
-				 "rand-gemma3-f32.gguf",       "rand-phi3-f16.gguf" };
+				 "rand-qwen3-f32.gguf",        "rand-gemma2-f32.gguf",
+				 "rand-gemma3-f32.gguf",       "rand-phi3-f16.gguf",
+				 "rand-qwen3moe-f32.gguf",     "rand-llama-moe-f32.gguf" };
 	int32_t toks[24];
 	for (int i = 0; i < 24; i++)
 		toks[i] = (int32_t)(1 + (i * 37) % 500);
@@ -785,7 +784,7 @@ static void test_load_errors(void **state)
 			  "tensor 'blk.0.attn_k.weight' has shape [256, 256], expected [256, 128]");
 	expect_load_error(MUT_ARCH,
 			  "architecture 'mamba' is not supported (supported: llama, qwen2, "
-			  "qwen3, gemma2, gemma3, phi3)");
+			  "qwen3, qwen3moe, gemma2, gemma3, phi3)");
 	expect_load_error(MUT_TYPE, "tensor 'blk.0.attn_q.weight' has type IQ2_XXS");
 	expect_load_error(MUT_MISSING, "tensor 'blk.0.ffn_up.weight' is missing");
 	expect_load_error(MUT_HEADS, "4 attention heads cannot share 3 KV heads");
@@ -941,6 +940,240 @@ static void test_family_keys(void **state)
 	}
 }
 
+/* ---- mixtures of experts ------------------------------------------------------------- */
+
+/*
+ * Prefill grouped by expert (one gemm per expert), the same prefill with a
+ * gemv per (token, expert) pair, the prompt in chunks of 3, and token by
+ * token decoding all give the same rows; decode reads only the routed
+ * experts, so the active bytes are the file's less the unused experts.
+ */
+static void test_moe_paths(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	const char *cases[] = { "rand-qwen3moe-f32", "rand-llama-moe-f32" };
+	for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
+		struct ref_case *c = malloc(sizeof(*c));
+		if (case_load_from(test_ref_dir(), "pending", cases[ci], c) < 0)
+			fail_msg("cannot read case '%s'", cases[ci]);
+		int nv = c->n_vocab, rows = c->rows;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), c->model);
+		float *out[4];
+		for (int v = 0; v < 4; v++) {
+			struct model_params p;
+			model_params_default(&p);
+			p.kv_type = KV_F32;
+			p.n_threads = 2;
+			p.prefault = 0;
+			p.moe_per_token = v == 1;
+			p.n_batch = v == 2 ? 3 : 0;
+			struct model *m = model_load(path, &p);
+			if (!m)
+				fail_msg("%s: %s", c->model, error_message());
+			const struct model_info *in = model_info(m);
+			assert_true(in->n_expert >= 4);
+			assert_int_equal(in->n_expert_used, 2);
+			/* 3 matrices per layer, of which used/n are read */
+			uint64_t skipped = (uint64_t)in->n_layer * 3 *
+					   (uint64_t)(in->n_expert - in->n_expert_used) *
+					   (in->expert_bytes / 3);
+			assert_int_equal(in->decode_bytes, in->weight_bytes - skipped -
+								   (uint64_t)nv * in->n_embd * 4);
+			out[v] = malloc(sizeof(float) * (size_t)rows * nv);
+			if (v < 3) {
+				assert_int_equal(model_forward(m, c->toks, rows, 0, out[v], 1), 0);
+			} else {
+				for (int i = 0; i < rows; i++)
+					assert_int_equal(model_forward(m, &c->toks[i], 1, i,
+								       out[v] + (size_t)i * nv, 0),
+							 0);
+			}
+			model_free(m);
+		}
+		double tmp_worst = 0;
+		double *tmp = malloc(sizeof(double) * (size_t)nv);
+		for (int r = 0; r < rows; r++) {
+			double e = prob_diff(out[0] + (size_t)r * nv, c->logits + (size_t)r * nv,
+					     nv, tmp);
+			tmp_worst = e > tmp_worst ? e : tmp_worst;
+		}
+		assert_true(tmp_worst < 2e-3);
+		for (int v = 1; v < 4; v++) {
+			double e = rel_l2(out[v], out[0], rows * nv);
+			printf("%s: path %d against grouped prefill: relative L2 %.3g\n", cases[ci],
+			       v, e);
+			assert_true(e < 1e-5);
+		}
+		for (int v = 0; v < 4; v++)
+			free(out[v]);
+		free(tmp);
+		free(c->logits);
+		free(c);
+	}
+}
+
+enum moe_variant { MV_OK, MV_NO_COUNT, MV_USED, MV_SHAPE, MV_MISSING, MV_LLAMA };
+
+/*
+ * A 2-layer mixture (dim 128, 8 experts of width 128, 2 used) from the
+ * family's table row, its matrices in type `type` (the router F32, as
+ * llama.cpp keeps it), with one flaw per variant.  MV_LLAMA writes llama
+ * with experts (Mixtral's layout), the others qwen3moe.
+ */
+static void write_moe(const char *path, enum moe_variant v, int type)
+{
+	enum { E = 128, F = 128, V = 32, NX = 8, NL = 2 };
+	const char *name = v == MV_LLAMA || v == MV_MISSING ? "llama" : "qwen3moe";
+	const struct arch *a = arch_find(name);
+	struct gguf_writer *w = gguf_writer_new();
+	char key[96];
+	assert_int_equal(gguf_writer_add_str(w, "general.architecture", name, strlen(name)), 0);
+#define KEY(k) (snprintf(key, sizeof(key), "%s.%s", name, k), key)
+	gguf_writer_add_u32(w, KEY("context_length"), 256);
+	gguf_writer_add_u32(w, KEY("embedding_length"), E);
+	gguf_writer_add_u32(w, KEY("block_count"), NL);
+	gguf_writer_add_u32(w, KEY("feed_forward_length"), F);
+	gguf_writer_add_u32(w, KEY("attention.head_count"), 4);
+	gguf_writer_add_u32(w, KEY("attention.head_count_kv"), 2);
+	if (v != MV_NO_COUNT)
+		gguf_writer_add_u32(w, KEY("expert_count"), NX);
+	gguf_writer_add_u32(w, KEY("expert_used_count"), v == MV_USED ? NX + 1 : 2);
+	if (a->flags & ARCH_MOE)
+		gguf_writer_add_u32(w, KEY("expert_feed_forward_length"), F);
+#undef KEY
+	struct {
+		char name[64];
+		int nd;
+		int64_t ne[3];
+		int type;
+		float fill;
+	} t[64];
+	int n = 0;
+#define T(nm, d, a0, a1, a2, ty, f)                                                                \
+	do {                                                                                       \
+		snprintf(t[n].name, sizeof(t[n].name), "%s", nm);                                  \
+		t[n].nd = d, t[n].ne[0] = a0, t[n].ne[1] = a1, t[n].ne[2] = a2;                    \
+		t[n].type = ty, t[n].fill = f, n++;                                                \
+	} while (0)
+	T("token_embd.weight", 2, E, V, 1, QT_F32, 0);
+	T("output_norm.weight", 1, E, 1, 1, QT_F32, 1);
+	for (int l = 0; l < NL; l++)
+		for (int i = 0; i < a->n_tensors; i++) {
+			const struct arch_tensor *at = &a->tensors[i];
+			if (at->need == NEED_OPT || at->need == NEED_DENSE)
+				continue;
+			if (v == MV_MISSING && l == 0 && at->slot == SLOT_UP_EXPS)
+				continue;
+			int64_t d[3];
+			for (int k = 0; k < 3; k++)
+				d[k] = k >= at->nd                ? 1
+				       : at->dim[k] == DIM_EXPERT ? NX
+				       : at->dim[k] == DIM_HEAD_K ? E / 4
+				       : at->dim[k] == DIM_K      ? E / 2
+				       : at->dim[k] == DIM_V      ? E / 2
+								  : E; /* DIM_FF_EXP == E */
+			if (v == MV_SHAPE && at->slot == SLOT_GATE_EXPS)
+				d[2] = NX - 1;
+			char nm[64];
+			snprintf(nm, sizeof(nm), "blk.%d.%s", l, at->name);
+			int ty = at->nd == 1 || at->slot == SLOT_GATE_INP ? QT_F32 : type;
+			T(nm, at->nd, d[0], d[1], d[2], ty, at->nd == 1 ? 1 : 0);
+		}
+#undef T
+	for (int i = 0; i < n; i++)
+		assert_int_equal(gguf_writer_add_tensor(w, t[i].name, t[i].nd, t[i].ne, t[i].type),
+				 0);
+	assert_int_equal(gguf_writer_begin(w, path), 0);
+	for (int i = 0; i < n; i++) {
+		size_t bytes = gguf_writer_tensor_bytes(w, i);
+		int64_t rows = t[i].ne[1] * t[i].ne[2];
+		size_t rb = bytes / (size_t)rows;
+		float *f = malloc(sizeof(float) * (size_t)t[i].ne[0]);
+		char *q = malloc(rb);
+		for (int64_t r = 0; r < rows; r++) {
+			for (int64_t k = 0; k < t[i].ne[0]; k++) {
+				uint64_t h = ((uint64_t)i * 1000003u + (uint64_t)r * 7919u +
+					      (uint64_t)k) *
+					     2654435761u;
+				f[k] = t[i].fill ? t[i].fill : (float)(h % 1000) / 1000.0f - 0.5f;
+			}
+			assert_int_equal(quant_quantize_row(t[i].type, f, q, t[i].ne[0]), 0);
+			assert_int_equal(gguf_writer_write_part(w, q, rb), 0);
+		}
+		free(f);
+		free(q);
+	}
+	assert_int_equal(gguf_writer_finish(w), 0);
+	gguf_writer_free(w);
+}
+
+static struct model *load_moe(enum moe_variant v, int type, int repack)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/palaver-moe-%d-%d.gguf",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid(), (int)v);
+	write_moe(path, v, type);
+	struct model_params p;
+	model_params_default(&p);
+	p.n_threads = 2;
+	p.repack = repack;
+	struct model *m = model_load(path, &p);
+	unlink(path);
+	return m;
+}
+
+/* A quantized mixture runs with its experts repacked at load as with the
+ * file's layout; a file whose mixture is wrong fails naming what. */
+static void test_moe_files(void **state)
+{
+	(void)state;
+	int32_t toks[12];
+	for (int i = 0; i < 12; i++)
+		toks[i] = (int32_t)((i * 7 + 3) % 32);
+	float out[2][12 * 32];
+	for (int r = 0; r < 2; r++) {
+		struct model *m = load_moe(MV_OK, QT_Q8_0, r);
+		if (!m)
+			fail_msg("%s", error_message());
+		const struct model_info *in = model_info(m);
+		assert_int_equal(in->n_expert, 8);
+		if (r && quant_repack_type(QT_Q8_0, 128) >= 0)
+			assert_true(in->repacked_bytes >
+				    3ull * 8 * 128 * 136); /* the experts too */
+		assert_int_equal(model_forward(m, toks, 10, 0, out[r], 1), 0);
+		for (int i = 10; i < 12; i++)
+			assert_int_equal(model_forward(m, &toks[i], 1, i, out[r] + i * 32, 0), 0);
+		for (int i = 0; i < 12 * 32; i++)
+			assert_true(isfinite(out[r][i]));
+		model_free(m);
+	}
+	assert_true(rel_l2(out[1], out[0], 12 * 32) < 1e-6);
+	struct model *m = load_moe(MV_LLAMA, QT_Q4_0, 1);
+	if (!m)
+		fail_msg("%s", error_message());
+	assert_string_equal(model_info(m)->arch, "llama");
+	assert_int_equal(model_forward(m, toks, 12, 0, out[0], 0), 0);
+	model_free(m);
+
+	struct {
+		enum moe_variant v;
+		const char *want;
+	} bad[] = {
+		{ MV_NO_COUNT, "metadata key 'qwen3moe.expert_count' is missing" },
+		{ MV_USED, "8 experts of which 9 are used per token is not a usable mixture" },
+		{ MV_SHAPE, "tensor 'blk.0.ffn_gate_exps.weight' has shape [128, 128, 7], expected "
+			    "[128, 128, 8]" },
+		{ MV_MISSING, "tensor 'blk.0.ffn_up_exps.weight' is missing" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_null(load_moe(bad[i].v, QT_F32, 1));
+		if (!strstr(error_message(), bad[i].want))
+			fail_msg("error '%s' lacks '%s'", error_message(), bad[i].want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -949,6 +1182,7 @@ int main(void)
 		cmocka_unit_test(test_thread_invariance), cmocka_unit_test(test_chunking),
 		cmocka_unit_test(test_load_errors),       cmocka_unit_test(test_pending_cases),
 		cmocka_unit_test(test_swa_ring),          cmocka_unit_test(test_family_keys),
+		cmocka_unit_test(test_moe_paths),         cmocka_unit_test(test_moe_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
