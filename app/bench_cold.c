@@ -50,7 +50,7 @@ static const char usage[] =
 	"  -p, --n-prompt N   prompt tokens before the first token (default 8)\n"
 	"  -n, --n-gen N      generated tokens after it (default 16)\n"
 	"  -r, --repetitions N  runs per read-ahead setting (default 3)\n"
-	"  -t, --threads N    compute threads (default: online cores)\n"
+	"  -t, --threads N    compute threads (0, the default: online cores)\n"
 	"  --readahead MODE   on, off or both (default both)\n"
 	"  --format FMT       md (default) or json\n"
 	"  --no-repack        keep the weights in the file's layout: repacked weights\n"

@@ -60,7 +60,7 @@ static const char usage[] =
 	"  -p, --n-prompt N   prompt tokens for the pp test (default 512, 0 = skip)\n"
 	"  -n, --n-gen N      generated tokens for the tg test (default 128, 0 = skip)\n"
 	"  -r, --repetitions N  timed runs per test (default 5)\n"
-	"  -t, --threads N    compute threads (default: online cores)\n"
+	"  -t, --threads N    compute threads (0, the default: online cores)\n"
 	"  -d, --depth N      tokens already in the KV cache for each test (default 0)\n"
 	"  --kv-type TYPE     KV cache element type: f16 (default) or f32\n"
 	"  --format FMT       md (default), json or csv\n"

@@ -362,6 +362,8 @@ static void on_key(void *ctx, const struct key *k)
 	case K_CTRL_C:
 		if (c->busy) {
 			chat_engine_cancel(c);
+		} else if (c->next) {
+			chat_engine_stop_load(c);
 		} else if (!input_empty()) {
 			input_set("");
 		} else {

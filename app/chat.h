@@ -103,6 +103,7 @@ void chat_engine_submit(struct chat *c);
 void chat_engine_send(struct chat *c, const char *text);
 void chat_engine_drain(struct chat *c);
 void chat_engine_cancel(struct chat *c);
+void chat_engine_stop_load(struct chat *c);
 /* Esc: a thinking reply stops thinking and answers; any other stops. */
 void chat_engine_escape(struct chat *c);
 void chat_engine_sample_speed(struct chat *c, double now, int force);

@@ -279,6 +279,34 @@ static void on_next_error(struct chat *c, const char *why)
 	c->status_dirty = 1;
 }
 
+/* Ctrl-C while a model loads: the load stops (every phase of it reads the
+ * engine's stop flag, so engine_close returns within moments); the model in
+ * use, if any, stays and answers a message that waited for the new one. */
+void chat_engine_stop_load(struct chat *c)
+{
+	if (!c->next)
+		return;
+	log_info("chat: loading '%s' stopped", c->next_path);
+	engine_close(c->next);
+	c->next = NULL;
+	free(c->next_path);
+	c->next_path = NULL;
+	chat_state_changed(c);
+	if (c->eng) {
+		status_from_info(c, engine_info(c->eng));
+		chat_notice(c, "Loading stopped. %s is still the model in use.", c->st.model);
+		if (c->pending_send) {
+			c->pending_send = 0;
+			chat_engine_submit(c);
+		}
+	} else {
+		c->st.state = STATE_NO_MODEL;
+		c->pending_send = 0;
+		chat_notice(c, "Loading stopped. /model FILE.gguf loads a model; Ctrl-D quits.");
+	}
+	c->status_dirty = 1;
+}
+
 /* Say, above the reply, that old turns were left out of the prompt. */
 static void tell_dropped(struct chat *c, int dropped)
 {

@@ -10,6 +10,7 @@
 #include "report.h"
 #include "strbuf.h"
 #include "tokenizer.h"
+#include "untrusted.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -99,22 +100,31 @@ static struct engine_message *to_messages(const struct json *msgs, const char **
 	return m;
 }
 
-/* A piece quoted, with bytes that are not printable as \xNN. */
+/* A piece quoted: control characters (C1 included) and bytes that are not
+ * UTF-8 (a piece may be part of a character) as \xNN, so no piece reaches
+ * the terminal as an escape sequence. */
 static void print_piece(const char *p, size_t n)
 {
 	putchar('\'');
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n;) {
 		unsigned char c = (unsigned char)p[i];
+		uint32_t cp = 0;
+		size_t len = utf8_valid(p + i, n - i, &cp);
 		if (c == '\n')
 			fputs("\\n", stdout);
 		else if (c == '\t')
 			fputs("\\t", stdout);
 		else if (c == '\r')
 			fputs("\\r", stdout);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\x%02x", c);
-		else
-			putchar(c);
+		else if (!len || cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
+			for (size_t k = 0; k < (len ? len : 1); k++)
+				printf("\\x%02x", (unsigned char)p[i + k]);
+		} else {
+			fwrite(p + i, 1, len, stdout);
+			i += len;
+			continue;
+		}
+		i += len ? len : 1;
 	}
 	putchar('\'');
 }
@@ -236,9 +246,12 @@ int cmd_template(int argc, char **argv, struct config *cfg)
 
 	struct strbuf in = STRBUF_INIT;
 	const char *name = file && strcmp(file, "-") ? file : "standard input";
-	if (file && strcmp(file, "-") ? strbuf_read_file(&in, file) < 0
-				      : strbuf_read_fd(&in, STDIN_FILENO) < 0) {
-		report("cannot read '%s': %s", name, strerror(errno));
+	/* a conversation is held to a session import's limit */
+	if (file && strcmp(file, "-") ? strbuf_read_file(&in, file, READ_MAX_IMPORT) < 0
+				      : strbuf_read_fd(&in, STDIN_FILENO, READ_MAX_IMPORT) < 0) {
+		char why[64];
+		report("cannot read '%s': %s", name,
+		       strbuf_read_failure(errno, READ_MAX_IMPORT, why, sizeof(why)));
 		strbuf_release(&in);
 		return EXIT_RUNTIME;
 	}
@@ -305,7 +318,8 @@ int cmd_template(int argc, char **argv, struct config *cfg)
 		warning("%s", note);
 	}
 	if (!tokens) {
-		fwrite(p.text.buf, 1, p.text.len, stdout);
+		/* the template comes from the model file: on a terminal, made safe */
+		untrusted_print(stdout, p.text.buf, p.text.len, UNTRUSTED_MULTILINE);
 	} else {
 		if (prompt_tokenize(pt, &p, &ids, &n_ids) < 0) {
 			report("%s", error_message());
@@ -313,7 +327,7 @@ int cmd_template(int argc, char **argv, struct config *cfg)
 		}
 		print_tokens(tok, ids, n_ids);
 	}
-	ret = fflush(stdout) ? EXIT_RUNTIME : EXIT_OK;
+	ret = out_check() < 0 ? EXIT_RUNTIME : EXIT_OK;
 out:
 	free(ids);
 	free(note);

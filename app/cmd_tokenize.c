@@ -3,6 +3,7 @@
 #include "config.h"
 #include "gguf.h"
 #include "report.h"
+#include "untrusted.h"
 #include "strbuf.h"
 #include "tokenizer.h"
 #include "xalloc.h"
@@ -33,21 +34,31 @@ static const char usage[] =
 	"  -h, --help         show this help\n";
 
 /* Print a piece quoted, with bytes that are not printable as \xNN. */
+/* A piece quoted: control characters (C1 included) and bytes that are not
+ * UTF-8 (a piece may be part of a character) as \xNN, so no piece reaches
+ * the terminal as an escape sequence. */
 static void print_piece(const char *p, size_t n)
 {
 	putchar('\'');
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n;) {
 		unsigned char c = (unsigned char)p[i];
+		uint32_t cp = 0;
+		size_t len = utf8_valid(p + i, n - i, &cp);
 		if (c == '\n')
 			fputs("\\n", stdout);
 		else if (c == '\t')
 			fputs("\\t", stdout);
 		else if (c == '\r')
 			fputs("\\r", stdout);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\x%02x", c);
-		else
-			putchar(c);
+		else if (!len || cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
+			for (size_t k = 0; k < (len ? len : 1); k++)
+				printf("\\x%02x", (unsigned char)p[i + k]);
+		} else {
+			fwrite(p + i, 1, len, stdout);
+			i += len;
+			continue;
+		}
+		i += len ? len : 1;
 	}
 	putchar('\'');
 }
@@ -105,13 +116,17 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 	if (text) {
 		strbuf_addstr(&in, text);
 	} else if (file && strcmp(file, "-")) {
-		if (strbuf_read_file(&in, file) < 0) {
-			report("cannot read '%s': %s", file, strerror(errno));
+		if (strbuf_read_file(&in, file, READ_MAX_TEXT) < 0) {
+			char why[64];
+			report("cannot read '%s': %s", file,
+			       strbuf_read_failure(errno, READ_MAX_TEXT, why, sizeof(why)));
 			strbuf_release(&in);
 			return EXIT_RUNTIME;
 		}
-	} else if (strbuf_read_fd(&in, STDIN_FILENO) < 0) {
-		report("cannot read standard input: %s", strerror(errno));
+	} else if (strbuf_read_fd(&in, STDIN_FILENO, READ_MAX_TEXT) < 0) {
+		char why[64];
+		report("cannot read standard input: %s",
+		       strbuf_read_failure(errno, READ_MAX_TEXT, why, sizeof(why)));
 		strbuf_release(&in);
 		return EXIT_RUNTIME;
 	}
@@ -159,7 +174,7 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 	if (ids_only)
 		putchar('\n');
 	free(ids);
-	ret = fflush(stdout) ? EXIT_RUNTIME : EXIT_OK;
+	ret = out_check() < 0 ? EXIT_RUNTIME : EXIT_OK;
 out:
 	tokenizer_free(t);
 	if (g)

@@ -10,6 +10,7 @@
 #include "theme.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -804,8 +805,48 @@ static int walk_mapping(struct walk *w, yaml_node_t *map, const char *section)
 	return 0;
 }
 
-/* Parse the file at path (open as fp) into cfg; -1 with error(). */
-static int apply_yaml(struct config *cfg, const char *path, FILE *fp)
+/*
+ * Nesting deeper than this is refused before the document is built:
+ * libyaml's scanner slows down quadratically with depth (100,000 nested
+ * '[' took 53 s) and a configuration needs three levels.  The events are
+ * read one by one and the check stops at the first one too deep, before
+ * the scanner has gone far.
+ */
+#define CONFIG_MAX_DEPTH 32
+
+static int yaml_depth_check(const char *path, const char *text, size_t len)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	int depth = 0, rc = 0;
+	if (!yaml_parser_initialize(&p))
+		return error("cannot initialise the YAML parser");
+	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+	for (;;) {
+		if (!yaml_parser_parse(&p, &ev))
+			break; /* syntax errors are reported by the full parse */
+		yaml_event_type_t t = ev.type;
+		if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+			if (++depth > CONFIG_MAX_DEPTH) {
+				rc = error("%s:%zu:%zu: bad YAML: nested deeper than %d levels",
+					   path, ev.start_mark.line + 1, ev.start_mark.column + 1,
+					   CONFIG_MAX_DEPTH);
+				yaml_event_delete(&ev);
+				break;
+			}
+		} else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+			depth--;
+		}
+		yaml_event_delete(&ev);
+		if (t == YAML_STREAM_END_EVENT)
+			break;
+	}
+	yaml_parser_delete(&p);
+	return rc;
+}
+
+/* Parse the text of the file at path into cfg; -1 with error(). */
+static int apply_yaml(struct config *cfg, const char *path, const char *text, size_t len)
 {
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -813,21 +854,19 @@ static int apply_yaml(struct config *cfg, const char *path, FILE *fp)
 	struct walk w = { path, &doc, cfg, STRBUF_INIT };
 	int rc = 0;
 
+	if (yaml_depth_check(path, text, len) < 0)
+		return -1;
 	if (!yaml_parser_initialize(&parser))
 		return error("cannot initialise the YAML parser");
-	yaml_parser_set_input_file(&parser, fp);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &doc)) {
 		yaml_mark_t m = parser.problem_mark;
 		const char *what = parser.problem ? parser.problem : "cannot parse";
 		if (parser.error == YAML_READER_ERROR) {
 			/* the reader knows only a byte offset: count lines up to it */
 			size_t line = 1, col = 1;
-			rewind(fp);
-			for (size_t i = 0; i < parser.problem_offset; i++) {
-				int c = getc(fp);
-				if (c == EOF)
-					break;
-				if (c == '\n') {
+			for (size_t i = 0; i < parser.problem_offset && i < len; i++) {
+				if (text[i] == '\n') {
 					line++;
 					col = 1;
 				} else {
@@ -883,26 +922,42 @@ static void note_file(struct config *cfg, const char *path)
 
 int config_load_file(struct config *cfg, const char *path, int must_exist)
 {
-	struct config scratch;
-	FILE *fp = fopen(path, "re");
-	struct stat st;
+	struct strbuf text = STRBUF_INIT;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int rc;
 
-	if (!fp) {
+	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT && !must_exist)
 			return 0;
 		return error("cannot read config file '%s': %s", path, strerror(e));
 	}
-	if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
-		fclose(fp);
-		return error("cannot read config file '%s': %s", path, strerror(EISDIR));
+	/* read whole, with a limit: --config /dev/zero must end */
+	if (strbuf_read_fd(&text, fd, READ_MAX_CONFIG) < 0) {
+		int e = errno;
+		char why[64];
+		close(fd);
+		strbuf_release(&text);
+		return error("cannot read config file '%s': %s", path,
+			     strbuf_read_failure(e, READ_MAX_CONFIG, why, sizeof(why)));
+	}
+	close(fd);
+	rc = config_load_text(cfg, path, text.buf, text.len);
+	strbuf_release(&text);
+	return rc;
+}
+
+int config_load_text(struct config *cfg, const char *path, const char *text, size_t len)
+{
+	struct config scratch;
+	int rc;
+	if (len > READ_MAX_CONFIG) {
+		char why[64];
+		return error("cannot read config file '%s': %s", path,
+			     strbuf_read_failure(EFBIG, READ_MAX_CONFIG, why, sizeof(why)));
 	}
 	config_copy(&scratch, cfg);
-	rc = apply_yaml(&scratch, path, fp);
-	if (!rc && ferror(fp))
-		rc = error("cannot read config file '%s': %s", path, strerror(errno));
-	fclose(fp);
+	rc = apply_yaml(&scratch, path, text, len);
 	if (rc < 0) {
 		config_free(&scratch);
 		return -1;
@@ -913,9 +968,58 @@ int config_load_file(struct config *cfg, const char *path, int must_exist)
 	return 0;
 }
 
+/* PALAVER_* variables that are not configuration keys. */
+static const char *const other_env[] = {
+	"PALAVER_REF_DIR",      /* tests and benchmarks: the reference data */
+	"PALAVER_TEST_TIMEOUT", /* tests: seconds a test binary may run */
+	NULL,
+};
+
+/*
+ * A PALAVER_* variable that names no key is most likely a typo, which
+ * would otherwise change nothing without a word: say so, with the nearest
+ * name.
+ */
+static void warn_unknown_env(void)
+{
+	extern char **environ;
+	for (char **e = environ; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+		if (n <= 8 || strncmp(*e, "PALAVER_", 8) || n > 200)
+			continue;
+		char name[208];
+		memcpy(name, *e, n);
+		name[n] = 0;
+		int known = 0;
+		const char *near = NULL;
+		int best = 1000;
+		for (int k = 0; k < N_KEYS && !known; k++) {
+			if (!keys[k].env)
+				continue;
+			known = !strcmp(keys[k].env, name);
+			/* compare what follows the prefix: every name shares it */
+			if (is_close(name + 8, keys[k].env + 8, &best))
+				near = keys[k].env;
+		}
+		for (int i = 0; other_env[i] && !known; i++)
+			known = !strcmp(other_env[i], name);
+		if (known)
+			continue;
+		if (near)
+			warning("unknown environment variable $%s is ignored; did you mean $%s?",
+				name, near);
+		else
+			warning("unknown environment variable $%s is ignored (see 'palaver config')",
+				name);
+	}
+}
+
 int config_load_env(struct config *cfg)
 {
 	struct config scratch;
+
+	warn_unknown_env();
 
 	config_copy(&scratch, cfg);
 	for (int k = 0; k < N_KEYS; k++) {

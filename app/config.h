@@ -2,6 +2,7 @@
 #ifndef PALAVER_CONFIG_H
 #define PALAVER_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct strbuf;
@@ -117,6 +118,9 @@ void config_copy(struct config *dst, const struct config *src);
  * (1-based), or "cannot read config file 'FILE': reason".
  */
 int config_load_file(struct config *cfg, const char *path, int must_exist);
+/* The same for the text of a file already read (at most READ_MAX_CONFIG
+ * bytes); path names it in messages.  (The config fuzz target's way in.) */
+int config_load_text(struct config *cfg, const char *path, const char *text, size_t len);
 /* Apply the PALAVER_* variables of the environment (see config_env_name()).
  * -1 with error() "$PALAVER_X: message"; cfg untouched on failure. */
 int config_load_env(struct config *cfg);

@@ -136,7 +136,7 @@ int chat_template_detect(const char *t, size_t n)
 
 static int read_setting_file(const char *path, struct strbuf *sb)
 {
-	if (strbuf_read_file(sb, path) < 0)
+	if (strbuf_read_file(sb, path, READ_MAX_TEMPLATE) < 0)
 		return -1;
 	return 0;
 }
@@ -681,8 +681,12 @@ struct chat_template *chat_template_open(const struct gguf *g, const char *setti
 			if (e == ENOENT)
 				error("unknown chat template '%s' (not a file, nor one of: %s)",
 				      setting, chat_template_names());
-			else
-				error("cannot read chat template '%s': %s", setting, strerror(e));
+			else {
+				char reason[64];
+				error("cannot read chat template '%s': %s", setting,
+				      strbuf_read_failure(e, READ_MAX_TEMPLATE, reason,
+							  sizeof(reason)));
+			}
 			return NULL;
 		}
 		/* a file holds a format name, or a Jinja template */

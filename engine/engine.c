@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -325,6 +326,7 @@ static int memory_check(struct engine *e, struct strbuf *warn)
 	mp.n_ctx = e->cfg.n_ctx;
 	mp.n_batch = e->cfg.n_batch;
 	mp.kv_type = e->cfg.kv_type == ENGINE_KV_F32 ? KV_F32 : KV_F16;
+	mp.cancel = &e->stop;
 	if (model_memory_estimate(e->model_path, &mp, &mm) < 0)
 		return -1;
 	weights = mm.weights;
@@ -416,11 +418,9 @@ static int engine_load(struct engine *e)
 		push(e, &ev, PUSH_FINAL);
 	}
 	const struct model_info *mi = model_info(e->m);
-	e->tok = tokenizer_open(model_gguf(e->m), e->cfg.pre_fallback);
-	if (!e->tok) {
-		error_prefix("'%s': ", e->model_path);
-		return -1;
-	}
+	e->tok = tokenizer_open_cancellable(model_gguf(e->m), e->cfg.pre_fallback, &e->stop);
+	if (!e->tok)
+		return -1; /* the message names the file */
 	if (tokenizer_n_vocab(e->tok) != mi->n_vocab)
 		return error("'%s': the vocabulary has %d tokens but the output layer %d",
 			     e->model_path, (int)tokenizer_n_vocab(e->tok), mi->n_vocab);
@@ -775,29 +775,103 @@ static int answer_room(const struct engine *e, const struct job *j)
 /*
  * Index of the first message of the oldest droppable turn (a user message
  * and the replies after it), never a system message nor the last user turn;
- * *len gets its message count.  -1 when nothing can go.
+ * *len gets its message count (messages already marked gone are passed
+ * over).  -1 when nothing can go.
  */
-static int oldest_turn(const struct engine_message *m, int n, int *len)
+static int oldest_turn_skipping(const struct engine_message *m, int n, const unsigned char *gone,
+				int *len)
 {
 	int first = -1, last_user = -1;
 	for (int i = 0; i < n; i++)
-		if (m[i].role == ENGINE_ROLE_USER)
+		if (!gone[i] && m[i].role == ENGINE_ROLE_USER)
 			last_user = i;
 	for (int i = 0; i < n; i++)
-		if (m[i].role != ENGINE_ROLE_SYSTEM) {
+		if (!gone[i] && m[i].role != ENGINE_ROLE_SYSTEM) {
 			first = i;
 			break;
 		}
 	if (first < 0 || first >= last_user)
 		return -1;
 	int k = first + 1;
-	while (k < last_user && m[k].role != ENGINE_ROLE_USER)
+	while (k < last_user && (gone[k] || m[k].role != ENGINE_ROLE_USER))
 		k++;
 	*len = k - first;
 	return first;
 }
 
-/* The prompt's token ids into *out (malloc'd), applying drop-oldest. */
+/* A droppable turn: its first message and how many. */
+struct span {
+	int at, len;
+};
+
+/* Render msgs[0..n) as the job asks (generation prompt, thinking); a note
+ * from the template (its Jinja failed, its format rendered) becomes a
+ * warning, once. */
+static int render(struct engine *e, const struct job *j, const struct engine_message *msgs, int n,
+		  int32_t **out, int *n_out, int *thinking)
+{
+	struct prompt_opts po = { j->add_generation_prompt,
+				  j->think == ENGINE_THINK_ON    ? 1
+				  : j->think == ENGINE_THINK_OFF ? 0
+								 : -1,
+				  NULL };
+	char *note = NULL;
+	int rc = prompt_render(e->tmpl, msgs, n, &po, out, n_out, thinking, &note);
+	if (note) {
+		push_template_warning(e, note);
+		free(note);
+	}
+	return rc;
+}
+
+/* 1 when the conversation without all but the newest `kept` of the n
+ * droppable turns fits with room for a reply, 0 when not, -1 on error. */
+static int keeps_fit(struct engine *e, struct run *r, const struct span *span, int n, int kept,
+		     unsigned char *gone, struct engine_message *tmp)
+{
+	struct job *j = r->job;
+	int m = 0, len, *ids, thinking;
+	memset(gone, 0, (size_t)j->n_msgs);
+	for (int t = 0; t < n - kept; t++)
+		memset(gone + span[t].at, 1, (size_t)span[t].len);
+	for (int i = 0; i < j->n_msgs; i++)
+		if (!gone[i])
+			tmp[m++] = j->msgs[i];
+	if (render(e, j, tmp, m, &ids, &len, &thinking) < 0)
+		return -1;
+	free(ids);
+	return len + answer_room(e, j) <= e->info.n_ctx;
+}
+
+/*
+ * shift: a prompt too long for the context loses tokens as the cache would
+ * have in a shift: the first keep (plus BOS) stay, and whole blocks of half
+ * the rest go from just after them, oldest first, until the reply has the
+ * room drop-oldest leaves (llama.cpp's server cuts prompts this way).
+ * Without it every turn after the context filled was refused.
+ */
+static void shift_prompt(struct engine *e, struct run *r, int32_t *p, int *n)
+{
+	int n_ctx = e->info.n_ctx, target = n_ctx - answer_room(e, r->job);
+	if (e->cfg.overflow != ENGINE_OVERFLOW_SHIFT || *n + answer_room(e, r->job) <= n_ctx ||
+	    target < 2)
+		return;
+	int keep = e->cfg.keep + (tokenizer_add_bos(e->tok) ? 1 : 0);
+	if (keep > target / 2)
+		keep = target / 2;
+	int block = (target - keep) / 2 > 0 ? (target - keep) / 2 : 1;
+	int erase = (*n - target + block - 1) / block * block;
+	if (erase > *n - keep - 1)
+		erase = *n - keep - 1;
+	if (erase <= 0)
+		return;
+	memmove(p + keep, p + keep + erase, sizeof(*p) * (size_t)(*n - keep - erase));
+	*n -= erase;
+	r->st.shifts++;
+}
+
+/* The prompt's token ids into *out (malloc'd), applying drop-oldest or
+ * shift; *thinking as prompt_render() says. */
 static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_out, int *thinking)
 {
 	struct job *j = r->job;
@@ -808,38 +882,74 @@ static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_o
 			return error("out of memory for a prompt of %d tokens", j->n_tokens);
 		memcpy(*out, j->tokens, sizeof(int32_t) * (size_t)j->n_tokens);
 		*n_out = j->n_tokens;
+		shift_prompt(e, r, *out, n_out);
 		return 0;
 	}
-	struct prompt_opts po = { j->add_generation_prompt,
-				  j->think == ENGINE_THINK_ON    ? 1
-				  : j->think == ENGINE_THINK_OFF ? 0
-								 : -1,
-				  NULL };
-	for (;;) {
-		char *note = NULL;
-		int rc = prompt_render(e->tmpl, j->msgs, j->n_msgs, &po, out, n_out, thinking,
-				       &note);
-		if (note) {
-			push_template_warning(e, note);
-			free(note);
+	if (render(e, j, j->msgs, j->n_msgs, out, n_out, thinking) < 0)
+		return -1;
+	shift_prompt(e, r, *out, n_out);
+	if (e->cfg.overflow != ENGINE_OVERFLOW_DROP_OLDEST ||
+	    *n_out + answer_room(e, j) <= e->info.n_ctx)
+		return 0;
+
+	/*
+	 * drop-oldest: turns go oldest first, as oldest_turn_skipping() picks them one
+	 * after the other (span[t] is the t-th: its first message and count).
+	 * Rendering the conversation again after each turn dropped made a
+	 * batch of 300 turns take half a minute; instead the most turns that
+	 * can be kept are found by rendering only candidates: 1, 2, 4, ...
+	 * kept turns (small prompts, cheap), then bisection.
+	 */
+	int n_spans = 0, len;
+	struct span *span = xmalloc(sizeof(*span) * (size_t)(j->n_msgs + 1));
+	unsigned char *gone = xcalloc((size_t)j->n_msgs + 1, 1);
+	struct engine_message *tmp = xmalloc(sizeof(*tmp) * (size_t)(j->n_msgs + 1));
+	for (int at; (at = oldest_turn_skipping(j->msgs, j->n_msgs, gone, &len)) >= 0;) {
+		span[n_spans++] = (struct span){ at, len };
+		memset(gone + at, 1, (size_t)len);
+	}
+	/* the most turns that can be kept: keeping them all does not fit */
+	int good = 0, bad = n_spans, rc = 0, f;
+	for (int kept = 1; kept < bad; kept *= 2) {
+		if ((f = keeps_fit(e, r, span, n_spans, kept, gone, tmp)) < 0)
+			rc = -1;
+		if (f <= 0) {
+			if (f == 0)
+				bad = kept;
+			break;
 		}
-		if (rc < 0)
-			return -1;
-		if (e->cfg.overflow != ENGINE_OVERFLOW_DROP_OLDEST ||
-		    *n_out + answer_room(e, j) <= e->info.n_ctx)
-			return 0;
-		int len, at = oldest_turn(j->msgs, j->n_msgs, &len);
-		if (at < 0)
-			return 0; /* the fit check refuses it with the numbers */
+		good = kept;
+	}
+	while (rc == 0 && bad - good > 1) {
+		int mid = good + (bad - good) / 2;
+		if ((f = keeps_fit(e, r, span, n_spans, mid, gone, tmp)) < 0)
+			rc = -1;
+		else if (f)
+			good = mid;
+		else
+			bad = mid;
+	}
+	if (rc == 0) {
+		int drop = n_spans - good, n = 0;
+		memset(gone, 0, (size_t)j->n_msgs);
+		for (int t = 0; t < drop; t++)
+			memset(gone + span[t].at, 1, (size_t)span[t].len);
+		for (int i = 0; i < j->n_msgs; i++) {
+			if (gone[i])
+				free((char *)j->msgs[i].text);
+			else
+				j->msgs[n++] = j->msgs[i];
+		}
+		j->n_msgs = n;
+		r->st.dropped_turns += drop;
 		free(*out);
 		*out = NULL;
-		for (int i = at; i < at + len; i++)
-			free((char *)j->msgs[i].text);
-		memmove(j->msgs + at, j->msgs + at + len,
-			sizeof(*j->msgs) * (size_t)(j->n_msgs - at - len));
-		j->n_msgs -= len;
-		r->st.dropped_turns++;
+		rc = render(e, j, j->msgs, j->n_msgs, out, n_out, thinking);
 	}
+	free(span);
+	free(gone);
+	free(tmp);
+	return rc;
 }
 
 static void sampler_from(const struct engine_sampling *s, struct sampler_params *p)
@@ -902,6 +1012,17 @@ static void adapt_chunk(struct engine *e, int c, double ms)
 	if (n > 2 * e->chunk)
 		n = 2 * e->chunk;
 	e->chunk = n > e->chunk_max ? e->chunk_max : n;
+}
+
+/* The first logit that is NaN or infinite, or -1.  A model file with such
+ * weights (or scales) loads, and without this check its replies are
+ * whatever the sampler makes of NaN. */
+static int nonfinite_at(const float *l, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!isfinite(l[i]))
+			return i;
+	return -1;
 }
 
 /* ---- one request to a remote server ------------------------------------------------- */
@@ -1171,6 +1292,16 @@ static void run_job(struct engine *e, struct job *j)
 				}
 				break;
 			}
+		}
+		/* after any pass above: the logits sampled from are the ones checked */
+		int bad = nonfinite_at(e->logits, n_vocab);
+		if (bad >= 0) {
+			error("the model computed a logit that is not a number (token %d at position "
+			      "%d is %g): the model file's weights or hyperparameters are broken",
+			      bad, model_n_past(e->m) - 1, (double)e->logits[bad]);
+			r.fail = xstrdup(error_message());
+			finish(e, &r, ENGINE_STOP_ERROR);
+			break;
 		}
 		int32_t t = sampler_sample(r.smp, e->logits);
 		if (r.st.gen_tokens == 0)

@@ -34,6 +34,9 @@
  *  submitted while the model loads: it runs after READY.
  *  After a cancel, TOKEN events that found the queue full are dropped; the
  *  DONE text (the whole answer, never a stop string) is authoritative.
+ *  A forward pass that yields a logit that is NaN or infinite (a model file
+ *  with broken weights) ends the reply with DONE, stop_reason error and a
+ *  message, rather than sampling from garbage.
  *  A request that names a session while saved states are on
  *  (engine_config.kv_dir) is followed, after its DONE, by exactly one
  *  KV_SAVED; it comes before any event of the next request.
@@ -88,6 +91,9 @@
  *    have no turns: as stop.
  *  shift: when the cache is full during generation, keep the first keep
  *    tokens (plus BOS), discard half of the rest and re-rotate; stats.shifts.
+ *    A prompt that does not fit with room for a reply (as drop-oldest
+ *    leaves) is cut the same way: the first keep tokens stay, whole blocks
+ *    of half the rest go from after them (one more stats.shifts).
  */
 
 enum engine_overflow { ENGINE_OVERFLOW_STOP, ENGINE_OVERFLOW_DROP_OLDEST, ENGINE_OVERFLOW_SHIFT };

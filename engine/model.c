@@ -127,6 +127,9 @@ static int load_rope_scaling(const struct gguf *g, struct hparams *h)
 		if (gguf_get_str(g, key, &s) < 0 ||
 		    key_f32(g, a, "rope.scaling.factor", &factor, 1.0f) < 0)
 			return -1;
+		if (!isfinite(factor) || factor < 0)
+			return error("'%s': %s.rope.scaling.factor is %g, not a positive number",
+				     gguf_path(g), a, (double)factor);
 		if (s.len == 6 && !memcmp(s.data, "linear", 6)) {
 			if (factor > 0)
 				h->freq_scale = 1.0f / factor;
@@ -138,6 +141,9 @@ static int load_rope_scaling(const struct gguf *g, struct hparams *h)
 	} else {
 		if (key_f32(g, a, "rope.scale_linear", &factor, 1.0f) < 0)
 			return -1;
+		if (!isfinite(factor) || factor < 0)
+			return error("'%s': %s.rope.scale_linear is %g, not a positive number",
+				     gguf_path(g), a, (double)factor);
 		if (factor > 0)
 			h->freq_scale = 1.0f / factor;
 	}
@@ -264,6 +270,14 @@ static int load_hparams(const struct gguf *g, struct hparams *h)
 	if (key_f32(g, a, "rope.freq_base", &h->rope_base, 10000.0f) < 0 ||
 	    key_f32(g, a, "attention.layer_norm_rms_epsilon", &h->norm_eps, 1e-5f) < 0)
 		return -1;
+	/* a base that is not positive makes NaN angles, an epsilon that is
+	 * negative or NaN NaN norms: garbage with exit 0 unless refused here */
+	if (!isfinite(h->rope_base) || h->rope_base <= 0)
+		return error("'%s': %s.rope.freq_base is %g, not a positive number", gguf_path(g),
+			     a, (double)h->rope_base);
+	if (!isfinite(h->norm_eps) || h->norm_eps < 0 || h->norm_eps >= 1)
+		return error("'%s': %s.attention.layer_norm_rms_epsilon is %g, not between 0 and 1",
+			     gguf_path(g), a, (double)h->norm_eps);
 	for (int i = 0; i < h->arch->n_keys; i++) {
 		const struct arch_key *k = &h->arch->keys[i];
 		uint32_t u;
@@ -658,9 +672,14 @@ static int prefault(struct model *m)
 		if (cancelled(m))
 			return error("cancelled");
 		if (m->params.prefault) {
+			/* a large tensor from a slow disk takes seconds: look at the
+			 * flag every 16 MiB too */
 			const unsigned char *p = t->data;
-			for (uint64_t o = 0; o < t->nbytes; o += 4096)
+			for (uint64_t o = 0; o < t->nbytes; o += 4096) {
+				if (!(o & ((16u << 20) - 1)) && o && cancelled(m))
+					return error("cancelled");
 				sink ^= p[o];
+			}
 		}
 		done += t->nbytes;
 		if (m->params.progress && (m->params.prefault || i + 1 == gguf_n_tensors(m->g)))
@@ -727,6 +746,8 @@ static int repack_weights(struct model *m)
 				int step = (int)((4u << 20) / w->row_bytes) + 1;
 				uintptr_t done = (uintptr_t)w->data; /* released up to here */
 				for (int r = 0; r < rows; r += step) {
+					if (r && cancelled(m))
+						return error("cancelled");
 					int nr = rows - r < step ? rows - r : step;
 					size_t ro = (size_t)r * w->row_bytes;
 					quant_repack_rows(w->type, w->k, (const char *)w->data + ro,
@@ -1020,7 +1041,7 @@ struct model *model_load(const char *path, const struct model_params *p)
 		m->params = *p;
 	else
 		model_params_default(&m->params);
-	m->g = gguf_open(path);
+	m->g = gguf_open_cancellable(path, m->params.cancel);
 	if (!m->g || load_hparams(m->g, &h) < 0)
 		goto fail;
 	m->arch = h.arch;
@@ -1100,7 +1121,7 @@ int model_memory_estimate(const char *path, const struct model_params *p, struct
 {
 	struct hparams h;
 	memset(out, 0, sizeof(*out));
-	struct gguf *g = gguf_open(path);
+	struct gguf *g = gguf_open_cancellable(path, p->cancel);
 	if (!g)
 		return -1;
 	if (load_hparams(g, &h) < 0) {

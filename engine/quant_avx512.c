@@ -1018,6 +1018,11 @@ static void quantize_q8_K_avx512(const float *x, void *dst, int64_t n)
 		__m512 v = _mm512_set1_ps(id);
 		for (int j = 0; j < QK_K; j += 16) {
 			__m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + j), v));
+			/* NaN and infinities (non-finite weights) convert to INT_MIN:
+			 * sum the values as stored, saturated to int8, so the sum
+			 * cannot overflow and matches the block */
+			q = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(127)),
+					     _mm512_set1_epi32(-128));
 			_mm_storeu_si128((__m128i *)(y[i].qs + j), _mm512_cvtsepi32_epi8(q));
 			y[i].bsums[j / 16] = (int16_t)_mm512_reduce_add_epi32(q);
 		}

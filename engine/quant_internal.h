@@ -281,11 +281,15 @@ static inline int quant_iq4xs_scale(const struct block_iq4_xs *x, int j)
 /* Starts a Q8_K activation block from its largest magnitude: sets d and
  * returns the multiplier 127 / amax, or zeroes the block and returns 0.
  * Every quantizer (C and SIMD) goes through it so that they stay
- * bit-identical. */
+ * bit-identical.  An infinite amax (broken weights) has no multiplier
+ * either: its quants and sums are zeroed too, not left as the buffer held
+ * them, and d stays infinite so that the dot products are not finite and
+ * the engine reports them (issue 16). */
 static inline float quant_q8_K_start(struct block_q8_K *y, float amax)
 {
-	if (amax == 0) {
+	if (amax == 0 || amax > 3.4028235e38f) {
 		memset(y, 0, sizeof(*y));
+		y->d = amax / 127;
 		return 0;
 	}
 	y->d = amax / 127;

@@ -131,6 +131,15 @@ int store_default_path(struct strbuf *out);
  * read-only.  Returns NULL after error().
  */
 struct store *store_open(const char *path);
+/*
+ * Open only to read (sessions list, show, search, export): nothing is
+ * written, so a read-only file or directory works (when SQLite cannot make
+ * its WAL index there, the file is read as immutable).  A file that needs
+ * a migration is refused (upgrading writes), as is one from a newer
+ * palaver; rows left streaming stay so.  A missing file is created as
+ * store_open() does.  Writing through it fails with "read-only".
+ */
+struct store *store_open_readonly(const char *path);
 void store_close(struct store *st);
 const char *store_path(const struct store *st);
 /* How long a write waits on another process's lock before failing. */

@@ -7,14 +7,14 @@
 # names, and hints about a reply in progress go when it ends.
 cd "$(dirname "$0")/.." || exit 1
 PALAVER=${PALAVER:-$PWD/build/palaver}
-REF=${PALAVER_REF_DIR:-../shared/ref}
-MODELS=$(cd "$REF/models" 2>/dev/null && pwd)
+. tests/refdata.sh
+MODELS=$REF/models
 MODEL=$MODELS/stories260K.gguf
 MODEL2=$MODELS/rand-llama-256-Q8_0.gguf
 
-command -v tmux >/dev/null 2>&1 || { echo "skip: tmux is not installed"; exit 77; }
-[ -f "$MODEL" ] && [ -f "$MODEL2" ] || { echo "skip: reference models not found under '$REF/models'"; exit 77; }
-[ -x "$PALAVER" ] || { echo "skip: no palaver binary at '$PALAVER'"; exit 77; }
+need_cmd tmux
+need_ref models/stories260K.gguf models/rand-llama-256-Q8_0.gguf
+[ -x "$PALAVER" ] || skip_test "no palaver binary at '$PALAVER'"
 
 T=$(mktemp -d) || exit 1
 TUI_SOCK=palaver-it-chat-$$

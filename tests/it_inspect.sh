@@ -1,11 +1,9 @@
 #!/bin/sh
 # palaver inspect: the stories260K summary, JSON that parses, one-line errors with exit 1.
-ref=${PALAVER_REF_DIR:-../shared/ref}
+. "$(dirname "$0")/refdata.sh"
+need_ref models/stories260K.gguf vocab/ggml-vocab-gpt-2.gguf
+ref=$REF
 model=$ref/models/stories260K.gguf
-if [ ! -f "$model" ]; then
-	echo "skip: reference model not found at '$model' (set PALAVER_REF_DIR)"
-	exit 77
-fi
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }

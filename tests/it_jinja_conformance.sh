@@ -7,7 +7,8 @@
 # Jinja2 must fail in palaver too.
 [ -x "$PALAVER" ] || { echo "skip: \$PALAVER is not set to the binary"; exit 77; }
 here=$(cd "$(dirname "$0")" && pwd)
-ref=${PALAVER_REF_DIR:-$here/../../shared/ref}
+. "$here/refdata.sh"
+ref=$REF
 py=
 for p in /usr/bin/python3 python3; do
 	if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import jinja2' 2>/dev/null; then

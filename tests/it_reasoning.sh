@@ -4,9 +4,9 @@
 # (as Qwen3's does): batch mode's --reasoning hide|show|stderr, --json,
 # --think on|off, and the history and its exports.
 P=${PALAVER:-./palaver}
-REF=${PALAVER_REF_DIR:-../shared/ref}
+. "$(dirname "$0")/refdata.sh"
 M=$REF/models/stories260K.gguf
-[ -f "$M" ] || { echo "skip: reference data not found at '$REF'"; exit 77; }
+need_ref models/stories260K.gguf
 here=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d /tmp/palaver-it-reasoning.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <dirent.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,7 +97,7 @@ static int case_load_from(const char *dir, const char *sub, const char *name, st
 	memset(c, 0, sizeof(*c));
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	snprintf(path, sizeof(path), "%s/%s/%s.json", dir, sub, name);
-	if (strbuf_read_file(&sb, path) < 0)
+	if (strbuf_read_file(&sb, path, (size_t)1 << 30) < 0)
 		return -1;
 	char lf[256];
 	int np = json_ints(sb.buf, "prompt_tokens", c->toks, 4096);
@@ -115,7 +116,7 @@ static int case_load_from(const char *dir, const char *sub, const char *name, st
 	c->n_prompt = np;
 	c->n_tok = np + ng;
 	snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, lf);
-	if (strbuf_read_file(&sb, path) < 0)
+	if (strbuf_read_file(&sb, path, (size_t)1 << 30) < 0)
 		return -1;
 	if (sb.len != (size_t)c->rows * c->n_vocab * sizeof(float)) {
 		strbuf_release(&sb);
@@ -604,9 +605,20 @@ static void test_thread_invariance(void **state)
 	int32_t toks[24];
 	for (int i = 0; i < 24; i++)
 		toks[i] = (int32_t)(1 + (i * 37) % 500);
+	int ran = 0;
 	for (size_t k = 0; k < sizeof(models) / sizeof(models[0]); k++) {
 		float *out[2];
 		int nv = 0;
+		char path[4096];
+		struct stat st;
+		/* a clone's tests/data leaves the large-vocabulary phi3 model out
+		 * (its README says so): what the data holds is what runs */
+		snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), models[k]);
+		if (stat(path, &st) < 0) {
+			printf("%s: not in this reference data\n", models[k]);
+			continue;
+		}
+		ran++;
 		for (int t = 0; t < 2; t++) {
 			struct model *m = load(models[k], KV_F16, t + 1, 64);
 			nv = model_info(m)->n_vocab;
@@ -625,6 +637,7 @@ static void test_thread_invariance(void **state)
 		free(out[0]);
 		free(out[1]);
 	}
+	assert_true(ran >= 5);
 }
 
 /* Prefill in one batch, in small chunks, and token by token agree. */

@@ -1057,6 +1057,37 @@ static void test_fuzz_regressions(void **state)
 	assert_true(n >= 30);
 }
 
+/* A header of many entries stops with "loading cancelled" when asked to
+ * (the flag is read every 65,536 entries: a quit during a load of a header
+ * of millions of entries). */
+static void test_open_cancelled(void **state)
+{
+	(void)state;
+	struct buf b = { 0 };
+	enum { N = 200000 };
+	put_hdr(&b, 3, 0, 1);
+	put_str(&b, "tokenizer.ggml.tokens");
+	put_u32(&b, GGUF_TYPE_ARRAY);
+	put_u32(&b, GGUF_TYPE_STRING);
+	put_u64(&b, N);
+	for (int i = 0; i < N; i++) {
+		char t[16];
+		snprintf(t, sizeof(t), "t%d", i);
+		put_str(&b, t);
+	}
+	const char *path = write_file("many.gguf", b.p, b.n);
+	atomic_int cancel;
+	atomic_init(&cancel, 1);
+	error_clear();
+	assert_null(gguf_open_cancellable(path, &cancel));
+	assert_string_equal(error_message(), "loading cancelled");
+	atomic_store(&cancel, 0);
+	struct gguf *g = gguf_open_cancellable(path, &cancel);
+	assert_non_null(g);
+	gguf_close(g);
+	free(b.p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1077,6 +1108,7 @@ int main(void)
 		cmocka_unit_test(test_mkmodel_iq4_mix),
 		cmocka_unit_test(test_mkmodel_forward),
 		cmocka_unit_test(test_fuzz_regressions),
+		cmocka_unit_test(test_open_cancelled),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

@@ -18,9 +18,12 @@
 #include <unistd.h>
 
 static const char *const models[] = {
-	"models/stories260K.gguf",         "models/rand-qwen2-gpt2-f16.gguf",
-	"models/rand-llama-256-Q4_0.gguf", "models/llama-2-tiny-random.gguf",
-	"models/rand-qwen3moe-f32.gguf",   "models/rand-llama-moe-f32.gguf",
+	"models/stories260K.gguf",
+	"models/rand-gemma2-f32.gguf", /* tied output */
+	"models/rand-llama-256-Q4_0.gguf",
+	"models/llama-2-tiny-random.gguf",
+	"models/rand-qwen3moe-f32.gguf",
+	"models/rand-llama-moe-f32.gguf",
 };
 
 /* The group readahead.c should put a tensor in: -1 = none. */
@@ -379,7 +382,11 @@ static void test_mlock_refused(void **state)
 	(void)state;
 	REQUIRE_REF();
 #if defined(__SANITIZE_ADDRESS__)
-	skip(); /* ASan's mlock() does nothing and reports success */
+	/* ASan's mlock() does nothing and reports success: there the load can
+	 * only be checked to work */
+	const int asan = 1;
+#else
+	const int asan = 0;
 #endif
 	const char *p = test_ref_path("models/stories260K.gguf");
 	fflush(NULL);
@@ -400,9 +407,9 @@ static void test_mlock_refused(void **state)
 		if (!m)
 			_exit(2);
 		const char *w = model_warning(m);
-		int ok = !model_info(m)->locked && model_info(m)->readahead && w &&
-			 strstr(w, "cannot lock '") && strstr(w, "ulimit -l") &&
-			 strstr(w, "limit 0 B");
+		int ok = asan || (!model_info(m)->locked && model_info(m)->readahead && w &&
+				  strstr(w, "cannot lock '") && strstr(w, "ulimit -l") &&
+				  strstr(w, "limit 0 B"));
 		int32_t t = 1;
 		ok = ok && model_forward(m, &t, 1, 0, NULL, 0) == 0;
 		if (!ok)
@@ -415,7 +422,8 @@ static void test_mlock_refused(void **state)
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st));
 	if (WEXITSTATUS(st) == 77)
-		skip();
+		TEST_SKIP("root cannot become another user here, or the file is not readable "
+			  "to it");
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 

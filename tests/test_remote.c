@@ -299,7 +299,7 @@ static char *log_last(const char *needle)
 {
 	struct strbuf f = STRBUF_INIT;
 	char *found = NULL;
-	if (strbuf_read_file(&f, srv_log) < 0)
+	if (strbuf_read_file(&f, srv_log, (size_t)1 << 30) < 0)
 		return NULL;
 	for (char *line = strtok(f.buf, "\n"); line; line = strtok(NULL, "\n"))
 		if (strstr(line, needle)) {
@@ -314,7 +314,7 @@ static int log_count(const char *needle)
 {
 	struct strbuf f = STRBUF_INIT;
 	int n = 0;
-	if (strbuf_read_file(&f, srv_log) < 0)
+	if (strbuf_read_file(&f, srv_log, (size_t)1 << 30) < 0)
 		return 0;
 	for (char *p = f.buf; (p = strstr(p, needle)) != NULL; p++)
 		n++;

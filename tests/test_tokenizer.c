@@ -4,9 +4,11 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -151,10 +153,15 @@ static const char *const ref_vocabs[] = {
 	"llama-spm", "phi-3", "gpt-2", "deepseek-llm", "deepseek-coder", "mpt", "starcoder",
 };
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int read_all(const char *path, struct strbuf *sb)
 {
 	strbuf_reset(sb);
-	return strbuf_read_file(sb, path);
+	return strbuf_read_file(sb, path, (size_t)1 << 30);
 }
 
 static void test_parity_ref(void **state)
@@ -236,18 +243,45 @@ static void test_parity_ref(void **state)
 	strbuf_release(&dec);
 }
 
+/* The case names (NAME of cases/NAME.json) in the reference data, sorted;
+ * malloc'd, *n of them. */
+static char **list_cases(size_t *n)
+{
+	char dir[4096];
+	char **names = NULL;
+	size_t alloc = 0;
+	*n = 0;
+	snprintf(dir, sizeof(dir), "%s/cases", test_ref_dir());
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	for (struct dirent *e; (e = readdir(d));) {
+		size_t l = strlen(e->d_name);
+		if (l <= 5 || strcmp(e->d_name + l - 5, ".json"))
+			continue;
+		if (*n == alloc) {
+			alloc = alloc ? 2 * alloc : 16;
+			names = realloc(names, alloc * sizeof(*names));
+			assert_non_null(names);
+		}
+		names[(*n)++] = strndup(e->d_name, l - 5);
+	}
+	closedir(d);
+	qsort(names, *n, sizeof(*names), cmp_str);
+	return names;
+}
+
 /* llama.cpp's reference cases: the prompt's tokens (with BOS) and the text
- * of the generated tokens, for every model there. */
+ * of the generated tokens, for every case in cases/ (SentencePiece and
+ * byte-level BPE vocabularies; a clone's tests/data holds fewer). */
 static void test_reference_cases(void **state)
 {
 	(void)state;
 	REQUIRE_REF();
-	static const char *const cases[] = {
-		"stories260K-once", "stories260K-zoo", "stories260K-empty", "rand-llama-spm-f32",
-		"rand-qwen2-gpt2-f16", "tinyrandom-f16", "rand-llama-256-F32",
-	};
+	size_t n_cases;
+	char **cases = list_cases(&n_cases);
+	assert_true(n_cases > 0);
 	struct strbuf sb = STRBUF_INIT, dec = STRBUF_INIT, raw = STRBUF_INIT;
-	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+	for (size_t c = 0; c < n_cases; c++) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/cases/%s.json", test_ref_dir(), cases[c]);
 		assert_int_equal(read_all(path, &sb), 0);
@@ -305,7 +339,9 @@ static void test_reference_cases(void **state)
 		tokenizer_free(t);
 		gguf_close(g);
 		json_free(j);
+		free(cases[c]);
 	}
+	free(cases);
 	strbuf_release(&sb);
 	strbuf_release(&dec);
 	strbuf_release(&raw);
@@ -787,6 +823,152 @@ static void test_long_run_ref(void **state)
 	}
 }
 
+/* ---- hostile vocabularies (issue 16) ------------------------------------ */
+
+/* n tokens of len bytes each, all different, in one malloc'd buffer. */
+static struct gguf_str *long_tokens(int n, size_t len, char **buf)
+{
+	struct gguf_str *tok = calloc((size_t)n, sizeof(*tok));
+	*buf = malloc((size_t)n * len);
+	assert_true(tok && *buf);
+	for (int i = 0; i < n; i++) {
+		char *p = *buf + (size_t)i * len;
+		memset(p, 'a' + i % 26, len);
+		snprintf(p, 16, "%08d", i); /* distinct, and no prefix of another */
+		p[8] = 'x';
+		tok[i].data = p;
+		tok[i].len = len;
+	}
+	return tok;
+}
+
+/* A token longer than TOKENIZER_MAX_TOKEN_BYTES is refused by name (a
+ * 4 MiB one used to hang the load for good). */
+static void test_absurd_token_length(void **state)
+{
+	(void)state;
+	char *buf;
+	struct gguf_str *tok = long_tokens(3, TOKENIZER_MAX_TOKEN_BYTES + 1, &buf);
+	tok[0].len = tok[1].len = 8;
+	for (int kind = 0; kind < 2; kind++) {
+		struct tokenizer_spec spec;
+		tokenizer_spec_init(&spec);
+		spec.model = kind ? "gpt2" : "llama";
+		spec.n_tokens = 3;
+		spec.tokens = tok;
+		error_clear();
+		assert_null(tokenizer_new(&spec));
+		if (!strstr(error_message(), "token 2 is 16385 bytes long (at most 16384)"))
+			fail_msg("%s", error_message());
+	}
+	free(tok);
+	free(buf);
+}
+
+/*
+ * Loading is linear in the vocabulary's bytes: 1,024 tokens of the longest
+ * length allowed (16 MiB) took minutes when every split of a token was
+ * hashed anew, and take well under a second now.  The child gets 60 s: a
+ * hang detector, not a speed claim.  A vocabulary of every run of 'a' up to
+ * 600 (each splits into two tokens at every cut) checks the index itself.
+ */
+static int build_big(const char *model)
+{
+	char *buf;
+	int n = 1024;
+	struct gguf_str *tok = long_tokens(n, TOKENIZER_MAX_TOKEN_BYTES, &buf);
+	struct tokenizer_spec spec;
+	tokenizer_spec_init(&spec);
+	spec.model = model;
+	spec.n_tokens = (uint64_t)n;
+	spec.tokens = tok;
+	struct tokenizer *t = tokenizer_new(&spec);
+	int ok = t && tokenizer_find(t, tok[n - 1].data, tok[n - 1].len) == n - 1;
+	tokenizer_free(t);
+	free(tok);
+	free(buf);
+	return ok ? 0 : 1;
+}
+
+static void test_vocab_linear(void **state)
+{
+	(void)state;
+	for (int kind = 0; kind < 2; kind++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			alarm(60);
+			_exit(build_big(kind ? "gpt2" : "llama"));
+		}
+		int st;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			fail_msg("%s: a 16 MiB vocabulary %s", kind ? "gpt2" : "llama",
+				 WIFSIGNALED(st) ? "did not load within 60 s" : "failed to load");
+	}
+
+	/* a, aa, ..., a^600: a^k is the merge of a^i and a^(k-i) for every i */
+	enum { RUN = 600 };
+	static char runs[RUN];
+	struct gguf_str *tok = calloc(RUN + 1, sizeof(*tok));
+	float *score = calloc(RUN + 1, sizeof(*score));
+	assert_true(tok && score);
+	memset(runs, 'a', sizeof(runs));
+	tok[0].data = "<unk>";
+	tok[0].len = 5;
+	for (int k = 1; k <= RUN; k++) {
+		tok[k].data = runs;
+		tok[k].len = (size_t)k;
+		score[k] = (float)k; /* longer runs merge first */
+	}
+	struct tokenizer_spec spec;
+	tokenizer_spec_init(&spec);
+	spec.model = "llama";
+	spec.add_space_prefix = 0;
+	spec.n_tokens = RUN + 1;
+	spec.tokens = tok;
+	spec.scores = score;
+	struct tokenizer *t = tokenizer_new(&spec);
+	assert_non_null(t);
+	int32_t ids[8];
+	assert_int_equal(tokenizer_encode(t, runs, RUN, 0, ids, 8), 1);
+	assert_int_equal(ids[0], RUN);
+	assert_int_equal(tokenizer_encode(t, runs, 77, 0, ids, 8), 1);
+	assert_int_equal(ids[0], 77);
+	tokenizer_free(t);
+	free(tok);
+	free(score);
+}
+
+/* A cancel flag already set stops the build with "loading cancelled". */
+static void test_build_cancelled(void **state)
+{
+	(void)state;
+	char *buf;
+	int n = 64;
+	struct gguf_str *tok = long_tokens(n, 4096, &buf);
+	atomic_int cancel;
+	atomic_init(&cancel, 1);
+	for (int kind = 0; kind < 2; kind++) {
+		struct tokenizer_spec spec;
+		tokenizer_spec_init(&spec);
+		spec.model = kind ? "gpt2" : "llama";
+		spec.n_tokens = (uint64_t)n;
+		spec.tokens = tok;
+		spec.cancel = &cancel;
+		error_clear();
+		assert_null(tokenizer_new(&spec));
+		assert_string_equal(error_message(), "loading cancelled");
+		atomic_store(&cancel, 0);
+		struct tokenizer *t = tokenizer_new(&spec);
+		assert_non_null(t);
+		tokenizer_free(t);
+		atomic_store(&cancel, 1);
+	}
+	free(tok);
+	free(buf);
+}
+
 /* ---- streaming decoder -------------------------------------------------- */
 
 static void test_decoder(void **state)
@@ -884,6 +1066,9 @@ int main(void)
 		cmocka_unit_test(test_long_run_memory),
 		cmocka_unit_test(test_long_run_ref),
 		cmocka_unit_test(test_decoder),
+		cmocka_unit_test(test_absurd_token_length),
+		cmocka_unit_test(test_vocab_linear),
+		cmocka_unit_test(test_build_cancelled),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

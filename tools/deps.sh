@@ -28,6 +28,13 @@ done
 command -v pkg-config >/dev/null 2>&1 || missing="pkg-config$missing"
 # the remote backend's tests run a loopback server on Python's http.server
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+# what the tests run besides the binaries: each command and its package
+for pair in tmux:tmux sqlite3:sqlite3 xz:xz-utils groff:groff script:bsdutils \
+	setpriv:util-linux iconv:libc-bin perl:perl-base timeout:coreutils; do
+	command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
+done
+# the Unicode tables are checked against the installed Unicode data
+[ -r /usr/share/unicode/UnicodeData.txt ] || missing="$missing unicode-data"
 # the tests build the CUDA kernels with the host C++ compiler (gpu/cuda/emu)
 command -v "${CXX:-g++}" >/dev/null 2>&1 || missing="$missing g++"
 [ -z "$missing" ] && exit 0
