@@ -555,7 +555,7 @@ static void block(struct model *m, int l, int pos0, int ntok, struct prep_job *p
 	struct attn_job aj = { m,
 			       { &m->kv, l, m->q, m->xn, in->n_head, in->n_head_kv, in->head_dim,
 				 m->head_dim_v, m->attn_scale, m->attn_softcap, L->window, pos0,
-				 ntok } };
+				 ntok, L->sinks } };
 	threadpool_run(m->pool, attn_rows, &aj);
 	prof_tick(m, MODEL_PROF_ATTENTION, &t);
 

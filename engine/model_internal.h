@@ -59,6 +59,7 @@ struct layer {
 	const float *bk;             /* (n_head_kv * head_dim) or NULL */
 	const float *bv;             /* (n_head_kv * head_dim_v) or NULL */
 	const float *bo;             /* (n_embd) or NULL */
+	const float *sinks;          /* (n_head) or NULL: attention sinks (gpt-oss) */
 	struct mat wq, wk, wv, wo, gate, up, down;
 	struct mat wqkv, gate_up; /* fused tensors, or t == NULL; wq.. are views of them */
 	/* a mixture of experts (gate_inp.t != NULL; gate, up, down then absent):
