@@ -71,6 +71,7 @@ struct hparams {
 	uint32_t n_exp, n_exp_used, ff_exp; /* experts (0: dense), per token, their width */
 	float rope_base, norm_eps, freq_scale, mscale;
 	uint32_t ctx_orig;  /* rope.scaling.original_context_length */
+	float yarn_ext, yarn_beta_fast, yarn_beta_slow; /* YaRN (yarn_ext 0: none) */
 	float hp[HP_COUNT]; /* the family's keys (arch_key), or their defaults */
 	unsigned char *swa; /* (nl) layer slides, or NULL */
 	int n_swa;          /* layers that slide */
@@ -102,7 +103,8 @@ static int key_f32(const struct gguf *g, const char *arch, const char *suffix, f
 	return gguf_get_f32_or(g, key, def, out);
 }
 
-/* rope.scaling.type + factor, or the older rope.scale_linear: h->freq_scale. */
+/* rope.scaling.type + factor, or the older rope.scale_linear: h->freq_scale;
+ * YaRN's keys (llama.cpp's defaults: extrapolation 1, betas 32 and 1). */
 static int load_rope_scaling(const struct gguf *g, struct hparams *h)
 {
 	const char *a = h->arch_name;
@@ -115,14 +117,27 @@ static int load_rope_scaling(const struct gguf *g, struct hparams *h)
 		if (gguf_get_str(g, key, &s) < 0 ||
 		    key_f32(g, a, "rope.scaling.factor", &factor, 1.0f) < 0)
 			return -1;
-		if (s.len == 6 && !memcmp(s.data, "linear", 6)) {
+		int yarn = s.len == 4 && !memcmp(s.data, "yarn", 4);
+		if (yarn || (s.len == 6 && !memcmp(s.data, "linear", 6))) {
 			if (factor > 0)
 				h->freq_scale = 1.0f / factor;
 		} else if (!(s.len == 4 && !memcmp(s.data, "none", 4))) {
 			return error("'%s': rope scaling '%.*s' is not supported (supported: none, "
-				     "linear, llama3 frequency factors, LongRoPE factors)",
+				     "linear, yarn, llama3 frequency factors, LongRoPE factors)",
 				     gguf_path(g), (int)s.len, s.data);
 		}
+		if (yarn && (key_f32(g, a, "rope.scaling.yarn_ext_factor", &h->yarn_ext, 1.0f) < 0 ||
+			     key_f32(g, a, "rope.scaling.yarn_beta_fast", &h->yarn_beta_fast,
+				     32.0f) < 0 ||
+			     key_f32(g, a, "rope.scaling.yarn_beta_slow", &h->yarn_beta_slow,
+				     1.0f) < 0))
+			return -1;
+		if (yarn && !(factor >= 1 && factor < 1e6 && h->yarn_ext >= 0 &&
+			      h->yarn_ext <= 1 && h->yarn_beta_fast > 0 && h->yarn_beta_slow > 0))
+			return error("'%s': YaRN scaling (factor %g, extrapolation %g, betas %g "
+				     "and %g) is not usable",
+				     gguf_path(g), factor, h->yarn_ext, h->yarn_beta_fast,
+				     h->yarn_beta_slow);
 	} else {
 		if (key_f32(g, a, "rope.scale_linear", &factor, 1.0f) < 0)
 			return -1;
@@ -288,6 +303,11 @@ static void setup_family(struct model *m, const struct hparams *h)
 		m->rope_swa.base = h->hp[HP_ROPE_BASE_SWA];
 		m->rope_swa.freq_scale = 1.0f;
 	}
+	/* YaRN on every layer, as llama.cpp does (unscaled layers: a no-op) */
+	rope_yarn_init(&m->rope, (int)h->ctx_orig, h->yarn_ext, h->yarn_beta_fast,
+		       h->yarn_beta_slow);
+	rope_yarn_init(&m->rope_swa, (int)h->ctx_orig, h->yarn_ext, h->yarn_beta_fast,
+		       h->yarn_beta_slow);
 	if (h->arch->query_scale_embd_layers && (int)h->nl == h->arch->query_scale_embd_layers)
 		m->attn_scale = 1.0f / sqrtf((float)(h->embd / h->nh));
 	else
