@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include "arch.h"
+#include "backend.h"
 #include "gguf.h"
 #include "model_internal.h"
 #include "moe.h"
@@ -59,6 +60,16 @@ void model_params_default(struct model_params *p)
 	p->prefault = 1;
 	p->readahead = 1;
 	p->repack = 1;
+}
+
+void model_params_probe(struct model_params *p)
+{
+	model_params_default(p);
+	p->n_threads = 1;
+	p->n_ctx = 1;
+	p->prefault = 0;
+	p->readahead = 0;
+	p->repack = 0; /* a copy would read the whole file (and need its size in memory) */
 }
 
 /* ---- hyperparameters -------------------------------------------------------------------- */
@@ -1079,6 +1090,7 @@ struct model *model_load(const char *path, const struct model_params *p)
 	if (!m->pool || model_alloc_att(m, threadpool_size(m->pool)) < 0)
 		goto fail;
 	in->n_threads = threadpool_size(m->pool);
+	m->backend = backend_cpu_create(m);
 	hparams_free(&h);
 	return m;
 fail:
@@ -1152,6 +1164,7 @@ void model_free(struct model *m)
 {
 	if (!m)
 		return;
+	backend_free(m->backend);
 	readahead_free(m->ra);
 	free(m->warning);
 	threadpool_free(m->pool);
@@ -1200,6 +1213,11 @@ const int32_t *model_kv_tokens(const struct model *m)
 }
 
 const struct kv_cache *model_kv(const struct model *m)
+{
+	return &m->kv;
+}
+
+struct kv_cache *model_kv_writable(struct model *m)
 {
 	return &m->kv;
 }

@@ -9,7 +9,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
+struct backend;
 struct gguf;
 struct gguf_tensor;
 struct moe_groups;
@@ -95,7 +97,8 @@ struct model {
 	void **repacked; /* weight copies in a load-time layout (struct mat.data) */
 	int n_repacked;
 
-	struct kv_cache kv;
+	struct kv_cache kv;      /* bookkeeping for every backend; the data only for the CPU */
+	struct backend *backend; /* where the forward pass computes (backend.h) */
 	struct threadpool *pool;
 	struct readahead *ra;      /* per-layer page ranges; its helper runs when info.readahead */
 	int ra_stats;              /* count resident pages at each layer start */
@@ -138,5 +141,18 @@ int model_layer_mats(struct model *m, int l, struct mat **all);
 
 /* forward.c: the per-thread attention scratch for nth threads. */
 int model_alloc_att(struct model *m, int nth);
+
+/* Charge the time since *t to kind k (only while profiling). */
+static inline void prof_tick(struct model *m, enum model_prof k, uint64_t *t)
+{
+	if (!m->profile)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (*t)
+		m->prof.ns[k] += now - *t;
+	*t = now;
+}
 
 #endif
