@@ -200,6 +200,7 @@ static int64_t dim_of(const struct mk_opts *o, int d)
 	case DIM_HEAD_K: return hd;
 	case DIM_EXPERT: return o->experts;
 	case DIM_FF_EXP: return o->expert_ffn;
+	case DIM_HEADS: return o->heads;
 	default: return 0;
 	}
 }
@@ -237,8 +238,10 @@ static struct mk_tensor *plan(const struct mk_opts *o, int *n)
 			const struct arch_tensor *t = &a->tensors[i];
 			if (!written(o, t))
 				continue;
-			int bias = strstr(t->name, ".bias") != NULL;
-			enum init_kind k = t->nd >= 2 ? INIT_WEIGHT : bias ? INIT_BIAS : INIT_NORM;
+			/* biases (gpt-oss's experts' are 2-D) and attention sinks
+			 * are small numbers kept in F32, not weights */
+			int bias = strstr(t->name, ".bias") || strstr(t->name, "attn_sinks");
+			enum init_kind k = bias ? INIT_BIAS : t->nd >= 2 ? INIT_WEIGHT : INIT_NORM;
 			add(ts, n, o, l, t->name, t->nd, dim_of(o, t->dim[0]),
 			    t->nd >= 2 ? dim_of(o, t->dim[1]) : 1,
 			    t->nd == 3 ? dim_of(o, t->dim[2]) : 1, k);
@@ -272,6 +275,12 @@ static int add_metadata(struct gguf_writer *w, const struct mk_opts *o, const st
 	rc |= gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t)o->head_dim);
 	rc |= gguf_writer_add_f32(w, KEY("rope.freq_base"), o->arch->mk_rope_base);
 	rc |= gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->arch->mk_norm_eps);
+	if (o->arch->mk_yarn_factor > 0) {
+		rc |= gguf_writer_add_str(w, KEY("rope.scaling.type"), "yarn", 4);
+		rc |= gguf_writer_add_f32(w, KEY("rope.scaling.factor"), o->arch->mk_yarn_factor);
+		rc |= gguf_writer_add_u32(w, KEY("rope.scaling.original_context_length"),
+					  (uint32_t)o->arch->mk_yarn_ctx);
+	}
 	rc |= gguf_writer_add_u32(w, KEY("vocab_size"), (uint32_t)o->vocab);
 	if (o->experts) {
 		rc |= gguf_writer_add_u32(w, KEY("expert_count"), (uint32_t)o->experts);

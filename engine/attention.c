@@ -224,7 +224,8 @@ static void attend_block(const struct attn_args *a, int t0, int nt, int g, float
 	}
 	for (int q = 0; q < nq; q++) {
 		int t = t0 + q / G, h = g * G + q % G;
-		float inv = softmax_inv(a, h, mx[q], sum[q]), *out = a->out + (size_t)t * nh * hv + (size_t)h * hv;
+		float inv = softmax_inv(a, h, mx[q], sum[q]),
+		      *out = a->out + (size_t)t * nh * hv + (size_t)h * hv;
 		const float *ac = acc + (size_t)q * hv;
 		for (int d = 0; d < hv; d++)
 			out[d] = ac[d] * inv;

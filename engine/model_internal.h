@@ -67,8 +67,12 @@ struct layer {
 	/* a mixture of experts (gate_inp.t != NULL; gate, up, down then absent):
 	 * the router (n_expert rows of n_embd) and every expert's matrices */
 	struct mat gate_inp, gate_exps, up_exps, down_exps;
-	int window;              /* sliding window in positions, 0 = full attention */
-	const struct rope *rope; /* this layer's RoPE (sliding layers may have their own) */
+	const float *gate_inp_b;  /* (n_expert) or NULL: the router's bias (gpt-oss) */
+	const float *gate_exps_b; /* (n_expert, n_ff_exp) or NULL: each expert's gate bias */
+	const float *up_exps_b;   /* (n_expert, n_ff_exp) or NULL */
+	const float *down_exps_b; /* (n_expert, n_embd) or NULL */
+	int window;               /* sliding window in positions, 0 = full attention */
+	const struct rope *rope;  /* this layer's RoPE (sliding layers may have their own) */
 };
 
 struct model {

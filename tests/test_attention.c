@@ -81,8 +81,8 @@ struct setup {
 	struct attn_args a;
 };
 
-static void setup_make(struct setup *S, enum kv_type type, int n, int ntok, int nh, int nkv,
-		       int hd, int hv)
+static void setup_make(struct setup *S, enum kv_type type, int n, int ntok, int nh, int nkv, int hd,
+		       int hv)
 {
 	memset(S, 0, sizeof(*S));
 	assert_int_equal(kv_cache_init(&S->kv, type, 1, n, nkv, hd, hv), 0);
@@ -162,9 +162,10 @@ static void test_against_reference(void **state)
 				for (int nth = 1; nth <= 3; nth++) {
 					double e = run_and_compare(&S, nth);
 					if (!(e < 2e-5))
-						fail_msg("kv %d ntok %d variant %d threads %d: error "
-							 "%g",
-							 type, ntok, variant, nth, e);
+						fail_msg(
+							"kv %d ntok %d variant %d threads %d: error "
+							"%g",
+							type, ntok, variant, nth, e);
 				}
 				setup_free(&S);
 			}
@@ -185,7 +186,7 @@ static void test_sink_scales_output(void **state)
 	S.a.sinks = sinks;
 	assert_true(run_and_compare(&S, 1) < 1e-5);
 	for (int i = 0; i < 16; i++) {
-		assert_float_equal(S.out[i], plain[i], 1e-6); /* exp(-200) is nothing */
+		assert_float_equal(S.out[i], plain[i], 1e-6);       /* exp(-200) is nothing */
 		assert_float_equal(S.out[3 * 16 + i], 0.0f, 1e-30); /* all mass on the sink */
 	}
 	/* heads 1 and 2 shrink by the same factor across their values */
