@@ -183,7 +183,8 @@ test: deps
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-integration
 
-test-unit: $(TEST_BINS)
+# tools/bench_quant.c is built with the tests so that it keeps compiling.
+test-unit: $(TEST_BINS) $(BUILD)/bench_quant
 	@sh tests/run-unit.sh $(TEST_BINS)
 
 test-integration: $(BUILD)/palaver
@@ -225,6 +226,11 @@ fuzz: build-fuzz/fuzz_gguf
 	@cp -n ../shared/ref/models/*.gguf ../shared/ref/vocab/*.gguf build-fuzz/corpus/ 2>/dev/null || true
 	cd build-fuzz && ./fuzz_gguf -max_total_time=$(FUZZ_TIME) -max_len=$(FUZZ_MAXLEN) \
 		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus ../tests/fuzz/regress
+
+# ---- tools ---------------------------------------------------------------
+# Kernel throughput table (docs/notes/quant.md): build/bench_quant [isa]
+$(BUILD)/bench_quant: tools/bench_quant.c $(BUILD)/libpalaver.a
+	$(CC) $(CPPFLAGS) -Ilib -Iengine $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(LDLIBS)
 
 # ---- palaver-tiny (issue 11): retrain models/palaver-tiny.gguf from scratch ----
 $(BUILD)/tiny_gguf: tools/train/tiny_gguf.c $(BUILD)/libpalaver.a

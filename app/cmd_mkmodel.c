@@ -45,7 +45,13 @@
  * llama.cpp's quantizer does for the same name, so benchmark models look like
  * real ones: Q4_0 files keep output.weight in Q6_K; Q4_K means a Q4_K_M-like
  * mix (output.weight Q6_K; attn_v and ffn_down Q6_K in the first and last
- * eighth of the layers and every third one between); norms stay F32.
+ * eighth of the layers and every third one between); IQ4_NL and IQ4_XS keep
+ * output.weight in Q6_K, and attn_v (when four or more heads share a KV head)
+ * and ffn_down of the first eighth of the layers in Q5_K, as llama.cpp does
+ * without an importance matrix; norms stay F32.  MXFP4 is not a llama.cpp
+ * mix (its MXFP4_MOE writes MXFP4 only for expert tensors, which these dense
+ * models lack): every matrix but output.weight (Q8_0) is MXFP4, so that the
+ * kernels can be run and measured.
  */
 
 static const char usage[] =
@@ -70,7 +76,8 @@ static const char usage[] =
 	"  --vocab FILE    copy the tokenizer (all tokenizer.* keys) of a GGUF file;\n"
 	"                  the vocabulary size follows it\n"
 	"  --vocab N       vocabulary size without a tokenizer           [512]\n"
-	"  --type T        F32, F16, Q8_0, Q4_0, Q4_K (a Q4_K_M-like mix) or Q6_K  [F32]\n"
+	"  --type T        F32, F16, Q8_0, Q4_0, Q4_K (a Q4_K_M-like mix), Q6_K,\n"
+	"                  IQ4_NL, IQ4_XS (llama.cpp's mixes) or MXFP4    [F32]\n"
 	"  --tied          no output.weight: the output reuses token_embd\n"
 	"  --seed N        random seed                                   [1]\n"
 	"  -h, --help      show this help\n"
@@ -97,6 +104,9 @@ static uint32_t file_type_of(int type)
 	case 2: return 2;   /* MOSTLY_Q4_0 */
 	case 8: return 7;   /* MOSTLY_Q8_0 */
 	case 12: return 15; /* MOSTLY_Q4_K_M */
+	case 20: return 25; /* MOSTLY_IQ4_NL */
+	case 23: return 30; /* MOSTLY_IQ4_XS */
+	case 39: return 38; /* MOSTLY_MXFP4_MOE */
 	default: return 18; /* MOSTLY_Q6_K */
 	}
 }
@@ -165,6 +175,16 @@ static int weight_type(const struct mk_opts *o, const char *name, long layer)
 		    use_more_bits(layer, o->layers))
 			return 14;
 	}
+	if (o->type == QT_IQ4_NL || o->type == QT_IQ4_XS) {
+		if (!strcmp(name, "output.weight"))
+			return QT_Q6_K;
+		if (strstr(name, "attn_v.weight") && o->heads / o->kv_heads >= 4)
+			return QT_Q5_K;
+		if (strstr(name, "ffn_down.weight") && layer < o->layers / 8)
+			return QT_Q5_K;
+	}
+	if (o->type == QT_MXFP4 && !strcmp(name, "output.weight"))
+		return QT_Q8_0;
 	return o->type;
 }
 
@@ -460,8 +480,16 @@ static int parse_type(const char *v, int *out)
 		const char *name;
 		int id;
 	} types[] = {
-		{ "F32", 0 },   { "F16", 1 },     { "Q4_0", 2 },  { "Q8_0", 8 },
-		{ "Q4_K", 12 }, { "Q4_K_M", 12 }, { "Q6_K", 14 },
+		{ "F32", 0 },
+		{ "F16", 1 },
+		{ "Q4_0", 2 },
+		{ "Q8_0", 8 },
+		{ "Q4_K", 12 },
+		{ "Q4_K_M", 12 },
+		{ "Q6_K", 14 },
+		{ "IQ4_NL", QT_IQ4_NL },
+		{ "IQ4_XS", QT_IQ4_XS },
+		{ "MXFP4", QT_MXFP4 },
 	};
 	for (size_t i = 0; v && i < sizeof(types) / sizeof(types[0]); i++) {
 		if (!strcasecmp(v, types[i].name)) {
@@ -469,7 +497,7 @@ static int parse_type(const char *v, int *out)
 			return 0;
 		}
 	}
-	report("mkmodel: --type must be F32, F16, Q8_0, Q4_0, Q4_K or Q6_K");
+	report("mkmodel: --type must be F32, F16, Q8_0, Q4_0, Q4_K, Q6_K, IQ4_NL, IQ4_XS or MXFP4");
 	return -1;
 }
 

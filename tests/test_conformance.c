@@ -336,13 +336,12 @@ static const struct {
 	const char *name;
 	const char *why; /* what the load error must say */
 } waiting[] = {
-	{ "rand-llama-256-IQ4_NL", "which palaver cannot compute" }, /* issue 18 */
-	{ "rand-llama-256-IQ4_XS", "which palaver cannot compute" }, /* issue 18 */
+	{ NULL, NULL }, /* the end (every pending case runs today) */
 };
 
 static const char *waiting_for(const char *name)
 {
-	for (size_t i = 0; i < sizeof(waiting) / sizeof(waiting[0]); i++)
+	for (size_t i = 0; waiting[i].name; i++)
 		if (!strcmp(waiting[i].name, name))
 			return waiting[i].why;
 	return NULL;

@@ -138,13 +138,30 @@ static void fill_random_weights(int type, void *row, int64_t n)
 			rnd_scale_half_bits(-0.001f, 0.001f, &b->d);
 			break;
 		}
+		case QT_IQ4_NL: {
+			struct block_iq4_nl *b = (struct block_iq4_nl *)row + i;
+			rnd_scale_half_bits(-0.001f, 0.001f, &b->d);
+			break;
+		}
+		case QT_IQ4_XS: {
+			/* random 6-bit sub-block scales come with the random bits */
+			struct block_iq4_xs *b = (struct block_iq4_xs *)row + i;
+			rnd_scale_half_bits(-0.0005f, 0.0005f, &b->d);
+			break;
+		}
+		case QT_MXFP4: {
+			struct block_mxfp4 *b = (struct block_mxfp4 *)row + i;
+			b->e = (uint8_t)(118 + rnd_u32() % 8); /* 2^-9 .. 2^-2 */
+			break;
+		}
 		default: fail_msg("no random filler for %s", quant_type_name(type));
 		}
 	}
 }
 
-static const int weight_types[] = { QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
-				    QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K };
+static const int weight_types[] = { QT_F32,  QT_F16,    QT_BF16,   QT_Q4_0, QT_Q4_1, QT_Q5_0,
+				    QT_Q5_1, QT_Q8_0,   QT_Q2_K,   QT_Q3_K, QT_Q4_K, QT_Q5_K,
+				    QT_Q6_K, QT_IQ4_NL, QT_IQ4_XS, QT_MXFP4 };
 #define N_WEIGHT_TYPES ((int)(sizeof(weight_types) / sizeof(weight_types[0])))
 
 static double rel_rms(const float *a, const float *ref, int64_t n)
@@ -177,14 +194,15 @@ static void test_traits(void **state)
 		{ 14, "Q6_K", 256, 210, 1 },   { 15, "Q8_K", 256, 292, 0 },
 		{ 16, "IQ2_XXS", 256, 66, 0 }, { 17, "IQ2_XS", 256, 74, 0 },
 		{ 18, "IQ3_XXS", 256, 98, 0 }, { 19, "IQ1_S", 256, 50, 0 },
-		{ 20, "IQ4_NL", 32, 18, 0 },   { 21, "IQ3_S", 256, 110, 0 },
-		{ 22, "IQ2_S", 256, 82, 0 },   { 23, "IQ4_XS", 256, 136, 0 },
+		{ 20, "IQ4_NL", 32, 18, 1 },   { 21, "IQ3_S", 256, 110, 0 },
+		{ 22, "IQ2_S", 256, 82, 0 },   { 23, "IQ4_XS", 256, 136, 1 },
 		{ 24, "I8", 1, 1, 0 },         { 25, "I16", 1, 2, 0 },
 		{ 26, "I32", 1, 4, 0 },        { 27, "I64", 1, 8, 0 },
 		{ 28, "F64", 1, 8, 0 },        { 29, "IQ1_M", 256, 56, 0 },
 		{ 30, "BF16", 1, 2, 1 },       { 31, "Q4_0_4_4", 32, 18, 0 },
 		{ 32, "Q4_0_4_8", 32, 18, 0 }, { 33, "Q4_0_8_8", 32, 18, 0 },
 		{ 34, "TQ1_0", 256, 54, 0 },   { 35, "TQ2_0", 256, 66, 0 },
+		{ 39, "MXFP4", 32, 17, 1 },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -205,6 +223,9 @@ static void test_traits(void **state)
 	assert_int_equal(quant_traits(QT_Q4_0)->dot_type, QT_Q8_0);
 	assert_int_equal(quant_traits(QT_Q5_1)->dot_type, QT_Q8_1);
 	assert_int_equal(quant_traits(QT_Q6_K)->dot_type, QT_Q8_K);
+	assert_int_equal(quant_traits(QT_IQ4_NL)->dot_type, QT_Q8_0);
+	assert_int_equal(quant_traits(QT_IQ4_XS)->dot_type, QT_Q8_K);
+	assert_int_equal(quant_traits(QT_MXFP4)->dot_type, QT_Q8_0);
 }
 
 static void test_row_bytes(void **state)
@@ -469,6 +490,31 @@ static void test_dequant_known(void **state)
 		assert_true(y[0] == 0.5f * 1 * -32);
 	}
 	{
+		struct block_iq4_nl b = { 0 };
+		b.d = quant_f32_to_f16(0.5f);
+		b.qs[0] = 0xF0; /* element 0: nibble 0 -> -127, element 16: nibble 15 -> 113 */
+		b.qs[9] = 0x89; /* element 9: nibble 9 -> 13, element 25: nibble 8 -> 1 */
+		quant_dequantize_row(QT_IQ4_NL, &b, y, 32);
+		assert_true(y[0] == -63.5f && y[16] == 56.5f && y[9] == 6.5f && y[25] == 0.5f);
+		assert_true(y[1] == -63.5f); /* nibble 0 */
+	}
+	{
+		struct block_iq4_xs b = { 0 };
+		b.d = quant_f32_to_f16(0.25f);
+		/* sub-block 5: ls = 40 (low nibble 8 in the high half of scales_l[2],
+		 * high bits 2 at bits 10..11 of scales_h): scale 0.25 * (40 - 32) = 2 */
+		b.scales_l[2] = 0x80;
+		b.scales_h = 2 << 10;
+		/* element 32 * 5 + 3 = 163: low nibble of qs[83]; 179: its high nibble */
+		b.qs[83] = 0xC9;
+		quant_dequantize_row(QT_IQ4_XS, &b, y, 256);
+		assert_true(y[163] == 2.0f * 13 && y[179] == 2.0f * 53);
+		/* sub-block 4 (ls 0 from the low half of scales_l[2]): scale -8 */
+		assert_true(y[128] == -8.0f * -127);
+		/* sub-block 0, ls 0 as well */
+		assert_true(y[0] == -8.0f * -127);
+	}
+	{
 		quant_half h[2] = { 0x3c00, 0xc000 };
 		quant_bf16 b[2] = { 0x3f80, 0x4049 };
 		quant_dequantize_row(QT_F16, h, y, 2);
@@ -476,6 +522,91 @@ static void test_dequant_known(void **state)
 		quant_dequantize_row(QT_BF16, b, y, 2);
 		assert_true(y[0] == 1.0f && y[1] == 3.140625f);
 	}
+}
+
+/* ---- MXFP4 against the OCP Microscaling Formats (MX) v1.0 spec ------------------ */
+
+/*
+ * The oracle, written from the spec rather than from our tables:
+ * FP4 E2M1 (section 5.3.3): bit 3 sign, bits 2..1 exponent (bias 1), bit 0
+ * mantissa; exponent 0 is subnormal, 2^(1 - bias) * (0 + m / 2), otherwise
+ * 2^(e - bias) * (1 + m / 2); no infinities or NaN.  This gives the
+ * spec's table: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives.
+ * E8M0 (section 5.4.1): an unsigned exponent, value 2^(X - 127), X = 0xFF
+ * is NaN (no sign, no zero).  An MX block of 32 is the scale times each
+ * element (section 5.2).
+ */
+static double spec_e2m1(int code)
+{
+	int sign = (code >> 3) & 1, e = (code >> 1) & 3, m = code & 1;
+	double v = e == 0 ? ldexp(m / 2.0, 1 - 1) : ldexp(1 + m / 2.0, e - 1);
+	return sign ? -v : v;
+}
+
+static double spec_e8m0(int x)
+{
+	return x == 0xFF ? NAN : ldexp(1.0, x - 127);
+}
+
+static void test_mxfp4_spec(void **state)
+{
+	/* scales from the smallest (2^-127, a float subnormal) to values whose
+	 * block products still fit in a float (6 * 2^125) */
+	static const int scales[] = { 0, 1, 2, 64, 120, 127, 128, 200, 252 };
+	static const double table[16] = { 0,    0.5,  1,  1.5,  2,  3,  4,  6,
+					  -0.0, -0.5, -1, -1.5, -2, -3, -4, -6 };
+	struct block_mxfp4 b;
+	float y[32];
+	(void)state;
+	for (int c = 0; c < 16; c++)
+		assert_true(spec_e2m1(c) == table[c]); /* the oracle is the spec's table */
+	for (size_t k = 0; k < sizeof(scales) / sizeof(scales[0]); k++) {
+		b.e = (uint8_t)scales[k];
+		for (int j = 0; j < 16; j++) /* every code, in both nibble positions */
+			b.qs[j] = (uint8_t)(j | ((15 - j) << 4));
+		quant_dequantize_row(QT_MXFP4, &b, y, 32);
+		for (int j = 0; j < 16; j++) {
+			double lo = spec_e2m1(j) * spec_e8m0(scales[k]);
+			double hi = spec_e2m1(15 - j) * spec_e8m0(scales[k]);
+			if ((double)y[j] != lo || (double)y[j + 16] != hi)
+				fail_msg("MXFP4 e=%d code %d: %a (spec %a), code %d: %a (spec %a)",
+					 scales[k], j, (double)y[j], lo, 15 - j, (double)y[j + 16],
+					 hi);
+		}
+	}
+	/* X = 0xFF: the whole block is NaN */
+	b.e = 0xFF;
+	quant_dequantize_row(QT_MXFP4, &b, y, 32);
+	for (int j = 0; j < 32; j++)
+		assert_true(isnan(y[j]));
+
+	/* Quantizing follows the spec's rule: shared exponent
+	 * floor(log2(max |v|)) - 2, elements rounded to nearest (ties to the
+	 * even code) and clamped to +-6. */
+	float x[32] = { 0 };
+	x[0] = 5.0f;   /* amax: exponent 2 - 2 = 0, so X = 127; 5 ties between 4 and 6 -> 4 */
+	x[1] = 1.25f;  /* between 1 and 1.5 -> 1 (even) */
+	x[2] = -0.25f; /* between 0 and 0.5 -> 0 */
+	x[3] = 0.75f;  /* between 0.5 and 1 -> 1 (even) */
+	x[4] = -2.6f;  /* nearest 3 */
+	x[5] = 4.9f;   /* nearest 4 */
+	assert_int_equal(quant_quantize_row(QT_MXFP4, x, &b, 32), 0);
+	assert_int_equal(b.e, 127);
+	quant_dequantize_row(QT_MXFP4, &b, y, 32);
+	assert_true(y[0] == 4.0f && y[1] == 1.0f && y[2] == 0.0f && y[3] == 1.0f);
+	assert_true(y[4] == -3.0f && y[5] == 4.0f && y[31] == 0.0f);
+	x[0] = 7.9f; /* [6, 8): saturates to 6 at the same exponent */
+	assert_int_equal(quant_quantize_row(QT_MXFP4, x, &b, 32), 0);
+	assert_int_equal(b.e, 127);
+	quant_dequantize_row(QT_MXFP4, &b, y, 32);
+	assert_true(y[0] == 6.0f);
+	x[0] = -0.1f; /* amax 0.1: floor(log2) = -4, X = 127 - 6 */
+	for (int j = 1; j < 32; j++)
+		x[j] = 0;
+	assert_int_equal(quant_quantize_row(QT_MXFP4, x, &b, 32), 0);
+	assert_int_equal(b.e, 121);
+	quant_dequantize_row(QT_MXFP4, &b, y, 32);
+	assert_true(y[0] == -0.09375f); /* -1.5 * 2^-4 is 0.09375; 0.1 / 2^-6 = 6.4 -> 6 */
 }
 
 /* ---- quantization round trips ---------------------------------------------------- */
@@ -486,9 +617,20 @@ static void test_quantize_round_trip(void **state)
 		int type;
 		double bound; /* relative RMS error for gaussian data */
 	} cases[] = {
-		{ QT_F32, 0 },     { QT_F16, 5e-4 },  { QT_BF16, 4e-3 },
-		{ QT_Q8_0, 0.01 }, { QT_Q8_1, 0.01 }, { QT_Q8_K, 0.01 },
-		{ QT_Q4_0, 0.11 }, { QT_Q4_K, 0.09 }, { QT_Q6_K, 0.025 },
+		{ QT_F32, 0 },
+		{ QT_F16, 5e-4 },
+		{ QT_BF16, 4e-3 },
+		{ QT_Q8_0, 0.01 },
+		{ QT_Q8_1, 0.01 },
+		{ QT_Q8_K, 0.01 },
+		{ QT_Q4_0, 0.11 },
+		{ QT_Q4_K, 0.09 },
+		{ QT_Q6_K, 0.025 },
+		/* measured: Q5_K 0.037, IQ4_NL 0.075, IQ4_XS 0.075, MXFP4 0.113 */
+		{ QT_Q5_K, 0.045 },
+		{ QT_IQ4_NL, 0.085 },
+		{ QT_IQ4_XS, 0.085 },
+		{ QT_MXFP4, 0.13 },
 	};
 	enum { N = 4096 };
 	float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
@@ -709,6 +851,43 @@ static void test_kernels_large_shapes(void **state)
 	check_kernels_against_scalar(QT_Q8_0, 16384 + 32 * 4, 3, 2);
 	check_kernels_against_scalar(QT_F32, 4096, 37, 5);
 	check_kernels_against_scalar(QT_Q4_K, 4096 * 2, 120, 3);
+	check_kernels_against_scalar(QT_IQ4_XS, 16384 + 512, 3, 5);
+	check_kernels_against_scalar(QT_IQ4_NL, 16384 + 96, 3, 2);
+	check_kernels_against_scalar(QT_MXFP4, 16384 + 160, 2, 5);
+}
+
+/* An MXFP4 block with scale 0xFF (NaN in the spec) makes its row's results
+ * NaN at every level, and only its row's. */
+static void test_mxfp4_nan_scale(void **state)
+{
+	enum { N = 256, ROWS = 3 };
+	enum quant_isa isas[4];
+	int nisa = isa_levels(isas);
+	size_t rb = row_bytes(QT_MXFP4, N);
+	uint8_t *w = malloc(rb * ROWS), *a = malloc(row_bytes(QT_Q8_0, N) * 2);
+	float x[N], out[2 * ROWS];
+	(void)state;
+	for (int r = 0; r < ROWS; r++)
+		fill_random_weights(QT_MXFP4, w + r * rb, N);
+	((struct block_mxfp4 *)(w + rb))[5].e = 0xFF; /* row 1, block 5 */
+	fill_normal(x, N, 1);
+	quant_quantize_row(QT_Q8_0, x, a, N);
+	quant_quantize_row(QT_Q8_0, x, a + row_bytes(QT_Q8_0, N), N);
+	for (int k = 0; k < nisa; k++) {
+		quant_isa_set(isas[k]);
+		quant_gemm(QT_MXFP4, N, w, rb, ROWS, a, row_bytes(QT_Q8_0, N), 2, out, ROWS);
+		for (int t = 0; t < 2; t++)
+			for (int r = 0; r < ROWS; r++)
+				if (!!isnan(out[t * ROWS + r]) != (r == 1))
+					fail_msg("isa %s: row %d token %d gives %g",
+						 quant_isa_name(isas[k]), r, t,
+						 (double)out[t * ROWS + r]);
+		quant_gemv(QT_MXFP4, N, w, rb, ROWS, a, out);
+		assert_true(!isnan(out[0]) && isnan(out[1]) && !isnan(out[2]));
+	}
+	quant_isa_set(quant_isa_best());
+	free(w);
+	free(a);
 }
 
 /* Empty rows give zero dots at every level (nothing is read). */
@@ -799,7 +978,8 @@ static void repack_check(int type, int rtype)
 		size_t rb = row_bytes(type, n), ab = row_bytes(QT_Q8_0, n);
 		uint8_t *w = malloc(rb * nrows), *wr = malloc(rb * nrows), *act = malloc(ab * ntok);
 		float *x = malloc(sizeof(float) * (size_t)n);
-		float *o1 = malloc(sizeof(float) * nrows * ntok), *o2 = malloc(sizeof(float) * nrows * ntok);
+		float *o1 = malloc(sizeof(float) * nrows * ntok),
+		      *o2 = malloc(sizeof(float) * nrows * ntok);
 		assert_true(w && wr && act && x && o1 && o2);
 		for (int r = 0; r < nrows; r++) {
 			fill_normal(x, n, 0.05f);
@@ -807,7 +987,8 @@ static void repack_check(int type, int rtype)
 		}
 		for (int t = 0; t < ntok; t++) {
 			fill_normal(x, n, 1.0f);
-			assert_int_equal(quant_quantize_row(QT_Q8_0, x, act + (size_t)t * ab, n), 0);
+			assert_int_equal(quant_quantize_row(QT_Q8_0, x, act + (size_t)t * ab, n),
+					 0);
 		}
 		quant_repack_rows(type, n, w, rb, nrows, wr);
 		assert_memory_not_equal(w, wr, rb * nrows);
@@ -854,6 +1035,8 @@ static void test_repack(void **state)
 	}
 	repack_check(QT_Q8_0, QT_Q8_0_R4);
 	repack_check(QT_Q4_0, QT_Q4_0_R4);
+	repack_check(QT_IQ4_NL, QT_IQ4_NL_R4);
+	repack_check(QT_MXFP4, QT_MXFP4_R4);
 }
 
 static void test_isa(void **state)
@@ -882,11 +1065,13 @@ int main(void)
 		cmocka_unit_test(test_f16_matches_hardware),
 		cmocka_unit_test(test_bf16),
 		cmocka_unit_test(test_dequant_known),
+		cmocka_unit_test(test_mxfp4_spec),
 		cmocka_unit_test(test_quantize_round_trip),
 		cmocka_unit_test(test_q8_1_sum),
 		cmocka_unit_test(test_vec_dot_all_types),
 		cmocka_unit_test(test_kernels_vs_scalar),
 		cmocka_unit_test(test_kernels_large_shapes),
+		cmocka_unit_test(test_mxfp4_nan_scale),
 		cmocka_unit_test(test_empty_rows),
 		cmocka_unit_test(test_unsupported_dot_is_nan),
 		cmocka_unit_test(test_activation_quantizers),
