@@ -864,16 +864,22 @@ static void test_mkmodel_types(void **state)
 	(void)state;
 	struct gguf *ref = mk("F32", "mk-F32.gguf");
 	const struct gguf_tensor *e = gguf_find_tensor(ref, "token_embd.weight");
+	const struct gguf_tensor *wq = gguf_find_tensor(ref, "blk.0.attn_q.weight");
 	const struct gguf_tensor *nrm = gguf_find_tensor(ref, "blk.1.ffn_norm.weight");
 	assert_non_null(e);
-	double s2 = 0;
-	for (int64_t i = 0; i < 4096; i++) {
-		float v;
-		memcpy(&v, (const float *)e->data + i, 4);
-		s2 += v * (double)v;
+	assert_non_null(wq);
+	/* as documented: weights of std 0.02, embeddings of unit RMS */
+	for (int k = 0; k < 2; k++) {
+		const struct gguf_tensor *t = k ? e : wq;
+		double s2 = 0, want = k ? 1.0 : 0.02;
+		for (int64_t i = 0; i < 4096; i++) {
+			float v;
+			memcpy(&v, (const float *)t->data + i, 4);
+			s2 += v * (double)v;
+		}
+		double sd = sqrt(s2 / 4096);
+		assert_true(sd > 0.9 * want && sd < 1.1 * want);
 	}
-	double sd = sqrt(s2 / 4096);
-	assert_true(sd > 0.018 && sd < 0.022); /* std 0.02 as documented */
 	float one;
 	memcpy(&one, nrm->data, 4);
 	assert_true(one == 1.0f);
