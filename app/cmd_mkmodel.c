@@ -48,10 +48,11 @@
  * eighth of the layers and every third one between); IQ4_NL and IQ4_XS keep
  * output.weight in Q6_K, and attn_v (when four or more heads share a KV head)
  * and ffn_down of the first eighth of the layers in Q5_K, as llama.cpp does
- * without an importance matrix; norms stay F32.  MXFP4 is not a llama.cpp
- * mix (its MXFP4_MOE writes MXFP4 only for expert tensors, which these dense
- * models lack): every matrix but output.weight (Q8_0) is MXFP4, so that the
- * kernels can be run and measured.
+ * without an importance matrix; norms stay F32.  MXFP4 in a mixture of
+ * experts is llama.cpp's MXFP4_MOE (the expert tensors MXFP4, every other
+ * matrix Q8_0, the router F32), as gpt-oss's files are; a dense model has
+ * no expert tensors, so there every matrix but output.weight (Q8_0) is
+ * MXFP4, so that the kernels can be run and measured.
  */
 
 static const char usage[] =
@@ -183,6 +184,10 @@ static int weight_type(const struct mk_opts *o, const char *name, long layer)
 		if (strstr(name, "ffn_down.weight") && layer < o->layers / 8)
 			return QT_Q5_K;
 	}
+	/* a mixture: llama.cpp's MXFP4_MOE (the experts MXFP4, the rest Q8_0,
+	 * as gpt-oss's files are) */
+	if (o->type == QT_MXFP4 && o->experts)
+		return strstr(name, "_exps.") ? QT_MXFP4 : QT_Q8_0;
 	if (o->type == QT_MXFP4 && !strcmp(name, "output.weight"))
 		return QT_Q8_0;
 	return o->type;

@@ -3,11 +3,14 @@
 // the greedy continuation, and the log-probabilities after each position.
 //
 //   NODE_PATH=/work/nlc/node_modules node tools/nlc_case.mjs MODEL.gguf OUTDIR NAME \
-//       [--prompt TEXT] [--gen N] [--kv f16|f32]
+//       [--prompt TEXT] [--gen N] [--kv f16|f32] [--mkmodel ARGS]
 //
 // Writes OUTDIR/NAME.json and OUTDIR/NAME.logprobs.f32 (rows x n_vocab
 // little-endian float32: ln p(next token) after each of prompt_tokens +
-// gen_tokens[:-1]).  CPU only, 2 threads, no flash attention.
+// gen_tokens[:-1]).  CPU only, 2 threads, no flash attention.  --mkmodel
+// records the `palaver mkmodel` arguments that wrote MODEL (with {ref} for
+// the reference folder), so that a test can write it again instead of
+// keeping it.
 import { createRequire } from "node:module";
 import fs from "node:fs";
 import path from "node:path";
@@ -30,8 +33,10 @@ const prompt = opt("--prompt",
 	"Once upon a time there was a little dog who liked to run and play in the park with his friends.");
 const nGen = Number(opt("--gen", "16"));
 const kv = opt("--kv", "f16").toUpperCase();
+const mkmodel = opt("--mkmodel", null);
 if (args.length !== 3) {
-	console.error("usage: nlc_case.mjs MODEL.gguf OUTDIR NAME [--prompt TEXT] [--gen N] [--kv f16|f32]");
+	console.error("usage: nlc_case.mjs MODEL.gguf OUTDIR NAME [--prompt TEXT] [--gen N] [--kv f16|f32] " +
+		"[--mkmodel ARGS]");
 	process.exit(2);
 }
 const [modelPath, outDir, name] = args;
@@ -90,6 +95,7 @@ const json = {
 	reference: `llama.cpp as shipped in node-llama-cpp ${nlcVersion}, CPU, ${kv} KV cache, 2 threads`,
 	values: "log-probabilities (log softmax of the logits), one row per evaluated position",
 };
+if (mkmodel) json.mkmodel = mkmodel;
 fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(json, null, 1) + "\n");
 await context.dispose();
 await model.dispose();
