@@ -79,7 +79,8 @@ struct backend_ops {
 	 * router, gate_inp): from the input made from in, the router's logits,
 	 * each token's experts and weights as the family routes (moe.h), the
 	 * routed experts' GLU FFNs, and each token's weighted sum of its
-	 * experts' outputs into BK_TMP.  Its scratch is the backend's own. */
+	 * experts' outputs into BK_TMP.  Its scratch is the backend's own.
+	 * NULL in a backend that cannot: model_load then refuses mixtures. */
 	int (*moe_ffn)(struct backend *b, struct bk_input *in, int l, int ntok);
 	/* Layer l's q, k, v rows of tokens at pos0 ..: biases, per-head q/k
 	 * norms, the layer's RoPE, then k and v into the cache */

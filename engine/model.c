@@ -1108,6 +1108,12 @@ struct model *model_load(const char *path, const struct model_params *p)
 		goto fail;
 	in->n_threads = threadpool_size(m->pool);
 	m->backend = backend_cpu_create(m);
+	if (in->n_expert && !m->backend->ops->moe_ffn) {
+		/* a device backend that has not learnt mixtures says so here */
+		error("'%s': the %s backend cannot run a mixture of experts", path,
+		      m->backend->ops->name);
+		goto fail;
+	}
 	hparams_free(&h);
 	return m;
 fail:
