@@ -49,7 +49,8 @@ INC_ui      := -Ilib -Iui
 INC_app     := -Ilib -Iapp -Iui -Ihistory -I$(API_DIR)
 INC_tests   := -Ilib -Iapp -Iengine -Iui -Ihistory -Itests
 ENGINE_INTERNAL := app/bench_cold.c app/bench_model.c app/bench_tokenizer.c app/cmd_inspect.c \
-	app/cmd_logits.c app/cmd_mkmodel.c app/cmd_perplexity.c app/cmd_tokenize.c
+	app/cmd_logits.c app/cmd_mkmodel.c app/cmd_perplexity.c app/cmd_tokenize.c \
+	app/cmd_template.c
 layer_inc = $(INC_$(firstword $(subst /, ,$(1)))) $(if $(filter $(1),$(ENGINE_INTERNAL)),-Iengine)
 OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/app/main.o
@@ -77,7 +78,7 @@ AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
 
 .PHONY: all run test test-unit test-integration bench lint asan install uninstall \
-	clean deps fuzz help
+	clean deps fuzz fuzz-jinja help
 .DEFAULT_GOAL := all
 
 all: palaver
@@ -172,7 +173,7 @@ endif
 
 # ---- set-up --------------------------------------------------------------
 deps:
-	@sh tools/deps.sh $(PKGS) cmocka
+	@sh tools/deps.sh $(PKGS) cmocka python3-jinja2
 
 run: deps all
 	./palaver $(ARGS)
@@ -227,6 +228,33 @@ fuzz: build-fuzz/fuzz_gguf
 	cd build-fuzz && ./fuzz_gguf -max_total_time=$(FUZZ_TIME) -max_len=$(FUZZ_MAXLEN) \
 		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus ../tests/fuzz/regress
 
+# ---- fuzzing (issue 20): libFuzzer on the Jinja interpreter ------------------
+# `make fuzz-jinja` builds build-fuzz/fuzz_jinja, seeds build-fuzz/corpus-jinja
+# with every test template over a few conversations (template, NUL, JSON)
+# and runs for FUZZ_TIME seconds; crashes land in build-fuzz/.
+FUZZ_JINJA_SRCS := tests/fuzz/fuzz_jinja.c engine/jinja.c engine/jinja_value.c \
+	engine/jinja_eval.c engine/unicode.c $(wildcard lib/*.c)
+JINJA_SEED_CONVS := 03-turns 06-awkward-text 10-tools
+
+build-fuzz/fuzz_jinja: $(FUZZ_JINJA_SRCS) engine/jinja.h engine/jinja_int.h engine/jinja_case.h
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Ilib -Iengine \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $@ $(FUZZ_JINJA_SRCS)
+
+fuzz-jinja: build-fuzz/fuzz_jinja
+	@mkdir -p build-fuzz/corpus-jinja
+	@for t in tests/jinja/templates/*.jinja ../shared/ref/templates/*.jinja; do \
+		[ -r "$$t" ] || continue; \
+		for c in $(JINJA_SEED_CONVS); do \
+			{ cat "$$t"; printf '\0001'; cat tests/jinja/conversations/$$c.json; } \
+				>"build-fuzz/corpus-jinja/$$(basename "$$t" .jinja).$$c"; \
+		done; \
+	done
+	cd build-fuzz && ./fuzz_jinja -max_total_time=$(FUZZ_TIME) -max_len=65536 \
+		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus-jinja \
+		../tests/fuzz/regress-jinja
+
 # ---- tools ---------------------------------------------------------------
 # Kernel throughput table (docs/notes/quant.md): build/bench_quant [isa]
 $(BUILD)/bench_quant: tools/bench_quant.c $(BUILD)/libpalaver.a
@@ -260,7 +288,7 @@ clean:
 	rm -rf build build-asan build-fuzz palaver
 
 help:
-	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz tiny-model"
+	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz fuzz-jinja tiny-model"
 	@echo "variables: PREFIX DESTDIR ARCH_FLAGS OPT CUDA=1 ARGS='...' (for run/bench)"
 
 -include $(OBJS:.o=.d) $(TEST_BINS:=.d) $(EMU_OBJS:.o=.d) $(EMU_TEST_OBJS:.o=.d) $(CU_OBJS:.o=.d)

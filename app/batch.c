@@ -27,6 +27,9 @@
  * warnings, the session id and --stats go to stderr.  With --json, one
  * object per turn instead (JSONL).  The output depends only on the input,
  * the model and the settings (seed included): the engine is deterministic.
+ * A reply's thinking is left out (--reasoning hide), printed before its
+ * answer with a blank line between (show) or sent to stderr (stderr); the
+ * JSON has it in "reasoning".  Later turns send answers without thinking.
  *
  * SIGINT cancels the reply being generated (engine_cancel() stores an
  * atomic flag, safe in a handler); what was produced is printed and saved
@@ -344,10 +347,18 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
 		    "\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
 		    "\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
 		    "\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f,"
-		    "\"restored_tokens\":%d,\"restore_ms\":%.3f}\n",
+		    "\"restored_tokens\":%d,\"restore_ms\":%.3f,\"reasoning\":",
 		    engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
 		    s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
 		    s->ttft_ms, s->decode_ms, s->decode_tps, s->restored_tokens, s->restore_ms);
+	/* the reply's thinking, null when it did not think */
+	if (done->reasoning_text) {
+		strbuf_addch(&o, '"');
+		strbuf_add_json_escaped(&o, done->reasoning_text, done->reasoning_len);
+		strbuf_addstr(&o, "\"}\n");
+	} else {
+		strbuf_addstr(&o, "null}\n");
+	}
 	fwrite(o.buf, 1, o.len, stdout);
 	fflush(stdout);
 	strbuf_release(&o);
@@ -390,7 +401,8 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		    struct engine_event *done)
 {
 	struct engine_request rq;
-	struct strbuf shown = STRBUF_INIT;
+	struct strbuf shown = STRBUF_INIT, thought = STRBUF_INIT;
+	size_t saved_thought = 0;
 	int64_t mid = -1;
 	double last_save = time_now_ms();
 
@@ -423,18 +435,38 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		int got;
 		wait_event(e, &ev, 1000, &got);
 		if (h->st && mid > 0 && time_now_ms() - last_save >= 1000.0) {
-			if (store_message_update(h->st, mid, shown.buf, shown.len) < 0)
+			if (store_message_update(h->st, mid, shown.buf, shown.len) < 0 ||
+			    (thought.len != saved_thought &&
+			     store_message_set_reasoning(h->st, mid, thought.buf, thought.len) < 0))
 				hist_fail(h);
+			saved_thought = thought.len;
 			last_save = time_now_ms();
 		}
 		if (!got)
 			continue;
-		if (ev.type == ENGINE_EV_TOKEN) {
-			strbuf_add(&shown, ev.text, ev.len);
+		if (ev.type == ENGINE_EV_TOKEN && ev.reasoning) {
+			strbuf_add(&thought, ev.text, ev.len);
+			if (!cfg->json && cfg->reasoning != BATCH_REASONING_HIDE) {
+				FILE *f =
+					cfg->reasoning == BATCH_REASONING_STDERR ? stderr : stdout;
+				fwrite(ev.text, 1, ev.len, f);
+				fflush(f);
+			}
+		} else if (ev.type == ENGINE_EV_TOKEN) {
 			if (!cfg->json) {
+				/* shown thinking ends; a blank line, then the answer */
+				if (!shown.len && thought.len &&
+				    cfg->reasoning != BATCH_REASONING_HIDE) {
+					FILE *f = cfg->reasoning == BATCH_REASONING_STDERR ? stderr
+											   : stdout;
+					fputs(thought.buf[thought.len - 1] == '\n' ? "\n" : "\n\n",
+					      f);
+					fflush(f);
+				}
 				fwrite(ev.text, 1, ev.len, stdout);
 				fflush(stdout);
 			}
+			strbuf_add(&shown, ev.text, ev.len);
 		} else if (ev.type == ENGINE_EV_WARNING) {
 			warning("%s", ev.text);
 		} else if (ev.type == ENGINE_EV_KV_SAVED) {
@@ -447,6 +479,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 				hist_fail(h);
 			engine_event_free(&ev);
 			strbuf_release(&shown);
+			strbuf_release(&thought);
 			return -1;
 		} else if (ev.type == ENGINE_EV_DONE) {
 			/* a reply cut short after a cancel: show the rest of it */
@@ -459,7 +492,12 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		}
 		engine_event_free(&ev);
 	}
+	/* thinking on stderr ends its line, as the answer on stdout does */
+	if (!cfg->json && cfg->reasoning == BATCH_REASONING_STDERR && thought.len &&
+	    thought.buf[thought.len - 1] != '\n')
+		fputc('\n', stderr);
 	strbuf_release(&shown);
+	strbuf_release(&thought);
 	const struct engine_stats *s = &done->stats;
 	log_debug("batch: reply done: %s, %d prompt tokens (%d reused, %d turns dropped), %d "
 		  "generated",
@@ -476,7 +514,9 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 					   : s->stop_reason == ENGINE_STOP_ERROR   ? STORE_ERROR
 										   : STORE_COMPLETE;
 		if (store_message_finish(h->st, mid, done->text ? done->text : "", done->len,
-					 status, &ss) < 0)
+					 status, &ss) < 0 ||
+		    store_message_set_reasoning(h->st, mid, done->reasoning_text,
+						done->reasoning_len) < 0)
 			hist_fail(h);
 	}
 	return 0;

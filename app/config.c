@@ -65,6 +65,9 @@ static const char *const backend_names[] = { "auto", "cpu", "cuda", NULL };
 static const char *const overflow_names[] = { "stop", "drop-oldest", "shift", NULL };
 static const char *const memory_mode_names[] = { "strict", "warn", NULL };
 static const char *const level_names[] = { "trace", "debug", "info", "warn", "error", "off", NULL };
+static const char *const think_names[] = { "auto", "on", "off", NULL };
+static const char *const reasoning_names[] = { "hide", "show", "stderr", NULL };
+static const char *const thinking_view_names[] = { "collapse", "show", "hide", NULL };
 
 #define F(field) offsetof(struct config, field)
 #define BIG 16777216.0 /* 2^24: a bound for token counts */
@@ -97,6 +100,8 @@ static const struct key keys[] = {
 	  "PALAVER_SYSTEM_PROMPT" },
 	{ "chat_template", NULL, K_STRING, F(chat_template), 0, 0, 0, NULL,
 	  "PALAVER_CHAT_TEMPLATE" },
+	{ "think", NULL, K_ENUM, F(think), 0, 0, 0, think_names, "PALAVER_THINK" },
+	{ "reasoning", NULL, K_ENUM, F(reasoning), 0, 0, 0, reasoning_names, "PALAVER_REASONING" },
 	{ "context_overflow", NULL, K_ENUM, F(context_overflow), 0, 0, 0, overflow_names,
 	  "PALAVER_CONTEXT_OVERFLOW" },
 	{ "keep", NULL, K_INT, F(keep), 0, BIG, 0, NULL, "PALAVER_KEEP" },
@@ -118,6 +123,8 @@ static const struct key keys[] = {
 	{ "ui.status_pane", NULL, K_BOOL, F(ui_status_pane), 0, 0, 0, NULL,
 	  "PALAVER_UI_STATUS_PANE" },
 	{ "ui.word_wrap", NULL, K_BOOL, F(ui_word_wrap), 0, 0, 0, NULL, "PALAVER_UI_WORD_WRAP" },
+	{ "ui.thinking", NULL, K_ENUM, F(ui_thinking), 0, 0, 0, thinking_view_names,
+	  "PALAVER_UI_THINKING" },
 	{ "log.file", NULL, K_NSTRING, F(log_file), 0, 0, 0, NULL, "PALAVER_LOG_FILE" },
 	{ "log.level", NULL, K_ENUM, F(log_level), 0, 0, 0, level_names, "PALAVER_LOG_LEVEL" },
 	{ "remote.url", NULL, K_NSTRING, F(remote_url), 0, 0, 0, NULL, "PALAVER_REMOTE_URL" },
@@ -206,6 +213,8 @@ void config_init(struct config *cfg)
 	cfg->sampling.max_tokens = -1;
 	cfg->system_prompt = NULL;
 	cfg->chat_template = xstrdup("auto");
+	cfg->think = THINK_AUTO;
+	cfg->reasoning = BATCH_REASONING_HIDE;
 	cfg->context_overflow = OVERFLOW_DROP_OLDEST;
 	cfg->keep = 0;
 	cfg->n_stop = 0;
@@ -221,6 +230,7 @@ void config_init(struct config *cfg)
 	cfg->ui_theme = xstrdup("default");
 	cfg->ui_status_pane = 1;
 	cfg->ui_word_wrap = 1;
+	cfg->ui_thinking = THINKING_COLLAPSE;
 	cfg->log_file = NULL;
 	cfg->log_level = LOG_INFO;
 	cfg->remote_url = NULL;
@@ -1424,6 +1434,9 @@ int config_to_request(const struct config *cfg, const struct config_sampling *s,
 	rq->sampling.seed = s->seed;
 	rq->max_tokens = s->max_tokens;
 	rq->max_time = cfg->max_time;
+	rq->think = cfg->think == THINK_ON    ? ENGINE_THINK_ON
+		    : cfg->think == THINK_OFF ? ENGINE_THINK_OFF
+					      : ENGINE_THINK_DEFAULT;
 	for (int i = 0; i < cfg->n_stop && i < ENGINE_MAX_STOP; i++)
 		rq->stop[rq->n_stop++] = cfg->stop[i];
 	return 0;

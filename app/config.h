@@ -9,11 +9,17 @@ struct strbuf;
 enum config_backend { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
 enum config_overflow { OVERFLOW_STOP, OVERFLOW_DROP_OLDEST, OVERFLOW_SHIFT };
 enum config_memory_mode { MEMORY_STRICT, MEMORY_WARN };
+/* think: whether a model whose template switches thinking (enable_thinking) thinks */
+enum config_think { THINK_AUTO, THINK_ON, THINK_OFF };
+/* reasoning: what batch mode does with a reply's thinking */
+enum config_reasoning { BATCH_REASONING_HIDE, BATCH_REASONING_SHOW, BATCH_REASONING_STDERR };
+/* ui.thinking: how the chat shows a reply's thinking */
+enum config_thinking_view { THINKING_COLLAPSE, THINKING_SHOW, THINKING_HIDE };
 /* --split: how batch mode cuts its input into turns */
 enum batch_split { BATCH_SPLIT_BLANK, BATCH_SPLIT_LINE, BATCH_SPLIT_ALL };
 
 #define CONFIG_MAX_STOP 16
-#define CONFIG_MAX_KEYS 48 /* room for the key table in config.c (checked there) */
+#define CONFIG_MAX_KEYS 64 /* room for the key table in config.c (checked there) */
 
 /* The system-wide file; a build may move it with -DPALAVER_SYSCONFDIR=/dir. */
 #ifndef PALAVER_SYSCONFDIR
@@ -52,6 +58,8 @@ struct config {
 	struct config_sampling sampling;       /* the sampling: section */
 	char *system_prompt;                   /* NULL = none */
 	char *chat_template;                   /* "auto", a template name, or a file path */
+	enum config_think think;               /* auto: as the template decides */
+	enum config_reasoning reasoning;       /* batch mode: hide, show or stderr */
 	enum config_overflow context_overflow; /* when the conversation outgrows ctx */
 	int keep;                              /* tokens kept at the start on a context shift */
 	char *stop[CONFIG_MAX_STOP];           /* (n_stop) strings that end a reply */
@@ -68,6 +76,7 @@ struct config {
 	char *ui_theme;                        /* "default", "mono", ... */
 	int ui_status_pane;                    /* 1: show the status pane */
 	int ui_word_wrap;                      /* 1: wrap at word boundaries */
+	enum config_thinking_view ui_thinking; /* collapse, show or hide */
 	char *log_file;                        /* NULL = $XDG_STATE_HOME/palaver/palaver.log */
 	int log_level;                         /* enum log_level */
 	char *remote_url;         /* an OpenAI-compatible server instead of model, NULL = none */
@@ -205,7 +214,7 @@ void config_to_engine(const struct config *cfg, const char *model, const char *r
 		      const char *remote_model, struct engine_config *ec);
 /*
  * A request with the sampling s (the chat's copy, changed by /set, or
- * cfg->sampling), cfg's max_time and stop strings; the messages or tokens
+ * cfg->sampling), cfg's max_time, think switch and stop strings; the messages or tokens
  * are the caller's to add.  Every sampling number is checked against the
  * key table first: -1 with error() naming the key when one is out of range.
  */

@@ -27,6 +27,7 @@ const struct command commands[] = {
 	{ "cache", cmd_cache, "list and clear the KV caches saved with sessions" },
 	{ "config", cmd_config, "print the effective configuration" },
 	{ "mkmodel", cmd_mkmodel, "write a random-weight GGUF model" },
+	{ "template", cmd_template, "print the prompt a chat template makes" },
 	{ "models", cmd_models, "list the models of a remote server" },
 	{ NULL, NULL, NULL },
 };

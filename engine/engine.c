@@ -8,6 +8,7 @@
 #include "log.h"
 #include "model.h"
 #include "prompt.h"
+#include "reasoning.h"
 #include "remote.h"
 #include "report.h"
 #include "sampler.h"
@@ -89,6 +90,7 @@ struct job {
 	char *stop[ENGINE_MAX_STOP];
 	int n_stop;
 	int no_reuse;
+	enum engine_think think;
 	char *session;   /* NULL = none */
 	double t_submit; /* time_now_ms() at engine_submit */
 };
@@ -115,9 +117,10 @@ struct engine {
 	int failed;      /* loading failed: submits are refused */
 	int closing;
 
-	atomic_int cancel; /* the current request */
-	atomic_int stop;   /* engine_close */
-	atomic_int ready;  /* info is valid */
+	atomic_int cancel;        /* the current request */
+	atomic_int stop_thinking; /* the current request: close its thinking block */
+	atomic_int stop;          /* engine_close */
+	atomic_int ready;         /* info is valid */
 	struct engine_info info;
 
 	/* engine thread only */
@@ -235,6 +238,17 @@ static void push_text(struct engine *e, enum engine_event_type type, const char 
 	push(e, &ev, PUSH_FINAL);
 }
 
+/* A WARNING about the chat template (a built-in format renders instead). */
+static void push_template_warning(struct engine *e, const char *text)
+{
+	struct engine_event ev = { 0 };
+	ev.type = ENGINE_EV_WARNING;
+	ev.len = strlen(text);
+	ev.text = xstrdup(text);
+	ev.done = 1;
+	push(e, &ev, PUSH_FINAL);
+}
+
 int engine_next_event(struct engine *e, struct engine_event *ev)
 {
 	int got = 0;
@@ -261,9 +275,12 @@ void engine_event_free(struct engine_event *ev)
 		return;
 	free(ev->text);
 	free(ev->message);
+	free(ev->reasoning_text);
 	free(ev->path);
 	ev->text = NULL;
 	ev->message = NULL;
+	ev->reasoning_text = NULL;
+	ev->reasoning_len = 0;
 	ev->path = NULL;
 	ev->len = 0;
 }
@@ -418,6 +435,8 @@ static int engine_load(struct engine *e)
 	e->tmpl = prompt_template_open(model_gguf(e->m), e->tok, e->chat_template);
 	if (!e->tmpl)
 		return -1;
+	if (prompt_template_note(e->tmpl))
+		push_template_warning(e, prompt_template_note(e->tmpl));
 	e->logits = try_alloc_array((size_t)mi->n_vocab, sizeof(float));
 	if (!e->logits)
 		return error("out of memory for the logits");
@@ -437,6 +456,7 @@ static int engine_load(struct engine *e)
 	snprintf(in->backend, sizeof(in->backend), "cpu");
 	snprintf(in->chat_template, sizeof(in->chat_template), "%s", prompt_template_name(e->tmpl));
 	in->template_defaulted = prompt_template_defaulted(e->tmpl);
+	in->template_thinks = prompt_template_thinks(e->tmpl);
 	in->kv_bytes = mi->kv_bytes;
 	in->weight_bytes = mi->weight_bytes;
 
@@ -462,9 +482,13 @@ static int engine_load(struct engine *e)
 /* Everything one request accumulates while it runs. */
 struct run {
 	struct job *job;
+	struct engine *e;
 	struct engine_stats st;
-	struct strbuf reply; /* the reply so far (never holds a stop string) */
-	size_t emitted;      /* bytes of reply sent as TOKEN events */
+	struct strbuf reply; /* the reply so far, markers included (never a stop string) */
+	size_t emitted;      /* bytes of reply passed to the splitter */
+	/* what the reply's bytes are: its thinking, and the answer (DONE's text) */
+	struct reasoning_split split;
+	struct strbuf answer, thought;
 	struct tokenizer_decoder *dec;
 	struct sampler *smp;
 	double t_start;  /* the engine took the request */
@@ -495,18 +519,29 @@ static size_t stop_hold(const struct job *j, const char *s, size_t n)
 }
 
 /* Send reply[emitted .. upto) as a TOKEN event. */
-static void emit(struct engine *e, struct run *r, size_t upto)
+/* A part of the reply the splitter decided on: a TOKEN event. */
+static void emit_part(void *ud, enum reasoning_part part, const char *text, size_t len)
 {
-	if (upto <= r->emitted)
-		return;
+	struct run *r = ud;
+	strbuf_add(part == REASONING_THOUGHT ? &r->thought : &r->answer, text, len);
 	struct engine_event ev = { 0 };
 	ev.type = ENGINE_EV_TOKEN;
-	ev.len = upto - r->emitted;
-	ev.text = xstrndup(r->reply.buf + r->emitted, ev.len);
+	ev.len = len;
+	ev.text = xstrndup(text, len);
+	ev.reasoning = part == REASONING_THOUGHT;
 	ev.done = (uint64_t)r->st.gen_tokens;
 	ev.total = r->job->max_tokens > 0 ? (uint64_t)r->job->max_tokens : 0;
+	push(r->e, &ev, PUSH_BLOCK);
+}
+
+/* Send reply[emitted .. upto) on, through the reasoning splitter. */
+static void emit(struct engine *e, struct run *r, size_t upto)
+{
+	(void)e;
+	if (upto <= r->emitted)
+		return;
+	reasoning_feed(&r->split, r->reply.buf + r->emitted, upto - r->emitted);
 	r->emitted = upto;
-	push(e, &ev, PUSH_BLOCK);
 }
 
 /*
@@ -551,6 +586,7 @@ static void finish(struct engine *e, struct run *r, enum engine_stop_reason why)
 			tokenizer_decoder_flush(r->dec, &r->reply);
 		emit(e, r, r->reply.len);
 	}
+	reasoning_flush(&r->split);
 	double now = time_now_ms();
 	r->st.stop_reason = why;
 	if (r->t_decode > 0) {
@@ -565,7 +601,10 @@ static void finish(struct engine *e, struct run *r, enum engine_stop_reason why)
 	struct engine_event ev = { 0 };
 	ev.type = ENGINE_EV_DONE;
 	ev.stats = r->st;
-	ev.text = strbuf_detach(&r->reply, &ev.len);
+	ev.text = strbuf_detach(&r->answer, &ev.len);
+	strbuf_rtrim(&r->thought);
+	if (r->thought.len)
+		ev.reasoning_text = strbuf_detach(&r->thought, &ev.reasoning_len);
 	ev.message = r->fail;
 	r->fail = NULL;
 	ev.done = (uint64_t)r->st.gen_tokens;
@@ -758,9 +797,10 @@ static int oldest_turn(const struct engine_message *m, int n, int *len)
 }
 
 /* The prompt's token ids into *out (malloc'd), applying drop-oldest. */
-static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_out)
+static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_out, int *thinking)
 {
 	struct job *j = r->job;
+	*thinking = 0;
 	if (!j->msgs) {
 		*out = try_alloc_array((size_t)(j->n_tokens ? j->n_tokens : 1), sizeof(int32_t));
 		if (!*out)
@@ -769,9 +809,20 @@ static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_o
 		*n_out = j->n_tokens;
 		return 0;
 	}
+	struct prompt_opts po = { j->add_generation_prompt,
+				  j->think == ENGINE_THINK_ON    ? 1
+				  : j->think == ENGINE_THINK_OFF ? 0
+								 : -1,
+				  NULL };
 	for (;;) {
-		if (prompt_render(e->tmpl, j->msgs, j->n_msgs, j->add_generation_prompt, out,
-				  n_out) < 0)
+		char *note = NULL;
+		int rc = prompt_render(e->tmpl, j->msgs, j->n_msgs, &po, out, n_out, thinking,
+				       &note);
+		if (note) {
+			push_template_warning(e, note);
+			free(note);
+		}
+		if (rc < 0)
 			return -1;
 		if (e->cfg.overflow != ENGINE_OVERFLOW_DROP_OLDEST ||
 		    *n_out + answer_room(e, j) <= e->info.n_ctx)
@@ -865,9 +916,12 @@ static int remote_text(void *ud, int reasoning, const char *text, size_t len)
 	struct remote_run *rr = ud;
 	struct run *r = rr->r;
 	const struct job *j = r->job;
-	/* TOKEN events carry no reasoning yet: it is not part of the reply */
-	if (reasoning)
+	/* the server split the thinking off already */
+	if (reasoning) {
+		r->st.reasoning_tokens++;
+		emit_part(r, REASONING_THOUGHT, text, len);
 		return 0;
+	}
 	if (!r->st.gen_tokens++)
 		r->st.ttft_ms = time_now_ms() - j->t_submit;
 	size_t old = r->reply.len;
@@ -902,6 +956,7 @@ static void run_remote(struct engine *e, struct run *r)
 	q.deadline = j->max_time > 0 ? r->t_start + j->max_time * 1000.0 : 0;
 	q.stop = j->stop;
 	q.n_stop = j->n_stop;
+	q.think = j->think;
 	remote_chat(e->remote, &q, remote_text, &rr, &res);
 
 	double end = time_now_ms();
@@ -930,6 +985,46 @@ static void run_remote(struct engine *e, struct run *r)
 	finish(e, r, res.stop == ENGINE_STOP_NONE ? ENGINE_STOP_EOS : res.stop);
 }
 
+/*
+ * End a thinking block the model is still writing: feed it the close marker
+ * (as the template's own turns write it) so that it answers next, and pass
+ * the text on as if sampled.  0, 1 when the context has no room, -1 after
+ * error().
+ */
+static int close_thinking(struct engine *e, struct run *r, const char *open, const char *close)
+{
+	(void)open;
+	struct strbuf text = STRBUF_INIT;
+	strbuf_addf(&text, "\n%s\n\n", close);
+	int32_t ids[64];
+	int n = tokenizer_encode(e->tok, text.buf, text.len, TOKENIZE_PARSE_SPECIAL, ids, 64);
+	if (n <= 0 || n > 64) {
+		strbuf_release(&text);
+		return n == INT32_MIN ? -1 : error("cannot tokenize the end of the thinking block");
+	}
+	int pos = model_n_past(e->m);
+	if (pos + n >= e->info.n_ctx) {
+		strbuf_release(&text);
+		return 1;
+	}
+	if (model_forward(e->m, ids, n, pos, e->logits, 0) < 0) {
+		strbuf_release(&text);
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		sampler_accept(r->smp, ids[i]);
+	/* a character the decoder holds half of ends here */
+	tokenizer_decoder_flush(r->dec, &r->reply);
+	size_t old = r->reply.len;
+	strbuf_add(&r->reply, text.buf, text.len);
+	strbuf_release(&text);
+	if (r->job->n_stop)
+		scan_stop(e, r, old);
+	else
+		emit(e, r, r->reply.len);
+	return 0;
+}
+
 static void run_job(struct engine *e, struct job *j)
 {
 	struct run r = { 0 };
@@ -937,16 +1032,25 @@ static void run_job(struct engine *e, struct job *j)
 	int n_prompt = 0, n_ctx = e->info.n_ctx, n_vocab = e->info.n_vocab;
 
 	r.job = j;
+	r.e = e;
 	r.t_start = time_now_ms();
 	strbuf_init(&r.reply, 0);
+	strbuf_init(&r.answer, 0);
+	strbuf_init(&r.thought, 0);
 	if (e->remote) {
+		reasoning_init(&r.split, NULL, NULL, 0, emit_part, &r);
 		run_remote(e, &r);
 		goto out;
 	}
-	if (build_prompt(e, &r, &prompt, &n_prompt) < 0) {
+	int thinking = 0;
+	if (build_prompt(e, &r, &prompt, &n_prompt, &thinking) < 0) {
+		reasoning_init(&r.split, NULL, NULL, 0, emit_part, &r);
 		push_text(e, ENGINE_EV_ERROR, error_message());
 		goto out;
 	}
+	const char *open, *close;
+	prompt_template_markers(e->tmpl, &open, &close);
+	reasoning_init(&r.split, open, close, thinking, emit_part, &r);
 	if (n_prompt < 1) {
 		push_text(e, ENGINE_EV_ERROR, "the prompt is empty");
 		goto out;
@@ -1053,6 +1157,20 @@ static void run_job(struct engine *e, struct job *j)
 			finish(e, &r, ENGINE_STOP_TIMEOUT);
 			break;
 		}
+		if (atomic_exchange(&e->stop_thinking, 0) && reasoning_thinking(&r.split)) {
+			int rc = close_thinking(e, &r, open, close);
+			if (rc) {
+				if (rc > 0 || atomic_load(&e->stop)) {
+					finish(e, &r,
+					       rc > 0 ? ENGINE_STOP_CONTEXT_FULL
+						      : ENGINE_STOP_CANCELLED);
+				} else {
+					r.fail = xstrdup(error_message());
+					finish(e, &r, ENGINE_STOP_ERROR);
+				}
+				break;
+			}
+		}
 		int32_t t = sampler_sample(r.smp, e->logits);
 		if (r.st.gen_tokens == 0)
 			r.st.ttft_ms = time_now_ms() - j->t_submit;
@@ -1064,12 +1182,23 @@ static void run_job(struct engine *e, struct job *j)
 		r.st.gen_tokens++;
 		size_t old = r.reply.len;
 		tokenizer_decoder_push(r.dec, t, &r.reply);
+		/* a marker that is a control token decodes to nothing: the
+		 * splitter must see it all the same */
+		if (tokenizer_is_control(e->tok, t)) {
+			size_t ml;
+			const char *mt = tokenizer_text(e->tok, t, &ml);
+			if (mt && ((ml == strlen(open) && !memcmp(mt, open, ml)) ||
+				   (ml == strlen(close) && !memcmp(mt, close, ml))))
+				strbuf_add(&r.reply, mt, ml);
+		}
 		if (j->n_stop && scan_stop(e, &r, old)) {
 			finish(e, &r, ENGINE_STOP_STOP_STRING);
 			break;
 		}
 		if (!j->n_stop)
 			emit(e, &r, r.reply.len);
+		if (reasoning_thinking(&r.split))
+			r.st.reasoning_tokens++;
 		if (j->max_tokens > 0 && r.st.gen_tokens >= j->max_tokens) {
 			finish(e, &r, ENGINE_STOP_MAX_TOKENS);
 			break;
@@ -1096,6 +1225,9 @@ out:
 	free(prompt);
 	free(r.fail);
 	strbuf_release(&r.reply);
+	strbuf_release(&r.answer);
+	strbuf_release(&r.thought);
+	reasoning_release(&r.split);
 	tokenizer_decoder_free(r.dec);
 	sampler_free(r.smp);
 }
@@ -1204,6 +1336,7 @@ struct engine *engine_open(const struct engine_config *cfg)
 	pthread_cond_init(&e->cv_work, NULL);
 	pthread_cond_init(&e->cv_space, NULL);
 	atomic_init(&e->cancel, 0);
+	atomic_init(&e->stop_thinking, 0);
 	atomic_init(&e->stop, 0);
 	atomic_init(&e->ready, 0);
 	int rc = pthread_create(&e->thread, NULL, engine_main, e);
@@ -1325,6 +1458,7 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 		j->stop[i] = xstrdup(req->stop[i]);
 	j->n_stop = req->n_stop;
 	j->no_reuse = req->no_reuse;
+	j->think = req->think;
 	j->session = req->session && *req->session ? xstrdup(req->session) : NULL;
 	j->t_submit = time_now_ms();
 
@@ -1336,6 +1470,7 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 		return error(failed ? "the model failed to load" : "a request is already running");
 	}
 	atomic_store(&e->cancel, 0);
+	atomic_store(&e->stop_thinking, 0);
 	e->job = j;
 	e->busy = 1;
 	pthread_cond_signal(&e->cv_work);
@@ -1346,4 +1481,13 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 void engine_cancel(struct engine *e)
 {
 	atomic_store(&e->cancel, 1);
+}
+
+void engine_stop_thinking(struct engine *e)
+{
+	/* a server cannot be told to stop thinking: it stops altogether */
+	if (e->remote)
+		atomic_store(&e->cancel, 1);
+	else
+		atomic_store(&e->stop_thinking, 1);
 }

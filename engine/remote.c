@@ -926,6 +926,13 @@ static char *chat_body(const struct remote *r, const struct remote_request *q)
 	}
 	if (q->max_tokens > 0)
 		json_object_set_new(o, "max_tokens", json_integer(q->max_tokens));
+	if (q->think != ENGINE_THINK_DEFAULT) {
+		/* llama-server and vLLM pass these to the model's template */
+		json_t *kw = json_object();
+		json_object_set_new(kw, "enable_thinking",
+				    json_boolean(q->think == ENGINE_THINK_ON));
+		json_object_set_new(o, "chat_template_kwargs", kw);
+	}
 	if (q->n_stop > 0) {
 		json_t *st = json_array();
 		for (int i = 0; i < q->n_stop; i++) {

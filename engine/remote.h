@@ -58,6 +58,7 @@ struct remote_request {
 	double deadline; /* time_now_ms() at which to stop (TIMEOUT), 0 = none */
 	char *const *stop;
 	int n_stop;
+	enum engine_think think; /* sent as chat_template_kwargs.enable_thinking */
 };
 
 /* Text as it arrives (complete UTF-8, invalid bytes replaced by U+FFFD);

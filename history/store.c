@@ -24,14 +24,14 @@
 /*
  * DESIGN
  *
- * Schema (user_version 4):
+ * Schema (user_version 5):
  *   sessions(id INTEGER PRIMARY KEY, uid TEXT UNIQUE, title, title_auto,
  *            model, system_prompt, sampling, created_at, updated_at,
  *            message_count, preview, kv_state)
  *   messages(id INTEGER PRIMARY KEY, session_id -> sessions ON DELETE
  *            CASCADE, seq, role, content, status, prompt_tokens, gen_tokens,
  *            prefill_ms, gen_ms, created_at, updated_at, writer_pid,
- *            backend, model, UNIQUE(session_id, seq))
+ *            backend, model, reasoning, UNIQUE(session_id, seq))
  *   messages_fts: FTS5 over messages.content (external content), kept in
  *            sync by triggers on messages.
  * Times are Unix milliseconds.  uid is the short public id; the integer
@@ -148,6 +148,10 @@ static const char *const migrations[] = {
 
 	/* 3 -> 4: the file holding the session's saved KV cache (a cache: it may be gone) */
 	"ALTER TABLE sessions ADD COLUMN kv_state TEXT;",
+
+	/* 4 -> 5: a reply's thinking, apart from its content (the answer, which
+	 * later turns send back); NULL when it did not think */
+	"ALTER TABLE messages ADD COLUMN reasoning TEXT;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -171,6 +175,7 @@ enum query {
 	Q_MSG_RESTART,
 	Q_MSG_LOAD,
 	Q_MSG_MODEL,
+	Q_MSG_REASONING,
 	Q_SEARCH,
 	Q_SESSION_SET_KV,
 	Q_SESSION_GET_KV,
@@ -206,11 +211,13 @@ static const char *const query_sql[Q_COUNT] = {
 			 " writer_pid = 0 WHERE id = ?1",
 	[Q_MSG_RESTART] = "UPDATE messages SET content = '', updated_at = ?2, status = 'streaming',"
 			  " prompt_tokens = 0, gen_tokens = 0, prefill_ms = 0, gen_ms = 0,"
-			  " writer_pid = ?3, backend = NULL, model = NULL WHERE id = ?1",
+			  " writer_pid = ?3, backend = NULL, model = NULL, reasoning = NULL"
+			  " WHERE id = ?1",
 	[Q_MSG_LOAD] = "SELECT id, seq, role, content, status, prompt_tokens, gen_tokens,"
-		       " prefill_ms, gen_ms, created_at, updated_at, backend, model FROM messages"
-		       " WHERE session_id = ?1 ORDER BY seq",
+		       " prefill_ms, gen_ms, created_at, updated_at, backend, model, reasoning"
+		       " FROM messages WHERE session_id = ?1 ORDER BY seq",
 	[Q_MSG_MODEL] = "UPDATE messages SET backend = ?2, model = ?3 WHERE id = ?1",
+	[Q_MSG_REASONING] = "UPDATE messages SET reasoning = ?2 WHERE id = ?1",
 	[Q_SEARCH] = "SELECT s.uid, s.title, m.id, m.seq, m.role,"
 		     " snippet(messages_fts, 0, ?2, ?3, '…', 12), rank, m.updated_at"
 		     " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
@@ -1342,6 +1349,20 @@ int store_message_set_model(struct store *st, int64_t message_id, const char *ba
 	return update_row(st, s, message_id);
 }
 
+int store_message_set_reasoning(struct store *st, int64_t message_id, const char *reasoning,
+				size_t len)
+{
+	sqlite3_stmt *s = query(st, Q_MSG_REASONING);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, message_id);
+	if (reasoning && len)
+		sqlite3_bind_text64(s, 2, reasoning, len, SQLITE_STATIC, SQLITE_UTF8);
+	else
+		sqlite3_bind_null(s, 2);
+	return update_row(st, s, message_id);
+}
+
 static int update_message(struct store *st, int64_t message_id, const char *content, size_t len,
 			  int finish, enum store_status status, const struct store_stats *stats)
 {
@@ -1407,6 +1428,7 @@ int store_messages_load(struct store *st, const char *session_id, struct store_m
 		m->content = column_dup(s, 3, &oom);
 		m->backend = column_dup(s, 11, &oom);
 		m->model = column_dup(s, 12, &oom);
+		m->reasoning = column_dup(s, 13, &oom);
 		if (oom) {
 			done(s);
 			store_messages_free(arr, count);
@@ -1442,6 +1464,7 @@ void store_messages_free(struct store_message *m, size_t n)
 		free(m[i].content);
 		free(m[i].backend);
 		free(m[i].model);
+		free(m[i].reasoning);
 	}
 	free(m);
 }
@@ -1693,6 +1716,12 @@ void store_format_markdown(const struct store_session *ss, const struct store_me
 				    complete ? "" : store_status_name(m[i].status));
 		}
 		strbuf_addstr(out, "\n\n");
+		if (m[i].reasoning) {
+			/* collapsed where Markdown renders HTML (GitHub, most viewers) */
+			strbuf_addstr(out, "<details>\n<summary>Thinking</summary>\n\n");
+			strbuf_addstr(out, m[i].reasoning);
+			strbuf_addstr(out, "\n\n</details>\n\n");
+		}
 		strbuf_addstr(out, m[i].content);
 		if (out->len && out->buf[out->len - 1] != '\n')
 			strbuf_addch(out, '\n');
@@ -1763,6 +1792,10 @@ static void export_json(const struct store_session *ss, const struct store_messa
 		json_double(out, m[i].stats.gen_ms);
 		strbuf_addstr(out, ",\n     \"content\": ");
 		json_str(out, m[i].content);
+		if (m[i].reasoning) {
+			strbuf_addstr(out, ",\n     \"reasoning\": ");
+			json_str(out, m[i].reasoning);
+		}
 		strbuf_addch(out, '}');
 	}
 	strbuf_addstr(out, n ? "\n  ]\n}\n" : "]\n}\n");
@@ -1928,7 +1961,7 @@ static int import_session(struct store *st, const struct json *root, const char 
 	row = sqlite3_last_insert_rowid(st->db);
 	for (size_t i = 0; i < msgs->n; i++) {
 		const struct json *m = &msgs->items[i];
-		const char *role, *status_name, *backend, *writer;
+		const char *role, *status_name, *backend, *writer, *reasoning;
 		const struct json *content = json_get(m, "content");
 		struct store_stats stats;
 		double mc, mu, pt, gt;
@@ -1941,6 +1974,7 @@ static int import_session(struct store *st, const struct json *root, const char 
 		}
 		if (member_str(m, "role", &role) < 0 || member_str(m, "status", &status_name) < 0 ||
 		    member_str(m, "backend", &backend) < 0 || member_str(m, "model", &writer) < 0 ||
+		    member_str(m, "reasoning", &reasoning) < 0 ||
 		    member_num(m, where, "created_ms", TIME_MAX_MS, 0, &mc) < 0 ||
 		    member_num(m, where, "updated_ms", TIME_MAX_MS, 0, &mu) < 0 ||
 		    member_num(m, where, "prompt_tokens", COUNT_MAX, 0, &pt) < 0 ||
@@ -1978,9 +2012,13 @@ static int import_session(struct store *st, const struct json *root, const char 
 		stats.gen_tokens = (int)gt;
 		if (!mc)
 			mc = created;
-		if (insert_message(st, row, role, content->str, content->str_len,
-				   (enum store_status)status, &stats, (int64_t)mc,
-				   (int64_t)(mu ? mu : mc), 0, backend, writer) < 0)
+		int64_t mid = insert_message(st, row, role, content->str, content->str_len,
+					     (enum store_status)status, &stats, (int64_t)mc,
+					     (int64_t)(mu ? mu : mc), 0, backend, writer);
+		if (mid < 0)
+			goto fail;
+		if (reasoning &&
+		    store_message_set_reasoning(st, mid, reasoning, strlen(reasoning)) < 0)
 			goto fail;
 	}
 	if (updated > 0) {

@@ -37,7 +37,7 @@
  * STORE_INTERRUPTED, text kept.
  */
 
-#define STORE_SCHEMA_VERSION 4 /* PRAGMA user_version this code writes */
+#define STORE_SCHEMA_VERSION 5 /* PRAGMA user_version this code writes */
 #define STORE_ID_LEN 8         /* hex digits in a session id */
 #define STORE_ID_SIZE (STORE_ID_LEN + 1)
 #define STORE_BUSY_TIMEOUT_MS 5000 /* default wait on another process's lock */
@@ -100,6 +100,7 @@ struct store_message {
 	int64_t updated_ms;       /* last change (streaming updates included) */
 	char *backend;            /* a reply's "cpu", "remote", ...; NULL when not recorded */
 	char *model;              /* its GGUF path or URL#MODEL; NULL when not recorded */
+	char *reasoning;          /* a reply's thinking; NULL when it did not think */
 };
 
 /* A search result, best first. */
@@ -200,6 +201,11 @@ int store_message_finish(struct store *st, int64_t message_id, const char *conte
  * server's URL#MODEL) wrote a reply. */
 int store_message_set_model(struct store *st, int64_t message_id, const char *backend,
 			    const char *model);
+/* A reply's thinking, kept apart from its content (the answer); NULL or
+ * len 0 clears it.  Call while streaming too: an interrupted reply keeps
+ * the thinking it had. */
+int store_message_set_reasoning(struct store *st, int64_t message_id, const char *reasoning,
+				size_t len);
 /* A session's messages in order; *out malloc'd (store_messages_free). */
 int store_messages_load(struct store *st, const char *session_id, struct store_message **out,
 			size_t *n);

@@ -103,8 +103,9 @@ check "/help at 80x24 shows its first line" tui_wait "^Commands \(Tab completes\
 check "... the common commands first" tui_wait "^  /help" 1
 check "... and says there is more below" tui_wait "more lines below" 1
 tui_keys PageDown
-check "PgDn shows the rest" tui_wait "A line starting with //" 3
-check "... with a cue for what is above" tui_wait "more lines above" 1
+check "PgDn pages on, with a cue for what is above" tui_wait "more lines above" 3
+tui_keys PageDown
+check "... and on to the rest" tui_wait "A line starting with //" 3
 quit
 
 # ---- bug 5: the context notices --------------------------------------------

@@ -283,50 +283,156 @@ static void test_detect(void **state)
 	}
 }
 
+static int count_id(const int32_t *ids, int n, int32_t id)
+{
+	int c = 0;
+	for (int i = 0; i < n; i++)
+		c += ids[i] == id;
+	return c;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
 static void test_choose(void **state)
 {
 	(void)state;
-	enum chat_template_id id = CHAT_TEMPLATE_COUNT;
-	const char *why = "x";
+	struct chat_template *t;
 
 	/* no model template and no setting: raw completion, said once by the caller */
-	assert_int_equal(chat_template_choose(NULL, "auto", &id, &why), 0);
-	assert_int_equal(id, CHAT_TEMPLATE_NONE);
-	assert_non_null(why);
-	assert_int_equal(chat_template_choose(NULL, NULL, &id, &why), 0);
-	assert_int_equal(id, CHAT_TEMPLATE_NONE);
+	t = chat_template_open(NULL, "auto");
+	assert_non_null(t);
+	assert_int_equal(t->family, CHAT_TEMPLATE_NONE);
+	assert_int_equal(t->defaulted, 1);
+	assert_null(t->jinja);
+	chat_template_close(t);
+	t = chat_template_open(NULL, NULL);
+	assert_non_null(t);
+	assert_int_equal(t->defaulted, 1);
+	chat_template_close(t);
 
 	/* a name */
-	assert_int_equal(chat_template_choose(NULL, "gemma", &id, &why), 0);
-	assert_int_equal(id, CHAT_TEMPLATE_GEMMA);
-	assert_null(why);
+	t = chat_template_open(NULL, "gemma");
+	assert_non_null(t);
+	assert_int_equal(t->family, CHAT_TEMPLATE_GEMMA);
+	assert_null(t->jinja);
+	assert_null(t->note);
+	assert_string_equal(t->name, "gemma");
+	chat_template_close(t);
 
-	/* a file with a name, and a file with a Jinja template */
+	/* a file with a name */
 	char path[] = "/tmp/palaver-tmpl-XXXXXX";
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "llama3\n", 7), 7);
 	close(fd);
-	assert_int_equal(chat_template_choose(NULL, path, &id, &why), 0);
-	assert_int_equal(id, CHAT_TEMPLATE_LLAMA3);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs("{% for message in messages %}{{'<|im_start|>' + message['role'] }}{% endfor %}", f);
-	fclose(f);
-	assert_int_equal(chat_template_choose(NULL, path, &id, &why), 0);
-	assert_int_equal(id, CHAT_TEMPLATE_CHATML);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fputs("{{ messages }}", f);
-	fclose(f);
-	assert_int_equal(chat_template_choose(NULL, path, &id, &why), -1);
-	assert_non_null(strstr(error_message(), "unrecognised chat template"));
+	t = chat_template_open(NULL, path);
+	assert_non_null(t);
+	assert_int_equal(t->family, CHAT_TEMPLATE_LLAMA3);
+	assert_null(t->jinja);
+	chat_template_close(t);
+
+	/* a file with a Jinja template: interpreted, its family kept for stops */
+	write_file(path, "{% for message in messages %}{{'<|im_start|>' + message['role'] }}{% endfor %}");
+	t = chat_template_open(NULL, path);
+	assert_non_null(t);
+	assert_non_null(t->jinja);
+	assert_int_equal(t->family, CHAT_TEMPLATE_CHATML);
+	assert_string_equal(t->name, "jinja");
+	assert_string_equal(chat_template_stop_strings(t)[0], "<|im_end|>");
+	assert_int_equal(t->thinks, 0);
+	chat_template_close(t);
+
+	/* one like no family: no stop strings (the vocabulary's end tokens stop) */
+	write_file(path, "{{ messages }}");
+	t = chat_template_open(NULL, path);
+	assert_non_null(t);
+	assert_non_null(t->jinja);
+	assert_int_equal(t->family, -1);
+	assert_null(chat_template_stop_strings(t)[0]);
+	chat_template_close(t);
+
+	/* one the interpreter refuses: its family renders, and a note says so */
+	write_file(path, "{% for m in messages %}<|im_start|>{{ m.role|groupby('x') }}{% endfor %}");
+	t = chat_template_open(NULL, path);
+	assert_non_null(t);
+	assert_null(t->jinja);
+	assert_int_equal(t->family, CHAT_TEMPLATE_CHATML);
+	assert_non_null(t->note);
+	assert_non_null(strstr(t->note, "cannot be interpreted"));
+	assert_non_null(strstr(t->note, "groupby"));
+	assert_non_null(strstr(t->note, "chatml"));
+	chat_template_close(t);
+
+	/* refused and like no family: an error that suggests --chat-template */
+	write_file(path, "{% include 'other.jinja' %}");
+	assert_null(chat_template_open(NULL, path));
+	assert_non_null(strstr(error_message(), "--chat-template"));
+	assert_non_null(strstr(error_message(), "include"));
 	unlink(path);
 
 	/* neither a name nor a file */
-	assert_int_equal(chat_template_choose(NULL, "no-such-template", &id, &why), -1);
+	assert_null(chat_template_open(NULL, "no-such-template"));
 	assert_non_null(strstr(error_message(), "'no-such-template'"));
 	assert_non_null(strstr(error_message(), "chatml"));
+}
+
+/* A Jinja template that raises falls back to its family for that render. */
+static void test_render_fallback(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/palaver-tmpl-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	/* gemma-2's way: no system role */
+	write_file(path, "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
+			 "supported') }}{% endif %}{% for m in messages %}<start_of_turn>{{ m.role }}\n"
+			 "{{ m.content|trim }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}"
+			 "<start_of_turn>model\n{% endif %}");
+	struct chat_template *t = chat_template_open(NULL, path);
+	unlink(path);
+	assert_non_null(t);
+	assert_non_null(t->jinja);
+	assert_int_equal(t->family, CHAT_TEMPLATE_GEMMA);
+	struct chat_render_opts o = { 1, -1, NULL, 0 };
+	struct chat_prompt p = CHAT_PROMPT_INIT;
+	char *why = NULL;
+	const struct chat_message user[] = { { CHAT_ROLE_USER, " hi " } };
+	assert_int_equal(chat_template_apply(t, user, 1, &o, NULL, &p, &why), 0);
+	assert_null(why);
+	assert_string_equal(p.text.buf, "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n");
+	chat_prompt_release(&p);
+	const struct chat_message sys[] = { { CHAT_ROLE_SYSTEM, "Be brief." },
+					    { CHAT_ROLE_USER, "hi" } };
+	assert_int_equal(chat_template_apply(t, sys, 2, &o, NULL, &p, &why), 0);
+	assert_non_null(why);
+	assert_non_null(strstr(why, "System role not supported"));
+	assert_non_null(strstr(why, "'gemma'"));
+	/* the family folds the system prompt into the first user turn */
+	assert_string_equal(p.text.buf, "<start_of_turn>user\nBe brief.\n\nhi<end_of_turn>\n"
+					"<start_of_turn>model\n");
+	free(why);
+	chat_prompt_release(&p);
+	chat_template_close(t);
+
+	/* no family to fall back to: an error */
+	fd = mkstemp(path);
+	close(fd);
+	write_file(path, "{{ raise_exception('never') }}");
+	t = chat_template_open(NULL, path);
+	unlink(path);
+	assert_non_null(t);
+	assert_int_equal(chat_template_apply(t, user, 1, &o, NULL, &p, &why), -1);
+	assert_null(why);
+	assert_non_null(strstr(error_message(), "never"));
+	chat_prompt_release(&p);
+	chat_template_close(t);
 }
 
 /* A base model: stories260K carries no chat template. */
@@ -336,11 +442,12 @@ static void test_choose_model(void **state)
 	REQUIRE_REF();
 	struct gguf *g = gguf_open(test_ref_path("models/stories260K.gguf"));
 	assert_non_null(g);
-	enum chat_template_id id;
-	const char *why;
-	assert_int_equal(chat_template_choose(g, "auto", &id, &why), 0);
-	assert_int_equal(id, CHAT_TEMPLATE_NONE);
-	assert_non_null(why);
+	struct chat_template *ct = chat_template_open(g, "auto");
+	assert_non_null(ct);
+	assert_int_equal(ct->family, CHAT_TEMPLATE_NONE);
+	assert_int_equal(ct->defaulted, 1);
+	enum chat_template_id id = (enum chat_template_id)ct->family;
+	chat_template_close(ct);
 
 	/* and raw completion keeps the text as it is: the tokens are the plain tokenization */
 	struct tokenizer *t = tokenizer_open(g, 0);
@@ -354,13 +461,37 @@ static void test_choose_model(void **state)
 	assert_memory_equal(ids, want, sizeof(want));
 	chat_prompt_release(&p);
 
+	/* a Jinja template that writes BOS first: the tokens start with one BOS */
+	char path[] = "/tmp/palaver-tmpl-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	write_file(path, "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}");
+	ct = chat_template_open(g, path);
+	unlink(path);
+	assert_non_null(ct);
+	struct chat_template_tokens tt;
+	chat_template_tokens_init(&tt, t);
+	struct chat_render_opts o = { 1, -1, NULL, 0 };
+	assert_int_equal(chat_template_apply(ct, m, 1, &o, &tt, &p, NULL), 0);
+	assert_string_equal(p.text.buf, "<s>Once upon a time");
+	assert_int_equal(chat_prompt_tokenize(&p, t, ids, 16), 5);
+	assert_memory_equal(ids, want, sizeof(want));
+	chat_prompt_release(&p);
+	/* a user who types "<s>" gets the text, not a second BOS */
+	const struct chat_message typed[] = { { CHAT_ROLE_USER, "<s>Once upon a time" } };
+	assert_int_equal(chat_template_apply(ct, typed, 1, &o, &tt, &p, NULL), 0);
+	int n = chat_prompt_tokenize(&p, t, ids, 16);
+	assert_true(n > 5);
+	assert_int_equal(count_id(ids, n, 1), 1);
+	chat_prompt_release(&p);
+	chat_template_close(ct);
+
 	/* llama2 on an SPM vocabulary: the </s><s> between turns are tokens */
-	struct chat_template_tokens ct;
-	chat_template_tokens_init(&ct, t);
-	assert_string_equal(ct.bos, "<s>");
-	assert_string_equal(ct.eos, "</s>");
-	assert_int_equal(chat_template_render(CHAT_TEMPLATE_LLAMA2, conv, N_CONV, 1, &ct, &p), 0);
-	int n = chat_prompt_tokenize(&p, t, NULL, 0);
+	assert_string_equal(tt.bos, "<s>");
+	assert_string_equal(tt.eos, "</s>");
+	assert_int_equal(chat_template_render(CHAT_TEMPLATE_LLAMA2, conv, N_CONV, 1, &tt, &p), 0);
+	n = chat_prompt_tokenize(&p, t, NULL, 0);
 	assert_true(n < 0);
 	n = -n;
 	int32_t *all = calloc((size_t)n, sizeof(*all));
@@ -468,6 +599,28 @@ static void test_user_typed_control(void **state)
 	assert_int_equal(count(rids, nr, im_start) + count(rids, nr, im_end), 0);
 	chat_prompt_release(&raw);
 
+	/* a Jinja template: the same rule, whatever the template does with the text */
+	char path[] = "/tmp/palaver-tmpl-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	write_file(path, "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content|trim + "
+			 "'<|im_end|>\\n' }}{% endfor %}{{ '<|im_start|>assistant\\n' }}");
+	struct chat_template *ct = chat_template_open(NULL, path);
+	unlink(path);
+	assert_non_null(ct);
+	assert_non_null(ct->jinja);
+	struct chat_render_opts o = { 1, -1, NULL, 0 };
+	struct chat_prompt jp = CHAT_PROMPT_INIT;
+	assert_int_equal(chat_template_apply(ct, m, 1, &o, NULL, &jp, NULL), 0);
+	assert_string_equal(jp.text.buf, p.text.buf);
+	int32_t jids[512];
+	int nj = chat_prompt_tokenize(&jp, t, jids, 512);
+	assert_int_equal(nj, n);
+	assert_memory_equal(jids, ids, sizeof(int32_t) * (size_t)n);
+	chat_prompt_release(&jp);
+	chat_template_close(ct);
+
 	/* the same text parsed whole with PARSE_SPECIAL would obey the user */
 	int32_t all[512];
 	int n2 = tokenizer_encode(t, p.text.buf, p.text.len, TOKENIZE_PARSE_SPECIAL, all, 512);
@@ -498,6 +651,7 @@ int main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_detect),
 		cmocka_unit_test(test_choose),
+		cmocka_unit_test(test_render_fallback),
 		cmocka_unit_test(test_choose_model),
 		cmocka_unit_test(test_user_typed_control),
 	};

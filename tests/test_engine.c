@@ -621,6 +621,76 @@ static void test_templates(void **state)
 	engine_close(e);
 }
 
+/* A template that opens the thinking block (DeepSeek-R1's way): everything
+ * the model writes is thinking until the block is closed, and
+ * engine_stop_thinking() closes it so that the model answers. */
+static void test_reasoning(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	char path[] = "/tmp/palaver-think-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char tmpl[] = "{% for m in messages %}{{ m.content }}{% endfor %}"
+			    "{% if add_generation_prompt %}<think>\n{% endif %}";
+	assert_int_equal(write(fd, tmpl, sizeof(tmpl) - 1), (ssize_t)(sizeof(tmpl) - 1));
+	close(fd);
+	struct engine_config c;
+	config_for(&c, 256);
+	c.chat_template = path;
+	struct engine *e = open_ready(&c);
+	assert_string_equal(engine_info(e)->chat_template, "jinja");
+	const struct engine_message m[] = { { ENGINE_ROLE_USER, "Once upon a time" } };
+	struct engine_request rq;
+	for (int stop_after = 0; stop_after <= 6; stop_after += 6) {
+		chat(&rq, m, 1, 24);
+		assert_int_equal(engine_submit(e, &rq), 0);
+		struct strbuf thought = STRBUF_INIT, answer = STRBUF_INIT;
+		int n_thought = 0, answered = 0;
+		struct engine_event ev;
+		for (;;) {
+			next(e, &ev);
+			if (ev.type == ENGINE_EV_DONE)
+				break;
+			assert_int_not_equal(ev.type, ENGINE_EV_ERROR);
+			if (ev.type == ENGINE_EV_TOKEN) {
+				/* no marker ever shows, and thinking never follows the answer */
+				assert_null(strstr(ev.text, "think>"));
+				if (ev.reasoning) {
+					assert_false(answered);
+					strbuf_add(&thought, ev.text, ev.len);
+					if (++n_thought == stop_after)
+						engine_stop_thinking(e);
+				} else {
+					answered = 1;
+					strbuf_add(&answer, ev.text, ev.len);
+				}
+			}
+			engine_event_free(&ev);
+		}
+		assert_true(thought.len > 0);
+		strbuf_rtrim(&thought);
+		assert_non_null(ev.reasoning_text);
+		assert_string_equal(ev.reasoning_text, thought.buf);
+		assert_string_equal(ev.text, answer.buf);
+		assert_true(ev.stats.reasoning_tokens > 0);
+		if (!stop_after) {
+			/* never closed: all of it is thinking */
+			assert_int_equal(answer.len, 0);
+			assert_int_equal(ev.stats.reasoning_tokens, ev.stats.gen_tokens);
+		} else {
+			/* closed after a few pieces: the rest is the answer */
+			assert_true(answer.len > 0);
+			assert_true(ev.stats.reasoning_tokens < ev.stats.gen_tokens);
+		}
+		engine_event_free(&ev);
+		strbuf_release(&thought);
+		strbuf_release(&answer);
+	}
+	engine_close(e);
+	unlink(path);
+}
+
 static void test_determinism(void **state)
 {
 	(void)state;
@@ -1101,6 +1171,7 @@ int main(void)
 		cmocka_unit_test(test_backpressure),       cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_close_anytime),      cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_policy_drop_oldest), cmocka_unit_test(test_templates),
+		cmocka_unit_test(test_reasoning),
 		cmocka_unit_test(test_kv_saved_state),     cmocka_unit_test(test_kv_state_faults),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

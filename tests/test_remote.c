@@ -412,12 +412,41 @@ static void test_not_streamed(void **state)
 	reply_free(&r);
 }
 
+/* The server's reasoning_content is thinking: apart from the answer. */
 static void test_reasoning_not_in_reply(void **state)
 {
 	struct reply r;
 	chat_once("/llama/reasoning/v1", 5, 0, &r);
 	assert_string_equal(r.done.text, "Answer.");
+	assert_non_null(r.done.reasoning_text);
+	assert_string_equal(r.done.reasoning_text, "Let me think.");
+	assert_true(r.done.stats.reasoning_tokens > 0);
 	reply_free(&r);
+}
+
+/* --think reaches the server's template as chat_template_kwargs. */
+static void test_think_kwarg(void **state)
+{
+	struct engine_config c;
+	struct engine_request rq;
+	struct reply r;
+	rconfig(&c, "/vllm/think/v1");
+	struct engine *e = open_ready(&c, NULL);
+	request_for(&rq, hi, 2);
+	rq.think = ENGINE_THINK_OFF;
+	run(e, &rq, &r, 0, NULL);
+	reply_free(&r);
+	char *line = log_last("/vllm/think/v1/chat/completions");
+	assert_non_null(line);
+	assert_non_null(strstr(line, "\"chat_template_kwargs\": {\"enable_thinking\": false}"));
+	free(line);
+	request_for(&rq, hi, 2);
+	run(e, &rq, &r, 0, NULL);
+	reply_free(&r);
+	line = log_last("/vllm/think/v1/chat/completions");
+	assert_null(strstr(line, "chat_template_kwargs"));
+	free(line);
+	engine_close(e);
 }
 
 static void test_stop_string(void **state)
@@ -815,6 +844,7 @@ int main(void)
 		cmocka_unit_test(test_keepalive_is_life),
 		cmocka_unit_test(test_not_streamed),
 		cmocka_unit_test(test_reasoning_not_in_reply),
+		cmocka_unit_test(test_think_kwarg),
 		cmocka_unit_test(test_stop_string),
 		cmocka_unit_test(test_connection_refused),
 		cmocka_unit_test(test_reset_mid_stream),

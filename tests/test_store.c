@@ -629,6 +629,81 @@ static void test_export_import(void **state)
 	store_close(st);
 }
 
+/* A reply's thinking: kept apart, saved while streaming, exported and imported. */
+static void test_reasoning(void **state)
+{
+	struct store *st = open_ok(dbpath);
+	char id[STORE_ID_SIZE], id2[STORE_ID_SIZE];
+	struct store_message *m;
+	size_t n;
+	(void)state;
+	new_session(st, id);
+	store_message_append(st, id, "user", "Is 91 prime?", STORE_COMPLETE, NULL);
+	int64_t mid = store_message_begin(st, id, "assistant");
+	assert_true(mid > 0);
+	/* while streaming: the thinking so far, then the answer */
+	assert_int_equal(store_message_set_reasoning(st, mid, "91 = 7 *", 8), 0);
+	assert_int_equal(store_message_set_reasoning(st, mid, "91 = 7 * 13.", 12), 0);
+	assert_int_equal(store_message_finish(st, mid, "No.", 3, STORE_COMPLETE, NULL), 0);
+	int64_t plain = store_message_append(st, id, "assistant", "no thoughts", STORE_COMPLETE, NULL);
+	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(m[1].content, "No.");
+	assert_string_equal(m[1].reasoning, "91 = 7 * 13.");
+	assert_null(m[2].reasoning);
+	assert_null(m[0].reasoning);
+	store_messages_free(m, n);
+	/* the thinking is not the content: search does not find it */
+	struct store_hit *h;
+	assert_int_equal(store_search(st, "13", 0, NULL, NULL, &h, &n), 0);
+	assert_int_equal(n, 0);
+	store_hits_free(h, n);
+
+	struct strbuf md = STRBUF_INIT, js = STRBUF_INIT, js2 = STRBUF_INIT;
+	assert_int_equal(store_export(st, id, STORE_FORMAT_MARKDOWN, &md), 0);
+	assert_non_null(strstr(md.buf, "## Assistant\n\n<details>\n<summary>Thinking</summary>\n\n"
+				       "91 = 7 * 13.\n\n</details>\n\nNo.\n"));
+	assert_non_null(strstr(md.buf, "## Assistant\n\nno thoughts\n"));
+	assert_int_equal(store_export(st, id, STORE_FORMAT_JSON, &js), 0);
+	assert_non_null(strstr(js.buf, "\"content\": \"No.\",\n     \"reasoning\": \"91 = 7 * 13.\"}"));
+	assert_null(strstr(js.buf, "\"content\": \"no thoughts\",\n     \"reasoning\""));
+	/* round trip */
+	assert_int_equal(store_session_delete(st, id), 0);
+	assert_int_equal(store_import(st, js.buf, js.len, id2), 0);
+	assert_int_equal(store_export(st, id2, STORE_FORMAT_JSON, &js2), 0);
+	assert_string_equal(js.buf, js2.buf);
+	/* clearing */
+	assert_int_equal(store_messages_load(st, id2, &m, &n), 0);
+	assert_int_equal(store_message_set_reasoning(st, m[1].id, NULL, 0), 0);
+	store_messages_free(m, n);
+	assert_int_equal(store_messages_load(st, id2, &m, &n), 0);
+	assert_null(m[1].reasoning);
+	/* /regen's restart: the next writer's reply thinks anew */
+	assert_int_equal(store_message_set_reasoning(st, m[1].id, "old thought", 11), 0);
+	assert_int_equal(store_message_restart(st, m[1].id), 0);
+	int64_t again = m[1].id;
+	store_messages_free(m, n);
+	assert_int_equal(store_messages_load(st, id2, &m, &n), 0);
+	assert_int_equal(m[1].id, again);
+	assert_null(m[1].reasoning);
+	store_messages_free(m, n);
+	/* a reasoning that is not text, or holds a NUL, is refused on import */
+	const char *bad = "{\"format\": \"palaver-session\", \"version\": 1, \"messages\": "
+			  "[{\"role\": \"assistant\", \"content\": \"x\", \"reasoning\": 5}]}";
+	assert_int_equal(store_import(st, bad, strlen(bad), id2), -1);
+	assert_non_null(strstr(error_message(), "reasoning"));
+	const char *nul = "{\"format\": \"palaver-session\", \"version\": 1, \"messages\": "
+			  "[{\"role\": \"assistant\", \"content\": \"x\", \"reasoning\": "
+			  "\"a\\u0000b\"}]}";
+	assert_int_equal(store_import(st, nul, strlen(nul), id2), -1);
+	assert_non_null(strstr(error_message(), "reasoning"));
+	(void)plain;
+	strbuf_release(&md);
+	strbuf_release(&js);
+	strbuf_release(&js2);
+	store_close(st);
+}
+
 /* Each reply records the model that wrote it; /regen's restart clears it
  * for the next writer; exports name it and carry it through an import. */
 static void test_message_model(void **state)
@@ -797,6 +872,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reasoning, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_message_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kv_state, setup, teardown),

@@ -1,8 +1,17 @@
 #!/bin/sh
-# Check the build and test dependencies with pkg-config; install the missing
-# Debian -dev packages with apt-get when we can, else say what to run.
+# Check the build and test dependencies with pkg-config (python3-NAME: that
+# Python module imports); install the missing Debian packages with apt-get
+# when we can, else say what to run.
 missing=
 for pc in "$@"; do
+	case $pc in
+	python3-*)
+		# a test-only Python module (python3-jinja2: the chat template oracle)
+		py=/usr/bin/python3
+		[ -x "$py" ] || py=python3
+		"$py" -c "import ${pc#python3-}" 2>/dev/null || missing="$missing $pc"
+		continue ;;
+	esac
 	pkg-config --exists "$pc" 2>/dev/null && continue
 	case $pc in
 	ncursesw) deb=libncurses-dev ;;
