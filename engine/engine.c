@@ -91,6 +91,7 @@ struct job {
 	int n_stop;
 	int no_reuse;
 	enum engine_think think;
+	enum engine_effort effort;
 	char *session;   /* NULL = none */
 	double t_submit; /* time_now_ms() at engine_submit */
 };
@@ -796,6 +797,9 @@ static int oldest_turn(const struct engine_message *m, int n, int *len)
 	return first;
 }
 
+/* What the template's reasoning_effort is told (NULL: its default). */
+static const char *const effort_names[] = { NULL, "low", "medium", "high" };
+
 /* The prompt's token ids into *out (malloc'd), applying drop-oldest. */
 static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_out, int *thinking)
 {
@@ -813,7 +817,7 @@ static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_o
 				  j->think == ENGINE_THINK_ON    ? 1
 				  : j->think == ENGINE_THINK_OFF ? 0
 								 : -1,
-				  NULL };
+				  NULL, effort_names[j->effort] };
 	for (;;) {
 		char *note = NULL;
 		int rc = prompt_render(e->tmpl, j->msgs, j->n_msgs, &po, out, n_out, thinking,
@@ -1187,8 +1191,11 @@ static void run_job(struct engine *e, struct job *j)
 		if (tokenizer_is_control(e->tok, t)) {
 			size_t ml;
 			const char *mt = tokenizer_text(e->tok, t, &ml);
-			if (mt && ((ml == strlen(open) && !memcmp(mt, open, ml)) ||
-				   (ml == strlen(close) && !memcmp(mt, close, ml))))
+			/* harmony's markers and headers are made of control
+			 * tokens (<|channel|>analysis<|message|>): all count */
+			if (mt &&
+			    (r.split.harmony || (ml == strlen(open) && !memcmp(mt, open, ml)) ||
+			     (ml == strlen(close) && !memcmp(mt, close, ml))))
 				strbuf_add(&r.reply, mt, ml);
 		}
 		if (j->n_stop && scan_stop(e, &r, old)) {
@@ -1418,6 +1425,8 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 		return error("the request has no messages");
 	if (req->n_stop < 0 || req->n_stop > ENGINE_MAX_STOP)
 		return error("%d stop strings (at most %d)", req->n_stop, ENGINE_MAX_STOP);
+	if ((unsigned)req->effort > ENGINE_EFFORT_HIGH)
+		return error("reasoning effort %d is out of range", (int)req->effort);
 	for (int i = 0; i < req->n_stop; i++)
 		if (!req->stop[i] || !*req->stop[i])
 			return error("stop string %d is empty", i + 1);
@@ -1459,6 +1468,7 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 	j->n_stop = req->n_stop;
 	j->no_reuse = req->no_reuse;
 	j->think = req->think;
+	j->effort = req->effort;
 	j->session = req->session && *req->session ? xstrdup(req->session) : NULL;
 	j->t_submit = time_now_ms();
 
