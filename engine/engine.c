@@ -999,7 +999,10 @@ static int close_thinking(struct engine *e, struct run *r, const char *open, con
 {
 	(void)open;
 	struct strbuf text = STRBUF_INIT;
-	strbuf_addf(&text, "\n%s\n\n", close);
+	if (r->split.harmony) /* the analysis message ends; the final one starts */
+		strbuf_addf(&text, "%s<|start|>assistant<|channel|>final<|message|>", close);
+	else
+		strbuf_addf(&text, "\n%s\n\n", close);
 	int32_t ids[64];
 	int n = tokenizer_encode(e->tok, text.buf, text.len, TOKENIZE_PARSE_SPECIAL, ids, 64);
 	if (n <= 0 || n > 64) {
