@@ -961,6 +961,7 @@ static void run_remote(struct engine *e, struct run *r)
 	q.stop = j->stop;
 	q.n_stop = j->n_stop;
 	q.think = j->think;
+	q.effort = j->effort;
 	remote_chat(e->remote, &q, remote_text, &rr, &res);
 
 	double end = time_now_ms();
