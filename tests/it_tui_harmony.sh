@@ -2,7 +2,8 @@
 # Harmony (gpt-oss's chat format) in the chat (tmux): a reply's analysis
 # channel streams as thinking under the live line, Esc ends the analysis
 # message and opens the final one, whose text is the answer under the
-# collapsed line; the channel headers never show; /set reasoning_effort.
+# collapsed line; the channel headers never show, on screen or in the
+# history, which keeps the analysis as the reasoning; /set reasoning_effort.
 # The model is stories260K under a harmony template whose generation prompt
 # opens the analysis channel (as DeepSeek-R1's opens <think>), since no
 # model small enough for the tests writes harmony's headers itself.
@@ -23,7 +24,7 @@ trap cleanup EXIT INT TERM
 printf '%s' '{% for m in messages %}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{% endfor %}{% if add_generation_prompt %}<|start|>assistant<|channel|>analysis<|message|>{% endif %}' >"$T/harmony.jinja"
 
 ENVS="HOME=$T XDG_CONFIG_HOME=$T/config XDG_STATE_HOME=$T/state XDG_DATA_HOME=$T/data LC_ALL=C.UTF-8"
-tui_start 100x40 "cd $T && env $ENVS $PALAVER -m $MODEL --chat-template $T/harmony.jinja -n -1 --temp 0 --ctx 2048 --no-history"
+tui_start 100x40 "cd $T && env $ENVS $PALAVER -m $MODEL --chat-template $T/harmony.jinja -n -1 --temp 0 --ctx 2048 --history $T/history.db"
 tui_wait "state +ready" 20 || { fail "the model loads"; exit 1; }
 
 tui_type "/set reasoning_effort high"; tui_keys Enter
@@ -52,14 +53,20 @@ done
 	|| fail "no live thinking line seen (5 attempts)"
 [ $answered = 1 ] && ok "Esc ends the analysis: the line collapses and the final channel's answer follows" \
 	|| fail "Esc during the analysis did not lead to an answer (5 attempts)"
-check "the answer is in the transcript, under the collapsed line" \
-	sh -c "tmux -L $TUI_SOCK capture-pane -p -t 0 | grep -A3 '▸ thought for' | grep -q '^  [^ ]'"
+tui_keys Home # the top of the conversation: its thinking line
 tui_keys C-t
 check "Ctrl-T shows the thinking" tui_wait "▾ thought for" 3
 n=$(tui_screen | grep -c '<|channel|>\|<|message|>\|<|end|>\|<|start|>')
 [ "$n" = 0 ] && ok "no channel header or marker is shown" || fail "$n lines show harmony's markers"
 tui_keys C-d
 check "the chat quits cleanly" tui_wait "TUI-EXITED rc=0" 10
+
+# the history: the analysis saved as the reply's reasoning, the final
+# channel's text as its content, neither with a header
+js=$(env HOME=$T "$PALAVER" --history "$T/history.db" sessions export "attempt $attempt" --format json 2>&1)
+case $js in *'"reasoning": "'*) ok "the analysis is saved as the reasoning" ;;
+*) fail "no reasoning saved: $(printf '%s' "$js" | head -c 300)" ;; esac
+case $js in *'<|'*) fail "a marker reached the history" ;; *) ok "no marker in the history" ;; esac
 
 [ "$TUI_FAILS" -eq 0 ] || { echo "it_tui_harmony: $TUI_FAILS failed"; exit 1; }
 echo "it_tui_harmony: ok"
