@@ -58,6 +58,8 @@ static void show_settings(struct chat *c)
 		config_sampling_format(&c->sampling, names[i], &sb);
 		strbuf_addch(&sb, '\n');
 	}
+	static const char *const efforts[] = { "auto", "low", "medium", "high" };
+	strbuf_addf(&sb, "%-18s %s\n", "reasoning_effort", efforts[c->cfg->reasoning_effort]);
 	strbuf_addstr(&sb, "Change one with /set KEY VALUE (the ranges of config.yaml).");
 	chat_notice(c, "%s", sb.buf);
 	strbuf_release(&sb);
@@ -77,6 +79,14 @@ static void do_set(struct chat *c, const char *args)
 		;
 	if (!*v) {
 		chat_notice(c, "usage: /set %s VALUE (/set lists the settings)", key.buf);
+	} else if (!strcmp(key.buf, "reasoning_effort")) {
+		/* not a sampling setting: the configuration's key, as /think's */
+		if (config_set(c->cfg, "reasoning_effort", v, "/set") < 0) {
+			chat_notice(c, "%s", error_message());
+			error_clear();
+		} else {
+			chat_hint(c, "reasoning_effort = %s", v);
+		}
 	} else if (config_sampling_set(&c->sampling, key.buf, v) < 0) {
 		struct strbuf names = STRBUF_INIT;
 		const char *const *n = config_sampling_names();

@@ -48,10 +48,11 @@
  * eighth of the layers and every third one between); IQ4_NL and IQ4_XS keep
  * output.weight in Q6_K, and attn_v (when four or more heads share a KV head)
  * and ffn_down of the first eighth of the layers in Q5_K, as llama.cpp does
- * without an importance matrix; norms stay F32.  MXFP4 is not a llama.cpp
- * mix (its MXFP4_MOE writes MXFP4 only for expert tensors, which these dense
- * models lack): every matrix but output.weight (Q8_0) is MXFP4, so that the
- * kernels can be run and measured.
+ * without an importance matrix; norms stay F32.  MXFP4 in a mixture of
+ * experts is llama.cpp's MXFP4_MOE (the expert tensors MXFP4, every other
+ * matrix Q8_0, the router F32), as gpt-oss's files are; a dense model has
+ * no expert tensors, so there every matrix but output.weight (Q8_0) is
+ * MXFP4, so that the kernels can be run and measured.
  */
 
 static const char usage[] =
@@ -183,6 +184,10 @@ static int weight_type(const struct mk_opts *o, const char *name, long layer)
 		if (strstr(name, "ffn_down.weight") && layer < o->layers / 8)
 			return QT_Q5_K;
 	}
+	/* a mixture: llama.cpp's MXFP4_MOE (the experts MXFP4, the rest Q8_0,
+	 * as gpt-oss's files are) */
+	if (o->type == QT_MXFP4 && o->experts)
+		return strstr(name, "_exps.") ? QT_MXFP4 : QT_Q8_0;
 	if (o->type == QT_MXFP4 && !strcmp(name, "output.weight"))
 		return QT_Q8_0;
 	return o->type;
@@ -220,6 +225,7 @@ static int64_t dim_of(const struct mk_opts *o, int d)
 	case DIM_HEAD_K: return hd;
 	case DIM_EXPERT: return o->experts;
 	case DIM_FF_EXP: return o->expert_ffn;
+	case DIM_HEADS: return o->heads;
 	default: return 0;
 	}
 }
@@ -257,8 +263,10 @@ static struct mk_tensor *plan(const struct mk_opts *o, int *n)
 			const struct arch_tensor *t = &a->tensors[i];
 			if (!written(o, t))
 				continue;
-			int bias = strstr(t->name, ".bias") != NULL;
-			enum init_kind k = t->nd >= 2 ? INIT_WEIGHT : bias ? INIT_BIAS : INIT_NORM;
+			/* biases (gpt-oss's experts' are 2-D) and attention sinks
+			 * are small numbers kept in F32, not weights */
+			int bias = strstr(t->name, ".bias") || strstr(t->name, "attn_sinks");
+			enum init_kind k = bias ? INIT_BIAS : t->nd >= 2 ? INIT_WEIGHT : INIT_NORM;
 			add(ts, n, o, l, t->name, t->nd, dim_of(o, t->dim[0]),
 			    t->nd >= 2 ? dim_of(o, t->dim[1]) : 1,
 			    t->nd == 3 ? dim_of(o, t->dim[2]) : 1, k);
@@ -292,6 +300,12 @@ static int add_metadata(struct gguf_writer *w, const struct mk_opts *o, const st
 	rc |= gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t)o->head_dim);
 	rc |= gguf_writer_add_f32(w, KEY("rope.freq_base"), o->arch->mk_rope_base);
 	rc |= gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->arch->mk_norm_eps);
+	if (o->arch->mk_yarn_factor > 0) {
+		rc |= gguf_writer_add_str(w, KEY("rope.scaling.type"), "yarn", 4);
+		rc |= gguf_writer_add_f32(w, KEY("rope.scaling.factor"), o->arch->mk_yarn_factor);
+		rc |= gguf_writer_add_u32(w, KEY("rope.scaling.original_context_length"),
+					  (uint32_t)o->arch->mk_yarn_ctx);
+	}
 	rc |= gguf_writer_add_u32(w, KEY("vocab_size"), (uint32_t)o->vocab);
 	if (o->experts) {
 		rc |= gguf_writer_add_u32(w, KEY("expert_count"), (uint32_t)o->experts);

@@ -21,7 +21,8 @@
 
 static const char usage[] =
 	"usage: palaver template [-m FILE] [--chat-template NAME|FILE] [--no-generation-prompt]\n"
-	"                        [--think on|off] [--tokens] [CONVERSATION]\n"
+	"                        [--think on|off] [--reasoning-effort LEVEL] [--tokens]\n"
+	"                        [CONVERSATION]\n"
 	"\n"
 	"Render a conversation with the model's chat template and print the\n"
 	"prompt exactly as the model would read it (nothing added, no final\n"
@@ -36,6 +37,8 @@ static const char usage[] =
 	"                            assistant turn)\n"
 	"      --think on|off        set enable_thinking for templates that read it\n"
 	"                            (auto, the default, leaves it to the template)\n"
+	"      --reasoning-effort LEVEL  low, medium or high: reasoning_effort for\n"
+	"                            templates that read it (gpt-oss; auto leaves it)\n"
 	"      --tokens              print the token ids instead, one per line with\n"
 	"                            the piece; control tokens are marked\n"
 	"  -h, --help                show this help\n";
@@ -305,7 +308,8 @@ int cmd_template(int argc, char **argv, struct config *cfg)
 		goto out;
 	}
 	int think = cfg->think == THINK_ON ? 1 : cfg->think == THINK_OFF ? 0 : -1;
-	struct prompt_opts po = { gen, think, ctx };
+	static const char *const efforts[] = { NULL, "low", "medium", "high" };
+	struct prompt_opts po = { gen, think, ctx, efforts[cfg->reasoning_effort] };
 	if (prompt_render_text(pt, em, (int)msgs->n, &po, &p, &note) < 0) {
 		report("%s", error_message());
 		goto out;

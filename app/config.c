@@ -69,6 +69,7 @@ const char *const config_isa_names[] = { "auto",   "scalar",      "avx2", "avx51
 					 "avx512", "avx512-vnni", NULL };
 static const char *const level_names[] = { "trace", "debug", "info", "warn", "error", "off", NULL };
 static const char *const think_names[] = { "auto", "on", "off", NULL };
+static const char *const effort_names[] = { "auto", "low", "medium", "high", NULL };
 static const char *const reasoning_names[] = { "hide", "show", "stderr", NULL };
 static const char *const thinking_view_names[] = { "collapse", "show", "hide", NULL };
 
@@ -104,6 +105,8 @@ static const struct key keys[] = {
 	{ "chat_template", NULL, K_STRING, F(chat_template), 0, 0, 0, NULL,
 	  "PALAVER_CHAT_TEMPLATE" },
 	{ "think", NULL, K_ENUM, F(think), 0, 0, 0, think_names, "PALAVER_THINK" },
+	{ "reasoning_effort", NULL, K_ENUM, F(reasoning_effort), 0, 0, 0, effort_names,
+	  "PALAVER_REASONING_EFFORT" },
 	{ "reasoning", NULL, K_ENUM, F(reasoning), 0, 0, 0, reasoning_names, "PALAVER_REASONING" },
 	{ "context_overflow", NULL, K_ENUM, F(context_overflow), 0, 0, 0, overflow_names,
 	  "PALAVER_CONTEXT_OVERFLOW" },
@@ -218,6 +221,7 @@ void config_init(struct config *cfg)
 	cfg->system_prompt = NULL;
 	cfg->chat_template = xstrdup("auto");
 	cfg->think = THINK_AUTO;
+	cfg->reasoning_effort = EFFORT_AUTO;
 	cfg->reasoning = BATCH_REASONING_HIDE;
 	cfg->context_overflow = OVERFLOW_DROP_OLDEST;
 	cfg->keep = 0;
@@ -1559,6 +1563,8 @@ int config_to_request(const struct config *cfg, const struct config_sampling *s,
 	rq->think = cfg->think == THINK_ON    ? ENGINE_THINK_ON
 		    : cfg->think == THINK_OFF ? ENGINE_THINK_OFF
 					      : ENGINE_THINK_DEFAULT;
+	/* the two enums list the same levels in the same order */
+	rq->effort = (enum engine_effort)cfg->reasoning_effort;
 	for (int i = 0; i < cfg->n_stop && i < ENGINE_MAX_STOP; i++)
 		rq->stop[rq->n_stop++] = cfg->stop[i];
 	return 0;

@@ -12,6 +12,8 @@ enum config_overflow { OVERFLOW_STOP, OVERFLOW_DROP_OLDEST, OVERFLOW_SHIFT };
 enum config_memory_mode { MEMORY_STRICT, MEMORY_WARN };
 /* think: whether a model whose template switches thinking (enable_thinking) thinks */
 enum config_think { THINK_AUTO, THINK_ON, THINK_OFF };
+/* reasoning_effort: harmony's (gpt-oss) reasoning effort; auto: the template's */
+enum config_effort { EFFORT_AUTO, EFFORT_LOW, EFFORT_MEDIUM, EFFORT_HIGH };
 /* reasoning: what batch mode does with a reply's thinking */
 enum config_reasoning { BATCH_REASONING_HIDE, BATCH_REASONING_SHOW, BATCH_REASONING_STDERR };
 /* ui.thinking: how the chat shows a reply's thinking */
@@ -60,6 +62,7 @@ struct config {
 	char *system_prompt;                   /* NULL = none */
 	char *chat_template;                   /* "auto", a template name, or a file path */
 	enum config_think think;               /* auto: as the template decides */
+	enum config_effort reasoning_effort;   /* auto: as the template decides */
 	enum config_reasoning reasoning;       /* batch mode: hide, show or stderr */
 	enum config_overflow context_overflow; /* when the conversation outgrows ctx */
 	int keep;                              /* tokens kept at the start on a context shift */

@@ -46,6 +46,8 @@ static const struct flag flags[] = {
 	  "chat template: auto, a format name or a .jinja file" },
 	{ 0, "think", "on|off", "think", NULL, 1,
 	  "thinking, for models whose template switches it (auto: its default)" },
+	{ 0, "reasoning-effort", "LEVEL", "reasoning_effort", NULL, 1,
+	  "reasoning effort (gpt-oss): low, medium, high or auto" },
 	{ 0, "reasoning", "MODE", "reasoning", NULL, 0,
 	  "batch mode's thinking: hide (default), show or stderr" },
 	{ 'p', "prompt", "TEXT", NULL, NULL, 0, "answer TEXT once and exit (batch mode)" },

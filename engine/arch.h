@@ -23,7 +23,13 @@ enum arch_rope {
 enum arch_act {
 	ACT_SILU, /* SwiGLU: silu(gate) * up */
 	ACT_GELU, /* GeGLU: gelu_tanh(gate) * up */
+	/* gpt-oss: the clamped SwiGLU (ops.h glu_swiglu_oai) with the
+	 * constants llama.cpp and OpenAI's reference code use */
+	ACT_SWIGLU_OAI,
 };
+
+#define ARCH_OAI_ALPHA 1.702f /* the sigmoid's steepness */
+#define ARCH_OAI_LIMIT 7.0f   /* gate clamped above, up on both sides */
 
 /* A tensor dimension in terms of the hyperparameters. */
 enum arch_dim {
@@ -38,6 +44,7 @@ enum arch_dim {
 	DIM_HEAD_K, /* head_dim_k (per-head norms) */
 	DIM_EXPERT, /* expert_count: the experts of a mixture */
 	DIM_FF_EXP, /* expert_feed_forward_length: one expert's hidden width */
+	DIM_HEADS,  /* n_head (per-head attention sinks) */
 	DIM_COUNT
 };
 
@@ -66,6 +73,11 @@ enum arch_slot {
 	SLOT_GATE_EXPS, /* the experts' gate, up and down: 3-D, one matrix per expert */
 	SLOT_UP_EXPS,
 	SLOT_DOWN_EXPS,
+	SLOT_SINKS,       /* (n_head) attention sinks */
+	SLOT_GATE_INP_B,  /* the router's bias */
+	SLOT_GATE_EXPS_B, /* the experts' biases: 2-D, one row per expert */
+	SLOT_UP_EXPS_B,
+	SLOT_DOWN_EXPS_B,
 	SLOT_COUNT /* at most 32: the loader keeps a bit per slot */
 };
 
@@ -80,8 +92,9 @@ enum arch_need {
 struct arch_tensor {
 	const char *name; /* after "blk.N.": "attn_q.weight" */
 	uint8_t slot;     /* enum arch_slot */
-	uint8_t nd;       /* 1: a vector of dim[0]; 2: a matrix of dim[1] rows of dim[0];
-			   * 3: dim[2] such matrices (one per expert) */
+	uint8_t nd;       /* 1: a vector of dim[0]; 2: a matrix of dim[1] rows of dim[0]
+			   * (or, for a bias slot, dim[1] vectors); 3: dim[2] such
+			   * matrices (one per expert) */
 	uint8_t dim[3];   /* enum arch_dim */
 	uint8_t need;     /* enum arch_need */
 	uint8_t alt;      /* NEED_ALT: the slot that replaces this tensor */
@@ -139,6 +152,8 @@ struct arch {
 	/* what palaver mkmodel writes */
 	float mk_rope_base;
 	float mk_norm_eps;
+	float mk_yarn_factor; /* 0, or rope.scaling.type yarn with this factor ... */
+	int mk_yarn_ctx;      /* ... over this rope.scaling.original_context_length */
 };
 
 /* The family named name, or NULL. */

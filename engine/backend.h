@@ -44,7 +44,7 @@ enum bk_buf {
 	BK_NBUF
 };
 
-enum bk_act { BK_ACT_NONE, BK_ACT_SILU, BK_ACT_GELU };
+enum bk_act { BK_ACT_NONE, BK_ACT_SILU, BK_ACT_GELU, BK_ACT_SWIGLU_OAI };
 
 /*
  * The input of a matmul group, made row by row, in this order:

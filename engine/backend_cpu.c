@@ -121,6 +121,8 @@ static void prep_rows(void *arg, int ith, int nth)
 			const float *u = m->up + (size_t)t * m->info.n_ff;
 			if (j->glu == BK_ACT_GELU)
 				glu_gelu(g, u, m->info.n_ff);
+			else if (j->glu == BK_ACT_SWIGLU_OAI)
+				glu_swiglu_oai(g, u, m->info.n_ff, ARCH_OAI_ALPHA, ARCH_OAI_LIMIT);
 			else
 				glu_silu(g, u, m->info.n_ff);
 			row = g;
@@ -365,19 +367,29 @@ static void moe_rows_run(void *arg, int ith, int nth)
 					moe_matmul(j, j->w[i], g->active[a], r0, r1, j->out[i], n);
 		break;
 	}
-	case MOE_GLU: /* act(gate) * up, quantized for down */
+	case MOE_GLU: /* the expert's biases, act(gate) * up, quantized for down */
 		threadpool_split(P, ith, nth, 1, &r0, &r1);
 		for (int r = r0; r < r1; r++) {
-			float *gr = m->moe_gate + (size_t)r * F;
+			float *gr = m->moe_gate + (size_t)r * F, *ur = m->moe_up + (size_t)r * F;
+			size_t e = (size_t)m->moe_ids[g->pair[r]];
+			if (j->L->gate_exps_b)
+				for (int i = 0; i < F; i++)
+					gr[i] += j->L->gate_exps_b[e * F + i];
+			if (j->L->up_exps_b)
+				for (int i = 0; i < F; i++)
+					ur[i] += j->L->up_exps_b[e * F + i];
 			if (m->arch->act == ACT_GELU)
-				glu_gelu(gr, m->moe_up + (size_t)r * F, F);
+				glu_gelu(gr, ur, F);
+			else if (m->arch->act == ACT_SWIGLU_OAI)
+				glu_swiglu_oai(gr, ur, F, ARCH_OAI_ALPHA, ARCH_OAI_LIMIT);
 			else
-				glu_silu(gr, m->moe_up + (size_t)r * F, F);
+				glu_silu(gr, ur, F);
 			quant_quantize_row(j->dot_type, gr,
 					   (char *)m->moe_act + (size_t)r * m->act_row_max, F);
 		}
 		break;
-	case MOE_COMBINE: /* each token: its experts' outputs, weighted, in routing order */
+	case MOE_COMBINE: /* each token: its experts' outputs (+ down's bias), weighted, in
+			   * routing order */
 		threadpool_split(j->ntok, ith, nth, 1, &r0, &r1);
 		for (int t = r0; t < r1; t++) {
 			float *o = m->tmp + (size_t)t * E;
@@ -385,8 +397,15 @@ static void moe_rows_run(void *arg, int ith, int nth)
 			for (int s = 0; s < j->k; s++) {
 				float w = m->moe_w[t * j->k + s];
 				const float *x = m->moe_out + (size_t)g->row[t * j->k + s] * E;
-				for (int i = 0; i < E; i++)
-					o[i] += w * x[i];
+				const float *bd = j->L->down_exps_b;
+				if (bd) {
+					bd += (size_t)m->moe_ids[t * j->k + s] * E;
+					for (int i = 0; i < E; i++)
+						o[i] += w * (x[i] + bd[i]);
+				} else {
+					for (int i = 0; i < E; i++)
+						o[i] += w * x[i];
+				}
 			}
 		}
 		break;
@@ -429,6 +448,10 @@ static int cpu_moe_ffn(struct backend *b, struct bk_input *bin, int l, int ntok)
 
 	uint64_t t = 0;
 	prof_tick(m, MODEL_PROF_OTHER, &t);
+	if (L->gate_inp_b)
+		for (int i = 0; i < ntok; i++)
+			for (int e = 0; e < ne; e++)
+				m->moe_logits[(size_t)i * ne + e] += L->gate_inp_b[e];
 	for (int i = 0; i < ntok; i++)
 		moe_route(m->moe_logits + (size_t)i * ne, ne, k, m->moe_renorm,
 			  m->moe_ids + (size_t)i * k, m->moe_w + (size_t)i * k);
@@ -547,7 +570,7 @@ static int cpu_attend(struct backend *b, int l, int pos0, int ntok)
 	struct attn_job aj = { m,
 			       { &m->kv, l, m->q, m->xn, in->n_head, in->n_head_kv, in->head_dim,
 				 m->head_dim_v, m->attn_scale, m->attn_softcap, m->layers[l].window,
-				 pos0, ntok } };
+				 pos0, ntok, m->layers[l].sinks } };
 	threadpool_run(m->pool, attn_rows, &aj);
 	prof_tick(m, MODEL_PROF_ATTENTION, &c->t_att);
 	return 0;

@@ -45,6 +45,7 @@ static const char *const names[CHAT_TEMPLATE_COUNT] = {
 	[CHAT_TEMPLATE_DEEPSEEK2] = "deepseek2",
 	[CHAT_TEMPLATE_DEEPSEEK3] = "deepseek3",
 	[CHAT_TEMPLATE_VICUNA] = "vicuna",
+	[CHAT_TEMPLATE_HARMONY] = "harmony",
 };
 
 static const struct {
@@ -60,6 +61,7 @@ static const struct {
 	{ "deepseek-coder", CHAT_TEMPLATE_DEEPSEEK },
 	{ "deepseek-v2", CHAT_TEMPLATE_DEEPSEEK2 },
 	{ "deepseek-v3", CHAT_TEMPLATE_DEEPSEEK3 },
+	{ "gpt-oss", CHAT_TEMPLATE_HARMONY },
 };
 
 const char *chat_template_name(enum chat_template_id id)
@@ -83,7 +85,7 @@ int chat_template_from_name(const char *name)
 const char *chat_template_names(void)
 {
 	return "none, chatml, llama2, llama3, mistral-v1, mistral-v3, mistral-v3-tekken, mistral-v7, "
-	       "phi3, phi4, gemma, zephyr, deepseek, deepseek2, deepseek3, vicuna";
+	       "phi3, phi4, gemma, zephyr, deepseek, deepseek2, deepseek3, vicuna, harmony";
 }
 
 /* ---- detection ---------------------------------------------------------- */
@@ -95,6 +97,8 @@ static int has(const char *s, size_t n, const char *needle)
 
 int chat_template_detect(const char *t, size_t n)
 {
+	if (has(t, n, "<|channel|>") && has(t, n, "<|start|>"))
+		return CHAT_TEMPLATE_HARMONY;
 	if (has(t, n, "<|im_sep|>"))
 		return CHAT_TEMPLATE_PHI4;
 	if (has(t, n, "<|im_start|>"))
@@ -225,9 +229,60 @@ static const char deepseek_coder_system[] =
 	"<\xef\xbd\x9c"                                                                            \
 	"end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
 
+/* gpt-oss's template (its tokenizer.chat_template) without tools: the
+ * system message, the user's system prompt as the developer's instructions,
+ * the answers of earlier turns on the final channel (their analysis is not
+ * kept: a message's content is its answer), then <|start|>assistant. */
+static void render_harmony(const struct chat_message *m, size_t n, int gen, const char *effort,
+			   time_t now, struct chat_prompt *p)
+{
+	char date[32];
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+	lit(p, "<|start|>system<|message|>You are ChatGPT, a large language model trained by "
+	       "OpenAI.\nKnowledge cutoff: 2024-06\nCurrent date: ");
+	lit(p, date);
+	lit(p, "\n\nReasoning: ");
+	lit(p, effort ? effort : "medium");
+	lit(p, "\n\n# Valid channels: analysis, commentary, final. Channel must be included for "
+	       "every message.<|end|>");
+	size_t sys = first_system(m, n);
+	if (sys < n) {
+		lit(p, "<|start|>developer<|message|># Instructions\n\n");
+		txt(p, m[sys].content);
+		lit(p, "\n\n<|end|>");
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (m[i].role == CHAT_ROLE_SYSTEM)
+			continue;
+		if (m[i].role == CHAT_ROLE_USER) {
+			lit(p, "<|start|>user<|message|>");
+			txt(p, m[i].content);
+		} else {
+			lit(p, "<|start|>assistant<|channel|>final<|message|>");
+			txt(p, m[i].content);
+		}
+		lit(p, "<|end|>");
+	}
+	if (gen)
+		lit(p, "<|start|>assistant");
+}
+
 int chat_template_render(enum chat_template_id id, const struct chat_message *m, size_t n, int gen,
 			 const struct chat_template_tokens *tok, struct chat_prompt *p)
 {
+	struct chat_render_opts o = { .add_generation_prompt = gen,
+				      .think = -1,
+				      .now = chat_template_now() };
+	return chat_template_render_opts(id, m, n, &o, tok, p);
+}
+
+int chat_template_render_opts(enum chat_template_id id, const struct chat_message *m, size_t n,
+			      const struct chat_render_opts *o,
+			      const struct chat_template_tokens *tok, struct chat_prompt *p)
+{
+	int gen = o->add_generation_prompt;
 	const char *bos = tok && tok->bos ? tok->bos : "<s>";
 	const char *eos = tok && tok->eos ? tok->eos : "</s>";
 	size_t sys = first_system(m, n);
@@ -492,6 +547,10 @@ int chat_template_render(enum chat_template_id id, const struct chat_message *m,
 			lit(p, "ASSISTANT:");
 		break;
 
+	case CHAT_TEMPLATE_HARMONY:
+		render_harmony(m, n, gen, o->reasoning_effort, o->now, p);
+		break;
+
 	case CHAT_TEMPLATE_COUNT: break;
 	}
 	return 0;
@@ -549,6 +608,7 @@ static const char *const stops_deepseek[] = { "<|EOT|>", "### Instruction:", NUL
 static const char *const stops_deepseek23[] = { EOS_DEEPSEEK, "<\xef\xbd\x9cUser\xef\xbd\x9c>",
 						NULL };
 static const char *const stops_vicuna[] = { "</s>", "\nUSER:", NULL };
+static const char *const stops_harmony[] = { "<|return|>", "<|call|>", NULL };
 
 const char *const *chat_template_stops(enum chat_template_id id)
 {
@@ -568,6 +628,7 @@ const char *const *chat_template_stops(enum chat_template_id id)
 	case CHAT_TEMPLATE_DEEPSEEK2:
 	case CHAT_TEMPLATE_DEEPSEEK3: return stops_deepseek23;
 	case CHAT_TEMPLATE_VICUNA: return stops_vicuna;
+	case CHAT_TEMPLATE_HARMONY: return stops_harmony;
 	case CHAT_TEMPLATE_NONE:
 	case CHAT_TEMPLATE_COUNT: break;
 	}
@@ -670,6 +731,9 @@ struct chat_template *chat_template_open(const struct gguf *g, const char *setti
 		int id = chat_template_from_name(setting);
 		if (id >= 0) {
 			t->family = id;
+			if (id == CHAT_TEMPLATE_HARMONY)
+				reasoning_markers("<|start|><|channel|>", 20, &t->think_open,
+						  &t->think_close);
 			snprintf(t->name, sizeof(t->name), "%s", chat_template_name(id));
 			return t;
 		}
@@ -697,6 +761,9 @@ struct chat_template *chat_template_open(const struct gguf *g, const char *setti
 		strbuf_release(&name);
 		if (id >= 0) {
 			t->family = id;
+			if (id == CHAT_TEMPLATE_HARMONY)
+				reasoning_markers("<|start|><|channel|>", 20, &t->think_open,
+						  &t->think_close);
 			snprintf(t->name, sizeof(t->name), "%s", chat_template_name(id));
 			strbuf_release(&sb);
 			return t;
@@ -770,6 +837,11 @@ static int build_ctx(struct jinja_ctx *c, const struct chat_message *m, size_t n
 		return -1;
 	if (o->think >= 0 && jinja_ctx_set(c, "enable_thinking", jinja_bool(c, o->think)) < 0)
 		return -1;
+	if (o->reasoning_effort &&
+	    jinja_ctx_set(c, "reasoning_effort",
+			  jinja_string(c, o->reasoning_effort, strlen(o->reasoning_effort),
+				       JINJA_INPUT)) < 0)
+		return -1;
 	/* HF passes tools and documents as None when there are none */
 	if (!jinja_ctx_has(c, "tools") && jinja_ctx_set(c, "tools", jinja_none(c)) < 0)
 		return -1;
@@ -817,8 +889,7 @@ int chat_template_apply(const struct chat_template *t, const struct chat_message
 			return error("message %zu has no content", i);
 	}
 	if (!t->jinja)
-		return chat_template_render((enum chat_template_id)t->family, m, n,
-					    o->add_generation_prompt, tok, p);
+		return chat_template_render_opts((enum chat_template_id)t->family, m, n, o, tok, p);
 	struct jinja_ctx *own = NULL, *c = o->ctx;
 	if (!c && !(c = own = jinja_ctx_new()))
 		return -1;
@@ -839,8 +910,7 @@ int chat_template_apply(const struct chat_template *t, const struct chat_message
 	strbuf_addf(&why, "the chat template failed (%s); using the '%s' format instead",
 		    error_message(), chat_template_name(t->family));
 	error_clear();
-	if (chat_template_render((enum chat_template_id)t->family, m, n, o->add_generation_prompt,
-				 tok, p) < 0) {
+	if (chat_template_render_opts((enum chat_template_id)t->family, m, n, o, tok, p) < 0) {
 		strbuf_release(&why);
 		return -1;
 	}

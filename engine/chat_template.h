@@ -44,6 +44,10 @@ enum chat_template_id {
 	CHAT_TEMPLATE_DEEPSEEK2, /* deepseek-llm chat / V2: User: ...\n\nAssistant: ...<｜end▁of▁sentence｜> */
 	CHAT_TEMPLATE_DEEPSEEK3, /* DeepSeek V3 / R1: <｜User｜>...<｜Assistant｜>...<｜end▁of▁sentence｜> */
 	CHAT_TEMPLATE_VICUNA, /* system\n\nUSER: ...\nASSISTANT: ...</s>\n */
+	/* gpt-oss: <|start|>role<|message|>...<|end|>, the system message (date,
+	 * reasoning effort, channels) and the user's system prompt as the
+	 * developer's instructions; the assistant's answers on the final channel */
+	CHAT_TEMPLATE_HARMONY,
 	CHAT_TEMPLATE_COUNT
 };
 
@@ -154,7 +158,16 @@ struct chat_render_opts {
 				* Jinja template with instead of m[]; missing standard ones
 				* (bos_token, eos_token, tools, ...) are added */
 	time_t now;            /* what strftime_now() reports */
+	/* NULL, or "low", "medium", "high": harmony's reasoning effort (the
+	 * Jinja variable reasoning_effort; the format's default is medium) */
+	const char *reasoning_effort;
 };
+
+/* chat_template_render with the options (generation prompt, reasoning
+ * effort, the date) that some formats read. */
+int chat_template_render_opts(enum chat_template_id id, const struct chat_message *m, size_t n,
+			      const struct chat_render_opts *o,
+			      const struct chat_template_tokens *tok, struct chat_prompt *p);
 
 /*
  * Render messages m[0..n) with t, appending to p.  A Jinja render that

@@ -93,6 +93,7 @@ struct job {
 	int n_stop;
 	int no_reuse;
 	enum engine_think think;
+	enum engine_effort effort;
 	char *session;   /* NULL = none */
 	double t_submit; /* time_now_ms() at engine_submit */
 };
@@ -799,6 +800,9 @@ static int oldest_turn_skipping(const struct engine_message *m, int n, const uns
 	return first;
 }
 
+/* What the template's reasoning_effort is told (NULL: its default). */
+static const char *const effort_names[] = { NULL, "low", "medium", "high" };
+
 /* A droppable turn: its first message and how many. */
 struct span {
 	int at, len;
@@ -814,7 +818,7 @@ static int render(struct engine *e, const struct job *j, const struct engine_mes
 				  j->think == ENGINE_THINK_ON    ? 1
 				  : j->think == ENGINE_THINK_OFF ? 0
 								 : -1,
-				  NULL };
+				  NULL, effort_names[j->effort] };
 	char *note = NULL;
 	int rc = prompt_render(e->tmpl, msgs, n, &po, out, n_out, thinking, &note);
 	if (note) {
@@ -1079,6 +1083,7 @@ static void run_remote(struct engine *e, struct run *r)
 	q.stop = j->stop;
 	q.n_stop = j->n_stop;
 	q.think = j->think;
+	q.effort = j->effort;
 	remote_chat(e->remote, &q, remote_text, &rr, &res);
 
 	double end = time_now_ms();
@@ -1117,7 +1122,10 @@ static int close_thinking(struct engine *e, struct run *r, const char *open, con
 {
 	(void)open;
 	struct strbuf text = STRBUF_INIT;
-	strbuf_addf(&text, "\n%s\n\n", close);
+	if (r->split.harmony) /* the analysis message ends; the final one starts */
+		strbuf_addf(&text, "%s<|start|>assistant<|channel|>final<|message|>", close);
+	else
+		strbuf_addf(&text, "\n%s\n\n", close);
 	int32_t ids[64];
 	int n = tokenizer_encode(e->tok, text.buf, text.len, TOKENIZE_PARSE_SPECIAL, ids, 64);
 	if (n <= 0 || n > 64) {
@@ -1319,8 +1327,11 @@ static void run_job(struct engine *e, struct job *j)
 		if (tokenizer_is_control(e->tok, t)) {
 			size_t ml;
 			const char *mt = tokenizer_text(e->tok, t, &ml);
-			if (mt && ((ml == strlen(open) && !memcmp(mt, open, ml)) ||
-				   (ml == strlen(close) && !memcmp(mt, close, ml))))
+			/* harmony's markers and headers are made of control
+			 * tokens (<|channel|>analysis<|message|>): all count */
+			if (mt &&
+			    (r.split.harmony || (ml == strlen(open) && !memcmp(mt, open, ml)) ||
+			     (ml == strlen(close) && !memcmp(mt, close, ml))))
 				strbuf_add(&r.reply, mt, ml);
 		}
 		if (j->n_stop && scan_stop(e, &r, old)) {
@@ -1555,6 +1566,8 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 		return error("the request has no messages");
 	if (req->n_stop < 0 || req->n_stop > ENGINE_MAX_STOP)
 		return error("%d stop strings (at most %d)", req->n_stop, ENGINE_MAX_STOP);
+	if ((unsigned)req->effort > ENGINE_EFFORT_HIGH)
+		return error("reasoning effort %d is out of range", (int)req->effort);
 	for (int i = 0; i < req->n_stop; i++)
 		if (!req->stop[i] || !*req->stop[i])
 			return error("stop string %d is empty", i + 1);
@@ -1596,6 +1609,7 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 	j->n_stop = req->n_stop;
 	j->no_reuse = req->no_reuse;
 	j->think = req->think;
+	j->effort = req->effort;
 	j->session = req->session && *req->session ? xstrdup(req->session) : NULL;
 	j->t_submit = time_now_ms();
 

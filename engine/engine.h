@@ -164,6 +164,15 @@ enum engine_think {
 	ENGINE_THINK_OFF,
 };
 
+/* How hard a model reasons, for templates that read it (harmony's
+ * reasoning_effort: "Reasoning: low" in gpt-oss's system message). */
+enum engine_effort {
+	ENGINE_EFFORT_DEFAULT, /* as the template decides (gpt-oss: medium) */
+	ENGINE_EFFORT_LOW,
+	ENGINE_EFFORT_MEDIUM,
+	ENGINE_EFFORT_HIGH,
+};
+
 struct engine_request {
 	/* Either a conversation (rendered with the chat template) ... */
 	const struct engine_message *messages;
@@ -184,6 +193,8 @@ struct engine_request {
 	int no_reuse;
 	/* thinking, for templates that switch it (enable_thinking, as Qwen3's) */
 	enum engine_think think;
+	/* reasoning effort, for templates that read it (reasoning_effort) */
+	enum engine_effort effort;
 	/* the session the conversation belongs to: its saved state is read
 	 * before and written after (see SAVED STATES); NULL or "" = none.
 	 * Letters, digits, '-' and '_', shorter than ENGINE_SESSION_MAX. */

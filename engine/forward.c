@@ -101,10 +101,12 @@ static int dense_ffn(struct model *m, const struct layer *L, struct bk_input *pf
 	if (b->ops->matmul(b, pf, 2, gu, gu_out, ntok) < 0)
 		return -1;
 
-	struct bk_input pd = { .add = BK_NONE,
-			       .src = BK_GATE,
-			       .width = m->info.n_ff,
-			       .glu = m->arch->act == ACT_GELU ? BK_ACT_GELU : BK_ACT_SILU };
+	static const enum bk_act acts[] = { [ACT_SILU] = BK_ACT_SILU,
+					    [ACT_GELU] = BK_ACT_GELU,
+					    [ACT_SWIGLU_OAI] = BK_ACT_SWIGLU_OAI };
+	struct bk_input pd = {
+		.add = BK_NONE, .src = BK_GATE, .width = m->info.n_ff, .glu = acts[m->arch->act]
+	};
 	const struct mat *dn[1] = { &L->down };
 	static const enum bk_buf dn_out[1] = { BK_TMP };
 	return b->ops->matmul(b, &pd, 1, dn, dn_out, ntok);

@@ -82,7 +82,8 @@ struct hparams {
 	uint32_t ctx, embd, nl, ff, nh, nkv, hk, hv, rot;
 	uint32_t n_exp, n_exp_used, ff_exp; /* experts (0: dense), per token, their width */
 	float rope_base, norm_eps, freq_scale, mscale;
-	uint32_t ctx_orig;  /* rope.scaling.original_context_length */
+	uint32_t ctx_orig;                              /* rope.scaling.original_context_length */
+	float yarn_ext, yarn_beta_fast, yarn_beta_slow; /* YaRN (yarn_ext 0: none) */
 	float hp[HP_COUNT]; /* the family's keys (arch_key), or their defaults */
 	unsigned char *swa; /* (nl) layer slides, or NULL */
 	int n_swa;          /* layers that slide */
@@ -114,7 +115,8 @@ static int key_f32(const struct gguf *g, const char *arch, const char *suffix, f
 	return gguf_get_f32_or(g, key, def, out);
 }
 
-/* rope.scaling.type + factor, or the older rope.scale_linear: h->freq_scale. */
+/* rope.scaling.type + factor, or the older rope.scale_linear: h->freq_scale;
+ * YaRN's keys (llama.cpp's defaults: extrapolation 1, betas 32 and 1). */
 static int load_rope_scaling(const struct gguf *g, struct hparams *h)
 {
 	const char *a = h->arch_name;
@@ -130,14 +132,26 @@ static int load_rope_scaling(const struct gguf *g, struct hparams *h)
 		if (!isfinite(factor) || factor < 0)
 			return error("'%s': %s.rope.scaling.factor is %g, not a positive number",
 				     gguf_path(g), a, (double)factor);
-		if (s.len == 6 && !memcmp(s.data, "linear", 6)) {
+		int yarn = s.len == 4 && !memcmp(s.data, "yarn", 4);
+		if (yarn || (s.len == 6 && !memcmp(s.data, "linear", 6))) {
 			if (factor > 0)
 				h->freq_scale = 1.0f / factor;
 		} else if (!(s.len == 4 && !memcmp(s.data, "none", 4))) {
 			return error("'%s': rope scaling '%.*s' is not supported (supported: none, "
-				     "linear, llama3 frequency factors, LongRoPE factors)",
+				     "linear, yarn, llama3 frequency factors, LongRoPE factors)",
 				     gguf_path(g), (int)s.len, s.data);
 		}
+		if (yarn &&
+		    (key_f32(g, a, "rope.scaling.yarn_ext_factor", &h->yarn_ext, 1.0f) < 0 ||
+		     key_f32(g, a, "rope.scaling.yarn_beta_fast", &h->yarn_beta_fast, 32.0f) < 0 ||
+		     key_f32(g, a, "rope.scaling.yarn_beta_slow", &h->yarn_beta_slow, 1.0f) < 0))
+			return -1;
+		if (yarn && !(factor >= 1 && factor < 1e6 && h->yarn_ext >= 0 && h->yarn_ext <= 1 &&
+			      h->yarn_beta_fast > 0 && h->yarn_beta_slow > 0))
+			return error("'%s': YaRN scaling (factor %g, extrapolation %g, betas %g "
+				     "and %g) is not usable",
+				     gguf_path(g), factor, h->yarn_ext, h->yarn_beta_fast,
+				     h->yarn_beta_slow);
 	} else {
 		if (key_f32(g, a, "rope.scale_linear", &factor, 1.0f) < 0)
 			return -1;
@@ -314,6 +328,11 @@ static void setup_family(struct model *m, const struct hparams *h)
 		m->rope_swa.base = h->hp[HP_ROPE_BASE_SWA];
 		m->rope_swa.freq_scale = 1.0f;
 	}
+	/* YaRN on every layer, as llama.cpp does (unscaled layers: a no-op) */
+	rope_yarn_init(&m->rope, (int)h->ctx_orig, h->yarn_ext, h->yarn_beta_fast,
+		       h->yarn_beta_slow);
+	rope_yarn_init(&m->rope_swa, (int)h->ctx_orig, h->yarn_ext, h->yarn_beta_fast,
+		       h->yarn_beta_slow);
 	if (h->arch->query_scale_embd_layers && (int)h->nl == h->arch->query_scale_embd_layers)
 		m->attn_scale = 1.0f / sqrtf((float)(h->embd / h->nh));
 	else
@@ -440,26 +459,38 @@ static struct mat mat_rows(const struct mat *w, int r0, int n)
 	return v;
 }
 
-/* A 1-D float vector: a view when F32, else converted into an owned buffer. */
-static int vec_get(struct model *m, const float **out, const char *name, int64_t n, int required)
+/* A float vector (nd 1: n0 floats) or a row of them (nd 2: n1 vectors of
+ * n0, a bias per expert): a view when F32, else converted into an owned
+ * buffer. */
+static int vecs_get(struct model *m, const float **out, const char *name, int nd, int64_t n0,
+		    int64_t n1, int required)
 {
 	*out = NULL;
-	int64_t want[1] = { n };
-	const struct gguf_tensor *t = tensor_get(m, name, 1, want, required);
+	int64_t want[2] = { n0, n1 };
+	const struct gguf_tensor *t = tensor_get(m, name, nd, want, required);
 	if (!t)
 		return required ? -1 : 0;
 	if (t->type == QT_F32) {
 		*out = t->data;
 		return 0;
 	}
-	float *buf = try_alloc_array((size_t)n, sizeof(float));
+	size_t rb;
+	quant_row_bytes(t->type, n0, &rb);
+	float *buf = try_alloc_array((size_t)(n0 * (nd > 1 ? n1 : 1)), sizeof(float));
 	if (!buf)
 		return error("out of memory converting tensor '%s'", name);
-	quant_dequantize_row(t->type, t->data, buf, n);
+	for (int64_t r = 0; r < (nd > 1 ? n1 : 1); r++)
+		quant_dequantize_row(t->type, (const char *)t->data + (size_t)r * rb,
+				     buf + (size_t)(r * n0), n0);
 	m->owned = xrealloc_array(m->owned, (size_t)m->n_owned + 1, sizeof(*m->owned));
 	m->owned[m->n_owned++] = buf;
 	*out = buf;
 	return 0;
+}
+
+static int vec_get(struct model *m, const float **out, const char *name, int64_t n, int required)
+{
+	return vecs_get(m, out, name, 1, n, 1, required);
 }
 
 static int64_t dim_of(const struct model *m, int d)
@@ -479,6 +510,7 @@ static int64_t dim_of(const struct model *m, int d)
 	case DIM_HEAD_K: return in->head_dim;
 	case DIM_EXPERT: return in->n_expert;
 	case DIM_FF_EXP: return in->n_ff_exp;
+	case DIM_HEADS: return in->n_head;
 	default: return 0;
 	}
 }
@@ -517,6 +549,11 @@ static const float **slot_vec(struct layer *L, int slot)
 	case SLOT_BK: return &L->bk;
 	case SLOT_BV: return &L->bv;
 	case SLOT_BO: return &L->bo;
+	case SLOT_SINKS: return &L->sinks;
+	case SLOT_GATE_INP_B: return &L->gate_inp_b;
+	case SLOT_GATE_EXPS_B: return &L->gate_exps_b;
+	case SLOT_UP_EXPS_B: return &L->up_exps_b;
+	case SLOT_DOWN_EXPS_B: return &L->down_exps_b;
 	default: return NULL;
 	}
 }
@@ -543,8 +580,8 @@ static int load_layer(struct model *m, int i)
 		}
 		snprintf(nm, sizeof(nm), "blk.%d.%s", i, at->name);
 		int64_t d0 = dim_of(m, at->dim[0]), d1 = at->nd >= 2 ? dim_of(m, at->dim[1]) : 1;
-		if (at->nd >= 2) {
-			struct mat *w = slot_mat(L, at->slot);
+		struct mat *w = slot_mat(L, at->slot);
+		if (w) {
 			int64_t ne = at->nd == 3 ? dim_of(m, at->dim[2]) : 1;
 			if (mat_get(m, w, nm, d0, d1, ne, required) < 0)
 				return -1;
@@ -552,7 +589,7 @@ static int load_layer(struct model *m, int i)
 				found |= 1u << at->slot;
 		} else {
 			const float **v = slot_vec(L, at->slot);
-			if (vec_get(m, v, nm, d0, required) < 0)
+			if (vecs_get(m, v, nm, at->nd, d0, d1, required) < 0)
 				return -1;
 			if (*v)
 				found |= 1u << at->slot;

@@ -61,13 +61,18 @@ struct layer {
 	const float *bk;             /* (n_head_kv * head_dim) or NULL */
 	const float *bv;             /* (n_head_kv * head_dim_v) or NULL */
 	const float *bo;             /* (n_embd) or NULL */
+	const float *sinks;          /* (n_head) or NULL: attention sinks (gpt-oss) */
 	struct mat wq, wk, wv, wo, gate, up, down;
 	struct mat wqkv, gate_up; /* fused tensors, or t == NULL; wq.. are views of them */
 	/* a mixture of experts (gate_inp.t != NULL; gate, up, down then absent):
 	 * the router (n_expert rows of n_embd) and every expert's matrices */
 	struct mat gate_inp, gate_exps, up_exps, down_exps;
-	int window;              /* sliding window in positions, 0 = full attention */
-	const struct rope *rope; /* this layer's RoPE (sliding layers may have their own) */
+	const float *gate_inp_b;  /* (n_expert) or NULL: the router's bias (gpt-oss) */
+	const float *gate_exps_b; /* (n_expert, n_ff_exp) or NULL: each expert's gate bias */
+	const float *up_exps_b;   /* (n_expert, n_ff_exp) or NULL */
+	const float *down_exps_b; /* (n_expert, n_embd) or NULL */
+	int window;               /* sliding window in positions, 0 = full attention */
+	const struct rope *rope;  /* this layer's RoPE (sliding layers may have their own) */
 };
 
 struct model {

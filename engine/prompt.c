@@ -167,7 +167,7 @@ int prompt_render_text(struct prompt_template *t, const struct engine_message *m
 	struct chat_message *cm = try_alloc_array((size_t)(n > 0 ? n : 1), sizeof(*cm));
 	struct chat_template_tokens tt = { t->bos_text, t->eos_text };
 	struct chat_render_opts ro = { o->add_generation_prompt, o->think, o->ctx,
-				       chat_template_now() };
+				       chat_template_now(), o->reasoning_effort };
 	char *fell_back = NULL;
 	*note = NULL;
 	if (!cm)

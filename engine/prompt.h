@@ -44,9 +44,10 @@ const char *const *prompt_template_stops(const struct prompt_template *t);
 int prompt_template_is_stop(const struct prompt_template *t, int32_t id);
 
 struct prompt_opts {
-	int add_generation_prompt; /* normally 1 */
-	int think;                 /* -1: the template's default; 0 or 1: enable_thinking */
-	struct jinja_ctx *ctx;     /* optional (palaver template): the Jinja variables */
+	int add_generation_prompt;    /* normally 1 */
+	int think;                    /* -1: the template's default; 0 or 1: enable_thinking */
+	struct jinja_ctx *ctx;        /* optional (palaver template): the Jinja variables */
+	const char *reasoning_effort; /* NULL, or harmony's "low", "medium", "high" */
 };
 
 /*

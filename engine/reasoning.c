@@ -17,6 +17,7 @@ void reasoning_init(struct reasoning_split *s, const char *open, const char *clo
 	memset(s, 0, sizeof(*s));
 	snprintf(s->open, sizeof(s->open), "%s", open ? open : "<think>");
 	snprintf(s->close, sizeof(s->close), "%s", close ? close : "</think>");
+	s->harmony = !strncmp(s->open, "<|channel|>", 11);
 	s->state = thinking ? S_THOUGHT : S_START;
 	s->skip_blank = thinking;
 	strbuf_init(&s->held, 0);
@@ -57,6 +58,35 @@ static size_t partial_suffix(const char *t, size_t n, const char *m)
 	return 0;
 }
 
+/* The longest a harmony header can be before it is taken for text. */
+#define HEADER_MAX 256
+
+/*
+ * A harmony message header at the start of the held text: 1 when one was
+ * read and dropped (the state is the channel's), 0 while it may still be
+ * one (wait for more), -1 when the text is no header.
+ */
+static int header(struct reasoning_split *s)
+{
+	static const char *const starts[] = { "<|start|>", "<|channel|>" };
+	const char *h = s->held.buf;
+	size_t n = s->held.len;
+	for (int i = 0; i < 2; i++) {
+		size_t l = strlen(starts[i]);
+		if (memcmp(h, starts[i], n < l ? n : l))
+			continue;
+		const char *m = memmem(h, n, "<|message|>", 11);
+		if (!m)
+			return n < HEADER_MAX ? 0 : -1;
+		size_t k = (size_t)(m - h);
+		int analysis = memmem(h, k, "<|channel|>analysis", 19) != NULL;
+		drop(s, k + 11);
+		s->state = analysis ? S_THOUGHT : S_ANSWER;
+		return 1;
+	}
+	return -1;
+}
+
 /* Hand out all that is decided; keep what may still be a marker. */
 static void process(struct reasoning_split *s)
 {
@@ -72,6 +102,13 @@ static void process(struct reasoning_split *s)
 		}
 		const char *h = s->held.buf;
 		size_t n = s->held.len;
+		if (s->state == S_START && s->harmony) {
+			int hd = header(s);
+			if (hd == 0)
+				return; /* the header is not complete yet */
+			if (hd > 0)
+				continue;
+		}
 		if (s->state == S_START) {
 			size_t i = 0;
 			while (i < n && blank(h[i]))
@@ -88,22 +125,25 @@ static void process(struct reasoning_split *s)
 			s->state = S_ANSWER;
 			continue;
 		}
-		if (s->state == S_ANSWER) {
+		if (s->state == S_ANSWER && !s->harmony) {
 			out(s, REASONING_ANSWER, h, n);
 			strbuf_reset(&s->held);
 			return;
 		}
+		/* the thinking, or a harmony message: up to the close marker */
+		enum reasoning_part part =
+			s->state == S_THOUGHT ? REASONING_THOUGHT : REASONING_ANSWER;
 		const char *c = memmem(h, n, s->close, strlen(s->close));
 		if (c) {
 			size_t k = (size_t)(c - h);
-			out(s, REASONING_THOUGHT, h, k);
+			out(s, part, h, k);
 			drop(s, k + strlen(s->close));
-			s->state = S_ANSWER;
+			s->state = s->harmony ? S_START : S_ANSWER; /* harmony: the next header */
 			s->skip_blank = 1;
 			continue;
 		}
 		size_t keep = partial_suffix(h, n, s->close);
-		out(s, REASONING_THOUGHT, h, n - keep);
+		out(s, part, h, n - keep);
 		drop(s, n - keep);
 		return;
 	}
@@ -134,6 +174,10 @@ void reasoning_markers(const char *text, size_t len, const char **open, const ch
 	if (text && memmem(text, len, "<|START_THINKING|>", 18)) {
 		*open = "<|START_THINKING|>";
 		*close = "<|END_THINKING|>";
+	}
+	if (text && memmem(text, len, "<|channel|>", 11) && memmem(text, len, "<|start|>", 9)) {
+		*open = "<|channel|>analysis<|message|>"; /* harmony */
+		*close = "<|end|>";
 	}
 }
 

@@ -18,6 +18,13 @@
  * allowed), or when the prompt already opened it (the template ends its
  * generation prompt with <think>, as DeepSeek-R1's does).  A marker later in
  * an answer is text: an answer may talk about <think>.
+ *
+ * Harmony (gpt-oss: the open marker is "<|channel|>analysis<|message|>",
+ * the close "<|end|>") writes each message of a reply behind a header,
+ * "<|start|>assistant<|channel|>NAME<|message|>" (the first without its
+ * <|start|>assistant): the analysis channel is the thinking, any other
+ * (final) the answer, and the headers never come out.  There <|end|>
+ * ends any message, the answer's too, and a header may follow.
  */
 
 enum reasoning_part { REASONING_ANSWER, REASONING_THOUGHT };
@@ -29,6 +36,7 @@ struct reasoning_split {
 	char open[32], close[32]; /* the markers */
 	int state;                /* enum in reasoning.c */
 	int skip_blank;           /* drop white space until the next other byte */
+	int harmony;              /* messages behind channel headers (see above) */
 	struct strbuf held;       /* text that may be the start of a marker */
 	reasoning_fn fn;
 	void *ud;

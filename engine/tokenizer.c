@@ -2058,6 +2058,21 @@ struct tokenizer *tokenizer_new(const struct tokenizer_spec *spec)
 			t->eom = id;
 		t->attr[id] |= ATTR_EOG;
 	}
+	/* harmony (gpt-oss): <|end|> closes a message, not the turn, which
+	 * <|return|> (the answer) or <|call|> (a tool call) end, as llama.cpp
+	 * decides for a vocabulary that has both */
+	int32_t h_ret = symtab_find(&t->sym, "<|return|>", 10),
+		h_call = symtab_find(&t->sym, "<|call|>", 8),
+		h_end = symtab_find(&t->sym, "<|end|>", 7);
+	if (h_ret >= 0 && h_ret < n && h_call >= 0 && h_call < n) {
+		t->attr[h_ret] |= ATTR_EOG;
+		t->attr[h_call] |= ATTR_EOG;
+		if (h_end >= 0 && h_end < n && h_end != t->eos) {
+			t->attr[h_end] &= ~ATTR_EOG;
+			if (t->eot == h_end)
+				t->eot = h_ret;
+		}
+	}
 	if (t->eos >= 0)
 		t->attr[t->eos] |= ATTR_EOG;
 	if (t->eot >= 0)

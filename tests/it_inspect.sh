@@ -79,10 +79,10 @@ cmp -s "$tmp/l.gguf" "$tmp/l2.gguf" && fail "the seed does not change the weight
 [ ! -e "$tmp/x.gguf" ] && [ ! -e "$tmp/x.gguf.tmp" ] || fail "a failed mkmodel left a file"
 "$PALAVER" mkmodel --help | grep -q '^usage: palaver mkmodel' || fail "mkmodel --help"
 "$PALAVER" mkmodel --arch mamba "$tmp/x.gguf" 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad arch: exit 2"
-grep -q "must be one of llama, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3" "$tmp/err" || fail "bad arch: $(cat "$tmp/err")"
+grep -q "must be one of llama, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3, gpt-oss" "$tmp/err" || fail "bad arch: $(cat "$tmp/err")"
 
 # every family: mkmodel writes it, inspect names its own keys, and it runs
-for a in llama qwen2 qwen3 qwen3moe gemma2 gemma3 phi3; do
+for a in llama qwen2 qwen3 qwen3moe gemma2 gemma3 phi3 gpt-oss; do
 	"$PALAVER" mkmodel --arch "$a" --dim 256 --layers 2 --heads 4 --kv-heads 2 --head-dim 128 \
 		--ffn 256 --ctx 4096 --type Q4_K --vocab "$vocab" "$tmp/$a.gguf" 2>"$tmp/err" \
 		|| fail "mkmodel --arch $a: $(cat "$tmp/err")"
@@ -100,6 +100,11 @@ done
 "$PALAVER" inspect "$tmp/phi3.gguf" | grep -q '^  blk.0.attn_qkv.weight ' || fail "phi3: fused qkv"
 "$PALAVER" inspect "$tmp/phi3.gguf" | grep -q '^  blk.0.ffn_gate.weight ' && fail "phi3: a separate gate"
 "$PALAVER" inspect --json "$tmp/qwen3.gguf" | grep -q '"supported": true' || fail "inspect --json supported"
+"$PALAVER" inspect "$tmp/gpt-oss.gguf" >"$tmp/out"
+grep -q '^  rope scaling "yarn"  (gpt-oss.rope.scaling.type)' "$tmp/out" || fail "gpt-oss: YaRN"
+grep -q '^  swa window   128  (gpt-oss.attention.sliding_window)' "$tmp/out" || fail "gpt-oss: window"
+grep -Eq '^  blk\.0\.ffn_down_exps\.bias +F32 +256 x 8 ' "$tmp/out" || fail "gpt-oss: 2-D expert biases in F32"
+grep -Eq '^  blk\.1\.attn_sinks\.weight +F32 +4 ' "$tmp/out" || fail "gpt-oss: sinks"
 
 # mixtures of experts: qwen3moe (8 experts by default) and llama with experts
 "$PALAVER" inspect "$tmp/qwen3moe.gguf" >"$tmp/out"

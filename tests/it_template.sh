@@ -53,6 +53,23 @@ grep -q "missing.gguf" "$T/err" || fail "a missing model is not named: $(cat "$T
 for f in "$T/err"; do
 	[ "$(wc -l <"$f")" -le 1 ] || fail "more than one line: $(cat "$f")"
 done
+# harmony (gpt-oss): the reasoning effort in the system message, the system
+# prompt as the developer's instructions, earlier answers on the final channel
+printf '[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}]' >"$T/h.json"
+run 0 env SOURCE_DATE_EPOCH=0 "$P" template --chat-template harmony --reasoning-effort high "$T/h.json"
+grep -q '^Reasoning: high$' "$T/out" || fail "harmony: effort: $(cat "$T/out")"
+grep -q '^Current date: 1970-01-01$' "$T/out" || fail "harmony: date"
+grep -q '<|start|>developer<|message|># Instructions$' "$T/out" || fail "harmony: instructions"
+grep -q '<|start|>assistant<|channel|>final<|message|>Hello.<|end|><|start|>user<|message|>Bye<|end|><|start|>assistant$' "$T/out" ||
+	fail "harmony: turns: $(cat "$T/out")"
+PALAVER_REASONING_EFFORT=low run 0 "$P" template --chat-template gpt-oss "$T/h.json"
+grep -q '^Reasoning: low$' "$T/out" || fail "harmony: effort from the environment"
+run 0 "$P" template --chat-template harmony "$T/h.json"
+grep -q '^Reasoning: medium$' "$T/out" || fail "harmony: the default effort"
+run 2 "$P" template --chat-template harmony --reasoning-effort extreme "$T/h.json"
+grep -q "'reasoning_effort' must be one of auto, low, medium, high, not 'extreme'" "$T/err" ||
+	fail "a bad effort: $(cat "$T/err")"
+
 # a template that raises, with no format to fall back to: its message, exit 1
 printf '{{ raise_exception("roles must alternate") }}' >"$T/raise.jinja"
 run 1 "$P" template -m "$M" --chat-template "$T/raise.jinja" "$T/conv.json"

@@ -37,31 +37,48 @@ struct stream {
 	int prompt_opened;   /* the prompt ends with <think> */
 	const char *thought; /* what comes out */
 	const char *answer;
+	int harmony; /* gpt-oss's channels: the markers reasoning_markers gives them */
 };
 
 static const struct stream streams[] = {
 	/* Qwen3: thinks, then answers after blank lines */
 	{ "<think>\nLet me see: 2 + 2 = 4.\n</think>\n\nIt is 4.", 0, "Let me see: 2 + 2 = 4.\n",
-	  "It is 4." },
+	  "It is 4.", 0 },
 	/* empty thinking (thinking switched off by the model) */
-	{ "<think>\n\n</think>\n\nHello!", 0, "", "Hello!" },
+	{ "<think>\n\n</think>\n\nHello!", 0, "", "Hello!", 0 },
 	/* DeepSeek-R1: the prompt opened the block */
-	{ "\nhmm, prime?\n</think>\n\n91 = 7 x 13", 1, "hmm, prime?\n", "91 = 7 x 13" },
+	{ "\nhmm, prime?\n</think>\n\n91 = 7 x 13", 1, "hmm, prime?\n", "91 = 7 x 13", 0 },
 	/* no thinking at all: everything is answer, leading blanks kept */
 	{ "  Plain answer with </think> and <think> inside.", 0, "",
-	  "  Plain answer with </think> and <think> inside." },
+	  "  Plain answer with </think> and <think> inside.", 0 },
 	/* a marker later in the answer is text */
-	{ "<think>a</think>b <think>c</think>", 0, "a", "b <think>c</think>" },
+	{ "<think>a</think>b <think>c</think>", 0, "a", "b <think>c</think>", 0 },
 	/* look-alikes of the markers stay text */
-	{ "<thinking>not a marker", 0, "", "<thinking>not a marker" },
-	{ "<think>x </thin k> y </think>z", 0, "x </thin k> y ", "z" },
+	{ "<thinking>not a marker", 0, "", "<thinking>not a marker", 0 },
+	{ "<think>x </thin k> y </think>z", 0, "x </thin k> y ", "z", 0 },
 	/* never closed: all thinking (cut off by max_tokens) */
-	{ "<think>still going <", 0, "still going <", "" },
+	{ "<think>still going <", 0, "still going <", "", 0 },
 	/* UTF-8 around the markers */
-	{ "<think>é🦜</think>日本", 0, "é🦜", "日本" },
+	{ "<think>é🦜</think>日本", 0, "é🦜", "日本", 0 },
 	/* only blanks */
-	{ " \n ", 0, "", " \n " },
-	{ "", 0, "", "" },
+	{ " \n ", 0, "", " \n ", 0 },
+	{ "", 0, "", "", 0 },
+	/* harmony: analysis, then the final channel behind its header */
+	{ "<|channel|>analysis<|message|>2 + 2 = 4.<|end|><|start|>assistant<|channel|>final"
+	  "<|message|>It is 4.",
+	  0, "2 + 2 = 4.", "It is 4.", 1 },
+	/* straight to the final channel (low effort) */
+	{ "<|channel|>final<|message|>Just this.", 0, "", "Just this.", 1 },
+	/* a preamble on commentary is answer; its <|end|> and the next header are not */
+	{ "<|channel|>commentary<|message|>Let me look.<|end|><|start|>assistant<|channel|>"
+	  "analysis<|message|>hm<|end|><|start|>assistant<|channel|>final<|message|>Done.",
+	  0, "hm", "Let me look.Done.", 1 },
+	/* no header: text (an <|end|> in it ends a message; blanks after it dropped) */
+	{ "Plain <|end|> here", 0, "", "Plain here", 1 },
+	/* analysis never closed (cut off) */
+	{ "<|channel|>analysis<|message|>still <|en", 0, "still <|en", "", 1 },
+	/* the format's markers in the thinking's look-alikes stay */
+	{ "<|channel|>analysis<|message|>a <|channel|> b<|end|>", 0, "a <|channel|> b", "", 1 },
 };
 
 static void check(const struct stream *s, const char *const *pieces, size_t n, const char *what)
@@ -71,7 +88,10 @@ static void check(const struct stream *s, const char *const *pieces, size_t n, c
 	strbuf_init(&k.thought, 0);
 	strbuf_init(&k.answer, 0);
 	struct reasoning_split rs;
-	reasoning_init(&rs, NULL, NULL, s->prompt_opened, take, &k);
+	const char *open = NULL, *close = NULL;
+	if (s->harmony)
+		reasoning_markers("<|start|><|channel|>", 20, &open, &close);
+	reasoning_init(&rs, open, close, s->prompt_opened, take, &k);
 	size_t fed = 0;
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(pieces[i]);
@@ -88,7 +108,8 @@ static void check(const struct stream *s, const char *const *pieces, size_t n, c
 	if (strcmp(k.thought.buf, s->thought) || strcmp(k.answer.buf, s->answer))
 		fail_msg("'%s' split %s: thought '%s' answer '%s', want '%s' and '%s'", s->reply,
 			 what, k.thought.buf, k.answer.buf, s->thought, s->answer);
-	assert_int_equal(k.answer_before_thought, 0);
+	if (!s->harmony) /* harmony may think again after a commentary message */
+		assert_int_equal(k.answer_before_thought, 0);
 	reasoning_release(&rs);
 	strbuf_release(&k.thought);
 	strbuf_release(&k.answer);

@@ -46,7 +46,8 @@ static int server_start(void **state)
 		dup2(out[1], 1);
 		close(in[1]);
 		close(out[0]);
-		execlp("python3", "python3", "tests/remote/server.py", "--log", srv_log, (char *)NULL);
+		execlp("python3", "python3", "tests/remote/server.py", "--log", srv_log,
+		       (char *)NULL);
 		_exit(127);
 	}
 	close(in[0]);
@@ -64,7 +65,8 @@ static int server_start(void **state)
 	close(out[0]);
 	srv_port = atoi(buf);
 	if (srv_port <= 0) {
-		fprintf(stderr, "test_remote: the test server did not start (is python3 installed?)\n");
+		fprintf(stderr,
+			"test_remote: the test server did not start (is python3 installed?)\n");
 		return -1;
 	}
 	return 0;
@@ -424,7 +426,8 @@ static void test_reasoning_not_in_reply(void **state)
 	reply_free(&r);
 }
 
-/* --think reaches the server's template as chat_template_kwargs. */
+/* --think reaches the server's template as chat_template_kwargs, and
+ * --reasoning-effort as reasoning_effort too. */
 static void test_think_kwarg(void **state)
 {
 	struct engine_config c;
@@ -445,6 +448,19 @@ static void test_think_kwarg(void **state)
 	reply_free(&r);
 	line = log_last("/vllm/think/v1/chat/completions");
 	assert_null(strstr(line, "chat_template_kwargs"));
+	assert_null(strstr(line, "reasoning_effort"));
+	free(line);
+	/* the reasoning effort goes as OpenAI's parameter and to the template */
+	request_for(&rq, hi, 2);
+	rq.effort = ENGINE_EFFORT_HIGH;
+	run(e, &rq, &r, 0, NULL);
+	reply_free(&r);
+	line = log_last("/vllm/think/v1/chat/completions");
+	assert_non_null(line);
+	assert_non_null(strstr(line, "\"chat_template_kwargs\": {\"reasoning_effort\": \"high\"}"));
+	const char *first = strstr(line, "\"reasoning_effort\": \"high\"");
+	assert_non_null(first); /* twice: the parameter and the template's */
+	assert_non_null(strstr(first + 1, "\"reasoning_effort\": \"high\""));
 	free(line);
 	engine_close(e);
 }
@@ -582,8 +598,9 @@ static void test_invalid_utf8(void **state)
 	struct reply r;
 	chat_once("/llama/badutf8/v1", 5, 0, &r);
 	assert_int_equal(r.done.stats.stop_reason, ENGINE_STOP_EOS);
-	assert_string_equal(r.done.text, "caf\xef\xbf\xbd\xef\xbf\xbd ok bad \xef\xbf\xbd\xef\xbf\xbd here "
-					 "cut \xef\xbf\xbd end");
+	assert_string_equal(r.done.text,
+			    "caf\xef\xbf\xbd\xef\xbf\xbd ok bad \xef\xbf\xbd\xef\xbf\xbd here "
+			    "cut \xef\xbf\xbd end");
 	assert_string_equal(r.tokens.buf, r.done.text);
 	reply_free(&r);
 }
@@ -620,8 +637,9 @@ static void test_server_errors(void **state)
 	struct engine_config c;
 	rconfig(&c, "/llama/e401/v1");
 	char *msg = open_error(&c);
-	assert_non_null(strstr(msg, "refused the request (HTTP 401): Invalid API Key; check the API "
-				    "key (remote.api_key_env)"));
+	assert_non_null(strstr(msg,
+			       "refused the request (HTTP 401): Invalid API Key; check the API "
+			       "key (remote.api_key_env)"));
 	free(msg);
 }
 
@@ -815,10 +833,10 @@ static void test_utf8_clean(void **state)
 		{ "plain", "plain", 0 },
 		{ "\xe2\x98\x95", "\xe2\x98\x95", 0 },
 		{ "a\xffz", "a\xef\xbf\xbdz", 1 },
-		{ "\xc3", "\xef\xbf\xbd", 1 },                   /* cut short */
-		{ "\xe2\x98", "\xef\xbf\xbd", 1 },               /* one maximal subpart */
+		{ "\xc3", "\xef\xbf\xbd", 1 },     /* cut short */
+		{ "\xe2\x98", "\xef\xbf\xbd", 1 }, /* one maximal subpart */
 		{ "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 3 }, /* a surrogate */
-		{ "\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd", 2 },   /* overlong */
+		{ "\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd", 2 },                 /* overlong */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct strbuf out = STRBUF_INIT;

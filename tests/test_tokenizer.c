@@ -64,7 +64,8 @@ static void vocab_add_spm_bytes(struct vocab *v)
 static void vocab_add_gpt2_bytes(struct vocab *v)
 {
 	for (int b = 0; b < 256; b++) {
-		unsigned c = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE ? (unsigned)b
+		unsigned c = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE
+				     ? (unsigned)b
 			     : b <= 0x20 ? 0x100u + b
 			     : b <= 0xA0 ? 0x100u + 33 + (b - 0x7Fu)
 					 : 0x143u;
@@ -110,7 +111,8 @@ static int32_t *encode(const struct tokenizer *t, const char *s, size_t len, int
 }
 
 /* Decode ids with a streaming decoder, one id at a time. */
-static void decode(const struct tokenizer *t, const int32_t *ids, int n, int flags, struct strbuf *out)
+static void decode(const struct tokenizer *t, const int32_t *ids, int n, int flags,
+		   struct strbuf *out)
 {
 	struct tokenizer_decoder *d = tokenizer_decoder_new(t, flags);
 	for (int i = 0; i < n; i++)
@@ -174,7 +176,8 @@ static void test_parity_ref(void **state)
 	int total = 0;
 
 	for (size_t v = 0; v < sizeof(ref_vocabs) / sizeof(ref_vocabs[0]); v++) {
-		snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", test_ref_dir(), ref_vocabs[v]);
+		snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", test_ref_dir(),
+			 ref_vocabs[v]);
 		struct gguf *g = gguf_open(path);
 		if (!g)
 			fail_msg("%s", error_message());
@@ -210,13 +213,15 @@ static void test_parity_ref(void **state)
 				if (endp == q)
 					break;
 				if (k >= n || ids[k] != want)
-					fail_msg("%s case %d: token %d is %d, want %ld", ref_vocabs[v], cases, k,
-						 k < n ? ids[k] : -1, want);
+					fail_msg("%s case %d: token %d is %d, want %ld",
+						 ref_vocabs[v], cases, k, k < n ? ids[k] : -1,
+						 want);
 				k++;
 				q = endp;
 			}
 			if (k != n)
-				fail_msg("%s case %d: %d tokens, want %d", ref_vocabs[v], cases, n, k);
+				fail_msg("%s case %d: %d tokens, want %d", ref_vocabs[v], cases, n,
+					 k);
 
 			/* and back: byte-level BPE is lossless; SPM adds the prefix space */
 			strbuf_reset(&dec);
@@ -288,7 +293,8 @@ static void test_reference_cases(void **state)
 		struct json *j = json_parse(sb.buf, sb.len);
 		assert_non_null(j);
 		const struct json *model = json_get(j, "model"), *prompt = json_get(j, "prompt");
-		const struct json *ptoks = json_get(j, "prompt_tokens"), *gtoks = json_get(j, "gen_tokens");
+		const struct json *ptoks = json_get(j, "prompt_tokens"),
+				  *gtoks = json_get(j, "gen_tokens");
 		assert_true(model && prompt && ptoks && gtoks);
 		snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), model->str);
 		struct gguf *g = gguf_open(path);
@@ -321,7 +327,8 @@ static void test_reference_cases(void **state)
 		}
 		tokenizer_decoder_flush(d, &dec);
 		tokenizer_decoder_free(d);
-		const struct json *text = json_get(j, "gen_text"), *hex = json_get(j, "gen_bytes_hex");
+		const struct json *text = json_get(j, "gen_text"),
+				  *hex = json_get(j, "gen_bytes_hex");
 		if (text) {
 			assert_int_equal(raw.len, text->str_len);
 			assert_memory_equal(raw.buf, text->str, raw.len);
@@ -417,13 +424,16 @@ static void write_vocab_gguf(const char *path, const char *pre, int with_model, 
 		assert_int_equal(gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2", 4), 0);
 	if (pre)
 		assert_int_equal(gguf_writer_add_str(w, "tokenizer.ggml.pre", pre, strlen(pre)), 0);
-	assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", v.tok, (uint64_t)v.n), 0);
+	assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", v.tok, (uint64_t)v.n),
+			 0);
 	assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", v.merge, 1), 0);
 	if (bad_scores)
-		assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.scores", v.tok, (uint64_t)v.n), 0);
+		assert_int_equal(
+			gguf_writer_add_arr_str(w, "tokenizer.ggml.scores", v.tok, (uint64_t)v.n),
+			0);
 	else
-		assert_int_equal(gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32,
-						     (uint64_t)v.n, v.type),
+		assert_int_equal(gguf_writer_add_arr(w, "tokenizer.ggml.token_type",
+						     GGUF_TYPE_INT32, (uint64_t)v.n, v.type),
 				 0);
 	assert_int_equal(gguf_writer_begin(w, path), 0);
 	assert_int_equal(gguf_writer_finish(w), 0);
@@ -449,7 +459,8 @@ static void test_open_gguf_errors(void **state)
 	assert_true(tokenizer_pre_fell_back(t));
 	assert_int_equal(tokenizer_n_vocab(t), 257);
 	int32_t ids[4];
-	assert_int_equal(tokenizer_encode(t, "ab", 2, TOKENIZE_ADD_BOS, ids, 4), 1); /* merged, no BOS */
+	assert_int_equal(tokenizer_encode(t, "ab", 2, TOKENIZE_ADD_BOS, ids, 4),
+			 1); /* merged, no BOS */
 	assert_int_equal(ids[0], 256);
 	tokenizer_free(t);
 	gguf_close(g);
@@ -487,8 +498,14 @@ static void test_spm_rules(void **state)
 	int c = vocab_add(&v, "c", -2, TOKEN_TYPE_NORMAL);
 	int ab = vocab_add(&v, "ab", -3, TOKEN_TYPE_NORMAL);
 	int bc = vocab_add(&v, "bc", -1.5f, TOKEN_TYPE_NORMAL); /* scores higher than ab */
-	int spa = vocab_add(&v, "\xe2\x96\x81" "a", -4, TOKEN_TYPE_NORMAL);
-	int spab = vocab_add(&v, "\xe2\x96\x81" "ab", -5, TOKEN_TYPE_NORMAL);
+	int spa = vocab_add(&v,
+			    "\xe2\x96\x81"
+			    "a",
+			    -4, TOKEN_TYPE_NORMAL);
+	int spab = vocab_add(&v,
+			     "\xe2\x96\x81"
+			     "ab",
+			     -5, TOKEN_TYPE_NORMAL);
 	struct tokenizer *t = vocab_build(&v, "llama", NULL);
 	assert_non_null(t);
 	int n;
@@ -609,6 +626,38 @@ static void test_bpe_rules(void **state)
 	tokenizer_free(t);
 }
 
+/* Harmony (gpt-oss): with <|return|> and <|call|> in the vocabulary,
+ * <|end|> closes a message and does not end the turn; they do. */
+static void test_harmony_eog(void **state)
+{
+	(void)state;
+	static struct vocab v;
+	memset(&v, 0, sizeof(v));
+	vocab_add_gpt2_bytes(&v);
+	int end = vocab_add(&v, "<|end|>", 0, TOKEN_TYPE_CONTROL);
+	int ret = vocab_add(&v, "<|return|>", 0, TOKEN_TYPE_CONTROL);
+	int call = vocab_add(&v, "<|call|>", 0, TOKEN_TYPE_CONTROL);
+	int chan = vocab_add(&v, "<|channel|>", 0, TOKEN_TYPE_CONTROL);
+	struct tokenizer *t = vocab_build(&v, "gpt2", "gpt-2");
+	assert_non_null(t);
+	assert_false(tokenizer_is_eog(t, end));
+	assert_true(tokenizer_is_eog(t, ret));
+	assert_true(tokenizer_is_eog(t, call));
+	assert_false(tokenizer_is_eog(t, chan));
+	assert_int_equal(tokenizer_eot(t), ret);
+	tokenizer_free(t);
+
+	/* without them (Phi-3), <|end|> ends the turn as before */
+	static struct vocab w;
+	memset(&w, 0, sizeof(w));
+	vocab_add_gpt2_bytes(&w);
+	end = vocab_add(&w, "<|end|>", 0, TOKEN_TYPE_CONTROL);
+	t = vocab_build(&w, "gpt2", "gpt-2");
+	assert_non_null(t);
+	assert_true(tokenizer_is_eog(t, end));
+	tokenizer_free(t);
+}
+
 /* A user who types <|im_end|> gets the characters; the template gets the id. */
 static void test_user_cannot_type_control(void **state)
 {
@@ -691,11 +740,14 @@ static void test_split_rules(void **state)
 		{ "smollm", " 45", " |4|5" },
 		{ "falcon", "a1234567,b", "a|123|456|7|,|b" },
 		{ "default", "a1234567,b", "a|123|456|7|,|b" },
-		{ "deepseek-coder", "Hello, \xe4\xb8\x96\xe7\x95\x8c" "123\n",
+		{ "deepseek-coder",
+		  "Hello, \xe4\xb8\x96\xe7\x95\x8c"
+		  "123\n",
 		  "Hello|,| |\xe4\xb8\x96\xe7\x95\x8c|1|2|3|\n" },
 		{ "deepseek-llm", "Hello, \xe4\xb8\x96\xe7\x95\x8c 123  \n",
 		  "Hello|,| |\xe4\xb8\x96\xe7\x95\x8c| |123|  |\n" },
-		{ "deepseek-llm", "caf\xc3\xa9 \xd0\xbc\xd0\xb8\xd1\x80", "caf|\xc3\xa9| \xd0\xbc\xd0\xb8\xd1\x80" },
+		{ "deepseek-llm", "caf\xc3\xa9 \xd0\xbc\xd0\xb8\xd1\x80",
+		  "caf|\xc3\xa9| \xd0\xbc\xd0\xb8\xd1\x80" },
 	};
 	struct strbuf sb = STRBUF_INIT;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -707,8 +759,8 @@ static void test_split_rules(void **state)
 		strbuf_reset(&sb);
 		split(t, cases[i].text, &sb);
 		if (strcmp(sb.buf, cases[i].want))
-			fail_msg("%s: '%s' split as '%s', want '%s'", cases[i].pre, cases[i].text, sb.buf,
-				 cases[i].want);
+			fail_msg("%s: '%s' split as '%s', want '%s'", cases[i].pre, cases[i].text,
+				 sb.buf, cases[i].want);
 		tokenizer_free(t);
 	}
 
@@ -812,7 +864,8 @@ static void test_long_run_ref(void **state)
 	static const char *const names[] = { "llama-spm", "gpt-2" };
 	for (int i = 0; i < 2; i++) {
 		char path[4096];
-		snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", test_ref_dir(), names[i]);
+		snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", test_ref_dir(),
+			 names[i]);
 		struct gguf *g = gguf_open(path);
 		assert_non_null(g);
 		struct tokenizer *t = tokenizer_open(g, 0);
@@ -1004,7 +1057,8 @@ static void test_decoder(void **state)
 	tokenizer_decoder_push(d, 3 + 0xFF, &out);
 	tokenizer_decoder_push(d, 3 + 0x80, &out);
 	tokenizer_decoder_push(d, 3 + 'A', &out);
-	assert_string_equal(out.buf, "\xef\xbf\xbd\xef\xbf\xbd" "A");
+	assert_string_equal(out.buf, "\xef\xbf\xbd\xef\xbf\xbd"
+				     "A");
 
 	/* 4-byte emoji split 1+3, surrogate encoding rejected */
 	strbuf_reset(&out);
@@ -1061,6 +1115,7 @@ int main(void)
 		cmocka_unit_test(test_open_gguf_errors),
 		cmocka_unit_test(test_spm_rules),
 		cmocka_unit_test(test_bpe_rules),
+		cmocka_unit_test(test_harmony_eog),
 		cmocka_unit_test(test_user_cannot_type_control),
 		cmocka_unit_test(test_split_rules),
 		cmocka_unit_test(test_long_run_memory),
