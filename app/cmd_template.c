@@ -103,35 +103,6 @@ static struct engine_message *to_messages(const struct json *msgs, const char **
 	return m;
 }
 
-/* A piece quoted: control characters (C1 included) and bytes that are not
- * UTF-8 (a piece may be part of a character) as \xNN, so no piece reaches
- * the terminal as an escape sequence. */
-static void print_piece(const char *p, size_t n)
-{
-	putchar('\'');
-	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)p[i];
-		uint32_t cp = 0;
-		size_t len = utf8_valid(p + i, n - i, &cp);
-		if (c == '\n')
-			fputs("\\n", stdout);
-		else if (c == '\t')
-			fputs("\\t", stdout);
-		else if (c == '\r')
-			fputs("\\r", stdout);
-		else if (!len || cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
-			for (size_t k = 0; k < (len ? len : 1); k++)
-				printf("\\x%02x", (unsigned char)p[i + k]);
-		} else {
-			fwrite(p + i, 1, len, stdout);
-			i += len;
-			continue;
-		}
-		i += len ? len : 1;
-	}
-	putchar('\'');
-}
-
 /* Parse the conversation: messages (an array) and the extra variables. */
 static int read_conversation(const struct strbuf *in, const char *name, struct json **root,
 			     const struct json **msgs)
@@ -226,7 +197,7 @@ static void print_tokens(const struct tokenizer *tok, const int32_t *ids, int n)
 		size_t len;
 		const char *s = tokenizer_piece(tok, ids[k], &len);
 		printf("%6d -> ", ids[k]);
-		print_piece(s, len);
+		untrusted_print_quoted(stdout, s, len);
 		if (tokenizer_is_control(tok, ids[k]))
 			fputs("  (control)", stdout);
 		putchar('\n');

@@ -33,36 +33,6 @@ static const char usage[] =
 	"                     tokenizer.ggml.pre instead of failing\n"
 	"  -h, --help         show this help\n";
 
-/* Print a piece quoted, with bytes that are not printable as \xNN. */
-/* A piece quoted: control characters (C1 included) and bytes that are not
- * UTF-8 (a piece may be part of a character) as \xNN, so no piece reaches
- * the terminal as an escape sequence. */
-static void print_piece(const char *p, size_t n)
-{
-	putchar('\'');
-	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)p[i];
-		uint32_t cp = 0;
-		size_t len = utf8_valid(p + i, n - i, &cp);
-		if (c == '\n')
-			fputs("\\n", stdout);
-		else if (c == '\t')
-			fputs("\\t", stdout);
-		else if (c == '\r')
-			fputs("\\r", stdout);
-		else if (!len || cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
-			for (size_t k = 0; k < (len ? len : 1); k++)
-				printf("\\x%02x", (unsigned char)p[i + k]);
-		} else {
-			fwrite(p + i, 1, len, stdout);
-			i += len;
-			continue;
-		}
-		i += len ? len : 1;
-	}
-	putchar('\'');
-}
-
 int cmd_tokenize(int argc, char **argv, struct config *cfg)
 {
 	const char *model = NULL, *file = NULL, *text = NULL;
@@ -168,7 +138,7 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 		size_t len;
 		const char *p = tokenizer_piece(t, ids[k], &len);
 		printf("%6d -> ", ids[k]);
-		print_piece(p, len);
+		untrusted_print_quoted(stdout, p, len);
 		putchar('\n');
 	}
 	if (ids_only)

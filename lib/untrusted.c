@@ -78,3 +78,29 @@ void untrusted_print(FILE *f, const char *s, size_t n, unsigned flags)
 	fwrite(sb.buf, 1, sb.len, f);
 	strbuf_release(&sb);
 }
+
+void untrusted_print_quoted(FILE *f, const char *s, size_t n)
+{
+	putc('\'', f);
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		uint32_t cp = 0;
+		size_t len = utf8_valid(s + i, n - i, &cp);
+		if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c == '\r')
+			fputs("\\r", f);
+		else if (!len || cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
+			for (size_t k = 0; k < (len ? len : 1); k++)
+				fprintf(f, "\\x%02x", (unsigned char)s[i + k]);
+		} else {
+			fwrite(s + i, 1, len, f);
+			i += len;
+			continue;
+		}
+		i += len ? len : 1;
+	}
+	putc('\'', f);
+}

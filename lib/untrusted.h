@@ -39,4 +39,10 @@ int untrusted_tty(FILE *f);
  * unchanged otherwise. */
 void untrusted_print(FILE *f, const char *s, size_t n, unsigned flags);
 
+/* s[0..n) between single quotes for a listing of pieces (a token's piece
+ * may be part of a character): \n, \t and \r as such, control
+ * characters (C1 included) and bytes that are not UTF-8 as \xNN, so no
+ * piece reaches the terminal as an escape sequence, wherever f goes. */
+void untrusted_print_quoted(FILE *f, const char *s, size_t n);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "report.h"
@@ -66,6 +67,21 @@ static void test_utf8_valid(void **state)
 }
 
 /* Messages quote files: whatever they quote, the message is safe. */
+/* A token piece quoted for a listing: escapes for \n \t \r, \xNN for
+ * controls, C1 and bytes that are not UTF-8, UTF-8 kept. */
+static void test_print_quoted(void **state)
+{
+	(void)state;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	untrusted_print_quoted(f, "a\n\t\r\x1b[2J\xc2\x9b\xc3\xa9\xc3", 13);
+	fclose(f);
+	assert_string_equal(buf, "'a\\n\\t\\r\\x1b[2J\\xc2\\x9b\xc3\xa9\\xc3'");
+	free(buf);
+}
+
 static void test_error_messages(void **state)
 {
 	(void)state;
@@ -104,6 +120,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_controls),
 		cmocka_unit_test(test_utf8_valid),
+		cmocka_unit_test(test_print_quoted),
 		cmocka_unit_test(test_error_messages),
 		cmocka_unit_test(test_prefix_once),
 	};
