@@ -253,30 +253,50 @@ static void on_next_ready(struct chat *c)
 	}
 }
 
-/* The model loading failed: it is dropped, the one in use (if any) stays. */
-static void on_next_error(struct chat *c, const char *why)
+/*
+ * A load that did not finish (why: the failure; NULL: stopped) leaves the
+ * model in use, if any: it shows again in the status pane and answers a
+ * message that waited for the new one.  The chat says which happened.
+ */
+static void load_ended(struct chat *c, const char *why)
 {
-	log_error("chat: cannot load '%s': %s", c->next_path, why);
 	engine_close(c->next);
 	c->next = NULL;
 	c->next_fallback = 0;
 	chat_state_changed(c);
 	if (c->eng) {
 		status_from_info(c, engine_info(c->eng));
-		chat_error(c, "Cannot load the model: %s\n%s is still the model in use.", why,
-			   c->st.model);
+		if (why)
+			chat_error(c, "Cannot load the model: %s\n%s is still the model in use.",
+				   why, c->st.model);
+		else
+			chat_notice(c, "Loading stopped. %s is still the model in use.",
+				    c->st.model);
 		if (c->pending_send) {
 			c->pending_send = 0;
 			chat_engine_submit(c);
 		}
 	} else {
-		c->st.state = STATE_FAILED;
+		c->st.state = why ? STATE_FAILED : STATE_NO_MODEL;
 		c->pending_send = 0;
-		chat_error(c, "Cannot load the model: %s\nTry another file with /model FILE.", why);
+		if (why)
+			chat_error(c,
+				   "Cannot load the model: %s\nTry another file with /model FILE.",
+				   why);
+		else
+			chat_notice(c, "Loading stopped. /model FILE.gguf loads a model; Ctrl-D "
+				       "quits.");
 	}
 	free(c->next_path);
 	c->next_path = NULL;
 	c->status_dirty = 1;
+}
+
+/* The model loading failed: it is dropped, the one in use (if any) stays. */
+static void on_next_error(struct chat *c, const char *why)
+{
+	log_error("chat: cannot load '%s': %s", c->next_path, why);
+	load_ended(c, why);
 }
 
 /* Ctrl-C while a model loads: the load stops (every phase of it reads the
@@ -287,24 +307,7 @@ void chat_engine_stop_load(struct chat *c)
 	if (!c->next)
 		return;
 	log_info("chat: loading '%s' stopped", c->next_path);
-	engine_close(c->next);
-	c->next = NULL;
-	free(c->next_path);
-	c->next_path = NULL;
-	chat_state_changed(c);
-	if (c->eng) {
-		status_from_info(c, engine_info(c->eng));
-		chat_notice(c, "Loading stopped. %s is still the model in use.", c->st.model);
-		if (c->pending_send) {
-			c->pending_send = 0;
-			chat_engine_submit(c);
-		}
-	} else {
-		c->st.state = STATE_NO_MODEL;
-		c->pending_send = 0;
-		chat_notice(c, "Loading stopped. /model FILE.gguf loads a model; Ctrl-D quits.");
-	}
-	c->status_dirty = 1;
+	load_ended(c, NULL);
 }
 
 /* Say, above the reply, that old turns were left out of the prompt. */
