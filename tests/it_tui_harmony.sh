@@ -9,12 +9,12 @@
 # model small enough for the tests writes harmony's headers itself.
 cd "$(dirname "$0")/.." || exit 1
 PALAVER=${PALAVER:-$PWD/build/palaver}
-REF=${PALAVER_REF_DIR:-../shared/ref}
-MODEL=$(cd "$REF/models" 2>/dev/null && pwd)/stories260K.gguf
+. tests/refdata.sh
+MODEL=$REF/models/stories260K.gguf
 
-command -v tmux >/dev/null 2>&1 || { echo "skip: tmux is not installed"; exit 77; }
-[ -f "$MODEL" ] || { echo "skip: reference model not found under '$REF/models'"; exit 77; }
-[ -x "$PALAVER" ] || { echo "skip: no palaver binary at '$PALAVER'"; exit 77; }
+need_cmd tmux
+need_ref models/stories260K.gguf
+[ -x "$PALAVER" ] || skip_test "no palaver binary at '$PALAVER'"
 
 T=$(mktemp -d) || exit 1
 TUI_SOCK=palaver-it-harmony-$$
