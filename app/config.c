@@ -1420,7 +1420,10 @@ static int check_json_value(int k, const struct json *v, struct strbuf *problems
 					    keys[k].name, (unsigned long long)UINT64_MAX, text);
 				rc = -1;
 			}
-		} else if (keys[k].type == K_INT && v->number != (double)(long)v->number) {
+		} else if (keys[k].type == K_INT &&
+			   /* in range before the cast: a double past long's is undefined */
+			   !(v->number > -9.2e18 && v->number < 9.2e18 &&
+			     v->number == (double)(long)v->number)) {
 			strbuf_addf(&msg, "'%s' must be an integer, not %s", keys[k].name, text);
 			rc = -1;
 		} else {

@@ -613,6 +613,16 @@ static void test_sampling_json_round_trip(void **state)
 	assert_non_null(strstr(problems.buf, "'sampling.top_p'"));
 	assert_non_null(strstr(problems.buf, "'sampling.top_k' must be a number"));
 	json_free(j);
+
+	/* an integer key far past long's range: refused, not cast (UBSan) */
+	strbuf_reset(&problems);
+	const char *huge = "{\"top_k\":-2e300,\"repeat_last_n\":1e19}";
+	j = json_parse(huge, strlen(huge));
+	back = cfg.sampling;
+	assert_int_equal(config_sampling_from_json(&back, j, NULL, &problems), 2);
+	assert_non_null(strstr(problems.buf, "'sampling.top_k' must be an integer"));
+	assert_int_equal(back.top_k, cfg.sampling.top_k);
+	json_free(j);
 	strbuf_release(&js);
 	strbuf_release(&problems);
 	config_free(&cfg);

@@ -36,7 +36,7 @@ static struct jinja_value *from_json(struct jinja_ctx *c, const struct json *j, 
 	case JSON_NULL: return jinja_none(c);
 	case JSON_BOOL: return jinja_bool(c, j->boolean);
 	case JSON_NUMBER:
-		if (j->number == (double)(int64_t)j->number && j->number > -1e15 && j->number < 1e15)
+		if (j->number > -1e15 && j->number < 1e15 && j->number == (double)(int64_t)j->number)
 			return jinja_int(c, (int64_t)j->number);
 		return jinja_float(c, j->number);
 	case JSON_STRING: return jinja_string(c, j->str, j->str_len, JINJA_INPUT);
