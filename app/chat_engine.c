@@ -198,6 +198,7 @@ static void on_ready(struct chat *c)
 		chat_copy_str(c->st.model, sizeof(c->st.model), info->name);
 		chat_copy_str(c->st.type, sizeof(c->st.type), info->type_name);
 		chat_copy_str(c->st.backend, sizeof(c->st.backend), info->backend);
+		chat_copy_str(c->st.device, sizeof(c->st.device), info->device);
 		chat_copy_str(c->st.server, sizeof(c->st.server), info->server);
 		if (info->server[0]) {
 			/* replies are recorded as coming from URL#MODEL */

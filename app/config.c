@@ -64,6 +64,11 @@ static const char *const overflow_names[] = { "stop", "drop-oldest", "shift", NU
 static const char *const memory_mode_names[] = { "strict", "warn", NULL };
 static const char *const level_names[] = { "trace", "debug", "info", "warn", "error", "off", NULL };
 
+const char *config_backend_name(enum config_backend b)
+{
+	return (unsigned)b < 3 ? backend_names[b] : "auto";
+}
+
 #define F(field) offsetof(struct config, field)
 #define BIG 16777216.0 /* 2^24: a bound for token counts */
 

@@ -1,4 +1,12 @@
 /* conformance: palaver against llama.cpp on every reference case (cases/ and pending/), greedy runs, threads. */
+
+/*
+ * Built twice: test_conformance runs the CPU backend; test_cuda_conformance
+ * (-DCONFORMANCE_CUDA) runs the same cases through the CUDA backend, its
+ * kernels emulated on the CPU (or on a GPU in a CUDA=1 build), with the
+ * same tolerances, and adds the CUDA backend's own checks (the shift
+ * against the CPU's, falling back to the CPU).
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -20,6 +28,34 @@
 #include "report.h"
 #include "strbuf.h"
 #include "testutil.h"
+#if defined(CONFORMANCE_CUDA) && !defined(PALAVER_CUDA)
+#include "emu/emu_control.h"
+#define CONFORMANCE_EMU 1
+#endif
+
+#ifdef CONFORMANCE_CUDA
+#define BACKEND MODEL_BACKEND_CUDA
+#define BACKEND_NAME "cuda"
+#else
+#define BACKEND MODEL_BACKEND_CPU
+#define BACKEND_NAME "cpu"
+#endif
+
+/* The defaults, on the backend under test. */
+static void test_params(struct model_params *p)
+{
+	model_params_default(p);
+	p->backend = BACKEND;
+}
+
+/* A model must run where the test says: no silent fallback to the CPU. */
+static struct model *on_backend(struct model *m, const char *what)
+{
+	if (m && strcmp(model_info(m)->backend, BACKEND_NAME))
+		fail_msg("%s runs on '%s', not '%s': %s", what, model_info(m)->backend,
+			 BACKEND_NAME, model_warning(m) ? model_warning(m) : "");
+	return m;
+}
 
 /*
  * One case: NAME.json + NAME.logits.f32 (cases/: llama.cpp build 4748's raw
@@ -137,7 +173,7 @@ static struct model *load(const char *model, enum kv_type kvt, int threads, int 
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), model);
 	struct model_params p;
-	model_params_default(&p);
+	test_params(&p);
 	p.kv_type = kvt;
 	p.n_threads = threads;
 	p.n_ctx = n_ctx;
@@ -145,7 +181,7 @@ static struct model *load(const char *model, enum kv_type kvt, int threads, int 
 	struct model *m = model_load(path, &p);
 	if (!m)
 		fail_msg("%s: %s", model, error_message());
-	return m;
+	return on_backend(m, model);
 }
 
 static double rel_l2(const float *a, const float *ref, int n)
@@ -500,7 +536,7 @@ static struct model *load_ring(const char *model, int n_ctx, int n_batch, int sl
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), model);
 	struct model_params p;
-	model_params_default(&p);
+	test_params(&p);
 	p.kv_type = KV_F32;
 	p.n_threads = 2;
 	p.n_ctx = n_ctx;
@@ -510,7 +546,7 @@ static struct model *load_ring(const char *model, int n_ctx, int n_batch, int sl
 	struct model *m = model_load(path, &p);
 	if (!m)
 		fail_msg("%s: %s", model, error_message());
-	return m;
+	return on_backend(m, model);
 }
 
 static void test_swa_ring(void **state)
@@ -560,6 +596,42 @@ static void test_swa_ring(void **state)
 			assert_int_equal(model_forward(ring, &t, 1, c->n_prompt + j, b, 0), 0);
 	}
 
+#ifdef CONFORMANCE_CUDA
+	/* shift: the device moves and turns what its rings and its full layer
+	 * hold as the CPU does; the logits that follow agree */
+	model_free(full);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), c->model);
+	struct model_params p;
+	model_params_default(&p);
+	p.kv_type = KV_F32;
+	p.n_ctx = c->n_tok;
+	p.n_batch = 3;
+	p.ring_slack = 1;
+	p.prefault = 0;
+	full = model_load(path, &p); /* the CPU */
+	assert_non_null(full);
+	assert_string_equal(model_info(full)->backend, "cpu");
+	float *lc = malloc(sizeof(float) * (size_t)nv), *lg = malloc(sizeof(float) * (size_t)nv);
+	struct model *both[2] = { ring, full };
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(model_kv_truncate(both[k], 0), 0);
+		assert_int_equal(model_forward(both[k], c->toks, 40, 0, NULL, 0), 0);
+		assert_int_equal(model_kv_shift(both[k], 4, 10), 0);
+		assert_int_equal(model_n_past(both[k]), 30);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(model_forward(ring, c->toks + 40 + i, 1, 30 + i, lg, 0), 0);
+		assert_int_equal(model_forward(full, c->toks + 40 + i, 1, 30 + i, lc, 0), 0);
+		double e = rel_l2(lg, lc, nv);
+		printf("after the shift, token %d: cuda vs cpu relative L2 %.3g\n", i, e);
+		assert_true(e < 1e-4);
+	}
+	for (int cell = 0; cell < kr->cells[0]; cell++) /* the same bookkeeping */
+		assert_int_equal(kr->pos[0][cell], model_kv(full)->pos[0][cell]);
+	free(lc);
+	free(lg);
+#else
 	/* shift: the keys a sliding layer still holds equal a fresh run of the
 	 * kept tokens at their new positions (layer 0's keys depend only on
 	 * the token and its position) */
@@ -587,6 +659,7 @@ static void test_swa_ring(void **state)
 		checked++;
 	}
 	assert_true(checked >= 6);
+#endif
 	free(tmp);
 	free(a);
 	free(b);
@@ -602,7 +675,7 @@ static void test_thread_invariance(void **state)
 	(void)state;
 	REQUIRE_REF();
 	const char *models[] = { "rand-llama-256-Q4_K_M.gguf", "stories260K.gguf",
-				 "rand-qwen3-f32.gguf",	       "rand-gemma2-f32.gguf",
+				 "rand-qwen3-f32.gguf",        "rand-gemma2-f32.gguf",
 				 "rand-gemma3-f32.gguf",       "rand-phi3-f16.gguf" };
 	int32_t toks[24];
 	for (int i = 0; i < 24; i++)
@@ -641,12 +714,12 @@ static void test_chunking(void **state)
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), c->model);
 	struct model_params p;
-	model_params_default(&p);
+	test_params(&p);
 	p.kv_type = KV_F32;
 	p.n_threads = 2;
 	p.n_batch = 3; /* chunks of 3 inside one model_forward call */
 	p.prefault = 0;
-	struct model *m = model_load(path, &p);
+	struct model *m = on_backend(model_load(path, &p), c->model);
 	assert_non_null(m);
 	float *out = malloc(sizeof(float) * (size_t)c->rows * c->n_vocab);
 	assert_int_equal(model_forward(m, c->toks, c->rows, 0, out, 1), 0);
@@ -741,12 +814,12 @@ static void expect_load_error(enum mutation mut, const char *want)
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid(), (int)mut);
 	write_model(path, mut);
 	struct model_params p;
-	model_params_default(&p);
+	test_params(&p);
 	p.n_threads = 1;
 	struct model *m = model_load(path, &p);
 	unlink(path);
 	if (!want) {
-		assert_non_null(m);
+		assert_non_null(on_backend(m, path));
 		const struct model_info *in = model_info(m);
 		assert_string_equal(in->arch, "llama");
 		assert_int_equal(in->n_vocab, 8);
@@ -880,14 +953,14 @@ static struct model *load_family(enum family_variant v, int n_ctx)
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid(), (int)v);
 	write_family(path, v);
 	struct model_params p;
-	model_params_default(&p);
+	test_params(&p);
 	p.n_threads = 1;
 	p.n_ctx = n_ctx;
 	struct model *m = model_load(path, &p);
 	unlink(path);
 	if (!m)
 		fail_msg("%s", error_message());
-	return m;
+	return on_backend(m, path);
 }
 
 /* The sliding pattern as a period or as flags, and LongRoPE's choice of
@@ -930,6 +1003,87 @@ static void test_family_keys(void **state)
 	}
 }
 
+#ifdef CONFORMANCE_EMU
+/*
+ * Device memory that does not fit names what did not and leaves the model
+ * on the CPU with a warning (whether CUDA was asked for or chosen by auto),
+ * giving back what it had taken; no device: auto is the CPU, cuda an error.
+ */
+static void test_cuda_fallback(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/models/rand-llama-256-Q4_K_M.gguf", test_ref_dir());
+	size_t base = pv_emu_memory_used(), full, kv;
+	{ /* what the model takes on the device, and of it the cache */
+		struct model_params p;
+		model_params_default(&p);
+		p.backend = MODEL_BACKEND_CUDA;
+		p.kv_type = KV_F32;
+		p.n_ctx = 256;
+		p.prefault = 0;
+		struct model *m = model_load(path, &p);
+		assert_non_null(m);
+		full = pv_emu_memory_used() - base;
+		kv = model_info(m)->kv_bytes;
+		model_free(m);
+	}
+	/* short inside the weights; short by the cache (the scratch after it is smaller) */
+	const size_t limits[2] = { full / 5, full - kv };
+	const char *what[2] = { " on the GPU for 'blk.", "for 'the KV cache (" };
+	for (int k = 0; k < 2; k++)
+		for (int b = 0; b < 2; b++) {
+			struct model_params p;
+			model_params_default(&p);
+			p.backend = b ? MODEL_BACKEND_AUTO : MODEL_BACKEND_CUDA;
+			p.kv_type = KV_F32;
+			p.n_ctx = 256;
+			p.prefault = 0;
+			pv_emu_set_memory_limit(base + limits[k]);
+			struct model *m = model_load(path, &p);
+			pv_emu_set_memory_limit((size_t)4 << 30);
+			assert_non_null(m);
+			assert_string_equal(model_info(m)->backend, "cpu");
+			const char *w = model_warning(m);
+			assert_non_null(w);
+			printf("%s\n", w);
+			assert_non_null(strstr(w, "running on the CPU: cuda: cannot allocate"));
+			if (!strstr(w, what[k]))
+				fail_msg("'%s' lacks '%s'", w, what[k]);
+			assert_int_equal(pv_emu_memory_used(), base);
+			int32_t t[2] = { 1, 2 };
+			float *lg = malloc(sizeof(float) * 512);
+			assert_int_equal(model_forward(m, t, 2, 0, lg, 0), 0);
+			free(lg);
+			model_free(m);
+		}
+	/* fits: the device, and its name for the status pane */
+	struct model_params p;
+	model_params_default(&p);
+	p.backend = MODEL_BACKEND_AUTO;
+	p.n_ctx = 64;
+	struct model *m = model_load(path, &p);
+	assert_non_null(m);
+	assert_string_equal(model_info(m)->backend, "cuda");
+	assert_non_null(strstr(model_info(m)->device, "CUDA emulator"));
+	assert_null(model_warning(m));
+	model_free(m);
+	assert_int_equal(pv_emu_memory_used(), base);
+
+	pv_emu_set_device_count(0);
+	m = model_load(path, &p);
+	assert_non_null(m);
+	assert_string_equal(model_info(m)->backend, "cpu");
+	assert_null(model_warning(m));
+	model_free(m);
+	p.backend = MODEL_BACKEND_CUDA;
+	assert_null(model_load(path, &p));
+	assert_string_equal(error_message(), "no CUDA device found");
+	pv_emu_set_device_count(1);
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -938,6 +1092,9 @@ int main(void)
 		cmocka_unit_test(test_thread_invariance), cmocka_unit_test(test_chunking),
 		cmocka_unit_test(test_load_errors),       cmocka_unit_test(test_pending_cases),
 		cmocka_unit_test(test_swa_ring),          cmocka_unit_test(test_family_keys),
+#ifdef CONFORMANCE_EMU
+		cmocka_unit_test(test_cuda_fallback),
+#endif
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
