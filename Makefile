@@ -275,7 +275,7 @@ uninstall:
 	-rmdir $(DESTDIR)$(PREFIX)/share/palaver 2>/dev/null
 
 clean:
-	rm -rf build build-asan build-fuzz palaver
+	rm -rf build build-asan build-cuda build-fuzz palaver
 
 help:
 	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz tiny-model"
