@@ -1,6 +1,7 @@
 /* Batch mode: stdin (or -p TEXT) to stdout through the engine; replies only on stdout. */
 #include "config.h"
 #include "engine.h"
+#include "log.h"
 #include "modes.h"
 #include "report.h"
 #include "store.h"
@@ -135,27 +136,18 @@ struct hist {
 	char sid[STORE_ID_SIZE]; /* "" until the session exists */
 	const char *backend;     /* recorded with each reply: "cpu", "remote" */
 	const char *model;       /* its GGUF path or URL#MODEL */
+	int kv;                  /* saved KV states are on */
+	int kv_pending;          /* a KV_SAVED is still to come */
 };
 
 static void hist_fail(struct hist *h)
 {
-	fprintf(stderr, "palaver: history is unavailable: %s\n", error_message());
+	log_error("batch: history is unavailable: %s", error_message());
+	report("history is unavailable: %s", error_message());
 	error_clear();
 	if (h->st)
 		store_close(h->st);
 	h->st = NULL;
-}
-
-static void sampling_json(const struct config *cfg, struct strbuf *out)
-{
-	const struct config_sampling *s = &cfg->sampling;
-	strbuf_addf(out,
-		    "{\"temperature\":%g,\"top_k\":%d,\"top_p\":%g,\"min_p\":%g,\"typical_p\":%g,"
-		    "\"repeat_penalty\":%g,\"repeat_last_n\":%d,\"presence_penalty\":%g,"
-		    "\"frequency_penalty\":%g,\"seed\":%llu,\"max_tokens\":%d}",
-		    s->temperature, s->top_k, s->top_p, s->min_p, s->typical_p, s->repeat_penalty,
-		    s->repeat_last_n, s->presence_penalty, s->frequency_penalty,
-		    (unsigned long long)s->seed, s->max_tokens);
 }
 
 /* The model as sessions record it: an absolute path, so that --session
@@ -196,13 +188,13 @@ static void hist_session(struct hist *h, const struct config *cfg, const char *m
 	struct strbuf js = STRBUF_INIT;
 	if (!h->st || h->sid[0])
 		return;
-	sampling_json(cfg, &js);
+	config_sampling_json(&cfg->sampling, &js);
 	struct store_session_params p = { NULL, model, system, js.buf };
 	if (store_session_create(h->st, &p, h->sid) < 0) {
 		h->sid[0] = 0;
 		hist_fail(h);
 	} else {
-		fprintf(stderr, "palaver: session %s\n", h->sid);
+		report("session %s", h->sid);
 	}
 	strbuf_release(&js);
 }
@@ -221,13 +213,12 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 	struct store_message *msgs;
 	size_t n;
 	if (!h->st) {
-		fprintf(stderr, "palaver: cannot continue session '%s': history is unavailable\n",
-			query);
+		report("cannot continue session '%s': history is unavailable", query);
 		return -1;
 	}
 	if (store_session_resolve(h->st, query, h->sid) < 0 ||
 	    store_session_get(h->st, h->sid, &ss) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		return -1;
 	}
 	if (ss.system_prompt && *ss.system_prompt) {
@@ -241,12 +232,12 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 	else
 		*model = xstrdup(ss.model ? ss.model : "");
 	struct strbuf js = STRBUF_INIT;
-	sampling_json(cfg, &js);
+	config_sampling_json(&cfg->sampling, &js);
 	int changed = **model && (!ss.model || strcmp(ss.model, *model) || !ss.sampling ||
 				  strcmp(ss.sampling, js.buf));
 	store_session_free(&ss);
 	if (store_messages_load(h->st, h->sid, &msgs, &n) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		strbuf_release(&js);
 		return -1;
 	}
@@ -267,7 +258,7 @@ static int hist_resume(struct hist *h, const struct config *cfg, struct convo *c
 		convo_add(c, role, msgs[i].content, strlen(msgs[i].content));
 	}
 	store_messages_free(msgs, n);
-	fprintf(stderr, "palaver: session %s\n", h->sid);
+	report("session %s", h->sid);
 	/* run with another model or sampling: the session says so from now on */
 	if (changed) {
 		struct store_session_params p = { NULL, *model, NULL, js.buf };
@@ -285,58 +276,17 @@ struct remote_cfg {
 	char *url, *model;
 };
 
-static void engine_config_from(const struct config *cfg, const char *model,
-			       const struct remote_cfg *rc, struct engine_config *ec)
+/* The engine saved (or could not save) the session's KV state: the row points at it. */
+static void on_kv_saved(struct hist *h, const struct engine_event *ev)
 {
-	memset(ec, 0, sizeof(*ec));
-	ec->model_path = model;
-	ec->n_threads = cfg->threads;
-	ec->n_ctx = cfg->ctx;
-	ec->n_batch = cfg->batch_size;
-	ec->kv_type = ENGINE_KV_F16;
-	ec->backend = cfg->backend == BACKEND_CUDA  ? ENGINE_BACKEND_CUDA
-		      : cfg->backend == BACKEND_CPU ? ENGINE_BACKEND_CPU
-						    : ENGINE_BACKEND_AUTO;
-	ec->chat_template = cfg->chat_template;
-	ec->overflow = cfg->context_overflow == OVERFLOW_SHIFT         ? ENGINE_OVERFLOW_SHIFT
-		       : cfg->context_overflow == OVERFLOW_DROP_OLDEST ? ENGINE_OVERFLOW_DROP_OLDEST
-								       : ENGINE_OVERFLOW_STOP;
-	ec->keep = cfg->keep;
-	ec->max_buffered_tokens = cfg->max_buffered_tokens;
-	ec->memory_limit = cfg->memory_limit;
-	ec->memory_strict = cfg->memory_mode == MEMORY_STRICT;
-	ec->mlock = cfg->memory_lock;
-	ec->no_repack = !cfg->repack;
-	if (rc && rc->url) {
-		ec->remote_url = rc->url;
-		ec->remote_model = rc->model;
-		/* the key lives in the environment only: never in the config,
-		 * the history or the log */
-		ec->remote_api_key = config_remote_api_key(cfg);
-		ec->remote_timeout = cfg->remote_timeout;
-		ec->remote_retries = cfg->remote_retries;
-	}
-}
-
-static void request_from(const struct config *cfg, struct engine_request *rq)
-{
-	const struct config_sampling *s = &cfg->sampling;
-	memset(rq, 0, sizeof(*rq));
-	rq->add_generation_prompt = 1;
-	rq->sampling.temperature = (float)s->temperature;
-	rq->sampling.top_k = s->top_k;
-	rq->sampling.top_p = (float)s->top_p;
-	rq->sampling.min_p = (float)s->min_p;
-	rq->sampling.typical_p = (float)s->typical_p;
-	rq->sampling.repeat_penalty = (float)s->repeat_penalty;
-	rq->sampling.repeat_last_n = s->repeat_last_n;
-	rq->sampling.presence_penalty = (float)s->presence_penalty;
-	rq->sampling.frequency_penalty = (float)s->frequency_penalty;
-	rq->sampling.seed = s->seed;
-	rq->max_tokens = s->max_tokens;
-	rq->max_time = cfg->max_time;
-	for (int i = 0; i < cfg->n_stop && i < ENGINE_MAX_STOP; i++)
-		rq->stop[rq->n_stop++] = cfg->stop[i];
+	h->kv_pending = 0;
+	if (ev->message)
+		warning("the KV cache was not saved: %s", ev->message);
+	/* only a pointer (the engine finds the file by its name): a failure to
+	 * record it is no reason to give up the history */
+	if (ev->path && h->st && ev->text &&
+	    store_session_set_kv_state(h->st, ev->text, ev->path) < 0)
+		error_clear();
 }
 
 /* Wait for the next event (poll on the wakeup fd; EINTR from SIGINT is fine). */
@@ -354,8 +304,8 @@ static void wait_event(struct engine *e, struct engine_event *ev, int timeout_ms
 /* Totals for --stats. */
 struct totals {
 	double load_ms, t0;
-	int prompt_tokens, reused_tokens, gen_tokens, turns;
-	double prefill_ms, decode_ms;
+	int prompt_tokens, reused_tokens, restored_tokens, gen_tokens, turns;
+	double prefill_ms, decode_ms, restore_ms;
 	uint64_t peak_rss;
 };
 
@@ -369,6 +319,8 @@ static void print_stats(const struct totals *t)
 	fprintf(stderr, "prompt eval count:    %d token(s)\n", t->prompt_tokens - t->reused_tokens);
 	fprintf(stderr, "prompt reused:        %d token(s) of %d\n", t->reused_tokens,
 		t->prompt_tokens);
+	fprintf(stderr, "prompt restored:      %d token(s) in %.3fs (saved KV cache)\n",
+		t->restored_tokens, t->restore_ms / 1000.0);
 	fprintf(stderr, "prompt eval duration: %.3fs\n", t->prefill_ms / 1000.0);
 	fprintf(stderr, "prompt eval rate:     %.2f tokens/s\n",
 		t->prefill_ms > 0 ? (t->prompt_tokens - t->reused_tokens) * 1000.0 / t->prefill_ms
@@ -388,14 +340,14 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
 	strbuf_add_json_escaped(&o, prompt, strlen(prompt));
 	strbuf_addstr(&o, "\",\"reply\":\"");
 	strbuf_add_json_escaped(&o, done->text ? done->text : "", done->len);
-	strbuf_addf(
-		&o,
-		"\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
-		"\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
-		"\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f}\n",
-		engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
-		s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
-		s->ttft_ms, s->decode_ms, s->decode_tps);
+	strbuf_addf(&o,
+		    "\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
+		    "\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
+		    "\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f,"
+		    "\"restored_tokens\":%d,\"restore_ms\":%.3f}\n",
+		    engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
+		    s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
+		    s->ttft_ms, s->decode_ms, s->decode_tps, s->restored_tokens, s->restore_ms);
 	fwrite(o.buf, 1, o.len, stdout);
 	fflush(stdout);
 	strbuf_release(&o);
@@ -413,11 +365,13 @@ static int wait_ready(struct engine *e, int verbose)
 		if (!got)
 			continue;
 		enum engine_event_type t = ev.type;
-		if (t == ENGINE_EV_ERROR)
-			fprintf(stderr, "palaver: %s\n", ev.text);
-		else if (t == ENGINE_EV_WARNING)
-			fprintf(stderr, "palaver: warning: %s\n", ev.text);
-		else if (t == ENGINE_EV_LOAD_PROGRESS && verbose && ev.total)
+		if (t == ENGINE_EV_ERROR) {
+			log_error("batch: the model did not load: %s", ev.text);
+			report("%s", ev.text);
+		} else if (t == ENGINE_EV_WARNING) {
+			log_warn("batch: %s", ev.text);
+			warning("%s", ev.text);
+		} else if (t == ENGINE_EV_LOAD_PROGRESS && verbose && ev.total)
 			fprintf(stderr, "palaver: loading %3d%%\r",
 				(int)(ev.done * 100 / ev.total));
 		engine_event_free(&ev);
@@ -440,9 +394,14 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	int64_t mid = -1;
 	double last_save = time_now_ms();
 
-	request_from(cfg, &rq);
+	if (config_to_request(cfg, &cfg->sampling, &rq) < 0) {
+		report("%s", error_message());
+		return -1;
+	}
 	rq.messages = c->m;
 	rq.n_messages = c->n;
+	if (h->st && h->kv && h->sid[0])
+		rq.session = h->sid;
 	if (h->st) {
 		mid = store_message_begin(h->st, h->sid, "assistant");
 		if (mid < 0 ||
@@ -450,9 +409,11 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 			hist_fail(h);
 	}
 	if (engine_submit(e, &rq) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		log_error("batch: request refused: %s", error_message());
+		report("%s", error_message());
 		return -1;
 	}
+	log_debug("batch: request of %d messages", rq.n_messages);
 	/* a SIGINT between the turn check and the submit: the submit cleared
 	 * its cancel, so cancel again */
 	if (interrupted)
@@ -475,9 +436,11 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 				fflush(stdout);
 			}
 		} else if (ev.type == ENGINE_EV_WARNING) {
-			fprintf(stderr, "palaver: warning: %s\n", ev.text);
+			warning("%s", ev.text);
+		} else if (ev.type == ENGINE_EV_KV_SAVED) {
+			on_kv_saved(h, &ev); /* the previous turn's */
 		} else if (ev.type == ENGINE_EV_ERROR) {
-			fprintf(stderr, "palaver: %s\n", ev.text);
+			report("%s", ev.text);
 			if (h->st && mid > 0 &&
 			    store_message_finish(h->st, mid, shown.buf, shown.len, STORE_ERROR,
 						 NULL) < 0)
@@ -491,14 +454,21 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 			    !memcmp(ev.text, shown.buf, shown.len))
 				fwrite(ev.text + shown.len, 1, ev.len - shown.len, stdout);
 			*done = ev;
+			h->kv_pending = rq.session != NULL;
 			break;
 		}
 		engine_event_free(&ev);
 	}
 	strbuf_release(&shown);
 	const struct engine_stats *s = &done->stats;
-	if (s->stop_reason == ENGINE_STOP_ERROR && done->message)
-		fprintf(stderr, "palaver: %s\n", done->message);
+	log_debug("batch: reply done: %s, %d prompt tokens (%d reused, %d turns dropped), %d "
+		  "generated",
+		  engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
+		  s->dropped_turns, s->gen_tokens);
+	if (s->stop_reason == ENGINE_STOP_ERROR && done->message) {
+		log_error("batch: the reply failed: %s", done->message);
+		report("%s", done->message);
+	}
 	if (h->st && mid > 0) {
 		struct store_stats ss = { s->prompt_tokens, s->gen_tokens, s->prefill_ms,
 					  s->decode_ms };
@@ -512,102 +482,79 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	return 0;
 }
 
-int batch_run(struct config *cfg)
+/* The turns to answer, from -p or standard input; EXIT_OK or the status. */
+static int read_turns(const struct config *cfg, struct convo *turns)
 {
-	struct convo turns = { 0 }, c = { 0 };
 	struct strbuf input = STRBUF_INIT;
-	struct hist h = { 0 };
-	struct totals tot = { 0 };
-	struct engine_config ec;
-	struct engine *e = NULL;
-	char *system = cfg->system_prompt ? xstrdup(cfg->system_prompt) : NULL;
-	char *model = NULL;
-	struct remote_cfg remote = { NULL, NULL };
-	int rc = EXIT_OK;
-
-	tot.t0 = time_now_ms();
-	if (cfg->remote_url) {
-		remote.url = xstrdup(cfg->remote_url);
-		remote.model = cfg->remote_model ? xstrdup(cfg->remote_model) : NULL;
-		if (cfg->remote_api_key_env && !config_remote_api_key(cfg))
-			fprintf(stderr,
-				"palaver: warning: $%s (remote.api_key_env) is not set: "
-				"no API key is sent\n",
-				cfg->remote_api_key_env);
-	}
-	/* --session may name the model */
-	if (!remote.url && (!cfg->model || !*cfg->model) && !cfg->session) {
-		fprintf(stderr,
-			"palaver: no model configured; give one with -m FILE or 'model:' in "
-			"the config file\n");
-		free(system);
-		return EXIT_USAGE;
-	}
 	if (cfg->prompt) {
-		convo_add(&turns, ENGINE_ROLE_USER, cfg->prompt, strlen(cfg->prompt));
+		convo_add(turns, ENGINE_ROLE_USER, cfg->prompt, strlen(cfg->prompt));
 	} else {
 		if (strbuf_read_fd(&input, STDIN_FILENO) < 0) {
-			fprintf(stderr, "palaver: cannot read standard input: %s\n",
-				strerror(errno));
-			free(system);
 			strbuf_release(&input);
-			return EXIT_RUNTIME;
+			return report_runtime("cannot read standard input: %s", strerror(errno));
 		}
-		split_input(input.buf, input.len, cfg->split, &turns);
+		split_input(input.buf, input.len, cfg->split, turns);
 		strbuf_release(&input);
 	}
-	if (!turns.n) {
-		fprintf(stderr, "palaver: no input: give text on standard input or -p TEXT\n");
-		free(system);
-		convo_free(&turns);
-		return EXIT_USAGE;
-	}
+	if (!turns->n)
+		return report_usage("no input: give text on standard input or -p TEXT");
+	return EXIT_OK;
+}
 
-	if (cfg->history_enabled) {
-		h.st = store_open(cfg->history_path);
-		if (!h.st)
-			hist_fail(&h);
-	}
+/*
+ * The conversation so far (a resumed session's, or the system prompt) and
+ * the model to run it with: a local file (*model, malloc'd), or a server
+ * (remote, *model ""), a resumed session's own unless one is configured.
+ * EXIT_OK or the status (said).
+ */
+static int prepare(const struct config *cfg, struct hist *h, struct convo *c, char **system,
+		   char **model, struct remote_cfg *remote)
+{
 	if (cfg->session) {
-		if (hist_resume(&h, cfg, &c, &system, &model) < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
+		if (hist_resume(h, cfg, c, system, model) < 0)
+			return EXIT_RUNTIME;
 		/* the session's own system prompt leads the conversation */
-		if (system && (!c.n || c.m[0].role != ENGINE_ROLE_SYSTEM)) {
+		if (*system && (!c->n || c->m[0].role != ENGINE_ROLE_SYSTEM)) {
 			struct convo s = { 0 };
-			convo_add(&s, ENGINE_ROLE_SYSTEM, system, strlen(system));
-			for (int i = 0; i < c.n; i++)
-				convo_add(&s, c.m[i].role, c.m[i].text, strlen(c.m[i].text));
-			convo_free(&c);
-			c = s;
+			convo_add(&s, ENGINE_ROLE_SYSTEM, *system, strlen(*system));
+			for (int i = 0; i < c->n; i++)
+				convo_add(&s, c->m[i].role, c->m[i].text, strlen(c->m[i].text));
+			convo_free(c);
+			*c = s;
 		}
-	} else if (system) {
-		convo_add(&c, ENGINE_ROLE_SYSTEM, system, strlen(system));
+	} else if (*system) {
+		convo_add(c, ENGINE_ROLE_SYSTEM, *system, strlen(*system));
 	}
 	/* a session that ran on a remote server continues there */
-	if (model && !remote.url && remote_split(model, &remote.url, &remote.model)) {
-		free(model);
-		model = xstrdup("");
+	if (*model && !remote->url && remote_split(*model, &remote->url, &remote->model)) {
+		free(*model);
+		*model = xstrdup("");
 	}
-	if (!model)
-		model = remote.url ? xstrdup("") : model_path_abs(cfg->model);
-	if (!*model && !remote.url) {
-		fprintf(stderr,
-			"palaver: no model configured, and session '%s' names none; give one "
-			"with -m FILE\n",
+	if (!*model)
+		*model = remote->url ? xstrdup("") : model_path_abs(cfg->model);
+	if (!**model && !remote->url)
+		return report_usage(
+			"no model configured, and session '%s' names none; give one with -m FILE",
 			cfg->session);
-		rc = EXIT_USAGE;
-		goto out;
-	}
+	return EXIT_OK;
+}
 
-	engine_config_from(cfg, model, &remote, &ec);
-	e = engine_open(&ec);
+/* Load the model (or reach the server) with SIGINT cancelling; NULL and
+ * *rc set when it did not get ready. */
+static struct engine *start_engine(const struct config *cfg, const char *model,
+				   const struct remote_cfg *remote, const char *kv_dir, int *rc)
+{
+	struct engine_config ec;
+	config_to_engine(cfg, model, remote->url, remote->model, &ec);
+	ec.kv_dir = kv_dir;
+	log_info("batch: loading '%s'%s%s", remote->url ? remote->url : model,
+		 remote->url ? " for " : "", remote->url && remote->model ? remote->model : "");
+	struct engine *e = engine_open(&ec);
 	if (!e) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		log_error("batch: cannot start the engine: %s", error_message());
 		/* with a server, only its URL can be refused here */
-		rc = remote.url ? EXIT_USAGE : EXIT_RUNTIME;
-		goto out;
+		*rc = report_failure(remote->url ? EXIT_USAGE : EXIT_RUNTIME);
+		return NULL;
 	}
 	sig_engine = e;
 	struct sigaction sa;
@@ -615,13 +562,116 @@ int batch_run(struct config *cfg)
 	sa.sa_handler = on_sigint;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
-
 	if (wait_ready(e, cfg->verbose) < 0) {
-		rc = interrupted ? EXIT_INTERRUPTED : EXIT_RUNTIME;
-		goto out;
+		*rc = interrupted ? EXIT_INTERRUPTED : EXIT_RUNTIME;
+		sig_engine = NULL;
+		engine_close(e);
+		return NULL;
 	}
+	return e;
+}
+
+static void add_totals(struct totals *tot, const struct engine_stats *s)
+{
+	tot->turns++;
+	tot->prompt_tokens += s->prompt_tokens;
+	tot->reused_tokens += s->reused_tokens;
+	tot->restored_tokens += s->restored_tokens;
+	tot->restore_ms += s->restore_ms;
+	tot->gen_tokens += s->gen_tokens;
+	tot->prefill_ms += s->prefill_ms;
+	tot->decode_ms += s->decode_ms;
+	tot->peak_rss = s->peak_rss;
+}
+
+/* Answer the turns one after the other; EXIT_OK or the status. */
+static int answer_turns(struct engine *e, const struct config *cfg, const struct convo *turns,
+			struct convo *c, struct hist *h, const char *system, struct totals *tot)
+{
+	for (int t = 0; t < turns->n && !interrupted; t++) {
+		struct engine_event done = { 0 };
+		const char *text = turns->m[t].text;
+		convo_add(c, ENGINE_ROLE_USER, text, strlen(text));
+		if (h->st) {
+			hist_session(h, cfg, h->model, system);
+			if (h->st && store_message_append(h->st, h->sid, "user", text,
+							  STORE_COMPLETE, NULL) < 0)
+				hist_fail(h);
+		}
+		if (run_turn(e, cfg, c, h, &done) < 0)
+			return EXIT_RUNTIME;
+		const struct engine_stats *s = &done.stats;
+		if (cfg->json) {
+			print_json(t + 1, text, &done);
+		} else {
+			fputs(t + 1 < turns->n && !interrupted ? "\n\n" : "\n", stdout);
+			fflush(stdout);
+		}
+		convo_add(c, ENGINE_ROLE_ASSISTANT, done.text ? done.text : "", done.len);
+		add_totals(tot, s);
+		if (cfg->verbose && s->stop_reason != ENGINE_STOP_EOS &&
+		    s->stop_reason != ENGINE_STOP_STOP_STRING)
+			report("reply %d stopped: %s", t + 1,
+			       engine_stop_reason_name(s->stop_reason));
+		if (s->stop_reason == ENGINE_STOP_CONTEXT_FULL && t + 1 < turns->n)
+			warning("reply %d filled the context of %d tokens", t + 1, s->n_ctx);
+		int failed = s->stop_reason == ENGINE_STOP_ERROR;
+		engine_event_free(&done);
+		if (failed)
+			return EXIT_RUNTIME;
+	}
+	return interrupted ? EXIT_INTERRUPTED : EXIT_OK;
+}
+
+int batch_run(struct config *cfg)
+{
+	struct convo turns = { 0 }, c = { 0 };
+	struct hist h = { 0 };
+	struct totals tot = { 0 };
+	struct engine *e = NULL;
+	char *system = cfg->system_prompt ? xstrdup(cfg->system_prompt) : NULL;
+	char *model = NULL;
+	struct remote_cfg remote = { NULL, NULL };
+	struct strbuf kv_dir = STRBUF_INIT;
+	int rc = EXIT_OK;
+
+	tot.t0 = time_now_ms();
+	if (cfg->remote_url) {
+		remote.url = xstrdup(cfg->remote_url);
+		remote.model = cfg->remote_model ? xstrdup(cfg->remote_model) : NULL;
+		if (cfg->remote_api_key_env && !config_remote_api_key(cfg))
+			warning("$%s (remote.api_key_env) is not set: no API key is sent",
+				cfg->remote_api_key_env);
+	}
+	/* --session may name the model */
+	if (!remote.url && (!cfg->model || !*cfg->model) && !cfg->session)
+		rc = report_usage(
+			"no model configured; give one with -m FILE or 'model:' in the config file");
+	if (rc == EXIT_OK)
+		rc = read_turns(cfg, &turns);
+	if (rc == EXIT_OK && cfg->history_enabled) {
+		h.st = store_open(cfg->history_path);
+		if (!h.st)
+			hist_fail(&h);
+	}
+	if (rc == EXIT_OK)
+		rc = prepare(cfg, &h, &c, &system, &model, &remote);
+	/* a server keeps no KV cache of ours: states are for the local engine */
+	if (rc == EXIT_OK && h.st && !remote.url && config_kv_enabled(cfg) &&
+	    config_kv_dir(&kv_dir) < 0) {
+		/* no folder for them: the replies come without saved states */
+		warning("no saved KV states: %s", error_message());
+		error_clear();
+	}
+	h.kv = kv_dir.len > 0;
+	if (rc == EXIT_OK)
+		e = start_engine(cfg, model, &remote, kv_dir.buf, &rc);
+	if (!e)
+		goto out;
 	tot.load_ms = time_now_ms() - tot.t0;
 	const struct engine_info *info = engine_info(e);
+	log_info("batch: ready: %s (%s, %s), context %d, in %.0f ms", info->name, info->type_name,
+		 info->backend, info->n_ctx, tot.load_ms);
 	if (remote.url) {
 		free(model);
 		model = remote_label(info);
@@ -635,54 +685,19 @@ int batch_run(struct config *cfg)
 	h.backend = info->backend;
 	h.model = model;
 	if (info->template_defaulted)
-		fprintf(stderr,
-			"palaver: '%s' has no chat template; continuing the text as written "
-			"(--chat-template none)\n",
-			model);
-
-	for (int t = 0; t < turns.n && !interrupted; t++) {
-		struct engine_event done = { 0 };
-		const char *text = turns.m[t].text;
-		convo_add(&c, ENGINE_ROLE_USER, text, strlen(text));
-		if (h.st) {
-			hist_session(&h, cfg, model, system);
-			if (h.st && store_message_append(h.st, h.sid, "user", text, STORE_COMPLETE,
-							 NULL) < 0)
-				hist_fail(&h);
-		}
-		if (run_turn(e, cfg, &c, &h, &done) < 0) {
-			rc = EXIT_RUNTIME;
-			break;
-		}
-		const struct engine_stats *s = &done.stats;
-		if (cfg->json) {
-			print_json(t + 1, text, &done);
-		} else {
-			fputs(t + 1 < turns.n && !interrupted ? "\n\n" : "\n", stdout);
-			fflush(stdout);
-		}
-		convo_add(&c, ENGINE_ROLE_ASSISTANT, done.text ? done.text : "", done.len);
-		tot.turns++;
-		tot.prompt_tokens += s->prompt_tokens;
-		tot.reused_tokens += s->reused_tokens;
-		tot.gen_tokens += s->gen_tokens;
-		tot.prefill_ms += s->prefill_ms;
-		tot.decode_ms += s->decode_ms;
-		tot.peak_rss = s->peak_rss;
-		if (cfg->verbose && s->stop_reason != ENGINE_STOP_EOS &&
-		    s->stop_reason != ENGINE_STOP_STOP_STRING)
-			fprintf(stderr, "palaver: reply %d stopped: %s\n", t + 1,
-				engine_stop_reason_name(s->stop_reason));
-		if (s->stop_reason == ENGINE_STOP_CONTEXT_FULL && t + 1 < turns.n)
-			fprintf(stderr,
-				"palaver: warning: reply %d filled the context of %d tokens\n",
-				t + 1, s->n_ctx);
-		int failed = s->stop_reason == ENGINE_STOP_ERROR;
-		engine_event_free(&done);
-		if (failed) {
-			rc = EXIT_RUNTIME;
-			break;
-		}
+		report("'%s' has no chat template; continuing the text as written (--chat-template none)",
+		       model);
+	rc = answer_turns(e, cfg, &turns, &c, &h, system, &tot);
+	/* the last reply's state: its row points at the file once it is written */
+	while (h.kv_pending && !interrupted) {
+		struct engine_event ev;
+		int got;
+		wait_event(e, &ev, 1000, &got);
+		if (!got)
+			continue;
+		if (ev.type == ENGINE_EV_KV_SAVED)
+			on_kv_saved(&h, &ev);
+		engine_event_free(&ev);
 	}
 	if (interrupted && rc == EXIT_OK)
 		rc = EXIT_INTERRUPTED;
@@ -697,6 +712,7 @@ out:
 	convo_free(&c);
 	free(system);
 	free(model);
+	strbuf_release(&kv_dir);
 	free(remote.url);
 	free(remote.model);
 	fflush(stdout);

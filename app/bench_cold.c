@@ -1,5 +1,6 @@
 /* palaver bench --cold: load and first token from a cold page cache, with and without read-ahead. */
 #include "bench.h"
+#include "options.h"
 #include "config.h"
 #include "model.h"
 #include "report.h"
@@ -160,7 +161,7 @@ static int run_cold(const char *path, int readahead, int repack, int nth, int np
 	r->active = model_info(m)->readahead;
 	static int warned;
 	if (model_warning(m) && !warned++)
-		fprintf(stderr, "palaver: warning: %s\n", model_warning(m));
+		warning("%s", model_warning(m));
 	r->repacked = model_info(m)->repacked_bytes;
 	int nv = model_info(m)->n_vocab, rc = -1;
 	int32_t *toks = try_alloc_array((size_t)np, sizeof(int32_t));
@@ -204,15 +205,11 @@ out:
 /* Mean and sample standard deviation of field off (a double) of the runs. */
 static void stat_of(const struct setting *s, size_t off, double *mean, double *sd)
 {
-	double sum = 0, q = 0;
+	double *v = xcalloc((size_t)s->n + 1, sizeof(*v));
 	for (int i = 0; i < s->n; i++)
-		sum += *(const double *)(const void *)((const char *)&s->runs[i] + off);
-	*mean = sum / s->n;
-	for (int i = 0; i < s->n; i++) {
-		double d = *(const double *)(const void *)((const char *)&s->runs[i] + off) - *mean;
-		q += d * d;
-	}
-	*sd = s->n > 1 ? sqrt(q / (s->n - 1)) : 0;
+		v[i] = *(const double *)(const void *)((const char *)&s->runs[i] + off);
+	bench_mean_sd(v, s->n, mean, sd);
+	free(v);
 }
 
 /* Hit counts summed over the runs: which = 0 first token, 1 decode. */
@@ -362,86 +359,40 @@ static void print_md(const struct setting *set, int nset, const char *name, cons
 
 int bench_cold(int argc, char **argv, struct config *cfg)
 {
-	const char *path = cfg ? cfg->model : NULL;
-	int np = 8, ng = 16, reps = 3, threads = cfg ? cfg->threads : 0, json = 0;
-	int repack = cfg ? cfg->repack : 1;
-	int modes[2] = { 1, 0 }, nmodes = 2;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "--cold"))
-			continue;
-		if (!strcmp(a, "--no-repack")) {
-			repack = 0;
-			continue;
-		}
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		}
-		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-			if (!v) {
-				fprintf(stderr, "palaver: bench: -m needs a file\n");
-				return EXIT_USAGE;
-			}
-			path = v;
-		} else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
-			if (bench_parse_int(a, v, 1, 1 << 16, &np) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
-			if (bench_parse_int(a, v, 0, 1 << 16, &ng) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
-			if (bench_parse_int(a, v, 1, 1000, &reps) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (bench_parse_int(a, v, 1, 1024, &threads) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "--readahead")) {
-			if (v && !strcmp(v, "both"))
-				nmodes = 2;
-			else if (v && (!strcmp(v, "on") || !strcmp(v, "off"))) {
-				nmodes = 1;
-				modes[0] = !strcmp(v, "on");
-			} else {
-				fprintf(stderr, "palaver: bench: --readahead is on, off or both\n");
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--format") || !strcmp(a, "-o")) {
-			if (v && (!strcmp(v, "md") || !strcmp(v, "json")))
-				json = !strcmp(v, "json");
-			else {
-				fprintf(stderr, "palaver: bench: --cold --format is md or json\n");
-				return EXIT_USAGE;
-			}
-		} else {
-			fprintf(stderr,
-				"palaver: bench: unknown option '%s' (see 'palaver bench --cold "
-				"--help')\n",
-				a);
-			return EXIT_USAGE;
-		}
-		i++;
-	}
+	static const char *const settings[] = { "on", "off", "both", NULL };
+	static const char *const formats[] = { "md", "json", NULL };
+	int np = 8, ng = 16, reps = 3, json = 0, no_repack = 0, setting = 2; /* both */
+	const struct opt_spec opts[] = {
+		{ "--cold", NULL, OPT_FLAG, NULL, 0, 0, NULL },
+		{ "--n-prompt", "-p", OPT_INT, &np, 1, 1 << 16, NULL },
+		{ "--n-gen", "-n", OPT_INT, &ng, 0, 1 << 16, NULL },
+		{ "--repetitions", "-r", OPT_INT, &reps, 1, 1000, NULL },
+		{ "--readahead", NULL, OPT_CHOICE, &setting, 0, 0, settings },
+		{ "--no-repack", NULL, OPT_FLAG, &no_repack, 0, 0, NULL },
+		{ "--format", "-o", OPT_CHOICE, &json, 0, 0, formats },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed =
+		options_parse(argc, argv, opts, usage, "bench", "palaver bench --cold --help", cfg);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
+	const char *path = cfg->model; /* -m and -t, as the other commands take them */
+	int threads = cfg->threads, repack = cfg->repack && !no_repack;
+	/* both: read-ahead on, then off, alternating */
+	int modes[2] = { setting != 1, 0 }, nmodes = setting == 2 ? 2 : 1;
 	if (!path || !*path) {
-		fprintf(stderr, "palaver: bench: -m FILE is required (see 'palaver bench --cold "
-				"--help')\n");
-		return EXIT_USAGE;
+		return report_usage(
+			"bench: -m FILE is required (see 'palaver bench --cold --help')");
 	}
 	int nth = threads                             ? threads
 		  : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? (int)sysconf(_SC_NPROCESSORS_ONLN)
 						      : 1;
 	/* the model's name and type, from a load that also checks the file early */
 	struct model_params mp;
-	model_params_default(&mp);
-	mp.n_threads = 1;
-	mp.n_ctx = 1;
-	mp.prefault = 0;
-	mp.readahead = 0;
-	mp.repack = 0; /* a copy would read the whole file (and need its size in memory) */
+	model_params_probe(&mp);
 	struct model *probe = model_load(path, &mp);
 	if (!probe) {
-		fprintf(stderr, "palaver: %s\n", error_message());
-		return EXIT_RUNTIME;
+		return report_failure(EXIT_RUNTIME);
 	}
 	char name[128], type[32];
 	snprintf(name, sizeof(name), "%s", model_info(probe)->name);
@@ -461,7 +412,7 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 			int k = (r % 2 && nmodes == 2) ? 1 - j : j; /* alternate the order */
 			if (run_cold(path, set[k].readahead, repack, nth, np, ng,
 				     &set[k].runs[set[k].n]) < 0) {
-				fprintf(stderr, "palaver: %s\n", error_message());
+				report("%s", error_message());
 				rc = EXIT_RUNTIME;
 				break;
 			}

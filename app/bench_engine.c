@@ -1,5 +1,6 @@
 /* palaver bench --cancel / --reuse: cancellation latency and the second turn with and without prefix reuse. */
 #include "bench.h"
+#include "options.h"
 #include "config.h"
 #include "engine.h"
 #include "report.h"
@@ -27,15 +28,6 @@ static const char usage[] =
 	"--trials N: trials per phase (default 20 for --cancel, 3 for --reuse).\n"
 	"Also takes -m, -t, --ctx, --batch-size and the other common options.\n";
 
-/* xorshift64: the random points are the same on every run */
-static uint64_t rng_next(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static int wait_event(struct engine *e, struct engine_event *ev)
 {
 	while (!engine_next_event(e, ev)) {
@@ -53,7 +45,7 @@ static int wait_done(struct engine *e, struct engine_event *done)
 		if (t == ENGINE_EV_DONE)
 			return 0;
 		if (t == ENGINE_EV_ERROR) {
-			fprintf(stderr, "palaver: %s\n", done->text);
+			report("%s", done->text);
 			engine_event_free(done);
 			return -1;
 		}
@@ -65,7 +57,7 @@ static int wait_done(struct engine *e, struct engine_event *done)
 static int run_request(struct engine *e, const struct engine_request *rq, struct engine_event *done)
 {
 	if (engine_submit(e, rq) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		return -1;
 	}
 	return wait_done(e, done);
@@ -84,14 +76,14 @@ static struct engine *open_engine(const struct config *cfg)
 	ec.max_buffered_tokens = 1024;
 	struct engine *e = engine_open(&ec);
 	if (!e) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		return NULL;
 	}
 	for (;;) {
 		struct engine_event ev;
 		int t = wait_event(e, &ev);
 		if (t == ENGINE_EV_ERROR)
-			fprintf(stderr, "palaver: %s\n", ev.text);
+			report("%s", ev.text);
 		engine_event_free(&ev);
 		if (t == ENGINE_EV_READY)
 			return e;
@@ -111,32 +103,15 @@ static void greedy(struct engine_request *rq)
 	rq->sampling.repeat_penalty = 1;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted v[0..n). */
-static double pct(const double *v, int n, double p)
-{
-	int k = (int)(p / 100.0 * n + 0.999999) - 1;
-	if (k < 0)
-		k = 0;
-	if (k >= n)
-		k = n - 1;
-	return v[k];
-}
-
-static void report(const char *phase, double *v, int n, int missed)
+static void print_latency(const char *phase, double *v, int n, int missed)
 {
 	if (!n) {
 		printf("%-8s no cancel landed (%d finished first)\n", phase, missed);
 		return;
 	}
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	printf("%-8s n=%-3d p50 %7.2f ms   p99 %7.2f ms   max %7.2f ms", phase, n, pct(v, n, 50),
-	       pct(v, n, 99), v[n - 1]);
+	bench_sort(v, n);
+	printf("%-8s n=%-3d p50 %7.2f ms   p99 %7.2f ms   max %7.2f ms", phase, n,
+	       bench_percentile(v, n, 50), bench_percentile(v, n, 99), v[n - 1]);
 	if (missed)
 		printf("   (%d finished before the cancel)", missed);
 	printf("\n");
@@ -149,7 +124,7 @@ static int cancel_once(struct engine *e, const struct engine_request *rq, double
 {
 	struct engine_event ev;
 	if (engine_submit(e, rq) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		return -1;
 	}
 	if (after_first_token) {
@@ -173,6 +148,26 @@ static int cancel_once(struct engine *e, const struct engine_request *rq, double
 	return landed;
 }
 
+/* trials cancels at random points up to max_ms into the request (or into
+ * generation, decode); the latencies of those that landed into lat[*n],
+ * the others counted in *missed.  0, or -1 on error. */
+static int cancel_trials(struct engine *e, const struct engine_request *rq, int trials,
+			 double max_ms, int decode, double *lat, int *n, int *missed, uint64_t *rng)
+{
+	for (int t = 0; t < trials; t++) {
+		double ms;
+		int r = cancel_once(e, rq, max_ms * (double)(bench_rng(rng) % 1000) / 1000.0,
+				    decode, &ms);
+		if (r < 0)
+			return -1;
+		if (r)
+			lat[(*n)++] = ms;
+		else
+			(*missed)++;
+	}
+	return 0;
+}
+
 static int bench_cancel(const struct config *cfg, int trials, int n_prompt)
 {
 	struct engine *e = open_engine(cfg);
@@ -182,7 +177,7 @@ static int bench_cancel(const struct config *cfg, int trials, int n_prompt)
 	if (n_prompt > in->n_ctx - 64)
 		n_prompt = in->n_ctx - 64;
 	if (n_prompt < 8) {
-		fprintf(stderr, "palaver: the context of %d tokens is too small\n", in->n_ctx);
+		report("the context of %d tokens is too small", in->n_ctx);
 		engine_close(e);
 		return EXIT_USAGE;
 	}
@@ -196,7 +191,7 @@ static int bench_cancel(const struct config *cfg, int trials, int n_prompt)
 
 	/* how long one full prefill takes, to spread the cancel points over it */
 	for (int i = 0; i < n_prompt; i++)
-		toks[i] = (int32_t)(3 + rng_next(&s) % (uint64_t)(in->n_vocab - 3));
+		toks[i] = (int32_t)(3 + bench_rng(&s) % (uint64_t)(in->n_vocab - 3));
 	greedy(&rq);
 	rq.tokens = toks;
 	rq.n_tokens = n_prompt;
@@ -211,38 +206,21 @@ static int bench_cancel(const struct config *cfg, int trials, int n_prompt)
 	printf("model %s (%s), %d threads, context %d; prefill of %d tokens: %.1f ms\n", in->name,
 	       in->type_name, in->n_threads, in->n_ctx, n_prompt, prefill_ms);
 
-	for (int t = 0; t < trials; t++) {
-		double lat;
-		int r = cancel_once(e, &rq, prefill_ms * (double)(rng_next(&s) % 1000) / 1000.0, 0,
-				    &lat);
-		if (r < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
-		if (r)
-			pre[n_pre++] = lat;
-		else
-			miss_pre++;
+	if (cancel_trials(e, &rq, trials, prefill_ms, 0, pre, &n_pre, &miss_pre, &s) < 0) {
+		rc = EXIT_RUNTIME;
+		goto out;
 	}
 	/* decode: a short prompt, generation until the context is full */
 	rq.n_tokens = 16;
 	rq.max_tokens = -1;
 	rq.no_reuse = 0;
-	for (int t = 0; t < trials; t++) {
-		double lat;
-		int r = cancel_once(e, &rq, (double)(rng_next(&s) % 300), 1, &lat);
-		if (r < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
-		if (r)
-			dec[n_dec++] = lat;
-		else
-			miss_dec++;
+	if (cancel_trials(e, &rq, trials, 300, 1, dec, &n_dec, &miss_dec, &s) < 0) {
+		rc = EXIT_RUNTIME;
+		goto out;
 	}
 	printf("cancel latency, engine_cancel() to DONE:\n");
-	report("prefill", pre, n_pre, miss_pre);
-	report("decode", dec, n_dec, miss_dec);
+	print_latency("prefill", pre, n_pre, miss_pre);
+	print_latency("decode", dec, n_dec, miss_dec);
 out:
 	free(toks);
 	free(pre);
@@ -251,7 +229,7 @@ out:
 	return rc;
 }
 
-/* Deterministic English-ish text of about n_words words. */
+/* Deterministic English-ish text of n_words words, a sentence every 12 or so. */
 static void make_text(struct strbuf *sb, int n_words, uint64_t seed)
 {
 	static const char *const words[] = {
@@ -260,15 +238,26 @@ static void make_text(struct strbuf *sb, int n_words, uint64_t seed)
 		"in",  "park",   "one",  "day", "she",  "wanted", "play", "ball", "but",
 		"it",  "too",    "high", "mom", "said", "let",    "us",   "go",
 	};
+	static const char *const seps[] = { " ", " ", " ", " ", " ", " ",
+					    " ", " ", " ", " ", " ", ". " };
+	const struct bench_words w = { words, sizeof(words) / sizeof(words[0]), seps,
+				       sizeof(seps) / sizeof(seps[0]), 0 };
 	uint64_t s = seed;
-	for (int i = 0; i < n_words; i++) {
-		strbuf_addstr(sb, words[rng_next(&s) % (sizeof(words) / sizeof(words[0]))]);
-		if (i + 1 < n_words)
-			strbuf_addstr(sb, i % 12 == 11 ? ". " : " ");
-	}
+	bench_text(sb, &w, (size_t)n_words, (size_t)-1, &s);
 	/* no trailing space: it would merge with the reply's first word when
 	 * the second turn is tokenized, and cost the reuse of one token */
 	strbuf_addch(sb, '.');
+}
+
+/* rq with its first n_messages, a reply of max_tokens, the cache reused or
+ * not; DONE in *ev.  0, or -1 after saying why. */
+static int turn(struct engine *e, struct engine_request *rq, int n_messages, int max_tokens,
+		int no_reuse, struct engine_event *ev)
+{
+	rq->n_messages = n_messages;
+	rq->max_tokens = max_tokens;
+	rq->no_reuse = no_reuse;
+	return run_request(e, rq, ev);
 }
 
 static int bench_reuse(const struct config *cfg, int trials, int n_prompt)
@@ -316,52 +305,43 @@ static int bench_reuse(const struct config *cfg, int trials, int n_prompt)
 	rq.max_tokens = 1;
 
 	for (int t = 0; t < trials; t++) {
-		/* without: the whole conversation again */
-		rq.no_reuse = 1;
-		if (run_request(e, &rq, &ev) < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
+		/* without: the whole conversation again; then the cache put back
+		 * where the first turn left it; with: only what is new */
+		if (turn(e, &rq, 3, 1, 1, &ev) < 0)
+			goto fail;
 		without[t] = ev.stats.prefill_ms;
 		ttft_without[t] = ev.stats.ttft_ms;
 		engine_event_free(&ev);
-		/* put the cache back where the first turn left it */
-		rq.n_messages = 1;
-		rq.max_tokens = 32;
-		if (run_request(e, &rq, &ev) < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
+		if (turn(e, &rq, 1, 32, 1, &ev) < 0)
+			goto fail;
 		engine_event_free(&ev);
-		rq.n_messages = 3;
-		rq.max_tokens = 1;
-		/* with: only what is new */
-		rq.no_reuse = 0;
-		if (run_request(e, &rq, &ev) < 0) {
-			rc = EXIT_RUNTIME;
-			goto out;
-		}
+		if (turn(e, &rq, 3, 1, 0, &ev) < 0)
+			goto fail;
 		with[t] = ev.stats.prefill_ms;
 		ttft_with[t] = ev.stats.ttft_ms;
 		prompt2 = ev.stats.prompt_tokens;
 		reused = ev.stats.reused_tokens;
 		engine_event_free(&ev);
 	}
-	qsort(with, (size_t)trials, sizeof(double), cmp_double);
-	qsort(without, (size_t)trials, sizeof(double), cmp_double);
-	qsort(ttft_with, (size_t)trials, sizeof(double), cmp_double);
-	qsort(ttft_without, (size_t)trials, sizeof(double), cmp_double);
+	bench_sort(with, trials);
+	bench_sort(without, trials);
+	bench_sort(ttft_with, trials);
+	bench_sort(ttft_without, trials);
 	printf("model %s (%s), %d threads; turn 1: %d prompt tokens + 32 generated\n", in->name,
 	       in->type_name, in->n_threads, prompt1);
 	printf("turn 2: %d prompt tokens, %d reused (%.1f%%), median of %d\n", prompt2, reused,
 	       prompt2 ? 100.0 * reused / prompt2 : 0.0, trials);
 	printf("  with reuse:    prefill %8.1f ms   time to first token %8.1f ms\n",
-	       pct(with, trials, 50), pct(ttft_with, trials, 50));
+	       bench_percentile(with, trials, 50), bench_percentile(ttft_with, trials, 50));
 	printf("  without reuse: prefill %8.1f ms   time to first token %8.1f ms\n",
-	       pct(without, trials, 50), pct(ttft_without, trials, 50));
-	if (pct(ttft_with, trials, 50) > 0)
+	       bench_percentile(without, trials, 50), bench_percentile(ttft_without, trials, 50));
+	if (bench_percentile(ttft_with, trials, 50) > 0)
 		printf("  speed-up of the second turn: %.1fx\n",
-		       pct(ttft_without, trials, 50) / pct(ttft_with, trials, 50));
+		       bench_percentile(ttft_without, trials, 50) /
+			       bench_percentile(ttft_with, trials, 50));
+	goto out;
+fail:
+	rc = EXIT_RUNTIME;
 out:
 	free(reply);
 	free(with);
@@ -376,47 +356,22 @@ out:
 int bench_engine(int argc, char **argv, struct config *cfg)
 {
 	int cancel = 0, reuse = 0, trials = 0, n_prompt = 512;
-	for (int i = 1; i < argc; i++) {
-		long v;
-		if (!strcmp(argv[i], "--cancel")) {
-			cancel = 1;
-		} else if (!strcmp(argv[i], "--reuse")) {
-			reuse = 1;
-		} else if (!strcmp(argv[i], "--trials") || !strcmp(argv[i], "--prompt")) {
-			if (i + 1 >= argc || parse_long(argv[i + 1], &v) < 0 || v < 1 ||
-			    v > 100000) {
-				fprintf(stderr,
-					"palaver: option '%s' needs a number from 1 to 100000\n",
-					argv[i]);
-				return EXIT_USAGE;
-			}
-			if (!strcmp(argv[i], "--trials"))
-				trials = (int)v;
-			else
-				n_prompt = (int)v;
-			i++;
-		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		} else {
-			int r = config_parse_common_flag(cfg, &i, argc, argv);
-			if (r < 0) {
-				fprintf(stderr, "palaver: %s\n", error_message());
-				return EXIT_USAGE;
-			}
-			if (r == 0) {
-				fprintf(stderr, "palaver: unknown option '%s'\n%s", argv[i], usage);
-				return EXIT_USAGE;
-			}
-		}
-	}
+	const struct opt_spec opts[] = {
+		{ "--cancel", NULL, OPT_FLAG, &cancel, 0, 0, NULL },
+		{ "--reuse", NULL, OPT_FLAG, &reuse, 0, 0, NULL },
+		{ "--trials", NULL, OPT_INT, &trials, 1, 100000, NULL },
+		{ "--prompt", NULL, OPT_INT, &n_prompt, 1, 100000, NULL },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = options_parse(argc, argv, opts, usage, "bench",
+				   "palaver bench --cancel --help", cfg);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	if (cancel == reuse) {
-		fprintf(stderr, "palaver: give one of --cancel and --reuse\n%s", usage);
-		return EXIT_USAGE;
+		return report_usage_with(usage, "give one of --cancel and --reuse");
 	}
 	if (!cfg->model || !*cfg->model) {
-		fprintf(stderr, "palaver: no model configured; give one with -m FILE\n");
-		return EXIT_USAGE;
+		return report_usage("no model configured; give one with -m FILE");
 	}
 	if (cancel)
 		return bench_cancel(cfg, trials ? trials : 20, n_prompt);

@@ -1,5 +1,6 @@
 /* palaver bench --history: fill a scratch history database and time open, list, load, append and search. */
 #include "bench.h"
+#include "options.h"
 #include "report.h"
 #include "store.h"
 #include "strbuf.h"
@@ -30,19 +31,15 @@ static uint64_t rng_state = 0x853c49e6748fea9bull;
 
 static uint64_t rng_next(void)
 {
-	uint64_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return rng_state = x;
-}
-
-static double rng_unit(void)
-{
-	return (double)(rng_next() >> 11) / 9007199254740992.0;
+	return bench_rng(&rng_state);
 }
 
 static char vocab[VOCAB][16];
+static const char *vocab_words[VOCAB];
+static const char *const seps[] = { " ", " ", " ", " ", " ", " ", " ", " ", " ", " ", " ", "\n" };
+/* Zipf-distributed words, as in real prose: rare words are rare */
+static const struct bench_words prose = { vocab_words, VOCAB, seps, sizeof(seps) / sizeof(seps[0]),
+					  1 };
 
 static void vocab_build(void)
 {
@@ -58,30 +55,14 @@ static void vocab_build(void)
 			v /= 16;
 		} while (v || n < 4);
 		w[n] = '\0';
+		vocab_words[i] = w;
 	}
-}
-
-/* Zipf-like rank: exp(u * ln VOCAB) is log-uniform, so P(r) ~ 1/r. */
-static int zipf_rank(void)
-{
-	int r = (int)(exp(rng_unit() * log((double)VOCAB))) - 1;
-	return r < 0 ? 0 : r >= VOCAB ? VOCAB - 1 : r;
 }
 
 static void make_text(struct strbuf *sb, int words)
 {
 	strbuf_reset(sb);
-	for (int i = 0; i < words; i++) {
-		if (i)
-			strbuf_addch(sb, i % 12 == 11 ? '\n' : ' ');
-		strbuf_addstr(sb, vocab[zipf_rank()]);
-	}
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
+	bench_text(sb, &prose, (size_t)words, (size_t)-1, &rng_state);
 }
 
 /* Latencies of the current operation: wall clock, and this thread's CPU
@@ -89,31 +70,24 @@ static int cmp_double(const void *a, const void *b)
 static double wall_ms[400], cpu_ms[400];
 static double wall_t0, cpu_t0;
 
-static double cpu_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void tick(void)
 {
 	wall_t0 = time_now_ms();
-	cpu_t0 = cpu_now_ms();
+	cpu_t0 = bench_cpu_ms(0);
 }
 
 static void tock(int i)
 {
 	wall_ms[i] = time_now_ms() - wall_t0;
-	cpu_ms[i] = cpu_now_ms() - cpu_t0;
+	cpu_ms[i] = bench_cpu_ms(0) - cpu_t0;
 }
 
 /* Median and 95th percentile of the n latencies (sorts them). */
 static void summarize(double *ms, int n, double *median, double *p95)
 {
-	qsort(ms, (size_t)n, sizeof(*ms), cmp_double);
-	*median = ms[n / 2];
-	*p95 = ms[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1];
+	bench_sort(ms, n);
+	*median = bench_percentile(ms, n, 50);
+	*p95 = bench_percentile(ms, n, 95);
 }
 
 static void print_row(const char *what, int n, const char *goal, double goal_ms)
@@ -135,62 +109,238 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
 	return remove(p);
 }
 
-static void usage(void)
+static const char usage[] =
+	"usage: palaver bench --history [--sessions N] [--messages N] [--db FILE]\n\n"
+	"Fill a scratch history database (default 10000 sessions, 1000000 messages,\n"
+	"in one transaction) and report the median and 95th percentile latency of\n"
+	"open, list, load-session, append, streaming update and search.\n"
+	"--db FILE keeps the database in FILE, and measures FILE as it is when it\n"
+	"exists (it gains a few hundred messages per run).\n"
+	"Goals: list < 20 ms, search < 50 ms, append < 2 ms.\n";
+
+/* The database measured and what is known of it. */
+struct bench_db {
+	const char *path;
+	char (*ids)[STORE_ID_SIZE]; /* n_sessions ids */
+	long n_sessions, n_messages;
+	struct strbuf text; /* scratch */
+};
+
+/* The ids of an existing database (--db FILE that exists); 0 or -1 with error(). */
+static int take_ids(struct bench_db *db)
 {
-	printf("usage: palaver bench --history [--sessions N] [--messages N] [--db FILE]\n\n"
-	       "Fill a scratch history database (default 10000 sessions, 1000000 messages,\n"
-	       "in one transaction) and report the median and 95th percentile latency of\n"
-	       "open, list, load-session, append, streaming update and search.\n"
-	       "--db FILE keeps the database in FILE, and measures FILE as it is when it\n"
-	       "exists (it gains a few hundred messages per run).\n"
-	       "Goals: list < 20 ms, search < 50 ms, append < 2 ms.\n");
+	struct store_session *list;
+	size_t n;
+	struct stat sb;
+	char size_buf[32];
+	struct store *st = store_open(db->path);
+	/* messages are not counted */
+	if (!st || store_session_list(st, 0, &list, &n) < 0) {
+		store_close(st);
+		return -1;
+	}
+	store_close(st);
+	if (!n) {
+		store_sessions_free(list, n);
+		return error("'%s' has no sessions to measure", db->path);
+	}
+	free(db->ids);
+	if (!(db->ids = try_alloc_array(n, sizeof(*db->ids)))) {
+		store_sessions_free(list, n);
+		return error("out of memory for %zu session ids", n);
+	}
+	for (size_t i = 0; i < n; i++)
+		memcpy(db->ids[i], list[i].id, STORE_ID_SIZE);
+	db->n_sessions = (long)n;
+	store_sessions_free(list, n);
+	stat(db->path, &sb);
+	printf("history bench: '%s' reused, %ld sessions, %s\n", db->path, db->n_sessions,
+	       format_size(size_buf, sizeof(size_buf), (uint64_t)sb.st_size));
+	return 0;
+}
+
+/* A new database of n_sessions sessions sharing n_messages in one transaction. */
+static int fill(struct bench_db *db)
+{
+	double t0 = time_now_ms();
+	struct stat sb;
+	char size_buf[32];
+	struct store *st = store_open(db->path);
+	if (!st || store_transaction_begin(st) < 0)
+		goto fail;
+	for (long s = 0; s < db->n_sessions; s++) {
+		long first = db->n_messages * s / db->n_sessions;
+		long last = db->n_messages * (s + 1) / db->n_sessions;
+		struct store_session_params p = { NULL, "bench.gguf", NULL,
+						  "{\"temperature\": 0.8}" };
+		if (store_session_create(st, &p, db->ids[s]) < 0)
+			goto fail;
+		for (long m = first; m < last; m++) {
+			int user = (m - first) % 2 == 0;
+			struct store_stats stats = { 0, 30, 0, 300 };
+			make_text(&db->text,
+				  user ? 6 + (int)(rng_next() % 20) : 10 + (int)(rng_next() % 50));
+			if (store_message_append(st, db->ids[s], user ? "user" : "assistant",
+						 db->text.buf, STORE_COMPLETE,
+						 user ? NULL : &stats) < 0)
+				goto fail;
+		}
+	}
+	if (store_transaction_commit(st) < 0)
+		goto fail;
+	store_close(st);
+	stat(db->path, &sb);
+	printf("history bench: %ld sessions, %ld messages, %s database, filled in %.1f s\n",
+	       db->n_sessions, db->n_messages,
+	       format_size(size_buf, sizeof(size_buf), (uint64_t)sb.st_size),
+	       (time_now_ms() - t0) / 1000);
+	return 0;
+fail:
+	store_close(st);
+	return -1;
+}
+
+/* open, list, load a session, resolve a title; 0 or -1 with error(). */
+static int measure_reads(struct store **stp, struct bench_db *db)
+{
+	for (int i = 0; i < 20; i++) {
+		tick();
+		*stp = store_open(db->path);
+		tock(i);
+		if (!*stp)
+			return -1;
+		if (i < 19) {
+			store_close(*stp);
+			*stp = NULL;
+		}
+	}
+	print_row("open", 20, NULL, 0);
+	struct store *st = *stp;
+	for (int pass = 0; pass < 2; pass++) {
+		size_t limit = pass ? 0 : 50, n;
+		struct store_session *list;
+		for (int i = 0; i < 50; i++) {
+			tick();
+			if (store_session_list(st, limit, &list, &n) < 0)
+				return -1;
+			tock(i);
+			store_sessions_free(list, n);
+		}
+		print_row(pass ? "list (all sessions)" : "list (50 most recent)", 50,
+			  "goal < 20 ms:", 20);
+	}
+	for (int i = 0; i < 200; i++) {
+		struct store_message *m;
+		size_t n;
+		tick();
+		if (store_messages_load(st, db->ids[rng_next() % (uint64_t)db->n_sessions], &m,
+					&n) < 0)
+			return -1;
+		tock(i);
+		store_messages_free(m, n);
+	}
+	char what[64];
+	snprintf(what, sizeof(what), "load session (%ld msgs)", db->n_messages / db->n_sessions);
+	print_row(what, 200, NULL, 0);
+	struct store_session ss;
+	char got[STORE_ID_SIZE];
+	if (store_session_get(st, db->ids[db->n_sessions / 2], &ss) < 0)
+		return -1;
+	for (int i = 0; i < 20; i++) {
+		tick();
+		store_session_resolve(st, ss.title, got); /* may be ambiguous: timing only */
+		tock(i);
+	}
+	store_session_free(&ss);
+	print_row("resolve title prefix", 20, NULL, 0);
+	return 0;
+}
+
+/* append, and a reply streamed word by word; 0 or -1 with error(). */
+static int measure_writes(struct store *st, struct bench_db *db)
+{
+	for (int i = 0; i < 200; i++) {
+		const char *id = db->ids[rng_next() % (uint64_t)db->n_sessions];
+		make_text(&db->text, 20);
+		tick();
+		if (store_message_append(st, id, "user", db->text.buf, STORE_COMPLETE, NULL) < 0)
+			return -1;
+		tock(i);
+	}
+	print_row("append", 200, "goal < 2 ms:", 2);
+	int64_t mid = store_message_begin(st, db->ids[0], "assistant");
+	if (mid < 0)
+		return -1;
+	strbuf_reset(&db->text);
+	for (int i = 0; i < 200; i++) {
+		bench_text(&db->text, &prose, 1, (size_t)-1, &rng_state);
+		strbuf_addch(&db->text, ' ');
+		tick();
+		if (store_message_update(st, mid, db->text.buf, db->text.len) < 0)
+			return -1;
+		tock(i);
+	}
+	if (store_message_finish(st, mid, db->text.buf, db->text.len, STORE_COMPLETE, NULL) < 0)
+		return -1;
+	print_row("stream update (to 200 words)", 200, NULL, 0);
+	return 0;
+}
+
+/* Searches for words from rare to the commonest, and for two words. */
+static int measure_search(struct store *st)
+{
+	struct strbuf two = STRBUF_INIT;
+	strbuf_addf(&two, "%s %s", vocab[40], vocab[400]);
+	const struct {
+		const char *what, *query;
+	} q[] = {
+		{ "search rare word", vocab[3000] }, { "search middling word", vocab[300] },
+		{ "search common word", vocab[5] },  { "search most common word", vocab[0] },
+		{ "search two words", two.buf },
+	};
+	for (size_t k = 0; k < sizeof(q) / sizeof(q[0]); k++) {
+		for (int i = 0; i < 20; i++) {
+			struct store_hit *h;
+			size_t n;
+			tick();
+			if (store_search(st, q[k].query, 20, NULL, NULL, &h, &n) < 0) {
+				strbuf_release(&two);
+				return -1;
+			}
+			tock(i);
+			store_hits_free(h, n);
+		}
+		print_row(q[k].what, 20, "goal < 50 ms:", 50);
+	}
+	strbuf_release(&two);
+	return 0;
 }
 
 int bench_history(int argc, char **argv, struct config *cfg)
 {
-	long n_sessions = 10000, n_messages = 1000000;
+	int sessions_opt = 10000, messages_opt = 1000000;
 	const char *db_file = NULL; /* --db: kept, and reused when it exists */
-	int reuse = 0;
-	char dir[] = "/tmp/palaver-bench-XXXXXX", *dirp;
-	struct strbuf path = STRBUF_INIT, text = STRBUF_INIT;
-	char(*ids)[STORE_ID_SIZE] = NULL;
+	char dir[] = "/tmp/palaver-bench-XXXXXX", *dirp = NULL;
+	struct strbuf path = STRBUF_INIT;
 	struct store *st = NULL;
-	double fill_t0;
-	int rc = EXIT_RUNTIME;
 	struct stat sb;
-	char size_buf[32];
+	int rc = EXIT_RUNTIME;
 	(void)cfg;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--history"))
-			continue;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage();
-			return EXIT_OK;
-		}
-		if (i + 1 < argc && !strcmp(argv[i], "--sessions")) {
-			if (parse_long(argv[++i], &n_sessions) < 0 || n_sessions < 1 ||
-			    n_sessions > 10000000)
-				die_usage("'--sessions' wants a count from 1 to 10000000");
-			continue;
-		}
-		if (i + 1 < argc && !strcmp(argv[i], "--db")) {
-			db_file = argv[++i];
-			continue;
-		}
-		if (i + 1 < argc && !strcmp(argv[i], "--messages")) {
-			if (parse_long(argv[++i], &n_messages) < 0 || n_messages < 0 ||
-			    n_messages > 100000000)
-				die_usage("'--messages' wants a count from 0 to 100000000");
-			continue;
-		}
-		die_usage("unknown option '%s' for 'bench --history'", argv[i]);
-	}
+	const struct opt_spec opts[] = {
+		{ "--history", NULL, OPT_FLAG, NULL, 0, 0, NULL },
+		{ "--sessions", NULL, OPT_INT, &sessions_opt, 1, 10000000, NULL },
+		{ "--messages", NULL, OPT_INT, &messages_opt, 0, 100000000, NULL },
+		{ "--db", NULL, OPT_TEXT, &db_file, 0, 0, NULL },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = options_parse(argc, argv, opts, usage, "bench",
+				   "palaver bench --history --help", NULL);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 
 	if (db_file) {
-		dirp = NULL;
 		strbuf_addstr(&path, db_file);
-		reuse = stat(db_file, &sb) == 0;
 	} else {
 		const char *tmp = getenv("TMPDIR");
 		static char tdir[4096];
@@ -204,216 +354,24 @@ int bench_history(int argc, char **argv, struct config *cfg)
 			die("cannot create a scratch directory: %s", strerror(errno));
 		strbuf_addf(&path, "%s/history.db", dirp);
 	}
+	struct bench_db db = { path.buf, NULL, sessions_opt, messages_opt, STRBUF_INIT };
 	vocab_build();
-	ids = try_alloc_array((size_t)n_sessions, sizeof(*ids));
-	if (!ids) {
-		fprintf(stderr, "palaver: out of memory for %ld session ids\n", n_sessions);
-		goto out;
+	db.ids = try_alloc_array((size_t)db.n_sessions, sizeof(*db.ids));
+	if (!db.ids)
+		error("out of memory for %ld session ids", db.n_sessions);
+	else if ((db_file && stat(db_file, &sb) == 0 ? take_ids(&db) : fill(&db)) == 0) {
+		printf("%-28s %9s %9s %9s   (milliseconds)\n", "operation", "median", "p95", "cpu");
+		if (measure_reads(&st, &db) == 0 && measure_writes(st, &db) == 0 &&
+		    measure_search(st) == 0)
+			rc = EXIT_OK;
 	}
-
-	/* ---- fill ---- */
-	fill_t0 = time_now_ms();
-	if (reuse) {
-		struct store_session *list;
-		size_t n;
-		/* the ids of the database as it is; messages are not counted */
-		if (!(st = store_open(path.buf)) || store_session_list(st, 0, &list, &n) < 0)
-			goto fail;
-		if (!n) {
-			store_sessions_free(list, n);
-			error("'%s' has no sessions to measure", path.buf);
-			goto fail;
-		}
-		free(ids);
-		if (!(ids = try_alloc_array(n, sizeof(*ids)))) {
-			store_sessions_free(list, n);
-			error("out of memory for %zu session ids", n);
-			goto fail;
-		}
-		for (size_t i = 0; i < n; i++)
-			memcpy(ids[i], list[i].id, STORE_ID_SIZE);
-		n_sessions = (long)n;
-		store_sessions_free(list, n);
-		store_close(st);
-		st = NULL;
-		stat(path.buf, &sb);
-		printf("history bench: '%s' reused, %ld sessions, %s\n", path.buf, n_sessions,
-		       format_size(size_buf, sizeof(size_buf), (uint64_t)sb.st_size));
-		goto measure;
-	}
-	if (!(st = store_open(path.buf)) || store_transaction_begin(st) < 0)
-		goto fail;
-	for (long s = 0; s < n_sessions; s++) {
-		long first = n_messages * s / n_sessions, last = n_messages * (s + 1) / n_sessions;
-		struct store_session_params p = { NULL, "bench.gguf", NULL,
-						  "{\"temperature\": 0.8}" };
-		if (store_session_create(st, &p, ids[s]) < 0)
-			goto fail;
-		for (long m = first; m < last; m++) {
-			int user = (m - first) % 2 == 0;
-			struct store_stats stats = { 0, 0, 0, 0 };
-			make_text(&text,
-				  user ? 6 + (int)(rng_next() % 20) : 10 + (int)(rng_next() % 50));
-			if (!user) {
-				stats.gen_tokens = 30;
-				stats.gen_ms = 300;
-			}
-			if (store_message_append(st, ids[s], user ? "user" : "assistant", text.buf,
-						 STORE_COMPLETE, user ? NULL : &stats) < 0)
-				goto fail;
-		}
-	}
-	if (store_transaction_commit(st) < 0)
-		goto fail;
+	if (rc != EXIT_OK)
+		report_failure(rc);
 	store_close(st);
-	st = NULL;
-	stat(path.buf, &sb);
-	printf("history bench: %ld sessions, %ld messages, %s database, filled in %.1f s\n",
-	       n_sessions, n_messages,
-	       format_size(size_buf, sizeof(size_buf), (uint64_t)sb.st_size),
-	       (time_now_ms() - fill_t0) / 1000);
-measure:
-	printf("%-28s %9s %9s %9s   (milliseconds)\n", "operation", "median", "p95", "cpu");
-
-	/* ---- open ---- */
-	for (int i = 0; i < 20; i++) {
-		tick();
-		st = store_open(path.buf);
-		tock(i);
-		if (!st)
-			goto fail;
-		if (i < 19) {
-			store_close(st);
-			st = NULL;
-		}
-	}
-	print_row("open", 20, NULL, 0);
-
-	/* ---- list ---- */
-	for (int pass = 0; pass < 2; pass++) {
-		size_t limit = pass ? 0 : 50, n;
-		struct store_session *list;
-		for (int i = 0; i < 50; i++) {
-			tick();
-			if (store_session_list(st, limit, &list, &n) < 0)
-				goto fail;
-			tock(i);
-			store_sessions_free(list, n);
-		}
-		print_row(pass ? "list (all sessions)" : "list (50 most recent)", 50,
-			  "goal < 20 ms:", 20);
-	}
-
-	/* ---- load ---- */
-	for (int i = 0; i < 200; i++) {
-		struct store_message *m;
-		size_t n;
-		const char *id = ids[rng_next() % (uint64_t)n_sessions];
-		tick();
-		if (store_messages_load(st, id, &m, &n) < 0)
-			goto fail;
-		tock(i);
-		store_messages_free(m, n);
-	}
-	{
-		char what[64];
-		snprintf(what, sizeof(what), "load session (%ld msgs)", n_messages / n_sessions);
-		print_row(what, 200, NULL, 0);
-	}
-
-	/* ---- resolve by title prefix ---- */
-	{
-		struct store_session ss;
-		char got[STORE_ID_SIZE];
-		if (store_session_get(st, ids[n_sessions / 2], &ss) < 0)
-			goto fail;
-		for (int i = 0; i < 20; i++) {
-			tick();
-			store_session_resolve(st, ss.title,
-					      got); /* may be ambiguous: timing only */
-			tock(i);
-		}
-		store_session_free(&ss);
-		print_row("resolve title prefix", 20, NULL, 0);
-	}
-
-	/* ---- append and streaming ---- */
-	for (int i = 0; i < 200; i++) {
-		const char *id = ids[rng_next() % (uint64_t)n_sessions];
-		make_text(&text, 20);
-		tick();
-		if (store_message_append(st, id, "user", text.buf, STORE_COMPLETE, NULL) < 0)
-			goto fail;
-		tock(i);
-	}
-	print_row("append", 200, "goal < 2 ms:", 2);
-	{
-		int64_t mid = store_message_begin(st, ids[0], "assistant");
-		if (mid < 0)
-			goto fail;
-		strbuf_reset(&text);
-		for (int i = 0; i < 200; i++) {
-			strbuf_addstr(&text, vocab[zipf_rank()]);
-			strbuf_addch(&text, ' ');
-			tick();
-			if (store_message_update(st, mid, text.buf, text.len) < 0)
-				goto fail;
-			tock(i);
-		}
-		if (store_message_finish(st, mid, text.buf, text.len, STORE_COMPLETE, NULL) < 0)
-			goto fail;
-		print_row("stream update (to 200 words)", 200, NULL, 0);
-	}
-
-	/* ---- search ---- */
-	{
-		static const struct {
-			const char *what;
-			int rank;
-		} q[] = {
-			{ "search rare word", 3000 },
-			{ "search middling word", 300 },
-			{ "search common word", 5 },
-			{ "search most common word", 0 },
-		};
-		for (size_t k = 0; k < sizeof(q) / sizeof(q[0]); k++) {
-			struct store_hit *h;
-			size_t n;
-			for (int i = 0; i < 20; i++) {
-				tick();
-				if (store_search(st, vocab[q[k].rank], 20, NULL, NULL, &h, &n) < 0)
-					goto fail;
-				tock(i);
-				store_hits_free(h, n);
-			}
-			print_row(q[k].what, 20, "goal < 50 ms:", 50);
-		}
-		struct strbuf two = STRBUF_INIT;
-		strbuf_addf(&two, "%s %s", vocab[40], vocab[400]);
-		for (int i = 0; i < 20; i++) {
-			struct store_hit *h;
-			size_t n;
-			tick();
-			if (store_search(st, two.buf, 20, NULL, NULL, &h, &n) < 0) {
-				strbuf_release(&two);
-				goto fail;
-			}
-			tock(i);
-			store_hits_free(h, n);
-		}
-		strbuf_release(&two);
-		print_row("search two words", 20, "goal < 50 ms:", 50);
-	}
-	rc = EXIT_OK;
-	goto out;
-fail:
-	fprintf(stderr, "palaver: %s\n", error_message());
-out:
-	store_close(st);
-	free(ids);
+	free(db.ids);
 	if (dirp)
 		nftw(dirp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	strbuf_release(&path);
-	strbuf_release(&text);
+	strbuf_release(&db.text);
 	return rc;
 }

@@ -1,5 +1,6 @@
 /* palaver bench (model): llama-bench's pp/tg tests, memory bandwidth and decode's roofline. */
 #include "bench.h"
+#include "options.h"
 #include "config.h"
 #include "model.h"
 #include "quant.h"
@@ -80,9 +81,22 @@ struct result {
 	double cpu_mean;      /* tokens/s from process CPU time / threads (see DESIGN) */
 	double roofline;      /* decode only, else < 0 */
 	double bytes_per_tok; /* decode only */
+	int in_cache;         /* decode's bytes fit in the CPU caches: no memory roofline */
 };
 
 /* ---- bandwidth -------------------------------------------------------------------------- */
+
+/* The last-level cache's size in bytes (0 when the system does not say). */
+static uint64_t cache_bytes(void)
+{
+	long v = 0;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+	v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+	if (v <= 0)
+		v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+	return v > 0 ? (uint64_t)v : 0;
+}
 
 struct bw_arg {
 	const uint64_t *p;
@@ -178,33 +192,12 @@ static double bandwidth_forked(int nth)
 
 /* ---- the tests -------------------------------------------------------------------------- */
 
-static uint32_t rng_state = 12345;
-
-int32_t bench_rand_token(int n_vocab)
+static double cpu_seconds(void)
 {
-	rng_state = rng_state * 1664525u + 1013904223u;
-	return (int32_t)((rng_state >> 8) % (uint32_t)n_vocab);
-}
-
-static void mean_sd(const double *v, int n, double *mean, double *sd)
-{
-	double s = 0, q = 0;
-	for (int i = 0; i < n; i++)
-		s += v[i];
-	*mean = s / n;
-	for (int i = 0; i < n; i++)
-		q += (v[i] - *mean) * (v[i] - *mean);
-	*sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+	return bench_cpu_ms(1) / 1e3;
 }
 
 /* Seconds for one pp (n_prompt > 0) or tg run starting at depth; < 0 on error. */
-static double cpu_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static double run_once(struct model *m, int depth, int n_prompt, int n_gen, int32_t *toks,
 		       float *logits, double *cpu)
 {
@@ -259,17 +252,6 @@ static void print_profile(struct model *m, const char *test, int n)
 	fprintf(stderr, "\n");
 }
 
-int bench_parse_int(const char *opt, const char *v, int lo, int hi, int *out)
-{
-	long l;
-	if (!v || parse_long(v, &l) < 0 || l < lo || l > hi) {
-		fprintf(stderr, "palaver: bench: %s needs a number from %d to %d\n", opt, lo, hi);
-		return -1;
-	}
-	*out = (int)l;
-	return 0;
-}
-
 static void print_results(enum fmt f, const struct model_info *in, const char *path,
 			  const struct result *r, int nr, double bw, uint64_t peak)
 {
@@ -304,7 +286,13 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 				    "\"bandwidth_bytes_s\": %.0f, ",
 				    kv_type_name(in->kv_type), (unsigned long long)in->kv_bytes,
 				    (unsigned long long)in->repacked_bytes, bw);
-			if (r[i].roofline >= 0)
+			if (r[i].roofline >= 0 && r[i].in_cache)
+				strbuf_addf(
+					&sb,
+					"\"bytes_per_token\": %.0f, \"roofline_fraction\": null, "
+					"\"in_cache\": true, ",
+					r[i].bytes_per_tok);
+			else if (r[i].roofline >= 0)
 				strbuf_addf(
 					&sb,
 					"\"bytes_per_token\": %.0f, \"roofline_fraction\": %.4f, ",
@@ -328,7 +316,7 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 			       r[i].cpu_mean, path, in->type_name,
 			       (unsigned long long)in->file_bytes, (unsigned long long)in->n_params,
 			       in->n_threads, in->backend, bw);
-			if (r[i].roofline >= 0)
+			if (r[i].roofline >= 0 && !r[i].in_cache)
 				printf("%.4f", r[i].roofline);
 			printf(",%llu\n", (unsigned long long)peak);
 		}
@@ -340,7 +328,8 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 	for (int i = 0; i < nr; i++) {
 		char roof[32] = "";
 		if (r[i].roofline >= 0)
-			snprintf(roof, sizeof(roof), "%.0f%%", r[i].roofline * 100);
+			snprintf(roof, sizeof(roof), r[i].in_cache ? "in cache" : "%.0f%%",
+				 r[i].roofline * 100);
 		printf("| %s | %s | %.2f M | %s | %s | %d | %s | %.2f ± %.2f | %.2f | %s |\n",
 		       in->name, sz, (double)in->n_params / 1e6, in->type_name, in->backend,
 		       in->n_threads, r[i].test, r[i].mean, r[i].sd, r[i].cpu_mean, roof);
@@ -351,7 +340,11 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 		       in->backend, in->device);
 	printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw / 1e9, in->n_threads);
 	for (int i = 0; i < nr; i++)
-		if (r[i].roofline >= 0)
+		if (r[i].roofline >= 0 && r[i].in_cache)
+			printf("%s: %.1f MB read per token fit in the CPU caches, so main memory's "
+			       "bandwidth does not bound it: no roofline\n",
+			       r[i].test, r[i].bytes_per_tok / 1e6);
+		else if (r[i].roofline >= 0)
 			printf("%s: %.1f MB read per token, roofline %.1f t/s, reached %.0f%%\n",
 			       r[i].test, r[i].bytes_per_tok / 1e6, bw / r[i].bytes_per_tok,
 			       r[i].roofline * 100);
@@ -371,86 +364,35 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 
 int bench_model(int argc, char **argv, struct config *cfg)
 {
-	const char *path = cfg ? cfg->model : NULL;
-	int n_prompt = 512, n_gen = 128, reps = 5, threads = cfg ? cfg->threads : 0, depth = 0;
-	enum fmt f = FMT_MD;
-	enum kv_type kvt = KV_F16;
-	int profile = 0, readahead = 1;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		}
-		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-			if (!v)
-				goto missing;
-			path = v;
-		} else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
-			if (bench_parse_int(a, v, 0, 1 << 20, &n_prompt) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
-			if (bench_parse_int(a, v, 0, 1 << 20, &n_gen) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
-			if (bench_parse_int(a, v, 1, 1000, &reps) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (bench_parse_int(a, v, 1, 1024, &threads) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) {
-			if (bench_parse_int(a, v, 0, 1 << 24, &depth) < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(a, "--profile")) {
-			profile = 1;
-			continue;
-		} else if (!strcmp(a, "--readahead")) {
-			if (v && (!strcmp(v, "on") || !strcmp(v, "off")))
-				readahead = !strcmp(v, "on");
-			else {
-				fprintf(stderr, "palaver: bench: --readahead is on or off\n");
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--no-repack")) {
-			if (cfg)
-				cfg->repack = 0;
-			continue;
-		} else if (!strcmp(a, "--kv-type")) {
-			if (v && !strcmp(v, "f16"))
-				kvt = KV_F16;
-			else if (v && !strcmp(v, "f32"))
-				kvt = KV_F32;
-			else {
-				fprintf(stderr, "palaver: bench: --kv-type is f16 or f32\n");
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--format") || !strcmp(a, "-o")) {
-			if (v && !strcmp(v, "md"))
-				f = FMT_MD;
-			else if (v && !strcmp(v, "json"))
-				f = FMT_JSON;
-			else if (v && !strcmp(v, "csv"))
-				f = FMT_CSV;
-			else {
-				fprintf(stderr, "palaver: bench: --format is md, json or csv\n");
-				return EXIT_USAGE;
-			}
-		} else {
-			fprintf(stderr,
-				"palaver: bench: unknown option '%s' (see 'palaver bench --help')\n",
-				a);
-			return EXIT_USAGE;
-		}
-		i++;
-	}
+	static const char *const on_off[] = { "on", "off", NULL };
+	static const char *const kv_types[] = { "f16", "f32", NULL };
+	static const char *const formats[] = { "md", "json", "csv", NULL };
+	int n_prompt = 512, n_gen = 128, reps = 5, depth = 0;
+	int f = FMT_MD, kvt = KV_F16, profile = 0, off = 0, no_repack = 0;
+	const struct opt_spec opts[] = {
+		{ "--n-prompt", "-p", OPT_INT, &n_prompt, 0, 1 << 20, NULL },
+		{ "--n-gen", "-n", OPT_INT, &n_gen, 0, 1 << 20, NULL },
+		{ "--repetitions", "-r", OPT_INT, &reps, 1, 1000, NULL },
+		{ "--depth", "-d", OPT_INT, &depth, 0, 1 << 24, NULL },
+		{ "--profile", NULL, OPT_FLAG, &profile, 0, 0, NULL },
+		{ "--readahead", NULL, OPT_CHOICE, &off, 0, 0, on_off },
+		{ "--no-repack", NULL, OPT_FLAG, &no_repack, 0, 0, NULL },
+		{ "--kv-type", NULL, OPT_CHOICE, &kvt, 0, 0, kv_types },
+		{ "--format", "-o", OPT_CHOICE, &f, 0, 0, formats },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = options_parse(argc, argv, opts, usage, "bench", "palaver bench --help", cfg);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
+	if (no_repack)
+		cfg->repack = 0;
+	const char *path = cfg->model; /* -m and -t, as the other commands take them */
+	int threads = cfg->threads;
 	if (!path || !*path) {
-		fprintf(stderr,
-			"palaver: bench: -m FILE is required (see 'palaver bench --help')\n");
-		return EXIT_USAGE;
+		return report_usage("bench: -m FILE is required (see 'palaver bench --help')");
 	}
 	if (!n_prompt && !n_gen) {
-		fprintf(stderr, "palaver: bench: nothing to do with -p 0 and -n 0\n");
-		return EXIT_USAGE;
+		return report_usage("bench: nothing to do with -p 0 and -n 0");
 	}
 	int nth = threads                             ? threads
 		  : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? (int)sysconf(_SC_NPROCESSORS_ONLN)
@@ -460,8 +402,8 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	struct model_params mp;
 	model_params_default(&mp);
 	mp.n_threads = nth;
-	mp.kv_type = kvt;
-	mp.readahead = readahead;
+	mp.kv_type = (enum kv_type)kvt;
+	mp.readahead = !off;
 	mp.repack = cfg ? cfg->repack : 1;
 	if (cfg)
 		mp.backend = model_backend_named(config_backend_name(cfg->backend));
@@ -469,8 +411,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	mp.n_ctx = need;
 	struct model *m = model_load(path, &mp);
 	if (!m) {
-		fprintf(stderr, "palaver: %s\n", error_message());
-		return EXIT_RUNTIME;
+		return report_failure(EXIT_RUNTIME);
 	}
 	if (model_warning(m))
 		fprintf(stderr, "palaver: warning: %s\n", model_warning(m));
@@ -483,7 +424,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	struct result res[2];
 	int nr = 0;
 	if (!toks || !logits) {
-		fprintf(stderr, "palaver: out of memory\n");
+		report("out of memory");
 		goto out;
 	}
 	if (depth > 0) {
@@ -520,7 +461,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 		x->n_prompt = np;
 		x->n_gen = ng;
 		x->depth = depth;
-		mean_sd(times, reps, &x->mean, &x->sd);
+		bench_mean_sd(times, reps, &x->mean, &x->sd);
 		x->cpu_mean =
 			cpu_total > 0 ? (double)(np + ng) * reps / (cpu_total / in->n_threads) : 0;
 		x->roofline = -1;
@@ -532,22 +473,25 @@ int bench_model(int argc, char **argv, struct config *cfg)
 			x->bytes_per_tok = (double)in->decode_bytes + kv / ng;
 			/* the roofline is the host memory's: a GPU's own bandwidth
 			 * is not measured, so none is claimed there */
-			if (!in->device[0])
+			if (!in->device[0]) {
 				x->roofline = bw > 0 ? x->mean / (bw / x->bytes_per_tok) : 0;
+				/* above 100% the weights came from a cache, not from
+				 * memory: main memory's bandwidth bounds nothing then */
+				uint64_t llc = cache_bytes();
+				x->in_cache = x->roofline > 1.0 ||
+					      (llc && x->bytes_per_tok <= (double)llc);
+			}
 		}
 	}
-	print_results(f, in, path, res, nr, bw, rss_peak());
+	print_results((enum fmt)f, in, path, res, nr, bw, rss_peak());
 	rc = EXIT_OK;
 	goto out;
 fail:
-	fprintf(stderr, "palaver: %s\n", error_message());
+	report("%s", error_message());
 out:
 	free(times);
 	free(toks);
 	free(logits);
 	model_free(m);
 	return rc;
-missing:
-	fprintf(stderr, "palaver: bench: -m needs a file\n");
-	return EXIT_USAGE;
 }

@@ -1,5 +1,6 @@
 /* palaver bench --tokenizer: tokenizer throughput (MB/s) for each vocabulary family. */
 #include "bench.h"
+#include "options.h"
 #include "config.h"
 #include "gguf.h"
 #include "report.h"
@@ -45,23 +46,11 @@ static void make_text(struct strbuf *sb, size_t size)
 		" ", " ", " ", " ", " ", ", ", ". ", "\n", "  ", "\t", "\n\n", "    ",
 	};
 	/* clang-format on */
+	const struct bench_words w = { words, sizeof(words) / sizeof(words[0]), seps,
+				       sizeof(seps) / sizeof(seps[0]), 0 };
 	uint64_t x = 0x9E3779B97F4A7C15ull;
 	strbuf_grow(sb, size + 64);
-	while (sb->len < size) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		strbuf_addstr(sb, words[x % (sizeof(words) / sizeof(words[0]))]);
-		strbuf_addstr(sb, seps[(x >> 32) % (sizeof(seps) / sizeof(seps[0]))]);
-	}
-}
-
-/* CPU time of this thread: less disturbed than wall time on a busy machine. */
-static double cpu_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+	bench_text(sb, &w, (size_t)-1, size, &x);
 }
 
 /* One vocabulary: best of `repeat` runs.  0, or -1 with a message printed. */
@@ -73,27 +62,27 @@ static int bench_one(const char *path, const struct strbuf *text, int repeat)
 	double load = time_now_ms() - l0; /* opening the file and indexing the vocabulary */
 	int ret = -1;
 	if (!t) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		goto out;
 	}
 	int n = tokenizer_encode(t, text->buf, text->len, 0, NULL, 0);
 	if (n == INT32_MIN) {
-		fprintf(stderr, "palaver: '%s': %s\n", path, error_message());
+		report("'%s': %s", path, error_message());
 		goto out;
 	}
 	n = -n;
 	int32_t *ids = try_alloc_array((size_t)n + 1, sizeof(*ids));
 	if (!ids) {
-		fprintf(stderr, "palaver: out of memory\n");
+		report("out of memory");
 		goto out;
 	}
 	double best = 0, best_cpu = 0;
 	for (int r = 0; r < repeat; r++) {
-		double t0 = time_now_ms(), c0 = cpu_ms();
+		double t0 = time_now_ms(), c0 = bench_cpu_ms(0);
 		int got = tokenizer_encode(t, text->buf, text->len, 0, ids, n + 1);
-		double ms = time_now_ms() - t0, cms = cpu_ms() - c0;
+		double ms = time_now_ms() - t0, cms = bench_cpu_ms(0) - c0;
 		if (got != n) {
-			fprintf(stderr, "palaver: '%s': token count changed between runs\n", path);
+			report("'%s': token count changed between runs", path);
 			free(ids);
 			goto out;
 		}
@@ -125,56 +114,31 @@ static int cmp_str(const void *a, const void *b)
 
 int bench_tokenizer(int argc, char **argv, struct config *cfg)
 {
-	const char *files[64];
-	int n_files = 0, repeat = 3;
+	struct opt_list models = { { NULL }, 0 };
+	int repeat = 3;
 	const char *textfile = NULL;
 	uint64_t size = 1000000;
 	char **found = NULL;
 	int n_found = 0;
-
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--tokenizer"))
-			continue;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		}
-		if (i + 1 >= argc || (strcmp(a, "-m") && strcmp(a, "--model") && strcmp(a, "-f") &&
-				      strcmp(a, "--size") && strcmp(a, "--repeat"))) {
-			fprintf(stderr, "palaver: bench --tokenizer: bad option '%s'\n%s", a,
-				usage);
-			return EXIT_USAGE;
-		}
-		const char *v = argv[++i];
-		long l;
-		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-			if (n_files == (int)(sizeof(files) / sizeof(files[0]))) {
-				fprintf(stderr, "palaver: too many -m files\n");
-				return EXIT_USAGE;
-			}
-			files[n_files++] = v;
-		} else if (!strcmp(a, "-f")) {
-			textfile = v;
-		} else if (!strcmp(a, "--size")) {
-			if (parse_size(v, &size) < 0 || size == 0 || size > ((uint64_t)1 << 30)) {
-				fprintf(stderr, "palaver: bad --size '%s'\n", v);
-				return EXIT_USAGE;
-			}
-		} else if (parse_long(v, &l) < 0 || l < 1 || l > 1000) {
-			fprintf(stderr, "palaver: bad --repeat '%s'\n", v);
-			return EXIT_USAGE;
-		} else {
-			repeat = (int)l;
-		}
-	}
+	const struct opt_spec opts[] = {
+		{ "--tokenizer", NULL, OPT_FLAG, NULL, 0, 0, NULL },
+		{ "--model", "-m", OPT_LIST, &models, 0, 0, NULL },
+		{ "-f", NULL, OPT_TEXT, &textfile, 0, 0, NULL },
+		{ "--size", NULL, OPT_SIZE, &size, 1, 1L << 30, NULL },
+		{ "--repeat", NULL, OPT_INT, &repeat, 1, 1000, NULL },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = options_parse(argc, argv, opts, usage, "bench",
+				   "palaver bench --tokenizer --help", NULL);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
+	const char **files = models.items;
+	int n_files = models.n;
 
 	struct strbuf text = STRBUF_INIT;
 	if (textfile) {
 		if (strbuf_read_file(&text, textfile) < 0) {
-			fprintf(stderr, "palaver: cannot read '%s': %s\n", textfile,
-				strerror(errno));
-			return EXIT_RUNTIME;
+			return report_runtime("cannot read '%s': %s", textfile, strerror(errno));
 		}
 	} else {
 		make_text(&text, (size_t)size);
@@ -198,14 +162,12 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 		if (d)
 			closedir(d);
 		qsort(found, (size_t)n_found, sizeof(*found), cmp_str);
-		for (int i = 0; i < n_found && n_files < (int)(sizeof(files) / sizeof(files[0]));
-		     i++)
+		for (int i = 0; i < n_found && n_files < OPT_LIST_MAX; i++)
 			files[n_files++] = found[i];
 		if (!n_files && cfg && cfg->model)
 			files[n_files++] = cfg->model;
 		if (!n_files) {
-			fprintf(stderr, "palaver: no vocabulary found in '%s'; give -m FILE\n",
-				dir.buf);
+			report("no vocabulary found in '%s'; give -m FILE", dir.buf);
 			strbuf_release(&dir);
 			strbuf_release(&text);
 			return EXIT_USAGE;

@@ -39,28 +39,37 @@
 #define TRANSCRIPT_MIN_MS 33.0
 #define STATUS_MIN_MS 100.0
 
-void chat_notice(struct chat *c, const char *fmt, ...)
+/* Add a notice; one taller than the transcript pages: it is shown from its
+ * first line, the rest below the "more below" cue. */
+static void add_notice(struct chat *c, enum chat_role role, const char *fmt, va_list ap)
 {
 	struct strbuf sb = STRBUF_INIT;
+	int w = c->scr.lay.transcript.w, h = c->scr.lay.transcript.h;
+	strbuf_vaddf(&sb, fmt, ap);
+	struct chat_msg *m = chat_pane_add(&c->pane, role, sb.buf);
+	strbuf_release(&sb);
+	chat_pane_scroll_bottom(&c->pane);
+	if (w > 0 && h > 0) {
+		chat_msg_layout(&c->pane, m, w);
+		if ((int)m->n_vlines > h)
+			chat_pane_scroll_to(&c->pane, c->pane.n_msgs - 1, w, h);
+	}
+}
+
+void chat_notice(struct chat *c, const char *fmt, ...)
+{
 	va_list ap;
 	va_start(ap, fmt);
-	strbuf_vaddf(&sb, fmt, ap);
+	add_notice(c, CHAT_NOTICE, fmt, ap);
 	va_end(ap);
-	chat_pane_add(&c->pane, CHAT_NOTICE, sb.buf);
-	chat_pane_scroll_bottom(&c->pane);
-	strbuf_release(&sb);
 }
 
 void chat_error(struct chat *c, const char *fmt, ...)
 {
-	struct strbuf sb = STRBUF_INIT;
 	va_list ap;
 	va_start(ap, fmt);
-	strbuf_vaddf(&sb, fmt, ap);
+	add_notice(c, CHAT_ERROR, fmt, ap);
 	va_end(ap);
-	chat_pane_add(&c->pane, CHAT_ERROR, sb.buf);
-	chat_pane_scroll_bottom(&c->pane);
-	strbuf_release(&sb);
 }
 
 void chat_hint(struct chat *c, const char *fmt, ...)
@@ -71,13 +80,29 @@ void chat_hint(struct chat *c, const char *fmt, ...)
 	va_end(ap);
 	c->hint_until = time_now_ms() + HINT_MS;
 	c->hint_dirty = 1;
+	c->hint_of_state = 0;
+}
+
+void chat_state_hint(struct chat *c, const char *text)
+{
+	chat_hint(c, "%s", text);
+	c->hint_of_state = 1;
+}
+
+void chat_state_changed(struct chat *c)
+{
+	if (!c->hint_of_state)
+		return;
+	c->hint[0] = '\0';
+	c->hint_of_state = 0;
+	c->hint_dirty = 1;
 }
 
 int chat_need_idle(struct chat *c)
 {
 	if (!c->busy)
 		return 1;
-	chat_hint(c, "a reply is streaming: press Esc to stop it first");
+	chat_state_hint(c, "a reply is streaming: press Esc to stop it first");
 	return 0;
 }
 
@@ -105,36 +130,50 @@ const char *chat_base_name(const char *path)
 	return s ? s + 1 : path;
 }
 
+#define MAX_CANDIDATES 64
+
+/* Tab: complete a command, a /set key or a file name as far as the
+ * candidates agree; list them in the hint when several remain. */
 static void complete(struct chat *c)
 {
-	const char *cand[SLASH_COUNT + 16];
+	const char *cand[MAX_CANDIDATES];
+	char *files[MAX_CANDIDATES];
 	size_t ws, common;
 	const char *line = input_text();
-	int n = slash_complete(line, chat_set_keys, cand, (int)(sizeof(cand) / sizeof(cand[0])),
-			       &ws, &common);
+	int n = slash_complete(line, config_sampling_names(), cand, MAX_CANDIDATES, &ws, &common);
+	int n_files = n ? 0 : slash_complete_files(line, files, MAX_CANDIDATES, &ws, &common);
+	if (n_files) {
+		for (int i = 0; i < n_files; i++)
+			cand[i] = files[i];
+		n = n_files;
+	}
 	if (!n)
 		return;
-	size_t have = strlen(line) - ws;
+	/* the hint lists file names without the folder typed */
+	const char *typed = line + ws, *sl = n_files ? strrchr(typed, '/') : NULL;
+	size_t skip = sl ? (size_t)(sl - typed) + 1 : 0;
+	size_t have = strlen(typed);
 	if (common > have) {
-		char add[64];
-		size_t k = common - have;
-		if (k >= sizeof(add))
-			k = sizeof(add) - 1;
-		memcpy(add, cand[0] + have, k);
-		add[k] = '\0';
-		input_insert(add, 0);
+		char *add = xstrndup(cand[0] + have, common - have);
+		input_insert(add, 0); /* line is not valid after this */
+		free(add);
 	}
 	if (n == 1) {
-		input_insert(" ", 0);
+		/* a command or key is done: the argument follows; a file name
+		 * is the whole argument, and a folder goes on */
+		if (!n_files)
+			input_insert(" ", 0);
 		c->hint[0] = '\0';
 		c->hint_dirty = 1;
-		return;
+	} else {
+		struct strbuf sb = STRBUF_INIT;
+		for (int i = 0; i < n; i++)
+			strbuf_addf(&sb, "%s%s", i ? "  " : "", cand[i] + skip);
+		chat_hint(c, "%s", sb.buf);
+		strbuf_release(&sb);
 	}
-	struct strbuf sb = STRBUF_INIT;
-	for (int i = 0; i < n; i++)
-		strbuf_addf(&sb, "%s%s", i ? "  " : "", cand[i]);
-	chat_hint(c, "%s", sb.buf);
-	strbuf_release(&sb);
+	for (int i = 0; i < n_files; i++)
+		free(files[i]);
 }
 
 static int page(struct chat *c)
@@ -299,9 +338,8 @@ static void on_key(void *ctx, const struct key *k)
 				input_pasted() ? NULL : slash_parse(t, &args, &unknown);
 			free(unknown);
 			if (!cmd || cmd->idle) {
-				chat_hint(
-					c,
-					"a reply is streaming: press Esc to stop it, or wait; your text stays here");
+				chat_state_hint(c, "a reply is streaming: press Esc to stop it, or "
+						   "wait; your text stays here");
 				break;
 			}
 		}
@@ -481,10 +519,9 @@ static void draw(struct chat *c)
 	}
 	c->hint_dirty = 0;
 	if (s->input && (any || input_dirty())) {
-		const char *ph = c->busy ? NULL
-				 : !c->eng || c->st.state == STATE_FAILED
-					 ? "no model: /model FILE.gguf loads one"
-					 : "type a message, /help for help";
+		const char *ph = c->busy               ? NULL
+				 : !c->eng && !c->next ? "no model: /model FILE.gguf loads one"
+						       : "type a message, /help for help";
 		input_draw(s->input, s->lay.input.h, s->lay.input.w, ph);
 		wnoutrefresh(s->input); /* last, so the cursor ends up in the input */
 		any = 1;
@@ -513,12 +550,21 @@ static int poll_timeout(struct chat *c)
 	return t <= 0 ? 0 : (int)t + 1;
 }
 
-static void welcome(struct chat *c)
+/* The screen is drawn in UTF-8 and measured with wcwidth().  An unset or
+ * "C" locale (containers, ssh) would garble it on what is nearly always a
+ * UTF-8 terminal: take a UTF-8 LC_CTYPE then. */
+static void utf8_ctype(void)
+{
+	if (strcmp(nl_langinfo(CODESET), "UTF-8") && !setlocale(LC_CTYPE, "C.UTF-8"))
+		setlocale(LC_CTYPE, "en_US.UTF-8");
+}
+
+static void welcome(struct chat *c, const char *model, int fresh)
 {
 	int mk = config_key_index("model");
 	if (c->cfg->remote_url)
 		return; /* the model is the server's: nothing to explain */
-	if (c->cfg->model && mk >= 0 && c->cfg->origin[mk] &&
+	if (fresh && model && c->cfg->origin[mk] &&
 	    !strcmp(c->cfg->origin[mk], CONFIG_BUILTIN_ORIGIN)) {
 		chat_notice(
 			c,
@@ -529,22 +575,13 @@ static void welcome(struct chat *c)
 			"or load one now with /model FILE.gguf.\n"
 			"/help lists the commands; Ctrl-D quits.");
 	}
-	if (!c->cfg->model) {
+	if (!model) {
 		chat_notice(
 			c, "Welcome to palaver. No model is configured yet.\n"
 			   "Start palaver with -m FILE.gguf, set model: /path/to/FILE.gguf in "
 			   "~/.config/palaver/config.yaml, or load one now with /model FILE.gguf.\n"
 			   "/help lists the commands; Ctrl-D quits.");
 	}
-}
-
-/* The screen is drawn in UTF-8 and measured with wcwidth().  An unset or
- * "C" locale (containers, ssh) would garble it on what is nearly always a
- * UTF-8 terminal: take a UTF-8 LC_CTYPE then. */
-static void utf8_ctype(void)
-{
-	if (strcmp(nl_langinfo(CODESET), "UTF-8") && !setlocale(LC_CTYPE, "C.UTF-8"))
-		setlocale(LC_CTYPE, "en_US.UTF-8");
 }
 
 static char *input_history_path(void)
@@ -556,6 +593,50 @@ static char *input_history_path(void)
 		return NULL;
 	}
 	return strbuf_detach(&sb, NULL);
+}
+
+/* The model to start with: the configured one, else a resumed session's
+ * own (--session), else palaver-tiny; saying so when it is not the one the
+ * session was held with. */
+static void start_model(struct chat *c, const char *session_model)
+{
+	const char *model = c->cfg->model;
+	char *fallback = NULL;
+	int mk = config_key_index("model");
+	int none_on_purpose = !model && c->cfg->origin[mk]; /* -m '' */
+
+	if (c->cfg->remote_url) {
+		chat_engine_open(c, NULL); /* the server instead of a model */
+		return;
+	}
+	if (!model && !none_on_purpose && c->cfg->session) {
+		int readable = session_model && *session_model && access(session_model, R_OK) == 0;
+		int why = errno;
+		if (readable) {
+			model = session_model;
+		} else {
+			fallback = config_builtin_model();
+			if (session_model) /* the session was opened: say why its model is not */
+				chat_notice(c,
+					    "This session was held with %s%s%s%s; replies now come "
+					    "from %s.",
+					    *session_model ? "'" : "no model recorded",
+					    *session_model ? session_model : "",
+					    *session_model ? "', which cannot be read: " : "",
+					    *session_model ? strerror(why) : "",
+					    fallback ? "palaver-tiny, the built-in model"
+						     : "no model (load one with /model FILE.gguf)");
+			model = fallback;
+		}
+	} else if (model && session_model && *session_model &&
+		   strcmp(chat_base_name(model), chat_base_name(session_model))) {
+		chat_notice(c, "This session was held with '%s'; replies now come from '%s'.",
+			    chat_base_name(session_model), chat_base_name(model));
+	}
+	welcome(c, model, !c->cfg->session);
+	if (model)
+		chat_engine_open(c, model);
+	free(fallback);
 }
 
 int chat_run(struct config *cfg)
@@ -581,40 +662,35 @@ int chat_run(struct config *cfg)
 
 	if (screen_open(&c.scr, cfg->ui_theme, cfg->ui_status_pane, 1) < 0) {
 		screen_close(&c.scr);
-		fprintf(stderr, "palaver: %s\n", error_message());
-		return EXIT_RUNTIME;
+		return report_failure(EXIT_RUNTIME);
 	}
 	char *hist = input_history_path();
 	if (input_open(hist, chat_commands_on_line, &c) < 0) {
 		screen_close(&c.scr);
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		free(hist);
 		return EXIT_RUNTIME;
 	}
 	free(hist);
 	utf8_ctype(); /* readline sets LC_CTYPE from the environment again */
-	if (c.scr.bad_theme)
-		chat_notice(&c,
-			    "Unknown theme '%s'; using the default (themes: default, light, mono).",
-			    cfg->ui_theme);
-	welcome(&c);
-	chat_session_open_history(&c);
+	char *session_model = chat_session_open_history(&c);
+	start_model(&c, session_model);
+	free(session_model);
 	/* the first frame draws everything */
 	c.pane.dirty = c.status_dirty = c.rule_dirty = c.hint_dirty = 1;
-	if (cfg->remote_url)
-		chat_engine_open(&c, NULL); /* the server instead of a model */
-	else if (cfg->model)
-		chat_engine_open(&c, cfg->model);
 
 	while (!c.quit) {
-		struct pollfd fds[3];
-		int nfds = 0;
+		struct pollfd fds[4];
+		int nfds = 0, engines = 0;
 		draw(&c);
 		fds[nfds++] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
 		fds[nfds++] = (struct pollfd){ .fd = screen_signal_fd(), .events = POLLIN };
 		if (c.eng)
 			fds[nfds++] =
 				(struct pollfd){ .fd = engine_wakeup_fd(c.eng), .events = POLLIN };
+		if (c.next)
+			fds[nfds++] =
+				(struct pollfd){ .fd = engine_wakeup_fd(c.next), .events = POLLIN };
 		int n = poll(fds, (nfds_t)nfds, poll_timeout(&c));
 		if (n < 0 && errno != EINTR) {
 			rc = EXIT_RUNTIME;
@@ -632,7 +708,9 @@ int chat_run(struct config *cfg)
 				}
 			}
 		}
-		if (nfds > 2 && (fds[2].revents & (POLLIN | POLLERR | POLLHUP)))
+		for (int i = 2; i < nfds; i++)
+			engines |= fds[i].revents & (POLLIN | POLLERR | POLLHUP);
+		if (engines)
 			chat_engine_drain(&c);
 		if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			char buf[4096];

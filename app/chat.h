@@ -31,13 +31,15 @@ struct chat {
 	struct config *cfg;
 	struct config_sampling sampling; /* the session's copy: /set changes it */
 	char *system_prompt;             /* NULL = none */
-	char *model_path;                /* the model loaded or loading, NULL = none */
+	char *model_path;                /* the file of the model in use, NULL = none */
 
-	struct engine *eng;
-	int ready;              /* READY arrived: requests may be submitted */
+	struct engine *eng;     /* the model in use (READY), NULL = none */
+	struct engine *next;    /* a model loading to take its place, NULL = none */
+	char *next_path;        /* its file */
 	int busy;               /* a request is in flight */
 	int pending_send;       /* a message waits for the model to load */
 	struct chat_msg *reply; /* the reply being streamed, or NULL */
+	int dropped_told;       /* the reply's "old turns left out" notice is shown */
 
 	struct screen scr;
 	struct keys keys;
@@ -49,6 +51,7 @@ struct chat {
 	double last_status_draw, last_transcript_draw;
 	char hint[256]; /* a transient hint, "" for the default */
 	double hint_until;
+	int hint_of_state; /* the hint is about a reply or load in progress: it goes when that ends */
 
 	/* figures of the reply in flight */
 	double t_submit, t_first, t_sample;
@@ -78,6 +81,10 @@ struct chat {
 void chat_notice(struct chat *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void chat_error(struct chat *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void chat_hint(struct chat *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A hint about a reply or a load in progress, and the end of that (a reply
+ * done, a model ready or failed): such a hint goes then, not stale later. */
+void chat_state_hint(struct chat *c, const char *text);
+void chat_state_changed(struct chat *c);
 /* 1 when no reply streams; otherwise a hint says so and 0 */
 int chat_need_idle(struct chat *c);
 /* Copy with truncation at a character boundary. */
@@ -95,7 +102,9 @@ void chat_engine_sample_speed(struct chat *c, double now, int force);
 
 /* chat_session.c */
 void chat_session_fail(struct chat *c);
-void chat_session_open_history(struct chat *c);
+/* Open the history and, with --session, the session: its model file
+ * (malloc'd, "" when it records none), or NULL when none was opened. */
+char *chat_session_open_history(struct chat *c);
 int chat_session_need_store(struct chat *c);
 void chat_session_reset(struct chat *c, const char *title);
 void chat_session_load(struct chat *c, const char *id, int64_t target);
@@ -105,11 +114,11 @@ void chat_session_reply_begin(struct chat *c, struct chat_msg *m);
 void chat_session_reply_progress(struct chat *c, struct chat_msg *m, double now);
 void chat_session_reply_end(struct chat *c, struct chat_msg *m, enum store_status status,
 			    const struct engine_stats *es);
-/* Write the transcript as Markdown to PATH; 0, or -1 with errno set. */
-int chat_session_export(struct chat *c, const char *path);
+/* Write the session as Markdown to path, as `palaver sessions export` does
+ * (from the history when it is saved there); the outcome is a notice. */
+void chat_session_export(struct chat *c, const char *path);
 
 /* chat_commands.c */
-extern const char *const chat_set_keys[];
 /* readline's handler for a finished line: a command or a message */
 void chat_commands_on_line(void *ctx, char *line, int pasted);
 

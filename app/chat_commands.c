@@ -15,125 +15,83 @@
 #include <time.h>
 #include <unistd.h>
 
-const char *const chat_set_keys[] = {
-	"temperature",       "top_k",          "top_p",         "min_p",
-	"typical_p",         "repeat_penalty", "repeat_last_n", "presence_penalty",
-	"frequency_penalty", "seed",           "max_tokens",    NULL,
-};
-
 static void show_help(struct chat *c)
 {
+	static const char *const groups[] = { "Commands (Tab completes)", "Sessions", "Other" };
 	struct strbuf sb = STRBUF_INIT;
-	strbuf_addstr(&sb, "Commands (Tab completes):\n");
-	for (int i = 0; i < SLASH_COUNT; i++) {
-		const struct slash_command *k = &slash_commands[i];
-		char head[64];
-		snprintf(head, sizeof(head), "/%s %s", k->name, k->args);
-		strbuf_addf(&sb, "  %-20s %s\n", head, k->help);
+	for (int g = 0; g < 3; g++) {
+		strbuf_addf(&sb, "%s%s:\n", g ? "\n" : "", groups[g]);
+		for (int i = 0; i < SLASH_COUNT; i++) {
+			const struct slash_command *k = &slash_commands[i];
+			char head[64];
+			if (k->group != g)
+				continue;
+			snprintf(head, sizeof(head), "/%s %s", k->name, k->args);
+			strbuf_addf(&sb, "  %-18s %s\n", head, k->help);
+		}
 	}
-	strbuf_addstr(&sb,
-		      "Keys:\n"
-		      "  Enter                send the message\n"
-		      "  Alt-Enter, Ctrl-J    new line in the message\n"
-		      "  Esc, Ctrl-C          stop the reply (the partial reply stays)\n"
-		      "  Ctrl-C               clear the input when idle\n"
-		      "  Up, Down             input history\n"
-		      "  PgUp, PgDn, wheel    scroll the conversation\n"
-		      "  Home, End            top, bottom (when the input is empty)\n"
-		      "  Ctrl-D               quit (on an empty input)\n"
-		      "  Ctrl-L               redraw the screen\n"
-		      "  Ctrl-Z               suspend (fg resumes)\n"
-		      "Other readline keys work as in bash (Ctrl-A, Ctrl-E, Ctrl-W, Ctrl-R, ...).\n"
-		      "A line starting with // sends a message that starts with /.");
+	strbuf_addstr(&sb, "\nKeys:\n"
+			   "  Enter              send the message\n"
+			   "  Alt-Enter, Ctrl-J  new line in the message\n"
+			   "  Esc, Ctrl-C        stop the reply (the partial reply stays)\n"
+			   "  Ctrl-C             clear the input when idle\n"
+			   "  Up, Down           input history\n"
+			   "  PgUp, PgDn, wheel  scroll the conversation\n"
+			   "  Home, End          top, bottom (when the input is empty)\n"
+			   "  Ctrl-D             quit (on an empty input)\n"
+			   "  Ctrl-L             redraw the screen\n"
+			   "  Ctrl-Z             suspend (fg resumes)\n"
+			   "Other readline keys work as in bash (Ctrl-A, Ctrl-E, Ctrl-W, Ctrl-R).\n"
+			   "A line starting with // sends a message that starts with /.");
 	chat_notice(c, "%s", sb.buf);
 	strbuf_release(&sb);
 }
 
 static void show_settings(struct chat *c)
 {
-	const struct config_sampling *s = &c->sampling;
-	chat_notice(c,
-		    "temperature        %g\ntop_k              %d\ntop_p              %g\n"
-		    "min_p              %g\ntypical_p          %g\nrepeat_penalty     %g\n"
-		    "repeat_last_n      %d\npresence_penalty   %g\nfrequency_penalty  %g\n"
-		    "seed               %llu\nmax_tokens         %d\n"
-		    "Change one with /set KEY VALUE.",
-		    s->temperature, s->top_k, s->top_p, s->min_p, s->typical_p, s->repeat_penalty,
-		    s->repeat_last_n, s->presence_penalty, s->frequency_penalty,
-		    (unsigned long long)s->seed, s->max_tokens);
+	const char *const *names = config_sampling_names();
+	struct strbuf sb = STRBUF_INIT;
+	for (int i = 0; names[i]; i++) {
+		strbuf_addf(&sb, "%-18s ", names[i]);
+		config_sampling_format(&c->sampling, names[i], &sb);
+		strbuf_addch(&sb, '\n');
+	}
+	strbuf_addstr(&sb, "Change one with /set KEY VALUE (the ranges of config.yaml).");
+	chat_notice(c, "%s", sb.buf);
+	strbuf_release(&sb);
 }
 
+/* /set KEY VALUE: the key table (app/config.c) checks it as it checks config.yaml. */
 static void do_set(struct chat *c, const char *args)
 {
-	char key[32];
-	const char *v = args;
-	size_t n = strcspn(args, " \t");
+	struct strbuf key = STRBUF_INIT, shown = STRBUF_INIT;
+	const char *v;
 	if (!*args) {
 		show_settings(c);
 		return;
 	}
-	if (n >= sizeof(key)) {
-		chat_notice(c, "unknown setting; /set lists them");
-		return;
-	}
-	memcpy(key, args, n);
-	key[n] = '\0';
-	v = args + n;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	struct config_sampling *s = &c->sampling;
-	double d = 0;
-	long l = 0;
-	int is_int = !strcmp(key, "top_k") || !strcmp(key, "repeat_last_n") ||
-		     !strcmp(key, "max_tokens") || !strcmp(key, "seed");
-	int known = 0;
-	for (int i = 0; chat_set_keys[i]; i++)
-		known |= !strcmp(chat_set_keys[i], key);
-	if (!known) {
-		chat_notice(
-			c,
-			"unknown setting '%s'; one of: temperature, top_k, top_p, min_p, typical_p, "
-			"repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty, seed, "
-			"max_tokens",
-			key);
-		return;
-	}
+	strbuf_add(&key, args, strcspn(args, " \t"));
+	for (v = args + key.len; *v == ' ' || *v == '\t'; v++)
+		;
 	if (!*v) {
-		chat_notice(c, "usage: /set %s VALUE", key);
-		return;
-	}
-	if (is_int ? parse_long(v, &l) < 0 : parse_double(v, &d) < 0) {
-		chat_notice(c, "'%s' is not a valid value for %s", v, key);
+		chat_notice(c, "usage: /set %s VALUE (/set lists the settings)", key.buf);
+	} else if (config_sampling_set(&c->sampling, key.buf, v) < 0) {
+		struct strbuf names = STRBUF_INIT;
+		const char *const *n = config_sampling_names();
+		for (int i = 0; n[i]; i++)
+			strbuf_addf(&names, "%s%s", i ? ", " : "", n[i]);
+		if (!strncmp(error_message(), "unknown setting", 15))
+			chat_notice(c, "%s; one of: %s", error_message(), names.buf);
+		else
+			chat_notice(c, "%s", error_message());
 		error_clear();
-		return;
+		strbuf_release(&names);
+	} else {
+		config_sampling_format(&c->sampling, key.buf, &shown);
+		chat_hint(c, "%s = %s", key.buf, shown.buf);
 	}
-	if (!strcmp(key, "temperature") && d >= 0)
-		s->temperature = d;
-	else if (!strcmp(key, "top_k") && l >= 0)
-		s->top_k = (int)l;
-	else if (!strcmp(key, "top_p") && d > 0 && d <= 1)
-		s->top_p = d;
-	else if (!strcmp(key, "min_p") && d >= 0 && d <= 1)
-		s->min_p = d;
-	else if (!strcmp(key, "typical_p") && d > 0 && d <= 1)
-		s->typical_p = d;
-	else if (!strcmp(key, "repeat_penalty") && d > 0)
-		s->repeat_penalty = d;
-	else if (!strcmp(key, "repeat_last_n") && l >= 0 && l < (1 << 20))
-		s->repeat_last_n = (int)l;
-	else if (!strcmp(key, "presence_penalty"))
-		s->presence_penalty = d;
-	else if (!strcmp(key, "frequency_penalty"))
-		s->frequency_penalty = d;
-	else if (!strcmp(key, "seed") && l >= 0)
-		s->seed = (uint64_t)l;
-	else if (!strcmp(key, "max_tokens") && l >= -1 && l < (1 << 30))
-		s->max_tokens = (int)l;
-	else {
-		chat_notice(c, "%s is out of range: %s", key, v);
-		return;
-	}
-	chat_hint(c, "%s = %s", key, v);
+	strbuf_release(&key);
+	strbuf_release(&shown);
 }
 
 static void do_stats(struct chat *c)
@@ -153,42 +111,48 @@ static void do_stats(struct chat *c)
 		    s->shifts ? "; the context shifted" : "");
 }
 
-static void do_model(struct chat *c, const char *args)
+static void show_model(struct chat *c)
 {
-	if (*args) {
-		struct strbuf path = STRBUF_INIT;
-		if (!chat_need_idle(c))
-			return;
-		if (args[0] == '~' && args[1] == '/' && getenv("HOME"))
-			strbuf_addf(&path, "%s%s", getenv("HOME"), args + 1);
-		else
-			strbuf_addstr(&path, args);
-		if (access(path.buf, R_OK) < 0) {
-			chat_notice(c, "cannot read '%s': %s", path.buf, strerror(errno));
-		} else {
-			chat_engine_close(c);
-			chat_engine_open(c, path.buf);
-		}
-		strbuf_release(&path);
-		return;
-	}
-	const struct engine_info *i = c->eng && c->ready ? engine_info(c->eng) : NULL;
+	const struct engine_info *i = c->eng ? engine_info(c->eng) : NULL;
+	if (c->next)
+		chat_notice(c, "Loading '%s'\xe2\x80\xa6%s", c->next_path,
+			    i ? " (it replaces the model below when it is ready)" : "");
 	if (!i) {
-		chat_notice(c, c->model_path ? "Loading '%s'\xe2\x80\xa6" : "No model is loaded.%s",
-			    c->model_path ? c->model_path : "");
+		if (!c->next)
+			chat_notice(c, "No model is loaded.");
 		return;
 	}
-	char size[32], params[32];
+	char size[32], kv[32], params[32];
 	chat_notice(c,
 		    "%s (%s)\nfile: %s, %s\n%s parameters, %s weights, vocabulary %d\n"
 		    "context %d tokens (trained %d), KV cache %s\nbackend %s%s%s%s, %d threads, "
 		    "chat template %s",
 		    i->name, i->arch, c->model_path, format_size(size, sizeof(size), i->file_bytes),
 		    status_format_count(params, sizeof(params), i->n_params), i->type_name,
-		    i->n_vocab, i->n_ctx, i->n_ctx_train,
-		    format_size(size, sizeof(size), i->kv_bytes), i->backend,
-		    i->device[0] ? " (" : "", i->device, i->device[0] ? ")" : "", i->n_threads,
-		    i->chat_template);
+		    i->n_vocab, i->n_ctx, i->n_ctx_train, format_size(kv, sizeof(kv), i->kv_bytes),
+		    i->backend, i->device[0] ? " (" : "", i->device, i->device[0] ? ")" : "",
+		    i->n_threads, i->chat_template);
+}
+
+static void do_model(struct chat *c, const char *args)
+{
+	struct strbuf path = STRBUF_INIT;
+	if (!*args) {
+		show_model(c);
+		return;
+	}
+	if (!chat_need_idle(c))
+		return;
+	if (args[0] == '~' && args[1] == '/' && getenv("HOME"))
+		strbuf_addf(&path, "%s%s", getenv("HOME"), args + 1);
+	else
+		strbuf_addstr(&path, args);
+	/* the model in use stays until the new one is ready (chat_engine.c) */
+	if (access(path.buf, R_OK) < 0)
+		chat_notice(c, "cannot read '%s': %s", path.buf, strerror(errno));
+	else
+		chat_engine_open(c, path.buf);
+	strbuf_release(&path);
 }
 
 static void do_system(struct chat *c, const char *args)
@@ -256,30 +220,31 @@ static void do_export(struct chat *c, const char *args)
 		strftime(name, sizeof(name), "palaver-%Y%m%d-%H%M%S.md", &tm);
 		path = name;
 	}
-	if (chat_session_export(c, path) < 0) {
-		chat_notice(c, "cannot write '%s': %s", path, strerror(errno));
-		return;
-	}
-	chat_notice(c, "Wrote the session to '%s'.", path);
+	chat_session_export(c, path);
+}
+
+/* The last message of the user, when no reply streams; else NULL, said. */
+static struct chat_msg *last_user(struct chat *c, size_t *at, const char *none)
+{
+	struct chat_msg *u = chat_need_idle(c) ? chat_pane_last(&c->pane, CHAT_USER, at) : NULL;
+	if (!u && !c->busy)
+		chat_notice(c, "%s", none);
+	return u;
 }
 
 static void do_regen(struct chat *c)
 {
 	size_t ia, iu;
-	if (!chat_need_idle(c))
+	struct chat_msg *u = last_user(c, &iu, "Nothing to regenerate yet.");
+	if (!u)
 		return;
-	struct chat_msg *u = chat_pane_last(&c->pane, CHAT_USER, &iu);
-	if (!u) {
-		chat_notice(c, "Nothing to regenerate yet.");
-		return;
-	}
 	struct chat_msg *a = chat_pane_last(&c->pane, CHAT_ASSISTANT, &ia);
 	if (a && ia > iu) {
 		if (a->id)
 			c->reuse_reply_row = a->id; /* the new reply overwrites it in the history */
 		chat_pane_remove(&c->pane, ia);
 	}
-	if (!c->eng || !c->ready) {
+	if (!c->eng) {
 		chat_notice(c, "No model is loaded.");
 		return;
 	}
@@ -289,13 +254,9 @@ static void do_regen(struct chat *c)
 static void do_edit(struct chat *c)
 {
 	size_t iu;
-	if (!chat_need_idle(c))
+	struct chat_msg *u = last_user(c, &iu, "No message to edit yet.");
+	if (!u)
 		return;
-	struct chat_msg *u = chat_pane_last(&c->pane, CHAT_USER, &iu);
-	if (!u) {
-		chat_notice(c, "No message to edit yet.");
-		return;
-	}
 	char *text = xstrdup(u->text.buf);
 	/* the message and everything after it go; the input holds it again, and
 	 * the next turn overwrites their rows in the history */

@@ -1,5 +1,6 @@
-/* The chat's side of the engine: loading a model, sending requests, handling events. */
+/* The chat's side of the engine: loading models, sending requests, handling events. */
 #include "chat.h"
+#include "log.h"
 #include "report.h"
 #include "strbuf.h"
 #include "util.h"
@@ -10,23 +11,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-static enum engine_backend map_backend(enum config_backend b)
-{
-	return b == BACKEND_CPU    ? ENGINE_BACKEND_CPU
-	       : b == BACKEND_CUDA ? ENGINE_BACKEND_CUDA
-				   : ENGINE_BACKEND_AUTO;
-}
+/*
+ * DESIGN
+ * c->eng is the model in use: it has sent READY and takes requests.  A
+ * model being loaded (at start, by /model, for a resumed session) is
+ * c->next until its READY, when it replaces c->eng (which is closed only
+ * then), or its ERROR, when it is dropped and c->eng goes on: a /model
+ * that fails never costs the model that works.  Both are resident while
+ * the new one loads.
+ */
 
-static enum engine_overflow map_overflow(enum config_overflow o)
+/* The status pane's model fields from a ready engine; the session's title,
+ * notice and the last reply's figures stay. */
+static void status_from_info(struct chat *c, const struct engine_info *info)
 {
-	return o == OVERFLOW_DROP_OLDEST ? ENGINE_OVERFLOW_DROP_OLDEST
-	       : o == OVERFLOW_SHIFT     ? ENGINE_OVERFLOW_SHIFT
-					 : ENGINE_OVERFLOW_STOP;
+	chat_copy_str(c->st.model, sizeof(c->st.model), info->name);
+	chat_copy_str(c->st.type, sizeof(c->st.type), info->type_name);
+	chat_copy_str(c->st.backend, sizeof(c->st.backend), info->backend);
+	chat_copy_str(c->st.device, sizeof(c->st.device), info->device);
+	chat_copy_str(c->st.server, sizeof(c->st.server), info->server);
+	c->st.file_bytes = info->file_bytes;
+	c->st.n_params = info->n_params;
+	c->st.threads = info->n_threads;
+	c->st.ctx_total = info->n_ctx;
+	c->st.state = STATE_READY;
+	c->status_dirty = 1;
 }
 
 void chat_engine_open(struct chat *c, const char *path)
 {
-	struct config *cfg = c->cfg;
+	const struct config *cfg = c->cfg;
 	struct engine_config ec;
 	/* no path: the configured server; the label is what messages and the
 	 * history say until the server names its model (on_ready) */
@@ -37,57 +51,45 @@ void chat_engine_open(struct chat *c, const char *path)
 		path = label.buf;
 	}
 
-	memset(&ec, 0, sizeof(ec));
-	ec.model_path = path;
-	if (label.len) {
-		ec.remote_url = cfg->remote_url;
-		ec.remote_model = cfg->remote_model;
-		ec.remote_api_key = config_remote_api_key(cfg);
-		ec.remote_timeout = cfg->remote_timeout;
-		ec.remote_retries = cfg->remote_retries;
+	if (c->next) { /* a newer /model replaces a load in progress */
+		engine_close(c->next);
+		free(c->next_path);
+		c->next = NULL;
+		c->next_path = NULL;
 	}
-	ec.n_threads = cfg->threads;
-	ec.n_ctx = cfg->ctx;
-	ec.n_batch = cfg->batch_size;
-	ec.kv_type = ENGINE_KV_F16;
-	ec.backend = map_backend(cfg->backend);
-	ec.chat_template = cfg->chat_template ? cfg->chat_template : "auto";
-	ec.overflow = map_overflow(cfg->context_overflow);
-	ec.keep = cfg->keep;
-	ec.max_buffered_tokens = cfg->max_buffered_tokens;
-	ec.memory_limit = cfg->memory_limit;
-	ec.memory_strict = cfg->memory_mode == MEMORY_STRICT;
-	ec.mlock = cfg->memory_lock;
-	ec.no_repack = !cfg->repack;
-
-	c->ready = 0;
-	c->pending_send = 0;
-	struct status_info keep = c->st; /* the session's title and notice stay */
-	memset(&c->st, 0, sizeof(c->st));
-	memcpy(c->st.title, keep.title, sizeof(c->st.title));
-	memcpy(c->st.notice, keep.notice, sizeof(c->st.notice));
-	chat_copy_str(c->st.model, sizeof(c->st.model), chat_base_name(path));
-	c->st.state = STATE_LOADING;
-	c->status_dirty = 1;
-	c->eng = engine_open(&ec);
-	if (!c->eng) {
-		c->st.state = STATE_FAILED;
+	if (label.len)
+		config_to_engine(cfg, path, cfg->remote_url, cfg->remote_model, &ec);
+	else
+		config_to_engine(cfg, path, NULL, NULL, &ec);
+	/* saved states belong to a local model (a server keeps its own cache) */
+	struct strbuf kv_dir = STRBUF_INIT;
+	if (!label.len && config_kv_enabled(cfg) && config_kv_dir(&kv_dir) < 0) {
+		/* no folder for them: the chat works without saved states */
+		log_warn("no saved KV states: %s", error_message());
+		error_clear();
+	}
+	ec.kv_dir = kv_dir.buf;
+	log_info("chat: loading model '%s'", path);
+	c->next = engine_open(&ec);
+	strbuf_release(&kv_dir);
+	if (!c->next) {
+		log_error("chat: cannot load '%s': %s", path, error_message());
 		chat_error(c, "cannot load '%s': %s", path, error_message());
 		error_clear();
 		strbuf_release(&label);
 		return;
 	}
-	free(c->model_path);
-	c->model_path = xstrdup(path);
+	c->next_path = xstrdup(path);
+	chat_copy_str(c->st.model, sizeof(c->st.model), chat_base_name(path));
+	c->st.state = STATE_LOADING;
+	c->st.done = c->st.total = 0;
+	c->status_dirty = 1;
 	strbuf_release(&label);
 }
 
-void chat_engine_close(struct chat *c)
+/* Let go of the reply streaming (the engine is going away). */
+static void drop_reply(struct chat *c)
 {
-	if (c->eng)
-		engine_close(c->eng);
-	c->eng = NULL;
-	c->ready = 0;
 	c->busy = 0;
 	if (c->reply) {
 		c->reply->flags = (c->reply->flags & ~CHAT_STREAMING) | CHAT_STOPPED;
@@ -96,58 +98,71 @@ void chat_engine_close(struct chat *c)
 	}
 }
 
-void chat_engine_submit(struct chat *c)
+void chat_engine_close(struct chat *c)
 {
-	struct engine_request req;
-	struct engine_message *msgs;
-	size_t n = 0;
+	if (c->next)
+		engine_close(c->next);
+	if (c->eng)
+		engine_close(c->eng);
+	c->eng = c->next = NULL;
+	free(c->next_path);
+	c->next_path = NULL;
+	drop_reply(c);
+}
 
-	msgs = xcalloc(c->pane.n_msgs + 1, sizeof(*msgs));
+/* The conversation as the engine takes it; the texts stay the pane's. */
+static struct engine_message *conversation(struct chat *c, int *n_out)
+{
+	struct engine_message *msgs = xcalloc(c->pane.n_msgs + 1, sizeof(*msgs));
+	int n = 0;
 	if (c->system_prompt && *c->system_prompt) {
 		msgs[n].role = ENGINE_ROLE_SYSTEM;
 		msgs[n++].text = c->system_prompt;
 	}
 	for (size_t i = 0; i < c->pane.n_msgs; i++) {
 		struct chat_msg *m = c->pane.msgs[i];
-		if (m->role == CHAT_USER) {
+		if (m->role == CHAT_USER)
 			msgs[n].role = ENGINE_ROLE_USER;
-		} else if (m->role == CHAT_ASSISTANT && m->text.len && !(m->flags & CHAT_FAILED)) {
+		else if (m->role == CHAT_ASSISTANT && m->text.len && !(m->flags & CHAT_FAILED))
 			msgs[n].role = ENGINE_ROLE_ASSISTANT;
-		} else {
+		else
 			continue;
-		}
 		msgs[n++].text = m->text.buf;
 	}
+	*n_out = n;
+	return msgs;
+}
 
-	memset(&req, 0, sizeof(req));
-	req.messages = msgs;
-	req.n_messages = (int)n;
-	req.add_generation_prompt = 1;
-	req.sampling.temperature = (float)c->sampling.temperature;
-	req.sampling.top_k = c->sampling.top_k;
-	req.sampling.top_p = (float)c->sampling.top_p;
-	req.sampling.min_p = (float)c->sampling.min_p;
-	req.sampling.typical_p = (float)c->sampling.typical_p;
-	req.sampling.repeat_penalty = (float)c->sampling.repeat_penalty;
-	req.sampling.repeat_last_n = c->sampling.repeat_last_n;
-	req.sampling.presence_penalty = (float)c->sampling.presence_penalty;
-	req.sampling.frequency_penalty = (float)c->sampling.frequency_penalty;
-	req.sampling.seed = c->sampling.seed;
-	req.max_tokens = c->sampling.max_tokens;
-	req.max_time = c->cfg->max_time;
-	for (int i = 0; i < c->cfg->n_stop && i < ENGINE_MAX_STOP; i++)
-		req.stop[req.n_stop++] = c->cfg->stop[i];
+void chat_engine_submit(struct chat *c)
+{
+	struct engine_request req;
+	int n, rc;
 
-	int rc = engine_submit(c->eng, &req);
-	free(msgs);
-	if (rc < 0) {
+	if (config_to_request(c->cfg, &c->sampling, &req) < 0) {
 		chat_error(c, "cannot send the message: %s", error_message());
 		error_clear();
 		return;
 	}
+	struct engine_message *msgs = conversation(c, &n);
+	req.messages = msgs;
+	req.n_messages = n;
+	/* the session's saved KV state is read before and written after */
+	req.session = c->store && c->sid[0] ? c->sid : NULL;
+	rc = engine_submit(c->eng, &req);
+	free(msgs);
+	if (rc < 0) {
+		log_error("chat: cannot submit a request: %s", error_message());
+		chat_error(c, "cannot send the message: %s", error_message());
+		error_clear();
+		return;
+	}
+	log_debug("chat: request of %d messages to '%s'", n, c->st.model);
 	c->busy = 1;
+	c->dropped_told = 0;
 	c->reply = chat_pane_add(&c->pane, CHAT_ASSISTANT, "");
 	c->reply->flags = CHAT_STREAMING;
+	char name[128];
+	chat_msg_set_label(c->reply, store_model_name(c->model_path, name, sizeof(name)));
 	chat_session_reply_begin(c, c->reply);
 	chat_pane_scroll_bottom(&c->pane);
 	c->t_submit = time_now_ms();
@@ -189,42 +204,110 @@ void chat_engine_sample_speed(struct chat *c, double now, int force)
 	c->status_dirty = 1;
 }
 
-static void on_ready(struct chat *c)
+/* The model loading is ready: it takes the place of the one in use. */
+static void on_next_ready(struct chat *c)
 {
-	const struct engine_info *info = engine_info(c->eng);
-	c->ready = 1;
-	c->st.state = STATE_READY;
-	if (info) {
-		chat_copy_str(c->st.model, sizeof(c->st.model), info->name);
-		chat_copy_str(c->st.type, sizeof(c->st.type), info->type_name);
-		chat_copy_str(c->st.backend, sizeof(c->st.backend), info->backend);
-		chat_copy_str(c->st.device, sizeof(c->st.device), info->device);
-		chat_copy_str(c->st.server, sizeof(c->st.server), info->server);
-		if (info->server[0]) {
-			/* replies are recorded as coming from URL#MODEL */
-			struct strbuf sb = STRBUF_INIT;
-			strbuf_addf(&sb, "%s#%s", info->server, info->name);
-			free(c->model_path);
-			c->model_path = strbuf_detach(&sb, NULL);
-		}
-		c->st.file_bytes = info->file_bytes;
-		c->st.n_params = info->n_params;
-		c->st.threads = info->n_threads;
-		c->st.ctx_total = info->n_ctx;
-		chat_copy_str(c->pane.assistant_label, sizeof(c->pane.assistant_label), info->name);
-		c->pane.dirty = 1;
-		if (info->template_defaulted)
-			chat_notice(
-				c,
-				"The model has no chat template; using '%s'. Set chat_template: in "
-				"config.yaml (or --chat-template) if replies look wrong.",
-				info->chat_template);
+	const struct engine_info *info = engine_info(c->next);
+	if (c->eng) {
+		drop_reply(c);
+		engine_close(c->eng);
 	}
-	c->status_dirty = 1;
+	c->eng = c->next;
+	c->next = NULL;
+	free(c->model_path);
+	c->model_path = c->next_path;
+	c->next_path = NULL;
+	if (info->server[0]) {
+		/* replies are recorded as coming from URL#MODEL */
+		struct strbuf sb = STRBUF_INIT;
+		strbuf_addf(&sb, "%s#%s", info->server, info->name);
+		free(c->model_path);
+		c->model_path = strbuf_detach(&sb, NULL);
+	}
+	log_info("chat: model '%s' ready (%s, %s)", c->model_path, info->name, info->type_name);
+	chat_state_changed(c);
+	status_from_info(c, info);
+	if (info->template_defaulted)
+		chat_notice(c,
+			    "The model has no chat template; using '%s'. Set chat_template: in "
+			    "config.yaml (or --chat-template) if replies look wrong.",
+			    info->chat_template);
 	if (c->pending_send) {
 		c->pending_send = 0;
 		chat_engine_submit(c);
 	}
+}
+
+/* The model loading failed: it is dropped, the one in use (if any) stays. */
+static void on_next_error(struct chat *c, const char *why)
+{
+	log_error("chat: cannot load '%s': %s", c->next_path, why);
+	engine_close(c->next);
+	c->next = NULL;
+	chat_state_changed(c);
+	if (c->eng) {
+		status_from_info(c, engine_info(c->eng));
+		chat_error(c, "Cannot load the model: %s\n%s is still the model in use.", why,
+			   c->st.model);
+		if (c->pending_send) {
+			c->pending_send = 0;
+			chat_engine_submit(c);
+		}
+	} else {
+		c->st.state = STATE_FAILED;
+		c->pending_send = 0;
+		chat_error(c, "Cannot load the model: %s\nTry another file with /model FILE.", why);
+	}
+	free(c->next_path);
+	c->next_path = NULL;
+	c->status_dirty = 1;
+}
+
+/* Say, above the reply, that old turns were left out of the prompt. */
+static void tell_dropped(struct chat *c, int dropped)
+{
+	if (dropped <= 0 || c->dropped_told || !c->reply)
+		return;
+	c->dropped_told = 1;
+	struct chat_msg *m =
+		chat_pane_insert(&c->pane, chat_pane_index(&c->pane, c->reply), CHAT_NOTICE, "");
+	strbuf_addf(&m->text,
+		    "%d old turn%s no longer fit%s in the context of %d tokens: the model does "
+		    "not see %s for this reply (context_overflow: drop-oldest). They stay in "
+		    "the transcript and the history; /new starts afresh.",
+		    dropped, dropped == 1 ? "" : "s", dropped == 1 ? "s" : "", c->st.ctx_total,
+		    dropped == 1 ? "it" : "them");
+	c->pane.dirty = 1;
+}
+
+/* What the user can do about a full context, given the policy in use. */
+static void context_full(struct chat *c, const struct engine_stats *s)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addf(&sb, "The reply filled the context of %d tokens and was cut off there. ",
+		    s->n_ctx);
+	switch (c->cfg->context_overflow) {
+	case OVERFLOW_DROP_OLDEST:
+		strbuf_addstr(&sb, "Your next message still goes out: the oldest turns are "
+				   "left out to make room (context_overflow: drop-oldest). ");
+		break;
+	case OVERFLOW_SHIFT:
+		strbuf_addstr(&sb, "Shifting the context (context_overflow: shift) could not "
+				   "make room. context_overflow: drop-oldest leaves out old turns "
+				   "instead. ");
+		break;
+	case OVERFLOW_STOP:
+		strbuf_addstr(&sb, "With context_overflow: stop, nothing more fits: drop-oldest "
+				   "leaves out old turns, shift discards old tokens as it goes. ");
+		break;
+	}
+	strbuf_addstr(&sb, "/new starts afresh");
+	if (c->eng && engine_info(c->eng)->n_ctx_train > s->n_ctx)
+		strbuf_addf(&sb, "; a larger context (--ctx, up to the model's %d) keeps more",
+			    engine_info(c->eng)->n_ctx_train);
+	strbuf_addch(&sb, '.');
+	chat_notice(c, "%s", sb.buf);
+	strbuf_release(&sb);
 }
 
 static void on_done(struct chat *c, const struct engine_event *ev)
@@ -232,6 +315,10 @@ static void on_done(struct chat *c, const struct engine_event *ev)
 	const struct engine_stats *s = &ev->stats;
 	double now = time_now_ms();
 
+	log_debug("chat: reply done: %s, %d prompt tokens (%d reused), %d generated",
+		  engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
+		  s->gen_tokens);
+	tell_dropped(c, s->dropped_turns);
 	c->last_stats = *s;
 	c->have_last_stats = 1;
 	chat_engine_sample_speed(c, now, 1);
@@ -272,95 +359,122 @@ static void on_done(struct chat *c, const struct engine_event *ev)
 	}
 	c->reply = NULL;
 	c->busy = 0;
+	chat_state_changed(c);
+	if (s->restored_tokens > 0)
+		chat_hint(c, "resumed from the saved KV cache: %d tokens read, not recomputed",
+			  s->restored_tokens);
 	if (s->stop_reason == ENGINE_STOP_CANCELLED)
 		chat_hint(c, "stopped: the partial reply stays; /regen tries again");
 
 	switch (s->stop_reason) {
 	case ENGINE_STOP_ERROR:
+		log_error("chat: the reply failed: %s", ev->message ? ev->message : "engine error");
 		chat_error(c, "The reply failed: %s", ev->message ? ev->message : "engine error");
 		break;
-	case ENGINE_STOP_CONTEXT_FULL:
-		chat_notice(c,
-			    "The context is full (%d tokens). /new starts a fresh session; "
-			    "context_overflow in config.yaml can drop old turns instead.",
-			    s->n_ctx);
-		break;
+	case ENGINE_STOP_CONTEXT_FULL: context_full(c, s); break;
 	case ENGINE_STOP_TIMEOUT:
 		chat_notice(c, "The reply took longer than max_time and was stopped.");
 		break;
 	default: break;
 	}
-	if (s->dropped_turns > 0)
-		chat_notice(c, "%d old turn%s no longer fit in the context and were left out.",
-			    s->dropped_turns, s->dropped_turns == 1 ? "" : "s");
+}
+
+static void on_token(struct chat *c, const struct engine_event *ev, double now)
+{
+	if (!c->reply)
+		return;
+	if (!c->t_first) {
+		c->t_first = now;
+		c->t_sample = now;
+		c->st.ttft_ms = now - c->t_submit;
+		if (c->prompt_total && now > c->t_submit)
+			c->st.prompt_tps = c->prompt_total * 1000.0 / (now - c->t_submit);
+		c->st.state = STATE_GENERATING;
+	}
+	chat_pane_append(&c->pane, c->reply, ev->text, ev->len);
+	c->gen_tokens++;
+	c->sample_tokens++;
+	c->st.gen_tokens = c->gen_tokens;
+	if (now > c->t_first)
+		c->st.gen_tps = (c->gen_tokens - 1) * 1000.0 / (now - c->t_first);
+	if (c->prompt_total)
+		c->st.ctx_used = c->prompt_total + c->gen_tokens;
+	chat_engine_sample_speed(c, now, 0);
+	chat_session_reply_progress(c, c->reply, now);
+	c->status_dirty = 1;
+}
+
+/* An ERROR from the model in use: a request it refused. */
+static void on_error(struct chat *c, const struct engine_event *ev)
+{
+	log_error("chat: request refused: %.*s", (int)ev->len, ev->text ? ev->text : "");
+	if (c->reply) {
+		c->reply->flags = (c->reply->flags & ~CHAT_STREAMING) | CHAT_FAILED;
+		chat_session_reply_end(c, c->reply, STORE_ERROR, NULL);
+		c->pane.dirty = 1;
+	}
+	c->reply = NULL;
+	c->busy = 0;
+	chat_state_changed(c);
+	c->st.state = STATE_READY;
+	chat_error(c, "%.*s", (int)ev->len, ev->text ? ev->text : "engine error");
+	c->status_dirty = 1;
+}
+
+/* A progress event (loading: bytes; prefill: tokens) into the status pane. */
+static void progress(struct chat *c, enum status_state state, const struct engine_event *ev)
+{
+	c->st.state = state;
+	c->st.done = ev->done;
+	c->st.total = ev->total;
+	c->status_dirty = 1;
+}
+
+/* The engine wrote (or could not write) a session's KV state after a reply. */
+static void on_kv_saved(struct chat *c, const struct engine_event *ev)
+{
+	/* the row only points at the file: failing to record it loses nothing
+	 * (the engine finds the file by its name), so it is no history failure */
+	if (ev->path && c->store && ev->text &&
+	    store_session_set_kv_state(c->store, ev->text, ev->path) < 0) {
+		log_warn("cannot record the KV state of session %s: %s", ev->text, error_message());
+		error_clear();
+	}
+	if (ev->message)
+		chat_hint(c, "the KV cache was not saved: %s", ev->message);
 }
 
 static void on_event(struct chat *c, struct engine_event *ev)
 {
-	double now = time_now_ms();
 	switch (ev->type) {
-	case ENGINE_EV_LOAD_PROGRESS:
-		c->st.state = STATE_LOADING;
-		c->st.done = ev->done;
-		c->st.total = ev->total;
-		c->status_dirty = 1;
-		break;
-	case ENGINE_EV_READY: on_ready(c); break;
 	case ENGINE_EV_PREFILL_PROGRESS:
-		c->st.state = STATE_PREFILL;
-		c->st.done = ev->done;
-		c->st.total = ev->total;
+		progress(c, STATE_PREFILL, ev);
 		c->prompt_total = (int)ev->total;
-		c->status_dirty = 1;
+		tell_dropped(c, ev->stats.dropped_turns);
 		break;
-	case ENGINE_EV_TOKEN:
-		if (!c->reply)
-			break;
-		if (!c->t_first) {
-			c->t_first = now;
-			c->t_sample = now;
-			c->st.ttft_ms = now - c->t_submit;
-			if (c->prompt_total && now > c->t_submit)
-				c->st.prompt_tps = c->prompt_total * 1000.0 / (now - c->t_submit);
-			c->st.state = STATE_GENERATING;
-		}
-		chat_pane_append(&c->pane, c->reply, ev->text, ev->len);
-		c->gen_tokens++;
-		c->sample_tokens++;
-		c->st.gen_tokens = c->gen_tokens;
-		if (now > c->t_first)
-			c->st.gen_tps = (c->gen_tokens - 1) * 1000.0 / (now - c->t_first);
-		if (c->prompt_total)
-			c->st.ctx_used = c->prompt_total + c->gen_tokens;
-		chat_engine_sample_speed(c, now, 0);
-		chat_session_reply_progress(c, c->reply, now);
-		c->status_dirty = 1;
-		break;
+	case ENGINE_EV_TOKEN: on_token(c, ev, time_now_ms()); break;
 	case ENGINE_EV_DONE: on_done(c, ev); break;
+	case ENGINE_EV_KV_SAVED: on_kv_saved(c, ev); break;
 	case ENGINE_EV_WARNING:
 		chat_notice(c, "%.*s", (int)ev->len, ev->text ? ev->text : "");
 		break;
-	case ENGINE_EV_ERROR:
-		if (c->reply || c->busy) {
-			if (c->reply) {
-				c->reply->flags = (c->reply->flags & ~CHAT_STREAMING) | CHAT_FAILED;
-				chat_session_reply_end(c, c->reply, STORE_ERROR, NULL);
-				c->pane.dirty = 1;
-			}
-			c->reply = NULL;
-			c->busy = 0;
-			c->st.state = c->ready ? STATE_READY : STATE_FAILED;
-			chat_error(c, "%.*s", (int)ev->len, ev->text ? ev->text : "engine error");
-		} else {
-			c->st.state = STATE_FAILED;
-			c->ready = 0;
-			chat_error(
-				c,
-				"Cannot load the model: %.*s\nTry another file with /model FILE.",
-				(int)ev->len, ev->text ? ev->text : "unknown error");
-		}
-		c->status_dirty = 1;
+	case ENGINE_EV_ERROR: on_error(c, ev); break;
+	case ENGINE_EV_LOAD_PROGRESS:
+	case ENGINE_EV_READY: break; /* only a model loading (c->next) sends them */
+	}
+}
+
+/* Events of the model loading: progress, warnings, then READY or ERROR. */
+static void on_next_event(struct chat *c, struct engine_event *ev)
+{
+	switch (ev->type) {
+	case ENGINE_EV_LOAD_PROGRESS: progress(c, STATE_LOADING, ev); break;
+	case ENGINE_EV_WARNING:
+		chat_notice(c, "%.*s", (int)ev->len, ev->text ? ev->text : "");
 		break;
+	case ENGINE_EV_READY: on_next_ready(c); break;
+	case ENGINE_EV_ERROR: on_next_error(c, ev->text ? ev->text : "unknown error"); break;
+	default: break; /* no request goes to a model before it is ready */
 	}
 }
 
@@ -371,13 +485,17 @@ void chat_engine_drain(struct chat *c)
 		on_event(c, &ev);
 		engine_event_free(&ev);
 	}
+	while (c->next && engine_next_event(c->next, &ev) == 1) {
+		on_next_event(c, &ev);
+		engine_event_free(&ev);
+	}
 }
 
 void chat_engine_cancel(struct chat *c)
 {
 	if (c->busy && c->eng) {
 		engine_cancel(c->eng);
-		chat_hint(c, "stopping\xe2\x80\xa6");
+		chat_state_hint(c, "stopping\xe2\x80\xa6");
 	}
 }
 
@@ -386,11 +504,11 @@ void chat_engine_send(struct chat *c, const char *text)
 	if (c->busy) {
 		/* Enter is refused while streaming; this is a second line of defence */
 		input_set(text);
-		chat_hint(c, "a reply is streaming: press Esc to stop it, or wait");
+		chat_state_hint(c, "a reply is streaming: press Esc to stop it, or wait");
 		return;
 	}
-	if (!c->eng || c->st.state == STATE_FAILED) {
-		if (c->cfg->remote_url && !c->eng) {
+	if (!c->eng && !c->next) {
+		if (c->cfg->remote_url) {
 			chat_notice(c,
 				    "The server is not connected; /model FILE.gguf loads a local "
 				    "model instead.");
@@ -404,9 +522,9 @@ void chat_engine_send(struct chat *c, const char *text)
 	struct chat_msg *m = chat_pane_add(&c->pane, CHAT_USER, text);
 	chat_pane_scroll_bottom(&c->pane);
 	chat_session_save_user(c, m);
-	if (!c->ready) {
+	if (c->next) { /* the model asked for last answers it */
 		c->pending_send = 1;
-		chat_hint(c, "the message goes out when the model has loaded");
+		chat_state_hint(c, "the message goes out when the model has loaded");
 		return;
 	}
 	chat_engine_submit(c);

@@ -1,19 +1,23 @@
 /* The chat's history: saving turns as they happen, resuming and exporting sessions. */
 #include "chat.h"
 #include "json.h"
+#include "log.h"
 #include "report.h"
 #include "strbuf.h"
 #include "util.h"
 #include "xalloc.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Any store failure: say so once, then go on in memory only. */
 void chat_session_fail(struct chat *c)
 {
+	log_error("chat: history is unavailable: %s", error_message());
 	chat_error(c, "history is unavailable: %s (this chat stays in memory only)",
 		   error_message());
 	error_clear();
@@ -24,17 +28,6 @@ void chat_session_fail(struct chat *c)
 	c->status_dirty = 1;
 }
 
-static void sampling_json(const struct config_sampling *s, struct strbuf *out)
-{
-	strbuf_addf(out,
-		    "{\"temperature\":%g,\"top_k\":%d,\"top_p\":%g,\"min_p\":%g,\"typical_p\":%g,"
-		    "\"repeat_penalty\":%g,\"repeat_last_n\":%d,\"presence_penalty\":%g,"
-		    "\"frequency_penalty\":%g,\"seed\":%llu,\"max_tokens\":%d}",
-		    s->temperature, s->top_k, s->top_p, s->min_p, s->typical_p, s->repeat_penalty,
-		    s->repeat_last_n, s->presence_penalty, s->frequency_penalty,
-		    (unsigned long long)s->seed, s->max_tokens);
-}
-
 /* Create the session on its first message.  1 when there is one to write to. */
 static int ensure_session(struct chat *c)
 {
@@ -43,7 +36,7 @@ static int ensure_session(struct chat *c)
 	if (c->sid[0])
 		return 1;
 	struct strbuf js = STRBUF_INIT;
-	sampling_json(&c->sampling, &js);
+	config_sampling_json(&c->sampling, &js);
 	struct store_session_params p = {
 		c->pending_title && *c->pending_title ? c->pending_title : NULL,
 		c->model_path,
@@ -107,7 +100,7 @@ void chat_session_reply_begin(struct chat *c, struct chat_msg *m)
 	if (c->reuse_reply_row) {
 		m->id = c->reuse_reply_row;
 		c->reuse_reply_row = 0;
-		if (store_message_update(c->store, m->id, "", 0) < 0)
+		if (store_message_restart(c->store, m->id) < 0)
 			chat_session_fail(c);
 	} else {
 		m->id = store_message_begin(c->store, c->sid, "assistant");
@@ -175,49 +168,28 @@ int chat_session_need_store(struct chat *c)
 }
 
 /* A resumed session keeps the sampling it was held with, except what the
- * user set for this run (in a config file, the environment or a flag). */
+ * user set for this run (in a config file, the environment or a flag);
+ * values the key table refuses are left out, and said so. */
 static void restore_sampling(struct chat *c, const char *text)
 {
-	static const struct {
-		const char *name; /* in the session's JSON and after "sampling." */
-		char type;        /* 'd' double, 'i' int (the seed is not restored: a
-				     JSON number cannot hold all 64 bits) */
-		size_t off;       /* in struct config_sampling */
-	} keys[] = {
-		{ "temperature", 'd', offsetof(struct config_sampling, temperature) },
-		{ "top_k", 'i', offsetof(struct config_sampling, top_k) },
-		{ "top_p", 'd', offsetof(struct config_sampling, top_p) },
-		{ "min_p", 'd', offsetof(struct config_sampling, min_p) },
-		{ "typical_p", 'd', offsetof(struct config_sampling, typical_p) },
-		{ "repeat_penalty", 'd', offsetof(struct config_sampling, repeat_penalty) },
-		{ "repeat_last_n", 'i', offsetof(struct config_sampling, repeat_last_n) },
-		{ "presence_penalty", 'd', offsetof(struct config_sampling, presence_penalty) },
-		{ "frequency_penalty", 'd', offsetof(struct config_sampling, frequency_penalty) },
-		{ "max_tokens", 'i', offsetof(struct config_sampling, max_tokens) },
-	};
+	struct strbuf problems = STRBUF_INIT;
 	if (!text || !*text)
 		return;
 	struct json *j = json_parse(text, strlen(text));
 	if (!j) {
-		error_clear(); /* an unreadable record: keep the current settings */
+		chat_notice(c,
+			    "The session's sampling settings cannot be read (%s); the current "
+			    "ones stay.",
+			    error_message());
+		error_clear();
 		return;
 	}
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		char name[64];
-		const struct json *v = json_get(j, keys[i].name);
-		snprintf(name, sizeof(name), "sampling.%s", keys[i].name);
-		int k = config_key_index(name);
-		if (!v || v->type != JSON_NUMBER || (k >= 0 && c->cfg->origin[k]))
-			continue;
-		char *field = (char *)&c->sampling + keys[i].off;
-		double d = v->number;
-		if (keys[i].type == 'd') {
-			memcpy(field, &d, sizeof(d));
-		} else if (keys[i].type == 'i' && d >= -1 && d <= 1e9) {
-			int iv = (int)d;
-			memcpy(field, &iv, sizeof(iv));
-		}
-	}
+	if (config_sampling_from_json(&c->sampling, j, c->cfg, &problems) > 0)
+		chat_notice(c,
+			    "Some of the session's sampling settings are out of range and were "
+			    "left out:\n%s",
+			    problems.buf);
+	strbuf_release(&problems);
 	json_free(j);
 }
 
@@ -261,6 +233,12 @@ void chat_session_load(struct chat *c, const char *id, int64_t target)
 			continue;
 		struct chat_msg *m = chat_pane_add(&c->pane, role, sm->content);
 		m->id = sm->id;
+		/* replies from before palaver recorded their model: the session's */
+		if (role == CHAT_ASSISTANT && (sm->model || ss.model)) {
+			char name[128];
+			chat_msg_set_label(m, store_model_name(sm->model ? sm->model : ss.model,
+							       name, sizeof(name)));
+		}
 		if (sm->status == STORE_CANCELLED || sm->status == STORE_INTERRUPTED ||
 		    sm->status == STORE_STREAMING)
 			m->flags |= CHAT_STOPPED;
@@ -285,46 +263,84 @@ void chat_session_load(struct chat *c, const char *id, int64_t target)
 	store_session_free(&ss);
 }
 
-void chat_session_open_history(struct chat *c)
+char *chat_session_open_history(struct chat *c)
 {
+	struct store_session ss;
+	char id[STORE_ID_SIZE], *model = NULL;
 	if (!c->cfg->history_enabled) {
 		if (c->cfg->session)
 			chat_notice(c, "--session needs the history, which is turned off.");
-		return;
+		return NULL;
 	}
 	c->store = store_open(c->cfg->history_path);
 	if (!c->store) {
 		chat_session_fail(c);
-		return;
+		return NULL;
 	}
-	if (c->cfg->session) {
-		char id[STORE_ID_SIZE];
-		if (store_session_resolve(c->store, c->cfg->session, id) < 0) {
-			chat_error(c, "%s", error_message());
-			error_clear();
-			return;
-		}
-		chat_session_load(c, id, 0);
+	if (!c->cfg->session)
+		return NULL;
+	if (store_session_resolve(c->store, c->cfg->session, id) < 0) {
+		chat_error(c, "%s", error_message());
+		error_clear();
+		return NULL;
 	}
+	chat_session_load(c, id, 0);
+	if (c->store && c->sid[0] && store_session_get(c->store, c->sid, &ss) == 0) {
+		model = xstrdup(ss.model ? ss.model : "");
+		store_session_free(&ss);
+	}
+	return model;
 }
 
-int chat_session_export(struct chat *c, const char *path)
+/* The transcript as the history would export it, for a chat not saved. */
+static void transcript_markdown(struct chat *c, struct strbuf *out)
 {
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return -1;
-	fprintf(f, "# %s\n\n", c->st.title[0] ? c->st.title : "palaver chat");
-	if (c->model_path)
-		fprintf(f, "Model: %s\n\n", c->st.model);
-	if (c->system_prompt)
-		fprintf(f, "**System:**\n\n%s\n\n", c->system_prompt);
+	struct strbuf sampling = STRBUF_INIT;
+	struct store_message *m = xcalloc(c->pane.n_msgs + 1, sizeof(*m));
+	size_t n = 0;
+	struct store_session ss = { .title = c->st.title,
+				    .model = c->model_path,
+				    .system_prompt = c->system_prompt,
+				    .created_ms = (int64_t)time(NULL) * 1000 };
+	config_sampling_json(&c->sampling, &sampling);
+	ss.sampling = sampling.buf;
 	for (size_t i = 0; i < c->pane.n_msgs; i++) {
-		struct chat_msg *m = c->pane.msgs[i];
-		if (m->role != CHAT_USER && m->role != CHAT_ASSISTANT)
+		struct chat_msg *cm = c->pane.msgs[i];
+		if (cm->role != CHAT_USER && cm->role != CHAT_ASSISTANT)
 			continue;
-		fprintf(f, "**%s:**%s\n\n%s\n\n",
-			m->role == CHAT_USER ? "You" : c->pane.assistant_label,
-			m->flags & CHAT_STOPPED ? " (stopped)" : "", m->text.buf);
+		m[n].role = cm->role == CHAT_USER ? "user" : "assistant";
+		m[n].content = cm->text.buf;
+		m[n].model = cm->role == CHAT_ASSISTANT ? cm->label : NULL;
+		m[n].status = cm->flags & CHAT_FAILED    ? STORE_ERROR
+			      : cm->flags & CHAT_STOPPED ? STORE_CANCELLED
+							 : STORE_COMPLETE;
+		n++;
 	}
-	return fclose(f);
+	store_format_markdown(&ss, m, n, out);
+	free(m);
+	strbuf_release(&sampling);
+}
+
+void chat_session_export(struct chat *c, const char *path)
+{
+	struct strbuf out = STRBUF_INIT;
+	FILE *f;
+	/* a saved session exports from the history, stats and times included */
+	if (c->store && c->sid[0]) {
+		if (store_export(c->store, c->sid, STORE_FORMAT_MARKDOWN, &out) < 0) {
+			chat_session_fail(c);
+			transcript_markdown(c, &out);
+		}
+	} else {
+		transcript_markdown(c, &out);
+	}
+	f = fopen(path, "w");
+	int ok = f && fwrite(out.buf, 1, out.len, f) == out.len;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	if (ok)
+		chat_notice(c, "Wrote the session to '%s'.", path);
+	else
+		chat_notice(c, "cannot write '%s': %s", path, strerror(errno));
+	strbuf_release(&out);
 }

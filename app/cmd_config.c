@@ -1,28 +1,27 @@
 /* palaver config: print the effective configuration, each key with its origin. */
 #include "commands.h"
 #include "config.h"
+#include "options.h"
 #include "report.h"
 #include "strbuf.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static void config_usage(FILE *fp)
-{
-	fprintf(fp, "usage: palaver [options] config [--no-origin] [KEY]\n"
-		    "\n"
-		    "Print the configuration palaver would run with, as YAML, after the\n"
-		    "built-in defaults, " CONFIG_SYSTEM_PATH ",\n"
-		    "$XDG_CONFIG_HOME/palaver/config.yaml, --config FILE, the PALAVER_*\n"
-		    "environment variables and the options.  After each key a comment says\n"
-		    "where its value came from: default, FILE:LINE, $PALAVER_NAME or --option.\n"
-		    "\n"
-		    "  KEY           print only this key's value (dotted: sampling.top_p)\n"
-		    "  --no-origin   leave out the comments (the output is a valid config.yaml)\n"
-		    "  -h, --help    print this help\n"
-		    "\n"
-		    "The model and sampling options of 'palaver --help' are accepted here too.\n");
-}
+static const char usage[] =
+	"usage: palaver [options] config [--no-origin] [KEY]\n"
+	"\n"
+	"Print the configuration palaver would run with, as YAML, after the\n"
+	"built-in defaults, " CONFIG_SYSTEM_PATH ",\n"
+	"$XDG_CONFIG_HOME/palaver/config.yaml, --config FILE, the PALAVER_*\n"
+	"environment variables and the options.  After each key a comment says\n"
+	"where its value came from: default, FILE:LINE, $PALAVER_NAME or --option.\n"
+	"\n"
+	"  KEY           print only this key's value (dotted: sampling.top_p)\n"
+	"  --no-origin   leave out the comments (the output is a valid config.yaml)\n"
+	"  -h, --help    print this help\n"
+	"\n"
+	"The model and sampling options of 'palaver --help' are accepted here too.\n";
 
 int cmd_config(int argc, char **argv, struct config *cfg)
 {
@@ -30,38 +29,21 @@ int cmd_config(int argc, char **argv, struct config *cfg)
 	const char *key = NULL;
 	int with_origin = 1;
 
-	for (int i = 1; i < argc; i++) {
-		int r;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			config_usage(stdout);
-			return EXIT_OK;
-		}
-		if (!strcmp(argv[i], "--no-origin")) {
-			with_origin = 0;
-			continue;
-		}
-		r = config_parse_common_flag(cfg, &i, argc, argv);
-		if (r < 0) {
-			fprintf(stderr, "palaver: %s\n", error_message());
-			return EXIT_USAGE;
-		}
-		if (r > 0)
-			continue;
-		if (argv[i][0] == '-' || key) {
-			fprintf(stderr,
-				"palaver: config: unexpected argument '%s'\n"
-				"usage: palaver config [--no-origin] [KEY]\n",
-				argv[i]);
-			return EXIT_USAGE;
-		}
-		key = argv[i];
-	}
+	int no_origin = 0;
+	const struct opt_spec opts[] = {
+		{ "--no-origin", NULL, OPT_FLAG, &no_origin, 0, 0, NULL },
+		{ "", NULL, OPT_TEXT, &key, 0, 0, NULL },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = options_parse(argc, argv, opts, usage, "config", "palaver config --help", cfg);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
+	with_origin = !no_origin;
 
 	if (key) {
 		int k = config_key_index(key);
 		if (k < 0) {
-			fprintf(stderr, "palaver: unknown configuration key '%s'\n", key);
-			return EXIT_USAGE;
+			return report_usage("unknown configuration key '%s'", key);
 		}
 		config_format_value(cfg, k, &out);
 		strbuf_addch(&out, '\n');
@@ -71,8 +53,7 @@ int cmd_config(int argc, char **argv, struct config *cfg)
 	fwrite(out.buf, 1, out.len, stdout);
 	strbuf_release(&out);
 	if (fflush(stdout) != 0) {
-		fprintf(stderr, "palaver: cannot write the configuration\n");
-		return EXIT_RUNTIME;
+		return report_runtime("cannot write the configuration");
 	}
 	return EXIT_OK;
 }

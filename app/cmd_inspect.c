@@ -105,70 +105,6 @@ static void add_double(struct strbuf *sb, double v, int json, int digits)
 		strbuf_addf(sb, "%.*g", json ? digits : 7, v);
 }
 
-/* One scalar of type t at p (unaligned, little-endian). */
-static void add_scalar(struct strbuf *sb, enum gguf_vtype t, const void *p, int json)
-{
-	union {
-		uint8_t u8;
-		int8_t i8;
-		uint16_t u16;
-		int16_t i16;
-		uint32_t u32;
-		int32_t i32;
-		uint64_t u64;
-		int64_t i64;
-		float f32;
-		double f64;
-	} v;
-	switch (t) {
-	case GGUF_TYPE_UINT8:
-		memcpy(&v, p, 1);
-		strbuf_addf(sb, "%u", v.u8);
-		break;
-	case GGUF_TYPE_INT8:
-		memcpy(&v, p, 1);
-		strbuf_addf(sb, "%d", v.i8);
-		break;
-	case GGUF_TYPE_UINT16:
-		memcpy(&v, p, 2);
-		strbuf_addf(sb, "%u", v.u16);
-		break;
-	case GGUF_TYPE_INT16:
-		memcpy(&v, p, 2);
-		strbuf_addf(sb, "%d", v.i16);
-		break;
-	case GGUF_TYPE_UINT32:
-		memcpy(&v, p, 4);
-		strbuf_addf(sb, "%" PRIu32, v.u32);
-		break;
-	case GGUF_TYPE_INT32:
-		memcpy(&v, p, 4);
-		strbuf_addf(sb, "%" PRId32, v.i32);
-		break;
-	case GGUF_TYPE_UINT64:
-		memcpy(&v, p, 8);
-		strbuf_addf(sb, "%" PRIu64, v.u64);
-		break;
-	case GGUF_TYPE_INT64:
-		memcpy(&v, p, 8);
-		strbuf_addf(sb, "%" PRId64, v.i64);
-		break;
-	case GGUF_TYPE_FLOAT32:
-		memcpy(&v, p, 4);
-		add_double(sb, v.f32, json, 9);
-		break;
-	case GGUF_TYPE_FLOAT64:
-		memcpy(&v, p, 8);
-		add_double(sb, v.f64, json, 17);
-		break;
-	case GGUF_TYPE_BOOL:
-		memcpy(&v, p, 1);
-		strbuf_addstr(sb, v.u8 ? "true" : "false");
-		break;
-	default: strbuf_addstr(sb, json ? "null" : "?");
-	}
-}
-
 static size_t scalar_size(enum gguf_vtype t)
 {
 	switch (t) {
@@ -181,6 +117,45 @@ static size_t scalar_size(enum gguf_vtype t)
 	case GGUF_TYPE_INT32:
 	case GGUF_TYPE_FLOAT32: return 4;
 	default: return 8;
+	}
+}
+
+/* One scalar of type t at p (unaligned, little-endian, as the host). */
+static void add_scalar(struct strbuf *sb, enum gguf_vtype t, const void *p, int json)
+{
+	uint64_t u = 0;
+	size_t n = scalar_size(t);
+	memcpy(&u, p, n);
+	switch (t) {
+	case GGUF_TYPE_UINT8:
+	case GGUF_TYPE_UINT16:
+	case GGUF_TYPE_UINT32:
+	case GGUF_TYPE_UINT64: strbuf_addf(sb, "%" PRIu64, u); break;
+	case GGUF_TYPE_INT8:
+	case GGUF_TYPE_INT16:
+	case GGUF_TYPE_INT32:
+	case GGUF_TYPE_INT64: {
+		int64_t v = n == 1   ? (int8_t)u
+			    : n == 2 ? (int16_t)u
+			    : n == 4 ? (int32_t)u
+				     : (int64_t)u;
+		strbuf_addf(sb, "%" PRId64, v);
+		break;
+	}
+	case GGUF_TYPE_FLOAT32: {
+		float f;
+		memcpy(&f, p, 4);
+		add_double(sb, f, json, 9);
+		break;
+	}
+	case GGUF_TYPE_FLOAT64: {
+		double d;
+		memcpy(&d, p, 8);
+		add_double(sb, d, json, 17);
+		break;
+	}
+	case GGUF_TYPE_BOOL: strbuf_addstr(sb, u ? "true" : "false"); break;
+	default: strbuf_addstr(sb, json ? "null" : "?");
 	}
 }
 
@@ -270,6 +245,17 @@ static const struct {
 };
 #define N_HPARAMS (sizeof(hparams) / sizeof(hparams[0]))
 
+/* Hyperparameter h of the architecture, its key in key; NULL when the file
+ * has none (vocab_size is reported on its own, from vocab_size()). */
+static const struct gguf_kv *hparam(const struct gguf *g, const char *arch, size_t h, char *key,
+				    size_t cap)
+{
+	if (!*arch || !strcmp(hparams[h].suffix, "vocab_size"))
+		return NULL;
+	snprintf(key, cap, "%s.%s", arch, hparams[h].suffix);
+	return gguf_find_kv(g, key);
+}
+
 /* Vocabulary size: <arch>.vocab_size, else the token list, else token_embd's rows. */
 static int64_t vocab_size(const struct gguf *g, const char *arch, const char **from)
 {
@@ -302,192 +288,207 @@ static void shape_str(char *buf, size_t n, const struct gguf_tensor *t, const ch
 		o += (size_t)snprintf(buf + o, n - o, "%s%" PRId64, d ? sep : "", t->ne[d]);
 }
 
+/* What the report sums up over the tensors. */
+struct summary {
+	struct type_total by_type[256]; /* by GGUF type id (ids < 40) */
+	uint64_t params, bytes;
+	char arch[128]; /* general.architecture, "" when absent */
+};
+
+static void summarize(const struct gguf *g, struct summary *sum)
+{
+	struct gguf_str arch_s = { 0, "" };
+	memset(sum, 0, sizeof(*sum));
+	for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(g, i);
+		uint64_t e = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] *
+			     (uint64_t)t->ne[3]; /* checked by gguf_open */
+		struct type_total *tt = &sum->by_type[t->type & 255];
+		tt->tensors++;
+		tt->bytes += t->nbytes;
+		tt->params += e;
+		sum->params += e;
+		sum->bytes += t->nbytes;
+	}
+	if (gguf_find_kv(g, "general.architecture") &&
+	    gguf_get_str(g, "general.architecture", &arch_s) == 0 &&
+	    arch_s.len < sizeof(sum->arch) && !memchr(arch_s.data, '\0', arch_s.len)) {
+		memcpy(sum->arch, arch_s.data, arch_s.len);
+		sum->arch[arch_s.len] = '\0';
+	}
+}
+
+static void inspect_json(struct strbuf *out, const struct gguf *g, const char *path,
+			 const struct summary *sum)
+{
+	const char *arch = sum->arch;
+	const struct type_total *by_type = sum->by_type;
+	uint64_t params = sum->params, bytes = sum->bytes;
+	char key[300], shape[128];
+	strbuf_addstr(out, "{\"file\": ");
+	json_str(out, path, strlen(path));
+	strbuf_addf(out,
+		    ", \"version\": %u, \"size\": %" PRIu64 ", \"alignment\": %u, "
+		    "\"data_offset\": %" PRIu64 ",\n\"metadata\": {",
+		    gguf_version(g), gguf_file_size(g), gguf_alignment(g), gguf_data_offset(g));
+	for (int64_t i = 0; i < gguf_n_kv(g); i++) {
+		const struct gguf_kv *kv = gguf_kv_at(g, i);
+		strbuf_addstr(out, i ? ",\n  " : "\n  ");
+		json_str(out, kv->key, strlen(kv->key));
+		strbuf_addstr(out, ": ");
+		json_value(out, g, kv);
+	}
+	strbuf_addstr(out, "},\n\"tensors\": [");
+	for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(g, i);
+		shape_str(shape, sizeof(shape), t, ", ");
+		strbuf_addstr(out, i ? ",\n  {\"name\": " : "\n  {\"name\": ");
+		json_str(out, t->name, strlen(t->name));
+		strbuf_addf(out,
+			    ", \"type\": \"%s\", \"shape\": [%s], \"bytes\": %" PRIu64
+			    ", \"offset\": %" PRIu64 "}",
+			    gguf_type_name(t->type), shape, t->nbytes, t->offset);
+	}
+	strbuf_addf(out,
+		    "],\n\"totals\": {\"tensors\": %" PRId64 ", \"parameters\": %" PRIu64
+		    ", \"bytes\": %" PRIu64 ", \"by_type\": {",
+		    gguf_n_tensors(g), params, bytes);
+	int first = 1;
+	for (int ty = 0; ty < 256; ty++) {
+		if (!by_type[ty].tensors)
+			continue;
+		strbuf_addf(out,
+			    "%s\"%s\": {\"tensors\": %" PRId64 ", \"parameters\": %" PRIu64
+			    ", \"bytes\": %" PRIu64 "}",
+			    first ? "" : ", ", gguf_type_name(ty), by_type[ty].tensors,
+			    by_type[ty].params, by_type[ty].bytes);
+		first = 0;
+	}
+	strbuf_addstr(out, "}},\n\"hyperparameters\": {\"architecture\": ");
+	json_str(out, arch, strlen(arch));
+	for (size_t h = 0; h < N_HPARAMS; h++) {
+		const struct gguf_kv *kv = hparam(g, arch, h, key, sizeof(key));
+		if (kv) {
+			strbuf_addf(out, ", \"%s\": ", hparams[h].suffix);
+			json_value(out, g, kv);
+		}
+	}
+	const struct arch *fam = arch_find(arch);
+	for (int h = 0; fam && h < fam->n_keys; h++) {
+		const struct gguf_kv *kv;
+		snprintf(key, sizeof(key), "%s.%s", arch, fam->keys[h].suffix);
+		if (!(kv = gguf_find_kv(g, key)))
+			continue;
+		strbuf_addf(out, ", \"%s\": ", fam->keys[h].suffix);
+		json_value(out, g, kv);
+	}
+	const char *from = NULL;
+	int64_t nv = vocab_size(g, arch, &from);
+	if (nv >= 0)
+		strbuf_addf(out, ", \"vocab_size\": %" PRId64, nv);
+	strbuf_addf(out, ", \"supported\": %s}}\n", fam ? "true" : "false");
+}
+
+static void inspect_text(struct strbuf *out, const struct gguf *g, const char *path,
+			 const struct summary *sum)
+{
+	const char *arch = sum->arch;
+	const struct type_total *by_type = sum->by_type;
+	uint64_t params = sum->params, bytes = sum->bytes;
+	char sz[32], key[300], shape[128];
+	strbuf_addf(out,
+		    "%s: GGUF v%u, %s (%" PRIu64 " bytes), alignment %u, data at %" PRIu64 "\n",
+		    path, gguf_version(g), format_size(sz, sizeof(sz), gguf_file_size(g)),
+		    gguf_file_size(g), gguf_alignment(g), gguf_data_offset(g));
+	strbuf_addf(out, "\nmetadata: %" PRId64 " entries\n", gguf_n_kv(g));
+	for (int64_t i = 0; i < gguf_n_kv(g); i++) {
+		const struct gguf_kv *kv = gguf_kv_at(g, i);
+		size_t l = out->len;
+		strbuf_addstr(out, "  ");
+		text_name(out, kv->key);
+		size_t w = out->len - l;
+		strbuf_addf(out, "%*s %-6s ", w < 44 ? (int)(44 - w) : 0, "",
+			    gguf_vtype_name(kv->type));
+		text_value(out, g, kv);
+		strbuf_addch(out, '\n');
+	}
+	strbuf_addf(out, "\ntensors: %" PRId64 "\n", gguf_n_tensors(g));
+	if (gguf_n_tensors(g))
+		strbuf_addf(out, "  %-32s %-7s %-20s %12s %12s\n", "name", "type", "shape", "bytes",
+			    "offset");
+	for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(g, i);
+		size_t l = out->len;
+		shape_str(shape, sizeof(shape), t, " x ");
+		strbuf_addstr(out, "  ");
+		text_name(out, t->name);
+		size_t w = out->len - l;
+		strbuf_addf(out, "%*s %-7s %-20s %12" PRIu64 " %12" PRIu64 "\n",
+			    w < 34 ? (int)(34 - w) : 0, "", gguf_type_name(t->type), shape,
+			    t->nbytes, t->offset);
+	}
+	strbuf_addf(out, "\ntotals: %" PRId64 " tensors, %" PRIu64 " parameters, %s\n",
+		    gguf_n_tensors(g), params, format_size(sz, sizeof(sz), bytes));
+	for (int ty = 0; ty < 256; ty++) {
+		if (!by_type[ty].tensors)
+			continue;
+		strbuf_addf(out, "  %-8s %4" PRId64 " tensors %14" PRIu64 " parameters %12s\n",
+			    gguf_type_name(ty), by_type[ty].tensors, by_type[ty].params,
+			    format_size(sz, sizeof(sz), by_type[ty].bytes));
+	}
+	const struct arch *fam = arch_find(arch);
+	strbuf_addf(out, "\narchitecture: %s\n", *arch ? arch : "(none)");
+	if (fam)
+		strbuf_addf(out, "  %-12s %s\n", "family", fam->desc);
+	else
+		strbuf_addf(out, "  %-12s not one palaver runs (it runs %s)\n", "family",
+			    arch_names());
+	for (size_t h = 0; h < N_HPARAMS; h++) {
+		const struct gguf_kv *kv = hparam(g, arch, h, key, sizeof(key));
+		if (kv) {
+			strbuf_addf(out, "  %-12s ", hparams[h].label);
+			text_value(out, g, kv);
+			strbuf_addf(out, "  (%s)\n", key);
+		}
+	}
+	/* the family's own keys, with the value palaver uses when absent */
+	for (int h = 0; fam && h < fam->n_keys; h++) {
+		const struct arch_key *k = &fam->keys[h];
+		const struct gguf_kv *kv;
+		snprintf(key, sizeof(key), "%s.%s", arch, k->suffix);
+		strbuf_addf(out, "  %-12s ", k->label);
+		if ((kv = gguf_find_kv(g, key))) {
+			text_value(out, g, kv);
+			strbuf_addf(out, "  (%s)\n", key);
+		} else if (k->def) {
+			strbuf_addf(out, "%g  (%s: absent, the family's default)\n", k->def, key);
+		} else {
+			strbuf_addf(out, "none  (%s: absent)\n", key);
+		}
+	}
+	const char *from = NULL;
+	int64_t nv = vocab_size(g, arch, &from);
+	if (nv >= 0)
+		strbuf_addf(out, "  %-12s %" PRId64 "  (%s)\n", "vocab", nv, from);
+}
+
 static int inspect(const char *path, int json)
 {
 	struct gguf *g = gguf_open(path);
 	struct strbuf out = STRBUF_INIT;
-	struct type_total by_type[256];
-	uint64_t params = 0, bytes = 0;
-	struct gguf_str arch_s = { 0, "" };
-	char arch[128] = "";
-	char sz[32], key[300], shape[128];
-
-	if (!g) {
-		fprintf(stderr, "palaver: %s\n", error_message());
-		return EXIT_RUNTIME;
-	}
-	memset(by_type, 0, sizeof(by_type));
-	for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
-		const struct gguf_tensor *t = gguf_tensor_at(g, i);
-		uint64_t e = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] *
-			     (uint64_t)t->ne[3];                 /* checked by gguf_open */
-		struct type_total *tt = &by_type[t->type & 255]; /* ids < 40 */
-		tt->tensors++;
-		tt->bytes += t->nbytes;
-		tt->params += e;
-		params += e;
-		bytes += t->nbytes;
-	}
-	if (gguf_find_kv(g, "general.architecture") &&
-	    gguf_get_str(g, "general.architecture", &arch_s) == 0 && arch_s.len < sizeof(arch) &&
-	    !memchr(arch_s.data, '\0', arch_s.len)) {
-		memcpy(arch, arch_s.data, arch_s.len);
-		arch[arch_s.len] = '\0';
-	}
-
-	if (json) {
-		strbuf_addstr(&out, "{\"file\": ");
-		json_str(&out, path, strlen(path));
-		strbuf_addf(&out,
-			    ", \"version\": %u, \"size\": %" PRIu64 ", \"alignment\": %u, "
-			    "\"data_offset\": %" PRIu64 ",\n\"metadata\": {",
-			    gguf_version(g), gguf_file_size(g), gguf_alignment(g),
-			    gguf_data_offset(g));
-		for (int64_t i = 0; i < gguf_n_kv(g); i++) {
-			const struct gguf_kv *kv = gguf_kv_at(g, i);
-			strbuf_addstr(&out, i ? ",\n  " : "\n  ");
-			json_str(&out, kv->key, strlen(kv->key));
-			strbuf_addstr(&out, ": ");
-			json_value(&out, g, kv);
-		}
-		strbuf_addstr(&out, "},\n\"tensors\": [");
-		for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
-			const struct gguf_tensor *t = gguf_tensor_at(g, i);
-			shape_str(shape, sizeof(shape), t, ", ");
-			strbuf_addstr(&out, i ? ",\n  {\"name\": " : "\n  {\"name\": ");
-			json_str(&out, t->name, strlen(t->name));
-			strbuf_addf(&out,
-				    ", \"type\": \"%s\", \"shape\": [%s], \"bytes\": %" PRIu64
-				    ", \"offset\": %" PRIu64 "}",
-				    gguf_type_name(t->type), shape, t->nbytes, t->offset);
-		}
-		strbuf_addf(&out,
-			    "],\n\"totals\": {\"tensors\": %" PRId64 ", \"parameters\": %" PRIu64
-			    ", \"bytes\": %" PRIu64 ", \"by_type\": {",
-			    gguf_n_tensors(g), params, bytes);
-		int first = 1;
-		for (int ty = 0; ty < 256; ty++) {
-			if (!by_type[ty].tensors)
-				continue;
-			strbuf_addf(&out,
-				    "%s\"%s\": {\"tensors\": %" PRId64 ", \"parameters\": %" PRIu64
-				    ", \"bytes\": %" PRIu64 "}",
-				    first ? "" : ", ", gguf_type_name(ty), by_type[ty].tensors,
-				    by_type[ty].params, by_type[ty].bytes);
-			first = 0;
-		}
-		strbuf_addstr(&out, "}},\n\"hyperparameters\": {\"architecture\": ");
-		json_str(&out, arch, strlen(arch));
-		for (size_t h = 0; *arch && h < N_HPARAMS; h++) {
-			const struct gguf_kv *kv;
-			snprintf(key, sizeof(key), "%s.%s", arch, hparams[h].suffix);
-			if (!(kv = gguf_find_kv(g, key)) ||
-			    !strcmp(hparams[h].suffix, "vocab_size"))
-				continue;
-			strbuf_addf(&out, ", \"%s\": ", hparams[h].suffix);
-			json_value(&out, g, kv);
-		}
-		const struct arch *fam = arch_find(arch);
-		for (int h = 0; fam && h < fam->n_keys; h++) {
-			const struct gguf_kv *kv;
-			snprintf(key, sizeof(key), "%s.%s", arch, fam->keys[h].suffix);
-			if (!(kv = gguf_find_kv(g, key)))
-				continue;
-			strbuf_addf(&out, ", \"%s\": ", fam->keys[h].suffix);
-			json_value(&out, g, kv);
-		}
-		const char *from = NULL;
-		int64_t nv = vocab_size(g, arch, &from);
-		if (nv >= 0)
-			strbuf_addf(&out, ", \"vocab_size\": %" PRId64, nv);
-		strbuf_addf(&out, ", \"supported\": %s}}\n", fam ? "true" : "false");
-	} else {
-		strbuf_addf(&out,
-			    "%s: GGUF v%u, %s (%" PRIu64 " bytes), alignment %u, data at %" PRIu64
-			    "\n",
-			    path, gguf_version(g), format_size(sz, sizeof(sz), gguf_file_size(g)),
-			    gguf_file_size(g), gguf_alignment(g), gguf_data_offset(g));
-		strbuf_addf(&out, "\nmetadata: %" PRId64 " entries\n", gguf_n_kv(g));
-		for (int64_t i = 0; i < gguf_n_kv(g); i++) {
-			const struct gguf_kv *kv = gguf_kv_at(g, i);
-			size_t l = out.len;
-			strbuf_addstr(&out, "  ");
-			text_name(&out, kv->key);
-			size_t w = out.len - l;
-			strbuf_addf(&out, "%*s %-6s ", w < 44 ? (int)(44 - w) : 0, "",
-				    gguf_vtype_name(kv->type));
-			text_value(&out, g, kv);
-			strbuf_addch(&out, '\n');
-		}
-		strbuf_addf(&out, "\ntensors: %" PRId64 "\n", gguf_n_tensors(g));
-		if (gguf_n_tensors(g))
-			strbuf_addf(&out, "  %-32s %-7s %-20s %12s %12s\n", "name", "type", "shape",
-				    "bytes", "offset");
-		for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
-			const struct gguf_tensor *t = gguf_tensor_at(g, i);
-			size_t l = out.len;
-			shape_str(shape, sizeof(shape), t, " x ");
-			strbuf_addstr(&out, "  ");
-			text_name(&out, t->name);
-			size_t w = out.len - l;
-			strbuf_addf(&out, "%*s %-7s %-20s %12" PRIu64 " %12" PRIu64 "\n",
-				    w < 34 ? (int)(34 - w) : 0, "", gguf_type_name(t->type), shape,
-				    t->nbytes, t->offset);
-		}
-		strbuf_addf(&out, "\ntotals: %" PRId64 " tensors, %" PRIu64 " parameters, %s\n",
-			    gguf_n_tensors(g), params, format_size(sz, sizeof(sz), bytes));
-		for (int ty = 0; ty < 256; ty++) {
-			if (!by_type[ty].tensors)
-				continue;
-			strbuf_addf(&out,
-				    "  %-8s %4" PRId64 " tensors %14" PRIu64 " parameters %12s\n",
-				    gguf_type_name(ty), by_type[ty].tensors, by_type[ty].params,
-				    format_size(sz, sizeof(sz), by_type[ty].bytes));
-		}
-		const struct arch *fam = arch_find(arch);
-		strbuf_addf(&out, "\narchitecture: %s\n", *arch ? arch : "(none)");
-		if (fam)
-			strbuf_addf(&out, "  %-12s %s\n", "family", fam->desc);
-		else
-			strbuf_addf(&out, "  %-12s not one palaver runs (it runs %s)\n", "family",
-				    arch_names());
-		for (size_t h = 0; *arch && h < N_HPARAMS; h++) {
-			const struct gguf_kv *kv;
-			snprintf(key, sizeof(key), "%s.%s", arch, hparams[h].suffix);
-			if (!(kv = gguf_find_kv(g, key)) ||
-			    !strcmp(hparams[h].suffix, "vocab_size"))
-				continue;
-			strbuf_addf(&out, "  %-12s ", hparams[h].label);
-			text_value(&out, g, kv);
-			strbuf_addf(&out, "  (%s)\n", key);
-		}
-		/* the family's own keys, with the value palaver uses when absent */
-		for (int h = 0; fam && h < fam->n_keys; h++) {
-			const struct arch_key *k = &fam->keys[h];
-			const struct gguf_kv *kv;
-			snprintf(key, sizeof(key), "%s.%s", arch, k->suffix);
-			strbuf_addf(&out, "  %-12s ", k->label);
-			if ((kv = gguf_find_kv(g, key))) {
-				text_value(&out, g, kv);
-				strbuf_addf(&out, "  (%s)\n", key);
-			} else if (k->def) {
-				strbuf_addf(&out, "%g  (%s: absent, the family's default)\n",
-					    k->def, key);
-			} else {
-				strbuf_addf(&out, "none  (%s: absent)\n", key);
-			}
-		}
-		const char *from = NULL;
-		int64_t nv = vocab_size(g, arch, &from);
-		if (nv >= 0)
-			strbuf_addf(&out, "  %-12s %" PRId64 "  (%s)\n", "vocab", nv, from);
-	}
+	struct summary sum;
+	if (!g)
+		return report_failure(EXIT_RUNTIME);
+	summarize(g, &sum);
+	if (json)
+		inspect_json(&out, g, path, &sum);
+	else
+		inspect_text(&out, g, path, &sum);
 	fwrite(out.buf, 1, out.len, stdout);
 	strbuf_release(&out);
 	gguf_close(g);
 	if (fflush(stdout) != 0) {
-		fprintf(stderr, "palaver: cannot write the output\n");
-		return EXIT_RUNTIME;
+		return report_runtime("cannot write the output");
 	}
 	return EXIT_OK;
 }
@@ -507,23 +508,18 @@ int cmd_inspect(int argc, char **argv, struct config *cfg)
 			if (i + 1 < argc && !path)
 				path = argv[++i];
 			if (i + 1 < argc) {
-				fprintf(stderr, "palaver: inspect takes one file\n");
-				return EXIT_USAGE;
+				return report_usage("inspect takes one file");
 			}
 		} else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "palaver: inspect: unknown option '%s'\n%s", argv[i],
-				usage);
-			return EXIT_USAGE;
+			return report_usage_with(usage, "inspect: unknown option '%s'", argv[i]);
 		} else if (path) {
-			fprintf(stderr, "palaver: inspect takes one file\n");
-			return EXIT_USAGE;
+			return report_usage("inspect takes one file");
 		} else {
 			path = argv[i];
 		}
 	}
 	if (!path) {
-		fprintf(stderr, "palaver: inspect: no file given\n%s", usage);
-		return EXIT_USAGE;
+		return report_usage_with(usage, "inspect: no file given");
 	}
 	return inspect(path, json);
 }

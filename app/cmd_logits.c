@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "config.h"
 #include "model.h"
+#include "options.h"
 #include "report.h"
 #include "util.h"
 #include "xalloc.h"
@@ -67,84 +68,54 @@ static int write_all(FILE *f, const float *v, size_t n)
 	return fwrite(v, sizeof(float), n, f) == n ? 0 : -1;
 }
 
+/* The context the model was trained for, from a load that reads no
+ * weights; 0 when the file does not load at all. */
+static int trained_context(const char *path)
+{
+	struct model_params mp;
+	model_params_probe(&mp);
+	struct model *m = model_load(path, &mp);
+	int n = m ? model_info(m)->n_ctx_train : 0;
+	model_free(m);
+	error_clear();
+	return n;
+}
+
 int cmd_logits(int argc, char **argv, struct config *cfg)
 {
+	static const char *const kv_types[] = { "f16", "f32", NULL };
 	const char *model_path = cfg ? cfg->model : NULL, *tokens_arg = NULL, *out_path = NULL;
-	int all = 0, threads = cfg ? cfg->threads : 0, ctx = 0;
-	enum kv_type kvt = KV_F16;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-		long lv;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		} else if (!strcmp(a, "--all")) {
-			all = 1;
-			continue;
-		}
-		if (!val) {
-			fprintf(stderr,
-				"palaver: logits: '%s' needs a value or is unknown (see 'palaver logits --help')\n",
-				a);
-			return EXIT_USAGE;
-		}
-		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-			model_path = val;
-		} else if (!strcmp(a, "--tokens")) {
-			tokens_arg = val;
-		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-			out_path = val;
-		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (parse_long(val, &lv) < 0 || lv < 1 || lv > 1024) {
-				fprintf(stderr, "palaver: logits: invalid thread count '%s'\n",
-					val);
-				return EXIT_USAGE;
-			}
-			threads = (int)lv;
-		} else if (!strcmp(a, "--ctx")) {
-			if (parse_long(val, &lv) < 0 || lv < 1 || lv > (1L << 24)) {
-				fprintf(stderr, "palaver: logits: invalid context length '%s'\n",
-					val);
-				return EXIT_USAGE;
-			}
-			ctx = (int)lv;
-		} else if (!strcmp(a, "--kv-type")) {
-			if (!strcmp(val, "f16"))
-				kvt = KV_F16;
-			else if (!strcmp(val, "f32"))
-				kvt = KV_F32;
-			else {
-				fprintf(stderr, "palaver: logits: KV type '%s' is not f16 or f32\n",
-					val);
-				return EXIT_USAGE;
-			}
-		} else {
-			fprintf(stderr,
-				"palaver: logits: unknown option '%s' (see 'palaver logits --help')\n",
-				a);
-			return EXIT_USAGE;
-		}
-		i++;
-	}
+	int all = 0, threads = cfg ? cfg->threads : 0, ctx = 0, kvt = KV_F16;
+	const struct opt_spec opts[] = {
+		{ "--model", "-m", OPT_TEXT, &model_path, 0, 0, NULL },
+		{ "--tokens", NULL, OPT_TEXT, &tokens_arg, 0, 0, NULL },
+		{ "--output", "-o", OPT_TEXT, &out_path, 0, 0, NULL },
+		{ "--all", NULL, OPT_FLAG, &all, 0, 0, NULL },
+		{ "--threads", "-t", OPT_INT, &threads, 1, 1024, NULL },
+		{ "--ctx", NULL, OPT_INT, &ctx, 1, 1L << 24, NULL },
+		{ "--kv-type", NULL, OPT_CHOICE, &kvt, 0, 0, kv_types },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed =
+		options_parse(argc, argv, opts, usage, "logits", "palaver logits --help", NULL);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	if (model_path && !*model_path)
 		model_path = NULL; /* -m '': no model */
 	if (!model_path || !tokens_arg) {
-		fprintf(stderr, "palaver: logits: %s is required (see 'palaver logits --help')\n",
-			!model_path ? "-m FILE" : "--tokens");
-		return EXIT_USAGE;
+		return report_usage("logits: %s is required (see 'palaver logits --help')",
+				    !model_path ? "-m FILE" : "--tokens");
 	}
 	int32_t *ids = NULL;
 	int n = 0;
 	if (parse_tokens(tokens_arg, &ids, &n) < 0) {
-		fprintf(stderr, "palaver: logits: %s\n", error_message());
-		return EXIT_USAGE;
+		return report_usage("logits: %s", error_message());
 	}
 
 	struct model_params mp;
 	model_params_default(&mp);
 	mp.n_threads = threads;
-	mp.kv_type = kvt;
+	mp.kv_type = (enum kv_type)kvt;
 	mp.prefault = 0;
 	mp.repack = cfg ? cfg->repack : 1;
 	if (cfg)
@@ -152,15 +123,15 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 	/* the smallest context that holds the tokens, unless asked (then checked) */
 	mp.n_ctx = ctx ? ctx : n;
 	struct model *m = model_load(model_path, &mp);
-	if (!m && !ctx && strstr(error_message(), "is larger than the model's")) {
-		fprintf(stderr, "palaver: %d tokens do not fit: %s\n", n, error_message());
-		free(ids);
-		return EXIT_USAGE;
-	}
 	if (!m) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		/* more tokens than the model was trained for is the caller's
+		 * mistake (exit 2); any other failure is the file's (exit 1) */
+		char *why = error_take();
+		int train = ctx ? 0 : trained_context(model_path);
+		report("%s%s", train > 0 && n > train ? "the tokens do not fit: " : "", why);
+		free(why);
 		free(ids);
-		return EXIT_RUNTIME;
+		return train > 0 && n > train ? EXIT_USAGE : EXIT_RUNTIME;
 	}
 	if (model_warning(m))
 		fprintf(stderr, "palaver: warning: %s\n", model_warning(m));
@@ -168,13 +139,13 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 	int rc = EXIT_OK;
 	for (int i = 0; i < n; i++)
 		if (ids[i] < 0 || ids[i] >= in->n_vocab) {
-			fprintf(stderr, "palaver: token id %d is out of range (vocabulary of %d)\n",
-				ids[i], in->n_vocab);
+			report("token id %d is out of range (vocabulary of %d)", ids[i],
+			       in->n_vocab);
 			rc = EXIT_USAGE;
 			goto out;
 		}
 	if (n > in->n_ctx) {
-		fprintf(stderr, "palaver: %d tokens do not fit a context of %d\n", n, in->n_ctx);
+		report("%d tokens do not fit a context of %d", n, in->n_ctx);
 		rc = EXIT_USAGE;
 		goto out;
 	}
@@ -182,20 +153,19 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 	float *logits = NULL;
 	if (size_mul(rows, (size_t)in->n_vocab, &cells) ||
 	    !(logits = try_alloc_array(cells, sizeof(float)))) {
-		fprintf(stderr, "palaver: cannot allocate %zu rows of logits\n", rows);
+		report("cannot allocate %zu rows of logits", rows);
 		rc = EXIT_RUNTIME;
 		goto out;
 	}
 	if (model_forward(m, ids, n, 0, logits, all) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		rc = EXIT_RUNTIME;
 	} else {
 		FILE *f = stdout;
 		if (out_path && strcmp(out_path, "-")) {
 			f = fopen(out_path, "wb");
 			if (!f) {
-				fprintf(stderr, "palaver: cannot open '%s': %s\n", out_path,
-					strerror(errno));
+				report("cannot open '%s': %s", out_path, strerror(errno));
 				rc = EXIT_RUNTIME;
 			}
 		}
@@ -206,8 +176,8 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 			else
 				bad |= fflush(f) != 0;
 			if (bad) {
-				fprintf(stderr, "palaver: cannot write '%s': %s\n",
-					out_path ? out_path : "standard output", strerror(errno));
+				report("cannot write '%s': %s",
+				       out_path ? out_path : "standard output", strerror(errno));
 				rc = EXIT_RUNTIME;
 			}
 		}

@@ -334,12 +334,11 @@ static int mkmodel(const struct mk_opts *o)
 	}
 	if (gguf_writer_finish(w) < 0)
 		goto out;
-	fprintf(stderr,
-		"palaver: wrote '%s': %s %ld layers, dim %ld, %d tensors, %" PRIu64
-		" parameters, %s%s in %.1f s\n",
-		opts.out, opts.arch->name, opts.layers, opts.dim, n, params,
-		opts.type == 12 ? "Q4_K_M" : gguf_type_name(opts.type), voc ? "" : ", no tokenizer",
-		(time_now_ms() - t0) / 1000.0);
+	report("wrote '%s': %s %ld layers, dim %ld, %d tensors, %" PRIu64 " parameters, %s%s in "
+	       "%.1f s",
+	       opts.out, opts.arch->name, opts.layers, opts.dim, n, params,
+	       opts.type == 12 ? "Q4_K_M" : gguf_type_name(opts.type), voc ? "" : ", no tokenizer",
+	       (time_now_ms() - t0) / 1000.0);
 	rc = 0;
 out:
 	free(rowf);
@@ -355,7 +354,7 @@ out:
 static int parse_count(const char *opt, const char *v, long max, long *out)
 {
 	if (!v || parse_long(v, out) < 0 || *out < 1 || *out > max) {
-		fprintf(stderr, "palaver: mkmodel: %s needs a number from 1 to %ld\n", opt, max);
+		report("mkmodel: %s needs a number from 1 to %ld", opt, max);
 		return -1;
 	}
 	return 0;
@@ -376,7 +375,7 @@ static int parse_type(const char *v, int *out)
 			return 0;
 		}
 	}
-	fprintf(stderr, "palaver: mkmodel: --type must be F32, F16, Q8_0, Q4_0, Q4_K or Q6_K\n");
+	report("mkmodel: --type must be F32, F16, Q8_0, Q4_0, Q4_K or Q6_K");
 	return -1;
 }
 
@@ -398,11 +397,9 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 			printf(usage, arch_names());
 			return EXIT_OK;
 		} else if (!strcmp(a, "--arch")) {
-			if (!val || !arch_find(val)) {
-				fprintf(stderr, "palaver: mkmodel: --arch must be one of %s\n",
-					arch_names());
-				return EXIT_USAGE;
-			}
+			if (!val || !arch_find(val))
+				return report_usage("mkmodel: --arch must be one of %s",
+						    arch_names());
 			o.arch = arch_find(val);
 		} else if (!strcmp(a, "--head-dim")) {
 			rc = parse_count(a, val, 1024, &o.head_dim);
@@ -427,8 +424,7 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 				rc = parse_count(a, val, 1 << 24, &o.vocab);
 		} else if (!strcmp(a, "--seed")) {
 			if (!val || parse_long(val, &v) < 0 || v < 0) {
-				fprintf(stderr, "palaver: mkmodel: --seed needs a number\n");
-				return EXIT_USAGE;
+				return report_usage("mkmodel: --seed needs a number");
 			}
 			o.seed = (uint64_t)v;
 		} else if (!strcmp(a, "--tied")) {
@@ -438,19 +434,17 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 			rc = parse_type(val, &o.type);
 		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
 			if (!val) {
-				fprintf(stderr, "palaver: mkmodel: %s needs a file name\n", a);
-				return EXIT_USAGE;
+				return report_usage("mkmodel: %s needs a file name", a);
 			}
 			o.out = val;
 		} else if (a[0] == '-' && a[1]) {
-			fprintf(stderr, "palaver: mkmodel: unknown option '%s'\n", a);
+			report("mkmodel: unknown option '%s'", a);
 			fprintf(stderr, usage, arch_names());
 			return EXIT_USAGE;
 		} else {
 			takes = 0;
 			if (o.out) {
-				fprintf(stderr, "palaver: mkmodel: one output file only\n");
-				return EXIT_USAGE;
+				return report_usage("mkmodel: one output file only");
 			}
 			o.out = a;
 		}
@@ -459,7 +453,7 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 		i += takes;
 	}
 	if (!o.out) {
-		fprintf(stderr, "palaver: mkmodel: no output file given\n");
+		report("mkmodel: no output file given");
 		fprintf(stderr, usage, arch_names());
 		return EXIT_USAGE;
 	}
@@ -468,22 +462,19 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 	if (!o.ffn)
 		o.ffn = 3 * o.dim;
 	if ((!o.head_dim && o.dim % o.heads) || o.heads % o.kv_heads) {
-		fprintf(stderr,
-			"palaver: mkmodel: --dim %ld, --heads %ld, --kv-heads %ld: the "
-			"heads must divide dim (or give --head-dim) and be a multiple of the "
-			"kv heads\n",
+		return report_usage(
+			"mkmodel: --dim %ld, --heads %ld, --kv-heads %ld: the heads must "
+			"divide dim (or give --head-dim) and be a multiple of the kv heads",
 			o.dim, o.heads, o.kv_heads);
-		return EXIT_USAGE;
 	}
 	if (!o.head_dim)
 		o.head_dim = o.dim / o.heads;
 	if (o.head_dim % 2) {
-		fprintf(stderr, "palaver: mkmodel: the head size %ld must be even\n", o.head_dim);
+		report("mkmodel: the head size %ld must be even", o.head_dim);
 		return EXIT_USAGE;
 	}
 	if (mkmodel(&o) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
-		return EXIT_RUNTIME;
+		return report_failure(EXIT_RUNTIME);
 	}
 	return EXIT_OK;
 }

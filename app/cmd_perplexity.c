@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "config.h"
 #include "model.h"
+#include "options.h"
 #include "report.h"
 #include "strbuf.h"
 #include "tokenizer.h"
@@ -56,65 +57,27 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 {
 	const char *model_path = cfg ? cfg->model : NULL, *text_path = NULL;
 	int ctx = 512, threads = cfg ? cfg->threads : 0, max_chunks = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		long l;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		}
-		if (!v) {
-			fprintf(stderr,
-				"palaver: perplexity: '%s' needs a value or is unknown (see 'palaver perplexity --help')\n",
-				a);
-			return EXIT_USAGE;
-		}
-		if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-			model_path = v;
-		} else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
-			text_path = v;
-		} else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-			if (parse_long(v, &l) < 0 || l < 4 || l > (1L << 24)) {
-				fprintf(stderr,
-					"palaver: perplexity: invalid window '%s' (at least 4)\n",
-					v);
-				return EXIT_USAGE;
-			}
-			ctx = (int)l;
-		} else if (!strcmp(a, "--chunks")) {
-			if (parse_long(v, &l) < 0 || l < 1 || l > (1L << 30)) {
-				fprintf(stderr, "palaver: perplexity: invalid chunk count '%s'\n",
-					v);
-				return EXIT_USAGE;
-			}
-			max_chunks = (int)l;
-		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (parse_long(v, &l) < 0 || l < 1 || l > 1024) {
-				fprintf(stderr, "palaver: perplexity: invalid thread count '%s'\n",
-					v);
-				return EXIT_USAGE;
-			}
-			threads = (int)l;
-		} else {
-			fprintf(stderr,
-				"palaver: perplexity: unknown option '%s' (see 'palaver perplexity --help')\n",
-				a);
-			return EXIT_USAGE;
-		}
-		i++;
-	}
+	const struct opt_spec opts[] = {
+		{ "--model", "-m", OPT_TEXT, &model_path, 0, 0, NULL },
+		{ "--file", "-f", OPT_TEXT, &text_path, 0, 0, NULL },
+		{ "--ctx", "-c", OPT_INT, &ctx, 4, 1L << 24, NULL },
+		{ "--chunks", NULL, OPT_INT, &max_chunks, 1, 1L << 30, NULL },
+		{ "--threads", "-t", OPT_INT, &threads, 1, 1024, NULL },
+		{ NULL, NULL, 0, NULL, 0, 0, NULL },
+	};
+	int parsed = options_parse(argc, argv, opts, usage, "perplexity",
+				   "palaver perplexity --help", NULL);
+	if (parsed)
+		return parsed > 0 ? EXIT_OK : EXIT_USAGE;
 	if (model_path && !*model_path)
 		model_path = NULL; /* -m '': no model */
 	if (!model_path || !text_path) {
-		fprintf(stderr,
-			"palaver: perplexity: %s is required (see 'palaver perplexity --help')\n",
-			!model_path ? "-m FILE" : "-f TEXT");
-		return EXIT_USAGE;
+		return report_usage("perplexity: %s is required (see 'palaver perplexity --help')",
+				    !model_path ? "-m FILE" : "-f TEXT");
 	}
 	struct strbuf text = STRBUF_INIT;
 	if (strbuf_read_file(&text, text_path) < 0) {
-		fprintf(stderr, "palaver: cannot read '%s': %s\n", text_path, strerror(errno));
-		return EXIT_RUNTIME;
+		return report_runtime("cannot read '%s': %s", text_path, strerror(errno));
 	}
 
 	struct model_params mp;
@@ -126,7 +89,7 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 		mp.backend = model_backend_named(config_backend_name(cfg->backend));
 	struct model *m = model_load(model_path, &mp);
 	if (!m) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		strbuf_release(&text);
 		return EXIT_RUNTIME;
 	}
@@ -137,43 +100,40 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 	float *logits = NULL;
 	struct tokenizer *tk = tokenizer_open(model_gguf(m), 0);
 	if (!tk) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		goto out;
 	}
 	const struct model_info *in = model_info(m);
 	if (tokenizer_n_vocab(tk) > in->n_vocab) {
-		fprintf(stderr,
-			"palaver: '%s': the vocabulary (%d) is larger than the output (%d)\n",
-			model_path, tokenizer_n_vocab(tk), in->n_vocab);
+		report("'%s': the vocabulary (%d) is larger than the output (%d)", model_path,
+		       tokenizer_n_vocab(tk), in->n_vocab);
 		goto out;
 	}
 	if (text.len > (size_t)INT32_MAX) {
-		fprintf(stderr, "palaver: '%s' is too large\n", text_path);
+		report("'%s' is too large", text_path);
 		goto out;
 	}
 	int need = tokenizer_encode(tk, text.buf, text.len, TOKENIZE_ADD_BOS, NULL, 0);
 	if (need == INT32_MIN) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		goto out;
 	}
 	int n_tok = need < 0 ? -need : need;
 	toks = try_alloc_array((size_t)n_tok + 1, sizeof(int32_t));
 	logits = try_alloc_array((size_t)SCORE_BATCH * in->n_vocab, sizeof(float));
 	if (!toks || !logits) {
-		fprintf(stderr, "palaver: out of memory for %d tokens\n", n_tok);
+		report("out of memory for %d tokens", n_tok);
 		goto out;
 	}
 	n_tok = tokenizer_encode(tk, text.buf, text.len, TOKENIZE_ADD_BOS, toks, n_tok + 1);
 	if (n_tok < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		goto out;
 	}
 	int n_chunks = n_tok / ctx;
 	if (n_chunks == 0) {
-		fprintf(stderr,
-			"palaver: '%s' has %d tokens, fewer than one window of %d; use a "
-			"longer text or a smaller --ctx\n",
-			text_path, n_tok, ctx);
+		report("'%s' has %d tokens, fewer than one window of %d; use a longer text or a smaller --ctx",
+		       text_path, n_tok, ctx);
 		rc = EXIT_USAGE;
 		goto out;
 	}

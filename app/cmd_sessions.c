@@ -1,9 +1,13 @@
 /* palaver sessions: list, show, search, export, import, rename and delete saved chats. */
 #include "commands.h"
 #include "config.h"
+#include "engine.h"
+#include "json.h"
+#include "log.h"
 #include "report.h"
 #include "store.h"
 #include "strbuf.h"
+#include "util.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -11,13 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char usage_all[] =
 	"usage: palaver sessions [list] [--limit N]\n"
 	"       palaver sessions show ID\n"
-	"       palaver sessions search QUERY...\n"
+	"       palaver sessions search [--limit N] QUERY...\n"
 	"       palaver sessions export ID [--format md|json] [-o FILE]\n"
 	"       palaver sessions import FILE\n"
 	"       palaver sessions rename ID TITLE...\n"
@@ -43,6 +48,7 @@ static struct {
 	const char *output; /* -o FILE */
 	long limit;         /* --limit N, 0 = all */
 	int yes;            /* --yes */
+	const struct config *cfg;
 } opt;
 
 static void format_time(char *buf, size_t n, int64_t ms)
@@ -56,7 +62,7 @@ static void format_time(char *buf, size_t n, int64_t ms)
 static int resolve(struct store *st, const char *arg, char id[STORE_ID_SIZE])
 {
 	if (store_session_resolve(st, arg, id) < 0) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		return -1;
 	}
 	return 0;
@@ -64,8 +70,8 @@ static int resolve(struct store *st, const char *arg, char id[STORE_ID_SIZE])
 
 static int runtime_error(void)
 {
-	fprintf(stderr, "palaver: %s\n", error_message());
-	return EXIT_RUNTIME;
+	log_error("sessions: %s", error_message());
+	return report_failure(EXIT_RUNTIME);
 }
 
 static int do_list(struct store *st, int argc, char **argv)
@@ -77,7 +83,7 @@ static int do_list(struct store *st, int argc, char **argv)
 	if (store_session_list(st, (size_t)opt.limit, &s, &n) < 0)
 		return runtime_error();
 	if (!n) {
-		fprintf(stderr, "palaver: no saved sessions in '%s'\n", store_path(st));
+		report("no saved sessions in '%s'", store_path(st));
 		return EXIT_OK;
 	}
 	printf("%-8s  %-16s  %5s  %s\n", "ID", "UPDATED", "MSGS", "TITLE");
@@ -120,14 +126,28 @@ static int do_show(struct store *st, int argc, char **argv)
 		printf("sampling: %s\n", ss.sampling);
 	if (ss.system_prompt)
 		printf("system prompt: %s\n", ss.system_prompt);
+	struct strbuf kv = STRBUF_INIT;
+	struct stat kst;
+	if (store_session_kv_state(st, id, &kv) == 0 && kv.len) {
+		char size[32];
+		if (stat(kv.buf, &kst) == 0)
+			printf("saved KV cache: %s (%s)\n", kv.buf,
+			       format_size(size, sizeof(size), (uint64_t)kst.st_size));
+		else
+			printf("saved KV cache: %s (gone: evicted or cleared)\n", kv.buf);
+	}
+	error_clear();
+	strbuf_release(&kv);
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(m[i].content);
 		printf("\n%s", m[i].role);
+		if (m[i].model)
+			printf(" (%s)", m[i].model);
 		if (m[i].status != STORE_COMPLETE)
 			printf(" (%s)", store_status_name(m[i].status));
 		if (m[i].stats.gen_tokens && m[i].stats.gen_ms > 0)
 			printf(" [%d tokens, %.1f tokens/s]", m[i].stats.gen_tokens,
-			       m[i].stats.gen_tokens * 1000.0 / m[i].stats.gen_ms);
+			       store_stats_tps(&m[i].stats));
 		printf(":\n%s%s", m[i].content, len && m[i].content[len - 1] == '\n' ? "" : "\n");
 	}
 	store_messages_free(m, n);
@@ -153,7 +173,7 @@ static int do_search(struct store *st, int argc, char **argv)
 		return runtime_error();
 	}
 	if (!n)
-		fprintf(stderr, "palaver: nothing matches '%s'\n", q.buf);
+		report("nothing matches '%s'", q.buf);
 	for (size_t i = 0; i < n; i++) {
 		char when[32];
 		format_time(when, sizeof(when), h[i].updated_ms);
@@ -168,7 +188,7 @@ static int do_search(struct store *st, int argc, char **argv)
 static int write_all(FILE *f, const char *buf, size_t len, const char *name)
 {
 	if (fwrite(buf, 1, len, f) != len || fflush(f) != 0) {
-		fprintf(stderr, "palaver: cannot write '%s': %s\n", name, strerror(errno));
+		report("cannot write '%s': %s", name, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -186,8 +206,7 @@ static int do_export(struct store *st, int argc, char **argv)
 	} else if (!strcmp(opt.format, "json")) {
 		fmt = STORE_FORMAT_JSON;
 	} else {
-		fprintf(stderr, "palaver: unknown export format '%s' (md or json)\n", opt.format);
-		return EXIT_USAGE;
+		return report_usage("unknown export format '%s' (md or json)", opt.format);
 	}
 	if (resolve(st, argv[0], id) < 0)
 		return EXIT_RUNTIME;
@@ -198,15 +217,13 @@ static int do_export(struct store *st, int argc, char **argv)
 	if (opt.output && strcmp(opt.output, "-")) {
 		FILE *f = fopen(opt.output, "w");
 		if (!f) {
-			fprintf(stderr, "palaver: cannot open '%s': %s\n", opt.output,
-				strerror(errno));
+			report("cannot open '%s': %s", opt.output, strerror(errno));
 			rc = EXIT_RUNTIME;
 		} else {
 			if (write_all(f, out.buf, out.len, opt.output) < 0)
 				rc = EXIT_RUNTIME;
 			if (fclose(f) != 0 && rc == EXIT_OK) {
-				fprintf(stderr, "palaver: cannot write '%s': %s\n", opt.output,
-					strerror(errno));
+				report("cannot write '%s': %s", opt.output, strerror(errno));
 				rc = EXIT_RUNTIME;
 			}
 		}
@@ -217,26 +234,56 @@ static int do_export(struct store *st, int argc, char **argv)
 	return rc;
 }
 
+/*
+ * The sampling settings of an import are checked with the key table that
+ * checks config.yaml (app/config.c); values it refuses are left out, each
+ * said on stderr, so the chat never applies them.  0, or -1 when the file
+ * is no JSON (store_import says so).
+ */
+static int import_sampling(const char *name, const struct strbuf *in, struct strbuf *fixed)
+{
+	struct strbuf problems = STRBUF_INIT;
+	struct json *root = json_parse(in->buf, in->len);
+	if (!root) {
+		error_clear(); /* store_import reports it, with the file's context */
+		return 0;
+	}
+	if (config_sampling_check_json(json_get(root, "sampling"), in->buf, fixed, &problems) > 0) {
+		for (char *line = strtok(problems.buf, "\n"); line; line = strtok(NULL, "\n"))
+			warning("'%s': %s; left out", name, line);
+	}
+	strbuf_release(&problems);
+	json_free(root);
+	return 0;
+}
+
 static int do_import(struct store *st, int argc, char **argv)
 {
-	struct strbuf in = STRBUF_INIT;
+	struct strbuf in = STRBUF_INIT, fixed = STRBUF_INIT;
 	char id[STORE_ID_SIZE];
 	int r;
 	(void)argc;
 	r = !strcmp(argv[0], "-") ? strbuf_read_fd(&in, STDIN_FILENO)
 				  : strbuf_read_file(&in, argv[0]);
 	if (r < 0) {
-		fprintf(stderr, "palaver: cannot read '%s': %s\n", argv[0], strerror(errno));
+		report("cannot read '%s': %s", argv[0], strerror(errno));
 		strbuf_release(&in);
 		return EXIT_RUNTIME;
 	}
-	if (store_import(st, in.buf, in.len, id) < 0) {
-		fprintf(stderr, "palaver: '%s': %s\n", argv[0], error_message());
+	import_sampling(argv[0], &in, &fixed);
+	/* the import and its repaired sampling: all or nothing */
+	struct store_session_params p = { NULL, NULL, NULL, fixed.len ? fixed.buf : NULL };
+	if (store_transaction_begin(st) < 0 || store_import(st, in.buf, in.len, id) < 0 ||
+	    (fixed.len && store_session_set(st, id, &p) < 0) || store_transaction_commit(st) < 0) {
+		report("'%s': %s", argv[0], error_message());
+		store_transaction_rollback(st);
 		strbuf_release(&in);
+		strbuf_release(&fixed);
 		return EXIT_RUNTIME;
 	}
 	printf("%s\n", id);
 	strbuf_release(&in);
+	strbuf_release(&fixed);
 	return EXIT_OK;
 }
 
@@ -258,6 +305,35 @@ static int do_rename(struct store *st, int argc, char **argv)
 	return rc;
 }
 
+/* Remove a deleted session's saved KV states: those in the cache folder,
+ * and the file its row named if that lies elsewhere (XDG_CACHE_HOME was
+ * another then).  Only files named as the session's states are touched. */
+static void delete_states(const char *id, const char *row_path)
+{
+	struct strbuf dir = STRBUF_INIT, prefix = STRBUF_INIT;
+	int n = 0;
+	if (config_kv_dir(&dir) == 0) {
+		int r = engine_kv_remove(dir.buf, id);
+		if (r < 0)
+			fprintf(stderr, "palaver: warning: %s\n", error_message());
+		else
+			n += r;
+	}
+	error_clear();
+	const char *base = strrchr(row_path, '/');
+	base = base ? base + 1 : row_path;
+	size_t bl = strlen(base);
+	strbuf_addf(&prefix, "%s-", id);
+	if (*row_path && !strncmp(base, prefix.buf, prefix.len) && bl > 3 &&
+	    !strcmp(base + bl - 3, ".kv") && unlink(row_path) == 0)
+		n++;
+	if (n)
+		fprintf(stderr, "palaver: removed %d saved KV cache%s of session %s\n", n,
+			n == 1 ? "" : "s", id);
+	strbuf_release(&dir);
+	strbuf_release(&prefix);
+}
+
 static int do_delete(struct store *st, int argc, char **argv)
 {
 	char id[STORE_ID_SIZE];
@@ -270,10 +346,7 @@ static int do_delete(struct store *st, int argc, char **argv)
 	if (!opt.yes) {
 		char line[64];
 		if (!isatty(STDIN_FILENO)) {
-			fprintf(stderr,
-				"palaver: not deleting session %s without confirmation; "
-				"use --yes\n",
-				id);
+			report("not deleting session %s without confirmation; use --yes", id);
 			store_session_free(&ss);
 			return EXIT_USAGE;
 		}
@@ -281,15 +354,22 @@ static int do_delete(struct store *st, int argc, char **argv)
 			*ss.title ? ss.title : "(untitled)", ss.message_count);
 		fflush(stderr);
 		if (!fgets(line, sizeof(line), stdin) || (line[0] != 'y' && line[0] != 'Y')) {
-			fprintf(stderr, "palaver: session %s kept\n", id);
+			report("session %s kept", id);
 			store_session_free(&ss);
 			return EXIT_OK;
 		}
 	}
 	store_session_free(&ss);
-	if (store_session_delete(st, id) < 0)
+	struct strbuf kv = STRBUF_INIT;
+	if (store_session_kv_state(st, id, &kv) < 0)
+		error_clear(); /* its states in the cache folder still go */
+	if (store_session_delete(st, id) < 0) {
+		strbuf_release(&kv);
 		return runtime_error();
-	fprintf(stderr, "palaver: deleted session %s\n", id);
+	}
+	report("deleted session %s", id);
+	delete_states(id, kv.buf);
+	strbuf_release(&kv);
 	return EXIT_OK;
 }
 
@@ -317,8 +397,9 @@ static const struct sub subs[] = {
 	  "Give a session a title; it no longer follows the first user message.\n", 2, -1,
 	  do_rename },
 	{ "delete", "palaver sessions delete ID [--yes]",
-	  "Delete a session and its messages.  Asks for confirmation on a terminal;\n"
-	  "without a terminal it refuses unless --yes is given.\n",
+	  "Delete a session, its messages and its saved KV caches.  Asks for\n"
+	  "confirmation on a terminal; without a terminal it refuses unless --yes is\n"
+	  "given.\n",
 	  1, 1, do_delete },
 	{ NULL, NULL, NULL, 0, 0, NULL },
 };
@@ -344,7 +425,7 @@ static int take(int argc, char **argv, int *i, const char *name, const char *sho
 	if (strcmp(a, name) && (!short_name || strcmp(a, short_name)))
 		return 0;
 	if (*i + 1 >= argc) {
-		fprintf(stderr, "palaver: '%s' needs a value\n", a);
+		report("'%s' needs a value", a);
 		return -1;
 	}
 	*val = argv[++*i];
@@ -425,19 +506,17 @@ static int parse_args(int argc, char **argv, const struct sub *s, int *help, str
 				return -1;
 			opt.limit = strtol(val, &end, 10);
 			if (*end || opt.limit < 0 || !*val) {
-				fprintf(stderr, "palaver: '--limit' wants a count, not '%s'\n",
-					val);
+				report("'--limit' wants a count, not '%s'", val);
 				return -1;
 			}
 		} else if ((r = config_parse_common_flag(cfg, &i, argc, argv)) != 0) {
 			/* --history FILE, --no-history and the other global flags */
 			if (r < 0) {
-				fprintf(stderr, "palaver: %s\n", error_message());
+				report("%s", error_message());
 				return -1;
 			}
 		} else {
-			fprintf(stderr, "palaver: unknown option '%s' for 'sessions %s'\n", a,
-				s ? s->name : "");
+			report("unknown option '%s' for 'sessions %s'", a, s ? s->name : "");
 			return -1;
 		}
 	}
@@ -452,6 +531,7 @@ int cmd_sessions(int argc, char **argv, struct config *cfg)
 	const char *path;
 
 	memset(&opt, 0, sizeof(opt));
+	opt.cfg = cfg;
 	argc--;
 	argv++;
 	/* The subcommand is the first operand (options may come before it). */
@@ -466,9 +546,8 @@ int cmd_sessions(int argc, char **argv, struct config *cfg)
 			if (!strcmp(argv[i], t->name))
 				s = t;
 		if (!s) {
-			fprintf(stderr, "palaver: '%s' is not a sessions command\n%s", argv[i],
-				usage_all);
-			return EXIT_USAGE;
+			return report_usage_with(usage_all, "'%s' is not a sessions command",
+						 argv[i]);
 		}
 		memmove(argv + i, argv + i + 1, (size_t)(argc - i - 1) * sizeof(*argv));
 		argc--;
@@ -489,24 +568,22 @@ int cmd_sessions(int argc, char **argv, struct config *cfg)
 	if (!s)
 		s = &subs[0];
 	if (n < s->min_args || (s->max_args >= 0 && n > s->max_args)) {
-		fprintf(stderr, "palaver: %s 'sessions %s'\nusage: %s\n",
-			n < s->min_args ? "too few arguments for" : "too many arguments for",
-			s->name, s->usage);
-		return EXIT_USAGE;
+		return report_usage("%s 'sessions %s'\nusage: %s",
+				    n < s->min_args ? "too few arguments for"
+						    : "too many arguments for",
+				    s->name, s->usage);
 	}
 
 	/* --history FILE (before or after the subcommand) also turns history on. */
 	path = cfg->history_path;
 	if (!cfg->history_enabled) {
-		fprintf(stderr,
-			"palaver: history is disabled (history.enabled: false or "
-			"--no-history); use 'palaver sessions --history FILE' to read a database\n");
-		return EXIT_RUNTIME;
+		return report_runtime(
+			"history is disabled (history.enabled: false or --no-history); use 'palaver sessions --history FILE' to read a database");
 	}
 	st = store_open(path);
 	if (!st) {
-		fprintf(stderr, "palaver: history is unavailable: %s\n", error_message());
-		return EXIT_RUNTIME;
+		log_error("sessions: history is unavailable: %s", error_message());
+		return report_runtime("history is unavailable: %s", error_message());
 	}
 	rc = s->fn(st, n, argv);
 	store_close(st);

@@ -72,8 +72,7 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 		} else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-f") ||
 			   !strcmp(a, "--file")) {
 			if (i + 1 >= argc) {
-				fprintf(stderr, "palaver: '%s' needs an argument\n%s", a, usage);
-				return EXIT_USAGE;
+				return report_usage_with(usage, "'%s' needs an argument", a);
 			}
 			if (a[1] == 'm' || a[2] == 'm')
 				model = argv[++i];
@@ -88,22 +87,18 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 		} else if (!strcmp(a, "--pre-fallback")) {
 			pre_fallback = 1;
 		} else {
-			fprintf(stderr, "palaver: unknown option '%s'\n%s", a, usage);
-			return EXIT_USAGE;
+			return report_usage_with(usage, "unknown option '%s'", a);
 		}
 	}
 	if (i < argc)
 		text = argv[i++];
 	if (i < argc || (text && file)) {
-		fprintf(stderr, "palaver: give one TEXT, or -f FILE, not both\n%s", usage);
-		return EXIT_USAGE;
+		return report_usage_with(usage, "give one TEXT, or -f FILE, not both");
 	}
 	if (!model)
 		model = cfg ? cfg->model : NULL;
 	if (!model) {
-		fprintf(stderr,
-			"palaver: no model: give -m FILE or set 'model' in the configuration\n");
-		return EXIT_USAGE;
+		return report_usage("no model: give -m FILE or set 'model' in the configuration");
 	}
 
 	struct strbuf in = STRBUF_INIT;
@@ -111,12 +106,12 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 		strbuf_addstr(&in, text);
 	} else if (file && strcmp(file, "-")) {
 		if (strbuf_read_file(&in, file) < 0) {
-			fprintf(stderr, "palaver: cannot read '%s': %s\n", file, strerror(errno));
+			report("cannot read '%s': %s", file, strerror(errno));
 			strbuf_release(&in);
 			return EXIT_RUNTIME;
 		}
 	} else if (strbuf_read_fd(&in, STDIN_FILENO) < 0) {
-		fprintf(stderr, "palaver: cannot read standard input: %s\n", strerror(errno));
+		report("cannot read standard input: %s", strerror(errno));
 		strbuf_release(&in);
 		return EXIT_RUNTIME;
 	}
@@ -125,29 +120,28 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 	struct gguf *g = gguf_open(model);
 	struct tokenizer *t = g ? tokenizer_open(g, pre_fallback) : NULL;
 	if (!t) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		goto out;
 	}
 	if (tokenizer_pre_fell_back(t))
-		fprintf(stderr,
-			"palaver: warning: '%s': unknown pre-tokenizer '%s', using gpt-2 rules\n",
-			model, tokenizer_pre_name(t));
+		warning("'%s': unknown pre-tokenizer '%s', using gpt-2 rules", model,
+			tokenizer_pre_name(t));
 
 	int flags = (no_bos ? 0 : TOKENIZE_ADD_BOS | TOKENIZE_ADD_EOS) |
 		    (special ? TOKENIZE_PARSE_SPECIAL : 0);
 	int n = tokenizer_encode(t, in.buf, in.len, flags, NULL, 0);
 	if (n == INT32_MIN) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		goto out;
 	}
 	n = -n;
 	int32_t *ids = try_alloc_array((size_t)(n ? n : 1), sizeof(*ids));
 	if (!ids) {
-		fprintf(stderr, "palaver: out of memory for %d token ids\n", n);
+		report("out of memory for %d token ids", n);
 		goto out;
 	}
 	if (tokenizer_encode(t, in.buf, in.len, flags, ids, n) != n) {
-		fprintf(stderr, "palaver: %s\n", error_message());
+		report("%s", error_message());
 		free(ids);
 		goto out;
 	}

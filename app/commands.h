@@ -23,6 +23,7 @@ int cmd_logits(int argc, char **argv, struct config *cfg);
 int cmd_bench(int argc, char **argv, struct config *cfg);
 int cmd_perplexity(int argc, char **argv, struct config *cfg);
 int cmd_sessions(int argc, char **argv, struct config *cfg);
+int cmd_cache(int argc, char **argv, struct config *cfg);
 int cmd_config(int argc, char **argv, struct config *cfg);
 int cmd_mkmodel(int argc, char **argv, struct config *cfg);
 int cmd_models(int argc, char **argv, struct config *cfg);

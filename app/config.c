@@ -1,5 +1,7 @@
 /* config.yaml loading with libyaml, PALAVER_* variables, validation and origins. */
 #include "config.h"
+#include "engine.h"
+#include "json.h"
 #include "log.h"
 #include "report.h"
 #include "strbuf.h"
@@ -115,6 +117,8 @@ static const struct key keys[] = {
 	{ "history.path", NULL, K_NSTRING, F(history_path), 0, 0, 0, NULL, "PALAVER_HISTORY_PATH" },
 	{ "history.enabled", NULL, K_BOOL, F(history_enabled), 0, 0, 0, NULL,
 	  "PALAVER_HISTORY_ENABLED" },
+	{ "kv_cache.max_disk", NULL, K_SIZE, F(kv_max_disk), 0, 0, 0, NULL,
+	  "PALAVER_KV_CACHE_MAX_DISK" },
 	{ "ui.theme", NULL, K_STRING, F(ui_theme), 0, 0, 0, theme_names, "PALAVER_UI_THEME" },
 	{ "ui.status_pane", NULL, K_BOOL, F(ui_status_pane), 0, 0, 0, NULL,
 	  "PALAVER_UI_STATUS_PANE" },
@@ -217,6 +221,7 @@ void config_init(struct config *cfg)
 	cfg->memory_lock = 0;
 	cfg->history_path = NULL;
 	cfg->history_enabled = 1;
+	cfg->kv_max_disk = 2ull << 30;
 	cfg->repack = 1;
 	cfg->ui_theme = xstrdup("default");
 	cfg->ui_status_pane = 1;
@@ -342,8 +347,8 @@ static const char *suggest_from(const char *typed, const char *const *names)
 	return found;
 }
 
-static const char *const section_names[] = { "sampling", "engine", "memory", "history",
-					     "ui",       "log",    "remote", NULL };
+static const char *const section_names[] = { "sampling", "engine", "memory",   "history", "ui",
+					     "log",      "remote", "kv_cache", NULL };
 
 static int is_section(const char *s, size_t n)
 {
@@ -413,12 +418,6 @@ static char *expand_home(int k, const char *text)
 	return xstrdup(text);
 }
 
-/*
- * Set key k from scalar text.  plain: the YAML scalar was unquoted (or the
- * text comes from a flag or the environment), so it may be a number, bool
- * or null; a quoted scalar is always a string.  On error, returns -1 with
- * the message (no location) in msg.
- */
 /* "'KEY' must be one of a, b, c, not 'x'; did you mean 'b'?" and -1. */
 static int not_one_of(const struct key *key, const char *text, struct strbuf *msg)
 {
@@ -433,6 +432,28 @@ static int not_one_of(const struct key *key, const char *text, struct strbuf *ms
 	return -1;
 }
 
+/* 0 when v is within key k's range (NaN never is); else -1 with the message
+ * in msg, text being v as it was written. */
+static int check_range(int k, double v, const char *text, struct strbuf *msg)
+{
+	const struct key *key = &keys[k];
+	if (v >= key->min && v <= key->max && !(key->min_open && v == key->min))
+		return 0;
+	if (key->min_open)
+		strbuf_addf(msg, "'%s' must be above %g and at most %g, not %s", key->name,
+			    key->min, key->max, text);
+	else
+		strbuf_addf(msg, "'%s' must be between %g and %g, not %s", key->name, key->min,
+			    key->max, text);
+	return -1;
+}
+
+/*
+ * Set key k from scalar text.  plain: the YAML scalar was unquoted (or the
+ * text comes from a flag or the environment), so it may be a number, bool
+ * or null; a quoted scalar is always a string.  On error, returns -1 with
+ * the message (no location) in msg.
+ */
 static int set_scalar(struct config *cfg, int k, const char *text, int plain, struct strbuf *msg)
 {
 	const struct key *key = &keys[k];
@@ -491,11 +512,8 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 			strbuf_addf(msg, "'%s' must be an integer, not '%s'", key->name, text);
 			return -1;
 		}
-		if ((double)l < key->min || (double)l > key->max) {
-			strbuf_addf(msg, "'%s' must be between %g and %g, not %ld", key->name,
-				    key->min, key->max, l);
+		if (check_range(k, (double)l, text, msg) < 0)
 			return -1;
-		}
 		*FIELD(cfg, k, int) = (int)l;
 		return 0;
 	case K_DOUBLE:
@@ -503,15 +521,8 @@ static int set_scalar(struct config *cfg, int k, const char *text, int plain, st
 			strbuf_addf(msg, "'%s' must be a number, not '%s'", key->name, text);
 			return -1;
 		}
-		if (d < key->min || d > key->max || (key->min_open && d == key->min)) {
-			if (key->min_open)
-				strbuf_addf(msg, "'%s' must be above %g and at most %g, not %s",
-					    key->name, key->min, key->max, text);
-			else
-				strbuf_addf(msg, "'%s' must be between %g and %g, not %s",
-					    key->name, key->min, key->max, text);
+		if (check_range(k, d, text, msg) < 0)
 			return -1;
-		}
 		*FIELD(cfg, k, double) = d;
 		return 0;
 	case K_BOOL:
@@ -945,6 +956,16 @@ fail:
 	return -1;
 }
 
+int config_kv_dir(struct strbuf *out)
+{
+	return xdg_path(out, "XDG_CACHE_HOME", ".cache", "kv");
+}
+
+int config_kv_enabled(const struct config *cfg)
+{
+	return cfg->kv_max_disk > 0 && cfg->history_enabled;
+}
+
 #define BUILTIN_MODEL "palaver-tiny.gguf"
 
 const char *config_remote_api_key(const struct config *cfg)
@@ -953,12 +974,8 @@ const char *config_remote_api_key(const struct config *cfg)
 	return v && *v ? v : NULL;
 }
 
-char *config_builtin_model(void)
+char *config_near_binary(const char *const *rel)
 {
-	/* relative to the binary: build/palaver in a source tree (models/ is
-	 * its sibling), PREFIX/bin/palaver when installed (share/palaver/) */
-	static const char *const rel[] = { "/../models/" BUILTIN_MODEL,
-					   "/../share/palaver/" BUILTIN_MODEL, NULL };
 	char exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0)
@@ -970,7 +987,7 @@ char *config_builtin_model(void)
 	*slash = 0;
 	for (int i = 0; rel[i]; i++) {
 		struct strbuf p = STRBUF_INIT;
-		strbuf_addf(&p, "%s%s", exe, rel[i]);
+		strbuf_addf(&p, "%s/%s", exe, rel[i]);
 		char *real = realpath(p.buf, NULL);
 		strbuf_release(&p);
 		if (real && access(real, R_OK) == 0)
@@ -978,6 +995,27 @@ char *config_builtin_model(void)
 		free(real);
 	}
 	return NULL;
+}
+
+char *config_builtin_model(void)
+{
+	/* relative to the binary: build/palaver in a source tree (models/ is
+	 * its sibling), PREFIX/bin/palaver when installed (share/palaver/) */
+	static const char *const rel[] = { "../models/" BUILTIN_MODEL,
+					   "../share/palaver/" BUILTIN_MODEL, NULL };
+	return config_near_binary(rel);
+}
+
+static uint64_t random_seed(void)
+{
+	uint64_t x = time_now_ns() ^ ((uint64_t)getpid() << 32);
+	/* splitmix64 finaliser: nearby clock readings give unrelated seeds */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
 }
 
 void config_finish(struct config *cfg)
@@ -994,16 +1032,8 @@ void config_finish(struct config *cfg)
 			set_origin(cfg, mk, CONFIG_BUILTIN_ORIGIN);
 		}
 	}
-	if (cfg->sampling.seed_random) {
-		uint64_t x = time_now_ns() ^ ((uint64_t)getpid() << 32);
-		/* splitmix64 finaliser: nearby clock readings give unrelated seeds */
-		x ^= x >> 30;
-		x *= 0xbf58476d1ce4e5b9ull;
-		x ^= x >> 27;
-		x *= 0x94d049bb133111ebull;
-		x ^= x >> 31;
-		cfg->sampling.seed = x;
-	}
+	if (cfg->sampling.seed_random)
+		cfg->sampling.seed = random_seed();
 }
 
 /* ---- printing ------------------------------------------------------------ */
@@ -1130,14 +1160,276 @@ void config_print(const struct config *cfg, struct strbuf *out, int with_origin)
 		}
 		start = out->len;
 		strbuf_addf(out, "%s%s: ", n ? "  " : "", key_leaf(k));
-		config_format_value(cfg, k, out);
+		/* the built-in model is null in a file (its path is this build's) */
+		int builtin = cfg->origin[k] && !strcmp(cfg->origin[k], CONFIG_BUILTIN_ORIGIN);
+		if (builtin)
+			strbuf_addstr(out, "null");
+		else
+			config_format_value(cfg, k, out);
 		if (with_origin) {
 			size_t w = out->len - start;
 			do
 				strbuf_addch(out, ' ');
 			while (++w < 40);
 			strbuf_addf(out, "# %s", cfg->origin[k] ? cfg->origin[k] : "default");
+			if (builtin)
+				strbuf_addf(out, ": %s", *FIELD(cfg, k, char *));
 		}
 		strbuf_addch(out, '\n');
 	}
+}
+
+/* ---- the sampling keys: /set, sessions, requests ------------------------- */
+
+#define SAMPLING_PREFIX "sampling."
+
+static int is_sampling_key(int k)
+{
+	return !strncmp(keys[k].name, SAMPLING_PREFIX, strlen(SAMPLING_PREFIX));
+}
+
+/* The sampling key named by its leaf ("top_p") or dotted name; -1 if none. */
+static int sampling_key(const char *name)
+{
+	for (int k = 0; k < N_KEYS; k++)
+		if (is_sampling_key(k) &&
+		    (!strcmp(keys[k].name, name) || !strcmp(key_leaf(k), name)))
+			return k;
+	return -1;
+}
+
+const char *const *config_sampling_names(void)
+{
+	static const char *names[CONFIG_MAX_KEYS + 1];
+	if (!names[0]) {
+		int n = 0;
+		for (int k = 0; k < N_KEYS; k++)
+			if (is_sampling_key(k))
+				names[n++] = key_leaf(k);
+		names[n] = NULL;
+	}
+	return names;
+}
+
+/* A scratch configuration holding only s, for the table's field offsets. */
+static void sampling_scratch(struct config *tmp, const struct config_sampling *s)
+{
+	memset(tmp, 0, sizeof(*tmp));
+	tmp->sampling = *s;
+}
+
+int config_sampling_set(struct config_sampling *s, const char *name, const char *text)
+{
+	struct strbuf msg = STRBUF_INIT;
+	struct config tmp;
+	int k = sampling_key(name);
+
+	if (k < 0)
+		return error("unknown setting '%s'", name);
+	sampling_scratch(&tmp, s);
+	if (set_scalar(&tmp, k, text, 1, &msg) < 0) {
+		error("%s", msg.buf);
+		strbuf_release(&msg);
+		return -1;
+	}
+	if (keys[k].type == K_SEED && tmp.sampling.seed_random)
+		tmp.sampling.seed = random_seed();
+	*s = tmp.sampling;
+	return 0;
+}
+
+void config_sampling_format(const struct config_sampling *s, const char *name, struct strbuf *out)
+{
+	struct config tmp;
+	int k = sampling_key(name);
+	if (k < 0)
+		return;
+	sampling_scratch(&tmp, s);
+	tmp.sampling.seed_random = 0; /* the seed in use, not how it was chosen */
+	config_format_value(&tmp, k, out);
+}
+
+void config_sampling_json(const struct config_sampling *s, struct strbuf *out)
+{
+	struct config tmp;
+	int first = 1;
+	sampling_scratch(&tmp, s);
+	tmp.sampling.seed_random = 0;
+	strbuf_addch(out, '{');
+	for (int k = 0; k < N_KEYS; k++) {
+		if (!is_sampling_key(k))
+			continue;
+		strbuf_addf(out, "%s\"%s\":", first ? "" : ",", key_leaf(k));
+		config_format_value(&tmp, k, out);
+		first = 0;
+	}
+	strbuf_addch(out, '}');
+}
+
+/*
+ * Check one member of a session's sampling object: 0 when v is a number
+ * that key k accepts (an integer for integer keys), else -1 with a line in
+ * problems.
+ */
+static int check_json_value(int k, const struct json *v, struct strbuf *problems)
+{
+	struct strbuf msg = STRBUF_INIT;
+	char text[40];
+	int rc = 0;
+
+	if (v->type != JSON_NUMBER) {
+		strbuf_addf(&msg, "'%s' must be a number", keys[k].name);
+		rc = -1;
+	} else {
+		snprintf(text, sizeof(text), "%.17g", v->number);
+		if (keys[k].type == K_SEED) {
+			if (!(v->number >= 0 && v->number <= 18446744073709551615.0) ||
+			    v->number != (double)(uint64_t)v->number) {
+				strbuf_addf(&msg, "'%s' must be an integer from 0 to %llu, not %s",
+					    keys[k].name, (unsigned long long)UINT64_MAX, text);
+				rc = -1;
+			}
+		} else if (keys[k].type == K_INT && v->number != (double)(long)v->number) {
+			strbuf_addf(&msg, "'%s' must be an integer, not %s", keys[k].name, text);
+			rc = -1;
+		} else {
+			rc = check_range(k, v->number, text, &msg);
+		}
+	}
+	if (rc < 0)
+		strbuf_addf(problems, "%s%s", problems->len ? "\n" : "", msg.buf);
+	strbuf_release(&msg);
+	return rc;
+}
+
+int config_sampling_from_json(struct config_sampling *s, const struct json *obj,
+			      const struct config *cfg, struct strbuf *problems)
+{
+	struct config tmp;
+	int bad = 0;
+	if (!obj || obj->type != JSON_OBJECT)
+		return 0;
+	sampling_scratch(&tmp, s);
+	for (int k = 0; k < N_KEYS; k++) {
+		const struct json *v = is_sampling_key(k) ? json_get(obj, key_leaf(k)) : NULL;
+		/* the seed stays this run's: a JSON number cannot hold all 64 bits */
+		if (!v || keys[k].type == K_SEED || (cfg && cfg->origin[k]))
+			continue;
+		if (check_json_value(k, v, problems) < 0)
+			bad++;
+		else if (keys[k].type == K_INT)
+			*FIELD(&tmp, k, int) = (int)v->number;
+		else if (keys[k].type == K_DOUBLE)
+			*FIELD(&tmp, k, double) = v->number;
+	}
+	*s = tmp.sampling;
+	return bad;
+}
+
+int config_sampling_check_json(const struct json *obj, const char *src, struct strbuf *fixed,
+			       struct strbuf *problems)
+{
+	int bad = 0;
+	if (!obj || obj->type != JSON_OBJECT)
+		return 0;
+	for (size_t i = 0; i < obj->n; i++) {
+		int k = sampling_key(obj->keys[i]);
+		if (k >= 0 && check_json_value(k, &obj->items[i], problems) < 0)
+			bad++;
+	}
+	if (!bad)
+		return 0;
+	/* the object again without the members that failed, the rest verbatim */
+	strbuf_addch(fixed, '{');
+	for (size_t i = 0, n = 0; i < obj->n; i++) {
+		const struct json *v = &obj->items[i];
+		struct strbuf ignore = STRBUF_INIT;
+		int k = sampling_key(obj->keys[i]);
+		int keep = k < 0 || check_json_value(k, v, &ignore) == 0;
+		strbuf_release(&ignore);
+		if (!keep)
+			continue;
+		strbuf_addstr(fixed, n++ ? ",\"" : "\"");
+		strbuf_add_json_escaped(fixed, obj->keys[i], strlen(obj->keys[i]));
+		strbuf_addstr(fixed, "\":");
+		strbuf_add(fixed, src + v->start, v->end - v->start);
+	}
+	strbuf_addch(fixed, '}');
+	return bad;
+}
+
+/* ---- to the engine -------------------------------------------------------- */
+
+void config_to_engine(const struct config *cfg, const char *model, const char *remote_url,
+		      const char *remote_model, struct engine_config *ec)
+{
+	memset(ec, 0, sizeof(*ec));
+	ec->model_path = model;
+	ec->n_threads = cfg->threads;
+	ec->n_ctx = cfg->ctx;
+	ec->n_batch = cfg->batch_size;
+	ec->kv_type = ENGINE_KV_F16;
+	ec->backend = cfg->backend == BACKEND_CUDA  ? ENGINE_BACKEND_CUDA
+		      : cfg->backend == BACKEND_CPU ? ENGINE_BACKEND_CPU
+						    : ENGINE_BACKEND_AUTO;
+	ec->chat_template = cfg->chat_template ? cfg->chat_template : "auto";
+	ec->overflow = cfg->context_overflow == OVERFLOW_SHIFT         ? ENGINE_OVERFLOW_SHIFT
+		       : cfg->context_overflow == OVERFLOW_DROP_OLDEST ? ENGINE_OVERFLOW_DROP_OLDEST
+								       : ENGINE_OVERFLOW_STOP;
+	ec->keep = cfg->keep;
+	ec->max_buffered_tokens = cfg->max_buffered_tokens;
+	ec->memory_limit = cfg->memory_limit;
+	ec->memory_strict = cfg->memory_mode == MEMORY_STRICT;
+	ec->mlock = cfg->memory_lock;
+	ec->no_repack = !cfg->repack;
+	ec->kv_max_disk = cfg->kv_max_disk; /* the caller sets kv_dir */
+	if (remote_url) {
+		ec->remote_url = remote_url;
+		ec->remote_model = remote_model;
+		/* the key lives in the environment only: never in the config,
+		 * the history or the log */
+		ec->remote_api_key = config_remote_api_key(cfg);
+		ec->remote_timeout = cfg->remote_timeout;
+		ec->remote_retries = cfg->remote_retries;
+	}
+}
+
+int config_to_request(const struct config *cfg, const struct config_sampling *s,
+		      struct engine_request *rq)
+{
+	struct config tmp;
+	sampling_scratch(&tmp, s);
+	/* every number within the table's range, whoever set it */
+	for (int k = 0; k < N_KEYS; k++) {
+		struct strbuf msg = STRBUF_INIT, text = STRBUF_INIT;
+		double v;
+		if (!is_sampling_key(k) || (keys[k].type != K_INT && keys[k].type != K_DOUBLE))
+			continue;
+		v = keys[k].type == K_INT ? *CFIELD(&tmp, k, int) : *CFIELD(&tmp, k, double);
+		config_format_value(&tmp, k, &text);
+		int rc = check_range(k, v, text.buf, &msg);
+		if (rc < 0)
+			error("%s", msg.buf);
+		strbuf_release(&msg);
+		strbuf_release(&text);
+		if (rc < 0)
+			return -1;
+	}
+	memset(rq, 0, sizeof(*rq));
+	rq->add_generation_prompt = 1;
+	rq->sampling.temperature = (float)s->temperature;
+	rq->sampling.top_k = s->top_k;
+	rq->sampling.top_p = (float)s->top_p;
+	rq->sampling.min_p = (float)s->min_p;
+	rq->sampling.typical_p = (float)s->typical_p;
+	rq->sampling.repeat_penalty = (float)s->repeat_penalty;
+	rq->sampling.repeat_last_n = s->repeat_last_n;
+	rq->sampling.presence_penalty = (float)s->presence_penalty;
+	rq->sampling.frequency_penalty = (float)s->frequency_penalty;
+	rq->sampling.seed = s->seed;
+	rq->max_tokens = s->max_tokens;
+	rq->max_time = cfg->max_time;
+	for (int i = 0; i < cfg->n_stop && i < ENGINE_MAX_STOP; i++)
+		rq->stop[rq->n_stop++] = cfg->stop[i];
+	return 0;
 }

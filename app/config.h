@@ -63,6 +63,7 @@ struct config {
 	int memory_lock;                       /* 1: pin the weights in RAM (mlock) */
 	char *history_path;                    /* NULL = $XDG_DATA_HOME/palaver/history.db */
 	int history_enabled;                   /* 0: save nothing */
+	uint64_t kv_max_disk;                  /* bytes of saved KV states; 0 = none saved */
 	int repack;                            /* copy weights into faster layouts at load */
 	char *ui_theme;                        /* "default", "mono", ... */
 	int ui_status_pane;                    /* 1: show the status pane */
@@ -126,6 +127,9 @@ void config_finish(struct config *cfg);
  * absolute path, or NULL when neither is readable. */
 char *config_builtin_model(void);
 #define CONFIG_BUILTIN_ORIGIN "built-in model"
+/* The first of the paths rel (NULL-terminated, relative to the folder of
+ * the running binary) that is readable: a malloc'd absolute path, or NULL. */
+char *config_near_binary(const char *const *rel);
 
 /*
  * Set one key by its dotted name ("threads", "sampling.temperature",
@@ -152,6 +156,64 @@ const char *config_backend_name(enum config_backend b);
 
 /* The whole configuration as YAML; with_origin adds "# origin" to each key. */
 void config_print(const struct config *cfg, struct strbuf *out, int with_origin);
+
+/* The folder of saved KV states, $XDG_CACHE_HOME/palaver/kv (~/.cache
+ * fallback), into out.  0 or -1 (error()). */
+int config_kv_dir(struct strbuf *out);
+/* 1 when replies save and resume KV states: kv_cache.max_disk is not 0 and
+ * the history is on (a state belongs to a session). */
+int config_kv_enabled(const struct config *cfg);
+
+/* ---- the sampling keys ("sampling.*" in the table): /set, sessions, requests ---- */
+
+struct json;
+struct engine_config;
+struct engine_request;
+
+/* Their leaf names in table order ("temperature", "top_k", ...), NULL-terminated. */
+const char *const *config_sampling_names(void);
+/*
+ * Set one of s, named by its leaf ("top_p") or dotted name, from text with
+ * the table's type and range, as a flag would; "seed random" draws a new
+ * seed.  0, or -1 with error() ("'sampling.top_p' must be ...") and s
+ * untouched.
+ */
+int config_sampling_set(struct config_sampling *s, const char *name, const char *text);
+/* Append the value of the key named (leaf or dotted) as YAML text. */
+void config_sampling_format(const struct config_sampling *s, const char *name, struct strbuf *out);
+/* s as the JSON object a session records: {"temperature":0.8,...,"max_tokens":-1}. */
+void config_sampling_json(const struct config_sampling *s, struct strbuf *out);
+/*
+ * Take a session's sampling object (NULL or not an object: nothing) into
+ * s: each sampling key present and valid (a number within the table's
+ * range; an integer for integer keys) is applied, except those whose origin
+ * cfg records (set for this run; cfg NULL = none) and the seed (a JSON
+ * number cannot hold 64 bits).  Each invalid one is left out with a line in
+ * problems.  Returns how many were invalid.
+ */
+int config_sampling_from_json(struct config_sampling *s, const struct json *obj,
+			      const struct config *cfg, struct strbuf *problems);
+/*
+ * Check a sampling object as config_sampling_from_json would (the seed
+ * included).  0 when every known key is valid; else the number of invalid
+ * ones, a line for each in problems, and in fixed the object without them
+ * (the other members as they are in src, the text obj was parsed from).
+ */
+int config_sampling_check_json(const struct json *obj, const char *src, struct strbuf *fixed,
+			       struct strbuf *problems);
+
+/* The engine configuration the settings ask for, to load model, or to talk
+ * to the server at remote_url (NULL: a local model) about remote_model. */
+void config_to_engine(const struct config *cfg, const char *model, const char *remote_url,
+		      const char *remote_model, struct engine_config *ec);
+/*
+ * A request with the sampling s (the chat's copy, changed by /set, or
+ * cfg->sampling), cfg's max_time and stop strings; the messages or tokens
+ * are the caller's to add.  Every sampling number is checked against the
+ * key table first: -1 with error() naming the key when one is out of range.
+ */
+int config_to_request(const struct config *cfg, const struct config_sampling *s,
+		      struct engine_request *rq);
 
 /* Edit distance (Levenshtein, with adjacent transposition as one edit). */
 int config_edit_distance(const char *a, const char *b);

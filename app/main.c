@@ -24,6 +24,7 @@ const struct command commands[] = {
 	{ "bench", cmd_bench, "measure prompt and generation speed" },
 	{ "perplexity", cmd_perplexity, "measure perplexity on a text" },
 	{ "sessions", cmd_sessions, "list, show, search, export saved chats" },
+	{ "cache", cmd_cache, "list and clear the KV caches saved with sessions" },
 	{ "config", cmd_config, "print the effective configuration" },
 	{ "mkmodel", cmd_mkmodel, "write a random-weight GGUF model" },
 	{ "models", cmd_models, "list the models of a remote server" },
@@ -40,11 +41,8 @@ const struct command *command_find(const char *name)
 
 static int usage_error(const char *msg)
 {
-	fprintf(stderr,
-		"palaver: %s\n"
-		"usage: palaver [options] [COMMAND [ARGS]]; see 'palaver --help'\n",
-		msg);
-	return EXIT_USAGE;
+	return report_usage("%s\nusage: palaver [options] [COMMAND [ARGS]]; see 'palaver --help'",
+			    msg);
 }
 
 /* The log goes to a file only: the terminal belongs to the chat. */
@@ -88,12 +86,13 @@ int main(int argc, char **argv)
 		cmd = command_find(name);
 		if (!cmd) {
 			const char *near = cli_suggest_command(name, commands);
-			fprintf(stderr, "palaver: '%s' is not a palaver command", name);
+			struct strbuf msg = STRBUF_INIT;
+			strbuf_addf(&msg, "'%s' is not a palaver command", name);
 			if (near)
-				fprintf(stderr, "; did you mean '%s'?", near);
-			fprintf(stderr, "\nusage: palaver [options] [COMMAND [ARGS]]; "
-					"see 'palaver --help'\n");
-			return EXIT_USAGE;
+				strbuf_addf(&msg, "; did you mean '%s'?", near);
+			rc = usage_error(msg.buf);
+			strbuf_release(&msg);
+			return rc;
 		}
 	}
 
@@ -102,7 +101,7 @@ int main(int argc, char **argv)
 		const char *msg = error_message();
 		/* FILE:LINE:COL messages stand alone, like a compiler's */
 		if (!strncmp(msg, "cannot", 6) || msg[0] == '$')
-			fprintf(stderr, "palaver: %s\n", msg);
+			report("%s", msg);
 		else
 			fprintf(stderr, "%s\n", msg);
 		config_free(&cfg);

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "report.h"
 #include "strbuf.h"
+#include "util.h"
 #include "xalloc.h"
 
 #include <stdlib.h>
@@ -338,6 +339,126 @@ void cli_print_help(FILE *fp, const struct command *cmds)
 		"--config FILE, PALAVER_* environment variables, options.\n"
 		"'palaver config' shows the result and where each value came from.\n"
 		"\n"
-		"Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n"
-		"See man palaver for the details.\n");
+		"Exit status: 0 success, 1 runtime failure, 2 usage or configuration error,\n"
+		"130 interrupted (Ctrl-C in batch mode).\n");
+	/* from a source tree the manual is not installed: name the file */
+	static const char *const man[] = { "../man/palaver.1", NULL };
+	char *page = config_near_binary(man);
+	fprintf(fp, "See 'man %s' for the details.\n", page ? page : "palaver");
+	free(page);
+}
+
+/* ---- a command's own options ------------------------------------------- */
+
+/* "a, b or c" */
+static void add_choices(struct strbuf *sb, const char *const *c)
+{
+	for (int i = 0; c[i]; i++)
+		strbuf_addf(sb, "%s%s", i ? (c[i + 1] ? ", " : " or ") : "", c[i]);
+}
+
+/* Take the value v of option o; 0, or -1 after saying what is wrong. */
+static int take_value(const struct opt_spec *o, const char *v, const char *name)
+{
+	struct strbuf msg = STRBUF_INIT;
+	long l = 0;
+	uint64_t u = 0;
+	int i = 0;
+	if (!v && o->type != OPT_FLAG) {
+		report("%s: '%s' needs a value", name, o->name);
+		return -1;
+	}
+	switch (o->type) {
+	case OPT_FLAG: *(int *)o->out = 1; return 0;
+	case OPT_TEXT: *(const char **)o->out = v; return 0;
+	case OPT_LIST: {
+		struct opt_list *list = o->out;
+		if (list->n < OPT_LIST_MAX) {
+			list->items[list->n++] = v;
+			return 0;
+		}
+		strbuf_addf(&msg, "'%s' may be given at most %d times", o->name, OPT_LIST_MAX);
+		break;
+	}
+	case OPT_INT:
+		if (v && parse_long(v, &l) == 0 && l >= o->lo && l <= o->hi) {
+			*(int *)o->out = (int)l;
+			return 0;
+		}
+		strbuf_addf(&msg, "'%s' needs a number from %ld to %ld", o->name, o->lo, o->hi);
+		break;
+	case OPT_SIZE:
+		if (v && parse_size(v, &u) == 0 && u >= (uint64_t)o->lo && u <= (uint64_t)o->hi) {
+			*(uint64_t *)o->out = u;
+			return 0;
+		}
+		strbuf_addf(&msg, "'%s' needs a size from %ld to %ld bytes (such as 1M)", o->name,
+			    o->lo, o->hi);
+		break;
+	case OPT_CHOICE:
+		while (v && o->choices[i] && strcmp(v, o->choices[i]))
+			i++;
+		if (v && o->choices[i]) {
+			*(int *)o->out = i;
+			return 0;
+		}
+		strbuf_addf(&msg, "'%s' is ", o->name);
+		add_choices(&msg, o->choices);
+		break;
+	}
+	if (v)
+		strbuf_addf(&msg, ", not '%s'", v);
+	error_clear();
+	report("%s: %s", name, msg.buf);
+	strbuf_release(&msg);
+	return -1;
+}
+
+int options_parse(int argc, char **argv, const struct opt_spec *opts, const char *usage,
+		  const char *name, const char *help, struct config *cfg)
+{
+	const struct opt_spec *operand = NULL; /* the spec named "", if any */
+	int taken = 0;
+	for (const struct opt_spec *o = opts; o->name; o++)
+		if (!*o->name)
+			operand = o;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const struct opt_spec *o = opts;
+		while (o->name &&
+		       (!*o->name || (strcmp(a, o->name) && !(o->alias && !strcmp(a, o->alias)))))
+			o++;
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(usage, stdout);
+			return 1;
+		}
+		if (o->name) {
+			const char *v = NULL;
+			if (o->type != OPT_FLAG && i + 1 < argc)
+				v = argv[++i];
+			if (!o->out) /* the family's own flag (--cold): already seen */
+				continue;
+			if (take_value(o, v, name) < 0)
+				return -1;
+			continue;
+		}
+		if (a[0] != '-' || !a[1]) {
+			if (!operand || taken++) {
+				report("%s: unexpected argument '%s' (see '%s')", name, a, help);
+				return -1;
+			}
+			*(const char **)operand->out = a;
+			continue;
+		}
+		int r = cfg ? config_parse_common_flag(cfg, &i, argc, argv) : 0;
+		if (r < 0) { /* "option '--seed': ..." names it already */
+			report_failure(-1);
+			return -1;
+		}
+		if (r == 0) {
+			report("%s: unknown option '%s' (see '%s')", name, a, help);
+			return -1;
+		}
+	}
+	return 0;
 }

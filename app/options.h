@@ -2,6 +2,7 @@
 #ifndef PALAVER_OPTIONS_H
 #define PALAVER_OPTIONS_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 struct config;
@@ -43,5 +44,39 @@ int cli_apply(const struct cli *cli, struct config *cfg);
 void cli_print_help(FILE *fp, const struct command *cmds);
 /* The closest command name to a mistyped one, or NULL. */
 const char *cli_suggest_command(const char *typed, const struct command *cmds);
+
+/* A command's own options, as a table (ended by a NULL name): the benchmarks,
+ * logits, perplexity. */
+enum opt_type {
+	OPT_FLAG,   /* int *out = 1; with out NULL, the family's flag (--cold) */
+	OPT_INT,    /* int *out within [lo, hi] */
+	OPT_SIZE,   /* uint64_t *out, "1M" or bytes, within [lo, hi] */
+	OPT_CHOICE, /* int *out = the index of the value in choices */
+	OPT_TEXT,   /* const char **out */
+	OPT_LIST,   /* struct opt_list *out: each use adds one */
+};
+#define OPT_LIST_MAX 64
+struct opt_list {
+	const char *items[OPT_LIST_MAX];
+	int n;
+};
+struct opt_spec {
+	const char *name;  /* "--n-prompt" */
+	const char *alias; /* "-p", or NULL */
+	enum opt_type type;
+	void *out;                  /* see the type */
+	long lo, hi;                /* OPT_INT, OPT_SIZE */
+	const char *const *choices; /* OPT_CHOICE: NULL-terminated */
+};
+/*
+ * Parse argv[1..argc) by opts.  -h/--help prints usage and returns 1.  An
+ * option not in opts goes to config_parse_common_flag() when cfg is given
+ * (-m, -t, --ctx, ... then land in cfg); anything else is refused, pointing
+ * at help ("palaver bench --cold --help").  Messages start with name
+ * ("palaver: bench: ...").  0 when all parsed; -1 after printing the
+ * problem on stderr (exit 2).
+ */
+int options_parse(int argc, char **argv, const struct opt_spec *opts, const char *usage,
+		  const char *name, const char *help, struct config *cfg);
 
 #endif

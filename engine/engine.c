@@ -3,6 +3,9 @@
 
 #include "gguf.h"
 #include "kv_cache.h"
+#include "kv_dir.h"
+#include "kv_state.h"
+#include "log.h"
 #include "model.h"
 #include "prompt.h"
 #include "remote.h"
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +55,14 @@
  * server instead (engine/remote.c): loading asks it for its models, and a
  * request streams a chat completion whose text goes through the same stop
  * string scan and TOKEN events.  The UI and the history cannot tell.
+ *
+ * Saved states (kv_dir.c, kv_state.c) extend that reuse across processes.
+ * They are read and written on the engine thread, between requests, so
+ * the cache never changes under a save; a save checks for a waiting
+ * request every MiB and gives way to it.  The engine remembers which file
+ * matches the cache (saved_*), so that a DONE that changed nothing (a
+ * request refused by the context policy, a cancel before the first chunk)
+ * writes nothing.
  */
 
 #define QUEUE_DEFAULT 256
@@ -77,6 +89,7 @@ struct job {
 	char *stop[ENGINE_MAX_STOP];
 	int n_stop;
 	int no_reuse;
+	char *session;   /* NULL = none */
 	double t_submit; /* time_now_ms() at engine_submit */
 };
 
@@ -85,6 +98,7 @@ struct engine {
 	struct engine_config cfg; /* strings below are our copies */
 	char *model_path;
 	char *chat_template;
+	char *kv_dir;  /* saved states, NULL = off */
 	int chunk_max; /* the model's n_batch */
 	int pipe_r, pipe_w;
 	pthread_t thread;
@@ -113,6 +127,16 @@ struct engine {
 	float *logits; /* (n_vocab) */
 	int chunk;     /* prefill tokens between cancel checks, adapted to CHUNK_TARGET_MS */
 	uint64_t last_progress;
+	struct kv_state_id kv_id; /* the model, for saved states */
+	uint64_t kv_key;          /* names its files: identity, KV type, shape */
+	/* the state file whose contents equal the cache (saved or read last),
+	 * or saved_session NULL: none known */
+	char *saved_session;
+	char *saved_path;
+	int32_t *saved_tokens; /* (n_saved) */
+	int n_saved;
+	uint64_t saved_bytes;
+	int save_stopped; /* the last save gave way to a waiting request */
 };
 
 const char *engine_stop_reason_name(enum engine_stop_reason r)
@@ -237,8 +261,10 @@ void engine_event_free(struct engine_event *ev)
 		return;
 	free(ev->text);
 	free(ev->message);
+	free(ev->path);
 	ev->text = NULL;
 	ev->message = NULL;
+	ev->path = NULL;
 	ev->len = 0;
 }
 
@@ -418,6 +444,21 @@ static int engine_load(struct engine *e)
 	in->template_defaulted = prompt_template_defaulted(e->tmpl);
 	in->kv_bytes = mi->kv_bytes;
 	in->weight_bytes = mi->weight_bytes;
+
+	if (e->kv_dir) {
+		const struct gguf *g = model_gguf(e->m);
+		e->kv_id.model_bytes = gguf_file_size(g);
+		e->kv_id.model_hash = gguf_header_hash(g);
+		/* cut at a character boundary: listings print it */
+		size_t nl = strlen(mi->name);
+		if (nl >= sizeof(e->kv_id.model_name))
+			nl = sizeof(e->kv_id.model_name) - 1;
+		while (nl && ((unsigned char)mi->name[nl] & 0xC0) == 0x80)
+			nl--;
+		memcpy(e->kv_id.model_name, mi->name, nl);
+		e->kv_id.model_name[nl] = '\0';
+		e->kv_key = kv_state_key(model_kv(e->m), &e->kv_id);
+	}
 	return 0;
 }
 
@@ -434,6 +475,7 @@ struct run {
 	double t_start;  /* the engine took the request */
 	double t_decode; /* decode started */
 	char *fail;      /* DONE(error) message */
+	int done;        /* DONE was pushed */
 };
 
 static int timed_out(const struct run *r)
@@ -533,6 +575,156 @@ static void finish(struct engine *e, struct run *r, enum engine_stop_reason why)
 	r->fail = NULL;
 	ev.done = (uint64_t)r->st.gen_tokens;
 	push(e, &ev, PUSH_FINAL);
+	r->done = 1;
+}
+
+/* ---- saved states ------------------------------------------------------------------ */
+
+static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb)
+{
+	int i = 0;
+	while (i < na && i < nb && a[i] == b[i])
+		i++;
+	return i;
+}
+
+static void forget_saved(struct engine *e)
+{
+	free(e->saved_session);
+	free(e->saved_path);
+	free(e->saved_tokens);
+	e->saved_session = e->saved_path = NULL;
+	e->saved_tokens = NULL;
+	e->n_saved = 0;
+}
+
+/* The cache now equals the file at path (just written or read). */
+static void remember_saved(struct engine *e, const char *session, const char *path, uint64_t bytes)
+{
+	const struct kv_cache *kv = model_kv(e->m);
+	int32_t *t = try_alloc_array((size_t)kv->n, sizeof(int32_t));
+	forget_saved(e);
+	if (!t)
+		return; /* not remembered: the next save merely rewrites it */
+	memcpy(t, kv->tokens, (size_t)kv->n * sizeof(int32_t));
+	e->saved_session = xstrdup(session);
+	e->saved_path = xstrdup(path);
+	e->saved_tokens = t;
+	e->n_saved = kv->n;
+	e->saved_bytes = bytes;
+}
+
+/* Does the session's file on disk hold exactly what the cache holds? */
+static int saved_matches(struct engine *e, const char *session)
+{
+	const struct kv_cache *kv = model_kv(e->m);
+	struct stat st;
+	return e->saved_session && !strcmp(e->saved_session, session) && e->n_saved == kv->n &&
+	       !memcmp(e->saved_tokens, kv->tokens, (size_t)kv->n * sizeof(int32_t)) &&
+	       stat(e->saved_path, &st) == 0 && (uint64_t)st.st_size == e->saved_bytes;
+}
+
+/*
+ * Before the prefix reuse: read the session's state into the cache when it
+ * shares more of the prompt than the cache does.  Every failure leaves a
+ * consistent cache (untouched, or empty when the data failed its check)
+ * and a note in the log; the prefill then computes what is missing.
+ */
+static void restore(struct engine *e, struct run *r, const int32_t *prompt, int n_prompt)
+{
+	struct strbuf path = STRBUF_INIT;
+	struct kv_cache *kv = model_kv_writable(e->m);
+	double t0 = time_now_ms();
+
+	kv_dir_file(&path, e->kv_dir, r->job->session, e->kv_key);
+	if (access(path.buf, F_OK) < 0) {
+		log_debug("no kv state '%s'", path.buf);
+		strbuf_release(&path);
+		return;
+	}
+	struct kv_state_file *f = kv_state_open(path.buf, kv, &e->kv_id);
+	if (!f) {
+		log_info("kv state '%s' ignored: %s", path.buf, error_message());
+		error_clear();
+		strbuf_release(&path);
+		return;
+	}
+	int have = common_prefix(kv->tokens, kv->n, prompt, n_prompt);
+	int could = common_prefix(kv_state_tokens(f), kv_state_n_tokens(f), prompt, n_prompt);
+	if (could <= have) {
+		log_debug("kv state '%s' not read: it shares %d tokens with the prompt, the "
+			  "cache %d",
+			  path.buf, could, have);
+	} else if (kv_state_read(f, kv) < 0) {
+		log_info("kv state '%s' ignored: %s", path.buf, error_message());
+		error_clear();
+		forget_saved(e);
+	} else {
+		struct stat st;
+		r->st.restored_tokens = kv->n;
+		r->st.restore_ms = time_now_ms() - t0;
+		remember_saved(e, r->job->session, path.buf,
+			       stat(path.buf, &st) == 0 ? (uint64_t)st.st_size : 0);
+		kv_dir_touch(path.buf);
+		log_info("kv state '%s' read: %d tokens in %.1f ms", path.buf, kv->n,
+			 r->st.restore_ms);
+	}
+	kv_state_close(f);
+	strbuf_release(&path);
+}
+
+/* The save's stop test: a request is waiting (but engine_close lets it finish). */
+static int save_should_stop(void *ud)
+{
+	struct engine *e = ud;
+	pthread_mutex_lock(&e->mu);
+	int stop = e->job != NULL && !e->closing;
+	pthread_mutex_unlock(&e->mu);
+	if (stop)
+		e->save_stopped = 1;
+	return stop;
+}
+
+/* After DONE: write the cache as the session's state, then KV_SAVED. */
+static void save_state(struct engine *e, const struct job *j)
+{
+	const struct kv_cache *kv = model_kv(e->m);
+	struct engine_event ev = { 0 };
+	ev.type = ENGINE_EV_KV_SAVED;
+	ev.text = xstrdup(j->session);
+	ev.len = strlen(ev.text);
+	if (kv->n > 0 && saved_matches(e, j->session)) {
+		ev.path = xstrdup(e->saved_path);
+		ev.done = e->saved_bytes;
+		ev.total = (uint64_t)kv->n;
+	} else if (kv->n > 0) {
+		struct strbuf path = STRBUF_INIT;
+		uint64_t bytes = 0;
+		double t0 = time_now_ms();
+		e->save_stopped = 0;
+		if (kv_dir_save(e->kv_dir, j->session, e->kv_key, kv, &e->kv_id, e->cfg.kv_max_disk,
+				save_should_stop, e, &path, &bytes) < 0) {
+			/* a file written before, if any, is untouched: saved_* stays true */
+			if (e->save_stopped) {
+				log_debug("kv state '%s' not saved: a request is waiting",
+					  path.buf);
+			} else {
+				log_warn("cannot save the kv state: %s", error_message());
+				ev.message = xstrdup(error_message());
+			}
+			error_clear();
+		} else {
+			char sz[32];
+			log_info("kv state '%s' saved: %d tokens, %s in %.0f ms", path.buf, kv->n,
+				 format_size(sz, sizeof(sz), bytes), time_now_ms() - t0);
+			remember_saved(e, j->session, path.buf, bytes);
+			ev.path = xstrdup(path.buf);
+			ev.done = bytes;
+			ev.total = (uint64_t)kv->n;
+		}
+		strbuf_release(&path);
+	}
+	push(e, &ev, PUSH_FINAL);
 }
 
 /* Room the drop-oldest policy leaves for the reply. */
@@ -575,7 +767,9 @@ static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_o
 {
 	struct job *j = r->job;
 	if (!j->msgs) {
-		*out = xmalloc(sizeof(int32_t) * (size_t)(j->n_tokens ? j->n_tokens : 1));
+		*out = try_alloc_array((size_t)(j->n_tokens ? j->n_tokens : 1), sizeof(int32_t));
+		if (!*out)
+			return error("out of memory for a prompt of %d tokens", j->n_tokens);
 		memcpy(*out, j->tokens, sizeof(int32_t) * (size_t)j->n_tokens);
 		*n_out = j->n_tokens;
 		return 0;
@@ -634,6 +828,18 @@ static int make_room(struct engine *e, struct run *r)
 		return 1;
 	r->st.shifts++;
 	return 0;
+}
+
+/* PREFILL_PROGRESS, with the figures known before the reply (prompt and
+ * reused tokens, turns dropped to fit), so that the owner can say so first. */
+static void push_prefill(struct engine *e, const struct run *r, int done, int total)
+{
+	struct engine_event ev = { 0 };
+	ev.type = ENGINE_EV_PREFILL_PROGRESS;
+	ev.done = (uint64_t)done;
+	ev.total = (uint64_t)total;
+	ev.stats = r->st;
+	push(e, &ev, PUSH_DROP);
 }
 
 /* Size the next prefill chunk from how long c tokens took. */
@@ -780,6 +986,9 @@ static void run_job(struct engine *e, struct job *j)
 	for (int i = 0; i < n_prompt; i++)
 		sampler_accept(r.smp, prompt[i]);
 
+	if (e->kv_dir && j->session && !j->no_reuse)
+		restore(e, &r, prompt, n_prompt);
+
 	/* prefix reuse: keep what the cache shares with the prompt, but always
 	 * run at least the last prompt token to get its logits */
 	int n_past = model_n_past(e->m), lcp = 0;
@@ -796,10 +1005,12 @@ static void run_job(struct engine *e, struct job *j)
 		lcp = 0;
 	r.st.prompt_tokens = n_prompt;
 	r.st.reused_tokens = lcp;
+	if (r.st.restored_tokens > lcp)
+		r.st.restored_tokens = lcp;
 
 	/* prefill in chunks, checking the flags in between */
 	double t0 = time_now_ms();
-	push_simple(e, ENGINE_EV_PREFILL_PROGRESS, (uint64_t)lcp, (uint64_t)n_prompt, PUSH_DROP);
+	push_prefill(e, &r, lcp, n_prompt);
 	for (int done = lcp; done < n_prompt;) {
 		if (atomic_load(&e->cancel) || atomic_load(&e->stop)) {
 			r.st.prefill_ms = time_now_ms() - t0;
@@ -826,8 +1037,7 @@ static void run_job(struct engine *e, struct job *j)
 		}
 		done += c;
 		adapt_chunk(e, c, time_now_ms() - tc);
-		push_simple(e, ENGINE_EV_PREFILL_PROGRESS, (uint64_t)done, (uint64_t)n_prompt,
-			    PUSH_DROP);
+		push_prefill(e, &r, done, n_prompt);
 	}
 	r.st.prefill_ms = time_now_ms() - t0;
 	if (r.st.prefill_ms > 0)
@@ -886,6 +1096,8 @@ static void run_job(struct engine *e, struct job *j)
 	}
 out:
 	error_clear();
+	if (r.done && e->kv_dir && j->session)
+		save_state(e, j);
 	free(prompt);
 	free(r.fail);
 	strbuf_release(&r.reply);
@@ -905,6 +1117,7 @@ static void job_free(struct job *j)
 	free(j->tokens);
 	for (int i = 0; i < j->n_stop; i++)
 		free(j->stop[i]);
+	free(j->session);
 	free(j);
 }
 
@@ -979,6 +1192,9 @@ struct engine *engine_open(const struct engine_config *cfg)
 	e->chat_template = xstrdup(cfg->chat_template ? cfg->chat_template : "auto");
 	e->cfg.model_path = e->model_path;
 	e->cfg.chat_template = e->chat_template;
+	/* a server keeps its own cache (if any): states are for the local model */
+	e->kv_dir = !remote && cfg->kv_dir && *cfg->kv_dir ? xstrdup(cfg->kv_dir) : NULL;
+	e->cfg.kv_dir = e->kv_dir;
 	e->cap = cfg->max_buffered_tokens > 0 ? cfg->max_buffered_tokens : QUEUE_DEFAULT;
 	if (e->cap > QUEUE_MAX)
 		e->cap = QUEUE_MAX;
@@ -1011,6 +1227,7 @@ fail:
 	free(e->ring);
 	free(e->model_path);
 	free(e->chat_template);
+	free(e->kv_dir);
 	free(e);
 	return NULL;
 }
@@ -1042,14 +1259,25 @@ void engine_close(struct engine *e)
 	pthread_mutex_destroy(&e->mu);
 	close(e->pipe_r);
 	close(e->pipe_w);
+	forget_saved(e);
 	free(e->model_path);
 	free(e->chat_template);
+	free(e->kv_dir);
 	free(e);
 }
 
+/* A copy of a message's text, whose size is the caller's: NULL when there
+ * is no memory for it (the request is refused, nothing aborts). */
 static char *dup_checked(const char *s)
 {
-	return xstrdup(s ? s : "");
+	size_t n = s ? strlen(s) : 0;
+	char *d = try_alloc_array(n + 1, 1);
+	if (d) {
+		if (n)
+			memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
 }
 
 int engine_submit(struct engine *e, const struct engine_request *req)
@@ -1065,15 +1293,26 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 	for (int i = 0; i < req->n_stop; i++)
 		if (!req->stop[i] || !*req->stop[i])
 			return error("stop string %d is empty", i + 1);
+	if (req->session && *req->session && !kv_dir_session_ok(req->session))
+		return error("invalid session id '%.*s': letters, digits, '-' and '_', at most %d",
+			     ENGINE_SESSION_MAX - 1, req->session, ENGINE_SESSION_MAX - 1);
 
 	j = xcalloc(1, sizeof(*j));
 	if (req->messages) {
-		j->msgs = xcalloc((size_t)req->n_messages, sizeof(*j->msgs));
+		j->msgs = try_alloc_array((size_t)req->n_messages, sizeof(*j->msgs));
+		if (!j->msgs) {
+			free(j);
+			return error("out of memory for a request of %d messages", req->n_messages);
+		}
 		for (int i = 0; i < req->n_messages; i++) {
 			j->msgs[i].role = req->messages[i].role;
 			j->msgs[i].text = dup_checked(req->messages[i].text);
+			j->n_msgs = i + 1;
+			if (!j->msgs[i].text) {
+				job_free(j);
+				return error("out of memory for message %d of the request", i + 1);
+			}
 		}
-		j->n_msgs = req->n_messages;
 		j->add_generation_prompt = req->add_generation_prompt;
 	} else {
 		j->tokens = try_alloc_array((size_t)req->n_tokens, sizeof(int32_t));
@@ -1091,6 +1330,7 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 		j->stop[i] = xstrdup(req->stop[i]);
 	j->n_stop = req->n_stop;
 	j->no_reuse = req->no_reuse;
+	j->session = req->session && *req->session ? xstrdup(req->session) : NULL;
 	j->t_submit = time_now_ms();
 
 	pthread_mutex_lock(&e->mu);

@@ -34,6 +34,9 @@
  *  submitted while the model loads: it runs after READY.
  *  After a cancel, TOKEN events that found the queue full are dropped; the
  *  DONE text (the whole reply, never a stop string) is authoritative.
+ *  A request that names a session while saved states are on
+ *  (engine_config.kv_dir) is followed, after its DONE, by exactly one
+ *  KV_SAVED; it comes before any event of the next request.
  *  A remote engine keeps this order: READY once the server listed its
  *  models; each request gives one PREFILL_PROGRESS 0/0 (the server tells
  *  nothing of its prefill) when sent; a network, HTTP or stream failure is
@@ -45,6 +48,25 @@
  *  last prompt token, for its logits).  stats.reused_tokens counts them; a
  *  follow-up turn, a regenerate and an edit of the last message cost only
  *  their new tokens.
+ *
+ * SAVED STATES (engine_config.kv_dir, engine_request.session)
+ *  After the DONE of a request that names a session, the engine thread
+ *  writes what the cache holds to kv_dir/SESSION-KEY.kv (KEY: the model's
+ *  identity, the KV type and the cache's shape), atomically (a temporary
+ *  file, fsync, rename: a crash leaves the previous state or none, never a
+ *  partial one), then reports KV_SAVED.  The owner is not blocked: it may
+ *  submit the next request at once, which stops a save in progress (the
+ *  previous file stays; the next DONE saves again); engine_close() lets a
+ *  save finish, so quitting keeps the latest state.  Files over
+ *  kv_max_disk in total are removed least recently used first.
+ *  Before prefilling, a request that names a session reads that state's
+ *  token list; when it shares a longer prefix with the prompt than the
+ *  cache does, the state is read into the cache (stats.restored_tokens)
+ *  and prefix reuse does the rest.  A state that does not match (another
+ *  model, format version, KV type or shape, a failed checksum, a truncated
+ *  file) is ignored with a note in the log: the tokens are computed again.
+ *  The state holds token ids, so a state is only ever used for the prefix
+ *  it shares with the prompt, whatever its session.
  *
  * CONTEXT POLICY (engine_config.overflow)
  *  stop: a prompt that cannot fit with one more token is refused (ERROR);
@@ -80,6 +102,10 @@ struct engine_config {
 	int mlock;               /* pin the weights in RAM; failing is a warning */
 	int pre_fallback;        /* unknown tokenizer.ggml.pre: fall back to gpt-2 rules */
 	int no_repack;           /* keep weights in the file's layout (model_params.repack) */
+	/* folder of saved KV states; NULL or "" = none saved or read (a
+	 * remote engine ignores it: the server holds its own cache) */
+	const char *kv_dir;
+	uint64_t kv_max_disk; /* bytes all states there may take; 0 = no cap */
 
 	/* A remote server instead of model_path (engine/remote.c): the same
 	 * events from an OpenAI-compatible chat-completions API.  "Loading" is
@@ -134,7 +160,13 @@ struct engine_request {
 	int n_stop;
 	/* 1: ignore the cache and prefill the whole prompt (benchmarks) */
 	int no_reuse;
+	/* the session the conversation belongs to: its saved state is read
+	 * before and written after (see SAVED STATES); NULL or "" = none.
+	 * Letters, digits, '-' and '_', shorter than ENGINE_SESSION_MAX. */
+	const char *session;
 };
+
+#define ENGINE_SESSION_MAX 64
 
 enum engine_stop_reason {
 	ENGINE_STOP_NONE,
@@ -169,18 +201,28 @@ struct engine_stats {
 	 * decode_ms and decode_tps are measured here, on the client */
 	int server_usage;
 	double server_decode_tps; /* remote: the server's own figure (llama-server), 0 = not sent */
+	/* of reused_tokens, those read from the session's saved state */
+	int restored_tokens;
+	double restore_ms; /* reading (and checking) that state, part of ttft_ms */
 };
 
 enum engine_event_type {
-	ENGINE_EV_LOAD_PROGRESS,    /* done / total (bytes) */
-	ENGINE_EV_READY,            /* the model is loaded; engine_info() is valid */
-	ENGINE_EV_PREFILL_PROGRESS, /* done / total (tokens) */
-	ENGINE_EV_TOKEN,            /* text: complete UTF-8, never part of a stop string */
-	ENGINE_EV_DONE,             /* stats; text: the whole reply */
-	ENGINE_EV_ERROR,            /* text: the message (loading, or a request) */
+	ENGINE_EV_LOAD_PROGRESS, /* done / total (bytes) */
+	ENGINE_EV_READY,         /* the model is loaded; engine_info() is valid */
+	/* done / total (tokens); stats holds what is known before the reply:
+	 * prompt_tokens, reused_tokens, dropped_turns */
+	ENGINE_EV_PREFILL_PROGRESS,
+	ENGINE_EV_TOKEN, /* text: complete UTF-8, never part of a stop string */
+	ENGINE_EV_DONE,  /* stats; text: the whole reply */
+	ENGINE_EV_ERROR, /* text: the message (loading, or a request) */
 	/* text: something to tell the user; work goes on (memory over a
 	 * memory.mode=warn limit, an unknown pre-tokenizer) */
 	ENGINE_EV_WARNING,
+	/* after the DONE of a request naming a session: text = the session;
+	 * path = the state file now holding the cache (done = its bytes, total
+	 * = its tokens), or NULL when none was written (message: why; NULL
+	 * when there was nothing to save or the next request stopped it) */
+	ENGINE_EV_KV_SAVED,
 };
 
 struct engine_event {
@@ -191,6 +233,7 @@ struct engine_event {
 	struct engine_stats stats;
 	/* DONE with stop reason error: what went wrong, else NULL (owned) */
 	char *message;
+	char *path; /* KV_SAVED: the state file (owned), or NULL */
 };
 
 struct engine_info {
@@ -235,6 +278,25 @@ void engine_cancel(struct engine *e);
 /* NULL until READY. */
 const struct engine_info *engine_info(const struct engine *e);
 
+/* ---- saved KV states: the files in a kv_dir, for listings and clean-up ---- */
+
+struct engine_kv_file {
+	char session[ENGINE_SESSION_MAX]; /* from the file's name */
+	char *path;                       /* owned */
+	uint64_t bytes;
+	int64_t used_ms; /* last written or read (the file's mtime), Unix ms */
+	int tokens;      /* positions it holds; -1 when it is not a state we read */
+	char model[64];  /* the model's name as saved */
+};
+
+/* The states in dir, most recently used first (*n = 0 when there is no
+ * such folder).  Temporary files left by dead processes are removed on the
+ * way.  0, or -1 with error(). */
+int engine_kv_list(const char *dir, struct engine_kv_file **out, size_t *n);
+void engine_kv_list_free(struct engine_kv_file *f, size_t n);
+/* Remove the states of one session (NULL: all of them).  Files removed, or
+ * -1 with error(). */
+int engine_kv_remove(const char *dir, const char *session);
 /* The models a remote server (cfg->remote_url) offers, asked from the
  * calling thread: 0 and a malloc'd array (engine_models_free), or -1 with
  * error(). */

@@ -1,5 +1,6 @@
 /* GGUF reader: maps a file read-only and validates every header field before use. */
 #include "gguf.h"
+#include "hash.h"
 #include "report.h"
 #include "xalloc.h"
 
@@ -768,6 +769,12 @@ uint32_t gguf_alignment(const struct gguf *g)
 uint64_t gguf_data_offset(const struct gguf *g)
 {
 	return g->data_offset;
+}
+
+uint64_t gguf_header_hash(const struct gguf *g)
+{
+	/* data_offset <= size was checked at open */
+	return hash64(g->map, (size_t)g->data_offset, 0);
 }
 
 const void *gguf_map(const struct gguf *g)

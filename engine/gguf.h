@@ -70,6 +70,11 @@ uint64_t gguf_file_size(const struct gguf *g);
 uint32_t gguf_alignment(const struct gguf *g);
 uint64_t gguf_data_offset(const struct gguf *g); /* file offset of the data section */
 const void *gguf_map(const struct gguf *g); /* the whole file's mapping (gguf_file_size bytes) */
+/* A hash (XXH64) of the bytes before the data section: the header, every
+ * metadata entry and the tensor table.  With the file size it names a
+ * model without reading gigabytes of weights (saved KV states are keyed
+ * by it); a file whose weights alone were rewritten in place keeps it. */
+uint64_t gguf_header_hash(const struct gguf *g);
 
 int64_t gguf_n_kv(const struct gguf *g);
 const struct gguf_kv *gguf_kv_at(const struct gguf *g, int64_t i);

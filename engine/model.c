@@ -68,6 +68,16 @@ void model_params_default(struct model_params *p)
 	p->repack = 1;
 }
 
+void model_params_probe(struct model_params *p)
+{
+	model_params_default(p);
+	p->n_threads = 1;
+	p->n_ctx = 1;
+	p->prefault = 0;
+	p->readahead = 0;
+	p->repack = 0; /* a copy would read the whole file (and need its size in memory) */
+}
+
 /* ---- hyperparameters -------------------------------------------------------------------- */
 
 /* What the metadata says, before any tensor is looked at. */
@@ -1138,6 +1148,11 @@ const int32_t *model_kv_tokens(const struct model *m)
 }
 
 const struct kv_cache *model_kv(const struct model *m)
+{
+	return &m->kv;
+}
+
+struct kv_cache *model_kv_writable(struct model *m)
 {
 	return &m->kv;
 }

@@ -60,6 +60,9 @@ struct model_params {
 	const atomic_int *cancel;
 };
 
+/* Parameters for a load that only looks: the file checked, its info known,
+ * no weight page read (one thread, a context of one token, no repacking). */
+void model_params_probe(struct model_params *p);
 void model_params_default(struct model_params *p);
 
 struct model_info {
@@ -145,6 +148,9 @@ int model_kv_shift(struct model *m, int keep, int n_discard);
 uint64_t model_kv_read_bytes(const struct model *m, int pos);
 /* The cache itself, read-only (tests, diagnostics). */
 const struct kv_cache *model_kv(const struct model *m);
+/* The cache, writable: only to read a saved state into it (kv_state_read,
+ * which leaves it consistent, full or empty). */
+struct kv_cache *model_kv_writable(struct model *m);
 
 /* Thread count in use; change it (recreates the pool) for benchmarks. */
 int model_n_threads(const struct model *m);

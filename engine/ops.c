@@ -67,25 +67,82 @@ void rms_norm(float *out, const float *x, const float *w, int n, float eps)
 		out[i] = x[i] * scale * w[i];
 }
 
+#ifdef OPS_AVX2
+/* e^x, eight at a time: Cephes-style range reduction and polynomial
+ * (relative error ~2e-7); x is clamped to [-87.3, 88.3]. */
+static inline __m256 exp8(__m256 x)
+{
+	const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+	const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
+	__m256 v = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+	__m256 k = _mm256_round_ps(_mm256_mul_ps(v, log2e),
+				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(k, c1, v);
+	r = _mm256_fnmadd_ps(k, c2, r);
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	__m256 y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+	__m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
+	return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
+}
+
+/* 1 / (1 + e^-x): the logistic function, eight at a time. */
+static inline __m256 sigmoid8(__m256 x)
+{
+	__m256 one = _mm256_set1_ps(1.0f);
+	return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+#endif
+
 void glu_silu(float *g, const float *u, int n)
 {
 	for (int i = 0; i < n; i++)
 		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/*
+ * GELU with the tanh approximation: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x +
+ * 0.044715 x^3), which is x * sigmoid(2u); vectorized through exp, the tail
+ * with tanhf.  Which path an element takes depends only on n.
+ */
 void glu_gelu(float *g, const float *u, int n)
 {
 	const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
-	for (int i = 0; i < n; i++) {
+	int i = 0;
+#ifdef OPS_AVX2
+	const __m256 c2 = _mm256_set1_ps(2.0f * c), k = _mm256_set1_ps(0.044715f);
+	for (; i + 8 <= n; i += 8) {
+		__m256 x = _mm256_loadu_ps(g + i);
+		__m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+		__m256 t = _mm256_mul_ps(c2, _mm256_fmadd_ps(k, x3, x));
+		__m256 y = _mm256_mul_ps(x, sigmoid8(t));
+		_mm256_storeu_ps(g + i, _mm256_mul_ps(y, _mm256_loadu_ps(u + i)));
+	}
+#endif
+	for (; i < n; i++) {
 		float x = g[i];
 		g[i] = 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x))) * u[i];
 	}
 }
 
+/* c * tanh(x / c) = c * (2 sigmoid(2x / c) - 1), vectorized as glu_gelu. */
 void softcap(float *x, int n, float c)
 {
 	float inv = 1.0f / c;
-	for (int i = 0; i < n; i++)
+	int i = 0;
+#ifdef OPS_AVX2
+	const __m256 vc = _mm256_set1_ps(c), v2 = _mm256_set1_ps(2.0f * inv);
+	const __m256 two = _mm256_set1_ps(2.0f), one = _mm256_set1_ps(1.0f);
+	for (; i + 8 <= n; i += 8) {
+		__m256 s = sigmoid8(_mm256_mul_ps(_mm256_loadu_ps(x + i), v2));
+		_mm256_storeu_ps(x + i, _mm256_mul_ps(vc, _mm256_fmsub_ps(two, s, one)));
+	}
+#endif
+	for (; i < n; i++)
 		x[i] = c * tanhf(x[i] * inv);
 }
 

@@ -149,8 +149,10 @@ int prompt_render(const struct prompt_template *t, const struct engine_message *
 {
 	int rc;
 	struct chat_prompt p = CHAT_PROMPT_INIT;
-	struct chat_message *cm = xcalloc((size_t)(n ? n : 1), sizeof(*cm));
+	struct chat_message *cm = try_alloc_array((size_t)(n ? n : 1), sizeof(*cm));
 	struct chat_template_tokens tt = { t->bos_text, t->eos_text };
+	if (!cm)
+		return error("out of memory for a conversation of %d messages", n);
 	for (int i = 0; i < n; i++) {
 		cm[i].role = msgs[i].role == ENGINE_ROLE_SYSTEM ? CHAT_ROLE_SYSTEM
 			     : msgs[i].role == ENGINE_ROLE_USER ? CHAT_ROLE_USER

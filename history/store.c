@@ -24,18 +24,20 @@
 /*
  * DESIGN
  *
- * Schema (user_version 3):
+ * Schema (user_version 4):
  *   sessions(id INTEGER PRIMARY KEY, uid TEXT UNIQUE, title, title_auto,
  *            model, system_prompt, sampling, created_at, updated_at,
- *            message_count, preview)
+ *            message_count, preview, kv_state)
  *   messages(id INTEGER PRIMARY KEY, session_id -> sessions ON DELETE
  *            CASCADE, seq, role, content, status, prompt_tokens, gen_tokens,
  *            prefill_ms, gen_ms, created_at, updated_at, writer_pid,
- *            UNIQUE(session_id, seq))
+ *            backend, model, UNIQUE(session_id, seq))
  *   messages_fts: FTS5 over messages.content (external content), kept in
  *            sync by triggers on messages.
  * Times are Unix milliseconds.  uid is the short public id; the integer
- * keys never leave this file except as message handles.
+ * keys never leave this file except as message handles.  kv_state is the
+ * path of the file last saved with the session's KV cache (the engine's;
+ * a cache that may have been evicted since), not exported.
  *
  * Listing must not count the messages of every session on each call, so
  * message_count, preview and updated_at live on the session row and the
@@ -143,6 +145,9 @@ static const char *const migrations[] = {
 	 * path, or "remote" and URL#MODEL); NULL for older rows and user turns */
 	"ALTER TABLE messages ADD COLUMN backend TEXT;"
 	"ALTER TABLE messages ADD COLUMN model TEXT;",
+
+	/* 3 -> 4: the file holding the session's saved KV cache (a cache: it may be gone) */
+	"ALTER TABLE sessions ADD COLUMN kv_state TEXT;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -163,9 +168,12 @@ enum query {
 	Q_MSG_INSERT,
 	Q_MSG_UPDATE,
 	Q_MSG_FINISH,
+	Q_MSG_RESTART,
 	Q_MSG_LOAD,
 	Q_MSG_MODEL,
 	Q_SEARCH,
+	Q_SESSION_SET_KV,
+	Q_SESSION_GET_KV,
 	Q_COUNT,
 };
 
@@ -190,12 +198,15 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_NEXT_SEQ] = "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session_id = ?1",
 	[Q_MSG_INSERT] =
 		"INSERT INTO messages(session_id, seq, role, content, status, prompt_tokens,"
-		" gen_tokens, prefill_ms, gen_ms, created_at, updated_at, writer_pid)"
-		" VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+		" gen_tokens, prefill_ms, gen_ms, created_at, updated_at, writer_pid, backend,"
+		" model) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
 	[Q_MSG_UPDATE] = "UPDATE messages SET content = ?2, updated_at = ?3 WHERE id = ?1",
 	[Q_MSG_FINISH] = "UPDATE messages SET content = ?2, updated_at = ?3, status = ?4,"
 			 " prompt_tokens = ?5, gen_tokens = ?6, prefill_ms = ?7, gen_ms = ?8,"
 			 " writer_pid = 0 WHERE id = ?1",
+	[Q_MSG_RESTART] = "UPDATE messages SET content = '', updated_at = ?2, status = 'streaming',"
+			  " prompt_tokens = 0, gen_tokens = 0, prefill_ms = 0, gen_ms = 0,"
+			  " writer_pid = ?3, backend = NULL, model = NULL WHERE id = ?1",
 	[Q_MSG_LOAD] = "SELECT id, seq, role, content, status, prompt_tokens, gen_tokens,"
 		       " prefill_ms, gen_ms, created_at, updated_at, backend, model FROM messages"
 		       " WHERE session_id = ?1 ORDER BY seq",
@@ -209,6 +220,8 @@ static const char *const query_sql[Q_COUNT] = {
 		     "   SELECT min(rowid) FROM (SELECT rowid FROM messages_fts"
 		     "   WHERE messages_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?5)), 0)"
 		     " ORDER BY rank LIMIT ?4",
+	[Q_SESSION_SET_KV] = "UPDATE sessions SET kv_state = ?2 WHERE uid = ?1",
+	[Q_SESSION_GET_KV] = "SELECT kv_state FROM sessions WHERE uid = ?1",
 };
 
 /*
@@ -976,6 +989,40 @@ int store_session_delete(struct store *st, const char *id)
 	return tx_commit(st);
 }
 
+int store_session_set_kv_state(struct store *st, const char *id, const char *path)
+{
+	sqlite3_stmt *s = query(st, Q_SESSION_SET_KV);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	bind_text(s, 2, path && *path ? path : NULL);
+	int rc = sqlite3_step(s);
+	done(s);
+	if (rc != SQLITE_DONE)
+		return fail(st, rc);
+	if (sqlite3_changes(st->db) == 0)
+		return error("no session '%s' in '%s'", id, st->path);
+	return 0;
+}
+
+int store_session_kv_state(struct store *st, const char *id, struct strbuf *out)
+{
+	sqlite3_stmt *s = query(st, Q_SESSION_GET_KV);
+	if (!s)
+		return -1;
+	strbuf_reset(out);
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && sqlite3_column_text(s, 0))
+		strbuf_addstr(out, (const char *)sqlite3_column_text(s, 0));
+	done(s);
+	if (rc == SQLITE_DONE)
+		return error("no session '%s' in '%s'", id, st->path);
+	if (rc != SQLITE_ROW)
+		return fail(st, rc);
+	return 0;
+}
+
 /* Fill out from a sessions row; -1 (error) when out of memory. */
 static int read_session(sqlite3_stmt *s, struct store_session *out)
 {
@@ -1147,7 +1194,8 @@ int store_session_resolve(struct store *st, const char *query_text, char id_out[
 
 static int64_t insert_message(struct store *st, int64_t row, const char *role, const char *content,
 			      size_t len, enum store_status status, const struct store_stats *stats,
-			      int64_t created, int64_t updated, int64_t pid)
+			      int64_t created, int64_t updated, int64_t pid, const char *backend,
+			      const char *model)
 {
 	sqlite3_stmt *s = query(st, Q_NEXT_SEQ);
 	int64_t seq;
@@ -1174,6 +1222,8 @@ static int64_t insert_message(struct store *st, int64_t row, const char *role, c
 	sqlite3_bind_int64(s, 10, created);
 	sqlite3_bind_int64(s, 11, updated);
 	sqlite3_bind_int64(s, 12, pid);
+	bind_text(s, 13, backend);
+	bind_text(s, 14, model);
 	if (run(st, s) < 0)
 		return -1;
 	return sqlite3_last_insert_rowid(st->db);
@@ -1232,7 +1282,7 @@ int64_t store_message_append(struct store *st, const char *session_id, const cha
 	if ((row = session_rowid(st, session_id)) < 0)
 		return tx_rollback(st);
 	id = insert_message(st, row, role, content, strlen(content), status, stats, now, now,
-			    status == STORE_STREAMING ? getpid() : 0);
+			    status == STORE_STREAMING ? getpid() : 0, NULL, NULL);
 	if (id < 0)
 		return tx_rollback(st);
 	if (!strcmp(role, "user") && auto_title(st, row, content) < 0)
@@ -1247,16 +1297,11 @@ int64_t store_message_begin(struct store *st, const char *session_id, const char
 	return store_message_append(st, session_id, role, "", STORE_STREAMING, NULL);
 }
 
-int store_message_set_model(struct store *st, int64_t message_id, const char *backend,
-			    const char *model)
+/* Run the UPDATE s (bound) of one message in a transaction: 0, or -1 when
+ * it failed or there is no such message. */
+static int update_row(struct store *st, sqlite3_stmt *s, int64_t message_id)
 {
-	sqlite3_stmt *s = query(st, Q_MSG_MODEL);
 	int rc;
-	if (!s)
-		return -1;
-	sqlite3_bind_int64(s, 1, message_id);
-	sqlite3_bind_text(s, 2, backend, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, model, -1, SQLITE_STATIC);
 	if (tx_begin(st) < 0) {
 		done(s);
 		return -1;
@@ -1274,11 +1319,33 @@ int store_message_set_model(struct store *st, int64_t message_id, const char *ba
 	return tx_commit(st);
 }
 
+int store_message_restart(struct store *st, int64_t message_id)
+{
+	sqlite3_stmt *s = query(st, Q_MSG_RESTART);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, message_id);
+	sqlite3_bind_int64(s, 2, now_ms());
+	sqlite3_bind_int64(s, 3, getpid());
+	return update_row(st, s, message_id);
+}
+
+int store_message_set_model(struct store *st, int64_t message_id, const char *backend,
+			    const char *model)
+{
+	sqlite3_stmt *s = query(st, Q_MSG_MODEL);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, message_id);
+	sqlite3_bind_text(s, 2, backend, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, model, -1, SQLITE_STATIC);
+	return update_row(st, s, message_id);
+}
+
 static int update_message(struct store *st, int64_t message_id, const char *content, size_t len,
 			  int finish, enum store_status status, const struct store_stats *stats)
 {
 	sqlite3_stmt *s = query(st, finish ? Q_MSG_FINISH : Q_MSG_UPDATE);
-	int rc;
 	if (!s)
 		return -1;
 	if (!content) {
@@ -1295,21 +1362,7 @@ static int update_message(struct store *st, int64_t message_id, const char *cont
 		sqlite3_bind_double(s, 7, stats ? stats->prefill_ms : 0);
 		sqlite3_bind_double(s, 8, stats ? stats->gen_ms : 0);
 	}
-	if (tx_begin(st) < 0) {
-		done(s);
-		return -1;
-	}
-	rc = sqlite3_step(s);
-	done(s);
-	if (rc != SQLITE_DONE) {
-		fail(st, rc);
-		return tx_rollback(st);
-	}
-	if (sqlite3_changes(st->db) == 0) {
-		error("no message %" PRId64 " in '%s'", message_id, st->path);
-		return tx_rollback(st);
-	}
-	return tx_commit(st);
+	return update_row(st, s, message_id);
 }
 
 int store_message_update(struct store *st, int64_t message_id, const char *content, size_t len)
@@ -1611,11 +1664,12 @@ static const char *role_heading(const char *role)
 	return role;
 }
 
-static void export_markdown(const struct store_session *ss, const struct store_message *m, size_t n,
-			    struct strbuf *out)
+void store_format_markdown(const struct store_session *ss, const struct store_message *m, size_t n,
+			   struct strbuf *out)
 {
-	strbuf_addf(out, "# %s\n\n", *ss->title ? ss->title : "(untitled)");
-	strbuf_addf(out, "- session: %s\n", ss->id);
+	strbuf_addf(out, "# %s\n\n", ss->title && *ss->title ? ss->title : "(untitled)");
+	if (*ss->id)
+		strbuf_addf(out, "- session: %s\n", ss->id);
 	if (ss->model)
 		strbuf_addf(out, "- model: %s\n", ss->model);
 	strbuf_addstr(out, "- created: ");
@@ -1629,17 +1683,44 @@ static void export_markdown(const struct store_session *ss, const struct store_m
 		strbuf_addch(out, '\n');
 	}
 	for (size_t i = 0; i < n; i++) {
+		int complete = m[i].status == STORE_COMPLETE;
 		strbuf_addf(out, "\n## %s", role_heading(m[i].role));
-		if (m[i].status != STORE_COMPLETE)
-			strbuf_addf(out, " (%s)", store_status_name(m[i].status));
+		if (m[i].model || !complete) {
+			char name[128] = "";
+			if (m[i].model)
+				store_model_name(m[i].model, name, sizeof(name));
+			strbuf_addf(out, " (%s%s%s)", name, m[i].model && !complete ? ", " : "",
+				    complete ? "" : store_status_name(m[i].status));
+		}
 		strbuf_addstr(out, "\n\n");
 		strbuf_addstr(out, m[i].content);
 		if (out->len && out->buf[out->len - 1] != '\n')
 			strbuf_addch(out, '\n');
 		if (m[i].stats.gen_tokens && m[i].stats.gen_ms > 0)
 			strbuf_addf(out, "\n*%d tokens, %.1f tokens/s*\n", m[i].stats.gen_tokens,
-				    m[i].stats.gen_tokens * 1000.0 / m[i].stats.gen_ms);
+				    store_stats_tps(&m[i].stats));
 	}
+}
+
+const char *store_model_name(const char *model, char *buf, size_t cap)
+{
+	/* a server's URL#MODEL: the model, whole ("Qwen/Qwen2.5-7B-Instruct") */
+	const char *hash = strstr(model, "://") ? strchr(model, '#') : NULL;
+	const char *slash = strrchr(model, '/');
+	const char *name = hash ? hash + 1 : slash ? slash + 1 : model;
+	size_t n = strlen(name);
+	if (!hash && n > 5 && !strcmp(name + n - 5, ".gguf"))
+		n -= 5;
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(buf, name, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+double store_stats_tps(const struct store_stats *s)
+{
+	return s->gen_ms > 0 ? s->gen_tokens * 1000.0 / s->gen_ms : 0;
 }
 
 static void export_json(const struct store_session *ss, const struct store_message *m, size_t n,
@@ -1662,6 +1743,14 @@ static void export_json(const struct store_session *ss, const struct store_messa
 	for (size_t i = 0; i < n; i++) {
 		strbuf_addstr(out, i ? ",\n    {\"role\": " : "\n    {\"role\": ");
 		json_str(out, m[i].role);
+		if (m[i].backend) {
+			strbuf_addstr(out, ", \"backend\": ");
+			json_str(out, m[i].backend);
+		}
+		if (m[i].model) {
+			strbuf_addstr(out, ", \"model\": ");
+			json_str(out, m[i].model);
+		}
 		strbuf_addstr(out, ", \"status\": ");
 		json_str(out, store_status_name(m[i].status));
 		strbuf_addf(out,
@@ -1694,7 +1783,7 @@ int store_export(struct store *st, const char *session_id, enum store_format fmt
 	if (fmt == STORE_FORMAT_JSON)
 		export_json(&ss, m, n, out);
 	else
-		export_markdown(&ss, m, n, out);
+		store_format_markdown(&ss, m, n, out);
 	store_messages_free(m, n);
 	store_session_free(&ss);
 	return 0;
@@ -1715,14 +1804,36 @@ static int member_str(const struct json *o, const char *key, const char **out)
 	return 0;
 }
 
-static int member_num(const struct json *o, const char *key, double *out)
+/* The ranges an import is held to: times up to the year 9999, counts that
+ * fit an int, durations up to a year.  Anything else would be stored as
+ * garbage (or be undefined to convert). */
+#define TIME_MAX_MS 253402300799999.0
+#define COUNT_MAX 2147483647.0
+#define DURATION_MAX_MS 31536000000.0
+
+/* A number member within [0, max] (an integer unless fractions are
+ * allowed), 0 when absent or null; -1 with a message naming it otherwise.
+ * where: "" for the session, "message N: " for a message. */
+static int member_num(const struct json *o, const char *where, const char *key, double max,
+		      int fractions, double *out)
 {
 	const struct json *v = json_get(o, key);
 	*out = 0;
 	if (!v || v->type == JSON_NULL)
 		return 0;
 	if (v->type != JSON_NUMBER)
-		return error("session JSON: '%s' must be a number", key);
+		return error("session JSON: %s'%s' must be a number", where, key);
+	if (!(v->number >= 0 && v->number <= max) ||
+	    (!fractions && v->number != (double)(int64_t)v->number)) {
+		char text[40];
+		for (int prec = 1; prec <= 17; prec++) { /* the shortest that reads back */
+			snprintf(text, sizeof(text), "%.*g", prec, v->number);
+			if (strtod(text, NULL) == v->number)
+				break;
+		}
+		return error("session JSON: %s'%s' must be %s from 0 to %.15g, not %s", where, key,
+			     fractions ? "a number" : "an integer", max, text);
+	}
 	*out = v->number;
 	return 0;
 }
@@ -1760,8 +1871,8 @@ static int import_session(struct store *st, const struct json *root, const char 
 	if (member_str(root, "id", &id) < 0 || member_str(root, "title", &title) < 0 ||
 	    member_str(root, "model", &model) < 0 ||
 	    member_str(root, "system_prompt", &system) < 0 ||
-	    member_num(root, "created_ms", &created) < 0 ||
-	    member_num(root, "updated_ms", &updated) < 0)
+	    member_num(root, "", "created_ms", TIME_MAX_MS, 0, &created) < 0 ||
+	    member_num(root, "", "updated_ms", TIME_MAX_MS, 0, &updated) < 0)
 		return -1;
 	if (!msgs || msgs->type != JSON_ARRAY)
 		return error("session JSON: 'messages' must be an array");
@@ -1817,28 +1928,41 @@ static int import_session(struct store *st, const struct json *root, const char 
 	row = sqlite3_last_insert_rowid(st->db);
 	for (size_t i = 0; i < msgs->n; i++) {
 		const struct json *m = &msgs->items[i];
-		const char *role, *status_name;
+		const char *role, *status_name, *backend, *writer;
 		const struct json *content = json_get(m, "content");
 		struct store_stats stats;
 		double mc, mu, pt, gt;
+		char where[48];
 		int status;
+		snprintf(where, sizeof(where), "message %zu: ", i + 1);
 		if (m->type != JSON_OBJECT) {
 			error("session JSON: message %zu is not an object", i + 1);
 			goto fail;
 		}
 		if (member_str(m, "role", &role) < 0 || member_str(m, "status", &status_name) < 0 ||
-		    member_num(m, "created_ms", &mc) < 0 || member_num(m, "updated_ms", &mu) < 0 ||
-		    member_num(m, "prompt_tokens", &pt) < 0 ||
-		    member_num(m, "gen_tokens", &gt) < 0 ||
-		    member_num(m, "prefill_ms", &stats.prefill_ms) < 0 ||
-		    member_num(m, "gen_ms", &stats.gen_ms) < 0)
+		    member_str(m, "backend", &backend) < 0 || member_str(m, "model", &writer) < 0 ||
+		    member_num(m, where, "created_ms", TIME_MAX_MS, 0, &mc) < 0 ||
+		    member_num(m, where, "updated_ms", TIME_MAX_MS, 0, &mu) < 0 ||
+		    member_num(m, where, "prompt_tokens", COUNT_MAX, 0, &pt) < 0 ||
+		    member_num(m, where, "gen_tokens", COUNT_MAX, 0, &gt) < 0 ||
+		    member_num(m, where, "prefill_ms", DURATION_MAX_MS, 1, &stats.prefill_ms) < 0 ||
+		    member_num(m, where, "gen_ms", DURATION_MAX_MS, 1, &stats.gen_ms) < 0)
 			goto fail;
-		if (!role || !*role) {
-			error("session JSON: message %zu has no role", i + 1);
+		if (!role ||
+		    (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system"))) {
+			error("session JSON: message %zu has %s role%s%s%s (user, assistant or system)",
+			      i + 1, role ? "the unknown" : "no", role ? " '" : "",
+			      role ? role : "", role ? "'" : "");
 			goto fail;
 		}
 		if (!content || content->type != JSON_STRING) {
 			error("session JSON: message %zu has no string 'content'", i + 1);
+			goto fail;
+		}
+		/* the history holds C strings: what follows a NUL would be lost */
+		if (strlen(content->str) != content->str_len) {
+			error("session JSON: message %zu's content holds a NUL character (\\u0000)",
+			      i + 1);
 			goto fail;
 		}
 		status = status_name ? store_status_parse(status_name) : STORE_COMPLETE;
@@ -1856,7 +1980,7 @@ static int import_session(struct store *st, const struct json *root, const char 
 			mc = created;
 		if (insert_message(st, row, role, content->str, content->str_len,
 				   (enum store_status)status, &stats, (int64_t)mc,
-				   (int64_t)(mu ? mu : mc), 0) < 0)
+				   (int64_t)(mu ? mu : mc), 0, backend, writer) < 0)
 			goto fail;
 	}
 	if (updated > 0) {

@@ -28,6 +28,7 @@
  *	store_session_create(st, &params, id)            once, first turn
  *	store_message_append(st, id, "user", text, STORE_COMPLETE, NULL)
  *	m = store_message_begin(st, id, "assistant")      generation starts
+ *	store_message_set_model(st, m, "cpu", path)       which model writes it
  *	store_message_update(st, m, text_so_far, len)     at least every second
  *	store_message_finish(st, m, text, len, STORE_COMPLETE, &stats)
  *
@@ -36,7 +37,7 @@
  * STORE_INTERRUPTED, text kept.
  */
 
-#define STORE_SCHEMA_VERSION 3 /* PRAGMA user_version this code writes */
+#define STORE_SCHEMA_VERSION 4 /* PRAGMA user_version this code writes */
 #define STORE_ID_LEN 8         /* hex digits in a session id */
 #define STORE_ID_SIZE (STORE_ID_LEN + 1)
 #define STORE_BUSY_TIMEOUT_MS 5000 /* default wait on another process's lock */
@@ -153,6 +154,11 @@ int store_session_rename(struct store *st, const char *id, const char *title);
 int store_session_set(struct store *st, const char *id, const struct store_session_params *p);
 /* Delete the session and all its messages. */
 int store_session_delete(struct store *st, const char *id);
+/* The file holding the session's saved KV cache (engine.h, SAVED STATES):
+ * record it (NULL or "" forgets it; the session's updated time is kept),
+ * or read it into out ("" when none).  -1 when there is no such session. */
+int store_session_set_kv_state(struct store *st, const char *id, const char *path);
+int store_session_kv_state(struct store *st, const char *id, struct strbuf *out);
 /* Fill *out (free with store_session_free). -1 if there is no such session. */
 int store_session_get(struct store *st, const char *id, struct store_session *out);
 /* Most recently updated first; limit 0 = all.  *out is malloc'd (free with
@@ -180,6 +186,10 @@ int64_t store_message_append(struct store *st, const char *session_id, const cha
 			     const struct store_stats *stats);
 /* Start a streamed message: empty, STORE_STREAMING.  Returns its id or -1. */
 int64_t store_message_begin(struct store *st, const char *session_id, const char *role);
+/* Stream into an existing message again, as store_message_begin would start
+ * it (empty, STORE_STREAMING, stats, backend and model cleared): /regen and
+ * /edit overwrite the reply they replace. */
+int store_message_restart(struct store *st, int64_t message_id);
 /* Replace the streamed text so far (len bytes; call at least every second
  * while streaming: each call is one small transaction, well under 2 ms). */
 int store_message_update(struct store *st, int64_t message_id, const char *content, size_t len);
@@ -214,6 +224,22 @@ void store_messages_free(struct store_message *m, size_t n);
 int store_search(struct store *st, const char *query, size_t limit, const char *open,
 		 const char *close, struct store_hit **out, size_t *n);
 void store_hits_free(struct store_hit *h, size_t n);
+
+/* The name to show for a recorded model: a GGUF path's file name without
+ * ".gguf", the MODEL of a server's URL#MODEL.  Written to buf, returned. */
+const char *store_model_name(const char *model, char *buf, size_t cap);
+
+/* A reply's generation speed, the one definition palaver shows everywhere
+ * (sessions show, exports, --json's decode_tps, /stats): generated tokens
+ * divided by the decode time, from the end of the prompt's prefill to the
+ * end of the reply; 0 when unknown. */
+double store_stats_tps(const struct store_stats *s);
+
+/* The Markdown that store_export writes, from a session and its messages
+ * held in memory (the chat's /export when the history is off).  An empty
+ * ss->id is left out. */
+void store_format_markdown(const struct store_session *ss, const struct store_message *m, size_t n,
+			   struct strbuf *out);
 
 /* Append the session as Markdown or JSON to out. */
 int store_export(struct store *st, const char *session_id, enum store_format fmt,

@@ -59,6 +59,14 @@ void set_die_hook(void (*hook)(void))
 	die_hook = hook;
 }
 
+void run_die_hook(void)
+{
+	void (*hook)(void) = die_hook;
+	die_hook = NULL; /* a hook that fails must not run itself again */
+	if (hook)
+		hook();
+}
+
 static void vreport(const char *prefix, const char *fmt, va_list ap)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -73,8 +81,7 @@ static void vreport(const char *prefix, const char *fmt, va_list ap)
 void die(const char *fmt, ...)
 {
 	va_list ap;
-	if (die_hook)
-		die_hook();
+	run_die_hook();
 	va_start(ap, fmt);
 	vreport("palaver: ", fmt, ap);
 	va_end(ap);
@@ -84,8 +91,7 @@ void die(const char *fmt, ...)
 void die_usage(const char *fmt, ...)
 {
 	va_list ap;
-	if (die_hook)
-		die_hook();
+	run_die_hook();
 	va_start(ap, fmt);
 	vreport("palaver: ", fmt, ap);
 	va_end(ap);
@@ -98,4 +104,47 @@ void warning(const char *fmt, ...)
 	va_start(ap, fmt);
 	vreport("palaver: warning: ", fmt, ap);
 	va_end(ap);
+}
+
+void report(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+}
+
+int report_usage(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+	return EXIT_USAGE;
+}
+
+int report_usage_with(const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+	fputs(usage, stderr);
+	return EXIT_USAGE;
+}
+
+int report_runtime(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("palaver: ", fmt, ap);
+	va_end(ap);
+	return EXIT_RUNTIME;
+}
+
+int report_failure(int status)
+{
+	report("%s", error_message());
+	error_clear();
+	return status;
 }

@@ -32,7 +32,27 @@ enum {
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * The CLI edge's reports that do not exit, for commands that clean up
+ * before they return: "palaver: MSG" on stderr (stdout flushed first).
+ * report_usage() and report_runtime() return the exit status to return with
+ * (EXIT_USAGE, EXIT_RUNTIME); report_failure(status) prints error_message(),
+ * clears it and returns status:
+ *
+ *	if (model_load(...) < 0)
+ *		return report_failure(EXIT_RUNTIME);
+ */
+void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int report_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int report_runtime(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* report_usage() followed by a command's usage text, on stderr too. */
+int report_usage_with(const char *usage, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int report_failure(int status);
 /* Called before die() prints, e.g. to endwin() while curses is active. */
 void set_die_hook(void (*hook)(void));
+/* Run that hook now (once): for fatal paths that do not go through die(),
+ * such as running out of memory, so that the terminal is restored first. */
+void run_die_hook(void);
 
 #endif

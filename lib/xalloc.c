@@ -1,5 +1,6 @@
 /* Checked allocation helpers. */
 #include "xalloc.h"
+#include "report.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 
 static void oom(size_t n)
 {
+	run_die_hook(); /* under curses: the terminal back first, or the message is lost */
 	fprintf(stderr, "palaver: out of memory allocating %zu bytes\n", n);
 	abort();
 }

@@ -8,7 +8,7 @@ CASE=$REF/cases/stories260K-once.json
 T=$(mktemp -d /tmp/palaver-it-batch.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
 # no user config, no default history file outside the scratch directory
-export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state"
+export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state" XDG_CACHE_HOME="$T/cache"
 unset PALAVER_MODEL PALAVER_HISTORY_PATH PALAVER_CONTEXT_OVERFLOW PALAVER_SEED
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }

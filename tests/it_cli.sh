@@ -39,6 +39,12 @@ grep -qE '^palaver [0-9]+\.[0-9]+\.[0-9]+' out || fail "version: got '$(cat out)
 run help 0 "" --help
 contains help out "usage: palaver [options] [COMMAND [ARGS]]"
 contains help out "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error"
+contains help out "130 interrupted (Ctrl-C in batch mode)"
+# from a source tree the manual is named by its file, which man can open
+page=$(sed -n "s/^See 'man \(.*\)' for the details.$/\1/p" out)
+case $PALAVER in
+*/build/palaver) [ -f "$page" ] || fail "help: names the manual '$page', which is not a file" ;;
+esac
 for c in inspect tokenize logits bench perplexity sessions config mkmodel; do
 	grep -qE "^  $c " out || fail "help: command '$c' not listed"
 done
@@ -61,7 +67,7 @@ run bad-command2 2 "palaver: 'frobnicate' is not a palaver command
 $usage" frobnicate
 run bad-sub-flag 2 "palaver: option '--seed': 'sampling.seed' must be an integer from 0 to 18446744073709551615 or random, not 'x'" config --seed x
 run config-extra 2 - config --bogus
-contains config-extra err "palaver: config: unexpected argument '--bogus'"
+contains config-extra err "palaver: config: unknown option '--bogus'"
 
 # ---- bad config files: FILE:LINE:COL: message, exit 2
 printf 'threads: 4\nthreads: 5\n' >dup.yaml
@@ -104,6 +110,12 @@ lines' config --no-origin
 cp out plain.yaml
 run config-reread 0 "" -c plain.yaml config --no-origin
 cmp -s out plain.yaml || fail "config-reread: output differs: $(diff plain.yaml out)"
+# the built-in model is null in such a file, not this build's path
+run config-builtin 0 "" config --no-origin
+grep -qx 'model: null' out || fail "config --no-origin writes the built-in model's path: $(grep '^model' out)"
+run config-builtin-origin 0 "" config
+grep -qE '^model: null +# built-in model: /.*palaver-tiny.gguf$' out ||
+	fail "config: the built-in model's origin: $(grep '^model' out)"
 run config-key 0 "" -t 6 config threads
 [ "$(cat out)" = 6 ] || fail "config-key: got '$(cat out)'"
 run config-badkey 2 "palaver: unknown configuration key 'thread'" config thread

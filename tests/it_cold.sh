@@ -7,7 +7,7 @@ M=$REF/models/stories260K.gguf
 [ -f "$M" ] || { echo "skip: reference model '$M' not found (set PALAVER_REF_DIR)"; exit 77; }
 T=$(mktemp -d /tmp/palaver-it-cold.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
-export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state"
+export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state" XDG_CACHE_HOME="$T/cache"
 unset PALAVER_MODEL PALAVER_HISTORY_PATH PALAVER_MEMORY_LOCK PALAVER_SEED
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }

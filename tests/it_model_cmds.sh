@@ -34,6 +34,9 @@ expect 2 "out of range" "$PALAVER" logits -m "$m" --tokens "-1"
 expect 2 "not a list of token ids" "$PALAVER" logits -m "$m" --tokens "1 x"
 expect 1 "nope.gguf" "$PALAVER" logits -m "$tmp/nope.gguf" --tokens "1"
 expect 1 "larger than the model's" "$PALAVER" logits -m "$m" --tokens "1" --ctx 4096
+# more tokens than the model's context (2048) is the caller's mistake
+expect 2 "the tokens do not fit" "$PALAVER" logits -m "$m" --tokens "$(yes 1 | head -n 2100 | tr '\n' ' ')"
+expect 1 "nope.gguf" "$PALAVER" logits -m "$tmp/nope.gguf" --tokens "$(yes 1 | head -n 2100 | tr '\n' ' ')"
 # no model: -m '' (without -m the built-in palaver-tiny would answer)
 expect 2 "required" "$PALAVER" logits -m "" --tokens "1"
 expect 2 "unknown option" "$PALAVER" logits -m "$m" --tokens 1 --bogus x
@@ -49,7 +52,13 @@ for k in '"test": "pp32"' '"test": "tg8"' t_s_mean t_s_sd model_file model_type 
 done
 "$PALAVER" bench -m "$m" -p 16 -n 4 -r 1 -d 8 --format csv | grep -q "^tg4 @ d8,0,4,8," ||
 	fail "bench csv with depth"
-"$PALAVER" bench -m "$m" -p 16 -n 4 -r 1 | grep -q "| pp16 |" || fail "bench md"
+"$PALAVER" bench -m "$m" -p 16 -n 4 -r 1 >"$tmp/b.md" || fail "bench md"
+grep -q "| pp16 |" "$tmp/b.md" || fail "bench md"
+# a model whose bytes fit in the caches has no memory roofline: never "over 100%"
+grep -Eq "reached ([1-9][0-9]{2,})%|\| [1-9][0-9]{2,}% \|" "$tmp/b.md" &&
+	fail "bench claims a roofline of 100% or more: $(cat "$tmp/b.md")"
+grep -Eq '"roofline_fraction": (1\.[0-9]*[1-9]|[2-9])' "$tmp/b.json" &&
+	fail "bench json has a roofline fraction above 1"
 expect 1 "larger than the model's" "$PALAVER" bench -m "$m" -p 4096 -n 0 -r 1
 expect 2 "md, json or csv" "$PALAVER" bench -m "$m" --format xml
 

@@ -3,6 +3,8 @@
 P=${PALAVER:-./palaver}
 T=$(mktemp -d /tmp/palaver-it-sessions.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
+# deleting a session removes its saved KV caches: only in the scratch folder
+export XDG_CACHE_HOME="$T/cache"
 H=$T/h.db
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
@@ -109,6 +111,39 @@ expect 1 "$P" sessions import "$T/s.json.missing" --history "$H"
 printf '{"format": "nope"}' >"$T/bad.json"
 expect 1 "$P" sessions import "$T/bad.json" --history "$H"
 has err "not a palaver session export"
+
+# hostile imports (issue 16): sampling outside config.yaml's ranges is left
+# out and said; NUL in content, absurd times and unknown roles are refused
+hostile() { # NAME SAMPLING MESSAGE-JSON
+	printf '{"format": "palaver-session", "id": "%s", "sampling": %s, "created_ms": 1790000000000, "messages": [%s]}' \
+		"$1" "$2" "$3" >"$T/$1.json"
+}
+hostile 0000beef '{"temperature": 1e308, "top_p": -5, "top_k": 40, "seed": 7}' '{"role": "user", "content": "hi"}'
+expect 0 "$P" sessions import "$T/0000beef.json" --history "$T/h4.db"
+has err "'sampling.temperature' must be between 0 and 10, not 1e+308; left out"
+has err "'sampling.top_p' must be between 0 and 1, not -5; left out"
+expect 0 "$P" sessions show 0000beef --history "$T/h4.db"
+has out 'sampling: {"top_k":40,"seed":7}'
+grep -q "temperature" "$T/out" && fail "an out-of-range temperature was imported"
+# the repaired session exports and imports back byte for byte
+expect 0 "$P" sessions export 0000beef --format json -o "$T/r1.json" --history "$T/h4.db"
+expect 0 "$P" sessions import "$T/r1.json" --history "$T/h5.db"
+[ -s "$T/err" ] && fail "a repaired session warns again: $(cat "$T/err")"
+expect 0 "$P" sessions export 0000beef --format json -o "$T/r2.json" --history "$T/h5.db"
+cmp -s "$T/r1.json" "$T/r2.json" || fail "a repaired session's export differs after import"
+hostile 0000dead '{}' '{"role": "user", "content": "cut\u0000here"}'
+expect 1 "$P" sessions import "$T/0000dead.json" --history "$T/h4.db"
+has err "message 1's content holds a NUL character"
+hostile 0000f00d '{}' '{"role": "user", "content": "x", "created_ms": 1e300}'
+expect 1 "$P" sessions import "$T/0000f00d.json" --history "$T/h4.db"
+has err "message 1: 'created_ms' must be an integer from 0 to 253402300799999, not 1e+300"
+hostile 0000f00e '{}' '{"role": "user", "content": "x", "gen_tokens": -3}'
+expect 1 "$P" sessions import "$T/0000f00e.json" --history "$T/h4.db"
+has err "'gen_tokens' must be an integer from 0"
+hostile 0000f00f '{}' '{"role": "wizard", "content": "x"}'
+expect 1 "$P" sessions import "$T/0000f00f.json" --history "$T/h4.db"
+has err "the unknown role 'wizard'"
+expect 1 "$P" sessions show 0000dead --history "$T/h4.db"
 
 expect 0 "$P" sessions rename 0123abcd Moon talk --history "$H"
 expect 0 "$P" sessions show moon --history "$H"

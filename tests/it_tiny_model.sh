@@ -5,7 +5,7 @@ DIR=$(cd "$(dirname "$0")/.." && pwd)
 M=$DIR/models/palaver-tiny.gguf
 T=$(mktemp -d /tmp/palaver-it-tiny.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
-export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state"
+export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state" XDG_CACHE_HOME="$T/cache"
 unset PALAVER_MODEL PALAVER_HISTORY_PATH PALAVER_CHAT_TEMPLATE PALAVER_SEED
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
@@ -58,7 +58,8 @@ fi
 
 # 5. with no model named, palaver uses this one (found next to the binary)
 "$P" config >"$T/cfgout" 2>"$T/err" || fail "config failed: $(cat "$T/err")"
-has cfgout 'palaver-tiny.gguf" # built-in model'
+has cfgout '# built-in model: '
+has cfgout 'palaver-tiny.gguf'
 cp "$T/out" "$T/out_m"
 "$P" --temp 0 -n 60 --no-history --threads 1 -p "$Q" >"$T/out" 2>"$T/err" ||
 	fail "batch mode without -m failed: $(head -c 400 "$T/err")"

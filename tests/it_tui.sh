@@ -206,9 +206,14 @@ check "the history database keeps wide characters" sh -c \
 	"env $ENVS $PALAVER sessions search 世界 --history $T/history.db | grep -q 'héllo'"
 
 # ---- --session resumes a saved chat; the picker deletes with confirmation --
-tui_start 100x30 "cd $T && env $ENVS $PALAVER -m $MODEL --chat-template none -n 8 --history $T/history.db --session Wide"
+# (the context as before: a saved KV cache is kept per context layout)
+tui_start 100x30 "cd $T && env $ENVS $PALAVER -m $MODEL --chat-template none -n 8 --ctx 512 --history $T/history.db --session Wide"
 check "--session opens a saved chat by the start of its title" tui_wait "session +Wide chars" 10
 check "... with its messages" tui_wait "^  héllo 世界 🙂" 3
+check "each reply saved the session's KV cache" sh -c "ls $T/.cache/palaver/kv/*-*.kv >/dev/null 2>&1"
+tui_type "and then"; tui_keys Enter
+check "the next reply reads it instead of the whole chat" tui_wait "resumed from the saved KV cache: [0-9]+ tokens" 30
+tui_wait "Enter send" 30
 tui_type "/sessions"; tui_keys Enter
 tui_wait "Sessions +\(2\)" 3 || fail "two sessions are listed"
 tui_keys d

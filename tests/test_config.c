@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "engine.h"
+#include "json.h"
 #include "log.h"
 #include "options.h"
 #include "report.h"
@@ -527,6 +529,147 @@ static void test_print_round_trip(void **state)
 	config_free(&b);
 }
 
+/* /set goes through the key table: the ranges of config.yaml, no others. */
+static void test_sampling_set_uses_the_table(void **state)
+{
+	struct config cfg;
+	struct strbuf sb = STRBUF_INIT;
+	config_init(&cfg);
+	struct config_sampling s = cfg.sampling;
+	/* the old /set refused these, config.yaml takes them */
+	assert_int_equal(config_sampling_set(&s, "repeat_last_n", "-1"), 0);
+	assert_int_equal(s.repeat_last_n, -1);
+	assert_int_equal(config_sampling_set(&s, "sampling.top_p", "0.5"), 0);
+	assert_true(s.top_p == 0.5);
+	/* ... and the old /set took these, which config.yaml refuses */
+	assert_int_equal(config_sampling_set(&s, "temperature", "11"), -1);
+	assert_non_null(strstr(error_message(), "'sampling.temperature' must be between 0 and 10"));
+	assert_int_equal(config_sampling_set(&s, "presence_penalty", "3"), -1);
+	assert_int_equal(config_sampling_set(&s, "max_tokens", "1073741823"), -1);
+	assert_int_equal(config_sampling_set(&s, "temperature", "nan"), -1);
+	assert_int_equal(config_sampling_set(&s, "top_k", "2.5"), -1);
+	assert_int_equal(config_sampling_set(&s, "temprature", "1"), -1);
+	assert_non_null(strstr(error_message(), "unknown setting 'temprature'"));
+	assert_int_equal(config_sampling_set(&s, "threads", "1"), -1); /* not a sampling key */
+	assert_true(s.temperature == cfg.sampling.temperature);
+	/* a seed, and "random" draws one */
+	assert_int_equal(config_sampling_set(&s, "seed", "18446744073709551615"), 0);
+	assert_true(s.seed == UINT64_MAX);
+	assert_int_equal(config_sampling_set(&s, "seed", "random"), 0);
+	assert_true(s.seed != UINT64_MAX);
+	config_sampling_format(&s, "top_p", &sb);
+	assert_string_equal(sb.buf, "0.5");
+	strbuf_release(&sb);
+	/* the names: the sampling section of the table, leaf names */
+	const char *const *names = config_sampling_names();
+	assert_string_equal(names[0], "temperature");
+	int n = 0;
+	while (names[n])
+		n++;
+	assert_int_equal(n, 11);
+	config_free(&cfg);
+}
+
+/* A session's sampling JSON: written from the table, read back through it. */
+static void test_sampling_json_round_trip(void **state)
+{
+	struct config cfg;
+	struct strbuf js = STRBUF_INIT, problems = STRBUF_INIT;
+	config_init(&cfg);
+	struct config_sampling s = cfg.sampling, back;
+	s.temperature = 0.123456789;
+	s.top_k = 7;
+	s.max_tokens = 300;
+	config_sampling_json(&s, &js);
+	assert_non_null(strstr(js.buf, "\"temperature\":0.123456789,"));
+	assert_non_null(strstr(js.buf, "\"max_tokens\":300}"));
+	struct json *j = json_parse(js.buf, js.len);
+	assert_non_null(j);
+	config_free(&cfg);
+	config_init(&cfg); /* fresh origins: nothing set for this run */
+	back = cfg.sampling;
+	assert_int_equal(config_sampling_from_json(&back, j, &cfg, &problems), 0);
+	assert_true(back.temperature == s.temperature);
+	assert_int_equal(back.top_k, 7);
+	assert_int_equal(back.max_tokens, 300);
+	json_free(j);
+
+	/* a key set for this run (its origin) wins over the session's */
+	config_set(&cfg, "sampling.top_k", "3", "--top-k");
+	back = cfg.sampling;
+	j = json_parse(js.buf, js.len);
+	config_sampling_from_json(&back, j, &cfg, &problems);
+	assert_int_equal(back.top_k, 3);
+	json_free(j);
+
+	/* out of range or of the wrong type: left out and named */
+	const char *bad = "{\"temperature\":1e308,\"top_p\":-5,\"top_k\":\"x\",\"min_p\":0.2}";
+	j = json_parse(bad, strlen(bad));
+	back = cfg.sampling;
+	assert_int_equal(config_sampling_from_json(&back, j, NULL, &problems), 3);
+	assert_true(back.temperature == cfg.sampling.temperature);
+	assert_true(back.min_p == 0.2);
+	assert_non_null(strstr(problems.buf, "'sampling.temperature' must be between 0 and 10"));
+	assert_non_null(strstr(problems.buf, "'sampling.top_p'"));
+	assert_non_null(strstr(problems.buf, "'sampling.top_k' must be a number"));
+	json_free(j);
+	strbuf_release(&js);
+	strbuf_release(&problems);
+	config_free(&cfg);
+}
+
+/* Import repair: the object again without the members that fail. */
+static void test_sampling_check_json(void **state)
+{
+	struct strbuf fixed = STRBUF_INIT, problems = STRBUF_INIT;
+	const char *good = "{\"temperature\": 0.5, \"future_key\": [1, 2], \"seed\": 42}";
+	struct json *j = json_parse(good, strlen(good));
+	assert_int_equal(config_sampling_check_json(j, good, &fixed, &problems), 0);
+	assert_int_equal(fixed.len, 0);
+	json_free(j);
+	const char *bad = "{\"temperature\": 1e308, \"future_key\": [1, 2], \"seed\": -1, "
+			  "\"top_k\": 40}";
+	j = json_parse(bad, strlen(bad));
+	assert_int_equal(config_sampling_check_json(j, bad, &fixed, &problems), 2);
+	assert_string_equal(fixed.buf, "{\"future_key\":[1, 2],\"top_k\":40}");
+	assert_non_null(strstr(problems.buf, "'sampling.seed' must be an integer from 0"));
+	json_free(j);
+	strbuf_release(&fixed);
+	strbuf_release(&problems);
+}
+
+/* One function builds the engine configuration and one the request. */
+static void test_to_engine_and_request(void **state)
+{
+	struct config cfg;
+	struct engine_config ec;
+	struct engine_request rq;
+	config_init(&cfg);
+	config_set(&cfg, "context_overflow", "shift", "test");
+	config_set(&cfg, "threads", "3", "test");
+	config_to_engine(&cfg, "m.gguf", NULL, NULL, &ec);
+	assert_string_equal(ec.model_path, "m.gguf");
+	assert_null(ec.remote_url);
+	assert_int_equal(ec.overflow, ENGINE_OVERFLOW_SHIFT);
+	assert_int_equal(ec.n_threads, 3);
+	assert_string_equal(ec.chat_template, "auto");
+	config_to_engine(&cfg, "", "http://localhost:8080", "qwen", &ec);
+	assert_string_equal(ec.remote_url, "http://localhost:8080");
+	assert_string_equal(ec.remote_model, "qwen");
+
+	struct config_sampling s = cfg.sampling;
+	s.top_k = 5;
+	assert_int_equal(config_to_request(&cfg, &s, &rq), 0);
+	assert_int_equal(rq.sampling.top_k, 5);
+	assert_int_equal(rq.max_tokens, -1);
+	assert_int_equal(rq.add_generation_prompt, 1);
+	/* a value no key accepts never reaches the engine */
+	s.temperature = 1e308;
+	assert_int_equal(config_to_request(&cfg, &s, &rq), -1);
+	assert_non_null(strstr(error_message(), "'sampling.temperature'"));
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -546,6 +689,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_config_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seed_finish, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_print_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sampling_set_uses_the_table, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sampling_json_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sampling_check_json, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_to_engine_and_request, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "chat_template.h"
@@ -869,6 +871,226 @@ static void test_close_anytime(void **state)
 	engine_close(NULL);
 }
 
+/* ---- saved KV states ---------------------------------------------------------------------- */
+
+/* The KV_SAVED that follows a DONE: the file exists with the bytes and tokens it says. */
+static void expect_saved(struct engine *e, const char *session, int tokens, struct strbuf *path)
+{
+	struct engine_event ev;
+	struct stat st;
+	next(e, &ev);
+	assert_int_equal(ev.type, ENGINE_EV_KV_SAVED);
+	assert_string_equal(ev.text, session);
+	assert_null(ev.message);
+	assert_non_null(ev.path);
+	assert_int_equal(stat(ev.path, &st), 0);
+	assert_int_equal((uint64_t)st.st_size, ev.done);
+	assert_int_equal(ev.total, (uint64_t)tokens);
+	if (path) {
+		strbuf_reset(path);
+		strbuf_addstr(path, ev.path);
+	}
+	engine_event_free(&ev);
+}
+
+/* One greedy request of a session; its KV_SAVED is checked when kv is set. */
+static void session_turn(struct engine *e, const char *session, const int32_t *t, int n, int max,
+			 struct result *r, struct strbuf *path)
+{
+	struct engine_request rq;
+	greedy(&rq, t, n, max);
+	rq.session = session;
+	assert_int_equal(engine_submit(e, &rq), 0);
+	collect(e, r, NULL);
+	assert_false(r->is_error);
+	if (path)
+		expect_saved(e, session, r->done.stats.n_ctx_used, path);
+}
+
+static void kv_config(struct engine_config *c, const char *dir)
+{
+	config_for(c, 256);
+	c->kv_dir = dir;
+}
+
+/* A session's cache is saved after each reply and read back by a new engine: the reply is
+ * the one a re-prefill gives. */
+static void test_kv_saved_state(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	char dir[] = "/tmp/palaver-test-engine-kv-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct engine_config c, plain;
+	struct engine_request rq;
+	struct result r, want;
+	struct strbuf path = STRBUF_INIT, again = STRBUF_INIT;
+	int32_t t[128];
+	const int32_t more[] = { 13, 403, 407 };
+	kv_config(&c, dir);
+	config_for(&plain, 256);
+
+	struct engine *e = open_ready(&c);
+	session_turn(e, "s1", once_prompt, N_ONCE_PROMPT, 8, &r, &path);
+	assert_int_equal(r.done.stats.restored_tokens, 0);
+	result_free(&r);
+	/* a request without a session has no KV_SAVED (collect fails on one) */
+	run_greedy(e, once_prompt, N_ONCE_PROMPT, 2, &r);
+	result_free(&r);
+	/* nor does one refused before any work */
+	int32_t big[300];
+	for (int i = 0; i < 300; i++)
+		big[i] = 1;
+	greedy(&rq, big, 300, 1);
+	rq.session = "s1";
+	assert_int_equal(engine_submit(e, &rq), 0);
+	collect(e, &r, NULL);
+	assert_true(r.is_error);
+	result_free(&r);
+	/* a session id that cannot name a file is refused */
+	greedy(&rq, once_prompt, N_ONCE_PROMPT, 1);
+	rq.session = "../etc";
+	assert_int_equal(engine_submit(e, &rq), -1);
+	assert_non_null(strstr(error_message(), "invalid session id '../etc'"));
+	error_clear();
+	engine_close(e);
+
+	/* a new engine: the follow-up turn reads the state instead of the prompt */
+	int n = conv(t, 8, more, 3);
+	e = open_ready(&c);
+	session_turn(e, "s1", t, n, 16, &r, &again);
+	assert_string_equal(again.buf, path.buf);
+	assert_int_equal(r.done.stats.restored_tokens, N_ONCE_PROMPT + 7);
+	assert_int_equal(r.done.stats.reused_tokens, N_ONCE_PROMPT + 7);
+	assert_true(r.done.stats.restore_ms > 0);
+	assert_true(r.done.stats.restore_ms <= r.done.stats.ttft_ms);
+	struct engine *p = open_ready(&plain);
+	run_greedy(p, t, n, 16, &want);
+	assert_int_equal(want.done.stats.reused_tokens, 0);
+	assert_int_equal(want.done.len, r.done.len);
+	assert_memory_equal(want.done.text, r.done.text, r.done.len);
+	result_free(&want);
+	engine_close(p);
+	result_free(&r);
+
+	/* in the same engine the cache already holds it: nothing is read */
+	n = conv(t, 8, more, 3);
+	session_turn(e, "s1", t, n, 2, &r, NULL);
+	assert_int_equal(r.done.stats.restored_tokens, 0);
+	assert_int_equal(r.done.stats.reused_tokens, n - 1);
+	result_free(&r);
+	struct engine_event ev;
+	next(e, &ev);
+	assert_int_equal(ev.type, ENGINE_EV_KV_SAVED);
+	engine_event_free(&ev);
+	/* a request that leaves the cache as its file has it writes nothing */
+	struct stat st0, st1;
+	struct strbuf p3 = STRBUF_INIT;
+	greedy(&rq, once_prompt, N_ONCE_PROMPT, 0);
+	rq.session = "s3";
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(engine_submit(e, &rq), 0);
+		collect(e, &r, NULL);
+		result_free(&r);
+		expect_saved(e, "s3", N_ONCE_PROMPT, &p3);
+		assert_int_equal(stat(p3.buf, k ? &st1 : &st0), 0);
+		usleep(20000);
+	}
+	assert_true(st0.st_mtim.tv_sec == st1.st_mtim.tv_sec &&
+		    st0.st_mtim.tv_nsec == st1.st_mtim.tv_nsec);
+	strbuf_release(&p3);
+	/* back to s1: its state shares more with the prompt than the cache does now */
+	session_turn(e, "s1", t, n, 2, &r, &again);
+	assert_int_equal(r.done.stats.restored_tokens, n - 1);
+	result_free(&r);
+	engine_close(e);
+	strbuf_release(&path);
+	strbuf_release(&again);
+	test_rmtree(dir);
+}
+
+static void corrupt(const char *path, long at, int byte)
+{
+	FILE *f = fopen(path, "r+b");
+	assert_non_null(f);
+	fseek(f, at, SEEK_SET);
+	fputc(byte, f);
+	fclose(f);
+}
+
+/* A damaged or foreign state is ignored: the tokens are computed again, the reply is the same. */
+static void test_kv_state_faults(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	char dir[] = "/tmp/palaver-test-engine-kvf-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct engine_config c, plain, other;
+	struct result r, want;
+	struct strbuf path = STRBUF_INIT, foreign = STRBUF_INIT;
+	int32_t t[128];
+	const int32_t more[] = { 13, 403, 407 };
+	int n = conv(t, 8, more, 3);
+	kv_config(&c, dir);
+	config_for(&plain, 256);
+	kv_config(&other, dir);
+	/* test_ref_path's buffer is static: the others keep their own copy */
+	char *stories = strdup(c.model_path);
+	c.model_path = plain.model_path = stories;
+	other.model_path = test_ref_path("models/rand-llama-256-F32.gguf");
+
+	struct engine *p = open_ready(&plain);
+	run_greedy(p, t, n, 16, &want);
+	engine_close(p);
+	/* the other model's state, as a file of the same size to copy over ours */
+	struct engine *e = open_ready(&other);
+	session_turn(e, "s1", once_prompt, N_ONCE_PROMPT, 8, &r, &foreign);
+	result_free(&r);
+	engine_close(e);
+
+	for (int fault = 0; fault < 4; fault++) {
+		e = open_ready(&c);
+		session_turn(e, "s1", once_prompt, N_ONCE_PROMPT, 8, &r, &path);
+		result_free(&r);
+		engine_close(e);
+		struct stat st;
+		assert_int_equal(stat(path.buf, &st), 0);
+		switch (fault) {
+		case 0: corrupt(path.buf, (long)st.st_size / 2, 0x5a); break; /* the K/V data */
+		case 1: corrupt(path.buf, 200, 0x01); break;                  /* the header */
+		case 2: assert_int_equal(truncate(path.buf, 4096), 0); break;
+		case 3: {
+			struct strbuf cmd = STRBUF_INIT;
+			strbuf_addf(&cmd, "cp '%s' '%s'", foreign.buf, path.buf);
+			assert_int_equal(system(cmd.buf), 0);
+			strbuf_release(&cmd);
+			break;
+		}
+		}
+		e = open_ready(&c);
+		session_turn(e, "s1", t, n, 16, &r, &path);
+		assert_int_equal(r.done.stats.restored_tokens, 0);
+		assert_int_equal(r.done.stats.reused_tokens, 0);
+		assert_int_equal(want.done.len, r.done.len);
+		assert_memory_equal(want.done.text, r.done.text, r.done.len);
+		result_free(&r);
+		engine_close(e);
+		/* and the state written after it is whole again */
+		e = open_ready(&c);
+		session_turn(e, "s1", t, n, 16, &r, NULL);
+		assert_true(r.done.stats.restored_tokens > 0);
+		assert_memory_equal(want.done.text, r.done.text, r.done.len);
+		result_free(&r);
+		engine_close(e);
+		unlink(path.buf);
+	}
+	result_free(&want);
+	strbuf_release(&path);
+	strbuf_release(&foreign);
+	free(stories);
+	test_rmtree(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -879,6 +1101,7 @@ int main(void)
 		cmocka_unit_test(test_backpressure),       cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_close_anytime),      cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_policy_drop_oldest), cmocka_unit_test(test_templates),
+		cmocka_unit_test(test_kv_saved_state),     cmocka_unit_test(test_kv_state_faults),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

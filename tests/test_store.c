@@ -599,6 +599,18 @@ static void test_export_import(void **state)
 		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"user\"}]}",
 		"{\"format\": \"palaver-session\", \"sampling\": 3, \"messages\": []}",
 		"{\"format\": \"palaver-session\", \"messages\": []} x",
+		/* hostile values (issue 16): refused, not stored as garbage */
+		"{\"format\": \"palaver-session\", \"created_ms\": 1e300, \"messages\": []}",
+		"{\"format\": \"palaver-session\", \"updated_ms\": -1e300, \"messages\": []}",
+		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"user\", \"content\": "
+		"\"a\\u0000b\"}]}",
+		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"x\", \"content\": \"a\"}]}",
+		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"user\", \"content\": \"a\", "
+		"\"gen_tokens\": 1e10}]}",
+		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"user\", \"content\": \"a\", "
+		"\"gen_ms\": -0.5}]}",
+		"{\"format\": \"palaver-session\", \"messages\": [{\"role\": \"user\", \"content\": \"a\", "
+		"\"created_ms\": 1.5}]}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		error_clear();
@@ -614,6 +626,66 @@ static void test_export_import(void **state)
 	strbuf_release(&js);
 	strbuf_release(&js2);
 	strbuf_release(&js3);
+	store_close(st);
+}
+
+/* Each reply records the model that wrote it; /regen's restart clears it
+ * for the next writer; exports name it and carry it through an import. */
+static void test_message_model(void **state)
+{
+	struct store *st = open_ok(dbpath);
+	char id[STORE_ID_SIZE], id2[STORE_ID_SIZE], other[256], name[64];
+	struct strbuf md = STRBUF_INIT, js = STRBUF_INIT, js2 = STRBUF_INIT;
+	struct store_stats stats = { 5, 6, 1.0, 12.0 };
+	struct store_message *m;
+	size_t n;
+	(void)state;
+	new_session(st, id);
+	store_message_append(st, id, "user", "hi", STORE_COMPLETE, NULL);
+	int64_t a = store_message_begin(st, id, "assistant");
+	assert_int_equal(store_message_set_model(st, a, "cpu", "/m/model-one.gguf"), 0);
+	assert_int_equal(store_message_finish(st, a, "first", 5, STORE_COMPLETE, &stats), 0);
+	store_message_append(st, id, "user", "again", STORE_COMPLETE, NULL);
+	int64_t b = store_message_begin(st, id, "assistant");
+	assert_int_equal(store_message_set_model(st, b, "cpu", "/m/model-one.gguf"), 0);
+	assert_int_equal(store_message_finish(st, b, "old", 3, STORE_COMPLETE, &stats), 0);
+	/* /regen after /model: the row streams again, written by the new model */
+	assert_int_equal(store_message_restart(st, b), 0);
+	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
+	assert_int_equal(m[3].status, STORE_STREAMING);
+	assert_string_equal(m[3].content, "");
+	assert_int_equal(m[3].stats.gen_tokens, 0);
+	assert_null(m[3].model);
+	store_messages_free(m, n);
+	assert_int_equal(store_message_set_model(st, b, "remote", "http://h:8080#org/two"), 0);
+	assert_int_equal(store_message_finish(st, b, "new", 3, STORE_COMPLETE, &stats), 0);
+	assert_int_equal(store_message_restart(st, 999999), -1);
+	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
+	assert_string_equal(m[1].model, "/m/model-one.gguf");
+	assert_string_equal(m[3].backend, "remote");
+	assert_null(m[0].model);
+	store_messages_free(m, n);
+	assert_string_equal(store_model_name("/m/model-one.gguf", name, sizeof(name)), "model-one");
+	assert_string_equal(store_model_name("http://h:8080#org/two", name, sizeof(name)),
+			    "org/two");
+
+	assert_int_equal(store_export(st, id, STORE_FORMAT_MARKDOWN, &md), 0);
+	assert_non_null(strstr(md.buf, "## Assistant (model-one)\n\nfirst\n"));
+	assert_non_null(strstr(md.buf, "## Assistant (org/two)\n\nnew\n"));
+	assert_non_null(strstr(md.buf, "*6 tokens, 500.0 tokens/s*"));
+	assert_true(store_stats_tps(&stats) == 500.0);
+	assert_int_equal(store_export(st, id, STORE_FORMAT_JSON, &js), 0);
+	assert_non_null(strstr(js.buf, "\"role\": \"assistant\", \"backend\": \"remote\", "
+				       "\"model\": \"http://h:8080#org/two\""));
+	snprintf(other, sizeof(other), "%s/other.db", tmpdir);
+	struct store *st2 = open_ok(other);
+	assert_int_equal(store_import(st2, js.buf, js.len, id2), 0);
+	assert_int_equal(store_export(st2, id2, STORE_FORMAT_JSON, &js2), 0);
+	assert_string_equal(js2.buf, js.buf);
+	store_close(st2);
+	strbuf_release(&md);
+	strbuf_release(&js);
+	strbuf_release(&js2);
 	store_close(st);
 }
 
@@ -677,6 +749,41 @@ static void test_json_reader(void **state)
 	assert_non_null(strstr(error_message(), "deep"));
 }
 
+/* The session's row points at its saved KV state: set, read, forgotten; not exported. */
+static void test_kv_state(void **state)
+{
+	(void)state;
+	struct store *st = open_ok(dbpath);
+	struct strbuf kv = STRBUF_INIT, js = STRBUF_INIT;
+	struct store_session before, after;
+	char id[STORE_ID_SIZE];
+	new_session(st, id);
+	assert_true(store_message_append(st, id, "user", "hi", STORE_COMPLETE, NULL) > 0);
+	assert_int_equal(store_session_kv_state(st, id, &kv), 0);
+	assert_string_equal(kv.buf, "");
+	assert_int_equal(store_session_get(st, id, &before), 0);
+	assert_int_equal(store_session_set_kv_state(st, id, "/c/kv/x-0123456789abcdef.kv"), 0);
+	assert_int_equal(store_session_kv_state(st, id, &kv), 0);
+	assert_string_equal(kv.buf, "/c/kv/x-0123456789abcdef.kv");
+	/* it does not move the session in the list */
+	assert_int_equal(store_session_get(st, id, &after), 0);
+	assert_true(after.updated_ms == before.updated_ms);
+	assert_int_equal(store_export(st, id, STORE_FORMAT_JSON, &js), 0);
+	assert_null(strstr(js.buf, "0123456789abcdef"));
+	assert_int_equal(store_session_set_kv_state(st, id, NULL), 0);
+	assert_int_equal(store_session_kv_state(st, id, &kv), 0);
+	assert_string_equal(kv.buf, "");
+	assert_int_equal(store_session_set_kv_state(st, "deadbeef", "/x.kv"), -1);
+	assert_non_null(strstr(error_message(), "no session 'deadbeef'"));
+	assert_int_equal(store_session_kv_state(st, "deadbeef", &kv), -1);
+	store_session_free(&before);
+	store_session_free(&after);
+	strbuf_release(&kv);
+	strbuf_release(&js);
+	store_close(st);
+	error_clear();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -690,7 +797,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_message_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kv_state, setup, teardown),
 		cmocka_unit_test(test_json_reader),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -142,11 +142,60 @@ static void test_mark(void **state)
 	chat_pane_release(&p);
 }
 
+/* A long code line wraps between words; its continuations are marked. */
+static void test_code_wraps_marked(void **state)
+{
+	struct chat_pane p;
+	(void)state;
+	chat_pane_init(&p);
+	struct chat_msg *a = chat_pane_add(&p, CHAT_ASSISTANT,
+					   "```\nprint(alpha, beta, gamma, delta_epsilon)\n```");
+	chat_msg_layout(&p, a, 20);
+	/* header, fence, 3 pieces of the code line, fence, blank */
+	assert_int_equal(count_kind(a, VL_TEXT), 5);
+	const struct chat_vline *v = &a->vlines[2];
+	const char *text = a->lines[v->ll].text.buf;
+	assert_int_equal(v->cont, 0);
+	assert_int_equal(a->vlines[3].cont, 1);
+	assert_int_equal(a->vlines[3].indent, 2 + 2);
+	/* every piece ends at a space or the line's end: no word is cut */
+	for (int i = 2; i <= 4; i++) {
+		const struct chat_vline *w = &a->vlines[i];
+		assert_true(w->end == a->lines[w->ll].text.len || text[w->end] == ' ');
+	}
+	chat_pane_release(&p);
+}
+
+/* Notices go in before a reply; each reply keeps the label it was written with. */
+static void test_insert_and_labels(void **state)
+{
+	struct chat_pane p;
+	(void)state;
+	chat_pane_init(&p);
+	chat_pane_add(&p, CHAT_USER, "q");
+	struct chat_msg *a = chat_pane_add(&p, CHAT_ASSISTANT, "a");
+	chat_msg_set_label(a, "model-one");
+	assert_int_equal(chat_pane_index(&p, a), 1);
+	struct chat_msg *n = chat_pane_insert(&p, chat_pane_index(&p, a), CHAT_NOTICE, "note");
+	assert_ptr_equal(p.msgs[1], n);
+	assert_ptr_equal(p.msgs[2], a);
+	assert_string_equal(a->label, "model-one");
+	chat_msg_set_label(a, NULL);
+	assert_null(a->label);
+	p.first_shown = 2;
+	chat_pane_insert(&p, 0, CHAT_NOTICE, "first");
+	assert_int_equal(p.first_shown, 3); /* what /clear hid stays hidden */
+	assert_int_equal(chat_pane_index(&p, NULL), p.n_msgs);
+	chat_pane_release(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_layout_message),
 		cmocka_unit_test(test_follow_and_scroll),
+		cmocka_unit_test_setup_teardown(test_code_wraps_marked, setup, NULL),
+		cmocka_unit_test(test_insert_and_labels),
 		cmocka_unit_test(test_remove_and_last),
 		cmocka_unit_test(test_mark),
 	};

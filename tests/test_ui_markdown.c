@@ -15,7 +15,7 @@ static struct md_state st;
 static const char *styles(void)
 {
 	static char buf[512];
-	const char *letters = "pbcCfhBq";
+	const char *letters = "pbcCfhBqilu";
 	size_t n = line.text.len;
 	for (size_t i = 0; i < n && i < sizeof(buf) - 1; i++)
 		buf[i] = letters[md_style_at(&line, i)];
@@ -64,6 +64,58 @@ static void test_inline(void **state)
 	render("__strong__");
 	assert_string_equal(line.text.buf, "strong");
 	assert_string_equal(styles(), "bbbbbb");
+}
+
+static void test_italic_and_links(void **state)
+{
+	(void)state;
+	render("an *italic* and _this_ word");
+	assert_string_equal(line.text.buf, "an italic and this word");
+	assert_string_equal(styles(), "pppiiiiiipppppiiiippppp");
+	/* snake_case, spaced stars and a lone star stay literal */
+	render("snake_case_name 2 * 3 * 4 a*");
+	assert_string_equal(line.text.buf, "snake_case_name 2 * 3 * 4 a*");
+	assert_int_equal(line.n_runs, 1);
+	render("**bold *italic* bold**");
+	assert_string_equal(line.text.buf, "bold italic bold");
+	render("see [the docs](https://x.org/a) or <https://y.org>");
+	assert_string_equal(line.text.buf, "see the docs (https://x.org/a) or https://y.org");
+	assert_int_equal(md_style_at(&line, 4), MD_LINK);
+	assert_int_equal(md_style_at(&line, 13), MD_URL);
+	assert_int_equal(md_style_at(&line, 36), MD_LINK);
+	render("[not a link] (x) [a](b c)");
+	assert_string_equal(line.text.buf, "[not a link] (x) [a](b c)");
+}
+
+/* A table is measured first, then its rows are drawn aligned. */
+static void test_table(void **state)
+{
+	(void)state;
+	const char *src = "| name | **n** |\n|---|--:|\n| a | 10 |\n| longer | 2 |\nafter";
+	const char *rows[] = { "| name | **n** |", "|---|--:|", "| a | 10 |", "| longer | 2 |" };
+	assert_int_equal(md_table_begin(&st, src, strlen(src)), 1);
+	assert_int_equal(st.table_cols, 2);
+	assert_int_equal(st.col_width[0], 6);
+	assert_int_equal(st.col_width[1], 2);
+	render(rows[0]);
+	assert_string_equal(line.text.buf, "name   \xe2\x94\x82 n ");
+	assert_int_equal(md_style_at(&line, 11), MD_BOLD);
+	render(rows[1]);
+	assert_string_equal(line.text.buf,
+			    "\xe2\x94\x80\xe2\x94\x80\xe2\x94\x80\xe2\x94\x80\xe2\x94\x80"
+			    "\xe2\x94\x80\xe2\x94\x80\xe2\x94\xbc\xe2\x94\x80\xe2\x94\x80"
+			    "\xe2\x94\x80");
+	render(rows[2]);
+	assert_string_equal(line.text.buf, "a      \xe2\x94\x82 10");
+	render(rows[3]);
+	assert_string_equal(line.text.buf, "longer \xe2\x94\x82 2 ");
+	render("after");
+	assert_int_equal(st.table_cols, 0);
+	/* pipes without a delimiter row are text */
+	const char *not = "| a | b |\nmore text";
+	assert_int_equal(md_table_begin(&st, not, strlen(not )), 0);
+	render("| a | b |");
+	assert_string_equal(line.text.buf, "| a | b |");
 }
 
 static void test_heading_list_quote(void **state)
@@ -128,6 +180,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_inline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_italic_and_links, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_heading_list_quote, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fences, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sanitize_plain, setup, teardown),

@@ -22,6 +22,7 @@
  */
 
 #define BODY_INDENT 2
+#define CODE_MARK 2 /* "↪ " before the continuation of a code line */
 
 void chat_pane_init(struct chat_pane *p)
 {
@@ -36,6 +37,7 @@ void chat_pane_init(struct chat_pane *p)
 static void msg_free(struct chat_msg *m)
 {
 	strbuf_release(&m->text);
+	free(m->label);
 	for (size_t i = 0; i < m->alloc_lines; i++)
 		md_line_release(&m->lines[i]);
 	free(m->lines);
@@ -117,17 +119,43 @@ void chat_pane_clear(struct chat_pane *p)
 	p->dirty = 1;
 }
 
-struct chat_msg *chat_pane_add(struct chat_pane *p, enum chat_role role, const char *text)
+struct chat_msg *chat_pane_insert(struct chat_pane *p, size_t i, enum chat_role role,
+				  const char *text)
 {
 	struct chat_msg *m = xcalloc(1, sizeof(*m));
 	m->role = role;
 	strbuf_init(&m->text, 0);
 	strbuf_addstr(&m->text, text);
 	m->cache_width = -1;
+	if (i > p->n_msgs)
+		i = p->n_msgs;
 	ALLOC_GROW(p->msgs, p->n_msgs + 1, p->alloc_msgs);
-	p->msgs[p->n_msgs++] = m;
+	memmove(p->msgs + i + 1, p->msgs + i, (p->n_msgs - i) * sizeof(*p->msgs));
+	p->msgs[i] = m;
+	p->n_msgs++;
+	if (i < p->first_shown)
+		p->first_shown++;
 	p->dirty = 1;
 	return m;
+}
+
+struct chat_msg *chat_pane_add(struct chat_pane *p, enum chat_role role, const char *text)
+{
+	return chat_pane_insert(p, p->n_msgs, role, text);
+}
+
+void chat_msg_set_label(struct chat_msg *m, const char *label)
+{
+	free(m->label);
+	m->label = label ? xstrdup(label) : NULL;
+}
+
+size_t chat_pane_index(const struct chat_pane *p, const struct chat_msg *m)
+{
+	size_t i = 0;
+	while (i < p->n_msgs && p->msgs[i] != m)
+		i++;
+	return i;
 }
 
 struct chat_msg *chat_pane_addf(struct chat_pane *p, enum chat_role role, const char *fmt, ...)
@@ -173,8 +201,8 @@ struct chat_msg *chat_pane_last(struct chat_pane *p, enum chat_role role, size_t
 	return NULL;
 }
 
-static void push_vline(struct chat_msg *m, enum chat_vkind kind, int ll, size_t start, size_t end,
-		       int indent)
+static struct chat_vline *push_vline(struct chat_msg *m, enum chat_vkind kind, int ll, size_t start,
+				     size_t end, int indent)
 {
 	ALLOC_GROW(m->vlines, m->n_vlines + 1, m->alloc_vlines);
 	struct chat_vline *v = &m->vlines[m->n_vlines++];
@@ -183,6 +211,8 @@ static void push_vline(struct chat_msg *m, enum chat_vkind kind, int ll, size_t 
 	v->start = start;
 	v->end = end;
 	v->indent = indent;
+	v->cont = 0;
+	return v;
 }
 
 void chat_msg_layout(const struct chat_pane *p, struct chat_msg *m, int width)
@@ -223,13 +253,20 @@ void chat_msg_layout(const struct chat_pane *p, struct chat_msg *m, int width)
 				md_line_init(&m->lines[i]);
 		}
 		struct md_line *l = &m->lines[m->n_lines];
+		if (md && !st.in_fence && !st.table_cols)
+			md_table_begin(&st, s + pos, len - pos);
 		md_render_line(&st, s + pos, end - pos, md, l);
 		n_spans = 0;
-		wrap_line(l->text.buf, l->text.len, width - indent, l->indent,
-			  !l->code && p->word_wrap, &spans, &n_spans, &alloc_spans);
+		/* code wraps between words too, and its continuations are marked
+		 * (CODE_MARK columns before them): a cut is never mistaken for a
+		 * line break of the code itself */
+		int hang = l->code ? CODE_MARK : l->indent;
+		wrap_line(l->text.buf, l->text.len, width - indent, hang, l->code || p->word_wrap,
+			  &spans, &n_spans, &alloc_spans);
 		for (size_t i = 0; i < n_spans; i++)
 			push_vline(m, VL_TEXT, (int)m->n_lines, spans[i].start, spans[i].end,
-				   indent + (i ? l->indent : 0));
+				   indent + (i ? hang : 0))
+				->cont = l->code && i > 0;
 		m->n_lines++;
 		if (!nl)
 			break;
@@ -327,6 +364,9 @@ static enum theme_slot md_slot(enum md_style s)
 	case MD_HEADING: return TH_HEADING;
 	case MD_BULLET: return TH_BULLET;
 	case MD_QUOTE: return TH_QUOTE;
+	case MD_ITALIC: return TH_ITALIC;
+	case MD_LINK: return TH_LINK;
+	case MD_URL: return TH_URL;
 	}
 	return TH_TEXT;
 }
@@ -339,6 +379,11 @@ static void draw_text(const struct chat_pane *p, WINDOW *win, const struct chat_
 			       : m->role == CHAT_ERROR ? TH_ERROR
 						       : TH_TEXT;
 	int col = v->indent;
+	if (v->cont) {
+		wmove(win, getcury(win), col - CODE_MARK);
+		wattrset(win, (attr_t)theme_attr(TH_FENCE));
+		waddstr(win, "\xe2\x86\xaa "); /* ↪ */
+	}
 	wmove(win, getcury(win), col);
 	for (size_t r = 0; r < l->n_runs; r++) {
 		const struct md_run *run = &l->runs[r];
@@ -384,7 +429,7 @@ static void draw_vline(struct chat_pane *p, WINDOW *win, const struct chat_msg *
 			waddstr(win, "system");
 		} else {
 			wattrset(win, (attr_t)theme_attr(TH_ASSISTANT));
-			waddnstr(win, p->assistant_label, width);
+			waddnstr(win, m->label ? m->label : p->assistant_label, width);
 			if (m->flags & CHAT_STREAMING) {
 				wattrset(win, (attr_t)theme_attr(TH_S_LABEL));
 				waddstr(win, " \xe2\x80\xa6"); /* … */
@@ -430,7 +475,8 @@ void chat_pane_draw(struct chat_pane *p, WINDOW *win, int height, int width)
 				 " \xe2\x96\xbc new text below \xc2\xb7 End to follow ");
 		else
 			snprintf(buf, sizeof(buf),
-				 " \xe2\x96\xb2 %d lines up \xc2\xb7 End to return ", p->scroll);
+				 " \xe2\x96\xbc %d more line%s below \xc2\xb7 PgDn, End ",
+				 p->scroll, p->scroll == 1 ? "" : "s");
 		int w = wrap_width(buf, strlen(buf));
 		wmove(win, height - 1, 0);
 		wclrtoeol(win);
@@ -438,6 +484,20 @@ void chat_pane_draw(struct chat_pane *p, WINDOW *win, int height, int width)
 		wattrset(win, (attr_t)theme_attr(TH_INDICATOR));
 		waddnstr(win, buf, (int)strlen(buf));
 		wattrset(win, A_NORMAL);
+	}
+	if (top > 0 && height > 2) {
+		/* lines above the view: a cue at the right end of the first row */
+		char buf[96];
+		snprintf(buf, sizeof(buf), " \xe2\x96\xb2 %d more line%s above \xc2\xb7 PgUp ", top,
+			 top == 1 ? "" : "s");
+		int w = wrap_width(buf, strlen(buf));
+		if (w < width) {
+			wmove(win, 0, width - w);
+			wclrtoeol(win);
+			wattrset(win, (attr_t)theme_attr(TH_INDICATOR));
+			waddnstr(win, buf, (int)strlen(buf));
+			wattrset(win, A_NORMAL);
+		}
 	}
 	p->dirty = 0;
 }

@@ -30,6 +30,7 @@ struct chat_vline {
 	int ll;            /* VL_TEXT: index into the message's logical lines */
 	size_t start, end; /* VL_TEXT: bytes of that line's text */
 	int indent;        /* columns before the text */
+	int cont;          /* VL_TEXT: continues a code line cut at the edge (drawn marked) */
 };
 
 /*
@@ -42,6 +43,7 @@ struct chat_msg {
 	struct strbuf text; /* the raw text (Markdown for the assistant) */
 	int flags;          /* enum chat_flag */
 	int64_t id;         /* the history store's message id, 0 = not stored */
+	char *label;        /* a reply's heading, the model that wrote it; NULL: the pane's */
 	int cache_width;
 	size_t cache_len;
 	int cache_flags;
@@ -60,7 +62,7 @@ struct chat_pane {
 	size_t n_mark_words;
 	int markdown;             /* render assistant text as Markdown */
 	int word_wrap;            /* 1: break lines at spaces; 0: at the edge */
-	char assistant_label[64]; /* shown above replies: the model's name */
+	char assistant_label[64]; /* shown above replies that have no label of their own */
 	int scroll;               /* lines scrolled up from the bottom; 0 = follow */
 	int unseen;               /* text arrived below while scrolled up */
 	int last_total;           /* total lines at the last layout, to keep the view still */
@@ -74,7 +76,14 @@ void chat_pane_release(struct chat_pane *p);
 struct chat_msg *chat_pane_add(struct chat_pane *p, enum chat_role role, const char *text);
 struct chat_msg *chat_pane_addf(struct chat_pane *p, enum chat_role role, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Insert a message before message i (at the end when i >= n_msgs); returns it. */
+struct chat_msg *chat_pane_insert(struct chat_pane *p, size_t i, enum chat_role role,
+				  const char *text);
 void chat_pane_append(struct chat_pane *p, struct chat_msg *m, const char *text, size_t len);
+/* Set (a copy of) or clear the heading of message m. */
+void chat_msg_set_label(struct chat_msg *m, const char *label);
+/* The index of message m, or n_msgs when it is not in the pane. */
+size_t chat_pane_index(const struct chat_pane *p, const struct chat_msg *m);
 /* Remove message i (and free it). */
 void chat_pane_remove(struct chat_pane *p, size_t i);
 /* Highlight the words of a search query (quotes and a trailing '*'

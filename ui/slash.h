@@ -31,6 +31,7 @@ struct slash_command {
 	const char *args; /* usage of the arguments, "" for none */
 	const char *help; /* one line for /help */
 	int idle;         /* 1: refused while a reply streams (the input keeps the line) */
+	int group;        /* /help's section: 0 the common ones, 1 sessions, 2 the rest */
 };
 
 extern const struct slash_command slash_commands[]; /* SLASH_COUNT entries, sorted by name */
@@ -57,6 +58,16 @@ const char *slash_suggest(const char *name);
  */
 int slash_complete(const char *line, const char *const *set_keys, const char **out, int max,
 		   size_t *word_start, size_t *common);
+
+/*
+ * Tab completion of a file name: the argument of /model (GGUF files and
+ * folders) and of /export (any file).  Fills out with malloc'd candidates,
+ * each the whole argument (its folder part kept, "~/" too; folders end in
+ * '/'), sorted, at most max; hidden files only when the name typed starts
+ * with '.'.  *word_start and *common as for slash_complete.  Returns their
+ * number, 0 when the line is no such command or nothing matches.
+ */
+int slash_complete_files(const char *line, char **out, int max, size_t *word_start, size_t *common);
 
 /* Edit distance (Levenshtein), for suggestions. */
 int slash_distance(const char *a, const char *b);

@@ -30,6 +30,9 @@ enum theme_slot {
 	TH_SELECTED,  /* picker selection */
 	TH_MATCH,     /* search hit */
 	TH_PROMPT,
+	TH_ITALIC,
+	TH_LINK, /* a link's text */
+	TH_URL,  /* its address; table borders */
 	TH_COUNT,
 };
 
