@@ -33,8 +33,8 @@
  *
  * Anything the device refuses is an error naming the operation (the
  * runtime's message, cuda_error()); at creation, device memory that does
- * not fit and tensor types the kernels lack set *fallback, and model.c
- * then runs the model on the CPU with a warning.
+ * not fit, tensor types the kernels lack and mixtures of experts set
+ * *fallback, and model.c then runs the model on the CPU with a warning.
  */
 
 struct dev_vec {
@@ -112,6 +112,26 @@ static int check_types(const struct mat **mats, int n, int *fallback)
 				"tensor '%s' has type %s%s, which the CUDA kernels do not take",
 				t->name, quant_type_name(t->type),
 				cuda_type_supported(t->type) ? " with rows of this length" : "");
+		}
+	}
+	return 0;
+}
+
+/*
+ * A mixture of experts (issue 18) runs its FFN through routing and expert
+ * matrices that no CUDA kernel computes yet: a file with a router or
+ * expert tensors stays on the CPU.  The tensors, not the metadata, decide:
+ * that is what a mixture cannot lack.
+ */
+static int check_experts(const struct gguf *g, int *fallback)
+{
+	for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const char *name = gguf_tensor_at(g, i)->name;
+		if (strstr(name, "ffn_gate_inp.") || strstr(name, "_exps.")) {
+			*fallback = 1;
+			return error("tensor '%s' belongs to a mixture of experts, which the CUDA "
+				     "backend does not run yet",
+				     name);
 		}
 	}
 	return 0;
@@ -566,6 +586,9 @@ struct backend *backend_cuda_create(struct model *m, int *fallback)
 {
 	char err[512];
 	*fallback = 0;
+	/* first: a mixture's layers have more matrices than all_mats() holds */
+	if (check_experts(m->g, fallback) < 0)
+		return NULL;
 	struct backend *b = xcalloc(1, sizeof(*b));
 	struct cuda_be *be = xcalloc(1, sizeof(*be));
 	b->ops = &cuda_ops;

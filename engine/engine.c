@@ -445,6 +445,14 @@ static int engine_load(struct engine *e)
 	in->kv_bytes = mi->kv_bytes;
 	in->weight_bytes = mi->weight_bytes;
 
+	/* saved states are the CPU cache's bytes (kv_state.c); a device's
+	 * cache has no host copy to write or to read into */
+	if (e->kv_dir && !model_kv(e->m)->k) {
+		log_info("kv states off: the KV cache is on the %s backend's device", mi->backend);
+		free(e->kv_dir);
+		e->kv_dir = NULL;
+		e->cfg.kv_dir = NULL;
+	}
 	if (e->kv_dir) {
 		const struct gguf *g = model_gguf(e->m);
 		e->kv_id.model_bytes = gguf_file_size(g);
