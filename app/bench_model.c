@@ -405,8 +405,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	mp.kv_type = (enum kv_type)kvt;
 	mp.readahead = !off;
 	mp.repack = cfg ? cfg->repack : 1;
-	if (cfg)
-		mp.backend = model_backend_named(config_backend_name(cfg->backend));
+	mp.backend = model_backend_named(config_backend_name(cfg->backend));
 	int need = depth + (n_prompt > n_gen ? n_prompt : n_gen);
 	mp.n_ctx = need;
 	struct model *m = model_load(path, &mp);
