@@ -31,7 +31,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 # Every .c file in the module folders is part of the program; the tests link
-# the same objects less app/main.o.  Files named *_avx2.c / *_avx512.c hold
+# the same objects less app/main.o.  Files named *_avx2.c / *_avx512vl.c / *_avx512.c hold
 # SIMD kernels chosen at run time and get their instruction set here.
 SRCS := $(wildcard lib/*.c app/*.c engine/*.c ui/*.c history/*.c)
 HDRS := $(wildcard lib/*.h app/*.h engine/*.h ui/*.h history/*.h)
@@ -48,8 +48,9 @@ INC_history := -Ilib -Ihistory
 INC_ui      := -Ilib -Iui
 INC_app     := -Ilib -Iapp -Iui -Ihistory -I$(API_DIR)
 INC_tests   := -Ilib -Iapp -Iengine -Iui -Ihistory -Itests
-ENGINE_INTERNAL := app/bench_cold.c app/bench_model.c app/bench_tokenizer.c app/cmd_inspect.c \
-	app/cmd_logits.c app/cmd_mkmodel.c app/cmd_perplexity.c app/cmd_tokenize.c
+ENGINE_INTERNAL := app/bench_cold.c app/bench_kernels.c app/bench_model.c app/bench_tokenizer.c \
+	app/cmd_inspect.c app/cmd_logits.c app/cmd_mkmodel.c app/cmd_perplexity.c app/cmd_tokenize.c \
+	app/cmd_template.c
 layer_inc = $(INC_$(firstword $(subst /, ,$(1)))) $(if $(filter $(1),$(ENGINE_INTERNAL)),-Iengine) \
 	$(if $(filter $(1),$(GPU_CLIENTS)),-Igpu/cuda)
 # the engine's CUDA backend calls gpu/cuda/cuda_ops.h (plain C)
@@ -91,9 +92,11 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_cuda_co
 
 AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+# the 256-bit AVX-512 level needs VL and VNNI only (Ice Lake has no BF16)
+AVX512VL_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 
-.PHONY: all run test test-unit test-integration bench lint asan install uninstall \
-	clean deps fuzz help
+.PHONY: all run test test-unit test-integration testdata bench lint asan install uninstall \
+	clean deps fuzz fuzz-all fuzz-jinja help
 .DEFAULT_GOAL := all
 
 all: palaver
@@ -118,6 +121,12 @@ $(BUILD)/%.o: %.c | $(API_DIR)/engine.h
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) $(AVX2_FLAGS) -c -o $@ $<
+
+# 256-bit AVX-512 (VL, VNNI): the compiler must not widen anything to zmm
+$(BUILD)/%_avx512vl.o: %_avx512vl.c %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) $(AVX512VL_FLAGS) -mprefer-vector-width=256 \
+		-c -o $@ $<
 
 $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
@@ -196,7 +205,7 @@ endif
 
 # ---- set-up --------------------------------------------------------------
 deps:
-	@sh tools/deps.sh $(PKGS) cmocka
+	@sh tools/deps.sh $(PKGS) cmocka python3-jinja2
 
 run: deps all
 	./palaver $(ARGS)
@@ -207,11 +216,23 @@ test: deps
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-integration
 
-test-unit: $(TEST_BINS)
+# tools/bench_quant.c is built with the tests so that it keeps compiling.
+test-unit: $(TEST_BINS) $(BUILD)/bench_quant testdata
 	@sh tests/run-unit.sh $(TEST_BINS)
 
-test-integration: $(BUILD)/palaver
+test-integration: $(BUILD)/palaver testdata
 	@PALAVER=$(CURDIR)/$(BUILD)/palaver sh tests/run-integration.sh
+
+# The reference data a clone has: tests/data (the layout of ../shared/ref,
+# large files as NAME.xz) unpacked into build/testdata, one folder whatever
+# BUILD is.  The tests read $PALAVER_REF_DIR, else ../shared/ref, else this
+# (tests/testutil.h, tests/refdata.sh); tests/data/README.md says what is there.
+TESTDATA     := build/testdata
+TESTDATA_SRC := $(shell find tests/data -type f 2>/dev/null)
+$(TESTDATA)/.stamp: $(TESTDATA_SRC) tools/testdata.sh
+	@sh tools/testdata.sh tests/data $(TESTDATA)
+
+testdata: $(TESTDATA)/.stamp
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 test-unit
@@ -229,26 +250,79 @@ lint:
 	clang-format --dry-run --Werror $(wildcard gpu/cuda/*.cu gpu/cuda/*.cuh gpu/cuda/*.h \
 		gpu/cuda/emu/*.h gpu/cuda/emu/*.cpp)
 
-# ---- fuzzing (issue 3): libFuzzer on the GGUF reader ----------------------
+# ---- fuzzing: libFuzzer on every untrusted input format ---------------------
 # `make fuzz` builds build-fuzz/fuzz_gguf, seeds build-fuzz/corpus with the
 # reference models and runs for FUZZ_TIME seconds (inputs up to FUZZ_MAXLEN
 # bytes); crashes land in build-fuzz/ (keep small ones in tests/fuzz/regress/).
+# `make fuzz-all` (nightly) runs every target for FUZZ_ALL_TIME seconds
+# each (default 600): the GGUF reader, session import JSON, config YAML
+# through palaver's loader, and the tokenizer with every vocabulary family;
+# seeds are in tests/fuzz/<target>/, findings land in build-fuzz/<target>/.
 FUZZ_CC   ?= clang
 FUZZ_TIME ?= 60
+FUZZ_ALL_TIME ?= 600
 FUZZ_MAXLEN ?= 1200000
-FUZZ_SRCS := tests/fuzz/fuzz_gguf.c engine/gguf.c $(wildcard lib/*.c)
+FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined $(PKG_CFLAGS)
+FUZZ_LIB  := $(wildcard lib/*.c)
+FUZZ_SRCS := tests/fuzz/fuzz_gguf.c engine/gguf.c $(FUZZ_LIB)
+FUZZ_TARGETS := gguf import config tokenizer
+FUZZ_DEPS_import    := history/store.c
+FUZZ_DEPS_config    := app/config.c ui/theme.c
+FUZZ_DEPS_tokenizer := engine/tokenizer.c engine/unicode.c engine/gguf.c
+FUZZ_INC_import     := -Ilib -Ihistory
+FUZZ_INC_config     := -Ilib -Iapp -Iui -Iengine
+FUZZ_INC_tokenizer  := -Ilib -Iengine
 
 build-fuzz/fuzz_gguf: $(FUZZ_SRCS) engine/gguf.h
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Ilib -Iengine \
-		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		-o $@ $(FUZZ_SRCS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Ilib -Iengine -o $@ $(FUZZ_SRCS)
+
+.SECONDEXPANSION:
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_DEPS_$$*) $(FUZZ_LIB) $(HDRS)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_INC_$*) -o $@ $< $(FUZZ_DEPS_$*) $(FUZZ_LIB) $(PKG_LIBS) -lm -pthread
 
 fuzz: build-fuzz/fuzz_gguf
 	@mkdir -p build-fuzz/corpus tests/fuzz/regress
 	@cp -n ../shared/ref/models/*.gguf ../shared/ref/vocab/*.gguf build-fuzz/corpus/ 2>/dev/null || true
 	cd build-fuzz && ./fuzz_gguf -max_total_time=$(FUZZ_TIME) -max_len=$(FUZZ_MAXLEN) \
 		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus ../tests/fuzz/regress
+
+fuzz-all: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%) testdata
+	@sh tests/fuzz/run-all.sh $(FUZZ_ALL_TIME) $(FUZZ_TARGETS)
+
+# ---- fuzzing (issue 20): libFuzzer on the Jinja interpreter ------------------
+# `make fuzz-jinja` builds build-fuzz/fuzz_jinja, seeds build-fuzz/corpus-jinja
+# with every test template over a few conversations (template, NUL, JSON)
+# and runs for FUZZ_TIME seconds; crashes land in build-fuzz/.
+FUZZ_JINJA_SRCS := tests/fuzz/fuzz_jinja.c engine/jinja.c engine/jinja_value.c \
+	engine/jinja_eval.c engine/unicode.c $(wildcard lib/*.c)
+JINJA_SEED_CONVS := 03-turns 06-awkward-text 10-tools
+
+build-fuzz/fuzz_jinja: $(FUZZ_JINJA_SRCS) engine/jinja.h engine/jinja_int.h engine/jinja_case.h
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Ilib -Iengine \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $@ $(FUZZ_JINJA_SRCS)
+
+fuzz-jinja: build-fuzz/fuzz_jinja
+	@mkdir -p build-fuzz/corpus-jinja
+	@for t in tests/jinja/templates/*.jinja ../shared/ref/templates/*.jinja; do \
+		[ -r "$$t" ] || continue; \
+		for c in $(JINJA_SEED_CONVS); do \
+			{ cat "$$t"; printf '\0001'; cat tests/jinja/conversations/$$c.json; } \
+				>"build-fuzz/corpus-jinja/$$(basename "$$t" .jinja).$$c"; \
+		done; \
+	done
+	cd build-fuzz && ./fuzz_jinja -max_total_time=$(FUZZ_TIME) -max_len=65536 \
+		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus-jinja \
+		../tests/fuzz/regress-jinja
+
+# ---- tools ---------------------------------------------------------------
+# Kernel throughput table (docs/notes/quant.md): build/bench_quant [isa]
+$(BUILD)/bench_quant: tools/bench_quant.c $(BUILD)/libpalaver.a
+	$(CC) $(CPPFLAGS) -Ilib -Iengine $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpalaver.a $(LDLIBS)
 
 # ---- palaver-tiny (issue 11): retrain models/palaver-tiny.gguf from scratch ----
 $(BUILD)/tiny_gguf: tools/train/tiny_gguf.c $(BUILD)/libpalaver.a
@@ -278,7 +352,7 @@ clean:
 	rm -rf build build-asan build-cuda build-fuzz palaver
 
 help:
-	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz tiny-model"
+	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz fuzz-all fuzz-jinja testdata tiny-model"
 	@echo "variables: PREFIX DESTDIR ARCH_FLAGS OPT CUDA=1 ARGS='...' (for run/bench)"
 
 -include $(OBJS:.o=.d) $(TEST_BINS:=.d) $(EMU_OBJS:.o=.d) $(EMU_TEST_OBJS:.o=.d) $(CU_OBJS:.o=.d)

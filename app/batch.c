@@ -6,6 +6,7 @@
 #include "report.h"
 #include "store.h"
 #include "strbuf.h"
+#include "untrusted.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -27,21 +28,44 @@
  * warnings, the session id and --stats go to stderr.  With --json, one
  * object per turn instead (JSONL).  The output depends only on the input,
  * the model and the settings (seed included): the engine is deterministic.
+ * A reply's thinking is left out (--reasoning hide), printed before its
+ * answer with a blank line between (show) or sent to stderr (stderr); the
+ * JSON has it in "reasoning".  Later turns send answers without thinking.
  *
  * SIGINT cancels the reply being generated (engine_cancel() stores an
  * atomic flag, safe in a handler); what was produced is printed and saved
- * as cancelled, and palaver exits 130.
+ * as cancelled, and palaver exits 130.  SIGTERM and SIGHUP (a shutdown, a
+ * closed terminal) do the same with 143 and 129: killed outright, the
+ * reply's last second was lost and its row left 'streaming'.
  */
 
-#define EXIT_INTERRUPTED 130
+/* A reply's text or thinking, as the model wrote it (its pieces come from
+ * the file): sanitized when f is a terminal, else unchanged.  Standard
+ * output's writes are checked (out_write). */
+static void put_reply(FILE *f, const char *s, size_t n, int tty)
+{
+	struct strbuf sb = STRBUF_INIT;
+	if (tty) {
+		untrusted_add(&sb, s, n, UNTRUSTED_MULTILINE);
+		s = sb.buf;
+		n = sb.len;
+	}
+	if (f == stdout) {
+		out_write(s, n);
+	} else {
+		fwrite(s, 1, n, f);
+		fflush(f);
+	}
+	strbuf_release(&sb);
+}
 
 static struct engine *volatile sig_engine;
-static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t interrupted; /* the first signal that stopped us, or 0 */
 
-static void on_sigint(int sig)
+static void on_signal(int sig)
 {
-	(void)sig;
-	interrupted = 1;
+	if (!interrupted)
+		interrupted = sig;
 	if (sig_engine)
 		engine_cancel(sig_engine);
 }
@@ -344,13 +368,53 @@ static void print_json(int turn, const char *prompt, const struct engine_event *
 		    "\",\"stop_reason\":\"%s\",\"prompt_tokens\":%d,\"reused_tokens\":%d,"
 		    "\"gen_tokens\":%d,\"dropped_turns\":%d,\"shifts\":%d,\"prefill_ms\":%.3f,"
 		    "\"prefill_tps\":%.3f,\"ttft_ms\":%.3f,\"decode_ms\":%.3f,\"decode_tps\":%.3f,"
-		    "\"restored_tokens\":%d,\"restore_ms\":%.3f}\n",
+		    "\"restored_tokens\":%d,\"restore_ms\":%.3f,\"reasoning\":",
 		    engine_stop_reason_name(s->stop_reason), s->prompt_tokens, s->reused_tokens,
 		    s->gen_tokens, s->dropped_turns, s->shifts, s->prefill_ms, s->prefill_tps,
 		    s->ttft_ms, s->decode_ms, s->decode_tps, s->restored_tokens, s->restore_ms);
-	fwrite(o.buf, 1, o.len, stdout);
-	fflush(stdout);
+	/* the reply's thinking, null when it did not think */
+	if (done->reasoning_text) {
+		strbuf_addch(&o, '"');
+		strbuf_add_json_escaped(&o, done->reasoning_text, done->reasoning_len);
+		strbuf_addstr(&o, "\"}\n");
+	} else {
+		strbuf_addstr(&o, "null}\n");
+	}
+	out_write(o.buf, o.len);
 	strbuf_release(&o);
+}
+
+/*
+ * Turns from..n-1 of a batch that stopped (a turn refused, e.g. its prompt
+ * no longer fits the context with context_overflow: stop): each gets its
+ * outcome, so that no turn is silently dropped.  With --json, one line per
+ * turn still, its reply null and the reason in "error"; on stderr, which
+ * turns are not answered.
+ */
+static void unanswered(const struct config *cfg, const struct convo *turns, int from, int failed,
+		       const char *why)
+{
+	if (from >= turns->n)
+		return;
+	if (from + 1 == turns->n)
+		report("turn %d is not answered", from + 1);
+	else
+		report("turns %d to %d are not answered", from + 1, turns->n);
+	if (!cfg->json)
+		return;
+	for (int t = from; t < turns->n && !out_gone(); t++) {
+		struct strbuf o = STRBUF_INIT;
+		strbuf_addf(&o, "{\"turn\":%d,\"prompt\":\"", t + 1);
+		strbuf_add_json_escaped(&o, turns->m[t].text, strlen(turns->m[t].text));
+		strbuf_addstr(&o, "\",\"reply\":null,\"error\":\"");
+		if (t + 1 == failed && why && *why)
+			strbuf_add_json_escaped(&o, why, strlen(why));
+		else
+			strbuf_addf(&o, "not run: turn %d failed", failed);
+		strbuf_addstr(&o, "\"}\n");
+		out_write(o.buf, o.len);
+		strbuf_release(&o);
+	}
 }
 
 /* Wait for READY; 0, or -1 after printing the error. */
@@ -387,15 +451,18 @@ static int wait_ready(struct engine *e, int verbose)
  * *done gets the DONE event.  0, or -1 after printing an ERROR.
  */
 static int run_turn(struct engine *e, const struct config *cfg, struct convo *c, struct hist *h,
-		    struct engine_event *done)
+		    struct engine_event *done, struct strbuf *why)
 {
 	struct engine_request rq;
-	struct strbuf shown = STRBUF_INIT;
+	struct strbuf shown = STRBUF_INIT, thought = STRBUF_INIT;
+	size_t saved_thought = 0;
 	int64_t mid = -1;
 	double last_save = time_now_ms();
+	int tty = untrusted_tty(stdout);
 
 	if (config_to_request(cfg, &cfg->sampling, &rq) < 0) {
 		report("%s", error_message());
+		strbuf_addstr(why, error_message());
 		return -1;
 	}
 	rq.messages = c->m;
@@ -411,6 +478,7 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 	if (engine_submit(e, &rq) < 0) {
 		log_error("batch: request refused: %s", error_message());
 		report("%s", error_message());
+		strbuf_addstr(why, error_message());
 		return -1;
 	}
 	log_debug("batch: request of %d messages", rq.n_messages);
@@ -423,43 +491,73 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 		int got;
 		wait_event(e, &ev, 1000, &got);
 		if (h->st && mid > 0 && time_now_ms() - last_save >= 1000.0) {
-			if (store_message_update(h->st, mid, shown.buf, shown.len) < 0)
+			if (store_message_update(h->st, mid, shown.buf, shown.len) < 0 ||
+			    (thought.len != saved_thought &&
+			     store_message_set_reasoning(h->st, mid, thought.buf, thought.len) < 0))
 				hist_fail(h);
+			saved_thought = thought.len;
 			last_save = time_now_ms();
 		}
 		if (!got)
 			continue;
-		if (ev.type == ENGINE_EV_TOKEN) {
-			strbuf_add(&shown, ev.text, ev.len);
-			if (!cfg->json) {
-				fwrite(ev.text, 1, ev.len, stdout);
-				fflush(stdout);
+		if (ev.type == ENGINE_EV_TOKEN && ev.reasoning) {
+			strbuf_add(&thought, ev.text, ev.len);
+			if (!cfg->json && cfg->reasoning != BATCH_REASONING_HIDE) {
+				if (cfg->reasoning == BATCH_REASONING_STDERR)
+					put_reply(stderr, ev.text, ev.len, untrusted_tty(stderr));
+				else
+					put_reply(stdout, ev.text, ev.len, tty);
 			}
+		} else if (ev.type == ENGINE_EV_TOKEN) {
+			if (!cfg->json) {
+				/* shown thinking ends; a blank line, then the answer */
+				if (!shown.len && thought.len &&
+				    cfg->reasoning != BATCH_REASONING_HIDE) {
+					FILE *f = cfg->reasoning == BATCH_REASONING_STDERR ? stderr
+											   : stdout;
+					fputs(thought.buf[thought.len - 1] == '\n' ? "\n" : "\n\n",
+					      f);
+					fflush(f);
+				}
+				/* nobody can read the rest: stop (the reply so
+				 * far is saved as cancelled) */
+				put_reply(stdout, ev.text, ev.len, tty);
+				if (out_gone())
+					engine_cancel(e);
+			}
+			strbuf_add(&shown, ev.text, ev.len);
 		} else if (ev.type == ENGINE_EV_WARNING) {
 			warning("%s", ev.text);
 		} else if (ev.type == ENGINE_EV_KV_SAVED) {
 			on_kv_saved(h, &ev); /* the previous turn's */
 		} else if (ev.type == ENGINE_EV_ERROR) {
 			report("%s", ev.text);
+			strbuf_addstr(why, ev.text);
 			if (h->st && mid > 0 &&
 			    store_message_finish(h->st, mid, shown.buf, shown.len, STORE_ERROR,
 						 NULL) < 0)
 				hist_fail(h);
 			engine_event_free(&ev);
 			strbuf_release(&shown);
+			strbuf_release(&thought);
 			return -1;
 		} else if (ev.type == ENGINE_EV_DONE) {
 			/* a reply cut short after a cancel: show the rest of it */
 			if (!cfg->json && ev.len > shown.len &&
 			    !memcmp(ev.text, shown.buf, shown.len))
-				fwrite(ev.text + shown.len, 1, ev.len - shown.len, stdout);
+				put_reply(stdout, ev.text + shown.len, ev.len - shown.len, tty);
 			*done = ev;
 			h->kv_pending = rq.session != NULL;
 			break;
 		}
 		engine_event_free(&ev);
 	}
+	/* thinking on stderr ends its line, as the answer on stdout does */
+	if (!cfg->json && cfg->reasoning == BATCH_REASONING_STDERR && thought.len &&
+	    thought.buf[thought.len - 1] != '\n')
+		fputc('\n', stderr);
 	strbuf_release(&shown);
+	strbuf_release(&thought);
 	const struct engine_stats *s = &done->stats;
 	log_debug("batch: reply done: %s, %d prompt tokens (%d reused, %d turns dropped), %d "
 		  "generated",
@@ -476,7 +574,9 @@ static int run_turn(struct engine *e, const struct config *cfg, struct convo *c,
 					   : s->stop_reason == ENGINE_STOP_ERROR   ? STORE_ERROR
 										   : STORE_COMPLETE;
 		if (store_message_finish(h->st, mid, done->text ? done->text : "", done->len,
-					 status, &ss) < 0)
+					 status, &ss) < 0 ||
+		    store_message_set_reasoning(h->st, mid, done->reasoning_text,
+						done->reasoning_len) < 0)
 			hist_fail(h);
 	}
 	return 0;
@@ -489,9 +589,21 @@ static int read_turns(const struct config *cfg, struct convo *turns)
 	if (cfg->prompt) {
 		convo_add(turns, ENGINE_ROLE_USER, cfg->prompt, strlen(cfg->prompt));
 	} else {
-		if (strbuf_read_fd(&input, STDIN_FILENO) < 0) {
+		if (strbuf_read_fd(&input, STDIN_FILENO, READ_MAX_STDIN) < 0) {
+			char why[64];
 			strbuf_release(&input);
-			return report_runtime("cannot read standard input: %s", strerror(errno));
+			return report_runtime(
+				"cannot read standard input: %s",
+				strbuf_read_failure(errno, READ_MAX_STDIN, why, sizeof(why)));
+		}
+		/* turns are C strings: a NUL would cut one short, silently */
+		const char *nul = memchr(input.buf, '\0', input.len);
+		if (nul) {
+			size_t at = (size_t)(nul - input.buf);
+			strbuf_release(&input);
+			return report_usage(
+				"standard input has a NUL byte (at byte %zu); batch mode reads text",
+				at);
 		}
 		split_input(input.buf, input.len, cfg->split, turns);
 		strbuf_release(&input);
@@ -539,7 +651,8 @@ static int prepare(const struct config *cfg, struct hist *h, struct convo *c, ch
 	return EXIT_OK;
 }
 
-/* Load the model (or reach the server) with SIGINT cancelling; NULL and
+/* Load the model (or reach the server) with SIGINT, SIGTERM and SIGHUP
+ * cancelling; NULL and
  * *rc set when it did not get ready. */
 static struct engine *start_engine(const struct config *cfg, const char *model,
 				   const struct remote_cfg *remote, const char *kv_dir, int *rc)
@@ -559,11 +672,13 @@ static struct engine *start_engine(const struct config *cfg, const char *model,
 	sig_engine = e;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sigint;
+	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	if (wait_ready(e, cfg->verbose) < 0) {
-		*rc = interrupted ? EXIT_INTERRUPTED : EXIT_RUNTIME;
+		*rc = interrupted ? 128 + interrupted : EXIT_RUNTIME;
 		sig_engine = NULL;
 		engine_close(e);
 		return NULL;
@@ -588,6 +703,8 @@ static void add_totals(struct totals *tot, const struct engine_stats *s)
 static int answer_turns(struct engine *e, const struct config *cfg, const struct convo *turns,
 			struct convo *c, struct hist *h, const char *system, struct totals *tot)
 {
+	struct strbuf why = STRBUF_INIT;
+	int rc = EXIT_OK;
 	for (int t = 0; t < turns->n && !interrupted; t++) {
 		struct engine_event done = { 0 };
 		const char *text = turns->m[t].text;
@@ -598,14 +715,17 @@ static int answer_turns(struct engine *e, const struct config *cfg, const struct
 							  STORE_COMPLETE, NULL) < 0)
 				hist_fail(h);
 		}
-		if (run_turn(e, cfg, c, h, &done) < 0)
-			return EXIT_RUNTIME;
+		if (run_turn(e, cfg, c, h, &done, &why) < 0) {
+			unanswered(cfg, turns, t, t + 1, why.buf);
+			rc = EXIT_RUNTIME;
+			break;
+		}
 		const struct engine_stats *s = &done.stats;
 		if (cfg->json) {
 			print_json(t + 1, text, &done);
 		} else {
 			fputs(t + 1 < turns->n && !interrupted ? "\n\n" : "\n", stdout);
-			fflush(stdout);
+			out_check();
 		}
 		convo_add(c, ENGINE_ROLE_ASSISTANT, done.text ? done.text : "", done.len);
 		add_totals(tot, s);
@@ -617,10 +737,19 @@ static int answer_turns(struct engine *e, const struct config *cfg, const struct
 			warning("reply %d filled the context of %d tokens", t + 1, s->n_ctx);
 		int failed = s->stop_reason == ENGINE_STOP_ERROR;
 		engine_event_free(&done);
-		if (failed)
-			return EXIT_RUNTIME;
+		if (failed) {
+			unanswered(cfg, turns, t + 1, t + 1, NULL);
+			rc = EXIT_RUNTIME;
+			break;
+		}
+		/* the output is gone: no use answering the other turns */
+		if (out_check() < 0 || out_gone())
+			break;
 	}
-	return interrupted ? EXIT_INTERRUPTED : EXIT_OK;
+	strbuf_release(&why);
+	if (rc == EXIT_OK && interrupted)
+		rc = 128 + interrupted;
+	return rc;
 }
 
 int batch_run(struct config *cfg)
@@ -700,7 +829,7 @@ int batch_run(struct config *cfg)
 		engine_event_free(&ev);
 	}
 	if (interrupted && rc == EXIT_OK)
-		rc = EXIT_INTERRUPTED;
+		rc = 128 + interrupted;
 	if (cfg->stats && tot.turns)
 		print_stats(&tot);
 out:

@@ -12,6 +12,7 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg); /* --tokenizer *
 int bench_history(int argc, char **argv, struct config *cfg);   /* --history */
 int bench_engine(int argc, char **argv, struct config *cfg);    /* --cancel, --reuse */
 int bench_cold(int argc, char **argv, struct config *cfg);      /* --cold */
+int bench_kernels(int argc, char **argv, struct config *cfg);   /* --kernels */
 
 /* ---- shared by the benchmarks (bench_util.c) ---- */
 struct strbuf;

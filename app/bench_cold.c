@@ -50,7 +50,7 @@ static const char usage[] =
 	"  -p, --n-prompt N   prompt tokens before the first token (default 8)\n"
 	"  -n, --n-gen N      generated tokens after it (default 16)\n"
 	"  -r, --repetitions N  runs per read-ahead setting (default 3)\n"
-	"  -t, --threads N    compute threads (default: online cores)\n"
+	"  -t, --threads N    compute threads (0, the default: online cores)\n"
 	"  --readahead MODE   on, off or both (default both)\n"
 	"  --format FMT       md (default) or json\n"
 	"  --no-repack        keep the weights in the file's layout: repacked weights\n"
@@ -224,6 +224,8 @@ static struct model_ra_stats hits(const struct setting *s, int which)
 		h.layers_full += x->layers_full;
 		h.requested += x->requested;
 		h.evictions += x->evictions;
+		h.expert_resident += x->expert_resident;
+		h.expert_pages += x->expert_pages;
 	}
 	return h;
 }
@@ -285,11 +287,13 @@ static void print_json(const struct setting *set, int nset, const char *path, co
 			struct model_ra_stats h = hits(s, w);
 			strbuf_addf(&sb,
 				    "\"%s\": {\"resident_pages\": %llu, \"pages\": %llu, "
-				    "\"layers\": %llu, \"layers_full\": %llu}, ",
+				    "\"layers\": %llu, \"layers_full\": %llu, "
+				    "\"expert_resident_pages\": %llu, \"expert_pages\": %llu}, ",
 				    w ? "hits_decode" : "hits_first_token",
 				    (unsigned long long)h.resident, (unsigned long long)h.pages,
-				    (unsigned long long)h.layers,
-				    (unsigned long long)h.layers_full);
+				    (unsigned long long)h.layers, (unsigned long long)h.layers_full,
+				    (unsigned long long)h.expert_resident,
+				    (unsigned long long)h.expert_pages);
 		}
 		/* the helper's count is cumulative per load: the decode figure is the run's total */
 		strbuf_addf(&sb, "\"repacked_bytes\": %llu, ",
@@ -334,6 +338,16 @@ static void print_md(const struct setting *set, int nset, const char *name, cons
 	printf("\n%d runs per setting; ± is the standard deviation.  'resident after drop' is\n"
 	       "the largest share of the file's pages still cached after posix_fadvise(DONTNEED).\n",
 	       set[0].n);
+	for (int k = 0; k < nset; k++) {
+		struct model_ra_stats f = hits(&set[k], 0), d = hits(&set[k], 1);
+		if (f.expert_pages || d.expert_pages)
+			printf("read-ahead %s: pages of the experts the routers chose that were "
+			       "resident when chosen: first token %.1f%%, decode %.1f%% (the layers' "
+			       "figures above leave the experts out)\n",
+			       set[k].readahead ? "on" : "off",
+			       pct(f.expert_resident, f.expert_pages),
+			       pct(d.expert_resident, d.expert_pages));
+	}
 	for (int k = 0; k < nset; k++)
 		if (set[k].readahead && n_active(&set[k]) < set[k].n)
 			printf("read-ahead was declined in %d of %d runs: the weights do not fit in the "

@@ -137,8 +137,11 @@ int bench_tokenizer(int argc, char **argv, struct config *cfg)
 
 	struct strbuf text = STRBUF_INIT;
 	if (textfile) {
-		if (strbuf_read_file(&text, textfile) < 0) {
-			return report_runtime("cannot read '%s': %s", textfile, strerror(errno));
+		if (strbuf_read_file(&text, textfile, READ_MAX_TEXT) < 0) {
+			char why[64];
+			return report_runtime(
+				"cannot read '%s': %s", textfile,
+				strbuf_read_failure(errno, READ_MAX_TEXT, why, sizeof(why)));
 		}
 	} else {
 		make_text(&text, (size_t)size);

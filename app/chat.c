@@ -349,11 +349,21 @@ static void on_key(void *ctx, const struct key *k)
 	case K_TAB: complete(c); break;
 	case K_ESC:
 		if (c->busy)
-			chat_engine_cancel(c);
+			chat_engine_escape(c);
 		break;
+	case K_CTRL_T: {
+		/* collapse -> show -> hide -> collapse */
+		static const char *const names[] = { "collapse", "show", "hide" };
+		c->pane.thinking_view = (c->pane.thinking_view + 1) % 3;
+		c->pane.dirty = 1;
+		chat_hint(c, "thinking: %s (Ctrl-T changes it)", names[c->pane.thinking_view]);
+		break;
+	}
 	case K_CTRL_C:
 		if (c->busy) {
 			chat_engine_cancel(c);
+		} else if (c->next) {
+			chat_engine_stop_load(c);
 		} else if (!input_empty()) {
 			input_set("");
 		} else {
@@ -656,6 +666,9 @@ int chat_run(struct config *cfg)
 	chat_pane_init(&c.pane);
 	c.pane.markdown = 1;
 	c.pane.word_wrap = cfg->ui_word_wrap;
+	c.pane.thinking_view = cfg->ui_thinking == THINKING_SHOW   ? CHAT_THINKING_SHOW
+			       : cfg->ui_thinking == THINKING_HIDE ? CHAT_THINKING_HIDE
+								   : CHAT_THINKING_COLLAPSE;
 	keys_init(&c.keys);
 	picker_init(&c.picker, "", 0);
 	c.st.state = STATE_NO_MODEL;

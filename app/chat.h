@@ -73,6 +73,11 @@ struct chat {
 
 	double esc_since; /* when the keys decoder began waiting for more of a sequence */
 
+	/* the reply's thinking (/think on|off sets cfg->think, which requests read) */
+	double t_think;        /* when the reply in flight began thinking, 0 = it has not */
+	int stop_thinking_put; /* Esc asked the engine to end the thinking */
+	int next_fallback;     /* c->next renders with a built-in format (a WARNING said so) */
+
 	int redraw; /* Ctrl-L: repaint the whole screen */
 	int quit;
 };
@@ -98,6 +103,9 @@ void chat_engine_submit(struct chat *c);
 void chat_engine_send(struct chat *c, const char *text);
 void chat_engine_drain(struct chat *c);
 void chat_engine_cancel(struct chat *c);
+void chat_engine_stop_load(struct chat *c);
+/* Esc: a thinking reply stops thinking and answers; any other stops. */
+void chat_engine_escape(struct chat *c);
 void chat_engine_sample_speed(struct chat *c, double now, int force);
 
 /* chat_session.c */

@@ -34,6 +34,8 @@ static void show_help(struct chat *c)
 			   "  Enter              send the message\n"
 			   "  Alt-Enter, Ctrl-J  new line in the message\n"
 			   "  Esc, Ctrl-C        stop the reply (the partial reply stays)\n"
+			   "  Esc while thinking end the thinking: the model answers now\n"
+			   "  Ctrl-T             the thinking: collapse, show, hide\n"
 			   "  Ctrl-C             clear the input when idle\n"
 			   "  Up, Down           input history\n"
 			   "  PgUp, PgDn, wheel  scroll the conversation\n"
@@ -56,6 +58,8 @@ static void show_settings(struct chat *c)
 		config_sampling_format(&c->sampling, names[i], &sb);
 		strbuf_addch(&sb, '\n');
 	}
+	static const char *const efforts[] = { "auto", "low", "medium", "high" };
+	strbuf_addf(&sb, "%-18s %s\n", "reasoning_effort", efforts[c->cfg->reasoning_effort]);
 	strbuf_addstr(&sb, "Change one with /set KEY VALUE (the ranges of config.yaml).");
 	chat_notice(c, "%s", sb.buf);
 	strbuf_release(&sb);
@@ -75,6 +79,14 @@ static void do_set(struct chat *c, const char *args)
 		;
 	if (!*v) {
 		chat_notice(c, "usage: /set %s VALUE (/set lists the settings)", key.buf);
+	} else if (!strcmp(key.buf, "reasoning_effort")) {
+		/* not a sampling setting: the configuration's key, as /think's */
+		if (config_set(c->cfg, "reasoning_effort", v, "/set") < 0) {
+			chat_notice(c, "%s", error_message());
+			error_clear();
+		} else {
+			chat_hint(c, "reasoning_effort = %s", v);
+		}
 	} else if (config_sampling_set(&c->sampling, key.buf, v) < 0) {
 		struct strbuf names = STRBUF_INIT;
 		const char *const *n = config_sampling_names();
@@ -173,6 +185,53 @@ static void do_system(struct chat *c, const char *args)
 		c->system_prompt = xstrdup(args);
 	chat_hint(c, c->system_prompt ? "system prompt set: it applies from the next reply"
 				      : "system prompt removed");
+}
+
+/* /think: switch thinking (templates with enable_thinking), or how it shows. */
+static void do_think(struct chat *c, const char *args)
+{
+	static const char *const views[] = { "collapse", "show", "hide" };
+	static const char *const switches[] = { "auto", "on", "off" };
+	const struct engine_info *info = c->eng ? engine_info(c->eng) : NULL;
+	for (int i = 0; i < 3; i++) {
+		if (!strcmp(args, views[i])) {
+			c->pane.thinking_view = i;
+			c->pane.dirty = 1;
+			chat_hint(c, "thinking: %s", views[i]);
+			return;
+		}
+		if (!strcmp(args, switches[i])) {
+			/* the setting itself, through the key table: requests
+			 * take it from there (config_to_request) */
+			if (config_set(c->cfg, "think", switches[i], "/think") < 0) {
+				chat_error(c, "%s", error_message());
+				error_clear();
+				return;
+			}
+			if (info && !info->template_thinks && !info->server[0] && i != THINK_AUTO)
+				chat_notice(c,
+					    "This model's chat template does not switch thinking "
+					    "(enable_thinking): /think %s changes nothing for it.",
+					    switches[i]);
+			else
+				chat_hint(c, "thinking %s: it applies from the next reply",
+					  switches[i]);
+			return;
+		}
+	}
+	if (*args) {
+		chat_error(c, "/think takes on, off, auto, show, hide or collapse, not '%s'", args);
+		return;
+	}
+	chat_notice(c,
+		    "Thinking: %s (%s); shown: %s.\n/think on|off|auto switches it for templates "
+		    "that read enable_thinking; /think show|hide|collapse (or Ctrl-T) changes how "
+		    "it shows; Esc while the model thinks makes it answer now.",
+		    switches[c->cfg->think],
+		    info && (info->template_thinks || info->server[0])
+			    ? "the template switches it"
+			    : "the template does not switch it",
+		    views[c->pane.thinking_view]);
 }
 
 static void b64(struct strbuf *out, const unsigned char *s, size_t n)
@@ -433,6 +492,7 @@ static void run_command(struct chat *c, const struct slash_command *k, const cha
 	case SLASH_STATS: do_stats(c); break;
 	case SLASH_MODEL: do_model(c, args); break;
 	case SLASH_SYSTEM: do_system(c, args); break;
+	case SLASH_THINK: do_think(c, args); break;
 	case SLASH_COPY: do_copy(c); break;
 	case SLASH_EXPORT: do_export(c, args); break;
 	case SLASH_REGEN: do_regen(c); break;

@@ -19,6 +19,11 @@
  * then), or its ERROR, when it is dropped and c->eng goes on: a /model
  * that fails never costs the model that works.  Both are resident while
  * the new one loads.
+ *
+ * A template fallback (a WARNING with done 1) stays in the status pane as
+ * "template: fallback" for the model that has it: one from c->next is held
+ * in next_fallback until its READY, so a /model that fails leaves the
+ * notice of the model in use as it was.
  */
 
 /* The status pane's model fields from a ready engine; the session's title,
@@ -57,6 +62,7 @@ void chat_engine_open(struct chat *c, const char *path)
 		c->next = NULL;
 		c->next_path = NULL;
 	}
+	c->next_fallback = 0;
 	if (label.len)
 		config_to_engine(cfg, path, cfg->remote_url, cfg->remote_model, &ec);
 	else
@@ -86,6 +92,8 @@ void chat_engine_open(struct chat *c, const char *path)
 	c->status_dirty = 1;
 	strbuf_release(&label);
 }
+
+#define FALLBACK_NOTICE "template: fallback"
 
 /* Let go of the reply streaming (the engine is going away). */
 static void drop_reply(struct chat *c)
@@ -159,6 +167,8 @@ void chat_engine_submit(struct chat *c)
 	log_debug("chat: request of %d messages to '%s'", n, c->st.model);
 	c->busy = 1;
 	c->dropped_told = 0;
+	c->t_think = 0;
+	c->stop_thinking_put = 0;
 	c->reply = chat_pane_add(&c->pane, CHAT_ASSISTANT, "");
 	c->reply->flags = CHAT_STREAMING;
 	char name[128];
@@ -227,6 +237,12 @@ static void on_next_ready(struct chat *c)
 	log_info("chat: model '%s' ready (%s, %s)", c->model_path, info->name, info->type_name);
 	chat_state_changed(c);
 	status_from_info(c, info);
+	/* the last model's template fallback is not this one's */
+	if (!strcmp(c->st.notice, FALLBACK_NOTICE))
+		c->st.notice[0] = '\0';
+	if (c->next_fallback && !c->st.notice[0])
+		chat_copy_str(c->st.notice, sizeof(c->st.notice), FALLBACK_NOTICE);
+	c->next_fallback = 0;
 	if (info->template_defaulted)
 		chat_notice(c,
 			    "The model has no chat template; using '%s'. Set chat_template: in "
@@ -238,29 +254,61 @@ static void on_next_ready(struct chat *c)
 	}
 }
 
-/* The model loading failed: it is dropped, the one in use (if any) stays. */
-static void on_next_error(struct chat *c, const char *why)
+/*
+ * A load that did not finish (why: the failure; NULL: stopped) leaves the
+ * model in use, if any: it shows again in the status pane and answers a
+ * message that waited for the new one.  The chat says which happened.
+ */
+static void load_ended(struct chat *c, const char *why)
 {
-	log_error("chat: cannot load '%s': %s", c->next_path, why);
 	engine_close(c->next);
 	c->next = NULL;
+	c->next_fallback = 0;
 	chat_state_changed(c);
 	if (c->eng) {
 		status_from_info(c, engine_info(c->eng));
-		chat_error(c, "Cannot load the model: %s\n%s is still the model in use.", why,
-			   c->st.model);
+		if (why)
+			chat_error(c, "Cannot load the model: %s\n%s is still the model in use.",
+				   why, c->st.model);
+		else
+			chat_notice(c, "Loading stopped. %s is still the model in use.",
+				    c->st.model);
 		if (c->pending_send) {
 			c->pending_send = 0;
 			chat_engine_submit(c);
 		}
 	} else {
-		c->st.state = STATE_FAILED;
+		c->st.state = why ? STATE_FAILED : STATE_NO_MODEL;
 		c->pending_send = 0;
-		chat_error(c, "Cannot load the model: %s\nTry another file with /model FILE.", why);
+		if (why)
+			chat_error(c,
+				   "Cannot load the model: %s\nTry another file with /model FILE.",
+				   why);
+		else
+			chat_notice(c, "Loading stopped. /model FILE.gguf loads a model; Ctrl-D "
+				       "quits.");
 	}
 	free(c->next_path);
 	c->next_path = NULL;
 	c->status_dirty = 1;
+}
+
+/* The model loading failed: it is dropped, the one in use (if any) stays. */
+static void on_next_error(struct chat *c, const char *why)
+{
+	log_error("chat: cannot load '%s': %s", c->next_path, why);
+	load_ended(c, why);
+}
+
+/* Ctrl-C while a model loads: the load stops (every phase of it reads the
+ * engine's stop flag, so engine_close returns within moments); the model in
+ * use, if any, stays and answers a message that waited for the new one. */
+void chat_engine_stop_load(struct chat *c)
+{
+	if (!c->next)
+		return;
+	log_info("chat: loading '%s' stopped", c->next_path);
+	load_ended(c, NULL);
 }
 
 /* Say, above the reply, that old turns were left out of the prompt. */
@@ -339,7 +387,15 @@ static void on_done(struct chat *c, const struct engine_event *ev)
 	c->status_dirty = 1;
 
 	if (c->reply) {
-		c->reply->flags &= ~CHAT_STREAMING;
+		c->reply->flags &= ~(CHAT_STREAMING | CHAT_THINKING);
+		/* the thinking as the engine has it (authoritative, as the text) */
+		strbuf_reset(&c->reply->thinking);
+		if (ev->reasoning_text)
+			strbuf_add(&c->reply->thinking, ev->reasoning_text, ev->reasoning_len);
+		if (s->reasoning_tokens)
+			c->reply->think_tokens = s->reasoning_tokens;
+		if (c->t_think > 0 && c->reply->think_ms <= 0)
+			c->reply->think_ms = now - c->t_think;
 		if (s->stop_reason == ENGINE_STOP_CANCELLED)
 			c->reply->flags |= CHAT_STOPPED;
 		else if (s->stop_reason == ENGINE_STOP_ERROR)
@@ -391,7 +447,22 @@ static void on_token(struct chat *c, const struct engine_event *ev, double now)
 			c->st.prompt_tps = c->prompt_total * 1000.0 / (now - c->t_submit);
 		c->st.state = STATE_GENERATING;
 	}
-	chat_pane_append(&c->pane, c->reply, ev->text, ev->len);
+	if (ev->reasoning) {
+		/* thinking: dimmed under a line that counts it */
+		if (!c->t_think)
+			c->t_think = now;
+		c->reply->flags |= CHAT_THINKING;
+		c->reply->think_tokens = ev->done > 0 ? (int)ev->done : c->gen_tokens + 1;
+		c->reply->think_ms = now - c->t_think;
+		chat_pane_append_thinking(&c->pane, c->reply, ev->text, ev->len);
+	} else {
+		if (c->reply->flags & CHAT_THINKING) {
+			/* the answer begins: the thinking folds away */
+			c->reply->flags &= ~CHAT_THINKING;
+			c->reply->think_ms = now - c->t_think;
+		}
+		chat_pane_append(&c->pane, c->reply, ev->text, ev->len);
+	}
 	c->gen_tokens++;
 	c->sample_tokens++;
 	c->st.gen_tokens = c->gen_tokens;
@@ -430,6 +501,21 @@ static void progress(struct chat *c, enum status_state state, const struct engin
 	c->status_dirty = 1;
 }
 
+/* A WARNING from the model in use (next 0) or the one loading (next 1):
+ * said in the transcript; a template fallback also stays in the status pane. */
+static void on_warning(struct chat *c, const struct engine_event *ev, int next)
+{
+	chat_notice(c, "%.*s", (int)ev->len, ev->text ? ev->text : "");
+	if (ev->done != 1)
+		return;
+	if (next) {
+		c->next_fallback = 1; /* the pane says so when it is the model in use */
+	} else if (!c->st.notice[0]) {
+		chat_copy_str(c->st.notice, sizeof(c->st.notice), FALLBACK_NOTICE);
+		c->status_dirty = 1;
+	}
+}
+
 /* The engine wrote (or could not write) a session's KV state after a reply. */
 static void on_kv_saved(struct chat *c, const struct engine_event *ev)
 {
@@ -455,9 +541,7 @@ static void on_event(struct chat *c, struct engine_event *ev)
 	case ENGINE_EV_TOKEN: on_token(c, ev, time_now_ms()); break;
 	case ENGINE_EV_DONE: on_done(c, ev); break;
 	case ENGINE_EV_KV_SAVED: on_kv_saved(c, ev); break;
-	case ENGINE_EV_WARNING:
-		chat_notice(c, "%.*s", (int)ev->len, ev->text ? ev->text : "");
-		break;
+	case ENGINE_EV_WARNING: on_warning(c, ev, 0); break;
 	case ENGINE_EV_ERROR: on_error(c, ev); break;
 	case ENGINE_EV_LOAD_PROGRESS:
 	case ENGINE_EV_READY: break; /* only a model loading (c->next) sends them */
@@ -469,9 +553,7 @@ static void on_next_event(struct chat *c, struct engine_event *ev)
 {
 	switch (ev->type) {
 	case ENGINE_EV_LOAD_PROGRESS: progress(c, STATE_LOADING, ev); break;
-	case ENGINE_EV_WARNING:
-		chat_notice(c, "%.*s", (int)ev->len, ev->text ? ev->text : "");
-		break;
+	case ENGINE_EV_WARNING: on_warning(c, ev, 1); break;
 	case ENGINE_EV_READY: on_next_ready(c); break;
 	case ENGINE_EV_ERROR: on_next_error(c, ev->text ? ev->text : "unknown error"); break;
 	default: break; /* no request goes to a model before it is ready */
@@ -497,6 +579,20 @@ void chat_engine_cancel(struct chat *c)
 		engine_cancel(c->eng);
 		chat_state_hint(c, "stopping\xe2\x80\xa6");
 	}
+}
+
+void chat_engine_escape(struct chat *c)
+{
+	if (!c->busy || !c->eng)
+		return;
+	if (c->reply && (c->reply->flags & CHAT_THINKING) && !c->stop_thinking_put) {
+		/* the model stops thinking and answers; Esc again stops it all */
+		engine_stop_thinking(c->eng);
+		c->stop_thinking_put = 1;
+		chat_state_hint(c, "ending the thinking: the answer comes next (Esc again stops)");
+		return;
+	}
+	chat_engine_cancel(c);
 }
 
 void chat_engine_send(struct chat *c, const char *text)

@@ -121,7 +121,9 @@ void chat_session_reply_progress(struct chat *c, struct chat_msg *m, double now)
 	if (!c->store || !m->id || now - c->last_store_write < 1000)
 		return;
 	c->last_store_write = now;
-	if (store_message_update(c->store, m->id, m->text.buf, m->text.len) < 0)
+	if (store_message_update(c->store, m->id, m->text.buf, m->text.len) < 0 ||
+	    (m->thinking.len &&
+	     store_message_set_reasoning(c->store, m->id, m->thinking.buf, m->thinking.len) < 0))
 		chat_session_fail(c);
 }
 
@@ -138,7 +140,8 @@ void chat_session_reply_end(struct chat *c, struct chat_msg *m, enum store_statu
 		ss.gen_ms = es->decode_ms;
 	}
 	if (store_message_finish(c->store, m->id, m->text.buf, m->text.len, status,
-				 es ? &ss : NULL) < 0)
+				 es ? &ss : NULL) < 0 ||
+	    store_message_set_reasoning(c->store, m->id, m->thinking.buf, m->thinking.len) < 0)
 		chat_session_fail(c);
 }
 
@@ -233,6 +236,8 @@ void chat_session_load(struct chat *c, const char *id, int64_t target)
 			continue;
 		struct chat_msg *m = chat_pane_add(&c->pane, role, sm->content);
 		m->id = sm->id;
+		if (sm->reasoning)
+			strbuf_addstr(&m->thinking, sm->reasoning);
 		/* replies from before palaver recorded their model: the session's */
 		if (role == CHAT_ASSISTANT && (sm->model || ss.model)) {
 			char name[128];
@@ -310,6 +315,7 @@ static void transcript_markdown(struct chat *c, struct strbuf *out)
 			continue;
 		m[n].role = cm->role == CHAT_USER ? "user" : "assistant";
 		m[n].content = cm->text.buf;
+		m[n].reasoning = cm->thinking.len ? cm->thinking.buf : NULL;
 		m[n].model = cm->role == CHAT_ASSISTANT ? cm->label : NULL;
 		m[n].status = cm->flags & CHAT_FAILED    ? STORE_ERROR
 			      : cm->flags & CHAT_STOPPED ? STORE_CANCELLED

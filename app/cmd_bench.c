@@ -15,6 +15,8 @@ int cmd_bench(int argc, char **argv, struct config *cfg)
 			return bench_history(argc, argv, cfg);
 		if (!strcmp(argv[i], "--cold"))
 			return bench_cold(argc, argv, cfg);
+		if (!strcmp(argv[i], "--kernels"))
+			return bench_kernels(argc, argv, cfg);
 		if (!strcmp(argv[i], "--cancel") || !strcmp(argv[i], "--reuse"))
 			return bench_engine(argc, argv, cfg);
 	}

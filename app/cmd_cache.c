@@ -3,6 +3,7 @@
 #include "config.h"
 #include "engine.h"
 #include "report.h"
+#include "untrusted.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -33,9 +34,15 @@ static void format_time(char *buf, size_t n, int64_t ms)
 		snprintf(buf, n, "?");
 }
 
-/* A name read from a file, with control characters shown as '?'. */
+/* A name read from a file, with control characters shown as '?'; on a
+ * terminal through the sanitizing printer (C1 controls and bytes that are
+ * not UTF-8 too). */
 static void print_clean(const char *s)
 {
+	if (untrusted_tty(stdout)) {
+		untrusted_print(stdout, s, strlen(s), 0);
+		return;
+	}
 	for (; *s; s++)
 		putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
 }

@@ -50,10 +50,9 @@ int cmd_config(int argc, char **argv, struct config *cfg)
 	} else {
 		config_print(cfg, &out, with_origin);
 	}
-	fwrite(out.buf, 1, out.len, stdout);
+	int bad = out_write(out.buf, out.len) < 0;
 	strbuf_release(&out);
-	if (fflush(stdout) != 0) {
-		return report_runtime("cannot write the configuration");
-	}
+	if (bad)
+		return EXIT_RUNTIME;
 	return EXIT_OK;
 }

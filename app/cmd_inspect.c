@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "gguf.h"
 #include "report.h"
+#include "untrusted.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -34,49 +35,37 @@ static const char usage[] = "usage: palaver inspect [--json] FILE\n"
 			    "  --json    print one JSON object instead of text\n"
 			    "  -h, --help  show this help\n";
 
-/* JSON string body: escapes, and invalid UTF-8 bytes become U+FFFD. */
+/* JSON string: escapes, and bytes that are not UTF-8 become U+FFFD. */
 static void json_str(struct strbuf *sb, const char *s, uint64_t len)
 {
-	const unsigned char *p = (const unsigned char *)s;
 	strbuf_addch(sb, '"');
-	for (uint64_t i = 0; i < len;) {
-		unsigned char c = p[i];
-		int n = c < 0x80             ? 1
-			: (c & 0xe0) == 0xc0 ? 2
-			: (c & 0xf0) == 0xe0 ? 3
-			: (c & 0xf8) == 0xf0 ? 4
-					     : 0;
-		int ok = n > 0 && i + (uint64_t)n <= len && !(n == 2 && c < 0xc2);
-		for (int k = 1; ok && k < n; k++)
-			ok = (p[i + k] & 0xc0) == 0x80;
-		if (!ok) {
-			strbuf_addstr(sb, "\\ufffd");
-			i++;
-		} else if (n == 1) {
-			strbuf_add_json_escaped(sb, s + i, 1);
-			i++;
-		} else {
-			strbuf_add(sb, s + i, (size_t)n);
-			i += (uint64_t)n;
-		}
-	}
+	strbuf_add_json_escaped(sb, s, (size_t)len);
 	strbuf_addch(sb, '"');
 }
 
-/* Text mode: quoted, escaped, cut after `max` bytes. */
+/* Text mode: quoted, escaped, cut after `max` bytes.  Control characters
+ * (C1 included) and bytes that are not UTF-8 become \xNN: nothing from the
+ * file reaches the terminal as an escape sequence. */
 static void text_str(struct strbuf *sb, const char *s, uint64_t len, uint64_t max)
 {
 	strbuf_addch(sb, '"');
-	for (uint64_t i = 0; i < len && i < max; i++) {
+	for (uint64_t i = 0; i < len && i < max;) {
 		unsigned char c = (unsigned char)s[i];
+		uint32_t cp = 0;
+		size_t n = utf8_valid(s + i, (size_t)(len - i), &cp);
 		if (c == '\n')
 			strbuf_addstr(sb, "\\n");
 		else if (c == '"' || c == '\\')
 			strbuf_addf(sb, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			strbuf_addf(sb, "\\x%02x", c);
-		else
-			strbuf_addch(sb, c);
+		else if (!n || cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
+			for (size_t k = 0; k < (n ? n : 1); k++)
+				strbuf_addf(sb, "\\x%02x", (unsigned char)s[i + k]);
+		} else {
+			strbuf_add(sb, s + i, n);
+			i += n;
+			continue;
+		}
+		i += n ? n : 1;
 	}
 	strbuf_addch(sb, '"');
 	if (len > max)
@@ -235,6 +224,9 @@ static const struct {
 	{ "kv heads", "attention.head_count_kv" },
 	{ "ctx", "context_length" },
 	{ "ffn", "feed_forward_length" },
+	{ "experts", "expert_count" },
+	{ "experts used", "expert_used_count" },
+	{ "expert ffn", "expert_feed_forward_length" },
 	{ "head dim", "attention.key_length" },
 	{ "head dim v", "attention.value_length" },
 	{ "rope dim", "rope.dimension_count" },
@@ -278,6 +270,36 @@ static int64_t vocab_size(const struct gguf *g, const char *arch, const char **f
 		return t->ne[1];
 	}
 	return -1;
+}
+
+/* One expert's size: the bytes of the 3-D expert tensors (blk.N.*_exps.*,
+ * one matrix per expert along ne[2]) over their layers and experts; 0 when
+ * the file has none.  *experts: ne[2] of the first one. */
+static uint64_t expert_bytes(const struct gguf *g, int64_t *experts)
+{
+	uint64_t bytes = 0, layers = 0;
+	int64_t last = -1;
+	*experts = 0;
+	for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(g, i);
+		long l;
+		char *end;
+		if (strncmp(t->name, "blk.", 4) || t->n_dims != 3 || !strstr(t->name, "_exps."))
+			continue;
+		l = strtol(t->name + 4, &end, 10);
+		if (end == t->name + 4 || *end != '.')
+			continue;
+		if (!*experts)
+			*experts = t->ne[2];
+		if (t->ne[2] != *experts)
+			continue; /* not one mixture: leave it out rather than mix sizes */
+		bytes += t->nbytes;
+		if (l != last) {
+			layers++;
+			last = l;
+		}
+	}
+	return layers && *experts > 0 ? bytes / layers / (uint64_t)*experts : 0;
 }
 
 static void shape_str(char *buf, size_t n, const struct gguf_tensor *t, const char *sep)
@@ -383,9 +405,12 @@ static void inspect_json(struct strbuf *out, const struct gguf *g, const char *p
 		json_value(out, g, kv);
 	}
 	const char *from = NULL;
-	int64_t nv = vocab_size(g, arch, &from);
+	int64_t nv = vocab_size(g, arch, &from), n_exp;
+	uint64_t eb = expert_bytes(g, &n_exp);
 	if (nv >= 0)
 		strbuf_addf(out, ", \"vocab_size\": %" PRId64, nv);
+	if (eb)
+		strbuf_addf(out, ", \"expert_bytes\": %" PRIu64, eb);
 	strbuf_addf(out, ", \"supported\": %s}}\n", fam ? "true" : "false");
 }
 
@@ -437,7 +462,9 @@ static void inspect_text(struct strbuf *out, const struct gguf *g, const char *p
 			    format_size(sz, sizeof(sz), by_type[ty].bytes));
 	}
 	const struct arch *fam = arch_find(arch);
-	strbuf_addf(out, "\narchitecture: %s\n", *arch ? arch : "(none)");
+	strbuf_addstr(out, "\narchitecture: ");
+	untrusted_add(out, *arch ? arch : "(none)", strlen(*arch ? arch : "(none)"), 0);
+	strbuf_addch(out, '\n');
 	if (fam)
 		strbuf_addf(out, "  %-12s %s\n", "family", fam->desc);
 	else
@@ -448,7 +475,9 @@ static void inspect_text(struct strbuf *out, const struct gguf *g, const char *p
 		if (kv) {
 			strbuf_addf(out, "  %-12s ", hparams[h].label);
 			text_value(out, g, kv);
-			strbuf_addf(out, "  (%s)\n", key);
+			strbuf_addstr(out, "  (");
+			untrusted_add(out, key, strlen(key), 0);
+			strbuf_addstr(out, ")\n");
 		}
 	}
 	/* the family's own keys, with the value palaver uses when absent */
@@ -467,9 +496,15 @@ static void inspect_text(struct strbuf *out, const struct gguf *g, const char *p
 		}
 	}
 	const char *from = NULL;
-	int64_t nv = vocab_size(g, arch, &from);
+	int64_t nv = vocab_size(g, arch, &from), n_exp;
+	uint64_t eb = expert_bytes(g, &n_exp);
 	if (nv >= 0)
 		strbuf_addf(out, "  %-12s %" PRId64 "  (%s)\n", "vocab", nv, from);
+	if (eb)
+		strbuf_addf(out,
+			    "  %-12s %s  (one of %" PRId64
+			    " experts' gate, up and down in a layer)\n",
+			    "expert size", format_size(sz, sizeof(sz), eb), n_exp);
 }
 
 static int inspect(const char *path, int json)
@@ -484,12 +519,11 @@ static int inspect(const char *path, int json)
 		inspect_json(&out, g, path, &sum);
 	else
 		inspect_text(&out, g, path, &sum);
-	fwrite(out.buf, 1, out.len, stdout);
+	int bad = out_write(out.buf, out.len) < 0;
 	strbuf_release(&out);
 	gguf_close(g);
-	if (fflush(stdout) != 0) {
-		return report_runtime("cannot write the output");
-	}
+	if (bad)
+		return EXIT_RUNTIME;
 	return EXIT_OK;
 }
 

@@ -24,7 +24,7 @@ static const char usage[] =
 	"  --tokens LIST      token ids separated by spaces or commas\n"
 	"  -o, --output FILE  write here instead of standard output\n"
 	"  --all              one row per input token, not only the last\n"
-	"  -t, --threads N    compute threads (default: online cores)\n"
+	"  -t, --threads N    compute threads (0, the default: online cores)\n"
 	"  --ctx N            context length (default: the number of tokens)\n"
 	"  --kv-type TYPE     KV cache element type: f16 (default) or f32\n"
 	"  -h, --help         show this help\n";
@@ -91,7 +91,7 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 		{ "--tokens", NULL, OPT_TEXT, &tokens_arg, 0, 0, NULL },
 		{ "--output", "-o", OPT_TEXT, &out_path, 0, 0, NULL },
 		{ "--all", NULL, OPT_FLAG, &all, 0, 0, NULL },
-		{ "--threads", "-t", OPT_INT, &threads, 1, 1024, NULL },
+		{ "--threads", "-t", OPT_INT, &threads, 0, 1024, NULL }, /* 0: online cores */
 		{ "--ctx", NULL, OPT_INT, &ctx, 1, 1L << 24, NULL },
 		{ "--kv-type", NULL, OPT_CHOICE, &kvt, 0, 0, kv_types },
 		{ NULL, NULL, 0, NULL, 0, 0, NULL },

@@ -32,11 +32,27 @@
  *
  * Weights are approximately normal with std 0.02 (a sum of four uniforms,
  * cheap and close enough), norms are 1.0 and biases small, so that a forward
- * pass through the model stays numerically tame.  Type mixes follow what
+ * pass through the model stays numerically tame.  Token embeddings have unit
+ * RMS per row (std 1, or 1/sqrt(dim) where the family multiplies them by
+ * sqrt(dim)), so that each token's residual stream stays its own: with std
+ * 0.02 the blocks' outputs -- in a random model mostly the attention's
+ * near-uniform average over the context -- swamp the embeddings, every
+ * token looks alike to the layers after the first, and a mixture's routers
+ * send nearly all tokens to the same few experts (measured with 128
+ * experts, 8 used, 256 tokens: 35 experts in use by layer 5 against 128
+ * with unit embeddings), which no trained model does and which would make
+ * the benchmarks of decode and of grouping by expert meaningless.  Type mixes follow what
  * llama.cpp's quantizer does for the same name, so benchmark models look like
  * real ones: Q4_0 files keep output.weight in Q6_K; Q4_K means a Q4_K_M-like
  * mix (output.weight Q6_K; attn_v and ffn_down Q6_K in the first and last
- * eighth of the layers and every third one between); norms stay F32.
+ * eighth of the layers and every third one between); IQ4_NL and IQ4_XS keep
+ * output.weight in Q6_K, and attn_v (when four or more heads share a KV head)
+ * and ffn_down of the first eighth of the layers in Q5_K, as llama.cpp does
+ * without an importance matrix; norms stay F32.  MXFP4 in a mixture of
+ * experts is llama.cpp's MXFP4_MOE (the expert tensors MXFP4, every other
+ * matrix Q8_0, the router F32), as gpt-oss's files are; a dense model has
+ * no expert tensors, so there every matrix but output.weight (Q8_0) is
+ * MXFP4, so that the kernels can be run and measured.
  */
 
 static const char usage[] =
@@ -52,11 +68,17 @@ static const char usage[] =
 	"  --head-dim N    size of one head (qwen3 and gemma3 use more than\n"
 	"                  dim / heads)                                  [dim / heads]\n"
 	"  --ffn N         feed-forward length                           [3 x dim]\n"
+	"  --experts N     a mixture of N experts in place of each FFN (llama:\n"
+	"                  Mixtral's layout)                             [qwen3moe: 8]\n"
+	"  --experts-used K  experts each token goes through             [2]\n"
+	"  --expert-ffn N  one expert's hidden width (qwen3moe; llama's experts\n"
+	"                  are --ffn wide)                               [ffn]\n"
 	"  --ctx N         context length                                [2048]\n"
 	"  --vocab FILE    copy the tokenizer (all tokenizer.* keys) of a GGUF file;\n"
 	"                  the vocabulary size follows it\n"
 	"  --vocab N       vocabulary size without a tokenizer           [512]\n"
-	"  --type T        F32, F16, Q8_0, Q4_0, Q4_K (a Q4_K_M-like mix) or Q6_K  [F32]\n"
+	"  --type T        F32, F16, Q8_0, Q4_0, Q4_K (a Q4_K_M-like mix), Q6_K,\n"
+	"                  IQ4_NL, IQ4_XS (llama.cpp's mixes) or MXFP4    [F32]\n"
 	"  --tied          no output.weight: the output reuses token_embd\n"
 	"  --seed N        random seed                                   [1]\n"
 	"  -h, --help      show this help\n"
@@ -66,9 +88,10 @@ static const char usage[] =
 struct mk_opts {
 	const struct arch *arch;
 	long dim, layers, heads, kv_heads, head_dim, ffn, ctx, vocab;
-	const char *vocab_file; /* NULL: no tokenizer */
-	int type;               /* ggml type id of the weight matrices */
-	int tied;               /* omit output.weight */
+	long experts, experts_used, expert_ffn; /* experts 0: a dense FFN */
+	const char *vocab_file;                 /* NULL: no tokenizer */
+	int type;                               /* ggml type id of the weight matrices */
+	int tied;                               /* omit output.weight */
 	uint64_t seed;
 	const char *out;
 };
@@ -82,6 +105,9 @@ static uint32_t file_type_of(int type)
 	case 2: return 2;   /* MOSTLY_Q4_0 */
 	case 8: return 7;   /* MOSTLY_Q8_0 */
 	case 12: return 15; /* MOSTLY_Q4_K_M */
+	case 20: return 25; /* MOSTLY_IQ4_NL */
+	case 23: return 30; /* MOSTLY_IQ4_XS */
+	case 39: return 38; /* MOSTLY_MXFP4_MOE */
 	default: return 18; /* MOSTLY_Q6_K */
 	}
 }
@@ -120,12 +146,12 @@ static int convert_row(int t, const float *src, void *dst, int64_t n)
 
 /* ---- the model's tensors ---------------------------------------------------- */
 
-enum init_kind { INIT_WEIGHT, INIT_NORM, INIT_BIAS };
+enum init_kind { INIT_WEIGHT, INIT_NORM, INIT_BIAS, INIT_EMBD };
 
 struct mk_tensor {
 	char name[64];
 	int n_dims;
-	int64_t ne[2];
+	int64_t ne[3]; /* ne[2]: experts of a 3-D tensor, else 1 */
 	int type;
 	enum init_kind init;
 };
@@ -138,20 +164,38 @@ static int use_more_bits(long i, long n)
 /* Type of a weight matrix under the file's type mix. */
 static int weight_type(const struct mk_opts *o, const char *name, long layer)
 {
+	if (strstr(name, "ffn_gate_inp.weight")) /* the router: llama.cpp keeps it F32 */
+		return QT_F32;
 	if (o->type == 2 && !strcmp(name, "output.weight"))
 		return 14;
 	if (o->type == 12) {
 		if (!strcmp(name, "output.weight"))
 			return 14;
-		if ((strstr(name, "attn_v.weight") || strstr(name, "ffn_down.weight")) &&
+		/* "ffn_down": the experts' ffn_down_exps too, as llama.cpp matches it */
+		if ((strstr(name, "attn_v.weight") || strstr(name, "ffn_down")) &&
 		    use_more_bits(layer, o->layers))
 			return 14;
 	}
+	if (o->type == QT_IQ4_NL || o->type == QT_IQ4_XS) {
+		if (!strcmp(name, "output.weight"))
+			return QT_Q6_K;
+		if (strstr(name, "attn_v.weight") && o->heads / o->kv_heads >= 4)
+			return QT_Q5_K;
+		if (strstr(name, "ffn_down.weight") && layer < o->layers / 8)
+			return QT_Q5_K;
+	}
+	/* a mixture: llama.cpp's MXFP4_MOE (the experts MXFP4, the rest Q8_0,
+	 * as gpt-oss's files are) */
+	if (o->type == QT_MXFP4 && o->experts)
+		return strstr(name, "_exps.") ? QT_MXFP4 : QT_Q8_0;
+	if (o->type == QT_MXFP4 && !strcmp(name, "output.weight"))
+		return QT_Q8_0;
 	return o->type;
 }
 
 static void add(struct mk_tensor *ts, int *n, const struct mk_opts *o, long layer,
-		const char *suffix, int nd, int64_t ne0, int64_t ne1, enum init_kind init)
+		const char *suffix, int nd, int64_t ne0, int64_t ne1, int64_t ne2,
+		enum init_kind init)
 {
 	struct mk_tensor *t = &ts[(*n)++];
 	if (layer >= 0)
@@ -161,8 +205,9 @@ static void add(struct mk_tensor *ts, int *n, const struct mk_opts *o, long laye
 	t->n_dims = nd;
 	t->ne[0] = ne0;
 	t->ne[1] = ne1;
+	t->ne[2] = ne2;
 	t->init = init;
-	t->type = init == INIT_WEIGHT ? weight_type(o, t->name, layer) : 0;
+	t->type = init == INIT_WEIGHT || init == INIT_EMBD ? weight_type(o, t->name, layer) : 0;
 }
 
 static int64_t dim_of(const struct mk_opts *o, int d)
@@ -178,16 +223,23 @@ static int64_t dim_of(const struct mk_opts *o, int d)
 	case DIM_FF: return o->ffn;
 	case DIM_FF2: return 2 * o->ffn;
 	case DIM_HEAD_K: return hd;
+	case DIM_EXPERT: return o->experts;
+	case DIM_FF_EXP: return o->expert_ffn;
+	case DIM_HEADS: return o->heads;
 	default: return 0;
 	}
 }
 
-/* A file of the family holds this tensor: the required ones, and an
- * optional fused tensor that others are the alternative to. */
-static int written(const struct arch *a, const struct arch_tensor *t)
+/* A file of the family holds this tensor: the required ones, the dense
+ * FFN or the experts', and an optional fused tensor that others are the
+ * alternative to. */
+static int written(const struct mk_opts *o, const struct arch_tensor *t)
 {
+	const struct arch *a = o->arch;
 	if (t->need == NEED_REQ)
 		return 1;
+	if (t->need == NEED_DENSE || t->need == NEED_MOE)
+		return (t->need == NEED_MOE) == (o->experts > 0);
 	if (t->need == NEED_ALT)
 		return 0;
 	for (int i = 0; i < a->n_tensors; i++)
@@ -202,19 +254,22 @@ static struct mk_tensor *plan(const struct mk_opts *o, int *n)
 	const struct arch *a = o->arch;
 	struct mk_tensor *ts = xcalloc((size_t)o->layers * (size_t)a->n_tensors + 3, sizeof(*ts));
 	*n = 0;
-	add(ts, n, o, -1, "token_embd.weight", 2, o->dim, o->vocab, INIT_WEIGHT);
-	add(ts, n, o, -1, "output_norm.weight", 1, o->dim, 1, INIT_NORM);
+	add(ts, n, o, -1, "token_embd.weight", 2, o->dim, o->vocab, 1, INIT_EMBD);
+	add(ts, n, o, -1, "output_norm.weight", 1, o->dim, 1, 1, INIT_NORM);
 	if (!o->tied)
-		add(ts, n, o, -1, "output.weight", 2, o->dim, o->vocab, INIT_WEIGHT);
+		add(ts, n, o, -1, "output.weight", 2, o->dim, o->vocab, 1, INIT_WEIGHT);
 	for (long l = 0; l < o->layers; l++)
 		for (int i = 0; i < a->n_tensors; i++) {
 			const struct arch_tensor *t = &a->tensors[i];
-			if (!written(a, t))
+			if (!written(o, t))
 				continue;
-			int bias = strstr(t->name, ".bias") != NULL;
-			enum init_kind k = t->nd == 2 ? INIT_WEIGHT : bias ? INIT_BIAS : INIT_NORM;
+			/* biases (gpt-oss's experts' are 2-D) and attention sinks
+			 * are small numbers kept in F32, not weights */
+			int bias = strstr(t->name, ".bias") || strstr(t->name, "attn_sinks");
+			enum init_kind k = bias ? INIT_BIAS : t->nd >= 2 ? INIT_WEIGHT : INIT_NORM;
 			add(ts, n, o, l, t->name, t->nd, dim_of(o, t->dim[0]),
-			    t->nd == 2 ? dim_of(o, t->dim[1]) : 1, k);
+			    t->nd >= 2 ? dim_of(o, t->dim[1]) : 1,
+			    t->nd == 3 ? dim_of(o, t->dim[2]) : 1, k);
 		}
 	return ts;
 }
@@ -245,7 +300,20 @@ static int add_metadata(struct gguf_writer *w, const struct mk_opts *o, const st
 	rc |= gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t)o->head_dim);
 	rc |= gguf_writer_add_f32(w, KEY("rope.freq_base"), o->arch->mk_rope_base);
 	rc |= gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->arch->mk_norm_eps);
+	if (o->arch->mk_yarn_factor > 0) {
+		rc |= gguf_writer_add_str(w, KEY("rope.scaling.type"), "yarn", 4);
+		rc |= gguf_writer_add_f32(w, KEY("rope.scaling.factor"), o->arch->mk_yarn_factor);
+		rc |= gguf_writer_add_u32(w, KEY("rope.scaling.original_context_length"),
+					  (uint32_t)o->arch->mk_yarn_ctx);
+	}
 	rc |= gguf_writer_add_u32(w, KEY("vocab_size"), (uint32_t)o->vocab);
+	if (o->experts) {
+		rc |= gguf_writer_add_u32(w, KEY("expert_count"), (uint32_t)o->experts);
+		rc |= gguf_writer_add_u32(w, KEY("expert_used_count"), (uint32_t)o->experts_used);
+		if (o->arch->flags & ARCH_MOE)
+			rc |= gguf_writer_add_u32(w, KEY("expert_feed_forward_length"),
+						  (uint32_t)o->expert_ffn);
+	}
 #undef KEY
 	for (int i = 0; i < o->arch->n_keys; i++) {
 		const struct arch_key *k = &o->arch->keys[i];
@@ -264,16 +332,22 @@ static int add_metadata(struct gguf_writer *w, const struct mk_opts *o, const st
 }
 
 /* Generate, convert and stream one tensor in chunks of rows. */
-static int write_tensor(struct gguf_writer *w, const struct mk_tensor *t, uint64_t seed, int index,
-			float *rowf, void *rowq, size_t row_bytes)
+static int write_tensor(const struct mk_opts *o, struct gguf_writer *w, const struct mk_tensor *t,
+			uint64_t seed, int index, float *rowf, void *rowq, size_t row_bytes)
 {
+	/* embeddings of unit RMS (after the family's sqrt(dim) scale): see DESIGN */
+	float std =
+		t->init == INIT_BIAS ? 0.01f
+		: t->init == INIT_EMBD
+			? (o->arch->flags & ARCH_EMBD_SCALE ? 1.0f / sqrtf((float)o->dim) : 1.0f)
+			: 0.02f;
 	uint64_t s = seed ^ ((uint64_t)(index + 1) * 0xd1342543de82ef95ull);
-	for (int64_t r = 0; r < t->ne[1]; r++) {
+	for (int64_t r = 0; r < t->ne[1] * t->ne[2]; r++) {
 		if (t->init == INIT_NORM) {
 			for (int64_t i = 0; i < t->ne[0]; i++)
 				rowf[i] = 1.0f;
 		} else {
-			fill_normal(&s, rowf, t->ne[0], t->init == INIT_BIAS ? 0.01f : 0.02f);
+			fill_normal(&s, rowf, t->ne[0], std);
 		}
 		if (convert_row(t->type, rowf, rowq, t->ne[0]) < 0 ||
 		    gguf_writer_write_part(w, rowq, row_bytes) < 0)
@@ -312,10 +386,12 @@ static int mkmodel(const struct mk_opts *o)
 	if (add_metadata(w, &opts, voc) < 0)
 		goto out;
 	int64_t max_row = opts.dim > opts.ffn ? opts.dim : opts.ffn;
+	if (opts.expert_ffn > max_row)
+		max_row = opts.expert_ffn;
 	for (int i = 0; i < n; i++) {
 		if (gguf_writer_add_tensor(w, ts[i].name, ts[i].n_dims, ts[i].ne, ts[i].type) < 0)
 			goto out;
-		params += (uint64_t)ts[i].ne[0] * (uint64_t)ts[i].ne[1];
+		params += (uint64_t)ts[i].ne[0] * (uint64_t)ts[i].ne[1] * (uint64_t)ts[i].ne[2];
 		if (ts[i].ne[0] > max_row)
 			max_row = ts[i].ne[0];
 	}
@@ -328,8 +404,9 @@ static int mkmodel(const struct mk_opts *o)
 	if (gguf_writer_begin(w, opts.out) < 0)
 		goto out;
 	for (int i = 0; i < n; i++) {
-		size_t row_bytes = (size_t)(gguf_writer_tensor_bytes(w, i) / (uint64_t)ts[i].ne[1]);
-		if (write_tensor(w, &ts[i], opts.seed, i, rowf, rowq, row_bytes) < 0)
+		size_t row_bytes = (size_t)(gguf_writer_tensor_bytes(w, i) /
+					    ((uint64_t)ts[i].ne[1] * (uint64_t)ts[i].ne[2]));
+		if (write_tensor(&opts, w, &ts[i], opts.seed, i, rowf, rowq, row_bytes) < 0)
 			goto out;
 	}
 	if (gguf_writer_finish(w) < 0)
@@ -351,6 +428,48 @@ out:
 
 /* ---- options ------------------------------------------------------------------ */
 
+/* The mixture's shape from --experts, --experts-used, --expert-ffn and the
+ * family: qwen3moe is always a mixture (8 experts unless told), llama is
+ * one when given experts, and its experts are --ffn wide (llama.cpp reads
+ * no expert width for llama); other families have none. */
+static int mk_experts(struct mk_opts *o)
+{
+	const struct arch *a = o->arch;
+	int has_moe = 0;
+	for (int i = 0; i < a->n_tensors; i++)
+		has_moe |= a->tensors[i].need == NEED_MOE;
+	if (!o->experts && (a->flags & ARCH_MOE))
+		o->experts = 8;
+	if ((o->experts || o->experts_used || o->expert_ffn) && !has_moe) {
+		fprintf(stderr, "palaver: mkmodel: family '%s' has no experts\n", a->name);
+		return -1;
+	}
+	if (!o->experts && (o->experts_used || o->expert_ffn)) {
+		fprintf(stderr,
+			"palaver: mkmodel: --experts-used and --expert-ffn need --experts\n");
+		return -1;
+	}
+	if (!o->experts)
+		return 0;
+	if (!o->experts_used)
+		o->experts_used = o->experts < 2 ? o->experts : 2;
+	if (o->experts_used > o->experts) {
+		fprintf(stderr, "palaver: mkmodel: --experts-used %ld exceeds --experts %ld\n",
+			o->experts_used, o->experts);
+		return -1;
+	}
+	if (!(a->flags & ARCH_MOE) && o->expert_ffn && o->expert_ffn != o->ffn) {
+		fprintf(stderr,
+			"palaver: mkmodel: %s's experts are --ffn wide: give --ffn, not "
+			"--expert-ffn\n",
+			a->name);
+		return -1;
+	}
+	if (!o->expert_ffn)
+		o->expert_ffn = o->ffn;
+	return 0;
+}
+
 static int parse_count(const char *opt, const char *v, long max, long *out)
 {
 	if (!v || parse_long(v, out) < 0 || *out < 1 || *out > max) {
@@ -366,8 +485,16 @@ static int parse_type(const char *v, int *out)
 		const char *name;
 		int id;
 	} types[] = {
-		{ "F32", 0 },   { "F16", 1 },     { "Q4_0", 2 },  { "Q8_0", 8 },
-		{ "Q4_K", 12 }, { "Q4_K_M", 12 }, { "Q6_K", 14 },
+		{ "F32", 0 },
+		{ "F16", 1 },
+		{ "Q4_0", 2 },
+		{ "Q8_0", 8 },
+		{ "Q4_K", 12 },
+		{ "Q4_K_M", 12 },
+		{ "Q6_K", 14 },
+		{ "IQ4_NL", QT_IQ4_NL },
+		{ "IQ4_XS", QT_IQ4_XS },
+		{ "MXFP4", QT_MXFP4 },
 	};
 	for (size_t i = 0; v && i < sizeof(types) / sizeof(types[0]); i++) {
 		if (!strcasecmp(v, types[i].name)) {
@@ -375,7 +502,7 @@ static int parse_type(const char *v, int *out)
 			return 0;
 		}
 	}
-	report("mkmodel: --type must be F32, F16, Q8_0, Q4_0, Q4_K or Q6_K");
+	report("mkmodel: --type must be F32, F16, Q8_0, Q4_0, Q4_K, Q6_K, IQ4_NL, IQ4_XS or MXFP4");
 	return -1;
 }
 
@@ -413,6 +540,12 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 			rc = parse_count(a, val, 4096, &o.kv_heads);
 		} else if (!strcmp(a, "--ffn")) {
 			rc = parse_count(a, val, 1 << 22, &o.ffn);
+		} else if (!strcmp(a, "--experts")) {
+			rc = parse_count(a, val, 4096, &o.experts);
+		} else if (!strcmp(a, "--experts-used")) {
+			rc = parse_count(a, val, 4096, &o.experts_used);
+		} else if (!strcmp(a, "--expert-ffn")) {
+			rc = parse_count(a, val, 1 << 22, &o.expert_ffn);
 		} else if (!strcmp(a, "--ctx")) {
 			rc = parse_count(a, val, 1 << 24, &o.ctx);
 		} else if (!strcmp(a, "--vocab")) {
@@ -469,6 +602,8 @@ int cmd_mkmodel(int argc, char **argv, struct config *cfg)
 	}
 	if (!o.head_dim)
 		o.head_dim = o.dim / o.heads;
+	if (mk_experts(&o) < 0)
+		return EXIT_USAGE;
 	if (o.head_dim % 2) {
 		report("mkmodel: the head size %ld must be even", o.head_dim);
 		return EXIT_USAGE;

@@ -4,6 +4,7 @@
 #include "engine.h"
 #include "options.h"
 #include "report.h"
+#include "untrusted.h"
 #include "strbuf.h"
 
 #include <stdio.h>
@@ -52,9 +53,15 @@ int cmd_models(int argc, char **argv, struct config *cfg)
 		return report_failure(EXIT_RUNTIME);
 	}
 	struct strbuf out = STRBUF_INIT;
+	int tty = untrusted_tty(stdout);
 	for (int i = 0; i < n; i++) {
 		if (!json) {
-			strbuf_addf(&out, "%s\n", m[i].id);
+			/* the server's names: on a terminal, made safe for it */
+			if (tty)
+				untrusted_add(&out, m[i].id, strlen(m[i].id), 0);
+			else
+				strbuf_addstr(&out, m[i].id);
+			strbuf_addch(&out, '\n');
 			continue;
 		}
 		strbuf_addstr(&out, "{\"id\":\"");
@@ -70,10 +77,7 @@ int cmd_models(int argc, char **argv, struct config *cfg)
 		strbuf_addf(&out, ",\"context\":%d}\n", m[i].n_ctx);
 	}
 	engine_models_free(m, n);
-	fwrite(out.buf, 1, out.len, stdout);
+	int bad = out_write(out.buf, out.len) < 0;
 	strbuf_release(&out);
-	if (fflush(stdout) != 0) {
-		return report_runtime("cannot write the list of models");
-	}
-	return EXIT_OK;
+	return bad ? EXIT_RUNTIME : EXIT_OK;
 }

@@ -35,7 +35,7 @@ static const char usage[] =
 	"  -f, --file TEXT    the text file\n"
 	"  --ctx N            window length in tokens (default 512)\n"
 	"  --chunks N         evaluate at most N windows (default: all)\n"
-	"  -t, --threads N    compute threads (default: online cores)\n"
+	"  -t, --threads N    compute threads (0, the default: online cores)\n"
 	"  -h, --help         show this help\n";
 
 #define SCORE_BATCH 64 /* rows of logits computed at once in the scored half */
@@ -62,7 +62,7 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 		{ "--file", "-f", OPT_TEXT, &text_path, 0, 0, NULL },
 		{ "--ctx", "-c", OPT_INT, &ctx, 4, 1L << 24, NULL },
 		{ "--chunks", NULL, OPT_INT, &max_chunks, 1, 1L << 30, NULL },
-		{ "--threads", "-t", OPT_INT, &threads, 1, 1024, NULL },
+		{ "--threads", "-t", OPT_INT, &threads, 0, 1024, NULL }, /* 0: online cores */
 		{ NULL, NULL, 0, NULL, 0, 0, NULL },
 	};
 	int parsed = options_parse(argc, argv, opts, usage, "perplexity",
@@ -76,8 +76,10 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 				    !model_path ? "-m FILE" : "-f TEXT");
 	}
 	struct strbuf text = STRBUF_INIT;
-	if (strbuf_read_file(&text, text_path) < 0) {
-		return report_runtime("cannot read '%s': %s", text_path, strerror(errno));
+	if (strbuf_read_file(&text, text_path, READ_MAX_TEXT) < 0) {
+		char why[64];
+		return report_runtime("cannot read '%s': %s", text_path,
+				      strbuf_read_failure(errno, READ_MAX_TEXT, why, sizeof(why)));
 	}
 
 	struct model_params mp;

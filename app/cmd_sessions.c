@@ -7,6 +7,7 @@
 #include "report.h"
 #include "store.h"
 #include "strbuf.h"
+#include "untrusted.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -40,6 +41,7 @@ struct sub {
 	const char *help;       /* the rest */
 	int min_args, max_args; /* operands, -1 = any */
 	int (*fn)(struct store *st, int argc, char **argv);
+	int reads_only; /* opens the history read-only: works without write access */
 };
 
 /* Options shared by the subcommands, filled by parse_args. */
@@ -74,6 +76,31 @@ static int runtime_error(void)
 	return report_failure(EXIT_RUNTIME);
 }
 
+/* Titles, previews and messages may come from an imported file: on a
+ * terminal they go through the sanitizing printer. */
+static void put(const char *s, unsigned flags)
+{
+	untrusted_print(stdout, s, strlen(s), flags);
+}
+
+/* A search snippet: the highlight marks store_search() put in are ours,
+ * the text between them is the message's. */
+static void put_snippet(const char *s, const char *on, const char *off)
+{
+	while (*s) {
+		const char *a = strstr(s, on), *b = strstr(s, off);
+		const char *mark = a && (!b || a < b) ? a : b;
+		size_t ml = mark == a ? strlen(on) : strlen(off);
+		if (!mark) {
+			put(s, 0);
+			return;
+		}
+		untrusted_print(stdout, s, (size_t)(mark - s), 0);
+		fwrite(mark, 1, ml, stdout);
+		s = mark + ml;
+	}
+}
+
 static int do_list(struct store *st, int argc, char **argv)
 {
 	struct store_session *s;
@@ -90,10 +117,12 @@ static int do_list(struct store *st, int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		char when[32];
 		format_time(when, sizeof(when), s[i].updated_ms);
-		printf("%-8s  %-16s  %5" PRId64 "  %s", s[i].id, when, s[i].message_count,
-		       *s[i].title ? s[i].title : "(untitled)");
-		if (*s[i].preview && strcmp(s[i].preview, s[i].title))
-			printf(" — %s", s[i].preview);
+		printf("%-8s  %-16s  %5" PRId64 "  ", s[i].id, when, s[i].message_count);
+		put(*s[i].title ? s[i].title : "(untitled)", 0);
+		if (*s[i].preview && strcmp(s[i].preview, s[i].title)) {
+			printf(" — ");
+			put(s[i].preview, 0);
+		}
 		putchar('\n');
 	}
 	store_sessions_free(s, n);
@@ -115,40 +144,62 @@ static int do_show(struct store *st, int argc, char **argv)
 		store_session_free(&ss);
 		return runtime_error();
 	}
-	printf("session %s: %s\n", ss.id, *ss.title ? ss.title : "(untitled)");
+	printf("session %s: ", ss.id);
+	put(*ss.title ? ss.title : "(untitled)", 0);
+	putchar('\n');
 	format_time(when, sizeof(when), ss.created_ms);
 	printf("created %s", when);
 	format_time(when, sizeof(when), ss.updated_ms);
 	printf(", updated %s, %" PRId64 " messages\n", when, ss.message_count);
-	if (ss.model)
-		printf("model: %s\n", ss.model);
-	if (ss.sampling)
-		printf("sampling: %s\n", ss.sampling);
-	if (ss.system_prompt)
-		printf("system prompt: %s\n", ss.system_prompt);
+	if (ss.model) {
+		printf("model: ");
+		put(ss.model, 0);
+		putchar('\n');
+	}
+	if (ss.sampling) {
+		printf("sampling: ");
+		put(ss.sampling, 0);
+		putchar('\n');
+	}
+	if (ss.system_prompt) {
+		printf("system prompt: ");
+		put(ss.system_prompt, UNTRUSTED_MULTILINE);
+		putchar('\n');
+	}
 	struct strbuf kv = STRBUF_INIT;
 	struct stat kst;
 	if (store_session_kv_state(st, id, &kv) == 0 && kv.len) {
 		char size[32];
-		if (stat(kv.buf, &kst) == 0)
-			printf("saved KV cache: %s (%s)\n", kv.buf,
-			       format_size(size, sizeof(size), (uint64_t)kst.st_size));
-		else
-			printf("saved KV cache: %s (gone: evicted or cleared)\n", kv.buf);
+		if (stat(kv.buf, &kst) == 0) {
+			printf("saved KV cache: ");
+			put(kv.buf, 0);
+			printf(" (%s)\n", format_size(size, sizeof(size), (uint64_t)kst.st_size));
+		} else {
+			printf("saved KV cache: ");
+			put(kv.buf, 0);
+			printf(" (gone: evicted or cleared)\n");
+		}
 	}
 	error_clear();
 	strbuf_release(&kv);
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(m[i].content);
-		printf("\n%s", m[i].role);
-		if (m[i].model)
-			printf(" (%s)", m[i].model);
+		putchar('\n');
+		put(m[i].role, 0);
+		if (m[i].model) {
+			fputs(" (", stdout);
+			put(m[i].model, 0);
+			putchar(')');
+		}
 		if (m[i].status != STORE_COMPLETE)
 			printf(" (%s)", store_status_name(m[i].status));
 		if (m[i].stats.gen_tokens && m[i].stats.gen_ms > 0)
 			printf(" [%d tokens, %.1f tokens/s]", m[i].stats.gen_tokens,
 			       store_stats_tps(&m[i].stats));
-		printf(":\n%s%s", m[i].content, len && m[i].content[len - 1] == '\n' ? "" : "\n");
+		printf(":\n");
+		put(m[i].content, UNTRUSTED_MULTILINE);
+		if (!len || m[i].content[len - 1] != '\n')
+			putchar('\n');
 	}
 	store_messages_free(m, n);
 	store_session_free(&ss);
@@ -167,8 +218,8 @@ static int do_search(struct store *st, int argc, char **argv)
 			strbuf_addch(&q, ' ');
 		strbuf_addstr(&q, argv[i]);
 	}
-	if (store_search(st, q.buf, (size_t)opt.limit, color ? "\033[1m" : "[",
-			 color ? "\033[0m" : "]", &h, &n) < 0) {
+	const char *on = color ? "\033[1m" : "[", *off = color ? "\033[0m" : "]";
+	if (store_search(st, q.buf, (size_t)opt.limit, on, off, &h, &n) < 0) {
 		strbuf_release(&q);
 		return runtime_error();
 	}
@@ -177,8 +228,13 @@ static int do_search(struct store *st, int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		char when[32];
 		format_time(when, sizeof(when), h[i].updated_ms);
-		printf("%s  %s  #%" PRId64 " %s  %s\n    %s\n", h[i].session_id, when, h[i].seq,
-		       h[i].role, *h[i].title ? h[i].title : "(untitled)", h[i].snippet);
+		printf("%s  %s  #%" PRId64 " ", h[i].session_id, when, h[i].seq);
+		put(h[i].role, 0);
+		printf("  ");
+		put(*h[i].title ? h[i].title : "(untitled)", 0);
+		printf("\n    ");
+		put_snippet(h[i].snippet, on, off);
+		putchar('\n');
 	}
 	store_hits_free(h, n);
 	strbuf_release(&q);
@@ -227,8 +283,15 @@ static int do_export(struct store *st, int argc, char **argv)
 				rc = EXIT_RUNTIME;
 			}
 		}
-	} else if (write_all(stdout, out.buf, out.len, "standard output") < 0) {
-		rc = EXIT_RUNTIME;
+	} else if (fmt == STORE_FORMAT_MARKDOWN && untrusted_tty(stdout)) {
+		struct strbuf safe = STRBUF_INIT;
+		untrusted_add(&safe, out.buf, out.len, UNTRUSTED_MULTILINE);
+		if (out_write(safe.buf, safe.len) < 0)
+			rc = EXIT_RUNTIME;
+		strbuf_release(&safe);
+	} else {
+		if (out_write(out.buf, out.len) < 0)
+			rc = EXIT_RUNTIME;
 	}
 	strbuf_release(&out);
 	return rc;
@@ -263,10 +326,12 @@ static int do_import(struct store *st, int argc, char **argv)
 	char id[STORE_ID_SIZE];
 	int r;
 	(void)argc;
-	r = !strcmp(argv[0], "-") ? strbuf_read_fd(&in, STDIN_FILENO)
-				  : strbuf_read_file(&in, argv[0]);
+	r = !strcmp(argv[0], "-") ? strbuf_read_fd(&in, STDIN_FILENO, READ_MAX_IMPORT)
+				  : strbuf_read_file(&in, argv[0], READ_MAX_IMPORT);
 	if (r < 0) {
-		report("cannot read '%s': %s", argv[0], strerror(errno));
+		char why[64];
+		report("cannot read '%s': %s", argv[0],
+		       strbuf_read_failure(errno, READ_MAX_IMPORT, why, sizeof(why)));
 		strbuf_release(&in);
 		return EXIT_RUNTIME;
 	}
@@ -350,8 +415,12 @@ static int do_delete(struct store *st, int argc, char **argv)
 			store_session_free(&ss);
 			return EXIT_USAGE;
 		}
-		fprintf(stderr, "Delete session %s '%s' (%" PRId64 " messages)? [y/N] ", id,
-			*ss.title ? ss.title : "(untitled)", ss.message_count);
+		struct strbuf t = STRBUF_INIT;
+		untrusted_add(&t, *ss.title ? ss.title : "(untitled)",
+			      strlen(*ss.title ? ss.title : "(untitled)"), 0);
+		fprintf(stderr, "Delete session %s '%s' (%" PRId64 " messages)? [y/N] ", id, t.buf,
+			ss.message_count);
+		strbuf_release(&t);
 		fflush(stderr);
 		if (!fgets(line, sizeof(line), stdin) || (line[0] != 'y' && line[0] != 'Y')) {
 			report("session %s kept", id);
@@ -377,31 +446,31 @@ static const struct sub subs[] = {
 	{ "list", "palaver sessions [list] [--limit N]",
 	  "List saved sessions, most recently updated first: id, last update, number of\n"
 	  "messages, title and a preview of the last message.\n",
-	  0, 0, do_list },
+	  0, 0, do_list, 1 },
 	{ "show", "palaver sessions show ID",
-	  "Print a session's messages with their status and speed.\n", 1, 1, do_show },
+	  "Print a session's messages with their status and speed.\n", 1, 1, do_show, 1 },
 	{ "search", "palaver sessions search [--limit N] QUERY...",
 	  "Full-text search over every message, best match first.  The words are\n"
 	  "matched as plain words (all must occur; quotes and operators are text); a\n"
 	  "word ending in '*' matches as a prefix.  Exit status 1 when nothing matches.\n",
-	  1, -1, do_search },
+	  1, -1, do_search, 1 },
 	{ "export", "palaver sessions export ID [--format md|json] [-o FILE]",
 	  "Write a session as Markdown (default) or JSON to standard output or FILE.\n"
 	  "The JSON form can be read back with 'palaver sessions import'.\n",
-	  1, 1, do_export },
+	  1, 1, do_export, 1 },
 	{ "import", "palaver sessions import FILE",
 	  "Read a session exported as JSON ('-' for standard input) and print its id.\n"
 	  "It keeps its id unless that id is already in use.\n",
-	  1, 1, do_import },
+	  1, 1, do_import, 0 },
 	{ "rename", "palaver sessions rename ID TITLE...",
 	  "Give a session a title; it no longer follows the first user message.\n", 2, -1,
-	  do_rename },
+	  do_rename, 0 },
 	{ "delete", "palaver sessions delete ID [--yes]",
 	  "Delete a session, its messages and its saved KV caches.  Asks for\n"
 	  "confirmation on a terminal; without a terminal it refuses unless --yes is\n"
 	  "given.\n",
-	  1, 1, do_delete },
-	{ NULL, NULL, NULL, 0, 0, NULL },
+	  1, 1, do_delete, 0 },
+	{ NULL, NULL, NULL, 0, 0, NULL, 0 },
 };
 
 static void print_sub_help(const struct sub *s)
@@ -515,8 +584,14 @@ static int parse_args(int argc, char **argv, const struct sub *s, int *help, str
 				report("%s", error_message());
 				return -1;
 			}
+		} else if (s && (s->fn == do_search || s->fn == do_rename) && a[1] != '-') {
+			/* words of a query or a title may start with '-' ("-dog"):
+			 * what is no option of ours is one of them */
+			argv[n++] = argv[i];
 		} else {
-			report("unknown option '%s' for 'sessions %s'", a, s ? s->name : "");
+			report("unknown option '%s' for 'sessions %s' (put '--' before an operand "
+			       "that starts with '-')",
+			       a, s ? s->name : "");
 			return -1;
 		}
 	}
@@ -580,7 +655,7 @@ int cmd_sessions(int argc, char **argv, struct config *cfg)
 		return report_runtime(
 			"history is disabled (history.enabled: false or --no-history); use 'palaver sessions --history FILE' to read a database");
 	}
-	st = store_open(path);
+	st = s->reads_only ? store_open_readonly(path) : store_open(path);
 	if (!st) {
 		log_error("sessions: history is unavailable: %s", error_message());
 		return report_runtime("history is unavailable: %s", error_message());

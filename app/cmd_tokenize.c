@@ -3,6 +3,7 @@
 #include "config.h"
 #include "gguf.h"
 #include "report.h"
+#include "untrusted.h"
 #include "strbuf.h"
 #include "tokenizer.h"
 #include "xalloc.h"
@@ -31,26 +32,6 @@ static const char usage[] =
 	"      --pre-fallback use gpt-2 splitting rules for an unknown\n"
 	"                     tokenizer.ggml.pre instead of failing\n"
 	"  -h, --help         show this help\n";
-
-/* Print a piece quoted, with bytes that are not printable as \xNN. */
-static void print_piece(const char *p, size_t n)
-{
-	putchar('\'');
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
-		if (c == '\n')
-			fputs("\\n", stdout);
-		else if (c == '\t')
-			fputs("\\t", stdout);
-		else if (c == '\r')
-			fputs("\\r", stdout);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\x%02x", c);
-		else
-			putchar(c);
-	}
-	putchar('\'');
-}
 
 int cmd_tokenize(int argc, char **argv, struct config *cfg)
 {
@@ -105,13 +86,17 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 	if (text) {
 		strbuf_addstr(&in, text);
 	} else if (file && strcmp(file, "-")) {
-		if (strbuf_read_file(&in, file) < 0) {
-			report("cannot read '%s': %s", file, strerror(errno));
+		if (strbuf_read_file(&in, file, READ_MAX_TEXT) < 0) {
+			char why[64];
+			report("cannot read '%s': %s", file,
+			       strbuf_read_failure(errno, READ_MAX_TEXT, why, sizeof(why)));
 			strbuf_release(&in);
 			return EXIT_RUNTIME;
 		}
-	} else if (strbuf_read_fd(&in, STDIN_FILENO) < 0) {
-		report("cannot read standard input: %s", strerror(errno));
+	} else if (strbuf_read_fd(&in, STDIN_FILENO, READ_MAX_TEXT) < 0) {
+		char why[64];
+		report("cannot read standard input: %s",
+		       strbuf_read_failure(errno, READ_MAX_TEXT, why, sizeof(why)));
 		strbuf_release(&in);
 		return EXIT_RUNTIME;
 	}
@@ -153,13 +138,13 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 		size_t len;
 		const char *p = tokenizer_piece(t, ids[k], &len);
 		printf("%6d -> ", ids[k]);
-		print_piece(p, len);
+		untrusted_print_quoted(stdout, p, len);
 		putchar('\n');
 	}
 	if (ids_only)
 		putchar('\n');
 	free(ids);
-	ret = fflush(stdout) ? EXIT_RUNTIME : EXIT_OK;
+	ret = out_check() < 0 ? EXIT_RUNTIME : EXIT_OK;
 out:
 	tokenizer_free(t);
 	if (g)

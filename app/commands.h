@@ -26,6 +26,7 @@ int cmd_sessions(int argc, char **argv, struct config *cfg);
 int cmd_cache(int argc, char **argv, struct config *cfg);
 int cmd_config(int argc, char **argv, struct config *cfg);
 int cmd_mkmodel(int argc, char **argv, struct config *cfg);
+int cmd_template(int argc, char **argv, struct config *cfg);
 int cmd_models(int argc, char **argv, struct config *cfg);
 
 extern const struct command commands[];

@@ -10,6 +10,7 @@
 #include "theme.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,13 @@ struct key {
 static const char *const backend_names[] = { "auto", "cpu", "cuda", NULL };
 static const char *const overflow_names[] = { "stop", "drop-oldest", "shift", NULL };
 static const char *const memory_mode_names[] = { "strict", "warn", NULL };
+const char *const config_isa_names[] = { "auto",   "scalar",      "avx2", "avx512-256",
+					 "avx512", "avx512-vnni", NULL };
 static const char *const level_names[] = { "trace", "debug", "info", "warn", "error", "off", NULL };
+static const char *const think_names[] = { "auto", "on", "off", NULL };
+static const char *const effort_names[] = { "auto", "low", "medium", "high", NULL };
+static const char *const reasoning_names[] = { "hide", "show", "stderr", NULL };
+static const char *const thinking_view_names[] = { "collapse", "show", "hide", NULL };
 
 const char *config_backend_name(enum config_backend b)
 {
@@ -102,6 +109,10 @@ static const struct key keys[] = {
 	  "PALAVER_SYSTEM_PROMPT" },
 	{ "chat_template", NULL, K_STRING, F(chat_template), 0, 0, 0, NULL,
 	  "PALAVER_CHAT_TEMPLATE" },
+	{ "think", NULL, K_ENUM, F(think), 0, 0, 0, think_names, "PALAVER_THINK" },
+	{ "reasoning_effort", NULL, K_ENUM, F(reasoning_effort), 0, 0, 0, effort_names,
+	  "PALAVER_REASONING_EFFORT" },
+	{ "reasoning", NULL, K_ENUM, F(reasoning), 0, 0, 0, reasoning_names, "PALAVER_REASONING" },
 	{ "context_overflow", NULL, K_ENUM, F(context_overflow), 0, 0, 0, overflow_names,
 	  "PALAVER_CONTEXT_OVERFLOW" },
 	{ "keep", NULL, K_INT, F(keep), 0, BIG, 0, NULL, "PALAVER_KEEP" },
@@ -114,6 +125,7 @@ static const struct key keys[] = {
 	  "PALAVER_MEMORY_MODE" },
 	{ "memory.lock", NULL, K_BOOL, F(memory_lock), 0, 0, 0, NULL, "PALAVER_MEMORY_LOCK" },
 	{ "repack", NULL, K_BOOL, F(repack), 0, 0, 0, NULL, "PALAVER_REPACK" },
+	{ "isa", NULL, K_ENUM, F(isa), 0, 0, 0, config_isa_names, "PALAVER_ISA" },
 	{ "history.path", NULL, K_NSTRING, F(history_path), 0, 0, 0, NULL, "PALAVER_HISTORY_PATH" },
 	{ "history.enabled", NULL, K_BOOL, F(history_enabled), 0, 0, 0, NULL,
 	  "PALAVER_HISTORY_ENABLED" },
@@ -123,6 +135,8 @@ static const struct key keys[] = {
 	{ "ui.status_pane", NULL, K_BOOL, F(ui_status_pane), 0, 0, 0, NULL,
 	  "PALAVER_UI_STATUS_PANE" },
 	{ "ui.word_wrap", NULL, K_BOOL, F(ui_word_wrap), 0, 0, 0, NULL, "PALAVER_UI_WORD_WRAP" },
+	{ "ui.thinking", NULL, K_ENUM, F(ui_thinking), 0, 0, 0, thinking_view_names,
+	  "PALAVER_UI_THINKING" },
 	{ "log.file", NULL, K_NSTRING, F(log_file), 0, 0, 0, NULL, "PALAVER_LOG_FILE" },
 	{ "log.level", NULL, K_ENUM, F(log_level), 0, 0, 0, level_names, "PALAVER_LOG_LEVEL" },
 	{ "remote.url", NULL, K_NSTRING, F(remote_url), 0, 0, 0, NULL, "PALAVER_REMOTE_URL" },
@@ -211,6 +225,9 @@ void config_init(struct config *cfg)
 	cfg->sampling.max_tokens = -1;
 	cfg->system_prompt = NULL;
 	cfg->chat_template = xstrdup("auto");
+	cfg->think = THINK_AUTO;
+	cfg->reasoning_effort = EFFORT_AUTO;
+	cfg->reasoning = BATCH_REASONING_HIDE;
 	cfg->context_overflow = OVERFLOW_DROP_OLDEST;
 	cfg->keep = 0;
 	cfg->n_stop = 0;
@@ -226,6 +243,7 @@ void config_init(struct config *cfg)
 	cfg->ui_theme = xstrdup("default");
 	cfg->ui_status_pane = 1;
 	cfg->ui_word_wrap = 1;
+	cfg->ui_thinking = THINKING_COLLAPSE;
 	cfg->log_file = NULL;
 	cfg->log_level = LOG_INFO;
 	cfg->remote_url = NULL;
@@ -796,8 +814,48 @@ static int walk_mapping(struct walk *w, yaml_node_t *map, const char *section)
 	return 0;
 }
 
-/* Parse the file at path (open as fp) into cfg; -1 with error(). */
-static int apply_yaml(struct config *cfg, const char *path, FILE *fp)
+/*
+ * Nesting deeper than this is refused before the document is built:
+ * libyaml's scanner slows down quadratically with depth (100,000 nested
+ * '[' took 53 s) and a configuration needs three levels.  The events are
+ * read one by one and the check stops at the first one too deep, before
+ * the scanner has gone far.
+ */
+#define CONFIG_MAX_DEPTH 32
+
+static int yaml_depth_check(const char *path, const char *text, size_t len)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	int depth = 0, rc = 0;
+	if (!yaml_parser_initialize(&p))
+		return error("cannot initialise the YAML parser");
+	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+	for (;;) {
+		if (!yaml_parser_parse(&p, &ev))
+			break; /* syntax errors are reported by the full parse */
+		yaml_event_type_t t = ev.type;
+		if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+			if (++depth > CONFIG_MAX_DEPTH) {
+				rc = error("%s:%zu:%zu: bad YAML: nested deeper than %d levels",
+					   path, ev.start_mark.line + 1, ev.start_mark.column + 1,
+					   CONFIG_MAX_DEPTH);
+				yaml_event_delete(&ev);
+				break;
+			}
+		} else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+			depth--;
+		}
+		yaml_event_delete(&ev);
+		if (t == YAML_STREAM_END_EVENT)
+			break;
+	}
+	yaml_parser_delete(&p);
+	return rc;
+}
+
+/* Parse the text of the file at path into cfg; -1 with error(). */
+static int apply_yaml(struct config *cfg, const char *path, const char *text, size_t len)
 {
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -805,21 +863,19 @@ static int apply_yaml(struct config *cfg, const char *path, FILE *fp)
 	struct walk w = { path, &doc, cfg, STRBUF_INIT };
 	int rc = 0;
 
+	if (yaml_depth_check(path, text, len) < 0)
+		return -1;
 	if (!yaml_parser_initialize(&parser))
 		return error("cannot initialise the YAML parser");
-	yaml_parser_set_input_file(&parser, fp);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &doc)) {
 		yaml_mark_t m = parser.problem_mark;
 		const char *what = parser.problem ? parser.problem : "cannot parse";
 		if (parser.error == YAML_READER_ERROR) {
 			/* the reader knows only a byte offset: count lines up to it */
 			size_t line = 1, col = 1;
-			rewind(fp);
-			for (size_t i = 0; i < parser.problem_offset; i++) {
-				int c = getc(fp);
-				if (c == EOF)
-					break;
-				if (c == '\n') {
+			for (size_t i = 0; i < parser.problem_offset && i < len; i++) {
+				if (text[i] == '\n') {
 					line++;
 					col = 1;
 				} else {
@@ -875,26 +931,42 @@ static void note_file(struct config *cfg, const char *path)
 
 int config_load_file(struct config *cfg, const char *path, int must_exist)
 {
-	struct config scratch;
-	FILE *fp = fopen(path, "re");
-	struct stat st;
+	struct strbuf text = STRBUF_INIT;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int rc;
 
-	if (!fp) {
+	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT && !must_exist)
 			return 0;
 		return error("cannot read config file '%s': %s", path, strerror(e));
 	}
-	if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
-		fclose(fp);
-		return error("cannot read config file '%s': %s", path, strerror(EISDIR));
+	/* read whole, with a limit: --config /dev/zero must end */
+	if (strbuf_read_fd(&text, fd, READ_MAX_CONFIG) < 0) {
+		int e = errno;
+		char why[64];
+		close(fd);
+		strbuf_release(&text);
+		return error("cannot read config file '%s': %s", path,
+			     strbuf_read_failure(e, READ_MAX_CONFIG, why, sizeof(why)));
+	}
+	close(fd);
+	rc = config_load_text(cfg, path, text.buf, text.len);
+	strbuf_release(&text);
+	return rc;
+}
+
+int config_load_text(struct config *cfg, const char *path, const char *text, size_t len)
+{
+	struct config scratch;
+	int rc;
+	if (len > READ_MAX_CONFIG) {
+		char why[64];
+		return error("cannot read config file '%s': %s", path,
+			     strbuf_read_failure(EFBIG, READ_MAX_CONFIG, why, sizeof(why)));
 	}
 	config_copy(&scratch, cfg);
-	rc = apply_yaml(&scratch, path, fp);
-	if (!rc && ferror(fp))
-		rc = error("cannot read config file '%s': %s", path, strerror(errno));
-	fclose(fp);
+	rc = apply_yaml(&scratch, path, text, len);
 	if (rc < 0) {
 		config_free(&scratch);
 		return -1;
@@ -905,9 +977,58 @@ int config_load_file(struct config *cfg, const char *path, int must_exist)
 	return 0;
 }
 
+/* PALAVER_* variables that are not configuration keys. */
+static const char *const other_env[] = {
+	"PALAVER_REF_DIR",      /* tests and benchmarks: the reference data */
+	"PALAVER_TEST_TIMEOUT", /* tests: seconds a test binary may run */
+	NULL,
+};
+
+/*
+ * A PALAVER_* variable that names no key is most likely a typo, which
+ * would otherwise change nothing without a word: say so, with the nearest
+ * name.
+ */
+static void warn_unknown_env(void)
+{
+	extern char **environ;
+	for (char **e = environ; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+		if (n <= 8 || strncmp(*e, "PALAVER_", 8) || n > 200)
+			continue;
+		char name[208];
+		memcpy(name, *e, n);
+		name[n] = 0;
+		int known = 0;
+		const char *near = NULL;
+		int best = 1000;
+		for (int k = 0; k < N_KEYS && !known; k++) {
+			if (!keys[k].env)
+				continue;
+			known = !strcmp(keys[k].env, name);
+			/* compare what follows the prefix: every name shares it */
+			if (is_close(name + 8, keys[k].env + 8, &best))
+				near = keys[k].env;
+		}
+		for (int i = 0; other_env[i] && !known; i++)
+			known = !strcmp(other_env[i], name);
+		if (known)
+			continue;
+		if (near)
+			warning("unknown environment variable $%s is ignored; did you mean $%s?",
+				name, near);
+		else
+			warning("unknown environment variable $%s is ignored (see 'palaver config')",
+				name);
+	}
+}
+
 int config_load_env(struct config *cfg)
 {
 	struct config scratch;
+
+	warn_unknown_env();
 
 	config_copy(&scratch, cfg);
 	for (int k = 0; k < N_KEYS; k++) {
@@ -959,6 +1080,21 @@ fail:
 int config_kv_dir(struct strbuf *out)
 {
 	return xdg_path(out, "XDG_CACHE_HOME", ".cache", "kv");
+}
+
+int config_select_kernels(const struct config *cfg)
+{
+	struct strbuf dir = STRBUF_INIT;
+	/* no place for the cache (no $HOME) is no failure: measured each run */
+	if (xdg_path(&dir, "XDG_CACHE_HOME", ".cache", "") < 0) {
+		error_clear();
+		strbuf_reset(&dir);
+	}
+	while (dir.len > 1 && dir.buf[dir.len - 1] == '/')
+		dir.buf[--dir.len] = '\0';
+	int rc = engine_kernels_configure(config_isa_names[cfg->isa], dir.buf);
+	strbuf_release(&dir);
+	return rc;
 }
 
 int config_kv_enabled(const struct config *cfg)
@@ -1429,6 +1565,11 @@ int config_to_request(const struct config *cfg, const struct config_sampling *s,
 	rq->sampling.seed = s->seed;
 	rq->max_tokens = s->max_tokens;
 	rq->max_time = cfg->max_time;
+	rq->think = cfg->think == THINK_ON    ? ENGINE_THINK_ON
+		    : cfg->think == THINK_OFF ? ENGINE_THINK_OFF
+					      : ENGINE_THINK_DEFAULT;
+	/* the two enums list the same levels in the same order */
+	rq->effort = (enum engine_effort)cfg->reasoning_effort;
 	for (int i = 0; i < cfg->n_stop && i < ENGINE_MAX_STOP; i++)
 		rq->stop[rq->n_stop++] = cfg->stop[i];
 	return 0;

@@ -2,6 +2,7 @@
 #ifndef PALAVER_CONFIG_H
 #define PALAVER_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct strbuf;
@@ -9,11 +10,19 @@ struct strbuf;
 enum config_backend { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
 enum config_overflow { OVERFLOW_STOP, OVERFLOW_DROP_OLDEST, OVERFLOW_SHIFT };
 enum config_memory_mode { MEMORY_STRICT, MEMORY_WARN };
+/* think: whether a model whose template switches thinking (enable_thinking) thinks */
+enum config_think { THINK_AUTO, THINK_ON, THINK_OFF };
+/* reasoning_effort: harmony's (gpt-oss) reasoning effort; auto: the template's */
+enum config_effort { EFFORT_AUTO, EFFORT_LOW, EFFORT_MEDIUM, EFFORT_HIGH };
+/* reasoning: what batch mode does with a reply's thinking */
+enum config_reasoning { BATCH_REASONING_HIDE, BATCH_REASONING_SHOW, BATCH_REASONING_STDERR };
+/* ui.thinking: how the chat shows a reply's thinking */
+enum config_thinking_view { THINKING_COLLAPSE, THINKING_SHOW, THINKING_HIDE };
 /* --split: how batch mode cuts its input into turns */
 enum batch_split { BATCH_SPLIT_BLANK, BATCH_SPLIT_LINE, BATCH_SPLIT_ALL };
 
 #define CONFIG_MAX_STOP 16
-#define CONFIG_MAX_KEYS 48 /* room for the key table in config.c (checked there) */
+#define CONFIG_MAX_KEYS 64 /* room for the key table in config.c (checked there) */
 
 /* The system-wide file; a build may move it with -DPALAVER_SYSCONFDIR=/dir. */
 #ifndef PALAVER_SYSCONFDIR
@@ -52,6 +61,9 @@ struct config {
 	struct config_sampling sampling;       /* the sampling: section */
 	char *system_prompt;                   /* NULL = none */
 	char *chat_template;                   /* "auto", a template name, or a file path */
+	enum config_think think;               /* auto: as the template decides */
+	enum config_effort reasoning_effort;   /* auto: as the template decides */
+	enum config_reasoning reasoning;       /* batch mode: hide, show or stderr */
 	enum config_overflow context_overflow; /* when the conversation outgrows ctx */
 	int keep;                              /* tokens kept at the start on a context shift */
 	char *stop[CONFIG_MAX_STOP];           /* (n_stop) strings that end a reply */
@@ -65,9 +77,11 @@ struct config {
 	int history_enabled;                   /* 0: save nothing */
 	uint64_t kv_max_disk;                  /* bytes of saved KV states; 0 = none saved */
 	int repack;                            /* copy weights into faster layouts at load */
+	int isa;                               /* index in config_isa_names: 0 = auto */
 	char *ui_theme;                        /* "default", "mono", ... */
 	int ui_status_pane;                    /* 1: show the status pane */
 	int ui_word_wrap;                      /* 1: wrap at word boundaries */
+	enum config_thinking_view ui_thinking; /* collapse, show or hide */
 	char *log_file;                        /* NULL = $XDG_STATE_HOME/palaver/palaver.log */
 	int log_level;                         /* enum log_level */
 	char *remote_url;         /* an OpenAI-compatible server instead of model, NULL = none */
@@ -107,6 +121,9 @@ void config_copy(struct config *dst, const struct config *src);
  * (1-based), or "cannot read config file 'FILE': reason".
  */
 int config_load_file(struct config *cfg, const char *path, int must_exist);
+/* The same for the text of a file already read (at most READ_MAX_CONFIG
+ * bytes); path names it in messages.  (The config fuzz target's way in.) */
+int config_load_text(struct config *cfg, const char *path, const char *text, size_t len);
 /* Apply the PALAVER_* variables of the environment (see config_env_name()).
  * -1 with error() "$PALAVER_X: message"; cfg untouched on failure. */
 int config_load_env(struct config *cfg);
@@ -160,6 +177,10 @@ void config_print(const struct config *cfg, struct strbuf *out, int with_origin)
 /* The folder of saved KV states, $XDG_CACHE_HOME/palaver/kv (~/.cache
  * fallback), into out.  0 or -1 (error()). */
 int config_kv_dir(struct strbuf *out);
+/* Hand the engine the isa key and the folder of its per-CPU kernel choice
+ * ($XDG_CACHE_HOME/palaver); measured at the first model load.  -1
+ * (error()) for a level this CPU lacks. */
+int config_select_kernels(const struct config *cfg);
 /* 1 when replies save and resume KV states: kv_cache.max_disk is not 0 and
  * the history is on (a state belongs to a session). */
 int config_kv_enabled(const struct config *cfg);
@@ -208,12 +229,15 @@ void config_to_engine(const struct config *cfg, const char *model, const char *r
 		      const char *remote_model, struct engine_config *ec);
 /*
  * A request with the sampling s (the chat's copy, changed by /set, or
- * cfg->sampling), cfg's max_time and stop strings; the messages or tokens
+ * cfg->sampling), cfg's max_time, think switch and stop strings; the messages or tokens
  * are the caller's to add.  Every sampling number is checked against the
  * key table first: -1 with error() naming the key when one is out of range.
  */
 int config_to_request(const struct config *cfg, const struct config_sampling *s,
 		      struct engine_request *rq);
+
+/* The kernel levels "isa" takes (NULL-terminated; 0 = auto: measured per CPU). */
+extern const char *const config_isa_names[];
 
 /* Edit distance (Levenshtein, with adjacent transposition as one edit). */
 int config_edit_distance(const char *a, const char *b);

@@ -8,6 +8,7 @@
 #include "strbuf.h"
 
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ const struct command commands[] = {
 	{ "cache", cmd_cache, "list and clear the KV caches saved with sessions" },
 	{ "config", cmd_config, "print the effective configuration" },
 	{ "mkmodel", cmd_mkmodel, "write a random-weight GGUF model" },
+	{ "template", cmd_template, "print the prompt a chat template makes" },
 	{ "models", cmd_models, "list the models of a remote server" },
 	{ NULL, NULL, NULL },
 };
@@ -61,7 +63,18 @@ static void start_log(const struct config *cfg)
 	log_info("palaver %s starting, pid %ld", PALAVER_VERSION, (long)getpid());
 }
 
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+	int rc = run(argc, argv);
+	/* a command whose output could not be written has failed */
+	if (out_close() < 0 && rc == EXIT_OK)
+		rc = EXIT_RUNTIME;
+	return rc;
+}
+
+static int run(int argc, char **argv)
 {
 	const struct command *cmd = NULL;
 	struct config cfg;
@@ -70,6 +83,10 @@ int main(int argc, char **argv)
 
 	/* characters only: numbers keep the C locale, so "0.7" parses everywhere */
 	setlocale(LC_CTYPE, "");
+	/* A write past the file size limit (ulimit -f) then fails with EFBIG,
+	 * reported like a full disk, instead of killing palaver with replies
+	 * still unwritten. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	if (cli_parse(&cli, argc, argv) < 0)
 		return usage_error(error_message());
@@ -113,6 +130,11 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	config_finish(&cfg);
+	if (config_select_kernels(&cfg) < 0) {
+		rc = usage_error(error_message());
+		config_free(&cfg);
+		return rc;
+	}
 	start_log(&cfg);
 	if (log_current_level <= LOG_DEBUG) {
 		struct strbuf sb = STRBUF_INIT;

@@ -23,7 +23,13 @@ enum arch_rope {
 enum arch_act {
 	ACT_SILU, /* SwiGLU: silu(gate) * up */
 	ACT_GELU, /* GeGLU: gelu_tanh(gate) * up */
+	/* gpt-oss: the clamped SwiGLU (ops.h glu_swiglu_oai) with the
+	 * constants llama.cpp and OpenAI's reference code use */
+	ACT_SWIGLU_OAI,
 };
+
+#define ARCH_OAI_ALPHA 1.702f /* the sigmoid's steepness */
+#define ARCH_OAI_LIMIT 7.0f   /* gate clamped above, up on both sides */
 
 /* A tensor dimension in terms of the hyperparameters. */
 enum arch_dim {
@@ -36,6 +42,9 @@ enum arch_dim {
 	DIM_FF,     /* feed_forward_length */
 	DIM_FF2,    /* 2 * feed_forward_length: gate and up in one matrix, gate first */
 	DIM_HEAD_K, /* head_dim_k (per-head norms) */
+	DIM_EXPERT, /* expert_count: the experts of a mixture */
+	DIM_FF_EXP, /* expert_feed_forward_length: one expert's hidden width */
+	DIM_HEADS,  /* n_head (per-head attention sinks) */
 	DIM_COUNT
 };
 
@@ -60,20 +69,33 @@ enum arch_slot {
 	SLOT_UP,
 	SLOT_GATE_UP, /* fused: split into GATE, UP views of its rows */
 	SLOT_DOWN,
-	SLOT_COUNT
+	SLOT_GATE_INP,  /* the router: one row of logits per expert */
+	SLOT_GATE_EXPS, /* the experts' gate, up and down: 3-D, one matrix per expert */
+	SLOT_UP_EXPS,
+	SLOT_DOWN_EXPS,
+	SLOT_SINKS,       /* (n_head) attention sinks */
+	SLOT_GATE_INP_B,  /* the router's bias */
+	SLOT_GATE_EXPS_B, /* the experts' biases: 2-D, one row per expert */
+	SLOT_UP_EXPS_B,
+	SLOT_DOWN_EXPS_B,
+	SLOT_COUNT /* at most 32: the loader keeps a bit per slot */
 };
 
 enum arch_need {
-	NEED_REQ, /* missing: the load fails naming it */
-	NEED_OPT, /* used when present */
-	NEED_ALT, /* required unless the tensor of slot `alt` was found (listed earlier) */
+	NEED_REQ,   /* missing: the load fails naming it */
+	NEED_OPT,   /* used when present */
+	NEED_ALT,   /* required unless the tensor of slot `alt` was found (listed earlier) */
+	NEED_DENSE, /* required when the model has no experts (expert_count 0), else absent */
+	NEED_MOE,   /* required when the model has experts, else absent */
 };
 
 struct arch_tensor {
 	const char *name; /* after "blk.N.": "attn_q.weight" */
 	uint8_t slot;     /* enum arch_slot */
-	uint8_t nd;       /* 1: a vector of dim[0]; 2: a matrix of dim[1] rows of dim[0] */
-	uint8_t dim[2];   /* enum arch_dim */
+	uint8_t nd;       /* 1: a vector of dim[0]; 2: a matrix of dim[1] rows of dim[0]
+			   * (or, for a bias slot, dim[1] vectors); 3: dim[2] such
+			   * matrices (one per expert) */
+	uint8_t dim[3];   /* enum arch_dim */
 	uint8_t need;     /* enum arch_need */
 	uint8_t alt;      /* NEED_ALT: the slot that replaces this tensor */
 };
@@ -101,6 +123,13 @@ struct arch_key {
 #define ARCH_QK_NORM (1u << 0)    /* per-head RMS norm of q and k before RoPE */
 #define ARCH_POST_NORMS (1u << 1) /* RMS norm of the attention and FFN outputs before the adds */
 #define ARCH_EMBD_SCALE (1u << 2) /* embeddings times sqrt(n_embd) */
+/* Every file of the family is a mixture of experts (<arch>.expert_count and
+ * expert_used_count required).  Without it a family has experts when its
+ * file says so (llama: Mixtral's layout). */
+#define ARCH_MOE (1u << 3)
+/* The router's top-k weights are divided by their sum (Mixtral, Qwen3-MoE);
+ * without it they stay the softmax's probabilities over all experts. */
+#define ARCH_MOE_RENORM (1u << 4)
 
 struct arch {
 	const char *name; /* general.architecture */
@@ -123,6 +152,8 @@ struct arch {
 	/* what palaver mkmodel writes */
 	float mk_rope_base;
 	float mk_norm_eps;
+	float mk_yarn_factor; /* 0, or rope.scaling.type yarn with this factor ... */
+	int mk_yarn_ctx;      /* ... over this rope.scaling.original_context_length */
 };
 
 /* The family named name, or NULL. */

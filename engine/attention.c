@@ -21,6 +21,9 @@
  * full layer's blocks start at position 0 every ATT_BLOCK positions, as
  * they always have, so its results do not change with the windows of
  * other layers.
+ *
+ * A sink (gpt-oss) is a key every query sees with a fixed score and a
+ * zero value: it enters only the softmax's denominator, at the end.
  */
 
 size_t attn_scratch_floats(int n_head, int n_head_kv, int head_dim, int head_dim_v)
@@ -54,6 +57,24 @@ static void scores_cap(const struct attn_args *a, float *s, int n)
 {
 	if (a->softcap > 0)
 		softcap(s, n, a->softcap);
+}
+
+/*
+ * 1 / the softmax's denominator for query head h, whose scores have the
+ * running maximum mx and exp-sum sum: the sink's term joins it when the
+ * model has sinks, rescaled to whichever of the two is larger so that
+ * neither exponent overflows.
+ */
+static float softmax_inv(const struct attn_args *a, int h, float mx, float sum)
+{
+	if (!a->sinks)
+		return 1.0f / sum;
+	float s = a->sinks[h];
+	if (s > mx) {
+		float c = expf(mx - s);
+		return c / (sum * c + 1.0f);
+	}
+	return 1.0f / (sum + expf(s - mx));
 }
 
 /*
@@ -124,7 +145,7 @@ static void attend_group(const struct attn_args *a, int t, int g, int pos, float
 		p0 += n;
 	}
 	for (int h = 0; h < G; h++) {
-		float inv = 1.0f / sum[h];
+		float inv = softmax_inv(a, g * G + h, mx[h], sum[h]);
 		for (int d = 0; d < hv; d++)
 			out0[(size_t)h * hv + d] = acc[(size_t)h * hv + d] * inv;
 	}
@@ -203,7 +224,8 @@ static void attend_block(const struct attn_args *a, int t0, int nt, int g, float
 	}
 	for (int q = 0; q < nq; q++) {
 		int t = t0 + q / G, h = g * G + q % G;
-		float inv = 1.0f / sum[q], *out = a->out + (size_t)t * nh * hv + (size_t)h * hv;
+		float inv = softmax_inv(a, h, mx[q], sum[q]),
+		      *out = a->out + (size_t)t * nh * hv + (size_t)h * hv;
 		const float *ac = acc + (size_t)q * hv;
 		for (int d = 0; d < hv; d++)
 			out[d] = ac[d] * inv;

@@ -1,4 +1,4 @@
-/* Attention over the KV cache: grouped-query, causal, optional sliding window and soft-cap. */
+/* Attention over the KV cache: grouped-query, causal, optional sliding window, soft-cap and sinks. */
 #ifndef PALAVER_ATTENTION_H
 #define PALAVER_ATTENTION_H
 
@@ -22,6 +22,9 @@ struct attn_args {
 	int window;    /* 0: all earlier positions; else a query at p sees p-window+1 .. p */
 	int pos0;
 	int ntok;
+	/* (n_head) or NULL: gpt-oss's learned sink per head, one more logit in
+	 * the softmax that takes probability mass and adds no value */
+	const float *sinks;
 };
 
 /* Floats of scratch one thread needs. */

@@ -44,7 +44,7 @@ enum bk_buf {
 	BK_NBUF
 };
 
-enum bk_act { BK_ACT_NONE, BK_ACT_SILU, BK_ACT_GELU };
+enum bk_act { BK_ACT_NONE, BK_ACT_SILU, BK_ACT_GELU, BK_ACT_SWIGLU_OAI };
 
 /*
  * The input of a matmul group, made row by row, in this order:
@@ -75,6 +75,13 @@ struct backend_ops {
 	/* out[i] (ntok rows of w[i]->n) = w[i] * the input made from in, i < n <= 3 */
 	int (*matmul)(struct backend *b, struct bk_input *in, int n, const struct mat *const *w,
 		      const enum bk_buf *out, int ntok);
+	/* The FFN of layer l when it is a mixture of experts (the layer has a
+	 * router, gate_inp): from the input made from in, the router's logits,
+	 * each token's experts and weights as the family routes (moe.h), the
+	 * routed experts' GLU FFNs, and each token's weighted sum of its
+	 * experts' outputs into BK_TMP.  Its scratch is the backend's own.
+	 * NULL in a backend that cannot: model_load then refuses mixtures. */
+	int (*moe_ffn)(struct backend *b, struct bk_input *in, int l, int ntok);
 	/* Layer l's q, k, v rows of tokens at pos0 ..: biases, per-head q/k
 	 * norms, the layer's RoPE, then k and v into the cache */
 	int (*qkv_store)(struct backend *b, int l, int pos0, int ntok);

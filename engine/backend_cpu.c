@@ -2,8 +2,10 @@
 #include "attention.h"
 #include "backend.h"
 #include "model_internal.h"
+#include "moe.h"
 #include "ops.h"
 #include "quant.h"
+#include "readahead.h"
 #include "report.h"
 #include "threadpool.h"
 #include "xalloc.h"
@@ -21,6 +23,10 @@
  *            share of each matrix's rows; gemv for one token, gemm for a batch
  *   qkv      biases, per-head q/k norms, RoPE (the layer's own), store k, v
  *   attend   attention.c over the cache (window and soft-cap per layer)
+ *   moe_ffn  the router as a matmul group, routing on the caller, then the
+ *            routed experts' gate/up, GLU, down and the weighted sum, each
+ *            a pool run over the chunk's (token, expert) pairs grouped by
+ *            expert (moe.h): one gemm per expert, its weights read once
  * The activations are quantized once per matmul group (one buffer per
  * distinct dot type, shared read-only by all threads).  With one token the
  * row-wise steps run on the caller alone (no pool round trip).
@@ -115,6 +121,8 @@ static void prep_rows(void *arg, int ith, int nth)
 			const float *u = m->up + (size_t)t * m->info.n_ff;
 			if (j->glu == BK_ACT_GELU)
 				glu_gelu(g, u, m->info.n_ff);
+			else if (j->glu == BK_ACT_SWIGLU_OAI)
+				glu_swiglu_oai(g, u, m->info.n_ff, ARCH_OAI_ALPHA, ARCH_OAI_LIMIT);
 			else
 				glu_silu(g, u, m->info.n_ff);
 			row = g;
@@ -267,6 +275,220 @@ static int cpu_logits(struct backend *b, struct bk_input *in, int first, int nou
 	return 0;
 }
 
+/* ---- mixtures of experts ------------------------------------------------------------------ */
+
+/*
+ * The mixture of experts works on the chunk's (token, expert) pairs,
+ * grouped by expert (moe.h): pair row r of the group holds its token's
+ * input, quantized, in moe_act row r, and gets gate, up and down outputs in
+ * row r of moe_gate, moe_up and moe_out.  Every thread takes a share of the
+ * rows of every routed expert's matrices, so each expert's weights are
+ * read once per chunk and only the routed experts are read at all.
+ */
+struct moe_job {
+	struct model *m;
+	const struct layer *L;
+	int ntok, k;
+	int step;               /* MOE_QUANT_IN, MOE_GATE_UP, MOE_GLU, MOE_DOWN, MOE_COMBINE */
+	int dot_type;           /* MOE_QUANT_IN: the format to quantize the inputs into */
+	const struct mat *w[2]; /* MOE_GATE_UP: gate and/or up (NULL: skip); MOE_DOWN: down */
+	float *out[2];
+};
+
+enum { MOE_QUANT_IN, MOE_GATE_UP, MOE_GLU, MOE_DOWN, MOE_COMBINE };
+
+/* Rows r0 .. r1-1 of expert e's matrix w for the expert's pairs: one gemm
+ * over them (a gemv for a single pair). */
+static void moe_matmul(const struct moe_job *j, const struct mat *w, int e, int r0, int r1,
+		       float *out, int out_stride)
+{
+	struct model *m = j->m;
+	const struct moe_groups *g = m->moe_g;
+	int first = g->start[e], cnt = moe_rows(g, e);
+	const char *wd = mat_expert(w, e) + (size_t)r0 * w->row_bytes;
+	const char *act = (const char *)m->moe_act + (size_t)first * m->act_row_max;
+	float *o = out + (size_t)first * out_stride + r0;
+	if (cnt == 1)
+		quant_gemv(w->type, w->k, wd, w->row_bytes, r1 - r0, act, o);
+	else
+		quant_gemm(w->type, w->k, wd, w->row_bytes, r1 - r0, act, m->act_row_max, cnt, o,
+			   (size_t)out_stride);
+}
+
+/* Without grouping (params.moe_per_token: the baseline grouping is measured
+ * against), rows r0 .. r1-1 of every pair's expert, the pairs in token
+ * order, a gemv each: what running each token through its experts, as
+ * decode does, costs. */
+static void moe_matmul_per_token(const struct moe_job *j, int r0, int r1, int out_stride)
+{
+	struct model *m = j->m;
+	const struct moe_groups *g = m->moe_g;
+	for (int p = 0; p < g->n_pairs; p++) {
+		int e = m->moe_ids[p], r = g->row[p];
+		const char *act = (const char *)m->moe_act + (size_t)r * m->act_row_max;
+		for (int i = 0; i < 2; i++) {
+			const struct mat *w = j->w[i];
+			if (w)
+				quant_gemv(w->type, w->k,
+					   mat_expert(w, e) + (size_t)r0 * w->row_bytes,
+					   w->row_bytes, r1 - r0, act,
+					   j->out[i] + (size_t)r * out_stride + r0);
+		}
+	}
+}
+
+static void moe_rows_run(void *arg, int ith, int nth)
+{
+	struct moe_job *j = arg;
+	struct model *m = j->m;
+	const struct moe_groups *g = m->moe_g;
+	const struct model_info *in = &m->info;
+	int E = in->n_embd, F = in->n_ff_exp, P = g->n_pairs, r0, r1;
+	switch (j->step) {
+	case MOE_QUANT_IN: /* each pair's row: its token's normed input */
+		threadpool_split(P, ith, nth, 1, &r0, &r1);
+		for (int r = r0; r < r1; r++)
+			quant_quantize_row(j->dot_type, m->xn + (size_t)(g->pair[r] / j->k) * E,
+					   (char *)m->moe_act + (size_t)r * m->act_row_max, E);
+		break;
+	case MOE_GATE_UP:
+	case MOE_DOWN: {
+		int n = j->step == MOE_DOWN ? E : F;
+		threadpool_split(n, ith, nth, 16, &r0, &r1);
+		if (r1 <= r0)
+			break;
+		if (!m->moe_group) {
+			moe_matmul_per_token(j, r0, r1, n);
+			break;
+		}
+		for (int a = 0; a < g->n_active; a++)
+			for (int i = 0; i < 2; i++)
+				if (j->w[i])
+					moe_matmul(j, j->w[i], g->active[a], r0, r1, j->out[i], n);
+		break;
+	}
+	case MOE_GLU: /* the expert's biases, act(gate) * up, quantized for down */
+		threadpool_split(P, ith, nth, 1, &r0, &r1);
+		for (int r = r0; r < r1; r++) {
+			float *gr = m->moe_gate + (size_t)r * F, *ur = m->moe_up + (size_t)r * F;
+			size_t e = (size_t)m->moe_ids[g->pair[r]];
+			if (j->L->gate_exps_b)
+				for (int i = 0; i < F; i++)
+					gr[i] += j->L->gate_exps_b[e * F + i];
+			if (j->L->up_exps_b)
+				for (int i = 0; i < F; i++)
+					ur[i] += j->L->up_exps_b[e * F + i];
+			if (m->arch->act == ACT_GELU)
+				glu_gelu(gr, ur, F);
+			else if (m->arch->act == ACT_SWIGLU_OAI)
+				glu_swiglu_oai(gr, ur, F, ARCH_OAI_ALPHA, ARCH_OAI_LIMIT);
+			else
+				glu_silu(gr, ur, F);
+			quant_quantize_row(j->dot_type, gr,
+					   (char *)m->moe_act + (size_t)r * m->act_row_max, F);
+		}
+		break;
+	case MOE_COMBINE: /* each token: its experts' outputs (+ down's bias), weighted, in
+			   * routing order */
+		threadpool_split(j->ntok, ith, nth, 1, &r0, &r1);
+		for (int t = r0; t < r1; t++) {
+			float *o = m->tmp + (size_t)t * E;
+			memset(o, 0, sizeof(float) * (size_t)E);
+			for (int s = 0; s < j->k; s++) {
+				float w = m->moe_w[t * j->k + s];
+				const float *x = m->moe_out + (size_t)g->row[t * j->k + s] * E;
+				const float *bd = j->L->down_exps_b;
+				if (bd) {
+					bd += (size_t)m->moe_ids[t * j->k + s] * E;
+					for (int i = 0; i < E; i++)
+						o[i] += w * (x[i] + bd[i]);
+				} else {
+					for (int i = 0; i < E; i++)
+						o[i] += w * x[i];
+				}
+			}
+		}
+		break;
+	}
+}
+
+/* One step over the pairs: on the caller for a single token, else the pool. */
+static void moe_step(struct model *m, struct moe_job *j, int step, enum model_prof kind)
+{
+	uint64_t t = 0;
+	j->step = step;
+	prof_tick(m, MODEL_PROF_OTHER, &t);
+	if (j->ntok == 1 && (step == MOE_QUANT_IN || step == MOE_GLU || step == MOE_COMBINE))
+		moe_rows_run(j, 0, 1);
+	else
+		threadpool_run(m->pool, moe_rows_run, j);
+	prof_tick(m, kind, &t);
+}
+
+/*
+ * The FFN of a layer with a router: the input made from bin, the router's
+ * logits, each token's experts and weights (moe_route), the pairs grouped
+ * by expert, then gate and up of each routed expert on its pairs, the
+ * activation, down, and each token's weighted sum of its experts' outputs
+ * into m->tmp (BK_TMP).  The read-ahead helper is told the routed experts
+ * here, the only place they are known, so that it reads the pages of the
+ * mapped weights this step is about to use.
+ */
+static int cpu_moe_ffn(struct backend *b, struct bk_input *bin, int l, int ntok)
+{
+	struct model *m = b->m;
+	const struct layer *L = &m->layers[l];
+	const struct model_info *in = &m->info;
+	int k = in->n_expert_used, ne = in->n_expert;
+	const struct mat *router[1] = { &L->gate_inp };
+	float *logits[1] = { m->moe_logits };
+	struct prep_job pf;
+	prep_from(m, bin, ntok, &pf);
+	matmul_group(m, &pf, 1, router, logits, ntok); /* also leaves the normed input in xn */
+
+	uint64_t t = 0;
+	prof_tick(m, MODEL_PROF_OTHER, &t);
+	if (L->gate_inp_b)
+		for (int i = 0; i < ntok; i++)
+			for (int e = 0; e < ne; e++)
+				m->moe_logits[(size_t)i * ne + e] += L->gate_inp_b[e];
+	for (int i = 0; i < ntok; i++)
+		moe_route(m->moe_logits + (size_t)i * ne, ne, k, m->moe_renorm,
+			  m->moe_ids + (size_t)i * k, m->moe_w + (size_t)i * k);
+	/* cannot fail: the ids are in range and the buffers hold n_batch tokens */
+	(void)moe_group(m->moe_g, m->moe_ids, ntok, k);
+	const struct moe_groups *g = m->moe_g;
+	if (m->ra_stats)
+		for (int a = 0; a < g->n_active; a++)
+			readahead_expert_resident(m->ra, l, g->active[a], &m->ras.expert_resident,
+						  &m->ras.expert_pages);
+	readahead_experts(m->ra, l, g->active, g->n_active);
+	prof_tick(m, MODEL_PROF_OTHER, &t);
+
+	struct moe_job j = { .m = m, .L = L, .ntok = ntok, .k = k };
+	/* gate and up, each quantized input shared when their formats agree */
+	const struct mat *gu[2] = { &L->gate_exps, &L->up_exps };
+	float *gu_out[2] = { m->moe_gate, m->moe_up };
+	int same = gu[0]->dot_type == gu[1]->dot_type;
+	for (int pass = 0; pass < (same ? 1 : 2); pass++) {
+		j.dot_type = gu[pass]->dot_type;
+		moe_step(m, &j, MOE_QUANT_IN, MODEL_PROF_PREP);
+		for (int i = 0; i < 2; i++) {
+			j.w[i] = same || i == pass ? gu[i] : NULL;
+			j.out[i] = gu_out[i];
+		}
+		moe_step(m, &j, MOE_GATE_UP, MODEL_PROF_MATMUL);
+	}
+	j.dot_type = L->down_exps.dot_type;
+	moe_step(m, &j, MOE_GLU, MODEL_PROF_PREP);
+	j.w[0] = &L->down_exps;
+	j.w[1] = NULL;
+	j.out[0] = m->moe_out;
+	moe_step(m, &j, MOE_DOWN, MODEL_PROF_MATMUL);
+	moe_step(m, &j, MOE_COMBINE, MODEL_PROF_OTHER);
+	return 0;
+}
+
 /* ---- q, k, v and attention ---------------------------------------------------------------- */
 
 /* Biases, q/k norms, RoPE, store k/v for tokens at positions pos0 .. pos0+ntok-1. */
@@ -348,7 +570,7 @@ static int cpu_attend(struct backend *b, int l, int pos0, int ntok)
 	struct attn_job aj = { m,
 			       { &m->kv, l, m->q, m->xn, in->n_head, in->n_head_kv, in->head_dim,
 				 m->head_dim_v, m->attn_scale, m->attn_softcap, m->layers[l].window,
-				 pos0, ntok } };
+				 pos0, ntok, m->layers[l].sinks } };
 	threadpool_run(m->pool, attn_rows, &aj);
 	prof_tick(m, MODEL_PROF_ATTENTION, &c->t_att);
 	return 0;
@@ -415,6 +637,7 @@ static const struct backend_ops cpu_ops = {
 	.name = "cpu",
 	.embed = cpu_embed,
 	.matmul = cpu_matmul,
+	.moe_ffn = cpu_moe_ffn,
 	.qkv_store = cpu_qkv_store,
 	.attend = cpu_attend,
 	.logits = cpu_logits,

@@ -33,8 +33,10 @@
  *
  * Anything the device refuses is an error naming the operation (the
  * runtime's message, cuda_error()); at creation, device memory that does
- * not fit, tensor types the kernels lack and mixtures of experts set
- * *fallback, and model.c then runs the model on the CPU with a warning.
+ * not fit, tensor types the kernels lack (IQ4_NL, IQ4_XS, MXFP4, ...),
+ * mixtures of experts and gpt-oss's pieces (sinks, YaRN, the clamped
+ * SwiGLU, expert biases) set *fallback, and model.c then runs the model on
+ * the CPU with a warning.
  */
 
 struct dev_vec {
@@ -91,7 +93,7 @@ static int all_mats(struct model *m, const struct mat **out)
 {
 	int n = 0;
 	for (int l = 0; l <= m->info.n_layer; l++) {
-		struct mat *all[7];
+		struct mat *all[MODEL_LAYER_MATS];
 		int k = model_layer_mats(m, l, all);
 		for (int i = 0; i < k; i++)
 			out[n++] = all[i];
@@ -135,6 +137,35 @@ static int check_experts(const struct gguf *g, int *fallback)
 		}
 	}
 	return 0;
+}
+
+/*
+ * gpt-oss's pieces (issue 24) that no CUDA kernel or step computes yet: its
+ * clamped SwiGLU, attention sinks and YaRN's ramp (any family may ask for
+ * YaRN), and the biases of a router and its experts.  Each would be
+ * skipped or computed as something else, so the model stays on the CPU,
+ * the warning naming what is missing.
+ */
+static int check_features(const struct model *m, int *fallback)
+{
+	const char *what = NULL;
+	if (m->arch->act == ACT_SWIGLU_OAI)
+		what = "the clamped SwiGLU of gpt-oss";
+	for (int l = 0; !what && l < m->info.n_layer; l++) {
+		const struct layer *L = &m->layers[l];
+		if (L->sinks)
+			what = "attention sinks";
+		else if (L->rope && L->rope->ext_factor != 0)
+			what = "YaRN RoPE scaling";
+		else if (L->gate_inp_b || L->gate_exps_b || L->up_exps_b || L->down_exps_b)
+			what = "the biases of a router or its experts";
+	}
+	if (!what && (m->rope.ext_factor != 0 || m->rope_swa.ext_factor != 0))
+		what = "YaRN RoPE scaling";
+	if (!what)
+		return 0;
+	*fallback = 1;
+	return error("the model uses %s, which the CUDA backend does not run yet", what);
 }
 
 static int cancelled(const struct model *m)
@@ -366,6 +397,8 @@ static int prepare(struct backend *b, const struct bk_input *in, int row0, int n
 			return fail(be);
 		*src = be->buf[in->src] + (size_t)row0 * in->width;
 	}
+	if (in->glu == BK_ACT_SWIGLU_OAI) /* refused at creation (check_features) */
+		return error("cuda: the clamped SwiGLU of gpt-oss has no kernel");
 	if (in->glu != BK_ACT_NONE) {
 		float *g = be->buf[BK_GATE] + (size_t)row0 * ff,
 		      *u = be->buf[BK_UP] + (size_t)row0 * ff;
@@ -587,14 +620,14 @@ struct backend *backend_cuda_create(struct model *m, int *fallback)
 	char err[512];
 	*fallback = 0;
 	/* first: a mixture's layers have more matrices than all_mats() holds */
-	if (check_experts(m->g, fallback) < 0)
+	if (check_features(m, fallback) < 0 || check_experts(m->g, fallback) < 0)
 		return NULL;
 	struct backend *b = xcalloc(1, sizeof(*b));
 	struct cuda_be *be = xcalloc(1, sizeof(*be));
 	b->ops = &cuda_ops;
 	b->m = m;
 	b->ctx = be;
-	int nm = 8 * (m->info.n_layer + 1) + 1;
+	int nm = (MODEL_LAYER_MATS + 1) * (m->info.n_layer + 1) + 1;
 	const struct mat **mats = xcalloc((size_t)nm, sizeof(*mats));
 	nm = all_mats(m, mats);
 	int rc = check_types(mats, nm, fallback);

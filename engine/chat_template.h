@@ -6,7 +6,10 @@
 #include <stdint.h>
 
 #include "gguf.h"
+#include "jinja.h"
 #include "strbuf.h"
+
+#include <time.h>
 
 struct tokenizer;
 
@@ -41,6 +44,10 @@ enum chat_template_id {
 	CHAT_TEMPLATE_DEEPSEEK2, /* deepseek-llm chat / V2: User: ...\n\nAssistant: ...<｜end▁of▁sentence｜> */
 	CHAT_TEMPLATE_DEEPSEEK3, /* DeepSeek V3 / R1: <｜User｜>...<｜Assistant｜>...<｜end▁of▁sentence｜> */
 	CHAT_TEMPLATE_VICUNA, /* system\n\nUSER: ...\nASSISTANT: ...</s>\n */
+	/* gpt-oss: <|start|>role<|message|>...<|end|>, the system message (date,
+	 * reasoning effort, channels) and the user's system prompt as the
+	 * developer's instructions; the assistant's answers on the final channel */
+	CHAT_TEMPLATE_HARMONY,
 	CHAT_TEMPLATE_COUNT
 };
 
@@ -89,18 +96,6 @@ const char *chat_template_names(void);
 int chat_template_detect(const char *jinja, size_t len);
 
 /*
- * Choose the template for a model.  setting is "auto" (or NULL), a name, or
- * the path of a file holding either a name or a Jinja template to detect.
- * With "auto" the GGUF's tokenizer.chat_template is detected; a model
- * without one gets CHAT_TEMPLATE_NONE and *why says so ("the model has no
- * chat template"), for the caller to show once.  *why is NULL when there is
- * nothing to say.  -1 after error(): unknown name, unreadable file,
- * unrecognised template text (the message suggests --chat-template).
- */
-int chat_template_choose(const struct gguf *g, const char *setting, enum chat_template_id *out,
-			 const char **why);
-
-/*
  * Render messages[0..n) and, with add_generation_prompt, the opening of the
  * assistant's turn, appending to p.  Roles a family lacks are folded the
  * way its own template does (gemma and mistral put the system prompt into a
@@ -125,5 +120,70 @@ const char *const *chat_template_stops(enum chat_template_id id);
  * max written). */
 int chat_template_stop_ids(enum chat_template_id id, const struct tokenizer *t, int32_t *ids,
 			   int max);
+
+/* ---- the template a model uses: its own Jinja, or a family ------------------ */
+
+/*
+ * A chat template as chosen for a model.  A Jinja template (the model's
+ * tokenizer.chat_template, or a file) is interpreted (jinja.h); the family
+ * it resembles, if any, is kept as the fallback for when the interpreter
+ * refuses it or a render fails, and gives the stop strings.
+ */
+struct chat_template {
+	int family; /* enum chat_template_id; -1: the Jinja text is no known family */
+	struct jinja_template *jinja; /* NULL: the family renders */
+	int defaulted;                /* the model has no template: raw completion */
+	int thinks;                   /* the Jinja template reads enable_thinking */
+	char name[32];                /* "jinja" or the family's name */
+	const char *think_open;       /* the markers of a thinking block in replies */
+	const char *think_close;
+	char *note; /* to tell the user once (malloc'd), or NULL */
+};
+
+/*
+ * Choose the template for a model (g may be NULL).  setting is "auto" (or
+ * NULL): the model's own template, interpreted; a family name; or a file
+ * holding a family name or a Jinja template.  A Jinja template the
+ * interpreter refuses falls back to the family its markers show, with a
+ * note saying so; one that is no family either is an error, as are an
+ * unknown name and an unreadable file.  NULL after error().
+ */
+struct chat_template *chat_template_open(const struct gguf *g, const char *setting);
+void chat_template_close(struct chat_template *t);
+
+struct chat_render_opts {
+	int add_generation_prompt;
+	int think;             /* -1: as the template decides; 0, 1: enable_thinking */
+	struct jinja_ctx *ctx; /* optional: the variables (messages included) to render the
+				* Jinja template with instead of m[]; missing standard ones
+				* (bos_token, eos_token, tools, ...) are added */
+	time_t now;            /* what strftime_now() reports */
+	/* NULL, or "low", "medium", "high": harmony's reasoning effort (the
+	 * Jinja variable reasoning_effort; the format's default is medium) */
+	const char *reasoning_effort;
+};
+
+/* chat_template_render with the options (generation prompt, reasoning
+ * effort, the date) that some formats read. */
+int chat_template_render_opts(enum chat_template_id id, const struct chat_message *m, size_t n,
+			      const struct chat_render_opts *o,
+			      const struct chat_template_tokens *tok, struct chat_prompt *p);
+
+/*
+ * Render messages m[0..n) with t, appending to p.  A Jinja render that
+ * fails (raise_exception, an error in the template) falls back to the
+ * family when there is one and *fell_back gets the reason (malloc'd; say it
+ * once), else it is an error.  0, or -1 after error().
+ */
+int chat_template_apply(const struct chat_template *t, const struct chat_message *m, size_t n,
+			const struct chat_render_opts *o, const struct chat_template_tokens *tok,
+			struct chat_prompt *p, char **fell_back);
+
+/* The stop strings for t: its family's (none for a Jinja template that is no family). */
+const char *const *chat_template_stop_strings(const struct chat_template *t);
+
+/* The time strftime_now() reports: $SOURCE_DATE_EPOCH when set (reproducible
+ * prompts and tests), else now. */
+time_t chat_template_now(void);
 
 #endif

@@ -8,6 +8,8 @@
 #include "log.h"
 #include "model.h"
 #include "prompt.h"
+#include "quant_select.h"
+#include "reasoning.h"
 #include "remote.h"
 #include "report.h"
 #include "sampler.h"
@@ -21,6 +23,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -89,6 +92,8 @@ struct job {
 	char *stop[ENGINE_MAX_STOP];
 	int n_stop;
 	int no_reuse;
+	enum engine_think think;
+	enum engine_effort effort;
 	char *session;   /* NULL = none */
 	double t_submit; /* time_now_ms() at engine_submit */
 };
@@ -115,9 +120,10 @@ struct engine {
 	int failed;      /* loading failed: submits are refused */
 	int closing;
 
-	atomic_int cancel; /* the current request */
-	atomic_int stop;   /* engine_close */
-	atomic_int ready;  /* info is valid */
+	atomic_int cancel;        /* the current request */
+	atomic_int stop_thinking; /* the current request: close its thinking block */
+	atomic_int stop;          /* engine_close */
+	atomic_int ready;         /* info is valid */
 	struct engine_info info;
 
 	/* engine thread only */
@@ -235,6 +241,17 @@ static void push_text(struct engine *e, enum engine_event_type type, const char 
 	push(e, &ev, PUSH_FINAL);
 }
 
+/* A WARNING about the chat template (a built-in format renders instead). */
+static void push_template_warning(struct engine *e, const char *text)
+{
+	struct engine_event ev = { 0 };
+	ev.type = ENGINE_EV_WARNING;
+	ev.len = strlen(text);
+	ev.text = xstrdup(text);
+	ev.done = 1;
+	push(e, &ev, PUSH_FINAL);
+}
+
 int engine_next_event(struct engine *e, struct engine_event *ev)
 {
 	int got = 0;
@@ -261,9 +278,12 @@ void engine_event_free(struct engine_event *ev)
 		return;
 	free(ev->text);
 	free(ev->message);
+	free(ev->reasoning_text);
 	free(ev->path);
 	ev->text = NULL;
 	ev->message = NULL;
+	ev->reasoning_text = NULL;
+	ev->reasoning_len = 0;
 	ev->path = NULL;
 	ev->len = 0;
 }
@@ -310,6 +330,7 @@ static int memory_check(struct engine *e, struct strbuf *warn)
 	mp.backend = e->cfg.backend == ENGINE_BACKEND_CPU    ? MODEL_BACKEND_CPU
 		     : e->cfg.backend == ENGINE_BACKEND_CUDA ? MODEL_BACKEND_CUDA
 							     : MODEL_BACKEND_AUTO;
+	mp.cancel = &e->stop;
 	if (model_memory_estimate(e->model_path, &mp, &mm) < 0)
 		return -1;
 	weights = mm.weights;
@@ -402,11 +423,9 @@ static int engine_load(struct engine *e)
 		push(e, &ev, PUSH_FINAL);
 	}
 	const struct model_info *mi = model_info(e->m);
-	e->tok = tokenizer_open(model_gguf(e->m), e->cfg.pre_fallback);
-	if (!e->tok) {
-		error_prefix("'%s': ", e->model_path);
-		return -1;
-	}
+	e->tok = tokenizer_open_cancellable(model_gguf(e->m), e->cfg.pre_fallback, &e->stop);
+	if (!e->tok)
+		return -1; /* the message names the file */
 	if (tokenizer_n_vocab(e->tok) != mi->n_vocab)
 		return error("'%s': the vocabulary has %d tokens but the output layer %d",
 			     e->model_path, (int)tokenizer_n_vocab(e->tok), mi->n_vocab);
@@ -422,6 +441,8 @@ static int engine_load(struct engine *e)
 	e->tmpl = prompt_template_open(model_gguf(e->m), e->tok, e->chat_template);
 	if (!e->tmpl)
 		return -1;
+	if (prompt_template_note(e->tmpl))
+		push_template_warning(e, prompt_template_note(e->tmpl));
 	e->logits = try_alloc_array((size_t)mi->n_vocab, sizeof(float));
 	if (!e->logits)
 		return error("out of memory for the logits");
@@ -442,6 +463,7 @@ static int engine_load(struct engine *e)
 	snprintf(in->device, sizeof(in->device), "%s", mi->device);
 	snprintf(in->chat_template, sizeof(in->chat_template), "%s", prompt_template_name(e->tmpl));
 	in->template_defaulted = prompt_template_defaulted(e->tmpl);
+	in->template_thinks = prompt_template_thinks(e->tmpl);
 	in->kv_bytes = mi->kv_bytes;
 	in->weight_bytes = mi->weight_bytes;
 
@@ -475,9 +497,13 @@ static int engine_load(struct engine *e)
 /* Everything one request accumulates while it runs. */
 struct run {
 	struct job *job;
+	struct engine *e;
 	struct engine_stats st;
-	struct strbuf reply; /* the reply so far (never holds a stop string) */
-	size_t emitted;      /* bytes of reply sent as TOKEN events */
+	struct strbuf reply; /* the reply so far, markers included (never a stop string) */
+	size_t emitted;      /* bytes of reply passed to the splitter */
+	/* what the reply's bytes are: its thinking, and the answer (DONE's text) */
+	struct reasoning_split split;
+	struct strbuf answer, thought;
 	struct tokenizer_decoder *dec;
 	struct sampler *smp;
 	double t_start;  /* the engine took the request */
@@ -508,18 +534,29 @@ static size_t stop_hold(const struct job *j, const char *s, size_t n)
 }
 
 /* Send reply[emitted .. upto) as a TOKEN event. */
-static void emit(struct engine *e, struct run *r, size_t upto)
+/* A part of the reply the splitter decided on: a TOKEN event. */
+static void emit_part(void *ud, enum reasoning_part part, const char *text, size_t len)
 {
-	if (upto <= r->emitted)
-		return;
+	struct run *r = ud;
+	strbuf_add(part == REASONING_THOUGHT ? &r->thought : &r->answer, text, len);
 	struct engine_event ev = { 0 };
 	ev.type = ENGINE_EV_TOKEN;
-	ev.len = upto - r->emitted;
-	ev.text = xstrndup(r->reply.buf + r->emitted, ev.len);
+	ev.len = len;
+	ev.text = xstrndup(text, len);
+	ev.reasoning = part == REASONING_THOUGHT;
 	ev.done = (uint64_t)r->st.gen_tokens;
 	ev.total = r->job->max_tokens > 0 ? (uint64_t)r->job->max_tokens : 0;
+	push(r->e, &ev, PUSH_BLOCK);
+}
+
+/* Send reply[emitted .. upto) on, through the reasoning splitter. */
+static void emit(struct engine *e, struct run *r, size_t upto)
+{
+	(void)e;
+	if (upto <= r->emitted)
+		return;
+	reasoning_feed(&r->split, r->reply.buf + r->emitted, upto - r->emitted);
 	r->emitted = upto;
-	push(e, &ev, PUSH_BLOCK);
 }
 
 /*
@@ -564,6 +601,7 @@ static void finish(struct engine *e, struct run *r, enum engine_stop_reason why)
 			tokenizer_decoder_flush(r->dec, &r->reply);
 		emit(e, r, r->reply.len);
 	}
+	reasoning_flush(&r->split);
 	double now = time_now_ms();
 	r->st.stop_reason = why;
 	if (r->t_decode > 0) {
@@ -578,7 +616,10 @@ static void finish(struct engine *e, struct run *r, enum engine_stop_reason why)
 	struct engine_event ev = { 0 };
 	ev.type = ENGINE_EV_DONE;
 	ev.stats = r->st;
-	ev.text = strbuf_detach(&r->reply, &ev.len);
+	ev.text = strbuf_detach(&r->answer, &ev.len);
+	strbuf_rtrim(&r->thought);
+	if (r->thought.len)
+		ev.reasoning_text = strbuf_detach(&r->thought, &ev.reasoning_len);
 	ev.message = r->fail;
 	r->fail = NULL;
 	ev.done = (uint64_t)r->st.gen_tokens;
@@ -748,59 +789,184 @@ static int answer_room(const struct engine *e, const struct job *j)
 /*
  * Index of the first message of the oldest droppable turn (a user message
  * and the replies after it), never a system message nor the last user turn;
- * *len gets its message count.  -1 when nothing can go.
+ * *len gets its message count (messages already marked gone are passed
+ * over).  -1 when nothing can go.
  */
-static int oldest_turn(const struct engine_message *m, int n, int *len)
+static int oldest_turn_skipping(const struct engine_message *m, int n, const unsigned char *gone,
+				int *len)
 {
 	int first = -1, last_user = -1;
 	for (int i = 0; i < n; i++)
-		if (m[i].role == ENGINE_ROLE_USER)
+		if (!gone[i] && m[i].role == ENGINE_ROLE_USER)
 			last_user = i;
 	for (int i = 0; i < n; i++)
-		if (m[i].role != ENGINE_ROLE_SYSTEM) {
+		if (!gone[i] && m[i].role != ENGINE_ROLE_SYSTEM) {
 			first = i;
 			break;
 		}
 	if (first < 0 || first >= last_user)
 		return -1;
 	int k = first + 1;
-	while (k < last_user && m[k].role != ENGINE_ROLE_USER)
+	while (k < last_user && (gone[k] || m[k].role != ENGINE_ROLE_USER))
 		k++;
 	*len = k - first;
 	return first;
 }
 
-/* The prompt's token ids into *out (malloc'd), applying drop-oldest. */
-static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_out)
+/* What the template's reasoning_effort is told (NULL: its default). */
+static const char *const effort_names[] = { NULL, "low", "medium", "high" };
+
+/* A droppable turn: its first message and how many. */
+struct span {
+	int at, len;
+};
+
+/* Render msgs[0..n) as the job asks (generation prompt, thinking); a note
+ * from the template (its Jinja failed, its format rendered) becomes a
+ * warning, once. */
+static int render(struct engine *e, const struct job *j, const struct engine_message *msgs, int n,
+		  int32_t **out, int *n_out, int *thinking)
+{
+	struct prompt_opts po = { j->add_generation_prompt,
+				  j->think == ENGINE_THINK_ON    ? 1
+				  : j->think == ENGINE_THINK_OFF ? 0
+								 : -1,
+				  NULL, effort_names[j->effort] };
+	char *note = NULL;
+	int rc = prompt_render(e->tmpl, msgs, n, &po, out, n_out, thinking, &note);
+	if (note) {
+		push_template_warning(e, note);
+		free(note);
+	}
+	return rc;
+}
+
+/* 1 when the conversation without all but the newest `kept` of the n
+ * droppable turns fits with room for a reply, 0 when not, -1 on error. */
+static int keeps_fit(struct engine *e, struct run *r, const struct span *span, int n, int kept,
+		     unsigned char *gone, struct engine_message *tmp)
 {
 	struct job *j = r->job;
+	int m = 0, len, *ids, thinking;
+	memset(gone, 0, (size_t)j->n_msgs);
+	for (int t = 0; t < n - kept; t++)
+		memset(gone + span[t].at, 1, (size_t)span[t].len);
+	for (int i = 0; i < j->n_msgs; i++)
+		if (!gone[i])
+			tmp[m++] = j->msgs[i];
+	if (render(e, j, tmp, m, &ids, &len, &thinking) < 0)
+		return -1;
+	free(ids);
+	return len + answer_room(e, j) <= e->info.n_ctx;
+}
+
+/*
+ * shift: a prompt too long for the context loses tokens as the cache would
+ * have in a shift: the first keep (plus BOS) stay, and whole blocks of half
+ * the rest go from just after them, oldest first, until the reply has the
+ * room drop-oldest leaves (llama.cpp's server cuts prompts this way).
+ * Without it every turn after the context filled was refused.
+ */
+static void shift_prompt(struct engine *e, struct run *r, int32_t *p, int *n)
+{
+	int n_ctx = e->info.n_ctx, target = n_ctx - answer_room(e, r->job);
+	if (e->cfg.overflow != ENGINE_OVERFLOW_SHIFT || *n + answer_room(e, r->job) <= n_ctx ||
+	    target < 2)
+		return;
+	int keep = e->cfg.keep + (tokenizer_add_bos(e->tok) ? 1 : 0);
+	if (keep > target / 2)
+		keep = target / 2;
+	int block = (target - keep) / 2 > 0 ? (target - keep) / 2 : 1;
+	int erase = (*n - target + block - 1) / block * block;
+	if (erase > *n - keep - 1)
+		erase = *n - keep - 1;
+	if (erase <= 0)
+		return;
+	memmove(p + keep, p + keep + erase, sizeof(*p) * (size_t)(*n - keep - erase));
+	*n -= erase;
+	r->st.shifts++;
+}
+
+/* The prompt's token ids into *out (malloc'd), applying drop-oldest or
+ * shift; *thinking as prompt_render() says. */
+static int build_prompt(struct engine *e, struct run *r, int32_t **out, int *n_out, int *thinking)
+{
+	struct job *j = r->job;
+	*thinking = 0;
 	if (!j->msgs) {
 		*out = try_alloc_array((size_t)(j->n_tokens ? j->n_tokens : 1), sizeof(int32_t));
 		if (!*out)
 			return error("out of memory for a prompt of %d tokens", j->n_tokens);
 		memcpy(*out, j->tokens, sizeof(int32_t) * (size_t)j->n_tokens);
 		*n_out = j->n_tokens;
+		shift_prompt(e, r, *out, n_out);
 		return 0;
 	}
-	for (;;) {
-		if (prompt_render(e->tmpl, j->msgs, j->n_msgs, j->add_generation_prompt, out,
-				  n_out) < 0)
-			return -1;
-		if (e->cfg.overflow != ENGINE_OVERFLOW_DROP_OLDEST ||
-		    *n_out + answer_room(e, j) <= e->info.n_ctx)
-			return 0;
-		int len, at = oldest_turn(j->msgs, j->n_msgs, &len);
-		if (at < 0)
-			return 0; /* the fit check refuses it with the numbers */
+	if (render(e, j, j->msgs, j->n_msgs, out, n_out, thinking) < 0)
+		return -1;
+	shift_prompt(e, r, *out, n_out);
+	if (e->cfg.overflow != ENGINE_OVERFLOW_DROP_OLDEST ||
+	    *n_out + answer_room(e, j) <= e->info.n_ctx)
+		return 0;
+
+	/*
+	 * drop-oldest: turns go oldest first, as oldest_turn_skipping() picks them one
+	 * after the other (span[t] is the t-th: its first message and count).
+	 * Rendering the conversation again after each turn dropped made a
+	 * batch of 300 turns take half a minute; instead the most turns that
+	 * can be kept are found by rendering only candidates: 1, 2, 4, ...
+	 * kept turns (small prompts, cheap), then bisection.
+	 */
+	int n_spans = 0, len;
+	struct span *span = xmalloc(sizeof(*span) * (size_t)(j->n_msgs + 1));
+	unsigned char *gone = xcalloc((size_t)j->n_msgs + 1, 1);
+	struct engine_message *tmp = xmalloc(sizeof(*tmp) * (size_t)(j->n_msgs + 1));
+	for (int at; (at = oldest_turn_skipping(j->msgs, j->n_msgs, gone, &len)) >= 0;) {
+		span[n_spans++] = (struct span){ at, len };
+		memset(gone + at, 1, (size_t)len);
+	}
+	/* the most turns that can be kept: keeping them all does not fit */
+	int good = 0, bad = n_spans, rc = 0, f;
+	for (int kept = 1; kept < bad; kept *= 2) {
+		if ((f = keeps_fit(e, r, span, n_spans, kept, gone, tmp)) < 0)
+			rc = -1;
+		if (f <= 0) {
+			if (f == 0)
+				bad = kept;
+			break;
+		}
+		good = kept;
+	}
+	while (rc == 0 && bad - good > 1) {
+		int mid = good + (bad - good) / 2;
+		if ((f = keeps_fit(e, r, span, n_spans, mid, gone, tmp)) < 0)
+			rc = -1;
+		else if (f)
+			good = mid;
+		else
+			bad = mid;
+	}
+	if (rc == 0) {
+		int drop = n_spans - good, n = 0;
+		memset(gone, 0, (size_t)j->n_msgs);
+		for (int t = 0; t < drop; t++)
+			memset(gone + span[t].at, 1, (size_t)span[t].len);
+		for (int i = 0; i < j->n_msgs; i++) {
+			if (gone[i])
+				free((char *)j->msgs[i].text);
+			else
+				j->msgs[n++] = j->msgs[i];
+		}
+		j->n_msgs = n;
+		r->st.dropped_turns += drop;
 		free(*out);
 		*out = NULL;
-		for (int i = at; i < at + len; i++)
-			free((char *)j->msgs[i].text);
-		memmove(j->msgs + at, j->msgs + at + len,
-			sizeof(*j->msgs) * (size_t)(j->n_msgs - at - len));
-		j->n_msgs -= len;
-		r->st.dropped_turns++;
+		rc = render(e, j, j->msgs, j->n_msgs, out, n_out, thinking);
 	}
+	free(span);
+	free(gone);
+	free(tmp);
+	return rc;
 }
 
 static void sampler_from(const struct engine_sampling *s, struct sampler_params *p)
@@ -865,6 +1031,17 @@ static void adapt_chunk(struct engine *e, int c, double ms)
 	e->chunk = n > e->chunk_max ? e->chunk_max : n;
 }
 
+/* The first logit that is NaN or infinite, or -1.  A model file with such
+ * weights (or scales) loads, and without this check its replies are
+ * whatever the sampler makes of NaN. */
+static int nonfinite_at(const float *l, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!isfinite(l[i]))
+			return i;
+	return -1;
+}
+
 /* ---- one request to a remote server ------------------------------------------------- */
 
 struct remote_run {
@@ -878,9 +1055,12 @@ static int remote_text(void *ud, int reasoning, const char *text, size_t len)
 	struct remote_run *rr = ud;
 	struct run *r = rr->r;
 	const struct job *j = r->job;
-	/* TOKEN events carry no reasoning yet: it is not part of the reply */
-	if (reasoning)
+	/* the server split the thinking off already */
+	if (reasoning) {
+		r->st.reasoning_tokens++;
+		emit_part(r, REASONING_THOUGHT, text, len);
 		return 0;
+	}
 	if (!r->st.gen_tokens++)
 		r->st.ttft_ms = time_now_ms() - j->t_submit;
 	size_t old = r->reply.len;
@@ -915,6 +1095,8 @@ static void run_remote(struct engine *e, struct run *r)
 	q.deadline = j->max_time > 0 ? r->t_start + j->max_time * 1000.0 : 0;
 	q.stop = j->stop;
 	q.n_stop = j->n_stop;
+	q.think = j->think;
+	q.effort = j->effort;
 	remote_chat(e->remote, &q, remote_text, &rr, &res);
 
 	double end = time_now_ms();
@@ -943,6 +1125,49 @@ static void run_remote(struct engine *e, struct run *r)
 	finish(e, r, res.stop == ENGINE_STOP_NONE ? ENGINE_STOP_EOS : res.stop);
 }
 
+/*
+ * End a thinking block the model is still writing: feed it the close marker
+ * (as the template's own turns write it) so that it answers next, and pass
+ * the text on as if sampled.  0, 1 when the context has no room, -1 after
+ * error().
+ */
+static int close_thinking(struct engine *e, struct run *r, const char *open, const char *close)
+{
+	(void)open;
+	struct strbuf text = STRBUF_INIT;
+	if (r->split.harmony) /* the analysis message ends; the final one starts */
+		strbuf_addf(&text, "%s<|start|>assistant<|channel|>final<|message|>", close);
+	else
+		strbuf_addf(&text, "\n%s\n\n", close);
+	int32_t ids[64];
+	int n = tokenizer_encode(e->tok, text.buf, text.len, TOKENIZE_PARSE_SPECIAL, ids, 64);
+	if (n <= 0 || n > 64) {
+		strbuf_release(&text);
+		return n == INT32_MIN ? -1 : error("cannot tokenize the end of the thinking block");
+	}
+	int pos = model_n_past(e->m);
+	if (pos + n >= e->info.n_ctx) {
+		strbuf_release(&text);
+		return 1;
+	}
+	if (model_forward(e->m, ids, n, pos, e->logits, 0) < 0) {
+		strbuf_release(&text);
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		sampler_accept(r->smp, ids[i]);
+	/* a character the decoder holds half of ends here */
+	tokenizer_decoder_flush(r->dec, &r->reply);
+	size_t old = r->reply.len;
+	strbuf_add(&r->reply, text.buf, text.len);
+	strbuf_release(&text);
+	if (r->job->n_stop)
+		scan_stop(e, r, old);
+	else
+		emit(e, r, r->reply.len);
+	return 0;
+}
+
 static void run_job(struct engine *e, struct job *j)
 {
 	struct run r = { 0 };
@@ -950,16 +1175,25 @@ static void run_job(struct engine *e, struct job *j)
 	int n_prompt = 0, n_ctx = e->info.n_ctx, n_vocab = e->info.n_vocab;
 
 	r.job = j;
+	r.e = e;
 	r.t_start = time_now_ms();
 	strbuf_init(&r.reply, 0);
+	strbuf_init(&r.answer, 0);
+	strbuf_init(&r.thought, 0);
 	if (e->remote) {
+		reasoning_init(&r.split, NULL, NULL, 0, emit_part, &r);
 		run_remote(e, &r);
 		goto out;
 	}
-	if (build_prompt(e, &r, &prompt, &n_prompt) < 0) {
+	int thinking = 0;
+	if (build_prompt(e, &r, &prompt, &n_prompt, &thinking) < 0) {
+		reasoning_init(&r.split, NULL, NULL, 0, emit_part, &r);
 		push_text(e, ENGINE_EV_ERROR, error_message());
 		goto out;
 	}
+	const char *open, *close;
+	prompt_template_markers(e->tmpl, &open, &close);
+	reasoning_init(&r.split, open, close, thinking, emit_part, &r);
 	if (n_prompt < 1) {
 		push_text(e, ENGINE_EV_ERROR, "the prompt is empty");
 		goto out;
@@ -1066,6 +1300,30 @@ static void run_job(struct engine *e, struct job *j)
 			finish(e, &r, ENGINE_STOP_TIMEOUT);
 			break;
 		}
+		if (atomic_exchange(&e->stop_thinking, 0) && reasoning_thinking(&r.split)) {
+			int rc = close_thinking(e, &r, open, close);
+			if (rc) {
+				if (rc > 0 || atomic_load(&e->stop)) {
+					finish(e, &r,
+					       rc > 0 ? ENGINE_STOP_CONTEXT_FULL
+						      : ENGINE_STOP_CANCELLED);
+				} else {
+					r.fail = xstrdup(error_message());
+					finish(e, &r, ENGINE_STOP_ERROR);
+				}
+				break;
+			}
+		}
+		/* after any pass above: the logits sampled from are the ones checked */
+		int bad = nonfinite_at(e->logits, n_vocab);
+		if (bad >= 0) {
+			error("the model computed a logit that is not a number (token %d at position "
+			      "%d is %g): the model file's weights or hyperparameters are broken",
+			      bad, model_n_past(e->m) - 1, (double)e->logits[bad]);
+			r.fail = xstrdup(error_message());
+			finish(e, &r, ENGINE_STOP_ERROR);
+			break;
+		}
 		int32_t t = sampler_sample(r.smp, e->logits);
 		if (r.st.gen_tokens == 0)
 			r.st.ttft_ms = time_now_ms() - j->t_submit;
@@ -1077,12 +1335,26 @@ static void run_job(struct engine *e, struct job *j)
 		r.st.gen_tokens++;
 		size_t old = r.reply.len;
 		tokenizer_decoder_push(r.dec, t, &r.reply);
+		/* a marker that is a control token decodes to nothing: the
+		 * splitter must see it all the same */
+		if (tokenizer_is_control(e->tok, t)) {
+			size_t ml;
+			const char *mt = tokenizer_text(e->tok, t, &ml);
+			/* harmony's markers and headers are made of control
+			 * tokens (<|channel|>analysis<|message|>): all count */
+			if (mt &&
+			    (r.split.harmony || (ml == strlen(open) && !memcmp(mt, open, ml)) ||
+			     (ml == strlen(close) && !memcmp(mt, close, ml))))
+				strbuf_add(&r.reply, mt, ml);
+		}
 		if (j->n_stop && scan_stop(e, &r, old)) {
 			finish(e, &r, ENGINE_STOP_STOP_STRING);
 			break;
 		}
 		if (!j->n_stop)
 			emit(e, &r, r.reply.len);
+		if (reasoning_thinking(&r.split))
+			r.st.reasoning_tokens++;
 		if (j->max_tokens > 0 && r.st.gen_tokens >= j->max_tokens) {
 			finish(e, &r, ENGINE_STOP_MAX_TOKENS);
 			break;
@@ -1109,6 +1381,9 @@ out:
 	free(prompt);
 	free(r.fail);
 	strbuf_release(&r.reply);
+	strbuf_release(&r.answer);
+	strbuf_release(&r.thought);
+	reasoning_release(&r.split);
 	tokenizer_decoder_free(r.dec);
 	sampler_free(r.smp);
 }
@@ -1167,6 +1442,11 @@ static void *engine_main(void *arg)
 	return NULL;
 }
 
+int engine_kernels_configure(const char *isa, const char *cache_dir)
+{
+	return quant_select_configure(isa, cache_dir);
+}
+
 struct engine *engine_open(const struct engine_config *cfg)
 {
 	struct engine *e = xcalloc(1, sizeof(*e));
@@ -1217,6 +1497,7 @@ struct engine *engine_open(const struct engine_config *cfg)
 	pthread_cond_init(&e->cv_work, NULL);
 	pthread_cond_init(&e->cv_space, NULL);
 	atomic_init(&e->cancel, 0);
+	atomic_init(&e->stop_thinking, 0);
 	atomic_init(&e->stop, 0);
 	atomic_init(&e->ready, 0);
 	int rc = pthread_create(&e->thread, NULL, engine_main, e);
@@ -1298,6 +1579,8 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 		return error("the request has no messages");
 	if (req->n_stop < 0 || req->n_stop > ENGINE_MAX_STOP)
 		return error("%d stop strings (at most %d)", req->n_stop, ENGINE_MAX_STOP);
+	if ((unsigned)req->effort > ENGINE_EFFORT_HIGH)
+		return error("reasoning effort %d is out of range", (int)req->effort);
 	for (int i = 0; i < req->n_stop; i++)
 		if (!req->stop[i] || !*req->stop[i])
 			return error("stop string %d is empty", i + 1);
@@ -1338,6 +1621,8 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 		j->stop[i] = xstrdup(req->stop[i]);
 	j->n_stop = req->n_stop;
 	j->no_reuse = req->no_reuse;
+	j->think = req->think;
+	j->effort = req->effort;
 	j->session = req->session && *req->session ? xstrdup(req->session) : NULL;
 	j->t_submit = time_now_ms();
 
@@ -1349,6 +1634,7 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 		return error(failed ? "the model failed to load" : "a request is already running");
 	}
 	atomic_store(&e->cancel, 0);
+	atomic_store(&e->stop_thinking, 0);
 	e->job = j;
 	e->busy = 1;
 	pthread_cond_signal(&e->cv_work);
@@ -1359,4 +1645,13 @@ int engine_submit(struct engine *e, const struct engine_request *req)
 void engine_cancel(struct engine *e)
 {
 	atomic_store(&e->cancel, 1);
+}
+
+void engine_stop_thinking(struct engine *e)
+{
+	/* a server cannot be told to stop thinking: it stops altogether */
+	if (e->remote)
+		atomic_store(&e->cancel, 1);
+	else
+		atomic_store(&e->stop_thinking, 1);
 }

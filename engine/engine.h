@@ -33,7 +33,10 @@
  *  fit the context: the message has the numbers).  A request may be
  *  submitted while the model loads: it runs after READY.
  *  After a cancel, TOKEN events that found the queue full are dropped; the
- *  DONE text (the whole reply, never a stop string) is authoritative.
+ *  DONE text (the whole answer, never a stop string) is authoritative.
+ *  A forward pass that yields a logit that is NaN or infinite (a model file
+ *  with broken weights) ends the reply with DONE, stop_reason error and a
+ *  message, rather than sampling from garbage.
  *  A request that names a session while saved states are on
  *  (engine_config.kv_dir) is followed, after its DONE, by exactly one
  *  KV_SAVED; it comes before any event of the next request.
@@ -41,6 +44,16 @@
  *  models; each request gives one PREFILL_PROGRESS 0/0 (the server tells
  *  nothing of its prefill) when sent; a network, HTTP or stream failure is
  *  a DONE with stop reason error and the partial reply (never an ERROR).
+ *
+ * REASONING
+ *  A reply that thinks first (it opens with <think>, or the template's own
+ *  marker, or the prompt opened the block) is split as it streams: each
+ *  TOKEN event is either thinking (reasoning = 1) or answer, the markers
+ *  and the blank lines after them never sent, even when a marker arrives
+ *  in pieces.  DONE's text is the answer alone; its reasoning_text holds the
+ *  thinking.  engine_stop_thinking() ends a thinking block early: the
+ *  engine writes the close marker itself and the model answers.  A remote
+ *  server's reasoning_content arrives as thinking.
  *
  * KV REUSE
  *  The engine keeps the tokens its cache holds; a request reuses the longest
@@ -78,6 +91,9 @@
  *    have no turns: as stop.
  *  shift: when the cache is full during generation, keep the first keep
  *    tokens (plus BOS), discard half of the rest and re-rotate; stats.shifts.
+ *    A prompt that does not fit with room for a reply (as drop-oldest
+ *    leaves) is cut the same way: the first keep tokens stay, whole blocks
+ *    of half the rest go from after them (one more stats.shifts).
  */
 
 enum engine_overflow { ENGINE_OVERFLOW_STOP, ENGINE_OVERFLOW_DROP_OLDEST, ENGINE_OVERFLOW_SHIFT };
@@ -142,6 +158,21 @@ struct engine_message {
 
 #define ENGINE_MAX_STOP 16
 
+enum engine_think {
+	ENGINE_THINK_DEFAULT, /* as the template decides */
+	ENGINE_THINK_ON,
+	ENGINE_THINK_OFF,
+};
+
+/* How hard a model reasons, for templates that read it (harmony's
+ * reasoning_effort: "Reasoning: low" in gpt-oss's system message). */
+enum engine_effort {
+	ENGINE_EFFORT_DEFAULT, /* as the template decides (gpt-oss: medium) */
+	ENGINE_EFFORT_LOW,
+	ENGINE_EFFORT_MEDIUM,
+	ENGINE_EFFORT_HIGH,
+};
+
 struct engine_request {
 	/* Either a conversation (rendered with the chat template) ... */
 	const struct engine_message *messages;
@@ -160,6 +191,10 @@ struct engine_request {
 	int n_stop;
 	/* 1: ignore the cache and prefill the whole prompt (benchmarks) */
 	int no_reuse;
+	/* thinking, for templates that switch it (enable_thinking, as Qwen3's) */
+	enum engine_think think;
+	/* reasoning effort, for templates that read it (reasoning_effort) */
+	enum engine_effort effort;
 	/* the session the conversation belongs to: its saved state is read
 	 * before and written after (see SAVED STATES); NULL or "" = none.
 	 * Letters, digits, '-' and '_', shorter than ENGINE_SESSION_MAX. */
@@ -184,17 +219,18 @@ struct engine_stats {
 	int prompt_tokens; /* tokens in the rendered prompt (after drop-oldest) */
 	/* of those, kept from the KV cache (reuse rate = reused / prompt) */
 	int reused_tokens;
-	int dropped_turns;  /* drop-oldest: whole turns removed to fit */
-	int shifts;         /* context shifts during generation */
-	double prefill_ms;  /* prefill of the prompt_tokens - reused_tokens new ones */
-	double prefill_tps; /* those tokens per second */
-	double ttft_ms;     /* engine_submit() to the first sampled token */
-	int gen_tokens;     /* tokens generated (an end-of-turn token not counted) */
-	double decode_ms;   /* from the end of prefill to the end of the reply */
-	double decode_tps;  /* gen_tokens per second of decode_ms */
-	int n_ctx_used;     /* tokens in the cache at the end */
-	int n_ctx;          /* the context size */
-	uint64_t peak_rss;  /* peak resident memory of the process, bytes */
+	int dropped_turns;    /* drop-oldest: whole turns removed to fit */
+	int shifts;           /* context shifts during generation */
+	double prefill_ms;    /* prefill of the prompt_tokens - reused_tokens new ones */
+	double prefill_tps;   /* those tokens per second */
+	double ttft_ms;       /* engine_submit() to the first sampled token */
+	int gen_tokens;       /* tokens generated (an end-of-turn token not counted) */
+	int reasoning_tokens; /* of those, generated while thinking */
+	double decode_ms;     /* from the end of prefill to the end of the reply */
+	double decode_tps;    /* gen_tokens per second of decode_ms */
+	int n_ctx_used;       /* tokens in the cache at the end */
+	int n_ctx;            /* the context size */
+	uint64_t peak_rss;    /* peak resident memory of the process, bytes */
 	enum engine_stop_reason stop_reason;
 	/* remote: prompt_tokens and gen_tokens are the server's usage figures
 	 * (1), or gen_tokens counts the chunks that carried text (0); ttft,
@@ -216,7 +252,8 @@ enum engine_event_type {
 	ENGINE_EV_DONE,  /* stats; text: the whole reply */
 	ENGINE_EV_ERROR, /* text: the message (loading, or a request) */
 	/* text: something to tell the user; work goes on (memory over a
-	 * memory.mode=warn limit, an unknown pre-tokenizer) */
+	 * memory.mode=warn limit, an unknown pre-tokenizer); done 1: about the
+	 * chat template (one that cannot be used, a built-in format instead) */
 	ENGINE_EV_WARNING,
 	/* after the DONE of a request naming a session: text = the session;
 	 * path = the state file now holding the cache (done = its bytes, total
@@ -230,9 +267,13 @@ struct engine_event {
 	uint64_t done, total;
 	char *text; /* owned by the event; freed by engine_event_free */
 	size_t len;
+	int reasoning; /* TOKEN: 1 when the text is thinking, not answer */
 	struct engine_stats stats;
 	/* DONE with stop reason error: what went wrong, else NULL (owned) */
 	char *message;
+	/* DONE: the reply's thinking (owned), or NULL when it did not think */
+	char *reasoning_text;
+	size_t reasoning_len;
 	char *path; /* KV_SAVED: the state file (owned), or NULL */
 };
 
@@ -250,6 +291,7 @@ struct engine_info {
 	char device[160];       /* the GPU ("NVIDIA H100, 79.1 GiB"); "" on the CPU or a server */
 	char chat_template[32]; /* the template in use; "none" for raw completion */
 	int template_defaulted; /* 1 when no template was found and none was asked for */
+	int template_thinks;    /* 1 when the template switches thinking (engine_request.think) */
 	uint64_t kv_bytes;
 	uint64_t weight_bytes; /* bytes of all tensors (mapped) */
 	/* remote: the server (scheme://host:port/path, no credentials); "" for
@@ -263,6 +305,16 @@ struct engine;
 /* Returns at once; loading runs on the engine thread and reports
  * LOAD_PROGRESS then READY or ERROR.  NULL (with error()) only when the
  * thread cannot be started. */
+/*
+ * CPU kernels for the models this process loads: isa "auto" (each weight
+ * type's fastest level, measured once per CPU at the first load and cached
+ * in cache_dir, NULL or "" = not kept) or a level's name ("avx2",
+ * "avx512-256", "avx512", "avx512-vnni", "scalar") for every type.  -1
+ * (error()) for an unknown name or a level this CPU lacks.  Call before the
+ * first model loads; without it every type runs the widest level.
+ */
+int engine_kernels_configure(const char *isa, const char *cache_dir);
+
 struct engine *engine_open(const struct engine_config *cfg);
 void engine_close(struct engine *e);
 
@@ -275,6 +327,10 @@ void engine_event_free(struct engine_event *ev);
  * when one is already running or the engine failed to load. */
 int engine_submit(struct engine *e, const struct engine_request *req);
 void engine_cancel(struct engine *e);
+/* End the running reply's thinking now: the engine closes the block and
+ * the model answers (a remote engine cancels instead).  Safe from any
+ * thread; forgotten when the reply is not thinking. */
+void engine_stop_thinking(struct engine *e);
 /* NULL until READY. */
 const struct engine_info *engine_info(const struct engine *e);
 

@@ -24,9 +24,11 @@
  * and, after the last layer, the output norm and matrix into the logits.
  * Fused tensors (phi3's attn_qkv, ffn_up) are views split at load, so the
  * families differ here only by the flags and tensors of their table row:
- * there is one block.  The residual of a block is added at the start of the
- * next step that reads x (the "pending" input), so that the backend fuses
- * it with the norm.
+ * there is one block.  Its FFN is either the dense one above or, in a layer
+ * with a router, a mixture of experts: one backend step (moe_ffn) that
+ * routes each token and runs its experts.  The residual of a block is added
+ * at the start of the next step that reads x (the "pending" input), so that
+ * the backend fuses it with the norm.
  */
 
 static int cancelled(const struct model *m)
@@ -89,6 +91,27 @@ static void layer_begin(struct model *m, int l)
 
 /* ---- one chunk ---------------------------------------------------------------------------- */
 
+/* The dense FFN: gate and up on the prepared input pf (residual add, FFN
+ * norm), the activation, down into BK_TMP. */
+static int dense_ffn(struct model *m, const struct layer *L, struct bk_input *pf, int ntok)
+{
+	struct backend *b = m->backend;
+	const struct mat *gu[2] = { &L->gate, &L->up };
+	static const enum bk_buf gu_out[2] = { BK_GATE, BK_UP };
+	if (b->ops->matmul(b, pf, 2, gu, gu_out, ntok) < 0)
+		return -1;
+
+	static const enum bk_act acts[] = { [ACT_SILU] = BK_ACT_SILU,
+					    [ACT_GELU] = BK_ACT_GELU,
+					    [ACT_SWIGLU_OAI] = BK_ACT_SWIGLU_OAI };
+	struct bk_input pd = {
+		.add = BK_NONE, .src = BK_GATE, .width = m->info.n_ff, .glu = acts[m->arch->act]
+	};
+	const struct mat *dn[1] = { &L->down };
+	static const enum bk_buf dn_out[1] = { BK_TMP };
+	return b->ops->matmul(b, &pd, 1, dn, dn_out, ntok);
+}
+
 /* The block of layer l on x; its output (the residual still to add into
  * x, with its post-norm) is left in BK_TMP, described by *pend. */
 static int block(struct model *m, int l, int pos0, int ntok, struct bk_input *pend)
@@ -122,18 +145,8 @@ static int block(struct model *m, int l, int pos0, int ntok, struct bk_input *pe
 			       .norm = L->ffn_norm,
 			       .src = BK_NONE,
 			       .width = E };
-	const struct mat *gu[2] = { &L->gate, &L->up };
-	static const enum bk_buf gu_out[2] = { BK_GATE, BK_UP };
-	if (b->ops->matmul(b, &pf, 2, gu, gu_out, ntok) < 0)
-		return -1;
-
-	struct bk_input pd = { .add = BK_NONE,
-			       .src = BK_GATE,
-			       .width = in->n_ff,
-			       .glu = m->arch->act == ACT_GELU ? BK_ACT_GELU : BK_ACT_SILU };
-	const struct mat *dn[1] = { &L->down };
-	static const enum bk_buf dn_out[1] = { BK_TMP };
-	if (b->ops->matmul(b, &pd, 1, dn, dn_out, ntok) < 0)
+	/* the FFN: the dense one, or a mixture of experts in a layer with a router */
+	if (L->gate_inp.t ? b->ops->moe_ffn(b, &pf, l, ntok) : dense_ffn(m, L, &pf, ntok))
 		return -1;
 
 	*pend = (struct bk_input){ .add = BK_TMP, .add_norm = L->ffn_post_norm, .src = BK_NONE };

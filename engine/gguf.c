@@ -128,7 +128,21 @@ struct gguf {
 	int64_t tensors_cap;
 	struct gguf_tensor *tensors; /* (n_tensors) */
 	struct name_index tensor_index;
+
+	const atomic_int *cancel; /* while parsing: stop when set (NULL: never) */
 };
+
+/* Parsing a header of millions of entries takes a while: every
+ * PARSE_SLICE entries the cancel flag is read (item counts one entry). */
+#define PARSE_SLICE 65536
+
+static int parse_cancelled(const struct gguf *g, uint64_t item)
+{
+	if (item % PARSE_SLICE || !g->cancel || !atomic_load(g->cancel))
+		return 0;
+	error("loading cancelled");
+	return 1;
+}
 
 /* A bounds-checked cursor over the header. */
 struct rd {
@@ -416,7 +430,7 @@ static int read_kv_value(struct gguf *g, struct rd *r, int64_t i, const char *ke
 			     safe_name(nb, sizeof(nb), key, strlen(key)), (unsigned long long)n);
 	g->kv_arr[i] = strs;
 	for (uint64_t j = 0; j < n; j++) {
-		if (rd_str(r, &strs[j], what) < 0)
+		if (parse_cancelled(g, j + 1) || rd_str(r, &strs[j], what) < 0)
 			return -1;
 	}
 	return 0;
@@ -429,6 +443,8 @@ static int read_kvs(struct gguf *g, struct rd *r, int64_t n_kv)
 		struct gguf_str key;
 		uint32_t t;
 		char what[64];
+		if (parse_cancelled(g, (uint64_t)i + 1))
+			return -1;
 		snprintf(what, sizeof(what), "key of metadata entry %lld", (long long)i);
 		if (rd_str(r, &key, what) < 0)
 			return -1;
@@ -494,6 +510,8 @@ static int read_tensor_infos(struct gguf *g, struct rd *r, int64_t n_tensors)
 		struct gguf_str name;
 		uint32_t nd, type;
 		char what[400];
+		if (parse_cancelled(g, (uint64_t)i + 1))
+			return -1;
 		snprintf(what, sizeof(what), "name of tensor %lld", (long long)i);
 		if (rd_str(r, &name, what) < 0)
 			return -1;
@@ -653,6 +671,11 @@ static int parse(struct gguf *g)
 
 struct gguf *gguf_open(const char *path)
 {
+	return gguf_open_cancellable(path, NULL);
+}
+
+struct gguf *gguf_open_cancellable(const char *path, const atomic_int *cancel)
+{
 	struct gguf *g;
 	struct stat st;
 	int fd;
@@ -711,10 +734,12 @@ struct gguf *gguf_open(const char *path)
 		gguf_close(g);
 		return NULL;
 	}
+	g->cancel = cancel;
 	if (parse(g) < 0) {
 		gguf_close(g);
 		return NULL;
 	}
+	g->cancel = NULL;
 	return g;
 }
 

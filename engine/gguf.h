@@ -2,6 +2,7 @@
 #ifndef PALAVER_GGUF_H
 #define PALAVER_GGUF_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,9 @@ struct gguf_tensor {
 struct gguf;
 
 struct gguf *gguf_open(const char *path);
+/* The same, ending with error "loading cancelled" soon after *cancel is set
+ * by another thread (a header of millions of entries takes a while). */
+struct gguf *gguf_open_cancellable(const char *path, const atomic_int *cancel);
 void gguf_close(struct gguf *g);
 
 const char *gguf_path(const struct gguf *g);

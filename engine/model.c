@@ -5,7 +5,9 @@
 #include "backend.h"
 #include "gguf.h"
 #include "model_internal.h"
+#include "moe.h"
 #include "quant.h"
+#include "quant_select.h"
 #include "readahead.h"
 #include "report.h"
 #include "threadpool.h"
@@ -85,8 +87,10 @@ struct hparams {
 	const struct arch *arch;
 	char arch_name[32];
 	uint32_t ctx, embd, nl, ff, nh, nkv, hk, hv, rot;
+	uint32_t n_exp, n_exp_used, ff_exp; /* experts (0: dense), per token, their width */
 	float rope_base, norm_eps, freq_scale, mscale;
-	uint32_t ctx_orig;  /* rope.scaling.original_context_length */
+	uint32_t ctx_orig;                              /* rope.scaling.original_context_length */
+	float yarn_ext, yarn_beta_fast, yarn_beta_slow; /* YaRN (yarn_ext 0: none) */
 	float hp[HP_COUNT]; /* the family's keys (arch_key), or their defaults */
 	unsigned char *swa; /* (nl) layer slides, or NULL */
 	int n_swa;          /* layers that slide */
@@ -118,7 +122,8 @@ static int key_f32(const struct gguf *g, const char *arch, const char *suffix, f
 	return gguf_get_f32_or(g, key, def, out);
 }
 
-/* rope.scaling.type + factor, or the older rope.scale_linear: h->freq_scale. */
+/* rope.scaling.type + factor, or the older rope.scale_linear: h->freq_scale;
+ * YaRN's keys (llama.cpp's defaults: extrapolation 1, betas 32 and 1). */
 static int load_rope_scaling(const struct gguf *g, struct hparams *h)
 {
 	const char *a = h->arch_name;
@@ -131,17 +136,35 @@ static int load_rope_scaling(const struct gguf *g, struct hparams *h)
 		if (gguf_get_str(g, key, &s) < 0 ||
 		    key_f32(g, a, "rope.scaling.factor", &factor, 1.0f) < 0)
 			return -1;
-		if (s.len == 6 && !memcmp(s.data, "linear", 6)) {
+		if (!isfinite(factor) || factor < 0)
+			return error("'%s': %s.rope.scaling.factor is %g, not a positive number",
+				     gguf_path(g), a, (double)factor);
+		int yarn = s.len == 4 && !memcmp(s.data, "yarn", 4);
+		if (yarn || (s.len == 6 && !memcmp(s.data, "linear", 6))) {
 			if (factor > 0)
 				h->freq_scale = 1.0f / factor;
 		} else if (!(s.len == 4 && !memcmp(s.data, "none", 4))) {
 			return error("'%s': rope scaling '%.*s' is not supported (supported: none, "
-				     "linear, llama3 frequency factors, LongRoPE factors)",
+				     "linear, yarn, llama3 frequency factors, LongRoPE factors)",
 				     gguf_path(g), (int)s.len, s.data);
 		}
+		if (yarn &&
+		    (key_f32(g, a, "rope.scaling.yarn_ext_factor", &h->yarn_ext, 1.0f) < 0 ||
+		     key_f32(g, a, "rope.scaling.yarn_beta_fast", &h->yarn_beta_fast, 32.0f) < 0 ||
+		     key_f32(g, a, "rope.scaling.yarn_beta_slow", &h->yarn_beta_slow, 1.0f) < 0))
+			return -1;
+		if (yarn && !(factor >= 1 && factor < 1e6 && h->yarn_ext >= 0 && h->yarn_ext <= 1 &&
+			      h->yarn_beta_fast > 0 && h->yarn_beta_slow > 0))
+			return error("'%s': YaRN scaling (factor %g, extrapolation %g, betas %g "
+				     "and %g) is not usable",
+				     gguf_path(g), factor, h->yarn_ext, h->yarn_beta_fast,
+				     h->yarn_beta_slow);
 	} else {
 		if (key_f32(g, a, "rope.scale_linear", &factor, 1.0f) < 0)
 			return -1;
+		if (!isfinite(factor) || factor < 0)
+			return error("'%s': %s.rope.scale_linear is %g, not a positive number",
+				     gguf_path(g), a, (double)factor);
 		if (factor > 0)
 			h->freq_scale = 1.0f / factor;
 	}
@@ -186,6 +209,38 @@ static int load_swa(const struct gguf *g, struct hparams *h)
 	}
 	for (uint32_t l = 0; l < h->nl; l++)
 		h->n_swa += h->swa[l];
+	return 0;
+}
+
+/* The mixture of experts: <arch>.expert_count (0 or absent: dense, unless
+ * the family is always a mixture), expert_used_count, and one expert's
+ * width, expert_feed_forward_length (absent: the FFN width; for families
+ * that are always mixtures, where that key gives no dense width, it divided
+ * by the experts used, as llama.cpp reads Qwen's files). */
+static int load_experts(const struct gguf *g, struct hparams *h)
+{
+	const char *a = h->arch_name;
+	int always = (h->arch->flags & ARCH_MOE) != 0;
+	if (key_u32(g, a, "expert_count", &h->n_exp, always, 0) < 0)
+		return -1;
+	if (!h->n_exp) {
+		if (always)
+			return error("'%s': metadata key '%s.expert_count' is 0: a %s model needs "
+				     "experts",
+				     gguf_path(g), a, a);
+		return 0;
+	}
+	if (key_u32(g, a, "expert_used_count", &h->n_exp_used, 1, 0) < 0)
+		return -1;
+	if (h->n_exp > 4096 || h->n_exp_used == 0 || h->n_exp_used > h->n_exp)
+		return error("'%s': %u experts of which %u are used per token is not a usable "
+			     "mixture",
+			     gguf_path(g), h->n_exp, h->n_exp_used);
+	if (key_u32(g, a, "expert_feed_forward_length", &h->ff_exp, 0,
+		    always ? h->ff / h->n_exp_used : h->ff) < 0)
+		return -1;
+	if (h->ff_exp == 0 || h->ff_exp > (1u << 22))
+		return error("'%s': implausible expert width %u", gguf_path(g), h->ff_exp);
 	return 0;
 }
 
@@ -236,6 +291,14 @@ static int load_hparams(const struct gguf *g, struct hparams *h)
 	if (key_f32(g, a, "rope.freq_base", &h->rope_base, 10000.0f) < 0 ||
 	    key_f32(g, a, "attention.layer_norm_rms_epsilon", &h->norm_eps, 1e-5f) < 0)
 		return -1;
+	/* a base that is not positive makes NaN angles, an epsilon that is
+	 * negative or NaN NaN norms: garbage with exit 0 unless refused here */
+	if (!isfinite(h->rope_base) || h->rope_base <= 0)
+		return error("'%s': %s.rope.freq_base is %g, not a positive number", gguf_path(g),
+			     a, (double)h->rope_base);
+	if (!isfinite(h->norm_eps) || h->norm_eps < 0 || h->norm_eps >= 1)
+		return error("'%s': %s.attention.layer_norm_rms_epsilon is %g, not between 0 and 1",
+			     gguf_path(g), a, (double)h->norm_eps);
 	for (int i = 0; i < h->arch->n_keys; i++) {
 		const struct arch_key *k = &h->arch->keys[i];
 		uint32_t u;
@@ -253,7 +316,7 @@ static int load_hparams(const struct gguf *g, struct hparams *h)
 			return error("'%s': metadata key '%s.%s' is %g, which is not usable",
 				     gguf_path(g), a, k->suffix, h->hp[k->hp]);
 	}
-	if (load_rope_scaling(g, h) < 0 || load_swa(g, h) < 0)
+	if (load_rope_scaling(g, h) < 0 || load_swa(g, h) < 0 || load_experts(g, h) < 0)
 		return -1;
 	return 0;
 }
@@ -272,6 +335,11 @@ static void setup_family(struct model *m, const struct hparams *h)
 		m->rope_swa.base = h->hp[HP_ROPE_BASE_SWA];
 		m->rope_swa.freq_scale = 1.0f;
 	}
+	/* YaRN on every layer, as llama.cpp does (unscaled layers: a no-op) */
+	rope_yarn_init(&m->rope, (int)h->ctx_orig, h->yarn_ext, h->yarn_beta_fast,
+		       h->yarn_beta_slow);
+	rope_yarn_init(&m->rope_swa, (int)h->ctx_orig, h->yarn_ext, h->yarn_beta_fast,
+		       h->yarn_beta_slow);
 	if (h->arch->query_scale_embd_layers && (int)h->nl == h->arch->query_scale_embd_layers)
 		m->attn_scale = 1.0f / sqrtf((float)(h->embd / h->nh));
 	else
@@ -279,6 +347,8 @@ static void setup_family(struct model *m, const struct hparams *h)
 	m->attn_softcap = h->hp[HP_ATTN_SOFTCAP];
 	m->final_softcap = h->hp[HP_FINAL_SOFTCAP];
 	m->embd_scale = h->arch->flags & ARCH_EMBD_SCALE ? sqrtf((float)h->embd) : 0.0f;
+	m->moe_renorm = (h->arch->flags & ARCH_MOE_RENORM) != 0;
+	m->moe_group = !m->params.moe_per_token;
 	m->n_ctx_orig = (int)h->ctx_orig;
 	in->swa_window = h->n_swa ? (int)h->hp[HP_SWA_WINDOW] : 0;
 	in->n_swa_layers = h->n_swa;
@@ -293,6 +363,9 @@ static void info_from(struct model *m, const struct hparams *h)
 	in->n_embd = (int)h->embd;
 	in->n_layer = (int)h->nl;
 	in->n_ff = (int)h->ff;
+	in->n_expert = (int)h->n_exp;
+	in->n_expert_used = (int)h->n_exp_used;
+	in->n_ff_exp = (int)h->ff_exp;
 	in->n_head = (int)h->nh;
 	in->n_head_kv = (int)h->nkv;
 	in->head_dim = (int)h->hk;
@@ -325,9 +398,9 @@ static void shape_str(char *buf, size_t n, const int64_t *ne, int nd)
 		snprintf(buf + o, n - o, "]");
 }
 
-/* Find a tensor, check its shape (nd dims: ne0, ne1) and that palaver can compute its type. */
-static const struct gguf_tensor *tensor_get(struct model *m, const char *name, int nd, int64_t ne0,
-					    int64_t ne1, int required)
+/* Find a tensor, check its shape (nd dims of want) and that palaver can compute its type. */
+static const struct gguf_tensor *tensor_get(struct model *m, const char *name, int nd,
+					    const int64_t *want, int required)
 {
 	const struct gguf_tensor *t = gguf_find_tensor(m->g, name);
 	if (!t) {
@@ -337,9 +410,9 @@ static const struct gguf_tensor *tensor_get(struct model *m, const char *name, i
 			error_clear();
 		return NULL;
 	}
-	int64_t want[2] = { ne0, ne1 };
-	int ok = t->ne[0] == ne0 && (nd == 1 ? 1 : t->ne[1] == ne1) && t->ne[2] == 1 &&
-		 t->ne[3] == 1 && (nd == 2 || t->ne[1] == 1);
+	int ok = t->ne[3] == 1;
+	for (int d = 0; d < 3; d++)
+		ok &= t->ne[d] == (d < nd ? want[d] : 1);
 	if (!ok) {
 		char have[96], exp[64];
 		shape_str(have, sizeof(have), t->ne, t->n_dims);
@@ -362,11 +435,13 @@ static const struct gguf_tensor *tensor_get(struct model *m, const char *name, i
 	return t;
 }
 
+/* A matrix of n rows of k (n_exp = 1), or a 3-D tensor of n_exp of them. */
 static int mat_get(struct model *m, struct mat *w, const char *name, int64_t k, int64_t n,
-		   int required)
+		   int64_t n_exp, int required)
 {
 	memset(w, 0, sizeof(*w));
-	const struct gguf_tensor *t = tensor_get(m, name, 2, k, n, required);
+	int64_t want[3] = { k, n, n_exp };
+	const struct gguf_tensor *t = tensor_get(m, name, n_exp > 1 ? 3 : 2, want, required);
 	if (!t)
 		return required ? -1 : 0;
 	w->t = t;
@@ -375,7 +450,9 @@ static int mat_get(struct model *m, struct mat *w, const char *name, int64_t k, 
 	w->dot_type = quant_traits(t->type)->dot_type;
 	w->k = (int)k;
 	w->n = (int)n;
+	w->n_exp = (int)n_exp;
 	quant_row_bytes(t->type, k, &w->row_bytes);
+	w->exp_bytes = w->row_bytes * (size_t)n;
 	return 0;
 }
 
@@ -385,28 +462,42 @@ static struct mat mat_rows(const struct mat *w, int r0, int n)
 	struct mat v = *w;
 	v.mapped = v.data = (const char *)w->data + (size_t)r0 * w->row_bytes;
 	v.n = n;
+	v.exp_bytes = (size_t)n * w->row_bytes;
 	return v;
 }
 
-/* A 1-D float vector: a view when F32, else converted into an owned buffer. */
-static int vec_get(struct model *m, const float **out, const char *name, int64_t n, int required)
+/* A float vector (nd 1: n0 floats) or a row of them (nd 2: n1 vectors of
+ * n0, a bias per expert): a view when F32, else converted into an owned
+ * buffer. */
+static int vecs_get(struct model *m, const float **out, const char *name, int nd, int64_t n0,
+		    int64_t n1, int required)
 {
 	*out = NULL;
-	const struct gguf_tensor *t = tensor_get(m, name, 1, n, 1, required);
+	int64_t want[2] = { n0, n1 };
+	const struct gguf_tensor *t = tensor_get(m, name, nd, want, required);
 	if (!t)
 		return required ? -1 : 0;
 	if (t->type == QT_F32) {
 		*out = t->data;
 		return 0;
 	}
-	float *buf = try_alloc_array((size_t)n, sizeof(float));
+	size_t rb;
+	quant_row_bytes(t->type, n0, &rb);
+	float *buf = try_alloc_array((size_t)(n0 * (nd > 1 ? n1 : 1)), sizeof(float));
 	if (!buf)
 		return error("out of memory converting tensor '%s'", name);
-	quant_dequantize_row(t->type, t->data, buf, n);
+	for (int64_t r = 0; r < (nd > 1 ? n1 : 1); r++)
+		quant_dequantize_row(t->type, (const char *)t->data + (size_t)r * rb,
+				     buf + (size_t)(r * n0), n0);
 	m->owned = xrealloc_array(m->owned, (size_t)m->n_owned + 1, sizeof(*m->owned));
 	m->owned[m->n_owned++] = buf;
 	*out = buf;
 	return 0;
+}
+
+static int vec_get(struct model *m, const float **out, const char *name, int64_t n, int required)
+{
+	return vecs_get(m, out, name, 1, n, 1, required);
 }
 
 static int64_t dim_of(const struct model *m, int d)
@@ -424,6 +515,9 @@ static int64_t dim_of(const struct model *m, int d)
 	case DIM_FF: return in->n_ff;
 	case DIM_FF2: return 2 * (int64_t)in->n_ff;
 	case DIM_HEAD_K: return in->head_dim;
+	case DIM_EXPERT: return in->n_expert;
+	case DIM_FF_EXP: return in->n_ff_exp;
+	case DIM_HEADS: return in->n_head;
 	default: return 0;
 	}
 }
@@ -441,6 +535,10 @@ static struct mat *slot_mat(struct layer *L, int slot)
 	case SLOT_UP: return &L->up;
 	case SLOT_GATE_UP: return &L->gate_up;
 	case SLOT_DOWN: return &L->down;
+	case SLOT_GATE_INP: return &L->gate_inp;
+	case SLOT_GATE_EXPS: return &L->gate_exps;
+	case SLOT_UP_EXPS: return &L->up_exps;
+	case SLOT_DOWN_EXPS: return &L->down_exps;
 	default: return NULL;
 	}
 }
@@ -458,6 +556,11 @@ static const float **slot_vec(struct layer *L, int slot)
 	case SLOT_BK: return &L->bk;
 	case SLOT_BV: return &L->bv;
 	case SLOT_BO: return &L->bo;
+	case SLOT_SINKS: return &L->sinks;
+	case SLOT_GATE_INP_B: return &L->gate_inp_b;
+	case SLOT_GATE_EXPS_B: return &L->gate_exps_b;
+	case SLOT_UP_EXPS_B: return &L->up_exps_b;
+	case SLOT_DOWN_EXPS_B: return &L->down_exps_b;
 	default: return NULL;
 	}
 }
@@ -468,6 +571,7 @@ static int load_layer(struct model *m, int i)
 	struct layer *L = &m->layers[i];
 	unsigned found = 0; /* bit per slot */
 	char nm[96];
+	int moe = m->info.n_expert > 0;
 	for (int j = 0; j < m->arch->n_tensors; j++) {
 		const struct arch_tensor *at = &m->arch->tensors[j];
 		int required = at->need == NEED_REQ;
@@ -476,17 +580,23 @@ static int load_layer(struct model *m, int i)
 				continue;
 			required = 1;
 		}
+		if (at->need == NEED_DENSE || at->need == NEED_MOE) {
+			if (moe != (at->need == NEED_MOE))
+				continue; /* the other kind of FFN */
+			required = 1;
+		}
 		snprintf(nm, sizeof(nm), "blk.%d.%s", i, at->name);
-		int64_t d0 = dim_of(m, at->dim[0]), d1 = at->nd == 2 ? dim_of(m, at->dim[1]) : 1;
-		if (at->nd == 2) {
-			struct mat *w = slot_mat(L, at->slot);
-			if (mat_get(m, w, nm, d0, d1, required) < 0)
+		int64_t d0 = dim_of(m, at->dim[0]), d1 = at->nd >= 2 ? dim_of(m, at->dim[1]) : 1;
+		struct mat *w = slot_mat(L, at->slot);
+		if (w) {
+			int64_t ne = at->nd == 3 ? dim_of(m, at->dim[2]) : 1;
+			if (mat_get(m, w, nm, d0, d1, ne, required) < 0)
 				return -1;
 			if (w->t)
 				found |= 1u << at->slot;
 		} else {
 			const float **v = slot_vec(L, at->slot);
-			if (vec_get(m, v, nm, d0, required) < 0)
+			if (vecs_get(m, v, nm, at->nd, d0, d1, required) < 0)
 				return -1;
 			if (*v)
 				found |= 1u << at->slot;
@@ -517,11 +627,11 @@ static int load_tensors(struct model *m, const struct hparams *h)
 			     "%lld",
 			     gguf_path(m->g), (long long)te->ne[1]);
 	in->n_vocab = (int)te->ne[1];
-	if (mat_get(m, &m->tok_embd, "token_embd.weight", E, in->n_vocab, 1) < 0)
+	if (mat_get(m, &m->tok_embd, "token_embd.weight", E, in->n_vocab, 1, 1) < 0)
 		return -1;
 	if (vec_get(m, &m->output_norm, "output_norm.weight", E, 1) < 0)
 		return -1;
-	if (mat_get(m, &m->output, "output.weight", E, in->n_vocab, 0) < 0)
+	if (mat_get(m, &m->output, "output.weight", E, in->n_vocab, 1, 0) < 0)
 		return -1;
 	if (!m->output.t)
 		m->output = m->tok_embd; /* tied embeddings */
@@ -565,6 +675,23 @@ static void count_tensors(struct model *m)
 		    t->type < QT_COUNT)
 			by_type[t->type] += t->nbytes;
 	}
+	/* a token reads n_expert_used of each mixture's n_expert matrices */
+	uint64_t exp_total = 0;
+	int moe_layers = 0;
+	for (int l = 0; l < in->n_layer; l++) {
+		struct layer *L = &m->layers[l];
+		const struct mat *ex[3] = { &L->gate_exps, &L->up_exps, &L->down_exps };
+		moe_layers += L->gate_inp.t != NULL;
+		for (int i = 0; i < 3; i++) {
+			if (!ex[i]->t)
+				continue;
+			exp_total += ex[i]->t->nbytes;
+			in->decode_bytes -= ex[i]->t->nbytes;
+			in->decode_bytes += ex[i]->exp_bytes * (uint64_t)in->n_expert_used;
+		}
+	}
+	if (moe_layers)
+		in->expert_bytes = exp_total / ((uint64_t)moe_layers * (uint64_t)in->n_expert);
 	int best = m->tok_embd.type;
 	for (int t = 0; t < QT_COUNT; t++)
 		if (by_type[t] > by_type[best])
@@ -589,9 +716,14 @@ static int prefault(struct model *m)
 		if (cancelled(m))
 			return error("cancelled");
 		if (m->params.prefault) {
+			/* a large tensor from a slow disk takes seconds: look at the
+			 * flag every 16 MiB too */
 			const unsigned char *p = t->data;
-			for (uint64_t o = 0; o < t->nbytes; o += 4096)
+			for (uint64_t o = 0; o < t->nbytes; o += 4096) {
+				if (!(o & ((16u << 20) - 1)) && o && cancelled(m))
+					return error("cancelled");
 				sink ^= p[o];
+			}
 		}
 		done += t->nbytes;
 		if (m->params.progress && (m->params.prefault || i + 1 == gguf_n_tensors(m->g)))
@@ -606,11 +738,15 @@ int model_layer_mats(struct model *m, int l, struct mat **all)
 	int n = 0;
 	if (l == m->info.n_layer) {
 		all[n++] = &m->output;
-	} else {
-		struct layer *L = &m->layers[l];
-		all[n++] = &L->wq, all[n++] = &L->wk, all[n++] = &L->wv, all[n++] = &L->wo;
-		all[n++] = &L->gate, all[n++] = &L->up, all[n++] = &L->down;
+		return n;
 	}
+	struct layer *L = &m->layers[l];
+	struct mat *each[] = { &L->wq,        &L->wk,      &L->wv,       &L->wo,
+			       &L->gate,      &L->up,      &L->down,     &L->gate_inp,
+			       &L->gate_exps, &L->up_exps, &L->down_exps };
+	for (size_t i = 0; i < sizeof(each) / sizeof(each[0]); i++)
+		if (each[i]->t)
+			all[n++] = each[i];
 	return n;
 }
 
@@ -633,14 +769,15 @@ static int repack_weights(struct model *m)
 	for (int pass = 0; pass < 2; pass++) {
 		size_t off = 0;
 		for (int l = 0; l <= in->n_layer; l++) {
-			struct mat *all[7];
+			struct mat *all[MODEL_LAYER_MATS];
 			int n = model_layer_mats(m, l, all);
 			for (int i = 0; i < n; i++) {
 				struct mat *w = all[i];
 				int rt = quant_repack_type(w->type, w->k);
 				if (rt < 0 || w->data != w->mapped)
 					continue;
-				size_t bytes = w->row_bytes * (size_t)w->n;
+				size_t bytes = mat_bytes(w);
+				int rows = w->n * w->n_exp;
 				size_t at = off;
 				off += (bytes + 63) & ~(size_t)63;
 				if (pass == 0)
@@ -652,8 +789,10 @@ static int repack_weights(struct model *m)
 				 * are done, so that the peak holds one chunk twice */
 				int step = (int)((4u << 20) / w->row_bytes) + 1;
 				uintptr_t done = (uintptr_t)w->data; /* released up to here */
-				for (int r = 0; r < w->n; r += step) {
-					int nr = w->n - r < step ? w->n - r : step;
+				for (int r = 0; r < rows; r += step) {
+					if (r && cancelled(m))
+						return error("cancelled");
+					int nr = rows - r < step ? rows - r : step;
 					size_t ro = (size_t)r * w->row_bytes;
 					quant_repack_rows(w->type, w->k, (const char *)w->data + ro,
 							  w->row_bytes, nr, buf + ro);
@@ -705,7 +844,7 @@ static unsigned char *unmapped_tensors(struct model *m)
 	memset(mapped, 0, n0);
 	const struct gguf_tensor *t0 = gguf_tensor_at(m->g, 0);
 	for (int l = 0; l <= m->info.n_layer; l++) {
-		struct mat *all[7];
+		struct mat *all[MODEL_LAYER_MATS];
 		int n = model_layer_mats(m, l, all);
 		for (int i = 0; i < n; i++) {
 			if (!all[i]->t)
@@ -751,12 +890,12 @@ static int lock_pieces(struct model *m, const unsigned char *skip, int (*op)(con
 		k++;
 	}
 	for (int l = 0; l <= m->info.n_layer && k < count; l++) {
-		struct mat *all[7];
+		struct mat *all[MODEL_LAYER_MATS];
 		int n = model_layer_mats(m, l, all);
 		for (int i = 0; i < n && k < count; i++) {
 			if (!all[i]->t || all[i]->data == all[i]->mapped)
 				continue;
-			size_t len = all[i]->row_bytes * (size_t)all[i]->n;
+			size_t len = mat_bytes(all[i]);
 			if (op(all[i]->data, len) < 0)
 				return k;
 			*bytes += len;
@@ -845,7 +984,7 @@ static int alloc_scratch(struct model *m)
 				     B);
 	}
 	/* the widest activation row any matmul takes, in its dot type */
-	struct mat *all[7];
+	struct mat *all[MODEL_LAYER_MATS];
 	size_t mx = 0;
 	for (int l = 0; l <= in->n_layer; l++) {
 		int n = model_layer_mats(m, l, all);
@@ -864,6 +1003,33 @@ static int alloc_scratch(struct model *m)
 	for (int i = 0; i < 2; i++)
 		if (!(m->act[i] = try_alloc_aligned(B, m->act_row_max)))
 			return error("cannot allocate activation buffers for %zu tokens", B);
+	if (!in->n_expert)
+		return 0;
+	/* the mixture's (token, expert) pairs of a chunk */
+	size_t P = B * (size_t)in->n_expert_used, n;
+	struct {
+		float **p;
+		size_t per; /* floats per token, or per pair */
+		size_t rows;
+	} moe[] = {
+		{ &m->moe_logits, (size_t)in->n_expert, B },
+		{ &m->moe_w, (size_t)in->n_expert_used, B },
+		{ &m->moe_gate, (size_t)in->n_ff_exp, P },
+		{ &m->moe_up, (size_t)in->n_ff_exp, P },
+		{ &m->moe_out, (size_t)in->n_embd, P },
+	};
+	for (size_t i = 0; i < sizeof(moe) / sizeof(moe[0]); i++)
+		if (size_mul(moe[i].rows, moe[i].per, &n) ||
+		    !(*moe[i].p = try_alloc_aligned(n, sizeof(float))))
+			return error(
+				"cannot allocate the experts' buffers for a batch of %zu tokens",
+				B);
+	m->moe_ids = try_alloc_array(P, sizeof(int32_t));
+	m->moe_act = try_alloc_aligned(P, m->act_row_max);
+	if (!m->moe_ids || !m->moe_act || P > INT32_MAX)
+		return error("cannot allocate the experts' buffers for a batch of %zu tokens", B);
+	if (!(m->moe_g = moe_groups_new(in->n_expert, (int)P)))
+		return -1;
 	return 0;
 }
 
@@ -966,11 +1132,13 @@ struct model *model_load(const char *path, const struct model_params *p)
 {
 	struct model *m = xcalloc(1, sizeof(*m));
 	struct hparams h = { 0 };
+	/* the kernel levels decide which layouts repacking makes: first */
+	quant_select_ensure(NULL);
 	if (p)
 		m->params = *p;
 	else
 		model_params_default(&m->params);
-	m->g = gguf_open(path);
+	m->g = gguf_open_cancellable(path, m->params.cancel);
 	if (!m->g || load_hparams(m->g, &h) < 0)
 		goto fail;
 	m->arch = h.arch;
@@ -1038,6 +1206,12 @@ struct model *model_load(const char *path, const struct model_params *p)
 	if (m->backend->ops->describe)
 		snprintf(in->device, sizeof(in->device), "%s",
 			 m->backend->ops->describe(m->backend));
+	if (in->n_expert && !m->backend->ops->moe_ffn) {
+		/* a device backend that has not learnt mixtures says so here */
+		error("'%s': the %s backend cannot run a mixture of experts", path,
+		      m->backend->ops->name);
+		goto fail;
+	}
 	hparams_free(&h);
 	return m;
 fail:
@@ -1058,7 +1232,7 @@ int model_memory_estimate(const char *path, const struct model_params *p, struct
 {
 	struct hparams h;
 	memset(out, 0, sizeof(*out));
-	struct gguf *g = gguf_open(path);
+	struct gguf *g = gguf_open_cancellable(path, p->cancel);
 	if (!g)
 		return -1;
 	if (load_hparams(g, &h) < 0) {
@@ -1096,6 +1270,12 @@ int model_memory_estimate(const char *path, const struct model_params *p, struct
 	uint64_t per_tok = 4ull * (3ull * embd + (uint64_t)h.nh * h.hk + (uint64_t)h.nh * h.hv +
 				   2ull * h.nkv * h.hk + 2ull * ff) +
 			   2ull * 4ull * wide;
+	if (h.n_exp) { /* router logits, and per (token, expert) pair: gate, up,
+			* down's output, an activation row, its id and weight */
+		uint64_t fe = h.ff_exp, wide_e = fe > embd ? fe : embd;
+		per_tok += 4ull * h.n_exp +
+			   (uint64_t)h.n_exp_used * (4ull * (2ull * fe + embd) + 4ull * wide_e + 8);
+	}
 	out->scratch = B * per_tok + 4ull * n_vocab;
 	hparams_free(&h);
 	return 0;
@@ -1115,6 +1295,12 @@ void model_free(struct model *m)
 		free(bufs[i]);
 	free(m->act[0]);
 	free(m->act[1]);
+	float *moe[] = { m->moe_logits, m->moe_w, m->moe_gate, m->moe_up, m->moe_out };
+	for (size_t i = 0; i < sizeof(moe) / sizeof(moe[0]); i++)
+		free(moe[i]);
+	free(m->moe_ids);
+	free(m->moe_act);
+	moe_groups_free(m->moe_g);
 	for (int i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
 	free(m->owned);

@@ -40,8 +40,10 @@ struct model_params {
 	enum kv_type kv_type; /* KV_F16 (default) or KV_F32 */
 	int prefault;         /* touch every weight page at load (progress is then real) */
 	/* 1 (default): while layer i computes, a helper thread asks the kernel
-	 * to read layer i+1's weights (madvise WILLNEED); 0 = off.  It stays
-	 * off when the weights exceed the memory available (info.readahead). */
+	 * to read layer i+1's weights (madvise WILLNEED), and a mixture's
+	 * chosen experts once its router has run; 0 = off.  It stays off when
+	 * the weights (experts left out) exceed the memory available
+	 * (info.readahead). */
 	int readahead;
 	/* Pin the mapping in RAM after load (mlock).  Failing is no error:
 	 * model_warning() says why and the weights stay unpinned. */
@@ -52,6 +54,10 @@ struct model_params {
 	int ring_slack;
 	int repack; /* copy weights into faster load-time layouts where the CPU has
 			       * kernels for them (Q8_0, Q4_0 with AVX-512 VNNI); info.repacked_bytes */
+	/* Prefill of a mixture of experts runs each token's experts one gemv at
+	 * a time instead of one gemm per expert over the chunk's tokens routed
+	 * to it (only for measuring what grouping brings: bench --no-moe-group). */
+	int moe_per_token;
 	/* Load progress: bytes of tensor data done / total; may be NULL. */
 	void (*progress)(void *ud, uint64_t done, uint64_t total);
 	void *progress_ud;
@@ -73,7 +79,9 @@ struct model_info {
 	uint64_t file_bytes;
 	uint64_t n_params;     /* elements of all tensors */
 	uint64_t weight_bytes; /* bytes of all tensors */
-	uint64_t decode_bytes; /* weight bytes read per decoded token (no token_embd) */
+	uint64_t decode_bytes; /* weight bytes read per decoded token (no token_embd): the
+				* active parameters (a mixture reads n_expert_used of its
+				* n_expert experts per layer) */
 	int n_vocab;
 	int n_ctx_train; /* <arch>.context_length */
 	int n_ctx;       /* the context in use (cache cells) */
@@ -84,7 +92,11 @@ struct model_info {
 	int head_dim;   /* key_length */
 	int head_dim_v; /* value_length */
 	int n_ff;
-	int n_rot; /* rope.dimension_count */
+	int n_expert;          /* experts of each mixture-of-experts layer, 0 = dense */
+	int n_expert_used;     /* experts each token goes through */
+	int n_ff_exp;          /* one expert's hidden width */
+	uint64_t expert_bytes; /* one expert's gate, up and down in one layer */
+	int n_rot;             /* rope.dimension_count */
 	float rope_freq_base;
 	float rope_freq_base_swa; /* of the sliding-window layers */
 	float norm_eps;
@@ -184,8 +196,13 @@ struct model_ra_stats {
 	uint64_t pages;       /* pages of those layers, summed */
 	uint64_t layers;      /* layers checked */
 	uint64_t layers_full; /* of those, layers with every page resident */
-	uint64_t requested;   /* pages the read-ahead helper asked the kernel for, since load */
-	uint64_t evictions;   /* times it found pages it read evicted and paused, since load */
+	/* a mixture of experts: pages of the experts a router chose (each
+	 * once per layer and chunk) that were resident when it chose them;
+	 * the layers' counts above leave the experts out */
+	uint64_t expert_resident;
+	uint64_t expert_pages;
+	uint64_t requested; /* pages the read-ahead helper asked the kernel for, since load */
+	uint64_t evictions; /* times it found pages it read evicted and paused, since load */
 };
 /* Start (on = 1, counters cleared) or stop counting; off by default. */
 void model_ra_stats_enable(struct model *m, int on);

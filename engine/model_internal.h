@@ -14,14 +14,17 @@
 struct backend;
 struct gguf;
 struct gguf_tensor;
+struct moe_groups;
 struct readahead;
 struct threadpool;
 
 #define ATT_BLOCK 32
 #define ATT_QBLOCK 8 /* prefill tokens per attention item */
 
-/* A weight matrix: n rows of k elements.  A view of a fused tensor's rows
- * (phi3's attn_qkv, ffn_up) starts inside the tensor. */
+/* A weight matrix: n rows of k elements, or n_exp such matrices one after
+ * the other (the experts of a 3-D tensor: expert e's rows start at
+ * data + e * exp_bytes).  A view of a fused tensor's rows (phi3's attn_qkv,
+ * ffn_up) starts inside the tensor. */
 struct mat {
 	const struct gguf_tensor *t;
 	const void *mapped; /* the rows in the file mapping */
@@ -29,9 +32,23 @@ struct mat {
 	int type;           /* the file's type, or the repacked one (QT_Q8_0_R4, QT_Q4_0_R4) */
 	int dot_type;       /* activation format its dot products take */
 	int k;              /* input length (ne[0]) */
-	int n;              /* output rows */
+	int n;              /* output rows (of one expert's matrix) */
+	int n_exp;          /* matrices: 1, or the experts of a 3-D tensor */
 	size_t row_bytes;
+	size_t exp_bytes; /* n * row_bytes: one matrix */
 };
+
+/* All rows of w (every expert's): what repacking and locking see. */
+static inline size_t mat_bytes(const struct mat *w)
+{
+	return w->exp_bytes * (size_t)w->n_exp;
+}
+
+/* Expert e's matrix of a 3-D tensor (e = 0 for a 2-D one). */
+static inline const char *mat_expert(const struct mat *w, int e)
+{
+	return (const char *)w->data + (size_t)e * w->exp_bytes;
+}
 
 struct layer {
 	const float *attn_norm;      /* (n_embd) */
@@ -44,8 +61,16 @@ struct layer {
 	const float *bk;             /* (n_head_kv * head_dim) or NULL */
 	const float *bv;             /* (n_head_kv * head_dim_v) or NULL */
 	const float *bo;             /* (n_embd) or NULL */
+	const float *sinks;          /* (n_head) or NULL: attention sinks (gpt-oss) */
 	struct mat wq, wk, wv, wo, gate, up, down;
 	struct mat wqkv, gate_up; /* fused tensors, or t == NULL; wq.. are views of them */
+	/* a mixture of experts (gate_inp.t != NULL; gate, up, down then absent):
+	 * the router (n_expert rows of n_embd) and every expert's matrices */
+	struct mat gate_inp, gate_exps, up_exps, down_exps;
+	const float *gate_inp_b;  /* (n_expert) or NULL: the router's bias (gpt-oss) */
+	const float *gate_exps_b; /* (n_expert, n_ff_exp) or NULL: each expert's gate bias */
+	const float *up_exps_b;   /* (n_expert, n_ff_exp) or NULL */
+	const float *down_exps_b; /* (n_expert, n_embd) or NULL */
 	int window;               /* sliding window in positions, 0 = full attention */
 	const struct rope *rope;  /* this layer's RoPE (sliding layers may have their own) */
 };
@@ -62,7 +87,9 @@ struct model {
 	float attn_softcap;   /* 0, or scores = c * tanh(scores / c) */
 	float final_softcap;  /* 0, or logits = c * tanh(logits / c) */
 	float embd_scale;     /* 0, or embeddings times this */
-	int n_ctx_orig;       /* rope.scaling.original_context_length (LongRoPE) */
+	int moe_renorm;       /* the router's top-k weights are divided by their sum */
+	int moe_group; /* prefill: one gemm per expert over its tokens (params.moe_per_token off) */
+	int n_ctx_orig; /* rope.scaling.original_context_length (LongRoPE) */
 
 	struct mat tok_embd;      /* (n_vocab rows of n_embd) */
 	struct mat output;        /* tok_embd when tied */
@@ -92,6 +119,16 @@ struct model {
 	float *tmp;  /* (n_batch, n_embd) wo / down output */
 	float *gate; /* (n_batch, n_ff) */
 	float *up;   /* (n_batch, n_ff) */
+	/* mixture of experts (NULL without): n_rows = n_batch * n_expert_used
+	 * (token, expert) pairs, kept grouped by expert (moe.h) */
+	float *moe_logits;        /* (n_batch, n_expert) router output */
+	int32_t *moe_ids;         /* (n_batch, n_expert_used) chosen experts */
+	float *moe_w;             /* (n_batch, n_expert_used) their weights */
+	struct moe_groups *moe_g; /* the pairs grouped by expert */
+	void *moe_act;            /* (n_rows, act_row_max) expert inputs, gathered, then down's */
+	float *moe_gate;          /* (n_rows, n_ff_exp) */
+	float *moe_up;            /* (n_rows, n_ff_exp) */
+	float *moe_out;           /* (n_rows, n_embd) down's output before weighting */
 	void *act[2]; /* (n_batch, act_row_max bytes) quantized activations, per dot type */
 	size_t act_row_max;
 	int profile; /* collect prof */
@@ -102,7 +139,8 @@ struct model {
 };
 
 /* The matrices the forward pass reads in layer l (n_layer: the output),
- * into all[7]; their count. */
+ * into all[MODEL_LAYER_MATS]; their count. */
+#define MODEL_LAYER_MATS 11
 int model_layer_mats(struct model *m, int l, struct mat **all);
 
 /* forward.c: the per-thread attention scratch for nth threads. */

@@ -14,16 +14,51 @@
  * splits rows between threads and its results must not depend on how.
  */
 
+/* The pair whose angle turns n_turns times over n_ctx positions (YaRN's
+ * correction dimension), as a real number. */
+static float yarn_corr_dim(const struct rope *r, int n_ctx, float n_turns)
+{
+	return (float)r->n_rot * logf((float)n_ctx / (n_turns * 2.0f * (float)M_PI)) /
+	       (2.0f * logf(r->base));
+}
+
+void rope_yarn_init(struct rope *r, int n_ctx_orig, float ext_factor, float beta_fast,
+		    float beta_slow)
+{
+	r->ext_factor = ext_factor;
+	if (ext_factor == 0)
+		return;
+	float lo = floorf(yarn_corr_dim(r, n_ctx_orig, beta_fast));
+	float hi = ceilf(yarn_corr_dim(r, n_ctx_orig, beta_slow));
+	r->corr[0] = lo > 0 ? lo : 0;
+	r->corr[1] = hi < (float)(r->n_rot - 1) ? hi : (float)(r->n_rot - 1);
+	r->mscale *= 1.0f + 0.1f * logf(1.0f / r->freq_scale);
+}
+
+/* YaRN's share of the unscaled angle for pair i: 1 up to corr[0], 0 from
+ * corr[1], linear between. */
+static float yarn_ramp(const struct rope *r, int i)
+{
+	float w = r->corr[1] - r->corr[0];
+	float y = ((float)i - r->corr[0]) / (w > 0.001f ? w : 0.001f);
+	y = y < 0 ? 0 : y > 1 ? 1 : y;
+	return 1.0f - y;
+}
+
 void rope_table(const struct rope *r, float pos, float *cs, float *sn)
 {
 	int half = r->n_rot / 2;
 	float theta_scale = powf(r->base, -2.0f / (float)r->n_rot);
 	float theta = pos;
 	for (int i = 0; i < half; i++) {
-		float t = theta;
+		float e = theta;
 		if (r->factors)
-			t /= r->factors[i];
-		t *= r->freq_scale;
+			e /= r->factors[i];
+		float t = e * r->freq_scale;
+		if (r->ext_factor != 0) {
+			float mix = yarn_ramp(r, i) * r->ext_factor;
+			t = t * (1.0f - mix) + e * mix;
+		}
 		cs[i] = cosf(t);
 		sn[i] = sinf(t);
 		theta *= theta_scale;
@@ -126,6 +161,15 @@ void glu_gelu(float *g, const float *u, int n)
 	for (; i < n; i++) {
 		float x = g[i];
 		g[i] = 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x))) * u[i];
+	}
+}
+
+void glu_swiglu_oai(float *g, const float *u, int n, float alpha, float limit)
+{
+	for (int i = 0; i < n; i++) {
+		float x = g[i] < limit ? g[i] : limit;
+		float y = u[i] < -limit ? -limit : u[i] > limit ? limit : u[i];
+		g[i] = x / (1.0f + expf(-alpha * x)) * (y + 1.0f);
 	}
 }
 

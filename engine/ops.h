@@ -10,7 +10,10 @@
  * One layer's rotary embedding.  Pair i (of n_rot / 2) of a head turns by
  * pos * base^(-2i / n_rot) / factors[i] * freq_scale; NEOX pairs element i
  * with i + n_rot/2, the normal kind 2i with 2i+1.  Dimensions past n_rot
- * are left alone.
+ * are left alone.  With YaRN (ext_factor != 0, gpt-oss) the fast pairs
+ * (i <= corr[0]) keep their unscaled angle, the slow ones (i >= corr[1])
+ * take the scaled one, a linear ramp between mixes the two, and mscale
+ * holds YaRN's 1 + 0.1 ln(1 / freq_scale).
  */
 struct rope {
 	int n_rot;
@@ -19,7 +22,16 @@ struct rope {
 	float freq_scale;     /* linear scaling: 1 / factor */
 	float mscale;         /* cos and sin times this (LongRoPE's attention factor); 1: none */
 	const float *factors; /* (n_rot / 2) frequency divisors (llama 3, LongRoPE), or NULL */
+	float ext_factor;     /* YaRN: how much of the unscaled angle the ramp mixes in; 0: none */
+	float corr[2];        /* YaRN: the ramp's first and last pair */
 };
+
+/* Turn r (base, n_rot, freq_scale and mscale set) into YaRN for a model
+ * trained on n_ctx_orig positions: the ramp between the pairs that turn
+ * beta_fast and beta_slow times over n_ctx_orig, and the attention factor
+ * folded into mscale.  ext_factor 0 leaves r as it is. */
+void rope_yarn_init(struct rope *r, int n_ctx_orig, float ext_factor, float beta_fast,
+		    float beta_slow);
 
 /* cos/sin of each rotated pair at position pos (llama.cpp's recurrence for theta). */
 void rope_table(const struct rope *r, float pos, float *cs, float *sn);
@@ -33,6 +45,9 @@ void rms_norm(float *out, const float *x, const float *w, int n, float eps);
 /* g[i] = act(g[i]) * u[i]: SiLU (SwiGLU) or GELU with the tanh approximation (GeGLU). */
 void glu_silu(float *g, const float *u, int n);
 void glu_gelu(float *g, const float *u, int n);
+/* gpt-oss's clamped SwiGLU: g = min(g, limit) * sigmoid(alpha * min(g, limit))
+ * * (clamp(u, -limit, limit) + 1). */
+void glu_swiglu_oai(float *g, const float *u, int n, float alpha, float limit);
 
 /* x[i] = c * tanh(x[i] / c) */
 void softcap(float *x, int n, float c);

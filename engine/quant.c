@@ -6,12 +6,14 @@
  * Block layouts are ggml's (engine/quant.h), so GGUF tensors are used in
  * place from the mapping.  Every weight type has a plain C dot product with
  * activations in its dot_type (Q8_0, Q8_1, Q8_K or float); these are the
- * reference twins of the SIMD kernels in quant_avx2.c / quant_avx512.c.
+ * reference twins of the SIMD kernels in quant_avx2.c (also built as
+ * quant_avx512vl.c) and quant_avx512.c.
  *
  * Dispatch: a kernel table per ISA level is built once (pthread_once) from
  * the scalar entries, then the SIMD files overwrite what they implement.
- * quant_isa_set() swaps the active table; it is meant for tests and bench
- * set-up, not to be called while other threads compute.
+ * The active table takes each type's gemv and gemm from the level chosen
+ * for it (quant_select.c measures which); quant_isa_set() puts every type
+ * at one level.  Both are for set-up, not while other threads compute.
  *
  * The integer kernels accumulate each block (or sub-block) exactly in int32
  * and apply the float scales per block, the same order the SIMD versions
@@ -21,6 +23,7 @@
 #include "quant_internal.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -54,10 +57,10 @@ static const struct quant_traits traits[QT_COUNT] = {
 	[17] = { "IQ2_XS", QK_K, 74, 17, 0 },
 	[18] = { "IQ3_XXS", QK_K, 98, 18, 0 },
 	[19] = { "IQ1_S", QK_K, 50, 19, 0 },
-	[20] = { "IQ4_NL", 32, 18, 20, 0 },
+	[QT_IQ4_NL] = { "IQ4_NL", QK4_NL, sizeof(struct block_iq4_nl), QT_Q8_0, 1 },
 	[21] = { "IQ3_S", QK_K, 110, 21, 0 },
 	[22] = { "IQ2_S", QK_K, 82, 22, 0 },
-	[23] = { "IQ4_XS", QK_K, 136, 23, 0 },
+	[QT_IQ4_XS] = { "IQ4_XS", QK_K, sizeof(struct block_iq4_xs), QT_Q8_K, 1 },
 	[24] = { "I8", 1, 1, 24, 0 },
 	[25] = { "I16", 1, 2, 25, 0 },
 	[26] = { "I32", 1, 4, 26, 0 },
@@ -73,7 +76,7 @@ static const struct quant_traits traits[QT_COUNT] = {
 	[36] = { "IQ4_NL_4_4", 32, 18, 36, 0 },
 	[37] = { "IQ4_NL_4_8", 32, 18, 37, 0 },
 	[38] = { "IQ4_NL_8_8", 32, 18, 38, 0 },
-	[39] = { "MXFP4", 32, 17, 39, 0 },
+	[QT_MXFP4] = { "MXFP4", QK_MXFP4, sizeof(struct block_mxfp4), QT_Q8_0, 1 },
 };
 
 const struct quant_traits *quant_traits(int type)
@@ -430,6 +433,38 @@ static void dequant_q6_K(const struct block_q6_K *x, float *y, int64_t nb)
 	}
 }
 
+/* 16 nibble bytes -> 32 values of a table times a scale (IQ4_NL, IQ4_XS
+ * sub-blocks, MXFP4: all lay nibbles out as Q4_0). */
+static void dequant_nibbles(const uint8_t *qs, const int8_t *values, float d, float *y)
+{
+	for (int j = 0; j < 16; j++) {
+		y[j] = d * values[qs[j] & 0xF];
+		y[j + 16] = d * values[qs[j] >> 4];
+	}
+}
+
+static void dequant_iq4_nl(const struct block_iq4_nl *x, float *y, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, y += QK4_NL)
+		dequant_nibbles(x[i].qs, quant_iq4nl_values, H2F(x[i].d), y);
+}
+
+static void dequant_iq4_xs(const struct block_iq4_xs *x, float *y, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++) {
+		float d = H2F(x[i].d);
+		for (int j = 0; j < QK_K / 32; j++, y += 32)
+			dequant_nibbles(x[i].qs + 16 * j, quant_iq4nl_values,
+					d * (float)(quant_iq4xs_scale(&x[i], j) - 32), y);
+	}
+}
+
+static void dequant_mxfp4(const struct block_mxfp4 *x, float *y, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, y += QK_MXFP4)
+		dequant_nibbles(x[i].qs, quant_mxfp4_values2, quant_e8m0_half(x[i].e), y);
+}
+
 static void dequant_q8_K(const struct block_q8_K *x, float *y, int64_t nb)
 {
 	for (int64_t i = 0; i < nb; i++, y += QK_K)
@@ -466,6 +501,9 @@ void quant_dequantize_row(int type, const void *src, float *dst, int64_t n)
 	case QT_Q5_K: dequant_q5_K(src, dst, nb); break;
 	case QT_Q6_K: dequant_q6_K(src, dst, nb); break;
 	case QT_Q8_K: dequant_q8_K(src, dst, nb); break;
+	case QT_IQ4_NL: dequant_iq4_nl(src, dst, nb); break;
+	case QT_IQ4_XS: dequant_iq4_xs(src, dst, nb); break;
+	case QT_MXFP4: dequant_mxfp4(src, dst, nb); break;
 	default: break;
 	}
 }
@@ -517,12 +555,9 @@ static void quantize_q8_K_c(const float *x, void *dst, int64_t n)
 		float amax = 0;
 		for (int j = 0; j < QK_K; j++)
 			amax = fmaxf(amax, fabsf(x[j]));
-		if (amax == 0) {
-			memset(&y[i], 0, sizeof(y[i]));
+		float id = quant_q8_K_start(&y[i], amax);
+		if (id == 0)
 			continue;
-		}
-		float id = 127 / amax;
-		y[i].d = amax / 127;
 		for (int j = 0; j < QK_K; j++)
 			y[i].qs[j] = (int8_t)round_int(x[j] * id);
 		for (int g = 0; g < QK_K / 16; g++) {
@@ -589,45 +624,70 @@ static void fit_scale_min(const float *x, int len, int nmax, float *scale, float
 	*min = -lo;
 }
 
+/*
+ * Q4_K and Q5_K share everything but the quant width: 8 sub-blocks of 32
+ * with a 6-bit scale and min each (packed in 12 bytes), F16 d and dmin for
+ * them, and quants 0..nmax in q[256] (element order) for the caller to pack.
+ */
+static void quantize_k4(const float *x, int nmax, quant_half *hd, quant_half *hdmin,
+			uint8_t scales[K_SCALE_SIZE], uint8_t q[QK_K])
+{
+	float sc[8], mn[8], max_sc = 0, max_mn = 0;
+	uint8_t ls[8], lm[8];
+	for (int s = 0; s < 8; s++) {
+		fit_scale_min(x + 32 * s, 32, nmax, &sc[s], &mn[s]);
+		max_sc = fmaxf(max_sc, sc[s]);
+		max_mn = fmaxf(max_mn, mn[s]);
+	}
+	*hd = F2H(max_sc / 63);
+	*hdmin = F2H(max_mn / 63);
+	float d = H2F(*hd), dmin = H2F(*hdmin);
+	for (int s = 0; s < 8; s++) {
+		int a = d ? round_int(sc[s] / d) : 0, b = dmin ? round_int(mn[s] / dmin) : 0;
+		ls[s] = (uint8_t)(a > 63 ? 63 : a);
+		lm[s] = (uint8_t)(b > 63 ? 63 : b);
+	}
+	for (int j = 0; j < 4; j++) {
+		scales[j] = (uint8_t)(ls[j] | ((ls[j + 4] >> 4) << 6));
+		scales[j + 4] = (uint8_t)(lm[j] | ((lm[j + 4] >> 4) << 6));
+		scales[j + 8] = (uint8_t)((ls[j + 4] & 0xF) | ((lm[j + 4] & 0xF) << 4));
+	}
+	for (int s = 0; s < 8; s++) {
+		float ds = d * ls[s], ms = dmin * lm[s];
+		for (int l = 0; l < 32; l++) {
+			int v = ds ? round_int((x[32 * s + l] + ms) / ds) : 0;
+			q[32 * s + l] = (uint8_t)(v < 0 ? 0 : v > nmax ? nmax : v);
+		}
+	}
+}
+
 static void quantize_q4_K_c(const float *x, struct block_q4_K *y, int64_t nb)
 {
+	uint8_t q[QK_K];
 	for (int64_t i = 0; i < nb; i++, x += QK_K) {
-		float sc[8], mn[8], max_sc = 0, max_mn = 0;
-		uint8_t ls[8], lm[8];
-		for (int s = 0; s < 8; s++) {
-			fit_scale_min(x + 32 * s, 32, 15, &sc[s], &mn[s]);
-			max_sc = fmaxf(max_sc, sc[s]);
-			max_mn = fmaxf(max_mn, mn[s]);
-		}
-		float d = max_sc / 63, dmin = max_mn / 63;
-		y[i].d = F2H(d);
-		y[i].dmin = F2H(dmin);
-		d = H2F(y[i].d);
-		dmin = H2F(y[i].dmin);
-		for (int s = 0; s < 8; s++) {
-			int a = d ? round_int(sc[s] / d) : 0,
-			    b = dmin ? round_int(mn[s] / dmin) : 0;
-			ls[s] = (uint8_t)(a > 63 ? 63 : a);
-			lm[s] = (uint8_t)(b > 63 ? 63 : b);
-		}
-		for (int j = 0; j < 4; j++) {
-			y[i].scales[j] = (uint8_t)(ls[j] | ((ls[j + 4] >> 4) << 6));
-			y[i].scales[j + 4] = (uint8_t)(lm[j] | ((lm[j + 4] >> 4) << 6));
-			y[i].scales[j + 8] =
-				(uint8_t)((ls[j + 4] & 0xF) | ((lm[j + 4] & 0xF) << 4));
-		}
-		uint8_t q[QK_K];
-		for (int s = 0; s < 8; s++) {
-			float ds = d * ls[s], ms = dmin * lm[s];
-			for (int l = 0; l < 32; l++) {
-				int v = ds ? round_int((x[32 * s + l] + ms) / ds) : 0;
-				q[32 * s + l] = (uint8_t)(v < 0 ? 0 : v > 15 ? 15 : v);
-			}
-		}
+		quantize_k4(x, 15, &y[i].d, &y[i].dmin, y[i].scales, q);
 		for (int j = 0; j < 4; j++)
 			for (int l = 0; l < 32; l++)
 				y[i].qs[32 * j + l] =
 					(uint8_t)(q[64 * j + l] | (q[64 * j + 32 + l] << 4));
+	}
+}
+
+/* Q5_K: the low 4 bits as Q4_K, the 5th bit of element 64j + l in bit 2j
+ * of qh[l] and of element 64j + 32 + l in bit 2j + 1. */
+static void quantize_q5_K_c(const float *x, struct block_q5_K *y, int64_t nb)
+{
+	uint8_t q[QK_K];
+	for (int64_t i = 0; i < nb; i++, x += QK_K) {
+		quantize_k4(x, 31, &y[i].d, &y[i].dmin, y[i].scales, q);
+		memset(y[i].qh, 0, sizeof(y[i].qh));
+		for (int j = 0; j < 4; j++)
+			for (int l = 0; l < 32; l++) {
+				int a = q[64 * j + l], b = q[64 * j + 32 + l];
+				y[i].qs[32 * j + l] = (uint8_t)((a & 0xF) | ((b & 0xF) << 4));
+				y[i].qh[l] |= (uint8_t)(((a >> 4) << (2 * j)) |
+							((b >> 4) << (2 * j + 1)));
+			}
 	}
 }
 
@@ -677,6 +737,159 @@ static void quantize_q6_K_c(const float *x, struct block_q6_K *y, int64_t nb)
 						  ((q4 >> 4) << 6));
 			}
 		}
+	}
+}
+
+/*
+ * Index of the IQ4 value nearest v, by a table on floor(2v): every midpoint
+ * between two neighbouring values is a whole or half integer, so all v in
+ * [k/2, (k+1)/2) share their nearest value (a tie goes to the larger one).
+ * The quantizer calls this 16 times per weight, where a binary search was
+ * most of mkmodel's time.
+ */
+static uint8_t iq4_nearest[512];
+static pthread_once_t iq4_nearest_once = PTHREAD_ONCE_INIT;
+
+static void iq4_nearest_init(void)
+{
+	for (int k = 0; k < 512; k++) {
+		float v = (float)(k - 256) / 2; /* the interval's lower end decides */
+		int best = 0;
+		for (int j = 1; j < 16; j++)
+			if (fabsf(v - quant_iq4nl_values[j]) <= fabsf(v - quant_iq4nl_values[best]))
+				best = j;
+		iq4_nearest[k] = (uint8_t)best;
+	}
+}
+
+static inline int nearest_iq4(float v)
+{
+	float k = floorf(2 * v) + 256;
+	return iq4_nearest[k < 0 ? 0 : k > 511 ? 511 : (int)k];
+}
+
+/*
+ * The scale d of 32 values on the IQ4 grid (x ~ d * values[L]), signed:
+ * the grid is asymmetric (-127 .. 113), so the group's extreme value is
+ * tried at the far end (at -135 .. -121: beyond -127 it is clipped, which
+ * buys finer steps for the others) and at the near end (113).  Each candidate's
+ * nearest-value assignment is refitted by least squares, weighted by x^2 on
+ * a floor of the group's mean square (large weights matter most in a dot
+ * product; small ones still count); the best fit wins.
+ */
+static float iq4_fit(const float *x)
+{
+	float amax = 0, max = 0, w[32], ms = 0;
+	for (int j = 0; j < 32; j++) {
+		ms += x[j] * x[j];
+		if (fabsf(x[j]) > amax) {
+			amax = fabsf(x[j]);
+			max = x[j];
+		}
+	}
+	if (amax == 0)
+		return 0;
+	for (int j = 0; j < 32; j++)
+		w[j] = ms / 32 + x[j] * x[j];
+	float best = 0, best_d = 0;
+	for (int k = -8; k <= 7; k++) {
+		float id = (k < 7 ? (float)(quant_iq4nl_values[0] + k)
+				  : (float)quant_iq4nl_values[15]) /
+			   max;
+		float sxq = 0, sqq = 0;
+		for (int j = 0; j < 32; j++) {
+			float q = quant_iq4nl_values[nearest_iq4(id * x[j])];
+			sxq += w[j] * x[j] * q;
+			sqq += w[j] * q * q;
+		}
+		if (sqq > 0 && sxq * sxq > best * sqq) {
+			best = sxq * sxq / sqq;
+			best_d = sxq / sqq;
+		}
+	}
+	return best_d;
+}
+
+/* 32 values at scale d (already rounded as stored) to nibbles, Q4_0 order. */
+static void iq4_pack(const float *x, float d, uint8_t qs[16])
+{
+	float id = d ? 1 / d : 0;
+	for (int j = 0; j < 16; j++) {
+		int a = nearest_iq4(x[j] * id);
+		int b = nearest_iq4(x[j + 16] * id);
+		qs[j] = (uint8_t)(a | (b << 4));
+	}
+}
+
+static void quantize_iq4_nl_c(const float *x, struct block_iq4_nl *y, int64_t nb)
+{
+	pthread_once(&iq4_nearest_once, iq4_nearest_init);
+	for (int64_t i = 0; i < nb; i++, x += QK4_NL) {
+		y[i].d = F2H(iq4_fit(x));
+		iq4_pack(x, H2F(y[i].d), y[i].qs);
+	}
+}
+
+/* IQ4_XS: a scale per sub-block as IQ4_NL's, then one F16 d for the block
+ * with the largest sub-block scale at -32 d, the others rounded to 6 bits. */
+static void quantize_iq4_xs_c(const float *x, struct block_iq4_xs *y, int64_t nb)
+{
+	pthread_once(&iq4_nearest_once, iq4_nearest_init);
+	for (int64_t i = 0; i < nb; i++, x += QK_K) {
+		float sc[QK_K / 32], max_sc = 0;
+		for (int j = 0; j < QK_K / 32; j++) {
+			sc[j] = iq4_fit(x + 32 * j);
+			if (fabsf(sc[j]) > fabsf(max_sc))
+				max_sc = sc[j];
+		}
+		memset(&y[i], 0, sizeof(y[i]));
+		y[i].d = F2H(-max_sc / 32);
+		float d = H2F(y[i].d);
+		for (int j = 0; j < QK_K / 32; j++) {
+			int l = d ? round_int(sc[j] / d) : 0;
+			l = l < -32 ? -32 : l > 31 ? 31 : l;
+			iq4_pack(x + 32 * j, d * (float)l, y[i].qs + 16 * j);
+			l += 32;
+			y[i].scales_l[j / 2] |= (uint8_t)((l & 0xF) << 4 * (j % 2));
+			y[i].scales_h |= (uint16_t)((l >> 4) << 2 * j);
+		}
+	}
+}
+
+/* E2M1 code of v (in the doubled units of quant_mxfp4_values2): nearest
+ * magnitude, ties to the even code (mantissa bit 0), as the spec rounds;
+ * beyond 6 it saturates. */
+static int mxfp4_code(float v)
+{
+	float a = fabsf(v), bd = INFINITY;
+	int best = 0;
+	for (int k = 0; k < 8; k++) {
+		float dd = fabsf(a - (float)quant_mxfp4_values2[k]);
+		if (dd < bd || (dd == bd && !(k & 1))) {
+			bd = dd;
+			best = k;
+		}
+	}
+	return best | (v < 0 ? 8 : 0);
+}
+
+/* The OCP Microscaling rule: shared exponent floor(log2(amax)) - 2 (2 is
+ * E2M1's largest exponent), so the largest value lands in [4, 8) and
+ * values from 6 up saturate to 6. */
+static void quantize_mxfp4_c(const float *x, struct block_mxfp4 *y, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, x += QK_MXFP4) {
+		float amax = 0;
+		int ex = 0;
+		for (int j = 0; j < QK_MXFP4; j++)
+			amax = fmaxf(amax, fabsf(x[j]));
+		frexpf(amax, &ex); /* amax = f * 2^ex, f in [0.5, 1): floor(log2) = ex - 1 */
+		int e = amax > 0 ? ex - 1 - 2 + 127 : 0;
+		y[i].e = (uint8_t)(e < 0 ? 0 : e > 254 ? 254 : e);
+		float id = 1 / quant_e8m0_half(y[i].e);
+		for (int j = 0; j < QK_MXFP4 / 2; j++)
+			y[i].qs[j] = (uint8_t)(mxfp4_code(x[j] * id) |
+					       (mxfp4_code(x[j + 16] * id) << 4));
 	}
 }
 
@@ -907,13 +1120,100 @@ static float dot_q6_K_c(int64_t n, const void *w, const void *act)
 	return sum;
 }
 
+/* 16 nibble bytes through a table against 32 activation quants (Q4_0 order). */
+static int dot_nibbles(const uint8_t *qs, const int8_t *values, const int8_t *y)
+{
+	int s = 0;
+	for (int j = 0; j < 16; j++)
+		s += values[qs[j] & 0xF] * y[j] + values[qs[j] >> 4] * y[j + 16];
+	return s;
+}
+
+static float dot_iq4_nl_c(int64_t n, const void *w, const void *act)
+{
+	const struct block_iq4_nl *x = w;
+	const struct block_q8_0 *y = act;
+	float sum = 0;
+	for (int64_t i = 0; i < n / QK4_NL; i++)
+		sum += (H2F(x[i].d) * H2F(y[i].d)) *
+		       (float)dot_nibbles(x[i].qs, quant_iq4nl_values, y[i].qs);
+	return sum;
+}
+
+static float dot_iq4_xs_c(int64_t n, const void *w, const void *act)
+{
+	const struct block_iq4_xs *x = w;
+	const struct block_q8_K *y = act;
+	float sum = 0;
+	for (int64_t i = 0; i < n / QK_K; i++) {
+		int sumi = 0;
+		for (int j = 0; j < QK_K / 32; j++)
+			sumi += (quant_iq4xs_scale(&x[i], j) - 32) *
+				dot_nibbles(x[i].qs + 16 * j, quant_iq4nl_values, y[i].qs + 32 * j);
+		sum += y[i].d * H2F(x[i].d) * (float)sumi;
+	}
+	return sum;
+}
+
+static float dot_mxfp4_c(int64_t n, const void *w, const void *act)
+{
+	const struct block_mxfp4 *x = w;
+	const struct block_q8_0 *y = act;
+	float sum = 0;
+	for (int64_t i = 0; i < n / QK_MXFP4; i++)
+		sum += (quant_e8m0_half(x[i].e) * H2F(y[i].d)) *
+		       (float)dot_nibbles(x[i].qs, quant_mxfp4_values2, y[i].qs);
+	return sum;
+}
+
 /* ---- dispatch ----------------------------------------------------------------- */
 
-static struct quant_kernel_table tables[4];
+/*
+ * tables[] holds every level's kernels (the C twins where a level has
+ * none); active is what runs: per type, the gemv level's dot and gemv and
+ * the gemm level's gemm, copied in by rebuild_active().  A repacked layout
+ * (QT_*_R4) exists only at the 512-bit VNNI level, so it is offered
+ * (quant_repack_type) only while its file type's gemm runs there: prefill
+ * is what repacking is for, and the repacked rows' gemv then runs there too.
+ */
+static struct quant_kernel_table tables[QUANT_ISA_COUNT];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+static unsigned isa_mask = 1u << QUANT_ISA_SCALAR; /* levels this CPU has */
 static enum quant_isa isa_best = QUANT_ISA_SCALAR;
-static const struct quant_kernel_table *active;
+static struct quant_kernel_table active;
 static enum quant_isa active_isa;
+static unsigned char level[QT_KERNEL_COUNT][2]; /* [type][gemm] */
+
+/* The file type whose repacked layout rt is, or -1. */
+static int repack_base(int rt)
+{
+	switch (rt) {
+	case QT_Q8_0_R4: return QT_Q8_0;
+	case QT_Q4_0_R4: return QT_Q4_0;
+	case QT_IQ4_NL_R4: return QT_IQ4_NL;
+	case QT_MXFP4_R4: return QT_MXFP4;
+	default: return -1;
+	}
+}
+
+static void rebuild_active(void)
+{
+	for (int t = 0; t < QT_KERNEL_COUNT; t++) {
+		int base = repack_base(t);
+		if (base >= 0) {
+			/* the repacked rows' gemv and gemm both run at their file type's gemm level */
+			active.k[t] = tables[level[base][1]].k[t];
+			continue;
+		}
+		const struct quant_kernels *v = &tables[level[t][0]].k[t],
+					   *m = &tables[level[t][1]].k[t];
+		active.k[t].dot = v->dot;
+		active.k[t].gemv = v->gemv;
+		active.k[t].gemm = m->gemm;
+	}
+	/* the activation formats are the same at every level: the widest quantizers */
+	memcpy(active.from_float, tables[isa_best].from_float, sizeof(active.from_float));
+}
 
 static void fill_scalar(struct quant_kernel_table *t)
 {
@@ -931,6 +1231,9 @@ static void fill_scalar(struct quant_kernel_table *t)
 	t->k[QT_Q4_K].dot = dot_q4_K_c;
 	t->k[QT_Q5_K].dot = dot_q5_K_c;
 	t->k[QT_Q6_K].dot = dot_q6_K_c;
+	t->k[QT_IQ4_NL].dot = dot_iq4_nl_c;
+	t->k[QT_IQ4_XS].dot = dot_iq4_xs_c;
+	t->k[QT_MXFP4].dot = dot_mxfp4_c;
 	t->from_float[QT_Q8_0] = quantize_q8_0_c;
 	t->from_float[QT_Q8_1] = quantize_q8_1_c;
 	t->from_float[QT_Q8_K] = quantize_q8_K_c;
@@ -946,81 +1249,97 @@ static uint64_t read_xcr0(void)
 	return (uint64_t)hi << 32 | lo;
 }
 
-static enum quant_isa detect_isa(void)
+/* The levels this CPU (and OS) can run, as a mask of 1 << level. */
+static unsigned detect_isas(void)
 {
-	unsigned a, b, c, d;
+	unsigned a, b, c, d, m = 1u << QUANT_ISA_SCALAR;
 	uint64_t xcr0;
-	int avx2, avx512, vnni, f16c, fma, osxsave;
+	int avx2, avx512, vnni, f16c, fma, osxsave, bf16;
 	if (!__get_cpuid(1, &a, &b, &c, &d))
-		return QUANT_ISA_SCALAR;
+		return m;
 	osxsave = (c >> 27) & 1;
 	fma = (c >> 12) & 1;
 	f16c = (c >> 29) & 1;
 	if (!osxsave)
-		return QUANT_ISA_SCALAR;
+		return m;
 	xcr0 = read_xcr0();
 	if ((xcr0 & 6) != 6) /* the OS saves SSE and AVX state */
-		return QUANT_ISA_SCALAR;
+		return m;
 	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
-		return QUANT_ISA_SCALAR;
+		return m;
 	avx2 = (b >> 5) & 1;
 	/* AVX-512 F, DQ, BW, VL and the OS saving opmask/ZMM state */
 	avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1) &&
 		 (xcr0 & 0xe0) == 0xe0;
 	vnni = (c >> 11) & 1;
 	if (!(avx2 && fma && f16c))
-		return QUANT_ISA_SCALAR;
-	if (!avx512)
-		return QUANT_ISA_AVX2;
-	{
-		/* our AVX-512 file is built with BF16 as well */
-		unsigned a1, b1, c1, d1;
-		int bf16 = __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1) && ((a1 >> 5) & 1);
-		if (vnni && bf16)
-			return QUANT_ISA_AVX512_VNNI;
-	}
-	return QUANT_ISA_AVX2;
+		return m;
+	m |= 1u << QUANT_ISA_AVX2;
+	if (!avx512 || !vnni)
+		return m;
+	m |= 1u << QUANT_ISA_AVX512_256;
+	/* quant_avx512.c is built with BF16 as well */
+	bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);
+	if (bf16)
+		m |= 1u << QUANT_ISA_AVX512 | 1u << QUANT_ISA_AVX512_VNNI;
+	return m;
 }
 #else
-static enum quant_isa detect_isa(void)
+static unsigned detect_isas(void)
 {
-	return QUANT_ISA_SCALAR;
+	return 1u << QUANT_ISA_SCALAR;
 }
 #endif
 
 static void tables_init(void)
 {
-	isa_best = detect_isa();
+	static const enum quant_isa widest_first[] = { QUANT_ISA_AVX512_VNNI, QUANT_ISA_AVX512_256,
+						       QUANT_ISA_AVX2, QUANT_ISA_SCALAR };
+	isa_mask = detect_isas();
+	for (size_t i = 0; i < sizeof(widest_first) / sizeof(widest_first[0]); i++)
+		if (isa_mask & 1u << widest_first[i]) {
+			isa_best = widest_first[i];
+			break;
+		}
 	fill_scalar(&tables[QUANT_ISA_SCALAR]);
-	tables[QUANT_ISA_AVX2] = tables[QUANT_ISA_SCALAR];
-	tables[QUANT_ISA_AVX512] = tables[QUANT_ISA_SCALAR];
-	tables[QUANT_ISA_AVX512_VNNI] = tables[QUANT_ISA_SCALAR];
+	for (int l = 1; l < QUANT_ISA_COUNT; l++)
+		tables[l] = tables[QUANT_ISA_SCALAR];
 #if defined(__x86_64__)
-	if (isa_best >= QUANT_ISA_AVX2) {
+	if (isa_mask & 1u << QUANT_ISA_AVX2) {
 		/* the AVX-512 levels start from the AVX2 kernels and replace what they can */
 		quant_avx2_register(&tables[QUANT_ISA_AVX2]);
 		quant_avx2_register(&tables[QUANT_ISA_AVX512]);
 		quant_avx2_register(&tables[QUANT_ISA_AVX512_VNNI]);
+		quant_avx2_register(&tables[QUANT_ISA_AVX512_256]);
 	}
-	if (isa_best >= QUANT_ISA_AVX512_VNNI) {
+	if (isa_mask & 1u << QUANT_ISA_AVX512_256)
+		quant_avx512vl_register(&tables[QUANT_ISA_AVX512_256]);
+	if (isa_mask & 1u << QUANT_ISA_AVX512_VNNI) {
 		quant_avx512_register(&tables[QUANT_ISA_AVX512], 0);
 		quant_avx512_register(&tables[QUANT_ISA_AVX512_VNNI], 1);
 	}
 #endif
 	active_isa = isa_best;
-	active = &tables[isa_best];
+	memset(level, isa_best, sizeof(level));
+	rebuild_active();
 }
 
 static const struct quant_kernel_table *table(void)
 {
 	pthread_once(&tables_once, tables_init);
-	return active;
+	return &active;
 }
 
 enum quant_isa quant_isa_best(void)
 {
 	pthread_once(&tables_once, tables_init);
 	return isa_best;
+}
+
+int quant_isa_supported(enum quant_isa isa)
+{
+	pthread_once(&tables_once, tables_init);
+	return (int)isa >= 0 && isa < QUANT_ISA_COUNT && (isa_mask >> isa & 1);
 }
 
 enum quant_isa quant_isa_current(void)
@@ -1031,24 +1350,57 @@ enum quant_isa quant_isa_current(void)
 
 int quant_isa_set(enum quant_isa isa)
 {
-	pthread_once(&tables_once, tables_init);
-	if ((int)isa < 0 || isa > isa_best)
+	if (!quant_isa_supported(isa))
 		return -1;
-	/* plain AVX-512 without VNNI is built only where the VNNI level is */
 	active_isa = isa;
-	active = &tables[isa];
+	memset(level, isa, sizeof(level));
+	rebuild_active();
 	return 0;
 }
 
+static const char *const isa_names[QUANT_ISA_COUNT] = {
+	[QUANT_ISA_SCALAR] = "scalar",         [QUANT_ISA_AVX2] = "avx2",
+	[QUANT_ISA_AVX512] = "avx512",         [QUANT_ISA_AVX512_VNNI] = "avx512-vnni",
+	[QUANT_ISA_AVX512_256] = "avx512-256",
+};
+
 const char *quant_isa_name(enum quant_isa isa)
 {
-	switch (isa) {
-	case QUANT_ISA_SCALAR: return "scalar";
-	case QUANT_ISA_AVX2: return "avx2";
-	case QUANT_ISA_AVX512: return "avx512";
-	case QUANT_ISA_AVX512_VNNI: return "avx512-vnni";
-	}
-	return "unknown";
+	return (int)isa >= 0 && isa < QUANT_ISA_COUNT ? isa_names[isa] : "unknown";
+}
+
+int quant_isa_from_name(const char *name)
+{
+	for (int l = 0; l < QUANT_ISA_COUNT; l++)
+		if (!strcmp(name, isa_names[l]))
+			return l;
+	return -1;
+}
+
+enum quant_isa quant_kernel_level(int type, int gemm)
+{
+	pthread_once(&tables_once, tables_init);
+	if (type < 0 || type >= QT_KERNEL_COUNT)
+		return isa_best;
+	int base = repack_base(type);
+	return (enum quant_isa)(base >= 0 ? level[base][1] : level[type][gemm != 0]);
+}
+
+int quant_kernel_choose(int type, int gemm, enum quant_isa isa)
+{
+	if (!quant_isa_supported(isa) || type < 0 || type >= QT_KERNEL_COUNT)
+		return -1;
+	level[type][gemm != 0] = (unsigned char)isa;
+	rebuild_active();
+	return 0;
+}
+
+int quant_kernel_has(int type, int gemm, enum quant_isa isa)
+{
+	if (!quant_isa_supported(isa) || type < 0 || type >= QT_KERNEL_COUNT)
+		return 0;
+	const struct quant_kernels *k = &tables[isa].k[type];
+	return isa != QUANT_ISA_SCALAR && (gemm ? k->gemm != NULL : k->gemv != NULL);
 }
 
 int quant_quantize_row(int type, const float *src, void *dst, int64_t n)
@@ -1071,7 +1423,11 @@ int quant_quantize_row(int type, const float *src, void *dst, int64_t n)
 	case QT_Q8_K: table()->from_float[type](src, dst, n); return 0;
 	case QT_Q4_0: quantize_q4_0_c(src, dst, n / QK4_0); return 0;
 	case QT_Q4_K: quantize_q4_K_c(src, dst, n / QK_K); return 0;
+	case QT_Q5_K: quantize_q5_K_c(src, dst, n / QK_K); return 0;
 	case QT_Q6_K: quantize_q6_K_c(src, dst, n / QK_K); return 0;
+	case QT_IQ4_NL: quantize_iq4_nl_c(src, dst, n / QK4_NL); return 0;
+	case QT_IQ4_XS: quantize_iq4_xs_c(src, dst, n / QK_K); return 0;
+	case QT_MXFP4: quantize_mxfp4_c(src, dst, n / QK_MXFP4); return 0;
 	default: return -1;
 	}
 }
@@ -1133,7 +1489,11 @@ void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
 
 int quant_repack_type(int type, int64_t n)
 {
-	int rt = type == QT_Q8_0 ? QT_Q8_0_R4 : type == QT_Q4_0 ? QT_Q4_0_R4 : -1;
+	int rt = type == QT_Q8_0     ? QT_Q8_0_R4
+		 : type == QT_Q4_0   ? QT_Q4_0_R4
+		 : type == QT_IQ4_NL ? QT_IQ4_NL_R4
+		 : type == QT_MXFP4  ? QT_MXFP4_R4
+				     : -1;
 	if (rt < 0 || n <= 0 || n % (4 * 32) || !kernels(rt))
 		return -1;
 	return rt;
@@ -1145,12 +1505,27 @@ void quant_repack_rows(int type, int64_t n, const void *src, size_t row_bytes, i
 	for (int r = 0; r < nrows; r++) {
 		const uint8_t *in = (const uint8_t *)src + (size_t)r * row_bytes;
 		uint8_t *o = (uint8_t *)dst + (size_t)r * row_bytes;
-		if (type == QT_Q4_0) {
+		if (type == QT_Q4_0 || type == QT_IQ4_NL) {
+			/* one layout: F16 d, then 16 nibble bytes */
+			_Static_assert(sizeof(struct block_iq4_nl) == sizeof(struct block_q4_0) &&
+					       offsetof(struct block_iq4_nl, qs) ==
+						       offsetof(struct block_q4_0, qs),
+				       "iq4_nl and q4_0 share a layout");
 			const struct block_q4_0 *x = (const struct block_q4_0 *)in;
 			for (int64_t g = 0; g < ng; g++, x += 4, o += 4 * sizeof(*x)) {
 				for (int b = 0; b < 4; b++) {
 					memcpy(o + 16 * b, x[b].qs, 16);
 					memcpy(o + 64 + 2 * b, &x[b].d, 2);
+				}
+			}
+			continue;
+		}
+		if (type == QT_MXFP4) {
+			const struct block_mxfp4 *x = (const struct block_mxfp4 *)in;
+			for (int64_t g = 0; g < ng; g++, x += 4, o += 4 * sizeof(*x)) {
+				for (int b = 0; b < 4; b++) {
+					memcpy(o + 16 * b, x[b].qs, 16);
+					o[64 + b] = x[b].e;
 				}
 			}
 			continue;

@@ -21,13 +21,18 @@ enum quant_type {
 	QT_Q5_K = 13,
 	QT_Q6_K = 14,
 	QT_Q8_K = 15,
+	QT_IQ4_NL = 20,
+	QT_IQ4_XS = 23,
 	QT_BF16 = 30,
+	QT_MXFP4 = 39,
 	QT_COUNT = 40, /* ids at or above this are unknown */
 	/* Internal layouts made at load time (never in a file, unknown to
 	 * quant_traits()): see quant_repack(). */
 	QT_Q8_0_R4 = 64,
 	QT_Q4_0_R4 = 65,
-	QT_KERNEL_COUNT = 66 /* size of the kernel tables */
+	QT_IQ4_NL_R4 = 66,
+	QT_MXFP4_R4 = 67,
+	QT_KERNEL_COUNT = 68 /* size of the kernel tables */
 };
 
 typedef uint16_t quant_half; /* IEEE binary16 bits */
@@ -41,6 +46,8 @@ typedef uint16_t quant_bf16; /* bfloat16 bits */
 #define QK8_1 32
 #define QK_K 256
 #define K_SCALE_SIZE 12
+#define QK4_NL 32
+#define QK_MXFP4 32
 
 struct block_q4_0 {
 	quant_half d;          /* scale */
@@ -127,6 +134,40 @@ struct block_q8_K {
 };
 _Static_assert(sizeof(struct block_q8_K) == 4 + QK_K + QK_K / 16 * 2, "q8_K size");
 
+/*
+ * Non-linear 4-bit: each nibble indexes a 16-entry table of int8 values
+ * (-127 .. 113, denser near zero: quant_iq4nl_values in quant.c), times a
+ * scale.  IQ4_NL: one F16 scale per 32, nibbles as Q4_0 (low = elements
+ * 0..15, high = 16..31).
+ */
+struct block_iq4_nl {
+	quant_half d;
+	uint8_t qs[QK4_NL / 2];
+};
+_Static_assert(sizeof(struct block_iq4_nl) == 2 + QK4_NL / 2, "iq4_nl size");
+
+/* IQ4_XS: 256 values in 8 sub-blocks of 32, each with a 6-bit scale ls
+ * (value d * (ls - 32)): low 4 bits in scales_l (sub-block 2k in the low
+ * nibble of byte k, 2k+1 in the high one), high 2 bits at bits 2j..2j+1 of
+ * scales_h; sub-block j's nibbles are qs[16j .. 16j+15], laid out as IQ4_NL. */
+struct block_iq4_xs {
+	quant_half d;
+	uint16_t scales_h;
+	uint8_t scales_l[QK_K / 64];
+	uint8_t qs[QK_K / 2];
+};
+_Static_assert(sizeof(struct block_iq4_xs) == 2 + 2 + QK_K / 64 + QK_K / 2, "iq4_xs size");
+
+/* MXFP4 (OCP Microscaling): 32 FP4 E2M1 values (sign, 2-bit exponent,
+ * 1-bit mantissa: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives) sharing
+ * an E8M0 scale e (2^(e - 127); 0xFF is NaN); nibbles as Q4_0.  The scale
+ * byte comes first, as ggml stores it (gpt-oss's experts). */
+struct block_mxfp4 {
+	uint8_t e;
+	uint8_t qs[QK_MXFP4 / 2];
+};
+_Static_assert(sizeof(struct block_mxfp4) == 1 + QK_MXFP4 / 2, "mxfp4 size");
+
 struct quant_traits {
 	const char *name;         /* "Q4_K", ... */
 	int block_elems;          /* elements per block */
@@ -153,7 +194,8 @@ quant_bf16 quant_f32_to_bf16(float f);
 /* Dequantize n elements (a multiple of the block size). */
 void quant_dequantize_row(int type, const void *src, float *dst, int64_t n);
 /* Quantize n floats: F32, F16, BF16, Q8_0, Q8_1, Q8_K (activations) and
- * Q4_0, Q8_0, Q4_K, Q6_K (for writing models).  Returns -1 for other types. */
+ * Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4 (for writing models).
+ * Returns -1 for other types. */
 int quant_quantize_row(int type, const float *src, void *dst, int64_t n);
 
 /* Dot product of one weight row (type) with activations already in that
@@ -171,12 +213,13 @@ void quant_gemm(int type, int64_t n, const void *w, size_t row_bytes, int nrows,
 		size_t act_stride, int ntok, float *out, size_t out_stride);
 
 /*
- * Load-time repacking.  Q8_0 and Q4_0 rows are regrouped four blocks at a
+ * Load-time repacking.  Q8_0, Q4_0, IQ4_NL and MXFP4 rows are regrouped four blocks at a
  * time into the lane layout the AVX-512 VNNI kernels otherwise build with
  * shuffles on every load.  Q8_0: 64 bytes of the blocks' first 16 quants,
  * 64 of their last 16 (both made unsigned with an xor of 0x80), then the
- * four F16 scales (136 bytes).  Q4_0: the four blocks' 16 nibble bytes side
- * by side, then the four scales (72 bytes).  Each group is the size of its
+ * four F16 scales (136 bytes).  Q4_0 and IQ4_NL (the same block layout):
+ * the four blocks' 16 nibble bytes side by side, then the four scales
+ * (72 bytes); MXFP4 likewise with its four scale bytes (68 bytes).  Each group is the size of its
  * four blocks, so a repacked tensor is as large as the file's.  Results are
  * bit-identical; prefill is faster (no shuffles per block).
  * quant_repack_type() is the type a row of n elements of `type` repacks to
@@ -188,21 +231,39 @@ int quant_repack_type(int type, int64_t n);
 void quant_repack_rows(int type, int64_t n, const void *src, size_t row_bytes, int nrows,
 		       void *dst);
 
-/* Kernel selection: the best the CPU has is chosen at first use from cpuid;
- * tests force a level to compare SIMD kernels with their plain C twins. */
-enum quant_isa { QUANT_ISA_SCALAR, QUANT_ISA_AVX2, QUANT_ISA_AVX512, QUANT_ISA_AVX512_VNNI };
-enum quant_isa quant_isa_best(void); /* what this CPU supports */
+/*
+ * Kernel selection.  Levels: plain C, AVX2, AVX-512 on 256-bit registers
+ * with VNNI (the AVX2 kernels rebuilt with vpdpbusd: for CPUs whose 512-bit
+ * operations are split in two), AVX-512 without VNNI (its float kernels
+ * only) and AVX-512 on 512-bit registers with VNNI.  Every weight type has
+ * its own level for gemv (decode, and its dot product) and for gemm
+ * (prefill): quant_select.c measures them on this CPU.  Until then, and
+ * after quant_isa_set(), every type runs the widest level the CPU has.
+ * None of these may be called while other threads compute.
+ */
+enum quant_isa {
+	QUANT_ISA_SCALAR,
+	QUANT_ISA_AVX2,
+	QUANT_ISA_AVX512,
+	QUANT_ISA_AVX512_VNNI,
+	QUANT_ISA_AVX512_256,
+	QUANT_ISA_COUNT
+};
+enum quant_isa quant_isa_best(void); /* the widest level this CPU has */
+int quant_isa_supported(enum quant_isa isa);
+/* The level quant_isa_set() last forced (the widest at start); per-type
+ * choices may differ since (quant_kernel_level). */
 enum quant_isa quant_isa_current(void);
-int quant_isa_set(enum quant_isa isa); /* -1 if the CPU lacks it */
+int quant_isa_set(enum quant_isa isa); /* every type at isa; -1 if the CPU lacks it */
 const char *quant_isa_name(enum quant_isa isa);
-
-/* Kernel micro-benchmark (for `palaver bench` and tools/bench_quant.c): runs
- * quant_gemv (ntok == 1) or quant_gemm over nrows x n weights of a type that
- * quant_quantize_row can write, rows split over `threads` threads, iters
- * timed passes after one warm-up.  Returns seconds per pass, or -1 (error()).
- * The time is the busiest thread's CPU time, not wall time, so that a
- * machine shared with other work still gives the kernels' own speed (on an
- * idle machine the two agree). */
-double quant_bench(int type, int64_t n, int nrows, int ntok, int threads, int iters);
+/* The level named name ("avx2", ...); -1 for an unknown name. */
+int quant_isa_from_name(const char *name);
+/* The level running type's gemv (gemm = 0) or gemm (gemm = 1). */
+enum quant_isa quant_kernel_level(int type, int gemm);
+/* Run type's gemv or gemm at isa; -1 if the CPU lacks it or the type id is
+ * out of range.  A level without a kernel for the type runs its C twin. */
+int quant_kernel_choose(int type, int gemm, enum quant_isa isa);
+/* Whether isa has its own SIMD gemv (gemm = 0) or gemm for type, not the C twin's loop. */
+int quant_kernel_has(int type, int gemm, enum quant_isa isa);
 
 #endif

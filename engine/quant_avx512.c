@@ -19,7 +19,11 @@
  * activations are "prepared" once per call into a lane layout matching four
  * weight blocks (low halves, high halves, shifted negated lane sums, per-lane
  * scales, Q8_1's s); Q8_K activations already carry bsums.  Mins (Q4_1,
- * Q5_1, Q2_K, Q4_K, Q5_K) go through the same sums.  K-quants multiply by
+ * Q5_1, Q2_K, Q4_K, Q5_K) go through the same sums.  The table types
+ * (IQ4_NL, IQ4_XS, MXFP4) look each nibble's value + 128 up with vpshufb
+ * and run on the prepared tiles too, IQ4_XS with Q8_K activations prepared
+ * the same way (its sub-blocks of 32 are the groups' blocks, scaled per
+ * lane like Q4_0's).  K-quants multiply by
  * their sub-block scales inside the dot: vpmaddubsw (u8 x s8 pairs, no
  * saturation at these ranges) then vpdpwssd against per-lane scale pairs.
  * Each block's int32 lanes are converted to float and scaled per lane, and
@@ -34,17 +38,13 @@
 #include <immintrin.h>
 #include <string.h>
 
-#define INLINE static inline __attribute__((always_inline))
-/* Register tiles need their r/t loops fully unrolled to stay in registers. */
-#define UNROLL _Pragma("GCC unroll 16")
-
 /* Lane sums at the end of a row. */
-INLINE float hsum(__m512 v)
+QUANT_INLINE float hsum(__m512 v)
 {
 	return _mm512_reduce_add_ps(v);
 }
 
-INLINE __m512i dpbusd(__m512i acc, __m512i u, __m512i s)
+QUANT_INLINE __m512i dpbusd(__m512i acc, __m512i u, __m512i s)
 {
 	return _mm512_dpbusd_epi32(acc, u, s);
 }
@@ -74,7 +74,7 @@ static _Thread_local int prefetch_on = 1;
 #define PF_Q8X 0
 #endif
 
-INLINE void prefetch_span(const void *p, size_t len, int64_t left, int64_t rb, int64_t ws4)
+QUANT_INLINE void prefetch_span(const void *p, size_t len, int64_t left, int64_t rb, int64_t ws4)
 {
 	if (!prefetch_on)
 		return;
@@ -85,79 +85,59 @@ INLINE void prefetch_span(const void *p, size_t len, int64_t left, int64_t rb, i
 	}
 }
 
-/* K-quant blocks: plain PF_DIST ahead, which measured faster for them (Q4_K
- * gemv 28-30 against 26 GB/s, gemm of 64 tokens 220 against 190 GOP/s on
- * one core) than the tile-aware span above. */
-INLINE void prefetch_plain(const void *p, size_t len)
+/*
+ * K-quant and IQ4_XS blocks: plainly PF_BLOCK_DIST ahead, which measured
+ * faster for them (Q4_K gemv 28-30 against 26 GB/s, gemm of 64 tokens 220
+ * against 190 GOP/s on one core) than the tile-aware span above.  16 KiB
+ * rather than 4: on the weights of a 1B-shape file as decode maps them
+ * (4 KiB pages; `bench_quant --file`, one core, shared machine) Q4_K went
+ * from 17.4-18.8 to 17.7-22.2 GB/s, Q6_K from 17.6-19.2 to 22.1-24.7,
+ * IQ4_XS from 16.6 to 17.8-18.6, and the 1B Q4_K_M model's decode on two
+ * threads from 42.9 to 47.6 t/s by CPU time (median of 4 interleaved pairs).
+ */
+#define PF_BLOCK_DIST 16384
+QUANT_INLINE void prefetch_plain(const void *p, size_t len)
 {
 	for (size_t o = 0; o < len; o += 64)
-		_mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+		_mm_prefetch((const char *)p + PF_BLOCK_DIST + o, _MM_HINT_T0);
 }
+
+/* Panels of PANEL_BYTES; PF_ALL: prefetch in every token tile of a panel,
+ * not only the first. */
+#define RUN_PANELS(TILE, PF_ALL, ...)                                                              \
+	quant_run_panels(TILE, PANEL_BYTES, &prefetch_on, PF_ALL, __VA_ARGS__)
 
 /* ---- F32 / F16 / BF16 ------------------------------------------------------- */
 
+/* Lanes to load at element k: all 16, or the tail's. */
+QUANT_INLINE __mmask16 tail_mask(int tail)
+{
+	return tail ? (__mmask16)((1u << tail) - 1) : (__mmask16)0xffff;
+}
+
 /* Load 16 weights as floats from element k of a row (masked for the tail). */
-INLINE __m512 load_w_f32(const void *row, int64_t k, __mmask16 m)
+QUANT_INLINE __m512 load_w_f32(const void *row, int64_t k, int tail)
 {
-	return _mm512_maskz_loadu_ps(m, (const float *)row + k);
+	return _mm512_maskz_loadu_ps(tail_mask(tail), (const float *)row + k);
 }
 
-INLINE __m512 load_w_f16(const void *row, int64_t k, __mmask16 m)
+QUANT_INLINE __m512 load_w_f16(const void *row, int64_t k, int tail)
 {
-	return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const quant_half *)row + k));
+	return _mm512_cvtph_ps(
+		_mm256_maskz_loadu_epi16(tail_mask(tail), (const quant_half *)row + k));
 }
 
-INLINE __m512 load_w_bf16(const void *row, int64_t k, __mmask16 m)
+QUANT_INLINE __m512 load_w_bf16(const void *row, int64_t k, int tail)
 {
-	__m256i h = _mm256_maskz_loadu_epi16(m, (const quant_bf16 *)row + k);
+	__m256i h = _mm256_maskz_loadu_epi16(tail_mask(tail), (const quant_bf16 *)row + k);
 	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* Activations: F32 for F32 and F16 weights, BF16 for BF16 weights. */
-INLINE __m512 load_a_f32(const void *act, int64_t k, __mmask16 m)
-{
-	return _mm512_maskz_loadu_ps(m, (const float *)act + k);
-}
-
-#define FLOAT_TILE(NAME, LOADW, LOADA, ESIZE)                                                      \
-	INLINE void NAME(int R, int T, int64_t n, const uint8_t *w, size_t wstride,                \
-			 const uint8_t *a, size_t astride, float *out, size_t ostride)             \
-	{                                                                                          \
-		__m512 acc[4][4];                                                                  \
-		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] =  \
-			_mm512_setzero_ps();                                                       \
-		int64_t k = 0;                                                                     \
-		for (; k + 16 <= n; k += 16) {                                                     \
-			__m512 av[4];                                                              \
-			UNROLL for (int t = 0; t < T; t++) av[t] =                                 \
-				LOADA(a + t * astride, k, 0xffff);                                 \
-			UNROLL for (int r = 0; r < R; r++)                                         \
-			{                                                                          \
-				prefetch_span(w + r * wstride + k * ESIZE, 1, (n - k) * ESIZE,     \
-					      n * ESIZE, 4 * (int64_t)wstride);                    \
-				__m512 wv = LOADW(w + r * wstride, k, 0xffff);                     \
-				UNROLL for (int t = 0; t < T; t++) acc[r][t] =                     \
-					_mm512_fmadd_ps(wv, av[t], acc[r][t]);                     \
-			}                                                                          \
-		}                                                                                  \
-		if (k < n) {                                                                       \
-			__mmask16 m = (__mmask16)((1u << (n - k)) - 1);                            \
-			__m512 av[4];                                                              \
-			UNROLL for (int t = 0; t < T; t++) av[t] = LOADA(a + t * astride, k, m);   \
-			UNROLL for (int r = 0; r < R; r++)                                         \
-			{                                                                          \
-				__m512 wv = LOADW(w + r * wstride, k, m);                          \
-				UNROLL for (int t = 0; t < T; t++) acc[r][t] =                     \
-					_mm512_fmadd_ps(wv, av[t], acc[r][t]);                     \
-			}                                                                          \
-		}                                                                                  \
-		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)              \
-			out[t * ostride + r] = hsum(acc[r][t]);                                    \
-	}
-
-FLOAT_TILE(tile_f32, load_w_f32, load_a_f32, 4)
-FLOAT_TILE(tile_f16, load_w_f16, load_a_f32, 2)
-FLOAT_TILE(tile_bf16, load_w_bf16, load_w_bf16, 2)
+/* Activations are F32 for F32 and F16 weights, BF16 for BF16 weights; a
+ * tile's rows are read side by side (four rows a stride apart). */
+#define PF_FLOAT(p, left, rb, ws) prefetch_span(p, 1, left, rb, 4 * (int64_t)(ws))
+QUANT_FLOAT_KERNELS(__m512, 16, _mm512_setzero_ps, _mm512_fmadd_ps, hsum, load_w_f32, load_w_f16,
+		    load_w_bf16, PF_FLOAT, RUN_PANELS)
 
 /* ---- Q8_0 / Q8_1 activations, prepared ------------------------------------------ */
 
@@ -184,14 +164,18 @@ _Static_assert(sizeof(struct act_group) == 320, "act_group size");
 
 static _Thread_local struct act_group prep_buf[GEMM_T][PREP_GROUPS] __attribute__((aligned(64)));
 
-/* Activation block formats: Q8_0 (d, qs) or Q8_1 (d, s, qs). */
+/*
+ * Activation formats: Q8_0 (d, qs), Q8_1 (d, s, qs), each one 32-element
+ * unit a block, or Q8_K (float d, qs, bsums), 8 units a block.
+ */
 struct act_fmt {
 	size_t bytes; /* block size */
 	size_t qoff;  /* offset of qs */
+	int ushift;   /* log2 of the 32-element units per block (0 or 3) */
 	int shift;    /* log2 of the weight offset to pay back (0: none) */
 };
 
-INLINE __m512 spread4(__m128 v)
+QUANT_INLINE __m512 spread4(__m128 v)
 {
 	/* 4 floats -> 16 lanes, each repeated over its block's 4 lanes */
 	return _mm512_permutexvar_ps(
@@ -199,24 +183,37 @@ INLINE __m512 spread4(__m128 v)
 		_mm512_castps128_ps512(v));
 }
 
-/* Prepare nb (<= PREP_GROUPS * 4) blocks; missing blocks of the last group are zero. */
-static void prep_act(const uint8_t *y, const struct act_fmt *f, int64_t nb, struct act_group *g)
+/* Scale (and Q8_1's s / 4) of the block holding unit u; where its quants are. */
+QUANT_INLINE const uint8_t *act_unit(const uint8_t *y, const struct act_fmt *f, int64_t u, float *d,
+				     float *s4)
+{
+	const uint8_t *blk = y + (size_t)(u >> f->ushift) * f->bytes;
+	quant_half h;
+	if (f->ushift) {
+		memcpy(d, blk, 4);
+		*s4 = 0;
+	} else {
+		memcpy(&h, blk, 2);
+		*d = _cvtsh_ss(h);
+		memcpy(&h, blk + 2, 2);
+		*s4 = f->qoff == 4 ? _cvtsh_ss(h) * 0.25f : 0;
+	}
+	return blk + f->qoff + (size_t)(u & ((1 << f->ushift) - 1)) * 32;
+}
+
+/* Prepare nu (<= PREP_GROUPS * 4) units; missing units of the last group are zero. */
+static void prep_act(const uint8_t *y, const struct act_fmt *f, int64_t nu, struct act_group *g)
 {
 	const __m512i ones = _mm512_set1_epi8(1);
-	for (int64_t i = 0; i < nb; i += 4, g++) {
-		int m = nb - i < 4 ? (int)(nb - i) : 4;
+	for (int64_t i = 0; i < nu; i += 4, g++) {
+		int m = nu - i < 4 ? (int)(nu - i) : 4;
 		__m128i lo[4], hi[4];
 		float d[4], s[4];
 		for (int b = 0; b < 4; b++) {
-			const uint8_t *blk = y + (size_t)(i + b) * f->bytes;
 			if (b < m) {
-				quant_half h;
-				lo[b] = _mm_loadu_si128((const __m128i *)(blk + f->qoff));
-				hi[b] = _mm_loadu_si128((const __m128i *)(blk + f->qoff + 16));
-				memcpy(&h, blk, 2);
-				d[b] = _cvtsh_ss(h);
-				memcpy(&h, blk + 2, 2);
-				s[b] = f->qoff == 4 ? _cvtsh_ss(h) * 0.25f : 0;
+				const uint8_t *q = act_unit(y, f, i + b, &d[b], &s[b]);
+				lo[b] = _mm_loadu_si128((const __m128i *)q);
+				hi[b] = _mm_loadu_si128((const __m128i *)(q + 16));
 			} else {
 				lo[b] = hi[b] = _mm_setzero_si128();
 				d[b] = s[b] = 0;
@@ -244,10 +241,64 @@ static void prep_act(const uint8_t *y, const struct act_fmt *f, int64_t nb, stru
 	}
 }
 
+/* R x T tile over prepared activations (nu units of 32, groups of four). */
+typedef void (*q8x_tile_fn)(int R, int T, int64_t nu, const uint8_t *w, size_t ws,
+			    const struct act_group *const *g, float *out, size_t os, int add);
+
+/*
+ * Activations prepared per chunk of PREP_MAX_ELEMS elements and per tile of
+ * up to GEMM_T tokens; partial sums of later chunks are added.  Weight
+ * blocks hold wunits units of 32 in wbytes.
+ */
+static void q8x_gemm(q8x_tile_fn tile, int wunits, size_t wbytes, const struct act_fmt *f,
+		     int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
+		     size_t act_stride, int ntok, float *out, size_t out_stride)
+{
+	int64_t nu = n / 32;
+	int panel = (int)(PANEL_BYTES / (row_bytes ? row_bytes : 1));
+	if (panel < 4)
+		panel = 4;
+	panel &= ~3;
+	/* at least one pass, so that empty rows still write their zero results */
+	for (int64_t c0 = 0; c0 < nu || c0 == 0; c0 += PREP_GROUPS * 4) {
+		int64_t cu = nu - c0 < PREP_GROUPS * 4 ? nu - c0 : PREP_GROUPS * 4;
+		size_t aoff = (size_t)(c0 >> f->ushift) * f->bytes;
+		size_t woff = (size_t)(c0 / wunits) * wbytes;
+		for (int r0 = 0; r0 < nrows; r0 += panel) {
+			int r1 = r0 + panel < nrows ? r0 + panel : nrows;
+			for (int t = 0; t < ntok; t += GEMM_T) {
+				int T = ntok - t < GEMM_T ? ntok - t : GEMM_T;
+				const struct act_group *g[GEMM_T];
+				for (int k = 0; k < T; k++) {
+					prep_act((const uint8_t *)act +
+							 (size_t)(t + k) * act_stride + aoff,
+						 f, cu, prep_buf[k]);
+					g[k] = prep_buf[k];
+				}
+				prefetch_on = PF_Q8X || t == 0;
+				for (int r = r0; r < r1; r += 4) {
+					int R = r1 - r < 4 ? r1 - r : 4;
+					tile(R, T, cu,
+					     (const uint8_t *)w + (size_t)r * row_bytes + woff,
+					     row_bytes, g, out + (size_t)t * out_stride + r,
+					     out_stride, c0 > 0);
+				}
+			}
+		}
+	}
+}
+
+/* Activation formats; the shift pays back weight offsets of 2^shift. */
+static const struct act_fmt fmt_q4_0 = { sizeof(struct block_q8_0), 2, 0, 3 };
+static const struct act_fmt fmt_q8_0 = { sizeof(struct block_q8_0), 2, 0, 7 };
+static const struct act_fmt fmt_q5_0 = { sizeof(struct block_q8_0), 2, 0, 4 };
+static const struct act_fmt fmt_q8_1 = { sizeof(struct block_q8_1), 4, 0, 0 };
+static const struct act_fmt fmt_q8_K = { sizeof(struct block_q8_K), 4, 3, 7 };
+
 /* Halves of 4 blocks (`stride` bytes apart, m present) spread over their
  * lanes.  Built in registers: a store-then-reload through a small array
  * would stall on store forwarding in the hot loop. */
-INLINE __m512 wscale4(const uint8_t *p, size_t stride, int m)
+QUANT_INLINE __m512 wscale4(const uint8_t *p, size_t stride, int m)
 {
 	uint16_t h0 = 0, h1 = 0, h2 = 0, h3 = 0;
 	memcpy(&h0, p, 2);
@@ -263,7 +314,7 @@ INLINE __m512 wscale4(const uint8_t *p, size_t stride, int m)
 }
 
 /* 16 quant bytes of each of 4 blocks (at p + off + k * stride) side by side. */
-INLINE __m512i gather16x4(const uint8_t *p, size_t off, size_t stride, int m)
+QUANT_INLINE __m512i gather16x4(const uint8_t *p, size_t off, size_t stride, int m)
 {
 	if (m == 4)
 		return _mm512_inserti32x4(
@@ -281,8 +332,8 @@ INLINE __m512i gather16x4(const uint8_t *p, size_t off, size_t stride, int m)
 }
 
 /* Q5 high bits of 4 blocks as two 64-bit lane masks: lo elements, hi elements. */
-INLINE void q5_masks(const uint8_t *p, size_t off, size_t stride, int m, __mmask64 *ml,
-		     __mmask64 *mh)
+QUANT_INLINE void q5_masks(const uint8_t *p, size_t off, size_t stride, int m, __mmask64 *ml,
+			   __mmask64 *mh)
 {
 	uint32_t q0 = 0, q1 = 0, q2 = 0, q3 = 0;
 	memcpy(&q0, p + off, 4);
@@ -321,22 +372,91 @@ static const uint16_t q8_0_d_idx[32] __attribute__((
  * the act_group lane layout (lo: elements 0..15, hi: 16..31 of each block),
  * per-lane scale wd and, for the types with a min, per-lane min wm.
  */
-INLINE void load_q4_0(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 *wd, __m512 *wm)
+/* The nibbles of 4 blocks laid out as Q4_0 (d, then 16 bytes; 18 bytes a
+ * block: Q4_0, IQ4_NL) and their scales. */
+QUANT_INLINE __m512i nibbles18x4(const uint8_t *p, int m, __m512 *wd)
 {
-	const __m512i mask = _mm512_set1_epi8(0x0F);
-	__m512i q = gather16x4(p, 2, 18, m);
 	if (m == 4) /* the four scales sit at words 0, 9, 18 and 27 of the group */
 		*wd = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(
 			_mm512_load_si512(q4_0_d_idx), _mm512_loadu_si512(p))));
 	else
 		*wd = wscale4(p, 18, m);
+	return gather16x4(p, 2, 18, m);
+}
+
+QUANT_INLINE void load_q4_0(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			    __m512 *wd, __m512 *wm)
+{
+	const __m512i mask = _mm512_set1_epi8(0x0F);
+	__m512i q = nibbles18x4(p, m, wd);
 	*lo = _mm512_and_si512(q, mask);
 	*hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
 	(void)wm;
 }
 
+/*
+ * Table types (IQ4_NL, IQ4_XS, MXFP4): each nibble looks up its int8 value
+ * plus 128 (unsigned for vpdpbusd; the activation sums pay the 128 back,
+ * shift 7), the table repeated in every 128-bit lane for vpshufb.
+ */
+QUANT_INLINE __m512i lut_u8(const int8_t values[16])
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)values);
+	return _mm512_broadcast_i32x4(_mm_xor_si128(v, _mm_set1_epi8((char)0x80)));
+}
+
+QUANT_INLINE void lut_nibbles(__m512i q, const int8_t values[16], __m512i *lo, __m512i *hi)
+{
+	const __m512i mask = _mm512_set1_epi8(0x0F), lut = lut_u8(values);
+	*lo = _mm512_shuffle_epi8(lut, _mm512_and_si512(q, mask));
+	*hi = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(q, 4), mask));
+}
+
+QUANT_INLINE void load_iq4_nl(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			      __m512 *wd, __m512 *wm)
+{
+	lut_nibbles(nibbles18x4(p, m, wd), quant_iq4nl_values, lo, hi);
+	(void)wm;
+}
+
+/* Half scales of four MXFP4 blocks (the table holds doubled values) from
+ * the E8M0 exponents: (e - 1) << 23, or a subnormal for e < 2, NaN for
+ * 0xFF (see quant_e8m0_half). */
+QUANT_INLINE __m512 e8m0x4(__m128i e)
+{
+	__m128i bits = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
+	bits = _mm_blendv_epi8(bits, _mm_sllv_epi32(_mm_set1_epi32(0x00200000), e),
+			       _mm_cmplt_epi32(e, _mm_set1_epi32(2)));
+	bits = _mm_blendv_epi8(bits, _mm_set1_epi32(0x7fc00000),
+			       _mm_cmpeq_epi32(e, _mm_set1_epi32(0xFF)));
+	return spread4(_mm_castsi128_ps(bits));
+}
+
+/* MXFP4: 17-byte blocks, the E8M0 scale byte first. */
+QUANT_INLINE void load_mxfp4(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			     __m512 *wd, __m512 *wm)
+{
+	int e1 = m > 1 ? p[17] : 0, e2 = m > 2 ? p[34] : 0, e3 = m > 3 ? p[51] : 0;
+	*wd = e8m0x4(_mm_setr_epi32(p[0], e1, e2, e3));
+	lut_nibbles(gather16x4(p, 1, 17, m), quant_mxfp4_values2, lo, hi);
+	(void)wm;
+}
+
+/* MXFP4 repacked at load: 64 nibble bytes, then the four scale bytes. */
+QUANT_INLINE void load_mxfp4r(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			      __m512 *wd, __m512 *wm)
+{
+	int e;
+	memcpy(&e, p + 64, 4);
+	*wd = e8m0x4(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(e)));
+	lut_nibbles(_mm512_loadu_si512(p), quant_mxfp4_values2, lo, hi);
+	(void)m;
+	(void)wm;
+}
+
 /* Q8_0 is biased to unsigned by an xor with 0x80. */
-INLINE void load_q8_0(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 *wd, __m512 *wm)
+QUANT_INLINE void load_q8_0(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			    __m512 *wd, __m512 *wm)
 {
 	const __m512i bias = _mm512_set1_epi8((char)0x80);
 	__m512i l, h;
@@ -360,7 +480,8 @@ INLINE void load_q8_0(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 /* Q8_0 repacked at load (quant_repack_rows): lo, hi and the four scales in
  * place; m is always 4 (rows are whole groups). */
 static const uint16_t q8_0r_d_idx[16] = { 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3 };
-INLINE void load_q8_0r(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 *wd, __m512 *wm)
+QUANT_INLINE void load_q8_0r(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			     __m512 *wd, __m512 *wm)
 {
 	*lo = _mm512_loadu_si512(p);
 	*hi = _mm512_loadu_si512(p + 64);
@@ -371,22 +492,37 @@ INLINE void load_q8_0r(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512
 	(void)wm;
 }
 
-/* Q4_0 repacked at load: the four blocks' nibbles side by side, then the
- * four scales. */
-INLINE void load_q4_0r(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 *wd, __m512 *wm)
+/* Q4_0 and IQ4_NL repacked at load: the four blocks' nibbles side by side,
+ * then the four scales. */
+QUANT_INLINE __m512i nibbles_r4(const uint8_t *p, __m512 *wd)
 {
-	const __m512i mask = _mm512_set1_epi8(0x0F);
-	__m512i q = _mm512_loadu_si512(p);
 	*wd = _mm512_cvtph_ps(_mm256_permutexvar_epi16(
 		_mm256_loadu_si256((const __m256i *)q8_0r_d_idx),
 		_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(p + 64)))));
+	return _mm512_loadu_si512(p);
+}
+
+QUANT_INLINE void load_q4_0r(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			     __m512 *wd, __m512 *wm)
+{
+	const __m512i mask = _mm512_set1_epi8(0x0F);
+	__m512i q = nibbles_r4(p, wd);
 	*lo = _mm512_and_si512(q, mask);
 	*hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
 	(void)m;
 	(void)wm;
 }
 
-INLINE void load_q4_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 *wd, __m512 *wm)
+QUANT_INLINE void load_iq4_nlr(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			       __m512 *wd, __m512 *wm)
+{
+	lut_nibbles(nibbles_r4(p, wd), quant_iq4nl_values, lo, hi);
+	(void)m;
+	(void)wm;
+}
+
+QUANT_INLINE void load_q4_1(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			    __m512 *wd, __m512 *wm)
 {
 	const __m512i mask = _mm512_set1_epi8(0x0F);
 	__m512i q = gather16x4(p, 4, 20, m);
@@ -396,7 +532,8 @@ INLINE void load_q4_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 	*hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
 }
 
-INLINE void load_q5_0(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 *wd, __m512 *wm)
+QUANT_INLINE void load_q5_0(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			    __m512 *wd, __m512 *wm)
 {
 	const __m512i mask = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
 	__m512i q = gather16x4(p, 6, 22, m);
@@ -410,7 +547,8 @@ INLINE void load_q5_0(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 	(void)wm;
 }
 
-INLINE void load_q5_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 *wd, __m512 *wm)
+QUANT_INLINE void load_q5_1(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			    __m512 *wd, __m512 *wm)
 {
 	const __m512i mask = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
 	__m512i q = gather16x4(p, 8, 24, m);
@@ -424,7 +562,42 @@ INLINE void load_q5_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
 	*hi = _mm512_mask_blend_epi8(mh, h, _mm512_or_si512(h, b4));
 }
 
-/* R x T tile over prepared groups; out[t * os + r] = (add ? out : 0) + dot.
+/* Group i of each of T tokens meets R rows already decoded (lo, hi, wd, wm):
+ * token-outer, so that each activation vector is loaded once per group. */
+QUANT_INLINE void group_mac(int R, int T, const struct act_group *const *g, int64_t i,
+			    const __m512i *lo, const __m512i *hi, const __m512 *wd,
+			    const __m512 *wm, int has_min, __m512 (*acc)[4])
+{
+	QUANT_UNROLL for (int t = 0; t < T; t++)
+	{
+		const struct act_group *gt = g[t] + i;
+		__m512i an = _mm512_load_si512(gt->nsum);
+		__m512i al = _mm512_load_si512(gt->lo);
+		__m512i ah = _mm512_load_si512(gt->hi);
+		__m512 ad = _mm512_load_ps(gt->d);
+		QUANT_UNROLL for (int r = 0; r < R; r++)
+		{
+			__m512i s = dpbusd(dpbusd(an, lo[r], al), hi[r], ah);
+			acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(wd[r], ad),
+						    acc[r][t]);
+			if (has_min)
+				acc[r][t] =
+					_mm512_fmadd_ps(wm[r], _mm512_load_ps(gt->s4), acc[r][t]);
+		}
+	}
+}
+
+/* out[t * os + r] = (add ? out : 0) + the row's sum. */
+QUANT_INLINE void group_out(int R, int T, __m512 (*acc)[4], float *out, size_t os, int add)
+{
+	QUANT_UNROLL for (int r = 0; r < R; r++) QUANT_UNROLL for (int t = 0; t < T; t++)
+	{
+		float v = hsum(acc[r][t]);
+		out[t * os + r] = add ? out[t * os + r] + v : v;
+	}
+}
+
+/* R x T tile over prepared groups.
  * Per group of four blocks the R rows are decoded into registers first
  * (3R vectors), then each token's activation vectors are loaded once and
  * meet every row: 16 accumulators + 12 weight + 4 activation vectors.  The
@@ -432,80 +605,151 @@ INLINE void load_q5_1(const uint8_t *p, int m, __m512i *lo, __m512i *hi, __m512 
  * with 4 loads per (row, token) the tile waited on the load ports (one core,
  * gemm of 64 tokens: Q8_0 238 -> 278, Q4_0 337 -> 361 GOP/s). */
 #define Q8X_TILE(NAME, LOADER, BSIZE, HAS_MIN)                                                     \
-	INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t wstride,               \
-			 const struct act_group *const *g, float *out, size_t os, int add)         \
+	QUANT_INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t wstride,         \
+			       const struct act_group *const *g, float *out, size_t os, int add)   \
 	{                                                                                          \
 		__m512 acc[4][4];                                                                  \
-		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] =  \
-			_mm512_setzero_ps();                                                       \
+		QUANT_UNROLL for (int r = 0; r < R; r++) QUANT_UNROLL for (int t = 0; t < T; t++)  \
+			acc[r][t] = _mm512_setzero_ps();                                           \
 		int64_t ng = (nb + 3) / 4;                                                         \
 		for (int64_t i = 0; i < ng; i++) {                                                 \
 			int m = (i * 4 + 4 <= nb) ? 4 : (int)(nb - i * 4);                         \
 			__m512i lo[4], hi[4];                                                      \
 			__m512 wd[4], wm[4];                                                       \
-			UNROLL for (int r = 0; r < R; r++)                                         \
+			QUANT_UNROLL for (int r = 0; r < R; r++)                                   \
 			{                                                                          \
 				const uint8_t *p = w + r * wstride + i * 4 * (BSIZE);              \
 				wm[r] = _mm512_setzero_ps();                                       \
 				prefetch_span(p, 4 * (BSIZE), (nb - i * 4) * (BSIZE),              \
 					      nb * (BSIZE), 4 * (int64_t)wstride);                 \
-				LOADER(p, m, &lo[r], &hi[r], &wd[r], &wm[r]);                      \
+				LOADER(p, i, m, &lo[r], &hi[r], &wd[r], &wm[r]);                   \
 			}                                                                          \
-			/* token-outer: each activation vector is loaded once per group */         \
-			UNROLL for (int t = 0; t < T; t++)                                         \
-			{                                                                          \
-				const struct act_group *gt = g[t] + i;                             \
-				__m512i an = _mm512_load_si512(gt->nsum);                          \
-				__m512i al = _mm512_load_si512(gt->lo);                            \
-				__m512i ah = _mm512_load_si512(gt->hi);                            \
-				__m512 ad = _mm512_load_ps(gt->d);                                 \
-				UNROLL for (int r = 0; r < R; r++)                                 \
-				{                                                                  \
-					__m512i s = dpbusd(an, lo[r], al);                         \
-					s = dpbusd(s, hi[r], ah);                                  \
-					acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),         \
-								    _mm512_mul_ps(wd[r], ad),      \
-								    acc[r][t]);                    \
-					if (HAS_MIN)                                               \
-						acc[r][t] = _mm512_fmadd_ps(                       \
-							wm[r], _mm512_load_ps(gt->s4), acc[r][t]); \
-				}                                                                  \
-			}                                                                          \
+			group_mac(R, T, g, i, lo, hi, wd, wm, HAS_MIN, acc);                       \
 		}                                                                                  \
-		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)              \
-		{                                                                                  \
-			float v = hsum(acc[r][t]);                                                 \
-			out[t * os + r] = add ? out[t * os + r] + v : v;                           \
-		}                                                                                  \
+		group_out(R, T, acc, out, os, add);                                                \
 	}
 
-Q8X_TILE(tile_q4_0, load_q4_0, 18, 0)
-Q8X_TILE(tile_q8_0, load_q8_0, 34, 0)
-Q8X_TILE(tile_q8_0r, load_q8_0r, 34, 0)
-Q8X_TILE(tile_q4_0r, load_q4_0r, 18, 0)
-Q8X_TILE(tile_q5_0, load_q5_0, 22, 0)
-Q8X_TILE(tile_q4_1, load_q4_1, 20, 1)
-Q8X_TILE(tile_q5_1, load_q5_1, 24, 1)
+/* dot, gemv and gemm of TYPE from tile_TYPE over activations prepared in
+ * format FMT; weight blocks of WUNITS units of 32 in WBYTES. */
+#define Q8X_ENTRIES(TYPE, WUNITS, WBYTES, FMT)                                                     \
+	static void qt_##TYPE(int R, int T, int64_t nu, const uint8_t *w, size_t ws,               \
+			      const struct act_group *const *g, float *out, size_t os, int add)    \
+	{                                                                                          \
+		QUANT_DISPATCH_RT(tile_##TYPE, nu, w, ws, g, out, os, add)                         \
+	}                                                                                          \
+	static void gemm_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
+				size_t as, int ntok, float *out, size_t os)                        \
+	{                                                                                          \
+		q8x_gemm(qt_##TYPE, WUNITS, WBYTES, &FMT, n, w, rb, nrows, act, as, ntok, out,     \
+			 os);                                                                      \
+	}                                                                                          \
+	static void gemv_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
+				float *out)                                                        \
+	{                                                                                          \
+		gemm_##TYPE(n, w, rb, nrows, act, 0, 1, out, 1);                                   \
+	}                                                                                          \
+	static float dot_##TYPE(int64_t n, const void *w, const void *act)                         \
+	{                                                                                          \
+		float r;                                                                           \
+		gemv_##TYPE(n, w, 0, 1, act, &r);                                                  \
+		return r;                                                                          \
+	}
+
+/* The tile of TYPE (LOADER: four blocks' lanes, see above) and its entries. */
+#define Q8X_KERNEL(TYPE, LOADER, WUNITS, WBYTES, FMT, HAS_MIN)                                     \
+	Q8X_TILE(tile_##TYPE, LOADER, (WBYTES) / (WUNITS), HAS_MIN)                                \
+	Q8X_ENTRIES(TYPE, WUNITS, WBYTES, FMT)
+
+Q8X_KERNEL(q4_0, load_q4_0, 1, 18, fmt_q4_0, 0)
+Q8X_KERNEL(q8_0, load_q8_0, 1, 34, fmt_q8_0, 0)
+Q8X_KERNEL(q8_0r, load_q8_0r, 1, 34, fmt_q8_0, 0) /* repacked: same activations */
+Q8X_KERNEL(q4_0r, load_q4_0r, 1, 18, fmt_q4_0, 0)
+Q8X_KERNEL(q5_0, load_q5_0, 1, 22, fmt_q5_0, 0)
+Q8X_KERNEL(q4_1, load_q4_1, 1, 20, fmt_q8_1, 1)
+Q8X_KERNEL(q5_1, load_q5_1, 1, 24, fmt_q8_1, 1)
+Q8X_KERNEL(iq4_nl, load_iq4_nl, 1, 18, fmt_q8_0, 0)
+Q8X_KERNEL(iq4_nlr, load_iq4_nlr, 1, 18, fmt_q8_0, 0)
+Q8X_KERNEL(mxfp4, load_mxfp4, 1, 17, fmt_q8_0, 0)
+Q8X_KERNEL(mxfp4r, load_mxfp4r, 1, 17, fmt_q8_0, 0)
+
+/*
+ * IQ4_XS: a whole 136-byte block a step (two groups: sub-blocks 0..3 and
+ * 4..7, each one's 64 nibble bytes contiguous and already in the lane
+ * layout, as four Q4_0 blocks), so that its 8 scales are decoded once: the
+ * block's first 8 bytes are d, scales_h and scales_l, and two bit deposits
+ * put each sub-block's 6-bit scale in a byte (low nibble from scales_l, the
+ * high bit pair from scales_h).  Decoding them per group, as a loader of
+ * the tile above would, cost a fifth more per byte in decode.
+ */
+QUANT_INLINE __m256 iq4_xs_scales(const uint8_t *x)
+{
+	uint64_t h;
+	memcpy(&h, x, 8);
+	uint64_t ls = _pdep_u64(h >> 32, 0x0F0F0F0F0F0F0F0Full) |
+		      _pdep_u64((h >> 16) & 0xFFFF, 0x3030303030303030ull);
+	__m256i v = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)ls)),
+				     _mm256_set1_epi32(32));
+	return _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(_cvtsh_ss((uint16_t)h)));
+}
+
+static const int32_t iq4_xs_half_idx[2][16] __attribute__((aligned(64))) = {
+	{ 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3 },
+	{ 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7 },
+};
+
+QUANT_INLINE void tile_iq4_xs(int R, int T, int64_t nu, const uint8_t *w, size_t ws,
+			      const struct act_group *const *g, float *out, size_t os, int add)
+{
+	const int bs = sizeof(struct block_iq4_xs);
+	__m512 acc[4][4];
+	QUANT_UNROLL for (int r = 0; r < R; r++) QUANT_UNROLL for (int t = 0; t < T; t++)
+		acc[r][t] = _mm512_setzero_ps();
+	int64_t nb = nu / 8;
+	for (int64_t i = 0; i < nb; i++) {
+		__m256 sc[4];
+		QUANT_UNROLL for (int r = 0; r < R; r++)
+		{
+			const uint8_t *x = w + r * ws + i * bs;
+			/* plain PF_DIST ahead, as the K-quants: memory-bound gemv on one
+			 * core 18.7-19.2 GB/s with the tile-aware span, 20.0-21.4 with this */
+			if (prefetch_on)
+				prefetch_plain(x, bs);
+			sc[r] = iq4_xs_scales(x);
+		}
+		QUANT_UNROLL for (int h = 0; h < 2; h++)
+		{
+			__m512i lo[4], hi[4];
+			__m512 wd[4];
+			QUANT_UNROLL for (int r = 0; r < R; r++)
+			{
+				const struct block_iq4_xs *x =
+					(const struct block_iq4_xs *)(w + r * ws) + i;
+				lut_nibbles(_mm512_loadu_si512(x->qs + 64 * h), quant_iq4nl_values,
+					    &lo[r], &hi[r]);
+				wd[r] = _mm512_permutexvar_ps(_mm512_load_si512(iq4_xs_half_idx[h]),
+							      _mm512_castps256_ps512(sc[r]));
+			}
+			group_mac(R, T, g, 2 * i + h, lo, hi, wd, wd, 0, acc);
+		}
+	}
+	group_out(R, T, acc, out, os, add);
+}
+
+Q8X_ENTRIES(iq4_xs, 8, 136, fmt_q8_K)
 
 /* ---- Q8_K activations: K-quants ---------------------------------------------------- */
 
 /* Q4_K / Q5_K: 8 sub-block scales in lanes 0..7 and mins in lanes 8..15 (int32). */
-INLINE __m512i q4k_scales(const uint8_t *s)
+QUANT_INLINE __m512i q4k_scales(const uint8_t *s)
 {
-	uint32_t u[4], aux;
-	memcpy(u, s, 12);
-	/* the 12-byte packing: see quant_k4_scale_min */
-	u[3] = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
-	aux = u[1] & 0x3f3f3f3f;
-	u[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
-	u[2] = aux;
-	u[0] &= 0x3f3f3f3f;
+	uint32_t u[4];
+	quant_k4_scales_u32(s, u);
 	/* from registers: reloading u as one vector would stall on store forwarding */
 	return _mm512_cvtepu8_epi32(_mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]));
 }
 
 /* Q3_K: 16 six-bit scales (biased by 32) as int32 lanes. */
-INLINE __m512i q3k_scales(const uint8_t *s)
+QUANT_INLINE __m512i q3k_scales(const uint8_t *s)
 {
 	uint32_t a[3], u[4];
 	memcpy(a, s, 12);
@@ -536,11 +780,11 @@ static const int32_t k32_idx[4][16] __attribute__((aligned(64))) = {
 
 /* Per-lane int16 scale pairs for vpdpwssd: lane i of s[c] holds scale
  * sc32[idx[c][i]] in both of its words. */
-INLINE void kscales16(__m512i sc32, const int32_t idx[4][16], __m512i s[4])
+QUANT_INLINE void kscales16(__m512i sc32, const int32_t idx[4][16], __m512i s[4])
 {
 	__m512i pair = _mm512_or_si512(_mm512_and_si512(sc32, _mm512_set1_epi32(0xFFFF)),
 				       _mm512_slli_epi32(sc32, 16));
-	UNROLL for (int c = 0; c < 4; c++) s[c] =
+	QUANT_UNROLL for (int c = 0; c < 4; c++) s[c] =
 		_mm512_permutexvar_epi32(_mm512_load_si512(idx[c]), pair);
 }
 
@@ -561,8 +805,9 @@ struct kact {
 };
 
 /* Q4_K and Q5_K read their activations as [0..31, 64..95], [32..63, 96..127], ... */
-INLINE void kact_split(const struct block_q8_K *b, struct kact *a)
+QUANT_INLINE void kact_split(const void *p, struct kact *a)
 {
+	const struct block_q8_K *b = p;
 	const int8_t *q = b->qs;
 #define Y2(o1, o2)                                                                                 \
 	_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + o1))),  \
@@ -578,16 +823,18 @@ INLINE void kact_split(const struct block_q8_K *b, struct kact *a)
 	a->d = b->d;
 }
 
-INLINE void kact_natural(const struct block_q8_K *b, struct kact *a)
+QUANT_INLINE void kact_natural(const void *p, struct kact *a)
 {
+	const struct block_q8_K *b = p;
 	for (int c = 0; c < 4; c++)
 		a->y[c] = _mm512_loadu_si512(b->qs + 64 * c);
 	a->sums = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)b->bsums));
 	a->d = b->d;
 }
 
-INLINE void kdec_q4_K(const struct block_q4_K *x, struct kblock *k)
+QUANT_INLINE void kdec_q4_K(const void *p, struct kblock *k)
 {
+	const struct block_q4_K *x = p;
 	const __m512i mask = _mm512_set1_epi8(0x0F);
 	__m512i x0 = _mm512_loadu_si512(x->qs), x1 = _mm512_loadu_si512(x->qs + 64);
 	k->q[0] = _mm512_and_si512(x0, mask);
@@ -601,8 +848,9 @@ INLINE void kdec_q4_K(const struct block_q4_K *x, struct kblock *k)
 	k->dmin = _cvtsh_ss(x->dmin);
 }
 
-INLINE void kdec_q5_K(const struct block_q5_K *x, struct kblock *k)
+QUANT_INLINE void kdec_q5_K(const void *p, struct kblock *k)
 {
+	const struct block_q5_K *x = p;
 	const __m512i mask = _mm512_set1_epi8(0x0F);
 	__m512i x0 = _mm512_loadu_si512(x->qs), x1 = _mm512_loadu_si512(x->qs + 64);
 	__m256i H = _mm256_loadu_si256((const __m256i *)x->qh);
@@ -624,10 +872,11 @@ INLINE void kdec_q5_K(const struct block_q5_K *x, struct kblock *k)
 	k->dmin = _cvtsh_ss(x->dmin);
 }
 
-INLINE void kdec_q6_K(const struct block_q6_K *x, struct kblock *k)
+QUANT_INLINE void kdec_q6_K(const void *p, struct kblock *k)
 {
+	const struct block_q6_K *x = p;
 	const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
-	UNROLL for (int c = 0; c < 2; c++)
+	QUANT_UNROLL for (int c = 0; c < 2; c++)
 	{
 		__m512i A = _mm512_loadu_si512(x->ql + 64 * c);
 		__m256i H = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
@@ -644,11 +893,12 @@ INLINE void kdec_q6_K(const struct block_q6_K *x, struct kblock *k)
 	k->d = k->dmin = _cvtsh_ss(x->d);
 }
 
-INLINE void kdec_q3_K(const struct block_q3_K *x, struct kblock *k)
+QUANT_INLINE void kdec_q3_K(const void *p, struct kblock *k)
 {
+	const struct block_q3_K *x = p;
 	const __m512i m3 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
 	__m256i HM = _mm256_loadu_si256((const __m256i *)x->hmask);
-	UNROLL for (int c = 0; c < 4; c++)
+	QUANT_UNROLL for (int c = 0; c < 4; c++)
 	{
 		/* elements 64c .. 64c+63: 2-bit planes 2(c%2), 2(c%2)+1 of qs half c/2,
 		 * high bits from hmask bits 2c and 2c+1 */
@@ -669,10 +919,11 @@ INLINE void kdec_q3_K(const struct block_q3_K *x, struct kblock *k)
 	k->d = k->dmin = _cvtsh_ss(x->d);
 }
 
-INLINE void kdec_q2_K(const struct block_q2_K *x, struct kblock *k)
+QUANT_INLINE void kdec_q2_K(const void *p, struct kblock *k)
 {
+	const struct block_q2_K *x = p;
 	const __m512i m3 = _mm512_set1_epi8(3);
-	UNROLL for (int n = 0; n < 2; n++)
+	QUANT_UNROLL for (int n = 0; n < 2; n++)
 	{
 		__m256i Q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * n));
 		__m512i z =
@@ -688,294 +939,67 @@ INLINE void kdec_q2_K(const struct block_q2_K *x, struct kblock *k)
 	k->dmin = _cvtsh_ss(x->dmin);
 }
 
+/* One weight block meets one activation block: u8 x s8 pairs (no
+ * saturation: |q| <= 63), times the scale pairs into int32; the sums term
+ * (offsets, mins) is subtracted at dmin. */
+QUANT_INLINE void kmac(const struct kblock *kb, const struct kact *ya, __m512 *acc)
+{
+	__m512i p = _mm512_setzero_si512();
+	QUANT_UNROLL for (int c = 0; c < 4; c++) p =
+		_mm512_dpwssd_epi32(p, _mm512_maddubs_epi16(kb->q[c], ya->y[c]), kb->s[c]);
+	__m512i mn = _mm512_mullo_epi32(kb->sb, ya->sums);
+	*acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(kb->d * ya->d), *acc);
+	*acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mn), _mm512_set1_ps(-kb->dmin * ya->d), *acc);
+}
+
+#define PF_K(x, i, bytes) prefetch_plain(x, bytes)
 /* R x T tile for one K-quant type: DEC decodes a weight block, ACT loads an
  * activation block in the matching order. */
-#define K_TILE(NAME, BLOCK, DEC, ACT)                                                              \
-	INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a,  \
-			 size_t as, float *out, size_t os)                                         \
-	{                                                                                          \
-		__m512 acc[4][4];                                                                  \
-		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] =  \
-			_mm512_setzero_ps();                                                       \
-		for (int64_t i = 0; i < nb; i++) {                                                 \
-			struct kact ya[4];                                                         \
-			UNROLL for (int t = 0; t < T; t++)                                         \
-				ACT((const struct block_q8_K *)(a + t * as) + i, &ya[t]);          \
-			UNROLL for (int r = 0; r < R; r++)                                         \
-			{                                                                          \
-				const BLOCK *x = (const BLOCK *)(w + r * ws) + i;                  \
-				struct kblock kb;                                                  \
-				prefetch_plain(x, sizeof(*x));                                     \
-				DEC(x, &kb);                                                       \
-				UNROLL for (int t = 0; t < T; t++)                                 \
-				{                                                                  \
-					/* u8 x s8 pairs (no saturation: |q| <= 63), then   \
-					 * times the scale pairs into int32 */      \
-					__m512i p = _mm512_setzero_si512();                        \
-					UNROLL for (int c = 0; c < 4; c++) p =                     \
-						_mm512_dpwssd_epi32(                               \
-							p,                                         \
-							_mm512_maddubs_epi16(kb.q[c], ya[t].y[c]), \
-							kb.s[c]);                                  \
-					__m512i mn = _mm512_mullo_epi32(kb.sb, ya[t].sums);        \
-					acc[r][t] = _mm512_fmadd_ps(                               \
-						_mm512_cvtepi32_ps(p),                             \
-						_mm512_set1_ps(kb.d * ya[t].d), acc[r][t]);        \
-					acc[r][t] = _mm512_fmadd_ps(                               \
-						_mm512_cvtepi32_ps(mn),                            \
-						_mm512_set1_ps(-kb.dmin * ya[t].d), acc[r][t]);    \
-				}                                                                  \
-			}                                                                          \
-		}                                                                                  \
-		UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)              \
-			out[t * os + r] = hsum(acc[r][t]);                                         \
-	}
+#define K_KERNEL(TYPE, ACT)                                                                        \
+	QUANT_BLOCK_TILE(tile_##TYPE, __m512, _mm512_setzero_ps, hsum,                             \
+			 sizeof(struct block_##TYPE), struct kblock, kdec_##TYPE, PF_K,            \
+			 sizeof(struct block_q8_K), struct kact, ACT, kmac)                        \
+	QUANT_KERNEL(TYPE, QK_K, RUN_PANELS, 1)
 
-K_TILE(tile_q2_K, struct block_q2_K, kdec_q2_K, kact_natural)
-K_TILE(tile_q3_K, struct block_q3_K, kdec_q3_K, kact_natural)
-K_TILE(tile_q4_K, struct block_q4_K, kdec_q4_K, kact_split)
-K_TILE(tile_q5_K, struct block_q5_K, kdec_q5_K, kact_split)
-K_TILE(tile_q6_K, struct block_q6_K, kdec_q6_K, kact_natural)
+K_KERNEL(q2_K, kact_natural)
+K_KERNEL(q3_K, kact_natural)
+K_KERNEL(q4_K, kact_split)
+K_KERNEL(q5_K, kact_split)
+K_KERNEL(q6_K, kact_natural)
 
 /* ---- drivers ---------------------------------------------------------------------------- */
 
-/* Instantiate a tile body for every R, T in 1..4 so tails need no scalar code. */
-#define DISPATCH_RT(CALL)                                                                          \
-	switch ((R - 1) * 4 + (T - 1)) {                                                           \
-	case 0: CALL(1, 1); break;                                                                 \
-	case 1: CALL(1, 2); break;                                                                 \
-	case 2: CALL(1, 3); break;                                                                 \
-	case 3: CALL(1, 4); break;                                                                 \
-	case 4: CALL(2, 1); break;                                                                 \
-	case 5: CALL(2, 2); break;                                                                 \
-	case 6: CALL(2, 3); break;                                                                 \
-	case 7: CALL(2, 4); break;                                                                 \
-	case 8: CALL(3, 1); break;                                                                 \
-	case 9: CALL(3, 2); break;                                                                 \
-	case 10: CALL(3, 3); break;                                                                \
-	case 11: CALL(3, 4); break;                                                                \
-	case 12: CALL(4, 1); break;                                                                \
-	case 13: CALL(4, 2); break;                                                                \
-	case 14: CALL(4, 3); break;                                                                \
-	default: CALL(4, 4); break;                                                                \
-	}
-
-/* Tiles reading activations in place (float types: len = elements; K-quants: blocks). */
-typedef void (*tile_fn)(int R, int T, int64_t len, const uint8_t *w, size_t ws, const uint8_t *a,
-			size_t as, float *out, size_t os);
-
-#define TILE_DRIVER(TYPE)                                                                          \
-	static void rt_##TYPE(int R, int T, int64_t len, const uint8_t *w, size_t ws,              \
-			      const uint8_t *a, size_t as, float *out, size_t os)                  \
-	{                                                                                          \
-		DISPATCH_RT(CALL_##TYPE)                                                           \
-	}
-#define CALL_f32(r, t) tile_f32(r, t, len, w, ws, a, as, out, os)
-#define CALL_f16(r, t) tile_f16(r, t, len, w, ws, a, as, out, os)
-#define CALL_bf16(r, t) tile_bf16(r, t, len, w, ws, a, as, out, os)
-#define CALL_q2_K(r, t) tile_q2_K(r, t, len, w, ws, a, as, out, os)
-#define CALL_q3_K(r, t) tile_q3_K(r, t, len, w, ws, a, as, out, os)
-#define CALL_q4_K(r, t) tile_q4_K(r, t, len, w, ws, a, as, out, os)
-#define CALL_q5_K(r, t) tile_q5_K(r, t, len, w, ws, a, as, out, os)
-#define CALL_q6_K(r, t) tile_q6_K(r, t, len, w, ws, a, as, out, os)
-TILE_DRIVER(f32)
-TILE_DRIVER(f16)
-TILE_DRIVER(bf16)
-TILE_DRIVER(q2_K)
-TILE_DRIVER(q3_K)
-TILE_DRIVER(q4_K)
-TILE_DRIVER(q5_K)
-TILE_DRIVER(q6_K)
-
-/* gemm over row panels: each panel stays in cache while all token tiles pass. */
-static void run_gemm(tile_fn tile, int pf_all, int64_t len, const void *w, size_t row_bytes,
-		     int nrows, const void *act, size_t act_stride, int ntok, float *out,
-		     size_t out_stride)
-{
-	int panel = (int)(PANEL_BYTES / (row_bytes ? row_bytes : 1));
-	if (panel < 4)
-		panel = 4;
-	panel &= ~3;
-	for (int r0 = 0; r0 < nrows; r0 += panel) {
-		int r1 = r0 + panel < nrows ? r0 + panel : nrows;
-		for (int t = 0; t < ntok; t += 4) {
-			int T = ntok - t < 4 ? ntok - t : 4;
-			prefetch_on = pf_all || t == 0;
-			for (int r = r0; r < r1; r += 4) {
-				int R = r1 - r < 4 ? r1 - r : 4;
-				tile(R, T, len, (const uint8_t *)w + (size_t)r * row_bytes,
-				     row_bytes, (const uint8_t *)act + (size_t)t * act_stride,
-				     act_stride, out + (size_t)t * out_stride + r, out_stride);
-			}
-		}
-	}
-}
-
-#define ENTRY(TYPE, BLK, PF_ALL)                                                                   \
-	static float dot_##TYPE(int64_t n, const void *w, const void *act)                         \
-	{                                                                                          \
-		float r;                                                                           \
-		rt_##TYPE(1, 1, n / (BLK), w, 0, act, 0, &r, 1);                                   \
-		return r;                                                                          \
-	}                                                                                          \
-	static void gemv_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
-				float *out)                                                        \
-	{                                                                                          \
-		run_gemm(rt_##TYPE, PF_ALL, n / (BLK), w, rb, nrows, act, 0, 1, out, 1);           \
-	}                                                                                          \
-	static void gemm_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
-				size_t as, int ntok, float *out, size_t os)                        \
-	{                                                                                          \
-		run_gemm(rt_##TYPE, PF_ALL, n / (BLK), w, rb, nrows, act, as, ntok, out, os);      \
-	}
-
-ENTRY(f32, 1, 0)
-ENTRY(f16, 1, 0)
-ENTRY(bf16, 1, 0)
-ENTRY(q2_K, QK_K, 1)
-ENTRY(q3_K, QK_K, 1)
-ENTRY(q4_K, QK_K, 1)
-ENTRY(q5_K, QK_K, 1)
-ENTRY(q6_K, QK_K, 1)
-
-/* Tiles over prepared Q8_0 / Q8_1 activations. */
-typedef void (*q8x_tile_fn)(int R, int T, int64_t nb, const uint8_t *w, size_t ws,
-			    const struct act_group *const *g, float *out, size_t os, int add);
-
-#define Q8X_DRIVER(TYPE)                                                                           \
-	static void qt_##TYPE(int R, int T, int64_t nb, const uint8_t *w, size_t ws,               \
-			      const struct act_group *const *g, float *out, size_t os, int add)    \
-	{                                                                                          \
-		DISPATCH_RT(QCALL_##TYPE)                                                          \
-	}
-#define QCALL_q4_0(r, t) tile_q4_0(r, t, nb, w, ws, g, out, os, add)
-#define QCALL_q8_0(r, t) tile_q8_0(r, t, nb, w, ws, g, out, os, add)
-#define QCALL_q8_0r(r, t) tile_q8_0r(r, t, nb, w, ws, g, out, os, add)
-#define QCALL_q4_0r(r, t) tile_q4_0r(r, t, nb, w, ws, g, out, os, add)
-#define QCALL_q5_0(r, t) tile_q5_0(r, t, nb, w, ws, g, out, os, add)
-#define QCALL_q4_1(r, t) tile_q4_1(r, t, nb, w, ws, g, out, os, add)
-#define QCALL_q5_1(r, t) tile_q5_1(r, t, nb, w, ws, g, out, os, add)
-Q8X_DRIVER(q4_0)
-Q8X_DRIVER(q8_0)
-Q8X_DRIVER(q8_0r)
-Q8X_DRIVER(q4_0r)
-Q8X_DRIVER(q5_0)
-Q8X_DRIVER(q4_1)
-Q8X_DRIVER(q5_1)
-
-/*
- * Activations prepared per chunk of PREP_MAX_ELEMS elements and per tile of
- * up to GEMM_T tokens; partial sums of later chunks are added.
- */
-static void q8x_gemm(q8x_tile_fn tile, size_t bsize, const struct act_fmt *f, int64_t n,
-		     const void *w, size_t row_bytes, int nrows, const void *act, size_t act_stride,
-		     int ntok, float *out, size_t out_stride)
-{
-	int64_t nb = n / 32;
-	int panel = (int)(PANEL_BYTES / (row_bytes ? row_bytes : 1));
-	if (panel < 4)
-		panel = 4;
-	panel &= ~3;
-	/* at least one pass, so that empty rows still write their zero results */
-	for (int64_t c0 = 0; c0 < nb || c0 == 0; c0 += PREP_GROUPS * 4) {
-		int64_t cb = nb - c0 < PREP_GROUPS * 4 ? nb - c0 : PREP_GROUPS * 4;
-		for (int r0 = 0; r0 < nrows; r0 += panel) {
-			int r1 = r0 + panel < nrows ? r0 + panel : nrows;
-			for (int t = 0; t < ntok; t += GEMM_T) {
-				int T = ntok - t < GEMM_T ? ntok - t : GEMM_T;
-				const struct act_group *g[GEMM_T];
-				for (int k = 0; k < T; k++) {
-					const uint8_t *y = (const uint8_t *)act +
-							   (size_t)(t + k) * act_stride +
-							   (size_t)c0 * f->bytes;
-					prep_act(y, f, cb, prep_buf[k]);
-					g[k] = prep_buf[k];
-				}
-				prefetch_on = PF_Q8X || t == 0;
-				for (int r = r0; r < r1; r += 4) {
-					int R = r1 - r < 4 ? r1 - r : 4;
-					tile(R, T, cb,
-					     (const uint8_t *)w + (size_t)r * row_bytes +
-						     c0 * bsize,
-					     row_bytes, g, out + (size_t)t * out_stride + r,
-					     out_stride, c0 > 0);
-				}
-			}
-		}
-	}
-}
-
-/* weight offsets paid back through activation sums: 2^shift */
-static const struct act_fmt fmt_q4_0 = { sizeof(struct block_q8_0), 2, 3 };
-static const struct act_fmt fmt_q8_0 = { sizeof(struct block_q8_0), 2, 7 };
-static const struct act_fmt fmt_q5_0 = { sizeof(struct block_q8_0), 2, 4 };
-static const struct act_fmt fmt_q4_1 = { sizeof(struct block_q8_1), 4, 0 };
-static const struct act_fmt fmt_q5_1 = { sizeof(struct block_q8_1), 4, 0 };
-
-#define Q8X_ENTRY(TYPE, BSIZE, FMT)                                                                \
-	static void gemm_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
-				size_t as, int ntok, float *out, size_t os)                        \
-	{                                                                                          \
-		q8x_gemm(qt_##TYPE, BSIZE, &FMT, n, w, rb, nrows, act, as, ntok, out, os);         \
-	}                                                                                          \
-	static void gemv_##TYPE(int64_t n, const void *w, size_t rb, int nrows, const void *act,   \
-				float *out)                                                        \
-	{                                                                                          \
-		q8x_gemm(qt_##TYPE, BSIZE, &FMT, n, w, rb, nrows, act, 0, 1, out, 1);              \
-	}                                                                                          \
-	static float dot_##TYPE(int64_t n, const void *w, const void *act)                         \
-	{                                                                                          \
-		float r;                                                                           \
-		gemv_##TYPE(n, w, 0, 1, act, &r);                                                  \
-		return r;                                                                          \
-	}
-
-Q8X_ENTRY(q4_0, 18, fmt_q4_0)
-Q8X_ENTRY(q8_0, 34, fmt_q8_0)
-Q8X_ENTRY(q8_0r, 34, fmt_q8_0) /* repacked: same activations */
-Q8X_ENTRY(q4_0r, 18, fmt_q4_0)
-Q8X_ENTRY(q5_0, 22, fmt_q5_0)
-Q8X_ENTRY(q4_1, 20, fmt_q4_1)
-Q8X_ENTRY(q5_1, 24, fmt_q5_1)
-
 /* ---- activation quantizers (bit-identical to the C versions) -------------------------- */
+
+/* One block of 32 as Q8_0 / Q8_1 quants and half scale; returns the sum of the quants. */
+QUANT_INLINE int q8_block(const float *x, quant_half *d, int8_t *qs)
+{
+	const __m512 signbit = _mm512_set1_ps(-0.0f);
+	__m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+	__m512 m = _mm512_max_ps(_mm512_andnot_ps(signbit, a), _mm512_andnot_ps(signbit, b));
+	float amax = _mm512_reduce_max_ps(m);
+	float dd = amax / 127, id = dd ? 1 / dd : 0;
+	*d = _cvtss_sh(dd, _MM_FROUND_TO_NEAREST_INT);
+	__m512 v = _mm512_set1_ps(id);
+	__m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, v));
+	__m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, v));
+	_mm_storeu_si128((__m128i *)qs, _mm512_cvtsepi32_epi8(qa));
+	_mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtsepi32_epi8(qb));
+	return _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+}
 
 static void quantize_q8_0_avx512(const float *x, void *dst, int64_t n)
 {
 	struct block_q8_0 *y = dst;
-	const __m512 signbit = _mm512_set1_ps(-0.0f);
-	for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
-		__m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
-		__m512 m =
-			_mm512_max_ps(_mm512_andnot_ps(signbit, a), _mm512_andnot_ps(signbit, b));
-		float amax = _mm512_reduce_max_ps(m);
-		float d = amax / 127, id = d ? 1 / d : 0;
-		y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-		__m512 v = _mm512_set1_ps(id);
-		__m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, v));
-		__m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, v));
-		_mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtsepi32_epi8(qa));
-		_mm_storeu_si128((__m128i *)(y[i].qs + 16), _mm512_cvtsepi32_epi8(qb));
-	}
+	for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0)
+		q8_block(x, &y[i].d, y[i].qs);
 }
 
 static void quantize_q8_1_avx512(const float *x, void *dst, int64_t n)
 {
 	struct block_q8_1 *y = dst;
-	const __m512 signbit = _mm512_set1_ps(-0.0f);
 	for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
-		__m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
-		__m512 m =
-			_mm512_max_ps(_mm512_andnot_ps(signbit, a), _mm512_andnot_ps(signbit, b));
-		float amax = _mm512_reduce_max_ps(m);
-		float d = amax / 127, id = d ? 1 / d : 0;
-		y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-		__m512 v = _mm512_set1_ps(id);
-		__m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, v));
-		__m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, v));
-		_mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtsepi32_epi8(qa));
-		_mm_storeu_si128((__m128i *)(y[i].qs + 16), _mm512_cvtsepi32_epi8(qb));
-		int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+		int sum = q8_block(x, &y[i].d, y[i].qs);
 		y[i].s = _cvtss_sh(_cvtsh_ss(y[i].d) * (float)sum, _MM_FROUND_TO_NEAREST_INT);
 	}
 }
@@ -988,16 +1012,17 @@ static void quantize_q8_K_avx512(const float *x, void *dst, int64_t n)
 		__m512 m = _mm512_setzero_ps();
 		for (int j = 0; j < QK_K; j += 16)
 			m = _mm512_max_ps(m, _mm512_andnot_ps(signbit, _mm512_loadu_ps(x + j)));
-		float amax = _mm512_reduce_max_ps(m);
-		if (amax == 0) {
-			memset(&y[i], 0, sizeof(y[i]));
+		float id = quant_q8_K_start(&y[i], _mm512_reduce_max_ps(m));
+		if (id == 0)
 			continue;
-		}
-		float id = 127 / amax;
-		y[i].d = amax / 127;
 		__m512 v = _mm512_set1_ps(id);
 		for (int j = 0; j < QK_K; j += 16) {
 			__m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + j), v));
+			/* NaN and infinities (non-finite weights) convert to INT_MIN:
+			 * sum the values as stored, saturated to int8, so the sum
+			 * cannot overflow and matches the block */
+			q = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(127)),
+					     _mm512_set1_epi32(-128));
 			_mm_storeu_si128((__m128i *)(y[i].qs + j), _mm512_cvtsepi32_epi8(q));
 			y[i].bsums[j / 16] = (int16_t)_mm512_reduce_add_epi32(q);
 		}
@@ -1006,24 +1031,15 @@ static void quantize_q8_K_avx512(const float *x, void *dst, int64_t n)
 
 void quant_avx512_register(struct quant_kernel_table *t, int vnni)
 {
-	t->k[QT_F32] = (struct quant_kernels){ dot_f32, gemv_f32, gemm_f32 };
-	t->k[QT_F16] = (struct quant_kernels){ dot_f16, gemv_f16, gemm_f16 };
-	t->k[QT_BF16] = (struct quant_kernels){ dot_bf16, gemv_bf16, gemm_bf16 };
+	QUANT_SIMD_FLOAT_TYPES(QUANT_SET_KERNELS)
 	t->from_float[QT_Q8_0] = quantize_q8_0_avx512;
 	t->from_float[QT_Q8_1] = quantize_q8_1_avx512;
 	t->from_float[QT_Q8_K] = quantize_q8_K_avx512;
 	if (!vnni)
 		return; /* the integer kernels below are built on vpdpbusd */
-	t->k[QT_Q4_0] = (struct quant_kernels){ dot_q4_0, gemv_q4_0, gemm_q4_0 };
-	t->k[QT_Q4_1] = (struct quant_kernels){ dot_q4_1, gemv_q4_1, gemm_q4_1 };
-	t->k[QT_Q5_0] = (struct quant_kernels){ dot_q5_0, gemv_q5_0, gemm_q5_0 };
-	t->k[QT_Q5_1] = (struct quant_kernels){ dot_q5_1, gemv_q5_1, gemm_q5_1 };
-	t->k[QT_Q8_0] = (struct quant_kernels){ dot_q8_0, gemv_q8_0, gemm_q8_0 };
-	t->k[QT_Q8_0_R4] = (struct quant_kernels){ dot_q8_0r, gemv_q8_0r, gemm_q8_0r };
-	t->k[QT_Q4_0_R4] = (struct quant_kernels){ dot_q4_0r, gemv_q4_0r, gemm_q4_0r };
-	t->k[QT_Q2_K] = (struct quant_kernels){ dot_q2_K, gemv_q2_K, gemm_q2_K };
-	t->k[QT_Q3_K] = (struct quant_kernels){ dot_q3_K, gemv_q3_K, gemm_q3_K };
-	t->k[QT_Q4_K] = (struct quant_kernels){ dot_q4_K, gemv_q4_K, gemm_q4_K };
-	t->k[QT_Q5_K] = (struct quant_kernels){ dot_q5_K, gemv_q5_K, gemm_q5_K };
-	t->k[QT_Q6_K] = (struct quant_kernels){ dot_q6_K, gemv_q6_K, gemm_q6_K };
+	QUANT_SIMD_INT_TYPES(QUANT_SET_KERNELS)
+	t->k[QT_Q8_0_R4] = QUANT_KERNELS(q8_0r);
+	t->k[QT_Q4_0_R4] = QUANT_KERNELS(q4_0r);
+	t->k[QT_IQ4_NL_R4] = QUANT_KERNELS(iq4_nlr);
+	t->k[QT_MXFP4_R4] = QUANT_KERNELS(mxfp4r);
 }

@@ -37,16 +37,36 @@
  * and the helper pauses when pages it found resident go missing (see
  * read_group()).
  *
+ * Experts: a mixture's 3-D expert tensors are not in the groups (reading
+ * a whole layer ahead would read every expert, of which a token uses a
+ * few: Qwen3-30B-A3B reads 8 of 128).  As soon as a layer's router has run,
+ * the forward pass hands the chosen experts to the helper
+ * (readahead_experts()), which asks the kernel for all their missing pages
+ * at once, in the order the compute threads read them (gate and up of
+ * each expert, then the downs), so that the disk serves many requests in
+ * parallel while the compute threads fault in the first.  An expert found
+ * resident is remembered (exp_known), so that on a warm model the caller
+ * does not even wake the helper; the memory is forgotten every
+ * RA_EXP_RECHECK passes, since the page cache may have let it go since.
+ * The decision to start at all (readahead_start()) counts the groups only:
+ * expert reads are what the token reads next anyway, never ahead of it.
+ *
  * Invariants: ranges[first[i] .. first[i+1]) are group i's, sorted by
  * start, each non-empty, page-aligned, and separated by at least one page
  * (touching extents are merged).  seq counts readahead_advance() calls;
  * the helper works for position cur while seq equals the value it saw.
+ * exp_seq counts readahead_experts() requests that reached the helper;
+ * exp_base[l * RA_EXP_TENSORS + j] is 0 or the address of expert 0 of
+ * layer l's j-th expert tensor, experts exp_stride apart; the tensors with
+ * exp_late set (down) come after the others in the read order.
  */
 
 #define RA_CHUNK ((size_t)2 << 20)    /* bytes per madvise call */
 #define RA_WINDOW ((size_t)16384)     /* pages per mincore call (the vectors' size) */
 #define RA_PAUSE_MAX 64               /* passes read-ahead pauses at most under memory pressure */
 #define RA_LEAD ((uint64_t)256 << 20) /* bytes asked ahead on a cold start at most */
+#define RA_EXP_TENSORS 4              /* expert tensors per layer (gate, up, down) at most */
+#define RA_EXP_RECHECK 64             /* passes after which resident experts are checked again */
 
 struct readahead {
 	size_t page;
@@ -80,6 +100,18 @@ struct readahead {
 	uint64_t lead;         /* bytes serve() may ask ahead; 0 = the next group only */
 	uint64_t avail;        /* readahead_memory_available() when started */
 	int evicted_this_pass; /* a pressure finding since the pass began */
+	/* experts (see DESIGN) */
+	int n_exp;               /* experts per mixture layer, 0 = none in the mapping */
+	uintptr_t *exp_base;     /* (n_layer * RA_EXP_TENSORS) expert 0's address, or 0 */
+	size_t *exp_stride;      /* (same) bytes from one expert to the next */
+	unsigned char *exp_late; /* (same) read after the others (down) */
+	atomic_uchar *exp_known; /* (n_layer * n_exp) found resident */
+	unsigned char *exp_mark; /* (n_exp) readahead_experts()'s scratch, under mu */
+	int32_t *exp_req;        /* (n_exp) the request, ascending, under mu */
+	int exp_n;               /* its length, under mu */
+	int exp_layer;           /* its layer, under mu */
+	unsigned exp_seq;        /* requests, under mu */
+	int32_t *exp_work;       /* (n_exp) the helper's copy of the request */
 };
 
 /* "blk.N." -> N, else -1. */
@@ -98,6 +130,38 @@ static int cmp_range(const void *a, const void *b)
 {
 	const struct readahead_range *x = a, *y = b;
 	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* A 3-D expert tensor of layer l (blk.l.*_exps.*, one matrix per expert
+ * along ne[2]): 1 when registered for readahead_experts(), 0 when it is
+ * read with its layer (not one, or a count of experts unlike the first
+ * one's, or more than RA_EXP_TENSORS of them), -1 on out of memory. */
+static int add_experts(struct readahead *ra, const struct gguf_tensor *t, int l)
+{
+	if (t->n_dims != 3 || t->ne[2] < 2 || !strstr(t->name, "_exps.") ||
+	    t->nbytes % (uint64_t)t->ne[2])
+		return 0;
+	if (ra->n_exp && t->ne[2] != ra->n_exp)
+		return 0;
+	size_t nl = (size_t)ra->n_groups - 1;
+	if (!ra->exp_base) {
+		ra->exp_base = calloc(nl * RA_EXP_TENSORS, sizeof(*ra->exp_base));
+		ra->exp_stride = calloc(nl * RA_EXP_TENSORS, sizeof(*ra->exp_stride));
+		ra->exp_late = calloc(nl * RA_EXP_TENSORS, 1);
+		if (!ra->exp_base || !ra->exp_stride || !ra->exp_late)
+			return -1;
+	}
+	for (int j = 0; j < RA_EXP_TENSORS; j++) {
+		size_t at = (size_t)l * RA_EXP_TENSORS + (size_t)j;
+		if (ra->exp_base[at])
+			continue;
+		ra->exp_base[at] = (uintptr_t)t->data;
+		ra->exp_stride[at] = (size_t)(t->nbytes / (uint64_t)t->ne[2]);
+		ra->exp_late[at] = strstr(t->name, "down") != NULL;
+		ra->n_exp = (int)t->ne[2];
+		return 1;
+	}
+	return 0;
 }
 
 struct readahead *readahead_create(const struct gguf *g, int n_layer, int tied,
@@ -138,8 +202,20 @@ struct readahead *readahead_create(const struct gguf *g, int n_layer, int tied,
 		if (l < 0)
 			l = !strcmp(t->name, "token_embd.weight") && !tied ? -1 : n_layer;
 		grp[i] = t->nbytes && !(skip && skip[i]) ? l : -1;
+		if (grp[i] >= 0 && l < n_layer && add_experts(ra, t, l) == 1)
+			grp[i] = -1; /* read by expert, not with its layer */
 		if (grp[i] >= 0)
 			count[grp[i] + 1]++;
+	}
+	if (ra->n_exp) {
+		ra->exp_known = calloc((size_t)n_layer * (size_t)ra->n_exp, sizeof(*ra->exp_known));
+		ra->exp_mark = calloc((size_t)ra->n_exp, 1);
+		ra->exp_req = calloc((size_t)ra->n_exp, sizeof(*ra->exp_req));
+		ra->exp_work = calloc((size_t)ra->n_exp, sizeof(*ra->exp_work));
+		if (!ra->exp_known || !ra->exp_mark || !ra->exp_req || !ra->exp_work) {
+			free(grp);
+			goto oom;
+		}
 	}
 	for (int i = 0; i < ra->n_groups; i++)
 		ra->first[i + 1] += ra->first[i];
@@ -206,6 +282,13 @@ void readahead_free(struct readahead *ra)
 	free(ra->whole);
 	free(ra->asked_pass);
 	free(ra->asked);
+	free(ra->exp_base);
+	free(ra->exp_stride);
+	free(ra->exp_late);
+	free(ra->exp_known);
+	free(ra->exp_mark);
+	free(ra->exp_req);
+	free(ra->exp_work);
 	free(ra);
 }
 
@@ -291,12 +374,48 @@ static uint64_t read_group(struct readahead *ra, int g)
 	return asked;
 }
 
-static int moved(struct readahead *ra, unsigned seen)
+/* The compute threads moved on, or asked for experts: stop reading ahead. */
+static int moved(struct readahead *ra, unsigned seen, unsigned exp_seen)
 {
 	pthread_mutex_lock(&ra->mu);
-	int m = ra->seq != seen || atomic_load(&ra->stop);
+	int m = ra->seq != seen || ra->exp_seq != exp_seen || atomic_load(&ra->stop);
 	pthread_mutex_unlock(&ra->mu);
 	return m;
+}
+
+/* Expert e's pages of layer l's j-th expert tensor, page-aligned. */
+static struct readahead_range expert_range(const struct readahead *ra, int l, int j, int e)
+{
+	size_t at = (size_t)l * RA_EXP_TENSORS + (size_t)j;
+	uintptr_t a = ra->exp_base[at] + (uintptr_t)e * ra->exp_stride[at];
+	uintptr_t b = a + ra->exp_stride[at];
+	struct readahead_range r = { a & ~(uintptr_t)(ra->page - 1),
+				     (b + ra->page - 1) & ~(uintptr_t)(ra->page - 1) };
+	return r;
+}
+
+/* Read the missing pages of the n experts ids (ascending) of layer l, in
+ * the compute threads' order: every expert's gate and up, then the downs. */
+static void serve_experts(struct readahead *ra, int l, const int32_t *ids, int n)
+{
+	uint64_t *asked = calloc((size_t)n, sizeof(*asked));
+	for (int late = 0; late < 2; late++)
+		for (int i = 0; i < n && !atomic_load(&ra->stop); i++)
+			for (int j = 0; j < RA_EXP_TENSORS; j++) {
+				size_t at = (size_t)l * RA_EXP_TENSORS + (size_t)j;
+				if (!ra->exp_base[at] || ra->exp_late[at] != late)
+					continue;
+				struct readahead_range r = expert_range(ra, l, j, ids[i]);
+				uint64_t a = fetch_range(ra, &r);
+				atomic_fetch_add(&ra->requested, (unsigned long long)a);
+				if (asked)
+					asked[i] += a;
+			}
+	for (int i = 0; asked && i < n; i++)
+		if (!asked[i])
+			atomic_store_explicit(&ra->exp_known[(size_t)l * ra->n_exp + ids[i]], 1,
+					      memory_order_relaxed);
+	free(asked);
 }
 
 /*
@@ -311,8 +430,11 @@ static int moved(struct readahead *ra, unsigned seen)
  * group at a time; but in a memory cgroup smaller than the file the lead
  * evicts the layers about to be used, hence the memory check.)
  */
-static void serve(struct readahead *ra, int c, unsigned seen)
+static void serve(struct readahead *ra, int c, unsigned seen, unsigned exp_seen)
 {
+	if (c < 0 && ra->n_exp && ra->pass % RA_EXP_RECHECK == 0)
+		for (size_t i = 0; i < (size_t)(ra->n_groups - 1) * (size_t)ra->n_exp; i++)
+			atomic_store_explicit(&ra->exp_known[i], 0, memory_order_relaxed);
 	if (c < 0) {
 		/* steady: a whole pass found every group resident; then the
 		 * compute threads signal only pass starts, and this check of
@@ -343,7 +465,7 @@ static void serve(struct readahead *ra, int c, unsigned seen)
 	for (int g = c + 1, n = 0; n < ra->n_groups && ra->pause_left == 0; n++) {
 		uint64_t asked = read_group(ra, g);
 		lead += asked * ra->page;
-		if (!asked || lead >= ra->lead || moved(ra, seen))
+		if (!asked || lead >= ra->lead || moved(ra, seen, exp_seen))
 			break;
 		g = (g + 1) % ra->n_groups;
 	}
@@ -352,19 +474,29 @@ static void serve(struct readahead *ra, int c, unsigned seen)
 static void *helper_main(void *arg)
 {
 	struct readahead *ra = arg;
-	unsigned seen = 0;
+	unsigned seen = 0, exp_seen = 0;
 	pthread_mutex_lock(&ra->mu);
 	for (;;) {
-		while (!atomic_load(&ra->stop) && ra->seq == seen)
+		while (!atomic_load(&ra->stop) && ra->seq == seen && ra->exp_seq == exp_seen)
 			pthread_cond_wait(&ra->cv, &ra->mu);
 		if (atomic_load(&ra->stop))
 			break;
+		if (ra->exp_seq != exp_seen) {
+			/* experts first: the compute threads need them now */
+			exp_seen = ra->exp_seq;
+			int l = ra->exp_layer, n = ra->exp_n;
+			memcpy(ra->exp_work, ra->exp_req, sizeof(*ra->exp_work) * (size_t)n);
+			pthread_mutex_unlock(&ra->mu);
+			serve_experts(ra, l, ra->exp_work, n);
+			pthread_mutex_lock(&ra->mu);
+			continue;
+		}
 		/* positions passed meanwhile are skipped: reading a layer that
 		 * the compute threads already fault in only competes with them */
 		seen = ra->seq;
 		int c = ra->cur;
 		pthread_mutex_unlock(&ra->mu);
-		serve(ra, c, seen);
+		serve(ra, c, seen, exp_seen);
 		pthread_mutex_lock(&ra->mu);
 	}
 	pthread_mutex_unlock(&ra->mu);
@@ -465,23 +597,89 @@ void readahead_advance(struct readahead *ra, int cur)
 	pthread_mutex_unlock(&ra->mu);
 }
 
+/* Count the resident pages of one range (the caller's mincore vector). */
+static int count_resident(struct readahead *ra, const struct readahead_range *r, uint64_t *resident,
+			  uint64_t *pages)
+{
+	size_t ps = ra->page;
+	for (uintptr_t w = r->start; w < r->end; w += RA_WINDOW * ps) {
+		size_t len = r->end - w < RA_WINDOW * ps ? r->end - w : RA_WINDOW * ps;
+		size_t np = len / ps;
+		if (mincore((void *)w, len, ra->cvec) < 0)
+			return -1;
+		uint64_t c = 0;
+		for (size_t i = 0; i < np; i++)
+			c += ra->cvec[i] & 1;
+		*resident += c;
+		*pages += np;
+	}
+	return 0;
+}
+
 int readahead_resident(struct readahead *ra, int group, uint64_t *resident, uint64_t *pages)
 {
 	const struct readahead_range *r;
 	int n = readahead_ranges(ra, group, &r);
-	size_t ps = ra->page;
-	for (int k = 0; k < n; k++) {
-		for (uintptr_t w = r[k].start; w < r[k].end; w += RA_WINDOW * ps) {
-			size_t len = r[k].end - w < RA_WINDOW * ps ? r[k].end - w : RA_WINDOW * ps;
-			size_t np = len / ps;
-			if (mincore((void *)w, len, ra->cvec) < 0)
-				return -1;
-			uint64_t c = 0;
-			for (size_t i = 0; i < np; i++)
-				c += ra->cvec[i] & 1;
-			*resident += c;
-			*pages += np;
+	for (int k = 0; k < n; k++)
+		if (count_resident(ra, &r[k], resident, pages) < 0)
+			return -1;
+	return 0;
+}
+
+void readahead_experts(struct readahead *ra, int layer, const int32_t *ids, int n)
+{
+	if (!ra->started || !ra->n_exp || layer < 0 || layer >= ra->n_groups - 1)
+		return;
+	const atomic_uchar *known = ra->exp_known + (size_t)layer * ra->n_exp;
+	int missing = 0;
+	for (int i = 0; i < n && !missing; i++)
+		missing = ids[i] >= 0 && ids[i] < ra->n_exp &&
+			  !atomic_load_explicit(&known[ids[i]], memory_order_relaxed);
+	if (!missing)
+		return; /* all resident when last seen: spare the helper's wake-up */
+	pthread_mutex_lock(&ra->mu);
+	memset(ra->exp_mark, 0, (size_t)ra->n_exp);
+	for (int i = 0; i < n; i++)
+		if (ids[i] >= 0 && ids[i] < ra->n_exp)
+			ra->exp_mark[ids[i]] = 1;
+	ra->exp_n = 0;
+	for (int e = 0; e < ra->n_exp; e++)
+		if (ra->exp_mark[e] && !atomic_load_explicit(&known[e], memory_order_relaxed))
+			ra->exp_req[ra->exp_n++] = e;
+	ra->exp_layer = layer;
+	ra->exp_seq++;
+	pthread_cond_signal(&ra->cv);
+	pthread_mutex_unlock(&ra->mu);
+}
+
+int readahead_n_experts(const struct readahead *ra)
+{
+	return ra->n_exp;
+}
+
+uint64_t readahead_expert_bytes(const struct readahead *ra, int layer)
+{
+	uint64_t b = 0;
+	for (int j = 0; ra->n_exp && layer >= 0 && layer < ra->n_groups - 1 && j < RA_EXP_TENSORS;
+	     j++)
+		if (ra->exp_base[(size_t)layer * RA_EXP_TENSORS + (size_t)j]) {
+			struct readahead_range r = expert_range(ra, layer, j, 0);
+			b += r.end - r.start;
 		}
+	return b;
+}
+
+int readahead_expert_resident(struct readahead *ra, int layer, int e, uint64_t *resident,
+			      uint64_t *pages)
+{
+	if (!ra->n_exp || layer < 0 || layer >= ra->n_groups - 1 || e < 0 || e >= ra->n_exp)
+		return 0;
+	for (int j = 0; j < RA_EXP_TENSORS; j++) {
+		if (!ra->exp_base[(size_t)layer * RA_EXP_TENSORS + (size_t)j])
+			continue;
+		struct readahead_range r = expert_range(ra, layer, j, e);
+		if (count_resident(ra, &r, resident, pages) < 0)
+			return -1;
 	}
 	return 0;
 }

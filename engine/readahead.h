@@ -24,6 +24,14 @@ struct gguf;
  * cost is one mincore call per range, and the caller's is a mutex and a
  * condition signal.  Under memory pressure (pages it read evicted before
  * their use) the helper pauses for a while: see readahead.c.
+ *
+ * A mixture of experts' 3-D tensors (blk.N.*_exps.*, one matrix per expert
+ * along ne[2]) are left out of the groups: a token reads only the experts
+ * its router chose, so reading a whole layer ahead would read mostly
+ * experts nobody uses.  Instead the forward pass tells the helper which
+ * experts a layer needs as soon as its router has run
+ * (readahead_experts()), and the helper reads those, all of them at once,
+ * while the compute threads start on the first.
  */
 
 struct readahead_range {
@@ -46,8 +54,8 @@ int readahead_n_groups(const struct readahead *ra); /* n_layer + 1 */
 /* The ranges of group i (sorted, disjoint, not touching); returns their count. */
 int readahead_ranges(const struct readahead *ra, int group, const struct readahead_range **out);
 
-/* Start the helper thread: 1; 0 when declined because the weights exceed
- * the memory available (read-ahead would then evict the layers about to
+/* Start the helper thread: 1; 0 when declined because the groups' weights
+ * (a mixture's experts left out) exceed the memory available (read-ahead would then evict the layers about to
  * be used: see readahead.c); -1 with error(). */
 int readahead_start(struct readahead *ra);
 /* Bytes of memory this process may fill, roughly: MemAvailable, lowered
@@ -64,6 +72,20 @@ void readahead_advance(struct readahead *ra, int cur);
 /* Count group i's pages resident now (mincore, on the caller's thread):
  * adds to *resident and *pages.  0, or -1 when mincore failed. */
 int readahead_resident(struct readahead *ra, int group, uint64_t *resident, uint64_t *pages);
+/* Layer `layer`'s router chose experts ids[0 .. n-1] (repeats allowed):
+ * the helper reads their matrices' missing pages.  Asynchronous like
+ * readahead_advance(); an expert found resident once is not checked again
+ * (the caller then skips the helper altogether).  Ignored when the helper
+ * is not started or the layer has no expert tensors in the mapping. */
+void readahead_experts(struct readahead *ra, int layer, const int32_t *ids, int n);
+/* Experts per mixture layer (0: none in the mapping) and the bytes of one
+ * expert's matrices in `layer` (page-rounded ranges, as read). */
+int readahead_n_experts(const struct readahead *ra);
+uint64_t readahead_expert_bytes(const struct readahead *ra, int layer);
+/* Count the pages of expert e of `layer` resident now (mincore), into
+ * *resident and *pages; 0, or -1 when mincore failed. */
+int readahead_expert_resident(struct readahead *ra, int layer, int e, uint64_t *resident,
+			      uint64_t *pages);
 /* Pages the helper found missing and asked the kernel for, since creation. */
 uint64_t readahead_pages_requested(struct readahead *ra);
 /* Times the helper found pages it had read evicted before their use and

@@ -926,6 +926,20 @@ static char *chat_body(const struct remote *r, const struct remote_request *q)
 	}
 	if (q->max_tokens > 0)
 		json_object_set_new(o, "max_tokens", json_integer(q->max_tokens));
+	static const char *const efforts[] = { NULL, "low", "medium", "high" };
+	const char *effort = (unsigned)q->effort <= ENGINE_EFFORT_HIGH ? efforts[q->effort] : NULL;
+	if (q->think != ENGINE_THINK_DEFAULT || effort) {
+		/* llama-server and vLLM pass these to the model's template */
+		json_t *kw = json_object();
+		if (q->think != ENGINE_THINK_DEFAULT)
+			json_object_set_new(kw, "enable_thinking",
+					    json_boolean(q->think == ENGINE_THINK_ON));
+		if (effort)
+			json_object_set_new(kw, "reasoning_effort", json_string(effort));
+		json_object_set_new(o, "chat_template_kwargs", kw);
+	}
+	if (effort) /* OpenAI's own parameter, which vLLM reads too */
+		json_object_set_new(o, "reasoning_effort", json_string(effort));
 	if (q->n_stop > 0) {
 		json_t *st = json_array();
 		for (int i = 0; i < q->n_stop; i++) {

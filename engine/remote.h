@@ -58,6 +58,10 @@ struct remote_request {
 	double deadline; /* time_now_ms() at which to stop (TIMEOUT), 0 = none */
 	char *const *stop;
 	int n_stop;
+	enum engine_think think; /* sent as chat_template_kwargs.enable_thinking */
+	/* sent as reasoning_effort (OpenAI's and vLLM's) and as
+	 * chat_template_kwargs.reasoning_effort (llama-server's templates) */
+	enum engine_effort effort;
 };
 
 /* Text as it arrives (complete UTF-8, invalid bytes replaced by U+FFFD);

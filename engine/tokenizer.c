@@ -4,13 +4,16 @@
 #include "report.h"
 #include "strbuf.h"
 #include "unicode.h"
+#include "util.h"
 #include "xalloc.h"
 
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 /*
  * DESIGN
@@ -74,12 +77,66 @@ struct symtab {
 	size_t buf_len, buf_alloc;
 	size_t *off;       /* [n] start of string id in buf */
 	uint32_t *len;     /* [n] its length */
-	uint32_t n, alloc; /* strings, capacity of off/len */
-	uint64_t *slot;    /* [mask + 1] open addressing: high 32 bits of the
-			    * hash << 32 | (id + 1), or 0 when empty */
+	uint64_t *poly;    /* [n] its poly_hash() */
+	uint32_t n, alloc; /* strings, capacity of off/len/poly */
+	uint64_t *slot;    /* [mask + 1] open addressing: high 32 bits of
+			    * poly_mix(poly) << 32 | (id + 1), or 0 when empty */
 	uint32_t mask;
 };
 
+/*
+ * Strings are hashed by a polynomial modulo the prime 2^61 - 1, with a base
+ * drawn at random once per process.  Two properties matter: the hash of any
+ * piece s[i..j) follows in O(1) from the hashes of s's prefixes (so
+ * index_spm_pairs looks up every split of a token in time linear in its
+ * length, where hashing each piece anew was quadratic: a 64 KiB token took
+ * 11 s), and no file can be made to collide (flooding one probe chain)
+ * without knowing the base.
+ */
+#define POLY_P ((1ull << 61) - 1)
+static uint64_t poly_base;
+static pthread_once_t poly_once = PTHREAD_ONCE_INIT;
+
+static void poly_init(void)
+{
+	uint64_t r = 0;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = time_now_ns() *
+		    0x9e3779b97f4a7c15ull; /* no entropy yet: still unknown to a file */
+	poly_base = (r % (POLY_P - 512)) + 256;
+}
+
+static uint64_t poly_reduce(uint64_t x)
+{
+	x = (x & POLY_P) + (x >> 61);
+	return x >= POLY_P ? x - POLY_P : x;
+}
+
+static uint64_t poly_mul(uint64_t a, uint64_t b)
+{
+	unsigned __int128 p = (unsigned __int128)a * b;
+	return poly_reduce(((uint64_t)p & POLY_P) + (uint64_t)(p >> 61));
+}
+
+/* h(s) = sum (s[i] + 1) * base^(n-1-i) mod 2^61 - 1 */
+static uint64_t poly_hash(const char *s, size_t n)
+{
+	uint64_t h = 0;
+	for (size_t i = 0; i < n; i++)
+		h = poly_reduce(poly_mul(h, poly_base) + (unsigned char)s[i] + 1);
+	return h;
+}
+
+/* The table's slot index and tag from a polynomial hash (a bijection). */
+static uint64_t poly_mix(uint64_t h)
+{
+	h ^= h >> 31;
+	h *= 0xd6e8feb86659fd93ull;
+	h ^= h >> 32;
+	return h;
+}
+
+/* A direct-mapped cache key (the BPE word cache): any good mix will do. */
 static uint64_t hash_bytes(const char *s, size_t n)
 {
 	uint64_t h = 1469598103934665603ull; /* FNV-1a, then a final mix */
@@ -93,19 +150,33 @@ static uint64_t hash_bytes(const char *s, size_t n)
 	return h;
 }
 
-static int32_t symtab_find_hashed(const struct symtab *st, const char *s, size_t n, uint64_t h)
+/*
+ * Pieces up to this long are compared byte for byte when their hashes
+ * match; longer ones only by length and the full 61-bit hash (a false match
+ * has probability below n / 2^61 per lookup with the random base), so that
+ * a vocabulary made of every prefix of one long string costs linear time.
+ */
+#define SYMTAB_VERIFY_MAX 64
+
+/* The id of s[0..n) whose poly_hash() is h, or -1.  verify: compare bytes
+ * (always when n <= SYMTAB_VERIFY_MAX). */
+static int32_t symtab_find_hashed(const struct symtab *st, const char *s, size_t n, uint64_t h,
+				  int verify)
 {
 	if (!st->slot)
 		return -1;
-	uint32_t tag = (uint32_t)(h >> 32);
-	uint32_t i = (uint32_t)h & st->mask;
+	uint64_t m = poly_mix(h);
+	uint32_t tag = (uint32_t)(m >> 32);
+	uint32_t i = (uint32_t)m & st->mask;
+	if (n <= SYMTAB_VERIFY_MAX)
+		verify = 1;
 	for (;;) {
 		uint64_t v = st->slot[i];
 		if (!v)
 			return -1;
 		uint32_t id = (uint32_t)v - 1;
-		if ((uint32_t)(v >> 32) == tag && st->len[id] == n &&
-		    !memcmp(st->buf + st->off[id], s, n))
+		if ((uint32_t)(v >> 32) == tag && st->len[id] == n && st->poly[id] == h &&
+		    (!verify || !memcmp(st->buf + st->off[id], s, n)))
 			return (int32_t)id;
 		i = (i + 1) & st->mask;
 	}
@@ -113,15 +184,16 @@ static int32_t symtab_find_hashed(const struct symtab *st, const char *s, size_t
 
 static int32_t symtab_find(const struct symtab *st, const char *s, size_t n)
 {
-	return symtab_find_hashed(st, s, n, hash_bytes(s, n));
+	return symtab_find_hashed(st, s, n, poly_hash(s, n), 1);
 }
 
-static void symtab_place(struct symtab *st, uint64_t h, uint32_t id)
+static void symtab_place(struct symtab *st, uint32_t id)
 {
-	uint32_t i = (uint32_t)h & st->mask;
+	uint64_t m = poly_mix(st->poly[id]);
+	uint32_t i = (uint32_t)m & st->mask;
 	while (st->slot[i])
 		i = (i + 1) & st->mask;
-	st->slot[i] = (h & 0xFFFFFFFF00000000ull) | (id + 1);
+	st->slot[i] = (m & 0xFFFFFFFF00000000ull) | (id + 1);
 }
 
 static int symtab_rehash(struct symtab *st, uint32_t want)
@@ -139,7 +211,7 @@ static int symtab_rehash(struct symtab *st, uint32_t want)
 	st->slot = slot;
 	st->mask = size - 1;
 	for (uint32_t id = 0; id < st->n; id++)
-		symtab_place(st, hash_bytes(st->buf + st->off[id], st->len[id]), id);
+		symtab_place(st, id);
 	return 0;
 }
 
@@ -158,6 +230,10 @@ static int32_t symtab_add(struct symtab *st, const char *s, size_t n)
 		if (!len)
 			return error("out of memory for the vocabulary");
 		st->len = len;
+		uint64_t *poly = realloc(st->poly, (size_t)na * sizeof(*poly));
+		if (!poly)
+			return error("out of memory for the vocabulary");
+		st->poly = poly;
 		st->alloc = na;
 	}
 	if (st->buf_len + n + 1 > st->buf_alloc) {
@@ -177,13 +253,14 @@ static int32_t symtab_add(struct symtab *st, const char *s, size_t n)
 	st->buf[st->buf_len + n] = '\0';
 	st->off[st->n] = st->buf_len;
 	st->len[st->n] = (uint32_t)n;
+	st->poly[st->n] = poly_hash(s, n);
 	st->buf_len += n + 1;
 	uint32_t id = st->n++;
 	if (!st->slot || (uint64_t)st->n * 2 > (uint64_t)st->mask + 1) {
 		if (symtab_rehash(st, st->n * 2 + 16) < 0)
 			return -1;
 	} else {
-		symtab_place(st, hash_bytes(s, n), id);
+		symtab_place(st, id);
 	}
 	return (int32_t)id;
 }
@@ -199,6 +276,7 @@ static void symtab_free(struct symtab *st)
 	free(st->buf);
 	free(st->off);
 	free(st->len);
+	free(st->poly);
 	free(st->slot);
 }
 
@@ -1698,7 +1776,31 @@ static int32_t resolve_id(int64_t given, int32_t def, int32_t n_vocab)
 	return id >= 0 && id < n_vocab ? (int32_t)id : -1;
 }
 
-static int parse_merges(struct tokenizer *t, const struct tokenizer_spec *spec)
+/*
+ * Building a tokenizer is part of loading a model, which a user may quit:
+ * the work done (bytes looked at) is counted, and every LOAD_WORK_SLICE of
+ * it the cancel flag is read, so a vocabulary of any size stops within
+ * about a millisecond of work.
+ */
+#define LOAD_WORK_SLICE (1u << 16)
+
+struct load_work {
+	const atomic_int *cancel; /* NULL: not cancellable */
+	uint64_t since;           /* work since the flag was last read */
+};
+
+static int load_work_add(struct load_work *w, size_t bytes)
+{
+	w->since += bytes + 16; /* a token's fixed cost, whatever its length */
+	if (w->since < LOAD_WORK_SLICE)
+		return 0;
+	w->since = 0;
+	if (w->cancel && atomic_load(w->cancel))
+		return error("loading cancelled");
+	return 0;
+}
+
+static int parse_merges(struct tokenizer *t, const struct tokenizer_spec *spec, struct load_work *w)
 {
 	struct strbuf cat = STRBUF_INIT;
 
@@ -1707,6 +1809,13 @@ static int parse_merges(struct tokenizer *t, const struct tokenizer_spec *spec)
 	for (uint64_t r = 0; r < spec->n_merges; r++) {
 		const char *s = spec->merges[r].data;
 		size_t n = spec->merges[r].len;
+		if (n > 2 * TOKENIZER_MAX_TOKEN_BYTES + 1) {
+			error("merge rule %" PRIu64 " is %zu bytes long (at most %d)", r, n,
+			      2 * TOKENIZER_MAX_TOKEN_BYTES + 1);
+			goto fail;
+		}
+		if (load_work_add(w, n) < 0)
+			goto fail;
 		const char *sp = n > 1 ? memchr(s + 1, ' ', n - 1) : NULL;
 		if (!sp)
 			continue; /* llama.cpp records it as ("", ""), which never matches */
@@ -1736,8 +1845,11 @@ fail:
  * of hashing text.  (A symbol that is not a token, a character missing from
  * the vocabulary, is looked up by text.)
  */
-static int index_spm_pairs(struct tokenizer *t)
+static int index_spm_pairs(struct tokenizer *t, struct load_work *w)
 {
+	uint64_t *pre = NULL, *pw = NULL; /* [n + 1] prefix hashes, powers of the base */
+	size_t cap = 0;
+	int rc = -1;
 	for (int k = 0; k < 129; k++) {
 		char c = (char)k;
 		t->small_id[k] = k < 128 ? symtab_find(&t->sym, &c, 1)
@@ -1746,6 +1858,8 @@ static int index_spm_pairs(struct tokenizer *t)
 	for (int32_t id = 0; id < t->n_vocab; id++) {
 		const char *s = t->sym.buf + t->sym.off[id];
 		size_t n = t->sym.len[id];
+		if (load_work_add(w, n) < 0)
+			goto out;
 		/* the character pairs inside the token: where merges may happen */
 		for (size_t at = 0, cl; at < n; at += cl) {
 			cl = unicode_utf8_len((unsigned char)s[at]);
@@ -1761,24 +1875,56 @@ static int index_spm_pairs(struct tokenizer *t)
 				t->small_join[x][y / 8] |= (uint8_t)(1u << (y % 8));
 			else if (merge_insert(&t->joins, (int32_t)spm_char_key(s + at, cl),
 					      (int32_t)spm_char_key(s + at + cl, cl2), 0, 0) < 0)
-				return -1;
+				goto out;
+		}
+		if (n < 2)
+			continue;
+		if (n + 1 > cap) {
+			free(pre);
+			free(pw);
+			cap = n + 1;
+			pre = try_alloc_array(cap, sizeof(*pre));
+			pw = try_alloc_array(cap, sizeof(*pw));
+			if (!pre || !pw) {
+				error("out of memory indexing the vocabulary");
+				goto out;
+			}
+		}
+		pre[0] = 0;
+		pw[0] = 1;
+		for (size_t i = 0; i < n; i++) {
+			pre[i + 1] =
+				poly_reduce(poly_mul(pre[i], poly_base) + (unsigned char)s[i] + 1);
+			pw[i + 1] = poly_mul(pw[i], poly_base);
 		}
 		for (size_t cut = unicode_utf8_len((unsigned char)s[0]); cut < n;
 		     cut += unicode_utf8_len((unsigned char)s[cut])) {
-			int32_t a = symtab_find(&t->sym, s, cut);
-			int32_t b = a < 0 ? -1 : symtab_find(&t->sym, s + cut, n - cut);
+			int32_t a = symtab_find_hashed(&t->sym, s, cut, pre[cut], 0);
+			if (a < 0)
+				continue;
+			/* h(s[cut..n)) = h(s) - h(s[0..cut)) * base^(n - cut) */
+			uint64_t hb =
+				poly_reduce(pre[n] + POLY_P - poly_mul(pre[cut], pw[n - cut]));
+			int32_t b = symtab_find_hashed(&t->sym, s + cut, n - cut, hb, 0);
 			if (b >= 0 && merge_insert(&t->merges, a, b, 0, id) < 0)
-				return -1;
+				goto out;
 		}
 	}
-	return 0;
+	rc = 0;
+out:
+	free(pre);
+	free(pw);
+	return rc;
 }
 
 struct tokenizer *tokenizer_new(const struct tokenizer_spec *spec)
 {
 	struct tokenizer *t = xcalloc(1, sizeof(*t));
 	struct strbuf sb = STRBUF_INIT;
+	struct load_work w = { spec->cancel, 0 };
 	int ignore_merges = 0, pre_add_bos = 0;
+
+	pthread_once(&poly_once, poly_init);
 
 	if (!spec->model || !strcmp(spec->model, "llama")) {
 		t->kind = TOKENIZER_SPM;
@@ -1838,6 +1984,13 @@ struct tokenizer *tokenizer_new(const struct tokenizer_spec *spec)
 		const char *s = spec->tokens[i].data;
 		size_t len = spec->tokens[i].len;
 		char empty[32];
+		if (len > TOKENIZER_MAX_TOKEN_BYTES) {
+			error("token %d is %zu bytes long (at most %d)", i, len,
+			      TOKENIZER_MAX_TOKEN_BYTES);
+			goto fail;
+		}
+		if (load_work_add(&w, len) < 0)
+			goto fail;
 		if (len == 0) { /* llama.cpp names empty tokens so that they stay unique */
 			len = (size_t)snprintf(empty, sizeof(empty), "[EMPTY_%d]", i);
 			s = empty;
@@ -1865,7 +2018,7 @@ struct tokenizer *tokenizer_new(const struct tokenizer_spec *spec)
 		t->attr[i] = type_attr[ty];
 	}
 
-	if (t->kind == TOKENIZER_BPE ? parse_merges(t, spec) < 0 : index_spm_pairs(t) < 0)
+	if (t->kind == TOKENIZER_BPE ? parse_merges(t, spec, &w) < 0 : index_spm_pairs(t, &w) < 0)
 		goto fail;
 
 	for (int b = 0; b < 256; b++) {
@@ -1905,6 +2058,21 @@ struct tokenizer *tokenizer_new(const struct tokenizer_spec *spec)
 			t->eom = id;
 		t->attr[id] |= ATTR_EOG;
 	}
+	/* harmony (gpt-oss): <|end|> closes a message, not the turn, which
+	 * <|return|> (the answer) or <|call|> (a tool call) end, as llama.cpp
+	 * decides for a vocabulary that has both */
+	int32_t h_ret = symtab_find(&t->sym, "<|return|>", 10),
+		h_call = symtab_find(&t->sym, "<|call|>", 8),
+		h_end = symtab_find(&t->sym, "<|end|>", 7);
+	if (h_ret >= 0 && h_ret < n && h_call >= 0 && h_call < n) {
+		t->attr[h_ret] |= ATTR_EOG;
+		t->attr[h_call] |= ATTR_EOG;
+		if (h_end >= 0 && h_end < n && h_end != t->eos) {
+			t->attr[h_end] &= ~ATTR_EOG;
+			if (t->eot == h_end)
+				t->eot = h_ret;
+		}
+	}
 	if (t->eos >= 0)
 		t->attr[t->eos] |= ATTR_EOG;
 	if (t->eot >= 0)
@@ -1920,6 +2088,8 @@ struct tokenizer *tokenizer_new(const struct tokenizer_spec *spec)
 
 	/* specials for the partition, and the piece of every token */
 	for (int32_t i = 0; i < n; i++) {
+		if (load_work_add(&w, t->sym.len[i]) < 0)
+			goto fail;
 		if ((t->attr[i] & (ATTR_CONTROL | ATTR_USER | ATTR_UNKNOWN)) && t->sym.len[i] > 0 &&
 		    trie_insert(t, t->sym.buf + t->sym.off[i], t->sym.len[i], i) < 0)
 			goto fail;
@@ -2043,6 +2213,12 @@ static int get_num_array(const struct gguf *g, const char *key, uint64_t n, int 
 
 struct tokenizer *tokenizer_open(const struct gguf *g, int pre_fallback)
 {
+	return tokenizer_open_cancellable(g, pre_fallback, NULL);
+}
+
+struct tokenizer *tokenizer_open_cancellable(const struct gguf *g, int pre_fallback,
+					     const atomic_int *cancel)
+{
 	struct tokenizer_spec spec;
 	struct tokenizer *t = NULL;
 	char *model = NULL, *pre = NULL;
@@ -2068,6 +2244,7 @@ struct tokenizer *tokenizer_open(const struct gguf *g, int pre_fallback)
 	spec.model = model;
 	spec.pre = pre;
 	spec.pre_fallback = pre_fallback;
+	spec.cancel = cancel;
 	if (get_num_array(g, "tokenizer.ggml.scores", n, 1, (void **)&scores) < 0 ||
 	    get_num_array(g, "tokenizer.ggml.token_type", n, 0, (void **)&types) < 0)
 		goto out;

@@ -2,6 +2,7 @@
 #ifndef PALAVER_TOKENIZER_H
 #define PALAVER_TOKENIZER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -86,13 +87,20 @@ struct tokenizer_spec {
 	/* Flags: -1 = the model's default (llama: add_bos 1, add_space_prefix 1;
 	 * gpt2: add_bos 0 except the llama3 pre-tokenizer; add_eos 0). */
 	int add_bos, add_eos, add_space_prefix;
+	/* Building stops with "loading cancelled" soon after *cancel becomes
+	 * non-zero (another thread's quit); NULL: never. */
+	const atomic_int *cancel;
 };
 #define TOKENIZER_ID_DEFAULT (-2)
+/* The longest token text accepted, in bytes: 16 times the longest in any
+ * vocabulary seen (mpt's 1024 spaces); a longer one is an error naming it. */
+#define TOKENIZER_MAX_TOKEN_BYTES 16384
 
 /* An empty spec: every id and flag set to "the model's default". */
 void tokenizer_spec_init(struct tokenizer_spec *spec);
 
-/* Build from a spec; NULL after error(). */
+/* Build from a spec; NULL after error().  Time and memory are linear in
+ * the bytes of the tokens and merges. */
 struct tokenizer *tokenizer_new(const struct tokenizer_spec *spec);
 
 /*
@@ -103,6 +111,10 @@ struct tokenizer *tokenizer_new(const struct tokenizer_spec *spec);
  * The tokenizer does not keep references into the file.
  */
 struct tokenizer *tokenizer_open(const struct gguf *g, int pre_fallback);
+/* The same, stopping with "loading cancelled" once *cancel is set (see
+ * tokenizer_spec.cancel). */
+struct tokenizer *tokenizer_open_cancellable(const struct gguf *g, int pre_fallback,
+					     const atomic_int *cancel);
 void tokenizer_free(struct tokenizer *t);
 
 enum tokenize_flags {

@@ -2,6 +2,7 @@
 #include "store.h"
 #include "json.h"
 #include "report.h"
+#include "untrusted.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -9,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -24,14 +27,14 @@
 /*
  * DESIGN
  *
- * Schema (user_version 4):
+ * Schema (user_version 5):
  *   sessions(id INTEGER PRIMARY KEY, uid TEXT UNIQUE, title, title_auto,
  *            model, system_prompt, sampling, created_at, updated_at,
  *            message_count, preview, kv_state)
  *   messages(id INTEGER PRIMARY KEY, session_id -> sessions ON DELETE
  *            CASCADE, seq, role, content, status, prompt_tokens, gen_tokens,
  *            prefill_ms, gen_ms, created_at, updated_at, writer_pid,
- *            backend, model, UNIQUE(session_id, seq))
+ *            backend, model, reasoning, UNIQUE(session_id, seq))
  *   messages_fts: FTS5 over messages.content (external content), kept in
  *            sync by triggers on messages.
  * Times are Unix milliseconds.  uid is the short public id; the integer
@@ -49,7 +52,8 @@
  * first shape (no status, stats, FTS or denormalised columns); a fresh file
  * runs both.  A database with a higher user_version came from a newer
  * palaver and is refused before anything writes to it (WAL is switched on
- * only after that check: it rewrites the header).
+ * only after that check: it rewrites the header); so is a negative one,
+ * which no palaver writes (the version indexes the migrations).
  *
  * Durability: WAL with synchronous=NORMAL.  A committed transaction survives
  * the process being killed (it is in the WAL, in the OS cache); only a power
@@ -148,6 +152,10 @@ static const char *const migrations[] = {
 
 	/* 3 -> 4: the file holding the session's saved KV cache (a cache: it may be gone) */
 	"ALTER TABLE sessions ADD COLUMN kv_state TEXT;",
+
+	/* 4 -> 5: a reply's thinking, apart from its content (the answer, which
+	 * later turns send back); NULL when it did not think */
+	"ALTER TABLE messages ADD COLUMN reasoning TEXT;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -171,6 +179,7 @@ enum query {
 	Q_MSG_RESTART,
 	Q_MSG_LOAD,
 	Q_MSG_MODEL,
+	Q_MSG_REASONING,
 	Q_SEARCH,
 	Q_SESSION_SET_KV,
 	Q_SESSION_GET_KV,
@@ -206,11 +215,13 @@ static const char *const query_sql[Q_COUNT] = {
 			 " writer_pid = 0 WHERE id = ?1",
 	[Q_MSG_RESTART] = "UPDATE messages SET content = '', updated_at = ?2, status = 'streaming',"
 			  " prompt_tokens = 0, gen_tokens = 0, prefill_ms = 0, gen_ms = 0,"
-			  " writer_pid = ?3, backend = NULL, model = NULL WHERE id = ?1",
+			  " writer_pid = ?3, backend = NULL, model = NULL, reasoning = NULL"
+			  " WHERE id = ?1",
 	[Q_MSG_LOAD] = "SELECT id, seq, role, content, status, prompt_tokens, gen_tokens,"
-		       " prefill_ms, gen_ms, created_at, updated_at, backend, model FROM messages"
-		       " WHERE session_id = ?1 ORDER BY seq",
+		       " prefill_ms, gen_ms, created_at, updated_at, backend, model, reasoning"
+		       " FROM messages WHERE session_id = ?1 ORDER BY seq",
 	[Q_MSG_MODEL] = "UPDATE messages SET backend = ?2, model = ?3 WHERE id = ?1",
+	[Q_MSG_REASONING] = "UPDATE messages SET reasoning = ?2 WHERE id = ?1",
 	[Q_SEARCH] = "SELECT s.uid, s.title, m.id, m.seq, m.role,"
 		     " snippet(messages_fts, 0, ?2, ?3, '…', 12), rank, m.updated_at"
 		     " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
@@ -278,6 +289,34 @@ static int guess_write_errno(const char *path)
 	return e;
 }
 
+/*
+ * A database SQLite cannot write: say which permission is missing, the
+ * file's or its directory's (where the WAL and its index must be made).
+ * Always -1.
+ */
+static int readonly_error(const char *path)
+{
+	struct strbuf dir = STRBUF_INIT;
+	const char *slash = strrchr(path, '/');
+	int rc;
+	if (slash)
+		strbuf_add(&dir, path, slash == path ? 1 : (size_t)(slash - path));
+	else
+		strbuf_addstr(&dir, ".");
+	if (access(path, W_OK) < 0 && errno == EACCES)
+		rc = error("history database '%s' is read-only (no permission to write it)", path);
+	else if (access(path, W_OK) < 0 && errno == EROFS)
+		rc = error("history database '%s' is read-only (a read-only file system)", path);
+	else if (access(dir.buf, W_OK) < 0)
+		rc = error("history database '%s' is read-only: its directory '%s' is not "
+			   "writable (%s)",
+			   path, dir.buf, strerror(errno));
+	else
+		rc = error("history database '%s' is read-only", path);
+	strbuf_release(&dir);
+	return rc;
+}
+
 /* Turn SQLite's state into one clear message; always returns -1. */
 static int db_fail(struct store *st, sqlite3 *db, const char *path, int rc)
 {
@@ -294,7 +333,7 @@ static int db_fail(struct store *st, sqlite3 *db, const char *path, int rc)
 			     "(waited %d ms)",
 			     path, busy_ms);
 	case SQLITE_FULL: return error("cannot write history database '%s': disk full", path);
-	case SQLITE_READONLY: return error("history database '%s' is read-only", path);
+	case SQLITE_READONLY: return readonly_error(path);
 	case SQLITE_CORRUPT: return error("history database '%s' is corrupt (%s)", path, msg);
 	case SQLITE_NOTADB: return error("'%s' is not a history database (%s)", path, msg);
 	case SQLITE_CANTOPEN:
@@ -319,6 +358,24 @@ static int fail(struct store *st, int rc)
 }
 
 /* ---- small helpers ------------------------------------------------------ */
+
+/* JSON text copied as is, except bytes that are not UTF-8, which become
+ * the escape \ufffd (they can only stand inside a string). */
+static void add_json_text(struct strbuf *out, const char *s)
+{
+	size_t n = strlen(s);
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t l = utf8_valid(s + i, n - i, &cp);
+		if (l) {
+			strbuf_add(out, s + i, l);
+			i += l;
+		} else {
+			strbuf_addstr(out, "\\ufffd");
+			i++;
+		}
+	}
+}
 
 static int64_t now_ms(void)
 {
@@ -547,6 +604,24 @@ static int read_int(struct store *st, const char *sql, int64_t *out)
 	return 0;
 }
 
+/*
+ * The header's version indexes the migrations, so only the versions this
+ * code wrote may pass: a negative one (a flipped bit) would run unrelated
+ * strings as SQL.  0 or -1, leaving the file untouched.
+ */
+static int version_check(struct store *st, int64_t v)
+{
+	if (v > STORE_SCHEMA_VERSION)
+		return error("history database '%s' was written by a newer palaver (schema version "
+			     "%" PRId64 ", this one reads up to %d); leaving it untouched",
+			     st->path, v, STORE_SCHEMA_VERSION);
+	if (v < 0)
+		return error("history database '%s' has an unknown schema version %" PRId64
+			     " (this palaver knows 0 to %d); leaving it untouched",
+			     st->path, v, STORE_SCHEMA_VERSION);
+	return 0;
+}
+
 static int migrate(struct store *st)
 {
 	int64_t v, foreign;
@@ -556,12 +631,8 @@ static int migrate(struct store *st)
 	/* Another process may have migrated while we waited for the lock. */
 	if (read_int(st, "PRAGMA user_version", &v) < 0)
 		return tx_rollback(st);
-	if (v > STORE_SCHEMA_VERSION) {
-		error("history database '%s' was written by a newer palaver (schema version "
-		      "%" PRId64 ", this one reads up to %d); leaving it untouched",
-		      st->path, v, STORE_SCHEMA_VERSION);
+	if (version_check(st, v) < 0)
 		return tx_rollback(st);
-	}
 	if (v == 0) {
 		/* Someone else's SQLite file must not be taken over. */
 		if (read_int(st, "SELECT count(*) FROM sqlite_master", &foreign) < 0)
@@ -680,18 +751,12 @@ struct store *store_open(const char *path)
 	sqlite3_extended_result_codes(st->db, 1);
 	sqlite3_busy_timeout(st->db, st->busy_ms);
 	if (sqlite3_db_readonly(st->db, "main") == 1) {
-		error("history database '%s' is read-only", st->path);
+		readonly_error(st->path);
 		goto out;
 	}
 	/* Read the version before anything can write (journal_mode=WAL does). */
-	if (read_int(st, "PRAGMA user_version", &v) < 0)
+	if (read_int(st, "PRAGMA user_version", &v) < 0 || version_check(st, v) < 0)
 		goto out;
-	if (v > STORE_SCHEMA_VERSION) {
-		error("history database '%s' was written by a newer palaver (schema version "
-		      "%" PRId64 ", this one reads up to %d); leaving it untouched",
-		      st->path, v, STORE_SCHEMA_VERSION);
-		goto out;
-	}
 	if (v == 0) {
 		int64_t tables;
 		if (read_int(st, "SELECT count(*) FROM sqlite_master", &tables) < 0)
@@ -717,6 +782,119 @@ fail:
 	else
 		db_fail(st, NULL, st->path, rc);
 out:
+	store_close(st);
+	return NULL;
+}
+
+/* "file:" URI for path with the query q ("immutable=1"): SQLite reads
+ * %-escapes, so every byte that is not plain is escaped. */
+static void uri_for(struct strbuf *sb, const char *path, const char *q)
+{
+	strbuf_addstr(sb, "file:");
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+		if (isalnum(*p) || strchr("/._-~", *p))
+			strbuf_addch(sb, (char)*p);
+		else
+			strbuf_addf(sb, "%%%02X", *p);
+	}
+	strbuf_addf(sb, "?%s", q);
+}
+
+struct store *store_open_readonly(const char *path)
+{
+	struct strbuf def = STRBUF_INIT, uri = STRBUF_INIT;
+	struct store *st;
+	struct stat sb;
+	int64_t v;
+	int rc;
+
+	if (!path) {
+		if (store_default_path(&def) < 0)
+			return NULL;
+		path = def.buf;
+	}
+	if (!*path || stat(path, &sb) < 0) {
+		/* nothing to read yet: created (and empty), as before */
+		st = store_open(path);
+		strbuf_release(&def);
+		return st;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		error("history database '%s' is not a regular file", path);
+		strbuf_release(&def);
+		return NULL;
+	}
+	st = xcalloc(1, sizeof(*st));
+	st->path = xstrdup(path);
+	st->busy_ms = STORE_BUSY_TIMEOUT_MS;
+	strbuf_release(&def);
+	/* Plainly first: a reader sharing the file with writers sees their
+	 * commits.  Where the WAL index cannot be made (a read-only
+	 * directory), as immutable: no writer can be there either. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (attempt) {
+			sqlite3_close_v2(st->db);
+			st->db = NULL;
+			uri_for(&uri, st->path, "immutable=1");
+		}
+		rc = sqlite3_open_v2(attempt ? uri.buf : st->path, &st->db,
+				     SQLITE_OPEN_READONLY | (attempt ? SQLITE_OPEN_URI : 0), NULL);
+		if (rc != SQLITE_OK) {
+			if (st->db)
+				fail(st, rc);
+			else
+				db_fail(st, NULL, st->path, rc);
+			goto out;
+		}
+		sqlite3_extended_result_codes(st->db, 1);
+		sqlite3_busy_timeout(st->db, st->busy_ms);
+		rc = read_int(st, "SELECT count(*) FROM sqlite_master", &v);
+		if (rc == 0 || attempt)
+			break;
+		int ext = sqlite3_extended_errcode(st->db);
+		if ((ext & 0xff) != SQLITE_READONLY && (ext & 0xff) != SQLITE_CANTOPEN)
+			goto out;
+		error_clear();
+	}
+	if (rc < 0)
+		goto out;
+	int64_t tables = v;
+	if (read_int(st, "PRAGMA user_version", &v) < 0 || version_check(st, v) < 0)
+		goto out;
+	if (v == 0 && tables == 0) {
+		/* an empty file: made a history as store_open() would */
+		char *p = xstrdup(st->path);
+		store_close(st);
+		strbuf_release(&uri);
+		st = store_open(p);
+		free(p);
+		return st;
+	}
+	if (v < STORE_SCHEMA_VERSION) {
+		/* an older palaver's: upgraded as store_open() would where it can
+		 * be written (a read-only command after an upgrade of palaver),
+		 * refused where it cannot */
+		char *p = xstrdup(st->path);
+		int64_t old = v;
+		store_close(st);
+		strbuf_release(&uri);
+		st = store_open(p);
+		if (!st) {
+			char why[512];
+			snprintf(why, sizeof(why), "%s", error_message());
+			error("history database '%s' is from an older palaver (schema version %" PRId64
+			      ") and needs upgrading, which needs write access (%s)",
+			      p, old, why);
+		}
+		free(p);
+		return st;
+	}
+	if (rank_register(st) < 0)
+		goto out;
+	strbuf_release(&uri);
+	return st;
+out:
+	strbuf_release(&uri);
 	store_close(st);
 	return NULL;
 }
@@ -1342,6 +1520,20 @@ int store_message_set_model(struct store *st, int64_t message_id, const char *ba
 	return update_row(st, s, message_id);
 }
 
+int store_message_set_reasoning(struct store *st, int64_t message_id, const char *reasoning,
+				size_t len)
+{
+	sqlite3_stmt *s = query(st, Q_MSG_REASONING);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, message_id);
+	if (reasoning && len)
+		sqlite3_bind_text64(s, 2, reasoning, len, SQLITE_STATIC, SQLITE_UTF8);
+	else
+		sqlite3_bind_null(s, 2);
+	return update_row(st, s, message_id);
+}
+
 static int update_message(struct store *st, int64_t message_id, const char *content, size_t len,
 			  int finish, enum store_status status, const struct store_stats *stats)
 {
@@ -1407,6 +1599,7 @@ int store_messages_load(struct store *st, const char *session_id, struct store_m
 		m->content = column_dup(s, 3, &oom);
 		m->backend = column_dup(s, 11, &oom);
 		m->model = column_dup(s, 12, &oom);
+		m->reasoning = column_dup(s, 13, &oom);
 		if (oom) {
 			done(s);
 			store_messages_free(arr, count);
@@ -1442,6 +1635,7 @@ void store_messages_free(struct store_message *m, size_t n)
 		free(m[i].content);
 		free(m[i].backend);
 		free(m[i].model);
+		free(m[i].reasoning);
 	}
 	free(m);
 }
@@ -1693,6 +1887,12 @@ void store_format_markdown(const struct store_session *ss, const struct store_me
 				    complete ? "" : store_status_name(m[i].status));
 		}
 		strbuf_addstr(out, "\n\n");
+		if (m[i].reasoning) {
+			/* collapsed where Markdown renders HTML (GitHub, most viewers) */
+			strbuf_addstr(out, "<details>\n<summary>Thinking</summary>\n\n");
+			strbuf_addstr(out, m[i].reasoning);
+			strbuf_addstr(out, "\n\n</details>\n\n");
+		}
 		strbuf_addstr(out, m[i].content);
 		if (out->len && out->buf[out->len - 1] != '\n')
 			strbuf_addch(out, '\n');
@@ -1735,8 +1935,14 @@ static void export_json(const struct store_session *ss, const struct store_messa
 	json_str(out, ss->model);
 	strbuf_addstr(out, ",\n  \"system_prompt\": ");
 	json_str(out, ss->system_prompt);
-	/* sampling was checked to be a JSON object when it was stored */
-	strbuf_addf(out, ",\n  \"sampling\": %s", ss->sampling ? ss->sampling : "null");
+	/* sampling was checked to be a JSON object when it was stored, but an
+	 * imported one is kept as written: bytes that are not UTF-8 (inside
+	 * its strings, where JSON allows anything above 0x7f) become \ufffd */
+	strbuf_addstr(out, ",\n  \"sampling\": ");
+	if (ss->sampling)
+		add_json_text(out, ss->sampling);
+	else
+		strbuf_addstr(out, "null");
 	strbuf_addf(out, ",\n  \"created_ms\": %" PRId64 ",\n  \"updated_ms\": %" PRId64,
 		    ss->created_ms, ss->updated_ms);
 	strbuf_addstr(out, ",\n  \"messages\": [");
@@ -1763,6 +1969,10 @@ static void export_json(const struct store_session *ss, const struct store_messa
 		json_double(out, m[i].stats.gen_ms);
 		strbuf_addstr(out, ",\n     \"content\": ");
 		json_str(out, m[i].content);
+		if (m[i].reasoning) {
+			strbuf_addstr(out, ",\n     \"reasoning\": ");
+			json_str(out, m[i].reasoning);
+		}
 		strbuf_addch(out, '}');
 	}
 	strbuf_addstr(out, n ? "\n  ]\n}\n" : "]\n}\n");
@@ -1928,7 +2138,7 @@ static int import_session(struct store *st, const struct json *root, const char 
 	row = sqlite3_last_insert_rowid(st->db);
 	for (size_t i = 0; i < msgs->n; i++) {
 		const struct json *m = &msgs->items[i];
-		const char *role, *status_name, *backend, *writer;
+		const char *role, *status_name, *backend, *writer, *reasoning;
 		const struct json *content = json_get(m, "content");
 		struct store_stats stats;
 		double mc, mu, pt, gt;
@@ -1941,6 +2151,7 @@ static int import_session(struct store *st, const struct json *root, const char 
 		}
 		if (member_str(m, "role", &role) < 0 || member_str(m, "status", &status_name) < 0 ||
 		    member_str(m, "backend", &backend) < 0 || member_str(m, "model", &writer) < 0 ||
+		    member_str(m, "reasoning", &reasoning) < 0 ||
 		    member_num(m, where, "created_ms", TIME_MAX_MS, 0, &mc) < 0 ||
 		    member_num(m, where, "updated_ms", TIME_MAX_MS, 0, &mu) < 0 ||
 		    member_num(m, where, "prompt_tokens", COUNT_MAX, 0, &pt) < 0 ||
@@ -1974,13 +2185,21 @@ static int import_session(struct store *st, const struct json *root, const char 
 		/* Nothing streams into an imported session. */
 		if (status == STORE_STREAMING)
 			status = STORE_INTERRUPTED;
+		if (fabs(pt) > INT_MAX || fabs(gt) > INT_MAX) {
+			error("session JSON: message %zu: a token count is out of range", i + 1);
+			goto fail;
+		}
 		stats.prompt_tokens = (int)pt;
 		stats.gen_tokens = (int)gt;
 		if (!mc)
 			mc = created;
-		if (insert_message(st, row, role, content->str, content->str_len,
-				   (enum store_status)status, &stats, (int64_t)mc,
-				   (int64_t)(mu ? mu : mc), 0, backend, writer) < 0)
+		int64_t mid = insert_message(st, row, role, content->str, content->str_len,
+					     (enum store_status)status, &stats, (int64_t)mc,
+					     (int64_t)(mu ? mu : mc), 0, backend, writer);
+		if (mid < 0)
+			goto fail;
+		if (reasoning &&
+		    store_message_set_reasoning(st, mid, reasoning, strlen(reasoning)) < 0)
 			goto fail;
 	}
 	if (updated > 0) {

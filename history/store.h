@@ -37,7 +37,7 @@
  * STORE_INTERRUPTED, text kept.
  */
 
-#define STORE_SCHEMA_VERSION 4 /* PRAGMA user_version this code writes */
+#define STORE_SCHEMA_VERSION 5 /* PRAGMA user_version this code writes */
 #define STORE_ID_LEN 8         /* hex digits in a session id */
 #define STORE_ID_SIZE (STORE_ID_LEN + 1)
 #define STORE_BUSY_TIMEOUT_MS 5000 /* default wait on another process's lock */
@@ -100,6 +100,7 @@ struct store_message {
 	int64_t updated_ms;       /* last change (streaming updates included) */
 	char *backend;            /* a reply's "cpu", "remote", ...; NULL when not recorded */
 	char *model;              /* its GGUF path or URL#MODEL; NULL when not recorded */
+	char *reasoning;          /* a reply's thinking; NULL when it did not think */
 };
 
 /* A search result, best first. */
@@ -130,6 +131,15 @@ int store_default_path(struct strbuf *out);
  * read-only.  Returns NULL after error().
  */
 struct store *store_open(const char *path);
+/*
+ * Open only to read (sessions list, show, search, export): nothing is
+ * written, so a read-only file or directory works (when SQLite cannot make
+ * its WAL index there, the file is read as immutable).  A file that needs
+ * a migration is refused (upgrading writes), as is one from a newer
+ * palaver; rows left streaming stay so.  A missing file is created as
+ * store_open() does.  Writing through it fails with "read-only".
+ */
+struct store *store_open_readonly(const char *path);
 void store_close(struct store *st);
 const char *store_path(const struct store *st);
 /* How long a write waits on another process's lock before failing. */
@@ -200,6 +210,11 @@ int store_message_finish(struct store *st, int64_t message_id, const char *conte
  * server's URL#MODEL) wrote a reply. */
 int store_message_set_model(struct store *st, int64_t message_id, const char *backend,
 			    const char *model);
+/* A reply's thinking, kept apart from its content (the answer); NULL or
+ * len 0 clears it.  Call while streaming too: an interrupted reply keeps
+ * the thinking it had. */
+int store_message_set_reasoning(struct store *st, int64_t message_id, const char *reasoning,
+				size_t len);
 /* A session's messages in order; *out malloc'd (store_messages_free). */
 int store_messages_load(struct store *st, const char *session_id, struct store_message **out,
 			size_t *n);

@@ -131,11 +131,34 @@ static int parse_number(struct parser *p, struct json *out)
 	size_t start = p->pos;
 	char buf[64];
 	char *end;
+	/* RFC 8259's grammar, strictly: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+	 * (a looser scan took a NUL byte for part of a number: fuzz_import) */
+#define DIGITS()                                                                                   \
+	do {                                                                                       \
+		size_t d0 = p->pos;                                                                \
+		while (p->pos < p->len && p->s[p->pos] >= '0' && p->s[p->pos] <= '9')              \
+			p->pos++;                                                                  \
+		if (p->pos == d0)                                                                  \
+			return fail(p, "bad number");                                              \
+	} while (0)
 	if (p->pos < p->len && p->s[p->pos] == '-')
 		p->pos++;
-	while (p->pos < p->len && strchr("0123456789.eE+-", p->s[p->pos]))
+	if (p->pos < p->len && p->s[p->pos] == '0')
 		p->pos++;
-	if (p->pos - start == 0 || p->pos - start >= sizeof(buf))
+	else
+		DIGITS();
+	if (p->pos < p->len && p->s[p->pos] == '.') {
+		p->pos++;
+		DIGITS();
+	}
+	if (p->pos < p->len && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
+		p->pos++;
+		if (p->pos < p->len && (p->s[p->pos] == '+' || p->s[p->pos] == '-'))
+			p->pos++;
+		DIGITS();
+	}
+#undef DIGITS
+	if (p->pos - start >= sizeof(buf))
 		return fail(p, "bad number");
 	memcpy(buf, p->s + start, p->pos - start);
 	buf[p->pos - start] = '\0';

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -96,6 +97,40 @@ const char *log_path(void)
 	return log_file_path;
 }
 
+/*
+ * Called with the lock held after a write.  Several palaver processes may
+ * append to one file: when the path no longer names the file we hold,
+ * another process rotated it, and we only follow it to the new one.
+ */
+static void rotate_if_full(void)
+{
+	struct stat ours, named;
+	off_t size = ftello(log_fp);
+	if (size < LOG_MAX_BYTES)
+		return;
+	if (fstat(fileno(log_fp), &ours) < 0)
+		return;
+	if (stat(log_file_path, &named) == 0 &&
+	    (named.st_ino != ours.st_ino || named.st_dev != ours.st_dev)) {
+		FILE *fp = fopen(log_file_path, "ae");
+		if (fp) {
+			fclose(log_fp);
+			log_fp = fp;
+		}
+		return;
+	}
+	struct strbuf old = STRBUF_INIT;
+	strbuf_addf(&old, "%s.1", log_file_path);
+	if (rename(log_file_path, old.buf) == 0) {
+		FILE *fp = fopen(log_file_path, "ae");
+		if (fp) {
+			fclose(log_fp);
+			log_fp = fp;
+		}
+	}
+	strbuf_release(&old);
+}
+
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -119,6 +154,7 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 	if (log_fp) {
 		fwrite(sb.buf, 1, sb.len, log_fp);
 		fflush(log_fp);
+		rotate_if_full();
 	}
 	pthread_mutex_unlock(&log_lock);
 	strbuf_release(&sb);

@@ -13,6 +13,10 @@ enum log_level {
 
 extern volatile int log_current_level;
 
+/* Past this size the log file is renamed FILE.1 (replacing the older copy)
+ * and a new one is started: at most about twice this is kept. */
+#define LOG_MAX_BYTES (10ll << 20)
+
 /* Open (append) the log file; NULL picks $XDG_STATE_HOME/palaver/palaver.log
  * (~/.local/state/...).  Creates the directory.  Returns 0 or -1 (error()). */
 int log_open(const char *path, enum log_level level);

@@ -2,6 +2,8 @@
 #ifndef PALAVER_REPORT_H
 #define PALAVER_REPORT_H
 
+#include <stddef.h>
+
 /*
  * Library code (engine/, history/, gpu/) never prints and never exits.  It
  * calls error("cannot open '%s': %s", path, strerror(errno)) which records
@@ -15,7 +17,8 @@
  * lowercase, no full stop, subject in quotes.
  *
  * error_prefix() prepends context ("'x.gguf': ") to the recorded message, so
- * an inner layer need not know the file name.
+ * an inner layer need not know the file name; a message that already holds
+ * that text is left as it is, so a path is never said twice.
  */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -54,5 +57,22 @@ void set_die_hook(void (*hook)(void));
 /* Run that hook now (once): for fatal paths that do not go through die(),
  * such as running out of memory, so that the terminal is restored first. */
 void run_die_hook(void);
+
+/*
+ * Standard output is what batch mode and most commands produce, so a write
+ * that fails (a full disk, /dev/full, a file size limit) must not end in
+ * exit 0.  out_check() flushes stdout; after a failure it says "cannot
+ * write standard output: REASON" on stderr once and returns -1.  EPIPE (the
+ * reader has gone, SIGPIPE ignored) is not an error: nothing is said and 0
+ * is returned, but out_gone() tells a producer to stop.  out_close()
+ * flushes and closes stdout at exit, with the same result (main() exits 1
+ * on -1).
+ */
+int out_check(void);
+int out_close(void);
+/* Write len bytes to stdout and out_check(). */
+int out_write(const void *buf, size_t len);
+/* 1 once any write to stdout failed, EPIPE included: stop producing. */
+int out_gone(void);
 
 #endif

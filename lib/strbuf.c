@@ -1,5 +1,7 @@
 /* strbuf: growable byte strings; see strbuf.h for the invariants. */
 #include "strbuf.h"
+#include "untrusted.h"
+#include "util.h"
 #include "xalloc.h"
 
 #include <ctype.h>
@@ -8,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 char strbuf_slopbuf[1];
@@ -117,6 +120,19 @@ void strbuf_add_json_escaped(struct strbuf *sb, const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x80) {
+			/* JSON text is UTF-8: a byte that is not (untrusted input, a
+			 * model's partial character) becomes U+FFFD */
+			uint32_t cp;
+			size_t n = utf8_valid(s + i, len - i, &cp);
+			if (!n) {
+				strbuf_addstr(sb, "\\ufffd");
+			} else {
+				strbuf_add(sb, s + i, n);
+				i += n - 1;
+			}
+			continue;
+		}
 		switch (c) {
 		case '"': strbuf_addstr(sb, "\\\""); break;
 		case '\\': strbuf_addstr(sb, "\\\\"); break;
@@ -161,33 +177,66 @@ int strbuf_starts_with(const struct strbuf *sb, const char *prefix)
 	return sb->len >= n && !memcmp(sb->buf, prefix, n);
 }
 
-int strbuf_read_fd(struct strbuf *sb, int fd)
+/* A failed read leaves sb as it was; one that was empty holds no memory,
+ * so a caller that gives up at once leaks nothing. */
+static void read_undo(struct strbuf *sb, size_t oldlen, int was_empty)
+{
+	int e = errno;
+	if (was_empty)
+		strbuf_release(sb);
+	else
+		strbuf_setlen(sb, oldlen);
+	errno = e;
+}
+
+int strbuf_read_fd(struct strbuf *sb, int fd, size_t max)
 {
 	size_t oldlen = sb->len;
+	int was_empty = !sb->alloc;
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max) {
+		errno = EFBIG;
+		return -1;
+	}
 	for (;;) {
 		ssize_t n;
 		strbuf_grow(sb, 8192);
-		n = read(fd, sb->buf + sb->len, sb->alloc - sb->len - 1);
+		size_t room = sb->alloc - sb->len - 1, left = max - (sb->len - oldlen) + 1;
+		n = read(fd, sb->buf + sb->len, room < left ? room : left);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			strbuf_setlen(sb, oldlen);
+			read_undo(sb, oldlen, was_empty);
 			return -1;
 		}
 		if (n == 0)
 			break;
 		strbuf_setlen(sb, sb->len + (size_t)n);
+		if (sb->len - oldlen > max) {
+			errno = EFBIG;
+			read_undo(sb, oldlen, was_empty);
+			return -1;
+		}
 	}
 	return 0;
 }
 
-int strbuf_read_file(struct strbuf *sb, const char *path)
+const char *strbuf_read_failure(int err, size_t max, char *buf, size_t n)
+{
+	if (err != EFBIG)
+		return strerror(err);
+	char sz[32];
+	snprintf(buf, n, "larger than %s", format_size(sz, sizeof(sz), max));
+	return buf;
+}
+
+int strbuf_read_file(struct strbuf *sb, const char *path, size_t max)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int ret, saved;
 	if (fd < 0)
 		return -1;
-	ret = strbuf_read_fd(sb, fd);
+	ret = strbuf_read_fd(sb, fd, max);
 	saved = errno;
 	close(fd);
 	errno = saved;

@@ -1,10 +1,10 @@
 #!/bin/sh
 # Batch mode: exact bytes against llama.cpp, splitting, JSON, determinism, exit codes, SIGINT, history.
 P=${PALAVER:-./palaver}
-REF=${PALAVER_REF_DIR:-../shared/ref}
+. "$(dirname "$0")/refdata.sh"
+need_ref models/stories260K.gguf cases/stories260K-once.json
 M=$REF/models/stories260K.gguf
 CASE=$REF/cases/stories260K-once.json
-[ -f "$M" ] && [ -f "$CASE" ] || { echo "skip: reference data not found at '$REF'"; exit 77; }
 T=$(mktemp -d /tmp/palaver-it-batch.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
 # no user config, no default history file outside the scratch directory

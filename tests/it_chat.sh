@@ -7,14 +7,14 @@
 # names, and hints about a reply in progress go when it ends.
 cd "$(dirname "$0")/.." || exit 1
 PALAVER=${PALAVER:-$PWD/build/palaver}
-REF=${PALAVER_REF_DIR:-../shared/ref}
-MODELS=$(cd "$REF/models" 2>/dev/null && pwd)
+. tests/refdata.sh
+MODELS=$REF/models
 MODEL=$MODELS/stories260K.gguf
 MODEL2=$MODELS/rand-llama-256-Q8_0.gguf
 
-command -v tmux >/dev/null 2>&1 || { echo "skip: tmux is not installed"; exit 77; }
-[ -f "$MODEL" ] && [ -f "$MODEL2" ] || { echo "skip: reference models not found under '$REF/models'"; exit 77; }
-[ -x "$PALAVER" ] || { echo "skip: no palaver binary at '$PALAVER'"; exit 77; }
+need_cmd tmux
+need_ref models/stories260K.gguf models/rand-llama-256-Q8_0.gguf
+[ -x "$PALAVER" ] || skip_test "no palaver binary at '$PALAVER'"
 
 T=$(mktemp -d) || exit 1
 TUI_SOCK=palaver-it-chat-$$
@@ -103,8 +103,9 @@ check "/help at 80x24 shows its first line" tui_wait "^Commands \(Tab completes\
 check "... the common commands first" tui_wait "^  /help" 1
 check "... and says there is more below" tui_wait "more lines below" 1
 tui_keys PageDown
-check "PgDn shows the rest" tui_wait "A line starting with //" 3
-check "... with a cue for what is above" tui_wait "more lines above" 1
+check "PgDn pages on, with a cue for what is above" tui_wait "more lines above" 3
+tui_keys PageDown
+check "... and on to the rest" tui_wait "A line starting with //" 3
 quit
 
 # ---- bug 5: the context notices --------------------------------------------

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The palaver binary's command line: bad flags and config files give one
 # clear line and exit 2; --version, --help, `palaver config` and logging work.
-[ -x "$PALAVER" ] || { echo "skip: \$PALAVER is not set to the binary"; exit 77; }
+. "$(dirname "$0")/refdata.sh"
+[ -x "$PALAVER" ] || skip_test "\$PALAVER is not set to the binary"
 
 tmp=$(mktemp -d /tmp/palaver-it-cli.XXXXXX) || exit 1
 trap 'rm -rf "$tmp"' EXIT

@@ -2,9 +2,9 @@
 # --mlock (pins or warns, exit 0 either way; same reply as without) and palaver bench --cold
 # (its fields in Markdown and JSON, one setting or both, usage errors).  No timed assertions.
 P=${PALAVER:-./palaver}
-REF=${PALAVER_REF_DIR:-../shared/ref}
+. "$(dirname "$0")/refdata.sh"
+need_ref models/stories260K.gguf
 M=$REF/models/stories260K.gguf
-[ -f "$M" ] || { echo "skip: reference model '$M' not found (set PALAVER_REF_DIR)"; exit 77; }
 T=$(mktemp -d /tmp/palaver-it-cold.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
 export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state" XDG_CACHE_HOME="$T/cache"

@@ -1,11 +1,9 @@
 #!/bin/sh
 # palaver inspect: the stories260K summary, JSON that parses, one-line errors with exit 1.
-ref=${PALAVER_REF_DIR:-../shared/ref}
+. "$(dirname "$0")/refdata.sh"
+need_ref models/stories260K.gguf vocab/ggml-vocab-gpt-2.gguf
+ref=$REF
 model=$ref/models/stories260K.gguf
-if [ ! -f "$model" ]; then
-	echo "skip: reference model not found at '$model' (set PALAVER_REF_DIR)"
-	exit 77
-fi
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -81,10 +79,10 @@ cmp -s "$tmp/l.gguf" "$tmp/l2.gguf" && fail "the seed does not change the weight
 [ ! -e "$tmp/x.gguf" ] && [ ! -e "$tmp/x.gguf.tmp" ] || fail "a failed mkmodel left a file"
 "$PALAVER" mkmodel --help | grep -q '^usage: palaver mkmodel' || fail "mkmodel --help"
 "$PALAVER" mkmodel --arch mamba "$tmp/x.gguf" 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad arch: exit 2"
-grep -q "must be one of llama, qwen2, qwen3, gemma2, gemma3, phi3" "$tmp/err" || fail "bad arch: $(cat "$tmp/err")"
+grep -q "must be one of llama, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3, gpt-oss" "$tmp/err" || fail "bad arch: $(cat "$tmp/err")"
 
 # every family: mkmodel writes it, inspect names its own keys, and it runs
-for a in llama qwen2 qwen3 gemma2 gemma3 phi3; do
+for a in llama qwen2 qwen3 qwen3moe gemma2 gemma3 phi3 gpt-oss; do
 	"$PALAVER" mkmodel --arch "$a" --dim 256 --layers 2 --heads 4 --kv-heads 2 --head-dim 128 \
 		--ffn 256 --ctx 4096 --type Q4_K --vocab "$vocab" "$tmp/$a.gguf" 2>"$tmp/err" \
 		|| fail "mkmodel --arch $a: $(cat "$tmp/err")"
@@ -102,4 +100,30 @@ done
 "$PALAVER" inspect "$tmp/phi3.gguf" | grep -q '^  blk.0.attn_qkv.weight ' || fail "phi3: fused qkv"
 "$PALAVER" inspect "$tmp/phi3.gguf" | grep -q '^  blk.0.ffn_gate.weight ' && fail "phi3: a separate gate"
 "$PALAVER" inspect --json "$tmp/qwen3.gguf" | grep -q '"supported": true' || fail "inspect --json supported"
+"$PALAVER" inspect "$tmp/gpt-oss.gguf" >"$tmp/out"
+grep -q '^  rope scaling "yarn"  (gpt-oss.rope.scaling.type)' "$tmp/out" || fail "gpt-oss: YaRN"
+grep -q '^  swa window   128  (gpt-oss.attention.sliding_window)' "$tmp/out" || fail "gpt-oss: window"
+grep -Eq '^  blk\.0\.ffn_down_exps\.bias +F32 +256 x 8 ' "$tmp/out" || fail "gpt-oss: 2-D expert biases in F32"
+grep -Eq '^  blk\.1\.attn_sinks\.weight +F32 +4 ' "$tmp/out" || fail "gpt-oss: sinks"
+
+# mixtures of experts: qwen3moe (8 experts by default) and llama with experts
+"$PALAVER" inspect "$tmp/qwen3moe.gguf" >"$tmp/out"
+grep -q '^  experts      8  (qwen3moe.expert_count)' "$tmp/out" || fail "qwen3moe: experts"
+grep -q '^  experts used 2  (qwen3moe.expert_used_count)' "$tmp/out" || fail "qwen3moe: experts used"
+grep -q '^  blk.1.ffn_down_exps.weight       Q6_K    256 x 256 x 8 ' "$tmp/out" ||
+	fail "qwen3moe: 3-D expert tensors in the Q4_K_M mix"
+grep -q '^  blk.0.ffn_gate_inp.weight        F32 ' "$tmp/out" || fail "qwen3moe: the router stays F32"
+"$PALAVER" mkmodel --dim 256 --heads 4 --ffn 256 --experts 4 --experts-used 1 --type Q8_0 \
+	--vocab "$vocab" "$tmp/mix.gguf" 2>"$tmp/err" || fail "mkmodel llama --experts: $(cat "$tmp/err")"
+"$PALAVER" inspect "$tmp/mix.gguf" >"$tmp/out"
+grep -q '^  experts used 1  (llama.expert_count)' "$tmp/out" && fail "llama: wrong key label"
+grep -q '^  expert size  204.0 KiB  (one of 4 experts' "$tmp/out" || fail "llama: expert size: $(grep expert "$tmp/out")"
+grep -q '^  blk.0.ffn_gate.weight ' "$tmp/out" && fail "llama with experts: a dense gate"
+"$PALAVER" inspect --json "$tmp/mix.gguf" | grep -q '"expert_count": 4, "expert_used_count": 1' ||
+	fail "inspect --json: experts"
+printf 'Once upon a time' | "$PALAVER" -m "$tmp/mix.gguf" --no-history --chat-template none \
+	-n 8 --temp 0 >"$tmp/gen" 2>"$tmp/err" || fail "llama with experts does not run: $(cat "$tmp/err")"
+"$PALAVER" mkmodel --arch gemma2 --experts 4 "$tmp/x.gguf" 2>"$tmp/err"; [ $? -eq 2 ] || fail "gemma2 experts: exit 2"
+grep -q "family 'gemma2' has no experts" "$tmp/err" || fail "gemma2 experts: $(cat "$tmp/err")"
+"$PALAVER" mkmodel --experts 2 --experts-used 3 "$tmp/x.gguf" 2>"$tmp/err"; [ $? -eq 2 ] || fail "used > experts: exit 2"
 echo "inspect: ok"

@@ -2,10 +2,10 @@
 # KV caches saved with sessions: resume equals re-prefill; another model, truncation, flipped
 # bytes, a full disk and SIGKILL while writing all fall back to prefill and leave no partial file.
 P=${PALAVER:-./palaver}
-REF=${PALAVER_REF_DIR:-../shared/ref}
+. "$(dirname "$0")/refdata.sh"
 M=$REF/models/stories260K.gguf
 M2=$REF/models/rand-llama-256-F32.gguf
-[ -f "$M" ] && [ -f "$M2" ] || { echo "skip: reference data not found at '$REF'"; exit 77; }
+need_ref models/stories260K.gguf models/rand-llama-256-F32.gguf
 T=$(mktemp -d /tmp/palaver-it-kvsave.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
 export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state"

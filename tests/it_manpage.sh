@@ -4,8 +4,9 @@
 # --help; every command has its subsection with every option its --help
 # lists; every chat command and every configuration key is described; and
 # groff finds nothing to warn about.
-[ -x "$PALAVER" ] || { echo "skip: \$PALAVER is not set to the binary"; exit 77; }
-command -v groff >/dev/null 2>&1 || { echo "skip: groff is not installed"; exit 77; }
+. "$(dirname "$0")/refdata.sh"
+[ -x "$PALAVER" ] || skip_test "\$PALAVER is not set to the binary"
+need_cmd groff
 man=$(dirname "$0")/../man/palaver.1
 [ -r "$man" ] || { echo "FAIL: $man not found"; exit 1; }
 

@@ -1,9 +1,10 @@
 #!/bin/sh
 # palaver logits / bench / perplexity on the reference models: output shapes, agreement
 # between --all and the last row, and one-line errors with the right exit codes.
-ref=${PALAVER_REF_DIR:-../shared/ref}
+. "$(dirname "$0")/refdata.sh"
+need_ref models/stories260K.gguf
+ref=$REF
 m=$ref/models/stories260K.gguf
-[ -f "$m" ] || { echo "skip: reference model '$m' not found (set PALAVER_REF_DIR)"; exit 77; }
 [ -n "$PALAVER" ] || { echo "PALAVER is not set"; exit 1; }
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT

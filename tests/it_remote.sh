@@ -2,7 +2,8 @@
 # A remote server through the real binary: batch replies and exit codes, SIGINT, history and
 # --session, `palaver models`, and the API key kept out of config output, history and log.
 P=${PALAVER:-./palaver}
-command -v python3 >/dev/null 2>&1 || { echo "skip: python3 is not installed (make deps)"; exit 77; }
+. "$(dirname "$0")/refdata.sh"
+need_cmd python3
 T=$(mktemp -d /tmp/palaver-it-remote.XXXXXX) || exit 1
 export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state"
 unset PALAVER_MODEL PALAVER_HISTORY_PATH PALAVER_REMOTE_URL PALAVER_REMOTE_MODEL \
@@ -114,6 +115,17 @@ run 2 "$P" models
 has err "no server given"
 run 1 "$P" models --remote "$U/llama/e401/v1"
 has err "HTTP 401"
+# a server's names are untrusted (palaver drops their C0 controls): on a
+# terminal (script(1) gives a pty) a C1 CSI shows as U+FFFD, into a pipe
+# the bytes stay
+CSI=$(printf '\302\233')
+if command -v script >/dev/null 2>&1; then
+	script -qec "$P models --remote $U/vllm/escmodels/v1" /dev/null </dev/null >"$T/tty" 2>&1
+	grep -q "$CSI" "$T/tty" && fail "models wrote a C1 control to the terminal: $(od -c "$T/tty" | head -3)"
+	has tty "$(printf 'evil\357\277\27531mname')"
+fi
+run 0 "$P" models --remote "$U/vllm/escmodels/v1"
+grep -q "$CSI" "$T/out" || fail "models into a pipe lost the name's bytes: $(od -c "$T/out" | head -3)"
 
 [ $fails -eq 0 ] && echo "it_remote: ok" || echo "it_remote: $fails failure(s)"
 [ $fails -eq 0 ]

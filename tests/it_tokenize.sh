@@ -2,10 +2,9 @@
 # palaver tokenize: llama.cpp's tokenizer test vectors for every reference
 # vocabulary, byte-exact input, the acceptance example, and one-line errors.
 : "${PALAVER:?set PALAVER to the palaver binary}"
-ref=${PALAVER_REF_DIR:-$(cd "$(dirname "$0")/.." && pwd)/../shared/ref}
-if [ ! -d "$ref/vocab" ]; then
-	echo "skip: reference data not found at '$ref' (set PALAVER_REF_DIR)"; exit 77
-fi
+. "$(dirname "$0")/refdata.sh"
+need_ref vocab
+ref=$REF
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 fail=0

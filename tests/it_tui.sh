@@ -5,12 +5,12 @@
 # Every check asserts on the captured screen; waits poll with a deadline.
 cd "$(dirname "$0")/.." || exit 1
 PALAVER=${PALAVER:-$PWD/build/palaver}
-REF=${PALAVER_REF_DIR:-../shared/ref}
-MODEL=$(cd "$REF/models" 2>/dev/null && pwd)/stories260K.gguf
+. tests/refdata.sh
+MODEL=$REF/models/stories260K.gguf
 
-command -v tmux >/dev/null 2>&1 || { echo "skip: tmux is not installed"; exit 77; }
-[ -f "$MODEL" ] || { echo "skip: reference model not found under '$REF/models'"; exit 77; }
-[ -x "$PALAVER" ] || { echo "skip: no palaver binary at '$PALAVER'"; exit 77; }
+need_cmd tmux
+need_ref models/stories260K.gguf
+[ -x "$PALAVER" ] || skip_test "no palaver binary at '$PALAVER'"
 
 T=$(mktemp -d) || exit 1
 TUI_SOCK=palaver-it-tui-$$
@@ -22,9 +22,9 @@ trap cleanup EXIT INT TERM
 out=$(HOME=$T XDG_CONFIG_HOME=$T/config XDG_STATE_HOME=$T/state XDG_DATA_HOME=$T/data \
 	"$PALAVER" -m "$MODEL" --chat-template none --no-history -n 4 -p "Once" 2>&1 </dev/null)
 case $out in
-*"not built"*) echo "skip: the engine is not built yet ($out)"; exit 77 ;;
+*"not built"*) skip_test "the engine is not built yet ($out)" ;;
 esac
-grep -q "the chat is not built yet" "$PALAVER" && { echo "skip: the chat is not built yet"; exit 77; }
+grep -q "the chat is not built yet" "$PALAVER" && skip_test "the chat is not built yet"
 
 ENVS="HOME=$T XDG_CONFIG_HOME=$T/config XDG_STATE_HOME=$T/state XDG_DATA_HOME=$T/data LC_ALL=C.UTF-8"
 start() {

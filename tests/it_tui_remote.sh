@@ -4,9 +4,9 @@
 # a failure is a message in the chat; each reply is saved with its backend and model.
 cd "$(dirname "$0")/.." || exit 1
 PALAVER=${PALAVER:-$PWD/build/palaver}
-command -v tmux >/dev/null 2>&1 || { echo "skip: tmux is not installed"; exit 77; }
-command -v python3 >/dev/null 2>&1 || { echo "skip: python3 is not installed"; exit 77; }
-[ -x "$PALAVER" ] || { echo "skip: no palaver binary at '$PALAVER'"; exit 77; }
+. "$(dirname "$0")/refdata.sh"
+need_cmd tmux python3
+[ -x "$PALAVER" ] || skip_test "no palaver binary at '$PALAVER'"
 
 T=$(mktemp -d) || exit 1
 TUI_SOCK=palaver-it-tui-remote-$$

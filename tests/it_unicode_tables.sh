@@ -2,11 +2,10 @@
 # engine/unicode_data.h is what tools/gen_unicode.py makes from the installed Unicode data.
 root=$(cd "$(dirname "$0")/.." && pwd)
 ucd=${UNICODE_DATA_DIR:-/usr/share/unicode}
-if ! command -v python3 >/dev/null 2>&1; then
-	echo "skip: python3 not installed"; exit 77
-fi
+. "$(dirname "$0")/refdata.sh"
+need_cmd python3
 if [ ! -r "$ucd/UnicodeData.txt" ] || [ ! -r "$ucd/PropList.txt" ]; then
-	echo "skip: no Unicode data in '$ucd' (Debian package unicode-data)"; exit 77
+	skip_test "no Unicode data in '$ucd' (Debian package unicode-data)"
 fi
 tmp=$(mktemp) || exit 1
 trap 'rm -f "$tmp"' EXIT

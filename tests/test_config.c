@@ -663,6 +663,16 @@ static void test_to_engine_and_request(void **state)
 	assert_int_equal(rq.sampling.top_k, 5);
 	assert_int_equal(rq.max_tokens, -1);
 	assert_int_equal(rq.add_generation_prompt, 1);
+	assert_int_equal(rq.think, ENGINE_THINK_DEFAULT);
+	/* the think key (--think, the chat's /think on|off) reaches each request */
+	assert_int_equal(config_set(&cfg, "think", "off", "test"), 0);
+	assert_int_equal(config_to_request(&cfg, &s, &rq), 0);
+	assert_int_equal(rq.think, ENGINE_THINK_OFF);
+	assert_int_equal(config_set(&cfg, "think", "on", "test"), 0);
+	assert_int_equal(config_to_request(&cfg, &s, &rq), 0);
+	assert_int_equal(rq.think, ENGINE_THINK_ON);
+	assert_int_equal(config_set(&cfg, "think", "maybe", "test"), -1);
+	assert_int_equal(cfg.think, THINK_ON);
 	/* a value no key accepts never reaches the engine */
 	s.temperature = 1e308;
 	assert_int_equal(config_to_request(&cfg, &s, &rq), -1);

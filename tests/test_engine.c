@@ -4,15 +4,19 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "chat_template.h"
 #include "engine.h"
 #include "gguf.h"
+#include "gguf_write.h"
+#include "model.h"
 #include "report.h"
 #include "strbuf.h"
 #include "testutil.h"
@@ -621,6 +625,80 @@ static void test_templates(void **state)
 	engine_close(e);
 }
 
+/* A template that opens the thinking block (DeepSeek-R1's way): everything
+ * the model writes is thinking until the block is closed, and
+ * engine_stop_thinking() closes it so that the model answers. */
+static void test_reasoning(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	char path[] = "/tmp/palaver-think-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char tmpl[] = "{% for m in messages %}{{ m.content }}{% endfor %}"
+			    "{% if add_generation_prompt %}<think>\n{% endif %}";
+	assert_int_equal(write(fd, tmpl, sizeof(tmpl) - 1), (ssize_t)(sizeof(tmpl) - 1));
+	close(fd);
+	struct engine_config c;
+	config_for(&c, 256);
+	c.chat_template = path;
+	/* the worker waits for the reader: the stop after 6 pieces read comes
+	 * while it still thinks (with 256 queued it could finish all 24
+	 * pieces first on a busy machine, and the test failed now and then) */
+	c.max_buffered_tokens = 1;
+	struct engine *e = open_ready(&c);
+	assert_string_equal(engine_info(e)->chat_template, "jinja");
+	const struct engine_message m[] = { { ENGINE_ROLE_USER, "Once upon a time" } };
+	struct engine_request rq;
+	for (int stop_after = 0; stop_after <= 6; stop_after += 6) {
+		chat(&rq, m, 1, 24);
+		assert_int_equal(engine_submit(e, &rq), 0);
+		struct strbuf thought = STRBUF_INIT, answer = STRBUF_INIT;
+		int n_thought = 0, answered = 0;
+		struct engine_event ev;
+		for (;;) {
+			next(e, &ev);
+			if (ev.type == ENGINE_EV_DONE)
+				break;
+			assert_int_not_equal(ev.type, ENGINE_EV_ERROR);
+			if (ev.type == ENGINE_EV_TOKEN) {
+				/* no marker ever shows, and thinking never follows the answer */
+				assert_null(strstr(ev.text, "think>"));
+				if (ev.reasoning) {
+					assert_false(answered);
+					strbuf_add(&thought, ev.text, ev.len);
+					if (++n_thought == stop_after)
+						engine_stop_thinking(e);
+				} else {
+					answered = 1;
+					strbuf_add(&answer, ev.text, ev.len);
+				}
+			}
+			engine_event_free(&ev);
+		}
+		assert_true(thought.len > 0);
+		strbuf_rtrim(&thought);
+		assert_non_null(ev.reasoning_text);
+		assert_string_equal(ev.reasoning_text, thought.buf);
+		assert_string_equal(ev.text, answer.buf);
+		assert_true(ev.stats.reasoning_tokens > 0);
+		if (!stop_after) {
+			/* never closed: all of it is thinking */
+			assert_int_equal(answer.len, 0);
+			assert_int_equal(ev.stats.reasoning_tokens, ev.stats.gen_tokens);
+		} else {
+			/* closed after a few pieces: the rest is the answer */
+			assert_true(answer.len > 0);
+			assert_true(ev.stats.reasoning_tokens < ev.stats.gen_tokens);
+		}
+		engine_event_free(&ev);
+		strbuf_release(&thought);
+		strbuf_release(&answer);
+	}
+	engine_close(e);
+	unlink(path);
+}
+
 static void test_determinism(void **state)
 {
 	(void)state;
@@ -871,6 +949,181 @@ static void test_close_anytime(void **state)
 	engine_close(NULL);
 }
 
+/*
+ * Quitting during a load quits (issue 16): a model whose vocabulary has
+ * 500 tokens of 16 KiB, which took minutes to index and could not be
+ * stopped; the child closes the engine 50 ms after opening it and must be
+ * gone long before its 60 s alarm.  A model load cancelled before it
+ * starts ends at once with "cancelled".
+ */
+static int hostile_child(const char *path)
+{
+	struct engine_config c;
+	config_for(&c, 256);
+	c.model_path = path;
+	alarm(60);
+	struct engine *e = engine_open(&c);
+	if (!e)
+		return 2;
+	usleep(50 * 1000);
+	engine_close(e);
+	return 0;
+}
+
+/*
+ * A copy of stories260K with changes: tokens replaced (when tok), the f32
+ * key `key` set to value (when key), and every value of the tensor
+ * `nan_tensor` set to NaN (when given).
+ */
+static void write_variant(const char *path, const struct gguf_str *tok, const char *key,
+			  float value, const char *nan_tensor)
+{
+	struct gguf *src = gguf_open(test_ref_path("models/stories260K.gguf"));
+	assert_non_null(src);
+	struct gguf_writer *w = gguf_writer_new();
+	int key_done = 0;
+	for (int64_t i = 0; i < gguf_n_kv(src); i++) {
+		const struct gguf_kv *kv = gguf_kv_at(src, i);
+		if (tok && !strcmp(kv->key, "tokenizer.ggml.tokens"))
+			assert_int_equal(gguf_writer_add_arr_str(w, kv->key, tok, kv->arr_n), 0);
+		else if (key && !strcmp(kv->key, key) && !key_done++)
+			assert_int_equal(gguf_writer_add_f32(w, key, value), 0);
+		else if (strcmp(kv->key, "general.alignment"))
+			assert_int_equal(gguf_writer_copy_kv(w, src, kv), 0);
+	}
+	if (key && !key_done)
+		assert_int_equal(gguf_writer_add_f32(w, key, value), 0);
+	for (int64_t i = 0; i < gguf_n_tensors(src); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(src, i);
+		assert_int_equal(gguf_writer_add_tensor(w, t->name, t->n_dims, t->ne, t->type), 0);
+	}
+	assert_int_equal(gguf_writer_begin(w, path), 0);
+	for (int64_t i = 0; i < gguf_n_tensors(src); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(src, i);
+		if (nan_tensor && !strcmp(t->name, nan_tensor)) {
+			assert_int_equal(t->type, 0); /* F32 */
+			float *f = malloc(t->nbytes);
+			assert_non_null(f);
+			for (size_t k = 0; k < t->nbytes / 4; k++)
+				f[k] = NAN;
+			assert_int_equal(gguf_writer_write_tensor(w, f, t->nbytes), 0);
+			free(f);
+		} else {
+			assert_int_equal(gguf_writer_write_tensor(w, t->data, t->nbytes), 0);
+		}
+	}
+	assert_int_equal(gguf_writer_finish(w), 0);
+	gguf_writer_free(w);
+	gguf_close(src);
+}
+
+/*
+ * Nonsense numbers in a model file (issue 16): a rope base or norm epsilon
+ * that makes NaN is refused at load naming the key; NaN weights load but
+ * the first reply ends in an error, not in garbage.
+ */
+static void test_nonsense_numbers(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	char dir[] = "/tmp/palaver-test-engine-XXXXXX", path[64];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/bad.gguf", dir);
+	static const struct {
+		const char *key;
+		float value;
+	} bad[] = {
+		{ "llama.rope.freq_base", 0.0f },
+		{ "llama.rope.freq_base", -10000.0f },
+		{ "llama.rope.freq_base", NAN },
+		{ "llama.rope.freq_base", INFINITY },
+		{ "llama.attention.layer_norm_rms_epsilon", -1e-5f },
+		{ "llama.attention.layer_norm_rms_epsilon", NAN },
+		{ "llama.rope.scale_linear", NAN },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		write_variant(path, NULL, bad[i].key, bad[i].value, NULL);
+		error_clear();
+		struct model *m = model_load(path, NULL);
+		if (m || !strstr(error_message(), bad[i].key))
+			fail_msg("%s = %g: %s", bad[i].key, (double)bad[i].value,
+				 m ? "loaded" : error_message());
+	}
+
+	write_variant(path, NULL, NULL, 0, "output_norm.weight");
+	struct engine_config c;
+	struct engine_request rq;
+	struct result res;
+	config_for(&c, 256);
+	c.model_path = path;
+	struct engine *e = open_ready(&c);
+	greedy(&rq, once_prompt, N_ONCE_PROMPT, 8);
+	assert_int_equal(engine_submit(e, &rq), 0);
+	collect(e, &res, NULL);
+	assert_false(res.is_error);
+	assert_int_equal(res.done.stats.stop_reason, ENGINE_STOP_ERROR);
+	assert_int_equal(res.done.stats.gen_tokens, 0);
+	assert_non_null(res.done.message);
+	assert_non_null(strstr(res.done.message, "not a number"));
+	result_free(&res);
+	engine_close(e);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void test_close_during_hostile_load(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	char dir[] = "/tmp/palaver-test-engine-XXXXXX", path[64];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/long-tokens.gguf", dir);
+	struct gguf *src = gguf_open(test_ref_path("models/stories260K.gguf"));
+	assert_non_null(src);
+	const struct gguf_str *tok;
+	uint64_t n;
+	assert_int_equal(gguf_get_arr_str(src, "tokenizer.ggml.tokens", &tok, &n), 0);
+	struct gguf_str *mine = calloc(n, sizeof(*mine));
+	char *text = malloc(n * 16384);
+	assert_true(mine && text);
+	for (uint64_t i = 0; i < n; i++) {
+		mine[i] = tok[i];
+		if (i < 12)
+			continue;
+		char *p = text + i * 16384;
+		memset(p, 'a', 16384);
+		snprintf(p, 16, "%08d", (int)i);
+		p[8] = 'a';
+		mine[i].data = p;
+		mine[i].len = 16384;
+	}
+	write_variant(path, mine, NULL, 0, NULL);
+	gguf_close(src);
+	free(mine);
+	free(text);
+
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(hostile_child(path));
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		fail_msg("closing the engine during the load %s",
+			 WIFSIGNALED(st) ? "did not return within 60 s" : "failed");
+
+	struct model_params mp;
+	atomic_int stop;
+	atomic_init(&stop, 1);
+	model_params_default(&mp);
+	mp.cancel = &stop;
+	error_clear();
+	assert_null(model_load(path, &mp));
+	assert_non_null(strstr(error_message(), "cancelled"));
+	unlink(path);
+	rmdir(dir);
+}
+
 /* ---- saved KV states ---------------------------------------------------------------------- */
 
 /* The KV_SAVED that follows a DONE: the file exists with the bytes and tokens it says. */
@@ -1101,6 +1354,9 @@ int main(void)
 		cmocka_unit_test(test_backpressure),       cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_close_anytime),      cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_policy_drop_oldest), cmocka_unit_test(test_templates),
+		cmocka_unit_test(test_close_during_hostile_load),
+		cmocka_unit_test(test_nonsense_numbers),
+		cmocka_unit_test(test_reasoning),
 		cmocka_unit_test(test_kv_saved_state),     cmocka_unit_test(test_kv_state_faults),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,7 +40,7 @@ static int teardown(void **state)
 static void read_log(struct strbuf *sb)
 {
 	strbuf_reset(sb);
-	assert_int_equal(strbuf_read_file(sb, logpath), 0);
+	assert_int_equal(strbuf_read_file(sb, logpath, (size_t)1 << 30), 0);
 }
 
 static int count_lines(const struct strbuf *sb)
@@ -229,6 +229,47 @@ static void test_threads(void **state)
 	strbuf_release(&sb);
 }
 
+/*
+ * The log is capped: past LOG_MAX_BYTES the file becomes FILE.1 (replacing
+ * the older copy) and a new one starts, so at most about twice the cap is
+ * ever kept, and no line is split between the two.
+ */
+static void test_rotation(void **state)
+{
+	(void)state;
+	char old[300];
+	struct stat st, st1;
+	static char line[1000];
+	memset(line, 'x', sizeof(line) - 1);
+	snprintf(old, sizeof(old), "%s.1", logpath);
+	assert_int_equal(log_open(logpath, LOG_INFO), 0);
+	int n = (int)(3 * (LOG_MAX_BYTES / sizeof(line))) + 10;
+	for (int i = 0; i < n; i++)
+		log_info("%d %s", i, line);
+	log_close();
+	assert_int_equal(stat(logpath, &st), 0);
+	assert_int_equal(stat(old, &st1), 0);
+	assert_true(st.st_size <= LOG_MAX_BYTES + (off_t)sizeof(line) + 100);
+	assert_true(st1.st_size <= LOG_MAX_BYTES + (off_t)sizeof(line) + 100);
+	assert_true(st1.st_size >= LOG_MAX_BYTES);
+	/* the newest line is last in the current file, whole */
+	struct strbuf sb = STRBUF_INIT;
+	read_log(&sb);
+	char want[32];
+	snprintf(want, sizeof(want), " %d x", n - 1);
+	assert_non_null(strstr(sb.buf, want));
+	assert_true(sb.len && sb.buf[sb.len - 1] == '\n');
+	assert_true(sb.buf[0] >= '0' && sb.buf[0] <= '9'); /* starts with a timestamp */
+	strbuf_release(&sb);
+	/* reopening appends to the current file, and rotates it when full */
+	assert_int_equal(log_open(logpath, LOG_INFO), 0);
+	log_info("after reopening");
+	log_close();
+	read_log(&sb);
+	assert_non_null(strstr(sb.buf, "after reopening"));
+	strbuf_release(&sb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -239,6 +280,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_levels_filter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lazy_arguments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "testutil.h"
 #include "quant_internal.h"
 #if defined(__F16C__)
 #include <immintrin.h>
@@ -138,13 +139,30 @@ static void fill_random_weights(int type, void *row, int64_t n)
 			rnd_scale_half_bits(-0.001f, 0.001f, &b->d);
 			break;
 		}
+		case QT_IQ4_NL: {
+			struct block_iq4_nl *b = (struct block_iq4_nl *)row + i;
+			rnd_scale_half_bits(-0.001f, 0.001f, &b->d);
+			break;
+		}
+		case QT_IQ4_XS: {
+			/* random 6-bit sub-block scales come with the random bits */
+			struct block_iq4_xs *b = (struct block_iq4_xs *)row + i;
+			rnd_scale_half_bits(-0.0005f, 0.0005f, &b->d);
+			break;
+		}
+		case QT_MXFP4: {
+			struct block_mxfp4 *b = (struct block_mxfp4 *)row + i;
+			b->e = (uint8_t)(118 + rnd_u32() % 8); /* 2^-9 .. 2^-2 */
+			break;
+		}
 		default: fail_msg("no random filler for %s", quant_type_name(type));
 		}
 	}
 }
 
-static const int weight_types[] = { QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
-				    QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K };
+static const int weight_types[] = { QT_F32,  QT_F16,    QT_BF16,   QT_Q4_0, QT_Q4_1, QT_Q5_0,
+				    QT_Q5_1, QT_Q8_0,   QT_Q2_K,   QT_Q3_K, QT_Q4_K, QT_Q5_K,
+				    QT_Q6_K, QT_IQ4_NL, QT_IQ4_XS, QT_MXFP4 };
 #define N_WEIGHT_TYPES ((int)(sizeof(weight_types) / sizeof(weight_types[0])))
 
 static double rel_rms(const float *a, const float *ref, int64_t n)
@@ -177,14 +195,15 @@ static void test_traits(void **state)
 		{ 14, "Q6_K", 256, 210, 1 },   { 15, "Q8_K", 256, 292, 0 },
 		{ 16, "IQ2_XXS", 256, 66, 0 }, { 17, "IQ2_XS", 256, 74, 0 },
 		{ 18, "IQ3_XXS", 256, 98, 0 }, { 19, "IQ1_S", 256, 50, 0 },
-		{ 20, "IQ4_NL", 32, 18, 0 },   { 21, "IQ3_S", 256, 110, 0 },
-		{ 22, "IQ2_S", 256, 82, 0 },   { 23, "IQ4_XS", 256, 136, 0 },
+		{ 20, "IQ4_NL", 32, 18, 1 },   { 21, "IQ3_S", 256, 110, 0 },
+		{ 22, "IQ2_S", 256, 82, 0 },   { 23, "IQ4_XS", 256, 136, 1 },
 		{ 24, "I8", 1, 1, 0 },         { 25, "I16", 1, 2, 0 },
 		{ 26, "I32", 1, 4, 0 },        { 27, "I64", 1, 8, 0 },
 		{ 28, "F64", 1, 8, 0 },        { 29, "IQ1_M", 256, 56, 0 },
 		{ 30, "BF16", 1, 2, 1 },       { 31, "Q4_0_4_4", 32, 18, 0 },
 		{ 32, "Q4_0_4_8", 32, 18, 0 }, { 33, "Q4_0_8_8", 32, 18, 0 },
 		{ 34, "TQ1_0", 256, 54, 0 },   { 35, "TQ2_0", 256, 66, 0 },
+		{ 39, "MXFP4", 32, 17, 1 },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -205,6 +224,9 @@ static void test_traits(void **state)
 	assert_int_equal(quant_traits(QT_Q4_0)->dot_type, QT_Q8_0);
 	assert_int_equal(quant_traits(QT_Q5_1)->dot_type, QT_Q8_1);
 	assert_int_equal(quant_traits(QT_Q6_K)->dot_type, QT_Q8_K);
+	assert_int_equal(quant_traits(QT_IQ4_NL)->dot_type, QT_Q8_0);
+	assert_int_equal(quant_traits(QT_IQ4_XS)->dot_type, QT_Q8_K);
+	assert_int_equal(quant_traits(QT_MXFP4)->dot_type, QT_Q8_0);
 }
 
 static void test_row_bytes(void **state)
@@ -325,7 +347,7 @@ static void test_f16_matches_hardware(void **state)
 			assert_int_equal(bits(a), bits(b));
 	}
 #else
-	skip();
+	TEST_SKIP("this build has no F16C instructions to compare the conversions with");
 #endif
 }
 
@@ -469,6 +491,31 @@ static void test_dequant_known(void **state)
 		assert_true(y[0] == 0.5f * 1 * -32);
 	}
 	{
+		struct block_iq4_nl b = { 0 };
+		b.d = quant_f32_to_f16(0.5f);
+		b.qs[0] = 0xF0; /* element 0: nibble 0 -> -127, element 16: nibble 15 -> 113 */
+		b.qs[9] = 0x89; /* element 9: nibble 9 -> 13, element 25: nibble 8 -> 1 */
+		quant_dequantize_row(QT_IQ4_NL, &b, y, 32);
+		assert_true(y[0] == -63.5f && y[16] == 56.5f && y[9] == 6.5f && y[25] == 0.5f);
+		assert_true(y[1] == -63.5f); /* nibble 0 */
+	}
+	{
+		struct block_iq4_xs b = { 0 };
+		b.d = quant_f32_to_f16(0.25f);
+		/* sub-block 5: ls = 40 (low nibble 8 in the high half of scales_l[2],
+		 * high bits 2 at bits 10..11 of scales_h): scale 0.25 * (40 - 32) = 2 */
+		b.scales_l[2] = 0x80;
+		b.scales_h = 2 << 10;
+		/* element 32 * 5 + 3 = 163: low nibble of qs[83]; 179: its high nibble */
+		b.qs[83] = 0xC9;
+		quant_dequantize_row(QT_IQ4_XS, &b, y, 256);
+		assert_true(y[163] == 2.0f * 13 && y[179] == 2.0f * 53);
+		/* sub-block 4 (ls 0 from the low half of scales_l[2]): scale -8 */
+		assert_true(y[128] == -8.0f * -127);
+		/* sub-block 0, ls 0 as well */
+		assert_true(y[0] == -8.0f * -127);
+	}
+	{
 		quant_half h[2] = { 0x3c00, 0xc000 };
 		quant_bf16 b[2] = { 0x3f80, 0x4049 };
 		quant_dequantize_row(QT_F16, h, y, 2);
@@ -476,6 +523,91 @@ static void test_dequant_known(void **state)
 		quant_dequantize_row(QT_BF16, b, y, 2);
 		assert_true(y[0] == 1.0f && y[1] == 3.140625f);
 	}
+}
+
+/* ---- MXFP4 against the OCP Microscaling Formats (MX) v1.0 spec ------------------ */
+
+/*
+ * The oracle, written from the spec rather than from our tables:
+ * FP4 E2M1 (section 5.3.3): bit 3 sign, bits 2..1 exponent (bias 1), bit 0
+ * mantissa; exponent 0 is subnormal, 2^(1 - bias) * (0 + m / 2), otherwise
+ * 2^(e - bias) * (1 + m / 2); no infinities or NaN.  This gives the
+ * spec's table: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives.
+ * E8M0 (section 5.4.1): an unsigned exponent, value 2^(X - 127), X = 0xFF
+ * is NaN (no sign, no zero).  An MX block of 32 is the scale times each
+ * element (section 5.2).
+ */
+static double spec_e2m1(int code)
+{
+	int sign = (code >> 3) & 1, e = (code >> 1) & 3, m = code & 1;
+	double v = e == 0 ? ldexp(m / 2.0, 1 - 1) : ldexp(1 + m / 2.0, e - 1);
+	return sign ? -v : v;
+}
+
+static double spec_e8m0(int x)
+{
+	return x == 0xFF ? NAN : ldexp(1.0, x - 127);
+}
+
+static void test_mxfp4_spec(void **state)
+{
+	/* scales from the smallest (2^-127, a float subnormal) to values whose
+	 * block products still fit in a float (6 * 2^125) */
+	static const int scales[] = { 0, 1, 2, 64, 120, 127, 128, 200, 252 };
+	static const double table[16] = { 0,    0.5,  1,  1.5,  2,  3,  4,  6,
+					  -0.0, -0.5, -1, -1.5, -2, -3, -4, -6 };
+	struct block_mxfp4 b;
+	float y[32];
+	(void)state;
+	for (int c = 0; c < 16; c++)
+		assert_true(spec_e2m1(c) == table[c]); /* the oracle is the spec's table */
+	for (size_t k = 0; k < sizeof(scales) / sizeof(scales[0]); k++) {
+		b.e = (uint8_t)scales[k];
+		for (int j = 0; j < 16; j++) /* every code, in both nibble positions */
+			b.qs[j] = (uint8_t)(j | ((15 - j) << 4));
+		quant_dequantize_row(QT_MXFP4, &b, y, 32);
+		for (int j = 0; j < 16; j++) {
+			double lo = spec_e2m1(j) * spec_e8m0(scales[k]);
+			double hi = spec_e2m1(15 - j) * spec_e8m0(scales[k]);
+			if ((double)y[j] != lo || (double)y[j + 16] != hi)
+				fail_msg("MXFP4 e=%d code %d: %a (spec %a), code %d: %a (spec %a)",
+					 scales[k], j, (double)y[j], lo, 15 - j, (double)y[j + 16],
+					 hi);
+		}
+	}
+	/* X = 0xFF: the whole block is NaN */
+	b.e = 0xFF;
+	quant_dequantize_row(QT_MXFP4, &b, y, 32);
+	for (int j = 0; j < 32; j++)
+		assert_true(isnan(y[j]));
+
+	/* Quantizing follows the spec's rule: shared exponent
+	 * floor(log2(max |v|)) - 2, elements rounded to nearest (ties to the
+	 * even code) and clamped to +-6. */
+	float x[32] = { 0 };
+	x[0] = 5.0f;   /* amax: exponent 2 - 2 = 0, so X = 127; 5 ties between 4 and 6 -> 4 */
+	x[1] = 1.25f;  /* between 1 and 1.5 -> 1 (even) */
+	x[2] = -0.25f; /* between 0 and 0.5 -> 0 */
+	x[3] = 0.75f;  /* between 0.5 and 1 -> 1 (even) */
+	x[4] = -2.6f;  /* nearest 3 */
+	x[5] = 4.9f;   /* nearest 4 */
+	assert_int_equal(quant_quantize_row(QT_MXFP4, x, &b, 32), 0);
+	assert_int_equal(b.e, 127);
+	quant_dequantize_row(QT_MXFP4, &b, y, 32);
+	assert_true(y[0] == 4.0f && y[1] == 1.0f && y[2] == 0.0f && y[3] == 1.0f);
+	assert_true(y[4] == -3.0f && y[5] == 4.0f && y[31] == 0.0f);
+	x[0] = 7.9f; /* [6, 8): saturates to 6 at the same exponent */
+	assert_int_equal(quant_quantize_row(QT_MXFP4, x, &b, 32), 0);
+	assert_int_equal(b.e, 127);
+	quant_dequantize_row(QT_MXFP4, &b, y, 32);
+	assert_true(y[0] == 6.0f);
+	x[0] = -0.1f; /* amax 0.1: floor(log2) = -4, X = 127 - 6 */
+	for (int j = 1; j < 32; j++)
+		x[j] = 0;
+	assert_int_equal(quant_quantize_row(QT_MXFP4, x, &b, 32), 0);
+	assert_int_equal(b.e, 121);
+	quant_dequantize_row(QT_MXFP4, &b, y, 32);
+	assert_true(y[0] == -0.09375f); /* -1.5 * 2^-4 is 0.09375; 0.1 / 2^-6 = 6.4 -> 6 */
 }
 
 /* ---- quantization round trips ---------------------------------------------------- */
@@ -486,9 +618,20 @@ static void test_quantize_round_trip(void **state)
 		int type;
 		double bound; /* relative RMS error for gaussian data */
 	} cases[] = {
-		{ QT_F32, 0 },     { QT_F16, 5e-4 },  { QT_BF16, 4e-3 },
-		{ QT_Q8_0, 0.01 }, { QT_Q8_1, 0.01 }, { QT_Q8_K, 0.01 },
-		{ QT_Q4_0, 0.11 }, { QT_Q4_K, 0.09 }, { QT_Q6_K, 0.025 },
+		{ QT_F32, 0 },
+		{ QT_F16, 5e-4 },
+		{ QT_BF16, 4e-3 },
+		{ QT_Q8_0, 0.01 },
+		{ QT_Q8_1, 0.01 },
+		{ QT_Q8_K, 0.01 },
+		{ QT_Q4_0, 0.11 },
+		{ QT_Q4_K, 0.09 },
+		{ QT_Q6_K, 0.025 },
+		/* measured: Q5_K 0.037, IQ4_NL 0.075, IQ4_XS 0.075, MXFP4 0.113 */
+		{ QT_Q5_K, 0.045 },
+		{ QT_IQ4_NL, 0.085 },
+		{ QT_IQ4_XS, 0.085 },
+		{ QT_MXFP4, 0.13 },
 	};
 	enum { N = 4096 };
 	float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
@@ -590,18 +733,19 @@ static void check_dot_against_dequant(int type, int64_t n)
 	free(x);
 }
 
-/* every ISA level this CPU has, scalar first */
-static int isa_levels(enum quant_isa out[4])
+/* every ISA level this CPU has, scalar first: each SIMD variant meets its C twin */
+static int isa_levels(enum quant_isa out[QUANT_ISA_COUNT])
 {
 	int k = 0;
-	for (int i = QUANT_ISA_SCALAR; i <= (int)quant_isa_best(); i++)
-		out[k++] = (enum quant_isa)i;
+	for (int i = QUANT_ISA_SCALAR; i < QUANT_ISA_COUNT; i++)
+		if (quant_isa_supported((enum quant_isa)i))
+			out[k++] = (enum quant_isa)i;
 	return k;
 }
 
 static void test_vec_dot_all_types(void **state)
 {
-	enum quant_isa isas[4];
+	enum quant_isa isas[QUANT_ISA_COUNT];
 	int nisa = isa_levels(isas);
 	(void)state;
 	for (int k = 0; k < nisa; k++) {
@@ -630,7 +774,7 @@ static void check_kernels_against_scalar(int type, int64_t n, int nrows, int nto
 	float *ref = malloc(sizeof(float) * ostride * ntok),
 	      *got = malloc(sizeof(float) * ostride * ntok);
 	float *gv = malloc(sizeof(float) * nrows);
-	enum quant_isa isas[4];
+	enum quant_isa isas[QUANT_ISA_COUNT];
 	int nisa = isa_levels(isas);
 
 	for (int r = 0; r < nrows; r++)
@@ -709,12 +853,49 @@ static void test_kernels_large_shapes(void **state)
 	check_kernels_against_scalar(QT_Q8_0, 16384 + 32 * 4, 3, 2);
 	check_kernels_against_scalar(QT_F32, 4096, 37, 5);
 	check_kernels_against_scalar(QT_Q4_K, 4096 * 2, 120, 3);
+	check_kernels_against_scalar(QT_IQ4_XS, 16384 + 512, 3, 5);
+	check_kernels_against_scalar(QT_IQ4_NL, 16384 + 96, 3, 2);
+	check_kernels_against_scalar(QT_MXFP4, 16384 + 160, 2, 5);
+}
+
+/* An MXFP4 block with scale 0xFF (NaN in the spec) makes its row's results
+ * NaN at every level, and only its row's. */
+static void test_mxfp4_nan_scale(void **state)
+{
+	enum { N = 256, ROWS = 3 };
+	enum quant_isa isas[QUANT_ISA_COUNT];
+	int nisa = isa_levels(isas);
+	size_t rb = row_bytes(QT_MXFP4, N);
+	uint8_t *w = malloc(rb * ROWS), *a = malloc(row_bytes(QT_Q8_0, N) * 2);
+	float x[N], out[2 * ROWS];
+	(void)state;
+	for (int r = 0; r < ROWS; r++)
+		fill_random_weights(QT_MXFP4, w + r * rb, N);
+	((struct block_mxfp4 *)(w + rb))[5].e = 0xFF; /* row 1, block 5 */
+	fill_normal(x, N, 1);
+	quant_quantize_row(QT_Q8_0, x, a, N);
+	quant_quantize_row(QT_Q8_0, x, a + row_bytes(QT_Q8_0, N), N);
+	for (int k = 0; k < nisa; k++) {
+		quant_isa_set(isas[k]);
+		quant_gemm(QT_MXFP4, N, w, rb, ROWS, a, row_bytes(QT_Q8_0, N), 2, out, ROWS);
+		for (int t = 0; t < 2; t++)
+			for (int r = 0; r < ROWS; r++)
+				if (!!isnan(out[t * ROWS + r]) != (r == 1))
+					fail_msg("isa %s: row %d token %d gives %g",
+						 quant_isa_name(isas[k]), r, t,
+						 (double)out[t * ROWS + r]);
+		quant_gemv(QT_MXFP4, N, w, rb, ROWS, a, out);
+		assert_true(!isnan(out[0]) && isnan(out[1]) && !isnan(out[2]));
+	}
+	quant_isa_set(quant_isa_best());
+	free(w);
+	free(a);
 }
 
 /* Empty rows give zero dots at every level (nothing is read). */
 static void test_empty_rows(void **state)
 {
-	enum quant_isa isas[4];
+	enum quant_isa isas[QUANT_ISA_COUNT];
 	int nisa = isa_levels(isas);
 	uint8_t dummy[64] = { 0 };
 	float out[6];
@@ -758,7 +939,7 @@ static void test_activation_quantizers(void **state)
 {
 	static const int types[] = { QT_Q8_0, QT_Q8_1, QT_Q8_K };
 	enum { N = 2048 };
-	enum quant_isa isas[4];
+	enum quant_isa isas[QUANT_ISA_COUNT];
 	int nisa = isa_levels(isas);
 	float *x = malloc(N * sizeof(float));
 	uint8_t *ref = malloc(N * 2), *got = malloc(N * 2);
@@ -786,6 +967,56 @@ static void test_activation_quantizers(void **state)
 	free(got);
 }
 
+/*
+ * Activations that are not finite (a model file with NaN or Inf weights)
+ * quantize without undefined behaviour -- make asan runs this under UBSan:
+ * the AVX-512 Q8_K quantizer summed the integer-indefinite values that NaN
+ * converts to and overflowed -- and Q8_K's block sums are the sums of the
+ * values stored (scalar, AVX-512; the AVX2 kernel's wrapping sums are
+ * defined but differ for such blocks: left to the quantizers' owner).
+ */
+static void test_activation_quantizers_nonfinite(void **state)
+{
+	static const int types[] = { QT_Q8_0, QT_Q8_1, QT_Q8_K };
+	enum { N = 1024 };
+	enum quant_isa isas[QUANT_ISA_COUNT];
+	int nisa = isa_levels(isas);
+	float *x = malloc(N * sizeof(float));
+	uint8_t *got = malloc(N * 2);
+	(void)state;
+	fill_normal(x, N, 2);
+	for (int i = 0; i < 64; i++) {
+		x[i] = NAN;                       /* a block of NaN */
+		x[256 + i] = i & 1 ? INFINITY : -INFINITY; /* of infinities */
+		x[512 + 4 * i] = NAN;              /* NaN here and there */
+	}
+	x[800] = 3e38f;
+	x[801] = -3e38f;
+	for (int k = 0; k < nisa; k++) {
+		quant_isa_set(isas[k]);
+		for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
+			quant_quantize_row(types[ti], x, got, N);
+			if (types[ti] != QT_Q8_K || isas[k] == QUANT_ISA_AVX2 ||
+			    isas[k] == QUANT_ISA_AVX512_256) /* the AVX2 kernels, with VNNI */
+				continue;
+			const struct block_q8_K *b = (const struct block_q8_K *)got;
+			for (int i = 0; i < N / QK_K; i++)
+				for (int g = 0; g < QK_K / 16; g++) {
+					int s = 0;
+					for (int l = 0; l < 16; l++)
+						s += b[i].qs[16 * g + l];
+					if (s != b[i].bsums[g])
+						fail_msg("%s: Q8_K block %d group %d: bsum %d, values add "
+							 "up to %d",
+							 quant_isa_name(isas[k]), i, g, b[i].bsums[g], s);
+				}
+		}
+	}
+	quant_isa_set(quant_isa_best());
+	free(x);
+	free(got);
+}
+
 /* Rows repacked at load give exactly the results of the file's layout:
  * gemv, gemm with token tails, and dot; rows that are not whole groups of
  * four blocks, other types and CPUs without the kernels are not repacked. */
@@ -799,7 +1030,8 @@ static void repack_check(int type, int rtype)
 		size_t rb = row_bytes(type, n), ab = row_bytes(QT_Q8_0, n);
 		uint8_t *w = malloc(rb * nrows), *wr = malloc(rb * nrows), *act = malloc(ab * ntok);
 		float *x = malloc(sizeof(float) * (size_t)n);
-		float *o1 = malloc(sizeof(float) * nrows * ntok), *o2 = malloc(sizeof(float) * nrows * ntok);
+		float *o1 = malloc(sizeof(float) * nrows * ntok),
+		      *o2 = malloc(sizeof(float) * nrows * ntok);
 		assert_true(w && wr && act && x && o1 && o2);
 		for (int r = 0; r < nrows; r++) {
 			fill_normal(x, n, 0.05f);
@@ -807,7 +1039,8 @@ static void repack_check(int type, int rtype)
 		}
 		for (int t = 0; t < ntok; t++) {
 			fill_normal(x, n, 1.0f);
-			assert_int_equal(quant_quantize_row(QT_Q8_0, x, act + (size_t)t * ab, n), 0);
+			assert_int_equal(quant_quantize_row(QT_Q8_0, x, act + (size_t)t * ab, n),
+					 0);
 		}
 		quant_repack_rows(type, n, w, rb, nrows, wr);
 		assert_memory_not_equal(w, wr, rb * nrows);
@@ -854,6 +1087,8 @@ static void test_repack(void **state)
 	}
 	repack_check(QT_Q8_0, QT_Q8_0_R4);
 	repack_check(QT_Q4_0, QT_Q4_0_R4);
+	repack_check(QT_IQ4_NL, QT_IQ4_NL_R4);
+	repack_check(QT_MXFP4, QT_MXFP4_R4);
 }
 
 static void test_isa(void **state)
@@ -868,13 +1103,53 @@ static void test_isa(void **state)
 		assert_int_equal(quant_isa_set(QUANT_ISA_AVX512_VNNI), -1);
 	assert_int_equal(quant_isa_set((enum quant_isa)17), -1);
 	assert_int_equal(quant_isa_set(best), 0);
+	for (int l = 0; l < QUANT_ISA_COUNT; l++)
+		assert_int_equal(quant_isa_from_name(quant_isa_name((enum quant_isa)l)), l);
+	assert_int_equal(quant_isa_from_name("avx1024"), -1);
+	assert_true(quant_isa_supported(QUANT_ISA_SCALAR));
+	assert_false(quant_isa_supported(QUANT_ISA_COUNT));
 	printf("quant: best isa on this cpu: %s\n", quant_isa_name(best));
+}
+
+/* Per-type levels: each type's gemv and gemm run where they were put, the
+ * others stay, and a repacked layout is offered only while its file type's
+ * gemm runs at the level that has it. */
+static void test_kernel_choice(void **state)
+{
+	(void)state;
+	enum quant_isa best = quant_isa_best(), isas[QUANT_ISA_COUNT];
+	int nisa = isa_levels(isas);
+	assert_int_equal(quant_kernel_choose(QT_Q4_K, 0, (enum quant_isa)17), -1);
+	assert_int_equal(quant_kernel_choose(-1, 0, QUANT_ISA_SCALAR), -1);
+	assert_int_equal(quant_kernel_choose(QT_Q4_K, 0, QUANT_ISA_SCALAR), 0);
+	assert_int_equal(quant_kernel_level(QT_Q4_K, 0), QUANT_ISA_SCALAR);
+	assert_int_equal(quant_kernel_level(QT_Q4_K, 1), best);
+	assert_int_equal(quant_kernel_level(QT_Q6_K, 0), best);
+	assert_false(quant_kernel_has(QT_Q4_K, 0, QUANT_ISA_SCALAR));
+	/* mixed levels still agree with the C twins */
+	for (int a = 0; a < nisa; a++)
+		for (int b = 0; b < nisa; b++) {
+			assert_int_equal(quant_kernel_choose(QT_Q4_K, 0, isas[a]), 0);
+			assert_int_equal(quant_kernel_choose(QT_Q4_K, 1, isas[b]), 0);
+			check_dot_against_dequant(QT_Q4_K, 512);
+		}
+	if (quant_isa_supported(QUANT_ISA_AVX512_VNNI)) {
+		assert_int_equal(quant_kernel_choose(QT_Q8_0, 1, QUANT_ISA_AVX512_256), 0);
+		assert_int_equal(quant_repack_type(QT_Q8_0, 256), -1);
+		assert_int_equal(quant_kernel_choose(QT_Q8_0, 1, QUANT_ISA_AVX512_VNNI), 0);
+		assert_int_equal(quant_repack_type(QT_Q8_0, 256), QT_Q8_0_R4);
+		assert_int_equal(quant_kernel_level(QT_Q8_0_R4, 0), QUANT_ISA_AVX512_VNNI);
+		assert_true(quant_kernel_has(QT_Q4_K, 1, QUANT_ISA_AVX512_256));
+	}
+	assert_int_equal(quant_isa_set(best), 0);
+	assert_int_equal(quant_kernel_level(QT_Q4_K, 0), best);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_isa),
+		cmocka_unit_test(test_kernel_choice),
 		cmocka_unit_test(test_traits),
 		cmocka_unit_test(test_row_bytes),
 		cmocka_unit_test(test_f16_known),
@@ -882,14 +1157,17 @@ int main(void)
 		cmocka_unit_test(test_f16_matches_hardware),
 		cmocka_unit_test(test_bf16),
 		cmocka_unit_test(test_dequant_known),
+		cmocka_unit_test(test_mxfp4_spec),
 		cmocka_unit_test(test_quantize_round_trip),
 		cmocka_unit_test(test_q8_1_sum),
 		cmocka_unit_test(test_vec_dot_all_types),
 		cmocka_unit_test(test_kernels_vs_scalar),
 		cmocka_unit_test(test_kernels_large_shapes),
+		cmocka_unit_test(test_mxfp4_nan_scale),
 		cmocka_unit_test(test_empty_rows),
 		cmocka_unit_test(test_unsupported_dot_is_nan),
 		cmocka_unit_test(test_activation_quantizers),
+		cmocka_unit_test(test_activation_quantizers_nonfinite),
 		cmocka_unit_test(test_repack),
 	};
 	return cmocka_run_group_tests_name("quant", tests, NULL, NULL);

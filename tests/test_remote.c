@@ -46,7 +46,8 @@ static int server_start(void **state)
 		dup2(out[1], 1);
 		close(in[1]);
 		close(out[0]);
-		execlp("python3", "python3", "tests/remote/server.py", "--log", srv_log, (char *)NULL);
+		execlp("python3", "python3", "tests/remote/server.py", "--log", srv_log,
+		       (char *)NULL);
 		_exit(127);
 	}
 	close(in[0]);
@@ -64,7 +65,8 @@ static int server_start(void **state)
 	close(out[0]);
 	srv_port = atoi(buf);
 	if (srv_port <= 0) {
-		fprintf(stderr, "test_remote: the test server did not start (is python3 installed?)\n");
+		fprintf(stderr,
+			"test_remote: the test server did not start (is python3 installed?)\n");
 		return -1;
 	}
 	return 0;
@@ -299,7 +301,7 @@ static char *log_last(const char *needle)
 {
 	struct strbuf f = STRBUF_INIT;
 	char *found = NULL;
-	if (strbuf_read_file(&f, srv_log) < 0)
+	if (strbuf_read_file(&f, srv_log, (size_t)1 << 30) < 0)
 		return NULL;
 	for (char *line = strtok(f.buf, "\n"); line; line = strtok(NULL, "\n"))
 		if (strstr(line, needle)) {
@@ -314,7 +316,7 @@ static int log_count(const char *needle)
 {
 	struct strbuf f = STRBUF_INIT;
 	int n = 0;
-	if (strbuf_read_file(&f, srv_log) < 0)
+	if (strbuf_read_file(&f, srv_log, (size_t)1 << 30) < 0)
 		return 0;
 	for (char *p = f.buf; (p = strstr(p, needle)) != NULL; p++)
 		n++;
@@ -412,12 +414,55 @@ static void test_not_streamed(void **state)
 	reply_free(&r);
 }
 
+/* The server's reasoning_content is thinking: apart from the answer. */
 static void test_reasoning_not_in_reply(void **state)
 {
 	struct reply r;
 	chat_once("/llama/reasoning/v1", 5, 0, &r);
 	assert_string_equal(r.done.text, "Answer.");
+	assert_non_null(r.done.reasoning_text);
+	assert_string_equal(r.done.reasoning_text, "Let me think.");
+	assert_true(r.done.stats.reasoning_tokens > 0);
 	reply_free(&r);
+}
+
+/* --think reaches the server's template as chat_template_kwargs, and
+ * --reasoning-effort as reasoning_effort too. */
+static void test_think_kwarg(void **state)
+{
+	struct engine_config c;
+	struct engine_request rq;
+	struct reply r;
+	rconfig(&c, "/vllm/think/v1");
+	struct engine *e = open_ready(&c, NULL);
+	request_for(&rq, hi, 2);
+	rq.think = ENGINE_THINK_OFF;
+	run(e, &rq, &r, 0, NULL);
+	reply_free(&r);
+	char *line = log_last("/vllm/think/v1/chat/completions");
+	assert_non_null(line);
+	assert_non_null(strstr(line, "\"chat_template_kwargs\": {\"enable_thinking\": false}"));
+	free(line);
+	request_for(&rq, hi, 2);
+	run(e, &rq, &r, 0, NULL);
+	reply_free(&r);
+	line = log_last("/vllm/think/v1/chat/completions");
+	assert_null(strstr(line, "chat_template_kwargs"));
+	assert_null(strstr(line, "reasoning_effort"));
+	free(line);
+	/* the reasoning effort goes as OpenAI's parameter and to the template */
+	request_for(&rq, hi, 2);
+	rq.effort = ENGINE_EFFORT_HIGH;
+	run(e, &rq, &r, 0, NULL);
+	reply_free(&r);
+	line = log_last("/vllm/think/v1/chat/completions");
+	assert_non_null(line);
+	assert_non_null(strstr(line, "\"chat_template_kwargs\": {\"reasoning_effort\": \"high\"}"));
+	const char *first = strstr(line, "\"reasoning_effort\": \"high\"");
+	assert_non_null(first); /* twice: the parameter and the template's */
+	assert_non_null(strstr(first + 1, "\"reasoning_effort\": \"high\""));
+	free(line);
+	engine_close(e);
 }
 
 static void test_stop_string(void **state)
@@ -553,8 +598,9 @@ static void test_invalid_utf8(void **state)
 	struct reply r;
 	chat_once("/llama/badutf8/v1", 5, 0, &r);
 	assert_int_equal(r.done.stats.stop_reason, ENGINE_STOP_EOS);
-	assert_string_equal(r.done.text, "caf\xef\xbf\xbd\xef\xbf\xbd ok bad \xef\xbf\xbd\xef\xbf\xbd here "
-					 "cut \xef\xbf\xbd end");
+	assert_string_equal(r.done.text,
+			    "caf\xef\xbf\xbd\xef\xbf\xbd ok bad \xef\xbf\xbd\xef\xbf\xbd here "
+			    "cut \xef\xbf\xbd end");
 	assert_string_equal(r.tokens.buf, r.done.text);
 	reply_free(&r);
 }
@@ -591,8 +637,9 @@ static void test_server_errors(void **state)
 	struct engine_config c;
 	rconfig(&c, "/llama/e401/v1");
 	char *msg = open_error(&c);
-	assert_non_null(strstr(msg, "refused the request (HTTP 401): Invalid API Key; check the API "
-				    "key (remote.api_key_env)"));
+	assert_non_null(strstr(msg,
+			       "refused the request (HTTP 401): Invalid API Key; check the API "
+			       "key (remote.api_key_env)"));
 	free(msg);
 }
 
@@ -786,10 +833,10 @@ static void test_utf8_clean(void **state)
 		{ "plain", "plain", 0 },
 		{ "\xe2\x98\x95", "\xe2\x98\x95", 0 },
 		{ "a\xffz", "a\xef\xbf\xbdz", 1 },
-		{ "\xc3", "\xef\xbf\xbd", 1 },                   /* cut short */
-		{ "\xe2\x98", "\xef\xbf\xbd", 1 },               /* one maximal subpart */
+		{ "\xc3", "\xef\xbf\xbd", 1 },     /* cut short */
+		{ "\xe2\x98", "\xef\xbf\xbd", 1 }, /* one maximal subpart */
 		{ "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 3 }, /* a surrogate */
-		{ "\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd", 2 },   /* overlong */
+		{ "\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd", 2 },                 /* overlong */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct strbuf out = STRBUF_INIT;
@@ -815,6 +862,7 @@ int main(void)
 		cmocka_unit_test(test_keepalive_is_life),
 		cmocka_unit_test(test_not_streamed),
 		cmocka_unit_test(test_reasoning_not_in_reply),
+		cmocka_unit_test(test_think_kwarg),
 		cmocka_unit_test(test_stop_string),
 		cmocka_unit_test(test_connection_refused),
 		cmocka_unit_test(test_reset_mid_stream),

@@ -523,6 +523,53 @@ static void test_search(void **state)
 	store_close(st);
 }
 
+/* Messages with bytes that are not UTF-8 (piped input, a model's partial
+ * character) still export as valid JSON (invalid bytes as U+FFFD), which
+ * imports again. */
+static void test_export_invalid_utf8(void **state)
+{
+	struct store *st = open_ok(dbpath);
+	char id[STORE_ID_SIZE], id2[STORE_ID_SIZE];
+	struct strbuf js = STRBUF_INIT;
+	const char *why = "";
+	(void)state;
+	new_session(st, id);
+	store_message_append(st, id, "user", "bad \xff\xfe bytes \xc0\x80 and \xed\xa0\x80",
+			     STORE_COMPLETE, NULL);
+	store_message_append(st, id, "assistant", "half a char \xe2\x82", STORE_COMPLETE, NULL);
+	assert_int_equal(store_export(st, id, STORE_FORMAT_JSON, &js), 0);
+	if (test_json_strict(js.buf, js.len, &why) < 0)
+		fail_msg("export: %s: %s", why, js.buf);
+	assert_non_null(strstr(js.buf, "bad \\ufffd\\ufffd bytes"));
+	assert_int_equal(store_import(st, js.buf, js.len, id2), 0);
+	/* an imported sampling object is kept as written: its bytes too
+	 * (fuzz_import found it) */
+	static const char bad_sampling[] =
+		"{\"format\": \"palaver-session\", \"version\": 1, \"sampling\": "
+		"{\"tempe\xcbure\": 0.8, \"x\": \"\xff\"}, \"messages\": []}";
+	char id3[STORE_ID_SIZE];
+	assert_int_equal(store_import(st, bad_sampling, sizeof(bad_sampling) - 1, id3), 0);
+	strbuf_reset(&js);
+	assert_int_equal(store_export(st, id3, STORE_FORMAT_JSON, &js), 0);
+	if (test_json_strict(js.buf, js.len, &why) < 0)
+		fail_msg("export of an imported sampling object: %s: %s", why, js.buf);
+	/* numbers no integer holds are refused, not cast (undefined behaviour:
+	 * fuzz_import found it under UBSan) */
+	static const char *const bad_numbers[] = {
+		"{\"format\": \"palaver-session\", \"version\": 1, \"created_ms\": -1e300, "
+		"\"messages\": []}",
+		"{\"format\": \"palaver-session\", \"version\": 1, \"messages\": [{\"role\": "
+		"\"user\", \"content\": \"x\", \"gen_tokens\": 1e12}]}",
+	};
+	for (size_t i = 0; i < 2; i++) {
+		error_clear();
+		assert_int_equal(store_import(st, bad_numbers[i], strlen(bad_numbers[i]), id3), -1);
+		assert_non_null(strstr(error_message(), "must be"));
+	}
+	strbuf_release(&js);
+	store_close(st);
+}
+
 static void test_export_import(void **state)
 {
 	struct store *st = open_ok(dbpath);
@@ -626,6 +673,81 @@ static void test_export_import(void **state)
 	strbuf_release(&js);
 	strbuf_release(&js2);
 	strbuf_release(&js3);
+	store_close(st);
+}
+
+/* A reply's thinking: kept apart, saved while streaming, exported and imported. */
+static void test_reasoning(void **state)
+{
+	struct store *st = open_ok(dbpath);
+	char id[STORE_ID_SIZE], id2[STORE_ID_SIZE];
+	struct store_message *m;
+	size_t n;
+	(void)state;
+	new_session(st, id);
+	store_message_append(st, id, "user", "Is 91 prime?", STORE_COMPLETE, NULL);
+	int64_t mid = store_message_begin(st, id, "assistant");
+	assert_true(mid > 0);
+	/* while streaming: the thinking so far, then the answer */
+	assert_int_equal(store_message_set_reasoning(st, mid, "91 = 7 *", 8), 0);
+	assert_int_equal(store_message_set_reasoning(st, mid, "91 = 7 * 13.", 12), 0);
+	assert_int_equal(store_message_finish(st, mid, "No.", 3, STORE_COMPLETE, NULL), 0);
+	int64_t plain = store_message_append(st, id, "assistant", "no thoughts", STORE_COMPLETE, NULL);
+	assert_int_equal(store_messages_load(st, id, &m, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(m[1].content, "No.");
+	assert_string_equal(m[1].reasoning, "91 = 7 * 13.");
+	assert_null(m[2].reasoning);
+	assert_null(m[0].reasoning);
+	store_messages_free(m, n);
+	/* the thinking is not the content: search does not find it */
+	struct store_hit *h;
+	assert_int_equal(store_search(st, "13", 0, NULL, NULL, &h, &n), 0);
+	assert_int_equal(n, 0);
+	store_hits_free(h, n);
+
+	struct strbuf md = STRBUF_INIT, js = STRBUF_INIT, js2 = STRBUF_INIT;
+	assert_int_equal(store_export(st, id, STORE_FORMAT_MARKDOWN, &md), 0);
+	assert_non_null(strstr(md.buf, "## Assistant\n\n<details>\n<summary>Thinking</summary>\n\n"
+				       "91 = 7 * 13.\n\n</details>\n\nNo.\n"));
+	assert_non_null(strstr(md.buf, "## Assistant\n\nno thoughts\n"));
+	assert_int_equal(store_export(st, id, STORE_FORMAT_JSON, &js), 0);
+	assert_non_null(strstr(js.buf, "\"content\": \"No.\",\n     \"reasoning\": \"91 = 7 * 13.\"}"));
+	assert_null(strstr(js.buf, "\"content\": \"no thoughts\",\n     \"reasoning\""));
+	/* round trip */
+	assert_int_equal(store_session_delete(st, id), 0);
+	assert_int_equal(store_import(st, js.buf, js.len, id2), 0);
+	assert_int_equal(store_export(st, id2, STORE_FORMAT_JSON, &js2), 0);
+	assert_string_equal(js.buf, js2.buf);
+	/* clearing */
+	assert_int_equal(store_messages_load(st, id2, &m, &n), 0);
+	assert_int_equal(store_message_set_reasoning(st, m[1].id, NULL, 0), 0);
+	store_messages_free(m, n);
+	assert_int_equal(store_messages_load(st, id2, &m, &n), 0);
+	assert_null(m[1].reasoning);
+	/* /regen's restart: the next writer's reply thinks anew */
+	assert_int_equal(store_message_set_reasoning(st, m[1].id, "old thought", 11), 0);
+	assert_int_equal(store_message_restart(st, m[1].id), 0);
+	int64_t again = m[1].id;
+	store_messages_free(m, n);
+	assert_int_equal(store_messages_load(st, id2, &m, &n), 0);
+	assert_int_equal(m[1].id, again);
+	assert_null(m[1].reasoning);
+	store_messages_free(m, n);
+	/* a reasoning that is not text, or holds a NUL, is refused on import */
+	const char *bad = "{\"format\": \"palaver-session\", \"version\": 1, \"messages\": "
+			  "[{\"role\": \"assistant\", \"content\": \"x\", \"reasoning\": 5}]}";
+	assert_int_equal(store_import(st, bad, strlen(bad), id2), -1);
+	assert_non_null(strstr(error_message(), "reasoning"));
+	const char *nul = "{\"format\": \"palaver-session\", \"version\": 1, \"messages\": "
+			  "[{\"role\": \"assistant\", \"content\": \"x\", \"reasoning\": "
+			  "\"a\\u0000b\"}]}";
+	assert_int_equal(store_import(st, nul, strlen(nul), id2), -1);
+	assert_non_null(strstr(error_message(), "reasoning"));
+	(void)plain;
+	strbuf_release(&md);
+	strbuf_release(&js);
+	strbuf_release(&js2);
 	store_close(st);
 }
 
@@ -742,6 +864,20 @@ static void test_json_reader(void **state)
 					   "tru", "\"a\nb\"", "[1] 2", "-", "{\"a\":1,}" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_null(json_parse(bad[i], strlen(bad[i])));
+	/* numbers follow the grammar: a NUL byte is no digit (fuzz_import) */
+	static const char *const bad_numbers[] = { "0.", "01", ".5", "1e", "1e+", "-.5", "+1",
+						   "0x10", "1.e3" };
+	for (size_t i = 0; i < sizeof(bad_numbers) / sizeof(bad_numbers[0]); i++)
+		if (json_parse(bad_numbers[i], strlen(bad_numbers[i])))
+			fail_msg("'%s' parsed as a number", bad_numbers[i]);
+	static const char nul_in_number[] = "{\"t\": 0.\0, \"k\": 4}";
+	assert_null(json_parse(nul_in_number, sizeof(nul_in_number) - 1));
+	static const char *const good_numbers[] = { "0", "-0", "0.5", "-12.25e+2", "1E-3", "7e0" };
+	for (size_t i = 0; i < sizeof(good_numbers) / sizeof(good_numbers[0]); i++) {
+		struct json *g = json_parse(good_numbers[i], strlen(good_numbers[i]));
+		assert_non_null(g);
+		json_free(g);
+	}
 	/* deep nesting is refused, not a stack overflow */
 	char deep[300];
 	memset(deep, '[', sizeof(deep));
@@ -797,6 +933,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_export_invalid_utf8, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reasoning, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_message_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kv_state, setup, teardown),

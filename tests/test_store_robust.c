@@ -93,19 +93,12 @@ static void integrity_ok(const char *path)
 static void read_bytes(const char *path, struct strbuf *sb)
 {
 	strbuf_reset(sb);
-	assert_int_equal(strbuf_read_file(sb, path), 0);
+	assert_int_equal(strbuf_read_file(sb, path, (size_t)1 << 30), 0);
 }
 
 /* A database as the first palaver (schema 1) left it, made by hand. */
-static void test_migrate_from_v1(void **state)
+static void make_v1(void)
 {
-	struct store *st;
-	struct store_session *list;
-	struct store_message *m;
-	struct store_hit *h;
-	size_t n;
-	char id[STORE_ID_SIZE];
-	(void)state;
 	exec_sql(dbpath,
 		 "CREATE TABLE sessions (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE,"
 		 "  title TEXT NOT NULL DEFAULT '', model TEXT, system_prompt TEXT,"
@@ -120,6 +113,19 @@ static void test_migrate_from_v1(void **state)
 		 "INSERT INTO messages VALUES (2, 1, 2, 'assistant', 'ancient\nanswer', 1001);"
 		 "INSERT INTO messages VALUES (3, 2, 1, 'user', 'other', 2000);"
 		 "PRAGMA user_version = 1;");
+}
+
+/* Such a database, opened by store_open(): migrated, nothing lost. */
+static void test_migrate_from_v1(void **state)
+{
+	struct store *st;
+	struct store_session *list;
+	struct store_message *m;
+	struct store_hit *h;
+	size_t n;
+	char id[STORE_ID_SIZE];
+	(void)state;
+	make_v1();
 	st = open_ok(dbpath);
 	assert_int_equal(store_session_list(st, 0, &list, &n), 0);
 	assert_int_equal(n, 2);
@@ -171,6 +177,41 @@ static void test_newer_refused_untouched(void **state)
 		assert_memory_equal(after.buf, before.buf, before.len);
 	}
 	assert_int_equal(db_int(dbpath, "PRAGMA user_version"), 99);
+	strbuf_release(&before);
+	strbuf_release(&after);
+}
+
+/*
+ * A header version this code does not know, below 0 or above the newest (one
+ * flipped byte makes it negative), is refused before anything reads the
+ * migrations by it or writes the file.
+ */
+static void test_unknown_version_refused_untouched(void **state)
+{
+	char newer[16];
+	snprintf(newer, sizeof(newer), "%d", STORE_SCHEMA_VERSION + 1);
+	const char *const versions[] = { "-1", "-2", "-1000000", "-2147483648", newer, "2147483647" };
+	struct strbuf before = STRBUF_INIT, after = STRBUF_INIT;
+	struct store *st = open_ok(dbpath);
+	char id[STORE_ID_SIZE], sql[64];
+	(void)state;
+	assert_int_equal(store_session_create(st, NULL, id), 0);
+	store_message_append(st, id, "user", "keep me", STORE_COMPLETE, NULL);
+	store_close(st);
+	exec_sql(dbpath, "PRAGMA journal_mode = DELETE");
+	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %s", versions[i]);
+		exec_sql(dbpath, sql);
+		read_bytes(dbpath, &before);
+		error_clear();
+		assert_null(store_open(dbpath));
+		if (!strstr(error_message(), "schema version") || !strstr(error_message(), versions[i]) ||
+		    !strstr(error_message(), "untouched"))
+			fail_msg("version %s: %s", versions[i], error_message());
+		read_bytes(dbpath, &after);
+		assert_int_equal(after.len, before.len);
+		assert_memory_equal(after.buf, before.buf, before.len);
+	}
 	strbuf_release(&before);
 	strbuf_release(&after);
 }
@@ -327,7 +368,7 @@ static void test_readonly(void **state)
 	int r = in_child(readonly_child);
 	chmod(dbpath, 0644);
 	if (r == 77)
-		skip(); /* root that cannot become another user */
+		TEST_SKIP("root cannot become another user here");
 	assert_int_equal(r, 0);
 	read_bytes(dbpath, &after);
 	assert_int_equal(after.len, before.len);
@@ -336,6 +377,137 @@ static void test_readonly(void **state)
 	integrity_ok(dbpath);
 	strbuf_release(&before);
 	strbuf_release(&after);
+}
+
+/* An older database that cannot be written: refused, saying why. */
+static int old_read_only_child(void)
+{
+	if (geteuid() == 0 && setuid(65534) < 0)
+		return 77;
+	if (access(dbpath, W_OK) == 0)
+		return 31;
+	if (store_open_readonly(dbpath) || !strstr(error_message(), "needs upgrading")) {
+		fprintf(stderr, "old and read-only: %s\n", error_message());
+		return 32;
+	}
+	return 0;
+}
+
+/* A read-only command (sessions list) on an older database: refused
+ * untouched without write access; upgraded as the chat would where it can
+ * be written, not refused for want of access it has. */
+static void test_readonly_open_migrates(void **state)
+{
+	struct strbuf before = STRBUF_INIT, after = STRBUF_INIT;
+	struct store_session *list;
+	struct store *st;
+	size_t n;
+	(void)state;
+	make_v1();
+	chmod(dbpath, 0444);
+	chmod(tmpdir, 0555);
+	read_bytes(dbpath, &before);
+	int r = in_child(old_read_only_child);
+	read_bytes(dbpath, &after);
+	chmod(tmpdir, 0755);
+	chmod(dbpath, 0644);
+	if (r != 77) {
+		assert_int_equal(r, 0);
+		assert_true(before.len == after.len && !memcmp(before.buf, after.buf, before.len));
+	}
+	strbuf_release(&before);
+	strbuf_release(&after);
+
+	st = store_open_readonly(dbpath);
+	if (!st)
+		fail_msg("read-only open of a schema 1 database: %s", error_message());
+	assert_int_equal(store_session_list(st, 0, &list, &n), 0);
+	assert_int_equal(n, 2);
+	store_sessions_free(list, n);
+	store_close(st);
+	assert_int_equal(db_int(dbpath, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+	integrity_ok(dbpath);
+}
+
+/*
+ * Reading needs no write access (issue 16): a read-only file in a read-only
+ * directory (WAL mode, no -shm file to create) is listed, searched and
+ * exported through store_open_readonly(); a file that cannot be read is a
+ * permission error said as such.
+ */
+static char ro_session[STORE_ID_SIZE];
+
+static int read_only_child(void)
+{
+	struct store *st;
+	struct store_session *list;
+	struct store_message *m;
+	struct store_hit *hits;
+	struct strbuf out = STRBUF_INIT;
+	size_t n;
+	if (geteuid() == 0 && setuid(65534) < 0)
+		return 77;
+	if (access(dbpath, W_OK) == 0 || access(tmpdir, W_OK) == 0)
+		return 11;
+	if (!(st = store_open_readonly(dbpath))) {
+		fprintf(stderr, "read-only open: %s\n", error_message());
+		return 12;
+	}
+	if (store_session_list(st, 0, &list, &n) < 0 || n != 1)
+		return 13;
+	store_sessions_free(list, n);
+	if (store_messages_load(st, ro_session, &m, &n) < 0 || n != 2)
+		return 14;
+	store_messages_free(m, n);
+	if (store_search(st, "readable", 10, "[", "]", &hits, &n) < 0 || n != 1)
+		return 15;
+	store_hits_free(hits, n);
+	if (store_export(st, ro_session, STORE_FORMAT_JSON, &out) < 0 ||
+	    !strstr(out.buf, "readable"))
+		return 16;
+	strbuf_release(&out);
+	/* writing says why it cannot */
+	if (store_message_append(st, ro_session, "user", "x", STORE_COMPLETE, NULL) >= 0 ||
+	    !strstr(error_message(), "read-only"))
+		return 17;
+	store_close(st);
+	return 0;
+}
+
+static int unreadable_child(void)
+{
+	if (geteuid() == 0 && setuid(65534) < 0)
+		return 77;
+	if (store_open_readonly(dbpath) || !strstr(error_message(), "Permission denied")) {
+		fprintf(stderr, "unreadable: %s\n", error_message());
+		return 21;
+	}
+	if (store_open(dbpath) || !strstr(error_message(), "Permission denied"))
+		return 22;
+	return 0;
+}
+
+static void test_read_only_access(void **state)
+{
+	struct store *st = open_ok(dbpath);
+	(void)state;
+	assert_int_equal(store_session_create(st, NULL, ro_session), 0);
+	store_message_append(st, ro_session, "user", "readable text", STORE_COMPLETE, NULL);
+	store_message_append(st, ro_session, "assistant", "yes", STORE_COMPLETE, NULL);
+	store_close(st);
+	chmod(dbpath, 0444);
+	chmod(tmpdir, 0555);
+	int r = in_child(read_only_child);
+	if (r == 0) {
+		chmod(dbpath, 0);
+		r = in_child(unreadable_child);
+	}
+	chmod(tmpdir, 0755);
+	chmod(dbpath, 0644);
+	if (r == 77)
+		TEST_SKIP("root cannot become another user here");
+	assert_int_equal(r, 0);
+	integrity_ok(dbpath);
 }
 
 static char full_session[STORE_ID_SIZE];
@@ -554,11 +726,14 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_open_migrates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_refused_untouched, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_version_refused_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_only_access, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_safety, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),

@@ -4,10 +4,13 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
+#include <unistd.h>
 #include <string.h>
 #include <stdlib.h>
 
 #include "strbuf.h"
+#include "testutil.h"
 
 static void check_invariants(const struct strbuf *sb)
 {
@@ -101,6 +104,80 @@ static void test_json_escape(void **state)
 	strbuf_add_json_escaped(&sb, "a\"b\\c\n\x01", 7);
 	assert_string_equal(sb.buf, "a\\\"b\\\\c\\n\\u0001");
 	strbuf_release(&sb);
+
+	/* bytes that are not UTF-8 become \ufffd: the text stays valid JSON */
+	static const char *const bad[] = {
+		"\xff", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "ok \x9b end",
+		"caf\xc3\xa9 \xf0\x9f\x98\x80", "\xf0\x9f\x98",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *why = "";
+		strbuf_reset(&sb);
+		strbuf_addch(&sb, '"');
+		strbuf_add_json_escaped(&sb, bad[i], strlen(bad[i]));
+		strbuf_addch(&sb, '"');
+		if (test_json_strict(sb.buf, sb.len, &why) < 0)
+			fail_msg("case %zu: %s: %s", i, why, sb.buf);
+	}
+	strbuf_reset(&sb);
+	strbuf_add_json_escaped(&sb, "a\xff" "b\xc3\xa9", 5);
+	assert_string_equal(sb.buf, "a\\ufffdb\xc3" "\xa9");
+	strbuf_release(&sb);
+}
+
+/* The whole-file reader stops one byte past its limit (EFBIG, sb as it
+ * was) and refuses a larger regular file by its size. */
+static void test_read_limit(void **state)
+{
+	(void)state;
+	int fds[2];
+	struct strbuf sb = STRBUF_INIT;
+	char buf[5000];
+	memset(buf, 'z', sizeof(buf));
+	for (int extra = 0; extra < 2; extra++) {
+		assert_int_equal(pipe(fds), 0);
+		assert_int_equal(write(fds[1], buf, 4096 + (size_t)extra), 4096 + extra);
+		close(fds[1]);
+		strbuf_reset(&sb);
+		strbuf_addstr(&sb, "keep");
+		errno = 0;
+		int r = strbuf_read_fd(&sb, fds[0], 4096);
+		close(fds[0]);
+		if (extra) {
+			assert_int_equal(r, -1);
+			assert_int_equal(errno, EFBIG);
+			assert_string_equal(sb.buf, "keep");
+		} else {
+			assert_int_equal(r, 0);
+			assert_int_equal(sb.len, 4 + 4096);
+		}
+	}
+	char path[] = "/tmp/palaver-test-strbuf-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, sizeof(buf)), sizeof(buf));
+	close(fd);
+	strbuf_reset(&sb);
+	errno = 0;
+	assert_int_equal(strbuf_read_file(&sb, path, 100), -1);
+	assert_int_equal(errno, EFBIG);
+	assert_int_equal(sb.len, 0);
+	char why[64];
+	assert_string_equal(strbuf_read_failure(EFBIG, 1 << 20, why, sizeof(why)),
+			    "larger than 1.00 MiB");
+	assert_int_equal(strbuf_read_file(&sb, path, sizeof(buf)), 0);
+	assert_int_equal(sb.len, sizeof(buf));
+	unlink(path);
+	strbuf_release(&sb);
+
+	/* a failed read into an empty buffer leaves no memory behind (the
+	 * callers return at once: perplexity -f DIR lost 8 KiB) */
+	struct strbuf fresh = STRBUF_INIT;
+	errno = 0;
+	assert_int_equal(strbuf_read_file(&fresh, "/", 100), -1);
+	assert_int_equal(errno, EISDIR);
+	assert_int_equal(fresh.alloc, 0);
+	assert_int_equal(fresh.len, 0);
 }
 
 int main(void)
@@ -112,6 +189,7 @@ int main(void)
 		cmocka_unit_test(test_embedded_nul_and_detach),
 		cmocka_unit_test(test_trim),
 		cmocka_unit_test(test_json_escape),
+		cmocka_unit_test(test_read_limit),
 	};
 	return cmocka_run_group_tests_name("strbuf", tests, NULL, NULL);
 }

@@ -4,9 +4,11 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,7 +64,8 @@ static void vocab_add_spm_bytes(struct vocab *v)
 static void vocab_add_gpt2_bytes(struct vocab *v)
 {
 	for (int b = 0; b < 256; b++) {
-		unsigned c = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE ? (unsigned)b
+		unsigned c = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE
+				     ? (unsigned)b
 			     : b <= 0x20 ? 0x100u + b
 			     : b <= 0xA0 ? 0x100u + 33 + (b - 0x7Fu)
 					 : 0x143u;
@@ -108,7 +111,8 @@ static int32_t *encode(const struct tokenizer *t, const char *s, size_t len, int
 }
 
 /* Decode ids with a streaming decoder, one id at a time. */
-static void decode(const struct tokenizer *t, const int32_t *ids, int n, int flags, struct strbuf *out)
+static void decode(const struct tokenizer *t, const int32_t *ids, int n, int flags,
+		   struct strbuf *out)
 {
 	struct tokenizer_decoder *d = tokenizer_decoder_new(t, flags);
 	for (int i = 0; i < n; i++)
@@ -151,10 +155,15 @@ static const char *const ref_vocabs[] = {
 	"llama-spm", "phi-3", "gpt-2", "deepseek-llm", "deepseek-coder", "mpt", "starcoder",
 };
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int read_all(const char *path, struct strbuf *sb)
 {
 	strbuf_reset(sb);
-	return strbuf_read_file(sb, path);
+	return strbuf_read_file(sb, path, (size_t)1 << 30);
 }
 
 static void test_parity_ref(void **state)
@@ -167,7 +176,8 @@ static void test_parity_ref(void **state)
 	int total = 0;
 
 	for (size_t v = 0; v < sizeof(ref_vocabs) / sizeof(ref_vocabs[0]); v++) {
-		snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", test_ref_dir(), ref_vocabs[v]);
+		snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", test_ref_dir(),
+			 ref_vocabs[v]);
 		struct gguf *g = gguf_open(path);
 		if (!g)
 			fail_msg("%s", error_message());
@@ -203,13 +213,15 @@ static void test_parity_ref(void **state)
 				if (endp == q)
 					break;
 				if (k >= n || ids[k] != want)
-					fail_msg("%s case %d: token %d is %d, want %ld", ref_vocabs[v], cases, k,
-						 k < n ? ids[k] : -1, want);
+					fail_msg("%s case %d: token %d is %d, want %ld",
+						 ref_vocabs[v], cases, k, k < n ? ids[k] : -1,
+						 want);
 				k++;
 				q = endp;
 			}
 			if (k != n)
-				fail_msg("%s case %d: %d tokens, want %d", ref_vocabs[v], cases, n, k);
+				fail_msg("%s case %d: %d tokens, want %d", ref_vocabs[v], cases, n,
+					 k);
 
 			/* and back: byte-level BPE is lossless; SPM adds the prefix space */
 			strbuf_reset(&dec);
@@ -236,25 +248,53 @@ static void test_parity_ref(void **state)
 	strbuf_release(&dec);
 }
 
+/* The case names (NAME of cases/NAME.json) in the reference data, sorted;
+ * malloc'd, *n of them. */
+static char **list_cases(size_t *n)
+{
+	char dir[4096];
+	char **names = NULL;
+	size_t alloc = 0;
+	*n = 0;
+	snprintf(dir, sizeof(dir), "%s/cases", test_ref_dir());
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	for (struct dirent *e; (e = readdir(d));) {
+		size_t l = strlen(e->d_name);
+		if (l <= 5 || strcmp(e->d_name + l - 5, ".json"))
+			continue;
+		if (*n == alloc) {
+			alloc = alloc ? 2 * alloc : 16;
+			names = realloc(names, alloc * sizeof(*names));
+			assert_non_null(names);
+		}
+		names[(*n)++] = strndup(e->d_name, l - 5);
+	}
+	closedir(d);
+	qsort(names, *n, sizeof(*names), cmp_str);
+	return names;
+}
+
 /* llama.cpp's reference cases: the prompt's tokens (with BOS) and the text
- * of the generated tokens, for every model there. */
+ * of the generated tokens, for every case in cases/ (SentencePiece and
+ * byte-level BPE vocabularies; a clone's tests/data holds fewer). */
 static void test_reference_cases(void **state)
 {
 	(void)state;
 	REQUIRE_REF();
-	static const char *const cases[] = {
-		"stories260K-once", "stories260K-zoo", "stories260K-empty", "rand-llama-spm-f32",
-		"rand-qwen2-gpt2-f16", "tinyrandom-f16", "rand-llama-256-F32",
-	};
+	size_t n_cases;
+	char **cases = list_cases(&n_cases);
+	assert_true(n_cases > 0);
 	struct strbuf sb = STRBUF_INIT, dec = STRBUF_INIT, raw = STRBUF_INIT;
-	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+	for (size_t c = 0; c < n_cases; c++) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/cases/%s.json", test_ref_dir(), cases[c]);
 		assert_int_equal(read_all(path, &sb), 0);
 		struct json *j = json_parse(sb.buf, sb.len);
 		assert_non_null(j);
 		const struct json *model = json_get(j, "model"), *prompt = json_get(j, "prompt");
-		const struct json *ptoks = json_get(j, "prompt_tokens"), *gtoks = json_get(j, "gen_tokens");
+		const struct json *ptoks = json_get(j, "prompt_tokens"),
+				  *gtoks = json_get(j, "gen_tokens");
 		assert_true(model && prompt && ptoks && gtoks);
 		snprintf(path, sizeof(path), "%s/models/%s", test_ref_dir(), model->str);
 		struct gguf *g = gguf_open(path);
@@ -287,7 +327,8 @@ static void test_reference_cases(void **state)
 		}
 		tokenizer_decoder_flush(d, &dec);
 		tokenizer_decoder_free(d);
-		const struct json *text = json_get(j, "gen_text"), *hex = json_get(j, "gen_bytes_hex");
+		const struct json *text = json_get(j, "gen_text"),
+				  *hex = json_get(j, "gen_bytes_hex");
 		if (text) {
 			assert_int_equal(raw.len, text->str_len);
 			assert_memory_equal(raw.buf, text->str, raw.len);
@@ -305,7 +346,9 @@ static void test_reference_cases(void **state)
 		tokenizer_free(t);
 		gguf_close(g);
 		json_free(j);
+		free(cases[c]);
 	}
+	free(cases);
 	strbuf_release(&sb);
 	strbuf_release(&dec);
 	strbuf_release(&raw);
@@ -381,13 +424,16 @@ static void write_vocab_gguf(const char *path, const char *pre, int with_model, 
 		assert_int_equal(gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2", 4), 0);
 	if (pre)
 		assert_int_equal(gguf_writer_add_str(w, "tokenizer.ggml.pre", pre, strlen(pre)), 0);
-	assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", v.tok, (uint64_t)v.n), 0);
+	assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", v.tok, (uint64_t)v.n),
+			 0);
 	assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", v.merge, 1), 0);
 	if (bad_scores)
-		assert_int_equal(gguf_writer_add_arr_str(w, "tokenizer.ggml.scores", v.tok, (uint64_t)v.n), 0);
+		assert_int_equal(
+			gguf_writer_add_arr_str(w, "tokenizer.ggml.scores", v.tok, (uint64_t)v.n),
+			0);
 	else
-		assert_int_equal(gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32,
-						     (uint64_t)v.n, v.type),
+		assert_int_equal(gguf_writer_add_arr(w, "tokenizer.ggml.token_type",
+						     GGUF_TYPE_INT32, (uint64_t)v.n, v.type),
 				 0);
 	assert_int_equal(gguf_writer_begin(w, path), 0);
 	assert_int_equal(gguf_writer_finish(w), 0);
@@ -413,7 +459,8 @@ static void test_open_gguf_errors(void **state)
 	assert_true(tokenizer_pre_fell_back(t));
 	assert_int_equal(tokenizer_n_vocab(t), 257);
 	int32_t ids[4];
-	assert_int_equal(tokenizer_encode(t, "ab", 2, TOKENIZE_ADD_BOS, ids, 4), 1); /* merged, no BOS */
+	assert_int_equal(tokenizer_encode(t, "ab", 2, TOKENIZE_ADD_BOS, ids, 4),
+			 1); /* merged, no BOS */
 	assert_int_equal(ids[0], 256);
 	tokenizer_free(t);
 	gguf_close(g);
@@ -451,8 +498,14 @@ static void test_spm_rules(void **state)
 	int c = vocab_add(&v, "c", -2, TOKEN_TYPE_NORMAL);
 	int ab = vocab_add(&v, "ab", -3, TOKEN_TYPE_NORMAL);
 	int bc = vocab_add(&v, "bc", -1.5f, TOKEN_TYPE_NORMAL); /* scores higher than ab */
-	int spa = vocab_add(&v, "\xe2\x96\x81" "a", -4, TOKEN_TYPE_NORMAL);
-	int spab = vocab_add(&v, "\xe2\x96\x81" "ab", -5, TOKEN_TYPE_NORMAL);
+	int spa = vocab_add(&v,
+			    "\xe2\x96\x81"
+			    "a",
+			    -4, TOKEN_TYPE_NORMAL);
+	int spab = vocab_add(&v,
+			     "\xe2\x96\x81"
+			     "ab",
+			     -5, TOKEN_TYPE_NORMAL);
 	struct tokenizer *t = vocab_build(&v, "llama", NULL);
 	assert_non_null(t);
 	int n;
@@ -573,6 +626,38 @@ static void test_bpe_rules(void **state)
 	tokenizer_free(t);
 }
 
+/* Harmony (gpt-oss): with <|return|> and <|call|> in the vocabulary,
+ * <|end|> closes a message and does not end the turn; they do. */
+static void test_harmony_eog(void **state)
+{
+	(void)state;
+	static struct vocab v;
+	memset(&v, 0, sizeof(v));
+	vocab_add_gpt2_bytes(&v);
+	int end = vocab_add(&v, "<|end|>", 0, TOKEN_TYPE_CONTROL);
+	int ret = vocab_add(&v, "<|return|>", 0, TOKEN_TYPE_CONTROL);
+	int call = vocab_add(&v, "<|call|>", 0, TOKEN_TYPE_CONTROL);
+	int chan = vocab_add(&v, "<|channel|>", 0, TOKEN_TYPE_CONTROL);
+	struct tokenizer *t = vocab_build(&v, "gpt2", "gpt-2");
+	assert_non_null(t);
+	assert_false(tokenizer_is_eog(t, end));
+	assert_true(tokenizer_is_eog(t, ret));
+	assert_true(tokenizer_is_eog(t, call));
+	assert_false(tokenizer_is_eog(t, chan));
+	assert_int_equal(tokenizer_eot(t), ret);
+	tokenizer_free(t);
+
+	/* without them (Phi-3), <|end|> ends the turn as before */
+	static struct vocab w;
+	memset(&w, 0, sizeof(w));
+	vocab_add_gpt2_bytes(&w);
+	end = vocab_add(&w, "<|end|>", 0, TOKEN_TYPE_CONTROL);
+	t = vocab_build(&w, "gpt2", "gpt-2");
+	assert_non_null(t);
+	assert_true(tokenizer_is_eog(t, end));
+	tokenizer_free(t);
+}
+
 /* A user who types <|im_end|> gets the characters; the template gets the id. */
 static void test_user_cannot_type_control(void **state)
 {
@@ -655,11 +740,14 @@ static void test_split_rules(void **state)
 		{ "smollm", " 45", " |4|5" },
 		{ "falcon", "a1234567,b", "a|123|456|7|,|b" },
 		{ "default", "a1234567,b", "a|123|456|7|,|b" },
-		{ "deepseek-coder", "Hello, \xe4\xb8\x96\xe7\x95\x8c" "123\n",
+		{ "deepseek-coder",
+		  "Hello, \xe4\xb8\x96\xe7\x95\x8c"
+		  "123\n",
 		  "Hello|,| |\xe4\xb8\x96\xe7\x95\x8c|1|2|3|\n" },
 		{ "deepseek-llm", "Hello, \xe4\xb8\x96\xe7\x95\x8c 123  \n",
 		  "Hello|,| |\xe4\xb8\x96\xe7\x95\x8c| |123|  |\n" },
-		{ "deepseek-llm", "caf\xc3\xa9 \xd0\xbc\xd0\xb8\xd1\x80", "caf|\xc3\xa9| \xd0\xbc\xd0\xb8\xd1\x80" },
+		{ "deepseek-llm", "caf\xc3\xa9 \xd0\xbc\xd0\xb8\xd1\x80",
+		  "caf|\xc3\xa9| \xd0\xbc\xd0\xb8\xd1\x80" },
 	};
 	struct strbuf sb = STRBUF_INIT;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -671,8 +759,8 @@ static void test_split_rules(void **state)
 		strbuf_reset(&sb);
 		split(t, cases[i].text, &sb);
 		if (strcmp(sb.buf, cases[i].want))
-			fail_msg("%s: '%s' split as '%s', want '%s'", cases[i].pre, cases[i].text, sb.buf,
-				 cases[i].want);
+			fail_msg("%s: '%s' split as '%s', want '%s'", cases[i].pre, cases[i].text,
+				 sb.buf, cases[i].want);
 		tokenizer_free(t);
 	}
 
@@ -776,7 +864,8 @@ static void test_long_run_ref(void **state)
 	static const char *const names[] = { "llama-spm", "gpt-2" };
 	for (int i = 0; i < 2; i++) {
 		char path[4096];
-		snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", test_ref_dir(), names[i]);
+		snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", test_ref_dir(),
+			 names[i]);
 		struct gguf *g = gguf_open(path);
 		assert_non_null(g);
 		struct tokenizer *t = tokenizer_open(g, 0);
@@ -785,6 +874,152 @@ static void test_long_run_ref(void **state)
 		tokenizer_free(t);
 		gguf_close(g);
 	}
+}
+
+/* ---- hostile vocabularies (issue 16) ------------------------------------ */
+
+/* n tokens of len bytes each, all different, in one malloc'd buffer. */
+static struct gguf_str *long_tokens(int n, size_t len, char **buf)
+{
+	struct gguf_str *tok = calloc((size_t)n, sizeof(*tok));
+	*buf = malloc((size_t)n * len);
+	assert_true(tok && *buf);
+	for (int i = 0; i < n; i++) {
+		char *p = *buf + (size_t)i * len;
+		memset(p, 'a' + i % 26, len);
+		snprintf(p, 16, "%08d", i); /* distinct, and no prefix of another */
+		p[8] = 'x';
+		tok[i].data = p;
+		tok[i].len = len;
+	}
+	return tok;
+}
+
+/* A token longer than TOKENIZER_MAX_TOKEN_BYTES is refused by name (a
+ * 4 MiB one used to hang the load for good). */
+static void test_absurd_token_length(void **state)
+{
+	(void)state;
+	char *buf;
+	struct gguf_str *tok = long_tokens(3, TOKENIZER_MAX_TOKEN_BYTES + 1, &buf);
+	tok[0].len = tok[1].len = 8;
+	for (int kind = 0; kind < 2; kind++) {
+		struct tokenizer_spec spec;
+		tokenizer_spec_init(&spec);
+		spec.model = kind ? "gpt2" : "llama";
+		spec.n_tokens = 3;
+		spec.tokens = tok;
+		error_clear();
+		assert_null(tokenizer_new(&spec));
+		if (!strstr(error_message(), "token 2 is 16385 bytes long (at most 16384)"))
+			fail_msg("%s", error_message());
+	}
+	free(tok);
+	free(buf);
+}
+
+/*
+ * Loading is linear in the vocabulary's bytes: 1,024 tokens of the longest
+ * length allowed (16 MiB) took minutes when every split of a token was
+ * hashed anew, and take well under a second now.  The child gets 60 s: a
+ * hang detector, not a speed claim.  A vocabulary of every run of 'a' up to
+ * 600 (each splits into two tokens at every cut) checks the index itself.
+ */
+static int build_big(const char *model)
+{
+	char *buf;
+	int n = 1024;
+	struct gguf_str *tok = long_tokens(n, TOKENIZER_MAX_TOKEN_BYTES, &buf);
+	struct tokenizer_spec spec;
+	tokenizer_spec_init(&spec);
+	spec.model = model;
+	spec.n_tokens = (uint64_t)n;
+	spec.tokens = tok;
+	struct tokenizer *t = tokenizer_new(&spec);
+	int ok = t && tokenizer_find(t, tok[n - 1].data, tok[n - 1].len) == n - 1;
+	tokenizer_free(t);
+	free(tok);
+	free(buf);
+	return ok ? 0 : 1;
+}
+
+static void test_vocab_linear(void **state)
+{
+	(void)state;
+	for (int kind = 0; kind < 2; kind++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			alarm(60);
+			_exit(build_big(kind ? "gpt2" : "llama"));
+		}
+		int st;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			fail_msg("%s: a 16 MiB vocabulary %s", kind ? "gpt2" : "llama",
+				 WIFSIGNALED(st) ? "did not load within 60 s" : "failed to load");
+	}
+
+	/* a, aa, ..., a^600: a^k is the merge of a^i and a^(k-i) for every i */
+	enum { RUN = 600 };
+	static char runs[RUN];
+	struct gguf_str *tok = calloc(RUN + 1, sizeof(*tok));
+	float *score = calloc(RUN + 1, sizeof(*score));
+	assert_true(tok && score);
+	memset(runs, 'a', sizeof(runs));
+	tok[0].data = "<unk>";
+	tok[0].len = 5;
+	for (int k = 1; k <= RUN; k++) {
+		tok[k].data = runs;
+		tok[k].len = (size_t)k;
+		score[k] = (float)k; /* longer runs merge first */
+	}
+	struct tokenizer_spec spec;
+	tokenizer_spec_init(&spec);
+	spec.model = "llama";
+	spec.add_space_prefix = 0;
+	spec.n_tokens = RUN + 1;
+	spec.tokens = tok;
+	spec.scores = score;
+	struct tokenizer *t = tokenizer_new(&spec);
+	assert_non_null(t);
+	int32_t ids[8];
+	assert_int_equal(tokenizer_encode(t, runs, RUN, 0, ids, 8), 1);
+	assert_int_equal(ids[0], RUN);
+	assert_int_equal(tokenizer_encode(t, runs, 77, 0, ids, 8), 1);
+	assert_int_equal(ids[0], 77);
+	tokenizer_free(t);
+	free(tok);
+	free(score);
+}
+
+/* A cancel flag already set stops the build with "loading cancelled". */
+static void test_build_cancelled(void **state)
+{
+	(void)state;
+	char *buf;
+	int n = 64;
+	struct gguf_str *tok = long_tokens(n, 4096, &buf);
+	atomic_int cancel;
+	atomic_init(&cancel, 1);
+	for (int kind = 0; kind < 2; kind++) {
+		struct tokenizer_spec spec;
+		tokenizer_spec_init(&spec);
+		spec.model = kind ? "gpt2" : "llama";
+		spec.n_tokens = (uint64_t)n;
+		spec.tokens = tok;
+		spec.cancel = &cancel;
+		error_clear();
+		assert_null(tokenizer_new(&spec));
+		assert_string_equal(error_message(), "loading cancelled");
+		atomic_store(&cancel, 0);
+		struct tokenizer *t = tokenizer_new(&spec);
+		assert_non_null(t);
+		tokenizer_free(t);
+		atomic_store(&cancel, 1);
+	}
+	free(tok);
+	free(buf);
 }
 
 /* ---- streaming decoder -------------------------------------------------- */
@@ -822,7 +1057,8 @@ static void test_decoder(void **state)
 	tokenizer_decoder_push(d, 3 + 0xFF, &out);
 	tokenizer_decoder_push(d, 3 + 0x80, &out);
 	tokenizer_decoder_push(d, 3 + 'A', &out);
-	assert_string_equal(out.buf, "\xef\xbf\xbd\xef\xbf\xbd" "A");
+	assert_string_equal(out.buf, "\xef\xbf\xbd\xef\xbf\xbd"
+				     "A");
 
 	/* 4-byte emoji split 1+3, surrogate encoding rejected */
 	strbuf_reset(&out);
@@ -879,11 +1115,15 @@ int main(void)
 		cmocka_unit_test(test_open_gguf_errors),
 		cmocka_unit_test(test_spm_rules),
 		cmocka_unit_test(test_bpe_rules),
+		cmocka_unit_test(test_harmony_eog),
 		cmocka_unit_test(test_user_cannot_type_control),
 		cmocka_unit_test(test_split_rules),
 		cmocka_unit_test(test_long_run_memory),
 		cmocka_unit_test(test_long_run_ref),
 		cmocka_unit_test(test_decoder),
+		cmocka_unit_test(test_absurd_token_length),
+		cmocka_unit_test(test_vocab_linear),
+		cmocka_unit_test(test_build_cancelled),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -142,6 +142,69 @@ static void test_mark(void **state)
 	chat_pane_release(&p);
 }
 
+/* A reply's thinking: a line that counts it, its text dimmed while it
+ * streams (collapse), always (show) or never (hide). */
+static void test_thinking(void **state)
+{
+	struct chat_pane p;
+	char line[96];
+	(void)state;
+	chat_pane_init(&p);
+	assert_int_equal(p.thinking_view, CHAT_THINKING_COLLAPSE);
+	struct chat_msg *a = chat_pane_add(&p, CHAT_ASSISTANT, "");
+	a->flags = CHAT_STREAMING | CHAT_THINKING;
+	chat_pane_append_thinking(&p, a, "\nfirst thought\nsecond\n", 22);
+	a->think_tokens = 7;
+	a->think_ms = 1500;
+	chat_msg_layout(&p, a, 40);
+	/* header, thinking line, two thought lines, blank */
+	assert_int_equal(a->vlines[0].kind, VL_HEADER);
+	assert_int_equal(a->vlines[1].kind, VL_THINK_HEAD);
+	assert_int_equal(count_kind(a, VL_THOUGHT), 2);
+	assert_int_equal(count_kind(a, VL_TEXT), 0);
+	chat_msg_think_line(a, line, sizeof(line));
+	assert_string_equal(line, "thinking\xe2\x80\xa6 7 tokens, 1.5 s");
+	/* hidden: only the line, even while it thinks */
+	p.thinking_view = CHAT_THINKING_HIDE;
+	chat_msg_layout(&p, a, 40);
+	assert_int_equal(count_kind(a, VL_THINK_HEAD), 1);
+	assert_int_equal(count_kind(a, VL_THOUGHT), 0);
+	/* the answer begins: collapsed to the line, then the answer */
+	p.thinking_view = CHAT_THINKING_COLLAPSE;
+	a->flags &= ~CHAT_THINKING;
+	chat_pane_append(&p, a, "The answer.", 11);
+	chat_msg_layout(&p, a, 40);
+	assert_int_equal(count_kind(a, VL_THINK_HEAD), 1);
+	assert_int_equal(count_kind(a, VL_THOUGHT), 0);
+	assert_int_equal(count_kind(a, VL_TEXT), 1);
+	chat_msg_think_line(a, line, sizeof(line));
+	assert_string_equal(line, "thought for 1.5 s (7 tokens)");
+	/* shown: the thinking stays open above the answer */
+	p.thinking_view = CHAT_THINKING_SHOW;
+	chat_msg_layout(&p, a, 40);
+	assert_int_equal(count_kind(a, VL_THOUGHT), 2);
+	assert_int_equal(count_kind(a, VL_TEXT), 1);
+	/* the thought lines come before the answer's */
+	size_t last_thought = 0, first_text = 0;
+	for (size_t i = 0; i < a->n_vlines; i++) {
+		if (a->vlines[i].kind == VL_THOUGHT)
+			last_thought = i;
+		if (a->vlines[i].kind == VL_TEXT && !first_text)
+			first_text = i;
+	}
+	assert_true(last_thought < first_text);
+	/* a reply from the history: thinking without figures */
+	struct chat_msg *h = chat_pane_add(&p, CHAT_ASSISTANT, "old answer");
+	chat_pane_append_thinking(&p, h, "old thought", 11);
+	chat_msg_think_line(h, line, sizeof(line));
+	assert_string_equal(line, "thought");
+	/* a reply that never thought has no thinking line */
+	struct chat_msg *plain = chat_pane_add(&p, CHAT_ASSISTANT, "plain");
+	chat_msg_layout(&p, plain, 40);
+	assert_int_equal(count_kind(plain, VL_THINK_HEAD), 0);
+	chat_pane_release(&p);
+}
+
 /* A long code line wraps between words; its continuations are marked. */
 static void test_code_wraps_marked(void **state)
 {
@@ -198,6 +261,7 @@ int main(void)
 		cmocka_unit_test(test_insert_and_labels),
 		cmocka_unit_test(test_remove_and_last),
 		cmocka_unit_test(test_mark),
+		cmocka_unit_test(test_thinking),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <curses.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@ void chat_pane_init(struct chat_pane *p)
 static void msg_free(struct chat_msg *m)
 {
 	strbuf_release(&m->text);
+	strbuf_release(&m->thinking);
 	free(m->label);
 	for (size_t i = 0; i < m->alloc_lines; i++)
 		md_line_release(&m->lines[i]);
@@ -125,6 +127,7 @@ struct chat_msg *chat_pane_insert(struct chat_pane *p, size_t i, enum chat_role 
 	struct chat_msg *m = xcalloc(1, sizeof(*m));
 	m->role = role;
 	strbuf_init(&m->text, 0);
+	strbuf_init(&m->thinking, 0);
 	strbuf_addstr(&m->text, text);
 	m->cache_width = -1;
 	if (i > p->n_msgs)
@@ -176,6 +179,26 @@ void chat_pane_append(struct chat_pane *p, struct chat_msg *m, const char *text,
 	p->dirty = 1;
 }
 
+void chat_pane_append_thinking(struct chat_pane *p, struct chat_msg *m, const char *text,
+			       size_t len)
+{
+	strbuf_add(&m->thinking, text, len);
+	p->dirty = 1;
+}
+
+void chat_msg_think_line(const struct chat_msg *m, char *buf, size_t size)
+{
+	double s = m->think_ms / 1000.0;
+	if (!(m->flags & CHAT_THINKING) && !m->think_tokens && m->think_ms <= 0)
+		snprintf(buf, size, "thought"); /* from the history: no figures */
+	else if (m->flags & CHAT_THINKING)
+		snprintf(buf, size, "thinking\xe2\x80\xa6 %d token%s, %.1f s", m->think_tokens,
+			 m->think_tokens == 1 ? "" : "s", s);
+	else
+		snprintf(buf, size, "thought for %.1f s (%d token%s)", s, m->think_tokens,
+			 m->think_tokens == 1 ? "" : "s");
+}
+
 void chat_pane_remove(struct chat_pane *p, size_t i)
 {
 	if (i >= p->n_msgs)
@@ -215,33 +238,13 @@ static struct chat_vline *push_vline(struct chat_msg *m, enum chat_vkind kind, i
 	return v;
 }
 
-void chat_msg_layout(const struct chat_pane *p, struct chat_msg *m, int width)
+/* Logical and visual lines of s[0..len) (kind VL_TEXT or VL_THOUGHT). */
+static void layout_text(const struct chat_pane *p, struct chat_msg *m, const char *s, size_t len,
+			int md, enum chat_vkind kind, int indent, int width)
 {
-	if (m->cache_width == width && m->cache_len == m->text.len && m->cache_flags == m->flags)
-		return;
-	m->n_vlines = 0;
-	m->n_lines = 0;
-
-	int labelled = m->role == CHAT_USER || m->role == CHAT_ASSISTANT || m->role == CHAT_SYSTEM;
-	int indent = labelled ? BODY_INDENT : 0;
-	int md = p->markdown && m->role == CHAT_ASSISTANT;
 	struct md_state st = { 0 };
 	struct wrap_span *spans = NULL;
 	size_t n_spans = 0, alloc_spans = 0;
-
-	if (labelled)
-		push_vline(m, VL_HEADER, 0, 0, 0, 0);
-	/* a streaming reply ending in '\n' shows the empty line it starts;
-	 * a finished one drops trailing newlines */
-	size_t len = m->text.len;
-	if (!(m->flags & CHAT_STREAMING))
-		while (len && m->text.buf[len - 1] == '\n')
-			len--;
-	/* leading newlines (models often start with one) would only push the
-	 * text away from its label */
-	const char *s = m->text.buf;
-	while (len && *s == '\n')
-		s++, len--;
 	size_t pos = 0;
 	for (;;) {
 		const char *nl = memchr(s + pos, '\n', len - pos);
@@ -264,7 +267,7 @@ void chat_msg_layout(const struct chat_pane *p, struct chat_msg *m, int width)
 		wrap_line(l->text.buf, l->text.len, width - indent, hang, l->code || p->word_wrap,
 			  &spans, &n_spans, &alloc_spans);
 		for (size_t i = 0; i < n_spans; i++)
-			push_vline(m, VL_TEXT, (int)m->n_lines, spans[i].start, spans[i].end,
+			push_vline(m, kind, (int)m->n_lines, spans[i].start, spans[i].end,
 				   indent + (i ? hang : 0))
 				->cont = l->code && i > 0;
 		m->n_lines++;
@@ -273,13 +276,63 @@ void chat_msg_layout(const struct chat_pane *p, struct chat_msg *m, int width)
 		pos = end + 1;
 	}
 	free(spans);
+}
+
+void chat_msg_layout(const struct chat_pane *p, struct chat_msg *m, int width)
+{
+	if (m->cache_width == width && m->cache_len == m->text.len &&
+	    m->cache_think_len == m->thinking.len && m->cache_flags == m->flags &&
+	    m->cache_view == p->thinking_view)
+		return;
+	m->n_vlines = 0;
+	m->n_lines = 0;
+
+	int labelled = m->role == CHAT_USER || m->role == CHAT_ASSISTANT || m->role == CHAT_SYSTEM;
+	int indent = labelled ? BODY_INDENT : 0;
+	int md = p->markdown && m->role == CHAT_ASSISTANT;
+
+	if (labelled)
+		push_vline(m, VL_HEADER, 0, 0, 0, 0);
+	if (m->thinking.len || (m->flags & CHAT_THINKING)) {
+		/* the thinking: a line that says so, and its text while it
+		 * streams (collapse) or always (show) */
+		push_vline(m, VL_THINK_HEAD, 0, 0, 0, indent);
+		int open =
+			p->thinking_view == CHAT_THINKING_SHOW ||
+			(p->thinking_view == CHAT_THINKING_COLLAPSE && (m->flags & CHAT_THINKING));
+		const char *t = m->thinking.buf;
+		size_t tl = m->thinking.len;
+		while (tl && (*t == '\n' || *t == ' '))
+			t++, tl--;
+		while (tl && (t[tl - 1] == '\n' || t[tl - 1] == ' '))
+			tl--;
+		if (open && tl)
+			layout_text(p, m, t, tl, 0, VL_THOUGHT, indent, width);
+		if (!(m->flags & CHAT_THINKING) && m->text.len)
+			push_vline(m, VL_BLANK, 0, 0, 0, 0);
+	}
+	/* a streaming reply ending in '\n' shows the empty line it starts;
+	 * a finished one drops trailing newlines */
+	size_t len = m->text.len;
+	if (!(m->flags & CHAT_STREAMING))
+		while (len && m->text.buf[len - 1] == '\n')
+			len--;
+	/* leading newlines (models often start with one) would only push the
+	 * text away from its label */
+	const char *s = m->text.buf;
+	while (len && *s == '\n')
+		s++, len--;
+	if (!(m->flags & CHAT_THINKING) || len)
+		layout_text(p, m, s, len, md, VL_TEXT, indent, width);
 	if (m->flags & (CHAT_STOPPED | CHAT_FAILED))
 		push_vline(m, VL_MARK, 0, 0, 0, indent);
 	push_vline(m, VL_BLANK, 0, 0, 0, 0);
 
 	m->cache_width = width;
 	m->cache_len = m->text.len;
+	m->cache_think_len = m->thinking.len;
 	m->cache_flags = m->flags;
+	m->cache_view = p->thinking_view;
 }
 
 int chat_pane_total(struct chat_pane *p, int width)
@@ -375,9 +428,10 @@ static void draw_text(const struct chat_pane *p, WINDOW *win, const struct chat_
 		      const struct chat_vline *v, int width)
 {
 	const struct md_line *l = &m->lines[v->ll];
-	enum theme_slot base = m->role == CHAT_NOTICE  ? TH_NOTICE
-			       : m->role == CHAT_ERROR ? TH_ERROR
-						       : TH_TEXT;
+	enum theme_slot base = v->kind == VL_THOUGHT    ? TH_THINKING
+			       : m->role == CHAT_NOTICE ? TH_NOTICE
+			       : m->role == CHAT_ERROR  ? TH_ERROR
+							: TH_TEXT;
 	int col = v->indent;
 	if (v->cont) {
 		wmove(win, getcury(win), col - CODE_MARK);
@@ -436,7 +490,21 @@ static void draw_vline(struct chat_pane *p, WINDOW *win, const struct chat_msg *
 			}
 		}
 		break;
-	case VL_TEXT: draw_text(p, win, m, v, width); break;
+	case VL_TEXT:
+	case VL_THOUGHT: draw_text(p, win, m, v, width); break;
+	case VL_THINK_HEAD: {
+		char buf[96];
+		int open =
+			p->thinking_view == CHAT_THINKING_SHOW ||
+			(p->thinking_view == CHAT_THINKING_COLLAPSE && (m->flags & CHAT_THINKING));
+		chat_msg_think_line(m, buf, sizeof(buf));
+		wmove(win, getcury(win), v->indent);
+		wattrset(win, (attr_t)theme_attr(TH_THINKING));
+		/* a triangle that says whether the text is open below */
+		waddstr(win, open ? "\xe2\x96\xbe " : "\xe2\x96\xb8 ");
+		waddnstr(win, buf, width - v->indent - 2 > 0 ? width - v->indent - 2 : 0);
+		break;
+	}
 	case VL_MARK:
 		wmove(win, getcury(win), v->indent);
 		wattrset(win, (attr_t)theme_attr(m->flags & CHAT_FAILED ? TH_ERROR : TH_STOPPED));

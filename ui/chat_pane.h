@@ -19,11 +19,26 @@ enum chat_flag {
 	CHAT_STREAMING = 1, /* the reply is still arriving */
 	CHAT_STOPPED = 2,   /* cancelled by the user: the text is partial */
 	CHAT_FAILED = 4,    /* the engine reported an error */
+	CHAT_THINKING = 8,  /* the reply is still thinking (its answer has not begun) */
+};
+
+/* How a reply's thinking shows (ui.thinking, /think, Ctrl-T). */
+enum chat_thinking_view {
+	CHAT_THINKING_COLLAPSE, /* dimmed while it streams, one line once the answer begins */
+	CHAT_THINKING_SHOW,     /* all of it, dimmed */
+	CHAT_THINKING_HIDE,     /* only the one line */
 };
 
 /* What a visual line shows: a message's header, a piece of a logical line,
  * the stopped mark or the blank line between messages. */
-enum chat_vkind { VL_HEADER, VL_TEXT, VL_MARK, VL_BLANK };
+enum chat_vkind {
+	VL_HEADER,
+	VL_TEXT,
+	VL_MARK,
+	VL_BLANK,
+	VL_THINK_HEAD, /* "thinking... N tokens, T s" over a reply's thinking */
+	VL_THOUGHT,    /* a piece of the thinking's text */
+};
 
 struct chat_vline {
 	enum chat_vkind kind;
@@ -35,18 +50,22 @@ struct chat_vline {
 
 /*
  * One message and its rendering cache.  The cache (lines, vlines) is valid
- * for cache_width columns while text.len == cache_len and flags ==
- * cache_flags; anything else re-renders it.
+ * for cache_width columns while text.len == cache_len, thinking.len ==
+ * cache_think_len, flags == cache_flags and the pane's thinking view is
+ * cache_view; anything else re-renders it.
  */
 struct chat_msg {
 	enum chat_role role;
-	struct strbuf text; /* the raw text (Markdown for the assistant) */
-	int flags;          /* enum chat_flag */
-	int64_t id;         /* the history store's message id, 0 = not stored */
-	char *label;        /* a reply's heading, the model that wrote it; NULL: the pane's */
+	struct strbuf text;     /* the raw text (Markdown for the assistant): the answer */
+	struct strbuf thinking; /* a reply's thinking (plain text), "" when none */
+	int think_tokens;       /* tokens the thinking took */
+	double think_ms;        /* how long it took (so far, while CHAT_THINKING) */
+	int flags;              /* enum chat_flag */
+	int64_t id;             /* the history store's message id, 0 = not stored */
+	char *label;            /* a reply's heading, the model that wrote it; NULL: the pane's */
 	int cache_width;
-	size_t cache_len;
-	int cache_flags;
+	size_t cache_len, cache_think_len;
+	int cache_flags, cache_view;
 	struct md_line *lines; /* logical lines, n_lines */
 	size_t n_lines, alloc_lines;
 	struct chat_vline *vlines; /* visual lines, n_vlines */
@@ -62,6 +81,7 @@ struct chat_pane {
 	size_t n_mark_words;
 	int markdown;             /* render assistant text as Markdown */
 	int word_wrap;            /* 1: break lines at spaces; 0: at the edge */
+	int thinking_view;        /* enum chat_thinking_view */
 	char assistant_label[64]; /* shown above replies that have no label of their own */
 	int scroll;               /* lines scrolled up from the bottom; 0 = follow */
 	int unseen;               /* text arrived below while scrolled up */
@@ -80,6 +100,10 @@ struct chat_msg *chat_pane_addf(struct chat_pane *p, enum chat_role role, const 
 struct chat_msg *chat_pane_insert(struct chat_pane *p, size_t i, enum chat_role role,
 				  const char *text);
 void chat_pane_append(struct chat_pane *p, struct chat_msg *m, const char *text, size_t len);
+void chat_pane_append_thinking(struct chat_pane *p, struct chat_msg *m, const char *text,
+			       size_t len);
+/* The line over a reply's thinking ("thinking... 12 tokens, 1.5 s"). */
+void chat_msg_think_line(const struct chat_msg *m, char *buf, size_t size);
 /* Set (a copy of) or clear the heading of message m. */
 void chat_msg_set_label(struct chat_msg *m, const char *label);
 /* The index of message m, or n_msgs when it is not in the pane. */

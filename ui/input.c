@@ -86,7 +86,7 @@ static void handler(char *line)
 static void history_load(const char *path)
 {
 	struct strbuf sb = STRBUF_INIT, entry = STRBUF_INIT;
-	if (strbuf_read_file(&sb, path) < 0) {
+	if (strbuf_read_file(&sb, path, READ_MAX_INPUT_HISTORY) < 0) {
 		strbuf_release(&sb);
 		return; /* no history yet */
 	}

@@ -144,6 +144,7 @@ static size_t special(unsigned char c, enum key_type *t)
 	case 0x03: *t = K_CTRL_C; return 1;
 	case 0x04: *t = K_CTRL_D; return 1;
 	case 0x0c: *t = K_REDRAW; return 1;
+	case 0x14: *t = K_CTRL_T; return 1;
 	case 0x1a: *t = K_SUSPEND; return 1;
 	case 0x7f:
 	case 0x08: *t = K_BACKSPACE; return 1;

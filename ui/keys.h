@@ -26,6 +26,7 @@ enum key_type {
 	K_IGNORE,  /* other mouse reports */
 	K_REDRAW,  /* Ctrl-L */
 	K_SUSPEND, /* Ctrl-Z */
+	K_CTRL_T,  /* how a reply's thinking shows */
 };
 
 struct key {

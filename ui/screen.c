@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <term.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -168,6 +169,34 @@ void screen_resize(struct screen *s)
 	screen_relayout(s, s->input_rows);
 }
 
+/*
+ * A terminal that cannot move the cursor or clear the screen (TERM=dumb,
+ * an editor's shell buffer, TERM unset) would get a chat it cannot show
+ * nor use: refuse it by name before curses takes the terminal.
+ */
+static int terminal_usable(void)
+{
+	const char *term = getenv("TERM");
+	int err = 0;
+	if (!term || !*term)
+		return error("the terminal type is not set (TERM): the chat needs a terminal "
+			     "that can move the cursor; use batch mode (palaver -p TEXT, or text "
+			     "on standard input) or set TERM");
+	if (setupterm(NULL, STDOUT_FILENO, &err) != OK)
+		return error("unknown terminal type '%s' (TERM): use batch mode (palaver -p "
+			     "TEXT) or set TERM",
+			     term);
+	const char *cup = tigetstr("cup"), *clear = tigetstr("clear");
+	int ok = cup && cup != (char *)-1 && clear && clear != (char *)-1;
+	del_curterm(cur_term);
+	if (!ok)
+		return error("the terminal '%s' cannot move the cursor, so the chat cannot run "
+			     "there; use batch mode (palaver -p TEXT, or text on standard input) "
+			     "or a full terminal",
+			     term);
+	return 0;
+}
+
 int screen_open(struct screen *s, const char *theme, int status_pane, int mouse)
 {
 	memset(s, 0, sizeof(*s));
@@ -183,6 +212,8 @@ int screen_open(struct screen *s, const char *theme, int status_pane, int mouse)
 			fcntl(sig_pipe[i], F_SETFD, FD_CLOEXEC);
 		}
 	}
+	if (terminal_usable() < 0)
+		return -1;
 	if (tcgetattr(STDIN_FILENO, &saved_tio) == 0)
 		have_saved_tio = 1;
 	/* ESCDELAY matters only to curses' own key reading, which is not used */

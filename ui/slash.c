@@ -26,6 +26,8 @@ const struct slash_command slash_commands[SLASH_COUNT] = {
 	{ SLASH_SET, "set", "[KEY VALUE]", "show or change sampling settings", 0, 0 },
 	{ SLASH_STATS, "stats", "", "show the figures of the last reply", 0, 2 },
 	{ SLASH_SYSTEM, "system", "[TEXT]", "show or set the system prompt", 0, 0 },
+	{ SLASH_THINK, "think", "[on|off|auto|show|hide|collapse]",
+	  "thinking: switch it, or how it shows", 0, 0 },
 };
 
 static const struct slash_command *find(const char *name, size_t n)

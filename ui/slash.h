@@ -22,6 +22,7 @@ enum slash_id {
 	SLASH_CLEAR,
 	SLASH_HELP,
 	SLASH_QUIT,
+	SLASH_THINK,
 	SLASH_COUNT,
 };
 

@@ -44,6 +44,7 @@ static const struct slot_style dark[TH_COUNT] = {
 	[TH_SELECTED] = { COLOR_BLACK, COLOR_CYAN, 0, A_REVERSE },
 	[TH_MATCH] = { COLOR_BLACK, COLOR_YELLOW, 0, A_REVERSE | A_BOLD },
 	[TH_PROMPT] = { COLOR_CYAN, -1, A_BOLD, A_BOLD },
+	[TH_THINKING] = { -1, -1, A_DIM, A_DIM },
 	[TH_ITALIC] = { -1, -1, A_ITALIC, A_ITALIC },
 	[TH_LINK] = { COLOR_CYAN, -1, A_UNDERLINE, A_UNDERLINE },
 	[TH_URL] = { COLOR_BLUE, -1, 0, A_DIM },

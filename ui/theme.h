@@ -30,6 +30,7 @@ enum theme_slot {
 	TH_SELECTED,  /* picker selection */
 	TH_MATCH,     /* search hit */
 	TH_PROMPT,
+	TH_THINKING, /* a reply's thinking, and its "thinking..." line */
 	TH_ITALIC,
 	TH_LINK, /* a link's text */
 	TH_URL,  /* its address; table borders */

@@ -168,6 +168,10 @@ class Handler(BaseHTTPRequestHandler):
         if rest == "v1/models":
             if scenario == "nomodels":
                 return self.send_json(404, ERRORS[flavor][404])
+            if scenario == "escmodels":  # a hostile name: C1 CSI colours a terminal
+                return self.send_json(200, {"object": "list", "data": [
+                    {"id": "evil\u009b31mname", "object": "model",
+                     "owned_by": "x"}]})
             with open(os.path.join(STREAMS, flavor + "-models.json"), "rb") as f:
                 body = f.read()
             self.send_response(200)
