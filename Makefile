@@ -51,7 +51,10 @@ INC_tests   := -Ilib -Iapp -Iengine -Iui -Ihistory -Itests
 ENGINE_INTERNAL := app/bench_cold.c app/bench_kernels.c app/bench_model.c app/bench_tokenizer.c \
 	app/cmd_inspect.c app/cmd_logits.c app/cmd_mkmodel.c app/cmd_perplexity.c app/cmd_tokenize.c \
 	app/cmd_template.c
-layer_inc = $(INC_$(firstword $(subst /, ,$(1)))) $(if $(filter $(1),$(ENGINE_INTERNAL)),-Iengine)
+layer_inc = $(INC_$(firstword $(subst /, ,$(1)))) $(if $(filter $(1),$(ENGINE_INTERNAL)),-Iengine) \
+	$(if $(filter $(1),$(GPU_CLIENTS)),-Igpu/cuda)
+# the engine's CUDA backend calls gpu/cuda/cuda_ops.h (plain C)
+GPU_CLIENTS := engine/backend_cuda.c
 OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/app/main.o
 LIB_OBJS := $(filter-out $(MAIN_OBJ),$(OBJS))
@@ -70,9 +73,22 @@ LIB_OBJS   += $(CU_OBJS)
 CPPFLAGS   += -DPALAVER_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS     += -L$(CUDA_HOME)/lib64 -lcudart -lstdc++
 endif
+# model.c refers to the CUDA backend weakly, so that programs without CUDA
+# link without it; a program with it names its entry points to the linker,
+# which then takes backend_cuda.o out of the library: palaver with CUDA=1,
+# and test_cuda_conformance (on the GPU with CUDA=1, else emulated).
+CUDA_BACKEND_LINK := -Wl,-u,backend_cuda_create -Wl,-u,backend_cuda_devices
+ifeq ($(CUDA),1)
+PALAVER_LINK   := $(CUDA_BACKEND_LINK)
+CONF_CUDA_LIBS :=
+else
+PALAVER_LINK   :=
+CONF_CUDA_LIBS  = $(EMU_LIB)
+endif
 
 TEST_SRCS := $(wildcard tests/test_*.c)
-TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+# test_conformance twice: on the CPU, and on the CUDA backend under the emulation
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_cuda_conformance
 
 AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
@@ -89,7 +105,7 @@ palaver: $(BUILD)/palaver
 	@ln -sf $(BUILD)/palaver palaver
 
 $(BUILD)/palaver: $(MAIN_OBJ) $(BUILD)/libpalaver.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(PALAVER_LINK) -o $@ $^ $(LDLIBS)
 
 # the version string is compiled into main.o
 $(MAIN_OBJ): Makefile
@@ -168,6 +184,14 @@ $(BUILD)/tests/test_cuda_%: tests/test_cuda_%.c $(EMU_LIB) $(EMU_TEST_OBJS) $(BU
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(INC_tests) -Igpu/cuda $(CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_TEST_OBJS) \
 		$(EMU_LIB) $(BUILD)/libpalaver.a $(CMOCKA_LIBS) $(LDLIBS) -lstdc++
+
+# Every conformance case through the CUDA backend: the kernels emulated, or
+# on the GPU in a CUDA=1 build.
+$(BUILD)/tests/test_cuda_conformance: tests/test_conformance.c $(CONF_CUDA_LIBS) $(BUILD)/libpalaver.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DCONFORMANCE_CUDA=1 $(INC_tests) -Igpu/cuda $(CFLAGS) $(LDFLAGS) \
+		$(CUDA_BACKEND_LINK) -o $@ $< $(BUILD)/libpalaver.a $(CONF_CUDA_LIBS) \
+		$(CMOCKA_LIBS) $(LDLIBS) -lstdc++
 
 ifeq ($(CUDA),1)
 # The kernel tests against the real backend, for a machine with a GPU
@@ -325,7 +349,7 @@ uninstall:
 	-rmdir $(DESTDIR)$(PREFIX)/share/palaver 2>/dev/null
 
 clean:
-	rm -rf build build-asan build-fuzz palaver
+	rm -rf build build-asan build-cuda build-fuzz palaver
 
 help:
 	@echo "targets: all run test asan bench lint install uninstall clean deps fuzz fuzz-all fuzz-jinja testdata tiny-model"

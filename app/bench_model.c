@@ -313,12 +313,15 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 			strbuf_add_json_escaped(&sb, in->type_name, strlen(in->type_name));
 			strbuf_addf(&sb,
 				    "\", \"model_bytes\": %llu, \"n_params\": %llu, "
-				    "\"threads\": %d, \"backend\": \"cpu\", \"kv_type\": \"%s\", "
+				    "\"threads\": %d, \"backend\": \"%s\", \"device\": \"",
+				    (unsigned long long)in->file_bytes,
+				    (unsigned long long)in->n_params, in->n_threads, in->backend);
+			strbuf_add_json_escaped(&sb, in->device, strlen(in->device));
+			strbuf_addf(&sb,
+				    "\", \"kv_type\": \"%s\", "
 				    "\"kv_bytes\": %llu, \"repacked_bytes\": %llu, "
 				    "\"n_expert\": %d, \"n_expert_used\": %d, "
 				    "\"active_weight_bytes\": %llu, \"bandwidth_bytes_s\": %.0f, ",
-				    (unsigned long long)in->file_bytes,
-				    (unsigned long long)in->n_params, in->n_threads,
 				    kv_type_name(in->kv_type), (unsigned long long)in->kv_bytes,
 				    (unsigned long long)in->repacked_bytes, in->n_expert,
 				    in->n_expert_used, (unsigned long long)in->decode_bytes, bw);
@@ -347,11 +350,11 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 		printf("test,n_prompt,n_gen,n_depth,t_s_mean,t_s_sd,t_s_cpu,model_file,model_type,model_bytes,"
 		       "n_params,threads,backend,bandwidth_bytes_s,roofline_fraction,peak_rss_bytes\n");
 		for (int i = 0; i < nr; i++) {
-			printf("%s,%d,%d,%d,%.3f,%.3f,%.3f,\"%s\",%s,%llu,%llu,%d,cpu,%.0f,",
+			printf("%s,%d,%d,%d,%.3f,%.3f,%.3f,\"%s\",%s,%llu,%llu,%d,%s,%.0f,",
 			       r[i].test, r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd,
 			       r[i].cpu_mean, path, in->type_name,
 			       (unsigned long long)in->file_bytes, (unsigned long long)in->n_params,
-			       in->n_threads, bw);
+			       in->n_threads, in->backend, bw);
 			if (r[i].roofline >= 0 && !r[i].in_cache)
 				printf("%.4f", r[i].roofline);
 			printf(",%llu\n", (unsigned long long)peak);
@@ -366,10 +369,14 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 		if (r[i].roofline >= 0)
 			snprintf(roof, sizeof(roof), r[i].in_cache ? "in cache" : "%.0f%%",
 				 r[i].roofline * 100);
-		printf("| %s | %s | %.2f M | %s | cpu | %d | %s | %.2f ± %.2f | %.2f | %s |\n",
-		       in->name, sz, (double)in->n_params / 1e6, in->type_name, in->n_threads,
-		       r[i].test, r[i].mean, r[i].sd, r[i].cpu_mean, roof);
+		printf("| %s | %s | %.2f M | %s | %s | %d | %s | %.2f ± %.2f | %.2f | %s |\n",
+		       in->name, sz, (double)in->n_params / 1e6, in->type_name, in->backend,
+		       in->n_threads, r[i].test, r[i].mean, r[i].sd, r[i].cpu_mean, roof);
 	}
+	if (in->device[0])
+		printf("\nbackend %s: %s (the roofline needs the device's own bandwidth, which "
+		       "is not measured)\n",
+		       in->backend, in->device);
 	printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw / 1e9, in->n_threads);
 	if (in->n_expert) {
 		char act[32], all[32];
@@ -447,6 +454,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	mp.kv_type = (enum kv_type)kvt;
 	mp.readahead = !off;
 	mp.repack = cfg ? cfg->repack : 1;
+	mp.backend = model_backend_named(config_backend_name(cfg->backend));
 	mp.moe_per_token = moe_per_token;
 	int need = depth + (n_prompt > n_gen ? n_prompt : n_gen);
 	mp.n_ctx = need;
@@ -454,6 +462,8 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	if (!m) {
 		return report_failure(EXIT_RUNTIME);
 	}
+	if (model_warning(m))
+		fprintf(stderr, "palaver: warning: %s\n", model_warning(m));
 	const struct model_info *in = model_info(m);
 	int rc = EXIT_RUNTIME;
 	int32_t *toks =
@@ -510,14 +520,19 @@ int bench_model(int argc, char **argv, struct config *cfg)
 			for (int i = 0; i < ng; i++)
 				kv += (double)model_kv_read_bytes(m, depth + i);
 			x->bytes_per_tok = (double)in->decode_bytes + kv / ng;
-			/* the bandwidth is by CPU time: so is the rate it bounds */
-			double tps = x->cpu_mean > 0 ? x->cpu_mean : x->mean;
-			x->roofline = bw > 0 ? tps / (bw / x->bytes_per_tok) : 0;
-			/* above 100% the weights came from a cache, not from memory:
-			 * main memory's bandwidth bounds nothing then. The cache's
-			 * size is no test: a VM reports the host's (508 MiB of L3
-			 * on the development machine, where one core sees 32). */
-			x->in_cache = x->roofline > 1.0;
+			/* the roofline is the host memory's: a GPU's own bandwidth
+			 * is not measured, so none is claimed there */
+			if (!in->device[0]) {
+				/* the bandwidth is by CPU time: so is the rate it bounds */
+				double tps = x->cpu_mean > 0 ? x->cpu_mean : x->mean;
+				x->roofline = bw > 0 ? tps / (bw / x->bytes_per_tok) : 0;
+				/* above 100% the weights came from a cache, not from
+				 * memory: main memory's bandwidth bounds nothing then.
+				 * The cache's size is no test: a VM reports the host's
+				 * (508 MiB of L3 on the development machine, where one
+				 * core sees 32). */
+				x->in_cache = x->roofline > 1.0;
+			}
 		}
 	}
 	print_results((enum fmt)f, in, path, res, nr, bw, rss_peak());

@@ -137,12 +137,13 @@ static void show_model(struct chat *c)
 	char size[32], kv[32], params[32];
 	chat_notice(c,
 		    "%s (%s)\nfile: %s, %s\n%s parameters, %s weights, vocabulary %d\n"
-		    "context %d tokens (trained %d), KV cache %s\nbackend %s, %d threads, "
+		    "context %d tokens (trained %d), KV cache %s\nbackend %s%s%s%s, %d threads, "
 		    "chat template %s",
 		    i->name, i->arch, c->model_path, format_size(size, sizeof(size), i->file_bytes),
 		    status_format_count(params, sizeof(params), i->n_params), i->type_name,
 		    i->n_vocab, i->n_ctx, i->n_ctx_train, format_size(kv, sizeof(kv), i->kv_bytes),
-		    i->backend, i->n_threads, i->chat_template);
+		    i->backend, i->device[0] ? " (" : "", i->device, i->device[0] ? ")" : "",
+		    i->n_threads, i->chat_template);
 }
 
 static void do_model(struct chat *c, const char *args)

@@ -33,6 +33,7 @@ static void status_from_info(struct chat *c, const struct engine_info *info)
 	chat_copy_str(c->st.model, sizeof(c->st.model), info->name);
 	chat_copy_str(c->st.type, sizeof(c->st.type), info->type_name);
 	chat_copy_str(c->st.backend, sizeof(c->st.backend), info->backend);
+	chat_copy_str(c->st.device, sizeof(c->st.device), info->device);
 	chat_copy_str(c->st.server, sizeof(c->st.server), info->server);
 	c->st.file_bytes = info->file_bytes;
 	c->st.n_params = info->n_params;

@@ -118,6 +118,8 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 	mp.kv_type = (enum kv_type)kvt;
 	mp.prefault = 0;
 	mp.repack = cfg ? cfg->repack : 1;
+	if (cfg)
+		mp.backend = model_backend_named(config_backend_name(cfg->backend));
 	/* the smallest context that holds the tokens, unless asked (then checked) */
 	mp.n_ctx = ctx ? ctx : n;
 	struct model *m = model_load(model_path, &mp);
@@ -131,6 +133,8 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 		free(ids);
 		return train > 0 && n > train ? EXIT_USAGE : EXIT_RUNTIME;
 	}
+	if (model_warning(m))
+		fprintf(stderr, "palaver: warning: %s\n", model_warning(m));
 	const struct model_info *in = model_info(m);
 	int rc = EXIT_OK;
 	for (int i = 0; i < n; i++)

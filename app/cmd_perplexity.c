@@ -87,12 +87,16 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 	mp.n_ctx = ctx;
 	mp.n_threads = threads;
 	mp.repack = cfg ? cfg->repack : 1;
+	if (cfg)
+		mp.backend = model_backend_named(config_backend_name(cfg->backend));
 	struct model *m = model_load(model_path, &mp);
 	if (!m) {
 		report("%s", error_message());
 		strbuf_release(&text);
 		return EXIT_RUNTIME;
 	}
+	if (model_warning(m))
+		fprintf(stderr, "palaver: warning: %s\n", model_warning(m));
 	int rc = EXIT_RUNTIME;
 	int32_t *toks = NULL;
 	float *logits = NULL;

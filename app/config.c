@@ -73,6 +73,11 @@ static const char *const effort_names[] = { "auto", "low", "medium", "high", NUL
 static const char *const reasoning_names[] = { "hide", "show", "stderr", NULL };
 static const char *const thinking_view_names[] = { "collapse", "show", "hide", NULL };
 
+const char *config_backend_name(enum config_backend b)
+{
+	return (unsigned)b < 3 ? backend_names[b] : "auto";
+}
+
 #define F(field) offsetof(struct config, field)
 #define BIG 16777216.0 /* 2^24: a bound for token counts */
 

@@ -168,6 +168,9 @@ int config_key_index(const char *key); /* -1 when unknown */
 const char *config_env_name(int k);    /* "PALAVER_THREADS", NULL = none */
 /* Append key k's value as YAML text (a scalar, or a flow sequence). */
 void config_format_value(const struct config *cfg, int k, struct strbuf *out);
+/* "auto", "cpu" or "cuda". */
+const char *config_backend_name(enum config_backend b);
+
 /* The whole configuration as YAML; with_origin adds "# origin" to each key. */
 void config_print(const struct config *cfg, struct strbuf *out, int with_origin);
 

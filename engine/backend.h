@@ -97,6 +97,8 @@ struct backend_ops {
 	 * kv_cache_shift) and turn the kept keys that moved back by n_discard
 	 * positions (each layer's RoPE, without its attention factor) */
 	int (*kv_shift)(struct backend *b, int keep, int n_discard);
+	/* optional: the device, for people ("NVIDIA H100, 79.1 GiB") */
+	const char *(*describe)(struct backend *b);
 	void (*free)(struct backend *b);
 };
 
@@ -108,6 +110,19 @@ struct backend {
 
 /* The CPU backend: struct model's scratch, quant.c's kernels, the thread pool. */
 struct backend *backend_cpu_create(struct model *m);
+
+/*
+ * The CUDA backend over gpu/cuda/cuda_ops.h (backend_cuda.c): copies every
+ * weight the forward pass reads to the device as stored (quantized) and
+ * allocates the KV cache (m->kv's geometry; m->kv itself has no data) and
+ * the activations there.  NULL with error() when it cannot; *fallback is
+ * set when the CPU can take the model instead (device memory that does not
+ * fit, named in the message; a tensor type the kernels lack).  Linked only
+ * into builds with CUDA (make CUDA=1; the tests under the emulation).
+ */
+struct backend *backend_cuda_create(struct model *m, int *fallback);
+/* CUDA devices present (0 without a driver or a device). */
+int backend_cuda_devices(void);
 
 void backend_free(struct backend *b);
 

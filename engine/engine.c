@@ -327,6 +327,9 @@ static int memory_check(struct engine *e, struct strbuf *warn)
 	mp.n_ctx = e->cfg.n_ctx;
 	mp.n_batch = e->cfg.n_batch;
 	mp.kv_type = e->cfg.kv_type == ENGINE_KV_F32 ? KV_F32 : KV_F16;
+	mp.backend = e->cfg.backend == ENGINE_BACKEND_CPU    ? MODEL_BACKEND_CPU
+		     : e->cfg.backend == ENGINE_BACKEND_CUDA ? MODEL_BACKEND_CUDA
+							     : MODEL_BACKEND_AUTO;
 	mp.cancel = &e->stop;
 	if (model_memory_estimate(e->model_path, &mp, &mm) < 0)
 		return -1;
@@ -384,8 +387,6 @@ static int engine_load(struct engine *e)
 	if (e->remote)
 		return remote_load(e);
 
-	if (e->cfg.backend == ENGINE_BACKEND_CUDA)
-		return error("the cuda backend is not available in this build");
 	if (memory_check(e, &warn) < 0)
 		return -1;
 	if (warn.len) {
@@ -399,6 +400,9 @@ static int engine_load(struct engine *e)
 	mp.n_threads = e->cfg.n_threads;
 	mp.n_batch = e->cfg.n_batch;
 	mp.kv_type = e->cfg.kv_type == ENGINE_KV_F32 ? KV_F32 : KV_F16;
+	mp.backend = e->cfg.backend == ENGINE_BACKEND_CPU    ? MODEL_BACKEND_CPU
+		     : e->cfg.backend == ENGINE_BACKEND_CUDA ? MODEL_BACKEND_CUDA
+							     : MODEL_BACKEND_AUTO;
 	/* read every weight page now: the load progress is real, a close
 	 * during it is seen per tensor, and the first reply does not pay for
 	 * page faults */
@@ -455,13 +459,22 @@ static int engine_load(struct engine *e)
 	in->n_ctx_train = mi->n_ctx_train;
 	in->n_vocab = mi->n_vocab;
 	in->n_threads = mi->n_threads;
-	snprintf(in->backend, sizeof(in->backend), "cpu");
+	snprintf(in->backend, sizeof(in->backend), "%s", mi->backend);
+	snprintf(in->device, sizeof(in->device), "%s", mi->device);
 	snprintf(in->chat_template, sizeof(in->chat_template), "%s", prompt_template_name(e->tmpl));
 	in->template_defaulted = prompt_template_defaulted(e->tmpl);
 	in->template_thinks = prompt_template_thinks(e->tmpl);
 	in->kv_bytes = mi->kv_bytes;
 	in->weight_bytes = mi->weight_bytes;
 
+	/* saved states are the CPU cache's bytes (kv_state.c); a device's
+	 * cache has no host copy to write or to read into */
+	if (e->kv_dir && !model_kv(e->m)->k) {
+		log_info("kv states off: the KV cache is on the %s backend's device", mi->backend);
+		free(e->kv_dir);
+		e->kv_dir = NULL;
+		e->cfg.kv_dir = NULL;
+	}
 	if (e->kv_dir) {
 		const struct gguf *g = model_gguf(e->m);
 		e->kv_id.model_bytes = gguf_file_size(g);

@@ -288,6 +288,7 @@ struct engine_info {
 	int n_vocab;
 	int n_threads;
 	char backend[16];       /* "cpu", "cuda" or "remote" */
+	char device[160];       /* the GPU ("NVIDIA H100, 79.1 GiB"); "" on the CPU or a server */
 	char chat_template[32]; /* the template in use; "none" for raw completion */
 	int template_defaulted; /* 1 when no template was found and none was asked for */
 	int template_thinks;    /* 1 when the template switches thinking (engine_request.think) */

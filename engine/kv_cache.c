@@ -59,7 +59,7 @@ uint64_t kv_cache_bytes_shape(enum kv_type type, const struct kv_shape *s)
 uint64_t kv_cache_bytes_for(enum kv_type type, int n_layer, int n_ctx, int n_head_kv,
 			    int head_dim_k, int head_dim_v)
 {
-	struct kv_shape s = { n_layer, n_ctx, n_head_kv, head_dim_k, head_dim_v, NULL, 0 };
+	struct kv_shape s = { n_layer, n_ctx, n_head_kv, head_dim_k, head_dim_v, NULL, 0, 0 };
 	return kv_cache_bytes_shape(type, &s);
 }
 
@@ -101,10 +101,14 @@ int kv_cache_init_shape(struct kv_cache *kv, enum kv_type type, const struct kv_
 				kv->pos[l][c] = -1;
 		}
 	}
-	kv->k = try_alloc_aligned(ek, kv->elem);
-	kv->v = try_alloc_aligned(ev, kv->elem);
+	if (!s->no_data) {
+		kv->k = try_alloc_aligned(ek, kv->elem);
+		kv->v = try_alloc_aligned(ev, kv->elem);
+		if (!kv->k || !kv->v)
+			goto oom;
+	}
 	kv->tokens = try_alloc_array((size_t)s->n_ctx, sizeof(int32_t));
-	if (!kv->k || !kv->v || !kv->tokens)
+	if (!kv->tokens)
 		goto oom;
 	kv->bytes = bytes;
 	return 0;
@@ -117,7 +121,7 @@ oom:
 int kv_cache_init(struct kv_cache *kv, enum kv_type type, int n_layer, int n_ctx, int n_head_kv,
 		  int head_dim_k, int head_dim_v)
 {
-	struct kv_shape s = { n_layer, n_ctx, n_head_kv, head_dim_k, head_dim_v, NULL, 0 };
+	struct kv_shape s = { n_layer, n_ctx, n_head_kv, head_dim_k, head_dim_v, NULL, 0, 0 };
 	return kv_cache_init_shape(kv, type, &s);
 }
 
@@ -173,6 +177,12 @@ void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, con
 	}
 	if (kv->pos[layer])
 		kv->pos[layer][pos % kv->cells[layer]] = pos;
+}
+
+void kv_cache_tag(struct kv_cache *kv, int layer, int pos, int n)
+{
+	for (int i = 0; kv->pos[layer] && i < n; i++)
+		kv->pos[layer][(pos + i) % kv->cells[layer]] = pos + i;
 }
 
 /* Does ring layer l hold every position a query at position n needs (n-W+1 .. n-1)? */
@@ -235,13 +245,58 @@ static void shift_ring(struct kv_cache *kv, int l, int keep, int n_discard, stru
 	}
 }
 
-int kv_cache_shift(struct kv_cache *kv, int keep, int n_discard)
+/* Where a ring layer's position p goes in the shift: its new position, or -1 (discarded). */
+static int shifted(int p, int keep, int n_discard)
 {
-	if (keep < 0 || n_discard < 0 || keep + n_discard > kv->n)
-		return error("cannot shift the KV cache: keep %d and discard %d of %d positions",
-			     keep, n_discard, kv->n);
-	if (n_discard == 0)
-		return 0;
+	if (p < 0 || (p >= keep && p < keep + n_discard))
+		return -1;
+	return p < keep ? p : p - n_discard;
+}
+
+/* A ring layer's tags after the shift, without data. */
+static void shift_tags(struct kv_cache *kv, int l, int keep, int n_discard)
+{
+	int R = kv->cells[l];
+	int32_t *old = xcalloc((size_t)R, sizeof(int32_t));
+	memcpy(old, kv->pos[l], (size_t)R * sizeof(int32_t));
+	for (int c = 0; c < R; c++)
+		kv->pos[l][c] = -1;
+	for (int c = 0; c < R; c++) {
+		int np = shifted(old[c], keep, n_discard);
+		if (np >= 0)
+			kv->pos[l][np % R] = np;
+	}
+	free(old);
+}
+
+int kv_cache_shift_plan(const struct kv_cache *kv, int l, int keep, int n_discard, int32_t *from,
+			int32_t *to)
+{
+	int n = 0;
+	if (!kv->pos[l]) {
+		for (int p = keep + n_discard; p < kv->n; p++, n++) {
+			from[n] = p;
+			to[n] = p - n_discard;
+		}
+		return n;
+	}
+	/* the ring's cells hold at most R consecutive positions: walk them in
+	 * position order from the cell after the newest */
+	int R = kv->cells[l];
+	for (int i = 0; i < R; i++) {
+		int c = (kv->n + i) % R, p = kv->pos[l][c];
+		if (p < keep + n_discard)
+			continue;
+		from[n] = c;
+		to[n] = (p - n_discard) % R;
+		n++;
+	}
+	return n;
+}
+
+/* The data half of kv_cache_shift. */
+static int shift_data(struct kv_cache *kv, int keep, int n_discard)
+{
 	int rest = kv->n - keep - n_discard, R = 0;
 	for (int l = 0; l < kv->n_layer; l++)
 		if (kv->pos[l] && kv->cells[l] > R)
@@ -274,6 +329,24 @@ int kv_cache_shift(struct kv_cache *kv, int keep, int n_discard)
 	free(cp.k);
 	free(cp.v);
 	free(cp.pos);
+	return 0;
+}
+
+int kv_cache_shift(struct kv_cache *kv, int keep, int n_discard)
+{
+	if (keep < 0 || n_discard < 0 || keep + n_discard > kv->n)
+		return error("cannot shift the KV cache: keep %d and discard %d of %d positions",
+			     keep, n_discard, kv->n);
+	if (n_discard == 0)
+		return 0;
+	if (!kv->k) { /* bookkeeping only: the device has moved the data */
+		for (int l = 0; l < kv->n_layer; l++)
+			if (kv->pos[l])
+				shift_tags(kv, l, keep, n_discard);
+	} else if (shift_data(kv, keep, n_discard) < 0) {
+		return -1;
+	}
+	int rest = kv->n - keep - n_discard;
 	memmove(kv->tokens + keep, kv->tokens + keep + n_discard, (size_t)rest * sizeof(int32_t));
 	kv->n -= n_discard;
 	return 0;

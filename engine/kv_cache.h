@@ -37,6 +37,7 @@ struct kv_shape {
 	int head_dim_v;
 	const int *window; /* (n_layer) sliding window of each layer, 0 = full; NULL: all full */
 	int ring;          /* cells of a windowed layer (ignored when none is) */
+	int no_data;       /* bookkeeping only: k and v stay NULL (a device holds the data) */
 };
 
 struct kv_cache {
@@ -53,8 +54,8 @@ struct kv_cache {
 	size_t *off_k;   /* (n_layer) element offset of each layer's keys in k */
 	size_t *off_v;   /* (n_layer) ... values in v */
 	int32_t **pos;   /* (n_layer) position held by each cell of a ring layer; NULL if full */
-	void *k;         /* keys, elements of `type` */
-	void *v;         /* values */
+	void *k;         /* keys, elements of `type`; NULL when a device holds them */
+	void *v;         /* values; as k */
 	int32_t *tokens; /* (n_ctx) token at each position */
 	uint64_t bytes;  /* k + v bytes */
 };
@@ -83,6 +84,9 @@ void *kv_cache_v(const struct kv_cache *kv, int layer, int head, int pos);
 
 /* Write one position's keys/values for a layer: n_head_kv * head_dim floats each. */
 void kv_cache_store(struct kv_cache *kv, int layer, int pos, const float *k, const float *v);
+/* Record that a layer's cells now hold positions pos .. pos+n-1 (what
+ * kv_cache_store records, for a cache whose data a device wrote). */
+void kv_cache_tag(struct kv_cache *kv, int layer, int pos, int n);
 
 /*
  * Keep positions 0 .. n-1 (prefix reuse).  Returns the positions kept: n,
@@ -97,8 +101,19 @@ int kv_cache_truncate(struct kv_cache *kv, int n);
  * n_discard.  Keys are NOT re-rotated here: model_kv_shift() does that,
  * since only the model knows its RoPE.  In a ring layer only the positions
  * it still holds move (a kept position it no longer holds stays absent).
+ * Without data (no_data) only the bookkeeping moves; kv_cache_shift_plan()
+ * lists the cells a device must move, before this call.
  */
 int kv_cache_shift(struct kv_cache *kv, int keep, int n_discard);
+
+/* The cell moves of kv_cache_shift(keep, n_discard) in layer l: from[i]
+ * to to[i] for i < the count returned (from and to hold kv->cells[l]
+ * entries), by increasing position.  A device moves them reading every
+ * row before writing any (a ring's moves may form cycles), or, in a full
+ * layer, in consecutive batches of that kind.  The keys that move are the
+ * ones to turn back by n_discard. */
+int kv_cache_shift_plan(const struct kv_cache *kv, int l, int keep, int n_discard, int32_t *from,
+			int32_t *to);
 
 const char *kv_type_name(enum kv_type t); /* "f16", "f32" */
 

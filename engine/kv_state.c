@@ -241,6 +241,8 @@ static int put_layer(struct writer *w, const struct kv_cache *kv, int l)
 int kv_state_write(int fd, const struct kv_cache *kv, const struct kv_state_id *id,
 		   int (*stop)(void *), void *ud)
 {
+	if (!kv->k) /* kv_shape.no_data: the engine turns states off before this */
+		return error("the KV cache is on a device, not in memory");
 	size_t hb = header_bytes(kv->n_layer);
 	unsigned char *hdr = xcalloc(hb, 1);
 	struct hash64 ht, hd;
@@ -401,6 +403,10 @@ struct kv_state_file *kv_state_open(const char *path, const struct kv_cache *kv,
 	unsigned char fixed[FIXED], *hdr = NULL;
 	struct kv_state_file *f = NULL;
 	struct stat st;
+	if (!kv->k) {
+		error("the KV cache is on a device, not in memory");
+		return NULL;
+	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		error("cannot open '%s': %s", path, strerror(errno));

@@ -54,6 +54,13 @@ const char *model_supported_archs(void)
 	return arch_names();
 }
 
+enum model_backend model_backend_named(const char *name)
+{
+	return !strcmp(name, "cpu")    ? MODEL_BACKEND_CPU
+	       : !strcmp(name, "cuda") ? MODEL_BACKEND_CUDA
+				       : MODEL_BACKEND_AUTO;
+}
+
 void model_params_default(struct model_params *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -1068,6 +1075,59 @@ static int mapped_setup(struct model *m)
 	return 0;
 }
 
+/* backend.h's CUDA entry points are linked only into CUDA builds (make
+ * CUDA=1, and the tests under the emulation): weak references are NULL
+ * elsewhere. */
+#pragma weak backend_cuda_create
+#pragma weak backend_cuda_devices
+
+/*
+ * The CUDA backend when params.backend asks for it (or auto finds a
+ * device): it allocates the cache on the device, so m->kv keeps only the
+ * bookkeeping.  Leaves m->backend NULL for the CPU: auto without CUDA in
+ * the build or a device, or a device that cannot hold the model (a
+ * warning says why).  -1 with error() when CUDA was asked for and is
+ * absent, or for a failure the CPU would not avoid.
+ */
+static int open_device(struct model *m, struct kv_shape *ks)
+{
+	enum model_backend want = m->params.backend;
+	const char *path = gguf_path(m->g);
+	if (want == MODEL_BACKEND_CPU)
+		return 0;
+	if (!backend_cuda_create || !backend_cuda_devices) {
+		if (want == MODEL_BACKEND_CUDA)
+			return error("the cuda backend is not in this build (make CUDA=1)");
+		return 0;
+	}
+	if (backend_cuda_devices() <= 0) {
+		if (want == MODEL_BACKEND_CUDA)
+			return error("no CUDA device found");
+		return 0;
+	}
+	ks->no_data = 1;
+	if (kv_cache_init_shape(&m->kv, m->params.kv_type, ks) < 0) {
+		error_prefix("'%s': ", path);
+		return -1;
+	}
+	int fallback = 0;
+	m->backend = backend_cuda_create(m, &fallback);
+	if (m->backend)
+		return 0;
+	kv_cache_free(&m->kv);
+	if (!fallback && want == MODEL_BACKEND_CUDA) {
+		error_prefix("'%s': ", path);
+		return -1;
+	}
+	if (!strcmp(error_message(), "cancelled"))
+		return -1;
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "'%s': running on the CPU: %s", path, error_message());
+	error_clear();
+	add_warning(m, buf);
+	return 0;
+}
+
 struct model *model_load(const char *path, const struct model_params *p)
 {
 	struct model *m = xcalloc(1, sizeof(*m));
@@ -1101,8 +1161,6 @@ struct model *model_load(const char *path, const struct model_params *p)
 	in->n_ctx = n_ctx;
 	in->n_batch = m->n_batch;
 	in->kv_type = m->params.kv_type;
-	if (prefault(m) < 0)
-		goto fail;
 	int *win = xcalloc((size_t)in->n_layer, sizeof(int));
 	for (int l = 0; l < in->n_layer; l++)
 		win[l] = m->layers[l].window;
@@ -1114,24 +1172,40 @@ struct model *model_load(const char *path, const struct model_params *p)
 			       .window = win,
 			       .ring = model_ring_cells(in->swa_window, m->n_batch,
 							m->params.ring_slack) };
-	int rc = kv_cache_init_shape(&m->kv, m->params.kv_type, &ks);
+	int rc = open_device(m, &ks);
+	if (rc == 0 && !m->backend) { /* the CPU holds the cache */
+		ks.no_data = 0;
+		rc = kv_cache_init_shape(&m->kv, m->params.kv_type, &ks);
+		if (rc < 0)
+			error_prefix("'%s': ", path);
+	}
 	free(win);
-	if (rc < 0) {
-		error_prefix("'%s': ", path);
+	if (rc < 0)
+		goto fail;
+	in->kv_bytes = m->kv.bytes;
+	if (!m->backend) {
+		if (prefault(m) < 0 || alloc_scratch(m) < 0)
+			goto fail;
+		if (m->params.repack && repack_fits(m) && repack_weights(m) < 0)
+			goto fail;
+		if (mapped_setup(m) < 0)
+			goto fail;
+	} else if (!(m->ra = readahead_create(m->g, in->n_layer, m->output.t == m->tok_embd.t,
+					      NULL))) {
+		/* the weights are on the device: the table only answers the
+		 * diagnostics, and its helper never starts */
 		goto fail;
 	}
-	in->kv_bytes = m->kv.bytes;
-	if (alloc_scratch(m) < 0)
-		goto fail;
-	if (m->params.repack && repack_fits(m) && repack_weights(m) < 0)
-		goto fail;
-	if (mapped_setup(m) < 0)
-		goto fail;
 	m->pool = threadpool_create(m->params.n_threads);
 	if (!m->pool || model_alloc_att(m, threadpool_size(m->pool)) < 0)
 		goto fail;
 	in->n_threads = threadpool_size(m->pool);
-	m->backend = backend_cpu_create(m);
+	if (!m->backend)
+		m->backend = backend_cpu_create(m);
+	snprintf(in->backend, sizeof(in->backend), "%s", m->backend->ops->name);
+	if (m->backend->ops->describe)
+		snprintf(in->device, sizeof(in->device), "%s",
+			 m->backend->ops->describe(m->backend));
 	if (in->n_expert && !m->backend->ops->moe_ffn) {
 		/* a device backend that has not learnt mixtures says so here */
 		error("'%s': the %s backend cannot run a mixture of experts", path,

@@ -23,7 +23,17 @@ struct readahead;
  * (llama.cpp's context shift).
  */
 
+/* Where the forward pass runs: the CPU; CUDA when built with it and a
+ * device is present (else the CPU); CUDA or an error. */
+enum model_backend { MODEL_BACKEND_CPU, MODEL_BACKEND_AUTO, MODEL_BACKEND_CUDA };
+/* "cpu", "auto", "cuda": the backend; anything else: auto. */
+enum model_backend model_backend_named(const char *name);
+
 struct model_params {
+	/* MODEL_BACKEND_CPU by default.  CUDA (asked for or chosen by auto)
+	 * that cannot hold the model (device memory, a tensor type its kernels
+	 * lack) leaves it on the CPU with a model_warning() that says why. */
+	enum model_backend backend;
 	int n_ctx;            /* 0 = the model's context_length */
 	int n_threads;        /* 0 = online cores */
 	int n_batch;          /* prefill chunk in tokens, 0 = 256 (scratch grows with it) */
@@ -101,6 +111,8 @@ struct model_info {
 	/* the read-ahead helper runs: asked for, not locked, and the weights
 	 * fit in the memory available (see readahead.h) */
 	int readahead;
+	char backend[16]; /* "cpu" or "cuda" */
+	char device[160]; /* the GPU and its memory ("NVIDIA H100, 79.1 GiB"), "" for the CPU */
 	uint64_t repacked_bytes; /* weights copied into a load-time layout (params.repack);
 				  * their file pages are released, so memory use is about
 				  * the same, but it is anonymous memory, not page cache */

@@ -128,8 +128,8 @@ static void near(const char *what, size_t i, double got, double want, double tol
 
 /* ---- matrix products ----------------------------------------------------------- */
 
-static const int weight_types[] = { QT_F32,  QT_F16,  QT_BF16, QT_Q4_0,
-				    QT_Q8_0, QT_Q4_K, QT_Q5_K, QT_Q6_K };
+static const int weight_types[] = { QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
+				    QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K };
 
 static void put_half(uint8_t *p, float f)
 {
@@ -161,12 +161,20 @@ static void make_weights(int type, int nrows, int64_t n, size_t row_bytes, uint8
 			float d = 0.002f + 0.02f * rnd_uniform();
 			switch (type) {
 			case QT_Q4_0:
+			case QT_Q5_0:
 			case QT_Q8_0: put_half(blk, d); break;
+			case QT_Q4_1:
+			case QT_Q5_1:
 			case QT_Q4_K:
 			case QT_Q5_K:
 				put_half(blk, d);
 				put_half(blk + 2, d * rnd_uniform());
 				break;
+			case QT_Q2_K:
+				put_half(blk + 80, d);
+				put_half(blk + 82, d * rnd_uniform());
+				break;
+			case QT_Q3_K: put_half(blk + 108, d); break;
 			case QT_Q6_K: put_half(blk + 208, d); break;
 			}
 		}
@@ -257,6 +265,10 @@ static void test_matvec(void **state)
 	for (size_t i = 0; i < sizeof(weight_types) / sizeof(weight_types[0]); i++)
 		check_matmul(weight_types[i], 100, 512, 3, 0);
 	check_matmul(QT_F16, 5, 8, 1, 0); /* llama-2-tiny-random's rows of 8 */
+	/* float rows that are no multiple of 8 (stories260K's 172): a tail */
+	check_matmul(QT_F32, 7, 172, 2, 0);
+	check_matmul(QT_F16, 9, 13, 1, 0);
+	check_matmul(QT_BF16, 40, 300, 4, 0);
 }
 
 static void test_matmul_tiled(void **state)
@@ -272,11 +284,12 @@ static void test_matmul_errors(void **state)
 	float dummy = 0;
 	(void)state;
 	assert_int_equal(cuda_type_supported(QT_Q4_K), 1);
-	assert_int_equal(cuda_type_supported(QT_Q2_K), 0);
-	assert_int_equal(cuda_matvec(ctx, QT_Q2_K, &dummy, 84, 1, 256, &dummy, 256, 1, &dummy, 1),
-			 -1);
+	assert_int_equal(cuda_type_supported(QT_Q2_K), 1);
+	assert_int_equal(cuda_type_supported(QT_Q8_K), 0); /* an activation format */
+	assert_int_equal(cuda_type_supported(20), 0);      /* IQ4_NL */
+	assert_int_equal(cuda_matvec(ctx, 20, &dummy, 18, 1, 32, &dummy, 32, 1, &dummy, 1), -1);
 	assert_string_equal(cuda_error(ctx),
-			    "matvec: weight type 10 is not supported by the CUDA kernels");
+			    "matvec: weight type 20 is not supported by the CUDA kernels");
 	assert_int_equal(cuda_matvec(ctx, QT_Q4_K, &dummy, 144, 1, 100, &dummy, 100, 1, &dummy, 1),
 			 -1);
 	assert_string_equal(cuda_error(ctx),
@@ -519,10 +532,10 @@ static void fill_cache(struct attn_case *c)
 	c->k = dev_alloc((size_t)nkv * n * hk * esz);
 	c->v = dev_alloc((size_t)nkv * n * hv * esz);
 	/* in two pieces, to exercise pos0 */
-	OK(cuda_kv_write(ctx, c->k, a->kv_f16, n, nkv, hk, kdev, (size_t)nkv * hk, 3, 0));
-	OK(cuda_kv_write(ctx, c->k, a->kv_f16, n, nkv, hk, kdev + (size_t)3 * nkv * hk,
+	OK(cuda_kv_write(ctx, c->k, a->kv_f16, n, 0, nkv, hk, kdev, (size_t)nkv * hk, 3, 0));
+	OK(cuda_kv_write(ctx, c->k, a->kv_f16, n, 0, nkv, hk, kdev + (size_t)3 * nkv * hk,
 			 (size_t)nkv * hk, n - 3, 3));
-	OK(cuda_kv_write(ctx, c->v, a->kv_f16, n, nkv, hv, vdev, (size_t)nkv * hv, n, 0));
+	OK(cuda_kv_write(ctx, c->v, a->kv_f16, n, 0, nkv, hv, vdev, (size_t)nkv * hv, n, 0));
 	c->k_host = malloc((size_t)nkv * n * hk * sizeof(float));
 	c->v_host = malloc((size_t)nkv * n * hv * sizeof(float));
 	for (int h = 0; h < nkv; h++)
@@ -657,9 +670,8 @@ static void check_attn(struct cuda_attn a, int prefill, int ntok, int pos0, int 
 
 static struct cuda_attn attn(int nh, int nkv, int hk, int hv, int ctx_len, int f16)
 {
-	struct cuda_attn a = {
-		nh, nkv, hk, hv, ctx_len, f16, 1.0f / sqrtf((float)hk), 0.0f, 0, NULL
-	};
+	struct cuda_attn a = { nh,   nkv, hk,   hv, ctx_len, f16, 1.0f / sqrtf((float)hk),
+			       0.0f, 0,   NULL, 0 };
 	return a;
 }
 
@@ -694,6 +706,151 @@ static void test_attn_prefill(void **state)
 	check_attn(attn(4, 2, 256, 256, 24, 1), 1, 9, 3, 0);  /* tiles for large heads */
 	check_attn(attn(6, 3, 128, 128, 80, 0), 1, 70, 0, 0); /* F32 cache: smaller tiles */
 	check_attn(attn(4, 4, 32, 64, 50, 1), 1, 17, 30, 1);  /* K and V sizes differ */
+}
+
+/*
+ * A sliding-window layer's ring: P positions written through kv_write in
+ * chunks of ntok (wrapping around R cells), then attention for the last
+ * chunk (prefill) and for the last position (decode) gives the same bits
+ * as over a full cache of P cells: the same keys in the same order.
+ */
+static void check_ring(int nh, int nkv, int hd, int window, int R, int P, int ntok, int f16)
+{
+	size_t esz = f16 ? 2 : 4, row = (size_t)nkv * hd;
+	float *src = normal_array((size_t)P * row, 1.0f),
+	      *q = normal_array((size_t)ntok * nh * hd, 1.0f);
+	float *dsrc = dev_copy(src, (size_t)P * row * 4),
+	      *dq = dev_copy(q, (size_t)ntok * nh * hd * 4);
+	void *full = dev_alloc(row * P * esz), *ring = dev_alloc(row * R * esz);
+	OK(cuda_kv_write(ctx, full, f16, P, 0, nkv, hd, dsrc, row, P, 0));
+	for (int p = 0; p < P; p += ntok) {
+		int n = P - p < ntok ? P - p : ntok;
+		OK(cuda_kv_write(ctx, ring, f16, R, 1, nkv, hd, dsrc + (size_t)p * row, row, n, p));
+	}
+	struct cuda_attn a = attn(nh, nkv, hd, hd, P, f16), b;
+	a.window = window;
+	b = a;
+	b.ctx_len = R;
+	b.ring = 1;
+	size_t on = (size_t)ntok * nh * hd;
+	float *o1 = dev_alloc(on * 4), *o2 = dev_alloc(on * 4);
+	float *h1 = malloc(on * 4), *h2 = malloc(on * 4);
+	int pos0 = P - ntok;
+	OK(cuda_attn_prefill(ctx, &a, o1, (size_t)nh * hd, dq, (size_t)nh * hd, full, full, ntok,
+			     pos0));
+	OK(cuda_attn_prefill(ctx, &b, o2, (size_t)nh * hd, dq, (size_t)nh * hd, ring, ring, ntok,
+			     pos0));
+	dev_get(h1, o1, on * 4);
+	dev_get(h2, o2, on * 4);
+	assert_memory_equal(h1, h2, on * 4);
+	OK(cuda_attn_decode(ctx, &a, o1, dq, full, full, P - 1));
+	OK(cuda_attn_decode(ctx, &b, o2, dq, ring, ring, P - 1));
+	dev_get(h1, o1, (size_t)nh * hd * 4);
+	dev_get(h2, o2, (size_t)nh * hd * 4);
+	assert_memory_equal(h1, h2, (size_t)nh * hd * 4);
+	cuda_free(ctx, dsrc);
+	cuda_free(ctx, dq);
+	cuda_free(ctx, full);
+	cuda_free(ctx, ring);
+	cuda_free(ctx, o1);
+	cuda_free(ctx, o2);
+	free(src);
+	free(q);
+	free(h1);
+	free(h2);
+}
+
+static void test_attn_ring(void **state)
+{
+	(void)state;
+	check_ring(4, 2, 32, 6, 16, 45, 5, 1);     /* wraps twice, chunks across the wrap */
+	check_ring(4, 1, 64, 130, 160, 300, 3, 0); /* a window over two decode splits */
+	/* a ring too small for the chunk and its window is refused */
+	struct cuda_attn a = attn(4, 2, 32, 32, 16, 1);
+	float dummy = 0;
+	a.ring = 1;
+	a.window = 6;
+	assert_int_equal(
+		cuda_attn_prefill(ctx, &a, &dummy, 128, &dummy, 128, &dummy, &dummy, 12, 100), -1);
+	assert_string_equal(cuda_error(ctx), "attn_prefill: 12 tokens with a window of 6 do not "
+					     "fit a ring of 16 cells");
+	a.window = 0;
+	assert_int_equal(cuda_attn_decode(ctx, &a, &dummy, &dummy, &dummy, &dummy, 100), -1);
+	assert_string_equal(cuda_error(ctx), "attn_decode: a ring of 16 cells needs a sliding "
+					     "window of at most as many positions (window 0)");
+}
+
+/* kv_move: rows gathered before any is written (overlapping lists), every
+ * head, bit for bit; kv_rope: chosen rows turned in place, F16 and F32. */
+static void test_kv_move_rope(void **state)
+{
+	(void)state;
+	int cells = 24, nkv = 3, hd = 16;
+	size_t n = (size_t)nkv * cells * hd;
+	for (int f16 = 0; f16 < 2; f16++) {
+		size_t esz = f16 ? 2 : 4;
+		float *x = normal_array(n, 1.0f), *src = dev_copy(x, n * 4);
+		void *cache = dev_alloc(n * esz), *got = malloc(n * esz), *was = malloc(n * esz);
+		/* cell p holds position p: fill head by head as kv_write would */
+		for (int h = 0; h < nkv; h++)
+			OK(cuda_kv_write(ctx, (char *)cache + (size_t)h * cells * hd * esz, f16,
+					 cells, 0, 1, hd, src + (size_t)h * cells * hd, hd, cells,
+					 0));
+		dev_get(was, cache, n * esz);
+		int32_t mv[2 * 10];
+		for (int i = 0; i < 10; i++) {
+			mv[i] = 3 + i;      /* from 3..12 */
+			mv[10 + i] = 1 + i; /* to 1..10: overlapping */
+		}
+		OK(cuda_kv_move(ctx, cache, f16, cells, nkv, hd, mv, 10));
+		dev_get(got, cache, n * esz);
+		for (int h = 0; h < nkv; h++)
+			for (int c = 0; c < cells; c++) {
+				int from = c >= 1 && c <= 10 ? c + 2 : c;
+				assert_memory_equal(
+					(char *)got + (((size_t)h * cells + c) * hd) * esz,
+					(char *)was + (((size_t)h * cells + from) * hd) * esz,
+					hd * esz);
+			}
+		/* turn cells 2 and 7 by position -9 (NEOX, all dims) */
+		int32_t rc[2] = { 7, 2 };
+		struct cuda_rope_params rp = { hd, 1, 10000.0f, 1.0f, 1.0f, NULL };
+		memcpy(was, got, n * esz);
+		OK(cuda_kv_rope(ctx, &rp, cache, f16, cells, nkv, hd, rc, 2, -9));
+		dev_get(got, cache, n * esz);
+		for (int h = 0; h < nkv; h++)
+			for (int c = 0; c < cells; c++) {
+				size_t o = ((size_t)h * cells + c) * hd;
+				int turned = c == 2 || c == 7;
+				for (int i = 0; i < hd / 2; i++) {
+					double v[2], r[2];
+					for (int k = 0; k < 2; k++) {
+						size_t e = o + (size_t)i + (size_t)k * hd / 2;
+						v[k] = f16 ? quant_f16_to_f32(
+								     ((quant_half *)was)[e])
+							   : ((float *)was)[e];
+						r[k] = f16 ? quant_f16_to_f32(
+								     ((quant_half *)got)[e])
+							   : ((float *)got)[e];
+					}
+					double th = -9.0 * pow(10000.0, -2.0 * i / hd);
+					double w0 = turned ? v[0] * cos(th) - v[1] * sin(th) : v[0];
+					double w1 = turned ? v[0] * sin(th) + v[1] * cos(th) : v[1];
+					double tol = turned ? (f16 ? 4e-3 : 3e-5) : 0;
+					near("kv_rope", o + (size_t)i, r[0], w0, tol);
+					near("kv_rope", o + (size_t)i + hd / 2, r[1], w1, tol);
+				}
+			}
+		assert_int_equal(
+			cuda_kv_move(ctx, cache, f16, cells, nkv, hd, (int32_t[]){ 0, 24 }, 1), -1);
+		assert_string_equal(cuda_error(ctx),
+				    "kv_move: cell 24 is outside the cache (24 cells)");
+		cuda_free(ctx, src);
+		cuda_free(ctx, cache);
+		free(x);
+		free(got);
+		free(was);
+	}
 }
 
 static void test_attn_errors(void **state)
@@ -819,48 +976,54 @@ static void embed_op(void *arg)
 		      c->out, (size_t)c->n + 3));
 }
 
+static void check_embed(int type, int64_t n)
+{
+	const int32_t tokens[] = { 7, 0, 39, 7, 12 };
+	int n_vocab = 40, ntok = 5;
+	float *deq = malloc((size_t)n * 4), *out = malloc((size_t)ntok * (n + 3) * 4);
+	const struct quant_traits *t = quant_traits(type);
+	size_t rb = (size_t)(n / t->block_elems) * t->block_bytes;
+	uint8_t *table = malloc((size_t)n_vocab * rb);
+	make_weights(type, n_vocab, n, rb, table);
+	struct embed_case c = { type,
+				n_vocab,
+				ntok,
+				n,
+				rb,
+				tokens,
+				dev_copy(table, (size_t)n_vocab * rb),
+				dev_alloc((size_t)ntok * (n + 3) * 4) };
+	run_op(embed_op, &c, c.out, out, (size_t)ntok * (n + 3) * 4);
+	for (int i = 0; i < ntok; i++) {
+		quant_dequantize_row(type, table + (size_t)tokens[i] * rb, deq, n);
+		for (int64_t j = 0; j < n; j++)
+			near(t->name, (size_t)(i * n + j), out[(size_t)i * (n + 3) + j], deq[j],
+			     1e-6 * fabs(deq[j]));
+	}
+	if (type == QT_Q8_0) {
+		const int32_t bad[] = { 3, 40 };
+		assert_int_equal(
+			cuda_embed(ctx, type, c.table, rb, n_vocab, n, bad, 2, c.out, (size_t)n),
+			-1);
+		assert_string_equal(cuda_error(ctx), "embed: token id 40 is outside the "
+						     "vocabulary (40 tokens)");
+	}
+	cuda_free(ctx, c.table);
+	cuda_free(ctx, c.out);
+	free(table);
+	free(deq);
+	free(out);
+}
+
 static void test_embed(void **state)
 {
 	(void)state;
-	const int32_t tokens[] = { 7, 0, 39, 7, 12 };
-	int n_vocab = 40, ntok = 5;
-	int64_t n = 512;
-	float *deq = malloc((size_t)n * 4), *out = malloc((size_t)ntok * (n + 3) * 4);
-	for (size_t ti = 0; ti < sizeof(weight_types) / sizeof(weight_types[0]); ti++) {
-		int type = weight_types[ti];
-		const struct quant_traits *t = quant_traits(type);
-		size_t rb = (size_t)(n / t->block_elems) * t->block_bytes;
-		uint8_t *table = malloc((size_t)n_vocab * rb);
-		make_weights(type, n_vocab, n, rb, table);
-		struct embed_case c = { type,
-					n_vocab,
-					ntok,
-					n,
-					rb,
-					tokens,
-					dev_copy(table, (size_t)n_vocab * rb),
-					dev_alloc((size_t)ntok * (n + 3) * 4) };
-		run_op(embed_op, &c, c.out, out, (size_t)ntok * (n + 3) * 4);
-		for (int i = 0; i < ntok; i++) {
-			quant_dequantize_row(type, table + (size_t)tokens[i] * rb, deq, n);
-			for (int64_t j = 0; j < n; j++)
-				near(t->name, (size_t)(i * n + j), out[(size_t)i * (n + 3) + j],
-				     deq[j], 1e-6 * fabs(deq[j]));
-		}
-		if (type == QT_Q8_0) {
-			const int32_t bad[] = { 3, 40 };
-			assert_int_equal(cuda_embed(ctx, type, c.table, rb, n_vocab, n, bad, 2,
-						    c.out, (size_t)n),
-					 -1);
-			assert_string_equal(cuda_error(ctx), "embed: token id 40 is outside the "
-							     "vocabulary (40 tokens)");
-		}
-		cuda_free(ctx, c.table);
-		cuda_free(ctx, c.out);
-		free(table);
-	}
-	free(deq);
-	free(out);
+	for (size_t ti = 0; ti < sizeof(weight_types) / sizeof(weight_types[0]); ti++)
+		check_embed(weight_types[ti], 512);
+	/* float rows that are no multiple of 8: a tail */
+	check_embed(QT_F32, 172);
+	check_embed(QT_F16, 13);
+	check_embed(QT_BF16, 37);
 }
 
 /* ---- sampling ---------------------------------------------------------------------------- */
@@ -986,7 +1149,8 @@ int main(void)
 		cmocka_unit_test(test_matmul_errors), cmocka_unit_test(test_rms_norm),
 		cmocka_unit_test(test_head_norm),     cmocka_unit_test(test_rope),
 		cmocka_unit_test(test_attn_decode),   cmocka_unit_test(test_attn_prefill),
-		cmocka_unit_test(test_attn_errors),   cmocka_unit_test(test_glu),
+		cmocka_unit_test(test_attn_errors),   cmocka_unit_test(test_attn_ring),
+		cmocka_unit_test(test_kv_move_rope),  cmocka_unit_test(test_glu),
 		cmocka_unit_test(test_elementwise),   cmocka_unit_test(test_embed),
 		cmocka_unit_test(test_argmax),        cmocka_unit_test(test_topk),
 	};

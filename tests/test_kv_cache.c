@@ -120,7 +120,7 @@ static void test_bad_sizes(void **state)
 static void ring_init(struct kv_cache *kv)
 {
 	static const int window[3] = { 0, 4, 0 };
-	struct kv_shape s = { 3, 32, 2, 4, 3, window, 8 };
+	struct kv_shape s = { 3, 32, 2, 4, 3, window, 8, 0 };
 	assert_int_equal(kv_cache_init_shape(kv, KV_F32, &s), 0);
 	assert_int_equal(kv->cells[0], 32);
 	assert_int_equal(kv->cells[1], 8);
@@ -184,6 +184,78 @@ static void test_ring_shift(void **state)
 }
 
 /*
+ * A cache without data (a device holds it) keeps the same bookkeeping
+ * (tags, tokens, n), and the shift's plan, carried out on a copy of a data
+ * cache the way a device does it (every row of a ring read before any is
+ * written; a full layer in batches of 3 rows by increasing position),
+ * leaves exactly the data kv_cache_shift leaves.
+ */
+static void test_shift_plan(void **state)
+{
+	(void)state;
+	static const int window[3] = { 0, 4, 0 };
+	for (int shift = 0; shift < 3; shift++) {
+		int keep = shift == 2 ? 0 : 2, nd = shift == 0 ? 6 : 3, n = shift == 1 ? 7 : 20;
+		struct kv_cache kv, dev;
+		struct kv_shape s = { 3, 32, 2, 4, 3, window, 8, 0 };
+		ring_init(&kv);
+		s.no_data = 1;
+		assert_int_equal(kv_cache_init_shape(&dev, KV_F32, &s), 0);
+		assert_null(dev.k);
+		assert_null(dev.v);
+		assert_int_equal(dev.bytes, kv.bytes);
+		fill(&kv, n);
+		for (int l = 0; l < 3; l++)
+			kv_cache_tag(&dev, l, 0, n);
+		memcpy(dev.tokens, kv.tokens, sizeof(int32_t) * (size_t)n);
+		dev.n = n;
+		/* the "device": a copy of kv's keys, moved by the plan */
+		size_t kb = (size_t)2 * (32 + 8 + 32) * 4 * sizeof(float);
+		float *k = malloc(kb), *row = malloc(kb);
+		memcpy(k, kv.k, kb);
+		int32_t from[32], to[32];
+		for (int l = 0; l < 3; l++) {
+			int m = kv_cache_shift_plan(&dev, l, keep, nd, from, to);
+			int cells = dev.cells[l], step = dev.pos[l] ? (m ? m : 1) : 3;
+			float *base = k + dev.off_k[l];
+			for (int i = 0; i < m; i += step) {
+				int c = m - i < step ? m - i : step;
+				for (int j = 0; j < c; j++) /* gather */
+					for (int h = 0; h < 2; h++)
+						memcpy(row + ((size_t)j * 2 + h) * 4,
+						       base + ((size_t)h * cells + from[i + j]) * 4,
+						       4 * sizeof(float));
+				for (int j = 0; j < c; j++) /* scatter */
+					for (int h = 0; h < 2; h++)
+						memcpy(base + ((size_t)h * cells + to[i + j]) * 4,
+						       row + ((size_t)j * 2 + h) * 4,
+						       4 * sizeof(float));
+			}
+		}
+		assert_int_equal(kv_cache_shift(&kv, keep, nd), 0);
+		assert_int_equal(kv_cache_shift(&dev, keep, nd), 0);
+		assert_int_equal(dev.n, kv.n);
+		assert_memory_equal(dev.tokens, kv.tokens, sizeof(int32_t) * (size_t)kv.n);
+		assert_memory_equal(dev.pos[1], kv.pos[1], 8 * sizeof(int32_t));
+		for (int l = 0; l < 3; l++)
+			for (int h = 0; h < 2; h++)
+				for (int p = 0; p < kv.n; p++) {
+					if (dev.pos[l] && dev.pos[l][p % 8] != p)
+						continue;
+					size_t o = dev.off_k[l] + ((size_t)h * dev.cells[l] +
+								   kv_cache_cell(&dev, l, p)) *
+									  4;
+					assert_memory_equal(k + o, kv_cache_k(&kv, l, h, p),
+							    4 * sizeof(float));
+				}
+		free(k);
+		free(row);
+		kv_cache_free(&kv);
+		kv_cache_free(&dev);
+	}
+}
+
+/*
  * Layer 0's keys depend only on the token and its position, so after a
  * shift they must equal a fresh run of the remaining tokens at their new
  * positions: that checks the move and the re-rotation together.
@@ -235,9 +307,10 @@ static void test_model_shift(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_layout_f32), cmocka_unit_test(test_layout_f16),
-		cmocka_unit_test(test_bad_sizes),  cmocka_unit_test(test_ring_layout),
-		cmocka_unit_test(test_ring_shift), cmocka_unit_test(test_model_shift),
+		cmocka_unit_test(test_layout_f32),  cmocka_unit_test(test_layout_f16),
+		cmocka_unit_test(test_bad_sizes),   cmocka_unit_test(test_ring_layout),
+		cmocka_unit_test(test_ring_shift),  cmocka_unit_test(test_shift_plan),
+		cmocka_unit_test(test_model_shift),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

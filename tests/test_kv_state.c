@@ -57,7 +57,7 @@ static float noise(uint32_t *s)
 static void make_cache(struct kv_cache *kv, enum kv_type t, int n_layer, int n_ctx,
 		       const int *window, int ring, int n, uint32_t seed)
 {
-	struct kv_shape s = { n_layer, n_ctx, 2, 8, 6, window, ring };
+	struct kv_shape s = { n_layer, n_ctx, 2, 8, 6, window, ring, 0 };
 	assert_int_equal(kv_cache_init_shape(kv, t, &s), 0);
 	float k[2 * 8], v[2 * 6];
 	for (int p = 0; p < n; p++) {
@@ -191,6 +191,21 @@ static void test_refusals(void **state)
 	assert_non_null(strstr(error_message(), "layer 1 differs"));
 	kv_cache_free(&r1);
 	kv_cache_free(&r2);
+
+	/* a cache whose data a device holds (the CUDA backend) is neither written nor read */
+	struct kv_cache d;
+	struct kv_shape ds = { 3, 32, 2, 8, 6, NULL, 0, 1 };
+	assert_int_equal(kv_cache_init_shape(&d, KV_F16, &ds), 0);
+	d.n = 1;
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(kv_state_write(fd, &d, &model_a, NULL, NULL), -1);
+	assert_string_equal(error_message(), "the KV cache is on a device, not in memory");
+	close(fd);
+	write_state(path, &a, &model_a);
+	assert_null(kv_state_open(path, &d, &model_a));
+	assert_string_equal(error_message(), "the KV cache is on a device, not in memory");
+	kv_cache_free(&d);
 
 	/* another format version, not a state at all, trailing bytes */
 	write_state(path, &a, &model_a);

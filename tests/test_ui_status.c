@@ -159,6 +159,24 @@ static void test_bar(void **state)
 	assert_non_null(strstr(lines[0].text, "no model"));
 }
 
+/* A GPU: the backend and the device in place of the thread count. */
+static void test_device(void **state)
+{
+	struct status_line lines[32];
+	struct status_info s = sample();
+	(void)state;
+	strcpy(s.backend, "cuda");
+	strcpy(s.device, "NVIDIA H100, 79.1 GiB");
+	int n = status_format_column(&s, 40, lines, 32);
+	for (int i = 0; i < n; i++)
+		check_spans(&lines[i], 40);
+	assert_true(find_line(lines, n, "cuda \xc2\xb7 NVIDIA H100, 79.1 GiB") >= 0);
+	assert_int_equal(find_line(lines, n, "thread"), -1);
+	s = sample();
+	n = status_format_column(&s, 40, lines, 32);
+	assert_true(find_line(lines, n, "cpu \xc2\xb7 2 threads") >= 0);
+}
+
 /* A remote server: its address without the scheme, the server's own speed,
  * and whose token count it is; no empty line where a file's size would be. */
 static void test_remote(void **state)
@@ -210,6 +228,7 @@ int main(void)
 		cmocka_unit_test(test_column),
 		cmocka_unit_test(test_bar),
 		cmocka_unit_test(test_remote),
+		cmocka_unit_test(test_device),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -228,7 +228,9 @@ int status_format_column(const struct status_info *s, int width, struct status_l
 	}
 	if (s->backend[0] && (l = next(out, &n, max))) {
 		span(l, width, SS_VALUE, "%s", s->backend);
-		if (s->threads)
+		if (s->device[0])
+			span(l, width, SS_LABEL, " \xc2\xb7 %s", s->device);
+		else if (s->threads)
 			span(l, width, SS_LABEL, " \xc2\xb7 %d thread%s", s->threads,
 			     s->threads == 1 ? "" : "s");
 	}

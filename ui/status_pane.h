@@ -23,6 +23,7 @@ struct status_info {
 	uint64_t file_bytes;
 	uint64_t n_params;
 	char backend[16]; /* "cpu", "cuda", "remote" */
+	char device[64];  /* the GPU, shown instead of the threads; "" for none */
 	char server[96];  /* remote: the server's URL, "" for a local model */
 	int threads;
 	enum status_state state;

@@ -9,7 +9,14 @@ struct attn_args {
 	int n_head, n_head_kv, hd_k, hd_v, ctx_len, window;
 	float scale, softcap;
 	const float *sinks;
+	int ring;
 };
+
+/* The cache cell of position p: p itself, or p modulo the ring's cells. */
+__device__ __forceinline__ int attn_cell(const attn_args &a, int p)
+{
+	return a.ring ? p % a.ctx_len : p;
+}
 
 __device__ __forceinline__ float attn_logit(float dot, const attn_args &a)
 {
@@ -31,8 +38,13 @@ static inline int attn_setup(struct cuda_ctx *c, const struct cuda_attn *a, cons
 				a->head_dim_v);
 	if (a->ctx_len <= 0)
 		return ops_fail(c, "%s: the cache has %d cells", what, a->ctx_len);
+	if (a->ring && (a->window <= 0 || a->window > a->ctx_len))
+		return ops_fail(c,
+				"%s: a ring of %d cells needs a sliding window of at most as many "
+				"positions (window %d)",
+				what, a->ctx_len, a->window);
 	*out = attn_args{ a->n_head, a->n_head_kv, a->head_dim_k, a->head_dim_v, a->ctx_len,
-			  a->window, a->scale,     a->softcap,    a->sinks };
+			  a->window, a->scale,     a->softcap,    a->sinks,      a->ring };
 	return 0;
 }
 

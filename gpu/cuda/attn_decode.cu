@@ -31,7 +31,8 @@ __global__ void attn_decode_split(const float *q, const KV *k, const KV *v, floa
 
 	int j0 = lo + s * AD_THREADS, nk = min(AD_THREADS, pos - j0 + 1);
 	int valid = tid < nk;
-	const KV *kr = k + ((size_t)hk * a.ctx_len + (size_t)(j0 + tid)) * a.hd_k;
+	const KV *kr =
+		k + ((size_t)hk * a.ctx_len + (size_t)attn_cell(a, valid ? j0 + tid : j0)) * a.hd_k;
 	for (int g0 = 0; g0 < G; g0 += AD_G) {
 		float acc[AD_G];
 		for (int gi = 0; gi < AD_G; gi++)
@@ -73,9 +74,10 @@ __global__ void attn_decode_split(const float *q, const KV *k, const KV *v, floa
 			for (int gi = 0; gi < AD_G; gi++)
 				o[gi] = 0.0f;
 			for (int jj = 0; jj < nk; jj++) {
-				float vv = pv_load(
-					&v[((size_t)hk * a.ctx_len + (size_t)(j0 + jj)) * a.hd_v +
-					   d]);
+				float vv = pv_load(&v[((size_t)hk * a.ctx_len +
+						       (size_t)attn_cell(a, j0 + jj)) *
+							      a.hd_v +
+						      d]);
 				for (int gi = 0; gi < AD_G && g0 + gi < G; gi++)
 					o[gi] += sm[po + (g0 + gi) * AD_THREADS + jj] * vv;
 			}
@@ -109,13 +111,26 @@ __global__ void attn_decode_merge(const float *part, float *out, attn_args a, in
 	}
 }
 
+/* Splits of AD_THREADS keys from the window's first position to pos. */
+static int decode_splits(int window, int pos)
+{
+	int lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+	return (pos - lo + AD_THREADS) / AD_THREADS;
+}
+
+size_t cuda_attn_decode_scratch(const struct cuda_attn *a, int pos)
+{
+	return (size_t)a->n_head * decode_splits(a->window, pos) * (a->head_dim_v + 2) *
+	       sizeof(float);
+}
+
 int cuda_attn_decode(struct cuda_ctx *c, const struct cuda_attn *ca, float *out, const float *q,
 		     const void *k, const void *v, int pos)
 {
 	attn_args a;
 	if (attn_setup(c, ca, "attn_decode", &a) < 0)
 		return -1;
-	if (pos < 0 || pos >= a.ctx_len)
+	if (pos < 0 || (!a.ring && pos >= a.ctx_len))
 		return ops_fail(c, "attn_decode: position %d is outside the cache (%d cells)", pos,
 				a.ctx_len);
 	int G = a.n_head / a.n_head_kv;
@@ -126,9 +141,8 @@ int cuda_attn_decode(struct cuda_ctx *c, const struct cuda_attn *ca, float *out,
 				"in shared memory",
 				G, a.hd_k);
 	int lo = a.window > 0 && pos - a.window + 1 > 0 ? pos - a.window + 1 : 0;
-	int n_splits = (pos - lo + AD_THREADS) / AD_THREADS;
-	float *part =
-		(float *)ops_scratch(c, (size_t)a.n_head * n_splits * (a.hd_v + 2) * sizeof(float));
+	int n_splits = decode_splits(a.window, pos);
+	float *part = (float *)ops_scratch(c, cuda_attn_decode_scratch(ca, pos));
 	if (!part)
 		return -1;
 	dim3 grid((unsigned)n_splits, (unsigned)a.n_head_kv);

@@ -51,10 +51,13 @@ __global__ void __launch_bounds__(AP_WARPS * 32)
 		__syncthreads(); /* the queries are in; the previous tile is used up */
 		for (int i = tid; i < nk * a.hd_k; i += AP_WARPS * 32) {
 			int jj = i / a.hd_k, d = i % a.hd_k;
-			sm[ko + jj * ldk + d] = pv_load(&kh[(size_t)(kt + jj) * a.hd_k + d]);
+			sm[ko + jj * ldk + d] =
+				pv_load(&kh[(size_t)attn_cell(a, kt + jj) * a.hd_k + d]);
 		}
-		for (int i = tid; i < nk * a.hd_v; i += AP_WARPS * 32)
-			sm[vo + i] = pv_load(&vh[(size_t)kt * a.hd_v + i]);
+		for (int i = tid; i < nk * a.hd_v; i += AP_WARPS * 32) {
+			int jj = i / a.hd_v, d = i % a.hd_v;
+			sm[vo + i] = pv_load(&vh[(size_t)attn_cell(a, kt + jj) * a.hd_v + d]);
+		}
 		__syncthreads();
 
 		for (int qi = 0; qi < AP_QW; qi++) {
@@ -122,10 +125,16 @@ int cuda_attn_prefill(struct cuda_ctx *c, const struct cuda_attn *ca, float *out
 	attn_args a;
 	if (attn_setup(c, ca, "attn_prefill", &a) < 0)
 		return -1;
-	if (ntok <= 0 || pos0 < 0 || pos0 > a.ctx_len - ntok)
+	if (ntok <= 0 || pos0 < 0 || (!a.ring && pos0 > a.ctx_len - ntok))
 		return ops_fail(c,
 				"attn_prefill: positions %d..%d are outside the cache (%d cells)",
 				pos0, pos0 + ntok - 1, a.ctx_len);
+	if (a.ring && a.window - 1 + ntok > a.ctx_len)
+		return ops_fail(
+			c,
+			"attn_prefill: %d tokens with a window of %d do not fit a ring of %d "
+			"cells",
+			ntok, a.window, a.ctx_len);
 	/* the largest tiles that fit: more queries per block first (fewer K/V reloads) */
 	static const int cfg[][2] = { { 4, 32 }, { 2, 32 }, { 4, 16 }, { 2, 16 }, { 2, 8 } };
 	int qw = 0, bk = 0;

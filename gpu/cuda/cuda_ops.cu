@@ -192,15 +192,25 @@ void *ops_scratch(struct cuda_ctx *c, size_t bytes)
 	return c->scratch;
 }
 
+int cuda_reserve(struct cuda_ctx *c, size_t bytes)
+{
+	return ops_scratch(c, bytes) ? 0 : -1;
+}
+
 /* ---- weight rows ---- */
 
 static int block_of(int type, int *elems, int *bytes)
 {
 	switch (type) {
-	case QT_F32: *elems = 8, *bytes = 32; return 0;
+	case QT_F32: *elems = 1, *bytes = 4; return 0;
 	case QT_F16:
-	case QT_BF16: *elems = 8, *bytes = 16; return 0;
+	case QT_BF16: *elems = 1, *bytes = 2; return 0;
 	case QT_Q4_0: *elems = QK4_0, *bytes = (int)sizeof(struct block_q4_0); return 0;
+	case QT_Q4_1: *elems = QK4_1, *bytes = (int)sizeof(struct block_q4_1); return 0;
+	case QT_Q5_0: *elems = QK5_0, *bytes = (int)sizeof(struct block_q5_0); return 0;
+	case QT_Q5_1: *elems = QK5_1, *bytes = (int)sizeof(struct block_q5_1); return 0;
+	case QT_Q2_K: *elems = QK_K, *bytes = (int)sizeof(struct block_q2_K); return 0;
+	case QT_Q3_K: *elems = QK_K, *bytes = (int)sizeof(struct block_q3_K); return 0;
 	case QT_Q8_0: *elems = QK8_0, *bytes = (int)sizeof(struct block_q8_0); return 0;
 	case QT_Q4_K: *elems = QK_K, *bytes = (int)sizeof(struct block_q4_K); return 0;
 	case QT_Q5_K: *elems = QK_K, *bytes = (int)sizeof(struct block_q5_K); return 0;
@@ -213,6 +223,11 @@ int cuda_type_supported(int type)
 {
 	int e, b;
 	return block_of(type, &e, &b) == 0;
+}
+
+int cuda_rows_supported(int type, int64_t n)
+{
+	return ops_row_size(type, n) > 0;
 }
 
 size_t ops_row_size(int type, int64_t n)

@@ -14,7 +14,8 @@
  *     what was queued before them.  A kernel failure may therefore be
  *     reported by a later call.
  *   - Weight types are engine/quant.h's ids (GGUF numbering) in their block
- *     layouts: F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q5_K, Q6_K.
+ *     layouts: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
+ *     Q4_K, Q5_K, Q6_K (cuda_type_supported()).
  */
 #ifndef PALAVER_CUDA_OPS_H
 #define PALAVER_CUDA_OPS_H
@@ -27,6 +28,7 @@ extern "C" {
 #endif
 
 struct cuda_ctx;
+struct cuda_attn;
 
 /* ---- devices, contexts, memory ---- */
 
@@ -48,16 +50,24 @@ int cuda_upload(struct cuda_ctx *c, void *dst, const void *host_src, size_t byte
 int cuda_download(struct cuda_ctx *c, void *host_dst, const void *src, size_t bytes);
 int cuda_memset(struct cuda_ctx *c, void *dst, int byte, size_t bytes);
 int cuda_sync(struct cuda_ctx *c);
+/* Grows the context's scratch (attention partials, token ids, rows being
+ * moved) to at least `bytes` now, so that later operations up to that size
+ * allocate nothing. */
+int cuda_reserve(struct cuda_ctx *c, size_t bytes);
+/* Scratch bytes that cuda_attn_decode needs at position pos. */
+size_t cuda_attn_decode_scratch(const struct cuda_attn *a, int pos);
 
 /* ---- matrix products: y[t][r] = dot(weight row r, x[t]) ---- */
 
 /* 1 if the weight kernels take this type. */
 int cuda_type_supported(int type);
+/* 1 if they take rows of n elements of it (whole blocks). */
+int cuda_rows_supported(int type, int64_t n);
 
 /* One warp per weight row and token: for decode (ntok of 1 or a few).
  * w: nrows rows of n elements, row_bytes apart; x: ntok rows x_stride
  * apart; y: ntok rows y_stride apart.  n must be a multiple of the type's
- * block (8 for the float types). */
+ * block (any length for the float types). */
 int cuda_matvec(struct cuda_ctx *c, int type, const void *w, size_t row_bytes, int nrows, int64_t n,
 		const float *x, size_t x_stride, int ntok, float *y, size_t y_stride);
 /* The tiled kernel for prefill: 64 rows x 64 tokens per block, tensor
@@ -97,16 +107,26 @@ struct cuda_rope_params {
  * by pos0: the KV-cache shift). */
 int cuda_rope(struct cuda_ctx *c, const struct cuda_rope_params *r, float *x, size_t tok_stride,
 	      int ntok, int n_head, int head_dim, int pos0, int pos_step);
+/* Turns n cached key rows (cells host_cells[i], every head; F16 bits or
+ * F32) in place by position pos (the context shift; mscale is not applied:
+ * it was when the keys were stored). */
+int cuda_kv_rope(struct cuda_ctx *c, const struct cuda_rope_params *r, void *cache, int f16,
+		 int cells, int n_head_kv, int head_dim, const int32_t *host_cells, int n, int pos);
 
 /* ---- KV cache and attention ----
- * A cache tensor (K or V of one layer) is n_head_kv x ctx_len x head_dim,
- * F16 bits or F32. */
+ * A cache tensor (K or V of one layer) is n_head_kv x cells x head_dim,
+ * F16 bits or F32.  A full layer's cell p holds position p; a ring (a
+ * sliding-window layer's cache, engine/kv_cache.h) holds position p in
+ * cell p % cells. */
 
-/* Stores ntok rows (tok_stride apart) of n_head_kv heads of head_dim into
- * positions pos0 .. pos0 + ntok - 1. */
-int cuda_kv_write(struct cuda_ctx *c, void *cache, int f16, int ctx_len, int n_head_kv,
+/* Stores ntok rows (tok_stride apart) of n_head_kv heads of head_dim at
+ * positions pos0 .. pos0 + ntok - 1 (ring: 1 for a ring). */
+int cuda_kv_write(struct cuda_ctx *c, void *cache, int f16, int cells, int ring, int n_head_kv,
 		  int head_dim, const float *src, size_t tok_stride, int ntok, int pos0);
-
+/* Moves n rows (every head): cell host_cells[i] to cell host_cells[n + i],
+ * all read before any is written, so the two lists may overlap. */
+int cuda_kv_move(struct cuda_ctx *c, void *cache, int f16, int cells, int n_head_kv, int head_dim,
+		 const int32_t *host_cells, int n);
 struct cuda_attn {
 	int n_head, n_head_kv;      /* query heads; n_head is a multiple of n_head_kv */
 	int head_dim_k, head_dim_v; /* up to 256 each */
@@ -116,8 +136,10 @@ struct cuda_attn {
 	float softcap;              /* > 0: logits = softcap * tanh(logits / softcap) */
 	int window;                 /* > 0: attend to the last `window` positions only */
 	const float *sinks;         /* device, n_head extra logits (no value), or NULL */
+	int ring;                   /* the cache is a ring (needs a window of at most ctx_len) */
 };
-/* One token at position pos (the cache holds positions 0..pos): q is
+/* One token at position pos (the cache holds positions 0..pos, or the
+ * window's in a ring): q is
  * n_head x head_dim_k, out n_head x head_dim_v.  Split over the KV length,
  * then merged. */
 int cuda_attn_decode(struct cuda_ctx *c, const struct cuda_attn *a, float *out, const float *q,

@@ -5,9 +5,10 @@
 #define EMB_THREADS 128
 
 template <int T>
-__global__ void embed_kernel(const uint8_t *table, size_t row_bytes, int64_t nchunks,
+__global__ void embed_kernel(const uint8_t *table, size_t row_bytes, int64_t n,
 			     const int32_t *tokens, float *out, size_t out_stride)
 {
+	int64_t nchunks = n / 8;
 	int t = blockIdx.x;
 	const uint8_t *row = table + (size_t)tokens[t] * row_bytes;
 	float *o = out + (size_t)t * out_stride;
@@ -17,6 +18,9 @@ __global__ void embed_kernel(const uint8_t *table, size_t row_bytes, int64_t nch
 		for (int i = 0; i < 8; i++)
 			o[8 * c + i] = v[i];
 	}
+	if (qtype<T>::elems == 1) /* a float type's tail */
+		for (int64_t i = 8 * nchunks + threadIdx.x; i < n; i += EMB_THREADS)
+			o[i] = dequant1<T>(row, i);
 }
 
 template <int T> struct embed_run {
@@ -24,7 +28,7 @@ template <int T> struct embed_run {
 		       const int32_t *tokens, int ntok, float *out, size_t out_stride)
 	{
 		PV_LAUNCH(embed_kernel<T>, (unsigned)ntok, EMB_THREADS, 0, c->stream,
-			  (const uint8_t *)table, row_bytes, n / 8, tokens, out, out_stride);
+			  (const uint8_t *)table, row_bytes, n, tokens, out, out_stride);
 		return ops_launched(c, "embed");
 	}
 };

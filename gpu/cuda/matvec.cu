@@ -14,9 +14,10 @@
 #define MV_WARPS 8 /* rows per block */
 
 template <int T>
-__global__ void matvec_kernel(const uint8_t *w, size_t row_bytes, int nrows, int64_t nchunks,
+__global__ void matvec_kernel(const uint8_t *w, size_t row_bytes, int nrows, int64_t n,
 			      const float *x, size_t x_stride, float *y, size_t y_stride)
 {
+	int64_t nchunks = n / 8;
 	int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 	int r = blockIdx.x * MV_WARPS + warp, t = blockIdx.y;
 	if (r >= nrows)
@@ -31,6 +32,9 @@ __global__ void matvec_kernel(const uint8_t *w, size_t row_bytes, int nrows, int
 		for (int i = 0; i < 8; i++)
 			sum += v[i] * xc[i];
 	}
+	if (qtype<T>::elems == 1) /* a float type's tail */
+		for (int64_t i = 8 * nchunks + lane; i < n; i += 32)
+			sum += dequant1<T>(row, i) * xt[i];
 	sum = warp_sum(sum);
 	if (lane == 0)
 		y[(size_t)t * y_stride + r] = sum;
@@ -42,7 +46,7 @@ template <int T> struct matvec_run {
 	{
 		dim3 grid(ops_blocks(nrows, MV_WARPS), (unsigned)ntok);
 		PV_LAUNCH(matvec_kernel<T>, grid, MV_WARPS * 32, 0, c->stream, (const uint8_t *)w,
-			  row_bytes, nrows, n / 8, x, x_stride, y, y_stride);
+			  row_bytes, nrows, n, x, x_stride, y, y_stride);
 		return ops_launched(c, "matvec");
 	}
 };

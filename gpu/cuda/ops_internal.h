@@ -42,7 +42,12 @@ template <template <int> class F, class... A> static inline int ops_by_type(int 
 	case QT_F16: return F<QT_F16>::run(a...);
 	case QT_BF16: return F<QT_BF16>::run(a...);
 	case QT_Q4_0: return F<QT_Q4_0>::run(a...);
+	case QT_Q4_1: return F<QT_Q4_1>::run(a...);
+	case QT_Q5_0: return F<QT_Q5_0>::run(a...);
+	case QT_Q5_1: return F<QT_Q5_1>::run(a...);
 	case QT_Q8_0: return F<QT_Q8_0>::run(a...);
+	case QT_Q2_K: return F<QT_Q2_K>::run(a...);
+	case QT_Q3_K: return F<QT_Q3_K>::run(a...);
 	case QT_Q4_K: return F<QT_Q4_K>::run(a...);
 	case QT_Q5_K: return F<QT_Q5_K>::run(a...);
 	case QT_Q6_K: return F<QT_Q6_K>::run(a...);
