@@ -6,6 +6,7 @@
 #include "gguf.h"
 #include "jinja.h"
 #include "json.h"
+#include "options.h"
 #include "prompt.h"
 #include "report.h"
 #include "strbuf.h"
@@ -138,19 +139,10 @@ static int read_conversation(const struct strbuf *in, const char *name, struct j
 static int parse_args(int argc, char **argv, struct config *cfg, const char **file, int *gen,
 		      int *tokens)
 {
-	int i;
-	for (i = 1; i < argc; i++) {
+	int i, more;
+	for (i = 1; (more = options_next(argc, argv, &i, usage)) > 0; i++) {
 		const char *a = argv[i];
-		if (!strcmp(a, "--")) {
-			i++;
-			break;
-		}
-		if (a[0] != '-' || !a[1])
-			break;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return 1;
-		} else if (!strcmp(a, "--no-generation-prompt")) {
+		if (!strcmp(a, "--no-generation-prompt")) {
 			*gen = 0;
 		} else if (!strcmp(a, "--tokens")) {
 			*tokens = 1;
@@ -164,6 +156,8 @@ static int parse_args(int argc, char **argv, struct config *cfg, const char **fi
 			}
 		}
 	}
+	if (more < 0)
+		return 1;
 	if (i < argc)
 		*file = argv[i++];
 	if (i < argc) {

@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "config.h"
 #include "gguf.h"
+#include "options.h"
 #include "report.h"
 #include "untrusted.h"
 #include "strbuf.h"
@@ -37,21 +38,12 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 {
 	const char *model = NULL, *file = NULL, *text = NULL;
 	int ids_only = 0, no_bos = 0, special = 0, pre_fallback = 0;
-	int i;
+	int i, more;
 
-	for (i = 1; i < argc; i++) {
+	for (i = 1; (more = options_next(argc, argv, &i, usage)) > 0; i++) {
 		const char *a = argv[i];
-		if (!strcmp(a, "--")) {
-			i++;
-			break;
-		}
-		if (a[0] != '-' || !a[1])
-			break;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage, stdout);
-			return EXIT_OK;
-		} else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-f") ||
-			   !strcmp(a, "--file")) {
+		if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-f") ||
+		    !strcmp(a, "--file")) {
 			if (i + 1 >= argc) {
 				return report_usage_with(usage, "'%s' needs an argument", a);
 			}
@@ -71,6 +63,8 @@ int cmd_tokenize(int argc, char **argv, struct config *cfg)
 			return report_usage_with(usage, "unknown option '%s'", a);
 		}
 	}
+	if (more < 0)
+		return EXIT_OK;
 	if (i < argc)
 		text = argv[i++];
 	if (i < argc || (text && file)) {

@@ -470,3 +470,21 @@ int options_parse(int argc, char **argv, const struct opt_spec *opts, const char
 	}
 	return 0;
 }
+
+int options_next(int argc, char **argv, int *i, const char *usage)
+{
+	if (*i >= argc)
+		return 0;
+	const char *a = argv[*i];
+	if (!strcmp(a, "--")) {
+		++*i;
+		return 0;
+	}
+	if (a[0] != '-' || !a[1])
+		return 0;
+	if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+		fputs(usage, stdout);
+		return -1;
+	}
+	return 1;
+}

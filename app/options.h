@@ -79,4 +79,13 @@ struct opt_spec {
 int options_parse(int argc, char **argv, const struct opt_spec *opts, const char *usage,
 		  const char *name, const char *help, struct config *cfg);
 
+/*
+ * For commands whose operands come after their options and may be any text
+ * (tokenize TEXT, template FILE): 1 when argv[*i] is an option to look at;
+ * 0 when the options have ended -- at "--" (skipped), at an argument that
+ * is not an option ("-" alone is one) or at the end -- with *i at the first
+ * operand; -1 after -h/--help has printed usage.
+ */
+int options_next(int argc, char **argv, int *i, const char *usage);
+
 #endif
