@@ -55,7 +55,7 @@ done
 	|| fail "Esc during the analysis did not lead to an answer (5 attempts)"
 tui_keys Home # the top of the conversation: its thinking line
 tui_keys C-t
-check "Ctrl-T shows the thinking" tui_wait "▾ thought for" 3
+check "Ctrl-T shows the thinking" tui_wait "▾ thought for" 10
 n=$(tui_screen | grep -c '<|channel|>\|<|message|>\|<|end|>\|<|start|>')
 [ "$n" = 0 ] && ok "no channel header or marker is shown" || fail "$n lines show harmony's markers"
 tui_keys C-d
