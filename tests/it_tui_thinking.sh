@@ -68,7 +68,8 @@ for attempt in 1 2 3 4 5; do
 		live=1
 		tui_keys Escape
 		# the answer starts under the collapsed line; then stop it all
-		if tui_wait "ending the thinking" 5 && tui_wait "▸ thought for" 10; then
+		# (the "ending the thinking" hint may come and go between two looks)
+		if tui_wait "▸ thought for" 10; then
 			answered=1
 			tui_keys Escape
 			tui_wait "Enter send" 30
