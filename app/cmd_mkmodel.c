@@ -77,8 +77,9 @@ static const char usage[] =
 	"  --vocab FILE    copy the tokenizer (all tokenizer.* keys) of a GGUF file;\n"
 	"                  the vocabulary size follows it\n"
 	"  --vocab N       vocabulary size without a tokenizer           [512]\n"
-	"  --type T        F32, F16, Q8_0, Q4_0, Q4_K (a Q4_K_M-like mix), Q6_K,\n"
-	"                  IQ4_NL, IQ4_XS (llama.cpp's mixes) or MXFP4    [F32]\n"
+	"  --type T        F32, F16, BF16, Q8_0, Q4_0, Q4_K (a Q4_K_M-like mix),\n"
+	"                  Q6_K, IQ4_NL, IQ4_XS (llama.cpp's mixes) or MXFP4\n"
+	"                                                                [F32]\n"
 	"  --tied          no output.weight: the output reuses token_embd\n"
 	"  --seed N        random seed                                   [1]\n"
 	"  -h, --help      show this help\n"
@@ -107,6 +108,7 @@ static uint32_t file_type_of(int type)
 	case 12: return 15; /* MOSTLY_Q4_K_M */
 	case 20: return 25; /* MOSTLY_IQ4_NL */
 	case 23: return 30; /* MOSTLY_IQ4_XS */
+	case 30: return 32; /* MOSTLY_BF16 */
 	case 39: return 38; /* MOSTLY_MXFP4_MOE */
 	default: return 18; /* MOSTLY_Q6_K */
 	}
@@ -487,6 +489,7 @@ static int parse_type(const char *v, int *out)
 	} types[] = {
 		{ "F32", 0 },
 		{ "F16", 1 },
+		{ "BF16", QT_BF16 },
 		{ "Q4_0", 2 },
 		{ "Q8_0", 8 },
 		{ "Q4_K", 12 },
@@ -502,7 +505,7 @@ static int parse_type(const char *v, int *out)
 			return 0;
 		}
 	}
-	report("mkmodel: --type must be F32, F16, Q8_0, Q4_0, Q4_K, Q6_K, IQ4_NL, IQ4_XS or MXFP4");
+	report("mkmodel: --type must be F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, IQ4_NL, IQ4_XS or MXFP4");
 	return -1;
 }
 
