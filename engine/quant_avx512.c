@@ -173,6 +173,7 @@ struct act_fmt {
 	size_t qoff;  /* offset of qs */
 	int ushift;   /* log2 of the 32-element units per block (0 or 3) */
 	int shift;    /* log2 of the weight offset to pay back (0: none) */
+	int sums;     /* Q8_K: s4 of each lane is d x the sum of its 8 bytes (for mins) */
 };
 
 QUANT_INLINE __m512 spread4(__m128 v)
@@ -231,13 +232,17 @@ static void prep_act(const uint8_t *y, const struct act_fmt *f, int64_t nu, stru
 			hi[3], 3);
 		_mm512_store_si512(g->lo, vlo);
 		_mm512_store_si512(g->hi, vhi);
-		__m512i sum = dpbusd(dpbusd(_mm512_setzero_si512(), ones, vlo), ones, vhi);
-		sum = _mm512_sllv_epi32(sum, _mm512_set1_epi32(f->shift));
+		__m512i lsum = dpbusd(dpbusd(_mm512_setzero_si512(), ones, vlo), ones, vhi);
+		__m512i sum = _mm512_sllv_epi32(lsum, _mm512_set1_epi32(f->shift));
 		if (!f->shift)
 			sum = _mm512_setzero_si512();
 		_mm512_store_si512(g->nsum, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
-		_mm512_store_ps(g->d, spread4(_mm_loadu_ps(d)));
-		_mm512_store_ps(g->s4, spread4(_mm_loadu_ps(s)));
+		__m512 vd = spread4(_mm_loadu_ps(d));
+		_mm512_store_ps(g->d, vd);
+		/* a block's lanes sum to d x its sum either way: Q8_1's s / 4 each,
+		 * or (Q8_K) each lane its own part */
+		_mm512_store_ps(g->s4, f->sums ? _mm512_mul_ps(_mm512_cvtepi32_ps(lsum), vd)
+					       : spread4(_mm_loadu_ps(s)));
 	}
 }
 
@@ -289,11 +294,12 @@ static void q8x_gemm(q8x_tile_fn tile, int wunits, size_t wbytes, const struct a
 }
 
 /* Activation formats; the shift pays back weight offsets of 2^shift. */
-static const struct act_fmt fmt_q4_0 = { sizeof(struct block_q8_0), 2, 0, 3 };
-static const struct act_fmt fmt_q8_0 = { sizeof(struct block_q8_0), 2, 0, 7 };
-static const struct act_fmt fmt_q5_0 = { sizeof(struct block_q8_0), 2, 0, 4 };
-static const struct act_fmt fmt_q8_1 = { sizeof(struct block_q8_1), 4, 0, 0 };
-static const struct act_fmt fmt_q8_K = { sizeof(struct block_q8_K), 4, 3, 7 };
+static const struct act_fmt fmt_q4_0 = { sizeof(struct block_q8_0), 2, 0, 3, 0 };
+static const struct act_fmt fmt_q8_0 = { sizeof(struct block_q8_0), 2, 0, 7, 0 };
+static const struct act_fmt fmt_q5_0 = { sizeof(struct block_q8_0), 2, 0, 4, 0 };
+static const struct act_fmt fmt_q8_1 = { sizeof(struct block_q8_1), 4, 0, 0, 0 };
+static const struct act_fmt fmt_q8_K = { sizeof(struct block_q8_K), 4, 3, 7, 0 };
+static const struct act_fmt fmt_q8_K_sums = { sizeof(struct block_q8_K), 4, 3, 0, 1 };
 
 /* Halves of 4 blocks (`stride` bytes apart, m present) spread over their
  * lanes.  Built in registers: a store-then-reload through a small array
@@ -967,6 +973,132 @@ K_KERNEL(q4_K, kact_split)
 K_KERNEL(q5_K, kact_split)
 K_KERNEL(q6_K, kact_natural)
 
+/*
+ * Q4_K prefill over decoded panels.  The K tile above decodes each weight
+ * block (nibbles, the packed 6-bit scales, their spread to lanes) once per
+ * four tokens, and that decoding costs as much as the arithmetic.  For
+ * gemm of many tokens a panel of rows is decoded once into the prepared
+ * groups' layout instead -- per 32-element sub-block the 16 nibble bytes of
+ * Q4_0 (element j low, j + 16 high), its float scale d * sc and negated
+ * min -dmin * m, exact in float -- and every token tile then runs the
+ * Q4_0-like group tile over it, the mins against the activations' per-lane
+ * sums (fmt_q8_K_sums).  The panel stays in L2 (Q4KD_BYTES); tiles of few
+ * tokens keep the K tile, which decodes in registers.
+ */
+struct q4kd_group {
+	uint8_t qs[64]; /* four sub-blocks, Q4_0's nibble order */
+	float d[4];     /* d * scale of each sub-block */
+	float m[4];     /* -dmin * min */
+};
+_Static_assert(sizeof(struct q4kd_group) == 96, "q4kd_group size");
+#ifndef Q4KD_BYTES
+#define Q4KD_BYTES (192 * 1024)
+#endif
+#define Q4KD_MIN_TOK 8
+static _Thread_local struct q4kd_group q4kd_buf[Q4KD_BYTES / sizeof(struct q4kd_group)]
+	__attribute__((aligned(64)));
+
+/* nb blocks of rows rows (rb apart) into groups, drb bytes a decoded row. */
+static void q4kd_decode(const uint8_t *w, size_t rb, int rows, int64_t nb, uint8_t *dst,
+			size_t drb)
+{
+	const __m256i mask = _mm256_set1_epi8(0x0F);
+	for (int r = 0; r < rows; r++) {
+		const struct block_q4_K *x = (const struct block_q4_K *)(w + (size_t)r * rb);
+		struct q4kd_group *g = (struct q4kd_group *)(dst + (size_t)r * drb);
+		for (int64_t i = 0; i < nb; i++, g += 2) {
+			uint32_t u[4];
+			uint8_t sm[16];
+			quant_k4_scales_u32(x[i].scales, u);
+			memcpy(sm, u, 16);
+			float d = _cvtsh_ss(x[i].d), dmin = _cvtsh_ss(x[i].dmin);
+			for (int c = 0; c < 4; c++) {
+				/* 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high */
+				__m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+				__m256i a = _mm256_and_si256(q, mask);
+				__m256i b = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+				__m128i pa = _mm_or_si128(
+					_mm256_castsi256_si128(a),
+					_mm_slli_epi16(_mm256_extracti128_si256(a, 1), 4));
+				__m128i pb = _mm_or_si128(
+					_mm256_castsi256_si128(b),
+					_mm_slli_epi16(_mm256_extracti128_si256(b, 1), 4));
+				int j = 2 * c;
+				_mm_storeu_si128((__m128i *)(g[j / 4].qs + 16 * (j % 4)), pa);
+				_mm_storeu_si128((__m128i *)(g[j / 4].qs + 16 * (j % 4 + 1)), pb);
+			}
+			for (int j = 0; j < 8; j++) {
+				g[j / 4].d[j % 4] = d * (float)sm[j];
+				g[j / 4].m[j % 4] = -dmin * (float)sm[8 + j];
+			}
+		}
+	}
+}
+
+QUANT_INLINE void load_q4kd(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
+			    __m512 *wd, __m512 *wm)
+{
+	const __m512i mask = _mm512_set1_epi8(0x0F);
+	const struct q4kd_group *g = (const struct q4kd_group *)p;
+	__m512i q = _mm512_load_si512(g->qs);
+	*lo = _mm512_and_si512(q, mask);
+	*hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
+	*wd = spread4(_mm_load_ps(g->d));
+	*wm = spread4(_mm_load_ps(g->m));
+	(void)i;
+	(void)m;
+}
+
+Q8X_TILE(tile_q4kd, load_q4kd, sizeof(struct q4kd_group) / 4, 1)
+
+static void qt_q4kd(int R, int T, int64_t nu, const uint8_t *w, size_t ws,
+		    const struct act_group *const *g, float *out, size_t os, int add)
+{
+	QUANT_DISPATCH_RT(tile_q4kd, nu, w, ws, g, out, os, add)
+}
+
+static void gemm_q4_K_panels(int64_t n, const void *w, size_t row_bytes, int nrows,
+			     const void *act, size_t act_stride, int ntok, float *out,
+			     size_t out_stride)
+{
+	const struct act_fmt *f = &fmt_q8_K_sums;
+	int64_t nu = n / 32, cmax = PREP_GROUPS * 4;
+	size_t drb = (size_t)((nu < cmax ? nu : cmax) / 4) * sizeof(struct q4kd_group);
+	int panel = drb ? (int)(sizeof(q4kd_buf) / drb) & ~3 : 0;
+	if (ntok < Q4KD_MIN_TOK || panel < 4) {
+		gemm_q4_K(n, w, row_bytes, nrows, act, act_stride, ntok, out, out_stride);
+		return;
+	}
+	for (int64_t c0 = 0; c0 < nu; c0 += cmax) {
+		int64_t cu = nu - c0 < cmax ? nu - c0 : cmax;
+		size_t aoff = (size_t)(c0 / 8) * f->bytes;
+		size_t woff = (size_t)(c0 / 8) * sizeof(struct block_q4_K);
+		for (int r0 = 0; r0 < nrows; r0 += panel) {
+			int r1 = r0 + panel < nrows ? r0 + panel : nrows;
+			q4kd_decode((const uint8_t *)w + (size_t)r0 * row_bytes + woff, row_bytes,
+				    r1 - r0, cu / 8, (uint8_t *)q4kd_buf, drb);
+			prefetch_on = 0; /* the panel is in cache */
+			for (int t = 0; t < ntok; t += GEMM_T) {
+				int T = ntok - t < GEMM_T ? ntok - t : GEMM_T;
+				const struct act_group *g[GEMM_T];
+				for (int k = 0; k < T; k++) {
+					prep_act((const uint8_t *)act +
+							 (size_t)(t + k) * act_stride + aoff,
+						 f, cu, prep_buf[k]);
+					g[k] = prep_buf[k];
+				}
+				for (int r = r0; r < r1; r += 4) {
+					int R = r1 - r < 4 ? r1 - r : 4;
+					qt_q4kd(R, T, cu, (const uint8_t *)q4kd_buf + (size_t)(r - r0) * drb,
+						drb, g, out + (size_t)t * out_stride + r, out_stride,
+						c0 > 0);
+				}
+			}
+			prefetch_on = 1;
+		}
+	}
+}
+
 /* ---- drivers ---------------------------------------------------------------------------- */
 
 /* ---- activation quantizers (bit-identical to the C versions) -------------------------- */
@@ -1038,6 +1170,7 @@ void quant_avx512_register(struct quant_kernel_table *t, int vnni)
 	if (!vnni)
 		return; /* the integer kernels below are built on vpdpbusd */
 	QUANT_SIMD_INT_TYPES(QUANT_SET_KERNELS)
+	t->k[QT_Q4_K].gemm = gemm_q4_K_panels;
 	t->k[QT_Q8_0_R4] = QUANT_KERNELS(q8_0r);
 	t->k[QT_Q4_0_R4] = QUANT_KERNELS(q4_0r);
 	t->k[QT_IQ4_NL_R4] = QUANT_KERNELS(iq4_nlr);
