@@ -29,7 +29,7 @@
 size_t attn_scratch_floats(int n_head, int n_head_kv, int head_dim, int head_dim_v)
 {
 	size_t G = (size_t)(n_head / n_head_kv), hv = (size_t)head_dim_v, hd = (size_t)head_dim;
-	size_t grp = G * (ATT_BLOCK + hv) + hd + ATT_BLOCK * hv + 2 * G;
+	size_t grp = G * (ATT_BLOCK + hv) + ATT_BLOCK * (hd + hv) + 2 * G;
 	size_t nq = G * ATT_QBLOCK;
 	size_t blk = nq * (ATT_BLOCK + hv) + ATT_BLOCK * (hd + hv) + 2 * nq;
 	return ((grp > blk ? grp : blk) + 16 + 15) & ~(size_t)15;
@@ -90,8 +90,8 @@ static void attend_group(const struct attn_args *a, int t, int g, int pos, float
 	float *out0 = a->out + (size_t)t * nh * hv + (size_t)g * G * hv;
 	float *sc = scratch;                     /* (G, ATT_BLOCK) */
 	float *acc = sc + (size_t)G * ATT_BLOCK; /* (G, hv) */
-	float *kf = acc + (size_t)G * hv;        /* (hd) */
-	float *vf = kf + hd;                     /* (ATT_BLOCK, hv) */
+	float *kf = acc + (size_t)G * hv;        /* (ATT_BLOCK, hd) */
+	float *vf = kf + (size_t)ATT_BLOCK * hd; /* (ATT_BLOCK, hv) */
 	float *mx = vf + (size_t)ATT_BLOCK * hv; /* (G) */
 	float *sum = mx + G;                     /* (G) */
 	int f16 = kv->type == KV_F16;
@@ -106,17 +106,15 @@ static void attend_group(const struct attn_args *a, int t, int g, int pos, float
 		const char *kb = kv_cache_k(kv, a->layer, g, p0);
 		const void *vp = kv_cache_v(kv, a->layer, g, p0);
 		const char *vb = vp;
-		for (int i = 0; i < n; i++) {
-			const void *k = kb + (size_t)i * kstride;
-			const float *kr = k;
-			if (f16) {
-				f16_row(kf, k, hd);
-				kr = kf;
-			}
-			for (int h = 0; h < G; h++)
-				sc[h * ATT_BLOCK + i] =
-					dot_f32(q0 + (size_t)h * hd, kr, hd) * a->scale;
+		const float *kr = (const float *)kb;
+		if (f16) {
+			for (int i = 0; i < n; i++)
+				f16_row(kf + (size_t)i * hd,
+					(const quant_half *)(kb + (size_t)i * kstride), hd);
+			kr = kf;
 		}
+		for (int h = 0; h < G; h++)
+			dot_rows(q0 + (size_t)h * hd, kr, n, hd, a->scale, sc + h * ATT_BLOCK);
 		for (int h = 0; h < G; h++) {
 			float *s = sc + h * ATT_BLOCK, bmax = -INFINITY;
 			scores_cap(a, s, n);
@@ -203,8 +201,7 @@ static void attend_block(const struct attn_args *a, int t0, int nt, int g, float
 				continue;
 			const float *qv = a->q + (size_t)t * nh * hd + (size_t)h * hd;
 			float *s = sc + (size_t)q * ATT_BLOCK, bmax = -INFINITY;
-			for (int i = lo; i < nv; i++)
-				s[i] = dot_f32(qv, kr + (size_t)i * hd, hd) * a->scale;
+			dot_rows(qv, kr + (size_t)lo * hd, nv - lo, hd, a->scale, s + lo);
 			scores_cap(a, s + lo, nv - lo);
 			for (int i = lo; i < nv; i++)
 				if (s[i] > bmax)

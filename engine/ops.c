@@ -212,6 +212,59 @@ float dot_f32(const float *a, const float *b, int n)
 	return s;
 }
 
+/*
+ * Four keys a step, each with its own vector accumulator, and the four
+ * reduced together (the lane sums' order is one fixed tree for every key),
+ * in place of one dot product and one horizontal sum per key: a key's
+ * score is the same whatever keys share its step, so decode (one query's
+ * block) and prefill (the same keys, a block of other length) agree bit
+ * for bit.  A step short of four keys repeats the last one.
+ */
+void dot_rows(const float *q, const float *rows, int n, int hd, float scale, float *s)
+{
+#if defined(__AVX512F__)
+	__mmask16 tail = (hd % 16) ? (__mmask16)((1u << (hd % 16)) - 1) : 0;
+	for (int i = 0; i < n; i += 4) {
+		const float *r[4];
+		for (int k = 0; k < 4; k++)
+			r[k] = rows + (size_t)(i + k < n ? i + k : n - 1) * hd;
+		__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+		int d = 0;
+		for (; d + 16 <= hd; d += 16) {
+			__m512 qv = _mm512_loadu_ps(q + d);
+			a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(r[0] + d), a0);
+			a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(r[1] + d), a1);
+			a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(r[2] + d), a2);
+			a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(r[3] + d), a3);
+		}
+		if (tail) {
+			__m512 qv = _mm512_maskz_loadu_ps(tail, q + d);
+			a0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, r[0] + d), a0);
+			a1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, r[1] + d), a1);
+			a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, r[2] + d), a2);
+			a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, r[3] + d), a3);
+		}
+#define HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1))
+		__m256 x = _mm256_hadd_ps(HALF(a0), HALF(a1)), y = _mm256_hadd_ps(HALF(a2), HALF(a3));
+#undef HALF
+		__m256 z = _mm256_hadd_ps(x, y);
+		__m128 v = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(z), _mm256_extractf128_ps(z, 1)),
+				      _mm_set1_ps(scale));
+		if (i + 4 <= n) {
+			_mm_storeu_ps(s + i, v);
+		} else {
+			float t[4];
+			_mm_storeu_ps(t, v);
+			for (int k = 0; i + k < n; k++)
+				s[i + k] = t[k];
+		}
+	}
+#else
+	for (int i = 0; i < n; i++)
+		s[i] = dot_f32(q, rows + (size_t)i * hd, hd) * scale;
+#endif
+}
+
 void f16_row(float *dst, const quant_half *src, int n)
 {
 	int i = 0;

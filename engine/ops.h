@@ -53,6 +53,9 @@ void glu_swiglu_oai(float *g, const float *u, int n, float alpha, float limit);
 void softcap(float *x, int n, float c);
 
 float dot_f32(const float *a, const float *b, int n);
+/* s[i] = scale * dot(q, row i) for i < n (rows hd floats apart); each
+ * score independent of n and of the other rows. */
+void dot_rows(const float *q, const float *rows, int n, int hd, float scale, float *s);
 void f16_row(float *dst, const quant_half *src, int n);
 /* x[i] = exp(x[i] - m) for i < n (all x[i] <= m); their sum. */
 float exp_sub_sum(float *x, int n, float m);
