@@ -246,6 +246,39 @@ static void test_swiglu_oai(void **state)
 	assert_float_equal(out[9], 0.0f, 0);     /* up -1 closes it */
 }
 
+/* dot_rows: each score within rounding of a double dot product, and the
+ * same bits whatever the count of rows scored with it (decode and prefill
+ * score a block's keys in steps of different lengths), for head sizes
+ * with and without a tail of 16. */
+static void test_dot_rows(void **state)
+{
+	(void)state;
+	unsigned s = 7;
+	static const int hds[] = { 64, 80, 128, 40 };
+	for (size_t k = 0; k < sizeof(hds) / sizeof(hds[0]); k++) {
+		int hd = hds[k];
+		float q[128], rows[32 * 128], all[32], part[32];
+		for (int i = 0; i < hd; i++)
+			q[i] = frand(&s, -2, 2);
+		for (int i = 0; i < 32 * hd; i++)
+			rows[i] = frand(&s, -2, 2);
+		dot_rows(q, rows, 32, hd, 0.125f, all);
+		for (int i = 0; i < 32; i++) {
+			double want = 0, mag = 0;
+			for (int d = 0; d < hd; d++) {
+				want += (double)q[d] * rows[i * hd + d];
+				mag += fabs((double)q[d] * rows[i * hd + d]);
+			}
+			assert_true(fabs(all[i] - 0.125 * want) <= 1e-6 * mag);
+		}
+		for (int lo = 0; lo < 32; lo += 3)
+			for (int n = 1; lo + n <= 32; n += 5) {
+				dot_rows(q, rows + lo * hd, n, hd, 0.125f, part);
+				assert_memory_equal(part, all + lo, sizeof(float) * (size_t)n);
+			}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -253,7 +286,7 @@ int main(void)
 		cmocka_unit_test(test_rms_norm),     cmocka_unit_test(test_rope),
 		cmocka_unit_test(test_yarn_params),  cmocka_unit_test(test_yarn_angles),
 		cmocka_unit_test(test_yarn_shift),   cmocka_unit_test(test_no_yarn_is_linear),
-		cmocka_unit_test(test_swiglu_oai),
+		cmocka_unit_test(test_swiglu_oai),   cmocka_unit_test(test_dot_rows),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
