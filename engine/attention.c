@@ -103,10 +103,10 @@ static void attend_group(const struct attn_args *a, int t, int g, int pos, float
 	}
 	for (int p0 = first_pos(a, pos); p0 <= pos;) {
 		int n = block_len(kv, a->layer, p0, pos);
-		const char *kb = kv_cache_k(kv, a->layer, g, p0);
+		const void *kp = kv_cache_k(kv, a->layer, g, p0);
 		const void *vp = kv_cache_v(kv, a->layer, g, p0);
-		const char *vb = vp;
-		const float *kr = (const float *)kb;
+		const char *kb = kp, *vb = vp;
+		const float *kr = kp;
 		if (f16) {
 			for (int i = 0; i < n; i++)
 				f16_row(kf + (size_t)i * hd,
