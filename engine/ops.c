@@ -245,11 +245,13 @@ void dot_rows(const float *q, const float *rows, int n, int hd, float scale, flo
 			a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, r[3] + d), a3);
 		}
 #define HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1))
-		__m256 x = _mm256_hadd_ps(HALF(a0), HALF(a1)), y = _mm256_hadd_ps(HALF(a2), HALF(a3));
+		__m256 x = _mm256_hadd_ps(HALF(a0), HALF(a1)),
+		       y = _mm256_hadd_ps(HALF(a2), HALF(a3));
 #undef HALF
 		__m256 z = _mm256_hadd_ps(x, y);
-		__m128 v = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(z), _mm256_extractf128_ps(z, 1)),
-				      _mm_set1_ps(scale));
+		__m128 v = _mm_mul_ps(
+			_mm_add_ps(_mm256_castps256_ps128(z), _mm256_extractf128_ps(z, 1)),
+			_mm_set1_ps(scale));
 		if (i + 4 <= n) {
 			_mm_storeu_ps(s + i, v);
 		} else {

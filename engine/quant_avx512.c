@@ -999,8 +999,7 @@ static _Thread_local struct q4kd_group q4kd_buf[Q4KD_BYTES / sizeof(struct q4kd_
 	__attribute__((aligned(64)));
 
 /* nb blocks of rows rows (rb apart) into groups, drb bytes a decoded row. */
-static void q4kd_decode(const uint8_t *w, size_t rb, int rows, int64_t nb, uint8_t *dst,
-			size_t drb)
+static void q4kd_decode(const uint8_t *w, size_t rb, int rows, int64_t nb, uint8_t *dst, size_t drb)
 {
 	const __m256i mask = _mm256_set1_epi8(0x0F);
 	for (int r = 0; r < rows; r++) {
@@ -1057,9 +1056,8 @@ static void qt_q4kd(int R, int T, int64_t nu, const uint8_t *w, size_t ws,
 	QUANT_DISPATCH_RT(tile_q4kd, nu, w, ws, g, out, os, add)
 }
 
-static void gemm_q4_K_panels(int64_t n, const void *w, size_t row_bytes, int nrows,
-			     const void *act, size_t act_stride, int ntok, float *out,
-			     size_t out_stride)
+static void gemm_q4_K_panels(int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
+			     size_t act_stride, int ntok, float *out, size_t out_stride)
 {
 	const struct act_fmt *f = &fmt_q8_K_sums;
 	int64_t nu = n / 32, cmax = PREP_GROUPS * 4;
@@ -1089,9 +1087,10 @@ static void gemm_q4_K_panels(int64_t n, const void *w, size_t row_bytes, int nro
 				}
 				for (int r = r0; r < r1; r += 4) {
 					int R = r1 - r < 4 ? r1 - r : 4;
-					qt_q4kd(R, T, cu, (const uint8_t *)q4kd_buf + (size_t)(r - r0) * drb,
-						drb, g, out + (size_t)t * out_stride + r, out_stride,
-						c0 > 0);
+					qt_q4kd(R, T, cu,
+						(const uint8_t *)q4kd_buf + (size_t)(r - r0) * drb,
+						drb, g, out + (size_t)t * out_stride + r,
+						out_stride, c0 > 0);
 				}
 			}
 			prefetch_on = 1;

@@ -1011,9 +1011,9 @@ static void test_activation_quantizers_nonfinite(void **state)
 	(void)state;
 	fill_normal(x, N, 2);
 	for (int i = 0; i < 64; i++) {
-		x[i] = NAN;                       /* a block of NaN */
+		x[i] = NAN;                                /* a block of NaN */
 		x[256 + i] = i & 1 ? INFINITY : -INFINITY; /* of infinities */
-		x[512 + 4 * i] = NAN;              /* NaN here and there */
+		x[512 + 4 * i] = NAN;                      /* NaN here and there */
 	}
 	x[800] = 3e38f;
 	x[801] = -3e38f;
@@ -1031,9 +1031,11 @@ static void test_activation_quantizers_nonfinite(void **state)
 					for (int l = 0; l < 16; l++)
 						s += b[i].qs[16 * g + l];
 					if (s != b[i].bsums[g])
-						fail_msg("%s: Q8_K block %d group %d: bsum %d, values add "
-							 "up to %d",
-							 quant_isa_name(isas[k]), i, g, b[i].bsums[g], s);
+						fail_msg(
+							"%s: Q8_K block %d group %d: bsum %d, values add "
+							"up to %d",
+							quant_isa_name(isas[k]), i, g,
+							b[i].bsums[g], s);
 				}
 		}
 	}
