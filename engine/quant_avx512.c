@@ -982,7 +982,7 @@ K_KERNEL(q6_K, kact_natural)
  * Q4_0 (element j low, j + 16 high), its float scale d * sc and negated
  * min -dmin * m, exact in float -- and every token tile then runs the
  * Q4_0-like group tile over it, the mins against the activations' per-lane
- * sums (fmt_q8_K_sums).  The panel stays in L2 (Q4KD_BYTES); tiles of few
+ * sums (fmt_q8_K_sums).  The panel stays in L2 (PANEL_DEC_BYTES); tiles of few
  * tokens keep the K tile, which decodes in registers.
  */
 struct q4kd_group {
@@ -991,12 +991,9 @@ struct q4kd_group {
 	float m[4];     /* -dmin * min */
 };
 _Static_assert(sizeof(struct q4kd_group) == 96, "q4kd_group size");
-#ifndef Q4KD_BYTES
-#define Q4KD_BYTES (192 * 1024)
-#endif
-#define Q4KD_MIN_TOK 8
-static _Thread_local struct q4kd_group q4kd_buf[Q4KD_BYTES / sizeof(struct q4kd_group)]
-	__attribute__((aligned(64)));
+#define PANEL_DEC_BYTES (192 * 1024)
+#define PANEL_MIN_TOK 8
+static _Thread_local uint8_t panel_buf[PANEL_DEC_BYTES] __attribute__((aligned(64)));
 
 /* nb blocks of rows rows (rb apart) into groups, drb bytes a decoded row. */
 static void q4kd_decode(const uint8_t *w, size_t rb, int rows, int64_t nb, uint8_t *dst, size_t drb)
@@ -1039,11 +1036,11 @@ QUANT_INLINE void load_q4kd(const uint8_t *p, int64_t i, int m, __m512i *lo, __m
 {
 	const __m512i mask = _mm512_set1_epi8(0x0F);
 	const struct q4kd_group *g = (const struct q4kd_group *)p;
-	__m512i q = _mm512_load_si512(g->qs);
+	__m512i q = _mm512_loadu_si512(g->qs);
 	*lo = _mm512_and_si512(q, mask);
 	*hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
-	*wd = spread4(_mm_load_ps(g->d));
-	*wm = spread4(_mm_load_ps(g->m));
+	*wd = spread4(_mm_loadu_ps(g->d));
+	*wm = spread4(_mm_loadu_ps(g->m));
 	(void)i;
 	(void)m;
 }
@@ -1056,25 +1053,34 @@ static void qt_q4kd(int R, int T, int64_t nu, const uint8_t *w, size_t ws,
 	QUANT_DISPATCH_RT(tile_q4kd, nu, w, ws, g, out, os, add)
 }
 
-static void gemm_q4_K_panels(int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
-			     size_t act_stride, int ntok, float *out, size_t out_stride)
+/* Decode nb weight blocks of rows rows (rb apart) into dst, drb bytes a row. */
+typedef void (*panel_decode_fn)(const uint8_t *w, size_t rb, int rows, int64_t nb, uint8_t *dst,
+				size_t drb);
+
+/*
+ * gemm over decoded panels: weight blocks of 8 units of 32 in bbytes,
+ * decoded by dec into groups of gbytes that tile reads; activations in
+ * format f.  Few tokens go to the type's own gemm (fallback).
+ */
+static void gemm_panels(q8x_tile_fn tile, panel_decode_fn dec, size_t gbytes, size_t bbytes,
+			const struct act_fmt *f, quant_gemm_fn fallback, int64_t n, const void *w,
+			size_t row_bytes, int nrows, const void *act, size_t act_stride, int ntok,
+			float *out, size_t out_stride)
 {
-	const struct act_fmt *f = &fmt_q8_K_sums;
 	int64_t nu = n / 32, cmax = PREP_GROUPS * 4;
-	size_t drb = (size_t)((nu < cmax ? nu : cmax) / 4) * sizeof(struct q4kd_group);
-	int panel = drb ? (int)(sizeof(q4kd_buf) / drb) & ~3 : 0;
-	if (ntok < Q4KD_MIN_TOK || panel < 4) {
-		gemm_q4_K(n, w, row_bytes, nrows, act, act_stride, ntok, out, out_stride);
+	size_t drb = (size_t)((nu < cmax ? nu : cmax) / 4) * gbytes;
+	int panel = drb ? (int)(sizeof(panel_buf) / drb) & ~3 : 0;
+	if (ntok < PANEL_MIN_TOK || panel < 4) {
+		fallback(n, w, row_bytes, nrows, act, act_stride, ntok, out, out_stride);
 		return;
 	}
 	for (int64_t c0 = 0; c0 < nu; c0 += cmax) {
 		int64_t cu = nu - c0 < cmax ? nu - c0 : cmax;
-		size_t aoff = (size_t)(c0 / 8) * f->bytes;
-		size_t woff = (size_t)(c0 / 8) * sizeof(struct block_q4_K);
+		size_t aoff = (size_t)(c0 / 8) * f->bytes, woff = (size_t)(c0 / 8) * bbytes;
 		for (int r0 = 0; r0 < nrows; r0 += panel) {
 			int r1 = r0 + panel < nrows ? r0 + panel : nrows;
-			q4kd_decode((const uint8_t *)w + (size_t)r0 * row_bytes + woff, row_bytes,
-				    r1 - r0, cu / 8, (uint8_t *)q4kd_buf, drb);
+			dec((const uint8_t *)w + (size_t)r0 * row_bytes + woff, row_bytes, r1 - r0,
+			    cu / 8, panel_buf, drb);
 			prefetch_on = 0; /* the panel is in cache */
 			for (int t = 0; t < ntok; t += GEMM_T) {
 				int T = ntok - t < GEMM_T ? ntok - t : GEMM_T;
@@ -1087,15 +1093,21 @@ static void gemm_q4_K_panels(int64_t n, const void *w, size_t row_bytes, int nro
 				}
 				for (int r = r0; r < r1; r += 4) {
 					int R = r1 - r < 4 ? r1 - r : 4;
-					qt_q4kd(R, T, cu,
-						(const uint8_t *)q4kd_buf + (size_t)(r - r0) * drb,
-						drb, g, out + (size_t)t * out_stride + r,
-						out_stride, c0 > 0);
+					tile(R, T, cu, panel_buf + (size_t)(r - r0) * drb, drb, g,
+					     out + (size_t)t * out_stride + r, out_stride, c0 > 0);
 				}
 			}
 			prefetch_on = 1;
 		}
 	}
+}
+
+static void gemm_q4_K_panels(int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
+			     size_t act_stride, int ntok, float *out, size_t out_stride)
+{
+	gemm_panels(qt_q4kd, q4kd_decode, sizeof(struct q4kd_group), sizeof(struct block_q4_K),
+		    &fmt_q8_K_sums, gemm_q4_K, n, w, row_bytes, nrows, act, act_stride, ntok, out,
+		    out_stride);
 }
 
 /* ---- drivers ---------------------------------------------------------------------------- */
