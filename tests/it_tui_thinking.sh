@@ -67,14 +67,16 @@ for attempt in 1 2 3 4 5; do
 	if tui_wait "thinking… [0-9]+ tokens?, [0-9.]+ s" 10; then
 		live=1
 		tui_keys Escape
-		# the answer starts under the collapsed line; then stop it all
-		# (the "ending the thinking" hint may come and go between two looks)
-		if tui_wait "▸ thought for" 10; then
+		# the answer follows under the collapsed line; let it end (a fast
+		# machine writes a screenful between two looks, so the line is
+		# looked for afterwards, scrolling back to it)
+		tui_wait "Enter send" 60
+		if tui_scroll_to "▸ thought for"; then
 			answered=1
-			tui_keys Escape
-			tui_wait "Enter send" 30
 			break
 		fi
+		tui_keys End
+		continue
 	fi
 	tui_wait "Enter send" 60
 done
@@ -84,6 +86,7 @@ done
 	|| fail "Esc during thinking did not lead to an answer (5 attempts)"
 check "the answer is in the transcript, under the collapsed line" \
 	sh -c "tmux -L $TUI_SOCK capture-pane -p -t 0 | grep -A3 '▸ thought for' | grep -q '^  [^ ]'"
+tui_keys End
 
 # ---- the export keeps the thinking apart ----------------------------------
 tui_type "/export $T/chat.md"; tui_keys Enter

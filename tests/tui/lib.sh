@@ -94,3 +94,18 @@ tui_send() {
 	tui_wait_gone "^› .*$(printf '%s' "$1" | sed 's/[][\\.*^$/]/\\&/g')" 10 || return 1
 	tui_wait "Enter send" "${2:-30}"
 }
+
+# tui_scroll_to PATTERN: PgUp until a line matching PATTERN (grep -E) is
+# on the screen, 40 pages at most; a fast machine writes a screenful of
+# reply between two looks, so what a reply began with is looked for after
+# it ends rather than while it streams.
+tui_scroll_to() {
+	n=0
+	while [ $n -lt 40 ]; do
+		tui_screen | grep -Eq "$1" && return 0
+		tui_keys PPage
+		sleep 0.1
+		n=$((n + 1))
+	done
+	return 1
+}
