@@ -41,7 +41,9 @@
 #ifndef PALAVER_VERSION
 #define PALAVER_VERSION "dev"
 #endif
-#define FILE_MAGIC "palaver-kernels 1"
+/* the number moves when kernels change within a version (2: Q4_K and BF16
+ * gemm, issue 19), so that a development build measures them again */
+#define FILE_MAGIC "palaver-kernels 2"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
