@@ -59,7 +59,8 @@ done
 # Ctrl-T opens the thinking of the answer on the screen (it once seemed to
 # fail one run in three: the collapsed line had scrolled out of view)
 tui_keys C-t
-check "Ctrl-T shows the analysis as thinking" tui_wait "▾ thought for" 5
+tui_wait "thinking: show" 3
+check "Ctrl-T shows the analysis as thinking" tui_scroll_to "▾ thought for"
 tui_keys End
 n=$(tui_screen | grep -c '<|channel|>\|<|message|>\|<|end|>\|<|start|>')
 [ "$n" = 0 ] && ok "no channel header or marker is shown" || fail "$n lines show harmony's markers"

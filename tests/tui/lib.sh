@@ -96,10 +96,13 @@ tui_send() {
 }
 
 # tui_scroll_to PATTERN: PgUp until a line matching PATTERN (grep -E) is
-# on the screen, 40 pages at most; a fast machine writes a screenful of
+# on the screen, 40 pages at most, from where the view is; a fast machine writes a screenful of
 # reply between two looks, so what a reply began with is looked for after
 # it ends rather than while it streams.
 tui_scroll_to() {
+	# a notice that follows the reply (the context filled, ...) brings the
+	# view back to the bottom: start once the screen has settled
+	tui_wait_stable 5
 	n=0
 	while [ $n -lt 40 ]; do
 		tui_screen | grep -Eq "$1" && return 0
