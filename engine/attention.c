@@ -53,6 +53,17 @@ static int first_pos(const struct attn_args *a, int pos)
 	return a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
 }
 
+/* n cache rows of width elements at p as floats: the rows themselves in an
+ * F32 cache, converted into buf from an F16 one. */
+static const float *rows_f32(const struct kv_cache *kv, const void *p, int n, int width, float *buf)
+{
+	if (kv->type != KV_F16)
+		return p;
+	for (int i = 0; i < n; i++)
+		f16_row(buf + (size_t)i * width, (const quant_half *)p + (size_t)i * width, width);
+	return buf;
+}
+
 static void scores_cap(const struct attn_args *a, float *s, int n)
 {
 	if (a->softcap > 0)
@@ -94,8 +105,6 @@ static void attend_group(const struct attn_args *a, int t, int g, int pos, float
 	float *vf = kf + (size_t)ATT_BLOCK * hd; /* (ATT_BLOCK, hv) */
 	float *mx = vf + (size_t)ATT_BLOCK * hv; /* (G) */
 	float *sum = mx + G;                     /* (G) */
-	int f16 = kv->type == KV_F16;
-	size_t kstride = (size_t)hd * kv->elem, vstride = (size_t)hv * kv->elem;
 	memset(acc, 0, (size_t)G * hv * sizeof(float));
 	for (int h = 0; h < G; h++) {
 		mx[h] = -INFINITY;
@@ -103,16 +112,7 @@ static void attend_group(const struct attn_args *a, int t, int g, int pos, float
 	}
 	for (int p0 = first_pos(a, pos); p0 <= pos;) {
 		int n = block_len(kv, a->layer, p0, pos);
-		const void *kp = kv_cache_k(kv, a->layer, g, p0);
-		const void *vp = kv_cache_v(kv, a->layer, g, p0);
-		const char *kb = kp, *vb = vp;
-		const float *kr = kp;
-		if (f16) {
-			for (int i = 0; i < n; i++)
-				f16_row(kf + (size_t)i * hd,
-					(const quant_half *)(kb + (size_t)i * kstride), hd);
-			kr = kf;
-		}
+		const float *kr = rows_f32(kv, kv_cache_k(kv, a->layer, g, p0), n, hd, kf);
 		for (int h = 0; h < G; h++)
 			dot_rows(q0 + (size_t)h * hd, kr, n, hd, a->scale, sc + h * ATT_BLOCK);
 		for (int h = 0; h < G; h++) {
@@ -131,13 +131,7 @@ static void attend_group(const struct attn_args *a, int t, int g, int pos, float
 			}
 			sum[h] += exp_sub_sum(s, n, mx[h]);
 		}
-		const float *vr = vp;
-		if (f16) {
-			for (int i = 0; i < n; i++)
-				f16_row(vf + (size_t)i * hv,
-					(const quant_half *)(vb + (size_t)i * vstride), hv);
-			vr = vf;
-		}
+		const float *vr = rows_f32(kv, kv_cache_v(kv, a->layer, g, p0), n, hv, vf);
 		for (int h = 0; h < G; h++)
 			accumulate_rows(acc + (size_t)h * hv, sc + h * ATT_BLOCK, vr, n, hv);
 		p0 += n;
@@ -166,8 +160,7 @@ static void attend_block(const struct attn_args *a, int t0, int nt, int g, float
 	float *vf = kf + (size_t)ATT_BLOCK * hd;  /* (ATT_BLOCK, hv) */
 	float *mx = vf + (size_t)ATT_BLOCK * hv;  /* (nq) */
 	float *sum = mx + nq;                     /* (nq) */
-	int f16 = kv->type == KV_F16;
-	int last = pos0 + t0 + nt - 1; /* the last position any query sees */
+	int last = pos0 + t0 + nt - 1;            /* the last position any query sees */
 	memset(acc, 0, (size_t)nq * hv * sizeof(float));
 	for (int q = 0; q < nq; q++) {
 		mx[q] = -INFINITY;
@@ -175,20 +168,8 @@ static void attend_block(const struct attn_args *a, int t0, int nt, int g, float
 	}
 	for (int p0 = first_pos(a, pos0 + t0); p0 <= last;) {
 		int n = block_len(kv, a->layer, p0, last);
-		const void *kp = kv_cache_k(kv, a->layer, g, p0),
-			   *vp = kv_cache_v(kv, a->layer, g, p0);
-		const char *kb = kp, *vb = vp;
-		const float *kr = kp, *vr = vp;
-		if (f16) {
-			for (int i = 0; i < n; i++) {
-				f16_row(kf + (size_t)i * hd,
-					(const quant_half *)(kb + (size_t)i * hd * kv->elem), hd);
-				f16_row(vf + (size_t)i * hv,
-					(const quant_half *)(vb + (size_t)i * hv * kv->elem), hv);
-			}
-			kr = kf;
-			vr = vf;
-		}
+		const float *kr = rows_f32(kv, kv_cache_k(kv, a->layer, g, p0), n, hd, kf);
+		const float *vr = rows_f32(kv, kv_cache_v(kv, a->layer, g, p0), n, hv, vf);
 		for (int q = 0; q < nq; q++) {
 			int t = t0 + q / G, h = g * G + q % G;
 			int nv = pos0 + t + 1 - p0; /* causal: positions <= pos0 + t */

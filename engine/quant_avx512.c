@@ -293,6 +293,17 @@ static void prep_act(const uint8_t *y, const struct act_fmt *f, int64_t nu, stru
 	}
 }
 
+/* Prepare nu units of T tokens' activations (act_stride apart from y)
+ * into prep_buf; g[k] is token k's. */
+static void prep_tokens(const uint8_t *y, size_t act_stride, int T, const struct act_fmt *f,
+			int64_t nu, const struct act_group **g)
+{
+	for (int k = 0; k < T; k++) {
+		prep_act(y + (size_t)k * act_stride, f, nu, prep_buf[k]);
+		g[k] = prep_buf[k];
+	}
+}
+
 /* R x T tile over prepared activations (nu units of 32, groups of four). */
 typedef void (*q8x_tile_fn)(int R, int T, int64_t nu, const uint8_t *w, size_t ws,
 			    const struct act_group *const *g, float *out, size_t os, int add);
@@ -321,12 +332,8 @@ static void q8x_gemm(q8x_tile_fn tile, int wunits, size_t wbytes, const struct a
 			for (int t = 0; t < ntok; t += GEMM_T) {
 				int T = ntok - t < GEMM_T ? ntok - t : GEMM_T;
 				const struct act_group *g[GEMM_T];
-				for (int k = 0; k < T; k++) {
-					prep_act((const uint8_t *)act +
-							 (size_t)(t + k) * act_stride + aoff,
-						 f, cu, prep_buf[k]);
-					g[k] = prep_buf[k];
-				}
+				prep_tokens((const uint8_t *)act + (size_t)t * act_stride + aoff,
+					    act_stride, T, f, cu, g);
 				prefetch_on = PF_Q8X || t == 0;
 				for (int r = r0; r < r1; r += 4) {
 					int R = r1 - r < 4 ? r1 - r : 4;
@@ -1132,12 +1139,8 @@ static void gemm_panels(q8x_tile_fn tile, panel_decode_fn dec, size_t gbytes, si
 			for (int t = 0; t < ntok; t += GEMM_T) {
 				int T = ntok - t < GEMM_T ? ntok - t : GEMM_T;
 				const struct act_group *g[GEMM_T];
-				for (int k = 0; k < T; k++) {
-					prep_act((const uint8_t *)act +
-							 (size_t)(t + k) * act_stride + aoff,
-						 f, cu, prep_buf[k]);
-					g[k] = prep_buf[k];
-				}
+				prep_tokens((const uint8_t *)act + (size_t)t * act_stride + aoff,
+					    act_stride, T, f, cu, g);
 				for (int r = r0; r < r1; r += 4) {
 					int R = r1 - r < 4 ? r1 - r : 4;
 					tile(R, T, cu, panel_buf + (size_t)(r - r0) * drb, drb, g,
