@@ -146,7 +146,7 @@ QUANT_FLOAT_KERNELS(__m512, 16, _mm512_setzero_ps, _mm512_fmadd_ps, hsum, load_w
  * one instruction where the widening tile above spends two shifts and an
  * FMA on 16.  Sums round at each addition and BF16 denormals (below
  * 1.2e-38) count as zero, so results differ from the C twin by rounding.
- * Prefill only (1B BF16 pp512, 2 threads: 81-95 -> 187-201 t/s); decode,
+ * Prefill only (1B BF16 pp512, 2 threads: 119-126 -> 245-247 t/s); decode,
  * bound by memory, measured no faster with it.
  */
 QUANT_INLINE __m512bh load_bf16x32(const uint8_t *row, int64_t k, int64_t n)
