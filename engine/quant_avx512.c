@@ -10,7 +10,9 @@
  * by memory, so the weights are read exactly once and the activations stay
  * in L1); gemm runs 4x4 tiles over a panel of rows that stays in L2 while
  * every token tile passes over it, so each weight block is decoded once per
- * four tokens and read from memory once per panel.
+ * four tokens and read from memory once per panel.  Prefill of the 4-bit
+ * types (Q4_0, IQ4_NL, Q4_K, IQ4_XS) runs instead over rows decoded once
+ * per call into strips of 16 interleaved rows (gemm_s16, near the end).
  *
  * Integer types use vpdpbusd (u8 x s8 -> s32).  Weights are made unsigned
  * (Q4_0 nibbles are 0..15 with an offset of 8, Q5_0 0..31 with 16; Q8_0 is
@@ -1027,137 +1029,488 @@ K_KERNEL(q4_K, kact_split)
 K_KERNEL(q5_K, kact_split)
 K_KERNEL(q6_K, kact_natural)
 
-/*
- * Q4_K prefill over decoded panels.  The K tile above decodes each weight
- * block (nibbles, the packed 6-bit scales, their spread to lanes) once per
- * four tokens, and that decoding costs as much as the arithmetic.  For
- * gemm of many tokens a panel of rows is decoded once into the prepared
- * groups' layout instead -- per 32-element sub-block the 16 nibble bytes of
- * Q4_0 (element j low, j + 16 high), its float scale d * sc and negated
- * min -dmin * m, exact in float -- and every token tile then runs the
- * Q4_0-like group tile over it, the mins against the activations' per-lane
- * sums (fmt_q8_K_sums).  The panel stays in L2 (PANEL_DEC_BYTES); tiles of few
- * tokens keep the K tile, which decodes in registers.
- */
-struct q4kd_group {
-	uint8_t qs[64]; /* four sub-blocks, Q4_0's nibble order */
-	float d[4];     /* d * scale of each sub-block */
-	float m[4];     /* -dmin * min */
-};
-_Static_assert(sizeof(struct q4kd_group) == 96, "q4kd_group size");
 #define PANEL_DEC_BYTES (192 * 1024)
-#define PANEL_MIN_TOK 8
 static _Thread_local uint8_t panel_buf[PANEL_DEC_BYTES] __attribute__((aligned(64)));
 
-/* nb blocks of rows rows (rb apart) into groups, drb bytes a decoded row. */
-static void q4kd_decode(const uint8_t *w, size_t rb, int rows, int64_t nb, uint8_t *dst, size_t drb)
+/*
+ * Prefill of the 4-bit types over rows decoded into strips of 16.  The
+ * group tile above meets four rows with one token per pair of vpdpbusd and
+ * pays a float epilogue (convert, scale, FMA) per pair; here a strip holds,
+ * per 32-element unit, eight 64-byte vectors of four consecutive elements
+ * of its 16 rows (row r in bytes 4r..4r+3, unsigned), then the rows' float
+ * scales and (Q4_K) negated mins.  One vpdpbusd meets the 16 rows with four
+ * activation bytes of one token, broadcast; a unit is eight of them into an
+ * int32 vector per (strip, token), so the epilogue comes once per eight,
+ * and a strip's results are 16 consecutive outputs of a token, stored
+ * without horizontal sums.  Rows are decoded per chunk of S16_KC units into
+ * panel_buf and every token tile passes over them; the activations' scales
+ * and sums are prepared once per chunk for up to S16_TB tokens.
+ */
+#define S16_KC 32  /* units of 32 per K chunk */
+#define S16_TB 256 /* tokens whose activation scalars are prepared at once */
+#define S16_T 6    /* tokens per tile */
+/* Fewer tokens keep the type's own gemm, which decodes in registers: the
+ * strips pay for their decoding from 8 tokens on for Q4_K, from 20 on for
+ * the types whose own tile is cheap to feed (one core, 2048 x 2048:
+ * Q4_K 8 tokens 147 -> 192 GOP/s; Q4_0 16 tokens 355 -> 352, 20 tokens 276
+ * -> 323, 64 tokens 267 -> 486). */
+#define S16_MIN_TOK_K 8
+#define S16_MIN_TOK 20
+#define S16_Q 512 /* quant bytes of a strip's unit */
+
+struct s16_prep {
+	float d[S16_TB][S16_KC];   /* scale of (token, unit) */
+	float s[S16_TB][S16_KC];   /* d x the sum of the unit's quants (for mins) */
+	int32_t n[S16_TB][S16_KC]; /* -(that sum << shift): pays back the weight offset
+				    * (shift 0: none) */
+};
+static _Thread_local struct s16_prep s16_prep __attribute__((aligned(64)));
+
+/* Bytes of a strip's unit: quants, scales and, with mins, the mins. */
+QUANT_INLINE size_t s16_unit_bytes(int has_min)
 {
-	const __m256i mask = _mm256_set1_epi8(0x0F);
-	for (int r = 0; r < rows; r++) {
-		const struct block_q4_K *x = (const struct block_q4_K *)(w + (size_t)r * rb);
-		struct q4kd_group *g = (struct q4kd_group *)(dst + (size_t)r * drb);
-		for (int64_t i = 0; i < nb; i++, g += 2) {
-			uint32_t u[4];
-			uint8_t sm[16];
-			quant_k4_scales_u32(x[i].scales, u);
-			memcpy(sm, u, 16);
-			float d = _cvtsh_ss(x[i].d), dmin = _cvtsh_ss(x[i].dmin);
+	return S16_Q + 64 + (has_min ? 64 : 0);
+}
+
+/*
+ * Row r of a strip sits in lane 4 (r % 4) + r / 4 of its vectors: the
+ * order a 4 x 4 transpose of dwords in each 128-bit lane leaves (below), so
+ * that sixteen rows are decoded with eight unpacks a vector; the tile puts
+ * the results back in row order (s16_lane).  The map is its own inverse.
+ */
+QUANT_INLINE int s16_lane(int r)
+{
+	return 4 * (r % 4) + r / 4;
+}
+
+/* Lane i of v[k] <- the 16 bytes at p[4k + i] + off. */
+QUANT_INLINE void s16_load16(const uint8_t *const *p, size_t off, __m512i v[4])
+{
+	QUANT_UNROLL for (int k = 0; k < 4; k++)
+	{
+		__m512i x =
+			_mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p[4 * k] + off)));
+		x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(p[4 * k + 1] + off)),
+				       1);
+		x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(p[4 * k + 2] + off)),
+				       2);
+		v[k] = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(p[4 * k + 3] + off)),
+					  3);
+	}
+}
+
+/* Dword j (0..3) of each row's 16 bytes into dst + 64 j, rows in lane order. */
+QUANT_INLINE void s16_transpose(const __m512i v[4], uint8_t *dst)
+{
+	__m512i t0 = _mm512_unpacklo_epi32(v[0], v[1]), t1 = _mm512_unpacklo_epi32(v[2], v[3]);
+	__m512i t2 = _mm512_unpackhi_epi32(v[0], v[1]), t3 = _mm512_unpackhi_epi32(v[2], v[3]);
+	_mm512_store_si512(dst, _mm512_unpacklo_epi64(t0, t1));
+	_mm512_store_si512(dst + 64, _mm512_unpackhi_epi64(t0, t1));
+	_mm512_store_si512(dst + 128, _mm512_unpacklo_epi64(t2, t3));
+	_mm512_store_si512(dst + 192, _mm512_unpackhi_epi64(t2, t3));
+}
+
+/* Zeros for the rows a last strip lacks: quants 0 and scale 0. */
+static const uint8_t s16_zero_row[64] __attribute__((aligned(64)));
+
+/* A unit's quants from 16 nibble bytes a row (element l low, l + 16
+ * high), through the IQ4_NL table or not. */
+QUANT_INLINE void s16_nibble_unit(const uint8_t *const *p, size_t off, int use_lut, uint8_t *dst)
+{
+	const __m512i mask = _mm512_set1_epi8(0x0F), lut = lut_u8(quant_iq4nl_values);
+	__m512i v[4], lo[4], hi[4];
+	s16_load16(p, off, v);
+	QUANT_UNROLL for (int k = 0; k < 4; k++)
+	{
+		lo[k] = _mm512_and_si512(v[k], mask);
+		hi[k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), mask);
+		if (use_lut) {
+			lo[k] = _mm512_shuffle_epi8(lut, lo[k]);
+			hi[k] = _mm512_shuffle_epi8(lut, hi[k]);
+		}
+	}
+	s16_transpose(lo, dst);
+	s16_transpose(hi, dst + 256);
+}
+
+/* Where a strip's 16 rows (rb apart from w, n present) have byte off; the
+ * missing rows read s16_zero_row. */
+QUANT_INLINE void s16_rows(const uint8_t *w, size_t rb, int n, size_t off, const uint8_t *p[16])
+{
+	for (int r = 0; r < 16; r++)
+		p[r] = r < n ? w + (size_t)r * rb + off : s16_zero_row;
+}
+
+/* The next strip's rows (from row r0 + 16 of w, rows in all, len bytes
+ * each from off): asked for while this strip is decoded, so that its reads
+ * from memory overlap the work (a Q4_K decoder waited on its first load of
+ * each block: a quarter of its time in the mixture's prefill). */
+QUANT_INLINE void s16_prefetch_next(const uint8_t *w, size_t rb, int rows, int r0, size_t off,
+				    size_t len)
+{
+	for (int r = r0 + 16; r < rows && r < r0 + 32; r++)
+		for (size_t o = 0; o < len; o += 64)
+			_mm_prefetch((const char *)w + (size_t)r * rb + off + o, _MM_HINT_T0);
+}
+
+/*
+ * Decoders: units u0 .. u0+cu-1 of rows rows (rb bytes apart) into strips
+ * of cu units (ub bytes each) from dst; a last strip's missing rows are
+ * zero.
+ */
+typedef void (*s16_decode_fn)(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
+			      uint8_t *dst, size_t ub);
+
+/* Q4_0 and IQ4_NL repacked at load: groups of four blocks, 64 nibble bytes
+ * then four half scales (72 bytes). */
+QUANT_INLINE void s16_dec_r4(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
+			     uint8_t *dst, size_t ub, int use_lut)
+{
+	for (int r0 = 0; r0 < rows; r0 += 16, dst += cu * ub) {
+		const uint8_t *p[16];
+		int n = rows - r0 < 16 ? rows - r0 : 16;
+		s16_prefetch_next(w, rb, rows, r0, (size_t)(u0 / 4) * 72, (size_t)(cu / 4) * 72);
+		for (int64_t u = 0; u < cu; u++) {
+			uint8_t *unit = dst + u * ub;
+			int b = (int)((u0 + u) % 4);
+			s16_rows(w + (size_t)r0 * rb, rb, n, (size_t)((u0 + u) / 4) * 72, p);
+			s16_nibble_unit(p, 16 * b, use_lut, unit);
+			float d[16];
+			for (int r = 0; r < 16; r++) {
+				quant_half h;
+				memcpy(&h, r < n ? p[r] + 64 + 2 * b : s16_zero_row, 2);
+				d[s16_lane(r)] = _cvtsh_ss(h);
+			}
+			memcpy(unit + S16_Q, d, sizeof(d));
+		}
+	}
+}
+
+static void s16_dec_q4_0r(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
+			  uint8_t *dst, size_t ub)
+{
+	s16_dec_r4(w, rb, rows, u0, cu, dst, ub, 0);
+}
+
+static void s16_dec_iq4_nlr(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
+			    uint8_t *dst, size_t ub)
+{
+	s16_dec_r4(w, rb, rows, u0, cu, dst, ub, 1);
+}
+
+/* Q4_K: unit j of a block is sub-block j, the low (even j) or high nibbles
+ * of 32 bytes; scale d * sc, min -dmin * m. */
+static void s16_dec_q4_K(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
+			 uint8_t *dst, size_t ub)
+{
+	const __m512i mask = _mm512_set1_epi8(0x0F);
+	for (int r0 = 0; r0 < rows; r0 += 16, dst += cu * ub) {
+		const uint8_t *p[16];
+		int n = rows - r0 < 16 ? rows - r0 : 16;
+		s16_prefetch_next(w, rb, rows, r0, (size_t)(u0 / 8) * sizeof(struct block_q4_K),
+				  (size_t)(cu / 8) * sizeof(struct block_q4_K));
+		for (int64_t u = 0; u < cu; u += 8) {
+			float d[8][16], m[8][16];
+			s16_rows(w + (size_t)r0 * rb, rb, n,
+				 (size_t)((u0 + u) / 8) * sizeof(struct block_q4_K), p);
+			for (int r = 0; r < 16; r++) {
+				int l = s16_lane(r);
+				if (r >= n) {
+					for (int j = 0; j < 8; j++)
+						d[j][l] = m[j][l] = 0;
+					continue;
+				}
+				const struct block_q4_K *x = (const struct block_q4_K *)p[r];
+				uint32_t sc[4];
+				uint8_t sm[16];
+				quant_k4_scales_u32(x->scales, sc);
+				memcpy(sm, sc, 16);
+				float xd = _cvtsh_ss(x->d), xm = _cvtsh_ss(x->dmin);
+				for (int j = 0; j < 8; j++) {
+					d[j][l] = xd * (float)sm[j];
+					m[j][l] = -xm * (float)sm[8 + j];
+				}
+			}
 			for (int c = 0; c < 4; c++) {
 				/* 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high */
-				__m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
-				__m256i a = _mm256_and_si256(q, mask);
-				__m256i b = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
-				__m128i pa = _mm_or_si128(
-					_mm256_castsi256_si128(a),
-					_mm_slli_epi16(_mm256_extracti128_si256(a, 1), 4));
-				__m128i pb = _mm_or_si128(
-					_mm256_castsi256_si128(b),
-					_mm_slli_epi16(_mm256_extracti128_si256(b, 1), 4));
-				int j = 2 * c;
-				_mm_storeu_si128((__m128i *)(g[j / 4].qs + 16 * (j % 4)), pa);
-				_mm_storeu_si128((__m128i *)(g[j / 4].qs + 16 * (j % 4 + 1)), pb);
-			}
-			for (int j = 0; j < 8; j++) {
-				g[j / 4].d[j % 4] = d * (float)sm[j];
-				g[j / 4].m[j % 4] = -dmin * (float)sm[8 + j];
+				const uint8_t *q[16];
+				for (int r = 0; r < 16; r++)
+					q[r] = r < n ? p[r] + offsetof(struct block_q4_K, qs) +
+							       32 * c
+						     : s16_zero_row;
+				__m512i a[4], b[4], lo[4], hi[4];
+				s16_load16(q, 0, a);
+				s16_load16(q, 16, b);
+				for (int h = 0; h < 2; h++) {
+					uint8_t *unit = dst + (u + 2 * c + h) * ub;
+					QUANT_UNROLL for (int k = 0; k < 4; k++)
+					{
+						lo[k] = _mm512_and_si512(
+							h ? _mm512_srli_epi16(a[k], 4) : a[k],
+							mask);
+						hi[k] = _mm512_and_si512(
+							h ? _mm512_srli_epi16(b[k], 4) : b[k],
+							mask);
+					}
+					s16_transpose(lo, unit);
+					s16_transpose(hi, unit + 256);
+					memcpy(unit + S16_Q, d[2 * c + h], 64);
+					memcpy(unit + S16_Q + 64, m[2 * c + h], 64);
+				}
 			}
 		}
 	}
 }
 
-QUANT_INLINE void load_q4kd(const uint8_t *p, int64_t i, int m, __m512i *lo, __m512i *hi,
-			    __m512 *wd, __m512 *wm)
+/* IQ4_XS: unit j of a block is sub-block j (16 nibble bytes as IQ4_NL),
+ * scale d * (ls - 32). */
+static void s16_dec_iq4_xs(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
+			   uint8_t *dst, size_t ub)
 {
-	const __m512i mask = _mm512_set1_epi8(0x0F);
-	const struct q4kd_group *g = (const struct q4kd_group *)p;
-	__m512i q = _mm512_loadu_si512(g->qs);
-	*lo = _mm512_and_si512(q, mask);
-	*hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
-	*wd = spread4(_mm_loadu_ps(g->d));
-	*wm = spread4(_mm_loadu_ps(g->m));
-	(void)i;
-	(void)m;
+	for (int r0 = 0; r0 < rows; r0 += 16, dst += cu * ub) {
+		const uint8_t *p[16], *q[16];
+		int n = rows - r0 < 16 ? rows - r0 : 16;
+		s16_prefetch_next(w, rb, rows, r0, (size_t)(u0 / 8) * sizeof(struct block_iq4_xs),
+				  (size_t)(cu / 8) * sizeof(struct block_iq4_xs));
+		for (int64_t u = 0; u < cu; u += 8) {
+			float d[8][16];
+			s16_rows(w + (size_t)r0 * rb, rb, n,
+				 (size_t)((u0 + u) / 8) * sizeof(struct block_iq4_xs), p);
+			for (int r = 0; r < 16; r++) {
+				const struct block_iq4_xs *x = (const struct block_iq4_xs *)p[r];
+				float xd = r < n ? _cvtsh_ss(x->d) : 0;
+				for (int j = 0; j < 8; j++)
+					d[j][s16_lane(r)] =
+						r < n ? xd * (float)(quant_iq4xs_scale(x, j) - 32)
+						      : 0;
+				q[r] = r < n ? x->qs : s16_zero_row;
+			}
+			for (int j = 0; j < 8; j++) {
+				uint8_t *unit = dst + (u + j) * ub;
+				s16_nibble_unit(q, 16 * (size_t)j, 1, unit);
+				memcpy(unit + S16_Q, d[j], 64);
+			}
+		}
+	}
 }
 
-Q8X_TILE(tile_q4kd, load_q4kd, sizeof(struct q4kd_group) / 4, 1)
-
-static void qt_q4kd(int R, int T, int64_t nu, const uint8_t *w, size_t ws,
-		    const struct act_group *const *g, float *out, size_t os, int add)
+/* Scales and sums of units c0 .. c0+cu-1 of T tokens (act_stride apart). */
+static void s16_prep_tokens(const uint8_t *y, size_t act_stride, int T, const struct act_fmt *f,
+			    int64_t c0, int64_t cu)
 {
-	QUANT_DISPATCH_RT(tile_q4kd, nu, w, ws, g, out, os, add)
+	for (int t = 0; t < T; t++) {
+		const uint8_t *yt = y + (size_t)t * act_stride;
+		for (int64_t u = 0; u < cu; u++) {
+			float d, s4;
+			const uint8_t *q = act_unit(yt, f, c0 + u, &d, &s4);
+			int sum;
+			if (f->ushift) { /* Q8_K: the bsums of the unit's two 16s */
+				const struct block_q8_K *b =
+					(const struct block_q8_K *)(yt + (size_t)((c0 + u) >> 3) *
+										 f->bytes);
+				int j = (int)((c0 + u) & 7);
+				sum = b->bsums[2 * j] + b->bsums[2 * j + 1];
+			} else {
+				__m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q),
+							     _mm256_set1_epi8((char)0x80));
+				__m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
+				__m128i h = _mm_add_epi64(_mm256_castsi256_si128(s),
+							  _mm256_extracti128_si256(s, 1));
+				sum = (int)(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) -
+				      32 * 128;
+			}
+			s16_prep.d[t][u] = d;
+			s16_prep.s[t][u] = d * (float)sum;
+			s16_prep.n[t][u] = f->shift ? -(int32_t)((uint32_t)sum << f->shift) : 0;
+		}
+	}
 }
-
-/* Decode nb weight blocks of rows rows (rb apart) into dst, drb bytes a row. */
-typedef void (*panel_decode_fn)(const uint8_t *w, size_t rb, int rows, int64_t nb, uint8_t *dst,
-				size_t drb);
 
 /*
- * gemm over decoded panels: weight blocks of 8 units of 32 in bbytes,
- * decoded by dec into groups of gbytes that tile reads; activations in
- * format f.  Few tokens go to the type's own gemm (fallback).
+ * S strips (16 rows each, sbytes apart) x T tokens over cu units: token k's
+ * quants of unit u at act_unit(y + k * as, f, c0 + u), its prepared scalars
+ * at row tp + k of s16_prep.  out[t * os + 16 s + i] for the rows < nr.
  */
-static void gemm_panels(q8x_tile_fn tile, panel_decode_fn dec, size_t gbytes, size_t bbytes,
-			const struct act_fmt *f, quant_gemm_fn fallback, int64_t n, const void *w,
-			size_t row_bytes, int nrows, const void *act, size_t act_stride, int ntok,
-			float *out, size_t out_stride)
+QUANT_INLINE void s16_tile(int S, int T, int has_min, int64_t cu, const uint8_t *w, size_t sbytes,
+			   size_t ub, const uint8_t *y, size_t as, const struct act_fmt *f,
+			   int64_t c0, int tp, float *out, size_t os, int nr, int add)
 {
-	int64_t nu = n / 32, cmax = PREP_GROUPS * 4;
-	size_t drb = (size_t)((nu < cmax ? nu : cmax) / 4) * gbytes;
-	int panel = drb ? (int)(sizeof(panel_buf) / drb) & ~3 : 0;
-	if (ntok < PANEL_MIN_TOK || panel < 4) {
+	__m512 acc[2][S16_T];
+	QUANT_UNROLL for (int s = 0; s < S; s++) QUANT_UNROLL for (int t = 0; t < T; t++)
+		acc[s][t] = _mm512_setzero_ps();
+	for (int64_t u = 0; u < cu; u++) {
+		const uint8_t *aq[S16_T];
+		float dd, s4;
+		QUANT_UNROLL for (int t = 0; t < T; t++) aq[t] =
+			act_unit(y + (size_t)t * as, f, c0 + u, &dd, &s4);
+		__m512i si[2][S16_T];
+		QUANT_UNROLL for (int t = 0; t < T; t++)
+		{
+			__m512i n0 = _mm512_set1_epi32(s16_prep.n[tp + t][u]);
+			QUANT_UNROLL for (int s = 0; s < S; s++) si[s][t] = n0;
+		}
+		const uint8_t *wu = w + u * ub;
+		QUANT_UNROLL for (int j = 0; j < 8; j++)
+		{
+			__m512i wv[2];
+			QUANT_UNROLL for (int s = 0; s < S; s++) wv[s] =
+				_mm512_load_si512(wu + s * sbytes + 64 * j);
+			QUANT_UNROLL for (int t = 0; t < T; t++)
+			{
+				int32_t a4;
+				memcpy(&a4, aq[t] + 4 * j, 4);
+				__m512i av = _mm512_set1_epi32(a4);
+				QUANT_UNROLL for (int s = 0; s < S; s++) si[s][t] =
+					dpbusd(si[s][t], wv[s], av);
+			}
+		}
+		__m512 wd[2], wm[2];
+		QUANT_UNROLL for (int s = 0; s < S; s++)
+		{
+			wd[s] = _mm512_load_ps(wu + s * sbytes + S16_Q);
+			wm[s] = has_min ? _mm512_load_ps(wu + s * sbytes + S16_Q + 64)
+					: _mm512_setzero_ps();
+		}
+		QUANT_UNROLL for (int t = 0; t < T; t++)
+		{
+			__m512 ad = _mm512_set1_ps(s16_prep.d[tp + t][u]);
+			QUANT_UNROLL for (int s = 0; s < S; s++)
+			{
+				acc[s][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si[s][t]),
+							    _mm512_mul_ps(wd[s], ad), acc[s][t]);
+				if (has_min)
+					acc[s][t] = _mm512_fmadd_ps(
+						wm[s], _mm512_set1_ps(s16_prep.s[tp + t][u]),
+						acc[s][t]);
+			}
+		}
+	}
+	const __m512i rows =
+		_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+	QUANT_UNROLL for (int s = 0; s < S; s++)
+	{
+		int left = nr - 16 * s;
+		__mmask16 k = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+		QUANT_UNROLL for (int t = 0; t < T; t++)
+		{
+			float *o = out + (size_t)t * os + 16 * s;
+			__m512 v = _mm512_permutexvar_ps(rows, acc[s][t]); /* lanes to rows */
+			if (add)
+				v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, o));
+			_mm512_mask_storeu_ps(o, k, v);
+		}
+	}
+}
+
+#define S16_CALL(S, T)                                                                             \
+	s16_tile(S, T, has_min, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add)
+QUANT_INLINE void s16_tiles(int S, int T, int has_min, int64_t cu, const uint8_t *w, size_t sbytes,
+			    size_t ub, const uint8_t *y, size_t as, const struct act_fmt *f,
+			    int64_t c0, int tp, float *out, size_t os, int nr, int add)
+{
+	switch ((S - 1) * S16_T + (T - 1)) {
+	case 0: S16_CALL(1, 1); break;
+	case 1: S16_CALL(1, 2); break;
+	case 2: S16_CALL(1, 3); break;
+	case 3: S16_CALL(1, 4); break;
+	case 4: S16_CALL(1, 5); break;
+	case 5: S16_CALL(1, 6); break;
+	case 6: S16_CALL(2, 1); break;
+	case 7: S16_CALL(2, 2); break;
+	case 8: S16_CALL(2, 3); break;
+	case 9: S16_CALL(2, 4); break;
+	case 10: S16_CALL(2, 5); break;
+	default: S16_CALL(2, 6); break;
+	}
+}
+_Static_assert(S16_T == 6, "s16_tiles lists the tile shapes");
+
+static void s16_tile_nomin(int S, int T, int64_t cu, const uint8_t *w, size_t sbytes, size_t ub,
+			   const uint8_t *y, size_t as, const struct act_fmt *f, int64_t c0, int tp,
+			   float *out, size_t os, int nr, int add)
+{
+	s16_tiles(S, T, 0, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add);
+}
+
+static void s16_tile_min(int S, int T, int64_t cu, const uint8_t *w, size_t sbytes, size_t ub,
+			 const uint8_t *y, size_t as, const struct act_fmt *f, int64_t c0, int tp,
+			 float *out, size_t os, int nr, int add)
+{
+	s16_tiles(S, T, 1, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add);
+}
+
+/* gemm over 16-row strips decoded by dec; weight blocks of wunits units in
+ * wbytes; activations in format f; fewer than min_tok tokens go to
+ * fallback. */
+static void gemm_s16(s16_decode_fn dec, int has_min, int wunits, size_t wbytes,
+		     const struct act_fmt *f, quant_gemm_fn fallback, int min_tok, int64_t n,
+		     const void *w, size_t row_bytes, int nrows, const void *act, size_t act_stride,
+		     int ntok, float *out, size_t out_stride)
+{
+	int64_t nu = n / 32;
+	if (ntok < min_tok || nu % wunits) {
 		fallback(n, w, row_bytes, nrows, act, act_stride, ntok, out, out_stride);
 		return;
 	}
-	for (int64_t c0 = 0; c0 < nu; c0 += cmax) {
-		int64_t cu = nu - c0 < cmax ? nu - c0 : cmax;
-		size_t aoff = (size_t)(c0 / 8) * f->bytes, woff = (size_t)(c0 / 8) * bbytes;
-		for (int r0 = 0; r0 < nrows; r0 += panel) {
-			int r1 = r0 + panel < nrows ? r0 + panel : nrows;
-			dec((const uint8_t *)w + (size_t)r0 * row_bytes + woff, row_bytes, r1 - r0,
-			    cu / 8, panel_buf, drb);
-			prefetch_on = 0; /* the panel is in cache */
-			for (int t = 0; t < ntok; t += GEMM_T) {
-				int T = ntok - t < GEMM_T ? ntok - t : GEMM_T;
-				const struct act_group *g[GEMM_T];
-				prep_tokens((const uint8_t *)act + (size_t)t * act_stride + aoff,
-					    act_stride, T, f, cu, g);
-				for (int r = r0; r < r1; r += 4) {
-					int R = r1 - r < 4 ? r1 - r : 4;
-					tile(R, T, cu, panel_buf + (size_t)(r - r0) * drb, drb, g,
-					     out + (size_t)t * out_stride + r, out_stride, c0 > 0);
+	size_t ub = s16_unit_bytes(has_min);
+	for (int64_t c0 = 0; c0 < nu; c0 += S16_KC) {
+		int64_t cu = nu - c0 < S16_KC ? nu - c0 : S16_KC;
+		size_t sbytes = (size_t)cu * ub;
+		int pstrips = (int)(sizeof(panel_buf) / sbytes);
+		size_t woff = (size_t)(c0 / wunits) * wbytes;
+		for (int tb = 0; tb < ntok; tb += S16_TB) {
+			int ntb = ntok - tb < S16_TB ? ntok - tb : S16_TB;
+			const uint8_t *yb = (const uint8_t *)act + (size_t)tb * act_stride;
+			s16_prep_tokens(yb, act_stride, ntb, f, c0, cu);
+			for (int r0 = 0; r0 < nrows; r0 += 16 * pstrips) {
+				int rows = nrows - r0 < 16 * pstrips ? nrows - r0 : 16 * pstrips;
+				int nstrips = (rows + 15) / 16;
+				dec((const uint8_t *)w + (size_t)r0 * row_bytes + woff, row_bytes,
+				    rows, c0 % wunits, cu, panel_buf, ub);
+				for (int s = 0; s < nstrips; s += 2) {
+					int S = nstrips - s < 2 ? 1 : 2;
+					for (int t = 0; t < ntb; t += S16_T) {
+						int T = ntb - t < S16_T ? ntb - t : S16_T;
+						(has_min ? s16_tile_min : s16_tile_nomin)(
+							S, T, cu, panel_buf + (size_t)s * sbytes,
+							sbytes, ub, yb + (size_t)t * act_stride,
+							act_stride, f, c0, t,
+							out + (size_t)(tb + t) * out_stride + r0 +
+								16 * s,
+							out_stride, rows - 16 * s, c0 > 0);
+					}
 				}
 			}
-			prefetch_on = 1;
 		}
 	}
 }
 
-static void gemm_q4_K_panels(int64_t n, const void *w, size_t row_bytes, int nrows, const void *act,
-			     size_t act_stride, int ntok, float *out, size_t out_stride)
+static void gemm_q4_0r_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
+			   size_t as, int ntok, float *out, size_t os)
 {
-	gemm_panels(qt_q4kd, q4kd_decode, sizeof(struct q4kd_group), sizeof(struct block_q4_K),
-		    &fmt_q8_K_sums, gemm_q4_K, n, w, row_bytes, nrows, act, act_stride, ntok, out,
-		    out_stride);
+	gemm_s16(s16_dec_q4_0r, 0, 4, 72, &fmt_q4_0, gemm_q4_0r, S16_MIN_TOK, n, w, rb, nrows, act,
+		 as, ntok, out, os);
+}
+
+static void gemm_iq4_nlr_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
+			     size_t as, int ntok, float *out, size_t os)
+{
+	gemm_s16(s16_dec_iq4_nlr, 0, 4, 72, &fmt_q8_0, gemm_iq4_nlr, S16_MIN_TOK, n, w, rb, nrows,
+		 act, as, ntok, out, os);
+}
+
+static void gemm_q4_K_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
+			  size_t as, int ntok, float *out, size_t os)
+{
+	gemm_s16(s16_dec_q4_K, 1, 8, sizeof(struct block_q4_K), &fmt_q8_K_sums, gemm_q4_K,
+		 S16_MIN_TOK_K, n, w, rb, nrows, act, as, ntok, out, os);
+}
+
+static void gemm_iq4_xs_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
+			    size_t as, int ntok, float *out, size_t os)
+{
+	gemm_s16(s16_dec_iq4_xs, 0, 8, sizeof(struct block_iq4_xs), &fmt_q8_K, gemm_iq4_xs,
+		 S16_MIN_TOK, n, w, rb, nrows, act, as, ntok, out, os);
 }
 
 /* ---- drivers ---------------------------------------------------------------------------- */
@@ -1233,9 +1586,12 @@ void quant_avx512_register(struct quant_kernel_table *t, int vnni)
 	if (!vnni)
 		return; /* the integer kernels below are built on vpdpbusd */
 	QUANT_SIMD_INT_TYPES(QUANT_SET_KERNELS)
-	t->k[QT_Q4_K].gemm = gemm_q4_K_panels;
+	t->k[QT_Q4_K].gemm = gemm_q4_K_s16;
 	t->k[QT_Q8_0_R4] = QUANT_KERNELS(q8_0r);
 	t->k[QT_Q4_0_R4] = QUANT_KERNELS(q4_0r);
 	t->k[QT_IQ4_NL_R4] = QUANT_KERNELS(iq4_nlr);
+	t->k[QT_Q4_0_R4].gemm = gemm_q4_0r_s16;
+	t->k[QT_IQ4_NL_R4].gemm = gemm_iq4_nlr_s16;
+	t->k[QT_IQ4_XS].gemm = gemm_iq4_xs_s16;
 	t->k[QT_MXFP4_R4] = QUANT_KERNELS(mxfp4r);
 }

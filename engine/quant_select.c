@@ -43,7 +43,7 @@
 #endif
 /* the number moves when kernels change within a version (2: Q4_K and BF16
  * gemm, issue 19), so that a development build measures them again */
-#define FILE_MAGIC "palaver-kernels 2"
+#define FILE_MAGIC "palaver-kernels 3"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

@@ -875,10 +875,15 @@ static void test_kernels_large_shapes(void **state)
 	check_kernels_against_scalar(QT_Q8_0, 16384 + 32 * 4, 3, 2);
 	check_kernels_against_scalar(QT_F32, 4096, 37, 5);
 	check_kernels_against_scalar(QT_Q4_K, 4096 * 2, 120, 3);
-	/* Q4_K's decoded panels: more rows than a panel, rows of two chunks */
+	/* Q4_K's 16-row strips: more rows than a panel, rows of two chunks */
 	check_kernels_against_scalar(QT_Q4_K, 16384 + 512, 70, 9);
 	check_kernels_against_scalar(QT_Q4_K, 2048, 300, 13);
 	check_kernels_against_scalar(QT_IQ4_XS, 16384 + 512, 3, 5);
+	/* the 16-row strips of the 4-bit prefill: strip and token tails,
+	 * rows of two chunks, and more rows than a panel holds */
+	check_kernels_against_scalar(QT_IQ4_XS, 1024 + 256, 37, 21);
+	check_kernels_against_scalar(QT_Q4_K, 2048, 177, 8);
+	check_kernels_against_scalar(QT_IQ4_XS, 256, 16, 300);
 	check_kernels_against_scalar(QT_IQ4_NL, 16384 + 96, 3, 2);
 	check_kernels_against_scalar(QT_MXFP4, 16384 + 160, 2, 5);
 }
@@ -1052,19 +1057,22 @@ static void repack_check(int type, int rtype)
 	static const int64_t lens[] = { 128, 2048, 16384 + 512 }; /* the last spans two chunks */
 	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
 		int64_t n = lens[li];
-		const int nrows = 11, ntok = 7;
+		/* ntok: the type's own tiles on both sides; big: the 4-bit
+		 * types' strips on the repacked side (16 rows and a tail) */
+		const int nrows = 37, ntok = 7, big = 21;
 		assert_int_equal(quant_repack_type(type, n), rtype);
 		size_t rb = row_bytes(type, n), ab = row_bytes(QT_Q8_0, n);
-		uint8_t *w = malloc(rb * nrows), *wr = malloc(rb * nrows), *act = malloc(ab * ntok);
-		float *x = malloc(sizeof(float) * (size_t)n);
-		float *o1 = malloc(sizeof(float) * nrows * ntok),
-		      *o2 = malloc(sizeof(float) * nrows * ntok);
-		assert_true(w && wr && act && x && o1 && o2);
+		uint8_t *w = malloc(rb * nrows), *wr = malloc(rb * nrows), *act = malloc(ab * big);
+		float *x = malloc(sizeof(float) * (size_t)n),
+		      *y = malloc(sizeof(float) * (size_t)n);
+		float *o1 = malloc(sizeof(float) * nrows * big),
+		      *o2 = malloc(sizeof(float) * nrows * big);
+		assert_true(w && wr && act && x && y && o1 && o2);
 		for (int r = 0; r < nrows; r++) {
 			fill_normal(x, n, 0.05f);
 			assert_int_equal(quant_quantize_row(type, x, w + (size_t)r * rb, n), 0);
 		}
-		for (int t = 0; t < ntok; t++) {
+		for (int t = 0; t < big; t++) {
 			fill_normal(x, n, 1.0f);
 			assert_int_equal(quant_quantize_row(QT_Q8_0, x, act + (size_t)t * ab, n),
 					 0);
@@ -1078,22 +1086,31 @@ static void repack_check(int type, int rtype)
 		quant_gemm(rtype, n, wr, rb, nrows, act, ab, ntok, o2, nrows);
 		assert_memory_equal(o1, o2, sizeof(float) * nrows * ntok);
 		assert_true(quant_vec_dot(type, n, w, act) == quant_vec_dot(rtype, n, wr, act));
-		/* and they are the scalar reference's results up to float rounding */
+		/* and they are the scalar reference's results up to float rounding,
+		 * with many tokens as well */
+		quant_gemm(rtype, n, wr, rb, nrows, act, ab, big, o1, nrows);
 		for (int r = 0; r < nrows; r++) {
-			float ref = 0;
 			quant_dequantize_row(type, w + (size_t)r * rb, x, n);
-			float *y = malloc(sizeof(float) * (size_t)n);
-			assert_non_null(y);
-			quant_dequantize_row(QT_Q8_0, act, y, n);
-			for (int64_t i = 0; i < n; i++)
-				ref += x[i] * y[i];
-			free(y);
-			assert_true(fabsf(o2[r] - ref) <= 1e-3f * (1 + fabsf(ref)));
+			for (int t = 0; t < big; t++) {
+				double ref = 0;
+				quant_dequantize_row(QT_Q8_0, act + (size_t)t * ab, y, n);
+				for (int64_t i = 0; i < n; i++)
+					ref += (double)x[i] * y[i];
+				if (t == 0)
+					assert_true(fabs(o2[r] - ref) <= 1e-3 * (1 + fabs(ref)));
+				if (fabs(o1[t * nrows + r] - ref) > 1e-3 * (1 + fabs(ref)))
+					fail_msg(
+						"%s repacked, gemm of %d tokens, row %d token %d: %.9g, "
+						"reference %.9g",
+						quant_type_name(type), big, r, t,
+						(double)o1[t * nrows + r], ref);
+			}
 		}
 		free(w);
 		free(wr);
 		free(act);
 		free(x);
+		free(y);
 		free(o1);
 		free(o2);
 	}
