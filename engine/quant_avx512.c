@@ -1115,22 +1115,34 @@ static const uint8_t s16_zero_row[64] __attribute__((aligned(64)));
 
 /* A unit's quants from 16 nibble bytes a row (element l low, l + 16
  * high), through the IQ4_NL table or not. */
-QUANT_INLINE void s16_nibble_unit(const uint8_t *const *p, size_t off, int use_lut, uint8_t *dst)
+QUANT_INLINE void s16_nibble_unit(const uint8_t *const *p, size_t off, const int8_t *values,
+				  uint8_t *dst)
 {
-	const __m512i mask = _mm512_set1_epi8(0x0F), lut = lut_u8(quant_iq4nl_values);
+	const __m512i mask = _mm512_set1_epi8(0x0F);
 	__m512i v[4], lo[4], hi[4];
 	s16_load16(p, off, v);
 	QUANT_UNROLL for (int k = 0; k < 4; k++)
 	{
 		lo[k] = _mm512_and_si512(v[k], mask);
 		hi[k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), mask);
-		if (use_lut) {
-			lo[k] = _mm512_shuffle_epi8(lut, lo[k]);
-			hi[k] = _mm512_shuffle_epi8(lut, hi[k]);
+		if (values) {
+			lo[k] = _mm512_shuffle_epi8(lut_u8(values), lo[k]);
+			hi[k] = _mm512_shuffle_epi8(lut_u8(values), hi[k]);
 		}
 	}
 	s16_transpose(lo, dst);
 	s16_transpose(hi, dst + 256);
+}
+
+/* A unit's quants from unsigned bytes (elements 0..15 at lo, 16..31 at hi;
+ * repacked Q8_0 is already biased by 128). */
+QUANT_INLINE void s16_byte_unit(const uint8_t *const *p, size_t lo, size_t hi, uint8_t *dst)
+{
+	__m512i v[4];
+	s16_load16(p, lo, v);
+	s16_transpose(v, dst);
+	s16_load16(p, hi, v);
+	s16_transpose(v, dst + 256);
 }
 
 /* Where a strip's 16 rows (rb apart from w, n present) have byte off; the
@@ -1161,42 +1173,62 @@ QUANT_INLINE void s16_prefetch_next(const uint8_t *w, size_t rb, int rows, int r
 typedef void (*s16_decode_fn)(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
 			      uint8_t *dst, size_t ub);
 
-/* Q4_0 and IQ4_NL repacked at load: groups of four blocks, 64 nibble bytes
- * then four half scales (72 bytes). */
+/*
+ * The types repacked at load (quant_repack_rows), groups of four blocks:
+ * Q4_0 and IQ4_NL 64 nibble bytes then four half scales (72 bytes), MXFP4
+ * 64 nibble bytes then four E8M0 bytes (68), Q8_0 the four blocks' low
+ * halves, high halves (biased by 128), then four half scales (136).
+ */
+enum { S16_Q4_0R, S16_IQ4_NLR, S16_MXFP4R, S16_Q8_0R };
+
 QUANT_INLINE void s16_dec_r4(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
-			     uint8_t *dst, size_t ub, int use_lut)
+			     uint8_t *dst, size_t ub, int kind)
 {
+	const size_t gb = kind == S16_Q8_0R ? 136 : kind == S16_MXFP4R ? 68 : 72;
+	const size_t so = kind == S16_Q8_0R ? 128 : 64; /* the scales */
 	for (int r0 = 0; r0 < rows; r0 += 16, dst += cu * ub) {
 		const uint8_t *p[16];
 		int n = rows - r0 < 16 ? rows - r0 : 16;
-		s16_prefetch_next(w, rb, rows, r0, (size_t)(u0 / 4) * 72, (size_t)(cu / 4) * 72);
+		s16_prefetch_next(w, rb, rows, r0, (size_t)(u0 / 4) * gb, (size_t)(cu / 4) * gb);
 		for (int64_t u = 0; u < cu; u++) {
 			uint8_t *unit = dst + u * ub;
 			int b = (int)((u0 + u) % 4);
-			s16_rows(w + (size_t)r0 * rb, rb, n, (size_t)((u0 + u) / 4) * 72, p);
-			s16_nibble_unit(p, 16 * b, use_lut, unit);
+			s16_rows(w + (size_t)r0 * rb, rb, n, (size_t)((u0 + u) / 4) * gb, p);
+			if (kind == S16_Q8_0R)
+				s16_byte_unit(p, 16 * b, 64 + 16 * b, unit);
+			else
+				s16_nibble_unit(p, 16 * b,
+						kind == S16_Q4_0R    ? NULL
+						: kind == S16_MXFP4R ? quant_mxfp4_values2
+								     : quant_iq4nl_values,
+						unit);
 			float d[16];
 			for (int r = 0; r < 16; r++) {
-				quant_half h;
-				memcpy(&h, r < n ? p[r] + 64 + 2 * b : s16_zero_row, 2);
-				d[s16_lane(r)] = _cvtsh_ss(h);
+				float v = 0;
+				if (r < n && kind == S16_MXFP4R) {
+					v = quant_e8m0_half(p[r][so + b]);
+				} else if (r < n) {
+					quant_half h;
+					memcpy(&h, p[r] + so + 2 * b, 2);
+					v = _cvtsh_ss(h);
+				}
+				d[s16_lane(r)] = v;
 			}
 			memcpy(unit + S16_Q, d, sizeof(d));
 		}
 	}
 }
 
-static void s16_dec_q4_0r(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
-			  uint8_t *dst, size_t ub)
-{
-	s16_dec_r4(w, rb, rows, u0, cu, dst, ub, 0);
-}
-
-static void s16_dec_iq4_nlr(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
-			    uint8_t *dst, size_t ub)
-{
-	s16_dec_r4(w, rb, rows, u0, cu, dst, ub, 1);
-}
+#define S16_DEC_R4(NAME, KIND)                                                                     \
+	static void NAME(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,            \
+			 uint8_t *dst, size_t ub)                                                  \
+	{                                                                                          \
+		s16_dec_r4(w, rb, rows, u0, cu, dst, ub, KIND);                                    \
+	}
+S16_DEC_R4(s16_dec_q4_0r, S16_Q4_0R)
+S16_DEC_R4(s16_dec_iq4_nlr, S16_IQ4_NLR)
+S16_DEC_R4(s16_dec_mxfp4r, S16_MXFP4R)
+S16_DEC_R4(s16_dec_q8_0r, S16_Q8_0R)
 
 /* Q4_K: unit j of a block is sub-block j, the low (even j) or high nibbles
  * of 32 bytes; scale d * sc, min -dmin * m. */
@@ -1287,7 +1319,7 @@ static void s16_dec_iq4_xs(const uint8_t *w, size_t rb, int rows, int64_t u0, in
 			}
 			for (int j = 0; j < 8; j++) {
 				uint8_t *unit = dst + (u + j) * ub;
-				s16_nibble_unit(q, 16 * (size_t)j, 1, unit);
+				s16_nibble_unit(q, 16 * (size_t)j, quant_iq4nl_values, unit);
 				memcpy(unit + S16_Q, d[j], 64);
 			}
 		}
@@ -1499,6 +1531,20 @@ static void gemm_iq4_nlr_s16(int64_t n, const void *w, size_t rb, int nrows, con
 		 act, as, ntok, out, os);
 }
 
+static void gemm_mxfp4r_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
+			    size_t as, int ntok, float *out, size_t os)
+{
+	gemm_s16(s16_dec_mxfp4r, 0, 4, 68, &fmt_q8_0, gemm_mxfp4r, S16_MIN_TOK, n, w, rb, nrows,
+		 act, as, ntok, out, os);
+}
+
+static void gemm_q8_0r_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
+			   size_t as, int ntok, float *out, size_t os)
+{
+	gemm_s16(s16_dec_q8_0r, 0, 4, 136, &fmt_q8_0, gemm_q8_0r, S16_MIN_TOK, n, w, rb, nrows, act,
+		 as, ntok, out, os);
+}
+
 static void gemm_q4_K_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
 			  size_t as, int ntok, float *out, size_t os)
 {
@@ -1594,4 +1640,6 @@ void quant_avx512_register(struct quant_kernel_table *t, int vnni)
 	t->k[QT_IQ4_NL_R4].gemm = gemm_iq4_nlr_s16;
 	t->k[QT_IQ4_XS].gemm = gemm_iq4_xs_s16;
 	t->k[QT_MXFP4_R4] = QUANT_KERNELS(mxfp4r);
+	t->k[QT_MXFP4_R4].gemm = gemm_mxfp4r_s16;
+	t->k[QT_Q8_0_R4].gemm = gemm_q8_0r_s16;
 }
