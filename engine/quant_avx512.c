@@ -10,9 +10,10 @@
  * by memory, so the weights are read exactly once and the activations stay
  * in L1); gemm runs 4x4 tiles over a panel of rows that stays in L2 while
  * every token tile passes over it, so each weight block is decoded once per
- * four tokens and read from memory once per panel.  Prefill of the 4-bit
- * types (Q4_0, IQ4_NL, Q4_K, IQ4_XS) runs instead over rows decoded once
- * per call into strips of 16 interleaved rows (gemm_s16, near the end).
+ * four tokens and read from memory once per panel.  Prefill of Q4_0,
+ * IQ4_NL, Q8_0, MXFP4 (repacked), Q4_K and IQ4_XS runs instead over rows
+ * decoded once per call into strips of 16 interleaved rows (gemm_s16,
+ * near the end).
  *
  * Integer types use vpdpbusd (u8 x s8 -> s32).  Weights are made unsigned
  * (Q4_0 nibbles are 0..15 with an offset of 8, Q5_0 0..31 with 16; Q8_0 is
@@ -1033,7 +1034,7 @@ K_KERNEL(q6_K, kact_natural)
 static _Thread_local uint8_t panel_buf[PANEL_DEC_BYTES] __attribute__((aligned(64)));
 
 /*
- * Prefill of the 4-bit types over rows decoded into strips of 16.  The
+ * Prefill over rows decoded into strips of 16 (the 4-bit types, Q8_0).  The
  * group tile above meets four rows with one token per pair of vpdpbusd and
  * pays a float epilogue (convert, scale, FMA) per pair; here a strip holds,
  * per 32-element unit, eight 64-byte vectors of four consecutive elements
