@@ -1111,8 +1111,10 @@ QUANT_INLINE void s16_transpose(const __m512i v[4], uint8_t *dst)
 	_mm512_store_si512(dst + 192, _mm512_unpackhi_epi64(t2, t3));
 }
 
-/* Zeros for the rows a last strip lacks: quants 0 and scale 0. */
-static const uint8_t s16_zero_row[64] __attribute__((aligned(64)));
+/* Zeros for the rows a last strip lacks: quants 0 and scale 0.  A
+ * decoder reads up to 128 bytes past a row pointer (IQ4_XS's last
+ * sub-block, Q8_0's high halves). */
+static const uint8_t s16_zero_row[128] __attribute__((aligned(64)));
 
 /* A unit's quants from 16 nibble bytes a row (element l low, l + 16
  * high), through the IQ4_NL table or not. */
