@@ -94,7 +94,7 @@ struct result {
 
 /* Each pass, every reader waits at the barrier, reads its slice and
  * records its rate by its own CPU time. */
-#define BW_PASSES 24
+#define BW_PASSES 96
 struct bw_arg {
 	const uint64_t *p;
 	size_t n; /* uint64 words */
@@ -145,8 +145,11 @@ static void *bw_reader(void *arg)
  * pass's figure is the sum of the threads' rates by their own CPU time:
  * threads created per pass and timed by the wall clock made the figure
  * swing from 29 to 49 GB/s between runs on a shared 2-core machine (start
- * skew, and every moment another process held a core).  The best of 24
- * passes counts, as a machine's bandwidth is what it can reach.
+ * skew, and every moment another process held a core).  The best of 96
+ * passes (about half a second) counts, as a machine's bandwidth is what it
+ * can reach: the host's bandwidth moves within seconds, and ten runs of 24
+ * passes on an idle machine read 55.0-70.0 GB/s, of 96 passes 66.1-70.2
+ * (interleaved, 2026-12-04).
  */
 static double bandwidth_measure(int nth)
 {

@@ -1520,47 +1520,23 @@ static void gemm_s16(s16_decode_fn dec, int has_min, int wunits, size_t wbytes,
 	}
 }
 
-static void gemm_q4_0r_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
-			   size_t as, int ntok, float *out, size_t os)
-{
-	gemm_s16(s16_dec_q4_0r, 0, 4, 72, &fmt_q4_0, gemm_q4_0r, S16_MIN_TOK, n, w, rb, nrows, act,
-		 as, ntok, out, os);
-}
-
-static void gemm_iq4_nlr_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
-			     size_t as, int ntok, float *out, size_t os)
-{
-	gemm_s16(s16_dec_iq4_nlr, 0, 4, 72, &fmt_q8_0, gemm_iq4_nlr, S16_MIN_TOK, n, w, rb, nrows,
-		 act, as, ntok, out, os);
-}
-
-static void gemm_mxfp4r_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
-			    size_t as, int ntok, float *out, size_t os)
-{
-	gemm_s16(s16_dec_mxfp4r, 0, 4, 68, &fmt_q8_0, gemm_mxfp4r, S16_MIN_TOK, n, w, rb, nrows,
-		 act, as, ntok, out, os);
-}
-
-static void gemm_q8_0r_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
-			   size_t as, int ntok, float *out, size_t os)
-{
-	gemm_s16(s16_dec_q8_0r, 0, 4, 136, &fmt_q8_0, gemm_q8_0r, S16_MIN_TOK, n, w, rb, nrows, act,
-		 as, ntok, out, os);
-}
-
-static void gemm_q4_K_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
-			  size_t as, int ntok, float *out, size_t os)
-{
-	gemm_s16(s16_dec_q4_K, 1, 8, sizeof(struct block_q4_K), &fmt_q8_K_sums, gemm_q4_K,
-		 S16_MIN_TOK_K, n, w, rb, nrows, act, as, ntok, out, os);
-}
-
-static void gemm_iq4_xs_s16(int64_t n, const void *w, size_t rb, int nrows, const void *act,
-			    size_t as, int ntok, float *out, size_t os)
-{
-	gemm_s16(s16_dec_iq4_xs, 0, 8, sizeof(struct block_iq4_xs), &fmt_q8_K, gemm_iq4_xs,
-		 S16_MIN_TOK, n, w, rb, nrows, act, as, ntok, out, os);
-}
+/* The gemm entry NAME over strips: decoder DEC, HAS_MIN, weight blocks of
+ * WUNITS units in WBYTES, activations FMT, FALLBACK below MIN_TOK tokens. */
+#define S16_GEMM(NAME, DEC, HAS_MIN, WUNITS, WBYTES, FMT, FALLBACK, MIN_TOK)                       \
+	static void NAME(int64_t n, const void *w, size_t rb, int nrows, const void *act,          \
+			 size_t as, int ntok, float *out, size_t os)                               \
+	{                                                                                          \
+		gemm_s16(DEC, HAS_MIN, WUNITS, WBYTES, &FMT, FALLBACK, MIN_TOK, n, w, rb, nrows,   \
+			 act, as, ntok, out, os);                                                  \
+	}
+S16_GEMM(gemm_q4_0r_s16, s16_dec_q4_0r, 0, 4, 72, fmt_q4_0, gemm_q4_0r, S16_MIN_TOK)
+S16_GEMM(gemm_iq4_nlr_s16, s16_dec_iq4_nlr, 0, 4, 72, fmt_q8_0, gemm_iq4_nlr, S16_MIN_TOK)
+S16_GEMM(gemm_mxfp4r_s16, s16_dec_mxfp4r, 0, 4, 68, fmt_q8_0, gemm_mxfp4r, S16_MIN_TOK)
+S16_GEMM(gemm_q8_0r_s16, s16_dec_q8_0r, 0, 4, 136, fmt_q8_0, gemm_q8_0r, S16_MIN_TOK)
+S16_GEMM(gemm_q4_K_s16, s16_dec_q4_K, 1, 8, sizeof(struct block_q4_K), fmt_q8_K_sums, gemm_q4_K,
+	 S16_MIN_TOK_K)
+S16_GEMM(gemm_iq4_xs_s16, s16_dec_iq4_xs, 0, 8, sizeof(struct block_iq4_xs), fmt_q8_K, gemm_iq4_xs,
+	 S16_MIN_TOK)
 
 /* ---- drivers ---------------------------------------------------------------------------- */
 
