@@ -234,6 +234,13 @@ QUANT_INLINE __m512 spread4(__m128 v)
 		_mm512_castps128_ps512(v));
 }
 
+/* Where the quants of unit u are. */
+QUANT_INLINE const uint8_t *act_quants(const uint8_t *y, const struct act_fmt *f, int64_t u)
+{
+	return y + (size_t)(u >> f->ushift) * f->bytes + f->qoff +
+	       (size_t)(u & ((1 << f->ushift) - 1)) * 32;
+}
+
 /* Scale (and Q8_1's s / 4) of the block holding unit u; where its quants are. */
 QUANT_INLINE const uint8_t *act_unit(const uint8_t *y, const struct act_fmt *f, int64_t u, float *d,
 				     float *s4)
@@ -249,7 +256,7 @@ QUANT_INLINE const uint8_t *act_unit(const uint8_t *y, const struct act_fmt *f, 
 		memcpy(&h, blk + 2, 2);
 		*s4 = f->qoff == 4 ? _cvtsh_ss(h) * 0.25f : 0;
 	}
-	return blk + f->qoff + (size_t)(u & ((1 << f->ushift) - 1)) * 32;
+	return act_quants(y, f, u);
 }
 
 /* Prepare nu (<= PREP_GROUPS * 4) units; missing units of the last group are zero. */
@@ -1047,7 +1054,7 @@ static _Thread_local uint8_t panel_buf[PANEL_DEC_BYTES] __attribute__((aligned(6
  * panel_buf and every token tile passes over them; the activations' scales
  * and sums are prepared once per chunk for up to S16_TB tokens.
  */
-#define S16_KC 32  /* units of 32 per K chunk */
+#define S16_KC 32  /* units of 32 per K chunk: whole weight blocks of every type */
 #define S16_TB 256 /* tokens whose activation scalars are prepared at once */
 #define S16_T 6    /* tokens per tile */
 /* Fewer tokens keep the type's own gemm, which decodes in registers: the
@@ -1169,12 +1176,12 @@ QUANT_INLINE void s16_prefetch_next(const uint8_t *w, size_t rb, int rows, int r
 }
 
 /*
- * Decoders: units u0 .. u0+cu-1 of rows rows (rb bytes apart) into strips
- * of cu units (ub bytes each) from dst; a last strip's missing rows are
- * zero.
+ * Decoders: the first cu units of rows rows (rb bytes apart, w at a
+ * weight block's start) into strips of cu units (ub bytes each) from dst;
+ * a last strip's missing rows are zero.
  */
-typedef void (*s16_decode_fn)(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
-			      uint8_t *dst, size_t ub);
+typedef void (*s16_decode_fn)(const uint8_t *w, size_t rb, int rows, int64_t cu, uint8_t *dst,
+			      size_t ub);
 
 /*
  * The types repacked at load (quant_repack_rows), groups of four blocks:
@@ -1184,19 +1191,19 @@ typedef void (*s16_decode_fn)(const uint8_t *w, size_t rb, int rows, int64_t u0,
  */
 enum { S16_Q4_0R, S16_IQ4_NLR, S16_MXFP4R, S16_Q8_0R };
 
-QUANT_INLINE void s16_dec_r4(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
-			     uint8_t *dst, size_t ub, int kind)
+QUANT_INLINE void s16_dec_r4(const uint8_t *w, size_t rb, int rows, int64_t cu, uint8_t *dst,
+			     size_t ub, int kind)
 {
 	const size_t gb = kind == S16_Q8_0R ? 136 : kind == S16_MXFP4R ? 68 : 72;
 	const size_t so = kind == S16_Q8_0R ? 128 : 64; /* the scales */
 	for (int r0 = 0; r0 < rows; r0 += 16, dst += cu * ub) {
 		const uint8_t *p[16];
 		int n = rows - r0 < 16 ? rows - r0 : 16;
-		s16_prefetch_next(w, rb, rows, r0, (size_t)(u0 / 4) * gb, (size_t)(cu / 4) * gb);
+		s16_prefetch_next(w, rb, rows, r0, 0, (size_t)(cu / 4) * gb);
 		for (int64_t u = 0; u < cu; u++) {
 			uint8_t *unit = dst + u * ub;
-			int b = (int)((u0 + u) % 4);
-			s16_rows(w + (size_t)r0 * rb, rb, n, (size_t)((u0 + u) / 4) * gb, p);
+			int b = (int)(u % 4);
+			s16_rows(w + (size_t)r0 * rb, rb, n, (size_t)(u / 4) * gb, p);
 			if (kind == S16_Q8_0R)
 				s16_byte_unit(p, 16 * b, 64 + 16 * b, unit);
 			else
@@ -1223,10 +1230,10 @@ QUANT_INLINE void s16_dec_r4(const uint8_t *w, size_t rb, int rows, int64_t u0, 
 }
 
 #define S16_DEC_R4(NAME, KIND)                                                                     \
-	static void NAME(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,            \
-			 uint8_t *dst, size_t ub)                                                  \
+	static void NAME(const uint8_t *w, size_t rb, int rows, int64_t cu, uint8_t *dst,          \
+			 size_t ub)                                                                \
 	{                                                                                          \
-		s16_dec_r4(w, rb, rows, u0, cu, dst, ub, KIND);                                    \
+		s16_dec_r4(w, rb, rows, cu, dst, ub, KIND);                                        \
 	}
 S16_DEC_R4(s16_dec_q4_0r, S16_Q4_0R)
 S16_DEC_R4(s16_dec_iq4_nlr, S16_IQ4_NLR)
@@ -1235,19 +1242,17 @@ S16_DEC_R4(s16_dec_q8_0r, S16_Q8_0R)
 
 /* Q4_K: unit j of a block is sub-block j, the low (even j) or high nibbles
  * of 32 bytes; scale d * sc, min -dmin * m. */
-static void s16_dec_q4_K(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
-			 uint8_t *dst, size_t ub)
+static void s16_dec_q4_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint8_t *dst, size_t ub)
 {
 	const __m512i mask = _mm512_set1_epi8(0x0F);
 	for (int r0 = 0; r0 < rows; r0 += 16, dst += cu * ub) {
 		const uint8_t *p[16];
 		int n = rows - r0 < 16 ? rows - r0 : 16;
-		s16_prefetch_next(w, rb, rows, r0, (size_t)(u0 / 8) * sizeof(struct block_q4_K),
-				  (size_t)(cu / 8) * sizeof(struct block_q4_K));
+		s16_prefetch_next(w, rb, rows, r0, 0, (size_t)(cu / 8) * sizeof(struct block_q4_K));
 		for (int64_t u = 0; u < cu; u += 8) {
 			float d[8][16], m[8][16];
 			s16_rows(w + (size_t)r0 * rb, rb, n,
-				 (size_t)((u0 + u) / 8) * sizeof(struct block_q4_K), p);
+				 (size_t)(u / 8) * sizeof(struct block_q4_K), p);
 			for (int r = 0; r < 16; r++) {
 				int l = s16_lane(r);
 				if (r >= n) {
@@ -1299,18 +1304,18 @@ static void s16_dec_q4_K(const uint8_t *w, size_t rb, int rows, int64_t u0, int6
 
 /* IQ4_XS: unit j of a block is sub-block j (16 nibble bytes as IQ4_NL),
  * scale d * (ls - 32). */
-static void s16_dec_iq4_xs(const uint8_t *w, size_t rb, int rows, int64_t u0, int64_t cu,
-			   uint8_t *dst, size_t ub)
+static void s16_dec_iq4_xs(const uint8_t *w, size_t rb, int rows, int64_t cu, uint8_t *dst,
+			   size_t ub)
 {
 	for (int r0 = 0; r0 < rows; r0 += 16, dst += cu * ub) {
 		const uint8_t *p[16], *q[16];
 		int n = rows - r0 < 16 ? rows - r0 : 16;
-		s16_prefetch_next(w, rb, rows, r0, (size_t)(u0 / 8) * sizeof(struct block_iq4_xs),
+		s16_prefetch_next(w, rb, rows, r0, 0,
 				  (size_t)(cu / 8) * sizeof(struct block_iq4_xs));
 		for (int64_t u = 0; u < cu; u += 8) {
 			float d[8][16];
 			s16_rows(w + (size_t)r0 * rb, rb, n,
-				 (size_t)((u0 + u) / 8) * sizeof(struct block_iq4_xs), p);
+				 (size_t)(u / 8) * sizeof(struct block_iq4_xs), p);
 			for (int r = 0; r < 16; r++) {
 				const struct block_iq4_xs *x = (const struct block_iq4_xs *)p[r];
 				float xd = r < n ? _cvtsh_ss(x->d) : 0;
@@ -1363,7 +1368,7 @@ static void s16_prep_tokens(const uint8_t *y, size_t act_stride, int T, const st
 
 /*
  * S strips (16 rows each, sbytes apart) x T tokens over cu units: token k's
- * quants of unit u at act_unit(y + k * as, f, c0 + u), its prepared scalars
+ * quants of unit u at act_quants(y + k * as, f, c0 + u), its prepared scalars
  * at row tp + k of s16_prep.  out[t * os + 16 s + i] for the rows < nr.
  */
 QUANT_INLINE void s16_tile(int S, int T, int has_min, int64_t cu, const uint8_t *w, size_t sbytes,
@@ -1375,9 +1380,8 @@ QUANT_INLINE void s16_tile(int S, int T, int has_min, int64_t cu, const uint8_t 
 		acc[s][t] = _mm512_setzero_ps();
 	for (int64_t u = 0; u < cu; u++) {
 		const uint8_t *aq[S16_T];
-		float dd, s4;
 		QUANT_UNROLL for (int t = 0; t < T; t++) aq[t] =
-			act_unit(y + (size_t)t * as, f, c0 + u, &dd, &s4);
+			act_quants(y + (size_t)t * as, f, c0 + u);
 		__m512i si[2][S16_T];
 		QUANT_UNROLL for (int t = 0; t < T; t++)
 		{
@@ -1487,6 +1491,7 @@ static void gemm_s16(s16_decode_fn dec, int has_min, int wunits, size_t wbytes,
 		fallback(n, w, row_bytes, nrows, act, act_stride, ntok, out, out_stride);
 		return;
 	}
+	_Static_assert(S16_KC % 8 == 0, "a chunk starts at a weight block");
 	size_t ub = s16_unit_bytes(has_min);
 	for (int64_t c0 = 0; c0 < nu; c0 += S16_KC) {
 		int64_t cu = nu - c0 < S16_KC ? nu - c0 : S16_KC;
@@ -1501,7 +1506,7 @@ static void gemm_s16(s16_decode_fn dec, int has_min, int wunits, size_t wbytes,
 				int rows = nrows - r0 < 16 * pstrips ? nrows - r0 : 16 * pstrips;
 				int nstrips = (rows + 15) / 16;
 				dec((const uint8_t *)w + (size_t)r0 * row_bytes + woff, row_bytes,
-				    rows, c0 % wunits, cu, panel_buf, ub);
+				    rows, cu, panel_buf, ub);
 				for (int s = 0; s < nstrips; s += 2) {
 					int S = nstrips - s < 2 ? 1 : 2;
 					for (int t = 0; t < ntb; t += S16_T) {
