@@ -11,7 +11,7 @@
  * in L1); gemm runs 4x4 tiles over a panel of rows that stays in L2 while
  * every token tile passes over it, so each weight block is decoded once per
  * four tokens and read from memory once per panel.  Prefill of Q4_0,
- * IQ4_NL, Q8_0, MXFP4 (repacked), Q4_K and IQ4_XS runs instead over rows
+ * IQ4_NL, Q8_0, MXFP4 (repacked), Q4_K, Q6_K and IQ4_XS runs instead over rows
  * decoded once per call into strips of 16 interleaved rows (gemm_s16,
  * near the end).
  *
@@ -364,6 +364,7 @@ static const struct act_fmt fmt_q5_0 = { sizeof(struct block_q8_0), 2, 0, 4, 0 }
 static const struct act_fmt fmt_q8_1 = { sizeof(struct block_q8_1), 4, 0, 0, 0 };
 static const struct act_fmt fmt_q8_K = { sizeof(struct block_q8_K), 4, 3, 7, 0 };
 static const struct act_fmt fmt_q8_K_sums = { sizeof(struct block_q8_K), 4, 3, 0, 1 };
+static const struct act_fmt fmt_q8_K_q6 = { sizeof(struct block_q8_K), 4, 3, 5, 0 }; /* strips */
 
 /* Halves of 4 blocks (`stride` bytes apart, m present) spread over their
  * lanes.  Built in registers: a store-then-reload through a small array
@@ -1041,12 +1042,13 @@ K_KERNEL(q6_K, kact_natural)
 static _Thread_local uint8_t panel_buf[PANEL_DEC_BYTES] __attribute__((aligned(64)));
 
 /*
- * Prefill over rows decoded into strips of 16 (the 4-bit types, Q8_0).  The
+ * Prefill over rows decoded into strips of 16 (the 4-bit types, Q6_K, Q8_0).  The
  * group tile above meets four rows with one token per pair of vpdpbusd and
  * pays a float epilogue (convert, scale, FMA) per pair; here a strip holds,
  * per 32-element unit, eight 64-byte vectors of four consecutive elements
  * of its 16 rows (row r in bytes 4r..4r+3, unsigned), then the rows' float
- * scales and (Q4_K) negated mins.  One vpdpbusd meets the 16 rows with four
+ * scales and (Q4_K) negated mins or (Q6_K) the second 16s scales.  One
+ * vpdpbusd meets the 16 rows with four
  * activation bytes of one token, broadcast; a unit is eight of them into an
  * int32 vector per (strip, token), so the epilogue comes once per eight,
  * and a strip's results are 16 consecutive outputs of a token, stored
@@ -1058,11 +1060,12 @@ static _Thread_local uint8_t panel_buf[PANEL_DEC_BYTES] __attribute__((aligned(6
 #define S16_TB 256 /* tokens whose activation scalars are prepared at once */
 #define S16_T 6    /* tokens per tile */
 /* Fewer tokens keep the type's own gemm, which decodes in registers: the
- * strips pay for their decoding from 8 tokens on for Q4_K, from 20 on for
- * the types whose own tile is cheap to feed (one core, 2048 x 2048:
- * Q4_K 8 tokens 147 -> 192 GOP/s; Q4_0 16 tokens 355 -> 352, 20 tokens 276
- * -> 323, 64 tokens 267 -> 486). */
-#define S16_MIN_TOK_K 8
+ * strips pay for their decoding from 5 tokens on for the K types, from 20
+ * on for the types whose own tile is cheap to feed (one core, 2048 x 2048:
+ * Q4_K 4 tokens 172 -> 182 GOP/s, 5 tokens 165 -> 215; Q6_K 4 tokens
+ * 177 -> 150, 5 tokens 164 -> 177; Q4_0 16 tokens 355 -> 352, 20 tokens
+ * 276 -> 323, 64 tokens 267 -> 486). */
+#define S16_MIN_TOK_K 5
 #define S16_MIN_TOK 20
 #define S16_Q 512 /* quant bytes of a strip's unit */
 
@@ -1070,14 +1073,19 @@ struct s16_prep {
 	float d[S16_TB][S16_KC];   /* scale of (token, unit) */
 	float s[S16_TB][S16_KC];   /* d x the sum of the unit's quants (for mins) */
 	int32_t n[S16_TB][S16_KC]; /* -(that sum << shift): pays back the weight offset
-				    * (shift 0: none) */
+				    * (shift 0: none); halves: of the first 16 */
+	int32_t nb[S16_TB][S16_KC]; /* halves: the same for the second 16 */
 };
 static _Thread_local struct s16_prep s16_prep __attribute__((aligned(64)));
 
-/* Bytes of a strip's unit: quants, scales and, with mins, the mins. */
-QUANT_INLINE size_t s16_unit_bytes(int has_min)
+/* What a strip's unit holds after its quants: the rows' scales (ONE),
+ * scales and negated mins (MIN), or a scale for each 16 (HALVES, Q6_K). */
+enum { S16_ONE, S16_MIN, S16_HALVES };
+
+/* Bytes of a strip's unit. */
+QUANT_INLINE size_t s16_unit_bytes(int mode)
 {
-	return S16_Q + 64 + (has_min ? 64 : 0);
+	return S16_Q + 64 + (mode != S16_ONE ? 64 : 0);
 }
 
 /*
@@ -1107,15 +1115,23 @@ QUANT_INLINE void s16_load16(const uint8_t *const *p, size_t off, __m512i v[4])
 	}
 }
 
-/* Dword j (0..3) of each row's 16 bytes into dst + 64 j, rows in lane order. */
-QUANT_INLINE void s16_transpose(const __m512i v[4], uint8_t *dst)
+/* o[j] <- dword j (0..3) of each row's 16 bytes, rows in lane order. */
+QUANT_INLINE void s16_dwords(const __m512i v[4], __m512i o[4])
 {
 	__m512i t0 = _mm512_unpacklo_epi32(v[0], v[1]), t1 = _mm512_unpacklo_epi32(v[2], v[3]);
 	__m512i t2 = _mm512_unpackhi_epi32(v[0], v[1]), t3 = _mm512_unpackhi_epi32(v[2], v[3]);
-	_mm512_store_si512(dst, _mm512_unpacklo_epi64(t0, t1));
-	_mm512_store_si512(dst + 64, _mm512_unpackhi_epi64(t0, t1));
-	_mm512_store_si512(dst + 128, _mm512_unpacklo_epi64(t2, t3));
-	_mm512_store_si512(dst + 192, _mm512_unpackhi_epi64(t2, t3));
+	o[0] = _mm512_unpacklo_epi64(t0, t1);
+	o[1] = _mm512_unpackhi_epi64(t0, t1);
+	o[2] = _mm512_unpacklo_epi64(t2, t3);
+	o[3] = _mm512_unpackhi_epi64(t2, t3);
+}
+
+/* The same into dst + 64 j. */
+QUANT_INLINE void s16_transpose(const __m512i v[4], uint8_t *dst)
+{
+	__m512i o[4];
+	s16_dwords(v, o);
+	QUANT_UNROLL for (int j = 0; j < 4; j++) _mm512_store_si512(dst + 64 * j, o[j]);
 }
 
 /* Zeros for the rows a last strip lacks: quants 0 and scale 0.  A
@@ -1250,26 +1266,41 @@ static void s16_dec_q4_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint
 		int n = rows - r0 < 16 ? rows - r0 : 16;
 		s16_prefetch_next(w, rb, rows, r0, 0, (size_t)(cu / 8) * sizeof(struct block_q4_K));
 		for (int64_t u = 0; u < cu; u += 8) {
-			float d[8][16], m[8][16];
+			const uint8_t *sc[16];
+			quant_half hd[16], hm[16];
 			s16_rows(w + (size_t)r0 * rb, rb, n,
 				 (size_t)(u / 8) * sizeof(struct block_q4_K), p);
 			for (int r = 0; r < 16; r++) {
-				int l = s16_lane(r);
-				if (r >= n) {
-					for (int j = 0; j < 8; j++)
-						d[j][l] = m[j][l] = 0;
-					continue;
-				}
 				const struct block_q4_K *x = (const struct block_q4_K *)p[r];
-				uint32_t sc[4];
-				uint8_t sm[16];
-				quant_k4_scales_u32(x->scales, sc);
-				memcpy(sm, sc, 16);
-				float xd = _cvtsh_ss(x->d), xm = _cvtsh_ss(x->dmin);
-				for (int j = 0; j < 8; j++) {
-					d[j][l] = xd * (float)sm[j];
-					m[j][l] = -xm * (float)sm[8 + j];
-				}
+				sc[r] = r < n ? x->scales : s16_zero_row;
+				hd[s16_lane(r)] = r < n ? x->d : 0;
+				hm[s16_lane(r)] = r < n ? x->dmin : 0;
+			}
+			/* the 6-bit scales and mins of 16 rows at once (16 bytes read
+			 * from scales: its 12 and 4 of qs) */
+			__m512 xd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hd));
+			__m512 xm = _mm512_sub_ps(_mm512_setzero_ps(),
+						  _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hm)));
+			__m512i v[4], D[4], sm[4];
+			const __m512i m6 = _mm512_set1_epi8(0x3F), m4 = _mm512_set1_epi8(0x0F),
+				      m2 = _mm512_set1_epi8(0x30);
+			s16_load16(sc, 0, v);
+			s16_dwords(v, D);
+			sm[0] = _mm512_and_si512(D[0], m6); /* scales 0..3 */
+			sm[1] = _mm512_and_si512(D[1], m6); /* mins 0..3 */
+			sm[2] = _mm512_or_si512(_mm512_and_si512(D[2], m4),
+						_mm512_and_si512(_mm512_srli_epi32(D[0], 2), m2));
+			sm[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(D[2], 4), m4),
+						_mm512_and_si512(_mm512_srli_epi32(D[1], 2), m2));
+			float d[8][16] __attribute__((aligned(64))), m[8][16] __attribute__((aligned(64)));
+			QUANT_UNROLL for (int j = 0; j < 8; j++)
+			{
+				const __m512i ff = _mm512_set1_epi32(0xFF);
+				int k = j < 4 ? 0 : 2, b = j % 4;
+				__m512i s8 = _mm512_and_si512(_mm512_srli_epi32(sm[k], 8 * b), ff);
+				__m512i m8 = _mm512_and_si512(_mm512_srli_epi32(sm[k + 1], 8 * b), ff);
+				_mm512_store_ps(d[j], _mm512_mul_ps(_mm512_cvtepi32_ps(s8), xd));
+				_mm512_store_ps(m[j], _mm512_mul_ps(_mm512_cvtepi32_ps(m8), xm));
 			}
 			for (int c = 0; c < 4; c++) {
 				/* 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high */
@@ -1334,22 +1365,86 @@ static void s16_dec_iq4_xs(const uint8_t *w, size_t rb, int rows, int64_t cu, ui
 	}
 }
 
+/* Q6_K: unit j of a block is elements 32j .. 32j + 31, of half c = j / 4:
+ * the low (j % 4 < 2) or high nibbles of ql[64c + 32 (j % 2) ..] under bits
+ * 2 (j % 4) of qh[32c ..], unsigned 0..63 (the offset of 32 is paid back by
+ * the activations' sums of 16); its scales d * sc, one a 16. */
+static void s16_dec_q6_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint8_t *dst, size_t ub)
+{
+	const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
+	for (int r0 = 0; r0 < rows; r0 += 16, dst += cu * ub) {
+		int n = rows - r0 < 16 ? rows - r0 : 16;
+		s16_prefetch_next(w, rb, rows, r0, 0, (size_t)(cu / 8) * sizeof(struct block_q6_K));
+		for (int64_t u = 0; u < cu; u += 8) {
+			const uint8_t *p[16], *ql[16], *qh[16], *sc[16];
+			quant_half hd[16];
+			s16_rows(w + (size_t)r0 * rb, rb, n, (size_t)(u / 8) * sizeof(struct block_q6_K),
+				 p);
+			for (int r = 0; r < 16; r++) {
+				const struct block_q6_K *x = (const struct block_q6_K *)p[r];
+				ql[r] = r < n ? x->ql : s16_zero_row;
+				qh[r] = r < n ? x->qh : s16_zero_row;
+				sc[r] = r < n ? (const uint8_t *)x->scales : s16_zero_row;
+				hd[s16_lane(r)] = r < n ? x->d : 0;
+			}
+			/* the 16 scales of each row: dword k holds sub-blocks 4k .. 4k + 3 */
+			__m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hd));
+			__m512i v[4], sd[4];
+			s16_load16(sc, 0, v);
+			s16_dwords(v, sd);
+			QUANT_UNROLL for (int k = 0; k < 16; k++)
+			{
+				__m512i b = _mm512_srai_epi32(_mm512_slli_epi32(sd[k / 4], 24 - 8 * (k % 4)),
+							      24);
+				_mm512_store_ps(dst + (u + k / 2) * ub + S16_Q + 64 * (k % 2),
+						_mm512_mul_ps(_mm512_cvtepi32_ps(b), d));
+			}
+			for (int c = 0; c < 2; c++)
+				for (int e = 0; e < 2; e++) { /* elements 16e .. 16e + 15 of units 4c .. */
+					__m512i H[4], A[4], B[4], q[4];
+					s16_load16(qh, 32 * (size_t)c + 16 * (size_t)e, H);
+					s16_load16(ql, 64 * (size_t)c + 16 * (size_t)e, A);
+					s16_load16(ql, 64 * (size_t)c + 32 + 16 * (size_t)e, B);
+					QUANT_UNROLL for (int k = 0; k < 4; k++)
+					{
+						QUANT_UNROLL for (int i = 0; i < 4; i++)
+						{
+							__m512i lo = k & 1 ? B[i] : A[i];
+							__m512i hi = k == 0   ? _mm512_slli_epi16(H[i], 4)
+								     : k == 1 ? _mm512_slli_epi16(H[i], 2)
+								     : k == 2 ? H[i]
+									      : _mm512_srli_epi16(H[i], 2);
+							if (k >= 2)
+								lo = _mm512_srli_epi16(lo, 4);
+							q[i] = _mm512_or_si512(_mm512_and_si512(lo, m4),
+									       _mm512_and_si512(hi, m2));
+						}
+						s16_transpose(q, dst + (u + 4 * c + k) * ub + 256 * e);
+					}
+				}
+		}
+	}
+}
+
 /* Scales and sums of units c0 .. c0+cu-1 of T tokens (act_stride apart). */
 static void s16_prep_tokens(const uint8_t *y, size_t act_stride, int T, const struct act_fmt *f,
-			    int64_t c0, int64_t cu)
+			    int64_t c0, int64_t cu, int mode)
 {
 	for (int t = 0; t < T; t++) {
 		const uint8_t *yt = y + (size_t)t * act_stride;
 		for (int64_t u = 0; u < cu; u++) {
 			float d, s4;
 			const uint8_t *q = act_unit(yt, f, c0 + u, &d, &s4);
-			int sum;
+			int sum, sb = 0;
 			if (f->ushift) { /* Q8_K: the bsums of the unit's two 16s */
 				const struct block_q8_K *b =
 					(const struct block_q8_K *)(yt + (size_t)((c0 + u) >> 3) *
 										 f->bytes);
 				int j = (int)((c0 + u) & 7);
-				sum = b->bsums[2 * j] + b->bsums[2 * j + 1];
+				sum = b->bsums[2 * j];
+				sb = b->bsums[2 * j + 1];
+				if (mode != S16_HALVES)
+					sum += sb;
 			} else {
 				__m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q),
 							     _mm256_set1_epi8((char)0x80));
@@ -1362,6 +1457,8 @@ static void s16_prep_tokens(const uint8_t *y, size_t act_stride, int T, const st
 			s16_prep.d[t][u] = d;
 			s16_prep.s[t][u] = d * (float)sum;
 			s16_prep.n[t][u] = f->shift ? -(int32_t)((uint32_t)sum << f->shift) : 0;
+			s16_prep.nb[t][u] =
+				mode == S16_HALVES ? -(int32_t)((uint32_t)sb << f->shift) : 0;
 		}
 	}
 }
@@ -1371,10 +1468,11 @@ static void s16_prep_tokens(const uint8_t *y, size_t act_stride, int T, const st
  * quants of unit u at act_quants(y + k * as, f, c0 + u), its prepared scalars
  * at row tp + k of s16_prep.  out[t * os + 16 s + i] for the rows < nr.
  */
-QUANT_INLINE void s16_tile(int S, int T, int has_min, int64_t cu, const uint8_t *w, size_t sbytes,
+QUANT_INLINE void s16_tile(int S, int T, int mode, int64_t cu, const uint8_t *w, size_t sbytes,
 			   size_t ub, const uint8_t *y, size_t as, const struct act_fmt *f,
 			   int64_t c0, int tp, float *out, size_t os, int nr, int add)
 {
+	const int nh = mode == S16_HALVES ? 2 : 1, nj = 8 / nh; /* epilogues a unit, their dwords */
 	__m512 acc[2][S16_T];
 	QUANT_UNROLL for (int s = 0; s < S; s++) QUANT_UNROLL for (int t = 0; t < T; t++)
 		acc[s][t] = _mm512_setzero_ps();
@@ -1382,45 +1480,51 @@ QUANT_INLINE void s16_tile(int S, int T, int has_min, int64_t cu, const uint8_t 
 		const uint8_t *aq[S16_T];
 		QUANT_UNROLL for (int t = 0; t < T; t++) aq[t] =
 			act_quants(y + (size_t)t * as, f, c0 + u);
-		__m512i si[2][S16_T];
-		QUANT_UNROLL for (int t = 0; t < T; t++)
-		{
-			__m512i n0 = _mm512_set1_epi32(s16_prep.n[tp + t][u]);
-			QUANT_UNROLL for (int s = 0; s < S; s++) si[s][t] = n0;
-		}
 		const uint8_t *wu = w + u * ub;
-		QUANT_UNROLL for (int j = 0; j < 8; j++)
+		QUANT_UNROLL for (int h = 0; h < nh; h++)
 		{
-			__m512i wv[2];
-			QUANT_UNROLL for (int s = 0; s < S; s++) wv[s] =
-				_mm512_load_si512(wu + s * sbytes + 64 * j);
+			__m512i si[2][S16_T];
 			QUANT_UNROLL for (int t = 0; t < T; t++)
 			{
-				int32_t a4;
-				memcpy(&a4, aq[t] + 4 * j, 4);
-				__m512i av = _mm512_set1_epi32(a4);
-				QUANT_UNROLL for (int s = 0; s < S; s++) si[s][t] =
-					dpbusd(si[s][t], wv[s], av);
+				__m512i n0 = _mm512_set1_epi32(h ? s16_prep.nb[tp + t][u]
+								 : s16_prep.n[tp + t][u]);
+				QUANT_UNROLL for (int s = 0; s < S; s++) si[s][t] = n0;
 			}
-		}
-		__m512 wd[2], wm[2];
-		QUANT_UNROLL for (int s = 0; s < S; s++)
-		{
-			wd[s] = _mm512_load_ps(wu + s * sbytes + S16_Q);
-			wm[s] = has_min ? _mm512_load_ps(wu + s * sbytes + S16_Q + 64)
-					: _mm512_setzero_ps();
-		}
-		QUANT_UNROLL for (int t = 0; t < T; t++)
-		{
-			__m512 ad = _mm512_set1_ps(s16_prep.d[tp + t][u]);
+			QUANT_UNROLL for (int j = h * nj; j < (h + 1) * nj; j++)
+			{
+				__m512i wv[2];
+				QUANT_UNROLL for (int s = 0; s < S; s++) wv[s] =
+					_mm512_load_si512(wu + s * sbytes + 64 * j);
+				QUANT_UNROLL for (int t = 0; t < T; t++)
+				{
+					int32_t a4;
+					memcpy(&a4, aq[t] + 4 * j, 4);
+					__m512i av = _mm512_set1_epi32(a4);
+					QUANT_UNROLL for (int s = 0; s < S; s++) si[s][t] =
+						dpbusd(si[s][t], wv[s], av);
+				}
+			}
+			__m512 wd[2], wm[2];
 			QUANT_UNROLL for (int s = 0; s < S; s++)
 			{
-				acc[s][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si[s][t]),
-							    _mm512_mul_ps(wd[s], ad), acc[s][t]);
-				if (has_min)
-					acc[s][t] = _mm512_fmadd_ps(
-						wm[s], _mm512_set1_ps(s16_prep.s[tp + t][u]),
-						acc[s][t]);
+				wd[s] = _mm512_load_ps(wu + s * sbytes + S16_Q + 64 * h);
+				wm[s] = mode == S16_MIN ? _mm512_load_ps(wu + s * sbytes + S16_Q + 64)
+							: _mm512_setzero_ps();
+			}
+			QUANT_UNROLL for (int t = 0; t < T; t++)
+			{
+				__m512 ad = _mm512_set1_ps(s16_prep.d[tp + t][u]);
+				QUANT_UNROLL for (int s = 0; s < S; s++)
+				{
+					acc[s][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si[s][t]),
+								    _mm512_mul_ps(wd[s], ad),
+								    acc[s][t]);
+					if (mode == S16_MIN)
+						acc[s][t] = _mm512_fmadd_ps(
+							wm[s],
+							_mm512_set1_ps(s16_prep.s[tp + t][u]),
+							acc[s][t]);
+				}
 			}
 		}
 	}
@@ -1442,8 +1546,8 @@ QUANT_INLINE void s16_tile(int S, int T, int has_min, int64_t cu, const uint8_t 
 }
 
 #define S16_CALL(S, T)                                                                             \
-	s16_tile(S, T, has_min, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add)
-QUANT_INLINE void s16_tiles(int S, int T, int has_min, int64_t cu, const uint8_t *w, size_t sbytes,
+	s16_tile(S, T, mode, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add)
+QUANT_INLINE void s16_tiles(int S, int T, int mode, int64_t cu, const uint8_t *w, size_t sbytes,
 			    size_t ub, const uint8_t *y, size_t as, const struct act_fmt *f,
 			    int64_t c0, int tp, float *out, size_t os, int nr, int add)
 {
@@ -1464,24 +1568,24 @@ QUANT_INLINE void s16_tiles(int S, int T, int has_min, int64_t cu, const uint8_t
 }
 _Static_assert(S16_T == 6, "s16_tiles lists the tile shapes");
 
-static void s16_tile_nomin(int S, int T, int64_t cu, const uint8_t *w, size_t sbytes, size_t ub,
-			   const uint8_t *y, size_t as, const struct act_fmt *f, int64_t c0, int tp,
-			   float *out, size_t os, int nr, int add)
-{
-	s16_tiles(S, T, 0, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add);
-}
+typedef void (*s16_tile_fn)(int S, int T, int64_t cu, const uint8_t *w, size_t sbytes, size_t ub,
+			    const uint8_t *y, size_t as, const struct act_fmt *f, int64_t c0,
+			    int tp, float *out, size_t os, int nr, int add);
+#define S16_TILE_FN(NAME, MODE)                                                                    \
+	static void NAME(int S, int T, int64_t cu, const uint8_t *w, size_t sbytes, size_t ub,     \
+			 const uint8_t *y, size_t as, const struct act_fmt *f, int64_t c0, int tp, \
+			 float *out, size_t os, int nr, int add)                                   \
+	{                                                                                          \
+		s16_tiles(S, T, MODE, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add);      \
+	}
+S16_TILE_FN(s16_tile_one, S16_ONE)
+S16_TILE_FN(s16_tile_min, S16_MIN)
+S16_TILE_FN(s16_tile_halves, S16_HALVES)
 
-static void s16_tile_min(int S, int T, int64_t cu, const uint8_t *w, size_t sbytes, size_t ub,
-			 const uint8_t *y, size_t as, const struct act_fmt *f, int64_t c0, int tp,
-			 float *out, size_t os, int nr, int add)
-{
-	s16_tiles(S, T, 1, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add);
-}
-
-/* gemm over 16-row strips decoded by dec; weight blocks of wunits units in
- * wbytes; activations in format f; fewer than min_tok tokens go to
- * fallback. */
-static void gemm_s16(s16_decode_fn dec, int has_min, int wunits, size_t wbytes,
+/* gemm over 16-row strips decoded by dec, units as mode says; weight
+ * blocks of wunits units in wbytes; activations in format f; fewer than
+ * min_tok tokens go to fallback. */
+static void gemm_s16(s16_decode_fn dec, int mode, int wunits, size_t wbytes,
 		     const struct act_fmt *f, quant_gemm_fn fallback, int min_tok, int64_t n,
 		     const void *w, size_t row_bytes, int nrows, const void *act, size_t act_stride,
 		     int ntok, float *out, size_t out_stride)
@@ -1492,7 +1596,10 @@ static void gemm_s16(s16_decode_fn dec, int has_min, int wunits, size_t wbytes,
 		return;
 	}
 	_Static_assert(S16_KC % 8 == 0, "a chunk starts at a weight block");
-	size_t ub = s16_unit_bytes(has_min);
+	size_t ub = s16_unit_bytes(mode);
+	s16_tile_fn tile = mode == S16_MIN	   ? s16_tile_min
+			   : mode == S16_HALVES ? s16_tile_halves
+						: s16_tile_one;
 	for (int64_t c0 = 0; c0 < nu; c0 += S16_KC) {
 		int64_t cu = nu - c0 < S16_KC ? nu - c0 : S16_KC;
 		size_t sbytes = (size_t)cu * ub;
@@ -1501,7 +1608,7 @@ static void gemm_s16(s16_decode_fn dec, int has_min, int wunits, size_t wbytes,
 		for (int tb = 0; tb < ntok; tb += S16_TB) {
 			int ntb = ntok - tb < S16_TB ? ntok - tb : S16_TB;
 			const uint8_t *yb = (const uint8_t *)act + (size_t)tb * act_stride;
-			s16_prep_tokens(yb, act_stride, ntb, f, c0, cu);
+			s16_prep_tokens(yb, act_stride, ntb, f, c0, cu, mode);
 			for (int r0 = 0; r0 < nrows; r0 += 16 * pstrips) {
 				int rows = nrows - r0 < 16 * pstrips ? nrows - r0 : 16 * pstrips;
 				int nstrips = (rows + 15) / 16;
@@ -1511,7 +1618,7 @@ static void gemm_s16(s16_decode_fn dec, int has_min, int wunits, size_t wbytes,
 					int S = nstrips - s < 2 ? 1 : 2;
 					for (int t = 0; t < ntb; t += S16_T) {
 						int T = ntb - t < S16_T ? ntb - t : S16_T;
-						(has_min ? s16_tile_min : s16_tile_nomin)(
+						tile(
 							S, T, cu, panel_buf + (size_t)s * sbytes,
 							sbytes, ub, yb + (size_t)t * act_stride,
 							act_stride, f, c0, t,
@@ -1525,22 +1632,24 @@ static void gemm_s16(s16_decode_fn dec, int has_min, int wunits, size_t wbytes,
 	}
 }
 
-/* The gemm entry NAME over strips: decoder DEC, HAS_MIN, weight blocks of
- * WUNITS units in WBYTES, activations FMT, FALLBACK below MIN_TOK tokens. */
-#define S16_GEMM(NAME, DEC, HAS_MIN, WUNITS, WBYTES, FMT, FALLBACK, MIN_TOK)                       \
+/* The gemm entry NAME over strips: decoder DEC, units as MODE, weight blocks
+ * of WUNITS units in WBYTES, activations FMT, FALLBACK below MIN_TOK tokens. */
+#define S16_GEMM(NAME, DEC, MODE, WUNITS, WBYTES, FMT, FALLBACK, MIN_TOK)                          \
 	static void NAME(int64_t n, const void *w, size_t rb, int nrows, const void *act,          \
 			 size_t as, int ntok, float *out, size_t os)                               \
 	{                                                                                          \
-		gemm_s16(DEC, HAS_MIN, WUNITS, WBYTES, &FMT, FALLBACK, MIN_TOK, n, w, rb, nrows,   \
+		gemm_s16(DEC, MODE, WUNITS, WBYTES, &FMT, FALLBACK, MIN_TOK, n, w, rb, nrows,   \
 			 act, as, ntok, out, os);                                                  \
 	}
-S16_GEMM(gemm_q4_0r_s16, s16_dec_q4_0r, 0, 4, 72, fmt_q4_0, gemm_q4_0r, S16_MIN_TOK)
-S16_GEMM(gemm_iq4_nlr_s16, s16_dec_iq4_nlr, 0, 4, 72, fmt_q8_0, gemm_iq4_nlr, S16_MIN_TOK)
-S16_GEMM(gemm_mxfp4r_s16, s16_dec_mxfp4r, 0, 4, 68, fmt_q8_0, gemm_mxfp4r, S16_MIN_TOK)
-S16_GEMM(gemm_q8_0r_s16, s16_dec_q8_0r, 0, 4, 136, fmt_q8_0, gemm_q8_0r, S16_MIN_TOK)
-S16_GEMM(gemm_q4_K_s16, s16_dec_q4_K, 1, 8, sizeof(struct block_q4_K), fmt_q8_K_sums, gemm_q4_K,
+S16_GEMM(gemm_q4_0r_s16, s16_dec_q4_0r, S16_ONE, 4, 72, fmt_q4_0, gemm_q4_0r, S16_MIN_TOK)
+S16_GEMM(gemm_iq4_nlr_s16, s16_dec_iq4_nlr, S16_ONE, 4, 72, fmt_q8_0, gemm_iq4_nlr, S16_MIN_TOK)
+S16_GEMM(gemm_mxfp4r_s16, s16_dec_mxfp4r, S16_ONE, 4, 68, fmt_q8_0, gemm_mxfp4r, S16_MIN_TOK)
+S16_GEMM(gemm_q8_0r_s16, s16_dec_q8_0r, S16_ONE, 4, 136, fmt_q8_0, gemm_q8_0r, S16_MIN_TOK)
+S16_GEMM(gemm_q4_K_s16, s16_dec_q4_K, S16_MIN, 8, sizeof(struct block_q4_K), fmt_q8_K_sums, gemm_q4_K,
 	 S16_MIN_TOK_K)
-S16_GEMM(gemm_iq4_xs_s16, s16_dec_iq4_xs, 0, 8, sizeof(struct block_iq4_xs), fmt_q8_K, gemm_iq4_xs,
+S16_GEMM(gemm_q6_K_s16, s16_dec_q6_K, S16_HALVES, 8, sizeof(struct block_q6_K), fmt_q8_K_q6,
+	 gemm_q6_K, S16_MIN_TOK_K)
+S16_GEMM(gemm_iq4_xs_s16, s16_dec_iq4_xs, S16_ONE, 8, sizeof(struct block_iq4_xs), fmt_q8_K, gemm_iq4_xs,
 	 S16_MIN_TOK)
 
 /* ---- drivers ---------------------------------------------------------------------------- */
@@ -1617,6 +1726,7 @@ void quant_avx512_register(struct quant_kernel_table *t, int vnni)
 		return; /* the integer kernels below are built on vpdpbusd */
 	QUANT_SIMD_INT_TYPES(QUANT_SET_KERNELS)
 	t->k[QT_Q4_K].gemm = gemm_q4_K_s16;
+	t->k[QT_Q6_K].gemm = gemm_q6_K_s16;
 	t->k[QT_Q8_0_R4] = QUANT_KERNELS(q8_0r);
 	t->k[QT_Q4_0_R4] = QUANT_KERNELS(q4_0r);
 	t->k[QT_IQ4_NL_R4] = QUANT_KERNELS(iq4_nlr);

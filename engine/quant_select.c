@@ -42,8 +42,9 @@
 #define PALAVER_VERSION "dev"
 #endif
 /* the number moves when kernels change within a version (2: Q4_K and BF16
- * gemm, issue 19), so that a development build measures them again */
-#define FILE_MAGIC "palaver-kernels 3"
+ * gemm, issue 19; 3 and 4: the strips), so that a development build
+ * measures them again */
+#define FILE_MAGIC "palaver-kernels 4"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

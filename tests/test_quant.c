@@ -884,6 +884,10 @@ static void test_kernels_large_shapes(void **state)
 	check_kernels_against_scalar(QT_IQ4_XS, 1024 + 256, 37, 21);
 	check_kernels_against_scalar(QT_Q4_K, 2048, 177, 8);
 	check_kernels_against_scalar(QT_IQ4_XS, 256, 16, 300);
+	/* Q6_K's strips: a scale each 16, its offset paid back per 16 */
+	check_kernels_against_scalar(QT_Q6_K, 1024 + 256, 37, 21);
+	check_kernels_against_scalar(QT_Q6_K, 16384 + 512, 17, 9);
+	check_kernels_against_scalar(QT_Q6_K, 256, 16, 300);
 	check_kernels_against_scalar(QT_IQ4_NL, 16384 + 96, 3, 2);
 	check_kernels_against_scalar(QT_MXFP4, 16384 + 160, 2, 5);
 }
