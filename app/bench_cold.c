@@ -139,7 +139,7 @@ static double ms_since(uint64_t t0)
 }
 
 /* One cold run; 0 or -1 with error(). */
-static int run_cold(const char *path, int readahead, int repack, int nth, int np, int ng,
+static int run_cold(const char *path, int readahead, int repack, int nth, int nb, int np, int ng,
 		    struct run *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -149,6 +149,7 @@ static int run_cold(const char *path, int readahead, int repack, int nth, int np
 	struct model_params mp;
 	model_params_default(&mp);
 	mp.n_threads = nth;
+	mp.n_batch = nb;
 	mp.n_ctx = np + ng + 1;
 	mp.prefault = 0;
 	mp.readahead = readahead;
@@ -424,7 +425,7 @@ int bench_cold(int argc, char **argv, struct config *cfg)
 	for (int r = 0; r < reps && rc == EXIT_OK; r++) {
 		for (int j = 0; j < nmodes; j++) {
 			int k = (r % 2 && nmodes == 2) ? 1 - j : j; /* alternate the order */
-			if (run_cold(path, set[k].readahead, repack, nth, np, ng,
+			if (run_cold(path, set[k].readahead, repack, nth, cfg->batch_size, np, ng,
 				     &set[k].runs[set[k].n]) < 0) {
 				report("%s", error_message());
 				rc = EXIT_RUNTIME;

@@ -118,6 +118,7 @@ int cmd_logits(int argc, char **argv, struct config *cfg)
 	mp.kv_type = (enum kv_type)kvt;
 	mp.prefault = 0;
 	mp.repack = cfg ? cfg->repack : 1;
+	mp.n_batch = cfg ? cfg->batch_size : 0;
 	if (cfg)
 		mp.backend = model_backend_named(config_backend_name(cfg->backend));
 	/* the smallest context that holds the tokens, unless asked (then checked) */

@@ -87,6 +87,7 @@ int cmd_perplexity(int argc, char **argv, struct config *cfg)
 	mp.n_ctx = ctx;
 	mp.n_threads = threads;
 	mp.repack = cfg ? cfg->repack : 1;
+	mp.n_batch = cfg ? cfg->batch_size : 0;
 	if (cfg)
 		mp.backend = model_backend_named(config_backend_name(cfg->backend));
 	struct model *m = model_load(model_path, &mp);

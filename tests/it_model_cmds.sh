@@ -55,6 +55,11 @@ done
 	fail "bench csv with depth"
 "$PALAVER" bench -m "$m" -p 16 -n 4 -r 1 >"$tmp/b.md" || fail "bench md"
 grep -q "| pp16 |" "$tmp/b.md" || fail "bench md"
+grep -q "activations for 16-token batches" "$tmp/b.md" ||
+	fail "bench md: no batch size in the memory line: $(grep 'peak RSS' "$tmp/b.md")"
+# the prompt runs in chunks of the batch size, as the chat's
+"$PALAVER" bench -m "$m" -p 16 -n 0 -r 1 --batch-size 4 | grep -q "activations for 4-token batches" ||
+	fail "bench does not take --batch-size"
 # a model whose bytes fit in the caches has no memory roofline: never "over 100%"
 grep -Eq "reached ([1-9][0-9]{2,})%|\| [1-9][0-9]{2,}% \|" "$tmp/b.md" &&
 	fail "bench claims a roofline of 100% or more: $(cat "$tmp/b.md")"
