@@ -113,8 +113,7 @@ static void attend_group(const struct attn_args *a, int t, int g, int pos, float
 	for (int p0 = first_pos(a, pos); p0 <= pos;) {
 		int n = block_len(kv, a->layer, p0, pos);
 		const float *kr = rows_f32(kv, kv_cache_k(kv, a->layer, g, p0), n, hd, kf);
-		for (int h = 0; h < G; h++)
-			dot_rows(q0 + (size_t)h * hd, kr, n, hd, a->scale, sc + h * ATT_BLOCK);
+		dot_rows_multi(q0, G, kr, n, hd, a->scale, sc, ATT_BLOCK);
 		for (int h = 0; h < G; h++) {
 			float *s = sc + h * ATT_BLOCK, bmax = -INFINITY;
 			scores_cap(a, s, n);
@@ -132,8 +131,7 @@ static void attend_group(const struct attn_args *a, int t, int g, int pos, float
 			sum[h] += exp_sub_sum(s, n, mx[h]);
 		}
 		const float *vr = rows_f32(kv, kv_cache_v(kv, a->layer, g, p0), n, hv, vf);
-		for (int h = 0; h < G; h++)
-			accumulate_rows(acc + (size_t)h * hv, sc + h * ATT_BLOCK, vr, n, hv);
+		accumulate_rows_multi(acc, (size_t)hv, G, sc, ATT_BLOCK, vr, n, hv);
 		p0 += n;
 	}
 	for (int h = 0; h < G; h++) {
@@ -170,8 +168,8 @@ static void attend_block(const struct attn_args *a, int t0, int nt, int g, float
 		int n = block_len(kv, a->layer, p0, last);
 		const float *kr = rows_f32(kv, kv_cache_k(kv, a->layer, g, p0), n, hd, kf);
 		const float *vr = rows_f32(kv, kv_cache_v(kv, a->layer, g, p0), n, hv, vf);
-		for (int q = 0; q < nq; q++) {
-			int t = t0 + q / G, h = g * G + q % G;
+		for (int tt = 0; tt < nt; tt++) { /* a token's G heads see the same positions */
+			int t = t0 + tt, q0 = tt * G;
 			int nv = pos0 + t + 1 - p0; /* causal: positions <= pos0 + t */
 			int lo = first_pos(a, pos0 + t) - p0;
 			if (lo < 0)
@@ -180,23 +178,27 @@ static void attend_block(const struct attn_args *a, int t0, int nt, int g, float
 				nv = n;
 			if (nv <= lo)
 				continue;
-			const float *qv = a->q + (size_t)t * nh * hd + (size_t)h * hd;
-			float *s = sc + (size_t)q * ATT_BLOCK, bmax = -INFINITY;
-			dot_rows(qv, kr + (size_t)lo * hd, nv - lo, hd, a->scale, s + lo);
-			scores_cap(a, s + lo, nv - lo);
-			for (int i = lo; i < nv; i++)
-				if (s[i] > bmax)
-					bmax = s[i];
-			float *ac = acc + (size_t)q * hv;
-			if (bmax > mx[q]) {
-				float c = expf(mx[q] - bmax); /* 0 on the first block */
-				sum[q] *= c;
-				for (int d = 0; d < hv; d++)
-					ac[d] *= c;
-				mx[q] = bmax;
+			float *s0 = sc + (size_t)q0 * ATT_BLOCK;
+			dot_rows_multi(a->q + (size_t)t * nh * hd + (size_t)g * G * hd, G,
+				       kr + (size_t)lo * hd, nv - lo, hd, a->scale, s0 + lo, ATT_BLOCK);
+			for (int q = q0; q < q0 + G; q++) {
+				float *s = sc + (size_t)q * ATT_BLOCK, bmax = -INFINITY;
+				scores_cap(a, s + lo, nv - lo);
+				for (int i = lo; i < nv; i++)
+					if (s[i] > bmax)
+						bmax = s[i];
+				if (bmax > mx[q]) {
+					float c = expf(mx[q] - bmax); /* 0 on the first block */
+					float *ac = acc + (size_t)q * hv;
+					sum[q] *= c;
+					for (int d = 0; d < hv; d++)
+						ac[d] *= c;
+					mx[q] = bmax;
+				}
+				sum[q] += exp_sub_sum(s + lo, nv - lo, mx[q]);
 			}
-			sum[q] += exp_sub_sum(s + lo, nv - lo, mx[q]);
-			accumulate_rows(ac, s + lo, vr + (size_t)lo * hv, nv - lo, hv);
+			accumulate_rows_multi(acc + (size_t)q0 * hv, (size_t)hv, G, s0 + lo, ATT_BLOCK,
+					      vr + (size_t)lo * hv, nv - lo, hv);
 		}
 		p0 += n;
 	}

@@ -290,6 +290,87 @@ void dot_rows(const float *q, const float *rows, int n, int hd, float scale, flo
 #endif
 }
 
+#define OPS_UNROLL _Pragma("GCC unroll 16")
+
+/*
+ * dot_rows for nq queries (hd floats apart) against the same rows, scores
+ * of query j at s + j * ss: up to four queries a step share each key's
+ * loads (a query's scores are dot_rows's, bit for bit: the same
+ * accumulators in the same order and the same reduction tree).
+ */
+#if defined(__AVX512F__)
+static inline __attribute__((always_inline)) void dot_rows_q(const float *q, int nq,
+							      const float *rows, int n, int hd,
+							      float scale, float *s, size_t ss)
+{
+	for (int i = 0; i < n; i += 4) {
+		const float *r[4];
+		OPS_UNROLL
+		for (int k = 0; k < 4; k++)
+			r[k] = rows + (size_t)(i + k < n ? i + k : n - 1) * hd;
+		__m512 a[4][4];
+		OPS_UNROLL
+		for (int j = 0; j < nq; j++)
+			OPS_UNROLL
+			for (int k = 0; k < 4; k++)
+				a[j][k] = _mm512_setzero_ps();
+		for (int d = 0; d < hd; d += 16) {
+			__m512 rk[4];
+			OPS_UNROLL
+			for (int k = 0; k < 4; k++)
+				rk[k] = _mm512_loadu_ps(r[k] + d);
+			OPS_UNROLL
+			for (int j = 0; j < nq; j++) {
+				__m512 qv = _mm512_loadu_ps(q + (size_t)j * hd + d);
+				OPS_UNROLL
+				for (int k = 0; k < 4; k++)
+					a[j][k] = _mm512_fmadd_ps(qv, rk[k], a[j][k]);
+			}
+		}
+		OPS_UNROLL
+		for (int j = 0; j < nq; j++) {
+#define HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1))
+			__m256 x = _mm256_hadd_ps(HALF(a[j][0]), HALF(a[j][1])),
+			       y = _mm256_hadd_ps(HALF(a[j][2]), HALF(a[j][3]));
+#undef HALF
+			__m256 z = _mm256_hadd_ps(x, y);
+			__m128 v = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(z),
+							 _mm256_extractf128_ps(z, 1)),
+					      _mm_set1_ps(scale));
+			float *sj = s + (size_t)j * ss;
+			if (i + 4 <= n) {
+				_mm_storeu_ps(sj + i, v);
+			} else {
+				float t[4];
+				_mm_storeu_ps(t, v);
+				for (int k = 0; i + k < n; k++)
+					sj[i + k] = t[k];
+			}
+		}
+	}
+}
+#endif
+
+void dot_rows_multi(const float *q, int nq, const float *rows, int n, int hd, float scale,
+		    float *s, size_t ss)
+{
+#if defined(__AVX512F__)
+	if (hd % 16 == 0) {
+		for (; nq >= 4; nq -= 4, q += (size_t)4 * hd, s += 4 * ss)
+			dot_rows_q(q, 4, rows, n, hd, scale, s, ss);
+		if (nq == 3)
+			dot_rows_q(q, 3, rows, n, hd, scale, s, ss);
+		else if (nq == 2)
+			dot_rows_q(q, 2, rows, n, hd, scale, s, ss);
+		else if (nq == 1)
+			dot_rows_q(q, 1, rows, n, hd, scale, s, ss);
+		return;
+	}
+#endif
+	for (int j = 0; j < nq; j++)
+		dot_rows(q + (size_t)j * hd, rows, n, hd, scale, s + (size_t)j * ss);
+}
+
 void f16_row(float *dst, const quant_half *src, int n)
 {
 	int i = 0;
@@ -401,4 +482,65 @@ void accumulate_rows(float *a, const float *w, const float *rows, int n, int hv)
 			s0 = fmaf(w[i], rows[(size_t)i * hv + d], s0);
 		a[d] = s0;
 	}
+}
+
+/*
+ * accumulate_rows for nq queries: accumulators of query j at a + j * as,
+ * weights at w + j * ws; up to four a step share each row's loads (each
+ * query's sums are accumulate_rows's, bit for bit).
+ */
+#if defined(__AVX512F__)
+static inline __attribute__((always_inline)) void accumulate_rows_q(float *a, size_t as, int nq,
+								     const float *w, size_t ws,
+								     const float *rows, int n,
+								     int hv)
+{
+	for (int d = 0; d < hv; d += 64) {
+		__m512 s[4][4];
+		OPS_UNROLL
+		for (int j = 0; j < nq; j++)
+			OPS_UNROLL
+			for (int k = 0; k < 4; k++)
+				s[j][k] = _mm512_loadu_ps(a + (size_t)j * as + d + 16 * k);
+		for (int i = 0; i < n; i++) {
+			const float *r = rows + (size_t)i * hv + d;
+			__m512 rv[4];
+			OPS_UNROLL
+			for (int k = 0; k < 4; k++)
+				rv[k] = _mm512_loadu_ps(r + 16 * k);
+			OPS_UNROLL
+			for (int j = 0; j < nq; j++) {
+				__m512 wi = _mm512_set1_ps(w[(size_t)j * ws + i]);
+				OPS_UNROLL
+				for (int k = 0; k < 4; k++)
+					s[j][k] = _mm512_fmadd_ps(wi, rv[k], s[j][k]);
+			}
+		}
+		OPS_UNROLL
+		for (int j = 0; j < nq; j++)
+			OPS_UNROLL
+			for (int k = 0; k < 4; k++)
+				_mm512_storeu_ps(a + (size_t)j * as + d + 16 * k, s[j][k]);
+	}
+}
+#endif
+
+void accumulate_rows_multi(float *a, size_t as, int nq, const float *w, size_t ws,
+			   const float *rows, int n, int hv)
+{
+#if defined(__AVX512F__)
+	if (hv % 64 == 0) {
+		for (; nq >= 4; nq -= 4, a += 4 * as, w += 4 * ws)
+			accumulate_rows_q(a, as, 4, w, ws, rows, n, hv);
+		if (nq == 3)
+			accumulate_rows_q(a, as, 3, w, ws, rows, n, hv);
+		else if (nq == 2)
+			accumulate_rows_q(a, as, 2, w, ws, rows, n, hv);
+		else if (nq == 1)
+			accumulate_rows_q(a, as, 1, w, ws, rows, n, hv);
+		return;
+	}
+#endif
+	for (int j = 0; j < nq; j++)
+		accumulate_rows(a + (size_t)j * as, w + (size_t)j * ws, rows, n, hv);
 }

@@ -56,10 +56,18 @@ float dot_f32(const float *a, const float *b, int n);
 /* s[i] = scale * dot(q, row i) for i < n (rows hd floats apart); each
  * score independent of n and of the other rows. */
 void dot_rows(const float *q, const float *rows, int n, int hd, float scale, float *s);
+/* dot_rows for nq queries hd floats apart, scores of query j at s + j * ss:
+ * the same scores, the rows' loads shared. */
+void dot_rows_multi(const float *q, int nq, const float *rows, int n, int hd, float scale,
+		    float *s, size_t ss);
 void f16_row(float *dst, const quant_half *src, int n);
 /* x[i] = exp(x[i] - m) for i < n (all x[i] <= m); their sum. */
 float exp_sub_sum(float *x, int n, float m);
 /* a[d] += sum over i < n of w[i] * rows[i][d] (rows hv floats apart), in key order. */
 void accumulate_rows(float *a, const float *w, const float *rows, int n, int hv);
+/* accumulate_rows for nq queries: query j's sums at a + j * as, its weights
+ * at w + j * ws; the same results, the rows' loads shared. */
+void accumulate_rows_multi(float *a, size_t as, int nq, const float *w, size_t ws,
+			   const float *rows, int n, int hv);
 
 #endif

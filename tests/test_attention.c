@@ -142,20 +142,25 @@ static double run_and_compare(struct setup *S, int nth)
 	return worst;
 }
 
-/* Decode and prefill, F32 and F16 cache, with and without window, soft-cap and sinks. */
+/* Decode and prefill, F32 and F16 cache, with and without window, soft-cap
+ * and sinks; query heads per KV head 4, 6 and 7 (the kernels take four at
+ * a time), head sizes 32, 64 and 128. */
 static void test_against_reference(void **state)
 {
+	static const int shapes[][4] = { { 8, 2, 32, 32 }, { 6, 1, 64, 64 }, { 7, 1, 128, 128 } };
 	(void)state;
 	float sinks[8];
 	for (int i = 0; i < 8; i++)
 		sinks[i] = 4.0f * next_float();
 	sinks[1] = 40.0f; /* far above every score: rescaled, not overflowed */
 	sinks[2] = -40.0f;
+	for (int sh = 0; sh < 3; sh++)
 	for (int type = 0; type < 2; type++)
 		for (int ntok = 1; ntok <= 19; ntok += 18)
 			for (int variant = 0; variant < 4; variant++) {
 				struct setup S;
-				setup_make(&S, type ? KV_F32 : KV_F16, 77, ntok, 8, 2, 32, 32);
+				const int *z = shapes[sh];
+				setup_make(&S, type ? KV_F32 : KV_F16, 77, ntok, z[0], z[1], z[2], z[3]);
 				S.a.window = variant & 1 ? 6 : 0;
 				S.a.softcap = variant == 3 ? 1.5f : 0;
 				S.a.sinks = variant >= 2 ? sinks : NULL;
@@ -163,9 +168,9 @@ static void test_against_reference(void **state)
 					double e = run_and_compare(&S, nth);
 					if (!(e < 2e-5))
 						fail_msg(
-							"kv %d ntok %d variant %d threads %d: error "
+							"shape %d kv %d ntok %d variant %d threads %d: error "
 							"%g",
-							type, ntok, variant, nth, e);
+							sh, type, ntok, variant, nth, e);
 				}
 				setup_free(&S);
 			}
