@@ -7,8 +7,11 @@
  * what cpuid lists: Zen 4 runs 512-bit operations as two 256-bit halves, so
  * its 512-bit kernels may lose to the 256-bit VNNI ones that Zen 5 or an
  * Intel server part run slower.  Rather than a table of CPU names, the
- * first model load measures: every calibrated type's gemv (on 4 MiB of
- * weights, beyond L2 as decode's are) and gemm (64 tokens over a panel that
+ * first model load measures: every calibrated type's gemv (on 64 MiB of
+ * weights, beyond the last-level cache as decode's are: on 4 MiB, in L3,
+ * the 256-bit BF16 and F16 gemv measured as fast as the 512-bit ones and
+ * were sometimes chosen, then decoded from memory at 0.6-0.75x their speed) and
+ * gemm (64 tokens over a panel that
  * stays in L2, as prefill's does) at each SIMD level, three interleaved
  * rounds, the best of each by thread CPU time (a shared machine only ever
  * slows a run down).
@@ -42,9 +45,9 @@
 #define PALAVER_VERSION "dev"
 #endif
 /* the number moves when kernels change within a version (2: Q4_K and BF16
- * gemm, issue 19; 3 and 4: the strips), so that a development build
- * measures them again */
-#define FILE_MAGIC "palaver-kernels 4"
+ * gemm, issue 19; 3 and 4: the strips; 5: gemv measured from memory), so
+ * that a development build measures them again */
+#define FILE_MAGIC "palaver-kernels 5"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -115,11 +118,11 @@ static const int cal_types[] = { QT_F16,  QT_BF16, QT_Q8_0,   QT_Q4_0,   QT_Q4_K
 _Static_assert(N_CAL <= QUANT_SELECT_MAX, "room for every calibrated type");
 
 #define CAL_N 4096            /* elements per row */
-#define CAL_WBYTES (4u << 20) /* gemv's weights: past L2 */
+#define CAL_WBYTES (64u << 20) /* gemv's weights: past the last-level cache */
 #define CAL_GEMM_ROWS 128     /* gemm's panel: in L2 */
 #define CAL_TOK 64            /* gemm's tokens */
 #define CAL_ROUNDS 3
-#define CAL_GEMV_REPS 3
+#define CAL_GEMV_REPS 1 /* passes over them a round */
 #define CAL_MARGIN 1.05 /* another level must beat the widest by this */
 
 /* This thread's CPU time: on a shared machine the time it was not running
