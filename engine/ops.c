@@ -235,6 +235,32 @@ float dot_f32(const float *a, const float *b, int n)
 	return s;
 }
 
+#if defined(__AVX512F__)
+/* The four keys' sums (one reduction tree for every key), times scale. */
+static inline __m128 sum4_scaled(__m512 a0, __m512 a1, __m512 a2, __m512 a3, float scale)
+{
+#define HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1))
+	__m256 x = _mm256_hadd_ps(HALF(a0), HALF(a1)), y = _mm256_hadd_ps(HALF(a2), HALF(a3));
+#undef HALF
+	__m256 z = _mm256_hadd_ps(x, y);
+	return _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(z), _mm256_extractf128_ps(z, 1)),
+			  _mm_set1_ps(scale));
+}
+
+/* Scores i .. i+3 (those below n) into s. */
+static inline void store_scores(__m128 v, float *s, int i, int n)
+{
+	if (i + 4 <= n) {
+		_mm_storeu_ps(s + i, v);
+	} else {
+		float t[4];
+		_mm_storeu_ps(t, v);
+		for (int k = 0; i + k < n; k++)
+			s[i + k] = t[k];
+	}
+}
+#endif
+
 /*
  * Four keys a step, each with its own vector accumulator, and the four
  * reduced together (the lane sums' order is one fixed tree for every key),
@@ -267,22 +293,7 @@ void dot_rows(const float *q, const float *rows, int n, int hd, float scale, flo
 			a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, r[2] + d), a2);
 			a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, r[3] + d), a3);
 		}
-#define HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1))
-		__m256 x = _mm256_hadd_ps(HALF(a0), HALF(a1)),
-		       y = _mm256_hadd_ps(HALF(a2), HALF(a3));
-#undef HALF
-		__m256 z = _mm256_hadd_ps(x, y);
-		__m128 v = _mm_mul_ps(
-			_mm_add_ps(_mm256_castps256_ps128(z), _mm256_extractf128_ps(z, 1)),
-			_mm_set1_ps(scale));
-		if (i + 4 <= n) {
-			_mm_storeu_ps(s + i, v);
-		} else {
-			float t[4];
-			_mm_storeu_ps(t, v);
-			for (int k = 0; i + k < n; k++)
-				s[i + k] = t[k];
-		}
+		store_scores(sum4_scaled(a0, a1, a2, a3, scale), s, i, n);
 	}
 #else
 	for (int i = 0; i < n; i++)
@@ -333,23 +344,8 @@ static inline __attribute__((always_inline)) void dot_rows_q(const float *q, int
 		}
 		OPS_UNROLL
 		for (int j = 0; j < nq; j++) {
-#define HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1))
-			__m256 x = _mm256_hadd_ps(HALF(a[j][0]), HALF(a[j][1])),
-			       y = _mm256_hadd_ps(HALF(a[j][2]), HALF(a[j][3]));
-#undef HALF
-			__m256 z = _mm256_hadd_ps(x, y);
-			__m128 v = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(z),
-							 _mm256_extractf128_ps(z, 1)),
-					      _mm_set1_ps(scale));
-			float *sj = s + (size_t)j * ss;
-			if (i + 4 <= n) {
-				_mm_storeu_ps(sj + i, v);
-			} else {
-				float t[4];
-				_mm_storeu_ps(t, v);
-				for (int k = 0; i + k < n; k++)
-					sj[i + k] = t[k];
-			}
+			store_scores(sum4_scaled(a[j][0], a[j][1], a[j][2], a[j][3], scale),
+				     s + (size_t)j * ss, i, n);
 		}
 	}
 }
