@@ -89,6 +89,34 @@ static float softmax_inv(const struct attn_args *a, int h, float mx, float sum)
 }
 
 /*
+ * The online softmax over one block for nq queries (scores ATT_BLOCK apart
+ * in sc, positions lo .. nv-1 of the block): soft-cap, the running maximum
+ * mx and sum, the value accumulators acc (head_dim_v apart) rescaled when
+ * the maximum grows, and the scores turned into exp(s - max) in place.
+ */
+static void softmax_step(const struct attn_args *a, float *sc, int lo, int nv, int nq, float *mx,
+			 float *sum, float *acc)
+{
+	int hv = a->head_dim_v;
+	for (int q = 0; q < nq; q++) {
+		float *s = sc + (size_t)q * ATT_BLOCK, bmax = -INFINITY;
+		scores_cap(a, s + lo, nv - lo);
+		for (int i = lo; i < nv; i++)
+			if (s[i] > bmax)
+				bmax = s[i];
+		if (bmax > mx[q]) {
+			float c = expf(mx[q] - bmax); /* 0 on the first block */
+			float *ac = acc + (size_t)q * hv;
+			sum[q] *= c;
+			for (int d = 0; d < hv; d++)
+				ac[d] *= c;
+			mx[q] = bmax;
+		}
+		sum[q] += exp_sub_sum(s + lo, nv - lo, mx[q]);
+	}
+}
+
+/*
  * One (token, KV head): the G query heads that share the KV head together,
  * so each K and V row is read (and converted from F16) once for all of them.
  */
@@ -114,22 +142,7 @@ static void attend_group(const struct attn_args *a, int t, int g, int pos, float
 		int n = block_len(kv, a->layer, p0, pos);
 		const float *kr = rows_f32(kv, kv_cache_k(kv, a->layer, g, p0), n, hd, kf);
 		dot_rows_multi(q0, G, kr, n, hd, a->scale, sc, ATT_BLOCK);
-		for (int h = 0; h < G; h++) {
-			float *s = sc + h * ATT_BLOCK, bmax = -INFINITY;
-			scores_cap(a, s, n);
-			for (int i = 0; i < n; i++)
-				if (s[i] > bmax)
-					bmax = s[i];
-			if (bmax > mx[h]) {
-				float c = expf(mx[h] - bmax); /* 0 on the first block */
-				sum[h] *= c;
-				float *ac = acc + (size_t)h * hv;
-				for (int d = 0; d < hv; d++)
-					ac[d] *= c;
-				mx[h] = bmax;
-			}
-			sum[h] += exp_sub_sum(s, n, mx[h]);
-		}
+		softmax_step(a, sc, 0, n, G, mx, sum, acc);
 		const float *vr = rows_f32(kv, kv_cache_v(kv, a->layer, g, p0), n, hv, vf);
 		accumulate_rows_multi(acc, (size_t)hv, G, sc, ATT_BLOCK, vr, n, hv);
 		p0 += n;
@@ -181,22 +194,7 @@ static void attend_block(const struct attn_args *a, int t0, int nt, int g, float
 			float *s0 = sc + (size_t)q0 * ATT_BLOCK;
 			dot_rows_multi(a->q + (size_t)t * nh * hd + (size_t)g * G * hd, G,
 				       kr + (size_t)lo * hd, nv - lo, hd, a->scale, s0 + lo, ATT_BLOCK);
-			for (int q = q0; q < q0 + G; q++) {
-				float *s = sc + (size_t)q * ATT_BLOCK, bmax = -INFINITY;
-				scores_cap(a, s + lo, nv - lo);
-				for (int i = lo; i < nv; i++)
-					if (s[i] > bmax)
-						bmax = s[i];
-				if (bmax > mx[q]) {
-					float c = expf(mx[q] - bmax); /* 0 on the first block */
-					float *ac = acc + (size_t)q * hv;
-					sum[q] *= c;
-					for (int d = 0; d < hv; d++)
-						ac[d] *= c;
-					mx[q] = bmax;
-				}
-				sum[q] += exp_sub_sum(s + lo, nv - lo, mx[q]);
-			}
+			softmax_step(a, s0, lo, nv, G, mx + q0, sum + q0, acc + (size_t)q0 * hv);
 			accumulate_rows_multi(acc + (size_t)q0 * hv, (size_t)hv, G, s0 + lo, ATT_BLOCK,
 					      vr + (size_t)lo * hv, nv - lo, hv);
 		}

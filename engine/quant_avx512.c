@@ -1048,8 +1048,8 @@ static _Thread_local uint8_t panel_buf[PANEL_DEC_BYTES] __attribute__((aligned(6
  * per 32-element unit, eight 64-byte vectors of four consecutive elements
  * of its 16 rows (row r in bytes 4r..4r+3, unsigned), then the rows' float
  * scales and (Q4_K) negated mins or (Q6_K) the second 16s scales.  One
- * vpdpbusd meets the 16 rows with four
- * activation bytes of one token, broadcast; a unit is eight of them into an
+ * vpdpbusd meets the 16 rows with four activation bytes of one token,
+ * broadcast; a unit is eight of them (Q6_K: two epilogues of four) into an
  * int32 vector per (strip, token), so the epilogue comes once per eight,
  * and a strip's results are 16 consecutive outputs of a token, stored
  * without horizontal sums.  Rows are decoded per chunk of S16_KC units into
@@ -1292,15 +1292,16 @@ static void s16_dec_q4_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint
 						_mm512_and_si512(_mm512_srli_epi32(D[0], 2), m2));
 			sm[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(D[2], 4), m4),
 						_mm512_and_si512(_mm512_srli_epi32(D[1], 2), m2));
-			float d[8][16] __attribute__((aligned(64))), m[8][16] __attribute__((aligned(64)));
 			QUANT_UNROLL for (int j = 0; j < 8; j++)
 			{
 				const __m512i ff = _mm512_set1_epi32(0xFF);
 				int k = j < 4 ? 0 : 2, b = j % 4;
 				__m512i s8 = _mm512_and_si512(_mm512_srli_epi32(sm[k], 8 * b), ff);
 				__m512i m8 = _mm512_and_si512(_mm512_srli_epi32(sm[k + 1], 8 * b), ff);
-				_mm512_store_ps(d[j], _mm512_mul_ps(_mm512_cvtepi32_ps(s8), xd));
-				_mm512_store_ps(m[j], _mm512_mul_ps(_mm512_cvtepi32_ps(m8), xm));
+				uint8_t *unit = dst + (u + j) * ub;
+				_mm512_store_ps(unit + S16_Q, _mm512_mul_ps(_mm512_cvtepi32_ps(s8), xd));
+				_mm512_store_ps(unit + S16_Q + 64,
+						_mm512_mul_ps(_mm512_cvtepi32_ps(m8), xm));
 			}
 			for (int c = 0; c < 4; c++) {
 				/* 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high */
@@ -1325,8 +1326,6 @@ static void s16_dec_q4_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint
 					}
 					s16_transpose(lo, unit);
 					s16_transpose(hi, unit + 256);
-					memcpy(unit + S16_Q, d[2 * c + h], 64);
-					memcpy(unit + S16_Q + 64, m[2 * c + h], 64);
 				}
 			}
 		}

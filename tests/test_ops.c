@@ -283,6 +283,43 @@ static void test_dot_rows(void **state)
 	}
 }
 
+/* The multi-query forms give each query the one-query functions' bits
+ * (decode and prefill group queries differently), for 1..7 queries, head
+ * sizes with and without their vector paths, steps of any length. */
+static void test_multi_query_bits(void **state)
+{
+	(void)state;
+	unsigned s = 11;
+	static const int hds[] = { 64, 128, 80, 40 };
+	enum { NQ = 7, NR = 29 };
+	for (size_t k = 0; k < sizeof(hds) / sizeof(hds[0]); k++) {
+		int hd = hds[k];
+		float q[NQ * 128], rows[NR * 128], w[NQ * 32];
+		float got[NQ * 32], want[NQ * 32], ag[NQ * 128], aw[NQ * 128];
+		for (int i = 0; i < NQ * hd; i++)
+			q[i] = frand(&s, -2, 2);
+		for (int i = 0; i < NR * hd; i++)
+			rows[i] = frand(&s, -2, 2);
+		for (int i = 0; i < NQ * 32; i++)
+			w[i] = frand(&s, 0, 1);
+		for (int nq = 1; nq <= NQ; nq++)
+			for (int n = 1; n <= NR; n += 7) {
+				dot_rows_multi(q, nq, rows, n, hd, 0.25f, got, 32);
+				for (int j = 0; j < nq; j++)
+					dot_rows(q + j * hd, rows, n, hd, 0.25f, want + j * 32);
+				for (int j = 0; j < nq; j++)
+					assert_memory_equal(got + j * 32, want + j * 32,
+							    sizeof(float) * (size_t)n);
+				for (int i = 0; i < nq * hd; i++)
+					ag[i] = aw[i] = frand(&s, -1, 1);
+				accumulate_rows_multi(ag, (size_t)hd, nq, w, 32, rows, n, hd);
+				for (int j = 0; j < nq; j++)
+					accumulate_rows(aw + j * hd, w + j * 32, rows, n, hd);
+				assert_memory_equal(ag, aw, sizeof(float) * (size_t)(nq * hd));
+			}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -291,6 +328,7 @@ int main(void)
 		cmocka_unit_test(test_yarn_params),  cmocka_unit_test(test_yarn_angles),
 		cmocka_unit_test(test_yarn_shift),   cmocka_unit_test(test_no_yarn_is_linear),
 		cmocka_unit_test(test_swiglu_oai),   cmocka_unit_test(test_dot_rows),
+		cmocka_unit_test(test_multi_query_bits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
