@@ -1256,45 +1256,48 @@ S16_DEC_R4(s16_dec_iq4_nlr, S16_IQ4_NLR)
 S16_DEC_R4(s16_dec_mxfp4r, S16_MXFP4R)
 S16_DEC_R4(s16_dec_q8_0r, S16_Q8_0R)
 
+/* Where a strip's 16 rows (rb apart from w, n present) have byte off, the
+ * missing rows reading the last present one: their lanes are computed but
+ * never stored (s16_tile masks the rows past the last). */
+QUANT_INLINE void s16_rows_clamped(const uint8_t *w, size_t rb, int n, size_t off,
+				   const uint8_t *p[16])
+{
+	for (int r = 0; r < 16; r++)
+		p[r] = w + (size_t)(r < n ? r : n - 1) * rb + off;
+}
+
 /* Q4_K: unit j of a block is sub-block j, the low (even j) or high nibbles
- * of 32 bytes; scale d * sc, min -dmin * m. */
+ * of 32 bytes; scale d * sc, min -dmin * m.  A row's first 16 bytes (d,
+ * dmin, the 12 bytes of 6-bit scales and mins) come in one load per row,
+ * so that 16 rows' scalars are unpacked with the quants' dword transpose
+ * and no per-row scalar work. */
 static void s16_dec_q4_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint8_t *dst, size_t ub)
 {
-	const __m512i mask = _mm512_set1_epi8(0x0F);
+	const __m512i mask = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F),
+		      m2 = _mm512_set1_epi8(0x30), ff = _mm512_set1_epi32(0xFF);
 	for (int r0 = 0; r0 < rows; r0 += 16, dst += cu * ub) {
 		const uint8_t *p[16];
 		int n = rows - r0 < 16 ? rows - r0 : 16;
 		s16_prefetch_next(w, rb, rows, r0, 0, (size_t)(cu / 8) * sizeof(struct block_q4_K));
 		for (int64_t u = 0; u < cu; u += 8) {
-			const uint8_t *sc[16];
-			quant_half hd[16], hm[16];
-			s16_rows(w + (size_t)r0 * rb, rb, n,
-				 (size_t)(u / 8) * sizeof(struct block_q4_K), p);
-			for (int r = 0; r < 16; r++) {
-				const struct block_q4_K *x = (const struct block_q4_K *)p[r];
-				sc[r] = r < n ? x->scales : s16_zero_row;
-				hd[s16_lane(r)] = r < n ? x->d : 0;
-				hm[s16_lane(r)] = r < n ? x->dmin : 0;
-			}
-			/* the 6-bit scales and mins of 16 rows at once (16 bytes read
-			 * from scales: its 12 and 4 of qs) */
-			__m512 xd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hd));
-			__m512 xm = _mm512_sub_ps(_mm512_setzero_ps(),
-						  _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hm)));
+			s16_rows_clamped(w + (size_t)r0 * rb, rb, n,
+					 (size_t)(u / 8) * sizeof(struct block_q4_K), p);
+			/* D[0]: d | dmin << 16; D[1..3]: scales bytes 0..11 */
 			__m512i v[4], D[4], sm[4];
-			const __m512i m6 = _mm512_set1_epi8(0x3F), m4 = _mm512_set1_epi8(0x0F),
-				      m2 = _mm512_set1_epi8(0x30);
-			s16_load16(sc, 0, v);
+			s16_load16(p, 0, v);
 			s16_dwords(v, D);
-			sm[0] = _mm512_and_si512(D[0], m6); /* scales 0..3 */
-			sm[1] = _mm512_and_si512(D[1], m6); /* mins 0..3 */
-			sm[2] = _mm512_or_si512(_mm512_and_si512(D[2], m4),
-						_mm512_and_si512(_mm512_srli_epi32(D[0], 2), m2));
-			sm[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(D[2], 4), m4),
+			__m512 xd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(D[0]));
+			__m512 xm = _mm512_sub_ps(
+				_mm512_setzero_ps(),
+				_mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(D[0], 16))));
+			sm[0] = _mm512_and_si512(D[1], m6); /* scales 0..3 */
+			sm[1] = _mm512_and_si512(D[2], m6); /* mins 0..3 */
+			sm[2] = _mm512_or_si512(_mm512_and_si512(D[3], mask),
 						_mm512_and_si512(_mm512_srli_epi32(D[1], 2), m2));
+			sm[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(D[3], 4), mask),
+						_mm512_and_si512(_mm512_srli_epi32(D[2], 2), m2));
 			QUANT_UNROLL for (int j = 0; j < 8; j++)
 			{
-				const __m512i ff = _mm512_set1_epi32(0xFF);
 				int k = j < 4 ? 0 : 2, b = j % 4;
 				__m512i s8 = _mm512_and_si512(_mm512_srli_epi32(sm[k], 8 * b), ff);
 				__m512i m8 = _mm512_and_si512(_mm512_srli_epi32(sm[k + 1], 8 * b), ff);
@@ -1305,14 +1308,10 @@ static void s16_dec_q4_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint
 			}
 			for (int c = 0; c < 4; c++) {
 				/* 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high */
-				const uint8_t *q[16];
-				for (int r = 0; r < 16; r++)
-					q[r] = r < n ? p[r] + offsetof(struct block_q4_K, qs) +
-							       32 * c
-						     : s16_zero_row;
+				const size_t qo = offsetof(struct block_q4_K, qs) + 32 * (size_t)c;
 				__m512i a[4], b[4], lo[4], hi[4];
-				s16_load16(q, 0, a);
-				s16_load16(q, 16, b);
+				s16_load16(p, qo, a);
+				s16_load16(p, qo + 16, b);
 				for (int h = 0; h < 2; h++) {
 					uint8_t *unit = dst + (u + 2 * c + h) * ub;
 					QUANT_UNROLL for (int k = 0; k < 4; k++)
@@ -1463,6 +1462,55 @@ static void s16_prep_tokens(const uint8_t *y, size_t act_stride, int T, const st
 }
 
 /*
+ * The next panel's weight bytes, asked for a slice before each token tile
+ * of this one, so that the memory reads overlap the tiles' arithmetic (the
+ * decoder's own prefetch of the next strip leaves most of a cold expert's
+ * reads to wait).  Panels go by rows, then by K chunks; after a gemm's last
+ * panel there is nothing to ask for.
+ */
+struct s16_ahead {
+	const uint8_t *row; /* the row being asked for, at its chunk */
+	size_t rb;	    /* bytes between rows */
+	int lpr;	    /* 64-byte lines a row */
+	int line;	    /* the next line of that row */
+	int64_t left;	    /* lines still to ask for */
+	int64_t step;	    /* lines a token tile */
+};
+
+QUANT_INLINE void s16_ahead_start(struct s16_ahead *a, const void *w, size_t rb, int nrows,
+				  int wunits, size_t wbytes, int64_t nu, int64_t c0, int r0,
+				  int prows, int ntiles)
+{
+	*a = (struct s16_ahead){ 0 };
+	if (r0 >= nrows) { /* the next chunk's first panel */
+		c0 += S16_KC;
+		r0 = 0;
+	}
+	if (c0 >= nu || ntiles <= 0)
+		return;
+	int64_t cu = nu - c0 < S16_KC ? nu - c0 : S16_KC;
+	int rows = nrows - r0 < prows ? nrows - r0 : prows;
+	size_t len = (size_t)(cu / wunits) * wbytes;
+	a->row = (const uint8_t *)w + (size_t)r0 * rb + (size_t)(c0 / wunits) * wbytes;
+	a->rb = rb;
+	a->lpr = (int)((len + 63) / 64);
+	a->left = (int64_t)rows * a->lpr;
+	a->step = (a->left + ntiles - 1) / ntiles;
+}
+
+QUANT_INLINE void s16_ahead_step(struct s16_ahead *a)
+{
+	for (int64_t i = a->step < a->left ? a->step : a->left; i > 0; i--) {
+		_mm_prefetch((const char *)a->row + 64 * (size_t)a->line, _MM_HINT_T1);
+		if (++a->line == a->lpr) {
+			a->line = 0;
+			a->row += a->rb;
+		}
+		a->left--;
+	}
+}
+
+/*
  * S strips (16 rows each, sbytes apart) x T tokens over cu units: token k's
  * quants of unit u at act_quants(y + k * as, f, c0 + u), its prepared scalars
  * at row tp + k of s16_prep.  out[t * os + 16 s + i] for the rows < nr.
@@ -1575,7 +1623,7 @@ typedef void (*s16_tile_fn)(int S, int T, int64_t cu, const uint8_t *w, size_t s
 			 const uint8_t *y, size_t as, const struct act_fmt *f, int64_t c0, int tp, \
 			 float *out, size_t os, int nr, int add)                                   \
 	{                                                                                          \
-		s16_tiles(S, T, MODE, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add);      \
+		s16_tiles(S, T, MODE, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add);  \
 	}
 S16_TILE_FN(s16_tile_one, S16_ONE)
 S16_TILE_FN(s16_tile_min, S16_MIN)
@@ -1613,10 +1661,15 @@ static void gemm_s16(s16_decode_fn dec, int mode, int wunits, size_t wbytes,
 				int nstrips = (rows + 15) / 16;
 				dec((const uint8_t *)w + (size_t)r0 * row_bytes + woff, row_bytes,
 				    rows, cu, panel_buf, ub);
+				struct s16_ahead pf;
+				s16_ahead_start(&pf, w, row_bytes, nrows, wunits, wbytes, nu, c0,
+						r0 + 16 * pstrips, 16 * pstrips,
+						((nstrips + 1) / 2) * ((ntb + S16_T - 1) / S16_T));
 				for (int s = 0; s < nstrips; s += 2) {
 					int S = nstrips - s < 2 ? 1 : 2;
 					for (int t = 0; t < ntb; t += S16_T) {
 						int T = ntb - t < S16_T ? ntb - t : S16_T;
+						s16_ahead_step(&pf);
 						tile(
 							S, T, cu, panel_buf + (size_t)s * sbytes,
 							sbytes, ub, yb + (size_t)t * act_stride,
