@@ -68,8 +68,9 @@ static const char usage[] =
 	"                     config.yaml, 512), as in the chat\n"
 	"  --kv-type TYPE     KV cache element type: f16 (default) or f32\n"
 	"  --format FMT       md (default), json or csv\n"
-	"  --profile          also break each test's time into matmul, norm+quantize,\n"
-	"                     attention and other (to standard error)\n"
+	"  --profile          also break each test's time into matmul, experts (a\n"
+	"                     mixture's expert matmuls), norm+quantize, attention\n"
+	"                     and other (to standard error)\n"
 	"  --readahead on|off read the next layer's weights ahead (default on)\n"
 	"  --no-repack        keep the weights in the file's layout (no load-time\n"
 	"                     repacking; see palaver --help)\n"
@@ -290,9 +291,11 @@ static void print_profile(struct model *m, const char *test, int n)
 		return;
 	fprintf(stderr, "profile %s%d (%llu tokens):", test, n, (unsigned long long)p.tokens);
 	for (int k = 0; k < MODEL_PROF_N; k++)
-		fprintf(stderr, " %s %.1f%% (%.3f ms/token)", model_prof_name((enum model_prof)k),
-			100.0 * (double)p.ns[k] / (double)tot,
-			(double)p.ns[k] / 1e6 / (double)p.tokens);
+		if (k != MODEL_PROF_EXPERTS || p.ns[k]) /* experts: a mixture's only */
+			fprintf(stderr, " %s %.1f%% (%.3f ms/token)",
+				model_prof_name((enum model_prof)k),
+				100.0 * (double)p.ns[k] / (double)tot,
+				(double)p.ns[k] / 1e6 / (double)p.tokens);
 	fprintf(stderr, "\n");
 }
 

@@ -477,14 +477,14 @@ static int cpu_moe_ffn(struct backend *b, struct bk_input *bin, int l, int ntok)
 			j.w[i] = same || i == pass ? gu[i] : NULL;
 			j.out[i] = gu_out[i];
 		}
-		moe_step(m, &j, MOE_GATE_UP, MODEL_PROF_MATMUL);
+		moe_step(m, &j, MOE_GATE_UP, MODEL_PROF_EXPERTS);
 	}
 	j.dot_type = L->down_exps.dot_type;
 	moe_step(m, &j, MOE_GLU, MODEL_PROF_PREP);
 	j.w[0] = &L->down_exps;
 	j.w[1] = NULL;
 	j.out[0] = m->moe_out;
-	moe_step(m, &j, MOE_DOWN, MODEL_PROF_MATMUL);
+	moe_step(m, &j, MOE_DOWN, MODEL_PROF_EXPERTS);
 	moe_step(m, &j, MOE_COMBINE, MODEL_PROF_OTHER);
 	return 0;
 }

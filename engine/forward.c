@@ -38,8 +38,8 @@ static int cancelled(const struct model *m)
 
 /* ---- profile --------------------------------------------------------------------------- */
 
-static const char *const prof_names[MODEL_PROF_N] = { "matmul", "norm+quantize", "attention",
-						      "other" };
+static const char *const prof_names[MODEL_PROF_N] = { "matmul", "experts", "norm+quantize",
+						      "attention", "other" };
 
 const char *model_prof_name(enum model_prof p)
 {

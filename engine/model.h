@@ -171,13 +171,15 @@ int model_set_threads(struct model *m, int n_threads);
 /* Where forward time goes (bench --profile): wall time of each kind of step. */
 enum model_prof {
 	MODEL_PROF_MATMUL,
+	MODEL_PROF_EXPERTS, /* a mixture's expert matmuls (gate, up, down) */
 	MODEL_PROF_PREP,
 	MODEL_PROF_ATTENTION,
 	MODEL_PROF_OTHER,
 	MODEL_PROF_N
 };
 struct model_profile {
-	uint64_t ns[MODEL_PROF_N]; /* matmul; norm + quantize + swiglu; rope + attention; rest */
+	uint64_t ns[MODEL_PROF_N]; /* matmul; expert matmuls; norm + quantize + swiglu;
+				    * rope + attention; rest */
 	uint64_t tokens;           /* tokens run while profiling */
 };
 /* Start (on = 1, counters cleared) or stop collecting; off by default. */

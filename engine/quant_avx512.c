@@ -39,6 +39,8 @@
 #include "quant_internal.h"
 
 #include <immintrin.h>
+#include <assert.h>
+#include <math.h>
 #include <string.h>
 
 /* Lane sums at the end of a row. */
@@ -1072,6 +1074,11 @@ static _Thread_local uint8_t panel_buf[PANEL_DEC_BYTES] __attribute__((aligned(6
 struct s16_prep {
 	float d[S16_TB][S16_KC];   /* scale of (token, unit) */
 	float s[S16_TB][S16_KC];   /* d x the sum of the unit's quants (for mins) */
+	float sp[S16_TB][S16_KC];  /* that sum alone (the rescaling tile) */
+	float kr[S16_TB][S16_KC];  /* Q8_K: at a block's first unit, the factor taking
+				    * the sum so far to this block's scale */
+	float kd[S16_TB];	   /* Q8_K: the last block's scale */
+	uint8_t exact[S16_TB];	   /* Q8_K: scales too far apart to rescale */
 	int32_t n[S16_TB][S16_KC]; /* -(that sum << shift): pays back the weight offset
 				    * (shift 0: none); halves: of the first 16 */
 	int32_t nb[S16_TB][S16_KC]; /* halves: the same for the second 16 */
@@ -1424,6 +1431,40 @@ static void s16_dec_q6_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint
 	}
 }
 
+/*
+ * A Q8_K activation has one scale a block of 8 units, so its tile keeps a
+ * token's sums in units of the current block's scale e: at each block's
+ * start it multiplies them by e(previous) / e(this), and by the last e at
+ * the end, instead of multiplying every unit's sum by its scale (a tenth of
+ * the tile's floating-point work).  A block of scale 0 (all quants 0) adds
+ * nothing and keeps the previous e.  Scales that are not normal numbers, or
+ * more than 2^40 apart within the chunk, mark the token for the exact tile
+ * (no sum then leaves the float range).
+ */
+static void s16_prep_rescale(int t, int64_t cu)
+{
+	float e = 1, lo = 0, hi = 0;
+	int exact = 0;
+	for (int64_t u = 0; u < cu; u += 8) {
+		float d = s16_prep.d[t][u];
+		float r = 1;
+		if (d != 0) {
+			if (!isnormal(d))
+				exact = 1;
+			else {
+				r = e / d;
+				e = d;
+				float a = fabsf(d);
+				lo = lo == 0 || a < lo ? a : lo;
+				hi = a > hi ? a : hi;
+			}
+		}
+		s16_prep.kr[t][u] = r;
+	}
+	s16_prep.kd[t] = e;
+	s16_prep.exact[t] = (uint8_t)(exact || (lo > 0 && hi / lo > 0x1p40f));
+}
+
 /* Scales and sums of units c0 .. c0+cu-1 of T tokens (act_stride apart). */
 static void s16_prep_tokens(const uint8_t *y, size_t act_stride, int T, const struct act_fmt *f,
 			    int64_t c0, int64_t cu, int mode)
@@ -1454,10 +1495,13 @@ static void s16_prep_tokens(const uint8_t *y, size_t act_stride, int T, const st
 			}
 			s16_prep.d[t][u] = d;
 			s16_prep.s[t][u] = d * (float)sum;
+			s16_prep.sp[t][u] = (float)sum;
 			s16_prep.n[t][u] = f->shift ? -(int32_t)((uint32_t)sum << f->shift) : 0;
 			s16_prep.nb[t][u] =
 				mode == S16_HALVES ? -(int32_t)((uint32_t)sb << f->shift) : 0;
 		}
+		if (f->ushift)
+			s16_prep_rescale(t, cu);
 	}
 }
 
@@ -1515,66 +1559,86 @@ QUANT_INLINE void s16_ahead_step(struct s16_ahead *a)
  * quants of unit u at act_quants(y + k * as, f, c0 + u), its prepared scalars
  * at row tp + k of s16_prep.  out[t * os + 16 s + i] for the rows < nr.
  */
-QUANT_INLINE void s16_tile(int S, int T, int mode, int64_t cu, const uint8_t *w, size_t sbytes,
-			   size_t ub, const uint8_t *y, size_t as, const struct act_fmt *f,
-			   int64_t c0, int tp, float *out, size_t os, int nr, int add)
+QUANT_INLINE void s16_tile(int S, int T, int mode, int kb, int64_t cu, const uint8_t *w,
+			   size_t sbytes, size_t ub, const uint8_t *y, size_t as,
+			   const struct act_fmt *f, int64_t c0, int tp, float *out, size_t os, int nr,
+			   int add)
 {
 	const int nh = mode == S16_HALVES ? 2 : 1, nj = 8 / nh; /* epilogues a unit, their dwords */
 	__m512 acc[2][S16_T];
 	QUANT_UNROLL for (int s = 0; s < S; s++) QUANT_UNROLL for (int t = 0; t < T; t++)
 		acc[s][t] = _mm512_setzero_ps();
-	for (int64_t u = 0; u < cu; u++) {
-		const uint8_t *aq[S16_T];
-		QUANT_UNROLL for (int t = 0; t < T; t++) aq[t] =
-			act_quants(y + (size_t)t * as, f, c0 + u);
-		const uint8_t *wu = w + u * ub;
-		QUANT_UNROLL for (int h = 0; h < nh; h++)
-		{
-			__m512i si[2][S16_T];
+	for (int64_t b0 = 0; b0 < cu; b0 += kb) {
+		if (kb > 1 && b0 > 0) /* the sums so far to this block's scale */
 			QUANT_UNROLL for (int t = 0; t < T; t++)
 			{
-				__m512i n0 = _mm512_set1_epi32(h ? s16_prep.nb[tp + t][u]
-								 : s16_prep.n[tp + t][u]);
-				QUANT_UNROLL for (int s = 0; s < S; s++) si[s][t] = n0;
+				__m512 r = _mm512_set1_ps(s16_prep.kr[tp + t][b0]);
+				QUANT_UNROLL for (int s = 0; s < S; s++) acc[s][t] =
+					_mm512_mul_ps(acc[s][t], r);
 			}
-			QUANT_UNROLL for (int j = h * nj; j < (h + 1) * nj; j++)
+		for (int64_t u = b0; u < b0 + kb; u++) {
+			const uint8_t *aq[S16_T];
+			QUANT_UNROLL for (int t = 0; t < T; t++) aq[t] =
+				act_quants(y + (size_t)t * as, f, c0 + u);
+			const uint8_t *wu = w + u * ub;
+			QUANT_UNROLL for (int h = 0; h < nh; h++)
 			{
-				__m512i wv[2];
-				QUANT_UNROLL for (int s = 0; s < S; s++) wv[s] =
-					_mm512_load_si512(wu + s * sbytes + 64 * j);
+				__m512i si[2][S16_T];
 				QUANT_UNROLL for (int t = 0; t < T; t++)
 				{
-					int32_t a4;
-					memcpy(&a4, aq[t] + 4 * j, 4);
-					__m512i av = _mm512_set1_epi32(a4);
-					QUANT_UNROLL for (int s = 0; s < S; s++) si[s][t] =
-						dpbusd(si[s][t], wv[s], av);
+					__m512i n0 = _mm512_set1_epi32(h ? s16_prep.nb[tp + t][u]
+									 : s16_prep.n[tp + t][u]);
+					QUANT_UNROLL for (int s = 0; s < S; s++) si[s][t] = n0;
 				}
-			}
-			__m512 wd[2], wm[2];
-			QUANT_UNROLL for (int s = 0; s < S; s++)
-			{
-				wd[s] = _mm512_load_ps(wu + s * sbytes + S16_Q + 64 * h);
-				wm[s] = mode == S16_MIN ? _mm512_load_ps(wu + s * sbytes + S16_Q + 64)
-							: _mm512_setzero_ps();
-			}
-			QUANT_UNROLL for (int t = 0; t < T; t++)
-			{
-				__m512 ad = _mm512_set1_ps(s16_prep.d[tp + t][u]);
+				QUANT_UNROLL for (int j = h * nj; j < (h + 1) * nj; j++)
+				{
+					__m512i wv[2];
+					QUANT_UNROLL for (int s = 0; s < S; s++) wv[s] =
+						_mm512_load_si512(wu + s * sbytes + 64 * j);
+					QUANT_UNROLL for (int t = 0; t < T; t++)
+					{
+						int32_t a4;
+						memcpy(&a4, aq[t] + 4 * j, 4);
+						__m512i av = _mm512_set1_epi32(a4);
+						QUANT_UNROLL for (int s = 0; s < S; s++) si[s][t] =
+							dpbusd(si[s][t], wv[s], av);
+					}
+				}
+				__m512 wd[2], wm[2];
 				QUANT_UNROLL for (int s = 0; s < S; s++)
 				{
-					acc[s][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si[s][t]),
-								    _mm512_mul_ps(wd[s], ad),
-								    acc[s][t]);
-					if (mode == S16_MIN)
+					wd[s] = _mm512_load_ps(wu + s * sbytes + S16_Q + 64 * h);
+					wm[s] = mode == S16_MIN
+							? _mm512_load_ps(wu + s * sbytes + S16_Q + 64)
+							: _mm512_setzero_ps();
+				}
+				QUANT_UNROLL for (int t = 0; t < T; t++)
+				{
+					/* kb 1: the unit's activation scale now; kb 8:
+					 * the block's, by rescaling */
+					__m512 ad = kb > 1 ? _mm512_setzero_ps()
+							   : _mm512_set1_ps(s16_prep.d[tp + t][u]);
+					__m512 as_ = _mm512_set1_ps(kb > 1 ? s16_prep.sp[tp + t][u]
+									   : s16_prep.s[tp + t][u]);
+					QUANT_UNROLL for (int s = 0; s < S; s++)
+					{
+						__m512 x = _mm512_cvtepi32_ps(si[s][t]);
 						acc[s][t] = _mm512_fmadd_ps(
-							wm[s],
-							_mm512_set1_ps(s16_prep.s[tp + t][u]),
+							x, kb > 1 ? wd[s] : _mm512_mul_ps(wd[s], ad),
 							acc[s][t]);
+						if (mode == S16_MIN)
+							acc[s][t] = _mm512_fmadd_ps(wm[s], as_, acc[s][t]);
+					}
 				}
 			}
 		}
 	}
+	if (kb > 1)
+		QUANT_UNROLL for (int t = 0; t < T; t++)
+		{
+			__m512 e = _mm512_set1_ps(s16_prep.kd[tp + t]);
+			QUANT_UNROLL for (int s = 0; s < S; s++) acc[s][t] = _mm512_mul_ps(acc[s][t], e);
+		}
 	const __m512i rows =
 		_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
 	QUANT_UNROLL for (int s = 0; s < S; s++)
@@ -1593,8 +1657,8 @@ QUANT_INLINE void s16_tile(int S, int T, int mode, int64_t cu, const uint8_t *w,
 }
 
 #define S16_CALL(S, T)                                                                             \
-	s16_tile(S, T, mode, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add)
-QUANT_INLINE void s16_tiles(int S, int T, int mode, int64_t cu, const uint8_t *w, size_t sbytes,
+	s16_tile(S, T, mode, kb, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add)
+QUANT_INLINE void s16_tiles(int S, int T, int mode, int kb, int64_t cu, const uint8_t *w, size_t sbytes,
 			    size_t ub, const uint8_t *y, size_t as, const struct act_fmt *f,
 			    int64_t c0, int tp, float *out, size_t os, int nr, int add)
 {
@@ -1618,16 +1682,19 @@ _Static_assert(S16_T == 6, "s16_tiles lists the tile shapes");
 typedef void (*s16_tile_fn)(int S, int T, int64_t cu, const uint8_t *w, size_t sbytes, size_t ub,
 			    const uint8_t *y, size_t as, const struct act_fmt *f, int64_t c0,
 			    int tp, float *out, size_t os, int nr, int add);
-#define S16_TILE_FN(NAME, MODE)                                                                    \
+#define S16_TILE_FN(NAME, MODE, KB)                                                                    \
 	static void NAME(int S, int T, int64_t cu, const uint8_t *w, size_t sbytes, size_t ub,     \
 			 const uint8_t *y, size_t as, const struct act_fmt *f, int64_t c0, int tp, \
 			 float *out, size_t os, int nr, int add)                                   \
 	{                                                                                          \
-		s16_tiles(S, T, MODE, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add);  \
+		s16_tiles(S, T, MODE, KB, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add);  \
 	}
-S16_TILE_FN(s16_tile_one, S16_ONE)
-S16_TILE_FN(s16_tile_min, S16_MIN)
-S16_TILE_FN(s16_tile_halves, S16_HALVES)
+S16_TILE_FN(s16_tile_one, S16_ONE, 1)
+S16_TILE_FN(s16_tile_min, S16_MIN, 1)
+S16_TILE_FN(s16_tile_halves, S16_HALVES, 1)
+S16_TILE_FN(s16_tile_one_k, S16_ONE, 8)
+S16_TILE_FN(s16_tile_min_k, S16_MIN, 8)
+S16_TILE_FN(s16_tile_halves_k, S16_HALVES, 8)
 
 /* gemm over 16-row strips decoded by dec, units as mode says; weight
  * blocks of wunits units in wbytes; activations in format f; fewer than
@@ -1644,9 +1711,16 @@ static void gemm_s16(s16_decode_fn dec, int mode, int wunits, size_t wbytes,
 	}
 	_Static_assert(S16_KC % 8 == 0, "a chunk starts at a weight block");
 	size_t ub = s16_unit_bytes(mode);
-	s16_tile_fn tile = mode == S16_MIN	   ? s16_tile_min
-			   : mode == S16_HALVES ? s16_tile_halves
-						: s16_tile_one;
+	/* a Q8_K activation's scale is a block's (8 units, s16_prep_rescale) */
+	_Static_assert(QK_K / 32 == 8 && S16_KC % 8 == 0, "units of a Q8_K block");
+	assert(mode == S16_ONE || f->ushift == 3);
+	s16_tile_fn exact = mode == S16_MIN	    ? s16_tile_min
+			    : mode == S16_HALVES ? s16_tile_halves
+						 : s16_tile_one;
+	s16_tile_fn fast = !f->ushift		   ? exact
+			   : mode == S16_MIN	   ? s16_tile_min_k
+			   : mode == S16_HALVES ? s16_tile_halves_k
+						: s16_tile_one_k;
 	for (int64_t c0 = 0; c0 < nu; c0 += S16_KC) {
 		int64_t cu = nu - c0 < S16_KC ? nu - c0 : S16_KC;
 		size_t sbytes = (size_t)cu * ub;
@@ -1669,6 +1743,10 @@ static void gemm_s16(s16_decode_fn dec, int mode, int wunits, size_t wbytes,
 					int S = nstrips - s < 2 ? 1 : 2;
 					for (int t = 0; t < ntb; t += S16_T) {
 						int T = ntb - t < S16_T ? ntb - t : S16_T;
+						s16_tile_fn tile = fast;
+						for (int k = 0; k < T; k++)
+							if (f->ushift && s16_prep.exact[t + k])
+								tile = exact;
 						s16_ahead_step(&pf);
 						tile(
 							S, T, cu, panel_buf + (size_t)s * sbytes,

@@ -45,9 +45,10 @@
 #define PALAVER_VERSION "dev"
 #endif
 /* the number moves when kernels change within a version (2: Q4_K and BF16
- * gemm, issue 19; 3 and 4: the strips; 5: gemv measured from memory), so
- * that a development build measures them again */
-#define FILE_MAGIC "palaver-kernels 5"
+ * gemm, issue 19; 3 and 4: the strips; 5: gemv measured from memory; 6:
+ * the strips rescale per Q8_K block), so that a development build measures
+ * them again */
+#define FILE_MAGIC "palaver-kernels 6"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

@@ -763,6 +763,9 @@ static void test_vec_dot_all_types(void **state)
 }
 
 /* SIMD kernels (dot, gemv, gemm) against the plain C twin on the same data. */
+/* When set, token tk's block b of 256 activations is scaled by it (0: zero). */
+static float (*act_block_scale)(int tk, int64_t b);
+
 static void check_kernels_against_scalar(int type, int64_t n, int nrows, int ntok)
 {
 	const struct quant_traits *t = quant_traits(type);
@@ -781,6 +784,8 @@ static void check_kernels_against_scalar(int type, int64_t n, int nrows, int nto
 		fill_random_weights(type, w + r * wstride, n);
 	for (int tk = 0; tk < ntok; tk++) {
 		fill_normal(x, n, tk == 1 ? 0.001f : 1); /* one small-scale token */
+		for (int64_t i = 0; act_block_scale && i < n; i++)
+			x[i] *= act_block_scale(tk, i / QK_K);
 		assert_int_equal(quant_quantize_row(t->dot_type, x, a + tk * astride, n), 0);
 	}
 	quant_isa_set(QUANT_ISA_SCALAR);
@@ -817,7 +822,8 @@ static void check_kernels_against_scalar(int type, int64_t n, int nrows, int nto
 					quant_vec_dot(type, n, w + r * wstride, a + tk * astride);
 				float tol = 1e-5f * fabsf(e) + 1e-4f * (tk == 1 ? 0.001f : 1) +
 					    1e-7f * mag[tk * ostride + r];
-				if (fabsf(d1 - e) > tol || fabsf(gv[r] - e) > tol)
+				/* written so that a NaN result fails */
+				if (!(fabsf(d1 - e) <= tol) || !(fabsf(gv[r] - e) <= tol))
 					fail_msg(
 						"%s isa %s n=%lld row %d tok %d: dot %.9g gemv %.9g, C %.9g",
 						quant_type_name(type), quant_isa_name(isas[k]),
@@ -833,7 +839,7 @@ static void check_kernels_against_scalar(int type, int64_t n, int nrows, int nto
 				float e = ref[tk * ostride + r], g = got[tk * ostride + r];
 				float tol = 1e-5f * fabsf(e) + 1e-4f * (tk == 1 ? 0.001f : 1) +
 					    1e-7f * mag[tk * ostride + r];
-				if (fabsf(g - e) > tol)
+				if (!(fabsf(g - e) <= tol))
 					fail_msg("%s isa %s gemm row %d tok %d: %.9g, C %.9g",
 						 quant_type_name(type), quant_isa_name(isas[k]), r,
 						 tk, (double)g, (double)e);
@@ -890,6 +896,34 @@ static void test_kernels_large_shapes(void **state)
 	check_kernels_against_scalar(QT_Q6_K, 256, 16, 300);
 	check_kernels_against_scalar(QT_IQ4_NL, 16384 + 96, 3, 2);
 	check_kernels_against_scalar(QT_MXFP4, 16384 + 160, 2, 5);
+}
+
+/* Activation blocks of scale 0 and scales far apart within a row: the
+ * strips' tiles keep a Q8_K token's sums in units of the current block's
+ * scale (s16_prep_rescale); 2^50 next to 2^-70 would leave the float range
+ * that way, so such a token must take the exact tile. */
+static float block_scales(int tk, int64_t b)
+{
+	switch (tk) {
+	case 2: return b == 1 ? 0 : 1;			  /* a zero block inside */
+	case 3: return b == 0 || b == 2 ? 0 : 1;	  /* the first block zero */
+	case 4: return b == 3 ? 1 : 0;			  /* only the chunk's last */
+	case 5: return b % 2 ? 0x1p15f : 0x1p-15f;	  /* 2^30 apart: rescaled */
+	case 8: return b == 0 ? 0x1p50f : b == 1 ? 0x1p-70f : 1;
+	case 13: return b == 3 ? 0x1p-70f : b == 0 ? 0x1p50f : 1;
+	default: return 1;
+	}
+}
+
+static void test_kernels_block_scales(void **state)
+{
+	(void)state;
+	act_block_scale = block_scales;
+	/* two chunks (4 blocks and 1), a strip tail, tiles of mixed tokens */
+	check_kernels_against_scalar(QT_Q4_K, 1024 + 256, 37, 21);
+	check_kernels_against_scalar(QT_Q6_K, 1024 + 256, 37, 21);
+	check_kernels_against_scalar(QT_IQ4_XS, 1024 + 256, 37, 21);
+	act_block_scale = NULL;
 }
 
 /* An MXFP4 block with scale 0xFF (NaN in the spec) makes its row's results
@@ -1211,6 +1245,7 @@ int main(void)
 		cmocka_unit_test(test_vec_dot_all_types),
 		cmocka_unit_test(test_kernels_vs_scalar),
 		cmocka_unit_test(test_kernels_large_shapes),
+		cmocka_unit_test(test_kernels_block_scales),
 		cmocka_unit_test(test_mxfp4_nan_scale),
 		cmocka_unit_test(test_empty_rows),
 		cmocka_unit_test(test_unsupported_dot_is_nan),

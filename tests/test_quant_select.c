@@ -101,11 +101,11 @@ static void test_load_stale_and_bad(void **state)
 	assert_int_equal(quant_select_load(&s, path), 0); /* absent */
 
 	snprintf(path, sizeof(path), "%s/k.txt", dir);
-	write_file(path, "palaver-kernels 5 0.0.0-other\ncpu x\n");
+	write_file(path, "palaver-kernels 6 0.0.0-other\ncpu x\n");
 	assert_int_equal(quant_select_load(&s, path), 0); /* another version */
 
 	snprintf(text, sizeof(text),
-		 "palaver-kernels 5 %s\ncpu Some Other CPU family 1 model 2 stepping 3\n",
+		 "palaver-kernels 6 %s\ncpu Some Other CPU family 1 model 2 stepping 3\n",
 		 PALAVER_VERSION);
 	write_file(path, text);
 	assert_int_equal(quant_select_load(&s, path), 0); /* another CPU */
@@ -117,7 +117,7 @@ static void test_load_stale_and_bad(void **state)
 	assert_int_equal(quant_select_load(&s, path), 0); /* an older kernel revision */
 
 	snprintf(text, sizeof(text),
-		 "# comment\npalaver-kernels 5 %s\ncpu %s\nQ4_K gemv scalar 0 1 2 3 4\n"
+		 "# comment\npalaver-kernels 6 %s\ncpu %s\nQ4_K gemv scalar 0 1 2 3 4\n"
 		 "Q4_K gemm scalar 0 1 2 3 4\n",
 		 PALAVER_VERSION, key);
 	write_file(path, text);
@@ -127,14 +127,14 @@ static void test_load_stale_and_bad(void **state)
 	assert_int_equal(s.row[0].gemv_level, QUANT_ISA_SCALAR);
 	assert_true(s.row[0].gemm[4] == 4.0);
 
-	snprintf(text, sizeof(text), "palaver-kernels 5 %s\ncpu %s\nQ4_K gemv fastest 0 1 2 3 4\n",
+	snprintf(text, sizeof(text), "palaver-kernels 6 %s\ncpu %s\nQ4_K gemv fastest 0 1 2 3 4\n",
 		 PALAVER_VERSION, key);
 	write_file(path, text);
 	assert_int_equal(quant_select_load(&s, path), -1);
 	assert_non_null(strstr(error_message(), "line 3: not a kernel choice line"));
 	error_clear();
 
-	snprintf(text, sizeof(text), "palaver-kernels 5 %s\ncpu %s\nQ4_K gemv avx2 1 2\n",
+	snprintf(text, sizeof(text), "palaver-kernels 6 %s\ncpu %s\nQ4_K gemv avx2 1 2\n",
 		 PALAVER_VERSION, key);
 	write_file(path, text);
 	assert_int_equal(quant_select_load(&s, path), -1);
