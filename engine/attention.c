@@ -193,10 +193,11 @@ static void attend_block(const struct attn_args *a, int t0, int nt, int g, float
 				continue;
 			float *s0 = sc + (size_t)q0 * ATT_BLOCK;
 			dot_rows_multi(a->q + (size_t)t * nh * hd + (size_t)g * G * hd, G,
-				       kr + (size_t)lo * hd, nv - lo, hd, a->scale, s0 + lo, ATT_BLOCK);
+				       kr + (size_t)lo * hd, nv - lo, hd, a->scale, s0 + lo,
+				       ATT_BLOCK);
 			softmax_step(a, s0, lo, nv, G, mx + q0, sum + q0, acc + (size_t)q0 * hv);
-			accumulate_rows_multi(acc + (size_t)q0 * hv, (size_t)hv, G, s0 + lo, ATT_BLOCK,
-					      vr + (size_t)lo * hv, nv - lo, hv);
+			accumulate_rows_multi(acc + (size_t)q0 * hv, (size_t)hv, G, s0 + lo,
+					      ATT_BLOCK, vr + (size_t)lo * hv, nv - lo, hv);
 		}
 		p0 += n;
 	}

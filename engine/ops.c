@@ -311,8 +311,8 @@ void dot_rows(const float *q, const float *rows, int n, int hd, float scale, flo
  */
 #if defined(__AVX512F__)
 static inline __attribute__((always_inline)) void dot_rows_q(const float *q, int nq,
-							      const float *rows, int n, int hd,
-							      float scale, float *s, size_t ss)
+							     const float *rows, int n, int hd,
+							     float scale, float *s, size_t ss)
 {
 	for (int i = 0; i < n; i += 4) {
 		const float *r[4];
@@ -323,8 +323,8 @@ static inline __attribute__((always_inline)) void dot_rows_q(const float *q, int
 		OPS_UNROLL
 		for (int j = 0; j < nq; j++)
 			OPS_UNROLL
-			for (int k = 0; k < 4; k++)
-				a[j][k] = _mm512_setzero_ps();
+		for (int k = 0; k < 4; k++)
+			a[j][k] = _mm512_setzero_ps();
 		for (int d = 0; d < hd; d += 16) {
 			__m512 rk[4];
 			OPS_UNROLL
@@ -351,8 +351,8 @@ static inline __attribute__((always_inline)) void dot_rows_q(const float *q, int
 }
 #endif
 
-void dot_rows_multi(const float *q, int nq, const float *rows, int n, int hd, float scale,
-		    float *s, size_t ss)
+void dot_rows_multi(const float *q, int nq, const float *rows, int n, int hd, float scale, float *s,
+		    size_t ss)
 {
 #if defined(__AVX512F__)
 	if (hd % 16 == 0) {
@@ -491,17 +491,17 @@ void accumulate_rows(float *a, const float *w, const float *rows, int n, int hv)
  */
 #if defined(__AVX512F__)
 static inline __attribute__((always_inline)) void accumulate_rows_q(float *a, size_t as, int nq,
-								     const float *w, size_t ws,
-								     const float *rows, int n,
-								     int hv)
+								    const float *w, size_t ws,
+								    const float *rows, int n,
+								    int hv)
 {
 	for (int d = 0; d < hv; d += 64) {
 		__m512 s[4][4];
 		OPS_UNROLL
 		for (int j = 0; j < nq; j++)
 			OPS_UNROLL
-			for (int k = 0; k < 4; k++)
-				s[j][k] = _mm512_loadu_ps(a + (size_t)j * as + d + 16 * k);
+		for (int k = 0; k < 4; k++)
+			s[j][k] = _mm512_loadu_ps(a + (size_t)j * as + d + 16 * k);
 		for (int i = 0; i < n; i++) {
 			const float *r = rows + (size_t)i * hv + d;
 			__m512 rv[4];
@@ -521,8 +521,8 @@ static inline __attribute__((always_inline)) void accumulate_rows_q(float *a, si
 		OPS_UNROLL
 		for (int j = 0; j < nq; j++)
 			OPS_UNROLL
-			for (int k = 0; k < 4; k++)
-				_mm512_storeu_ps(a + (size_t)j * as + d + 16 * k, s[j][k]);
+		for (int k = 0; k < 4; k++)
+			_mm512_storeu_ps(a + (size_t)j * as + d + 16 * k, s[j][k]);
 	}
 }
 #endif

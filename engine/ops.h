@@ -58,8 +58,8 @@ float dot_f32(const float *a, const float *b, int n);
 void dot_rows(const float *q, const float *rows, int n, int hd, float scale, float *s);
 /* dot_rows for nq queries hd floats apart, scores of query j at s + j * ss:
  * the same scores, the rows' loads shared. */
-void dot_rows_multi(const float *q, int nq, const float *rows, int n, int hd, float scale,
-		    float *s, size_t ss);
+void dot_rows_multi(const float *q, int nq, const float *rows, int n, int hd, float scale, float *s,
+		    size_t ss);
 void f16_row(float *dst, const quant_half *src, int n);
 /* x[i] = exp(x[i] - m) for i < n (all x[i] <= m); their sum. */
 float exp_sub_sum(float *x, int n, float m);

@@ -1072,14 +1072,14 @@ static _Thread_local uint8_t panel_buf[PANEL_DEC_BYTES] __attribute__((aligned(6
 #define S16_Q 512 /* quant bytes of a strip's unit */
 
 struct s16_prep {
-	float d[S16_TB][S16_KC];   /* scale of (token, unit) */
-	float s[S16_TB][S16_KC];   /* d x the sum of the unit's quants (for mins) */
-	float sp[S16_TB][S16_KC];  /* that sum alone (the rescaling tile) */
-	float kr[S16_TB][S16_KC];  /* Q8_K: at a block's first unit, the factor taking
+	float d[S16_TB][S16_KC];    /* scale of (token, unit) */
+	float s[S16_TB][S16_KC];    /* d x the sum of the unit's quants (for mins) */
+	float sp[S16_TB][S16_KC];   /* that sum alone (the rescaling tile) */
+	float kr[S16_TB][S16_KC];   /* Q8_K: at a block's first unit, the factor taking
 				    * the sum so far to this block's scale */
-	float kd[S16_TB];	   /* Q8_K: the last block's scale */
-	uint8_t exact[S16_TB];	   /* Q8_K: scales too far apart to rescale */
-	int32_t n[S16_TB][S16_KC]; /* -(that sum << shift): pays back the weight offset
+	float kd[S16_TB];           /* Q8_K: the last block's scale */
+	uint8_t exact[S16_TB];      /* Q8_K: scales too far apart to rescale */
+	int32_t n[S16_TB][S16_KC];  /* -(that sum << shift): pays back the weight offset
 				    * (shift 0: none); halves: of the first 16 */
 	int32_t nb[S16_TB][S16_KC]; /* halves: the same for the second 16 */
 };
@@ -1294,9 +1294,9 @@ static void s16_dec_q4_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint
 			s16_load16(p, 0, v);
 			s16_dwords(v, D);
 			__m512 xd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(D[0]));
-			__m512 xm = _mm512_sub_ps(
-				_mm512_setzero_ps(),
-				_mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(D[0], 16))));
+			__m512 xm = _mm512_sub_ps(_mm512_setzero_ps(),
+						  _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
+							  _mm512_srli_epi32(D[0], 16))));
 			sm[0] = _mm512_and_si512(D[1], m6); /* scales 0..3 */
 			sm[1] = _mm512_and_si512(D[2], m6); /* mins 0..3 */
 			sm[2] = _mm512_or_si512(_mm512_and_si512(D[3], mask),
@@ -1307,9 +1307,11 @@ static void s16_dec_q4_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint
 			{
 				int k = j < 4 ? 0 : 2, b = j % 4;
 				__m512i s8 = _mm512_and_si512(_mm512_srli_epi32(sm[k], 8 * b), ff);
-				__m512i m8 = _mm512_and_si512(_mm512_srli_epi32(sm[k + 1], 8 * b), ff);
+				__m512i m8 =
+					_mm512_and_si512(_mm512_srli_epi32(sm[k + 1], 8 * b), ff);
 				uint8_t *unit = dst + (u + j) * ub;
-				_mm512_store_ps(unit + S16_Q, _mm512_mul_ps(_mm512_cvtepi32_ps(s8), xd));
+				_mm512_store_ps(unit + S16_Q,
+						_mm512_mul_ps(_mm512_cvtepi32_ps(s8), xd));
 				_mm512_store_ps(unit + S16_Q + 64,
 						_mm512_mul_ps(_mm512_cvtepi32_ps(m8), xm));
 			}
@@ -1383,8 +1385,8 @@ static void s16_dec_q6_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint
 		for (int64_t u = 0; u < cu; u += 8) {
 			const uint8_t *p[16], *ql[16], *qh[16], *sc[16];
 			quant_half hd[16];
-			s16_rows(w + (size_t)r0 * rb, rb, n, (size_t)(u / 8) * sizeof(struct block_q6_K),
-				 p);
+			s16_rows(w + (size_t)r0 * rb, rb, n,
+				 (size_t)(u / 8) * sizeof(struct block_q6_K), p);
 			for (int r = 0; r < 16; r++) {
 				const struct block_q6_K *x = (const struct block_q6_K *)p[r];
 				ql[r] = r < n ? x->ql : s16_zero_row;
@@ -1399,13 +1401,14 @@ static void s16_dec_q6_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint
 			s16_dwords(v, sd);
 			QUANT_UNROLL for (int k = 0; k < 16; k++)
 			{
-				__m512i b = _mm512_srai_epi32(_mm512_slli_epi32(sd[k / 4], 24 - 8 * (k % 4)),
-							      24);
+				__m512i b = _mm512_srai_epi32(
+					_mm512_slli_epi32(sd[k / 4], 24 - 8 * (k % 4)), 24);
 				_mm512_store_ps(dst + (u + k / 2) * ub + S16_Q + 64 * (k % 2),
 						_mm512_mul_ps(_mm512_cvtepi32_ps(b), d));
 			}
 			for (int c = 0; c < 2; c++)
-				for (int e = 0; e < 2; e++) { /* elements 16e .. 16e + 15 of units 4c .. */
+				for (int e = 0; e < 2;
+				     e++) { /* elements 16e .. 16e + 15 of units 4c .. */
 					__m512i H[4], A[4], B[4], q[4];
 					s16_load16(qh, 32 * (size_t)c + 16 * (size_t)e, H);
 					s16_load16(ql, 64 * (size_t)c + 16 * (size_t)e, A);
@@ -1415,16 +1418,21 @@ static void s16_dec_q6_K(const uint8_t *w, size_t rb, int rows, int64_t cu, uint
 						QUANT_UNROLL for (int i = 0; i < 4; i++)
 						{
 							__m512i lo = k & 1 ? B[i] : A[i];
-							__m512i hi = k == 0   ? _mm512_slli_epi16(H[i], 4)
-								     : k == 1 ? _mm512_slli_epi16(H[i], 2)
-								     : k == 2 ? H[i]
-									      : _mm512_srli_epi16(H[i], 2);
+							__m512i hi =
+								k == 0 ? _mm512_slli_epi16(H[i], 4)
+								: k == 1
+									? _mm512_slli_epi16(H[i], 2)
+								: k == 2 ? H[i]
+									 : _mm512_srli_epi16(H[i],
+											     2);
 							if (k >= 2)
 								lo = _mm512_srli_epi16(lo, 4);
-							q[i] = _mm512_or_si512(_mm512_and_si512(lo, m4),
-									       _mm512_and_si512(hi, m2));
+							q[i] = _mm512_or_si512(
+								_mm512_and_si512(lo, m4),
+								_mm512_and_si512(hi, m2));
 						}
-						s16_transpose(q, dst + (u + 4 * c + k) * ub + 256 * e);
+						s16_transpose(q,
+							      dst + (u + 4 * c + k) * ub + 256 * e);
 					}
 				}
 		}
@@ -1514,11 +1522,11 @@ static void s16_prep_tokens(const uint8_t *y, size_t act_stride, int T, const st
  */
 struct s16_ahead {
 	const uint8_t *row; /* the row being asked for, at its chunk */
-	size_t rb;	    /* bytes between rows */
-	int lpr;	    /* 64-byte lines a row */
-	int line;	    /* the next line of that row */
-	int64_t left;	    /* lines still to ask for */
-	int64_t step;	    /* lines a token tile */
+	size_t rb;          /* bytes between rows */
+	int lpr;            /* 64-byte lines a row */
+	int line;           /* the next line of that row */
+	int64_t left;       /* lines still to ask for */
+	int64_t step;       /* lines a token tile */
 };
 
 QUANT_INLINE void s16_ahead_start(struct s16_ahead *a, const void *w, size_t rb, int nrows,
@@ -1561,8 +1569,8 @@ QUANT_INLINE void s16_ahead_step(struct s16_ahead *a)
  */
 QUANT_INLINE void s16_tile(int S, int T, int mode, int kb, int64_t cu, const uint8_t *w,
 			   size_t sbytes, size_t ub, const uint8_t *y, size_t as,
-			   const struct act_fmt *f, int64_t c0, int tp, float *out, size_t os, int nr,
-			   int add)
+			   const struct act_fmt *f, int64_t c0, int tp, float *out, size_t os,
+			   int nr, int add)
 {
 	const int nh = mode == S16_HALVES ? 2 : 1, nj = 8 / nh; /* epilogues a unit, their dwords */
 	__m512 acc[2][S16_T];
@@ -1608,9 +1616,9 @@ QUANT_INLINE void s16_tile(int S, int T, int mode, int kb, int64_t cu, const uin
 				QUANT_UNROLL for (int s = 0; s < S; s++)
 				{
 					wd[s] = _mm512_load_ps(wu + s * sbytes + S16_Q + 64 * h);
-					wm[s] = mode == S16_MIN
-							? _mm512_load_ps(wu + s * sbytes + S16_Q + 64)
-							: _mm512_setzero_ps();
+					wm[s] = mode == S16_MIN ? _mm512_load_ps(wu + s * sbytes +
+										 S16_Q + 64)
+								: _mm512_setzero_ps();
 				}
 				QUANT_UNROLL for (int t = 0; t < T; t++)
 				{
@@ -1624,10 +1632,12 @@ QUANT_INLINE void s16_tile(int S, int T, int mode, int kb, int64_t cu, const uin
 					{
 						__m512 x = _mm512_cvtepi32_ps(si[s][t]);
 						acc[s][t] = _mm512_fmadd_ps(
-							x, kb > 1 ? wd[s] : _mm512_mul_ps(wd[s], ad),
+							x,
+							kb > 1 ? wd[s] : _mm512_mul_ps(wd[s], ad),
 							acc[s][t]);
 						if (mode == S16_MIN)
-							acc[s][t] = _mm512_fmadd_ps(wm[s], as_, acc[s][t]);
+							acc[s][t] = _mm512_fmadd_ps(wm[s], as_,
+										    acc[s][t]);
 					}
 				}
 			}
@@ -1637,7 +1647,8 @@ QUANT_INLINE void s16_tile(int S, int T, int mode, int kb, int64_t cu, const uin
 		QUANT_UNROLL for (int t = 0; t < T; t++)
 		{
 			__m512 e = _mm512_set1_ps(s16_prep.kd[tp + t]);
-			QUANT_UNROLL for (int s = 0; s < S; s++) acc[s][t] = _mm512_mul_ps(acc[s][t], e);
+			QUANT_UNROLL for (int s = 0; s < S; s++) acc[s][t] =
+				_mm512_mul_ps(acc[s][t], e);
 		}
 	const __m512i rows =
 		_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
@@ -1658,9 +1669,10 @@ QUANT_INLINE void s16_tile(int S, int T, int mode, int kb, int64_t cu, const uin
 
 #define S16_CALL(S, T)                                                                             \
 	s16_tile(S, T, mode, kb, cu, w, sbytes, ub, y, as, f, c0, tp, out, os, nr, add)
-QUANT_INLINE void s16_tiles(int S, int T, int mode, int kb, int64_t cu, const uint8_t *w, size_t sbytes,
-			    size_t ub, const uint8_t *y, size_t as, const struct act_fmt *f,
-			    int64_t c0, int tp, float *out, size_t os, int nr, int add)
+QUANT_INLINE void s16_tiles(int S, int T, int mode, int kb, int64_t cu, const uint8_t *w,
+			    size_t sbytes, size_t ub, const uint8_t *y, size_t as,
+			    const struct act_fmt *f, int64_t c0, int tp, float *out, size_t os,
+			    int nr, int add)
 {
 	switch ((S - 1) * S16_T + (T - 1)) {
 	case 0: S16_CALL(1, 1); break;
@@ -1682,7 +1694,7 @@ _Static_assert(S16_T == 6, "s16_tiles lists the tile shapes");
 typedef void (*s16_tile_fn)(int S, int T, int64_t cu, const uint8_t *w, size_t sbytes, size_t ub,
 			    const uint8_t *y, size_t as, const struct act_fmt *f, int64_t c0,
 			    int tp, float *out, size_t os, int nr, int add);
-#define S16_TILE_FN(NAME, MODE, KB)                                                                    \
+#define S16_TILE_FN(NAME, MODE, KB)                                                                \
 	static void NAME(int S, int T, int64_t cu, const uint8_t *w, size_t sbytes, size_t ub,     \
 			 const uint8_t *y, size_t as, const struct act_fmt *f, int64_t c0, int tp, \
 			 float *out, size_t os, int nr, int add)                                   \
@@ -1714,11 +1726,11 @@ static void gemm_s16(s16_decode_fn dec, int mode, int wunits, size_t wbytes,
 	/* a Q8_K activation's scale is a block's (8 units, s16_prep_rescale) */
 	_Static_assert(QK_K / 32 == 8 && S16_KC % 8 == 0, "units of a Q8_K block");
 	assert(mode == S16_ONE || f->ushift == 3);
-	s16_tile_fn exact = mode == S16_MIN	    ? s16_tile_min
+	s16_tile_fn exact = mode == S16_MIN      ? s16_tile_min
 			    : mode == S16_HALVES ? s16_tile_halves
 						 : s16_tile_one;
-	s16_tile_fn fast = !f->ushift		   ? exact
-			   : mode == S16_MIN	   ? s16_tile_min_k
+	s16_tile_fn fast = !f->ushift           ? exact
+			   : mode == S16_MIN    ? s16_tile_min_k
 			   : mode == S16_HALVES ? s16_tile_halves_k
 						: s16_tile_one_k;
 	for (int64_t c0 = 0; c0 < nu; c0 += S16_KC) {
@@ -1748,13 +1760,12 @@ static void gemm_s16(s16_decode_fn dec, int mode, int wunits, size_t wbytes,
 							if (f->ushift && s16_prep.exact[t + k])
 								tile = exact;
 						s16_ahead_step(&pf);
-						tile(
-							S, T, cu, panel_buf + (size_t)s * sbytes,
-							sbytes, ub, yb + (size_t)t * act_stride,
-							act_stride, f, c0, t,
-							out + (size_t)(tb + t) * out_stride + r0 +
-								16 * s,
-							out_stride, rows - 16 * s, c0 > 0);
+						tile(S, T, cu, panel_buf + (size_t)s * sbytes,
+						     sbytes, ub, yb + (size_t)t * act_stride,
+						     act_stride, f, c0, t,
+						     out + (size_t)(tb + t) * out_stride + r0 +
+							     16 * s,
+						     out_stride, rows - 16 * s, c0 > 0);
 					}
 				}
 			}
@@ -1768,19 +1779,19 @@ static void gemm_s16(s16_decode_fn dec, int mode, int wunits, size_t wbytes,
 	static void NAME(int64_t n, const void *w, size_t rb, int nrows, const void *act,          \
 			 size_t as, int ntok, float *out, size_t os)                               \
 	{                                                                                          \
-		gemm_s16(DEC, MODE, WUNITS, WBYTES, &FMT, FALLBACK, MIN_TOK, n, w, rb, nrows,   \
-			 act, as, ntok, out, os);                                                  \
+		gemm_s16(DEC, MODE, WUNITS, WBYTES, &FMT, FALLBACK, MIN_TOK, n, w, rb, nrows, act, \
+			 as, ntok, out, os);                                                       \
 	}
 S16_GEMM(gemm_q4_0r_s16, s16_dec_q4_0r, S16_ONE, 4, 72, fmt_q4_0, gemm_q4_0r, S16_MIN_TOK)
 S16_GEMM(gemm_iq4_nlr_s16, s16_dec_iq4_nlr, S16_ONE, 4, 72, fmt_q8_0, gemm_iq4_nlr, S16_MIN_TOK)
 S16_GEMM(gemm_mxfp4r_s16, s16_dec_mxfp4r, S16_ONE, 4, 68, fmt_q8_0, gemm_mxfp4r, S16_MIN_TOK)
 S16_GEMM(gemm_q8_0r_s16, s16_dec_q8_0r, S16_ONE, 4, 136, fmt_q8_0, gemm_q8_0r, S16_MIN_TOK)
-S16_GEMM(gemm_q4_K_s16, s16_dec_q4_K, S16_MIN, 8, sizeof(struct block_q4_K), fmt_q8_K_sums, gemm_q4_K,
-	 S16_MIN_TOK_K)
+S16_GEMM(gemm_q4_K_s16, s16_dec_q4_K, S16_MIN, 8, sizeof(struct block_q4_K), fmt_q8_K_sums,
+	 gemm_q4_K, S16_MIN_TOK_K)
 S16_GEMM(gemm_q6_K_s16, s16_dec_q6_K, S16_HALVES, 8, sizeof(struct block_q6_K), fmt_q8_K_q6,
 	 gemm_q6_K, S16_MIN_TOK_K)
-S16_GEMM(gemm_iq4_xs_s16, s16_dec_iq4_xs, S16_ONE, 8, sizeof(struct block_iq4_xs), fmt_q8_K, gemm_iq4_xs,
-	 S16_MIN_TOK)
+S16_GEMM(gemm_iq4_xs_s16, s16_dec_iq4_xs, S16_ONE, 8, sizeof(struct block_iq4_xs), fmt_q8_K,
+	 gemm_iq4_xs, S16_MIN_TOK)
 
 /* ---- drivers ---------------------------------------------------------------------------- */
 

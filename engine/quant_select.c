@@ -118,10 +118,10 @@ static const int cal_types[] = { QT_F16,  QT_BF16, QT_Q8_0,   QT_Q4_0,   QT_Q4_K
 #define N_CAL ((int)(sizeof(cal_types) / sizeof(cal_types[0])))
 _Static_assert(N_CAL <= QUANT_SELECT_MAX, "room for every calibrated type");
 
-#define CAL_N 4096            /* elements per row */
+#define CAL_N 4096             /* elements per row */
 #define CAL_WBYTES (64u << 20) /* gemv's weights: past the last-level cache */
-#define CAL_GEMM_ROWS 128     /* gemm's panel: in L2 */
-#define CAL_TOK 64            /* gemm's tokens */
+#define CAL_GEMM_ROWS 128      /* gemm's panel: in L2 */
+#define CAL_TOK 64             /* gemm's tokens */
 #define CAL_ROUNDS 3
 #define CAL_GEMV_REPS 1 /* passes over them a round */
 #define CAL_MARGIN 1.05 /* another level must beat the widest by this */
