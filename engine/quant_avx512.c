@@ -1473,43 +1473,65 @@ static void s16_prep_rescale(int t, int64_t cu)
 	s16_prep.exact[t] = (uint8_t)(exact || (lo > 0 && hi / lo > 0x1p40f));
 }
 
-/* Scales and sums of units c0 .. c0+cu-1 of T tokens (act_stride apart). */
+/* s16_prep_tokens for Q8_K rows: a block's 8 units at once from its 16
+ * bsums (a unit's two 16s in one dword: low the first, high the second). */
+static void s16_prep_q8_K(const uint8_t *y, size_t act_stride, int T, const struct act_fmt *f,
+			  int64_t c0, int64_t cu, int mode)
+{
+	const __m256i zero = _mm256_setzero_si256();
+	const __m128i sh = _mm_cvtsi32_si128(f->shift);
+	for (int t = 0; t < T; t++) {
+		const uint8_t *yt = y + (size_t)t * act_stride;
+		for (int64_t u = 0; u < cu; u += 8) {
+			const struct block_q8_K *b =
+				(const struct block_q8_K *)(yt + (size_t)((c0 + u) >> 3) * f->bytes);
+			__m256i bs = _mm256_loadu_si256((const __m256i *)b->bsums);
+			__m256i lo = _mm256_srai_epi32(_mm256_slli_epi32(bs, 16), 16);
+			__m256i hi = _mm256_srai_epi32(bs, 16);
+			__m256i sum = mode == S16_HALVES ? lo : _mm256_add_epi32(lo, hi);
+			__m256 sf = _mm256_cvtepi32_ps(sum), d = _mm256_set1_ps(b->d);
+			_mm256_storeu_ps(&s16_prep.d[t][u], d);
+			_mm256_storeu_ps(&s16_prep.s[t][u], _mm256_mul_ps(d, sf));
+			_mm256_storeu_ps(&s16_prep.sp[t][u], sf);
+			_mm256_storeu_si256((__m256i *)&s16_prep.n[t][u],
+					    f->shift ? _mm256_sub_epi32(zero, _mm256_sll_epi32(sum, sh))
+						     : zero);
+			_mm256_storeu_si256((__m256i *)&s16_prep.nb[t][u],
+					    mode == S16_HALVES
+						    ? _mm256_sub_epi32(zero, _mm256_sll_epi32(hi, sh))
+						    : zero);
+		}
+		s16_prep_rescale(t, cu);
+	}
+}
+
+/* Scales and sums of units c0 .. c0+cu-1 of T tokens (act_stride apart):
+ * Q8_0-like rows a unit at a time (the sum from the quants), Q8_K rows a
+ * block at a time. */
 static void s16_prep_tokens(const uint8_t *y, size_t act_stride, int T, const struct act_fmt *f,
 			    int64_t c0, int64_t cu, int mode)
 {
+	if (f->ushift) {
+		s16_prep_q8_K(y, act_stride, T, f, c0, cu, mode);
+		return;
+	}
 	for (int t = 0; t < T; t++) {
 		const uint8_t *yt = y + (size_t)t * act_stride;
 		for (int64_t u = 0; u < cu; u++) {
 			float d, s4;
 			const uint8_t *q = act_unit(yt, f, c0 + u, &d, &s4);
-			int sum, sb = 0;
-			if (f->ushift) { /* Q8_K: the bsums of the unit's two 16s */
-				const struct block_q8_K *b =
-					(const struct block_q8_K *)(yt + (size_t)((c0 + u) >> 3) *
-										 f->bytes);
-				int j = (int)((c0 + u) & 7);
-				sum = b->bsums[2 * j];
-				sb = b->bsums[2 * j + 1];
-				if (mode != S16_HALVES)
-					sum += sb;
-			} else {
-				__m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q),
-							     _mm256_set1_epi8((char)0x80));
-				__m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
-				__m128i h = _mm_add_epi64(_mm256_castsi256_si128(s),
-							  _mm256_extracti128_si256(s, 1));
-				sum = (int)(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) -
-				      32 * 128;
-			}
+			__m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q),
+						     _mm256_set1_epi8((char)0x80));
+			__m256i sa = _mm256_sad_epu8(v, _mm256_setzero_si256());
+			__m128i h = _mm_add_epi64(_mm256_castsi256_si128(sa),
+						  _mm256_extracti128_si256(sa, 1));
+			int sum = (int)(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128;
 			s16_prep.d[t][u] = d;
 			s16_prep.s[t][u] = d * (float)sum;
 			s16_prep.sp[t][u] = (float)sum;
 			s16_prep.n[t][u] = f->shift ? -(int32_t)((uint32_t)sum << f->shift) : 0;
-			s16_prep.nb[t][u] =
-				mode == S16_HALVES ? -(int32_t)((uint32_t)sb << f->shift) : 0;
+			s16_prep.nb[t][u] = 0;
 		}
-		if (f->ushift)
-			s16_prep_rescale(t, cu);
 	}
 }
 
