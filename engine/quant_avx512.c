@@ -1484,7 +1484,8 @@ static void s16_prep_q8_K(const uint8_t *y, size_t act_stride, int T, const stru
 		const uint8_t *yt = y + (size_t)t * act_stride;
 		for (int64_t u = 0; u < cu; u += 8) {
 			const struct block_q8_K *b =
-				(const struct block_q8_K *)(yt + (size_t)((c0 + u) >> 3) * f->bytes);
+				(const struct block_q8_K *)(yt +
+							    (size_t)((c0 + u) >> 3) * f->bytes);
 			__m256i bs = _mm256_loadu_si256((const __m256i *)b->bsums);
 			__m256i lo = _mm256_srai_epi32(_mm256_slli_epi32(bs, 16), 16);
 			__m256i hi = _mm256_srai_epi32(bs, 16);
@@ -1493,13 +1494,15 @@ static void s16_prep_q8_K(const uint8_t *y, size_t act_stride, int T, const stru
 			_mm256_storeu_ps(&s16_prep.d[t][u], d);
 			_mm256_storeu_ps(&s16_prep.s[t][u], _mm256_mul_ps(d, sf));
 			_mm256_storeu_ps(&s16_prep.sp[t][u], sf);
-			_mm256_storeu_si256((__m256i *)&s16_prep.n[t][u],
-					    f->shift ? _mm256_sub_epi32(zero, _mm256_sll_epi32(sum, sh))
-						     : zero);
-			_mm256_storeu_si256((__m256i *)&s16_prep.nb[t][u],
-					    mode == S16_HALVES
-						    ? _mm256_sub_epi32(zero, _mm256_sll_epi32(hi, sh))
-						    : zero);
+			_mm256_storeu_si256(
+				(__m256i *)&s16_prep.n[t][u],
+				f->shift ? _mm256_sub_epi32(zero, _mm256_sll_epi32(sum, sh))
+					 : zero);
+			_mm256_storeu_si256(
+				(__m256i *)&s16_prep.nb[t][u],
+				mode == S16_HALVES
+					? _mm256_sub_epi32(zero, _mm256_sll_epi32(hi, sh))
+					: zero);
 		}
 		s16_prep_rescale(t, cu);
 	}
