@@ -345,12 +345,21 @@ static void moe_rows_run(void *arg, int ith, int nth)
 	const struct model_info *in = &m->info;
 	int E = in->n_embd, F = in->n_ff_exp, P = g->n_pairs, r0, r1;
 	switch (j->step) {
-	case MOE_QUANT_IN: /* each pair's row: its token's normed input */
-		threadpool_split(P, ith, nth, 1, &r0, &r1);
-		for (int r = r0; r < r1; r++)
-			quant_quantize_row(j->dot_type, m->xn + (size_t)(g->pair[r] / j->k) * E,
-					   (char *)m->moe_act + (size_t)r * m->act_row_max, E);
+	case MOE_QUANT_IN: { /* each pair's row: its token's normed input, quantized
+			      * once a token and copied to the token's other pairs */
+		size_t rb = 0;
+		(void)quant_row_bytes(j->dot_type, E, &rb); /* the model's types: known */
+		threadpool_split(j->ntok, ith, nth, 1, &r0, &r1);
+		for (int t = r0; t < r1; t++) {
+			const int32_t *rows = g->row + (size_t)t * j->k;
+			char *first = (char *)m->moe_act + (size_t)rows[0] * m->act_row_max;
+			quant_quantize_row(j->dot_type, m->xn + (size_t)t * E, first, E);
+			for (int s = 1; s < j->k; s++)
+				memcpy((char *)m->moe_act + (size_t)rows[s] * m->act_row_max, first,
+				       rb);
+		}
 		break;
+	}
 	case MOE_GATE_UP:
 	case MOE_DOWN: {
 		int n = j->step == MOE_DOWN ? E : F;
