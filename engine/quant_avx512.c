@@ -39,7 +39,6 @@
 #include "quant_internal.h"
 
 #include <immintrin.h>
-#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -1072,16 +1071,16 @@ static _Thread_local uint8_t panel_buf[PANEL_DEC_BYTES] __attribute__((aligned(6
 #define S16_Q 512 /* quant bytes of a strip's unit */
 
 struct s16_prep {
-	float d[S16_TB][S16_KC];    /* scale of (token, unit) */
-	float s[S16_TB][S16_KC];    /* d x the sum of the unit's quants (for mins) */
-	float sp[S16_TB][S16_KC];   /* that sum alone (the rescaling tile) */
-	float kr[S16_TB][S16_KC];   /* Q8_K: at a block's first unit, the factor taking
-				    * the sum so far to this block's scale */
-	float kd[S16_TB];           /* Q8_K: the last block's scale */
-	uint8_t exact[S16_TB];      /* Q8_K: scales too far apart to rescale */
-	int32_t n[S16_TB][S16_KC];  /* -(that sum << shift): pays back the weight offset
+	float d[S16_TB][S16_KC];      /* scale of (token, unit) */
+	float s[S16_TB][S16_KC];      /* d x the sum of the unit's quants (for mins) */
+	float sp[S16_TB][S16_KC];     /* Q8_K: that sum alone (the rescaling tile) */
+	float kr[S16_TB][S16_KC / 8]; /* Q8_K: at a block's start, the factor taking
+				      * the sums so far to this block's scale */
+	float kd[S16_TB];             /* Q8_K: the last block's scale */
+	uint8_t exact[S16_TB];        /* Q8_K: scales too far apart to rescale */
+	int32_t n[S16_TB][S16_KC];    /* -(that sum << shift): pays back the weight offset
 				    * (shift 0: none); halves: of the first 16 */
-	int32_t nb[S16_TB][S16_KC]; /* halves: the same for the second 16 */
+	int32_t nb[S16_TB][S16_KC];   /* halves: the same for the second 16 */
 };
 static _Thread_local struct s16_prep s16_prep __attribute__((aligned(64)));
 
@@ -1467,7 +1466,7 @@ static void s16_prep_rescale(int t, int64_t cu)
 				hi = a > hi ? a : hi;
 			}
 		}
-		s16_prep.kr[t][u] = r;
+		s16_prep.kr[t][u / 8] = r;
 	}
 	s16_prep.kd[t] = e;
 	s16_prep.exact[t] = (uint8_t)(exact || (lo > 0 && hi / lo > 0x1p40f));
@@ -1531,7 +1530,6 @@ static void s16_prep_tokens(const uint8_t *y, size_t act_stride, int T, const st
 			int sum = (int)(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128;
 			s16_prep.d[t][u] = d;
 			s16_prep.s[t][u] = d * (float)sum;
-			s16_prep.sp[t][u] = (float)sum;
 			s16_prep.n[t][u] = f->shift ? -(int32_t)((uint32_t)sum << f->shift) : 0;
 			s16_prep.nb[t][u] = 0;
 		}
@@ -1605,7 +1603,7 @@ QUANT_INLINE void s16_tile(int S, int T, int mode, int kb, int64_t cu, const uin
 		if (kb > 1 && b0 > 0) /* the sums so far to this block's scale */
 			QUANT_UNROLL for (int t = 0; t < T; t++)
 			{
-				__m512 r = _mm512_set1_ps(s16_prep.kr[tp + t][b0]);
+				__m512 r = _mm512_set1_ps(s16_prep.kr[tp + t][b0 / 8]);
 				QUANT_UNROLL for (int s = 0; s < S; s++) acc[s][t] =
 					_mm512_mul_ps(acc[s][t], r);
 			}
@@ -1749,8 +1747,7 @@ static void gemm_s16(s16_decode_fn dec, int mode, int wunits, size_t wbytes,
 	_Static_assert(S16_KC % 8 == 0, "a chunk starts at a weight block");
 	size_t ub = s16_unit_bytes(mode);
 	/* a Q8_K activation's scale is a block's (8 units, s16_prep_rescale) */
-	_Static_assert(QK_K / 32 == 8 && S16_KC % 8 == 0, "units of a Q8_K block");
-	assert(mode == S16_ONE || f->ushift == 3);
+	_Static_assert(QK_K / 32 == 8, "units of a Q8_K block");
 	s16_tile_fn exact = mode == S16_MIN      ? s16_tile_min
 			    : mode == S16_HALVES ? s16_tile_halves
 						 : s16_tile_one;
