@@ -48,7 +48,7 @@ INC_history := -Ilib -Ihistory
 INC_ui      := -Ilib -Iui
 INC_app     := -Ilib -Iapp -Iui -Ihistory -I$(API_DIR)
 INC_tests   := -Ilib -Iapp -Iengine -Iui -Ihistory -Itests
-ENGINE_INTERNAL := app/bench_cold.c app/bench_kernels.c app/bench_model.c app/bench_tokenizer.c \
+ENGINE_INTERNAL := app/bench_bandwidth.c app/bench_cold.c app/bench_kernels.c app/bench_model.c app/bench_tokenizer.c \
 	app/cmd_inspect.c app/cmd_logits.c app/cmd_mkmodel.c app/cmd_perplexity.c app/cmd_tokenize.c \
 	app/cmd_template.c
 layer_inc = $(INC_$(firstword $(subst /, ,$(1)))) $(if $(filter $(1),$(ENGINE_INTERNAL)),-Iengine) \

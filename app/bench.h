@@ -14,6 +14,16 @@ int bench_engine(int argc, char **argv, struct config *cfg);    /* --cancel, --r
 int bench_cold(int argc, char **argv, struct config *cfg);      /* --cold */
 int bench_kernels(int argc, char **argv, struct config *cfg);   /* --kernels */
 
+/* The memory read bandwidth with nth threads (bench_bandwidth.c): this
+ * run's probe, recorded per CPU under $XDG_CACHE_HOME/palaver, and the best
+ * of the record's last 16 probes at nth threads, which the roofline uses. */
+struct bench_bandwidth {
+	double now;  /* this run's probe, bytes/s; 0 when it failed */
+	double best; /* the best of the recorded probes, this one included */
+	int probes;  /* how many that best is of (1: this run's alone) */
+};
+void bench_bandwidth(int nth, struct bench_bandwidth *out);
+
 /* ---- shared by the benchmarks (bench_util.c) ---- */
 struct strbuf;
 

@@ -18,9 +18,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 /*
  * DESIGN
@@ -32,11 +29,10 @@
  * and kept across repetitions by truncating back to DEPTH).  One warm-up
  * run precedes the timed repetitions.  Tokens are pseudo-random ids.
  *
- * The bandwidth is measured in a forked child before the model is loaded:
- * n threads read a 512 MiB buffer (far above any cache) 96 times together,
- * each timed by its own CPU time, and the best pass counts (see
- * bandwidth_measure).  The child keeps that buffer out of this process's
- * peak RSS, which the benchmark also reports.  Decode's roofline is
+ * The bandwidth is measured before the model is loaded (bench_bandwidth.c:
+ * a probe in a forked child, its figure kept in a record per CPU) and the
+ * roofline uses the best of that CPU's last 16 probes at the run's thread
+ * count, since one probe moves with the shared host.  Decode's roofline is
  * bandwidth / bytes read per token (the weights a step reads plus the KV
  * cache at the test's mean depth); roofline_fraction = t/s by CPU time /
  * roofline t/s, both figures being what dedicated cores would do.
@@ -55,8 +51,10 @@ static const char usage[] =
 	"                     [--readahead on|off] [--no-repack] [--no-moe-group]\n"
 	"\n"
 	"Measure prompt processing (ppN, tokens/s) and generation (tgN,\n"
-	"tokens/s) as llama-bench does, the machine's memory read bandwidth, and\n"
-	"decode's fraction of the bandwidth roofline.\n"
+	"tokens/s) as llama-bench does, the machine's memory read bandwidth (the\n"
+	"best of this CPU's last 16 probes, kept under $XDG_CACHE_HOME/palaver;\n"
+	"this run's probe beside it), and decode's fraction of the bandwidth\n"
+	"roofline.\n"
 	"\n"
 	"  -m, --model FILE   the GGUF model\n"
 	"  -p, --n-prompt N   prompt tokens for the pp test (default 512, 0 = skip)\n"
@@ -94,146 +92,6 @@ struct result {
 	double bytes_per_tok; /* decode only */
 	int in_cache;         /* decode beat the memory roofline: a cache served it */
 };
-
-/* ---- bandwidth -------------------------------------------------------------------------- */
-
-/* Each pass, every reader waits at the barrier, reads its slice and
- * records its rate by its own CPU time. */
-#define BW_PASSES 96
-struct bw_arg {
-	const uint64_t *p;
-	size_t n; /* uint64 words */
-	pthread_barrier_t *bar;
-	double rate[BW_PASSES]; /* bytes per CPU second, per pass */
-	uint64_t sum;           /* keeps the loads alive */
-};
-
-static uint64_t bw_read(const uint64_t *p, size_t n)
-{
-	uint64_t s = 0;
-	size_t i = 0;
-#if defined(__AVX2__)
-	__m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-	for (; i + 16 <= n; i += 16) {
-		const __m256i *v = (const __m256i *)(p + i);
-		acc0 = _mm256_xor_si256(acc0, _mm256_load_si256(v));
-		acc1 = _mm256_xor_si256(acc1, _mm256_load_si256(v + 1));
-		acc2 = _mm256_xor_si256(acc2, _mm256_load_si256(v + 2));
-		acc3 = _mm256_xor_si256(acc3, _mm256_load_si256(v + 3));
-	}
-	acc0 = _mm256_xor_si256(_mm256_xor_si256(acc0, acc1), _mm256_xor_si256(acc2, acc3));
-	uint64_t lanes[4];
-	_mm256_storeu_si256((__m256i *)lanes, acc0);
-	s = lanes[0] ^ lanes[1] ^ lanes[2] ^ lanes[3];
-#endif
-	for (; i < n; i++)
-		s ^= p[i];
-	return s;
-}
-
-static void *bw_reader(void *arg)
-{
-	struct bw_arg *a = arg;
-	for (int pass = 0; pass < BW_PASSES; pass++) {
-		pthread_barrier_wait(a->bar);
-		double t0 = bench_cpu_ms(0);
-		a->sum ^= bw_read(a->p, a->n);
-		double ms = bench_cpu_ms(0) - t0;
-		a->rate[pass] = ms > 0 ? (double)a->n * 8 / (ms / 1e3) : 0;
-	}
-	return NULL;
-}
-
-/*
- * Read bandwidth in bytes/s with nth threads; 0 on failure.  The threads
- * live through all passes and start each one together (a barrier), and a
- * pass's figure is the sum of the threads' rates by their own CPU time:
- * threads created per pass and timed by the wall clock made the figure
- * swing from 29 to 49 GB/s between runs on a shared 2-core machine (start
- * skew, and every moment another process held a core).  The best of 96
- * passes (about half a second) counts, as a machine's bandwidth is what it
- * can reach: the host's bandwidth moves within seconds, and ten runs of 24
- * passes on an idle machine read 55.0-70.0 GB/s, of 96 passes 66.1-70.2
- * (interleaved, 2026-12-04).
- */
-static double bandwidth_measure(int nth)
-{
-	const size_t bytes = (size_t)512 << 20;
-	uint64_t *buf = try_alloc_aligned(bytes / 8, 8);
-	if (!buf)
-		return 0;
-	for (size_t i = 0; i < bytes / 8; i++)
-		buf[i] = i * 0x9e3779b97f4a7c15ull;
-	pthread_t *th = xcalloc((size_t)nth, sizeof(*th));
-	struct bw_arg *args = xcalloc((size_t)nth, sizeof(*args));
-	pthread_barrier_t bar;
-	size_t words = bytes / 8, per = (words / (size_t)nth) & ~(size_t)15;
-	int started = 1;
-	if (pthread_barrier_init(&bar, NULL, (unsigned)nth)) {
-		free(th);
-		free(args);
-		free(buf);
-		return 0;
-	}
-	for (int t = 0; t < nth; t++) {
-		args[t].p = buf + (size_t)t * per;
-		args[t].n = t == nth - 1 ? words - (size_t)t * per : per;
-		args[t].bar = &bar;
-	}
-	for (int t = 1; t < nth; t++, started++)
-		if (pthread_create(&th[t], NULL, bw_reader, &args[t]))
-			break;
-	double best = 0;
-	if (started == nth) {
-		bw_reader(&args[0]);
-		for (int p = 0; p < BW_PASSES; p++) {
-			double sum = 0;
-			for (int t = 0; t < nth; t++)
-				sum += args[t].rate[p];
-			if (sum > best)
-				best = sum;
-		}
-	} else {
-		/* a thread failed to start and the others wait at the barrier for
-		 * ever: this runs in bandwidth_forked's child, whose end the parent
-		 * reads as "no figure" */
-		_exit(1);
-	}
-	for (int t = 1; t < nth; t++)
-		pthread_join(th[t], NULL);
-	pthread_barrier_destroy(&bar);
-	free(th);
-	free(args);
-	free(buf);
-	return best;
-}
-
-/* Run the measurement in a child so its buffer never counts in our peak RSS. */
-static double bandwidth_forked(int nth)
-{
-	int fd[2];
-	if (pipe(fd) < 0)
-		return 0;
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(fd[0]);
-		close(fd[1]);
-		return 0;
-	}
-	if (pid == 0) {
-		close(fd[0]);
-		double bw = bandwidth_measure(nth);
-		ssize_t w = write(fd[1], &bw, sizeof(bw));
-		_exit(w == (ssize_t)sizeof(bw) ? 0 : 1);
-	}
-	close(fd[1]);
-	double bw = 0;
-	if (read(fd[0], &bw, sizeof(bw)) != (ssize_t)sizeof(bw))
-		bw = 0;
-	close(fd[0]);
-	waitpid(pid, NULL, 0);
-	return bw;
-}
 
 /* ---- the tests -------------------------------------------------------------------------- */
 
@@ -300,9 +158,10 @@ static void print_profile(struct model *m, const char *test, int n)
 }
 
 static void print_results(enum fmt f, const struct model_info *in, const char *path,
-			  const struct result *r, int nr, double bw, uint64_t peak,
-			  uint64_t scratch)
+			  const struct result *r, int nr, const struct bench_bandwidth *bb,
+			  uint64_t peak, uint64_t scratch)
 {
+	double bw = bb->best;
 	char sz[32], rss[32], kv[32];
 	format_size(sz, sizeof(sz), in->file_bytes);
 	format_size(rss, sizeof(rss), peak);
@@ -332,10 +191,12 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 				    "\", \"kv_type\": \"%s\", "
 				    "\"kv_bytes\": %llu, \"repacked_bytes\": %llu, "
 				    "\"n_expert\": %d, \"n_expert_used\": %d, "
-				    "\"active_weight_bytes\": %llu, \"bandwidth_bytes_s\": %.0f, ",
+				    "\"active_weight_bytes\": %llu, \"bandwidth_bytes_s\": %.0f, "
+				    "\"bandwidth_run_bytes_s\": %.0f, \"bandwidth_probes\": %d, ",
 				    kv_type_name(in->kv_type), (unsigned long long)in->kv_bytes,
 				    (unsigned long long)in->repacked_bytes, in->n_expert,
-				    in->n_expert_used, (unsigned long long)in->decode_bytes, bw);
+				    in->n_expert_used, (unsigned long long)in->decode_bytes, bw,
+				    bb->now, bb->probes);
 			if (r[i].roofline >= 0 && r[i].in_cache)
 				strbuf_addf(
 					&sb,
@@ -359,7 +220,8 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 	}
 	if (f == FMT_CSV) {
 		printf("test,n_prompt,n_gen,n_depth,t_s_mean,t_s_sd,t_s_cpu,model_file,model_type,model_bytes,"
-		       "n_params,threads,backend,bandwidth_bytes_s,roofline_fraction,peak_rss_bytes\n");
+		       "n_params,threads,backend,bandwidth_bytes_s,roofline_fraction,peak_rss_bytes,"
+		       "bandwidth_run_bytes_s,bandwidth_probes\n");
 		for (int i = 0; i < nr; i++) {
 			printf("%s,%d,%d,%d,%.3f,%.3f,%.3f,\"%s\",%s,%llu,%llu,%d,%s,%.0f,",
 			       r[i].test, r[i].n_prompt, r[i].n_gen, r[i].depth, r[i].mean, r[i].sd,
@@ -368,7 +230,7 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 			       in->n_threads, in->backend, bw);
 			if (r[i].roofline >= 0 && !r[i].in_cache)
 				printf("%.4f", r[i].roofline);
-			printf(",%llu\n", (unsigned long long)peak);
+			printf(",%llu,%.0f,%d\n", (unsigned long long)peak, bb->now, bb->probes);
 		}
 		return;
 	}
@@ -388,7 +250,13 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 		printf("\nbackend %s: %s (the roofline needs the device's own bandwidth, which "
 		       "is not measured)\n",
 		       in->backend, in->device);
-	printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw / 1e9, in->n_threads);
+	if (bb->probes > 1)
+		printf("\nmemory read bandwidth: %.1f GB/s (%d threads; the best of this CPU's last "
+		       "%d probes, this run's %.1f GB/s)\n",
+		       bw / 1e9, in->n_threads, bb->probes, bb->now / 1e9);
+	else
+		printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw / 1e9,
+		       in->n_threads);
 	if (in->n_expert) {
 		char act[32], all[32];
 		format_size(act, sizeof(act), in->decode_bytes);
@@ -459,7 +327,9 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	int nth = threads                             ? threads
 		  : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? (int)sysconf(_SC_NPROCESSORS_ONLN)
 						      : 1;
-	double bw = bandwidth_forked(nth);
+	struct bench_bandwidth bb;
+	bench_bandwidth(nth, &bb);
+	double bw = bb.best;
 
 	struct model_params mp;
 	model_params_default(&mp);
@@ -552,7 +422,7 @@ int bench_model(int argc, char **argv, struct config *cfg)
 	struct model_memory mm;
 	if (model_memory_estimate(path, &mp, &mm) < 0)
 		mm.scratch = 0; /* the file loaded: cannot fail, but the line stays honest */
-	print_results((enum fmt)f, in, path, res, nr, bw, rss_peak(), mm.scratch);
+	print_results((enum fmt)f, in, path, res, nr, &bb, rss_peak(), mm.scratch);
 	rc = EXIT_OK;
 	goto out;
 fail:

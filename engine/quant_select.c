@@ -92,9 +92,14 @@ void quant_cpu_key(char *buf, size_t n)
 
 void quant_select_file_name(const char *key, char *buf, size_t n)
 {
+	quant_cpu_file_name("kernels-", key, buf, n);
+}
+
+void quant_cpu_file_name(const char *prefix, const char *key, char *buf, size_t n)
+{
 	struct strbuf sb = STRBUF_INIT;
 	int dash = 0;
-	strbuf_addstr(&sb, "kernels-");
+	strbuf_addstr(&sb, prefix);
 	for (const char *p = key; *p && sb.len < 100; p++) {
 		int ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 			 (*p >= '0' && *p <= '9') || *p == '.' || *p == '_';

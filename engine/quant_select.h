@@ -29,7 +29,9 @@ struct quant_selection {
 
 /* This CPU's key ("AMD EPYC 9R14 family 25 model 17 stepping 1"). */
 void quant_cpu_key(char *buf, size_t n);
-/* The cache file's name for a key: kernels-<key, only [A-Za-z0-9._-]>.txt. */
+/* A per-CPU file's name for a key: <prefix><key, only [A-Za-z0-9._-]>.txt. */
+void quant_cpu_file_name(const char *prefix, const char *key, char *buf, size_t n);
+/* The kernel choice's: kernels-<key>.txt. */
 void quant_select_file_name(const char *key, char *buf, size_t n);
 
 /* Measure every calibrated type at every SIMD level this CPU has (about a

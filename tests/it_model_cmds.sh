@@ -8,6 +8,8 @@ m=$ref/models/stories260K.gguf
 [ -n "$PALAVER" ] || { echo "PALAVER is not set"; exit 1; }
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
+# the kernel choice and the bandwidth record go here, not to the user's cache
+export XDG_CACHE_HOME="$tmp/cache"
 fail() { echo "FAIL: $*"; exit 1; }
 
 # expect CODE PATTERN CMD...: exit status CODE, a single stderr line matching PATTERN
@@ -66,6 +68,54 @@ grep -Eq "reached ([1-9][0-9]{2,})%|\| [1-9][0-9]{2,}% \|" "$tmp/b.md" &&
 grep -Eq '"roofline_fraction": (1\.[0-9]*[1-9]|[2-9])' "$tmp/b.json" &&
 	fail "bench json has a roofline fraction above 1"
 expect 1 "larger than the model's" "$PALAVER" bench -m "$m" -p 4096 -n 0 -r 1
+
+# the bandwidth record: one line per probe, the roofline's figure the best of
+# the last 16 at the run's thread count; another CPU's record or a line that
+# is not a probe's counts for nothing
+rec=$(ls "$tmp"/cache/palaver/bandwidth-*.txt 2>/dev/null | head -n 1)
+[ -f "$rec" ] || fail "bench wrote no bandwidth record under $tmp/cache/palaver"
+grep -q '^palaver-bandwidth 1$' "$rec" || fail "bandwidth record: no magic line: $(cat "$rec")"
+cpu=$(grep '^cpu ' "$rec")
+[ -n "$cpu" ] || fail "bandwidth record: no cpu line"
+[ "$(grep -c '^2 [0-9]* [0-9]*$' "$rec")" -ge 3 ] ||
+	fail "bandwidth record: fewer than 3 probes at 2 threads: $(cat "$rec")"
+bench_json() { # the bench JSON's field $1 (the first test's)
+	"$PALAVER" bench -m "$m" -p 0 -n 2 -r 1 -t 2 --format json >"$tmp/bw.json" 2>"$tmp/err" ||
+		fail "bench: $(cat "$tmp/err")"
+	sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p" "$tmp/bw.json" | head -n 1
+}
+{
+	printf 'palaver-bandwidth 1\n%s\n' "$cpu"
+	echo "2 40000000000000 100" # the biggest at 2 threads, but 17 probes ago
+	i=0
+	while [ $i -lt 15 ]; do echo "2 1000 $((200 + i))"; i=$((i + 1)); done
+	echo "2 30000000000000 300"   # the best of the last 16 with this run's
+	echo "1 50000000000000 301"   # another thread count
+	echo "2 900000000000000 302"  # above 100 TB/s: no probe's
+	echo "2 nan 303"
+	echo "2 20000000000000 304 extra"
+	echo "two 20000000000000 305"
+} >"$rec"
+[ "$(bench_json bandwidth_bytes_s)" = 30000000000000 ] ||
+	fail "bandwidth: not the best of the last 16 probes: $(cat "$tmp/bw.json")"
+[ "$(bench_json bandwidth_probes)" = 16 ] || fail "bandwidth: not 16 probes: $(cat "$tmp/bw.json")"
+run=$(bench_json bandwidth_run_bytes_s)
+[ "$(tail -n 1 "$rec" | cut -d' ' -f2)" = "$run" ] ||
+	fail "bandwidth record: the last line is not this run's $run: $(tail -n 2 "$rec")"
+[ "$(wc -l <"$rec")" -le 40 ] || fail "bandwidth record: $(wc -l <"$rec") lines"
+"$PALAVER" bench -m "$m" -p 0 -n 2 -r 1 -t 2 >"$tmp/b.md" || fail "bench md"
+grep -q "memory read bandwidth: 30000.0 GB/s (2 threads; the best of this CPU's last 16 probes, this run's" "$tmp/b.md" ||
+	fail "bench md: $(grep bandwidth "$tmp/b.md")"
+# another CPU's record: this run's probe alone, and the file is this CPU's again
+printf 'palaver-bandwidth 1\ncpu another cpu\n2 30000000000000 300\n' >"$rec"
+[ "$(bench_json bandwidth_probes)" = 1 ] || fail "bandwidth: another CPU's record counted"
+[ "$(bench_json bandwidth_bytes_s)" != 30000000000000 ] || fail "bandwidth: another CPU's figure"
+grep -qx "$cpu" "$rec" || fail "bandwidth record not rewritten for this CPU: $(cat "$rec")"
+# no place to write it: a warning, the run's own figure, exit 0
+XDG_CACHE_HOME="$tmp/b.md" "$PALAVER" bench -m "$m" -p 0 -n 2 -r 1 -t 2 --format csv \
+	>"$tmp/out" 2>"$tmp/err" || fail "bench with no writable cache: $(cat "$tmp/err")"
+grep -q "warning: bench: cannot" "$tmp/err" || fail "no warning for an unwritable record: $(cat "$tmp/err")"
+grep -q '^tg2,.*,1$' "$tmp/out" || fail "bench csv: not one probe: $(cat "$tmp/out")"
 expect 2 "md, json or csv" "$PALAVER" bench -m "$m" --format xml
 
 # perplexity: windows of 64 over a repeated story; too short a text is a usage error

@@ -48,6 +48,9 @@ static void test_file_name(void **state)
 		name, "kernels-AMD-EPYC-9R14-96-Core-Processor-family-25-model-17-stepping-1.txt");
 	quant_select_file_name("a/../b", name, sizeof(name));
 	assert_null(strchr(name + 8, '/'));
+	/* the bench's bandwidth record, by the same key */
+	quant_cpu_file_name("bandwidth-", "a/../b  c", name, sizeof(name));
+	assert_string_equal(name, "bandwidth-a-..-b-c.txt");
 	quant_cpu_key(name, sizeof(name));
 	assert_non_null(strstr(name, " family "));
 }
