@@ -23,14 +23,15 @@
 /*
  * DESIGN
  * The probe: n threads read a 512 MiB buffer (far above any cache; in 2 MiB
- * pages where the kernel gives them, so page walks do not count) 96 times
+ * pages where the kernel gives them, as the repacked weights) 96 times
  * together, each timed by its own CPU time, and the best pass counts.  It
  * runs in a forked child, so the buffer never counts in the benchmark's
  * peak RSS.
  *
  * The record: a machine's bandwidth is what it can reach, and on a shared
  * host that moves between runs seconds apart (one probe read 61 to 72 GB/s
- * in ten runs on the development VM, a probe of 400 passes the same), so
+ * in ten runs on the development VM, a probe of 400 passes the same, and
+ * 39 to 80 in twelve runs while another tenant was busy), so
  * one run's probe makes the roofline fraction move with it.  Each probe is
  * therefore kept in $XDG_CACHE_HOME/palaver/bandwidth-<cpu>.txt (the CPU's
  * key as for the kernel choice, a line per probe: threads, bytes/s, time),
@@ -42,9 +43,9 @@
 
 #define BW_PASSES 96
 #define BW_BYTES ((size_t)512 << 20)
-#define BW_KEEP 16     /* probes per thread count the figure is the best of */
-#define BW_LINES 256   /* probes the file keeps, all thread counts */
-#define BW_MAX 1e14    /* bytes/s; a line above it is not a probe's */
+#define BW_KEEP 16   /* probes per thread count the figure is the best of */
+#define BW_LINES 256 /* probes the file keeps, all thread counts */
+#define BW_MAX 1e14  /* bytes/s; a line above it is not a probe's */
 #define BW_MAGIC "palaver-bandwidth 1"
 
 /* ---- the probe -------------------------------------------------------------------------- */
@@ -104,8 +105,9 @@ static void *bw_reader(void *arg)
  * skew, and every moment another process held a core).  The best of 96
  * passes (about half a second) counts: ten runs of 24 passes on an idle
  * machine read 55.0-70.0 GB/s, of 96 passes 66.1-70.2 (interleaved,
- * 2026-12-04).  2 MiB pages: 2-10% more than 4 KiB pages in interleaved
- * pairs, and the slowest passes 59-63 GB/s instead of 49-61.
+ * 2026-12-04).  The buffer asks for 2 MiB pages, as the repacked weights
+ * do, so page walks are not what it measures (against 4 KiB pages: no
+ * difference above the host's own swings, median 0.99 over ten pairs).
  */
 static double bandwidth_measure(int nth)
 {
@@ -222,8 +224,8 @@ static int record_load(const char *path, const char *cpu, struct bw_probe *out, 
 		}
 		struct bw_probe p;
 		char rest;
-		if (!ours || sscanf(line, "%d %lf %lld %c", &p.threads, &p.bytes_s, &p.when,
-				    &rest) != 3)
+		if (!ours ||
+		    sscanf(line, "%d %lf %lld %c", &p.threads, &p.bytes_s, &p.when, &rest) != 3)
 			continue;
 		if (p.threads < 1 || p.threads > 4096 || !isfinite(p.bytes_s) || p.bytes_s <= 0 ||
 		    p.bytes_s > BW_MAX)
@@ -251,9 +253,10 @@ static int record_save(const char *path, const char *cpu, const struct bw_probe 
 		strbuf_release(&tmp);
 		return -1;
 	}
-	fprintf(f, "# memory read bandwidth probes of palaver bench on this CPU: threads, "
-		   "bytes/s, time;\n# the roofline uses the best of the last %d at the run's "
-		   "thread count. Delete this file to start again.\n",
+	fprintf(f,
+		"# memory read bandwidth probes of palaver bench on this CPU: threads, "
+		"bytes/s, time;\n# the roofline uses the best of the last %d at the run's "
+		"thread count. Delete this file to start again.\n",
 		BW_KEEP);
 	fprintf(f, "%s\ncpu %s\n", BW_MAGIC, cpu);
 	for (int i = 0; i < n; i++)
