@@ -6,7 +6,6 @@
 #include "util.h"
 #include "xalloc.h"
 
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -242,35 +241,17 @@ static int record_load(const char *path, const char *cpu, struct bw_probe *out, 
 
 static int record_save(const char *path, const char *cpu, const struct bw_probe *p, int n)
 {
-	struct strbuf tmp = STRBUF_INIT;
-	if (mkdir_parents(path) < 0)
-		return -1;
-	strbuf_addf(&tmp, "%s.%ld.tmp", path, (long)getpid());
-	FILE *f = fopen(tmp.buf, "w");
-	if (!f) {
-		int e = errno;
-		error("cannot write '%s': %s", tmp.buf, strerror(e));
-		strbuf_release(&tmp);
-		return -1;
-	}
-	fprintf(f,
-		"# memory read bandwidth probes of palaver bench on this CPU: threads, "
-		"bytes/s, time;\n# the roofline uses the best of the last %d at the run's "
-		"thread count. Delete this file to start again.\n",
-		BW_KEEP);
-	fprintf(f, "%s\ncpu %s\n", BW_MAGIC, cpu);
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addf(&sb,
+		    "# memory read bandwidth probes of palaver bench on this CPU: threads, "
+		    "bytes/s, time;\n# the roofline uses the best of the last %d at the run's "
+		    "thread count. Delete this file to start again.\n%s\ncpu %s\n",
+		    BW_KEEP, BW_MAGIC, cpu);
 	for (int i = 0; i < n; i++)
-		fprintf(f, "%d %.0f %lld\n", p[i].threads, p[i].bytes_s, p[i].when);
-	int bad = ferror(f);
-	if (fclose(f) != 0 || bad || rename(tmp.buf, path) < 0) {
-		int e = errno;
-		unlink(tmp.buf);
-		error("cannot write '%s': %s", path, strerror(e));
-		strbuf_release(&tmp);
-		return -1;
-	}
-	strbuf_release(&tmp);
-	return 0;
+		strbuf_addf(&sb, "%d %.0f %lld\n", p[i].threads, p[i].bytes_s, p[i].when);
+	int rc = write_file_replace(path, sb.buf, sb.len);
+	strbuf_release(&sb);
+	return rc;
 }
 
 void bench_bandwidth(int nth, struct bench_bandwidth *out)

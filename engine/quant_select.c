@@ -278,45 +278,27 @@ static int type_from_name(const char *name)
 
 int quant_select_save(const struct quant_selection *s, const char *path)
 {
-	struct strbuf tmp = STRBUF_INIT;
-	FILE *f;
-	if (mkdir_parents(path) < 0)
-		return -1;
-	strbuf_addf(&tmp, "%s.%ld.tmp", path, (long)getpid());
-	f = fopen(tmp.buf, "w");
-	if (!f) {
-		int e = errno;
-		error("cannot write '%s': %s", tmp.buf, strerror(e));
-		strbuf_release(&tmp);
-		return -1;
-	}
-	fprintf(f,
-		"# kernel levels measured on this CPU by palaver; delete this file to measure again\n");
-	fprintf(f, "# type op chosen, then GB/s (gemv) or GOP/s (gemm) per level:");
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, "# kernel levels measured on this CPU by palaver; delete this file to "
+			   "measure again\n# type op chosen, then GB/s (gemv) or GOP/s (gemm) per "
+			   "level:");
 	for (int l = 0; l < QUANT_ISA_COUNT; l++)
-		fprintf(f, " %s", quant_isa_name((enum quant_isa)l));
-	fprintf(f, "\n%s %s\ncpu %s\n", FILE_MAGIC, PALAVER_VERSION, s->cpu);
+		strbuf_addf(&sb, " %s", quant_isa_name((enum quant_isa)l));
+	strbuf_addf(&sb, "\n%s %s\ncpu %s\n", FILE_MAGIC, PALAVER_VERSION, s->cpu);
 	for (int i = 0; i < s->n; i++) {
 		const struct quant_select_row *r = &s->row[i];
 		for (int op = 0; op < 2; op++) {
 			const double *v = op ? r->gemm : r->gemv;
-			fprintf(f, "%s %s %s", quant_type_name(r->type), op ? "gemm" : "gemv",
-				quant_isa_name(op ? r->gemm_level : r->gemv_level));
+			strbuf_addf(&sb, "%s %s %s", quant_type_name(r->type), op ? "gemm" : "gemv",
+				    quant_isa_name(op ? r->gemm_level : r->gemv_level));
 			for (int l = 0; l < QUANT_ISA_COUNT; l++)
-				fprintf(f, " %.2f", v[l]);
-			fputc('\n', f);
+				strbuf_addf(&sb, " %.2f", v[l]);
+			strbuf_addch(&sb, '\n');
 		}
 	}
-	int bad = ferror(f);
-	if (fclose(f) != 0 || bad || rename(tmp.buf, path) < 0) {
-		int e = errno;
-		unlink(tmp.buf);
-		error("cannot write '%s': %s", path, strerror(e));
-		strbuf_release(&tmp);
-		return -1;
-	}
-	strbuf_release(&tmp);
-	return 0;
+	int rc = write_file_replace(path, sb.buf, sb.len);
+	strbuf_release(&sb);
+	return rc;
 }
 
 int quant_select_load(struct quant_selection *s, const char *path)

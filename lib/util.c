@@ -50,6 +50,32 @@ int mkdir_parents(const char *path)
 	return 0;
 }
 
+int write_file_replace(const char *path, const char *data, size_t len)
+{
+	struct strbuf tmp = STRBUF_INIT;
+	if (mkdir_parents(path) < 0)
+		return -1;
+	strbuf_addf(&tmp, "%s.%ld.tmp", path, (long)getpid());
+	FILE *f = fopen(tmp.buf, "w");
+	if (!f) {
+		int e = errno;
+		error("cannot write '%s': %s", tmp.buf, strerror(e));
+		strbuf_release(&tmp);
+		return -1;
+	}
+	size_t w = fwrite(data, 1, len, f);
+	int bad = ferror(f) || w != len;
+	if (fclose(f) != 0 || bad || rename(tmp.buf, path) < 0) {
+		int e = errno ? errno : EIO;
+		unlink(tmp.buf);
+		error("cannot write '%s': %s", path, strerror(e));
+		strbuf_release(&tmp);
+		return -1;
+	}
+	strbuf_release(&tmp);
+	return 0;
+}
+
 uint64_t time_now_ns(void)
 {
 	struct timespec ts;

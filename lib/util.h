@@ -10,6 +10,10 @@
 int xdg_path(struct strbuf *out, const char *var, const char *fallback, const char *name);
 /* Create the directories leading to the file PATH (mode 0700). 0 or -1. */
 int mkdir_parents(const char *path);
+/* Replace the file PATH by len bytes of data, whole or not at all: written
+ * to PATH.<pid>.tmp (its directories made) and renamed over it.  0 or -1
+ * (error()). */
+int write_file_replace(const char *path, const char *data, size_t len);
 
 /* Monotonic time. */
 double time_now_ms(void);
