@@ -285,8 +285,8 @@ static void print_results(enum fmt f, const struct model_info *in, const char *p
 	if (in->repacked_bytes) {
 		char rp[32];
 		format_size(rp, sizeof(rp), in->repacked_bytes);
-		printf("repacked at load: %s of weights copied into the kernels' layout "
-		       "(their file pages released; --no-repack keeps the file's layout)\n",
+		printf("repacked at load: %s of weights copied into the kernels' layout or "
+		       "2 MiB pages (their file pages released; --no-repack keeps the file's)\n",
 		       rp);
 	}
 }

@@ -9,6 +9,7 @@
 #include "model.h"
 #include "readahead.h"
 #include "testutil.h"
+#include "xalloc.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -18,12 +19,9 @@
 #include <unistd.h>
 
 static const char *const models[] = {
-	"models/stories260K.gguf",
-	"models/rand-gemma2-f32.gguf", /* tied output */
-	"models/rand-llama-256-Q4_0.gguf",
-	"models/llama-2-tiny-random.gguf",
-	"models/rand-qwen3moe-f32.gguf",
-	"models/rand-llama-moe-f32.gguf",
+	"models/stories260K.gguf",         "models/rand-gemma2-f32.gguf", /* tied output */
+	"models/rand-llama-256-Q4_0.gguf", "models/llama-2-tiny-random.gguf",
+	"models/rand-qwen3moe-f32.gguf",   "models/rand-llama-moe-f32.gguf",
 };
 
 /* The group readahead.c should put a tensor in: -1 = none. */
@@ -303,12 +301,11 @@ static uint64_t table_bytes(const struct readahead *ra)
 
 /* Weights repacked into copies at load leave the read-ahead table (the
  * forward pass no longer reads their file pages), and mlock pins the
- * copies instead: the pinned bytes stay about the weights' size. */
-static void test_repacked_left_out(void **state)
+ * copies instead: the pinned bytes stay about the weights' size.  Float
+ * weights are copied in their own layout on every CPU (for the 2 MiB
+ * pages); the logits are the mapping's, bit for bit, either way. */
+static void check_repacked(const char *rel, int always)
 {
-	(void)state;
-	REQUIRE_REF();
-	const char *rel = "models/rand-llama-256-Q8_0.gguf";
 	struct model_params mp;
 	model_params_default(&mp);
 	mp.n_threads = 1;
@@ -324,6 +321,9 @@ static void test_repacked_left_out(void **state)
 	uint64_t a = table_bytes(model_readahead(plain)), b = table_bytes(model_readahead(rp));
 	const struct model_info *in = model_info(rp);
 	assert_true(a > 0 && a <= model_info(plain)->file_bytes + 4096);
+	assert_true(model_info(plain)->repacked_bytes == 0);
+	if (always)
+		assert_true(in->repacked_bytes > in->weight_bytes / 2);
 	if (in->repacked_bytes == 0) {
 		assert_true(a == b); /* no repacking kernels on this CPU */
 	} else {
@@ -334,8 +334,29 @@ static void test_repacked_left_out(void **state)
 		assert_true(in->locked_bytes >= in->weight_bytes);
 		assert_true(in->locked_bytes <= in->weight_bytes + in->repacked_bytes);
 	}
+	int n_vocab = in->n_vocab;
+	float *la = xcalloc((size_t)n_vocab, sizeof(float)),
+	      *lb = xcalloc((size_t)n_vocab, sizeof(float));
+	int32_t toks[5] = { 1, 7, 42, 99, 3 };
+	assert_int_equal(model_forward(plain, toks, 4, 0, la, 0), 0);
+	assert_int_equal(model_forward(rp, toks, 4, 0, lb, 0), 0);
+	assert_memory_equal(la, lb, (size_t)n_vocab * sizeof(float));
+	assert_int_equal(model_forward(plain, toks + 4, 1, 4, la, 0), 0);
+	assert_int_equal(model_forward(rp, toks + 4, 1, 4, lb, 0), 0);
+	assert_memory_equal(la, lb, (size_t)n_vocab * sizeof(float));
+	free(la);
+	free(lb);
 	model_free(plain);
 	model_free(rp);
+}
+
+static void test_repacked_left_out(void **state)
+{
+	(void)state;
+	REQUIRE_REF();
+	check_repacked("models/rand-llama-256-Q8_0.gguf", 0);
+	check_repacked("models/rand-llama-256-F16.gguf", 1);
+	check_repacked("models/rand-llama-256-BF16.gguf", 1);
 }
 
 /* mlock either pins the mapping (then no read-ahead helper runs) or leaves
