@@ -757,7 +757,7 @@ int model_layer_mats(struct model *m, int l, struct mat **all)
  * more, and from 2 MiB pages they ran 1.07-1.41x (F16) and 1.19-1.35x
  * (BF16) the mapping's speed (1B files, two threads, four interleaved
  * pairs, 2026-12-05); the K and I quants, whose rows are a fraction of a
- * page, measured no faster copied (0.85-1.04x) and stay mapped.
+ * page, measured no faster copied (0.79-1.04x) and stay mapped.
  */
 static int load_layout(const struct mat *w)
 {
